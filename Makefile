@@ -1,0 +1,38 @@
+# rsft — two commands on a fresh machine:  make demo   |   make test
+PY       ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+DEMO_DIR ?= .rsft/demo
+
+.PHONY: demo test test-fast install bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -c constraints.txt torch
+	$(BIN)/pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## demo: synthesize a factory, run the nightly retrain twice (two nights), show the registry
+demo: $(STAMP)
+	$(BIN)/rsft synth --config examples/factory.yaml --out $(DEMO_DIR)/raw
+	$(BIN)/rsft retrain --config examples/factory.yaml
+	$(BIN)/rsft synth --config examples/factory.yaml --out $(DEMO_DIR)/raw --night 2
+	$(BIN)/rsft retrain --config examples/factory.yaml
+	$(BIN)/rsft history --config examples/factory.yaml
+
+## test: the whole suite (one real retrain end to end, twice)
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/sampling.py
+
+clean:
+	rm -rf .rsft $(VENV)

@@ -1,0 +1,399 @@
+"""Configuration: one frozen pydantic model per stage, plus :class:`PipelineConfig`.
+
+Loaded from YAML with :func:`load_config`. Unknown keys and wrong types are errors that
+name the offending key (``ConfigError``), so a typo in a nightly config fails loudly
+instead of silently falling back to a default.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used; the message is one line naming the key."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --------------------------------------------------------------------------------------
+# state: where everything embedded lives
+# --------------------------------------------------------------------------------------
+class StateConfig(_Model):
+    # project-local state directory: MLflow SQLite store + artifacts, Prefect home, datasets.
+    # None = $RSFT_STATE_DIR, else ".rsft" relative to the working directory.
+    dir: str | None = None
+    # MLflow tracking URI; None = sqlite:///<state>/mlflow.db (team scale: http://mlflow:5000)
+    tracking_uri: str | None = None
+    # MLflow experiment name
+    experiment: str = "rsft"
+
+
+# --------------------------------------------------------------------------------------
+# synth: the synthetic factory
+# --------------------------------------------------------------------------------------
+class SynthConfig(_Model):
+    seed: int = 0
+    machines: int = 8  # N machines, ids M01..MNN
+    days: int = 20  # historical days in the pool
+    samples_per_day: int = 240  # readings per machine per day (one every 6 minutes)
+    start: str = "2026-01-01T00:00:00Z"  # first pool timestamp (UTC)
+    target_days: int = 2  # days of the current regime after the pool
+    target_sample_rows: int = 400  # small labelled sample of the current regime
+    target_holdout_rows: int = 2000  # hold-out of the current regime, for the promotion gate
+    fault_rate: float = 0.004  # per-row probability of each injected fault kind
+    pool_format: Literal["csv", "parquet", "mixed"] = "mixed"  # mixed: alternate days
+    # share of pool rows that look like the current regime (the needle RSFT has to find)
+    target_like_share: float = 0.08
+    # logs: a maintenance log line per event; probability of an event per machine-reading
+    event_rate: float = 0.01
+
+
+# --------------------------------------------------------------------------------------
+# ingest: schema contract and policies
+# --------------------------------------------------------------------------------------
+DType = Literal["str", "float64", "int64", "bool", "timestamp"]
+
+
+class ColumnContract(_Model):
+    name: str
+    dtype: DType
+    nullable: bool = False
+    min: float | None = None  # inclusive lower bound (numeric)
+    max: float | None = None  # inclusive upper bound (numeric)
+    allowed: list[str] | None = None  # allowed values (str)
+    pattern: str | None = None  # regex the full value must match (str)
+    unit: str | None = None  # documentation only: degC, bar, mm/s, A
+    finite: bool = True  # floats: NaN/inf are violations
+
+
+class ContractConfig(_Model):
+    name: str = "sensors"
+    format: Literal["table", "jsonl"] = "table"  # jsonl = one JSON object per line
+    columns: list[ColumnContract]
+    key: list[str] = []  # unique key (used by duplicate policies and prefilter dedupe)
+    partition_by: list[str] = []  # hive partition columns of the output dataset
+    timestamp_column: str | None = "ts"
+    # timestamp policy: convert offsets to UTC; naive timestamps rejected or assumed UTC
+    naive_timestamps: Literal["reject", "assume_utc"] = "reject"
+    utc_only: bool = False  # reject any non-UTC offset instead of converting
+    unknown_columns: Literal["reject", "drop", "keep"] = "reject"
+    duplicate_rows: Literal["quarantine", "keep"] = "quarantine"  # exact duplicate rows in a file
+    file_dedupe: Literal["skip_identical", "none"] = "skip_identical"  # byte-identical files
+    parquet_types: Literal["strict", "cast_if_lossless"] = "strict"
+    delimiter: str = ","
+    sniff_delimiter: bool = False
+    empty_file: Literal["error", "zero_rows"] = "error"
+    structural_errors: Literal["quarantine", "fail_file"] = "quarantine"
+    decode_errors: Literal["quarantine", "fail_file", "latin1"] = "quarantine"
+    max_line_bytes: int | None = None  # quarantine (or fail) records longer than this
+
+
+class IngestConfig(_Model):
+    sensors: ContractConfig | None = None
+    logs: ContractConfig | None = None
+    chunk_rows: int = 250_000  # rows per streamed batch
+    concurrency: int = 2  # files ingested at once (Prefect map)
+    fail_run_on_file_error: bool = False  # exit non-zero when any file fails
+
+
+# --------------------------------------------------------------------------------------
+# prefilter: declarative rules, each compiled to one pl.Expr
+# --------------------------------------------------------------------------------------
+class _Rule(_Model):
+    name: str | None = None  # counter name; default derived from kind + columns
+
+
+class NotNullRule(_Rule):
+    kind: Literal["not_null"]
+    columns: list[str]
+
+
+class FiniteRule(_Rule):
+    kind: Literal["finite"]
+    columns: list[str]
+
+
+class RangeRule(_Rule):
+    kind: Literal["range"]
+    column: str
+    min: float | None = None  # inclusive
+    max: float | None = None  # inclusive
+
+
+class AllowedRule(_Rule):
+    kind: Literal["allowed"]
+    column: str
+    values: list[str]
+
+
+class DuplicateRule(_Rule):
+    kind: Literal["duplicate"]
+    columns: list[str]  # keep the first row of each key
+
+
+class StuckRule(_Rule):
+    kind: Literal["stuck"]
+    columns: list[str]
+    window: int = 10  # readings; rolling std == 0 over this window => stuck
+    by: str = "machine_id"
+    order_by: str = "ts"
+
+
+class SpikeRule(_Rule):
+    kind: Literal["spike"]
+    columns: list[str]
+    window: int = 11  # readings (centred rolling median / MAD window)
+    k: float = 6.0  # spike when |x - median| > k * 1.4826 * MAD
+    by: str = "machine_id"
+    order_by: str = "ts"
+
+
+class RateOfChangeRule(_Rule):
+    kind: Literal["rate_of_change"]
+    column: str
+    max_delta: float  # max |x_t - x_{t-1}| between consecutive readings of a machine
+    by: str = "machine_id"
+    order_by: str = "ts"
+
+
+class TextLengthRule(_Rule):
+    kind: Literal["text_length"]
+    column: str = "text"
+    min_chars: int | None = None
+    max_chars: int | None = None
+    min_words: int | None = None
+    max_words: int | None = None
+
+
+class TextCharsRule(_Rule):
+    kind: Literal["text_chars"]
+    column: str = "text"
+    min_alnum_share: float | None = None  # share of alphanumeric characters
+    max_nonprintable_share: float | None = None
+
+
+class TextRepetitionRule(_Rule):
+    kind: Literal["text_repetition"]
+    column: str = "text"
+    max_repeated_word_share: float = 0.5  # 1 - unique words / words
+
+
+class TextDuplicateRule(_Rule):
+    kind: Literal["text_duplicate"]
+    column: str = "text"  # exact duplicate after lowercase + whitespace normalisation
+
+
+Rule = Annotated[
+    Union[
+        NotNullRule,
+        FiniteRule,
+        RangeRule,
+        AllowedRule,
+        DuplicateRule,
+        StuckRule,
+        SpikeRule,
+        RateOfChangeRule,
+        TextLengthRule,
+        TextCharsRule,
+        TextRepetitionRule,
+        TextDuplicateRule,
+    ],
+    Field(discriminator="kind"),
+]
+
+
+class PrefilterConfig(_Model):
+    rules: list[Rule] = []
+    write_excluded: bool = False  # also write dropped rows with the rule name
+
+
+# --------------------------------------------------------------------------------------
+# features
+# --------------------------------------------------------------------------------------
+class FeaturesConfig(_Model):
+    numeric: list[str] = []  # numeric columns fed to scorer and model
+    categorical: dict[str, list[str]] = {}  # one-hot columns: name -> levels
+    label: str = "quality"  # regression target column
+    group: str = "machine_id"  # grouping column (rolling windows, grouped CV)
+    standardize_sample_rows: int = 200_000  # pool rows used to fit robust standardisation
+    text_column: str = "text"
+    text_buckets: int = 10_000  # hashed n-gram buckets
+    text_ngrams: int = 2
+
+
+# --------------------------------------------------------------------------------------
+# scorer: density ratio log w = log p_target - log q_pool
+# --------------------------------------------------------------------------------------
+class ScorerConfig(_Model):
+    kind: Literal["gaussian", "gmm", "classifier", "ngram"] = "gaussian"
+    pool_sample_rows: int = 50_000  # pool rows used to fit q (and calibrate M)
+    shrinkage: float = 0.05  # covariance shrinkage toward the diagonal (gaussian/gmm)
+    components: int = 4  # gmm components
+    covariance: Literal["full", "diag"] = "full"
+    em_iters: int = 100
+    hidden: int = 64  # classifier MLP width
+    epochs: int = 20  # classifier epochs
+    smoothing: float = 1.0  # ngram additive smoothing
+    seed: int = 0
+
+
+# --------------------------------------------------------------------------------------
+# sampling: rejection or fixed budget, chunked
+# --------------------------------------------------------------------------------------
+class SamplingConfig(_Model):
+    mode: Literal["rejection", "budget"] = "rejection"
+    # M calibration on the pool sample: 1.0 = max w (exact); 0.999 = quantile (clips a few)
+    m_quantile: float = Field(1.0, gt=0.0, le=1.0)
+    budget: int | None = None  # k rows for budget mode
+    temper: float = Field(1.0, ge=0.0, le=1.0)  # beta in w**beta (0 uniform, 1 full RS)
+    chunk_rows: int = 200_000  # pool rows per chunk
+    concurrency: int = 2  # chunks in flight (Prefect map)
+    seed: int = 0  # run seed; chunk i uses (seed, i)
+    task_runner: Literal["thread", "dask"] = "thread"
+    dask_address: str | None = None  # None + dask = LocalCluster
+
+
+# --------------------------------------------------------------------------------------
+# model + training
+# --------------------------------------------------------------------------------------
+class ModelConfig(_Model):
+    kind: Literal["mlp"] = "mlp"
+    hidden: list[int] = [64, 64]
+    dropout: float = 0.0
+    import_path: str | None = None  # "package.module:Class" for a user nn.Module
+
+
+class TrainConfig(_Model):
+    optimizer: Literal["sgd", "momentum", "adam", "adamw", "rmsprop"] = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    schedule: Literal["constant", "cosine", "step"] = "cosine"
+    epochs: int = 15
+    batch_size: int = 256
+    grad_clip: float | None = 1.0  # max grad norm; None = off
+    freeze: list[str] = []  # parameter-name glob patterns frozen during fine-tuning
+    val_share: float = 0.15  # validation split of the training rows
+    patience: int = 4  # early stopping on validation loss (epochs)
+    include_target_sample: bool = True  # add the target sample to the selected rows
+    target_weight: float = 1.0  # repeat factor of target rows in the training set
+    loss_threshold_quantile: float | None = None  # in-training rejection: skip loss above q
+    pretrain_rows: int = 100_000  # pool rows for the base model (first run)
+    pretrain_epochs: int = 10
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+# --------------------------------------------------------------------------------------
+# registry + promotion policy
+# --------------------------------------------------------------------------------------
+class PromotionConfig(_Model):
+    model_name: str = "factory-quality"
+    metric: str = "rmse"  # lower is better
+    min_improvement: float = 0.0  # relative: promote when challenger <= champion * (1 - x)
+    min_holdout_rows: int = 50
+    max_pool_regression: float | None = None  # relative pool-hold-out regression allowed
+
+
+# --------------------------------------------------------------------------------------
+# the pipeline
+# --------------------------------------------------------------------------------------
+class DataConfig(_Model):
+    pool: list[str]  # files, directories or globs of raw pool exports
+    target_sample: str  # small labelled sample of the current regime
+    target_holdout: str  # hold-out of the current regime (promotion gate)
+    logs: list[str] = []  # maintenance-log JSONL exports
+
+
+class PipelineConfig(_Model):
+    name: str = "factory"
+    state: StateConfig = StateConfig()
+    synth: SynthConfig = SynthConfig()
+    data: DataConfig
+    ingest: IngestConfig = IngestConfig()
+    prefilter: PrefilterConfig = PrefilterConfig()
+    features: FeaturesConfig = FeaturesConfig()
+    scorer: ScorerConfig = ScorerConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    promotion: PromotionConfig = PromotionConfig()
+
+    # directory the YAML was loaded from; relative data paths resolve against it
+    base_dir: str = "."
+
+    @model_validator(mode="after")
+    def _check(self) -> PipelineConfig:
+        if self.sampling.mode == "budget" and not self.sampling.budget:
+            raise ValueError("sampling.budget is required when sampling.mode is 'budget'")
+        return self
+
+    def resolve(self, path: str) -> str:
+        """A data path relative to the config file's directory (URIs pass through)."""
+        if "://" in path or os.path.isabs(path):
+            return path
+        return str(Path(self.base_dir) / path)
+
+    def flat(self) -> dict[str, Any]:
+        """Flattened ``a.b.c -> value`` view, for MLflow params."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            else:
+                out[prefix] = value
+
+        walk("", self.model_dump(mode="json"))
+        return out
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"])
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        msg = f"unknown key '{loc}'"
+    elif kind == "missing":
+        msg = f"missing required key '{loc}'"
+    else:
+        msg = f"invalid value for '{loc}': {first['msg']}"
+    more = len(err.errors()) - 1
+    suffix = f" (+{more} more)" if more else ""
+    return f"{source}: {msg}{suffix}"
+
+
+def parse_config(data: dict[str, Any], source: str = "<config>", base_dir: str = ".") -> PipelineConfig:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: top level must be a mapping")
+    data = {**data, "base_dir": data.get("base_dir", base_dir)}
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_format_error(err, source)) from None
+
+
+def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Load and validate a YAML config; ``overrides`` are dotted keys (``train.epochs``)."""
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{p}: not valid YAML: {str(err).splitlines()[0]}") from None
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return parse_config(data, source=str(p), base_dir=str(p.parent.resolve()))

@@ -1,0 +1,82 @@
+"""The project-local state directory and the environment that points tools at it.
+
+Everything embedded lives under one folder (default ``.rsft/``)::
+
+    .rsft/
+      mlflow.db          MLflow tracking + registry store (SQLite)
+      mlartifacts/       MLflow artifacts
+      prefect/           PREFECT_HOME (ephemeral server database, settings)
+      data/              datasets made by the pipeline (ingested, prefiltered, selected)
+      locks/             file locks (registry alias moves)
+
+``RSFT_STATE_DIR`` overrides the default; a config's ``state.dir`` overrides both.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_VAR = "RSFT_STATE_DIR"
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    root: Path
+
+    @property
+    def mlflow_db(self) -> Path:
+        return self.root / "mlflow.db"
+
+    @property
+    def tracking_uri(self) -> str:
+        return f"sqlite:///{self.mlflow_db}"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.root / "mlartifacts"
+
+    @property
+    def prefect_home(self) -> Path:
+        return self.root / "prefect"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def locks(self) -> Path:
+        return self.root / "locks"
+
+    def run_dir(self, pipeline: str) -> Path:
+        return self.data / pipeline
+
+
+def state_paths(configured: str | None = None) -> StatePaths:
+    raw = configured or os.environ.get(ENV_VAR) or ".rsft"
+    root = Path(raw).expanduser().resolve()
+    return StatePaths(root)
+
+
+def configure_environment(configured: str | None = None) -> StatePaths:
+    """Create the state dir and point Prefect at it, quietly. Call before importing prefect.
+
+    Values already present in the environment win (team scale sets PREFECT_API_URL etc.).
+    """
+    paths = state_paths(configured)
+    for d in (paths.root, paths.artifacts, paths.prefect_home, paths.data, paths.locks):
+        d.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault(ENV_VAR, str(paths.root))
+    os.environ.setdefault("PREFECT_HOME", str(paths.prefect_home))
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "false")
+    os.environ.setdefault("PREFECT_UI_ENABLED", "false")
+    os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "ERROR")
+    os.environ.setdefault("PREFECT_RESULTS_PERSIST_BY_DEFAULT", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+    return paths

@@ -1,0 +1,1 @@
+"""Prefect tasks: thin wrappers over rsft that add retries, caching and artifacts."""
