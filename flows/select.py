@@ -1,0 +1,45 @@
+"""Selection flow: prefilter -> fit scorer -> chunked rejection sampling -> report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, unmapped
+
+from rsft.config import PipelineConfig
+from tasks.select import fit_scorer_task, merge_task, plan_chunks_task, prefilter_task, report_task, sample_chunk_task
+
+
+def task_runner(cfg: PipelineConfig):
+    """Thread pool by default; a Dask cluster (address or a LocalCluster) when configured."""
+    if cfg.sampling.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if cfg.sampling.dask_address:
+            return DaskTaskRunner(address=cfg.sampling.dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.sampling.concurrency, "threads_per_worker": 1, "processes": True})
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=cfg.sampling.concurrency)
+
+
+@flow(name="select", flow_run_name="select-{cfg.name}")
+def select_rows(cfg: PipelineConfig) -> dict[str, Any]:
+    prefiltered = prefilter_task(cfg)
+    scored = fit_scorer_task(cfg, prefiltered)
+    run_dir = Path(scored["run_dir"])
+    specs = plan_chunks_task(prefiltered["output"], cfg.sampling.chunk_rows)
+    chunk_flow = sample_chunks.with_options(task_runner=task_runner(cfg))
+    selection = chunk_flow(cfg, specs, scored["scorer_path"], scored["log_m"], str(run_dir))
+    report = report_task(cfg, prefiltered, scored, selection)
+    return {"prefilter": prefiltered, "scorer": scored, "selection": selection, "report": report}
+
+
+@flow(name="sample-chunks", flow_run_name="sample-{cfg.name}")
+def sample_chunks(cfg: PipelineConfig, specs: list, scorer_path: str, log_m: float, run_dir: str) -> dict[str, Any]:
+    futures = sample_chunk_task.map(
+        specs, unmapped(scorer_path), unmapped(cfg.features), unmapped(cfg.sampling), unmapped(log_m),
+        unmapped(str(Path(run_dir) / "chunks")),
+    )
+    return merge_task([f.result() for f in futures], str(Path(run_dir) / "selected.parquet"), cfg.sampling)

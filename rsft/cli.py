@@ -1,0 +1,249 @@
+"""The ``rsft`` command.
+
+The library never imports prefect; the commands that run flows (``retrain``, ``ingest``,
+``serve``) import the ``flows`` package lazily, after the state directory is configured.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rsft.config import ConfigError, PipelineConfig, load_config
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="rsft: keep factory models current — ingest, prefilter, density-ratio rejection sampling, "
+    "fine-tune, and champion/challenger promotion in MLflow, as Prefect flows.",
+)
+console = Console()
+err = Console(stderr=True)
+
+ConfigOpt = typer.Option("examples/factory.yaml", "--config", "-c", help="Pipeline YAML (see examples/factory.yaml).")
+SetOpt = typer.Option(None, "--set", help="Override a config value: --set train.epochs=5 (repeatable; YAML values).")
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def _overrides(items: Optional[list[str]]) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            _fail(f"--set expects key=value, got '{item}'")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _load(config: str, sets: Optional[list[str]] = None) -> PipelineConfig:
+    try:
+        cfg = load_config(config, _overrides(sets))
+    except ConfigError as e:
+        _fail(str(e))
+    from rsft.state import configure_environment
+
+    configure_environment(cfg.state.dir)
+    return cfg
+
+
+def _kv_table(title: str, rows: dict[str, Any]) -> Table:
+    t = Table(title=title, show_header=False, title_justify="left")
+    t.add_column(style="bold")
+    t.add_column()
+    for k, v in rows.items():
+        t.add_row(k.replace("_", " "), v if isinstance(v, str) else json.dumps(v, default=str))
+    return t
+
+
+@app.command()
+def synth(
+    config: str = ConfigOpt,
+    out: Path = typer.Option(Path(".rsft/demo/raw"), help="Output directory for the raw exports."),
+    night: int = typer.Option(1, min=1, help="Night number: night n adds new daily exports and a fresh target sample."),
+    sets: Optional[list[str]] = SetOpt,
+) -> None:
+    """Generate a synthetic factory: pool exports (CSV/Parquet), maintenance logs (JSONL), target sample + hold-out."""
+    from rich.progress import Progress
+
+    from rsft.synth import write_synthetic
+
+    cfg = _load(config, sets)
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"night {night}: writing daily exports", total=None)
+
+        def on_day(day: int, total: int) -> None:
+            progress.update(task, total=total, completed=day + 1)
+
+        summary = write_synthetic(cfg.synth, out, night=night, on_day=on_day)
+    console.print(
+        f"[green]synth[/] night {night}: {summary.pool_rows:,} pool rows in {len(summary.pool_files)} files, "
+        f"{summary.log_rows:,} log lines, target sample {summary.target_sample_rows} rows, "
+        f"hold-out {summary.target_holdout_rows} rows → {out}"
+    )
+
+
+@app.command()
+def retrain(
+    config: str = ConfigOpt,
+    sets: Optional[list[str]] = SetOpt,
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the run summary as JSON here."),
+) -> None:
+    """Run the nightly retrain flow once: ingest → prefilter → score → sample → fine-tune → register → promote."""
+    cfg = _load(config, sets)
+    with console.status("running the nightly retrain flow (Prefect, embedded)…"):
+        from flows.retrain import retrain as retrain_flow
+
+        try:
+            summary = retrain_flow(config_path=str(Path(config).resolve()), overrides=_overrides(sets))
+        except Exception as e:  # one line for the operator; the Prefect log has the traceback
+            _fail(f"retrain failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1)
+    console.print(_kv_table(f"rsft retrain — {cfg.name}", summary))
+    if json_out:
+        json_out.write_text(json.dumps(summary, indent=2, default=str))
+
+
+@app.command()
+def ingest(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
+    """Ingest the exports the config names (incremental: already ingested files are skipped)."""
+    cfg = _load(config, sets)
+    with console.status("ingesting…"):
+        from flows.ingest import ingest_datasets
+
+        summary = ingest_datasets(cfg)
+    t = Table(title="ingest")
+    for col in ("dataset", "files", "skipped", "rows read", "rows ok", "quarantined", "failed files"):
+        t.add_column(col)
+    for name, s in summary.items():
+        t.add_row(name, str(s["files"]), str(s["files_skipped"]), f"{s['rows_total']:,}", f"{s['rows_ok']:,}",
+                  f"{s['rows_quarantined']:,}", str(len(s["files_failed"])))
+    console.print(t)
+    for name, s in summary.items():
+        for line in s["files_failed"]:
+            err.print(f"[yellow]failed[/] {name}: {line}", highlight=False)
+
+
+def _client(cfg: PipelineConfig):
+    from rsft import registry
+    from rsft.stages import tracking_uri
+
+    return registry.client(tracking_uri(cfg))
+
+
+@app.command()
+def history(config: str = ConfigOpt) -> None:
+    """Print the model's versions, aliases and promotion decisions (the audit trail)."""
+    from rsft import registry
+
+    cfg = _load(config)
+    rows = registry.history(_client(cfg), cfg.promotion.model_name)
+    if not rows:
+        console.print(f"no versions of '{cfg.promotion.model_name}' yet")
+        return
+    t = Table(title=f"{cfg.promotion.model_name}: versions (newest first)")
+    for col in ("version", "aliases", "decision", cfg.promotion.metric, "champion then", "reason"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(str(r["version"]), ", ".join(r["aliases"]), r["decision"], r["metric"], r["champion_metric"], r["reason"])
+    console.print(t)
+
+
+@app.command()
+def promote(
+    version: int = typer.Option(..., "--version", help="Registered version to make champion."),
+    config: str = ConfigOpt,
+    force: bool = typer.Option(False, help="Skip the guardrails and the comparison with the champion."),
+) -> None:
+    """Manually promote a version (scored against the champion on the target hold-out unless --force)."""
+    from rsft import registry
+    from rsft.evaluate import evaluate_regression
+    from rsft.models import load_checkpoint, model_from_checkpoint
+    from rsft.stages import load_target
+
+    cfg = _load(config)
+    name = cfg.promotion.model_name
+    mlc = _client(cfg)
+    mv = mlc.get_model_version(name, str(version))
+    current = registry.alias_version(mlc, name)
+    if force:
+        decision = registry.Decision(True, "manual promotion (--force)", cfg.promotion.metric, float("nan"), None)
+    else:
+        holdout = load_target(cfg, "target_holdout")
+        score = lambda v: evaluate_regression(  # noqa: E731
+            model_from_checkpoint(load_checkpoint(registry.download_checkpoint(mlc, v))), holdout, cfg.features
+        )
+        decision = registry.decide(cfg.promotion, score(mv), score(current) if current else None, holdout.height)
+    with registry.registry_lock(Path(os.environ["RSFT_STATE_DIR"]) / "locks", name):
+        if not decision.promote:
+            _fail(f"not promoted: {decision.reason} (use --force to override)", 1)
+        registry.record_decision(mlc, name, str(version), decision)
+        registry.move_champion(mlc, name, str(version), current.version if current else None)
+    console.print(f"[green]{name}@champion[/] → v{version} ({decision.reason})")
+
+
+@app.command()
+def rollback(config: str = ConfigOpt) -> None:
+    """Make previous-champion the champion again (and the current champion previous-champion)."""
+    from rsft import registry
+
+    cfg = _load(config)
+    name = cfg.promotion.model_name
+    mlc = _client(cfg)
+    with registry.registry_lock(Path(os.environ["RSFT_STATE_DIR"]) / "locks", name):
+        try:
+            new, old = registry.rollback(mlc, name)
+        except RuntimeError as e:
+            _fail(str(e), 1)
+    console.print(f"[green]{name}@champion[/] → v{new} (previous-champion → v{old})")
+
+
+@app.command()
+def serve(config: str = ConfigOpt) -> None:
+    """Serve the nightly-retrain and hourly ingest deployments from this process (no work pool needed)."""
+    cfg = _load(config)
+    from prefect import serve as prefect_serve
+
+    from flows.ingest import ingest as ingest_flow
+    from flows.retrain import retrain as retrain_flow
+
+    path = str(Path(config).resolve())
+    prefect_serve(
+        retrain_flow.to_deployment(name="nightly-retrain", cron="0 2 * * *", parameters={"config_path": path}),
+        ingest_flow.to_deployment(name="ingest", cron="0 * * * *", parameters={"config_path": path}),
+    )
+    console.print(f"served {cfg.name}")
+
+
+@app.command("check-config")
+def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
+    """Validate a config file and print it resolved (unknown keys and wrong types are errors)."""
+    cfg = _load(config, sets)
+    from rsft.stages import cfg_yaml
+
+    console.print(cfg_yaml(cfg), highlight=False)
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("RSFT_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except ConfigError as e:
+        err.print(f"error: {e}", highlight=False)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""MLflow tracking, registration and the champion/challenger promotion gate.
+
+Small idempotent functions; the promotion policy is data (:class:`PromotionConfig`).
+Aliases only (``champion``, ``previous-champion``), never the deprecated stages. Alias moves
+happen under a lock and re-read the current champion right before writing, so two retrains
+finishing together cannot promote a loser.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import logging
+import math
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+from rsft.config import PromotionConfig
+
+log = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+PREVIOUS = "previous-champion"
+CHECKPOINT_ARTIFACT = "checkpoint/model.pt"
+
+
+def _mlflow():
+    import mlflow  # heavy import: only when the registry is used
+
+    return mlflow
+
+
+def client(tracking_uri: str):
+    mlflow = _mlflow()
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    from mlflow import MlflowClient
+
+    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+
+
+@contextlib.contextmanager
+def registry_lock(lock_dir: str | Path, name: str) -> Iterator[None]:
+    """Exclusive inter-process lock around version allocation and alias moves."""
+    Path(lock_dir).mkdir(parents=True, exist_ok=True)
+    path = Path(lock_dir) / f"registry-{name}.lock"
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------------------
+# reading the registry
+# --------------------------------------------------------------------------------------
+def alias_version(mlclient, name: str, alias: str = CHAMPION):
+    """The ModelVersion behind ``name@alias``, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlclient.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def download_checkpoint(mlclient, version) -> str:
+    """Local path of the state-dict checkpoint logged with a model version's run."""
+    dst = tempfile.mkdtemp(prefix="rsft-ckpt-")
+    return mlclient.download_artifacts(version.run_id, CHECKPOINT_ARTIFACT, dst)
+
+
+def history(mlclient, name: str) -> list[dict[str, Any]]:
+    """Every version with its decision tags, newest first (the audit trail)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        versions = mlclient.search_model_versions(f"name='{name}'")
+    except MlflowException:
+        return []
+    aliases: dict[str, list[str]] = {}
+    try:
+        for alias, ver in (mlclient.get_registered_model(name).aliases or {}).items():
+            aliases.setdefault(str(ver), []).append(alias)
+    except MlflowException:
+        pass
+    rows = []
+    for v in sorted(versions, key=lambda v: int(v.version), reverse=True):
+        tags = dict(v.tags or {})
+        rows.append(
+            {
+                "version": int(v.version),
+                "created": v.creation_timestamp,
+                "run_id": v.run_id,
+                "aliases": aliases.get(str(v.version), []),
+                "decision": tags.get("rsft.decision", ""),
+                "reason": tags.get("rsft.reason", ""),
+                "metric": tags.get("rsft.challenger_metric", ""),
+                "champion_metric": tags.get("rsft.champion_metric", ""),
+            }
+        )
+    return rows
+
+
+# --------------------------------------------------------------------------------------
+# the promotion gate
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+    metric: str
+    challenger: float
+    champion: float | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def decide(
+    policy: PromotionConfig,
+    challenger: dict[str, float],
+    champion: dict[str, float] | None,
+    holdout_rows: int,
+    challenger_pool: dict[str, float] | None = None,
+    champion_pool: dict[str, float] | None = None,
+) -> Decision:
+    """Promote only when every guardrail passes and the challenger wins by the margin.
+
+    Metrics are "lower is better" (rmse, mae). ``champion`` None = there is no champion yet.
+    """
+    m = policy.metric
+    c = challenger.get(m)
+    ch = champion.get(m) if champion else None
+
+    def no(reason: str) -> Decision:
+        return Decision(False, reason, m, float(c) if c is not None else float("nan"), ch)
+
+    if not _finite(c):
+        return no(f"challenger {m} is not finite ({c})")
+    if holdout_rows < policy.min_holdout_rows:
+        return no(f"hold-out has {holdout_rows} rows < min_holdout_rows={policy.min_holdout_rows}")
+    if policy.max_pool_regression is not None and challenger_pool and champion_pool:
+        cp, chp = challenger_pool.get(m), champion_pool.get(m)
+        if _finite(cp) and _finite(chp) and cp > chp * (1 + policy.max_pool_regression):
+            return no(f"pool hold-out {m} regressed {cp:.4g} > {chp:.4g} × (1 + {policy.max_pool_regression})")
+    if champion is None:
+        return Decision(True, "no champion yet", m, c, None)
+    if not _finite(ch):
+        return Decision(True, f"champion {m} is not finite ({ch})", m, c, ch)
+    bar = ch * (1 - policy.min_improvement)
+    if c < bar:
+        return Decision(True, f"{m} {c:.4g} < champion {ch:.4g} (bar {bar:.4g})", m, c, ch)
+    return no(f"{m} {c:.4g} does not beat champion {ch:.4g} (bar {bar:.4g})")
+
+
+def record_decision(mlclient, name: str, version: str, decision: Decision) -> None:
+    tags = {
+        "rsft.decision": "promoted" if decision.promote else "rejected",
+        "rsft.reason": decision.reason,
+        "rsft.metric": decision.metric,
+        "rsft.challenger_metric": f"{decision.challenger:.6g}",
+        "rsft.champion_metric": "" if decision.champion is None else f"{decision.champion:.6g}",
+    }
+    for k, v in tags.items():
+        mlclient.set_model_version_tag(name, version, k, v)
+
+
+def move_champion(mlclient, name: str, version: str, expected_champion: str | None) -> None:
+    """Point ``champion`` at ``version``; the old one becomes ``previous-champion``.
+
+    ``expected_champion`` is the version the decision was made against; if the champion
+    moved meanwhile (another run promoted), raise instead of overwriting a newer decision.
+    """
+    current = alias_version(mlclient, name, CHAMPION)
+    current_v = current.version if current else None
+    if str(current_v) != str(expected_champion):
+        raise RuntimeError(
+            f"champion of {name} changed from {expected_champion} to {current_v} during the decision; re-evaluate"
+        )
+    if current is not None and str(current.version) != str(version):
+        mlclient.set_registered_model_alias(name, PREVIOUS, current.version)
+    mlclient.set_registered_model_alias(name, CHAMPION, version)
+
+
+def rollback(mlclient, name: str) -> tuple[str, str]:
+    """Swap ``champion`` and ``previous-champion``; returns (new champion, new previous)."""
+    cur = alias_version(mlclient, name, CHAMPION)
+    prev = alias_version(mlclient, name, PREVIOUS)
+    if prev is None:
+        raise RuntimeError(f"{name} has no '{PREVIOUS}' alias to roll back to")
+    mlclient.set_registered_model_alias(name, CHAMPION, prev.version)
+    if cur is not None:
+        mlclient.set_registered_model_alias(name, PREVIOUS, cur.version)
+    mlclient.set_model_version_tag(name, prev.version, "rsft.decision", "rolled-back-to")
+    return str(prev.version), str(cur.version) if cur else ""
+
+
+# --------------------------------------------------------------------------------------
+# logging a challenger
+# --------------------------------------------------------------------------------------
+def pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    return [f"{pkg}=={version(pkg)}" for pkg in ("torch", "numpy", "polars")] + [
+        f"mlflow=={version('mlflow')}"
+    ]
+
+
+def log_json(obj: Any, artifact_file: str) -> None:
+    _mlflow().log_text(json.dumps(obj, indent=2, default=str), artifact_file)
+
+
+def log_flat_params(params: dict[str, Any]) -> None:
+    """Log a flattened config as params (values truncated to MLflow's limit, batched)."""
+    mlflow = _mlflow()
+    items = [(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in params.items()]
+    for i in range(0, len(items), 90):
+        mlflow.log_params({k: v[:6000] for k, v in items[i : i + 90]})
+
+
+def log_model_version(
+    model,
+    checkpoint_path: str | Path,
+    input_example,
+    name: str,
+    tags: dict[str, str],
+) -> str:
+    """Log the model (pyfunc-loadable, with signature) and its state-dict checkpoint in the
+    active run, register it, tag the version; returns the version number."""
+    mlflow = _mlflow()
+    mlflow.log_artifact(str(checkpoint_path), artifact_path=Path(CHECKPOINT_ARTIFACT).parent.as_posix())
+    info = mlflow.pytorch.log_model(
+        model,
+        name="model",
+        input_example=input_example,
+        pip_requirements=pip_requirements(),
+    )
+    mv = mlflow.register_model(info.model_uri, name, tags=tags)
+    return str(mv.version)
+
+
+def environment_tags() -> dict[str, str]:
+    tags = {"rsft.version": _rsft_version()}
+    sha = os.environ.get("RSFT_GIT_SHA") or _git_sha()
+    if sha:
+        tags["rsft.git_sha"] = sha
+    return tags
+
+
+def _rsft_version() -> str:
+    from rsft import __version__
+
+    return __version__
+
+
+def _git_sha() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.TimeoutExpired):
+        return ""

@@ -1,0 +1,384 @@
+"""The retrain stages as plain functions: config + paths in, a small JSON-able summary out.
+
+Prefect tasks (``tasks/``) wrap these one to one; a notebook can call them directly with no
+orchestrator running. Big data never passes through here as values: every stage reads and
+writes Parquet under the state directory and returns paths, counts and digests.
+
+Layout under ``<state>/data/<pipeline name>/``::
+
+    sensors/ logs/ target_sample/ target_holdout/   ingested datasets (+ quarantine, manifest)
+    prefiltered/<key>.parquet                       kept pool rows, keyed by inputs + rules
+    runs/<key>/scorer.pt                            fitted density-ratio scorer
+    runs/<key>/chunks/                              per-chunk selections + completion markers
+    runs/<key>/selected.parquet                     the selected pool rows
+    runs/<key>/report/                              selection report JSON + PNG
+    base/<key>.pt                                   base model pretrained on the pool (first run)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from rsft.config import ContractConfig, PipelineConfig
+from rsft.state import StatePaths, state_paths
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------
+# paths and keys
+# --------------------------------------------------------------------------------------
+def pipeline_root(cfg: PipelineConfig) -> Path:
+    return state_paths(cfg.state.dir).run_dir(cfg.name)
+
+
+def tracking_uri(cfg: PipelineConfig) -> str:
+    return cfg.state.tracking_uri or state_paths(cfg.state.dir).tracking_uri
+
+
+def digest(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def dataset_digest(dataset_dir: str | Path) -> str:
+    """Digest of an ingested dataset = digest of its manifest entries (file digests)."""
+    entries = sorted(p.name for p in (Path(dataset_dir) / "_manifest").glob("*.json"))
+    return digest(entries)
+
+
+def _contract(cfg: PipelineConfig, which: str) -> ContractConfig:
+    contract = getattr(cfg.ingest, which)
+    if contract is None:
+        raise ValueError(f"ingest.{which} contract is not configured")
+    return contract
+
+
+# --------------------------------------------------------------------------------------
+# ingest
+# --------------------------------------------------------------------------------------
+def ingest_sources(cfg: PipelineConfig) -> dict[str, tuple[list[str], str]]:
+    """dataset name -> (raw sources, contract name in cfg.ingest)."""
+    out = {
+        "sensors": ([cfg.resolve(p) for p in cfg.data.pool], "sensors"),
+        "target_sample": ([cfg.resolve(cfg.data.target_sample)], "sensors"),
+        "target_holdout": ([cfg.resolve(cfg.data.target_holdout)], "sensors"),
+    }
+    if cfg.data.logs and cfg.ingest.logs is not None:
+        out["logs"] = ([cfg.resolve(p) for p in cfg.data.logs], "logs")
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# prefilter
+# --------------------------------------------------------------------------------------
+def prefilter_stage(cfg: PipelineConfig) -> dict[str, Any]:
+    from rsft.ingest import scan_dataset
+    from rsft.prefilter import prefilter
+
+    root = pipeline_root(cfg)
+    src = root / "sensors"
+    key = digest(dataset_digest(src), cfg.prefilter.model_dump(mode="json"))
+    out = root / "prefiltered" / f"{key}.parquet"
+    stats = out.with_suffix(".json")
+    if out.exists() and stats.exists():
+        log.info("prefilter: reusing %s", out)
+        return json.loads(stats.read_text())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    summary = prefilter(scan_dataset(src), out, cfg.prefilter).to_dict()
+    summary["output"] = str(out)
+    stats.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+# --------------------------------------------------------------------------------------
+# scorer
+# --------------------------------------------------------------------------------------
+def hashed_sample(lf: pl.LazyFrame, rows_total: int, rows: int, seed: int) -> pl.LazyFrame:
+    """A deterministic ~``rows`` sample of a lazy frame, in one streaming pass (row-hash filter)."""
+    if rows_total <= rows:
+        return lf
+    keep = int(rows / rows_total * 1_000_000) + 1
+    return lf.filter(pl.struct("_source", "_row").hash(seed) % 1_000_000 < keep)
+
+
+def load_target(cfg: PipelineConfig, which: str = "target_sample") -> pl.DataFrame:
+    """The (small) target sample or hold-out, labelled rows only."""
+    from rsft.ingest import scan_dataset
+
+    return scan_dataset(pipeline_root(cfg) / which).filter(pl.col(cfg.features.label).is_not_null()).collect()
+
+
+def run_key(cfg: PipelineConfig, prefiltered: dict[str, Any]) -> str:
+    root = pipeline_root(cfg)
+    return digest(
+        prefiltered["output"],
+        dataset_digest(root / "target_sample"),
+        cfg.features.model_dump(mode="json"),
+        cfg.scorer.model_dump(mode="json"),
+        cfg.sampling.model_dump(mode="json"),
+    )
+
+
+def fit_scorer_stage(cfg: PipelineConfig, prefiltered: dict[str, Any]) -> dict[str, Any]:
+    from rsft.density import load_scorer, make_scorer
+    from rsft.features import feature_names, to_matrix
+    from rsft.sampling import calibrate_log_m
+
+    key = run_key(cfg, prefiltered)
+    run_dir = pipeline_root(cfg) / "runs" / key
+    run_dir.mkdir(parents=True, exist_ok=True)
+    scorer_path = run_dir / "scorer.pt"
+    pool = hashed_sample(
+        pl.scan_parquet(prefiltered["output"]), prefiltered["rows_out"], cfg.scorer.pool_sample_rows, cfg.scorer.seed
+    ).collect()
+    target = load_target(cfg)
+    if target.height == 0:
+        raise ValueError("target sample has no labelled rows after ingest")
+    if scorer_path.exists():
+        scorer = load_scorer(scorer_path)
+    else:
+        scorer = make_scorer(cfg.scorer, feature_names(cfg.features))
+        scorer.fit(to_matrix(target, cfg.features), to_matrix(pool, cfg.features))
+        scorer.save(scorer_path)
+    log_w = scorer.log_ratio(to_matrix(pool, cfg.features)).double().numpy()
+    beta = cfg.sampling.temper
+    log_m = calibrate_log_m(beta * log_w, cfg.sampling.m_quantile)
+    pool.select("_source", "_row").with_columns(log_w=pl.Series(log_w)).write_parquet(run_dir / "pool_sample_logw.parquet")
+    return {
+        "run_key": key,
+        "run_dir": str(run_dir),
+        "scorer_path": str(scorer_path),
+        "scorer": cfg.scorer.kind,
+        "log_m": float(log_m),
+        "pool_sample_rows": pool.height,
+        "target_rows": target.height,
+        "diagnostics": scorer.diagnostics(),
+    }
+
+
+def report_stage(cfg: PipelineConfig, prefiltered: dict[str, Any], scored: dict[str, Any], selection: dict[str, Any]) -> dict[str, Any]:
+    from rsft.report import selection_report
+
+    run_dir = Path(scored["run_dir"])
+    sample = pl.read_parquet(run_dir / "pool_sample_logw.parquet")
+    pool = hashed_sample(
+        pl.scan_parquet(prefiltered["output"]), prefiltered["rows_out"], cfg.scorer.pool_sample_rows, cfg.scorer.seed
+    ).collect()
+    pool = pool.join(sample, on=["_source", "_row"], how="inner")
+    selected = pl.read_parquet(selection["output"])
+    if selected.height > 50_000:
+        selected = selected.sample(50_000, seed=cfg.sampling.seed)
+    return selection_report(
+        load_target(cfg), pool, selected, cfg.features, pool.get_column("log_w").to_numpy(), run_dir / "report"
+    )
+
+
+# --------------------------------------------------------------------------------------
+# training data
+# --------------------------------------------------------------------------------------
+def training_frame(cfg: PipelineConfig, selected_path: str | None) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Selected pool rows (labelled) + the target sample repeated ``target_weight`` times."""
+    label = cfg.features.label
+    cols = list(dict.fromkeys([*cfg.features.numeric, *cfg.features.categorical, label]))
+    parts, counts = [], {}
+    if selected_path:
+        sel = pl.scan_parquet(selected_path)
+        n_all = sel.select(pl.len()).collect().item()
+        sel = sel.filter(pl.col(label).is_not_null()).select(cols).collect()
+        counts["selected_rows"] = n_all
+        counts["selected_unlabelled"] = n_all - sel.height
+        parts.append(sel)
+    if cfg.train.include_target_sample or not parts:
+        tgt = load_target(cfg).select(cols)
+        reps = max(1, int(round(cfg.train.target_weight)))
+        parts += [tgt] * reps
+        counts["target_rows"] = tgt.height * reps
+    df = pl.concat(parts, how="vertical_relaxed")
+    counts["train_rows"] = df.height
+    return df, counts
+
+
+def pool_train_frame(cfg: PipelineConfig, prefiltered: dict[str, Any]) -> pl.DataFrame:
+    label = cfg.features.label
+    lf = pl.scan_parquet(prefiltered["output"]).filter(pl.col(label).is_not_null())
+    return hashed_sample(lf, prefiltered["rows_out"], cfg.train.pretrain_rows, cfg.train.seed + 1).collect()
+
+
+def arrays(df: pl.DataFrame, cfg: PipelineConfig) -> tuple[np.ndarray, np.ndarray]:
+    from rsft.features import labels, to_matrix
+
+    return to_matrix(df, cfg.features), labels(df, cfg.features)
+
+
+def state(cfg: PipelineConfig) -> StatePaths:
+    return state_paths(cfg.state.dir)
+
+
+# --------------------------------------------------------------------------------------
+# fine-tune, evaluate, register, promote
+# --------------------------------------------------------------------------------------
+def _base_model(cfg: PipelineConfig, prefiltered: dict[str, Any], on_epoch=None):
+    """The base model pretrained on the (prefiltered, labelled) pool; cached by its inputs."""
+    from rsft.models import build_model, checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint, set_standardization
+    from rsft.features import feature_names
+    from rsft.train import fit
+
+    key = digest(prefiltered["output"], cfg.features.model_dump(mode="json"), cfg.model.model_dump(mode="json"),
+                 cfg.train.pretrain_rows, cfg.train.pretrain_epochs, cfg.train.seed)
+    path = pipeline_root(cfg) / "base" / f"{key}.pt"
+    if path.exists():
+        return model_from_checkpoint(load_checkpoint(path)), {"base_cached": True}
+    x, y = arrays(pool_train_frame(cfg, prefiltered), cfg)
+    names = feature_names(cfg.features)
+    model = build_model(cfg.model, len(names))
+    set_standardization(model, x)
+    tcfg = cfg.train.model_copy(update={"epochs": cfg.train.pretrain_epochs, "freeze": []})
+    result = fit(model, (x, y), tcfg, on_epoch=on_epoch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(checkpoint(model, cfg.model, len(names), names, {"role": "base"}), path)
+    return model, {"base_cached": False, "base_rows": int(len(y)), "base_epochs": result.epochs_run}
+
+
+def finetune_register_stage(
+    cfg: PipelineConfig,
+    ingested: dict[str, Any],
+    prefiltered: dict[str, Any],
+    scored: dict[str, Any],
+    selection: dict[str, Any],
+    report: dict[str, Any] | None,
+    on_epoch=None,
+) -> dict[str, Any]:
+    """Warm start, fine-tune the challenger, score it and the champion on the same hold-out,
+    log everything to one MLflow run, register the challenger, and promote it if it wins."""
+    import copy
+
+    import mlflow
+
+    from rsft import registry
+    from rsft.evaluate import evaluate_regression
+    from rsft.features import feature_names
+    from rsft.models import checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
+    from rsft.train import fit
+
+    name = cfg.promotion.model_name
+    paths = state(cfg)
+    mlc = registry.client(tracking_uri(cfg))
+    mlflow.set_experiment(cfg.state.experiment)
+    run_dir = Path(scored["run_dir"])
+    names = feature_names(cfg.features)
+    holdout = load_target(cfg, "target_holdout")
+    pool_eval = pool_train_frame(cfg, prefiltered).head(5_000)
+
+    champ = registry.alias_version(mlc, name)
+    with mlflow.start_run(run_name=f"retrain-{cfg.name}-{scored['run_key'][:8]}") as run:
+        mlflow.set_tags({"rsft.pipeline": cfg.name, "rsft.run_key": scored["run_key"], **registry.environment_tags()})
+        registry.log_flat_params(cfg.flat())
+        mlflow.log_text(cfg_yaml(cfg), "config/resolved.yaml")
+        registry.log_json({"ingest": ingested, "prefilter": prefiltered, "scorer": scored, "selection": selection}, "lineage/summary.json")
+        mlflow.log_artifact(scored["scorer_path"], "scorer")
+        if report:
+            mlflow.log_artifacts(str(run_dir / "report"), "selection_report")
+        mlflow.log_metrics(
+            {
+                "rows_ingested": ingested.get("rows_ok", 0),
+                "rows_quarantined": ingested.get("rows_quarantined", 0),
+                "rows_prefiltered": prefiltered["rows_out"],
+                "rows_selected": selection["rows_out"],
+                "acceptance_rate": selection["acceptance_rate"],
+                "ideal_acceptance": selection.get("ideal_acceptance", float("nan")),
+                "clipped_share": selection.get("clipped_share", 0.0),
+            }
+        )
+
+        # ---- warm start -----------------------------------------------------------
+        if champ is not None:
+            start = model_from_checkpoint(load_checkpoint(registry.download_checkpoint(mlc, champ)))
+            warm = {"warm_start": f"models:/{name}/{champ.version}"}
+        else:
+            start, warm = _base_model(cfg, prefiltered, on_epoch=None)
+            warm["warm_start"] = "base"
+        mlflow.set_tags({f"rsft.{k}": str(v) for k, v in warm.items()})
+
+        # ---- fine-tune --------------------------------------------------------------
+        train_df, counts = training_frame(cfg, selection["output"])
+        x, y = arrays(train_df, cfg)
+        challenger = copy.deepcopy(start)
+
+        def _on_epoch(row: dict) -> None:
+            mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch" and v is not None}, step=int(row["epoch"]))
+            if on_epoch:
+                on_epoch(row)
+
+        result = fit(challenger, (x, y), cfg.train, checkpoint_dir=run_dir / "train", on_epoch=_on_epoch)
+        mlflow.log_metrics({k: float(v) for k, v in counts.items()})
+
+        # ---- evaluate on the same hold-out ------------------------------------------
+        ch_metrics = evaluate_regression(challenger, holdout, cfg.features)
+        start_metrics = evaluate_regression(start, holdout, cfg.features)
+        ch_pool = evaluate_regression(challenger, pool_eval, cfg.features)
+        start_pool = evaluate_regression(start, pool_eval, cfg.features)
+        mlflow.log_metrics({f"holdout_{k}": float(v) for k, v in ch_metrics.items()})
+        mlflow.log_metrics({f"warmstart_holdout_{k}": float(v) for k, v in start_metrics.items()})
+        mlflow.log_metrics({f"pool_{k}": float(v) for k, v in ch_pool.items()})
+
+        # ---- register + promote (one process at a time) ------------------------------
+        ckpt_path = run_dir / "challenger.pt"
+        save_checkpoint(checkpoint(challenger, cfg.model, len(names), names, {"role": "challenger", "run_key": scored["run_key"]}), ckpt_path)
+        tags = {
+            "rsft.run_key": scored["run_key"],
+            "rsft.data_digest": dataset_digest(pipeline_root(cfg) / "sensors"),
+            "rsft.target_digest": dataset_digest(pipeline_root(cfg) / "target_sample"),
+            "rsft.rows_selected": str(selection["rows_out"]),
+            "rsft.acceptance_rate": f"{selection['acceptance_rate']:.6g}",
+            **registry.environment_tags(),
+        }
+        with registry.registry_lock(paths.locks, name):
+            version = registry.log_model_version(challenger, ckpt_path, x[:5], name, tags)
+            current = registry.alias_version(mlc, name)
+            if current is None:
+                champ_metrics, champ_pool = None, None
+            elif champ is not None and current.version == champ.version:
+                champ_metrics, champ_pool = start_metrics, start_pool
+            else:  # the champion moved while we trained: judge against the new one
+                newer = model_from_checkpoint(load_checkpoint(registry.download_checkpoint(mlc, current)))
+                champ_metrics = evaluate_regression(newer, holdout, cfg.features)
+                champ_pool = evaluate_regression(newer, pool_eval, cfg.features)
+            decision = registry.decide(cfg.promotion, ch_metrics, champ_metrics, holdout.height, ch_pool, champ_pool)
+            registry.record_decision(mlc, name, version, decision)
+            if decision.promote:
+                registry.move_champion(mlc, name, version, current.version if current else None)
+        mlflow.set_tags({"rsft.decision": "promoted" if decision.promote else "rejected", "rsft.reason": decision.reason})
+        registry.log_json(decision.to_dict(), "decision.json")
+        run_id = run.info.run_id
+
+    return {
+        "run_id": run_id,
+        "model_name": name,
+        "version": version,
+        "promoted": decision.promote,
+        "reason": decision.reason,
+        "metric": cfg.promotion.metric,
+        "challenger": ch_metrics,
+        "champion": champ_metrics,
+        "warm_start": warm["warm_start"],
+        "train": {**counts, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early},
+        "holdout_rows": holdout.height,
+        "champion_version": version if decision.promote else (current.version if current else None),
+        "tracking_uri": tracking_uri(cfg),
+    }
+
+
+def cfg_yaml(cfg: PipelineConfig) -> str:
+    import yaml
+
+    return yaml.safe_dump(cfg.model_dump(mode="json", exclude={"base_dir"}), sort_keys=False)

@@ -1,0 +1,39 @@
+"""The small, human-readable summary a retrain ends with."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rsft.config import PipelineConfig
+from rsft.stages import tracking_uri
+
+
+def run_summary(cfg: PipelineConfig, ingested: dict, selected: dict, result: dict) -> dict[str, Any]:
+    sensors = ingested["sensors"]
+    sel = selected["selection"]
+    pre = selected["prefilter"]
+    metric = result["metric"]
+    champ = result["champion"]
+    uri = tracking_uri(cfg)
+    return {
+        "rows_ingested": sensors["rows_ok"],
+        "rows_quarantined": sensors["rows_quarantined"],
+        "files_failed": len(sensors["files_failed"]),
+        "rows_prefiltered_in": pre["rows_in"],
+        "rows_kept_by_prefilter": pre["rows_out"],
+        "prefilter_dropped": pre["dropped"],
+        "rows_selected": sel["rows_out"],
+        "acceptance_rate": round(sel["acceptance_rate"], 5),
+        "ideal_acceptance": round(sel.get("ideal_acceptance", float("nan")), 5),
+        "clipped_share": round(sel.get("clipped_share", 0.0), 5),
+        "train_rows": result["train"]["train_rows"],
+        "warm_start": result["warm_start"],
+        f"challenger_{metric}": round(result["challenger"][metric], 5),
+        f"champion_{metric}": None if champ is None else round(champ[metric], 5),
+        "promoted": result["promoted"],
+        "reason": result["reason"],
+        "model_version": result["version"],
+        "champion_uri": f"models:/{result['model_name']}@champion",
+        "mlflow_run": result["run_id"],
+        "mlflow_ui": f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else uri,
+    }

@@ -1,0 +1,71 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from rsft.config import ConfigError, PipelineConfig, load_config, parse_config
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "factory.yaml"
+
+
+def _example() -> dict:
+    return yaml.safe_load(EXAMPLE.read_text())
+
+
+def test_example_config_loads_and_resolves_paths():
+    cfg = load_config(EXAMPLE)
+    assert isinstance(cfg, PipelineConfig)
+    assert cfg.features.numeric[0] == "s01"
+    assert cfg.ingest.sensors is not None and len(cfg.ingest.sensors.columns) == 16
+    assert Path(cfg.resolve(cfg.data.target_sample)).is_absolute()
+    assert cfg.resolve("s3://bucket/x.csv") == "s3://bucket/x.csv"
+
+
+def test_misspelled_key_names_the_key(tmp_path):
+    data = _example()
+    data["train"]["epoch"] = 3  # typo of "epochs"
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as exc:
+        load_config(p)
+    msg = str(exc.value)
+    assert "train.epoch" in msg and "unknown key" in msg
+    assert "\n" not in msg
+
+
+def test_wrong_type_names_the_key():
+    data = _example()
+    data["sampling"]["chunk_rows"] = "lots"
+    with pytest.raises(ConfigError, match=r"sampling\.chunk_rows"):
+        parse_config(data)
+
+
+def test_unknown_rule_kind_is_an_error():
+    data = _example()
+    data["prefilter"]["rules"].append({"kind": "telepathy", "columns": ["s01"]})
+    with pytest.raises(ConfigError, match="prefilter.rules"):
+        parse_config(data)
+
+
+def test_budget_mode_requires_budget():
+    data = _example()
+    data["sampling"]["mode"] = "budget"
+    with pytest.raises(ConfigError, match="budget"):
+        parse_config(data)
+
+
+def test_overrides_and_flat_params():
+    cfg = load_config(EXAMPLE, {"train.epochs": 3, "scorer.kind": "gmm"})
+    assert cfg.train.epochs == 3 and cfg.scorer.kind == "gmm"
+    flat = cfg.flat()
+    assert flat["train.epochs"] == 3 and flat["promotion.metric"] == "rmse"
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    p = tmp_path / "x.yaml"
+    p.write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(p)
