@@ -1,0 +1,96 @@
+"""Promotion gate (pure) and alias moves on a real MLflow SQLite registry."""
+
+import math
+import threading
+
+import pytest
+import torch
+
+from rsft import registry
+from rsft.config import PromotionConfig
+
+POLICY = PromotionConfig(metric="rmse", min_improvement=0.02, min_holdout_rows=50, max_pool_regression=0.10)
+
+
+def test_first_model_is_promoted():
+    d = registry.decide(POLICY, {"rmse": 1.0}, None, 100)
+    assert d.promote and d.reason == "no champion yet"
+
+
+@pytest.mark.parametrize(
+    "challenger, champion, rows, promote, why",
+    [
+        (0.90, 1.00, 100, True, "<"),
+        (0.99, 1.00, 100, False, "does not beat"),  # better, but not by the 2 % margin
+        (1.10, 1.00, 100, False, "does not beat"),
+        (math.nan, 1.00, 100, False, "not finite"),
+        (math.inf, None, 100, False, "not finite"),
+        (0.50, 1.00, 10, False, "min_holdout_rows"),
+    ],
+)
+def test_gate(challenger, champion, rows, promote, why):
+    d = registry.decide(POLICY, {"rmse": challenger}, None if champion is None else {"rmse": champion}, rows)
+    assert d.promote is promote
+    assert why in d.reason
+
+
+def test_pool_regression_guardrail():
+    d = registry.decide(POLICY, {"rmse": 0.5}, {"rmse": 1.0}, 100, {"rmse": 1.2}, {"rmse": 1.0})
+    assert not d.promote and "pool hold-out" in d.reason
+    d = registry.decide(POLICY, {"rmse": 0.5}, {"rmse": 1.0}, 100, {"rmse": 1.05}, {"rmse": 1.0})
+    assert d.promote
+
+
+@pytest.fixture()
+def mlc(tmp_path):
+    return registry.client(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+
+def _register(mlc, tmp_path, name, n_versions):
+    import mlflow
+
+    versions = []
+    mlc.create_registered_model(name)
+    for i in range(n_versions):
+        with mlflow.start_run():
+            p = tmp_path / f"ckpt{i}.pt"
+            torch.save({"i": i}, p)
+            mlflow.log_artifact(str(p), "checkpoint")
+            mlflow.log_text("x", "model/placeholder.txt")
+            run = mlflow.active_run().info.run_id
+        versions.append(mlc.create_model_version(name, f"runs:/{run}/model", run_id=run).version)
+    return versions
+
+
+def test_alias_moves_rollback_and_history(mlc, tmp_path):
+    name = "m"
+    v1, v2 = _register(mlc, tmp_path, name, 2)
+    registry.move_champion(mlc, name, v1, None)
+    registry.record_decision(mlc, name, v1, registry.Decision(True, "no champion yet", "rmse", 1.0, None))
+    registry.move_champion(mlc, name, v2, v1)
+    assert str(registry.alias_version(mlc, name).version) == str(v2)
+    assert str(registry.alias_version(mlc, name, registry.PREVIOUS).version) == str(v1)
+    # a decision made against a stale champion must not overwrite the newer one
+    with pytest.raises(RuntimeError, match="changed"):
+        registry.move_champion(mlc, name, v1, v1)
+    assert registry.rollback(mlc, name) == (str(v1), str(v2))
+    assert str(registry.alias_version(mlc, name).version) == str(v1)
+    rows = registry.history(mlc, name)
+    assert [r["version"] for r in rows] == [2, 1]
+    assert "champion" in rows[1]["aliases"] and rows[1]["decision"] == "rolled-back-to"
+
+
+def test_registry_lock_serialises(tmp_path):
+    order = []
+
+    def worker(i):
+        with registry.registry_lock(tmp_path, "m"):
+            order.append(("in", i))
+            threading.Event().wait(0.05)
+            order.append(("out", i))
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(3)]
+    [t.start() for t in threads]
+    [t.join() for t in threads]
+    # every "in" is immediately followed by its own "out": no interleaving
+    assert all(order[k][0] == "in" and order[k + 1] == ("out", order[k][1]) for k in range(0, 6, 2))
