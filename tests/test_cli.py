@@ -1,0 +1,53 @@
+"""The command line: help texts, config errors as one line with a non-zero exit."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def rsft(*args, cwd=REPO):
+    return subprocess.run([sys.executable, "-m", "rsft.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_help_lists_commands():
+    out = rsft("--help")
+    assert out.returncode == 0
+    for cmd in ("synth", "retrain", "ingest", "history", "promote", "rollback", "serve"):
+        assert cmd in out.stdout
+
+
+def test_retrain_help_explains_options():
+    out = rsft("retrain", "--help")
+    assert out.returncode == 0
+    assert "--config" in out.stdout and "--set" in out.stdout
+
+
+def test_misspelled_key_is_one_line_nonzero(tmp_path):
+    data = yaml.safe_load((REPO / "examples" / "factory.yaml").read_text())
+    data["sampling"]["chunk_row"] = 5
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump(data))
+    out = rsft("retrain", "--config", str(p))
+    assert out.returncode == 2
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "sampling.chunk_row" in lines[0]
+    assert "Traceback" not in out.stderr
+
+
+def test_check_config_prints_resolved(tmp_path):
+    out = rsft("check-config", "--config", "examples/factory.yaml", "--set", "train.epochs=2")
+    assert out.returncode == 0, out.stderr
+    assert "epochs: 2" in out.stdout
+
+
+def test_core_library_does_not_import_prefect():
+    code = (
+        "import sys, rsft.config, rsft.synth, rsft.stages, rsft.registry, rsft.features, rsft.cli;"
+        "assert 'prefect' not in sys.modules, 'rsft imported prefect'"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 0, out.stderr

@@ -1,0 +1,75 @@
+"""Integration: the real nightly-retrain flow (Prefect ephemeral server, MLflow SQLite, Torch), twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def small_config(tmp_path: Path) -> Path:
+    """The demo config shrunk to seconds: 4 machines × 6 days, short training."""
+    data = yaml.safe_load((REPO / "examples" / "factory.yaml").read_text())
+    data["state"]["dir"] = str(tmp_path / "state")
+    data["synth"].update(machines=4, days=6, samples_per_day=400, target_sample_rows=200, target_holdout_rows=600,
+                         target_like_share=0.2)
+    raw = tmp_path / "raw"
+    data["data"] = {
+        "pool": [str(raw / "pool")],
+        "logs": [str(raw / "logs")],
+        "target_sample": str(raw / "target" / "sample.csv"),
+        "target_holdout": str(raw / "target" / "holdout.parquet"),
+    }
+    data["scorer"]["pool_sample_rows"] = 5000
+    data["sampling"]["chunk_rows"] = 3000
+    data["train"].update(epochs=4, pretrain_epochs=3, pretrain_rows=8000, patience=2)
+    path = tmp_path / "pipeline.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
+    from flows.retrain import retrain
+    from rsft import registry
+    from rsft.config import load_config
+    from rsft.stages import tracking_uri
+    from rsft.synth import write_synthetic
+
+    cfg_path = small_config(tmp_path)
+    cfg = load_config(cfg_path)
+    raw = tmp_path / "raw"
+
+    # ---- night 1: no champion yet -> base model pretrained on the pool, challenger promoted
+    write_synthetic(cfg.synth, raw, night=1)
+    s1 = retrain(config_path=str(cfg_path))
+    assert s1["warm_start"] == "base"
+    assert s1["promoted"] is True and s1["model_version"] == "1"
+    assert s1["rows_ingested"] > 0 and s1["rows_quarantined"] > 0  # the synth injects bad rows
+    assert s1["rows_selected"] > 0 and 0 < s1["acceptance_rate"] <= 1
+    assert s1["rows_kept_by_prefilter"] + sum(s1["prefilter_dropped"].values()) == s1["rows_prefiltered_in"]
+
+    mlc = registry.client(tracking_uri(cfg))
+    name = cfg.promotion.model_name
+    assert str(registry.alias_version(mlc, name).version) == "1"
+
+    # ---- night 2: new exports; warm start from the champion; alias moves only if better
+    write_synthetic(cfg.synth, raw, night=2)
+    s2 = retrain(config_path=str(cfg_path))
+    assert s2["warm_start"] == f"models:/{name}/1"
+    assert s2["model_version"] == "2"
+    better = s2["challenger_rmse"] < s2["champion_rmse"]
+    assert s2["promoted"] is better
+    champ = registry.alias_version(mlc, name)
+    assert str(champ.version) == ("2" if better else "1")
+    if better:
+        assert str(registry.alias_version(mlc, name, registry.PREVIOUS).version) == "1"
+    hist = registry.history(mlc, name)
+    assert [h["decision"] for h in hist] == ["promoted" if better else "rejected", "promoted"]
+
+    # ---- re-running the same night is idempotent for the data stages
+    s3 = retrain(config_path=str(cfg_path))
+    assert s3["rows_selected"] == s2["rows_selected"]
+    assert s3["model_version"] == "3"
