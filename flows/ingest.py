@@ -13,15 +13,6 @@ from rsft.config import PipelineConfig, load_config
 from tasks.ingest import ingest_file_task, plan_ingest_task
 
 
-def _total(files: list[dict[str, Any]]) -> dict[str, Any]:
-    keys = ("rows_total", "rows_ok", "rows_quarantined")
-    out: dict[str, Any] = {k: sum(int(f.get(k) or 0) for f in files) for k in keys}
-    out["files"] = len(files)
-    out["files_failed"] = [f"{f['file']}: {f['error']}" for f in files if f.get("status") == "failed"]
-    out["files_skipped"] = sum(f.get("status") in ("skipped", "duplicate") for f in files)
-    return out
-
-
 @flow(name="ingest", flow_run_name="ingest-{cfg.name}", task_runner=ThreadPoolTaskRunner(max_workers=2))
 def ingest_datasets(cfg: PipelineConfig) -> dict[str, Any]:
     """Ingest every configured dataset; a failing file never stops the others."""
@@ -33,7 +24,7 @@ def ingest_datasets(cfg: PipelineConfig) -> dict[str, Any]:
         plans = plan_ingest_task(name, sources, dataset_dir, contract)
         futures = ingest_file_task.map(plans, unmapped(dataset_dir), unmapped(contract), unmapped(cfg.ingest.chunk_rows))
         files = [f.result() for f in futures]
-        summary[name] = {**_total(files), "dataset": dataset_dir, "file_results": files}
+        summary[name] = {**stages.ingest_totals(files), "dataset": dataset_dir, "file_results": files}
     create_table_artifact(
         [{"dataset": k, **{c: v[c] for c in ("files", "files_skipped", "rows_total", "rows_ok", "rows_quarantined")},
           "failed": len(v["files_failed"])} for k, v in summary.items()],

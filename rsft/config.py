@@ -303,6 +303,30 @@ class PromotionConfig(_Model):
 
 
 # --------------------------------------------------------------------------------------
+# adapt: candidate recipes chosen by grouped cross-validation on the target sample
+# --------------------------------------------------------------------------------------
+Strategy = Literal[
+    "keep_champion", "recalibrate", "head_only", "sample_only", "random_mix", "rsft", "weighted"
+]
+
+
+class AdaptConfig(_Model):
+    enabled: bool = False  # False = the single rsft recipe (train.* + sampling.*)
+    # candidates, cheapest first (the one-standard-error rule prefers earlier entries)
+    strategies: list[Strategy] = ["keep_champion", "recalibrate", "head_only", "sample_only", "random_mix", "rsft"]
+    betas: list[float] = [1.0]  # tempering exponents tried for rsft (0 = uniform subset)
+    m_quantiles: list[float] = [0.99]  # M calibration quantiles tried for rsft
+    target_shares: list[float] = [2.0]  # repeat factor of target rows in each training set
+    folds: int = 4  # grouped K-fold on the target sample
+    group_by: str | None = None  # grouping column; None = contiguous time blocks of the target sample
+    time_blocks: int = 8  # blocks used when group_by is None
+    one_se: bool = True  # pick the cheapest candidate within one standard error of the best
+    time_budget_s: float | None = None  # stop evaluating further candidates after this
+    pool_rows: int = 50_000  # pool sample the candidates draw from
+    epochs: int | None = None  # epochs per candidate fit (None = train.epochs)
+
+
+# --------------------------------------------------------------------------------------
 # the pipeline
 # --------------------------------------------------------------------------------------
 class DataConfig(_Model):
@@ -325,6 +349,7 @@ class PipelineConfig(_Model):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     promotion: PromotionConfig = PromotionConfig()
+    adapt: AdaptConfig = AdaptConfig()
 
     # directory the YAML was loaded from; relative data paths resolve against it
     base_dir: str = "."

@@ -78,6 +78,28 @@ def ingest_sources(cfg: PipelineConfig) -> dict[str, tuple[list[str], str]]:
     return out
 
 
+def ingest_stage(cfg: PipelineConfig) -> dict[str, Any]:
+    """Sequential ingest of every dataset (the flow maps files as tasks instead)."""
+    from rsft.ingest import ingest
+
+    root = pipeline_root(cfg)
+    out: dict[str, Any] = {}
+    for name, (sources, contract_name) in ingest_sources(cfg).items():
+        files = [f.to_dict() for f in ingest(sources, root / name, _contract(cfg, contract_name), chunk_rows=cfg.ingest.chunk_rows).files]
+        out[name] = {**ingest_totals(files), "dataset": str(root / name), "file_results": files}
+    return out
+
+
+def ingest_totals(files: list[dict[str, Any]]) -> dict[str, Any]:
+    """Sum per-file ingest results into a dataset summary."""
+    keys = ("rows_total", "rows_ok", "rows_quarantined")
+    out: dict[str, Any] = {k: sum(int(f.get(k) or 0) for f in files) for k in keys}
+    out["files"] = len(files)
+    out["files_failed"] = [f"{f['file']}: {f['error']}" for f in files if f.get("status") == "failed"]
+    out["files_skipped"] = sum(f.get("status") in ("skipped", "duplicate") for f in files)
+    return out
+
+
 # --------------------------------------------------------------------------------------
 # prefilter
 # --------------------------------------------------------------------------------------
@@ -164,6 +186,31 @@ def fit_scorer_stage(cfg: PipelineConfig, prefiltered: dict[str, Any]) -> dict[s
         "target_rows": target.height,
         "diagnostics": scorer.diagnostics(),
     }
+
+
+def select_stage(cfg: PipelineConfig, prefiltered: dict[str, Any], scored: dict[str, Any]) -> dict[str, Any]:
+    """Sequential chunked selection (the flow maps chunks as tasks instead)."""
+    from rsft.sampling import select
+
+    run_dir = Path(scored["run_dir"])
+    return select(
+        prefiltered["output"], scored["scorer_path"], cfg.features, cfg.sampling, str(run_dir / "chunks"),
+        log_m=scored["log_m"], out_path=str(run_dir / "selected.parquet"),
+    ).to_dict()
+
+
+def retrain_local(cfg: PipelineConfig) -> dict[str, Any]:
+    """The whole retrain without an orchestrator (notebooks, debugging): same stages, in order."""
+    from rsft.summary import run_summary
+
+    ingested = ingest_stage(cfg)
+    prefiltered = prefilter_stage(cfg)
+    scored = fit_scorer_stage(cfg, prefiltered)
+    selection = select_stage(cfg, prefiltered, scored)
+    report = report_stage(cfg, prefiltered, scored, selection)
+    result = finetune_register_stage(cfg, ingested["sensors"], prefiltered, scored, selection, report)
+    sel = {"prefilter": prefiltered, "scorer": scored, "selection": selection, "report": report}
+    return run_summary(cfg, ingested, sel, result)
 
 
 def report_stage(cfg: PipelineConfig, prefiltered: dict[str, Any], scored: dict[str, Any], selection: dict[str, Any]) -> dict[str, Any]:

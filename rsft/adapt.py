@@ -1,0 +1,286 @@
+"""Choose tonight's adaptation recipe by grouped cross-validation on the target sample.
+
+No single recipe wins on every drift: sometimes rejection-sampled pool rows help, sometimes any
+pool data hurts, sometimes an affine recalibration of the champion is all that is needed, and
+sometimes the champion should stay. So every candidate recipe is trained on the training folds
+of the target sample (plus its pool rows) and scored on the held-out fold; folds are grouped
+(machine, batch or contiguous time blocks) so neighbouring rows never straddle a fold. The
+choice is the lowest mean loss, with a one-standard-error rule toward the cheaper candidate.
+
+Recipes (cheapest first): ``keep_champion``, ``recalibrate`` (affine correction of the output,
+folded into the last linear layer), ``head_only`` (fine-tune only the last layer on the target
+sample), ``sample_only`` (fine-tune on the target sample), ``random_mix`` (a uniform pool subset
+of the RS size + target), ``rsft`` (rejection-sampled pool rows with weights ``w**beta`` + target),
+``weighted`` (importance-weighted fine-tune on a pool subset + target).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from rsft.config import AdaptConfig, ScorerConfig, TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------
+# folds
+# --------------------------------------------------------------------------------------
+def time_blocks(n: int, blocks: int) -> np.ndarray:
+    """Group ids of ``blocks`` contiguous blocks over ``n`` time-ordered rows."""
+    return np.minimum((np.arange(n) * blocks) // max(n, 1), blocks - 1)
+
+
+def grouped_folds(groups: np.ndarray, k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """K folds over whole groups: no group is on both sides of a fold.
+
+    Groups are shuffled (seeded) and assigned greedily to the currently smallest fold, so fold
+    sizes stay balanced even with unequal groups.
+    """
+    uniq = np.unique(groups)
+    if k < 2:
+        raise ValueError(f"adapt.folds must be >= 2, got {k}")
+    if len(uniq) < k:
+        raise ValueError(f"adapt.folds={k} but the target sample has only {len(uniq)} groups; use fewer folds")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(uniq)
+    sizes = {g: int((groups == g).sum()) for g in order}
+    fold_of: dict[Any, int] = {}
+    load = np.zeros(k)
+    for g in sorted(order, key=lambda g: -sizes[g]):
+        f = int(np.argmin(load))
+        fold_of[g] = f
+        load[f] += sizes[g]
+    assign = np.array([fold_of[g] for g in groups])
+    return [(np.flatnonzero(assign != f), np.flatnonzero(assign == f)) for f in range(k)]
+
+
+# --------------------------------------------------------------------------------------
+# candidates
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Candidate:
+    name: str
+    strategy: str
+    cost: int  # rank: lower = cheaper / simpler (wins ties under the one-SE rule)
+    beta: float | None = None
+    m_quantile: float | None = None
+    target_share: float = 1.0
+
+
+def make_candidates(cfg: AdaptConfig) -> list[Candidate]:
+    out: list[Candidate] = []
+    for strategy in cfg.strategies:
+        base_cost = len(out)
+        if strategy in ("keep_champion", "recalibrate"):
+            out.append(Candidate(strategy, strategy, base_cost))
+            continue
+        shares = cfg.target_shares
+        grid: list[tuple[float | None, float | None]] = [(None, None)]
+        if strategy == "rsft":
+            grid = [(b, q) for b in cfg.betas for q in cfg.m_quantiles]
+        for b, q in grid:
+            for s in shares:
+                suffix = "".join(
+                    [f" β={b:g}" if b is not None else "", f" q={q:g}" if q is not None else "",
+                     f" share={s:g}" if len(shares) > 1 else ""]
+                )
+                out.append(Candidate(f"{strategy}{suffix}", strategy, len(out), b, q, s))
+    return out
+
+
+@dataclass
+class CandidateResult:
+    name: str
+    strategy: str
+    cost: int
+    fold_losses: list[float] = field(default_factory=list)
+    pool_rows: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    skipped: str = ""
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.fold_losses)) if self.fold_losses else math.inf
+
+    @property
+    def se(self) -> float:
+        n = len(self.fold_losses)
+        return float(np.std(self.fold_losses, ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(cv_loss_mean=self.mean, cv_loss_se=self.se, pool_rows_mean=float(np.mean(self.pool_rows or [0])))
+        return d
+
+
+def choose(results: list[CandidateResult], one_se: bool = True) -> tuple[CandidateResult, str]:
+    """Lowest mean CV loss; with ``one_se``, the cheapest candidate within one SE of it."""
+    done = [r for r in results if r.fold_losses and math.isfinite(r.mean)]
+    if not done:
+        raise RuntimeError("no candidate finished a cross-validation fold")
+    best = min(done, key=lambda r: r.mean)
+    if not one_se:
+        return best, f"lowest CV loss {best.mean:.4g}"
+    bar = best.mean + best.se
+    cheap = min((r for r in done if r.mean <= bar), key=lambda r: r.cost)
+    if cheap is best:
+        return best, f"lowest CV loss {best.mean:.4g} ± {best.se:.2g}"
+    return cheap, f"cheapest within one SE of the best ({best.name}: {best.mean:.4g} ± {best.se:.2g}; this {cheap.mean:.4g})"
+
+
+# --------------------------------------------------------------------------------------
+# recipes
+# --------------------------------------------------------------------------------------
+def last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("model has no nn.Linear layer to recalibrate or fine-tune as a head")
+    return linears[-1]
+
+
+def head_only_freeze(model: nn.Module) -> list[str]:
+    """Freeze patterns (exact parameter names) for everything except the last linear layer."""
+    head, _ = last_linear(model)
+    return [n for n, _ in model.named_parameters() if not n.startswith(head + ".")]
+
+
+def recalibrate(model: nn.Module, x: np.ndarray, y: np.ndarray, predict: Callable) -> nn.Module:
+    """Affine correction ``y ≈ a·f(x) + b`` fitted by least squares, folded into the last layer."""
+    f = predict(model, x).astype(np.float64)
+    A = np.stack([f, np.ones_like(f)], 1)
+    (a, b), *_ = np.linalg.lstsq(A, y.astype(np.float64), rcond=None)
+    out = copy.deepcopy(model)
+    _, lin = last_linear(out)
+    with torch.no_grad():
+        lin.weight.mul_(float(a))
+        if lin.bias is not None:
+            lin.bias.mul_(float(a)).add_(float(b))
+    return out
+
+
+@dataclass
+class PoolSample:
+    x: np.ndarray  # [n, d] float32 features
+    y: np.ndarray  # [n] labels
+
+
+def rejection_indices(log_w: np.ndarray, beta: float, m_quantile: float, rng: np.random.Generator) -> np.ndarray:
+    """Accept pool rows with probability min(1, w^β / M), M at the quantile of w^β."""
+    lw = beta * log_w
+    log_m = float(np.quantile(lw, m_quantile)) if m_quantile < 1 else float(lw.max())
+    return np.flatnonzero(np.log(rng.uniform(size=len(lw))) < lw - log_m)
+
+
+class Search:
+    """Runs the candidates over grouped folds. ``fit`` / ``predict`` / ``make_scorer`` are the
+    project's training, prediction and scorer functions (injected so the search reuses them)."""
+
+    def __init__(
+        self,
+        cfg: AdaptConfig,
+        train_cfg: TrainConfig,
+        scorer_cfg: ScorerConfig,
+        feature_names: list[str],
+        warm: nn.Module,
+        pool: PoolSample,
+        fit: Callable,
+        predict: Callable,
+        make_scorer: Callable,
+        seed: int = 0,
+    ) -> None:
+        self.cfg, self.train_cfg, self.scorer_cfg = cfg, train_cfg, scorer_cfg
+        self.names, self.warm, self.pool = feature_names, warm, pool
+        self._fit, self._predict, self._make_scorer = fit, predict, make_scorer
+        self.seed = seed
+        if cfg.epochs:
+            self.train_cfg = train_cfg.model_copy(update={"epochs": cfg.epochs})
+
+    # ---- one candidate on one split ----------------------------------------------------
+    def train(self, c: Candidate, xt: np.ndarray, yt: np.ndarray, fold: int) -> tuple[nn.Module, int]:
+        """The candidate's model trained on target rows (xt, yt) + its pool rows; returns (model, pool rows)."""
+        if c.strategy == "keep_champion":
+            return self.warm, 0
+        if c.strategy == "recalibrate":
+            return recalibrate(self.warm, xt, yt, self._predict), 0
+        rng = np.random.default_rng([self.seed, fold, c.cost])
+        reps = max(1, int(round(c.target_share)))
+        cfg = self.train_cfg.model_copy(update={"seed": self.seed + fold})
+        pool_idx = np.array([], dtype=np.int64)
+        weights = None
+        if c.strategy in ("rsft", "random_mix", "weighted"):
+            log_w = self._log_w(xt, fold)
+            n_rs = len(rejection_indices(log_w, 1.0, self.cfg.m_quantiles[0], np.random.default_rng([self.seed, fold])))
+            if c.strategy == "rsft":
+                pool_idx = rejection_indices(log_w, c.beta if c.beta is not None else 1.0,
+                                             c.m_quantile or self.cfg.m_quantiles[0], rng)
+            elif c.strategy == "random_mix":
+                pool_idx = rng.choice(len(log_w), size=min(n_rs, len(log_w)), replace=False)
+            else:
+                pool_idx = rng.choice(len(log_w), size=min(max(3 * n_rs, 1), len(log_w)), replace=False)
+                lw = log_w[pool_idx]
+                w = np.exp(np.minimum(lw - np.quantile(log_w, self.cfg.m_quantiles[0]), 0.0))
+                weights = (w / w.mean()).astype(np.float32)
+        if c.strategy == "head_only":
+            cfg = cfg.model_copy(update={"freeze": head_only_freeze(self.warm)})
+        x = np.concatenate([self.pool.x[pool_idx]] + [xt] * reps)
+        y = np.concatenate([self.pool.y[pool_idx]] + [yt] * reps)
+        data: tuple = (x, y)
+        if weights is not None:
+            data = (x, y, np.concatenate([weights, np.ones(len(yt) * reps, np.float32)]))
+        model = copy.deepcopy(self.warm)
+        self._fit(model, data, cfg)
+        return model, len(pool_idx)
+
+    def _log_w(self, xt: np.ndarray, fold: int) -> np.ndarray:
+        key = (fold, len(xt))
+        cache = self.__dict__.setdefault("_lw_cache", {})
+        if key not in cache:
+            scorer = self._make_scorer(self.scorer_cfg, self.names).fit(xt, self.pool.x)
+            cache[key] = scorer.log_ratio(self.pool.x).double().numpy()
+        return cache[key]
+
+    def loss(self, model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+        pred = self._predict(model, x)
+        return float(np.sqrt(np.mean((pred - y) ** 2)))
+
+    # ---- the search ------------------------------------------------------------------------
+    def run(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        folds = grouped_folds(groups, self.cfg.folds, self.seed)
+        cands = make_candidates(self.cfg)
+        results = [CandidateResult(c.name, c.strategy, c.cost) for c in cands]
+        for c, r in zip(cands, results):
+            if self.cfg.time_budget_s is not None and time.perf_counter() - t0 > self.cfg.time_budget_s:
+                r.skipped = "time budget exhausted"
+                continue
+            t = time.perf_counter()
+            for f, (tr, va) in enumerate(folds):
+                model, n_pool = self.train(c, x[tr], y[tr], f)
+                r.fold_losses.append(self.loss(model, x[va], y[va]))
+                r.pool_rows.append(n_pool)
+            r.seconds = time.perf_counter() - t
+            log.info("adapt: %s cv=%.4g±%.2g (%.1fs)", c.name, r.mean, r.se, r.seconds)
+        chosen, why = choose(results, self.cfg.one_se)
+        return {
+            "candidates": [r.to_dict() for r in results],
+            "chosen": chosen.name,
+            "why": why,
+            "folds": len(folds),
+            "groups": int(len(np.unique(groups))),
+            "search_seconds": round(time.perf_counter() - t0, 2),
+        }
+
+    def final(self, name: str, x: np.ndarray, y: np.ndarray) -> tuple[nn.Module, int]:
+        """Retrain the chosen candidate on the whole target sample."""
+        c = next(c for c in make_candidates(self.cfg) if c.name == name)
+        return self.train(c, x, y, fold=10_000)
