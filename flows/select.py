@@ -42,4 +42,4 @@ def sample_chunks(cfg: PipelineConfig, specs: list, scorer_path: str, log_m: flo
         specs, unmapped(scorer_path), unmapped(cfg.features), unmapped(cfg.sampling), unmapped(log_m),
         unmapped(str(Path(run_dir) / "chunks")),
     )
-    return merge_task([f.result() for f in futures], str(Path(run_dir) / "selected.parquet"), cfg.sampling)
+    return merge_task([f.result() for f in futures], str(Path(run_dir) / "selected.parquet"), cfg.sampling, log_m)

@@ -284,3 +284,59 @@ class Search:
         """Retrain the chosen candidate on the whole target sample."""
         c = next(c for c in make_candidates(self.cfg) if c.name == name)
         return self.train(c, x, y, fold=10_000)
+
+
+# --------------------------------------------------------------------------------------
+# entry point shared by the retrain stage and `rsft adapt`
+# --------------------------------------------------------------------------------------
+def run_search(
+    cfg: AdaptConfig,
+    train_cfg: TrainConfig,
+    scorer_cfg: ScorerConfig,
+    feature_names: list[str],
+    warm: nn.Module,
+    target: tuple[np.ndarray, np.ndarray, np.ndarray],
+    pool: PoolSample,
+    holdout: tuple[np.ndarray, np.ndarray] | None = None,
+    seed: int = 0,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Search, then retrain the chosen recipe on the whole target sample.
+
+    ``target`` = (x, y, groups). With a ``holdout`` (x, y), every candidate is also retrained on
+    the whole target sample and scored on it, so the report shows CV score beside hold-out RMSE.
+    Returns (chosen model, report).
+    """
+    from rsft.density import make_scorer
+    from rsft.evaluate import predict
+    from rsft.train import fit
+
+    search = Search(cfg, train_cfg, scorer_cfg, feature_names, warm, pool, fit, predict, make_scorer, seed)
+    x, y, groups = target
+    report = search.run(x, y, groups)
+    t = time.perf_counter()
+    chosen, _ = search.final(report["chosen"], x, y)
+    report["final_fit_seconds"] = round(time.perf_counter() - t, 2)
+    if holdout is not None:
+        hx, hy = holdout
+        for row in report["candidates"]:
+            if row["skipped"]:
+                continue
+            model = chosen if row["name"] == report["chosen"] else search.final(row["name"], x, y)[0]
+            row["holdout_rmse"] = search.loss(model, hx, hy)
+    return chosen, report
+
+
+def candidate_table(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows for printing / artifacts: name, CV loss mean ± SE, pool rows, seconds, hold-out."""
+    rows = []
+    for r in report["candidates"]:
+        rows.append(
+            {
+                "candidate": r["name"] + ("  ← chosen" if r["name"] == report["chosen"] else ""),
+                "cv_rmse": "skipped" if r["skipped"] else f"{r['cv_loss_mean']:.4f} ± {r['cv_loss_se']:.4f}",
+                "pool_rows": int(r["pool_rows_mean"]),
+                "seconds": round(r["seconds"], 1),
+                **({"holdout_rmse": f"{r['holdout_rmse']:.4f}"} if "holdout_rmse" in r else {}),
+            }
+        )
+    return rows

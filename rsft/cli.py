@@ -227,6 +227,95 @@ def serve(config: str = ConfigOpt) -> None:
     console.print(f"served {cfg.name}")
 
 
+def _read_table(path: str):
+    import polars as pl
+
+    p = str(path)
+    if p.endswith((".parquet", ".pq")) or Path(p).is_dir():
+        return pl.read_parquet(p)
+    if p.endswith((".csv", ".csv.gz")):
+        return pl.read_csv(p, infer_schema_length=10_000)
+    _fail(f"{p}: expected a .csv, .csv.gz or .parquet file")
+
+
+@app.command()
+def adapt(
+    pool: str = typer.Option(..., "--pool", help="Historical pool: a CSV or Parquet file (numeric features + label)."),
+    target_sample: str = typer.Option(..., "--target-sample", help="Small labelled sample of the current regime (CSV/Parquet)."),
+    label: str = typer.Option(..., "--label", help="Name of the label column to predict (regression)."),
+    holdout: Optional[str] = typer.Option(None, "--holdout", help="Optional target hold-out: every candidate is also scored on it."),
+    group_by: Optional[str] = typer.Option(None, "--group-by", help="Column grouping the target rows for CV (machine, batch); default: contiguous time blocks."),
+    features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns; default: every numeric column except label and group."),
+    strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated candidates (keep_champion,recalibrate,head_only,sample_only,random_mix,rsft,weighted)."),
+    folds: int = typer.Option(4, "--folds", min=2, help="Grouped K-fold count."),
+    epochs: int = typer.Option(10, "--epochs", min=1, help="Epochs per candidate fit."),
+    seed: int = typer.Option(0, "--seed", help="Seed for folds, sampling and training."),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write the candidate report as JSON here."),
+) -> None:
+    """Try rsft on your own files: which adaptation recipe would tonight's retrain choose, and why.
+
+    A base model is pretrained on the pool (the warm start, standing in for a champion), then each
+    candidate recipe is scored by grouped cross-validation on the target sample.
+    """
+    import numpy as np
+    import polars as pl
+
+    from rsft.adapt import PoolSample, candidate_table, run_search, time_blocks
+    from rsft.config import AdaptConfig, FeaturesConfig, ModelConfig, ScorerConfig, TrainConfig
+    from rsft.features import labels, to_matrix
+    from rsft.models import build_model, set_standardization
+    from rsft.train import fit
+
+    pool_df, tgt_df = _read_table(pool), _read_table(target_sample)
+    for name, df in (("pool", pool_df), ("target sample", tgt_df)):
+        if label not in df.columns:
+            _fail(f"{name} has no column '{label}' (columns: {', '.join(df.columns[:12])})")
+    if group_by and group_by not in tgt_df.columns:
+        _fail(f"target sample has no column '{group_by}' for --group-by")
+    cols = features.split(",") if features else [
+        c for c, t in tgt_df.schema.items() if t.is_numeric() and c not in (label, group_by) and c in pool_df.columns
+    ]
+    if not cols:
+        _fail("no numeric feature columns shared by pool and target sample; pass --features")
+    fcfg = FeaturesConfig(numeric=cols, label=label)
+    pool_df = pool_df.drop_nulls([*cols, label])
+    tgt_df = tgt_df.drop_nulls([*cols, label])
+    acfg = AdaptConfig(
+        enabled=True, folds=folds, epochs=epochs, group_by=group_by,
+        **({"strategies": strategies.split(",")} if strategies else {}),
+    )
+    tcfg = TrainConfig(epochs=epochs, seed=seed)
+    if pool_df.height > acfg.pool_rows:
+        pool_df = pool_df.sample(acfg.pool_rows, seed=seed)
+    xp, yp = to_matrix(pool_df, fcfg), labels(pool_df, fcfg)
+    xt, yt = to_matrix(tgt_df, fcfg), labels(tgt_df, fcfg)
+    groups = tgt_df.get_column(group_by).to_numpy() if group_by else time_blocks(len(yt), acfg.time_blocks)
+    hold = None
+    if holdout:
+        hdf = _read_table(holdout).drop_nulls([*cols, label])
+        hold = (to_matrix(hdf, fcfg), labels(hdf, fcfg))
+    with console.status(f"pretraining the warm start on {len(yp):,} pool rows…"):
+        warm = build_model(ModelConfig(), len(cols))
+        set_standardization(warm, xp)
+        fit(warm, (xp, yp), tcfg)
+    with console.status(f"searching {len(acfg.strategies)} strategies × {folds} grouped folds…"):
+        try:
+            _, report = run_search(acfg, tcfg, ScorerConfig(), cols, warm, (xt, yt, groups), PoolSample(xp, yp), hold, seed)
+        except ValueError as e:
+            _fail(str(e))
+    rows = candidate_table(report)
+    t = Table(title=f"adapt: {len(yt)} target rows, {report['groups']} groups, {report['folds']} folds, "
+                    f"{report['search_seconds']:.0f}s search")
+    for col in rows[0]:
+        t.add_column(col)
+    for r in rows:
+        t.add_row(*[str(v) for v in r.values()])
+    console.print(t)
+    console.print(f"chosen: [bold]{report['chosen']}[/] — {report['why']}")
+    if json_out:
+        json_out.write_text(json.dumps(report, indent=2, default=float))
+
+
 @app.command("check-config")
 def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
     """Validate a config file and print it resolved (unknown keys and wrong types are errors)."""

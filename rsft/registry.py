@@ -56,6 +56,19 @@ def registry_lock(lock_dir: str | Path, name: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def use_experiment(name: str, artifact_root: str | Path | None = None) -> str:
+    """Set the active experiment, creating it with a local artifact root when embedded."""
+    mlflow = _mlflow()
+    exp = mlflow.get_experiment_by_name(name)
+    if exp is None:
+        location = Path(artifact_root).resolve().as_uri() if artifact_root else None
+        exp_id = mlflow.create_experiment(name, artifact_location=location)
+    else:
+        exp_id = exp.experiment_id
+    mlflow.set_experiment(experiment_id=exp_id)
+    return exp_id
+
+
 # --------------------------------------------------------------------------------------
 # reading the registry
 # --------------------------------------------------------------------------------------
@@ -238,8 +251,13 @@ def log_model_version(
 ) -> str:
     """Log the model (pyfunc-loadable, with signature) and its state-dict checkpoint in the
     active run, register it, tag the version; returns the version number."""
+    import shutil
+
     mlflow = _mlflow()
-    mlflow.log_artifact(str(checkpoint_path), artifact_path=Path(CHECKPOINT_ARTIFACT).parent.as_posix())
+    with tempfile.TemporaryDirectory() as tmp:
+        dst = Path(tmp) / Path(CHECKPOINT_ARTIFACT).name
+        shutil.copyfile(checkpoint_path, dst)
+        mlflow.log_artifact(str(dst), artifact_path=Path(CHECKPOINT_ARTIFACT).parent.as_posix())
     info = mlflow.pytorch.log_model(
         model,
         name="model",

@@ -288,7 +288,7 @@ def _base_model(cfg: PipelineConfig, prefiltered: dict[str, Any], on_epoch=None)
     x, y = arrays(pool_train_frame(cfg, prefiltered), cfg)
     names = feature_names(cfg.features)
     model = build_model(cfg.model, len(names))
-    set_standardization(model, x)
+    set_standardization(model, x, y)
     tcfg = cfg.train.model_copy(update={"epochs": cfg.train.pretrain_epochs, "freeze": []})
     result = fit(model, (x, y), tcfg, on_epoch=on_epoch)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -320,7 +320,7 @@ def finetune_register_stage(
     name = cfg.promotion.model_name
     paths = state(cfg)
     mlc = registry.client(tracking_uri(cfg))
-    mlflow.set_experiment(cfg.state.experiment)
+    registry.use_experiment(cfg.state.experiment, None if cfg.state.tracking_uri else paths.artifacts)
     run_dir = Path(scored["run_dir"])
     names = feature_names(cfg.features)
     holdout = load_target(cfg, "target_holdout")
@@ -366,7 +366,9 @@ def finetune_register_stage(
             if on_epoch:
                 on_epoch(row)
 
-        result = fit(challenger, (x, y), cfg.train, checkpoint_dir=run_dir / "train", on_epoch=_on_epoch)
+        # checkpoints resume an interrupted fit of *this* warm start only
+        ckpt_dir = run_dir / f"train-{digest(warm['warm_start'], cfg.train.model_dump(mode='json'))}"
+        result = fit(challenger, (x, y), cfg.train, checkpoint_dir=ckpt_dir, on_epoch=_on_epoch)
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
 
         # ---- evaluate on the same hold-out ------------------------------------------

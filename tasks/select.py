@@ -47,8 +47,8 @@ def sample_chunk_task(
 
 
 @task(name="merge-selection")
-def merge_task(summaries: list[Any], out_path: str, cfg: SamplingConfig) -> dict[str, Any]:
-    return merge_selection(summaries, out_path, cfg).to_dict()
+def merge_task(summaries: list[Any], out_path: str, cfg: SamplingConfig, log_m: float | None) -> dict[str, Any]:
+    return merge_selection(summaries, out_path, cfg, log_m).to_dict()
 
 
 @task(name="selection-report")

@@ -50,6 +50,7 @@ def _register(mlc, tmp_path, name, n_versions):
     import mlflow
 
     versions = []
+    registry.use_experiment("registry-test", tmp_path / "artifacts")
     mlc.create_registered_model(name)
     for i in range(n_versions):
         with mlflow.start_run():

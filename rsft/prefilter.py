@@ -1,0 +1,195 @@
+"""Declarative prefilter: each rule compiles to one keep-``pl.Expr`` (no UDFs), applied lazily.
+
+Counts: ``dropped[rule]`` = rows whose *first* failing rule (config order) is that rule;
+``alone[rule]`` = rows that rule alone would drop. Accounting: rows_in = rows_out + Σ dropped.
+
+Nulls: a rule other than ``not_null`` keeps a row whose value it cannot judge (null), so a
+null never makes a row vanish under a rule that did not ask about nulls.
+Window rules (stuck, spike, rate_of_change) evaluate per machine in time order: the input is
+sorted by (by, order_by) before the rules run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import polars as pl
+
+from rsft.config import PrefilterConfig
+
+WINDOW_KINDS = {"stuck", "spike", "rate_of_change"}
+
+
+def rule_name(rule: Any) -> str:
+    if rule.name:
+        return rule.name
+    cols = getattr(rule, "columns", None) or [getattr(rule, "column", "")]
+    return f"{rule.kind}:{','.join(cols)}"
+
+
+def _all(exprs: list[pl.Expr]) -> pl.Expr:
+    return pl.all_horizontal(exprs) if len(exprs) > 1 else exprs[0]
+
+
+def not_null(rule) -> pl.Expr:
+    """Keep rows where every listed column is non-null."""
+    return _all([pl.col(c).is_not_null() for c in rule.columns])
+
+
+def finite(rule) -> pl.Expr:
+    """Keep rows where every listed float column is finite (NaN/inf dropped; null kept)."""
+    return _all([pl.col(c).is_finite().fill_null(True) for c in rule.columns])
+
+
+def in_range(rule) -> pl.Expr:
+    """Keep rows with min <= value <= max (inclusive; a missing bound is open)."""
+    e = pl.lit(True)
+    if rule.min is not None:
+        e = e & (pl.col(rule.column) >= rule.min)
+    if rule.max is not None:
+        e = e & (pl.col(rule.column) <= rule.max)
+    return e.fill_null(True)
+
+
+def allowed(rule) -> pl.Expr:
+    """Keep rows whose value is one of ``values``."""
+    return pl.col(rule.column).is_in(rule.values).fill_null(True)
+
+
+def duplicate(rule) -> pl.Expr:
+    """Keep the first row of each key (exact duplicates on ``columns``)."""
+    return pl.struct(rule.columns).is_first_distinct()
+
+
+def stuck(rule) -> pl.Expr:
+    """Drop rows inside a run of >= ``window`` identical consecutive readings of one machine."""
+    out = []
+    for c in rule.columns:
+        run = pl.col(c).rle_id().over(rule.by)
+        out.append((pl.len().over(rule.by, run) < rule.window) | pl.col(c).is_null())
+    return _all(out)
+
+
+def spike(rule) -> pl.Expr:
+    """Drop rows where |x - rolling median| > k · 1.4826 · rolling MAD (centred window, per machine)."""
+    out = []
+    w = rule.window
+    for c in rule.columns:
+        x = pl.col(c)
+        med = x.rolling_median(w, center=True, min_samples=1)
+        dev = (x - med).abs()
+        mad = dev.rolling_median(w, center=True, min_samples=1)
+        is_spike = (dev > rule.k * 1.4826 * mad) & (dev > 1e-9)
+        out.append((~is_spike).over(rule.by).fill_null(True))
+    return _all(out)
+
+
+def rate_of_change(rule) -> pl.Expr:
+    """Drop rows whose change from the machine's previous reading exceeds ``max_delta``."""
+    return ((pl.col(rule.column) - pl.col(rule.column).shift(1)).abs().over(rule.by) <= rule.max_delta).fill_null(True)
+
+
+def text_length(rule) -> pl.Expr:
+    """Keep texts within char / word bounds (inclusive)."""
+    t = pl.col(rule.column)
+    chars, words = t.str.len_chars(), t.str.extract_all(r"\S+").list.len()
+    e = pl.lit(True)
+    for val, lo, hi in ((chars, rule.min_chars, rule.max_chars), (words, rule.min_words, rule.max_words)):
+        if lo is not None:
+            e = e & (val >= lo)
+        if hi is not None:
+            e = e & (val <= hi)
+    return e.fill_null(True)
+
+
+def text_chars(rule) -> pl.Expr:
+    """Keep texts with enough alphanumeric and few non-printable characters."""
+    t = pl.col(rule.column)
+    n = t.str.len_chars().cast(pl.Float64).clip(lower_bound=1)
+    e = pl.lit(True)
+    if rule.min_alnum_share is not None:
+        e = e & (t.str.count_matches(r"[\p{L}\p{N}]") / n >= rule.min_alnum_share)
+    if rule.max_nonprintable_share is not None:
+        e = e & (t.str.count_matches(r"[\p{Cc}\p{Cf}]") / n <= rule.max_nonprintable_share)
+    return e.fill_null(True)
+
+
+def text_repetition(rule) -> pl.Expr:
+    """Keep texts whose repeated-word share (1 - unique/words) is at most the bound."""
+    words = pl.col(rule.column).str.to_lowercase().str.extract_all(r"\w+")
+    share = 1 - words.list.n_unique() / words.list.len().clip(lower_bound=1)
+    return (share <= rule.max_repeated_word_share).fill_null(True)
+
+
+def text_duplicate(rule) -> pl.Expr:
+    """Keep the first of texts equal after lowercasing and whitespace normalisation."""
+    norm = pl.col(rule.column).str.to_lowercase().str.replace_all(r"\s+", " ").str.strip_chars()
+    return norm.is_first_distinct() | norm.is_null()
+
+
+COMPILERS: dict[str, Callable[[Any], pl.Expr]] = {
+    "not_null": not_null, "finite": finite, "range": in_range, "allowed": allowed, "duplicate": duplicate,
+    "stuck": stuck, "spike": spike, "rate_of_change": rate_of_change, "text_length": text_length,
+    "text_chars": text_chars, "text_repetition": text_repetition, "text_duplicate": text_duplicate,
+}
+
+
+def compile_rule(rule: Any) -> pl.Expr:
+    return COMPILERS[rule.kind](rule)
+
+
+@dataclass
+class PrefilterSummary:
+    rows_in: int
+    rows_out: int
+    dropped: dict[str, int] = field(default_factory=dict)
+    alone: dict[str, int] = field(default_factory=dict)
+    output: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _source(source: pl.LazyFrame | str | Path) -> pl.LazyFrame:
+    if isinstance(source, pl.LazyFrame):
+        return source
+    s = str(source)
+    return pl.scan_parquet(os.path.join(s, "**", "*.parquet") if os.path.isdir(s) else s, hive_partitioning=False)
+
+
+def flagged(lf: pl.LazyFrame, cfg: PrefilterConfig) -> tuple[pl.LazyFrame, list[str]]:
+    """The frame (sorted for window rules) with one boolean keep column per rule."""
+    windows = [r for r in cfg.rules if r.kind in WINDOW_KINDS]
+    if windows:
+        lf = lf.sort(windows[0].by, windows[0].order_by, maintain_order=True)
+    names = [rule_name(r) for r in cfg.rules]
+    flags = [f"__keep_{i}" for i in range(len(cfg.rules))]
+    return lf.with_columns([compile_rule(r).alias(f) for r, f in zip(cfg.rules, flags)]), flags
+
+
+def prefilter(source: pl.LazyFrame | str | Path, out_path: str | Path, cfg: PrefilterConfig, *, excluded_path=None) -> PrefilterSummary:
+    lf, flags = flagged(_source(source), cfg)
+    names = [rule_name(r) for r in cfg.rules]
+    aggs = [pl.len().alias("__rows")]
+    for i, f in enumerate(flags):
+        prior = [pl.col(p) for p in flags[:i]]
+        first_fail = (~pl.col(f)) & (pl.all_horizontal(prior) if prior else pl.lit(True))
+        aggs += [first_fail.sum().alias(f"__first_{i}"), (~pl.col(f)).sum().alias(f"__alone_{i}")]
+    counts = lf.select(aggs).collect().row(0, named=True)
+    keep = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    lf.filter(keep).drop(flags).sink_parquet(tmp)
+    os.replace(tmp, out)
+    if excluded_path is not None:
+        rule_col = pl.coalesce([pl.when(~pl.col(f)).then(pl.lit(n)) for f, n in zip(flags, names)]).alias("rule")
+        lf.filter(~keep).with_columns(rule_col).drop(flags).sink_parquet(str(excluded_path))
+    rows_in = int(counts["__rows"])
+    dropped = {n: int(counts[f"__first_{i}"]) for i, n in enumerate(names)}
+    summary = PrefilterSummary(rows_in, rows_in - sum(dropped.values()), dropped,
+                               {n: int(counts[f"__alone_{i}"]) for i, n in enumerate(names)}, str(out))
+    return summary
