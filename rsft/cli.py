@@ -111,7 +111,11 @@ def retrain(
             summary = retrain_flow(config_path=str(Path(config).resolve()), overrides=_overrides(sets))
         except Exception as e:  # one line for the operator; the Prefect log has the traceback
             _fail(f"retrain failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1)
-    console.print(_kv_table(f"rsft retrain — {cfg.name}", summary))
+    shown = {k: v for k, v in summary.items() if k != "prefilter_dropped"}
+    console.print(_kv_table(f"rsft retrain — {cfg.name}", shown))
+    drops = summary.get("prefilter_dropped") or {}
+    if drops:
+        console.print("prefilter dropped: " + ", ".join(f"{k} {v:,}" for k, v in drops.items()), highlight=False)
     if json_out:
         json_out.write_text(json.dumps(summary, indent=2, default=str))
 

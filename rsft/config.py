@@ -151,7 +151,7 @@ class SpikeRule(_Rule):
     kind: Literal["spike"]
     columns: list[str]
     window: int = 11  # readings (centred rolling median / MAD window)
-    k: float = 6.0  # spike when |x - median| > k * 1.4826 * MAD
+    k: float = 6.0  # spike when |x - rolling median| > k * rolling IQR / 1.349
     by: str = "machine_id"
     order_by: str = "ts"
 

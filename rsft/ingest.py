@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -141,7 +142,9 @@ def _read_text_table(path: str, contract: ContractConfig) -> pl.DataFrame:
                 data = fh.read()
         else:
             data = Path(path).read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as e:
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        raise FileError(f"truncated or corrupt gzip stream: {e}") from None
+    except OSError as e:
         raise FileError(f"cannot read: {e}") from None
     if data.startswith(b"\xef\xbb\xbf"):
         data = data[3:]
@@ -338,7 +341,8 @@ def _read_jsonl(path: str, contract: ContractConfig) -> tuple[pl.DataFrame, list
             try:
                 text = line.decode("utf-8")
             except UnicodeDecodeError:
-                rec.update(__pre="invalid UTF-8", __line=line.decode("latin-1"))
+                field_name = _undecodable_field(line, names)
+                rec.update(__pre=f"invalid UTF-8 in {field_name}" if field_name else "invalid UTF-8", __line=line.decode("latin-1"))
                 rows.append(rec)
                 continue
             if not text.strip():
@@ -371,6 +375,21 @@ def _read_jsonl(path: str, contract: ContractConfig) -> tuple[pl.DataFrame, list
     schema = {**{n: pl.String for n in names}, "_row": pl.Int64, "__pre": pl.String, "__line": pl.String}
     df = pl.DataFrame(rows, schema=schema)
     return df, []
+
+
+def _undecodable_field(line: bytes, names: list[str]) -> str | None:
+    """Which field holds the undecodable bytes (decoded as latin-1 only to locate them)."""
+    try:
+        obj = json.loads(line.decode("latin-1"))
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    for key in names:
+        v = obj.get(key)
+        if isinstance(v, str) and any(ord(ch) > 127 for ch in v):
+            return key
+    return None
 
 
 def scan_dataset(dataset_dir: str | Path) -> pl.LazyFrame:

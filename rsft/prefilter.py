@@ -27,7 +27,7 @@ def rule_name(rule: Any) -> str:
     if rule.name:
         return rule.name
     cols = getattr(rule, "columns", None) or [getattr(rule, "column", "")]
-    return f"{rule.kind}:{','.join(cols)}"
+    return f"{rule.kind}:{cols[0]}..{cols[-1]}" if len(cols) > 3 else f"{rule.kind}:{','.join(cols)}"
 
 
 def _all(exprs: list[pl.Expr]) -> pl.Expr:
@@ -74,15 +74,21 @@ def stuck(rule) -> pl.Expr:
 
 
 def spike(rule) -> pl.Expr:
-    """Drop rows where |x - rolling median| > k · 1.4826 · rolling MAD (centred window, per machine)."""
+    """Drop rows where |x - rolling median| > k · σ̂, σ̂ = rolling IQR / 1.349 (centred window, per machine).
+
+    The IQR of the window is a robust spread (a spike does not inflate it); σ̂ has a floor of
+    1e-9 so a perfectly flat window flags only real departures.
+    """
     out = []
     w = rule.window
     for c in rule.columns:
         x = pl.col(c)
         med = x.rolling_median(w, center=True, min_samples=1)
-        dev = (x - med).abs()
-        mad = dev.rolling_median(w, center=True, min_samples=1)
-        is_spike = (dev > rule.k * 1.4826 * mad) & (dev > 1e-9)
+        iqr = x.rolling_quantile(0.75, "linear", w, center=True, min_samples=1) - x.rolling_quantile(
+            0.25, "linear", w, center=True, min_samples=1
+        )
+        sigma = (iqr / 1.349).clip(lower_bound=1e-9)
+        is_spike = (x - med).abs() > rule.k * sigma
         out.append((~is_spike).over(rule.by).fill_null(True))
     return _all(out)
 

@@ -278,7 +278,7 @@ def _base_model(cfg: PipelineConfig, prefiltered: dict[str, Any], on_epoch=None)
     """The base model pretrained on the (prefiltered, labelled) pool; cached by its inputs."""
     from rsft.models import build_model, checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint, set_standardization
     from rsft.features import feature_names
-    from rsft.train import fit
+    from rsft.train import fit, seed_everything
 
     key = digest(prefiltered["output"], cfg.features.model_dump(mode="json"), cfg.model.model_dump(mode="json"),
                  cfg.train.pretrain_rows, cfg.train.pretrain_epochs, cfg.train.seed)
@@ -287,6 +287,7 @@ def _base_model(cfg: PipelineConfig, prefiltered: dict[str, Any], on_epoch=None)
         return model_from_checkpoint(load_checkpoint(path)), {"base_cached": True}
     x, y = arrays(pool_train_frame(cfg, prefiltered), cfg)
     names = feature_names(cfg.features)
+    seed_everything(cfg.train.seed)
     model = build_model(cfg.model, len(names))
     set_standardization(model, x, y)
     tcfg = cfg.train.model_copy(update={"epochs": cfg.train.pretrain_epochs, "freeze": []})

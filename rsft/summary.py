@@ -16,7 +16,8 @@ def run_summary(cfg: PipelineConfig, ingested: dict, selected: dict, result: dic
     champ = result["champion"]
     uri = tracking_uri(cfg)
     return {
-        "rows_ingested": sensors["rows_ok"],
+        "files_new": sensors["files"] - sensors["files_skipped"],
+        "rows_ingested": sensors["rows_ok"],  # this run (earlier files are skipped)
         "rows_quarantined": sensors["rows_quarantined"],
         "files_failed": len(sensors["files_failed"]),
         "rows_prefiltered_in": pre["rows_in"],

@@ -121,7 +121,7 @@ def fit(
     # ---- resume --------------------------------------------------------------------------
     last = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
     if last is not None and last.exists():
-        ck = torch.load(last, map_location="cpu", weights_only=False)
+        ck = torch.load(last, map_location="cpu", weights_only=True)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         best_state = ck["best_state"]
@@ -157,7 +157,7 @@ def fit(
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(params, cfg.grad_clip)
             opt.step()
-            total += float(loss) * len(idx)
+            total += loss.item() * len(idx)
             count += len(idx)
         # ---- validate -------------------------------------------------------------------------
         model.eval()
@@ -176,8 +176,6 @@ def fit(
             bad_epochs += 1
             if bad_epochs >= cfg.patience:
                 result.stopped_early = True
-        if on_epoch:
-            on_epoch(row)
         # ---- checkpoint ------------------------------------------------------------------------
         if last is not None:
             last.parent.mkdir(parents=True, exist_ok=True)
@@ -186,6 +184,9 @@ def fit(
                         "result": result.to_dict(), "epoch": epoch, "bad_epochs": bad_epochs,
                         "torch_rng": torch.get_rng_state()}, tmp)
             tmp.replace(last)
+        # ---- report (after the checkpoint: a callback that raises loses no epoch) ----------------
+        if on_epoch:
+            on_epoch(row)
 
     model.load_state_dict(best_state)
     for p in model.parameters():
