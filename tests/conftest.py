@@ -20,7 +20,8 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 REPO = Path(__file__).resolve().parents[1]
-BAD_INPUTS = REPO.parent / "shared" / "testdata" / "bad-inputs"
+# the shared bad-export corpus, vendored so a clean clone anywhere tests against it
+BAD_INPUTS = REPO / "tests" / "data" / "bad-inputs"
 
 
 @pytest.fixture(scope="session")
