@@ -71,7 +71,7 @@ def main() -> None:
     rng = np.random.default_rng(0)
     pre = rng.choice(len(y_pool), min(60_000, len(y_pool)), replace=False)
     base = build_model(ModelConfig(), len(feature_names(FEATURES)))
-    set_standardization(base, x_pool[pre])
+    set_standardization(base, x_pool[pre], y_pool[pre])
     from rsft.train import fit
 
     fit(base, (x_pool[pre], y_pool[pre]), train_cfg.model_copy(update={"epochs": 8}))
