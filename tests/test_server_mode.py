@@ -1,0 +1,92 @@
+"""Team scale on loopback: a real `mlflow server` and `prefect server`, a retrain against both."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.test_retrain_flow import small_config
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited early: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise TimeoutError(url)
+
+
+@pytest.mark.slow
+def test_retrain_against_mlflow_and_prefect_servers(tmp_path):
+    mport, pport = _port(), _port()
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-server"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    mlflow = subprocess.Popen(
+        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mport), "--workers", "1",
+         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", (tmp_path / "server-artifacts").as_uri()],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    prefect = subprocess.Popen(
+        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(pport)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _wait(f"http://127.0.0.1:{mport}/health", mlflow)
+        _wait(f"http://127.0.0.1:{pport}/api/health", prefect)
+        cfg_path = small_config(tmp_path)
+        data = yaml.safe_load(cfg_path.read_text())
+        data["state"]["tracking_uri"] = f"http://127.0.0.1:{mport}"
+        cfg_path.write_text(yaml.safe_dump(data))
+        from rsft.config import load_config
+        from rsft.synth import write_synthetic
+
+        write_synthetic(load_config(cfg_path).synth, tmp_path / "raw")
+        client_env = {**env, "PREFECT_API_URL": f"http://127.0.0.1:{pport}/api", "PREFECT_HOME": str(tmp_path / "prefect-client")}
+        run = subprocess.run([sys.executable, "-m", "rsft.cli", "retrain", "--config", str(cfg_path)],
+                             env=client_env, capture_output=True, text=True, cwd=REPO, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+
+        from mlflow import MlflowClient
+
+        mlc = MlflowClient(f"http://127.0.0.1:{mport}")
+        assert mlc.get_model_version_by_alias("factory-quality", "champion").version in ("1", 1)
+        # the flow run was recorded by the Prefect server, not an ephemeral one
+        with urllib.request.urlopen(urllib.request.Request(
+            f"http://127.0.0.1:{pport}/api/flow_runs/filter", data=b"{}", headers={"Content-Type": "application/json"},
+            method="POST"), timeout=10) as r:
+            import json
+
+            runs = json.loads(r.read())
+        assert any(fr["state_type"] == "COMPLETED" for fr in runs)
+    finally:
+        for p in (mlflow, prefect):
+            p.terminate()
+        for p in (mlflow, prefect):
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
