@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from rsft.config import ConfigError, PipelineConfig, load_config
+from rsft.state import state_paths
 
 app = typer.Typer(
     add_completion=False,
@@ -190,7 +191,7 @@ def promote(
             model_from_checkpoint(load_checkpoint(registry.download_checkpoint(mlc, v))), holdout, cfg.features
         )
         decision = registry.decide(cfg.promotion, score(mv), score(current) if current else None, holdout.height)
-    with registry.registry_lock(Path(os.environ["RSFT_STATE_DIR"]) / "locks", name):
+    with registry.registry_lock(state_paths(cfg.state.dir).locks, name):
         if not decision.promote:
             _fail(f"not promoted: {decision.reason} (use --force to override)", 1)
         registry.record_decision(mlc, name, str(version), decision)
@@ -206,7 +207,7 @@ def rollback(config: str = ConfigOpt) -> None:
     cfg = _load(config)
     name = cfg.promotion.model_name
     mlc = _client(cfg)
-    with registry.registry_lock(Path(os.environ["RSFT_STATE_DIR"]) / "locks", name):
+    with registry.registry_lock(state_paths(cfg.state.dir).locks, name):
         try:
             new, old = registry.rollback(mlc, name)
         except RuntimeError as e:

@@ -268,6 +268,21 @@ def log_model_version(
     return str(mv.version)
 
 
+def log_dataset_inputs(datasets: dict[str, tuple[str, str]], context: str = "training") -> None:
+    """Record datasets as MLflow run inputs by URI + digest, without loading them."""
+    import warnings
+
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    mlflow = _mlflow()
+    for name, (uri, digest) in datasets.items():
+        with warnings.catch_warnings():  # "can be interpreted in multiple ways" for file:// URIs
+            warnings.simplefilter("ignore")
+            source = resolve_dataset_source(Path(uri).resolve().as_uri() if "://" not in uri else uri)
+        mlflow.log_input(MetaDataset(source=source, name=name, digest=digest[:36]), context=context)
+
+
 def environment_tags() -> dict[str, str]:
     tags = {"rsft.version": _rsft_version()}
     sha = os.environ.get("RSFT_GIT_SHA") or _git_sha()

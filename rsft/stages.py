@@ -334,6 +334,15 @@ def finetune_register_stage(
         mlflow.log_text(cfg_yaml(cfg), "config/resolved.yaml")
         registry.log_json({"ingest": ingested, "prefilter": prefiltered, "scorer": scored, "selection": selection}, "lineage/summary.json")
         mlflow.log_artifact(scored["scorer_path"], "scorer")
+        root = pipeline_root(cfg)
+        registry.log_dataset_inputs({
+            "pool-ingested": (str(root / "sensors"), dataset_digest(root / "sensors")),
+            "pool-prefiltered": (prefiltered["output"], digest(prefiltered["output"], prefiltered["rows_out"])),
+            "selected": (selection["output"], digest(selection["output"], selection["rows_out"])),
+            "target-sample": (str(root / "target_sample"), dataset_digest(root / "target_sample")),
+        })
+        registry.log_dataset_inputs(
+            {"target-holdout": (str(root / "target_holdout"), dataset_digest(root / "target_holdout"))}, context="evaluation")
         if report:
             mlflow.log_artifacts(str(run_dir / "report"), "selection_report")
         mlflow.log_metrics(

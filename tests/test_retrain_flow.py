@@ -69,6 +69,30 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     hist = registry.history(mlc, name)
     assert [h["decision"] for h in hist] == ["promoted" if better else "rejected", "promoted"]
 
+    # ---- lineage: the datasets are run inputs (URI + digest), the config and report are artifacts
+    run = mlc.get_run(s2["mlflow_run"])
+    names = {i.dataset.name for i in run.inputs.dataset_inputs}
+    assert {"pool-ingested", "selected", "target-sample", "target-holdout"} <= names
+    assert run.data.params["train.epochs"] == "4"
+    arts = {a.path for a in mlc.list_artifacts(s2["mlflow_run"])}
+    assert {"config", "lineage", "scorer", "checkpoint", "decision.json"} <= arts
+
+    # ---- the CLI audit trail and rollback
+    from typer.testing import CliRunner
+
+    from rsft.cli import app
+
+    out = CliRunner().invoke(app, ["history", "--config", str(cfg_path)])
+    assert out.exit_code == 0 and "promoted" in out.output
+    if better:
+        out = CliRunner().invoke(app, ["rollback", "--config", str(cfg_path)])
+        assert out.exit_code == 0, out.output
+        assert str(registry.alias_version(mlc, name).version) == "1"
+        assert str(registry.alias_version(mlc, name, registry.PREVIOUS).version) == "2"
+        out = CliRunner().invoke(app, ["promote", "--version", "2", "--config", str(cfg_path)])
+        assert out.exit_code == 0, out.output
+        assert str(registry.alias_version(mlc, name).version) == "2"
+
     # ---- re-running the same night is idempotent for the data stages
     s3 = retrain(config_path=str(cfg_path))
     assert s3["rows_selected"] == s2["rows_selected"]
