@@ -241,7 +241,9 @@ class ScorerConfig(_Model):
     em_iters: int = 100
     hidden: int = 64  # classifier MLP width
     epochs: int = 20  # classifier epochs
-    smoothing: float = 1.0  # ngram additive smoothing
+    smoothing: float = 1.0  # ngram additive smoothing (pseudo-count per bucket)
+    buckets: int = 10_000  # ngram hashed buckets
+    ngrams: int = 2  # ngram order (1 = unigrams, 2 = + bigrams)
     seed: int = 0
 
 

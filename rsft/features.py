@@ -37,3 +37,23 @@ def to_matrix(df: pl.DataFrame | pl.LazyFrame, cfg: FeaturesConfig) -> np.ndarra
 
 def labels(df: pl.DataFrame, cfg: FeaturesConfig) -> np.ndarray:
     return df.get_column(cfg.label).cast(pl.Float32).to_numpy()
+
+
+def hashed_ngram_ids(text: pl.Expr, buckets: int = 10_000, ngrams: int = 2, seed: int = 0) -> pl.Expr:
+    """DSIR-style hashed n-grams: lowercase, word and punctuation tokens, 1..``ngrams``-grams,
+    each hashed to a bucket in ``[0, buckets)``. Returns ``List[UInt32]`` per row (pure Polars)."""
+    tokens = text.str.to_lowercase().str.extract_all(r"\w+|[^\w\s]")
+    grams = [tokens]
+    for n in range(2, ngrams + 1):
+        parts = [pl.element().shift(-i) for i in range(n)]
+        grams.append(tokens.list.eval(pl.concat_str(parts, separator=" ").drop_nulls()))
+    ids = [g.list.eval((pl.element().hash(seed) % buckets).cast(pl.UInt32)) for g in grams]
+    return pl.concat_list(ids) if len(ids) > 1 else ids[0]
+
+
+def ids_to_flat(ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A List[UInt32] series as (flat ids [total], offsets [rows + 1]) for bag-of-words scoring."""
+    lengths = ids.list.len().fill_null(0).to_numpy().astype(np.int64)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    flat = ids.explode().drop_nulls().to_numpy().astype(np.int64)
+    return flat, offsets

@@ -8,9 +8,17 @@ import torch
 
 from rsft.config import ScorerConfig
 from rsft.density.base import DensityRatioScorer
+from rsft.density.classifier import ClassifierScorer
 from rsft.density.gaussian import GaussianScorer
+from rsft.density.gmm import GMMScorer
+from rsft.density.ngram import NgramScorer
 
-SCORERS: dict[str, type[DensityRatioScorer]] = {"gaussian": GaussianScorer}
+SCORERS: dict[str, type[DensityRatioScorer]] = {
+    "gaussian": GaussianScorer,
+    "gmm": GMMScorer,
+    "classifier": ClassifierScorer,
+    "ngram": NgramScorer,
+}
 
 
 def make_scorer(cfg: ScorerConfig, feature_names: list[str]) -> DensityRatioScorer:
