@@ -20,12 +20,16 @@ import hashlib
 import json
 import logging
 import os
+import re
+import shutil
+import threading
 import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from rsft.config import ColumnContract, ContractConfig
 
@@ -82,10 +86,29 @@ class FileError(Exception):
 # --------------------------------------------------------------------------------------
 # planning
 # --------------------------------------------------------------------------------------
+def _is_remote(path: str) -> bool:
+    return "://" in path and not path.startswith("file://")
+
+
+def _strip_file(path: str) -> str:
+    return path[len("file://"):] if path.startswith("file://") else path
+
+
 def list_sources(sources: str | Sequence[str]) -> list[str]:
+    """Files of the given files / directories / globs; local paths, file:// or any fsspec URI."""
     items = [sources] if isinstance(sources, (str, Path)) else list(sources)
     out: list[str] = []
     for s in map(str, items):
+        if _is_remote(s):
+            import fsspec
+
+            fs, _, paths = fsspec.get_fs_token_paths(s)
+            proto = s.split("://", 1)[0]
+            for p in paths:
+                found = fs.find(p) if fs.isdir(p) else [p]
+                out += [f"{proto}://{q.lstrip('/')}" if proto != "memory" else f"memory://{q}" for q in found]
+            continue
+        s = _strip_file(s)
         if os.path.isdir(s):
             out += [p for p in glob.glob(os.path.join(s, "**", "*"), recursive=True) if os.path.isfile(p)]
         elif any(ch in s for ch in "*?["):
@@ -95,9 +118,17 @@ def list_sources(sources: str | Sequence[str]) -> list[str]:
     return sorted(set(out), key=lambda p: (os.path.basename(p), p))
 
 
+def _open(path: str):
+    if _is_remote(path):
+        import fsspec
+
+        return fsspec.open(path, "rb").open()
+    return open(path, "rb")
+
+
 def file_digest(path: str) -> str:
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with _open(path) as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
@@ -108,7 +139,31 @@ def _manifest(dataset_dir: str | Path) -> dict[str, dict]:
     return {p.stem: json.loads(p.read_text()) for p in d.glob("*.json")} if d.exists() else {}
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_orphans(dataset_dir: str | Path) -> int:
+    """Remove temp files left by an ingest process that died (its pid is in the name)."""
+    removed = 0
+    for sub in ("data", "quarantine", "_manifest"):
+        for p in (Path(dataset_dir) / sub).glob(".*"):
+            m = re.search(r"(?:tmp|gunzip|fetch)-(\d+)-", p.name)
+            if m and not _pid_alive(int(m.group(1))):
+                p.unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
 def plan_ingest(sources: str | Sequence[str], dataset_dir: str | Path, contract: ContractConfig) -> list[FilePlan]:
+    """Expand the sources, digest each file, and decide: ingest, skip (done) or duplicate."""
+    clean_orphans(dataset_dir)
     done = _manifest(dataset_dir)
     seen: dict[str, str] = {}
     plans = []
@@ -132,28 +187,51 @@ def plan_ingest(sources: str | Sequence[str], dataset_dir: str | Path, contract:
 # --------------------------------------------------------------------------------------
 # reading
 # --------------------------------------------------------------------------------------
-def _read_text_table(path: str, contract: ContractConfig) -> pl.DataFrame:
-    """CSV (optionally gzip) as all-string columns with a 1-based ``_row``."""
+def _header(path: str) -> str:
+    """First line of a (plain) CSV, BOM stripped; an empty file is an error."""
+    with open(path, "rb") as fh:
+        line = fh.readline(1 << 20)
+    if line.startswith(b"\xef\xbb\xbf"):
+        line = line[3:]
+    if not line.strip():
+        raise FileError("empty file (no header)")
+    return line.decode("utf-8", errors="replace").rstrip("\r\n")
+
+
+def _fetch(uri: str, tmp_dir: Path) -> str:
+    """Copy a remote (fsspec) file to a local temp file in 4 MiB blocks."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    out = tmp_dir / f".fetch-{os.getpid()}-{threading.get_ident()}-{uri.rsplit('/', 1)[-1]}"
+    with _open(uri) as src, open(out, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 22)
+    return str(out)
+
+
+def _gunzip(path: str, tmp_dir: Path) -> str:
+    """Stream-decompress a .gz export next to the outputs (bounded memory); truncation is an error."""
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    out = tmp_dir / f".gunzip-{os.getpid()}-{threading.get_ident()}-{Path(path).name[:-3]}"
+    try:
+        with gzip.open(path, "rb") as src, open(out, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 22)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        out.unlink(missing_ok=True)
+        raise FileError(f"truncated or corrupt gzip stream: {e}") from None
+    return str(out)
+
+
+def _scan_text_table(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame, list[str]]:
+    """CSV as a lazy all-string frame with a 1-based ``_row`` (streamed by the sinks)."""
     if os.path.getsize(path) == 0:
         raise FileError("empty file (no header)")
-    try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rb") as fh:
-                data = fh.read()
-        else:
-            data = Path(path).read_bytes()
-    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
-        raise FileError(f"truncated or corrupt gzip stream: {e}") from None
-    except OSError as e:
-        raise FileError(f"cannot read: {e}") from None
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    if not data.strip():
-        raise FileError("empty file (no header)")
-    try:
-        return pl.read_csv(data, infer_schema=False, separator=contract.delimiter)
-    except Exception as e:  # polars raises ComputeError etc. with multi-line messages
-        raise FileError(f"unreadable CSV: {str(e).splitlines()[0]}") from None
+    header = _header(path)
+    sep = contract.delimiter
+    if contract.sniff_delimiter:
+        sep = max([",", ";", "\t", "|"], key=header.count)
+    cols = [c.strip().strip('"') for c in header.split(sep)]
+    extra = _check_columns(cols, contract)
+    lf = pl.scan_csv(path, infer_schema=False, separator=sep)
+    return lf.with_row_index("_row", offset=1).with_columns(pl.col("_row").cast(pl.Int64)), extra
 
 
 def _check_columns(cols: list[str], contract: ContractConfig) -> list[str]:
@@ -220,61 +298,61 @@ def _typed(col: ColumnContract, naive_policy: str = "reject", utc_only: bool = F
     return val, pl.coalesce(*checks)
 
 
-def _validate(raw: pl.DataFrame, contract: ContractConfig, keep_extra: list[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
+def _validate(raw: pl.LazyFrame, contract: ContractConfig, keep_extra: list[str]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
+    """(good rows typed by the contract, quarantined rows as text with ``reason``) — both lazy."""
     typed, reasons = zip(*[_typed(c, contract.naive_timestamps, contract.utc_only) for c in contract.columns])
     reason = pl.coalesce(*reasons)
-    if "__pre" in raw.columns:  # structural problems found while reading (JSONL)
+    names = raw.collect_schema().names()
+    if "__pre" in names:  # structural problems found while reading (JSONL)
         reason = pl.coalesce(pl.col("__pre"), reason)
     if contract.duplicate_rows == "quarantine":
+        # exact duplicate rows, by a 64-bit hash of every contract field (8 bytes of state per row)
         cols = [c.name for c in contract.columns]
-        reason = pl.coalesce(reason, pl.when(~pl.struct(cols).is_first_distinct()).then(pl.lit("duplicate row")))
+        reason = pl.coalesce(reason, pl.when(~pl.struct(cols).hash(17).is_first_distinct()).then(pl.lit("duplicate row")))
     df = raw.with_columns(reason.alias("__reason"))
     good = df.filter(pl.col("__reason").is_null()).select(
         [t.alias(c.name) for t, c in zip(typed, contract.columns)] + [pl.col(c) for c in keep_extra] + [pl.col("_source"), pl.col("_row")]
     )
-    bad = df.filter(pl.col("__reason").is_not_null()).rename({"__reason": "reason"})
+    text_cols = [c for c in names if c not in ("_row", "_source", "__pre")]
+    bad = df.filter(pl.col("__reason").is_not_null()).select(
+        [pl.col("_source"), pl.col("_row"), pl.col("__reason").alias("reason")] + [pl.col(c).cast(pl.String) for c in text_cols]
+    )
     return good, bad
 
 
-def _read_parquet(path: str, contract: ContractConfig) -> tuple[pl.DataFrame, list[str]]:
+_PARQUET_TYPES = {"float64": pl.Float64, "int64": pl.Int64, "bool": pl.Boolean, "str": pl.String}
+
+
+def _scan_parquet(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame, list[str]]:
+    """Parquet checked against the contract types, then values through the same text path."""
     try:
-        df = pl.read_parquet(path)
+        lf = pl.scan_parquet(path)
+        schema = lf.collect_schema()
     except Exception as e:
         raise FileError(f"corrupt or invalid Parquet footer/metadata: {str(e).splitlines()[0]}") from None
-    extra = _check_columns(df.columns, contract)
-    expect = {"float64": pl.Float64, "int64": pl.Int64, "bool": pl.Boolean, "str": pl.String}
+    extra = _check_columns(schema.names(), contract)
     for c in contract.columns:
-        dt = df.schema[c.name]
-        if c.dtype == "timestamp":
-            if not isinstance(dt, pl.Datetime):
-                if contract.parquet_types == "strict" or dt != pl.String:
-                    raise FileError(f"column {c.name}: expected timestamp, found {dt}")
-        elif dt != expect[c.dtype] and not (dt == pl.Null and c.nullable):
-            if contract.parquet_types == "strict":
-                name = {"float64": "float64 (double)", "str": "string"}.get(c.dtype, c.dtype)
-                raise FileError(f"column {c.name}: expected {name}, found {str(dt).lower().replace('string', 'string')}")
-    # validate values through the same text path (exact: floats print round-trip)
+        dt = schema[c.name]
+        ok = isinstance(dt, pl.Datetime) if c.dtype == "timestamp" else (dt == _PARQUET_TYPES[c.dtype] or dt == pl.Null)
+        castable = dt == pl.String  # cast_if_lossless: text that parses exactly (checked per value below)
+        if not ok and (contract.parquet_types == "strict" or not castable):
+            want = {"float64": "float64 (double)", "str": "string"}.get(c.dtype, c.dtype)
+            raise FileError(f"column {c.name}: expected {want}, found {str(dt).lower()}")
+
     def as_text(c: ColumnContract) -> pl.Expr:
-        e = pl.col(c.name)
-        if c.dtype == "timestamp" and isinstance(df.schema[c.name], pl.Datetime):
-            tz = df.schema[c.name].time_zone
-            e = (e.dt.convert_time_zone("UTC") if tz else e).dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ") if tz else e.dt.strftime("%Y-%m-%dT%H:%M:%S%.f")
+        e, dt = pl.col(c.name), schema[c.name]
+        if c.dtype == "timestamp" and isinstance(dt, pl.Datetime):
+            # an aware timestamp keeps its instant; a naive one stays naive (policy decides)
+            e = e.dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ") if dt.time_zone else e.dt.strftime("%Y-%m-%dT%H:%M:%S%.f")
         return e.cast(pl.String).alias(c.name)
 
-    text = df.select([as_text(c) for c in contract.columns] + [pl.col(c) for c in extra])
-    return text, extra
+    text = lf.select([as_text(c) for c in contract.columns] + [pl.col(c) for c in extra])
+    return text.with_row_index("_row", offset=1).with_columns(pl.col("_row").cast(pl.Int64)), extra
 
 
 # --------------------------------------------------------------------------------------
 # one file
 # --------------------------------------------------------------------------------------
-def _write(df: pl.DataFrame, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    df.write_parquet(tmp)
-    os.replace(tmp, path)
-
-
 def _forget_path(dataset_dir: Path, path: str, keep_digest: str) -> None:
     """A changed file (same path, new content) replaces its earlier parts."""
     for dig, entry in _manifest(dataset_dir).items():
@@ -284,7 +362,13 @@ def _forget_path(dataset_dir: Path, path: str, keep_digest: str) -> None:
             (dataset_dir / "_manifest" / f"{dig}.json").unlink(missing_ok=True)
 
 
+def _rows(path: Path) -> int:
+    return pq.ParquetFile(path).metadata.num_rows
+
+
 def ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfig, chunk_rows: int = 250_000) -> FileResult:
+    """Ingest one file: stream it through the contract into a data part and a quarantine part
+    (temp names, renamed), then write its manifest entry last."""
     dataset_dir = Path(dataset_dir)
     if plan.action == "skip":
         entry = _manifest(dataset_dir).get(plan.digest, {})
@@ -292,41 +376,61 @@ def ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfi
     if plan.action == "duplicate":
         return FileResult(plan.name, plan.digest, "duplicate", rows_total=None, rows_ok=0, rows_quarantined=0,
                           duplicate_of=plan.duplicate_of)
+    stem = f"part-{plan.digest[:24]}.parquet"
+    part, qpart = dataset_dir / "data" / stem, dataset_dir / "quarantine" / stem
+    tag = f".tmp-{os.getpid()}-{threading.get_ident()}"
+    tmp_good, tmp_bad = part.with_name(f".{stem}{tag}"), qpart.with_name(f".{stem}{tag}")
+    unzipped = None
     try:
         if not plan.digest:
             raise FileError("cannot read file")
+        source = plan.path
+        if _is_remote(source):  # stream an object-store file to local disk once, then as local
+            unzipped = source = _fetch(source, dataset_dir / "data")
         if contract.format == "jsonl":
-            raw, extra = _read_jsonl(plan.path, contract)
+            raw, extra = _read_jsonl(source, contract)
+            raw = raw.lazy()
         elif plan.path.endswith((".parquet", ".pq")):
-            raw, extra = _read_parquet(plan.path, contract)
+            raw, extra = _scan_parquet(source, contract)
         else:
-            raw = _read_text_table(plan.path, contract)
-            extra = _check_columns(raw.columns, contract)
-        if "_row" not in raw.columns:
-            raw = raw.with_columns(_row=pl.int_range(1, raw.height + 1, dtype=pl.Int64))
-        raw = raw.with_columns(_source=pl.lit(plan.name))
-        good, bad = _validate(raw, contract, extra)
-    except FileError as e:
-        return FileResult(plan.name, plan.digest, "failed", error=f"{plan.name}: {e}")
-    except Exception as e:  # anything else is still one line, never a traceback
-        return FileResult(plan.name, plan.digest, "failed", error=f"{plan.name}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            if plan.path.endswith(".gz"):
+                plain = _gunzip(source, dataset_dir / "data")
+                if unzipped:
+                    Path(unzipped).unlink(missing_ok=True)
+                unzipped = source = plain
+            raw, extra = _scan_text_table(source, contract)
+        good, bad = _validate(raw.with_columns(_source=pl.lit(plan.name)), contract, extra)
+        part.parent.mkdir(parents=True, exist_ok=True)
+        qpart.parent.mkdir(parents=True, exist_ok=True)
+        try:  # one streaming pass over the input feeds both sinks
+            pl.collect_all([good.sink_parquet(tmp_good, lazy=True), bad.sink_parquet(tmp_bad, lazy=True)])
+        except Exception as e:  # polars errors are multi-line; the operator gets one
+            raise FileError(f"unreadable: {str(e).strip().splitlines()[0]}") from None
+        rows_ok, rows_bad = _rows(tmp_good), _rows(tmp_bad)
+    except Exception as e:  # a failed file writes nothing; its error is one line, never a traceback
+        for t in (tmp_good, tmp_bad):
+            t.unlink(missing_ok=True)
+        msg = str(e) if isinstance(e, FileError) else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        return FileResult(plan.name, plan.digest, "failed", error=f"{plan.name}: {msg}")
+    finally:
+        if unzipped:
+            Path(unzipped).unlink(missing_ok=True)
     _forget_path(dataset_dir, plan.path, plan.digest)
-    outputs = []
-    part = dataset_dir / "data" / f"part-{plan.digest[:24]}.parquet"
-    _write(good, part)
-    outputs.append(str(part))
-    if bad.height:
-        q = dataset_dir / "quarantine" / f"part-{plan.digest[:24]}.parquet"
-        _write(bad.select([pl.col(c).cast(pl.String) for c in bad.columns if c not in ("_row",)] + [pl.col("_row")]), q)
-        outputs.append(str(q))
-    entry = {"path": plan.path, "name": plan.name, "digest": plan.digest, "rows_total": raw.height, "rows_ok": good.height,
-             "rows_quarantined": bad.height, "outputs": outputs}
+    os.replace(tmp_good, part)
+    outputs = [str(part)]
+    if rows_bad:
+        os.replace(tmp_bad, qpart)
+        outputs.append(str(qpart))
+    else:
+        tmp_bad.unlink(missing_ok=True)
+    entry = {"path": plan.path, "name": plan.name, "digest": plan.digest, "rows_total": rows_ok + rows_bad,
+             "rows_ok": rows_ok, "rows_quarantined": rows_bad, "outputs": outputs}
     m = dataset_dir / "_manifest" / f"{plan.digest}.json"
     m.parent.mkdir(parents=True, exist_ok=True)
-    tmp = m.with_name(m.name + ".tmp")
+    tmp = m.with_name(f".{m.name}{tag}")
     tmp.write_text(json.dumps(entry))
-    os.replace(tmp, m)
-    return FileResult(plan.name, plan.digest, "ok", rows_total=raw.height, rows_ok=good.height, rows_quarantined=bad.height)
+    os.replace(tmp, m)  # written last: the file counts as done only now
+    return FileResult(plan.name, plan.digest, "ok", rows_total=rows_ok + rows_bad, rows_ok=rows_ok, rows_quarantined=rows_bad)
 
 
 def _read_jsonl(path: str, contract: ContractConfig) -> tuple[pl.DataFrame, list[str]]:
@@ -334,7 +438,7 @@ def _read_jsonl(path: str, contract: ContractConfig) -> tuple[pl.DataFrame, list
     names = [c.name for c in contract.columns]
     rows: list[dict[str, Any]] = []
     opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as fh:
+    with opener(path, "rb") as fh:  # noqa: SIM115
         for i, line in enumerate(fh, start=1):
             rec: dict[str, Any] = {n: None for n in names}
             rec.update(_row=i, __pre=None, __line=None)

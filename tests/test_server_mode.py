@@ -66,20 +66,26 @@ def test_retrain_against_mlflow_and_prefect_servers(tmp_path):
 
         write_synthetic(load_config(cfg_path).synth, tmp_path / "raw")
         client_env = {**env, "PREFECT_API_URL": f"http://127.0.0.1:{pport}/api", "PREFECT_HOME": str(tmp_path / "prefect-client")}
-        run = subprocess.run([sys.executable, "-m", "rsft.cli", "retrain", "--config", str(cfg_path)],
+        summary_path = tmp_path / "summary.json"
+        run = subprocess.run([sys.executable, "-m", "rsft.cli", "retrain", "--config", str(cfg_path), "--json", str(summary_path)],
                              env=client_env, capture_output=True, text=True, cwd=REPO, timeout=600)
         assert run.returncode == 0, run.stderr[-3000:]
 
         from mlflow import MlflowClient
 
+        import json
+
+        summary = json.loads(summary_path.read_text())
         mlc = MlflowClient(f"http://127.0.0.1:{mport}")
-        assert mlc.get_model_version_by_alias("factory-quality", "champion").version in ("1", 1)
+        versions = [(v.version, v.run_id, dict(v.tags).get("rsft.decision")) for v in mlc.search_model_versions("name='factory-quality'")]
+        assert summary["promoted"] and summary["mlflow_ui"] == f"http://127.0.0.1:{mport}"
+        champ = mlc.get_model_version_by_alias("factory-quality", "champion")
+        assert str(champ.version) == str(summary["model_version"]), versions
+        assert champ.run_id == summary["mlflow_run"], versions
         # the flow run was recorded by the Prefect server, not an ephemeral one
         with urllib.request.urlopen(urllib.request.Request(
             f"http://127.0.0.1:{pport}/api/flow_runs/filter", data=b"{}", headers={"Content-Type": "application/json"},
             method="POST"), timeout=10) as r:
-            import json
-
             runs = json.loads(r.read())
         assert any(fr["state_type"] == "COMPLETED" for fr in runs)
     finally:

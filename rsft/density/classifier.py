@@ -77,7 +77,7 @@ class ClassifierScorer(DensityRatioScorer):
             return loss
 
         topt.step(closure)
-        self.temperature.fill_(float(log_t.exp()))
+        self.temperature.fill_(float(log_t.detach().exp()))
         prob = torch.sigmoid(logits / self.temperature).numpy()
         self._diag.update(temperature=float(self.temperature), ece_balanced=ece(prob, y[val].numpy(), wv.numpy()),
                           val_rows=int(n_val))
