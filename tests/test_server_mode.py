@@ -76,7 +76,8 @@ def test_retrain_against_mlflow_and_prefect_servers(tmp_path):
         import json
 
         summary = json.loads(summary_path.read_text())
-        mlc = MlflowClient(f"http://127.0.0.1:{mport}")
+        uri = f"http://127.0.0.1:{mport}"
+        mlc = MlflowClient(tracking_uri=uri, registry_uri=uri)  # explicit: earlier tests set a global registry URI
         versions = [(v.version, v.run_id, dict(v.tags).get("rsft.decision")) for v in mlc.search_model_versions("name='factory-quality'")]
         assert summary["promoted"] and summary["mlflow_ui"] == f"http://127.0.0.1:{mport}"
         champ = mlc.get_model_version_by_alias("factory-quality", "champion")
