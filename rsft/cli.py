@@ -70,6 +70,15 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
     return t
 
 
+def _rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in rows[0]:
+        t.add_column(col)
+    for r in rows:
+        t.add_row(*[str(v) for v in r.values()])
+    return t
+
+
 @app.command()
 def synth(
     config: str = ConfigOpt,
@@ -112,8 +121,10 @@ def retrain(
             summary = retrain_flow(config_path=str(Path(config).resolve()), overrides=_overrides(sets))
         except Exception as e:  # one line for the operator; the Prefect log has the traceback
             _fail(f"retrain failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1)
-    shown = {k: v for k, v in summary.items() if k != "prefilter_dropped"}
+    shown = {k: v for k, v in summary.items() if k not in ("prefilter_dropped", "adapt_candidates")}
     console.print(_kv_table(f"rsft retrain — {cfg.name}", shown))
+    if summary.get("adapt_candidates"):
+        console.print(_rows_table("adapt: candidate recipes (grouped CV on the target sample)", summary["adapt_candidates"]))
     drops = summary.get("prefilter_dropped") or {}
     if drops:
         console.print("prefilter dropped: " + ", ".join(f"{k} {v:,}" for k, v in drops.items()), highlight=False)
@@ -308,14 +319,8 @@ def adapt(
             _, report = run_search(acfg, tcfg, ScorerConfig(), cols, warm, (xt, yt, groups), PoolSample(xp, yp), hold, seed)
         except ValueError as e:
             _fail(str(e))
-    rows = candidate_table(report)
-    t = Table(title=f"adapt: {len(yt)} target rows, {report['groups']} groups, {report['folds']} folds, "
-                    f"{report['search_seconds']:.0f}s search")
-    for col in rows[0]:
-        t.add_column(col)
-    for r in rows:
-        t.add_row(*[str(v) for v in r.values()])
-    console.print(t)
+    console.print(_rows_table(f"adapt: {len(yt)} target rows, {report['groups']} groups, {report['folds']} folds, "
+                              f"{report['search_seconds']:.0f}s search", candidate_table(report)))
     console.print(f"chosen: [bold]{report['chosen']}[/] — {report['why']}")
     if json_out:
         json_out.write_text(json.dumps(report, indent=2, default=float))

@@ -1,22 +1,36 @@
 """Chunked rejection sampling and fixed-budget sampling over a Parquet pool.
 
-Rejection mode (exact when M >= sup w): accept row x when ``log u < β·log w(x) - log M`` with
-u ~ U(0, 1). Budget mode: exactly k rows with probability ∝ w^β without replacement, via
-Gumbel keys ``β·log w + G`` and a top-k merged across chunks.
+    specs = plan_chunks(source, cfg.chunk_rows)                  # small, JSON-able chunk specs
+    log_m = calibrate_log_m(beta * log_w_pool_sample, cfg.m_quantile)
+    sums  = [sample_chunk(s, scorer_path, feature_cfg, cfg, log_m, out_dir) for s in specs]   # or a Prefect map
+    summary = merge_selection(sums, out_path, cfg, log_m)         # or: select(...) does all of it
 
-Chunk i draws its uniforms/Gumbels from a generator seeded by ``(run seed, i)``, so the selected
-rows do not depend on chunk order, worker count or resumption. Each finished chunk writes its
-rows (temp name, then rename) and a small JSON marker; a re-run returns the marker's summary.
+Rejection mode (exact when M ≥ sup w^β): accept row x when ``log u < β·log w(x) − log M``,
+u ~ U(0, 1). Rows with ``β·log w > log M`` are accepted with probability 1 instead of w^β/M
+(their share, "clipped", is biased and always reported). Budget mode: exactly k rows, drawn
+without replacement with probability ∝ w^β (successive sampling), in one streaming pass: each
+chunk keeps its top-k Gumbel keys ``β·log w + G``, the merge keeps the global top-k. (For
+k = 1 the inclusion probability is exactly w^β / Σ w^β; for k > 1 it is that of successive
+sampling, which flattens toward uniform as k grows.)
+
+Determinism: chunk i draws its uniforms/Gumbels from ``default_rng(chunk_seed(seed, i))`` in
+row order, so for a given plan (source + ``chunk_rows``) the selected rows do not depend on the
+chunk order, worker count or resumption. Each finished chunk writes its rows (temporary name,
+then rename) and then a JSON marker holding its summary and a fingerprint of everything that
+decides its rows; a re-run with the same fingerprint returns the marker's summary unrecomputed.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import logging
+import math
 import os
 import threading
-from dataclasses import asdict, dataclass
+import time
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -25,17 +39,179 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from rsft.config import FeaturesConfig, SamplingConfig
-from rsft.features import to_matrix
 
 log = logging.getLogger(__name__)
+
+LINEAGE = ("_source", "_row")  # kept on every output row; added (path, 1-based row) when missing
+CALIBRATION_ROWS = 1_000_000  # max log w values held when select() calibrates a quantile M itself
+
+
+# --------------------------------------------------------------------------------------
+# chunk plan
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ChunkPart:
+    path: str
+    offset: int  # first row in the file (0-based)
+    length: int  # rows
+    hive: tuple[tuple[str, str], ...] = ()  # key=value directory segments (partition columns)
 
 
 @dataclass(frozen=True)
 class ChunkSpec:
+    """Rows ``[offset, offset + length)`` of one or more files; small files are packed together."""
+
     chunk_id: int
-    path: str
-    offset: int
-    length: int
+    parts: tuple[ChunkPart, ...]
+
+    @property
+    def rows(self) -> int:
+        return sum(p.length for p in self.parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"chunk_id": self.chunk_id, "parts": [{**asdict(p), "hive": [list(h) for h in p.hive]} for p in self.parts]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ChunkSpec:
+        parts = tuple(ChunkPart(p["path"], int(p["offset"]), int(p["length"]), tuple(tuple(h) for h in p.get("hive", ())))
+                      for p in d["parts"])
+        return cls(int(d["chunk_id"]), parts)
+
+
+def _files(source: str | Path) -> tuple[list[str], str | None]:
+    """Sorted Parquet files of a file, directory (recursive) or glob; and the root for hive keys."""
+    s = str(source)
+    if os.path.isdir(s):
+        found = glob.glob(os.path.join(s, "**", "*.parquet"), recursive=True)
+        root: str | None = s
+    elif any(ch in s for ch in "*?["):
+        found, root = glob.glob(s, recursive=True), None
+    else:
+        if not os.path.exists(s):
+            raise ValueError(f"pool source not found: {s}")
+        return [s], None
+    # temp files (".name.tmp-…", "_tmp") are never data
+    files = sorted(f for f in found if not os.path.basename(f).startswith((".", "_")))
+    if not files:
+        raise ValueError(f"no Parquet files under {s}")
+    return files, root
+
+
+def _hive(path: str, root: str | None) -> tuple[tuple[str, str], ...]:
+    if root is None:
+        return ()
+    segs = Path(os.path.relpath(os.path.dirname(path), root)).parts
+    return tuple(tuple(seg.split("=", 1)) for seg in segs if "=" in seg)  # type: ignore[misc]
+
+
+def plan_chunks(source: str | Path, chunk_rows: int) -> list[ChunkSpec]:
+    """Chunks of at most ``chunk_rows`` rows over the sorted files of ``source`` (file, dir or glob).
+
+    Files are read in sorted order; a large file is split, small files are packed into one chunk.
+    The plan depends only on the file list, their row counts and ``chunk_rows``.
+    """
+    if chunk_rows < 1:
+        raise ValueError("sampling.chunk_rows must be >= 1")
+    files, root = _files(source)
+    specs: list[ChunkSpec] = []
+    parts: list[ChunkPart] = []
+    room = chunk_rows
+    for path in files:
+        n, off = pq.ParquetFile(path).metadata.num_rows, 0
+        while off < n:
+            take = min(room, n - off)
+            parts.append(ChunkPart(path, off, take, _hive(path, root)))
+            off, room = off + take, room - take
+            if room == 0:
+                specs.append(ChunkSpec(len(specs), tuple(parts)))
+                parts, room = [], chunk_rows
+    if parts:
+        specs.append(ChunkSpec(len(specs), tuple(parts)))
+    return specs
+
+
+def _read_part(part: ChunkPart) -> pl.DataFrame:
+    """Only the row groups overlapping the part are read (memory ~ chunk + one row group)."""
+    pf = pq.ParquetFile(part.path)
+    md = pf.metadata
+    starts = np.concatenate([[0], np.cumsum([md.row_group(i).num_rows for i in range(md.num_row_groups)])])
+    end = part.offset + part.length
+    groups = [i for i in range(md.num_row_groups) if starts[i] < end and starts[i + 1] > part.offset]
+    table = pf.read_row_groups(groups).slice(part.offset - int(starts[groups[0]]), part.length)
+    df = pl.from_arrow(table)
+    assert isinstance(df, pl.DataFrame)
+    extra = [pl.lit(v).alias(k) for k, v in part.hive if k not in df.columns]
+    if "_source" not in df.columns:
+        extra.append(pl.lit(part.path).alias("_source"))
+    if "_row" not in df.columns:
+        extra.append(pl.int_range(part.offset + 1, end + 1, dtype=pl.Int64).alias("_row"))
+    return df.with_columns(extra) if extra else df
+
+
+def read_chunk(spec: ChunkSpec) -> pl.DataFrame:
+    """The chunk's rows, all input columns (+ hive partition and lineage columns)."""
+    frames = [_read_part(p) for p in spec.parts]
+    return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+
+# --------------------------------------------------------------------------------------
+# maths helpers
+# --------------------------------------------------------------------------------------
+def chunk_seed(seed: int, chunk_id: int) -> int:
+    """The integer seed of chunk ``chunk_id``'s random stream, derived from (run seed, chunk id)."""
+    ss = np.random.SeedSequence([int(seed) % 2**64, int(chunk_id)])
+    return int(ss.generate_state(1, np.uint64)[0])
+
+
+def calibrate_log_m(log_w_sample: np.ndarray, quantile: float = 1.0) -> float:
+    """log M: the max (``quantile`` = 1, exact on the sample) or a quantile of the pool-sample log w.
+
+    Pass tempered values (β·log w) when tempering. Non-finite values (rows with bad features) are
+    ignored.
+    """
+    if not 0.0 < quantile <= 1.0:
+        raise ValueError(f"M quantile must be in (0, 1], got {quantile}")
+    lw = np.asarray(log_w_sample, dtype=np.float64).ravel()
+    lw = lw[np.isfinite(lw)]
+    if len(lw) == 0:
+        raise ValueError("cannot calibrate M: the pool sample has no finite log w")
+    return float(lw.max()) if quantile >= 1.0 else float(np.quantile(lw, quantile))
+
+
+def _logsumexp(x: np.ndarray) -> float:
+    x = x[np.isfinite(x)]
+    if len(x) == 0:
+        return -math.inf
+    m = float(x.max())
+    return m + math.log(float(np.exp(x - m).sum()))
+
+
+# --------------------------------------------------------------------------------------
+# scoring one chunk
+# --------------------------------------------------------------------------------------
+_SCORERS: dict[tuple, tuple[Any, str]] = {}
+_LOCK = threading.Lock()
+
+
+def _scorer(path: str) -> tuple[Any, str]:
+    """(scorer, sha256 of its file), cached per process by (path, mtime, size)."""
+    from rsft.density import load_scorer
+
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    with _LOCK:
+        if key not in _SCORERS:
+            if len(_SCORERS) >= 4:
+                _SCORERS.pop(next(iter(_SCORERS)))
+            digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+            _SCORERS[key] = (load_scorer(path), digest)
+        return _SCORERS[key]
+
+
+def score_chunk(spec: ChunkSpec, scorer_path: str, feature_cfg: FeaturesConfig) -> tuple[pl.DataFrame, np.ndarray]:
+    """(chunk rows, float64 log w [rows]); -inf where a feature is NaN/inf."""
+    df = read_chunk(spec)
+    return df, _scorer(scorer_path)[0].log_ratio_frame(df, feature_cfg)
 
 
 @dataclass
@@ -43,147 +219,237 @@ class ChunkSummary:
     chunk_id: int
     rows_in: int
     rows_out: int
-    clipped: int  # rows with β·log w > log M (their acceptance is capped at 1: biased)
-    sum_accept_prob: float  # Σ min(1, w/M): expected accepted rows
     output: str
+    mode: str = "rejection"
+    rows_nonfinite: int = 0  # rows with a NaN/inf feature: weight 0, never selected
+    clipped: int = 0  # rows with β·log w > log M (accepted with prob. 1 instead of w^β/M: biased)
+    sum_accept_prob: float | None = None  # Σ min(1, w^β/M): expected accepted rows
+    max_log_w: float | None = None  # max β·log w in the chunk
+    lse_log_w: float | None = None  # log Σ w^β over the chunk (for E[w^β])
+    log_m: float | None = None
+    fingerprint: str = ""
+    seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _json_safe(asdict(self))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ChunkSummary:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
 
-@dataclass
-class SelectionSummary:
-    mode: str
-    rows_in: int
-    rows_out: int
-    acceptance_rate: float
-    ideal_acceptance: float  # E[min(w, M)] / M, estimated over the pool
-    log_m: float | None
-    clipped_share: float
-    chunks: int
-    output: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def chunk_seed(seed: int, chunk_id: int) -> np.random.Generator:
-    return np.random.default_rng([int(seed), int(chunk_id)])
+def _fingerprint(spec: ChunkSpec, scorer_digest: str, feature_cfg: FeaturesConfig, cfg: SamplingConfig, log_m: float | None) -> str:
+    """Everything that decides a chunk's rows; a marker with another fingerprint is stale."""
+    decide = {
+        "spec": spec.to_dict(),
+        "scorer": scorer_digest,
+        "features": feature_cfg.model_dump(mode="json"),
+        "mode": cfg.mode,
+        "budget": cfg.budget if cfg.mode == "budget" else None,
+        "temper": cfg.temper,
+        "seed": cfg.seed,
+        "log_m": None if log_m is None else float(log_m).hex(),
+    }
+    return hashlib.sha256(json.dumps(decide, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _files(source: str | Path) -> list[str]:
-    s = str(source)
-    if os.path.isdir(s):
-        return sorted(glob.glob(os.path.join(s, "**", "*.parquet"), recursive=True))
-    if any(ch in s for ch in "*?["):
-        return sorted(glob.glob(s, recursive=True))
-    return [s]
-
-
-def plan_chunks(source: str | Path, chunk_rows: int) -> list[ChunkSpec]:
-    """Split the Parquet files of ``source`` into chunks of at most ``chunk_rows`` rows."""
-    specs: list[ChunkSpec] = []
-    for path in _files(source):
-        n = pq.ParquetFile(path).metadata.num_rows
-        for off in range(0, n, chunk_rows):
-            specs.append(ChunkSpec(len(specs), path, off, min(chunk_rows, n - off)))
-    return specs
-
-
-def calibrate_log_m(log_w_sample: np.ndarray, quantile: float = 1.0) -> float:
-    """log M as the max (quantile=1, exact on the sample) or a quantile of log w."""
-    lw = np.asarray(log_w_sample, dtype=np.float64)
-    if len(lw) == 0:
-        raise ValueError("cannot calibrate M on an empty pool sample")
-    return float(lw.max()) if quantile >= 1.0 else float(np.quantile(lw, quantile))
-
-
-_SCORERS: dict[str, Any] = {}
-_LOCK = threading.Lock()
-
-
-def _scorer(path: str):
-    from rsft.density import load_scorer
-
-    with _LOCK:
-        if path not in _SCORERS:
-            _SCORERS[path] = load_scorer(path)
-        return _SCORERS[path]
-
-
-def _read_chunk(spec: ChunkSpec) -> pl.DataFrame:
-    return pl.scan_parquet(spec.path).slice(spec.offset, spec.length).collect()
-
-
-def score_chunk(spec: ChunkSpec, scorer_path: str, feature_cfg: FeaturesConfig) -> tuple[pl.DataFrame, np.ndarray]:
-    df = _read_chunk(spec)
-    return df, _scorer(scorer_path).log_ratio(to_matrix(df, feature_cfg)).numpy()
-
-
-def _write_atomic(df: pl.DataFrame, path: Path) -> None:
+def _write_atomic_parquet(df: pl.DataFrame, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
     df.write_parquet(tmp)
     os.replace(tmp, path)
 
 
+def _write_atomic_text(text: str, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 def sample_chunk(
-    spec: ChunkSpec, scorer_path: str, feature_cfg: FeaturesConfig, cfg: SamplingConfig, log_m: float | None, out_dir: str
+    spec: ChunkSpec | dict[str, Any],
+    scorer_path: str,
+    feature_cfg: FeaturesConfig,
+    cfg: SamplingConfig,
+    log_m: float | None,
+    out_dir: str,
 ) -> ChunkSummary:
+    """Score one chunk and keep its accepted rows (rejection) or its top-k key candidates (budget).
+
+    Writes ``out_dir/chunk-<id>.parquet`` (all input columns + ``log_w``, ``accept_prob``
+    [+ ``key``]) and then ``out_dir/chunk-<id>.json`` (the summary: the completion marker).
+    """
+    spec = ChunkSpec.from_dict(spec) if isinstance(spec, dict) else spec
+    if cfg.mode == "rejection" and log_m is None:
+        raise ValueError("rejection mode needs log M: calibrate_log_m on a pool sample, or use select()")
+    if cfg.mode == "budget" and not cfg.budget:
+        raise ValueError("budget mode needs sampling.budget > 0")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    marker = out / f"chunk-{spec.chunk_id:06d}.json"
+    stem = f"chunk-{spec.chunk_id:06d}"
+    path, marker = out / f"{stem}.parquet", out / f"{stem}.json"
+    scorer, digest = _scorer(scorer_path)
+    fp = _fingerprint(spec, digest, feature_cfg, cfg, log_m)
     if marker.exists():
-        return ChunkSummary(**json.loads(marker.read_text()))
-    df, log_w = score_chunk(spec, scorer_path, feature_cfg)
-    lw = cfg.temper * log_w
-    rng = chunk_seed(cfg.seed, spec.chunk_id)
-    path = out / f"chunk-{spec.chunk_id:06d}.parquet"
-    if cfg.mode == "rejection":
-        if log_m is None:
-            raise ValueError("rejection mode needs a calibrated log M")
-        log_accept = np.minimum(lw - log_m, 0.0)
-        accept = np.log(rng.uniform(size=len(lw))) < log_accept
-        clipped, sum_p = int((lw > log_m).sum()), float(np.exp(log_accept).sum())
-        sel = df.with_columns(log_w=pl.Series(log_w), accept_prob=pl.Series(np.exp(log_accept))).filter(pl.Series(accept))
+        done = ChunkSummary.from_dict(json.loads(marker.read_text()))
+        if done.fingerprint == fp and Path(done.output).exists():
+            return done
+        log.warning("chunk %d: marker %s is from another run (config, scorer or M changed); recomputing", spec.chunk_id, marker)
+
+    t0 = time.perf_counter()
+    df = read_chunk(spec)
+    log_w = scorer.log_ratio_frame(df, feature_cfg).astype(np.float64, copy=False)
+    n = len(log_w)
+    finite = np.isfinite(log_w)
+    blw = np.where(finite, cfg.temper * np.where(finite, log_w, 0.0), -np.inf)  # β·log w; -inf = never
+    rng = np.random.default_rng(chunk_seed(cfg.seed, spec.chunk_id))
+    cols = [pl.Series("log_w", log_w)]
+    if log_m is not None:
+        accept_prob = np.exp(np.minimum(blw - log_m, 0.0))
+        cols.append(pl.Series("accept_prob", accept_prob))
     else:
-        keys = lw + rng.gumbel(size=len(lw))
-        k = min(int(cfg.budget or 0), len(keys))
-        top = np.argpartition(-keys, k - 1)[:k] if k else np.zeros(0, dtype=np.int64)
-        sel = df.with_columns(log_w=pl.Series(log_w), key=pl.Series(keys))[np.sort(top).tolist()]
-        sel = sel.with_columns(accept_prob=pl.lit(None, dtype=pl.Float64))
-        clipped, sum_p = 0, float("nan")
-    _write_atomic(sel, path)
-    summary = ChunkSummary(spec.chunk_id, df.height, sel.height, clipped, sum_p, str(path))
-    tmp = marker.with_name(marker.name + ".tmp")
-    tmp.write_text(json.dumps(summary.to_dict()))
-    os.replace(tmp, marker)
+        accept_prob = None
+        cols.append(pl.lit(None, dtype=pl.Float64).alias("accept_prob"))
+
+    if cfg.mode == "rejection":
+        with np.errstate(divide="ignore"):
+            keep = np.log(rng.random(n)) < np.minimum(blw - log_m, 0.0)
+        sel = df.with_columns(cols).filter(pl.Series(keep))
+    else:
+        keys = blw + rng.gumbel(size=n)
+        k = min(int(cfg.budget), int(finite.sum()))
+        top = np.sort(np.argpartition(-keys, k - 1)[:k]) if k else np.zeros(0, dtype=np.int64)
+        sel = df.with_columns([*cols, pl.Series("key", keys)]).select(pl.all().gather(top))
+
+    _write_atomic_parquet(sel, path)
+    summary = ChunkSummary(
+        chunk_id=spec.chunk_id,
+        rows_in=n,
+        rows_out=sel.height,
+        output=str(path),
+        mode=cfg.mode,
+        rows_nonfinite=int(n - finite.sum()),
+        clipped=int((blw > log_m).sum()) if log_m is not None else 0,
+        sum_accept_prob=float(accept_prob.sum()) if accept_prob is not None else None,
+        max_log_w=float(blw[finite].max()) if finite.any() else None,
+        lse_log_w=_logsumexp(blw) if finite.any() else None,
+        log_m=log_m,
+        fingerprint=fp,
+        seconds=round(time.perf_counter() - t0, 4),
+    )
+    _write_atomic_text(json.dumps(summary.to_dict()), marker)  # the completion marker, last
     return summary
 
 
-def merge_selection(summaries: list[ChunkSummary | dict], out_path: str, cfg: SamplingConfig, log_m: float | None = None) -> SelectionSummary:
-    sums = sorted((s if isinstance(s, ChunkSummary) else ChunkSummary(**s) for s in summaries), key=lambda s: s.chunk_id)
-    rows_in = sum(s.rows_in for s in sums)
-    lf = pl.concat([pl.scan_parquet(s.output) for s in sums], how="vertical_relaxed") if sums else None
+# --------------------------------------------------------------------------------------
+# merge
+# --------------------------------------------------------------------------------------
+@dataclass
+class SelectionSummary:
+    mode: str
+    rows_in: int
+    rows_out: int
+    acceptance_rate: float  # rows_out / rows_in
+    ideal_acceptance: float | None  # rejection: mean min(1, w^β/M) over the pool = E[min(w^β, M)]/M
+    log_m: float | None
+    clipped_share: float  # share of pool rows with w^β > M
+    chunks: int
+    output: str
+    inv_m: float | None = None  # 1/M: the ideal acceptance when the scorer's w is normalised (E_q[w] = 1)
+    mean_w: float | None = None  # E_pool[w^β] as scored (≈ 1 for a well-normalised β = 1 scorer)
+    max_log_w: float | None = None  # max β·log w over the whole pool (> log M means clipping)
+    beta: float = 1.0
+    dropped: dict[str, int] = field(default_factory=dict)  # rows_in = rows_out + Σ dropped
+
+    def to_dict(self) -> dict[str, Any]:
+        return _json_safe(asdict(self))
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def merge_selection(
+    summaries: list[ChunkSummary | dict[str, Any]], out_path: str, cfg: SamplingConfig, log_m: float | None = None
+) -> SelectionSummary:
+    """One Parquet of the selection: rejection = accepted rows of every chunk in chunk order;
+    budget = the global top-k keys across chunks (exactly min(k, finite rows) rows, pool order)."""
+    sums = sorted((s if isinstance(s, ChunkSummary) else ChunkSummary.from_dict(s) for s in summaries), key=lambda s: s.chunk_id)
+    ids = [s.chunk_id for s in sums]
+    if len(set(ids)) != len(ids):
+        raise ValueError("merge_selection: duplicate chunk ids in the summaries")
+    if any(s.mode != cfg.mode for s in sums):
+        raise ValueError(f"merge_selection: chunks were sampled in another mode than '{cfg.mode}'")
+    if log_m is None:
+        known = {s.log_m for s in sums if s.log_m is not None}
+        log_m = known.pop() if len(known) == 1 else None
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    if cfg.mode == "budget" and lf is not None:
-        lf = lf.sort("key", descending=True).head(int(cfg.budget or 0)).sort("_source", "_row") if "_source" in lf.collect_schema() else lf.sort("key", descending=True).head(int(cfg.budget or 0))
-    if lf is not None:
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{threading.get_ident()}")
+    if sums:
+        lf = pl.concat([pl.scan_parquet(s.output) for s in sums], how="diagonal_relaxed")
+        if cfg.mode == "budget":
+            lf = (lf.with_row_index("__order").top_k(int(cfg.budget or 0), by="key")
+                  .sort("__order").drop("__order"))
         lf.sink_parquet(tmp)
-        os.replace(tmp, out)
-    rows_out = pl.scan_parquet(out).select(pl.len()).collect().item() if out.exists() else 0
+    else:
+        pl.DataFrame().write_parquet(tmp)
+    os.replace(tmp, out)
+    rows_out = pq.ParquetFile(out).metadata.num_rows
+
+    rows_in = sum(s.rows_in for s in sums)
+    nonfinite = sum(s.rows_nonfinite for s in sums)
+    lses = [s.lse_log_w for s in sums if s.lse_log_w is not None]
+    maxes = [s.max_log_w for s in sums if s.max_log_w is not None]
+    scored = rows_in - nonfinite
+    mean_w = math.exp(_logsumexp(np.array(lses)) - math.log(scored)) if lses and scored else None
+    exp_acc = [s.sum_accept_prob for s in sums]
+    ideal = sum(exp_acc) / rows_in if rows_in and log_m is not None and all(a is not None for a in exp_acc) else None
     return SelectionSummary(
         mode=cfg.mode,
         rows_in=rows_in,
         rows_out=rows_out,
         acceptance_rate=rows_out / rows_in if rows_in else 0.0,
-        ideal_acceptance=(sum(s.sum_accept_prob for s in sums) / rows_in) if rows_in and cfg.mode == "rejection" else float("nan"),
+        ideal_acceptance=ideal,
         log_m=log_m,
-        clipped_share=(sum(s.clipped for s in sums) / rows_in) if rows_in else 0.0,
+        clipped_share=sum(s.clipped for s in sums) / rows_in if rows_in else 0.0,
         chunks=len(sums),
         output=str(out),
+        inv_m=math.exp(-log_m) if log_m is not None else None,
+        mean_w=mean_w,
+        max_log_w=max(maxes) if maxes else None,
+        beta=cfg.temper,
+        dropped={"rejected" if cfg.mode == "rejection" else "not_selected": rows_in - rows_out - nonfinite,
+                 "nonfinite_features": nonfinite},
     )
+
+
+# --------------------------------------------------------------------------------------
+# the sequential composition
+# --------------------------------------------------------------------------------------
+def pool_log_m(specs: list[ChunkSpec], scorer_path: str, feature_cfg: FeaturesConfig, cfg: SamplingConfig) -> float:
+    """log M over the whole pool (one scoring pass): the max of β·log w, or its ``cfg.m_quantile``
+    estimated on an evenly strided subsample of at most ``CALIBRATION_ROWS`` rows."""
+    total = sum(s.rows for s in specs)
+    stride = max(1, math.ceil(total / CALIBRATION_ROWS))
+    best, kept = -math.inf, []
+    for s in specs:
+        lw = cfg.temper * score_chunk(s, scorer_path, feature_cfg)[1]
+        lw = lw[np.isfinite(lw)]
+        if len(lw):
+            best = max(best, float(lw.max()))
+            kept.append(lw[::stride])
+    if not kept:
+        raise ValueError("cannot calibrate M: no pool row has a finite log w")
+    return best if cfg.m_quantile >= 1.0 else calibrate_log_m(np.concatenate(kept), cfg.m_quantile)
 
 
 def select(
@@ -195,10 +461,15 @@ def select(
     log_m: float | None = None,
     out_path: str | None = None,
 ) -> SelectionSummary:
-    """Plan, (calibrate,) sample every chunk, merge: the sequential composition."""
+    """Plan → (calibrate M over the pool if rejection and ``log_m`` is None) → sample each chunk → merge.
+
+    Output: ``out_path`` or ``out_dir/selected.parquet``; chunk files and markers in ``out_dir``.
+    """
     specs = plan_chunks(source, cfg.chunk_rows)
-    if cfg.mode == "rejection" and log_m is None:  # exact: M over the whole pool (one extra pass)
-        log_m = calibrate_log_m(np.concatenate([cfg.temper * score_chunk(s, scorer_path, feature_cfg)[1] for s in specs]),
-                                cfg.m_quantile)
+    if cfg.mode == "rejection" and log_m is None:
+        log_m = pool_log_m(specs, scorer_path, feature_cfg, cfg)
+        log.info("calibrated log M = %.4f over %d pool rows (quantile %s)", log_m, sum(s.rows for s in specs), cfg.m_quantile)
     sums = [sample_chunk(s, scorer_path, feature_cfg, cfg, log_m, out_dir) for s in specs]
-    return merge_selection(sums, out_path or str(Path(out_dir) / "selected.parquet"), cfg, log_m)
+    summary = merge_selection(sums, out_path or str(Path(out_dir) / "selected.parquet"), cfg, log_m)
+    log.info("selected %d of %d rows (%s mode, %d chunks)", summary.rows_out, summary.rows_in, cfg.mode, summary.chunks)
+    return summary

@@ -366,19 +366,25 @@ def finetune_register_stage(
             warm["warm_start"] = "base"
         mlflow.set_tags({f"rsft.{k}": str(v) for k, v in warm.items()})
 
-        # ---- fine-tune --------------------------------------------------------------
+        # ---- fine-tune (one recipe) or choose a recipe by grouped CV (adapt) -----------
         train_df, counts = training_frame(cfg, selection["output"])
         x, y = arrays(train_df, cfg)
-        challenger = copy.deepcopy(start)
+        adapt_report = None
+        if cfg.adapt.enabled:
+            challenger, adapt_report = adapt_stage(cfg, start, prefiltered)
+            result = None
+            counts["adapt_candidates"] = len(adapt_report["candidates"])
+        else:
+            challenger = copy.deepcopy(start)
 
-        def _on_epoch(row: dict) -> None:
-            mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch" and v is not None}, step=int(row["epoch"]))
-            if on_epoch:
-                on_epoch(row)
+            def _on_epoch(row: dict) -> None:
+                mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch" and v is not None}, step=int(row["epoch"]))
+                if on_epoch:
+                    on_epoch(row)
 
-        # checkpoints resume an interrupted fit of *this* warm start only
-        ckpt_dir = run_dir / f"train-{digest(warm['warm_start'], cfg.train.model_dump(mode='json'))}"
-        result = fit(challenger, (x, y), cfg.train, checkpoint_dir=ckpt_dir, on_epoch=_on_epoch)
+            # checkpoints resume an interrupted fit of *this* warm start only
+            ckpt_dir = run_dir / f"train-{digest(warm['warm_start'], cfg.train.model_dump(mode='json'))}"
+            result = fit(challenger, (x, y), cfg.train, checkpoint_dir=ckpt_dir, on_epoch=_on_epoch)
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
 
         # ---- evaluate on the same hold-out ------------------------------------------
@@ -430,11 +436,52 @@ def finetune_register_stage(
         "challenger": ch_metrics,
         "champion": champ_metrics,
         "warm_start": warm["warm_start"],
-        "train": {**counts, "epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early},
+        "train": {**counts, **({"epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+                                "stopped_early": result.stopped_early} if result else {})},
+        "adapt": adapt_report,
         "holdout_rows": holdout.height,
         "champion_version": version if decision.promote else (current.version if current else None),
         "tracking_uri": tracking_uri(cfg),
     }
+
+
+def adapt_stage(cfg: PipelineConfig, warm, prefiltered: dict[str, Any]):
+    """Choose tonight's recipe by grouped CV on the target sample; every candidate is a nested
+    MLflow run; returns (chosen model retrained on the whole target sample, report)."""
+    import mlflow
+
+    from rsft.adapt import PoolSample, candidate_table, run_search, time_blocks
+    from rsft.features import feature_names
+
+    target = load_target(cfg)
+    if "ts" in target.columns:  # time blocks need time order
+        target = target.sort("ts")
+    xt, yt = arrays(target, cfg)
+    a = cfg.adapt
+    if a.group_by:
+        if a.group_by not in target.columns:
+            raise ValueError(f"adapt.group_by: the target sample has no column '{a.group_by}'")
+        groups = target.get_column(a.group_by).to_numpy()
+    else:
+        groups = time_blocks(len(yt), a.time_blocks)
+    pool_df = hashed_sample(
+        pl.scan_parquet(prefiltered["output"]).filter(pl.col(cfg.features.label).is_not_null()),
+        prefiltered["rows_out"], a.pool_rows, cfg.train.seed + 2,
+    ).collect()
+    xp, yp = arrays(pool_df, cfg)
+    model, report = run_search(a, cfg.train, cfg.scorer, feature_names(cfg.features), warm, (xt, yt, groups),
+                               PoolSample(xp, yp), seed=cfg.train.seed)
+    for row in report["candidates"]:
+        with mlflow.start_run(run_name=f"candidate: {row['name']}", nested=True):
+            mlflow.set_tags({"rsft.candidate": row["name"], "rsft.strategy": row["strategy"],
+                             "rsft.chosen": str(row["name"] == report["chosen"])})
+            if not row["skipped"]:
+                mlflow.log_metrics({"cv_rmse_mean": row["cv_loss_mean"], "cv_rmse_se": row["cv_loss_se"],
+                                    "pool_rows": row["pool_rows_mean"], "seconds": row["seconds"]})
+    mlflow.log_text(json.dumps(report, indent=2, default=float), "adapt/report.json")
+    mlflow.log_text("\n".join(json.dumps(r) for r in candidate_table(report)), "adapt/candidates.jsonl")
+    mlflow.set_tags({"rsft.adapt_chosen": report["chosen"], "rsft.adapt_why": report["why"][:250]})
+    return model, report
 
 
 def cfg_yaml(cfg: PipelineConfig) -> str:

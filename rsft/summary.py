@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rsft.adapt import candidate_table
 from rsft.config import PipelineConfig
 from rsft.stages import tracking_uri
 
@@ -29,6 +30,9 @@ def run_summary(cfg: PipelineConfig, ingested: dict, selected: dict, result: dic
         "clipped_share": round(sel.get("clipped_share", 0.0), 5),
         "train_rows": result["train"]["train_rows"],
         "warm_start": result["warm_start"],
+        **({"recipe": result["adapt"]["chosen"], "recipe_why": result["adapt"]["why"],
+            "search_seconds": result["adapt"]["search_seconds"],
+            "adapt_candidates": candidate_table(result["adapt"])} if result.get("adapt") else {}),
         f"challenger_{metric}": round(result["challenger"][metric], 5),
         f"champion_{metric}": None if champ is None else round(champ[metric], 5),
         "promoted": result["promoted"],

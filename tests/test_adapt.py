@@ -110,3 +110,52 @@ def test_beta_zero_is_uniform_and_beta_one_follows_w():
     expected = (w**2).mean() / w.mean()
     assert abs(w[acc1].mean() - expected) / expected < 0.02
     assert abs(len(acc1) / len(w) - w.mean() / w.max()) < 0.01
+
+
+# ---- the search on constructed cases with a known answer (fixed seeds) ----------------------
+from rsft.adapt import PoolSample, run_search  # noqa: E402
+from rsft.config import ModelConfig, ScorerConfig, TrainConfig  # noqa: E402
+from rsft.evaluate import predict  # noqa: E402
+from rsft.models import build_model, set_standardization  # noqa: E402
+from rsft.train import fit  # noqa: E402
+
+
+def _warm(x, y):
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(hidden=[16]), x.shape[1])
+    set_standardization(m, x, y)
+    fit(m, (x, y), TrainConfig(epochs=25, lr=1e-2, patience=25, seed=0))
+    return m
+
+
+def _world(seed=0, n=4000):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)).astype(np.float32)
+    y = (x @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=n)).astype(np.float32)
+    return x, y
+
+
+CFG = AdaptConfig(enabled=True, strategies=["keep_champion", "recalibrate", "sample_only"], folds=4, epochs=5)
+
+
+def test_search_keeps_the_champion_when_nothing_drifted():
+    x, y = _world()
+    warm = _warm(x, y)
+    xt, yt = _world(1, 200)
+    _, rep = run_search(CFG, TrainConfig(seed=0), ScorerConfig(), list("abc"), warm, (xt, yt, time_blocks(200, 8)),
+                        PoolSample(x, y))
+    assert rep["chosen"] == "keep_champion", rep
+
+
+def test_search_recalibrates_a_gain_and_offset_drift():
+    x, y = _world()
+    warm = _warm(x, y)
+    xt, yt = _world(2, 200)
+    yt = 1.8 * yt + 5.0  # the label sensor's gain and offset drifted
+    model, rep = run_search(CFG, TrainConfig(seed=0), ScorerConfig(), list("abc"), warm, (xt, yt, time_blocks(200, 8)),
+                            PoolSample(x, y), holdout=(xt, yt))
+    assert rep["chosen"] == "recalibrate", rep
+    cv = {r["name"]: r["cv_loss_mean"] for r in rep["candidates"]}
+    assert cv["recalibrate"] < 0.5 * cv["keep_champion"]
+    assert np.sqrt(np.mean((predict(model, xt) - yt) ** 2)) < 0.5
+    assert all("holdout_rmse" in r for r in rep["candidates"])

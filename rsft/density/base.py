@@ -1,13 +1,20 @@
-"""The scorer protocol: fit(target, pool) -> log_ratio(x) -> save/load.
+"""The scorer protocol: ``fit(target, pool)`` → ``log_ratio(x)`` (pure) → ``save`` / ``load_scorer``.
 
-A scorer is a ``torch.nn.Module`` estimating ``log w(x) = log p_target(x) - log q_pool(x)``.
-The base class owns standardisation (statistics fitted on the pool sample), batching and
-persistence; a concrete scorer implements ``_fit(zt, zp)`` and ``_log_ratio(z)`` on
-standardised float64 tensors.
+A scorer is a ``torch.nn.Module`` estimating ``log w(x) = log p_target(x) − log q_pool(x)``.
+The base class owns input checks, standardisation (mean/std buffers fitted on the pool sample),
+batching, no-grad scoring and persistence; a numeric scorer implements only
+
+    _fit(zt, zp)      # standardised float64 target [n_t, d] and pool [n_p, d] samples
+    _log_ratio(z)     # standardised float64 batch [b, d] -> float64 [b]
+
+Standardisation: ``z = (x − mean_pool) / std_pool``. A column that is constant on the pool sample
+(std ≤ 1e-9·(1 + |mean|)) gets std 1 instead (the "floor"): the column then carries no
+information about pool rows, and the scorers' covariance ridge keeps their maths finite.
 """
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -15,68 +22,136 @@ import numpy as np
 import torch
 from torch import nn
 
-from rsft.config import ScorerConfig
+from rsft.config import FeaturesConfig, ScorerConfig
+
+log = logging.getLogger(__name__)
+
+# rows per internal batch of log_ratio: bounds the float64 working set (b × d × 8 bytes, ×k for gmm)
+BATCH_ROWS = 65_536
 
 
-def as_tensor(x: Any) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-    return t.to(torch.float64)
+def as_tensor(x: Any, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """numpy / torch / nested lists -> a CPU tensor of ``dtype`` (no copy when already right)."""
+    t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+    return t.to(device="cpu", dtype=dtype)
 
 
 class DensityRatioScorer(nn.Module):
+    """Base of every scorer; see the module docstring for the two methods a subclass writes."""
+
     kind = "base"
 
     def __init__(self, cfg: ScorerConfig, feature_names: list[str]) -> None:
         super().__init__()
         self.cfg = cfg
         self.feature_names = list(feature_names)
-        d = len(feature_names)
+        d = len(self.feature_names)
         self.register_buffer("mean", torch.zeros(d, dtype=torch.float64))
         self.register_buffer("scale", torch.ones(d, dtype=torch.float64))
         self._diag: dict[str, Any] = {}
 
-    # ---- public protocol -------------------------------------------------------------
-    def fit(self, target: Any, pool: Any) -> "DensityRatioScorer":
-        xt, xp = as_tensor(target), as_tensor(pool)
-        d = len(self.feature_names)
-        for name, x in (("target", xt), ("pool", xp)):
-            if x.ndim != 2 or x.shape[1] != d:
-                raise ValueError(f"{name} sample must be [rows, {d}] features, got {tuple(x.shape)}")
-            if not torch.isfinite(x).all():
-                raise ValueError(f"{name} sample contains NaN or inf; prefilter non-finite rows first")
-        if len(xt) < 2 or len(xp) < 2:
-            raise ValueError(f"need at least 2 target and 2 pool rows, got {len(xt)} and {len(xp)}")
-        self.mean.copy_(xp.mean(0))
-        # a constant column gets scale 1 (it cannot separate target from pool anyway)
-        sd = xp.std(0)
-        self.scale.copy_(torch.where(sd > 1e-9, sd, torch.ones_like(sd)))
-        self._fit(self._z(xt), self._z(xp))
-        self._diag.update(target_rows=len(xt), pool_rows=len(xp))
+    # ---- public protocol -------------------------------------------------------------------
+    def fit(self, target: Any, pool: Any) -> DensityRatioScorer:
+        """Fit on raw float features: target [n_t, d], pool sample [n_p, d]. Returns self."""
+        xt, xp = self._check("target", target), self._check("pool", pool)
+        if len(xp) < 2:
+            raise ValueError(f"{self.kind} scorer: need at least 2 pool rows, got {len(xp)}")
+        if len(xt) < 2:
+            raise ValueError(f"{self.kind} scorer: need at least 2 target rows, got {len(xt)}")
+        mean, sd = xp.mean(0), xp.std(0)
+        constant = sd <= 1e-9 * (1 + mean.abs())
+        self.mean.copy_(mean)
+        self.scale.copy_(torch.where(constant, torch.ones_like(sd), sd))
+        if constant.any():
+            names = [n for n, c in zip(self.feature_names, constant.tolist()) if c]
+            log.warning("%s scorer: constant pool column(s) %s get unit scale", self.kind, names)
+        self._diag = {"target_rows": len(xt), "pool_rows": len(xp),
+                      "constant_columns": [n for n, c in zip(self.feature_names, constant.tolist()) if c]}
+        with torch.enable_grad():  # subclasses may train
+            self._fit(self._z(xt), self._z(xp))
         return self
 
     @torch.no_grad()
-    def log_ratio(self, x: Any, batch_size: int = 262_144) -> torch.Tensor:
-        xt = as_tensor(x)
-        out = [self._log_ratio(self._z(xt[i : i + batch_size])) for i in range(0, len(xt), batch_size)]
-        return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+    def log_ratio(self, x: Any, batch_size: int = BATCH_ROWS) -> torch.Tensor:
+        """float64 ``log w`` [n] for raw features ``x`` [n, d]; pure (no state change, no grad).
+
+        Rows with a NaN/inf feature get ``-inf`` (weight 0: never selected); callers count them.
+        """
+        x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+        if x.ndim != 2 or x.shape[1] != len(self.feature_names):
+            raise ValueError(f"{self.kind} scorer: expected [rows, {len(self.feature_names)}] features, got {tuple(x.shape)}")
+        out = torch.empty(len(x), dtype=torch.float64)
+        for i in range(0, len(x), batch_size):
+            xb = as_tensor(x[i : i + batch_size])
+            ok = torch.isfinite(xb).all(1)
+            if bool(ok.all()):
+                out[i : i + len(xb)] = self._log_ratio(self._z(xb))
+            else:
+                lw = torch.full((len(xb),), -torch.inf, dtype=torch.float64)
+                if bool(ok.any()):
+                    lw[ok] = self._log_ratio(self._z(xb[ok]))
+                out[i : i + len(xb)] = lw
+        return out
 
     def diagnostics(self) -> dict[str, Any]:
+        """Small JSON-able facts about the fit (row counts, calibration, KL ...)."""
         return {"kind": self.kind, **self._diag}
 
     def save(self, path: str | Path) -> None:
+        """One file: ``torch.save`` of a plain dict, written under a temporary name then renamed."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        torch.save({"kind": self.kind, "config": self.cfg.model_dump(mode="json"), "feature_names": self.feature_names,
-                    "state_dict": self.state_dict(), "diagnostics": self._diag}, tmp)
+        blob = {
+            "kind": self.kind,
+            "config": self.cfg.model_dump(mode="json"),
+            "feature_names": self.feature_names,
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+            "diagnostics": _jsonable(self._diag),
+        }
+        tmp = path.with_name(f".{path.name}.tmp")
+        torch.save(blob, tmp)
         tmp.replace(path)
 
-    # ---- for subclasses ------------------------------------------------------------------
+    # ---- frames (what the pipeline calls) ----------------------------------------------------
+    def inputs(self, df: Any, feature_cfg: FeaturesConfig) -> Any:
+        """The scorer's input for a Polars frame: the float32 feature matrix (ngram: bucket ids)."""
+        from rsft.features import to_matrix
+
+        return to_matrix(df, feature_cfg)
+
+    def fit_frames(self, target_df: Any, pool_df: Any, feature_cfg: FeaturesConfig) -> DensityRatioScorer:
+        return self.fit(self.inputs(target_df, feature_cfg), self.inputs(pool_df, feature_cfg))
+
+    def log_ratio_frame(self, df: Any, feature_cfg: FeaturesConfig) -> np.ndarray:
+        return self.log_ratio(self.inputs(df, feature_cfg)).numpy()
+
+    # ---- for subclasses ------------------------------------------------------------------------
+    def _check(self, name: str, x: Any) -> torch.Tensor:
+        t = as_tensor(x)
+        d = len(self.feature_names)
+        if t.ndim != 2 or t.shape[1] != d:
+            raise ValueError(f"{self.kind} scorer: {name} sample must be [rows, {d}] features, got {tuple(t.shape)}")
+        if not torch.isfinite(t).all():
+            bad = int((~torch.isfinite(t).all(1)).sum())
+            raise ValueError(f"{self.kind} scorer: {name} sample has {bad} row(s) with NaN or inf; prefilter non-finite rows first")
+        return t
+
     def _z(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.scale
 
     def _fit(self, zt: torch.Tensor, zp: torch.Tensor) -> None:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _fit")
 
     def _log_ratio(self, z: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement _log_ratio")
+
+
+def _jsonable(v: Any) -> Any:
+    """Plain Python values only (weights_only loading accepts nothing else)."""
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, (np.generic, torch.Tensor)):
+        return v.item()
+    return v

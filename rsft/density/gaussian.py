@@ -1,7 +1,9 @@
-"""Gaussian density ratio: full-covariance normals for target and pool, closed form.
+"""Gaussian density ratio: a full-covariance normal for the target and one for the pool, closed form.
 
-Covariances are shrunk toward their diagonal, ``(1-λ)Σ + λ diag(Σ)`` with λ = cfg.shrinkage,
-plus a 1e-6 ridge, so a tiny or collinear target sample still gives a positive-definite Σ.
+Regularisation (stated): each covariance (of standardised features) is shrunk toward its diagonal,
+``Σ_λ = (1 − λ)Σ + λ·diag(Σ)`` with λ = ``cfg.shrinkage``, plus a ridge ``1e-6·I``, so a
+collinear or constant column still gives a positive-definite matrix. The target needs at least
+d + 2 rows (fewer cannot estimate a d×d covariance at all; the fit refuses with ``ValueError``).
 """
 
 from __future__ import annotations
@@ -12,18 +14,38 @@ import torch
 
 from rsft.density.base import DensityRatioScorer
 
+RIDGE = 1e-6  # added to every covariance diagonal (standardised units)
 
-def shrunk_cov(z: torch.Tensor, shrinkage: float) -> torch.Tensor:
-    c = torch.cov(z.T) if len(z) > 1 else torch.eye(z.shape[1], dtype=z.dtype)
-    c = torch.atleast_2d(c)
+
+def shrunk_cov(z: torch.Tensor, shrinkage: float, ridge: float = RIDGE) -> torch.Tensor:
+    """[d, d] covariance of rows ``z`` [n, d], shrunk toward its diagonal, plus ``ridge·I``."""
+    d = z.shape[1]
+    c = torch.atleast_2d(torch.cov(z.T)) if len(z) > 1 else torch.zeros(d, d, dtype=z.dtype)
     c = (1 - shrinkage) * c + shrinkage * torch.diag(torch.diagonal(c))
-    return c + 1e-6 * torch.eye(c.shape[0], dtype=c.dtype)
+    return c + ridge * torch.eye(d, dtype=z.dtype)
+
+
+def safe_cholesky(c: torch.Tensor, what: str) -> torch.Tensor:
+    chol, info = torch.linalg.cholesky_ex(c)
+    if int(info.max() if info.ndim else info) != 0:
+        raise ValueError(f"{what}: covariance is not positive definite even after shrinkage; raise scorer.shrinkage")
+    return chol
 
 
 def gaussian_logpdf(z: torch.Tensor, mu: torch.Tensor, chol: torch.Tensor) -> torch.Tensor:
-    diff = (z - mu).T
-    sol = torch.linalg.solve_triangular(chol, diff, upper=False)
-    return -0.5 * (sol**2).sum(0) - torch.log(torch.diagonal(chol)).sum() - 0.5 * z.shape[1] * math.log(2 * math.pi)
+    """[n] log N(z | mu, L Lᵀ) for z [n, d], mu [d], lower Cholesky factor L [d, d]."""
+    sol = torch.linalg.solve_triangular(chol, (z - mu).T, upper=False)  # [d, n]
+    logdet = torch.log(torch.diagonal(chol)).sum()
+    return -0.5 * (sol**2).sum(0) - logdet - 0.5 * z.shape[1] * math.log(2 * math.pi)
+
+
+def gaussian_kl(mu_a: torch.Tensor, chol_a: torch.Tensor, mu_b: torch.Tensor, chol_b: torch.Tensor) -> float:
+    """KL(N_a ‖ N_b) in nats (= E_target[log w] when a = target, b = pool)."""
+    d = mu_a.shape[0]
+    m = torch.linalg.solve_triangular(chol_b, chol_a, upper=False)
+    dm = torch.linalg.solve_triangular(chol_b, (mu_b - mu_a)[:, None], upper=False)
+    logdet = 2 * (torch.log(torch.diagonal(chol_b)).sum() - torch.log(torch.diagonal(chol_a)).sum())
+    return float(0.5 * ((m**2).sum() + (dm**2).sum() - d + logdet))
 
 
 class GaussianScorer(DensityRatioScorer):
@@ -31,20 +53,20 @@ class GaussianScorer(DensityRatioScorer):
 
     def __init__(self, cfg, feature_names):
         super().__init__(cfg, feature_names)
-        d = len(feature_names)
+        d = len(self.feature_names)
         for side in ("t", "p"):
             self.register_buffer(f"mu_{side}", torch.zeros(d, dtype=torch.float64))
             self.register_buffer(f"chol_{side}", torch.eye(d, dtype=torch.float64))
 
     def _fit(self, zt, zp):
         d = zt.shape[1]
-        if len(zt) < d + 2:
-            raise ValueError(
-                f"gaussian scorer: target sample has {len(zt)} rows for {d} features; need at least {d + 2}"
-            )
-        for side, z in (("t", zt), ("p", zp)):
+        for name, z in (("target", zt), ("pool", zp)):
+            if len(z) < d + 2:
+                raise ValueError(f"gaussian scorer: {name} sample has {len(z)} rows for {d} features; need at least {d + 2}")
+        for side, name, z in (("t", "target", zt), ("p", "pool", zp)):
             getattr(self, f"mu_{side}").copy_(z.mean(0))
-            getattr(self, f"chol_{side}").copy_(torch.linalg.cholesky(shrunk_cov(z, self.cfg.shrinkage)))
+            getattr(self, f"chol_{side}").copy_(safe_cholesky(shrunk_cov(z, self.cfg.shrinkage), f"gaussian scorer ({name})"))
+        self._diag["kl_target_pool"] = gaussian_kl(self.mu_t, self.chol_t, self.mu_p, self.chol_p)
 
     def _log_ratio(self, z):
         return gaussian_logpdf(z, self.mu_t, self.chol_t) - gaussian_logpdf(z, self.mu_p, self.chol_p)

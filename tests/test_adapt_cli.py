@@ -1,0 +1,69 @@
+"""`rsft adapt` on plain files, and a retrain whose recipe is chosen by the search (nested MLflow runs)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.test_retrain_flow import small_config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_rsft_adapt_on_csv_files(tmp_path):
+    from rsft.config import SynthConfig
+    from rsft.synth import generate_day, generate_target
+
+    cfg = SynthConfig(seed=2, machines=4, days=4, samples_per_day=300)
+    pool = pl.concat([generate_day(cfg, d)[0] for d in range(cfg.days)]).with_columns(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    pool.write_csv(tmp_path / "pool.csv")
+    generate_target(cfg, 1, 160, 0).write_csv(tmp_path / "target.csv")
+    generate_target(cfg, 1, 300, 1).write_parquet(tmp_path / "holdout.parquet")
+    out = subprocess.run(
+        [sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "pool.csv"), "--target-sample",
+         str(tmp_path / "target.csv"), "--label", "quality", "--holdout", str(tmp_path / "holdout.parquet"),
+         "--group-by", "machine_id", "--folds", "3", "--epochs", "2",
+         "--strategies", "keep_champion,recalibrate,sample_only,random_mix,rsft", "--json-out", str(tmp_path / "r.json")],
+        capture_output=True, text=True, cwd=REPO, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert [c["name"] for c in rep["candidates"]] == ["keep_champion", "recalibrate", "sample_only", "random_mix", "rsft β=1 q=0.99"]
+    assert rep["chosen"] in out.stdout and all("holdout_rmse" in c for c in rep["candidates"])
+    assert rep["folds"] == 3 and rep["groups"] == 4
+
+
+def test_rsft_adapt_errors_are_one_line(tmp_path):
+    pl.DataFrame({"a": [1.0, 2.0], "y": [1.0, 2.0]}).write_csv(tmp_path / "t.csv")
+    out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "t.csv"), "--target-sample",
+                          str(tmp_path / "t.csv"), "--label", "nope"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 2 and "no column 'nope'" in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--help"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    for opt in ("--pool", "--target-sample", "--label", "--holdout", "--group-by", "--json-out"):
+        assert opt in out.stdout
+
+
+@pytest.mark.slow
+def test_retrain_with_adapt_logs_nested_candidates(tmp_path):
+    from rsft import registry, stages
+    from rsft.config import load_config
+    from rsft.synth import write_synthetic
+
+    cfg = load_config(small_config(tmp_path), {
+        "adapt.enabled": True, "adapt.epochs": 2, "adapt.folds": 3, "adapt.group_by": "machine_id",
+        "adapt.strategies": ["keep_champion", "recalibrate", "sample_only", "rsft"],
+    })
+    write_synthetic(cfg.synth, tmp_path / "raw")
+    out = stages.retrain_local(cfg)
+    names = ["keep_champion", "recalibrate", "sample_only", "rsft β=1 q=0.99"]
+    assert out["recipe"] in names
+    assert len(out["adapt_candidates"]) == 4
+    mlc = registry.client(stages.tracking_uri(cfg))
+    kids = mlc.search_runs([mlc.get_run(out["mlflow_run"]).info.experiment_id],
+                           filter_string=f"tags.mlflow.parentRunId = '{out['mlflow_run']}'")
+    assert sorted(r.data.tags["rsft.candidate"] for r in kids) == sorted(names)
