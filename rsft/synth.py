@@ -156,18 +156,45 @@ def generate_day(cfg: SynthConfig, day: int, regime: Regime | None = None) -> tu
     return _finish(cfg, rng, machine, _timestamps(_start(cfg), day, m, k), x, q, status)
 
 
-def generate_target(cfg: SynthConfig, night: int, rows: int, stream: int) -> pl.DataFrame:
-    """Rows of the current regime (variant C, hot) from the days just after night's pool."""
+SCENARIOS = ("covariate", "concept", "gain")
+
+
+def generate_target(cfg: SynthConfig, night: int, rows: int, stream: int, scenario: str = "covariate") -> pl.DataFrame:
+    """Rows of the current regime from the days just after night's pool.
+
+    Scenarios (each with a known best recipe, for the adaptation benchmark):
+
+    * ``covariate`` (the demo): the rare variant C on hot days; its region of sensor space is
+      only thinly covered by the pool — rejection sampling should win.
+    * ``concept``: the usual variant mix, but the input→quality relation changed (new
+      coefficients): the pool's labels mislead — fine-tuning on the target sample alone should win.
+    * ``gain``: the usual variant mix and relation, but the quality gauge's gain and offset
+      drifted (reads 1.15·q + 2) — recalibrating the champion's output should win.
+    """
+    if scenario not in SCENARIOS:
+        raise ValueError(f"unknown scenario '{scenario}' (have: {', '.join(SCENARIOS)})")
     regime = make_regime(cfg)
     rng = np.random.default_rng([cfg.seed, 2, night, stream])
     pool_days = cfg.days + (night - 1) * cfg.target_days
     machine = rng.integers(0, cfg.machines, size=rows)
-    variant = np.full(rows, TARGET_VARIANT)
     day = pool_days + rng.uniform(0, cfg.target_days, size=rows)
-    ambient = 12.0 + 18.0 * day / max(cfg.days, 1) + 4.0 + rng.normal(0, 3.0, size=rows)
+    if scenario == "covariate":
+        variant = np.full(rows, TARGET_VARIANT)
+        ambient = 12.0 + 18.0 * day / max(cfg.days, 1) + 4.0 + rng.normal(0, 3.0, size=rows)
+    else:
+        variant = rng.choice(2, size=rows, p=[0.6, 0.4])
+        ambient = _ambient(float(rng.uniform(0, cfg.days)), cfg, rng, rows)
     wear = rng.uniform(0, 1, size=rows)
     x = _sensors(machine, variant, ambient, wear, regime, rng)
+    if scenario == "concept":
+        drng = np.random.default_rng([cfg.seed, 9_999])
+        new = regime.coef.copy()
+        new[:2] = drng.normal(0.0, 1.0, size=(2, len(SENSORS)))
+        regime = Regime(regime.load_mean, regime.load_std, regime.pressure_offset, new, regime.ambient_coef,
+                        regime.intercept, regime.machine_offset)
     q = quality(x, variant, ambient, regime, rng)
+    if scenario == "gain":
+        q = 1.15 * q + 2.0
     start = np.datetime64(_start(cfg).replace(tzinfo=None), "s")
     ts = start + (np.sort(day) * 86_400).astype("timedelta64[s]")
     return _finish(cfg, rng, machine, ts, x, q, np.full(rows, "RUN", dtype=object), faults=False)[0]
