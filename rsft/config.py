@@ -234,17 +234,17 @@ class FeaturesConfig(_Model):
 # --------------------------------------------------------------------------------------
 class ScorerConfig(_Model):
     kind: Literal["gaussian", "gmm", "classifier", "ngram"] = "gaussian"
-    pool_sample_rows: int = 50_000  # pool rows used to fit q (and calibrate M)
-    shrinkage: float = 0.05  # covariance shrinkage toward the diagonal (gaussian/gmm)
-    components: int = 4  # gmm components
-    covariance: Literal["full", "diag"] = "full"
-    em_iters: int = 100
-    hidden: int = 64  # classifier MLP width
-    epochs: int = 20  # classifier epochs
-    smoothing: float = 1.0  # ngram additive smoothing (pseudo-count per bucket)
-    buckets: int = 10_000  # ngram hashed buckets
-    ngrams: int = 2  # ngram order (1 = unigrams, 2 = + bigrams)
-    seed: int = 0
+    pool_sample_rows: int = Field(50_000, ge=2)  # pool rows used to fit q (and calibrate M)
+    shrinkage: float = Field(0.05, ge=0.0, le=1.0)  # covariance shrinkage toward the diagonal (gaussian/gmm)
+    components: int = Field(4, ge=1)  # gmm components (the target mixture gets at most n_target // (d + 2))
+    covariance: Literal["full", "diag"] = "full"  # gmm component covariances
+    em_iters: int = Field(100, ge=1)  # gmm EM iterations (max; stops earlier when converged)
+    hidden: int = Field(64, ge=1)  # classifier MLP width
+    epochs: int = Field(20, ge=1)  # classifier epochs
+    smoothing: float = Field(1.0, gt=0.0)  # ngram additive smoothing (pseudo-count per bucket)
+    buckets: int = Field(10_000, ge=1)  # ngram hashed buckets
+    ngrams: int = Field(2, ge=1)  # ngram order (1 = unigrams, 2 = + bigrams)
+    seed: int = 0  # gmm init / classifier init, split and batch order
 
 
 # --------------------------------------------------------------------------------------
@@ -254,10 +254,10 @@ class SamplingConfig(_Model):
     mode: Literal["rejection", "budget"] = "rejection"
     # M calibration on the pool sample: 1.0 = max w (exact); 0.999 = quantile (clips a few)
     m_quantile: float = Field(1.0, gt=0.0, le=1.0)
-    budget: int | None = None  # k rows for budget mode
+    budget: int | None = Field(None, ge=1)  # k rows for budget mode
     temper: float = Field(1.0, ge=0.0, le=1.0)  # beta in w**beta (0 uniform, 1 full RS)
-    chunk_rows: int = 200_000  # pool rows per chunk
-    concurrency: int = 2  # chunks in flight (Prefect map)
+    chunk_rows: int = Field(200_000, ge=1)  # pool rows per chunk (the plan, hence the random streams, depend on it)
+    concurrency: int = Field(2, ge=1)  # chunks in flight (Prefect map)
     seed: int = 0  # run seed; chunk i uses (seed, i)
     task_runner: Literal["thread", "dask"] = "thread"
     dask_address: str | None = None  # None + dask = LocalCluster

@@ -1,9 +1,29 @@
-"""Selection diagnostics: how well do the selected rows match the target? JSON + PNG."""
+"""Selection diagnostics: how well do the selected rows match the target? ``report.json`` + PNGs.
+
+    rep = selection_report(target_df, pool_sample_df, selected_df, feature_cfg, log_w_pool, out_dir)
+
+What it measures (pool = the scored pool sample, selected = the sampler's output):
+
+- ESS of the pool-sample weights, ``(Σw)² / Σw²``: how many pool rows the importance weights are
+  worth; ``ess_share`` = ESS / rows. Small means the target sits in the pool's tail.
+- per feature: two-sample Kolmogorov–Smirnov statistic and standardised mean difference (pooled
+  sd), pool-vs-target and selected-vs-target. Selection works when the second is much smaller.
+- two-sample classifier AUC: a logistic regression telling a set from the target, scored on a
+  held-out 30 % split (0.5 = indistinguishable by a linear model), pool and selected.
+- by group (``feature_cfg.group``, e.g. machine_id, when present): pool-sample, selected and
+  target shares, lift = selected share / pool share, and the acceptance rate per group when the
+  full pool's size (``pool_rows``) and/or ``log_m`` are given.
+- text (no numeric features, a text column): DSIR's KL reduction over hashed n-gram buckets.
+
+Every helper is a module-level function tested on its own. Plots use matplotlib's object API
+(``Figure`` + Agg canvas): no global pyplot state, safe in worker threads.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +36,18 @@ from rsft.features import feature_names, to_matrix
 
 log = logging.getLogger(__name__)
 
+AUC_MAX_ROWS = 20_000  # rows per class for the two-sample classifier
+MAX_GROUPS = 50  # largest groups listed in the report
+PLOT_FEATURES = 6
 
+
+# --------------------------------------------------------------------------------------
+# statistics
+# --------------------------------------------------------------------------------------
 def ess(log_w: np.ndarray) -> float:
-    """Effective sample size (Σw)² / Σw², computed stably in log space."""
+    """Effective sample size (Σw)² / Σw², computed stably from log w (non-finite = weight 0)."""
     lw = np.asarray(log_w, dtype=np.float64)
+    lw = lw[np.isfinite(lw)]
     if len(lw) == 0:
         return 0.0
     w = np.exp(lw - lw.max())
@@ -27,8 +55,8 @@ def ess(log_w: np.ndarray) -> float:
 
 
 def ks_stat(a: np.ndarray, b: np.ndarray) -> float:
-    """Two-sample Kolmogorov–Smirnov statistic."""
-    a, b = np.sort(a), np.sort(b)
+    """Two-sample Kolmogorov–Smirnov statistic sup |F_a − F_b| (NaN when a set is empty)."""
+    a, b = np.sort(np.asarray(a, np.float64)), np.sort(np.asarray(b, np.float64))
     if len(a) == 0 or len(b) == 0:
         return float("nan")
     grid = np.concatenate([a, b])
@@ -36,133 +64,251 @@ def ks_stat(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def smd(a: np.ndarray, b: np.ndarray) -> float:
-    """Standardised mean difference (pooled sd)."""
-    s = np.sqrt((a.var() + b.var()) / 2) if len(a) and len(b) else float("nan")
-    return float((a.mean() - b.mean()) / s) if s and s > 0 else 0.0
+    """Standardised mean difference (mean_a − mean_b) / pooled sd; 0 when both are constant."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if len(a) == 0 or len(b) == 0:
+        return float("nan")
+    s = math.sqrt((a.var() + b.var()) / 2)
+    return float((a.mean() - b.mean()) / s) if s > 0 else 0.0
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """ROC AUC by the rank-sum formula (ties get average rank)."""
-    order = np.argsort(scores, kind="mergesort")
-    ranks = np.empty(len(scores))
-    ranks[order] = np.arange(1, len(scores) + 1)
-    # average ties
+    """ROC AUC by the rank-sum (Mann–Whitney) formula; ties get their average rank."""
+    scores, labels = np.asarray(scores, np.float64), np.asarray(labels)
     _, inv, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    sums = np.bincount(inv, weights=ranks)
-    ranks = (sums / counts)[inv]
+    # average rank of each distinct value = (rows below) + (count + 1) / 2
+    below = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    ranks = (below + (counts + 1) / 2)[inv]
     pos = labels == 1
-    n1, n0 = pos.sum(), (~pos).sum()
+    n1, n0 = int(pos.sum()), int((~pos).sum())
     if n1 == 0 or n0 == 0:
         return float("nan")
     return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
 
 
-def two_sample_auc(a: np.ndarray, b: np.ndarray, seed: int = 0, epochs: int = 200) -> float:
-    """Held-out AUC of a logistic regression telling ``a`` from ``b`` (0.5 = indistinguishable)."""
-    n = min(len(a), len(b), 20_000)
+def two_sample_auc(a: np.ndarray, b: np.ndarray, seed: int = 0, max_iter: int = 200) -> float:
+    """Held-out AUC of an L2 logistic regression telling rows ``a`` from rows ``b``.
+
+    Balanced classes (min(len a, len b, 20 000) rows each, drawn with ``seed``), standardised,
+    fitted by L-BFGS on 70 %, scored on 30 %. 0.5 = not linearly distinguishable; NaN when
+    either set has fewer than 10 rows.
+    """
+    n = min(len(a), len(b), AUC_MAX_ROWS)
     if n < 10:
         return float("nan")
     rng = np.random.default_rng(seed)
-    x = np.concatenate([a[rng.choice(len(a), n, replace=False)], b[rng.choice(len(b), n, replace=False)]])
+    x = np.concatenate([a[rng.choice(len(a), n, replace=False)], b[rng.choice(len(b), n, replace=False)]]).astype(np.float64)
     y = np.concatenate([np.ones(n), np.zeros(n)])
     perm = rng.permutation(2 * n)
     x, y = x[perm], y[perm]
-    mu, sd = x.mean(0), x.std(0) + 1e-9
-    x = (x - mu) / sd
+    x = (x - x.mean(0)) / (x.std(0) + 1e-9)
     split = int(0.7 * len(y))
-    xt = torch.as_tensor(x[:split], dtype=torch.float32)
-    yt = torch.as_tensor(y[:split], dtype=torch.float32)
-    torch.manual_seed(seed)
-    lin = torch.nn.Linear(x.shape[1], 1)
-    opt = torch.optim.LBFGS(lin.parameters(), max_iter=epochs)
+    xt, yt = torch.as_tensor(x[:split]), torch.as_tensor(y[:split])
+    w = torch.zeros(x.shape[1], dtype=torch.float64, requires_grad=True)
+    b0 = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b0], max_iter=max_iter, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(lin(xt).squeeze(-1), yt) + 1e-4 * lin.weight.pow(2).sum()
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b0, yt) + 1e-4 * (w**2).sum()
         loss.backward()
         return loss
 
     opt.step(closure)
     with torch.no_grad():
-        s = lin(torch.as_tensor(x[split:], dtype=torch.float32)).squeeze(-1).numpy()
+        s = (torch.as_tensor(x[split:]) @ w + b0).numpy()
     return auc(s, y[split:])
 
 
+def ngram_kl_reduction(target_ids: Any, pool_ids: Any, selected_ids: Any, buckets: int, smoothing: float = 1.0) -> dict[str, float]:
+    """DSIR's KL reduction: KL(target ‖ pool) − KL(target ‖ selected) over smoothed hashed n-gram
+    bucket distributions (nats; positive = the selection moved the bag of n-grams toward the target).
+    Ids in any shape ``rsft.density.ngram.as_flat`` accepts."""
+    from rsft.density.ngram import as_flat, bucket_log_probs, kl
+
+    lp = {k: bucket_log_probs(as_flat(v)[0], buckets, smoothing) for k, v in
+          (("t", target_ids), ("p", pool_ids), ("s", selected_ids))}
+    before, after = kl(lp["t"], lp["p"]), kl(lp["t"], lp["s"])
+    return {"kl_target_pool": before, "kl_target_selected": after, "kl_reduction": before - after}
+
+
+def group_table(
+    pool: pl.DataFrame, selected: pl.DataFrame, target: pl.DataFrame, col: str, log_w_pool: np.ndarray,
+    log_m: float | None = None, pool_rows: int | None = None,
+) -> list[dict[str, Any]]:
+    """Per group: shares in pool sample / selected / target, lift, and acceptance when computable.
+
+    ``acceptance`` = selected rows / (pool_rows × pool-sample share) estimates the group's realised
+    acceptance; ``expected_acceptance`` = mean min(1, w/M) over the group's pool-sample rows.
+    """
+    p = pool.select(pl.col(col).cast(pl.String)).with_columns(
+        _lw=pl.Series(np.asarray(log_w_pool, np.float64)))
+    aggs = [pl.len().alias("pool_sample_rows")]
+    if log_m is not None:
+        aggs.append((pl.col("_lw") - log_m).clip(upper_bound=0.0).exp().fill_nan(0.0).mean().alias("expected_acceptance"))
+    tab = p.group_by(col).agg(aggs)
+    for name, df in (("selected_rows", selected), ("target_rows", target)):
+        if col in df.columns and df.height:
+            tab = tab.join(df.group_by(pl.col(col).cast(pl.String)).agg(pl.len().alias(name)), on=col, how="full", coalesce=True)
+        else:
+            tab = tab.with_columns(pl.lit(0, dtype=pl.UInt32).alias(name))
+    n_p, n_s, n_t = pool.height, selected.height, target.height
+    tab = tab.fill_null(0).with_columns(
+        pool_share=pl.col("pool_sample_rows") / max(n_p, 1),
+        selected_share=pl.col("selected_rows") / max(n_s, 1),
+        target_share=pl.col("target_rows") / max(n_t, 1),
+    ).with_columns(lift=pl.when(pl.col("pool_share") > 0).then(pl.col("selected_share") / pl.col("pool_share")))
+    if pool_rows:
+        tab = tab.with_columns(acceptance=pl.when(pl.col("pool_share") > 0)
+                               .then(pl.col("selected_rows") / (pool_rows * pl.col("pool_share"))))
+    return tab.sort("pool_sample_rows", descending=True).head(MAX_GROUPS).sort(col).to_dicts()
+
+
+# --------------------------------------------------------------------------------------
+# the report
+# --------------------------------------------------------------------------------------
 def selection_report(
     target_df: pl.DataFrame,
-    pool_df: pl.DataFrame,
+    pool_sample_df: pl.DataFrame,
     selected_df: pl.DataFrame,
     feature_cfg: FeaturesConfig,
     log_w_pool: np.ndarray,
     out_dir: str | Path,
+    *,
+    log_m: float | None = None,
+    pool_rows: int | None = None,
+    seed: int = 0,
 ) -> dict[str, Any]:
+    """Diagnostics of one selection; writes ``out_dir/report.json`` and PNG plots; returns the dict.
+
+    ``log_w_pool`` [pool_sample_df rows] are the scorer's log w of the pool sample; ``log_m`` and
+    ``pool_rows`` (full pool size) are optional and add acceptance figures per group.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    log_w_pool = np.asarray(log_w_pool, dtype=np.float64)
+    if len(log_w_pool) != pool_sample_df.height:
+        raise ValueError(f"log_w_pool has {len(log_w_pool)} values for {pool_sample_df.height} pool-sample rows")
     names = feature_names(feature_cfg)
-    xt, xp, xs = (to_matrix(d, feature_cfg) for d in (target_df, pool_df, selected_df))
-    per_feature = {
-        n: {
-            "ks_pool_vs_target": ks_stat(xp[:, j], xt[:, j]),
-            "ks_selected_vs_target": ks_stat(xs[:, j], xt[:, j]) if len(xs) else float("nan"),
-            "smd_pool_vs_target": smd(xp[:, j], xt[:, j]),
-            "smd_selected_vs_target": smd(xs[:, j], xt[:, j]) if len(xs) else float("nan"),
-        }
-        for j, n in enumerate(names)
-    }
     report: dict[str, Any] = {
-        "target_rows": len(xt),
-        "pool_sample_rows": len(xp),
-        "selected_rows": len(xs),
+        "target_rows": target_df.height,
+        "pool_sample_rows": pool_sample_df.height,
+        "selected_rows": selected_df.height,
         "ess": ess(log_w_pool),
         "ess_share": ess(log_w_pool) / max(len(log_w_pool), 1),
-        "auc_pool_vs_target": two_sample_auc(xp, xt),
-        "auc_selected_vs_target": two_sample_auc(xs, xt) if len(xs) >= 10 else float("nan"),
-        "mean_ks_pool_vs_target": float(np.nanmean([v["ks_pool_vs_target"] for v in per_feature.values()])),
-        "mean_ks_selected_vs_target": float(np.nanmean([v["ks_selected_vs_target"] for v in per_feature.values()])),
-        "per_feature": per_feature,
+        "log_w_quantiles": _quantiles(log_w_pool),
     }
-    if "machine_id" in selected_df.columns and "machine_id" in pool_df.columns and len(xs):
-        sel = selected_df.group_by("machine_id").len().rename({"len": "selected"})
-        report["selected_by_machine"] = {r["machine_id"]: r["selected"] for r in sel.sort("machine_id").iter_rows(named=True)}
-    (out / "report.json").write_text(json.dumps(report, indent=2, default=float))
+    xt = xp = xs = None
+    if names:
+        xt, xp, xs = (to_matrix(d, feature_cfg).astype(np.float64) for d in (target_df, pool_sample_df, selected_df))
+        xt, xp, xs = (x[np.isfinite(x).all(1)] for x in (xt, xp, xs))
+        per = {}
+        for j, n in enumerate(names):
+            per[n] = {
+                "ks_pool_vs_target": ks_stat(xp[:, j], xt[:, j]),
+                "ks_selected_vs_target": ks_stat(xs[:, j], xt[:, j]),
+                "smd_pool_vs_target": smd(xp[:, j], xt[:, j]),
+                "smd_selected_vs_target": smd(xs[:, j], xt[:, j]),
+            }
+        report["per_feature"] = per
+        for stat in ("ks", "smd"):
+            for which in ("pool", "selected"):
+                vals = [abs(v[f"{stat}_{which}_vs_target"]) for v in per.values()]
+                report[f"mean_abs_{stat}_{which}_vs_target"] = _nanmean(vals)
+        report["auc_pool_vs_target"] = two_sample_auc(xp, xt, seed)
+        report["auc_selected_vs_target"] = two_sample_auc(xs, xt, seed)
+    elif all(feature_cfg.text_column in d.columns for d in (target_df, pool_sample_df, selected_df)):
+        from rsft.features import hashed_ngram_ids
+
+        def ids(df):
+            expr = hashed_ngram_ids(pl.col(feature_cfg.text_column), feature_cfg.text_buckets, feature_cfg.text_ngrams)
+            return df.select(expr.alias("ids"))["ids"]
+
+        report["text"] = ngram_kl_reduction(ids(target_df), ids(pool_sample_df), ids(selected_df), feature_cfg.text_buckets)
+    col = feature_cfg.group
+    if col and col in pool_sample_df.columns:
+        report["group_column"] = col
+        report["by_group"] = group_table(pool_sample_df, selected_df, target_df, col, log_w_pool, log_m, pool_rows)
     try:
-        _plots(out, names, xt, xp, xs, np.asarray(log_w_pool))
-        report["plots"] = sorted(p.name for p in out.glob("*.png"))
-    except Exception as e:  # plotting must never fail a nightly run
+        report["plots"] = _plots(out, names, xt, xp, xs, log_w_pool, selected_df, log_m)
+    except Exception as e:  # a plot must never fail a nightly run
         log.warning("selection report plots failed: %s", e)
+        report["plots"] = []
+    report = _json_safe(report)
+    (out / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False))
     return report
 
 
-def _plots(out: Path, names: list[str], xt, xp, xs, log_w) -> None:
-    import matplotlib
+def _quantiles(lw: np.ndarray) -> dict[str, float]:
+    lw = lw[np.isfinite(lw)]
+    if len(lw) == 0:
+        return {}
+    qs = (0.0, 0.01, 0.5, 0.99, 0.999, 1.0)
+    return {f"q{q:g}": float(v) for q, v in zip(qs, np.quantile(lw, qs))}
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.hist(log_w, bins=80, color="#4c72b0")
-    ax.set_xlabel("log w = log p_target − log q_pool (pool sample)")
-    ax.set_ylabel("rows")
+def _nanmean(vals: list[float]) -> float:
+    v = [x for x in vals if x == x]
+    return float(np.mean(v)) if v else float("nan")
+
+
+def _json_safe(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {str(k): _json_safe(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_json_safe(x) for x in v]
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    return v
+
+
+# --------------------------------------------------------------------------------------
+# plots
+# --------------------------------------------------------------------------------------
+def _plots(out: Path, names, xt, xp, xs, log_w, selected_df: pl.DataFrame, log_m: float | None) -> list[str]:
+    from matplotlib.figure import Figure
+
+    written = []
+    lw = log_w[np.isfinite(log_w)]
+    fig = Figure(figsize=(6.5, 3.8))
+    ax = fig.subplots()
+    if len(lw):
+        bins = np.linspace(lw.min(), lw.max() + 1e-9, 80)
+        ax.hist(lw, bins=bins, density=True, color="#4c72b0", alpha=0.6, label="pool sample")
+        if "log_w" in selected_df.columns and selected_df.height:
+            sl = selected_df["log_w"].cast(pl.Float64).to_numpy()
+            ax.hist(sl[np.isfinite(sl)], bins=bins, density=True, histtype="step", linewidth=2, color="#dd8452", label="selected")
+    if log_m is not None:
+        ax.axvline(log_m, color="k", linestyle="--", linewidth=1, label="log M")
+    ax.set_xlabel("log w = log p_target − log q_pool")
+    ax.set_ylabel("density")
     ax.set_title("density-ratio scores")
+    ax.legend()
     fig.tight_layout()
     fig.savefig(out / "log_w_hist.png", dpi=110)
-    plt.close(fig)
+    written.append("log_w_hist.png")
 
-    k = min(6, len(names))
-    fig, axes = plt.subplots(2, 3, figsize=(11, 6))
-    for j, ax in enumerate(axes.flat):
-        if j >= k:
-            ax.axis("off")
-            continue
-        lo, hi = np.percentile(np.concatenate([xp[:, j], xt[:, j]]), [0.5, 99.5])
-        bins = np.linspace(lo, hi, 50)
-        ax.hist(xp[:, j], bins=bins, density=True, alpha=0.4, label="pool")
-        ax.hist(xt[:, j], bins=bins, density=True, alpha=0.5, label="target", histtype="step", linewidth=2)
-        if len(xs):
-            ax.hist(xs[:, j], bins=bins, density=True, alpha=0.4, label="selected")
-        ax.set_title(names[j])
-    axes.flat[0].legend()
-    fig.suptitle("marginals: pool / target / selected")
-    fig.tight_layout()
-    fig.savefig(out / "marginals.png", dpi=110)
-    plt.close(fig)
+    k = min(PLOT_FEATURES, len(names))
+    if k and xt is not None:
+        fig = Figure(figsize=(11, 6))
+        axes = fig.subplots(2, 3).flat
+        for j, ax in enumerate(axes):
+            if j >= k:
+                ax.axis("off")
+                continue
+            both = np.concatenate([xp[:, j], xt[:, j]])
+            lo, hi = np.percentile(both, [0.5, 99.5]) if len(both) else (0.0, 1.0)
+            bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 50)
+            ax.hist(xp[:, j], bins=bins, density=True, alpha=0.35, label="pool")
+            ax.hist(xt[:, j], bins=bins, density=True, histtype="step", linewidth=2, label="target")
+            if len(xs):
+                ax.hist(xs[:, j], bins=bins, density=True, alpha=0.35, label="selected")
+            ax.set_title(names[j], fontsize=9)
+        axes[0].legend(fontsize=8)
+        fig.suptitle("marginals: pool sample / target / selected")
+        fig.tight_layout()
+        fig.savefig(out / "marginals.png", dpi=110)
+        written.append("marginals.png")
+    return written

@@ -178,6 +178,18 @@ def calibrate_log_m(log_w_sample: np.ndarray, quantile: float = 1.0) -> float:
     return float(lw.max()) if quantile >= 1.0 else float(np.quantile(lw, quantile))
 
 
+def rejection_accept(blw: np.ndarray, log_m: float, rng: np.random.Generator) -> np.ndarray:
+    """Accept mask: ``log u < min(β·log w − log M, 0)``, one uniform per row in row order."""
+    with np.errstate(divide="ignore"):
+        return np.log(rng.random(len(blw))) < np.minimum(blw - log_m, 0.0)
+
+
+def gumbel_keys(blw: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Budget keys ``β·log w + Gumbel``, one per row in row order; the top-k keys are a sample of
+    k rows without replacement with probability ∝ w^β (successive sampling)."""
+    return blw + rng.gumbel(size=len(blw))
+
+
 def _logsumexp(x: np.ndarray) -> float:
     x = x[np.isfinite(x)]
     if len(x) == 0:
@@ -312,11 +324,9 @@ def sample_chunk(
         cols.append(pl.lit(None, dtype=pl.Float64).alias("accept_prob"))
 
     if cfg.mode == "rejection":
-        with np.errstate(divide="ignore"):
-            keep = np.log(rng.random(n)) < np.minimum(blw - log_m, 0.0)
-        sel = df.with_columns(cols).filter(pl.Series(keep))
+        sel = df.with_columns(cols).filter(pl.Series(rejection_accept(blw, log_m, rng)))
     else:
-        keys = blw + rng.gumbel(size=n)
+        keys = gumbel_keys(blw, rng)
         k = min(int(cfg.budget), int(finite.sum()))
         top = np.sort(np.argpartition(-keys, k - 1)[:k]) if k else np.zeros(0, dtype=np.int64)
         sel = df.with_columns([*cols, pl.Series("key", keys)]).select(pl.all().gather(top))

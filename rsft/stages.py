@@ -352,7 +352,7 @@ def finetune_register_stage(
                 "rows_prefiltered": prefiltered["rows_out"],
                 "rows_selected": selection["rows_out"],
                 "acceptance_rate": selection["acceptance_rate"],
-                "ideal_acceptance": selection.get("ideal_acceptance", float("nan")),
+                "ideal_acceptance": selection.get("ideal_acceptance") if selection.get("ideal_acceptance") is not None else float("nan"),
                 "clipped_share": selection.get("clipped_share", 0.0),
             }
         )

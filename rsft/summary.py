@@ -26,7 +26,7 @@ def run_summary(cfg: PipelineConfig, ingested: dict, selected: dict, result: dic
         "prefilter_dropped": pre["dropped"],
         "rows_selected": sel["rows_out"],
         "acceptance_rate": round(sel["acceptance_rate"], 5),
-        "ideal_acceptance": round(sel.get("ideal_acceptance", float("nan")), 5),
+        "ideal_acceptance": None if sel.get("ideal_acceptance") is None else round(sel["ideal_acceptance"], 5),
         "clipped_share": round(sel.get("clipped_share", 0.0), 5),
         "train_rows": result["train"]["train_rows"],
         "warm_start": result["warm_start"],

@@ -58,7 +58,7 @@ def report_task(cfg: PipelineConfig, prefiltered: dict, scored: dict, selection:
         f"# Selection report ({cfg.scorer.kind} scorer, {cfg.sampling.mode} mode)",
         "",
         f"- pool rows: {selection['rows_in']:,}; selected: {selection['rows_out']:,}",
-        f"- acceptance rate: {selection['acceptance_rate']:.4f} (ideal {selection.get('ideal_acceptance', float('nan')):.4f})",
+        f"- acceptance rate: {selection['acceptance_rate']:.4f} (ideal {selection.get('ideal_acceptance') or float('nan'):.4f})",
         f"- clipped share (w > M): {selection.get('clipped_share', 0.0):.4%}",
     ]
     for k in ("ess", "auc_pool_vs_target", "auc_selected_vs_target"):

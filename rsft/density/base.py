@@ -77,12 +77,14 @@ class DensityRatioScorer(nn.Module):
 
         Rows with a NaN/inf feature get ``-inf`` (weight 0: never selected); callers count them.
         """
-        x = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+        x = x if isinstance(x, torch.Tensor) else np.asarray(x)
         if x.ndim != 2 or x.shape[1] != len(self.feature_names):
             raise ValueError(f"{self.kind} scorer: expected [rows, {len(self.feature_names)}] features, got {tuple(x.shape)}")
         out = torch.empty(len(x), dtype=torch.float64)
         for i in range(0, len(x), batch_size):
-            xb = as_tensor(x[i : i + batch_size])
+            xb = x[i : i + batch_size]
+            # float64 copy of one batch (numpy from Polars is read-only; torch wants writable)
+            xb = xb.to(torch.float64) if isinstance(xb, torch.Tensor) else torch.from_numpy(np.array(xb, dtype=np.float64))
             ok = torch.isfinite(xb).all(1)
             if bool(ok.all()):
                 out[i : i + len(xb)] = self._log_ratio(self._z(xb))

@@ -77,14 +77,21 @@ class ClassifierScorer(DensityRatioScorer):
         # ---- train: plain BCE on natural proportions ------------------------------------------
         opt = torch.optim.AdamW(self.net.parameters(), lr=LR, weight_decay=1e-4)
         self.net.train()
-        for _ in range(self.cfg.epochs):
-            order = tr[torch.randperm(len(tr), generator=g)]
-            for i in range(0, len(order), BATCH):
-                idx = order[i : i + BATCH]
-                loss = nn.functional.binary_cross_entropy_with_logits(self.net(x[idx]).squeeze(-1), y[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+        # one intra-op thread: [512, h] ops are too small to split, and on a loaded machine
+        # spinning worker threads made training 10x slower
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            for _ in range(self.cfg.epochs):
+                order = tr[torch.randperm(len(tr), generator=g)]
+                for i in range(0, len(order), BATCH):
+                    idx = order[i : i + BATCH]
+                    loss = nn.functional.binary_cross_entropy_with_logits(self.net(x[idx]).squeeze(-1), y[idx])
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+        finally:
+            torch.set_num_threads(threads)
         self.net.eval()
 
         # ---- calibrate: one temperature on the held-out split ---------------------------------

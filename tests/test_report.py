@@ -1,0 +1,111 @@
+"""Selection report: statistics helpers against known values, the report dict and its files."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+
+from rsft.config import FeaturesConfig
+from rsft.features import hashed_ngram_ids
+from rsft.report import auc, ess, group_table, ks_stat, ngram_kl_reduction, selection_report, smd, two_sample_auc
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_statistics_on_known_values():
+    assert ess(np.zeros(100)) == pytest.approx(100)
+    assert ess(np.array([0.0] + [-50.0] * 99)) == pytest.approx(1.0, rel=1e-6)
+    assert ess(np.log([1.0, 1.0, 2.0])) == pytest.approx(16 / 6)
+    assert ess(np.array([0.0, -np.inf])) == pytest.approx(1.0)  # weight 0 rows count for nothing
+    assert ks_stat(np.arange(100.0), np.arange(100.0)) == 0.0
+    assert ks_stat(np.zeros(10), np.ones(10)) == 1.0
+    assert smd(np.array([1.0, 3.0]), np.array([0.0, 2.0])) == pytest.approx(1.0)
+    assert auc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1])) == 1.0
+    assert auc(np.array([0.5, 0.5, 0.5, 0.5]), np.array([0, 1, 0, 1])) == 0.5  # ties: average rank
+    assert auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75
+
+
+def test_two_sample_auc():
+    """Same distribution: AUC within 0.05 of ½; unit mean shift in one of 3 features: within 0.04
+    of the Bayes AUC Φ(1/√2) ≈ 0.760 (4000 rows each, seed 0)."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4000, 3)), rng.normal(size=(4000, 3))
+    assert abs(two_sample_auc(a, b) - 0.5) < 0.05
+    b[:, 0] += 1.0
+    assert abs(two_sample_auc(b, a) - 0.760) < 0.04
+    assert np.isnan(two_sample_auc(a[:5], b))
+
+
+def _frames(seed: int = 0):
+    rng = np.random.default_rng(seed)
+
+    def mk(n, m, machines):
+        return pl.DataFrame({"a": rng.normal(m, 1, n), "b": rng.normal(0, 1, n),
+                             "machine_id": rng.choice(machines, n).tolist()})
+
+    return mk(500, 2.0, ["M01", "M02"]), mk(5000, 0.0, ["M01", "M02", "M03"]), mk(400, 2.0, ["M01", "M02"])
+
+
+def test_selection_report_dict_and_files(tmp_path):
+    """Target and 'selected' both N(2, 1) in feature a, pool N(0, 1) (seed 0): pool AUC > 0.8,
+    selected AUC within 0.1 of ½, KS/SMD much smaller after selection."""
+    target, pool, sel = _frames()
+    lw = 2.0 * pool["a"].to_numpy() - 2.0  # the true log ratio of N(2,1) vs N(0,1)
+    rep = selection_report(target, pool, sel, FeaturesConfig(numeric=["a", "b"]), lw, tmp_path, log_m=4.0, pool_rows=50_000)
+    assert rep["auc_pool_vs_target"] > 0.8 and abs(rep["auc_selected_vs_target"] - 0.5) < 0.1
+    pf = rep["per_feature"]["a"]
+    assert pf["ks_selected_vs_target"] < 0.1 < pf["ks_pool_vs_target"]
+    assert abs(pf["smd_selected_vs_target"]) < 0.2 < abs(pf["smd_pool_vs_target"])
+    assert 1 < rep["ess"] < 0.2 * pool.height
+    # by machine: shares sum to 1, M03 (absent from target and selection) has lift 0
+    groups = {g["machine_id"]: g for g in rep["by_group"]}
+    assert rep["group_column"] == "machine_id" and set(groups) == {"M01", "M02", "M03"}
+    assert sum(g["pool_share"] for g in groups.values()) == pytest.approx(1.0)
+    assert groups["M03"]["selected_rows"] == 0 and groups["M03"]["lift"] == 0.0
+    assert 0 < groups["M01"]["expected_acceptance"] <= 1 and groups["M01"]["acceptance"] > 0
+    # files; report.json is strict JSON and equals the returned dict
+    assert set(rep["plots"]) == {"log_w_hist.png", "marginals.png"}
+    assert all((tmp_path / p).stat().st_size > 1000 for p in rep["plots"])
+    assert json.loads((tmp_path / "report.json").read_text()) == rep
+
+
+def test_report_survives_an_empty_selection_and_nan_features(tmp_path):
+    target, pool, sel = _frames()
+    pool = pool.with_columns(pl.when(pl.int_range(pl.len()) % 50 == 0).then(float("nan")).otherwise(pl.col("a")).alias("a"))
+    rep = selection_report(target, pool, sel.head(0), FeaturesConfig(numeric=["a", "b"]), np.zeros(pool.height), tmp_path)
+    assert rep["selected_rows"] == 0 and rep["auc_selected_vs_target"] is None
+    assert rep["per_feature"]["a"]["ks_pool_vs_target"] is not None
+    json.loads((tmp_path / "report.json").read_text())
+    with pytest.raises(ValueError, match="log_w_pool"):
+        selection_report(target, pool, sel, FeaturesConfig(numeric=["a"]), np.zeros(3), tmp_path)
+
+
+def test_group_table_acceptance():
+    pool = pl.DataFrame({"m": ["A"] * 80 + ["B"] * 20})
+    sel = pl.DataFrame({"m": ["A"] * 10 + ["B"] * 10})
+    tab = {r["m"]: r for r in group_table(pool, sel, pool.head(0), "m", np.zeros(100), log_m=0.0, pool_rows=1000)}
+    assert tab["A"]["acceptance"] == pytest.approx(10 / 800) and tab["B"]["acceptance"] == pytest.approx(10 / 200)
+    assert tab["B"]["lift"] == pytest.approx(0.5 / 0.2) and tab["A"]["expected_acceptance"] == 1.0
+
+
+def test_text_kl_reduction(tmp_path):
+    """DSIR's KL reduction is positive when the selection holds target-like documents."""
+    target = ["spindle bearing vibration", "bearing replaced"] * 20
+    pool = ["seal leak", "fuse replaced", "spindle bearing vibration", "cleaning done"] * 50
+    selected = ["spindle bearing vibration"] * 40 + ["seal leak"] * 5
+    ids = lambda t: pl.DataFrame({"text": t}).select(hashed_ngram_ids(pl.col("text"), 1024, 2))["text"]  # noqa: E731
+    kl = ngram_kl_reduction(ids(target), ids(pool), ids(selected), 1024)
+    assert kl["kl_reduction"] > 0 and kl["kl_target_selected"] < kl["kl_target_pool"]
+    frames = [pl.DataFrame({"text": t}) for t in (target, pool, selected)]
+    rep = selection_report(*frames, FeaturesConfig(text_column="text", text_buckets=1024), np.zeros(len(pool)), tmp_path)
+    assert rep["text"]["kl_reduction"] > 0 and rep["plots"] == ["log_w_hist.png"]

@@ -1,0 +1,266 @@
+"""Chunked samplers: plan, rejection exactness, clipping, tempering, budget mode, determinism, resume.
+
+The statistical tests use an *exact* scorer (pool N(0, 1), target N(1, 1): log w = x − ½), so
+they test the sampler, not a density estimate. Each states its seed and tolerance.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import random
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from polars.testing import assert_frame_equal
+
+from rsft.config import FeaturesConfig, SamplingConfig, ScorerConfig
+from rsft.density import load_scorer, make_scorer
+from rsft.sampling import (
+    ChunkSpec,
+    calibrate_log_m,
+    chunk_seed,
+    gumbel_keys,
+    merge_selection,
+    plan_chunks,
+    read_chunk,
+    sample_chunk,
+    select,
+)
+
+FEAT = FeaturesConfig(numeric=["x"], label="y")
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def exact_scorer(path: Path, shift: float = 1.0) -> str:
+    """Gaussian scorer with the true parameters: target N(shift, 1), pool N(0, 1)."""
+    s = make_scorer(ScorerConfig(kind="gaussian"), ["x"])
+    s.mu_t.fill_(shift)
+    s.save(path)
+    return str(path)
+
+
+def pool_file(path: Path, n: int, seed: int = 0, lineage: bool = True) -> np.ndarray:
+    x = np.random.default_rng(seed).normal(size=n)
+    df = pl.DataFrame({"x": x, "y": x * 2.0, "machine_id": [f"M{i % 3:02d}" for i in range(n)]})
+    if lineage:
+        df = df.with_columns(_source=pl.lit("pool"), _row=pl.int_range(1, n + 1, dtype=pl.Int64))
+    df.write_parquet(path, row_group_size=5000)
+    return x
+
+
+# ---- plan / read --------------------------------------------------------------------------------
+def test_plan_splits_large_files_packs_small_ones_and_reads_back(tmp_path):
+    root = tmp_path / "ds"
+    (root / "machine_id=M07").mkdir(parents=True)
+    sizes = {"a.parquet": 5, "b.parquet": 3, "machine_id=M07/c.parquet": 12}
+    for i, (name, n) in enumerate(sizes.items()):
+        pl.DataFrame({"x": np.arange(n, dtype=np.float64) + 100 * i}).write_parquet(root / name, row_group_size=4)
+    specs = plan_chunks(root, 7)
+    assert [s.rows for s in specs] == [7, 7, 6]
+    assert [len(s.parts) for s in specs] == [2, 2, 1]
+    assert [ChunkSpec.from_dict(json.loads(json.dumps(s.to_dict()))) for s in specs] == specs
+    df = pl.concat([read_chunk(s) for s in specs], how="diagonal_relaxed")
+    assert df["x"].to_list() == [*range(5), *range(100, 103), *range(200, 212)]
+    assert df["_row"].to_list() == [*range(1, 6), *range(1, 4), *range(1, 13)]  # lineage added, 1-based
+    assert df.filter(pl.col("x") >= 200)["machine_id"].unique().to_list() == ["M07"]  # hive key
+    with pytest.raises(ValueError, match="no Parquet files"):
+        plan_chunks(tmp_path / "ds" / "*.csv", 7)
+
+
+def test_chunk_seed_and_calibration_helpers():
+    seeds = {chunk_seed(s, c) for s in range(5) for c in range(50)}
+    assert len(seeds) == 250 and chunk_seed(3, 7) == chunk_seed(3, 7)
+    assert calibrate_log_m(np.array([0.0, 2.0, np.nan, -np.inf])) == 2.0
+    assert calibrate_log_m(np.arange(101.0), 0.9) == pytest.approx(90.0)
+    with pytest.raises(ValueError, match="no finite"):
+        calibrate_log_m(np.array([np.nan]))
+    with pytest.raises(ValueError, match=r"\(0, 1\]"):
+        calibrate_log_m(np.zeros(3), 0.0)
+
+
+# ---- rejection mode --------------------------------------------------------------------------------
+def test_rejection_sampling_is_exact(tmp_path):
+    """Pool N(0, 1) (200 000 rows, seed 0), target N(1, 1), M = sup w over the pool (exact).
+    Accepted rows: mean within 4 SE of 1, sd within 4 SE of 1, KS vs N(1, 1) p > 0.01 (seed 0).
+    Acceptance within 4 binomial SE of its ideal mean min(1, w/M) = E[w]/M; E[w] within 1.5 % of 1."""
+    from scipy import stats
+
+    x = pool_file(tmp_path / "pool.parquet", 200_000)
+    sp = exact_scorer(tmp_path / "s.pt")
+    s = select(tmp_path / "pool.parquet", sp, FEAT, SamplingConfig(chunk_rows=50_000, seed=0), str(tmp_path / "sel"))
+    sel = pl.read_parquet(s.output)
+    xs = sel["x"].to_numpy()
+    n = len(xs)
+    assert n > 2000 and n == s.rows_out
+    assert abs(xs.mean() - 1.0) < 4 / np.sqrt(n)
+    assert abs(xs.std() - 1.0) < 4 / np.sqrt(2 * n)
+    assert stats.kstest(xs, "norm", args=(1.0, 1.0)).pvalue > 0.01
+    assert s.log_m == pytest.approx(x.max() - 0.5) and s.clipped_share == 0.0
+    assert abs(s.acceptance_rate - s.ideal_acceptance) < 4 * np.sqrt(s.ideal_acceptance / s.rows_in)
+    assert s.ideal_acceptance == pytest.approx(s.mean_w * s.inv_m, rel=1e-9)  # no clipping: E[min(w,M)] = E[w]
+    assert s.mean_w == pytest.approx(1.0, abs=0.015)
+    # every input column + lineage + scores; accept_prob = w/M on the kept rows
+    assert {"x", "y", "machine_id", "_source", "_row", "log_w", "accept_prob"} <= set(sel.columns)
+    np.testing.assert_allclose(sel["accept_prob"].to_numpy(), np.exp(sel["log_w"].to_numpy() - s.log_m), rtol=1e-12)
+    assert s.rows_in == s.rows_out + sum(s.dropped.values())
+    assert json.loads(json.dumps(s.to_dict(), allow_nan=False))["mode"] == "rejection"
+
+
+def test_quantile_m_clips_a_reported_share(tmp_path):
+    """M at the 0.99 quantile of a separate 20 000-row pool sample (seed 7): about 1 % of the
+    100 000-row pool is clipped (tolerance ±0.3 %, ≈ 4 SE); acceptance rises above the exact run's."""
+    x = pool_file(tmp_path / "pool.parquet", 100_000)
+    sp = exact_scorer(tmp_path / "s.pt")
+    sample_lw = load_scorer(sp).log_ratio(np.random.default_rng(7).normal(size=(20_000, 1))).numpy()
+    cfg = SamplingConfig(chunk_rows=25_000, m_quantile=0.99)
+    clipped = select(tmp_path / "pool.parquet", sp, FEAT, cfg, str(tmp_path / "q"), log_m=calibrate_log_m(sample_lw, 0.99))
+    exact = select(tmp_path / "pool.parquet", sp, FEAT, cfg, str(tmp_path / "e"), log_m=float(x.max() - 0.5))
+    assert abs(clipped.clipped_share - 0.01) < 0.003
+    assert clipped.max_log_w > clipped.log_m
+    assert clipped.acceptance_rate > 5 * exact.acceptance_rate
+    assert clipped.ideal_acceptance < clipped.mean_w * clipped.inv_m  # clipping loses mass
+
+
+@pytest.mark.parametrize("beta", [0.0, 0.5])
+def test_tempering(beta, tmp_path):
+    """w^β with pool N(0,1), target N(1,1) selects N(β, 1): β = 0 keeps every row; β = ½ gives a
+    mean within 4 SE of ½ (100 000 rows, seed 1)."""
+    pool_file(tmp_path / "pool.parquet", 100_000, seed=1)
+    sp = exact_scorer(tmp_path / "s.pt")
+    s = select(tmp_path / "pool.parquet", sp, FEAT, SamplingConfig(chunk_rows=30_000, temper=beta, seed=1), str(tmp_path / "t"))
+    xs = pl.read_parquet(s.output)["x"].to_numpy()
+    if beta == 0.0:
+        assert s.rows_out == s.rows_in == 100_000
+    else:
+        assert abs(xs.mean() - beta) < 4 / np.sqrt(len(xs))
+
+
+def test_rows_with_bad_features_are_counted_never_selected(tmp_path):
+    x = np.random.default_rng(0).normal(size=1000)
+    x[::10] = np.nan
+    pl.DataFrame({"x": x}).write_parquet(tmp_path / "p.parquet")
+    sp = exact_scorer(tmp_path / "s.pt", shift=0.0)  # w = 1 everywhere: every finite row accepted
+    s = select(tmp_path / "p.parquet", sp, FEAT, SamplingConfig(chunk_rows=300), str(tmp_path / "o"))
+    assert s.dropped == {"rejected": 0, "nonfinite_features": 100}
+    assert s.rows_out == 900 and s.rows_in == s.rows_out + sum(s.dropped.values())
+    assert pl.read_parquet(s.output)["x"].is_nan().sum() == 0
+
+
+def test_rejection_without_m_is_refused(tmp_path):
+    pool_file(tmp_path / "p.parquet", 100)
+    spec = plan_chunks(tmp_path / "p.parquet", 50)[0]
+    with pytest.raises(ValueError, match="log M"):
+        sample_chunk(spec, exact_scorer(tmp_path / "s.pt"), FEAT, SamplingConfig(), None, str(tmp_path / "o"))
+
+
+# ---- budget mode ---------------------------------------------------------------------------------------
+def test_budget_merge_is_the_global_top_k_of_all_keys(tmp_path):
+    """Exactly k rows, and they are the k largest of all rows' keys β·log w + Gumbel recomputed
+    independently from the chunk seeds: the per-chunk top-k + merge loses nothing."""
+    pool_file(tmp_path / "pool.parquet", 30_000)
+    sp = exact_scorer(tmp_path / "s.pt")
+    cfg = SamplingConfig(mode="budget", budget=500, chunk_rows=4000, seed=11)
+    s = select(tmp_path / "pool.parquet", sp, FEAT, cfg, str(tmp_path / "b"))
+    rows = pl.read_parquet(s.output)["_row"].to_numpy()
+    assert s.rows_out == len(rows) == len(np.unique(rows)) == 500
+    keys = []
+    for spec in plan_chunks(tmp_path / "pool.parquet", cfg.chunk_rows):
+        lw = load_scorer(sp).log_ratio_frame(read_chunk(spec), FEAT)
+        keys.append(gumbel_keys(lw, np.random.default_rng(chunk_seed(cfg.seed, spec.chunk_id))))
+    want = np.sort(np.argsort(-np.concatenate(keys))[:500] + 1)
+    np.testing.assert_array_equal(np.sort(rows), want)
+    # a budget above the pool size returns the whole pool
+    big = select(tmp_path / "pool.parquet", sp, FEAT, cfg.model_copy(update={"budget": 10**6}), str(tmp_path / "all"))
+    assert big.rows_out == 30_000
+
+
+def _successive_sampling_inclusion(w: np.ndarray, k: int) -> np.ndarray:
+    """Exact inclusion probabilities of k draws without replacement, each ∝ w among the rest."""
+    incl = np.zeros(len(w))
+    for seq in itertools.permutations(range(len(w)), k):
+        p, left = 1.0, w.sum()
+        for i in seq:
+            p *= w[i] / left
+            left -= w[i]
+        incl[list(seq)] += p
+    return incl
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_budget_inclusion_frequencies(k):
+    """6 rows, log w = x − ½ for x = 0, 0.4, …, 2; 20 000 seeds. k = 1: frequencies ∝ w; k = 3: the
+    exact successive-sampling inclusion probabilities. Tolerance 4.5 binomial SE per row."""
+    lw = np.linspace(0, 2, 6) - 0.5
+    trials = 20_000
+    counts = np.zeros(6)
+    for seed in range(trials):
+        keys = gumbel_keys(lw, np.random.default_rng(chunk_seed(seed, 0)))
+        counts[np.argpartition(-keys, k - 1)[:k]] += 1
+    w = np.exp(lw)
+    want = w / w.sum() if k == 1 else _successive_sampling_inclusion(w, k)
+    assert want.sum() == pytest.approx(k)
+    se = np.sqrt(want * (1 - want) / trials)
+    assert (np.abs(counts / trials - want) < 4.5 * se).all()
+
+
+# ---- determinism and resume ------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["rejection", "budget"])
+def test_same_rows_for_any_order_concurrency_and_after_resume(mode, tmp_path):
+    pool_file(tmp_path / "pool.parquet", 30_000, lineage=False)
+    sp = exact_scorer(tmp_path / "s.pt")
+    cfg = SamplingConfig(mode=mode, budget=700, chunk_rows=4000, seed=3)
+    log_m = 4.0  # fixed M (clips a few rows; irrelevant to determinism)
+    specs = plan_chunks(tmp_path / "pool.parquet", cfg.chunk_rows)
+    run = lambda spec, d: sample_chunk(spec, sp, FEAT, cfg, log_m, str(tmp_path / d))  # noqa: E731
+    fwd = [run(s, "fwd") for s in specs]
+    rev = [run(s, "rev") for s in reversed(specs)]
+    shuffled = random.Random(0).sample(specs, len(specs))
+    with ThreadPoolExecutor(4) as pool:
+        par = list(pool.map(lambda s: run(s, "par"), shuffled))
+    a = pl.read_parquet(merge_selection(fwd, str(tmp_path / "fwd.parquet"), cfg).output)
+    assert a.height > 0
+    for name, sums in (("rev", rev), ("par", par)):
+        assert_frame_equal(pl.read_parquet(merge_selection(sums, str(tmp_path / f"{name}.parquet"), cfg).output), a)
+
+    # resume: half the chunks finished, one interrupted after its rows but before its marker
+    half = len(specs) // 2
+    done = [run(s, "res") for s in specs[:half]]
+    run(specs[half], "res")
+    os.remove(tmp_path / "res" / f"chunk-{half:06d}.json")
+    mtimes = [os.stat(d.output).st_mtime_ns for d in done]
+    s = select(tmp_path / "pool.parquet", sp, FEAT, cfg, str(tmp_path / "res"), log_m=log_m)
+    assert [os.stat(d.output).st_mtime_ns for d in done] == mtimes  # finished chunks not recomputed
+    assert_frame_equal(pl.read_parquet(s.output), a)
+
+    # a marker from another run (other seed) is stale: recomputed, not reused
+    sample_chunk(specs[0], sp, FEAT, cfg.model_copy(update={"seed": 99}), log_m, str(tmp_path / "stale"))
+    s = select(tmp_path / "pool.parquet", sp, FEAT, cfg, str(tmp_path / "stale"), log_m=log_m)
+    assert_frame_equal(pl.read_parquet(s.output), a)
+
+
+# ---- text --------------------------------------------------------------------------------------------
+def test_text_pool_selection_with_the_ngram_scorer(tmp_path):
+    from rsft.features import hashed_ngram_ids
+
+    target = ["spindle bearing vibration high", "bearing replaced on spindle"] * 30
+    pool = ["seal leak pressure drop", "fuse replaced", "cleaning done", "spindle bearing vibration"] * 250
+    pl.DataFrame({"text": pool}).write_parquet(tmp_path / "logs.parquet")
+    enc = lambda t: pl.DataFrame({"text": t}).select(hashed_ngram_ids(pl.col("text"), 2048, 2))["text"]  # noqa: E731
+    make_scorer(ScorerConfig(kind="ngram", buckets=2048), []).fit(enc(target), enc(pool)).save(tmp_path / "ng.pt")
+    cfg = SamplingConfig(mode="budget", budget=100, chunk_rows=300)
+    s = select(tmp_path / "logs.parquet", str(tmp_path / "ng.pt"), FeaturesConfig(text_column="text"), cfg, str(tmp_path / "o"))
+    picked = pl.read_parquet(s.output)["text"]
+    assert s.rows_out == 100 and (picked == "spindle bearing vibration").mean() > 0.9
