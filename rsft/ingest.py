@@ -247,13 +247,21 @@ def _check_columns(cols: list[str], contract: ContractConfig) -> list[str]:
     return extra if contract.unknown_columns == "keep" else []
 
 
-def _typed(col: ColumnContract, naive_policy: str = "reject", utc_only: bool = False) -> tuple[pl.Expr, pl.Expr]:
-    """(typed value, reason or null) for one contract column read as text."""
+def _typed(
+    col: ColumnContract, naive_policy: str = "reject", utc_only: bool = False,
+    value: pl.Expr | None = None, present: pl.Expr | None = None,
+) -> tuple[pl.Expr, pl.Expr]:
+    """(typed value, reason or null) for one contract column read as text.
+
+    ``value`` / ``present`` may name columns that already hold this column's parsed value and
+    its presence flag, so the reason expressions do not parse the text again.
+    """
     raw = pl.col(col.name)
-    present = raw.is_not_null() & (raw.str.strip_chars() != "")
+    if present is None:
+        present = raw.is_not_null() & (raw.str.strip_chars() != "")
     missing = pl.when(~present & (not col.nullable)).then(pl.lit(f"missing {col.name}"))
     if col.dtype == "float64":
-        val = pl.when(present).then(raw.str.strip_chars().cast(pl.Float64, strict=False))
+        val = pl.when(present).then(raw.str.strip_chars().cast(pl.Float64, strict=False)) if value is None else value
         bad = pl.when(present & val.is_null()).then(pl.lit(f"{col.name} not a number"))
         nonfinite = pl.when(col.finite & val.is_not_null() & ~val.is_finite()).then(pl.lit(f"{col.name} non-finite"))
         rng = pl.lit(False)
@@ -264,7 +272,7 @@ def _typed(col: ColumnContract, naive_policy: str = "reject", utc_only: bool = F
         out = pl.when(val.is_finite() & rng).then(pl.lit(f"{col.name} out of range [{col.min}, {col.max}]"))
         return val, pl.coalesce(missing, bad, nonfinite, out)
     if col.dtype == "int64":
-        val = pl.when(present).then(raw.str.strip_chars().cast(pl.Int64, strict=False))
+        val = pl.when(present).then(raw.str.strip_chars().cast(pl.Int64, strict=False)) if value is None else value
         return val, pl.coalesce(missing, pl.when(present & val.is_null()).then(pl.lit(f"{col.name} not an integer")))
     if col.dtype == "bool":
         low = raw.str.strip_chars().str.to_lowercase()
@@ -277,11 +285,13 @@ def _typed(col: ColumnContract, naive_policy: str = "reject", utc_only: bool = F
         naive = s.str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False, time_unit="us").dt.replace_time_zone("UTC")
         utc_form = s.str.contains(r"(Z|\+00:?00)$")
         if naive_policy == "assume_utc":
-            val = pl.when(has_tz).then(aware).otherwise(naive)
+            val = pl.when(has_tz).then(aware).otherwise(naive) if value is None else value
             naive_reason = pl.lit(None, dtype=pl.String)
         else:
-            val = pl.when(has_tz).then(aware)
-            naive_reason = pl.when(present & ~has_tz & naive.is_not_null()).then(pl.lit(f"{col.name}: timestamp without time zone"))
+            val = pl.when(has_tz).then(aware) if value is None else value
+            # a well-formed wall-clock time without zone (shape check; its validity is in `val` via assume_utc only)
+            naive_shape = s.str.contains(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?$")
+            naive_reason = pl.when(present & ~has_tz & naive_shape).then(pl.lit(f"{col.name}: timestamp without time zone"))
         offset_reason = pl.when(present & has_tz & ~utc_form).then(pl.lit(f"{col.name}: non-UTC offset")) if utc_only else pl.lit(None, dtype=pl.String)
         reason = pl.coalesce(
             missing, naive_reason, offset_reason,
@@ -300,9 +310,17 @@ def _typed(col: ColumnContract, naive_policy: str = "reject", utc_only: bool = F
 
 def _validate(raw: pl.LazyFrame, contract: ContractConfig, keep_extra: list[str]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
     """(good rows typed by the contract, quarantined rows as text with ``reason``) — both lazy."""
-    typed, reasons = zip(*[_typed(c, contract.naive_timestamps, contract.utc_only) for c in contract.columns])
-    reason = pl.coalesce(*reasons)
     names = raw.collect_schema().names()
+    # stage 1: parse every column once into helper columns; stage 2: reasons read the parsed values
+    pol = (contract.naive_timestamps, contract.utc_only)
+    parsed = [_typed(c, *pol)[0].alias(f"__v_{c.name}") for c in contract.columns]
+    flags = [(pl.col(c.name).is_not_null() & (pl.col(c.name).str.strip_chars() != "")).alias(f"__p_{c.name}") for c in contract.columns]
+    raw = raw.with_columns(parsed + flags)
+    typed, reasons = zip(*[
+        (pl.col(f"__v_{c.name}"), _typed(c, *pol, value=pl.col(f"__v_{c.name}"), present=pl.col(f"__p_{c.name}"))[1])
+        for c in contract.columns
+    ])
+    reason = pl.coalesce(*reasons)
     if "__pre" in names:  # structural problems found while reading (JSONL)
         reason = pl.coalesce(pl.col("__pre"), reason)
     if contract.duplicate_rows == "quarantine":
