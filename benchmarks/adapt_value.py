@@ -63,7 +63,9 @@ def main() -> None:
             t0 = time.perf_counter()
             _, rep = run_search(acfg, tcfg.model_copy(update={"seed": seed}), ScorerConfig(), SENSORS, champion,
                                 (xt, yt, groups), PoolSample(xp, yp), holdout=(xh, yh), seed=seed)
-            costs.append(rep["search_seconds"] / max(rep["final_fit_seconds"], 1e-3))
+            # cost in units of one fine-tune: an rsft candidate's fit on one fold
+            one_fit = next(r["seconds"] for r in rep["candidates"] if r["strategy"] == "rsft") / rep["folds"]
+            costs.append(rep["search_seconds"] / max(one_fit, 1e-3))
             for r in rep["candidates"]:
                 per.setdefault(r["name"], []).append(r["holdout_rmse"])
             chosen.append((rep["chosen"], next(r["holdout_rmse"] for r in rep["candidates"] if r["name"] == rep["chosen"])))

@@ -161,10 +161,14 @@ def recalibrate(model: nn.Module, x: np.ndarray, y: np.ndarray, predict: Callabl
     (a, b), *_ = np.linalg.lstsq(A, y.astype(np.float64), rcond=None)
     out = copy.deepcopy(model)
     _, lin = last_linear(out)
+    if lin.bias is None:
+        raise ValueError("recalibrate needs a last linear layer with a bias")
     with torch.no_grad():
         lin.weight.mul_(float(a))
-        if lin.bias is not None:
-            lin.bias.mul_(float(a)).add_(float(b))
+        lin.bias.mul_(float(a))
+        # anything the model adds after its last layer (e.g. an output offset) is a constant:
+        # measure it and put the remaining shift into the bias, so out(x) = a·f(x) + b exactly
+        lin.bias.add_(float(np.mean(a * f + b - predict(out, x))))
     return out
 
 

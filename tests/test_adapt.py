@@ -93,6 +93,20 @@ def test_recalibrate_fixes_gain_and_offset_drift():
     assert type(fixed) is type(model)  # still the same architecture: checkpoints keep working
 
 
+def test_recalibrate_works_with_an_output_offset_after_the_head():
+    """The project's MLP adds its label mean after the head: recalibration must still be exact."""
+    from rsft.config import ModelConfig
+    from rsft.evaluate import predict
+    from rsft.models import build_model, set_standardization
+
+    x = np.random.default_rng(0).normal(size=(300, 3)).astype(np.float32)
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden=[8]), 3)
+    set_standardization(model, x, np.full(300, 50.0, np.float32))
+    y = 1.3 * predict(model, x) + 4.0
+    np.testing.assert_allclose(predict(recalibrate(model, x, y, predict), x), y, rtol=1e-5, atol=1e-3)
+
+
 def test_head_only_freezes_all_but_last_layer():
     names = head_only_freeze(_mlp())
     assert names == ["0.weight", "0.bias"]
