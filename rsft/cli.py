@@ -230,16 +230,9 @@ def rollback(config: str = ConfigOpt) -> None:
 def serve(config: str = ConfigOpt) -> None:
     """Serve the nightly-retrain and hourly ingest deployments from this process (no work pool needed)."""
     cfg = _load(config)
-    from prefect import serve as prefect_serve
+    from flows.serve import serve_deployments
 
-    from flows.ingest import ingest as ingest_flow
-    from flows.retrain import retrain as retrain_flow
-
-    path = str(Path(config).resolve())
-    prefect_serve(
-        retrain_flow.to_deployment(name="nightly-retrain", cron="0 2 * * *", parameters={"config_path": path}),
-        ingest_flow.to_deployment(name="ingest", cron="0 * * * *", parameters={"config_path": path}),
-    )
+    serve_deployments(str(Path(config).resolve()))
     console.print(f"served {cfg.name}")
 
 

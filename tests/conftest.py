@@ -38,3 +38,14 @@ def state_dir(tmp_path: Path) -> Path:
     d = tmp_path / "state"
     d.mkdir()
     return d
+
+
+@pytest.fixture()
+def one_torch_thread():
+    """Small tensors: intra-op threads only add overhead (and stall on a shared, loaded machine)."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

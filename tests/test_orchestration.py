@@ -30,6 +30,9 @@ def test_prefect_yaml_deployments_are_valid():
         for s in d["schedules"]:
             CronSchedule(cron=s["cron"], timezone=s["timezone"])  # raises on an invalid cron / zone
     assert deps["nightly-retrain"]["concurrency_limit"] == 1
+    from flows.serve import serve_deployments  # `rsft serve` entry point imports cleanly
+
+    assert callable(serve_deployments)
 
 
 @pytest.mark.slow

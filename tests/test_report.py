@@ -14,12 +14,7 @@ from rsft.features import hashed_ngram_ids
 from rsft.report import auc, ess, group_table, ks_stat, ngram_kl_reduction, selection_report, smd, two_sample_auc
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_statistics_on_known_values():

@@ -36,12 +36,7 @@ from rsft.sampling import (
 FEAT = FeaturesConfig(numeric=["x"], label="y")
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def exact_scorer(path: Path, shift: float = 1.0) -> str:
