@@ -139,7 +139,10 @@ def ingest(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
     with console.status("ingesting…"):
         from flows.ingest import ingest_datasets
 
-        summary = ingest_datasets(cfg)
+        try:
+            summary = ingest_datasets(cfg)
+        except Exception as e:  # one line for the operator; the Prefect log has the traceback
+            _fail(f"ingest failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1)
     t = Table(title="ingest")
     for col in ("dataset", "files", "skipped", "rows read", "rows ok", "quarantined", "failed files"):
         t.add_column(col)

@@ -384,9 +384,21 @@ def _rows(path: Path) -> int:
     return pq.ParquetFile(path).metadata.num_rows
 
 
+_NOT_YET = {"structural_errors": "quarantine", "decode_errors": "quarantine", "max_line_bytes": None}
+
+
+def check_policies(contract: ContractConfig) -> None:
+    """Refuse policies the config accepts but ingest does not implement yet (never ignore them)."""
+    for key, default in _NOT_YET.items():
+        if getattr(contract, key) != default:
+            raise ValueError(f"ingest contract '{contract.name}': {key}={getattr(contract, key)!r} is not implemented yet "
+                             f"(only {default!r})")
+
+
 def ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfig, chunk_rows: int = 250_000) -> FileResult:
     """Ingest one file: stream it through the contract into a data part and a quarantine part
     (temp names, renamed), then write its manifest entry last."""
+    check_policies(contract)
     dataset_dir = Path(dataset_dir)
     if plan.action == "skip":
         entry = _manifest(dataset_dir).get(plan.digest, {})

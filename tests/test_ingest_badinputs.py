@@ -121,3 +121,9 @@ def test_rerun_is_idempotent_and_changed_file_replaces(tmp_path):
     res = {r.file: r for r in ingest([str(src.parent)], ds, CFG.ingest.sensors).files}
     assert res["day.csv"].rows_ok == 20 and res["day2.csv"].rows_ok == 30
     assert scan_dataset(ds).collect().height == 50
+
+
+@pytest.mark.parametrize("update", [{"structural_errors": "fail_file"}, {"decode_errors": "latin1"}, {"max_line_bytes": 1000}])
+def test_unimplemented_policies_are_refused_not_ignored(update, tmp_path):
+    with pytest.raises(ValueError, match="not implemented yet"):
+        ingest([str(BAD_INPUTS / "clean.csv")], tmp_path / "ds", CFG.ingest.sensors.model_copy(update=update))
