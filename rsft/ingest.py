@@ -27,6 +27,7 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
+from urllib.parse import quote
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -36,6 +37,9 @@ from rsft.config import ColumnContract, ContractConfig
 log = logging.getLogger(__name__)
 
 _TZ = r"(Z|[+-]\d{2}:?\d{2})$"
+_ISO_AWARE = "%Y-%m-%dT%H:%M:%S%.f%#z"  # Z, +01:00 or +0100, optional fraction
+_ISO_NAIVE = "%Y-%m-%dT%H:%M:%S%.f"
+_BOOL = {"true": True, "1": True, "false": False, "0": False}
 
 
 @dataclass(frozen=True)
@@ -154,9 +158,9 @@ def clean_orphans(dataset_dir: str | Path) -> int:
     removed = 0
     for sub in ("data", "quarantine", "_manifest"):
         for p in (Path(dataset_dir) / sub).glob(".*"):
-            m = re.search(r"(?:tmp|gunzip|fetch)-(\d+)-", p.name)
+            m = re.search(r"(?:tmp|gunzip|fetch|staging)-(\d+)-", p.name)
             if m and not _pid_alive(int(m.group(1))):
-                p.unlink(missing_ok=True)
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
                 removed += 1
     return removed
 
@@ -281,8 +285,8 @@ def _typed(
     if col.dtype == "timestamp":
         s = raw.str.strip_chars()
         has_tz = s.str.contains(_TZ)
-        aware = s.str.replace(r"Z$", "+00:00").str.to_datetime("%Y-%m-%dT%H:%M:%S%:z", strict=False, time_unit="us", time_zone="UTC")
-        naive = s.str.to_datetime("%Y-%m-%dT%H:%M:%S", strict=False, time_unit="us").dt.replace_time_zone("UTC")
+        aware = s.str.to_datetime(_ISO_AWARE, strict=False, time_unit="us", time_zone="UTC")
+        naive = s.str.to_datetime(_ISO_NAIVE, strict=False, time_unit="us").dt.replace_time_zone("UTC")
         utc_form = s.str.contains(r"(Z|\+00:?00)$")
         if naive_policy == "assume_utc":
             val = pl.when(has_tz).then(aware).otherwise(naive) if value is None else value
@@ -308,8 +312,55 @@ def _typed(
     return val, pl.coalesce(*checks)
 
 
+def _fast(col: ColumnContract, naive_policy: str = "reject", utc_only: bool = False) -> tuple[pl.Expr, pl.Expr]:
+    """(typed value, needs-a-closer-look flag) for one column read as text — the cheap first pass.
+
+    Conservative by construction: it never accepts a value the full check (:func:`_typed`)
+    rejects, and every value it accepts parses to the same result there. A flagged row is
+    decided by the full check, which may still accept it (``" 1.5"``, a whitespace-only
+    nullable field) — so the flag only decides how much work a row costs, never its fate.
+    """
+    raw = pl.col(col.name)
+    present = raw.is_not_null()
+    flags = [] if col.nullable else [~present]
+    if col.dtype in ("float64", "int64"):
+        val = raw.cast(pl.Float64 if col.dtype == "float64" else pl.Int64, strict=False)
+        flags.append(present & val.is_null())
+        if col.dtype == "float64":
+            if col.finite:
+                flags.append(~val.is_finite())
+            if col.min is not None:
+                flags.append(val < col.min)
+            if col.max is not None:
+                flags.append(val > col.max)
+    elif col.dtype == "bool":
+        val = pl.when(raw.is_in(["true", "1"])).then(True).when(raw.is_in(["false", "0"])).then(False)
+        flags.append(present & val.is_null())
+    elif col.dtype == "timestamp":
+        val = raw.str.to_datetime(_ISO_AWARE, strict=False, time_unit="us", time_zone="UTC")
+        if naive_policy == "assume_utc":
+            val = pl.coalesce(val, raw.str.to_datetime(_ISO_NAIVE, strict=False, time_unit="us").dt.replace_time_zone("UTC"))
+        flags.append(present & val.is_null())
+        if utc_only:
+            flags.append(~(raw.str.ends_with("Z") | raw.str.ends_with("+00:00") | raw.str.ends_with("+0000")))
+    else:
+        val = raw
+        if not col.nullable:
+            flags.append(raw.str.contains(r"^\s*$"))
+        if col.pattern:
+            flags.append(~raw.str.contains(f"^(?:{col.pattern})$"))
+        if col.allowed is not None:
+            flags.append(~raw.is_in(col.allowed))
+    flag = pl.any_horizontal(flags).fill_null(False) if flags else pl.lit(False)
+    return val, flag
+
+
 def _validate(raw: pl.LazyFrame, contract: ContractConfig, keep_extra: list[str]) -> tuple[pl.LazyFrame, pl.LazyFrame]:
-    """(good rows typed by the contract, quarantined rows as text with ``reason``) — both lazy."""
+    """The full check: (good rows typed by the contract, quarantined rows as text with ``reason``).
+
+    Runs on the rows the first pass flagged; a ``__dup`` column (exact duplicate of an earlier
+    row of the file) comes from that pass, because only it sees every row.
+    """
     names = raw.collect_schema().names()
     # stage 1: parse every column once into helper columns; stage 2: reasons read the parsed values
     pol = (contract.naive_timestamps, contract.utc_only)
@@ -321,17 +372,15 @@ def _validate(raw: pl.LazyFrame, contract: ContractConfig, keep_extra: list[str]
         for c in contract.columns
     ])
     reason = pl.coalesce(*reasons)
-    if "__pre" in names:  # structural problems found while reading (JSONL)
+    if "__pre" in names:
         reason = pl.coalesce(pl.col("__pre"), reason)
-    if contract.duplicate_rows == "quarantine":
-        # exact duplicate rows, by a 64-bit hash of every contract field (8 bytes of state per row)
-        cols = [c.name for c in contract.columns]
-        reason = pl.coalesce(reason, pl.when(~pl.struct(cols).hash(17).is_first_distinct()).then(pl.lit("duplicate row")))
+    if "__dup" in names:
+        reason = pl.coalesce(reason, pl.when(pl.col("__dup")).then(pl.lit("duplicate row")))
     df = raw.with_columns(reason.alias("__reason"))
     good = df.filter(pl.col("__reason").is_null()).select(
         [t.alias(c.name) for t, c in zip(typed, contract.columns)] + [pl.col(c) for c in keep_extra] + [pl.col("_source"), pl.col("_row")]
     )
-    text_cols = [c for c in names if c not in ("_row", "_source", "__pre")]
+    text_cols = [c for c in names if c not in ("_row", "_source", "__pre", "__dup")]
     bad = df.filter(pl.col("__reason").is_not_null()).select(
         [pl.col("_source"), pl.col("_row"), pl.col("__reason").alias("reason")] + [pl.col(c).cast(pl.String) for c in text_cols]
     )
@@ -395,7 +444,8 @@ def check_policies(contract: ContractConfig) -> None:
                              f"(only {default!r})")
 
 
-def ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfig, chunk_rows: int = 250_000) -> FileResult:
+def ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfig, chunk_rows: int = 250_000,
+                progress: Callable[[int], None] | None = None) -> FileResult:
     """Ingest one file: stream it through the contract into a data part and a quarantine part
     (temp names, renamed), then write its manifest entry last."""
     check_policies(contract)
@@ -406,10 +456,11 @@ def ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfi
     if plan.action == "duplicate":
         return FileResult(plan.name, plan.digest, "duplicate", rows_total=None, rows_ok=0, rows_quarantined=0,
                           duplicate_of=plan.duplicate_of)
-    stem = f"part-{plan.digest[:24]}.parquet"
-    part, qpart = dataset_dir / "data" / stem, dataset_dir / "quarantine" / stem
-    tag = f".tmp-{os.getpid()}-{threading.get_ident()}"
-    tmp_good, tmp_bad = part.with_name(f".{stem}{tag}"), qpart.with_name(f".{stem}{tag}")
+    tag = f"{os.getpid()}-{threading.get_ident()}"
+    stem = f"part-{plan.digest[:24]}"
+    staging = dataset_dir / "data" / f".staging-{tag}-{plan.digest[:12]}"
+    qpart = dataset_dir / "quarantine" / f"{stem}.parquet"
+    tmp_bad = qpart.with_name(f".{qpart.name}.tmp-{tag}")
     unzipped = None
     try:
         if not plan.digest:
@@ -429,25 +480,33 @@ def ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfi
                     Path(unzipped).unlink(missing_ok=True)
                 unzipped = source = plain
             raw, extra = _scan_text_table(source, contract)
-        good, bad = _validate(raw.with_columns(_source=pl.lit(plan.name)), contract, extra)
-        part.parent.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
         qpart.parent.mkdir(parents=True, exist_ok=True)
-        try:  # one streaming pass over the input feeds both sinks
-            pl.collect_all([good.sink_parquet(tmp_good, lazy=True), bad.sink_parquet(tmp_bad, lazy=True)])
+        try:
+            rows_ok, rows_bad = _stream(raw.with_columns(_source=pl.lit(plan.name)), contract, extra, staging, stem,
+                                        tmp_bad, chunk_rows, progress)
         except Exception as e:  # polars errors are multi-line; the operator gets one
+            if isinstance(e, FileError):
+                raise
             raise FileError(f"unreadable: {str(e).strip().splitlines()[0]}") from None
-        rows_ok, rows_bad = _rows(tmp_good), _rows(tmp_bad)
+        staged = sorted(p for p in staging.rglob("*.parquet"))
     except Exception as e:  # a failed file writes nothing; its error is one line, never a traceback
-        for t in (tmp_good, tmp_bad):
-            t.unlink(missing_ok=True)
+        shutil.rmtree(staging, ignore_errors=True)
+        tmp_bad.unlink(missing_ok=True)
         msg = str(e) if isinstance(e, FileError) else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         return FileResult(plan.name, plan.digest, "failed", error=f"{plan.name}: {msg}")
     finally:
         if unzipped:
             Path(unzipped).unlink(missing_ok=True)
     _forget_path(dataset_dir, plan.path, plan.digest)
-    os.replace(tmp_good, part)
-    outputs = [str(part)]
+    outputs = []
+    for p in staged:  # each rename is atomic; names carry the digest, so a re-run overwrites, never duplicates
+        dest = dataset_dir / "data" / p.relative_to(staging)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(p, dest)
+        outputs.append(str(dest))
+    shutil.rmtree(staging, ignore_errors=True)
     if rows_bad:
         os.replace(tmp_bad, qpart)
         outputs.append(str(qpart))
@@ -457,10 +516,146 @@ def ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfi
              "rows_ok": rows_ok, "rows_quarantined": rows_bad, "outputs": outputs}
     m = dataset_dir / "_manifest" / f"{plan.digest}.json"
     m.parent.mkdir(parents=True, exist_ok=True)
-    tmp = m.with_name(f".{m.name}{tag}")
+    tmp = m.with_name(f".{m.name}.tmp-{tag}")
     tmp.write_text(json.dumps(entry))
     os.replace(tmp, m)  # written last: the file counts as done only now
     return FileResult(plan.name, plan.digest, "ok", rows_total=rows_ok + rows_bad, rows_ok=rows_ok, rows_quarantined=rows_bad)
+
+
+def partition_columns(contract: ContractConfig) -> dict[str, pl.Expr]:
+    """The dataset's partition keys: contract columns, or ``date`` (UTC day of the timestamp column)."""
+    names = {c.name for c in contract.columns}
+    keys = {}
+    for k in contract.partition_by:
+        if k in names:
+            keys[k] = pl.col(k)
+        elif k == "date" and contract.timestamp_column:
+            keys[k] = pl.col(contract.timestamp_column).dt.date()
+        else:
+            raise FileError(f"partition key {k!r} is neither a contract column nor 'date'")
+    return keys
+
+
+def _hive_path(keys: pl.DataFrame, name: str) -> str:
+    parts = [f"{k}={quote(str(v) if v is not None else '__null__', safe='')}" for k, v in keys.row(0, named=True).items()]
+    return "/".join(parts + [name])
+
+
+class _Parts:
+    """Open Parquet writers of one ingest: one file, or one per partition (hive directories)."""
+
+    def __init__(self, root: Path, stem: str, keys: dict[str, pl.Expr]):
+        self.root, self.stem, self.keys = root, stem, keys
+        self.writers: dict[tuple, pq.ParquetWriter] = {}
+        self.rows = 0
+
+    def _writer(self, key: tuple, frame: pl.DataFrame, table) -> pq.ParquetWriter:
+        if key not in self.writers:
+            rel = f"{self.stem}.parquet"
+            if self.keys:
+                rel = _hive_path(frame.select(list(self.keys)).head(1), rel)
+            path = self.root / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.writers[key] = pq.ParquetWriter(path, table.schema, compression="zstd")
+        return self.writers[key]
+
+    def write(self, df: pl.DataFrame) -> None:
+        if self.keys:
+            derived = {k: e for k, e in self.keys.items() if k not in df.columns}
+            df = df.with_columns(**derived)
+            groups = df.partition_by(list(self.keys), as_dict=True, maintain_order=True) if df.height else {}
+        else:
+            groups = {(): df}
+        for key, part in groups.items():
+            table = part.to_arrow()
+            w = self._writer(key, part, table)
+            w.write_table(table.cast(w.schema))
+            self.rows += part.height
+
+    def close(self) -> None:
+        for w in self.writers.values():
+            w.close()
+
+
+class _SeenHashes:
+    """Exact-duplicate detection across a file's batches: sorted runs of 64-bit row hashes,
+    merged LSM-style (amortised O(n log n)); 8 bytes of state per distinct row."""
+
+    def __init__(self):
+        self.runs: list = []
+
+    def check_add(self, h) -> "Any":
+        import numpy as np
+
+        h = np.asarray(h, dtype=np.uint64)
+        uniq, first = np.unique(h, return_index=True)  # sorted needles: searchsorted stays in cache
+        seen = np.zeros(len(uniq), dtype=bool)
+        for run in self.runs:
+            i = np.searchsorted(run, uniq).clip(max=len(run) - 1)
+            seen |= run[i] == uniq
+        dup = np.ones(len(h), dtype=bool)  # every row but the first of each new hash
+        dup[first[~seen]] = False
+        new = uniq[~seen]
+        self.runs.append(new)
+        while len(self.runs) > 1 and len(self.runs[-2]) <= 1.5 * len(self.runs[-1]):
+            b, a = self.runs.pop(), self.runs.pop()
+            self.runs.append(np.sort(np.concatenate([a, b]), kind="mergesort"))
+        return dup
+
+
+def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], staging: Path, stem: str,
+            tmp_bad: Path, chunk_rows: int, progress: Callable[[int], None] | None) -> tuple[int, int]:
+    """One streaming read in batches of ``chunk_rows``: the cheap checks on every row, the full
+    check on flagged rows only, typed rows to ``staging`` (partitioned), the rest to quarantine.
+    Memory is bounded by the batch size (plus 8 bytes per row with duplicate detection)."""
+    names = raw.collect_schema().names()
+    pol = (contract.naive_timestamps, contract.utc_only)
+    vals, flags = zip(*[_fast(c, *pol) for c in contract.columns])
+    flag = pl.any_horizontal(flags)
+    if "__pre" in names:  # structural problems found while reading (JSONL)
+        flag = flag | pl.col("__pre").is_not_null()
+    cols = [c.name for c in contract.columns]
+    exprs = [v.alias(f"__v_{c}") for v, c in zip(vals, cols)] + [flag.alias("__flag")]
+    if contract.duplicate_rows == "quarantine":
+        exprs.append(pl.struct(cols).hash(17).alias("__h"))
+    typed = [pl.col(f"__v_{c}").alias(c) for c in cols] + [pl.col(c) for c in extra] + [pl.col("_source"), pl.col("_row")]
+    data, bad_w = _Parts(staging, stem, partition_columns(contract)), None
+    seen = _SeenHashes() if contract.duplicate_rows == "quarantine" else None
+    rows_bad = 0
+    batches = raw.with_columns(exprs).collect_batches(chunk_size=chunk_rows)
+    try:
+        for df in batches:
+            fl = df["__flag"]
+            if seen is not None:
+                dup = pl.Series("__dup", seen.check_add(df["__h"].to_numpy()))
+                df, fl = df.with_columns(dup), fl | dup
+            else:
+                df = df.with_columns(__dup=pl.lit(False))
+            data.write(df.filter(~fl).select(typed))
+            flagged = df.filter(fl).select(names + ["__dup"])
+            if flagged.height:  # the full check decides each flagged row
+                rescued, bad = pl.collect_all(_validate(flagged.lazy(), contract, extra))
+                data.write(rescued.select([c for c in typed_names(contract, extra)]))
+                if bad.height:
+                    t = bad.to_arrow()
+                    bad_w = bad_w or pq.ParquetWriter(tmp_bad, t.schema, compression="zstd")
+                    bad_w.write_table(t.cast(bad_w.schema))
+                    rows_bad += bad.height
+            if progress:
+                progress(df.height)
+    finally:
+        data.close()
+        if bad_w:
+            bad_w.close()
+    if not data.writers and not contract.partition_by:  # an empty dataset part still records the schema
+        empty = raw.with_columns(exprs).head(0).select(typed).collect()
+        data.write(empty)
+        data.close()
+    return data.rows, rows_bad
+
+
+def typed_names(contract: ContractConfig, extra: list[str]) -> list[str]:
+    return [c.name for c in contract.columns] + list(extra) + ["_source", "_row"]
 
 
 def _read_jsonl(path: str, contract: ContractConfig) -> tuple[pl.DataFrame, list[str]]:
@@ -527,10 +722,10 @@ def _undecodable_field(line: bytes, names: list[str]) -> str | None:
 
 
 def scan_dataset(dataset_dir: str | Path) -> pl.LazyFrame:
-    parts = sorted(glob.glob(os.path.join(str(dataset_dir), "data", "*.parquet")))
+    parts = sorted(glob.glob(os.path.join(str(dataset_dir), "data", "**", "*.parquet"), recursive=True))
     if not parts:
         raise FileNotFoundError(f"dataset {dataset_dir} has no ingested rows yet")
-    return pl.scan_parquet(parts)
+    return pl.scan_parquet(parts, hive_partitioning=False)  # keys are stored in the files too
 
 
 def scan_quarantine(dataset_dir: str | Path) -> pl.LazyFrame:

@@ -87,3 +87,40 @@ def test_killed_ingest_resumes_to_identical_rows(tmp_path):
     assert _rows(ds).equals(_rows(tmp_path / "ref"))
     leftovers = [p for sub in ("data", "quarantine", "_manifest") if (ds / sub).exists() for p in (ds / sub).iterdir() if p.name.startswith(".")]
     assert leftovers == []  # the killed process's temp files were cleaned up on resume
+
+
+def test_partitioned_output_is_hive_by_machine_and_date_and_idempotent(tmp_path):
+    c = SENSORS.model_copy(update={"partition_by": ["machine_id", "date"]})
+    ds = tmp_path / "ds"
+    res = ingest([str(BAD_INPUTS / "clean.csv"), str(BAD_INPUTS / "out_of_range.csv")], ds, c).files
+    got = scan_dataset(ds).collect()
+    assert got.height == sum(r.rows_ok for r in res)
+    parts = sorted((ds / "data").rglob("*.parquet"))
+    for p in parts:  # every file holds exactly the rows its directory names
+        m, d = p.parent.parent.name.split("=")[1], p.parent.name.split("=")[1]
+        df = pl.read_parquet(p)
+        assert (df["machine_id"] == m).all() and (df["date"].cast(pl.String) == d).all()
+    assert len({p.parent for p in parts}) == got.select("machine_id", "date").unique().height
+    assert all(r.status == "skipped" for r in ingest(str(BAD_INPUTS / "clean.csv"), ds, c).files)
+    assert sorted((ds / "data").rglob("*.parquet")) == parts
+
+
+def test_cheap_first_pass_never_decides_alone(tmp_path):
+    """Rows the fast pass flags get the full check: padded numbers are kept (same value as the
+    full parse), text in a number column is quarantined, duplicates are found across batches."""
+    src = tmp_path / "x.csv"
+    lines = (BAD_INPUTS / "clean.csv").read_text().splitlines()
+    head, first = lines[0], lines[1].split(",")
+    padded = list(first)
+    padded[2], padded[1] = f" {first[2]} ", first[1].replace("00Z", "01Z")
+    words = list(first)
+    words[3], words[1] = "hot", first[1].replace("00Z", "02Z")
+    src.write_text("\n".join([head, *lines[1:], ",".join(padded), ",".join(words), lines[5]]) + "\n")
+    res = ingest(str(src), tmp_path / "ds", SENSORS, chunk_rows=7).files[0]  # the repeat of row 5 is batches later
+    assert (res.rows_total, res.rows_ok, res.rows_quarantined) == (53, 51, 2)
+    df = scan_dataset(tmp_path / "ds").collect()
+    assert df.filter(pl.col("_row") == 51)["s01"].item() == float(first[2])
+    from rsft.ingest import scan_quarantine
+
+    q = dict(scan_quarantine(tmp_path / "ds").select("_row", "reason").collect().iter_rows())
+    assert q == {52: "s02 not a number", 53: "duplicate row"}
