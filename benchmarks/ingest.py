@@ -4,7 +4,9 @@
 
 For each size: one synthetic sensor CSV of about that many GB (the demo's generator and
 contract), then, each in a fresh process (peak RSS is per process):
-  rsft    rsft.ingest.ingest (contract checks, quarantine, manifest)
+  rsft       rsft.ingest.ingest with the demo contract (type/range/pattern checks, quarantine,
+             duplicate-row detection, hive partitions machine_id/date, manifest)
+  rsft_flat  the same contract checks and quarantine, one output file, no duplicate-row state
   polars  pl.scan_csv(...).sink_parquet(...)           (no validation: the speed floor)
   pandas  pd.read_csv(chunksize=...) + pyarrow ParquetWriter
 Prints one JSON object: per size the three timings, rsft/polars and pandas/rsft ratios, and
@@ -30,8 +32,11 @@ import sys
 from rsft.config import load_config
 from rsft.ingest import ingest
 cfg = load_config(sys.argv[3])
-s = ingest([sys.argv[1]], sys.argv[2], cfg.ingest.sensors, chunk_rows=cfg.ingest.chunk_rows)
-print(s.to_dict()["rows_ok"] if hasattr(s, "to_dict") else s)
+c = cfg.ingest.sensors
+if sys.argv[4] == "flat":  # like-for-like with the baselines: one output file, no duplicate-row state
+    c = c.model_copy(update={"partition_by": [], "duplicate_rows": "keep"})
+s = ingest([sys.argv[1]], sys.argv[2], c, chunk_rows=cfg.ingest.chunk_rows)
+print(s.to_dict()["rows_ok"])
 """
 
 POLARS = """
@@ -85,18 +90,23 @@ def main() -> None:
         t0 = time.perf_counter()
         rows = make_csv(csv, gb)
         row = {"gb": round(csv.stat().st_size / 1e9, 3), "rows": rows, "generate_s": round(time.perf_counter() - t0, 1)}
-        row["rsft"] = measure(RSFT, str(csv), str(work / "rsft"), cfg)
+        row["rsft"] = measure(RSFT, str(csv), str(work / "rsft"), cfg, "demo")
+        row["rsft_flat"] = measure(RSFT, str(csv), str(work / "rsft_flat"), cfg, "flat")
         row["polars"] = measure(POLARS, str(csv), str(work / "polars.parquet"))
         if not args.skip_pandas:
             row["pandas"] = measure(PANDAS, str(csv), str(work / "pandas.parquet"))
             row["pandas_over_rsft"] = round(row["pandas"]["seconds"] / row["rsft"]["seconds"], 2)
         row["rsft_over_polars"] = round(row["rsft"]["seconds"] / row["polars"]["seconds"], 2)
+        row["rsft_flat_over_polars"] = round(row["rsft_flat"]["seconds"] / row["polars"]["seconds"], 2)
+        if "pandas" in row:
+            row["pandas_over_rsft_flat"] = round(row["pandas"]["seconds"] / row["rsft_flat"]["seconds"], 2)
         row["rsft_mb_per_s"] = round(row["gb"] * 1000 / row["rsft"]["seconds"], 1)
         results["sizes"].append(row)
         shutil.rmtree(work, ignore_errors=True)
     if len(results["sizes"]) > 1:
         a, b = results["sizes"][0], results["sizes"][-1]
-        results["rsft_peak_rss_ratio_largest_vs_smallest"] = round(b["rsft"]["peak_rss_mb"] / a["rsft"]["peak_rss_mb"], 3)
+        for k in ("rsft", "rsft_flat", "polars"):
+            results[f"{k}_peak_rss_ratio_largest_vs_smallest"] = round(b[k]["peak_rss_mb"] / a[k]["peak_rss_mb"], 3)
     print(json.dumps(results, indent=2))
 
 

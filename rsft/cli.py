@@ -6,6 +6,8 @@ The library never imports prefect; the commands that run flows (``retrain``, ``i
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import json
 import logging
 import os
@@ -136,9 +138,9 @@ def retrain(
 def ingest(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
     """Ingest the exports the config names (incremental: already ingested files are skipped)."""
     cfg = _load(config, sets)
-    with console.status("ingesting…"):
-        from flows.ingest import ingest_datasets
+    from flows.ingest import ingest_datasets
 
+    with ingest_progress():
         try:
             summary = ingest_datasets(cfg)
         except Exception as e:  # one line for the operator; the Prefect log has the traceback
@@ -153,6 +155,34 @@ def ingest(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
     for name, s in summary.items():
         for line in s["files_failed"]:
             err.print(f"[yellow]failed[/] {name}: {line}", highlight=False)
+
+
+@contextmanager
+def ingest_progress():
+    """A progress bar over the bytes of the files being ingested (rows counted as they stream)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from rsft import progress as events
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn(),
+                   console=err, transient=True)
+    state = {"rows": 0, "files": 0, "todo": 0}
+    task = bar.add_task("ingest: planning…", total=None)
+
+    def on(event: str, **f) -> None:
+        if event == "ingest.plan":
+            state["todo"] += f["files"]
+            total = (bar.tasks[0].total or 0) + f["bytes"]
+            bar.update(task, total=total or None)
+        elif event == "ingest.rows":
+            state["rows"] += f["rows"]
+        elif event == "ingest.file":
+            state["files"] += f["status"] not in ("skipped", "duplicate")
+            bar.advance(task, f["bytes"])
+        bar.update(task, description=f"ingest: {state['files']}/{state['todo']} files, {state['rows']:,} rows")
+
+    with bar, events.listen(on):
+        yield
 
 
 def _client(cfg: PipelineConfig):

@@ -32,6 +32,7 @@ from urllib.parse import quote
 import polars as pl
 import pyarrow.parquet as pq
 
+from rsft import progress as _progress
 from rsft.config import ColumnContract, ContractConfig
 
 log = logging.getLogger(__name__)
@@ -185,7 +186,16 @@ def plan_ingest(sources: str | Sequence[str], dataset_dir: str | Path, contract:
         else:
             plans.append(FilePlan(path, name, dig, "ingest"))
         seen.setdefault(dig, name)
+    todo = [p for p in plans if p.action == "ingest"]
+    _progress.emit("ingest.plan", files=len(todo), bytes=sum(_size(p.path) for p in todo))
     return plans
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(_strip_file(path)) if not _is_remote(path) else 0
+    except OSError:
+        return 0
 
 
 # --------------------------------------------------------------------------------------
@@ -446,8 +456,16 @@ def check_policies(contract: ContractConfig) -> None:
 
 def ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfig, chunk_rows: int = 250_000,
                 progress: Callable[[int], None] | None = None) -> FileResult:
-    """Ingest one file: stream it through the contract into a data part and a quarantine part
-    (temp names, renamed), then write its manifest entry last."""
+    """Ingest one file: stream it through the contract into data parts (hive partitions when the
+    contract names keys) and a quarantine part (temp names, renamed), then write its manifest
+    entry last. ``progress`` is called with the rows of every batch."""
+    res = _ingest_file(plan, dataset_dir, contract, chunk_rows, progress)
+    _progress.emit("ingest.file", file=plan.name, status=res.status, bytes=_size(plan.path) if plan.action == "ingest" else 0)
+    return res
+
+
+def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfig, chunk_rows: int = 250_000,
+                progress: Callable[[int], None] | None = None) -> FileResult:
     check_policies(contract)
     dataset_dir = Path(dataset_dir)
     if plan.action == "skip":
@@ -542,22 +560,39 @@ def _hive_path(keys: pl.DataFrame, name: str) -> str:
 
 
 class _Parts:
-    """Open Parquet writers of one ingest: one file, or one per partition (hive directories)."""
+    """Parquet writers of one ingest: one file, or files per partition (hive directories).
 
-    def __init__(self, root: Path, stem: str, keys: dict[str, pl.Expr]):
-        self.root, self.stem, self.keys = root, stem, keys
+    Rows are buffered per partition and written in row groups of about ``row_group`` rows. A
+    partition that a batch no longer touches is flushed and closed (exports are mostly in time
+    order, so a day's partition is done once the stream has moved past it): open writers and
+    buffers stay bounded however many partitions a file spans. A partition met again later gets
+    a further file (``-1``, ``-2``, ...).
+    """
+
+    def __init__(self, root: Path, stem: str, keys: dict[str, pl.Expr], row_group: int = 250_000):
+        self.root, self.stem, self.keys, self.row_group = root, stem, keys, row_group
         self.writers: dict[tuple, pq.ParquetWriter] = {}
+        self.buffers: dict[tuple, list[pl.DataFrame]] = {}
+        self.files: dict[tuple, int] = {}
         self.rows = 0
 
-    def _writer(self, key: tuple, frame: pl.DataFrame, table) -> pq.ParquetWriter:
+    def _flush(self, key: tuple) -> None:
+        frames = self.buffers.pop(key, [])
+        if not frames:
+            return
+        df = pl.concat(frames, how="vertical_relaxed", rechunk=False) if len(frames) > 1 else frames[0]
+        table = df.to_arrow()
         if key not in self.writers:
-            rel = f"{self.stem}.parquet"
+            n = self.files.get(key, 0)
+            rel = f"{self.stem}.parquet" if n == 0 else f"{self.stem}-{n}.parquet"
             if self.keys:
-                rel = _hive_path(frame.select(list(self.keys)).head(1), rel)
+                rel = _hive_path(df.select(list(self.keys)).head(1), rel)
             path = self.root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
             self.writers[key] = pq.ParquetWriter(path, table.schema, compression="zstd")
-        return self.writers[key]
+            self.files[key] = n + 1
+        w = self.writers[key]
+        w.write_table(table.cast(w.schema), row_group_size=self.row_group)
 
     def write(self, df: pl.DataFrame) -> None:
         if self.keys:
@@ -567,14 +602,27 @@ class _Parts:
         else:
             groups = {(): df}
         for key, part in groups.items():
-            table = part.to_arrow()
-            w = self._writer(key, part, table)
-            w.write_table(table.cast(w.schema))
+            self.buffers.setdefault(key, []).append(part)
             self.rows += part.height
+            if sum(f.height for f in self.buffers[key]) >= self.row_group:
+                self._flush(key)
+        sizes = {k: sum(f.height for f in v) for k, v in self.buffers.items()}
+        while sum(sizes.values()) > 2 * self.row_group:  # many open partitions: the biggest buffer goes first
+            k = max(sizes, key=sizes.get)
+            self._flush(k)
+            sizes.pop(k)
+        if self.keys and df.height:
+            for key in [k for k in set(self.writers) | set(self.buffers) if k not in groups]:
+                self._flush(key)
+                if key in self.writers:
+                    self.writers.pop(key).close()
 
     def close(self) -> None:
+        for key in list(self.buffers):
+            self._flush(key)
         for w in self.writers.values():
             w.close()
+        self.writers.clear()
 
 
 class _SeenHashes:
@@ -619,7 +667,7 @@ def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], stagi
     if contract.duplicate_rows == "quarantine":
         exprs.append(pl.struct(cols).hash(17).alias("__h"))
     typed = [pl.col(f"__v_{c}").alias(c) for c in cols] + [pl.col(c) for c in extra] + [pl.col("_source"), pl.col("_row")]
-    data, bad_w = _Parts(staging, stem, partition_columns(contract)), None
+    data, bad_w = _Parts(staging, stem, partition_columns(contract), chunk_rows), None
     seen = _SeenHashes() if contract.duplicate_rows == "quarantine" else None
     rows_bad = 0
     batches = raw.with_columns(exprs).collect_batches(chunk_size=chunk_rows)
@@ -641,13 +689,14 @@ def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], stagi
                     bad_w = bad_w or pq.ParquetWriter(tmp_bad, t.schema, compression="zstd")
                     bad_w.write_table(t.cast(bad_w.schema))
                     rows_bad += bad.height
+            _progress.emit("ingest.rows", rows=df.height)
             if progress:
                 progress(df.height)
     finally:
         data.close()
         if bad_w:
             bad_w.close()
-    if not data.writers and not contract.partition_by:  # an empty dataset part still records the schema
+    if not data.files and not contract.partition_by:  # an empty dataset part still records the schema
         empty = raw.with_columns(exprs).head(0).select(typed).collect()
         data.write(empty)
         data.close()

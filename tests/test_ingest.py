@@ -90,7 +90,7 @@ def test_killed_ingest_resumes_to_identical_rows(tmp_path):
 
 
 def test_partitioned_output_is_hive_by_machine_and_date_and_idempotent(tmp_path):
-    c = SENSORS.model_copy(update={"partition_by": ["machine_id", "date"]})
+    c = SENSORS.model_copy(update={"partition_by": ["machine_id", "date"]})  # finer than the demo's [date]
     ds = tmp_path / "ds"
     res = ingest([str(BAD_INPUTS / "clean.csv"), str(BAD_INPUTS / "out_of_range.csv")], ds, c).files
     got = scan_dataset(ds).collect()
@@ -124,3 +124,17 @@ def test_cheap_first_pass_never_decides_alone(tmp_path):
 
     q = dict(scan_quarantine(tmp_path / "ds").select("_row", "reason").collect().iter_rows())
     assert q == {52: "s02 not a number", 53: "duplicate row"}
+
+
+def test_progress_events_account_for_every_row(tmp_path):
+    from rsft import progress
+
+    seen = []
+    with progress.listen(lambda event, **f: seen.append((event, f))):
+        res = ingest([str(BAD_INPUTS / "clean.csv"), str(BAD_INPUTS / "out_of_range.csv"), str(BAD_INPUTS / "empty.csv")],
+                     tmp_path / "ds", SENSORS, chunk_rows=16).files
+    plan = [f for e, f in seen if e == "ingest.plan"]
+    assert plan[0]["files"] == 3 and plan[0]["bytes"] > 0
+    assert sum(f["rows"] for e, f in seen if e == "ingest.rows") == sum(r.rows_total or 0 for r in res)
+    assert [f["status"] for e, f in seen if e == "ingest.file"] == [r.status for r in res]
+    ingest(str(BAD_INPUTS / "clean.csv"), tmp_path / "ds", SENSORS)  # no listener: nothing to call, no error

@@ -97,3 +97,24 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     s3 = retrain(config_path=str(cfg_path))
     assert s3["rows_selected"] == s2["rows_selected"]
     assert s3["model_version"] == "3"
+
+
+def test_cli_ingest_runs_the_flow_and_reports(tmp_path, prefect_harness):
+    from typer.testing import CliRunner
+
+    from rsft.cli import app
+    from rsft.config import load_config
+    from rsft.synth import write_synthetic
+
+    cfg_path = small_config(tmp_path)
+    cfg = load_config(cfg_path)
+    write_synthetic(cfg.synth, tmp_path / "raw")
+    out = CliRunner().invoke(app, ["ingest", "--config", str(cfg_path)])
+    assert out.exit_code == 0, out.output
+    line = next(ln for ln in out.output.splitlines() if "sensors" in ln)
+    assert int(line.split("│")[2]) == 6 and int(line.split("│")[3]) == 0  # 6 daily files, none skipped
+    again = CliRunner().invoke(app, ["ingest", "--config", str(cfg_path)])  # incremental: everything skipped
+    line = next(ln for ln in again.output.splitlines() if "sensors" in ln)
+    assert again.exit_code == 0 and int(line.split("│")[3]) == 6
+    parts = list((tmp_path / "state").rglob("date=*/part-*.parquet"))
+    assert parts, "the demo contract writes hive partitions"
