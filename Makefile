@@ -32,7 +32,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/sampling.py
+	$(BIN)/python benchmarks/select_throughput.py
 
 clean:
 	rm -rf .rsft $(VENV)

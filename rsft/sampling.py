@@ -470,16 +470,25 @@ def select(
     out_dir: str,
     log_m: float | None = None,
     out_path: str | None = None,
+    workers: int = 1,
 ) -> SelectionSummary:
     """Plan → (calibrate M over the pool if rejection and ``log_m`` is None) → sample each chunk → merge.
 
     Output: ``out_path`` or ``out_dir/selected.parquet``; chunk files and markers in ``out_dir``.
+    ``workers`` > 1 samples chunks on a thread pool (Torch, NumPy and Polars release the GIL);
+    the rows selected do not depend on it (per-chunk seeds).
     """
     specs = plan_chunks(source, cfg.chunk_rows)
     if cfg.mode == "rejection" and log_m is None:
         log_m = pool_log_m(specs, scorer_path, feature_cfg, cfg)
         log.info("calibrated log M = %.4f over %d pool rows (quantile %s)", log_m, sum(s.rows for s in specs), cfg.m_quantile)
-    sums = [sample_chunk(s, scorer_path, feature_cfg, cfg, log_m, out_dir) for s in specs]
+    if workers > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(workers) as pool:
+            sums = list(pool.map(lambda s: sample_chunk(s, scorer_path, feature_cfg, cfg, log_m, out_dir), specs))
+    else:
+        sums = [sample_chunk(s, scorer_path, feature_cfg, cfg, log_m, out_dir) for s in specs]
     summary = merge_selection(sums, out_path or str(Path(out_dir) / "selected.parquet"), cfg, log_m)
     log.info("selected %d of %d rows (%s mode, %d chunks)", summary.rows_out, summary.rows_in, cfg.mode, summary.chunks)
     return summary

@@ -216,3 +216,18 @@ def test_save_load_round_trip_is_identical(kind, tmp_path):
     back = load_scorer(tmp_path / "s.pt")
     assert type(back) is type(s) and back.diagnostics() == s.diagnostics()
     assert torch.equal(back.log_ratio(x), s.log_ratio(x))
+
+
+def test_gaussian_quadratic_form_equals_the_difference_of_log_densities():
+    """The fast path (one quadratic form) is the same function as log N_t − log N_p."""
+    from rsft.density.gaussian import gaussian_logpdf
+
+    g = torch.Generator().manual_seed(0)
+    d = 6
+    names = [f"x{i}" for i in range(d)]
+    target = torch.randn(400, d, generator=g, dtype=torch.float64) @ torch.randn(d, d, generator=g, dtype=torch.float64) * 0.5 + 1.0
+    pool = torch.randn(3000, d, generator=g, dtype=torch.float64) * 2.0
+    sc = make_scorer(ScorerConfig(kind="gaussian"), names).fit(target, pool)
+    z = sc._z(torch.randn(1000, d, generator=g, dtype=torch.float64) * 3)
+    want = gaussian_logpdf(z, sc.mu_t, sc.chol_t) - gaussian_logpdf(z, sc.mu_p, sc.chol_p)
+    torch.testing.assert_close(sc._log_ratio(z), want, rtol=1e-9, atol=1e-8)

@@ -229,6 +229,8 @@ def test_same_rows_for_any_order_concurrency_and_after_resume(mode, tmp_path):
     assert a.height > 0
     for name, sums in (("rev", rev), ("par", par)):
         assert_frame_equal(pl.read_parquet(merge_selection(sums, str(tmp_path / f"{name}.parquet"), cfg).output), a)
+    threaded = select(tmp_path / "pool.parquet", sp, FEAT, cfg, str(tmp_path / "thr"), log_m=log_m, workers=3)
+    assert_frame_equal(pl.read_parquet(threaded.output), a)
 
     # resume: half the chunks finished, one interrupted after its rows but before its marker
     half = len(specs) // 2

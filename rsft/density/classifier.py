@@ -128,6 +128,8 @@ class ClassifierScorer(DensityRatioScorer):
             val_rows=len(va),
         )
 
+    score_dtype = torch.float32  # the net is float32; scoring needs no float64 copy of the batch
+
     def _log_ratio(self, z):
         logit = self.net(z.float()).squeeze(-1).double()
         return logit / self.temperature + self.log_prior_ratio

@@ -1,13 +1,25 @@
-"""Scoring + rejection-sampling throughput of the chunked sampler, per scorer.
+"""(The issue's ``benchmarks/select.py``: named so that it does not shadow the standard library's
+``select`` module for scripts run from this folder.)
 
-    python benchmarks/sampling.py [--rows 5000000] [--features 12] [--chunk-rows 500000]
-                                  [--scorers gaussian,classifier] [--mode rejection]
+Scoring + rejection-sampling throughput of the chunked sampler, per scorer, against the naive
+per-row Python loop, and peak memory at two pool sizes.
+
+    python benchmarks/select_throughput.py [--rows 10000000] [--features 12] [--chunk-rows 500000]
+                                [--scorers gaussian,gmm,classifier] [--mode rejection]
+                                [--workers 2] [--threads 1] [--rss-rows 10000000 40000000]
 
 A synthetic pool (N(0, I), float32 features + lineage columns) is written to Parquet in
 row groups; each scorer is fitted on a 2 000-row target sample (N(0.5, Σ)) and a 50 000-row pool
 sample, log M is calibrated on that pool sample (the max), then ``select`` runs over the whole
 file. Reported per scorer: fit seconds, pure scoring rows/s (in memory, one chunk), end-to-end
-rows/s (read + score + sample + write + merge), acceptance and clipped share. Prints one JSON object.
+rows/s (read + score + sample + write + merge), acceptance and clipped share.
+
+Baseline ``naive``: the seed's per-row loop (for each row: standardise, two Gaussian log
+densities with NumPy, one uniform, accept) over ``--naive-rows`` rows, with the same fitted
+Gaussian; ``gaussian_over_naive`` is the end-to-end speed-up.
+Memory: for each ``--rss-rows`` size a fresh process writes a pool of that many rows and runs the gaussian
+``select`` over it (2 workers); the ratio of its peak RSS (VmHWM), largest/smallest.
+Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -19,36 +31,60 @@ import resource
 import shutil
 import tempfile
 import time
+import sys
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from rsft.config import FeaturesConfig, SamplingConfig, ScorerConfig
 from rsft.density import make_scorer
 from rsft.sampling import calibrate_log_m, select
 
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from _util import measure, write_pool  # noqa: E402
 
-def write_pool(path: Path, rows: int, d: int, block: int = 500_000, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    schema = pa.schema([(f"x{j}", pa.float32()) for j in range(d)] + [("_source", pa.string()), ("_row", pa.int64())])
-    with pq.ParquetWriter(path, schema) as w:
-        for start in range(0, rows, block):
-            n = min(block, rows - start)
-            x = rng.normal(size=(n, d)).astype(np.float32)
-            cols = [pa.array(x[:, j]) for j in range(d)]
-            cols += [pa.array(np.full(n, "bench", dtype=object), pa.string()), pa.array(np.arange(start + 1, start + n + 1))]
-            w.write_table(pa.Table.from_arrays(cols, schema=schema), row_group_size=100_000)
+RSS_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[4])
+from _util import select_rss_child
+select_rss_child(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]))
+"""
+
+
+def naive_select(x: np.ndarray, scorer, log_m: float, seed: int = 0) -> tuple[int, float]:
+    """The per-row loop a first version would write: one row at a time, NumPy maths, Python control."""
+    import math
+    import random
+
+    mean, scale = scorer.mean.numpy(), scorer.scale.numpy()
+    mu_t, mu_p = scorer.mu_t.numpy(), scorer.mu_p.numpy()
+    inv_t = np.linalg.inv(scorer.chol_t.numpy() @ scorer.chol_t.numpy().T)
+    inv_p = np.linalg.inv(scorer.chol_p.numpy() @ scorer.chol_p.numpy().T)
+    ld_t = float(np.log(np.diag(scorer.chol_t.numpy())).sum())
+    ld_p = float(np.log(np.diag(scorer.chol_p.numpy())).sum())
+    rnd = random.Random(seed)
+    kept = 0
+    t = time.perf_counter()
+    for row in x:
+        z = (row - mean) / scale
+        dt, dp = z - mu_t, z - mu_p
+        lw = -0.5 * float(dt @ inv_t @ dt) - ld_t + 0.5 * float(dp @ inv_p @ dp) + ld_p
+        if math.log(rnd.random() or 1e-300) < min(lw - log_m, 0.0):
+            kept += 1
+    return kept, time.perf_counter() - t
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rows", type=int, default=5_000_000)
+    ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--features", type=int, default=12)
     ap.add_argument("--chunk-rows", type=int, default=500_000)
-    ap.add_argument("--scorers", default="gaussian,classifier")
+    ap.add_argument("--scorers", default="gaussian,gmm,classifier")
+    ap.add_argument("--workers", type=int, default=2, help="chunks sampled concurrently (threads)")
+    ap.add_argument("--naive-rows", type=int, default=100_000)
+    ap.add_argument("--rss-rows", type=int, nargs="*", default=[10_000_000, 40_000_000])
     ap.add_argument("--mode", default="rejection", choices=["rejection", "budget"])
     ap.add_argument("--dir", default=None, help="work directory (default: a temporary one)")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's choice)")
@@ -88,7 +124,7 @@ def main() -> None:
         sel_dir = work / f"sel-{kind}"
         shutil.rmtree(sel_dir, ignore_errors=True)  # else a re-run resumes from the chunk markers
         t = time.perf_counter()
-        s = select(pool_path, str(scorer_path), feats, cfg, str(sel_dir), log_m=log_m)
+        s = select(pool_path, str(scorer_path), feats, cfg, str(sel_dir), log_m=log_m, workers=args.workers)
         wall = time.perf_counter() - t
         results[kind] = {
             "fit_seconds": round(fit_s, 2),
@@ -101,6 +137,19 @@ def main() -> None:
             "clipped_share": round(s.clipped_share, 6),
             "chunks": s.chunks,
         }
+        if kind == "gaussian" and args.naive_rows:
+            x = rng.normal(size=(args.naive_rows, d)).astype(np.float32)
+            kept, secs = naive_select(x, scorer, log_m)
+            results["naive_per_row_loop"] = {"rows": args.naive_rows, "seconds": round(secs, 2),
+                                             "rows_per_s": round(args.naive_rows / secs), "rows_out": kept}
+            results["gaussian_over_naive"] = round(results["gaussian"]["select_rows_per_s"] / (args.naive_rows / secs), 1)
+    rss = {}
+    for n in args.rss_rows:
+        m = measure(RSS_CHILD, str(work / f"rss-{n}"), str(n), str(d), str(HERE))
+        rss[str(n)] = m["peak_rss_mb"]
+    if len(rss) > 1:
+        sizes = sorted(rss, key=int)
+        rss["ratio_largest_vs_smallest"] = round(rss[sizes[-1]] / rss[sizes[0]], 3)
     print(json.dumps({
         "rows": args.rows,
         "features": d,
@@ -110,7 +159,9 @@ def main() -> None:
         "cpus": os.cpu_count(),
         "write_pool_seconds": round(write_s, 2),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "workers": args.workers,
         "scorers": results,
+        "gaussian_select_peak_rss_mb_by_rows": rss,
     }, indent=2))
 
 
