@@ -113,12 +113,12 @@ class _Rule(_Model):
 
 class NotNullRule(_Rule):
     kind: Literal["not_null"]
-    columns: list[str]
+    columns: list[str] = Field(min_length=1)
 
 
 class FiniteRule(_Rule):
     kind: Literal["finite"]
-    columns: list[str]
+    columns: list[str] = Field(min_length=1)
 
 
 class RangeRule(_Rule):
@@ -126,6 +126,12 @@ class RangeRule(_Rule):
     column: str
     min: float | None = None  # inclusive
     max: float | None = None  # inclusive
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"range rule on {self.column}: min {self.min} > max {self.max}")
+        return self
 
 
 class AllowedRule(_Rule):
@@ -136,22 +142,22 @@ class AllowedRule(_Rule):
 
 class DuplicateRule(_Rule):
     kind: Literal["duplicate"]
-    columns: list[str]  # keep the first row of each key
+    columns: list[str] = Field(min_length=1)  # keep the first row of each key
 
 
 class StuckRule(_Rule):
     kind: Literal["stuck"]
-    columns: list[str]
-    window: int = 10  # readings; rolling std == 0 over this window => stuck
+    columns: list[str] = Field(min_length=1)
+    window: int = Field(10, ge=2)  # readings; a run of identical readings this long => stuck
     by: str = "machine_id"
     order_by: str = "ts"
 
 
 class SpikeRule(_Rule):
     kind: Literal["spike"]
-    columns: list[str]
-    window: int = 11  # readings (centred rolling median / MAD window)
-    k: float = 6.0  # spike when |x - rolling median| > k * rolling IQR / 1.349
+    columns: list[str] = Field(min_length=1)
+    window: int = Field(11, ge=3)  # readings (centred rolling median / IQR window)
+    k: float = Field(6.0, gt=0)  # spike when |x - rolling median| > k * rolling IQR / 1.349
     by: str = "machine_id"
     order_by: str = "ts"
 
@@ -159,7 +165,7 @@ class SpikeRule(_Rule):
 class RateOfChangeRule(_Rule):
     kind: Literal["rate_of_change"]
     column: str
-    max_delta: float  # max |x_t - x_{t-1}| between consecutive readings of a machine
+    max_delta: float = Field(gt=0)  # max |x_t - x_{t-1}| between consecutive readings of a machine
     by: str = "machine_id"
     order_by: str = "ts"
 
@@ -172,18 +178,26 @@ class TextLengthRule(_Rule):
     min_words: int | None = None
     max_words: int | None = None
 
+    @model_validator(mode="after")
+    def _bounds(self):
+        for what in ("chars", "words"):
+            lo, hi = getattr(self, f"min_{what}"), getattr(self, f"max_{what}")
+            if lo is not None and hi is not None and lo > hi:
+                raise ValueError(f"text_length rule on {self.column}: min_{what} {lo} > max_{what} {hi}")
+        return self
+
 
 class TextCharsRule(_Rule):
     kind: Literal["text_chars"]
     column: str = "text"
-    min_alnum_share: float | None = None  # share of alphanumeric characters
-    max_nonprintable_share: float | None = None
+    min_alnum_share: float | None = Field(None, ge=0, le=1)  # share of alphanumeric characters
+    max_nonprintable_share: float | None = Field(None, ge=0, le=1)
 
 
 class TextRepetitionRule(_Rule):
     kind: Literal["text_repetition"]
     column: str = "text"
-    max_repeated_word_share: float = 0.5  # 1 - unique words / words
+    max_repeated_word_share: float = Field(0.5, ge=0, le=1)  # 1 - unique words / words
 
 
 class TextDuplicateRule(_Rule):
@@ -213,6 +227,9 @@ Rule = Annotated[
 class PrefilterConfig(_Model):
     rules: list[Rule] = []
     write_excluded: bool = False  # also write dropped rows with the rule name
+    # window rules run on blocks of whole days of about this many rows (+ context rows from the
+    # neighbouring blocks): memory is set by the block, not by the pool
+    block_rows: int = Field(250_000, ge=100)
 
 
 # --------------------------------------------------------------------------------------

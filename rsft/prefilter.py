@@ -12,11 +12,13 @@ sorted by (by, order_by) before the rules run.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import polars as pl
+import pyarrow.parquet as pq
 
 from rsft.config import PrefilterConfig
 
@@ -68,8 +70,9 @@ def stuck(rule) -> pl.Expr:
     """Drop rows inside a run of >= ``window`` identical consecutive readings of one machine."""
     out = []
     for c in rule.columns:
-        run = pl.col(c).rle_id().over(rule.by)
-        out.append((pl.len().over(rule.by, run) < rule.window) | pl.col(c).is_null())
+        # the frame is sorted by (by, order_by): a run of (machine, value) is a run of one machine
+        run = pl.struct(rule.by, c).rle_id()
+        out.append((pl.len().over(run) < rule.window) | pl.col(c).is_null())
     return _all(out)
 
 
@@ -166,6 +169,23 @@ def _source(source: pl.LazyFrame | str | Path) -> pl.LazyFrame:
     return pl.scan_parquet(os.path.join(s, "**", "*.parquet") if os.path.isdir(s) else s, hive_partitioning=False)
 
 
+def rule_columns(rule: Any) -> list[str]:
+    """Every column a rule reads."""
+    cols = list(getattr(rule, "columns", None) or [getattr(rule, "column", None)])
+    cols += [getattr(rule, k) for k in ("by", "order_by") if getattr(rule, k, None)]
+    return [c for c in cols if c]
+
+
+def check_rules(cfg: PrefilterConfig, columns: list[str]) -> None:
+    """One line naming the rule and the column when a rule reads a column the data lacks."""
+    have = set(columns)
+    for r in cfg.rules:
+        missing = [c for c in rule_columns(r) if c not in have]
+        if missing:
+            raise ValueError(f"prefilter rule '{rule_name(r)}': unknown column(s) {', '.join(missing)} "
+                             f"(the data has: {', '.join(sorted(have))})")
+
+
 def flagged(lf: pl.LazyFrame, cfg: PrefilterConfig) -> tuple[pl.LazyFrame, list[str]]:
     """The frame (sorted for window rules) with one boolean keep column per rule."""
     windows = [r for r in cfg.rules if r.kind in WINDOW_KINDS]
@@ -176,26 +196,131 @@ def flagged(lf: pl.LazyFrame, cfg: PrefilterConfig) -> tuple[pl.LazyFrame, list[
     return lf.with_columns([compile_rule(r).alias(f) for r, f in zip(cfg.rules, flags)]), flags
 
 
-def prefilter(source: pl.LazyFrame | str | Path, out_path: str | Path, cfg: PrefilterConfig, *, excluded_path=None) -> PrefilterSummary:
-    lf, flags = flagged(_source(source), cfg)
-    names = [rule_name(r) for r in cfg.rules]
+def _count_aggs(flags: list[str]) -> list[pl.Expr]:
     aggs = [pl.len().alias("__rows")]
     for i, f in enumerate(flags):
         prior = [pl.col(p) for p in flags[:i]]
         first_fail = (~pl.col(f)) & (pl.all_horizontal(prior) if prior else pl.lit(True))
         aggs += [first_fail.sum().alias(f"__first_{i}"), (~pl.col(f)).sum().alias(f"__alone_{i}")]
-    counts = lf.select(aggs).collect().row(0, named=True)
-    keep = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
+    return aggs
+
+
+def prefilter(source: pl.LazyFrame | str | Path, out_path: str | Path, cfg: PrefilterConfig, *, excluded_path=None) -> PrefilterSummary:
+    """Apply the rules; write the kept rows (and optionally the dropped ones with ``rule``).
+
+    Without window rules: one streaming plan. With window rules: :func:`_prefilter_blocks`
+    (time-ordered blocks of whole days with context rows), so memory does not grow with the pool.
+    """
+    lf = _source(source)
+    check_rules(cfg, lf.collect_schema().names())
+    names = [rule_name(r) for r in cfg.rules]
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    lf.filter(keep).drop(flags).sink_parquet(tmp)
+    if any(r.kind in WINDOW_KINDS for r in cfg.rules):
+        counts = _prefilter_blocks(lf, tmp, cfg, excluded_path)
+    else:
+        lf, flags = flagged(lf, cfg)
+        keep = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
+        # one plan: the flags are computed once (shared sub-plan) for the counts, the kept rows
+        # and (optionally) the excluded rows
+        plans = [lf.select(_count_aggs(flags)), lf.filter(keep).drop(flags).sink_parquet(tmp, lazy=True)]
+        if excluded_path is not None:
+            rule_col = pl.coalesce([pl.when(~pl.col(f)).then(pl.lit(n)) for f, n in zip(flags, names)]).alias("rule")
+            plans.append(lf.filter(~keep).with_columns(rule_col).drop(flags).sink_parquet(str(excluded_path), lazy=True))
+        counts = pl.collect_all(plans)[0].row(0, named=True)
     os.replace(tmp, out)
-    if excluded_path is not None:
-        rule_col = pl.coalesce([pl.when(~pl.col(f)).then(pl.lit(n)) for f, n in zip(flags, names)]).alias("rule")
-        lf.filter(~keep).with_columns(rule_col).drop(flags).sink_parquet(str(excluded_path))
     rows_in = int(counts["__rows"])
     dropped = {n: int(counts[f"__first_{i}"]) for i, n in enumerate(names)}
-    summary = PrefilterSummary(rows_in, rows_in - sum(dropped.values()), dropped,
-                               {n: int(counts[f"__alone_{i}"]) for i, n in enumerate(names)}, str(out))
-    return summary
+    return PrefilterSummary(rows_in, rows_in - sum(dropped.values()), dropped,
+                            {n: int(counts[f"__alone_{i}"]) for i, n in enumerate(names)}, str(out))
+
+
+_GLOBAL_KINDS = {"text_duplicate"}
+
+
+def _prefilter_blocks(lf: pl.LazyFrame, tmp: Path, cfg: PrefilterConfig, excluded_path) -> dict[str, int]:
+    """Window rules in bounded memory.
+
+    1. One streaming pass splits the pool by UTC day of ``order_by`` (``__day=YYYY-MM-DD``).
+    2. Consecutive days are grouped into blocks of about ``cfg.block_rows`` rows. Each block is
+       evaluated with the rules' own expressions on ``prev ∪ block ∪ next``, where ``prev`` holds
+       each machine's last ``ctx`` rows before the block and ``next`` its first ``ctx`` rows of
+       the following block, and only the block's rows count. ``ctx`` = the widest window: a run of identical readings, a
+       centred median or a first difference that crosses a block edge is judged exactly as on
+       the whole pool (a machine with no rows in the next block sees no right-hand context).
+    3. A ``duplicate`` rule must key on (by, order_by) — duplicates then share a day, hence a
+       block; a key without them would need the whole pool at once and is refused here.
+    """
+    from rsft.ingest import _Parts
+
+    windows = [r for r in cfg.rules if r.kind in WINDOW_KINDS]
+    by, order_by = windows[0].by, windows[0].order_by
+    if any((r.by, r.order_by) != (by, order_by) for r in windows):
+        raise ValueError("prefilter: all window rules must share the same 'by' and 'order_by'")
+    for r in cfg.rules:
+        if r.kind in _GLOBAL_KINDS or (r.kind == "duplicate" and not {by, order_by} <= set(r.columns)):
+            raise ValueError(f"prefilter rule '{rule_name(r)}': with window rules, a duplicate key must include "
+                             f"{by} and {order_by} (blocks hold whole days)")
+    ctx = max(getattr(r, "window", 2) for r in windows)
+    names = [rule_name(r) for r in cfg.rules]
+    split = tmp.with_name(f".split-{os.getpid()}-{tmp.stem}")
+    shutil.rmtree(split, ignore_errors=True)
+    day = pl.col(order_by).dt.date().alias("__day")
+    parts = _Parts(split, "part", {"__day": day}, cfg.block_rows)
+    try:
+        for batch in lf.collect_batches(chunk_size=250_000):
+            parts.write(batch)
+        parts.close()
+        days = sorted(split.iterdir(), key=lambda p: (p.name != "__day=__null__", p.name))  # nulls first, as a sort puts them
+        blocks, cur, n = [], [], 0
+        for d in days:
+            files = sorted(d.glob("*.parquet"))
+            cur += files
+            n += sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+            if n >= cfg.block_rows or d.name == "__day=__null__":
+                blocks.append(cur)
+                cur, n = [], 0
+        if cur:
+            blocks.append(cur)
+        counts = {"__rows": 0, **{f"__{k}_{i}": 0 for i in range(len(names)) for k in ("first", "alone")}}
+        writers: dict[str, pq.ParquetWriter] = {}
+        read = lambda files: pl.read_parquet(files).drop("__day")  # noqa: E731
+        prev = None
+        nxt = read(blocks[0]) if blocks else None
+        for i in range(len(blocks)):
+            block, nxt = nxt, (read(blocks[i + 1]) if i + 1 < len(blocks) else None)
+            frames = [block.with_columns(__mid=pl.lit(True))]
+            if prev is not None:
+                frames.insert(0, prev.with_columns(__mid=pl.lit(False)))
+            if nxt is not None:  # each machine's first ctx rows after the block
+                head = nxt.sort(by, order_by, maintain_order=True).group_by(by, maintain_order=True).head(ctx)
+                frames.append(head.with_columns(__mid=pl.lit(False)))
+            whole, flags = flagged(pl.concat(frames, how="vertical_relaxed").lazy(), cfg)
+            whole = whole.filter(pl.col("__mid")).drop("__mid").collect()
+            for k, v in whole.select(_count_aggs(flags)).row(0, named=True).items():
+                counts[k] += int(v)
+            keep = pl.all_horizontal([pl.col(f) for f in flags])
+            _append(writers, "kept", tmp, whole.filter(keep).drop(flags))
+            if excluded_path is not None:
+                rule_col = pl.coalesce([pl.when(~pl.col(f)).then(pl.lit(n)) for f, n in zip(flags, names)]).alias("rule")
+                _append(writers, "excluded", Path(excluded_path), whole.filter(~keep).with_columns(rule_col).drop(flags))
+            tail = block.sort(by, order_by, maintain_order=True).group_by(by, maintain_order=True).tail(ctx)
+            prev = tail if prev is None else pl.concat([prev.filter(~pl.col(by).is_in(tail[by].unique().implode())), tail],
+                                                       how="vertical_relaxed")
+        if "kept" not in writers:  # no rows at all: an empty file with the input's schema
+            lf.head(0).collect().write_parquet(tmp)
+        for w in writers.values():
+            w.close()
+        if excluded_path is not None and "excluded" not in writers:
+            lf.head(0).with_columns(rule=pl.lit(None, dtype=pl.String)).collect().write_parquet(excluded_path)
+    finally:
+        shutil.rmtree(split, ignore_errors=True)
+    return counts
+
+
+def _append(writers: dict[str, pq.ParquetWriter], key: str, path: Path, df: pl.DataFrame) -> None:
+    table = df.to_arrow()
+    if key not in writers:
+        writers[key] = pq.ParquetWriter(path, table.schema, compression="zstd")
+    writers[key].write_table(table.cast(writers[key].schema))

@@ -5,6 +5,7 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import polars as pl
 import pytest
+import yaml
 from polars.testing import assert_frame_equal
 
 from rsft.config import PrefilterConfig
@@ -102,3 +103,77 @@ def test_no_python_udfs_in_prefilter_or_features():
     for mod in (rsft.prefilter, rsft.features):
         src = inspect.getsource(mod)
         assert "map_elements" not in src and "numba" not in src and "map_batches" not in src
+
+
+@pytest.mark.parametrize("rule, says", [
+    ({"kind": "range", "column": "s01", "min": 5, "max": 1}, "min 5.0 > max 1.0"),
+    ({"kind": "stuck", "columns": ["s01"], "window": 0}, "window"),
+    ({"kind": "spike", "columns": ["s01"], "window": -3}, "window"),
+    ({"kind": "text_length", "min_words": 9, "max_words": 2}, "min_words 9 > max_words 2"),
+    ({"kind": "rate_of_change", "column": "s01", "max_delta": 0}, "max_delta"),
+])
+def test_misconfigured_rule_fails_in_one_line(tmp_path, rule, says):
+    from rsft.config import ConfigError, load_config
+
+    from pathlib import Path
+
+    data = yaml.safe_load((Path(__file__).parents[1] / "examples" / "factory.yaml").read_text())
+    data["prefilter"]["rules"] = [{"kind": "not_null", "columns": ["s01"]}, rule]
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert "\n" not in msg and says in msg and "prefilter" in msg
+
+
+def test_rule_on_unknown_column_fails_naming_rule_and_column(tmp_path):
+    from rsft.config import PrefilterConfig
+    from rsft.prefilter import prefilter
+
+    cfg = PrefilterConfig.model_validate({"rules": [{"kind": "range", "column": "s99", "max": 3, "name": "hot"}]})
+    lf = pl.LazyFrame({"s01": [1.0, 2.0]})
+    with pytest.raises(ValueError, match=r"^prefilter rule 'hot': unknown column\(s\) s99 \(the data has: s01\)$"):
+        prefilter(lf, tmp_path / "o.parquet", cfg)
+
+
+def test_blocked_window_rules_equal_the_whole_pool_evaluation(tmp_path):
+    """Blocks of whole days + context rows give exactly the rows and counts of one global pass,
+    including stuck runs and spikes that cross a block edge (midnight)."""
+    from rsft.config import SynthConfig
+    from rsft.prefilter import _count_aggs, flagged
+    from rsft.synth import generate_day, make_regime
+
+    sc = SynthConfig(seed=3, machines=3, samples_per_day=300, days=6, fault_rate=0.02)
+    df = pl.concat([generate_day(sc, d, make_regime(sc))[0] for d in range(6)]).sample(fraction=1.0, shuffle=True, seed=1)
+    # a stuck run across the first midnight of M01: its last readings of day 0 and first of day 1
+    m1 = df.filter(pl.col("machine_id") == "M01").sort("ts")
+    day0_end = m1.filter(pl.col("ts").dt.date() == m1["ts"].dt.date().min()).height
+    stuck_ts = m1["ts"][day0_end - 3 : day0_end + 3]
+    df = df.with_columns(pl.when(pl.col("ts").is_in(stuck_ts.implode()) & (pl.col("machine_id") == "M01"))
+                         .then(42.0).otherwise(pl.col("s01")).alias("s01"))
+    rules = [
+        {"kind": "duplicate", "columns": ["machine_id", "ts"]},
+        {"kind": "stuck", "columns": ["s01", "s02"], "window": 5},
+        {"kind": "spike", "columns": ["s01", "s03"], "window": 7, "k": 5.0},
+        {"kind": "rate_of_change", "column": "s05", "max_delta": 1.5},
+    ]
+    cfg = PrefilterConfig.model_validate({"rules": rules, "block_rows": 500})  # one day per block
+    s = prefilter(df.lazy(), tmp_path / "out.parquet", cfg)
+    whole, flags = flagged(df.lazy(), cfg)
+    want_counts = whole.select(_count_aggs(flags)).collect().row(0, named=True)
+    want = whole.filter(pl.all_horizontal(flags)).drop(flags).collect()
+    got = pl.read_parquet(tmp_path / "out.parquet")
+    key = ["machine_id", "ts", "s01"]
+    assert_frame_equal(got.sort(key), want.sort(key), check_dtypes=False)
+    assert s.rows_in == df.height and list(s.dropped.values()) == [want_counts[f"__first_{i}"] for i in range(4)]
+    assert list(s.alone.values()) == [want_counts[f"__alone_{i}"] for i in range(4)]
+    assert s.dropped["stuck:s01,s02"] >= 6  # the planted run across midnight is caught
+
+
+def test_duplicate_key_without_time_is_refused_with_window_rules(tmp_path):
+    cfg = PrefilterConfig.model_validate({"rules": [{"kind": "duplicate", "columns": ["s01"]},
+                                                    {"kind": "stuck", "columns": ["s01"]}]})
+    lf = pl.LazyFrame({"machine_id": ["M01"], "ts": [datetime(2026, 1, 1, tzinfo=timezone.utc)], "s01": [1.0]})
+    with pytest.raises(ValueError, match="duplicate key must include machine_id and ts"):
+        prefilter(lf, tmp_path / "o.parquet", cfg)

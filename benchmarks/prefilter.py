@@ -1,0 +1,90 @@
+"""Prefilter throughput and memory vs a plain Polars scan of the same columns, in one run.
+
+    python benchmarks/prefilter.py [--rows 10000000 40000000] [--out DIR]
+
+For each size: synthetic sensor rows (the demo's generator: 24 machines, injected stuck runs,
+spikes, duplicates) written once as Parquet, then, each in a fresh process:
+  rsft    rsft.prefilter.prefilter with the demo's rule set (examples/factory.yaml: duplicate
+          key, stuck over 8 readings, spike over 11 readings, per machine in time order):
+          per-rule counts + the kept rows written to Parquet
+  plain   pl.scan_parquet(...).select(same columns).sink_parquet(...)  (the floor)
+Prints one JSON object: seconds and peak RSS (the child's VmHWM) of both, rsft/plain per size
+(goal ≤ 2), and rsft's peak-RSS ratio largest/smallest size (goal ≤ 1.25).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _util import measure  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+RSFT = """
+import sys, json
+from rsft.config import load_config
+from rsft.prefilter import prefilter
+cfg = load_config(sys.argv[3])
+s = prefilter(sys.argv[1], sys.argv[2], cfg.prefilter)
+print(json.dumps({"rows_in": s.rows_in, "rows_out": s.rows_out, "dropped": s.dropped}))
+"""
+
+PLAIN = """
+import sys, polars as pl
+lf = pl.scan_parquet(sys.argv[1])
+lf.select(lf.collect_schema().names()).sink_parquet(sys.argv[2])
+"""
+
+
+def make_pool(path: Path, rows: int) -> int:
+    """Synthetic sensor days (demo generator, 24 machines) until ``rows``; one Parquet file per day."""
+    import polars as pl
+
+    from rsft.config import SynthConfig
+    from rsft.synth import generate_day, make_regime
+
+    cfg = SynthConfig(seed=5, machines=24, samples_per_day=4000, days=100_000)
+    regime = make_regime(cfg)
+    path.mkdir(parents=True, exist_ok=True)
+    n, day = 0, 0
+    while n < rows:
+        df, _ = generate_day(cfg, day, regime)
+        df = df.head(rows - n)
+        df.write_parquet(path / f"day-{day:05d}.parquet")
+        n += df.height
+        day += 1
+    return n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, nargs="+", default=[10_000_000, 40_000_000])
+    ap.add_argument("--out", type=Path, default=REPO / ".rsft" / "bench-prefilter")
+    args = ap.parse_args()
+    cfg = str(REPO / "examples" / "factory.yaml")
+    out = {"sizes": []}
+    for rows in args.rows:
+        work = args.out / f"{rows}"
+        shutil.rmtree(work, ignore_errors=True)
+        t = time.perf_counter()
+        n = make_pool(work / "pool", rows)
+        row = {"rows": n, "generate_s": round(time.perf_counter() - t, 1)}
+        row["rsft"] = measure(RSFT, str(work / "pool"), str(work / "kept.parquet"), cfg)
+        row["plain"] = measure(PLAIN, str(work / "pool"), str(work / "plain.parquet"))
+        row["rsft_over_plain"] = round(row["rsft"]["seconds"] / row["plain"]["seconds"], 2)
+        out["sizes"].append(row)
+        shutil.rmtree(work, ignore_errors=True)
+    if len(out["sizes"]) > 1:
+        a, b = out["sizes"][0], out["sizes"][-1]
+        out["rsft_peak_rss_ratio_largest_vs_smallest"] = round(b["rsft"]["peak_rss_mb"] / a["rsft"]["peak_rss_mb"], 3)
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
