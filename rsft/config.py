@@ -236,9 +236,13 @@ class PrefilterConfig(_Model):
 # features
 # --------------------------------------------------------------------------------------
 class FeaturesConfig(_Model):
+    # tabular: numeric + one-hot columns; text: hashed n-gram bucket ids of ``text_column``
+    kind: Literal["tabular", "text"] = "tabular"
     numeric: list[str] = []  # numeric columns fed to scorer and model
     categorical: dict[str, list[str]] = {}  # one-hot columns: name -> levels
-    label: str = "quality"  # regression target column
+    label: str = "quality"  # target column (regression value, or a class name with ``classes``)
+    classes: list[str] = []  # class names for classification labels (index = class id)
+    text_max_tokens: int = Field(128, ge=1)  # n-gram ids per document fed to the text model
     group: str = "machine_id"  # grouping column (rolling windows, grouped CV)
     standardize_sample_rows: int = 200_000  # pool rows used to fit robust standardisation
     text_column: str = "text"
@@ -284,9 +288,13 @@ class SamplingConfig(_Model):
 # model + training
 # --------------------------------------------------------------------------------------
 class ModelConfig(_Model):
-    kind: Literal["mlp"] = "mlp"
-    hidden: list[int] = [64, 64]
+    # mlp: tabular regression/classification; autoencoder: sensor encoder + prediction head
+    # (pretrained on unlabelled rows); text: EmbeddingBag over hashed n-gram bucket ids
+    kind: Literal["mlp", "autoencoder", "text"] = "mlp"
+    hidden: list[int] = [64, 64]  # hidden widths (mlp body / autoencoder encoder / text head)
     dropout: float = 0.0
+    latent: int = 8  # autoencoder bottleneck width
+    embed_dim: int = 64  # text: embedding width of each hashed n-gram bucket
     import_path: str | None = None  # "package.module:Class" for a user nn.Module
 
 
@@ -303,11 +311,17 @@ class TrainConfig(_Model):
     patience: int = 4  # early stopping on validation loss (epochs)
     include_target_sample: bool = True  # add the target sample to the selected rows
     target_weight: float = 1.0  # repeat factor of target rows in the training set
-    loss_threshold_quantile: float | None = None  # in-training rejection: skip loss above q
+    # ---- loss-threshold rejection (skipped counts land in history as "skipped") ----
+    loss_threshold: float | None = None  # skip samples whose loss exceeds this (absolute)
+    loss_threshold_quantile: float | None = None  # skip samples whose loss exceeds quantile q
+    loss_threshold_mode: Literal["batch", "running"] = "batch"  # q of this batch, or a running EMA of batch quantiles
+    weight_clip: float | None = None  # clip importance weights at this value (None = off)
     pretrain_rows: int = 100_000  # pool rows for the base model (first run)
     pretrain_epochs: int = 10
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = True  # CUDA only: autocast (bf16 if supported, else fp16 + GradScaler)
+    task: Literal["regression", "classification", "reconstruction"] = "regression"  # loss: squared error, cross-entropy, input MSE
 
 
 # --------------------------------------------------------------------------------------
@@ -315,7 +329,7 @@ class TrainConfig(_Model):
 # --------------------------------------------------------------------------------------
 class PromotionConfig(_Model):
     model_name: str = "factory-quality"
-    metric: str = "rmse"  # lower is better
+    metric: str = "rmse"  # rmse, mae, log_loss: lower is better; r2, accuracy, macro_f1, auroc: higher
     min_improvement: float = 0.0  # relative: promote when challenger <= champion * (1 - x)
     min_holdout_rows: int = 50
     max_pool_regression: float | None = None  # relative pool-hold-out regression allowed
@@ -349,7 +363,7 @@ class AdaptConfig(_Model):
 # the pipeline
 # --------------------------------------------------------------------------------------
 class DataConfig(_Model):
-    pool: list[str]  # files, directories or globs of raw pool exports
+    pool: list[str] = []  # files, directories or globs of raw pool exports (sensors)
     target_sample: str  # small labelled sample of the current regime
     target_holdout: str  # hold-out of the current regime (promotion gate)
     logs: list[str] = []  # maintenance-log JSONL exports
@@ -377,6 +391,17 @@ class PipelineConfig(_Model):
     def _check(self) -> PipelineConfig:
         if self.sampling.mode == "budget" and not self.sampling.budget:
             raise ValueError("sampling.budget is required when sampling.mode is 'budget'")
+        if self.features.kind == "text":
+            if not self.data.logs or self.ingest.logs is None:
+                raise ValueError("features.kind 'text' needs data.logs and an ingest.logs contract (the text pool)")
+            if self.scorer.kind != "ngram":
+                raise ValueError(f"features.kind 'text' needs scorer.kind 'ngram' (got '{self.scorer.kind}')")
+            if not self.features.classes:
+                raise ValueError("features.kind 'text' needs features.classes (the label's class names)")
+            if self.adapt.enabled:
+                raise ValueError("adapt is not implemented for text pipelines yet; set adapt.enabled: false")
+        elif not self.data.pool:
+            raise ValueError("data.pool is empty: list the raw pool exports (files, directories or globs)")
         return self
 
     def resolve(self, path: str) -> str:

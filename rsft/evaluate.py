@@ -1,4 +1,8 @@
-"""Evaluation: task metrics, always computed the same way for champion and challenger."""
+"""Evaluation: task metrics, always computed the same way for champion and challenger.
+
+regression: MAE, RMSE, R²; classification: accuracy, macro-F1, macro one-vs-rest AUROC
+(rank-based), log-loss; autoencoder: per-row reconstruction error.
+"""
 
 from __future__ import annotations
 
@@ -24,12 +28,97 @@ def regression_metrics(y: np.ndarray, yhat: np.ndarray) -> dict[str, float]:
     }
 
 
+def _to_proba(scores: np.ndarray) -> np.ndarray:
+    """Rows that already sum to 1 (non-negative) are probabilities; anything else is logits."""
+    s = np.asarray(scores, dtype=np.float64)
+    if s.size and (s >= 0).all() and np.allclose(s.sum(1), 1.0, atol=1e-6):
+        return s
+    z = s - s.max(1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(1, keepdims=True)
+
+
+def binary_auroc(y: np.ndarray, score: np.ndarray) -> float:
+    """P(score of a positive > score of a negative), ties count ½ (Mann-Whitney U via average ranks)."""
+    y = np.asarray(y, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(score, kind="mergesort")
+    s = np.asarray(score)[order]
+    ranks = np.empty(len(s), dtype=np.float64)
+    # average rank over runs of tied scores
+    starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
+    ends = np.r_[starts[1:], len(s)]
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def classification_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, float]:
+    """``y_true`` int class ids [n]; ``scores`` logits or probabilities [n, C].
+
+    macro-F1 averages over classes present in ``y_true`` or predicted; AUROC is the macro
+    one-vs-rest mean over classes present in ``y_true`` (absent classes are skipped: their
+    AUROC is undefined).
+    """
+    y = np.asarray(y_true).astype(np.int64)
+    p = _to_proba(np.asarray(scores).reshape(len(y), -1)) if len(y) else np.zeros((0, 1))
+    if not len(y):
+        return {"accuracy": float("nan"), "macro_f1": float("nan"), "auroc": float("nan"), "log_loss": float("nan"), "n": 0.0}
+    pred = p.argmax(1)
+    f1s = []
+    for c in np.union1d(np.unique(y), np.unique(pred)):
+        tp = float(((pred == c) & (y == c)).sum())
+        denom = float((pred == c).sum() + (y == c).sum())
+        f1s.append(2 * tp / denom if denom else 0.0)
+    aucs = [binary_auroc(y == c, p[:, c]) for c in np.unique(y) if 0 <= c < p.shape[1]]
+    aucs = [a for a in aucs if not np.isnan(a)]
+    p_true = p[np.arange(len(y)), np.clip(y, 0, p.shape[1] - 1)]
+    return {
+        "accuracy": float((pred == y).mean()),
+        "macro_f1": float(np.mean(f1s)),
+        "auroc": float(np.mean(aucs)) if aucs else float("nan"),
+        "log_loss": float(-np.log(np.clip(p_true, 1e-15, 1.0)).mean()),
+        "n": float(len(y)),
+    }
+
+
+def _as_input(xb: np.ndarray) -> torch.Tensor:
+    """Integer inputs (hashed text bucket ids) stay int64; everything else is float32."""
+    xb = np.asarray(xb)
+    if np.issubdtype(xb.dtype, np.integer):
+        return torch.as_tensor(xb, dtype=torch.int64)
+    return torch.as_tensor(xb, dtype=torch.float32)
+
+
 @torch.no_grad()
 def predict(model: nn.Module, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    """Model output on the CPU: [n] for regression, logits [n, C] for classifiers."""
     model.eval()
-    out = [model(torch.as_tensor(x[i : i + batch_size], dtype=torch.float32)).float().cpu().numpy()
-           for i in range(0, len(x), batch_size)]
+    out = [model(_as_input(x[i : i + batch_size])).float().cpu().numpy() for i in range(0, len(x), batch_size)]
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+@torch.no_grad()
+def reconstruction_error(model: nn.Module, x: np.ndarray, batch_size: int = 8192) -> np.ndarray:
+    """Per-row mean squared reconstruction error [n] in the autoencoder's standardised units."""
+    model.eval()
+    out = []
+    for i in range(0, len(x), batch_size):
+        xb = _as_input(x[i : i + batch_size])
+        target = model.reconstruction_target(xb) if hasattr(model, "reconstruction_target") else xb
+        out.append(((model(xb) - target) ** 2).mean(-1).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def evaluate_model(model: nn.Module, x: np.ndarray, y: np.ndarray, task: str = "regression") -> dict[str, float]:
+    """Metrics for ``task``: regression_metrics, classification_metrics, or mean reconstruction error."""
+    if task == "classification":
+        return classification_metrics(y, predict(model, x))
+    if task == "reconstruction":
+        err = reconstruction_error(model, x)
+        return {"reconstruction_mse": float(err.mean()) if len(err) else float("nan"), "n": float(len(err))}
+    return regression_metrics(y, predict(model, x))
 
 
 def evaluate_regression(model: nn.Module, df: pl.DataFrame, feature_cfg: FeaturesConfig) -> dict[str, float]:

@@ -29,14 +29,25 @@ def feature_exprs(cfg: FeaturesConfig) -> list[pl.Expr]:
 
 
 def to_matrix(df: pl.DataFrame | pl.LazyFrame, cfg: FeaturesConfig) -> np.ndarray:
-    """Whole-frame conversion to a float32 ``[rows, features]`` array (not column by column)."""
+    """Whole-frame conversion to a float32 ``[rows, features]`` array (not column by column);
+    for ``kind: text`` the int64 padded n-gram ids of :func:`text_matrix`."""
+    if cfg.kind == "text":
+        return text_matrix(df, cfg)
     lf = df.lazy() if isinstance(df, pl.DataFrame) else df
     out = lf.select(feature_exprs(cfg)).collect()
     return out.to_numpy().astype(np.float32, copy=False)
 
 
 def labels(df: pl.DataFrame, cfg: FeaturesConfig) -> np.ndarray:
-    return df.get_column(cfg.label).cast(pl.Float32).to_numpy()
+    """float32 label values, or int64 class ids (index in ``cfg.classes``) for classification."""
+    if not cfg.classes:
+        return df.get_column(cfg.label).cast(pl.Float32).to_numpy(writable=True)
+    col = df.get_column(cfg.label).cast(pl.String)
+    ids = col.replace_strict(cfg.classes, list(range(len(cfg.classes))), default=-1, return_dtype=pl.Int64)
+    if (ids == -1).any():
+        unknown = sorted(set(col.filter(ids == -1).drop_nulls().to_list()))[:5]
+        raise ValueError(f"label '{cfg.label}' has values outside features.classes {cfg.classes}: {unknown}")
+    return ids.to_numpy(writable=True)
 
 
 def hashed_ngram_ids(text: pl.Expr, buckets: int = 10_000, ngrams: int = 2, seed: int = 0) -> pl.Expr:
@@ -57,3 +68,14 @@ def ids_to_flat(ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     flat = ids.explode().drop_nulls().to_numpy().astype(np.int64)
     return flat, offsets
+
+
+def text_matrix(df: pl.DataFrame | pl.LazyFrame, cfg: FeaturesConfig) -> np.ndarray:
+    """int64 ``[rows, text_max_tokens]`` hashed n-gram ids of the text column (unigrams first,
+    then bigrams), truncated and padded with ``text_buckets`` (the text model's padding id)."""
+    n, pad = cfg.text_max_tokens, cfg.text_buckets
+    lf = df.lazy() if isinstance(df, pl.DataFrame) else df
+    ids = hashed_ngram_ids(pl.col(cfg.text_column).fill_null(""), cfg.text_buckets, cfg.text_ngrams)
+    padded = ids.cast(pl.List(pl.Int64)).list.concat(pl.lit([pad] * n, dtype=pl.List(pl.Int64))).list.head(n)
+    out = lf.select(padded.list.to_array(n).alias("ids")).collect()
+    return out.get_column("ids").to_numpy(writable=True).reshape(-1, n)

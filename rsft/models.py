@@ -1,4 +1,14 @@
-"""Model zoo: a tabular MLP with built-in standardisation; checkpoints are one plain dict."""
+"""Model zoo; checkpoints are one plain dict.
+
+- ``MLP``: tabular/sensor regression (out 1 -> [n]) or classification (out C -> logits [n, C]).
+- ``SensorAutoencoder``: standardised input -> encoder -> latent -> decoder; pretrained on
+  unlabelled rows (task "reconstruction"), then ``with_head(out)`` -> ``AutoencoderRegressor``
+  (the pretrained encoder + a new prediction head) is fine-tuned like any model.
+- ``TextClassifier``: int64 hashed n-gram bucket ids [n, L] (padded with ``buckets``) ->
+  mean EmbeddingBag -> MLP head -> logits [n, C].
+- ``ModelConfig.import_path`` = "package.module:Class" plugs in a user nn.Module, built as
+  ``Class(in_features, out_features)``.
+"""
 
 from __future__ import annotations
 
@@ -46,11 +56,104 @@ class MLP(nn.Module):
         return out.squeeze(-1) if self.out_features == 1 else out
 
 
+def _mlp_layers(d: int, hidden: list[int], dropout: float) -> tuple[nn.Sequential, int]:
+    layers: list[nn.Module] = []
+    for h in hidden:
+        layers += [nn.Linear(d, h), nn.ReLU()] + ([nn.Dropout(dropout)] if dropout else [])
+        d = h
+    return nn.Sequential(*layers), d
+
+
+class SensorAutoencoder(nn.Module):
+    """Standardize -> encoder [hidden..., latent] -> decoder [reversed hidden..., d].
+
+    ``forward`` returns the reconstruction of the *standardised* input [n, d];
+    ``reconstruction_target(x)`` is that standardised input, so the loss is scale-free.
+    """
+
+    def __init__(self, in_features: int, hidden: list[int] | None = None, latent: int = 8, dropout: float = 0.0):
+        super().__init__()
+        hidden = list(hidden or [64, 64])
+        self.norm = Standardize(in_features)
+        body, d = _mlp_layers(in_features, hidden, dropout)
+        self.encoder = nn.Sequential(*body, nn.Linear(d, latent))
+        dec, d = _mlp_layers(latent, hidden[::-1], dropout)
+        self.decoder = nn.Sequential(*dec, nn.Linear(d, in_features))
+        self.in_features, self.hidden, self.latent = in_features, hidden, latent
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        return self.encoder(self.norm(x))
+
+    def reconstruction_target(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(x)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.encode(x))
+
+    def with_head(self, out_features: int = 1, hidden: list[int] | None = None) -> "AutoencoderRegressor":
+        """The pretrained encoder (copied, same weights) + a new prediction head."""
+        model = AutoencoderRegressor(self.in_features, out_features, self.hidden, self.latent, head_hidden=hidden)
+        model.norm.load_state_dict(self.norm.state_dict())
+        model.encoder.load_state_dict(self.encoder.state_dict())
+        return model
+
+
+class AutoencoderRegressor(nn.Module):
+    """Standardize -> encoder (pretrained) -> latent [n, latent] -> head MLP; output like ``MLP``.
+
+    Parameter names ``encoder.*`` match ``SensorAutoencoder``, so ``freeze=["encoder.*"]``
+    fine-tunes only the head.
+    """
+
+    def __init__(self, in_features: int, out_features: int = 1, hidden: list[int] | None = None, latent: int = 8,
+                 dropout: float = 0.0, head_hidden: list[int] | None = None):
+        super().__init__()
+        hidden = list(hidden or [64, 64])
+        self.norm = Standardize(in_features)
+        body, d = _mlp_layers(in_features, hidden, dropout)
+        self.encoder = nn.Sequential(*body, nn.Linear(d, latent))
+        head, d = _mlp_layers(latent, list(head_hidden or [max(latent, 16)]), dropout)
+        self.head = nn.Sequential(*head, nn.Linear(d, out_features))
+        self.register_buffer("y_mean", torch.zeros(out_features))
+        self.out_features = out_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(self.encoder(self.norm(x))) + self.y_mean
+        return out.squeeze(-1) if self.out_features == 1 else out
+
+
+class TextClassifier(nn.Module):
+    """int64 bucket ids [n, L] padded with ``buckets`` -> mean EmbeddingBag [n, dim] -> MLP -> logits [n, C]."""
+
+    def __init__(self, buckets: int, n_classes: int, dim: int = 64, hidden: list[int] | None = None, dropout: float = 0.0):
+        super().__init__()
+        self.buckets = buckets
+        self.embed = nn.EmbeddingBag(buckets + 1, dim, mode="mean", padding_idx=buckets)
+        body, d = _mlp_layers(dim, list(hidden or []), dropout)
+        self.body = body
+        self.head = nn.Linear(d, n_classes)
+        self.out_features = n_classes
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        # an all-padding row embeds to zeros (EmbeddingBag mean over no entries)
+        return self.head(self.body(self.embed(ids.long())))
+
+
 def build_model(cfg: ModelConfig, in_features: int, out_features: int = 1) -> nn.Module:
+    """``in_features``: input columns (text: hash buckets); ``out_features``: 1 for regression, C classes."""
     if cfg.import_path:
         mod, _, cls = cfg.import_path.partition(":")
         return getattr(importlib.import_module(mod), cls)(in_features, out_features)
+    if cfg.kind == "text":
+        return TextClassifier(in_features, out_features, cfg.embed_dim, list(cfg.hidden), cfg.dropout)
+    if cfg.kind == "autoencoder":
+        return AutoencoderRegressor(in_features, out_features, list(cfg.hidden), cfg.latent, cfg.dropout)
     return MLP(in_features, out_features, list(cfg.hidden), cfg.dropout)
+
+
+def build_autoencoder(cfg: ModelConfig, in_features: int) -> SensorAutoencoder:
+    """The unlabelled-pretraining half of kind "autoencoder" (see ``SensorAutoencoder.with_head``)."""
+    return SensorAutoencoder(in_features, list(cfg.hidden), cfg.latent, cfg.dropout)
 
 
 def set_standardization(model: nn.Module, x: np.ndarray, y: np.ndarray | None = None) -> None:
@@ -60,7 +163,8 @@ def set_standardization(model: nn.Module, x: np.ndarray, y: np.ndarray | None = 
         t = torch.as_tensor(x, dtype=torch.float32)
         norm.mean.copy_(t.mean(0))
         norm.scale.copy_(t.std(0).clamp_min(1e-6))
-    if y is not None and hasattr(model, "y_mean"):
+    # class ids are no offset: logits stay centred on zero for classification
+    if y is not None and hasattr(model, "y_mean") and not np.issubdtype(np.asarray(y).dtype, np.integer):
         model.y_mean.fill_(float(np.nanmean(y)))
 
 
@@ -68,6 +172,8 @@ def checkpoint(model: nn.Module, cfg: ModelConfig, in_features: int, feature_nam
     return {
         "model_config": cfg.model_dump(mode="json"),
         "in_features": int(in_features),
+        "out_features": int(getattr(model, "out_features", 1)),
+        "arch": type(model).__name__,  # SensorAutoencoder (pretraining) vs the kind's predictor
         "feature_names": list(feature_names),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **(extra or {}),
@@ -87,7 +193,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def model_from_checkpoint(ckpt: dict) -> nn.Module:
-    model = build_model(ModelConfig(**ckpt["model_config"]), ckpt["in_features"])
+    cfg = ModelConfig(**ckpt["model_config"])
+    if ckpt.get("arch") == "SensorAutoencoder" and not cfg.import_path:
+        model: nn.Module = build_autoencoder(cfg, ckpt["in_features"])
+    else:
+        model = build_model(cfg, ckpt["in_features"], ckpt.get("out_features", 1))
     model.load_state_dict(ckpt["state_dict"])
     model.eval()
     return model

@@ -136,6 +136,10 @@ class Decision:
         return asdict(self)
 
 
+# promotion metrics where a larger value is better (every other metric is an error: lower wins)
+HIGHER_IS_BETTER = frozenset({"r2", "accuracy", "macro_f1", "auroc"})
+
+
 def _finite(x: float | None) -> bool:
     return x is not None and math.isfinite(x)
 
@@ -150,9 +154,11 @@ def decide(
 ) -> Decision:
     """Promote only when every guardrail passes and the challenger wins by the margin.
 
-    Metrics are "lower is better" (rmse, mae). ``champion`` None = there is no champion yet.
+    Error metrics (rmse, mae, log_loss) are lower-is-better, scores (:data:`HIGHER_IS_BETTER`)
+    higher-is-better. ``champion`` None = there is no champion yet.
     """
     m = policy.metric
+    up = m in HIGHER_IS_BETTER
     c = challenger.get(m)
     ch = champion.get(m) if champion else None
 
@@ -165,12 +171,19 @@ def decide(
         return no(f"hold-out has {holdout_rows} rows < min_holdout_rows={policy.min_holdout_rows}")
     if policy.max_pool_regression is not None and challenger_pool and champion_pool:
         cp, chp = challenger_pool.get(m), champion_pool.get(m)
-        if _finite(cp) and _finite(chp) and cp > chp * (1 + policy.max_pool_regression):
-            return no(f"pool hold-out {m} regressed {cp:.4g} > {chp:.4g} × (1 + {policy.max_pool_regression})")
+        x = policy.max_pool_regression
+        if _finite(cp) and _finite(chp) and (cp < chp * (1 - x) if up else cp > chp * (1 + x)):
+            op, sign = ("<", "-") if up else (">", "+")
+            return no(f"pool hold-out {m} regressed {cp:.4g} {op} {chp:.4g} × (1 {sign} {x})")
     if champion is None:
         return Decision(True, "no champion yet", m, c, None)
     if not _finite(ch):
         return Decision(True, f"champion {m} is not finite ({ch})", m, c, ch)
+    if up:
+        bar = ch * (1 + policy.min_improvement)
+        if c > bar:
+            return Decision(True, f"{m} {c:.4g} > champion {ch:.4g} (bar {bar:.4g})", m, c, ch)
+        return no(f"{m} {c:.4g} does not beat champion {ch:.4g} (bar {bar:.4g})")
     bar = ch * (1 - policy.min_improvement)
     if c < bar:
         return Decision(True, f"{m} {c:.4g} < champion {ch:.4g} (bar {bar:.4g})", m, c, ch)

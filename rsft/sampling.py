@@ -422,7 +422,8 @@ def merge_selection(
     scored = rows_in - nonfinite
     mean_w = math.exp(_logsumexp(np.array(lses)) - math.log(scored)) if lses and scored else None
     exp_acc = [s.sum_accept_prob for s in sums]
-    ideal = sum(exp_acc) / rows_in if rows_in and log_m is not None and all(a is not None for a in exp_acc) else None
+    ideal = (sum(exp_acc) / rows_in if cfg.mode == "rejection" and rows_in and log_m is not None
+             and all(a is not None for a in exp_acc) else None)  # budget mode draws k rows: no M
     return SelectionSummary(
         mode=cfg.mode,
         rows_in=rows_in,

@@ -66,15 +66,22 @@ def _contract(cfg: PipelineConfig, which: str) -> ContractConfig:
 # --------------------------------------------------------------------------------------
 # ingest
 # --------------------------------------------------------------------------------------
+def pool_dataset(cfg: PipelineConfig) -> str:
+    """The ingested dataset the pipeline selects from: ``sensors``, or ``logs`` for text."""
+    return "logs" if cfg.features.kind == "text" else "sensors"
+
+
 def ingest_sources(cfg: PipelineConfig) -> dict[str, tuple[list[str], str]]:
-    """dataset name -> (raw sources, contract name in cfg.ingest)."""
-    out = {
-        "sensors": ([cfg.resolve(p) for p in cfg.data.pool], "sensors"),
-        "target_sample": ([cfg.resolve(cfg.data.target_sample)], "sensors"),
-        "target_holdout": ([cfg.resolve(cfg.data.target_holdout)], "sensors"),
-    }
+    """dataset name -> (raw sources, contract name in cfg.ingest). The target sample and hold-out
+    follow the pool's contract (sensor rows, or maintenance-log lines for a text pipeline)."""
+    pool = pool_dataset(cfg)
+    out: dict[str, tuple[list[str], str]] = {}
+    if cfg.data.pool:
+        out["sensors"] = ([cfg.resolve(p) for p in cfg.data.pool], "sensors")
     if cfg.data.logs and cfg.ingest.logs is not None:
         out["logs"] = ([cfg.resolve(p) for p in cfg.data.logs], "logs")
+    out["target_sample"] = ([cfg.resolve(cfg.data.target_sample)], pool)
+    out["target_holdout"] = ([cfg.resolve(cfg.data.target_holdout)], pool)
     return out
 
 
@@ -108,7 +115,7 @@ def prefilter_stage(cfg: PipelineConfig) -> dict[str, Any]:
     from rsft.prefilter import prefilter
 
     root = pipeline_root(cfg)
-    src = root / "sensors"
+    src = root / pool_dataset(cfg)
     key = digest(dataset_digest(src), cfg.prefilter.model_dump(mode="json"))
     out = root / "prefiltered" / f"{key}.parquet"
     stats = out.with_suffix(".json")
@@ -153,7 +160,7 @@ def run_key(cfg: PipelineConfig, prefiltered: dict[str, Any]) -> str:
 
 def fit_scorer_stage(cfg: PipelineConfig, prefiltered: dict[str, Any]) -> dict[str, Any]:
     from rsft.density import load_scorer, make_scorer
-    from rsft.features import feature_names, to_matrix
+    from rsft.features import feature_names
     from rsft.sampling import calibrate_log_m
 
     key = run_key(cfg, prefiltered)
@@ -170,9 +177,9 @@ def fit_scorer_stage(cfg: PipelineConfig, prefiltered: dict[str, Any]) -> dict[s
         scorer = load_scorer(scorer_path)
     else:
         scorer = make_scorer(cfg.scorer, feature_names(cfg.features))
-        scorer.fit(to_matrix(target, cfg.features), to_matrix(pool, cfg.features))
+        scorer.fit_frames(target, pool, cfg.features)
         scorer.save(scorer_path)
-    log_w = scorer.log_ratio(to_matrix(pool, cfg.features)).double().numpy()
+    log_w = np.asarray(scorer.log_ratio_frame(pool, cfg.features), dtype=np.float64)
     beta = cfg.sampling.temper
     log_m = calibrate_log_m(beta * log_w, cfg.sampling.m_quantile)
     pool.select("_source", "_row").with_columns(log_w=pl.Series(log_w)).write_parquet(run_dir / "pool_sample_logw.parquet")
@@ -208,7 +215,7 @@ def retrain_local(cfg: PipelineConfig) -> dict[str, Any]:
     scored = fit_scorer_stage(cfg, prefiltered)
     selection = select_stage(cfg, prefiltered, scored)
     report = report_stage(cfg, prefiltered, scored, selection)
-    result = finetune_register_stage(cfg, ingested["sensors"], prefiltered, scored, selection, report)
+    result = finetune_register_stage(cfg, ingested[pool_dataset(cfg)], prefiltered, scored, selection, report)
     sel = {"prefilter": prefiltered, "scorer": scored, "selection": selection, "report": report}
     return run_summary(cfg, ingested, sel, result)
 
@@ -236,7 +243,8 @@ def report_stage(cfg: PipelineConfig, prefiltered: dict[str, Any], scored: dict[
 def training_frame(cfg: PipelineConfig, selected_path: str | None) -> tuple[pl.DataFrame, dict[str, int]]:
     """Selected pool rows (labelled) + the target sample repeated ``target_weight`` times."""
     label = cfg.features.label
-    cols = list(dict.fromkeys([*cfg.features.numeric, *cfg.features.categorical, label]))
+    inputs = [cfg.features.text_column] if cfg.features.kind == "text" else [*cfg.features.numeric, *cfg.features.categorical]
+    cols = list(dict.fromkeys([*inputs, label]))
     parts, counts = [], {}
     if selected_path:
         sel = pl.scan_parquet(selected_path)
@@ -271,13 +279,38 @@ def state(cfg: PipelineConfig) -> StatePaths:
     return state_paths(cfg.state.dir)
 
 
+def model_io(cfg: PipelineConfig) -> tuple[int, int, list[str]]:
+    """(in_features, out_features, input names) of the pipeline's model: features → 1 value,
+    or → ``len(classes)`` logits; a text model reads ``text_buckets`` hashed n-gram ids."""
+    from rsft.features import feature_names
+
+    out = len(cfg.features.classes) or 1
+    if cfg.features.kind == "text":
+        return cfg.features.text_buckets, out, [cfg.features.text_column]
+    names = feature_names(cfg.features)
+    return len(names), out, names
+
+
+def train_config(cfg: PipelineConfig):
+    """train.* with the task implied by the labels (class names → classification)."""
+    return cfg.train.model_copy(update={"task": "classification" if cfg.features.classes else "regression"})
+
+
+def evaluate_frame(model, df: pl.DataFrame, cfg: PipelineConfig) -> dict[str, float]:
+    """Task metrics of ``model`` on a labelled frame (the same function for champion and challenger)."""
+    from rsft.evaluate import evaluate_model
+
+    df = df.filter(pl.col(cfg.features.label).is_not_null())
+    x, y = arrays(df, cfg)
+    return evaluate_model(model, x, y, train_config(cfg).task)
+
+
 # --------------------------------------------------------------------------------------
 # fine-tune, evaluate, register, promote
 # --------------------------------------------------------------------------------------
 def _base_model(cfg: PipelineConfig, prefiltered: dict[str, Any], on_epoch=None):
     """The base model pretrained on the (prefiltered, labelled) pool; cached by its inputs."""
     from rsft.models import build_model, checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint, set_standardization
-    from rsft.features import feature_names
     from rsft.train import fit, seed_everything
 
     key = digest(prefiltered["output"], cfg.features.model_dump(mode="json"), cfg.model.model_dump(mode="json"),
@@ -286,14 +319,14 @@ def _base_model(cfg: PipelineConfig, prefiltered: dict[str, Any], on_epoch=None)
     if path.exists():
         return model_from_checkpoint(load_checkpoint(path)), {"base_cached": True}
     x, y = arrays(pool_train_frame(cfg, prefiltered), cfg)
-    names = feature_names(cfg.features)
+    n_in, n_out, names = model_io(cfg)
+    tcfg = train_config(cfg).model_copy(update={"epochs": cfg.train.pretrain_epochs, "freeze": []})
     seed_everything(cfg.train.seed)
-    model = build_model(cfg.model, len(names))
-    set_standardization(model, x, y)
-    tcfg = cfg.train.model_copy(update={"epochs": cfg.train.pretrain_epochs, "freeze": []})
+    model = build_model(cfg.model, n_in, n_out)
+    set_standardization(model, x, y if tcfg.task == "regression" else None)
     result = fit(model, (x, y), tcfg, on_epoch=on_epoch)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(checkpoint(model, cfg.model, len(names), names, {"role": "base"}), path)
+    save_checkpoint(checkpoint(model, cfg.model, n_in, names, {"role": "base", "out_features": n_out}), path)
     return model, {"base_cached": False, "base_rows": int(len(y)), "base_epochs": result.epochs_run}
 
 
@@ -313,8 +346,6 @@ def finetune_register_stage(
     import mlflow
 
     from rsft import registry
-    from rsft.evaluate import evaluate_regression
-    from rsft.features import feature_names
     from rsft.models import checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
     from rsft.train import fit
 
@@ -323,7 +354,8 @@ def finetune_register_stage(
     mlc = registry.client(tracking_uri(cfg))
     registry.use_experiment(cfg.state.experiment, None if cfg.state.tracking_uri else paths.artifacts)
     run_dir = Path(scored["run_dir"])
-    names = feature_names(cfg.features)
+    n_in, n_out, names = model_io(cfg)
+    pool_name = pool_dataset(cfg)
     holdout = load_target(cfg, "target_holdout")
     pool_eval = pool_train_frame(cfg, prefiltered).head(5_000)
 
@@ -336,7 +368,7 @@ def finetune_register_stage(
         mlflow.log_artifact(scored["scorer_path"], "scorer")
         root = pipeline_root(cfg)
         registry.log_dataset_inputs({
-            "pool-ingested": (str(root / "sensors"), dataset_digest(root / "sensors")),
+            "pool-ingested": (str(root / pool_name), dataset_digest(root / pool_name)),
             "pool-prefiltered": (prefiltered["output"], digest(prefiltered["output"], prefiltered["rows_out"])),
             "selected": (selection["output"], digest(selection["output"], selection["rows_out"])),
             "target-sample": (str(root / "target_sample"), dataset_digest(root / "target_sample")),
@@ -384,24 +416,25 @@ def finetune_register_stage(
 
             # checkpoints resume an interrupted fit of *this* warm start only
             ckpt_dir = run_dir / f"train-{digest(warm['warm_start'], cfg.train.model_dump(mode='json'))}"
-            result = fit(challenger, (x, y), cfg.train, checkpoint_dir=ckpt_dir, on_epoch=_on_epoch)
+            result = fit(challenger, (x, y), train_config(cfg), checkpoint_dir=ckpt_dir, on_epoch=_on_epoch)
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
 
         # ---- evaluate on the same hold-out ------------------------------------------
-        ch_metrics = evaluate_regression(challenger, holdout, cfg.features)
-        start_metrics = evaluate_regression(start, holdout, cfg.features)
-        ch_pool = evaluate_regression(challenger, pool_eval, cfg.features)
-        start_pool = evaluate_regression(start, pool_eval, cfg.features)
+        ch_metrics = evaluate_frame(challenger, holdout, cfg)
+        start_metrics = evaluate_frame(start, holdout, cfg)
+        ch_pool = evaluate_frame(challenger, pool_eval, cfg)
+        start_pool = evaluate_frame(start, pool_eval, cfg)
         mlflow.log_metrics({f"holdout_{k}": float(v) for k, v in ch_metrics.items()})
         mlflow.log_metrics({f"warmstart_holdout_{k}": float(v) for k, v in start_metrics.items()})
         mlflow.log_metrics({f"pool_{k}": float(v) for k, v in ch_pool.items()})
 
         # ---- register + promote (one process at a time) ------------------------------
         ckpt_path = run_dir / "challenger.pt"
-        save_checkpoint(checkpoint(challenger, cfg.model, len(names), names, {"role": "challenger", "run_key": scored["run_key"]}), ckpt_path)
+        save_checkpoint(checkpoint(challenger, cfg.model, n_in, names,
+                                   {"role": "challenger", "run_key": scored["run_key"], "out_features": n_out}), ckpt_path)
         tags = {
             "rsft.run_key": scored["run_key"],
-            "rsft.data_digest": dataset_digest(pipeline_root(cfg) / "sensors"),
+            "rsft.data_digest": dataset_digest(pipeline_root(cfg) / pool_name),
             "rsft.target_digest": dataset_digest(pipeline_root(cfg) / "target_sample"),
             "rsft.rows_selected": str(selection["rows_out"]),
             "rsft.acceptance_rate": f"{selection['acceptance_rate']:.6g}",
@@ -416,8 +449,8 @@ def finetune_register_stage(
                 champ_metrics, champ_pool = start_metrics, start_pool
             else:  # the champion moved while we trained: judge against the new one
                 newer = model_from_checkpoint(load_checkpoint(registry.download_checkpoint(mlc, current)))
-                champ_metrics = evaluate_regression(newer, holdout, cfg.features)
-                champ_pool = evaluate_regression(newer, pool_eval, cfg.features)
+                champ_metrics = evaluate_frame(newer, holdout, cfg)
+                champ_pool = evaluate_frame(newer, pool_eval, cfg)
             decision = registry.decide(cfg.promotion, ch_metrics, champ_metrics, holdout.height, ch_pool, champ_pool)
             registry.record_decision(mlc, name, version, decision)
             if decision.promote:

@@ -70,6 +70,9 @@ def configure_environment(configured: str | None = None) -> StatePaths:
     os.environ.setdefault(ENV_VAR, str(paths.root))
     os.environ.setdefault("PREFECT_HOME", str(paths.prefect_home))
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # a fresh ephemeral server migrates its SQLite database first: on a busy 2-core box that
+    # can exceed Prefect's 20 s default and fail the run before it starts
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "false")
     os.environ.setdefault("PREFECT_UI_ENABLED", "false")

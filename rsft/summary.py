@@ -6,11 +6,11 @@ from typing import Any
 
 from rsft.adapt import candidate_table
 from rsft.config import PipelineConfig
-from rsft.stages import tracking_uri
+from rsft.stages import pool_dataset, tracking_uri
 
 
 def run_summary(cfg: PipelineConfig, ingested: dict, selected: dict, result: dict) -> dict[str, Any]:
-    sensors = ingested["sensors"]
+    sensors = ingested[pool_dataset(cfg)]
     sel = selected["selection"]
     pre = selected["prefilter"]
     metric = result["metric"]

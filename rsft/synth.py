@@ -16,6 +16,8 @@ The generative story (all seeded, one day at a time so 50 M rows stream in bound
   spikes (within range, far from the neighbours) and exact duplicate rows.
 * **Maintenance log**: one JSONL line per event with a failure category whose vocabulary follows
   the machine's condition (vibration → bearing, pressure → seal, current → electrical, ...).
+  The crew of the current regime (variant C) writes shorthand ("vib hi", "chg brg"): the text
+  target regime is their logs, and the pool holds only the few variant-C machine-days of them.
 
 Night ``n`` (1, 2, ...) sees the pool days ``[0, days + (n-1)*target_days)``: a later night adds
 new daily export files and leaves the earlier ones byte-identical (incremental ingest), and draws
@@ -58,6 +60,16 @@ _VOCAB = {
     "other": ["cleaning", "inspection", "operator request", "tooling change", "visual check", "no fault found", "adjusted guard"],
 }
 _FILLER = ["on", "after", "during", "shift", "line", "checked", "found", "reported", "by", "operator", "night", "morning"]
+# the current regime's crew (variant C) writes shorthand: the same events, other words. Lists have
+# the lengths of the ones above, so a shorthand log consumes the random stream like a plain one.
+_SHORTHAND = {
+    "bearing": ["brg", "brg noise", "vib hi", "chg brg", "greased", "shaft play", "rumble"],
+    "seal": ["sl", "lkg", "press lo", "oring", "chg gskt", "hyd oil", "drip"],
+    "electrical": ["mtr amps", "cb trip", "cbl", "cntctr", "oc", "fuse chg", "vfd flt"],
+    "sensor": ["snsr", "rdg stuck", "prb", "recal", "tc", "no sig", "chg xmtr"],
+    "other": ["clean", "insp", "op req", "tool chg", "vis chk", "nff", "guard adj"],
+}
+_FILLER_SHORT = ["aft", "dur", "shft", "ln", "chk", "fnd", "rptd", "op", "nt", "am", "pm", "wo"]
 
 
 @dataclass(frozen=True)
@@ -153,7 +165,27 @@ def generate_day(cfg: SynthConfig, day: int, regime: Regime | None = None) -> tu
     x = _sensors(machine, variant, ambient, wear, regime, rng)
     q = quality(x, variant, ambient, regime, rng)
     status = np.where(rng.uniform(size=m * k) < 0.04, "IDLE", "RUN").astype(object)
-    return _finish(cfg, rng, machine, _timestamps(_start(cfg), day, m, k), x, q, status)
+    sensors, logs = _finish(cfg, rng, machine, _timestamps(_start(cfg), day, m, k), x, q, status, shorthand=variant == TARGET_VARIANT)
+    return sensors, _junk_logs(logs, np.random.default_rng([cfg.seed, 5, day]), cfg.fault_rate * 10)
+
+
+_JUNK = ["ok", "#### ---- ####", "test test test test test test", "see above", "\x07\x07 ?? \x07"]
+
+
+def _junk_logs(logs: pl.DataFrame, rng: np.random.Generator, rate: float) -> pl.DataFrame:
+    """Real exports carry junk lines: one-word notes, symbol rows, repeated words, control
+    characters and lines pasted twice (the text prefilter's job). Own random stream: the
+    sensor rows and the clean log lines do not change."""
+    if logs.height == 0:
+        return logs
+    hit = np.flatnonzero(rng.uniform(size=logs.height) < rate)
+    if len(hit) == 0:
+        return logs
+    kind = rng.integers(0, len(_JUNK) + 1, size=len(hit))
+    junk = logs[hit.tolist()].with_columns(
+        text=pl.Series([logs["text"][int(i)] if k == len(_JUNK) else _JUNK[k] for i, k in zip(hit, kind)]))
+    order = np.argsort(np.concatenate([np.arange(logs.height), hit]), kind="stable")
+    return pl.concat([logs, junk])[order.tolist()]
 
 
 SCENARIOS = ("covariate", "concept", "gain")
@@ -200,6 +232,21 @@ def generate_target(cfg: SynthConfig, night: int, rows: int, stream: int, scenar
     return _finish(cfg, rng, machine, ts, x, q, np.full(rows, "RUN", dtype=object), faults=False)[0]
 
 
+def generate_target_logs(cfg: SynthConfig, night: int, rows: int, stream: int) -> pl.DataFrame:
+    """Labelled maintenance logs of the current regime (variant C's crew, shorthand) from the
+    days just after night's pool: the text pipeline's target sample and hold-out."""
+    regime = make_regime(cfg)
+    rng = np.random.default_rng([cfg.seed, 4, night, stream])
+    pool_days = cfg.days + (night - 1) * cfg.target_days
+    machine = rng.integers(0, cfg.machines, size=rows)
+    day = np.sort(pool_days + rng.uniform(0, cfg.target_days, size=rows))
+    variant = np.full(rows, TARGET_VARIANT)
+    ambient = 12.0 + 18.0 * day / max(cfg.days, 1) + rng.normal(0, 3.0, size=rows)
+    x = _sensors(machine, variant, ambient, rng.uniform(0, 1, size=rows), regime, rng)
+    ts = np.datetime64(_start(cfg).replace(tzinfo=None), "s") + (day * 86_400).astype("timedelta64[s]")
+    return _maintenance_events(cfg, rng, machine, ts, x, np.arange(rows), np.ones(rows, dtype=bool))
+
+
 def _finish(
     cfg: SynthConfig,
     rng: np.random.Generator,
@@ -209,6 +256,7 @@ def _finish(
     q: np.ndarray,
     status: np.ndarray,
     faults: bool = True,
+    shorthand: np.ndarray | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     n = len(machine)
     x = np.round(x, 3)
@@ -216,7 +264,7 @@ def _finish(
     logs = _empty_logs()
     if faults:
         events = np.flatnonzero(rng.uniform(size=n) < cfg.event_rate)
-        logs = _maintenance_events(cfg, rng, machine, ts, x, events)
+        logs = _maintenance_events(cfg, rng, machine, ts, x, events, shorthand)
         status[events] = "MAINT"
     labelled = status == "RUN"
     cols: dict[str, object] = {
@@ -265,7 +313,13 @@ def _empty_logs() -> pl.DataFrame:
 
 
 def _maintenance_events(
-    cfg: SynthConfig, rng: np.random.Generator, machine: np.ndarray, ts: np.ndarray, x: np.ndarray, rows: np.ndarray
+    cfg: SynthConfig,
+    rng: np.random.Generator,
+    machine: np.ndarray,
+    ts: np.ndarray,
+    x: np.ndarray,
+    rows: np.ndarray,
+    shorthand: np.ndarray | None = None,
 ) -> pl.DataFrame:
     if len(rows) == 0:
         return _empty_logs()
@@ -278,7 +332,9 @@ def _maintenance_events(
     texts = []
     for i, c in zip(rows, cat):
         name = CATEGORIES[c]
-        words = list(rng.choice(_VOCAB[name], size=3)) + list(rng.choice(_FILLER, size=int(rng.integers(2, 6))))
+        short = shorthand is not None and bool(shorthand[i])
+        vocab, filler = (_SHORTHAND[name], _FILLER_SHORT) if short else (_VOCAB[name], _FILLER)
+        words = list(rng.choice(vocab, size=3)) + list(rng.choice(filler, size=int(rng.integers(2, 6))))
         rng.shuffle(words)
         texts.append(f"M{machine[i] + 1:02d}: " + " ".join(words) + f", value {x[i, 7 + (c % 3)]:.1f}")
     stamp = [str(t)[:19] + "Z" for t in ts[rows].astype("datetime64[s]")]
@@ -334,6 +390,8 @@ def write_synthetic(cfg: SynthConfig, out_dir: str | Path, night: int = 1, on_da
         logs/maintenance_dayNNN.jsonl       maintenance log per day
         target/sample.csv                   small labelled sample of the current regime
         target/holdout.parquet              hold-out of the current regime (promotion gate)
+        target/logs_sample.jsonl            labelled maintenance logs of the current regime
+        target/logs_holdout.jsonl           ... and their hold-out (the text pipeline's gate)
 
     Existing day files are rewritten byte-identically (same seed), so re-running is harmless.
     """
@@ -364,5 +422,8 @@ def write_synthetic(cfg: SynthConfig, out_dir: str | Path, night: int = 1, on_da
     _write_sensors(sample, Path(summary.target_sample))
     _write_sensors(holdout, Path(summary.target_holdout))
     summary.target_sample_rows, summary.target_holdout_rows = sample.height, holdout.height
+    for stream, rows, fname in ((0, cfg.target_sample_rows, "logs_sample.jsonl"), (1, cfg.target_holdout_rows, "logs_holdout.jsonl")):
+        text = "".join(json.dumps(r) + "\n" for r in generate_target_logs(cfg, night, rows, stream).iter_rows(named=True))
+        _atomic(out / "target" / fname, lambda p, text=text: p.write_text(text))
     log.info("synth night %d: %d pool rows in %d files", night, summary.pool_rows, len(summary.pool_files))
     return summary

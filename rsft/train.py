@@ -1,12 +1,19 @@
 """The fine-tune loop: one function that reads top to bottom in a fixed order.
 
-seed → device → freeze → optimizer → schedule → validation split → epochs
-(train with optional importance weights and loss-threshold rejection → validate → early stop
-→ checkpoint). A checkpoint (``last.pt``) is one plain dict; an interrupted fit resumes from it.
+seed → data (in-memory tuple or a streamed ``IterableDataset``) → device → freeze → optimizer
+→ resume → epochs (lr → train with importance weights and loss-threshold rejection → validate
+→ early stop → checkpoint → report). A checkpoint (``last.pt``) is one plain dict; an
+interrupted fit resumes from it and ends with the weights of the uninterrupted run.
+
+Tasks (``TrainConfig.task``), each with a per-sample loss [n]:
+regression (squared error), classification (cross-entropy on int64 class ids; the model
+returns logits [n, C]), reconstruction (mean squared error against the model's standardised
+input; labels are ignored — autoencoder pretraining on unlabelled rows).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import fnmatch
 import logging
@@ -14,15 +21,18 @@ import math
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from rsft.config import TrainConfig
 
 log = logging.getLogger(__name__)
+
+RUNNING_MOMENTUM = 0.9  # running loss quantile: EMA weight of the previous estimate
 
 
 @dataclass
@@ -47,6 +57,13 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
+    """Autocast dtype on CUDA (bf16 where supported, else fp16); None = full precision (CPU)."""
+    if device.type != "cuda" or not enabled:
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
 def freeze(model: nn.Module, patterns: list[str]) -> list[str]:
@@ -82,33 +99,124 @@ def get_lr(epoch: int, cfg: TrainConfig) -> float:
     return cfg.lr
 
 
+# --------------------------------------------------------------------------------------
+# per-sample loss and loss-threshold rejection (pure, tested directly)
+# --------------------------------------------------------------------------------------
+def per_sample_loss(model: nn.Module, out: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor, task: str) -> torch.Tensor:
+    """Loss per sample [n] of model output ``out`` for ``task``."""
+    if task == "classification":
+        return F.cross_entropy(out.float(), yb.long(), reduction="none")
+    if task == "reconstruction":
+        target = model.reconstruction_target(xb) if hasattr(model, "reconstruction_target") else xb
+        return ((out.float() - target.float()) ** 2).mean(-1)
+    per = (out.float() - yb) ** 2
+    return per.mean(-1) if per.dim() > 1 else per
+
+
+def loss_threshold(per: torch.Tensor, cfg: TrainConfig, running: float | None) -> tuple[float | None, float | None]:
+    """(threshold for this batch, updated running quantile); samples with loss > threshold are skipped.
+
+    The threshold is the smaller of ``cfg.loss_threshold`` (absolute) and the quantile rule:
+    mode "batch" = quantile ``q`` of this batch's losses (batches of > 4 samples);
+    mode "running" = an EMA of the previous batches' ``q``-quantiles (this batch's own
+    quantile for the first batch), so one batch full of outliers cannot hide them.
+    """
+    thr = cfg.loss_threshold
+    q = cfg.loss_threshold_quantile
+    if q is not None and len(per) > 4:
+        batch_q = float(torch.quantile(per.float(), q))
+        if cfg.loss_threshold_mode == "running":
+            rule = batch_q if running is None else running
+            running = batch_q if running is None else RUNNING_MOMENTUM * running + (1 - RUNNING_MOMENTUM) * batch_q
+        else:
+            rule = batch_q
+        thr = rule if thr is None else min(thr, rule)
+    elif q is not None and cfg.loss_threshold_mode == "running" and running is not None:
+        thr = running if thr is None else min(thr, running)
+    return thr, running
+
+
 def _split(n: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     perm = np.random.default_rng(seed).permutation(n)
     n_val = int(round(n * share)) if n >= 20 else 0
     return perm[n_val:], perm[:n_val]
 
 
+def _tensors(data: tuple, task: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(x, y[, w]) arrays -> tensors: integer x (hashed text ids) stays int64, else float32."""
+    xa = np.asarray(data[0])
+    x = torch.as_tensor(xa, dtype=torch.int64 if np.issubdtype(xa.dtype, np.integer) else torch.float32)
+    y = torch.as_tensor(np.asarray(data[1]), dtype=torch.int64 if task == "classification" else torch.float32)
+    w = torch.as_tensor(np.asarray(data[2]), dtype=torch.float32) if len(data) > 2 else torch.ones(len(y))
+    return x, y, w
+
+
+def _is_stream(train: Any) -> bool:
+    return not isinstance(train, (tuple, list))
+
+
+def _stream_batches(src: Iterable, epoch: int, task: str) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Batches (x, y, w) of a stream for one epoch; ``set_epoch`` reseeds its shuffle."""
+    ds = getattr(src, "dataset", src)  # a DataLoader over the stream
+    if hasattr(ds, "set_epoch"):
+        ds.set_epoch(epoch)
+    for b in src:
+        xb, yb = b[0], b[1]
+        wb = b[2] if len(b) > 2 and b[2] is not None else torch.ones(len(xb))
+        if task == "classification":
+            yb = yb.long()
+        yield xb, yb, wb
+
+
 def fit(
     model: nn.Module,
-    train: tuple,
+    train: tuple | Iterable,
     cfg: TrainConfig,
     *,
+    val: tuple | None = None,
     checkpoint_dir: str | Path | None = None,
     on_epoch: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
-    """Fit ``model`` in place on ``train`` = (x [n,d], y [n]) or (x, y, sample weights [n])."""
+    """Fit ``model`` in place.
+
+    ``train``: (x [n,d], y [n]) or (x, y, sample weights [n]) in memory, or a stream
+    (``rsft.data.ParquetStream`` or any iterable of (x, y[, w]) batches, e.g. a DataLoader
+    over one). ``val``: optional in-memory (x, y[, w]) validation set; without it, a tuple
+    holds out ``cfg.val_share`` of its rows and a stream with ``holdout()`` a deterministic
+    ``cfg.val_share`` of its rows (any other stream validates on its training loss).
+    """
     # ---- seed + data ---------------------------------------------------------------------
     seed_everything(cfg.seed)
-    x = torch.as_tensor(np.asarray(train[0]), dtype=torch.float32)
-    y = torch.as_tensor(np.asarray(train[1]), dtype=torch.float32)
-    w = torch.as_tensor(np.asarray(train[2]), dtype=torch.float32) if len(train) > 2 else torch.ones(len(y))
-    if len(y) == 0:
-        raise ValueError("no training rows")
-    tr, va = _split(len(y), cfg.val_share, cfg.seed)
+    task = cfg.task
+    streaming = _is_stream(train)
+    val_stream = None
+    if streaming:
+        if val is None and cfg.val_share > 0 and hasattr(train, "holdout"):
+            train, val_stream = train.holdout(cfg.val_share, cfg.seed)
+    else:
+        x, y, w = _tensors(train, task)
+        if len(y) == 0:
+            raise ValueError("no training rows")
+        if val is None:
+            tr, va = _split(len(y), cfg.val_share, cfg.seed)
+        else:
+            tr, va = np.arange(len(y)), np.zeros(0, dtype=np.int64)
+    vx = vy = vw = None
+    if val is not None:
+        vx, vy, vw = _tensors(val, task)
+    elif not streaming and len(va):
+        vx, vy, vw = x[va], y[va], w[va]
+    clip = cfg.weight_clip
 
-    # ---- device, freeze, optimizer -------------------------------------------------------
+    # ---- device, precision, freeze, optimizer ---------------------------------------------
     device = pick_device(cfg.device)
     model.to(device)
+    autocast_dtype = amp_dtype(device, cfg.amp)
+    scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
+
+    def autocast():
+        return torch.autocast("cuda", dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
+
     freeze(model, cfg.freeze)
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
@@ -116,7 +224,7 @@ def fit(
     opt = make_optimizer(params, cfg)
     result = TrainResult()
     best_state = copy.deepcopy(model.state_dict())
-    start_epoch, bad_epochs = 0, 0
+    start_epoch, bad_epochs, running = 0, 0, None
 
     # ---- resume --------------------------------------------------------------------------
     last = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
@@ -127,8 +235,41 @@ def fit(
         best_state = ck["best_state"]
         result = TrainResult(**ck["result"])
         start_epoch, bad_epochs = ck["epoch"] + 1, ck["bad_epochs"]
+        running = ck.get("running_quantile")
         torch.set_rng_state(ck["torch_rng"])
+        if scaler is not None and ck.get("scaler"):
+            scaler.load_state_dict(ck["scaler"])
         log.info("resuming fit at epoch %d from %s", start_epoch, last)
+
+    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        if streaming:
+            yield from _stream_batches(train, epoch, task)
+            return
+        gen.manual_seed(cfg.seed * 1_000_003 + epoch)
+        order = torch.as_tensor(tr)[torch.randperm(len(tr), generator=gen)]
+        for i in range(0, len(order), cfg.batch_size):
+            idx = order[i : i + cfg.batch_size]
+            yield x[idx], y[idx], w[idx]
+
+    @torch.no_grad()
+    def validate(epoch: int, fallback: float) -> float:
+        if vx is not None and len(vx):
+            parts: Iterable = [(vx, vy, vw)]  # one full batch, as before streaming existed
+        elif val_stream is not None:
+            parts = _stream_batches(val_stream, 0, task)
+        else:
+            return fallback
+        num = den = torch.zeros((), dtype=torch.float64)
+        for xb, yb, wb in parts:
+            xb, yb, wb = xb.to(device), yb.to(device), wb.to(device)
+            if clip is not None:
+                wb = wb.clamp(max=clip)
+            with autocast():
+                out = model(xb)
+            # float32 sums per batch (one batch in memory = the pre-streaming value exactly)
+            num = num + (per_sample_loss(model, out, xb, yb, task) * wb).sum().cpu()
+            den = den + wb.sum().cpu()
+        return float(num.float() / den.float()) if den > 0 else fallback
 
     gen = torch.Generator().manual_seed(cfg.seed)
     for epoch in range(start_epoch, cfg.epochs):
@@ -140,37 +281,49 @@ def fit(
             g["lr"] = lr
         # ---- train ----------------------------------------------------------------------------
         model.train()
-        gen.manual_seed(cfg.seed * 1_000_003 + epoch)
-        order = torch.as_tensor(tr)[torch.randperm(len(tr), generator=gen)]
         total, count, skipped = 0.0, 0, 0
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
-            xb, yb, wb = x[idx].to(device), y[idx].to(device), w[idx].to(device)
-            per = (model(xb) - yb) ** 2
-            if cfg.loss_threshold_quantile is not None and len(per) > 4:
-                keep = per.detach() <= torch.quantile(per.detach(), cfg.loss_threshold_quantile)
+        for xb, yb, wb in batches(epoch):
+            n = len(xb)
+            xb, yb, wb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True), wb.to(device, non_blocking=True)
+            if clip is not None:
+                wb = wb.clamp(max=clip)
+            with autocast():
+                out = model(xb)
+            per = per_sample_loss(model, out, xb, yb, task)
+            thr, running = loss_threshold(per.detach(), cfg, running)
+            if thr is not None:
+                keep = per.detach() <= thr
                 skipped += int((~keep).sum())
+                if not bool(keep.any()):  # every sample rejected: no step
+                    count += n
+                    continue
                 per, wb = per[keep], wb[keep]
             loss = (per * wb).sum() / wb.sum().clamp_min(1e-12)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            opt.step()
-            total += loss.item() * len(idx)
-            count += len(idx)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                if cfg.grad_clip:
+                    scaler.unscale_(opt)
+                    nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+            else:
+                loss.backward()
+                if cfg.grad_clip:
+                    nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                opt.step()
+            total += loss.item() * n
+            count += n
+        if count == 0:
+            raise ValueError("no training rows")
         # ---- validate -------------------------------------------------------------------------
         model.eval()
-        with torch.no_grad():
-            if len(va):
-                val = float(((model(x[va].to(device)) - y[va].to(device)) ** 2 * w[va].to(device)).sum() / w[va].sum())
-            else:
-                val = total / max(count, 1)
-        row = {"epoch": epoch, "lr": lr, "train_loss": total / max(count, 1), "val_loss": val, "skipped": skipped}
+        val_loss = validate(epoch, total / max(count, 1))
+        row = {"epoch": epoch, "lr": lr, "train_loss": total / max(count, 1), "val_loss": val_loss, "skipped": skipped}
         result.history.append(row)
         result.epochs_run = epoch + 1
-        if val < result.best_val_loss:
-            result.best_val_loss, result.best_epoch, bad_epochs = val, epoch, 0
+        if val_loss < result.best_val_loss:
+            result.best_val_loss, result.best_epoch, bad_epochs = val_loss, epoch, 0
             best_state = copy.deepcopy(model.state_dict())
         else:
             bad_epochs += 1
@@ -182,7 +335,8 @@ def fit(
             tmp = last.with_name("last.pt.tmp")
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "best_state": best_state,
                         "result": result.to_dict(), "epoch": epoch, "bad_epochs": bad_epochs,
-                        "torch_rng": torch.get_rng_state()}, tmp)
+                        "torch_rng": torch.get_rng_state(), "running_quantile": running,
+                        "scaler": scaler.state_dict() if scaler is not None else None}, tmp)
             tmp.replace(last)
         # ---- report (after the checkpoint: a callback that raises loses no epoch) ----------------
         if on_epoch:
@@ -193,3 +347,19 @@ def fit(
         p.requires_grad_(True)
     model.to("cpu").eval()
     return result
+
+
+def pretrain_autoencoder(
+    model: nn.Module,
+    data: np.ndarray | Iterable,
+    cfg: TrainConfig,
+    *,
+    checkpoint_dir: str | Path | None = None,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Minimise reconstruction MSE on unlabelled rows: ``data`` = x [n, d] or a stream (labels ignored)."""
+    rcfg = cfg.model_copy(update={"task": "reconstruction", "freeze": []})
+    if isinstance(data, (np.ndarray, torch.Tensor)):
+        x = np.asarray(data, dtype=np.float32)
+        data = (x, np.zeros(len(x), dtype=np.float32))
+    return fit(model, data, rcfg, checkpoint_dir=checkpoint_dir, on_epoch=on_epoch)

@@ -17,3 +17,29 @@ def test_hashed_ngrams_are_deterministic_and_counted_right():
     assert all(0 <= i < 1000 for row in ids.to_list() for i in row)
     flat, offsets = ids_to_flat(ids)
     assert offsets.tolist() == [0, 9, 12] and len(flat) == 12
+
+
+def test_text_matrix_pads_truncates_and_matches_the_hashed_ids():
+    from rsft.config import FeaturesConfig
+    from rsft.features import text_matrix
+
+    cfg = FeaturesConfig(kind="text", text_buckets=1000, text_max_tokens=6, classes=["a"])
+    df = pl.DataFrame({"text": ["seal leak", None, "one two three four five six seven"]})
+    x = text_matrix(df, cfg)
+    assert x.shape == (3, 6) and x.dtype.kind == "i"
+    ids = df.select(hashed_ngram_ids(pl.col("text"), buckets=1000, ngrams=2).alias("ids"))["ids"].to_list()
+    assert x[0].tolist() == ids[0] + [1000] * 3  # 2 unigrams + 1 bigram, then padding
+    assert x[1].tolist() == [1000] * 6  # a missing text is all padding
+    assert x[2].tolist() == ids[2][:6]  # truncated: the first 6 (unigrams first)
+
+
+def test_class_labels_map_to_ids_and_unknown_classes_fail_in_one_line():
+    import pytest
+
+    from rsft.config import FeaturesConfig
+    from rsft.features import labels
+
+    cfg = FeaturesConfig(label="category", classes=["bearing", "seal"])
+    assert labels(pl.DataFrame({"category": ["seal", "bearing"]}), cfg).tolist() == [1, 0]
+    with pytest.raises(ValueError, match="outside features.classes.*'pump'"):
+        labels(pl.DataFrame({"category": ["seal", "pump"]}), cfg)

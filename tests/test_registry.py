@@ -41,6 +41,23 @@ def test_pool_regression_guardrail():
     assert d.promote
 
 
+@pytest.mark.parametrize(
+    "challenger, champion, pool, promote, why",
+    [
+        (0.90, 0.80, None, True, ">"),
+        (0.81, 0.80, None, False, "does not beat"),  # better, but not by the 2 % margin
+        (0.70, 0.80, None, False, "does not beat"),
+        (0.90, 0.80, (0.60, 0.80), False, "pool hold-out"),  # forgot the pool: > 10 % worse
+    ],
+)
+def test_gate_on_a_higher_is_better_metric(challenger, champion, pool, promote, why):
+    policy = POLICY.model_copy(update={"metric": "macro_f1"})
+    cp, chp = ({"macro_f1": pool[0]}, {"macro_f1": pool[1]}) if pool else (None, None)
+    d = registry.decide(policy, {"macro_f1": challenger}, {"macro_f1": champion}, 100, cp, chp)
+    assert d.promote is promote
+    assert why in d.reason
+
+
 @pytest.fixture()
 def mlc(tmp_path):
     return registry.client(f"sqlite:///{tmp_path / 'mlflow.db'}")

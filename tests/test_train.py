@@ -5,11 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from rsft.config import ModelConfig, TrainConfig
 from rsft.evaluate import predict, regression_metrics
 from rsft.models import build_model, checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint, set_standardization
-from rsft.train import fit, get_lr
+from rsft.train import amp_dtype, fit, get_lr, loss_threshold
 
 
 def _data(n=2000, seed=0, noise=0.1):
@@ -121,3 +122,91 @@ def test_importance_weights_pull_the_fit():
     m = _model(x + np.random.default_rng(0).normal(0, 1e-3, x.shape).astype(np.float32), y)
     fit(m, (x, y, w), TrainConfig(epochs=30, lr=1e-2, patience=30, val_share=0.0, seed=0))
     assert predict(m, x[:1])[0] > 0.9
+
+
+# ---- loss-threshold rejection on a constructed batch ------------------------------------------
+def _one_step(cfg_kw, y):
+    """One SGD step of a zero-initialised Linear(1, 1) on a single batch: x = 1..n."""
+    x = np.arange(1, len(y) + 1, dtype=np.float32)[:, None]
+    lin = nn.Linear(1, 1)
+    nn.init.zeros_(lin.weight), nn.init.zeros_(lin.bias)
+    model = nn.Sequential(lin, nn.Flatten(0))
+    cfg = TrainConfig(optimizer="sgd", lr=0.01, weight_decay=0.0, grad_clip=None, epochs=1, batch_size=len(y),
+                      val_share=0.0, schedule="constant", seed=0, **cfg_kw)
+    res = fit(model, (x, np.asarray(y, np.float32)), cfg)
+    return res, lin, x
+
+
+def test_absolute_loss_threshold_skips_exactly_the_samples_above_it():
+    y = np.array([0.1, 0.2, 3.0, 0.3, 5.0, 0.1, 4.0, 0.2], np.float32)  # at zero weights, loss = y²
+    res, lin, x = _one_step({"loss_threshold": 1.0}, y)
+    above = y**2 > 1.0
+    assert res.history[0]["skipped"] == int(above.sum()) == 3
+    # the step equals a plain SGD step on the kept samples only
+    ref = nn.Linear(1, 1)
+    nn.init.zeros_(ref.weight), nn.init.zeros_(ref.bias)
+    keep = ~above
+    loss = ((ref(torch.as_tensor(x[keep])).squeeze(-1) - torch.as_tensor(y[keep])) ** 2).mean()
+    loss.backward()
+    assert torch.allclose(lin.weight, -0.01 * ref.weight.grad) and torch.allclose(lin.bias, -0.01 * ref.bias.grad)
+
+
+def test_quantile_threshold_rules():
+    per = torch.arange(1.0, 11.0)  # losses 1..10
+    t, run = loss_threshold(per, TrainConfig(loss_threshold_quantile=0.8), None)
+    assert t == pytest.approx(8.2) and run is None and int((per > t).sum()) == 2
+    t, _ = loss_threshold(per, TrainConfig(loss_threshold=5.0, loss_threshold_quantile=0.8), None)
+    assert t == 5.0  # the stricter of the two rules
+    cfg = TrainConfig(loss_threshold_quantile=0.8, loss_threshold_mode="running")
+    t1, run = loss_threshold(per, cfg, None)  # first batch: its own quantile
+    assert t1 == pytest.approx(8.2) and run == pytest.approx(8.2)
+    t2, run = loss_threshold(per * 100, cfg, run)  # a batch of outliers is judged by the running value
+    assert t2 == pytest.approx(8.2) and run == pytest.approx(0.9 * 8.2 + 0.1 * 820)
+
+
+def test_running_quantile_rejection_logs_skips_and_resumes(tmp_path):
+    x, y = _data(600, noise=0.05)
+    y = y.copy()
+    y[:30] += 40.0
+    cfg = TrainConfig(epochs=4, lr=3e-3, patience=10, loss_threshold_quantile=0.9, loss_threshold_mode="running", seed=2)
+    a = _model(x, y)
+    res = fit(a, (x, y), cfg)
+    assert all(h["skipped"] > 0 for h in res.history)
+
+    def interrupt(row):
+        if row["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(_model(x, y), (x, y), cfg, checkpoint_dir=tmp_path, on_epoch=interrupt)
+    b = _model(x, y)
+    res_b = fit(b, (x, y), cfg, checkpoint_dir=tmp_path)
+    assert [h["skipped"] for h in res_b.history] == [h["skipped"] for h in res.history]
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_weight_clip_equals_pre_clipped_weights():
+    x, y = _data(400)
+    w = np.random.default_rng(0).lognormal(0, 1.5, 400).astype(np.float32)
+    a, b = _model(x, y), _model(x, y)
+    fit(a, (x, y, w), TrainConfig(epochs=2, weight_clip=3.0, seed=0))
+    fit(b, (x, y, np.minimum(w, 3.0)), TrainConfig(epochs=2, seed=0))
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_classification_task_with_weights_rejection_and_early_stopping():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(600, 4)).astype(np.float32)
+    y = (x[:, 0] > 0).astype(np.int64)
+    y[:30] = 1 - y[:30]  # flipped labels: the high-loss samples
+    torch.manual_seed(0)
+    m = build_model(ModelConfig(hidden=[16]), 4, 2)
+    set_standardization(m, x, y)
+    res = fit(m, (x, y, np.ones(600, np.float32)), TrainConfig(task="classification", epochs=8, lr=1e-2,
+              loss_threshold_quantile=0.95, patience=8, seed=0))
+    assert all(h["skipped"] > 0 for h in res.history) and res.best_val_loss < 0.69
+    assert predict(m, x).shape == (600, 2)
+
+
+def test_cpu_runs_without_autocast():
+    assert amp_dtype(torch.device("cpu"), True) is None
