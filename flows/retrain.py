@@ -7,12 +7,12 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_table_artifact
 
+from flows.finetune import finetune_selected
 from flows.ingest import ingest_datasets
 from flows.select import select_rows
 from rsft.config import load_config
 from rsft.stages import pool_dataset
 from rsft.summary import run_summary
-from tasks.train import finetune_task
 
 
 @flow(name="nightly-retrain", flow_run_name="retrain-{config_path}")
@@ -20,7 +20,7 @@ def retrain(config_path: str = "examples/factory.yaml", overrides: dict[str, Any
     cfg = load_config(config_path, overrides)
     ingested = ingest_datasets(cfg)
     sel = select_rows(cfg)
-    result = finetune_task(cfg, ingested[pool_dataset(cfg)], sel["prefilter"], sel["scorer"], sel["selection"], sel["report"])
+    result = finetune_selected(cfg, ingested[pool_dataset(cfg)], sel)
     summary = run_summary(cfg, ingested, sel, result)
     create_table_artifact([{"what": k, "value": str(v)} for k, v in summary.items()], key="retrain-summary")
     return summary

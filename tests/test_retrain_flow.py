@@ -98,6 +98,15 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert s3["rows_selected"] == s2["rows_selected"]
     assert s3["model_version"] == "3"
 
+    # ---- fine-tune only: other train.* settings on the same (cached) selection, no ingest
+    from flows.finetune import finetune
+
+    before = registry.alias_version(mlc, name).version
+    f4 = finetune(config_path=str(cfg_path), overrides={"train.epochs": 2})
+    assert f4["version"] == "4" and f4["train"]["epochs_run"] <= 2
+    assert f4["train"]["selected_rows"] == s3["rows_selected"]
+    assert f4["warm_start"] == f"models:/{name}/{before}"
+
 
 def test_cli_ingest_runs_the_flow_and_reports(tmp_path, prefect_harness):
     from typer.testing import CliRunner

@@ -1,0 +1,35 @@
+"""Fine-tune flow: warm start -> fine-tune -> evaluate champion and challenger -> register -> gate.
+
+``finetune_selected`` is the retrain flow's last step (a sub-flow); ``finetune`` re-runs it on the
+current selection without ingesting, e.g. to try other ``train.*`` settings on tonight's rows:
+the data stages are cached by their inputs, so only a changed ``train.*`` does new work.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from flows.select import select_rows
+from rsft.config import PipelineConfig, load_config
+from tasks.train import finetune_task
+
+
+@flow(name="finetune", flow_run_name="finetune-{cfg.name}")
+def finetune_selected(cfg: PipelineConfig, ingested: dict[str, Any], sel: dict[str, Any]) -> dict[str, Any]:
+    """Fine-tune on a finished selection (``select_rows`` output); returns the decision summary."""
+    return finetune_task(cfg, ingested, sel["prefilter"], sel["scorer"], sel["selection"], sel["report"])
+
+
+@flow(name="finetune-only")
+def finetune(config_path: str = "examples/factory.yaml", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fine-tune + gate on the current selection (no ingest; cached selection stages are reused)."""
+    cfg = load_config(config_path, overrides)
+    return finetune_selected(cfg, {}, select_rows(cfg))
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(finetune(sys.argv[1] if len(sys.argv) > 1 else "examples/factory.yaml"))
