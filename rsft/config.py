@@ -256,6 +256,9 @@ class FeaturesConfig(_Model):
 class ScorerConfig(_Model):
     kind: Literal["gaussian", "gmm", "classifier", "ngram"] = "gaussian"
     pool_sample_rows: int = Field(50_000, ge=2)  # pool rows used to fit q (and calibrate M)
+    # feature standardisation fitted on the pool sample and saved with the scorer: robust =
+    # median and IQR/1.349 (a few surviving outliers do not stretch the scale), mean_sd = mean, sd
+    standardize: Literal["robust", "mean_sd"] = "robust"
     shrinkage: float = Field(0.05, ge=0.0, le=1.0)  # covariance shrinkage toward the diagonal (gaussian/gmm)
     components: int = Field(4, ge=1)  # gmm components (the target mixture gets at most n_target // (d + 2))
     covariance: Literal["full", "diag"] = "full"  # gmm component covariances

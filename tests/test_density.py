@@ -231,3 +231,21 @@ def test_gaussian_quadratic_form_equals_the_difference_of_log_densities():
     z = sc._z(torch.randn(1000, d, generator=g, dtype=torch.float64) * 3)
     want = gaussian_logpdf(z, sc.mu_t, sc.chol_t) - gaussian_logpdf(z, sc.mu_p, sc.chol_p)
     torch.testing.assert_close(sc._log_ratio(z), want, rtol=1e-9, atol=1e-8)
+
+
+def test_robust_standardisation_ignores_outliers_and_is_saved_with_the_scorer(tmp_path):
+    rng = np.random.default_rng(0)
+    pool = rng.normal(5.0, 2.0, size=(20_000, 2))
+    pool[:200, 0] = 1e4  # 1 % gross outliers that survived the prefilter
+    target = rng.normal(5.0, 2.0, size=(500, 2))
+    robust = make_scorer(ScorerConfig(kind="gaussian"), ["a", "b"]).fit(target, pool)
+    plain = make_scorer(ScorerConfig(kind="gaussian", standardize="mean_sd"), ["a", "b"]).fit(target, pool)
+    # median / (IQR / 1.349) of N(5, 2): within 5 % of the truth despite the outliers
+    assert robust.mean.numpy() == pytest.approx([5.0, 5.0], rel=0.05)
+    assert robust.scale.numpy() == pytest.approx([2.0, 2.0], rel=0.05)
+    assert plain.scale[0] > 100  # the sd is blown up by the outliers
+    robust.save(tmp_path / "s.pt")
+    again = load_scorer(tmp_path / "s.pt")
+    assert torch.equal(again.mean, robust.mean) and torch.equal(again.scale, robust.scale)
+    x = rng.normal(5.0, 2.0, size=(100, 2))
+    assert torch.equal(again.log_ratio(x), robust.log_ratio(x))

@@ -37,6 +37,20 @@ def as_tensor(x: Any, dtype: torch.dtype = torch.float64) -> torch.Tensor:
     return t.to(device="cpu", dtype=dtype)
 
 
+def standardization(x: torch.Tensor, how: str = "robust") -> tuple[torch.Tensor, torch.Tensor]:
+    """(centre, scale) per column of a pool sample. ``robust``: median and IQR / 1.349 (the sd
+    of a normal), falling back to the sd where the IQR is 0 (a mostly-constant column);
+    ``mean_sd``: mean and sd."""
+    sd = x.std(0)
+    if how == "mean_sd":
+        return x.mean(0), sd
+    q = torch.quantile(x, torch.tensor([0.25, 0.5, 0.75], dtype=x.dtype), dim=0) if len(x) <= 2**24 else None
+    if q is None:  # torch.quantile's input limit: use a strided subsample of the rows
+        q = torch.quantile(x[:: len(x) // 2**23 + 1], torch.tensor([0.25, 0.5, 0.75], dtype=x.dtype), dim=0)
+    iqr = (q[2] - q[0]) / 1.349
+    return q[1], torch.where(iqr > 0, iqr, sd)
+
+
 class DensityRatioScorer(nn.Module):
     """Base of every scorer; see the module docstring for the two methods a subclass writes."""
 
@@ -62,10 +76,10 @@ class DensityRatioScorer(nn.Module):
             raise ValueError(f"{self.kind} scorer: need at least 2 pool rows, got {len(xp)}")
         if len(xt) < 2:
             raise ValueError(f"{self.kind} scorer: need at least 2 target rows, got {len(xt)}")
-        mean, sd = xp.mean(0), xp.std(0)
-        constant = sd <= 1e-9 * (1 + mean.abs())
+        mean, scale = standardization(xp, self.cfg.standardize)
+        constant = scale <= 1e-9 * (1 + mean.abs())
         self.mean.copy_(mean)
-        self.scale.copy_(torch.where(constant, torch.ones_like(sd), sd))
+        self.scale.copy_(torch.where(constant, torch.ones_like(scale), scale))
         if constant.any():
             names = [n for n, c in zip(self.feature_names, constant.tolist()) if c]
             log.warning("%s scorer: constant pool column(s) %s get unit scale", self.kind, names)
