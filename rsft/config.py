@@ -325,6 +325,10 @@ class TrainConfig(_Model):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # CUDA only: autocast (bf16 if supported, else fp16 + GradScaler)
     task: Literal["regression", "classification", "reconstruction"] = "regression"  # loss: squared error, cross-entropy, input MSE
+    # stream the training rows from Parquet (rsft.data.ParquetStream) instead of memory:
+    # auto = when more than stream_above_rows rows were selected (tabular features only)
+    stream: Literal["auto", "on", "off"] = "auto"
+    stream_above_rows: int = Field(1_000_000, ge=1)
 
 
 # --------------------------------------------------------------------------------------

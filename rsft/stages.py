@@ -263,6 +263,41 @@ def training_frame(cfg: PipelineConfig, selected_path: str | None) -> tuple[pl.D
     return df, counts
 
 
+def streams_training(cfg: PipelineConfig, selected_rows: int) -> bool:
+    """Whether the fine-tune reads its rows from Parquet (bounded memory) instead of memory."""
+    if cfg.features.kind == "text" or cfg.train.stream == "off":
+        return False
+    return cfg.train.stream == "on" or selected_rows > cfg.train.stream_above_rows
+
+
+def training_stream(cfg: PipelineConfig, selected_path: str, out_dir: Path):
+    """The training rows of :func:`training_frame` written once as Parquet (features already
+    computed, one streaming sink) and read back as a shuffled ``ParquetStream``."""
+    from rsft.data import ParquetStream
+    from rsft.features import feature_exprs, feature_names
+
+    label = cfg.features.label
+    cols = [*feature_exprs(cfg.features), pl.col(label).cast(pl.Float32)]
+    sel = pl.scan_parquet(selected_path)
+    n_all = sel.select(pl.len()).collect().item()
+    parts = [sel.filter(pl.col(label).is_not_null()).select(cols)]
+    counts = {"selected_rows": n_all}
+    if cfg.train.include_target_sample:
+        tgt = load_target(cfg).select(cols)
+        reps = max(1, int(round(cfg.train.target_weight)))
+        parts += [tgt.lazy()] * reps
+        counts["target_rows"] = tgt.height * reps
+    path = out_dir / "train.parquet"
+    tmp = path.with_name(".train.parquet.tmp")
+    pl.concat(parts, how="vertical_relaxed").sink_parquet(tmp, row_group_size=65_536)
+    tmp.replace(path)
+    stream = ParquetStream(path, feature_names(cfg.features), label, batch_size=cfg.train.batch_size, seed=cfg.train.seed)
+    counts["train_rows"] = stream.num_rows
+    counts["selected_unlabelled"] = n_all - (stream.num_rows - counts.get("target_rows", 0))
+    counts["streamed"] = 1
+    return stream, counts
+
+
 def pool_train_frame(cfg: PipelineConfig, prefiltered: dict[str, Any]) -> pl.DataFrame:
     label = cfg.features.label
     lf = pl.scan_parquet(prefiltered["output"]).filter(pl.col(label).is_not_null())
@@ -399,8 +434,13 @@ def finetune_register_stage(
         mlflow.set_tags({f"rsft.{k}": str(v) for k, v in warm.items()})
 
         # ---- fine-tune (one recipe) or choose a recipe by grouped CV (adapt) -----------
-        train_df, counts = training_frame(cfg, selection["output"])
-        x, y = arrays(train_df, cfg)
+        if streams_training(cfg, selection["rows_out"]):
+            train, counts = training_stream(cfg, selection["output"], run_dir)
+            example = arrays(holdout.head(5), cfg)[0]
+        else:
+            train_df, counts = training_frame(cfg, selection["output"])
+            train = arrays(train_df, cfg)
+            example = train[0][:5]
         adapt_report = None
         if cfg.adapt.enabled:
             challenger, adapt_report = adapt_stage(cfg, start, prefiltered)
@@ -416,7 +456,7 @@ def finetune_register_stage(
 
             # checkpoints resume an interrupted fit of *this* warm start only
             ckpt_dir = run_dir / f"train-{digest(warm['warm_start'], cfg.train.model_dump(mode='json'))}"
-            result = fit(challenger, (x, y), train_config(cfg), checkpoint_dir=ckpt_dir, on_epoch=_on_epoch)
+            result = fit(challenger, train, train_config(cfg), checkpoint_dir=ckpt_dir, on_epoch=_on_epoch)
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
 
         # ---- evaluate on the same hold-out ------------------------------------------
@@ -441,7 +481,7 @@ def finetune_register_stage(
             **registry.environment_tags(),
         }
         with registry.registry_lock(paths.locks, name):
-            version = registry.log_model_version(challenger, ckpt_path, x[:5], name, tags)
+            version = registry.log_model_version(challenger, ckpt_path, example, name, tags)
             current = registry.alias_version(mlc, name)
             if current is None:
                 champ_metrics, champ_pool = None, None

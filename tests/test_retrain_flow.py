@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
@@ -98,13 +99,16 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert s3["rows_selected"] == s2["rows_selected"]
     assert s3["model_version"] == "3"
 
-    # ---- fine-tune only: other train.* settings on the same (cached) selection, no ingest
+    # ---- fine-tune only: other train.* settings on the same (cached) selection, no ingest;
+    # here the training rows stream from Parquet (ParquetStream) instead of memory
     from flows.finetune import finetune
 
     before = registry.alias_version(mlc, name).version
-    f4 = finetune(config_path=str(cfg_path), overrides={"train.epochs": 2})
+    f4 = finetune(config_path=str(cfg_path), overrides={"train.epochs": 2, "train.stream": "on"})
     assert f4["version"] == "4" and f4["train"]["epochs_run"] <= 2
-    assert f4["train"]["selected_rows"] == s3["rows_selected"]
+    assert f4["train"]["streamed"] == 1 and f4["train"]["selected_rows"] == s3["rows_selected"]
+    assert f4["train"]["train_rows"] == s3["train_rows"]  # the same rows as the in-memory path
+    assert math.isfinite(f4["challenger"]["rmse"])
     assert f4["warm_start"] == f"models:/{name}/{before}"
 
 
