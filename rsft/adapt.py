@@ -107,6 +107,8 @@ class CandidateResult:
     pool_rows: list[int] = field(default_factory=list)
     seconds: float = 0.0
     skipped: str = ""
+    eliminated: str = ""  # successive halving: why it was not run on every fold
+    final_seconds: float | None = None  # retrained on the whole target sample (with a hold-out)
 
     @property
     def mean(self) -> float:
@@ -125,7 +127,7 @@ class CandidateResult:
 
 def choose(results: list[CandidateResult], one_se: bool = True) -> tuple[CandidateResult, str]:
     """Lowest mean CV loss; with ``one_se``, the cheapest candidate within one SE of it."""
-    done = [r for r in results if r.fold_losses and math.isfinite(r.mean)]
+    done = [r for r in results if r.fold_losses and math.isfinite(r.mean) and not r.eliminated]
     if not done:
         raise RuntimeError("no candidate finished a cross-validation fold")
     best = min(done, key=lambda r: r.mean)
@@ -185,6 +187,9 @@ def rejection_indices(log_w: np.ndarray, beta: float, m_quantile: float, rng: np
     return np.flatnonzero(np.log(rng.uniform(size=len(lw))) < lw - log_m)
 
 
+FREE = ("keep_champion", "recalibrate")  # candidates that train nothing (closed form or as is)
+
+
 class Search:
     """Runs the candidates over grouped folds. ``fit`` / ``predict`` / ``make_scorer`` are the
     project's training, prediction and scorer functions (injected so the search reuses them)."""
@@ -206,19 +211,21 @@ class Search:
         self.names, self.warm, self.pool = feature_names, warm, pool
         self._fit, self._predict, self._make_scorer = fit, predict, make_scorer
         self.seed = seed
-        if cfg.epochs:
-            self.train_cfg = train_cfg.model_copy(update={"epochs": cfg.epochs})
+        cv_epochs = cfg.epochs or max(2, math.ceil(train_cfg.epochs / 4))
+        self.cv_cfg = train_cfg.model_copy(update={"epochs": cv_epochs, "patience": min(train_cfg.patience, cv_epochs)})
+        self.fits = 0  # trained fits run (cost accounting)
 
     # ---- one candidate on one split ----------------------------------------------------
-    def train(self, c: Candidate, xt: np.ndarray, yt: np.ndarray, fold: int) -> tuple[nn.Module, int]:
-        """The candidate's model trained on target rows (xt, yt) + its pool rows; returns (model, pool rows)."""
+    def train(self, c: Candidate, xt: np.ndarray, yt: np.ndarray, fold: int, final: bool = False) -> tuple[nn.Module, int]:
+        """The candidate's model trained on target rows (xt, yt) + its pool rows; returns (model,
+        pool rows). CV fits use ``cv_cfg``'s epochs, a ``final`` fit ``train.epochs``."""
         if c.strategy == "keep_champion":
             return self.warm, 0
         if c.strategy == "recalibrate":
             return recalibrate(self.warm, xt, yt, self._predict), 0
         rng = np.random.default_rng([self.seed, fold, c.cost])
         reps = max(1, int(round(c.target_share)))
-        cfg = self.train_cfg.model_copy(update={"seed": self.seed + fold})
+        cfg = (self.train_cfg if final else self.cv_cfg).model_copy(update={"seed": self.seed + fold})
         pool_idx = np.array([], dtype=np.int64)
         weights = None
         if c.strategy in ("rsft", "random_mix", "weighted"):
@@ -230,7 +237,8 @@ class Search:
             elif c.strategy == "random_mix":
                 pool_idx = rng.choice(len(log_w), size=min(n_rs, len(log_w)), replace=False)
             else:
-                pool_idx = rng.choice(len(log_w), size=min(max(3 * n_rs, 1), len(log_w)), replace=False)
+                # the same budget of pool rows as rsft, drawn uniformly and weighted by w (clipped at M)
+                pool_idx = rng.choice(len(log_w), size=min(max(n_rs, 1), len(log_w)), replace=False)
                 lw = log_w[pool_idx]
                 w = np.exp(np.minimum(lw - np.quantile(log_w, self.cfg.m_quantiles[0]), 0.0))
                 weights = (w / w.mean()).astype(np.float32)
@@ -243,6 +251,7 @@ class Search:
             data = (x, y, np.concatenate([weights, np.ones(len(yt) * reps, np.float32)]))
         model = copy.deepcopy(self.warm)
         self._fit(model, data, cfg)
+        self.fits += 1
         return model, len(pool_idx)
 
     def _log_w(self, xt: np.ndarray, fold: int) -> np.ndarray:
@@ -259,21 +268,40 @@ class Search:
 
     # ---- the search ------------------------------------------------------------------------
     def run(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
+        """Grouped CV of every candidate, by successive halving when ``cfg.halving``: rung 0 runs
+        every candidate on the first ``rung0_folds`` folds; rung 1 runs only the ``keep`` best
+        trained candidates (and the training-free ones, which cost ~nothing) on the rest."""
         t0 = time.perf_counter()
         folds = grouped_folds(groups, self.cfg.folds, self.seed)
         cands = make_candidates(self.cfg)
         results = [CandidateResult(c.name, c.strategy, c.cost) for c in cands]
-        for c, r in zip(cands, results):
-            if self.cfg.time_budget_s is not None and time.perf_counter() - t0 > self.cfg.time_budget_s:
-                r.skipped = "time budget exhausted"
-                continue
+        split = min(self.cfg.rung0_folds, len(folds)) if self.cfg.halving else len(folds)
+
+        def evaluate(c: Candidate, r: CandidateResult, fold_ids: range) -> None:
             t = time.perf_counter()
-            for f, (tr, va) in enumerate(folds):
+            for f in fold_ids:
+                over = self.cfg.time_budget_s is not None and time.perf_counter() - t0 > self.cfg.time_budget_s
+                if over and c.strategy not in FREE:  # training-free candidates always run
+                    r.skipped = r.skipped or "time budget exhausted"
+                    break
+                tr, va = folds[f]
                 model, n_pool = self.train(c, x[tr], y[tr], f)
                 r.fold_losses.append(self.loss(model, x[va], y[va]))
                 r.pool_rows.append(n_pool)
-            r.seconds = time.perf_counter() - t
+            r.seconds += time.perf_counter() - t
             log.info("adapt: %s cv=%.4g±%.2g (%.1fs)", c.name, r.mean, r.se, r.seconds)
+
+        for c, r in zip(cands, results):  # rung 0
+            evaluate(c, r, range(split))
+        trained = [r for c, r in zip(cands, results) if c.strategy not in FREE and r.fold_losses and not r.skipped]
+        keep = {r.name for r in sorted(trained, key=lambda r: r.mean)[: self.cfg.keep]}
+        for c, r in zip(cands, results):  # rung 1
+            if r.skipped or split == len(folds):
+                continue
+            if c.strategy in FREE or r.name in keep:
+                evaluate(c, r, range(split, len(folds)))
+            elif r.fold_losses:
+                r.eliminated = f"rung 0: CV loss {r.mean:.4g} on {split} fold(s), not among the best {self.cfg.keep}"
         chosen, why = choose(results, self.cfg.one_se)
         return {
             "candidates": [r.to_dict() for r in results],
@@ -281,13 +309,17 @@ class Search:
             "why": why,
             "folds": len(folds),
             "groups": int(len(np.unique(groups))),
+            "cv_epochs": self.cv_cfg.epochs,
+            "halving": {"rung0_folds": split, "kept": sorted(keep),
+                        "eliminated": [r.name for r in results if r.eliminated]} if self.cfg.halving else None,
+            "fits": self.fits,
             "search_seconds": round(time.perf_counter() - t0, 2),
         }
 
     def final(self, name: str, x: np.ndarray, y: np.ndarray) -> tuple[nn.Module, int]:
         """Retrain the chosen candidate on the whole target sample."""
         c = next(c for c in make_candidates(self.cfg) if c.name == name)
-        return self.train(c, x, y, fold=10_000)
+        return self.train(c, x, y, fold=10_000, final=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -325,7 +357,9 @@ def run_search(
         for row in report["candidates"]:
             if row["skipped"]:
                 continue
+            t = time.perf_counter()
             model = chosen if row["name"] == report["chosen"] else search.final(row["name"], x, y)[0]
+            row["final_seconds"] = report["final_fit_seconds"] if model is chosen else round(time.perf_counter() - t, 2)
             row["holdout_rmse"] = search.loss(model, hx, hy)
     return chosen, report
 
@@ -337,7 +371,9 @@ def candidate_table(report: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "candidate": r["name"] + ("  ← chosen" if r["name"] == report["chosen"] else ""),
-                "cv_rmse": "skipped" if r["skipped"] else f"{r['cv_loss_mean']:.4f} ± {r['cv_loss_se']:.4f}",
+                "cv_rmse": ("skipped" if not r["fold_losses"] else f"{r['cv_loss_mean']:.4f} ± {r['cv_loss_se']:.4f}"
+                            + (f" ({len(r['fold_losses'])} folds, eliminated)" if r.get("eliminated") else "")
+                            + (" (time budget)" if r["skipped"] and r["fold_losses"] else "")),
                 "pool_rows": int(r["pool_rows_mean"]),
                 "seconds": round(r["seconds"], 1),
                 **({"holdout_rmse": f"{r['holdout_rmse']:.4f}"} if "holdout_rmse" in r else {}),

@@ -363,7 +363,14 @@ class AdaptConfig(_Model):
     one_se: bool = True  # pick the cheapest candidate within one standard error of the best
     time_budget_s: float | None = None  # stop evaluating further candidates after this
     pool_rows: int = 50_000  # pool sample the candidates draw from
-    epochs: int | None = None  # epochs per candidate fit (None = train.epochs)
+    # epochs per cross-validation fit (None = a quarter of train.epochs, at least 2): CV only
+    # ranks the recipes; the chosen one is then retrained with train.epochs
+    epochs: int | None = None
+    # successive halving: every candidate on the first `rung0_folds` folds, then only the
+    # `keep` best trained candidates on the remaining folds (training-free ones run on all)
+    halving: bool = True
+    rung0_folds: int = Field(2, ge=1)
+    keep: int = Field(2, ge=1)
 
 
 # --------------------------------------------------------------------------------------

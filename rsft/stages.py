@@ -547,8 +547,9 @@ def adapt_stage(cfg: PipelineConfig, warm, prefiltered: dict[str, Any]):
     for row in report["candidates"]:
         with mlflow.start_run(run_name=f"candidate: {row['name']}", nested=True):
             mlflow.set_tags({"rsft.candidate": row["name"], "rsft.strategy": row["strategy"],
-                             "rsft.chosen": str(row["name"] == report["chosen"])})
-            if not row["skipped"]:
+                             "rsft.chosen": str(row["name"] == report["chosen"]),
+                             **({"rsft.eliminated": row["eliminated"]} if row.get("eliminated") else {})})
+            if row["fold_losses"]:
                 mlflow.log_metrics({"cv_rmse_mean": row["cv_loss_mean"], "cv_rmse_se": row["cv_loss_se"],
                                     "pool_rows": row["pool_rows_mean"], "seconds": row["seconds"]})
     mlflow.log_text(json.dumps(report, indent=2, default=float), "adapt/report.json")

@@ -173,3 +173,37 @@ def test_search_recalibrates_a_gain_and_offset_drift():
     assert cv["recalibrate"] < 0.5 * cv["keep_champion"]
     assert np.sqrt(np.mean((predict(model, xt) - yt) ** 2)) < 0.5
     assert all("holdout_rmse" in r for r in rep["candidates"])
+
+
+def test_halving_keeps_the_best_trained_candidates_and_reports_the_rest():
+    """Concept drift: the pool misleads, so the target-only fit wins; pool-heavy recipes are
+    dropped after rung 0 and reported as eliminated; the cost is counted in fits."""
+    x, y = _world()
+    warm = _warm(x, y)
+    xt, _ = _world(3, 240)
+    yt = (xt @ np.array([-1.0, 1.0, 2.0])).astype(np.float32)  # a new input -> label relation
+    cfg = AdaptConfig(enabled=True, strategies=["keep_champion", "sample_only", "random_mix", "rsft", "weighted"],
+                      folds=4, epochs=8, rung0_folds=2, keep=1, pool_rows=4000)
+    _, rep = run_search(cfg, TrainConfig(seed=0, lr=1e-2), ScorerConfig(), list("abc"), warm,
+                        (xt, yt, time_blocks(240, 8)), PoolSample(x, y))
+    rows = {r["name"]: r for r in rep["candidates"]}
+    assert rep["chosen"] == "sample_only", rep
+    assert rep["halving"]["kept"] == ["sample_only"]
+    pool_heavy = {"random_mix", "rsft β=1 q=0.99", "weighted"}
+    assert set(rep["halving"]["eliminated"]) == pool_heavy
+    for name in pool_heavy:
+        assert len(rows[name]["fold_losses"]) == 2 and "rung 0" in rows[name]["eliminated"]
+    assert len(rows["sample_only"]["fold_losses"]) == 4 and len(rows["keep_champion"]["fold_losses"]) == 4
+    assert rep["fits"] == 4 * 2 + 1 * 2  # 4 trained candidates on rung 0's 2 folds, 1 survivor on 2 more
+
+
+def test_time_budget_stops_training_but_free_candidates_still_decide():
+    x, y = _world()
+    warm = _warm(x, y)
+    xt, yt = _world(1, 200)
+    cfg = CFG.model_copy(update={"time_budget_s": 0.0})
+    _, rep = run_search(cfg, TrainConfig(seed=0), ScorerConfig(), list("abc"), warm, (xt, yt, time_blocks(200, 8)),
+                        PoolSample(x, y))
+    rows = {r["name"]: r for r in rep["candidates"]}
+    assert rep["fits"] == 0 and rows["sample_only"]["skipped"] == "time budget exhausted"
+    assert rep["chosen"] in ("keep_champion", "recalibrate")
