@@ -290,7 +290,7 @@ def adapt(
     features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns; default: every numeric column except label and group."),
     strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated candidates (keep_champion,recalibrate,head_only,sample_only,random_mix,rsft,weighted)."),
     folds: int = typer.Option(4, "--folds", min=2, help="Grouped K-fold count."),
-    epochs: int = typer.Option(10, "--epochs", min=1, help="Epochs per candidate fit."),
+    epochs: int = typer.Option(10, "--epochs", min=1, help="Epochs per fit: every cross-validation fit and the final retrain of the chosen recipe."),
     seed: int = typer.Option(0, "--seed", help="Seed for folds, sampling and training."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write the candidate report as JSON here."),
 ) -> None:
