@@ -105,7 +105,7 @@ def run_rsft(pool_jsonl: Path, target_jsonl: Path, work: Path, args: argparse.Na
     pool.write_parquet(work / "pool.parquet")
     target = pl.read_ndjson(target_jsonl)
     sample = pool.sample(n=min(args.pool_sample, pool.height), seed=0)
-    cfg = ScorerConfig(kind="ngram", buckets=args.buckets, ngrams=args.ngrams)
+    cfg = ScorerConfig(kind="ngram", buckets=args.buckets, ngrams=args.ngrams, smoothing=args.smoothing)
     enc = lambda df: df.select(hashed_ngram_ids(pl.col("text"), cfg.buckets, cfg.ngrams))["text"]  # noqa: E731
     make_scorer(cfg, []).fit(enc(target), enc(sample)).save(work / "ngram.pt")
     t_fit = time.perf_counter()
@@ -150,6 +150,8 @@ def main() -> None:
                     help="pool rows rsft fits its pool model on (default: ScorerConfig's, 50000); DSIR uses all")
     ap.add_argument("--buckets", type=int, default=10_000, help="hashed n-gram buckets (default 10000)")
     ap.add_argument("--ngrams", type=int, default=2, help="n-gram order, 2 = uni + bigrams (default 2)")
+    ap.add_argument("--smoothing", type=float, default=ScorerConfig().smoothing,
+                    help="rsft ngram pseudo-count per bucket (default: scorer.smoothing's default)")
     ap.add_argument("--workers", type=int, default=2, help="rsft select threads (default 2)")
     ap.add_argument("--chunk-rows", type=int, default=50_000, help="rsft pool rows per chunk (default 50000)")
     ap.add_argument("--dsir-procs", type=int, default=2, help="DSIR num_proc (default 2)")

@@ -8,8 +8,8 @@ five categories, hot/cold machines, ~15% junk: sensor dumps, export banners, err
 once as JSONL with a "text" field.
 
 Measured, on the same JSONL, best of ``--repeats``:
-  rsft  ``rsft.features.hashed_ngram_ids(pl.col("text"), buckets, ngrams)`` (lowercase, ``\\w+|[^\\w\\s]``
-        tokens, 1..n-grams, Polars hash to buckets) materialised as a List[UInt32] column, in a fresh
+  rsft  ``rsft.features.hashed_ngram_ids(pl.col("text"), buckets, ngrams)`` (lowercase, ``\\w+|[^\\w\\s]+``
+        tokens as DSIR's WordPunct, 1..n-grams, Polars hash to buckets) materialised as a List[UInt32] column, in a fresh
         child of this interpreter; once with ``POLARS_MAX_THREADS=1`` (per core) and once with Polars'
         default thread pool. ``read_featurise``: ``pl.scan_ndjson(...).select(ids).collect()``;
         ``featurise``: the same select on an already-read frame.
@@ -20,7 +20,7 @@ Measured, on the same JSONL, best of ``--repeats``:
         missing). ``read_featurise``: ``json.loads`` of each line + featurizer; ``featurise``: the
         featurizer over texts already in a list.
 Rates are docs/s and MB/s of UTF-8 text (the "text" fields, not the JSON framing). ``ngrams_total``
-counts each side's n-grams (the tokenizers split punctuation runs differently).
+counts each side's n-grams (equal: the same tokens, hashed differently).
 
 Goal: ``speedup_per_core`` (rsft one thread / DSIR one process, featurise docs/s) >= 10.
 Prints one JSON object.

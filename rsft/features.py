@@ -51,9 +51,10 @@ def labels(df: pl.DataFrame, cfg: FeaturesConfig) -> np.ndarray:
 
 
 def hashed_ngram_ids(text: pl.Expr, buckets: int = 10_000, ngrams: int = 2, seed: int = 0) -> pl.Expr:
-    """DSIR-style hashed n-grams: lowercase, word and punctuation tokens, 1..``ngrams``-grams,
+    """DSIR-style hashed n-grams: lowercase, word and punctuation-run tokens (``\\w+|[^\\w\\s]+``,
+    DSIR's WordPunct tokenizer), 1..``ngrams``-grams,
     each hashed to a bucket in ``[0, buckets)``. Returns ``List[UInt32]`` per row (pure Polars)."""
-    tokens = text.str.to_lowercase().str.extract_all(r"\w+|[^\w\s]")
+    tokens = text.str.to_lowercase().str.extract_all(r"\w+|[^\w\s]+")
     grams = [tokens]
     for n in range(2, ngrams + 1):
         parts = [pl.element().shift(-i) for i in range(n)]

@@ -43,3 +43,12 @@ def test_class_labels_map_to_ids_and_unknown_classes_fail_in_one_line():
     assert labels(pl.DataFrame({"category": ["seal", "bearing"]}), cfg).tolist() == [1, 0]
     with pytest.raises(ValueError, match="outside features.classes.*'pump'"):
         labels(pl.DataFrame({"category": ["seal", "pump"]}), cfg)
+
+
+def test_tokens_are_words_and_punctuation_runs_like_dsirs_wordpunct():
+    # \w+|[^\w\s]+ : "brg", "noise", "?!", "9", ".", "8" -> 6 unigrams + 5 bigrams
+    df = pl.DataFrame({"text": ["BRG noise?! 9.8"]})
+    ids = df.select(hashed_ngram_ids(pl.col("text"), buckets=1000, ngrams=2).alias("ids"))["ids"]
+    assert ids.list.len().to_list() == [11]
+    one = pl.DataFrame({"text": ["brg", "?!"]}).select(hashed_ngram_ids(pl.col("text"), 1000, 2).alias("i"))["i"].to_list()
+    assert ids.to_list()[0][0] == one[0][0] and ids.to_list()[0][2] == one[1][0]  # lowercased; "?!" is one token
