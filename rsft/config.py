@@ -235,6 +235,14 @@ class PrefilterConfig(_Model):
 # --------------------------------------------------------------------------------------
 # features
 # --------------------------------------------------------------------------------------
+class RollingFeature(_Model):
+    """Trailing (causal) aggregates of columns over the last ``window`` readings per group."""
+
+    columns: list[str] = Field(min_length=1)
+    window: int = Field(ge=2)
+    stats: list[Literal["mean", "std", "min", "max"]] = ["mean", "std"]
+
+
 class FeaturesConfig(_Model):
     # tabular: numeric + one-hot columns; text: hashed n-gram bucket ids of ``text_column``
     kind: Literal["tabular", "text"] = "tabular"
@@ -243,6 +251,9 @@ class FeaturesConfig(_Model):
     label: str = "quality"  # target column (regression value, or a class name with ``classes``)
     classes: list[str] = []  # class names for classification labels (index = class id)
     text_max_tokens: int = Field(128, ge=1)  # n-gram ids per document fed to the text model
+    time_column: str = "ts"  # order of the readings within a group (rolling features)
+    # rolling aggregates per group (rsft.features.add_rolling_features; columns "<col>_<stat><window>")
+    rolling: list[RollingFeature] = []
     group: str = "machine_id"  # grouping column (rolling windows, grouped CV)
     standardize_sample_rows: int = 200_000  # pool rows used to fit robust standardisation
     text_column: str = "text"

@@ -80,3 +80,23 @@ def text_matrix(df: pl.DataFrame | pl.LazyFrame, cfg: FeaturesConfig) -> np.ndar
     padded = ids.cast(pl.List(pl.Int64)).list.concat(pl.lit([pad] * n, dtype=pl.List(pl.Int64))).list.head(n)
     out = lf.select(padded.list.to_array(n).alias("ids")).collect()
     return out.get_column("ids").to_numpy(writable=True).reshape(-1, n)
+
+
+def rolling_feature_exprs(cfg: FeaturesConfig) -> list[pl.Expr]:
+    """Trailing rolling aggregates per ``cfg.group`` in ``cfg.time_column`` order, named
+    ``<col>_<stat><window>``: the mean / std / min / max of a reading and the ``window - 1``
+    before it on the same machine (causal: the same value at serving time). The first readings
+    of a group use the ones they have (std needs two)."""
+    out = []
+    for r in cfg.rolling:
+        for col in r.columns:
+            for stat in r.stats:
+                agg = getattr(pl.col(col).cast(pl.Float64), f"rolling_{stat}")(r.window, min_samples=1)
+                out.append(agg.over(cfg.group, order_by=cfg.time_column).alias(f"{col}_{stat}{r.window}"))
+    return out
+
+
+def add_rolling_features(df: pl.DataFrame | pl.LazyFrame, cfg: FeaturesConfig):
+    """``df`` with :func:`rolling_feature_exprs` added. Needs every group's readings in the
+    frame (one machine-partition, or a prefilter block with its context rows)."""
+    return df.with_columns(rolling_feature_exprs(cfg)) if cfg.rolling else df

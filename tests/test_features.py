@@ -52,3 +52,21 @@ def test_tokens_are_words_and_punctuation_runs_like_dsirs_wordpunct():
     assert ids.list.len().to_list() == [11]
     one = pl.DataFrame({"text": ["brg", "?!"]}).select(hashed_ngram_ids(pl.col("text"), 1000, 2).alias("i"))["i"].to_list()
     assert ids.to_list()[0][0] == one[0][0] and ids.to_list()[0][2] == one[1][0]  # lowercased; "?!" is one token
+
+
+def test_rolling_features_are_per_machine_causal_and_order_independent():
+    import numpy as np
+
+    from rsft.config import FeaturesConfig
+    from rsft.features import add_rolling_features
+
+    cfg = FeaturesConfig(group="machine_id", rolling=[{"columns": ["s01"], "window": 3, "stats": ["mean", "max", "std"]}])
+    df = pl.DataFrame({"machine_id": ["A", "B", "A", "B", "A", "A"], "ts": [1, 1, 2, 2, 3, 4],
+                       "s01": [1.0, 100.0, 2.0, 200.0, 3.0, 10.0]})
+    out = add_rolling_features(df, cfg)
+    a = out.filter(pl.col("machine_id") == "A").sort("ts")
+    assert a["s01_mean3"].to_list() == [1.0, 1.5, 2.0, 5.0]  # trailing: never looks ahead, never at B
+    assert a["s01_max3"].to_list() == [1.0, 2.0, 3.0, 10.0]
+    assert np.isclose(a["s01_std3"][2], 1.0) and a["s01_std3"][0] is None
+    shuffled = add_rolling_features(df.sample(fraction=1.0, shuffle=True, seed=3), cfg)
+    assert shuffled.sort("machine_id", "ts").equals(out.sort("machine_id", "ts"))  # row order does not matter
