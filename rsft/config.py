@@ -276,9 +276,10 @@ class ScorerConfig(_Model):
     em_iters: int = Field(100, ge=1)  # gmm EM iterations (max; stops earlier when converged)
     hidden: int = Field(64, ge=1)  # classifier MLP width
     epochs: int = Field(20, ge=1)  # classifier epochs
-    # ngram additive smoothing, pseudo-counts per bucket: small, as in DSIR (which adds 1e-8 to
-    # probabilities), so n-grams the target never uses pull a document's weight down
-    smoothing: float = Field(0.01, gt=0.0)
+    # ngram additive smoothing, pseudo-counts per bucket: tiny, as in DSIR (which adds 1e-8 to
+    # probabilities), so n-grams the target never uses pull a document's weight far down;
+    # raise it (e.g. 1) to soften the weights when the target sample is very small
+    smoothing: float = Field(1e-6, gt=0.0)
     buckets: int = Field(10_000, ge=1)  # ngram hashed buckets
     ngrams: int = Field(2, ge=1)  # ngram order (1 = unigrams, 2 = + bigrams)
     seed: int = 0  # gmm init / classifier init, split and batch order
