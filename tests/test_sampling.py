@@ -261,3 +261,28 @@ def test_text_pool_selection_with_the_ngram_scorer(tmp_path):
     s = select(tmp_path / "logs.parquet", str(tmp_path / "ng.pt"), FeaturesConfig(text_column="text"), cfg, str(tmp_path / "o"))
     picked = pl.read_parquet(s.output)["text"]
     assert s.rows_out == 100 and (picked == "spindle bearing vibration").mean() > 0.9
+
+
+@pytest.mark.parametrize("kind, tol_mean, tol_cov", [("gaussian", 0.05, 0.05), ("classifier", 0.12, 0.1)])
+def test_fitted_scorers_select_rows_distributed_like_the_target(kind, tol_mean, tol_cov, tmp_path):
+    """p = N(μ, Σ) with correlation, q = N(0, I) in 2-D. Scorers fitted on 4 000 target rows and a
+    40 000-row pool sample (seed 1), rejection sampling with M = max w over the 200 000-row pool
+    (seed 0). Selected mean within ``tol_mean`` of μ and covariance entries within ``tol_cov`` of
+    Σ (absolute; the classifier is a density-ratio *estimate*, hence the looser bounds)."""
+    mu, cov = np.array([1.0, -0.5]), np.array([[0.8, 0.3], [0.3, 0.6]])
+    rng = np.random.default_rng(1)
+    target = rng.multivariate_normal(mu, cov, size=4000)
+    fit_pool = rng.normal(size=(40_000, 2))
+    pool = np.random.default_rng(0).normal(size=(200_000, 2))
+    pl.DataFrame({"a": pool[:, 0], "b": pool[:, 1]}).with_columns(
+        _source=pl.lit("pool"), _row=pl.int_range(1, len(pool) + 1, dtype=pl.Int64)
+    ).write_parquet(tmp_path / "pool.parquet", row_group_size=20_000)
+    scorer = make_scorer(ScorerConfig(kind=kind, seed=0), ["a", "b"]).fit(target, fit_pool)
+    scorer.save(tmp_path / "s.pt")
+    feat = FeaturesConfig(numeric=["a", "b"], label="a")
+    s = select(tmp_path / "pool.parquet", str(tmp_path / "s.pt"), feat, SamplingConfig(chunk_rows=50_000, seed=0),
+               str(tmp_path / "sel"))
+    xs = pl.read_parquet(s.output).select("a", "b").to_numpy()
+    assert len(xs) > 3000 and s.clipped_share == 0.0
+    np.testing.assert_allclose(xs.mean(0), mu, atol=tol_mean)
+    np.testing.assert_allclose(np.cov(xs.T), cov, atol=tol_cov)
