@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import queue
 import re
 import shutil
 import threading
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 _TZ = r"(Z|[+-]\d{2}:?\d{2})$"
 _ISO_AWARE = "%Y-%m-%dT%H:%M:%S%.f%#z"  # Z, +01:00 or +0100, optional fraction
 _ISO_NAIVE = "%Y-%m-%dT%H:%M:%S%.f"
+_ISO_Z = "%Y-%m-%dT%H:%M:%SZ"  # the fast path's one shape
 _BOOL = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -347,12 +349,11 @@ def _fast(col: ColumnContract, naive_policy: str = "reject", utc_only: bool = Fa
         val = pl.when(raw.is_in(["true", "1"])).then(True).when(raw.is_in(["false", "0"])).then(False)
         flags.append(present & val.is_null())
     elif col.dtype == "timestamp":
-        val = raw.str.to_datetime(_ISO_AWARE, strict=False, time_unit="us", time_zone="UTC")
-        if naive_policy == "assume_utc":
-            val = pl.coalesce(val, raw.str.to_datetime(_ISO_NAIVE, strict=False, time_unit="us").dt.replace_time_zone("UTC"))
+        # The usual export shape (whole seconds, 'Z') has a fixed-format parser about 4x faster
+        # than the general ISO pattern; any other shape (fraction, offset, naive) is flagged and
+        # the full check decides it. Either way the row's fate is the same; only its cost differs.
+        val = raw.str.to_datetime(_ISO_Z, strict=False, time_unit="us", time_zone="UTC")
         flags.append(present & val.is_null())
-        if utc_only:
-            flags.append(~(raw.str.ends_with("Z") | raw.str.ends_with("+00:00") | raw.str.ends_with("+0000")))
     else:
         val = raw
         if not col.nullable:
@@ -571,28 +572,58 @@ class _Parts:
 
     def __init__(self, root: Path, stem: str, keys: dict[str, pl.Expr], row_group: int = 250_000):
         self.root, self.stem, self.keys, self.row_group = root, stem, keys, row_group
-        self.writers: dict[tuple, pq.ParquetWriter] = {}
+        self.open: set[tuple] = set()  # partitions with an open writer (the writers live on the writer thread)
         self.buffers: dict[tuple, list[pl.DataFrame]] = {}
         self.files: dict[tuple, int] = {}
         self.rows = 0
+        # Parquet encoding runs on a writer thread (pyarrow releases the GIL) while the caller
+        # prepares the next batch; the queue holds at most two tables, so memory stays bounded.
+        self._writers: dict[tuple, pq.ParquetWriter] = {}
+        self._jobs: queue.Queue = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="rsft-parquet-writer", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            if self._error is None:
+                try:
+                    job()
+                except BaseException as e:  # re-raised on the caller's thread
+                    self._error = e
+
+    def _submit(self, job: Callable[[], None]) -> None:
+        if self._error is not None:
+            raise self._error
+        self._jobs.put(job)
 
     def _flush(self, key: tuple) -> None:
         frames = self.buffers.pop(key, [])
         if not frames:
             return
         df = pl.concat(frames, how="vertical_relaxed", rechunk=False) if len(frames) > 1 else frames[0]
-        table = df.to_arrow()
-        if key not in self.writers:
+        table, path = df.to_arrow(), None
+        if key not in self.open:
             n = self.files.get(key, 0)
             rel = f"{self.stem}.parquet" if n == 0 else f"{self.stem}-{n}.parquet"
             if self.keys:
                 rel = _hive_path(df.select(list(self.keys)).head(1), rel)
             path = self.root / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.writers[key] = pq.ParquetWriter(path, table.schema, compression="zstd")
+            self.open.add(key)
             self.files[key] = n + 1
-        w = self.writers[key]
-        w.write_table(table.cast(w.schema), row_group_size=self.row_group)
+
+        def write() -> None:
+            if path is not None:
+                self._writers[key] = pq.ParquetWriter(path, table.schema, compression="zstd")
+            w = self._writers[key]
+            w.write_table(table.cast(w.schema), row_group_size=self.row_group)
+
+        self._submit(write)
+
+    def _close_one(self, key: tuple) -> None:
+        self.open.discard(key)
+        self._submit(lambda: self._writers.pop(key).close())
 
     def write(self, df: pl.DataFrame) -> None:
         if self.keys:
@@ -612,17 +643,28 @@ class _Parts:
             self._flush(k)
             sizes.pop(k)
         if self.keys and df.height:
-            for key in [k for k in set(self.writers) | set(self.buffers) if k not in groups]:
+            for key in [k for k in self.open | set(self.buffers) if k not in groups]:
                 self._flush(key)
-                if key in self.writers:
-                    self.writers.pop(key).close()
+                if key in self.open:
+                    self._close_one(key)
 
     def close(self) -> None:
-        for key in list(self.buffers):
-            self._flush(key)
-        for w in self.writers.values():
-            w.close()
-        self.writers.clear()
+        """Write what is buffered, close every file, stop the writer thread; re-raise its error."""
+        try:
+            if self._error is None:
+                for key in list(self.buffers):
+                    self._flush(key)
+                for key in list(self.open):
+                    self._close_one(key)
+        finally:
+            self._jobs.put(None)
+            self._thread.join()
+            for w in self._writers.values():  # after an error: release the files
+                w.close()
+            self._writers.clear()
+            self.open.clear()
+        if self._error is not None:
+            raise self._error
 
 
 class _SeenHashes:

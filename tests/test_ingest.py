@@ -138,3 +138,33 @@ def test_progress_events_account_for_every_row(tmp_path):
     assert sum(f["rows"] for e, f in seen if e == "ingest.rows") == sum(r.rows_total or 0 for r in res)
     assert [f["status"] for e, f in seen if e == "ingest.file"] == [r.status for r in res]
     ingest(str(BAD_INPUTS / "clean.csv"), tmp_path / "ds", SENSORS)  # no listener: nothing to call, no error
+
+
+def test_fast_pass_accepts_only_what_the_full_check_accepts_with_the_same_value():
+    """The cheap pass (a fixed-format timestamp parser, plain casts) may flag a valid value, but
+    never passes a value the full check rejects, and every value it passes parses identically."""
+    from rsft.config import ColumnContract
+    from rsft.ingest import _fast, _typed
+
+    bank = {
+        "timestamp": ["2026-01-01T00:00:00Z", "2026-1-1T0:0:0Z", "2026-01-01T00:00:00.250Z", "2026-01-01T01:00:00+01:00",
+                      "2026-01-01T00:00:00+0000", "2026-01-01T00:00:00", "2026-01-01 00:00:00Z", "2026-01-01T00:00:00z",
+                      " 2026-01-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-01-01T24:00:00Z", "", None, "garbage"],
+        "float64": ["1.5", " 1.5", "1e3", "-0", "nan", "inf", "-inf", "1,5", "", None, "151", "0x10", "1.5.1", "+2"],
+        "int64": ["1", " 1", "1.0", "-3", "", None, "9223372036854775808", "1e3"],
+        "bool": ["true", "True", "1", "0", "false", "yes", "", None],
+        "str": ["M01", "M1", " M01", "", None, "M99"],
+    }
+    for dtype, values in bank.items():
+        for nullable in (False, True):
+            for policy in ("reject", "assume_utc"):
+                col = ColumnContract(name="c", dtype=dtype, nullable=nullable, min=0 if dtype == "float64" else None,
+                                     max=150 if dtype == "float64" else None, pattern="M[0-9]{2}" if dtype == "str" else None)
+                fast_v, flag = _fast(col, policy)
+                full_v, reason = _typed(col, policy)
+                out = pl.DataFrame({"c": values}, schema={"c": pl.String}).with_columns(
+                    fast_v.alias("fv"), flag.alias("flag"), full_v.alias("tv"), reason.alias("reason"))
+                passed = out.filter(~pl.col("flag"))
+                assert passed["reason"].null_count() == passed.height, (dtype, nullable, policy, passed.to_dicts())
+                assert passed["fv"].to_list() == passed["tv"].to_list(), (dtype, policy, passed.to_dicts())
+                assert out.filter(pl.col("flag")).height >= out["reason"].is_not_null().sum()
