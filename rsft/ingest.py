@@ -25,6 +25,7 @@ import re
 import shutil
 import threading
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -174,12 +175,21 @@ def plan_ingest(sources: str | Sequence[str], dataset_dir: str | Path, contract:
     done = _manifest(dataset_dir)
     seen: dict[str, str] = {}
     plans = []
-    for path in list_sources(sources):
-        name = os.path.basename(path)
+    paths = list_sources(sources)
+
+    def digest(path: str) -> str:
         try:
-            dig = file_digest(path)
-        except OSError as e:
-            plans.append(FilePlan(path, name, "", "ingest"))  # ingest_file reports the error
+            return file_digest(path)
+        except OSError:
+            return ""  # ingest_file reports the error
+
+    # hashlib releases the GIL: a nightly drop of many files is digested on every core
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        digests = list(pool.map(digest, paths))
+    for path, dig in zip(paths, digests):
+        name = os.path.basename(path)
+        if not dig:
+            plans.append(FilePlan(path, name, "", "ingest"))
             continue
         if dig in done and done[dig]["path"] == path:
             plans.append(FilePlan(path, name, dig, "skip"))
