@@ -587,9 +587,9 @@ class _Parts:
         self.files: dict[tuple, int] = {}
         self.rows = 0
         # Parquet encoding runs on a writer thread (pyarrow releases the GIL) while the caller
-        # prepares the next batch; the queue holds at most two tables, so memory stays bounded.
+        # prepares the next batch; the queue holds at most one table, so memory stays bounded.
         self._writers: dict[tuple, pq.ParquetWriter] = {}
-        self._jobs: queue.Queue = queue.Queue(maxsize=2)
+        self._jobs: queue.Queue = queue.Queue(maxsize=1)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._work, name="rsft-parquet-writer", daemon=True)
         self._thread.start()
