@@ -69,3 +69,11 @@ def test_missing_file_and_bad_yaml(tmp_path):
     p.write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(p)
+
+
+def test_rolling_features_in_a_retrain_config_are_refused_not_ignored():
+    data = _example()
+    data["features"]["rolling"] = [{"columns": ["s01"], "window": 5, "stats": ["mean"]}]
+    with pytest.raises(ConfigError, match="features.rolling is not computed by the retrain") as exc:
+        parse_config(data)
+    assert "\n" not in str(exc.value)
