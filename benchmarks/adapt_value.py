@@ -7,8 +7,9 @@ regime thinly covered by the pool: rejection sampling should win), ``concept`` (
 input→label relation misleads: the target sample alone should win), ``gain`` (the quality
 gauge's gain/offset drifted: recalibration should win). Per scenario and seed: a champion
 pretrained on the pool; every strategy's target-hold-out RMSE (each retrained on the whole
-300-row target sample); the recipe the grouped-CV search (by machine, 4 folds, successive halving,
-CV fits at the default quarter of the epochs) chose. Also the search's cost in units of one
+300-row target sample); the recipe the grouped-CV search (by machine, 4 folds, successive halving:
+every candidate on 2 folds at the default quarter of the epochs, then the best trained one on all 4
+folds at full epochs with ``--rung1 full``) chose. Also the search's cost in units of one
 fine-tune: the wall time of the search ÷ the time of the plain rsft recipe's fit (``--epochs``,
 whole target sample + its accepted pool rows), i.e. the fine-tune a retrain without the search
 runs. Prints one JSON object.
@@ -40,6 +41,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--scenarios", nargs="+", default=["covariate", "concept", "gain"])
+    ap.add_argument("--rung1", choices=["full", "short"], default="full",
+                    help="adapt.rung1: survivors re-run at train.epochs on every fold (full) or the rest at CV epochs")
+    ap.add_argument("--keep", type=int, default=1, help="adapt.keep: trained candidates that survive rung 0")
     args = ap.parse_args()
     synth = SynthConfig(seed=7, machines=8, days=16, samples_per_day=600)
     pool = pl.concat([generate_day(synth, d)[0] for d in range(synth.days)])
@@ -52,7 +56,7 @@ def main() -> None:
     set_standardization(champion, xp, yp)
     fit(champion, (xp, yp), tcfg)
 
-    out: dict = {"pool_rows": len(yp), "seeds": args.seeds, "scenarios": {}}
+    out: dict = {"pool_rows": len(yp), "seeds": args.seeds, "rung1": args.rung1, "keep": args.keep, "scenarios": {}}
     for scenario in args.scenarios:
         per: dict[str, list[float]] = {}
         chosen, costs, fits = [], [], []
@@ -62,7 +66,8 @@ def main() -> None:
             xt, yt = to_matrix(tgt, FEAT), labels(tgt, FEAT)
             xh, yh = to_matrix(hold, FEAT), labels(hold, FEAT)
             groups = tgt["machine_id"].to_numpy()
-            acfg = AdaptConfig(enabled=True, strategies=STRATEGIES, folds=4, pool_rows=len(yp))  # CV epochs: default
+            acfg = AdaptConfig(enabled=True, strategies=STRATEGIES, folds=4, pool_rows=len(yp),  # CV epochs: default
+                               rung1=args.rung1, keep=args.keep)
             t0 = time.perf_counter()
             _, rep = run_search(acfg, tcfg.model_copy(update={"seed": seed}), ScorerConfig(), SENSORS, champion,
                                 (xt, yt, groups), PoolSample(xp, yp), holdout=(xh, yh), seed=seed)

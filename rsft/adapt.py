@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from rsft.config import AdaptConfig, ScorerConfig, TrainConfig
+from rsft.density.base import as_tensor, standardization
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class CandidateResult:
     seconds: float = 0.0
     skipped: str = ""
     eliminated: str = ""  # successive halving: why it was not run on every fold
+    short_losses: list[float] = field(default_factory=list)  # rung-0 losses at the CV epochs (rung1 = "full")
     final_seconds: float | None = None  # retrained on the whole target sample (with a hold-out)
 
     @property
@@ -258,7 +260,9 @@ class Search:
         key = (fold, len(xt))
         cache = self.__dict__.setdefault("_lw_cache", {})
         if key not in cache:
-            scorer = self._make_scorer(self.scorer_cfg, self.names).fit(xt, self.pool.x)
+            if "_pool_std" not in self.__dict__:  # the pool sample is the same for every fold: standardise it once
+                self._pool_std = standardization(as_tensor(self.pool.x), self.scorer_cfg.standardize)
+            scorer = self._make_scorer(self.scorer_cfg, self.names).fit(xt, self.pool.x, pool_standardization=self._pool_std)
             cache[key] = scorer.log_ratio(self.pool.x).double().numpy()
         return cache[key]
 
@@ -269,15 +273,17 @@ class Search:
     # ---- the search ------------------------------------------------------------------------
     def run(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
         """Grouped CV of every candidate, by successive halving when ``cfg.halving``: rung 0 runs
-        every candidate on the first ``rung0_folds`` folds; rung 1 runs only the ``keep`` best
-        trained candidates (and the training-free ones, which cost ~nothing) on the rest."""
+        every candidate on the first ``rung0_folds`` folds at the short CV epochs; rung 1 runs the
+        training-free ones (which cost ~nothing) on the rest and only the ``keep`` best trained
+        candidates further: with ``rung1="full"`` on every fold again at ``train.epochs`` (the
+        short losses only ranked them), with ``"short"`` on the remaining folds at the CV epochs."""
         t0 = time.perf_counter()
         folds = grouped_folds(groups, self.cfg.folds, self.seed)
         cands = make_candidates(self.cfg)
         results = [CandidateResult(c.name, c.strategy, c.cost) for c in cands]
         split = min(self.cfg.rung0_folds, len(folds)) if self.cfg.halving else len(folds)
 
-        def evaluate(c: Candidate, r: CandidateResult, fold_ids: range) -> None:
+        def evaluate(c: Candidate, r: CandidateResult, fold_ids: range, full: bool = False) -> None:
             t = time.perf_counter()
             for f in fold_ids:
                 over = self.cfg.time_budget_s is not None and time.perf_counter() - t0 > self.cfg.time_budget_s
@@ -285,7 +291,7 @@ class Search:
                     r.skipped = r.skipped or "time budget exhausted"
                     break
                 tr, va = folds[f]
-                model, n_pool = self.train(c, x[tr], y[tr], f)
+                model, n_pool = self.train(c, x[tr], y[tr], f, final=full)
                 r.fold_losses.append(self.loss(model, x[va], y[va]))
                 r.pool_rows.append(n_pool)
             r.seconds += time.perf_counter() - t
@@ -295,10 +301,16 @@ class Search:
             evaluate(c, r, range(split))
         trained = [r for c, r in zip(cands, results) if c.strategy not in FREE and r.fold_losses and not r.skipped]
         keep = {r.name for r in sorted(trained, key=lambda r: r.mean)[: self.cfg.keep]}
+        full = self.cfg.halving and self.cfg.rung1 == "full"
         for c, r in zip(cands, results):  # rung 1
-            if r.skipped or split == len(folds):
+            if r.skipped or (split == len(folds) and not full):
                 continue
-            if c.strategy in FREE or r.name in keep:
+            if c.strategy in FREE:
+                evaluate(c, r, range(split, len(folds)))
+            elif r.name in keep and full:  # every fold again, at the epochs the final fit gets
+                r.short_losses, r.fold_losses, r.pool_rows = r.fold_losses, [], []
+                evaluate(c, r, range(len(folds)), full=True)
+            elif r.name in keep:
                 evaluate(c, r, range(split, len(folds)))
             elif r.fold_losses:
                 r.eliminated = f"rung 0: CV loss {r.mean:.4g} on {split} fold(s), not among the best {self.cfg.keep}"
@@ -310,7 +322,7 @@ class Search:
             "folds": len(folds),
             "groups": int(len(np.unique(groups))),
             "cv_epochs": self.cv_cfg.epochs,
-            "halving": {"rung0_folds": split, "kept": sorted(keep),
+            "halving": {"rung0_folds": split, "kept": sorted(keep), "rung1": self.cfg.rung1,
                         "eliminated": [r.name for r in results if r.eliminated]} if self.cfg.halving else None,
             "fits": self.fits,
             "search_seconds": round(time.perf_counter() - t0, 2),

@@ -385,7 +385,12 @@ class AdaptConfig(_Model):
     # `keep` best trained candidates on the remaining folds (training-free ones run on all)
     halving: bool = True
     rung0_folds: int = Field(2, ge=1)
-    keep: int = Field(2, ge=1)
+    keep: int = Field(1, ge=1)
+    # rung 1 of the halving: "full" re-runs the kept candidates on every fold at train.epochs, so
+    # a trained recipe meets the training-free ones (keep_champion, recalibrate) at the epochs it
+    # will really get (short fits under-rate trained recipes); "short" runs the remaining folds at
+    # the CV epochs (cheaper, biased toward the training-free candidates)
+    rung1: Literal["full", "short"] = "full"
 
 
 # --------------------------------------------------------------------------------------

@@ -69,14 +69,19 @@ class DensityRatioScorer(nn.Module):
         self._diag: dict[str, Any] = {}
 
     # ---- public protocol -------------------------------------------------------------------
-    def fit(self, target: Any, pool: Any) -> DensityRatioScorer:
-        """Fit on raw float features: target [n_t, d], pool sample [n_p, d]. Returns self."""
+    def fit(self, target: Any, pool: Any, pool_standardization: tuple[torch.Tensor, torch.Tensor] | None = None
+            ) -> DensityRatioScorer:
+        """Fit on raw float features: target [n_t, d], pool sample [n_p, d]. Returns self.
+
+        ``pool_standardization``: ``standardization(pool, cfg.standardize)`` computed by the caller
+        once, for callers that refit against the same pool sample (the adapt search's folds).
+        """
         xt, xp = self._check("target", target), self._check("pool", pool)
         if len(xp) < 2:
             raise ValueError(f"{self.kind} scorer: need at least 2 pool rows, got {len(xp)}")
         if len(xt) < 2:
             raise ValueError(f"{self.kind} scorer: need at least 2 target rows, got {len(xt)}")
-        mean, scale = standardization(xp, self.cfg.standardize)
+        mean, scale = pool_standardization or standardization(xp, self.cfg.standardize)
         constant = scale <= 1e-9 * (1 + mean.abs())
         self.mean.copy_(mean)
         self.scale.copy_(torch.where(constant, torch.ones_like(scale), scale))

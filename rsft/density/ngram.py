@@ -62,7 +62,7 @@ class NgramScorer(DensityRatioScorer):
         self.register_buffer("log_p_t", torch.zeros(cfg.buckets, dtype=torch.float64))
         self.register_buffer("log_p_p", torch.zeros(cfg.buckets, dtype=torch.float64))
 
-    def fit(self, target: Any, pool: Any) -> NgramScorer:
+    def fit(self, target: Any, pool: Any, pool_standardization: Any = None) -> NgramScorer:  # text: nothing to standardise
         (ft, ot), (fp, op) = as_flat(target), as_flat(pool)
         if len(ot) < 2 or len(ft) == 0:
             raise ValueError("ngram scorer: the target sample has no documents with tokens")
