@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--rung1", choices=["full", "short"], default="full",
                     help="adapt.rung1: survivors re-run at train.epochs on every fold (full) or the rest at CV epochs")
     ap.add_argument("--keep", type=int, default=1, help="adapt.keep: trained candidates that survive rung 0")
+    ap.add_argument("--rung0-folds", type=int, default=1, help="adapt.rung0_folds: folds every candidate runs in rung 0")
     args = ap.parse_args()
     synth = SynthConfig(seed=7, machines=8, days=16, samples_per_day=600)
     pool = pl.concat([generate_day(synth, d)[0] for d in range(synth.days)])
@@ -56,7 +57,8 @@ def main() -> None:
     set_standardization(champion, xp, yp)
     fit(champion, (xp, yp), tcfg)
 
-    out: dict = {"pool_rows": len(yp), "seeds": args.seeds, "rung1": args.rung1, "keep": args.keep, "scenarios": {}}
+    out: dict = {"pool_rows": len(yp), "seeds": args.seeds, "rung1": args.rung1, "keep": args.keep,
+                 "rung0_folds": args.rung0_folds, "scenarios": {}}
     for scenario in args.scenarios:
         per: dict[str, list[float]] = {}
         chosen, costs, fits = [], [], []
@@ -67,7 +69,7 @@ def main() -> None:
             xh, yh = to_matrix(hold, FEAT), labels(hold, FEAT)
             groups = tgt["machine_id"].to_numpy()
             acfg = AdaptConfig(enabled=True, strategies=STRATEGIES, folds=4, pool_rows=len(yp),  # CV epochs: default
-                               rung1=args.rung1, keep=args.keep)
+                               rung1=args.rung1, keep=args.keep, rung0_folds=args.rung0_folds)
             t0 = time.perf_counter()
             _, rep = run_search(acfg, tcfg.model_copy(update={"seed": seed}), ScorerConfig(), SENSORS, champion,
                                 (xt, yt, groups), PoolSample(xp, yp), holdout=(xh, yh), seed=seed)

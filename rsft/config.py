@@ -381,10 +381,10 @@ class AdaptConfig(_Model):
     # epochs per cross-validation fit (None = a quarter of train.epochs, at least 2): CV only
     # ranks the recipes; the chosen one is then retrained with train.epochs
     epochs: int | None = None
-    # successive halving: every candidate on the first `rung0_folds` folds, then only the
+    # successive halving: every candidate on the first `rung0_folds` folds (short CV fits), then only the
     # `keep` best trained candidates on the remaining folds (training-free ones run on all)
     halving: bool = True
-    rung0_folds: int = Field(2, ge=1)
+    rung0_folds: int = Field(1, ge=1)
     keep: int = Field(1, ge=1)
     # rung 1 of the halving: "full" re-runs the kept candidates on every fold at train.epochs, so
     # a trained recipe meets the training-free ones (keep_champion, recalibrate) at the epochs it
