@@ -190,6 +190,54 @@ def rejection_indices(log_w: np.ndarray, beta: float, m_quantile: float, rng: np
 
 
 FREE = ("keep_champion", "recalibrate")  # candidates that train nothing (closed form or as is)
+POOL_STRATEGIES = ("rsft", "random_mix", "weighted")  # candidates that draw pool rows (need log w)
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One candidate (index into ``make_candidates``) on one fold; ``full`` = at ``train.epochs``."""
+
+    candidate: int
+    fold: int
+    full: bool = False
+
+
+@dataclass
+class UnitResult:
+    loss: float = math.nan
+    pool_rows: int = 0
+    seconds: float = 0.0
+    fits: int = 0
+    skipped: str = ""
+
+
+@dataclass
+class UnitCall:
+    """Everything one unit needs (picklable: a Dask worker gets a copy)."""
+
+    search: "Search"
+    unit: Unit
+    x: np.ndarray
+    y: np.ndarray
+    folds: list
+    deadline: float | None  # wall-clock time.time() after which trained units are skipped
+
+
+def run_unit(call: UnitCall) -> UnitResult:
+    """Train one candidate on one fold's training rows (+ its pool rows) and score the held-out
+    rows. Training-free candidates always run; a trained one past the deadline is skipped."""
+    s, u = call.search, call.unit
+    c = make_candidates(s.cfg)[u.candidate]
+    if c.strategy not in FREE and call.deadline is not None and time.time() > call.deadline:
+        return UnitResult(skipped="time budget exhausted")
+    t = time.perf_counter()
+    tr, va = call.folds[u.fold]
+    model, n_pool = s.train(c, call.x[tr], call.y[tr], u.fold, final=u.full, count=False)
+    loss = s.loss(model, call.x[va], call.y[va])
+    return UnitResult(loss, n_pool, time.perf_counter() - t, int(c.strategy not in FREE))
+
+
+MapUnits = Callable[[Callable[[UnitCall], UnitResult], list[UnitCall]], list[UnitResult]]
 
 
 class Search:
@@ -218,7 +266,8 @@ class Search:
         self.fits = 0  # trained fits run (cost accounting)
 
     # ---- one candidate on one split ----------------------------------------------------
-    def train(self, c: Candidate, xt: np.ndarray, yt: np.ndarray, fold: int, final: bool = False) -> tuple[nn.Module, int]:
+    def train(self, c: Candidate, xt: np.ndarray, yt: np.ndarray, fold: int, final: bool = False,
+              count: bool = True) -> tuple[nn.Module, int]:
         """The candidate's model trained on target rows (xt, yt) + its pool rows; returns (model,
         pool rows). CV fits use ``cv_cfg``'s epochs, a ``final`` fit ``train.epochs``."""
         if c.strategy == "keep_champion":
@@ -230,7 +279,7 @@ class Search:
         cfg = (self.train_cfg if final else self.cv_cfg).model_copy(update={"seed": self.seed + fold})
         pool_idx = np.array([], dtype=np.int64)
         weights = None
-        if c.strategy in ("rsft", "random_mix", "weighted"):
+        if c.strategy in POOL_STRATEGIES:
             log_w = self._log_w(xt, fold)
             n_rs = len(rejection_indices(log_w, 1.0, self.cfg.m_quantiles[0], np.random.default_rng([self.seed, fold])))
             if c.strategy == "rsft":
@@ -253,7 +302,8 @@ class Search:
             data = (x, y, np.concatenate([weights, np.ones(len(yt) * reps, np.float32)]))
         model = copy.deepcopy(self.warm)
         self._fit(model, data, cfg)
-        self.fits += 1
+        if count:  # CV units report their fits in UnitResult (they may run in another process)
+            self.fits += 1
         return model, len(pool_idx)
 
     def _log_w(self, xt: np.ndarray, fold: int) -> np.ndarray:
@@ -271,49 +321,66 @@ class Search:
         return float(np.sqrt(np.mean((pred - y) ** 2)))
 
     # ---- the search ------------------------------------------------------------------------
-    def run(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray) -> dict[str, Any]:
+    def prepare(self, x: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Fit each fold's density-ratio scorer once, before any unit runs, so units (in threads
+        or other processes) only read the cache and never refit or race."""
+        if any(c.strategy in POOL_STRATEGIES for c in make_candidates(self.cfg)):
+            for f, (tr, _) in enumerate(folds):
+                self._log_w(x[tr], f)
+
+    def run(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray, map_units: MapUnits | None = None) -> dict[str, Any]:
         """Grouped CV of every candidate, by successive halving when ``cfg.halving``: rung 0 runs
         every candidate on the first ``rung0_folds`` folds at the short CV epochs; rung 1 runs the
         training-free ones (which cost ~nothing) on the rest and only the ``keep`` best trained
         candidates further: with ``rung1="full"`` on every fold again at ``train.epochs`` (the
-        short losses only ranked them), with ``"short"`` on the remaining folds at the CV epochs."""
+        short losses only ranked them), with ``"short"`` on the remaining folds at the CV epochs.
+
+        Each rung is a list of independent :class:`Unit` s (one candidate on one fold);
+        ``map_units(run_unit, [UnitCall, ...])`` runs them — in order here by default, as Prefect
+        tasks on a thread pool or a Dask cluster from ``tasks/adapt.py`` — and must return the
+        results in the order given. The outcome does not depend on the executor.
+        """
         t0 = time.perf_counter()
+        deadline = None if self.cfg.time_budget_s is None else time.time() + self.cfg.time_budget_s
         folds = grouped_folds(groups, self.cfg.folds, self.seed)
         cands = make_candidates(self.cfg)
         results = [CandidateResult(c.name, c.strategy, c.cost) for c in cands]
         split = min(self.cfg.rung0_folds, len(folds)) if self.cfg.halving else len(folds)
+        self.prepare(x, folds)
+        run_all = map_units or (lambda fn, calls: [fn(call) for call in calls])
 
-        def evaluate(c: Candidate, r: CandidateResult, fold_ids: range, full: bool = False) -> None:
-            t = time.perf_counter()
-            for f in fold_ids:
-                over = self.cfg.time_budget_s is not None and time.perf_counter() - t0 > self.cfg.time_budget_s
-                if over and c.strategy not in FREE:  # training-free candidates always run
-                    r.skipped = r.skipped or "time budget exhausted"
-                    break
-                tr, va = folds[f]
-                model, n_pool = self.train(c, x[tr], y[tr], f, final=full)
-                r.fold_losses.append(self.loss(model, x[va], y[va]))
-                r.pool_rows.append(n_pool)
-            r.seconds += time.perf_counter() - t
-            log.info("adapt: %s cv=%.4g±%.2g (%.1fs)", c.name, r.mean, r.se, r.seconds)
+        def rung(units: list[Unit]) -> None:
+            calls = [UnitCall(self, u, x, y, folds, deadline) for u in units]
+            for u, out in zip(units, run_all(run_unit, calls)):
+                r = results[u.candidate]
+                r.seconds += out.seconds
+                self.fits += out.fits
+                if out.skipped:
+                    r.skipped = r.skipped or out.skipped
+                elif not r.skipped:  # a fold after a skipped one does not count (the budget ran out)
+                    r.fold_losses.append(out.loss)
+                    r.pool_rows.append(out.pool_rows)
 
-        for c, r in zip(cands, results):  # rung 0
-            evaluate(c, r, range(split))
+        rung([Unit(i, f) for i in range(len(cands)) for f in range(split)])  # rung 0
         trained = [r for c, r in zip(cands, results) if c.strategy not in FREE and r.fold_losses and not r.skipped]
         keep = {r.name for r in sorted(trained, key=lambda r: r.mean)[: self.cfg.keep]}
         full = self.cfg.halving and self.cfg.rung1 == "full"
-        for c, r in zip(cands, results):  # rung 1
+        units = []
+        for i, (c, r) in enumerate(zip(cands, results)):  # rung 1
             if r.skipped or (split == len(folds) and not full):
                 continue
             if c.strategy in FREE:
-                evaluate(c, r, range(split, len(folds)))
+                units += [Unit(i, f) for f in range(split, len(folds))]
             elif r.name in keep and full:  # every fold again, at the epochs the final fit gets
                 r.short_losses, r.fold_losses, r.pool_rows = r.fold_losses, [], []
-                evaluate(c, r, range(len(folds)), full=True)
+                units += [Unit(i, f, full=True) for f in range(len(folds))]
             elif r.name in keep:
-                evaluate(c, r, range(split, len(folds)))
+                units += [Unit(i, f) for f in range(split, len(folds))]
             elif r.fold_losses:
                 r.eliminated = f"rung 0: CV loss {r.mean:.4g} on {split} fold(s), not among the best {self.cfg.keep}"
+        rung(units)
+        for r in results:
+            log.info("adapt: %s cv=%.4g±%.2g (%.1fs)", r.name, r.mean, r.se, r.seconds)
         chosen, why = choose(results, self.cfg.one_se)
         return {
             "candidates": [r.to_dict() for r in results],
@@ -347,11 +414,13 @@ def run_search(
     pool: PoolSample,
     holdout: tuple[np.ndarray, np.ndarray] | None = None,
     seed: int = 0,
+    map_units: MapUnits | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Search, then retrain the chosen recipe on the whole target sample.
 
     ``target`` = (x, y, groups). With a ``holdout`` (x, y), every candidate is also retrained on
     the whole target sample and scored on it, so the report shows CV score beside hold-out RMSE.
+    ``map_units``: how the CV units run (see :meth:`Search.run`; default: one after the other).
     Returns (chosen model, report).
     """
     from rsft.density import make_scorer
@@ -360,7 +429,7 @@ def run_search(
 
     search = Search(cfg, train_cfg, scorer_cfg, feature_names, warm, pool, fit, predict, make_scorer, seed)
     x, y, groups = target
-    report = search.run(x, y, groups)
+    report = search.run(x, y, groups, map_units)
     t = time.perf_counter()
     chosen, _ = search.final(report["chosen"], x, y)
     report["final_fit_seconds"] = round(time.perf_counter() - t, 2)
@@ -392,3 +461,30 @@ def candidate_table(report: dict[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def plot_candidates(report: dict[str, Any], path: str) -> str:
+    """Bar chart of every candidate's CV RMSE (mean ± SE; hold-out RMSE beside it when present),
+    the chosen one highlighted, eliminated ones hatched. Returns ``path`` (PNG)."""
+    from matplotlib.figure import Figure
+
+    rows = [r for r in report["candidates"] if r["fold_losses"]]
+    fig = Figure(figsize=(max(5.0, 1.1 * len(rows) + 2), 3.6), layout="constrained")
+    ax = fig.add_subplot()
+    idx = np.arange(len(rows))
+    cv = [r["cv_loss_mean"] for r in rows]
+    se = [r["cv_loss_se"] for r in rows]
+    colors = ["tab:green" if r["name"] == report["chosen"] else "tab:blue" for r in rows]
+    bars = ax.bar(idx - 0.2, cv, 0.4, yerr=se, color=colors, capsize=3, label="CV RMSE (mean ± SE)")
+    for b, r in zip(bars, rows):
+        if r.get("eliminated"):
+            b.set_hatch("//")
+            b.set_alpha(0.6)
+    if all("holdout_rmse" in r for r in rows):
+        ax.bar(idx + 0.2, [r["holdout_rmse"] for r in rows], 0.4, color="tab:gray", label="hold-out RMSE")
+    ax.set_xticks(idx, [r["name"] for r in rows], rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel("RMSE")
+    ax.set_title(f"adapt: chose {report['chosen']} (green; hatched = eliminated in rung 0)", fontsize=9)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110)
+    return path

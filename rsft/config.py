@@ -391,6 +391,12 @@ class AdaptConfig(_Model):
     # will really get (short fits under-rate trained recipes); "short" runs the remaining folds at
     # the CV epochs (cheaper, biased toward the training-free candidates)
     rung1: Literal["full", "short"] = "full"
+    # how the CV units (one candidate on one fold) run inside a retrain: one Prefect task each on a
+    # thread pool ("thread") or a Dask cluster ("dask": dask_address, or a LocalCluster of
+    # `concurrency` processes), at most `concurrency` at a time; "inline" = plain calls, no tasks
+    task_runner: Literal["thread", "dask", "inline"] = "thread"
+    concurrency: int = Field(2, ge=1)
+    dask_address: str | None = None
 
 
 # --------------------------------------------------------------------------------------

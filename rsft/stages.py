@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -373,9 +375,11 @@ def finetune_register_stage(
     selection: dict[str, Any],
     report: dict[str, Any] | None,
     on_epoch=None,
+    map_units=None,
 ) -> dict[str, Any]:
     """Warm start, fine-tune the challenger, score it and the champion on the same hold-out,
-    log everything to one MLflow run, register the challenger, and promote it if it wins."""
+    log everything to one MLflow run, register the challenger, and promote it if it wins.
+    ``map_units``: how the adapt search's CV units run (``rsft.adapt.Search.run``)."""
     import copy
 
     import mlflow
@@ -443,7 +447,7 @@ def finetune_register_stage(
             example = train[0][:5]
         adapt_report = None
         if cfg.adapt.enabled:
-            challenger, adapt_report = adapt_stage(cfg, start, prefiltered)
+            challenger, adapt_report = adapt_stage(cfg, start, prefiltered, map_units)
             result = None
             counts["adapt_candidates"] = len(adapt_report["candidates"])
         else:
@@ -518,12 +522,12 @@ def finetune_register_stage(
     }
 
 
-def adapt_stage(cfg: PipelineConfig, warm, prefiltered: dict[str, Any]):
+def adapt_stage(cfg: PipelineConfig, warm, prefiltered: dict[str, Any], map_units=None):
     """Choose tonight's recipe by grouped CV on the target sample; every candidate is a nested
     MLflow run; returns (chosen model retrained on the whole target sample, report)."""
     import mlflow
 
-    from rsft.adapt import PoolSample, candidate_table, run_search, time_blocks
+    from rsft.adapt import PoolSample, candidate_table, plot_candidates, run_search, time_blocks
     from rsft.features import feature_names
 
     target = load_target(cfg)
@@ -543,7 +547,7 @@ def adapt_stage(cfg: PipelineConfig, warm, prefiltered: dict[str, Any]):
     ).collect()
     xp, yp = arrays(pool_df, cfg)
     model, report = run_search(a, cfg.train, cfg.scorer, feature_names(cfg.features), warm, (xt, yt, groups),
-                               PoolSample(xp, yp), seed=cfg.train.seed)
+                               PoolSample(xp, yp), seed=cfg.train.seed, map_units=map_units)
     for row in report["candidates"]:
         with mlflow.start_run(run_name=f"candidate: {row['name']}", nested=True):
             mlflow.set_tags({"rsft.candidate": row["name"], "rsft.strategy": row["strategy"],
@@ -553,6 +557,8 @@ def adapt_stage(cfg: PipelineConfig, warm, prefiltered: dict[str, Any]):
                 mlflow.log_metrics({"cv_rmse_mean": row["cv_loss_mean"], "cv_rmse_se": row["cv_loss_se"],
                                     "pool_rows": row["pool_rows_mean"], "seconds": row["seconds"]})
     mlflow.log_text(json.dumps(report, indent=2, default=float), "adapt/report.json")
+    with tempfile.TemporaryDirectory() as d:
+        mlflow.log_artifact(plot_candidates(report, os.path.join(d, "candidates.png")), "adapt")
     mlflow.log_text("\n".join(json.dumps(r) for r in candidate_table(report)), "adapt/candidates.jsonl")
     mlflow.set_tags({"rsft.adapt_chosen": report["chosen"], "rsft.adapt_why": report["why"][:250]})
     return model, report

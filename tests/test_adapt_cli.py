@@ -49,17 +49,25 @@ def test_rsft_adapt_errors_are_one_line(tmp_path):
 
 
 @pytest.mark.slow
-def test_retrain_with_adapt_logs_nested_candidates(tmp_path):
+def test_retrain_with_adapt_logs_nested_candidates(tmp_path, prefect_harness):
+    """The Prefect retrain with the search on: CV units run as task runs inside the fine-tune task,
+    every candidate is a nested MLflow run, the plot is logged, the table is a Prefect artifact."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.retrain import retrain
     from rsft import registry, stages
     from rsft.config import load_config
     from rsft.synth import write_synthetic
 
-    cfg = load_config(small_config(tmp_path), {
+    overrides = {
         "adapt.enabled": True, "adapt.epochs": 2, "adapt.folds": 3, "adapt.group_by": "machine_id",
         "adapt.strategies": ["keep_champion", "recalibrate", "sample_only", "rsft"],
-    })
+    }
+    cfg_path = small_config(tmp_path)
+    cfg = load_config(cfg_path, overrides)
     write_synthetic(cfg.synth, tmp_path / "raw")
-    out = stages.retrain_local(cfg)
+    out = retrain(config_path=str(cfg_path), overrides=overrides)
     names = ["keep_champion", "recalibrate", "sample_only", "rsft β=1 q=0.99"]
     assert out["recipe"] in names
     assert len(out["adapt_candidates"]) == 4
@@ -67,3 +75,7 @@ def test_retrain_with_adapt_logs_nested_candidates(tmp_path):
     kids = mlc.search_runs([mlc.get_run(out["mlflow_run"]).info.experiment_id],
                            filter_string=f"tags.mlflow.parentRunId = '{out['mlflow_run']}'")
     assert sorted(r.data.tags["rsft.candidate"] for r in kids) == sorted(names)
+    assert "adapt/candidates.png" in [a.path for a in mlc.list_artifacts(out["mlflow_run"], "adapt")]
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["adapt-candidates"])))
+    assert arts and any("chose" in (a.description or "") for a in arts)

@@ -74,7 +74,10 @@ def test_dataloader_workers_shard_without_overlap(tmp_path):
     _write(tmp_path, n=2400)
     s = ParquetStream(tmp_path, ["i"], "y", batch_size=50, shuffle_buffer=300, seed=0)
     s.set_epoch(2)
-    ids = np.concatenate([b[0][:, 0].numpy() for b in DataLoader(s, batch_size=None, num_workers=2)])
+    # spawn, not fork: a forked worker inherits whatever the test process hosts (the session's
+    # ephemeral Prefect server threads) and may exit non-zero at shutdown
+    loader = DataLoader(s, batch_size=None, num_workers=2, multiprocessing_context="spawn")
+    ids = np.concatenate([b[0][:, 0].numpy() for b in loader])
     assert sorted(ids.astype(int)) == list(range(2400))
 
 

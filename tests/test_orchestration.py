@@ -61,3 +61,52 @@ def test_dask_and_thread_runners_select_identical_rows(tmp_path, prefect_harness
         rows[runner] = pl.read_parquet(out["output"]).select("_source", "_row").sort("_source", "_row")
         assert out["rows_out"] == rows[runner].height > 0
     assert rows["thread"].equals(rows["dask"])
+
+
+@pytest.mark.slow
+def test_adapt_units_fan_out_as_prefect_tasks_on_threads_and_dask_with_the_same_result(prefect_harness):
+    """Each (candidate, fold) CV unit is one Prefect task run; the thread pool and a Dask
+    LocalCluster give the same fold losses, choice and fit count as plain in-order calls."""
+    import numpy as np
+    from prefect import flow, task
+    from prefect.cache_policies import NO_CACHE
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from rsft.adapt import PoolSample, run_search, time_blocks
+    from rsft.config import AdaptConfig, ScorerConfig, TrainConfig
+    from tasks.adapt import unit_mapper
+    from tests.test_adapt import _warm, _world
+
+    x, y = _world()
+    warm = _warm(x, y)
+    xt, _ = _world(3, 240)
+    yt = (xt @ np.array([-1.0, 1.0, 2.0])).astype(np.float32)
+    base = AdaptConfig(enabled=True, strategies=["keep_champion", "recalibrate", "sample_only", "rsft"], folds=4,
+                       epochs=3, pool_rows=4000, concurrency=2)
+    tcfg = TrainConfig(seed=0, lr=1e-2, epochs=6)
+
+    @task(name="search", cache_policy=NO_CACHE)
+    def search(cfg):  # as in the retrain: the runner is opened inside the fine-tune task
+        with unit_mapper(cfg) as map_units:
+            return run_search(cfg, tcfg, ScorerConfig(), list("abc"), warm, (xt, yt, time_blocks(240, 8)),
+                              PoolSample(x, y), map_units=map_units)[1]
+
+    @flow(name="adapt-fan-out")
+    def fan_out(runner: str):
+        from prefect.runtime import flow_run
+
+        flow_ids[runner] = flow_run.id
+        return search(base.model_copy(update={"task_runner": runner}))
+
+    reports, flow_ids = {}, {}
+    for runner in ("inline", "thread", "dask"):
+        reports[runner] = fan_out(runner)
+    key = lambda rep: (rep["chosen"], rep["fits"], [(r["name"], r["fold_losses"], r["pool_rows"]) for r in rep["candidates"]])  # noqa: E731
+    assert key(reports["thread"]) == key(reports["inline"])
+    assert key(reports["dask"]) == key(reports["inline"])
+    units = sum(len(r["fold_losses"]) + len(r.get("short_losses") or []) for r in reports["inline"]["candidates"])
+    with get_client(sync_client=True) as client:
+        for runner, n in (("inline", 0), ("thread", units)):
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_ids[runner]])))
+            assert sum(r.name.startswith("cv ") for r in runs) == n, (runner, [r.name for r in runs])

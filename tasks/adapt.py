@@ -1,0 +1,62 @@
+"""The adapt search's CV units as Prefect tasks: one task run per (candidate, fold), at most
+``adapt.concurrency`` at a time, on a thread pool or a Dask cluster (``adapt.task_runner``).
+
+The search itself (rungs, halving, the choice) stays in ``rsft.adapt``; this module only supplies
+the ``map_units`` executor it calls, so the result is the same whichever runner executes it.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from rsft.adapt import UnitCall, UnitResult, make_candidates, run_unit
+from rsft.config import AdaptConfig
+
+
+def _unit_run_name() -> str:
+    from prefect.runtime import task_run
+
+    call = task_run.parameters.get("call")
+    if call is None:
+        return "adapt-unit"
+    u = call.unit
+    name = make_candidates(call.search.cfg)[u.candidate].name
+    return f"cv {name} fold {u.fold}" + (" (full epochs)" if u.full else "")
+
+
+# inputs are arrays and a model: never hashed for a cache key, never persisted as a result
+@task(name="adapt-cv-unit", cache_policy=NO_CACHE, persist_result=False, task_run_name=_unit_run_name)
+def adapt_unit_task(call: UnitCall) -> UnitResult:
+    return run_unit(call)
+
+
+def task_runner(cfg: AdaptConfig):
+    if cfg.task_runner == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if cfg.dask_address:
+            return DaskTaskRunner(address=cfg.dask_address)
+        return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.concurrency, "threads_per_worker": 1, "processes": True})
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    return ThreadPoolTaskRunner(max_workers=cfg.concurrency)
+
+
+@contextmanager
+def unit_mapper(cfg: AdaptConfig) -> Iterator[Callable[[Any, list[UnitCall]], list[UnitResult]] | None]:
+    """A ``map_units`` for ``rsft.adapt.run_search`` backed by one task runner kept open for the
+    whole search (a Dask cluster starts once); ``None`` for ``task_runner: inline``."""
+    if cfg.task_runner == "inline":
+        yield None
+        return
+    with task_runner(cfg) as runner:
+
+        def map_units(fn, calls: list[UnitCall]) -> list[UnitResult]:
+            futures = [runner.submit(adapt_unit_task, parameters={"call": c}) for c in calls]
+            return [f.result() for f in futures]
+
+        yield map_units
