@@ -91,9 +91,15 @@ class ContractConfig(_Model):
     delimiter: str = ","
     sniff_delimiter: bool = False
     empty_file: Literal["error", "zero_rows"] = "error"
+    # CSV record with a wrong field count: "quarantine" (its missing fields read as empty, the row is
+    # quarantined as missing) or "fail_file" (a quote-aware extra pass fails the file at the first one)
     structural_errors: Literal["quarantine", "fail_file"] = "quarantine"
+    # JSONL line that is not UTF-8: quarantined, fails the file, or decoded as latin-1
+    # (a CSV that is not UTF-8 fails the file)
     decode_errors: Literal["quarantine", "fail_file", "latin1"] = "quarantine"
-    max_line_bytes: int | None = None  # quarantine (or fail) records longer than this
+    # a record (CSV, fields + separators) or line (JSONL) longer than this fails the file;
+    # None = no limit (a huge value is then judged by the value checks and quarantined)
+    max_line_bytes: int | None = Field(None, ge=1)
 
 
 class IngestConfig(_Model):

@@ -123,7 +123,36 @@ def test_rerun_is_idempotent_and_changed_file_replaces(tmp_path):
     assert scan_dataset(ds).collect().height == 50
 
 
-@pytest.mark.parametrize("update", [{"structural_errors": "fail_file"}, {"decode_errors": "latin1"}, {"max_line_bytes": 1000}])
-def test_unimplemented_policies_are_refused_not_ignored(update, tmp_path):
-    with pytest.raises(ValueError, match="not implemented yet"):
-        ingest([str(BAD_INPUTS / "clean.csv")], tmp_path / "ds", CFG.ingest.sensors.model_copy(update=update))
+@pytest.mark.parametrize(
+    "file, update, mentions",
+    [
+        ("truncated_midrow.csv", {"structural_errors": "fail_file"}, ["row 40", "wrong number of fields (9, expected 16)"]),
+        ("latin1_text.jsonl", {"decode_errors": "fail_file"}, ["line 4", "invalid utf-8"]),
+        ("huge_line.csv", {"max_line_bytes": 100_000}, ["row 21", "max_line_bytes"]),
+    ],
+)
+def test_fail_file_policies(file, update, mentions, tmp_path):
+    """The manifest's file-error alternatives: one line naming the record, nothing written."""
+    contract = (CFG.ingest.logs if file.endswith(".jsonl") else CFG.ingest.sensors).model_copy(update=update)
+    res = ingest([str(BAD_INPUTS / file)], tmp_path / "ds", contract).files[0]
+    assert res.status == "failed" and "\n" not in res.error and file in res.error
+    assert all(m.lower() in res.error.lower() for m in mentions), res.error
+    assert not list((tmp_path / "ds").rglob("*.parquet"))
+
+
+def test_latin1_fallback_decodes_instead_of_quarantining(tmp_path):
+    contract = CFG.ingest.logs.model_copy(update={"decode_errors": "latin1"})
+    res = ingest([str(BAD_INPUTS / "latin1_text.jsonl")], tmp_path / "ds", contract).files[0]
+    assert (res.status, res.rows_total, res.rows_ok, res.rows_quarantined) == ("ok", 20, 20, 0)
+    text = scan_dataset(tmp_path / "ds").collect().sort("_row")["text"].to_list()
+    assert any(ch in text[3] for ch in "äüÖé°") and "\ufffd" not in "".join(text)
+
+
+def test_permissive_limits_and_clean_files_are_unaffected(tmp_path):
+    """A limit above every record, and the structural pass on a file without structural errors
+    (RFC 4180 quoting with embedded separators and newlines), change nothing."""
+    for file, update, counts in (("huge_line.csv", {"max_line_bytes": 10_000_000}, (40, 39, 1)),
+                                 ("quoted_fields.csv", {"structural_errors": "fail_file"}, (30, 25, 5))):
+        contract = CFG.ingest.sensors.model_copy(update=update)
+        res = ingest([str(BAD_INPUTS / file)], tmp_path / file, contract).files[0]
+        assert (res.status, res.rows_total, res.rows_ok, res.rows_quarantined) == ("ok", *counts), res.error
