@@ -399,7 +399,9 @@ class AdaptConfig(_Model):
     rung1: Literal["full", "short"] = "full"
     # how the CV units (one candidate on one fold) run inside a retrain: one Prefect task each on a
     # thread pool ("thread") or a Dask cluster ("dask": dask_address, or a LocalCluster of
-    # `concurrency` processes), at most `concurrency` at a time; "inline" = plain calls, no tasks
+    # `concurrency` processes), at most `concurrency` at a time; "inline" = plain calls, no tasks.
+    # Units are seeded per (seed, fold, candidate); only a model with dropout > 0 on the thread runner
+    # with concurrency > 1 shares torch's global RNG across units (use dask for bit-identical reruns)
     task_runner: Literal["thread", "dask", "inline"] = "thread"
     concurrency: int = Field(2, ge=1)
     dask_address: str | None = None
