@@ -389,6 +389,7 @@ class Search:
             "folds": len(folds),
             "groups": int(len(np.unique(groups))),
             "cv_epochs": self.cv_cfg.epochs,
+            "full_epochs": self.train_cfg.epochs,
             "halving": {"rung0_folds": split, "kept": sorted(keep), "rung1": self.cfg.rung1,
                         "eliminated": [r.name for r in results if r.eliminated]} if self.cfg.halving else None,
             "fits": self.fits,
@@ -445,6 +446,16 @@ def run_search(
     return chosen, report
 
 
+def _cv_note(r: dict[str, Any], report: dict[str, Any]) -> str:
+    """How a trained candidate's CV figure was obtained (short fits are not comparable with full ones)."""
+    if r["strategy"] in FREE:
+        return ""
+    n = len(r["fold_losses"])
+    epochs = report.get("full_epochs") if r.get("short_losses") else report.get("cv_epochs")
+    what = f" ({n} fold{'s' if n != 1 else ''}" + (f" at {epochs} epochs" if epochs else "")
+    return what + (", eliminated)" if r.get("eliminated") else ")")
+
+
 def candidate_table(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows for printing / artifacts: name, CV loss mean ± SE, pool rows, seconds, hold-out."""
     rows = []
@@ -452,8 +463,9 @@ def candidate_table(report: dict[str, Any]) -> list[dict[str, Any]]:
         rows.append(
             {
                 "candidate": r["name"] + ("  ← chosen" if r["name"] == report["chosen"] else ""),
-                "cv_rmse": ("skipped" if not r["fold_losses"] else f"{r['cv_loss_mean']:.4f} ± {r['cv_loss_se']:.4f}"
-                            + (f" ({len(r['fold_losses'])} folds, eliminated)" if r.get("eliminated") else "")
+                "cv_rmse": ("skipped" if not r["fold_losses"] else f"{r['cv_loss_mean']:.4f}"
+                            + (f" ± {r['cv_loss_se']:.4f}" if len(r["fold_losses"]) > 1 else "")
+                            + _cv_note(r, report)
                             + (" (time budget)" if r["skipped"] and r["fold_losses"] else "")),
                 "pool_rows": int(r["pool_rows_mean"]),
                 "seconds": round(r["seconds"], 1),
