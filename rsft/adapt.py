@@ -364,7 +364,8 @@ class Search:
         rung([Unit(i, f) for i in range(len(cands)) for f in range(split)])  # rung 0
         trained = [r for c, r in zip(cands, results) if c.strategy not in FREE and r.fold_losses and not r.skipped]
         keep = {r.name for r in sorted(trained, key=lambda r: r.mean)[: self.cfg.keep]}
-        full = self.cfg.halving and self.cfg.rung1 == "full"
+        # re-running at train.epochs only matters when the CV fits were shorter
+        full = self.cfg.halving and self.cfg.rung1 == "full" and self.cv_cfg.epochs < self.train_cfg.epochs
         units = []
         for i, (c, r) in enumerate(zip(cands, results)):  # rung 1
             if r.skipped or (split == len(folds) and not full):

@@ -293,6 +293,7 @@ def adapt(
     epochs: int = typer.Option(10, "--epochs", min=1, help="Epochs per fit: every cross-validation fit and the final retrain of the chosen recipe."),
     seed: int = typer.Option(0, "--seed", help="Seed for folds, sampling and training."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write the candidate report as JSON here."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG bar chart of the candidates' CV (and hold-out) RMSE here."),
 ) -> None:
     """Try rsft on your own files: which adaptation recipe would tonight's retrain choose, and why.
 
@@ -350,6 +351,10 @@ def adapt(
     console.print(f"chosen: [bold]{report['chosen']}[/] — {report['why']}")
     if json_out:
         json_out.write_text(json.dumps(report, indent=2, default=float))
+    if plot:
+        from rsft.adapt import plot_candidates
+
+        console.print(f"plot: {plot_candidates(report, str(plot))}")
 
 
 @app.command("check-config")

@@ -28,7 +28,8 @@ def test_rsft_adapt_on_csv_files(tmp_path):
         [sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "pool.csv"), "--target-sample",
          str(tmp_path / "target.csv"), "--label", "quality", "--holdout", str(tmp_path / "holdout.parquet"),
          "--group-by", "machine_id", "--folds", "3", "--epochs", "2",
-         "--strategies", "keep_champion,recalibrate,sample_only,random_mix,rsft", "--json-out", str(tmp_path / "r.json")],
+         "--strategies", "keep_champion,recalibrate,sample_only,random_mix,rsft", "--json-out", str(tmp_path / "r.json"),
+         "--plot", str(tmp_path / "candidates.png")],
         capture_output=True, text=True, cwd=REPO, timeout=600,
     )
     assert out.returncode == 0, out.stderr[-2000:]
@@ -36,6 +37,10 @@ def test_rsft_adapt_on_csv_files(tmp_path):
     assert [c["name"] for c in rep["candidates"]] == ["keep_champion", "recalibrate", "sample_only", "random_mix", "rsft β=1 q=0.99"]
     assert rep["chosen"] in out.stdout and all("holdout_rmse" in c for c in rep["candidates"])
     assert rep["folds"] == 3 and rep["groups"] == 4
+    assert (tmp_path / "candidates.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # CV fits at the full epochs already (--epochs sets both): rung 1 adds only the other folds
+    survivor = next(c for c in rep["candidates"] if c["name"] in rep["halving"]["kept"])
+    assert not survivor["short_losses"] and len(survivor["fold_losses"]) == 3
 
 
 def test_rsft_adapt_errors_are_one_line(tmp_path):
