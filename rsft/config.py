@@ -258,8 +258,9 @@ class FeaturesConfig(_Model):
     classes: list[str] = []  # class names for classification labels (index = class id)
     text_max_tokens: int = Field(128, ge=1)  # n-gram ids per document fed to the text model
     time_column: str = "ts"  # order of the readings within a group (rolling features)
-    # rolling aggregates per group for rsft.features.add_rolling_features (columns "<col>_<stat><window>");
-    # a builder for your own pipelines: the retrain refuses a non-empty list rather than ignore it
+    # trailing rolling aggregates per group in time order (columns "<col>_<stat><window>", model and
+    # scorer inputs after `numeric`): computed on the kept pool rows in the prefilter's block pass
+    # and on the target sample / hold-out (which must then be time series of the machines too)
     rolling: list[RollingFeature] = []
     group: str = "machine_id"  # grouping column (rolling windows, grouped CV)
     standardize_sample_rows: int = 200_000  # pool rows used to fit robust standardisation
@@ -450,9 +451,8 @@ class PipelineConfig(_Model):
                 raise ValueError("adapt is not implemented for text pipelines yet; set adapt.enabled: false")
         elif not self.data.pool:
             raise ValueError("data.pool is empty: list the raw pool exports (files, directories or globs)")
-        if self.features.rolling:  # refused rather than silently ignored
-            raise ValueError("features.rolling is not computed by the retrain yet (rsft.features.add_rolling_features "
-                             "is a builder for your own pipelines); remove it from this config")
+        if self.features.rolling and self.features.kind == "text":
+            raise ValueError("features.rolling is for sensor readings; remove it for features.kind 'text'")
         return self
 
     def resolve(self, path: str) -> str:

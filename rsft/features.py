@@ -12,9 +12,14 @@ import polars as pl
 from rsft.config import FeaturesConfig
 
 
+def rolling_names(cfg: FeaturesConfig) -> list[str]:
+    """Columns :func:`rolling_feature_exprs` adds, in order: ``<col>_<stat><window>``."""
+    return [f"{col}_{stat}{r.window}" for r in cfg.rolling for col in r.columns for stat in r.stats]
+
+
 def feature_names(cfg: FeaturesConfig) -> list[str]:
-    """Model/scorer input columns, in a fixed order: numeric, then one-hot levels."""
-    names = list(cfg.numeric)
+    """Model/scorer input columns, in a fixed order: numeric, rolling aggregates, one-hot levels."""
+    names = list(cfg.numeric) + rolling_names(cfg)
     for col, levels in cfg.categorical.items():
         names += [f"{col}={level}" for level in levels]
     return names
@@ -23,6 +28,9 @@ def feature_names(cfg: FeaturesConfig) -> list[str]:
 def feature_exprs(cfg: FeaturesConfig) -> list[pl.Expr]:
     """Float32 expressions producing :func:`feature_names` (one-hot: 1.0 when equal)."""
     exprs = [pl.col(c).cast(pl.Float32).alias(c) for c in cfg.numeric]
+    # a group's first reading has no spread yet: its rolling std is 0, not missing
+    exprs += [pl.col(n).cast(pl.Float32).fill_null(0.0).alias(n) if "_std" in n else pl.col(n).cast(pl.Float32).alias(n)
+              for n in rolling_names(cfg)]
     for col, levels in cfg.categorical.items():
         exprs += [(pl.col(col) == level).cast(pl.Float32).alias(f"{col}={level}") for level in levels]
     return exprs

@@ -205,11 +205,25 @@ def _count_aggs(flags: list[str]) -> list[pl.Expr]:
     return aggs
 
 
-def prefilter(source: pl.LazyFrame | str | Path, out_path: str | Path, cfg: PrefilterConfig, *, excluded_path=None) -> PrefilterSummary:
+@dataclass(frozen=True)
+class Derive:
+    """Columns computed on the kept rows per ``by`` group in ``order_by`` order (trailing rolling
+    features): each block sees its groups' last ``context`` kept rows of earlier blocks, so the
+    values equal those computed on the whole kept pool at once."""
+
+    exprs: tuple[pl.Expr, ...]
+    by: str
+    order_by: str
+    context: int
+
+
+def prefilter(source: pl.LazyFrame | str | Path, out_path: str | Path, cfg: PrefilterConfig, *, excluded_path=None,
+              derive: Derive | None = None) -> PrefilterSummary:
     """Apply the rules; write the kept rows (and optionally the dropped ones with ``rule``).
 
-    Without window rules: one streaming plan. With window rules: :func:`_prefilter_blocks`
-    (time-ordered blocks of whole days with context rows), so memory does not grow with the pool.
+    Without window rules: one streaming plan. With window rules, or columns to ``derive`` on the
+    kept rows: :func:`_prefilter_blocks` (time-ordered blocks of whole days with context rows),
+    so memory does not grow with the pool.
     """
     lf = _source(source)
     check_rules(cfg, lf.collect_schema().names())
@@ -217,8 +231,8 @@ def prefilter(source: pl.LazyFrame | str | Path, out_path: str | Path, cfg: Pref
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    if any(r.kind in WINDOW_KINDS for r in cfg.rules):
-        counts = _prefilter_blocks(lf, tmp, cfg, excluded_path)
+    if derive is not None or any(r.kind in WINDOW_KINDS for r in cfg.rules):
+        counts = _prefilter_blocks(lf, tmp, cfg, excluded_path, derive)
     else:
         lf, flags = flagged(lf, cfg)
         keep = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
@@ -239,7 +253,8 @@ def prefilter(source: pl.LazyFrame | str | Path, out_path: str | Path, cfg: Pref
 _GLOBAL_KINDS = {"text_duplicate"}
 
 
-def _prefilter_blocks(lf: pl.LazyFrame, tmp: Path, cfg: PrefilterConfig, excluded_path) -> dict[str, int]:
+def _prefilter_blocks(lf: pl.LazyFrame, tmp: Path, cfg: PrefilterConfig, excluded_path,
+                      derive: Derive | None = None) -> dict[str, int]:
     """Window rules in bounded memory.
 
     1. One streaming pass splits the pool by UTC day of ``order_by`` (``__day=YYYY-MM-DD``).
@@ -255,14 +270,17 @@ def _prefilter_blocks(lf: pl.LazyFrame, tmp: Path, cfg: PrefilterConfig, exclude
     from rsft.ingest import _Parts
 
     windows = [r for r in cfg.rules if r.kind in WINDOW_KINDS]
-    by, order_by = windows[0].by, windows[0].order_by
+    by, order_by = (windows[0].by, windows[0].order_by) if windows else (derive.by, derive.order_by)
     if any((r.by, r.order_by) != (by, order_by) for r in windows):
         raise ValueError("prefilter: all window rules must share the same 'by' and 'order_by'")
+    if derive is not None and (derive.by, derive.order_by) != (by, order_by):
+        raise ValueError(f"features.rolling: group/time ({derive.by}, {derive.order_by}) must match the prefilter's window "
+                         f"rules ({by}, {order_by})")
     for r in cfg.rules:
         if r.kind in _GLOBAL_KINDS or (r.kind == "duplicate" and not {by, order_by} <= set(r.columns)):
             raise ValueError(f"prefilter rule '{rule_name(r)}': with window rules, a duplicate key must include "
                              f"{by} and {order_by} (blocks hold whole days)")
-    ctx = max(getattr(r, "window", 2) for r in windows)
+    ctx = max((getattr(r, "window", 2) for r in windows), default=0)
     names = [rule_name(r) for r in cfg.rules]
     split = tmp.with_name(f".split-{os.getpid()}-{tmp.stem}")
     shutil.rmtree(split, ignore_errors=True)
@@ -286,7 +304,7 @@ def _prefilter_blocks(lf: pl.LazyFrame, tmp: Path, cfg: PrefilterConfig, exclude
         counts = {"__rows": 0, **{f"__{k}_{i}": 0 for i in range(len(names)) for k in ("first", "alone")}}
         writers: dict[str, pq.ParquetWriter] = {}
         read = lambda files: pl.read_parquet(files).drop("__day")  # noqa: E731
-        prev = None
+        prev = prev_kept = None
         nxt = read(blocks[0]) if blocks else None
         for i in range(len(blocks)):
             block, nxt = nxt, (read(blocks[i + 1]) if i + 1 < len(blocks) else None)
@@ -300,8 +318,11 @@ def _prefilter_blocks(lf: pl.LazyFrame, tmp: Path, cfg: PrefilterConfig, exclude
             whole = whole.filter(pl.col("__mid")).drop("__mid").collect()
             for k, v in whole.select(_count_aggs(flags)).row(0, named=True).items():
                 counts[k] += int(v)
-            keep = pl.all_horizontal([pl.col(f) for f in flags])
-            _append(writers, "kept", tmp, whole.filter(keep).drop(flags))
+            keep = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
+            kept = whole.filter(keep).drop(flags)
+            if derive is not None:
+                kept, prev_kept = _derive(kept, prev_kept, derive)
+            _append(writers, "kept", tmp, kept)
             if excluded_path is not None:
                 rule_col = pl.coalesce([pl.when(~pl.col(f)).then(pl.lit(n)) for f, n in zip(flags, names)]).alias("rule")
                 _append(writers, "excluded", Path(excluded_path), whole.filter(~keep).with_columns(rule_col).drop(flags))
@@ -317,6 +338,19 @@ def _prefilter_blocks(lf: pl.LazyFrame, tmp: Path, cfg: PrefilterConfig, exclude
     finally:
         shutil.rmtree(split, ignore_errors=True)
     return counts
+
+
+def _derive(kept: pl.DataFrame, prev_kept: pl.DataFrame | None, d: Derive) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``kept`` with the derived columns, computed with each group's last ``d.context`` kept rows
+    of earlier blocks in front; and the context for the next block."""
+    frame = kept.with_columns(__mid=pl.lit(True))
+    if prev_kept is not None and prev_kept.height:
+        frame = pl.concat([prev_kept.with_columns(__mid=pl.lit(False)), frame], how="vertical_relaxed")
+    out = frame.with_columns(list(d.exprs)).filter(pl.col("__mid")).drop("__mid")
+    tail = kept.sort(d.by, d.order_by, maintain_order=True).group_by(d.by, maintain_order=True).tail(d.context)
+    if prev_kept is not None:
+        tail = pl.concat([prev_kept.filter(~pl.col(d.by).is_in(tail[d.by].unique().implode())), tail], how="vertical_relaxed")
+    return out, tail
 
 
 def _append(writers: dict[str, pq.ParquetWriter], key: str, path: Path, df: pl.DataFrame) -> None:

@@ -118,14 +118,17 @@ def prefilter_stage(cfg: PipelineConfig) -> dict[str, Any]:
 
     root = pipeline_root(cfg)
     src = root / pool_dataset(cfg)
-    key = digest(dataset_digest(src), cfg.prefilter.model_dump(mode="json"))
+    derive = rolling_derive(cfg)
+    key = digest(dataset_digest(src), cfg.prefilter.model_dump(mode="json"),
+                 *([[r.model_dump(mode="json") for r in cfg.features.rolling], cfg.features.group, cfg.features.time_column]
+                   if derive else []))
     out = root / "prefiltered" / f"{key}.parquet"
     stats = out.with_suffix(".json")
     if out.exists() and stats.exists():
         log.info("prefilter: reusing %s", out)
         return json.loads(stats.read_text())
     out.parent.mkdir(parents=True, exist_ok=True)
-    summary = prefilter(scan_dataset(src), out, cfg.prefilter).to_dict()
+    summary = prefilter(scan_dataset(src), out, cfg.prefilter, derive=derive).to_dict()
     summary["output"] = str(out)
     stats.write_text(json.dumps(summary, indent=2))
     return summary
@@ -142,11 +145,32 @@ def hashed_sample(lf: pl.LazyFrame, rows_total: int, rows: int, seed: int) -> pl
     return lf.filter(pl.struct("_source", "_row").hash(seed) % 1_000_000 < keep)
 
 
+def rolling_derive(cfg: PipelineConfig):
+    """``features.rolling`` as the prefilter's derived columns (computed on the kept pool rows)."""
+    from rsft.features import rolling_feature_exprs
+    from rsft.prefilter import Derive
+
+    f = cfg.features
+    if not f.rolling:
+        return None
+    return Derive(tuple(rolling_feature_exprs(f)), f.group, f.time_column, max(r.window for r in f.rolling) - 1)
+
+
 def load_target(cfg: PipelineConfig, which: str = "target_sample") -> pl.DataFrame:
-    """The (small) target sample or hold-out, labelled rows only."""
+    """The (small) target sample or hold-out, labelled rows only; with ``features.rolling``, the
+    rolling aggregates are computed over all of its readings first (it must be a time series of
+    the same machines, like the pool)."""
+    from rsft.features import add_rolling_features
     from rsft.ingest import scan_dataset
 
-    return scan_dataset(pipeline_root(cfg) / which).filter(pl.col(cfg.features.label).is_not_null()).collect()
+    lf = scan_dataset(pipeline_root(cfg) / which)
+    if cfg.features.rolling:
+        have = lf.collect_schema().names()
+        missing = [c for c in (cfg.features.group, cfg.features.time_column) if c not in have]
+        if missing:
+            raise ValueError(f"features.rolling: the {which} has no column(s) {', '.join(missing)}")
+        lf = add_rolling_features(lf, cfg.features)
+    return lf.filter(pl.col(cfg.features.label).is_not_null()).collect()
 
 
 def run_key(cfg: PipelineConfig, prefiltered: dict[str, Any]) -> str:
@@ -244,8 +268,11 @@ def report_stage(cfg: PipelineConfig, prefiltered: dict[str, Any], scored: dict[
 # --------------------------------------------------------------------------------------
 def training_frame(cfg: PipelineConfig, selected_path: str | None) -> tuple[pl.DataFrame, dict[str, int]]:
     """Selected pool rows (labelled) + the target sample repeated ``target_weight`` times."""
+    from rsft.features import rolling_names
+
     label = cfg.features.label
-    inputs = [cfg.features.text_column] if cfg.features.kind == "text" else [*cfg.features.numeric, *cfg.features.categorical]
+    inputs = ([cfg.features.text_column] if cfg.features.kind == "text"
+              else [*cfg.features.numeric, *rolling_names(cfg.features), *cfg.features.categorical])
     cols = list(dict.fromkeys([*inputs, label]))
     parts, counts = [], {}
     if selected_path:

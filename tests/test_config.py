@@ -71,9 +71,9 @@ def test_missing_file_and_bad_yaml(tmp_path):
         load_config(p)
 
 
-def test_rolling_features_in_a_retrain_config_are_refused_not_ignored():
-    data = _example()
-    data["features"]["rolling"] = [{"columns": ["s01"], "window": 5, "stats": ["mean"]}]
-    with pytest.raises(ConfigError, match="features.rolling is not computed by the retrain") as exc:
+def test_rolling_features_are_refused_for_text_pipelines():
+    data = yaml.safe_load((REPO / "examples" / "maintenance-logs.yaml").read_text())
+    data.setdefault("features", {})["rolling"] = [{"columns": ["s01"], "window": 5, "stats": ["mean"]}]
+    with pytest.raises(ConfigError, match="features.rolling is for sensor readings") as exc:
         parse_config(data)
     assert "\n" not in str(exc.value)

@@ -131,3 +131,26 @@ def test_cli_ingest_runs_the_flow_and_reports(tmp_path, prefect_harness):
     assert again.exit_code == 0 and int(line.split("│")[3]) == 6
     parts = list((tmp_path / "state").rglob("date=*/part-*.parquet"))
     assert parts, "the demo contract writes hive partitions"
+
+
+@pytest.mark.slow
+def test_retrain_with_rolling_features_feeds_them_to_scorer_and_model(tmp_path):
+    """features.rolling end to end: the prefiltered pool carries the rolling columns (computed in
+    the block pass), the scorer and the challenger read them, the gate compares on the hold-out."""
+    import polars as pl
+
+    from rsft import stages
+    from rsft.config import load_config
+    from rsft.density import load_scorer
+    from rsft.synth import write_synthetic
+
+    rolling = [{"columns": ["s01", "s05"], "window": 4, "stats": ["mean", "std"]}]
+    cfg = load_config(small_config(tmp_path), {"features.rolling": rolling})
+    write_synthetic(cfg.synth, tmp_path / "raw", night=1)
+    out = stages.retrain_local(cfg)
+    names = ["s01_mean4", "s01_std4", "s05_mean4", "s05_std4"]
+    pre = stages.prefilter_stage(cfg)  # cached: the run's own prefiltered pool
+    assert set(names) <= set(pl.read_parquet_schema(pre["output"]))
+    scored = stages.fit_scorer_stage(cfg, pre)
+    assert load_scorer(scored["scorer_path"]).feature_names[-4:] == names
+    assert out["promoted"] is True and out["model_version"] == "1"
