@@ -266,6 +266,34 @@ def _scan_text_table(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame,
     return lf, extra
 
 
+def _short_last_record(path: str, contract: ContractConfig) -> str | None:
+    """A file cut off mid-record (no final newline, last line with too few fields, no quotes to
+    make the count ambiguous): the reason its last record gets instead of the first missing column."""
+    with open(path, "rb") as fh:
+        fh.seek(0, os.SEEK_END)
+        size = fh.tell()
+        fh.seek(max(0, size - (1 << 20)))
+        tail = fh.read()
+    if not tail or tail.endswith(b"\n") or b"\n" not in tail or b'"' in tail.rsplit(b"\n", 1)[1]:
+        return None
+    header = _header(path)
+    sep = max([",", ";", "\t", "|"], key=header.count) if contract.sniff_delimiter else contract.delimiter
+    expected = len(header.split(sep))
+    got = len(tail.rsplit(b"\n", 1)[1].rstrip(b"\r").decode("utf-8", errors="replace").split(sep))
+    return f"wrong number of fields ({got}, expected {expected})" if got < expected else None
+
+
+def _name_short_last_record(tmp_bad: Path, last_row: int, reason: str, name: str) -> None:
+    """Give the truncated last record its structural reason in the quarantine part."""
+    if tmp_bad.exists():
+        q = pl.read_parquet(tmp_bad)
+        if (q["_row"] == last_row).any():
+            q.with_columns(reason=pl.when(pl.col("_row") == last_row).then(pl.lit(reason)).otherwise(pl.col("reason"))
+                           ).write_parquet(tmp_bad, compression="zstd")
+            return
+    log.warning("%s: last record (row %d) has %s but passed the value checks; it was ingested", name, last_row, reason)
+
+
 def _check_structure(path: str, sep: str, expected: int) -> None:
     """``structural_errors: fail_file``: a quote-aware pass (Python's csv module, RFC 4180) that
     fails the file at the first record whose field count differs from the header's. Opt-in: it
@@ -500,7 +528,7 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
     staging = dataset_dir / "data" / f".staging-{tag}-{plan.digest[:12]}"
     qpart = dataset_dir / "quarantine" / f"{stem}.parquet"
     tmp_bad = qpart.with_name(f".{qpart.name}.tmp-{tag}")
-    unzipped = None
+    unzipped, tail = None, None
     try:
         if not plan.digest:
             raise FileError("cannot read file")
@@ -519,12 +547,15 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
                     Path(unzipped).unlink(missing_ok=True)
                 unzipped = source = plain
             raw, extra = _scan_text_table(source, contract)
+            tail = _short_last_record(source, contract)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         qpart.parent.mkdir(parents=True, exist_ok=True)
         try:
             rows_ok, rows_bad = _stream(raw.with_columns(_source=pl.lit(plan.name)), contract, extra, staging, stem,
                                         tmp_bad, chunk_rows, progress)
+            if tail:
+                _name_short_last_record(tmp_bad, rows_ok + rows_bad, tail, plan.name)
         except Exception as e:  # polars errors are multi-line; the operator gets one
             if isinstance(e, FileError):
                 raise

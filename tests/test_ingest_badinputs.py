@@ -156,3 +156,16 @@ def test_permissive_limits_and_clean_files_are_unaffected(tmp_path):
         contract = CFG.ingest.sensors.model_copy(update=update)
         res = ingest([str(BAD_INPUTS / file)], tmp_path / file, contract).files[0]
         assert (res.status, res.rows_total, res.rows_ok, res.rows_quarantined) == ("ok", *counts), res.error
+
+
+def test_cut_off_last_record_gets_the_structural_reason(tmp_path):
+    """The manifest's reason for a file cut off mid-record, and no false alarm for a complete last
+    record without a final newline."""
+    res = ingest([str(BAD_INPUTS / "truncated_midrow.csv")], tmp_path / "a", CFG.ingest.sensors).files[0]
+    assert (res.rows_total, res.rows_ok, res.rows_quarantined) == (40, 39, 1)
+    q = scan_quarantine(tmp_path / "a").select("_row", "reason").collect().rows()
+    assert q == [(40, "wrong number of fields (9, expected 16)")]
+    src = tmp_path / "no_final_newline.csv"
+    src.write_text((BAD_INPUTS / "clean.csv").read_text().rstrip("\n"))
+    res = ingest([str(src)], tmp_path / "b", CFG.ingest.sensors).files[0]
+    assert (res.status, res.rows_ok, res.rows_quarantined) == ("ok", 50, 0)
