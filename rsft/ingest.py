@@ -737,7 +737,8 @@ class _SeenHashes:
         dup = np.ones(len(h), dtype=bool)  # every row but the first of each new hash
         dup[first[~seen]] = False
         new = uniq[~seen]
-        self.runs.append(new)
+        if len(new):  # a batch of nothing but repeats adds no run (an empty run cannot be searched)
+            self.runs.append(new)
         while len(self.runs) > 1 and len(self.runs[-2]) <= 1.5 * len(self.runs[-1]):
             b, a = self.runs.pop(), self.runs.pop()
             self.runs.append(np.sort(np.concatenate([a, b]), kind="mergesort"))

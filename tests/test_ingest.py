@@ -168,3 +168,17 @@ def test_fast_pass_accepts_only_what_the_full_check_accepts_with_the_same_value(
                 assert passed["reason"].null_count() == passed.height, (dtype, nullable, policy, passed.to_dicts())
                 assert passed["fv"].to_list() == passed["tv"].to_list(), (dtype, policy, passed.to_dicts())
                 assert out.filter(pl.col("flag")).height >= out["reason"].is_not_null().sum()
+
+
+def test_a_batch_of_nothing_but_repeats_is_quarantined_not_a_crash(tmp_path):
+    """Duplicate detection across batches when whole batches repeat earlier rows (a log export
+    concatenated twice): every repeat is quarantined as a duplicate, nothing fails."""
+    from rsft.ingest import scan_quarantine
+
+    lines = (BAD_INPUTS / "clean.csv").read_text().splitlines()
+    src = tmp_path / "twice.csv"
+    src.write_text("\n".join([lines[0], *lines[1:], *lines[1:], *lines[1:]]) + "\n")
+    res = ingest(str(src), tmp_path / "ds", SENSORS, chunk_rows=10).files[0]  # batches 6.. are all repeats
+    assert (res.status, res.rows_total, res.rows_ok, res.rows_quarantined) == ("ok", 150, 50, 100), res.error
+    reasons = scan_quarantine(tmp_path / "ds").collect()["reason"].unique().to_list()
+    assert reasons == ["duplicate row"]
