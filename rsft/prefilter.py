@@ -326,9 +326,7 @@ def _prefilter_blocks(lf: pl.LazyFrame, tmp: Path, cfg: PrefilterConfig, exclude
             if excluded_path is not None:
                 rule_col = pl.coalesce([pl.when(~pl.col(f)).then(pl.lit(n)) for f, n in zip(flags, names)]).alias("rule")
                 _append(writers, "excluded", Path(excluded_path), whole.filter(~keep).with_columns(rule_col).drop(flags))
-            tail = block.sort(by, order_by, maintain_order=True).group_by(by, maintain_order=True).tail(ctx)
-            prev = tail if prev is None else pl.concat([prev.filter(~pl.col(by).is_in(tail[by].unique().implode())), tail],
-                                                       how="vertical_relaxed")
+            prev = _carry_tail(prev, block, by, order_by, ctx)
         if "kept" not in writers:  # no rows at all: an empty file with the input's schema
             lf.head(0).collect().write_parquet(tmp)
         for w in writers.values():
@@ -347,10 +345,16 @@ def _derive(kept: pl.DataFrame, prev_kept: pl.DataFrame | None, d: Derive) -> tu
     if prev_kept is not None and prev_kept.height:
         frame = pl.concat([prev_kept.with_columns(__mid=pl.lit(False)), frame], how="vertical_relaxed")
     out = frame.with_columns(list(d.exprs)).filter(pl.col("__mid")).drop("__mid")
-    tail = kept.sort(d.by, d.order_by, maintain_order=True).group_by(d.by, maintain_order=True).tail(d.context)
-    if prev_kept is not None:
-        tail = pl.concat([prev_kept.filter(~pl.col(d.by).is_in(tail[d.by].unique().implode())), tail], how="vertical_relaxed")
-    return out, tail
+    return out, _carry_tail(prev_kept, kept, d.by, d.order_by, d.context)
+
+
+def _carry_tail(prev: pl.DataFrame | None, block: pl.DataFrame, by: str, order_by: str, n: int) -> pl.DataFrame:
+    """Each group's last ``n`` rows of ``block`` in ``order_by`` order; groups absent from
+    ``block`` keep their rows from ``prev`` (the context carried to the next block)."""
+    tail = block.sort(by, order_by, maintain_order=True).group_by(by, maintain_order=True).tail(n)
+    if prev is None:
+        return tail
+    return pl.concat([prev.filter(~pl.col(by).is_in(tail[by].unique().implode())), tail], how="vertical_relaxed")
 
 
 def _append(writers: dict[str, pq.ParquetWriter], key: str, path: Path, df: pl.DataFrame) -> None:
