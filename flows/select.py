@@ -8,20 +8,14 @@ from typing import Any
 from prefect import flow, unmapped
 
 from rsft.config import PipelineConfig
+from tasks.runners import make_task_runner
 from tasks.select import fit_scorer_task, merge_task, plan_chunks_task, prefilter_task, report_task, sample_chunk_task
 
 
 def task_runner(cfg: PipelineConfig):
     """Thread pool by default; a Dask cluster (address or a LocalCluster) when configured."""
-    if cfg.sampling.task_runner == "dask":
-        from prefect_dask import DaskTaskRunner
-
-        if cfg.sampling.dask_address:
-            return DaskTaskRunner(address=cfg.sampling.dask_address)
-        return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.sampling.concurrency, "threads_per_worker": 1, "processes": True})
-    from prefect.task_runners import ThreadPoolTaskRunner
-
-    return ThreadPoolTaskRunner(max_workers=cfg.sampling.concurrency)
+    s = cfg.sampling
+    return make_task_runner(s.task_runner, s.concurrency, s.dask_address)
 
 
 @flow(name="select", flow_run_name="select-{cfg.name}")

@@ -15,6 +15,7 @@ from prefect.cache_policies import NO_CACHE
 
 from rsft.adapt import UnitCall, UnitResult, make_candidates, run_unit
 from rsft.config import AdaptConfig
+from tasks.runners import make_task_runner
 
 
 def _unit_run_name() -> str:
@@ -34,18 +35,6 @@ def adapt_unit_task(call: UnitCall) -> UnitResult:
     return run_unit(call)
 
 
-def task_runner(cfg: AdaptConfig):
-    if cfg.task_runner == "dask":
-        from prefect_dask import DaskTaskRunner
-
-        if cfg.dask_address:
-            return DaskTaskRunner(address=cfg.dask_address)
-        return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.concurrency, "threads_per_worker": 1, "processes": True})
-    from prefect.task_runners import ThreadPoolTaskRunner
-
-    return ThreadPoolTaskRunner(max_workers=cfg.concurrency)
-
-
 @contextmanager
 def unit_mapper(cfg: AdaptConfig) -> Iterator[Callable[[Any, list[UnitCall]], list[UnitResult]] | None]:
     """A ``map_units`` for ``rsft.adapt.run_search`` backed by one task runner kept open for the
@@ -53,7 +42,7 @@ def unit_mapper(cfg: AdaptConfig) -> Iterator[Callable[[Any, list[UnitCall]], li
     if cfg.task_runner == "inline":
         yield None
         return
-    with task_runner(cfg) as runner:
+    with make_task_runner(cfg.task_runner, cfg.concurrency, cfg.dask_address) as runner:
 
         def map_units(fn, calls: list[UnitCall]) -> list[UnitResult]:
             futures = [runner.submit(adapt_unit_task, parameters={"call": c}) for c in calls]
