@@ -246,8 +246,9 @@ def _gunzip(path: str, tmp_dir: Path) -> str:
     return str(out)
 
 
-def _scan_text_table(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame, list[str]]:
-    """CSV as a lazy all-string frame with a 1-based ``_row`` (streamed by the sinks)."""
+def _scan_text_table(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame, list[str], str | None]:
+    """CSV as a lazy all-string frame with a 1-based ``_row`` (streamed by the sinks), its extra
+    columns, and the structural reason for a cut-off last record (:func:`_short_last_record`)."""
     if os.path.getsize(path) == 0:
         raise FileError("empty file (no header)")
     header = _header(path)
@@ -263,10 +264,10 @@ def _scan_text_table(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame,
     if contract.max_line_bytes:  # the record's bytes: its fields plus the separators
         text = [pl.col(c).str.len_bytes().fill_null(0) for c in cols]
         lf = lf.with_columns(__len=pl.sum_horizontal(text) + (len(cols) - 1))
-    return lf, extra
+    return lf, extra, _short_last_record(path, sep, len(cols))
 
 
-def _short_last_record(path: str, contract: ContractConfig) -> str | None:
+def _short_last_record(path: str, sep: str, expected: int) -> str | None:
     """A file cut off mid-record (no final newline, last line with too few fields, no quotes to
     make the count ambiguous): the reason its last record gets instead of the first missing column."""
     with open(path, "rb") as fh:
@@ -276,9 +277,6 @@ def _short_last_record(path: str, contract: ContractConfig) -> str | None:
         tail = fh.read()
     if not tail or tail.endswith(b"\n") or b"\n" not in tail or b'"' in tail.rsplit(b"\n", 1)[1]:
         return None
-    header = _header(path)
-    sep = max([",", ";", "\t", "|"], key=header.count) if contract.sniff_delimiter else contract.delimiter
-    expected = len(header.split(sep))
     got = len(tail.rsplit(b"\n", 1)[1].rstrip(b"\r").decode("utf-8", errors="replace").split(sep))
     return f"wrong number of fields ({got}, expected {expected})" if got < expected else None
 
@@ -384,7 +382,7 @@ def _typed(
     return val, pl.coalesce(*checks)
 
 
-def _fast(col: ColumnContract, naive_policy: str = "reject", utc_only: bool = False) -> tuple[pl.Expr, pl.Expr]:
+def _fast(col: ColumnContract) -> tuple[pl.Expr, pl.Expr]:
     """(typed value, needs-a-closer-look flag) for one column read as text — the cheap first pass.
 
     Conservative by construction: it never accepts a value the full check (:func:`_typed`)
@@ -546,8 +544,7 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
                 if unzipped:
                     Path(unzipped).unlink(missing_ok=True)
                 unzipped = source = plain
-            raw, extra = _scan_text_table(source, contract)
-            tail = _short_last_record(source, contract)
+            raw, extra, tail = _scan_text_table(source, contract)
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         qpart.parent.mkdir(parents=True, exist_ok=True)
@@ -753,8 +750,7 @@ def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], stagi
     names = raw.collect_schema().names()
     limit = contract.max_line_bytes if "__len" in names else None
     names = [n for n in names if n != "__len"]
-    pol = (contract.naive_timestamps, contract.utc_only)
-    vals, flags = zip(*[_fast(c, *pol) for c in contract.columns])
+    vals, flags = zip(*[_fast(c) for c in contract.columns])
     flag = pl.any_horizontal(flags)
     if "__pre" in names:  # structural problems found while reading (JSONL)
         flag = flag | pl.col("__pre").is_not_null()
