@@ -249,3 +249,30 @@ def test_robust_standardisation_ignores_outliers_and_is_saved_with_the_scorer(tm
     assert torch.equal(again.mean, robust.mean) and torch.equal(again.scale, robust.scale)
     x = rng.normal(5.0, 2.0, size=(100, 2))
     assert torch.equal(again.log_ratio(x), robust.log_ratio(x))
+
+
+def test_column_quantiles_equal_torch_quantile():
+    x = torch.as_tensor(np.random.default_rng(0).standard_t(3, size=(10_001, 4)))
+    qs = (0.25, 0.5, 0.75, 0.99)
+    from rsft.density.base import column_quantiles
+
+    want = torch.quantile(x, torch.tensor(qs, dtype=x.dtype), dim=0)
+    assert torch.allclose(column_quantiles(x, qs), want, rtol=0, atol=1e-12)
+    assert torch.equal(column_quantiles(x[:1], (0.5,)), x[:1])  # one row: every quantile is that row
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "gmm", "classifier"])
+def test_with_target_equals_a_fresh_fit_against_the_same_pool(kind):
+    """Refitting the target side only (the adapt search's folds) scores like a full fit on the new
+    target with the same pool; the classifier (one model for both sides) refits fully."""
+    rng = np.random.default_rng(4)
+    pool = rng.multivariate_normal(np.zeros(D), COV, size=3000)
+    t1 = rng.multivariate_normal([1.0, 0.0, 0.5], COV, size=300)
+    t2 = rng.multivariate_normal([-0.5, 1.0, 0.0], 0.5 * COV, size=300)
+    cfg = ScorerConfig(kind=kind, epochs=3)
+    first = make_scorer(cfg, NAMES).fit(t1, pool)
+    refit = first.with_target(t2, pool)
+    fresh = make_scorer(cfg, NAMES).fit(t2, pool)
+    assert refit is not first and refit.separable == (kind != "classifier")
+    assert torch.allclose(refit.log_ratio(pool[:500]), fresh.log_ratio(pool[:500]), atol=1e-6)
+    assert not torch.allclose(first.log_ratio(pool[:500]), fresh.log_ratio(pool[:500]), atol=1e-2)  # first unchanged

@@ -14,6 +14,7 @@ information about pool rows, and the scorers' covariance ridge keeps their maths
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -44,17 +45,32 @@ def standardization(x: torch.Tensor, how: str = "robust") -> tuple[torch.Tensor,
     sd = x.std(0)
     if how == "mean_sd":
         return x.mean(0), sd
-    q = torch.quantile(x, torch.tensor([0.25, 0.5, 0.75], dtype=x.dtype), dim=0) if len(x) <= 2**24 else None
-    if q is None:  # torch.quantile's input limit: use a strided subsample of the rows
-        q = torch.quantile(x[:: len(x) // 2**23 + 1], torch.tensor([0.25, 0.5, 0.75], dtype=x.dtype), dim=0)
+    q = column_quantiles(x, (0.25, 0.5, 0.75))
     iqr = (q[2] - q[0]) / 1.349
     return q[1], torch.where(iqr > 0, iqr, sd)
+
+
+def column_quantiles(x: torch.Tensor, qs: tuple[float, ...]) -> torch.Tensor:
+    """[len(qs), d] quantiles of each column of ``x`` [n, d] with linear interpolation between
+    order statistics (as ``torch.quantile``), found by partial sorting: O(n) per column, ~4× faster
+    than a full sort at 365k rows, and no input-size limit."""
+    n = len(x)
+    cols = np.ascontiguousarray(x.detach().cpu().numpy().T)  # [d, n]: partition along contiguous rows
+    pos = np.asarray(qs, dtype=np.float64) * (n - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    part = np.partition(cols, np.union1d(lo, hi), axis=1)
+    a, b = part[:, lo], part[:, hi]  # [d, len(qs)]
+    return torch.from_numpy((a + (b - a) * (pos - lo)).T.copy()).to(x.dtype)
 
 
 class DensityRatioScorer(nn.Module):
     """Base of every scorer; see the module docstring for the two methods a subclass writes."""
 
     kind = "base"
+    # True when the target and pool sides are fitted separately (gaussian, gmm): ``with_target``
+    # then refits only the target side
+    separable = False
     # dtype of the scoring arithmetic (log w is always returned as float64). A network trained in
     # float32 scores in float32: no float64 copy of the batch, and half the memory traffic.
     score_dtype = torch.float64
@@ -94,6 +110,23 @@ class DensityRatioScorer(nn.Module):
             self._fit(self._z(xt), self._z(xp))
         return self
 
+    def with_target(self, target: Any, pool: Any) -> DensityRatioScorer:
+        """A copy of this fitted scorer refitted on a new ``target`` sample against the same pool.
+
+        The standardisation is kept; a separable scorer (gaussian, gmm) also keeps its pool side
+        and refits only the target side, so refitting per cross-validation fold costs a fit on the
+        fold's few hundred target rows, not on the pool sample. Others refit on (target, ``pool``).
+        """
+        out = copy.deepcopy(self)
+        if not self.separable:
+            return out.fit(target, pool, pool_standardization=(self.mean.clone(), self.scale.clone()))
+        xt = out._check("target", target)
+        if len(xt) < 2:
+            raise ValueError(f"{self.kind} scorer: need at least 2 target rows, got {len(xt)}")
+        out._diag = {**self._diag, "target_rows": len(xt)}
+        out._fit_target(out._z(xt))
+        return out
+
     @torch.no_grad()
     def log_ratio(self, x: Any, batch_size: int = BATCH_ROWS) -> torch.Tensor:
         """float64 ``log w`` [n] for raw features ``x`` [n, d]; pure (no state change, no grad).
@@ -108,12 +141,12 @@ class DensityRatioScorer(nn.Module):
             xb = x[i : i + batch_size]
             # float64 copy of one batch (numpy from Polars is read-only; torch wants writable)
             dt = self.score_dtype
-            xb = xb.to(dt) if isinstance(xb, torch.Tensor) else torch.from_numpy(np.array(xb, dtype=_NUMPY[dt]))
+            xb = xb.to(dt, copy=True) if isinstance(xb, torch.Tensor) else torch.from_numpy(np.array(xb, dtype=_NUMPY[dt]))
             ok = torch.isfinite(xb.sum(1))  # one reduction; a finite sum means every value is finite
             if not bool(ok.all()):
                 ok = torch.isfinite(xb).all(1)  # exact per row (a sum can overflow on finite values)
-            if bool(ok.all()):
-                out[i : i + len(xb)] = self._log_ratio(self._z(xb))  # copy_ widens to float64
+            if bool(ok.all()):  # standardised in place: xb is this call's own copy
+                out[i : i + len(xb)] = self._log_ratio(xb.sub_(self.mean.to(dt)).div_(self.scale.to(dt)))
             else:
                 lw = torch.full((len(xb),), -torch.inf, dtype=torch.float64)
                 if bool(ok.any()):
@@ -169,6 +202,9 @@ class DensityRatioScorer(nn.Module):
 
     def _fit(self, zt: torch.Tensor, zp: torch.Tensor) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement _fit")
+
+    def _fit_target(self, zt: torch.Tensor) -> None:  # separable scorers only
+        raise NotImplementedError(f"{type(self).__name__} must implement _fit_target")
 
     def _log_ratio(self, z: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError(f"{type(self).__name__} must implement _log_ratio")

@@ -50,6 +50,7 @@ def gaussian_kl(mu_a: torch.Tensor, chol_a: torch.Tensor, mu_b: torch.Tensor, ch
 
 class GaussianScorer(DensityRatioScorer):
     kind = "gaussian"
+    separable = True
 
     def __init__(self, cfg, feature_names):
         super().__init__(cfg, feature_names)
@@ -63,10 +64,20 @@ class GaussianScorer(DensityRatioScorer):
         for name, z in (("target", zt), ("pool", zp)):
             if len(z) < d + 2:
                 raise ValueError(f"gaussian scorer: {name} sample has {len(z)} rows for {d} features; need at least {d + 2}")
-        for side, name, z in (("t", "target", zt), ("p", "pool", zp)):
-            getattr(self, f"mu_{side}").copy_(z.mean(0))
-            getattr(self, f"chol_{side}").copy_(safe_cholesky(shrunk_cov(z, self.cfg.shrinkage), f"gaussian scorer ({name})"))
+        self._fit_side("p", zp)
+        self._fit_target(zt)
+
+    def _fit_target(self, zt):
+        d = zt.shape[1]
+        if len(zt) < d + 2:
+            raise ValueError(f"gaussian scorer: target sample has {len(zt)} rows for {d} features; need at least {d + 2}")
+        self._fit_side("t", zt)
         self._diag["kl_target_pool"] = gaussian_kl(self.mu_t, self.chol_t, self.mu_p, self.chol_p)
+
+    def _fit_side(self, side, z):
+        name = "target" if side == "t" else "pool"
+        getattr(self, f"mu_{side}").copy_(z.mean(0))
+        getattr(self, f"chol_{side}").copy_(safe_cholesky(shrunk_cov(z, self.cfg.shrinkage), f"gaussian scorer ({name})"))
 
     def quadratic_form(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(A, b, c) with ``log w(z) = −½ zᵀAz + bᵀz + c``: the ratio of two normals is one quadratic.

@@ -87,6 +87,7 @@ def fit_gmm(
 
 class GMMScorer(DensityRatioScorer):
     kind = "gmm"
+    separable = True
 
     def __init__(self, cfg, feature_names):
         super().__init__(cfg, feature_names)
@@ -100,19 +101,28 @@ class GMMScorer(DensityRatioScorer):
             self.register_buffer(f"active_{side}", torch.tensor(k))
 
     def _fit(self, zt, zp):
+        self._check_target(zt)
+        self._fit_side("p", zp)
+        self._fit_side("t", zt)
+
+    def _fit_target(self, zt):
+        self._check_target(zt)
+        self._fit_side("t", zt)
+
+    def _check_target(self, zt):
         d = zt.shape[1]
         if len(zt) < d + 2:
             raise ValueError(f"gmm scorer: target sample has {len(zt)} rows for {d} features; need at least {d + 2}")
-        kt = max(1, min(self.cfg.components, len(zt) // (d + 2)))
-        kp = max(1, min(self.cfg.components, len(zp) // (d + 2)))
-        diag = self.cfg.covariance == "diag"
-        for side, z, k in (("t", zt, kt), ("p", zp, kp)):
-            logpi, mu, chol, info = fit_gmm(z, k, self.cfg.em_iters, self.cfg.shrinkage, diag, self.cfg.seed)
-            getattr(self, f"logpi_{side}")[:k] = logpi
-            getattr(self, f"mu_{side}")[:k] = mu
-            getattr(self, f"chol_{side}")[:k] = chol
-            getattr(self, f"active_{side}").fill_(k)
-            self._diag[f"{'target' if side == 't' else 'pool'}_em"] = {"components": k, **info}
+
+    def _fit_side(self, side, z):
+        d = z.shape[1]
+        k = max(1, min(self.cfg.components, len(z) // (d + 2)))
+        logpi, mu, chol, info = fit_gmm(z, k, self.cfg.em_iters, self.cfg.shrinkage, self.cfg.covariance == "diag", self.cfg.seed)
+        getattr(self, f"logpi_{side}")[:k] = logpi
+        getattr(self, f"mu_{side}")[:k] = mu
+        getattr(self, f"chol_{side}")[:k] = chol
+        getattr(self, f"active_{side}").fill_(k)
+        self._diag[f"{'target' if side == 't' else 'pool'}_em"] = {"components": k, **info}
 
     def _logpdf(self, z, side):
         k = int(getattr(self, f"active_{side}"))
