@@ -1,18 +1,21 @@
 """Which adaptation recipe wins, per drift scenario, and does the automatic choice find it?
 
-    python benchmarks/adapt_value.py [--seeds 3] [--epochs 8]
+    python benchmarks/adapt_value.py [--seeds 3] [--epochs 8] [--samples-per-day 3000 --pool-rows 360000]
 
 Three scenarios of the synthetic factory (rsft.synth.generate_target): ``covariate`` (rare
 regime thinly covered by the pool: rejection sampling should win), ``concept`` (the pool's
 input→label relation misleads: the target sample alone should win), ``gain`` (the quality
 gauge's gain/offset drifted: recalibration should win). Per scenario and seed: a champion
-pretrained on the pool; every strategy's target-hold-out RMSE (each retrained on the whole
-300-row target sample); the recipe the grouped-CV search (by machine, 4 folds, successive halving:
-every candidate on 2 folds at the default quarter of the epochs, then the best trained one on all 4
-folds at full epochs with ``--rung1 full``) chose. Also the search's cost in units of one
-fine-tune: the wall time of the search ÷ the time of the plain rsft recipe's fit (``--epochs``,
-whole target sample + its accepted pool rows), i.e. the fine-tune a retrain without the search
-runs. Prints one JSON object.
+pretrained on the pool (40k rows by default; ``--samples-per-day 3000 --pool-rows 360000``
+for a pool nine times larger, the regime rsft is built for: a huge pool mostly unlike the
+target); every strategy's target-hold-out RMSE (each retrained on the whole 300-row target
+sample); the recipe the grouped-CV search chose (by machine, 4 folds, successive halving: every
+candidate on ``--rung0-folds`` (1) fold at a quarter of the epochs, then the best trained one on
+all 4 folds at full epochs with ``--rung1 full``, trained together as one model stack unless
+``--no-stack``). Also the search's cost in units of one fine-tune: the wall time of the search ÷
+the time of the plain rsft recipe end to end (score the pool against the whole target sample,
+rejection-sample, fit ``--epochs`` on target + accepted rows), i.e. what a retrain without the
+search runs. Prints one JSON object.
 """
 
 from __future__ import annotations
@@ -45,11 +48,14 @@ def main() -> None:
                     help="adapt.rung1: survivors re-run at train.epochs on every fold (full) or the rest at CV epochs")
     ap.add_argument("--keep", type=int, default=1, help="adapt.keep: trained candidates that survive rung 0")
     ap.add_argument("--rung0-folds", type=int, default=1, help="adapt.rung0_folds: folds every candidate runs in rung 0")
+    ap.add_argument("--no-stack", action="store_true", help="adapt.stack_folds=false: one fit per rung-1 fold")
+    ap.add_argument("--samples-per-day", type=int, default=600, help="synthetic pool size: rows per machine and day (16 days, 8 machines)")
+    ap.add_argument("--pool-rows", type=int, default=40_000, help="pool rows kept (a uniform sample of the generated pool)")
     args = ap.parse_args()
-    synth = SynthConfig(seed=7, machines=8, days=16, samples_per_day=600)
+    synth = SynthConfig(seed=7, machines=8, days=16, samples_per_day=args.samples_per_day)
     pool = pl.concat([generate_day(synth, d)[0] for d in range(synth.days)])
     pool = pool.drop_nulls([*SENSORS, "quality"]).filter(pl.all_horizontal([pl.col(s).is_between(0, 150) for s in SENSORS]))
-    pool = pool.sample(min(40_000, pool.height), seed=0)
+    pool = pool.sample(min(args.pool_rows, pool.height), seed=0)
     xp, yp = to_matrix(pool, FEAT), labels(pool, FEAT)
     tcfg = TrainConfig(epochs=args.epochs, patience=args.epochs, seed=0)
     seed_everything(0)
@@ -58,7 +64,7 @@ def main() -> None:
     fit(champion, (xp, yp), tcfg)
 
     out: dict = {"pool_rows": len(yp), "seeds": args.seeds, "rung1": args.rung1, "keep": args.keep,
-                 "rung0_folds": args.rung0_folds, "scenarios": {}}
+                 "rung0_folds": args.rung0_folds, "stack_folds": not args.no_stack, "scenarios": {}}
     for scenario in args.scenarios:
         per: dict[str, list[float]] = {}
         chosen, costs, fits = [], [], []
@@ -69,7 +75,8 @@ def main() -> None:
             xh, yh = to_matrix(hold, FEAT), labels(hold, FEAT)
             groups = tgt["machine_id"].to_numpy()
             acfg = AdaptConfig(enabled=True, strategies=STRATEGIES, folds=4, pool_rows=len(yp),  # CV epochs: default
-                               rung1=args.rung1, keep=args.keep, rung0_folds=args.rung0_folds)
+                               rung1=args.rung1, keep=args.keep, rung0_folds=args.rung0_folds,
+                               stack_folds=not args.no_stack)
             t0 = time.perf_counter()
             _, rep = run_search(acfg, tcfg.model_copy(update={"seed": seed}), ScorerConfig(), SENSORS, champion,
                                 (xt, yt, groups), PoolSample(xp, yp), holdout=(xh, yh), seed=seed)

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from rsft.config import AdaptConfig, ScorerConfig, TrainConfig
-from rsft.density.base import as_tensor, standardization
+from rsft.models import stack_models, unstack_model
 
 log = logging.getLogger(__name__)
 
@@ -182,11 +182,14 @@ class PoolSample:
     y: np.ndarray  # [n] labels
 
 
-def rejection_indices(log_w: np.ndarray, beta: float, m_quantile: float, rng: np.random.Generator) -> np.ndarray:
-    """Accept pool rows with probability min(1, w^β / M), M at the quantile of w^β."""
+def rejection_indices(log_w: np.ndarray, beta: float, m_quantile: float, rng: np.random.Generator,
+                      log_m: float | None = None) -> np.ndarray:
+    """Accept pool rows with probability min(1, w^β / M), M at the quantile of w^β (``log_m``:
+    that quantile of ``log_w`` computed by the caller; the quantile of w^β is β times it)."""
     lw = beta * log_w
-    log_m = float(np.quantile(lw, m_quantile)) if m_quantile < 1 else float(lw.max())
-    return np.flatnonzero(np.log(rng.uniform(size=len(lw))) < lw - log_m)
+    if log_m is None:
+        log_m = float(np.quantile(log_w, m_quantile)) if m_quantile < 1 else float(log_w.max())
+    return np.flatnonzero(np.log(rng.uniform(size=len(lw))) < lw - beta * log_m)
 
 
 FREE = ("keep_champion", "recalibrate")  # candidates that train nothing (closed form or as is)
@@ -195,17 +198,18 @@ POOL_STRATEGIES = ("rsft", "random_mix", "weighted")  # candidates that draw poo
 
 @dataclass(frozen=True)
 class Unit:
-    """One candidate (index into ``make_candidates``) on one fold; ``full`` = at ``train.epochs``."""
+    """One candidate (index into ``make_candidates``) on one fold, or on several folds trained
+    together as one model stack (``rsft.models.stack_models``); ``full`` = at ``train.epochs``."""
 
     candidate: int
-    fold: int
+    folds: tuple[int, ...]
     full: bool = False
 
 
 @dataclass
 class UnitResult:
-    loss: float = math.nan
-    pool_rows: int = 0
+    losses: list[float] = field(default_factory=list)  # one per fold of the unit
+    pool_rows: list[int] = field(default_factory=list)
     seconds: float = 0.0
     fits: int = 0
     skipped: str = ""
@@ -224,17 +228,21 @@ class UnitCall:
 
 
 def run_unit(call: UnitCall) -> UnitResult:
-    """Train one candidate on one fold's training rows (+ its pool rows) and score the held-out
-    rows. Training-free candidates always run; a trained one past the deadline is skipped."""
+    """Train one candidate on its folds' training rows (+ its pool rows) and score each fold's
+    held-out rows. Training-free candidates always run; a trained one past the deadline is skipped."""
     s, u = call.search, call.unit
     c = make_candidates(s.cfg)[u.candidate]
     if c.strategy not in FREE and call.deadline is not None and time.time() > call.deadline:
         return UnitResult(skipped="time budget exhausted")
     t = time.perf_counter()
-    tr, va = call.folds[u.fold]
-    model, n_pool = s.train(c, call.x[tr], call.y[tr], u.fold, final=u.full, count=False)
-    loss = s.loss(model, call.x[va], call.y[va])
-    return UnitResult(loss, n_pool, time.perf_counter() - t, int(c.strategy not in FREE))
+    if len(u.folds) == 1:
+        tr, _ = call.folds[u.folds[0]]
+        fitted = [s.train(c, call.x[tr], call.y[tr], u.folds[0], final=u.full, count=False)]
+    else:
+        fitted = s.train_stack(c, call.x, call.y, [(f, call.folds[f][0]) for f in u.folds], final=u.full)
+    losses = [s.loss(m, call.x[call.folds[f][1]], call.y[call.folds[f][1]]) for (m, _), f in zip(fitted, u.folds)]
+    return UnitResult(losses, [n for _, n in fitted], time.perf_counter() - t,
+                      len(u.folds) * int(c.strategy not in FREE))
 
 
 MapUnits = Callable[[Callable[[UnitCall], UnitResult], list[UnitCall]], list[UnitResult]]
@@ -274,46 +282,91 @@ class Search:
             return self.warm, 0
         if c.strategy == "recalibrate":
             return recalibrate(self.warm, xt, yt, self._predict), 0
+        data, n_pool = self.training_set(c, xt, yt, fold)
+        model = copy.deepcopy(self.warm)
+        self._fit(model, data, self.fit_config(c, final, self.seed + fold))
+        if count:  # CV units report their fits in UnitResult (they may run in another process)
+            self.fits += 1
+        return model, n_pool
+
+    def fit_config(self, c: Candidate, final: bool, seed: int) -> TrainConfig:
+        cfg = (self.train_cfg if final else self.cv_cfg).model_copy(update={"seed": seed})
+        if c.strategy == "head_only":
+            cfg = cfg.model_copy(update={"freeze": head_only_freeze(self.warm)})
+        return cfg
+
+    def training_set(self, c: Candidate, xt: np.ndarray, yt: np.ndarray, fold: int) -> tuple[tuple, int]:
+        """A trained candidate's rows on one split: its pool rows + the target rows repeated
+        ``target_share`` times, as (x, y, w) — w = 1 except for ``weighted``'s pool rows."""
         rng = np.random.default_rng([self.seed, fold, c.cost])
         reps = max(1, int(round(c.target_share)))
-        cfg = (self.train_cfg if final else self.cv_cfg).model_copy(update={"seed": self.seed + fold})
         pool_idx = np.array([], dtype=np.int64)
-        weights = None
+        weights = np.ones(0, np.float32)
         if c.strategy in POOL_STRATEGIES:
             log_w = self._log_w(xt, fold)
-            n_rs = len(rejection_indices(log_w, 1.0, self.cfg.m_quantiles[0], np.random.default_rng([self.seed, fold])))
+            q0 = self.cfg.m_quantiles[0]
+            n_rs = len(rejection_indices(log_w, 1.0, q0, np.random.default_rng([self.seed, fold]), self._log_m(xt, fold, q0)))
             if c.strategy == "rsft":
-                pool_idx = rejection_indices(log_w, c.beta if c.beta is not None else 1.0,
-                                             c.m_quantile or self.cfg.m_quantiles[0], rng)
+                q = c.m_quantile or q0
+                pool_idx = rejection_indices(log_w, c.beta if c.beta is not None else 1.0, q, rng, self._log_m(xt, fold, q))
             elif c.strategy == "random_mix":
                 pool_idx = rng.choice(len(log_w), size=min(n_rs, len(log_w)), replace=False)
             else:
                 # the same budget of pool rows as rsft, drawn uniformly and weighted by w (clipped at M)
                 pool_idx = rng.choice(len(log_w), size=min(max(n_rs, 1), len(log_w)), replace=False)
                 lw = log_w[pool_idx]
-                w = np.exp(np.minimum(lw - np.quantile(log_w, self.cfg.m_quantiles[0]), 0.0))
+                w = np.exp(np.minimum(lw - self._log_m(xt, fold, q0), 0.0))
                 weights = (w / w.mean()).astype(np.float32)
-        if c.strategy == "head_only":
-            cfg = cfg.model_copy(update={"freeze": head_only_freeze(self.warm)})
+            if c.strategy != "weighted":
+                weights = np.ones(len(pool_idx), np.float32)
         x = np.concatenate([self.pool.x[pool_idx]] + [xt] * reps)
         y = np.concatenate([self.pool.y[pool_idx]] + [yt] * reps)
-        data: tuple = (x, y)
-        if weights is not None:
-            data = (x, y, np.concatenate([weights, np.ones(len(yt) * reps, np.float32)]))
-        model = copy.deepcopy(self.warm)
-        self._fit(model, data, cfg)
-        if count:  # CV units report their fits in UnitResult (they may run in another process)
-            self.fits += 1
-        return model, len(pool_idx)
+        w = np.concatenate([weights, np.ones(len(yt) * reps, np.float32)])
+        return (x, y, w), len(pool_idx)
+
+    def stackable(self, c: Candidate) -> bool:
+        """Whether the candidate's folds can train as one model stack (``adapt.stack_folds``)."""
+        t = self.train_cfg
+        if (not self.cfg.stack_folds or c.strategy in FREE or t.task != "regression"
+                or t.loss_threshold is not None or t.loss_threshold_quantile is not None):
+            return False
+        if "_stack_ok" not in self.__dict__:
+            probe = torch.as_tensor(np.asarray(self.pool.x[:16]))
+            self._stack_ok = probe.is_floating_point() and stack_models(self.warm, 2, probe.float()) is not None
+        return self._stack_ok
+
+    def train_stack(self, c: Candidate, x: np.ndarray, y: np.ndarray, splits: list[tuple[int, np.ndarray]],
+                    final: bool = False) -> list[tuple[nn.Module, int]]:
+        """The candidate on several folds at once: each fold's training set (as :meth:`train`
+        builds it) is one column of a model stack; shorter sets are padded with weight-0 rows.
+        Returns [(model, pool rows)] per fold, in ``splits`` order."""
+        sets = [self.training_set(c, x[tr], y[tr], f) for f, tr in splits]
+        n = max(len(d[1]) for d, _ in sets)
+        pad = [np.arange(n) % len(d[1]) for d, _ in sets]  # padding rows: any real rows, weight 0
+        xs = np.stack([d[0][p] for (d, _), p in zip(sets, pad)], 1)
+        ys = np.stack([d[1][p] for (d, _), p in zip(sets, pad)], 1)
+        ws = np.stack([np.where(np.arange(n) < len(d[1]), d[2][p], 0.0) for (d, _), p in zip(sets, pad)], 1)
+        stack = stack_models(self.warm, len(splits), torch.as_tensor(x[:16], dtype=torch.float32))
+        self._fit(stack, (xs, ys, ws.astype(np.float32)), self.fit_config(c, final, self.seed + splits[0][0]))
+        return [(unstack_model(stack, self.warm, j), n_pool) for j, (_, n_pool) in enumerate(sets)]
 
     def _log_w(self, xt: np.ndarray, fold: int) -> np.ndarray:
         key = (fold, len(xt))
         cache = self.__dict__.setdefault("_lw_cache", {})
         if key not in cache:
-            if "_pool_std" not in self.__dict__:  # the pool sample is the same for every fold: standardise it once
-                self._pool_std = standardization(as_tensor(self.pool.x), self.scorer_cfg.standardize)
-            scorer = self._make_scorer(self.scorer_cfg, self.names).fit(xt, self.pool.x, pool_standardization=self._pool_std)
-            cache[key] = scorer.log_ratio(self.pool.x).double().numpy()
+            if "_scorer" not in self.__dict__:  # the pool sample is the same for every fold: fit its side once
+                self._scorer = self._make_scorer(self.scorer_cfg, self.names).fit(xt, self.pool.x)
+            # every fold (and the final fit) refits only the target side (see DensityRatioScorer.with_target)
+            cache[key] = self._scorer.with_target(xt, self.pool.x).log_ratio(self.pool.x).double().numpy()
+        return cache[key]
+
+    def _log_m(self, xt: np.ndarray, fold: int, q: float) -> float:
+        """log M: the q-quantile of the split's log w (the max for q = 1), computed once per split."""
+        cache = self.__dict__.setdefault("_lm_cache", {})
+        key = (fold, len(xt), q)
+        if key not in cache:
+            lw = self._log_w(xt, fold)
+            cache[key] = float(np.quantile(lw, q)) if q < 1 else float(lw.max())
         return cache[key]
 
     def loss(self, model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
@@ -358,10 +411,10 @@ class Search:
                 if out.skipped:
                     r.skipped = r.skipped or out.skipped
                 elif not r.skipped:  # a fold after a skipped one does not count (the budget ran out)
-                    r.fold_losses.append(out.loss)
-                    r.pool_rows.append(out.pool_rows)
+                    r.fold_losses += out.losses
+                    r.pool_rows += out.pool_rows
 
-        rung([Unit(i, f) for i in range(len(cands)) for f in range(split)])  # rung 0
+        rung([Unit(i, (f,)) for i in range(len(cands)) for f in range(split)])  # rung 0
         trained = [r for c, r in zip(cands, results) if c.strategy not in FREE and r.fold_losses and not r.skipped]
         keep = {r.name for r in sorted(trained, key=lambda r: r.mean)[: self.cfg.keep]}
         # re-running at train.epochs only matters when the CV fits were shorter
@@ -370,13 +423,17 @@ class Search:
         for i, (c, r) in enumerate(zip(cands, results)):  # rung 1
             if r.skipped or (split == len(folds) and not full):
                 continue
+            rest = list(range(split, len(folds)))
             if c.strategy in FREE:
-                units += [Unit(i, f) for f in range(split, len(folds))]
-            elif r.name in keep and full:  # every fold again, at the epochs the final fit gets
-                r.short_losses, r.fold_losses, r.pool_rows = r.fold_losses, [], []
-                units += [Unit(i, f, full=True) for f in range(len(folds))]
+                units += [Unit(i, (f,)) for f in rest]
             elif r.name in keep:
-                units += [Unit(i, f) for f in range(split, len(folds))]
+                if full:  # every fold again, at the epochs the final fit gets
+                    r.short_losses, r.fold_losses, r.pool_rows = r.fold_losses, [], []
+                    rest = list(range(len(folds)))
+                if len(rest) > 1 and self.stackable(c):  # the folds train together as one model stack
+                    units.append(Unit(i, tuple(rest), full=full))
+                else:
+                    units += [Unit(i, (f,), full=full) for f in rest]
             elif r.fold_losses:
                 r.eliminated = f"rung 0: CV loss {r.mean:.4g} on {split} fold(s), not among the best {self.cfg.keep}"
         rung(units)
@@ -392,6 +449,7 @@ class Search:
             "cv_epochs": self.cv_cfg.epochs,
             "full_epochs": self.train_cfg.epochs,
             "halving": {"rung0_folds": split, "kept": sorted(keep), "rung1": self.cfg.rung1,
+                        "stacked": bool(self.__dict__.get("_stack_ok")) and self.cfg.stack_folds,
                         "eliminated": [r.name for r in results if r.eliminated]} if self.cfg.halving else None,
             "fits": self.fits,
             "search_seconds": round(time.perf_counter() - t0, 2),

@@ -398,6 +398,11 @@ class AdaptConfig(_Model):
     # will really get (short fits under-rate trained recipes); "short" runs the remaining folds at
     # the CV epochs (cheaper, biased toward the training-free candidates)
     rung1: Literal["full", "short"] = "full"
+    # train a kept candidate's rung-1 folds together as one model stack (K copies of the model in
+    # one pass; rsft.models.stack_models): same recipe per fold, shared batches and early-stopping
+    # epoch; ~1.4 fits' time instead of K for small models. Falls back to one fit per fold for
+    # models with parameters outside nn.Linear layers, classification, loss-threshold rejection
+    stack_folds: bool = True
     # how the CV units (one candidate on one fold) run inside a retrain: one Prefect task each on a
     # thread pool ("thread") or a Dask cluster ("dask": dask_address, or a LocalCluster of
     # `concurrency` processes), at most `concurrency` at a time; "inline" = plain calls, no tasks.

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib
 from pathlib import Path
 from typing import Any
@@ -137,6 +138,67 @@ class TextClassifier(nn.Module):
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         # an all-padding row embeds to zeros (EmbeddingBag mean over no entries)
         return self.head(self.body(self.embed(ids.long())))
+
+
+class StackedLinear(nn.Module):
+    """K independent copies of one ``nn.Linear`` applied side by side: input [b, K, in] ->
+    [b, K, out], copy k on column k. Weight [K, out, in] and bias [K, out]: slice k is an
+    ``nn.Linear``'s own layout, under the same parameter names."""
+
+    def __init__(self, linear: nn.Linear, k: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(linear.weight.detach().expand(k, -1, -1).clone())
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().expand(k, -1).clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xk = x.transpose(0, 1)  # [K, b, in]
+        w = self.weight.transpose(1, 2)  # [K, in, out]
+        out = torch.bmm(xk, w) if self.bias is None else torch.baddbmm(self.bias[:, None, :], xk, w)
+        return out.transpose(0, 1)
+
+
+def stack_models(model: nn.Module, k: int, probe: torch.Tensor) -> nn.Module | None:
+    """``k`` copies of ``model`` as one module, so ``k`` models train in one pass (the adapt
+    search's cross-validation folds): input [b, k, d] -> output [b, k] (copy j sees column j).
+    At this scale a training step is dispatch-bound, so k stacked copies cost ~1.4 copies, not k.
+
+    Returns None when the model cannot be stacked: a parameter outside an ``nn.Linear``
+    (embeddings, norm layers' affine weights), or a forward that mixes the copies or fails on
+    the extra dimension — checked on ``probe`` rows [n, d], a different row order per copy.
+    ``train.fit`` trains the stack (``stack_size``); :func:`unstack_model` takes copy j out.
+    """
+    linear = {f"{n}.{p}" if n else p for n, m in model.named_modules() if isinstance(m, nn.Linear)
+              for p, _ in m.named_parameters(recurse=False)}
+    if k < 2 or any(n not in linear for n, _ in model.named_parameters()):
+        return None
+    stacked = copy.deepcopy(model)
+    for parent in list(stacked.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Linear):
+                setattr(parent, name, StackedLinear(child, k))
+    stacked.stack_size = k
+    was_training = model.training
+    model.eval()
+    stacked.eval()
+    try:
+        with torch.no_grad():
+            xs = torch.stack([probe.roll(j, 0) for j in range(k)], 1)  # [n, k, d]
+            out = stacked(xs)
+            ref = torch.stack([model(xs[:, j]) for j in range(k)], 1)
+        ok = out.shape == ref.shape and ref.dim() == 2 and torch.allclose(out, ref, rtol=1e-4, atol=1e-5)
+    except Exception:  # noqa: BLE001 - any failure on the stacked shape means "not stackable"
+        ok = False
+    finally:
+        model.train(was_training)
+    return stacked if ok else None
+
+
+def unstack_model(stacked: nn.Module, model: nn.Module, j: int) -> nn.Module:
+    """Copy ``j`` of a :func:`stack_models` stack as a plain module shaped like ``model``."""
+    out = copy.deepcopy(model)
+    src = stacked.state_dict()
+    out.load_state_dict({n: (src[n][j] if src[n].shape != t.shape else src[n]) for n, t in out.state_dict().items()})
+    return out.eval()
 
 
 def build_model(cfg: ModelConfig, in_features: int, out_features: int = 1) -> nn.Module:

@@ -136,6 +136,18 @@ def loss_threshold(per: torch.Tensor, cfg: TrainConfig, running: float | None) -
     return thr, running
 
 
+def clip_grad_norm(params: list[torch.Tensor], max_norm: float, stack: int | None = None) -> None:
+    """``nn.utils.clip_grad_norm_``; for a model stack (every parameter [K, ...]) per model."""
+    if not stack:
+        nn.utils.clip_grad_norm_(params, max_norm)
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    norms = torch.stack([g.reshape(stack, -1).double().pow(2).sum(1) for g in grads]).sum(0).sqrt()  # [K]
+    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.to(g.dtype).view(-1, *[1] * (g.dim() - 1)))
+
+
 def _split(n: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     perm = np.random.default_rng(seed).permutation(n)
     n_val = int(round(n * share)) if n >= 20 else 0
@@ -184,11 +196,21 @@ def fit(
     over one). ``val``: optional in-memory (x, y[, w]) validation set; without it, a tuple
     holds out ``cfg.val_share`` of its rows and a stream with ``holdout()`` a deterministic
     ``cfg.val_share`` of its rows (any other stream validates on its training loss).
+
+    A stack of K models (``rsft.models.stack_models``, regression, in memory) trains on
+    (x [n, K, d], y [n, K], w [n, K]): column k is model k's rows (w = 0 pads a shorter set). The
+    loss is the sum of each model's own weighted mean and the gradient clip is per model, so every
+    model gets the updates it would get alone; batches, validation rows and the early-stopping
+    epoch are shared (the stack stops on the sum of the K validation losses).
     """
     # ---- seed + data ---------------------------------------------------------------------
     seed_everything(cfg.seed)
     task = cfg.task
     streaming = _is_stream(train)
+    stack = getattr(model, "stack_size", None)
+    if stack and (streaming or task != "regression" or cfg.loss_threshold is not None
+                  or cfg.loss_threshold_quantile is not None):
+        raise ValueError("a model stack trains in memory, on regression, without loss-threshold rejection")
     val_stream = None
     if streaming:
         if val is None and cfg.val_share > 0 and hasattr(train, "holdout"):
@@ -267,9 +289,10 @@ def fit(
             with autocast():
                 out = model(xb)
             # float32 sums per batch (one batch in memory = the pre-streaming value exactly)
-            num = num + (per_sample_loss(model, out, xb, yb, task) * wb).sum().cpu()
-            den = den + wb.sum().cpu()
-        return float(num.float() / den.float()) if den > 0 else fallback
+            per = (out.float() - yb) ** 2 if stack else per_sample_loss(model, out, xb, yb, task)
+            num = num + (per * wb).sum(0).cpu()  # a stack: one sum per model
+            den = den + wb.sum(0).cpu()
+        return float((num.float() / den.float()).sum()) if bool((den > 0).all()) else fallback
 
     gen = torch.Generator().manual_seed(cfg.seed)
     for epoch in range(start_epoch, cfg.epochs):
@@ -289,8 +312,8 @@ def fit(
                 wb = wb.clamp(max=clip)
             with autocast():
                 out = model(xb)
-            per = per_sample_loss(model, out, xb, yb, task)
-            thr, running = loss_threshold(per.detach(), cfg, running)
+            per = (out.float() - yb) ** 2 if stack else per_sample_loss(model, out, xb, yb, task)
+            thr, running = loss_threshold(per.detach(), cfg, running) if not stack else (None, running)
             if thr is not None:
                 keep = per.detach() <= thr
                 skipped += int((~keep).sum())
@@ -298,19 +321,20 @@ def fit(
                     count += n
                     continue
                 per, wb = per[keep], wb[keep]
-            loss = (per * wb).sum() / wb.sum().clamp_min(1e-12)
+            # weighted mean; for a stack, the sum over models of each model's weighted mean
+            loss = ((per * wb).sum(0) / wb.sum(0).clamp_min(1e-12)).sum()
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
                 if cfg.grad_clip:
                     scaler.unscale_(opt)
-                    nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    clip_grad_norm(params, cfg.grad_clip, stack)
                 scaler.step(opt)
                 scaler.update()
             else:
                 loss.backward()
                 if cfg.grad_clip:
-                    nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+                    clip_grad_norm(params, cfg.grad_clip, stack)
                 opt.step()
             total += loss.item() * n
             count += n

@@ -1,4 +1,4 @@
-"""The adapt search's CV units as Prefect tasks: one task run per (candidate, fold), at most
+"""The adapt search's CV units as Prefect tasks: one task run per (candidate, fold or stacked folds), at most
 ``adapt.concurrency`` at a time, on a thread pool or a Dask cluster (``adapt.task_runner``).
 
 The search itself (rungs, halving, the choice) stays in ``rsft.adapt``; this module only supplies
@@ -26,7 +26,8 @@ def _unit_run_name() -> str:
         return "adapt-unit"
     u = call.unit
     name = make_candidates(call.search.cfg)[u.candidate].name
-    return f"cv {name} fold {u.fold}" + (" (full epochs)" if u.full else "")
+    folds = f"fold {u.folds[0]}" if len(u.folds) == 1 else f"folds {','.join(map(str, u.folds))} (stacked)"
+    return f"cv {name} {folds}" + (" (full epochs)" if u.full else "")
 
 
 # inputs are arrays and a model: never hashed for a cache key, never persisted as a result

@@ -203,6 +203,33 @@ def test_halving_keeps_the_best_trained_candidates_and_reports_the_rest():
     assert short["chosen"] == "sample_only" and short["fits"] == 4 * 2 + 1 * 2  # the survivor on the 2 other folds only
 
 
+def test_stacked_rung_one_folds_match_one_fit_per_fold():
+    """adapt.stack_folds trains the survivor's rung-1 folds as one model stack: the same recipe per
+    fold (same rows, seeds and epochs; only batches and the early-stopping epoch are shared), so the
+    choice and the fold losses match one fit per fold (within 5 %), with one trained unit."""
+    x, y = _world()
+    warm = _warm(x, y)
+    xt, _ = _world(3, 240)
+    yt = (xt @ np.array([-1.0, 1.0, 2.0])).astype(np.float32)
+    cfg = AdaptConfig(enabled=True, strategies=["keep_champion", "recalibrate", "sample_only", "rsft"], folds=4,
+                      epochs=3, pool_rows=4000)
+    reps = {}
+    for stack in (True, False):
+        _, reps[stack] = run_search(cfg.model_copy(update={"stack_folds": stack}), TrainConfig(seed=0, lr=1e-2, epochs=8),
+                                    ScorerConfig(), list("abc"), warm, (xt, yt, time_blocks(240, 8)), PoolSample(x, y))
+    assert reps[True]["halving"]["stacked"] and not reps[False]["halving"]["stacked"]
+    assert reps[True]["chosen"] == reps[False]["chosen"]
+    kept = reps[True]["halving"]["kept"]
+    assert kept == reps[False]["halving"]["kept"] == ["rsft β=1 q=0.99"]  # a pool recipe: folds differ in size (padding)
+    for a, b in zip(reps[True]["candidates"], reps[False]["candidates"]):
+        assert a["pool_rows"] == b["pool_rows"], a["name"]  # the same training rows per fold
+        if a["name"] in kept:
+            np.testing.assert_allclose(a["fold_losses"], b["fold_losses"], rtol=0.05)
+        else:
+            assert a["fold_losses"] == b["fold_losses"], a["name"]
+    assert reps[True]["fits"] == reps[False]["fits"]  # models trained, stacked or not
+
+
 def test_time_budget_stops_training_but_free_candidates_still_decide():
     x, y = _world()
     warm = _warm(x, y)

@@ -65,7 +65,7 @@ def test_dask_and_thread_runners_select_identical_rows(tmp_path, prefect_harness
 
 @pytest.mark.slow
 def test_adapt_units_fan_out_as_prefect_tasks_on_threads_and_dask_with_the_same_result(prefect_harness):
-    """Each (candidate, fold) CV unit is one Prefect task run; the thread pool and a Dask
+    """Each CV unit (a candidate on one fold, or its stacked rung-1 folds) is one Prefect task run; the thread pool and a Dask
     LocalCluster give the same fold losses, choice and fit count as plain in-order calls."""
     import numpy as np
     from prefect import flow, task
@@ -105,8 +105,14 @@ def test_adapt_units_fan_out_as_prefect_tasks_on_threads_and_dask_with_the_same_
     key = lambda rep: (rep["chosen"], rep["fits"], [(r["name"], r["fold_losses"], r["pool_rows"]) for r in rep["candidates"]])  # noqa: E731
     assert key(reports["thread"]) == key(reports["inline"])
     assert key(reports["dask"]) == key(reports["inline"])
-    units = sum(len(r["fold_losses"]) + len(r.get("short_losses") or []) for r in reports["inline"]["candidates"])
+    # one task per unit: a (candidate, fold), or the kept candidate's rung-1 folds as one model stack
+    rep = reports["inline"]
+    assert rep["halving"]["stacked"] and rep["halving"]["kept"] == ["rsft β=1 q=0.99"]
+    units = sum(len(r["short_losses"]) + (1 if r["name"] in rep["halving"]["kept"] else len(r["fold_losses"]))
+                for r in rep["candidates"])
     with get_client(sync_client=True) as client:
         for runner, n in (("inline", 0), ("thread", units)):
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_ids[runner]])))
             assert sum(r.name.startswith("cv ") for r in runs) == n, (runner, [r.name for r in runs])
+            if n:
+                assert "cv rsft β=1 q=0.99 folds 0,1,2,3 (stacked) (full epochs)" in [r.name for r in runs]

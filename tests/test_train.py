@@ -210,3 +210,88 @@ def test_classification_task_with_weights_rejection_and_early_stopping():
 
 def test_cpu_runs_without_autocast():
     assert amp_dtype(torch.device("cpu"), True) is None
+
+
+# --------------------------------------------------------------------------------------
+# model stacks: K copies trained in one pass (the adapt search's folds)
+# --------------------------------------------------------------------------------------
+def _stack_of_two(m, x):
+    from rsft.models import stack_models
+
+    s = stack_models(m, 2, torch.as_tensor(x[:16]))
+    assert s is not None
+    return s
+
+
+def test_a_model_stack_trains_each_copy_exactly_as_it_trains_alone():
+    """Two label sets on the same rows: each stacked copy ends where its own fit ends (same
+    batches, per-model gradient clipping active, AdamW, cosine schedule)."""
+    from rsft.models import unstack_model
+
+    x, y1 = _data(600, seed=1)
+    y2 = (0.5 * y1 + np.sin(x[:, 0])).astype(np.float32)
+    cfg = TrainConfig(epochs=6, lr=3e-3, grad_clip=0.05, val_share=0.0, patience=6, seed=3)
+    m = _model(x, y1)
+    alone = []
+    for y in (y1, y2):
+        c = _model(x, y1)
+        r = fit(c, (x, y), cfg)
+        losses = [h["train_loss"] for h in r.history]
+        assert losses == sorted(losses, reverse=True)  # premise: the best epoch is the last one alone and stacked
+        alone.append(c)
+    stack = _stack_of_two(m, x)
+    fit(stack, (np.stack([x, x], 1), np.stack([y1, y2], 1), np.ones((len(x), 2), np.float32)), cfg)
+    for j, c in enumerate(alone):
+        got = unstack_model(stack, m, j)
+        for (name, a), b in zip(c.state_dict().items(), got.state_dict().values()):
+            assert torch.allclose(a, b, atol=2e-5), name
+    # premise: the clip was active (so a clip over both copies together would have ended elsewhere)
+    loss = ((m(torch.as_tensor(x)) - torch.as_tensor(y1)) ** 2).mean()
+    loss.backward()
+    assert torch.sqrt(sum((p.grad**2).sum() for p in m.parameters())) > 10 * cfg.grad_clip
+
+
+def test_stack_padding_rows_weigh_nothing():
+    from rsft.models import unstack_model
+
+    x, y = _data(400, seed=2)
+    cfg = TrainConfig(epochs=3, seed=0)
+    m = _model(x, y)
+    w = np.ones((len(x), 2), np.float32)
+    w[300:, 1] = 0.0  # copy 1 has 300 rows; the rest of its column is padding
+    out = []
+    for pad_label in (0.0, 1e6):
+        ys = np.stack([y, np.where(np.arange(len(y)) < 300, y, pad_label)], 1).astype(np.float32)
+        s = _stack_of_two(m, x)
+        fit(s, (np.stack([x, x], 1), ys, w), cfg)
+        out.append(unstack_model(s, m, 1).state_dict())
+    for k in out[0]:
+        assert torch.equal(out[0][k], out[1][k]), k
+
+
+def test_stack_models_refuses_what_it_cannot_stack():
+    from rsft.models import TextClassifier, stack_models
+
+    x, y = _data(50)
+    probe = torch.as_tensor(x[:16])
+    m = _model(x, y)
+    s = stack_models(m, 3, probe)
+    assert s is not None and s.stack_size == 3
+    xs = torch.stack([probe, probe.flip(0), 2 * probe], 1)
+    assert torch.allclose(s.eval()(xs), torch.stack([m(xs[:, j]) for j in range(3)], 1), atol=1e-5)
+
+    class Mixes(nn.Module):  # only Linear parameters, but its forward mixes rows across the copies
+        def __init__(self):
+            super().__init__()
+            self.lin = nn.Linear(4, 1)
+
+        def forward(self, x):
+            return self.lin(x - x.mean(-2, keepdim=True) if x.dim() == 3 else x).squeeze(-1)
+
+    normed = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 1))  # LayerNorm has its own weights
+    assert stack_models(Mixes(), 2, probe) is None
+    assert stack_models(normed, 2, probe) is None
+    assert stack_models(TextClassifier(50, 2), 2, torch.zeros(4, 3, dtype=torch.int64)) is None
+    with pytest.raises(ValueError, match="model stack"):
+        fit(s, (np.stack([x] * 3, 1), np.stack([y] * 3, 1), np.ones((len(x), 3), np.float32)),
+            TrainConfig(epochs=1, loss_threshold_quantile=0.9))
