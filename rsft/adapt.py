@@ -198,11 +198,11 @@ POOL_STRATEGIES = ("rsft", "random_mix", "weighted")  # candidates that draw poo
 
 @dataclass(frozen=True)
 class Unit:
-    """One candidate (index into ``make_candidates``) on one fold, or on several folds trained
-    together as one model stack (``rsft.models.stack_models``); ``full`` = at ``train.epochs``."""
+    """Cells (candidate index into ``make_candidates``, fold) trained in one fit: a single cell,
+    or several cells as one model stack (``rsft.models.stack_models``; one column per cell);
+    ``full`` = at ``train.epochs``."""
 
-    candidate: int
-    folds: tuple[int, ...]
+    cells: tuple[tuple[int, int], ...]
     full: bool = False
 
 
@@ -228,21 +228,24 @@ class UnitCall:
 
 
 def run_unit(call: UnitCall) -> UnitResult:
-    """Train one candidate on its folds' training rows (+ its pool rows) and score each fold's
-    held-out rows. Training-free candidates always run; a trained one past the deadline is skipped."""
+    """Train the unit's cells (a candidate on a fold's training rows + its pool rows) and score
+    each on its fold's held-out rows. Training-free candidates always run; trained cells past the
+    deadline are skipped."""
     s, u = call.search, call.unit
-    c = make_candidates(s.cfg)[u.candidate]
-    if c.strategy not in FREE and call.deadline is not None and time.time() > call.deadline:
+    cands = make_candidates(s.cfg)
+    cells = [(cands[i], f) for i, f in u.cells]
+    trained = sum(c.strategy not in FREE for c, _ in cells)
+    if trained and call.deadline is not None and time.time() > call.deadline:
         return UnitResult(skipped="time budget exhausted")
     t = time.perf_counter()
-    if len(u.folds) == 1:
-        tr, _ = call.folds[u.folds[0]]
-        fitted = [s.train(c, call.x[tr], call.y[tr], u.folds[0], final=u.full, count=False)]
+    if len(cells) == 1:
+        (c, f), = cells
+        tr = call.folds[f][0]
+        fitted = [s.train(c, call.x[tr], call.y[tr], f, final=u.full, count=False)]
     else:
-        fitted = s.train_stack(c, call.x, call.y, [(f, call.folds[f][0]) for f in u.folds], final=u.full)
-    losses = [s.loss(m, call.x[call.folds[f][1]], call.y[call.folds[f][1]]) for (m, _), f in zip(fitted, u.folds)]
-    return UnitResult(losses, [n for _, n in fitted], time.perf_counter() - t,
-                      len(u.folds) * int(c.strategy not in FREE))
+        fitted = s.train_stack([(c, f, call.folds[f][0]) for c, f in cells], call.x, call.y, final=u.full)
+    losses = [s.loss(m, call.x[call.folds[f][1]], call.y[call.folds[f][1]]) for (m, _), (_, f) in zip(fitted, cells)]
+    return UnitResult(losses, [n for _, n in fitted], time.perf_counter() - t, trained)
 
 
 MapUnits = Callable[[Callable[[UnitCall], UnitResult], list[UnitCall]], list[UnitResult]]
@@ -324,30 +327,49 @@ class Search:
         w = np.concatenate([weights, np.ones(len(yt) * reps, np.float32)])
         return (x, y, w), len(pool_idx)
 
-    def stackable(self, c: Candidate) -> bool:
-        """Whether the candidate's folds can train as one model stack (``adapt.stack_folds``)."""
+    def stack_key(self, c: Candidate) -> tuple | None:
+        """Cells with the same key may train as one model stack (same fit settings: the freeze
+        differs for head_only; pool recipes' sets are alike in size, the target-only ones far
+        smaller, so they are not padded up to a pool recipe's); None = this candidate never stacks."""
         t = self.train_cfg
         if (not self.cfg.stack_folds or c.strategy in FREE or t.task != "regression"
                 or t.loss_threshold is not None or t.loss_threshold_quantile is not None):
-            return False
+            return None
         if "_stack_ok" not in self.__dict__:
             probe = torch.as_tensor(np.asarray(self.pool.x[:16]))
             self._stack_ok = probe.is_floating_point() and stack_models(self.warm, 2, probe.float()) is not None
-        return self._stack_ok
+        return (c.strategy == "head_only", c.strategy in POOL_STRATEGIES) if self._stack_ok else None
 
-    def train_stack(self, c: Candidate, x: np.ndarray, y: np.ndarray, splits: list[tuple[int, np.ndarray]],
+    def plan(self, cells: list[tuple[int, int]], full: bool) -> list[Unit]:
+        """Units for a rung's cells: cells of trained candidates that share a stack key train as
+        one stack, the rest one cell per unit (cell order is kept within each unit)."""
+        cands = make_candidates(self.cfg)
+        groups: dict[tuple, list[tuple[int, int]]] = {}
+        units = []
+        for i, f in cells:
+            key = self.stack_key(cands[i])
+            if key is None:
+                units.append(Unit(((i, f),), full))
+            else:
+                groups.setdefault(key, []).append((i, f))
+        for group in groups.values():
+            units += [Unit(tuple(group), full)] if len(group) > 1 else [Unit((cell,), full) for cell in group]
+        return units
+
+    def train_stack(self, cells: list[tuple[Candidate, int, np.ndarray]], x: np.ndarray, y: np.ndarray,
                     final: bool = False) -> list[tuple[nn.Module, int]]:
-        """The candidate on several folds at once: each fold's training set (as :meth:`train`
-        builds it) is one column of a model stack; shorter sets are padded with weight-0 rows.
-        Returns [(model, pool rows)] per fold, in ``splits`` order."""
-        sets = [self.training_set(c, x[tr], y[tr], f) for f, tr in splits]
+        """Several cells (candidate, fold, the fold's training rows) at once, one column of a model
+        stack each, every column built as :meth:`train` builds it; shorter sets are padded with
+        weight-0 rows. The cells share one fit config (same stack key). Returns [(model, pool rows)]."""
+        sets = [self.training_set(c, x[tr], y[tr], f) for c, f, tr in cells]
         n = max(len(d[1]) for d, _ in sets)
         pad = [np.arange(n) % len(d[1]) for d, _ in sets]  # padding rows: any real rows, weight 0
         xs = np.stack([d[0][p] for (d, _), p in zip(sets, pad)], 1)
         ys = np.stack([d[1][p] for (d, _), p in zip(sets, pad)], 1)
         ws = np.stack([np.where(np.arange(n) < len(d[1]), d[2][p], 0.0) for (d, _), p in zip(sets, pad)], 1)
-        stack = stack_models(self.warm, len(splits), torch.as_tensor(x[:16], dtype=torch.float32))
-        self._fit(stack, (xs, ys, ws.astype(np.float32)), self.fit_config(c, final, self.seed + splits[0][0]))
+        stack = stack_models(self.warm, len(cells), torch.as_tensor(x[:16], dtype=torch.float32))
+        c0, f0, _ = cells[0]
+        self._fit(stack, (xs, ys, ws.astype(np.float32)), self.fit_config(c0, final, self.seed + f0))
         return [(unstack_model(stack, self.warm, j), n_pool) for j, (_, n_pool) in enumerate(sets)]
 
     def _log_w(self, xt: np.ndarray, fold: int) -> np.ndarray:
@@ -402,41 +424,42 @@ class Search:
         self.prepare(x, folds)
         run_all = map_units or (lambda fn, calls: [fn(call) for call in calls])
 
+        units_run = []
+
         def rung(units: list[Unit]) -> None:
             calls = [UnitCall(self, u, x, y, folds, deadline) for u in units]
+            units_run.extend(units)
             for u, out in zip(units, run_all(run_unit, calls)):
-                r = results[u.candidate]
-                r.seconds += out.seconds
                 self.fits += out.fits
-                if out.skipped:
-                    r.skipped = r.skipped or out.skipped
-                elif not r.skipped:  # a fold after a skipped one does not count (the budget ran out)
-                    r.fold_losses += out.losses
-                    r.pool_rows += out.pool_rows
+                for j, (i, _) in enumerate(u.cells):
+                    r = results[i]
+                    r.seconds += out.seconds / len(u.cells)  # a stack's time, shared by its cells
+                    if out.skipped:
+                        r.skipped = r.skipped or out.skipped
+                    elif not r.skipped:  # a fold after a skipped one does not count (the budget ran out)
+                        r.fold_losses.append(out.losses[j])
+                        r.pool_rows.append(out.pool_rows[j])
 
-        rung([Unit(i, (f,)) for i in range(len(cands)) for f in range(split)])  # rung 0
+        rung(self.plan([(i, f) for f in range(split) for i in range(len(cands))], full=False))  # rung 0
         trained = [r for c, r in zip(cands, results) if c.strategy not in FREE and r.fold_losses and not r.skipped]
         keep = {r.name for r in sorted(trained, key=lambda r: r.mean)[: self.cfg.keep]}
         # re-running at train.epochs only matters when the CV fits were shorter
         full = self.cfg.halving and self.cfg.rung1 == "full" and self.cv_cfg.epochs < self.train_cfg.epochs
-        units = []
+        free, kept = [], []
         for i, (c, r) in enumerate(zip(cands, results)):  # rung 1
             if r.skipped or (split == len(folds) and not full):
                 continue
             rest = list(range(split, len(folds)))
             if c.strategy in FREE:
-                units += [Unit(i, (f,)) for f in rest]
+                free += [(i, f) for f in rest]
             elif r.name in keep:
                 if full:  # every fold again, at the epochs the final fit gets
                     r.short_losses, r.fold_losses, r.pool_rows = r.fold_losses, [], []
                     rest = list(range(len(folds)))
-                if len(rest) > 1 and self.stackable(c):  # the folds train together as one model stack
-                    units.append(Unit(i, tuple(rest), full=full))
-                else:
-                    units += [Unit(i, (f,), full=full) for f in rest]
+                kept += [(i, f) for f in rest]
             elif r.fold_losses:
                 r.eliminated = f"rung 0: CV loss {r.mean:.4g} on {split} fold(s), not among the best {self.cfg.keep}"
-        rung(units)
+        rung(self.plan(free, False) + self.plan(kept, full))
         for r in results:
             log.info("adapt: %s cv=%.4g±%.2g (%.1fs)", r.name, r.mean, r.se, r.seconds)
         chosen, why = choose(results, self.cfg.one_se)
@@ -452,6 +475,8 @@ class Search:
                         "stacked": bool(self.__dict__.get("_stack_ok")) and self.cfg.stack_folds,
                         "eliminated": [r.name for r in results if r.eliminated]} if self.cfg.halving else None,
             "fits": self.fits,
+            # what ran: one entry per unit (one fit; "name @ fold k" cells, several = a model stack)
+            "units": [[f"{cands[i].name} @ fold {f}" for i, f in u.cells] for u in units_run],
             "search_seconds": round(time.perf_counter() - t0, 2),
         }
 

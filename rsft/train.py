@@ -142,10 +142,10 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float, stack: int | Non
         nn.utils.clip_grad_norm_(params, max_norm)
         return
     grads = [p.grad for p in params if p.grad is not None]
-    norms = torch.stack([g.reshape(stack, -1).double().pow(2).sum(1) for g in grads]).sum(0).sqrt()  # [K]
-    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    norms = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.reshape(stack, -1), dim=1) for g in grads]), dim=0)
+    coef = (max_norm / (norms + 1e-6)).clamp_(max=1.0)  # [K]
     for g in grads:
-        g.mul_(coef.to(g.dtype).view(-1, *[1] * (g.dim() - 1)))
+        g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
 
 
 def _split(n: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -1,5 +1,6 @@
-"""The adapt search's CV units as Prefect tasks: one task run per (candidate, fold or stacked folds), at most
-``adapt.concurrency`` at a time, on a thread pool or a Dask cluster (``adapt.task_runner``).
+"""The adapt search's CV units as Prefect tasks: one task run per unit (a candidate on a fold, or
+several such cells trained as one model stack), at most ``adapt.concurrency`` at a time, on a
+thread pool or a Dask cluster (``adapt.task_runner``).
 
 The search itself (rungs, halving, the choice) stays in ``rsft.adapt``; this module only supplies
 the ``map_units`` executor it calls, so the result is the same whichever runner executes it.
@@ -25,9 +26,12 @@ def _unit_run_name() -> str:
     if call is None:
         return "adapt-unit"
     u = call.unit
-    name = make_candidates(call.search.cfg)[u.candidate].name
-    folds = f"fold {u.folds[0]}" if len(u.folds) == 1 else f"folds {','.join(map(str, u.folds))} (stacked)"
-    return f"cv {name} {folds}" + (" (full epochs)" if u.full else "")
+    cands = make_candidates(call.search.cfg)
+    names = list(dict.fromkeys(cands[i].name for i, _ in u.cells))
+    folds = list(dict.fromkeys(f for _, f in u.cells))
+    where = f"fold {folds[0]}" if len(folds) == 1 else f"folds {','.join(map(str, folds))}"
+    return (f"cv {' + '.join(names)} {where}" + (" (stacked)" if len(u.cells) > 1 else "")
+            + (" (full epochs)" if u.full else ""))
 
 
 # inputs are arrays and a model: never hashed for a cache key, never persisted as a result

@@ -203,31 +203,35 @@ def test_halving_keeps_the_best_trained_candidates_and_reports_the_rest():
     assert short["chosen"] == "sample_only" and short["fits"] == 4 * 2 + 1 * 2  # the survivor on the 2 other folds only
 
 
-def test_stacked_rung_one_folds_match_one_fit_per_fold():
-    """adapt.stack_folds trains the survivor's rung-1 folds as one model stack: the same recipe per
-    fold (same rows, seeds and epochs; only batches and the early-stopping epoch are shared), so the
-    choice and the fold losses match one fit per fold (within 5 %), with one trained unit."""
+def test_stacked_cells_match_one_fit_per_cell():
+    """adapt.stack_folds trains cells with the same fit settings as one model stack: rung 0's pool
+    recipes on fold 0 together, the survivor's four rung-1 folds together. Same recipe per cell
+    (same rows; only batches and the early-stopping epoch are shared), so the choice, the survivor
+    and every trained CV loss match one fit per cell (within 5 %); free candidates are identical."""
     x, y = _world()
     warm = _warm(x, y)
     xt, _ = _world(3, 240)
     yt = (xt @ np.array([-1.0, 1.0, 2.0])).astype(np.float32)
-    cfg = AdaptConfig(enabled=True, strategies=["keep_champion", "recalibrate", "sample_only", "rsft"], folds=4,
-                      epochs=3, pool_rows=4000)
+    cfg = AdaptConfig(enabled=True, strategies=["keep_champion", "recalibrate", "sample_only", "random_mix", "rsft",
+                                                "weighted"], folds=4, epochs=3, pool_rows=4000)
     reps = {}
     for stack in (True, False):
         _, reps[stack] = run_search(cfg.model_copy(update={"stack_folds": stack}), TrainConfig(seed=0, lr=1e-2, epochs=8),
                                     ScorerConfig(), list("abc"), warm, (xt, yt, time_blocks(240, 8)), PoolSample(x, y))
-    assert reps[True]["halving"]["stacked"] and not reps[False]["halving"]["stacked"]
-    assert reps[True]["chosen"] == reps[False]["chosen"]
-    kept = reps[True]["halving"]["kept"]
-    assert kept == reps[False]["halving"]["kept"] == ["rsft β=1 q=0.99"]  # a pool recipe: folds differ in size (padding)
-    for a, b in zip(reps[True]["candidates"], reps[False]["candidates"]):
-        assert a["pool_rows"] == b["pool_rows"], a["name"]  # the same training rows per fold
-        if a["name"] in kept:
-            np.testing.assert_allclose(a["fold_losses"], b["fold_losses"], rtol=0.05)
-        else:
+    on, off = reps[True], reps[False]
+    assert on["halving"]["stacked"] and not off["halving"]["stacked"]
+    kept = on["halving"]["kept"]
+    assert on["chosen"] == off["chosen"] and kept == off["halving"]["kept"]
+    assert ["random_mix @ fold 0", "rsft β=1 q=0.99 @ fold 0", "weighted @ fold 0"] in on["units"]  # rung 0
+    assert [f"{kept[0]} @ fold {f}" for f in range(4)] in on["units"]  # rung 1
+    assert all(len(u) == 1 for u in off["units"]) and len(off["units"]) > len(on["units"])
+    for a, b in zip(on["candidates"], off["candidates"]):
+        assert a["pool_rows"] == b["pool_rows"], a["name"]  # the same training rows per cell
+        if a["strategy"] in ("keep_champion", "recalibrate"):
             assert a["fold_losses"] == b["fold_losses"], a["name"]
-    assert reps[True]["fits"] == reps[False]["fits"]  # models trained, stacked or not
+        else:
+            np.testing.assert_allclose(a["fold_losses"] + a["short_losses"], b["fold_losses"] + b["short_losses"], rtol=0.05)
+    assert on["fits"] == off["fits"]  # models trained, stacked or not
 
 
 def test_time_budget_stops_training_but_free_candidates_still_decide():

@@ -108,8 +108,8 @@ def test_adapt_units_fan_out_as_prefect_tasks_on_threads_and_dask_with_the_same_
     # one task per unit: a (candidate, fold), or the kept candidate's rung-1 folds as one model stack
     rep = reports["inline"]
     assert rep["halving"]["stacked"] and rep["halving"]["kept"] == ["rsft β=1 q=0.99"]
-    units = sum(len(r["short_losses"]) + (1 if r["name"] in rep["halving"]["kept"] else len(r["fold_losses"]))
-                for r in rep["candidates"])
+    assert [f"rsft β=1 q=0.99 @ fold {f}" for f in range(4)] in rep["units"]
+    units = len(rep["units"])
     with get_client(sync_client=True) as client:
         for runner, n in (("inline", 0), ("thread", units)):
             runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_ids[runner]])))

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +53,20 @@ def standardization(x: torch.Tensor, how: str = "robust") -> tuple[torch.Tensor,
 
 def column_quantiles(x: torch.Tensor, qs: tuple[float, ...]) -> torch.Tensor:
     """[len(qs), d] quantiles of each column of ``x`` [n, d] with linear interpolation between
-    order statistics (as ``torch.quantile``), found by partial sorting: O(n) per column, ~4× faster
-    than a full sort at 365k rows, and no input-size limit."""
+    order statistics (as ``torch.quantile``), by one single-pivot partial sort per quantile (the
+    next order statistic is the minimum right of the pivot): O(n) per column, ~5× faster than
+    torch.quantile at 360k rows, and no input-size limit."""
     n = len(x)
-    cols = np.ascontiguousarray(x.detach().cpu().numpy().T)  # [d, n]: partition along contiguous rows
-    pos = np.asarray(qs, dtype=np.float64) * (n - 1)
-    lo = np.floor(pos).astype(np.int64)
-    hi = np.minimum(lo + 1, n - 1)
-    part = np.partition(cols, np.union1d(lo, hi), axis=1)
-    a, b = part[:, lo], part[:, hi]  # [d, len(qs)]
-    return torch.from_numpy((a + (b - a) * (pos - lo)).T.copy()).to(x.dtype)
+    cols = np.ascontiguousarray(x.detach().cpu().numpy().T)  # [d, n], our own copy: partitioned in place
+    out = np.empty((len(qs), cols.shape[0]), dtype=np.float64)
+    for j, q in enumerate(qs):
+        pos = q * (n - 1)
+        lo = int(math.floor(pos))
+        cols.partition(lo, axis=1)
+        a = cols[:, lo].astype(np.float64)
+        b = cols[:, lo + 1 :].min(axis=1).astype(np.float64) if pos > lo else a
+        out[j] = a + (b - a) * (pos - lo)
+    return torch.from_numpy(out).to(x.dtype)
 
 
 class DensityRatioScorer(nn.Module):
