@@ -259,6 +259,10 @@ def test_column_quantiles_equal_torch_quantile():
     want = torch.quantile(x, torch.tensor(qs, dtype=x.dtype), dim=0)
     assert torch.allclose(column_quantiles(x, qs), want, rtol=0, atol=1e-12)
     assert torch.equal(column_quantiles(x[:1], (0.5,)), x[:1])  # one row: every quantile is that row
+    f = torch.as_tensor(np.asfortranarray(x.numpy()))  # column-major, as Polars' to_numpy often returns
+    before = f.clone()
+    assert torch.allclose(column_quantiles(f, qs), want, rtol=0, atol=1e-12)
+    assert torch.equal(f, before)  # the input is never reordered
 
 
 @pytest.mark.parametrize("kind", ["gaussian", "gmm", "classifier"])

@@ -57,7 +57,9 @@ def column_quantiles(x: torch.Tensor, qs: tuple[float, ...]) -> torch.Tensor:
     next order statistic is the minimum right of the pivot): O(n) per column, ~5× faster than
     torch.quantile at 360k rows, and no input-size limit."""
     n = len(x)
-    cols = np.ascontiguousarray(x.detach().cpu().numpy().T)  # [d, n], our own copy: partitioned in place
+    # [d, n], always our own copy: it is partitioned in place (for a column-major x, the transpose
+    # is already contiguous and ascontiguousarray would return a view of the caller's data)
+    cols = np.array(x.detach().cpu().numpy().T, order="C", copy=True)
     out = np.empty((len(qs), cols.shape[0]), dtype=np.float64)
     for j, q in enumerate(qs):
         pos = q * (n - 1)
