@@ -43,12 +43,11 @@ def standardization(x: torch.Tensor, how: str = "robust") -> tuple[torch.Tensor,
     """(centre, scale) per column of a pool sample. ``robust``: median and IQR / 1.349 (the sd
     of a normal), falling back to the sd where the IQR is 0 (a mostly-constant column);
     ``mean_sd``: mean and sd."""
-    sd = x.std(0)
     if how == "mean_sd":
-        return x.mean(0), sd
+        return x.mean(0), x.std(0)
     q = column_quantiles(x, (0.25, 0.5, 0.75))
     iqr = (q[2] - q[0]) / 1.349
-    return q[1], torch.where(iqr > 0, iqr, sd)
+    return q[1], iqr if bool((iqr > 0).all()) else torch.where(iqr > 0, iqr, x.std(0))
 
 
 def column_quantiles(x: torch.Tensor, qs: tuple[float, ...]) -> torch.Tensor:
@@ -199,13 +198,14 @@ class DensityRatioScorer(nn.Module):
         d = len(self.feature_names)
         if t.ndim != 2 or t.shape[1] != d:
             raise ValueError(f"{self.kind} scorer: {name} sample must be [rows, {d}] features, got {tuple(t.shape)}")
-        if not torch.isfinite(t).all():
+        # one reduction first (a finite sum means every value is finite); the exact check only when it is not
+        if not bool(torch.isfinite(t.sum())) and not bool(torch.isfinite(t).all()):
             bad = int((~torch.isfinite(t).all(1)).sum())
             raise ValueError(f"{self.kind} scorer: {name} sample has {bad} row(s) with NaN or inf; prefilter non-finite rows first")
         return t
 
     def _z(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean.to(x.dtype)) / self.scale.to(x.dtype)
+        return (x - self.mean.to(x.dtype)).div_(self.scale.to(x.dtype))  # one temporary, not two
 
     def _fit(self, zt: torch.Tensor, zp: torch.Tensor) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement _fit")
