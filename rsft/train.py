@@ -14,7 +14,6 @@ input; labels are ignored — autoencoder pretraining on unlabelled rows).
 from __future__ import annotations
 
 import contextlib
-import copy
 import fnmatch
 import logging
 import math
@@ -148,6 +147,12 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float, stack: int | Non
         g.mul_(coef.view(-1, *[1] * (g.dim() - 1)))
 
 
+def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's state (what ``copy.deepcopy(state_dict())`` gives, without its
+    per-object machinery: this runs at every improving epoch)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def _split(n: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     perm = np.random.default_rng(seed).permutation(n)
     n_val = int(round(n * share)) if n >= 20 else 0
@@ -245,7 +250,7 @@ def fit(
         raise ValueError(f"train.freeze {cfg.freeze} froze every parameter")
     opt = make_optimizer(params, cfg)
     result = TrainResult()
-    best_state = copy.deepcopy(model.state_dict())
+    best_state = _snapshot(model)
     start_epoch, bad_epochs, running = 0, 0, None
 
     # ---- resume --------------------------------------------------------------------------
@@ -348,7 +353,7 @@ def fit(
         result.epochs_run = epoch + 1
         if val_loss < result.best_val_loss:
             result.best_val_loss, result.best_epoch, bad_epochs = val_loss, epoch, 0
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = _snapshot(model)
         else:
             bad_epochs += 1
             if bad_epochs >= cfg.patience:
