@@ -102,6 +102,7 @@ def main() -> None:
             "auto_within_3pct": auto <= 1.03 * table[best]["mean"],
             "auto_not_worse_than_champion": auto <= table["(champion)"]["mean"],
             "search_cost_x_one_finetune": round(float(np.mean(costs)), 2),
+            "search_cost_per_seed": [round(float(c), 2) for c in costs],
             "search_fits_mean": float(np.mean(fits)),
         }
         print(json.dumps({scenario: out["scenarios"][scenario]}), flush=True)

@@ -477,7 +477,7 @@ class Search:
             "fits": self.fits,
             # what ran: one entry per unit (one fit; "name @ fold k" cells, several = a model stack)
             "units": [[f"{cands[i].name} @ fold {f}" for i, f in u.cells] for u in units_run],
-            "search_seconds": round(time.perf_counter() - t0, 2),
+            "search_seconds": round(time.perf_counter() - t0, 4),
         }
 
     def final(self, name: str, x: np.ndarray, y: np.ndarray) -> tuple[nn.Module, int]:
@@ -517,7 +517,7 @@ def run_search(
     report = search.run(x, y, groups, map_units)
     t = time.perf_counter()
     chosen, _ = search.final(report["chosen"], x, y)
-    report["final_fit_seconds"] = round(time.perf_counter() - t, 2)
+    report["final_fit_seconds"] = round(time.perf_counter() - t, 4)
     if holdout is not None:
         hx, hy = holdout
         for row in report["candidates"]:
@@ -525,7 +525,7 @@ def run_search(
                 continue
             t = time.perf_counter()
             model = chosen if row["name"] == report["chosen"] else search.final(row["name"], x, y)[0]
-            row["final_seconds"] = report["final_fit_seconds"] if model is chosen else round(time.perf_counter() - t, 2)
+            row["final_seconds"] = report["final_fit_seconds"] if model is chosen else round(time.perf_counter() - t, 4)
             row["holdout_rmse"] = search.loss(model, hx, hy)
     return chosen, report
 

@@ -33,5 +33,5 @@ def finetune_task(
     if out.get("adapt"):
         a = out["adapt"]
         create_table_artifact(candidate_table(a), key="adapt-candidates",
-                              description=f"chose {a['chosen']}: {a['why']} ({a['fits']} fits, {a['search_seconds']} s)")
+                              description=f"chose {a['chosen']}: {a['why']} ({a['fits']} fits, {a['search_seconds']:.2f} s)")
     return out
