@@ -186,12 +186,16 @@ def rejection_indices(log_w: np.ndarray, beta: float, m_quantile: float, rng: np
                       log_m: float | None = None) -> np.ndarray:
     """Accept pool rows with probability min(1, w^β / M), M at the quantile of w^β (``log_m``:
     that quantile of ``log_w`` computed by the caller; the quantile of w^β is β times it)."""
-    lw = beta * log_w
+    u = np.log(rng.uniform(size=len(log_w)))
+    if beta == 0:  # w^0 = 1 = M: every scorable row (rows with log w = -inf are never drawn)
+        return np.flatnonzero(np.isfinite(log_w) | (log_w > 0))
     if log_m is None:
         log_m = float(np.quantile(log_w, m_quantile)) if m_quantile < 1 else float(log_w.max())
-    return np.flatnonzero(np.log(rng.uniform(size=len(lw))) < lw - beta * log_m)
+    return np.flatnonzero(u < beta * (log_w - log_m))  # β ≥ 0: the quantile of β·log w is β·log M
 
 
+# a model stack pads every training set to the longest; below this fill a cell trains alone
+STACK_MIN_FILL = 0.8
 FREE = ("keep_champion", "recalibrate")  # candidates that train nothing (closed form or as is)
 POOL_STRATEGIES = ("rsft", "random_mix", "weighted")  # candidates that draw pool rows (need log w)
 
@@ -328,9 +332,12 @@ class Search:
         return (x, y, w), len(pool_idx)
 
     def stack_key(self, c: Candidate) -> tuple | None:
-        """Cells with the same key may train as one model stack (same fit settings: the freeze
-        differs for head_only; pool recipes' sets are alike in size, the target-only ones far
-        smaller, so they are not padded up to a pool recipe's); None = this candidate never stacks."""
+        """Cells with the same key may train as one model stack: the same fit settings (head_only
+        freezes all but the head) and training sets of about the same size — rows are padded to
+        the longest set, so a short set would take more, smaller steps than alone. Pool recipes
+        drawing the rejection-sampling budget (random_mix, weighted, rsft at β = 1 and the first
+        M quantile) are alike; other β / M values and the target-only recipes each stack only with
+        themselves (their other folds). None = this candidate never stacks."""
         t = self.train_cfg
         if (not self.cfg.stack_folds or c.strategy in FREE or t.task != "regression"
                 or t.loss_threshold is not None or t.loss_threshold_quantile is not None):
@@ -338,7 +345,13 @@ class Search:
         if "_stack_ok" not in self.__dict__:
             probe = torch.as_tensor(np.asarray(self.pool.x[:16]))
             self._stack_ok = probe.is_floating_point() and stack_models(self.warm, 2, probe.float()) is not None
-        return (c.strategy == "head_only", c.strategy in POOL_STRATEGIES) if self._stack_ok else None
+        if not self._stack_ok:
+            return None
+        budget = c.strategy in ("random_mix", "weighted") or (
+            c.strategy == "rsft" and (c.beta is None or c.beta == 1.0)
+            and (c.m_quantile or self.cfg.m_quantiles[0]) == self.cfg.m_quantiles[0])
+        size = "budget" if budget else (c.name if c.strategy == "rsft" else "target")
+        return c.strategy == "head_only", c.target_share, size
 
     def plan(self, cells: list[tuple[int, int]], full: bool) -> list[Unit]:
         """Units for a rung's cells: cells of trained candidates that share a stack key train as
@@ -360,14 +373,18 @@ class Search:
                     final: bool = False) -> list[tuple[nn.Module, int]]:
         """Several cells (candidate, fold, the fold's training rows) at once, one column of a model
         stack each, every column built as :meth:`train` builds it; shorter sets are padded with
-        weight-0 rows. The cells share one fit config (same stack key). Returns [(model, pool rows)]."""
+        weight-0 rows. The cells share one fit config (same stack key) and the seed of the first
+        cell's fold. Falls back to one fit per cell when the model does not stack or a set fills
+        less than ``STACK_MIN_FILL`` of the longest. Returns [(model, pool rows)]."""
         sets = [self.training_set(c, x[tr], y[tr], f) for c, f, tr in cells]
         n = max(len(d[1]) for d, _ in sets)
+        stack = stack_models(self.warm, len(cells), torch.as_tensor(x[:16], dtype=torch.float32))
+        if stack is None or min(len(d[1]) for d, _ in sets) < STACK_MIN_FILL * n:  # one fit per cell instead
+            return [self.train(c, x[tr], y[tr], f, final=final, count=False) for c, f, tr in cells]
         pad = [np.arange(n) % len(d[1]) for d, _ in sets]  # padding rows: any real rows, weight 0
         xs = np.stack([d[0][p] for (d, _), p in zip(sets, pad)], 1)
         ys = np.stack([d[1][p] for (d, _), p in zip(sets, pad)], 1)
         ws = np.stack([np.where(np.arange(n) < len(d[1]), d[2][p], 0.0) for (d, _), p in zip(sets, pad)], 1)
-        stack = stack_models(self.warm, len(cells), torch.as_tensor(x[:16], dtype=torch.float32))
         c0, f0, _ = cells[0]
         self._fit(stack, (xs, ys, ws.astype(np.float32)), self.fit_config(c0, final, self.seed + f0))
         return [(unstack_model(stack, self.warm, j), n_pool) for j, (_, n_pool) in enumerate(sets)]
@@ -377,9 +394,10 @@ class Search:
         cache = self.__dict__.setdefault("_lw_cache", {})
         if key not in cache:
             if "_scorer" not in self.__dict__:  # the pool sample is the same for every fold: fit its side once
-                self._scorer = self._make_scorer(self.scorer_cfg, self.names).fit(xt, self.pool.x)
-            # every fold (and the final fit) refits only the target side (see DensityRatioScorer.with_target)
-            cache[key] = self._scorer.with_target(xt, self.pool.x).log_ratio(self.pool.x).double().numpy()
+                self._scorer = scorer = self._make_scorer(self.scorer_cfg, self.names).fit(xt, self.pool.x)
+            else:  # every other fold (and the final fit) refits only the target side (DensityRatioScorer.with_target)
+                scorer = self._scorer.with_target(xt, self.pool.x)
+            cache[key] = scorer.log_ratio(self.pool.x).double().numpy()
         return cache[key]
 
     def _log_m(self, xt: np.ndarray, fold: int, q: float) -> float:
@@ -410,7 +428,8 @@ class Search:
         candidates further: with ``rung1="full"`` on every fold again at ``train.epochs`` (the
         short losses only ranked them), with ``"short"`` on the remaining folds at the CV epochs.
 
-        Each rung is a list of independent :class:`Unit` s (one candidate on one fold);
+        Each rung is a list of independent :class:`Unit` s (one candidate on one fold, or several
+        such cells trained as one model stack, see :meth:`plan`);
         ``map_units(run_unit, [UnitCall, ...])`` runs them — in order here by default, as Prefect
         tasks on a thread pool or a Dask cluster from ``tasks/adapt.py`` — and must return the
         results in the order given. The outcome does not depend on the executor.
@@ -472,10 +491,11 @@ class Search:
             "cv_epochs": self.cv_cfg.epochs,
             "full_epochs": self.train_cfg.epochs,
             "halving": {"rung0_folds": split, "kept": sorted(keep), "rung1": self.cfg.rung1,
-                        "stacked": bool(self.__dict__.get("_stack_ok")) and self.cfg.stack_folds,
                         "eliminated": [r.name for r in results if r.eliminated]} if self.cfg.halving else None,
             "fits": self.fits,
-            # what ran: one entry per unit (one fit; "name @ fold k" cells, several = a model stack)
+            "stacked": any(len(u.cells) > 1 for u in units_run),  # some cells trained as one model stack
+            # the units planned, in order: one fit each ("name @ fold k" cells, several = a model
+            # stack); a unit skipped by the time budget is listed too (its candidates say "skipped")
             "units": [[f"{cands[i].name} @ fold {f}" for i, f in u.cells] for u in units_run],
             "search_seconds": round(time.perf_counter() - t0, 4),
         }

@@ -376,7 +376,7 @@ class AdaptConfig(_Model):
     enabled: bool = False  # False = the single rsft recipe (train.* + sampling.*)
     # candidates, cheapest first (the one-standard-error rule prefers earlier entries)
     strategies: list[Strategy] = ["keep_champion", "recalibrate", "head_only", "sample_only", "random_mix", "rsft"]
-    betas: list[float] = [1.0]  # tempering exponents tried for rsft (0 = uniform subset)
+    betas: list[Annotated[float, Field(ge=0.0)]] = [1.0]  # tempering exponents tried for rsft (0 = uniform subset)
     m_quantiles: list[float] = [0.99]  # M calibration quantiles tried for rsft
     target_shares: list[float] = [2.0]  # repeat factor of target rows in each training set
     folds: int = 4  # grouped K-fold on the target sample
@@ -398,16 +398,19 @@ class AdaptConfig(_Model):
     # will really get (short fits under-rate trained recipes); "short" runs the remaining folds at
     # the CV epochs (cheaper, biased toward the training-free candidates)
     rung1: Literal["full", "short"] = "full"
-    # train a kept candidate's rung-1 folds together as one model stack (K copies of the model in
-    # one pass; rsft.models.stack_models): same recipe per fold, shared batches and early-stopping
-    # epoch; ~1.4 fits' time instead of K for small models. Falls back to one fit per fold for
-    # models with parameters outside nn.Linear layers, classification, loss-threshold rejection
+    # train cells (a candidate on a fold) with the same fit settings and training sets of similar
+    # size as one model stack (K copies of the model in one pass; rsft.models.stack_models): rung
+    # 0's pool recipes together, the kept candidate's rung-1 folds together. Same rows per cell;
+    # batches, seed and the early-stopping epoch are shared. For small models K copies cost ~1.4
+    # fits' time instead of K. Falls back to one fit per cell for models with parameters outside
+    # nn.Linear layers (or tied ones), classification, loss-threshold rejection
     stack_folds: bool = True
     # how the CV units (one candidate on one fold) run inside a retrain: one Prefect task each on a
     # thread pool ("thread") or a Dask cluster ("dask": dask_address, or a LocalCluster of
     # `concurrency` processes), at most `concurrency` at a time; "inline" = plain calls, no tasks.
-    # Units are seeded per (seed, fold, candidate); only a model with dropout > 0 on the thread runner
-    # with concurrency > 1 shares torch's global RNG across units (use dask for bit-identical reruns)
+    # Cells are seeded per (seed, fold, candidate; a model stack by its first cell's fold); only a
+    # model with dropout > 0 on the thread runner with concurrency > 1 shares torch's global RNG
+    # across units (use dask for bit-identical reruns)
     task_runner: Literal["thread", "dask", "inline"] = "thread"
     concurrency: int = Field(2, ge=1)
     dask_address: str | None = None

@@ -169,28 +169,28 @@ def stack_models(model: nn.Module, k: int, probe: torch.Tensor) -> nn.Module | N
     """
     linear = {f"{n}.{p}" if n else p for n, m in model.named_modules() if isinstance(m, nn.Linear)
               for p, _ in m.named_parameters(recurse=False)}
-    if k < 2 or any(n not in linear for n, _ in model.named_parameters()):
-        return None
+    params = [n for n, _ in model.named_parameters(remove_duplicate=False)]
+    if k < 2 or len(params) != len(set(params)) or any(n not in linear for n in params):
+        return None  # a parameter outside nn.Linear, or one shared by two names (tied weights)
+    if len(list(model.modules())) != len(list(model.named_modules(remove_duplicate=False))):
+        return None  # a module reachable under two names: replacing one name would leave it shared
     stacked = copy.deepcopy(model)
     for parent in list(stacked.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear):
                 setattr(parent, name, StackedLinear(child, k))
     stacked.stack_size = k
-    was_training = model.training
-    model.eval()
+    ref_model = copy.deepcopy(model).eval()  # probe on copies: the caller's model may be in use elsewhere
     stacked.eval()
     try:
         with torch.no_grad():
             xs = torch.stack([probe.roll(j, 0) for j in range(k)], 1)  # [n, k, d]
             out = stacked(xs)
-            ref = torch.stack([model(xs[:, j]) for j in range(k)], 1)
+            ref = torch.stack([ref_model(xs[:, j]) for j in range(k)], 1)
         ok = out.shape == ref.shape and ref.dim() == 2 and torch.allclose(out, ref, rtol=1e-4, atol=1e-5)
     except Exception:  # noqa: BLE001 - any failure on the stacked shape means "not stackable"
         ok = False
-    finally:
-        model.train(was_training)
-    return stacked if ok else None
+    return stacked.train(model.training) if ok else None
 
 
 def unstack_model(stacked: nn.Module, model: nn.Module, j: int) -> nn.Module:

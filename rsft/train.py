@@ -141,6 +141,8 @@ def clip_grad_norm(params: list[torch.Tensor], max_norm: float, stack: int | Non
         nn.utils.clip_grad_norm_(params, max_norm)
         return
     grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
     norms = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.reshape(stack, -1), dim=1) for g in grads]), dim=0)
     coef = (max_norm / (norms + 1e-6)).clamp_(max=1.0)  # [K]
     for g in grads:
@@ -151,6 +153,20 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     """A copy of the model's state (what ``copy.deepcopy(state_dict())`` gives, without its
     per-object machinery: this runs at every improving epoch)."""
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _merge_best(best: dict[str, torch.Tensor], now: dict[str, torch.Tensor], better: torch.Tensor,
+                k: int) -> dict[str, torch.Tensor]:
+    """A stack's best state: copy j's slices from ``now`` where ``better[j]``, else from ``best``
+    (every parameter of a stack is [K, ...]; buffers are not trained, so either source is the same)."""
+    out = {}
+    for name, t in now.items():
+        b = best[name]
+        if t.dim() and t.shape[0] == k and b.shape == t.shape:
+            out[name] = torch.where(better.view(-1, *[1] * (t.dim() - 1)).to(t.device), t, b)
+        else:
+            out[name] = t
+    return out
 
 
 def _split(n: int, share: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -214,8 +230,8 @@ def fit(
     streaming = _is_stream(train)
     stack = getattr(model, "stack_size", None)
     if stack and (streaming or task != "regression" or cfg.loss_threshold is not None
-                  or cfg.loss_threshold_quantile is not None):
-        raise ValueError("a model stack trains in memory, on regression, without loss-threshold rejection")
+                  or cfg.loss_threshold_quantile is not None or checkpoint_dir is not None):
+        raise ValueError("a model stack trains in memory, on regression, without loss-threshold rejection or checkpoints")
     val_stream = None
     if streaming:
         if val is None and cfg.val_share > 0 and hasattr(train, "holdout"):
@@ -252,6 +268,7 @@ def fit(
     result = TrainResult()
     best_state = _snapshot(model)
     start_epoch, bad_epochs, running = 0, 0, None
+    best_k = bad_k = None  # a stack: per-copy best validation loss and epochs without improvement
 
     # ---- resume --------------------------------------------------------------------------
     last = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
@@ -279,7 +296,8 @@ def fit(
             yield x[idx], y[idx], w[idx]
 
     @torch.no_grad()
-    def validate(epoch: int, fallback: float) -> float:
+    def validate(epoch: int, fallback: torch.Tensor) -> torch.Tensor:
+        """Weighted mean validation loss ([K]: one per copy of a stack); ``fallback`` without validation rows."""
         if vx is not None and len(vx):
             parts: Iterable = [(vx, vy, vw)]  # one full batch, as before streaming existed
         elif val_stream is not None:
@@ -297,7 +315,7 @@ def fit(
             per = (out.float() - yb) ** 2 if stack else per_sample_loss(model, out, xb, yb, task)
             num = num + (per * wb).sum(0).cpu()  # a stack: one sum per model
             den = den + wb.sum(0).cpu()
-        return float((num.float() / den.float()).sum()) if bool((den > 0).all()) else fallback
+        return num.float() / den.float() if bool((den > 0).all()) else fallback
 
     gen = torch.Generator().manual_seed(cfg.seed)
     for epoch in range(start_epoch, cfg.epochs):
@@ -309,7 +327,7 @@ def fit(
             g["lr"] = lr
         # ---- train ----------------------------------------------------------------------------
         model.train()
-        total, count, skipped = 0.0, 0, 0
+        total, count, skipped = torch.zeros(stack or (), dtype=torch.float64), 0, 0  # per copy for a stack
         for xb, yb, wb in batches(epoch):
             n = len(xb)
             xb, yb, wb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True), wb.to(device, non_blocking=True)
@@ -326,8 +344,9 @@ def fit(
                     count += n
                     continue
                 per, wb = per[keep], wb[keep]
-            # weighted mean; for a stack, the sum over models of each model's weighted mean
-            loss = ((per * wb).sum(0) / wb.sum(0).clamp_min(1e-12)).sum()
+            # weighted mean; for a stack, the sum over copies of each copy's own weighted mean
+            losses = (per * wb).sum(0) / wb.sum(0).clamp_min(1e-12)
+            loss = losses.sum()
             opt.zero_grad(set_to_none=True)
             if scaler is not None:
                 scaler.scale(loss).backward()
@@ -341,17 +360,29 @@ def fit(
                 if cfg.grad_clip:
                     clip_grad_norm(params, cfg.grad_clip, stack)
                 opt.step()
-            total += loss.item() * n
+            total += losses.detach().double().cpu() * n
             count += n
         if count == 0:
             raise ValueError("no training rows")
         # ---- validate -------------------------------------------------------------------------
         model.eval()
-        val_loss = validate(epoch, total / max(count, 1))
-        row = {"epoch": epoch, "lr": lr, "train_loss": total / max(count, 1), "val_loss": val_loss, "skipped": skipped}
+        train_losses = total / max(count, 1)
+        val_losses = validate(epoch, train_losses)
+        val_loss = float(val_losses.sum())
+        row = {"epoch": epoch, "lr": lr, "train_loss": float(train_losses.sum()), "val_loss": val_loss, "skipped": skipped}
         result.history.append(row)
         result.epochs_run = epoch + 1
-        if val_loss < result.best_val_loss:
+        if stack:  # every copy keeps its own best epoch and stops on its own patience
+            if best_k is None:
+                best_k, bad_k = torch.full((stack,), math.inf), torch.zeros(stack, dtype=torch.int64)
+            better = val_losses < best_k
+            if bool(better.any()):
+                best_state = _merge_best(best_state, _snapshot(model), better, stack)
+                best_k = torch.where(better, val_losses, best_k)
+                result.best_val_loss, result.best_epoch = float(best_k.sum()), epoch
+            bad_k = torch.where(better, 0, bad_k + 1)
+            result.stopped_early = bool((bad_k >= cfg.patience).all())
+        elif val_loss < result.best_val_loss:
             result.best_val_loss, result.best_epoch, bad_epochs = val_loss, epoch, 0
             best_state = _snapshot(model)
         else:

@@ -219,7 +219,7 @@ def test_stacked_cells_match_one_fit_per_cell():
         _, reps[stack] = run_search(cfg.model_copy(update={"stack_folds": stack}), TrainConfig(seed=0, lr=1e-2, epochs=8),
                                     ScorerConfig(), list("abc"), warm, (xt, yt, time_blocks(240, 8)), PoolSample(x, y))
     on, off = reps[True], reps[False]
-    assert on["halving"]["stacked"] and not off["halving"]["stacked"]
+    assert on["stacked"] and not off["stacked"]
     kept = on["halving"]["kept"]
     assert on["chosen"] == off["chosen"] and kept == off["halving"]["kept"]
     assert ["random_mix @ fold 0", "rsft β=1 q=0.99 @ fold 0", "weighted @ fold 0"] in on["units"]  # rung 0
@@ -232,6 +232,32 @@ def test_stacked_cells_match_one_fit_per_cell():
         else:
             np.testing.assert_allclose(a["fold_losses"] + a["short_losses"], b["fold_losses"] + b["short_losses"], rtol=0.05)
     assert on["fits"] == off["fits"]  # models trained, stacked or not
+
+
+def test_stacks_group_only_sets_of_about_the_same_size():
+    """β = 0 accepts the whole pool sample, so it never shares a stack with the rejection-sampling
+    budget recipes; cells of very different sizes passed together train one by one (exactly as alone)."""
+    from rsft.adapt import Search, make_candidates
+    from rsft.density import make_scorer
+
+    x, y = _world()
+    warm = _warm(x, y)
+    xt, yt = _world(3, 240)
+    cfg = AdaptConfig(enabled=True, strategies=["sample_only", "random_mix", "rsft", "weighted"], betas=[0.0, 1.0],
+                      folds=4, epochs=2, pool_rows=4000)
+    s = Search(cfg, TrainConfig(seed=0, epochs=4), ScorerConfig(), list("abc"), warm, PoolSample(x, y), fit, predict,
+               make_scorer, 0)
+    names = [c.name for c in make_candidates(cfg)]
+    units = [[names[i] for i, _ in u.cells] for u in s.plan([(i, 0) for i in range(len(names))], full=False)]
+    assert ["random_mix", "rsft β=1 q=0.99", "weighted"] in units
+    assert ["rsft β=0 q=0.99"] in units and ["sample_only"] in units
+    cands = make_candidates(cfg)
+    tr = np.arange(180)
+    s.prepare(xt, [(tr, np.arange(180, 240))])
+    mixed = s.train_stack([(cands[0], 0, tr), (cands[1], 0, tr)], xt, yt)  # target only vs. + pool rows
+    alone = [s.train(c, xt[tr], yt[tr], 0, count=False) for c in cands[:2]]
+    for (m, n), (a, na) in zip(mixed, alone):
+        assert n == na and all(torch.equal(p, q) for p, q in zip(m.state_dict().values(), a.state_dict().values()))
 
 
 def test_time_budget_stops_training_but_free_candidates_still_decide():

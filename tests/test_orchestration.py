@@ -107,7 +107,7 @@ def test_adapt_units_fan_out_as_prefect_tasks_on_threads_and_dask_with_the_same_
     assert key(reports["dask"]) == key(reports["inline"])
     # one task per unit: a (candidate, fold), or the kept candidate's rung-1 folds as one model stack
     rep = reports["inline"]
-    assert rep["halving"]["stacked"] and rep["halving"]["kept"] == ["rsft β=1 q=0.99"]
+    assert rep["stacked"] and rep["halving"]["kept"] == ["rsft β=1 q=0.99"]
     assert [f"rsft β=1 q=0.99 @ fold {f}" for f in range(4)] in rep["units"]
     units = len(rep["units"])
     with get_client(sync_client=True) as client:

@@ -215,37 +215,41 @@ def test_cpu_runs_without_autocast():
 # --------------------------------------------------------------------------------------
 # model stacks: K copies trained in one pass (the adapt search's folds)
 # --------------------------------------------------------------------------------------
-def _stack_of_two(m, x):
+def _stack_of(m, x, k=2):
     from rsft.models import stack_models
 
-    s = stack_models(m, 2, torch.as_tensor(x[:16]))
+    s = stack_models(m, k, torch.as_tensor(x[:16]))
     assert s is not None
     return s
 
 
-def test_a_model_stack_trains_each_copy_exactly_as_it_trains_alone():
-    """Two label sets on the same rows: each stacked copy ends where its own fit ends (same
-    batches, per-model gradient clipping active, AdamW, cosine schedule)."""
+@pytest.mark.parametrize("val_share", [0.0, 0.2])
+def test_a_model_stack_trains_each_copy_exactly_as_it_trains_alone(val_share):
+    """Three label sets on the same rows: each stacked copy ends where its own fit ends (same
+    batches, per-copy gradient clipping active, AdamW, cosine schedule, each copy's own best epoch
+    and early stop — the pure-noise copy stops early alone)."""
     from rsft.models import unstack_model
 
     x, y1 = _data(600, seed=1)
     y2 = (0.5 * y1 + np.sin(x[:, 0])).astype(np.float32)
-    cfg = TrainConfig(epochs=6, lr=3e-3, grad_clip=0.05, val_share=0.0, patience=6, seed=3)
+    y3 = np.random.default_rng(5).normal(size=len(y1)).astype(np.float32) * 3  # noise: val loss rises
+    cfg = TrainConfig(epochs=8, lr=1e-2, grad_clip=0.05, val_share=val_share, patience=2, seed=3)
     m = _model(x, y1)
-    alone = []
-    for y in (y1, y2):
+    alone, epochs = [], []
+    for y in (y1, y2, y3):
         c = _model(x, y1)
         r = fit(c, (x, y), cfg)
-        losses = [h["train_loss"] for h in r.history]
-        assert losses == sorted(losses, reverse=True)  # premise: the best epoch is the last one alone and stacked
         alone.append(c)
-    stack = _stack_of_two(m, x)
-    fit(stack, (np.stack([x, x], 1), np.stack([y1, y2], 1), np.ones((len(x), 2), np.float32)), cfg)
+        epochs.append(r.best_epoch)
+    if val_share:
+        assert len(set(epochs)) > 1, epochs  # premise: the copies' best epochs differ
+    stack = _stack_of(m, x, 3)
+    fit(stack, (np.stack([x] * 3, 1), np.stack([y1, y2, y3], 1), np.ones((len(x), 3), np.float32)), cfg)
     for j, c in enumerate(alone):
         got = unstack_model(stack, m, j)
         for (name, a), b in zip(c.state_dict().items(), got.state_dict().values()):
-            assert torch.allclose(a, b, atol=2e-5), name
-    # premise: the clip was active (so a clip over both copies together would have ended elsewhere)
+            assert torch.allclose(a, b, atol=2e-5), (j, name)
+    # premise: the clip was active (so a clip over the copies together would have ended elsewhere)
     loss = ((m(torch.as_tensor(x)) - torch.as_tensor(y1)) ** 2).mean()
     loss.backward()
     assert torch.sqrt(sum((p.grad**2).sum() for p in m.parameters())) > 10 * cfg.grad_clip
@@ -262,7 +266,7 @@ def test_stack_padding_rows_weigh_nothing():
     out = []
     for pad_label in (0.0, 1e6):
         ys = np.stack([y, np.where(np.arange(len(y)) < 300, y, pad_label)], 1).astype(np.float32)
-        s = _stack_of_two(m, x)
+        s = _stack_of(m, x)
         fit(s, (np.stack([x, x], 1), ys, w), cfg)
         out.append(unstack_model(s, m, 1).state_dict())
     for k in out[0]:
@@ -289,6 +293,18 @@ def test_stack_models_refuses_what_it_cannot_stack():
             return self.lin(x - x.mean(-2, keepdim=True) if x.dim() == 3 else x).squeeze(-1)
 
     normed = nn.Sequential(nn.Linear(4, 8), nn.LayerNorm(8), nn.Linear(8, 1))  # LayerNorm has its own weights
+
+    class Tied(nn.Module):  # one Linear under two names: only one name would be replaced
+        def __init__(self):
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+            self.b = self.a
+            self.out = nn.Linear(4, 1)
+
+        def forward(self, x):
+            return self.out(torch.relu(self.b(torch.relu(self.a(x))))).squeeze(-1)
+
+    assert stack_models(Tied(), 2, probe) is None
     assert stack_models(Mixes(), 2, probe) is None
     assert stack_models(normed, 2, probe) is None
     assert stack_models(TextClassifier(50, 2), 2, torch.zeros(4, 3, dtype=torch.int64)) is None
