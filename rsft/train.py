@@ -220,9 +220,10 @@ def fit(
 
     A stack of K models (``rsft.models.stack_models``, regression, in memory) trains on
     (x [n, K, d], y [n, K], w [n, K]): column k is model k's rows (w = 0 pads a shorter set). The
-    loss is the sum of each model's own weighted mean and the gradient clip is per model, so every
-    model gets the updates it would get alone; batches, validation rows and the early-stopping
-    epoch are shared (the stack stops on the sum of the K validation losses).
+    loss is the sum of each model's own weighted mean, the gradient clip is per model, and each
+    model keeps its own best epoch and patience (the stack stops when every model has stopped), so
+    every model ends where it would end alone on the same batches (batches and validation rows are
+    shared; a padded model takes the longest model's steps, so pad only sets of similar size).
     """
     # ---- seed + data ---------------------------------------------------------------------
     seed_everything(cfg.seed)
