@@ -373,21 +373,38 @@ class Search:
                     final: bool = False) -> list[tuple[nn.Module, int]]:
         """Several cells (candidate, fold, the fold's training rows) at once, one column of a model
         stack each, every column built as :meth:`train` builds it; shorter sets are padded with
-        weight-0 rows. The cells share one fit config (same stack key) and the seed of the first
-        cell's fold. Falls back to one fit per cell when the model does not stack or a set fills
-        less than ``STACK_MIN_FILL`` of the longest. Returns [(model, pool rows)]."""
+        weight-0 rows. The cells share one fit config (same stack key); a stack takes the seed of its
+        first cell's fold. Cells are grouped by size so that every set fills at least
+        ``STACK_MIN_FILL`` of its stack's longest; a group of one (or a model that does not stack)
+        trains alone. Returns [(model, pool rows)] in ``cells`` order."""
         sets = [self.training_set(c, x[tr], y[tr], f) for c, f, tr in cells]
-        n = max(len(d[1]) for d, _ in sets)
-        stack = stack_models(self.warm, len(cells), torch.as_tensor(x[:16], dtype=torch.float32))
-        if stack is None or min(len(d[1]) for d, _ in sets) < STACK_MIN_FILL * n:  # one fit per cell instead
-            return [self.train(c, x[tr], y[tr], f, final=final, count=False) for c, f, tr in cells]
-        pad = [np.arange(n) % len(d[1]) for d, _ in sets]  # padding rows: any real rows, weight 0
-        xs = np.stack([d[0][p] for (d, _), p in zip(sets, pad)], 1)
-        ys = np.stack([d[1][p] for (d, _), p in zip(sets, pad)], 1)
-        ws = np.stack([np.where(np.arange(n) < len(d[1]), d[2][p], 0.0) for (d, _), p in zip(sets, pad)], 1)
-        c0, f0, _ = cells[0]
-        self._fit(stack, (xs, ys, ws.astype(np.float32)), self.fit_config(c0, final, self.seed + f0))
-        return [(unstack_model(stack, self.warm, j), n_pool) for j, (_, n_pool) in enumerate(sets)]
+        out: list[tuple[nn.Module, int] | None] = [None] * len(cells)
+        groups: list[list[int]] = []
+        for j in sorted(range(len(cells)), key=lambda j: -len(sets[j][0][1])):  # longest first
+            if groups and len(sets[j][0][1]) >= STACK_MIN_FILL * len(sets[groups[-1][0]][0][1]):
+                groups[-1].append(j)
+            else:
+                groups.append([j])
+        probe = torch.as_tensor(x[:16], dtype=torch.float32)
+        for group in groups:
+            group.sort()  # cells' own order: the stack's seed is its first cell's fold
+            stack = stack_models(self.warm, len(group), probe) if len(group) > 1 else None
+            if stack is None:
+                for j in group:
+                    c, f, tr = cells[j]
+                    out[j] = self.train(c, x[tr], y[tr], f, final=final, count=False)
+                continue
+            part = [sets[j][0] for j in group]
+            n = max(len(d[1]) for d in part)
+            pad = [np.arange(n) % len(d[1]) for d in part]  # padding rows: any real rows, weight 0
+            xs = np.stack([d[0][p] for d, p in zip(part, pad)], 1)
+            ys = np.stack([d[1][p] for d, p in zip(part, pad)], 1)
+            ws = np.stack([np.where(np.arange(n) < len(d[1]), d[2][p], 0.0) for d, p in zip(part, pad)], 1)
+            c0, f0, _ = cells[group[0]]
+            self._fit(stack, (xs, ys, ws.astype(np.float32)), self.fit_config(c0, final, self.seed + f0))
+            for k, j in enumerate(group):
+                out[j] = (unstack_model(stack, self.warm, k), sets[j][1])
+        return out  # type: ignore[return-value]
 
     def _log_w(self, xt: np.ndarray, fold: int) -> np.ndarray:
         key = (fold, len(xt))

@@ -170,8 +170,9 @@ def stack_models(model: nn.Module, k: int, probe: torch.Tensor) -> nn.Module | N
     linear = {f"{n}.{p}" if n else p for n, m in model.named_modules() if isinstance(m, nn.Linear)
               for p, _ in m.named_parameters(recurse=False)}
     params = [n for n, _ in model.named_parameters(remove_duplicate=False)]
-    if k < 2 or len(params) != len(set(params)) or any(n not in linear for n in params):
-        return None  # a parameter outside nn.Linear, or one shared by two names (tied weights)
+    tensors = {id(p) for _, p in model.named_parameters(remove_duplicate=False)}
+    if k < 2 or len(params) != len(tensors) or any(n not in linear for n in params):
+        return None  # a parameter outside nn.Linear, or one tensor under two names (tied weights)
     if len(list(model.modules())) != len(list(model.named_modules(remove_duplicate=False))):
         return None  # a module reachable under two names: replacing one name would leave it shared
     stacked = copy.deepcopy(model)

@@ -156,16 +156,13 @@ def _snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _merge_best(best: dict[str, torch.Tensor], now: dict[str, torch.Tensor], better: torch.Tensor,
-                k: int) -> dict[str, torch.Tensor]:
-    """A stack's best state: copy j's slices from ``now`` where ``better[j]``, else from ``best``
-    (every parameter of a stack is [K, ...]; buffers are not trained, so either source is the same)."""
-    out = {}
-    for name, t in now.items():
-        b = best[name]
-        if t.dim() and t.shape[0] == k and b.shape == t.shape:
-            out[name] = torch.where(better.view(-1, *[1] * (t.dim() - 1)).to(t.device), t, b)
-        else:
-            out[name] = t
+                params: set[str]) -> dict[str, torch.Tensor]:
+    """A stack's best state: copy j's slices of every parameter (all [K, ...]) from ``now`` where
+    ``better[j]``, else from ``best``; buffers are not trained and come from ``now``."""
+    out = dict(now)
+    for name in params:
+        t = now[name]
+        out[name] = torch.where(better.view(-1, *[1] * (t.dim() - 1)).to(t.device), t, best[name])
     return out
 
 
@@ -270,6 +267,7 @@ def fit(
     best_state = _snapshot(model)
     start_epoch, bad_epochs, running = 0, 0, None
     best_k = bad_k = None  # a stack: per-copy best validation loss and epochs without improvement
+    param_names = {n for n, _ in model.named_parameters()}  # a stack's copies live in these [K, ...] tensors
 
     # ---- resume --------------------------------------------------------------------------
     last = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
@@ -316,7 +314,8 @@ def fit(
             per = (out.float() - yb) ** 2 if stack else per_sample_loss(model, out, xb, yb, task)
             num = num + (per * wb).sum(0).cpu()  # a stack: one sum per model
             den = den + wb.sum(0).cpu()
-        return num.float() / den.float() if bool((den > 0).all()) else fallback
+        # a copy without validation weight (all its validation rows were padding) uses its train loss
+        return torch.where(den > 0, num.float() / den.float().clamp_min(1e-30), fallback.float())
 
     gen = torch.Generator().manual_seed(cfg.seed)
     for epoch in range(start_epoch, cfg.epochs):
@@ -376,12 +375,14 @@ def fit(
         if stack:  # every copy keeps its own best epoch and stops on its own patience
             if best_k is None:
                 best_k, bad_k = torch.full((stack,), math.inf), torch.zeros(stack, dtype=torch.int64)
-            better = val_losses < best_k
+            active = bad_k < cfg.patience  # a copy that ran out of patience would have stopped alone
+            better = (val_losses < best_k) & active
             if bool(better.any()):
-                best_state = _merge_best(best_state, _snapshot(model), better, stack)
+                best_state = _merge_best(best_state, _snapshot(model), better, param_names)
                 best_k = torch.where(better, val_losses, best_k)
+                # summary for the stack: the sum of the copies' best losses, the last epoch any improved
                 result.best_val_loss, result.best_epoch = float(best_k.sum()), epoch
-            bad_k = torch.where(better, 0, bad_k + 1)
+            bad_k = torch.where(better, 0, torch.where(active, bad_k + 1, bad_k))
             result.stopped_early = bool((bad_k >= cfg.patience).all())
         elif val_loss < result.best_val_loss:
             result.best_val_loss, result.best_epoch, bad_epochs = val_loss, epoch, 0

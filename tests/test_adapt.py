@@ -234,7 +234,7 @@ def test_stacked_cells_match_one_fit_per_cell():
     assert on["fits"] == off["fits"]  # models trained, stacked or not
 
 
-def test_stacks_group_only_sets_of_about_the_same_size():
+def test_stacks_group_only_sets_of_about_the_same_size(monkeypatch):
     """β = 0 accepts the whole pool sample, so it never shares a stack with the rejection-sampling
     budget recipes; cells of very different sizes passed together train one by one (exactly as alone)."""
     from rsft.adapt import Search, make_candidates
@@ -258,6 +258,18 @@ def test_stacks_group_only_sets_of_about_the_same_size():
     alone = [s.train(c, xt[tr], yt[tr], 0, count=False) for c in cands[:2]]
     for (m, n), (a, na) in zip(mixed, alone):
         assert n == na and all(torch.equal(p, q) for p, q in zip(m.state_dict().values(), a.state_dict().values()))
+    # two budget recipes stack together (equal sizes, same seed: each copy ends as alone, to float
+    # rounding); the target-only cell among them still trains alone (bit-identical)
+    import rsft.adapt as adapt_module
+
+    widths = []
+    real = adapt_module.stack_models
+    monkeypatch.setattr(adapt_module, "stack_models", lambda m, k, p: widths.append(k) or real(m, k, p))
+    three = s.train_stack([(cands[1], 0, tr), (cands[0], 0, tr), (cands[4], 0, tr)], xt, yt)  # random_mix, sample_only, weighted
+    assert widths == [2]
+    assert all(torch.equal(p, q) for p, q in zip(three[1][0].state_dict().values(), alone[0][0].state_dict().values()))
+    assert all(torch.allclose(p, q, atol=2e-5) for p, q in zip(three[0][0].state_dict().values(), alone[1][0].state_dict().values()))
+    assert [n for _, n in three] == [alone[1][1], 0, alone[1][1]]  # weighted draws random_mix's budget
 
 
 def test_time_budget_stops_training_but_free_candidates_still_decide():

@@ -255,6 +255,31 @@ def test_a_model_stack_trains_each_copy_exactly_as_it_trains_alone(val_share):
     assert torch.sqrt(sum((p.grad**2).sum() for p in m.parameters())) > 10 * cfg.grad_clip
 
 
+def test_a_copy_that_stopped_early_keeps_its_best_epoch_while_the_stack_trains_on():
+    """lr 0.2, patience 1: alone, the first copy stops at epoch 3 while the others train 12 epochs;
+    in the stack it keeps training but must end at its own best state, even if its validation loss
+    improves again later (it would never have seen that alone)."""
+    from rsft.models import unstack_model
+
+    x, y1 = _data(600, seed=1)
+    ys = [y1, (0.5 * y1 + np.sin(x[:, 0])).astype(np.float32),
+          (y1 + 2 * np.random.default_rng(1).normal(size=len(y1))).astype(np.float32)]
+    cfg = TrainConfig(epochs=12, lr=0.2, grad_clip=None, val_share=0.2, patience=1, seed=3)
+    m = _model(x, y1)
+    alone, runs = [], []
+    for y in ys:
+        c = _model(x, y1)
+        runs.append(fit(c, (x, y), cfg).epochs_run)
+        alone.append(c)
+    stack = _stack_of(m, x, 3)
+    r = fit(stack, (np.stack([x] * 3, 1), np.stack(ys, 1), np.ones((len(x), 3), np.float32)), cfg)
+    assert runs[0] < r.epochs_run == max(runs), runs  # premise: the stack trained on past copy 0's stop
+    for j, c in enumerate(alone):
+        got = unstack_model(stack, m, j)
+        for (name, a), b in zip(c.state_dict().items(), got.state_dict().values()):
+            assert torch.allclose(a, b, atol=2e-5), (j, name)
+
+
 def test_stack_padding_rows_weigh_nothing():
     from rsft.models import unstack_model
 
@@ -305,6 +330,9 @@ def test_stack_models_refuses_what_it_cannot_stack():
             return self.out(torch.relu(self.b(torch.relu(self.a(x))))).squeeze(-1)
 
     assert stack_models(Tied(), 2, probe) is None
+    shared = nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1))
+    shared[2].weight = shared[0].weight  # two modules, one weight
+    assert stack_models(shared, 2, probe) is None
     assert stack_models(Mixes(), 2, probe) is None
     assert stack_models(normed, 2, probe) is None
     assert stack_models(TextClassifier(50, 2), 2, torch.zeros(4, 3, dtype=torch.int64)) is None
