@@ -280,3 +280,20 @@ def test_with_target_equals_a_fresh_fit_against_the_same_pool(kind):
     assert refit is not first and refit.separable == (kind != "classifier")
     assert torch.allclose(refit.log_ratio(pool[:500]), fresh.log_ratio(pool[:500]), atol=1e-6)
     assert not torch.allclose(first.log_ratio(pool[:500]), fresh.log_ratio(pool[:500]), atol=1e-2)  # first unchanged
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "gmm", "classifier"])
+def test_fit_neither_mutates_its_inputs_nor_depends_on_their_memory_layout(kind):
+    """Polars' to_numpy returns column-major matrices: a scorer fitted on one must equal the fit on a
+    row-major copy, and leave both inputs untouched (a partial sort once reordered a column-major
+    pool sample in place)."""
+    rng = np.random.default_rng(8)
+    pool = rng.multivariate_normal(np.zeros(D), COV, size=2000).astype(np.float32)
+    target = rng.multivariate_normal([1.0, -0.5, 0.3], COV, size=200).astype(np.float32)
+    pool_f, target_f = np.asfortranarray(pool), np.asfortranarray(target)
+    before = (pool_f.copy(), target_f.copy())
+    cfg = ScorerConfig(kind=kind, epochs=2)
+    a = make_scorer(cfg, NAMES).fit(target_f, pool_f)
+    b = make_scorer(cfg, NAMES).fit(np.ascontiguousarray(target), np.ascontiguousarray(pool))
+    assert np.array_equal(pool_f, before[0]) and np.array_equal(target_f, before[1])
+    assert torch.allclose(a.log_ratio(pool_f[:300]), b.log_ratio(pool[:300]), atol=1e-6)
