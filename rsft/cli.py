@@ -347,7 +347,9 @@ def adapt(
         except ValueError as e:
             _fail(str(e))
     console.print(_rows_table(f"adapt: {len(yt)} target rows, {report['groups']} groups, {report['folds']} folds, "
-                              f"{report['search_seconds']:.0f}s search", candidate_table(report)))
+                              f"search {report['search_seconds']:.2f} s ({report['fits']} models trained; "
+                              f"{len(report['units'])} units, {sum(len(u) > 1 for u in report['units'])} of them "
+                              f"model stacks)", candidate_table(report)))
     console.print(f"chosen: [bold]{report['chosen']}[/] — {report['why']}")
     if json_out:
         json_out.write_text(json.dumps(report, indent=2, default=float))
