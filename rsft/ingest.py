@@ -28,7 +28,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 from urllib.parse import quote
 
 import polars as pl
@@ -526,7 +526,7 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
     staging = dataset_dir / "data" / f".staging-{tag}-{plan.digest[:12]}"
     qpart = dataset_dir / "quarantine" / f"{stem}.parquet"
     tmp_bad = qpart.with_name(f".{qpart.name}.tmp-{tag}")
-    unzipped, tail = None, None
+    unzipped, tail, spool = None, None, None
     try:
         if not plan.digest:
             raise FileError("cannot read file")
@@ -534,8 +534,9 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
         if _is_remote(source):  # stream an object-store file to local disk once, then as local
             unzipped = source = _fetch(source, dataset_dir / "data")
         if contract.format == "jsonl":
-            raw, extra = _read_jsonl(source, contract)
-            raw = raw.lazy()
+            spool = staging.with_name(staging.name + ".jsonl.parquet")
+            spool.parent.mkdir(parents=True, exist_ok=True)
+            raw, extra = _read_jsonl(source, contract, spool)
         elif plan.path.endswith((".parquet", ".pq")):
             raw, extra = _scan_parquet(source, contract)
         else:
@@ -550,7 +551,8 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
         qpart.parent.mkdir(parents=True, exist_ok=True)
         try:
             rows_ok, rows_bad = _stream(raw.with_columns(_source=pl.lit(plan.name)), contract, extra, staging, stem,
-                                        tmp_bad, chunk_rows, progress)
+                                        tmp_bad, chunk_rows, progress,
+                                        sliced=contract.format == "jsonl" or plan.path.endswith((".parquet", ".pq")))
             if tail:
                 _name_short_last_record(tmp_bad, rows_ok + rows_bad, tail, plan.name)
         except Exception as e:  # polars errors are multi-line; the operator gets one
@@ -566,6 +568,8 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
     finally:
         if unzipped:
             Path(unzipped).unlink(missing_ok=True)
+        if spool is not None:  # the JSONL block spool (read back by then)
+            spool.unlink(missing_ok=True)
     _forget_path(dataset_dir, plan.path, plan.digest)
     outputs = []
     for p in staged:  # each rename is atomic; names carry the digest, so a re-run overwrites, never duplicates
@@ -742,11 +746,25 @@ class _SeenHashes:
         return dup
 
 
+def _batches(lf: pl.LazyFrame, chunk_rows: int, sliced: bool) -> Iterator[pl.DataFrame]:
+    """``lf`` in frames of ``chunk_rows``. ``sliced``: one slice query per batch — for Parquet
+    sources, whose ``collect_batches`` decodes every row group ahead of the consumer (measured:
+    peak RSS grew with the file); a slice reads only the row groups it covers."""
+    if not sliced:
+        yield from lf.collect_batches(chunk_size=chunk_rows)
+        return
+    n = lf.select(pl.len()).collect().item()
+    for off in range(0, n, chunk_rows):
+        yield lf.slice(off, chunk_rows).collect()
+
+
 def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], staging: Path, stem: str,
-            tmp_bad: Path, chunk_rows: int, progress: Callable[[int], None] | None) -> tuple[int, int]:
+            tmp_bad: Path, chunk_rows: int, progress: Callable[[int], None] | None,
+            sliced: bool = False) -> tuple[int, int]:
     """One streaming read in batches of ``chunk_rows``: the cheap checks on every row, the full
     check on flagged rows only, typed rows to ``staging`` (partitioned), the rest to quarantine.
-    Memory is bounded by the batch size (plus 8 bytes per row with duplicate detection)."""
+    Memory is bounded by the batch size (plus 8 bytes per row with duplicate detection);
+    ``sliced`` for Parquet-backed sources (see :func:`_batches`)."""
     names = raw.collect_schema().names()
     limit = contract.max_line_bytes if "__len" in names else None
     names = [n for n in names if n != "__len"]
@@ -762,7 +780,7 @@ def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], stagi
     data, bad_w = _Parts(staging, stem, partition_columns(contract), chunk_rows), None
     seen = _SeenHashes() if contract.duplicate_rows == "quarantine" else None
     rows_bad = 0
-    batches = raw.with_columns(exprs).collect_batches(chunk_size=chunk_rows)
+    batches = _batches(raw.with_columns(exprs), chunk_rows, sliced)
     try:
         for df in batches:
             if limit and df["__len"].max() > limit:
@@ -803,60 +821,88 @@ def typed_names(contract: ContractConfig, extra: list[str]) -> list[str]:
     return [c.name for c in contract.columns] + list(extra) + ["_source", "_row"]
 
 
-def _read_jsonl(path: str, contract: ContractConfig) -> tuple[pl.DataFrame, list[str]]:
-    """JSON lines as text columns; lines that are not UTF-8, not JSON or have wrong types get a reason."""
+JSONL_SPOOL_ROWS = 100_000  # lines parsed per block before they are spooled to Parquet
+
+
+def _read_jsonl(path: str, contract: ContractConfig, spool: Path) -> tuple[pl.LazyFrame, list[str]]:
+    """JSON lines as text columns; lines that are not UTF-8, not JSON or have wrong types get a
+    reason (``__pre``). Parsed in blocks of ``JSONL_SPOOL_ROWS`` lines, each appended to a Parquet
+    ``spool`` file that is scanned back lazily: memory is bounded by the block, not the file."""
     names = [c.name for c in contract.columns]
-    rows: list[dict[str, Any]] = []
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rb") as fh:  # noqa: SIM115
-        for i, line in enumerate(fh, start=1):
-            rec: dict[str, Any] = {n: None for n in names}
-            rec.update(_row=i, __pre=None, __line=None)
-            if contract.max_line_bytes and len(line) > contract.max_line_bytes:
-                raise FileError(f"line {i}: {len(line):,} bytes, over max_line_bytes {contract.max_line_bytes:,}")
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError:
-                if contract.decode_errors == "fail_file":
-                    raise FileError(f"line {i}: invalid UTF-8 (decode_errors: fail_file)") from None
-                if contract.decode_errors == "latin1":  # the export's declared fallback encoding
-                    text = line.decode("latin-1")
-                else:
-                    field_name = _undecodable_field(line, names)
-                    rec.update(__pre=f"invalid UTF-8 in {field_name}" if field_name else "invalid UTF-8",
-                               __line=line.decode("latin-1"))
-                    rows.append(rec)
-                    continue
-            if not text.strip():
-                continue
-            rec["__line"] = text.rstrip("\n")
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError:
-                rec["__pre"] = "invalid JSON"
-                rows.append(rec)
-                continue
-            if not isinstance(obj, dict):
-                rec["__pre"] = "invalid JSON: not an object"
-            else:
-                for c in contract.columns:
-                    if c.name not in obj:
-                        rec["__pre"] = rec["__pre"] or f"missing key {c.name}"
-                        continue
-                    v = obj[c.name]
-                    ok = v is None or (isinstance(v, str) if c.dtype in ("str", "timestamp") else
-                                       isinstance(v, (int, float)) and not isinstance(v, bool) if c.dtype in ("float64", "int64") else
-                                       isinstance(v, bool))
-                    if not ok:
-                        rec["__pre"] = rec["__pre"] or f"{c.name} wrong type ({type(v).__name__})"
-                    elif v is None and not c.nullable:
-                        rec["__pre"] = rec["__pre"] or f"{c.name} is null"
-                    else:
-                        rec[c.name] = None if v is None else str(v)
-            rows.append(rec)
     schema = {**{n: pl.String for n in names}, "_row": pl.Int64, "__pre": pl.String, "__line": pl.String}
-    df = pl.DataFrame(rows, schema=schema)
-    return df, []
+    cols: dict[str, list] = {k: [] for k in schema}
+    writer: list[pq.ParquetWriter] = []
+    checks = [(c.name, c.dtype in ("str", "timestamp"), c.dtype in ("float64", "int64"), c.nullable)
+              for c in contract.columns]
+
+    def flush() -> None:
+        t = pl.DataFrame(cols, schema=schema).to_arrow()
+        if not writer:
+            writer.append(pq.ParquetWriter(spool, t.schema, compression="lz4"))
+        writer[0].write_table(t)
+        for v in cols.values():
+            v.clear()
+
+    def add(i: int, values: dict[str, Any] | None, pre: str | None, text: str | None) -> None:
+        for n in names:
+            cols[n].append(values.get(n) if values else None)
+        cols["_row"].append(i)
+        cols["__pre"].append(pre)
+        cols["__line"].append(text)
+        if len(cols["_row"]) >= JSONL_SPOOL_ROWS:
+            flush()
+
+    opener = gzip.open if path.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as fh:  # noqa: SIM115
+            for i, line in enumerate(fh, start=1):
+                if contract.max_line_bytes and len(line) > contract.max_line_bytes:
+                    raise FileError(f"line {i}: {len(line):,} bytes, over max_line_bytes {contract.max_line_bytes:,}")
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError:
+                    if contract.decode_errors == "fail_file":
+                        raise FileError(f"line {i}: invalid UTF-8 (decode_errors: fail_file)") from None
+                    if contract.decode_errors == "latin1":  # the export's declared fallback encoding
+                        text = line.decode("latin-1")
+                    else:
+                        field_name = _undecodable_field(line, names)
+                        add(i, None, f"invalid UTF-8 in {field_name}" if field_name else "invalid UTF-8",
+                            line.decode("latin-1"))
+                        continue
+                if not text.strip():
+                    continue
+                try:
+                    obj = json.loads(text)
+                except json.JSONDecodeError:
+                    add(i, None, "invalid JSON", text.rstrip("\n"))
+                    continue
+                if not isinstance(obj, dict):
+                    add(i, None, "invalid JSON: not an object", text.rstrip("\n"))
+                    continue
+                pre, values = None, {}
+                for name, is_text, is_number, nullable in checks:
+                    if name not in obj:
+                        pre = pre or f"missing key {name}"
+                        continue
+                    v = obj[name]
+                    if v is None:
+                        if not nullable:
+                            pre = pre or f"{name} is null"
+                        continue
+                    ok = (isinstance(v, str) if is_text else
+                          isinstance(v, (int, float)) and not isinstance(v, bool) if is_number else isinstance(v, bool))
+                    if not ok:
+                        pre = pre or f"{name} wrong type ({type(v).__name__})"
+                    else:
+                        values[name] = v if is_text else str(v)
+                add(i, values, pre, text.rstrip("\n"))
+        if cols["_row"] or not writer:  # the last block (an empty file still gets the schema)
+            flush()
+    finally:
+        if writer:
+            writer[0].close()
+    return pl.scan_parquet(spool), []
 
 
 def _undecodable_field(line: bytes, names: list[str]) -> str | None:
