@@ -830,34 +830,28 @@ def _read_jsonl(path: str, contract: ContractConfig, spool: Path) -> tuple[pl.La
     ``spool`` file that is scanned back lazily: memory is bounded by the block, not the file."""
     names = [c.name for c in contract.columns]
     schema = {**{n: pl.String for n in names}, "_row": pl.Int64, "__pre": pl.String, "__line": pl.String}
-    cols: dict[str, list] = {k: [] for k in schema}
+    empty = (None,) * len(names)
+    rows: list[tuple] = []  # one tuple per line: the column values, line number, reason, text
     writer: list[pq.ParquetWriter] = []
     checks = [(c.name, c.dtype in ("str", "timestamp"), c.dtype in ("float64", "int64"), c.nullable)
               for c in contract.columns]
 
     def flush() -> None:
-        t = pl.DataFrame(cols, schema=schema).to_arrow()
+        t = pl.DataFrame(rows, schema=schema, orient="row").to_arrow()
         if not writer:
             writer.append(pq.ParquetWriter(spool, t.schema, compression="lz4"))
         writer[0].write_table(t)
-        for v in cols.values():
-            v.clear()
-
-    def add(i: int, values: dict[str, Any] | None, pre: str | None, text: str | None) -> None:
-        for n in names:
-            cols[n].append(values.get(n) if values else None)
-        cols["_row"].append(i)
-        cols["__pre"].append(pre)
-        cols["__line"].append(text)
-        if len(cols["_row"]) >= JSONL_SPOOL_ROWS:
-            flush()
+        rows.clear()
 
     opener = gzip.open if path.endswith(".gz") else open
+    limit = contract.max_line_bytes
     try:
         with opener(path, "rb") as fh:  # noqa: SIM115
             for i, line in enumerate(fh, start=1):
-                if contract.max_line_bytes and len(line) > contract.max_line_bytes:
-                    raise FileError(f"line {i}: {len(line):,} bytes, over max_line_bytes {contract.max_line_bytes:,}")
+                if len(rows) >= JSONL_SPOOL_ROWS:
+                    flush()
+                if limit and len(line) > limit:
+                    raise FileError(f"line {i}: {len(line):,} bytes, over max_line_bytes {limit:,}")
                 try:
                     text = line.decode("utf-8")
                 except UnicodeDecodeError:
@@ -867,42 +861,47 @@ def _read_jsonl(path: str, contract: ContractConfig, spool: Path) -> tuple[pl.La
                         text = line.decode("latin-1")
                     else:
                         field_name = _undecodable_field(line, names)
-                        add(i, None, f"invalid UTF-8 in {field_name}" if field_name else "invalid UTF-8",
-                            line.decode("latin-1"))
+                        rows.append((*empty, i, f"invalid UTF-8 in {field_name}" if field_name else "invalid UTF-8",
+                                     line.decode("latin-1")))
                         continue
                 if not text.strip():
                     continue
+                text = text.rstrip("\n")
                 try:
                     obj = json.loads(text)
                 except json.JSONDecodeError:
-                    add(i, None, "invalid JSON", text.rstrip("\n"))
+                    rows.append((*empty, i, "invalid JSON", text))
                     continue
                 if not isinstance(obj, dict):
-                    add(i, None, "invalid JSON: not an object", text.rstrip("\n"))
+                    rows.append((*empty, i, "invalid JSON: not an object", text))
                     continue
-                pre, values = None, {}
+                pre, values = None, []
                 for name, is_text, is_number, nullable in checks:
-                    if name not in obj:
-                        pre = pre or f"missing key {name}"
-                        continue
-                    v = obj[name]
-                    if v is None:
-                        if not nullable:
+                    v = obj.get(name, _MISSING)
+                    if v is None or v is _MISSING:
+                        if v is _MISSING:
+                            pre = pre or f"missing key {name}"
+                        elif not nullable:
                             pre = pre or f"{name} is null"
+                        values.append(None)
                         continue
                     ok = (isinstance(v, str) if is_text else
                           isinstance(v, (int, float)) and not isinstance(v, bool) if is_number else isinstance(v, bool))
                     if not ok:
                         pre = pre or f"{name} wrong type ({type(v).__name__})"
+                        values.append(None)
                     else:
-                        values[name] = v if is_text else str(v)
-                add(i, values, pre, text.rstrip("\n"))
-        if cols["_row"] or not writer:  # the last block (an empty file still gets the schema)
+                        values.append(v if is_text else str(v))
+                rows.append((*values, i, pre, text))
+        if rows or not writer:  # the last block (an empty file still gets the schema)
             flush()
     finally:
         if writer:
             writer[0].close()
     return pl.scan_parquet(spool), []
+
+
+_MISSING = object()
 
 
 def _undecodable_field(line: bytes, names: list[str]) -> str | None:
