@@ -434,9 +434,20 @@ class Search:
     def prepare(self, x: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> None:
         """Fit each fold's density-ratio scorer once, before any unit runs, so units (in threads
         or other processes) only read the cache and never refit or race."""
-        if any(c.strategy in POOL_STRATEGIES for c in make_candidates(self.cfg)):
-            for f, (tr, _) in enumerate(folds):
-                self._log_w(x[tr], f)
+        if not any(c.strategy in POOL_STRATEGIES for c in make_candidates(self.cfg)):
+            return
+        cache = self.__dict__.setdefault("_lw_cache", {})
+        fresh = "_scorer" not in self.__dict__
+        if fresh:  # the pool side, fitted once (with the first fold's target)
+            self._scorer = self._make_scorer(self.scorer_cfg, self.names).fit(x[folds[0][0]], self.pool.x)
+        scorers = [self._scorer if fresh and f == 0 else self._scorer.with_target(x[tr], self.pool.x)
+                   for f, (tr, _) in enumerate(folds)]
+        if self._scorer.separable:  # the pool standardised once for every fold's scorer
+            lws = self._scorer.log_ratios(scorers, self.pool.x)
+        else:
+            lws = [s.log_ratio(self.pool.x) for s in scorers]
+        for f, ((tr, _), lw) in enumerate(zip(folds, lws)):
+            cache[(f, len(tr))] = lw.double().numpy()
 
     def run(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray, map_units: MapUnits | None = None) -> dict[str, Any]:
         """Grouped CV of every candidate, by successive halving when ``cfg.halving``: rung 0 runs

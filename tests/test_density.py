@@ -297,3 +297,23 @@ def test_fit_neither_mutates_its_inputs_nor_depends_on_their_memory_layout(kind)
     b = make_scorer(cfg, NAMES).fit(np.ascontiguousarray(target), np.ascontiguousarray(pool))
     assert np.array_equal(pool_f, before[0]) and np.array_equal(target_f, before[1])
     assert torch.allclose(a.log_ratio(pool_f[:300]), b.log_ratio(pool[:300]), atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "gmm"])
+def test_log_ratios_equal_each_scorers_log_ratio(kind):
+    """Scoring under several with_target copies at once (one standardisation per batch) gives each
+    copy's own log_ratio exactly, non-finite rows included; a scorer with another standardisation
+    is refused."""
+    rng = np.random.default_rng(9)
+    pool = rng.multivariate_normal(np.zeros(D), COV, size=3000)
+    base = make_scorer(ScorerConfig(kind=kind), NAMES).fit(pool[:200] + 1.0, pool)
+    copies = [base, base.with_target(pool[200:400] - 0.5, pool), base.with_target(pool[400:600] * 1.5, pool)]
+    x = pool.copy()
+    x[5, 1] = np.nan
+    got = base.log_ratios(copies, x, batch_size=1000)
+    for c, g in zip(copies, got):
+        assert torch.equal(g, c.log_ratio(x, batch_size=1000))
+    assert torch.isneginf(got[1][5])
+    other = make_scorer(ScorerConfig(kind=kind), NAMES).fit(pool[:200], pool[:1000])
+    with pytest.raises(ValueError, match="standardisation"):
+        base.log_ratios([base, other], x)

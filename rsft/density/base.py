@@ -139,26 +139,40 @@ class DensityRatioScorer(nn.Module):
 
         Rows with a NaN/inf feature get ``-inf`` (weight 0: never selected); callers count them.
         """
+        return self.log_ratios([self], x, batch_size)[0]
+
+    @torch.no_grad()
+    def log_ratios(self, scorers: list[DensityRatioScorer], x: Any, batch_size: int = BATCH_ROWS) -> list[torch.Tensor]:
+        """:meth:`log_ratio` of ``x`` under each of ``scorers`` — this scorer and its
+        :meth:`with_target` copies, which share its standardisation — standardising each batch
+        once for all of them (the adapt search scores its pool sample under every fold's scorer)."""
+        for s in scorers:
+            if not (torch.equal(s.mean, self.mean) and torch.equal(s.scale, self.scale)) or s.score_dtype != self.score_dtype:
+                raise ValueError("log_ratios: every scorer must share this scorer's standardisation")
         x = x if isinstance(x, torch.Tensor) else np.asarray(x)
         if x.ndim != 2 or x.shape[1] != len(self.feature_names):
             raise ValueError(f"{self.kind} scorer: expected [rows, {len(self.feature_names)}] features, got {tuple(x.shape)}")
-        out = torch.empty(len(x), dtype=torch.float64)
+        outs = [torch.empty(len(x), dtype=torch.float64) for _ in scorers]
+        dt = self.score_dtype
         for i in range(0, len(x), batch_size):
             xb = x[i : i + batch_size]
             # float64 copy of one batch (numpy from Polars is read-only; torch wants writable)
-            dt = self.score_dtype
             xb = xb.to(dt, copy=True) if isinstance(xb, torch.Tensor) else torch.from_numpy(np.array(xb, dtype=_NUMPY[dt]))
             ok = torch.isfinite(xb.sum(1))  # one reduction; a finite sum means every value is finite
             if not bool(ok.all()):
                 ok = torch.isfinite(xb).all(1)  # exact per row (a sum can overflow on finite values)
             if bool(ok.all()):  # standardised in place: xb is this call's own copy
-                out[i : i + len(xb)] = self._log_ratio(xb.sub_(self.mean.to(dt)).div_(self.scale.to(dt)))
+                z = xb.sub_(self.mean.to(dt)).div_(self.scale.to(dt))
+                for s, out in zip(scorers, outs):
+                    out[i : i + len(xb)] = s._log_ratio(z)  # copy_ widens to float64
             else:
-                lw = torch.full((len(xb),), -torch.inf, dtype=torch.float64)
-                if bool(ok.any()):
-                    lw[ok] = self._log_ratio(self._z(xb[ok])).double()
-                out[i : i + len(xb)] = lw
-        return out
+                z = self._z(xb[ok]) if bool(ok.any()) else None
+                for s, out in zip(scorers, outs):
+                    lw = torch.full((len(xb),), -torch.inf, dtype=torch.float64)
+                    if z is not None:
+                        lw[ok] = s._log_ratio(z).double()
+                    out[i : i + len(xb)] = lw
+        return outs
 
     def diagnostics(self) -> dict[str, Any]:
         """Small JSON-able facts about the fit (row counts, calibration, KL ...)."""
