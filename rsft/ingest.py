@@ -535,9 +535,11 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
         if _is_remote(source):  # stream an object-store file to local disk once, then as local
             unzipped = source = _fetch(source, dataset_dir / "data")
         if contract.format == "jsonl":
-            spool = staging.with_name(staging.name + ".jsonl.parquet")
+            # no .parquet suffix: readers that glob data/**/*.parquet with Polars (which does not
+            # skip dot-files) must never pick up a half-written spool
+            spool = staging.with_name(staging.name + ".jsonl-spool")
             spool.parent.mkdir(parents=True, exist_ok=True)
-            raw, extra = _read_jsonl(source, contract, spool)
+            raw, extra = _read_jsonl(source, contract, spool, chunk_rows)
         elif plan.path.endswith((".parquet", ".pq")):
             raw, extra = _scan_parquet(source, contract)
         else:
@@ -832,10 +834,13 @@ def typed_names(contract: ContractConfig, extra: list[str]) -> list[str]:
 JSONL_SPOOL_ROWS = 100_000  # lines parsed per block before they are spooled to Parquet
 
 
-def _read_jsonl(path: str, contract: ContractConfig, spool: Path) -> tuple[pl.LazyFrame, list[str]]:
+def _read_jsonl(path: str, contract: ContractConfig, spool: Path,
+                chunk_rows: int = JSONL_SPOOL_ROWS) -> tuple[pl.LazyFrame, list[str]]:
     """JSON lines as text columns; lines that are not UTF-8, not JSON or have wrong types get a
-    reason (``__pre``). Parsed in blocks of ``JSONL_SPOOL_ROWS`` lines, each appended to a Parquet
-    ``spool`` file that is scanned back lazily: memory is bounded by the block, not the file."""
+    reason (``__pre``). Parsed in blocks of ``min(chunk_rows, JSONL_SPOOL_ROWS)`` lines, each
+    appended to a Parquet ``spool`` file as one row group and scanned back lazily: memory is
+    bounded by the block, not the file."""
+    block = max(1, min(chunk_rows, JSONL_SPOOL_ROWS))
     names = [c.name for c in contract.columns]
     schema = {**{n: pl.String for n in names}, "_row": pl.Int64, "__pre": pl.String, "__line": pl.String}
     empty = (None,) * len(names)
@@ -856,7 +861,7 @@ def _read_jsonl(path: str, contract: ContractConfig, spool: Path) -> tuple[pl.La
     try:
         with opener(path, "rb") as fh:  # noqa: SIM115
             for i, line in enumerate(fh, start=1):
-                if len(rows) >= JSONL_SPOOL_ROWS:
+                if len(rows) >= block:
                     flush()
                 if limit and len(line) > limit:
                     raise FileError(f"line {i}: {len(line):,} bytes, over max_line_bytes {limit:,}")

@@ -182,3 +182,29 @@ def test_a_batch_of_nothing_but_repeats_is_quarantined_not_a_crash(tmp_path):
     assert (res.status, res.rows_total, res.rows_ok, res.rows_quarantined) == ("ok", 150, 50, 100), res.error
     reasons = scan_quarantine(tmp_path / "ds").collect()["reason"].unique().to_list()
     assert reasons == ["duplicate row"]
+
+
+def test_jsonl_in_small_blocks_gives_the_same_dataset_quarantine_and_leaves_no_spool(tmp_path, monkeypatch):
+    """JSONL is parsed in blocks spooled to a temporary file and read back in slices: tiny blocks
+    (3 lines, several slices) give exactly the rows, quarantine reasons and line numbers of one
+    big block, and nothing but the dataset remains (the spool never carries a .parquet suffix)."""
+    import rsft.ingest as ingest_module
+
+    spools = []
+    real = ingest_module._read_jsonl
+    monkeypatch.setattr(ingest_module, "_read_jsonl", lambda path, c, spool, *a: spools.append(spool) or real(path, c, spool, *a))
+    src = [str(BAD_INPUTS / "wrong_types.jsonl"), str(BAD_INPUTS / "clean_maintenance.jsonl")]
+    out = {}
+    for chunk in (3, 250_000):
+        root = tmp_path / f"c{chunk}"
+        s = ingest(src, root, CFG.ingest.logs, chunk_rows=chunk)
+        assert all(f.status == "ok" for f in s.files), [f.error for f in s.files]
+        q = pl.read_parquet(list((root / "quarantine").glob("*.parquet"))) if (root / "quarantine").exists() else None
+        out[chunk] = (scan_dataset(root).sort("_source", "_row").collect(),
+                      None if q is None else q.sort("_source", "_row").select("_source", "_row", "reason"))
+        leftovers = [p for p in root.rglob("*") if "spool" in p.name or p.name.startswith(".staging")]
+        assert leftovers == []
+    # Polars globs dot-files too: a reader of data/**/*.parquet must never see a half-written spool
+    assert len(spools) == 4 and not any(p.name.endswith(".parquet") for p in spools)
+    assert out[3][0].equals(out[250_000][0])
+    assert out[3][1] is not None and out[3][1].equals(out[250_000][1]) and out[3][1].height > 0
