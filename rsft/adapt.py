@@ -290,11 +290,15 @@ class Search:
         if c.strategy == "recalibrate":
             return recalibrate(self.warm, xt, yt, self._predict), 0
         data, n_pool = self.training_set(c, xt, yt, fold)
-        model = copy.deepcopy(self.warm)
-        self._fit(model, data, self.fit_config(c, final, self.seed + fold))
         if count:  # CV units report their fits in UnitResult (they may run in another process)
             self.fits += 1
-        return model, n_pool
+        return self._fit_one(c, data, final, fold), n_pool
+
+    def _fit_one(self, c: Candidate, data: tuple, final: bool, fold: int) -> nn.Module:
+        """The warm model fine-tuned on one training set (from :meth:`training_set`)."""
+        model = copy.deepcopy(self.warm)
+        self._fit(model, data, self.fit_config(c, final, self.seed + fold))
+        return model
 
     def fit_config(self, c: Candidate, final: bool, seed: int) -> TrainConfig:
         cfg = (self.train_cfg if final else self.cv_cfg).model_copy(update={"seed": seed})
@@ -308,7 +312,7 @@ class Search:
         rng = np.random.default_rng([self.seed, fold, c.cost])
         reps = max(1, int(round(c.target_share)))
         pool_idx = np.array([], dtype=np.int64)
-        weights = np.ones(0, np.float32)
+        weights = None  # per pool row; only ``weighted`` sets them
         if c.strategy in POOL_STRATEGIES:
             log_w = self._log_w(xt, fold)
             q0 = self.cfg.m_quantiles[0]
@@ -324,8 +328,8 @@ class Search:
                 lw = log_w[pool_idx]
                 w = np.exp(np.minimum(lw - self._log_m(xt, fold, q0), 0.0))
                 weights = (w / w.mean()).astype(np.float32)
-            if c.strategy != "weighted":
-                weights = np.ones(len(pool_idx), np.float32)
+        if weights is None:
+            weights = np.ones(len(pool_idx), np.float32)
         x = np.concatenate([self.pool.x[pool_idx]] + [xt] * reps)
         y = np.concatenate([self.pool.y[pool_idx]] + [yt] * reps)
         w = np.concatenate([weights, np.ones(len(yt) * reps, np.float32)])
@@ -389,10 +393,10 @@ class Search:
         for group in groups:
             group.sort()  # cells' own order: the stack's seed is its first cell's fold
             stack = stack_models(self.warm, len(group), probe) if len(group) > 1 else None
-            if stack is None:
+            if stack is None:  # alone, on the set already built
                 for j in group:
-                    c, f, tr = cells[j]
-                    out[j] = self.train(c, x[tr], y[tr], f, final=final, count=False)
+                    c, f, _ = cells[j]
+                    out[j] = (self._fit_one(c, sets[j][0], final, f), sets[j][1])
                 continue
             part = [sets[j][0] for j in group]
             n = max(len(d[1]) for d in part)
@@ -410,12 +414,17 @@ class Search:
         key = (fold, len(xt))
         cache = self.__dict__.setdefault("_lw_cache", {})
         if key not in cache:
-            if "_scorer" not in self.__dict__:  # the pool sample is the same for every fold: fit its side once
-                self._scorer = scorer = self._make_scorer(self.scorer_cfg, self.names).fit(xt, self.pool.x)
-            else:  # every other fold (and the final fit) refits only the target side (DensityRatioScorer.with_target)
-                scorer = self._scorer.with_target(xt, self.pool.x)
-            cache[key] = scorer.log_ratio(self.pool.x).double().numpy()
+            cache[key] = self._scorer_for(xt).log_ratio(self.pool.x).double().numpy()
         return cache[key]
+
+    def _scorer_for(self, xt: np.ndarray):
+        """The density-ratio scorer of target rows ``xt`` against the pool sample. The pool side
+        is the same for every split: the first call fits it, every later one refits only the
+        target side (``DensityRatioScorer.with_target``)."""
+        if "_scorer" not in self.__dict__:
+            self._scorer = self._make_scorer(self.scorer_cfg, self.names).fit(xt, self.pool.x)
+            return self._scorer
+        return self._scorer.with_target(xt, self.pool.x)
 
     def _log_m(self, xt: np.ndarray, fold: int, q: float) -> float:
         """log M: the q-quantile of the split's log w (the max for q = 1), computed once per split."""
@@ -437,16 +446,9 @@ class Search:
         if not any(c.strategy in POOL_STRATEGIES for c in make_candidates(self.cfg)):
             return
         cache = self.__dict__.setdefault("_lw_cache", {})
-        fresh = "_scorer" not in self.__dict__
-        if fresh:  # the pool side, fitted once (with the first fold's target)
-            self._scorer = self._make_scorer(self.scorer_cfg, self.names).fit(x[folds[0][0]], self.pool.x)
-        scorers = [self._scorer if fresh and f == 0 else self._scorer.with_target(x[tr], self.pool.x)
-                   for f, (tr, _) in enumerate(folds)]
-        if self._scorer.separable:  # the pool standardised once for every fold's scorer
-            lws = self._scorer.log_ratios(scorers, self.pool.x)
-        else:
-            lws = [s.log_ratio(self.pool.x) for s in scorers]
-        for f, ((tr, _), lw) in enumerate(zip(folds, lws)):
+        scorers = [self._scorer_for(x[tr]) for tr, _ in folds]
+        # the pool standardised once for every fold's scorer (they all share the first one's)
+        for f, ((tr, _), lw) in enumerate(zip(folds, self._scorer.log_ratios(scorers, self.pool.x))):
             cache[(f, len(tr))] = lw.double().numpy()
 
     def run(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray, map_units: MapUnits | None = None) -> dict[str, Any]:
