@@ -266,8 +266,13 @@ def fit(
     result = TrainResult()
     best_state = _snapshot(model)
     start_epoch, bad_epochs, running = 0, 0, None
-    best_k = bad_k = None  # a stack: per-copy best validation loss and epochs without improvement
+    if stack:  # per-copy best validation loss and epochs without improvement
+        best_k, bad_k = torch.full((stack,), math.inf), torch.zeros(stack, dtype=torch.int64)
     param_names = {n for n, _ in model.named_parameters()}  # a stack's copies live in these [K, ...] tensors
+
+    def per_row(out: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """Per-sample losses; a stack's [b, K] squared errors keep one column per copy."""
+        return (out.float() - yb) ** 2 if stack else per_sample_loss(model, out, xb, yb, task)
 
     # ---- resume --------------------------------------------------------------------------
     last = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
@@ -311,8 +316,7 @@ def fit(
             with autocast():
                 out = model(xb)
             # float32 sums per batch (one batch in memory = the pre-streaming value exactly)
-            per = (out.float() - yb) ** 2 if stack else per_sample_loss(model, out, xb, yb, task)
-            num = num + (per * wb).sum(0).cpu()  # a stack: one sum per model
+            num = num + (per_row(out, xb, yb) * wb).sum(0).cpu()  # a stack: one sum per model
             den = den + wb.sum(0).cpu()
         # a copy without validation weight (all its validation rows were padding) uses its train loss
         return torch.where(den > 0, num.float() / den.float().clamp_min(1e-30), fallback.float())
@@ -335,7 +339,7 @@ def fit(
                 wb = wb.clamp(max=clip)
             with autocast():
                 out = model(xb)
-            per = (out.float() - yb) ** 2 if stack else per_sample_loss(model, out, xb, yb, task)
+            per = per_row(out, xb, yb)
             thr, running = loss_threshold(per.detach(), cfg, running) if not stack else (None, running)
             if thr is not None:
                 keep = per.detach() <= thr
@@ -373,8 +377,6 @@ def fit(
         result.history.append(row)
         result.epochs_run = epoch + 1
         if stack:  # every copy keeps its own best epoch and stops on its own patience
-            if best_k is None:
-                best_k, bad_k = torch.full((stack,), math.inf), torch.zeros(stack, dtype=torch.int64)
             active = bad_k < cfg.patience  # a copy that ran out of patience would have stopped alone
             better = (val_losses < best_k) & active
             if bool(better.any()):
