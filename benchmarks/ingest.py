@@ -1,16 +1,19 @@
 """Ingest throughput and memory vs raw Polars and pandas, side by side in one run.
 
-    python benchmarks/ingest.py --sizes-gb 1 4 --out /path/with/space [--input parquet]
+    python benchmarks/ingest.py --sizes-gb 1 4 --out /path/with/space [--input csv|parquet|jsonl]
 
-For each size: one synthetic sensor CSV of about that many GB (the demo's generator and
-contract), then, each in a fresh process (peak RSS is per process):
+For each size: one synthetic input of about that many GB, then, each in a fresh process (peak
+RSS is per process):
   rsft       rsft.ingest.ingest with the demo contract (type/range/pattern checks, quarantine,
              duplicate-row detection, hive partitions machine_id/date, manifest)
   rsft_flat  the same contract checks and quarantine, one output file, no duplicate-row state
-  polars  pl.scan_csv(...).sink_parquet(...)           (no validation: the speed floor)
-  pandas  pd.read_csv(chunksize=...) + pyarrow ParquetWriter
-Prints one JSON object: per size the three timings, rsft/polars and pandas/rsft ratios, and
-the peak-RSS ratio of the largest to the smallest size for rsft.
+  polars     scan → sink_parquet                             (no validation: the speed floor)
+  pandas     chunked read + pyarrow ParquetWriter             (csv and jsonl)
+Inputs: ``csv`` sensor rows (the demo's generator); ``parquet`` the same rows converted to typed
+Parquet (row groups of 100k); ``jsonl`` maintenance logs (the demo's log generator, junk lines
+included: 40 days of events repeated with timestamps shifted per block so no row repeats) under
+the demo's logs contract. Prints one JSON object: per size the timings, MB/s, rsft/polars and
+pandas/rsft ratios, and the peak-RSS ratio of the largest to the smallest size.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import sys
 from rsft.config import load_config
 from rsft.ingest import ingest
 cfg = load_config(sys.argv[3])
-c = cfg.ingest.sensors
+c = getattr(cfg.ingest, sys.argv[5])
 if sys.argv[4] == "flat":  # like-for-like with the baselines: one output file, no duplicate-row state
     c = c.model_copy(update={"partition_by": [], "duplicate_rows": "keep"})
 s = ingest([sys.argv[1]], sys.argv[2], c, chunk_rows=cfg.ingest.chunk_rows)
@@ -49,6 +52,11 @@ import sys, polars as pl
 pl.scan_parquet(sys.argv[1]).sink_parquet(sys.argv[2])
 """
 
+POLARS_JSONL = """
+import sys, polars as pl
+pl.scan_ndjson(sys.argv[1]).sink_parquet(sys.argv[2])
+"""
+
 PANDAS = """
 import sys, pandas as pd, pyarrow as pa, pyarrow.parquet as pq
 w = None
@@ -56,6 +64,16 @@ for chunk in pd.read_csv(sys.argv[1], chunksize=250_000):
     t = pa.Table.from_pandas(chunk, preserve_index=False)
     w = w or pq.ParquetWriter(sys.argv[2], t.schema)
     w.write_table(t)
+w.close()
+"""
+
+PANDAS_JSONL = """
+import sys, pandas as pd, pyarrow as pa, pyarrow.parquet as pq
+w = None
+for chunk in pd.read_json(sys.argv[1], lines=True, chunksize=250_000, dtype=False, convert_dates=False):
+    t = pa.Table.from_pandas(chunk, preserve_index=False)
+    w = w or pq.ParquetWriter(sys.argv[2], t.schema)
+    w.write_table(t.cast(w.schema))
 w.close()
 """
 
@@ -79,46 +97,77 @@ def make_csv(path: Path, gb: float) -> int:
     return rows
 
 
+def make_jsonl(path: Path, gb: float) -> int:
+    """40 days of synthetic maintenance logs, repeated with shifted timestamps up to ~gb GB."""
+    import polars as pl
+
+    from rsft.config import SynthConfig
+    from rsft.synth import generate_day, make_regime
+
+    cfg = SynthConfig(seed=11, machines=24, samples_per_day=4000, event_rate=0.05)
+    regime = make_regime(cfg)
+    base = pl.concat([generate_day(cfg, d, regime)[1] for d in range(40)])
+    ts = pl.col("ts").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", strict=False)
+    rows, block = 0, 0
+    with open(path, "wb") as fh:
+        while fh.tell() < gb * 1e9:
+            shifted = base.with_columns(
+                pl.when(ts.is_not_null()).then((ts + pl.duration(days=40 * block)).dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+                .otherwise(pl.col("ts")).alias("ts"))
+            shifted.write_ndjson(fh)
+            rows += shifted.height
+            block += 1
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes-gb", type=float, nargs="+", default=[1.0, 4.0])
     ap.add_argument("--out", type=Path, default=REPO / ".rsft" / "bench-ingest")
     ap.add_argument("--skip-pandas", action="store_true")
-    ap.add_argument("--input", choices=["csv", "parquet"], default="csv",
-                    help="parquet: the generated CSV converted to Parquet (row groups of 100k) is the input; "
-                         "the polars baseline is scan_parquet → sink_parquet; no pandas")
+    ap.add_argument("--input", choices=["csv", "parquet", "jsonl"], default="csv",
+                    help="parquet: the generated CSV converted to Parquet (row groups of 100k), polars baseline "
+                         "scan_parquet, no pandas; jsonl: maintenance logs under the logs contract, scan_ndjson")
     args = ap.parse_args()
     cfg = str(REPO / "examples" / "factory.yaml")
     results = {"sizes": []}
+    # input → (contract in the demo config, generated file, generator, polars baseline, pandas baseline)
+    inputs = {"csv": ("sensors", "sensors.csv", make_csv, POLARS, PANDAS),
+              "parquet": ("sensors", "sensors.csv", make_csv, POLARS_PARQUET, None),  # converted below
+              "jsonl": ("logs", "maintenance.jsonl", make_jsonl, POLARS_JSONL, PANDAS_JSONL)}
     for gb in args.sizes_gb:
         work = args.out / f"{gb:g}gb"
         shutil.rmtree(work, ignore_errors=True)
         work.mkdir(parents=True)
-        csv = work / "sensors.csv"
+        dataset, name, make, baseline, pandas = inputs[args.input]
+        csv = work / name
         t0 = time.perf_counter()
-        rows = make_csv(csv, gb)
+        rows = make(csv, gb)
         row = {"gb": round(csv.stat().st_size / 1e9, 3), "rows": rows, "generate_s": round(time.perf_counter() - t0, 1)}
-        src, baseline = csv, POLARS
+        src = csv
         if args.input == "parquet":
             import polars as pl
 
-            src, baseline = work / "sensors.parquet", POLARS_PARQUET
+            src = work / "sensors.parquet"
             (pl.scan_csv(csv, schema_overrides={"machine_id": pl.String, "status": pl.String})
              .with_columns(pl.col("ts").str.to_datetime("%Y-%m-%dT%H:%M:%SZ", time_zone="UTC", strict=False))
              .sink_parquet(src, row_group_size=100_000))
             csv.unlink()
             row["parquet_gb"] = round(src.stat().st_size / 1e9, 3)
-        row["rsft"] = measure(RSFT, str(src), str(work / "rsft"), cfg, "demo")
-        row["rsft_flat"] = measure(RSFT, str(src), str(work / "rsft_flat"), cfg, "flat")
+        row["rsft"] = measure(RSFT, str(src), str(work / "rsft"), cfg, "demo", dataset)
+        row["rsft_flat"] = measure(RSFT, str(src), str(work / "rsft_flat"), cfg, "flat", dataset)
         row["polars"] = measure(baseline, str(src), str(work / "polars.parquet"))
-        if not args.skip_pandas and args.input == "csv":
-            row["pandas"] = measure(PANDAS, str(csv), str(work / "pandas.parquet"))
+        if not args.skip_pandas and pandas:
+            row["pandas"] = measure(pandas, str(src), str(work / "pandas.parquet"))
             row["pandas_over_rsft"] = round(row["pandas"]["seconds"] / row["rsft"]["seconds"], 2)
         row["rsft_over_polars"] = round(row["rsft"]["seconds"] / row["polars"]["seconds"], 2)
         row["rsft_flat_over_polars"] = round(row["rsft_flat"]["seconds"] / row["polars"]["seconds"], 2)
         if "pandas" in row:
             row["pandas_over_rsft_flat"] = round(row["pandas"]["seconds"] / row["rsft_flat"]["seconds"], 2)
-        row["rsft_mb_per_s"] = round(row["gb"] * 1000 / row["rsft"]["seconds"], 1)
+        for k in ("rsft", "rsft_flat", "polars", "pandas"):
+            if k in row:
+                row[f"{k}_mb_per_s"] = round(row["gb"] * 1000 / row[k]["seconds"], 1)
+        print(json.dumps(row), file=sys.stderr, flush=True)
         results["sizes"].append(row)
         shutil.rmtree(work, ignore_errors=True)
     if len(results["sizes"]) > 1:
