@@ -158,18 +158,24 @@ def head_only_freeze(model: nn.Module) -> list[str]:
     return [n for n, _ in model.named_parameters() if not n.startswith(head + ".")]
 
 
+def affine_fit(f: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(a, b) of the least-squares fit ``y ≈ a·f + b``."""
+    f = f.astype(np.float64)
+    (a, b), *_ = np.linalg.lstsq(np.stack([f, np.ones_like(f)], 1), y.astype(np.float64), rcond=None)
+    return float(a), float(b)
+
+
 def recalibrate(model: nn.Module, x: np.ndarray, y: np.ndarray, predict: Callable) -> nn.Module:
     """Affine correction ``y ≈ a·f(x) + b`` fitted by least squares, folded into the last layer."""
     f = predict(model, x).astype(np.float64)
-    A = np.stack([f, np.ones_like(f)], 1)
-    (a, b), *_ = np.linalg.lstsq(A, y.astype(np.float64), rcond=None)
+    a, b = affine_fit(f, y)
     out = copy.deepcopy(model)
     _, lin = last_linear(out)
     if lin.bias is None:
         raise ValueError("recalibrate needs a last linear layer with a bias")
     with torch.no_grad():
-        lin.weight.mul_(float(a))
-        lin.bias.mul_(float(a))
+        lin.weight.mul_(a)
+        lin.bias.mul_(a)
         # anything the model adds after its last layer (e.g. an output offset) is a constant:
         # measure it and put the remaining shift into the bias, so out(x) = a·f(x) + b exactly
         lin.bias.add_(float(np.mean(a * f + b - predict(out, x))))
@@ -242,14 +248,18 @@ def run_unit(call: UnitCall) -> UnitResult:
     if trained and call.deadline is not None and time.time() > call.deadline:
         return UnitResult(skipped="time budget exhausted")
     t = time.perf_counter()
-    if len(cells) == 1:
+    if len(cells) == 1 and cells[0][0].strategy in FREE:
         (c, f), = cells
-        tr = call.folds[f][0]
-        fitted = [s.train(c, call.x[tr], call.y[tr], f, final=u.full, count=False)]
+        scored = [(s.free_loss(c, call.x, call.y, call.folds[f]), 0)]
+    elif len(cells) == 1:
+        (c, f), = cells
+        tr, va = call.folds[f]
+        m, n_pool = s.train(c, call.x[tr], call.y[tr], f, final=u.full, count=False)
+        scored = [(s.loss(m, call.x[va], call.y[va]), n_pool)]
     else:
-        fitted = s.train_stack([(c, f, call.folds[f][0]) for c, f in cells], call.x, call.y, final=u.full)
-    losses = [s.loss(m, call.x[call.folds[f][1]], call.y[call.folds[f][1]]) for (m, _), (_, f) in zip(fitted, cells)]
-    return UnitResult(losses, [n for _, n in fitted], time.perf_counter() - t, trained)
+        scored = s.stack_cv([(c, f, call.folds[f][0]) for c, f in cells], [call.folds[f][1] for _, f in cells],
+                            call.x, call.y, final=u.full)
+    return UnitResult([loss for loss, _ in scored], [n for _, n in scored], time.perf_counter() - t, trained)
 
 
 MapUnits = Callable[[Callable[[UnitCall], UnitResult], list[UnitCall]], list[UnitResult]]
@@ -346,10 +356,7 @@ class Search:
         if (not self.cfg.stack_folds or c.strategy in FREE or t.task != "regression"
                 or t.loss_threshold is not None or t.loss_threshold_quantile is not None):
             return None
-        if "_stack_ok" not in self.__dict__:
-            probe = torch.as_tensor(np.asarray(self.pool.x[:16]))
-            self._stack_ok = probe.is_floating_point() and stack_models(self.warm, 2, probe.float()) is not None
-        if not self._stack_ok:
+        if not self._stackable():
             return None
         budget = c.strategy in ("random_mix", "weighted") or (
             c.strategy == "rsft" and (c.beta is None or c.beta == 1.0)
@@ -376,27 +383,54 @@ class Search:
     def train_stack(self, cells: list[tuple[Candidate, int, np.ndarray]], x: np.ndarray, y: np.ndarray,
                     final: bool = False) -> list[tuple[nn.Module, int]]:
         """Several cells (candidate, fold, the fold's training rows) at once, one column of a model
-        stack each, every column built as :meth:`train` builds it; shorter sets are padded with
-        weight-0 rows. The cells share one fit config (same stack key); a stack takes the seed of its
-        first cell's fold. Cells are grouped by size so that every set fills at least
-        ``STACK_MIN_FILL`` of its stack's longest; a group of one (or a model that does not stack)
-        trains alone. Returns [(model, pool rows)] in ``cells`` order."""
-        sets = [self.training_set(c, x[tr], y[tr], f) for c, f, tr in cells]
+        stack each (see :meth:`_fit_cells`). Returns [(model, pool rows)] in ``cells`` order."""
         out: list[tuple[nn.Module, int] | None] = [None] * len(cells)
+        for group, model, n_pool in self._fit_cells(cells, x, y, final):
+            for k, j in enumerate(group):
+                out[j] = (unstack_model(model, self.warm, k) if len(group) > 1 else model, n_pool[k])
+        return out  # type: ignore[return-value]
+
+    def stack_cv(self, cells: list[tuple[Candidate, int, np.ndarray]], held_out: list[np.ndarray], x: np.ndarray,
+                 y: np.ndarray, final: bool = False) -> list[tuple[float, int]]:
+        """:meth:`train_stack`'s cells scored on their held-out rows (``held_out``: one index array
+        per cell): [(loss, pool rows)] in ``cells`` order. A stack is scored as one module, every
+        column on its own cell's rows (padded like the training sets), so no copy is taken out."""
+        out: list[tuple[float, int] | None] = [None] * len(cells)
+        for group, model, n_pool in self._fit_cells(cells, x, y, final):
+            if len(group) == 1:
+                out[group[0]] = (self.loss(model, x[held_out[group[0]]], y[held_out[group[0]]]), n_pool[0])
+                continue
+            rows = [held_out[j] for j in group]
+            n = max(len(r) for r in rows)
+            pred = self._predict(model, np.stack([x[r[np.arange(n) % len(r)]] for r in rows], 1))  # [n, K]
+            for k, (j, r) in enumerate(zip(group, rows)):
+                out[j] = (float(np.sqrt(np.mean((pred[: len(r), k] - y[r]) ** 2))), n_pool[k])
+        return out  # type: ignore[return-value]
+
+    def _fit_cells(self, cells: list[tuple[Candidate, int, np.ndarray]], x: np.ndarray, y: np.ndarray,
+                   final: bool) -> list[tuple[list[int], nn.Module, list[int]]]:
+        """Train cells (candidate, fold, the fold's training rows), every training set built as
+        :meth:`train` builds it, as few model stacks as their sizes allow: shorter sets are padded with
+        weight-0 rows, and cells are grouped so that every set fills at least ``STACK_MIN_FILL`` of
+        its stack's longest; a group of one (or a model that does not stack) trains alone. The cells
+        share one fit config (same stack key); a stack takes the seed of its first cell's fold.
+        Returns [(cell indices, stack (column k = cell indices[k]) or a plain model for a group of
+        one, pool rows per cell)]."""
+        sets = [self.training_set(c, x[tr], y[tr], f) for c, f, tr in cells]
         groups: list[list[int]] = []
         for j in sorted(range(len(cells)), key=lambda j: -len(sets[j][0][1])):  # longest first
             if groups and len(sets[j][0][1]) >= STACK_MIN_FILL * len(sets[groups[-1][0]][0][1]):
                 groups[-1].append(j)
             else:
                 groups.append([j])
-        probe = torch.as_tensor(x[:16], dtype=torch.float32)
+        out = []
         for group in groups:
             group.sort()  # cells' own order: the stack's seed is its first cell's fold
-            stack = stack_models(self.warm, len(group), probe) if len(group) > 1 else None
+            stack = stack_models(self.warm, len(group), None) if len(group) > 1 and self._stackable() else None
             if stack is None:  # alone, on the set already built
                 for j in group:
                     c, f, _ = cells[j]
-                    out[j] = (self._fit_one(c, sets[j][0], final, f), sets[j][1])
+                    out.append(([j], self._fit_one(c, sets[j][0], final, f), [sets[j][1]]))
                 continue
             part = [sets[j][0] for j in group]
             n = max(len(d[1]) for d in part)
@@ -406,9 +440,28 @@ class Search:
             ws = np.stack([np.where(np.arange(n) < len(d[1]), d[2][p], 0.0) for d, p in zip(part, pad)], 1)
             c0, f0, _ = cells[group[0]]
             self._fit(stack, (xs, ys, ws.astype(np.float32)), self.fit_config(c0, final, self.seed + f0))
-            for k, j in enumerate(group):
-                out[j] = (unstack_model(stack, self.warm, k), sets[j][1])
-        return out  # type: ignore[return-value]
+            out.append((group, stack, [sets[j][1] for j in group]))
+        return out
+
+    def _stackable(self) -> bool:
+        """Whether the warm model stacks (``stack_models``' probe check, made once per search)."""
+        if "_stack_ok" not in self.__dict__:
+            probe = torch.as_tensor(np.asarray(self.pool.x[:16]))
+            self._stack_ok = probe.is_floating_point() and stack_models(self.warm, 2, probe.float()) is not None
+        return self._stack_ok
+
+    def free_loss(self, c: Candidate, x: np.ndarray, y: np.ndarray, fold: tuple[np.ndarray, np.ndarray]) -> float:
+        """A training-free candidate's loss on one split, from the warm model's predictions on the
+        whole target sample (made once, in :meth:`prepare`): keep_champion as is, recalibrate with
+        the affine correction fitted on the training rows — what the recalibrated model predicts."""
+        if "_warm_pred" not in self.__dict__ or len(self._warm_pred) != len(x):
+            self._warm_pred = self._predict(self.warm, x).astype(np.float64)
+        tr, va = fold
+        pred = self._warm_pred[va]
+        if c.strategy == "recalibrate":
+            a, b = affine_fit(self._warm_pred[tr], y[tr])
+            pred = a * pred + b
+        return float(np.sqrt(np.mean((pred - y[va]) ** 2)))
 
     def _log_w(self, xt: np.ndarray, fold: int) -> np.ndarray:
         key = (fold, len(xt))
@@ -442,7 +495,9 @@ class Search:
     # ---- the search ------------------------------------------------------------------------
     def prepare(self, x: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> None:
         """Fit each fold's density-ratio scorer once, before any unit runs, so units (in threads
-        or other processes) only read the cache and never refit or race."""
+        or other processes) only read the cache and never refit or race; likewise the warm model's
+        predictions for the training-free candidates."""
+        self._warm_pred = self._predict(self.warm, x).astype(np.float64)
         if not any(c.strategy in POOL_STRATEGIES for c in make_candidates(self.cfg)):
             return
         cache = self.__dict__.setdefault("_lw_cache", {})

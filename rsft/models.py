@@ -157,14 +157,15 @@ class StackedLinear(nn.Module):
         return out.transpose(0, 1)
 
 
-def stack_models(model: nn.Module, k: int, probe: torch.Tensor) -> nn.Module | None:
+def stack_models(model: nn.Module, k: int, probe: torch.Tensor | None) -> nn.Module | None:
     """``k`` copies of ``model`` as one module, so ``k`` models train in one pass (the adapt
     search's cross-validation folds): input [b, k, d] -> output [b, k] (copy j sees column j).
     At this scale a training step is dispatch-bound, so k stacked copies cost ~1.4 copies, not k.
 
     Returns None when the model cannot be stacked: a parameter outside an ``nn.Linear``
     (embeddings, norm layers' affine weights), or a forward that mixes the copies or fails on
-    the extra dimension — checked on ``probe`` rows [n, d], a different row order per copy.
+    the extra dimension — checked on ``probe`` rows [n, d], a different row order per copy
+    (``probe=None`` skips that check: for a caller that already made it on this model).
     ``train.fit`` trains the stack (``stack_size``); :func:`unstack_model` takes copy j out.
     """
     linear = {f"{n}.{p}" if n else p for n, m in model.named_modules() if isinstance(m, nn.Linear)
@@ -181,6 +182,8 @@ def stack_models(model: nn.Module, k: int, probe: torch.Tensor) -> nn.Module | N
             if isinstance(child, nn.Linear):
                 setattr(parent, name, StackedLinear(child, k))
     stacked.stack_size = k
+    if probe is None:
+        return stacked
     ref_model = copy.deepcopy(model).eval()  # probe on copies: the caller's model may be in use elsewhere
     stacked.eval()
     try:

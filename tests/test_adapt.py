@@ -272,6 +272,37 @@ def test_stacks_group_only_sets_of_about_the_same_size(monkeypatch):
     assert [n for _, n in three] == [alone[1][1], 0, alone[1][1]]  # weighted draws random_mix's budget
 
 
+def test_cv_scores_without_model_copies_equal_scoring_the_models():
+    """stack_cv scores a stack as one module (no copy taken out) and free_loss scores keep_champion /
+    recalibrate from one prediction of the warm model: both give what scoring the models one by
+    one gives (float32 rounding)."""
+    from rsft.adapt import Search, make_candidates
+    from rsft.density import make_scorer
+
+    x, y = _world()
+    warm = _warm(x, y)
+    xt, yt = _world(3, 240)
+    cfg = AdaptConfig(enabled=True, strategies=["keep_champion", "recalibrate", "random_mix", "rsft", "weighted"],
+                      folds=4, epochs=2, pool_rows=4000)
+    s = Search(cfg, TrainConfig(seed=0, epochs=3), ScorerConfig(), list("abc"), warm, PoolSample(x, y), fit, predict,
+               make_scorer, 0)
+    folds = grouped_folds(time_blocks(240, 8), 4)
+    s.prepare(xt, folds)
+    cands = make_candidates(cfg)
+    cells = [(cands[3], f, folds[f][0]) for f in range(4)] + [(cands[2], 1, folds[1][0])]  # rsft ×4 folds, random_mix
+    held = [folds[f][1] for _, f, _ in cells]
+    scored = s.stack_cv(cells, held, xt, yt)
+    models = s.train_stack(cells, xt, yt)  # the same stacks (same seeds), copies taken out
+    for (loss, n), (m, nm), va in zip(scored, models, held):
+        assert n == nm
+        assert loss == pytest.approx(s.loss(m, xt[va], yt[va]), rel=1e-5)
+    assert len({round(loss, 6) for loss, _ in scored}) == 5  # every column scored on its own fold
+    for c in cands[:2]:
+        for tr, va in folds:
+            m, _ = s.train(c, xt[tr], yt[tr], 0, count=False)
+            assert s.free_loss(c, xt, yt, (tr, va)) == pytest.approx(s.loss(m, xt[va], yt[va]), rel=1e-5)
+
+
 def test_time_budget_stops_training_but_free_candidates_still_decide():
     x, y = _world()
     warm = _warm(x, y)
