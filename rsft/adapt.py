@@ -605,12 +605,16 @@ def run_search(
     holdout: tuple[np.ndarray, np.ndarray] | None = None,
     seed: int = 0,
     map_units: MapUnits | None = None,
+    final_fit: Callable[[Candidate], tuple[nn.Module, dict[str, Any]] | None] | None = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Search, then retrain the chosen recipe on the whole target sample.
 
     ``target`` = (x, y, groups). With a ``holdout`` (x, y), every candidate is also retrained on
     the whole target sample and scored on it, so the report shows CV score beside hold-out RMSE.
     ``map_units``: how the CV units run (see :meth:`Search.run`; default: one after the other).
+    ``final_fit(candidate)``: trains the chosen recipe at full scale instead — (model, facts for
+    the report's ``final``) — or returns None to leave it to the pool sample (the retrain passes
+    one that trains an rsft choice on the sampling stage's selection from the whole pool).
     Returns (chosen model, report).
     """
     from rsft.density import make_scorer
@@ -621,7 +625,18 @@ def run_search(
     x, y, groups = target
     report = search.run(x, y, groups, map_units)
     t = time.perf_counter()
-    chosen, _ = search.final(report["chosen"], x, y)
+    c = next(c for c in make_candidates(cfg) if c.name == report["chosen"])
+    full = final_fit(c) if final_fit is not None and c.strategy not in FREE else None
+    if full is not None:
+        chosen, report["final"] = full
+    else:
+        chosen, n_pool = search.final(report["chosen"], x, y)
+        what = {"keep_champion": "nothing (the warm start as is)",
+                "recalibrate": "an affine output correction fitted on the target sample"}.get(
+            c.strategy, f"the target sample ×{max(1, int(round(c.target_share)))}"
+            + (f" + {n_pool:,} rows drawn from the adapt pool sample" if n_pool else ""))
+        reps = {"keep_champion": 0, "recalibrate": 1}.get(c.strategy, max(1, int(round(c.target_share))))
+        report["final"] = {"trained_on": what, "pool_rows": n_pool, "train_rows": n_pool + len(y) * reps}
     report["final_fit_seconds"] = round(time.perf_counter() - t, 4)
     if holdout is not None:
         hx, hy = holdout

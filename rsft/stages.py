@@ -465,29 +465,49 @@ def finetune_register_stage(
         mlflow.set_tags({f"rsft.{k}": str(v) for k, v in warm.items()})
 
         # ---- fine-tune (one recipe) or choose a recipe by grouped CV (adapt) -----------
-        if streams_training(cfg, selection["rows_out"]):
-            train, counts = training_stream(cfg, selection["output"], run_dir)
-            example = arrays(holdout.head(5), cfg)[0]
-        else:
-            train_df, counts = training_frame(cfg, selection["output"])
-            train = arrays(train_df, cfg)
-            example = train[0][:5]
+        def _on_epoch(row: dict) -> None:
+            mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch" and v is not None}, step=int(row["epoch"]))
+            if on_epoch:
+                on_epoch(row)
+
+        def fine_tune(fcfg: PipelineConfig):
+            """The warm start fine-tuned on the sampling stage's selection + the target sample
+            (``fcfg.train``'s share): the rsft recipe on the whole pool."""
+            if streams_training(fcfg, selection["rows_out"]):
+                train, counts = training_stream(fcfg, selection["output"], run_dir)
+            else:
+                train_df, counts = training_frame(fcfg, selection["output"])
+                train = arrays(train_df, fcfg)
+            model = copy.deepcopy(start)
+            # checkpoints resume an interrupted fit of *this* warm start (and train config) only
+            ckpt_dir = run_dir / f"train-{digest(warm['warm_start'], fcfg.train.model_dump(mode='json'))}"
+            return model, fit(model, train, train_config(fcfg), checkpoint_dir=ckpt_dir, on_epoch=_on_epoch), counts
+
+        example = arrays(holdout.head(5), cfg)[0]
         adapt_report = None
         if cfg.adapt.enabled:
-            challenger, adapt_report = adapt_stage(cfg, start, prefiltered, map_units)
-            result = None
-            counts["adapt_candidates"] = len(adapt_report["candidates"])
+            full: dict[str, Any] = {}
+
+            def at_full_scale(c) -> tuple[Any, dict[str, Any]] | None:
+                """An rsft choice at β = 1 is the sampling stage's recipe: train it on that
+                stage's selection from the whole pool, not on the search's pool sample."""
+                if c.strategy != "rsft" or c.beta not in (None, 1.0):
+                    return None
+                fcfg = cfg.model_copy(update={"train": cfg.train.model_copy(
+                    update={"include_target_sample": True, "target_weight": c.target_share})})
+                model, full["result"], full["counts"] = fine_tune(fcfg)
+                n = full["counts"]
+                pool_rows = n["train_rows"] - n.get("target_rows", 0)
+                return model, {"trained_on": f"the sampling stage's selection ({pool_rows:,} labelled rows of the "
+                                             f"whole pool) + the target sample ×{max(1, int(round(c.target_share)))}",
+                               "pool_rows": pool_rows, "train_rows": n["train_rows"]}
+
+            challenger, adapt_report = adapt_stage(cfg, start, prefiltered, map_units, final_fit=at_full_scale)
+            result = full.get("result")
+            counts = {**full.get("counts", {"train_rows": adapt_report["final"]["train_rows"]}),
+                      "adapt_candidates": len(adapt_report["candidates"])}
         else:
-            challenger = copy.deepcopy(start)
-
-            def _on_epoch(row: dict) -> None:
-                mlflow.log_metrics({k: float(v) for k, v in row.items() if k != "epoch" and v is not None}, step=int(row["epoch"]))
-                if on_epoch:
-                    on_epoch(row)
-
-            # checkpoints resume an interrupted fit of *this* warm start only
-            ckpt_dir = run_dir / f"train-{digest(warm['warm_start'], cfg.train.model_dump(mode='json'))}"
-            result = fit(challenger, train, train_config(cfg), checkpoint_dir=ckpt_dir, on_epoch=_on_epoch)
+            challenger, result, counts = fine_tune(cfg)
         mlflow.log_metrics({k: float(v) for k, v in counts.items()})
 
         # ---- evaluate on the same hold-out ------------------------------------------
@@ -549,9 +569,10 @@ def finetune_register_stage(
     }
 
 
-def adapt_stage(cfg: PipelineConfig, warm, prefiltered: dict[str, Any], map_units=None):
+def adapt_stage(cfg: PipelineConfig, warm, prefiltered: dict[str, Any], map_units=None, final_fit=None):
     """Choose tonight's recipe by grouped CV on the target sample; every candidate is a nested
-    MLflow run; returns (chosen model retrained on the whole target sample, report)."""
+    MLflow run; returns (chosen model retrained on the whole target sample, report).
+    ``final_fit``: trains the chosen recipe at full scale (``rsft.adapt.run_search``)."""
     import mlflow
 
     from rsft.adapt import PoolSample, candidate_table, plot_candidates, run_search, time_blocks
@@ -574,7 +595,7 @@ def adapt_stage(cfg: PipelineConfig, warm, prefiltered: dict[str, Any], map_unit
     ).collect()
     xp, yp = arrays(pool_df, cfg)
     model, report = run_search(a, cfg.train, cfg.scorer, feature_names(cfg.features), warm, (xt, yt, groups),
-                               PoolSample(xp, yp), seed=cfg.train.seed, map_units=map_units)
+                               PoolSample(xp, yp), seed=cfg.train.seed, map_units=map_units, final_fit=final_fit)
     for row in report["candidates"]:
         with mlflow.start_run(run_name=f"candidate: {row['name']}", nested=True):
             mlflow.set_tags({"rsft.candidate": row["name"], "rsft.strategy": row["strategy"],
@@ -587,7 +608,8 @@ def adapt_stage(cfg: PipelineConfig, warm, prefiltered: dict[str, Any], map_unit
     with tempfile.TemporaryDirectory() as d:
         mlflow.log_artifact(plot_candidates(report, os.path.join(d, "candidates.png")), "adapt")
     mlflow.log_text("\n".join(json.dumps(r) for r in candidate_table(report)), "adapt/candidates.jsonl")
-    mlflow.set_tags({"rsft.adapt_chosen": report["chosen"], "rsft.adapt_why": report["why"][:250]})
+    mlflow.set_tags({"rsft.adapt_chosen": report["chosen"], "rsft.adapt_why": report["why"][:250],
+                     "rsft.adapt_trained_on": report["final"]["trained_on"][:250]})
     return model, report
 
 

@@ -31,6 +31,7 @@ def run_summary(cfg: PipelineConfig, ingested: dict, selected: dict, result: dic
         "train_rows": result["train"]["train_rows"],
         "warm_start": result["warm_start"],
         **({"recipe": result["adapt"]["chosen"], "recipe_why": result["adapt"]["why"],
+            "recipe_trained_on": result["adapt"]["final"]["trained_on"],
             "search_seconds": round(result["adapt"]["search_seconds"], 2),
             "adapt_candidates": candidate_table(result["adapt"])} if result.get("adapt") else {}),
         f"challenger_{metric}": round(result["challenger"][metric], 5),

@@ -175,6 +175,26 @@ def test_search_recalibrates_a_gain_and_offset_drift():
     assert all("holdout_rmse" in r for r in rep["candidates"])
 
 
+def test_final_fit_hook_trains_a_chosen_trained_recipe_at_full_scale():
+    """``final_fit`` replaces the pool-sample retrain of a chosen trained recipe (the retrain trains
+    rsft on the sampling stage's selection); None leaves it to the search; a training-free choice
+    never reaches it. The report's ``final`` says what the model was trained on."""
+    x, y = _world()
+    warm = _warm(x, y)
+    xt, yt = _world(2, 200)
+    args = (TrainConfig(seed=0, epochs=3), ScorerConfig(), list("abc"), warm, (xt, 1.8 * yt + 5.0, time_blocks(200, 8)),
+            PoolSample(x, y))
+    seen = []
+    model, rep = run_search(CFG, *args, final_fit=lambda c: seen.append(c) or None)
+    assert rep["chosen"] == "recalibrate" and seen == [] and "affine" in rep["final"]["trained_on"]
+    only = CFG.model_copy(update={"strategies": ["sample_only"]})
+    model, rep = run_search(only, *args, final_fit=lambda c: seen.append(c.name) or None)
+    assert seen == ["sample_only"] and rep["final"] == {"trained_on": "the target sample ×2", "pool_rows": 0, "train_rows": 400}
+    marker = build_model(ModelConfig(hidden=[4]), 3)
+    model, rep = run_search(only, *args, final_fit=lambda c: (marker, {"trained_on": "elsewhere"}))
+    assert model is marker and rep["final"] == {"trained_on": "elsewhere"}
+
+
 def test_halving_keeps_the_best_trained_candidates_and_reports_the_rest():
     """Concept drift: the pool misleads, so the target-only fit wins; pool-heavy recipes are
     dropped after rung 0 and reported as eliminated; the cost is counted in fits."""

@@ -84,3 +84,30 @@ def test_retrain_with_adapt_logs_nested_candidates(tmp_path, prefect_harness):
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["adapt-candidates"])))
     assert arts and any("chose" in (a.description or "") for a in arts)
+
+
+@pytest.mark.slow
+def test_retrain_trains_an_rsft_choice_on_the_sampling_stages_selection(tmp_path, prefect_harness):
+    """When the search picks rsft at β = 1 (the sampling stage's recipe), the final model is not
+    trained on the search's pool sample but on the sampling stage's selection from the whole pool:
+    the same rows and fit as a retrain without the search, so the same challenger."""
+    import shutil
+
+    from flows.retrain import retrain
+    from rsft.config import load_config
+    from rsft.synth import write_synthetic
+
+    cfg_path = small_config(tmp_path)
+    write_synthetic(load_config(cfg_path).synth, tmp_path / "raw")
+    plain_path = tmp_path / "plain.yaml"  # the same pipeline in its own state dir
+    shutil.copy(cfg_path, plain_path)
+    plain_over = {"state.dir": str(tmp_path / "state-plain")}
+    plain = retrain(config_path=str(plain_path), overrides=plain_over)
+    over = {"adapt.enabled": True, "adapt.epochs": 2, "adapt.folds": 3, "adapt.group_by": "machine_id",
+            "adapt.strategies": ["rsft"], "adapt.target_shares": [2.0], "adapt.pool_rows": 1000}  # = train.target_weight
+    out = retrain(config_path=str(cfg_path), overrides=over)
+    assert out["recipe"] == "rsft β=1 q=0.99"
+    assert "sampling stage's selection" in out["recipe_trained_on"]
+    assert out["rows_selected"] == plain["rows_selected"] and out["train_rows"] == plain["train_rows"]
+    assert out["adapt_candidates"][0]["pool_rows"] < (out["train_rows"] - 2 * 200) / 3  # CV drew from the 1,000-row sample
+    assert out["challenger_rmse"] == plain["challenger_rmse"]
