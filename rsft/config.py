@@ -401,7 +401,7 @@ class AdaptConfig(_Model):
     # train cells (a candidate on a fold) with the same fit settings and training sets of similar
     # size as one model stack (K copies of the model in one pass; rsft.models.stack_models): rung
     # 0's pool recipes together, the kept candidate's rung-1 folds together. Same rows per cell;
-    # batches, seed and the early-stopping epoch are shared. For small models K copies cost ~1.4
+    # batches, seed and the early-stopping epoch are shared. For small models K copies cost ~1.5
     # fits' time instead of K. Falls back to one fit per cell for models with parameters outside
     # nn.Linear layers (or tied ones), classification, loss-threshold rejection
     stack_folds: bool = True

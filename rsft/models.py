@@ -160,7 +160,7 @@ class StackedLinear(nn.Module):
 def stack_models(model: nn.Module, k: int, probe: torch.Tensor | None) -> nn.Module | None:
     """``k`` copies of ``model`` as one module, so ``k`` models train in one pass (the adapt
     search's cross-validation folds): input [b, k, d] -> output [b, k] (copy j sees column j).
-    At this scale a training step is dispatch-bound, so k stacked copies cost ~1.4 copies, not k.
+    At this scale a training step is dispatch-bound, so k stacked copies cost ~1.5 copies (k = 4), not k.
 
     Returns None when the model cannot be stacked: a parameter outside an ``nn.Linear``
     (embeddings, norm layers' affine weights), or a forward that mixes the copies or fails on
