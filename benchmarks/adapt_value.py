@@ -15,7 +15,7 @@ all 4 folds at full epochs with ``--rung1 full``, trained together as one model 
 ``--no-stack``). Also the search's cost in units of one fine-tune: the wall time of the search ÷
 the time of the plain rsft recipe end to end, timed on its own (fit the density ratio of the whole
 target sample against the pool, score the pool, rejection-sample, fit ``--epochs`` on target +
-accepted rows), i.e. what a retrain without the search runs; and, as before 2026-11-28, ÷ the
+accepted rows), i.e. what a retrain without the search runs; and, as until 2026-11-28, ÷ the
 rsft hold-out refit inside the search run, whose scorer reuses the search's pool side
 (``search_cost_x_fit_reusing_pool_side``); and ÷ the recipe's rejection sampling + fit alone, its
 scores already computed (``search_cost_x_sample_and_fit_only``: the fine-tune stage without the
@@ -87,7 +87,6 @@ def main() -> None:
                                rung1=args.rung1, keep=args.keep, rung0_folds=args.rung0_folds,
                                stack_folds=not args.no_stack, m_quantiles=args.m_quantiles)
             scorer_cfg = ScorerConfig(kind=args.scorer)
-            t0 = time.perf_counter()
             _, rep = run_search(acfg, tcfg.model_copy(update={"seed": seed}), scorer_cfg, SENSORS, champion,
                                 (xt, yt, groups), PoolSample(xp, yp), holdout=(xh, yh), seed=seed)
             # cost in units of one fine-tune: what a retrain without the search runs, timed on its

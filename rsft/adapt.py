@@ -451,12 +451,16 @@ class Search:
         return self._stack_ok
 
     def free_loss(self, c: Candidate, x: np.ndarray, y: np.ndarray, fold: tuple[np.ndarray, np.ndarray]) -> float:
-        """A training-free candidate's loss on one split, from the warm model's predictions on the
-        whole target sample (made once, in :meth:`prepare`): keep_champion as is, recalibrate with
-        the affine correction fitted on the training rows — what the recalibrated model predicts."""
+        """A training-free candidate's loss on one split of the target sample ``x`` that
+        :meth:`prepare` saw, from the warm model's predictions made there once: keep_champion as
+        is, recalibrate with the affine correction fitted on the training rows — what the
+        recalibrated model predicts (checked in :meth:`prepare`; a model whose output is not affine
+        in its last layer's is recalibrated and scored as a model instead)."""
         if "_warm_pred" not in self.__dict__ or len(self._warm_pred) != len(x):
-            self._warm_pred = self._predict(self.warm, x).astype(np.float64)
+            raise RuntimeError("Search.free_loss: call prepare() on this target sample first")
         tr, va = fold
+        if c.strategy == "recalibrate" and not self._affine_exact:
+            return self.loss(recalibrate(self.warm, x[tr], y[tr], self._predict), x[va], y[va])
         pred = self._warm_pred[va]
         if c.strategy == "recalibrate":
             a, b = affine_fit(self._warm_pred[tr], y[tr])
@@ -493,11 +497,19 @@ class Search:
         return float(np.sqrt(np.mean((pred - y) ** 2)))
 
     # ---- the search ------------------------------------------------------------------------
-    def prepare(self, x: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> None:
+    def prepare(self, x: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> None:
         """Fit each fold's density-ratio scorer once, before any unit runs, so units (in threads
         or other processes) only read the cache and never refit or race; likewise the warm model's
-        predictions for the training-free candidates."""
+        predictions for the training-free candidates, and whether recalibrating the model is
+        exactly the affine map of its predictions (:meth:`free_loss`; it fails here, before any
+        training, when the model cannot be recalibrated)."""
         self._warm_pred = self._predict(self.warm, x).astype(np.float64)
+        self._affine_exact = True
+        if any(c.strategy == "recalibrate" for c in make_candidates(self.cfg)):
+            a, b = affine_fit(self._warm_pred, y)
+            got = self._predict(recalibrate(self.warm, x, y, self._predict), x)
+            self._affine_exact = bool(np.allclose(got, a * self._warm_pred + b, rtol=1e-4,
+                                                  atol=1e-4 * (float(np.std(y)) + 1e-12)))
         if not any(c.strategy in POOL_STRATEGIES for c in make_candidates(self.cfg)):
             return
         cache = self.__dict__.setdefault("_lw_cache", {})
@@ -525,7 +537,7 @@ class Search:
         cands = make_candidates(self.cfg)
         results = [CandidateResult(c.name, c.strategy, c.cost) for c in cands]
         split = min(self.cfg.rung0_folds, len(folds)) if self.cfg.halving else len(folds)
-        self.prepare(x, folds)
+        self.prepare(x, y, folds)
         run_all = map_units or (lambda fn, calls: [fn(call) for call in calls])
 
         units_run = []

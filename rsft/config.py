@@ -377,7 +377,9 @@ class AdaptConfig(_Model):
     # candidates, cheapest first (the one-standard-error rule prefers earlier entries)
     strategies: list[Strategy] = ["keep_champion", "recalibrate", "head_only", "sample_only", "random_mix", "rsft"]
     betas: list[Annotated[float, Field(ge=0.0)]] = [1.0]  # tempering exponents tried for rsft (0 = uniform subset)
-    m_quantiles: list[float] = [0.99]  # M calibration quantiles tried for rsft
+    # M calibration quantiles tried for rsft; in a pipeline config left unset = [sampling.m_quantile],
+    # so the rsft candidate is the sampling stage's recipe (a winner then trains on its selection)
+    m_quantiles: list[float] = [0.99]
     target_shares: list[float] = [2.0]  # repeat factor of target rows in each training set
     folds: int = 4  # grouped K-fold on the target sample
     group_by: str | None = None  # grouping column; None = contiguous time blocks of the target sample
@@ -457,6 +459,11 @@ class PipelineConfig(_Model):
                 raise ValueError("features.kind 'text' needs features.classes (the label's class names)")
             if self.adapt.enabled:
                 raise ValueError("adapt is not implemented for text pipelines yet; set adapt.enabled: false")
+        if self.adapt.enabled and self.features.classes:
+            raise ValueError("adapt scores candidates by RMSE: regression labels only (features.classes is set); "
+                             "set adapt.enabled: false")
+        if "m_quantiles" not in self.adapt.model_fields_set:  # the search's rsft = the sampling stage's recipe
+            object.__setattr__(self, "adapt", self.adapt.model_copy(update={"m_quantiles": [self.sampling.m_quantile]}))
         elif not self.data.pool:
             raise ValueError("data.pool is empty: list the raw pool exports (files, directories or globs)")
         if self.features.rolling and self.features.kind == "text":

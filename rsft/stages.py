@@ -472,7 +472,7 @@ def finetune_register_stage(
 
         def fine_tune(fcfg: PipelineConfig):
             """The warm start fine-tuned on the sampling stage's selection + the target sample
-            (``fcfg.train``'s share): the rsft recipe on the whole pool."""
+            (``fcfg.train``'s include_target_sample / target_weight): the plain retrain's fit."""
             if streams_training(fcfg, selection["rows_out"]):
                 train, counts = training_stream(fcfg, selection["output"], run_dir)
             else:
@@ -489,9 +489,10 @@ def finetune_register_stage(
             full: dict[str, Any] = {}
 
             def at_full_scale(c) -> tuple[Any, dict[str, Any]] | None:
-                """An rsft choice at β = 1 is the sampling stage's recipe: train it on that
-                stage's selection from the whole pool, not on the search's pool sample."""
-                if c.strategy != "rsft" or c.beta not in (None, 1.0):
+                """An rsft choice with the sampling stage's settings (rejection mode, its β and M
+                quantile) is that stage's recipe: train it on the stage's selection from the whole
+                pool, not on the search's pool sample. Any other choice: None (pool sample)."""
+                if not is_sampling_recipe(c, cfg):
                     return None
                 fcfg = cfg.model_copy(update={"train": cfg.train.model_copy(
                     update={"include_target_sample": True, "target_weight": c.target_share})})
@@ -569,10 +570,18 @@ def finetune_register_stage(
     }
 
 
+def is_sampling_recipe(c, cfg: PipelineConfig) -> bool:
+    """Whether adapt candidate ``c`` is the sampling stage's own recipe: rsft by rejection with
+    that stage's tempering β and M quantile (its selection is then the candidate's pool rows)."""
+    sp = cfg.sampling
+    return c.strategy == "rsft" and sp.mode == "rejection" and c.beta == sp.temper and c.m_quantile == sp.m_quantile
+
+
 def adapt_stage(cfg: PipelineConfig, warm, prefiltered: dict[str, Any], map_units=None, final_fit=None):
     """Choose tonight's recipe by grouped CV on the target sample; every candidate is a nested
-    MLflow run; returns (chosen model retrained on the whole target sample, report).
-    ``final_fit``: trains the chosen recipe at full scale (``rsft.adapt.run_search``)."""
+    MLflow run; returns (the chosen recipe's model, report): retrained on the whole target sample
+    (+ its pool rows from the search's pool sample), or by ``final_fit`` at full scale
+    (``rsft.adapt.run_search``; ``report["final"]`` says which)."""
     import mlflow
 
     from rsft.adapt import PoolSample, candidate_table, plot_candidates, run_search, time_blocks

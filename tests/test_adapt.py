@@ -273,7 +273,7 @@ def test_stacks_group_only_sets_of_about_the_same_size(monkeypatch):
     assert ["rsft β=0 q=0.99"] in units and ["sample_only"] in units
     cands = make_candidates(cfg)
     tr = np.arange(180)
-    s.prepare(xt, [(tr, np.arange(180, 240))])
+    s.prepare(xt, yt, [(tr, np.arange(180, 240))])
     mixed = s.train_stack([(cands[0], 0, tr), (cands[1], 0, tr)], xt, yt)  # target only vs. + pool rows
     alone = [s.train(c, xt[tr], yt[tr], 0, count=False) for c in cands[:2]]
     for (m, n), (a, na) in zip(mixed, alone):
@@ -307,7 +307,7 @@ def test_cv_scores_without_model_copies_equal_scoring_the_models():
     s = Search(cfg, TrainConfig(seed=0, epochs=3), ScorerConfig(), list("abc"), warm, PoolSample(x, y), fit, predict,
                make_scorer, 0)
     folds = grouped_folds(time_blocks(240, 8), 4)
-    s.prepare(xt, folds)
+    s.prepare(xt, yt, folds)
     cands = make_candidates(cfg)
     cells = [(cands[3], f, folds[f][0]) for f in range(4)] + [(cands[2], 1, folds[1][0])]  # rsft ×4 folds, random_mix
     held = [folds[f][1] for _, f, _ in cells]
@@ -321,6 +321,35 @@ def test_cv_scores_without_model_copies_equal_scoring_the_models():
         for tr, va in folds:
             m, _ = s.train(c, xt[tr], yt[tr], 0, count=False)
             assert s.free_loss(c, xt, yt, (tr, va)) == pytest.approx(s.loss(m, xt[va], yt[va]), rel=1e-5)
+
+
+def test_recalibrate_cv_of_a_model_with_a_nonlinear_output_scores_the_recalibrated_model():
+    """free_loss's shortcut (an affine map of the warm predictions) holds only when the model's
+    output is affine in its last layer; with a softplus after the head the search notices in
+    prepare() and scores the recalibrated models themselves."""
+    from rsft.adapt import Search, make_candidates
+    from rsft.density import make_scorer
+
+    class SoftOut(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = nn.Linear(3, 8), nn.Linear(8, 1)
+
+        def forward(self, x):
+            return nn.functional.softplus(self.head(torch.relu(self.body(x)))).squeeze(-1)
+
+    torch.manual_seed(0)
+    warm = SoftOut()
+    xt, yt = _world(3, 240)
+    cfg = AdaptConfig(enabled=True, strategies=["keep_champion", "recalibrate"], folds=4)
+    s = Search(cfg, TrainConfig(seed=0), ScorerConfig(), list("abc"), warm, PoolSample(xt, yt), fit, predict, make_scorer, 0)
+    folds = grouped_folds(time_blocks(240, 8), 4)
+    s.prepare(xt, yt, folds)
+    assert not s._affine_exact
+    rec = make_candidates(cfg)[1]
+    for tr, va in folds:
+        want = s.loss(recalibrate(warm, xt[tr], yt[tr], predict), xt[va], yt[va])
+        assert s.free_loss(rec, xt, yt, (tr, va)) == pytest.approx(want, rel=1e-6)
 
 
 def test_time_budget_stops_training_but_free_candidates_still_decide():

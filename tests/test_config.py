@@ -77,3 +77,33 @@ def test_rolling_features_are_refused_for_text_pipelines():
     with pytest.raises(ConfigError, match="features.rolling is for sensor readings") as exc:
         parse_config(data)
     assert "\n" not in str(exc.value)
+
+
+def test_adapt_rsft_candidate_defaults_to_the_sampling_stages_recipe():
+    """Unset adapt.m_quantiles = [sampling.m_quantile]: the search's rsft candidate is the sampling
+    stage's recipe, so a winner trains on that stage's selection (rsft.stages.is_sampling_recipe);
+    a candidate with other settings does not."""
+    from rsft.adapt import make_candidates
+    from rsft.stages import is_sampling_recipe
+
+    cfg = load_config(EXAMPLE, {"adapt.enabled": True, "sampling.m_quantile": 0.95})
+    assert cfg.adapt.m_quantiles == [0.95]
+    rsft = [c for c in make_candidates(cfg.adapt) if c.strategy == "rsft"]
+    assert [is_sampling_recipe(c, cfg) for c in rsft] == [True]
+    grid = load_config(EXAMPLE, {"adapt.enabled": True, "adapt.m_quantiles": [0.9, 0.95], "adapt.betas": [0.5, 1.0],
+                                 "sampling.m_quantile": 0.95})
+    own = [c.name for c in make_candidates(grid.adapt) if is_sampling_recipe(c, grid)]
+    assert own == ["rsft β=1 q=0.95"]
+    tempered = load_config(EXAMPLE, {"adapt.enabled": True, "sampling.m_quantile": 0.95, "sampling.temper": 0.5})
+    assert not any(is_sampling_recipe(c, tempered) for c in make_candidates(tempered.adapt))
+    budget = load_config(EXAMPLE, {"adapt.enabled": True, "sampling.mode": "budget", "sampling.budget": 100})
+    assert not any(is_sampling_recipe(c, budget) for c in make_candidates(budget.adapt))
+
+
+def test_adapt_refuses_classification_labels_in_one_line():
+    data = _example()
+    data["features"]["classes"] = ["ok", "scrap"]
+    data["adapt"] = {"enabled": True}
+    with pytest.raises(ConfigError, match="regression labels only") as exc:
+        parse_config(data)
+    assert "\n" not in str(exc.value)
