@@ -477,11 +477,17 @@ class Search:
     def _scorer_for(self, xt: np.ndarray):
         """The density-ratio scorer of target rows ``xt`` against the pool sample. The pool side
         is the same for every split: the first call fits it, every later one refits only the
-        target side (``DensityRatioScorer.with_target``)."""
+        target side (``DensityRatioScorer.with_target``). Like the score stage, it is fitted on
+        at most ``scorer.pool_sample_rows`` pool rows (a seeded subsample of a larger pool
+        sample); every pool row is then scored."""
         if "_scorer" not in self.__dict__:
-            self._scorer = self._make_scorer(self.scorer_cfg, self.names).fit(xt, self.pool.x)
+            xp, n = self.pool.x, self.scorer_cfg.pool_sample_rows
+            if len(xp) > n:
+                xp = xp[np.sort(np.random.default_rng([self.seed, 7]).choice(len(xp), n, replace=False))]
+            self._fit_pool = xp
+            self._scorer = self._make_scorer(self.scorer_cfg, self.names).fit(xt, xp)
             return self._scorer
-        return self._scorer.with_target(xt, self.pool.x)
+        return self._scorer.with_target(xt, self._fit_pool)
 
     def _log_m(self, xt: np.ndarray, fold: int, q: float) -> float:
         """log M: the q-quantile of the split's log w (the max for q = 1), computed once per split."""

@@ -459,15 +459,15 @@ class PipelineConfig(_Model):
                 raise ValueError("features.kind 'text' needs features.classes (the label's class names)")
             if self.adapt.enabled:
                 raise ValueError("adapt is not implemented for text pipelines yet; set adapt.enabled: false")
+        elif not self.data.pool:
+            raise ValueError("data.pool is empty: list the raw pool exports (files, directories or globs)")
+        if self.features.rolling and self.features.kind == "text":
+            raise ValueError("features.rolling is for sensor readings; remove it for features.kind 'text'")
         if self.adapt.enabled and self.features.classes:
             raise ValueError("adapt scores candidates by RMSE: regression labels only (features.classes is set); "
                              "set adapt.enabled: false")
         if "m_quantiles" not in self.adapt.model_fields_set:  # the search's rsft = the sampling stage's recipe
             object.__setattr__(self, "adapt", self.adapt.model_copy(update={"m_quantiles": [self.sampling.m_quantile]}))
-        elif not self.data.pool:
-            raise ValueError("data.pool is empty: list the raw pool exports (files, directories or globs)")
-        if self.features.rolling and self.features.kind == "text":
-            raise ValueError("features.rolling is for sensor readings; remove it for features.kind 'text'")
         return self
 
     def resolve(self, path: str) -> str:

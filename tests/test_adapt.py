@@ -352,6 +352,24 @@ def test_recalibrate_cv_of_a_model_with_a_nonlinear_output_scores_the_recalibrat
         assert s.free_loss(rec, xt, yt, (tr, va)) == pytest.approx(want, rel=1e-6)
 
 
+def test_search_fits_its_scorer_on_at_most_the_score_stages_pool_sample_size():
+    """Like the score stage, the search fits q on ``scorer.pool_sample_rows`` pool rows (a seeded
+    subsample) and scores every row of its pool sample; every fold's scorer shares that fit."""
+    from rsft.adapt import Search
+    from rsft.density import make_scorer
+
+    x, y = _world()
+    xt, _ = _world(3, 240)
+    cfg = AdaptConfig(enabled=True, strategies=["rsft"], folds=4)
+    s = Search(cfg, TrainConfig(seed=0), ScorerConfig(pool_sample_rows=500), list("abc"), _warm(x, y), PoolSample(x, y),
+               fit, predict, make_scorer, 0)
+    folds = grouped_folds(time_blocks(240, 8), 4)
+    s.prepare(xt, np.zeros(240, np.float32), folds)
+    assert s._scorer.diagnostics()["pool_rows"] == 500 and len(s._fit_pool) == 500
+    assert all(len(s._log_w(xt[tr], f)) == 4000 for f, (tr, _) in enumerate(folds))
+    assert s._scorer_for(xt[folds[1][0]]).diagnostics()["pool_rows"] == 500
+
+
 def test_time_budget_stops_training_but_free_candidates_still_decide():
     x, y = _world()
     warm = _warm(x, y)
