@@ -47,9 +47,14 @@ class TrainResult:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU, and CUDA when present). Not ``torch.manual_seed``: on a
+    machine without an initialised accelerator it queues lazy seeding calls for CUDA, XPU and
+    MTIA, each capturing a formatted stack (~0.4 ms per call; ``fit`` seeds on every call)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
 
 
 def pick_device(name: str) -> torch.device:

@@ -339,3 +339,16 @@ def test_stack_models_refuses_what_it_cannot_stack():
     with pytest.raises(ValueError, match="model stack"):
         fit(s, (np.stack([x] * 3, 1), np.stack([y] * 3, 1), np.ones((len(x), 3), np.float32)),
             TrainConfig(epochs=1, loss_threshold_quantile=0.9))
+
+
+def test_seed_everything_seeds_torch_like_manual_seed():
+    """seed_everything seeds the CPU generator directly (torch.manual_seed would queue lazy
+    CUDA/XPU/MTIA seeding with a captured stack on every fit): the same stream either way."""
+    from rsft.train import seed_everything
+
+    seed_everything(123)
+    a = (torch.rand(5), np.random.rand(2))
+    torch.manual_seed(123)
+    np.random.seed(123)
+    b = (torch.rand(5), np.random.rand(2))
+    assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
