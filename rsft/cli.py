@@ -13,7 +13,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, get_args
 
 import typer
 from rich.console import Console
@@ -269,15 +269,48 @@ def serve(config: str = ConfigOpt) -> None:
     console.print(f"served {cfg.name}")
 
 
-def _read_table(path: str):
+def _scan_table(path: str):
+    """A CSV or Parquet file (or a directory of Parquet files) as a lazy frame; gzipped CSV is
+    decompressed into memory (Polars cannot scan it)."""
     import polars as pl
 
     p = str(path)
+    if not (Path(p).exists() or "://" in p):
+        _fail(f"{p}: no such file or directory")
     if p.endswith((".parquet", ".pq")) or Path(p).is_dir():
-        return pl.read_parquet(p)
-    if p.endswith((".csv", ".csv.gz")):
-        return pl.read_csv(p, infer_schema_length=10_000)
+        return pl.scan_parquet(f"{p}/**/*.parquet" if Path(p).is_dir() else p)
+    if p.endswith(".csv"):
+        return pl.scan_csv(p, infer_schema_length=10_000)
+    if p.endswith(".csv.gz"):
+        return pl.read_csv(p, infer_schema_length=10_000).lazy()
     _fail(f"{p}: expected a .csv, .csv.gz or .parquet file")
+
+
+def _read_table(path: str):
+    import polars as pl
+
+    try:
+        return _scan_table(path).collect()
+    except pl.exceptions.PolarsError as e:  # e.g. a value that does not parse as its column's type
+        _fail(f"{path}: {str(e).strip().splitlines()[0]}")
+
+
+def _pool_sample(path: str, columns: list[str], rows: int, seed: int):
+    """At most ``rows`` complete rows of ``columns`` from a pool file, read in one streaming pass
+    (a row-hash filter keeps ~``rows``, then an exact seeded sample): memory follows ``rows``,
+    not the file. Returns (sample, complete rows in the file)."""
+    import polars as pl
+
+    lf = _scan_table(path).select(columns).drop_nulls()
+    try:
+        total = lf.select(pl.len()).collect(engine="streaming").item()
+        if total > rows:  # ~1.1 × rows pass the filter; the exact sample below takes rows of them
+            keep = min(1_000_000, int(1.1 * rows / total * 1_000_000) + 1)
+            lf = lf.filter(pl.struct(columns).hash(seed) % 1_000_000 < keep)
+        df = lf.collect(engine="streaming")
+    except pl.exceptions.PolarsError as e:  # e.g. a value that does not parse as its column's type
+        _fail(f"{path}: {str(e).strip().splitlines()[0]}")
+    return (df.sample(rows, seed=seed) if df.height > rows else df), total
 
 
 @app.command()
@@ -292,6 +325,8 @@ def adapt(
     folds: int = typer.Option(4, "--folds", min=2, help="Grouped K-fold count."),
     epochs: int = typer.Option(10, "--epochs", min=1, help="Epochs per fit: every cross-validation fit and the final retrain of the chosen recipe."),
     seed: int = typer.Option(0, "--seed", help="Seed for folds, sampling and training."),
+    pool_rows: int = typer.Option(50_000, "--pool-rows", min=100, help="Pool rows the warm start and the candidates use: a seeded sample of the pool file, read in streaming passes (memory grows far slower than the file). Pool recipes gain from more."),
+    scorer: str = typer.Option("gaussian", "--scorer", help="Density-ratio model behind the pool recipes' weights: gaussian, gmm or classifier."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write the candidate report as JSON here."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG bar chart of the candidates' CV (and hold-out) RMSE here."),
 ) -> None:
@@ -304,32 +339,45 @@ def adapt(
     import polars as pl
 
     from rsft.adapt import PoolSample, candidate_table, run_search, time_blocks
-    from rsft.config import AdaptConfig, FeaturesConfig, ModelConfig, ScorerConfig, TrainConfig
+    from rsft.config import AdaptConfig, FeaturesConfig, ModelConfig, ScorerConfig, Strategy, TrainConfig
     from rsft.features import labels, to_matrix
     from rsft.models import build_model, set_standardization
     from rsft.train import fit
 
-    pool_df, tgt_df = _read_table(pool), _read_table(target_sample)
-    for name, df in (("pool", pool_df), ("target sample", tgt_df)):
-        if label not in df.columns:
-            _fail(f"{name} has no column '{label}' (columns: {', '.join(df.columns[:12])})")
+    if scorer not in ("gaussian", "gmm", "classifier"):
+        _fail(f"--scorer must be gaussian, gmm or classifier (got '{scorer}')")
+    tgt_df = _read_table(target_sample)
+    pool_schema = _scan_table(pool).collect_schema()
+    for name, names in (("pool", pool_schema.names()), ("target sample", tgt_df.columns)):
+        if label not in names:
+            _fail(f"{name} has no column '{label}' (columns: {', '.join(names[:12])})")
     if group_by and group_by not in tgt_df.columns:
         _fail(f"target sample has no column '{group_by}' for --group-by")
     cols = features.split(",") if features else [
-        c for c, t in tgt_df.schema.items() if t.is_numeric() and c not in (label, group_by) and c in pool_df.columns
+        c for c, t in tgt_df.schema.items() if t.is_numeric() and c not in (label, group_by) and c in pool_schema
     ]
     if not cols:
         _fail("no numeric feature columns shared by pool and target sample; pass --features")
+    missing = [c for c in cols if c not in pool_schema or c not in tgt_df.columns]
+    if missing:
+        _fail(f"--features: {', '.join(missing)} not in both the pool and the target sample")
+    for name, schema in (("pool", pool_schema), ("target sample", tgt_df.schema)):
+        text = [f"{c} ({schema[c]})" for c in [*cols, label] if not schema[c].is_numeric()]
+        if text:
+            _fail(f"{name}: not numeric: {', '.join(text)} (features and label must be numbers)")
     fcfg = FeaturesConfig(numeric=cols, label=label)
-    pool_df = pool_df.drop_nulls([*cols, label])
     tgt_df = tgt_df.drop_nulls([*cols, label])
+    known = get_args(Strategy)
+    unknown = [x for x in (strategies or "").split(",") if x and x not in known]
+    if unknown:
+        _fail(f"--strategies: unknown {', '.join(unknown)} (have: {', '.join(known)})")
     acfg = AdaptConfig(
-        enabled=True, folds=folds, epochs=epochs, group_by=group_by,
+        enabled=True, folds=folds, epochs=epochs, group_by=group_by, pool_rows=pool_rows,
         **({"strategies": strategies.split(",")} if strategies else {}),
     )
     tcfg = TrainConfig(epochs=epochs, seed=seed)
-    if pool_df.height > acfg.pool_rows:
-        pool_df = pool_df.sample(acfg.pool_rows, seed=seed)
+    with console.status(f"sampling {pool_rows:,} pool rows from {pool}…"):
+        pool_df, pool_total = _pool_sample(pool, [*cols, label], pool_rows, seed)
     xp, yp = to_matrix(pool_df, fcfg), labels(pool_df, fcfg)
     xt, yt = to_matrix(tgt_df, fcfg), labels(tgt_df, fcfg)
     groups = tgt_df.get_column(group_by).to_numpy() if group_by else time_blocks(len(yt), acfg.time_blocks)
@@ -343,10 +391,13 @@ def adapt(
         fit(warm, (xp, yp), tcfg)
     with console.status(f"searching {len(acfg.strategies)} strategies × {folds} grouped folds…"):
         try:
-            _, report = run_search(acfg, tcfg, ScorerConfig(), cols, warm, (xt, yt, groups), PoolSample(xp, yp), hold, seed)
+            _, report = run_search(acfg, tcfg, ScorerConfig(kind=scorer), cols, warm, (xt, yt, groups),
+                                   PoolSample(xp, yp), hold, seed)
         except ValueError as e:
             _fail(str(e))
+    report["pool_rows_sampled"], report["pool_rows_complete"] = len(yp), pool_total
     console.print(_rows_table(f"adapt: {len(yt)} target rows, {report['groups']} groups, {report['folds']} folds, "
+                              f"pool sample {len(yp):,} of {pool_total:,} complete rows, "
                               f"search {report['search_seconds']:.2f} s ({report['fits']} models trained; "
                               f"{len(report['units'])} units, {sum(len(u) > 1 for u in report['units'])} of them "
                               f"model stacks)", candidate_table(report)))

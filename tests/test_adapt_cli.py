@@ -29,7 +29,7 @@ def test_rsft_adapt_on_csv_files(tmp_path):
          str(tmp_path / "target.csv"), "--label", "quality", "--holdout", str(tmp_path / "holdout.parquet"),
          "--group-by", "machine_id", "--folds", "3", "--epochs", "2",
          "--strategies", "keep_champion,recalibrate,sample_only,random_mix,rsft", "--json-out", str(tmp_path / "r.json"),
-         "--plot", str(tmp_path / "candidates.png")],
+         "--plot", str(tmp_path / "candidates.png"), "--pool-rows", "1500"],
         capture_output=True, text=True, cwd=REPO, timeout=600,
     )
     assert out.returncode == 0, out.stderr[-2000:]
@@ -37,6 +37,9 @@ def test_rsft_adapt_on_csv_files(tmp_path):
     assert [c["name"] for c in rep["candidates"]] == ["keep_champion", "recalibrate", "sample_only", "random_mix", "rsft β=1 q=0.99"]
     assert rep["chosen"] in out.stdout and all("holdout_rmse" in c for c in rep["candidates"])
     assert rep["folds"] == 3 and rep["groups"] == 4
+    # the pool is read in one streaming pass and sampled down to --pool-rows complete rows
+    assert rep["pool_rows_sampled"] == 1500 and rep["pool_rows_complete"] > 4000
+    assert f"pool sample 1,500 of {rep['pool_rows_complete']:,} complete rows" in " ".join(out.stdout.split())
     assert (tmp_path / "candidates.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # CV fits at the full epochs already (--epochs sets both): rung 1 adds only the other folds
     survivor = next(c for c in rep["candidates"] if c["name"] in rep["halving"]["kept"])
@@ -48,8 +51,20 @@ def test_rsft_adapt_errors_are_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "t.csv"), "--target-sample",
                           str(tmp_path / "t.csv"), "--label", "nope"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 2 and "no column 'nope'" in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "t.csv"), "--target-sample",
+                          str(tmp_path / "t.csv"), "--label", "y", "--strategies", "rsft,magic"],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 2 and "unknown magic" in out.stderr and len(out.stderr.strip().splitlines()) == 1
+    (tmp_path / "bad.csv").write_text("a,y\n" + "1.0,2.0\n" * 20 + "oops,3.0\n")  # a text value past the inferred rows
+    out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "bad.csv"), "--target-sample",
+                          str(tmp_path / "t.csv"), "--label", "y"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 2 and "pool: not numeric: a (String)" in out.stderr and "Traceback" not in out.stderr
+    (tmp_path / "late.csv").write_text("a,y\n" + "1.0,2.0\n" * 10_001 + "oops,3.0\n")  # past the inferred rows
+    out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "late.csv"), "--target-sample",
+                          str(tmp_path / "t.csv"), "--label", "y"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 2 and "late.csv" in out.stderr and "Traceback" not in out.stderr
     out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--help"], capture_output=True, text=True, cwd=REPO, timeout=120)
-    for opt in ("--pool", "--target-sample", "--label", "--holdout", "--group-by", "--json-out"):
+    for opt in ("--pool", "--target-sample", "--label", "--holdout", "--group-by", "--json-out", "--pool-rows", "--scorer"):
         assert opt in out.stdout
 
 
