@@ -296,9 +296,9 @@ def _read_table(path: str):
 
 
 def _pool_sample(path: str, columns: list[str], rows: int, seed: int):
-    """At most ``rows`` complete rows of ``columns`` from a pool file, read in one streaming pass
-    (a row-hash filter keeps ~``rows``, then an exact seeded sample): memory follows ``rows``,
-    not the file. Returns (sample, complete rows in the file)."""
+    """At most ``rows`` complete rows of ``columns`` from a pool file, read in two streaming
+    passes (a count, then a row-hash filter that keeps ~1.1 × ``rows``, then an exact seeded
+    sample): the file is never held in memory. Returns (sample, complete rows in the file)."""
     import polars as pl
 
     lf = _scan_table(path).select(columns).drop_nulls()
