@@ -530,7 +530,7 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
     unzipped, tail, spool = None, None, None
     try:
         if not plan.digest:
-            raise FileError("cannot read file")
+            raise FileError("not found" if not _is_remote(plan.path) and not os.path.exists(plan.path) else "cannot read file")
         source = plan.path
         if _is_remote(source):  # stream an object-store file to local disk once, then as local
             unzipped = source = _fetch(source, dataset_dir / "data")

@@ -104,9 +104,19 @@ def ingest_totals(files: list[dict[str, Any]]) -> dict[str, Any]:
     keys = ("rows_total", "rows_ok", "rows_quarantined")
     out: dict[str, Any] = {k: sum(int(f.get(k) or 0) for f in files) for k in keys}
     out["files"] = len(files)
-    out["files_failed"] = [f"{f['file']}: {f['error']}" for f in files if f.get("status") == "failed"]
+    out["files_failed"] = [f["error"] for f in files if f.get("status") == "failed"]  # "<file>: <why>"
     out["files_skipped"] = sum(f.get("status") in ("skipped", "duplicate") for f in files)
     return out
+
+
+def require_targets(ingested: dict[str, Any]) -> None:
+    """Stop a retrain whose target sample or hold-out export failed to ingest: the datasets still
+    hold an earlier night's rows, and training or judging on those would promote silently."""
+    for name in ("target_sample", "target_holdout"):
+        failed = ingested.get(name, {}).get("files_failed") or []
+        if failed:
+            raise ValueError(f"the {name.replace('_', ' ')} did not ingest ({failed[0]}); the retrain stops rather "
+                             "than train or judge on an earlier night's target rows")
 
 
 # --------------------------------------------------------------------------------------
@@ -237,6 +247,7 @@ def retrain_local(cfg: PipelineConfig) -> dict[str, Any]:
     from rsft.summary import run_summary
 
     ingested = ingest_stage(cfg)
+    require_targets(ingested)
     prefiltered = prefilter_stage(cfg)
     scored = fit_scorer_stage(cfg, prefiltered)
     selection = select_stage(cfg, prefiltered, scored)

@@ -111,6 +111,12 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert math.isfinite(f4["challenger"]["rmse"])
     assert f4["warm_start"] == f"models:/{name}/{before}"
 
+    # ---- a target export that does not ingest stops the retrain: no model is trained or judged
+    # on the earlier night's target rows still in the dataset, nothing is registered
+    with pytest.raises(ValueError, match=r"the target sample did not ingest \(nope.csv: not found\)"):
+        retrain(config_path=str(cfg_path), overrides={"data.target_sample": str(tmp_path / "nope.csv")})
+    assert registry.history(mlc, name)[0]["version"] == 4
+
 
 def test_cli_ingest_runs_the_flow_and_reports(tmp_path, prefect_harness):
     from typer.testing import CliRunner
