@@ -269,21 +269,70 @@ def serve(config: str = ConfigOpt) -> None:
     console.print(f"served {cfg.name}")
 
 
-def _scan_table(path: str):
-    """A CSV or Parquet file (or a directory of Parquet files) as a lazy frame; gzipped CSV is
-    decompressed into memory (Polars cannot scan it)."""
+_TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+
+
+def _table_files(path: str) -> list[str]:
+    """The file itself, or every CSV / Parquet file under a directory (recursively, no dot-files)."""
+    p = Path(path)
+    if not (p.exists() or "://" in str(path)):
+        _fail(f"{path}: no such file or directory")
+    if not p.is_dir():
+        if not str(path).endswith(_TABLE_SUFFIXES):
+            _fail(f"{path}: expected a .csv, .csv.gz or .parquet file (or a directory of them)")
+        return [str(path)]
+    files = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.name.endswith(_TABLE_SUFFIXES)
+                   and not any(part.startswith(".") for part in f.relative_to(p).parts))
+    if not files:
+        _fail(f"{path}: no .csv, .csv.gz or .parquet files in this directory")
+    return files
+
+
+def _scan_file(path: str):
+    """One CSV or Parquet file as a lazy frame; gzipped CSV is decompressed into memory (Polars
+    cannot scan it)."""
     import polars as pl
 
-    p = str(path)
-    if not (Path(p).exists() or "://" in p):
-        _fail(f"{p}: no such file or directory")
-    if p.endswith((".parquet", ".pq")) or Path(p).is_dir():
-        return pl.scan_parquet(f"{p}/**/*.parquet" if Path(p).is_dir() else p)
-    if p.endswith(".csv"):
-        return pl.scan_csv(p, infer_schema_length=10_000)
-    if p.endswith(".csv.gz"):
-        return pl.read_csv(p, infer_schema_length=10_000).lazy()
-    _fail(f"{p}: expected a .csv, .csv.gz or .parquet file")
+    if path.endswith((".parquet", ".pq")):
+        return pl.scan_parquet(path)
+    if path.endswith(".csv.gz"):
+        return pl.read_csv(path, infer_schema_length=10_000).lazy()
+    return pl.scan_csv(path, infer_schema_length=10_000)
+
+
+def _table_schema(path: str) -> dict:
+    """Column -> dtype over every file of ``path`` (a column numeric in every file that has it
+    counts as numeric; files that disagree otherwise make it a string)."""
+    import polars as pl
+
+    out: dict = {}
+    for f in _table_files(path):
+        for name, dt in _scan_file(f).collect_schema().items():
+            if name not in out:
+                out[name] = dt
+            elif out[name] != dt:
+                out[name] = pl.Float64 if out[name].is_numeric() and dt.is_numeric() else pl.String
+    return out
+
+
+def _scan_table(path: str, columns: list[str] | None = None):
+    """A CSV or Parquet file, or a directory of them (CSV and Parquet mixed, e.g. a plant's daily
+    exports), as one lazy frame; with ``columns``, only those, cast to Float64 (numbers)."""
+    import polars as pl
+
+    parts = [_scan_file(f) for f in _table_files(path)]
+    if columns is not None:
+        parts = [lf.select([pl.col(c).cast(pl.Float64) for c in columns]) for lf in parts]
+    return parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed")
+
+
+def _did_you_mean(name: str, names: list[str]) -> str:
+    """' — did you mean 'x'? (columns: …)' for an unknown column name."""
+    import difflib
+
+    close = difflib.get_close_matches(name, names, n=1)
+    shown = ", ".join(names[:40]) + (f", … ({len(names)} in all)" if len(names) > 40 else "")
+    return (f"; did you mean '{close[0]}'?" if close else "") + f" (columns: {shown})"
 
 
 def _read_table(path: str):
@@ -301,7 +350,7 @@ def _pool_sample(path: str, columns: list[str], rows: int, seed: int):
     sample): the file is never held in memory. Returns (sample, complete rows in the file)."""
     import polars as pl
 
-    lf = _scan_table(path).select(columns).drop_nulls()
+    lf = _scan_table(path, columns).drop_nulls()
     try:
         total = lf.select(pl.len()).collect(engine="streaming").item()
         if total > rows:  # ~1.1 × rows pass the filter; the exact sample below takes rows of them
@@ -315,7 +364,7 @@ def _pool_sample(path: str, columns: list[str], rows: int, seed: int):
 
 @app.command()
 def adapt(
-    pool: str = typer.Option(..., "--pool", help="Historical pool: a CSV or Parquet file (numeric features + label)."),
+    pool: str = typer.Option(..., "--pool", help="Historical pool: a CSV or Parquet file, or a directory of them (CSV and Parquet may mix), with numeric features + label."),
     target_sample: str = typer.Option(..., "--target-sample", help="Small labelled sample of the current regime (CSV/Parquet)."),
     label: str = typer.Option(..., "--label", help="Name of the label column to predict (regression)."),
     holdout: Optional[str] = typer.Option(None, "--holdout", help="Optional target hold-out: every candidate is also scored on it."),
@@ -347,12 +396,12 @@ def adapt(
     if scorer not in ("gaussian", "gmm", "classifier"):
         _fail(f"--scorer must be gaussian, gmm or classifier (got '{scorer}')")
     tgt_df = _read_table(target_sample)
-    pool_schema = _scan_table(pool).collect_schema()
-    for name, names in (("pool", pool_schema.names()), ("target sample", tgt_df.columns)):
+    pool_schema = _table_schema(pool)
+    for name, names in (("pool", list(pool_schema)), ("target sample", tgt_df.columns)):
         if label not in names:
-            _fail(f"{name} has no column '{label}' (columns: {', '.join(names[:12])})")
+            _fail(f"{name} has no column '{label}'{_did_you_mean(label, names)}")
     if group_by and group_by not in tgt_df.columns:
-        _fail(f"target sample has no column '{group_by}' for --group-by")
+        _fail(f"target sample has no column '{group_by}' for --group-by{_did_you_mean(group_by, tgt_df.columns)}")
     cols = features.split(",") if features else [
         c for c, t in tgt_df.schema.items() if t.is_numeric() and c not in (label, group_by) and c in pool_schema
     ]

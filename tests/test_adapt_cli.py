@@ -52,6 +52,9 @@ def test_rsft_adapt_errors_are_one_line(tmp_path):
                           str(tmp_path / "t.csv"), "--label", "nope"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 2 and "no column 'nope'" in out.stderr and "Traceback" not in out.stderr
     out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "t.csv"), "--target-sample",
+                          str(tmp_path / "t.csv"), "--label", "yy"], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 2 and "did you mean 'y'?" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "t.csv"), "--target-sample",
                           str(tmp_path / "t.csv"), "--label", "y", "--strategies", "rsft,magic"],
                          capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 2 and "unknown magic" in out.stderr and len(out.stderr.strip().splitlines()) == 1
@@ -126,3 +129,21 @@ def test_retrain_trains_an_rsft_choice_on_the_sampling_stages_selection(tmp_path
     assert out["rows_selected"] == plain["rows_selected"] and out["train_rows"] == plain["train_rows"]
     assert out["adapt_candidates"][0]["pool_rows"] < (out["train_rows"] - 2 * 200) / 3  # CV drew from the 1,000-row sample
     assert out["challenger_rmse"] == plain["challenger_rmse"]
+
+
+def test_rsft_adapt_reads_a_directory_of_mixed_csv_and_parquet_exports(tmp_path):
+    """`--pool <dir>`: every CSV and Parquet file under it (a plant's daily exports alternate),
+    dot-files skipped; numbers typed differently per file still count as numeric."""
+    from rsft.cli import _pool_sample, _table_schema
+
+    d = tmp_path / "pool"
+    (d / "sub").mkdir(parents=True)
+    pl.DataFrame({"a": [1, 2, 3], "y": [0.5, None, 1.5]}).write_csv(d / "day0.csv")  # a: int in this file
+    pl.DataFrame({"a": [4.0, 5.0], "y": [2.0, 3.0], "extra": ["x", "y"]}).write_parquet(d / "sub" / "day1.parquet")
+    pl.DataFrame({"a": [9.0], "y": [9.0]}).write_parquet(d / ".staging.parquet")  # not an export
+    schema = _table_schema(str(d))
+    assert schema["a"].is_numeric() and schema["y"].is_numeric() and not schema["extra"].is_numeric()
+    df, total = _pool_sample(str(d), ["a", "y"], 100, 0)
+    assert total == 4 and sorted(df["a"].to_list()) == [1.0, 3.0, 4.0, 5.0]
+    df, total = _pool_sample(str(d), ["a", "y"], 2, 0)
+    assert total == 4 and df.height == 2
