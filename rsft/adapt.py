@@ -690,7 +690,7 @@ def candidate_table(report: dict[str, Any]) -> list[dict[str, Any]]:
                             + _cv_note(r, report)
                             + (" (time budget)" if r["skipped"] and r["fold_losses"] else "")),
                 "pool_rows": int(r["pool_rows_mean"]),
-                "seconds": round(r["seconds"], 1),
+                "seconds": round(r["seconds"], 3),
                 **({"holdout_rmse": f"{r['holdout_rmse']:.4f}"} if "holdout_rmse" in r else {}),
             }
         )

@@ -112,7 +112,7 @@ def synth(
 def retrain(
     config: str = ConfigOpt,
     sets: Optional[list[str]] = SetOpt,
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write the run summary as JSON here."),
+    json_out: Optional[Path] = typer.Option(None, "--json", "--json-out", help="Also write the run summary as JSON here."),
 ) -> None:
     """Run the nightly retrain flow once: ingest → prefilter → score → sample → fine-tune → register → promote."""
     cfg = _load(config, sets)
@@ -123,15 +123,33 @@ def retrain(
             summary = retrain_flow(config_path=str(Path(config).resolve()), overrides=_overrides(sets))
         except Exception as e:  # one line for the operator; the Prefect log has the traceback
             _fail(f"retrain failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1)
-    shown = {k: v for k, v in summary.items() if k not in ("prefilter_dropped", "adapt_candidates")}
+    shown = {_RETRAIN_LABELS.get(k, k): v for k, v in summary.items()
+             if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui")}
     console.print(_kv_table(f"rsft retrain — {cfg.name}", shown))
     if summary.get("adapt_candidates"):
         console.print(_rows_table("adapt: candidate recipes (grouped CV on the target sample)", summary["adapt_candidates"]))
     drops = summary.get("prefilter_dropped") or {}
     if drops:
         console.print("prefilter dropped: " + ", ".join(f"{k} {v:,}" for k, v in drops.items()), highlight=False)
+    console.print("acceptance rate = selected ÷ prefiltered pool rows; ideal acceptance = E[min(w, M)] / M, what "
+                  "rejection sampling accepts on average; clipped share = pool rows with w > M (accepted with "
+                  "probability 1, so slightly under-weighted)", style="dim", highlight=False)
+    console.print(f"look at the runs: {summary['mlflow_ui']}", soft_wrap=True, highlight=False)
     if json_out:
         json_out.write_text(json.dumps(summary, indent=2, default=str))
+
+
+# what the retrain summary's keys mean, for the printed table (the JSON keeps the keys)
+_RETRAIN_LABELS = {
+    "files_new": "new files ingested",
+    "rows_ingested": "rows ingested (new files)",
+    "rows_quarantined": "rows quarantined (new files)",
+    "files_failed": "files failed (new files)",
+    "rows_prefiltered_in": "pool rows prefiltered (all days)",
+    "rows_kept_by_prefilter": "pool rows kept by the prefilter",
+    "rows_selected": "pool rows selected",
+    "train_rows": "training rows (final model)",
+}
 
 
 @app.command()
@@ -146,11 +164,12 @@ def ingest(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
         except Exception as e:  # one line for the operator; the Prefect log has the traceback
             _fail(f"ingest failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1)
     t = Table(title="ingest")
-    for col in ("dataset", "files", "skipped", "rows read", "rows ok", "quarantined", "failed files"):
+    for col in ("dataset", "files", "skipped (done before)", "rows read (new files)", "rows ok", "quarantined",
+                "failed files"):
         t.add_column(col)
-    for name, s in summary.items():
-        t.add_row(name, str(s["files"]), str(s["files_skipped"]), f"{s['rows_total']:,}", f"{s['rows_ok']:,}",
-                  f"{s['rows_quarantined']:,}", str(len(s["files_failed"])))
+    for name, s in summary.items():  # read = ok + quarantined (skipped files read nothing)
+        t.add_row(name, str(s["files"]), str(s["files_skipped"]), f"{s['rows_ok'] + s['rows_quarantined']:,}",
+                  f"{s['rows_ok']:,}", f"{s['rows_quarantined']:,}", str(len(s["files_failed"])))
     console.print(t)
     for name, s in summary.items():
         for line in s["files_failed"]:
@@ -225,6 +244,10 @@ def promote(
     cfg = _load(config)
     name = cfg.promotion.model_name
     mlc = _client(cfg)
+    known = [r["version"] for r in registry.history(mlc, name)]
+    if version not in known:
+        _fail(f"{name} has no version {version}" + (f" (registered: {', '.join(map(str, sorted(known)))})" if known
+                                                     else " (nothing registered yet)"))
     mv = mlc.get_model_version(name, str(version))
     current = registry.alias_version(mlc, name)
     if force:
@@ -381,9 +404,8 @@ def adapt(
 ) -> None:
     """Try rsft on your own files: which adaptation recipe would tonight's retrain choose, and why.
 
-    A base model is pretrained on the pool (the warm start, standing in for a champion), then each
-    candidate recipe is scored by grouped cross-validation on the target sample.
-    """
+    A base model pretrained on a pool sample stands in for the champion; every candidate recipe is scored by grouped cross-validation on the target sample (and, with --holdout, on the hold-out).
+    """  # noqa: E501 - one line per paragraph: the help renders line breaks as they are
     import numpy as np
     import polars as pl
 
@@ -469,6 +491,9 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
 
 
 def main() -> None:
+    # MLflow's INFO lines ("Creating initial MLflow database tables…", "Successfully registered
+    # model…") would interleave with the summaries; MLFLOW_LOGGING_LEVEL=INFO brings them back
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
     logging.basicConfig(level=os.environ.get("RSFT_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
     try:
         app()

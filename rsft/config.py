@@ -7,6 +7,7 @@ instead of silently falling back to a default.
 
 from __future__ import annotations
 
+import difflib
 import os
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
@@ -463,12 +464,37 @@ class PipelineConfig(_Model):
             raise ValueError("data.pool is empty: list the raw pool exports (files, directories or globs)")
         if self.features.rolling and self.features.kind == "text":
             raise ValueError("features.rolling is for sensor readings; remove it for features.kind 'text'")
+        self._check_feature_columns()
         if self.adapt.enabled and self.features.classes:
             raise ValueError("adapt scores candidates by RMSE: regression labels only (features.classes is set); "
                              "set adapt.enabled: false")
         if "m_quantiles" not in self.adapt.model_fields_set:  # the search's rsft = the sampling stage's recipe
             object.__setattr__(self, "adapt", self.adapt.model_copy(update={"m_quantiles": [self.sampling.m_quantile]}))
         return self
+
+    def _check_feature_columns(self) -> None:
+        """Every column the features name exists in the contract of the data they come from (a
+        typo would otherwise surface as a query-plan dump deep in the retrain). Skipped when that
+        contract keeps unknown columns (the features may use them)."""
+        f = self.features
+        contract = self.ingest.logs if f.kind == "text" else self.ingest.sensors
+        if contract is None or contract.unknown_columns == "keep":
+            return
+        have = [c.name for c in contract.columns]
+        used = {"features.label": [f.label]}
+        if f.kind == "text":
+            used["features.text_column"] = [f.text_column]
+        else:
+            used.update({"features.numeric": f.numeric, "features.categorical": list(f.categorical),
+                         "features.rolling": [c for r in f.rolling for c in r.columns]})
+            if f.rolling:
+                used["features.group"], used["features.time_column"] = [f.group], [f.time_column]
+        for key, cols in used.items():
+            for c in cols:
+                if c not in have:
+                    close = difflib.get_close_matches(c, have, n=1)
+                    raise ValueError(f"{key}: '{c}' is not a column of the {contract.name} contract"
+                                     + (f"; did you mean '{close[0]}'?" if close else f" (columns: {', '.join(have)})"))
 
     def resolve(self, path: str) -> str:
         """A data path relative to the config file's directory (URIs pass through)."""
@@ -499,6 +525,8 @@ def _format_error(err: ValidationError, source: str) -> str:
         msg = f"unknown key '{loc}'"
     elif kind == "missing":
         msg = f"missing required key '{loc}'"
+    elif not loc and first["msg"].startswith("Value error, "):  # a check across sections (the message names the keys)
+        msg = first["msg"].removeprefix("Value error, ")
     else:
         msg = f"invalid value for '{loc}': {first['msg']}"
     more = len(err.errors()) - 1

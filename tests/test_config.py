@@ -107,3 +107,22 @@ def test_adapt_refuses_classification_labels_in_one_line():
     with pytest.raises(ConfigError, match="regression labels only") as exc:
         parse_config(data)
     assert "\n" not in str(exc.value)
+
+
+def test_feature_columns_must_exist_in_the_contract_one_line():
+    """A typo in a feature/label column fails at load time, naming the key and the closest column
+    (it used to surface as a Polars query-plan dump deep in the retrain)."""
+    with pytest.raises(ConfigError) as exc:
+        load_config(EXAMPLE, {"features.label": "qualty"})
+    assert str(exc.value).endswith("features.label: 'qualty' is not a column of the sensors contract; did you mean 'quality'?")
+    with pytest.raises(ConfigError, match=r"features.numeric: 's13' is not a column"):
+        load_config(EXAMPLE, {"features.numeric": ["s01", "s13"]})
+    with pytest.raises(ConfigError, match=r"features.rolling: 'x1' is not a column"):
+        load_config(EXAMPLE, {"features.rolling": [{"columns": ["x1"], "window": 4}]})
+    logs = REPO / "examples" / "maintenance-logs.yaml"
+    with pytest.raises(ConfigError, match=r"features.text_column: 'txt' is not a column of the maintenance contract"):
+        load_config(logs, {"features.text_column": "txt"})
+    data = _example()  # a contract that keeps unknown columns: the features may use them
+    data["ingest"]["sensors"]["unknown_columns"] = "keep"
+    data["features"]["numeric"] = ["s01", "extra_sensor"]
+    assert parse_config(data).features.numeric == ["s01", "extra_sensor"]

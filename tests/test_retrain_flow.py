@@ -85,6 +85,8 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
 
     out = CliRunner().invoke(app, ["history", "--config", str(cfg_path)])
     assert out.exit_code == 0 and "promoted" in out.output
+    out = CliRunner().invoke(app, ["promote", "--version", "99", "--config", str(cfg_path)])
+    assert out.exit_code == 2 and "has no version 99 (registered: 1, 2)" in " ".join(out.output.split())
     if better:
         out = CliRunner().invoke(app, ["rollback", "--config", str(cfg_path)])
         assert out.exit_code == 0, out.output
