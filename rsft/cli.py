@@ -221,11 +221,15 @@ def history(config: str = ConfigOpt) -> None:
     if not rows:
         console.print(f"no versions of '{cfg.promotion.model_name}' yet")
         return
+    from datetime import datetime, timezone
+
     t = Table(title=f"{cfg.promotion.model_name}: versions (newest first)")
-    for col in ("version", "aliases", "decision", cfg.promotion.metric, "champion then", "reason"):
-        t.add_column(col)
+    for col in ("version", "registered (UTC)", "aliases", "decision", cfg.promotion.metric, "champion then", "reason"):
+        t.add_column(col, overflow="fold")  # wrap, never cut: alias names and reasons are the record
     for r in rows:
-        t.add_row(str(r["version"]), ", ".join(r["aliases"]), r["decision"], r["metric"], r["champion_metric"], r["reason"])
+        when = datetime.fromtimestamp(r["created"] / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M") if r["created"] else ""
+        t.add_row(str(r["version"]), when, ", ".join(r["aliases"]), r["decision"], r["metric"], r["champion_metric"],
+                  r["reason"])
     console.print(t)
 
 
