@@ -399,7 +399,8 @@ def adapt(
     features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns; default: every numeric column except label and group."),
     strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated candidates (keep_champion,recalibrate,head_only,sample_only,random_mix,rsft,weighted)."),
     folds: int = typer.Option(4, "--folds", min=2, help="Grouped K-fold count."),
-    epochs: int = typer.Option(10, "--epochs", min=1, help="Epochs per fit: every cross-validation fit and the final retrain of the chosen recipe."),
+    epochs: int = typer.Option(10, "--epochs", min=1, help="train.epochs: the warm start's pretraining, the survivor's full cross-validation round and the final retrain of the chosen recipe."),
+    cv_epochs: Optional[int] = typer.Option(None, "--cv-epochs", min=1, help="Epochs of the first, ranking round of cross-validation fits (adapt.epochs); default: a quarter of --epochs, at least 2, as in the retrain."),
     seed: int = typer.Option(0, "--seed", help="Seed for folds, sampling and training."),
     pool_rows: int = typer.Option(50_000, "--pool-rows", min=100, help="Pool rows the warm start and the candidates use: a seeded sample of the pool file, read in streaming passes (memory grows far slower than the file). Pool recipes gain from more."),
     scorer: str = typer.Option("gaussian", "--scorer", help="Density-ratio model behind the pool recipes' weights: gaussian, gmm or classifier."),
@@ -447,7 +448,7 @@ def adapt(
     if unknown:
         _fail(f"--strategies: unknown {', '.join(unknown)} (have: {', '.join(known)})")
     acfg = AdaptConfig(
-        enabled=True, folds=folds, epochs=epochs, group_by=group_by, pool_rows=pool_rows,
+        enabled=True, folds=folds, epochs=cv_epochs, group_by=group_by, pool_rows=pool_rows,
         **({"strategies": strategies.split(",")} if strategies else {}),
     )
     tcfg = TrainConfig(epochs=epochs, seed=seed)

@@ -27,7 +27,7 @@ def test_rsft_adapt_on_csv_files(tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "pool.csv"), "--target-sample",
          str(tmp_path / "target.csv"), "--label", "quality", "--holdout", str(tmp_path / "holdout.parquet"),
-         "--group-by", "machine_id", "--folds", "3", "--epochs", "2",
+         "--group-by", "machine_id", "--folds", "3", "--epochs", "8",
          "--strategies", "keep_champion,recalibrate,sample_only,random_mix,rsft", "--json-out", str(tmp_path / "r.json"),
          "--plot", str(tmp_path / "candidates.png"), "--pool-rows", "1500"],
         capture_output=True, text=True, cwd=REPO, timeout=600,
@@ -41,9 +41,11 @@ def test_rsft_adapt_on_csv_files(tmp_path):
     assert rep["pool_rows_sampled"] == 1500 and rep["pool_rows_complete"] > 4000
     assert f"pool sample 1,500 of {rep['pool_rows_complete']:,} complete rows" in " ".join(out.stdout.split())
     assert (tmp_path / "candidates.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # CV fits at the full epochs already (--epochs sets both): rung 1 adds only the other folds
+    # as in the retrain: rung 0 ranks at a quarter of --epochs (2 of 8, at least 2), the survivor
+    # re-runs every fold at the full --epochs
+    assert rep["cv_epochs"] == 2 and rep["full_epochs"] == 8
     survivor = next(c for c in rep["candidates"] if c["name"] in rep["halving"]["kept"])
-    assert not survivor["short_losses"] and len(survivor["fold_losses"]) == 3
+    assert len(survivor["short_losses"]) == 1 and len(survivor["fold_losses"]) == 3
 
 
 def test_rsft_adapt_errors_are_one_line(tmp_path):
