@@ -24,7 +24,7 @@ def ingest_datasets(cfg: PipelineConfig) -> dict[str, Any]:
         plans = plan_ingest_task(name, sources, dataset_dir, contract)
         futures = ingest_file_task.map(plans, unmapped(dataset_dir), unmapped(contract), unmapped(cfg.ingest.chunk_rows))
         files = [f.result() for f in futures]
-        summary[name] = {**stages.ingest_totals(files), "dataset": dataset_dir, "file_results": files}
+        summary[name] = {**stages.ingest_totals(files, dataset_dir), "dataset": dataset_dir, "file_results": files}
     create_table_artifact(
         [{"dataset": k, **{c: v[c] for c in ("files", "files_skipped", "rows_total", "rows_ok", "rows_quarantined")},
           "failed": len(v["files_failed"])} for k, v in summary.items()],

@@ -124,10 +124,13 @@ def retrain(
         except Exception as e:  # one line for the operator; the Prefect log has the traceback
             _fail(f"retrain failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1)
     shown = {_RETRAIN_LABELS.get(k, k): v for k, v in summary.items()
-             if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui")}
+             if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "quarantine_reasons")}
     console.print(_kv_table(f"rsft retrain — {cfg.name}", shown))
     if summary.get("adapt_candidates"):
         console.print(_rows_table("adapt: candidate recipes (grouped CV on the target sample)", summary["adapt_candidates"]))
+    reasons = summary.get("quarantine_reasons") or {}
+    if reasons:
+        console.print("quarantined (new files): " + ", ".join(f"{k} {v:,}" for k, v in reasons.items()), highlight=False)
     drops = summary.get("prefilter_dropped") or {}
     if drops:
         console.print("prefilter dropped: " + ", ".join(f"{k} {v:,}" for k, v in drops.items()), highlight=False)
@@ -171,6 +174,10 @@ def ingest(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
         t.add_row(name, str(s["files"]), str(s["files_skipped"]), f"{s['rows_ok'] + s['rows_quarantined']:,}",
                   f"{s['rows_ok']:,}", f"{s['rows_quarantined']:,}", str(len(s["files_failed"])))
     console.print(t)
+    for name, s in summary.items():
+        if s.get("quarantine_reasons"):
+            console.print(f"{name} quarantined: " + ", ".join(f"{k} {v:,}" for k, v in s["quarantine_reasons"].items()),
+                          highlight=False)
     for name, s in summary.items():
         for line in s["files_failed"]:
             err.print(f"[yellow]failed[/] {name}: {line}", highlight=False)

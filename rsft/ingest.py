@@ -939,6 +939,20 @@ def scan_dataset(dataset_dir: str | Path) -> pl.LazyFrame:
     return pl.scan_parquet(parts, hive_partitioning=False)  # keys are stored in the files too
 
 
+def quarantine_reasons(dataset_dir: str | Path, digests: Sequence[str], top: int = 5) -> dict[str, int]:
+    """Rows quarantined per reason by the given files (this run's: their quarantine parts), the
+    ``top`` most frequent first and the rest summed as ``other reasons``."""
+    parts = [p for d in digests if d for p in [Path(dataset_dir) / "quarantine" / f"part-{d[:24]}.parquet"] if p.exists()]
+    if not parts:
+        return {}
+    counts = (pl.scan_parquet(parts).group_by("reason").len()
+              .sort(["len", "reason"], descending=[True, False]).collect())
+    out = dict(zip(counts["reason"].head(top).to_list(), counts["len"].head(top).to_list()))
+    if counts.height > top:
+        out["other reasons"] = int(counts["len"].slice(top).sum())
+    return out
+
+
 def scan_quarantine(dataset_dir: str | Path) -> pl.LazyFrame:
     parts = sorted(glob.glob(os.path.join(str(dataset_dir), "quarantine", "*.parquet")))
     if not parts:

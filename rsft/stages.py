@@ -95,14 +95,20 @@ def ingest_stage(cfg: PipelineConfig) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, (sources, contract_name) in ingest_sources(cfg).items():
         files = [f.to_dict() for f in ingest(sources, root / name, _contract(cfg, contract_name), chunk_rows=cfg.ingest.chunk_rows).files]
-        out[name] = {**ingest_totals(files), "dataset": str(root / name), "file_results": files}
+        out[name] = {**ingest_totals(files, root / name), "dataset": str(root / name), "file_results": files}
     return out
 
 
-def ingest_totals(files: list[dict[str, Any]]) -> dict[str, Any]:
-    """Sum per-file ingest results into a dataset summary."""
+def ingest_totals(files: list[dict[str, Any]], dataset_dir: str | Path | None = None) -> dict[str, Any]:
+    """Sum per-file ingest results into a dataset summary (with ``dataset_dir``, also the rows
+    quarantined by this run's files per reason: ``quarantine_reasons``)."""
+    from rsft.ingest import quarantine_reasons
+
     keys = ("rows_total", "rows_ok", "rows_quarantined")
     out: dict[str, Any] = {k: sum(int(f.get(k) or 0) for f in files) for k in keys}
+    if dataset_dir is not None:
+        out["quarantine_reasons"] = quarantine_reasons(
+            dataset_dir, [f["digest"] for f in files if f.get("status") == "ok" and f.get("rows_quarantined")])
     out["files"] = len(files)
     out["files_failed"] = [f["error"] for f in files if f.get("status") == "failed"]  # "<file>: <why>"
     out["files_skipped"] = sum(f.get("status") in ("skipped", "duplicate") for f in files)

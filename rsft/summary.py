@@ -20,6 +20,7 @@ def run_summary(cfg: PipelineConfig, ingested: dict, selected: dict, result: dic
         "files_new": sensors["files"] - sensors["files_skipped"],
         "rows_ingested": sensors["rows_ok"],  # this run (earlier files are skipped)
         "rows_quarantined": sensors["rows_quarantined"],
+        "quarantine_reasons": sensors.get("quarantine_reasons", {}),
         "files_failed": len(sensors["files_failed"]),
         "rows_prefiltered_in": pre["rows_in"],
         "rows_kept_by_prefilter": pre["rows_out"],

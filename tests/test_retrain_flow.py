@@ -49,6 +49,9 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert s1["warm_start"] == "base"
     assert s1["promoted"] is True and s1["model_version"] == "1"
     assert s1["rows_ingested"] > 0 and s1["rows_quarantined"] > 0  # the synth injects bad rows
+    reasons = s1["quarantine_reasons"]  # per reason, top 5 + the rest: every quarantined row once
+    assert sum(reasons.values()) == s1["rows_quarantined"] and len(reasons) <= 6
+    assert any(k.startswith("missing s") or "out of range" in k for k in reasons)
     assert s1["rows_selected"] > 0 and 0 < s1["acceptance_rate"] <= 1
     assert s1["rows_kept_by_prefilter"] + sum(s1["prefilter_dropped"].values()) == s1["rows_prefiltered_in"]
 
@@ -98,7 +101,7 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
 
     # ---- re-running the same night is idempotent for the data stages
     s3 = retrain(config_path=str(cfg_path))
-    assert s3["rows_selected"] == s2["rows_selected"]
+    assert s3["rows_selected"] == s2["rows_selected"] and s3["quarantine_reasons"] == {}  # no new files
     assert s3["model_version"] == "3"
 
     # ---- fine-tune only: other train.* settings on the same (cached) selection, no ingest;
