@@ -136,7 +136,7 @@ def retrain(
         console.print("prefilter dropped: " + ", ".join(f"{k} {v:,}" for k, v in drops.items()), highlight=False)
     console.print("acceptance rate = selected ÷ prefiltered pool rows; ideal acceptance = E[min(w, M)] / M, what "
                   "rejection sampling accepts on average; clipped share = pool rows with w > M (accepted with "
-                  "probability 1, so slightly under-weighted)", style="dim", highlight=False)
+                  "probability 1, so slightly under-weighted)", style="dim", highlight=False, markup=False)
     console.print(f"look at the runs: {summary['mlflow_ui']}", soft_wrap=True, highlight=False)
     if json_out:
         json_out.write_text(json.dumps(summary, indent=2, default=str))
@@ -230,13 +230,13 @@ def history(config: str = ConfigOpt) -> None:
         return
     from datetime import datetime, timezone
 
-    t = Table(title=f"{cfg.promotion.model_name}: versions (newest first)")
-    for col in ("version", "registered (UTC)", "aliases", "decision", cfg.promotion.metric, "champion then", "reason"):
-        t.add_column(col, overflow="fold")  # wrap, never cut: alias names and reasons are the record
+    t = Table(title=f"{cfg.promotion.model_name}: versions (newest first; times UTC)")
+    for col in ("v", "registered", "aliases", "decision", cfg.promotion.metric):
+        t.add_column(col, no_wrap=True)  # short facts: never cut or wrapped
+    t.add_column("reason (vs the champion then)", overflow="fold", min_width=16)
     for r in rows:
-        when = datetime.fromtimestamp(r["created"] / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M") if r["created"] else ""
-        t.add_row(str(r["version"]), when, ", ".join(r["aliases"]), r["decision"], r["metric"], r["champion_metric"],
-                  r["reason"])
+        when = datetime.fromtimestamp(r["created"] / 1000, timezone.utc).strftime("%m-%d %H:%M") if r["created"] else ""
+        t.add_row(str(r["version"]), when, ", ".join(r["aliases"]), r["decision"], r["metric"][:8], r["reason"])
     console.print(t)
 
 

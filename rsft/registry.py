@@ -277,7 +277,14 @@ def log_model_version(
         input_example=input_example,
         pip_requirements=pip_requirements(),
     )
-    mv = mlflow.register_model(info.model_uri, name, tags=tags)
+    import contextlib
+    import io
+
+    said = io.StringIO()  # register_model prints "Created version …" to stderr itself; keep it in the log
+    with contextlib.redirect_stderr(said):
+        mv = mlflow.register_model(info.model_uri, name, tags=tags)
+    if said.getvalue().strip():
+        log.debug("mlflow: %s", " ".join(said.getvalue().split()))
     return str(mv.version)
 
 
