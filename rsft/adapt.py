@@ -247,6 +247,8 @@ def run_unit(call: UnitCall) -> UnitResult:
     trained = sum(c.strategy not in FREE for c, _ in cells)
     if trained and call.deadline is not None and time.time() > call.deadline:
         return UnitResult(skipped="time budget exhausted")
+    if any(c.strategy == "recalibrate" for c, _ in cells) and s.__dict__.get("_no_recalibrate"):
+        return UnitResult(skipped=s._no_recalibrate)
     t = time.perf_counter()
     if len(cells) == 1 and cells[0][0].strategy in FREE:
         (c, f), = cells
@@ -510,12 +512,16 @@ class Search:
         exactly the affine map of its predictions (:meth:`free_loss`; it fails here, before any
         training, when the model cannot be recalibrated)."""
         self._warm_pred = self._predict(self.warm, x).astype(np.float64)
-        self._affine_exact = True
+        self._affine_exact, self._no_recalibrate = True, ""
         if any(c.strategy == "recalibrate" for c in make_candidates(self.cfg)):
-            a, b = affine_fit(self._warm_pred, y)
-            got = self._predict(recalibrate(self.warm, x, y, self._predict), x)
-            self._affine_exact = bool(np.allclose(got, a * self._warm_pred + b, rtol=1e-4,
-                                                  atol=1e-4 * (float(np.std(y)) + 1e-12)))
+            try:
+                got = self._predict(recalibrate(self.warm, x, y, self._predict), x)
+            except ValueError as e:  # no last linear layer with a bias: the candidate is skipped
+                self._no_recalibrate = f"cannot recalibrate this model: {e}"
+            else:
+                a, b = affine_fit(self._warm_pred, y)
+                self._affine_exact = bool(np.allclose(got, a * self._warm_pred + b, rtol=1e-4,
+                                                      atol=1e-4 * (float(np.std(y)) + 1e-12)))
         if not any(c.strategy in POOL_STRATEGIES for c in make_candidates(self.cfg)):
             return
         cache = self.__dict__.setdefault("_lw_cache", {})

@@ -236,7 +236,8 @@ def history(config: str = ConfigOpt) -> None:
     t.add_column("reason (vs the champion then)", overflow="fold", min_width=16)
     for r in rows:
         when = datetime.fromtimestamp(r["created"] / 1000, timezone.utc).strftime("%m-%d %H:%M") if r["created"] else ""
-        t.add_row(str(r["version"]), when, ", ".join(r["aliases"]), r["decision"], r["metric"][:8], r["reason"])
+        metric = f"{float(r['metric']):.4g}" if r["metric"] else ""
+        t.add_row(str(r["version"]), when, ", ".join(r["aliases"]), r["decision"], metric, r["reason"])
     console.print(t)
 
 
@@ -322,16 +323,24 @@ def _table_files(path: str) -> list[str]:
     return files
 
 
-def _scan_file(path: str):
-    """One CSV or Parquet file as a lazy frame; gzipped CSV is decompressed into memory (Polars
-    cannot scan it)."""
+def _scan_file(path: str, columns: list[str] | None = None):
+    """One CSV or Parquet file as a lazy frame; a gzipped CSV is decompressed into memory (Polars
+    cannot scan it), only ``columns`` of it when given."""
     import polars as pl
 
     if path.endswith((".parquet", ".pq")):
         return pl.scan_parquet(path)
     if path.endswith(".csv.gz"):
-        return pl.read_csv(path, infer_schema_length=10_000).lazy()
+        return pl.read_csv(path, columns=columns, infer_schema_length=10_000).lazy()
     return pl.scan_csv(path, infer_schema_length=10_000)
+
+
+def _file_schema(path: str):
+    import polars as pl
+
+    if path.endswith(".csv.gz"):  # the first rows only: the schema, not the file
+        return pl.read_csv(path, n_rows=10_000, infer_schema_length=10_000).schema
+    return _scan_file(path).collect_schema()
 
 
 def _table_schema(path: str) -> dict:
@@ -341,7 +350,7 @@ def _table_schema(path: str) -> dict:
 
     out: dict = {}
     for f in _table_files(path):
-        for name, dt in _scan_file(f).collect_schema().items():
+        for name, dt in _file_schema(f).items():
             if name not in out:
                 out[name] = dt
             elif out[name] != dt:
@@ -354,7 +363,7 @@ def _scan_table(path: str, columns: list[str] | None = None):
     exports), as one lazy frame; with ``columns``, only those, cast to Float64 (numbers)."""
     import polars as pl
 
-    parts = [_scan_file(f) for f in _table_files(path)]
+    parts = [_scan_file(f, columns) for f in _table_files(path)]
     if columns is not None:
         parts = [lf.select([pl.col(c).cast(pl.Float64) for c in columns]) for lf in parts]
     return parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed")
@@ -380,16 +389,18 @@ def _read_table(path: str):
 
 def _pool_sample(path: str, columns: list[str], rows: int, seed: int):
     """At most ``rows`` complete rows of ``columns`` from a pool file, read in two streaming
-    passes (a count, then a row-hash filter that keeps ~1.1 × ``rows``, then an exact seeded
-    sample): the file is never held in memory. Returns (sample, complete rows in the file)."""
+    passes (a count, then a filter on a hash of the row number that keeps ~``rows`` + 5 σ, then an
+    exact seeded sample): the file is never held in memory (gzipped CSV: its selected columns).
+    Row numbers, not row contents, are hashed: repeated rows are sampled independently.
+    Returns (sample, complete rows in the file)."""
     import polars as pl
 
     lf = _scan_table(path, columns).drop_nulls()
     try:
         total = lf.select(pl.len()).collect(engine="streaming").item()
-        if total > rows:  # ~1.1 × rows pass the filter; the exact sample below takes rows of them
-            keep = min(1_000_000, int(1.1 * rows / total * 1_000_000) + 1)
-            lf = lf.filter(pl.struct(columns).hash(seed) % 1_000_000 < keep)
+        if total > rows:  # the margin makes a short sample a 5-sigma event; the exact sample trims it
+            keep = min(1_000_000, int((rows + 5 * rows**0.5 + 10) / total * 1_000_000) + 1)
+            lf = (lf.with_row_index("_i").filter(pl.col("_i").hash(seed) % 1_000_000 < keep).drop("_i"))
         df = lf.collect(engine="streaming")
     except pl.exceptions.PolarsError as e:  # e.g. a value that does not parse as its column's type
         _fail(f"{path}: {str(e).strip().splitlines()[0]}")

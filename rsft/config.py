@@ -377,7 +377,9 @@ class AdaptConfig(_Model):
     enabled: bool = False  # False = the single rsft recipe (train.* + sampling.*)
     # candidates, cheapest first (the one-standard-error rule prefers earlier entries)
     strategies: list[Strategy] = ["keep_champion", "recalibrate", "head_only", "sample_only", "random_mix", "rsft"]
-    betas: list[Annotated[float, Field(ge=0.0)]] = [1.0]  # tempering exponents tried for rsft (0 = uniform subset)
+    # tempering exponents tried for rsft (0 = uniform subset, 1 = full rejection sampling); in a
+    # pipeline config left unset = [sampling.temper]
+    betas: list[Annotated[float, Field(ge=0.0)]] = [1.0]
     # M calibration quantiles tried for rsft; in a pipeline config left unset = [sampling.m_quantile],
     # so the rsft candidate is the sampling stage's recipe (a winner then trains on its selection)
     m_quantiles: list[float] = [0.99]
@@ -468,8 +470,11 @@ class PipelineConfig(_Model):
         if self.adapt.enabled and self.features.classes:
             raise ValueError("adapt scores candidates by RMSE: regression labels only (features.classes is set); "
                              "set adapt.enabled: false")
-        if "m_quantiles" not in self.adapt.model_fields_set:  # the search's rsft = the sampling stage's recipe
-            object.__setattr__(self, "adapt", self.adapt.model_copy(update={"m_quantiles": [self.sampling.m_quantile]}))
+        # left unset, the search's rsft candidate is the sampling stage's recipe (its M quantile and β)
+        own = {"m_quantiles": [self.sampling.m_quantile], "betas": [self.sampling.temper]}
+        unset = {k: v for k, v in own.items() if k not in self.adapt.model_fields_set}
+        if unset:
+            object.__setattr__(self, "adapt", self.adapt.model_copy(update=unset))
         return self
 
     def _check_feature_columns(self) -> None:

@@ -945,8 +945,11 @@ def quarantine_reasons(dataset_dir: str | Path, digests: Sequence[str], top: int
     parts = [p for d in digests if d for p in [Path(dataset_dir) / "quarantine" / f"part-{d[:24]}.parquet"] if p.exists()]
     if not parts:
         return {}
-    counts = (pl.scan_parquet(parts).group_by("reason").len()
-              .sort(["len", "reason"], descending=[True, False]).collect())
+    try:
+        counts = (pl.scan_parquet(parts).group_by("reason").len()
+                  .sort(["len", "reason"], descending=[True, False]).collect())
+    except (OSError, pl.exceptions.PolarsError):  # a part replaced by a concurrent ingest: a summary line only
+        return {}
     out = dict(zip(counts["reason"].head(top).to_list(), counts["len"].head(top).to_list()))
     if counts.height > top:
         out["other reasons"] = int(counts["len"].slice(top).sum())

@@ -15,6 +15,7 @@ import logging
 import math
 import os
 import tempfile
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -277,15 +278,20 @@ def log_model_version(
         input_example=input_example,
         pip_requirements=pip_requirements(),
     )
-    import contextlib
     import io
 
-    said = io.StringIO()  # register_model prints "Created version …" to stderr itself; keep it in the log
-    with contextlib.redirect_stderr(said):
+    # register_model prints "Created version …" to stderr itself: keep that in the debug log, pass
+    # anything else on as a warning; one redirect at a time (it swaps the process's sys.stderr)
+    said = io.StringIO()
+    with _STDERR_LOCK, contextlib.redirect_stderr(said):
         mv = mlflow.register_model(info.model_uri, name, tags=tags)
-    if said.getvalue().strip():
-        log.debug("mlflow: %s", " ".join(said.getvalue().split()))
+    for line in filter(None, (x.strip() for x in said.getvalue().splitlines())):
+        routine = line.startswith(("Successfully registered model", "Created version", "Registered model"))
+        log.log(logging.DEBUG if routine else logging.WARNING, "mlflow: %s", line)
     return str(mv.version)
+
+
+_STDERR_LOCK = threading.Lock()
 
 
 def log_dataset_inputs(datasets: dict[str, tuple[str, str]], context: str = "training") -> None:

@@ -116,11 +116,15 @@ def ingest_totals(files: list[dict[str, Any]], dataset_dir: str | Path | None = 
 
 
 def require_targets(ingested: dict[str, Any]) -> None:
-    """Stop a retrain whose target sample or hold-out export failed to ingest: the datasets still
-    hold an earlier night's rows, and training or judging on those would promote silently."""
+    """Stop a retrain whose target sample or hold-out export failed to ingest while no other file
+    of it did: the dataset still holds only earlier nights' rows, and training or judging on those
+    would promote silently. (A target directory whose old bad file fails every night does not
+    stop a night whose new file ingested.)"""
     for name in ("target_sample", "target_holdout"):
-        failed = ingested.get(name, {}).get("files_failed") or []
-        if failed:
+        summary = ingested.get(name, {})
+        failed = summary.get("files_failed") or []
+        fresh = any(f.get("status") == "ok" for f in summary.get("file_results", []))
+        if failed and not fresh:
             raise ValueError(f"the {name.replace('_', ' ')} did not ingest ({failed[0]}); the retrain stops rather "
                              "than train or judge on an earlier night's target rows")
 

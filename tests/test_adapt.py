@@ -370,6 +370,27 @@ def test_search_fits_its_scorer_on_at_most_the_score_stages_pool_sample_size():
     assert s._scorer_for(xt[folds[1][0]]).diagnostics()["pool_rows"] == 500
 
 
+def test_a_model_that_cannot_be_recalibrated_skips_that_candidate_only():
+    """No bias in the last linear layer: recalibrate is skipped with the reason, the search goes on."""
+    class NoBias(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.body, self.head = nn.Linear(3, 8), nn.Linear(8, 1, bias=False)
+
+        def forward(self, x):
+            return self.head(torch.relu(self.body(x))).squeeze(-1)
+
+    torch.manual_seed(0)
+    x, y = _world()
+    xt, yt = _world(2, 200)
+    cfg = CFG.model_copy(update={"epochs": 2})
+    _, rep = run_search(cfg, TrainConfig(seed=0, epochs=2), ScorerConfig(), list("abc"), NoBias(),
+                        (xt, yt, time_blocks(200, 8)), PoolSample(x, y))
+    rows = {r["name"]: r for r in rep["candidates"]}
+    assert rows["recalibrate"]["skipped"].startswith("cannot recalibrate this model") and not rows["recalibrate"]["fold_losses"]
+    assert rep["chosen"] in ("keep_champion", "sample_only") and len(rows["sample_only"]["fold_losses"]) == 4
+
+
 def test_time_budget_stops_training_but_free_candidates_still_decide():
     x, y = _world()
     warm = _warm(x, y)

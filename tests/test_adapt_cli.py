@@ -149,3 +149,17 @@ def test_rsft_adapt_reads_a_directory_of_mixed_csv_and_parquet_exports(tmp_path)
     assert total == 4 and sorted(df["a"].to_list()) == [1.0, 3.0, 4.0, 5.0]
     df, total = _pool_sample(str(d), ["a", "y"], 2, 0)
     assert total == 4 and df.height == 2
+
+
+def test_pool_sample_hashes_row_numbers_not_contents(tmp_path):
+    """Repeated rows are sampled independently (a content hash kept or dropped all copies of a row:
+    a pool of few distinct rows came back as one row repeated, or empty); the sample is never short."""
+    from rsft.cli import _pool_sample
+
+    base = pl.DataFrame({"a": [float(i % 10) for i in range(30)], "y": [float(i % 3) for i in range(30)]})
+    pl.concat([base] * 400).write_parquet(tmp_path / "rep.parquet")  # 12,000 rows, 30 distinct
+    for seed in range(3):
+        df, total = _pool_sample(str(tmp_path / "rep.parquet"), ["a", "y"], 1000, seed)
+        assert total == 12_000 and df.height == 1000 and df.unique().height == 30
+        assert df.equals(_pool_sample(str(tmp_path / "rep.parquet"), ["a", "y"], 1000, seed)[0])  # deterministic
+    assert all(_pool_sample(str(tmp_path / "rep.parquet"), ["a", "y"], 100, s)[0].height == 100 for s in range(20))

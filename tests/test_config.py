@@ -95,7 +95,10 @@ def test_adapt_rsft_candidate_defaults_to_the_sampling_stages_recipe():
     own = [c.name for c in make_candidates(grid.adapt) if is_sampling_recipe(c, grid)]
     assert own == ["rsft β=1 q=0.95"]
     tempered = load_config(EXAMPLE, {"adapt.enabled": True, "sampling.m_quantile": 0.95, "sampling.temper": 0.5})
-    assert not any(is_sampling_recipe(c, tempered) for c in make_candidates(tempered.adapt))
+    assert tempered.adapt.betas == [0.5]  # unset betas follow sampling.temper too
+    assert [c.name for c in make_candidates(tempered.adapt) if is_sampling_recipe(c, tempered)] == ["rsft β=0.5 q=0.95"]
+    full_rs = load_config(EXAMPLE, {"adapt.enabled": True, "adapt.betas": [1.0], "sampling.temper": 0.5})
+    assert not any(is_sampling_recipe(c, full_rs) for c in make_candidates(full_rs.adapt))
     budget = load_config(EXAMPLE, {"adapt.enabled": True, "sampling.mode": "budget", "sampling.budget": 100})
     assert not any(is_sampling_recipe(c, budget) for c in make_candidates(budget.adapt))
 
@@ -126,3 +129,15 @@ def test_feature_columns_must_exist_in_the_contract_one_line():
     data["ingest"]["sensors"]["unknown_columns"] = "keep"
     data["features"]["numeric"] = ["s01", "extra_sensor"]
     assert parse_config(data).features.numeric == ["s01", "extra_sensor"]
+
+
+def test_require_targets_stops_only_when_no_target_file_ingested():
+    from rsft.stages import require_targets
+
+    bad = {"files_failed": ["old.csv: unreadable"], "file_results": [{"status": "failed"}]}
+    with pytest.raises(ValueError, match=r"the target sample did not ingest \(old.csv: unreadable\)"):
+        require_targets({"target_sample": bad, "target_holdout": {}})
+    with pytest.raises(ValueError, match="target holdout"):  # the skipped (unchanged) file is an earlier night's
+        require_targets({"target_holdout": {**bad, "file_results": [{"status": "failed"}, {"status": "skipped"}]}})
+    # a directory of daily samples whose old bad file fails every night: tonight's new file ingested
+    require_targets({"target_sample": {**bad, "file_results": [{"status": "failed"}, {"status": "ok"}]}})
