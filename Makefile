@@ -16,12 +16,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## demo: synthesize a factory, run the nightly retrain twice (two nights), show the registry
+## demo: synthesize a factory, run the nightly retrain twice (two nights; the second chooses its recipe by grouped CV), show the registry
 demo: $(STAMP)
 	$(BIN)/rsft synth --config examples/factory.yaml --out $(DEMO_DIR)/raw
 	$(BIN)/rsft retrain --config examples/factory.yaml
 	$(BIN)/rsft synth --config examples/factory.yaml --out $(DEMO_DIR)/raw --night 2
-	$(BIN)/rsft retrain --config examples/factory.yaml
+	$(BIN)/rsft retrain --config examples/factory.yaml --set adapt.enabled=true
 	$(BIN)/rsft history --config examples/factory.yaml
 
 ## test: the whole suite (one real retrain end to end, twice)
