@@ -233,11 +233,12 @@ def history(config: str = ConfigOpt) -> None:
     t = Table(title=f"{cfg.promotion.model_name}: versions (newest first; times UTC)")
     for col in ("v", "registered", "aliases", "decision", cfg.promotion.metric):
         t.add_column(col, no_wrap=True)  # short facts: never cut or wrapped
-    t.add_column("reason (vs the champion then)", overflow="fold", min_width=16)
+    t.add_column("recipe: reason (vs the champion then)", overflow="fold", min_width=16)
     for r in rows:
         when = datetime.fromtimestamp(r["created"] / 1000, timezone.utc).strftime("%m-%d %H:%M") if r["created"] else ""
         metric = f"{float(r['metric']):.4g}" if r["metric"] else ""
-        t.add_row(str(r["version"]), when, ", ".join(r["aliases"]), r["decision"], metric, r["reason"])
+        t.add_row(str(r["version"]), when, ", ".join(r["aliases"]), r["decision"], metric,
+                  f"{r['recipe']}: {r['reason']}" if r.get("recipe") else r["reason"])
     console.print(t)
 
 

@@ -114,6 +114,7 @@ def history(mlclient, name: str) -> list[dict[str, Any]]:
                 "aliases": aliases.get(str(v.version), []),
                 "decision": tags.get("rsft.decision", ""),
                 "reason": tags.get("rsft.reason", ""),
+                "recipe": tags.get("rsft.recipe", ""),
                 "metric": tags.get("rsft.challenger_metric", ""),
                 "champion_metric": tags.get("rsft.champion_metric", ""),
             }

@@ -551,6 +551,9 @@ def finetune_register_stage(
             "rsft.target_digest": dataset_digest(pipeline_root(cfg) / "target_sample"),
             "rsft.rows_selected": str(selection["rows_out"]),
             "rsft.acceptance_rate": f"{selection['acceptance_rate']:.6g}",
+            # the recipe that produced this version (the audit trail shows it): the search's choice,
+            # or the plain retrain's rejection-sampled fine-tune
+            "rsft.recipe": adapt_report["chosen"] if adapt_report else f"rsft ({cfg.sampling.mode} sampling)",
             **registry.environment_tags(),
         }
         with registry.registry_lock(paths.locks, name):

@@ -15,6 +15,13 @@ from tests.test_retrain_flow import small_config
 REPO = Path(__file__).resolve().parents[1]
 
 
+def registry_recipe(cfg, out) -> str:
+    from rsft import registry, stages
+
+    mlc = registry.client(stages.tracking_uri(cfg))
+    return mlc.get_model_version(cfg.promotion.model_name, str(out["model_version"])).tags["rsft.recipe"]
+
+
 def test_rsft_adapt_on_csv_files(tmp_path):
     from rsft.config import SynthConfig
     from rsft.synth import generate_day, generate_target
@@ -96,6 +103,7 @@ def test_retrain_with_adapt_logs_nested_candidates(tmp_path, prefect_harness):
     names = ["keep_champion", "recalibrate", "sample_only", "rsft β=1 q=0.99"]
     assert out["recipe"] in names
     assert len(out["adapt_candidates"]) == 4
+    assert registry_recipe(cfg, out) == out["recipe"]  # the version records the recipe that made it
     mlc = registry.client(stages.tracking_uri(cfg))
     kids = mlc.search_runs([mlc.get_run(out["mlflow_run"]).info.experiment_id],
                            filter_string=f"tags.mlflow.parentRunId = '{out['mlflow_run']}'")

@@ -72,6 +72,7 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
         assert str(registry.alias_version(mlc, name, registry.PREVIOUS).version) == "1"
     hist = registry.history(mlc, name)
     assert [h["decision"] for h in hist] == ["promoted" if better else "rejected", "promoted"]
+    assert [h["recipe"] for h in hist] == ["rsft (rejection sampling)"] * 2
 
     # ---- lineage: the datasets are run inputs (URI + digest), the config and report are artifacts
     run = mlc.get_run(s2["mlflow_run"])
