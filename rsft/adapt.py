@@ -674,30 +674,33 @@ def run_search(
     return chosen, report
 
 
-def _cv_note(r: dict[str, Any], report: dict[str, Any]) -> str:
-    """How a trained candidate's CV figure was obtained (short fits are not comparable with full ones)."""
-    if r["strategy"] in FREE:
-        return ""
+def _cv_fits(r: dict[str, Any], report: dict[str, Any]) -> str:
+    """How a candidate's CV figure was obtained — folds × epochs (short fits are not comparable
+    with full ones), "out" when rung 0 eliminated it — or why it was skipped."""
     n = len(r["fold_losses"])
+    if not n:
+        return r["skipped"] or ""
+    if r["strategy"] in FREE:  # nothing trained
+        return f"{n} fold{'s' if n != 1 else ''}"
     epochs = report.get("full_epochs") if r.get("short_losses") else report.get("cv_epochs")
-    what = f" ({n} fold{'s' if n != 1 else ''}" + (f" at {epochs} epochs" if epochs else "")
-    return what + (", eliminated)" if r.get("eliminated") else ")")
+    return (f"{n}×{epochs} ep" if epochs else f"{n} fold{'s' if n != 1 else ''}") + (
+        ", out" if r.get("eliminated") else "") + (", budget" if r["skipped"] else "")
 
 
 def candidate_table(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows for printing / artifacts: name, CV loss mean ± SE, pool rows, seconds, hold-out."""
+    """Rows for printing / artifacts: name (→ = chosen), CV loss mean ± SE, how it was obtained
+    (folds × epochs; "out" = eliminated in rung 0), pool rows, seconds, hold-out."""
     rows = []
     for r in report["candidates"]:
         rows.append(
             {
-                "candidate": r["name"] + ("  ← chosen" if r["name"] == report["chosen"] else ""),
-                "cv_rmse": ("skipped" if not r["fold_losses"] else f"{r['cv_loss_mean']:.4f}"
-                            + (f" ± {r['cv_loss_se']:.4f}" if len(r["fold_losses"]) > 1 else "")
-                            + _cv_note(r, report)
-                            + (" (time budget)" if r["skipped"] and r["fold_losses"] else "")),
+                "candidate": ("→ " if r["name"] == report["chosen"] else "") + r["name"],
+                "cv_rmse": ("skipped" if not r["fold_losses"] else f"{r['cv_loss_mean']:#.4g}"
+                            + (f"±{r['cv_loss_se']:.2g}" if len(r["fold_losses"]) > 1 else "")),
+                "cv_fits": _cv_fits(r, report),
                 "pool_rows": int(r["pool_rows_mean"]),
                 "seconds": round(r["seconds"], 3),
-                **({"holdout_rmse": f"{r['holdout_rmse']:.4f}"} if "holdout_rmse" in r else {}),
+                **({"holdout_rmse": f"{r['holdout_rmse']:#.4g}"} if "holdout_rmse" in r else {}),
             }
         )
     return rows

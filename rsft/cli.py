@@ -72,10 +72,14 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
     return t
 
 
+_HEADERS = {"cv_rmse": "cv rmse", "cv_fits": "cv fits", "pool_rows": "pool rows", "seconds": "s",
+            "holdout_rmse": "hold-out"}
+
+
 def _rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
     t = Table(title=title, title_justify="left")
     for col in rows[0]:
-        t.add_column(col)
+        t.add_column(_HEADERS.get(col, col))
     for r in rows:
         t.add_row(*[str(v) for v in r.values()])
     return t

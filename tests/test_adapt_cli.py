@@ -53,6 +53,13 @@ def test_rsft_adapt_on_csv_files(tmp_path):
     assert rep["cv_epochs"] == 2 and rep["full_epochs"] == 8
     survivor = next(c for c in rep["candidates"] if c["name"] in rep["halving"]["kept"])
     assert len(survivor["short_losses"]) == 1 and len(survivor["fold_losses"]) == 3
+    # the printed table: → marks the choice; how each CV figure was obtained
+    from rsft.adapt import candidate_table
+
+    rows = {r["candidate"].removeprefix("→ "): r for r in candidate_table(rep)}
+    assert rows[rep["chosen"]]["candidate"] == "→ " + rep["chosen"]
+    assert rows["keep_champion"]["cv_fits"] == "3 folds" and rows[survivor["name"]]["cv_fits"] == "3×8 ep"
+    assert all(rows[n]["cv_fits"] == "1×2 ep, out" for n in rep["halving"]["eliminated"])
 
 
 def test_rsft_adapt_errors_are_one_line(tmp_path):
