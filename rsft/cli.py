@@ -420,7 +420,7 @@ def adapt(
     holdout: Optional[str] = typer.Option(None, "--holdout", help="Optional target hold-out: every candidate is also scored on it."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Column grouping the target rows for CV (machine, batch); default: contiguous time blocks."),
     features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns; default: every numeric column except label and group."),
-    strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated candidates (keep_champion,recalibrate,head_only,sample_only,random_mix,rsft,weighted)."),
+    strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated candidates, cheapest first; any of: keep_champion, recalibrate, head_only, sample_only, random_mix, rsft, weighted (default: all but weighted)."),
     folds: int = typer.Option(4, "--folds", min=2, help="Grouped K-fold count."),
     epochs: int = typer.Option(10, "--epochs", min=1, help="train.epochs: the warm start's pretraining, the survivor's full cross-validation round and the final retrain of the chosen recipe."),
     cv_epochs: Optional[int] = typer.Option(None, "--cv-epochs", min=1, help="Epochs of the first, ranking round of cross-validation fits (adapt.epochs); default: a quarter of --epochs, at least 2, as in the retrain."),
