@@ -34,6 +34,7 @@ def run_summary(cfg: PipelineConfig, ingested: dict, selected: dict, result: dic
         **({"recipe": result["adapt"]["chosen"], "recipe_why": result["adapt"]["why"],
             "recipe_trained_on": result["adapt"]["final"]["trained_on"],
             "search_seconds": round(result["adapt"]["search_seconds"], 2),
+            "search_models_trained": result["adapt"]["fits"],
             "adapt_candidates": candidate_table(result["adapt"])} if result.get("adapt") else {}),
         f"challenger_{metric}": round(result["challenger"][metric], 5),
         f"champion_{metric}": None if champ is None else round(champ[metric], 5),
