@@ -11,7 +11,7 @@ from flows.finetune import finetune_selected
 from flows.ingest import ingest_datasets
 from flows.select import select_rows
 from rsft.config import load_config
-from rsft.stages import pool_dataset, require_targets
+from rsft.stages import check_adapt, pool_dataset, require_targets
 from rsft.summary import run_summary
 
 
@@ -20,6 +20,7 @@ def retrain(config_path: str = "examples/factory.yaml", overrides: dict[str, Any
     cfg = load_config(config_path, overrides)
     ingested = ingest_datasets(cfg)
     require_targets(ingested)
+    check_adapt(cfg)
     sel = select_rows(cfg)
     result = finetune_selected(cfg, ingested[pool_dataset(cfg)], sel)
     summary = run_summary(cfg, ingested, sel, result)

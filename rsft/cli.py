@@ -126,7 +126,8 @@ def retrain(
         try:
             summary = retrain_flow(config_path=str(Path(config).resolve()), overrides=_overrides(sets))
         except Exception as e:  # one line for the operator; the Prefect log has the traceback
-            _fail(f"retrain failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1)
+            _fail(f"retrain failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                  " (tracebacks: RSFT_LOG_LEVEL=DEBUG)", 1)
     shown = {_RETRAIN_LABELS.get(k, k): v for k, v in summary.items()
              if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "quarantine_reasons")}
     console.print(_kv_table(f"rsft retrain — {cfg.name}", shown))
@@ -267,6 +268,8 @@ def promote(
                                                      else " (nothing registered yet)"))
     mv = mlc.get_model_version(name, str(version))
     current = registry.alias_version(mlc, name)
+    if current is not None and str(current.version) == str(version):
+        _fail(f"v{version} is already {name}@champion", 1)
     if force:
         decision = registry.Decision(True, "manual promotion (--force)", cfg.promotion.metric, float("nan"), None)
     else:
@@ -340,22 +343,29 @@ def _scan_file(path: str, columns: list[str] | None = None):
     return pl.scan_csv(path, infer_schema_length=10_000)
 
 
-def _file_schema(path: str):
+def _file_schema(path: str) -> dict:
+    """Column -> dtype of one file (a CSV's from its first 10,000 rows, where a column with no
+    value at all reads as text: it counts as a number column with missing values)."""
     import polars as pl
 
-    if path.endswith(".csv.gz"):  # the first rows only: the schema, not the file
-        return pl.read_csv(path, n_rows=10_000, infer_schema_length=10_000).schema
-    return _scan_file(path).collect_schema()
+    if path.endswith((".parquet", ".pq")):
+        return dict(pl.scan_parquet(path).collect_schema())
+    head = pl.read_csv(path, n_rows=10_000, infer_schema_length=10_000, ignore_errors=True)  # types only
+    return {c: (pl.Float64 if dt == pl.String and head[c].null_count() == head.height else dt)
+            for c, dt in head.schema.items()}
 
 
-def _table_schema(path: str) -> dict:
+def _table_schema(path: str, text_in: dict[str, str] | None = None) -> dict:
     """Column -> dtype over every file of ``path`` (a column numeric in every file that has it
-    counts as numeric; files that disagree otherwise make it a string)."""
+    counts as numeric; files that disagree otherwise make it a string). ``text_in`` collects, per
+    non-numeric column, the first file where it is text."""
     import polars as pl
 
     out: dict = {}
     for f in _table_files(path):
         for name, dt in _file_schema(f).items():
+            if not dt.is_numeric() and text_in is not None:
+                text_in.setdefault(name, os.path.basename(f))
             if name not in out:
                 out[name] = dt
             elif out[name] != dt:
@@ -441,27 +451,35 @@ def adapt(
     from rsft.config import AdaptConfig, FeaturesConfig, ModelConfig, ScorerConfig, Strategy, TrainConfig
     from rsft.features import labels, to_matrix
     from rsft.models import build_model, set_standardization
-    from rsft.train import fit
+    from rsft.train import fit, seed_everything
 
     if scorer not in ("gaussian", "gmm", "classifier"):
         _fail(f"--scorer must be gaussian, gmm or classifier (got '{scorer}')")
     tgt_df = _read_table(target_sample)
-    pool_schema = _table_schema(pool)
+    text_in: dict[str, str] = {}
+    pool_schema = _table_schema(pool, text_in)
     for name, names in (("pool", list(pool_schema)), ("target sample", tgt_df.columns)):
         if label not in names:
             _fail(f"{name} has no column '{label}'{_did_you_mean(label, names)}")
     if group_by and group_by not in tgt_df.columns:
         _fail(f"target sample has no column '{group_by}' for --group-by{_did_you_mean(group_by, tgt_df.columns)}")
-    cols = features.split(",") if features else [
+    for opt, path in (("--json-out", json_out), ("--plot", plot)):  # fail now, not after the search
+        if path is not None and not Path(path).resolve().parent.is_dir():
+            _fail(f"{opt} {path}: the folder {Path(path).resolve().parent} does not exist")
+    cols = [c.strip() for c in features.split(",") if c.strip()] if features else [
         c for c, t in tgt_df.schema.items() if t.is_numeric() and c not in (label, group_by) and c in pool_schema
     ]
     if not cols:
         _fail("no numeric feature columns shared by pool and target sample; pass --features")
+    clash = [c for c in cols if c in (label, group_by)]
+    if clash:
+        _fail(f"--features: {', '.join(clash)} is the label or --group-by column, not a feature")
     missing = [c for c in cols if c not in pool_schema or c not in tgt_df.columns]
     if missing:
         _fail(f"--features: {', '.join(missing)} not in both the pool and the target sample")
     for name, schema in (("pool", pool_schema), ("target sample", tgt_df.schema)):
-        text = [f"{c} ({schema[c]})" for c in [*cols, label] if not schema[c].is_numeric()]
+        text = [f"{c} ({schema[c]}" + (f", in {text_in[c]}" if name == "pool" and c in text_in else "") + ")"
+                for c in [*cols, label] if not schema[c].is_numeric()]
         if text:
             _fail(f"{name}: not numeric: {', '.join(text)} (features and label must be numbers)")
     fcfg = FeaturesConfig(numeric=cols, label=label)
@@ -485,15 +503,17 @@ def adapt(
         hdf = _read_table(holdout).drop_nulls([*cols, label])
         hold = (to_matrix(hdf, fcfg), labels(hdf, fcfg))
     with console.status(f"pretraining the warm start on {len(yp):,} pool rows…"):
+        seed_everything(seed)  # the initial weights too: the same --seed gives the same report
         warm = build_model(ModelConfig(), len(cols))
-        set_standardization(warm, xp)
+        set_standardization(warm, xp, yp)
         fit(warm, (xp, yp), tcfg)
     with console.status(f"searching {len(acfg.strategies)} strategies × {folds} grouped folds…"):
         try:
             _, report = run_search(acfg, tcfg, ScorerConfig(kind=scorer), cols, warm, (xt, yt, groups),
                                    PoolSample(xp, yp), hold, seed)
         except ValueError as e:
-            _fail(str(e))
+            _fail(f"{e} (the target sample has {len(yt)} complete rows; each CV fold trains on about "
+                  f"{len(yt) * (folds - 1) // folds})")
     report["pool_rows_sampled"], report["pool_rows_complete"] = len(yp), pool_total
     console.print(_rows_table(f"adapt: {len(yt)} target rows, {report['groups']} groups, {report['folds']} folds, "
                               f"pool sample {len(yp):,} of {pool_total:,} complete rows, "
@@ -522,7 +542,16 @@ def main() -> None:
     # MLflow's INFO lines ("Creating initial MLflow database tables…", "Successfully registered
     # model…") would interleave with the summaries; MLFLOW_LOGGING_LEVEL=INFO brings them back
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+    # a failed flow prints one line here ("retrain failed: …"); Prefect's console handler would add
+    # every task's and flow's traceback (the run's log in Prefect keeps them). RSFT_LOG_LEVEL=DEBUG
+    # (or INFO) shows them
+    quiet = os.environ.get("RSFT_LOG_LEVEL", "WARNING").upper() not in ("DEBUG", "INFO")
+    if quiet:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
     logging.basicConfig(level=os.environ.get("RSFT_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    if quiet:  # Prefect's records also propagate to the root handler
+        for h in logging.getLogger().handlers:
+            h.addFilter(lambda r: not r.name.startswith("prefect"))
     try:
         app()
     except ConfigError as e:

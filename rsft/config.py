@@ -326,7 +326,7 @@ class ModelConfig(_Model):
 
 class TrainConfig(_Model):
     optimizer: Literal["sgd", "momentum", "adam", "adamw", "rmsprop"] = "adamw"
-    lr: float = 1e-3
+    lr: float = Field(1e-3, gt=0.0)
     weight_decay: float = 1e-4
     schedule: Literal["constant", "cosine", "step"] = "cosine"
     epochs: int = 15
@@ -384,7 +384,7 @@ class AdaptConfig(_Model):
     # so the rsft candidate is the sampling stage's recipe (a winner then trains on its selection)
     m_quantiles: list[float] = [0.99]
     target_shares: list[float] = [2.0]  # repeat factor of target rows in each training set
-    folds: int = 4  # grouped K-fold on the target sample
+    folds: int = Field(4, ge=2)  # grouped K-fold on the target sample
     group_by: str | None = None  # grouping column; None = contiguous time blocks of the target sample
     time_blocks: int = 8  # blocks used when group_by is None
     one_se: bool = True  # pick the cheapest candidate within one standard error of the best
@@ -522,12 +522,34 @@ class PipelineConfig(_Model):
         return out
 
 
+def _key_hint(loc: tuple) -> str:
+    """"; did you mean 'x'?" for an unknown key, from the fields of the section it sits in."""
+    import typing
+
+    model: Any = PipelineConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return ""
+        ann = field.annotation
+        for arg in (ann, *typing.get_args(ann)):  # a section, or a list of one kind of section
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                model = arg
+                break
+        else:
+            return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(getattr(model, "model_fields", {})), n=1)
+    return f"; did you mean '{close[0]}'?" if close else ""
+
+
 def _format_error(err: ValidationError, source: str) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
     kind = first["type"]
     if kind == "extra_forbidden":
-        msg = f"unknown key '{loc}'"
+        msg = f"unknown key '{loc}'" + _key_hint(first["loc"])
     elif kind == "missing":
         msg = f"missing required key '{loc}'"
     elif not loc and first["msg"].startswith("Value error, "):  # a check across sections (the message names the keys)

@@ -129,6 +129,24 @@ def require_targets(ingested: dict[str, Any]) -> None:
                              "than train or judge on an earlier night's target rows")
 
 
+def check_adapt(cfg: PipelineConfig) -> None:
+    """With ``adapt.enabled``, fail before the pool is touched when the target sample cannot make
+    ``adapt.folds`` grouped folds (a missing group column, fewer groups than folds)."""
+    if not cfg.adapt.enabled:
+        return
+    from rsft.adapt import time_blocks
+
+    target = load_target(cfg)
+    a = cfg.adapt
+    if a.group_by and a.group_by not in target.columns:
+        raise ValueError(f"adapt.group_by: the target sample has no column '{a.group_by}'")
+    n = target.get_column(a.group_by).n_unique() if a.group_by else len(np.unique(time_blocks(target.height, a.time_blocks)))
+    if n < a.folds:
+        raise ValueError(f"adapt.folds={a.folds} but the target sample has only {n} groups"
+                         + (f" of {a.group_by}" if a.group_by else f" ({target.height} rows in adapt.time_blocks={a.time_blocks})")
+                         + "; use fewer folds")
+
+
 # --------------------------------------------------------------------------------------
 # prefilter
 # --------------------------------------------------------------------------------------
@@ -258,6 +276,7 @@ def retrain_local(cfg: PipelineConfig) -> dict[str, Any]:
 
     ingested = ingest_stage(cfg)
     require_targets(ingested)
+    check_adapt(cfg)
     prefiltered = prefilter_stage(cfg)
     scored = fit_scorer_stage(cfg, prefiltered)
     selection = select_stage(cfg, prefiltered, scored)

@@ -31,16 +31,23 @@ def test_rsft_adapt_on_csv_files(tmp_path):
     pool.write_csv(tmp_path / "pool.csv")
     generate_target(cfg, 1, 160, 0).write_csv(tmp_path / "target.csv")
     generate_target(cfg, 1, 300, 1).write_parquet(tmp_path / "holdout.parquet")
-    out = subprocess.run(
-        [sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "pool.csv"), "--target-sample",
-         str(tmp_path / "target.csv"), "--label", "quality", "--holdout", str(tmp_path / "holdout.parquet"),
-         "--group-by", "machine_id", "--folds", "3", "--epochs", "8",
-         "--strategies", "keep_champion,recalibrate,sample_only,random_mix,rsft", "--json-out", str(tmp_path / "r.json"),
-         "--plot", str(tmp_path / "candidates.png"), "--pool-rows", "1500"],
-        capture_output=True, text=True, cwd=REPO, timeout=600,
-    )
+    def run(json_name: str):
+        return subprocess.run(
+            [sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "pool.csv"), "--target-sample",
+             str(tmp_path / "target.csv"), "--label", "quality", "--holdout", str(tmp_path / "holdout.parquet"),
+             "--group-by", "machine_id", "--folds", "3", "--epochs", "8",
+             "--strategies", "keep_champion,recalibrate,sample_only,random_mix,rsft", "--json-out", str(tmp_path / json_name),
+             "--plot", str(tmp_path / "candidates.png"), "--pool-rows", "1500"],
+            capture_output=True, text=True, cwd=REPO, timeout=600,
+        )
+
+    out = run("r.json")
     assert out.returncode == 0, out.stderr[-2000:]
     rep = json.loads((tmp_path / "r.json").read_text())
+    # the same --seed, the same report (the warm start's initial weights are seeded too)
+    assert run("again.json").returncode == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert [c["fold_losses"] for c in again["candidates"]] == [c["fold_losses"] for c in rep["candidates"]]
     assert [c["name"] for c in rep["candidates"]] == ["keep_champion", "recalibrate", "sample_only", "random_mix", "rsft β=1 q=0.99"]
     assert rep["chosen"] in out.stdout and all("holdout_rmse" in c for c in rep["candidates"])
     assert rep["folds"] == 3 and rep["groups"] == 4
@@ -77,7 +84,15 @@ def test_rsft_adapt_errors_are_one_line(tmp_path):
     (tmp_path / "bad.csv").write_text("a,y\n" + "1.0,2.0\n" * 20 + "oops,3.0\n")  # a text value past the inferred rows
     out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "bad.csv"), "--target-sample",
                           str(tmp_path / "t.csv"), "--label", "y"], capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert out.returncode == 2 and "pool: not numeric: a (String)" in out.stderr and "Traceback" not in out.stderr
+    assert out.returncode == 2 and "pool: not numeric: a (String, in bad.csv)" in out.stderr and "Traceback" not in out.stderr
+    out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "t.csv"), "--target-sample",
+                          str(tmp_path / "t.csv"), "--label", "y", "--features", "a, y"],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 2 and "--features: y is the label or --group-by column" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "t.csv"), "--target-sample",
+                          str(tmp_path / "t.csv"), "--label", "y", "--plot", str(tmp_path / "no" / "p.png")],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 2 and "--plot" in out.stderr and "does not exist" in out.stderr
     (tmp_path / "late.csv").write_text("a,y\n" + "1.0,2.0\n" * 10_001 + "oops,3.0\n")  # past the inferred rows
     out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "late.csv"), "--target-sample",
                           str(tmp_path / "t.csv"), "--label", "y"], capture_output=True, text=True, cwd=REPO, timeout=120)
@@ -160,6 +175,11 @@ def test_rsft_adapt_reads_a_directory_of_mixed_csv_and_parquet_exports(tmp_path)
     pl.DataFrame({"a": [9.0], "y": [9.0]}).write_parquet(d / ".staging.parquet")  # not an export
     schema = _table_schema(str(d))
     assert schema["a"].is_numeric() and schema["y"].is_numeric() and not schema["extra"].is_numeric()
+    (d / "day2.csv").write_text("a,y\n,1.0\n,2.0\n")  # a: no value at all (reads as text) — still numbers
+    assert _table_schema(str(d))["a"].is_numeric()
+    df, total = _pool_sample(str(d), ["a", "y"], 100, 0)
+    assert total == 4  # its rows lack a: not complete
+    (d / "day2.csv").unlink()
     df, total = _pool_sample(str(d), ["a", "y"], 100, 0)
     assert total == 4 and sorted(df["a"].to_list()) == [1.0, 3.0, 4.0, 5.0]
     df, total = _pool_sample(str(d), ["a", "y"], 2, 0)
@@ -178,3 +198,21 @@ def test_pool_sample_hashes_row_numbers_not_contents(tmp_path):
         assert total == 12_000 and df.height == 1000 and df.unique().height == 30
         assert df.equals(_pool_sample(str(tmp_path / "rep.parquet"), ["a", "y"], 1000, seed)[0])  # deterministic
     assert all(_pool_sample(str(tmp_path / "rep.parquet"), ["a", "y"], 100, s)[0].height == 100 for s in range(20))
+
+
+def test_retrain_checks_the_adapt_folds_before_touching_the_pool(tmp_path):
+    """More folds than the target sample's groups (or a missing group column) fail right after
+    ingest, in one line, not after prefilter, scoring and sampling."""
+    from rsft import stages
+    from rsft.config import load_config
+    from rsft.synth import write_synthetic
+
+    cfg_path = small_config(tmp_path)
+    cfg = load_config(cfg_path, {"adapt.enabled": True, "adapt.group_by": "machine_id", "adapt.folds": 5})
+    write_synthetic(cfg.synth, tmp_path / "raw")
+    stages.require_targets(stages.ingest_stage(cfg))
+    with pytest.raises(ValueError, match=r"^adapt.folds=5 but the target sample has only 4 groups of machine_id; use fewer folds$"):
+        stages.check_adapt(cfg)
+    with pytest.raises(ValueError, match="adapt.group_by: the target sample has no column 'line'"):
+        stages.check_adapt(load_config(cfg_path, {"adapt.enabled": True, "adapt.group_by": "line"}))
+    stages.check_adapt(load_config(cfg_path, {"adapt.enabled": True, "adapt.group_by": "machine_id", "adapt.folds": 4}))
