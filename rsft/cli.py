@@ -245,6 +245,11 @@ def history(config: str = ConfigOpt) -> None:
         t.add_row(str(r["version"]), when, ", ".join(r["aliases"]), r["decision"], metric,
                   f"{r['recipe']}: {r['reason']}" if r.get("recipe") else r["reason"])
     console.print(t)
+    events = sorted((stamp, r["version"], text) for r in rows for stamp, text in r.get("events", []))
+    if events:
+        console.print("events since registration (newest first; promote, rollback):")
+    for stamp, v, text in reversed(events):  # newest first, like the table
+        console.print(f"{stamp[5:16].replace('T', ' ')}  v{v}  {text}", highlight=False)
 
 
 @app.command()
@@ -281,8 +286,10 @@ def promote(
     with registry.registry_lock(state_paths(cfg.state.dir).locks, name):
         if not decision.promote:
             _fail(f"not promoted: {decision.reason} (use --force to override)", 1)
-        registry.record_decision(mlc, name, str(version), decision)
         registry.move_champion(mlc, name, str(version), current.version if current else None)
+        # the nightly decision on this version stays as it was; the manual promotion is an event
+        registry.record_event(mlc, name, str(version), f"promoted manually: {decision.reason}"
+                              + (f" (champion was v{current.version})" if current else ""))
     console.print(f"[green]{name}@champion[/] → v{version} ({decision.reason})")
 
 

@@ -115,6 +115,7 @@ def history(mlclient, name: str) -> list[dict[str, Any]]:
                 "decision": tags.get("rsft.decision", ""),
                 "reason": tags.get("rsft.reason", ""),
                 "recipe": tags.get("rsft.recipe", ""),
+                "events": sorted((k.removeprefix(EVENT_PREFIX), v) for k, v in tags.items() if k.startswith(EVENT_PREFIX)),
                 "metric": tags.get("rsft.challenger_metric", ""),
                 "champion_metric": tags.get("rsft.champion_metric", ""),
             }
@@ -204,6 +205,23 @@ def record_decision(mlclient, name: str, version: str, decision: Decision) -> No
         mlclient.set_model_version_tag(name, version, k, v)
 
 
+EVENT_PREFIX = "rsft.event."
+
+
+def record_event(mlclient, name: str, version: str, text: str) -> None:
+    """Append an event to a version's audit trail (a ``rsft.event.<UTC time>`` tag, never
+    overwritten): manual promotions and rollbacks, beside the nightly decision they do not erase."""
+    import getpass
+    from datetime import datetime, timezone
+
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        who = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        who = "unknown"
+    mlclient.set_model_version_tag(name, version, EVENT_PREFIX + stamp, f"{text} (by {who})")
+
+
 def move_champion(mlclient, name: str, version: str, expected_champion: str | None) -> None:
     """Point ``champion`` at ``version``; the old one becomes ``previous-champion``.
 
@@ -230,7 +248,8 @@ def rollback(mlclient, name: str) -> tuple[str, str]:
     mlclient.set_registered_model_alias(name, CHAMPION, prev.version)
     if cur is not None:
         mlclient.set_registered_model_alias(name, PREVIOUS, cur.version)
-    mlclient.set_model_version_tag(name, prev.version, "rsft.decision", "rolled-back-to")
+        record_event(mlclient, name, cur.version, f"rolled back: champion again is v{prev.version}")
+    record_event(mlclient, name, prev.version, "champion again (rollback" + (f" from v{cur.version})" if cur else ")"))
     return str(prev.version), str(cur.version) if cur else ""
 
 

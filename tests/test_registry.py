@@ -1,5 +1,6 @@
 """Promotion gate (pure) and alias moves on a real MLflow SQLite registry."""
 
+import getpass
 import math
 import threading
 
@@ -95,7 +96,14 @@ def test_alias_moves_rollback_and_history(mlc, tmp_path):
     assert str(registry.alias_version(mlc, name).version) == str(v1)
     rows = registry.history(mlc, name)
     assert [r["version"] for r in rows] == [2, 1]
-    assert "champion" in rows[1]["aliases"] and rows[1]["decision"] == "rolled-back-to"
+    # the rollback is appended to both versions' trails; v1's nightly decision is not overwritten
+    assert "champion" in rows[1]["aliases"] and rows[1]["decision"] == "promoted" and rows[1]["reason"] == "no champion yet"
+    assert [t for _, t in rows[1]["events"]] == [f"champion again (rollback from v{v2}) (by {getpass.getuser()})"]
+    assert [t for _, t in rows[0]["events"]] == [f"rolled back: champion again is v{v1} (by {getpass.getuser()})"]
+    assert registry.rollback(mlc, name) == (str(v2), str(v1))  # and back: events accumulate
+    rows = registry.history(mlc, name)
+    assert len(rows[0]["events"]) == 2 and len(rows[1]["events"]) == 2
+    assert rows[0]["events"][0][0] < rows[0]["events"][1][0]  # in time order
 
 
 def test_registry_lock_serialises(tmp_path):

@@ -91,6 +91,7 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert out.exit_code == 0 and "promoted" in out.output
     out = CliRunner().invoke(app, ["promote", "--version", "99", "--config", str(cfg_path)])
     assert out.exit_code == 2 and "has no version 99 (registered: 1, 2)" in " ".join(out.output.split())
+    assert better, "night 2 of this small config promotes (the rollback/promote checks below need it)"
     if better:
         out = CliRunner().invoke(app, ["rollback", "--config", str(cfg_path)])
         assert out.exit_code == 0, out.output
@@ -99,6 +100,13 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
         out = CliRunner().invoke(app, ["promote", "--version", "2", "--config", str(cfg_path)])
         assert out.exit_code == 0, out.output
         assert str(registry.alias_version(mlc, name).version) == "2"
+        v2 = registry.history(mlc, name)[0]  # the nightly decision stays; rollback and promotion are events
+        assert v2["decision"] == "promoted" and v2["reason"] == s2["reason"]
+        texts = [t for _, t in v2["events"]]
+        assert len(texts) == 2 and texts[0].startswith("rolled back: champion again is v1 (by ")
+        assert texts[1].startswith("promoted manually: rmse ") and "(champion was v1)" in texts[1]
+        out = CliRunner().invoke(app, ["history", "--config", str(cfg_path)])
+        assert "v2  promoted manually" in out.output and "v1  champion again (rollback from v2)" in out.output
 
     # ---- re-running the same night is idempotent for the data stages
     s3 = retrain(config_path=str(cfg_path))
