@@ -130,6 +130,8 @@ def retrain(
                   " (tracebacks: RSFT_LOG_LEVEL=DEBUG)", 1)
     shown = {_RETRAIN_LABELS.get(k, k): v for k, v in summary.items()
              if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "quarantine_reasons")}
+    if summary.get("model_version") is None:  # the search kept the champion: nothing was registered
+        shown[_RETRAIN_LABELS.get("model_version", "model_version")] = "none registered (the champion stays)"
     console.print(_kv_table(f"rsft retrain — {cfg.name}", shown))
     if summary.get("adapt_candidates"):
         console.print(_rows_table("adapt: candidate recipes (grouped CV on the target sample)", summary["adapt_candidates"]))

@@ -575,22 +575,34 @@ def finetune_register_stage(
             "rsft.recipe": adapt_report["chosen"] if adapt_report else f"rsft ({cfg.sampling.mode} sampling)",
             **registry.environment_tags(),
         }
+        # the search concluded that no candidate beats the champion: the challenger *is* the
+        # champion, so nothing new is registered; the night is an event on the champion's trail
+        kept = adapt_report is not None and adapt_report["chosen"] == "keep_champion" and champ is not None
         with registry.registry_lock(paths.locks, name):
-            version = registry.log_model_version(challenger, ckpt_path, example, name, tags)
             current = registry.alias_version(mlc, name)
-            if current is None:
-                champ_metrics, champ_pool = None, None
-            elif champ is not None and current.version == champ.version:
-                champ_metrics, champ_pool = start_metrics, start_pool
-            else:  # the champion moved while we trained: judge against the new one
-                newer = model_from_checkpoint(load_checkpoint(registry.download_checkpoint(mlc, current)))
-                champ_metrics = evaluate_frame(newer, holdout, cfg)
-                champ_pool = evaluate_frame(newer, pool_eval, cfg)
-            decision = registry.decide(cfg.promotion, ch_metrics, champ_metrics, holdout.height, ch_pool, champ_pool)
-            registry.record_decision(mlc, name, version, decision)
-            if decision.promote:
-                registry.move_champion(mlc, name, version, current.version if current else None)
-        mlflow.set_tags({"rsft.decision": "promoted" if decision.promote else "rejected", "rsft.reason": decision.reason})
+            if kept and current is not None and current.version == champ.version:
+                version, champ_metrics = None, start_metrics
+                m = cfg.promotion.metric
+                decision = registry.Decision(False, f"the adaptation search kept the champion: {adapt_report['why']}",
+                                             m, float(ch_metrics[m]), float(start_metrics[m]))
+                registry.record_event(mlc, name, current.version,
+                                      f"kept by retrain {scored['run_key'][:8]} (no model registered): {adapt_report['why']}")
+            else:
+                version = registry.log_model_version(challenger, ckpt_path, example, name, tags)
+                if current is None:
+                    champ_metrics, champ_pool = None, None
+                elif champ is not None and current.version == champ.version:
+                    champ_metrics, champ_pool = start_metrics, start_pool
+                else:  # the champion moved while we trained: judge against the new one
+                    newer = model_from_checkpoint(load_checkpoint(registry.download_checkpoint(mlc, current)))
+                    champ_metrics = evaluate_frame(newer, holdout, cfg)
+                    champ_pool = evaluate_frame(newer, pool_eval, cfg)
+                decision = registry.decide(cfg.promotion, ch_metrics, champ_metrics, holdout.height, ch_pool, champ_pool)
+                registry.record_decision(mlc, name, version, decision)
+                if decision.promote:
+                    registry.move_champion(mlc, name, version, current.version if current else None)
+        mlflow.set_tags({"rsft.decision": "promoted" if decision.promote else ("kept-champion" if version is None else "rejected"),
+                         "rsft.reason": decision.reason})
         registry.log_json(decision.to_dict(), "decision.json")
         run_id = run.info.run_id
 

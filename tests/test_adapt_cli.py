@@ -125,7 +125,8 @@ def test_retrain_with_adapt_logs_nested_candidates(tmp_path, prefect_harness):
     names = ["keep_champion", "recalibrate", "sample_only", "rsft β=1 q=0.99"]
     assert out["recipe"] in names
     assert len(out["adapt_candidates"]) == 4
-    assert registry_recipe(cfg, out) == out["recipe"]  # the version records the recipe that made it
+    # first night, no champion: even keep_champion (the base model) is registered; the version records its recipe
+    assert registry_recipe(cfg, out) == out["recipe"]
     mlc = registry.client(stages.tracking_uri(cfg))
     kids = mlc.search_runs([mlc.get_run(out["mlflow_run"]).info.experiment_id],
                            filter_string=f"tags.mlflow.parentRunId = '{out['mlflow_run']}'")
@@ -216,3 +217,28 @@ def test_retrain_checks_the_adapt_folds_before_touching_the_pool(tmp_path):
     with pytest.raises(ValueError, match="adapt.group_by: the target sample has no column 'line'"):
         stages.check_adapt(load_config(cfg_path, {"adapt.enabled": True, "adapt.group_by": "line"}))
     stages.check_adapt(load_config(cfg_path, {"adapt.enabled": True, "adapt.group_by": "machine_id", "adapt.folds": 4}))
+
+
+@pytest.mark.slow
+def test_a_night_where_the_search_keeps_the_champion_registers_nothing(tmp_path, prefect_harness):
+    """The search concludes that no candidate beats the champion: no copy of it is registered and
+    gated against itself; the night is an event on the champion's audit trail."""
+    from flows.retrain import retrain
+    from rsft import registry, stages
+    from rsft.config import load_config
+    from rsft.synth import write_synthetic
+
+    cfg_path = small_config(tmp_path)
+    cfg = load_config(cfg_path)
+    write_synthetic(cfg.synth, tmp_path / "raw")
+    first = retrain(config_path=str(cfg_path))
+    assert first["model_version"] == "1" and first["promoted"]
+    out = retrain(config_path=str(cfg_path), overrides={"adapt.enabled": True, "adapt.strategies": ["keep_champion"],
+                                                        "adapt.group_by": "machine_id", "adapt.folds": 3})
+    assert out["recipe"] == "keep_champion" and out["model_version"] is None and out["promoted"] is False
+    assert out["reason"].startswith("the adaptation search kept the champion")
+    assert out["challenger_rmse"] == out["champion_rmse"]
+    mlc = registry.client(stages.tracking_uri(cfg))
+    hist = registry.history(mlc, cfg.promotion.model_name)
+    assert [h["version"] for h in hist] == [1] and "champion" in hist[0]["aliases"]
+    assert len(hist[0]["events"]) == 1 and hist[0]["events"][0][1].startswith("kept by retrain ")
