@@ -249,6 +249,8 @@ def run_unit(call: UnitCall) -> UnitResult:
         return UnitResult(skipped="time budget exhausted")
     if any(c.strategy == "recalibrate" for c, _ in cells) and s.__dict__.get("_no_recalibrate"):
         return UnitResult(skipped=s._no_recalibrate)
+    if any(c.strategy in POOL_STRATEGIES for c, _ in cells) and s.__dict__.get("_no_pool"):
+        return UnitResult(skipped=s._no_pool)
     t = time.perf_counter()
     if len(cells) == 1 and cells[0][0].strategy in FREE:
         (c, f), = cells
@@ -509,10 +511,11 @@ class Search:
         """Fit each fold's density-ratio scorer once, before any unit runs, so units (in threads
         or other processes) only read the cache and never refit or race; likewise the warm model's
         predictions for the training-free candidates, and whether recalibrating the model is
-        exactly the affine map of its predictions (:meth:`free_loss`; it fails here, before any
-        training, when the model cannot be recalibrated)."""
+        exactly the affine map of its predictions (:meth:`free_loss`). A model that cannot be
+        recalibrated, or folds too small for the density model, skip those candidates (the report
+        says why) instead of failing the search."""
         self._warm_pred = self._predict(self.warm, x).astype(np.float64)
-        self._affine_exact, self._no_recalibrate = True, ""
+        self._affine_exact, self._no_recalibrate, self._no_pool = True, "", ""
         if any(c.strategy == "recalibrate" for c in make_candidates(self.cfg)):
             try:
                 got = self._predict(recalibrate(self.warm, x, y, self._predict), x)
@@ -525,7 +528,11 @@ class Search:
         if not any(c.strategy in POOL_STRATEGIES for c in make_candidates(self.cfg)):
             return
         cache = self.__dict__.setdefault("_lw_cache", {})
-        scorers = [self._scorer_for(x[tr]) for tr, _ in folds]
+        try:
+            scorers = [self._scorer_for(x[tr]) for tr, _ in folds]
+        except ValueError as e:  # e.g. too few target rows per fold for the density model
+            self._no_pool = f"no density ratio on these folds: {e}"
+            return
         # the pool standardised once for every fold's scorer (they all share the first one's)
         for f, ((tr, _), lw) in enumerate(zip(folds, self._scorer.log_ratios(scorers, self.pool.x))):
             cache[(f, len(tr))] = lw.double().numpy()

@@ -391,6 +391,23 @@ def test_a_model_that_cannot_be_recalibrated_skips_that_candidate_only():
     assert rep["chosen"] in ("keep_champion", "sample_only") and len(rows["sample_only"]["fold_losses"]) == 4
 
 
+def test_folds_too_small_for_the_density_model_skip_the_pool_recipes_only():
+    """Six target rows in three groups: each fold trains on four, fewer than the gaussian scorer
+    needs for three features; the pool recipes are skipped with the reason, the rest decide."""
+    x, y = _world()
+    warm = _warm(x, y)
+    xt, yt = _world(2, 6)
+    cfg = AdaptConfig(enabled=True, strategies=["keep_champion", "recalibrate", "sample_only", "random_mix", "rsft"],
+                      folds=3, epochs=2)
+    _, rep = run_search(cfg, TrainConfig(seed=0, epochs=2), ScorerConfig(), list("abc"), warm,
+                        (xt, yt, np.repeat([0, 1, 2], 2)), PoolSample(x, y))
+    rows = {r["name"]: r for r in rep["candidates"]}
+    for name in ("random_mix", "rsft β=1 q=0.99"):
+        assert rows[name]["skipped"].startswith("no density ratio on these folds: gaussian scorer: target sample has 4 rows")
+        assert not rows[name]["fold_losses"]
+    assert len(rows["keep_champion"]["fold_losses"]) == 3 and rep["chosen"] in ("keep_champion", "recalibrate", "sample_only")
+
+
 def test_time_budget_stops_training_but_free_candidates_still_decide():
     x, y = _world()
     warm = _warm(x, y)
