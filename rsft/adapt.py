@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rsft.config import AdaptConfig, ScorerConfig, TrainConfig
+from rsft.config import AdaptConfig, ScorerConfig, TrainConfig, target_repeats
 from rsft.models import stack_models, unstack_model
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,11 @@ def head_only_freeze(model: nn.Module) -> list[str]:
     """Freeze patterns (exact parameter names) for everything except the last linear layer."""
     head, _ = last_linear(model)
     return [n for n, _ in model.named_parameters() if not n.startswith(head + ".")]
+
+
+def rmse(pred: np.ndarray, y: np.ndarray) -> float:
+    """The search's loss: root mean squared error of predictions against labels."""
+    return float(np.sqrt(np.mean((pred - y) ** 2)))
 
 
 def affine_fit(f: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -324,7 +329,7 @@ class Search:
         """A trained candidate's rows on one split: its pool rows + the target rows repeated
         ``target_share`` times, as (x, y, w) — w = 1 except for ``weighted``'s pool rows."""
         rng = np.random.default_rng([self.seed, fold, c.cost])
-        reps = max(1, int(round(c.target_share)))
+        reps = target_repeats(c.target_share)
         pool_idx = np.array([], dtype=np.int64)
         weights = None  # per pool row; only ``weighted`` sets them
         if c.strategy in POOL_STRATEGIES:
@@ -408,7 +413,7 @@ class Search:
             n = max(len(r) for r in rows)
             pred = self._predict(model, np.stack([x[r[np.arange(n) % len(r)]] for r in rows], 1))  # [n, K]
             for k, (j, r) in enumerate(zip(group, rows)):
-                out[j] = (float(np.sqrt(np.mean((pred[: len(r), k] - y[r]) ** 2))), n_pool[k])
+                out[j] = (rmse(pred[: len(r), k], y[r]), n_pool[k])
         return out  # type: ignore[return-value]
 
     def _fit_cells(self, cells: list[tuple[Candidate, int, np.ndarray]], x: np.ndarray, y: np.ndarray,
@@ -469,7 +474,7 @@ class Search:
         if c.strategy == "recalibrate":
             a, b = affine_fit(self._warm_pred[tr], y[tr])
             pred = a * pred + b
-        return float(np.sqrt(np.mean((pred - y[va]) ** 2)))
+        return rmse(pred, y[va])
 
     def _log_w(self, xt: np.ndarray, fold: int) -> np.ndarray:
         key = (fold, len(xt))
@@ -503,8 +508,7 @@ class Search:
         return cache[key]
 
     def loss(self, model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
-        pred = self._predict(model, x)
-        return float(np.sqrt(np.mean((pred - y) ** 2)))
+        return rmse(self._predict(model, x), y)
 
     # ---- the search ------------------------------------------------------------------------
     def prepare(self, x: np.ndarray, y: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]]) -> None:
@@ -664,9 +668,9 @@ def run_search(
         chosen, n_pool = search.final(report["chosen"], x, y)
         what = {"keep_champion": "nothing (the warm start as is)",
                 "recalibrate": "an affine output correction fitted on the target sample"}.get(
-            c.strategy, f"the target sample ×{max(1, int(round(c.target_share)))}"
+            c.strategy, f"the target sample ×{target_repeats(c.target_share)}"
             + (f" + {n_pool:,} rows drawn from the adapt pool sample" if n_pool else ""))
-        reps = {"keep_champion": 0, "recalibrate": 1}.get(c.strategy, max(1, int(round(c.target_share))))
+        reps = {"keep_champion": 0, "recalibrate": 1}.get(c.strategy, target_repeats(c.target_share))
         report["final"] = {"trained_on": what, "pool_rows": n_pool, "train_rows": n_pool + len(y) * reps}
     report["final_fit_seconds"] = round(time.perf_counter() - t, 4)
     if holdout is not None:

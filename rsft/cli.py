@@ -72,6 +72,11 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
     return t
 
 
+def _counts(counts: dict[str, int]) -> str:
+    """"a 12, b 3" — rows per reason or rule, in the order given."""
+    return ", ".join(f"{k} {v:,}" for k, v in counts.items())
+
+
 _HEADERS = {"cv_rmse": "cv rmse", "cv_fits": "cv fits", "pool_rows": "pool rows", "seconds": "s",
             "holdout_rmse": "hold-out"}
 
@@ -135,12 +140,9 @@ def retrain(
     console.print(_kv_table(f"rsft retrain — {cfg.name}", shown))
     if summary.get("adapt_candidates"):
         console.print(_rows_table("adapt: candidate recipes (grouped CV on the target sample)", summary["adapt_candidates"]))
-    reasons = summary.get("quarantine_reasons") or {}
-    if reasons:
-        console.print("quarantined (new files): " + ", ".join(f"{k} {v:,}" for k, v in reasons.items()), highlight=False)
-    drops = summary.get("prefilter_dropped") or {}
-    if drops:
-        console.print("prefilter dropped: " + ", ".join(f"{k} {v:,}" for k, v in drops.items()), highlight=False)
+    for what, key in (("quarantined (new files)", "quarantine_reasons"), ("prefilter dropped", "prefilter_dropped")):
+        if summary.get(key):
+            console.print(f"{what}: {_counts(summary[key])}", highlight=False)
     console.print("acceptance rate = selected ÷ prefiltered pool rows; ideal acceptance = E[min(w, M)] / M, what "
                   "rejection sampling accepts on average; clipped share = pool rows with w > M (accepted with "
                   "probability 1, so slightly under-weighted)", style="dim", highlight=False, markup=False)
@@ -183,8 +185,7 @@ def ingest(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
     console.print(t)
     for name, s in summary.items():
         if s.get("quarantine_reasons"):
-            console.print(f"{name} quarantined: " + ", ".join(f"{k} {v:,}" for k, v in s["quarantine_reasons"].items()),
-                          highlight=False)
+            console.print(f"{name} quarantined: {_counts(s['quarantine_reasons'])}", highlight=False)
     for name, s in summary.items():
         for line in s["files_failed"]:
             err.print(f"[yellow]failed[/] {name}: {line}", highlight=False)
@@ -394,21 +395,28 @@ def _scan_table(path: str, columns: list[str] | None = None):
 
 
 def _did_you_mean(name: str, names: list[str]) -> str:
-    """' — did you mean 'x'? (columns: …)' for an unknown column name."""
-    import difflib
+    """"; did you mean 'x'? (columns: …)" for an unknown column name."""
+    from rsft.config import did_you_mean
 
-    close = difflib.get_close_matches(name, names, n=1)
     shown = ", ".join(names[:40]) + (f", … ({len(names)} in all)" if len(names) > 40 else "")
-    return (f"; did you mean '{close[0]}'?" if close else "") + f" (columns: {shown})"
+    return did_you_mean(name, names) + f" (columns: {shown})"
 
 
-def _read_table(path: str):
+@contextmanager
+def _polars_errors(path: str):
+    """A Polars error reading ``path`` (e.g. a value that does not parse as its column's type,
+    multi-line) as one line naming the file."""
     import polars as pl
 
     try:
-        return _scan_table(path).collect()
-    except pl.exceptions.PolarsError as e:  # e.g. a value that does not parse as its column's type
+        yield
+    except pl.exceptions.PolarsError as e:
         _fail(f"{path}: {str(e).strip().splitlines()[0]}")
+
+
+def _read_table(path: str):
+    with _polars_errors(path):
+        return _scan_table(path).collect()
 
 
 def _pool_sample(path: str, columns: list[str], rows: int, seed: int):
@@ -420,14 +428,12 @@ def _pool_sample(path: str, columns: list[str], rows: int, seed: int):
     import polars as pl
 
     lf = _scan_table(path, columns).drop_nulls()
-    try:
+    with _polars_errors(path):
         total = lf.select(pl.len()).collect(engine="streaming").item()
         if total > rows:  # the margin makes a short sample a 5-sigma event; the exact sample trims it
             keep = min(1_000_000, int((rows + 5 * rows**0.5 + 10) / total * 1_000_000) + 1)
             lf = (lf.with_row_index("_i").filter(pl.col("_i").hash(seed) % 1_000_000 < keep).drop("_i"))
         df = lf.collect(engine="streaming")
-    except pl.exceptions.PolarsError as e:  # e.g. a value that does not parse as its column's type
-        _fail(f"{path}: {str(e).strip().splitlines()[0]}")
     return (df.sample(rows, seed=seed) if df.height > rows else df), total
 
 

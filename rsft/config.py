@@ -354,6 +354,13 @@ class TrainConfig(_Model):
     stream_above_rows: int = Field(1_000_000, ge=1)
 
 
+def target_repeats(share: float) -> int:
+    """How many times the target rows enter a training set for ``train.target_weight`` or an adapt
+    candidate's target share (rounded, at least once): the one rule both follow, so an adapt
+    choice at full scale trains on exactly the rows a plain retrain would."""
+    return max(1, int(round(share)))
+
+
 # --------------------------------------------------------------------------------------
 # registry + promotion policy
 # --------------------------------------------------------------------------------------
@@ -497,9 +504,8 @@ class PipelineConfig(_Model):
         for key, cols in used.items():
             for c in cols:
                 if c not in have:
-                    close = difflib.get_close_matches(c, have, n=1)
                     raise ValueError(f"{key}: '{c}' is not a column of the {contract.name} contract"
-                                     + (f"; did you mean '{close[0]}'?" if close else f" (columns: {', '.join(have)})"))
+                                     + (did_you_mean(c, have) or f" (columns: {', '.join(have)})"))
 
     def resolve(self, path: str) -> str:
         """A data path relative to the config file's directory (URIs pass through)."""
@@ -540,7 +546,12 @@ def _key_hint(loc: tuple) -> str:
                 break
         else:
             return ""
-    close = difflib.get_close_matches(str(loc[-1]), list(getattr(model, "model_fields", {})), n=1)
+    return did_you_mean(str(loc[-1]), list(getattr(model, "model_fields", {})))
+
+
+def did_you_mean(name: str, names: list[str]) -> str:
+    """"; did you mean 'x'?" with the closest of ``names`` to a misspelled ``name``, or ""."""
+    close = difflib.get_close_matches(name, names, n=1)
     return f"; did you mean '{close[0]}'?" if close else ""
 
 

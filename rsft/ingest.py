@@ -523,9 +523,9 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
         return FileResult(plan.name, plan.digest, "duplicate", rows_total=None, rows_ok=0, rows_quarantined=0,
                           duplicate_of=plan.duplicate_of)
     tag = f"{os.getpid()}-{threading.get_ident()}"
-    stem = f"part-{plan.digest[:24]}"
+    stem = _part_stem(plan.digest)
     staging = dataset_dir / "data" / f".staging-{tag}-{plan.digest[:12]}"
-    qpart = dataset_dir / "quarantine" / f"{stem}.parquet"
+    qpart = quarantine_part(dataset_dir, plan.digest)
     tmp_bad = qpart.with_name(f".{qpart.name}.tmp-{tag}")
     unzipped, tail, spool = None, None, None
     try:
@@ -939,10 +939,20 @@ def scan_dataset(dataset_dir: str | Path) -> pl.LazyFrame:
     return pl.scan_parquet(parts, hive_partitioning=False)  # keys are stored in the files too
 
 
+def _part_stem(digest: str) -> str:
+    """A file's output parts are named by its content digest (a re-run overwrites, never duplicates)."""
+    return f"part-{digest[:24]}"
+
+
+def quarantine_part(dataset_dir: str | Path, digest: str) -> Path:
+    """The quarantine part of the file with this digest."""
+    return Path(dataset_dir) / "quarantine" / f"{_part_stem(digest)}.parquet"
+
+
 def quarantine_reasons(dataset_dir: str | Path, digests: Sequence[str], top: int = 5) -> dict[str, int]:
     """Rows quarantined per reason by the given files (this run's: their quarantine parts), the
     ``top`` most frequent first and the rest summed as ``other reasons``."""
-    parts = [p for d in digests if d for p in [Path(dataset_dir) / "quarantine" / f"part-{d[:24]}.parquet"] if p.exists()]
+    parts = [p for p in (quarantine_part(dataset_dir, d) for d in digests if d) if p.exists()]
     if not parts:
         return {}
     try:

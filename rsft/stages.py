@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from rsft.config import ContractConfig, PipelineConfig
+from rsft.config import ContractConfig, PipelineConfig, target_repeats
 from rsft.state import StatePaths, state_paths
 
 log = logging.getLogger(__name__)
@@ -129,18 +129,27 @@ def require_targets(ingested: dict[str, Any]) -> None:
                              "than train or judge on an earlier night's target rows")
 
 
+def target_groups(cfg: PipelineConfig, target: pl.DataFrame) -> np.ndarray:
+    """The adapt search's CV group of every target row: ``adapt.group_by``'s value, or its
+    contiguous time block (rows in the frame's order)."""
+    from rsft.adapt import time_blocks
+
+    a = cfg.adapt
+    if not a.group_by:
+        return time_blocks(target.height, a.time_blocks)
+    if a.group_by not in target.columns:
+        raise ValueError(f"adapt.group_by: the target sample has no column '{a.group_by}'")
+    return target.get_column(a.group_by).to_numpy()
+
+
 def check_adapt(cfg: PipelineConfig) -> None:
     """With ``adapt.enabled``, fail before the pool is touched when the target sample cannot make
     ``adapt.folds`` grouped folds (a missing group column, fewer groups than folds)."""
     if not cfg.adapt.enabled:
         return
-    from rsft.adapt import time_blocks
-
     target = load_target(cfg)
     a = cfg.adapt
-    if a.group_by and a.group_by not in target.columns:
-        raise ValueError(f"adapt.group_by: the target sample has no column '{a.group_by}'")
-    n = target.get_column(a.group_by).n_unique() if a.group_by else len(np.unique(time_blocks(target.height, a.time_blocks)))
+    n = len(np.unique(target_groups(cfg, target)))
     if n < a.folds:
         raise ValueError(f"adapt.folds={a.folds} but the target sample has only {n} groups"
                          + (f" of {a.group_by}" if a.group_by else f" ({target.height} rows in adapt.time_blocks={a.time_blocks})")
@@ -324,7 +333,7 @@ def training_frame(cfg: PipelineConfig, selected_path: str | None) -> tuple[pl.D
         parts.append(sel)
     if cfg.train.include_target_sample or not parts:
         tgt = load_target(cfg).select(cols)
-        reps = max(1, int(round(cfg.train.target_weight)))
+        reps = target_repeats(cfg.train.target_weight)
         parts += [tgt] * reps
         counts["target_rows"] = tgt.height * reps
     df = pl.concat(parts, how="vertical_relaxed")
@@ -353,7 +362,7 @@ def training_stream(cfg: PipelineConfig, selected_path: str, out_dir: Path):
     counts = {"selected_rows": n_all}
     if cfg.train.include_target_sample:
         tgt = load_target(cfg).select(cols)
-        reps = max(1, int(round(cfg.train.target_weight)))
+        reps = target_repeats(cfg.train.target_weight)
         parts += [tgt.lazy()] * reps
         counts["target_rows"] = tgt.height * reps
     path = out_dir / "train.parquet"
@@ -540,7 +549,7 @@ def finetune_register_stage(
                 n = full["counts"]
                 pool_rows = n["train_rows"] - n.get("target_rows", 0)
                 return model, {"trained_on": f"the sampling stage's selection ({pool_rows:,} labelled rows of the "
-                                             f"whole pool) + the target sample ×{max(1, int(round(c.target_share)))}",
+                                             f"whole pool) + the target sample ×{target_repeats(c.target_share)}",
                                "pool_rows": pool_rows, "train_rows": n["train_rows"]}
 
             challenger, adapt_report = adapt_stage(cfg, start, prefiltered, map_units, final_fit=at_full_scale)
@@ -639,7 +648,7 @@ def adapt_stage(cfg: PipelineConfig, warm, prefiltered: dict[str, Any], map_unit
     (``rsft.adapt.run_search``; ``report["final"]`` says which)."""
     import mlflow
 
-    from rsft.adapt import PoolSample, candidate_table, plot_candidates, run_search, time_blocks
+    from rsft.adapt import PoolSample, candidate_table, plot_candidates, run_search
     from rsft.features import feature_names
 
     target = load_target(cfg)
@@ -647,12 +656,7 @@ def adapt_stage(cfg: PipelineConfig, warm, prefiltered: dict[str, Any], map_unit
         target = target.sort("ts")
     xt, yt = arrays(target, cfg)
     a = cfg.adapt
-    if a.group_by:
-        if a.group_by not in target.columns:
-            raise ValueError(f"adapt.group_by: the target sample has no column '{a.group_by}'")
-        groups = target.get_column(a.group_by).to_numpy()
-    else:
-        groups = time_blocks(len(yt), a.time_blocks)
+    groups = target_groups(cfg, target)
     pool_df = hashed_sample(
         pl.scan_parquet(prefiltered["output"]).filter(pl.col(cfg.features.label).is_not_null()),
         prefiltered["rows_out"], a.pool_rows, cfg.train.seed + 2,
