@@ -13,20 +13,21 @@ from prefect import flow
 
 from flows.select import select_rows
 from rsft.config import PipelineConfig, load_config
+from rsft.pipeline.results import DatasetIngest, Finetuned, Selection
 from tasks.train import finetune_task
 
 
 @flow(name="finetune", flow_run_name="finetune-{cfg.name}")
-def finetune_selected(cfg: PipelineConfig, ingested: dict[str, Any], sel: dict[str, Any]) -> dict[str, Any]:
-    """Fine-tune on a finished selection (``select_rows`` output); returns the decision summary."""
-    return finetune_task(cfg, ingested, sel["prefilter"], sel["scorer"], sel["selection"], sel["report"])
+def finetune_selected(cfg: PipelineConfig, ingested: DatasetIngest | None, selection: Selection) -> Finetuned:
+    """Fine-tune on a finished selection (``select_rows`` output); returns the decision."""
+    return finetune_task(cfg, ingested, selection)
 
 
 @flow(name="finetune-only")
 def finetune(config_path: str = "examples/factory.yaml", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fine-tune + gate on the current selection (no ingest; cached selection stages are reused)."""
     cfg = load_config(config_path, overrides)
-    return finetune_selected(cfg, {}, select_rows(cfg))
+    return finetune_selected(cfg, None, select_rows(cfg)).to_dict()
 
 
 if __name__ == "__main__":

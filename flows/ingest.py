@@ -2,41 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from rsft import stages
 from rsft.config import PipelineConfig, load_config
+from rsft.pipeline.data import check_files, dataset_ingest
+from rsft.pipeline.layout import contract, ingest_sources, pipeline_root
+from rsft.pipeline.results import Ingested
 from tasks.ingest import ingest_file_task, plan_ingest_task
+from tasks.runners import make_task_runner
 
 
-@flow(name="ingest", flow_run_name="ingest-{cfg.name}", task_runner=ThreadPoolTaskRunner(max_workers=2))
-def ingest_datasets(cfg: PipelineConfig) -> dict[str, Any]:
+@flow(name="ingest", flow_run_name="ingest-{cfg.name}")
+def ingest_files(cfg: PipelineConfig) -> Ingested:
     """Ingest every configured dataset; a failing file never stops the others."""
-    root = stages.pipeline_root(cfg)
-    summary: dict[str, Any] = {}
-    for name, (sources, contract_name) in stages.ingest_sources(cfg).items():
-        contract = getattr(cfg.ingest, contract_name)
+    root = pipeline_root(cfg)
+    out = {}
+    for name, (sources, contract_name) in ingest_sources(cfg).items():
+        c = contract(cfg, contract_name)
         dataset_dir = str(root / name)
-        plans = plan_ingest_task(name, sources, dataset_dir, contract)
-        futures = ingest_file_task.map(plans, unmapped(dataset_dir), unmapped(contract), unmapped(cfg.ingest.chunk_rows))
-        files = [f.result() for f in futures]
-        summary[name] = {**stages.ingest_totals(files, dataset_dir), "dataset": dataset_dir, "file_results": files}
+        plans = plan_ingest_task(name, sources, dataset_dir, c)
+        futures = ingest_file_task.map(plans, unmapped(dataset_dir), unmapped(c), unmapped(cfg.ingest.chunk_rows))
+        out[name] = dataset_ingest([f.result() for f in futures], dataset_dir)
     create_table_artifact(
-        [{"dataset": k, **{c: v[c] for c in ("files", "files_skipped", "rows_total", "rows_ok", "rows_quarantined")},
-          "failed": len(v["files_failed"])} for k, v in summary.items()],
+        [{"dataset": k, "files": v.files, "files_skipped": v.files_skipped, "rows_total": v.rows_total,
+          "rows_ok": v.rows_ok, "rows_quarantined": v.rows_quarantined, "failed": len(v.files_failed)}
+         for k, v in out.items()],
         key="ingest-summary",
     )
-    failed = [f for v in summary.values() for f in v["files_failed"]]
-    if failed and cfg.ingest.fail_run_on_file_error:
-        raise RuntimeError(f"{len(failed)} file(s) failed to ingest: {failed[0]}")
-    return summary
+    return Ingested(out)
+
+
+def ingest_datasets(cfg: PipelineConfig) -> Ingested:
+    """The ingest sub-flow with ``ingest.concurrency`` files at a time (thread pool)."""
+    return ingest_files.with_options(task_runner=make_task_runner("thread", cfg.ingest.concurrency))(cfg)
 
 
 @flow(name="ingest-exports")
-def ingest(config_path: str = "examples/factory.yaml") -> dict[str, Any]:
+def ingest(config_path: str = "examples/factory.yaml") -> Ingested:
     """Deployment entry point: ingest the exports a config names (hourly)."""
-    return ingest_datasets(load_config(config_path))
+    cfg = load_config(config_path)
+    ingested = ingest_datasets(cfg)
+    check_files(cfg, ingested)
+    return ingested

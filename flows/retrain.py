@@ -1,4 +1,5 @@
-"""The nightly retrain: ingest -> select -> fine-tune -> evaluate -> register -> promote."""
+"""The nightly retrain: the night of ``rsft.pipeline.night.run_night``, its steps as Prefect
+sub-flows (ingest, select, finetune) with per-file, per-chunk and per-CV-unit tasks."""
 
 from __future__ import annotations
 
@@ -11,19 +12,14 @@ from flows.finetune import finetune_selected
 from flows.ingest import ingest_datasets
 from flows.select import select_rows
 from rsft.config import load_config
-from rsft.stages import check_adapt, pool_dataset, require_targets
-from rsft.summary import run_summary
+from rsft.pipeline.night import Steps, run_night
+
+PREFECT_STEPS = Steps(ingest=ingest_datasets, select=select_rows, finetune=finetune_selected)
 
 
 @flow(name="nightly-retrain", flow_run_name="retrain-{config_path}")
 def retrain(config_path: str = "examples/factory.yaml", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    cfg = load_config(config_path, overrides)
-    ingested = ingest_datasets(cfg)
-    require_targets(ingested)
-    check_adapt(cfg)
-    sel = select_rows(cfg)
-    result = finetune_selected(cfg, ingested[pool_dataset(cfg)], sel)
-    summary = run_summary(cfg, ingested, sel, result)
+    summary = run_night(load_config(config_path, overrides), PREFECT_STEPS)
     create_table_artifact([{"what": k, "value": str(v)} for k, v in summary.items()], key="retrain-summary")
     return summary
 

@@ -8,6 +8,7 @@ from typing import Any
 from prefect import flow, unmapped
 
 from rsft.config import PipelineConfig
+from rsft.pipeline.results import Selected, Selection
 from tasks.runners import make_task_runner
 from tasks.select import fit_scorer_task, merge_task, plan_chunks_task, prefilter_task, report_task, sample_chunk_task
 
@@ -19,15 +20,13 @@ def task_runner(cfg: PipelineConfig):
 
 
 @flow(name="select", flow_run_name="select-{cfg.name}")
-def select_rows(cfg: PipelineConfig) -> dict[str, Any]:
+def select_rows(cfg: PipelineConfig) -> Selection:
     prefiltered = prefilter_task(cfg)
     scored = fit_scorer_task(cfg, prefiltered)
-    run_dir = Path(scored["run_dir"])
-    specs = plan_chunks_task(prefiltered["output"], cfg.sampling.chunk_rows)
+    specs = plan_chunks_task(prefiltered.output, cfg.sampling.chunk_rows)
     chunk_flow = sample_chunks.with_options(task_runner=task_runner(cfg))
-    selection = chunk_flow(cfg, specs, scored["scorer_path"], scored["log_m"], str(run_dir))
-    report = report_task(cfg, prefiltered, scored, selection)
-    return {"prefilter": prefiltered, "scorer": scored, "selection": selection, "report": report}
+    selected = Selected.from_summary(chunk_flow(cfg, specs, scored.scorer_path, scored.log_m, scored.run_dir))
+    return Selection(prefiltered, scored, selected, report_task(cfg, prefiltered, scored, selected))
 
 
 @flow(name="sample-chunks", flow_run_name="sample-{cfg.name}")

@@ -169,25 +169,27 @@ def ingest(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
     """Ingest the exports the config names (incremental: already ingested files are skipped)."""
     cfg = _load(config, sets)
     from flows.ingest import ingest_datasets
+    from rsft.pipeline.data import check_files
 
     with ingest_progress():
         try:
-            summary = ingest_datasets(cfg)
+            ingested = ingest_datasets(cfg)
+            check_files(cfg, ingested)
         except Exception as e:  # one line for the operator; the Prefect log has the traceback
             _fail(f"ingest failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1)
     t = Table(title="ingest")
     for col in ("dataset", "files", "skipped (done before)", "rows read (new files)", "rows ok", "quarantined",
                 "failed files"):
         t.add_column(col)
-    for name, s in summary.items():  # read = ok + quarantined (skipped files read nothing)
-        t.add_row(name, str(s["files"]), str(s["files_skipped"]), f"{s['rows_ok'] + s['rows_quarantined']:,}",
-                  f"{s['rows_ok']:,}", f"{s['rows_quarantined']:,}", str(len(s["files_failed"])))
+    for name, s in ingested.datasets.items():  # read = ok + quarantined (skipped files read nothing)
+        t.add_row(name, str(s.files), str(s.files_skipped), f"{s.rows_ok + s.rows_quarantined:,}",
+                  f"{s.rows_ok:,}", f"{s.rows_quarantined:,}", str(len(s.files_failed)))
     console.print(t)
-    for name, s in summary.items():
-        if s.get("quarantine_reasons"):
-            console.print(f"{name} quarantined: {_counts(s['quarantine_reasons'])}", highlight=False)
-    for name, s in summary.items():
-        for line in s["files_failed"]:
+    for name, s in ingested.datasets.items():
+        if s.quarantine_reasons:
+            console.print(f"{name} quarantined: {_counts(s.quarantine_reasons)}", highlight=False)
+    for name, s in ingested.datasets.items():
+        for line in s.files_failed:
             err.print(f"[yellow]failed[/] {name}: {line}", highlight=False)
 
 
@@ -220,8 +222,8 @@ def ingest_progress():
 
 
 def _client(cfg: PipelineConfig):
-    from rsft import registry
-    from rsft.stages import tracking_uri
+    from rsft.pipeline.layout import tracking_uri
+    from rsft.tracking import registry
 
     return registry.client(tracking_uri(cfg))
 
@@ -229,7 +231,7 @@ def _client(cfg: PipelineConfig):
 @app.command()
 def history(config: str = ConfigOpt) -> None:
     """Print the model's versions, aliases and promotion decisions (the audit trail)."""
-    from rsft import registry
+    from rsft.tracking import registry
 
     cfg = _load(config)
     rows = registry.history(_client(cfg), cfg.promotion.model_name)
@@ -262,10 +264,8 @@ def promote(
     force: bool = typer.Option(False, help="Skip the guardrails and the comparison with the champion."),
 ) -> None:
     """Manually promote a version (scored against the champion on the target hold-out unless --force)."""
-    from rsft import registry
-    from rsft.evaluate import evaluate_regression
-    from rsft.models import load_checkpoint, model_from_checkpoint
-    from rsft.stages import load_target
+    from rsft.pipeline import evaluate_frame, load_target
+    from rsft.tracking import promotion, registry
 
     cfg = _load(config)
     name = cfg.promotion.model_name
@@ -274,32 +274,24 @@ def promote(
     if version not in known:
         _fail(f"{name} has no version {version}" + (f" (registered: {', '.join(map(str, sorted(known)))})" if known
                                                      else " (nothing registered yet)"))
-    mv = mlc.get_model_version(name, str(version))
-    current = registry.alias_version(mlc, name)
-    if current is not None and str(current.version) == str(version):
-        _fail(f"v{version} is already {name}@champion", 1)
-    if force:
-        decision = registry.Decision(True, "manual promotion (--force)", cfg.promotion.metric, float("nan"), None)
-    else:
+
+    def judge(mv, current):
         holdout = load_target(cfg, "target_holdout")
-        score = lambda v: evaluate_regression(  # noqa: E731
-            model_from_checkpoint(load_checkpoint(registry.download_checkpoint(mlc, v))), holdout, cfg.features
-        )
-        decision = registry.decide(cfg.promotion, score(mv), score(current) if current else None, holdout.height)
-    with registry.registry_lock(state_paths(cfg.state.dir).locks, name):
-        if not decision.promote:
-            _fail(f"not promoted: {decision.reason} (use --force to override)", 1)
-        registry.move_champion(mlc, name, str(version), current.version if current else None)
-        # the nightly decision on this version stays as it was; the manual promotion is an event
-        registry.record_event(mlc, name, str(version), f"promoted manually: {decision.reason}"
-                              + (f" (champion was v{current.version})" if current else ""))
+        score = lambda v: evaluate_frame(registry.load_version_model(mlc, v), holdout, cfg)  # noqa: E731
+        return registry.decide(cfg.promotion, score(mv), score(current) if current else None, holdout.height)
+
+    try:
+        decision, _ = promotion.promote_version(mlc, state_paths(cfg.state.dir).locks, name, str(version),
+                                                None if force else judge)
+    except promotion.PromotionRefused as e:
+        _fail(str(e), 1)
     console.print(f"[green]{name}@champion[/] → v{version} ({decision.reason})")
 
 
 @app.command()
 def rollback(config: str = ConfigOpt) -> None:
     """Make previous-champion the champion again (and the current champion previous-champion)."""
-    from rsft import registry
+    from rsft.tracking import registry
 
     cfg = _load(config)
     name = cfg.promotion.model_name
@@ -322,76 +314,15 @@ def serve(config: str = ConfigOpt) -> None:
     console.print(f"served {cfg.name}")
 
 
-_TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+@contextmanager
+def _tables():
+    """rsft.tables' errors (a missing file, a value that does not parse) as one line."""
+    from rsft.tables import TableError
 
-
-def _table_files(path: str) -> list[str]:
-    """The file itself, or every CSV / Parquet file under a directory (recursively, no dot-files)."""
-    p = Path(path)
-    if not (p.exists() or "://" in str(path)):
-        _fail(f"{path}: no such file or directory")
-    if not p.is_dir():
-        if not str(path).endswith(_TABLE_SUFFIXES):
-            _fail(f"{path}: expected a .csv, .csv.gz or .parquet file (or a directory of them)")
-        return [str(path)]
-    files = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.name.endswith(_TABLE_SUFFIXES)
-                   and not any(part.startswith(".") for part in f.relative_to(p).parts))
-    if not files:
-        _fail(f"{path}: no .csv, .csv.gz or .parquet files in this directory")
-    return files
-
-
-def _scan_file(path: str, columns: list[str] | None = None):
-    """One CSV or Parquet file as a lazy frame; a gzipped CSV is decompressed into memory (Polars
-    cannot scan it), only ``columns`` of it when given."""
-    import polars as pl
-
-    if path.endswith((".parquet", ".pq")):
-        return pl.scan_parquet(path)
-    if path.endswith(".csv.gz"):
-        return pl.read_csv(path, columns=columns, infer_schema_length=10_000).lazy()
-    return pl.scan_csv(path, infer_schema_length=10_000)
-
-
-def _file_schema(path: str) -> dict:
-    """Column -> dtype of one file (a CSV's from its first 10,000 rows, where a column with no
-    value at all reads as text: it counts as a number column with missing values)."""
-    import polars as pl
-
-    if path.endswith((".parquet", ".pq")):
-        return dict(pl.scan_parquet(path).collect_schema())
-    head = pl.read_csv(path, n_rows=10_000, infer_schema_length=10_000, ignore_errors=True)  # types only
-    return {c: (pl.Float64 if dt == pl.String and head[c].null_count() == head.height else dt)
-            for c, dt in head.schema.items()}
-
-
-def _table_schema(path: str, text_in: dict[str, str] | None = None) -> dict:
-    """Column -> dtype over every file of ``path`` (a column numeric in every file that has it
-    counts as numeric; files that disagree otherwise make it a string). ``text_in`` collects, per
-    non-numeric column, the first file where it is text."""
-    import polars as pl
-
-    out: dict = {}
-    for f in _table_files(path):
-        for name, dt in _file_schema(f).items():
-            if not dt.is_numeric() and text_in is not None:
-                text_in.setdefault(name, os.path.basename(f))
-            if name not in out:
-                out[name] = dt
-            elif out[name] != dt:
-                out[name] = pl.Float64 if out[name].is_numeric() and dt.is_numeric() else pl.String
-    return out
-
-
-def _scan_table(path: str, columns: list[str] | None = None):
-    """A CSV or Parquet file, or a directory of them (CSV and Parquet mixed, e.g. a plant's daily
-    exports), as one lazy frame; with ``columns``, only those, cast to Float64 (numbers)."""
-    import polars as pl
-
-    parts = [_scan_file(f, columns) for f in _table_files(path)]
-    if columns is not None:
-        parts = [lf.select([pl.col(c).cast(pl.Float64) for c in columns]) for lf in parts]
-    return parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed")
+    try:
+        yield
+    except TableError as e:
+        _fail(str(e))
 
 
 def _did_you_mean(name: str, names: list[str]) -> str:
@@ -400,41 +331,6 @@ def _did_you_mean(name: str, names: list[str]) -> str:
 
     shown = ", ".join(names[:40]) + (f", … ({len(names)} in all)" if len(names) > 40 else "")
     return did_you_mean(name, names) + f" (columns: {shown})"
-
-
-@contextmanager
-def _polars_errors(path: str):
-    """A Polars error reading ``path`` (e.g. a value that does not parse as its column's type,
-    multi-line) as one line naming the file."""
-    import polars as pl
-
-    try:
-        yield
-    except pl.exceptions.PolarsError as e:
-        _fail(f"{path}: {str(e).strip().splitlines()[0]}")
-
-
-def _read_table(path: str):
-    with _polars_errors(path):
-        return _scan_table(path).collect()
-
-
-def _pool_sample(path: str, columns: list[str], rows: int, seed: int):
-    """At most ``rows`` complete rows of ``columns`` from a pool file, read in two streaming
-    passes (a count, then a filter on a hash of the row number that keeps ~``rows`` + 5 σ, then an
-    exact seeded sample): the file is never held in memory (gzipped CSV: its selected columns).
-    Row numbers, not row contents, are hashed: repeated rows are sampled independently.
-    Returns (sample, complete rows in the file)."""
-    import polars as pl
-
-    lf = _scan_table(path, columns).drop_nulls()
-    with _polars_errors(path):
-        total = lf.select(pl.len()).collect(engine="streaming").item()
-        if total > rows:  # the margin makes a short sample a 5-sigma event; the exact sample trims it
-            keep = min(1_000_000, int((rows + 5 * rows**0.5 + 10) / total * 1_000_000) + 1)
-            lf = (lf.with_row_index("_i").filter(pl.col("_i").hash(seed) % 1_000_000 < keep).drop("_i"))
-        df = lf.collect(engine="streaming")
-    return (df.sample(rows, seed=seed) if df.height > rows else df), total
 
 
 @app.command()
@@ -464,15 +360,15 @@ def adapt(
 
     from rsft.adapt import PoolSample, candidate_table, run_search, time_blocks
     from rsft.config import AdaptConfig, FeaturesConfig, ModelConfig, ScorerConfig, Strategy, TrainConfig
-    from rsft.features import labels, to_matrix
-    from rsft.models import build_model, set_standardization
-    from rsft.train import fit, seed_everything
+    from rsft.pipeline.training import arrays, pretrain
+    from rsft.tables import read_table, sample_table, table_schema
 
     if scorer not in ("gaussian", "gmm", "classifier"):
         _fail(f"--scorer must be gaussian, gmm or classifier (got '{scorer}')")
-    tgt_df = _read_table(target_sample)
     text_in: dict[str, str] = {}
-    pool_schema = _table_schema(pool, text_in)
+    with _tables():
+        tgt_df = read_table(target_sample)
+        pool_schema = table_schema(pool, text_in)
     for name, names in (("pool", list(pool_schema)), ("target sample", tgt_df.columns)):
         if label not in names:
             _fail(f"{name} has no column '{label}'{_did_you_mean(label, names)}")
@@ -508,20 +404,17 @@ def adapt(
         **({"strategies": strategies.split(",")} if strategies else {}),
     )
     tcfg = TrainConfig(epochs=epochs, seed=seed)
-    with console.status(f"sampling {pool_rows:,} pool rows from {pool}…"):
-        pool_df, pool_total = _pool_sample(pool, [*cols, label], pool_rows, seed)
-    xp, yp = to_matrix(pool_df, fcfg), labels(pool_df, fcfg)
-    xt, yt = to_matrix(tgt_df, fcfg), labels(tgt_df, fcfg)
+    with console.status(f"sampling {pool_rows:,} pool rows from {pool}…"), _tables():
+        pool_df, pool_total = sample_table(pool, [*cols, label], pool_rows, seed)
+    xp, yp = arrays(pool_df, fcfg)
+    xt, yt = arrays(tgt_df, fcfg)
     groups = tgt_df.get_column(group_by).to_numpy() if group_by else time_blocks(len(yt), acfg.time_blocks)
     hold = None
     if holdout:
-        hdf = _read_table(holdout).drop_nulls([*cols, label])
-        hold = (to_matrix(hdf, fcfg), labels(hdf, fcfg))
+        with _tables():
+            hold = arrays(read_table(holdout).drop_nulls([*cols, label]), fcfg)
     with console.status(f"pretraining the warm start on {len(yp):,} pool rows…"):
-        seed_everything(seed)  # the initial weights too: the same --seed gives the same report
-        warm = build_model(ModelConfig(), len(cols))
-        set_standardization(warm, xp, yp)
-        fit(warm, (xp, yp), tcfg)
+        warm, _ = pretrain(ModelConfig(), xp, yp, tcfg)  # seeded: the same --seed gives the same report
     with console.status(f"searching {len(acfg.strategies)} strategies × {folds} grouped folds…"):
         try:
             _, report = run_search(acfg, tcfg, ScorerConfig(kind=scorer), cols, warm, (xt, yt, groups),
@@ -548,7 +441,7 @@ def adapt(
 def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
     """Validate a config file and print it resolved (unknown keys and wrong types are errors)."""
     cfg = _load(config, sets)
-    from rsft.stages import cfg_yaml
+    from rsft.pipeline.layout import cfg_yaml
 
     console.print(cfg_yaml(cfg), highlight=False)
 

@@ -7,24 +7,25 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from rsft import stages
 from rsft.config import FeaturesConfig, PipelineConfig, SamplingConfig
+from rsft.pipeline import data
+from rsft.pipeline.results import Prefiltered, Scored, Selected
 from rsft.sampling import ChunkSpec, merge_selection, plan_chunks, sample_chunk
 
 
 @task(name="prefilter", retries=1, task_run_name="prefilter-{cfg.name}")
-def prefilter_task(cfg: PipelineConfig) -> dict[str, Any]:
-    summary = stages.prefilter_stage(cfg)
-    rows = [{"rule": k, "dropped (first failing)": v, "would drop alone": summary.get("alone", {}).get(k, "")}
-            for k, v in summary["dropped"].items()]
-    rows.append({"rule": "kept", "dropped (first failing)": summary["rows_out"], "would drop alone": ""})
-    create_table_artifact(rows, key="prefilter-counts", description=f"Prefilter: {summary['rows_in']} rows in")
-    return summary
+def prefilter_task(cfg: PipelineConfig) -> Prefiltered:
+    pre = data.prefilter_stage(cfg)
+    rows = [{"rule": k, "dropped (first failing)": v, "would drop alone": pre.alone.get(k, "")}
+            for k, v in pre.dropped.items()]
+    rows.append({"rule": "kept", "dropped (first failing)": pre.rows_out, "would drop alone": ""})
+    create_table_artifact(rows, key="prefilter-counts", description=f"Prefilter: {pre.rows_in} rows in")
+    return pre
 
 
 @task(name="fit-scorer", task_run_name="fit-{cfg.scorer.kind}-scorer")
-def fit_scorer_task(cfg: PipelineConfig, prefiltered: dict[str, Any]) -> dict[str, Any]:
-    return stages.fit_scorer_stage(cfg, prefiltered)
+def fit_scorer_task(cfg: PipelineConfig, prefiltered: Prefiltered) -> Scored:
+    return data.fit_scorer_stage(cfg, prefiltered)
 
 
 @task(name="plan-chunks")
@@ -52,14 +53,14 @@ def merge_task(summaries: list[Any], out_path: str, cfg: SamplingConfig, log_m: 
 
 
 @task(name="selection-report")
-def report_task(cfg: PipelineConfig, prefiltered: dict, scored: dict, selection: dict) -> dict[str, Any]:
-    report = stages.report_stage(cfg, prefiltered, scored, selection)
+def report_task(cfg: PipelineConfig, prefiltered: Prefiltered, scored: Scored, selected: Selected) -> dict[str, Any]:
+    report = data.report_stage(cfg, prefiltered, scored, selected)
     lines = [
         f"# Selection report ({cfg.scorer.kind} scorer, {cfg.sampling.mode} mode)",
         "",
-        f"- pool rows: {selection['rows_in']:,}; selected: {selection['rows_out']:,}",
-        f"- acceptance rate: {selection['acceptance_rate']:.4f} (ideal {selection.get('ideal_acceptance') or float('nan'):.4f})",
-        f"- clipped share (w > M): {selection.get('clipped_share', 0.0):.4%}",
+        f"- pool rows: {selected.rows_in:,}; selected: {selected.rows_out:,}",
+        f"- acceptance rate: {selected.acceptance_rate:.4f} (ideal {selected.ideal_acceptance or float('nan'):.4f})",
+        f"- clipped share (w > M): {selected.clipped_share:.4%}",
     ]
     for k in ("ess", "auc_pool_vs_target", "auc_selected_vs_target"):
         if k in report:

@@ -16,7 +16,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def registry_recipe(cfg, out) -> str:
-    from rsft import registry, stages
+    from rsft import pipeline as stages
+    from rsft.tracking import registry
 
     mlc = registry.client(stages.tracking_uri(cfg))
     return mlc.get_model_version(cfg.promotion.model_name, str(out["model_version"])).tags["rsft.recipe"]
@@ -110,7 +111,8 @@ def test_retrain_with_adapt_logs_nested_candidates(tmp_path, prefect_harness):
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     from flows.retrain import retrain
-    from rsft import registry, stages
+    from rsft import pipeline as stages
+    from rsft.tracking import registry
     from rsft.config import load_config
     from rsft.synth import write_synthetic
 
@@ -167,7 +169,7 @@ def test_retrain_trains_an_rsft_choice_on_the_sampling_stages_selection(tmp_path
 def test_rsft_adapt_reads_a_directory_of_mixed_csv_and_parquet_exports(tmp_path):
     """`--pool <dir>`: every CSV and Parquet file under it (a plant's daily exports alternate),
     dot-files skipped; numbers typed differently per file still count as numeric."""
-    from rsft.cli import _pool_sample, _table_schema
+    from rsft.tables import sample_table as _pool_sample, table_schema as _table_schema
 
     d = tmp_path / "pool"
     (d / "sub").mkdir(parents=True)
@@ -190,7 +192,7 @@ def test_rsft_adapt_reads_a_directory_of_mixed_csv_and_parquet_exports(tmp_path)
 def test_pool_sample_hashes_row_numbers_not_contents(tmp_path):
     """Repeated rows are sampled independently (a content hash kept or dropped all copies of a row:
     a pool of few distinct rows came back as one row repeated, or empty); the sample is never short."""
-    from rsft.cli import _pool_sample
+    from rsft.tables import sample_table as _pool_sample
 
     base = pl.DataFrame({"a": [float(i % 10) for i in range(30)], "y": [float(i % 3) for i in range(30)]})
     pl.concat([base] * 400).write_parquet(tmp_path / "rep.parquet")  # 12,000 rows, 30 distinct
@@ -204,14 +206,14 @@ def test_pool_sample_hashes_row_numbers_not_contents(tmp_path):
 def test_retrain_checks_the_adapt_folds_before_touching_the_pool(tmp_path):
     """More folds than the target sample's groups (or a missing group column) fail right after
     ingest, in one line, not after prefilter, scoring and sampling."""
-    from rsft import stages
+    from rsft import pipeline as stages
     from rsft.config import load_config
     from rsft.synth import write_synthetic
 
     cfg_path = small_config(tmp_path)
     cfg = load_config(cfg_path, {"adapt.enabled": True, "adapt.group_by": "machine_id", "adapt.folds": 5})
     write_synthetic(cfg.synth, tmp_path / "raw")
-    stages.require_targets(stages.ingest_stage(cfg))
+    stages.check_ingested(cfg, stages.ingest_stage(cfg))
     with pytest.raises(ValueError, match=r"^adapt.folds=5 but the target sample has only 4 groups of machine_id; use fewer folds$"):
         stages.check_adapt(cfg)
     with pytest.raises(ValueError, match="adapt.group_by: the target sample has no column 'line'"):
@@ -224,7 +226,8 @@ def test_a_night_where_the_search_keeps_the_champion_registers_nothing(tmp_path,
     """The search concludes that no candidate beats the champion: no copy of it is registered and
     gated against itself; the night is an event on the champion's audit trail."""
     from flows.retrain import retrain
-    from rsft import registry, stages
+    from rsft import pipeline as stages
+    from rsft.tracking import registry
     from rsft.config import load_config
     from rsft.synth import write_synthetic
 

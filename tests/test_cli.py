@@ -46,7 +46,7 @@ def test_check_config_prints_resolved(tmp_path):
 
 def test_core_library_does_not_import_prefect():
     code = (
-        "import sys, rsft.config, rsft.synth, rsft.stages, rsft.registry, rsft.features, rsft.cli;"
+        "import sys, rsft.config, rsft.synth, rsft.pipeline, rsft.tracking.registry, rsft.features, rsft.cli;"
         "assert 'prefect' not in sys.modules, 'rsft imported prefect'"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)

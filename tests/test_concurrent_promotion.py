@@ -16,21 +16,21 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = """
 import json, sys
 from rsft.config import load_config
-from rsft import stages
+from rsft import pipeline as stages
 cfg = load_config(sys.argv[1], {"train.seed": int(sys.argv[2]), "train.epochs": 3})
 pre = stages.prefilter_stage(cfg)
 scored = stages.fit_scorer_stage(cfg, pre)
 sel = stages.select_stage(cfg, pre, scored)
-out = stages.finetune_register_stage(cfg, {"rows_ok": 0, "rows_quarantined": 0}, pre, scored, sel, None)
-print(json.dumps({"version": out["version"], "promoted": out["promoted"], "rmse": out["challenger"]["rmse"]}))
+out = stages.finetune_stage(cfg, None, stages.Selection(pre, scored, sel, None))
+print(json.dumps({"version": out.version, "promoted": out.promoted, "rmse": out.challenger["rmse"]}))
 """
 
 
 @pytest.mark.slow
 def test_concurrent_retrains_leave_one_consistent_champion(tmp_path):
-    from rsft import registry
+    from rsft.tracking import registry
     from rsft.config import load_config
-    from rsft.stages import ingest_stage, load_target, tracking_uri, retrain_local
+    from rsft.pipeline import ingest_stage, load_target, tracking_uri, run_night
     from rsft.evaluate import evaluate_regression
     from rsft.models import load_checkpoint, model_from_checkpoint
     from rsft.synth import write_synthetic
@@ -38,7 +38,7 @@ def test_concurrent_retrains_leave_one_consistent_champion(tmp_path):
     cfg_path = small_config(tmp_path)
     cfg = load_config(cfg_path)
     write_synthetic(cfg.synth, tmp_path / "raw", night=1)
-    first = retrain_local(cfg)  # version 1 = champion
+    first = run_night(cfg)  # version 1 = champion
     assert first["promoted"] and first["model_version"] == "1"
     ingest_stage(cfg)
 

@@ -81,10 +81,10 @@ def test_rolling_features_are_refused_for_text_pipelines():
 
 def test_adapt_rsft_candidate_defaults_to_the_sampling_stages_recipe():
     """Unset adapt.m_quantiles = [sampling.m_quantile]: the search's rsft candidate is the sampling
-    stage's recipe, so a winner trains on that stage's selection (rsft.stages.is_sampling_recipe);
+    stage's recipe, so a winner trains on that stage's selection (rsft.pipeline.is_sampling_recipe);
     a candidate with other settings does not."""
     from rsft.adapt import make_candidates
-    from rsft.stages import is_sampling_recipe
+    from rsft.pipeline import is_sampling_recipe
 
     cfg = load_config(EXAMPLE, {"adapt.enabled": True, "sampling.m_quantile": 0.95})
     assert cfg.adapt.m_quantiles == [0.95]
@@ -132,12 +132,17 @@ def test_feature_columns_must_exist_in_the_contract_one_line():
 
 
 def test_require_targets_stops_only_when_no_target_file_ingested():
-    from rsft.stages import require_targets
+    from rsft.pipeline import DatasetIngest, Ingested
+    from rsft.pipeline.data import check_targets
 
-    bad = {"files_failed": ["old.csv: unreadable"], "file_results": [{"status": "failed"}]}
+    def ds(*statuses, failed=("old.csv: unreadable",)):
+        return DatasetIngest("d", len(statuses), 0, 0, 0, 0, files_failed=failed,
+                             file_results=tuple({"status": s} for s in statuses))
+
+    bad = ds("failed")
     with pytest.raises(ValueError, match=r"the target sample did not ingest \(old.csv: unreadable\)"):
-        require_targets({"target_sample": bad, "target_holdout": {}})
+        check_targets(Ingested({"target_sample": bad, "target_holdout": ds(failed=())}))
     with pytest.raises(ValueError, match="target holdout"):  # the skipped (unchanged) file is an earlier night's
-        require_targets({"target_holdout": {**bad, "file_results": [{"status": "failed"}, {"status": "skipped"}]}})
+        check_targets(Ingested({"target_holdout": ds("failed", "skipped")}))
     # a directory of daily samples whose old bad file fails every night: tonight's new file ingested
-    require_targets({"target_sample": {**bad, "file_results": [{"status": "failed"}, {"status": "ok"}]}})
+    check_targets(Ingested({"target_sample": ds("failed", "ok")}))

@@ -38,7 +38,7 @@ def test_prefect_yaml_deployments_are_valid():
 @pytest.mark.slow
 def test_dask_and_thread_runners_select_identical_rows(tmp_path, prefect_harness):
     from flows.select import sample_chunks
-    from rsft import stages
+    from rsft import pipeline as stages
     from rsft.config import load_config
     from rsft.synth import write_synthetic
 
@@ -49,7 +49,7 @@ def test_dask_and_thread_runners_select_identical_rows(tmp_path, prefect_harness
     scored = stages.fit_scorer_stage(cfg, pre)
     from rsft.sampling import plan_chunks
 
-    specs = plan_chunks(pre["output"], cfg.sampling.chunk_rows)
+    specs = plan_chunks(pre.output, cfg.sampling.chunk_rows)
     assert len(specs) >= 4
     rows = {}
     for runner in ("thread", "dask"):
@@ -57,7 +57,7 @@ def test_dask_and_thread_runners_select_identical_rows(tmp_path, prefect_harness
         from flows.select import task_runner
 
         flow = sample_chunks.with_options(task_runner=task_runner(c))
-        out = flow(c, specs, scored["scorer_path"], scored["log_m"], str(tmp_path / runner))
+        out = flow(c, specs, scored.scorer_path, scored.log_m, str(tmp_path / runner))
         rows[runner] = pl.read_parquet(out["output"]).select("_source", "_row").sort("_source", "_row")
         assert out["rows_out"] == rows[runner].height > 0
     assert rows["thread"].equals(rows["dask"])

@@ -7,7 +7,7 @@ import threading
 import pytest
 import torch
 
-from rsft import registry
+from rsft.tracking import registry
 from rsft.config import PromotionConfig
 
 POLICY = PromotionConfig(metric="rmse", min_improvement=0.02, min_holdout_rows=50, max_pool_regression=0.10)

@@ -34,9 +34,9 @@ def small_config(tmp_path: Path) -> Path:
 
 def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     from flows.retrain import retrain
-    from rsft import registry
+    from rsft.tracking import registry
     from rsft.config import load_config
-    from rsft.stages import tracking_uri
+    from rsft.pipeline import tracking_uri
     from rsft.synth import write_synthetic
 
     cfg_path = small_config(tmp_path)
@@ -159,7 +159,7 @@ def test_retrain_with_rolling_features_feeds_them_to_scorer_and_model(tmp_path):
     the block pass), the scorer and the challenger read them, the gate compares on the hold-out."""
     import polars as pl
 
-    from rsft import stages
+    from rsft import pipeline as stages
     from rsft.config import load_config
     from rsft.density import load_scorer
     from rsft.synth import write_synthetic
@@ -167,10 +167,10 @@ def test_retrain_with_rolling_features_feeds_them_to_scorer_and_model(tmp_path):
     rolling = [{"columns": ["s01", "s05"], "window": 4, "stats": ["mean", "std"]}]
     cfg = load_config(small_config(tmp_path), {"features.rolling": rolling})
     write_synthetic(cfg.synth, tmp_path / "raw", night=1)
-    out = stages.retrain_local(cfg)
+    out = stages.run_night(cfg)
     names = ["s01_mean4", "s01_std4", "s05_mean4", "s05_std4"]
     pre = stages.prefilter_stage(cfg)  # cached: the run's own prefiltered pool
-    assert set(names) <= set(pl.read_parquet_schema(pre["output"]))
+    assert set(names) <= set(pl.read_parquet_schema(pre.output))
     scored = stages.fit_scorer_stage(cfg, pre)
-    assert load_scorer(scored["scorer_path"]).feature_names[-4:] == names
+    assert load_scorer(scored.scorer_path).feature_names[-4:] == names
     assert out["promoted"] is True and out["model_version"] == "1"

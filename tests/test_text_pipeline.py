@@ -35,11 +35,11 @@ def small_text_config(tmp_path: Path) -> Path:
 
 def test_maintenance_logs_retrain_end_to_end(tmp_path, prefect_harness):
     from flows.retrain import retrain
-    from rsft import registry
+    from rsft.tracking import registry
     from rsft.config import load_config
     from rsft.features import labels, to_matrix
     from rsft.models import load_checkpoint, model_from_checkpoint
-    from rsft.stages import evaluate_frame, load_target, pipeline_root, tracking_uri
+    from rsft.pipeline import evaluate_frame, load_target, pipeline_root, tracking_uri
     from rsft.synth import write_synthetic
 
     cfg_path = small_text_config(tmp_path)

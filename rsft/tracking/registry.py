@@ -89,6 +89,13 @@ def download_checkpoint(mlclient, version) -> str:
     return mlclient.download_artifacts(version.run_id, CHECKPOINT_ARTIFACT, dst)
 
 
+def load_version_model(mlclient, version):
+    """The torch model of a registered version, rebuilt from its state-dict checkpoint."""
+    from rsft.models import load_checkpoint, model_from_checkpoint
+
+    return model_from_checkpoint(load_checkpoint(download_checkpoint(mlclient, version)))
+
+
 def history(mlclient, name: str) -> list[dict[str, Any]]:
     """Every version with its decision tags, newest first (the audit trail)."""
     from mlflow.exceptions import MlflowException

@@ -1,0 +1,43 @@
+"""The adaptation search as a stage: choose tonight's recipe by grouped CV on the target sample.
+
+The search itself (candidates, folds, rungs, the one-SE choice) is :mod:`rsft.adapt`; this module
+feeds it the night's data — the target sample with its CV groups and a labelled pool sample — and
+says which choice is the sampling stage's own recipe (trained at full scale on that stage's
+selection instead of the search's pool sample).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from rsft.config import PipelineConfig
+from rsft.pipeline.data import load_target, pool_sample, target_groups
+from rsft.pipeline.results import Prefiltered
+from rsft.pipeline.training import arrays
+
+
+def is_sampling_recipe(c, cfg: PipelineConfig) -> bool:
+    """Whether adapt candidate ``c`` is the sampling stage's own recipe: rsft by rejection with
+    that stage's tempering β and M quantile (its selection is then the candidate's pool rows)."""
+    sp = cfg.sampling
+    return c.strategy == "rsft" and sp.mode == "rejection" and c.beta == sp.temper and c.m_quantile == sp.m_quantile
+
+
+def adapt_stage(cfg: PipelineConfig, warm, prefiltered: Prefiltered, map_units=None,
+                final_fit: Callable[[Any], tuple[Any, dict[str, Any]] | None] | None = None):
+    """Run the search from the warm start; returns (the chosen recipe's model, report): retrained
+    on the whole target sample (+ its pool rows from the search's pool sample), or by
+    ``final_fit`` at full scale (``rsft.adapt.run_search``; ``report["final"]`` says which).
+    ``map_units``: how the CV units run (threads, Dask; None = in order)."""
+    from rsft.adapt import PoolSample, run_search
+    from rsft.features import feature_names
+
+    f, a = cfg.features, cfg.adapt
+    target = load_target(cfg)
+    if "ts" in target.columns:  # time blocks need time order
+        target = target.sort("ts")
+    xt, yt = arrays(target, f)
+    groups = target_groups(a, target)
+    xp, yp = arrays(pool_sample(prefiltered, a.pool_rows, cfg.train.seed + 2, labelled=f.label), f)
+    return run_search(a, cfg.train, cfg.scorer, feature_names(f), warm, (xt, yt, groups),
+                      PoolSample(xp, yp), seed=cfg.train.seed, map_units=map_units, final_fit=final_fit)

@@ -1,0 +1,259 @@
+"""The data stages of a night: ingest → checks → prefilter → fit the scorer → sample → report.
+
+Each stage takes the config section(s) it needs plus the previous stage's result and returns a
+small frozen result (:mod:`rsft.pipeline.results`); rows stay in Parquet under the state
+directory. The sequential forms here are what the local runner calls; the Prefect flows map the
+per-file and per-chunk work as tasks over the same library functions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from rsft.config import AdaptConfig, FeaturesConfig, PipelineConfig
+from rsft.pipeline.layout import (
+    TARGET_HOLDOUT,
+    TARGET_SAMPLE,
+    contract,
+    dataset_digest,
+    digest,
+    ingest_sources,
+    pipeline_root,
+    pool_dataset,
+)
+from rsft.pipeline.results import DatasetIngest, Ingested, Prefiltered, Scored, Selected
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------------------
+# ingest
+# --------------------------------------------------------------------------------------
+def dataset_ingest(files: list[dict[str, Any]], dataset_dir: str | Path) -> DatasetIngest:
+    """Sum per-file ingest results into the dataset's result (with the rows quarantined by this
+    run's files per reason)."""
+    from rsft.ingest import quarantine_reasons
+
+    keys = ("rows_total", "rows_ok", "rows_quarantined")
+    sums = {k: sum(int(f.get(k) or 0) for f in files) for k in keys}
+    reasons = quarantine_reasons(
+        dataset_dir, [f["digest"] for f in files if f.get("status") == "ok" and f.get("rows_quarantined")])
+    return DatasetIngest(
+        dataset=str(dataset_dir), files=len(files),
+        files_skipped=sum(f.get("status") in ("skipped", "duplicate") for f in files),
+        files_failed=tuple(f["error"] for f in files if f.get("status") == "failed"),  # "<file>: <why>"
+        quarantine_reasons=reasons, file_results=tuple(files), **sums)
+
+
+def ingest_stage(cfg: PipelineConfig) -> Ingested:
+    """Ingest every dataset, one file after another (the flow maps files as tasks instead)."""
+    from rsft.ingest import ingest
+
+    root = pipeline_root(cfg)
+    out = {}
+    for name, (sources, contract_name) in ingest_sources(cfg).items():
+        result = ingest(sources, root / name, contract(cfg, contract_name), chunk_rows=cfg.ingest.chunk_rows)
+        out[name] = dataset_ingest([f.to_dict() for f in result.files], root / name)
+    return Ingested(out)
+
+
+def check_files(cfg: PipelineConfig, ingested: Ingested) -> None:
+    """With ``ingest.fail_run_on_file_error``, a file that failed to ingest stops the run."""
+    failed = ingested.failed
+    if failed and cfg.ingest.fail_run_on_file_error:
+        raise RuntimeError(f"{len(failed)} file(s) failed to ingest: {failed[0]}")
+
+
+def check_targets(ingested: Ingested) -> None:
+    """Stop a night whose target sample or hold-out export failed to ingest while no other file
+    of it did: the dataset still holds only earlier nights' rows, and training or judging on those
+    would promote silently. (A target directory whose old bad file fails every night does not
+    stop a night whose new file ingested.)"""
+    for name in (TARGET_SAMPLE, TARGET_HOLDOUT):
+        d = ingested.get(name)
+        if d is not None and d.files_failed and not d.fresh:
+            raise ValueError(f"the {name.replace('_', ' ')} did not ingest ({d.files_failed[0]}); the retrain stops "
+                             "rather than train or judge on an earlier night's target rows")
+
+
+def check_ingested(cfg: PipelineConfig, ingested: Ingested) -> None:
+    """Whether the night may go on after ingest: :func:`check_files`, :func:`check_targets`."""
+    check_files(cfg, ingested)
+    check_targets(ingested)
+
+
+def target_groups(a: AdaptConfig, target: pl.DataFrame) -> np.ndarray:
+    """The adapt search's CV group of every target row: ``adapt.group_by``'s value, or its
+    contiguous time block (rows in the frame's order)."""
+    from rsft.adapt import time_blocks
+
+    if not a.group_by:
+        return time_blocks(target.height, a.time_blocks)
+    if a.group_by not in target.columns:
+        raise ValueError(f"adapt.group_by: the target sample has no column '{a.group_by}'")
+    return target.get_column(a.group_by).to_numpy()
+
+
+def check_adapt(cfg: PipelineConfig) -> None:
+    """With ``adapt.enabled``, fail before the pool is touched when the target sample cannot make
+    ``adapt.folds`` grouped folds (a missing group column, fewer groups than folds)."""
+    a = cfg.adapt
+    if not a.enabled:
+        return
+    target = load_target(cfg)
+    n = len(np.unique(target_groups(a, target)))
+    if n < a.folds:
+        raise ValueError(f"adapt.folds={a.folds} but the target sample has only {n} groups"
+                         + (f" of {a.group_by}" if a.group_by else f" ({target.height} rows in adapt.time_blocks={a.time_blocks})")
+                         + "; use fewer folds")
+
+
+# --------------------------------------------------------------------------------------
+# target rows and pool samples
+# --------------------------------------------------------------------------------------
+def load_target(cfg: PipelineConfig, which: str = TARGET_SAMPLE) -> pl.DataFrame:
+    """The (small) target sample or hold-out, labelled rows only; with ``features.rolling``, the
+    rolling aggregates are computed over all of its readings first (it must be a time series of
+    the same machines, like the pool)."""
+    from rsft.features import add_rolling_features
+    from rsft.ingest import scan_dataset
+
+    f = cfg.features
+    lf = scan_dataset(pipeline_root(cfg) / which)
+    if f.rolling:
+        have = lf.collect_schema().names()
+        missing = [c for c in (f.group, f.time_column) if c not in have]
+        if missing:
+            raise ValueError(f"features.rolling: the {which} has no column(s) {', '.join(missing)}")
+        lf = add_rolling_features(lf, f)
+    return lf.filter(pl.col(f.label).is_not_null()).collect()
+
+
+def hashed_sample(lf: pl.LazyFrame, rows_total: int, rows: int, seed: int) -> pl.LazyFrame:
+    """A deterministic ~``rows`` sample of a lazy frame, in one streaming pass (row-hash filter)."""
+    if rows_total <= rows:
+        return lf
+    keep = int(rows / rows_total * 1_000_000) + 1
+    return lf.filter(pl.struct("_source", "_row").hash(seed) % 1_000_000 < keep)
+
+
+def pool_sample(prefiltered: Prefiltered, rows: int, seed: int, labelled: str | None = None) -> pl.DataFrame:
+    """~``rows`` kept pool rows (hashed, deterministic); with ``labelled``, rows with that label only."""
+    lf = pl.scan_parquet(prefiltered.output)
+    if labelled:
+        lf = lf.filter(pl.col(labelled).is_not_null())
+    return hashed_sample(lf, prefiltered.rows_out, rows, seed).collect()
+
+
+# --------------------------------------------------------------------------------------
+# prefilter
+# --------------------------------------------------------------------------------------
+def rolling_derive(f: FeaturesConfig):
+    """``features.rolling`` as the prefilter's derived columns (computed on the kept pool rows)."""
+    from rsft.features import rolling_feature_exprs
+    from rsft.prefilter import Derive
+
+    if not f.rolling:
+        return None
+    return Derive(tuple(rolling_feature_exprs(f)), f.group, f.time_column, max(r.window for r in f.rolling) - 1)
+
+
+def prefilter_stage(cfg: PipelineConfig) -> Prefiltered:
+    """Apply the prefilter rules (and the rolling features) to the whole ingested pool; cached by
+    the pool's content and the rules."""
+    from rsft.ingest import scan_dataset
+    from rsft.prefilter import prefilter
+
+    root = pipeline_root(cfg)
+    src = root / pool_dataset(cfg)
+    f = cfg.features
+    derive = rolling_derive(f)
+    key = digest(dataset_digest(src), cfg.prefilter.model_dump(mode="json"),
+                 *([[r.model_dump(mode="json") for r in f.rolling], f.group, f.time_column] if derive else []))
+    out = root / "prefiltered" / f"{key}.parquet"
+    stats = out.with_suffix(".json")
+    if out.exists() and stats.exists():
+        log.info("prefilter: reusing %s", out)
+        return Prefiltered.from_dict(json.loads(stats.read_text()))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # prefilter.write_excluded: the dropped rows too, each with the first rule that dropped it
+    excluded = out.with_name(f"{key}.excluded.parquet") if cfg.prefilter.write_excluded else None
+    summary = {**prefilter(scan_dataset(src), out, cfg.prefilter, excluded_path=excluded, derive=derive).to_dict(),
+               "output": str(out), "excluded": str(excluded) if excluded else None}
+    stats.write_text(json.dumps(summary, indent=2))
+    return Prefiltered.from_dict(summary)
+
+
+# --------------------------------------------------------------------------------------
+# scorer, selection, report
+# --------------------------------------------------------------------------------------
+def run_key(cfg: PipelineConfig, prefiltered: Prefiltered) -> str:
+    return digest(
+        prefiltered.output,
+        dataset_digest(pipeline_root(cfg) / TARGET_SAMPLE),
+        cfg.features.model_dump(mode="json"),
+        cfg.scorer.model_dump(mode="json"),
+        cfg.sampling.model_dump(mode="json"),
+    )
+
+
+def fit_scorer_stage(cfg: PipelineConfig, prefiltered: Prefiltered) -> Scored:
+    """Fit (or reuse) the density-ratio scorer on the target sample vs a pool sample, score that
+    sample and calibrate log M on it."""
+    from rsft.density import load_scorer, make_scorer
+    from rsft.features import feature_names
+    from rsft.sampling import calibrate_log_m
+
+    key = run_key(cfg, prefiltered)
+    run_dir = pipeline_root(cfg) / "runs" / key
+    run_dir.mkdir(parents=True, exist_ok=True)
+    scorer_path = run_dir / "scorer.pt"
+    pool = pool_sample(prefiltered, cfg.scorer.pool_sample_rows, cfg.scorer.seed)
+    target = load_target(cfg)
+    if target.height == 0:
+        raise ValueError("target sample has no labelled rows after ingest")
+    if scorer_path.exists():
+        scorer = load_scorer(scorer_path)
+    else:
+        scorer = make_scorer(cfg.scorer, feature_names(cfg.features))
+        scorer.fit_frames(target, pool, cfg.features)
+        scorer.save(scorer_path)
+    log_w = np.asarray(scorer.log_ratio_frame(pool, cfg.features), dtype=np.float64)
+    log_m = calibrate_log_m(cfg.sampling.temper * log_w, cfg.sampling.m_quantile)
+    pool.select("_source", "_row").with_columns(log_w=pl.Series(log_w)).write_parquet(run_dir / "pool_sample_logw.parquet")
+    return Scored(run_key=key, run_dir=str(run_dir), scorer_path=str(scorer_path), scorer=cfg.scorer.kind,
+                  log_m=float(log_m), pool_sample_rows=pool.height, target_rows=target.height,
+                  diagnostics=scorer.diagnostics())
+
+
+def select_stage(cfg: PipelineConfig, prefiltered: Prefiltered, scored: Scored) -> Selected:
+    """Chunked selection, one chunk after another (the flow maps chunks as tasks instead)."""
+    from rsft.sampling import select
+
+    run_dir = Path(scored.run_dir)
+    return Selected.from_summary(select(
+        prefiltered.output, scored.scorer_path, cfg.features, cfg.sampling, str(run_dir / "chunks"),
+        log_m=scored.log_m, out_path=str(run_dir / "selected.parquet"),
+    ).to_dict())
+
+
+def report_stage(cfg: PipelineConfig, prefiltered: Prefiltered, scored: Scored, selected: Selected) -> dict[str, Any]:
+    """The selection report (JSON + plots under ``runs/<key>/report``): how the selected rows
+    compare with the target and the pool."""
+    from rsft.report import selection_report
+
+    run_dir = Path(scored.run_dir)
+    logw = pl.read_parquet(run_dir / "pool_sample_logw.parquet")
+    pool = pool_sample(prefiltered, cfg.scorer.pool_sample_rows, cfg.scorer.seed).join(logw, on=["_source", "_row"], how="inner")
+    chosen = pl.read_parquet(selected.output)
+    if chosen.height > 50_000:
+        chosen = chosen.sample(50_000, seed=cfg.sampling.seed)
+    return selection_report(
+        load_target(cfg), pool, chosen, cfg.features, pool.get_column("log_w").to_numpy(), run_dir / "report"
+    )

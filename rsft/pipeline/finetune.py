@@ -1,0 +1,174 @@
+"""The night's model step: warm start → fine-tune (or the adaptation search) → evaluate the
+challenger and the champion on the same hold-out → register → gate → aliases, in one MLflow run.
+
+Composition only: training lives in :mod:`rsft.pipeline.training`, the search in
+:mod:`rsft.pipeline.adapt`, every MLflow call in :mod:`rsft.tracking`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import polars as pl
+
+from rsft.config import PipelineConfig, target_repeats
+from rsft.pipeline.adapt import adapt_stage, is_sampling_recipe
+from rsft.pipeline.data import load_target, pool_sample
+from rsft.pipeline.layout import (
+    TARGET_HOLDOUT,
+    TARGET_SAMPLE,
+    cfg_yaml,
+    dataset_digest,
+    digest,
+    pipeline_root,
+    pool_dataset,
+    state,
+    tracking_uri,
+)
+from rsft.pipeline.results import DatasetIngest, Finetuned, Selection
+from rsft.pipeline.training import arrays, base_model, evaluate_frame, fine_tune, model_io
+from rsft.tracking import promotion, registry, runs
+
+
+def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selection: Selection,
+                   on_epoch: Callable[[dict], None] | None = None, map_units=None) -> Finetuned:
+    """Warm start, fine-tune the challenger (or choose its recipe by grouped CV with
+    ``adapt.enabled``; ``map_units`` runs the CV units), score it and the champion on the same
+    hold-out, log everything to one MLflow run, register the challenger, promote it if it wins."""
+    name, scored = cfg.promotion.model_name, selection.scored
+    mlc = registry.client(tracking_uri(cfg))
+    holdout = load_target(cfg, TARGET_HOLDOUT)
+    t = cfg.train
+    pool_eval = pool_sample(selection.prefiltered, t.pretrain_rows, t.seed + 1, labelled=cfg.features.label).head(5_000)
+    seen = registry.alias_version(mlc, name)
+    artifacts = None if cfg.state.tracking_uri else str(state(cfg).artifacts)
+    with runs.night_run(cfg.state.experiment, artifacts, f"retrain-{cfg.name}-{scored.run_key[:8]}",
+                        {"rsft.pipeline": cfg.name, "rsft.run_key": scored.run_key}, cfg.flat(), cfg_yaml(cfg)) as run_id:
+        _log_inputs(cfg, ingested, selection)
+        start, warm = _warm_start(cfg, mlc, seen, selection)
+        runs.set_tags({f"rsft.{k}": v for k, v in warm.items()})
+        challenger, result, counts, search = _train_challenger(cfg, start, warm["warm_start"], selection,
+                                                               runs.epoch_logger(on_epoch), map_units)
+        runs.log_metrics(counts)
+
+        scores = {"challenger": (evaluate_frame(challenger, holdout, cfg), evaluate_frame(challenger, pool_eval, cfg)),
+                  "start": (evaluate_frame(start, holdout, cfg), evaluate_frame(start, pool_eval, cfg))}
+        runs.log_metrics(scores["challenger"][0], "holdout_")
+        runs.log_metrics(scores["start"][0], "warmstart_holdout_")
+        runs.log_metrics(scores["challenger"][1], "pool_")
+
+        def score(version) -> promotion.Scores:
+            model = registry.load_version_model(mlc, version)
+            return evaluate_frame(model, holdout, cfg), evaluate_frame(model, pool_eval, cfg)
+
+        kept = search["why"] if search is not None and search["chosen"] == "keep_champion" and seen is not None else None
+        outcome = promotion.register_and_gate(
+            mlc, state(cfg).locks, name, cfg.promotion,
+            _challenger(cfg, challenger, holdout, scores["challenger"], selection, search),
+            holdout.height, seen, scores["start"] if seen is not None else None, score,
+            keep_reason=kept, run_label=scored.run_key[:8])
+        runs.log_decision(outcome.decision, outcome.version is not None)
+
+    fit_stats = ({"epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early}
+                 if result else {})
+    return Finetuned(
+        run_id=run_id, model_name=name, version=outcome.version, promoted=outcome.decision.promote,
+        reason=outcome.decision.reason, metric=cfg.promotion.metric, challenger=scores["challenger"][0],
+        champion=outcome.champion_scores, warm_start=warm["warm_start"], train={**counts, **fit_stats},
+        adapt=search, holdout_rows=holdout.height, champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg))
+
+
+# --------------------------------------------------------------------------------------
+# the steps
+# --------------------------------------------------------------------------------------
+def _log_inputs(cfg: PipelineConfig, ingested: DatasetIngest | None, selection: Selection) -> None:
+    """Stage summaries, scorer, selection report, datasets as run inputs, and the data metrics."""
+    root = pipeline_root(cfg)
+    pre, sel, pool_name = selection.prefiltered, selection.selected, pool_dataset(cfg)
+    runs.log_lineage(
+        {"ingest": ingested.to_dict() if ingested else {}, "prefilter": pre.to_dict(), "scorer": selection.scored.to_dict(),
+         "selection": sel.to_dict()},
+        selection.scored.scorer_path,
+        str(Path(selection.scored.run_dir) / "report") if selection.report else None,
+        training={
+            "pool-ingested": (str(root / pool_name), dataset_digest(root / pool_name)),
+            "pool-prefiltered": (pre.output, digest(pre.output, pre.rows_out)),
+            "selected": (sel.output, digest(sel.output, sel.rows_out)),
+            "target-sample": (str(root / TARGET_SAMPLE), dataset_digest(root / TARGET_SAMPLE)),
+        },
+        evaluation={"target-holdout": (str(root / TARGET_HOLDOUT), dataset_digest(root / TARGET_HOLDOUT))},
+    )
+    runs.log_metrics({
+        "rows_ingested": ingested.rows_ok if ingested else 0,
+        "rows_quarantined": ingested.rows_quarantined if ingested else 0,
+        "rows_prefiltered": pre.rows_out,
+        "rows_selected": sel.rows_out,
+        "acceptance_rate": sel.acceptance_rate,
+        "ideal_acceptance": sel.ideal_acceptance,
+        "clipped_share": sel.clipped_share,
+    })
+
+
+def _warm_start(cfg: PipelineConfig, mlc, seen, selection: Selection) -> tuple[Any, dict[str, Any]]:
+    """The champion's model (``models:/<name>/<v>``), or on the first night a base model
+    pretrained on the pool (cached)."""
+    if seen is not None:
+        return registry.load_version_model(mlc, seen), {"warm_start": f"models:/{cfg.promotion.model_name}/{seen.version}"}
+    model, info = base_model(cfg, selection.prefiltered)
+    return model, {**info, "warm_start": "base"}
+
+
+def _train_challenger(cfg: PipelineConfig, start, warm_start: str, selection: Selection, on_epoch, map_units):
+    """(challenger, FitResult or None, row counts, the search's report or None)."""
+    run_dir = Path(selection.scored.run_dir)
+    if not cfg.adapt.enabled:
+        model, result, counts = fine_tune(cfg, start, selection.selected, run_dir, warm_start, on_epoch)
+        return model, result, counts, None
+    full: dict[str, Any] = {}
+
+    def at_full_scale(c) -> tuple[Any, dict[str, Any]] | None:
+        """An rsft choice with the sampling stage's settings (rejection mode, its β and M
+        quantile) is that stage's recipe: train it on the stage's selection from the whole
+        pool, not on the search's pool sample. Any other choice: None (pool sample)."""
+        if not is_sampling_recipe(c, cfg):
+            return None
+        fcfg = cfg.model_copy(update={"train": cfg.train.model_copy(
+            update={"include_target_sample": True, "target_weight": c.target_share})})
+        model, full["result"], full["counts"] = fine_tune(fcfg, start, selection.selected, run_dir, warm_start, on_epoch)
+        n = full["counts"]
+        pool_rows = n["train_rows"] - n.get("target_rows", 0)
+        return model, {"trained_on": f"the sampling stage's selection ({pool_rows:,} labelled rows of the "
+                                     f"whole pool) + the target sample ×{target_repeats(c.target_share)}",
+                       "pool_rows": pool_rows, "train_rows": n["train_rows"]}
+
+    from rsft.adapt import candidate_table, plot_candidates
+
+    model, report = adapt_stage(cfg, start, selection.prefiltered, map_units, final_fit=at_full_scale)
+    runs.log_adapt_search(report, candidate_table(report), lambda path: plot_candidates(report, path))
+    counts = {**full.get("counts", {"train_rows": report["final"]["train_rows"]}), "adapt_candidates": len(report["candidates"])}
+    return model, full.get("result"), counts, report
+
+
+def _challenger(cfg: PipelineConfig, model, holdout: pl.DataFrame, scores, selection: Selection, search) -> promotion.Challenger:
+    """The challenger's checkpoint (state dict + model config + input names) and registry tags."""
+    from rsft.models import checkpoint, save_checkpoint
+
+    scored, sel = selection.scored, selection.selected
+    n_in, n_out, names = model_io(cfg.features)
+    path = Path(scored.run_dir) / "challenger.pt"
+    save_checkpoint(checkpoint(model, cfg.model, n_in, names,
+                               {"role": "challenger", "run_key": scored.run_key, "out_features": n_out}), path)
+    root = pipeline_root(cfg)
+    tags = {
+        "rsft.run_key": scored.run_key,
+        "rsft.data_digest": dataset_digest(root / pool_dataset(cfg)),
+        "rsft.target_digest": dataset_digest(root / TARGET_SAMPLE),
+        "rsft.rows_selected": str(sel.rows_out),
+        "rsft.acceptance_rate": f"{sel.acceptance_rate:.6g}",
+        # the recipe that produced this version (the audit trail shows it): the search's choice,
+        # or the plain retrain's rejection-sampled fine-tune
+        "rsft.recipe": search["chosen"] if search else f"rsft ({cfg.sampling.mode} sampling)",
+        **registry.environment_tags(),
+    }
+    return promotion.Challenger(model, str(path), arrays(holdout.head(5), cfg.features)[0], tags, scores[0], scores[1])

@@ -1,0 +1,87 @@
+"""Where a pipeline's data lives and how its stages are keyed.
+
+Layout under ``<state>/data/<pipeline name>/``::
+
+    sensors/ logs/ target_sample/ target_holdout/   ingested datasets (+ quarantine, manifest)
+    prefiltered/<key>.parquet                       kept pool rows, keyed by inputs + rules
+    runs/<key>/scorer.pt                            fitted density-ratio scorer
+    runs/<key>/chunks/                              per-chunk selections + completion markers
+    runs/<key>/selected.parquet                     the selected pool rows
+    runs/<key>/report/                              selection report JSON + PNG
+    base/<key>.pt                                   base model pretrained on the pool (first night)
+
+Every key is a digest of what decides the stage's output, so a re-run reuses finished work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from rsft.config import ContractConfig, PipelineConfig
+from rsft.state import StatePaths, state_paths
+
+TARGET_SAMPLE = "target_sample"
+TARGET_HOLDOUT = "target_holdout"
+
+
+def state(cfg: PipelineConfig) -> StatePaths:
+    return state_paths(cfg.state.dir)
+
+
+def pipeline_root(cfg: PipelineConfig) -> Path:
+    return state(cfg).run_dir(cfg.name)
+
+
+def tracking_uri(cfg: PipelineConfig) -> str:
+    return cfg.state.tracking_uri or state(cfg).tracking_uri
+
+
+def digest(*parts: Any) -> str:
+    """16 hex digits of sha256 over the JSON of ``parts`` (keys sorted)."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def dataset_digest(dataset_dir: str | Path) -> str:
+    """Digest of an ingested dataset = digest of its manifest entries (file digests)."""
+    entries = sorted(p.name for p in (Path(dataset_dir) / "_manifest").glob("*.json"))
+    return digest(entries)
+
+
+def pool_dataset(cfg: PipelineConfig) -> str:
+    """The ingested dataset the pipeline selects from: ``sensors``, or ``logs`` for text."""
+    return "logs" if cfg.features.kind == "text" else "sensors"
+
+
+def contract(cfg: PipelineConfig, name: str) -> ContractConfig:
+    """The schema contract ``ingest.<name>``; a clear error when it is not configured."""
+    c = getattr(cfg.ingest, name)
+    if c is None:
+        raise ValueError(f"ingest.{name} contract is not configured")
+    return c
+
+
+def ingest_sources(cfg: PipelineConfig) -> dict[str, tuple[list[str], str]]:
+    """dataset name -> (raw sources, contract name in cfg.ingest). The target sample and hold-out
+    follow the pool's contract (sensor rows, or maintenance-log lines for a text pipeline)."""
+    pool = pool_dataset(cfg)
+    out: dict[str, tuple[list[str], str]] = {}
+    if cfg.data.pool:
+        out["sensors"] = ([cfg.resolve(p) for p in cfg.data.pool], "sensors")
+    if cfg.data.logs and cfg.ingest.logs is not None:
+        out["logs"] = ([cfg.resolve(p) for p in cfg.data.logs], "logs")
+    out[TARGET_SAMPLE] = ([cfg.resolve(cfg.data.target_sample)], pool)
+    out[TARGET_HOLDOUT] = ([cfg.resolve(cfg.data.target_holdout)], pool)
+    return out
+
+
+def cfg_yaml(cfg: PipelineConfig) -> str:
+    """The whole resolved config as YAML (saved with every checkpoint and MLflow run)."""
+    import yaml
+
+    return yaml.safe_dump(cfg.model_dump(mode="json", exclude={"base_dir"}), sort_keys=False)

@@ -1,0 +1,50 @@
+"""The night, wired once: ingest → checks → select (prefilter, scorer, sampling, report) →
+fine-tune → evaluate → register → promote → summary.
+
+:func:`run_night` is the only place the order of a night is written. *How* each step runs is a
+:class:`Steps` object: :data:`LOCAL` calls the library functions in this process, one after
+another (notebooks, tests, debugging); ``flows/retrain.py`` passes Prefect sub-flows and tasks
+over the same functions (per-file and per-chunk fan-out, retries, artifacts, the UI).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from rsft.config import PipelineConfig
+from rsft.pipeline import data
+from rsft.pipeline.finetune import finetune_stage
+from rsft.pipeline.layout import pool_dataset
+from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
+from rsft.pipeline.summary import run_summary
+
+
+def select_local(cfg: PipelineConfig) -> Selection:
+    """prefilter → fit the scorer → sample (chunk after chunk) → report, in this process."""
+    prefiltered = data.prefilter_stage(cfg)
+    scored = data.fit_scorer_stage(cfg, prefiltered)
+    selected = data.select_stage(cfg, prefiltered, scored)
+    return Selection(prefiltered, scored, selected, data.report_stage(cfg, prefiltered, scored, selected))
+
+
+@dataclass(frozen=True)
+class Steps:
+    """How each step of a night runs (same inputs and results whatever runs them)."""
+
+    ingest: Callable[[PipelineConfig], Ingested] = data.ingest_stage
+    select: Callable[[PipelineConfig], Selection] = select_local
+    finetune: Callable[[PipelineConfig, DatasetIngest | None, Selection], Finetuned] = finetune_stage
+
+
+LOCAL = Steps()
+
+
+def run_night(cfg: PipelineConfig, steps: Steps = LOCAL) -> dict[str, Any]:
+    """One night; returns the run summary (:func:`rsft.pipeline.summary.run_summary`)."""
+    ingested = steps.ingest(cfg)
+    data.check_ingested(cfg, ingested)  # a failed target export, or fail_run_on_file_error
+    data.check_adapt(cfg)  # the search's folds, before the pool is touched
+    selection = steps.select(cfg)
+    result = steps.finetune(cfg, ingested.get(pool_dataset(cfg)), selection)
+    return run_summary(cfg, ingested, selection, result)

@@ -1,0 +1,175 @@
+"""Training data and models of a night: the warm start, the fine-tune's rows, evaluation.
+
+Used by the retrain (:mod:`rsft.pipeline.finetune`) and by ``rsft adapt`` (the same pretraining
+of a warm start on pool rows), so both train and score models the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import polars as pl
+
+from rsft.config import FeaturesConfig, ModelConfig, PipelineConfig, TrainConfig, target_repeats
+from rsft.pipeline.data import load_target, pool_sample
+from rsft.pipeline.layout import digest, pipeline_root
+from rsft.pipeline.results import Prefiltered, Selected
+
+
+# --------------------------------------------------------------------------------------
+# features and labels
+# --------------------------------------------------------------------------------------
+def arrays(df: pl.DataFrame, f: FeaturesConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(features [n, d], labels [n]) of a frame."""
+    from rsft.features import labels, to_matrix
+
+    return to_matrix(df, f), labels(df, f)
+
+
+def model_io(f: FeaturesConfig) -> tuple[int, int, list[str]]:
+    """(in_features, out_features, input names) of the pipeline's model: features → 1 value,
+    or → ``len(classes)`` logits; a text model reads ``text_buckets`` hashed n-gram ids."""
+    from rsft.features import feature_names
+
+    out = len(f.classes) or 1
+    if f.kind == "text":
+        return f.text_buckets, out, [f.text_column]
+    names = feature_names(f)
+    return len(names), out, names
+
+
+def train_config(cfg: PipelineConfig) -> TrainConfig:
+    """train.* with the task implied by the labels (class names → classification)."""
+    return cfg.train.model_copy(update={"task": "classification" if cfg.features.classes else "regression"})
+
+
+def evaluate_frame(model, df: pl.DataFrame, cfg: PipelineConfig) -> dict[str, float]:
+    """Task metrics of ``model`` on a labelled frame (the same function for champion and challenger)."""
+    from rsft.evaluate import evaluate_model
+
+    df = df.filter(pl.col(cfg.features.label).is_not_null())
+    x, y = arrays(df, cfg.features)
+    return evaluate_model(model, x, y, train_config(cfg).task)
+
+
+# --------------------------------------------------------------------------------------
+# the fine-tune's rows: selected pool rows + the target sample
+# --------------------------------------------------------------------------------------
+def _input_columns(f: FeaturesConfig) -> list[str]:
+    from rsft.features import rolling_names
+
+    inputs = [f.text_column] if f.kind == "text" else [*f.numeric, *rolling_names(f), *f.categorical]
+    return list(dict.fromkeys([*inputs, f.label]))
+
+
+def training_frame(cfg: PipelineConfig, selected_path: str | None) -> tuple[pl.DataFrame, dict[str, int]]:
+    """Selected pool rows (labelled) + the target sample repeated ``target_weight`` times."""
+    label, cols = cfg.features.label, _input_columns(cfg.features)
+    parts, counts = [], {}
+    if selected_path:
+        sel = pl.scan_parquet(selected_path)
+        n_all = sel.select(pl.len()).collect().item()
+        sel = sel.filter(pl.col(label).is_not_null()).select(cols).collect()
+        counts["selected_rows"] = n_all
+        counts["selected_unlabelled"] = n_all - sel.height
+        parts.append(sel)
+    if cfg.train.include_target_sample or not parts:
+        tgt = load_target(cfg).select(cols)
+        reps = target_repeats(cfg.train.target_weight)
+        parts += [tgt] * reps
+        counts["target_rows"] = tgt.height * reps
+    df = pl.concat(parts, how="vertical_relaxed")
+    counts["train_rows"] = df.height
+    return df, counts
+
+
+def streams_training(cfg: PipelineConfig, selected_rows: int) -> bool:
+    """Whether the fine-tune reads its rows from Parquet (bounded memory) instead of memory."""
+    if cfg.features.kind == "text" or cfg.train.stream == "off":
+        return False
+    return cfg.train.stream == "on" or selected_rows > cfg.train.stream_above_rows
+
+
+def training_stream(cfg: PipelineConfig, selected_path: str, out_dir: Path):
+    """The training rows of :func:`training_frame` written once as Parquet (features already
+    computed, one streaming sink) and read back as a shuffled ``ParquetStream``."""
+    from rsft.data import ParquetStream
+    from rsft.features import feature_exprs, feature_names
+    from rsft.fsio import atomic_path
+
+    label = cfg.features.label
+    cols = [*feature_exprs(cfg.features), pl.col(label).cast(pl.Float32)]
+    sel = pl.scan_parquet(selected_path)
+    n_all = sel.select(pl.len()).collect().item()
+    parts = [sel.filter(pl.col(label).is_not_null()).select(cols)]
+    counts = {"selected_rows": n_all}
+    if cfg.train.include_target_sample:
+        tgt = load_target(cfg).select(cols)
+        reps = target_repeats(cfg.train.target_weight)
+        parts += [tgt.lazy()] * reps
+        counts["target_rows"] = tgt.height * reps
+    path = out_dir / "train.parquet"
+    with atomic_path(path) as tmp:
+        pl.concat(parts, how="vertical_relaxed").sink_parquet(tmp, row_group_size=65_536)
+    stream = ParquetStream(path, feature_names(cfg.features), label, batch_size=cfg.train.batch_size, seed=cfg.train.seed)
+    counts["train_rows"] = stream.num_rows
+    counts["selected_unlabelled"] = n_all - (stream.num_rows - counts.get("target_rows", 0))
+    counts["streamed"] = 1
+    return stream, counts
+
+
+def fine_tune(cfg: PipelineConfig, start, selected: Selected, run_dir: Path, warm_start: str,
+              on_epoch: Callable[[dict], None] | None = None):
+    """The warm start fine-tuned on the sampling stage's selection + the target sample
+    (``cfg.train``'s include_target_sample / target_weight): the plain retrain's fit.
+    Returns (model, FitResult, row counts); the warm start itself is not modified."""
+    from rsft.train import fit
+
+    if streams_training(cfg, selected.rows_out):
+        train, counts = training_stream(cfg, selected.output, run_dir)
+    else:
+        df, counts = training_frame(cfg, selected.output)
+        train = arrays(df, cfg.features)
+    model = copy.deepcopy(start)
+    # checkpoints resume an interrupted fit of *this* warm start (and train config) only
+    ckpt_dir = run_dir / f"train-{digest(warm_start, cfg.train.model_dump(mode='json'))}"
+    return model, fit(model, train, train_config(cfg), checkpoint_dir=ckpt_dir, on_epoch=on_epoch), counts
+
+
+# --------------------------------------------------------------------------------------
+# the warm start: a base model pretrained on pool rows
+# --------------------------------------------------------------------------------------
+def pretrain(model_cfg: ModelConfig, x: np.ndarray, y: np.ndarray, tcfg: TrainConfig, *, n_in: int | None = None,
+             n_out: int = 1, standardize_y: bool = True, on_epoch=None):
+    """A fresh model of ``model_cfg`` (seeded by ``tcfg.seed``, standardised on ``x``/``y``)
+    trained on (x, y): the first night's base model and ``rsft adapt``'s warm start.
+    ``n_in``: the model's input width when it is not ``x``'s (hashed text ids). Returns (model, FitResult)."""
+    from rsft.models import build_model, set_standardization
+    from rsft.train import fit, seed_everything
+
+    seed_everything(tcfg.seed)  # the initial weights too: the same seed gives the same model
+    model = build_model(model_cfg, x.shape[1] if n_in is None else n_in, n_out)
+    set_standardization(model, x, y if standardize_y else None)
+    return model, fit(model, (x, y), tcfg, on_epoch=on_epoch)
+
+
+def base_model(cfg: PipelineConfig, prefiltered: Prefiltered, on_epoch=None) -> tuple[Any, dict[str, Any]]:
+    """The base model pretrained on the (prefiltered, labelled) pool; cached by its inputs."""
+    from rsft.models import checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
+
+    t = cfg.train
+    key = digest(prefiltered.output, cfg.features.model_dump(mode="json"), cfg.model.model_dump(mode="json"),
+                 t.pretrain_rows, t.pretrain_epochs, t.seed)
+    path = pipeline_root(cfg) / "base" / f"{key}.pt"
+    if path.exists():
+        return model_from_checkpoint(load_checkpoint(path)), {"base_cached": True}
+    x, y = arrays(pool_sample(prefiltered, t.pretrain_rows, t.seed + 1, labelled=cfg.features.label), cfg.features)
+    n_in, n_out, names = model_io(cfg.features)
+    tcfg = train_config(cfg).model_copy(update={"epochs": t.pretrain_epochs, "freeze": []})
+    model, result = pretrain(cfg.model, x, y, tcfg, n_in=n_in, n_out=n_out, standardize_y=tcfg.task == "regression", on_epoch=on_epoch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(checkpoint(model, cfg.model, n_in, names, {"role": "base", "out_features": n_out}), path)
+    return model, {"base_cached": False, "base_rows": int(len(y)), "base_epochs": result.epochs_run}

@@ -1,0 +1,114 @@
+"""Reading a user's own table files (``rsft adapt``): a CSV or Parquet file, or a directory of
+them, as one lazy frame, with its schema and a bounded seeded sample.
+
+Unlike the nightly pipeline, these files were never ingested (no contract, no ``_source`` /
+``_row`` lineage columns), so the pool sample hashes row numbers. Errors are one line naming the
+file (:class:`TableError`).
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+
+TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
+
+
+class TableError(ValueError):
+    """A table file that cannot be read as asked; the message is one line naming the file."""
+
+
+def table_files(path: str) -> list[str]:
+    """The file itself, or every CSV / Parquet file under a directory (recursively, no dot-files)."""
+    p = Path(path)
+    if not (p.exists() or "://" in str(path)):
+        raise TableError(f"{path}: no such file or directory")
+    if not p.is_dir():
+        if not str(path).endswith(TABLE_SUFFIXES):
+            raise TableError(f"{path}: expected a .csv, .csv.gz or .parquet file (or a directory of them)")
+        return [str(path)]
+    files = sorted(str(f) for f in p.rglob("*") if f.is_file() and f.name.endswith(TABLE_SUFFIXES)
+                   and not any(part.startswith(".") for part in f.relative_to(p).parts))
+    if not files:
+        raise TableError(f"{path}: no .csv, .csv.gz or .parquet files in this directory")
+    return files
+
+
+def scan_file(path: str, columns: list[str] | None = None) -> pl.LazyFrame:
+    """One CSV or Parquet file as a lazy frame; a gzipped CSV is decompressed into memory (Polars
+    cannot scan it), only ``columns`` of it when given."""
+    if path.endswith((".parquet", ".pq")):
+        return pl.scan_parquet(path)
+    if path.endswith(".csv.gz"):
+        return pl.read_csv(path, columns=columns, infer_schema_length=10_000).lazy()
+    return pl.scan_csv(path, infer_schema_length=10_000)
+
+
+def file_schema(path: str) -> dict:
+    """Column -> dtype of one file (a CSV's from its first 10,000 rows, where a column with no
+    value at all reads as text: it counts as a number column with missing values)."""
+    if path.endswith((".parquet", ".pq")):
+        return dict(pl.scan_parquet(path).collect_schema())
+    head = pl.read_csv(path, n_rows=10_000, infer_schema_length=10_000, ignore_errors=True)  # types only
+    return {c: (pl.Float64 if dt == pl.String and head[c].null_count() == head.height else dt)
+            for c, dt in head.schema.items()}
+
+
+def table_schema(path: str, text_in: dict[str, str] | None = None) -> dict:
+    """Column -> dtype over every file of ``path`` (a column numeric in every file that has it
+    counts as numeric; files that disagree otherwise make it a string). ``text_in`` collects, per
+    non-numeric column, the first file where it is text."""
+    out: dict = {}
+    for f in table_files(path):
+        for name, dt in file_schema(f).items():
+            if not dt.is_numeric() and text_in is not None:
+                text_in.setdefault(name, os.path.basename(f))
+            if name not in out:
+                out[name] = dt
+            elif out[name] != dt:
+                out[name] = pl.Float64 if out[name].is_numeric() and dt.is_numeric() else pl.String
+    return out
+
+
+def scan_table(path: str, columns: list[str] | None = None) -> pl.LazyFrame:
+    """A CSV or Parquet file, or a directory of them (CSV and Parquet mixed, e.g. a plant's daily
+    exports), as one lazy frame; with ``columns``, only those, cast to Float64 (numbers)."""
+    parts = [scan_file(f, columns) for f in table_files(path)]
+    if columns is not None:
+        parts = [lf.select([pl.col(c).cast(pl.Float64) for c in columns]) for lf in parts]
+    return parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed")
+
+
+@contextmanager
+def polars_errors(path: str) -> Iterator[None]:
+    """A Polars error reading ``path`` (e.g. a value that does not parse as its column's type,
+    multi-line) as one line naming the file."""
+    try:
+        yield
+    except pl.exceptions.PolarsError as e:
+        raise TableError(f"{path}: {str(e).strip().splitlines()[0]}") from None
+
+
+def read_table(path: str) -> pl.DataFrame:
+    with polars_errors(path):
+        return scan_table(path).collect()
+
+
+def sample_table(path: str, columns: list[str], rows: int, seed: int) -> tuple[pl.DataFrame, int]:
+    """At most ``rows`` complete rows of ``columns`` from a table, read in two streaming passes (a
+    count, then a filter on a hash of the row number that keeps ~``rows`` + 5 σ, then an exact
+    seeded sample): the file is never held in memory (gzipped CSV: its selected columns). Row
+    numbers, not row contents, are hashed: repeated rows are sampled independently.
+    Returns (sample, complete rows in the table)."""
+    lf = scan_table(path, columns).drop_nulls()
+    with polars_errors(path):
+        total = lf.select(pl.len()).collect(engine="streaming").item()
+        if total > rows:  # the margin makes a short sample a 5-sigma event; the exact sample trims it
+            keep = min(1_000_000, int((rows + 5 * rows**0.5 + 10) / total * 1_000_000) + 1)
+            lf = lf.with_row_index("_i").filter(pl.col("_i").hash(seed) % 1_000_000 < keep).drop("_i")
+        df = lf.collect(engine="streaming")
+    return (df.sample(rows, seed=seed) if df.height > rows else df), total

@@ -1,0 +1,96 @@
+"""The night's MLflow run: what was ingested, selected and trained, and what was decided.
+
+One run per night (``night_run``); the adaptation search's candidates are nested runs under it.
+Every call into ``mlflow`` for runs is here, so what a person sees in the MLflow UI is decided
+in one file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
+
+from rsft.tracking import registry
+
+
+def _mlflow():
+    import mlflow  # heavy import: only when tracking is used
+
+    return mlflow
+
+
+@contextmanager
+def night_run(experiment: str, artifact_root: str | None, run_name: str, tags: dict[str, str],
+              flat_params: dict[str, Any], config_yaml: str) -> Iterator[str]:
+    """Start the night's run in ``experiment`` (created with a local artifact root when embedded);
+    yields the run id."""
+    mlflow = _mlflow()
+    registry.use_experiment(experiment, artifact_root)
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.set_tags({**tags, **registry.environment_tags()})
+        registry.log_flat_params(flat_params)
+        mlflow.log_text(config_yaml, "config/resolved.yaml")
+        yield run.info.run_id
+
+
+def log_lineage(lineage: dict[str, Any], scorer_path: str, report_dir: str | None,
+                training: dict[str, tuple[str, str]], evaluation: dict[str, tuple[str, str]]) -> None:
+    """Stage summaries (``lineage/summary.json``), the fitted scorer, the selection report, and
+    the datasets as run inputs (name -> (uri, digest)) for training and evaluation."""
+    mlflow = _mlflow()
+    registry.log_json(lineage, "lineage/summary.json")
+    mlflow.log_artifact(scorer_path, "scorer")
+    registry.log_dataset_inputs(training)
+    registry.log_dataset_inputs(evaluation, context="evaluation")
+    if report_dir:
+        mlflow.log_artifacts(report_dir, "selection_report")
+
+
+def log_metrics(metrics: dict[str, Any], prefix: str = "", step: int | None = None) -> None:
+    """Numeric metrics (None becomes NaN); ``prefix`` is prepended to every name."""
+    _mlflow().log_metrics({f"{prefix}{k}": float("nan") if v is None else float(v) for k, v in metrics.items()}, step=step)
+
+
+def epoch_logger(then: Callable[[dict], None] | None = None) -> Callable[[dict], None]:
+    """An ``on_epoch`` callback logging each epoch's row as step metrics (then calling ``then``)."""
+
+    def on_epoch(row: dict) -> None:
+        _mlflow().log_metrics({k: float(v) for k, v in row.items() if k != "epoch" and v is not None}, step=int(row["epoch"]))
+        if then:
+            then(row)
+
+    return on_epoch
+
+
+def set_tags(tags: dict[str, Any]) -> None:
+    _mlflow().set_tags({k: str(v) for k, v in tags.items()})
+
+
+def log_adapt_search(report: dict[str, Any], table: list[dict[str, Any]], plot: Callable[[str], str]) -> None:
+    """The adaptation search: one nested run per candidate (CV mean and SE, pool rows, seconds),
+    the report JSON, the candidates chart (``plot(path)`` draws it) and table, the choice as tags."""
+    mlflow = _mlflow()
+    for row in report["candidates"]:
+        with mlflow.start_run(run_name=f"candidate: {row['name']}", nested=True):
+            mlflow.set_tags({"rsft.candidate": row["name"], "rsft.strategy": row["strategy"],
+                             "rsft.chosen": str(row["name"] == report["chosen"]),
+                             **({"rsft.eliminated": row["eliminated"]} if row.get("eliminated") else {})})
+            if row["fold_losses"]:
+                mlflow.log_metrics({"cv_rmse_mean": row["cv_loss_mean"], "cv_rmse_se": row["cv_loss_se"],
+                                    "pool_rows": row["pool_rows_mean"], "seconds": row["seconds"]})
+    mlflow.log_text(json.dumps(report, indent=2, default=float), "adapt/report.json")
+    with tempfile.TemporaryDirectory() as d:
+        mlflow.log_artifact(plot(os.path.join(d, "candidates.png")), "adapt")
+    mlflow.log_text("\n".join(json.dumps(r) for r in table), "adapt/candidates.jsonl")
+    mlflow.set_tags({"rsft.adapt_chosen": report["chosen"], "rsft.adapt_why": report["why"][:250],
+                     "rsft.adapt_trained_on": report["final"]["trained_on"][:250]})
+
+
+def log_decision(decision: registry.Decision, registered: bool) -> None:
+    """The gate's decision as run tags and ``decision.json``."""
+    _mlflow().set_tags({"rsft.decision": "promoted" if decision.promote else ("rejected" if registered else "kept-champion"),
+                        "rsft.reason": decision.reason})
+    registry.log_json(decision.to_dict(), "decision.json")
