@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from rsft.config import ModelConfig
+from rsft.fsio import atomic_path
 
 
 class Standardize(nn.Module):
@@ -247,11 +248,8 @@ def checkpoint(model: nn.Module, cfg: ModelConfig, in_features: int, feature_nam
 
 
 def save_checkpoint(ckpt: dict, path: str | Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(ckpt, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(ckpt, tmp)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from rsft.config import PrefilterConfig
+from rsft.fsio import atomic_path
 
 WINDOW_KINDS = {"stuck", "spike", "rate_of_change"}
 
@@ -229,21 +230,19 @@ def prefilter(source: pl.LazyFrame | str | Path, out_path: str | Path, cfg: Pref
     check_rules(cfg, lf.collect_schema().names())
     names = [rule_name(r) for r in cfg.rules]
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    if derive is not None or any(r.kind in WINDOW_KINDS for r in cfg.rules):
-        counts = _prefilter_blocks(lf, tmp, cfg, excluded_path, derive)
-    else:
-        lf, flags = flagged(lf, cfg)
-        keep = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
-        # one plan: the flags are computed once (shared sub-plan) for the counts, the kept rows
-        # and (optionally) the excluded rows
-        plans = [lf.select(_count_aggs(flags)), lf.filter(keep).drop(flags).sink_parquet(tmp, lazy=True)]
-        if excluded_path is not None:
-            rule_col = pl.coalesce([pl.when(~pl.col(f)).then(pl.lit(n)) for f, n in zip(flags, names)]).alias("rule")
-            plans.append(lf.filter(~keep).with_columns(rule_col).drop(flags).sink_parquet(str(excluded_path), lazy=True))
-        counts = pl.collect_all(plans)[0].row(0, named=True)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        if derive is not None or any(r.kind in WINDOW_KINDS for r in cfg.rules):
+            counts = _prefilter_blocks(lf, tmp, cfg, excluded_path, derive)
+        else:
+            lf, flags = flagged(lf, cfg)
+            keep = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
+            # one plan: the flags are computed once (shared sub-plan) for the counts, the kept rows
+            # and (optionally) the excluded rows
+            plans = [lf.select(_count_aggs(flags)), lf.filter(keep).drop(flags).sink_parquet(tmp, lazy=True)]
+            if excluded_path is not None:
+                rule_col = pl.coalesce([pl.when(~pl.col(f)).then(pl.lit(n)) for f, n in zip(flags, names)]).alias("rule")
+                plans.append(lf.filter(~keep).with_columns(rule_col).drop(flags).sink_parquet(str(excluded_path), lazy=True))
+            counts = pl.collect_all(plans)[0].row(0, named=True)
     rows_in = int(counts["__rows"])
     dropped = {n: int(counts[f"__first_{i}"]) for i, n in enumerate(names)}
     return PrefilterSummary(rows_in, rows_in - sum(dropped.values()), dropped,

@@ -32,6 +32,7 @@ import polars as pl
 import torch
 
 from rsft.config import FeaturesConfig
+from rsft.evaluate import binary_auroc
 from rsft.features import feature_names, to_matrix
 
 log = logging.getLogger(__name__)
@@ -72,20 +73,6 @@ def smd(a: np.ndarray, b: np.ndarray) -> float:
     return float((a.mean() - b.mean()) / s) if s > 0 else 0.0
 
 
-def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """ROC AUC by the rank-sum (Mann–Whitney) formula; ties get their average rank."""
-    scores, labels = np.asarray(scores, np.float64), np.asarray(labels)
-    _, inv, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    # average rank of each distinct value = (rows below) + (count + 1) / 2
-    below = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    ranks = (below + (counts + 1) / 2)[inv]
-    pos = labels == 1
-    n1, n0 = int(pos.sum()), int((~pos).sum())
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
-
-
 def two_sample_auc(a: np.ndarray, b: np.ndarray, seed: int = 0, max_iter: int = 200) -> float:
     """Held-out AUC of an L2 logistic regression telling rows ``a`` from rows ``b``.
 
@@ -117,7 +104,7 @@ def two_sample_auc(a: np.ndarray, b: np.ndarray, seed: int = 0, max_iter: int = 
     opt.step(closure)
     with torch.no_grad():
         s = (torch.as_tensor(x[split:]) @ w + b0).numpy()
-    return auc(s, y[split:])
+    return binary_auroc(y[split:], s)
 
 
 def ngram_kl_reduction(target_ids: Any, pool_ids: Any, selected_ids: Any, buckets: int, smoothing: float = 1.0) -> dict[str, float]:

@@ -39,6 +39,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from rsft.config import FeaturesConfig, SamplingConfig
+from rsft.fsio import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -266,18 +267,6 @@ def _fingerprint(spec: ChunkSpec, scorer_digest: str, feature_cfg: FeaturesConfi
     return hashlib.sha256(json.dumps(decide, sort_keys=True).encode()).hexdigest()[:32]
 
 
-def _write_atomic_parquet(df: pl.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    df.write_parquet(tmp)
-    os.replace(tmp, path)
-
-
-def _write_atomic_text(text: str, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def sample_chunk(
     spec: ChunkSpec | dict[str, Any],
     scorer_path: str,
@@ -331,7 +320,8 @@ def sample_chunk(
         top = np.sort(np.argpartition(-keys, k - 1)[:k]) if k else np.zeros(0, dtype=np.int64)
         sel = df.with_columns([*cols, pl.Series("key", keys)]).select(pl.all().gather(top))
 
-    _write_atomic_parquet(sel, path)
+    with atomic_path(path) as tmp:
+        sel.write_parquet(tmp)
     summary = ChunkSummary(
         chunk_id=spec.chunk_id,
         rows_in=n,
@@ -347,7 +337,7 @@ def sample_chunk(
         fingerprint=fp,
         seconds=round(time.perf_counter() - t0, 4),
     )
-    _write_atomic_text(json.dumps(summary.to_dict()), marker)  # the completion marker, last
+    atomic_write_text(marker, json.dumps(summary.to_dict()))  # the completion marker, last
     return summary
 
 
@@ -402,17 +392,15 @@ def merge_selection(
         known = {s.log_m for s in sums if s.log_m is not None}
         log_m = known.pop() if len(known) == 1 else None
     out = Path(out_path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    if sums:
-        lf = pl.concat([pl.scan_parquet(s.output) for s in sums], how="diagonal_relaxed")
-        if cfg.mode == "budget":
-            lf = (lf.with_row_index("__order").top_k(int(cfg.budget or 0), by="key")
-                  .sort("__order").drop("__order"))
-        lf.sink_parquet(tmp)
-    else:
-        pl.DataFrame().write_parquet(tmp)
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        if sums:
+            lf = pl.concat([pl.scan_parquet(s.output) for s in sums], how="diagonal_relaxed")
+            if cfg.mode == "budget":
+                lf = (lf.with_row_index("__order").top_k(int(cfg.budget or 0), by="key")
+                      .sort("__order").drop("__order"))
+            lf.sink_parquet(tmp)
+        else:
+            pl.DataFrame().write_parquet(tmp)
     rows_out = pq.ParquetFile(out).metadata.num_rows
 
     rows_in = sum(s.rows_in for s in sums)

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +36,7 @@ import numpy as np
 import polars as pl
 
 from rsft.config import SynthConfig
+from rsft.fsio import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
 
@@ -368,19 +368,12 @@ class SynthSummary:
         return asdict(self)
 
 
-def _atomic(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def _write_sensors(df: pl.DataFrame, path: Path) -> None:
-    if path.suffix == ".parquet":
-        _atomic(path, lambda p: df.write_parquet(p))
-    else:
-        out = df.with_columns(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
-        _atomic(path, lambda p: out.write_csv(p))
+    with atomic_path(path) as tmp:
+        if path.suffix == ".parquet":
+            df.write_parquet(tmp)
+        else:
+            df.with_columns(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ")).write_csv(tmp)
 
 
 def write_synthetic(cfg: SynthConfig, out_dir: str | Path, night: int = 1, on_day=None) -> SynthSummary:
@@ -408,7 +401,7 @@ def write_synthetic(cfg: SynthConfig, out_dir: str | Path, night: int = 1, on_da
         _write_sensors(sensors, path)
         log_path = out / "logs" / f"maintenance_day{day:03d}.jsonl"
         lines = "".join(json.dumps(r) + "\n" for r in logs.iter_rows(named=True))
-        _atomic(log_path, lambda p: p.write_text(lines))
+        atomic_write_text(log_path, lines)
         summary.pool_files.append(str(path))
         summary.log_files.append(str(log_path))
         summary.pool_rows += sensors.height
@@ -424,6 +417,6 @@ def write_synthetic(cfg: SynthConfig, out_dir: str | Path, night: int = 1, on_da
     summary.target_sample_rows, summary.target_holdout_rows = sample.height, holdout.height
     for stream, rows, fname in ((0, cfg.target_sample_rows, "logs_sample.jsonl"), (1, cfg.target_holdout_rows, "logs_holdout.jsonl")):
         text = "".join(json.dumps(r) + "\n" for r in generate_target_logs(cfg, night, rows, stream).iter_rows(named=True))
-        _atomic(out / "target" / fname, lambda p, text=text: p.write_text(text))
+        atomic_write_text(out / "target" / fname, text)
     log.info("synth night %d: %d pool rows in %d files", night, summary.pool_rows, len(summary.pool_files))
     return summary

@@ -1,9 +1,12 @@
-"""The fine-tune loop: one function that reads top to bottom in a fixed order.
+"""The fine-tune loop: ``fit`` reads top to bottom over named steps, in a fixed order.
 
-seed → data (in-memory tuple or a streamed ``IterableDataset``) → device → freeze → optimizer
-→ resume → epochs (lr → train with importance weights and loss-threshold rejection → validate
-→ early stop → checkpoint → report). A checkpoint (``last.pt``) is one plain dict; an
-interrupted fit resumes from it and ends with the weights of the uninterrupted run.
+seed → the model (one, or a stack of K) → the data (in-memory tuple or a streamed
+``IterableDataset``, and its validation split) → device → freeze → optimizer → resume → for each
+epoch: lr → train (importance weights, loss-threshold rejection) → validate → early stop →
+checkpoint → report. What differs between one model and a stack lives in :class:`OneModel` /
+:class:`ModelStack`, what differs between memory and a stream in :class:`TrainingData`. A
+checkpoint (``last.pt``) is one plain dict; an interrupted fit resumes from it and ends with the
+weights of the uninterrupted run.
 
 Tasks (``TrainConfig.task``), each with a per-sample loss [n]:
 regression (squared error), classification (cross-entropy on int64 class ids; the model
@@ -28,10 +31,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from rsft.config import TrainConfig
+from rsft.fsio import atomic_path
 
 log = logging.getLogger(__name__)
 
 RUNNING_MOMENTUM = 0.9  # running loss quantile: EMA weight of the previous estimate
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (x, y, sample weights)
 
 
 @dataclass
@@ -190,7 +195,7 @@ def _is_stream(train: Any) -> bool:
     return not isinstance(train, (tuple, list))
 
 
-def _stream_batches(src: Iterable, epoch: int, task: str) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def _stream_batches(src: Iterable, epoch: int, task: str) -> Iterator[Batch]:
     """Batches (x, y, w) of a stream for one epoch; ``set_epoch`` reseeds its shuffle."""
     ds = getattr(src, "dataset", src)  # a DataLoader over the stream
     if hasattr(ds, "set_epoch"):
@@ -201,6 +206,269 @@ def _stream_batches(src: Iterable, epoch: int, task: str) -> Iterator[tuple[torc
         if task == "classification":
             yb = yb.long()
         yield xb, yb, wb
+
+
+# --------------------------------------------------------------------------------------
+# the training data: rows in memory or a stream, and the validation rows
+# --------------------------------------------------------------------------------------
+class TrainingData:
+    """The training rows — in memory (x, y[, w]) or a stream — and the validation rows, as
+    batches (x, y, w) on the device with the importance weights clipped at ``cfg.weight_clip``.
+
+    In memory: without ``val``, ``cfg.val_share`` of the rows are held out (a seeded permutation;
+    none under 20 rows) and each epoch's batches come in a seeded order. A stream: without
+    ``val``, its ``holdout()`` (when it has one) validates; ``set_epoch`` reseeds its shuffle.
+    ``val`` (x, y[, w]) is one batch. Without validation rows there is nothing to validate on.
+    """
+
+    def __init__(self, train: tuple | Iterable, val: tuple | None, cfg: TrainConfig):
+        self.task, self.seed, self.batch_size, self.clip = cfg.task, cfg.seed, cfg.batch_size, cfg.weight_clip
+        self.streaming, self.train, self.val_stream = _is_stream(train), train, None
+        held: Batch | None = None
+        if self.streaming:
+            if val is None and cfg.val_share > 0 and hasattr(train, "holdout"):
+                self.train, self.val_stream = train.holdout(cfg.val_share, cfg.seed)
+        else:
+            self.x, self.y, self.w = _tensors(train, cfg.task)
+            if len(self.y) == 0:
+                raise ValueError("no training rows")
+            self.rows, va = _split(len(self.y), cfg.val_share, cfg.seed) if val is None else (np.arange(len(self.y)), [])
+            if len(va):
+                held = (self.x[va], self.y[va], self.w[va])
+        self.val = _tensors(val, cfg.task) if val is not None else held
+        self.gen = torch.Generator().manual_seed(cfg.seed)
+
+    def batches(self, epoch: int, device: torch.device) -> Iterator[Batch]:
+        """This epoch's training batches."""
+        for b in _stream_batches(self.train, epoch, self.task) if self.streaming else self._in_memory(epoch):
+            yield self._ready(b, device, non_blocking=True)
+
+    def validation(self, device: torch.device) -> Iterator[Batch] | None:
+        """The validation batches, or None without validation rows."""
+        if self.val is not None and len(self.val[0]):
+            parts: Iterable[Batch] = [self.val]  # one full batch, as before streaming existed
+        elif self.val_stream is not None:
+            parts = _stream_batches(self.val_stream, 0, self.task)
+        else:
+            return None
+        return (self._ready(b, device) for b in parts)
+
+    def _in_memory(self, epoch: int) -> Iterator[Batch]:
+        self.gen.manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.as_tensor(self.rows)[torch.randperm(len(self.rows), generator=self.gen)]
+        for i in range(0, len(order), self.batch_size):
+            idx = order[i : i + self.batch_size]
+            yield self.x[idx], self.y[idx], self.w[idx]
+
+    def _ready(self, b: Batch, device: torch.device, non_blocking: bool = False) -> Batch:
+        xb, yb, wb = (t.to(device, non_blocking=non_blocking) for t in b)
+        return xb, yb, (wb.clamp(max=self.clip) if self.clip is not None else wb)
+
+
+# --------------------------------------------------------------------------------------
+# the model: one, or a stack of K trained in one pass
+# --------------------------------------------------------------------------------------
+@dataclass
+class _Progress:
+    """The run so far — with the model and optimizer, what ``last.pt`` holds."""
+
+    best_state: dict[str, torch.Tensor]
+    result: TrainResult = field(default_factory=TrainResult)
+    epoch: int = 0  # the next epoch to run
+    bad_epochs: int = 0  # epochs without improvement
+    running: float | None = None  # running loss quantile (loss_threshold_mode "running")
+
+
+class OneModel:
+    """One model: per-sample losses [n], loss-threshold rejection, one best epoch and patience."""
+
+    size: int | None = None  # K for a stack
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig):
+        self.model, self.cfg = model, cfg
+
+    def per_row(self, out: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        return per_sample_loss(self.model, out, xb, yb, self.cfg.task)
+
+    def threshold(self, per: torch.Tensor, running: float | None) -> tuple[float | None, float | None]:
+        return loss_threshold(per, self.cfg, running)
+
+    def early_stop(self, run: _Progress, val_losses: torch.Tensor, epoch: int) -> None:
+        """Keep the best epoch's state; stop after ``cfg.patience`` epochs without improvement."""
+        val_loss, result = float(val_losses.sum()), run.result
+        if val_loss < result.best_val_loss:
+            result.best_val_loss, result.best_epoch, run.bad_epochs = val_loss, epoch, 0
+            run.best_state = _snapshot(self.model)
+        else:
+            run.bad_epochs += 1
+            if run.bad_epochs >= self.cfg.patience:
+                result.stopped_early = True
+
+
+class ModelStack(OneModel):
+    """K models in one (``rsft.models.stack_models``; every parameter [K, ...]): per-sample
+    losses [n, K] (one column per model), no loss-threshold rejection, the gradient clipped per
+    model, and each model keeps its own best epoch and patience; the stack stops when every
+    model has stopped."""
+
+    def __init__(self, model: nn.Module, cfg: TrainConfig):
+        super().__init__(model, cfg)
+        self.size = model.stack_size
+        self.best_k = torch.full((self.size,), math.inf)  # per model: best validation loss
+        self.bad_k = torch.zeros(self.size, dtype=torch.int64)  # and epochs without improvement
+        self.param_names = {n for n, _ in model.named_parameters()}  # the models live in these [K, ...] tensors
+
+    def per_row(self, out: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        return (out.float() - yb) ** 2
+
+    def threshold(self, per: torch.Tensor, running: float | None) -> tuple[float | None, float | None]:
+        return None, running
+
+    def early_stop(self, run: _Progress, val_losses: torch.Tensor, epoch: int) -> None:
+        active = self.bad_k < self.cfg.patience  # a model that ran out of patience would have stopped alone
+        better = (val_losses < self.best_k) & active
+        if bool(better.any()):
+            run.best_state = _merge_best(run.best_state, _snapshot(self.model), better, self.param_names)
+            self.best_k = torch.where(better, val_losses, self.best_k)
+            # summary for the stack: the sum of the models' best losses, the last epoch any improved
+            run.result.best_val_loss, run.result.best_epoch = float(self.best_k.sum()), epoch
+        self.bad_k = torch.where(better, 0, torch.where(active, self.bad_k + 1, self.bad_k))
+        run.result.stopped_early = bool((self.bad_k >= self.cfg.patience).all())
+
+
+def _the_model(model: nn.Module, train: Any, cfg: TrainConfig, checkpoint_dir: Any) -> OneModel:
+    """``model`` as a :class:`ModelStack` when it is one (refusing what a stack cannot do), else :class:`OneModel`."""
+    if not getattr(model, "stack_size", None):
+        return OneModel(model, cfg)
+    if (_is_stream(train) or cfg.task != "regression" or cfg.loss_threshold is not None
+            or cfg.loss_threshold_quantile is not None or checkpoint_dir is not None):
+        raise ValueError("a model stack trains in memory, on regression, without loss-threshold rejection or checkpoints")
+    return ModelStack(model, cfg)
+
+
+# --------------------------------------------------------------------------------------
+# the steps of an epoch
+# --------------------------------------------------------------------------------------
+class _Precision:
+    """Autocast on CUDA (bf16, or fp16 with a GradScaler); full precision elsewhere."""
+
+    def __init__(self, device: torch.device, enabled: bool):
+        self.dtype = amp_dtype(device, enabled)
+        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+
+    def autocast(self):
+        return torch.autocast("cuda", dtype=self.dtype) if self.dtype else contextlib.nullcontext()
+
+    def step(self, loss: torch.Tensor, opt: torch.optim.Optimizer, clip_grads: Callable[[], None] | None) -> None:
+        """Backward, the gradient clip (unscaled first under fp16), one optimizer step."""
+        opt.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if clip_grads:
+                self.scaler.unscale_(opt)
+                clip_grads()
+            self.scaler.step(opt)
+            self.scaler.update()
+        else:
+            loss.backward()
+            if clip_grads:
+                clip_grads()
+            opt.step()
+
+
+def _trainable(model: nn.Module, patterns: list[str]) -> list[torch.Tensor]:
+    """Freeze the parameters matching ``patterns``; the rest (there must be some) train."""
+    freeze(model, patterns)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError(f"train.freeze {patterns} froze every parameter")
+    return params
+
+
+def _set_lr(opt: torch.optim.Optimizer, lr: float) -> float:
+    for g in opt.param_groups:
+        g["lr"] = lr
+    return lr
+
+
+def _train_epoch(net: OneModel, batches: Iterable[Batch], opt: torch.optim.Optimizer, params: list[torch.Tensor],
+                 prec: _Precision, run: _Progress) -> tuple[torch.Tensor, int]:
+    """One pass: per-sample losses, loss-threshold rejection, importance-weighted mean, one step per
+    batch. Returns (mean training loss — [K] for a stack, the sum of whose entries is the loss; the
+    number of samples skipped) and updates ``run.running``."""
+    net.model.train()
+    clip = net.cfg.grad_clip
+    clip_grads = (lambda: clip_grad_norm(params, clip, net.size)) if clip else None
+    total, count, skipped = torch.zeros(net.size or (), dtype=torch.float64), 0, 0
+    for xb, yb, wb in batches:
+        n = len(xb)
+        with prec.autocast():
+            out = net.model(xb)
+        per = net.per_row(out, xb, yb)
+        thr, run.running = net.threshold(per.detach(), run.running)
+        if thr is not None:
+            keep = per.detach() <= thr
+            skipped += int((~keep).sum())
+            if not bool(keep.any()):  # every sample rejected: no step
+                count += n
+                continue
+            per, wb = per[keep], wb[keep]
+        # weighted mean; for a stack, the sum over models of each model's own weighted mean
+        losses = (per * wb).sum(0) / wb.sum(0).clamp_min(1e-12)
+        prec.step(losses.sum(), opt, clip_grads)
+        total += losses.detach().double().cpu() * n
+        count += n
+    if count == 0:
+        raise ValueError("no training rows")
+    return total / max(count, 1), skipped
+
+
+@torch.no_grad()
+def _validate(net: OneModel, batches: Iterable[Batch] | None, prec: _Precision, train_losses: torch.Tensor) -> torch.Tensor:
+    """Weighted mean validation loss ([K]: one per model of a stack); the training loss without
+    validation rows (and for a model whose validation rows all weigh 0, i.e. padding)."""
+    net.model.eval()
+    if batches is None:
+        return train_losses
+    num = den = torch.zeros((), dtype=torch.float64)
+    for xb, yb, wb in batches:
+        with prec.autocast():
+            out = net.model(xb)
+        # float32 sums per batch (one batch in memory = the pre-streaming value exactly)
+        num = num + (net.per_row(out, xb, yb) * wb).sum(0).cpu()  # a stack: one sum per model
+        den = den + wb.sum(0).cpu()
+    return torch.where(den > 0, num.float() / den.float().clamp_min(1e-30), train_losses.float())
+
+
+def _save_checkpoint(last: Path, model: nn.Module, opt: torch.optim.Optimizer, prec: _Precision, run: _Progress,
+                     epoch: int) -> None:
+    """``last.pt``: one plain dict, written atomically."""
+    with atomic_path(last) as tmp:
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "best_state": run.best_state,
+                    "result": run.result.to_dict(), "epoch": epoch, "bad_epochs": run.bad_epochs,
+                    "torch_rng": torch.get_rng_state(), "running_quantile": run.running,
+                    "scaler": prec.scaler.state_dict() if prec.scaler is not None else None}, tmp)
+
+
+def _resume(last: Path, model: nn.Module, opt: torch.optim.Optimizer, prec: _Precision) -> _Progress:
+    """Model, optimizer, torch RNG (and fp16 scaler) as ``last.pt`` left them; the run so far."""
+    ck = torch.load(last, map_location="cpu", weights_only=True)
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    torch.set_rng_state(ck["torch_rng"])
+    if prec.scaler is not None and ck.get("scaler"):
+        prec.scaler.load_state_dict(ck["scaler"])
+    log.info("resuming fit at epoch %d from %s", ck["epoch"] + 1, last)
+    return _Progress(ck["best_state"], TrainResult(**ck["result"]), ck["epoch"] + 1, ck["bad_epochs"],
+                     ck.get("running_quantile"))
+
+
+def _finish(model: nn.Module, best_state: dict[str, torch.Tensor]) -> None:
+    """The best state, every parameter trainable again, on the CPU in eval mode."""
+    model.load_state_dict(best_state)
+    for p in model.parameters():
+        p.requires_grad_(True)
+    model.to("cpu").eval()
 
 
 def fit(
@@ -227,195 +495,35 @@ def fit(
     every model ends where it would end alone on the same batches (batches and validation rows are
     shared; a padded model takes the longest model's steps, so pad only sets of similar size).
     """
-    # ---- seed + data ---------------------------------------------------------------------
     seed_everything(cfg.seed)
-    task = cfg.task
-    streaming = _is_stream(train)
-    stack = getattr(model, "stack_size", None)
-    if stack and (streaming or task != "regression" or cfg.loss_threshold is not None
-                  or cfg.loss_threshold_quantile is not None or checkpoint_dir is not None):
-        raise ValueError("a model stack trains in memory, on regression, without loss-threshold rejection or checkpoints")
-    val_stream = None
-    if streaming:
-        if val is None and cfg.val_share > 0 and hasattr(train, "holdout"):
-            train, val_stream = train.holdout(cfg.val_share, cfg.seed)
-    else:
-        x, y, w = _tensors(train, task)
-        if len(y) == 0:
-            raise ValueError("no training rows")
-        if val is None:
-            tr, va = _split(len(y), cfg.val_share, cfg.seed)
-        else:
-            tr, va = np.arange(len(y)), np.zeros(0, dtype=np.int64)
-    vx = vy = vw = None
-    if val is not None:
-        vx, vy, vw = _tensors(val, task)
-    elif not streaming and len(va):
-        vx, vy, vw = x[va], y[va], w[va]
-    clip = cfg.weight_clip
-
-    # ---- device, precision, freeze, optimizer ---------------------------------------------
+    net = _the_model(model, train, cfg, checkpoint_dir)  # one model, or a stack of K
+    data = TrainingData(train, val, cfg)  # training batches, validation split
     device = pick_device(cfg.device)
     model.to(device)
-    autocast_dtype = amp_dtype(device, cfg.amp)
-    scaler = torch.amp.GradScaler("cuda") if autocast_dtype == torch.float16 else None
-
-    def autocast():
-        return torch.autocast("cuda", dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
-
-    freeze(model, cfg.freeze)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError(f"train.freeze {cfg.freeze} froze every parameter")
+    prec = _Precision(device, cfg.amp)
+    params = _trainable(model, cfg.freeze)
     opt = make_optimizer(params, cfg)
-    result = TrainResult()
-    best_state = _snapshot(model)
-    start_epoch, bad_epochs, running = 0, 0, None
-    if stack:  # per-copy best validation loss and epochs without improvement
-        best_k, bad_k = torch.full((stack,), math.inf), torch.zeros(stack, dtype=torch.int64)
-    param_names = {n for n, _ in model.named_parameters()}  # a stack's copies live in these [K, ...] tensors
-
-    def per_row(out: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        """Per-sample losses; a stack's [b, K] squared errors keep one column per copy."""
-        return (out.float() - yb) ** 2 if stack else per_sample_loss(model, out, xb, yb, task)
-
-    # ---- resume --------------------------------------------------------------------------
+    run = _Progress(best_state=_snapshot(model))
     last = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
     if last is not None and last.exists():
-        ck = torch.load(last, map_location="cpu", weights_only=True)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["optimizer"])
-        best_state = ck["best_state"]
-        result = TrainResult(**ck["result"])
-        start_epoch, bad_epochs = ck["epoch"] + 1, ck["bad_epochs"]
-        running = ck.get("running_quantile")
-        torch.set_rng_state(ck["torch_rng"])
-        if scaler is not None and ck.get("scaler"):
-            scaler.load_state_dict(ck["scaler"])
-        log.info("resuming fit at epoch %d from %s", start_epoch, last)
-
-    def batches(epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        if streaming:
-            yield from _stream_batches(train, epoch, task)
-            return
-        gen.manual_seed(cfg.seed * 1_000_003 + epoch)
-        order = torch.as_tensor(tr)[torch.randperm(len(tr), generator=gen)]
-        for i in range(0, len(order), cfg.batch_size):
-            idx = order[i : i + cfg.batch_size]
-            yield x[idx], y[idx], w[idx]
-
-    @torch.no_grad()
-    def validate(epoch: int, fallback: torch.Tensor) -> torch.Tensor:
-        """Weighted mean validation loss ([K]: one per copy of a stack); ``fallback`` without validation rows."""
-        if vx is not None and len(vx):
-            parts: Iterable = [(vx, vy, vw)]  # one full batch, as before streaming existed
-        elif val_stream is not None:
-            parts = _stream_batches(val_stream, 0, task)
-        else:
-            return fallback
-        num = den = torch.zeros((), dtype=torch.float64)
-        for xb, yb, wb in parts:
-            xb, yb, wb = xb.to(device), yb.to(device), wb.to(device)
-            if clip is not None:
-                wb = wb.clamp(max=clip)
-            with autocast():
-                out = model(xb)
-            # float32 sums per batch (one batch in memory = the pre-streaming value exactly)
-            num = num + (per_row(out, xb, yb) * wb).sum(0).cpu()  # a stack: one sum per model
-            den = den + wb.sum(0).cpu()
-        # a copy without validation weight (all its validation rows were padding) uses its train loss
-        return torch.where(den > 0, num.float() / den.float().clamp_min(1e-30), fallback.float())
-
-    gen = torch.Generator().manual_seed(cfg.seed)
-    for epoch in range(start_epoch, cfg.epochs):
-        if result.stopped_early:
+        run = _resume(last, model, opt, prec)
+    for epoch in range(run.epoch, cfg.epochs):
+        if run.result.stopped_early:
             break
-        # ---- lr ----------------------------------------------------------------------------
-        lr = get_lr(epoch, cfg)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        # ---- train ----------------------------------------------------------------------------
-        model.train()
-        total, count, skipped = torch.zeros(stack or (), dtype=torch.float64), 0, 0  # per copy for a stack
-        for xb, yb, wb in batches(epoch):
-            n = len(xb)
-            xb, yb, wb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True), wb.to(device, non_blocking=True)
-            if clip is not None:
-                wb = wb.clamp(max=clip)
-            with autocast():
-                out = model(xb)
-            per = per_row(out, xb, yb)
-            thr, running = loss_threshold(per.detach(), cfg, running) if not stack else (None, running)
-            if thr is not None:
-                keep = per.detach() <= thr
-                skipped += int((~keep).sum())
-                if not bool(keep.any()):  # every sample rejected: no step
-                    count += n
-                    continue
-                per, wb = per[keep], wb[keep]
-            # weighted mean; for a stack, the sum over copies of each copy's own weighted mean
-            losses = (per * wb).sum(0) / wb.sum(0).clamp_min(1e-12)
-            loss = losses.sum()
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    scaler.unscale_(opt)
-                    clip_grad_norm(params, cfg.grad_clip, stack)
-                scaler.step(opt)
-                scaler.update()
-            else:
-                loss.backward()
-                if cfg.grad_clip:
-                    clip_grad_norm(params, cfg.grad_clip, stack)
-                opt.step()
-            total += losses.detach().double().cpu() * n
-            count += n
-        if count == 0:
-            raise ValueError("no training rows")
-        # ---- validate -------------------------------------------------------------------------
-        model.eval()
-        train_losses = total / max(count, 1)
-        val_losses = validate(epoch, train_losses)
-        val_loss = float(val_losses.sum())
-        row = {"epoch": epoch, "lr": lr, "train_loss": float(train_losses.sum()), "val_loss": val_loss, "skipped": skipped}
-        result.history.append(row)
-        result.epochs_run = epoch + 1
-        if stack:  # every copy keeps its own best epoch and stops on its own patience
-            active = bad_k < cfg.patience  # a copy that ran out of patience would have stopped alone
-            better = (val_losses < best_k) & active
-            if bool(better.any()):
-                best_state = _merge_best(best_state, _snapshot(model), better, param_names)
-                best_k = torch.where(better, val_losses, best_k)
-                # summary for the stack: the sum of the copies' best losses, the last epoch any improved
-                result.best_val_loss, result.best_epoch = float(best_k.sum()), epoch
-            bad_k = torch.where(better, 0, torch.where(active, bad_k + 1, bad_k))
-            result.stopped_early = bool((bad_k >= cfg.patience).all())
-        elif val_loss < result.best_val_loss:
-            result.best_val_loss, result.best_epoch, bad_epochs = val_loss, epoch, 0
-            best_state = _snapshot(model)
-        else:
-            bad_epochs += 1
-            if bad_epochs >= cfg.patience:
-                result.stopped_early = True
-        # ---- checkpoint ------------------------------------------------------------------------
+        lr = _set_lr(opt, get_lr(epoch, cfg))
+        train_losses, skipped = _train_epoch(net, data.batches(epoch, device), opt, params, prec, run)
+        val_losses = _validate(net, data.validation(device), prec, train_losses)
+        row = {"epoch": epoch, "lr": lr, "train_loss": float(train_losses.sum()), "val_loss": float(val_losses.sum()),
+               "skipped": skipped}
+        run.result.history.append(row)
+        run.result.epochs_run = epoch + 1
+        net.early_stop(run, val_losses, epoch)
         if last is not None:
-            last.parent.mkdir(parents=True, exist_ok=True)
-            tmp = last.with_name("last.pt.tmp")
-            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "best_state": best_state,
-                        "result": result.to_dict(), "epoch": epoch, "bad_epochs": bad_epochs,
-                        "torch_rng": torch.get_rng_state(), "running_quantile": running,
-                        "scaler": scaler.state_dict() if scaler is not None else None}, tmp)
-            tmp.replace(last)
-        # ---- report (after the checkpoint: a callback that raises loses no epoch) ----------------
-        if on_epoch:
+            _save_checkpoint(last, model, opt, prec, run, epoch)
+        if on_epoch:  # after the checkpoint: a callback that raises loses no epoch
             on_epoch(row)
-
-    model.load_state_dict(best_state)
-    for p in model.parameters():
-        p.requires_grad_(True)
-    model.to("cpu").eval()
-    return result
+    _finish(model, run.best_state)
+    return run.result
 
 
 def pretrain_autoencoder(

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from rsft.config import FeaturesConfig
+from rsft.evaluate import binary_auroc
 from rsft.features import hashed_ngram_ids
-from rsft.report import auc, ess, group_table, ks_stat, ngram_kl_reduction, selection_report, smd, two_sample_auc
+from rsft.report import ess, group_table, ks_stat, ngram_kl_reduction, selection_report, smd, two_sample_auc
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -25,9 +26,9 @@ def test_statistics_on_known_values():
     assert ks_stat(np.arange(100.0), np.arange(100.0)) == 0.0
     assert ks_stat(np.zeros(10), np.ones(10)) == 1.0
     assert smd(np.array([1.0, 3.0]), np.array([0.0, 2.0])) == pytest.approx(1.0)
-    assert auc(np.array([0.1, 0.2, 0.8, 0.9]), np.array([0, 0, 1, 1])) == 1.0
-    assert auc(np.array([0.5, 0.5, 0.5, 0.5]), np.array([0, 1, 0, 1])) == 0.5  # ties: average rank
-    assert auc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == 0.75
+    assert binary_auroc(np.array([0, 0, 1, 1]), np.array([0.1, 0.2, 0.8, 0.9])) == 1.0
+    assert binary_auroc(np.array([0, 1, 0, 1]), np.array([0.5, 0.5, 0.5, 0.5])) == 0.5  # ties: average rank
+    assert binary_auroc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
 
 
 def test_two_sample_auc():

@@ -75,6 +75,23 @@ def test_plan_splits_large_files_packs_small_ones_and_reads_back(tmp_path):
         plan_chunks(tmp_path / "ds" / "*.csv", 7)
 
 
+def test_a_writers_temporary_files_are_never_data(tmp_path):
+    """A leftover under rsft.fsio's temporary name (a complete Parquet file inside) is skipped
+    however the pool is named: directory, glob, recursive glob, or a glob of hidden names."""
+    from rsft.fsio import temp_path
+
+    root = tmp_path / "ds"
+    root.mkdir()
+    pl.DataFrame({"x": [1.0, 2.0]}).write_parquet(root / "a.parquet")
+    leftover = temp_path(root / "b.parquet")
+    pl.DataFrame({"x": [9.0]}).write_parquet(leftover)
+    assert leftover.name.startswith(".b.parquet.tmp-")
+    for source in (root, root / "*", root / "**" / "*"):
+        assert [Path(p.path).name for s in plan_chunks(source, 10) for p in s.parts] == ["a.parquet"], source
+    with pytest.raises(ValueError, match="no Parquet files"):
+        plan_chunks(root / ".*", 10)
+
+
 def test_chunk_seed_and_calibration_helpers():
     seeds = {chunk_seed(s, c) for s in range(5) for c in range(50)}
     assert len(seeds) == 250 and chunk_seed(3, 7) == chunk_seed(3, 7)

@@ -92,6 +92,51 @@ def test_deterministic_and_resume_equals_uninterrupted(tmp_path):
     np.testing.assert_allclose(predict(d, x), predict(a, x), rtol=0, atol=1e-5)
 
 
+def test_fit_pins_its_step_order_same_seed_and_resume_after_any_epoch(tmp_path):
+    """What a change of fit's step order would break: with dropout (the global torch RNG, per
+    batch), clipped importance weights, running-quantile rejection, a validation split and early
+    stopping, two fits with one seed end bit-identical, checkpointing changes nothing, and a fit
+    interrupted after any epoch resumes to the same weights and the same result and history."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 4)).astype(np.float32)
+    y = rng.normal(size=300).astype(np.float32)  # noise: the validation loss soon stops improving
+    w = rng.lognormal(0, 1, 300).astype(np.float32)
+    cfg = TrainConfig(epochs=12, lr=0.1, patience=3, batch_size=64, weight_clip=2.0, loss_threshold_quantile=0.9,
+                      loss_threshold_mode="running", seed=11)
+
+    def model():
+        torch.manual_seed(0)
+        m = build_model(ModelConfig(hidden=[16], dropout=0.2), 4)
+        set_standardization(m, x, y)
+        return m
+
+    def same(p, q):
+        return all(torch.equal(a, b) for a, b in zip(p.state_dict().values(), q.state_dict().values()))
+
+    a = model()
+    ref = fit(a, (x, y, w), cfg)
+    # premises: early stopping ends the run (its bad-epoch count resumes too), past the best epoch
+    # (the final weights are the checkpointed best state), and rejection skipped samples
+    assert ref.stopped_early and ref.best_epoch < ref.epochs_run - 1 < cfg.epochs - 1
+    assert all(h["skipped"] > 0 for h in ref.history)
+    b = model()
+    assert fit(b, (x, y, w), cfg).to_dict() == ref.to_dict() and same(a, b)
+    c = model()
+    assert fit(c, (x, y, w), cfg, checkpoint_dir=tmp_path / "whole").to_dict() == ref.to_dict() and same(a, c)
+    for stop in range(ref.epochs_run - 1):
+
+        def interrupt(row, stop=stop):
+            if row["epoch"] == stop:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            fit(model(), (x, y, w), cfg, checkpoint_dir=tmp_path / str(stop), on_epoch=interrupt)
+        d = model()
+        assert fit(d, (x, y, w), cfg, checkpoint_dir=tmp_path / str(stop)).to_dict() == ref.to_dict(), stop
+        assert same(a, d), stop
+        assert [p.name for p in (tmp_path / str(stop)).iterdir()] == ["last.pt"]  # no temporary file left
+
+
 def test_checkpoint_round_trip(tmp_path):
     x, y = _data(300)
     m = _model(x, y)

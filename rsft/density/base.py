@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from rsft.config import FeaturesConfig, ScorerConfig
+from rsft.fsio import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -180,8 +181,6 @@ class DensityRatioScorer(nn.Module):
 
     def save(self, path: str | Path) -> None:
         """One file: ``torch.save`` of a plain dict, written under a temporary name then renamed."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         blob = {
             "kind": self.kind,
             "config": self.cfg.model_dump(mode="json"),
@@ -189,9 +188,8 @@ class DensityRatioScorer(nn.Module):
             "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
             "diagnostics": _jsonable(self._diag),
         }
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(blob, tmp)
-        tmp.replace(path)
+        with atomic_path(path) as tmp:
+            torch.save(blob, tmp)
 
     # ---- frames (what the pipeline calls) ----------------------------------------------------
     def inputs(self, df: Any, feature_cfg: FeaturesConfig) -> Any:

@@ -112,7 +112,7 @@ class ClassifierScorer(DensityRatioScorer):
         self.temperature.fill_(t)
 
         # ---- diagnostics ---------------------------------------------------------------------------
-        from rsft.report import auc
+        from rsft.evaluate import binary_auroc
 
         prob = torch.sigmoid(logits / t).numpy()  # P(target | x) at the natural proportions
         # balanced view: sigmoid(log w) is P(target | x) when both classes weigh ½
@@ -124,7 +124,7 @@ class ClassifierScorer(DensityRatioScorer):
             log_prior_ratio=float(self.log_prior_ratio),
             ece=ece(prob, lab),
             ece_balanced=ece(prob_bal, lab, wbal),
-            val_auc=auc(prob, lab),
+            val_auc=binary_auroc(lab, prob),
             val_rows=len(va),
         )
 
