@@ -29,6 +29,7 @@ from torch import nn
 
 from rsft.config import AdaptConfig, ScorerConfig, TrainConfig, target_repeats
 from rsft.models import stack_models, unstack_model
+from rsft.sampling import calibrate_log_m, rejection_accept
 
 log = logging.getLogger(__name__)
 
@@ -196,13 +197,15 @@ class PoolSample:
 def rejection_indices(log_w: np.ndarray, beta: float, m_quantile: float, rng: np.random.Generator,
                       log_m: float | None = None) -> np.ndarray:
     """Accept pool rows with probability min(1, w^β / M), M at the quantile of w^β (``log_m``:
-    that quantile of ``log_w`` computed by the caller; the quantile of w^β is β times it)."""
-    u = np.log(rng.uniform(size=len(log_w)))
+    that quantile of ``log_w`` computed by the caller; the quantile of w^β is β times it) — the
+    sampling stage's rule (``rsft.sampling.rejection_accept``: one uniform per row in row order;
+    log M from ``calibrate_log_m``, which ignores non-finite log w)."""
     if beta == 0:  # w^0 = 1 = M: every scorable row (rows with log w = -inf are never drawn)
+        rng.random(len(log_w))  # the uniforms are drawn all the same: the generator advances as for β > 0
         return np.flatnonzero(np.isfinite(log_w) | (log_w > 0))
     if log_m is None:
-        log_m = float(np.quantile(log_w, m_quantile)) if m_quantile < 1 else float(log_w.max())
-    return np.flatnonzero(u < beta * (log_w - log_m))  # β ≥ 0: the quantile of β·log w is β·log M
+        log_m = calibrate_log_m(log_w, m_quantile)
+    return np.flatnonzero(rejection_accept(beta * log_w, beta * log_m, rng))  # β ≥ 0: the quantile of β·log w is β·log M
 
 
 # a model stack pads every training set to the longest; below this fill a cell trains alone
@@ -499,12 +502,11 @@ class Search:
         return self._scorer.with_target(xt, self._fit_pool)
 
     def _log_m(self, xt: np.ndarray, fold: int, q: float) -> float:
-        """log M: the q-quantile of the split's log w (the max for q = 1), computed once per split."""
+        """log M: the q-quantile of the split's finite log w (the max for q = 1), computed once per split."""
         cache = self.__dict__.setdefault("_lm_cache", {})
         key = (fold, len(xt), q)
         if key not in cache:
-            lw = self._log_w(xt, fold)
-            cache[key] = float(np.quantile(lw, q)) if q < 1 else float(lw.max())
+            cache[key] = calibrate_log_m(self._log_w(xt, fold), q)
         return cache[key]
 
     def loss(self, model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
