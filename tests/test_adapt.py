@@ -314,7 +314,7 @@ def test_stacks_group_only_sets_of_about_the_same_size(monkeypatch):
         assert n == na and all(torch.equal(p, q) for p, q in zip(m.state_dict().values(), a.state_dict().values()))
     # two budget recipes stack together (equal sizes, same seed: each copy ends as alone, to float
     # rounding); the target-only cell among them still trains alone (bit-identical)
-    import rsft.adapt as adapt_module
+    import rsft.adapt.stacking as adapt_module
 
     widths = []
     real = adapt_module.stack_models
