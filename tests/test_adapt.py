@@ -126,6 +126,40 @@ def test_beta_zero_is_uniform_and_beta_one_follows_w():
     assert abs(len(acc1) / len(w) - w.mean() / w.max()) < 0.01
 
 
+
+def _rule(log_w, beta, m_quantile, seed, log_m=None):
+    """The acceptance rule computed directly: row i is kept when log u_i < min(β·log w_i − β·log M, 0),
+    u = the generator's uniforms in row order, log M the quantile of the finite log w (the max at
+    q = 1); β = 0 keeps every row whose log w is finite or +inf."""
+    u = np.random.default_rng(seed).uniform(size=len(log_w))
+    if beta == 0:
+        return np.flatnonzero(~np.isnan(log_w) & (log_w != -np.inf))
+    finite = log_w[np.isfinite(log_w)]
+    if log_m is None:
+        log_m = finite.max() if m_quantile >= 1 else np.quantile(finite, m_quantile)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.flatnonzero(np.log(u) < np.minimum(beta * log_w - beta * log_m, 0.0))
+
+
+def test_rejection_indices_are_the_sampling_stages_rule():
+    """The search draws pool rows by ``rsft.sampling``'s rule (``rejection_accept``, log M from
+    ``calibrate_log_m``): the same rows as the rule computed directly, on random inputs, and the
+    generator left where the same uniforms leave it (β = 0 included)."""
+    for seed in range(4):
+        log_w = np.random.default_rng(100 + seed).normal(size=3000) * 2
+        bad = log_w.copy()
+        bad[[3, 50, 700, 2999]] = [-np.inf, np.inf, np.nan, -np.inf]  # rows the scorer could not score
+        for beta in (0.0, 0.3, 0.5, 1.0, 1.7, 2.0):
+            for q in (0.5, 0.9, 0.99, 1.0):
+                for lw, log_m in ((log_w, None), (log_w, 0.7), (bad, None), (bad, 0.7)):
+                    rng = np.random.default_rng(seed)
+                    got = rejection_indices(lw, beta, q, rng, log_m)
+                    np.testing.assert_array_equal(got, _rule(lw, beta, q, seed, log_m))
+                    after = np.random.default_rng(seed)
+                    after.uniform(size=len(lw))
+                    assert rng.random() == after.random()
+
+
 # ---- the search on constructed cases with a known answer (fixed seeds) ----------------------
 from rsft.adapt import PoolSample, run_search  # noqa: E402
 from rsft.config import ModelConfig, ScorerConfig, TrainConfig  # noqa: E402
@@ -280,7 +314,7 @@ def test_stacks_group_only_sets_of_about_the_same_size(monkeypatch):
         assert n == na and all(torch.equal(p, q) for p, q in zip(m.state_dict().values(), a.state_dict().values()))
     # two budget recipes stack together (equal sizes, same seed: each copy ends as alone, to float
     # rounding); the target-only cell among them still trains alone (bit-identical)
-    import rsft.adapt as adapt_module
+    import rsft.adapt.stacking as adapt_module
 
     widths = []
     real = adapt_module.stack_models

@@ -1,0 +1,93 @@
+"""Cross-validation bookkeeping: grouped folds over the target sample, the loss, each
+candidate's fold losses, and the one-standard-error choice among them."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+# --------------------------------------------------------------------------------------
+# folds
+# --------------------------------------------------------------------------------------
+def time_blocks(n: int, blocks: int) -> np.ndarray:
+    """Group ids of ``blocks`` contiguous blocks over ``n`` time-ordered rows."""
+    return np.minimum((np.arange(n) * blocks) // max(n, 1), blocks - 1)
+
+
+def grouped_folds(groups: np.ndarray, k: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """K folds over whole groups: no group is on both sides of a fold.
+
+    Groups are shuffled (seeded) and assigned greedily to the currently smallest fold, so fold
+    sizes stay balanced even with unequal groups.
+    """
+    uniq = np.unique(groups)
+    if k < 2:
+        raise ValueError(f"adapt.folds must be >= 2, got {k}")
+    if len(uniq) < k:
+        raise ValueError(f"adapt.folds={k} but the target sample has only {len(uniq)} groups; use fewer folds")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(uniq)
+    sizes = {g: int((groups == g).sum()) for g in order}
+    fold_of: dict[Any, int] = {}
+    load = np.zeros(k)
+    for g in sorted(order, key=lambda g: -sizes[g]):
+        f = int(np.argmin(load))
+        fold_of[g] = f
+        load[f] += sizes[g]
+    assign = np.array([fold_of[g] for g in groups])
+    return [(np.flatnonzero(assign != f), np.flatnonzero(assign == f)) for f in range(k)]
+
+
+def rmse(pred: np.ndarray, y: np.ndarray) -> float:
+    """The search's loss: root mean squared error of predictions against labels."""
+    return float(np.sqrt(np.mean((pred - y) ** 2)))
+
+
+# --------------------------------------------------------------------------------------
+# results and the choice
+# --------------------------------------------------------------------------------------
+@dataclass
+class CandidateResult:
+    name: str
+    strategy: str
+    cost: int
+    fold_losses: list[float] = field(default_factory=list)
+    pool_rows: list[int] = field(default_factory=list)
+    seconds: float = 0.0
+    skipped: str = ""
+    eliminated: str = ""  # successive halving: why it was not run on every fold
+    short_losses: list[float] = field(default_factory=list)  # rung-0 losses at the CV epochs (rung1 = "full")
+    final_seconds: float | None = None  # retrained on the whole target sample (with a hold-out)
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.fold_losses)) if self.fold_losses else math.inf
+
+    @property
+    def se(self) -> float:
+        n = len(self.fold_losses)
+        return float(np.std(self.fold_losses, ddof=1) / math.sqrt(n)) if n > 1 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.update(cv_loss_mean=self.mean, cv_loss_se=self.se, pool_rows_mean=float(np.mean(self.pool_rows or [0])))
+        return d
+
+
+def choose(results: list[CandidateResult], one_se: bool = True) -> tuple[CandidateResult, str]:
+    """Lowest mean CV loss; with ``one_se``, the cheapest candidate within one SE of it."""
+    done = [r for r in results if r.fold_losses and math.isfinite(r.mean) and not r.eliminated]
+    if not done:
+        raise RuntimeError("no candidate finished a cross-validation fold")
+    best = min(done, key=lambda r: r.mean)
+    if not one_se:
+        return best, f"lowest CV loss {best.mean:.4g}"
+    bar = best.mean + best.se
+    cheap = min((r for r in done if r.mean <= bar), key=lambda r: r.cost)
+    if cheap is best:
+        return best, f"lowest CV loss {best.mean:.4g} ± {best.se:.2g}"
+    return cheap, f"cheapest within one SE of the best ({best.name}: {best.mean:.4g} ± {best.se:.2g}; this {cheap.mean:.4g})"

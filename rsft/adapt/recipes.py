@@ -1,0 +1,113 @@
+"""What each candidate trains on, or how it changes the champion without training.
+
+Training-free: ``keep_champion`` (the warm model as is), ``recalibrate`` (an affine correction
+``y ≈ a·f(x) + b`` fitted by least squares, folded into the last linear layer). Trained, each on
+the target rows repeated ``target_share`` times plus its pool rows (:func:`training_set`):
+``head_only`` and ``sample_only`` (no pool rows; head_only fine-tunes only the last layer),
+``rsft`` (rejection-sampled pool rows, acceptance ``min(1, w^β / M)``), ``random_mix`` (a uniform
+pool subset of the rejection-sampling budget), ``weighted`` (the same budget drawn uniformly,
+weighted by w clipped at M).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from rsft.adapt.candidates import POOL_STRATEGIES, Candidate
+from rsft.adapt.pool import PoolRatios, rejection_indices
+from rsft.config import target_repeats
+
+
+# --------------------------------------------------------------------------------------
+# the model's head: recalibrate, head_only
+# --------------------------------------------------------------------------------------
+def last_linear(model: nn.Module) -> tuple[str, nn.Linear]:
+    linears = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Linear)]
+    if not linears:
+        raise ValueError("model has no nn.Linear layer to recalibrate or fine-tune as a head")
+    return linears[-1]
+
+
+def head_only_freeze(model: nn.Module) -> list[str]:
+    """Freeze patterns (exact parameter names) for everything except the last linear layer."""
+    head, _ = last_linear(model)
+    return [n for n, _ in model.named_parameters() if not n.startswith(head + ".")]
+
+
+def affine_fit(f: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(a, b) of the least-squares fit ``y ≈ a·f + b``."""
+    f = f.astype(np.float64)
+    (a, b), *_ = np.linalg.lstsq(np.stack([f, np.ones_like(f)], 1), y.astype(np.float64), rcond=None)
+    return float(a), float(b)
+
+
+def recalibrate(model: nn.Module, x: np.ndarray, y: np.ndarray, predict: Callable) -> nn.Module:
+    """Affine correction ``y ≈ a·f(x) + b`` fitted by least squares, folded into the last layer."""
+    f = predict(model, x).astype(np.float64)
+    a, b = affine_fit(f, y)
+    out = copy.deepcopy(model)
+    _, lin = last_linear(out)
+    if lin.bias is None:
+        raise ValueError("recalibrate needs a last linear layer with a bias")
+    with torch.no_grad():
+        lin.weight.mul_(a)
+        lin.bias.mul_(a)
+        # anything the model adds after its last layer (e.g. an output offset) is a constant:
+        # measure it and put the remaining shift into the bias, so out(x) = a·f(x) + b exactly
+        lin.bias.add_(float(np.mean(a * f + b - predict(out, x))))
+    return out
+
+
+# --------------------------------------------------------------------------------------
+# training sets
+# --------------------------------------------------------------------------------------
+def pool_draw(c: Candidate, xt: np.ndarray, fold: int, ratios: PoolRatios, m_quantile0: float,
+              seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """A pool recipe's pool rows on one split (target training rows ``xt``) and their weights
+    (``weighted`` only; None = 1). The budget — how many rows rsft accepts at β = 1 and the first
+    M quantile — is drawn from its own generator, so every recipe on a split sees the same one."""
+    rng = np.random.default_rng([seed, fold, c.cost])
+    log_w = ratios.log_w(xt, fold)
+    q0 = m_quantile0
+    n_rs = len(rejection_indices(log_w, 1.0, q0, np.random.default_rng([seed, fold]), ratios.log_m(xt, fold, q0)))
+    if c.strategy == "rsft":
+        q = c.m_quantile or q0
+        return rejection_indices(log_w, c.beta if c.beta is not None else 1.0, q, rng, ratios.log_m(xt, fold, q)), None
+    if c.strategy == "random_mix":
+        return rng.choice(len(log_w), size=min(n_rs, len(log_w)), replace=False), None
+    # weighted: the same budget of pool rows as rsft, drawn uniformly and weighted by w (clipped at M)
+    pool_idx = rng.choice(len(log_w), size=min(max(n_rs, 1), len(log_w)), replace=False)
+    w = np.exp(np.minimum(log_w[pool_idx] - ratios.log_m(xt, fold, q0), 0.0))
+    return pool_idx, (w / w.mean()).astype(np.float32)
+
+
+def training_set(c: Candidate, xt: np.ndarray, yt: np.ndarray, fold: int, ratios: PoolRatios, m_quantile0: float,
+                 seed: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
+    """A trained candidate's rows on one split: its pool rows + the target rows repeated
+    ``target_share`` times, as ((x, y, w), pool rows) — w = 1 except for ``weighted``'s pool rows."""
+    reps = target_repeats(c.target_share)
+    pool_idx, weights = np.array([], dtype=np.int64), None
+    if c.strategy in POOL_STRATEGIES:
+        pool_idx, weights = pool_draw(c, xt, fold, ratios, m_quantile0, seed)
+    if weights is None:
+        weights = np.ones(len(pool_idx), np.float32)
+    pool = ratios.pool
+    x = np.concatenate([pool.x[pool_idx]] + [xt] * reps)
+    y = np.concatenate([pool.y[pool_idx]] + [yt] * reps)
+    w = np.concatenate([weights, np.ones(len(yt) * reps, np.float32)])
+    return (x, y, w), len(pool_idx)
+
+
+def final_facts(c: Candidate, n_pool: int, n_target: int) -> dict[str, Any]:
+    """What a recipe's fit on the whole target sample trained on (the report's ``final``)."""
+    what = {"keep_champion": "nothing (the warm start as is)",
+            "recalibrate": "an affine output correction fitted on the target sample"}.get(
+        c.strategy, f"the target sample ×{target_repeats(c.target_share)}"
+        + (f" + {n_pool:,} rows drawn from the adapt pool sample" if n_pool else ""))
+    reps = {"keep_champion": 0, "recalibrate": 1}.get(c.strategy, target_repeats(c.target_share))
+    return {"trained_on": what, "pool_rows": n_pool, "train_rows": n_pool + n_target * reps}
