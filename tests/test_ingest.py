@@ -188,7 +188,7 @@ def test_jsonl_in_small_blocks_gives_the_same_dataset_quarantine_and_leaves_no_s
     """JSONL is parsed in blocks spooled to a temporary file and read back in slices: tiny blocks
     (3 lines, several slices) give exactly the rows, quarantine reasons and line numbers of one
     big block, and nothing but the dataset remains (the spool never carries a .parquet suffix)."""
-    import rsft.ingest as ingest_module
+    import rsft.ingest.run as ingest_module
 
     spools = []
     real = ingest_module._read_jsonl
