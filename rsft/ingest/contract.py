@@ -20,7 +20,6 @@ _TZ = r"(Z|[+-]\d{2}:?\d{2})$"
 _ISO_AWARE = "%Y-%m-%dT%H:%M:%S%.f%#z"  # Z, +01:00 or +0100, optional fraction
 _ISO_NAIVE = "%Y-%m-%dT%H:%M:%S%.f"
 _ISO_Z = "%Y-%m-%dT%H:%M:%SZ"  # the fast path's one shape
-_BOOL = {"true": True, "1": True, "false": False, "0": False}
 
 def _check_columns(cols: list[str], contract: ContractConfig) -> list[str]:
     expected = [c.name for c in contract.columns]

@@ -10,10 +10,8 @@ import os
 import shutil
 import threading
 from pathlib import Path
-from typing import Callable
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from rsft import progress as _progress
 from rsft.config import ContractConfig
@@ -25,22 +23,16 @@ from rsft.ingest.sources import _fetch, _gunzip, _is_remote, _size
 from rsft.ingest.stream import _stream
 
 
-def _rows(path: Path) -> int:
-    return pq.ParquetFile(path).metadata.num_rows
-
-
-def ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfig, chunk_rows: int = 250_000,
-                progress: Callable[[int], None] | None = None) -> FileResult:
+def ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfig, chunk_rows: int = 250_000) -> FileResult:
     """Ingest one file: stream it through the contract into data parts (hive partitions when the
     contract names keys) and a quarantine part (temp names, renamed), then write its manifest
-    entry last. ``progress`` is called with the rows of every batch."""
-    res = _ingest_file(plan, dataset_dir, contract, chunk_rows, progress)
+    entry last. Progress is reported as ``ingest.rows`` / ``ingest.file`` events (:mod:`rsft.progress`)."""
+    res = _ingest_file(plan, dataset_dir, contract, chunk_rows)
     _progress.emit("ingest.file", file=plan.name, status=res.status, bytes=_size(plan.path) if plan.action == "ingest" else 0)
     return res
 
 
-def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfig, chunk_rows: int = 250_000,
-                progress: Callable[[int], None] | None = None) -> FileResult:
+def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfig, chunk_rows: int = 250_000) -> FileResult:
     dataset_dir = Path(dataset_dir)
     if plan.action == "skip":
         entry = _manifest(dataset_dir).get(plan.digest, {})
@@ -80,7 +72,7 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
         qpart.parent.mkdir(parents=True, exist_ok=True)
         try:
             rows_ok, rows_bad = _stream(raw.with_columns(_source=pl.lit(plan.name)), contract, extra, staging, stem,
-                                        tmp_bad, chunk_rows, progress,
+                                        tmp_bad, chunk_rows,
                                         sliced=contract.format == "jsonl" or plan.path.endswith((".parquet", ".pq")))
             if tail:
                 _name_short_last_record(tmp_bad, rows_ok + rows_bad, tail, plan.name)
@@ -122,12 +114,9 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
     return FileResult(plan.name, plan.digest, "ok", rows_total=rows_ok + rows_bad, rows_ok=rows_ok, rows_quarantined=rows_bad)
 
 
-def ingest(sources, dataset_dir, contract: ContractConfig, chunk_rows: int = 250_000,
-           on_file: Callable[[FileResult], None] | None = None) -> IngestSummary:
+def ingest(sources, dataset_dir, contract: ContractConfig, chunk_rows: int = 250_000) -> IngestSummary:
+    """Plan the sources (:func:`rsft.ingest.plan.plan_ingest`), then ingest the files one by one."""
     summary = IngestSummary()
     for plan in plan_ingest(sources, dataset_dir, contract):
-        res = ingest_file(plan, dataset_dir, contract, chunk_rows)
-        summary.files.append(res)
-        if on_file:
-            on_file(res)
+        summary.files.append(ingest_file(plan, dataset_dir, contract, chunk_rows))
     return summary

@@ -6,7 +6,7 @@ to the quarantine part.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import polars as pl
 import pyarrow.parquet as pq
@@ -35,8 +35,7 @@ def _batches(lf: pl.LazyFrame, chunk_rows: int, sliced: bool) -> Iterator[pl.Dat
 
 
 def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], staging: Path, stem: str,
-            tmp_bad: Path, chunk_rows: int, progress: Callable[[int], None] | None,
-            sliced: bool = False) -> tuple[int, int]:
+            tmp_bad: Path, chunk_rows: int, sliced: bool = False) -> tuple[int, int]:
     """One streaming read in batches of ``chunk_rows``: the cheap checks on every row, the full
     check on flagged rows only, typed rows to ``staging`` (partitioned), the rest to quarantine.
     Memory is bounded by the batch size (plus 8 bytes per row with duplicate detection);
@@ -84,8 +83,6 @@ def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], stagi
                     bad_w.write_table(t.cast(bad_w.schema))
                     rows_bad += bad.height
             _progress.emit("ingest.rows", rows=df.height)
-            if progress:
-                progress(df.height)
     finally:
         data.close()
         if bad_w:
