@@ -21,7 +21,10 @@ _ISO_AWARE = "%Y-%m-%dT%H:%M:%S%.f%#z"  # Z, +01:00 or +0100, optional fraction
 _ISO_NAIVE = "%Y-%m-%dT%H:%M:%S%.f"
 _ISO_Z = "%Y-%m-%dT%H:%M:%SZ"  # the fast path's one shape
 
+
 def _check_columns(cols: list[str], contract: ContractConfig) -> list[str]:
+    """A header against the contract: a missing column, or an unknown one under ``unknown_columns:
+    reject``, fails the file; returns the unknown columns to keep (``keep``), else none."""
     expected = [c.name for c in contract.columns]
     missing = [c for c in expected if c not in cols]
     if missing:
@@ -48,44 +51,72 @@ def _typed(
         present = raw.is_not_null() & (raw.str.strip_chars() != "")
     missing = pl.when(~present & (not col.nullable)).then(pl.lit(f"missing {col.name}"))
     if col.dtype == "float64":
-        val = pl.when(present).then(raw.str.strip_chars().cast(pl.Float64, strict=False)) if value is None else value
-        bad = pl.when(present & val.is_null()).then(pl.lit(f"{col.name} not a number"))
-        nonfinite = pl.when(col.finite & val.is_not_null() & ~val.is_finite()).then(pl.lit(f"{col.name} non-finite"))
-        rng = pl.lit(False)
-        if col.min is not None:
-            rng = rng | (val < col.min)
-        if col.max is not None:
-            rng = rng | (val > col.max)
-        out = pl.when(val.is_finite() & rng).then(pl.lit(f"{col.name} out of range [{col.min}, {col.max}]"))
-        return val, pl.coalesce(missing, bad, nonfinite, out)
+        return _typed_float(col, raw, present, missing, value)
     if col.dtype == "int64":
-        val = pl.when(present).then(raw.str.strip_chars().cast(pl.Int64, strict=False)) if value is None else value
-        return val, pl.coalesce(missing, pl.when(present & val.is_null()).then(pl.lit(f"{col.name} not an integer")))
+        return _typed_int(col, raw, present, missing, value)
     if col.dtype == "bool":
-        low = raw.str.strip_chars().str.to_lowercase()
-        val = pl.when(low.is_in(["true", "1"])).then(True).when(low.is_in(["false", "0"])).then(False)
-        return val, pl.coalesce(missing, pl.when(present & val.is_null()).then(pl.lit(f"{col.name} not a boolean")))
+        return _typed_bool(col, raw, present, missing)
     if col.dtype == "timestamp":
-        s = raw.str.strip_chars()
-        has_tz = s.str.contains(_TZ)
-        aware = s.str.to_datetime(_ISO_AWARE, strict=False, time_unit="us", time_zone="UTC")
-        naive = s.str.to_datetime(_ISO_NAIVE, strict=False, time_unit="us").dt.replace_time_zone("UTC")
-        utc_form = s.str.contains(r"(Z|\+00:?00)$")
-        if naive_policy == "assume_utc":
-            val = pl.when(has_tz).then(aware).otherwise(naive) if value is None else value
-            naive_reason = pl.lit(None, dtype=pl.String)
-        else:
-            val = pl.when(has_tz).then(aware) if value is None else value
-            # a well-formed wall-clock time without zone (shape check; its validity is in `val` via assume_utc only)
-            naive_shape = s.str.contains(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?$")
-            naive_reason = pl.when(present & ~has_tz & naive_shape).then(pl.lit(f"{col.name}: timestamp without time zone"))
-        offset_reason = pl.when(present & has_tz & ~utc_form).then(pl.lit(f"{col.name}: non-UTC offset")) if utc_only else pl.lit(None, dtype=pl.String)
-        reason = pl.coalesce(
-            missing, naive_reason, offset_reason,
-            pl.when(present & val.is_null()).then(pl.lit(f"{col.name}: unparseable timestamp")),
-        )
-        return val, reason
-    # str
+        return _typed_timestamp(col, raw, present, missing, value, naive_policy, utc_only)
+    return _typed_str(col, raw, present, missing)
+
+
+def _typed_float(col: ColumnContract, raw: pl.Expr, present: pl.Expr, missing: pl.Expr,
+                 value: pl.Expr | None) -> tuple[pl.Expr, pl.Expr]:
+    """float64: trimmed text cast; not a number, non-finite (``finite``), out of ``[min, max]``."""
+    val = pl.when(present).then(raw.str.strip_chars().cast(pl.Float64, strict=False)) if value is None else value
+    bad = pl.when(present & val.is_null()).then(pl.lit(f"{col.name} not a number"))
+    nonfinite = pl.when(col.finite & val.is_not_null() & ~val.is_finite()).then(pl.lit(f"{col.name} non-finite"))
+    rng = pl.lit(False)
+    if col.min is not None:
+        rng = rng | (val < col.min)
+    if col.max is not None:
+        rng = rng | (val > col.max)
+    out = pl.when(val.is_finite() & rng).then(pl.lit(f"{col.name} out of range [{col.min}, {col.max}]"))
+    return val, pl.coalesce(missing, bad, nonfinite, out)
+
+
+def _typed_int(col: ColumnContract, raw: pl.Expr, present: pl.Expr, missing: pl.Expr,
+               value: pl.Expr | None) -> tuple[pl.Expr, pl.Expr]:
+    """int64: trimmed text cast; not an integer."""
+    val = pl.when(present).then(raw.str.strip_chars().cast(pl.Int64, strict=False)) if value is None else value
+    return val, pl.coalesce(missing, pl.when(present & val.is_null()).then(pl.lit(f"{col.name} not an integer")))
+
+
+def _typed_bool(col: ColumnContract, raw: pl.Expr, present: pl.Expr, missing: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """bool: true/1 or false/0, trimmed, any case; not a boolean."""
+    low = raw.str.strip_chars().str.to_lowercase()
+    val = pl.when(low.is_in(["true", "1"])).then(True).when(low.is_in(["false", "0"])).then(False)
+    return val, pl.coalesce(missing, pl.when(present & val.is_null()).then(pl.lit(f"{col.name} not a boolean")))
+
+
+def _typed_timestamp(col: ColumnContract, raw: pl.Expr, present: pl.Expr, missing: pl.Expr, value: pl.Expr | None,
+                     naive_policy: str, utc_only: bool) -> tuple[pl.Expr, pl.Expr]:
+    """timestamp: ISO 8601 converted to UTC; a naive time rejected or assumed UTC (``naive_policy``),
+    a non-UTC offset rejected under ``utc_only``, anything else unparseable."""
+    s = raw.str.strip_chars()
+    has_tz = s.str.contains(_TZ)
+    aware = s.str.to_datetime(_ISO_AWARE, strict=False, time_unit="us", time_zone="UTC")
+    naive = s.str.to_datetime(_ISO_NAIVE, strict=False, time_unit="us").dt.replace_time_zone("UTC")
+    utc_form = s.str.contains(r"(Z|\+00:?00)$")
+    if naive_policy == "assume_utc":
+        val = pl.when(has_tz).then(aware).otherwise(naive) if value is None else value
+        naive_reason = pl.lit(None, dtype=pl.String)
+    else:
+        val = pl.when(has_tz).then(aware) if value is None else value
+        # a well-formed wall-clock time without zone (shape check; its validity is in `val` via assume_utc only)
+        naive_shape = s.str.contains(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?$")
+        naive_reason = pl.when(present & ~has_tz & naive_shape).then(pl.lit(f"{col.name}: timestamp without time zone"))
+    offset_reason = pl.when(present & has_tz & ~utc_form).then(pl.lit(f"{col.name}: non-UTC offset")) if utc_only else pl.lit(None, dtype=pl.String)
+    reason = pl.coalesce(
+        missing, naive_reason, offset_reason,
+        pl.when(present & val.is_null()).then(pl.lit(f"{col.name}: unparseable timestamp")),
+    )
+    return val, reason
+
+
+def _typed_str(col: ColumnContract, raw: pl.Expr, present: pl.Expr, missing: pl.Expr) -> tuple[pl.Expr, pl.Expr]:
+    """str: the text as is; a ``pattern`` to match in full, an ``allowed`` set."""
     val = raw
     checks = [missing]
     if col.pattern:

@@ -140,78 +140,106 @@ def _read_jsonl(path: str, contract: ContractConfig, spool: Path,
     reason (``__pre``). Parsed in blocks of ``min(chunk_rows, JSONL_SPOOL_ROWS)`` lines, each
     appended to a Parquet ``spool`` file as one row group and scanned back lazily: memory is
     bounded by the block, not the file."""
-    block = max(1, min(chunk_rows, JSONL_SPOOL_ROWS))
-    names = [c.name for c in contract.columns]
-    schema = {**{n: pl.String for n in names}, "_row": pl.Int64, "__pre": pl.String, "__line": pl.String}
-    empty = (None,) * len(names)
-    rows: list[tuple] = []  # one tuple per line: the column values, line number, reason, text
-    writer: list[pq.ParquetWriter] = []
-    checks = [(c.name, c.dtype in ("str", "timestamp"), c.dtype in ("float64", "int64"), c.nullable)
-              for c in contract.columns]
-
-    def flush() -> None:
-        t = pl.DataFrame(rows, schema=schema, orient="row").to_arrow()
-        if not writer:
-            writer.append(pq.ParquetWriter(spool, t.schema, compression="lz4"))
-        writer[0].write_table(t)
-        rows.clear()
-
+    lines = _JsonlLines(contract)
+    schema = {**{n: pl.String for n in lines.names}, "_row": pl.Int64, "__pre": pl.String, "__line": pl.String}
+    out = _Spool(spool, schema)
+    rows, block, parse = out.rows, max(1, min(chunk_rows, JSONL_SPOOL_ROWS)), lines.row
     opener = gzip.open if path.endswith(".gz") else open
-    limit = contract.max_line_bytes
     try:
         with opener(path, "rb") as fh:  # noqa: SIM115
             for i, line in enumerate(fh, start=1):
                 if len(rows) >= block:
-                    flush()
-                if limit and len(line) > limit:
-                    raise FileError(f"line {i}: {len(line):,} bytes, over max_line_bytes {limit:,}")
-                try:
-                    text = line.decode("utf-8")
-                except UnicodeDecodeError:
-                    if contract.decode_errors == "fail_file":
-                        raise FileError(f"line {i}: invalid UTF-8 (decode_errors: fail_file)") from None
-                    if contract.decode_errors == "latin1":  # the export's declared fallback encoding
-                        text = line.decode("latin-1")
-                    else:
-                        field_name = _undecodable_field(line, names)
-                        rows.append((*empty, i, f"invalid UTF-8 in {field_name}" if field_name else "invalid UTF-8",
-                                     line.decode("latin-1")))
-                        continue
-                if not text.strip():
-                    continue
-                text = text.rstrip("\n")
-                try:
-                    obj = json.loads(text)
-                except json.JSONDecodeError:
-                    rows.append((*empty, i, "invalid JSON", text))
-                    continue
-                if not isinstance(obj, dict):
-                    rows.append((*empty, i, "invalid JSON: not an object", text))
-                    continue
-                pre, values = None, []
-                for name, is_text, is_number, nullable in checks:
-                    v = obj.get(name, _MISSING)
-                    if v is None or v is _MISSING:
-                        if v is _MISSING:
-                            pre = pre or f"missing key {name}"
-                        elif not nullable:
-                            pre = pre or f"{name} is null"
-                        values.append(None)
-                        continue
-                    ok = (isinstance(v, str) if is_text else
-                          isinstance(v, (int, float)) and not isinstance(v, bool) if is_number else isinstance(v, bool))
-                    if not ok:
-                        pre = pre or f"{name} wrong type ({type(v).__name__})"
-                        values.append(None)
-                    else:
-                        values.append(v if is_text else str(v))
-                rows.append((*values, i, pre, text))
-        if rows or not writer:  # the last block (an empty file still gets the schema)
-            flush()
+                    out.flush()
+                row = parse(i, line)
+                if row is not None:
+                    rows.append(row)
+        out.finish()
     finally:
-        if writer:
-            writer[0].close()
+        out.close()
     return pl.scan_parquet(spool), []
+
+
+class _Spool:
+    """Parsed JSONL rows, appended to a Parquet file a block at a time (one row group each)."""
+
+    def __init__(self, path: Path, schema: dict[str, pl.DataType]):
+        self.path, self.schema = path, schema
+        self.rows: list[tuple] = []  # one tuple per line: the column values, line number, reason, text
+        self._writer: pq.ParquetWriter | None = None
+
+    def flush(self) -> None:
+        t = pl.DataFrame(self.rows, schema=self.schema, orient="row").to_arrow()
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self.path, t.schema, compression="lz4")
+        self._writer.write_table(t)
+        self.rows.clear()
+
+    def finish(self) -> None:
+        if self.rows or self._writer is None:  # the last block (an empty file still gets the schema)
+            self.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+class _JsonlLines:
+    """One JSONL line -> a spool row ``(*column values as text, line number, reason or None, line
+    text)``, or None for a blank line. A line over ``max_line_bytes``, or not UTF-8 under
+    ``decode_errors: fail_file``, fails the file."""
+
+    def __init__(self, contract: ContractConfig):
+        self.names = [c.name for c in contract.columns]
+        self.empty = (None,) * len(self.names)
+        self.checks = [(c.name, c.dtype in ("str", "timestamp"), c.dtype in ("float64", "int64"), c.nullable)
+                       for c in contract.columns]
+        self.limit = contract.max_line_bytes
+        self.decode_errors = contract.decode_errors
+
+    def row(self, i: int, line: bytes) -> tuple | None:
+        if self.limit and len(line) > self.limit:
+            raise FileError(f"line {i}: {len(line):,} bytes, over max_line_bytes {self.limit:,}")
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            if self.decode_errors != "latin1":
+                return self._undecodable(i, line)
+            text = line.decode("latin-1")  # the export's declared fallback encoding
+        if not text.strip():
+            return None
+        text = text.rstrip("\n")
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError:
+            return (*self.empty, i, "invalid JSON", text)
+        if not isinstance(obj, dict):
+            return (*self.empty, i, "invalid JSON: not an object", text)
+        # each contract key: present, null only where nullable, of its JSON type; the first problem is the reason
+        pre, values = None, []
+        for name, is_text, is_number, nullable in self.checks:
+            v = obj.get(name, _MISSING)
+            if v is None or v is _MISSING:
+                if v is _MISSING:
+                    pre = pre or f"missing key {name}"
+                elif not nullable:
+                    pre = pre or f"{name} is null"
+                values.append(None)
+                continue
+            ok = (isinstance(v, str) if is_text else
+                  isinstance(v, (int, float)) and not isinstance(v, bool) if is_number else isinstance(v, bool))
+            if not ok:
+                pre = pre or f"{name} wrong type ({type(v).__name__})"
+                values.append(None)
+            else:
+                values.append(v if is_text else str(v))
+        return (*values, i, pre, text)
+
+    def _undecodable(self, i: int, line: bytes) -> tuple:
+        """A line that is not UTF-8: fails the file (``fail_file``) or is quarantined, naming the field."""
+        if self.decode_errors == "fail_file":
+            raise FileError(f"line {i}: invalid UTF-8 (decode_errors: fail_file)") from None
+        field_name = _undecodable_field(line, self.names)
+        return (*self.empty, i, f"invalid UTF-8 in {field_name}" if field_name else "invalid UTF-8", line.decode("latin-1"))
 
 
 _MISSING = object()

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
@@ -21,6 +22,15 @@ from rsft.ingest.readers import _name_short_last_record, _read_jsonl, _scan_parq
 from rsft.ingest.results import FileError, FileResult, IngestSummary
 from rsft.ingest.sources import _fetch, _gunzip, _is_remote, _size
 from rsft.ingest.stream import _stream
+from rsft.ingest.writers import _publish_parts
+
+
+def ingest(sources, dataset_dir, contract: ContractConfig, chunk_rows: int = 250_000) -> IngestSummary:
+    """Plan the sources (:func:`rsft.ingest.plan.plan_ingest`), then ingest the files one by one."""
+    summary = IngestSummary()
+    for plan in plan_ingest(sources, dataset_dir, contract):
+        summary.files.append(ingest_file(plan, dataset_dir, contract, chunk_rows))
+    return summary
 
 
 def ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfig, chunk_rows: int = 250_000) -> FileResult:
@@ -32,91 +42,114 @@ def ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfi
     return res
 
 
+@dataclass
+class _Scratch:
+    """A file's temporary paths beside the dataset; pid and thread are in their names, so a killed
+    run's are recognised (:func:`rsft.ingest.manifest.clean_orphans`)."""
+
+    tag: str  # <pid>-<thread>
+    staging: Path  # data/.staging-<tag>-<digest>/: the data parts until they are renamed into place
+    tmp_bad: Path  # the quarantine part until it is renamed into place
+    copy: str | None = None  # a local copy of the source: fetched (remote) or decompressed (.gz)
+    spool: Path | None = None  # the JSONL block spool
+
+    @classmethod
+    def of(cls, plan: FilePlan, dataset_dir: Path) -> "_Scratch":
+        tag = f"{os.getpid()}-{threading.get_ident()}"
+        qpart = quarantine_part(dataset_dir, plan.digest)
+        return cls(tag, dataset_dir / "data" / f".staging-{tag}-{plan.digest[:12]}", qpart.with_name(f".{qpart.name}.tmp-{tag}"))
+
+    def discard_outputs(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.tmp_bad.unlink(missing_ok=True)
+
+    def remove_inputs(self) -> None:
+        if self.copy:
+            Path(self.copy).unlink(missing_ok=True)
+        if self.spool is not None:  # the JSONL block spool (read back by then)
+            self.spool.unlink(missing_ok=True)
+
+
 def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfig, chunk_rows: int = 250_000) -> FileResult:
     dataset_dir = Path(dataset_dir)
-    if plan.action == "skip":
-        entry = _manifest(dataset_dir).get(plan.digest, {})
-        return FileResult(plan.name, plan.digest, "skipped", rows_total=entry.get("rows_total"), rows_ok=0, rows_quarantined=0)
-    if plan.action == "duplicate":
-        return FileResult(plan.name, plan.digest, "duplicate", rows_total=None, rows_ok=0, rows_quarantined=0,
-                          duplicate_of=plan.duplicate_of)
-    tag = f"{os.getpid()}-{threading.get_ident()}"
-    stem = _part_stem(plan.digest)
-    staging = dataset_dir / "data" / f".staging-{tag}-{plan.digest[:12]}"
-    qpart = quarantine_part(dataset_dir, plan.digest)
-    tmp_bad = qpart.with_name(f".{qpart.name}.tmp-{tag}")
-    unzipped, tail, spool = None, None, None
+    if plan.action in ("skip", "duplicate"):
+        return _not_ingested(plan, dataset_dir)
+    work = _Scratch.of(plan, dataset_dir)
     try:
-        if not plan.digest:
-            raise FileError("not found" if not _is_remote(plan.path) and not os.path.exists(plan.path) else "cannot read file")
-        source = plan.path
-        if _is_remote(source):  # stream an object-store file to local disk once, then as local
-            unzipped = source = _fetch(source, dataset_dir / "data")
-        if contract.format == "jsonl":
-            # no .parquet suffix: readers that glob data/**/*.parquet with Polars (which does not
-            # skip dot-files) must never pick up a half-written spool
-            spool = staging.with_name(staging.name + ".jsonl-spool")
-            spool.parent.mkdir(parents=True, exist_ok=True)
-            raw, extra = _read_jsonl(source, contract, spool, chunk_rows)
-        elif plan.path.endswith((".parquet", ".pq")):
-            raw, extra = _scan_parquet(source, contract)
-        else:
-            if plan.path.endswith(".gz"):
-                plain = _gunzip(source, dataset_dir / "data")
-                if unzipped:
-                    Path(unzipped).unlink(missing_ok=True)
-                unzipped = source = plain
-            raw, extra, tail = _scan_text_table(source, contract)
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
-        qpart.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            rows_ok, rows_bad = _stream(raw.with_columns(_source=pl.lit(plan.name)), contract, extra, staging, stem,
-                                        tmp_bad, chunk_rows,
-                                        sliced=contract.format == "jsonl" or plan.path.endswith((".parquet", ".pq")))
-            if tail:
-                _name_short_last_record(tmp_bad, rows_ok + rows_bad, tail, plan.name)
-        except Exception as e:  # polars errors are multi-line; the operator gets one
-            if isinstance(e, FileError):
-                raise
-            raise FileError(f"unreadable: {str(e).strip().splitlines()[0]}") from None
-        staged = sorted(p for p in staging.rglob("*.parquet"))
+        rows_ok, rows_bad = _stage(plan, dataset_dir, contract, chunk_rows, work)
+        staged = sorted(p for p in work.staging.rglob("*.parquet"))
     except Exception as e:  # a failed file writes nothing; its error is one line, never a traceback
-        shutil.rmtree(staging, ignore_errors=True)
-        tmp_bad.unlink(missing_ok=True)
+        work.discard_outputs()
         msg = str(e) if isinstance(e, FileError) else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
         return FileResult(plan.name, plan.digest, "failed", error=f"{plan.name}: {msg}")
     finally:
-        if unzipped:
-            Path(unzipped).unlink(missing_ok=True)
-        if spool is not None:  # the JSONL block spool (read back by then)
-            spool.unlink(missing_ok=True)
+        work.remove_inputs()
     _forget_path(dataset_dir, plan.path, plan.digest)
-    outputs = []
-    for p in staged:  # each rename is atomic; names carry the digest, so a re-run overwrites, never duplicates
-        dest = dataset_dir / "data" / p.relative_to(staging)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(p, dest)
-        outputs.append(str(dest))
-    shutil.rmtree(staging, ignore_errors=True)
+    outputs = _publish_parts(staged, work.staging, dataset_dir / "data")
+    qpart = quarantine_part(dataset_dir, plan.digest)
     if rows_bad:
-        os.replace(tmp_bad, qpart)
+        os.replace(work.tmp_bad, qpart)
         outputs.append(str(qpart))
     else:
-        tmp_bad.unlink(missing_ok=True)
+        work.tmp_bad.unlink(missing_ok=True)
     entry = {"path": plan.path, "name": plan.name, "digest": plan.digest, "rows_total": rows_ok + rows_bad,
              "rows_ok": rows_ok, "rows_quarantined": rows_bad, "outputs": outputs}
     m = dataset_dir / "_manifest" / f"{plan.digest}.json"
     m.parent.mkdir(parents=True, exist_ok=True)
-    tmp = m.with_name(f".{m.name}.tmp-{tag}")
+    tmp = m.with_name(f".{m.name}.tmp-{work.tag}")
     tmp.write_text(json.dumps(entry))
     os.replace(tmp, m)  # written last: the file counts as done only now
     return FileResult(plan.name, plan.digest, "ok", rows_total=rows_ok + rows_bad, rows_ok=rows_ok, rows_quarantined=rows_bad)
 
 
-def ingest(sources, dataset_dir, contract: ContractConfig, chunk_rows: int = 250_000) -> IngestSummary:
-    """Plan the sources (:func:`rsft.ingest.plan.plan_ingest`), then ingest the files one by one."""
-    summary = IngestSummary()
-    for plan in plan_ingest(sources, dataset_dir, contract):
-        summary.files.append(ingest_file(plan, dataset_dir, contract, chunk_rows))
-    return summary
+def _not_ingested(plan: FilePlan, dataset_dir: Path) -> FileResult:
+    """The result of a file the plan skips (done before) or leaves out (a duplicate of another)."""
+    if plan.action == "skip":
+        entry = _manifest(dataset_dir).get(plan.digest, {})
+        return FileResult(plan.name, plan.digest, "skipped", rows_total=entry.get("rows_total"), rows_ok=0, rows_quarantined=0)
+    return FileResult(plan.name, plan.digest, "duplicate", rows_total=None, rows_ok=0, rows_quarantined=0,
+                      duplicate_of=plan.duplicate_of)
+
+
+def _stage(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, chunk_rows: int, work: _Scratch) -> tuple[int, int]:
+    """Read the file and stream it through the contract into ``work.staging`` (data parts) and
+    ``work.tmp_bad`` (quarantine part): (rows ok, rows quarantined). Errors are one line."""
+    raw, extra, tail, sliced = _reader(plan, dataset_dir, contract, chunk_rows, work)
+    shutil.rmtree(work.staging, ignore_errors=True)
+    work.staging.mkdir(parents=True)
+    work.tmp_bad.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        rows_ok, rows_bad = _stream(raw.with_columns(_source=pl.lit(plan.name)), contract, extra, work.staging,
+                                    _part_stem(plan.digest), work.tmp_bad, chunk_rows, sliced=sliced)
+        if tail:
+            _name_short_last_record(work.tmp_bad, rows_ok + rows_bad, tail, plan.name)
+    except Exception as e:  # polars errors are multi-line; the operator gets one
+        if isinstance(e, FileError):
+            raise
+        raise FileError(f"unreadable: {str(e).strip().splitlines()[0]}") from None
+    return rows_ok, rows_bad
+
+
+def _reader(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, chunk_rows: int,
+            work: _Scratch) -> tuple[pl.LazyFrame, list[str], str | None, bool]:
+    """The file as the reader of its format returns it: (text frame, unknown columns kept, reason
+    for a cut-off last record (CSV), whether it needs the sliced batch reader (Parquet-backed))."""
+    if not plan.digest:
+        raise FileError("not found" if not _is_remote(plan.path) and not os.path.exists(plan.path) else "cannot read file")
+    source = plan.path
+    if _is_remote(source):  # stream an object-store file to local disk once, then as local
+        work.copy = source = _fetch(source, dataset_dir / "data")
+    if contract.format == "jsonl":
+        # no .parquet suffix: readers that glob data/**/*.parquet with Polars (which does not
+        # skip dot-files) must never pick up a half-written spool
+        work.spool = work.staging.with_name(work.staging.name + ".jsonl-spool")
+        work.spool.parent.mkdir(parents=True, exist_ok=True)
+        return (*_read_jsonl(source, contract, work.spool, chunk_rows), None, True)
+    if plan.path.endswith((".parquet", ".pq")):
+        return (*_scan_parquet(source, contract), None, True)
+    if plan.path.endswith(".gz"):
+        plain = _gunzip(source, dataset_dir / "data")
+        if work.copy:
+            Path(work.copy).unlink(missing_ok=True)
+        work.copy = source = plain
+    return (*_scan_text_table(source, contract), False)

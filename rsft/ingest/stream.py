@@ -9,14 +9,13 @@ from pathlib import Path
 from typing import Iterator
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from rsft import progress as _progress
 from rsft.config import ContractConfig
 from rsft.ingest.contract import _fast, _validate, typed_names
 from rsft.ingest.dedup import _SeenHashes
 from rsft.ingest.results import FileError
-from rsft.ingest.writers import _Parts, partition_columns
+from rsft.ingest.writers import _Parts, _QuarantinePart, partition_columns
 
 
 def _batches(lf: pl.LazyFrame, chunk_rows: int, sliced: bool) -> Iterator[pl.DataFrame]:
@@ -40,13 +39,44 @@ def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], stagi
     check on flagged rows only, typed rows to ``staging`` (partitioned), the rest to quarantine.
     Memory is bounded by the batch size (plus 8 bytes per row with duplicate detection);
     ``sliced`` for Parquet-backed sources (see :func:`_batches`)."""
+    names, limit = _source_columns(raw, contract, sliced)
+    checked = raw.with_columns(_first_pass(contract, names))
+    cols = [c.name for c in contract.columns]
+    typed = [pl.col(f"__v_{c}").alias(c) for c in cols] + [pl.col(c) for c in extra] + [pl.col("_source"), pl.col("_row")]
+    data, bad = _Parts(staging, stem, partition_columns(contract), chunk_rows), _QuarantinePart(tmp_bad)
+    seen = _SeenHashes() if contract.duplicate_rows == "quarantine" else None
+    try:
+        for df in _batches(checked, chunk_rows, sliced):
+            _check_record_bytes(df, limit)
+            df, flagged = _mark_duplicates(df, seen)
+            data.write(df.filter(~flagged).select(typed))
+            _full_check(df.filter(flagged).select(names + ["__dup"]), contract, extra, data, bad)
+            _progress.emit("ingest.rows", rows=df.height)
+    finally:
+        data.close()
+        bad.close()
+    if not data.files and not contract.partition_by:  # an empty dataset part still records the schema
+        empty = checked.head(0).with_columns(_row=pl.lit(None, pl.Int64)).select(typed).collect()
+        data.write(empty)
+        data.close()
+    return data.rows, bad.rows
+
+
+def _source_columns(raw: pl.LazyFrame, contract: ContractConfig, sliced: bool) -> tuple[list[str], int | None]:
+    """The source's columns as the full check sees them (``_row`` included, the reader's record
+    length ``__len`` not), and ``max_line_bytes`` where the reader measured records."""
     names = raw.collect_schema().names()
     if "_row" not in names:  # numbered per batch (see _batches)
         if not sliced:
             raise ValueError("a source without _row needs the sliced batch reader")
         names.append("_row")
     limit = contract.max_line_bytes if "__len" in names else None
-    names = [n for n in names if n != "__len"]
+    return [n for n in names if n != "__len"], limit
+
+
+def _first_pass(contract: ContractConfig, names: list[str]) -> list[pl.Expr]:
+    """The cheap pass as columns: each contract column's value (``__v_<name>``), ``__flag`` (the
+    full check must decide the row) and, with ``duplicate_rows: quarantine``, the row hash ``__h``."""
     vals, flags = zip(*[_fast(c) for c in contract.columns])
     flag = pl.any_horizontal(flags)
     if "__pre" in names:  # structural problems found while reading (JSONL)
@@ -55,40 +85,31 @@ def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], stagi
     exprs = [v.alias(f"__v_{c}") for v, c in zip(vals, cols)] + [flag.alias("__flag")]
     if contract.duplicate_rows == "quarantine":
         exprs.append(pl.struct(cols).hash(17).alias("__h"))
-    typed = [pl.col(f"__v_{c}").alias(c) for c in cols] + [pl.col(c) for c in extra] + [pl.col("_source"), pl.col("_row")]
-    data, bad_w = _Parts(staging, stem, partition_columns(contract), chunk_rows), None
-    seen = _SeenHashes() if contract.duplicate_rows == "quarantine" else None
-    rows_bad = 0
-    batches = _batches(raw.with_columns(exprs), chunk_rows, sliced)
-    try:
-        for df in batches:
-            if limit and df["__len"].max() > limit:
-                bad_row = df.filter(pl.col("__len") > limit).row(0, named=True)
-                raise FileError(f"row {bad_row['_row']}: record of {bad_row['__len']:,} bytes, over max_line_bytes "
-                                f"{limit:,}")
-            fl = df["__flag"]
-            if seen is not None:
-                dup = pl.Series("__dup", seen.check_add(df["__h"].to_numpy()))
-                df, fl = df.with_columns(dup), fl | dup
-            else:
-                df = df.with_columns(__dup=pl.lit(False))
-            data.write(df.filter(~fl).select(typed))
-            flagged = df.filter(fl).select(names + ["__dup"])
-            if flagged.height:  # the full check decides each flagged row
-                rescued, bad = pl.collect_all(_validate(flagged.lazy(), contract, extra))
-                data.write(rescued.select([c for c in typed_names(contract, extra)]))
-                if bad.height:
-                    t = bad.to_arrow()
-                    bad_w = bad_w or pq.ParquetWriter(tmp_bad, t.schema, compression="zstd")
-                    bad_w.write_table(t.cast(bad_w.schema))
-                    rows_bad += bad.height
-            _progress.emit("ingest.rows", rows=df.height)
-    finally:
-        data.close()
-        if bad_w:
-            bad_w.close()
-    if not data.files and not contract.partition_by:  # an empty dataset part still records the schema
-        empty = raw.with_columns(exprs).head(0).with_columns(_row=pl.lit(None, pl.Int64)).select(typed).collect()
-        data.write(empty)
-        data.close()
-    return data.rows, rows_bad
+    return exprs
+
+
+def _check_record_bytes(df: pl.DataFrame, limit: int | None) -> None:
+    """``max_line_bytes``: a longer record fails the file, naming its row."""
+    if limit and df["__len"].max() > limit:
+        bad_row = df.filter(pl.col("__len") > limit).row(0, named=True)
+        raise FileError(f"row {bad_row['_row']}: record of {bad_row['__len']:,} bytes, over max_line_bytes "
+                        f"{limit:,}")
+
+
+def _mark_duplicates(df: pl.DataFrame, seen: _SeenHashes | None) -> tuple[pl.DataFrame, pl.Series]:
+    """The batch with ``__dup`` (an exact repeat of an earlier row of the file), and the rows the
+    full check must decide: flagged by the cheap pass, or duplicates."""
+    fl = df["__flag"]
+    if seen is None:
+        return df.with_columns(__dup=pl.lit(False)), fl
+    dup = pl.Series("__dup", seen.check_add(df["__h"].to_numpy()))
+    return df.with_columns(dup), fl | dup
+
+
+def _full_check(flagged: pl.DataFrame, contract: ContractConfig, extra: list[str], data: _Parts,
+                bad: _QuarantinePart) -> None:
+    """The full check decides each flagged row: rescued rows to the data, the rest to quarantine."""
+    if flagged.height:
+        rescued, rejected = pl.collect_all(_validate(flagged.lazy(), contract, extra))
+        data.write(rescued.select([c for c in typed_names(contract, extra)]))
+        bad.write(rejected)

@@ -1,11 +1,15 @@
 """Writers: a file's typed rows as Parquet parts under its staging directory — one file, or hive
 partitions (``machine_id=M01/date=2026-01-05/part-<digest>.parquet``) — encoded on a writer
-thread while the caller checks the next batch.
+thread while the caller checks the next batch (:class:`_Parts`, also used by the prefilter);
+its quarantined rows as one Parquet file (:class:`_QuarantinePart`); and the staged parts
+renamed into the dataset once the file is through (:func:`_publish_parts`).
 """
 
 from __future__ import annotations
 
+import os
 import queue
+import shutil
 import threading
 from pathlib import Path
 from typing import Callable
@@ -142,3 +146,38 @@ class _Parts:
             self.open.clear()
         if self._error is not None:
             raise self._error
+
+
+class _QuarantinePart:
+    """A file's quarantined rows (text, with ``reason``) as one Parquet file, opened with the
+    first bad row: a file without any writes none."""
+
+    def __init__(self, path: Path):
+        self.path, self.rows = path, 0
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, bad: pl.DataFrame) -> None:
+        if not bad.height:
+            return
+        t = bad.to_arrow()
+        self._writer = self._writer or pq.ParquetWriter(self.path, t.schema, compression="zstd")
+        self._writer.write_table(t.cast(self._writer.schema))
+        self.rows += bad.height
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+
+
+def _publish_parts(staged: list[Path], staging: Path, data_dir: Path) -> list[str]:
+    """Move a file's staged parts into ``data_dir`` (same relative paths), then drop the staging
+    directory; returns the parts' new paths. Each rename is atomic, and names carry the file's
+    digest, so a re-run overwrites its own parts, never duplicates them."""
+    outputs = []
+    for p in staged:
+        dest = data_dir / p.relative_to(staging)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(p, dest)
+        outputs.append(str(dest))
+    shutil.rmtree(staging, ignore_errors=True)
+    return outputs
