@@ -208,3 +208,30 @@ def test_jsonl_in_small_blocks_gives_the_same_dataset_quarantine_and_leaves_no_s
     assert len(spools) == 4 and not any(p.name.endswith(".parquet") for p in spools)
     assert out[3][0].equals(out[250_000][0])
     assert out[3][1] is not None and out[3][1].equals(out[250_000][1]) and out[3][1].height > 0
+
+
+def test_clean_up_recognises_fsio_and_ingest_temp_names_of_a_dead_run_only(tmp_path):
+    """A killed run's temp files — rsft.fsio names (manifest entry, quarantine part), the older
+    ``.<name>.tmp-<pid>-<thread>`` form, staging directories and local copies — are removed on the
+    next plan; a live process's (this one's) are left alone."""
+    from rsft.fsio import temp_path
+    from rsft.ingest import clean_orphans, plan_ingest
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead, me = int(child.stdout), os.getpid()
+    ds = tmp_path / "ds"
+    for sub in ("data", "quarantine", "_manifest"):
+        (ds / sub).mkdir(parents=True)
+    fsio_name = temp_path(ds / "_manifest" / "abc.json")
+    assert f"-{me}-" in fsio_name.name
+    dead_fsio = fsio_name.with_name(fsio_name.name.replace(f"-{me}-", f"-{dead}-", 1))
+    dead_names = [dead_fsio, ds / "quarantine" / f".part-abc.parquet.tmp-{dead}-1", ds / "data" / f".fetch-{dead}-1-x.csv",
+                  ds / "data" / f".gunzip-{dead}-1-x.csv", ds / "data" / f".staging-{dead}-1-abc.jsonl-spool"]
+    live_names = [fsio_name, ds / "quarantine" / f".part-abc.parquet.tmp-{me}-1"]
+    for p in dead_names + live_names:
+        p.write_text("x")
+    (ds / "data" / f".staging-{dead}-1-abc" / "date=2026-01-01").mkdir(parents=True)
+    assert clean_orphans(ds) == len(dead_names) + 1
+    assert sorted(p for sub in ("data", "quarantine", "_manifest") for p in (ds / sub).iterdir()) == sorted(live_names)
+    plan_ingest(str(BAD_INPUTS / "clean.csv"), ds, SENSORS)  # planning cleans up first
+    assert all(p.exists() for p in live_names)

@@ -16,6 +16,8 @@ from typing import Sequence
 
 import polars as pl
 
+from rsft.fsio import atomic_write_text
+
 
 def _part_stem(digest: str) -> str:
     """A file's output parts are named by its content digest (a re-run overwrites, never duplicates)."""
@@ -30,6 +32,11 @@ def quarantine_part(dataset_dir: str | Path, digest: str) -> Path:
 def _manifest(dataset_dir: str | Path) -> dict[str, dict]:
     d = Path(dataset_dir) / "_manifest"
     return {p.stem: json.loads(p.read_text()) for p in d.glob("*.json")} if d.exists() else {}
+
+
+def _write_entry(dataset_dir: Path, digest: str, entry: dict) -> None:
+    """A file's manifest entry, written atomically and last: the file counts as done only now."""
+    atomic_write_text(dataset_dir / "_manifest" / f"{digest}.json", json.dumps(entry))
 
 
 def _forget_path(dataset_dir: Path, path: str, keep_digest: str) -> None:
@@ -51,12 +58,18 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# A temp name with the pid of the process that writes it: rsft.fsio's ".<name>.tmp-<pid>-<thread>-<random>"
+# (manifest entries, quarantine parts; before fsio ".<name>.tmp-<pid>-<thread>"), and the ingest's own
+# ".staging-<pid>-<thread>-<digest>" (data parts, ".jsonl-spool"), ".fetch-<pid>-…", ".gunzip-<pid>-…".
+_TEMP_NAME = re.compile(r"(?:tmp|gunzip|fetch|staging)-(\d+)-")
+
+
 def clean_orphans(dataset_dir: str | Path) -> int:
     """Remove temp files left by an ingest process that died (its pid is in the name)."""
     removed = 0
     for sub in ("data", "quarantine", "_manifest"):
         for p in (Path(dataset_dir) / sub).glob(".*"):
-            m = re.search(r"(?:tmp|gunzip|fetch|staging)-(\d+)-", p.name)
+            m = _TEMP_NAME.search(p.name)
             if m and not _pid_alive(int(m.group(1))):
                 shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
                 removed += 1

@@ -5,7 +5,6 @@ entry last. A file that fails leaves nothing behind and reports a one-line error
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import threading
@@ -16,7 +15,8 @@ import polars as pl
 
 from rsft import progress as _progress
 from rsft.config import ContractConfig
-from rsft.ingest.manifest import _forget_path, _manifest, _part_stem, quarantine_part
+from rsft.fsio import temp_path
+from rsft.ingest.manifest import _forget_path, _manifest, _part_stem, _write_entry, quarantine_part
 from rsft.ingest.plan import FilePlan, plan_ingest
 from rsft.ingest.readers import _name_short_last_record, _read_jsonl, _scan_parquet, _scan_text_table
 from rsft.ingest.results import FileError, FileResult, IngestSummary
@@ -47,17 +47,15 @@ class _Scratch:
     """A file's temporary paths beside the dataset; pid and thread are in their names, so a killed
     run's are recognised (:func:`rsft.ingest.manifest.clean_orphans`)."""
 
-    tag: str  # <pid>-<thread>
-    staging: Path  # data/.staging-<tag>-<digest>/: the data parts until they are renamed into place
-    tmp_bad: Path  # the quarantine part until it is renamed into place
+    staging: Path  # data/.staging-<pid>-<thread>-<digest>/: the data parts until they are renamed into place
+    tmp_bad: Path  # the quarantine part until it is renamed into place (an rsft.fsio temp name beside it)
     copy: str | None = None  # a local copy of the source: fetched (remote) or decompressed (.gz)
     spool: Path | None = None  # the JSONL block spool
 
     @classmethod
     def of(cls, plan: FilePlan, dataset_dir: Path) -> "_Scratch":
-        tag = f"{os.getpid()}-{threading.get_ident()}"
-        qpart = quarantine_part(dataset_dir, plan.digest)
-        return cls(tag, dataset_dir / "data" / f".staging-{tag}-{plan.digest[:12]}", qpart.with_name(f".{qpart.name}.tmp-{tag}"))
+        staging = dataset_dir / "data" / f".staging-{os.getpid()}-{threading.get_ident()}-{plan.digest[:12]}"
+        return cls(staging, temp_path(quarantine_part(dataset_dir, plan.digest)))
 
     def discard_outputs(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
@@ -92,13 +90,9 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
         outputs.append(str(qpart))
     else:
         work.tmp_bad.unlink(missing_ok=True)
-    entry = {"path": plan.path, "name": plan.name, "digest": plan.digest, "rows_total": rows_ok + rows_bad,
-             "rows_ok": rows_ok, "rows_quarantined": rows_bad, "outputs": outputs}
-    m = dataset_dir / "_manifest" / f"{plan.digest}.json"
-    m.parent.mkdir(parents=True, exist_ok=True)
-    tmp = m.with_name(f".{m.name}.tmp-{work.tag}")
-    tmp.write_text(json.dumps(entry))
-    os.replace(tmp, m)  # written last: the file counts as done only now
+    _write_entry(dataset_dir, plan.digest, {"path": plan.path, "name": plan.name, "digest": plan.digest,
+                                            "rows_total": rows_ok + rows_bad, "rows_ok": rows_ok,
+                                            "rows_quarantined": rows_bad, "outputs": outputs})
     return FileResult(plan.name, plan.digest, "ok", rows_total=rows_ok + rows_bad, rows_ok=rows_ok, rows_quarantined=rows_bad)
 
 
