@@ -235,3 +235,32 @@ def test_clean_up_recognises_fsio_and_ingest_temp_names_of_a_dead_run_only(tmp_p
     assert sorted(p for sub in ("data", "quarantine", "_manifest") for p in (ds / sub).iterdir()) == sorted(live_names)
     plan_ingest(str(BAD_INPUTS / "clean.csv"), ds, SENSORS)  # planning cleans up first
     assert all(p.exists() for p in live_names)
+
+
+def _ingest_within(seconds, *args, **kw):
+    """``ingest(*args)`` in a thread, failing the test (not hanging it) if it does not return in time."""
+    import threading
+
+    out = []
+    t = threading.Thread(target=lambda: out.append(ingest(*args, **kw)), daemon=True)
+    t.start()
+    t.join(seconds)
+    assert out, f"ingest did not return within {seconds}s"
+    return out[0]
+
+
+def test_a_file_without_rows_and_no_partitions_writes_an_empty_part_with_the_schema(tmp_path):
+    """A header-only CSV (and an empty JSONL export) under a contract without partition keys:
+    ok with 0 rows, one empty data part with the typed schema, a manifest entry — the part is
+    written before the writer thread stops (it used to be queued after, and the ingest hung)."""
+    c = SENSORS.model_copy(update={"partition_by": []})
+    res = _ingest_within(120, str(BAD_INPUTS / "header_only.csv"), tmp_path / "csv", c).files[0]
+    assert (res.status, res.rows_total, res.rows_ok, res.rows_quarantined) == ("ok", 0, 0, 0), res.error
+    full = _ingest_within(120, str(BAD_INPUTS / "clean.csv"), tmp_path / "full", c).files[0]
+    assert full.rows_ok == 50
+    assert scan_dataset(tmp_path / "csv").collect().schema == scan_dataset(tmp_path / "full").collect().schema
+    assert len(list((tmp_path / "csv" / "_manifest").glob("*.json"))) == 1
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    res = _ingest_within(120, str(tmp_path / "empty.jsonl"), tmp_path / "jsonl", CFG.ingest.logs).files[0]
+    assert (res.status, res.rows_total, res.rows_ok, res.rows_quarantined) == ("ok", 0, 0, 0), res.error
+    assert scan_dataset(tmp_path / "jsonl").collect().height == 0

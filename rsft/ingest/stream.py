@@ -52,13 +52,12 @@ def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], stagi
             data.write(df.filter(~flagged).select(typed))
             _full_check(df.filter(flagged).select(names + ["__dup"]), contract, extra, data, bad)
             _progress.emit("ingest.rows", rows=df.height)
+        if not data.files and not data.buffers and not contract.partition_by:  # no rows at all: an empty
+            # dataset part still records the schema (written before close: a closed _Parts has no writer thread)
+            data.write(checked.head(0).with_columns(_row=pl.lit(None, pl.Int64)).select(typed).collect())
     finally:
         data.close()
         bad.close()
-    if not data.files and not contract.partition_by:  # an empty dataset part still records the schema
-        empty = checked.head(0).with_columns(_row=pl.lit(None, pl.Int64)).select(typed).collect()
-        data.write(empty)
-        data.close()
     return data.rows, bad.rows
 
 
