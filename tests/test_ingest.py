@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -264,3 +265,60 @@ def test_a_file_without_rows_and_no_partitions_writes_an_empty_part_with_the_sch
     res = _ingest_within(120, str(tmp_path / "empty.jsonl"), tmp_path / "jsonl", CFG.ingest.logs).files[0]
     assert (res.status, res.rows_total, res.rows_ok, res.rows_quarantined) == ("ok", 0, 0, 0), res.error
     assert scan_dataset(tmp_path / "jsonl").collect().height == 0
+
+
+def test_empty_file_zero_rows_ingests_an_empty_export_as_a_file_of_no_rows(tmp_path):
+    """``empty_file: zero_rows``: a zero-byte CSV, .csv.gz or Parquet file and a CSV of blank lines
+    are files of 0 rows (status ok, a manifest entry, skipped on the next run), as a header-only
+    CSV is; the corpus manifest's ``empty_file_is_zero_rows`` counts. Unpartitioned, a zero-byte
+    CSV leaves the same empty part as a header-only one. A blank first line before data is still
+    an error: that file is not empty."""
+    corpus = {f["file"]: f for f in json.loads((BAD_INPUTS / "manifest.json").read_text())["files"]}
+    assert corpus["empty.csv"]["by_policy"]["empty_file_is_zero_rows"] == {"file_error": False, "rows_total": 0, "rows_ok": 0,
+                                                                           "rows_quarantined": 0}
+    c = SENSORS.model_copy(update={"empty_file": "zero_rows"})
+    (tmp_path / "in").mkdir()
+    for name, data in (("zero.csv", b""), ("zero.csv.gz", b""), ("zero.parquet", b""), ("blank.csv", b"\r\n \n\n"),
+                       ("bom.csv", b"\xef\xbb\xbf\n")):
+        (tmp_path / "in" / name).write_bytes(data)
+    files = [str(BAD_INPUTS / "empty.csv"), str(BAD_INPUTS / "header_only.csv")] + sorted(str(p) for p in (tmp_path / "in").iterdir())
+    for i, f in enumerate(files):  # one dataset each: byte-identical empty files are duplicates of each other
+        ds = tmp_path / f"ds{i}"
+        res = ingest(f, ds, c).files[0]
+        assert (res.status, res.rows_total, res.rows_ok, res.rows_quarantined) == ("ok", 0, 0, 0), (f, res.error)
+        entries = [json.loads(p.read_text()) for p in (ds / "_manifest").glob("*.json")]
+        assert [(e["path"], e["rows_total"], e["rows_ok"], e["rows_quarantined"]) for e in entries] == [(f, 0, 0, 0)]
+        assert ingest(f, ds, c).files[0].status == "skipped"
+    flat = c.model_copy(update={"partition_by": []})
+    zero = _ingest_within(120, str(BAD_INPUTS / "empty.csv"), tmp_path / "flat0", flat).files[0]
+    header = _ingest_within(120, str(BAD_INPUTS / "header_only.csv"), tmp_path / "flat1", flat).files[0]
+    assert zero.status == header.status == "ok"
+    assert scan_dataset(tmp_path / "flat0").collect().equals(scan_dataset(tmp_path / "flat1").collect())
+    (tmp_path / "gap.csv").write_text("\n" + (BAD_INPUTS / "clean.csv").read_text())
+    res = ingest(str(tmp_path / "gap.csv"), tmp_path / "gap", c).files[0]
+    assert res.status == "failed" and "empty file (no header)" in res.error
+
+
+def test_empty_file_error_fails_an_empty_export_alone(tmp_path):
+    """``empty_file: error`` (the default): a zero-byte or blank CSV and a zero-byte Parquet file
+    fail alone with a one-line error and write nothing, no manifest entry; a header-only CSV and a
+    JSONL file without lines are still files of 0 rows."""
+    assert SENSORS.empty_file == "error"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "blank.csv").write_bytes(b"\n\n")
+    (tmp_path / "in" / "zero.parquet").write_bytes(b"")
+    srcs = [str(BAD_INPUTS / "empty.csv"), str(tmp_path / "in" / "blank.csv"), str(tmp_path / "in" / "zero.parquet"),
+            str(BAD_INPUTS / "header_only.csv")]
+    ds = tmp_path / "ds"
+    res = {r.file: r for r in ingest(srcs, ds, SENSORS.model_copy(update={"file_dedupe": "none"})).files}
+    for name in ("empty.csv", "blank.csv", "zero.parquet"):
+        assert res[name].status == "failed" and "\n" not in res[name].error and name in res[name].error, res[name]
+    assert "empty file (no header)" in res["empty.csv"].error and "empty file (no header)" in res["blank.csv"].error
+    assert "Parquet footer" in res["zero.parquet"].error
+    assert (res["header_only.csv"].status, res["header_only.csv"].rows_total) == ("ok", 0)
+    entries = [json.loads(p.read_text())["name"] for p in (ds / "_manifest").glob("*.json")]
+    assert entries == ["header_only.csv"]
+    assert not list(ds.rglob("*.parquet")) and not [p for p in ds.rglob(".*")]
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    res = ingest(str(tmp_path / "empty.jsonl"), tmp_path / "logs", CFG.ingest.logs).files[0]
+    assert (res.status, res.rows_total) == ("ok", 0), res.error

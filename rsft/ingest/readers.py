@@ -7,6 +7,10 @@ rows) for the contract check, and the unknown columns it keeps.
   rendered as text so they go through the same checks.
 * JSONL (:func:`_read_jsonl`): parsed line by line (each value's JSON type checked), spooled to
   a temporary Parquet file in blocks, scanned back lazily.
+
+An empty export (a zero-byte CSV or Parquet file, a CSV of blank lines) fails the file under
+``empty_file: error`` (the default) and reads as no rows under ``zero_rows``; a header-only CSV
+and a JSONL file without lines are files of 0 rows under either.
 """
 
 from __future__ import annotations
@@ -27,23 +31,44 @@ from rsft.ingest.results import FileError
 log = logging.getLogger("rsft.ingest")  # one logger name for the whole ingest (the CLI prints it)
 
 
-def _header(path: str) -> str:
-    """First line of a (plain) CSV, BOM stripped; an empty file is an error."""
+def _no_rows(contract: ContractConfig) -> pl.LazyFrame:
+    """An empty export under ``empty_file: zero_rows``: the contract's columns as text, no rows."""
+    return pl.LazyFrame(schema={c.name: pl.String for c in contract.columns})
+
+
+def _is_blank(path: str) -> bool:
+    """Nothing but whitespace (and a BOM): a zero-byte file, or blank lines only."""
+    with open(path, "rb") as fh:
+        first = True
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            if first and block.startswith(b"\xef\xbb\xbf"):
+                block = block[3:]
+            first = False
+            if block.strip():
+                return False
+    return True
+
+
+def _header(path: str) -> str | None:
+    """First line of a (plain) CSV, BOM stripped; None for a blank first line (or an empty file)."""
     with open(path, "rb") as fh:
         line = fh.readline(1 << 20)
     if line.startswith(b"\xef\xbb\xbf"):
         line = line[3:]
     if not line.strip():
-        raise FileError("empty file (no header)")
+        return None
     return line.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
 def _scan_text_table(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame, list[str], str | None]:
     """CSV as a lazy all-string frame with a 1-based ``_row`` (streamed by the sinks), its extra
-    columns, and the structural reason for a cut-off last record (:func:`_short_last_record`)."""
-    if os.path.getsize(path) == 0:
-        raise FileError("empty file (no header)")
+    columns, and the structural reason for a cut-off last record (:func:`_short_last_record`).
+    A file without a header is an error, or, if it is blank and ``empty_file: zero_rows``, no rows."""
     header = _header(path)
+    if header is None:
+        if contract.empty_file == "zero_rows" and _is_blank(path):
+            return _no_rows(contract).with_row_index("_row", offset=1).with_columns(pl.col("_row").cast(pl.Int64)), [], None
+        raise FileError("empty file (no header)")
     sep = contract.delimiter
     if contract.sniff_delimiter:
         sep = max([",", ";", "\t", "|"], key=header.count)
@@ -104,7 +129,10 @@ _PARQUET_TYPES = {"float64": pl.Float64, "int64": pl.Int64, "bool": pl.Boolean, 
 
 
 def _scan_parquet(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame, list[str]]:
-    """Parquet checked against the contract types, then values through the same text path."""
+    """Parquet checked against the contract types, then values through the same text path. A
+    zero-byte file has no footer: an error, or no rows under ``empty_file: zero_rows``."""
+    if contract.empty_file == "zero_rows" and os.path.getsize(path) == 0:
+        return _no_rows(contract), []
     try:
         lf = pl.scan_parquet(path)
         schema = lf.collect_schema()
