@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -188,7 +189,7 @@ def test_jsonl_in_small_blocks_gives_the_same_dataset_quarantine_and_leaves_no_s
     """JSONL is parsed in blocks spooled to a temporary file and read back in slices: tiny blocks
     (3 lines, several slices) give exactly the rows, quarantine reasons and line numbers of one
     big block, and nothing but the dataset remains (the spool never carries a .parquet suffix)."""
-    import rsft.ingest as ingest_module
+    import rsft.ingest.run as ingest_module
 
     spools = []
     real = ingest_module._read_jsonl
@@ -208,3 +209,116 @@ def test_jsonl_in_small_blocks_gives_the_same_dataset_quarantine_and_leaves_no_s
     assert len(spools) == 4 and not any(p.name.endswith(".parquet") for p in spools)
     assert out[3][0].equals(out[250_000][0])
     assert out[3][1] is not None and out[3][1].equals(out[250_000][1]) and out[3][1].height > 0
+
+
+def test_clean_up_recognises_fsio_and_ingest_temp_names_of_a_dead_run_only(tmp_path):
+    """A killed run's temp files — rsft.fsio names (manifest entry, quarantine part), the older
+    ``.<name>.tmp-<pid>-<thread>`` form, staging directories and local copies — are removed on the
+    next plan; a live process's (this one's) are left alone."""
+    from rsft.fsio import temp_path
+    from rsft.ingest import clean_orphans, plan_ingest
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True)
+    dead, me = int(child.stdout), os.getpid()
+    ds = tmp_path / "ds"
+    for sub in ("data", "quarantine", "_manifest"):
+        (ds / sub).mkdir(parents=True)
+    fsio_name = temp_path(ds / "_manifest" / "abc.json")
+    assert f"-{me}-" in fsio_name.name
+    dead_fsio = fsio_name.with_name(fsio_name.name.replace(f"-{me}-", f"-{dead}-", 1))
+    dead_names = [dead_fsio, ds / "quarantine" / f".part-abc.parquet.tmp-{dead}-1", ds / "data" / f".fetch-{dead}-1-x.csv",
+                  ds / "data" / f".gunzip-{dead}-1-x.csv", ds / "data" / f".staging-{dead}-1-abc.jsonl-spool"]
+    live_names = [fsio_name, ds / "quarantine" / f".part-abc.parquet.tmp-{me}-1"]
+    for p in dead_names + live_names:
+        p.write_text("x")
+    (ds / "data" / f".staging-{dead}-1-abc" / "date=2026-01-01").mkdir(parents=True)
+    assert clean_orphans(ds) == len(dead_names) + 1
+    assert sorted(p for sub in ("data", "quarantine", "_manifest") for p in (ds / sub).iterdir()) == sorted(live_names)
+    plan_ingest(str(BAD_INPUTS / "clean.csv"), ds, SENSORS)  # planning cleans up first
+    assert all(p.exists() for p in live_names)
+
+
+def _ingest_within(seconds, *args, **kw):
+    """``ingest(*args)`` in a thread, failing the test (not hanging it) if it does not return in time."""
+    import threading
+
+    out = []
+    t = threading.Thread(target=lambda: out.append(ingest(*args, **kw)), daemon=True)
+    t.start()
+    t.join(seconds)
+    assert out, f"ingest did not return within {seconds}s"
+    return out[0]
+
+
+def test_a_file_without_rows_and_no_partitions_writes_an_empty_part_with_the_schema(tmp_path):
+    """A header-only CSV (and an empty JSONL export) under a contract without partition keys:
+    ok with 0 rows, one empty data part with the typed schema, a manifest entry — the part is
+    written before the writer thread stops (it used to be queued after, and the ingest hung)."""
+    c = SENSORS.model_copy(update={"partition_by": []})
+    res = _ingest_within(120, str(BAD_INPUTS / "header_only.csv"), tmp_path / "csv", c).files[0]
+    assert (res.status, res.rows_total, res.rows_ok, res.rows_quarantined) == ("ok", 0, 0, 0), res.error
+    full = _ingest_within(120, str(BAD_INPUTS / "clean.csv"), tmp_path / "full", c).files[0]
+    assert full.rows_ok == 50
+    assert scan_dataset(tmp_path / "csv").collect().schema == scan_dataset(tmp_path / "full").collect().schema
+    assert len(list((tmp_path / "csv" / "_manifest").glob("*.json"))) == 1
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    res = _ingest_within(120, str(tmp_path / "empty.jsonl"), tmp_path / "jsonl", CFG.ingest.logs).files[0]
+    assert (res.status, res.rows_total, res.rows_ok, res.rows_quarantined) == ("ok", 0, 0, 0), res.error
+    assert scan_dataset(tmp_path / "jsonl").collect().height == 0
+
+
+def test_empty_file_zero_rows_ingests_an_empty_export_as_a_file_of_no_rows(tmp_path):
+    """``empty_file: zero_rows``: a zero-byte CSV, .csv.gz or Parquet file and a CSV of blank lines
+    are files of 0 rows (status ok, a manifest entry, skipped on the next run), as a header-only
+    CSV is; the corpus manifest's ``empty_file_is_zero_rows`` counts. Unpartitioned, a zero-byte
+    CSV leaves the same empty part as a header-only one. A blank first line before data is still
+    an error: that file is not empty."""
+    corpus = {f["file"]: f for f in json.loads((BAD_INPUTS / "manifest.json").read_text())["files"]}
+    assert corpus["empty.csv"]["by_policy"]["empty_file_is_zero_rows"] == {"file_error": False, "rows_total": 0, "rows_ok": 0,
+                                                                           "rows_quarantined": 0}
+    c = SENSORS.model_copy(update={"empty_file": "zero_rows"})
+    (tmp_path / "in").mkdir()
+    for name, data in (("zero.csv", b""), ("zero.csv.gz", b""), ("zero.parquet", b""), ("blank.csv", b"\r\n \n\n"),
+                       ("bom.csv", b"\xef\xbb\xbf\n")):
+        (tmp_path / "in" / name).write_bytes(data)
+    files = [str(BAD_INPUTS / "empty.csv"), str(BAD_INPUTS / "header_only.csv")] + sorted(str(p) for p in (tmp_path / "in").iterdir())
+    for i, f in enumerate(files):  # one dataset each: byte-identical empty files are duplicates of each other
+        ds = tmp_path / f"ds{i}"
+        res = ingest(f, ds, c).files[0]
+        assert (res.status, res.rows_total, res.rows_ok, res.rows_quarantined) == ("ok", 0, 0, 0), (f, res.error)
+        entries = [json.loads(p.read_text()) for p in (ds / "_manifest").glob("*.json")]
+        assert [(e["path"], e["rows_total"], e["rows_ok"], e["rows_quarantined"]) for e in entries] == [(f, 0, 0, 0)]
+        assert ingest(f, ds, c).files[0].status == "skipped"
+    flat = c.model_copy(update={"partition_by": []})
+    zero = _ingest_within(120, str(BAD_INPUTS / "empty.csv"), tmp_path / "flat0", flat).files[0]
+    header = _ingest_within(120, str(BAD_INPUTS / "header_only.csv"), tmp_path / "flat1", flat).files[0]
+    assert zero.status == header.status == "ok"
+    assert scan_dataset(tmp_path / "flat0").collect().equals(scan_dataset(tmp_path / "flat1").collect())
+    (tmp_path / "gap.csv").write_text("\n" + (BAD_INPUTS / "clean.csv").read_text())
+    res = ingest(str(tmp_path / "gap.csv"), tmp_path / "gap", c).files[0]
+    assert res.status == "failed" and "empty file (no header)" in res.error
+
+
+def test_empty_file_error_fails_an_empty_export_alone(tmp_path):
+    """``empty_file: error`` (the default): a zero-byte or blank CSV and a zero-byte Parquet file
+    fail alone with a one-line error and write nothing, no manifest entry; a header-only CSV and a
+    JSONL file without lines are still files of 0 rows."""
+    assert SENSORS.empty_file == "error"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "blank.csv").write_bytes(b"\n\n")
+    (tmp_path / "in" / "zero.parquet").write_bytes(b"")
+    srcs = [str(BAD_INPUTS / "empty.csv"), str(tmp_path / "in" / "blank.csv"), str(tmp_path / "in" / "zero.parquet"),
+            str(BAD_INPUTS / "header_only.csv")]
+    ds = tmp_path / "ds"
+    res = {r.file: r for r in ingest(srcs, ds, SENSORS.model_copy(update={"file_dedupe": "none"})).files}
+    for name in ("empty.csv", "blank.csv", "zero.parquet"):
+        assert res[name].status == "failed" and "\n" not in res[name].error and name in res[name].error, res[name]
+    assert "empty file (no header)" in res["empty.csv"].error and "empty file (no header)" in res["blank.csv"].error
+    assert "Parquet footer" in res["zero.parquet"].error
+    assert (res["header_only.csv"].status, res["header_only.csv"].rows_total) == ("ok", 0)
+    entries = [json.loads(p.read_text())["name"] for p in (ds / "_manifest").glob("*.json")]
+    assert entries == ["header_only.csv"]
+    assert not list(ds.rglob("*.parquet")) and not [p for p in ds.rglob(".*")]
+    (tmp_path / "empty.jsonl").write_bytes(b"")
+    res = ingest(str(tmp_path / "empty.jsonl"), tmp_path / "logs", CFG.ingest.logs).files[0]
+    assert (res.status, res.rows_total) == ("ok", 0), res.error

@@ -1,0 +1,69 @@
+"""Planning: the configured sources expanded to files, each digested (SHA-256 of its bytes) and
+given an action — ``ingest``, ``skip`` (this path with this content is in the manifest) or
+``duplicate`` (byte-identical to another file, under ``file_dedupe: skip_identical``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from rsft import progress as _progress
+from rsft.config import ContractConfig
+from rsft.ingest.manifest import _manifest, clean_orphans
+from rsft.ingest.sources import _open, _size, list_sources
+
+
+@dataclass(frozen=True)
+class FilePlan:
+    path: str
+    name: str
+    digest: str
+    action: str = "ingest"  # ingest | skip (already done) | duplicate (of another file)
+    duplicate_of: str | None = None
+
+
+def file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with _open(path) as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def plan_ingest(sources: str | Sequence[str], dataset_dir: str | Path, contract: ContractConfig) -> list[FilePlan]:
+    """Expand the sources, digest each file, and decide: ingest, skip (done) or duplicate."""
+    clean_orphans(dataset_dir)
+    done = _manifest(dataset_dir)
+    seen: dict[str, str] = {}
+    plans = []
+    paths = list_sources(sources)
+
+    def digest(path: str) -> str:
+        try:
+            return file_digest(path)
+        except OSError:
+            return ""  # ingest_file reports the error
+
+    # hashlib releases the GIL: a nightly drop of many files is digested on every core
+    with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
+        digests = list(pool.map(digest, paths))
+    for path, dig in zip(paths, digests):
+        name = os.path.basename(path)
+        if not dig:
+            plans.append(FilePlan(path, name, "", "ingest"))
+            continue
+        if dig in done and done[dig]["path"] == path:
+            plans.append(FilePlan(path, name, dig, "skip"))
+        elif contract.file_dedupe == "skip_identical" and (dig in seen or dig in done):
+            plans.append(FilePlan(path, name, dig, "duplicate", seen.get(dig) or os.path.basename(done[dig]["path"])))
+        else:
+            plans.append(FilePlan(path, name, dig, "ingest"))
+        seen.setdefault(dig, name)
+    todo = [p for p in plans if p.action == "ingest"]
+    _progress.emit("ingest.plan", files=len(todo), bytes=sum(_size(p.path) for p in todo))
+    return plans

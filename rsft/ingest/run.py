@@ -1,0 +1,149 @@
+"""One file end to end, and a whole ingest: read the file, stream it through the contract into a
+staging directory and a temporary quarantine part, rename both into place, write the manifest
+entry last. A file that fails leaves nothing behind and reports a one-line error.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from rsft import progress as _progress
+from rsft.config import ContractConfig
+from rsft.fsio import temp_path
+from rsft.ingest.manifest import _forget_path, _manifest, _part_stem, _write_entry, quarantine_part
+from rsft.ingest.plan import FilePlan, plan_ingest
+from rsft.ingest.readers import _name_short_last_record, _read_jsonl, _scan_parquet, _scan_text_table
+from rsft.ingest.results import FileError, FileResult, IngestSummary
+from rsft.ingest.sources import _fetch, _gunzip, _is_remote, _size
+from rsft.ingest.stream import _stream
+from rsft.ingest.writers import _publish_parts
+
+
+def ingest(sources, dataset_dir, contract: ContractConfig, chunk_rows: int = 250_000) -> IngestSummary:
+    """Plan the sources (:func:`rsft.ingest.plan.plan_ingest`), then ingest the files one by one."""
+    summary = IngestSummary()
+    for plan in plan_ingest(sources, dataset_dir, contract):
+        summary.files.append(ingest_file(plan, dataset_dir, contract, chunk_rows))
+    return summary
+
+
+def ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfig, chunk_rows: int = 250_000) -> FileResult:
+    """Ingest one file: stream it through the contract into data parts (hive partitions when the
+    contract names keys) and a quarantine part (temp names, renamed), then write its manifest
+    entry last. Progress is reported as ``ingest.rows`` / ``ingest.file`` events (:mod:`rsft.progress`)."""
+    res = _ingest_file(plan, dataset_dir, contract, chunk_rows)
+    _progress.emit("ingest.file", file=plan.name, status=res.status, bytes=_size(plan.path) if plan.action == "ingest" else 0)
+    return res
+
+
+@dataclass
+class _Scratch:
+    """A file's temporary paths beside the dataset; pid and thread are in their names, so a killed
+    run's are recognised (:func:`rsft.ingest.manifest.clean_orphans`)."""
+
+    staging: Path  # data/.staging-<pid>-<thread>-<digest>/: the data parts until they are renamed into place
+    tmp_bad: Path  # the quarantine part until it is renamed into place (an rsft.fsio temp name beside it)
+    copy: str | None = None  # a local copy of the source: fetched (remote) or decompressed (.gz)
+    spool: Path | None = None  # the JSONL block spool
+
+    @classmethod
+    def of(cls, plan: FilePlan, dataset_dir: Path) -> "_Scratch":
+        staging = dataset_dir / "data" / f".staging-{os.getpid()}-{threading.get_ident()}-{plan.digest[:12]}"
+        return cls(staging, temp_path(quarantine_part(dataset_dir, plan.digest)))
+
+    def discard_outputs(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.tmp_bad.unlink(missing_ok=True)
+
+    def remove_inputs(self) -> None:
+        if self.copy:
+            Path(self.copy).unlink(missing_ok=True)
+        if self.spool is not None:  # the JSONL block spool (read back by then)
+            self.spool.unlink(missing_ok=True)
+
+
+def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfig, chunk_rows: int = 250_000) -> FileResult:
+    dataset_dir = Path(dataset_dir)
+    if plan.action in ("skip", "duplicate"):
+        return _not_ingested(plan, dataset_dir)
+    work = _Scratch.of(plan, dataset_dir)
+    try:
+        rows_ok, rows_bad = _stage(plan, dataset_dir, contract, chunk_rows, work)
+        staged = sorted(p for p in work.staging.rglob("*.parquet"))
+    except Exception as e:  # a failed file writes nothing; its error is one line, never a traceback
+        work.discard_outputs()
+        msg = str(e) if isinstance(e, FileError) else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        return FileResult(plan.name, plan.digest, "failed", error=f"{plan.name}: {msg}")
+    finally:
+        work.remove_inputs()
+    _forget_path(dataset_dir, plan.path, plan.digest)
+    outputs = _publish_parts(staged, work.staging, dataset_dir / "data")
+    qpart = quarantine_part(dataset_dir, plan.digest)
+    if rows_bad:
+        os.replace(work.tmp_bad, qpart)
+        outputs.append(str(qpart))
+    else:
+        work.tmp_bad.unlink(missing_ok=True)
+    _write_entry(dataset_dir, plan.digest, {"path": plan.path, "name": plan.name, "digest": plan.digest,
+                                            "rows_total": rows_ok + rows_bad, "rows_ok": rows_ok,
+                                            "rows_quarantined": rows_bad, "outputs": outputs})
+    return FileResult(plan.name, plan.digest, "ok", rows_total=rows_ok + rows_bad, rows_ok=rows_ok, rows_quarantined=rows_bad)
+
+
+def _not_ingested(plan: FilePlan, dataset_dir: Path) -> FileResult:
+    """The result of a file the plan skips (done before) or leaves out (a duplicate of another)."""
+    if plan.action == "skip":
+        entry = _manifest(dataset_dir).get(plan.digest, {})
+        return FileResult(plan.name, plan.digest, "skipped", rows_total=entry.get("rows_total"), rows_ok=0, rows_quarantined=0)
+    return FileResult(plan.name, plan.digest, "duplicate", rows_total=None, rows_ok=0, rows_quarantined=0,
+                      duplicate_of=plan.duplicate_of)
+
+
+def _stage(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, chunk_rows: int, work: _Scratch) -> tuple[int, int]:
+    """Read the file and stream it through the contract into ``work.staging`` (data parts) and
+    ``work.tmp_bad`` (quarantine part): (rows ok, rows quarantined). Errors are one line."""
+    raw, extra, tail, sliced = _reader(plan, dataset_dir, contract, chunk_rows, work)
+    shutil.rmtree(work.staging, ignore_errors=True)
+    work.staging.mkdir(parents=True)
+    work.tmp_bad.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        rows_ok, rows_bad = _stream(raw.with_columns(_source=pl.lit(plan.name)), contract, extra, work.staging,
+                                    _part_stem(plan.digest), work.tmp_bad, chunk_rows, sliced=sliced)
+        if tail:
+            _name_short_last_record(work.tmp_bad, rows_ok + rows_bad, tail, plan.name)
+    except Exception as e:  # polars errors are multi-line; the operator gets one
+        if isinstance(e, FileError):
+            raise
+        raise FileError(f"unreadable: {str(e).strip().splitlines()[0]}") from None
+    return rows_ok, rows_bad
+
+
+def _reader(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, chunk_rows: int,
+            work: _Scratch) -> tuple[pl.LazyFrame, list[str], str | None, bool]:
+    """The file as the reader of its format returns it: (text frame, unknown columns kept, reason
+    for a cut-off last record (CSV), whether it needs the sliced batch reader (Parquet-backed))."""
+    if not plan.digest:
+        raise FileError("not found" if not _is_remote(plan.path) and not os.path.exists(plan.path) else "cannot read file")
+    source = plan.path
+    if _is_remote(source):  # stream an object-store file to local disk once, then as local
+        work.copy = source = _fetch(source, dataset_dir / "data")
+    if contract.format == "jsonl":
+        # no .parquet suffix: readers that glob data/**/*.parquet with Polars (which does not
+        # skip dot-files) must never pick up a half-written spool
+        work.spool = work.staging.with_name(work.staging.name + ".jsonl-spool")
+        work.spool.parent.mkdir(parents=True, exist_ok=True)
+        return (*_read_jsonl(source, contract, work.spool, chunk_rows), None, True)
+    if plan.path.endswith((".parquet", ".pq")):
+        return (*_scan_parquet(source, contract), None, True)
+    if plan.path.endswith(".gz"):
+        plain = _gunzip(source, dataset_dir / "data")
+        if work.copy:
+            Path(work.copy).unlink(missing_ok=True)
+        work.copy = source = plain
+    return (*_scan_text_table(source, contract), False)

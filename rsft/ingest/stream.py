@@ -1,0 +1,114 @@
+"""One streaming pass over a file's rows: in batches, the cheap pass on every row, the full check
+on the flagged ones only, exact duplicates marked, typed rows to the data writers and the rest
+to the quarantine part.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+
+from rsft import progress as _progress
+from rsft.config import ContractConfig
+from rsft.ingest.contract import _fast, _validate, typed_names
+from rsft.ingest.dedup import _SeenHashes
+from rsft.ingest.results import FileError
+from rsft.ingest.writers import _Parts, _QuarantinePart, partition_columns
+
+
+def _batches(lf: pl.LazyFrame, chunk_rows: int, sliced: bool) -> Iterator[pl.DataFrame]:
+    """``lf`` in frames of ``chunk_rows``. ``sliced``: one slice query per batch — for Parquet
+    sources, whose ``collect_batches`` decodes every row group ahead of the consumer (measured:
+    peak RSS grew with the file); a slice reads only the row groups it covers. A frame without
+    ``_row`` gets 1-based row numbers here."""
+    if not sliced:
+        yield from lf.collect_batches(chunk_size=chunk_rows)
+        return
+    number = "_row" not in lf.collect_schema().names()  # 1-based row numbers from the slice offset
+    n = lf.select(pl.len()).collect().item()
+    for off in range(0, n, chunk_rows):
+        df = lf.slice(off, chunk_rows).collect()
+        yield df.with_columns(_row=pl.int_range(off + 1, off + 1 + df.height, dtype=pl.Int64)) if number else df
+
+
+def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], staging: Path, stem: str,
+            tmp_bad: Path, chunk_rows: int, sliced: bool = False) -> tuple[int, int]:
+    """One streaming read in batches of ``chunk_rows``: the cheap checks on every row, the full
+    check on flagged rows only, typed rows to ``staging`` (partitioned), the rest to quarantine.
+    Memory is bounded by the batch size (plus 8 bytes per row with duplicate detection);
+    ``sliced`` for Parquet-backed sources (see :func:`_batches`)."""
+    names, limit = _source_columns(raw, contract, sliced)
+    checked = raw.with_columns(_first_pass(contract, names))
+    cols = [c.name for c in contract.columns]
+    typed = [pl.col(f"__v_{c}").alias(c) for c in cols] + [pl.col(c) for c in extra] + [pl.col("_source"), pl.col("_row")]
+    data, bad = _Parts(staging, stem, partition_columns(contract), chunk_rows), _QuarantinePart(tmp_bad)
+    seen = _SeenHashes() if contract.duplicate_rows == "quarantine" else None
+    try:
+        for df in _batches(checked, chunk_rows, sliced):
+            _check_record_bytes(df, limit)
+            df, flagged = _mark_duplicates(df, seen)
+            data.write(df.filter(~flagged).select(typed))
+            _full_check(df.filter(flagged).select(names + ["__dup"]), contract, extra, data, bad)
+            _progress.emit("ingest.rows", rows=df.height)
+        if not data.files and not data.buffers and not contract.partition_by:  # no rows at all: an empty
+            # dataset part still records the schema (written before close: a closed _Parts has no writer thread)
+            data.write(checked.head(0).with_columns(_row=pl.lit(None, pl.Int64)).select(typed).collect())
+    finally:
+        data.close()
+        bad.close()
+    return data.rows, bad.rows
+
+
+def _source_columns(raw: pl.LazyFrame, contract: ContractConfig, sliced: bool) -> tuple[list[str], int | None]:
+    """The source's columns as the full check sees them (``_row`` included, the reader's record
+    length ``__len`` not), and ``max_line_bytes`` where the reader measured records."""
+    names = raw.collect_schema().names()
+    if "_row" not in names:  # numbered per batch (see _batches)
+        if not sliced:
+            raise ValueError("a source without _row needs the sliced batch reader")
+        names.append("_row")
+    limit = contract.max_line_bytes if "__len" in names else None
+    return [n for n in names if n != "__len"], limit
+
+
+def _first_pass(contract: ContractConfig, names: list[str]) -> list[pl.Expr]:
+    """The cheap pass as columns: each contract column's value (``__v_<name>``), ``__flag`` (the
+    full check must decide the row) and, with ``duplicate_rows: quarantine``, the row hash ``__h``."""
+    vals, flags = zip(*[_fast(c) for c in contract.columns])
+    flag = pl.any_horizontal(flags)
+    if "__pre" in names:  # structural problems found while reading (JSONL)
+        flag = flag | pl.col("__pre").is_not_null()
+    cols = [c.name for c in contract.columns]
+    exprs = [v.alias(f"__v_{c}") for v, c in zip(vals, cols)] + [flag.alias("__flag")]
+    if contract.duplicate_rows == "quarantine":
+        exprs.append(pl.struct(cols).hash(17).alias("__h"))
+    return exprs
+
+
+def _check_record_bytes(df: pl.DataFrame, limit: int | None) -> None:
+    """``max_line_bytes``: a longer record fails the file, naming its row."""
+    if limit and df["__len"].max() > limit:
+        bad_row = df.filter(pl.col("__len") > limit).row(0, named=True)
+        raise FileError(f"row {bad_row['_row']}: record of {bad_row['__len']:,} bytes, over max_line_bytes "
+                        f"{limit:,}")
+
+
+def _mark_duplicates(df: pl.DataFrame, seen: _SeenHashes | None) -> tuple[pl.DataFrame, pl.Series]:
+    """The batch with ``__dup`` (an exact repeat of an earlier row of the file), and the rows the
+    full check must decide: flagged by the cheap pass, or duplicates."""
+    fl = df["__flag"]
+    if seen is None:
+        return df.with_columns(__dup=pl.lit(False)), fl
+    dup = pl.Series("__dup", seen.check_add(df["__h"].to_numpy()))
+    return df.with_columns(dup), fl | dup
+
+
+def _full_check(flagged: pl.DataFrame, contract: ContractConfig, extra: list[str], data: _Parts,
+                bad: _QuarantinePart) -> None:
+    """The full check decides each flagged row: rescued rows to the data, the rest to quarantine."""
+    if flagged.height:
+        rescued, rejected = pl.collect_all(_validate(flagged.lazy(), contract, extra))
+        data.write(rescued.select([c for c in typed_names(contract, extra)]))
+        bad.write(rejected)
