@@ -355,50 +355,23 @@ def adapt(
 
     A base model pretrained on a pool sample stands in for the champion; every candidate recipe is scored by grouped cross-validation on the target sample (and, with --holdout, on the hold-out).
     """  # noqa: E501 - one line per paragraph: the help renders line breaks as they are
-    import numpy as np
-    import polars as pl
-
-    from rsft.adapt import PoolSample, candidate_table, run_search, time_blocks
+    from rsft.adapt import PoolSample, run_search, time_blocks
     from rsft.config import AdaptConfig, FeaturesConfig, ModelConfig, ScorerConfig, Strategy, TrainConfig
     from rsft.pipeline.training import arrays, pretrain
-    from rsft.tables import read_table, sample_table, table_schema
+    from rsft.tables import read_table, sample_table
 
     if scorer not in ("gaussian", "gmm", "classifier"):
         _fail(f"--scorer must be gaussian, gmm or classifier (got '{scorer}')")
-    text_in: dict[str, str] = {}
-    with _tables():
-        tgt_df = read_table(target_sample)
-        pool_schema = table_schema(pool, text_in)
-    for name, names in (("pool", list(pool_schema)), ("target sample", tgt_df.columns)):
-        if label not in names:
-            _fail(f"{name} has no column '{label}'{_did_you_mean(label, names)}")
-    if group_by and group_by not in tgt_df.columns:
-        _fail(f"target sample has no column '{group_by}' for --group-by{_did_you_mean(group_by, tgt_df.columns)}")
     for opt, path in (("--json-out", json_out), ("--plot", plot)):  # fail now, not after the search
         if path is not None and not Path(path).resolve().parent.is_dir():
             _fail(f"{opt} {path}: the folder {Path(path).resolve().parent} does not exist")
-    cols = [c.strip() for c in features.split(",") if c.strip()] if features else [
-        c for c, t in tgt_df.schema.items() if t.is_numeric() and c not in (label, group_by) and c in pool_schema
-    ]
-    if not cols:
-        _fail("no numeric feature columns shared by pool and target sample; pass --features")
-    clash = [c for c in cols if c in (label, group_by)]
-    if clash:
-        _fail(f"--features: {', '.join(clash)} is the label or --group-by column, not a feature")
-    missing = [c for c in cols if c not in pool_schema or c not in tgt_df.columns]
-    if missing:
-        _fail(f"--features: {', '.join(missing)} not in both the pool and the target sample")
-    for name, schema in (("pool", pool_schema), ("target sample", tgt_df.schema)):
-        text = [f"{c} ({schema[c]}" + (f", in {text_in[c]}" if name == "pool" and c in text_in else "") + ")"
-                for c in [*cols, label] if not schema[c].is_numeric()]
-        if text:
-            _fail(f"{name}: not numeric: {', '.join(text)} (features and label must be numbers)")
-    fcfg = FeaturesConfig(numeric=cols, label=label)
-    tgt_df = tgt_df.drop_nulls([*cols, label])
     known = get_args(Strategy)
     unknown = [x for x in (strategies or "").split(",") if x and x not in known]
     if unknown:
         _fail(f"--strategies: unknown {', '.join(unknown)} (have: {', '.join(known)})")
+    tgt_df, cols = _adapt_columns(pool, target_sample, label, group_by, features)
+    fcfg = FeaturesConfig(numeric=cols, label=label)
+    tgt_df = tgt_df.drop_nulls([*cols, label])
     acfg = AdaptConfig(
         enabled=True, folds=folds, epochs=cv_epochs, group_by=group_by, pool_rows=pool_rows,
         **({"strategies": strategies.split(",")} if strategies else {}),
@@ -423,17 +396,56 @@ def adapt(
             _fail(f"{e} (the target sample has {len(yt)} complete rows; each CV fold trains on about "
                   f"{len(yt) * (folds - 1) // folds})")
     report["pool_rows_sampled"], report["pool_rows_complete"] = len(yp), pool_total
-    console.print(_rows_table(f"adapt: {len(yt)} target rows, {report['groups']} groups, {report['folds']} folds, "
-                              f"pool sample {len(yp):,} of {pool_total:,} complete rows, "
-                              f"search {report['search_seconds']:.2f} s ({report['fits']} models trained; "
-                              f"{len(report['units'])} units, {sum(len(u) > 1 for u in report['units'])} of them "
-                              f"model stacks)", candidate_table(report)))
+    _show_adapt(report, len(yt), json_out, plot)
+
+
+def _adapt_columns(pool: str, target_sample: str, label: str, group_by: str | None, features: str | None):
+    """(the target sample, the feature columns) of ``rsft adapt``: the label and group columns
+    exist, the features are numeric in both the pool and the target sample; else one line."""
+    text_in: dict[str, str] = {}
+    with _tables():
+        from rsft.tables import read_table, table_schema
+
+        tgt_df = read_table(target_sample)
+        pool_schema = table_schema(pool, text_in)
+    for name, names in (("pool", list(pool_schema)), ("target sample", tgt_df.columns)):
+        if label not in names:
+            _fail(f"{name} has no column '{label}'{_did_you_mean(label, names)}")
+    if group_by and group_by not in tgt_df.columns:
+        _fail(f"target sample has no column '{group_by}' for --group-by{_did_you_mean(group_by, tgt_df.columns)}")
+    cols = [c.strip() for c in features.split(",") if c.strip()] if features else [
+        c for c, t in tgt_df.schema.items() if t.is_numeric() and c not in (label, group_by) and c in pool_schema
+    ]
+    if not cols:
+        _fail("no numeric feature columns shared by pool and target sample; pass --features")
+    clash = [c for c in cols if c in (label, group_by)]
+    if clash:
+        _fail(f"--features: {', '.join(clash)} is the label or --group-by column, not a feature")
+    missing = [c for c in cols if c not in pool_schema or c not in tgt_df.columns]
+    if missing:
+        _fail(f"--features: {', '.join(missing)} not in both the pool and the target sample")
+    for name, schema in (("pool", pool_schema), ("target sample", tgt_df.schema)):
+        text = [f"{c} ({schema[c]}" + (f", in {text_in[c]}" if name == "pool" and c in text_in else "") + ")"
+                for c in [*cols, label] if not schema[c].is_numeric()]
+        if text:
+            _fail(f"{name}: not numeric: {', '.join(text)} (features and label must be numbers)")
+    return tgt_df, cols
+
+
+def _show_adapt(report: dict[str, Any], target_rows: int, json_out: Optional[Path], plot: Optional[Path]) -> None:
+    """The candidate table, the choice and why; the JSON report and the chart when asked."""
+    from rsft.adapt import candidate_table, plot_candidates
+
+    units = report["units"]
+    console.print(_rows_table(f"adapt: {target_rows} target rows, {report['groups']} groups, {report['folds']} folds, "
+                              f"pool sample {report['pool_rows_sampled']:,} of {report['pool_rows_complete']:,} "
+                              f"complete rows, search {report['search_seconds']:.2f} s ({report['fits']} models "
+                              f"trained; {len(units)} units, {sum(len(u) > 1 for u in units)} of them model stacks)",
+                              candidate_table(report)))
     console.print(f"chosen: [bold]{report['chosen']}[/] — {report['why']}")
     if json_out:
         json_out.write_text(json.dumps(report, indent=2, default=float))
     if plot:
-        from rsft.adapt import plot_candidates
-
         console.print(f"plot: {plot_candidates(report, str(plot))}")
 
 

@@ -76,12 +76,12 @@ class ColumnContract(_Model):
 
 
 class ContractConfig(_Model):
-    name: str = "sensors"
-    format: Literal["table", "jsonl"] = "table"  # jsonl = one JSON object per line
-    columns: list[ColumnContract]
+    name: str = "sensors"  # the contract's name in messages and the manifest
+    format: Literal["table", "jsonl"] = "table"  # table = CSV or Parquet; jsonl = one JSON object per line
+    columns: list[ColumnContract]  # every column an export must have, with its type and checks
     key: list[str] = []  # unique key (used by duplicate policies and prefilter dedupe)
-    partition_by: list[str] = []  # hive partition columns of the output dataset
-    timestamp_column: str | None = "ts"
+    partition_by: list[str] = []  # hive partition columns of the output dataset ("date" = the timestamp's UTC day)
+    timestamp_column: str | None = "ts"  # the readings' time (UTC after ingest); None = no time column
     # timestamp policy: convert offsets to UTC; naive timestamps rejected or assumed UTC
     naive_timestamps: Literal["reject", "assume_utc"] = "reject"
     utc_only: bool = False  # reject any non-UTC offset instead of converting
@@ -89,8 +89,9 @@ class ContractConfig(_Model):
     duplicate_rows: Literal["quarantine", "keep"] = "quarantine"  # exact duplicate rows in a file
     file_dedupe: Literal["skip_identical", "none"] = "skip_identical"  # byte-identical files
     parquet_types: Literal["strict", "cast_if_lossless"] = "strict"
-    delimiter: str = ","
-    sniff_delimiter: bool = False
+    delimiter: str = ","  # CSV field separator
+    sniff_delimiter: bool = False  # guess the separator from the header line (, ; tab |) instead
+    # a zero-byte or header-only export: a failed file ("error") or a file of 0 rows ("zero_rows")
     empty_file: Literal["error", "zero_rows"] = "error"
     # CSV record with a wrong field count: "quarantine" (its missing fields read as empty, the row is
     # quarantined as missing) or "fail_file" (a quote-aware extra pass fails the file at the first one)
@@ -104,11 +105,11 @@ class ContractConfig(_Model):
 
 
 class IngestConfig(_Model):
-    sensors: ContractConfig | None = None
-    logs: ContractConfig | None = None
-    chunk_rows: int = 250_000  # rows per streamed batch
-    concurrency: int = 2  # files ingested at once (Prefect map)
-    fail_run_on_file_error: bool = False  # exit non-zero when any file fails
+    sensors: ContractConfig | None = None  # contract of the sensor exports (the tabular pool)
+    logs: ContractConfig | None = None  # contract of the maintenance-log exports (the text pool)
+    chunk_rows: int = Field(250_000, ge=1)  # rows per streamed batch (memory per file in flight)
+    concurrency: int = Field(2, ge=1)  # files ingested at once (threads of the ingest flow)
+    fail_run_on_file_error: bool = False  # stop the run (exit non-zero) when any file fails
 
 
 # --------------------------------------------------------------------------------------
@@ -232,8 +233,10 @@ Rule = Annotated[
 
 
 class PrefilterConfig(_Model):
-    rules: list[Rule] = []
-    write_excluded: bool = False  # also write dropped rows with the rule name
+    rules: list[Rule] = []  # applied in order; a row is counted under the first rule that drops it
+    # also write the dropped rows, each with the first rule that dropped it, beside the kept pool
+    # (prefiltered/<key>.excluded.parquet): what the rules threw away, for a person to look at
+    write_excluded: bool = False
     # window rules run on blocks of whole days of about this many rows (+ context rows from the
     # neighbouring blocks): memory is set by the block, not by the pool
     block_rows: int = Field(250_000, ge=100)
@@ -264,10 +267,9 @@ class FeaturesConfig(_Model):
     # and on the target sample / hold-out (which must then be time series of the machines too)
     rolling: list[RollingFeature] = []
     group: str = "machine_id"  # grouping column (rolling windows, grouped CV)
-    standardize_sample_rows: int = 200_000  # pool rows used to fit robust standardisation
-    text_column: str = "text"
-    text_buckets: int = 10_000  # hashed n-gram buckets
-    text_ngrams: int = 2
+    text_column: str = "text"  # text pipelines: the document column
+    text_buckets: int = 10_000  # text: hashed n-gram buckets (the text model's vocabulary size)
+    text_ngrams: int = 2  # text: n-gram order (1 = words, 2 = + word pairs)
 
 
 # --------------------------------------------------------------------------------------
@@ -298,16 +300,18 @@ class ScorerConfig(_Model):
 # sampling: rejection or fixed budget, chunked
 # --------------------------------------------------------------------------------------
 class SamplingConfig(_Model):
+    # rejection: keep each pool row with probability min(1, w^β / M) (the count follows the data);
+    # budget: exactly `budget` rows, drawn without replacement with probability ∝ w^β
     mode: Literal["rejection", "budget"] = "rejection"
     # M calibration on the pool sample: 1.0 = max w (exact); 0.999 = quantile (clips a few)
     m_quantile: float = Field(1.0, gt=0.0, le=1.0)
     budget: int | None = Field(None, ge=1)  # k rows for budget mode
     temper: float = Field(1.0, ge=0.0, le=1.0)  # beta in w**beta (0 uniform, 1 full RS)
     chunk_rows: int = Field(200_000, ge=1)  # pool rows per chunk (the plan, hence the random streams, depend on it)
-    concurrency: int = Field(2, ge=1)  # chunks in flight (Prefect map)
+    concurrency: int = Field(2, ge=1)  # chunks in flight (threads, or Dask worker processes)
     seed: int = 0  # run seed; chunk i uses (seed, i)
-    task_runner: Literal["thread", "dask"] = "thread"
-    dask_address: str | None = None  # None + dask = LocalCluster
+    task_runner: Literal["thread", "dask"] = "thread"  # where chunks run: a thread pool or a Dask cluster
+    dask_address: str | None = None  # tcp://scheduler:8786; None + dask = a LocalCluster of `concurrency` processes
 
 
 # --------------------------------------------------------------------------------------
@@ -318,7 +322,7 @@ class ModelConfig(_Model):
     # (pretrained on unlabelled rows); text: EmbeddingBag over hashed n-gram bucket ids
     kind: Literal["mlp", "autoencoder", "text"] = "mlp"
     hidden: list[int] = [64, 64]  # hidden widths (mlp body / autoencoder encoder / text head)
-    dropout: float = 0.0
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)  # dropout probability after each hidden layer
     latent: int = 8  # autoencoder bottleneck width
     embed_dim: int = 64  # text: embedding width of each hashed n-gram bucket
     import_path: str | None = None  # "package.module:Class" for a user nn.Module
@@ -326,11 +330,11 @@ class ModelConfig(_Model):
 
 class TrainConfig(_Model):
     optimizer: Literal["sgd", "momentum", "adam", "adamw", "rmsprop"] = "adamw"
-    lr: float = Field(1e-3, gt=0.0)
-    weight_decay: float = 1e-4
-    schedule: Literal["constant", "cosine", "step"] = "cosine"
-    epochs: int = 15
-    batch_size: int = 256
+    lr: float = Field(1e-3, gt=0.0)  # initial learning rate (the schedule decays it)
+    weight_decay: float = Field(1e-4, ge=0.0)  # L2 / decoupled weight decay
+    schedule: Literal["constant", "cosine", "step"] = "cosine"  # learning rate over the epochs
+    epochs: int = Field(15, ge=1)  # passes over the training rows (an upper bound with early stopping)
+    batch_size: int = Field(256, ge=1)  # rows per optimizer step
     grad_clip: float | None = 1.0  # max grad norm; None = off
     freeze: list[str] = []  # parameter-name glob patterns frozen during fine-tuning
     val_share: float = 0.15  # validation split of the training rows
@@ -347,7 +351,9 @@ class TrainConfig(_Model):
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # CUDA only: autocast (bf16 if supported, else fp16 + GradScaler)
-    task: Literal["regression", "classification", "reconstruction"] = "regression"  # loss: squared error, cross-entropy, input MSE
+    # loss: squared error, cross-entropy, input MSE. In a pipeline config it is implied by
+    # features.classes (none: regression; class names: classification) and must not be set
+    task: Literal["regression", "classification", "reconstruction"] = "regression"
     # stream the training rows from Parquet (rsft.data.ParquetStream) instead of memory:
     # auto = when more than stream_above_rows rows were selected (tabular features only)
     stream: Literal["auto", "on", "off"] = "auto"
@@ -365,10 +371,10 @@ def target_repeats(share: float) -> int:
 # registry + promotion policy
 # --------------------------------------------------------------------------------------
 class PromotionConfig(_Model):
-    model_name: str = "factory-quality"
+    model_name: str = "factory-quality"  # registered model name in MLflow (models:/<name>@champion)
     metric: str = "rmse"  # rmse, mae, log_loss: lower is better; r2, accuracy, macro_f1, auroc: higher
     min_improvement: float = 0.0  # relative: promote when challenger <= champion * (1 - x)
-    min_holdout_rows: int = 50
+    min_holdout_rows: int = 50  # fewer hold-out rows than this: never promote (the comparison is noise)
     max_pool_regression: float | None = None  # relative pool-hold-out regression allowed
 
 
@@ -432,6 +438,7 @@ class AdaptConfig(_Model):
 # the pipeline
 # --------------------------------------------------------------------------------------
 class DataConfig(_Model):
+    # relative paths resolve against the config file's directory
     pool: list[str] = []  # files, directories or globs of raw pool exports (sensors)
     target_sample: str  # small labelled sample of the current regime
     target_holdout: str  # hold-out of the current regime (promotion gate)
@@ -458,6 +465,9 @@ class PipelineConfig(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> PipelineConfig:
+        if "task" in self.train.model_fields_set:
+            raise ValueError("train.task is implied by features.classes (regression without, classification with "
+                             "class names); remove it")
         if self.sampling.mode == "budget" and not self.sampling.budget:
             raise ValueError("sampling.budget is required when sampling.mode is 'budget'")
         if self.features.kind == "text":

@@ -146,3 +146,14 @@ def test_require_targets_stops_only_when_no_target_file_ingested():
         check_targets(Ingested({"target_holdout": ds("failed", "skipped")}))
     # a directory of daily samples whose old bad file fails every night: tonight's new file ingested
     check_targets(Ingested({"target_sample": ds("failed", "ok")}))
+
+
+def test_train_task_is_implied_by_the_labels_not_set():
+    with pytest.raises(ConfigError, match="train.task is implied by features.classes"):
+        load_config(EXAMPLE, {"train.task": "classification"})
+
+
+def test_removed_fields_are_unknown_keys():
+    """Fields nothing read were removed: a config that still sets one fails, naming it."""
+    with pytest.raises(ConfigError, match="standardize_sample_rows"):
+        load_config(EXAMPLE, {"features.standardize_sample_rows": 1000})

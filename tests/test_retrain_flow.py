@@ -81,6 +81,11 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert run.data.params["train.epochs"] == "4"
     arts = {a.path for a in mlc.list_artifacts(s2["mlflow_run"])}
     assert {"config", "lineage", "scorer", "checkpoint", "decision.json"} <= arts
+    from rsft.models import load_checkpoint
+
+    ckpt = load_checkpoint(registry.download_checkpoint(mlc, champ))  # the whole resolved config rides along
+    assert ckpt["config"]["name"] == cfg.name and ckpt["config"]["train"]["epochs"] == 4
+    assert ckpt["config"]["features"]["numeric"] == cfg.features.numeric
 
     # ---- the CLI audit trail and rollback
     from typer.testing import CliRunner
@@ -174,3 +179,22 @@ def test_retrain_with_rolling_features_feeds_them_to_scorer_and_model(tmp_path):
     scored = stages.fit_scorer_stage(cfg, pre)
     assert load_scorer(scored.scorer_path).feature_names[-4:] == names
     assert out["promoted"] is True and out["model_version"] == "1"
+
+
+def test_prefilter_write_excluded_keeps_the_dropped_rows_with_their_rule(tmp_path):
+    """prefilter.write_excluded: every dropped row lands beside the kept pool, once, under the first
+    rule that dropped it; kept + excluded = the rows in."""
+    import polars as pl
+
+    from rsft import pipeline
+    from rsft.config import load_config
+    from rsft.synth import write_synthetic
+
+    cfg = load_config(small_config(tmp_path), {"prefilter.write_excluded": True})
+    write_synthetic(cfg.synth, tmp_path / "raw", night=1)
+    pipeline.ingest_stage(cfg)
+    pre = pipeline.prefilter_stage(cfg)
+    excluded = pl.read_parquet(pre.excluded)
+    assert excluded.height == sum(pre.dropped.values()) > 0
+    assert excluded.group_by("rule").len().sort("rule").rows() == sorted((k, v) for k, v in pre.dropped.items() if v)
+    assert pipeline.prefilter_stage(cfg) == pre  # cached, the same result

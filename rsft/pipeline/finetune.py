@@ -27,7 +27,7 @@ from rsft.pipeline.layout import (
     tracking_uri,
 )
 from rsft.pipeline.results import DatasetIngest, Finetuned, Selection
-from rsft.pipeline.training import arrays, base_model, evaluate_frame, fine_tune, model_io
+from rsft.pipeline.training import arrays, base_model, evaluate_frame, fine_tune, model_io, resolved
 from rsft.tracking import promotion, registry, runs
 
 
@@ -158,7 +158,8 @@ def _challenger(cfg: PipelineConfig, model, holdout: pl.DataFrame, scores, selec
     n_in, n_out, names = model_io(cfg.features)
     path = Path(scored.run_dir) / "challenger.pt"
     save_checkpoint(checkpoint(model, cfg.model, n_in, names,
-                               {"role": "challenger", "run_key": scored.run_key, "out_features": n_out}), path)
+                               {"role": "challenger", "run_key": scored.run_key, "out_features": n_out,
+                                "config": resolved(cfg)}), path)
     root = pipeline_root(cfg)
     tags = {
         "rsft.run_key": scored.run_key,

@@ -41,6 +41,11 @@ def model_io(f: FeaturesConfig) -> tuple[int, int, list[str]]:
     return len(names), out, names
 
 
+def resolved(cfg: PipelineConfig) -> dict[str, Any]:
+    """The whole resolved config as plain data: saved in every checkpoint."""
+    return cfg.model_dump(mode="json", exclude={"base_dir"})
+
+
 def train_config(cfg: PipelineConfig) -> TrainConfig:
     """train.* with the task implied by the labels (class names → classification)."""
     return cfg.train.model_copy(update={"task": "classification" if cfg.features.classes else "regression"})
@@ -143,21 +148,32 @@ def fine_tune(cfg: PipelineConfig, start, selected: Selected, run_dir: Path, war
 # the warm start: a base model pretrained on pool rows
 # --------------------------------------------------------------------------------------
 def pretrain(model_cfg: ModelConfig, x: np.ndarray, y: np.ndarray, tcfg: TrainConfig, *, n_in: int | None = None,
-             n_out: int = 1, standardize_y: bool = True, on_epoch=None):
+             n_out: int = 1, standardize_y: bool = True, unlabelled=None, on_epoch=None):
     """A fresh model of ``model_cfg`` (seeded by ``tcfg.seed``, standardised on ``x``/``y``)
     trained on (x, y): the first night's base model and ``rsft adapt``'s warm start.
-    ``n_in``: the model's input width when it is not ``x``'s (hashed text ids). Returns (model, FitResult)."""
-    from rsft.models import build_model, set_standardization
-    from rsft.train import fit, seed_everything
+    ``n_in``: the model's input width when it is not ``x``'s (hashed text ids). ``model.kind:
+    autoencoder`` first trains its encoder to reconstruct ``unlabelled`` rows (default ``x``),
+    then fits the prediction head and encoder on (x, y). Returns (model, FitResult)."""
+    from rsft.models import build_autoencoder, build_model, set_standardization
+    from rsft.train import fit, pretrain_autoencoder, seed_everything
 
     seed_everything(tcfg.seed)  # the initial weights too: the same seed gives the same model
-    model = build_model(model_cfg, x.shape[1] if n_in is None else n_in, n_out)
+    width = x.shape[1] if n_in is None else n_in
+    if model_cfg.kind == "autoencoder" and not model_cfg.import_path:
+        rows = x if unlabelled is None else unlabelled
+        ae = build_autoencoder(model_cfg, width)
+        set_standardization(ae, rows)
+        pretrain_autoencoder(ae, rows, tcfg)
+        model = ae.with_head(n_out)
+    else:
+        model = build_model(model_cfg, width, n_out)
     set_standardization(model, x, y if standardize_y else None)
     return model, fit(model, (x, y), tcfg, on_epoch=on_epoch)
 
 
 def base_model(cfg: PipelineConfig, prefiltered: Prefiltered, on_epoch=None) -> tuple[Any, dict[str, Any]]:
     """The base model pretrained on the (prefiltered, labelled) pool; cached by its inputs."""
+    from rsft.features import to_matrix
     from rsft.models import checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 
     t = cfg.train
@@ -167,9 +183,14 @@ def base_model(cfg: PipelineConfig, prefiltered: Prefiltered, on_epoch=None) -> 
     if path.exists():
         return model_from_checkpoint(load_checkpoint(path)), {"base_cached": True}
     x, y = arrays(pool_sample(prefiltered, t.pretrain_rows, t.seed + 1, labelled=cfg.features.label), cfg.features)
+    # model.kind autoencoder: its encoder first learns every kept pool row, labelled or not
+    unlabelled = (to_matrix(pool_sample(prefiltered, t.pretrain_rows, t.seed + 1), cfg.features)
+                  if cfg.model.kind == "autoencoder" else None)
     n_in, n_out, names = model_io(cfg.features)
     tcfg = train_config(cfg).model_copy(update={"epochs": t.pretrain_epochs, "freeze": []})
-    model, result = pretrain(cfg.model, x, y, tcfg, n_in=n_in, n_out=n_out, standardize_y=tcfg.task == "regression", on_epoch=on_epoch)
+    model, result = pretrain(cfg.model, x, y, tcfg, n_in=n_in, n_out=n_out, standardize_y=tcfg.task == "regression",
+                             unlabelled=unlabelled, on_epoch=on_epoch)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(checkpoint(model, cfg.model, n_in, names, {"role": "base", "out_features": n_out}), path)
+    save_checkpoint(checkpoint(model, cfg.model, n_in, names, {"role": "base", "out_features": n_out,
+                                                               "config": resolved(cfg)}), path)
     return model, {"base_cached": False, "base_rows": int(len(y)), "base_epochs": result.epochs_run}
