@@ -350,10 +350,12 @@ def adapt(
     scorer: str = typer.Option("gaussian", "--scorer", help="Density-ratio model behind the pool recipes' weights: gaussian, gmm or classifier."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write the candidate report as JSON here."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG bar chart of the candidates' CV (and hold-out) RMSE here."),
+    champion: Optional[str] = typer.Option(None, "--champion", help="The model you already have, as the starting point of every candidate: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID (an rsft run) or an rsft checkpoint file; its input columns are the features. Default: a model pretrained on the pool sample."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI for a models:/ or runs:/ --champion (default: $MLFLOW_TRACKING_URI, else this directory's .rsft/mlflow.db)."),
 ) -> None:
     """Try rsft on your own files: which adaptation recipe would tonight's retrain choose, and why.
 
-    A base model pretrained on a pool sample stands in for the champion; every candidate recipe is scored by grouped cross-validation on the target sample (and, with --holdout, on the hold-out).
+    Every candidate recipe starts from the champion (--champion, or a model pretrained on a pool sample) and is scored by grouped cross-validation on the target sample (and, with --holdout, on the hold-out).
     """  # noqa: E501 - one line per paragraph: the help renders line breaks as they are
     from rsft.adapt import PoolSample, run_search, time_blocks
     from rsft.config import AdaptConfig, FeaturesConfig, ModelConfig, ScorerConfig, Strategy, TrainConfig
@@ -369,7 +371,24 @@ def adapt(
     unknown = [x for x in (strategies or "").split(",") if x and x not in known]
     if unknown:
         _fail(f"--strategies: unknown {', '.join(unknown)} (have: {', '.join(known)})")
-    tgt_df, cols = _adapt_columns(pool, target_sample, label, group_by, features)
+    start = None
+    if champion:
+        from rsft.tracking.registry import load_champion
+
+        uri = tracking_uri or state_paths(None).tracking_uri
+        with console.status(f"loading the champion {champion}…"):
+            try:
+                start, names = load_champion(champion, uri)
+            except ValueError as e:
+                _fail(f"--champion {e}")
+        given = [c.strip() for c in (features or "").split(",") if c.strip()]
+        if given and given != names:
+            _fail(f"--features {','.join(given)} differ from the champion's inputs {','.join(names)} (omit --features)")
+        if getattr(start, "out_features", 1) != 1:
+            _fail(f"--champion {champion}: a model with {start.out_features} outputs; rsft adapt compares regression models")
+        features = ",".join(names)
+    tgt_df, cols = _adapt_columns(pool, target_sample, label, group_by, features,
+                                  "the champion's input" if champion else "--features")
     fcfg = FeaturesConfig(numeric=cols, label=label)
     tgt_df = tgt_df.drop_nulls([*cols, label])
     acfg = AdaptConfig(
@@ -386,8 +405,11 @@ def adapt(
     if holdout:
         with _tables():
             hold = arrays(read_table(holdout).drop_nulls([*cols, label]), fcfg)
-    with console.status(f"pretraining the warm start on {len(yp):,} pool rows…"):
-        warm, _ = pretrain(ModelConfig(), xp, yp, tcfg)  # seeded: the same --seed gives the same report
+    if start is not None:
+        warm = start
+    else:
+        with console.status(f"pretraining the warm start on {len(yp):,} pool rows…"):
+            warm, _ = pretrain(ModelConfig(), xp, yp, tcfg)  # seeded: the same --seed gives the same report
     with console.status(f"searching {len(acfg.strategies)} strategies × {folds} grouped folds…"):
         try:
             _, report = run_search(acfg, tcfg, ScorerConfig(kind=scorer), cols, warm, (xt, yt, groups),
@@ -396,10 +418,12 @@ def adapt(
             _fail(f"{e} (the target sample has {len(yt)} complete rows; each CV fold trains on about "
                   f"{len(yt) * (folds - 1) // folds})")
     report["pool_rows_sampled"], report["pool_rows_complete"] = len(yp), pool_total
+    report["champion"] = champion or "pretrained on the pool sample"
     _show_adapt(report, len(yt), json_out, plot)
 
 
-def _adapt_columns(pool: str, target_sample: str, label: str, group_by: str | None, features: str | None):
+def _adapt_columns(pool: str, target_sample: str, label: str, group_by: str | None, features: str | None,
+                   what: str = "--features"):
     """(the target sample, the feature columns) of ``rsft adapt``: the label and group columns
     exist, the features are numeric in both the pool and the target sample; else one line."""
     text_in: dict[str, str] = {}
@@ -420,10 +444,10 @@ def _adapt_columns(pool: str, target_sample: str, label: str, group_by: str | No
         _fail("no numeric feature columns shared by pool and target sample; pass --features")
     clash = [c for c in cols if c in (label, group_by)]
     if clash:
-        _fail(f"--features: {', '.join(clash)} is the label or --group-by column, not a feature")
+        _fail(f"{what}: {', '.join(clash)} is the label or --group-by column, not a feature")
     missing = [c for c in cols if c not in pool_schema or c not in tgt_df.columns]
     if missing:
-        _fail(f"--features: {', '.join(missing)} not in both the pool and the target sample")
+        _fail(f"{what}: {', '.join(missing)} not in both the pool and the target sample")
     for name, schema in (("pool", pool_schema), ("target sample", tgt_df.schema)):
         text = [f"{c} ({schema[c]}" + (f", in {text_in[c]}" if name == "pool" and c in text_in else "") + ")"
                 for c in [*cols, label] if not schema[c].is_numeric()]

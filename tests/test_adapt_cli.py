@@ -245,3 +245,70 @@ def test_a_night_where_the_search_keeps_the_champion_registers_nothing(tmp_path,
     hist = registry.history(mlc, cfg.promotion.model_name)
     assert [h["version"] for h in hist] == [1] and "champion" in hist[0]["aliases"]
     assert len(hist[0]["events"]) == 1 and hist[0]["events"][0][1].startswith("kept by retrain ")
+
+
+def test_rsft_adapt_starts_from_the_users_champion(tmp_path):
+    """--champion: a checkpoint file and the same model as models:/NAME@champion in an MLflow
+    registry give the same keep_champion row, which is that model's own hold-out RMSE (tolerance
+    1e-4, float32); its inputs are the features; a champion whose columns the files lack, a
+    missing file and a URI without its registry are one-line errors."""
+    import numpy as np
+
+    from rsft.config import FeaturesConfig, ModelConfig, SynthConfig, TrainConfig
+    from rsft.evaluate import evaluate_model
+    from rsft.models import checkpoint, save_checkpoint
+    from rsft.pipeline.training import arrays, pretrain
+    from rsft.synth import generate_day, generate_target
+    from rsft.tracking import registry
+
+    cfg = SynthConfig(seed=3, machines=4, days=2, samples_per_day=200)
+    pool = pl.concat([generate_day(cfg, d)[0] for d in range(cfg.days)]).drop("ts")
+    pool.write_parquet(tmp_path / "pool.parquet")
+    generate_target(cfg, 1, 120, 0).drop("ts").write_csv(tmp_path / "target.csv")
+    hold = generate_target(cfg, 1, 200, 1).drop("ts")
+    hold.write_parquet(tmp_path / "holdout.parquet")
+    names = ["s01", "s02", "s03", "s04"]  # the champion reads 4 of the 12 sensors
+    f = FeaturesConfig(numeric=names, label="quality")
+    model, _ = pretrain(ModelConfig(hidden=[16]), *arrays(pool.drop_nulls([*names, "quality"]), f), TrainConfig(epochs=3))
+    save_checkpoint(checkpoint(model, ModelConfig(hidden=[16]), 4, names), tmp_path / "champ.pt")
+    hdf = hold.drop_nulls([*names, "quality"])
+    own = evaluate_model(model, *arrays(hdf, f))["rmse"]
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    mlc = registry.client(uri)
+    registry.use_experiment("user", tmp_path / "artifacts")
+    import mlflow
+
+    with mlflow.start_run():
+        v = registry.log_model_version(model, tmp_path / "champ.pt", arrays(hdf.head(2), f)[0], "plant-model", {})
+    mlc.set_registered_model_alias("plant-model", "champion", v)
+
+    def run(*extra: str, json_name: str = "r.json"):
+        return subprocess.run(
+            [sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "pool.parquet"), "--target-sample",
+             str(tmp_path / "target.csv"), "--label", "quality", "--holdout", str(tmp_path / "holdout.parquet"),
+             "--folds", "3", "--epochs", "4", "--strategies", "keep_champion,sample_only", "--pool-rows", "600",
+             "--json-out", str(tmp_path / json_name), *extra],
+            capture_output=True, text=True, cwd=REPO, timeout=600)
+
+    for ref, extra in ((str(tmp_path / "champ.pt"), []), ("models:/plant-model@champion", ["--tracking-uri", uri])):
+        out = run("--champion", ref, *extra)
+        assert out.returncode == 0, out.stderr[-2000:]
+        rep = json.loads((tmp_path / "r.json").read_text())
+        assert rep["champion"] == ref
+        keep = next(c for c in rep["candidates"] if c["name"] == "keep_champion")
+        assert np.isclose(keep["holdout_rmse"], own, atol=1e-4), (keep["holdout_rmse"], own)
+
+    (tmp_path / "narrow.csv").write_text(pl.read_csv(tmp_path / "target.csv").drop("s03").write_csv())
+    bad = subprocess.run(
+        [sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "pool.parquet"), "--target-sample",
+         str(tmp_path / "narrow.csv"), "--label", "quality", "--champion", str(tmp_path / "champ.pt")],
+        capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert bad.returncode == 2 and "the champion's input: s03 not in both the pool and the target sample" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    for ref, why in ((str(tmp_path / "nope.pt"), "no such checkpoint file"),
+                     (str(tmp_path / "target.csv"), "not an rsft checkpoint"),
+                     ("models:/plant-model@gone", "has no model 'plant-model' with alias 'gone'")):
+        out = run("--champion", ref, "--tracking-uri", uri)
+        assert out.returncode == 2 and why in out.stderr, out.stderr[-500:]
+        assert len(out.stderr.strip().splitlines()) == 1, out.stderr

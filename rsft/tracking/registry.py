@@ -96,6 +96,54 @@ def load_version_model(mlclient, version):
     return model_from_checkpoint(load_checkpoint(download_checkpoint(mlclient, version)))
 
 
+def load_champion(ref: str, tracking_uri: str | None = None):
+    """A model to compare candidates against, from ``ref``: ``models:/<name>@<alias>``,
+    ``models:/<name>/<version>``, ``runs:/<run id>`` (a run that logged rsft's checkpoint) or a
+    checkpoint file (``rsft.models.checkpoint``). Returns (model, feature names). The registry
+    and runs are read from ``tracking_uri``. Errors are one line (``ValueError``)."""
+    from rsft.models import load_checkpoint, model_from_checkpoint
+
+    if ref.startswith(("models:/", "runs:/")):
+        if not tracking_uri:
+            raise ValueError(f"{ref}: an MLflow URI needs a tracking server or store (--tracking-uri)")
+        path = _checkpoint_of(client(tracking_uri), ref)
+    else:
+        path = ref
+        if not Path(path).is_file():
+            raise ValueError(f"{ref}: no such checkpoint file (or use models:/<name>@<alias>, runs:/<run id>)")
+    try:
+        ckpt = load_checkpoint(path)
+        model = model_from_checkpoint(ckpt)
+    except Exception as e:  # noqa: BLE001 - a pickle, a foreign state dict: one line
+        raise ValueError(f"{ref}: not an rsft checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:160]})") from None
+    names = list(ckpt.get("feature_names") or [])
+    if not names:
+        raise ValueError(f"{ref}: the checkpoint names no input features")
+    return model, names
+
+
+def _checkpoint_of(mlc, ref: str) -> str:
+    """Local path of the rsft checkpoint behind a ``models:/`` or ``runs:/`` URI."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        if ref.startswith("runs:/"):
+            run_id = ref[len("runs:/"):].strip("/").split("/")[0]
+            return mlc.download_artifacts(run_id, CHECKPOINT_ARTIFACT, tempfile.mkdtemp(prefix="rsft-ckpt-"))
+        spec = ref[len("models:/"):].strip("/")
+        if "@" in spec:
+            name, alias = spec.split("@", 1)
+            version = alias_version(mlclient=mlc, name=name, alias=alias)
+            if version is None:
+                raise ValueError(f"{ref}: the registry has no model '{name}' with alias '{alias}'")
+        else:
+            name, _, number = spec.partition("/")
+            version = mlc.get_model_version(name, number)
+        return download_checkpoint(mlc, version)
+    except (MlflowException, OSError) as e:
+        raise ValueError(f"{ref}: {str(e).splitlines()[0][:200]}") from None
+
+
 def history(mlclient, name: str) -> list[dict[str, Any]]:
     """Every version with its decision tags, newest first (the audit trail)."""
     from mlflow.exceptions import MlflowException
