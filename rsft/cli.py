@@ -134,7 +134,7 @@ def retrain(
             _fail(f"retrain failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                   " (tracebacks: RSFT_LOG_LEVEL=DEBUG)", 1)
     shown = {_RETRAIN_LABELS.get(k, k): v for k, v in summary.items()
-             if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "quarantine_reasons")}
+             if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "quarantine_reasons", "selection_warnings")}
     if summary.get("model_version") is None:  # the search kept the champion: nothing was registered
         shown[_RETRAIN_LABELS.get("model_version", "model_version")] = "none registered (the champion stays)"
     console.print(_kv_table(f"rsft retrain — {cfg.name}", shown))
@@ -143,6 +143,8 @@ def retrain(
     for what, key in (("quarantined (new files)", "quarantine_reasons"), ("prefilter dropped", "prefilter_dropped")):
         if summary.get(key):
             console.print(f"{what}: {_counts(summary[key])}", highlight=False)
+    for line in summary.get("selection_warnings") or []:
+        console.print(f"selection warning: {line}", style="yellow", highlight=False, markup=False)
     console.print("acceptance rate = selected ÷ prefiltered pool rows; ideal acceptance = E[min(w, M)] / M, what "
                   "rejection sampling accepts on average; clipped share = pool rows with w > M (accepted with "
                   "probability 1, so slightly under-weighted)", style="dim", highlight=False, markup=False)

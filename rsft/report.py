@@ -14,6 +14,11 @@ What it measures (pool = the scored pool sample, selected = the sampler's output
   target shares, lift = selected share / pool share, and the acceptance rate per group when the
   full pool's size (``pool_rows``) and/or ``log_m`` are given.
 - text (no numeric features, a text column): DSIR's KL reduction over hashed n-gram buckets.
+- coverage of the target by the pool (``report["coverage"]``, see :func:`coverage`): the share of
+  target rows with no comparable pool row; per group, its target / selected shares and uncovered
+  share, flagged when the selection nearly misses it; the features on which the selected rows
+  match the target worse than the raw pool. ``report["warnings"]`` says the findings in words
+  (the Prefect artifact and ``rsft retrain`` print them).
 
 Every helper is a module-level function tested on its own. Plots use matplotlib's object API
 (``Figure`` + Agg canvas): no global pyplot state, safe in worker threads.
@@ -40,6 +45,19 @@ log = logging.getLogger(__name__)
 AUC_MAX_ROWS = 20_000  # rows per class for the two-sample classifier
 MAX_GROUPS = 50  # largest groups listed in the report
 PLOT_FEATURES = 6
+
+# coverage of the target by the pool (see `coverage`)
+# a target row is "uncovered" when its nearest pool-sample row is farther away (standardised
+# feature space) than this quantile of the pool rows' own distances to their nearest other pool row
+COVERAGE_QUANTILE = 0.99
+COVERAGE_MAX_POOL_ROWS = 20_000  # pool-sample rows searched (a uniform subsample beyond this)
+COVERAGE_MAX_TARGET_ROWS = 5_000  # target rows checked (a uniform subsample beyond this)
+COVERAGE_REF_ROWS = 2_000  # pool rows whose nearest-other-pool-row distance sets the threshold
+UNCOVERED_WARN_SHARE = 0.05  # warn when at least this share of target rows is uncovered (≈1 % by chance)
+GROUP_MIN_TARGET_SHARE = 0.05  # groups below this share of the target are never flagged
+GROUP_MIN_SELECTED_RATIO = 0.2  # flag a group whose selected share < this × its target share
+KS_CRITICAL = 1.36  # two-sample KS 5 % critical value c(α): a feature is "worse after selection" when
+# KS(selected, target) > KS(pool, target) + KS_CRITICAL·sqrt(1/n_selected + 1/n_target)
 
 
 # --------------------------------------------------------------------------------------
@@ -152,6 +170,177 @@ def group_table(
 
 
 # --------------------------------------------------------------------------------------
+# coverage of the target by the pool
+# --------------------------------------------------------------------------------------
+def nearest_distances(query: np.ndarray, ref: np.ndarray, exclude: np.ndarray | None = None, block: int = 512) -> np.ndarray:
+    """Euclidean distance from each ``query`` row to its nearest ``ref`` row (torch.cdist in blocks
+    of ``block`` query rows, float64). ``exclude[i]`` = the index of a ``ref`` row that query row
+    ``i`` must not match (itself, for leave-one-out distances within one set). +inf when ``ref`` is empty."""
+    q = torch.as_tensor(np.asarray(query, np.float64))
+    r = torch.as_tensor(np.asarray(ref, np.float64))
+    out = np.full(len(q), np.inf)
+    if len(r) == 0 or len(q) == 0:
+        return out
+    for i in range(0, len(q), block):
+        d = torch.cdist(q[i:i + block], r)
+        if exclude is not None:
+            rows = torch.arange(d.shape[0])
+            d[rows, torch.as_tensor(exclude[i:i + block])] = float("inf")
+        out[i:i + block] = d.min(1).values.numpy()
+    return out
+
+
+def _scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Robust centre and scale per column: median and IQR/1.349; the sd where the IQR is 0 (a
+    rare one-hot level), 1 where that is 0 too."""
+    med = np.median(x, 0)
+    q75, q25 = np.percentile(x, [75, 25], axis=0)
+    s = (q75 - q25) / 1.349
+    s = np.where(s > 0, s, x.std(0))
+    return med, np.where(s > 0, s, 1.0)
+
+
+def coverage(xt: np.ndarray, xp: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """Which target rows have a comparable pool row? Nearest-neighbour distances, scale-free.
+
+    Definition: standardise every feature by the pool sample's median and IQR/1.349 (units drop
+    out; a few outliers do not stretch the scale). For each target row ``t``, ``d(t)`` = distance
+    to its nearest pool-sample row. The yardstick is the same quantity for the pool itself:
+    ``d_ref(p)`` = distance from a pool row to its nearest *other* pool row, over
+    ``COVERAGE_REF_ROWS`` random pool rows — a distance to the nearest of the same pool rows, so
+    it shrinks with the pool's size and density exactly as ``d(t)`` does. A target row is
+    **uncovered** ("no comparable pool rows") when ``d(t) > quantile(d_ref, COVERAGE_QUANTILE)``:
+    it is farther from the pool than 99 % of pool rows are from their nearest neighbour. A target
+    drawn from the pool's own distribution therefore has ≈ 1 % uncovered rows; a target cluster
+    the pool lacks is uncovered as a whole. What it cannot see: a difference that is small
+    against the pool's spread but large against the target's (a machine's calibration offset of
+    a fraction of the pool's IQR); the per-group shares (:func:`group_coverage`) catch that case.
+
+    Why not log w at the target rows: the report has no scorer, and a density ratio fitted to
+    cover the target says little about where the pool is empty (a Gaussian q extrapolates
+    smoothly into regions no pool row visits). Why not target-to-target distances: the target
+    sample is small, its nearest-neighbour distances follow its own size, not the pool's.
+
+    Cost: at most ``COVERAGE_MAX_TARGET_ROWS`` (+ ``COVERAGE_REF_ROWS``) × ``COVERAGE_MAX_POOL_ROWS``
+    distances (uniform subsamples beyond, drawn with ``seed``). Returns ``uncovered`` [len(xt)]
+    (bool; ``checked`` says which target rows were measured), ``distance``, ``threshold`` and
+    summary figures. Rows must be finite.
+    """
+    rng = np.random.default_rng(seed)
+    xt, xp = np.asarray(xt, np.float64), np.asarray(xp, np.float64)
+    if len(xp) > COVERAGE_MAX_POOL_ROWS:
+        xp = xp[rng.choice(len(xp), COVERAGE_MAX_POOL_ROWS, replace=False)]
+    checked = np.zeros(len(xt), bool)
+    checked[rng.choice(len(xt), COVERAGE_MAX_TARGET_ROWS, replace=False) if len(xt) > COVERAGE_MAX_TARGET_ROWS else slice(None)] = True
+    dist = np.full(len(xt), np.nan)
+    if len(xp) < 2 or not checked.any():
+        return {"uncovered": np.zeros(len(xt), bool), "checked": np.zeros(len(xt), bool), "distance": dist,
+                "threshold": float("nan"), "uncovered_share": float("nan"), "target_rows_checked": 0,
+                "pool_rows_used": len(xp)}
+    med, s = _scale(xp)
+    zp, zt = (xp - med) / s, (xt[checked] - med) / s
+    ref = rng.choice(len(zp), min(COVERAGE_REF_ROWS, len(zp)), replace=False)
+    d_ref = nearest_distances(zp[ref], zp, exclude=ref)
+    thr = float(np.quantile(d_ref, COVERAGE_QUANTILE))
+    dist[checked] = nearest_distances(zt, zp)
+    uncovered = checked & (np.nan_to_num(dist, nan=0.0) > thr)
+    return {
+        "uncovered": uncovered,
+        "checked": checked,
+        "distance": dist,
+        "threshold": thr,
+        "uncovered_share": float(uncovered.sum() / checked.sum()),
+        "target_rows_checked": int(checked.sum()),
+        "pool_rows_used": len(xp),
+        "pool_nn_distance_median": float(np.median(d_ref)),
+        "target_nn_distance_median": float(np.nanmedian(dist)),
+    }
+
+
+def group_coverage(
+    target: pl.DataFrame, pool: pl.DataFrame, selected: pl.DataFrame, col: str, uncovered: np.ndarray | None = None,
+    checked: np.ndarray | None = None,
+) -> list[dict[str, Any]]:
+    """Per group of the target sample: its share of the target, the pool sample and the selected
+    rows, its uncovered share (of its checked target rows; None without ``uncovered``), and
+    ``flagged``: target share ≥ ``GROUP_MIN_TARGET_SHARE`` but selected share <
+    ``GROUP_MIN_SELECTED_RATIO`` × target share. Every target group is listed, flagged first, then
+    by target share."""
+    t = target.select(pl.col(col).cast(pl.String).fill_null("(null)"))
+    if uncovered is not None:
+        ok = np.ones(target.height, bool) if checked is None else np.asarray(checked, bool)
+        t = t.with_columns(_unc=pl.Series(np.where(ok, np.asarray(uncovered, np.float64), np.nan)).fill_nan(None))
+    else:
+        t = t.with_columns(_unc=pl.lit(None, dtype=pl.Float64))
+    tab = t.group_by(col).agg(target_rows=pl.len(), uncovered_share=pl.col("_unc").mean())
+    for name, df in (("pool_sample_rows", pool), ("selected_rows", selected)):
+        if col in df.columns and df.height:
+            counts = df.group_by(pl.col(col).cast(pl.String).fill_null("(null)")).agg(pl.len().alias(name))
+            tab = tab.join(counts, on=col, how="left").with_columns(pl.col(name).fill_null(0))
+        else:  # no rows: 0 of every group; no such column: unknown (null)
+            tab = tab.with_columns(pl.lit(0 if df.height == 0 else None, dtype=pl.UInt32).alias(name))
+    tab = tab.with_columns(
+        target_share=pl.col("target_rows") / max(target.height, 1),
+        pool_share=pl.col("pool_sample_rows") / max(pool.height, 1),
+        selected_share=pl.col("selected_rows") / max(selected.height, 1),
+    ).with_columns(flagged=(pl.col("target_share") >= GROUP_MIN_TARGET_SHARE)
+                   & (pl.col("selected_share") < GROUP_MIN_SELECTED_RATIO * pl.col("target_share")))
+    cols = [col, "target_rows", "target_share", "pool_share", "selected_share", "uncovered_share", "flagged"]
+    return tab.sort(["flagged", "target_share", col], descending=[True, True, False]).select(cols).to_dicts()
+
+
+def features_worse(per_feature: dict[str, dict[str, float]], n_selected: int, n_target: int) -> list[dict[str, Any]]:
+    """Features on which the selected rows match the target worse than the raw pool sample does:
+    KS(selected, target) > KS(pool, target) + ``KS_CRITICAL``·sqrt(1/n_selected + 1/n_target), a
+    gap larger than the two-sample KS test's 5 % critical value (sampling noise at these sizes).
+    Sorted by the gap, largest first."""
+    if n_selected == 0 or n_target == 0:
+        return []
+    margin = KS_CRITICAL * math.sqrt(1 / n_selected + 1 / n_target)
+    out = []
+    for name, v in per_feature.items():
+        kp, ks = v["ks_pool_vs_target"], v["ks_selected_vs_target"]
+        if kp == kp and ks == ks and ks > kp + margin:
+            out.append({"feature": name, "ks_pool_vs_target": kp, "ks_selected_vs_target": ks,
+                        "smd_pool_vs_target": v["smd_pool_vs_target"], "smd_selected_vs_target": v["smd_selected_vs_target"]})
+    return sorted(out, key=lambda r: r["ks_pool_vs_target"] - r["ks_selected_vs_target"])
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %" if 0 < x < 0.01 else f"{100 * x:.0f} %"
+
+
+def coverage_warnings(cov: dict[str, Any], selected_rows: int) -> list[str]:
+    """The report's findings in words: one string per problem (empty when there is none)."""
+    out = []
+    if selected_rows == 0:
+        out.append("no pool rows were selected")
+    share = cov.get("uncovered_share")
+    if isinstance(share, float) and share == share and share >= UNCOVERED_WARN_SHARE:
+        out.append(f"{_pct(share)} of target rows have no comparable pool rows (nearest pool row farther than "
+                   f"{cov['threshold']:.2f} in pool-standardised units, while {_pct(COVERAGE_QUANTILE)} of pool rows "
+                   f"have another pool row within that distance)")
+    col = cov.get("group_column")
+    for g in cov.get("by_group", []) if selected_rows else []:
+        if not g["flagged"]:
+            continue
+        msg = f"{col} {g[col]} is {_pct(g['target_share'])} of the target sample but {_pct(g['selected_share'])} of the selected rows"
+        if g["pool_share"] == 0:
+            msg += ": the pool sample has no rows of it"
+        elif g["pool_share"] is not None:
+            msg += f", though {_pct(g['pool_share'])} of the pool sample: few of its pool readings are like its target readings"
+        if g["uncovered_share"] is not None:
+            msg += f" ({_pct(g['uncovered_share'])} of its target rows have no comparable pool rows)"
+        out.append(msg)
+    worse = cov.get("features_worse") or []
+    if worse:
+        names = ", ".join(f"{w['feature']} (KS {w['ks_pool_vs_target']:.2f} → {w['ks_selected_vs_target']:.2f})" for w in worse)
+        out.append(f"the selected rows match the target worse than the raw pool on {len(worse)} "
+                   f"feature{'s' if len(worse) > 1 else ''}: {names}")
+    return out
+
+
+# --------------------------------------------------------------------------------------
 # the report
 # --------------------------------------------------------------------------------------
 def selection_report(
@@ -188,6 +377,7 @@ def selection_report(
     xt = xp = xs = None
     if names:
         xt, xp, xs = (to_matrix(d, feature_cfg).astype(np.float64) for d in (target_df, pool_sample_df, selected_df))
+        t_ok = np.isfinite(xt).all(1)  # target rows with every feature finite (coverage per target row)
         xt, xp, xs = (x[np.isfinite(x).all(1)] for x in (xt, xp, xs))
         per = {}
         for j, n in enumerate(names):
@@ -204,6 +394,12 @@ def selection_report(
                 report[f"mean_abs_{stat}_{which}_vs_target"] = _nanmean(vals)
         report["auc_pool_vs_target"] = two_sample_auc(xp, xt, seed)
         report["auc_selected_vs_target"] = two_sample_auc(xs, xt, seed)
+        cov = coverage(xt, xp, seed)
+        uncovered, checked = np.zeros(target_df.height, bool), np.zeros(target_df.height, bool)
+        uncovered[t_ok], checked[t_ok] = cov.pop("uncovered"), cov.pop("checked")
+        cov.pop("distance")
+        cov = {"method": "nearest pool-sample row, standardised features", "quantile": COVERAGE_QUANTILE, **cov,
+               "features_worse": features_worse(per, len(xs), len(xt))}
     elif all(feature_cfg.text_column in d.columns for d in (target_df, pool_sample_df, selected_df)):
         from rsft.features import hashed_ngram_ids
 
@@ -212,10 +408,18 @@ def selection_report(
             return df.select(expr.alias("ids"))["ids"]
 
         report["text"] = ngram_kl_reduction(ids(target_df), ids(pool_sample_df), ids(selected_df), feature_cfg.text_buckets)
+    if not names:
+        cov = {"uncovered_share": "n/a", "why": "no numeric features (text): no distance between rows is computed"}
+        uncovered = checked = None
     col = feature_cfg.group
     if col and col in pool_sample_df.columns:
         report["group_column"] = col
         report["by_group"] = group_table(pool_sample_df, selected_df, target_df, col, log_w_pool, log_m, pool_rows)
+    if col and col in target_df.columns and (col in selected_df.columns or selected_df.height == 0):
+        cov["group_column"] = col
+        cov["by_group"] = group_coverage(target_df, pool_sample_df, selected_df, col, uncovered, checked)
+    report["coverage"] = cov
+    report["warnings"] = coverage_warnings(cov, selected_df.height)
     try:
         report["plots"] = _plots(out, names, xt, xp, xs, log_w_pool, selected_df, log_m)
     except Exception as e:  # a plot must never fail a nightly run

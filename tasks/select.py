@@ -65,5 +65,11 @@ def report_task(cfg: PipelineConfig, prefiltered: Prefiltered, scored: Scored, s
     for k in ("ess", "auc_pool_vs_target", "auc_selected_vs_target"):
         if k in report:
             lines.append(f"- {k}: {report[k]:.4g}" if isinstance(report[k], (int, float)) else f"- {k}: {report[k]}")
+    share = report.get("coverage", {}).get("uncovered_share")
+    if share is not None:
+        lines.append(f"- target rows with no comparable pool rows: {share:.1%}" if isinstance(share, float) else
+                     f"- target rows with no comparable pool rows: {share}")
+    warnings = report.get("warnings") or []
+    lines += ["", f"## Warnings ({len(warnings)})", ""] + ([f"- ⚠ {w}" for w in warnings] or ["- none"])
     create_markdown_artifact("\n".join(lines), key="selection-report")
     return report

@@ -12,7 +12,10 @@ import torch
 from rsft.config import FeaturesConfig
 from rsft.evaluate import binary_auroc
 from rsft.features import hashed_ngram_ids
-from rsft.report import ess, group_table, ks_stat, ngram_kl_reduction, selection_report, smd, two_sample_auc
+from rsft.report import (
+    UNCOVERED_WARN_SHARE, coverage, ess, group_coverage, group_table, ks_stat, ngram_kl_reduction, selection_report, smd,
+    two_sample_auc,
+)
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -105,3 +108,92 @@ def test_text_kl_reduction(tmp_path):
     frames = [pl.DataFrame({"text": t}) for t in (target, pool, selected)]
     rep = selection_report(*frames, FeaturesConfig(text_column="text", text_buckets=1024), np.zeros(len(pool)), tmp_path)
     assert rep["text"]["kl_reduction"] > 0 and rep["plots"] == ["log_w_hist.png"]
+    assert rep["coverage"]["uncovered_share"] == "n/a" and rep["warnings"] == []
+
+
+# --------------------------------------------------------------------------------------
+# coverage of the target by the pool
+# --------------------------------------------------------------------------------------
+def _machines(rng, n, names):
+    return rng.choice(names, n).tolist()
+
+
+def test_coverage_finds_a_target_cluster_the_pool_lacks():
+    """Pool N(0, I₃) (5000 rows); target: 800 rows of the same, 200 in a cluster at (6, 6, 6) the
+    pool never visits (seed 0). The uncovered share is the cluster's 20 % within 0.03 (the covered
+    part adds ≈ 1 % by construction: the 99th percentile); every cluster row is uncovered."""
+    rng = np.random.default_rng(0)
+    xp = rng.normal(size=(5000, 3))
+    xt = np.concatenate([rng.normal(size=(800, 3)), rng.normal(6.0, 0.5, size=(200, 3))])
+    cov = coverage(xt, xp)
+    assert abs(cov["uncovered_share"] - 0.2) < 0.03
+    assert cov["uncovered"][800:].all() and cov["uncovered"][:800].mean() < 0.03
+    assert cov["target_rows_checked"] == 1000 and cov["threshold"] > 0
+    # scale-free: units of a feature do not change the answer
+    scaled = coverage(xt * [1.0, 1000.0, 0.001], xp * [1.0, 1000.0, 0.001])
+    assert np.array_equal(scaled["uncovered"], cov["uncovered"])
+
+
+def test_report_flags_a_machine_the_selection_misses(tmp_path):
+    """Target: M01/M02 like the pool plus M09 (20 %) in a region the pool lacks; the selection
+    has no M09 row → M09 flagged, with a warning naming it; the uncovered share ≈ 20 % (± 0.04) warns too."""
+    rng = np.random.default_rng(1)
+    pool = pl.DataFrame({"a": rng.normal(0, 1, 4000), "b": rng.normal(0, 1, 4000), "machine_id": _machines(rng, 4000, ["M01", "M02"])})
+    target = pl.concat([
+        pl.DataFrame({"a": rng.normal(0, 1, 400), "b": rng.normal(0, 1, 400), "machine_id": _machines(rng, 400, ["M01", "M02"])}),
+        pl.DataFrame({"a": rng.normal(7, 0.3, 100), "b": rng.normal(7, 0.3, 100), "machine_id": ["M09"] * 100}),
+    ])
+    sel = pool.sample(500, seed=0)
+    cfg = FeaturesConfig(numeric=["a", "b"])
+    rep = selection_report(target, pool, sel, cfg, np.zeros(pool.height), tmp_path)
+    cov = rep["coverage"]
+    assert abs(cov["uncovered_share"] - 0.2) < 0.04
+    groups = {g["machine_id"]: g for g in cov["by_group"]}
+    assert groups["M09"]["flagged"] and groups["M09"]["selected_share"] == 0 and groups["M09"]["uncovered_share"] == 1.0
+    assert groups["M09"]["target_share"] == pytest.approx(0.2) and not groups["M01"]["flagged"]
+    m09 = [w for w in rep["warnings"] if "M09" in w]
+    assert m09 == ["machine_id M09 is 20 % of the target sample but 0 % of the selected rows: the pool sample has no "
+                   "rows of it (100 % of its target rows have no comparable pool rows)"]
+    share = [w for w in rep["warnings"] if "of target rows have no comparable pool rows" in w]
+    assert len(share) == 1 and abs(float(share[0].split(" %")[0]) - 20) <= 4
+    assert json.loads((tmp_path / "report.json").read_text())["warnings"] == rep["warnings"]
+
+
+def test_group_coverage_flags_by_share():
+    """M03 is 10 % of the target: flagged at 1 % of the selection (< 1/5 × 10 %), not at 3 %;
+    M04 (4 % of the target) is never flagged, even with 0 selected rows."""
+    target = pl.DataFrame({"m": ["M01"] * 86 + ["M03"] * 10 + ["M04"] * 4})
+    pool = pl.DataFrame({"m": ["M01", "M03", "M04"] * 10})
+    for sel_m03, flagged in ((1, True), (3, False)):
+        sel = pl.DataFrame({"m": ["M01"] * (100 - sel_m03) + ["M03"] * sel_m03})
+        tab = {g["m"]: g for g in group_coverage(target, pool, sel, "m")}
+        assert tab["M03"]["flagged"] is flagged and tab["M04"]["flagged"] is False and tab["M01"]["flagged"] is False
+        assert tab["M03"]["uncovered_share"] is None and tab["M03"]["pool_share"] == pytest.approx(1 / 3)
+
+
+def test_report_lists_features_the_selection_made_worse(tmp_path):
+    """Pool and target alike; the 'selection' shifted by 1 sd in b → b is listed, a is not."""
+    rng = np.random.default_rng(2)
+    mk = lambda n, shift: pl.DataFrame({"a": rng.normal(0, 1, n), "b": rng.normal(shift, 1, n)})  # noqa: E731
+    target, pool, sel = mk(500, 0.0), mk(5000, 0.0), mk(500, 1.0)
+    rep = selection_report(target, pool, sel, FeaturesConfig(numeric=["a", "b"]), np.zeros(pool.height), tmp_path)
+    assert [w["feature"] for w in rep["coverage"]["features_worse"]] == ["b"]
+    assert rep["warnings"] == [w for w in rep["warnings"] if w.startswith("the selected rows match the target worse "
+                                                                             "than the raw pool on 1 feature: b (KS")]
+    assert len(rep["warnings"]) == 1
+
+
+def test_well_covered_target_has_no_warnings(tmp_path):
+    """Target, pool and selection from one distribution and one machine mix: no warnings, and
+    about 1 % (< UNCOVERED_WARN_SHARE) of target rows uncovered."""
+    rng = np.random.default_rng(3)
+
+    def mk(n):
+        return pl.DataFrame({"a": rng.normal(0, 1, n), "b": rng.normal(0, 1, n), "c": rng.exponential(1.0, n),
+                             "machine_id": _machines(rng, n, ["M01", "M02", "M03", "M04"])})
+
+    target, pool, sel = mk(1000), mk(8000), mk(800)
+    rep = selection_report(target, pool, sel, FeaturesConfig(numeric=["a", "b", "c"]), np.zeros(pool.height), tmp_path)
+    assert rep["warnings"] == []
+    assert rep["coverage"]["uncovered_share"] < UNCOVERED_WARN_SHARE
+    assert not any(g["flagged"] for g in rep["coverage"]["by_group"]) and rep["coverage"]["features_worse"] == []

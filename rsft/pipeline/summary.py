@@ -29,6 +29,8 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         "acceptance_rate": round(sel.acceptance_rate, 5),
         "ideal_acceptance": None if sel.ideal_acceptance is None else round(sel.ideal_acceptance, 5),
         "clipped_share": round(sel.clipped_share, 5),
+        # the selection report's warnings (uncovered target rows, missed groups, worse features)
+        "selection_warnings": list((selection.report or {}).get("warnings") or []),
         "train_rows": result.train["train_rows"],
         "warm_start": result.warm_start,
         **({"recipe": search["chosen"], "recipe_why": search["why"],
