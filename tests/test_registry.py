@@ -120,3 +120,11 @@ def test_registry_lock_serialises(tmp_path):
     [t.join() for t in threads]
     # every "in" is immediately followed by its own "out": no interleaving
     assert all(order[k][0] == "in" and order[k + 1] == ("out", order[k][1]) for k in range(0, 6, 2))
+
+
+def test_pip_requirements_install_from_the_public_index():
+    """A local build tag (torch 2.13.0+cpu) is not on PyPI: the logged requirements pin the release."""
+    from rsft.tracking.registry import pip_requirements
+
+    reqs = pip_requirements()
+    assert any(r.startswith("torch==") for r in reqs) and not any("+" in r for r in reqs)

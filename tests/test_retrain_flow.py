@@ -79,6 +79,22 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     names = {i.dataset.name for i in run.inputs.dataset_inputs}
     assert {"pool-ingested", "selected", "target-sample", "target-holdout"} <= names
     assert run.data.params["train.epochs"] == "4"
+    # ---- the run explains itself: named after the night and the decision, a markdown story,
+    # the key figures as metrics with unambiguous names, a short list of params
+    from datetime import datetime, timezone
+
+    night = datetime.fromtimestamp(run.info.start_time / 1000, timezone.utc).date().isoformat()
+    assert run.info.run_name == f"{cfg.name} {night} {'promoted' if better else 'rejected'} v2"
+    story = run.data.tags["mlflow.note.content"]
+    assert f"night of {night}" in story and "selected for tonight's regime" in story and s2["reason"] in story
+    assert {"rows_pool", "rows_kept", "rows_selected", "acceptance_rate", "ess", "auc_selected_vs_target",
+            "ks_max_selected_vs_target", "challenger_holdout_rmse", "champion_holdout_rmse", "train_rows"} <= set(run.data.metrics)
+    assert run.data.metrics["rows_kept"] == s2["rows_kept_by_prefilter"]
+    assert run.data.metrics["champion_holdout_rmse"] == pytest.approx(s2["champion_rmse"], abs=1e-4)
+    assert not {"rows_prefiltered", "selected_rows", "lr", "holdout_rmse"} & set(run.data.metrics)
+    assert len(run.data.params) <= 25
+    assert "night of" in mlc.get_model_version(name, "2").description
+    assert mlc.get_registered_model(name).description.startswith("rsft model of pipeline")
     arts = {a.path for a in mlc.list_artifacts(s2["mlflow_run"])}
     assert {"config", "lineage", "scorer", "checkpoint", "decision.json"} <= arts
     from rsft.models import load_checkpoint

@@ -7,6 +7,7 @@ Composition only: training lives in :mod:`rsft.pipeline.training`, the search in
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,20 +44,21 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
     pool_eval = pool_sample(selection.prefiltered, t.pretrain_rows, t.seed + 1, labelled=cfg.features.label).head(5_000)
     seen = registry.alias_version(mlc, name)
     artifacts = None if cfg.state.tracking_uri else str(state(cfg).artifacts)
-    with runs.night_run(cfg.state.experiment, artifacts, f"retrain-{cfg.name}-{scored.run_key[:8]}",
+    night = datetime.now(timezone.utc).date().isoformat()
+    with runs.night_run(cfg.state.experiment, artifacts, f"{cfg.name} {night} (running)",
                         {"rsft.pipeline": cfg.name, "rsft.run_key": scored.run_key}, cfg.flat(), cfg_yaml(cfg)) as run_id:
         _log_inputs(cfg, ingested, selection)
         start, warm = _warm_start(cfg, mlc, seen, selection)
         runs.set_tags({f"rsft.{k}": v for k, v in warm.items()})
         challenger, result, counts, search = _train_challenger(cfg, start, warm["warm_start"], selection,
                                                                runs.epoch_logger(on_epoch), map_units)
-        runs.log_metrics(counts)
+        runs.log_metrics(_train_metrics(counts))
 
         scores = {"challenger": (evaluate_frame(challenger, holdout, cfg), evaluate_frame(challenger, pool_eval, cfg)),
                   "start": (evaluate_frame(start, holdout, cfg), evaluate_frame(start, pool_eval, cfg))}
-        runs.log_metrics(scores["challenger"][0], "holdout_")
-        runs.log_metrics(scores["start"][0], "warmstart_holdout_")
-        runs.log_metrics(scores["challenger"][1], "pool_")
+        runs.log_metrics(scores["challenger"][0], "challenger_holdout_")
+        runs.log_metrics(scores["start"][0], "warm_start_holdout_")
+        runs.log_metrics(scores["challenger"][1], "challenger_pool_")
 
         def score(version) -> promotion.Scores:
             model = registry.load_version_model(mlc, version)
@@ -69,14 +71,18 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
             holdout.height, seen, scores["start"] if seen is not None else None, score,
             keep_reason=kept, run_label=scored.run_key[:8])
         runs.log_decision(outcome.decision, outcome.version is not None)
+        if outcome.champion_scores:
+            runs.log_metrics(outcome.champion_scores, "champion_holdout_")
 
     fit_stats = ({"epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early}
                  if result else {})
-    return Finetuned(
+    out = Finetuned(
         run_id=run_id, model_name=name, version=outcome.version, promoted=outcome.decision.promote,
         reason=outcome.decision.reason, metric=cfg.promotion.metric, challenger=scores["challenger"][0],
         champion=outcome.champion_scores, warm_start=warm["warm_start"], train={**counts, **fit_stats},
         adapt=search, holdout_rows=holdout.height, champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg))
+    _describe(cfg, mlc, night, ingested, selection, out)
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -99,15 +105,46 @@ def _log_inputs(cfg: PipelineConfig, ingested: DatasetIngest | None, selection: 
         },
         evaluation={"target-holdout": (str(root / TARGET_HOLDOUT), dataset_digest(root / TARGET_HOLDOUT))},
     )
+    report = selection.report or {}
+    per = report.get("per_feature") or {}
     runs.log_metrics({
-        "rows_ingested": ingested.rows_ok if ingested else 0,
-        "rows_quarantined": ingested.rows_quarantined if ingested else 0,
-        "rows_prefiltered": pre.rows_out,
+        "rows_ingested_new": ingested.rows_ok if ingested else 0,  # pool rows from tonight's new files
+        "rows_quarantined_new": ingested.rows_quarantined if ingested else 0,
+        "rows_pool": pre.rows_in,  # every ingested pool row, all nights (the prefilter's input)
+        "rows_kept": pre.rows_out,  # kept by the prefilter
         "rows_selected": sel.rows_out,
-        "acceptance_rate": sel.acceptance_rate,
+        "acceptance_rate": sel.acceptance_rate,  # rows_selected / rows_kept
         "ideal_acceptance": sel.ideal_acceptance,
         "clipped_share": sel.clipped_share,
+        "ess": report.get("ess"),  # effective sample size of the pool sample's weights
+        "auc_selected_vs_target": report.get("auc_selected_vs_target"),  # 0.5 = indistinguishable
+        "ks_max_selected_vs_target": max((abs(v["ks_selected_vs_target"]) for v in per.values()), default=None),
     })
+
+
+def _train_metrics(counts: dict[str, Any]) -> dict[str, Any]:
+    """The final fit's row counts under names that say what they count."""
+    names = {"train_rows": "train_rows", "target_rows": "train_rows_target_repeated",
+             "selected_rows": None, "selected_unlabelled": "train_selected_unlabelled_dropped",
+             "streamed": "train_streamed", "adapt_candidates": "adapt_candidates"}
+    return {names.get(k, f"train_{k}"): v for k, v in counts.items() if names.get(k, "") is not None}
+
+
+def _describe(cfg: PipelineConfig, mlc, night: str, ingested: DatasetIngest | None, selection: Selection,
+              out: Finetuned) -> None:
+    """Name the night's run after its decision and give it, the model and the version a description."""
+    from rsft.pipeline.summary import night_story
+
+    decision = ("promoted" if out.promoted else "rejected" if out.version else "kept champion")
+    version = out.version or out.champion_version
+    title = f"{cfg.name} {night} {decision}" + (f" v{version}" if version else "")
+    story = night_story(cfg, night, ingested, selection, out)
+    runs.describe_run(out.run_id, title, story)
+    registry.describe(mlc, out.model_name, out.version,
+                      f"rsft model of pipeline '{cfg.name}': predicts {cfg.features.label} from "
+                      f"{len(model_io(cfg.features)[2])} inputs; retrained nightly on density-ratio-selected pool rows "
+                      f"+ the target sample, promoted when it beats the champion on the target hold-out "
+                      f"({cfg.promotion.metric}).", story)
 
 
 def _warm_start(cfg: PipelineConfig, mlc, seen, selection: Selection) -> tuple[Any, dict[str, Any]]:

@@ -6,7 +6,7 @@ from typing import Any
 
 from rsft.config import PipelineConfig
 from rsft.pipeline.layout import pool_dataset, tracking_uri
-from rsft.pipeline.results import Finetuned, Ingested, Selection
+from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
 
 
 def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, result: Finetuned) -> dict[str, Any]:
@@ -47,3 +47,35 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         "mlflow_run": result.run_id,
         "mlflow_ui": f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else uri,
     }
+
+
+def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None, selection: Selection,
+                result: Finetuned) -> str:
+    """The night in markdown, as a person asks: what came in, what was kept and selected, what was
+    trained on, what was decided and why (the MLflow run's and the version's description)."""
+    pre, sel, rep = selection.prefiltered, selection.selected, selection.report or {}
+    m, search = result.metric, result.adapt
+    ch = result.challenger.get(m)
+    champ = (result.champion or {}).get(m)
+    decision = "promoted" if result.promoted else "rejected" if result.version else "kept the champion"
+    head = f"**{cfg.name}, night of {night}: {decision}" + (f" v{result.version}" if result.version else "") + "**"
+    rows = [
+        ("ingested (tonight's new files)", "—" if ingested is None else
+         f"{ingested.files - ingested.files_skipped} files, {ingested.rows_ok:,} rows ok, "
+         f"{ingested.rows_quarantined:,} quarantined" + (f", {len(ingested.files_failed)} files failed" if ingested.files_failed else "")),
+        ("kept by the prefilter (all nights)", f"{pre.rows_out:,} of {pre.rows_in:,} pool rows"),
+        ("selected for tonight's regime", f"{sel.rows_out:,} rows ({sel.acceptance_rate:.2%} of the kept pool, {sel.mode} sampling)"
+         + (f"; ESS {rep['ess']:.0f}" if isinstance(rep.get("ess"), (int, float)) else "")
+         + (f"; selected-vs-target AUC {rep['auc_selected_vs_target']:.2f}" if isinstance(rep.get("auc_selected_vs_target"), float) else "")),
+        ("recipe", f"{search['chosen']} — {search['why']}" if search else f"rsft ({cfg.sampling.mode} sampling)"),
+        ("trained on", f"{result.train.get('train_rows', 0):,} rows" + (f" ({search['final']['trained_on']})" if search else "")
+         + f", warm start {result.warm_start}"),
+        (f"challenger hold-out {m}", "—" if ch is None else f"{ch:.4g} on {result.holdout_rows:,} target hold-out rows"),
+        (f"champion hold-out {m}", "— (no champion yet)" if champ is None else f"{champ:.4g}"),
+        ("decision", result.reason),
+    ]
+    lines = [head, "", "| | |", "|---|---|", *[f"| {k} | {v.replace('|', '/')} |" for k, v in rows]]
+    warnings = rep.get("warnings") or []
+    if warnings:
+        lines += ["", "Selection warnings:", *[f"- {w}" for w in warnings]]
+    return "\n".join(lines)

@@ -263,6 +263,15 @@ def record_decision(mlclient, name: str, version: str, decision: Decision) -> No
 EVENT_PREFIX = "rsft.event."
 
 
+def describe(mlclient, name: str, version: str | None, model_text: str, version_text: str | None = None) -> None:
+    """Descriptions a person reads on the model pages: the registered model's (set once, when it
+    has none) and the version's."""
+    if not (mlclient.get_registered_model(name).description or "").strip():
+        mlclient.update_registered_model(name, description=model_text)
+    if version is not None and version_text:
+        mlclient.update_model_version(name, str(version), description=version_text)
+
+
 def record_event(mlclient, name: str, version: str, text: str) -> None:
     """Append an event to a version's audit trail (a ``rsft.event.<UTC time>`` tag, never
     overwritten): manual promotions and rollbacks, beside the nightly decision they do not erase."""
@@ -314,9 +323,8 @@ def rollback(mlclient, name: str) -> tuple[str, str]:
 def pip_requirements() -> list[str]:
     from importlib.metadata import version
 
-    return [f"{pkg}=={version(pkg)}" for pkg in ("torch", "numpy", "polars")] + [
-        f"mlflow=={version('mlflow')}"
-    ]
+    # a local build tag (torch 2.13.0+cpu) is not on the public index: pin the public release
+    return [f"{pkg}=={version(pkg).split('+')[0]}" for pkg in ("torch", "numpy", "polars", "mlflow")]
 
 
 def log_json(obj: Any, artifact_file: str) -> None:

@@ -22,18 +22,36 @@ def _mlflow():
     return mlflow
 
 
+# the config values a person compares across nights (the runs table's params); the whole
+# resolved config is the run's config/resolved.yaml artifact and rides in every checkpoint
+KEY_PARAMS = (
+    "features.kind", "features.label", "scorer.kind", "scorer.pool_sample_rows",
+    "sampling.mode", "sampling.temper", "sampling.m_quantile", "sampling.budget",
+    "model.kind", "model.hidden", "train.epochs", "train.lr", "train.batch_size", "train.target_weight",
+    "train.include_target_sample", "train.freeze", "adapt.enabled", "adapt.strategies", "adapt.folds",
+    "promotion.metric", "promotion.min_improvement",
+)
+
+
 @contextmanager
 def night_run(experiment: str, artifact_root: str | None, run_name: str, tags: dict[str, str],
               flat_params: dict[str, Any], config_yaml: str) -> Iterator[str]:
     """Start the night's run in ``experiment`` (created with a local artifact root when embedded);
-    yields the run id."""
+    yields the run id. Params: :data:`KEY_PARAMS` of ``flat_params`` (plus the number of model
+    inputs); the whole config as ``config/resolved.yaml``."""
     mlflow = _mlflow()
     registry.use_experiment(experiment, artifact_root)
     with mlflow.start_run(run_name=run_name) as run:
         mlflow.set_tags({**tags, **registry.environment_tags()})
-        registry.log_flat_params(flat_params)
+        registry.log_flat_params({k: flat_params[k] for k in KEY_PARAMS if k in flat_params})
         mlflow.log_text(config_yaml, "config/resolved.yaml")
         yield run.info.run_id
+
+
+def describe_run(run_id: str, name: str, markdown: str) -> None:
+    """The run's name in the runs table and its description (the run page's markdown note)."""
+    _mlflow().MlflowClient().set_tag(run_id, "mlflow.runName", name)
+    _mlflow().MlflowClient().set_tag(run_id, "mlflow.note.content", markdown)
 
 
 def log_lineage(lineage: dict[str, Any], scorer_path: str, report_dir: str | None,
@@ -57,8 +75,9 @@ def log_metrics(metrics: dict[str, Any], prefix: str = "", step: int | None = No
 def epoch_logger(then: Callable[[dict], None] | None = None) -> Callable[[dict], None]:
     """An ``on_epoch`` callback logging each epoch's row as step metrics (then calling ``then``)."""
 
-    def on_epoch(row: dict) -> None:
-        _mlflow().log_metrics({k: float(v) for k, v in row.items() if k != "epoch" and v is not None}, step=int(row["epoch"]))
+    def on_epoch(row: dict) -> None:  # fit_lr, fit_train_loss, fit_val_loss, … as curves over the epochs
+        _mlflow().log_metrics({f"fit_{k}": float(v) for k, v in row.items() if k != "epoch" and v is not None},
+                              step=int(row["epoch"]))
         if then:
             then(row)
 
