@@ -347,3 +347,15 @@ def test_records_with_too_many_fields_are_quarantined_not_the_whole_file(tmp_pat
         assert q["__line"][0] == text  # nothing lost
         assert sorted(_rows(ds)["_row"].to_list()) == [r for r in range(1, 6) if r != row]
 
+
+def test_a_binary_file_named_csv_says_what_it_is(tmp_path):
+    """A Parquet (or gzip, zip) file named .csv fails with one line naming what it is, not a
+    missing-columns error from reading its bytes as a header."""
+    import gzip
+
+    (tmp_path / "p.csv").write_bytes((BAD_INPUTS / "clean.parquet").read_bytes())
+    (tmp_path / "g.csv").write_bytes(gzip.compress((BAD_INPUTS / "clean.csv").read_bytes()))
+    res = {r.file: r for r in ingest([str(tmp_path / "p.csv"), str(tmp_path / "g.csv")], tmp_path / "ds", SENSORS).files}
+    assert res["p.csv"].status == "failed"
+    assert res["p.csv"].error == "p.csv: binary file, not CSV text — looks like Parquet"
+    assert "looks like gzip" in res["g.csv"].error and "\n" not in res["g.csv"].error

@@ -49,6 +49,25 @@ def _is_blank(path: str) -> bool:
     return True
 
 
+_MAGIC = [(b"PAR1", "Parquet"), (b"\x1f\x8b", "gzip (name it .csv.gz)"), (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"),
+          (b"\x28\xb5\x2f\xfd", "zstd"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"ORC", "ORC"), (b"Obj\x01", "Avro"),
+          (b"ARROW1", "Arrow IPC"), (b"\x89HDF", "HDF5"), (b"SQLite format 3\x00", "SQLite"), (b"%PDF", "PDF"),
+          (b"\xd0\xcf\x11\xe0", "an old Excel/Office file")]
+
+
+def _binary_kind(path: str) -> str | None:
+    """What a file that should be CSV text is instead, from its first bytes (magic numbers, or NUL
+    bytes for any other binary file); None for text."""
+    with open(path, "rb") as fh:
+        head = fh.read(8192)
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "binary data"
+    return None
+
+
 def _header(path: str) -> str | None:
     """First line of a (plain) CSV, BOM stripped; None for a blank first line (or an empty file)."""
     with open(path, "rb") as fh:
@@ -69,6 +88,9 @@ def _scan_text_table(path: str, contract: ContractConfig, ragged: bool = False) 
     the whole file on one); the slower fallback finds them (:func:`_long_records`) and gives
     each a structural reason (``__pre``) and its full text (``__line``), so it is quarantined
     with nothing lost while the rest of the file is ingested."""
+    kind = _binary_kind(path)
+    if kind:
+        raise FileError(f"binary file, not CSV text — looks like {kind}")
     header = _header(path)
     if header is None:
         if contract.empty_file == "zero_rows" and _is_blank(path):
