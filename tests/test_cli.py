@@ -51,3 +51,25 @@ def test_core_library_does_not_import_prefect():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_ingest_messages_are_one_line_each_when_not_a_terminal(tmp_path):
+    """Output to a pipe (80 columns for rich): every failed-file line stays one line however long,
+    and a skipped duplicate file is named, not only counted."""
+    import shutil
+
+    bad = REPO / "tests" / "data" / "bad-inputs"
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    shutil.copy(bad / "clean.csv", pool / "day01.csv")
+    shutil.copy(bad / "clean.csv", pool / "day01_copy_of_the_same_export.csv")
+    long_name = "missing_column_" + "x" * 90 + ".csv"
+    shutil.copy(bad / "missing_column.csv", pool / long_name)
+    out = rsft("ingest", "--config", "examples/factory.yaml", "--set", f"data.pool=['{pool}']",
+               "--set", "data.logs=[]", "--set", f"data.target_sample={bad / 'clean.csv'}",
+               "--set", f"data.target_holdout={bad / 'clean.parquet'}", "--set", f"state.dir={tmp_path / 'state'}")
+    assert out.returncode == 0, out.stderr
+    failed = [line for line in out.stderr.splitlines() if line.startswith("failed")]
+    assert len(failed) == 1 and long_name in failed[0] and "missing required column" in failed[0], out.stderr
+    dup = [line for line in out.stdout.splitlines() if line.startswith("duplicate")]
+    assert len(dup) == 1 and "day01_copy_of_the_same_export.csv" in dup[0] and "day01.csv" in dup[0], out.stdout
