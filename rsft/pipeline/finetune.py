@@ -67,11 +67,15 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
             mlc, state(cfg).locks, name, cfg.promotion,
             _challenger(cfg, challenger, holdout, scores["challenger"], selection, search),
             holdout.height, seen, scores["start"] if seen is not None else None, score,
-            keep_reason=kept, run_label=scored.run_key[:8])
+            keep_reason=kept, run_label=scored.run_key[:8],
+            # first night: it must beat the base model it started from (unless it is that model: the
+            # search kept it, there being no champion to keep)
+            base_scores=scores["start"] if seen is None and not (search and search["chosen"] == "keep_champion") else None,
+            diverged=_diverged(result))
         runs.log_decision(outcome.decision, outcome.version is not None)
 
-    fit_stats = ({"epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early}
-                 if result else {})
+    fit_stats = ({"epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+                  "diverged": result.diverged} if result else {})
     return Finetuned(
         run_id=run_id, model_name=name, version=outcome.version, promoted=outcome.decision.promote,
         reason=outcome.decision.reason, metric=cfg.promotion.metric, challenger=scores["challenger"][0],
@@ -148,6 +152,16 @@ def _train_challenger(cfg: PipelineConfig, start, warm_start: str, selection: Se
     runs.log_adapt_search(report, candidate_table(report), lambda path: plot_candidates(report, path))
     counts = {**full.get("counts", {"train_rows": report["final"]["train_rows"]}), "adapt_candidates": len(report["candidates"])}
     return model, full.get("result"), counts, report
+
+
+def _diverged(result) -> str | None:
+    """Why the fit is no model at all (no epoch had a finite loss: the weights are the warm
+    start's), or None."""
+    if result is None or not getattr(result, "diverged", False):
+        return None
+    last = result.history[-1]
+    return (f"no finite loss in {result.epochs_run} epoch(s) (last train_loss {last['train_loss']:.4g}, "
+            f"val_loss {last['val_loss']:.4g}); the weights are the warm start's")
 
 
 def _challenger(cfg: PipelineConfig, model, holdout: pl.DataFrame, scores, selection: Selection, search) -> promotion.Challenger:
