@@ -56,19 +56,47 @@ def _overrides(items: Optional[list[str]]) -> dict[str, Any]:
         if "=" not in item:
             _fail(f"--set expects key=value, got '{item}'")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:  # a value YAML cannot parse or construct: one line, not a traceback
+            why = " ".join(str(getattr(e, "problem", None) or e).split())
+            _fail(f"--set {key.strip()}: not a YAML value ({why}): {value!r}")
     return out
 
 
 def _load(config: str, sets: Optional[list[str]] = None) -> PipelineConfig:
+    overrides = _overrides(sets)
     try:
-        cfg = load_config(config, _overrides(sets))
+        cfg = load_config(config, overrides)
     except ConfigError as e:
         _fail(str(e))
+    except (TypeError, AttributeError) as e:  # a dotted --set key below a plain value (train.lr.x=1)
+        _fail(f"{_bad_set_key(config, overrides) or '--set'}: {type(e).__name__}: {e}")
     from rsft.state import configure_environment
 
     configure_environment(cfg.state.dir)
     return cfg
+
+
+def _bad_set_key(config: str, overrides: dict[str, Any]) -> str | None:
+    """The --set key whose dotted path goes through a value that is not a section, named."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(config).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    for dotted in overrides:
+        node, walked = data, []
+        for key in dotted.split(".")[:-1]:
+            if not isinstance(node, dict):
+                break
+            walked.append(key)
+            node = node.get(key, {})
+        if isinstance(node, dict):
+            continue
+        return f"--set {dotted}: '{'.'.join(walked)}' is a value, not a section"
+    return None
 
 
 def _kv_table(title: str, rows: dict[str, Any]) -> Table:
