@@ -17,6 +17,7 @@ from typing import Any, Optional, get_args
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from rsft.config import ConfigError, PipelineConfig, load_config
@@ -35,8 +36,15 @@ ConfigOpt = typer.Option("examples/factory.yaml", "--config", "-c", help="Pipeli
 SetOpt = typer.Option(None, "--set", help="Override a config value: --set train.epochs=5 (repeatable; YAML values).")
 
 
+def _line(con: Console, text: str, style: str | None = None, markup: bool = False) -> None:
+    """One message (an error, a warning, a file's outcome) as one line however long: never
+    wrapped at the console width (80 columns when the output is a log file or a pipe), so logs
+    and grep see one line per message."""
+    con.print(text, style=style, highlight=False, markup=markup, soft_wrap=True, overflow="ignore", crop=False)
+
+
 def _fail(msg: str, code: int = 2) -> None:
-    err.print(f"[bold red]error:[/] {msg}", highlight=False, soft_wrap=True)
+    _line(err, f"[bold red]error:[/] {escape(msg)}", markup=True)
     raise typer.Exit(code)
 
 
@@ -48,19 +56,47 @@ def _overrides(items: Optional[list[str]]) -> dict[str, Any]:
         if "=" not in item:
             _fail(f"--set expects key=value, got '{item}'")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as e:  # a value YAML cannot parse or construct: one line, not a traceback
+            why = " ".join(str(getattr(e, "problem", None) or e).split())
+            _fail(f"--set {key.strip()}: not a YAML value ({why}): {value!r}")
     return out
 
 
 def _load(config: str, sets: Optional[list[str]] = None) -> PipelineConfig:
+    overrides = _overrides(sets)
     try:
-        cfg = load_config(config, _overrides(sets))
+        cfg = load_config(config, overrides)
     except ConfigError as e:
         _fail(str(e))
+    except (TypeError, AttributeError) as e:  # a dotted --set key below a plain value (train.lr.x=1)
+        _fail(f"{_bad_set_key(config, overrides) or '--set'}: {type(e).__name__}: {e}")
     from rsft.state import configure_environment
 
     configure_environment(cfg.state.dir)
     return cfg
+
+
+def _bad_set_key(config: str, overrides: dict[str, Any]) -> str | None:
+    """The --set key whose dotted path goes through a value that is not a section, named."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(config).read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return None
+    for dotted in overrides:
+        node, walked = data, []
+        for key in dotted.split(".")[:-1]:
+            if not isinstance(node, dict):
+                break
+            walked.append(key)
+            node = node.get(key, {})
+        if isinstance(node, dict):
+            continue
+        return f"--set {dotted}: '{'.'.join(walked)}' is a value, not a section"
+    return None
 
 
 def _kv_table(title: str, rows: dict[str, Any]) -> Table:
@@ -142,9 +178,9 @@ def retrain(
         console.print(_rows_table("adapt: candidate recipes (grouped CV on the target sample)", summary["adapt_candidates"]))
     for what, key in (("quarantined (new files)", "quarantine_reasons"), ("prefilter dropped", "prefilter_dropped")):
         if summary.get(key):
-            console.print(f"{what}: {_counts(summary[key])}", highlight=False)
+            _line(console, f"{what}: {_counts(summary[key])}")
     for line in summary.get("selection_warnings") or []:
-        console.print(f"selection warning: {line}", style="yellow", highlight=False, markup=False)
+        _line(console, f"selection warning: {line}", style="yellow")
     console.print("acceptance rate = selected ÷ prefiltered pool rows; ideal acceptance = E[min(w, M)] / M, what "
                   "rejection sampling accepts on average; clipped share = pool rows with w > M (accepted with "
                   "probability 1, so slightly under-weighted)", style="dim", highlight=False, markup=False)
@@ -189,10 +225,14 @@ def ingest(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
     console.print(t)
     for name, s in ingested.datasets.items():
         if s.quarantine_reasons:
-            console.print(f"{name} quarantined: {_counts(s.quarantine_reasons)}", highlight=False)
+            _line(console, f"{name} quarantined: {_counts(s.quarantine_reasons)}")
+    for name, s in ingested.datasets.items():  # a duplicate is counted as skipped above: name it
+        for f in s.file_results:
+            if f.get("status") == "duplicate":
+                _line(console, f"duplicate {name}: {f['file']} skipped (same content as {f.get('duplicate_of')})", style="dim")
     for name, s in ingested.datasets.items():
         for line in s.files_failed:
-            err.print(f"[yellow]failed[/] {name}: {line}", highlight=False)
+            _line(err, f"[yellow]failed[/] {escape(name)}: {escape(line)}", markup=True)
 
 
 @contextmanager
@@ -501,7 +541,7 @@ def main() -> None:
     try:
         app()
     except ConfigError as e:
-        err.print(f"error: {e}", highlight=False)
+        _line(err, f"error: {e}")
         sys.exit(2)
 
 

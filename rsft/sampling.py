@@ -355,8 +355,10 @@ class SelectionSummary:
     clipped_share: float  # share of pool rows with w^β > M
     chunks: int
     output: str
-    inv_m: float | None = None  # 1/M: the ideal acceptance when the scorer's w is normalised (E_q[w] = 1)
-    mean_w: float | None = None  # E_pool[w^β] as scored (≈ 1 for a well-normalised β = 1 scorer)
+    inv_m: float | None = None  # 1/M: the ideal acceptance when the scorer's w is normalised (E_q[w] = 1); None if it overflows
+    mean_w: float | None = None  # E_pool[w^β] as scored (≈ 1 for a well-normalised β = 1 scorer); None if it overflows
+    log_mean_w: float | None = None  # log E_pool[w^β]: the statistic itself, always finite (weights stay in log space)
+    notes: list[str] = field(default_factory=list)  # why a plain-number statistic is None (it would overflow)
     max_log_w: float | None = None  # max β·log w over the whole pool (> log M means clipping)
     beta: float = 1.0
     dropped: dict[str, int] = field(default_factory=dict)  # rows_in = rows_out + Σ dropped
@@ -375,6 +377,19 @@ def _json_safe(v: Any) -> Any:
     if isinstance(v, np.integer):
         return int(v)
     return v
+
+
+_LOG_FLOAT_MAX = math.log(np.finfo(np.float64).max)  # ≈ 709.78: exp of more overflows
+
+
+def _exp_or_none(log_x: float | None, name: str, log_name: str, notes: list[str]) -> float | None:
+    """exp(log_x) when it fits a float; else None, with a note naming the log-space value kept."""
+    if log_x is None or not math.isfinite(log_x):
+        return None
+    if log_x > _LOG_FLOAT_MAX:
+        notes.append(f"{name} = exp({log_x:,.1f}) overflows a float; see {log_name}")
+        return None
+    return math.exp(log_x)
 
 
 def merge_selection(
@@ -408,7 +423,12 @@ def merge_selection(
     lses = [s.lse_log_w for s in sums if s.lse_log_w is not None]
     maxes = [s.max_log_w for s in sums if s.max_log_w is not None]
     scored = rows_in - nonfinite
-    mean_w = math.exp(_logsumexp(np.array(lses)) - math.log(scored)) if lses and scored else None
+    # weights stay in log space: real scorers give β·log w in the thousands (long documents), whose
+    # exp overflows a float; the plain numbers are shown only where they fit
+    log_mean_w = _logsumexp(np.array(lses)) - math.log(scored) if lses and scored else None
+    notes: list[str] = []
+    mean_w = _exp_or_none(log_mean_w, "mean_w", "log_mean_w", notes)
+    inv_m = _exp_or_none(-log_m if log_m is not None else None, "inv_m", "-log_m", notes)
     exp_acc = [s.sum_accept_prob for s in sums]
     ideal = (sum(exp_acc) / rows_in if cfg.mode == "rejection" and rows_in and log_m is not None
              and all(a is not None for a in exp_acc) else None)  # budget mode draws k rows: no M
@@ -422,8 +442,10 @@ def merge_selection(
         clipped_share=sum(s.clipped for s in sums) / rows_in if rows_in else 0.0,
         chunks=len(sums),
         output=str(out),
-        inv_m=math.exp(-log_m) if log_m is not None else None,
+        inv_m=inv_m,
         mean_w=mean_w,
+        log_mean_w=log_mean_w if log_mean_w is not None and math.isfinite(log_mean_w) else None,
+        notes=notes,
         max_log_w=max(maxes) if maxes else None,
         beta=cfg.temper,
         dropped={"rejected" if cfg.mode == "rejection" else "not_selected": rows_in - rows_out - nonfinite,

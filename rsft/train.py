@@ -47,8 +47,14 @@ class TrainResult:
     stopped_early: bool = False
     history: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def diverged(self) -> bool:
+        """Epochs ran but no validation loss was ever finite: the best state was never updated,
+        so the model holds its starting weights (e.g. a learning rate far too high)."""
+        return bool(self.history) and not math.isfinite(self.best_val_loss)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "diverged": self.diverged}
 
 
 def seed_everything(seed: int) -> None:

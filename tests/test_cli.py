@@ -51,3 +51,42 @@ def test_core_library_does_not_import_prefect():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr
+
+
+def test_ingest_messages_are_one_line_each_when_not_a_terminal(tmp_path):
+    """Output to a pipe (80 columns for rich): every failed-file line stays one line however long,
+    and a skipped duplicate file is named, not only counted."""
+    import shutil
+
+    bad = REPO / "tests" / "data" / "bad-inputs"
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    shutil.copy(bad / "clean.csv", pool / "day01.csv")
+    shutil.copy(bad / "clean.csv", pool / "day01_copy_of_the_same_export.csv")
+    long_name = "missing_column_" + "x" * 90 + ".csv"
+    shutil.copy(bad / "missing_column.csv", pool / long_name)
+    out = rsft("ingest", "--config", "examples/factory.yaml", "--set", f"data.pool=['{pool}']",
+               "--set", "data.logs=[]", "--set", f"data.target_sample={bad / 'clean.csv'}",
+               "--set", f"data.target_holdout={bad / 'clean.parquet'}", "--set", f"state.dir={tmp_path / 'state'}")
+    assert out.returncode == 0, out.stderr
+    failed = [line for line in out.stderr.splitlines() if line.startswith("failed")]
+    assert len(failed) == 1 and long_name in failed[0] and "missing required column" in failed[0], out.stderr
+    dup = [line for line in out.stdout.splitlines() if line.startswith("duplicate")]
+    assert len(dup) == 1 and "day01_copy_of_the_same_export.csv" in dup[0] and "day01.csv" in dup[0], out.stdout
+
+
+def test_a_set_value_yaml_cannot_read_is_one_line(tmp_path):
+    """--set values YAML cannot construct (a python tag) or parse: one line, exit 2, no traceback."""
+    for value in ("!!python/object:os.system x", "[unclosed", "{a: 1", "@x"):
+        out = rsft("check-config", "--config", "examples/factory.yaml", "--set", f"train.lr={value}")
+        assert out.returncode == 2, (value, out.stderr)
+        lines = [line for line in out.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "--set train.lr" in lines[0], (value, out.stderr)
+        assert "Traceback" not in out.stderr
+
+
+def test_a_set_key_below_a_plain_value_is_one_line():
+    out = rsft("check-config", "--config", "examples/factory.yaml", "--set", "train.lr.x=1")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--set train.lr.x: 'train.lr' is a value, not a section" in lines[0], out.stderr

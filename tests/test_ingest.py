@@ -322,3 +322,40 @@ def test_empty_file_error_fails_an_empty_export_alone(tmp_path):
     (tmp_path / "empty.jsonl").write_bytes(b"")
     res = ingest(str(tmp_path / "empty.jsonl"), tmp_path / "logs", CFG.ingest.logs).files[0]
     assert (res.status, res.rows_total) == ("ok", 0), res.error
+
+
+def test_records_with_too_many_fields_are_quarantined_not_the_whole_file(tmp_path):
+    """A stray comma (one extra field) or a broken record with 750,016 fields: that record is
+    quarantined with the structural reason and its full text, the rest of the file ingested."""
+    from rsft.ingest import scan_quarantine
+
+    lines = (BAD_INPUTS / "clean.csv").read_text().splitlines()
+    header, rows = lines[0], lines[1:6]
+    stray = list(rows)
+    stray[2] = stray[2] + ","  # one stray comma: 17 fields
+    huge = list(rows)
+    huge[3] = huge[3] + "," * 750_000  # 750,016 fields
+    (tmp_path / "stray.csv").write_text("\n".join([header, *stray]) + "\n")
+    (tmp_path / "huge.csv").write_text("\n".join([header, *huge]) + "\n")
+    for name, row, n, text in [("stray", 3, 17, stray[2]), ("huge", 4, 750_016, huge[3])]:
+        ds = tmp_path / f"ds-{name}"
+        res = ingest([str(tmp_path / f"{name}.csv")], ds, SENSORS).files[0]
+        assert res.status == "ok", res.error
+        assert (res.rows_total, res.rows_ok, res.rows_quarantined) == (5, 4, 1)
+        q = scan_quarantine(ds).collect()
+        assert q.select("_row", "reason").rows() == [(row, f"wrong number of fields ({n}, expected 16)")]
+        assert q["__line"][0] == text  # nothing lost
+        assert sorted(_rows(ds)["_row"].to_list()) == [r for r in range(1, 6) if r != row]
+
+
+def test_a_binary_file_named_csv_says_what_it_is(tmp_path):
+    """A Parquet (or gzip, zip) file named .csv fails with one line naming what it is, not a
+    missing-columns error from reading its bytes as a header."""
+    import gzip
+
+    (tmp_path / "p.csv").write_bytes((BAD_INPUTS / "clean.parquet").read_bytes())
+    (tmp_path / "g.csv").write_bytes(gzip.compress((BAD_INPUTS / "clean.csv").read_bytes()))
+    res = {r.file: r for r in ingest([str(tmp_path / "p.csv"), str(tmp_path / "g.csv")], tmp_path / "ds", SENSORS).files}
+    assert res["p.csv"].status == "failed"
+    assert res["p.csv"].error == "p.csv: binary file, not CSV text — looks like Parquet"
+    assert "looks like gzip" in res["g.csv"].error and "\n" not in res["g.csv"].error

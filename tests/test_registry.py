@@ -19,6 +19,30 @@ def test_first_model_is_promoted():
 
 
 @pytest.mark.parametrize(
+    "challenger, base, promote, why",
+    [
+        (8.70, 1.28, False, "rmse 8.7 does not beat the base model 1.28"),  # the diverged night's numbers
+        (1.27, 1.28, False, "does not beat the base model"),  # not by the 2 % margin
+        (1.00, 1.28, True, "rmse 1 < the base model 1.28"),
+    ],
+)
+def test_first_night_challenger_must_beat_the_base_model(challenger, base, promote, why):
+    """No champion yet: the bar is the base model the challenger was fine-tuned from."""
+    d = registry.decide(POLICY, {"rmse": challenger}, None, 100, base={"rmse": base})
+    assert d.promote is promote and why in d.reason and "vs the base model" in d.reason
+    # the pool guardrail, too, against the base model's pool metrics
+    d = registry.decide(POLICY, {"rmse": 1.0}, None, 100, {"rmse": 2.0}, None, base={"rmse": 1.28}, base_pool={"rmse": 1.0})
+    assert not d.promote and "regressed" in d.reason and "vs the base model" in d.reason
+
+
+def test_a_diverged_fit_is_rejected_even_on_a_first_night():
+    why = "no finite loss in 4 epoch(s)"
+    for champion in (None, {"rmse": 9.0}):
+        d = registry.decide(POLICY, {"rmse": 1.0}, champion, 100, diverged=why)
+        assert not d.promote and d.reason == f"the fit diverged: {why}"
+
+
+@pytest.mark.parametrize(
     "challenger, champion, rows, promote, why",
     [
         (0.90, 1.00, 100, True, "<"),

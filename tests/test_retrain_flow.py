@@ -214,3 +214,18 @@ def test_prefilter_write_excluded_keeps_the_dropped_rows_with_their_rule(tmp_pat
     assert excluded.height == sum(pre.dropped.values()) > 0
     assert excluded.group_by("rule").len().sort("rule").rows() == sorted((k, v) for k, v in pre.dropped.items() if v)
     assert pipeline.prefilter_stage(cfg) == pre  # cached, the same result
+
+
+@pytest.mark.slow
+def test_a_diverged_first_night_is_registered_but_not_promoted(tmp_path):
+    """--set train.lr=1e6: every epoch's loss is NaN and the fit keeps the warm start's weights;
+    with no champion yet the gate must still reject it, saying the fit diverged."""
+    from rsft import pipeline as stages
+    from rsft.config import load_config
+    from rsft.synth import write_synthetic
+
+    cfg = load_config(small_config(tmp_path), {"train.lr": 1e6})
+    write_synthetic(cfg.synth, tmp_path / "raw", night=1)
+    out = stages.run_night(cfg)
+    assert out["promoted"] is False, out
+    assert out["reason"].startswith("the fit diverged: no finite loss"), out["reason"]

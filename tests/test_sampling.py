@@ -7,6 +7,7 @@ they test the sampler, not a density estimate. Each states its seed and toleranc
 from __future__ import annotations
 
 import itertools
+import math
 import json
 import os
 import random
@@ -303,3 +304,26 @@ def test_fitted_scorers_select_rows_distributed_like_the_target(kind, tol_mean, 
     assert len(xs) > 3000 and s.clipped_share == 0.0
     np.testing.assert_allclose(xs.mean(0), mu, atol=tol_mean)
     np.testing.assert_allclose(np.cov(xs.T), cov, atol=tol_cov)
+
+
+@pytest.mark.parametrize("log_w", [1_000.0, 1_055.0, 5_000.0])
+def test_merge_keeps_weight_statistics_in_log_space(log_w, tmp_path):
+    """Real long documents give log w in the thousands: merging their chunks must not overflow
+    (exp(1,055) does); log E[w] is reported, plain numbers only where they fit, with a note."""
+    from rsft.sampling import ChunkSummary
+
+    sums = []
+    for i in range(2):
+        out = tmp_path / f"chunk-{i}.parquet"
+        pl.DataFrame({"x": [0.0, 1.0], "log_w": [log_w, log_w - 1]}).write_parquet(out)
+        sums.append(ChunkSummary(chunk_id=i, rows_in=3, rows_out=2, output=str(out), sum_accept_prob=1.0 + math.exp(-1),
+                                 max_log_w=log_w, lse_log_w=log_w + math.log1p(math.exp(-1)), log_m=log_w))
+    s = merge_selection(sums, str(tmp_path / "sel.parquet"), SamplingConfig(), log_m=log_w)
+    assert s.rows_out == 4 and s.rows_in == 6
+    assert s.log_mean_w == pytest.approx(log_w + math.log1p(math.exp(-1)) - math.log(3))  # 2 chunks of 3 rows
+    assert s.mean_w is None and any("mean_w" in n for n in s.notes)
+    assert s.inv_m == pytest.approx(math.exp(-log_w))  # 0.0 (underflow) is a fine plain number
+    assert json.loads(json.dumps(s.to_dict(), allow_nan=False))["log_mean_w"] == pytest.approx(s.log_mean_w)
+    # and an M below the weights' scale: 1/M = exp(+log_w) overflows the same way
+    neg = merge_selection(sums, str(tmp_path / "sel2.parquet"), SamplingConfig(), log_m=-log_w)
+    assert neg.inv_m is None and any("inv_m" in n for n in neg.notes)

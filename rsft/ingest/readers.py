@@ -49,6 +49,25 @@ def _is_blank(path: str) -> bool:
     return True
 
 
+_MAGIC = [(b"PAR1", "Parquet"), (b"\x1f\x8b", "gzip (name it .csv.gz)"), (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"),
+          (b"\x28\xb5\x2f\xfd", "zstd"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"ORC", "ORC"), (b"Obj\x01", "Avro"),
+          (b"ARROW1", "Arrow IPC"), (b"\x89HDF", "HDF5"), (b"SQLite format 3\x00", "SQLite"), (b"%PDF", "PDF"),
+          (b"\xd0\xcf\x11\xe0", "an old Excel/Office file")]
+
+
+def _binary_kind(path: str) -> str | None:
+    """What a file that should be CSV text is instead, from its first bytes (magic numbers, or NUL
+    bytes for any other binary file); None for text."""
+    with open(path, "rb") as fh:
+        head = fh.read(8192)
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "binary data"
+    return None
+
+
 def _header(path: str) -> str | None:
     """First line of a (plain) CSV, BOM stripped; None for a blank first line (or an empty file)."""
     with open(path, "rb") as fh:
@@ -60,10 +79,18 @@ def _header(path: str) -> str | None:
     return line.decode("utf-8", errors="replace").rstrip("\r\n")
 
 
-def _scan_text_table(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame, list[str], str | None]:
+def _scan_text_table(path: str, contract: ContractConfig, ragged: bool = False) -> tuple[pl.LazyFrame, list[str], str | None]:
     """CSV as a lazy all-string frame with a 1-based ``_row`` (streamed by the sinks), its extra
     columns, and the structural reason for a cut-off last record (:func:`_short_last_record`).
-    A file without a header is an error, or, if it is blank and ``empty_file: zero_rows``, no rows."""
+    A file without a header is an error, or, if it is blank and ``empty_file: zero_rows``, no rows.
+
+    ``ragged``: the file has records with more fields than the header (Polars' fast scan fails
+    the whole file on one); the slower fallback finds them (:func:`_long_records`) and gives
+    each a structural reason (``__pre``) and its full text (``__line``), so it is quarantined
+    with nothing lost while the rest of the file is ingested."""
+    kind = _binary_kind(path)
+    if kind:
+        raise FileError(f"binary file, not CSV text — looks like {kind}")
     header = _header(path)
     if header is None:
         if contract.empty_file == "zero_rows" and _is_blank(path):
@@ -76,8 +103,10 @@ def _scan_text_table(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame,
     extra = _check_columns(cols, contract)
     if contract.structural_errors == "fail_file":
         _check_structure(path, sep, len(cols))
-    lf = pl.scan_csv(path, infer_schema=False, separator=sep)
+    lf = pl.scan_csv(path, infer_schema=False, separator=sep, truncate_ragged_lines=ragged)
     lf = lf.with_row_index("_row", offset=1).with_columns(pl.col("_row").cast(pl.Int64))
+    if ragged:
+        lf = _mark_long_records(lf, _long_records(path, sep, len(cols)), len(cols))
     if contract.max_line_bytes:  # the record's bytes: its fields plus the separators
         text = [pl.col(c).str.len_bytes().fill_null(0) for c in cols]
         lf = lf.with_columns(__len=pl.sum_horizontal(text) + (len(cols) - 1))
@@ -96,6 +125,46 @@ def _short_last_record(path: str, sep: str, expected: int) -> str | None:
         return None
     got = len(tail.rsplit(b"\n", 1)[1].rstrip(b"\r").decode("utf-8", errors="replace").split(sep))
     return f"wrong number of fields ({got}, expected {expected})" if got < expected else None
+
+
+def is_ragged_error(e: BaseException) -> bool:
+    """Polars' scan failing a CSV on a record with more fields than the header."""
+    return "more fields than defined" in str(e)
+
+
+def _long_records(path: str, sep: str, expected: int) -> dict[int, tuple[int, str]]:
+    """Records with more fields than the header: ``{row: (fields, record text)}``, rows 1-based
+    as the scan numbers them (a blank line is a row there too). Quote-aware (Python's csv
+    module); reads the file once more, so only the fallback for a file that has such records."""
+    import csv
+
+    csv.field_size_limit(2**31 - 1)
+    text: list[str] = []
+
+    def lines(fh):
+        for line in fh:
+            text.append(line)
+            yield line
+
+    out: dict[int, tuple[int, str]] = {}
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        reader = csv.reader(lines(fh), delimiter=sep)
+        next(reader, None)
+        text.clear()
+        for row, rec in enumerate(reader, start=1):
+            if len(rec) > expected:
+                out[row] = (len(rec), "".join(text).rstrip("\r\n"))
+            text.clear()
+    return out
+
+
+def _mark_long_records(lf: pl.LazyFrame, long: dict[int, tuple[int, str]], expected: int) -> pl.LazyFrame:
+    """The structural reason and the full text of each record with too many fields."""
+    def by_row(values: dict[int, str]) -> pl.Expr:
+        return pl.col("_row").replace_strict(values, default=None, return_dtype=pl.String) if values else pl.lit(None, pl.String)
+
+    return lf.with_columns(__pre=by_row({r: f"wrong number of fields ({n}, expected {expected})" for r, (n, _) in long.items()}),
+                           __line=by_row({r: t for r, (_, t) in long.items()}))
 
 
 def _name_short_last_record(tmp_bad: Path, last_row: int, reason: str, name: str) -> None:

@@ -18,7 +18,7 @@ from rsft.config import ContractConfig
 from rsft.fsio import temp_path
 from rsft.ingest.manifest import _forget_path, _manifest, _part_stem, _write_entry, quarantine_part
 from rsft.ingest.plan import FilePlan, plan_ingest
-from rsft.ingest.readers import _name_short_last_record, _read_jsonl, _scan_parquet, _scan_text_table
+from rsft.ingest.readers import _name_short_last_record, _read_jsonl, _scan_parquet, _scan_text_table, is_ragged_error
 from rsft.ingest.results import FileError, FileResult, IngestSummary
 from rsft.ingest.sources import _fetch, _gunzip, _is_remote, _size
 from rsft.ingest.stream import _stream
@@ -109,12 +109,17 @@ def _stage(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, chunk_ro
     """Read the file and stream it through the contract into ``work.staging`` (data parts) and
     ``work.tmp_bad`` (quarantine part): (rows ok, rows quarantined). Errors are one line."""
     raw, extra, tail, sliced = _reader(plan, dataset_dir, contract, chunk_rows, work)
-    shutil.rmtree(work.staging, ignore_errors=True)
-    work.staging.mkdir(parents=True)
-    work.tmp_bad.parent.mkdir(parents=True, exist_ok=True)
     try:
-        rows_ok, rows_bad = _stream(raw.with_columns(_source=pl.lit(plan.name)), contract, extra, work.staging,
-                                    _part_stem(plan.digest), work.tmp_bad, chunk_rows, sliced=sliced)
+        try:
+            rows_ok, rows_bad = _stream_into(raw, plan, contract, extra, chunk_rows, sliced, work)
+        except Exception as e:
+            # a CSV record with more fields than the header: only then, the slower scan that
+            # quarantines such records (the file's partial output is discarded first)
+            if sliced or not is_ragged_error(e):
+                raise
+            work.discard_outputs()
+            raw, extra, tail = _scan_text_table(work.copy or plan.path, contract, ragged=True)
+            rows_ok, rows_bad = _stream_into(raw, plan, contract, extra, chunk_rows, sliced, work)
         if tail:
             _name_short_last_record(work.tmp_bad, rows_ok + rows_bad, tail, plan.name)
     except Exception as e:  # polars errors are multi-line; the operator gets one
@@ -122,6 +127,15 @@ def _stage(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, chunk_ro
             raise
         raise FileError(f"unreadable: {str(e).strip().splitlines()[0]}") from None
     return rows_ok, rows_bad
+
+
+def _stream_into(raw: pl.LazyFrame, plan: FilePlan, contract: ContractConfig, extra: list[str], chunk_rows: int,
+                 sliced: bool, work: _Scratch) -> tuple[int, int]:
+    shutil.rmtree(work.staging, ignore_errors=True)
+    work.staging.mkdir(parents=True)
+    work.tmp_bad.parent.mkdir(parents=True, exist_ok=True)
+    return _stream(raw.with_columns(_source=pl.lit(plan.name)), contract, extra, work.staging,
+                   _part_stem(plan.digest), work.tmp_bad, chunk_rows, sliced=sliced)
 
 
 def _reader(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, chunk_rows: int,

@@ -7,6 +7,8 @@ Composition only: training lives in :mod:`rsft.pipeline.training`, the search in
 
 from __future__ import annotations
 
+import os
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -65,17 +67,24 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
             return evaluate_frame(model, holdout, cfg), evaluate_frame(model, pool_eval, cfg)
 
         kept = search["why"] if search is not None and search["chosen"] == "keep_champion" and seen is not None else None
-        outcome = promotion.register_and_gate(
-            mlc, state(cfg).locks, name, cfg.promotion,
-            _challenger(cfg, challenger, holdout, scores["challenger"], selection, search),
-            holdout.height, seen, scores["start"] if seen is not None else None, score,
-            keep_reason=kept, run_label=scored.run_key[:8])
+        candidate = _challenger(cfg, challenger, holdout, scores["challenger"], selection, search)
+        try:
+            outcome = promotion.register_and_gate(
+                mlc, state(cfg).locks, name, cfg.promotion, candidate,
+                holdout.height, seen, scores["start"] if seen is not None else None, score,
+                keep_reason=kept, run_label=scored.run_key[:8],
+                # first night: it must beat the base model it started from (unless it is that model:
+                # the search kept it, there being no champion to keep)
+                base_scores=scores["start"] if seen is None and not (search and search["chosen"] == "keep_champion") else None,
+                diverged=_diverged(result))
+        finally:  # a registered version holds its own copy (checkpoint/model.pt)
+            Path(candidate.checkpoint_path).unlink(missing_ok=True)
         runs.log_decision(outcome.decision, outcome.version is not None)
         if outcome.champion_scores:
             runs.log_metrics(outcome.champion_scores, "champion_holdout_")
 
-    fit_stats = ({"epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early}
-                 if result else {})
+    fit_stats = ({"epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
+                  "diverged": result.diverged} if result else {})
     out = Finetuned(
         run_id=run_id, model_name=name, version=outcome.version, promoted=outcome.decision.promote,
         reason=outcome.decision.reason, metric=cfg.promotion.metric, challenger=scores["challenger"][0],
@@ -187,13 +196,25 @@ def _train_challenger(cfg: PipelineConfig, start, warm_start: str, selection: Se
     return model, full.get("result"), counts, report
 
 
+def _diverged(result) -> str | None:
+    """Why the fit is no model at all (no epoch had a finite loss: the weights are the warm
+    start's), or None."""
+    if result is None or not getattr(result, "diverged", False):
+        return None
+    last = result.history[-1]
+    return (f"no finite loss in {result.epochs_run} epoch(s) (last train_loss {last['train_loss']:.4g}, "
+            f"val_loss {last['val_loss']:.4g}); the weights are the warm start's")
+
+
 def _challenger(cfg: PipelineConfig, model, holdout: pl.DataFrame, scores, selection: Selection, search) -> promotion.Challenger:
     """The challenger's checkpoint (state dict + model config + input names) and registry tags."""
     from rsft.models import checkpoint, save_checkpoint
 
     scored, sel = selection.scored, selection.selected
     n_in, n_out, names = model_io(cfg.features)
-    path = Path(scored.run_dir) / "challenger.pt"
+    # a name of its own: concurrent retrains of the same inputs share run_dir, and this file is
+    # written before the registry lock — a shared name let one version register another's weights
+    path = Path(scored.run_dir) / f"challenger-{os.getpid()}-{uuid.uuid4().hex[:12]}.pt"
     save_checkpoint(checkpoint(model, cfg.model, n_in, names,
                                {"role": "challenger", "run_key": scored.run_key, "out_features": n_out,
                                 "config": resolved(cfg)}), path)

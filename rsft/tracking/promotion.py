@@ -42,13 +42,16 @@ class Outcome:
 
 def register_and_gate(mlc, lock_dir: str | Path, name: str, policy: PromotionConfig, challenger: Challenger,
                       holdout_rows: int, seen, seen_scores: Scores | None, score: Callable[[Any], Scores],
-                      keep_reason: str | None = None, run_label: str = "") -> Outcome:
+                      keep_reason: str | None = None, run_label: str = "", base_scores: Scores | None = None,
+                      diverged: str | None = None) -> Outcome:
     """Register ``challenger`` as a new version of ``name`` and promote it if it beats the champion.
 
     ``seen``: the champion version the night started from (its scores ``seen_scores``);
     ``score(version)`` scores another version if the champion moved meanwhile. ``keep_reason``:
     the adaptation search concluded the champion stays — if it is still ``seen``, nothing is
-    registered and the night is an event on the champion's trail.
+    registered and the night is an event on the champion's trail. ``base_scores``: the base
+    model the challenger started from (first night): with no champion, the challenger must beat
+    it. ``diverged``: the fit never had a finite loss — registered (the audit trail) and rejected.
     """
     with registry.registry_lock(lock_dir, name):
         current = registry.alias_version(mlc, name)
@@ -68,7 +71,9 @@ def register_and_gate(mlc, lock_dir: str | Path, name: str, policy: PromotionCon
             champ, champ_pool = seen_scores
         else:  # the champion moved while we trained: judge against the new one
             champ, champ_pool = score(current)
-        decision = registry.decide(policy, challenger.holdout, champ, holdout_rows, challenger.pool, champ_pool)
+        base, base_pool = base_scores if base_scores is not None and current is None else (None, None)
+        decision = registry.decide(policy, challenger.holdout, champ, holdout_rows, challenger.pool, champ_pool,
+                                   diverged=diverged, base=base, base_pool=base_pool)
         registry.record_decision(mlc, name, version, decision)
         if decision.promote:
             registry.move_champion(mlc, name, version, current.version if current else None)

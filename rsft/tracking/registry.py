@@ -209,43 +209,56 @@ def decide(
     holdout_rows: int,
     challenger_pool: dict[str, float] | None = None,
     champion_pool: dict[str, float] | None = None,
+    *,
+    diverged: str | None = None,
+    base: dict[str, float] | None = None,
+    base_pool: dict[str, float] | None = None,
 ) -> Decision:
     """Promote only when every guardrail passes and the challenger wins by the margin.
 
     Error metrics (rmse, mae, log_loss) are lower-is-better, scores (:data:`HIGHER_IS_BETTER`)
-    higher-is-better. ``champion`` None = there is no champion yet.
+    higher-is-better. ``champion`` None = there is no champion yet: then the challenger must beat
+    ``base`` (the hold-out metrics of the base model it was fine-tuned from; pool guardrail
+    against ``base_pool``) by the same rule, or, without one, it is promoted. ``diverged``: the
+    fit never had a finite loss (its weights are the warm start's) — rejected, with that reason.
     """
     m = policy.metric
     up = m in HIGHER_IS_BETTER
     c = challenger.get(m)
-    ch = champion.get(m) if champion else None
+    vs_base = champion is None and base is not None
+    ref, ref_pool = (base, base_pool) if vs_base else (champion, champion_pool)
+    ch = ref.get(m) if ref else None
+    who = "the base model" if vs_base else "champion"
+    note = " (no champion yet: judged vs the base model)" if vs_base else ""
 
     def no(reason: str) -> Decision:
         return Decision(False, reason, m, float(c) if c is not None else float("nan"), ch)
 
+    if diverged:
+        return no(f"the fit diverged: {diverged}")
     if not _finite(c):
         return no(f"challenger {m} is not finite ({c})")
     if holdout_rows < policy.min_holdout_rows:
         return no(f"hold-out has {holdout_rows} rows < min_holdout_rows={policy.min_holdout_rows}")
-    if policy.max_pool_regression is not None and challenger_pool and champion_pool:
-        cp, chp = challenger_pool.get(m), champion_pool.get(m)
+    if policy.max_pool_regression is not None and challenger_pool and ref_pool:
+        cp, chp = challenger_pool.get(m), ref_pool.get(m)
         x = policy.max_pool_regression
         if _finite(cp) and _finite(chp) and (cp < chp * (1 - x) if up else cp > chp * (1 + x)):
             op, sign = ("<", "-") if up else (">", "+")
-            return no(f"pool hold-out {m} regressed {cp:.4g} {op} {chp:.4g} × (1 {sign} {x})")
-    if champion is None:
+            return no(f"pool hold-out {m} regressed {cp:.4g} {op} {chp:.4g} × (1 {sign} {x}){' vs the base model' if vs_base else ''}")
+    if ref is None:
         return Decision(True, "no champion yet", m, c, None)
     if not _finite(ch):
-        return Decision(True, f"champion {m} is not finite ({ch})", m, c, ch)
+        return Decision(True, f"{who} {m} is not finite ({ch}){note}", m, c, ch)
     if up:
         bar = ch * (1 + policy.min_improvement)
         if c > bar:
-            return Decision(True, f"{m} {c:.4g} > champion {ch:.4g} (bar {bar:.4g})", m, c, ch)
-        return no(f"{m} {c:.4g} does not beat champion {ch:.4g} (bar {bar:.4g})")
+            return Decision(True, f"{m} {c:.4g} > {who} {ch:.4g} (bar {bar:.4g}){note}", m, c, ch)
+        return no(f"{m} {c:.4g} does not beat {who} {ch:.4g} (bar {bar:.4g}){note}")
     bar = ch * (1 - policy.min_improvement)
     if c < bar:
-        return Decision(True, f"{m} {c:.4g} < champion {ch:.4g} (bar {bar:.4g})", m, c, ch)
-    return no(f"{m} {c:.4g} does not beat champion {ch:.4g} (bar {bar:.4g})")
+        return Decision(True, f"{m} {c:.4g} < {who} {ch:.4g} (bar {bar:.4g}){note}", m, c, ch)
+    return no(f"{m} {c:.4g} does not beat {who} {ch:.4g} (bar {bar:.4g}){note}")
 
 
 def record_decision(mlclient, name: str, version: str, decision: Decision) -> None:
