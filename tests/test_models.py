@@ -186,6 +186,7 @@ def test_pipeline_pretrain_of_an_autoencoder_learns_unlabelled_rows_first():
     x, y = _sensor(2000)
     xu, _ = _sensor(3000, seed=1)  # unlabelled rows of the same process
     cfg = ModelConfig(kind="autoencoder", hidden=[32], latent=2)
-    model, result = pretrain(cfg, x[:300], y[:300], TrainConfig(epochs=30, lr=1e-2, patience=30, seed=0), unlabelled=xu)
+    model, result = pretrain(cfg, x[:300], y[:300], TrainConfig(pretrain_epochs=30, lr=1e-2, patience=30, seed=0),
+                             unlabelled=xu)
     assert isinstance(model, AutoencoderRegressor) and result.epochs_run >= 1
     assert evaluate_model(model, x[300:], y[300:])["r2"] > 0.9

@@ -47,10 +47,11 @@ def test_every_optimizer_and_schedule_lowers_the_loss(opt, schedule):
 
 
 def test_lr_schedules_are_pure():
-    c = TrainConfig(lr=1.0, epochs=9, schedule="cosine")
-    assert get_lr(0, c) == pytest.approx(1.0) and get_lr(9, c) == pytest.approx(0.1)
-    s = TrainConfig(lr=1.0, epochs=9, schedule="step")
-    assert [get_lr(e, s) for e in (0, 3, 6)] == pytest.approx([1.0, 0.1, 0.01])
+    """Over a budget of 9 optimizer steps (the schedule runs over planned steps, not epochs)."""
+    c = TrainConfig(lr=1.0, schedule="cosine")
+    assert get_lr(0, 9, c) == pytest.approx(1.0) and get_lr(9, 9, c) == pytest.approx(0.1)
+    s = TrainConfig(lr=1.0, schedule="step")
+    assert [get_lr(e, 9, s) for e in (0, 3, 6)] == pytest.approx([1.0, 0.1, 0.01])
 
 
 def test_frozen_parameters_stay_bit_identical():
@@ -67,7 +68,7 @@ def test_early_stopping_on_noise():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(800, 4)).astype(np.float32)
     y = rng.normal(size=800).astype(np.float32)
-    res = fit(_model(x, y), (x, y), TrainConfig(epochs=60, lr=1e-2, patience=3, seed=0))
+    res = fit(_model(x, y), (x, y), TrainConfig(epochs=60, lr=1e-2, patience=3, min_steps=0, seed=0))
     assert res.stopped_early and res.epochs_run < 60
 
 
@@ -101,8 +102,8 @@ def test_fit_pins_its_step_order_same_seed_and_resume_after_any_epoch(tmp_path):
     x = rng.normal(size=(300, 4)).astype(np.float32)
     y = rng.normal(size=300).astype(np.float32)  # noise: the validation loss soon stops improving
     w = rng.lognormal(0, 1, 300).astype(np.float32)
-    cfg = TrainConfig(epochs=12, lr=0.1, patience=3, batch_size=64, weight_clip=2.0, loss_threshold_quantile=0.9,
-                      loss_threshold_mode="running", seed=11)
+    cfg = TrainConfig(epochs=12, lr=0.1, patience=3, min_steps=0, batch_size=64, weight_clip=2.0,
+                      loss_threshold_quantile=0.9, loss_threshold_mode="running", seed=11)
 
     def model():
         torch.manual_seed(0)
@@ -278,7 +279,7 @@ def test_a_model_stack_trains_each_copy_exactly_as_it_trains_alone(val_share):
     x, y1 = _data(600, seed=1)
     y2 = (0.5 * y1 + np.sin(x[:, 0])).astype(np.float32)
     y3 = np.random.default_rng(5).normal(size=len(y1)).astype(np.float32) * 3  # noise: val loss rises
-    cfg = TrainConfig(epochs=8, lr=1e-2, grad_clip=0.05, val_share=val_share, patience=2, seed=3)
+    cfg = TrainConfig(epochs=8, lr=1e-2, grad_clip=0.05, val_share=val_share, patience=2, min_steps=0, seed=3)
     m = _model(x, y1)
     alone, epochs = [], []
     for y in (y1, y2, y3):
@@ -309,7 +310,7 @@ def test_a_copy_that_stopped_early_keeps_its_best_epoch_while_the_stack_trains_o
     x, y1 = _data(600, seed=1)
     ys = [y1, (0.5 * y1 + np.sin(x[:, 0])).astype(np.float32),
           (y1 + 2 * np.random.default_rng(1).normal(size=len(y1))).astype(np.float32)]
-    cfg = TrainConfig(epochs=12, lr=0.2, grad_clip=None, val_share=0.2, patience=1, seed=3)
+    cfg = TrainConfig(epochs=12, lr=0.2, grad_clip=None, val_share=0.2, patience=1, min_steps=0, seed=3)
     m = _model(x, y1)
     alone, runs = [], []
     for y in ys:
