@@ -341,9 +341,12 @@ class TrainConfig(_Model):
     # optimizer steps per fit at least: early stopping never ends a fit before (capped at the
     # planned steps; `epochs` still bounds the passes)
     min_steps: int = Field(500, ge=0)
-    # optimizer steps per evaluation period at most: the fit validates (and checkpoints) once per
-    # period = one epoch, cut into the fewest equal pieces of at most this many steps
-    eval_every: int = Field(1_000, ge=1)
+    # optimizer steps per evaluation period: the fit validates, checks early stopping and
+    # checkpoints once per period. Aligned with the epochs: whole epochs when an epoch is shorter
+    # (the nearest number of them), else the epoch cut into equal pieces of at most this many; longer
+    # when the validation rows outnumber the rows a period trains on (validation stays cheap).
+    # None = once per epoch, whatever its length
+    eval_every: int | None = Field(250, ge=1)
     patience: int = Field(4, ge=1)  # early stopping: evaluation periods without a better validation loss
     # passes over the training rows at most; None = no bound (the step budget decides). An upper
     # bound on top of max_steps, also for a fit not yet at min_steps

@@ -130,25 +130,36 @@ class Budget:
     # planned steps, the lr schedule's horizon: train.max_steps, fewer when train.epochs passes end
     # sooner. The fit itself stops at max_steps or after train.epochs passes, whichever comes first
     total: int
-    period: int  # steps per evaluation period (an epoch ends a period too)
+    period: int  # steps per evaluation period (one validation, early-stopping check and checkpoint each)
+    split: bool  # whether an epoch holds several periods (each epoch's end then ends a period too)
     min_steps: int  # early stopping never ends the fit before this many steps
 
 
-def plan_budget(cfg: TrainConfig, steps_per_epoch: int | None) -> Budget:
-    """The budget of a fit whose epoch is ``steps_per_epoch`` batches (None: unknown).
+def plan_budget(cfg: TrainConfig, steps_per_epoch: int | None, val_rows: int = 0) -> Budget:
+    """The budget of a fit whose epoch is ``steps_per_epoch`` batches (None: unknown) and that
+    validates on ``val_rows`` rows.
 
-    total = min(max_steps, epochs × steps_per_epoch) — the epochs bound only when set and the
-    epoch length is known; the period = the epoch cut into the fewest equal pieces of at most
-    ``eval_every`` steps (one epoch when it is shorter), or ``eval_every`` for an unknown length.
+    total = min(max_steps, epochs × steps_per_epoch) — the epochs bound only when set and the epoch
+    length is known. The evaluation period is ``eval_every`` steps, longer when validating would
+    otherwise read more rows than the period trains on (``val_rows / batch_size`` steps: a huge
+    validation split costs at most about a third of the training time), and aligned with the
+    epochs: whole epochs when an epoch is shorter (the nearest number of them), else the epoch cut
+    into the fewest equal pieces no longer than that. ``eval_every`` None: one period per epoch.
     """
     total = cfg.max_steps
     if cfg.epochs is not None and steps_per_epoch:
         total = min(total, cfg.epochs * steps_per_epoch)
-    if steps_per_epoch:
-        period = math.ceil(steps_per_epoch / math.ceil(steps_per_epoch / cfg.eval_every))
+    if cfg.eval_every is None:  # once per epoch, whatever its length
+        return Budget(steps_per_epoch, max(total, 1), steps_per_epoch or 2**62, True, min(cfg.min_steps, total))
+    every = max(cfg.eval_every, math.ceil(val_rows / cfg.batch_size))
+    split = bool(steps_per_epoch) and steps_per_epoch > every  # type: ignore[operator]
+    if not steps_per_epoch:
+        period = every
+    elif split:
+        period = math.ceil(steps_per_epoch / math.ceil(steps_per_epoch / every))
     else:
-        period = cfg.eval_every
-    return Budget(steps_per_epoch, max(total, 1), max(period, 1), min(cfg.min_steps, total))
+        period = steps_per_epoch * max(1, round(every / steps_per_epoch))
+    return Budget(steps_per_epoch, max(total, 1), max(period, 1), split, min(cfg.min_steps, total))
 
 
 # --------------------------------------------------------------------------------------
@@ -289,6 +300,13 @@ class TrainingData:
         for b in src:
             yield self._ready(b, device, non_blocking=True)
 
+    def val_rows(self) -> int:
+        """Validation rows: exact in memory, estimated for a stream's hold-out (0 without)."""
+        if self.val is not None:
+            return len(self.val[0])
+        ds = getattr(self.val_stream, "dataset", self.val_stream)
+        return int(getattr(ds, "num_rows", 0) * self.val_share) if ds is not None else 0
+
     def steps_per_epoch(self) -> int | None:
         """Batches per epoch: exact in memory; for a stream its ``len()`` when it has one, else an
         estimate from ``num_rows`` and ``batch_size`` (a ``ParquetStream``), else None."""
@@ -339,6 +357,7 @@ class _Progress:
     step: int = 0  # optimizer steps run
     epoch: int = 0  # the epoch in progress (or the next one)
     batch: int = 0  # batches of that epoch already trained on
+    since: int = 0  # steps since the last validation (0 in a checkpoint: saved after one)
     bad_periods: int = 0  # evaluation periods without improvement
     running: float | None = None  # running loss quantile (loss_threshold_mode "running")
 
@@ -357,12 +376,12 @@ class OneModel:
     def threshold(self, per: torch.Tensor, running: float | None) -> tuple[float | None, float | None]:
         return loss_threshold(per, self.cfg, running)
 
-    def early_stop(self, run: _Progress, val_losses: torch.Tensor, may_stop: bool) -> None:
-        """Keep the best period's state; stop after ``cfg.patience`` periods without improvement
+    def early_stop(self, run: _Progress, val_losses: torch.Tensor, epoch: int, may_stop: bool) -> None:
+        """Keep the best period's state (``epoch``: the one it ended in); stop after ``cfg.patience`` periods without improvement
         once ``may_stop`` (the fit has run its ``min_steps``)."""
         val_loss, result = float(val_losses.sum()), run.result
         if val_loss < result.best_val_loss:
-            result.best_val_loss, result.best_epoch, result.best_step, run.bad_periods = val_loss, run.epoch, run.step, 0
+            result.best_val_loss, result.best_epoch, result.best_step, run.bad_periods = val_loss, epoch, run.step, 0
             run.best_state = _snapshot(self.model)
         else:
             run.bad_periods += 1
@@ -390,7 +409,7 @@ class ModelStack(OneModel):
     def threshold(self, per: torch.Tensor, running: float | None) -> tuple[float | None, float | None]:
         return None, running
 
-    def early_stop(self, run: _Progress, val_losses: torch.Tensor, may_stop: bool) -> None:
+    def early_stop(self, run: _Progress, val_losses: torch.Tensor, epoch: int, may_stop: bool) -> None:
         active = ~self.stopped_k  # a model that stopped would have stopped alone: its best is final
         better = (val_losses < self.best_k) & active
         if bool(better.any()):
@@ -398,7 +417,7 @@ class ModelStack(OneModel):
             self.best_k = torch.where(better, val_losses, self.best_k)
             # summary for the stack: the sum of the models' best losses, the last period any improved
             run.result.best_val_loss, run.result.best_epoch, run.result.best_step = (
-                float(self.best_k.sum()), run.epoch, run.step)
+                float(self.best_k.sum()), epoch, run.step)
         self.bad_k = torch.where(better, 0, torch.where(active, self.bad_k + 1, self.bad_k))
         if may_stop:
             self.stopped_k |= self.bad_k >= self.cfg.patience
@@ -460,23 +479,36 @@ def _set_lr(opt: torch.optim.Optimizer, lr: float) -> float:
     return lr
 
 
-def _train_period(net: OneModel, batches: Iterator[Batch], steps: int, opt: torch.optim.Optimizer,
-                  params: list[torch.Tensor], prec: _Precision, run: _Progress, budget: Budget) -> tuple[torch.Tensor, int, float]:
+@dataclass
+class _PeriodSums:
+    """What the batches of one evaluation period add up to (it may span several epochs)."""
+
+    loss: torch.Tensor  # Σ per-batch loss × rows ([K] for a stack)
+    rows: int = 0
+    skipped: int = 0
+    lr: float = math.nan  # at the last step
+
+    def mean(self) -> torch.Tensor:
+        """Mean training loss — [K] for a stack, the sum of whose entries is the loss."""
+        return self.loss / max(self.rows, 1)
+
+
+def _train_steps(net: OneModel, batches: Iterator[Batch], steps: int, opt: torch.optim.Optimizer,
+                 params: list[torch.Tensor], prec: _Precision, run: _Progress, budget: Budget,
+                 sums: _PeriodSums) -> int:
     """Up to ``steps`` batches of ``batches`` (fewer when the epoch ends): per step the scheduled
     lr, per-sample losses, loss-threshold rejection, importance-weighted mean, one optimizer step.
-    Returns (mean training loss — [K] for a stack, the sum of whose entries is the loss — or None
-    when no batch was left in the epoch; the number of samples skipped; the last lr; the batches
-    trained on) and advances ``run.step`` / ``run.batch`` (and ``run.running``)."""
+    Adds to ``sums``, advances ``run.step`` / ``run.batch`` / ``run.since`` (and ``run.running``);
+    returns the batches trained on."""
     net.model.train()
     cfg = net.cfg
     clip = cfg.grad_clip
     clip_grads = (lambda: clip_grad_norm(params, clip, net.size)) if clip else None
-    total, count, skipped, lr, done = torch.zeros(net.size or (), dtype=torch.float64), 0, 0, math.nan, 0
+    done = 0
     for xb, yb, wb in itertools.islice(batches, steps):
+        sums.lr = _set_lr(opt, get_lr(run.step, budget.total, cfg))
         done += 1
-        lr = _set_lr(opt, get_lr(run.step, budget.total, cfg))
-        run.step += 1
-        run.batch += 1
+        run.step, run.batch, run.since = run.step + 1, run.batch + 1, run.since + 1
         n = len(xb)
         with prec.autocast():
             out = net.model(xb)
@@ -484,17 +516,17 @@ def _train_period(net: OneModel, batches: Iterator[Batch], steps: int, opt: torc
         thr, run.running = net.threshold(per.detach(), run.running)
         if thr is not None:
             keep = per.detach() <= thr
-            skipped += int((~keep).sum())
+            sums.skipped += int((~keep).sum())
             if not bool(keep.any()):  # every sample rejected: no step
-                count += n
+                sums.rows += n
                 continue
             per, wb = per[keep], wb[keep]
         # weighted mean; for a stack, the sum over models of each model's own weighted mean
         losses = (per * wb).sum(0) / wb.sum(0).clamp_min(1e-12)
         prec.step(losses.sum(), opt, clip_grads)
-        total += losses.detach().double().cpu() * n
-        count += n
-    return (total / count if done else None), skipped, lr, done
+        sums.loss += losses.detach().double().cpu() * n
+        sums.rows += n
+    return done
 
 
 @torch.no_grad()
@@ -533,8 +565,8 @@ def _resume(last: Path, model: nn.Module, opt: torch.optim.Optimizer, prec: _Pre
     if prec.scaler is not None and ck.get("scaler"):
         prec.scaler.load_state_dict(ck["scaler"])
     log.info("resuming fit at step %d (epoch %d) from %s", ck["step"], ck["epoch"], last)
-    return _Progress(ck["best_state"], TrainResult(**ck["result"]), ck["step"], ck["epoch"], ck["batch"],
-                     ck["bad_periods"], ck.get("running_quantile"))
+    return _Progress(ck["best_state"], TrainResult(**ck["result"]), step=ck["step"], epoch=ck["epoch"],
+                     batch=ck["batch"], bad_periods=ck["bad_periods"], running=ck.get("running_quantile"))
 
 
 def _finish(model: nn.Module, best_state: dict[str, torch.Tensor]) -> None:
@@ -577,37 +609,45 @@ def fit(
     prec = _Precision(device, cfg.amp)
     params = _trainable(model, cfg.freeze)
     opt = make_optimizer(params, cfg)
-    budget = plan_budget(cfg, data.steps_per_epoch())  # steps, evaluation period, minimum
+    budget = plan_budget(cfg, data.steps_per_epoch(), data.val_rows())  # steps, evaluation period, minimum
     run = _Progress(best_state=_snapshot(model), result=TrainResult(planned_steps=budget.total))
     last = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
     if last is not None and last.exists():
         run = _resume(last, model, opt, prec)
     batches: Iterator[Batch] | None = None  # the epoch in progress
+    sums = _PeriodSums(torch.zeros(net.size or (), dtype=torch.float64))
     while not run.result.stopped_early and run.step < cfg.max_steps and (cfg.epochs is None or run.epoch < cfg.epochs):
         if batches is None:
             batches = data.batches(run.epoch, device, skip=run.batch)
-        # this period: to the next multiple of budget.period within the epoch, its end, or the budget's
-        want = min(budget.period - run.batch % budget.period, cfg.max_steps - run.step)
+        # train to the period's end, the epoch's (in memory: known) or the budget's
+        want = min(budget.period - run.since, cfg.max_steps - run.step)
         if budget.steps_per_epoch and not data.streaming:
             want = min(want, budget.steps_per_epoch - run.batch)
-        train_losses, skipped, lr, done = _train_period(net, batches, want, opt, params, prec, run, budget)
-        epoch_ended = done < want or (not data.streaming and run.batch == budget.steps_per_epoch)
-        if train_losses is not None:  # validate, keep the best, checkpoint, report
-            val_losses = _validate(net, data.validation(device), prec, train_losses)
-            row = {"step": run.step, "epoch": run.epoch, "lr": lr, "train_loss": float(train_losses.sum()),
-                   "val_loss": float(val_losses.sum()), "skipped": skipped}
-            run.result.history.append(row)
-            run.result.steps, run.result.epochs_run = run.step, run.epoch + 1
-            net.early_stop(run, val_losses, may_stop=run.step >= budget.min_steps)
-        elif run.batch == 0:
-            raise ValueError("no training rows")
-        if epoch_ended:
+        done = _train_steps(net, batches, want, opt, params, prec, run, budget, sums)
+        epoch = run.epoch  # the epoch these batches came from
+        if done < want or (not data.streaming and run.batch == budget.steps_per_epoch):  # the epoch ended
+            if run.batch == 0:
+                raise ValueError("no training rows")
             run.epoch, run.batch, batches = run.epoch + 1, 0, None
-        if train_losses is not None:
-            if last is not None:
-                _save_checkpoint(last, model, opt, prec, run)
-            if on_epoch:  # after the checkpoint: a callback that raises loses no period
-                on_epoch(row)
+            ended = True
+        else:
+            ended = False
+        if not (run.since >= budget.period or run.step >= cfg.max_steps or (ended and budget.split)
+                or (cfg.epochs is not None and run.epoch >= cfg.epochs)) or run.since == 0:
+            continue  # the period goes on (into the next epoch)
+        # the period's end: validate, keep the best, checkpoint, report
+        train_losses = sums.mean()
+        val_losses = _validate(net, data.validation(device), prec, train_losses)
+        row = {"step": run.step, "epoch": epoch, "lr": sums.lr, "train_loss": float(train_losses.sum()),
+               "val_loss": float(val_losses.sum()), "skipped": sums.skipped}
+        run.result.history.append(row)
+        run.result.steps, run.result.epochs_run = run.step, epoch + 1
+        net.early_stop(run, val_losses, epoch, may_stop=run.step >= budget.min_steps)
+        run.since, sums = 0, _PeriodSums(torch.zeros(net.size or (), dtype=torch.float64))
+        if last is not None:
+            _save_checkpoint(last, model, opt, prec, run)
+        if on_epoch:  # after the checkpoint: a callback that raises loses no period
+            on_epoch(row)
     _finish(model, run.best_state)
     return run.result
 
