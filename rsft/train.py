@@ -597,9 +597,12 @@ def fit(
     A stack of K models (``rsft.models.stack_models``, regression, in memory) trains on
     (x [n, K, d], y [n, K], w [n, K]): column k is model k's rows (w = 0 pads a shorter set). The
     loss is the sum of each model's own weighted mean, the gradient clip is per model, and each
-    model keeps its own best epoch and patience (the stack stops when every model has stopped), so
+    model keeps its own best period and patience (the stack stops when every model has stopped), so
     every model ends where it would end alone on the same batches (batches and validation rows are
     shared; a padded model takes the longest model's steps, so pad only sets of similar size).
+
+    The budget (:func:`plan_budget`) is in optimizer steps; ``on_epoch(row)`` is called once per
+    evaluation period (a history row: step, epoch, lr, train_loss, val_loss, skipped).
     """
     seed_everything(cfg.seed)
     net = _the_model(model, train, cfg, checkpoint_dir)  # one model, or a stack of K
