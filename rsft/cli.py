@@ -385,8 +385,9 @@ def adapt(
     features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns; default: every numeric column except label and group."),
     strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated candidates, cheapest first; any of: keep_champion, recalibrate, head_only, sample_only, random_mix, rsft, weighted (default: all but weighted)."),
     folds: int = typer.Option(4, "--folds", min=2, help="Grouped K-fold count."),
-    epochs: int = typer.Option(10, "--epochs", min=1, help="train.epochs: the warm start's pretraining, the survivor's full cross-validation round and the final retrain of the chosen recipe."),
-    cv_epochs: Optional[int] = typer.Option(None, "--cv-epochs", min=1, help="Epochs of the first, ranking round of cross-validation fits (adapt.epochs); default: a quarter of --epochs, at least 2, as in the retrain."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Passes over the training rows at most (train.epochs and pretrain_epochs): the warm start's pretraining, the survivor's full cross-validation round and the final retrain of the chosen recipe; default: no bound (the step budget decides)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimizer steps per fit at most (train.max_steps and pretrain_max_steps; early stopping on a validation split ends fits sooner): the warm start, the survivor's full cross-validation round, the final retrain; the ranking round gets a quarter. Default: 5,000 per fine-tune, 20,000 for the warm start."),
+    cv_epochs: Optional[int] = typer.Option(None, "--cv-epochs", min=1, help="Passes per fit of the first, ranking round of cross-validation fits at most (adapt.epochs); default: a quarter of --epochs, at least 2, when --epochs is given, as in the retrain."),
     seed: int = typer.Option(0, "--seed", help="Seed for folds, sampling and training."),
     pool_rows: int = typer.Option(50_000, "--pool-rows", min=100, help="Pool rows the warm start and the candidates use: a seeded sample of the pool file, read in streaming passes (memory grows far slower than the file). Pool recipes gain from more."),
     scorer: str = typer.Option("gaussian", "--scorer", help="Density-ratio model behind the pool recipes' weights: gaussian, gmm or classifier."),
@@ -437,7 +438,8 @@ def adapt(
         enabled=True, folds=folds, epochs=cv_epochs, group_by=group_by, pool_rows=pool_rows,
         **({"strategies": strategies.split(",")} if strategies else {}),
     )
-    tcfg = TrainConfig(epochs=epochs, seed=seed)
+    tcfg = TrainConfig(epochs=epochs, pretrain_epochs=epochs, seed=seed,
+                       **({"max_steps": max_steps, "pretrain_max_steps": max_steps} if max_steps else {}))
     with console.status(f"sampling {pool_rows:,} pool rows from {pool}…"), _tables():
         pool_df, pool_total = sample_table(pool, [*cols, label], pool_rows, seed)
     xp, yp = arrays(pool_df, fcfg)
@@ -447,11 +449,12 @@ def adapt(
     if holdout:
         with _tables():
             hold = arrays(read_table(holdout).drop_nulls([*cols, label]), fcfg)
+    warm_fit = None
     if start is not None:
         warm = start
     else:
         with console.status(f"pretraining the warm start on {len(yp):,} pool rows…"):
-            warm, _ = pretrain(ModelConfig(), xp, yp, tcfg)  # seeded: the same --seed gives the same report
+            warm, warm_fit = pretrain(ModelConfig(), xp, yp, tcfg)  # seeded: the same --seed gives the same report
     with console.status(f"searching {len(acfg.strategies)} strategies × {folds} grouped folds…"):
         try:
             _, report = run_search(acfg, tcfg, ScorerConfig(kind=scorer), cols, warm, (xt, yt, groups),
@@ -461,6 +464,8 @@ def adapt(
                   f"{len(yt) * (folds - 1) // folds})")
     report["pool_rows_sampled"], report["pool_rows_complete"] = len(yp), pool_total
     report["champion"] = champion or "pretrained on the pool sample"
+    if warm_fit is not None:  # trained to convergence on the pool sample (its own validation split)
+        report["warm_start"] = {"steps": warm_fit.steps, "best_val_loss": warm_fit.best_val_loss}
     _show_adapt(report, len(yt), json_out, plot)
 
 

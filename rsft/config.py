@@ -332,13 +332,29 @@ class TrainConfig(_Model):
     optimizer: Literal["sgd", "momentum", "adam", "adamw", "rmsprop"] = "adamw"
     lr: float = Field(1e-3, gt=0.0)  # initial learning rate (the schedule decays it)
     weight_decay: float = Field(1e-4, ge=0.0)  # L2 / decoupled weight decay
-    schedule: Literal["constant", "cosine", "step"] = "cosine"  # learning rate over the epochs
-    epochs: int = Field(15, ge=1)  # passes over the training rows (an upper bound with early stopping)
+    # learning rate over the planned optimizer steps (max_steps, or fewer when `epochs` passes end
+    # sooner): constant, cosine down to 10 % of lr, or step (÷10 after each third)
+    schedule: Literal["constant", "cosine", "step"] = "cosine"
+    # ---- the budget, in optimizer steps (one step = one batch), so it does not grow or shrink
+    # with the number of training rows: a small set gets many epochs, a huge one part of one ----
+    max_steps: int = Field(5_000, ge=1)  # optimizer steps per fit at most (early stopping may end it sooner)
+    # optimizer steps per fit at least: early stopping never ends a fit before (capped at the
+    # planned steps; `epochs` still bounds the passes)
+    min_steps: int = Field(500, ge=0)
+    # optimizer steps per evaluation period: the fit validates, checks early stopping and
+    # checkpoints once per period. Aligned with the epochs: whole epochs when an epoch is shorter
+    # (the nearest number of them), else the epoch cut into equal pieces of at most this many; longer
+    # when the validation rows outnumber the rows a period trains on (validation stays cheap).
+    # None = once per epoch, whatever its length
+    eval_every: int | None = Field(250, ge=1)
+    patience: int = Field(4, ge=1)  # early stopping: evaluation periods without a better validation loss
+    # passes over the training rows at most; None = no bound (the step budget decides). An upper
+    # bound on top of max_steps, also for a fit not yet at min_steps
+    epochs: int | None = Field(None, ge=1)
     batch_size: int = Field(256, ge=1)  # rows per optimizer step
     grad_clip: float | None = 1.0  # max grad norm; None = off
     freeze: list[str] = []  # parameter-name glob patterns frozen during fine-tuning
-    val_share: float = 0.15  # validation split of the training rows
-    patience: int = 4  # early stopping on validation loss (epochs)
+    val_share: float = 0.15  # validation split of the training rows (early stopping; best weights restored)
     include_target_sample: bool = True  # add the target sample to the selected rows
     target_weight: float = 1.0  # repeat factor of target rows in the training set
     # ---- loss-threshold rejection (skipped counts land in history as "skipped") ----
@@ -347,7 +363,10 @@ class TrainConfig(_Model):
     loss_threshold_mode: Literal["batch", "running"] = "batch"  # q of this batch, or a running EMA of batch quantiles
     weight_clip: float | None = None  # clip importance weights at this value (None = off)
     pretrain_rows: int = 100_000  # pool rows for the base model (first run)
-    pretrain_epochs: int = 10
+    # the base model trains to convergence: early stopping on its own val_share of the pool rows
+    # (min_steps, eval_every, patience as above) within this many optimizer steps at most
+    pretrain_max_steps: int = Field(20_000, ge=1)
+    pretrain_epochs: int | None = Field(None, ge=1)  # and at most this many passes (None = no bound)
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = True  # CUDA only: autocast (bf16 if supported, else fp16 + GradScaler)
@@ -403,23 +422,28 @@ class AdaptConfig(_Model):
     one_se: bool = True  # pick the cheapest candidate within one standard error of the best
     time_budget_s: float | None = None  # stop evaluating further candidates after this
     pool_rows: int = 50_000  # pool sample the candidates draw from
-    # epochs per cross-validation fit (None = a quarter of train.epochs, at least 2): CV only
-    # ranks the recipes; the chosen one is then retrained with train.epochs
-    epochs: int | None = None
+    # optimizer steps per cross-validation fit of the ranking rung at most (None = a quarter of
+    # train.max_steps); its min_steps is train.min_steps scaled by the same fraction. CV only ranks
+    # the recipes; the chosen one is then retrained with train.max_steps / min_steps
+    max_steps: int | None = Field(None, ge=1)
+    # passes per ranking-rung CV fit at most (None = a quarter of train.epochs, at least 2, when
+    # train.epochs is set; else no bound)
+    epochs: int | None = Field(None, ge=1)
     # successive halving: every candidate on the first `rung0_folds` folds (short CV fits), then only the
     # `keep` best trained candidates on the remaining folds (training-free ones run on all)
     halving: bool = True
     rung0_folds: int = Field(1, ge=1)
     keep: int = Field(1, ge=1)
-    # rung 1 of the halving: "full" re-runs the kept candidates on every fold at train.epochs, so
-    # a trained recipe meets the training-free ones (keep_champion, recalibrate) at the epochs it
-    # will really get (short fits under-rate trained recipes); "short" runs the remaining folds at
-    # the CV epochs (cheaper, biased toward the training-free candidates)
+    # rung 1 of the halving: "full" re-runs the kept candidates on every fold at the full budget
+    # (train.max_steps / epochs), so a trained recipe meets the training-free ones (keep_champion,
+    # recalibrate) at the steps it will really get (short fits under-rate trained recipes); "short"
+    # runs the remaining folds at the ranking rung's budget (cheaper, biased toward the
+    # training-free candidates)
     rung1: Literal["full", "short"] = "full"
     # train cells (a candidate on a fold) with the same fit settings and training sets of similar
     # size as one model stack (K copies of the model in one pass; rsft.models.stack_models): rung
     # 0's pool recipes together, the kept candidate's rung-1 folds together. Same rows per cell;
-    # batches, seed and the early-stopping epoch are shared. For small models K copies cost ~1.5
+    # batches and seed are shared, each copy stops early on its own. For small models K copies cost ~1.5
     # fits' time instead of K. Falls back to one fit per cell for models with parameters outside
     # nn.Linear layers (or tied ones), classification, loss-threshold rejection
     stack_folds: bool = True

@@ -1,12 +1,19 @@
 """The fine-tune loop: ``fit`` reads top to bottom over named steps, in a fixed order.
 
 seed → the model (one, or a stack of K) → the data (in-memory tuple or a streamed
-``IterableDataset``, and its validation split) → device → freeze → optimizer → resume → for each
-epoch: lr → train (importance weights, loss-threshold rejection) → validate → early stop →
-checkpoint → report. What differs between one model and a stack lives in :class:`OneModel` /
-:class:`ModelStack`, what differs between memory and a stream in :class:`TrainingData`. A
-checkpoint (``last.pt``) is one plain dict; an interrupted fit resumes from it and ends with the
-weights of the uninterrupted run.
+``IterableDataset``, and its validation split) → device → freeze → optimizer → the step budget →
+resume → for each evaluation period: train (lr per step, importance weights, loss-threshold
+rejection) → validate → early stop → checkpoint → report. What differs between one model and a
+stack lives in :class:`OneModel` / :class:`ModelStack`, what differs between memory and a stream
+in :class:`TrainingData`. A checkpoint (``last.pt``) is one plain dict; an interrupted fit resumes
+from it and ends with the weights of the uninterrupted run.
+
+The budget is counted in optimizer steps, not epochs (:class:`Budget`): a fit runs at most
+``train.max_steps`` steps (and at most ``train.epochs`` passes when set), validates once per
+evaluation period — one epoch, cut into equal pieces of at most ``train.eval_every`` steps — and
+stops early after ``train.patience`` periods without a better validation loss, never before
+``train.min_steps`` steps; the best period's weights are restored. A 500-row set thus gets many
+epochs and a 5 M-row one a fraction of one, for the same budget.
 
 Tasks (``TrainConfig.task``), each with a per-sample loss [n]:
 regression (squared error), classification (cross-entropy on int64 class ids; the model
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import itertools
 import logging
 import math
 import random
@@ -41,11 +49,16 @@ Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # (x, y, sample weights
 
 @dataclass
 class TrainResult:
-    epochs_run: int = 0
-    best_epoch: int = 0
+    epochs_run: int = 0  # passes over the training rows begun (the last one may be partial)
+    best_epoch: int = 0  # the (0-based) epoch of the best validation
     best_val_loss: float = math.inf
     stopped_early: bool = False
+    # one row per evaluation period: step (optimizer steps so far), epoch (0-based, the pass the
+    # period ended in), lr (at the period's last step), train_loss, val_loss, skipped
     history: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0  # optimizer steps run (training batches; a batch whose samples were all rejected counts)
+    best_step: int = 0  # steps run at the best validation
+    planned_steps: int = 0  # the budget: the lr schedule's horizon (the fit may stop sooner)
 
     @property
     def diverged(self) -> bool:
@@ -105,13 +118,54 @@ def make_optimizer(params, cfg: TrainConfig) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {cfg.optimizer}")
 
 
-def get_lr(epoch: int, cfg: TrainConfig) -> float:
-    """Learning rate for an epoch (pure): constant, cosine to 10 %, or step (÷10 each third)."""
+def get_lr(step: int, total: int, cfg: TrainConfig) -> float:
+    """Learning rate at optimizer step ``step`` of a budget of ``total`` steps (pure): constant,
+    cosine to 10 %, or step (÷10 each third)."""
     if cfg.schedule == "cosine":
-        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * epoch / max(cfg.epochs, 1))))
+        return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, total) / max(total, 1))))
     if cfg.schedule == "step":
-        return cfg.lr * (0.1 ** (epoch // max(cfg.epochs // 3, 1)))
+        return cfg.lr * (0.1 ** (step // max(total // 3, 1)))
     return cfg.lr
+
+
+@dataclass(frozen=True)
+class Budget:
+    """A fit's step budget (:func:`plan_budget`)."""
+
+    steps_per_epoch: int | None  # batches per pass; None = a stream of unknown length (an estimate for some)
+    # planned steps, the lr schedule's horizon: train.max_steps, fewer when train.epochs passes end
+    # sooner. The fit itself stops at max_steps or after train.epochs passes, whichever comes first
+    total: int
+    period: int  # steps per evaluation period (one validation, early-stopping check and checkpoint each)
+    split: bool  # whether an epoch holds several periods (each epoch's end then ends a period too)
+    min_steps: int  # early stopping never ends the fit before this many steps
+
+
+def plan_budget(cfg: TrainConfig, steps_per_epoch: int | None, val_rows: int = 0) -> Budget:
+    """The budget of a fit whose epoch is ``steps_per_epoch`` batches (None: unknown) and that
+    validates on ``val_rows`` rows.
+
+    total = min(max_steps, epochs × steps_per_epoch) — the epochs bound only when set and the epoch
+    length is known. The evaluation period is ``eval_every`` steps, longer when validating would
+    otherwise read more rows than the period trains on (``val_rows / batch_size`` steps: a huge
+    validation split costs at most about a third of the training time), and aligned with the
+    epochs: whole epochs when an epoch is shorter (the nearest number of them), else the epoch cut
+    into the fewest equal pieces no longer than that. ``eval_every`` None: one period per epoch.
+    """
+    total = cfg.max_steps
+    if cfg.epochs is not None and steps_per_epoch:
+        total = min(total, cfg.epochs * steps_per_epoch)
+    if cfg.eval_every is None:  # once per epoch, whatever its length
+        return Budget(steps_per_epoch, max(total, 1), steps_per_epoch or 2**62, True, min(cfg.min_steps, total))
+    every = max(cfg.eval_every, math.ceil(val_rows / cfg.batch_size))
+    split = bool(steps_per_epoch) and steps_per_epoch > every  # type: ignore[operator]
+    if not steps_per_epoch:
+        period = every
+    elif split:
+        period = math.ceil(steps_per_epoch / math.ceil(steps_per_epoch / every))
+    else:
+        period = steps_per_epoch * max(1, round(every / steps_per_epoch))
+    return Budget(steps_per_epoch, max(total, 1), max(period, 1), split, min(cfg.min_steps, total))
 
 
 # --------------------------------------------------------------------------------------
@@ -229,6 +283,7 @@ class TrainingData:
 
     def __init__(self, train: tuple | Iterable, val: tuple | None, cfg: TrainConfig):
         self.task, self.seed, self.batch_size, self.clip = cfg.task, cfg.seed, cfg.batch_size, cfg.weight_clip
+        self.val_share = cfg.val_share
         self.streaming, self.train, self.val_stream = _is_stream(train), train, None
         held: Batch | None = None
         if self.streaming:
@@ -244,10 +299,35 @@ class TrainingData:
         self.val = _tensors(val, cfg.task) if val is not None else held
         self.gen = torch.Generator().manual_seed(cfg.seed)
 
-    def batches(self, epoch: int, device: torch.device) -> Iterator[Batch]:
-        """This epoch's training batches."""
-        for b in _stream_batches(self.train, epoch, self.task) if self.streaming else self._in_memory(epoch):
+    def batches(self, epoch: int, device: torch.device, skip: int = 0) -> Iterator[Batch]:
+        """This epoch's training batches, after its first ``skip`` (a resumed fit, mid-epoch)."""
+        src = (itertools.islice(_stream_batches(self.train, epoch, self.task), skip, None) if self.streaming
+               else self._in_memory(epoch, skip))
+        for b in src:
             yield self._ready(b, device, non_blocking=True)
+
+    def val_rows(self) -> int:
+        """Validation rows: exact in memory, estimated for a stream's hold-out (0 without)."""
+        if self.val is not None:
+            return len(self.val[0])
+        ds = getattr(self.val_stream, "dataset", self.val_stream)
+        return int(getattr(ds, "num_rows", 0) * self.val_share) if ds is not None else 0
+
+    def steps_per_epoch(self) -> int | None:
+        """Batches per epoch: exact in memory; for a stream its ``len()`` when it has one, else an
+        estimate from ``num_rows`` and ``batch_size`` (a ``ParquetStream``), else None."""
+        if not self.streaming:
+            return math.ceil(len(self.rows) / self.batch_size)
+        try:
+            return len(self.train) or None  # type: ignore[arg-type]
+        except TypeError:
+            pass
+        ds = getattr(self.train, "dataset", self.train)
+        rows, size = getattr(ds, "num_rows", None), getattr(ds, "batch_size", None)
+        if not rows or not size:
+            return None
+        share = self.val_share if self.val_stream is not None else 0.0
+        return max(1, math.ceil(rows * (1 - share) / size))
 
     def validation(self, device: torch.device) -> Iterator[Batch] | None:
         """The validation batches, or None without validation rows."""
@@ -259,10 +339,10 @@ class TrainingData:
             return None
         return (self._ready(b, device) for b in parts)
 
-    def _in_memory(self, epoch: int) -> Iterator[Batch]:
+    def _in_memory(self, epoch: int, skip: int = 0) -> Iterator[Batch]:
         self.gen.manual_seed(self.seed * 1_000_003 + epoch)
         order = torch.as_tensor(self.rows)[torch.randperm(len(self.rows), generator=self.gen)]
-        for i in range(0, len(order), self.batch_size):
+        for i in range(skip * self.batch_size, len(order), self.batch_size):
             idx = order[i : i + self.batch_size]
             yield self.x[idx], self.y[idx], self.w[idx]
 
@@ -280,13 +360,16 @@ class _Progress:
 
     best_state: dict[str, torch.Tensor]
     result: TrainResult = field(default_factory=TrainResult)
-    epoch: int = 0  # the next epoch to run
-    bad_epochs: int = 0  # epochs without improvement
+    step: int = 0  # optimizer steps run
+    epoch: int = 0  # the epoch in progress (or the next one)
+    batch: int = 0  # batches of that epoch already trained on
+    since: int = 0  # steps since the last validation (0 in a checkpoint: saved after one)
+    bad_periods: int = 0  # evaluation periods without improvement
     running: float | None = None  # running loss quantile (loss_threshold_mode "running")
 
 
 class OneModel:
-    """One model: per-sample losses [n], loss-threshold rejection, one best epoch and patience."""
+    """One model: per-sample losses [n], loss-threshold rejection, one best period and patience."""
 
     size: int | None = None  # K for a stack
 
@@ -299,29 +382,31 @@ class OneModel:
     def threshold(self, per: torch.Tensor, running: float | None) -> tuple[float | None, float | None]:
         return loss_threshold(per, self.cfg, running)
 
-    def early_stop(self, run: _Progress, val_losses: torch.Tensor, epoch: int) -> None:
-        """Keep the best epoch's state; stop after ``cfg.patience`` epochs without improvement."""
+    def early_stop(self, run: _Progress, val_losses: torch.Tensor, epoch: int, may_stop: bool) -> None:
+        """Keep the best period's state (``epoch``: the one it ended in); stop after ``cfg.patience`` periods without improvement
+        once ``may_stop`` (the fit has run its ``min_steps``)."""
         val_loss, result = float(val_losses.sum()), run.result
         if val_loss < result.best_val_loss:
-            result.best_val_loss, result.best_epoch, run.bad_epochs = val_loss, epoch, 0
+            result.best_val_loss, result.best_epoch, result.best_step, run.bad_periods = val_loss, epoch, run.step, 0
             run.best_state = _snapshot(self.model)
         else:
-            run.bad_epochs += 1
-            if run.bad_epochs >= self.cfg.patience:
+            run.bad_periods += 1
+            if run.bad_periods >= self.cfg.patience and may_stop:
                 result.stopped_early = True
 
 
 class ModelStack(OneModel):
     """K models in one (``rsft.models.stack_models``; every parameter [K, ...]): per-sample
     losses [n, K] (one column per model), no loss-threshold rejection, the gradient clipped per
-    model, and each model keeps its own best epoch and patience; the stack stops when every
+    model, and each model keeps its own best period and patience; the stack stops when every
     model has stopped."""
 
     def __init__(self, model: nn.Module, cfg: TrainConfig):
         super().__init__(model, cfg)
         self.size = model.stack_size
         self.best_k = torch.full((self.size,), math.inf)  # per model: best validation loss
-        self.bad_k = torch.zeros(self.size, dtype=torch.int64)  # and epochs without improvement
+        self.bad_k = torch.zeros(self.size, dtype=torch.int64)  # periods without improvement
+        self.stopped_k = torch.zeros(self.size, dtype=torch.bool)  # would have stopped alone
         self.param_names = {n for n, _ in model.named_parameters()}  # the models live in these [K, ...] tensors
 
     def per_row(self, out: torch.Tensor, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
@@ -330,16 +415,19 @@ class ModelStack(OneModel):
     def threshold(self, per: torch.Tensor, running: float | None) -> tuple[float | None, float | None]:
         return None, running
 
-    def early_stop(self, run: _Progress, val_losses: torch.Tensor, epoch: int) -> None:
-        active = self.bad_k < self.cfg.patience  # a model that ran out of patience would have stopped alone
+    def early_stop(self, run: _Progress, val_losses: torch.Tensor, epoch: int, may_stop: bool) -> None:
+        active = ~self.stopped_k  # a model that stopped would have stopped alone: its best is final
         better = (val_losses < self.best_k) & active
         if bool(better.any()):
             run.best_state = _merge_best(run.best_state, _snapshot(self.model), better, self.param_names)
             self.best_k = torch.where(better, val_losses, self.best_k)
-            # summary for the stack: the sum of the models' best losses, the last epoch any improved
-            run.result.best_val_loss, run.result.best_epoch = float(self.best_k.sum()), epoch
+            # summary for the stack: the sum of the models' best losses, the last period any improved
+            run.result.best_val_loss, run.result.best_epoch, run.result.best_step = (
+                float(self.best_k.sum()), epoch, run.step)
         self.bad_k = torch.where(better, 0, torch.where(active, self.bad_k + 1, self.bad_k))
-        run.result.stopped_early = bool((self.bad_k >= self.cfg.patience).all())
+        if may_stop:
+            self.stopped_k |= self.bad_k >= self.cfg.patience
+        run.result.stopped_early = bool(self.stopped_k.all())
 
 
 def _the_model(model: nn.Module, train: Any, cfg: TrainConfig, checkpoint_dir: Any) -> OneModel:
@@ -397,16 +485,36 @@ def _set_lr(opt: torch.optim.Optimizer, lr: float) -> float:
     return lr
 
 
-def _train_epoch(net: OneModel, batches: Iterable[Batch], opt: torch.optim.Optimizer, params: list[torch.Tensor],
-                 prec: _Precision, run: _Progress) -> tuple[torch.Tensor, int]:
-    """One pass: per-sample losses, loss-threshold rejection, importance-weighted mean, one step per
-    batch. Returns (mean training loss — [K] for a stack, the sum of whose entries is the loss; the
-    number of samples skipped) and updates ``run.running``."""
+@dataclass
+class _PeriodSums:
+    """What the batches of one evaluation period add up to (it may span several epochs)."""
+
+    loss: torch.Tensor  # Σ per-batch loss × rows ([K] for a stack)
+    rows: int = 0
+    skipped: int = 0
+    lr: float = math.nan  # at the last step
+
+    def mean(self) -> torch.Tensor:
+        """Mean training loss — [K] for a stack, the sum of whose entries is the loss."""
+        return self.loss / max(self.rows, 1)
+
+
+def _train_steps(net: OneModel, batches: Iterator[Batch], steps: int, opt: torch.optim.Optimizer,
+                 params: list[torch.Tensor], prec: _Precision, run: _Progress, budget: Budget,
+                 sums: _PeriodSums) -> int:
+    """Up to ``steps`` batches of ``batches`` (fewer when the epoch ends): per step the scheduled
+    lr, per-sample losses, loss-threshold rejection, importance-weighted mean, one optimizer step.
+    Adds to ``sums``, advances ``run.step`` / ``run.batch`` / ``run.since`` (and ``run.running``);
+    returns the batches trained on."""
     net.model.train()
-    clip = net.cfg.grad_clip
+    cfg = net.cfg
+    clip = cfg.grad_clip
     clip_grads = (lambda: clip_grad_norm(params, clip, net.size)) if clip else None
-    total, count, skipped = torch.zeros(net.size or (), dtype=torch.float64), 0, 0
-    for xb, yb, wb in batches:
+    done = 0
+    for xb, yb, wb in itertools.islice(batches, steps):
+        sums.lr = _set_lr(opt, get_lr(run.step, budget.total, cfg))
+        done += 1
+        run.step, run.batch, run.since = run.step + 1, run.batch + 1, run.since + 1
         n = len(xb)
         with prec.autocast():
             out = net.model(xb)
@@ -414,19 +522,17 @@ def _train_epoch(net: OneModel, batches: Iterable[Batch], opt: torch.optim.Optim
         thr, run.running = net.threshold(per.detach(), run.running)
         if thr is not None:
             keep = per.detach() <= thr
-            skipped += int((~keep).sum())
+            sums.skipped += int((~keep).sum())
             if not bool(keep.any()):  # every sample rejected: no step
-                count += n
+                sums.rows += n
                 continue
             per, wb = per[keep], wb[keep]
         # weighted mean; for a stack, the sum over models of each model's own weighted mean
         losses = (per * wb).sum(0) / wb.sum(0).clamp_min(1e-12)
         prec.step(losses.sum(), opt, clip_grads)
-        total += losses.detach().double().cpu() * n
-        count += n
-    if count == 0:
-        raise ValueError("no training rows")
-    return total / max(count, 1), skipped
+        sums.loss += losses.detach().double().cpu() * n
+        sums.rows += n
+    return done
 
 
 @torch.no_grad()
@@ -446,13 +552,13 @@ def _validate(net: OneModel, batches: Iterable[Batch] | None, prec: _Precision, 
     return torch.where(den > 0, num.float() / den.float().clamp_min(1e-30), train_losses.float())
 
 
-def _save_checkpoint(last: Path, model: nn.Module, opt: torch.optim.Optimizer, prec: _Precision, run: _Progress,
-                     epoch: int) -> None:
-    """``last.pt``: one plain dict, written atomically."""
+def _save_checkpoint(last: Path, model: nn.Module, opt: torch.optim.Optimizer, prec: _Precision, run: _Progress) -> None:
+    """``last.pt``: one plain dict, written atomically, at the end of an evaluation period."""
     with atomic_path(last) as tmp:
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "best_state": run.best_state,
-                    "result": run.result.to_dict(), "epoch": epoch, "bad_epochs": run.bad_epochs,
-                    "torch_rng": torch.get_rng_state(), "running_quantile": run.running,
+                    "result": asdict(run.result), "step": run.step, "epoch": run.epoch, "batch": run.batch,
+                    "bad_periods": run.bad_periods, "torch_rng": torch.get_rng_state(),
+                    "running_quantile": run.running,
                     "scaler": prec.scaler.state_dict() if prec.scaler is not None else None}, tmp)
 
 
@@ -464,9 +570,9 @@ def _resume(last: Path, model: nn.Module, opt: torch.optim.Optimizer, prec: _Pre
     torch.set_rng_state(ck["torch_rng"])
     if prec.scaler is not None and ck.get("scaler"):
         prec.scaler.load_state_dict(ck["scaler"])
-    log.info("resuming fit at epoch %d from %s", ck["epoch"] + 1, last)
-    return _Progress(ck["best_state"], TrainResult(**ck["result"]), ck["epoch"] + 1, ck["bad_epochs"],
-                     ck.get("running_quantile"))
+    log.info("resuming fit at step %d (epoch %d) from %s", ck["step"], ck["epoch"], last)
+    return _Progress(ck["best_state"], TrainResult(**ck["result"]), step=ck["step"], epoch=ck["epoch"],
+                     batch=ck["batch"], bad_periods=ck["bad_periods"], running=ck.get("running_quantile"))
 
 
 def _finish(model: nn.Module, best_state: dict[str, torch.Tensor]) -> None:
@@ -497,9 +603,12 @@ def fit(
     A stack of K models (``rsft.models.stack_models``, regression, in memory) trains on
     (x [n, K, d], y [n, K], w [n, K]): column k is model k's rows (w = 0 pads a shorter set). The
     loss is the sum of each model's own weighted mean, the gradient clip is per model, and each
-    model keeps its own best epoch and patience (the stack stops when every model has stopped), so
+    model keeps its own best period and patience (the stack stops when every model has stopped), so
     every model ends where it would end alone on the same batches (batches and validation rows are
     shared; a padded model takes the longest model's steps, so pad only sets of similar size).
+
+    The budget (:func:`plan_budget`) is in optimizer steps; ``on_epoch(row)`` is called once per
+    evaluation period (a history row: step, epoch, lr, train_loss, val_loss, skipped).
     """
     seed_everything(cfg.seed)
     net = _the_model(model, train, cfg, checkpoint_dir)  # one model, or a stack of K
@@ -509,24 +618,44 @@ def fit(
     prec = _Precision(device, cfg.amp)
     params = _trainable(model, cfg.freeze)
     opt = make_optimizer(params, cfg)
-    run = _Progress(best_state=_snapshot(model))
+    budget = plan_budget(cfg, data.steps_per_epoch(), data.val_rows())  # steps, evaluation period, minimum
+    run = _Progress(best_state=_snapshot(model), result=TrainResult(planned_steps=budget.total))
     last = Path(checkpoint_dir) / "last.pt" if checkpoint_dir else None
     if last is not None and last.exists():
         run = _resume(last, model, opt, prec)
-    for epoch in range(run.epoch, cfg.epochs):
-        if run.result.stopped_early:
-            break
-        lr = _set_lr(opt, get_lr(epoch, cfg))
-        train_losses, skipped = _train_epoch(net, data.batches(epoch, device), opt, params, prec, run)
+    batches: Iterator[Batch] | None = None  # the epoch in progress
+    sums = _PeriodSums(torch.zeros(net.size or (), dtype=torch.float64))
+    while not run.result.stopped_early and run.step < cfg.max_steps and (cfg.epochs is None or run.epoch < cfg.epochs):
+        if batches is None:
+            batches = data.batches(run.epoch, device, skip=run.batch)
+        # train to the period's end, the epoch's (in memory: known) or the budget's
+        want = min(budget.period - run.since, cfg.max_steps - run.step)
+        if budget.steps_per_epoch and not data.streaming:
+            want = min(want, budget.steps_per_epoch - run.batch)
+        done = _train_steps(net, batches, want, opt, params, prec, run, budget, sums)
+        epoch = run.epoch  # the epoch these batches came from
+        if done < want or (not data.streaming and run.batch == budget.steps_per_epoch):  # the epoch ended
+            if run.batch == 0:
+                raise ValueError("no training rows")
+            run.epoch, run.batch, batches = run.epoch + 1, 0, None
+            ended = True
+        else:
+            ended = False
+        if not (run.since >= budget.period or run.step >= cfg.max_steps or (ended and budget.split)
+                or (cfg.epochs is not None and run.epoch >= cfg.epochs)) or run.since == 0:
+            continue  # the period goes on (into the next epoch)
+        # the period's end: validate, keep the best, checkpoint, report
+        train_losses = sums.mean()
         val_losses = _validate(net, data.validation(device), prec, train_losses)
-        row = {"epoch": epoch, "lr": lr, "train_loss": float(train_losses.sum()), "val_loss": float(val_losses.sum()),
-               "skipped": skipped}
+        row = {"step": run.step, "epoch": epoch, "lr": sums.lr, "train_loss": float(train_losses.sum()),
+               "val_loss": float(val_losses.sum()), "skipped": sums.skipped}
         run.result.history.append(row)
-        run.result.epochs_run = epoch + 1
-        net.early_stop(run, val_losses, epoch)
+        run.result.steps, run.result.epochs_run = run.step, epoch + 1
+        net.early_stop(run, val_losses, epoch, may_stop=run.step >= budget.min_steps)
+        run.since, sums = 0, _PeriodSums(torch.zeros(net.size or (), dtype=torch.float64))
         if last is not None:
-            _save_checkpoint(last, model, opt, prec, run, epoch)
-        if on_epoch:  # after the checkpoint: a callback that raises loses no epoch
+            _save_checkpoint(last, model, opt, prec, run)
+        if on_epoch:  # after the checkpoint: a callback that raises loses no period
             on_epoch(row)
     _finish(model, run.best_state)
     return run.result

@@ -491,3 +491,16 @@ def test_full_epoch_rung_one_finds_the_trained_recipe_that_short_cv_fits_under_r
     assert chosen["short"] == "recalibrate", chosen
     assert chosen["full"] in ("random_mix", "rsft β=1 q=0.99", "weighted"), chosen
     assert hold_rmse[chosen["full"]] < 0.9 * hold_rmse["recalibrate"], hold_rmse
+
+
+def test_the_ranking_rung_is_a_quarter_of_the_step_budget():
+    """adapt's short CV fits: a quarter of train.max_steps (and of min_steps), a quarter of
+    train.epochs (at least 2) only when that bounds the full fit; adapt.max_steps overrides."""
+    from rsft.adapt.search import cv_config, shorter
+
+    t = TrainConfig(max_steps=4000, min_steps=400)
+    c = cv_config(AdaptConfig(), t)
+    assert (c.max_steps, c.min_steps, c.epochs, c.patience) == (1000, 100, None, t.patience) and shorter(c, t)
+    c = cv_config(AdaptConfig(max_steps=2000), t.model_copy(update={"epochs": 8}))
+    assert (c.max_steps, c.min_steps, c.epochs) == (2000, 200, 2)
+    assert not shorter(cv_config(AdaptConfig(max_steps=4000), t), t)

@@ -36,7 +36,7 @@ def test_rsft_adapt_on_csv_files(tmp_path):
         return subprocess.run(
             [sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "pool.csv"), "--target-sample",
              str(tmp_path / "target.csv"), "--label", "quality", "--holdout", str(tmp_path / "holdout.parquet"),
-             "--group-by", "machine_id", "--folds", "3", "--epochs", "8",
+             "--group-by", "machine_id", "--folds", "3", "--epochs", "8", "--max-steps", "400",
              "--strategies", "keep_champion,recalibrate,sample_only,random_mix,rsft", "--json-out", str(tmp_path / json_name),
              "--plot", str(tmp_path / "candidates.png"), "--pool-rows", "1500"],
             capture_output=True, text=True, cwd=REPO, timeout=600,
@@ -56,9 +56,12 @@ def test_rsft_adapt_on_csv_files(tmp_path):
     assert rep["pool_rows_sampled"] == 1500 and rep["pool_rows_complete"] > 4000
     assert f"pool sample 1,500 of {rep['pool_rows_complete']:,} complete rows" in " ".join(out.stdout.split())
     assert (tmp_path / "candidates.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    # as in the retrain: rung 0 ranks at a quarter of --epochs (2 of 8, at least 2), the survivor
-    # re-runs every fold at the full --epochs
-    assert rep["cv_epochs"] == 2 and rep["full_epochs"] == 8
+    # as in the retrain: rung 0 ranks at a quarter of the budget (--max-steps 400 → 100; --epochs 8
+    # → 2, at least 2), the survivor re-runs every fold at the full budget
+    assert rep["cv_epochs"] == 2 and rep["full_epochs"] == 8 and rep["cv_steps"] == 100 and rep["full_steps"] == 400
+    # the warm start: 8 passes over the 1,275 pool rows outside its validation split, 5 batches each
+    # (--epochs bounds it before --max-steps does), and its best validation loss
+    assert rep["warm_start"]["steps"] == 40 and 0 < rep["warm_start"]["best_val_loss"] < float("inf")
     survivor = next(c for c in rep["candidates"] if c["name"] in rep["halving"]["kept"])
     assert len(survivor["short_losses"]) == 1 and len(survivor["fold_losses"]) == 3
     # the printed table: → marks the choice; how each CV figure was obtained
@@ -66,8 +69,8 @@ def test_rsft_adapt_on_csv_files(tmp_path):
 
     rows = {r["candidate"].removeprefix("→ "): r for r in candidate_table(rep)}
     assert rows[rep["chosen"]]["candidate"] == "→ " + rep["chosen"]
-    assert rows["keep_champion"]["cv_fits"] == "3 folds" and rows[survivor["name"]]["cv_fits"] == "3×8 ep"
-    assert all(rows[n]["cv_fits"] == "1×2 ep, out" for n in rep["halving"]["eliminated"])
+    assert rows["keep_champion"]["cv_fits"] == "3 folds" and rows[survivor["name"]]["cv_fits"] == "3×≤400 steps, ≤8 ep"
+    assert all(rows[n]["cv_fits"] == "1×≤100 steps, ≤2 ep, out" for n in rep["halving"]["eliminated"])
 
 
 def test_rsft_adapt_errors_are_one_line(tmp_path):

@@ -46,7 +46,7 @@ def test_text_classifier_learns_and_round_trips(tmp_path):
     torch.manual_seed(0)
     m = build_model(cfg, 50, 3)
     assert isinstance(m, TextClassifier) and m.embed.padding_idx == 50
-    res = fit(m, (ids, y), TrainConfig(task="classification", epochs=15, lr=1e-2, patience=15, seed=0))
+    res = fit(m, (ids, y), TrainConfig(task="classification", epochs=15, lr=1e-2, patience=15, eval_every=None, seed=0))
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
     ti, ty = _text(400, seed=1)
     logits = predict(m, ti)
@@ -186,6 +186,7 @@ def test_pipeline_pretrain_of_an_autoencoder_learns_unlabelled_rows_first():
     x, y = _sensor(2000)
     xu, _ = _sensor(3000, seed=1)  # unlabelled rows of the same process
     cfg = ModelConfig(kind="autoencoder", hidden=[32], latent=2)
-    model, result = pretrain(cfg, x[:300], y[:300], TrainConfig(epochs=30, lr=1e-2, patience=30, seed=0), unlabelled=xu)
+    model, result = pretrain(cfg, x[:300], y[:300], TrainConfig(pretrain_epochs=30, lr=1e-2, patience=30, seed=0),
+                             unlabelled=xu)
     assert isinstance(model, AutoencoderRegressor) and result.epochs_run >= 1
     assert evaluate_model(model, x[300:], y[300:])["r2"] > 0.9

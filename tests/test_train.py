@@ -42,15 +42,16 @@ def test_every_optimizer_and_schedule_lowers_the_loss(opt, schedule):
     x, y = _data(600)
     m = _model(x, y)
     lr = 1e-2 if opt in ("sgd", "momentum") else 3e-3
-    res = fit(m, (x, y), TrainConfig(optimizer=opt, schedule=schedule, lr=lr, epochs=6, patience=10, seed=0))
+    res = fit(m, (x, y), TrainConfig(optimizer=opt, schedule=schedule, lr=lr, epochs=6, patience=10, eval_every=None, seed=0))
     assert res.history[-1]["train_loss"] < res.history[0]["train_loss"]
 
 
 def test_lr_schedules_are_pure():
-    c = TrainConfig(lr=1.0, epochs=9, schedule="cosine")
-    assert get_lr(0, c) == pytest.approx(1.0) and get_lr(9, c) == pytest.approx(0.1)
-    s = TrainConfig(lr=1.0, epochs=9, schedule="step")
-    assert [get_lr(e, s) for e in (0, 3, 6)] == pytest.approx([1.0, 0.1, 0.01])
+    """Over a budget of 9 optimizer steps (the schedule runs over planned steps, not epochs)."""
+    c = TrainConfig(lr=1.0, schedule="cosine")
+    assert get_lr(0, 9, c) == pytest.approx(1.0) and get_lr(9, 9, c) == pytest.approx(0.1)
+    s = TrainConfig(lr=1.0, schedule="step")
+    assert [get_lr(e, 9, s) for e in (0, 3, 6)] == pytest.approx([1.0, 0.1, 0.01])
 
 
 def test_frozen_parameters_stay_bit_identical():
@@ -67,13 +68,13 @@ def test_early_stopping_on_noise():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(800, 4)).astype(np.float32)
     y = rng.normal(size=800).astype(np.float32)
-    res = fit(_model(x, y), (x, y), TrainConfig(epochs=60, lr=1e-2, patience=3, seed=0))
+    res = fit(_model(x, y), (x, y), TrainConfig(epochs=60, lr=1e-2, patience=3, min_steps=0, eval_every=None, seed=0))
     assert res.stopped_early and res.epochs_run < 60
 
 
 def test_deterministic_and_resume_equals_uninterrupted(tmp_path):
     x, y = _data(800)
-    cfg = TrainConfig(epochs=6, patience=10, seed=5)
+    cfg = TrainConfig(epochs=6, patience=10, eval_every=None, seed=5)  # a period per epoch
     a, b = _model(x, y), _model(x, y)
     fit(a, (x, y), cfg)
     fit(b, (x, y), cfg)
@@ -101,8 +102,8 @@ def test_fit_pins_its_step_order_same_seed_and_resume_after_any_epoch(tmp_path):
     x = rng.normal(size=(300, 4)).astype(np.float32)
     y = rng.normal(size=300).astype(np.float32)  # noise: the validation loss soon stops improving
     w = rng.lognormal(0, 1, 300).astype(np.float32)
-    cfg = TrainConfig(epochs=12, lr=0.1, patience=3, batch_size=64, weight_clip=2.0, loss_threshold_quantile=0.9,
-                      loss_threshold_mode="running", seed=11)
+    cfg = TrainConfig(epochs=12, lr=0.1, patience=3, min_steps=0, eval_every=None, batch_size=64, weight_clip=2.0,
+                      loss_threshold_quantile=0.9, loss_threshold_mode="running", seed=11)
 
     def model():
         torch.manual_seed(0)
@@ -213,7 +214,8 @@ def test_running_quantile_rejection_logs_skips_and_resumes(tmp_path):
     x, y = _data(600, noise=0.05)
     y = y.copy()
     y[:30] += 40.0
-    cfg = TrainConfig(epochs=4, lr=3e-3, patience=10, loss_threshold_quantile=0.9, loss_threshold_mode="running", seed=2)
+    cfg = TrainConfig(epochs=4, lr=3e-3, patience=10, loss_threshold_quantile=0.9, loss_threshold_mode="running",
+                      eval_every=None, seed=2)
     a = _model(x, y)
     res = fit(a, (x, y), cfg)
     assert all(h["skipped"] > 0 for h in res.history)
@@ -278,7 +280,8 @@ def test_a_model_stack_trains_each_copy_exactly_as_it_trains_alone(val_share):
     x, y1 = _data(600, seed=1)
     y2 = (0.5 * y1 + np.sin(x[:, 0])).astype(np.float32)
     y3 = np.random.default_rng(5).normal(size=len(y1)).astype(np.float32) * 3  # noise: val loss rises
-    cfg = TrainConfig(epochs=8, lr=1e-2, grad_clip=0.05, val_share=val_share, patience=2, seed=3)
+    cfg = TrainConfig(epochs=8, lr=1e-2, grad_clip=0.05, val_share=val_share, patience=2, min_steps=0,
+                      eval_every=None, seed=3)
     m = _model(x, y1)
     alone, epochs = [], []
     for y in (y1, y2, y3):
@@ -309,7 +312,8 @@ def test_a_copy_that_stopped_early_keeps_its_best_epoch_while_the_stack_trains_o
     x, y1 = _data(600, seed=1)
     ys = [y1, (0.5 * y1 + np.sin(x[:, 0])).astype(np.float32),
           (y1 + 2 * np.random.default_rng(1).normal(size=len(y1))).astype(np.float32)]
-    cfg = TrainConfig(epochs=12, lr=0.2, grad_clip=None, val_share=0.2, patience=1, seed=3)
+    cfg = TrainConfig(epochs=12, lr=0.2, grad_clip=None, val_share=0.2, patience=1, min_steps=0, eval_every=None,
+                      seed=3)
     m = _model(x, y1)
     alone, runs = [], []
     for y in ys:
@@ -397,3 +401,89 @@ def test_seed_everything_seeds_torch_like_manual_seed():
     np.random.seed(123)
     b = (torch.rand(5), np.random.rand(2))
     assert torch.equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+# --------------------------------------------------------------------------------------
+# the budget in optimizer steps: independent of the number of rows
+# --------------------------------------------------------------------------------------
+@pytest.mark.slow  # the 20× longer reference run: ~2.5 min on one CPU thread
+def test_a_small_set_converges_within_the_default_step_budget():
+    """Seed 0, 1,000 rows of ``_data`` (850 train / 150 validation, same split in both runs), the
+    default MLP [64, 64] and default TrainConfig: its best validation loss is within 5 % of the
+    same fit given 20× the steps with early stopping off (patience 10⁹). Fails for the old
+    epoch-based default (15 epochs = 60 steps here: validation loss ~150× the reference)."""
+    from rsft.train import seed_everything
+
+    x, y = _data(1000)
+
+    def base():
+        seed_everything(0)
+        m = build_model(ModelConfig(), x.shape[1])
+        set_standardization(m, x, y)
+        return m
+
+    default = TrainConfig(seed=0)
+    got = fit(base(), (x, y), default)
+    ref = fit(base(), (x, y), default.model_copy(update={"max_steps": 20 * default.max_steps, "patience": 10**9}))
+    assert ref.steps == 20 * default.max_steps and got.steps <= default.max_steps
+    assert got.best_val_loss <= 1.05 * ref.best_val_loss, (got.best_val_loss, ref.best_val_loss)
+
+
+def test_a_million_rows_do_not_train_longer_than_the_old_epoch_budget():
+    """Seed 0, 1 M rows × 4 features of random data, the default config with early stopping off
+    (patience 10⁹, so the budget alone ends it): at most as many optimizer steps as the old default
+    of 15 epochs at batch 256 over the 85 % training split (15 × 3,321 = 49,815), exactly
+    ``max_steps``, part of one epoch; validation (150 k rows) runs in few, longer periods."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1_000_000, 4)).astype(np.float32)
+    y = rng.normal(size=1_000_000).astype(np.float32)
+    cfg = TrainConfig(seed=0, patience=10**9)
+    res = fit(_model(x, y), (x, y), cfg)
+    old_steps = 15 * -(-850_000 // 256)
+    assert res.steps == cfg.max_steps <= old_steps and res.epochs_run == 2
+    assert len(res.history) <= cfg.max_steps / 500  # periods of ≥ 150 k validation rows / 256 ≈ 586 steps
+
+
+@pytest.mark.parametrize("eval_every", [5, 60])
+def test_resume_mid_epoch_or_across_epochs_equals_uninterrupted(tmp_path, eval_every):
+    """Seed 7, 2,000 rows at batch 64 (27 steps per epoch), dropout, running-quantile rejection and
+    early stopping: periods of 5 steps (checkpoints mid-epoch) or of 2 epochs (54 steps); a fit
+    interrupted after any period resumes to bit-identical weights and the same result."""
+    x, y = _data(2000)
+    cfg = TrainConfig(max_steps=300, min_steps=100, eval_every=eval_every, patience=3, batch_size=64, lr=1e-2,
+                      loss_threshold_quantile=0.95, loss_threshold_mode="running", seed=7)
+
+    def model():
+        torch.manual_seed(0)
+        m = build_model(ModelConfig(hidden=[16], dropout=0.1), 4)
+        set_standardization(m, x, y)
+        return m
+
+    a = model()
+    ref = fit(a, (x, y), cfg)
+    steps = [h["step"] for h in ref.history]
+    assert steps[0] == (5 if eval_every == 5 else 54) and ref.history[0]["epoch"] == (0 if eval_every == 5 else 1)
+    for stop in steps[:-1:3]:
+
+        def interrupt(row, stop=stop):
+            if row["step"] == stop:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            fit(model(), (x, y), cfg, checkpoint_dir=tmp_path / str(stop), on_epoch=interrupt)
+        d = model()
+        assert fit(d, (x, y), cfg, checkpoint_dir=tmp_path / str(stop)).to_dict() == ref.to_dict(), stop
+        assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), d.state_dict().values())), stop
+
+
+def test_early_stopping_waits_for_min_steps():
+    """Seed 0, pure-noise labels, patience 1, one period per epoch (4 steps): without a floor the
+    fit stops within a few epochs; with min_steps 200 never before 200 steps, and soon after."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1000, 4)).astype(np.float32)
+    y = rng.normal(size=1000).astype(np.float32)
+    cfg = TrainConfig(lr=1e-2, patience=1, eval_every=None, min_steps=0, seed=0)
+    free = fit(_model(x, y), (x, y), cfg)
+    held = fit(_model(x, y), (x, y), cfg.model_copy(update={"min_steps": 200}))
+    assert free.stopped_early and free.steps < 100
+    assert held.stopped_early and 200 <= held.steps < 400 and held.best_val_loss <= free.best_val_loss

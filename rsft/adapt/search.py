@@ -3,7 +3,7 @@ successive halving, then the one-SE choice and the chosen recipe's fit on the wh
 
 A :class:`Search` goes: ``prepare`` (once per target sample: the warm model's predictions, each
 fold's density ratio) → ``run`` (rung 0: every candidate on the first folds at the short CV
-epochs; rung 1: the training-free candidates on the rest and the best trained ones again;
+budget, a quarter of the full one in optimizer steps; rung 1: the training-free candidates on the rest and the best trained ones again;
 each rung a list of :class:`~rsft.adapt.stacking.Unit` s run by :func:`run_unit`, possibly on
 other workers) → ``choose`` → ``final``. :func:`run_search` is the entry point shared by the
 retrain stage and ``rsft adapt``.
@@ -39,6 +39,28 @@ from rsft.adapt.stacking import (
 from rsft.config import AdaptConfig, ScorerConfig, TrainConfig
 
 log = logging.getLogger(__name__)
+
+
+CV_SHARE = 0.25  # the ranking rung's budget as a share of the full one (steps; epochs when bounded)
+
+
+def cv_config(cfg: AdaptConfig, train_cfg: TrainConfig) -> TrainConfig:
+    """The ranking rung's fit config: ``adapt.max_steps`` (default a quarter of
+    ``train.max_steps``) optimizer steps at most, ``train.min_steps`` scaled by the same fraction
+    at least; ``adapt.epochs`` passes at most (default: a quarter of ``train.epochs``, at least
+    2, when that is set; else unbounded, as in the full fit)."""
+    steps = cfg.max_steps or max(1, math.ceil(train_cfg.max_steps * CV_SHARE))
+    min_steps = min(train_cfg.min_steps, math.ceil(train_cfg.min_steps * steps / train_cfg.max_steps))
+    epochs = cfg.epochs or (max(2, math.ceil(train_cfg.epochs * CV_SHARE)) if train_cfg.epochs else None)
+    patience = min(train_cfg.patience, epochs) if epochs else train_cfg.patience
+    return train_cfg.model_copy(update={"max_steps": steps, "min_steps": min_steps, "epochs": epochs,
+                                        "patience": patience})
+
+
+def shorter(cv_cfg: TrainConfig, train_cfg: TrainConfig) -> bool:
+    """Whether the ranking rung's budget is below the full fit's (in steps, or in passes)."""
+    return cv_cfg.max_steps < train_cfg.max_steps or (
+        cv_cfg.epochs is not None and (train_cfg.epochs is None or cv_cfg.epochs < train_cfg.epochs))
 
 
 # --------------------------------------------------------------------------------------
@@ -125,8 +147,7 @@ class Search:
         self.names, self.warm, self.pool = feature_names, warm, pool
         self._fit, self._predict, self._make_scorer = fit, predict, make_scorer
         self.seed = seed
-        cv_epochs = cfg.epochs or max(2, math.ceil(train_cfg.epochs / 4))
-        self.cv_cfg = train_cfg.model_copy(update={"epochs": cv_epochs, "patience": min(train_cfg.patience, cv_epochs)})
+        self.cv_cfg = cv_config(cfg, train_cfg)  # the ranking rung's shorter fits
         self.fits = 0  # trained fits run (cost accounting)
         # log w / log M of the pool rows per split (filled by prepare, read by every unit)
         self.ratios = PoolRatios(pool, scorer_cfg, feature_names, make_scorer, seed)
@@ -172,10 +193,11 @@ class Search:
     # ---- 2. the rungs ----------------------------------------------------------------------
     def run(self, x: np.ndarray, y: np.ndarray, groups: np.ndarray, map_units: MapUnits | None = None) -> dict[str, Any]:
         """Grouped CV of every candidate, by successive halving when ``cfg.halving``: rung 0 runs
-        every candidate on the first ``rung0_folds`` folds at the short CV epochs; rung 1 runs the
-        training-free ones (which cost ~nothing) on the rest and only the ``keep`` best trained
-        candidates further: with ``rung1="full"`` on every fold again at ``train.epochs`` (the
-        short losses only ranked them), with ``"short"`` on the remaining folds at the CV epochs.
+        every candidate on the first ``rung0_folds`` folds at the short CV budget (:func:`cv_config`);
+        rung 1 runs the training-free ones (which cost ~nothing) on the rest and only the ``keep``
+        best trained candidates further: with ``rung1="full"`` on every fold again at the full
+        budget (``train.max_steps``; the short losses only ranked them), with ``"short"`` on the
+        remaining folds at the CV budget.
 
         Each rung is a list of independent :class:`Unit` s (one candidate on one fold, or several
         such cells trained as one model stack, see :meth:`plan`);
@@ -199,8 +221,8 @@ class Search:
 
         rung(self.plan([(i, f) for f in range(split) for i in range(len(cands))], full=False))  # rung 0
         keep = self._survivors(cands, results)
-        # re-running at train.epochs only matters when the CV fits were shorter
-        full = self.cfg.halving and self.cfg.rung1 == "full" and self.cv_cfg.epochs < self.train_cfg.epochs
+        # re-running at the full budget only matters when the CV fits were shorter
+        full = self.cfg.halving and self.cfg.rung1 == "full" and shorter(self.cv_cfg, self.train_cfg)
         free, kept = self._rung1_cells(cands, results, keep, split, len(folds), full)
         rung(self.plan(free, False) + self.plan(kept, full))  # rung 1
         for r in results:
@@ -212,6 +234,12 @@ class Search:
             "why": why,
             "folds": len(folds),
             "groups": int(len(np.unique(groups))),
+            # the budgets of a ranking-rung (cv) and a full fit: optimizer steps at most, at least
+            # (early stopping), and passes at most (None = unbounded)
+            "cv_steps": self.cv_cfg.max_steps,
+            "full_steps": self.train_cfg.max_steps,
+            "cv_min_steps": self.cv_cfg.min_steps,
+            "full_min_steps": self.train_cfg.min_steps,
             "cv_epochs": self.cv_cfg.epochs,
             "full_epochs": self.train_cfg.epochs,
             "halving": {"rung0_folds": split, "kept": sorted(keep), "rung1": self.cfg.rung1,
@@ -255,7 +283,7 @@ class Search:
             if c.strategy in FREE:
                 free += [(i, f) for f in rest]
             elif r.name in keep:
-                if full:  # every fold again, at the epochs the final fit gets
+                if full:  # every fold again, at the budget the final fit gets
                     r.short_losses, r.fold_losses, r.pool_rows = r.fold_losses, [], []
                     rest = list(range(n_folds))
                 kept += [(i, f) for f in rest]
@@ -284,7 +312,7 @@ class Search:
     def train(self, c: Candidate, xt: np.ndarray, yt: np.ndarray, fold: int, final: bool = False,
               count: bool = True) -> tuple[nn.Module, int]:
         """The candidate's model trained on target rows (xt, yt) + its pool rows; returns (model,
-        pool rows). CV fits use ``cv_cfg``'s epochs, a ``final`` fit ``train.epochs``."""
+        pool rows). CV fits use ``cv_cfg``'s budget, a ``final`` fit ``train``'s."""
         if c.strategy == "keep_champion":
             return self.warm, 0
         if c.strategy == "recalibrate":

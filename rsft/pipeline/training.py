@@ -147,16 +147,39 @@ def fine_tune(cfg: PipelineConfig, start, selected: Selected, run_dir: Path, war
 # --------------------------------------------------------------------------------------
 # the warm start: a base model pretrained on pool rows
 # --------------------------------------------------------------------------------------
+# train.* fields that do not change the base model's fit (left out of its cache key)
+_NOT_BASE = {"include_target_sample", "target_weight", "stream", "stream_above_rows"}
+
+
+def pretrain_config(tcfg: TrainConfig) -> TrainConfig:
+    """The warm start's fit: to convergence — ``pretrain_max_steps`` optimizer steps at most (and
+    ``pretrain_epochs`` passes when set), early stopping on its own ``val_share`` of the pool rows
+    (at least 0.15 of them), every parameter trained."""
+    return tcfg.model_copy(update={"max_steps": tcfg.pretrain_max_steps, "epochs": tcfg.pretrain_epochs,
+                                   "val_share": max(tcfg.val_share, 0.15), "freeze": []})
+
+
+def fit_facts(result) -> dict[str, Any]:
+    """What a warm start's fit did, for reports: optimizer steps (and their budget), passes, best
+    and final validation loss, whether early stopping ended it."""
+    last = result.history[-1]["val_loss"] if result.history else None
+    return {"steps": result.steps, "planned_steps": result.planned_steps, "best_step": result.best_step,
+            "epochs": result.epochs_run, "best_val_loss": result.best_val_loss, "final_val_loss": last,
+            "stopped_early": result.stopped_early}
+
+
 def pretrain(model_cfg: ModelConfig, x: np.ndarray, y: np.ndarray, tcfg: TrainConfig, *, n_in: int | None = None,
              n_out: int = 1, standardize_y: bool = True, unlabelled=None, on_epoch=None):
     """A fresh model of ``model_cfg`` (seeded by ``tcfg.seed``, standardised on ``x``/``y``)
-    trained on (x, y): the first night's base model and ``rsft adapt``'s warm start.
+    trained on (x, y) to convergence (:func:`pretrain_config`: ``tcfg``'s pretrain budget):
+    the first night's base model and ``rsft adapt``'s warm start.
     ``n_in``: the model's input width when it is not ``x``'s (hashed text ids). ``model.kind:
     autoencoder`` first trains its encoder to reconstruct ``unlabelled`` rows (default ``x``),
     then fits the prediction head and encoder on (x, y). Returns (model, FitResult)."""
     from rsft.models import build_autoencoder, build_model, set_standardization
     from rsft.train import fit, pretrain_autoencoder, seed_everything
 
+    tcfg = pretrain_config(tcfg)
     seed_everything(tcfg.seed)  # the initial weights too: the same seed gives the same model
     width = x.shape[1] if n_in is None else n_in
     if model_cfg.kind == "autoencoder" and not model_cfg.import_path:
@@ -177,20 +200,23 @@ def base_model(cfg: PipelineConfig, prefiltered: Prefiltered, on_epoch=None) -> 
     from rsft.models import checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
 
     t = cfg.train
+    tcfg = pretrain_config(train_config(cfg))
     key = digest(prefiltered.output, cfg.features.model_dump(mode="json"), cfg.model.model_dump(mode="json"),
-                 t.pretrain_rows, t.pretrain_epochs, t.seed)
+                 t.pretrain_rows, tcfg.model_dump(mode="json", exclude=_NOT_BASE))
     path = pipeline_root(cfg) / "base" / f"{key}.pt"
     if path.exists():
-        return model_from_checkpoint(load_checkpoint(path)), {"base_cached": True}
+        ck = load_checkpoint(path)
+        return model_from_checkpoint(ck), {"base_cached": True, **ck.get("base_fit", {})}
     x, y = arrays(pool_sample(prefiltered, t.pretrain_rows, t.seed + 1, labelled=cfg.features.label), cfg.features)
     # model.kind autoencoder: its encoder first learns every kept pool row, labelled or not
     unlabelled = (to_matrix(pool_sample(prefiltered, t.pretrain_rows, t.seed + 1), cfg.features)
                   if cfg.model.kind == "autoencoder" else None)
     n_in, n_out, names = model_io(cfg.features)
-    tcfg = train_config(cfg).model_copy(update={"epochs": t.pretrain_epochs, "freeze": []})
-    model, result = pretrain(cfg.model, x, y, tcfg, n_in=n_in, n_out=n_out, standardize_y=tcfg.task == "regression",
-                             unlabelled=unlabelled, on_epoch=on_epoch)
+    model, result = pretrain(cfg.model, x, y, train_config(cfg), n_in=n_in, n_out=n_out,
+                             standardize_y=tcfg.task == "regression", unlabelled=unlabelled, on_epoch=on_epoch)
+    # how far it trained (kept in the checkpoint: a cached base model reports it too)
+    facts = {"base_rows": int(len(y)), **{f"base_{k}": v for k, v in fit_facts(result).items()}}
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(checkpoint(model, cfg.model, n_in, names, {"role": "base", "out_features": n_out,
-                                                               "config": resolved(cfg)}), path)
-    return model, {"base_cached": False, "base_rows": int(len(y)), "base_epochs": result.epochs_run}
+                                                               "config": resolved(cfg), "base_fit": facts}), path)
+    return model, {"base_cached": False, **facts}
