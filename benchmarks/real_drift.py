@@ -343,7 +343,7 @@ def run_cli(s: Split, seed: int, epochs: int, work: Path) -> dict:
     cmd = [sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(paths["pool"]), "--target-sample",
            str(paths["target"]), "--holdout", str(paths["holdout"]), "--label", s.label, "--group-by", s.group,
            "--features", ",".join(s.features), "--strategies", STRATEGIES, "--seed", str(seed),
-           "--epochs", str(epochs), "--json-out", str(report_path)]
+           *(["--epochs", str(epochs)] if epochs else []), "--json-out", str(report_path)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
     wall = time.perf_counter() - t0
@@ -400,12 +400,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--epochs", type=int, nargs="+", default=[10, 150], help="rsft adapt --epochs values to run")
+    ap.add_argument("--epochs", type=int, nargs="+", default=[0, 10],
+                    help="rsft adapt --epochs values to run; 0 = no --epochs: the CLI's default, a budget in optimizer steps")
     ap.add_argument("--quick", action="store_true", help="one seed (0), default epochs (10) only")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results-real-drift.json"))
     args = ap.parse_args()
     if args.quick:
-        args.seeds, args.epochs = [0], [10]
+        args.seeds, args.epochs = [0], [0]
     t_all = time.perf_counter()
     out: dict = {"command": " ".join(["python", "benchmarks/real_drift.py", *sys.argv[1:]]), "seeds": args.seeds,
                  "epochs": args.epochs, "strategies": STRATEGIES, "datasets": {}}
