@@ -139,6 +139,7 @@ class Budget:
     period: int  # steps per evaluation period (one validation, early-stopping check and checkpoint each)
     split: bool  # whether an epoch holds several periods (each epoch's end then ends a period too)
     min_steps: int  # early stopping never ends the fit before this many steps
+    patience: int = 4  # periods without a better validation before the fit stops (see plan_budget)
 
 
 def plan_budget(cfg: TrainConfig, steps_per_epoch: int | None, val_rows: int = 0) -> Budget:
@@ -151,12 +152,18 @@ def plan_budget(cfg: TrainConfig, steps_per_epoch: int | None, val_rows: int = 0
     validation split costs at most about a third of the training time), and aligned with the
     epochs: whole epochs when an epoch is shorter (the nearest number of them), else the epoch cut
     into the fewest equal pieces no longer than that. ``eval_every`` None: one period per epoch.
+
+    A short epoch is its own period (a few hundred target rows: every pass is validated, so the
+    best state of a fit that overfits after 100 steps is not lost between checks of 250), and
+    patience keeps its length in steps: ``train.patience`` × ``eval_every`` steps without a
+    better validation, counted in those short periods.
     """
     total = cfg.max_steps
     if cfg.epochs is not None and steps_per_epoch:
         total = min(total, cfg.epochs * steps_per_epoch)
     if cfg.eval_every is None:  # once per epoch, whatever its length
-        return Budget(steps_per_epoch, max(total, 1), steps_per_epoch or 2**62, True, min(cfg.min_steps, total))
+        return Budget(steps_per_epoch, max(total, 1), steps_per_epoch or 2**62, True, min(cfg.min_steps, total),
+                      cfg.patience)
     every = max(cfg.eval_every, math.ceil(val_rows / cfg.batch_size))
     split = bool(steps_per_epoch) and steps_per_epoch > every  # type: ignore[operator]
     if not steps_per_epoch:
@@ -164,8 +171,11 @@ def plan_budget(cfg: TrainConfig, steps_per_epoch: int | None, val_rows: int = 0
     elif split:
         period = math.ceil(steps_per_epoch / math.ceil(steps_per_epoch / every))
     else:
-        period = steps_per_epoch * max(1, round(every / steps_per_epoch))
-    return Budget(steps_per_epoch, max(total, 1), max(period, 1), split, min(cfg.min_steps, total))
+        period = steps_per_epoch
+    period = max(period, 1)
+    # short epochs: the same steps without improvement as eval_every-long periods would allow
+    patience = cfg.patience if split or not steps_per_epoch else max(cfg.patience, math.ceil(cfg.patience * every / period))
+    return Budget(steps_per_epoch, max(total, 1), period, split, min(cfg.min_steps, total), patience)
 
 
 # --------------------------------------------------------------------------------------
@@ -382,8 +392,8 @@ class OneModel:
     def threshold(self, per: torch.Tensor, running: float | None) -> tuple[float | None, float | None]:
         return loss_threshold(per, self.cfg, running)
 
-    def early_stop(self, run: _Progress, val_losses: torch.Tensor, epoch: int, may_stop: bool) -> None:
-        """Keep the best period's state (``epoch``: the one it ended in); stop after ``cfg.patience`` periods without improvement
+    def early_stop(self, run: _Progress, val_losses: torch.Tensor, epoch: int, may_stop: bool, patience: int) -> None:
+        """Keep the best period's state (``epoch``: the one it ended in); stop after ``patience`` periods without improvement
         once ``may_stop`` (the fit has run its ``min_steps``)."""
         val_loss, result = float(val_losses.sum()), run.result
         if val_loss < result.best_val_loss:
@@ -391,7 +401,7 @@ class OneModel:
             run.best_state = _snapshot(self.model)
         else:
             run.bad_periods += 1
-            if run.bad_periods >= self.cfg.patience and may_stop:
+            if run.bad_periods >= patience and may_stop:
                 result.stopped_early = True
 
 
@@ -415,7 +425,7 @@ class ModelStack(OneModel):
     def threshold(self, per: torch.Tensor, running: float | None) -> tuple[float | None, float | None]:
         return None, running
 
-    def early_stop(self, run: _Progress, val_losses: torch.Tensor, epoch: int, may_stop: bool) -> None:
+    def early_stop(self, run: _Progress, val_losses: torch.Tensor, epoch: int, may_stop: bool, patience: int) -> None:
         active = ~self.stopped_k  # a model that stopped would have stopped alone: its best is final
         better = (val_losses < self.best_k) & active
         if bool(better.any()):
@@ -426,7 +436,7 @@ class ModelStack(OneModel):
                 float(self.best_k.sum()), epoch, run.step)
         self.bad_k = torch.where(better, 0, torch.where(active, self.bad_k + 1, self.bad_k))
         if may_stop:
-            self.stopped_k |= self.bad_k >= self.cfg.patience
+            self.stopped_k |= self.bad_k >= patience
         run.result.stopped_early = bool(self.stopped_k.all())
 
 
@@ -651,7 +661,7 @@ def fit(
                "val_loss": float(val_losses.sum()), "skipped": sums.skipped}
         run.result.history.append(row)
         run.result.steps, run.result.epochs_run = run.step, epoch + 1
-        net.early_stop(run, val_losses, epoch, may_stop=run.step >= budget.min_steps)
+        net.early_stop(run, val_losses, epoch, may_stop=run.step >= budget.min_steps, patience=budget.patience)
         run.since, sums = 0, _PeriodSums(torch.zeros(net.size or (), dtype=torch.float64))
         if last is not None:
             _save_checkpoint(last, model, opt, prec, run)

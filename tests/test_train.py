@@ -447,7 +447,8 @@ def test_a_million_rows_do_not_train_longer_than_the_old_epoch_budget():
 @pytest.mark.parametrize("eval_every", [5, 60])
 def test_resume_mid_epoch_or_across_epochs_equals_uninterrupted(tmp_path, eval_every):
     """Seed 7, 2,000 rows at batch 64 (27 steps per epoch), dropout, running-quantile rejection and
-    early stopping: periods of 5 steps (checkpoints mid-epoch) or of 2 epochs (54 steps); a fit
+    early stopping: periods of 5 steps (checkpoints mid-epoch) or of one epoch (27 steps: an epoch
+    shorter than eval_every is its own period, patience counted in them); a fit
     interrupted after any period resumes to bit-identical weights and the same result."""
     x, y = _data(2000)
     cfg = TrainConfig(max_steps=300, min_steps=100, eval_every=eval_every, patience=3, batch_size=64, lr=1e-2,
@@ -462,7 +463,7 @@ def test_resume_mid_epoch_or_across_epochs_equals_uninterrupted(tmp_path, eval_e
     a = model()
     ref = fit(a, (x, y), cfg)
     steps = [h["step"] for h in ref.history]
-    assert steps[0] == (5 if eval_every == 5 else 54) and ref.history[0]["epoch"] == (0 if eval_every == 5 else 1)
+    assert steps[0] == (5 if eval_every == 5 else 27) and ref.history[0]["epoch"] == 0
     for stop in steps[:-1:3]:
 
         def interrupt(row, stop=stop):
@@ -474,6 +475,17 @@ def test_resume_mid_epoch_or_across_epochs_equals_uninterrupted(tmp_path, eval_e
         d = model()
         assert fit(d, (x, y), cfg, checkpoint_dir=tmp_path / str(stop)).to_dict() == ref.to_dict(), stop
         assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), d.state_dict().values())), stop
+
+
+def test_a_short_epoch_is_its_own_period_and_patience_keeps_its_steps():
+    """Seed 0, 120 rows at batch 256 (one step per epoch): every epoch is validated, so the best
+    state of a fit is kept to the step; patience 4 × eval_every 250 = 1,000 steps, in 1-step periods."""
+    from rsft.train import plan_budget
+
+    b = plan_budget(TrainConfig(), steps_per_epoch=1, val_rows=18)
+    assert b.period == 1 and b.patience == 1000 and not b.split
+    big = plan_budget(TrainConfig(), steps_per_epoch=3000, val_rows=100_000)
+    assert big.split and big.patience == TrainConfig().patience  # long epochs: periods of ~eval_every steps
 
 
 def test_early_stopping_waits_for_min_steps():
