@@ -199,6 +199,8 @@ _RETRAIN_LABELS = {
     "rows_kept_by_prefilter": "pool rows kept by the prefilter",
     "rows_selected": "pool rows selected",
     "train_rows": "training rows (final model)",
+    "base_model_fit": "base model (first night) fit",
+    "final_fit": "final model fit",
 }
 
 

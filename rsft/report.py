@@ -374,43 +374,14 @@ def selection_report(
         "ess_share": ess(log_w_pool) / max(len(log_w_pool), 1),
         "log_w_quantiles": _quantiles(log_w_pool),
     }
-    xt = xp = xs = None
+    xt = xp = xs = uncovered = checked = None
     if names:
-        xt, xp, xs = (to_matrix(d, feature_cfg).astype(np.float64) for d in (target_df, pool_sample_df, selected_df))
-        t_ok = np.isfinite(xt).all(1)  # target rows with every feature finite (coverage per target row)
-        xt, xp, xs = (x[np.isfinite(x).all(1)] for x in (xt, xp, xs))
-        per = {}
-        for j, n in enumerate(names):
-            per[n] = {
-                "ks_pool_vs_target": ks_stat(xp[:, j], xt[:, j]),
-                "ks_selected_vs_target": ks_stat(xs[:, j], xt[:, j]),
-                "smd_pool_vs_target": smd(xp[:, j], xt[:, j]),
-                "smd_selected_vs_target": smd(xs[:, j], xt[:, j]),
-            }
-        report["per_feature"] = per
-        for stat in ("ks", "smd"):
-            for which in ("pool", "selected"):
-                vals = [abs(v[f"{stat}_{which}_vs_target"]) for v in per.values()]
-                report[f"mean_abs_{stat}_{which}_vs_target"] = _nanmean(vals)
-        report["auc_pool_vs_target"] = two_sample_auc(xp, xt, seed)
-        report["auc_selected_vs_target"] = two_sample_auc(xs, xt, seed)
-        cov = coverage(xt, xp, seed)
-        uncovered, checked = np.zeros(target_df.height, bool), np.zeros(target_df.height, bool)
-        uncovered[t_ok], checked[t_ok] = cov.pop("uncovered"), cov.pop("checked")
-        cov.pop("distance")
-        cov = {"method": "nearest pool-sample row, standardised features", "quantile": COVERAGE_QUANTILE, **cov,
-               "features_worse": features_worse(per, len(xs), len(xt))}
-    elif all(feature_cfg.text_column in d.columns for d in (target_df, pool_sample_df, selected_df)):
-        from rsft.features import hashed_ngram_ids
-
-        def ids(df):
-            expr = hashed_ngram_ids(pl.col(feature_cfg.text_column), feature_cfg.text_buckets, feature_cfg.text_ngrams)
-            return df.select(expr.alias("ids"))["ids"]
-
-        report["text"] = ngram_kl_reduction(ids(target_df), ids(pool_sample_df), ids(selected_df), feature_cfg.text_buckets)
-    if not names:
+        xt, xp, xs, uncovered, checked, cov = _tabular_stats(report, target_df, pool_sample_df, selected_df,
+                                                             feature_cfg, names, seed)
+    else:
+        if all(feature_cfg.text_column in d.columns for d in (target_df, pool_sample_df, selected_df)):
+            report["text"] = _text_stats(target_df, pool_sample_df, selected_df, feature_cfg)
         cov = {"uncovered_share": "n/a", "why": "no numeric features (text): no distance between rows is computed"}
-        uncovered = checked = None
     col = feature_cfg.group
     if col and col in pool_sample_df.columns:
         report["group_column"] = col
@@ -428,6 +399,50 @@ def selection_report(
     report = _json_safe(report)
     (out / "report.json").write_text(json.dumps(report, indent=2, allow_nan=False))
     return report
+
+
+def _tabular_stats(report: dict[str, Any], target_df: pl.DataFrame, pool_sample_df: pl.DataFrame,
+                   selected_df: pl.DataFrame, feature_cfg: FeaturesConfig, names: list[str], seed: int):
+    """Per-feature KS / SMD (pool vs target, selected vs target), their means and the two-sample
+    AUCs into ``report``; returns the finite feature matrices (target, pool, selected), the
+    per-target-row uncovered / checked masks and the coverage section."""
+    xt, xp, xs = (to_matrix(d, feature_cfg).astype(np.float64) for d in (target_df, pool_sample_df, selected_df))
+    t_ok = np.isfinite(xt).all(1)  # target rows with every feature finite (coverage per target row)
+    xt, xp, xs = (x[np.isfinite(x).all(1)] for x in (xt, xp, xs))
+    per = {}
+    for j, n in enumerate(names):
+        per[n] = {
+            "ks_pool_vs_target": ks_stat(xp[:, j], xt[:, j]),
+            "ks_selected_vs_target": ks_stat(xs[:, j], xt[:, j]),
+            "smd_pool_vs_target": smd(xp[:, j], xt[:, j]),
+            "smd_selected_vs_target": smd(xs[:, j], xt[:, j]),
+        }
+    report["per_feature"] = per
+    for stat in ("ks", "smd"):
+        for which in ("pool", "selected"):
+            vals = [abs(v[f"{stat}_{which}_vs_target"]) for v in per.values()]
+            report[f"mean_abs_{stat}_{which}_vs_target"] = _nanmean(vals)
+    report["auc_pool_vs_target"] = two_sample_auc(xp, xt, seed)
+    report["auc_selected_vs_target"] = two_sample_auc(xs, xt, seed)
+    cov = coverage(xt, xp, seed)
+    uncovered, checked = np.zeros(target_df.height, bool), np.zeros(target_df.height, bool)
+    uncovered[t_ok], checked[t_ok] = cov.pop("uncovered"), cov.pop("checked")
+    cov.pop("distance")
+    cov = {"method": "nearest pool-sample row, standardised features", "quantile": COVERAGE_QUANTILE, **cov,
+           "features_worse": features_worse(per, len(xs), len(xt))}
+    return xt, xp, xs, uncovered, checked, cov
+
+
+def _text_stats(target_df: pl.DataFrame, pool_sample_df: pl.DataFrame, selected_df: pl.DataFrame,
+                feature_cfg: FeaturesConfig) -> dict[str, Any]:
+    """Hashed n-gram KL of pool and selection to the target (text pipelines)."""
+    from rsft.features import hashed_ngram_ids
+
+    def ids(df):
+        expr = hashed_ngram_ids(pl.col(feature_cfg.text_column), feature_cfg.text_buckets, feature_cfg.text_ngrams)
+        return df.select(expr.alias("ids"))["ids"]
+
+    return ngram_kl_reduction(ids(target_df), ids(pool_sample_df), ids(selected_df), feature_cfg.text_buckets)
 
 
 def _quantiles(lw: np.ndarray) -> dict[str, float]:

@@ -47,6 +47,8 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     write_synthetic(cfg.synth, raw, night=1)
     s1 = retrain(config_path=str(cfg_path))
     assert s1["warm_start"] == "base"
+    # the base model was trained to convergence on the pool; the summary says how far
+    assert " steps, best validation loss " in s1["base_model_fit"] and " planned steps" in s1["final_fit"]
     assert s1["promoted"] is True and s1["model_version"] == "1"
     assert s1["rows_ingested"] > 0 and s1["rows_quarantined"] > 0  # the synth injects bad rows
     reasons = s1["quarantine_reasons"]  # per reason, top 5 + the rest: every quarantined row once

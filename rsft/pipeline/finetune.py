@@ -84,11 +84,13 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
             runs.log_metrics(outcome.champion_scores, "champion_holdout_")
 
     fit_stats = ({"epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
-                  "diverged": result.diverged} if result else {})
+                  "steps": result.steps, "best_step": result.best_step, "planned_steps": result.planned_steps,
+                  "best_val_loss": result.best_val_loss, "diverged": result.diverged} if result else {})
     out = Finetuned(
         run_id=run_id, model_name=name, version=outcome.version, promoted=outcome.decision.promote,
         reason=outcome.decision.reason, metric=cfg.promotion.metric, challenger=scores["challenger"][0],
-        champion=outcome.champion_scores, warm_start=warm["warm_start"], train={**counts, **fit_stats},
+        champion=outcome.champion_scores, warm_start=warm["warm_start"],
+        train={**counts, **fit_stats, **{k: v for k, v in warm.items() if k.startswith("base_")}},
         adapt=search, holdout_rows=holdout.height, champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg))
     _describe(cfg, mlc, night, ingested, selection, out)
     return out

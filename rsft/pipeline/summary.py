@@ -14,7 +14,7 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
 
     pool = ingested[pool_dataset(cfg)]
     sel, pre = selection.selected, selection.prefiltered
-    metric, champ, search = result.metric, result.champion, result.adapt
+    metric, champ, search, t = result.metric, result.champion, result.adapt, result.train
     uri = tracking_uri(cfg)
     return {
         "files_new": pool.files - pool.files_skipped,
@@ -33,6 +33,12 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         "selection_warnings": list((selection.report or {}).get("warnings") or []),
         "train_rows": result.train["train_rows"],
         "warm_start": result.warm_start,
+        **({"base_model_fit": f"{t['base_steps']:,} steps, best validation loss {t['base_best_val_loss']:.4g}"
+                              + (" (cached)" if t.get("base_cached") else "")}
+           if "base_steps" in t else {}),
+        **({"final_fit": f"{t['steps']:,} of {t['planned_steps']:,} planned steps, best validation loss "
+                         f"{t['best_val_loss']:.4g}" + (", stopped early" if t.get("stopped_early") else "")}
+           if "steps" in t else {}),
         **({"recipe": search["chosen"], "recipe_why": search["why"],
             "recipe_trained_on": search["final"]["trained_on"],
             "search_seconds": round(search["search_seconds"], 2),

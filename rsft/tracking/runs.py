@@ -75,9 +75,9 @@ def log_metrics(metrics: dict[str, Any], prefix: str = "", step: int | None = No
 def epoch_logger(then: Callable[[dict], None] | None = None) -> Callable[[dict], None]:
     """An ``on_epoch`` callback logging each epoch's row as step metrics (then calling ``then``)."""
 
-    def on_epoch(row: dict) -> None:  # fit_lr, fit_train_loss, fit_val_loss, … as curves over the epochs
-        _mlflow().log_metrics({f"fit_{k}": float(v) for k, v in row.items() if k != "epoch" and v is not None},
-                              step=int(row["epoch"]))
+    def on_epoch(row: dict) -> None:  # fit_lr, fit_train_loss, fit_val_loss, … as curves over optimizer steps
+        _mlflow().log_metrics({f"fit_{k}": float(v) for k, v in row.items() if k not in ("step",) and v is not None},
+                              step=int(row.get("step", row["epoch"])))
         if then:
             then(row)
 
