@@ -67,6 +67,21 @@ def test_one_se_rule_prefers_the_cheaper_candidate():
     assert choose([cheap, far])[0] is far
 
 
+def test_one_se_rule_pairs_the_folds():
+    """Folds of unequal difficulty (one machine's rows are simply harder for every recipe): a
+    candidate worse on every fold is not 'within one SE' of the best just because the folds
+    spread widely; one that trades wins fold by fold is."""
+    best = CandidateResult("rsft", "rsft", 5, fold_losses=[1.0, 2.0, 3.0, 4.0], folds=[0, 1, 2, 3])
+    worse = CandidateResult("keep_champion", "keep_champion", 0, fold_losses=[1.1, 2.1, 3.1, 4.1], folds=[0, 1, 2, 3])
+    assert choose([worse, best])[0] is best  # unpaired: 2.6 <= 2.5 + 0.65 would have taken keep_champion
+    mixed = CandidateResult("recalibrate", "recalibrate", 1, fold_losses=[0.95, 2.1, 2.95, 4.12], folds=[0, 1, 2, 3])
+    chosen, why = choose([mixed, best])
+    assert chosen is mixed and "fold by fold" in why
+    # the same losses recorded in another fold order pair up by fold, not by position
+    shuffled = CandidateResult("keep_champion", "keep_champion", 0, fold_losses=[4.1, 3.1, 2.1, 1.1], folds=[3, 2, 1, 0])
+    assert choose([shuffled, best])[0] is best
+
+
 def test_keep_champion_wins_when_nothing_beats_it():
     keep = _result("keep_champion", 0, [1.0, 1.0, 1.0])
     worse = _result("rsft", 3, [1.2, 1.3, 1.25])

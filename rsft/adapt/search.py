@@ -263,6 +263,7 @@ class Search:
                     r.skipped = r.skipped or out.skipped
                 elif not r.skipped:  # a fold after a skipped one does not count (the budget ran out)
                     r.fold_losses.append(out.losses[j])
+                    r.folds.append(u.cells[j][1])
                     r.pool_rows.append(out.pool_rows[j])
 
     def _survivors(self, cands: list[Candidate], results: list[CandidateResult]) -> set[str]:
@@ -284,7 +285,7 @@ class Search:
                 free += [(i, f) for f in rest]
             elif r.name in keep:
                 if full:  # every fold again, at the budget the final fit gets
-                    r.short_losses, r.fold_losses, r.pool_rows = r.fold_losses, [], []
+                    r.short_losses, r.fold_losses, r.pool_rows, r.folds = r.fold_losses, [], [], []
                     rest = list(range(n_folds))
                 kept += [(i, f) for f in rest]
             elif r.fold_losses:
