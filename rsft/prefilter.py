@@ -192,7 +192,6 @@ def flagged(lf: pl.LazyFrame, cfg: PrefilterConfig) -> tuple[pl.LazyFrame, list[
     windows = [r for r in cfg.rules if r.kind in WINDOW_KINDS]
     if windows:
         lf = lf.sort(windows[0].by, windows[0].order_by, maintain_order=True)
-    names = [rule_name(r) for r in cfg.rules]
     flags = [f"__keep_{i}" for i in range(len(cfg.rules))]
     return lf.with_columns([compile_rule(r).alias(f) for r, f in zip(cfg.rules, flags)]), flags
 

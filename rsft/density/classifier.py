@@ -32,7 +32,6 @@ def ece(prob: np.ndarray, label: np.ndarray, weight: np.ndarray | None = None, b
     prob, label = np.asarray(prob, np.float64), np.asarray(label, np.float64)
     w = np.ones_like(prob) if weight is None else np.asarray(weight, np.float64)
     which = np.minimum((prob * bins).astype(np.int64), bins - 1)
-    wsum = np.bincount(which, w, bins)
     gap = np.abs(np.bincount(which, w * prob, bins) - np.bincount(which, w * label, bins))
     return float(gap.sum() / w.sum()) if w.sum() > 0 else float("nan")
 
