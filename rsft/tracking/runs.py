@@ -40,12 +40,50 @@ def night_run(experiment: str, artifact_root: str | None, run_name: str, tags: d
     yields the run id. Params: :data:`KEY_PARAMS` of ``flat_params`` (plus the number of model
     inputs); the whole config as ``config/resolved.yaml``."""
     mlflow = _mlflow()
-    registry.use_experiment(experiment, artifact_root)
+    exp_id = registry.use_experiment(experiment, artifact_root)
+    close_stale_runs(exp_id)
     with mlflow.start_run(run_name=run_name) as run:
-        mlflow.set_tags({**tags, **registry.environment_tags()})
+        mlflow.set_tags({**tags, **registry.environment_tags(), **_owner()})
         registry.log_flat_params({k: flat_params[k] for k in KEY_PARAMS if k in flat_params})
         mlflow.log_text(config_yaml, "config/resolved.yaml")
         yield run.info.run_id
+
+
+def _owner() -> dict[str, str]:
+    """Which process on which machine runs a night (to tell a killed night from a running one)."""
+    import socket
+
+    return {"rsft.host": socket.gethostname(), "rsft.pid": str(os.getpid())}
+
+
+def close_stale_runs(experiment_id: str) -> list[str]:
+    """Mark as KILLED the runs of ``experiment_id`` still RUNNING whose process, on this machine,
+    is gone (a night killed mid-run leaves its run RUNNING forever otherwise). Runs of other
+    machines or of live processes are left alone. Returns the run ids closed."""
+    import socket
+
+    client = _mlflow().MlflowClient()
+    host, closed = socket.gethostname(), []
+    running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=500)
+    for run in running:
+        tags = run.data.tags
+        if tags.get("rsft.host") == host and tags.get("rsft.pid", "").isdigit() and not _alive(int(tags["rsft.pid"])):
+            closed.append(run.info.run_id)
+    # and the candidate runs nested under a killed night
+    closed += [r.info.run_id for r in running if r.data.tags.get("mlflow.parentRunId") in closed]
+    for run_id in closed:
+        client.set_terminated(run_id, status="KILLED")
+    return closed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def describe_run(run_id: str, name: str, markdown: str) -> None:

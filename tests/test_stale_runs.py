@@ -1,0 +1,50 @@
+"""A night killed mid-run leaves its MLflow run RUNNING; the next night closes it as KILLED (only
+runs of dead processes on this machine; a live night's run is left alone)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+CHILD = """
+import sys, time
+from rsft.tracking import registry, runs
+import mlflow
+registry.client(sys.argv[1])
+with runs.night_run("nights", sys.argv[2], "killed night", {}, {}, "a: 1") as run_id:
+    with mlflow.start_run(run_name="candidate", nested=True):
+        print(run_id, flush=True)
+        time.sleep(120)
+"""
+
+
+def test_a_killed_nights_run_is_closed_by_the_next_night(tmp_path):
+    from rsft.tracking import registry, runs
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, uri, str(tmp_path / "artifacts")], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = child.stdout.readline().strip()
+    assert killed, child.stderr.read()[-2000:]
+    mlc = registry.client(uri)
+    assert mlc.get_run(killed).info.status == "RUNNING"
+    with runs.night_run("nights", str(tmp_path / "artifacts"), "live night", {}, {}, "a: 1") as live:
+        # a live night (this process) is not closed by another night starting meanwhile
+        exp = mlc.get_experiment_by_name("nights").experiment_id
+        assert runs.close_stale_runs(exp) == []
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+        time.sleep(0.2)
+        closed = runs.close_stale_runs(exp)
+        assert killed in closed and live not in closed and len(closed) == 2  # the night and its candidate
+        assert mlc.get_run(live).info.status == "RUNNING"
+    assert mlc.get_run(killed).info.status == "KILLED"
+    kids = mlc.search_runs([exp], f"tags.mlflow.parentRunId = '{killed}'")
+    assert [k.info.status for k in kids] == ["KILLED"]
+    assert mlc.get_run(live).info.status == "FINISHED"
