@@ -10,6 +10,8 @@ threads writing the same destination, hidden from dataset scans (dot-files), and
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import threading
 import uuid
 from contextlib import contextmanager
@@ -55,3 +57,31 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return Path(path)
+
+
+# a hidden temp name carrying the pid of the process that writes it: fsio's ".<name>.tmp-<pid>-…",
+# the ingest's ".staging-<pid>-…", ".fetch-<pid>-…", ".gunzip-<pid>-…", the prefilter's ".split-<pid>-…"
+ORPHAN_NAME = re.compile(r"(?:tmp|gunzip|fetch|staging|split)-(\d+)-")
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_orphans(directory: str | Path) -> int:
+    """Remove the hidden temp files and folders in ``directory`` left by a process that died
+    (its pid is in the name; a live writer's are kept). Returns how many were removed."""
+    removed = 0
+    for p in Path(directory).glob(".*"):
+        m = ORPHAN_NAME.search(p.name)
+        if m and not pid_alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+            removed += 1
+    return removed

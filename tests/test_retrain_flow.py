@@ -231,3 +231,35 @@ def test_a_diverged_first_night_is_registered_but_not_promoted(tmp_path):
     out = stages.run_night(cfg)
     assert out["promoted"] is False, out
     assert out["reason"].startswith("the fit diverged: no finite loss"), out["reason"]
+
+
+def test_a_killed_nights_temp_files_are_removed_by_the_next(tmp_path):
+    """Temp files of a dead process (its pid in the name) in prefiltered/ and the run's folders
+    are removed when the next night reaches those stages; a live process's are kept."""
+    import os
+    import subprocess
+    import sys
+
+    from rsft import pipeline
+    from rsft.config import load_config
+    from rsft.synth import write_synthetic
+
+    cfg = load_config(small_config(tmp_path))
+    write_synthetic(cfg.synth, tmp_path / "raw", night=1)
+    pipeline.ingest_stage(cfg)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)  # a process that has exited
+    pre_dir = pipeline.pipeline_root(cfg) / "prefiltered"
+    pre_dir.mkdir(parents=True)
+    left = [pre_dir / f".split-{pid}-abc.parquet", pre_dir / f".x.parquet.tmp-{pid}-1-deadbeef"]
+    live = pre_dir / f".split-{os.getpid()}-mine.parquet"
+    for p in [*left, live]:
+        p.write_bytes(b"partial")
+    pre = pipeline.prefilter_stage(cfg)
+    assert not any(p.exists() for p in left) and live.exists()
+    scored = pipeline.fit_scorer_stage(cfg, pre)
+    chunk_tmp = Path(scored.run_dir) / "chunks" / f".c.parquet.tmp-{pid}-1-feed"
+    chunk_tmp.parent.mkdir(parents=True, exist_ok=True)
+    chunk_tmp.write_bytes(b"partial")
+    pipeline.fit_scorer_stage(cfg, pre)
+    assert not chunk_tmp.exists()

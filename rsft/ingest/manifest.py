@@ -9,14 +9,12 @@ from __future__ import annotations
 import glob
 import json
 import os
-import re
-import shutil
 from pathlib import Path
 from typing import Sequence
 
 import polars as pl
 
-from rsft.fsio import atomic_write_text
+from rsft.fsio import atomic_write_text, remove_orphans
 
 
 def _part_stem(digest: str) -> str:
@@ -48,32 +46,10 @@ def _forget_path(dataset_dir: Path, path: str, keep_digest: str) -> None:
             (dataset_dir / "_manifest" / f"{dig}.json").unlink(missing_ok=True)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-# A temp name with the pid of the process that writes it: rsft.fsio's ".<name>.tmp-<pid>-<thread>-<random>"
-# (manifest entries, quarantine parts; before fsio ".<name>.tmp-<pid>-<thread>"), and the ingest's own
-# ".staging-<pid>-<thread>-<digest>" (data parts, ".jsonl-spool"), ".fetch-<pid>-…", ".gunzip-<pid>-…".
-_TEMP_NAME = re.compile(r"(?:tmp|gunzip|fetch|staging)-(\d+)-")
-
-
 def clean_orphans(dataset_dir: str | Path) -> int:
-    """Remove temp files left by an ingest process that died (its pid is in the name)."""
-    removed = 0
-    for sub in ("data", "quarantine", "_manifest"):
-        for p in (Path(dataset_dir) / sub).glob(".*"):
-            m = _TEMP_NAME.search(p.name)
-            if m and not _pid_alive(int(m.group(1))):
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-                removed += 1
-    return removed
+    """Remove temp files left by an ingest process that died (its pid is in the name:
+    :data:`rsft.fsio.ORPHAN_NAME`)."""
+    return sum(remove_orphans(Path(dataset_dir) / sub) for sub in ("data", "quarantine", "_manifest"))
 
 
 def scan_dataset(dataset_dir: str | Path) -> pl.LazyFrame:

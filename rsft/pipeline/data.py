@@ -17,6 +17,7 @@ import numpy as np
 import polars as pl
 
 from rsft.config import AdaptConfig, FeaturesConfig, PipelineConfig
+from rsft.fsio import remove_orphans
 from rsft.pipeline.layout import (
     TARGET_HOLDOUT,
     TARGET_SAMPLE,
@@ -177,6 +178,8 @@ def prefilter_stage(cfg: PipelineConfig) -> Prefiltered:
     key = digest(dataset_digest(src), cfg.prefilter.model_dump(mode="json"),
                  *([[r.model_dump(mode="json") for r in f.rolling], f.group, f.time_column] if derive else []))
     out = root / "prefiltered" / f"{key}.parquet"
+    if out.parent.is_dir():  # a killed night's temp files (split blocks, half-written outputs)
+        remove_orphans(out.parent)
     stats = out.with_suffix(".json")
     if out.exists() and stats.exists():
         log.info("prefilter: reusing %s", out)
@@ -213,6 +216,9 @@ def fit_scorer_stage(cfg: PipelineConfig, prefiltered: Prefiltered) -> Scored:
     key = run_key(cfg, prefiltered)
     run_dir = pipeline_root(cfg) / "runs" / key
     run_dir.mkdir(parents=True, exist_ok=True)
+    for d in (run_dir, run_dir / "chunks"):  # a killed night's temp files
+        if d.is_dir():
+            remove_orphans(d)
     scorer_path = run_dir / "scorer.pt"
     pool = pool_sample(prefiltered, cfg.scorer.pool_sample_rows, cfg.scorer.seed)
     target = load_target(cfg)
