@@ -13,6 +13,7 @@ import tempfile
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
+from rsft.fsio import pid_alive
 from rsft.tracking import registry
 
 
@@ -67,23 +68,13 @@ def close_stale_runs(experiment_id: str) -> list[str]:
     running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=500)
     for run in running:
         tags = run.data.tags
-        if tags.get("rsft.host") == host and tags.get("rsft.pid", "").isdigit() and not _alive(int(tags["rsft.pid"])):
+        if tags.get("rsft.host") == host and tags.get("rsft.pid", "").isdigit() and not pid_alive(int(tags["rsft.pid"])):
             closed.append(run.info.run_id)
     # and the candidate runs nested under a killed night
     closed += [r.info.run_id for r in running if r.data.tags.get("mlflow.parentRunId") in closed]
     for run_id in closed:
         client.set_terminated(run_id, status="KILLED")
     return closed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's live process
-        return True
-    return True
 
 
 def describe_run(run_id: str, name: str, markdown: str) -> None:
