@@ -404,7 +404,7 @@ def adapt(
     """  # noqa: E501 - one line per paragraph: the help renders line breaks as they are
     from rsft.adapt import PoolSample, run_search, time_blocks
     from rsft.config import AdaptConfig, FeaturesConfig, ModelConfig, ScorerConfig, Strategy, TrainConfig
-    from rsft.pipeline.training import arrays, pretrain
+    from rsft.pipeline.training import arrays, fit_facts, pretrain
     from rsft.tables import read_table, sample_table
 
     if scorer not in ("gaussian", "gmm", "classifier"):
@@ -467,7 +467,7 @@ def adapt(
     report["pool_rows_sampled"], report["pool_rows_complete"] = len(yp), pool_total
     report["champion"] = champion or "pretrained on the pool sample"
     if warm_fit is not None:  # trained to convergence on the pool sample (its own validation split)
-        report["warm_start"] = {"steps": warm_fit.steps, "best_val_loss": warm_fit.best_val_loss}
+        report["warm_start"] = fit_facts(warm_fit)
     _show_adapt(report, len(yt), json_out, plot)
 
 

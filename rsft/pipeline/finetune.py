@@ -30,7 +30,7 @@ from rsft.pipeline.layout import (
     tracking_uri,
 )
 from rsft.pipeline.results import DatasetIngest, Finetuned, Selection
-from rsft.pipeline.training import arrays, base_model, evaluate_frame, fine_tune, model_io, resolved
+from rsft.pipeline.training import arrays, base_model, evaluate_frame, fine_tune, fit_facts, model_io, resolved
 from rsft.tracking import promotion, registry, runs
 
 
@@ -83,9 +83,8 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
         if outcome.champion_scores:
             runs.log_metrics(outcome.champion_scores, "champion_holdout_")
 
-    fit_stats = ({"epochs_run": result.epochs_run, "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
-                  "steps": result.steps, "best_step": result.best_step, "planned_steps": result.planned_steps,
-                  "best_val_loss": result.best_val_loss, "diverged": result.diverged} if result else {})
+    fit_stats = ({**fit_facts(result), "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
+                  "diverged": result.diverged} if result else {})
     out = Finetuned(
         run_id=run_id, model_name=name, version=outcome.version, promoted=outcome.decision.promote,
         reason=outcome.decision.reason, metric=cfg.promotion.metric, challenger=scores["challenger"][0],

@@ -160,7 +160,7 @@ def pretrain_config(tcfg: TrainConfig) -> TrainConfig:
 
 
 def fit_facts(result) -> dict[str, Any]:
-    """What a warm start's fit did, for reports: optimizer steps (and their budget), passes, best
+    """What a fit did, for reports (the warm start's, the night's final fit, rsft adapt's): optimizer steps (and their budget), passes, best
     and final validation loss, whether early stopping ended it."""
     last = result.history[-1]["val_loss"] if result.history else None
     return {"steps": result.steps, "planned_steps": result.planned_steps, "best_step": result.best_step,

@@ -79,8 +79,9 @@ def close_stale_runs(experiment_id: str) -> list[str]:
 
 def describe_run(run_id: str, name: str, markdown: str) -> None:
     """The run's name in the runs table and its description (the run page's markdown note)."""
-    _mlflow().MlflowClient().set_tag(run_id, "mlflow.runName", name)
-    _mlflow().MlflowClient().set_tag(run_id, "mlflow.note.content", markdown)
+    client = _mlflow().MlflowClient()
+    client.set_tag(run_id, "mlflow.runName", name)
+    client.set_tag(run_id, "mlflow.note.content", markdown)
 
 
 def log_lineage(lineage: dict[str, Any], scorer_path: str, report_dir: str | None,
