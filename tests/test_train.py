@@ -21,9 +21,10 @@ def _data(n=2000, seed=0, noise=0.1):
     return x.astype(np.float32), y
 
 
-def _model(x, y):
+def _model(x, y, hidden=(32, 32), dropout=0.0):
+    """A seeded MLP standardised on (x, y): the same initial weights every call."""
     torch.manual_seed(0)
-    m = build_model(ModelConfig(hidden=[32, 32]), x.shape[1])
+    m = build_model(ModelConfig(hidden=list(hidden), dropout=dropout), x.shape[1])
     set_standardization(m, x, y)
     return m
 
@@ -106,10 +107,7 @@ def test_fit_pins_its_step_order_same_seed_and_resume_after_any_epoch(tmp_path):
                       loss_threshold_quantile=0.9, loss_threshold_mode="running", seed=11)
 
     def model():
-        torch.manual_seed(0)
-        m = build_model(ModelConfig(hidden=[16], dropout=0.2), 4)
-        set_standardization(m, x, y)
-        return m
+        return _model(x, y, hidden=[16], dropout=0.2)
 
     def same(p, q):
         return all(torch.equal(a, b) for a, b in zip(p.state_dict().values(), q.state_dict().values()))
@@ -455,10 +453,7 @@ def test_resume_mid_epoch_or_across_epochs_equals_uninterrupted(tmp_path, eval_e
                       loss_threshold_quantile=0.95, loss_threshold_mode="running", seed=7)
 
     def model():
-        torch.manual_seed(0)
-        m = build_model(ModelConfig(hidden=[16], dropout=0.1), 4)
-        set_standardization(m, x, y)
-        return m
+        return _model(x, y, hidden=[16], dropout=0.1)
 
     a = model()
     ref = fit(a, (x, y), cfg)
