@@ -331,7 +331,7 @@ def pool_cv(s: Split) -> float:
                                .predict(xp[va]), yp[va]) for tr, va in KFold(5).split(xp)]))
 
 
-def run_cli(s: Split, seed: int, epochs: int, work: Path) -> dict:
+def run_cli(s: Split, seed: int, epochs: int, work: Path, extra: list[str] | None = None) -> dict:
     """rsft's candidates from its CLI: hold-out RMSE per strategy, the chosen one, and the raw report bits."""
     work.mkdir(parents=True, exist_ok=True)
     paths = {k: work / f"{k}.csv" for k in ("pool", "target", "holdout")}
@@ -343,7 +343,7 @@ def run_cli(s: Split, seed: int, epochs: int, work: Path) -> dict:
     cmd = [sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(paths["pool"]), "--target-sample",
            str(paths["target"]), "--holdout", str(paths["holdout"]), "--label", s.label, "--group-by", s.group,
            "--features", ",".join(s.features), "--strategies", STRATEGIES, "--seed", str(seed),
-           *(["--epochs", str(epochs)] if epochs else []), "--json-out", str(report_path)]
+           *(["--epochs", str(epochs)] if epochs else []), *(extra or []), "--json-out", str(report_path)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"})
     wall = time.perf_counter() - t0
@@ -403,6 +403,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, nargs="+", default=[0, 10],
                     help="rsft adapt --epochs values to run; 0 = no --epochs: the CLI's default, a budget in optimizer steps")
     ap.add_argument("--quick", action="store_true", help="one seed (0), default epochs (10) only")
+    ap.add_argument("--cli-args", default="", help="extra rsft adapt options for every CLI run, e.g. '--cv forward'")
     ap.add_argument("--out", type=Path, default=Path(__file__).with_name("results-real-drift.json"))
     args = ap.parse_args()
     if args.quick:
@@ -422,7 +423,7 @@ def main() -> None:
                 base_runs.append(baselines(s, seed) if d.seeded_split or not base_runs else base_runs[0])
                 print(f"[{name} seed {seed}] baselines {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
                 for e in args.epochs:
-                    r = run_cli(s, seed, e, Path(tmp) / name / f"seed{seed}")
+                    r = run_cli(s, seed, e, Path(tmp) / name / f"seed{seed}", args.cli_args.split())
                     cli_runs[e].append(r)
                     print(f"[{name} seed {seed}] rsft adapt --epochs {e}: {r['_cli_seconds']} s, chose {r['_chosen']}",
                           file=sys.stderr, flush=True)

@@ -417,9 +417,16 @@ class AdaptConfig(_Model):
     m_quantiles: list[float] = [0.99]
     target_shares: list[float] = [2.0]  # repeat factor of target rows in each training set
     folds: int = Field(4, ge=2)  # grouped K-fold on the target sample
+    # "grouped": K folds of whole groups, any group may validate; "forward": forward chaining over
+    # the groups in time order (the target sample's row order) — each fold trains on earlier
+    # groups and validates on the next block, as tonight's model will predict later rows
+    cv: Literal["grouped", "forward"] = "grouped"
     group_by: str | None = None  # grouping column; None = contiguous time blocks of the target sample
     time_blocks: int = 8  # blocks used when group_by is None
     one_se: bool = True  # pick the cheapest candidate within one standard error of the best
+    # ... or within this share of the best's CV loss: a smaller gain never pays for a costlier
+    # recipe (0.01 = a recipe must beat a cheaper one by more than 1 % and by more than one SE)
+    min_gain: float = Field(0.01, ge=0.0)
     time_budget_s: float | None = None  # stop evaluating further candidates after this
     pool_rows: int = 50_000  # pool sample the candidates draw from
     # optimizer steps per cross-validation fit of the ranking rung at most (None = a quarter of

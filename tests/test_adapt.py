@@ -8,6 +8,7 @@ from torch import nn
 from rsft.adapt import (
     CandidateResult,
     choose,
+    forward_folds,
     grouped_folds,
     head_only_freeze,
     make_candidates,
@@ -33,6 +34,21 @@ def test_grouped_folds_never_split_a_group():
 def test_more_folds_than_groups_is_one_clear_error():
     with pytest.raises(ValueError, match="only 3 groups"):
         grouped_folds(np.array([0, 0, 1, 1, 2, 2]), 4)
+
+
+def test_forward_folds_train_on_the_past_and_validate_on_the_next_block():
+    groups = np.repeat(np.array([30, 10, 20, 50, 40, 60, 70, 80, 90, 11]), 12)  # labels unordered: row order counts
+    folds = forward_folds(groups, 4)
+    assert len(folds) == 4
+    vals = [va for _, va in folds]
+    assert all(len(va) for va in vals)
+    for tr, va in folds:
+        assert tr.max() < va.min()  # every training row precedes every validation row
+        assert not set(groups[tr]) & set(groups[va])
+    assert vals[0].max() == len(groups) - 1  # latest block first: the ranking rung's fold
+    assert [len(tr) for tr, _ in folds] == sorted((len(tr) for tr, _ in folds), reverse=True)
+    with pytest.raises(ValueError, match="needs 5 groups"):
+        forward_folds(np.array([0, 0, 1, 1, 2, 2, 3, 3]), 4)
 
 
 def test_time_blocks_are_contiguous_and_balanced():
@@ -80,6 +96,15 @@ def test_one_se_rule_pairs_the_folds():
     # the same losses recorded in another fold order pair up by fold, not by position
     shuffled = CandidateResult("keep_champion", "keep_champion", 0, fold_losses=[4.1, 3.1, 2.1, 1.1], folds=[3, 2, 1, 0])
     assert choose([shuffled, best])[0] is best
+
+
+def test_a_gain_below_min_gain_does_not_pay_for_a_costlier_recipe():
+    keep = _result("keep_champion", 0, [1.004, 1.003, 1.005, 1.004])
+    tuned = _result("sample_only", 3, [1.000, 1.000, 1.000, 1.000])  # consistently 0.4 % better: paired SE ~0
+    assert choose([keep, tuned])[0] is tuned  # no floor: any consistent gain counts
+    chosen, why = choose([keep, tuned], min_gain=0.01)
+    assert chosen is keep and "minimum gain" in why
+    assert choose([keep, _result("sample_only", 3, [0.97] * 4)], min_gain=0.01)[0].name == "sample_only"
 
 
 def test_keep_champion_wins_when_nothing_beats_it():
@@ -519,3 +544,23 @@ def test_the_ranking_rung_is_a_quarter_of_the_step_budget():
     c = cv_config(AdaptConfig(max_steps=2000), t.model_copy(update={"epochs": 8}))
     assert (c.max_steps, c.min_steps, c.epochs) == (2000, 200, 2)
     assert not shorter(cv_config(AdaptConfig(max_steps=4000), t), t)
+
+
+def test_fine_tunes_validate_on_the_latest_target_rows_never_on_copies_of_training_rows():
+    """The target rows are repeated target_share times into a training set: a random validation
+    split of that set would validate on copies of training rows and early stopping would never
+    stop. The latest val_share of the target rows are held out once, before repeating."""
+    from rsft.adapt.candidates import Candidate
+    from rsft.adapt.pool import PoolRatios
+    from rsft.adapt.recipes import training_set
+
+    xt = np.arange(100, dtype=np.float32).reshape(-1, 1)
+    yt = np.arange(100, dtype=np.float32)
+    ratios = PoolRatios(PoolSample(xt[:5], yt[:5]), ScorerConfig(), ["a"], None, 0)
+    ts = training_set(Candidate("sample_only", "sample_only", 2, target_share=2.0), xt, yt, 0, ratios, 0.99, 0,
+                      val_share=0.15)
+    assert ts.val is not None and ts.val[1].tolist() == list(range(85, 100))  # the latest 15 rows
+    assert not set(ts.train[1].tolist()) & set(ts.val[1].tolist())
+    assert len(ts.train[1]) == 85 * 2 and ts.pool_rows == 0
+    few = training_set(Candidate("sample_only", "sample_only", 2, target_share=2.0), xt[:10], yt[:10], 0, ratios, 0.99, 0, 0.15)
+    assert few.val is None and len(few.train[1]) == 10 * 2

@@ -25,14 +25,14 @@ The modules, each importing only those above it:
 - ``search``      ``Search`` and ``run_search``; ``run_unit`` / ``UnitCall`` / ``UnitResult`` for executors
 - ``table``       the report for people: ``candidate_table``, ``plot_candidates``
 
-A search goes: ``grouped_folds`` → ``Search.prepare`` (warm predictions; each fold's log w) →
+A search goes: ``make_folds`` (``grouped_folds`` or ``forward_folds``) → ``Search.prepare`` (warm predictions; each fold's log w) →
 rung 0 (every candidate on the first folds, short epochs; units planned by ``stacking``, run by
 ``run_unit``, each cell's rows from ``recipes``) → rung 1 (free candidates on the rest, the best
 trained ones again) → ``choose`` → ``Search.final`` on the whole target sample → ``candidate_table``.
 """
 
 from rsft.adapt.candidates import FREE, POOL_STRATEGIES, Candidate, make_candidates
-from rsft.adapt.cv import CandidateResult, choose, grouped_folds, rmse, time_blocks
+from rsft.adapt.cv import CandidateResult, choose, forward_folds, grouped_folds, make_folds, rmse, time_blocks
 from rsft.adapt.pool import PoolSample, rejection_indices
 from rsft.adapt.recipes import affine_fit, head_only_freeze, last_linear, recalibrate
 from rsft.adapt.search import MapUnits, Search, UnitCall, UnitResult, run_search, run_unit
@@ -42,6 +42,7 @@ from rsft.adapt.table import candidate_table, plot_candidates
 __all__ = [
     "FREE", "POOL_STRATEGIES", "STACK_MIN_FILL", "Candidate", "CandidateResult", "MapUnits",
     "PoolSample", "Search", "Unit", "UnitCall", "UnitResult", "affine_fit", "candidate_table", "choose",
-    "grouped_folds", "head_only_freeze", "last_linear", "make_candidates", "plot_candidates", "recalibrate",
+    "forward_folds", "grouped_folds", "make_folds", "head_only_freeze", "last_linear", "make_candidates",
+    "plot_candidates", "recalibrate",
     "rejection_indices", "rmse", "run_search", "run_unit", "time_blocks",
 ]

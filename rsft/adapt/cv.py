@@ -42,6 +42,38 @@ def grouped_folds(groups: np.ndarray, k: int, seed: int = 0) -> list[tuple[np.nd
     return [(np.flatnonzero(assign != f), np.flatnonzero(assign == f)) for f in range(k)]
 
 
+def forward_folds(groups: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """K forward-chaining folds over time-ordered groups: the groups, in the order they first
+    appear in the sample (its rows are in time order), are cut into ``k + 1`` contiguous blocks of
+    about equal rows; fold i trains on every block before block i + 1 and validates on block
+    i + 1. Each fold predicts later rows than it learns from — as tonight's model will — so a
+    recipe that fits the sample's own period and extrapolates badly past it is scored as it will
+    do. Folds are listed latest first (fold 0 = the most training rows, the latest block): the
+    halving's ranking rung runs the first folds."""
+    if k < 2:
+        raise ValueError(f"adapt.folds must be >= 2, got {k}")
+    uniq, first = np.unique(groups, return_index=True)
+    if len(uniq) < k + 1:
+        raise ValueError(f"adapt.cv=forward with adapt.folds={k} needs {k + 1} groups, the target sample has "
+                         f"{len(uniq)}; use fewer folds")
+    order = uniq[np.argsort(first, kind="stable")]
+    sizes = np.array([int((groups == g).sum()) for g in order])
+    before = np.concatenate([[0], np.cumsum(sizes)[:-1]])  # rows in earlier groups
+    block = np.minimum((before * (k + 1)) // max(len(groups), 1), k)
+    # every block non-empty: with very unequal groups, fall back to cutting by group count
+    if len(np.unique(block)) < k + 1:
+        block = (np.arange(len(order)) * (k + 1)) // len(order)
+    block_of = dict(zip(order.tolist(), block.tolist()))
+    b = np.array([block_of[g] for g in groups.tolist()])
+    return [(np.flatnonzero(b < i), np.flatnonzero(b == i)) for i in range(k, 0, -1)]
+
+
+def make_folds(groups: np.ndarray, k: int, kind: str = "grouped", seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The search's folds: ``grouped`` K-fold (:func:`grouped_folds`) or ``forward`` chaining
+    (:func:`forward_folds`)."""
+    return forward_folds(groups, k) if kind == "forward" else grouped_folds(groups, k, seed)
+
+
 def rmse(pred: np.ndarray, y: np.ndarray) -> float:
     """The search's loss: root mean squared error of predictions against labels."""
     return float(np.sqrt(np.mean((pred - y) ** 2)))
@@ -97,10 +129,13 @@ def paired_gap(r: CandidateResult, best: CandidateResult) -> tuple[float, float]
     return float(np.mean(d)), float(np.std(d, ddof=1) / math.sqrt(len(d)))
 
 
-def choose(results: list[CandidateResult], one_se: bool = True) -> tuple[CandidateResult, str]:
+def choose(results: list[CandidateResult], one_se: bool = True, min_gain: float = 0.0) -> tuple[CandidateResult, str]:
     """Lowest mean CV loss; with ``one_se``, the cheapest candidate whose loss is within one
     standard error of it, the SE of the fold-by-fold difference (:func:`paired_gap`; the best's
-    own SE where folds do not pair)."""
+    own SE where folds do not pair), or within ``min_gain`` (a share of the best's loss) of it: a
+    gain smaller than that is not worth a costlier recipe however consistent it is — two models
+    that predict almost alike (a fine-tune that early-stopped next to its warm start) have a tiny
+    paired SE, and without the floor any consistent 0.1 % would count."""
     done = [r for r in results if r.fold_losses and math.isfinite(r.mean) and not r.eliminated]
     if not done:
         raise RuntimeError("no candidate finished a cross-validation fold")
@@ -109,6 +144,8 @@ def choose(results: list[CandidateResult], one_se: bool = True) -> tuple[Candida
         return best, f"lowest CV loss {best.mean:.4g}"
 
     def close(r: CandidateResult) -> bool:
+        if r.mean <= best.mean * (1 + min_gain):
+            return True
         gap = paired_gap(r, best)
         return r.mean <= best.mean + best.se if gap is None else gap[0] <= gap[1]
 
@@ -117,4 +154,6 @@ def choose(results: list[CandidateResult], one_se: bool = True) -> tuple[Candida
         return best, f"lowest CV loss {best.mean:.4g} ± {best.se:.2g}"
     gap = paired_gap(cheap, best)
     how = (f"fold by fold {gap[0]:+.2g} ± {gap[1]:.2g}" if gap else f"within {best.mean:.4g} ± {best.se:.2g}")
+    if cheap.mean <= best.mean * (1 + min_gain):
+        how += f"; within the {min_gain:.0%} minimum gain"
     return cheap, f"cheapest within one SE of the best ({best.name}: {best.mean:.4g}; this {cheap.mean:.4g}, {how})"

@@ -12,6 +12,7 @@ weighted by w clipped at M).
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -86,21 +87,46 @@ def pool_draw(c: Candidate, xt: np.ndarray, fold: int, ratios: PoolRatios, m_qua
     return pool_idx, (w / w.mean()).astype(np.float32)
 
 
+MIN_VAL_SOURCE = 20  # fewer target rows than this: no held-out validation rows (fit validates on training loss)
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    """A trained candidate's rows on one split. ``train`` = its pool rows + the target rows not
+    held out, repeated ``target_share`` times; ``val`` = the latest ``val_share`` of the target
+    rows (the sample is in time order), held out once, never repeated into ``train``: early
+    stopping then sees how the fit does on rows it has not seen, later than those it learns from —
+    a random split of the repeated rows would validate on copies of training rows and never stop."""
+
+    train: tuple[np.ndarray, np.ndarray, np.ndarray]  # (x, y, w); w = 1 except for weighted's pool rows
+    val: tuple[np.ndarray, np.ndarray, np.ndarray] | None  # (x, y, w = 1); None: too few target rows
+    pool_rows: int
+
+
+def validation_tail(n: int, val_share: float) -> int:
+    """How many of ``n`` time-ordered target rows (the latest) validate a fine-tune."""
+    return int(round(n * val_share)) if n >= MIN_VAL_SOURCE and val_share > 0 else 0
+
+
 def training_set(c: Candidate, xt: np.ndarray, yt: np.ndarray, fold: int, ratios: PoolRatios, m_quantile0: float,
-                 seed: int) -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray], int]:
-    """A trained candidate's rows on one split: its pool rows + the target rows repeated
-    ``target_share`` times, as ((x, y, w), pool rows) — w = 1 except for ``weighted``'s pool rows."""
+                 seed: int, val_share: float = 0.0) -> TrainingSet:
+    """A trained candidate's :class:`TrainingSet` on one split (target rows ``xt, yt`` in time
+    order): its pool rows + the target rows repeated ``target_share`` times, the latest
+    ``val_share`` of the target rows held out to validate."""
     reps = target_repeats(c.target_share)
     pool_idx, weights = np.array([], dtype=np.int64), None
     if c.strategy in POOL_STRATEGIES:
         pool_idx, weights = pool_draw(c, xt, fold, ratios, m_quantile0, seed)
     if weights is None:
         weights = np.ones(len(pool_idx), np.float32)
+    n_val = validation_tail(len(yt), val_share)
+    cut = len(yt) - n_val
     pool = ratios.pool
-    x = np.concatenate([pool.x[pool_idx]] + [xt] * reps)
-    y = np.concatenate([pool.y[pool_idx]] + [yt] * reps)
-    w = np.concatenate([weights, np.ones(len(yt) * reps, np.float32)])
-    return (x, y, w), len(pool_idx)
+    x = np.concatenate([pool.x[pool_idx]] + [xt[:cut]] * reps)
+    y = np.concatenate([pool.y[pool_idx]] + [yt[:cut]] * reps)
+    w = np.concatenate([weights, np.ones(cut * reps, np.float32)])
+    val = (xt[cut:], yt[cut:], np.ones(n_val, np.float32)) if n_val else None
+    return TrainingSet((x, y, w), val, len(pool_idx))
 
 
 def final_facts(c: Candidate, n_pool: int, n_target: int) -> dict[str, Any]:

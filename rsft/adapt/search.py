@@ -22,9 +22,9 @@ import numpy as np
 from torch import nn
 
 from rsft.adapt.candidates import FREE, POOL_STRATEGIES, Candidate, make_candidates
-from rsft.adapt.cv import CandidateResult, choose, grouped_folds, rmse
+from rsft.adapt.cv import CandidateResult, choose, make_folds, rmse
 from rsft.adapt.pool import PoolRatios, PoolSample
-from rsft.adapt.recipes import affine_fit, final_facts, head_only_freeze, recalibrate, training_set
+from rsft.adapt.recipes import TrainingSet, affine_fit, final_facts, head_only_freeze, recalibrate, training_set
 from rsft.adapt.stacking import (
     Unit,
     model_stacks,
@@ -114,6 +114,11 @@ def run_unit(call: UnitCall) -> UnitResult:
         scored = s.stack_cv([(c, f, call.folds[f][0]) for c, f in cells], [call.folds[f][1] for _, f in cells],
                             call.x, call.y, final=u.full)
     return UnitResult([loss for loss, _ in scored], [n for _, n in scored], time.perf_counter() - t, trained)
+
+
+def _val(val: tuple | None) -> dict[str, Any]:
+    """``fit``'s keyword for held-out validation rows (none: the fit splits its own)."""
+    return {} if val is None else {"val": val}
 
 
 MapUnits = Callable[[Callable[[UnitCall], UnitResult], list[UnitCall]], list[UnitResult]]
@@ -207,7 +212,7 @@ class Search:
         """
         t0 = time.perf_counter()
         deadline = None if self.cfg.time_budget_s is None else time.time() + self.cfg.time_budget_s
-        folds = grouped_folds(groups, self.cfg.folds, self.seed)
+        folds = make_folds(groups, self.cfg.folds, self.cfg.cv, self.seed)
         cands = make_candidates(self.cfg)
         results = [CandidateResult(c.name, c.strategy, c.cost) for c in cands]
         split = min(self.cfg.rung0_folds, len(folds)) if self.cfg.halving else len(folds)
@@ -227,7 +232,7 @@ class Search:
         rung(self.plan(free, False) + self.plan(kept, full))  # rung 1
         for r in results:
             log.info("adapt: %s cv=%.4g±%.2g (%.1fs)", r.name, r.mean, r.se, r.seconds)
-        chosen, why = choose(results, self.cfg.one_se)
+        chosen, why = choose(results, self.cfg.one_se, self.cfg.min_gain)
         return {
             "candidates": [r.to_dict() for r in results],
             "chosen": chosen.name,
@@ -318,14 +323,15 @@ class Search:
             return self.warm, 0
         if c.strategy == "recalibrate":
             return recalibrate(self.warm, xt, yt, self._predict), 0
-        data, n_pool = self.training_set(c, xt, yt, fold)
+        ts = self.training_set(c, xt, yt, fold)
         if count:  # CV units report their fits in UnitResult (they may run in another process)
             self.fits += 1
-        return self._fit_one(c, data, final, fold), n_pool
+        return self._fit_one(c, ts, final, fold), ts.pool_rows
 
-    def training_set(self, c: Candidate, xt: np.ndarray, yt: np.ndarray, fold: int) -> tuple[tuple, int]:
-        """A trained candidate's rows on one split (``rsft.adapt.recipes.training_set``)."""
-        return training_set(c, xt, yt, fold, self.ratios, self.cfg.m_quantiles[0], self.seed)
+    def training_set(self, c: Candidate, xt: np.ndarray, yt: np.ndarray, fold: int) -> TrainingSet:
+        """A trained candidate's rows on one split (``rsft.adapt.recipes.training_set``): the
+        latest ``train.val_share`` of its target rows validate the fit."""
+        return training_set(c, xt, yt, fold, self.ratios, self.cfg.m_quantiles[0], self.seed, self.train_cfg.val_share)
 
     def fit_config(self, c: Candidate, final: bool, seed: int) -> TrainConfig:
         cfg = (self.train_cfg if final else self.cv_cfg).model_copy(update={"seed": seed})
@@ -333,10 +339,10 @@ class Search:
             cfg = cfg.model_copy(update={"freeze": head_only_freeze(self.warm)})
         return cfg
 
-    def _fit_one(self, c: Candidate, data: tuple, final: bool, fold: int) -> nn.Module:
+    def _fit_one(self, c: Candidate, ts: TrainingSet, final: bool, fold: int) -> nn.Module:
         """The warm model fine-tuned on one training set (from :meth:`training_set`)."""
         model = copy.deepcopy(self.warm)
-        self._fit(model, data, self.fit_config(c, final, self.seed + fold))
+        self._fit(model, ts.train, self.fit_config(c, final, self.seed + fold), **_val(ts.val))
         return model
 
     def loss(self, model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
@@ -389,16 +395,19 @@ class Search:
         one, pool rows per cell)]."""
         sets = [self.training_set(c, x[tr], y[tr], f) for c, f, tr in cells]
         out = []
-        for group in size_groups([len(data[1]) for data, _ in sets]):
+        for group in size_groups([len(ts.train[1]) for ts in sets]):
             stack = new_stack(self.warm, len(group)) if len(group) > 1 and self._stackable() else None
             if stack is None:  # alone, on the set already built
                 for j in group:
                     c, f, _ = cells[j]
-                    out.append(([j], self._fit_one(c, sets[j][0], final, f), [sets[j][1]]))
+                    out.append(([j], self._fit_one(c, sets[j], final, f), [sets[j].pool_rows]))
                 continue
             c0, f0, _ = cells[group[0]]
-            self._fit(stack, pad_sets([sets[j][0] for j in group]), self.fit_config(c0, final, self.seed + f0))
-            out.append((group, stack, [sets[j][1] for j in group]))
+            vals = [sets[j].val for j in group]
+            val = pad_sets(vals) if all(v is not None for v in vals) else None  # type: ignore[arg-type]
+            self._fit(stack, pad_sets([sets[j].train for j in group]), self.fit_config(c0, final, self.seed + f0),
+                      **_val(val))
+            out.append((group, stack, [sets[j].pool_rows for j in group]))
         return out
 
     def _stackable(self) -> bool:
