@@ -265,6 +265,16 @@ def ingest_progress():
         yield
 
 
+def _engine_lock():
+    """For a command that moves aliases: with a Prefect server configured, the registry lock also
+    holds its global concurrency limit (``tasks.locks``, imported by these commands only — the
+    library itself never imports prefect)."""
+    from rsft.tracking import registry
+    from tasks.locks import registry_engine_lock
+
+    return registry.engine_lock(registry_engine_lock())
+
+
 def _client(cfg: PipelineConfig):
     from rsft.pipeline.layout import tracking_uri
     from rsft.tracking import registry
@@ -325,8 +335,9 @@ def promote(
         return registry.decide(cfg.promotion, score(mv), score(current) if current else None, holdout.height)
 
     try:
-        decision, _ = promotion.promote_version(mlc, state_paths(cfg.state.dir).locks, name, str(version),
-                                                None if force else judge)
+        with _engine_lock():
+            decision, _ = promotion.promote_version(mlc, state_paths(cfg.state.dir).locks, name, str(version),
+                                                    None if force else judge)
     except promotion.PromotionRefused as e:
         _fail(str(e), 1)
     console.print(f"[green]{name}@champion[/] → v{version} ({decision.reason})")
@@ -340,7 +351,7 @@ def rollback(config: str = ConfigOpt) -> None:
     cfg = _load(config)
     name = cfg.promotion.model_name
     mlc = _client(cfg)
-    with registry.registry_lock(state_paths(cfg.state.dir).locks, name):
+    with _engine_lock(), registry.registry_lock(state_paths(cfg.state.dir).locks, name):
         try:
             new, old = registry.rollback(mlc, name)
         except RuntimeError as e:
