@@ -29,12 +29,22 @@ class _Model(BaseModel):
 # --------------------------------------------------------------------------------------
 class StateConfig(_Model):
     # project-local state directory: MLflow SQLite store + artifacts, Prefect home, datasets.
-    # None = $RSFT_STATE_DIR, else ".rsft" relative to the working directory.
+    # None = $RSFT_STATE_DIR, else ".rsft" relative to the working directory. A local (or
+    # POSIX-mounted) directory: the datasets rely on atomic renames and file locks, which object
+    # stores do not have (docs/operations.md, "Object storage").
     dir: str | None = None
     # MLflow tracking URI; None = sqlite:///<state>/mlflow.db (team scale: http://mlflow:5000)
     tracking_uri: str | None = None
     # MLflow experiment name
     experiment: str = "rsft"
+
+    @model_validator(mode="after")
+    def _local_dir(self) -> StateConfig:
+        if self.dir and "://" in self.dir:
+            raise ValueError(f"state.dir must be a local directory, not {self.dir}: the state dir's datasets are "
+                             "published by atomic renames under file locks, which object stores do not offer "
+                             "(raw exports and MLflow artifacts may live on object storage; see docs/operations.md)")
+        return self
 
 
 # --------------------------------------------------------------------------------------

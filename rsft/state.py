@@ -55,6 +55,8 @@ class StatePaths:
 
 def state_paths(configured: str | None = None) -> StatePaths:
     raw = configured or os.environ.get(ENV_VAR) or ".rsft"
+    if "://" in raw:  # see StateConfig: datasets are published by atomic renames under file locks
+        raise ValueError(f"the state dir must be a local directory, not {raw}")
     root = Path(raw).expanduser().resolve()
     return StatePaths(root)
 
