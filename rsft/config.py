@@ -118,7 +118,12 @@ class IngestConfig(_Model):
     sensors: ContractConfig | None = None  # contract of the sensor exports (the tabular pool)
     logs: ContractConfig | None = None  # contract of the maintenance-log exports (the text pool)
     chunk_rows: int = Field(250_000, ge=1)  # rows per streamed batch (memory per file in flight)
-    concurrency: int = Field(2, ge=1)  # files ingested at once (threads of the ingest flow)
+    concurrency: int = Field(2, ge=1)  # files ingested at once (threads, or Dask worker processes)
+    # where the ingest flow's per-file tasks run, as for sampling: a thread pool, or a Dask cluster
+    # (dask_address, or a LocalCluster of `concurrency` processes; the state dir must be on a
+    # filesystem the workers share)
+    task_runner: Literal["thread", "dask"] = "thread"
+    dask_address: str | None = None
     fail_run_on_file_error: bool = False  # stop the run (exit non-zero) when any file fails
 
 
