@@ -64,7 +64,10 @@ def prefect_registry_lock(model_name: str) -> Iterator[None]:
 
     name = limit_name(model_name)
     ensure_limit(name)
-    with concurrency(name, occupy=1, strict=True, lease_duration=LEASE_SECONDS):
+    # strict: a limit that cannot be taken fails rather than proceeding unlocked. A lease renewal
+    # that fails (the server unreachable for minutes) only warns: aborting between a registration
+    # and its decision or between the two alias moves would leave the registry half-written.
+    with concurrency(name, occupy=1, strict=True, lease_duration=LEASE_SECONDS, raise_on_lease_renewal_failure=False):
         yield
 
 

@@ -21,6 +21,7 @@ from tests.loopback import mlflow_server, prefect_server
 from tests.test_retrain_flow import small_config
 
 REPO = Path(__file__).resolve().parents[1]
+LIMIT = "rsft-registry-factory-quality"  # tasks.locks.limit_name of the demo model
 
 HOLD = """
 import json, os, sys, time
@@ -74,11 +75,15 @@ def test_registry_lock_holds_across_state_dirs_with_a_prefect_server(tmp_path):
     the file lock serialises one state dir, not machines."""
     base = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
     with prefect_server(tmp_path / "prefect-server") as api:
+        # an operator loosened the limit (3 slots, inactive): rsft sets it back to one active slot
+        urllib.request.urlopen(urllib.request.Request(
+            f"{api}/v2/concurrency_limits/", data=json.dumps({"name": LIMIT, "limit": 3, "active": False}).encode(),
+            headers={"Content-Type": "application/json"}, method="POST"), timeout=10).close()
         envs = {f"engine{i}": {**base, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / f"ph{i}"), "MODE": "engine"}
                 for i in range(4)}
         envs |= {f"file{i}": {**base, "PREFECT_HOME": str(tmp_path / f"pf{i}"), "MODE": "file"} for i in range(2)}
         spans = _hold_in_processes(tmp_path, envs)
-        with urllib.request.urlopen(f"{api}/v2/concurrency_limits/rsft-registry-factory-quality", timeout=10) as r:
+        with urllib.request.urlopen(f"{api}/v2/concurrency_limits/{LIMIT}", timeout=10) as r:
             limit = json.loads(r.read())
     engine = [s for k, v in spans.items() if k.startswith("engine") for s in v]
     assert len(engine) == 8 and _overlaps(engine) == 0, sorted(engine)
@@ -139,7 +144,7 @@ def test_four_concurrent_retrains_on_four_machines_leave_one_champion(tmp_path):
             outs.append(json.loads(stdout.strip().splitlines()[-1]))
         assert sorted(o["version"] for o in outs) == ["2", "3", "4", "5"]
         # the flows took the server's limit (not only their file locks), and released it
-        with urllib.request.urlopen(f"{api}/v2/concurrency_limits/rsft-registry-factory-quality", timeout=10) as r:
+        with urllib.request.urlopen(f"{api}/v2/concurrency_limits/{LIMIT}", timeout=10) as r:
             limit = json.loads(r.read())
         assert limit["limit"] == 1 and limit["active_slots"] == 0
 
