@@ -95,6 +95,38 @@ def test_raw_exports_on_s3_ingest_exactly_like_local_files(tmp_path, s3):
     assert all(f["status"] == "skipped" for d in again.datasets.values() for f in d.file_results)
 
 
+def test_a_long_running_process_sees_new_and_rewritten_exports_in_the_bucket(tmp_path, s3):
+    """`rsft serve` ingests hourly from one process: a new object under a listed prefix or glob is
+    found, and an export rewritten under the same key is read anew (not from a stale listing)."""
+    import boto3
+
+    from rsft.config import load_config
+    from rsft.pipeline import ingest_stage
+
+    cfg_path, remote = _exports(tmp_path, "raw-exports")
+    cfg = load_config(_with(cfg_path, tmp_path / "s3.yaml", data=remote))
+    first = ingest_stage(cfg)
+    bucket = boto3.client("s3")
+    logs = sorted((tmp_path / "raw" / "logs").glob("*.jsonl"))
+    def cut(path: Path, skip: int) -> bytes:  # another export: one without its lines 1..skip
+        lines = path.read_bytes().splitlines(keepends=True)
+        return b"".join(lines[:1] + lines[1 + skip:])
+
+    bucket.put_object(Bucket="raw-exports", Key="plant-a/logs/maintenance_day900.jsonl", Body=cut(logs[0], 1))
+    bucket.put_object(Bucket="raw-exports", Key="plant-a/pool/sensors_day900.csv",
+                      Body=cut(sorted((tmp_path / "raw" / "pool").glob("*.csv"))[0], 1))
+    bucket.put_object(Bucket="raw-exports", Key=f"plant-a/logs/{logs[1].name}", Body=cut(logs[1], 2))
+    second = ingest_stage(cfg)
+
+    def status(d, name):
+        return {f["file"]: f["status"] for f in d.file_results}.get(name)
+
+    assert status(second["sensors"], "sensors_day900.csv") == "ok"  # a new object under a prefix
+    assert status(second["logs"], "maintenance_day900.jsonl") == "ok"  # a new object matching a glob
+    assert status(second["logs"], logs[1].name) == "ok"  # rewritten: new content, ingested again
+    assert status(first["logs"], logs[1].name) == "ok" and status(second["logs"], logs[2].name) == "skipped"
+
+
 def test_state_dir_on_object_storage_is_refused_with_the_reason():
     from rsft.config import ConfigError, parse_config
 
