@@ -74,7 +74,10 @@ def _load(config: str, sets: Optional[list[str]] = None) -> PipelineConfig:
         _fail(f"{_bad_set_key(config, overrides) or '--set'}: {type(e).__name__}: {e}")
     from rsft.state import configure_environment
 
-    configure_environment(cfg.state.dir)
+    try:
+        configure_environment(cfg.state.dir)
+    except ValueError as e:  # RSFT_STATE_DIR=s3://… (state.dir is checked with the config)
+        _fail(str(e))
     return cfg
 
 

@@ -128,11 +128,20 @@ def test_a_long_running_process_sees_new_and_rewritten_exports_in_the_bucket(tmp
 
 
 def test_state_dir_on_object_storage_is_refused_with_the_reason():
+    import subprocess
+    import sys
+
     from rsft.config import ConfigError, parse_config
 
     with pytest.raises(ConfigError, match="state.dir.*local"):
         parse_config({"state": {"dir": "s3://bucket/rsft"}, "data": {"pool": ["p"], "target_sample": "t",
                                                                        "target_holdout": "h"}})
+    repo = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "rsft.cli", "history", "--config", "examples/factory.yaml"], cwd=repo,
+                         env={**os.environ, "RSFT_STATE_DIR": "s3://bucket/rsft"}, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert "RSFT_STATE_DIR=s3://bucket/rsft: the state dir must be a local directory" in " ".join(out.stderr.split())
 
 
 @pytest.mark.slow
