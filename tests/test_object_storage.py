@@ -77,6 +77,7 @@ def test_raw_exports_on_s3_ingest_exactly_like_local_files(tmp_path, s3):
     """Every dataset (CSV, CSV.gz, Parquet, JSONL; directories and globs) ingested from the S3
     bucket holds exactly the rows and quarantine of the same files ingested from disk; a second
     run skips every S3 file by its manifest entry."""
+    from rsft import progress
     from rsft.config import load_config
     from rsft.pipeline import ingest_stage
     from rsft.pipeline.layout import pipeline_root
@@ -84,7 +85,12 @@ def test_raw_exports_on_s3_ingest_exactly_like_local_files(tmp_path, s3):
     cfg_path, remote = _exports(tmp_path, "raw-exports")
     local = load_config(cfg_path)
     from_s3 = load_config(_with(cfg_path, tmp_path / "s3.yaml", data=remote, state={"dir": str(tmp_path / "s3-state")}))
-    a, b = ingest_stage(local), ingest_stage(from_s3)
+    planned: dict[str, list[int]] = {"local": [], "s3": []}
+    with progress.listen(lambda event, **f: planned["local"].append(f["bytes"]) if event == "ingest.plan" else None):
+        a = ingest_stage(local)
+    with progress.listen(lambda event, **f: planned["s3"].append(f["bytes"]) if event == "ingest.plan" else None):
+        b = ingest_stage(from_s3)
+    assert planned["s3"] == planned["local"] and all(planned["s3"])  # the progress bar's bytes, per dataset
     assert set(a.datasets) == set(b.datasets) == {"sensors", "logs", "target_sample", "target_holdout"}
     for name in a.datasets:
         assert b[name].files == a[name].files and not b[name].files_failed, b[name].files_failed

@@ -66,9 +66,15 @@ def _open(path: str):
 
 
 def _size(path: str) -> int:
+    """Bytes of a file (the progress bar's unit); 0 when unknown."""
     try:
-        return os.path.getsize(_strip_file(path)) if not _is_remote(path) else 0
-    except OSError:
+        if _is_remote(path):
+            import fsspec
+
+            fs, _, (p,) = fsspec.get_fs_token_paths(path, storage_options=_FRESH)
+            return int(fs.size(p) or 0)
+        return os.path.getsize(_strip_file(path))
+    except (OSError, ValueError):
         return 0
 
 
