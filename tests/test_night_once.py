@@ -1,0 +1,99 @@
+"""A night registers exactly one version however often it runs: a night killed between
+registering its version and deciding it (or between deciding and moving the alias) is finished
+by the re-run, which registers nothing; a decided night re-run with the same inputs and config
+reports the recorded decision and trains nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+from tests.test_retrain_flow import small_config
+
+# the night, run by a real process that stops (sleeps) at one step of the registration, to be
+# SIGKILLed there: after the version is registered (before its decision is written), or after
+# the decision is written (before the champion alias moves)
+CHILD = """
+import sys, time
+from rsft.config import load_config
+from rsft.pipeline import run_night
+from rsft.tracking import registry
+
+step = sys.argv[2]
+
+def stop_here(mlc, name, version, *args, **kwargs):
+    print("AT", step, version, flush=True)
+    time.sleep(600)
+
+setattr(registry, step, stop_here)
+run_night(load_config(sys.argv[1]))
+"""
+
+
+def _kill_at(cfg_path, step: str) -> str:
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(cfg_path), step], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        line = child.stdout.readline().split()
+        assert line[:2] == ["AT", step], child.stderr.read()[-3000:] if child.poll() is not None else line
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=60)
+    return line[2]
+
+
+def _runs(mlc, cfg):
+    exp = mlc.get_experiment_by_name(cfg.state.experiment)
+    return mlc.search_runs([exp.experiment_id], "tags.`rsft.pipeline` != ''") if exp else []
+
+
+@pytest.mark.parametrize("step", ["record_decision", "move_champion"])
+def test_a_night_killed_at_registration_registers_one_version(tmp_path, step):
+    from rsft.config import load_config
+    from rsft.pipeline import run_night, tracking_uri
+    from rsft.synth import write_synthetic
+    from rsft.tracking import registry
+
+    cfg_path = small_config(tmp_path)
+    cfg = load_config(cfg_path)
+    write_synthetic(cfg.synth, tmp_path / "raw", night=1)
+    name = cfg.promotion.model_name
+
+    killed_version = _kill_at(cfg_path, step)
+    assert killed_version == "1"
+    mlc = registry.client(tracking_uri(cfg))
+    v1 = mlc.get_model_version(name, "1")
+    assert v1.tags.get(registry.NIGHT)  # the night's identity rides on its version
+    assert ("rsft.decision" in v1.tags) is (step == "move_champion")
+    assert registry.alias_version(mlc, name) is None  # killed before the alias moved
+
+    s = run_night(cfg)  # the re-run finishes that version's gate instead of registering another
+    hist = registry.history(mlc, name)
+    assert [h["version"] for h in hist] == [1], hist
+    assert s["model_version"] == "1" and hist[0]["decision"] == ("promoted" if s["promoted"] else "rejected")
+    assert s["promoted"], s["reason"]  # a first night of this config beats its base model
+    assert str(registry.alias_version(mlc, name).version) == "1"
+    assert not any(r.info.status == "RUNNING" for r in _runs(mlc, cfg))  # the killed night's run is closed
+    if step == "move_champion":  # decided before the kill: the re-run reports that decision
+        assert "already_decided" in s
+    else:
+        assert "already_decided" not in s and s["mlflow_run"] != v1.run_id
+
+    # a finished night re-run with the same inputs and config: nothing trained, nothing registered
+    n_runs = len(_runs(mlc, cfg))
+    again = run_night(cfg)
+    assert [h["version"] for h in registry.history(mlc, name)] == [1]
+    assert again["model_version"] == "1" and again["promoted"] is s["promoted"] and again["reason"] == s["reason"]
+    assert again["already_decided"].startswith("v1 was registered and decided by MLflow run ")
+    assert len(_runs(mlc, cfg)) == n_runs  # no new MLflow run either
+    assert again[f"challenger_{cfg.promotion.metric}"] == s[f"challenger_{cfg.promotion.metric}"]
+
+    # another config is another night: it registers its own version
+    other = run_night(load_config(cfg_path, {"train.seed": cfg.train.seed + 1}))
+    assert other["model_version"] == "2" and "already_decided" not in other
