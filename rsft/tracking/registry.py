@@ -36,6 +36,11 @@ def _mlflow():
 
 
 def client(tracking_uri: str):
+    """The MLflow client of ``tracking_uri`` (also the process's tracking and registry URI). A
+    SQLite store is made complete first (:func:`rsft.tracking.store.ensure_store`)."""
+    from rsft.tracking.store import ensure_store
+
+    ensure_store(tracking_uri)
     mlflow = _mlflow()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
