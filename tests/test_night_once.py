@@ -97,3 +97,41 @@ def test_a_night_killed_at_registration_registers_one_version(tmp_path, step):
     # another config is another night: it registers its own version
     other = run_night(load_config(cfg_path, {"train.seed": cfg.train.seed + 1}))
     assert other["model_version"] == "2" and "already_decided" not in other
+
+
+CONCURRENT = """
+import json, sys
+from rsft.config import load_config
+from rsft.pipeline import run_night
+s = run_night(load_config(sys.argv[1]))
+print(json.dumps({"version": s["model_version"], "already": "already_decided" in s, "run": s["mlflow_run"]}))
+"""
+
+
+def test_concurrent_runs_of_one_night_register_one_version(tmp_path):
+    """Two processes run the same night at once: one version, both report it (the second finds it
+    inside the registry lock, or before training)."""
+    import json
+
+    from rsft.config import load_config
+    from rsft.pipeline import ingest_stage, tracking_uri
+    from rsft.synth import write_synthetic
+    from rsft.tracking import registry
+
+    cfg_path = small_config(tmp_path)
+    cfg = load_config(cfg_path)
+    write_synthetic(cfg.synth, tmp_path / "raw", night=1)
+    ingest_stage(cfg)  # (concurrent ingests of one dataset are another matter)
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, str(cfg_path)], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+             for _ in range(2)]
+    outs = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=600)
+        assert p.returncode == 0, stderr[-3000:]
+        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    assert [o["version"] for o in outs] == ["1", "1"]
+    assert sorted(o["already"] for o in outs) == [False, True]
+    assert outs[0]["run"] == outs[1]["run"]  # both name the run that decided the version
+    mlc = registry.client(tracking_uri(cfg))
+    assert [h["version"] for h in registry.history(mlc, cfg.promotion.model_name)] == [1]

@@ -92,15 +92,19 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
 
     fit_stats = ({**fit_facts(result), "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                   "diverged": result.diverged} if result else {})
+    if outcome.recorded_by:  # a concurrent run of this night registered and decided meanwhile: its story stands
+        runs.describe_run(run_id, f"{cfg.name} {night} already decided v{outcome.version}",
+                          f"A concurrent run of this night (MLflow run {outcome.recorded_by}) registered "
+                          f"v{outcome.version} and decided it; this run registered nothing.")
     out = Finetuned(
-        run_id=run_id, model_name=name, version=outcome.version, promoted=outcome.decision.promote,
+        run_id=outcome.recorded_by or run_id, model_name=name, version=outcome.version, promoted=outcome.decision.promote,
         reason=outcome.decision.reason, metric=cfg.promotion.metric,
         challenger=outcome.challenger_scores or scores["challenger"][0],
         champion=outcome.champion_scores, warm_start=warm["warm_start"],
         train={**counts, **fit_stats, **{k: v for k, v in warm.items() if k.startswith("base_")}},
         adapt=search, holdout_rows=holdout.height, champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg),
         recorded=outcome.recorded_by is not None)
-    if not out.recorded:  # (a concurrent run of this night decided it: its story stands)
+    if not out.recorded:
         _describe(cfg, mlc, night, ingested, selection, out)
     return out
 
