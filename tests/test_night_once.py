@@ -82,8 +82,10 @@ def test_a_night_killed_at_registration_registers_one_version(tmp_path, step):
     assert not any(r.info.status == "RUNNING" for r in _runs(mlc, cfg))  # the killed night's run is closed
     if step == "move_champion":  # decided before the kill: the re-run reports that decision
         assert "already_decided" in s
-    else:
+    else:  # gated by the re-run, which says so on the version's trail
         assert "already_decided" not in s and s["mlflow_run"] != v1.run_id
+        texts = [t for _, t in hist[0]["events"]]
+        assert len(texts) == 1 and texts[0].startswith("decided by a re-run of its night "), texts
 
     # a finished night re-run with the same inputs and config: nothing trained, nothing registered
     n_runs = len(_runs(mlc, cfg))

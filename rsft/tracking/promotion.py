@@ -110,6 +110,9 @@ def register_and_gate(mlc, lock_dir: str | Path, name: str, policy: PromotionCon
         registry.record_decision(mlc, name, version, decision, current.version if current else None)
         if decision.promote:
             registry.move_champion(mlc, name, version, current.version if current else None)
+        if mine is not None:  # the audit trail says so (after the alias move: see finish_promotion)
+            registry.record_event(mlc, name, version, f"decided by a re-run of its night {run_label}: the run that "
+                                  "registered it was killed before deciding")
         return Outcome(version, decision, champ, version if decision.promote else (current.version if current else None),
                        challenger_scores=holdout if mine is not None else None)
 
