@@ -137,3 +137,31 @@ def test_concurrent_runs_of_one_night_register_one_version(tmp_path):
     assert outs[0]["run"] == outs[1]["run"]  # both name the run that decided the version
     mlc = registry.client(tracking_uri(cfg))
     assert [h["version"] for h in registry.history(mlc, cfg.promotion.model_name)] == [1]
+
+
+def test_an_interrupted_alias_move_is_completed_but_never_undoes_a_later_decision(tmp_path):
+    """finish_promotion moves the alias of a version recorded as promoted only while the champion
+    is still the one it was judged against and no one has acted on the version since."""
+    from rsft.tracking import registry
+
+    mlc = registry.client(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlc.create_registered_model("m")
+    for _ in range(3):
+        mlc.create_model_version("m", str(tmp_path), tags={registry.NIGHT: "n"})
+    registry.move_champion(mlc, "m", "1", None)
+    promoted = registry.Decision(True, "rmse 1 < champion 2", "rmse", 1.0, 2.0)
+    registry.record_decision(mlc, "m", "2", promoted, judged_against="1")  # killed before the alias moved
+    v2 = mlc.get_model_version("m", "2")
+    assert registry.recorded_decision(v2).promote and str(registry.night_version(mlc, "m", "n").version) == "1"
+    assert registry.finish_promotion(mlc, "m", v2)
+    assert str(registry.alias_version(mlc, "m").version) == "2"
+    assert str(registry.alias_version(mlc, "m", registry.PREVIOUS).version) == "1"
+    assert not registry.finish_promotion(mlc, "m", mlc.get_model_version("m", "2"))  # already champion
+
+    registry.rollback(mlc, "m")  # a person rolled back: a re-run of v2's night must not re-promote it
+    assert not registry.finish_promotion(mlc, "m", mlc.get_model_version("m", "2"))
+    assert str(registry.alias_version(mlc, "m").version) == "1"
+
+    registry.record_decision(mlc, "m", "3", promoted, judged_against="2")  # judged against a champion gone since
+    assert not registry.finish_promotion(mlc, "m", mlc.get_model_version("m", "3"))
+    assert str(registry.alias_version(mlc, "m").version) == "1"
