@@ -165,3 +165,27 @@ def test_an_interrupted_alias_move_is_completed_but_never_undoes_a_later_decisio
     registry.record_decision(mlc, "m", "3", promoted, judged_against="2")  # judged against a champion gone since
     assert not registry.finish_promotion(mlc, "m", mlc.get_model_version("m", "3"))
     assert str(registry.alias_version(mlc, "m").version) == "1"
+
+
+def test_a_night_whose_search_kept_the_champion_is_decided_too(tmp_path):
+    """The search keeps the champion (nothing registered, an event on the champion): run again,
+    the night reports that decision — no second search, no second event."""
+    from rsft.config import load_config
+    from rsft.pipeline import run_night, tracking_uri
+    from rsft.synth import write_synthetic
+    from rsft.tracking import registry
+
+    cfg_path = small_config(tmp_path)
+    cfg = load_config(cfg_path)
+    write_synthetic(cfg.synth, tmp_path / "raw", night=1)
+    assert run_night(cfg)["model_version"] == "1"
+    kept_cfg = load_config(cfg_path, {"adapt.enabled": True, "adapt.strategies": ["keep_champion"],
+                                      "adapt.group_by": "machine_id", "adapt.folds": 3})
+    first = run_night(kept_cfg)
+    assert first["model_version"] is None and first["recipe"] == "keep_champion" and "already_decided" not in first
+    again = run_night(kept_cfg)
+    assert again["model_version"] is None and again["promoted"] is False and again["reason"] == first["reason"]
+    assert again["already_decided"] == f"the champion v1 was kept by MLflow run {first['mlflow_run']}; this run registered nothing"
+    assert again["mlflow_run"] == first["mlflow_run"] and again["challenger_rmse"] == first["challenger_rmse"]
+    hist = registry.history(registry.client(tracking_uri(cfg)), cfg.promotion.model_name)
+    assert [h["version"] for h in hist] == [1] and len(hist[0]["events"]) == 1  # one search, one event

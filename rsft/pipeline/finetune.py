@@ -81,7 +81,7 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
                 # first night: it must beat the base model it started from (unless it is that model:
                 # the search kept it, there being no champion to keep)
                 base_scores=scores["start"] if seen is None and not (search and search["chosen"] == "keep_champion") else None,
-                diverged=_diverged(result), night=night_id)
+                diverged=_diverged(result), night=night_id, run_id=run_id)
         finally:  # a registered version holds its own copy (checkpoint/model.pt)
             Path(candidate.checkpoint_path).unlink(missing_ok=True)
         runs.log_decision(outcome.decision, outcome.version is not None)
@@ -112,7 +112,7 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
 def _recorded(cfg: PipelineConfig, outcome: promotion.Outcome, holdout_rows: int) -> Finetuned:
     """A decided night, as its deciding MLflow run recorded it (hold-out metrics, training rows,
     warm start; the decision's own figures where the run was killed before logging them)."""
-    metrics, tags = runs.night_record(outcome.recorded_by)
+    metrics, tags = runs.night_record(outcome.recorded_by) if outcome.recorded_by else ({}, {})
     d = outcome.decision
 
     def prefixed(prefix: str) -> dict[str, float]:

@@ -51,7 +51,15 @@ def recorded_night(mlc, lock_dir: str | Path, name: str, night: str) -> Outcome 
     with registry.registry_lock(lock_dir, name):
         mine = registry.night_version(mlc, name, night)
         done = registry.recorded_decision(mine) if mine is not None else None
-        return None if done is None else _recorded(mlc, name, mine, done)
+        if done is not None:
+            return _recorded(mlc, name, mine, done)
+        current = registry.alias_version(mlc, name)
+        kept = registry.kept_by(current, night) if current is not None and mine is None else None
+        if kept is None:
+            return None
+        run_id, decision = kept  # the night's search kept this champion: nothing was registered
+        champ = {decision.metric: decision.champion} if decision.champion is not None else None
+        return Outcome(None, decision, champ, current.version, recorded_by=run_id or "")
 
 
 def _recorded(mlc, name: str, mine, done: Decision) -> Outcome:
@@ -64,7 +72,7 @@ def _recorded(mlc, name: str, mine, done: Decision) -> Outcome:
 def register_and_gate(mlc, lock_dir: str | Path, name: str, policy: PromotionConfig, challenger: Challenger,
                       holdout_rows: int, seen, seen_scores: Scores | None, score: Callable[[Any], Scores],
                       keep_reason: str | None = None, run_label: str = "", base_scores: Scores | None = None,
-                      diverged: str | None = None, night: str | None = None) -> Outcome:
+                      diverged: str | None = None, night: str | None = None, run_id: str | None = None) -> Outcome:
     """Register ``challenger`` as a new version of ``name`` and promote it if it beats the champion.
 
     ``seen``: the champion version the night started from (its scores ``seen_scores``);
@@ -77,7 +85,8 @@ def register_and_gate(mlc, lock_dir: str | Path, name: str, policy: PromotionCon
     ``night``: the night's identity (tagged on the version): a night registers one version however
     often it runs. If a run of it already registered one, nothing is registered: a decided version's
     decision is returned (``recorded_by``); one without a decision (the run was killed between
-    registering and deciding) is gated now, on its own registered checkpoint's scores.
+    registering and deciding) is gated now, on its own registered checkpoint's scores. A night
+    whose search keeps the champion is recorded on the champion (:func:`registry.record_kept`).
     """
     with registry.registry_lock(lock_dir, name):
         mine = registry.night_version(mlc, name, night) if night else None
@@ -91,6 +100,8 @@ def register_and_gate(mlc, lock_dir: str | Path, name: str, policy: PromotionCon
             decision = Decision(False, f"the adaptation search kept the champion: {keep_reason}",
                                 m, float(challenger.holdout[m]), float(ch.get(m, float("nan"))))
             registry.record_event(mlc, name, current.version, f"kept by retrain {run_label} (no model registered): {keep_reason}")
+            if night:  # the night is decided (``run_id``: the night's MLflow run)
+                registry.record_kept(mlc, name, current.version, night, run_id, decision)
             return Outcome(None, decision, ch, current.version)
         if mine is not None:  # registered by a killed run of this night: gate that version, register nothing
             version, (holdout, pool) = str(mine.version), score(mine)

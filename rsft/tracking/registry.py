@@ -321,6 +321,29 @@ def night_version(mlclient, name: str, night: str):
     return min(found, key=lambda v: int(v.version)) if found else None
 
 
+KEPT = "rsft.kept."  # + a night's identity: on the champion that night's adaptation search kept
+
+
+def record_kept(mlclient, name: str, version: str, night: str, run_id: str | None, decision: Decision) -> None:
+    """A night whose search kept the champion (nothing registered) is decided too: the decision
+    rides on the champion it kept, so a re-run of the night reports it (:func:`kept_by`)."""
+    mlclient.set_model_version_tag(name, str(version), KEPT + night, json.dumps(
+        {"run": run_id, "reason": decision.reason[:1000], "metric": decision.metric,
+         "challenger": decision.challenger, "champion": decision.champion}))
+
+
+def kept_by(version, night: str) -> tuple[str | None, Decision] | None:
+    """(the deciding run, the decision) of night ``night`` if its search kept ``version``, else None."""
+    raw = dict(version.tags or {}).get(KEPT + night)
+    if not raw:
+        return None
+    try:
+        d = json.loads(raw)
+        return d.get("run"), Decision(False, d["reason"], d["metric"], float(d["challenger"]), d.get("champion"))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 def finish_promotion(mlclient, name: str, version) -> bool:
     """A version recorded as promoted whose night was killed before the alias moved: move it now —
     only while the champion is still the version it was judged against and nobody has acted on
