@@ -131,10 +131,12 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
         out = CliRunner().invoke(app, ["history", "--config", str(cfg_path)])
         assert "v2  promoted manually" in out.output and "v1  champion again (rollback from v2)" in out.output
 
-    # ---- re-running the same night is idempotent for the data stages
+    # ---- re-running the same night is idempotent: the data stages are reused, and the night is
+    # decided (v2): nothing is trained or registered, the recorded decision is reported
     s3 = retrain(config_path=str(cfg_path))
     assert s3["rows_selected"] == s2["rows_selected"] and s3["quarantine_reasons"] == {}  # no new files
-    assert s3["model_version"] == "3"
+    assert s3["model_version"] == "2" and s3["reason"] == s2["reason"] and s3["mlflow_run"] == s2["mlflow_run"]
+    assert "already_decided" in s3 and [h["version"] for h in registry.history(mlc, name)] == [2, 1]
 
     # ---- fine-tune only: other train.* settings on the same (cached) selection, no ingest;
     # here the training rows stream from Parquet (ParquetStream) instead of memory
@@ -142,7 +144,7 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
 
     before = registry.alias_version(mlc, name).version
     f4 = finetune(config_path=str(cfg_path), overrides={"train.epochs": 2, "train.stream": "on"})
-    assert f4["version"] == "4" and f4["train"]["epochs_run"] <= 2
+    assert f4["version"] == "3" and f4["train"]["epochs_run"] <= 2
     assert f4["train"]["streamed"] == 1 and f4["train"]["selected_rows"] == s3["rows_selected"]
     assert f4["train"]["train_rows"] == s3["train_rows"]  # the same rows as the in-memory path
     assert math.isfinite(f4["challenger"]["rmse"])
@@ -152,7 +154,7 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     # on the earlier night's target rows still in the dataset, nothing is registered
     with pytest.raises(ValueError, match=r"the target sample did not ingest \(nope.csv: not found\)"):
         retrain(config_path=str(cfg_path), overrides={"data.target_sample": str(tmp_path / "nope.csv")})
-    assert registry.history(mlc, name)[0]["version"] == 4
+    assert registry.history(mlc, name)[0]["version"] == 3
 
 
 def test_cli_ingest_runs_the_flow_and_reports(tmp_path, prefect_harness):

@@ -7,8 +7,6 @@ Composition only: training lives in :mod:`rsft.pipeline.training`, the search in
 
 from __future__ import annotations
 
-import os
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +14,7 @@ from typing import Any, Callable
 import polars as pl
 
 from rsft.config import PipelineConfig, target_repeats
+from rsft.fsio import temp_path
 from rsft.pipeline.adapt import adapt_stage, is_sampling_recipe
 from rsft.pipeline.data import load_target, pool_sample
 from rsft.pipeline.layout import (
@@ -24,6 +23,7 @@ from rsft.pipeline.layout import (
     cfg_yaml,
     dataset_digest,
     digest,
+    night_key,
     pipeline_root,
     pool_dataset,
     state,
@@ -42,10 +42,15 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
     name, scored = cfg.promotion.model_name, selection.scored
     mlc = registry.client(tracking_uri(cfg))
     holdout = load_target(cfg, TARGET_HOLDOUT)
+    artifacts = None if cfg.state.tracking_uri else str(state(cfg).artifacts)
+    night_id = night_key(cfg, scored.run_key)
+    recorded = promotion.recorded_night(mlc, state(cfg).locks, name, night_id)
+    if recorded is not None:  # this night (same inputs and config) is decided: nothing to train or register
+        runs.close_stale_runs(registry.use_experiment(cfg.state.experiment, artifacts))
+        return _recorded(cfg, recorded, holdout.height)
     t = cfg.train
     pool_eval = pool_sample(selection.prefiltered, t.pretrain_rows, t.seed + 1, labelled=cfg.features.label).head(5_000)
     seen = registry.alias_version(mlc, name)
-    artifacts = None if cfg.state.tracking_uri else str(state(cfg).artifacts)
     night = datetime.now(timezone.utc).date().isoformat()
     with runs.night_run(cfg.state.experiment, artifacts, f"{cfg.name} {night} (running)",
                         {"rsft.pipeline": cfg.name, "rsft.run_key": scored.run_key}, cfg.flat(), cfg_yaml(cfg)) as run_id:
@@ -76,23 +81,50 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
                 # first night: it must beat the base model it started from (unless it is that model:
                 # the search kept it, there being no champion to keep)
                 base_scores=scores["start"] if seen is None and not (search and search["chosen"] == "keep_champion") else None,
-                diverged=_diverged(result))
+                diverged=_diverged(result), night=night_id, run_id=run_id)
         finally:  # a registered version holds its own copy (checkpoint/model.pt)
             Path(candidate.checkpoint_path).unlink(missing_ok=True)
         runs.log_decision(outcome.decision, outcome.version is not None)
+        if outcome.challenger_scores:  # the version a killed run of this night registered, as judged
+            runs.log_metrics(outcome.challenger_scores, "registered_holdout_")
         if outcome.champion_scores:
             runs.log_metrics(outcome.champion_scores, "champion_holdout_")
 
     fit_stats = ({**fit_facts(result), "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                   "diverged": result.diverged} if result else {})
+    if outcome.recorded_by:  # a concurrent run of this night registered and decided meanwhile: its story stands
+        runs.describe_run(run_id, f"{cfg.name} {night} already decided v{outcome.version}",
+                          f"A concurrent run of this night (MLflow run {outcome.recorded_by}) registered "
+                          f"v{outcome.version} and decided it; this run registered nothing.")
     out = Finetuned(
-        run_id=run_id, model_name=name, version=outcome.version, promoted=outcome.decision.promote,
-        reason=outcome.decision.reason, metric=cfg.promotion.metric, challenger=scores["challenger"][0],
+        run_id=outcome.recorded_by or run_id, model_name=name, version=outcome.version, promoted=outcome.decision.promote,
+        reason=outcome.decision.reason, metric=cfg.promotion.metric,
+        challenger=outcome.challenger_scores or scores["challenger"][0],
         champion=outcome.champion_scores, warm_start=warm["warm_start"],
         train={**counts, **fit_stats, **{k: v for k, v in warm.items() if k.startswith("base_")}},
-        adapt=search, holdout_rows=holdout.height, champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg))
-    _describe(cfg, mlc, night, ingested, selection, out)
+        adapt=search, holdout_rows=holdout.height, champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg),
+        recorded=outcome.recorded_by is not None)
+    if not out.recorded:
+        _describe(cfg, mlc, night, ingested, selection, out)
     return out
+
+
+def _recorded(cfg: PipelineConfig, outcome: promotion.Outcome, holdout_rows: int) -> Finetuned:
+    """A decided night, as its deciding MLflow run recorded it (hold-out metrics, training rows,
+    warm start; the decision's own figures where the run was killed before logging them)."""
+    metrics, tags = runs.night_record(outcome.recorded_by) if outcome.recorded_by else ({}, {})
+    d = outcome.decision
+
+    def prefixed(prefix: str) -> dict[str, float]:
+        return {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
+
+    challenger = prefixed("registered_holdout_") or prefixed("challenger_holdout_") or {d.metric: d.challenger}
+    return Finetuned(
+        run_id=outcome.recorded_by, model_name=cfg.promotion.model_name, version=outcome.version, promoted=d.promote,
+        reason=d.reason, metric=cfg.promotion.metric, challenger=challenger,
+        champion=prefixed("champion_holdout_") or outcome.champion_scores, warm_start=tags.get("rsft.warm_start", ""),
+        train={"train_rows": int(metrics.get("train_rows", 0))}, adapt=None, holdout_rows=holdout_rows,
+        champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg), recorded=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -214,8 +246,10 @@ def _challenger(cfg: PipelineConfig, model, holdout: pl.DataFrame, scores, selec
     scored, sel = selection.scored, selection.selected
     n_in, n_out, names = model_io(cfg.features)
     # a name of its own: concurrent retrains of the same inputs share run_dir, and this file is
-    # written before the registry lock — a shared name let one version register another's weights
-    path = Path(scored.run_dir) / f"challenger-{os.getpid()}-{uuid.uuid4().hex[:12]}.pt"
+    # written before the registry lock — a shared name let one version register another's weights;
+    # a hidden temp name with the writer's pid, so a killed night's copy is removed by the next
+    # night's clean-up of run_dir (fsio.remove_orphans)
+    path = temp_path(Path(scored.run_dir) / "challenger.pt")
     save_checkpoint(checkpoint(model, cfg.model, n_in, names,
                                {"role": "challenger", "run_key": scored.run_key, "out_features": n_out,
                                 "config": resolved(cfg)}), path)

@@ -80,6 +80,15 @@ def ingest_sources(cfg: PipelineConfig) -> dict[str, tuple[list[str], str]]:
     return out
 
 
+def night_key(cfg: PipelineConfig, run_key: str) -> str:
+    """The night's identity: its selection's ``run_key`` (prefiltered pool, target sample,
+    features, scorer, sampling), the target hold-out and the whole resolved config. Tagged on the
+    version the night registers (``rsft.night``): a night registers at most one version however
+    often it is re-run."""
+    return digest(run_key, dataset_digest(pipeline_root(cfg) / TARGET_HOLDOUT),
+                  cfg.model_dump(mode="json", exclude={"base_dir"}))
+
+
 def cfg_yaml(cfg: PipelineConfig) -> str:
     """The whole resolved config as YAML (saved with every checkpoint and MLflow run)."""
     import yaml

@@ -49,6 +49,10 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         "promoted": result.promoted,
         "reason": result.reason,
         "model_version": result.version,
+        # a re-run of a decided night (same inputs and config): the recorded decision, nothing new
+        **({"already_decided": (f"v{result.version} was registered and decided" if result.version else
+                                f"the champion v{result.champion_version} was kept")
+                               + f" by MLflow run {result.run_id}; this run registered nothing"} if result.recorded else {}),
         "champion_uri": f"models:/{result.model_name}@champion",
         "mlflow_run": result.run_id,
         "mlflow_ui": f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else uri,

@@ -7,4 +7,6 @@
   inputs, metrics per epoch, the adaptation search's candidate runs, the decision.
 - :mod:`rsft.tracking.promotion` — register a challenger and gate it against the champion, or
   promote a version by hand, one process at a time (under the lock, the champion re-read inside).
+- :mod:`rsft.tracking.store` — the embedded SQLite store, created atomically (a kill while MLflow
+  creates its tables no longer bricks the state dir; a half-created store is replaced).
 """

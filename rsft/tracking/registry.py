@@ -37,6 +37,11 @@ def _mlflow():
 
 
 def client(tracking_uri: str):
+    """The MLflow client of ``tracking_uri`` (also the process's tracking and registry URI). A
+    SQLite store is made complete first (:func:`rsft.tracking.store.ensure_store`)."""
+    from rsft.tracking.store import ensure_store
+
+    ensure_store(tracking_uri)
     mlflow = _mlflow()
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
@@ -284,16 +289,102 @@ def decide(
     return no(f"{m} {c:.4g} does not beat {who} {ch:.4g} (bar {bar:.4g}){note}")
 
 
-def record_decision(mlclient, name: str, version: str, decision: Decision) -> None:
+DECISION = "rsft.decision"  # written last: a version has a decision once this tag exists
+JUDGED_AGAINST = "rsft.judged_against"  # the champion's version when the decision was made ("" = none)
+
+
+def record_decision(mlclient, name: str, version: str, decision: Decision, judged_against: str | None = None) -> None:
+    """The gate's decision as version tags. MLflow writes one tag per call, so ``rsft.decision``
+    goes last: a night killed half-way leaves a version without a decision (finished by the
+    re-run, :func:`rsft.tracking.promotion.register_and_gate`), never a half-recorded one."""
     tags = {
-        "rsft.decision": "promoted" if decision.promote else "rejected",
         "rsft.reason": decision.reason,
         "rsft.metric": decision.metric,
         "rsft.challenger_metric": f"{decision.challenger:.6g}",
         "rsft.champion_metric": "" if decision.champion is None else f"{decision.champion:.6g}",
+        JUDGED_AGAINST: "" if judged_against is None else str(judged_against),
+        DECISION: "promoted" if decision.promote else "rejected",
     }
     for k, v in tags.items():
         mlclient.set_model_version_tag(name, version, k, v)
+
+
+def recorded_decision(version) -> Decision | None:
+    """The decision recorded on a version (:func:`record_decision`), or None when it has none."""
+    tags = dict(version.tags or {})
+    if tags.get(DECISION) not in ("promoted", "rejected"):
+        return None
+
+    def num(key: str) -> float | None:
+        try:
+            return float(tags[key]) if tags.get(key) else None
+        except ValueError:
+            return None
+
+    ch = num("rsft.challenger_metric")
+    return Decision(tags[DECISION] == "promoted", tags.get("rsft.reason", ""), tags.get("rsft.metric", ""),
+                    float("nan") if ch is None else ch, num("rsft.champion_metric"))
+
+
+# --------------------------------------------------------------------------------------
+# a night's version (at most one per night, however often the night is re-run)
+# --------------------------------------------------------------------------------------
+NIGHT = "rsft.night"  # the night's identity (digest of its inputs and config), set at registration
+
+
+def night_version(mlclient, name: str, night: str):
+    """The version a night with identity ``night`` registered (the lowest, should there be more),
+    or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        found = mlclient.search_model_versions(f"name = '{name}' and tags.`{NIGHT}` = '{night}'")
+    except MlflowException:
+        return None
+    return min(found, key=lambda v: int(v.version)) if found else None
+
+
+KEPT = "rsft.kept."  # + a night's identity: on the champion that night's adaptation search kept
+
+
+def record_kept(mlclient, name: str, version: str, night: str, run_id: str | None, decision: Decision) -> None:
+    """A night whose search kept the champion (nothing registered) is decided too: the decision
+    rides on the champion it kept, so a re-run of the night reports it (:func:`kept_by`)."""
+    mlclient.set_model_version_tag(name, str(version), KEPT + night, json.dumps(
+        {"run": run_id, "reason": decision.reason[:1000], "metric": decision.metric,
+         "challenger": decision.challenger, "champion": decision.champion}))
+
+
+def kept_by(version, night: str) -> tuple[str | None, Decision] | None:
+    """(the deciding run, the decision) of night ``night`` if its search kept ``version``, else None."""
+    raw = dict(version.tags or {}).get(KEPT + night)
+    if not raw:
+        return None
+    try:
+        d = json.loads(raw)
+        return d.get("run"), Decision(False, d["reason"], d["metric"], float(d["challenger"]), d.get("champion"))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def finish_promotion(mlclient, name: str, version) -> bool:
+    """A version recorded as promoted whose night was killed before the alias moved: move it now —
+    only while the champion is still the version it was judged against and nobody has acted on
+    the version since (no events, not ``previous-champion``: a rollback is not undone). Returns
+    whether the alias moved."""
+    tags = dict(version.tags or {})
+    if tags.get(DECISION) != "promoted" or JUDGED_AGAINST not in tags:
+        return False
+    if any(k.startswith(EVENT_PREFIX) for k in tags):
+        return False
+    current, previous = alias_version(mlclient, name), alias_version(mlclient, name, PREVIOUS)
+    v = str(version.version)
+    if (current is not None and str(current.version) == v) or (previous is not None and str(previous.version) == v):
+        return False
+    if (str(current.version) if current else "") != tags[JUDGED_AGAINST]:
+        return False  # another night promoted meanwhile: that decision stands
+    move_champion(mlclient, name, v, current.version if current else None)
+    return True
 
 
 EVENT_PREFIX = "rsft.event."

@@ -77,6 +77,12 @@ def close_stale_runs(experiment_id: str) -> list[str]:
     return closed
 
 
+def night_record(run_id: str) -> tuple[dict[str, float], dict[str, str]]:
+    """(metrics, tags) of a night's run: what a re-run of a decided night reports."""
+    run = _mlflow().MlflowClient().get_run(run_id)
+    return dict(run.data.metrics), dict(run.data.tags)
+
+
 def describe_run(run_id: str, name: str, markdown: str) -> None:
     """The run's name in the runs table and its description (the run page's markdown note)."""
     client = _mlflow().MlflowClient()

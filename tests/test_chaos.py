@@ -1,0 +1,158 @@
+"""Chaos: a real ``rsft retrain`` SIGKILLed at points of its night (found by watching its real
+progress in the state dir: an ingested file's manifest entry, a finished sampling chunk, the MLflow
+store being created, the fit's checkpoint, a registered model version), then re-run until it
+finishes, ends exactly as an unkilled night: the same ingested and selected rows, the same model,
+exactly one model version, no MLflow run left RUNNING, no temporary file left in the state dir.
+And a finished night run again registers nothing."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from tests.conftest import REPO
+from tests.test_retrain_flow import small_config
+
+PIPELINE = "factory"  # the name of examples/factory.yaml's pipeline (small_config keeps it)
+
+
+def _data(state: Path) -> Path:
+    return state / "data" / PIPELINE
+
+
+def _versions(state: Path) -> int:
+    """Model versions registered so far (read-only; 0 while the store is busy or not there)."""
+    db = state / "mlflow.db"
+    if not db.exists():
+        return 0
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=0.05)) as con:
+            return con.execute("SELECT count(*) FROM model_versions").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+# where a night is, from what it has written (in the order a first night gets there)
+POINTS: dict[str, Callable[[Path], bool]] = {
+    "ingest": lambda s: any((_data(s) / "sensors" / "_manifest").glob("*.json")),  # one file ingested
+    "select": lambda s: any(_data(s).glob("runs/*/chunks/chunk-*.json")),  # one sampling chunk done
+    "mlflow-store": lambda s: any(s.glob(".mlflow.db.tmp-*")),  # the MLflow store being created
+    "fine-tune": lambda s: any(_data(s).glob("runs/*/train-*/last.pt")),  # the fit's first checkpoint
+    "registration": lambda s: _versions(s) > 0,  # the challenger's version exists
+}
+
+
+def _retrain(cfg_path: Path, state: Path, kill_at: str | None = None) -> dict | None:
+    """``rsft retrain`` on ``state``; with ``kill_at``, SIGKILLed as soon as that point is reached
+    (it must be reached: a night that ends first fails the test). Returns the summary, or None."""
+    out = state.parent / f"{state.name}-summary.json"
+    out.unlink(missing_ok=True)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "rsft.cli", "retrain", "--config", str(cfg_path), "--set", f"state.dir={state}",
+         "--json", str(out)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    if kill_at is None:
+        _, err = child.communicate(timeout=900)
+        assert child.returncode == 0, err[-3000:]
+        return json.loads(out.read_text())
+    reached = POINTS[kill_at]
+    try:
+        deadline = time.monotonic() + 900
+        while child.poll() is None and time.monotonic() < deadline and not reached(state):
+            time.sleep(0.005)
+        assert child.poll() is None, f"the night ended before reaching {kill_at}: {child.stderr.read()[-3000:]}"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=60)
+    return None
+
+
+def _rows(state: Path) -> dict[str, pl.DataFrame]:
+    """Every ingested dataset and the selected rows, in a stable order."""
+    from rsft.ingest import scan_dataset
+
+    out = {name: scan_dataset(_data(state) / name).collect().sort("_source", "_row")
+           for name in ("sensors", "logs", "target_sample", "target_holdout")}
+    (selected,) = _data(state).glob("runs/*/selected.parquet")
+    out["selected"] = pl.read_parquet(selected).sort("_source", "_row")
+    return out
+
+
+def _registry(state: Path, name: str) -> tuple[list[dict], dict, list[str]]:
+    """(history, the champion's state dict, the statuses of every MLflow run)."""
+    from rsft.models import load_checkpoint
+    from rsft.tracking import registry
+
+    mlc = registry.client(f"sqlite:///{state / 'mlflow.db'}")
+    champion = load_checkpoint(registry.download_checkpoint(mlc, registry.alias_version(mlc, name)))["state_dict"]
+    runs = mlc.search_runs([e.experiment_id for e in mlc.search_experiments()], max_results=1000)
+    return registry.history(mlc, name), champion, [r.info.status for r in runs]
+
+
+def _temp_files(state: Path) -> list[str]:
+    """Files a writer leaves only when killed: fsio's hidden temp names (``.…tmp-<pid>-…``,
+    staging, split, …) and a killed night's challenger checkpoint."""
+    from rsft.fsio import ORPHAN_NAME
+
+    return sorted(str(p.relative_to(state)) for p in state.rglob("*")
+                  if ORPHAN_NAME.search(p.name) or p.name.startswith(".challenger"))
+
+
+def _check_like_unkilled(tmp_path: Path, kills: list[str]) -> tuple[Path, Path, str]:
+    import torch
+
+    from rsft.config import load_config
+    from rsft.synth import write_synthetic
+
+    cfg_path = small_config(tmp_path)
+    cfg = load_config(cfg_path)
+    write_synthetic(cfg.synth, tmp_path / "raw", night=1)
+    name = cfg.promotion.model_name
+
+    reference = _retrain(cfg_path, tmp_path / "reference")
+    chaos = tmp_path / "chaos"
+    for point in kills:  # each re-run is killed at the next point; the last one finishes
+        _retrain(cfg_path, chaos, kill_at=point)
+    summary = _retrain(cfg_path, chaos)
+
+    want, got = _rows(tmp_path / "reference"), _rows(chaos)
+    for what in want:
+        assert_frame_equal(got[what], want[what], check_column_order=False)
+    ref_hist, ref_model, _ = _registry(tmp_path / "reference", name)
+    hist, model, statuses = _registry(chaos, name)
+    assert [h["version"] for h in hist] == [1], hist  # exactly one version for the night
+    assert hist[0]["decision"] == ref_hist[0]["decision"] and "champion" in hist[0]["aliases"]
+    assert summary["model_version"] == reference["model_version"] == "1"
+    assert summary[f"challenger_{cfg.promotion.metric}"] == reference[f"challenger_{cfg.promotion.metric}"]
+    assert model.keys() == ref_model.keys()
+    for k in model:
+        assert torch.equal(model[k], ref_model[k]), k  # the same model as the unkilled night
+    assert "RUNNING" not in statuses, statuses
+    assert _temp_files(chaos) == []
+
+    return cfg_path, chaos, name
+
+
+def test_a_retrain_killed_at_registration_reruns_to_the_unkilled_result(tmp_path):
+    _check_like_unkilled(tmp_path, ["registration"])
+
+
+@pytest.mark.slow
+def test_a_retrain_killed_at_every_point_reruns_to_the_unkilled_result(tmp_path):
+    cfg_path, chaos, name = _check_like_unkilled(tmp_path, list(POINTS))
+    # the night is decided: run again, it registers (and trains) nothing and says so
+    again = _retrain(cfg_path, chaos)
+    assert again["model_version"] == "1" and "already_decided" in again
+    assert [h["version"] for h in _registry(chaos, name)[0]] == [1]

@@ -1,0 +1,191 @@
+"""A night registers exactly one version however often it runs: a night killed between
+registering its version and deciding it (or between deciding and moving the alias) is finished
+by the re-run, which registers nothing; a decided night re-run with the same inputs and config
+reports the recorded decision and trains nothing."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+from tests.test_retrain_flow import small_config
+
+# the night, run by a real process that stops (sleeps) at one step of the registration, to be
+# SIGKILLed there: after the version is registered (before its decision is written), or after
+# the decision is written (before the champion alias moves)
+CHILD = """
+import sys, time
+from rsft.config import load_config
+from rsft.pipeline import run_night
+from rsft.tracking import registry
+
+step = sys.argv[2]
+
+def stop_here(mlc, name, version, *args, **kwargs):
+    print("AT", step, version, flush=True)
+    time.sleep(600)
+
+setattr(registry, step, stop_here)
+run_night(load_config(sys.argv[1]))
+"""
+
+
+def _kill_at(cfg_path, step: str) -> str:
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(cfg_path), step], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        line = child.stdout.readline().split()
+        assert line[:2] == ["AT", step], child.stderr.read()[-3000:] if child.poll() is not None else line
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=60)
+    return line[2]
+
+
+def _runs(mlc, cfg):
+    exp = mlc.get_experiment_by_name(cfg.state.experiment)
+    return mlc.search_runs([exp.experiment_id], "tags.`rsft.pipeline` != ''") if exp else []
+
+
+@pytest.mark.parametrize("step", ["record_decision", "move_champion"])
+def test_a_night_killed_at_registration_registers_one_version(tmp_path, step):
+    from rsft.config import load_config
+    from rsft.pipeline import run_night, tracking_uri
+    from rsft.synth import write_synthetic
+    from rsft.tracking import registry
+
+    cfg_path = small_config(tmp_path)
+    cfg = load_config(cfg_path)
+    write_synthetic(cfg.synth, tmp_path / "raw", night=1)
+    name = cfg.promotion.model_name
+
+    killed_version = _kill_at(cfg_path, step)
+    assert killed_version == "1"
+    mlc = registry.client(tracking_uri(cfg))
+    v1 = mlc.get_model_version(name, "1")
+    assert v1.tags.get(registry.NIGHT)  # the night's identity rides on its version
+    assert ("rsft.decision" in v1.tags) is (step == "move_champion")
+    assert registry.alias_version(mlc, name) is None  # killed before the alias moved
+
+    s = run_night(cfg)  # the re-run finishes that version's gate instead of registering another
+    hist = registry.history(mlc, name)
+    assert [h["version"] for h in hist] == [1], hist
+    assert s["model_version"] == "1" and hist[0]["decision"] == ("promoted" if s["promoted"] else "rejected")
+    assert s["promoted"], s["reason"]  # a first night of this config beats its base model
+    assert str(registry.alias_version(mlc, name).version) == "1"
+    assert not any(r.info.status == "RUNNING" for r in _runs(mlc, cfg))  # the killed night's run is closed
+    if step == "move_champion":  # decided before the kill: the re-run reports that decision
+        assert "already_decided" in s
+    else:  # gated by the re-run, which says so on the version's trail
+        assert "already_decided" not in s and s["mlflow_run"] != v1.run_id
+        texts = [t for _, t in hist[0]["events"]]
+        assert len(texts) == 1 and texts[0].startswith("decided by a re-run of its night "), texts
+
+    # a finished night re-run with the same inputs and config: nothing trained, nothing registered
+    n_runs = len(_runs(mlc, cfg))
+    again = run_night(cfg)
+    assert [h["version"] for h in registry.history(mlc, name)] == [1]
+    assert again["model_version"] == "1" and again["promoted"] is s["promoted"] and again["reason"] == s["reason"]
+    assert again["already_decided"].startswith("v1 was registered and decided by MLflow run ")
+    assert len(_runs(mlc, cfg)) == n_runs  # no new MLflow run either
+    assert again[f"challenger_{cfg.promotion.metric}"] == s[f"challenger_{cfg.promotion.metric}"]
+
+    # another config is another night: it registers its own version
+    other = run_night(load_config(cfg_path, {"train.seed": cfg.train.seed + 1}))
+    assert other["model_version"] == "2" and "already_decided" not in other
+
+
+CONCURRENT = """
+import json, sys
+from rsft.config import load_config
+from rsft.pipeline import run_night
+s = run_night(load_config(sys.argv[1]))
+print(json.dumps({"version": s["model_version"], "already": "already_decided" in s, "run": s["mlflow_run"]}))
+"""
+
+
+def test_concurrent_runs_of_one_night_register_one_version(tmp_path):
+    """Two processes run the same night at once: one version, both report it (the second finds it
+    inside the registry lock, or before training)."""
+    import json
+
+    from rsft.config import load_config
+    from rsft.pipeline import ingest_stage, tracking_uri
+    from rsft.synth import write_synthetic
+    from rsft.tracking import registry
+
+    cfg_path = small_config(tmp_path)
+    cfg = load_config(cfg_path)
+    write_synthetic(cfg.synth, tmp_path / "raw", night=1)
+    ingest_stage(cfg)  # (concurrent ingests of one dataset are another matter)
+    procs = [subprocess.Popen([sys.executable, "-c", CONCURRENT, str(cfg_path)], cwd=REPO, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+             for _ in range(2)]
+    outs = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=600)
+        assert p.returncode == 0, stderr[-3000:]
+        outs.append(json.loads(stdout.strip().splitlines()[-1]))
+    assert [o["version"] for o in outs] == ["1", "1"]
+    assert sorted(o["already"] for o in outs) == [False, True]
+    assert outs[0]["run"] == outs[1]["run"]  # both name the run that decided the version
+    mlc = registry.client(tracking_uri(cfg))
+    assert [h["version"] for h in registry.history(mlc, cfg.promotion.model_name)] == [1]
+
+
+def test_an_interrupted_alias_move_is_completed_but_never_undoes_a_later_decision(tmp_path):
+    """finish_promotion moves the alias of a version recorded as promoted only while the champion
+    is still the one it was judged against and no one has acted on the version since."""
+    from rsft.tracking import registry
+
+    mlc = registry.client(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlc.create_registered_model("m")
+    for _ in range(3):
+        mlc.create_model_version("m", str(tmp_path), tags={registry.NIGHT: "n"})
+    registry.move_champion(mlc, "m", "1", None)
+    promoted = registry.Decision(True, "rmse 1 < champion 2", "rmse", 1.0, 2.0)
+    registry.record_decision(mlc, "m", "2", promoted, judged_against="1")  # killed before the alias moved
+    v2 = mlc.get_model_version("m", "2")
+    assert registry.recorded_decision(v2).promote and str(registry.night_version(mlc, "m", "n").version) == "1"
+    assert registry.finish_promotion(mlc, "m", v2)
+    assert str(registry.alias_version(mlc, "m").version) == "2"
+    assert str(registry.alias_version(mlc, "m", registry.PREVIOUS).version) == "1"
+    assert not registry.finish_promotion(mlc, "m", mlc.get_model_version("m", "2"))  # already champion
+
+    registry.rollback(mlc, "m")  # a person rolled back: a re-run of v2's night must not re-promote it
+    assert not registry.finish_promotion(mlc, "m", mlc.get_model_version("m", "2"))
+    assert str(registry.alias_version(mlc, "m").version) == "1"
+
+    registry.record_decision(mlc, "m", "3", promoted, judged_against="2")  # judged against a champion gone since
+    assert not registry.finish_promotion(mlc, "m", mlc.get_model_version("m", "3"))
+    assert str(registry.alias_version(mlc, "m").version) == "1"
+
+
+def test_a_night_whose_search_kept_the_champion_is_decided_too(tmp_path):
+    """The search keeps the champion (nothing registered, an event on the champion): run again,
+    the night reports that decision — no second search, no second event."""
+    from rsft.config import load_config
+    from rsft.pipeline import run_night, tracking_uri
+    from rsft.synth import write_synthetic
+    from rsft.tracking import registry
+
+    cfg_path = small_config(tmp_path)
+    cfg = load_config(cfg_path)
+    write_synthetic(cfg.synth, tmp_path / "raw", night=1)
+    assert run_night(cfg)["model_version"] == "1"
+    kept_cfg = load_config(cfg_path, {"adapt.enabled": True, "adapt.strategies": ["keep_champion"],
+                                      "adapt.group_by": "machine_id", "adapt.folds": 3})
+    first = run_night(kept_cfg)
+    assert first["model_version"] is None and first["recipe"] == "keep_champion" and "already_decided" not in first
+    again = run_night(kept_cfg)
+    assert again["model_version"] is None and again["promoted"] is False and again["reason"] == first["reason"]
+    assert again["already_decided"] == f"the champion v1 was kept by MLflow run {first['mlflow_run']}; this run registered nothing"
+    assert again["mlflow_run"] == first["mlflow_run"] and again["challenger_rmse"] == first["challenger_rmse"]
+    hist = registry.history(registry.client(tracking_uri(cfg)), cfg.promotion.model_name)
+    assert [h["version"] for h in hist] == [1] and len(hist[0]["events"]) == 1  # one search, one event
