@@ -186,14 +186,13 @@ def test_a_batch_of_nothing_but_repeats_is_quarantined_not_a_crash(tmp_path):
 
 
 def test_jsonl_in_small_blocks_gives_the_same_dataset_quarantine_and_leaves_no_spool(tmp_path, monkeypatch):
-    """JSONL is parsed in blocks spooled to a temporary file and read back in slices: tiny blocks
-    (3 lines, several slices) give exactly the rows, quarantine reasons and line numbers of one
-    big block, and nothing but the dataset remains (the spool never carries a .parquet suffix)."""
+    """JSONL is parsed in blocks of lines: tiny blocks (3 lines) give exactly the rows, quarantine
+    reasons and line numbers of one big block, and nothing but the dataset remains."""
     import rsft.ingest.run as ingest_module
 
     spools = []
     real = ingest_module._read_jsonl
-    monkeypatch.setattr(ingest_module, "_read_jsonl", lambda path, c, spool, *a: spools.append(spool) or real(path, c, spool, *a))
+    monkeypatch.setattr(ingest_module, "_read_jsonl", lambda path, c, *a: spools.append(path) or real(path, c, *a))
     src = [str(BAD_INPUTS / "wrong_types.jsonl"), str(BAD_INPUTS / "clean_maintenance.jsonl")]
     out = {}
     for chunk in (3, 250_000):
@@ -205,8 +204,7 @@ def test_jsonl_in_small_blocks_gives_the_same_dataset_quarantine_and_leaves_no_s
                       None if q is None else q.sort("_source", "_row").select("_source", "_row", "reason"))
         leftovers = [p for p in root.rglob("*") if "spool" in p.name or p.name.startswith(".staging")]
         assert leftovers == []
-    # Polars globs dot-files too: a reader of data/**/*.parquet must never see a half-written spool
-    assert len(spools) == 4 and not any(p.name.endswith(".parquet") for p in spools)
+    assert len(spools) == 4
     assert out[3][0].equals(out[250_000][0])
     assert out[3][1] is not None and out[3][1].equals(out[250_000][1]) and out[3][1].height > 0
 
@@ -359,3 +357,58 @@ def test_a_binary_file_named_csv_says_what_it_is(tmp_path):
     assert res["p.csv"].status == "failed"
     assert res["p.csv"].error == "p.csv: binary file, not CSV text — looks like Parquet"
     assert "looks like gzip" in res["g.csv"].error and "\n" not in res["g.csv"].error
+
+
+def test_jsonl_bulk_parse_gives_what_the_line_parser_gives(tmp_path, monkeypatch):
+    """The bulk JSONL path (Polars' NDJSON reader per block) vouches only for what it can: every
+    row, value, reason, line number and quarantined line text equals the per-line parser's, on
+    lines of every kind — wrong JSON types, nulls, missing and repeated keys, blank and CRLF
+    lines, numbers written as integers, no final newline — in small blocks (some clean, some not).
+    A quarantined number's text may be rendered differently ("500.0" for 500; ``__line`` keeps the line)."""
+    from rsft.config import ColumnContract, ContractConfig
+    from rsft.ingest import readers
+
+    contract = ContractConfig(name="j", format="jsonl", timestamp_column="ts", columns=[
+        ColumnContract(name="id", dtype="str", pattern="^M[0-9]{2}$"), ColumnContract(name="ts", dtype="timestamp"),
+        ColumnContract(name="x", dtype="float64", min=0, max=100), ColumnContract(name="n", dtype="int64", nullable=True),
+        ColumnContract(name="ok", dtype="bool"), ColumnContract(name="note", dtype="str", nullable=True)])
+    good = [json.dumps({"id": f"M{i % 7:02d}", "ts": f"2026-01-01T00:{i % 60:02d}:00Z", "x": i * 0.5, "n": i,
+                        "ok": i % 2 == 0, "note": f"reading {i} \u00e9"}) for i in range(40)]
+    odd = ['{"id": "M01", "ts": "2026-01-01T00:00:00Z", "x": 3, "n": 2, "ok": true, "note": null}',  # int as float, null
+           '{"id": "M01", "ts": "2026-01-01T00:00:00Z", "x": 3.5, "ok": true}',  # missing keys
+           '{"id": 7, "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": true, "note": "a"}',  # number for a string
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": "1.5", "n": 1, "ok": true, "note": "a"}',  # string for a number
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1.5, "n": 1.5, "ok": true, "note": "a"}',  # float for an int
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1.5, "n": 1, "ok": "yes", "note": "a"}',  # string for a bool
+           '{"id": "M02", "id": "M03", "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": false, "note": "a"}',  # key twice
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": false, "note": "\\"id\\": 5"}',
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 500, "n": 1, "ok": false, "note": "out of range"}',
+           '{"id": "M02", "ts": "2026-01-01T00:00:00+01:00", "x": 5, "n": 1, "ok": false, "note": "offset"}',
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 5, "n": 1, "ok": false, "note": "crlf"}\r',
+           '', '   ', 'not json', '[1, 2]', '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1e400, "n": 1, "ok": true}',
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": NaN, "n": 1, "ok": true, "note": "nan"}']
+    lines = []
+    for i, line in enumerate(odd):  # odd lines spread among good ones: some blocks clean, some not
+        lines += good[i * 2:i * 2 + 2] + [line]
+    src = tmp_path / "logs.jsonl"
+    src.write_bytes(("\n".join(lines + good[:9])).encode("utf-8"))  # no final newline
+
+    def run(root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+        res = ingest(str(src), root, contract, chunk_rows=5).files[0]
+        assert res.status == "ok" and res.rows_total == res.rows_ok + res.rows_quarantined, res
+        q = pl.concat([pl.read_parquet(p) for p in (root / "quarantine").glob("*.parquet")], how="diagonal_relaxed")
+        return scan_dataset(root).sort("_row").collect(), q.sort("_row")
+
+    bulk_blocks = []
+    real = readers.pl.read_ndjson
+    monkeypatch.setattr(readers.pl, "read_ndjson", lambda *a, **k: bulk_blocks.append(1) or real(*a, **k))
+    bulk = run(tmp_path / "bulk")
+    assert len(bulk_blocks) > 5
+    monkeypatch.setattr(readers._JsonlBlock, "block", lambda self, blk, first: (
+        setattr(self, "last_lines", blk.count(b"\n") + (0 if blk.endswith(b"\n") else 1)) or self._per_line(blk, first)))
+    per_line = run(tmp_path / "lines")
+    assert bulk[0].equals(per_line[0])
+    def same(q: pl.DataFrame) -> pl.DataFrame:
+        return q.select(sorted(q.columns)).with_columns(pl.col("x", "n").cast(pl.Float64, strict=False))
+    assert same(bulk[1]).equals(same(per_line[1]))
+    assert bulk[1]["reason"].str.contains("wrong type").sum() == 3 and bulk[1].height >= 10

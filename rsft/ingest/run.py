@@ -50,7 +50,6 @@ class _Scratch:
     staging: Path  # data/.staging-<pid>-<thread>-<digest>/: the data parts until they are renamed into place
     tmp_bad: Path  # the quarantine part until it is renamed into place (an rsft.fsio temp name beside it)
     copy: str | None = None  # a local copy of the source: fetched (remote) or decompressed (.gz)
-    spool: Path | None = None  # the JSONL block spool
 
     @classmethod
     def of(cls, plan: FilePlan, dataset_dir: Path) -> "_Scratch":
@@ -64,8 +63,6 @@ class _Scratch:
     def remove_inputs(self) -> None:
         if self.copy:
             Path(self.copy).unlink(missing_ok=True)
-        if self.spool is not None:  # the JSONL block spool (read back by then)
-            self.spool.unlink(missing_ok=True)
 
 
 def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfig, chunk_rows: int = 250_000) -> FileResult:
@@ -147,12 +144,8 @@ def _reader(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, chunk_r
     source = plan.path
     if _is_remote(source):  # stream an object-store file to local disk once, then as local
         work.copy = source = _fetch(source, dataset_dir / "data")
-    if contract.format == "jsonl":
-        # no .parquet suffix: readers that glob data/**/*.parquet with Polars (which does not
-        # skip dot-files) must never pick up a half-written spool
-        work.spool = work.staging.with_name(work.staging.name + ".jsonl-spool")
-        work.spool.parent.mkdir(parents=True, exist_ok=True)
-        return (*_read_jsonl(source, contract, work.spool, chunk_rows), None, True)
+    if contract.format == "jsonl":  # blocks of parsed lines, straight to the contract check
+        return (*_read_jsonl(source, contract, chunk_rows), None, True)
     if plan.path.endswith((".parquet", ".pq")):
         return (*_scan_parquet(source, contract), None, True)
     if plan.path.endswith(".gz"):

@@ -14,6 +14,7 @@ from rsft import progress as _progress
 from rsft.config import ContractConfig
 from rsft.ingest.contract import _fast, _validate, typed_names
 from rsft.ingest.dedup import _SeenHashes
+from rsft.ingest.readers import _Blocks
 from rsft.ingest.results import FileError
 from rsft.ingest.writers import _Parts, _QuarantinePart, partition_columns
 
@@ -23,6 +24,9 @@ def _batches(lf: pl.LazyFrame, chunk_rows: int, sliced: bool) -> Iterator[pl.Dat
     sources, whose ``collect_batches`` decodes every row group ahead of the consumer (measured:
     peak RSS grew with the file); a slice reads only the row groups it covers. A frame without
     ``_row`` gets 1-based row numbers here."""
+    if isinstance(lf, _Blocks):  # JSONL: frames of parsed lines, already numbered
+        yield from lf.batches()
+        return
     if not sliced:
         yield from lf.collect_batches(chunk_size=chunk_rows)
         return
