@@ -412,3 +412,139 @@ def test_jsonl_bulk_parse_gives_what_the_line_parser_gives(tmp_path, monkeypatch
         return q.select(sorted(q.columns)).with_columns(pl.col("x", "n").cast(pl.Float64, strict=False))
     assert same(bulk[1]).equals(same(per_line[1]))
     assert bulk[1]["reason"].str.contains("wrong type").sum() == 3 and bulk[1].height >= 10
+
+
+_HEAD = "machine_id,ts," + ",".join(f"s{i:02d}" for i in range(1, 13)) + ",status,quality"
+
+
+def _reading(machine: str, minute: int, value, offset: str = "Z") -> str:
+    return f"{machine},2026-01-01T00:{minute:02d}:00{offset}," + ",".join([str(value)] * 12) + ",RUN,1.0"
+
+
+def _unique_files(root: Path) -> tuple[Path, Path]:
+    """a.csv: M01@00:01 twice with different values (rows 2, 3), M02@00:00 twice with equal values
+    written differently (rows 4, 5), M01@00:02 written once in UTC and once as +01:00 with other
+    values (rows 6, 7: one key); b.csv (another file, or a later night): M03@00:00 (a.csv has it
+    with other values), M04 new, M02@00:00 as in a.csv."""
+    root.mkdir(parents=True, exist_ok=True)
+    a, b = root / "a.csv", root / "b.csv"
+    a.write_text("\n".join([_HEAD, _reading("M01", 0, 1), _reading("M01", 1, 1), _reading("M01", 1, 2), _reading("M02", 0, 1),
+                            _reading("M02", 0, "1.0"), _reading("M01", 2, 3), "M01,2026-01-01T01:02:00+01:00,"
+                            + ",".join(["4"] * 12) + ",RUN,1.0", _reading("M03", 0, 5)]) + "\n")
+    b.write_text("\n".join([_HEAD, _reading("M03", 0, 6), _reading("M04", 0, 1), _reading("M02", 0, 1)]) + "\n")
+    return a, b
+
+
+def _outcome(ds: Path) -> tuple[list, list, dict]:
+    from rsft.ingest import scan_quarantine
+
+    data = scan_dataset(ds).select("_source", "_row").sort("_source", "_row").collect().rows()
+    q = scan_quarantine(ds).select("_source", "_row", "reason").sort("_source", "_row").collect().rows()
+    entries = {json.loads(p.read_text())["name"]: json.loads(p.read_text()) for p in (ds / "_manifest").glob("*.json")}
+    return data, q, entries
+
+
+def test_unique_key_conflicts_within_a_file_and_across_files_per_policy(tmp_path):
+    """``unique: [machine_id, ts]``: rows sharing the key with different values are a conflict
+    (the key is the typed value: +01:00 and Z name one instant); each policy decides them, the
+    manifest counts them, and rows with the same values are duplicates. Nothing is lost: rows
+    in = written + quarantined, per file."""
+    a, b = _unique_files(tmp_path / "src")
+    U = "unique key (machine_id, ts): "
+    expect = {
+        "quarantine": ([("a.csv", 1), ("a.csv", 4), ("b.csv", 2)],
+                       [("a.csv", 2, U + "rows with different values"), ("a.csv", 3, U + "rows with different values"),
+                        ("a.csv", 5, "duplicate row"), ("a.csv", 6, U + "rows with different values"),
+                        ("a.csv", 7, U + "rows with different values"),
+                        # b's M03 conflicts with a's, which is published already and stays
+                        ("b.csv", 1, U + "rows with different values"), ("b.csv", 3, "duplicate row (already in the dataset)")]),
+        "keep_first": ([("a.csv", 1), ("a.csv", 2), ("a.csv", 4), ("a.csv", 6), ("a.csv", 8), ("b.csv", 2)],
+                       [("a.csv", 3, U + "an earlier row has other values"), ("a.csv", 5, "duplicate row"),
+                        ("a.csv", 7, U + "an earlier row has other values"),
+                        ("b.csv", 1, U + "an earlier row has other values"), ("b.csv", 3, "duplicate row (already in the dataset)")]),
+        "keep_all": ([("a.csv", r) for r in (1, 2, 3, 4, 6, 7, 8)] + [("b.csv", 1), ("b.csv", 2)],
+                     [("a.csv", 5, "duplicate row"), ("b.csv", 3, "duplicate row (already in the dataset)")]),
+    }
+    expect["quarantine"][0].insert(2, ("a.csv", 8))
+    for policy, (data, quarantined) in expect.items():
+        c = SENSORS.model_copy(update={"unique": ["machine_id", "ts"], "unique_conflicts": policy})
+        ds = tmp_path / policy
+        s = ingest([str(a), str(b)], ds, c)
+        got_data, got_q, entries = _outcome(ds)
+        assert (got_data, got_q) == (data, quarantined), policy
+        for f in s.files:
+            assert f.status == "ok" and f.rows_total == f.rows_ok + f.rows_quarantined == entries[f.file]["rows_total"], f
+        assert [f.rows_total for f in s.files] == [8, 3]
+        assert entries["a.csv"]["unique"]["conflict_rows"] == 4 and entries["a.csv"]["unique"]["conflict_keys"] == 2
+        assert entries["b.csv"]["unique"]["conflict_rows_with_earlier_files"] == 1
+        assert [f.key_conflicts for f in s.files] == [4, 1]
+
+
+def test_unique_key_holds_across_nights_re_runs_and_a_replaced_file(tmp_path):
+    """Keys from earlier nights count (the dataset is the scope): a later night's conflicting row
+    is quarantined, a re-run changes nothing, and a changed export (same path, new content) is
+    checked against the others only — not against the version it replaces."""
+    a, b = _unique_files(tmp_path / "src")
+    c = SENSORS.model_copy(update={"unique": ["machine_id", "ts"], "unique_conflicts": "keep_first"})
+    ds = tmp_path / "ds"
+    ingest([str(a)], ds, c)  # night 1
+    night2 = ingest([str(a), str(b)], ds, c)  # night 2: a is done, b is new
+    assert [f.status for f in night2.files] == ["skipped", "ok"]
+    first = _outcome(ds)
+    assert ("b.csv", 1, "unique key (machine_id, ts): an earlier row has other values") in first[1]
+    again = ingest([str(a), str(b)], ds, c)  # a re-run: nothing to do, nothing changes
+    assert [f.status for f in again.files] == ["skipped", "skipped"] and _outcome(ds)[:2] == first[:2]
+    # a corrected a.csv (new values for M01@00:00): replaces its old rows, so it conflicts with
+    # nothing it replaced; its M04 is b's, with other values: b's row stays, a's is quarantined.
+    # (b's M03, quarantined against the old a, stays in quarantine: a replaced file frees no key.)
+    a.write_text("\n".join([_HEAD, _reading("M01", 0, 9), _reading("M04", 0, 7), _reading("M05", 0, 1)]) + "\n")
+    fixed = ingest([str(a), str(b)], ds, c)
+    assert [f.status for f in fixed.files] == ["ok", "skipped"]
+    data, q, entries = _outcome(ds)
+    assert [r for r in data if r[0] == "a.csv"] == [("a.csv", 1), ("a.csv", 3)]
+    assert [r for r in q if r[0] == "a.csv"] == [("a.csv", 2, "unique key (machine_id, ts): an earlier row has other values")]
+    assert len(list((ds / "_keys").glob("*.parquet"))) == 2 == len(entries)  # the old a's index went with it
+
+
+def test_unique_key_concurrent_files_keep_one_row_per_key(tmp_path):
+    """Files of one night ingested at once (the ingest flow's threads) resolve their keys one at a
+    time: every key ends up once in the dataset whichever file finishes first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rsft.ingest import ingest_file, plan_ingest
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for k in range(4):  # four files, every one with the same 300 keys and its own values
+        (src / f"f{k}.csv").write_text("\n".join([_HEAD] + [_reading(f"M{m:02d}", t, k + 1) for m in range(1, 11)
+                                                            for t in range(30)]) + "\n")
+    c = SENSORS.model_copy(update={"unique": ["machine_id", "ts"], "unique_conflicts": "keep_first"})
+    ds = tmp_path / "ds"
+    plans = plan_ingest([str(src)], ds, c)
+    with ThreadPoolExecutor(4) as pool:
+        res = list(pool.map(lambda p: ingest_file(p, ds, c, 50), plans))
+    assert all(r.status == "ok" for r in res), [r.error for r in res]
+    data = scan_dataset(ds).collect()
+    assert data.height == 300 == data.select("machine_id", "ts").unique().height
+    assert data["_source"].n_unique() == 1  # one file won every key (the first to finish)
+    assert sum(r.rows_quarantined for r in res) == 900
+
+
+def test_unique_key_on_jsonl_and_bad_config(tmp_path):
+    """The unique key works on every reader (JSONL here), and a unique column the contract lacks
+    is a one-line config error."""
+    from rsft.config import ConfigError, load_config as load
+
+    logs = CFG.ingest.logs.model_copy(update={"unique": ["machine_id", "ts"]})
+    line = '{{"machine_id": "M01", "ts": "2026-01-01T00:00:00Z", "category": "seal", "text": "{}"}}'
+    (tmp_path / "l.jsonl").write_text("\n".join([line.format("a"), line.format("b"), line.format("a")]) + "\n")
+    r = ingest(str(tmp_path / "l.jsonl"), tmp_path / "ds", logs).files[0]
+    assert (r.rows_ok, r.rows_quarantined, r.key_conflicts) == (0, 3, 2)  # the repeat is a duplicate row first
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text((REPO / "examples" / "factory.yaml").read_text().replace("key: [machine_id, ts]", "unique: [machine_id, time]"))
+    try:
+        load(cfg)
+    except ConfigError as e:
+        assert "unique: time not a contract column" in str(e) and "\n" not in str(e)
+    else:
+        raise AssertionError("a unique column the contract lacks must fail the config")
