@@ -386,12 +386,18 @@ def test_jsonl_bulk_parse_gives_what_the_line_parser_gives(tmp_path, monkeypatch
            '{"id": "M02", "ts": "2026-01-01T00:00:00+01:00", "x": 5, "n": 1, "ok": false, "note": "offset"}',
            '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 5, "n": 1, "ok": false, "note": "crlf"}\r',
            '', '   ', 'not json', '[1, 2]', '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1e400, "n": 1, "ok": true}',
-           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": NaN, "n": 1, "ok": true, "note": "nan"}']
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": NaN, "n": 1, "ok": true, "note": "nan"}',
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": true, "note": [1, "a"]}',  # a list
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": true, "note": {"id": 1}}',  # nested key
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": true, "note": false}',
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": true, "note": "123"}',  # text like a number
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": true, "note": "true", "extra": 1}',
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": true, "note": "a", "ts": 5}']
     lines = []
     for i, line in enumerate(odd):  # odd lines spread among good ones: some blocks clean, some not
         lines += good[i * 2:i * 2 + 2] + [line]
     src = tmp_path / "logs.jsonl"
-    src.write_bytes(("\n".join(lines + good[:9])).encode("utf-8"))  # no final newline
+    src.write_bytes(("\n".join(lines + good[:9] + [good[39]])).encode("utf-8"))  # no final newline
 
     def run(root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
         res = ingest(str(src), root, contract, chunk_rows=5).files[0]
@@ -411,7 +417,7 @@ def test_jsonl_bulk_parse_gives_what_the_line_parser_gives(tmp_path, monkeypatch
     def same(q: pl.DataFrame) -> pl.DataFrame:
         return q.select(sorted(q.columns)).with_columns(pl.col("x", "n").cast(pl.Float64, strict=False))
     assert same(bulk[1]).equals(same(per_line[1]))
-    assert bulk[1]["reason"].str.contains("wrong type").sum() == 3 and bulk[1].height >= 10
+    assert bulk[1]["reason"].str.contains("wrong type").sum() == 7 and bulk[1].height >= 10
 
 
 _HEAD = "machine_id,ts," + ",".join(f"s{i:02d}" for i in range(1, 13)) + ",status,quality"

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import logging
 import os
 from pathlib import Path
@@ -316,9 +317,12 @@ class _Blocks:
             yield df
 
 
-_JSON_TYPES = {"str": pl.Categorical, "timestamp": pl.Categorical, "float64": pl.Float64, "int64": pl.Int64,
-               "bool": pl.Boolean}  # Categorical: Polars' NDJSON reader accepts JSON strings only (String would
-# render a number or a list as text); Float64 accepts numbers only, Int64 integers only, Boolean booleans only
+# Polars' NDJSON reader fails a block on a value of another JSON type for Float64 (numbers only),
+# Int64 (integers only) and Boolean; String accepts anything (a number, a list, an object rendered
+# as text), so a text value that could be such a rendering is re-read per line (_NOT_A_STRING).
+# (Categorical accepts JSON strings only, but measured 3x slower than String.)
+_JSON_TYPES = {"str": pl.String, "timestamp": pl.String, "float64": pl.Float64, "int64": pl.Int64, "bool": pl.Boolean}
+_NOT_A_STRING = r"^(?:-?[0-9][0-9.eE+-]*|true|false|\[[\s\S]*|\{[\s\S]*)$"
 
 
 class _JsonlBlock:
@@ -328,6 +332,7 @@ class _JsonlBlock:
     def __init__(self, contract: ContractConfig, lines: "_JsonlLines", schema: dict):
         self.contract, self.lines, self.schema = contract, lines, schema
         self.read_schema = {c.name: _JSON_TYPES[c.dtype] for c in contract.columns}
+        self.keys = '"(?:' + "|".join(re.escape(c.name) for c in contract.columns) + r')"\s*:'
         self.last_lines = 0
 
     def block(self, blk: bytes, first: int) -> pl.DataFrame:
@@ -358,11 +363,15 @@ class _JsonlBlock:
         text = text.gather(idx) if len(idx) < n else text
         df = df.with_columns([self._as_text(c) for c in self.contract.columns]).with_columns(
             _row=pl.Series(idx + first, dtype=pl.Int64), __pre=pl.lit(None, pl.String), __line=text)
-        # per line: a null (missing key or JSON null: the line parser tells them apart) or a key that
-        # may occur twice in the line (a quoted name counted more than once, wherever it stands)
+        # per line: a null (missing key or JSON null: the line parser tells them apart), a text value
+        # that may have been another JSON type, or a contract key that may occur twice (Python's json
+        # keeps the last, Polars the first): each name must be a key exactly once. An unescaped
+        # '"name":' is a key at some depth (a quote inside a JSON string is escaped), so a nested
+        # object with such a key only sends its line to the line parser.
         redo = pl.any_horizontal([pl.col(c.name).is_null() for c in self.contract.columns]
-                                 + [pl.col("__line").str.count_matches(f'"{c.name}"', literal=True) > 1
-                                    for c in self.contract.columns])
+                                 + [pl.col(c.name).str.contains(_NOT_A_STRING) for c in self.contract.columns
+                                    if c.dtype in ("str", "timestamp")]
+                                 + [pl.col("__line").str.count_matches(self.keys) != len(self.contract.columns)])
         df = df.with_columns(__redo=redo)
         if not df["__redo"].any():
             return df.drop("__redo").select(list(self.schema))

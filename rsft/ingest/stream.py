@@ -55,11 +55,11 @@ def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], stagi
         for df in _batches(checked, chunk_rows, sliced):
             _check_record_bytes(df, limit)
             df, flagged = _mark_duplicates(df, seen)
-            good = df.filter(~flagged).select(typed)
+            good = df.select(typed).filter(~flagged)  # select first: the filter copies only what is written
             data.write(good)
             if keys is not None:
                 keys.add(good)
-            _full_check(df.filter(flagged).select(names + ["__dup"]), contract, extra, data, bad, keys)
+            _full_check(df.select(names + ["__dup"]).filter(flagged), contract, extra, data, bad, keys)
             _progress.emit("ingest.rows", rows=df.height)
         if not data.files and not data.buffers and not contract.partition_by:  # no rows at all: an empty
             # dataset part still records the schema (written before close: a closed _Parts has no writer thread)
