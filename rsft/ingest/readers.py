@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import re
 import logging
 import os
 from pathlib import Path
@@ -238,8 +237,9 @@ def _read_jsonl(path: str, contract: ContractConfig, chunk_rows: int = JSONL_SPO
     with a schema that errors on a value of the wrong JSON type (:class:`_JsonlBlock`); a block it
     cannot vouch for (not UTF-8, a line that is not a JSON object, a wrong type, a line over
     ``max_line_bytes``) is parsed line by line (:class:`_JsonlLines`), and so is each line of a
-    good block with a null or missing contract key, or a key that may occur twice (Python's
-    ``json`` keeps the last, Polars the first). Either way a row is ``(column values as text,
+    good block with a null or missing contract key or a text value that could be another JSON
+    type rendered as text. A key that occurs twice keeps its first value in both parsers. Either
+    way a row is ``(column values as text,
     _row = line number, __pre = reason or null, __line = the line's text)``.
 
     ``spool`` is accepted for callers of the former spooled reader and not used."""
@@ -332,7 +332,6 @@ class _JsonlBlock:
     def __init__(self, contract: ContractConfig, lines: "_JsonlLines", schema: dict):
         self.contract, self.lines, self.schema = contract, lines, schema
         self.read_schema = {c.name: _JSON_TYPES[c.dtype] for c in contract.columns}
-        self.keys = '"(?:' + "|".join(re.escape(c.name) for c in contract.columns) + r')"\s*:'
         self.last_lines = 0
 
     def block(self, blk: bytes, first: int) -> pl.DataFrame:
@@ -363,15 +362,11 @@ class _JsonlBlock:
         text = text.gather(idx) if len(idx) < n else text
         df = df.with_columns([self._as_text(c) for c in self.contract.columns]).with_columns(
             _row=pl.Series(idx + first, dtype=pl.Int64), __pre=pl.lit(None, pl.String), __line=text)
-        # per line: a null (missing key or JSON null: the line parser tells them apart), a text value
-        # that may have been another JSON type, or a contract key that may occur twice (Python's json
-        # keeps the last, Polars the first): each name must be a key exactly once. An unescaped
-        # '"name":' is a key at some depth (a quote inside a JSON string is escaped), so a nested
-        # object with such a key only sends its line to the line parser.
+        # per line: a null (missing key or JSON null: the line parser tells them apart) or a text
+        # value that may have been another JSON type. (A key that occurs twice: both keep the first.)
         redo = pl.any_horizontal([pl.col(c.name).is_null() for c in self.contract.columns]
                                  + [pl.col(c.name).str.contains(_NOT_A_STRING) for c in self.contract.columns
-                                    if c.dtype in ("str", "timestamp")]
-                                 + [pl.col("__line").str.count_matches(self.keys) != len(self.contract.columns)])
+                                    if c.dtype in ("str", "timestamp")])
         df = df.with_columns(__redo=redo)
         if not df["__redo"].any():
             return df.drop("__redo").select(list(self.schema))
@@ -426,7 +421,7 @@ class _JsonlLines:
             return None
         text = text.rstrip("\n")
         try:
-            obj = json.loads(text)
+            obj = json.loads(text, object_pairs_hook=_first_wins)
         except json.JSONDecodeError:
             return (*self.empty, i, "invalid JSON", text)
         if not isinstance(obj, dict):
@@ -460,6 +455,15 @@ class _JsonlLines:
 
 
 _MISSING = object()
+
+
+def _first_wins(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose key occurs twice keeps the first value, as Polars' NDJSON reader does
+    (Python's default keeps the last), so the bulk and the per-line parse agree."""
+    out: dict = {}
+    for k, v in pairs:
+        out.setdefault(k, v)
+    return out
 
 
 def _undecodable_field(line: bytes, names: list[str]) -> str | None:
