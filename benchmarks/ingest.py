@@ -1,6 +1,6 @@
 """Ingest throughput and memory vs raw Polars and pandas, side by side in one run.
 
-    python benchmarks/ingest.py --sizes-gb 1 4 --out /path/with/space [--input csv|parquet|jsonl]
+    python benchmarks/ingest.py --sizes-gb 1 4 --out /path/with/space [--input csv|parquet|jsonl] [--repeat 3]
 
 For each size: one synthetic input of about that many GB, then, each in a fresh process (peak
 RSS is per process):
@@ -15,15 +15,20 @@ RSS is per process):
 Inputs: ``csv`` sensor rows (the demo's generator); ``parquet`` the same rows converted to typed
 Parquet (row groups of 100k); ``jsonl`` maintenance logs (the demo's log generator, junk lines
 included: 40 days of events repeated with timestamps shifted per block so no row repeats) under
-the demo's logs contract. Prints one JSON object: per size the timings, MB/s, rsft/polars and
-pandas/rsft ratios, and the peak-RSS ratio of the largest to the smallest size.
+the demo's logs contract. ``--repeat N``: N rounds, every contender once per round; each ratio
+is the median of its per-round ratios (runs close in time: the way to compare on a shared,
+noisy machine), seconds are medians, peak RSS the largest. Prints one JSON object: per size the
+timings, MB/s, ratios, the load average before and after, and the peak-RSS ratio of the largest
+to the smallest size.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -193,6 +198,8 @@ def main() -> None:
     ap.add_argument("--sizes-gb", type=float, nargs="+", default=[1.0, 4.0])
     ap.add_argument("--out", type=Path, default=REPO / ".rsft" / "bench-ingest")
     ap.add_argument("--skip-pandas", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of every contender (medians reported; on a shared "
+                    "machine 3 or more)")
     ap.add_argument("--skip-pandera", action="store_true", help="leave out pandera's Polars backend (a benchmark-only "
                     "dependency: run with a Python that has pandera[polars])")
     ap.add_argument("--input", choices=["csv", "parquet", "jsonl"], default="csv",
@@ -224,25 +231,42 @@ def main() -> None:
              .sink_parquet(src, row_group_size=100_000))
             csv.unlink()
             row["parquet_gb"] = round(src.stat().st_size / 1e9, 3)
-        row["rsft"] = measure(RSFT, str(src), str(work / "rsft"), cfg, "demo", dataset)
-        row["rsft_flat"] = measure(RSFT, str(src), str(work / "rsft_flat"), cfg, "flat", dataset)
-        row["polars"] = measure(baseline, str(src), str(work / "polars.parquet"))
+        contenders = {"rsft": (RSFT, str(src), str(work / "rsft"), cfg, "demo", dataset),
+                      "rsft_flat": (RSFT, str(src), str(work / "rsft_flat"), cfg, "flat", dataset),
+                      "polars": (baseline, str(src), str(work / "polars.parquet"))}
         if not args.skip_pandera and args.input != "parquet":
             try:
                 import pandera.polars  # noqa: F401  (a benchmark-only dependency)
             except ImportError:
                 print("pandera not installed: its contender is skipped (pip install 'pandera[polars]')", file=sys.stderr)
             else:
-                row["pandera"] = measure(PANDERA, str(src), str(work / "pandera.parquet"), cfg, dataset)
-                row["pandera_over_polars"] = round(row["pandera"]["seconds"] / row["polars"]["seconds"], 2)
-                row["pandera_over_rsft_flat"] = round(row["pandera"]["seconds"] / row["rsft_flat"]["seconds"], 2)
+                contenders["pandera"] = (PANDERA, str(src), str(work / "pandera.parquet"), cfg, dataset)
         if not args.skip_pandas and pandas:
-            row["pandas"] = measure(pandas, str(src), str(work / "pandas.parquet"))
-            row["pandas_over_rsft"] = round(row["pandas"]["seconds"] / row["rsft"]["seconds"], 2)
-        row["rsft_over_polars"] = round(row["rsft"]["seconds"] / row["polars"]["seconds"], 2)
-        row["rsft_flat_over_polars"] = round(row["rsft_flat"]["seconds"] / row["polars"]["seconds"], 2)
-        if "pandas" in row:
-            row["pandas_over_rsft_flat"] = round(row["pandas"]["seconds"] / row["rsft_flat"]["seconds"], 2)
+            contenders["pandas"] = (pandas, str(src), str(work / "pandas.parquet"))
+        # rounds: every contender once per round, one after the other, so a round's ratios compare
+        # runs close in time on a shared machine; the figures are medians over the rounds
+        runs: dict[str, list[dict]] = {k: [] for k in contenders}
+        row["load_avg_before"] = round(os.getloadavg()[0], 2)
+        for _ in range(args.repeat):
+            for k, (code, *argv) in contenders.items():
+                runs[k].append(measure(code, *argv))
+        row["load_avg_after"] = round(os.getloadavg()[0], 2)
+        for k, rs in runs.items():
+            row[k] = {"seconds": statistics.median(r["seconds"] for r in rs), "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
+                      "stdout": rs[-1]["stdout"], "runs_s": [r["seconds"] for r in rs]}
+
+        def ratio(a: str, b: str) -> float:  # the median of the per-round ratios
+            return round(statistics.median(x["seconds"] / y["seconds"] for x, y in zip(runs[a], runs[b])), 2)
+
+        row["rsft_over_polars"] = ratio("rsft", "polars")
+        row["rsft_flat_over_polars"] = ratio("rsft_flat", "polars")
+        if "pandera" in runs:
+            row["pandera_over_polars"] = ratio("pandera", "polars")
+            row["pandera_over_rsft_flat"] = ratio("pandera", "rsft_flat")
+            row["pandera_over_rsft"] = ratio("pandera", "rsft")
+        if "pandas" in runs:
+            row["pandas_over_rsft"] = ratio("pandas", "rsft")
+            row["pandas_over_rsft_flat"] = ratio("pandas", "rsft_flat")
         for k in ("rsft", "rsft_flat", "polars", "pandas", "pandera"):
             if k in row:
                 row[f"{k}_mb_per_s"] = round(row["gb"] * 1000 / row[k]["seconds"], 1)
