@@ -249,6 +249,9 @@ def main() -> None:
         row["load_avg_before"] = round(os.getloadavg()[0], 2)
         for _ in range(args.repeat):
             for k, (code, *argv) in contenders.items():
+                out = Path(argv[1])  # every run from scratch (rsft would skip a file it has ingested)
+                shutil.rmtree(out, ignore_errors=True) if out.is_dir() else out.unlink(missing_ok=True)
+                Path(str(out) + ".bad").unlink(missing_ok=True)
                 runs[k].append(measure(code, *argv))
         row["load_avg_after"] = round(os.getloadavg()[0], 2)
         for k, rs in runs.items():

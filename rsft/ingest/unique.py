@@ -74,7 +74,7 @@ class KeyLog:
 @contextmanager
 def dataset_lock(dataset_dir: Path) -> Iterator[None]:
     """One file at a time resolves its keys and publishes (threads and processes alike)."""
-    path = Path(dataset_dir) / "_manifest" / ".unique.lock"
+    path = Path(dataset_dir) / "_keys" / ".lock"  # beside the key indexes: only a dataset with a unique key has one
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
