@@ -477,7 +477,8 @@ def test_unique_key_conflicts_within_a_file_and_across_files_per_policy(tmp_path
     }
     expect["quarantine"][0].insert(2, ("a.csv", 8))
     for policy, (data, quarantined) in expect.items():
-        c = SENSORS.model_copy(update={"unique": ["machine_id", "ts"], "unique_conflicts": policy})
+        c = SENSORS.model_copy(update={"unique": ["machine_id", "ts"], "unique_conflicts": policy,
+                                       "partition_by": ["machine_id", "date"]})
         ds = tmp_path / policy
         s = ingest([str(a), str(b)], ds, c)
         got_data, got_q, entries = _outcome(ds)
@@ -488,6 +489,10 @@ def test_unique_key_conflicts_within_a_file_and_across_files_per_policy(tmp_path
         assert entries["a.csv"]["unique"]["conflict_rows"] == 4 and entries["a.csv"]["unique"]["conflict_keys"] == 2
         assert entries["b.csv"]["unique"]["conflict_rows_with_earlier_files"] == 1
         assert [f.key_conflicts for f in s.files] == [4, 1]
+        # a part whose rows all moved (b's M02 and M03 under quarantine) is not left behind empty
+        parts = list((ds / "data").rglob("*.parquet"))
+        kept = scan_dataset(ds).select("_source", "machine_id").unique().collect().height
+        assert all(pl.read_parquet(p).height for p in parts) and len(parts) == kept
 
 
 def test_unique_key_holds_across_nights_re_runs_and_a_replaced_file(tmp_path):

@@ -173,18 +173,24 @@ def _as_text(df: pl.DataFrame) -> pl.DataFrame:
 
 def move_to_quarantine(moved: pl.DataFrame, staged: list[Path], tmp_bad: Path, keep: list[str]) -> int:
     """Take the ``moved`` rows (by ``_row``) out of the staged data parts and append them, as text
-    with their reason, to the quarantine part. Returns how many rows moved."""
+    with their reason, to the quarantine part; a part left without rows is removed from disk and
+    from ``staged`` (unless it is the file's only part: it keeps the schema). Returns how many
+    rows moved."""
     if not moved.height:
         return 0
     rows = moved["_row"].implode()
     taken = []
-    for part in staged:
+    for part in list(staged):
         df = pl.read_parquet(part, hive_partitioning=False)
         hit = df["_row"].is_in(rows)
         if not hit.any():
             continue
         taken.append(df.filter(hit).select(keep).join(moved, on="_row", how="left"))
         rest = df.filter(~hit)
+        if not rest.height and len(staged) > 1:
+            part.unlink()
+            staged.remove(part)
+            continue
         tmp = temp_path(part)
         pq.write_table(rest.to_arrow(), tmp, compression="zstd", row_group_size=250_000)
         tmp.replace(part)
