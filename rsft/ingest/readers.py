@@ -268,12 +268,16 @@ def _line_blocks(fh, lines_per_block: int):
     """The file's bytes in blocks of ``lines_per_block`` whole lines (the last may lack its newline)."""
     import numpy as np
 
-    carry = b""
+    carry, long_line = b"", []  # long_line: pieces of one line longer than a read (joined once: linear)
     while True:
         chunk = fh.read(JSONL_READ_BYTES)
         if not chunk:
             break
-        data = carry + chunk if carry else chunk
+        if b"\n" not in chunk:
+            long_line.append(chunk)
+            continue
+        data = b"".join([carry, *long_line, chunk])
+        long_line.clear()
         ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
         start = 0
         for k in range(lines_per_block - 1, len(ends), lines_per_block):
@@ -284,6 +288,7 @@ def _line_blocks(fh, lines_per_block: int):
             cut = carry.rindex(b"\n") + 1
             yield carry[:cut]
             carry = carry[cut:]
+    carry = b"".join([carry, *long_line])
     if carry:
         yield carry
 
