@@ -563,3 +563,19 @@ def test_unique_key_on_jsonl_and_bad_config(tmp_path):
         assert "unique: time not a contract column" in str(e) and "\n" not in str(e)
     else:
         raise AssertionError("a unique column the contract lacks must fail the config")
+
+
+def test_jsonl_line_blocks_are_whole_lines_whatever_the_read_size(monkeypatch):
+    """Blocks of k whole lines (the last one without a final newline kept), for reads shorter than
+    a line too: nothing lost, nothing split."""
+    import io
+
+    from rsft.ingest import readers
+
+    data = b'ab\ncdefghijklmnopqrstu\n\nxyz\n' * 3 + b"tail-without-newline-long"
+    for read in (1, 7, 64, 1 << 20):
+        monkeypatch.setattr(readers, "JSONL_READ_BYTES", read)
+        for k in (1, 2, 3, 5, 100):
+            out = list(readers._line_blocks(io.BytesIO(data), k))
+            assert b"".join(out) == data and all(b.endswith(b"\n") for b in out[:-1]), (read, k)
+            assert all(b.count(b"\n") == k for b in out[:-2]), (read, k)
