@@ -579,3 +579,19 @@ def test_jsonl_line_blocks_are_whole_lines_whatever_the_read_size(monkeypatch):
             out = list(readers._line_blocks(io.BytesIO(data), k))
             assert b"".join(out) == data and all(b.endswith(b"\n") for b in out[:-1]), (read, k)
             assert all(b.count(b"\n") == k for b in out[:-2]), (read, k)
+
+
+def test_unique_key_switched_on_later_indexes_the_earlier_files_once(tmp_path):
+    """A dataset ingested before ``unique`` was set (no key index), under a folder named data (the
+    state dir's layout): the first file ingested with the key builds the earlier file's index from
+    its data parts, records it in that file's manifest entry, and finds the conflict."""
+    a, b = _unique_files(tmp_path / "src")
+    ds = tmp_path / "data" / "sensors"
+    ingest([str(a)], ds, SENSORS)  # no unique key yet
+    c = SENSORS.model_copy(update={"unique": ["machine_id", "ts"], "unique_conflicts": "keep_first"})
+    r = ingest([str(a), str(b)], ds, c).files
+    assert [f.status for f in r] == ["skipped", "ok"] and r[1].rows_ok == 1 and r[1].rows_quarantined == 2
+    entries = _outcome(ds)[2]
+    assert Path(entries["a.csv"]["keys"]).exists() and entries["a.csv"]["keys"] in entries["a.csv"]["outputs"]
+    assert entries["a.csv"]["keys_scheme"] == entries["b.csv"]["keys_scheme"]
+    assert pl.read_parquet(entries["a.csv"]["keys"]).height == 8  # every row a.csv wrote without the key

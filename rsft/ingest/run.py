@@ -24,7 +24,8 @@ from rsft.ingest.readers import _name_short_last_record, _read_jsonl, _scan_parq
 from rsft.ingest.results import FileError, FileResult, IngestSummary
 from rsft.ingest.sources import _fetch, _gunzip, _is_remote, _size
 from rsft.ingest.stream import _stream
-from rsft.ingest.unique import KeyLog, dataset_lock, earlier_keys, index_path, move_to_quarantine, resolve, write_index
+from rsft.ingest.unique import (KeyLog, dataset_lock, earlier_keys, index_path, move_to_quarantine, resolve, scheme,
+                                write_index)
 from rsft.ingest.writers import _publish_parts
 
 log = logging.getLogger("rsft.ingest")
@@ -127,8 +128,8 @@ def _resolve_keys(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, k
     the quarantine part. Returns (rows moved, the manifest entry's ``unique`` and ``keys`` (the
     kept keys' index, staged beside the quarantine part until it is renamed into place))."""
     rows = keys.frame()
-    others = [e for d, e in _manifest(dataset_dir).items() if d != plan.digest and e.get("path") != plan.path]
-    earlier = earlier_keys(others, contract, rows["__k"].unique())
+    others = {d: e for d, e in _manifest(dataset_dir).items() if d != plan.digest and e.get("path") != plan.path}
+    earlier = earlier_keys(dataset_dir, others, contract, rows["__k"].unique())
     moved, kept, counts = resolve(rows, earlier, contract)
     derived = set(contract.partition_by) - {c.name for c in contract.columns}  # "date": not a source column
     keep = [n for n in (pl.read_parquet_schema(staged[0]) if staged else {}) if n not in derived]
@@ -139,8 +140,8 @@ def _resolve_keys(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, k
         log.warning("%s: %d rows in %d unique-key conflicts (%s): %s", plan.name, counts["conflict_rows"],
                     counts["conflict_keys"], ", ".join(contract.unique), contract.unique_conflicts)
     tmp_index = work.tmp_bad.with_name(work.tmp_bad.name + ".keys")
-    write_index(tmp_index, kept, contract)
-    return n, {"unique": counts, "keys": str(tmp_index)}
+    write_index(tmp_index, kept)
+    return n, {"unique": counts, "keys": str(tmp_index), "keys_scheme": scheme(contract)}
 
 
 def _not_ingested(plan: FilePlan, dataset_dir: Path) -> FileResult:

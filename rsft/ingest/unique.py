@@ -21,9 +21,9 @@ are checked against the keys of every other file in the manifest (``_keys/part-<
 one per file, written beside its data and listed in its manifest entry, removed with it) and
 among themselves (:func:`resolve`); the rows that lose are moved from the staged parts to the
 quarantine part (:func:`move_to_quarantine`) before anything is published, so rows in = written
-+ quarantined still holds. The hashes depend on the Polars version and the columns: an index
-written under another scheme (or a file ingested before ``unique`` was set) is rebuilt from that
-file's data parts when it is read.
++ quarantined still holds. The hashes depend on the Polars version and the columns (the scheme is
+in each manifest entry): a file without an index of this scheme (ingested before ``unique`` was
+set, or under another Polars) gets one built from its data parts, once, when a later file needs it.
 """
 
 from __future__ import annotations
@@ -88,36 +88,57 @@ def index_path(dataset_dir: Path, stem: str) -> Path:
     return Path(dataset_dir) / "_keys" / f"{stem}.parquet"
 
 
-def write_index(path: Path, keys: pl.DataFrame, contract: ContractConfig) -> None:
-    """A file's kept keys (``__k``, ``__v``), the hash scheme in the Parquet metadata; temp, then renamed."""
+def write_index(path: Path, keys: pl.DataFrame) -> None:
+    """A file's kept keys (``__k``, ``__v``); temp, then renamed. The hash scheme is recorded in
+    the file's manifest entry (``keys_scheme``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    t = keys.select("__k", "__v").to_arrow()
-    t = t.replace_schema_metadata({b"rsft_unique": scheme(contract).encode()})
     tmp = temp_path(path)
-    pq.write_table(t, tmp, compression="zstd")
+    keys.select("__k", "__v").write_parquet(tmp, compression="zstd")
     tmp.replace(path)
 
 
-def earlier_keys(entries: list[dict], contract: ContractConfig, wanted: pl.Series) -> pl.DataFrame:
-    """(``__k``, ``__v``) of the rows of these manifest entries whose key is among ``wanted``: from
-    each entry's key index, or, for an index of another scheme or none, from its data parts."""
+def earlier_keys(dataset_dir: Path, entries: dict[str, dict], contract: ContractConfig, wanted: pl.Series) -> pl.DataFrame:
+    """(``__k``, ``__v``) of the rows of these manifest entries (by digest) whose key is among
+    ``wanted``, from each entry's key index. An entry without one of this scheme (ingested before
+    ``unique`` was set, another Polars version, other columns) gets one now, built from its data
+    parts and recorded in its manifest entry (the caller holds the dataset lock)."""
     want = scheme(contract)
     frames = []
-    for entry in entries:
+    for digest, entry in entries.items():
         idx = entry.get("keys")
-        if idx and Path(idx).exists():
-            meta = pq.read_schema(idx).metadata or {}
-            if meta.get(b"rsft_unique", b"").decode() == want:
-                frames.append(pl.scan_parquet(idx).filter(pl.col("__k").is_in(wanted.implode())).collect())
+        if not (idx and entry.get("keys_scheme") == want and Path(idx).exists()):
+            idx = _rebuild_index(Path(dataset_dir), digest, entry, contract)
+            if idx is None:
                 continue
-        parts = [p for p in entry.get("outputs", []) if "/data/" in p.replace("\\", "/") and Path(p).exists()]
-        if parts:  # rebuilt from the data (slow: the whole file is read)
-            cols = [c.name for c in contract.columns]
-            lf = pl.scan_parquet(parts, hive_partitioning=False).select(cols)
-            frames.append(lf.select(_hashes(contract)).filter(pl.col("__k").is_in(wanted.implode())).collect())
+        frames.append(pl.scan_parquet(idx).filter(pl.col("__k").is_in(wanted.implode())).collect())
     if not frames:
         return pl.DataFrame(schema={"__k": pl.UInt64, "__v": pl.UInt64})
     return pl.concat(frames).unique()
+
+
+def _rebuild_index(dataset_dir: Path, digest: str, entry: dict, contract: ContractConfig) -> str | None:
+    """An earlier file's key index from its data parts (streamed), recorded in its manifest entry."""
+    from rsft.ingest.manifest import _part_stem, _write_entry
+    from rsft.ingest.results import FileError
+
+    data_dir = (dataset_dir / "data").resolve()
+    parts = [p for p in entry.get("outputs", []) if Path(p).resolve().is_relative_to(data_dir) and Path(p).exists()]
+    if not parts:
+        return None
+    path = index_path(dataset_dir, _part_stem(digest))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        (pl.scan_parquet(parts, hive_partitioning=False).select([c.name for c in contract.columns])
+         .select(_hashes(contract)).sink_parquet(tmp, compression="zstd"))
+    except Exception as e:  # noqa: BLE001 - one line naming the earlier file
+        tmp.unlink(missing_ok=True)
+        raise FileError(f"unique key: cannot read the keys of the earlier file {entry.get('name', digest)}: "
+                        f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}") from None
+    tmp.replace(path)
+    outputs = [o for o in entry.get("outputs", []) if o != str(path)] + [str(path)]
+    _write_entry(dataset_dir, digest, {**entry, "outputs": outputs, "keys": str(path), "keys_scheme": scheme(contract)})
+    return str(path)
 
 
 def resolve(rows: pl.DataFrame, earlier: pl.DataFrame, contract: ContractConfig) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
