@@ -315,7 +315,7 @@ class _Blocks:
     def head(self, n: int) -> pl.LazyFrame:
         return self._empty().head(n)
 
-    def batches(self):
+    def _checked(self):
         for df in self._frames():
             lf = df.lazy()
             for args, kw in self._exprs:
@@ -323,6 +323,46 @@ class _Blocks:
             # a lazy collect: the cheap pass's flags reuse its casts (common subexpressions);
             # eager with_columns computes each cast again per flag (measured ~3x the cost)
             yield lf.collect()
+
+    def batches(self):
+        """The frames, parsed and given the cheap pass one block ahead on a reader thread (Polars
+        and the file reads release the GIL) while the caller writes the previous one; at most one
+        block waits, so memory stays bounded by two blocks. The reader's error is raised here."""
+        import queue
+        import threading
+
+        q: queue.Queue = queue.Queue(maxsize=1)
+        stop = threading.Event()
+        done = object()
+
+        def put(item) -> bool:  # False once the caller has stopped reading
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read() -> None:
+            try:
+                for df in self._checked():
+                    if not put(df):
+                        return
+                put(done)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                put(e)
+
+        t = threading.Thread(target=read, name="rsft-jsonl-reader", daemon=True)
+        t.start()
+        try:
+            while (item := q.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            t.join()
 
 
 # Polars' NDJSON reader fails a block on a value of another JSON type for Float64 (numbers only),
