@@ -89,7 +89,15 @@ class ContractConfig(_Model):
     name: str = "sensors"  # the contract's name in messages and the manifest
     format: Literal["table", "jsonl"] = "table"  # table = CSV or Parquet; jsonl = one JSON object per line
     columns: list[ColumnContract]  # every column an export must have, with its type and checks
-    key: list[str] = []  # unique key (used by duplicate policies and prefilter dedupe)
+    key: list[str] = []  # documentation only: the rows' natural key (`unique` enforces one at ingest)
+    # a unique key over the typed values, enforced across the dataset (this file, the other files of
+    # the night and every earlier night's rows): rows sharing it with *different* values conflict
+    unique: list[str] = []
+    # a conflict: "quarantine" every member of the group (rows already in the dataset from an earlier
+    # file stay: published rows are never rewritten), "keep_first" (the earliest row wins; later ones
+    # quarantined) or "keep_all" (written anyway, counted in the manifest). Rows sharing the key with
+    # the *same* values are duplicates: quarantined as "duplicate row" under duplicate_rows: quarantine
+    unique_conflicts: Literal["quarantine", "keep_first", "keep_all"] = "quarantine"
     partition_by: list[str] = []  # hive partition columns of the output dataset ("date" = the timestamp's UTC day)
     timestamp_column: str | None = "ts"  # the readings' time (UTC after ingest); None = no time column
     # timestamp policy: convert offsets to UTC; naive timestamps rejected or assumed UTC
@@ -112,6 +120,16 @@ class ContractConfig(_Model):
     # a record (CSV, fields + separators) or line (JSONL) longer than this fails the file;
     # None = no limit (a huge value is then judged by the value checks and quarantined)
     max_line_bytes: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _unique_columns(self):
+        names = [c.name for c in self.columns]
+        unknown = [k for k in self.unique if k not in names]
+        if unknown:
+            raise ValueError(f"unique: {', '.join(unknown)} not a contract column (columns: {', '.join(names)})")
+        if len(set(self.unique)) != len(self.unique):
+            raise ValueError(f"unique: a column named twice ({', '.join(self.unique)})")
+        return self
 
 
 class IngestConfig(_Model):

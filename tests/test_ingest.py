@@ -186,14 +186,13 @@ def test_a_batch_of_nothing_but_repeats_is_quarantined_not_a_crash(tmp_path):
 
 
 def test_jsonl_in_small_blocks_gives_the_same_dataset_quarantine_and_leaves_no_spool(tmp_path, monkeypatch):
-    """JSONL is parsed in blocks spooled to a temporary file and read back in slices: tiny blocks
-    (3 lines, several slices) give exactly the rows, quarantine reasons and line numbers of one
-    big block, and nothing but the dataset remains (the spool never carries a .parquet suffix)."""
+    """JSONL is parsed in blocks of lines: tiny blocks (3 lines) give exactly the rows, quarantine
+    reasons and line numbers of one big block, and nothing but the dataset remains."""
     import rsft.ingest.run as ingest_module
 
     spools = []
     real = ingest_module._read_jsonl
-    monkeypatch.setattr(ingest_module, "_read_jsonl", lambda path, c, spool, *a: spools.append(spool) or real(path, c, spool, *a))
+    monkeypatch.setattr(ingest_module, "_read_jsonl", lambda path, c, *a: spools.append(path) or real(path, c, *a))
     src = [str(BAD_INPUTS / "wrong_types.jsonl"), str(BAD_INPUTS / "clean_maintenance.jsonl")]
     out = {}
     for chunk in (3, 250_000):
@@ -205,8 +204,7 @@ def test_jsonl_in_small_blocks_gives_the_same_dataset_quarantine_and_leaves_no_s
                       None if q is None else q.sort("_source", "_row").select("_source", "_row", "reason"))
         leftovers = [p for p in root.rglob("*") if "spool" in p.name or p.name.startswith(".staging")]
         assert leftovers == []
-    # Polars globs dot-files too: a reader of data/**/*.parquet must never see a half-written spool
-    assert len(spools) == 4 and not any(p.name.endswith(".parquet") for p in spools)
+    assert len(spools) == 4
     assert out[3][0].equals(out[250_000][0])
     assert out[3][1] is not None and out[3][1].equals(out[250_000][1]) and out[3][1].height > 0
 
@@ -359,3 +357,241 @@ def test_a_binary_file_named_csv_says_what_it_is(tmp_path):
     assert res["p.csv"].status == "failed"
     assert res["p.csv"].error == "p.csv: binary file, not CSV text — looks like Parquet"
     assert "looks like gzip" in res["g.csv"].error and "\n" not in res["g.csv"].error
+
+
+def test_jsonl_bulk_parse_gives_what_the_line_parser_gives(tmp_path, monkeypatch):
+    """The bulk JSONL path (Polars' NDJSON reader per block) vouches only for what it can: every
+    row, value, reason, line number and quarantined line text equals the per-line parser's, on
+    lines of every kind — wrong JSON types, nulls, missing and repeated keys, blank and CRLF
+    lines, numbers written as integers, no final newline — in small blocks (some clean, some not).
+    A quarantined number's text may be rendered differently ("500.0" for 500; ``__line`` keeps the line)."""
+    from rsft.config import ColumnContract, ContractConfig
+    from rsft.ingest import readers
+
+    contract = ContractConfig(name="j", format="jsonl", timestamp_column="ts", columns=[
+        ColumnContract(name="id", dtype="str", pattern="^M[0-9]{2}$"), ColumnContract(name="ts", dtype="timestamp"),
+        ColumnContract(name="x", dtype="float64", min=0, max=100), ColumnContract(name="n", dtype="int64", nullable=True),
+        ColumnContract(name="ok", dtype="bool"), ColumnContract(name="note", dtype="str", nullable=True)])
+    good = [json.dumps({"id": f"M{i % 7:02d}", "ts": f"2026-01-01T00:{i % 60:02d}:00Z", "x": i * 0.5, "n": i,
+                        "ok": i % 2 == 0, "note": f"reading {i} \u00e9"}) for i in range(40)]
+    odd = ['{"id": "M01", "ts": "2026-01-01T00:00:00Z", "x": 3, "n": 2, "ok": true, "note": null}',  # int as float, null
+           '{"id": "M01", "ts": "2026-01-01T00:00:00Z", "x": 3.5, "ok": true}',  # missing keys
+           '{"id": 7, "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": true, "note": "a"}',  # number for a string
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": "1.5", "n": 1, "ok": true, "note": "a"}',  # string for a number
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1.5, "n": 1.5, "ok": true, "note": "a"}',  # float for an int
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1.5, "n": 1, "ok": "yes", "note": "a"}',  # string for a bool
+           '{"id": "M02", "id": "M03", "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": false, "note": "a"}',  # key twice
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": false, "note": "\\"id\\": 5"}',
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 500, "n": 1, "ok": false, "note": "out of range"}',
+           '{"id": "M02", "ts": "2026-01-01T00:00:00+01:00", "x": 5, "n": 1, "ok": false, "note": "offset"}',
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 5, "n": 1, "ok": false, "note": "crlf"}\r',
+           '', '   ', 'not json', '[1, 2]', '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1e400, "n": 1, "ok": true}',
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": NaN, "n": 1, "ok": true, "note": "nan"}',
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": true, "note": [1, "a"]}',  # a list
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": true, "note": {"id": 1}}',  # nested key
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": true, "note": false}',
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": true, "note": "123"}',  # text like a number
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": true, "note": "true", "extra": 1}',
+           '{"id": "M02", "ts": "2026-01-01T00:00:00Z", "x": 1, "n": 1, "ok": true, "note": "a", "ts": 5}']
+    lines = []
+    for i, line in enumerate(odd):  # odd lines spread among good ones: some blocks clean, some not
+        lines += good[i * 2:i * 2 + 2] + [line]
+    src = tmp_path / "logs.jsonl"
+    src.write_bytes(("\n".join(lines + good[:9] + [good[39]])).encode("utf-8"))  # no final newline
+
+    def run(root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+        res = ingest(str(src), root, contract, chunk_rows=5).files[0]
+        assert res.status == "ok" and res.rows_total == res.rows_ok + res.rows_quarantined, res
+        q = pl.concat([pl.read_parquet(p) for p in (root / "quarantine").glob("*.parquet")], how="diagonal_relaxed")
+        return scan_dataset(root).sort("_row").collect(), q.sort("_row")
+
+    bulk_blocks = []
+    real = readers.pl.read_ndjson
+    monkeypatch.setattr(readers.pl, "read_ndjson", lambda *a, **k: bulk_blocks.append(1) or real(*a, **k))
+    bulk = run(tmp_path / "bulk")
+    assert len(bulk_blocks) > 5
+    monkeypatch.setattr(readers._JsonlBlock, "block", lambda self, blk, first: (
+        setattr(self, "last_lines", blk.count(b"\n") + (0 if blk.endswith(b"\n") else 1)) or self._per_line(blk, first)))
+    per_line = run(tmp_path / "lines")
+    assert bulk[0].equals(per_line[0])
+    def same(q: pl.DataFrame) -> pl.DataFrame:
+        return q.select(sorted(q.columns)).with_columns(pl.col("x", "n").cast(pl.Float64, strict=False))
+    assert same(bulk[1]).equals(same(per_line[1]))
+    assert bulk[1]["reason"].str.contains("wrong type").sum() == 6 and bulk[1].height >= 10
+    # a key twice: the first value counts, in both parsers (Polars' reader keeps the first)
+    row = {key: 1 + next(i for i, line in enumerate(lines) if key in line) for key in ('"id": "M02", "id"', '"ts": 5}')}
+    assert bulk[0].filter(pl.col("_row") == row['"id": "M02", "id"'])["id"].to_list() == ["M02"]
+    assert bulk[0].filter(pl.col("_row") == row['"ts": 5}'])["ts"].dt.minute().to_list() == [0]
+
+
+_HEAD = "machine_id,ts," + ",".join(f"s{i:02d}" for i in range(1, 13)) + ",status,quality"
+
+
+def _reading(machine: str, minute: int, value, offset: str = "Z") -> str:
+    return f"{machine},2026-01-01T00:{minute:02d}:00{offset}," + ",".join([str(value)] * 12) + ",RUN,1.0"
+
+
+def _unique_files(root: Path) -> tuple[Path, Path]:
+    """a.csv: M01@00:01 twice with different values (rows 2, 3), M02@00:00 twice with equal values
+    written differently (rows 4, 5), M01@00:02 written once in UTC and once as +01:00 with other
+    values (rows 6, 7: one key); b.csv (another file, or a later night): M03@00:00 (a.csv has it
+    with other values), M04 new, M02@00:00 as in a.csv."""
+    root.mkdir(parents=True, exist_ok=True)
+    a, b = root / "a.csv", root / "b.csv"
+    a.write_text("\n".join([_HEAD, _reading("M01", 0, 1), _reading("M01", 1, 1), _reading("M01", 1, 2), _reading("M02", 0, 1),
+                            _reading("M02", 0, "1.0"), _reading("M01", 2, 3), "M01,2026-01-01T01:02:00+01:00,"
+                            + ",".join(["4"] * 12) + ",RUN,1.0", _reading("M03", 0, 5)]) + "\n")
+    b.write_text("\n".join([_HEAD, _reading("M03", 0, 6), _reading("M04", 0, 1), _reading("M02", 0, 1)]) + "\n")
+    return a, b
+
+
+def _outcome(ds: Path) -> tuple[list, list, dict]:
+    from rsft.ingest import scan_quarantine
+
+    data = scan_dataset(ds).select("_source", "_row").sort("_source", "_row").collect().rows()
+    q = scan_quarantine(ds).select("_source", "_row", "reason").sort("_source", "_row").collect().rows()
+    entries = {json.loads(p.read_text())["name"]: json.loads(p.read_text()) for p in (ds / "_manifest").glob("*.json")}
+    return data, q, entries
+
+
+def test_unique_key_conflicts_within_a_file_and_across_files_per_policy(tmp_path):
+    """``unique: [machine_id, ts]``: rows sharing the key with different values are a conflict
+    (the key is the typed value: +01:00 and Z name one instant); each policy decides them, the
+    manifest counts them, and rows with the same values are duplicates. Nothing is lost: rows
+    in = written + quarantined, per file."""
+    a, b = _unique_files(tmp_path / "src")
+    U = "unique key (machine_id, ts): "
+    expect = {
+        "quarantine": ([("a.csv", 1), ("a.csv", 4), ("b.csv", 2)],
+                       [("a.csv", 2, U + "rows with different values"), ("a.csv", 3, U + "rows with different values"),
+                        ("a.csv", 5, "duplicate row"), ("a.csv", 6, U + "rows with different values"),
+                        ("a.csv", 7, U + "rows with different values"),
+                        # b's M03 conflicts with a's, which is published already and stays
+                        ("b.csv", 1, U + "rows with different values"), ("b.csv", 3, "duplicate row (already in the dataset)")]),
+        "keep_first": ([("a.csv", 1), ("a.csv", 2), ("a.csv", 4), ("a.csv", 6), ("a.csv", 8), ("b.csv", 2)],
+                       [("a.csv", 3, U + "an earlier row has other values"), ("a.csv", 5, "duplicate row"),
+                        ("a.csv", 7, U + "an earlier row has other values"),
+                        ("b.csv", 1, U + "an earlier row has other values"), ("b.csv", 3, "duplicate row (already in the dataset)")]),
+        "keep_all": ([("a.csv", r) for r in (1, 2, 3, 4, 6, 7, 8)] + [("b.csv", 1), ("b.csv", 2)],
+                     [("a.csv", 5, "duplicate row"), ("b.csv", 3, "duplicate row (already in the dataset)")]),
+    }
+    expect["quarantine"][0].insert(2, ("a.csv", 8))
+    for policy, (data, quarantined) in expect.items():
+        c = SENSORS.model_copy(update={"unique": ["machine_id", "ts"], "unique_conflicts": policy,
+                                       "partition_by": ["machine_id", "date"]})
+        ds = tmp_path / policy
+        s = ingest([str(a), str(b)], ds, c)
+        got_data, got_q, entries = _outcome(ds)
+        assert (got_data, got_q) == (data, quarantined), policy
+        for f in s.files:
+            assert f.status == "ok" and f.rows_total == f.rows_ok + f.rows_quarantined == entries[f.file]["rows_total"], f
+        assert [f.rows_total for f in s.files] == [8, 3]
+        assert entries["a.csv"]["unique"]["conflict_rows"] == 4 and entries["a.csv"]["unique"]["conflict_keys"] == 2
+        assert entries["b.csv"]["unique"]["conflict_rows_with_earlier_files"] == 1
+        assert [f.key_conflicts for f in s.files] == [4, 1]
+        # a part whose rows all moved (b's M02 and M03 under quarantine) is not left behind empty
+        parts = list((ds / "data").rglob("*.parquet"))
+        kept = scan_dataset(ds).select("_source", "machine_id").unique().collect().height
+        assert all(pl.read_parquet(p).height for p in parts) and len(parts) == kept
+
+
+def test_unique_key_holds_across_nights_re_runs_and_a_replaced_file(tmp_path):
+    """Keys from earlier nights count (the dataset is the scope): a later night's conflicting row
+    is quarantined, a re-run changes nothing, and a changed export (same path, new content) is
+    checked against the others only — not against the version it replaces."""
+    a, b = _unique_files(tmp_path / "src")
+    c = SENSORS.model_copy(update={"unique": ["machine_id", "ts"], "unique_conflicts": "keep_first"})
+    ds = tmp_path / "ds"
+    ingest([str(a)], ds, c)  # night 1
+    night2 = ingest([str(a), str(b)], ds, c)  # night 2: a is done, b is new
+    assert [f.status for f in night2.files] == ["skipped", "ok"]
+    first = _outcome(ds)
+    assert ("b.csv", 1, "unique key (machine_id, ts): an earlier row has other values") in first[1]
+    again = ingest([str(a), str(b)], ds, c)  # a re-run: nothing to do, nothing changes
+    assert [f.status for f in again.files] == ["skipped", "skipped"] and _outcome(ds)[:2] == first[:2]
+    # a corrected a.csv (new values for M01@00:00): replaces its old rows, so it conflicts with
+    # nothing it replaced; its M04 is b's, with other values: b's row stays, a's is quarantined.
+    # (b's M03, quarantined against the old a, stays in quarantine: a replaced file frees no key.)
+    a.write_text("\n".join([_HEAD, _reading("M01", 0, 9), _reading("M04", 0, 7), _reading("M05", 0, 1)]) + "\n")
+    fixed = ingest([str(a), str(b)], ds, c)
+    assert [f.status for f in fixed.files] == ["ok", "skipped"]
+    data, q, entries = _outcome(ds)
+    assert [r for r in data if r[0] == "a.csv"] == [("a.csv", 1), ("a.csv", 3)]
+    assert [r for r in q if r[0] == "a.csv"] == [("a.csv", 2, "unique key (machine_id, ts): an earlier row has other values")]
+    assert len(list((ds / "_keys").glob("*.parquet"))) == 2 == len(entries)  # the old a's index went with it
+
+
+def test_unique_key_concurrent_files_keep_one_row_per_key(tmp_path):
+    """Files of one night ingested at once (the ingest flow's threads) resolve their keys one at a
+    time: every key ends up once in the dataset whichever file finishes first."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rsft.ingest import ingest_file, plan_ingest
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for k in range(4):  # four files, every one with the same 300 keys and its own values
+        (src / f"f{k}.csv").write_text("\n".join([_HEAD] + [_reading(f"M{m:02d}", t, k + 1) for m in range(1, 11)
+                                                            for t in range(30)]) + "\n")
+    c = SENSORS.model_copy(update={"unique": ["machine_id", "ts"], "unique_conflicts": "keep_first"})
+    ds = tmp_path / "ds"
+    plans = plan_ingest([str(src)], ds, c)
+    with ThreadPoolExecutor(4) as pool:
+        res = list(pool.map(lambda p: ingest_file(p, ds, c, 50), plans))
+    assert all(r.status == "ok" for r in res), [r.error for r in res]
+    data = scan_dataset(ds).collect()
+    assert data.height == 300 == data.select("machine_id", "ts").unique().height
+    assert data["_source"].n_unique() == 1  # one file won every key (the first to finish)
+    assert sum(r.rows_quarantined for r in res) == 900
+
+
+def test_unique_key_on_jsonl_and_bad_config(tmp_path):
+    """The unique key works on every reader (JSONL here), and a unique column the contract lacks
+    is a one-line config error."""
+    from rsft.config import ConfigError, load_config as load
+
+    logs = CFG.ingest.logs.model_copy(update={"unique": ["machine_id", "ts"]})
+    line = '{{"machine_id": "M01", "ts": "2026-01-01T00:00:00Z", "category": "seal", "text": "{}"}}'
+    (tmp_path / "l.jsonl").write_text("\n".join([line.format("a"), line.format("b"), line.format("a")]) + "\n")
+    r = ingest(str(tmp_path / "l.jsonl"), tmp_path / "ds", logs).files[0]
+    assert (r.rows_ok, r.rows_quarantined, r.key_conflicts) == (0, 3, 2)  # the repeat is a duplicate row first
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text((REPO / "examples" / "factory.yaml").read_text().replace("key: [machine_id, ts]", "unique: [machine_id, time]"))
+    try:
+        load(cfg)
+    except ConfigError as e:
+        assert "unique: time not a contract column" in str(e) and "\n" not in str(e)
+    else:
+        raise AssertionError("a unique column the contract lacks must fail the config")
+
+
+def test_jsonl_line_blocks_are_whole_lines_whatever_the_read_size(monkeypatch):
+    """Blocks of k whole lines (the last one without a final newline kept), for reads shorter than
+    a line too: nothing lost, nothing split."""
+    import io
+
+    from rsft.ingest import readers
+
+    data = b'ab\ncdefghijklmnopqrstu\n\nxyz\n' * 3 + b"tail-without-newline-long"
+    for read in (1, 7, 64, 1 << 20):
+        monkeypatch.setattr(readers, "JSONL_READ_BYTES", read)
+        for k in (1, 2, 3, 5, 100):
+            out = list(readers._line_blocks(io.BytesIO(data), k))
+            assert b"".join(out) == data and all(b.endswith(b"\n") for b in out[:-1]), (read, k)
+            assert all(b.count(b"\n") == k for b in out[:-2]), (read, k)
+
+
+def test_unique_key_switched_on_later_indexes_the_earlier_files_once(tmp_path):
+    """A dataset ingested before ``unique`` was set (no key index), under a folder named data (the
+    state dir's layout): the first file ingested with the key builds the earlier file's index from
+    its data parts, records it in that file's manifest entry, and finds the conflict."""
+    a, b = _unique_files(tmp_path / "src")
+    ds = tmp_path / "data" / "sensors"
+    ingest([str(a)], ds, SENSORS)  # no unique key yet
+    c = SENSORS.model_copy(update={"unique": ["machine_id", "ts"], "unique_conflicts": "keep_first"})
+    r = ingest([str(a), str(b)], ds, c).files
+    assert [f.status for f in r] == ["skipped", "ok"] and r[1].rows_ok == 1 and r[1].rows_quarantined == 2
+    entries = _outcome(ds)[2]
+    assert Path(entries["a.csv"]["keys"]).exists() and entries["a.csv"]["keys"] in entries["a.csv"]["outputs"]
+    assert entries["a.csv"]["keys_scheme"] == entries["b.csv"]["keys_scheme"]
+    assert pl.read_parquet(entries["a.csv"]["keys"]).height == 8  # every row a.csv wrote without the key

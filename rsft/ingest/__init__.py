@@ -5,6 +5,7 @@ Layout under ``dataset_dir``::
     data/part-<digest>.parquet        rows that satisfy the contract (+ lineage: _source, _row)
     quarantine/part-<digest>.parquet  rows that do not, as raw strings, with a ``reason``
     _manifest/<digest>.json           one entry per completed file, written last
+    _keys/part-<digest>.parquet       with a unique key: the file's kept keys (hashes), for later files
 
 Every value is read as text first and cast with ``strict=False``; a row whose cast is null
 while its source text was not is a violation, routed to quarantine with the column named —
@@ -23,12 +24,15 @@ The way a file goes, and the module for each step (each imports only the ones ab
                (_typed per column, _validate per frame)
     readers    2. the file as text columns: CSV, Parquet, JSONL (an empty export per empty_file)
     dedup      exact duplicate rows (_SeenHashes)
+    unique     the contract's unique key (``unique``): each written row's key logged (KeyLog), then
+               resolved against the dataset's other files under a lock; the losers moved to quarantine
     writers    typed rows -> Parquet parts in staging, partitioned, on a writer thread (_Parts);
                bad rows -> the quarantine part; staged parts renamed into the dataset
     stream     3. batches: cheap pass on every row, full check on the flagged, duplicates,
                rows to the data or the quarantine writer
-    run        ingest_file: 2-3 into staging and a temp quarantine part, then 4. rename into
-               place and write the manifest entry last; ingest: 1, then every file
+    run        ingest_file: 2-3 into staging and a temp quarantine part, (with ``unique``: the keys
+               resolved), then 4. rename into place and write the manifest entry last; ingest: 1,
+               then every file
 """
 
 from rsft.ingest.contract import _fast, _typed, typed_names

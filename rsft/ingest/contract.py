@@ -195,7 +195,8 @@ def _validate(raw: pl.LazyFrame, contract: ContractConfig, keep_extra: list[str]
     )
     text_cols = [c for c in names if c not in ("_row", "_source", "__pre", "__dup")]
     bad = df.filter(pl.col("__reason").is_not_null()).select(
-        [pl.col("_source"), pl.col("_row"), pl.col("__reason").alias("reason")] + [pl.col(c).cast(pl.String) for c in text_cols]
+        [pl.col("_source"), pl.col("_row"), pl.col("__reason").alias("reason")]
+        + [(pl.col(c).str.strip_suffix("\n") if c == "__line" else pl.col(c).cast(pl.String)) for c in text_cols]
     )
     return good, bad
 

@@ -49,7 +49,7 @@ def _forget_path(dataset_dir: Path, path: str, keep_digest: str) -> None:
 def clean_orphans(dataset_dir: str | Path) -> int:
     """Remove temp files left by an ingest process that died (its pid is in the name:
     :data:`rsft.fsio.ORPHAN_NAME`)."""
-    return sum(remove_orphans(Path(dataset_dir) / sub) for sub in ("data", "quarantine", "_manifest"))
+    return sum(remove_orphans(Path(dataset_dir) / sub) for sub in ("data", "quarantine", "_manifest", "_keys"))
 
 
 def scan_dataset(dataset_dir: str | Path) -> pl.LazyFrame:

@@ -5,8 +5,8 @@ rows) for the contract check, and the unknown columns it keeps.
   contract; opt-in quote-aware structure pass; a record cut off at the end of the file named.
 * Parquet (:func:`_scan_parquet`): the column types checked against the contract, values
   rendered as text so they go through the same checks.
-* JSONL (:func:`_read_jsonl`): parsed line by line (each value's JSON type checked), spooled to
-  a temporary Parquet file in blocks, scanned back lazily.
+* JSONL (:func:`_read_jsonl`): blocks of lines parsed in bulk with a schema that checks each
+  value's JSON type; line by line only what the bulk parse cannot vouch for; frames (:class:`_Blocks`).
 
 An empty export (a zero-byte CSV or Parquet file, a CSV of blank lines) fails the file under
 ``empty_file: error`` (the default) and reads as no rows under ``zero_rows``; a header-only CSV
@@ -22,7 +22,6 @@ import os
 from pathlib import Path
 
 import polars as pl
-import pyarrow.parquet as pq
 
 from rsft.config import ColumnContract, ContractConfig
 from rsft.ingest.contract import _check_columns
@@ -228,60 +227,224 @@ def _scan_parquet(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame, li
     return lf.select([as_text(c) for c in contract.columns] + [pl.col(c) for c in extra]), extra
 
 
-JSONL_SPOOL_ROWS = 100_000  # lines parsed per block before they are spooled to Parquet
+JSONL_SPOOL_ROWS = 100_000  # lines per block (the name is historical: blocks are not spooled any more)
+JSONL_READ_BYTES = 16 << 20  # bytes read from the file at a time
 
 
-def _read_jsonl(path: str, contract: ContractConfig, spool: Path,
-                chunk_rows: int = JSONL_SPOOL_ROWS) -> tuple[pl.LazyFrame, list[str]]:
-    """JSON lines as text columns; lines that are not UTF-8, not JSON or have wrong types get a
-    reason (``__pre``). Parsed in blocks of ``min(chunk_rows, JSONL_SPOOL_ROWS)`` lines, each
-    appended to a Parquet ``spool`` file as one row group and scanned back lazily: memory is
-    bounded by the block, not the file."""
+def _read_jsonl(path: str, contract: ContractConfig, chunk_rows: int = JSONL_SPOOL_ROWS) -> tuple["_Blocks", list[str]]:
+    """JSON lines as text columns, in blocks of ``min(chunk_rows, JSONL_SPOOL_ROWS)`` lines (memory
+    is bounded by the block, not the file). Each block is parsed in bulk by Polars' NDJSON reader
+    with a schema that errors on a value of the wrong JSON type (:class:`_JsonlBlock`); a block it
+    cannot vouch for (not UTF-8, a line that is not a JSON object, a wrong type, a line over
+    ``max_line_bytes``) is parsed line by line (:class:`_JsonlLines`), and so is each line of a
+    good block with a null or missing contract key or a text value that could be another JSON
+    type rendered as text. A key that occurs twice keeps its first value in both parsers. Either
+    way a row is ``(column values as text,
+    _row = line number, __pre = reason or null, __line = the line's text)``.
+
+    ``spool`` is accepted for callers of the former spooled reader and not used."""
     lines = _JsonlLines(contract)
     schema = {**{n: pl.String for n in lines.names}, "_row": pl.Int64, "__pre": pl.String, "__line": pl.String}
-    out = _Spool(spool, schema)
-    rows, block, parse = out.rows, max(1, min(chunk_rows, JSONL_SPOOL_ROWS)), lines.row
-    opener = gzip.open if path.endswith(".gz") else open
-    try:
+    block = max(1, min(chunk_rows, JSONL_SPOOL_ROWS))
+    parse = _JsonlBlock(contract, lines, schema)
+
+    def frames():
+        opener = gzip.open if path.endswith(".gz") else open
+        first, empty = 1, True
         with opener(path, "rb") as fh:  # noqa: SIM115
-            for i, line in enumerate(fh, start=1):
-                if len(rows) >= block:
-                    out.flush()
-                row = parse(i, line)
-                if row is not None:
-                    rows.append(row)
-        out.finish()
-    finally:
-        out.close()
-    return pl.scan_parquet(spool), []
+            for blk in _line_blocks(fh, block):
+                df = parse.block(blk, first)
+                first += parse.last_lines
+                if df.height or empty:  # a file without rows still yields its (empty) schema once
+                    empty = False
+                    yield df
+        if empty:
+            yield pl.DataFrame(schema=schema)
+
+    return _Blocks(schema, frames), []
 
 
-class _Spool:
-    """Parsed JSONL rows, appended to a Parquet file a block at a time (one row group each)."""
+def _line_blocks(fh, lines_per_block: int):
+    """The file's bytes in blocks of ``lines_per_block`` whole lines (the last may lack its newline)."""
+    import numpy as np
 
-    def __init__(self, path: Path, schema: dict[str, pl.DataType]):
-        self.path, self.schema = path, schema
-        self.rows: list[tuple] = []  # one tuple per line: the column values, line number, reason, text
-        self._writer: pq.ParquetWriter | None = None
+    carry, long_line = b"", []  # long_line: pieces of one line longer than a read (joined once: linear)
+    while True:
+        chunk = fh.read(JSONL_READ_BYTES)
+        if not chunk:
+            break
+        if b"\n" not in chunk:
+            long_line.append(chunk)
+            continue
+        data = b"".join([carry, *long_line, chunk])
+        long_line.clear()
+        ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+        start = 0
+        for k in range(lines_per_block - 1, len(ends), lines_per_block):
+            yield data[start:ends[k] + 1]
+            start = int(ends[k]) + 1
+        carry = data[start:]
+        if len(carry) > (1 << 27) and b"\n" in carry:  # many short lines short of a block: hand them on
+            cut = carry.rindex(b"\n") + 1
+            yield carry[:cut]
+            carry = carry[cut:]
+    carry = b"".join([carry, *long_line])
+    if carry:
+        yield carry
 
-    def flush(self) -> None:
-        t = pl.DataFrame(self.rows, schema=self.schema, orient="row").to_arrow()
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path, t.schema, compression="lz4")
-        self._writer.write_table(t)
-        self.rows.clear()
 
-    def finish(self) -> None:
-        if self.rows or self._writer is None:  # the last block (an empty file still gets the schema)
-            self.flush()
+class _Blocks:
+    """A JSONL file as a stream of frames, with the few LazyFrame methods the ingest stream uses:
+    ``collect_schema``, ``with_columns`` (applied to each frame as it comes), ``head(0)``."""
 
-    def close(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+    def __init__(self, schema: dict, frames, exprs: tuple = ()):
+        self.schema, self._frames, self._exprs = schema, frames, exprs
+
+    def _empty(self) -> pl.LazyFrame:
+        lf = pl.LazyFrame(schema=self.schema)
+        for args, kw in self._exprs:
+            lf = lf.with_columns(*args, **kw)
+        return lf
+
+    def collect_schema(self) -> pl.Schema:
+        return self._empty().collect_schema()
+
+    def with_columns(self, *args, **kw) -> "_Blocks":
+        return _Blocks(self.schema, self._frames, self._exprs + ((args, kw),))
+
+    def head(self, n: int) -> pl.LazyFrame:
+        return self._empty().head(n)
+
+    def _checked(self):
+        for df in self._frames():
+            lf = df.lazy()
+            for args, kw in self._exprs:
+                lf = lf.with_columns(*args, **kw)
+            # a lazy collect: the cheap pass's flags reuse its casts (common subexpressions);
+            # eager with_columns computes each cast again per flag (measured ~3x the cost)
+            yield lf.collect()
+
+    def batches(self):
+        """The frames, parsed and given the cheap pass one block ahead on a reader thread (Polars
+        and the file reads release the GIL) while the caller writes the previous one; at most one
+        block waits, so memory stays bounded by two blocks. The reader's error is raised here."""
+        import queue
+        import threading
+
+        q: queue.Queue = queue.Queue(maxsize=1)
+        stop = threading.Event()
+        done = object()
+
+        def put(item) -> bool:  # False once the caller has stopped reading
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def read() -> None:
+            try:
+                for df in self._checked():
+                    if not put(df):
+                        return
+                put(done)
+            except BaseException as e:  # noqa: BLE001 - handed to the caller
+                put(e)
+
+        t = threading.Thread(target=read, name="rsft-jsonl-reader", daemon=True)
+        t.start()
+        try:
+            while (item := q.get()) is not done:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            t.join()
+
+
+# Polars' NDJSON reader fails a block on a value of another JSON type for Float64 (numbers only),
+# Int64 (integers only) and Boolean; String accepts anything (a number, a list, an object rendered
+# as text), so a text value that could be such a rendering is re-read per line (_NOT_A_STRING).
+# (Categorical accepts JSON strings only, but measured 3x slower than String.)
+_JSON_TYPES = {"str": pl.String, "timestamp": pl.String, "float64": pl.Float64, "int64": pl.Int64, "bool": pl.Boolean}
+_NOT_A_STRING = r"^(?:-?[0-9][0-9.eE+-]*|true|false|\[[\s\S]*|\{[\s\S]*)$"
+
+
+class _JsonlBlock:
+    """A block of JSONL bytes -> a frame of text columns: in bulk where Polars can vouch for
+    the block, per line (:class:`_JsonlLines`) for what it cannot."""
+
+    def __init__(self, contract: ContractConfig, lines: "_JsonlLines", schema: dict):
+        self.contract, self.lines, self.schema = contract, lines, schema
+        self.read_schema = {c.name: _JSON_TYPES[c.dtype] for c in contract.columns}
+        self.last_lines = 0
+
+    def block(self, blk: bytes, first: int) -> pl.DataFrame:
+        import numpy as np
+        import pyarrow as pa
+
+        ends = np.flatnonzero(np.frombuffer(blk, np.uint8) == 10)
+        n = len(ends) + (0 if blk.endswith(b"\n") else 1)
+        self.last_lines = n
+        limit = self.contract.max_line_bytes
+        starts = np.concatenate([[0], ends + 1])[:n].astype(np.int64)
+        offsets = np.concatenate([starts, [len(blk)]]).astype(np.int64)
+        try:
+            if limit and int(np.diff(offsets).max()) > limit:
+                raise ValueError("a line over max_line_bytes")  # the line parser fails the file, naming it
+            blk.decode("utf-8")
+            # an empty line has no row in Polars' reader (nor in the line parser); a line of blanks
+            # shows as a row count that differs, and the block goes line by line
+            content = np.diff(offsets) > (np.arange(n) < len(ends))
+            df = pl.read_ndjson(blk, schema=self.read_schema)
+            if df.height != int(content.sum()):
+                raise ValueError("row count differs from line count")
+        except Exception:  # noqa: BLE001 - anything Polars cannot vouch for is parsed line by line
+            return self._per_line(blk, first)
+        idx = np.flatnonzero(content)
+        # each line's text, its newline kept (a quarantined row's __line drops it: contract._validate)
+        text = pl.from_arrow(pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(blk)))
+        text = text.gather(idx) if len(idx) < n else text
+        df = df.with_columns([self._as_text(c) for c in self.contract.columns]).with_columns(
+            _row=pl.Series(idx + first, dtype=pl.Int64), __pre=pl.lit(None, pl.String), __line=text)
+        # per line: a null (missing key or JSON null: the line parser tells them apart) or a text
+        # value that may have been another JSON type. (A key that occurs twice: both keep the first.)
+        redo = pl.any_horizontal([pl.col(c.name).is_null() for c in self.contract.columns]
+                                 + [pl.col(c.name).str.contains(_NOT_A_STRING) for c in self.contract.columns
+                                    if c.dtype in ("str", "timestamp")])
+        df = df.with_columns(__redo=redo)
+        if not df["__redo"].any():
+            return df.drop("__redo").select(list(self.schema))
+        again = df.filter("__redo")
+        rows = [r for r in (self.lines.row(int(i), line.encode("utf-8"))
+                            for i, line in zip(again["_row"], again["__line"])) if r is not None]
+        fixed = pl.DataFrame(rows, schema=self.schema, orient="row")
+        return pl.concat([df.filter(~pl.col("__redo")).drop("__redo").select(list(self.schema)), fixed]).sort("_row")
+
+    @staticmethod
+    def _as_text(c: ColumnContract) -> pl.Expr:
+        """A bulk-parsed value as the line parser renders it (``str(v)``; booleans ``True``/``False``)."""
+        e = pl.col(c.name)
+        if c.dtype == "bool":
+            return pl.when(e).then(pl.lit("True")).when(~e).then(pl.lit("False")).alias(c.name)
+        return e.cast(pl.String).alias(c.name)
+
+    def _per_line(self, blk: bytes, first: int) -> pl.DataFrame:
+        parts = blk.split(b"\n")
+        if blk.endswith(b"\n"):
+            parts.pop()
+        last = len(parts) - 1
+        parse = self.lines.row
+        rows = [r for r in (parse(first + k, line + b"\n" if k < last or blk.endswith(b"\n") else line)
+                            for k, line in enumerate(parts)) if r is not None]
+        return pl.DataFrame(rows, schema=self.schema, orient="row")
 
 
 class _JsonlLines:
-    """One JSONL line -> a spool row ``(*column values as text, line number, reason or None, line
+    """One JSONL line -> a row ``(*column values as text, line number, reason or None, line
     text)``, or None for a blank line. A line over ``max_line_bytes``, or not UTF-8 under
     ``decode_errors: fail_file``, fails the file."""
 
@@ -306,7 +469,7 @@ class _JsonlLines:
             return None
         text = text.rstrip("\n")
         try:
-            obj = json.loads(text)
+            obj = json.loads(text, object_pairs_hook=_first_wins)
         except json.JSONDecodeError:
             return (*self.empty, i, "invalid JSON", text)
         if not isinstance(obj, dict):
@@ -340,6 +503,15 @@ class _JsonlLines:
 
 
 _MISSING = object()
+
+
+def _first_wins(pairs: list[tuple[str, object]]) -> dict:
+    """A JSON object whose key occurs twice keeps the first value, as Polars' NDJSON reader does
+    (Python's default keeps the last), so the bulk and the per-line parse agree."""
+    out: dict = {}
+    for k, v in pairs:
+        out.setdefault(k, v)
+    return out
 
 
 def _undecodable_field(line: bytes, names: list[str]) -> str | None:

@@ -20,6 +20,7 @@ class FileResult:
     rows_ok: int | None = None
     rows_quarantined: int | None = None
     duplicate_of: str | None = None
+    key_conflicts: int | None = None  # rows of the file in a unique-key conflict (``unique``), kept or not
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -5,9 +5,11 @@ entry last. A file that fails leaves nothing behind and reports a one-line error
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import threading
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,11 @@ from rsft.ingest.readers import _name_short_last_record, _read_jsonl, _scan_parq
 from rsft.ingest.results import FileError, FileResult, IngestSummary
 from rsft.ingest.sources import _fetch, _gunzip, _is_remote, _size
 from rsft.ingest.stream import _stream
+from rsft.ingest.unique import (KeyLog, dataset_lock, earlier_keys, index_path, move_to_quarantine, resolve, scheme,
+                                write_index)
 from rsft.ingest.writers import _publish_parts
+
+log = logging.getLogger("rsft.ingest")
 
 
 def ingest(sources, dataset_dir, contract: ContractConfig, chunk_rows: int = 250_000) -> IngestSummary:
@@ -50,7 +56,6 @@ class _Scratch:
     staging: Path  # data/.staging-<pid>-<thread>-<digest>/: the data parts until they are renamed into place
     tmp_bad: Path  # the quarantine part until it is renamed into place (an rsft.fsio temp name beside it)
     copy: str | None = None  # a local copy of the source: fetched (remote) or decompressed (.gz)
-    spool: Path | None = None  # the JSONL block spool
 
     @classmethod
     def of(cls, plan: FilePlan, dataset_dir: Path) -> "_Scratch":
@@ -64,8 +69,6 @@ class _Scratch:
     def remove_inputs(self) -> None:
         if self.copy:
             Path(self.copy).unlink(missing_ok=True)
-        if self.spool is not None:  # the JSONL block spool (read back by then)
-            self.spool.unlink(missing_ok=True)
 
 
 def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfig, chunk_rows: int = 250_000) -> FileResult:
@@ -73,27 +76,72 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
     if plan.action in ("skip", "duplicate"):
         return _not_ingested(plan, dataset_dir)
     work = _Scratch.of(plan, dataset_dir)
+    keys = KeyLog(contract) if contract.unique else None
     try:
-        rows_ok, rows_bad = _stage(plan, dataset_dir, contract, chunk_rows, work)
+        rows_ok, rows_bad = _stage(plan, dataset_dir, contract, chunk_rows, work, keys)
         staged = sorted(p for p in work.staging.rglob("*.parquet"))
     except Exception as e:  # a failed file writes nothing; its error is one line, never a traceback
         work.discard_outputs()
-        msg = str(e) if isinstance(e, FileError) else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-        return FileResult(plan.name, plan.digest, "failed", error=f"{plan.name}: {msg}")
+        return _failed(plan, e)
     finally:
         work.remove_inputs()
-    _forget_path(dataset_dir, plan.path, plan.digest)
-    outputs = _publish_parts(staged, work.staging, dataset_dir / "data")
-    qpart = quarantine_part(dataset_dir, plan.digest)
-    if rows_bad:
-        os.replace(work.tmp_bad, qpart)
-        outputs.append(str(qpart))
-    else:
-        work.tmp_bad.unlink(missing_ok=True)
-    _write_entry(dataset_dir, plan.digest, {"path": plan.path, "name": plan.name, "digest": plan.digest,
-                                            "rows_total": rows_ok + rows_bad, "rows_ok": rows_ok,
-                                            "rows_quarantined": rows_bad, "outputs": outputs})
-    return FileResult(plan.name, plan.digest, "ok", rows_total=rows_ok + rows_bad, rows_ok=rows_ok, rows_quarantined=rows_bad)
+    # with a unique key: the file's keys against the dataset's and its own, then publish, one file at a time
+    with dataset_lock(dataset_dir) if keys is not None else nullcontext():
+        entry: dict = {}
+        if keys is not None:
+            try:
+                moved, entry = _resolve_keys(plan, dataset_dir, contract, keys, staged, work)
+            except Exception as e:
+                work.discard_outputs()
+                return _failed(plan, e)
+            rows_ok, rows_bad = rows_ok - moved, rows_bad + moved
+        _forget_path(dataset_dir, plan.path, plan.digest)
+        outputs = _publish_parts(staged, work.staging, dataset_dir / "data")
+        qpart = quarantine_part(dataset_dir, plan.digest)
+        if rows_bad:
+            os.replace(work.tmp_bad, qpart)
+            outputs.append(str(qpart))
+        else:
+            work.tmp_bad.unlink(missing_ok=True)
+        if keys is not None:  # the kept keys' index, listed with the outputs (removed with them)
+            index = index_path(dataset_dir, _part_stem(plan.digest))
+            index.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(entry["keys"], index)
+            entry["keys"] = str(index)
+            outputs.append(entry["keys"])
+        _write_entry(dataset_dir, plan.digest, {"path": plan.path, "name": plan.name, "digest": plan.digest,
+                                                "rows_total": rows_ok + rows_bad, "rows_ok": rows_ok,
+                                                "rows_quarantined": rows_bad, "outputs": outputs, **entry})
+    return FileResult(plan.name, plan.digest, "ok", rows_total=rows_ok + rows_bad, rows_ok=rows_ok, rows_quarantined=rows_bad,
+                      key_conflicts=entry["unique"]["conflict_rows"] if entry else None)
+
+
+def _failed(plan: FilePlan, e: Exception) -> FileResult:
+    msg = str(e) if isinstance(e, FileError) else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    return FileResult(plan.name, plan.digest, "failed", error=f"{plan.name}: {msg}")
+
+
+def _resolve_keys(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, keys: KeyLog, staged: list[Path],
+                  work: "_Scratch") -> tuple[int, dict]:
+    """``unique``: the file's rows against every other file in the manifest (not an earlier version
+    of this path, which it replaces) and among themselves; the losers move from the staged parts to
+    the quarantine part. Returns (rows moved, the manifest entry's ``unique`` and ``keys`` (the
+    kept keys' index, staged beside the quarantine part until it is renamed into place))."""
+    rows = keys.frame()
+    others = {d: e for d, e in _manifest(dataset_dir).items() if d != plan.digest and e.get("path") != plan.path}
+    earlier = earlier_keys(dataset_dir, others, contract, rows["__k"].unique())
+    moved, kept, counts = resolve(rows, earlier, contract)
+    derived = set(contract.partition_by) - {c.name for c in contract.columns}  # "date": not a source column
+    keep = [n for n in (pl.read_parquet_schema(staged[0]) if staged else {}) if n not in derived]
+    n = move_to_quarantine(moved, staged, work.tmp_bad, keep)
+    if n != moved.height:
+        raise FileError(f"unique key: {moved.height} rows to move, {n} found in the staged parts")
+    if counts["conflict_rows"]:
+        log.warning("%s: %d rows in %d unique-key conflicts (%s): %s", plan.name, counts["conflict_rows"],
+                    counts["conflict_keys"], ", ".join(contract.unique), contract.unique_conflicts)
+    tmp_index = work.tmp_bad.with_name(work.tmp_bad.name + ".keys")
+    write_index(tmp_index, kept)
+    return n, {"unique": counts, "keys": str(tmp_index), "keys_scheme": scheme(contract)}
 
 
 def _not_ingested(plan: FilePlan, dataset_dir: Path) -> FileResult:
@@ -105,21 +153,24 @@ def _not_ingested(plan: FilePlan, dataset_dir: Path) -> FileResult:
                       duplicate_of=plan.duplicate_of)
 
 
-def _stage(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, chunk_rows: int, work: _Scratch) -> tuple[int, int]:
+def _stage(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, chunk_rows: int, work: _Scratch,
+           keys: KeyLog | None = None) -> tuple[int, int]:
     """Read the file and stream it through the contract into ``work.staging`` (data parts) and
     ``work.tmp_bad`` (quarantine part): (rows ok, rows quarantined). Errors are one line."""
     raw, extra, tail, sliced = _reader(plan, dataset_dir, contract, chunk_rows, work)
     try:
         try:
-            rows_ok, rows_bad = _stream_into(raw, plan, contract, extra, chunk_rows, sliced, work)
+            rows_ok, rows_bad = _stream_into(raw, plan, contract, extra, chunk_rows, sliced, work, keys)
         except Exception as e:
             # a CSV record with more fields than the header: only then, the slower scan that
             # quarantines such records (the file's partial output is discarded first)
             if sliced or not is_ragged_error(e):
                 raise
             work.discard_outputs()
+            if keys is not None:
+                keys.frames.clear()
             raw, extra, tail = _scan_text_table(work.copy or plan.path, contract, ragged=True)
-            rows_ok, rows_bad = _stream_into(raw, plan, contract, extra, chunk_rows, sliced, work)
+            rows_ok, rows_bad = _stream_into(raw, plan, contract, extra, chunk_rows, sliced, work, keys)
         if tail:
             _name_short_last_record(work.tmp_bad, rows_ok + rows_bad, tail, plan.name)
     except Exception as e:  # polars errors are multi-line; the operator gets one
@@ -130,12 +181,12 @@ def _stage(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, chunk_ro
 
 
 def _stream_into(raw: pl.LazyFrame, plan: FilePlan, contract: ContractConfig, extra: list[str], chunk_rows: int,
-                 sliced: bool, work: _Scratch) -> tuple[int, int]:
+                 sliced: bool, work: _Scratch, keys: KeyLog | None = None) -> tuple[int, int]:
     shutil.rmtree(work.staging, ignore_errors=True)
     work.staging.mkdir(parents=True)
     work.tmp_bad.parent.mkdir(parents=True, exist_ok=True)
     return _stream(raw.with_columns(_source=pl.lit(plan.name)), contract, extra, work.staging,
-                   _part_stem(plan.digest), work.tmp_bad, chunk_rows, sliced=sliced)
+                   _part_stem(plan.digest), work.tmp_bad, chunk_rows, sliced=sliced, keys=keys)
 
 
 def _reader(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, chunk_rows: int,
@@ -147,12 +198,8 @@ def _reader(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, chunk_r
     source = plan.path
     if _is_remote(source):  # stream an object-store file to local disk once, then as local
         work.copy = source = _fetch(source, dataset_dir / "data")
-    if contract.format == "jsonl":
-        # no .parquet suffix: readers that glob data/**/*.parquet with Polars (which does not
-        # skip dot-files) must never pick up a half-written spool
-        work.spool = work.staging.with_name(work.staging.name + ".jsonl-spool")
-        work.spool.parent.mkdir(parents=True, exist_ok=True)
-        return (*_read_jsonl(source, contract, work.spool, chunk_rows), None, True)
+    if contract.format == "jsonl":  # blocks of parsed lines, straight to the contract check
+        return (*_read_jsonl(source, contract, chunk_rows), None, True)
     if plan.path.endswith((".parquet", ".pq")):
         return (*_scan_parquet(source, contract), None, True)
     if plan.path.endswith(".gz"):

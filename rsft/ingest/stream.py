@@ -14,7 +14,9 @@ from rsft import progress as _progress
 from rsft.config import ContractConfig
 from rsft.ingest.contract import _fast, _validate, typed_names
 from rsft.ingest.dedup import _SeenHashes
+from rsft.ingest.readers import _Blocks
 from rsft.ingest.results import FileError
+from rsft.ingest.unique import KeyLog
 from rsft.ingest.writers import _Parts, _QuarantinePart, partition_columns
 
 
@@ -23,6 +25,9 @@ def _batches(lf: pl.LazyFrame, chunk_rows: int, sliced: bool) -> Iterator[pl.Dat
     sources, whose ``collect_batches`` decodes every row group ahead of the consumer (measured:
     peak RSS grew with the file); a slice reads only the row groups it covers. A frame without
     ``_row`` gets 1-based row numbers here."""
+    if isinstance(lf, _Blocks):  # JSONL: frames of parsed lines, already numbered
+        yield from lf.batches()
+        return
     if not sliced:
         yield from lf.collect_batches(chunk_size=chunk_rows)
         return
@@ -34,11 +39,12 @@ def _batches(lf: pl.LazyFrame, chunk_rows: int, sliced: bool) -> Iterator[pl.Dat
 
 
 def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], staging: Path, stem: str,
-            tmp_bad: Path, chunk_rows: int, sliced: bool = False) -> tuple[int, int]:
+            tmp_bad: Path, chunk_rows: int, sliced: bool = False, keys: KeyLog | None = None) -> tuple[int, int]:
     """One streaming read in batches of ``chunk_rows``: the cheap checks on every row, the full
     check on flagged rows only, typed rows to ``staging`` (partitioned), the rest to quarantine.
-    Memory is bounded by the batch size (plus 8 bytes per row with duplicate detection);
-    ``sliced`` for Parquet-backed sources (see :func:`_batches`)."""
+    Memory is bounded by the batch size (plus 8 bytes per row with duplicate detection, 24 with a
+    unique key); ``sliced`` for Parquet-backed sources (see :func:`_batches`); ``keys`` records
+    each written row's key (``unique``)."""
     names, limit = _source_columns(raw, contract, sliced)
     checked = raw.with_columns(_first_pass(contract, names))
     cols = [c.name for c in contract.columns]
@@ -49,8 +55,11 @@ def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], stagi
         for df in _batches(checked, chunk_rows, sliced):
             _check_record_bytes(df, limit)
             df, flagged = _mark_duplicates(df, seen)
-            data.write(df.filter(~flagged).select(typed))
-            _full_check(df.filter(flagged).select(names + ["__dup"]), contract, extra, data, bad)
+            good = df.select(typed).filter(~flagged)  # select first: the filter copies only what is written
+            data.write(good)
+            if keys is not None:
+                keys.add(good)
+            _full_check(df.select(names + ["__dup"]).filter(flagged), contract, extra, data, bad, keys)
             _progress.emit("ingest.rows", rows=df.height)
         if not data.files and not data.buffers and not contract.partition_by:  # no rows at all: an empty
             # dataset part still records the schema (written before close: a closed _Parts has no writer thread)
@@ -106,9 +115,12 @@ def _mark_duplicates(df: pl.DataFrame, seen: _SeenHashes | None) -> tuple[pl.Dat
 
 
 def _full_check(flagged: pl.DataFrame, contract: ContractConfig, extra: list[str], data: _Parts,
-                bad: _QuarantinePart) -> None:
+                bad: _QuarantinePart, keys: KeyLog | None = None) -> None:
     """The full check decides each flagged row: rescued rows to the data, the rest to quarantine."""
     if flagged.height:
         rescued, rejected = pl.collect_all(_validate(flagged.lazy(), contract, extra))
-        data.write(rescued.select([c for c in typed_names(contract, extra)]))
+        rescued = rescued.select([c for c in typed_names(contract, extra)])
+        data.write(rescued)
+        if keys is not None:
+            keys.add(rescued)
         bad.write(rejected)
