@@ -231,6 +231,11 @@ def ingest(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
     for name, s in ingested.datasets.items():
         if s.quarantine_reasons:
             _line(console, f"{name} quarantined: {_counts(s.quarantine_reasons)}")
+    for name, s in ingested.datasets.items():  # the contract's unique key (kept rows are in no count above)
+        conflicts = sum(int(f.get("key_conflicts") or 0) for f in s.file_results)
+        if conflicts:
+            _line(console, f"{name}: {conflicts:,} row(s) shared a unique key with different values "
+                           "(the contract's unique_conflicts policy decided which were kept)")
     for name, s in ingested.datasets.items():  # a duplicate is counted as skipped above: name it
         for f in s.file_results:
             if f.get("status") == "duplicate":

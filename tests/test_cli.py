@@ -75,6 +75,26 @@ def test_ingest_messages_are_one_line_each_when_not_a_terminal(tmp_path):
     assert len(dup) == 1 and "day01_copy_of_the_same_export.csv" in dup[0] and "day01.csv" in dup[0], out.stdout
 
 
+def test_ingest_names_unique_key_conflicts_it_kept_by_policy(tmp_path):
+    """Two exports with the same (machine_id, ts) but different readings under keep_first: the
+    later file's row is quarantined, and the CLI says how many rows were in a key conflict."""
+    bad = REPO / "tests" / "data" / "bad-inputs"
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    lines = (bad / "clean.csv").read_text().splitlines()
+    (pool / "a.csv").write_text("\n".join(lines[:3]) + "\n")
+    changed = lines[1].split(",")
+    changed[2] = "12.345"  # same key as a.csv's first row, another s01
+    (pool / "b.csv").write_text("\n".join([lines[0], ",".join(changed)]) + "\n")
+    out = rsft("ingest", "--config", "examples/factory.yaml", "--set", f"data.pool=['{pool}']",
+               "--set", "data.logs=[]", "--set", f"data.target_sample={bad / 'clean.csv'}",
+               "--set", f"data.target_holdout={bad / 'clean.parquet'}", "--set", f"state.dir={tmp_path / 'state'}",
+               "--set", "ingest.sensors.unique=[machine_id, ts]", "--set", "ingest.sensors.unique_conflicts=keep_first")
+    assert out.returncode == 0, out.stderr
+    said = [line for line in out.stdout.splitlines() if "shared a unique key" in line]
+    assert len(said) == 1 and said[0].startswith("sensors: ") and "1 row(s) shared a unique key" in said[0], out.stdout
+
+
 def test_a_set_value_yaml_cannot_read_is_one_line(tmp_path):
     """--set values YAML cannot construct (a python tag) or parse: one line, exit 2, no traceback."""
     for value in ("!!python/object:os.system x", "[unclosed", "{a: 1", "@x"):
