@@ -625,3 +625,33 @@ def plot_group_coverage(by_group: list[dict[str, Any]], col: str, path: Path) ->
                  fontsize=10, color="#b00000" if missed else "black")
     ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.12), ncols=3, frameon=False)
     fig.savefig(path, dpi=110)
+
+
+def plot_training_curves(history: list[dict[str, Any]], path: str | Path, title: str = "Fine-tune",
+                         best_step: int | None = None, planned_steps: int | None = None) -> str:
+    """Training and validation loss per evaluation period over optimizer steps (the learning rate
+    on a second axis), the best period's step marked: the weights kept are that period's."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 4.0), layout="constrained")
+    ax = fig.subplots()
+    steps = [r["step"] for r in history]
+    ax.plot(steps, [r["train_loss"] for r in history], marker=".", color=COLORS["selected"], label="training loss")
+    ax.plot(steps, [r["val_loss"] for r in history], marker=".", color=COLORS["target"], label="validation loss")
+    if best_step:
+        ax.axvline(best_step, color="k", linestyle="--", linewidth=1, label=f"best validation (step {best_step:,}): weights kept")
+    ax.set_xlabel("optimizer steps" + (f" (of {planned_steps:,} planned)" if planned_steps else ""))
+    ax.set_ylabel("loss (weighted mean per row)")
+    losses = [v for r in history for v in (r["train_loss"], r["val_loss"]) if v is not None and math.isfinite(v)]
+    if losses and min(losses) > 0 and max(losses) / min(losses) > 20:
+        ax.set_yscale("log")
+    ax2 = ax.twinx()
+    ax2.plot(steps, [r["lr"] for r in history], color="#999999", linewidth=1, linestyle=":", label="learning rate")
+    ax2.set_ylabel("learning rate", color="#777777", fontsize=8)
+    ax2.tick_params(labelsize=7, colors="#777777")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper right")
+    ax.set_title(title, fontsize=10)
+    fig.savefig(path, dpi=110)
+    return str(path)

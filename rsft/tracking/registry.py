@@ -368,11 +368,13 @@ def log_model_version(
         dst = Path(tmp) / Path(CHECKPOINT_ARTIFACT).name
         shutil.copyfile(checkpoint_path, dst)
         mlflow.log_artifact(str(dst), artifact_path=Path(CHECKPOINT_ARTIFACT).parent.as_posix())
+    from rsft.tracking.serving import log_model_args  # named input columns (tabular)
+
     info = mlflow.pytorch.log_model(
         model,
         name="model",
-        input_example=input_example,
         pip_requirements=pip_requirements(),
+        **log_model_args(input_example),
     )
     import io
 

@@ -84,15 +84,12 @@ def describe_run(run_id: str, name: str, markdown: str) -> None:
     client.set_tag(run_id, "mlflow.note.content", markdown)
 
 
-def log_lineage(lineage: dict[str, Any], scorer_path: str, report_dir: str | None,
-                training: dict[str, tuple[str, str]], evaluation: dict[str, tuple[str, str]]) -> None:
-    """Stage summaries (``lineage/summary.json``), the fitted scorer, the selection report, and
-    the datasets as run inputs (name -> (uri, digest)) for training and evaluation."""
+def log_lineage(lineage: dict[str, Any], scorer_path: str, report_dir: str | None) -> None:
+    """Stage summaries (``lineage/summary.json``), the fitted scorer and the selection report (the
+    datasets themselves, in order: :func:`rsft.tracking.lineage.record`)."""
     mlflow = _mlflow()
     registry.log_json(lineage, "lineage/summary.json")
     mlflow.log_artifact(scorer_path, "scorer")
-    registry.log_dataset_inputs(training)
-    registry.log_dataset_inputs(evaluation, context="evaluation")
     if report_dir:
         mlflow.log_artifacts(report_dir, "selection_report")
 
@@ -112,6 +109,13 @@ def epoch_logger(then: Callable[[dict], None] | None = None) -> Callable[[dict],
             then(row)
 
     return on_epoch
+
+
+def log_plot(draw: Callable[[str], str], artifact_file: str) -> None:
+    """A chart as an artifact: ``draw(path)`` writes the PNG (``artifact_file`` = dir/name.png)."""
+    directory, _, name = artifact_file.rpartition("/")
+    with tempfile.TemporaryDirectory() as d:
+        _mlflow().log_artifact(draw(os.path.join(d, name)), directory or None)
 
 
 def set_tags(tags: dict[str, Any]) -> None:
