@@ -147,3 +147,18 @@ def log_decision(decision: registry.Decision, registered: bool) -> None:
     _mlflow().set_tags({"rsft.decision": "promoted" if decision.promote else ("rejected" if registered else "kept-champion"),
                         "rsft.reason": decision.reason})
     registry.log_json(decision.to_dict(), "decision.json")
+
+
+MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
+
+
+def run_link(tracking_uri: str, run_id: str) -> tuple[str, str | None]:
+    """(URL of the run's page, the command that starts a UI for it or None). A tracking server's
+    own address; for a local store, ``mlflow ui``'s default address and the command to start it."""
+    try:
+        exp = registry.client(tracking_uri).get_run(run_id).info.experiment_id
+    except Exception:  # noqa: BLE001 - a link is a courtesy: never fail a night over it
+        exp = "0"
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/#/experiments/{exp}/runs/{run_id}", None
+    return f"{MLFLOW_UI}/#/experiments/{exp}/runs/{run_id}", f"mlflow ui --backend-store-uri {tracking_uri}"
