@@ -529,11 +529,12 @@ def plot_log_w(log_w_pool: np.ndarray, log_w_selected: np.ndarray, threshold: fl
                 bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
         info = {"lo": lo, "hi": hi, "pool_share_below": below}
         ax.set_xlim(lo, hi)
+        ax.set_yscale("log")  # the pool's few rows near M and the selected rows' peak on one axis
     if threshold is not None:
         ax.axvline(threshold, color="k", linestyle="--", linewidth=1.2,
                    label=f"log M = {threshold:.2f}: right of it always accepted")
     ax.set_xlabel("log w = log p_target(x) − log q_pool(x)   (higher = more like the target)")
-    ax.set_ylabel("share of the set's rows per bin")
+    ax.set_ylabel("share of the set's rows per bin (log scale)")
     ax.set_title("Density-ratio scores: acceptance min(1, w/M) rises to 1 at the dashed line", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, 0.88))
     fig.savefig(path, dpi=110)

@@ -125,9 +125,12 @@ def checks(api: Api, s: dict) -> list[tuple[str, bool, str]]:
          tags.get("mlflow.note.content", "")[:80]),
         ("key figures are metrics", {"rows_kept", "rows_selected", "acceptance_rate", "ess", "auc_selected_vs_target"} <= metrics,
          ", ".join(sorted(metrics))[:200]),
-        ("lineage tags on the run", all(f"lineage.{k}.rows" in tags for k in
-                                        ("1_raw_files", "2_ingested", "3_kept", "4_selected", "5_training_set")), ""),
     ]
+    inputs = {d["dataset"]["name"]: json.loads(d["dataset"].get("profile") or "{}").get("num_rows")
+              for d in night.get("inputs", {}).get("dataset_inputs", [])}
+    chain = ("1_raw_files", "2_ingested", "3_kept", "4_selected", "5_training_set")
+    out.append(("the run's datasets are the lineage, with row counts", all(inputs.get(k) is not None for k in chain),
+                " → ".join(f"{k} {inputs.get(k)}" for k in chain)))
     if mv is not None:
         vt = {t["key"]: t["value"] for t in mv.get("tags", [])}
         chain = [vt.get(f"lineage.{k}.rows") for k in ("1_raw_files", "2_ingested", "3_kept", "4_selected", "5_training_set")]
@@ -164,7 +167,8 @@ def main() -> int:
         s = story(api)
         results = checks(api, s)
         for what, ok, detail in results:
-            print(f"  {'ok  ' if ok else 'FAIL'} {what}" + (f": {detail}" if detail else ""))
+            detail = " ".join(str(detail).split())
+            print(f"  {'ok  ' if ok else 'FAIL'} {what}" + (f": {detail[:150]}" if detail else ""))
         (out / "checks.json").write_text(json.dumps([{"check": w, "ok": o, "detail": d} for w, o, d in results], indent=2))
         browser = find_browser()
         if browser is None:

@@ -74,3 +74,28 @@ def test_lineage_tags_sort_in_the_order_the_data_flowed():
     assert [k for k in sorted(t) if not k.endswith((".rows", ".digest"))] == [f"lineage.{k}" for k in sorted(keys)]
     assert sorted(keys)[:5] == keys[:5]
     assert t["lineage.3_kept.rows"] == "8" and t["lineage.3_kept.digest"] == "d2" and t["lineage.3_kept"] == "3_kept — /x"
+
+
+def test_selection_markdown_leads_with_warnings_and_lists_coverage_per_group():
+    from rsft.config import PipelineConfig
+    from rsft.pipeline.results import Prefiltered, Scored, Selected, Selection
+    from rsft.pipeline.summary import selection_markdown
+    from tests.test_retrain_flow import REPO
+
+    import yaml
+
+    cfg = PipelineConfig.model_validate(yaml.safe_load((REPO / "examples" / "factory.yaml").read_text()))
+    report = {"ess": 812.3, "auc_selected_vs_target": 0.71, "warnings": ["machine_id M05 is 13 % of the target ..."],
+              "coverage": {"uncovered_share": 0.58, "group_column": "machine_id", "by_group": [
+                  {"machine_id": "M05", "target_share": 0.13, "selected_share": 0.0, "pool_share": 0.125,
+                   "uncovered_share": 0.69, "flagged": True},
+                  {"machine_id": "M01", "target_share": 0.10, "selected_share": 0.31, "pool_share": 0.125,
+                   "uncovered_share": None, "flagged": False}]}}
+    sel = Selection(Prefiltered("k.parquet", 1000, 900), Scored("key", "/r", "/r/s.pt", "gaussian", 1.0, 500, 300),
+                    Selected("s.parquet", "rejection", 900, 45, 0.05, 0.06, 0.01, 1.0), report)
+    md = selection_markdown(cfg, sel)
+    lines = md.splitlines()
+    assert lines[0] == "# Selection report: 45 pool rows selected for the target"
+    assert lines[2].startswith("## ⚠ 1 warning") and "M05 is 13 %" in lines[4]
+    assert "| target rows with no comparable pool rows | 58.0% |" in md
+    assert "| M05 | 13% | 0% | 12% | 69% | ⚠ missed |" in md and "| M01 | 10% | 31% | 12% | — |  |" in md

@@ -151,6 +151,7 @@ def _describe(cfg: PipelineConfig, mlc, night: str, ingested: DatasetIngest | No
                       f"{len(model_io(cfg.features)[2])} inputs; retrained nightly on density-ratio-selected pool rows "
                       f"+ the target sample, promoted when it beats the champion on the target hold-out "
                       f"({cfg.promotion.metric}).", story)
+    serving.describe_logged_model(mlc, out.model_name, out.version, story)
 
 
 def _warm_start(cfg: PipelineConfig, mlc, seen, selection: Selection) -> tuple[Any, dict[str, Any]]:

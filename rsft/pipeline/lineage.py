@@ -47,7 +47,7 @@ def night_lineage(cfg: PipelineConfig, selection: Selection, train: dict[str, An
     root = pipeline_root(cfg)
     pool, pre, sel = pool_dataset(cfg), selection.prefiltered, selection.selected
     tot = manifest_totals(root / pool)
-    sources = [cfg.resolve(p) for p in (cfg.data.logs if pool == "logs" else cfg.data.pool)]
+    sources = [str(Path(cfg.resolve(p)).resolve()) for p in (cfg.data.logs if pool == "logs" else cfg.data.pool)]
     kept_d, sel_d = digest(pre.output, pre.rows_out), digest(sel.output, sel.rows_out)
     t_tot, h_tot = manifest_totals(root / TARGET_SAMPLE), manifest_totals(root / TARGET_HOLDOUT)
     target_d = dataset_digest(root / TARGET_SAMPLE)

@@ -4,7 +4,7 @@
 - the model version's tags, self-explaining and sorted as the data flowed:
   ``lineage.1_raw_files`` (what it is), ``lineage.1_raw_files.rows``, ``lineage.1_raw_files.digest``,
   … ``lineage.5_training_set.*``, ``lineage.target_sample.*``, ``lineage.target_holdout.*``;
-- the same tags on the night's run, and ``lineage/chain.json``;
+- the night's run: ``lineage/chain.json`` (the steps as JSON);
 - each step as a run input (dataset ``1_raw_files`` … with its row count as the profile);
 - the logged model's datasets: the challenger's hold-out metrics linked to the model and the
   ``target_holdout`` dataset, its training-set size to ``5_training_set``.
@@ -61,14 +61,13 @@ def logged_model_id(mv) -> str | None:
 
 def record(mlc, run_id: str, steps: list[dict[str, Any]], model_name: str | None = None, version: str | None = None,
            holdout_metrics: dict[str, float] | None = None) -> dict[str, str]:
-    """Write the lineage to the run (tags, ``lineage/chain.json``, dataset inputs) and, when a
+    """Write the lineage to the run (``lineage/chain.json``, dataset inputs) and, when a
     version was registered, to the version (tags) and its logged model (metrics with their
     datasets). Returns the tags."""
     import mlflow
     from mlflow.entities import DatasetInput, InputTag
 
-    t = tags(steps)
-    mlc.log_batch(run_id, tags=[mlflow.entities.RunTag(k, v) for k, v in t.items()])
+    t = tags(steps)  # on the version only: on the run page they would bury the run's own tags
     mlc.log_text(run_id, json.dumps(steps, indent=2), "lineage/chain.json")
     datasets = {s["key"]: _dataset(s) for s in steps}
     mlc.log_inputs(run_id, datasets=[

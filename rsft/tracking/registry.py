@@ -372,9 +372,9 @@ def log_model_version(
 
     info = mlflow.pytorch.log_model(
         model,
-        name="model",
+        name=name,  # the logged model's name on its page: the registered model's, not "model"
         pip_requirements=pip_requirements(),
-        **log_model_args(input_example),
+        **log_model_args(input_example, model),
     )
     import io
 

@@ -15,6 +15,7 @@ champion's scores read that, never this model.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -46,17 +47,39 @@ def input_example(x: np.ndarray, names: list[str]) -> Any:
     return pd.DataFrame(x.astype(np.float32), columns=list(names))
 
 
-def log_model_args(example: Any) -> dict[str, Any]:
-    """Keyword arguments for ``mlflow.pytorch.log_model`` given the input example."""
+def log_model_args(example: Any, model: Any = None) -> dict[str, Any]:
+    """Keyword arguments for ``mlflow.pytorch.log_model`` given the input example (and the model,
+    whose output on it gives the output tensor's width)."""
     import pandas as pd
 
     if not isinstance(example, pd.DataFrame):
         return {"input_example": example}
     from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, Schema, TensorSpec
 
-    signature = ModelSignature(inputs=Schema([ColSpec("double", str(c)) for c in example.columns]))
+    outputs = None
+    if model is not None:
+        import torch
+
+        with torch.no_grad():
+            out = model(torch.as_tensor(example.to_numpy(np.float32)))
+        width = (-1, *out.shape[1:]) if out.ndim > 1 else (-1,)
+        outputs = Schema([TensorSpec(np.dtype(np.float32), width)])
+    signature = ModelSignature(inputs=Schema([ColSpec("double", str(c)) for c in example.columns]), outputs=outputs)
     if _FILTER not in logging.getLogger("mlflow.pytorch").filters:
         logging.getLogger("mlflow.pytorch").addFilter(_FILTER)
+        # MLflow checks the example by predicting on it, through a read-only array: torch warns once
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
     return {"input_example": example.astype(np.float64), "signature": signature, "serialization_format": "pickle",
             "code_paths": [str(Path(__file__).resolve().parents[1])]}
+
+
+def describe_logged_model(mlc, name: str, version: str | None, text: str) -> None:
+    """The logged model's description (its page's note), for the version's model."""
+    if version is None:
+        return
+    from rsft.tracking.lineage import logged_model_id
+
+    model_id = logged_model_id(mlc.get_model_version(name, str(version)))
+    if model_id:
+        mlc.set_logged_model_tags(model_id, {"mlflow.note.content": text})
