@@ -88,7 +88,12 @@ def _summary_markdown(summary: dict[str, Any], link: str = "") -> str:
     keys = [k for k in first if k in summary] + [k for k in summary if k not in first and k != "adapt_candidates"]
 
     def cell(v: Any) -> str:
-        text = v if isinstance(v, str) else json.dumps(v, default=str)
+        if isinstance(v, dict):  # counts per reason / rule: "a 3, b 2"
+            text = ", ".join(f"{k} {x}" for k, x in v.items()) or "—"
+        elif isinstance(v, list) and all(isinstance(x, str) for x in v):  # warnings, as sentences
+            text = " ".join(f"⚠ {x}." for x in v) or "none"
+        else:
+            text = v if isinstance(v, str) else json.dumps(v, default=str)
         return text.replace("|", "/").replace("\n", " ")
 
     rows = [f"| {k.replace('_', ' ')} | {cell(summary[k])} |" for k in keys]

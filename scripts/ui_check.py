@@ -85,16 +85,85 @@ def wait_up(base: str, proc: subprocess.Popen, timeout: float = 120) -> None:
     raise TimeoutError(f"mlflow ui did not answer at {base} in {timeout:.0f} s")
 
 
-def screenshot(browser: str, url: str, path: Path, size: str = "1600,1200", wait_ms: int = 12000) -> bool:
-    with tempfile.TemporaryDirectory() as profile:
-        cmd = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars",
-               "--no-first-run", f"--user-data-dir={profile}", f"--window-size={size}",
-               f"--virtual-time-budget={wait_ms}", f"--screenshot={path}", url]
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
-    ok = r.returncode == 0 and path.exists() and path.stat().st_size > 0
-    if not ok:
-        print(f"  screenshot failed: {url}: {r.stderr.strip().splitlines()[-1:] or r.returncode}")
-    return ok
+def screenshot(browser: str, url: str, path: Path, size: str = "1600,1200", wait_ms: int = 12000,
+               timeout: float = 150, tries: int = 2) -> bool:
+    """One page as a PNG. Chromium runs in its own process group (killed with its children when it
+    hangs: on a loaded machine a page can outlast its virtual-time budget); one retry."""
+    for attempt in range(tries):
+        with tempfile.TemporaryDirectory() as profile:
+            cmd = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                   "--hide-scrollbars", "--no-first-run", f"--user-data-dir={profile}", f"--window-size={size}",
+                   f"--virtual-time-budget={wait_ms}", f"--screenshot={path}", url]
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True)
+            try:
+                _, err = proc.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.communicate()
+                err = f"timed out after {timeout:.0f} s"
+        if proc.returncode == 0 and path.exists() and path.stat().st_size > 0:
+            return True
+        print(f"  screenshot {'failed' if attempt + 1 == tries else 'retrying'}: {url}: "
+              f"{(err or '').strip().splitlines()[-1:] or proc.returncode}")
+    return False
+
+
+def prefect_pages(state: Path, out: Path, browser: str, first: int) -> int:
+    """Start the Prefect UI over the state's Prefect database and screenshot the newest nightly
+    run: its artifacts and its logs. Returns the number of screenshots saved."""
+    port = _port()
+    base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "PREFECT_HOME": str(state / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_UI_ENABLED": "true", "PREFECT_SERVER_LOGGING_LEVEL": "WARNING", "PREFECT_UI_API_URL": f"{base}/api"}
+    env.pop("PREFECT_API_URL", None)
+    prefect = Path(sys.executable).parent / "prefect"
+    proc = subprocess.Popen([str(prefect) if prefect.exists() else "prefect", "server", "start", "--host", "127.0.0.1",
+                             "--port", str(port)], stdout=open(out / "prefect-ui.log", "w"), stderr=subprocess.STDOUT,
+                            env=env, start_new_session=True)
+    try:
+        t0 = time.time()
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/health", timeout=2):
+                    break
+            except OSError:
+                if proc.poll() is not None or time.time() - t0 > 180:
+                    print("  prefect server did not start (see prefect-ui.log)")
+                    return 0
+                time.sleep(1)
+        body = {"sort": "START_TIME_DESC", "limit": 1, "flows": {"name": {"any_": ["nightly-retrain"]}}}
+        req = urllib.request.Request(f"{base}/api/flow_runs/filter", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            runs = json.loads(r.read())
+        if not runs:
+            print("  no nightly-retrain flow run in the Prefect database")
+            return 0
+        run = runs[0]
+        print(f"  prefect: newest night {run['name']!r}")
+        body = {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}, "sort": "KEY_ASC"}
+        req = urllib.request.Request(f"{base}/api/artifacts/filter", data=json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            arts = {a["key"]: a for a in json.loads(r.read()) if a.get("key")}
+        print(f"  prefect: artifacts on the nightly run: {', '.join(sorted(arts)) or 'none'}")
+        pages = [("logs", f"{base}/runs/flow-run/{run['id']}", "1600,1400")]
+        pages += [(key, f"{base}/artifacts/artifact/{arts[key]['id']}", "1600,1400")
+                  for key in ("selection-report", "promotion-decision", "adapt-candidates", "retrain-summary") if key in arts]
+        n = 0
+        for i, (name, url, size) in enumerate(pages, first):
+            path = out / f"{i:02d}-prefect-night-{name}.png"
+            if screenshot(browser, url, path, size, wait_ms=20000):
+                n += 1
+                print(f"  saved {path}")
+        return n
+    finally:
+        os.killpg(proc.pid, 15)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, 9)
 
 
 def story(api: Api) -> dict:
@@ -149,6 +218,7 @@ def main() -> int:
     ap.add_argument("--state", default=os.environ.get("RSFT_STATE_DIR", ".rsft"))
     ap.add_argument("--out", default=None)
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--prefect", action="store_true", help="also start the Prefect UI and screenshot the newest night")
     a = ap.parse_args()
     state = Path(a.state).resolve()
     out = Path(a.out or state / "ui-check").resolve()
@@ -176,6 +246,7 @@ def main() -> int:
             return 0 if all(o for _, o, _ in results) else 1
         exp_id, run_id = s["experiment"]["experiment_id"], s["night"]["info"]["run_id"]
         pages = [("runs-table", f"{base}/#/experiments/{exp_id}/runs", "1800,1000"),
+                 ("runs-charts", f"{base}/#/experiments/{exp_id}/runs?compareRunsMode=CHART", "1800,1400"),
                  ("night-run", f"{base}/#/experiments/{exp_id}/runs/{run_id}", "1600,1800")]
         mv = s["version"]
         if mv is not None:
@@ -193,8 +264,10 @@ def main() -> int:
             if screenshot(browser, url, path, size):
                 shot += 1
                 print(f"  saved {path}")
+        if a.prefect:
+            shot += prefect_pages(state, out, browser, len(pages) + 1)
         print(f"ui-check: {shot} screenshots in {out}")
-        return 0 if all(o for _, o, _ in results) and shot == len(pages) else 1
+        return 0 if all(o for _, o, _ in results) and shot >= len(pages) else 1
     finally:
         os.killpg(proc.pid, 15)
         try:

@@ -62,7 +62,7 @@ def log_model_args(example: Any, model: Any = None) -> dict[str, Any]:
         import torch
 
         with torch.no_grad():
-            out = model(torch.as_tensor(example.to_numpy(np.float32)))
+            out = model(torch.from_numpy(example.to_numpy(np.float32).copy()))  # writable: no torch warning
         width = (-1, *out.shape[1:]) if out.ndim > 1 else (-1,)
         outputs = Schema([TensorSpec(np.dtype(np.float32), width)])
     signature = ModelSignature(inputs=Schema([ColSpec("double", str(c)) for c in example.columns]), outputs=outputs)
