@@ -25,9 +25,10 @@ demo: $(STAMP)
 	$(BIN)/rsft history --config examples/factory.yaml
 
 ## ui-check: after `make demo`, open the MLflow UI on loopback over the demo's state, check the night
-## through its REST API and save screenshots of its pages (headless Chromium from the system) to .rsft/ui-check
+## through its REST API and save screenshots of its pages and of the Prefect UI's newest night (headless Chromium
+## from the system; skipped with one line when absent) to .rsft/ui-check
 ui-check: $(STAMP)
-	$(BIN)/python scripts/ui_check.py --state .rsft --out .rsft/ui-check
+	$(BIN)/python scripts/ui_check.py --state .rsft --out .rsft/ui-check --prefect
 
 ## test: the whole suite (one real retrain end to end, twice)
 test: $(STAMP)
