@@ -218,6 +218,7 @@ def main() -> int:
     ap.add_argument("--state", default=os.environ.get("RSFT_STATE_DIR", ".rsft"))
     ap.add_argument("--out", default=None)
     ap.add_argument("--port", type=int, default=0)
+    ap.add_argument("--browser", default="auto", help="Chromium's path; 'none' = REST checks only")
     ap.add_argument("--prefect", action="store_true", help="also start the Prefect UI and screenshot the newest night")
     a = ap.parse_args()
     state = Path(a.state).resolve()
@@ -240,7 +241,7 @@ def main() -> int:
             detail = " ".join(str(detail).split())
             print(f"  {'ok  ' if ok else 'FAIL'} {what}" + (f": {detail[:150]}" if detail else ""))
         (out / "checks.json").write_text(json.dumps([{"check": w, "ok": o, "detail": d} for w, o, d in results], indent=2))
-        browser = find_browser()
+        browser = find_browser() if a.browser == "auto" else (None if a.browser == "none" else a.browser)
         if browser is None:
             print("ui-check: no Chromium found (/usr/bin/chromium, chromium-browser, google-chrome): screenshots skipped")
             return 0 if all(o for _, o, _ in results) else 1
