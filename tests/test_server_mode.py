@@ -97,14 +97,14 @@ def test_retrain_against_mlflow_and_prefect_servers(tmp_path):
         chain = [k for k in sorted(vtags) if k.startswith("lineage.") and k.endswith(".rows")][:5]
         assert chain == [f"lineage.{k}.rows" for k in ("1_raw_files", "2_ingested", "3_kept", "4_selected", "5_training_set")]
         assert int(vtags["lineage.4_selected.rows"]) == summary["rows_selected"]
-        import mlflow
+        import mlflow as mlflow_lib  # `mlflow` is the server process here
 
         from rsft.config import load_config as _load
         from rsft.features import feature_names
 
-        mlflow.set_tracking_uri(uri)
-        mlflow.set_registry_uri(uri)
-        info = mlflow.models.get_model_info(f"models:/factory-quality/{champ.version}")
+        mlflow_lib.set_tracking_uri(uri)
+        mlflow_lib.set_registry_uri(uri)
+        info = mlflow_lib.models.get_model_info(f"models:/factory-quality/{champ.version}")
         assert info.signature.inputs.input_names() == feature_names(_load(cfg_path).features)
         # the flow run was recorded by the Prefect server, not an ephemeral one
         with urllib.request.urlopen(urllib.request.Request(
