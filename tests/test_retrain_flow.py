@@ -101,6 +101,8 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert info.signature.inputs.input_names() == feature_names(cfg.features)
     linked = {(m.key, m.dataset_name) for m in mlc.get_logged_model(logged_model_id(mlc.get_model_version(name, "2"))).metrics}
     assert ("challenger_holdout_rmse", "target_holdout") in linked and ("train_rows", "5_training_set") in linked
+    assert {k for k, _ in linked} <= {"challenger_holdout_rmse", "challenger_holdout_mae", "challenger_holdout_r2",
+                                      "challenger_holdout_n", "train_rows"}  # not the champion's or the warm start's
     assert {"training/curves.png"} <= {a.path for a in mlc.list_artifacts(s2["mlflow_run"], "training")}
     assert run.data.params["train.epochs"] == "4"
     # ---- the run explains itself: named after the night and the decision, a markdown story,

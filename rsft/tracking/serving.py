@@ -36,6 +36,13 @@ class _QuietPickleWarning(logging.Filter):
 _FILTER = _QuietPickleWarning()
 
 
+# MLflow links every run metric logged at the model's step (0 by default) to the logged model —
+# before and after log_model: the warm start's and the champion's hold-out figures would show on the
+# challenger's page. At step −1 nothing is linked implicitly; rsft.tracking.lineage.record links the
+# model's own figures (its hold-out metrics, its training-set size) with their datasets.
+LOGGED_MODEL_STEP = -1
+
+
 def input_example(x: np.ndarray, names: list[str]) -> Any:
     """The input example of a model with inputs ``names``: a DataFrame with those columns when
     there is one name per column of ``x`` (tabular), else ``x`` itself (text ids)."""
@@ -53,7 +60,7 @@ def log_model_args(example: Any, model: Any = None) -> dict[str, Any]:
     import pandas as pd
 
     if not isinstance(example, pd.DataFrame):
-        return {"input_example": example}
+        return {"input_example": example, "step": LOGGED_MODEL_STEP}
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema, TensorSpec
 
@@ -71,6 +78,7 @@ def log_model_args(example: Any, model: Any = None) -> dict[str, Any]:
         # MLflow checks the example by predicting on it, through a read-only array: torch warns once
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
     return {"input_example": example.astype(np.float64), "signature": signature, "serialization_format": "pickle",
+            "step": LOGGED_MODEL_STEP,
             "code_paths": [str(Path(__file__).resolve().parents[1])]}
 
 
