@@ -5,7 +5,7 @@ BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 DEMO_DIR ?= .rsft/demo
 
-.PHONY: demo test test-fast install bench clean
+.PHONY: demo test test-fast install bench clean ui-check
 
 $(STAMP): pyproject.toml constraints.txt
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -23,6 +23,12 @@ demo: $(STAMP)
 	$(BIN)/rsft synth --config examples/factory.yaml --out $(DEMO_DIR)/raw --night 2
 	$(BIN)/rsft retrain --config examples/factory.yaml --set adapt.enabled=true
 	$(BIN)/rsft history --config examples/factory.yaml
+
+## ui-check: after `make demo`, open the MLflow UI on loopback over the demo's state, check the night
+## through its REST API and save screenshots of its pages and of the Prefect UI's newest night (headless Chromium
+## from the system; skipped with one line when absent) to .rsft/ui-check
+ui-check: $(STAMP)
+	$(BIN)/python scripts/ui_check.py --state .rsft --out .rsft/ui-check --prefect
 
 ## test: the whole suite (one real retrain end to end, twice)
 test: $(STAMP)

@@ -26,8 +26,14 @@ def finetune_selected(cfg: PipelineConfig, ingested: DatasetIngest | None, selec
 @flow(name="finetune-only")
 def finetune(config_path: str = "examples/factory.yaml", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fine-tune + gate on the current selection (no ingest; cached selection stages are reused)."""
+    from flows.retrain import publish_decision, publish_selection
+
     cfg = load_config(config_path, overrides)
-    return finetune_selected(cfg, None, select_rows(cfg)).to_dict()
+    selection = select_rows(cfg)
+    publish_selection(cfg, selection)
+    result = finetune_selected(cfg, None, selection)
+    publish_decision(result)
+    return result.to_dict()
 
 
 if __name__ == "__main__":

@@ -8,16 +8,70 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from prefect import flow
-from prefect.artifacts import create_markdown_artifact
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.finetune import finetune_selected
 from flows.ingest import ingest_datasets
 from flows.select import select_rows
-from rsft.config import load_config
+from rsft.config import PipelineConfig, load_config
 from rsft.pipeline.night import Steps, run_night
+from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
+from rsft.pipeline.summary import decision_markdown, mlflow_line, selection_markdown
 
 PREFECT_STEPS = Steps(ingest=ingest_datasets, select=select_rows, finetune=finetune_selected)
+
+
+def publish_selection(cfg: PipelineConfig, selection: Selection) -> None:
+    """The selection report as a markdown artifact of the calling (parent) flow run, its warnings
+    in the run's log."""
+    create_markdown_artifact(selection_markdown(cfg, selection), key="selection-report",
+                             description=f"{selection.selected.rows_out:,} rows selected")
+    log = get_run_logger()
+    sel = selection.selected
+    log.info("selected %s of %s kept pool rows (%s sampling, acceptance %.2f%%)", f"{sel.rows_out:,}",
+             f"{sel.rows_in:,}", sel.mode, 100 * sel.acceptance_rate)
+    for w in (selection.report or {}).get("warnings") or []:
+        log.warning("selection: %s", w)
+
+
+def publish_decision(result: Finetuned) -> None:
+    """The decision (markdown, with the MLflow run's link) and the adaptation search's candidates
+    (a table) as artifacts of the calling (parent) flow run, and a line in its log."""
+    from rsft.adapt import candidate_table
+
+    create_markdown_artifact(decision_markdown(result), key="promotion-decision",
+                             description=f"{'promoted' if result.promoted else 'not promoted'}: {result.reason}"[:500])
+    if result.adapt:
+        a = result.adapt
+        create_table_artifact(candidate_table(a), key="adapt-candidates",
+                              description=f"chose {a['chosen']}: {a['why']} ({a['fits']} fits, {a['search_seconds']:.2f} s)")
+    get_run_logger().info("%s v%s %s: %s", result.model_name, result.version or "-",
+                          "promoted" if result.promoted else "not promoted", result.reason)
+
+
+def _steps(seen: dict[str, Any]) -> Steps:
+    """PREFECT_STEPS whose results are published on the nightly run itself as they finish (the
+    decision also kept in ``seen["result"]``)."""
+
+    def ingest(cfg: PipelineConfig) -> Ingested:
+        out = ingest_datasets(cfg)
+        for name, d in out.datasets.items():
+            get_run_logger().info("ingested %s: %d new files, %s rows ok, %s quarantined", name,
+                                  d.files - d.files_skipped, f"{d.rows_ok:,}", f"{d.rows_quarantined:,}")
+        return out
+
+    def select(cfg: PipelineConfig) -> Selection:
+        selection = select_rows(cfg)
+        publish_selection(cfg, selection)
+        return selection
+
+    def finetune(cfg: PipelineConfig, ingested: DatasetIngest | None, selection: Selection) -> Finetuned:
+        seen["result"] = result = finetune_selected(cfg, ingested, selection)
+        publish_decision(result)
+        return result
+
+    return Steps(ingest=ingest, select=select, finetune=finetune)
 
 
 def _night_name() -> str:
@@ -28,23 +82,30 @@ def _night_name() -> str:
     return f"retrain {stem} {datetime.now(timezone.utc):%Y-%m-%d %H:%M}"
 
 
-def _summary_markdown(summary: dict[str, Any]) -> str:
+def _summary_markdown(summary: dict[str, Any], link: str = "") -> str:
     """The night's summary as a two-column markdown table, decision first."""
     first = ("promoted", "reason", "model_version", "recipe", "mlflow_run", "champion_uri")
     keys = [k for k in first if k in summary] + [k for k in summary if k not in first and k != "adapt_candidates"]
 
     def cell(v: Any) -> str:
-        text = v if isinstance(v, str) else json.dumps(v, default=str)
+        if isinstance(v, dict):  # counts per reason / rule: "a 3, b 2"
+            text = ", ".join(f"{k} {x}" for k, x in v.items()) or "—"
+        elif isinstance(v, list) and all(isinstance(x, str) for x in v):  # warnings, as sentences
+            text = " ".join(f"⚠ {x}." for x in v) or "none"
+        else:
+            text = v if isinstance(v, str) else json.dumps(v, default=str)
         return text.replace("|", "/").replace("\n", " ")
 
     rows = [f"| {k.replace('_', ' ')} | {cell(summary[k])} |" for k in keys]
-    return "\n".join(["# Nightly retrain", "", "| | |", "|---|---|", *rows])
+    return "\n".join(["# Nightly retrain", "", *([link, ""] if link else []), "| | |", "|---|---|", *rows])
 
 
 @flow(name="nightly-retrain", flow_run_name=_night_name)
 def retrain(config_path: str = "examples/factory.yaml", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    summary = run_night(load_config(config_path, overrides), PREFECT_STEPS)
-    create_markdown_artifact(_summary_markdown(summary), key="retrain-summary",
+    seen: dict[str, Any] = {}
+    summary = run_night(load_config(config_path, overrides), _steps(seen))
+    link = mlflow_line(seen["result"]) if "result" in seen else ""
+    create_markdown_artifact(_summary_markdown(summary, link), key="retrain-summary",
                              description=f"MLflow run {summary.get('mlflow_run')}")
     return summary
 

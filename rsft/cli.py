@@ -563,7 +563,10 @@ def main() -> None:
     quiet = os.environ.get("RSFT_LOG_LEVEL", "WARNING").upper() not in ("DEBUG", "INFO")
     if quiet:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "CRITICAL")
-    logging.basicConfig(level=os.environ.get("RSFT_LOG_LEVEL", "WARNING"), format="%(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("RSFT_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for h in logging.getLogger().handlers:  # rsft's INFO records go to the Prefect run log, not here
+        h.setLevel(level)
     if quiet:  # Prefect's records also propagate to the root handler
         for h in logging.getLogger().handlers:
             h.addFilter(lambda r: not r.name.startswith("prefect"))

@@ -44,7 +44,6 @@ log = logging.getLogger(__name__)
 
 AUC_MAX_ROWS = 20_000  # rows per class for the two-sample classifier
 MAX_GROUPS = 50  # largest groups listed in the report
-PLOT_FEATURES = 6
 
 # coverage of the target by the pool (see `coverage`)
 # a target row is "uncovered" when its nearest pool-sample row is farther away (standardised
@@ -144,7 +143,8 @@ def group_table(
     """Per group: shares in pool sample / selected / target, lift, and acceptance when computable.
 
     ``acceptance`` = selected rows / (pool_rows × pool-sample share) estimates the group's realised
-    acceptance; ``expected_acceptance`` = mean min(1, w/M) over the group's pool-sample rows.
+    acceptance; ``expected_acceptance`` = mean min(1, w/M) over the group's pool-sample rows (pass β·log w
+    when the sampler tempers).
     """
     p = pool.select(pl.col(col).cast(pl.String)).with_columns(
         _lw=pl.Series(np.asarray(log_w_pool, np.float64)))
@@ -354,11 +354,14 @@ def selection_report(
     log_m: float | None = None,
     pool_rows: int | None = None,
     seed: int = 0,
+    temper: float = 1.0,
+    units: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Diagnostics of one selection; writes ``out_dir/report.json`` and PNG plots; returns the dict.
 
     ``log_w_pool`` [pool_sample_df rows] are the scorer's log w of the pool sample; ``log_m`` and
-    ``pool_rows`` (full pool size) are optional and add acceptance figures per group.
+    ``pool_rows`` (full pool size) are optional and add acceptance figures per group; ``temper``
+    is the sampler's β (acceptance min(1, w^β / M)); ``units`` (column → unit) labels the plots.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -385,14 +388,14 @@ def selection_report(
     col = feature_cfg.group
     if col and col in pool_sample_df.columns:
         report["group_column"] = col
-        report["by_group"] = group_table(pool_sample_df, selected_df, target_df, col, log_w_pool, log_m, pool_rows)
+        report["by_group"] = group_table(pool_sample_df, selected_df, target_df, col, temper * log_w_pool, log_m, pool_rows)
     if col and col in target_df.columns and (col in selected_df.columns or selected_df.height == 0):
         cov["group_column"] = col
         cov["by_group"] = group_coverage(target_df, pool_sample_df, selected_df, col, uncovered, checked)
     report["coverage"] = cov
     report["warnings"] = coverage_warnings(cov, selected_df.height)
     try:
-        report["plots"] = _plots(out, names, xt, xp, xs, log_w_pool, selected_df, log_m)
+        report["plots"] = _plots(out, names, xt, xp, xs, log_w_pool, selected_df, log_m, temper, units, cov)
     except Exception as e:  # a plot must never fail a nightly run
         log.warning("selection report plots failed: %s", e)
         report["plots"] = []
@@ -471,50 +474,185 @@ def _json_safe(v: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------
-# plots
+# plots: one file each, read at a glance (titles say what is compared, units on the axes)
 # --------------------------------------------------------------------------------------
-def _plots(out: Path, names, xt, xp, xs, log_w, selected_df: pl.DataFrame, log_m: float | None) -> list[str]:
+LOG_W_SPAN = 30.0  # the log-w histogram shows [log M − 30, max]: below, a row's acceptance is < e^-30
+MARGINAL_COLS = 4
+COLORS = {"pool": "#8c8c8c", "target": "#c44e52", "selected": "#4c72b0"}
+
+
+def _plots(out: Path, names, xt, xp, xs, log_w, selected_df: pl.DataFrame, log_m: float | None,
+           temper: float = 1.0, units: dict[str, str] | None = None, coverage: dict[str, Any] | None = None) -> list[str]:
+    written = []
+    sl = (selected_df["log_w"].cast(pl.Float64).to_numpy() if "log_w" in selected_df.columns and selected_df.height
+          else np.array([]))
+    plot_log_w(log_w, sl, None if log_m is None else log_m / temper, out / "log_w_hist.png")
+    written.append("log_w_hist.png")
+    if names and xt is not None:
+        plot_marginals(names, xp, xt, xs, out / "marginals.png", units)
+        written.append("marginals.png")
+    if coverage and coverage.get("by_group"):
+        plot_group_coverage(coverage["by_group"], coverage["group_column"], out / "coverage_by_group.png")
+        written.append("coverage_by_group.png")
+    return written
+
+
+def plot_log_w(log_w_pool: np.ndarray, log_w_selected: np.ndarray, threshold: float | None, path: Path) -> dict[str, float]:
+    """Histogram of log w over the informative range ``[threshold − LOG_W_SPAN, max]`` (the
+    threshold = log M / β: rows right of it are always accepted); rows left of the range are
+    counted in a note, not drawn. Heights are each set's share of its rows, so the pool sample
+    and the selected rows compare. Returns the range and the share of pool rows left of it."""
     from matplotlib.figure import Figure
 
-    written = []
-    lw = log_w[np.isfinite(log_w)]
-    fig = Figure(figsize=(6.5, 3.8))
+    lw = np.asarray(log_w_pool, np.float64)
+    lw = lw[np.isfinite(lw)]
+    sl = np.asarray(log_w_selected, np.float64)
+    sl = sl[np.isfinite(sl)]
+    fig = Figure(figsize=(7.5, 4.0), layout="constrained")
     ax = fig.subplots()
+    info = {"lo": float("nan"), "hi": float("nan"), "pool_share_below": float("nan")}
     if len(lw):
-        bins = np.linspace(lw.min(), lw.max() + 1e-9, 80)
-        ax.hist(lw, bins=bins, density=True, color="#4c72b0", alpha=0.6, label="pool sample")
-        if "log_w" in selected_df.columns and selected_df.height:
-            sl = selected_df["log_w"].cast(pl.Float64).to_numpy()
-            ax.hist(sl[np.isfinite(sl)], bins=bins, density=True, histtype="step", linewidth=2, color="#dd8452", label="selected")
-    if log_m is not None:
-        ax.axvline(log_m, color="k", linestyle="--", linewidth=1, label="log M")
-    ax.set_xlabel("log w = log p_target − log q_pool")
-    ax.set_ylabel("density")
-    ax.set_title("density-ratio scores")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(out / "log_w_hist.png", dpi=110)
-    written.append("log_w_hist.png")
+        hi = float(max(lw.max(), sl.max() if len(sl) else -np.inf, threshold if threshold is not None else -np.inf))
+        ref = threshold if threshold is not None else float(np.quantile(lw, 0.999))
+        lo = max(float(lw.min()), ref - LOG_W_SPAN)
+        hi = hi if hi > lo else lo + 1.0
+        bins = np.linspace(lo, hi + 1e-9, 61)
+        below = float((lw < lo).mean())
+        ax.hist(np.clip(lw, lo, None)[lw >= lo], bins=bins, weights=np.full((lw >= lo).sum(), 1 / len(lw)),
+                color=COLORS["pool"], alpha=0.55, label=f"pool sample ({len(lw):,} rows)")
+        if len(sl):
+            ax.hist(sl[sl >= lo], bins=bins, weights=np.full((sl >= lo).sum(), 1 / len(sl)), histtype="step",
+                    linewidth=2, color=COLORS["selected"], label=f"selected ({len(sl):,} rows)")
+        note = (f"{_pct(below)} of pool-sample rows have log w < {lo:.1f} (not drawn"
+                + (f": accepted with probability < e^-{LOG_W_SPAN:.0f})" if threshold is not None else ")"))
+        ax.text(0.01, 0.97, note, transform=ax.transAxes, va="top", fontsize=8,
+                bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
+        info = {"lo": lo, "hi": hi, "pool_share_below": below}
+        ax.set_xlim(lo, hi)
+        ax.set_yscale("log")  # the pool's few rows near M and the selected rows' peak on one axis
+    if threshold is not None:
+        ax.axvline(threshold, color="k", linestyle="--", linewidth=1.2,
+                   label=f"log M = {threshold:.2f}: right of it always accepted")
+    ax.set_xlabel("log w = log p_target(x) − log q_pool(x)   (higher = more like the target)")
+    ax.set_ylabel("share of the set's rows per bin (log scale)")
+    ax.set_title("Density-ratio scores: acceptance min(1, w/M) rises to 1 at the dashed line", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, 0.88))
+    fig.savefig(path, dpi=110)
+    return info
 
-    k = min(PLOT_FEATURES, len(names))
-    if k and xt is not None:
-        fig = Figure(figsize=(11, 6))
-        axes = fig.subplots(2, 3).flat
-        for j, ax in enumerate(axes):
-            if j >= k:
-                ax.axis("off")
-                continue
-            both = np.concatenate([xp[:, j], xt[:, j]])
-            lo, hi = np.percentile(both, [0.5, 99.5]) if len(both) else (0.0, 1.0)
-            bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 50)
-            ax.hist(xp[:, j], bins=bins, density=True, alpha=0.35, label="pool")
-            ax.hist(xt[:, j], bins=bins, density=True, histtype="step", linewidth=2, label="target")
-            if len(xs):
-                ax.hist(xs[:, j], bins=bins, density=True, alpha=0.35, label="selected")
-            ax.set_title(names[j], fontsize=9)
-        axes[0].legend(fontsize=8)
-        fig.suptitle("marginals: pool sample / target / selected")
-        fig.tight_layout()
-        fig.savefig(out / "marginals.png", dpi=110)
-        written.append("marginals.png")
-    return written
+
+def _unit(name: str, units: dict[str, str] | None) -> str:
+    """A feature's unit: its own, or its base reading's for a rolling aggregate (s01_mean5 → s01's);
+    '' for a one-hot level or an unknown column."""
+    if not units:
+        return ""
+    if name in units:
+        return units[name]
+    base = name.rsplit("_", 1)[0]
+    return units.get(base, "") if "=" not in name else ""
+
+
+def plot_marginals(names: list[str], xp: np.ndarray, xt: np.ndarray, xs: np.ndarray, path: Path,
+                   units: dict[str, str] | None = None) -> list[str]:
+    """Every feature's distribution in a grid: pool sample (grey), target (red outline), selected
+    (blue outline), each normalised to its own rows, over the pool's and target's 0.5–99.5 %
+    range; the panel title gives KS(selected, target) beside KS(pool, target)."""
+    from matplotlib.figure import Figure
+
+    k = len(names)
+    cols = min(MARGINAL_COLS if k <= 24 else 6, k)
+    rows = math.ceil(k / cols)
+    fig = Figure(figsize=(3.2 * cols, 2.4 * rows + 0.9), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
+    titles = []
+    for j, ax in enumerate(axes):
+        if j >= k:
+            ax.axis("off")
+            continue
+        both = np.concatenate([xp[:, j], xt[:, j]])
+        lo, hi = np.percentile(both, [0.5, 99.5]) if len(both) else (0.0, 1.0)
+        bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 40)
+        ax.hist(xp[:, j], bins=bins, density=True, color=COLORS["pool"], alpha=0.45, label="pool sample")
+        ax.hist(xt[:, j], bins=bins, density=True, histtype="step", linewidth=1.8, color=COLORS["target"], label="target")
+        if len(xs):
+            ax.hist(xs[:, j], bins=bins, density=True, histtype="step", linewidth=1.8, color=COLORS["selected"],
+                    label="selected")
+        unit = _unit(names[j], units)
+        ks = (f"KS to target: pool {ks_stat(xp[:, j], xt[:, j]):.2f}"
+              + (f", selected {ks_stat(xs[:, j], xt[:, j]):.2f}" if len(xs) else ""))
+        titles.append(f"{names[j]}" + (f" [{unit}]" if unit else ""))
+        ax.set_title(f"{titles[-1]}\n{ks}", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.set_yticks([])
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside upper right", ncols=3, fontsize=9)
+    fig.suptitle(f"All {k} model inputs: pool sample vs target vs selected rows (each normalised)", fontsize=11,
+                 x=0.01, ha="left")
+    fig.savefig(path, dpi=100)
+    return titles
+
+
+def plot_group_coverage(by_group: list[dict[str, Any]], col: str, path: Path) -> None:
+    """Per group (e.g. machine): its share of the target sample beside its share of the selected
+    rows (and of the pool sample); groups the selection nearly misses are flagged in red, with the
+    share of their target rows that have no comparable pool rows."""
+    from matplotlib.figure import Figure
+
+    groups = sorted(by_group, key=lambda g: str(g[col]))
+    n = len(groups)
+    fig = Figure(figsize=(max(6.5, 0.75 * n + 2.5), 4.2), layout="constrained")
+    ax = fig.subplots()
+    idx = np.arange(n)
+    share = lambda key: [0.0 if g.get(key) is None else g[key] for g in groups]  # noqa: E731
+    ax.bar(idx - 0.27, share("target_share"), 0.27, color=COLORS["target"], label="share of the target sample")
+    ax.bar(idx, share("selected_share"), 0.27, color=COLORS["selected"], label="share of the selected rows")
+    ax.bar(idx + 0.27, share("pool_share"), 0.27, color=COLORS["pool"], alpha=0.6, label="share of the pool sample")
+    top = max([*share("target_share"), *share("selected_share"), *share("pool_share"), 0.01])
+    ax.set_ylim(0, top * 1.15)
+    labels = [str(g[col]) + ("" if g.get("uncovered_share") is None else f"\n{_pct(g['uncovered_share'])}")
+              for g in groups]
+    ax.set_xticks(idx, labels, fontsize=8)
+    for lab, g in zip(ax.get_xticklabels(), groups):
+        if g.get("flagged"):
+            lab.set_color("#b00000")
+            lab.set_fontweight("bold")
+    ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f} %")
+    ax.set_xlabel(f"{col}" + ("   (% under each: its target rows with no comparable pool row)"
+                              if any(g.get("uncovered_share") is not None for g in groups) else ""), fontsize=9)
+    ax.set_ylabel("share of rows")
+    missed = [str(g[col]) for g in groups if g.get("flagged")]
+    ax.set_title(f"Target share vs selected share per {col}\n"
+                 + (f"missed by the selection (red): {', '.join(missed)}" if missed else "no group missed"),
+                 fontsize=10, color="#b00000" if missed else "black")
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.12), ncols=3, frameon=False)
+    fig.savefig(path, dpi=110)
+
+
+def plot_training_curves(history: list[dict[str, Any]], path: str | Path, title: str = "Fine-tune",
+                         best_step: int | None = None, planned_steps: int | None = None) -> str:
+    """Training and validation loss per evaluation period over optimizer steps (the learning rate
+    on a second axis), the best period's step marked: the weights kept are that period's."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 4.0), layout="constrained")
+    ax = fig.subplots()
+    steps = [r["step"] for r in history]
+    ax.plot(steps, [r["train_loss"] for r in history], marker=".", color=COLORS["selected"], label="training loss")
+    ax.plot(steps, [r["val_loss"] for r in history], marker=".", color=COLORS["target"], label="validation loss")
+    if best_step:
+        ax.axvline(best_step, color="k", linestyle="--", linewidth=1, label=f"best validation (step {best_step:,}): weights kept")
+    ax.set_xlabel("optimizer steps" + (f" (of {planned_steps:,} planned)" if planned_steps else ""))
+    ax.set_ylabel("loss (weighted mean per row)")
+    losses = [v for r in history for v in (r["train_loss"], r["val_loss"]) if v is not None and math.isfinite(v)]
+    if losses and min(losses) > 0 and max(losses) / min(losses) > 20:
+        ax.set_yscale("log")
+    ax2 = ax.twinx()
+    ax2.plot(steps, [r["lr"] for r in history], color="#999999", linewidth=1, linestyle=":", label="learning rate")
+    ax2.set_ylabel("learning rate", color="#777777", fontsize=8)
+    ax2.tick_params(labelsize=7, colors="#777777")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper right")
+    ax.set_title(title, fontsize=10)
+    fig.savefig(path, dpi=110)
+    return str(path)

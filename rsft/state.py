@@ -76,7 +76,10 @@ def configure_environment(configured: str | None = None) -> StatePaths:
     # a fresh ephemeral server migrates its SQLite database first: on a busy 2-core box that
     # can exceed Prefect's 20 s default and fail the run before it starts
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # INFO records go to the run's log in the Prefect UI (Prefect's own; rsft's: flows/__init__);
+    # the console shows warnings only (the CLI prints its own summaries)
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_LOGGING_LOG_PRINTS", "false")
     os.environ.setdefault("PREFECT_UI_ENABLED", "false")
     os.environ.setdefault("PREFECT_SERVER_LOGGING_LEVEL", "ERROR")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_table_artifact
 
 from rsft.config import FeaturesConfig, PipelineConfig, SamplingConfig
 from rsft.pipeline import data
@@ -54,22 +54,5 @@ def merge_task(summaries: list[Any], out_path: str, cfg: SamplingConfig, log_m: 
 
 @task(name="selection-report")
 def report_task(cfg: PipelineConfig, prefiltered: Prefiltered, scored: Scored, selected: Selected) -> dict[str, Any]:
-    report = data.report_stage(cfg, prefiltered, scored, selected)
-    lines = [
-        f"# Selection report ({cfg.scorer.kind} scorer, {cfg.sampling.mode} mode)",
-        "",
-        f"- pool rows: {selected.rows_in:,}; selected: {selected.rows_out:,}",
-        f"- acceptance rate: {selected.acceptance_rate:.4f} (ideal {selected.ideal_acceptance or float('nan'):.4f})",
-        f"- clipped share (w > M): {selected.clipped_share:.4%}",
-    ]
-    for k in ("ess", "auc_pool_vs_target", "auc_selected_vs_target"):
-        if k in report:
-            lines.append(f"- {k}: {report[k]:.4g}" if isinstance(report[k], (int, float)) else f"- {k}: {report[k]}")
-    share = report.get("coverage", {}).get("uncovered_share")
-    if share is not None:
-        lines.append(f"- target rows with no comparable pool rows: {share:.1%}" if isinstance(share, float) else
-                     f"- target rows with no comparable pool rows: {share}")
-    warnings = report.get("warnings") or []
-    lines += ["", f"## Warnings ({len(warnings)})", ""] + ([f"- ⚠ {w}" for w in warnings] or ["- none"])
-    create_markdown_artifact("\n".join(lines), key="selection-report")
-    return report
+    """The selection report (its artifact is published on the nightly run: flows.retrain)."""
+    return data.report_stage(cfg, prefiltered, scored, selected)

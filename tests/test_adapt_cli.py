@@ -126,7 +126,11 @@ def test_retrain_with_adapt_logs_nested_candidates(tmp_path, prefect_harness):
     cfg_path = small_config(tmp_path)
     cfg = load_config(cfg_path, overrides)
     write_synthetic(cfg.synth, tmp_path / "raw")
-    out = retrain(config_path=str(cfg_path), overrides=overrides)
+    from datetime import datetime, timezone
+
+    t0 = datetime.now(timezone.utc)
+    state = retrain(config_path=str(cfg_path), overrides=overrides, return_state=True)
+    out, night_id = state.result(), state.state_details.flow_run_id
     names = ["keep_champion", "recalibrate", "sample_only", "rsft β=1 q=0.99"]
     assert out["recipe"] in names
     assert len(out["adapt_candidates"]) == 4
@@ -139,7 +143,19 @@ def test_retrain_with_adapt_logs_nested_candidates(tmp_path, prefect_harness):
     assert "adapt/candidates.png" in [a.path for a in mlc.list_artifacts(out["mlflow_run"], "adapt")]
     with get_client(sync_client=True) as client:
         arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["adapt-candidates"])))
-    assert arts and any("chose" in (a.description or "") for a in arts)
+        assert arts and any("chose" in (a.description or "") for a in arts)
+        # the night's report, candidates and decision sit on the nightly run itself, the decision
+        # linking the MLflow run; rsft's own log records reach the runs' logs
+        from prefect.client.schemas.filters import ArtifactFilterFlowRunId, LogFilter, LogFilterTimestamp
+
+        on_night = {a.key: a for a in client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[night_id])))}
+        assert {"selection-report", "promotion-decision", "adapt-candidates", "retrain-summary"} <= set(on_night)
+        assert f"/runs/{out['mlflow_run']}" in on_night["promotion-decision"].data
+        assert f"/runs/{out['mlflow_run']}" in on_night["retrain-summary"].data
+        assert "Coverage per machine_id" in on_night["selection-report"].data
+        logs = client.read_logs(log_filter=LogFilter(timestamp=LogFilterTimestamp(after_=t0)), limit=200)
+    assert any(rec.name.startswith("rsft.") for rec in logs), sorted({rec.name for rec in logs})
 
 
 @pytest.mark.slow

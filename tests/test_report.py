@@ -73,7 +73,7 @@ def test_selection_report_dict_and_files(tmp_path):
     assert groups["M03"]["selected_rows"] == 0 and groups["M03"]["lift"] == 0.0
     assert 0 < groups["M01"]["expected_acceptance"] <= 1 and groups["M01"]["acceptance"] > 0
     # files; report.json is strict JSON and equals the returned dict
-    assert set(rep["plots"]) == {"log_w_hist.png", "marginals.png"}
+    assert set(rep["plots"]) == {"log_w_hist.png", "marginals.png", "coverage_by_group.png"}
     assert all((tmp_path / p).stat().st_size > 1000 for p in rep["plots"])
     assert json.loads((tmp_path / "report.json").read_text()) == rep
 
@@ -197,3 +197,37 @@ def test_well_covered_target_has_no_warnings(tmp_path):
     assert rep["warnings"] == []
     assert rep["coverage"]["uncovered_share"] < UNCOVERED_WARN_SHARE
     assert not any(g["flagged"] for g in rep["coverage"]["by_group"]) and rep["coverage"]["features_worse"] == []
+
+
+def test_log_w_plot_shows_the_informative_range_and_counts_the_rest(tmp_path):
+    """Most pool rows far below log M (−700 … −40), a few near it: the plot spans
+    [log M − 30, max] and says which share of the pool sample lies left of it."""
+    from rsft.report import LOG_W_SPAN, plot_log_w
+
+    rng = np.random.default_rng(0)
+    pool = np.concatenate([rng.uniform(-700, -40, 900), rng.normal(2, 2, 100)])
+    info = plot_log_w(pool, rng.normal(4, 1, 50), 3.0, tmp_path / "h.png")
+    assert info["lo"] == pytest.approx(3.0 - LOG_W_SPAN) and info["hi"] >= 3.0
+    assert info["pool_share_below"] == pytest.approx(0.9)
+    assert (tmp_path / "h.png").stat().st_size > 1000
+    # without M (budget mode) the range ends at the top 0.1 % of the pool's scores
+    info = plot_log_w(pool, np.array([]), None, tmp_path / "h2.png")
+    assert info["lo"] == pytest.approx(np.quantile(pool, 0.999) - LOG_W_SPAN)
+
+
+def test_marginals_draw_every_feature_with_its_unit(tmp_path):
+    from rsft.report import plot_marginals
+
+    rng = np.random.default_rng(0)
+    names = [f"s{i:02d}" for i in range(1, 13)] + ["s01_mean5", "machine_id=M01"]
+    x = rng.normal(size=(300, len(names)))
+    titles = plot_marginals(names, x, x + 1, x[:50], tmp_path / "m.png", {"s01": "degC", "s05": "bar"})
+    assert titles[:1] + titles[4:5] + titles[12:] == ["s01 [degC]", "s05 [bar]", "s01_mean5 [degC]", "machine_id=M01"]
+    assert len(titles) == len(names)
+
+
+def test_report_draws_the_coverage_per_group_chart(tmp_path):
+    target, pool, sel = _frames()
+    rep = selection_report(target, pool, sel, FeaturesConfig(numeric=["a", "b"], group="machine_id"),
+                           np.zeros(pool.height), tmp_path)
+    assert "coverage_by_group.png" in rep["plots"] and (tmp_path / "coverage_by_group.png").stat().st_size > 1000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -76,10 +77,33 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert [h["decision"] for h in hist] == ["promoted" if better else "rejected", "promoted"]
     assert [h["recipe"] for h in hist] == ["rsft (rejection sampling)"] * 2
 
-    # ---- lineage: the datasets are run inputs (URI + digest), the config and report are artifacts
+    # ---- lineage: the datasets are run inputs (URI + digest + row count), in the order the data
+    # flowed; the version carries them as tags with self-explaining names
     run = mlc.get_run(s2["mlflow_run"])
-    names = {i.dataset.name for i in run.inputs.dataset_inputs}
-    assert {"pool-ingested", "selected", "target-sample", "target-holdout"} <= names
+    chain = ["1_raw_files", "2_ingested", "3_kept", "4_selected", "5_training_set"]
+    inputs = {i.dataset.name: i.dataset for i in run.inputs.dataset_inputs}
+    assert set(chain) | {"target_sample", "target_holdout"} == set(inputs)
+    v2tags = mlc.get_model_version(name, "2").tags
+    rows = [int(v2tags[f"lineage.{k}.rows"]) for k in chain]
+    assert rows == [json.loads(inputs[k].profile)["num_rows"] for k in chain]
+    assert rows[0] > rows[1] == s2["rows_prefiltered_in"] and rows[2] == s2["rows_kept_by_prefilter"]
+    assert rows[3] == s2["rows_selected"] and rows[4] == s2["train_rows"]
+    assert all(v2tags[f"lineage.{k}.digest"] == inputs[k].digest for k in chain)
+    assert v2tags["lineage.2_ingested.digest"] == v2tags["rsft.data_digest"]  # rsft.data_digest is the ingested pool's
+    assert " export files read by ingest" in v2tags["lineage.1_raw_files"] and "target sample" in v2tags["lineage.5_training_set"]
+    # the logged model: named input columns in its signature, its hold-out metric tied to the hold-out dataset
+    import mlflow
+
+    from rsft.features import feature_names
+    from rsft.tracking.lineage import logged_model_id
+
+    info = mlflow.models.get_model_info(f"models:/{name}/2")
+    assert info.signature.inputs.input_names() == feature_names(cfg.features)
+    linked = {(m.key, m.dataset_name) for m in mlc.get_logged_model(logged_model_id(mlc.get_model_version(name, "2"))).metrics}
+    assert ("challenger_holdout_rmse", "target_holdout") in linked and ("train_rows", "5_training_set") in linked
+    assert {k for k, _ in linked} <= {"challenger_holdout_rmse", "challenger_holdout_mae", "challenger_holdout_r2",
+                                      "challenger_holdout_n", "train_rows"}  # not the champion's or the warm start's
+    assert {"training/curves.png"} <= {a.path for a in mlc.list_artifacts(s2["mlflow_run"], "training")}
     assert run.data.params["train.epochs"] == "4"
     # ---- the run explains itself: named after the night and the decision, a markdown story,
     # the key figures as metrics with unambiguous names, a short list of params

@@ -46,6 +46,29 @@ def test_retrain_against_mlflow_and_prefect_servers(tmp_path):
         champ = mlc.get_model_version_by_alias("factory-quality", "champion")
         assert str(champ.version) == str(summary["model_version"]), versions
         assert champ.run_id == summary["mlflow_run"], versions
+        # through the server's REST API, as the UI reads them: the run's name and description, the
+        # version's lineage tags in order, the logged model's named input columns
+        def rest(path: str) -> dict:
+            with urllib.request.urlopen(f"{uri}/api/2.0/mlflow/{path}", timeout=10) as r:
+                return json.loads(r.read())
+
+        run = rest(f"runs/get?run_id={summary['mlflow_run']}")["run"]
+        run_tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
+        assert run["info"]["run_name"].endswith(f"promoted v{champ.version}") and "night of" in run_tags["mlflow.note.content"]
+        mv = rest(f"model-versions/get?name=factory-quality&version={champ.version}")["model_version"]
+        vtags = {t["key"]: t["value"] for t in mv["tags"]}
+        chain = [k for k in sorted(vtags) if k.startswith("lineage.") and k.endswith(".rows")][:5]
+        assert chain == [f"lineage.{k}.rows" for k in ("1_raw_files", "2_ingested", "3_kept", "4_selected", "5_training_set")]
+        assert int(vtags["lineage.4_selected.rows"]) == summary["rows_selected"]
+        import mlflow as mlflow_lib  # `mlflow` is the server process here
+
+        from rsft.config import load_config as _load
+        from rsft.features import feature_names
+
+        mlflow_lib.set_tracking_uri(uri)
+        mlflow_lib.set_registry_uri(uri)
+        info = mlflow_lib.models.get_model_info(f"models:/factory-quality/{champ.version}")
+        assert info.signature.inputs.input_names() == feature_names(_load(cfg_path).features)
         # the flow run was recorded by the Prefect server, not an ephemeral one
         with urllib.request.urlopen(urllib.request.Request(
             f"{api}/flow_runs/filter", data=b"{}", headers={"Content-Type": "application/json"},

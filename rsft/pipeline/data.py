@@ -260,6 +260,9 @@ def report_stage(cfg: PipelineConfig, prefiltered: Prefiltered, scored: Scored, 
     chosen = pl.read_parquet(selected.output)
     if chosen.height > 50_000:
         chosen = chosen.sample(50_000, seed=cfg.sampling.seed)
+    c = getattr(cfg.ingest, pool_dataset(cfg), None)  # its columns' units label the plots
     return selection_report(
-        load_target(cfg), pool, chosen, cfg.features, pool.get_column("log_w").to_numpy(), run_dir / "report"
+        load_target(cfg), pool, chosen, cfg.features, pool.get_column("log_w").to_numpy(), run_dir / "report",
+        log_m=scored.log_m, temper=cfg.sampling.temper, pool_rows=prefiltered.rows_out,
+        units={col.name: col.unit for col in c.columns if col.unit} if c is not None else None,
     )

@@ -22,16 +22,16 @@ from rsft.pipeline.layout import (
     TARGET_SAMPLE,
     cfg_yaml,
     dataset_digest,
-    digest,
     night_key,
     pipeline_root,
     pool_dataset,
     state,
     tracking_uri,
 )
+from rsft.pipeline.lineage import night_lineage
 from rsft.pipeline.results import DatasetIngest, Finetuned, Selection
 from rsft.pipeline.training import arrays, base_model, evaluate_frame, fine_tune, fit_facts, model_io, resolved
-from rsft.tracking import promotion, registry, runs
+from rsft.tracking import lineage, promotion, registry, runs, serving
 
 
 def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selection: Selection,
@@ -60,6 +60,8 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
         challenger, result, counts, search = _train_challenger(cfg, start, warm["warm_start"], selection,
                                                                runs.epoch_logger(on_epoch), map_units)
         runs.log_metrics(_train_metrics(counts))
+        if result is not None and result.history:
+            runs.log_plot(lambda path: _curves(result, path, warm["warm_start"]), "training/curves.png")
 
         scores = {"challenger": (evaluate_frame(challenger, holdout, cfg), evaluate_frame(challenger, pool_eval, cfg)),
                   "start": (evaluate_frame(start, holdout, cfg), evaluate_frame(start, pool_eval, cfg))}
@@ -84,6 +86,8 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
                 diverged=_diverged(result), night=night_id, run_id=run_id)
         finally:  # a registered version holds its own copy (checkpoint/model.pt)
             Path(candidate.checkpoint_path).unlink(missing_ok=True)
+        lineage.record(mlc, run_id, night_lineage(cfg, selection, counts, search), name, outcome.version,
+                       scores["challenger"][0])
         runs.log_decision(outcome.decision, outcome.version is not None)
         if outcome.challenger_scores:  # the version a killed run of this night registered, as judged
             runs.log_metrics(outcome.challenger_scores, "registered_holdout_")
@@ -131,22 +135,14 @@ def _recorded(cfg: PipelineConfig, outcome: promotion.Outcome, holdout_rows: int
 # the steps
 # --------------------------------------------------------------------------------------
 def _log_inputs(cfg: PipelineConfig, ingested: DatasetIngest | None, selection: Selection) -> None:
-    """Stage summaries, scorer, selection report, datasets as run inputs, and the data metrics."""
-    root = pipeline_root(cfg)
-    pre, sel, pool_name = selection.prefiltered, selection.selected, pool_dataset(cfg)
+    """Stage summaries, scorer, selection report and the data metrics."""
+    pre, sel = selection.prefiltered, selection.selected
     runs.log_lineage(
         {"ingest": ingested.to_dict() if ingested else {}, "prefilter": pre.to_dict(), "scorer": selection.scored.to_dict(),
          "selection": sel.to_dict()},
         selection.scored.scorer_path,
         str(Path(selection.scored.run_dir) / "report") if selection.report else None,
-        training={
-            "pool-ingested": (str(root / pool_name), dataset_digest(root / pool_name)),
-            "pool-prefiltered": (pre.output, digest(pre.output, pre.rows_out)),
-            "selected": (sel.output, digest(sel.output, sel.rows_out)),
-            "target-sample": (str(root / TARGET_SAMPLE), dataset_digest(root / TARGET_SAMPLE)),
-        },
-        evaluation={"target-holdout": (str(root / TARGET_HOLDOUT), dataset_digest(root / TARGET_HOLDOUT))},
-    )
+    )  # the datasets, in order with row counts: rsft.tracking.lineage.record at the end of the run
     report = selection.report or {}
     per = report.get("per_feature") or {}
     runs.log_metrics({
@@ -187,6 +183,7 @@ def _describe(cfg: PipelineConfig, mlc, night: str, ingested: DatasetIngest | No
                       f"{len(model_io(cfg.features)[2])} inputs; retrained nightly on density-ratio-selected pool rows "
                       f"+ the target sample, promoted when it beats the champion on the target hold-out "
                       f"({cfg.promotion.metric}).", story)
+    serving.describe_logged_model(mlc, out.model_name, out.version, story)
 
 
 def _warm_start(cfg: PipelineConfig, mlc, seen, selection: Selection) -> tuple[Any, dict[str, Any]]:
@@ -229,6 +226,13 @@ def _train_challenger(cfg: PipelineConfig, start, warm_start: str, selection: Se
     return model, full.get("result"), counts, report
 
 
+def _curves(result, path: str, warm_start: str) -> str:
+    from rsft.report import plot_training_curves
+
+    return plot_training_curves(result.history, path, f"Fine-tune of tonight's challenger (warm start: {warm_start})",
+                                result.best_step, result.planned_steps)
+
+
 def _diverged(result) -> str | None:
     """Why the fit is no model at all (no epoch had a finite loss: the weights are the warm
     start's), or None."""
@@ -265,4 +269,5 @@ def _challenger(cfg: PipelineConfig, model, holdout: pl.DataFrame, scores, selec
         "rsft.recipe": search["chosen"] if search else f"rsft ({cfg.sampling.mode} sampling)",
         **registry.environment_tags(),
     }
-    return promotion.Challenger(model, str(path), arrays(holdout.head(5), cfg.features)[0], tags, scores[0], scores[1])
+    example = serving.input_example(arrays(holdout.head(5), cfg.features)[0], names)  # named columns
+    return promotion.Challenger(model, str(path), example, tags, scores[0], scores[1])

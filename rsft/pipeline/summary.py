@@ -59,6 +59,19 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
     }
 
 
+def _coverage_line(rep: dict[str, Any]) -> str:
+    """Where the pool does not cover the target, in one cell ('' when the report has no coverage)."""
+    cov = rep.get("coverage") or {}
+    share, col = cov.get("uncovered_share"), cov.get("group_column")
+    parts = [f"{share:.0%} of target rows have no comparable pool rows"] if isinstance(share, float) else []
+    missed = [g for g in cov.get("by_group") or [] if g.get("flagged")]
+    if missed:
+        total = sum(g["target_share"] for g in missed)
+        parts.append(f"{col} {', '.join(str(g[col]) for g in missed)} ({total:.0%} of the target) "
+                     f"{'is' if len(missed) == 1 else 'are'} nearly missing from the selected rows")
+    return "; ".join(parts)
+
+
 def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None, selection: Selection,
                 result: Finetuned) -> str:
     """The night in markdown, as a person asks: what came in, what was kept and selected, what was
@@ -77,6 +90,7 @@ def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None,
         ("selected for tonight's regime", f"{sel.rows_out:,} rows ({sel.acceptance_rate:.2%} of the kept pool, {sel.mode} sampling)"
          + (f"; ESS {rep['ess']:.0f}" if isinstance(rep.get("ess"), (int, float)) else "")
          + (f"; selected-vs-target AUC {rep['auc_selected_vs_target']:.2f}" if isinstance(rep.get("auc_selected_vs_target"), float) else "")),
+        *([("coverage of the target", _coverage_line(rep))] if _coverage_line(rep) else []),
         ("recipe", f"{search['chosen']} — {search['why']}" if search else f"rsft ({cfg.sampling.mode} sampling)"),
         ("trained on", f"{result.train.get('train_rows', 0):,} rows" + (f" ({search['final']['trained_on']})" if search else "")
          + f", warm start {result.warm_start}"),
@@ -89,3 +103,73 @@ def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None,
     if warnings:
         lines += ["", "Selection warnings:", *[f"- {w}" for w in warnings]]
     return "\n".join(lines)
+
+
+def _md_cell(v: Any) -> str:
+    return str(v).replace("|", "/").replace("\n", " ")
+
+
+def mlflow_line(result: Finetuned) -> str:
+    """A markdown line linking the night's MLflow run (and how to start the UI for a local store)."""
+    from rsft.tracking.runs import run_link
+
+    url, start = run_link(result.tracking_uri, result.run_id)
+    return f"MLflow run: [{result.run_id}]({url})" + (f" — start the UI first: `{start}`" if start else "")
+
+
+def selection_markdown(cfg: PipelineConfig, selection: Selection) -> str:
+    """The selection report for people (the Prefect ``selection-report`` artifact): the counts,
+    the match to the target, coverage per group, and the warnings first."""
+    sel, pre, rep = selection.selected, selection.prefiltered, selection.report or {}
+    warnings = rep.get("warnings") or []
+    lines = [f"# Selection report: {sel.rows_out:,} pool rows selected for the target", ""]
+    if warnings:
+        lines += [f"## ⚠ {len(warnings)} warning{'s' if len(warnings) > 1 else ''}", "", *[f"- {w}" for w in warnings], ""]
+    lines += ["| | |", "|---|---|",
+              f"| kept by the prefilter | {pre.rows_out:,} of {pre.rows_in:,} ingested pool rows |",
+              f"| selected ({sel.mode} sampling, {cfg.scorer.kind} scorer) | {sel.rows_out:,} rows = "
+              f"{sel.acceptance_rate:.2%} of the kept rows"
+              + (f" (ideal {sel.ideal_acceptance:.2%})" if sel.ideal_acceptance is not None else "") + " |",
+              f"| rows with w > M (always accepted) | {sel.clipped_share:.2%} |"]
+    for key, label in (("ess", "effective sample size of the pool sample's weights"),
+                       ("auc_pool_vs_target", "pool-vs-target AUC (0.5 = indistinguishable)"),
+                       ("auc_selected_vs_target", "selected-vs-target AUC"),
+                       ("mean_abs_ks_pool_vs_target", "mean KS pool vs target"),
+                       ("mean_abs_ks_selected_vs_target", "mean KS selected vs target")):
+        if isinstance(rep.get(key), (int, float)):
+            lines.append(f"| {label} | {rep[key]:.3g} |")
+    cov = rep.get("coverage") or {}
+    share = cov.get("uncovered_share")
+    if share is not None:
+        lines.append(f"| target rows with no comparable pool rows | {share:.1%} |" if isinstance(share, float)
+                     else f"| target rows with no comparable pool rows | {share} |")
+    groups, col = cov.get("by_group") or [], cov.get("group_column")
+    if groups:
+        lines += ["", f"## Coverage per {col}", "",
+                  f"| {col} | target share | selected share | pool share | target rows with no comparable pool rows | |",
+                  "|---|---|---|---|---|---|"]
+        pct = lambda v: "—" if v is None else f"{v:.0%}"  # noqa: E731
+        for g in groups:
+            lines.append(f"| {_md_cell(g[col])} | {pct(g['target_share'])} | {pct(g['selected_share'])} | "
+                         f"{pct(g['pool_share'])} | {pct(g['uncovered_share'])} | {'⚠ missed' if g['flagged'] else ''} |")
+    return "\n".join(lines)
+
+
+def decision_markdown(result: Finetuned) -> str:
+    """The night's decision (the Prefect ``promotion-decision`` artifact), with the MLflow link."""
+    m = result.metric
+    champ = (result.champion or {}).get(m)
+    what = ("promoted" if result.promoted else "rejected" if result.version else "kept the champion (nothing registered)")
+    version = f" v{result.version}" if result.version else ""
+    return "\n".join([
+        f"# Decision: {result.model_name}{version} {what}", "",
+        f"**Why:** {result.reason}", "",
+        "| | |", "|---|---|",
+        f"| challenger hold-out {m} | {result.challenger.get(m, float('nan')):.4g} on {result.holdout_rows:,} rows |",
+        f"| champion hold-out {m} | {'— (no champion yet)' if champ is None else f'{champ:.4g}'} |",
+        f"| warm start | {result.warm_start} |",
+        f"| champion now | {'—' if result.champion_version is None else f'v{result.champion_version}'} "
+        f"(`models:/{result.model_name}@champion`) |",
+        f"| trained on | {result.train.get('train_rows', 0):,} rows |",
+        "", mlflow_line(result),
+    ])

@@ -90,15 +90,12 @@ def describe_run(run_id: str, name: str, markdown: str) -> None:
     client.set_tag(run_id, "mlflow.note.content", markdown)
 
 
-def log_lineage(lineage: dict[str, Any], scorer_path: str, report_dir: str | None,
-                training: dict[str, tuple[str, str]], evaluation: dict[str, tuple[str, str]]) -> None:
-    """Stage summaries (``lineage/summary.json``), the fitted scorer, the selection report, and
-    the datasets as run inputs (name -> (uri, digest)) for training and evaluation."""
+def log_lineage(lineage: dict[str, Any], scorer_path: str, report_dir: str | None) -> None:
+    """Stage summaries (``lineage/summary.json``), the fitted scorer and the selection report (the
+    datasets themselves, in order: :func:`rsft.tracking.lineage.record`)."""
     mlflow = _mlflow()
     registry.log_json(lineage, "lineage/summary.json")
     mlflow.log_artifact(scorer_path, "scorer")
-    registry.log_dataset_inputs(training)
-    registry.log_dataset_inputs(evaluation, context="evaluation")
     if report_dir:
         mlflow.log_artifacts(report_dir, "selection_report")
 
@@ -118,6 +115,13 @@ def epoch_logger(then: Callable[[dict], None] | None = None) -> Callable[[dict],
             then(row)
 
     return on_epoch
+
+
+def log_plot(draw: Callable[[str], str], artifact_file: str) -> None:
+    """A chart as an artifact: ``draw(path)`` writes the PNG (``artifact_file`` = dir/name.png)."""
+    directory, _, name = artifact_file.rpartition("/")
+    with tempfile.TemporaryDirectory() as d:
+        _mlflow().log_artifact(draw(os.path.join(d, name)), directory or None)
 
 
 def set_tags(tags: dict[str, Any]) -> None:
@@ -149,3 +153,18 @@ def log_decision(decision: registry.Decision, registered: bool) -> None:
     _mlflow().set_tags({"rsft.decision": "promoted" if decision.promote else ("rejected" if registered else "kept-champion"),
                         "rsft.reason": decision.reason})
     registry.log_json(decision.to_dict(), "decision.json")
+
+
+MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
+
+
+def run_link(tracking_uri: str, run_id: str) -> tuple[str, str | None]:
+    """(URL of the run's page, the command that starts a UI for it or None). A tracking server's
+    own address; for a local store, ``mlflow ui``'s default address and the command to start it."""
+    try:
+        exp = registry.client(tracking_uri).get_run(run_id).info.experiment_id
+    except Exception:  # noqa: BLE001 - a link is a courtesy: never fail a night over it
+        exp = "0"
+    if tracking_uri.startswith(("http://", "https://")):
+        return f"{tracking_uri.rstrip('/')}/#/experiments/{exp}/runs/{run_id}", None
+    return f"{MLFLOW_UI}/#/experiments/{exp}/runs/{run_id}", f"mlflow ui --backend-store-uri {tracking_uri}"

@@ -1,0 +1,101 @@
+"""What a person reads in the UIs: the candidates chart's error bars, the lineage tags, the
+logged model's signature."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def _cand(name, losses, eliminated=""):
+    return {"name": name, "strategy": name, "fold_losses": losses, "cv_loss_mean": float(np.mean(losses)),
+            "cv_loss_se": float(np.std(losses, ddof=1) / np.sqrt(len(losses))) if len(losses) > 1 else 0.0,
+            "eliminated": eliminated, "pool_rows_mean": 0.0}
+
+
+def test_candidates_chart_gives_every_candidate_an_error_bar(tmp_path):
+    """Two candidates on 4 folds keep their own SE; a one-fold (eliminated) candidate gets the
+    pooled fold-to-fold sd of the others; the chart is written with the champion line."""
+    from rsft.adapt.table import _error_bars, plot_candidates
+
+    a, b = [1.0, 1.2, 1.1, 1.3], [2.0, 2.4, 2.2, 2.2]
+    rows = [_cand("keep_champion", a), _cand("rsft", b), _cand("head_only", [1.5], "rung 0")]
+    err, own = _error_bars(rows)
+    assert own == [True, True, False]
+    assert err[:2] == [pytest.approx(rows[0]["cv_loss_se"]), pytest.approx(rows[1]["cv_loss_se"])]
+    assert err[2] == pytest.approx(np.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2))
+    report = {"candidates": rows, "chosen": "rsft"}
+    assert (tmp_path / "c.png").exists() is False
+    plot_candidates(report, str(tmp_path / "c.png"))
+    assert (tmp_path / "c.png").stat().st_size > 5000
+
+
+def test_a_registered_tabular_model_names_its_input_columns(tmp_path):
+    """A real MLflow store: the version's signature lists the feature names; the pyfunc model
+    takes a float64 DataFrame with those columns and predicts what the torch model does; the
+    state-dict checkpoint is logged beside it; a frame missing a column is refused."""
+    import mlflow
+    import pandas as pd
+    import torch
+
+    from rsft.config import ModelConfig
+    from rsft.models import build_model, checkpoint, save_checkpoint
+    from rsft.tracking import registry, serving
+
+    names = ["s01", "s02_mean5", "machine_id=M01"]
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(hidden=[4]), len(names), 1)
+    save_checkpoint(checkpoint(model, ModelConfig(hidden=[4]), len(names), names, {}), tmp_path / "c.pt")
+    x = np.random.default_rng(0).normal(size=(5, 3)).astype(np.float32)
+    example = serving.input_example(x, names)
+    assert list(example.columns) == names
+    assert isinstance(serving.input_example(x.astype(np.int64), ["text"]), np.ndarray)  # text ids: a tensor
+    mlc = registry.client(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    registry.use_experiment("t", tmp_path / "art")
+    with mlflow.start_run():
+        v = registry.log_model_version(model, tmp_path / "c.pt", example, "m", {})
+    info = mlflow.models.get_model_info(f"models:/m/{v}")
+    assert info.signature.inputs.input_names() == names
+    pm = mlflow.pyfunc.load_model(f"models:/m/{v}")
+    got = pm.predict(pd.DataFrame(x.astype(np.float64), columns=names)).to_numpy().ravel()
+    with torch.no_grad():
+        want = model(torch.as_tensor(x)).numpy().ravel()
+    assert np.allclose(got, want, atol=1e-5)
+    assert registry.CHECKPOINT_ARTIFACT in [a.path for a in mlc.list_artifacts(mlc.get_model_version("m", v).run_id, "checkpoint")]
+    with pytest.raises(Exception, match="s01"):
+        pm.predict(pd.DataFrame(x[:, 1:].astype(np.float64), columns=names[1:]))
+
+
+def test_lineage_tags_sort_in_the_order_the_data_flowed():
+    from rsft.tracking.lineage import tags
+
+    keys = ["1_raw_files", "2_ingested", "3_kept", "4_selected", "5_training_set", "target_sample", "target_holdout"]
+    t = tags([{"key": k, "rows": 10 - i, "digest": f"d{i}", "uri": "/x", "what": k} for i, k in enumerate(keys)])
+    assert [k for k in sorted(t) if not k.endswith((".rows", ".digest"))] == [f"lineage.{k}" for k in sorted(keys)]
+    assert sorted(keys)[:5] == keys[:5]
+    assert t["lineage.3_kept.rows"] == "8" and t["lineage.3_kept.digest"] == "d2" and t["lineage.3_kept"] == "3_kept — /x"
+
+
+def test_selection_markdown_leads_with_warnings_and_lists_coverage_per_group():
+    from rsft.config import PipelineConfig
+    from rsft.pipeline.results import Prefiltered, Scored, Selected, Selection
+    from rsft.pipeline.summary import selection_markdown
+    from tests.test_retrain_flow import REPO
+
+    import yaml
+
+    cfg = PipelineConfig.model_validate(yaml.safe_load((REPO / "examples" / "factory.yaml").read_text()))
+    report = {"ess": 812.3, "auc_selected_vs_target": 0.71, "warnings": ["machine_id M05 is 13 % of the target ..."],
+              "coverage": {"uncovered_share": 0.58, "group_column": "machine_id", "by_group": [
+                  {"machine_id": "M05", "target_share": 0.13, "selected_share": 0.0, "pool_share": 0.125,
+                   "uncovered_share": 0.69, "flagged": True},
+                  {"machine_id": "M01", "target_share": 0.10, "selected_share": 0.31, "pool_share": 0.125,
+                   "uncovered_share": None, "flagged": False}]}}
+    sel = Selection(Prefiltered("k.parquet", 1000, 900), Scored("key", "/r", "/r/s.pt", "gaussian", 1.0, 500, 300),
+                    Selected("s.parquet", "rejection", 900, 45, 0.05, 0.06, 0.01, 1.0), report)
+    md = selection_markdown(cfg, sel)
+    lines = md.splitlines()
+    assert lines[0] == "# Selection report: 45 pool rows selected for the target"
+    assert lines[2].startswith("## ⚠ 1 warning") and "M05 is 13 %" in lines[4]
+    assert "| target rows with no comparable pool rows | 58.0% |" in md
+    assert "| M05 | 13% | 0% | 12% | 69% | ⚠ missed |" in md and "| M01 | 10% | 31% | 12% | — |  |" in md
