@@ -401,14 +401,15 @@ class PromotionConfig(_Model):
 # adapt: candidate recipes chosen by grouped cross-validation on the target sample
 # --------------------------------------------------------------------------------------
 Strategy = Literal[
-    "keep_champion", "recalibrate", "head_only", "sample_only", "random_mix", "rsft", "weighted"
+    "keep_champion", "recalibrate", "ridge_head", "head_only", "sample_only", "random_mix", "rsft", "weighted"
 ]
 
 
 class AdaptConfig(_Model):
     enabled: bool = False  # False = the single rsft recipe (train.* + sampling.*)
     # candidates, cheapest first (the one-standard-error rule prefers earlier entries)
-    strategies: list[Strategy] = ["keep_champion", "recalibrate", "head_only", "sample_only", "random_mix", "rsft"]
+    strategies: list[Strategy] = ["keep_champion", "recalibrate", "ridge_head", "head_only", "sample_only", "random_mix",
+                                  "rsft"]
     # tempering exponents tried for rsft (0 = uniform subset, 1 = full rejection sampling); in a
     # pipeline config left unset = [sampling.temper]
     betas: list[Annotated[float, Field(ge=0.0)]] = [1.0]
