@@ -43,7 +43,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 
-STRATEGIES = "keep_champion,recalibrate,head_only,sample_only,random_mix,rsft,weighted"
+STRATEGIES = "keep_champion,recalibrate,ridge_head,head_only,sample_only,random_mix,rsft,weighted"
 # report name -> the CLI candidate strategy it reads
 RSFT_METHODS = {
     "base": "keep_champion",
@@ -52,6 +52,7 @@ RSFT_METHODS = {
     "rs": "rsft",
     "iw": "weighted",
     "recalibrate": "recalibrate",
+    "ridge_head": "ridge_head",
     "head_only": "head_only",
 }
 BASELINES = ["ridge_target", "lgbm_pool_upweighted_target", "lgbm_pool_then_target"]
