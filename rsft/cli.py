@@ -385,7 +385,7 @@ def adapt(
     holdout: Optional[str] = typer.Option(None, "--holdout", help="Optional target hold-out: every candidate is also scored on it."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Column grouping the target rows for CV (machine, batch); default: contiguous time blocks."),
     features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns; default: every numeric column except label and group."),
-    strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated candidates, cheapest first; any of: keep_champion, recalibrate, ridge_head, head_only, sample_only, random_mix, rsft, weighted (default: all but weighted)."),
+    strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated candidates, cheapest first; any of: keep_champion, recalibrate, ridge_head, head_only, sample_only, random_mix, rsft, weighted (default: all but ridge_head and weighted)."),
     folds: int = typer.Option(4, "--folds", min=2, help="Grouped K-fold count."),
     cv: str = typer.Option("grouped", "--cv", help="grouped: K folds of whole groups; forward: each fold trains on earlier groups (in the target sample's row order) and validates on the next ones."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Passes over the training rows at most (train.epochs and pretrain_epochs): the warm start's pretraining, the survivor's full cross-validation round and the final retrain of the chosen recipe; default: no bound (the step budget decides)."),

@@ -44,28 +44,30 @@ def grouped_folds(groups: np.ndarray, k: int, seed: int = 0) -> list[tuple[np.nd
 
 def forward_folds(groups: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """K forward-chaining folds over time-ordered groups: the groups, in the order they first
-    appear in the sample (its rows are in time order), are cut into ``k + 1`` contiguous blocks of
-    about equal rows; fold i trains on every block before block i + 1 and validates on block
-    i + 1. Each fold predicts later rows than it learns from — as tonight's model will — so a
-    recipe that fits the sample's own period and extrapolates badly past it is scored as it will
-    do. Folds are listed latest first (fold 0 = the most training rows, the latest block): the
+    appear in the sample (its rows are in time order), are cut into ``2k`` contiguous blocks of
+    about equal rows; fold i validates on block ``k + i`` and trains on every block before it.
+    Each fold predicts later rows than it learns from — as tonight's model will — so a recipe that
+    fits the sample's own period and extrapolates badly past it is scored as it will do; every
+    fold still trains on at least half the sample (the density model and the fine-tunes need
+    rows). Folds are listed latest first (fold 0 = the most training rows, the latest block): the
     halving's ranking rung runs the first folds."""
     if k < 2:
         raise ValueError(f"adapt.folds must be >= 2, got {k}")
     uniq, first = np.unique(groups, return_index=True)
-    if len(uniq) < k + 1:
-        raise ValueError(f"adapt.cv=forward with adapt.folds={k} needs {k + 1} groups, the target sample has "
+    n_blocks = 2 * k
+    if len(uniq) < n_blocks:
+        raise ValueError(f"adapt.cv=forward with adapt.folds={k} needs {n_blocks} groups, the target sample has "
                          f"{len(uniq)}; use fewer folds")
     order = uniq[np.argsort(first, kind="stable")]
     sizes = np.array([int((groups == g).sum()) for g in order])
     before = np.concatenate([[0], np.cumsum(sizes)[:-1]])  # rows in earlier groups
-    block = np.minimum((before * (k + 1)) // max(len(groups), 1), k)
+    block = np.minimum((before * n_blocks) // max(len(groups), 1), n_blocks - 1)
     # every block non-empty: with very unequal groups, fall back to cutting by group count
-    if len(np.unique(block)) < k + 1:
-        block = (np.arange(len(order)) * (k + 1)) // len(order)
+    if len(np.unique(block)) < n_blocks:
+        block = (np.arange(len(order)) * n_blocks) // len(order)
     block_of = dict(zip(order.tolist(), block.tolist()))
     b = np.array([block_of[g] for g in groups.tolist()])
-    return [(np.flatnonzero(b < i), np.flatnonzero(b == i)) for i in range(k, 0, -1)]
+    return [(np.flatnonzero(b < i), np.flatnonzero(b == i)) for i in range(n_blocks - 1, k - 1, -1)]
 
 
 def make_folds(groups: np.ndarray, k: int, kind: str = "grouped", seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
