@@ -34,8 +34,10 @@ def ingest_files(cfg: PipelineConfig) -> Ingested:
 
 
 def ingest_datasets(cfg: PipelineConfig) -> Ingested:
-    """The ingest sub-flow with ``ingest.concurrency`` files at a time (thread pool)."""
-    return ingest_files.with_options(task_runner=make_task_runner("thread", cfg.ingest.concurrency))(cfg)
+    """The ingest sub-flow with ``ingest.concurrency`` files at a time, on ``ingest.task_runner``
+    (a thread pool, or a Dask cluster as for sampling)."""
+    i = cfg.ingest
+    return ingest_files.with_options(task_runner=make_task_runner(i.task_runner, i.concurrency, i.dask_address))(cfg)
 
 
 @flow(name="ingest-exports")

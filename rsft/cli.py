@@ -74,7 +74,10 @@ def _load(config: str, sets: Optional[list[str]] = None) -> PipelineConfig:
         _fail(f"{_bad_set_key(config, overrides) or '--set'}: {type(e).__name__}: {e}")
     from rsft.state import configure_environment
 
-    configure_environment(cfg.state.dir)
+    try:
+        configure_environment(cfg.state.dir)
+    except ValueError as e:  # RSFT_STATE_DIR=s3://… (state.dir is checked with the config)
+        _fail(str(e))
     return cfg
 
 
@@ -265,6 +268,16 @@ def ingest_progress():
         yield
 
 
+def _engine_lock():
+    """For a command that moves aliases: with a Prefect server configured, the registry lock also
+    holds its global concurrency limit (``tasks.locks``, imported by these commands only — the
+    library itself never imports prefect)."""
+    from rsft.tracking import registry
+    from tasks.locks import registry_engine_lock
+
+    return registry.engine_lock(registry_engine_lock())
+
+
 def _client(cfg: PipelineConfig):
     from rsft.pipeline.layout import tracking_uri
     from rsft.tracking import registry
@@ -325,8 +338,9 @@ def promote(
         return registry.decide(cfg.promotion, score(mv), score(current) if current else None, holdout.height)
 
     try:
-        decision, _ = promotion.promote_version(mlc, state_paths(cfg.state.dir).locks, name, str(version),
-                                                None if force else judge)
+        with _engine_lock():
+            decision, _ = promotion.promote_version(mlc, state_paths(cfg.state.dir).locks, name, str(version),
+                                                    None if force else judge)
     except promotion.PromotionRefused as e:
         _fail(str(e), 1)
     console.print(f"[green]{name}@champion[/] → v{version} ({decision.reason})")
@@ -340,7 +354,7 @@ def rollback(config: str = ConfigOpt) -> None:
     cfg = _load(config)
     name = cfg.promotion.model_name
     mlc = _client(cfg)
-    with registry.registry_lock(state_paths(cfg.state.dir).locks, name):
+    with _engine_lock(), registry.registry_lock(state_paths(cfg.state.dir).locks, name):
         try:
             new, old = registry.rollback(mlc, name)
         except RuntimeError as e:

@@ -29,12 +29,22 @@ class _Model(BaseModel):
 # --------------------------------------------------------------------------------------
 class StateConfig(_Model):
     # project-local state directory: MLflow SQLite store + artifacts, Prefect home, datasets.
-    # None = $RSFT_STATE_DIR, else ".rsft" relative to the working directory.
+    # None = $RSFT_STATE_DIR, else ".rsft" relative to the working directory. A local (or
+    # POSIX-mounted) directory: the datasets rely on atomic renames and file locks, which object
+    # stores do not have (docs/operations.md, "Object storage").
     dir: str | None = None
     # MLflow tracking URI; None = sqlite:///<state>/mlflow.db (team scale: http://mlflow:5000)
     tracking_uri: str | None = None
     # MLflow experiment name
     experiment: str = "rsft"
+
+    @model_validator(mode="after")
+    def _local_dir(self) -> StateConfig:
+        if self.dir and "://" in self.dir:
+            raise ValueError(f"state.dir must be a local directory, not {self.dir}: the state dir's datasets are "
+                             "published by atomic renames under file locks, which object stores do not offer "
+                             "(raw exports and MLflow artifacts may live on object storage; see docs/operations.md)")
+        return self
 
 
 # --------------------------------------------------------------------------------------
@@ -108,7 +118,12 @@ class IngestConfig(_Model):
     sensors: ContractConfig | None = None  # contract of the sensor exports (the tabular pool)
     logs: ContractConfig | None = None  # contract of the maintenance-log exports (the text pool)
     chunk_rows: int = Field(250_000, ge=1)  # rows per streamed batch (memory per file in flight)
-    concurrency: int = Field(2, ge=1)  # files ingested at once (threads of the ingest flow)
+    concurrency: int = Field(2, ge=1)  # files ingested at once (threads, or Dask worker processes)
+    # where the ingest flow's per-file tasks run, as for sampling: a thread pool, or a Dask cluster
+    # (dask_address, or a LocalCluster of `concurrency` processes; the state dir must be on a
+    # filesystem the workers share)
+    task_runner: Literal["thread", "dask"] = "thread"
+    dask_address: str | None = None
     fail_run_on_file_error: bool = False  # stop the run (exit non-zero) when any file fails
 
 

@@ -55,6 +55,9 @@ class StatePaths:
 
 def state_paths(configured: str | None = None) -> StatePaths:
     raw = configured or os.environ.get(ENV_VAR) or ".rsft"
+    if "://" in raw:  # see StateConfig: datasets are published by atomic renames under file locks
+        raise ValueError(f"{'state.dir' if configured else ENV_VAR}={raw}: the state dir must be a local directory (its datasets are published "
+                         "by atomic renames under file locks, which object stores do not offer)")
     root = Path(raw).expanduser().resolve()
     return StatePaths(root)
 

@@ -11,12 +11,16 @@ from rsft.adapt import candidate_table
 from rsft.config import PipelineConfig
 from rsft.pipeline.finetune import finetune_stage
 from rsft.pipeline.results import DatasetIngest, Finetuned, Selection
+from rsft.tracking import registry
 from tasks.adapt import unit_mapper
+from tasks.locks import registry_engine_lock
 
 
 @task(name="finetune-register-promote", task_run_name="finetune-{cfg.promotion.model_name}")
 def finetune_task(cfg: PipelineConfig, ingested: DatasetIngest | None, selection: Selection) -> Finetuned:
-    with unit_mapper(cfg.adapt) if cfg.adapt.enabled else nullcontext() as map_units:
+    # registration and alias moves: with a Prefect server, also under its global concurrency limit
+    with registry.engine_lock(registry_engine_lock()), \
+            unit_mapper(cfg.adapt) if cfg.adapt.enabled else nullcontext() as map_units:
         out = finetune_stage(cfg, ingested, selection, map_units=map_units)
     champ = out.champion[out.metric] if out.champion else None
     md = [

@@ -1,4 +1,5 @@
-"""Prefect specifics: prefect.yaml is valid, Dask and thread runners select identical rows."""
+"""Prefect specifics: prefect.yaml is valid, Dask and thread runners select identical rows and
+ingest identical datasets."""
 
 from __future__ import annotations
 
@@ -33,6 +34,45 @@ def test_prefect_yaml_deployments_are_valid():
     from flows.serve import serve_deployments  # `rsft serve` entry point imports cleanly
 
     assert callable(serve_deployments)
+
+
+def test_ingest_files_fan_out_on_a_dask_cluster_with_the_local_result(tmp_path, prefect_harness):
+    """``ingest.task_runner: dask``: the per-file tasks run on a LocalCluster of ``concurrency``
+    worker processes, and every dataset (rows, quarantine, per-file results) equals the one the
+    library's sequential ingest writes from the same files."""
+    from flows.ingest import ingest_datasets
+    from rsft import pipeline as stages
+    from rsft import progress
+    from rsft.config import load_config
+    from rsft.ingest import scan_dataset, scan_quarantine
+    from rsft.pipeline.layout import pipeline_root
+    from rsft.synth import write_synthetic
+
+    cfg = load_config(small_config(tmp_path))
+    write_synthetic(cfg.synth, tmp_path / "raw", night=1)
+    local = stages.ingest_stage(cfg)
+    c = cfg.model_copy(update={"state": cfg.state.model_copy(update={"dir": str(tmp_path / "dask-state")}),
+                               "ingest": cfg.ingest.model_copy(update={"task_runner": "dask", "concurrency": 2})})
+    seen: list[str] = []
+    with progress.listen(lambda event, **_: seen.append(event)):
+        dask = ingest_datasets(c)
+    # the plan ran here; the files ran in the cluster's worker processes (their events stay there)
+    assert "ingest.plan" in seen and "ingest.file" not in seen, seen
+
+    def frame(lf: pl.LazyFrame) -> pl.DataFrame:
+        df = lf.collect()
+        return df.sort(df.columns)
+
+    def files(d) -> list:
+        return sorted((f["file"], f["status"], f["rows_ok"], f["rows_quarantined"]) for f in d.file_results)
+
+    assert set(dask.datasets) == set(local.datasets)
+    for name in local.datasets:
+        a, b = local[name], dask[name]
+        assert files(b) == files(a) and (b.rows_ok, b.rows_quarantined) == (a.rows_ok, a.rows_quarantined)
+        assert frame(scan_dataset(pipeline_root(c) / name)).equals(frame(scan_dataset(pipeline_root(cfg) / name)))
+        assert frame(scan_quarantine(pipeline_root(c) / name)).equals(frame(scan_quarantine(pipeline_root(cfg) / name)))
+    assert sum(len(d.file_results) for d in dask.datasets.values()) > 4
 
 
 @pytest.mark.slow

@@ -2,70 +2,36 @@
 
 from __future__ import annotations
 
+import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.loopback import mlflow_server, prefect_server
 from tests.test_retrain_flow import small_config
 
 REPO = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited early: {proc.stderr.read()[-2000:] if proc.stderr else ''}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise TimeoutError(url)
 
 
 @pytest.mark.slow
 def test_retrain_against_mlflow_and_prefect_servers(tmp_path):
-    mport, pport = _port(), _port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-server"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    env.pop("PREFECT_API_URL", None)
-    mlflow = subprocess.Popen(
-        [str(BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(mport), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", (tmp_path / "server-artifacts").as_uri()],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    prefect = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(pport)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        _wait(f"http://127.0.0.1:{mport}/health", mlflow)
-        _wait(f"http://127.0.0.1:{pport}/api/health", prefect)
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    with mlflow_server(tmp_path / "server.db", (tmp_path / "server-artifacts").as_uri()) as uri, \
+            prefect_server(tmp_path / "prefect-server") as api:
         cfg_path = small_config(tmp_path)
         data = yaml.safe_load(cfg_path.read_text())
-        data["state"]["tracking_uri"] = f"http://127.0.0.1:{mport}"
+        data["state"]["tracking_uri"] = uri
         cfg_path.write_text(yaml.safe_dump(data))
         from rsft.config import load_config
         from rsft.synth import write_synthetic
 
         write_synthetic(load_config(cfg_path).synth, tmp_path / "raw")
-        client_env = {**env, "PREFECT_API_URL": f"http://127.0.0.1:{pport}/api", "PREFECT_HOME": str(tmp_path / "prefect-client")}
+        client_env = {**env, "PREFECT_API_URL": api, "PREFECT_HOME": str(tmp_path / "prefect-client")}
         summary_path = tmp_path / "summary.json"
         run = subprocess.run([sys.executable, "-m", "rsft.cli", "retrain", "--config", str(cfg_path), "--json", str(summary_path)],
                              env=client_env, capture_output=True, text=True, cwd=REPO, timeout=600)
@@ -73,27 +39,16 @@ def test_retrain_against_mlflow_and_prefect_servers(tmp_path):
 
         from mlflow import MlflowClient
 
-        import json
-
         summary = json.loads(summary_path.read_text())
-        uri = f"http://127.0.0.1:{mport}"
         mlc = MlflowClient(tracking_uri=uri, registry_uri=uri)  # explicit: earlier tests set a global registry URI
         versions = [(v.version, v.run_id, dict(v.tags).get("rsft.decision")) for v in mlc.search_model_versions("name='factory-quality'")]
-        assert summary["promoted"] and summary["mlflow_ui"] == f"http://127.0.0.1:{mport}"
+        assert summary["promoted"] and summary["mlflow_ui"] == uri
         champ = mlc.get_model_version_by_alias("factory-quality", "champion")
         assert str(champ.version) == str(summary["model_version"]), versions
         assert champ.run_id == summary["mlflow_run"], versions
         # the flow run was recorded by the Prefect server, not an ephemeral one
         with urllib.request.urlopen(urllib.request.Request(
-            f"http://127.0.0.1:{pport}/api/flow_runs/filter", data=b"{}", headers={"Content-Type": "application/json"},
+            f"{api}/flow_runs/filter", data=b"{}", headers={"Content-Type": "application/json"},
             method="POST"), timeout=10) as r:
             runs = json.loads(r.read())
         assert any(fr["state_type"] == "COMPLETED" for fr in runs)
-    finally:
-        for p in (mlflow, prefect):
-            p.terminate()
-        for p in (mlflow, prefect):
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()

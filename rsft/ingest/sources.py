@@ -19,6 +19,12 @@ from typing import Sequence
 from rsft.ingest.results import FileError
 
 
+# object-store listings are read fresh every time: fsspec keeps filesystem instances (and their
+# listing caches) for the life of the process, so a long-running `rsft serve` would otherwise
+# never see a new export under a glob, and fail on one rewritten under the same key
+_FRESH = {"use_listings_cache": False}
+
+
 def _is_remote(path: str) -> bool:
     return "://" in path and not path.startswith("file://")
 
@@ -35,7 +41,7 @@ def list_sources(sources: str | Sequence[str]) -> list[str]:
         if _is_remote(s):
             import fsspec
 
-            fs, _, paths = fsspec.get_fs_token_paths(s)
+            fs, _, paths = fsspec.get_fs_token_paths(s, storage_options=_FRESH)
             proto = s.split("://", 1)[0]
             for p in paths:
                 found = fs.find(p) if fs.isdir(p) else [p]
@@ -55,14 +61,20 @@ def _open(path: str):
     if _is_remote(path):
         import fsspec
 
-        return fsspec.open(path, "rb").open()
+        return fsspec.open(path, "rb", **_FRESH).open()
     return open(path, "rb")
 
 
 def _size(path: str) -> int:
+    """Bytes of a file (the progress bar's unit); 0 when unknown."""
     try:
-        return os.path.getsize(_strip_file(path)) if not _is_remote(path) else 0
-    except OSError:
+        if _is_remote(path):
+            import fsspec
+
+            fs, _, (p,) = fsspec.get_fs_token_paths(path, storage_options=_FRESH)
+            return int(fs.size(p) or 0)
+        return os.path.getsize(_strip_file(path))
+    except (OSError, ValueError):
         return 0
 
 

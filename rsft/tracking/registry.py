@@ -9,6 +9,7 @@ finishing together cannot promote a loser.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import fcntl
 import json
 import logging
@@ -18,7 +19,7 @@ import tempfile
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 from rsft.config import PromotionConfig
 
@@ -44,15 +45,37 @@ def client(tracking_uri: str):
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+# A lock that holds across machines, plugged in by the orchestration layer (the library never
+# imports prefect): ``name -> context manager``. flows/tasks set it to a Prefect global
+# concurrency limit when a Prefect server is configured (tasks/locks.py); unset = the file lock only.
+_ENGINE_LOCK: contextvars.ContextVar[Callable[[str], ContextManager[Any]] | None] = contextvars.ContextVar(
+    "rsft_engine_lock", default=None)
+
+
+@contextlib.contextmanager
+def engine_lock(factory: Callable[[str], ContextManager[Any]] | None) -> Iterator[None]:
+    """Within this block, :func:`registry_lock` also holds ``factory(model name)`` (after the file
+    lock): the orchestrator's cross-machine lock. ``None`` leaves the file lock alone."""
+    token = _ENGINE_LOCK.set(factory)
+    try:
+        yield
+    finally:
+        _ENGINE_LOCK.reset(token)
+
+
 @contextlib.contextmanager
 def registry_lock(lock_dir: str | Path, name: str) -> Iterator[None]:
-    """Exclusive inter-process lock around version allocation and alias moves."""
+    """Exclusive lock around version allocation and alias moves: a file lock under the state dir
+    (processes of one machine), plus the engine lock when one is plugged in (:func:`engine_lock`:
+    processes of every machine that share the orchestrator). Always taken in that order."""
     Path(lock_dir).mkdir(parents=True, exist_ok=True)
     path = Path(lock_dir) / f"registry-{name}.lock"
+    factory = _ENGINE_LOCK.get()
     with open(path, "a+") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
-            yield
+            with factory(name) if factory is not None else contextlib.nullcontext():
+                yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
