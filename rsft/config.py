@@ -437,8 +437,10 @@ class AdaptConfig(_Model):
     # "grouped": K folds of whole groups, any group may validate; "forward": forward chaining over
     # the groups in time order (the target sample's row order) — each fold trains on every earlier
     # group and validates on the next block of the sample's later half, as tonight's model will
-    # predict later rows (needs 2 × folds groups)
-    cv: Literal["grouped", "forward"] = "grouped"
+    # predict later rows (needs 2 × folds groups); "auto": forward when every group is one
+    # contiguous run of the sample (time blocks, days, weeks) and there are 2 × folds of them,
+    # else grouped (e.g. machines interleaved in time)
+    cv: Literal["auto", "grouped", "forward"] = "auto"
     group_by: str | None = None  # grouping column; None = contiguous time blocks of the target sample
     time_blocks: int = 8  # blocks used when group_by is None
     one_se: bool = True  # pick the cheapest candidate within one standard error of the best

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+TRAINING_FREE = ("keep_champion", "recalibrate", "ridge_head")  # = candidates.FREE: one simplicity tier
+
 
 # --------------------------------------------------------------------------------------
 # folds
@@ -70,10 +72,26 @@ def forward_folds(groups: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarr
     return [(np.flatnonzero(b < i), np.flatnonzero(b == i)) for i in range(n_blocks - 1, k - 1, -1)]
 
 
-def make_folds(groups: np.ndarray, k: int, kind: str = "grouped", seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The search's folds: ``grouped`` K-fold (:func:`grouped_folds`) or ``forward`` chaining
-    (:func:`forward_folds`)."""
-    return forward_folds(groups, k) if kind == "forward" else grouped_folds(groups, k, seed)
+def contiguous(groups: np.ndarray) -> bool:
+    """Whether every group's rows form one contiguous run of the sample (days, weeks, time
+    blocks of a time-ordered sample — not machines interleaved in time)."""
+    uniq, first, counts = np.unique(groups, return_index=True, return_counts=True)
+    last = len(groups) - 1 - np.unique(groups[::-1], return_index=True)[1]
+    return bool(np.all(last - first + 1 == counts))
+
+
+def cv_kind(groups: np.ndarray, k: int, kind: str = "auto") -> str:
+    """``auto``: ``forward`` when the groups are contiguous runs of the (time-ordered) sample and
+    there are at least ``2k`` of them, else ``grouped``."""
+    if kind != "auto":
+        return kind
+    return "forward" if contiguous(groups) and len(np.unique(groups)) >= 2 * k else "grouped"
+
+
+def make_folds(groups: np.ndarray, k: int, kind: str = "auto", seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The search's folds: ``grouped`` K-fold (:func:`grouped_folds`), ``forward`` chaining
+    (:func:`forward_folds`), or ``auto`` (:func:`cv_kind`)."""
+    return forward_folds(groups, k) if cv_kind(groups, k, kind) == "forward" else grouped_folds(groups, k, seed)
 
 
 def rmse(pred: np.ndarray, y: np.ndarray) -> float:
@@ -132,7 +150,8 @@ def paired_gap(r: CandidateResult, best: CandidateResult) -> tuple[float, float]
 
 
 def choose(results: list[CandidateResult], one_se: bool = True, min_gain: float = 0.0) -> tuple[CandidateResult, str]:
-    """Lowest mean CV loss; with ``one_se``, the cheapest candidate whose loss is within one
+    """Lowest mean CV loss; with ``one_se``, the simplest candidate (training-free ones first, as
+    one tier, then trained ones by cost; within a tier the lower CV loss) whose loss is within one
     standard error of it, the SE of the fold-by-fold difference (:func:`paired_gap`; the best's
     own SE where folds do not pair), or within ``min_gain`` (a share of the best's loss) of it: a
     gain smaller than that is not worth a costlier recipe however consistent it is — two models
@@ -151,7 +170,10 @@ def choose(results: list[CandidateResult], one_se: bool = True, min_gain: float 
         gap = paired_gap(r, best)
         return r.mean <= best.mean + best.se if gap is None else gap[0] <= gap[1]
 
-    cheap = min((r for r in done if r is best or close(r)), key=lambda r: r.cost)
+    # simplest first: every training-free candidate is one tier (closed form, a few parameters at
+    # most: nothing for CV noise to pick), below every trained one; within a tier, lowest CV loss
+    tier = lambda r: (0, r.mean) if r.strategy in TRAINING_FREE else (1 + r.cost, r.mean)  # noqa: E731
+    cheap = min((r for r in done if r is best or close(r)), key=tier)
     if cheap is best:
         return best, f"lowest CV loss {best.mean:.4g} ± {best.se:.2g}"
     gap = paired_gap(cheap, best)

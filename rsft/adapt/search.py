@@ -22,7 +22,7 @@ import numpy as np
 from torch import nn
 
 from rsft.adapt.candidates import FREE, POOL_STRATEGIES, Candidate, make_candidates
-from rsft.adapt.cv import CandidateResult, choose, make_folds, rmse
+from rsft.adapt.cv import CandidateResult, choose, cv_kind, make_folds, rmse
 from rsft.adapt.pool import PoolRatios, PoolSample
 from rsft.adapt.recipes import (
     TrainingSet,
@@ -260,6 +260,7 @@ class Search:
             "chosen": chosen.name,
             "why": why,
             "folds": len(folds),
+            "cv": cv_kind(groups, self.cfg.folds, self.cfg.cv),  # grouped or forward (what auto chose)
             "groups": int(len(np.unique(groups))),
             # the budgets of a ranking-rung (cv) and a full fit: optimizer steps at most, at least
             # (early stopping), and passes at most (None = unbounded)
