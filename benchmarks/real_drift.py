@@ -354,12 +354,15 @@ def run_cli(s: Split, seed: int, epochs: int, work: Path, extra: list[str] | Non
     for c in rep["candidates"]:
         by_strategy.setdefault(c["strategy"], c)  # one candidate per strategy with the CLI's defaults
     chosen = next(c for c in rep["candidates"] if c["name"] == rep["chosen"])
-    out = {m: float(by_strategy[st]["holdout_rmse"]) for m, st in RSFT_METHODS.items() if st in by_strategy}
+    ran = {st: c for st, c in by_strategy.items() if c.get("holdout_rmse") is not None}  # skipped: no row
+    out = {m: float(ran[st]["holdout_rmse"]) for m, st in RSFT_METHODS.items() if st in ran}
     out["auto"] = float(chosen["holdout_rmse"])
     out["_chosen"] = chosen["strategy"]
     out["_why"] = f'{chosen["strategy"]}: {rep.get("why", "")}; rung-0 survivor(s): {(rep.get("halving") or {}).get("kept")}'
-    out["_cv"] = {m: round(float(by_strategy[st]["cv_loss_mean"]), 4) for m, st in RSFT_METHODS.items()
-                  if st in by_strategy}
+    out["_cv"] = {m: round(float(ran[st]["cv_loss_mean"]), 4) for m, st in RSFT_METHODS.items() if st in ran}
+    # every candidate's CV fold losses and hold-out RMSE: the choice can be replayed offline
+    out["_candidates"] = [{k: c.get(k) for k in ("name", "strategy", "cost", "fold_losses", "folds", "short_losses",
+                                                  "eliminated", "skipped", "holdout_rmse")} for c in rep["candidates"]]
     out["_cli_seconds"] = round(wall, 1)
     out["_pool_rows_sampled"] = rep.get("pool_rows_sampled")
     return out
@@ -391,8 +394,10 @@ def summarize(per_seed: list[dict]) -> dict:
         "best_rsft_candidate_ratio_to_best": ratio[oracle],
         "auto_within_3pct_of_best": ratio["auto"] <= 1.03,
         "auto_not_worse_than_base": auto["mean"] <= table["base"]["mean"],
-        "cv_rmse_mean": {m: round(float(np.mean([r["_cv"][m] for r in per_seed])), 4) for m in per_seed[0]["_cv"]},
+        "cv_rmse_mean": {m: round(float(np.mean([r["_cv"][m] for r in per_seed])), 4) for m in per_seed[0]["_cv"]
+                         if all(m in r["_cv"] for r in per_seed)},
         "cli_seconds": [r["_cli_seconds"] for r in per_seed],
+        "candidates_per_seed": [r["_candidates"] for r in per_seed],
     }
 
 

@@ -404,9 +404,9 @@ def adapt(
     holdout: Optional[str] = typer.Option(None, "--holdout", help="Optional target hold-out: every candidate is also scored on it."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Column grouping the target rows for CV (machine, batch); default: contiguous time blocks."),
     features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns; default: every numeric column except label and group."),
-    strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated candidates, cheapest first; any of: keep_champion, recalibrate, head_only, sample_only, random_mix, rsft, weighted (default: all but weighted)."),
+    strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated candidates, cheapest first; any of: keep_champion, recalibrate, ridge_head, head_only, sample_only, random_mix, rsft, weighted (default: all but ridge_head and weighted)."),
     folds: int = typer.Option(4, "--folds", min=2, help="Grouped K-fold count."),
-    cv: str = typer.Option("grouped", "--cv", help="grouped: K folds of whole groups; forward: each fold trains on earlier groups (in the target sample's row order) and validates on the next ones."),
+    cv: str = typer.Option("auto", "--cv", help="grouped: K folds of whole groups; forward: each fold trains on every earlier group (in the target sample's row order) and validates on the next block of its later half; auto: forward when every group is one contiguous run of rows (days, weeks, time blocks) and there are 2×--folds of them, else grouped."),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Passes over the training rows at most (train.epochs and pretrain_epochs): the warm start's pretraining, the survivor's full cross-validation round and the final retrain of the chosen recipe; default: no bound (the step budget decides)."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimizer steps per fit at most (train.max_steps and pretrain_max_steps; early stopping on a validation split ends fits sooner): the warm start, the survivor's full cross-validation round, the final retrain; the ranking round gets a quarter. Default: 5,000 per fine-tune, 20,000 for the warm start."),
     cv_epochs: Optional[int] = typer.Option(None, "--cv-epochs", min=1, help="Passes per fit of the first, ranking round of cross-validation fits at most (adapt.epochs); default: a quarter of --epochs, at least 2, when --epochs is given, as in the retrain."),
@@ -427,8 +427,8 @@ def adapt(
     from rsft.pipeline.training import arrays, fit_facts, pretrain
     from rsft.tables import read_table, sample_table
 
-    if cv not in ("grouped", "forward"):
-        _fail(f"--cv must be grouped or forward (got '{cv}')")
+    if cv not in ("auto", "grouped", "forward"):
+        _fail(f"--cv must be auto, grouped or forward (got '{cv}')")
     if scorer not in ("gaussian", "gmm", "classifier"):
         _fail(f"--scorer must be gaussian, gmm or classifier (got '{scorer}')")
     for opt, path in (("--json-out", json_out), ("--plot", plot)):  # fail now, not after the search

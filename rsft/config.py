@@ -434,13 +434,15 @@ class PromotionConfig(_Model):
 # adapt: candidate recipes chosen by grouped cross-validation on the target sample
 # --------------------------------------------------------------------------------------
 Strategy = Literal[
-    "keep_champion", "recalibrate", "head_only", "sample_only", "random_mix", "rsft", "weighted"
+    "keep_champion", "recalibrate", "ridge_head", "head_only", "sample_only", "random_mix", "rsft", "weighted"
 ]
 
 
 class AdaptConfig(_Model):
     enabled: bool = False  # False = the single rsft recipe (train.* + sampling.*)
     # candidates, cheapest first (the one-standard-error rule prefers earlier entries)
+    # (ridge_head and weighted are opt-in: on the real-drift kit ridge_head fitted the sample's own
+    # period and extrapolated badly — BENCHMARKS.md)
     strategies: list[Strategy] = ["keep_champion", "recalibrate", "head_only", "sample_only", "random_mix", "rsft"]
     # tempering exponents tried for rsft (0 = uniform subset, 1 = full rejection sampling); in a
     # pipeline config left unset = [sampling.temper]
@@ -451,9 +453,12 @@ class AdaptConfig(_Model):
     target_shares: list[float] = [2.0]  # repeat factor of target rows in each training set
     folds: int = Field(4, ge=2)  # grouped K-fold on the target sample
     # "grouped": K folds of whole groups, any group may validate; "forward": forward chaining over
-    # the groups in time order (the target sample's row order) — each fold trains on earlier
-    # groups and validates on the next block, as tonight's model will predict later rows
-    cv: Literal["grouped", "forward"] = "grouped"
+    # the groups in time order (the target sample's row order) — each fold trains on every earlier
+    # group and validates on the next block of the sample's later half, as tonight's model will
+    # predict later rows (needs 2 × folds groups); "auto": forward when every group is one
+    # contiguous run of the sample (time blocks, days, weeks) and there are 2 × folds of them,
+    # else grouped (e.g. machines interleaved in time)
+    cv: Literal["auto", "grouped", "forward"] = "auto"
     group_by: str | None = None  # grouping column; None = contiguous time blocks of the target sample
     time_blocks: int = 8  # blocks used when group_by is None
     one_se: bool = True  # pick the cheapest candidate within one standard error of the best

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 
 from rsft.config import AdaptConfig
 
-FREE = ("keep_champion", "recalibrate")  # candidates that train nothing (closed form or as is)
+from rsft.adapt.cv import TRAINING_FREE
+
+FREE = TRAINING_FREE  # candidates that train nothing (closed form or as is)
 POOL_STRATEGIES = ("rsft", "random_mix", "weighted")  # candidates that draw pool rows (need log w)
 
 

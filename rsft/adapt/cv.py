@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+TRAINING_FREE = ("keep_champion", "recalibrate", "ridge_head")  # = candidates.FREE: one simplicity tier
+
 
 # --------------------------------------------------------------------------------------
 # folds
@@ -44,34 +46,52 @@ def grouped_folds(groups: np.ndarray, k: int, seed: int = 0) -> list[tuple[np.nd
 
 def forward_folds(groups: np.ndarray, k: int) -> list[tuple[np.ndarray, np.ndarray]]:
     """K forward-chaining folds over time-ordered groups: the groups, in the order they first
-    appear in the sample (its rows are in time order), are cut into ``k + 1`` contiguous blocks of
-    about equal rows; fold i trains on every block before block i + 1 and validates on block
-    i + 1. Each fold predicts later rows than it learns from — as tonight's model will — so a
-    recipe that fits the sample's own period and extrapolates badly past it is scored as it will
-    do. Folds are listed latest first (fold 0 = the most training rows, the latest block): the
+    appear in the sample (its rows are in time order), are cut into ``2k`` contiguous blocks of
+    about equal rows; fold i validates on block ``k + i`` and trains on every block before it.
+    Each fold predicts later rows than it learns from — as tonight's model will — so a recipe that
+    fits the sample's own period and extrapolates badly past it is scored as it will do; every
+    fold still trains on at least half the sample (the density model and the fine-tunes need
+    rows). Folds are listed latest first (fold 0 = the most training rows, the latest block): the
     halving's ranking rung runs the first folds."""
     if k < 2:
         raise ValueError(f"adapt.folds must be >= 2, got {k}")
     uniq, first = np.unique(groups, return_index=True)
-    if len(uniq) < k + 1:
-        raise ValueError(f"adapt.cv=forward with adapt.folds={k} needs {k + 1} groups, the target sample has "
+    n_blocks = 2 * k
+    if len(uniq) < n_blocks:
+        raise ValueError(f"adapt.cv=forward with adapt.folds={k} needs {n_blocks} groups, the target sample has "
                          f"{len(uniq)}; use fewer folds")
     order = uniq[np.argsort(first, kind="stable")]
     sizes = np.array([int((groups == g).sum()) for g in order])
     before = np.concatenate([[0], np.cumsum(sizes)[:-1]])  # rows in earlier groups
-    block = np.minimum((before * (k + 1)) // max(len(groups), 1), k)
+    block = np.minimum((before * n_blocks) // max(len(groups), 1), n_blocks - 1)
     # every block non-empty: with very unequal groups, fall back to cutting by group count
-    if len(np.unique(block)) < k + 1:
-        block = (np.arange(len(order)) * (k + 1)) // len(order)
+    if len(np.unique(block)) < n_blocks:
+        block = (np.arange(len(order)) * n_blocks) // len(order)
     block_of = dict(zip(order.tolist(), block.tolist()))
     b = np.array([block_of[g] for g in groups.tolist()])
-    return [(np.flatnonzero(b < i), np.flatnonzero(b == i)) for i in range(k, 0, -1)]
+    return [(np.flatnonzero(b < i), np.flatnonzero(b == i)) for i in range(n_blocks - 1, k - 1, -1)]
 
 
-def make_folds(groups: np.ndarray, k: int, kind: str = "grouped", seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The search's folds: ``grouped`` K-fold (:func:`grouped_folds`) or ``forward`` chaining
-    (:func:`forward_folds`)."""
-    return forward_folds(groups, k) if kind == "forward" else grouped_folds(groups, k, seed)
+def contiguous(groups: np.ndarray) -> bool:
+    """Whether every group's rows form one contiguous run of the sample (days, weeks, time
+    blocks of a time-ordered sample — not machines interleaved in time)."""
+    uniq, first, counts = np.unique(groups, return_index=True, return_counts=True)
+    last = len(groups) - 1 - np.unique(groups[::-1], return_index=True)[1]
+    return bool(np.all(last - first + 1 == counts))
+
+
+def cv_kind(groups: np.ndarray, k: int, kind: str = "auto") -> str:
+    """``auto``: ``forward`` when the groups are contiguous runs of the (time-ordered) sample and
+    there are at least ``2k`` of them, else ``grouped``."""
+    if kind != "auto":
+        return kind
+    return "forward" if contiguous(groups) and len(np.unique(groups)) >= 2 * k else "grouped"
+
+
+def make_folds(groups: np.ndarray, k: int, kind: str = "auto", seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The search's folds: ``grouped`` K-fold (:func:`grouped_folds`), ``forward`` chaining
+    (:func:`forward_folds`), or ``auto`` (:func:`cv_kind`)."""
+    return forward_folds(groups, k) if cv_kind(groups, k, kind) == "forward" else grouped_folds(groups, k, seed)
 
 
 def rmse(pred: np.ndarray, y: np.ndarray) -> float:
@@ -130,7 +150,8 @@ def paired_gap(r: CandidateResult, best: CandidateResult) -> tuple[float, float]
 
 
 def choose(results: list[CandidateResult], one_se: bool = True, min_gain: float = 0.0) -> tuple[CandidateResult, str]:
-    """Lowest mean CV loss; with ``one_se``, the cheapest candidate whose loss is within one
+    """Lowest mean CV loss; with ``one_se``, the simplest candidate (training-free ones first, as
+    one tier, then trained ones by cost; within a tier the lower CV loss) whose loss is within one
     standard error of it, the SE of the fold-by-fold difference (:func:`paired_gap`; the best's
     own SE where folds do not pair), or within ``min_gain`` (a share of the best's loss) of it: a
     gain smaller than that is not worth a costlier recipe however consistent it is — two models
@@ -149,7 +170,10 @@ def choose(results: list[CandidateResult], one_se: bool = True, min_gain: float 
         gap = paired_gap(r, best)
         return r.mean <= best.mean + best.se if gap is None else gap[0] <= gap[1]
 
-    cheap = min((r for r in done if r is best or close(r)), key=lambda r: r.cost)
+    # simplest first: every training-free candidate is one tier (closed form, a few parameters at
+    # most: nothing for CV noise to pick), below every trained one; within a tier, lowest CV loss
+    tier = lambda r: (0, r.mean) if r.strategy in TRAINING_FREE else (1 + r.cost, r.mean)  # noqa: E731
+    cheap = min((r for r in done if r is best or close(r)), key=tier)
     if cheap is best:
         return best, f"lowest CV loss {best.mean:.4g} ± {best.se:.2g}"
     gap = paired_gap(cheap, best)

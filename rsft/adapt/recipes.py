@@ -1,7 +1,8 @@
 """What each candidate trains on, or how it changes the champion without training.
 
 Training-free: ``keep_champion`` (the warm model as is), ``recalibrate`` (an affine correction
-``y ≈ a·f(x) + b`` fitted by least squares, folded into the last linear layer). Trained, each on
+``y ≈ a·f(x) + b`` fitted by least squares, folded into the last linear layer), ``ridge_head``
+(the last linear layer refitted in closed form, ridge-shrunk toward the champion's). Trained, each on
 the target rows repeated ``target_share`` times plus its pool rows (:func:`training_set`):
 ``head_only`` and ``sample_only`` (no pool rows; head_only fine-tunes only the last layer),
 ``rsft`` (rejection-sampled pool rows, acceptance ``min(1, w^β / M)``), ``random_mix`` (a uniform
@@ -61,6 +62,65 @@ def recalibrate(model: nn.Module, x: np.ndarray, y: np.ndarray, predict: Callabl
         # anything the model adds after its last layer (e.g. an output offset) is a constant:
         # measure it and put the remaining shift into the bias, so out(x) = a·f(x) + b exactly
         lin.bias.add_(float(np.mean(a * f + b - predict(out, x))))
+    return out
+
+
+@torch.no_grad()
+def penultimate(model: nn.Module, x: np.ndarray, predict: Callable) -> tuple[np.ndarray, float]:
+    """(H, c): the last linear layer's inputs on ``x`` [n, d] (float64) and the constant the model
+    adds after that layer (its output offset), so ``predict(model, x) = H·wᵀ + b + c``."""
+    _, lin = last_linear(model)
+    seen: list[torch.Tensor] = []
+    hook = lin.register_forward_hook(lambda _m, args, _out: seen.append(args[0].detach().float().cpu()))
+    try:
+        pred = predict(model, x).astype(np.float64)
+    finally:
+        hook.remove()
+    h = torch.cat(seen).numpy().astype(np.float64)
+    if h.ndim != 2 or pred.ndim != 1 or lin.bias is None:
+        raise ValueError("ridge_head needs a regression model whose last linear layer has a bias")
+    w0, b0 = lin.weight.detach().double().numpy()[0], float(lin.bias.detach()[0])
+    return h, float(np.mean(pred - (h @ w0 + b0)))
+
+
+RIDGE_GRID = np.logspace(-6, 3, 28)  # λ as a share of the largest squared singular value of H
+
+
+def ridge_head_fit(h: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: float, c: float) -> tuple[np.ndarray, float, float]:
+    """The last layer refitted on (H, y) by ridge regression shrunk toward its current weights:
+    ``min Σ (H·w + b + c − y)² + λ‖w − w0‖²`` (intercept free), λ by generalised cross-validation
+    over :data:`RIDGE_GRID`. λ → ∞ leaves w0 and only moves the intercept; λ → 0 is least
+    squares. Returns (w, b, λ)."""
+    r = y.astype(np.float64) - c - h @ w0 - b0  # what the current head gets wrong
+    hm, rm = h.mean(0), r.mean()
+    u, s, _vt = np.linalg.svd(h - hm, full_matrices=False)
+    ur = u.T @ (r - rm)
+    n = len(r)
+    best = (np.inf, 0.0)
+    for lam in RIDGE_GRID * max(float(s[0]) ** 2, 1e-12):
+        shrink = s**2 / (s**2 + lam)
+        rss = float(np.sum((r - rm) ** 2) - np.sum((1 - (1 - shrink) ** 2) * ur**2))
+        df = float(shrink.sum()) + 1.0
+        gcv = n * max(rss, 0.0) / max(n - df, 1e-9) ** 2
+        if gcv < best[0]:
+            best = (gcv, float(lam))
+    lam = best[1]
+    _, _, vt = np.linalg.svd(h - hm, full_matrices=False)
+    dw = vt.T @ (s / (s**2 + lam) * ur)
+    return w0 + dw, b0 + rm - float(hm @ dw), lam
+
+
+def ridge_head(model: nn.Module, x: np.ndarray, y: np.ndarray, predict: Callable) -> nn.Module:
+    """The model with its last linear layer refitted on (x, y) by :func:`ridge_head_fit`: a
+    closed-form head retrain that keeps every learned feature and shrinks toward the champion's
+    head — a gain drift per feature, not only the output's affine map (``recalibrate``)."""
+    h, c = penultimate(model, x, predict)
+    out = copy.deepcopy(model)
+    _, lin = last_linear(out)
+    w, b, _ = ridge_head_fit(h, y, lin.weight.detach().double().numpy()[0], float(lin.bias.detach()[0]), c)
+    with torch.no_grad():
+        lin.weight.copy_(torch.as_tensor(w, dtype=lin.weight.dtype).view_as(lin.weight))
+        lin.bias.fill_(b)
     return out
 
 
@@ -132,8 +192,9 @@ def training_set(c: Candidate, xt: np.ndarray, yt: np.ndarray, fold: int, ratios
 def final_facts(c: Candidate, n_pool: int, n_target: int) -> dict[str, Any]:
     """What a recipe's fit on the whole target sample trained on (the report's ``final``)."""
     what = {"keep_champion": "nothing (the warm start as is)",
-            "recalibrate": "an affine output correction fitted on the target sample"}.get(
+            "recalibrate": "an affine output correction fitted on the target sample",
+            "ridge_head": "the last layer refitted on the target sample (ridge toward the champion's)"}.get(
         c.strategy, f"the target sample ×{target_repeats(c.target_share)}"
         + (f" + {n_pool:,} rows drawn from the adapt pool sample" if n_pool else ""))
-    reps = {"keep_champion": 0, "recalibrate": 1}.get(c.strategy, target_repeats(c.target_share))
+    reps = {"keep_champion": 0, "recalibrate": 1, "ridge_head": 1}.get(c.strategy, target_repeats(c.target_share))
     return {"trained_on": what, "pool_rows": n_pool, "train_rows": n_pool + n_target * reps}

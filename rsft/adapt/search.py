@@ -22,9 +22,20 @@ import numpy as np
 from torch import nn
 
 from rsft.adapt.candidates import FREE, POOL_STRATEGIES, Candidate, make_candidates
-from rsft.adapt.cv import CandidateResult, choose, make_folds, rmse
+from rsft.adapt.cv import CandidateResult, choose, cv_kind, make_folds, rmse
 from rsft.adapt.pool import PoolRatios, PoolSample
-from rsft.adapt.recipes import TrainingSet, affine_fit, final_facts, head_only_freeze, recalibrate, training_set
+from rsft.adapt.recipes import (
+    TrainingSet,
+    affine_fit,
+    final_facts,
+    head_only_freeze,
+    last_linear,
+    penultimate,
+    recalibrate,
+    ridge_head,
+    ridge_head_fit,
+    training_set,
+)
 from rsft.adapt.stacking import (
     Unit,
     model_stacks,
@@ -99,6 +110,8 @@ def run_unit(call: UnitCall) -> UnitResult:
         return UnitResult(skipped="time budget exhausted")
     if any(c.strategy == "recalibrate" for c, _ in cells) and s._no_recalibrate:
         return UnitResult(skipped=s._no_recalibrate)
+    if any(c.strategy == "ridge_head" for c, _ in cells) and s._no_ridge:
+        return UnitResult(skipped=s._no_ridge)
     if any(c.strategy in POOL_STRATEGIES for c, _ in cells) and s._no_pool:
         return UnitResult(skipped=s._no_pool)
     t = time.perf_counter()
@@ -160,6 +173,8 @@ class Search:
         self._warm_pred: np.ndarray | None = None  # the warm model's predictions on it (free candidates)
         self._affine_exact = True  # recalibrating = the affine map of those predictions (free_loss's shortcut)
         self._no_recalibrate = ""  # why recalibrate is skipped ("" = it runs)
+        self._no_ridge = ""  # why ridge_head is skipped ("" = it runs)
+        self._warm_h: tuple[np.ndarray, float, np.ndarray, float] | None = None  # (H, c, w0, b0) on the sample
         self._no_pool = ""  # why the pool recipes are skipped ("" = they run)
         self._stack_ok: bool | None = None  # whether the warm model stacks (probed once, when first asked)
 
@@ -172,9 +187,16 @@ class Search:
         recalibrated, or folds too small for the density model, skip those candidates (the report
         says why) instead of failing the search."""
         self._warm_pred = self._predict(self.warm, x).astype(np.float64)
-        self._affine_exact, self._no_recalibrate, self._no_pool = True, "", ""
+        self._affine_exact, self._no_recalibrate, self._no_pool, self._no_ridge = True, "", "", ""
         if any(c.strategy == "recalibrate" for c in make_candidates(self.cfg)):
             self._check_recalibrate(x, y)
+        if any(c.strategy == "ridge_head" for c in make_candidates(self.cfg)):
+            try:
+                h, c0 = penultimate(self.warm, x, self._predict)
+                _, lin = last_linear(self.warm)
+                self._warm_h = (h, c0, lin.weight.detach().double().numpy()[0], float(lin.bias.detach()[0]))
+            except ValueError as e:
+                self._no_ridge = f"cannot refit this model's head: {e}"
         if any(c.strategy in POOL_STRATEGIES for c in make_candidates(self.cfg)):
             try:
                 scorers = [self.ratios.scorer_for(x[tr]) for tr, _ in folds]
@@ -238,6 +260,7 @@ class Search:
             "chosen": chosen.name,
             "why": why,
             "folds": len(folds),
+            "cv": cv_kind(groups, self.cfg.folds, self.cfg.cv),  # grouped or forward (what auto chose)
             "groups": int(len(np.unique(groups))),
             # the budgets of a ranking-rung (cv) and a full fit: optimizer steps at most, at least
             # (early stopping), and passes at most (None = unbounded)
@@ -307,6 +330,10 @@ class Search:
         if self._warm_pred is None or len(self._warm_pred) != len(x):
             raise RuntimeError("Search.free_loss: call prepare() on this target sample first")
         tr, va = fold
+        if c.strategy == "ridge_head":
+            h, c0, w0, b0 = self._warm_h  # type: ignore[misc]
+            w, b, _ = ridge_head_fit(h[tr], y[tr], w0, b0, c0)
+            return rmse(h[va] @ w + b + c0, y[va])
         if c.strategy == "recalibrate" and not self._affine_exact:
             return self.loss(recalibrate(self.warm, x[tr], y[tr], self._predict), x[va], y[va])
         pred = self._warm_pred[va]
@@ -323,6 +350,8 @@ class Search:
             return self.warm, 0
         if c.strategy == "recalibrate":
             return recalibrate(self.warm, xt, yt, self._predict), 0
+        if c.strategy == "ridge_head":
+            return ridge_head(self.warm, xt, yt, self._predict), 0
         ts = self.training_set(c, xt, yt, fold)
         if count:  # CV units report their fits in UnitResult (they may run in another process)
             self.fits += 1
