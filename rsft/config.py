@@ -35,6 +35,9 @@ class StateConfig(_Model):
     tracking_uri: str | None = None
     # MLflow experiment name
     experiment: str = "rsft"
+    # `rsft gc` keeps the intermediates (runs/<key>/, kept-pool manifests) of this many newest
+    # nights whole; older ones only where a registered version with an alias needs them
+    keep_nights: int = Field(7, ge=1)
 
 
 # --------------------------------------------------------------------------------------

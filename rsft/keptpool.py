@@ -238,7 +238,9 @@ def update(src: str | Path, root: str | Path, cfg: PrefilterConfig, *, derive=No
     }
     version = _digest(rules_key, [r["key"] for r in recs])
     path = root / "versions" / f"{version}.json"
-    if not path.exists():
+    if path.exists():
+        os.utime(path)  # used tonight: the newest nights' manifests are what `rsft gc` keeps
+    else:
         atomic_write_text(path, json.dumps(manifest, indent=1))
     atomic_write_text(root / "current.json", json.dumps({"version": version}))
     return {**manifest, "path": str(path), "version": version, "days_total": len(recs),

@@ -9,6 +9,7 @@ per-file and per-chunk work as tasks over the same library functions.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +222,7 @@ def fit_scorer_stage(cfg: PipelineConfig, prefiltered: Prefiltered) -> Scored:
     key = run_key(cfg, prefiltered)
     run_dir = pipeline_root(cfg) / "runs" / key
     run_dir.mkdir(parents=True, exist_ok=True)
+    os.utime(run_dir)  # used tonight (`rsft gc` keeps the newest state.keep_nights runs)
     for d in (run_dir, run_dir / "chunks"):  # a killed night's temp files
         if d.is_dir():
             remove_orphans(d)
