@@ -11,11 +11,10 @@ Under ``data/<pipeline>/``:
   alias (champion, previous-champion, …: it serves, or is the rollback target) keeps what it was
   trained on and judged by — ``selected.parquet``, ``scorer.pt``, ``report/`` — and the rest
   (chunks, checkpoints, challenger files) goes. Any other run goes entirely: its registered
-  version (a rejected or retired challenger) keeps its MLflow run (scorer, report, the datasets'
-  digests) and the kept-pool manifest it was selected from, from which its selection can be
-  drawn again (same pool files, scorer and seed).
+  version (a rejected or retired challenger) keeps its MLflow run — the model, scorer, report,
+  config and the digests of the datasets it came from — but not the rows themselves.
 * ``prefiltered/`` — manifests are kept when current, among the newest ``keep_nights``, or named
-  by a registered version's lineage (``pool-prefiltered``); day files are kept when a kept
+  by the lineage (``pool-prefiltered``) of a version with an alias; day files are kept when a kept
   manifest lists them (they are shared: one changed day adds one file); context frames when a
   kept manifest's day records name them; anything else, other rule sets' datasets no longer
   used and old single-file pools (``prefiltered/<key>.parquet``) go.
@@ -141,14 +140,17 @@ def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: boo
                     remove(p, f"intermediate of an old night (lineage of {label(serving[0])} keeps {', '.join(LINEAGE_FILES)})")
         else:
             why = (f"old night; {_versions([label(v) for v in users])} holds no alias: its MLflow run keeps the scorer, "
-                   "report and digests, and its kept-pool manifest is kept" if users else
+                   "report, config and the datasets' digests" if users else
                    "old night, no registered version was trained on it")
             remove(run, why)
 
     # ---- prefiltered/
     pre = root / "prefiltered"
     if pre.is_dir():
-        pool_by = need("pool-prefiltered")
+        # a manifest pins one day file per night it is older than (its last day, computed before
+        # the next day's context existed): kept for the versions that serve or are rollback targets
+        pool_by = {p: [v for v in vs if v["aliases"]] for p, vs in need("pool-prefiltered").items()}
+        pool_by = {p: vs for p, vs in pool_by.items() if vs}
         current_dir = kept_pool_dir(cfg)
         manifests = [m for d in pre.glob("*/versions") for m in d.glob("*.json")]
         recent_m = set(_newest(manifests, n))
@@ -172,7 +174,7 @@ def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: boo
                 kept_m.append(m)
                 keep(m, "; ".join(reasons))
             else:
-                remove(m, "an old night's kept-pool manifest no registered version names")
+                remove(m, "an old night's kept-pool manifest no version with an alias names")
         listed: set[Path] = set()
         frames: set[Path] = set()
         for m in kept_m:

@@ -43,7 +43,8 @@ def test_gc_keeps_lineage_and_recent_nights_and_removes_the_rest(tmp_path):
     lineage = [  # as rsft.tracking.lineage reads it from MLflow
         {"version": 1, "aliases": ["champion"], "run_id": "r1",
          "datasets": {"selected": str(run1 / "selected.parquet"), "pool-prefiltered": pre1.output}},
-        {"version": 2, "aliases": [], "run_id": "r2", "datasets": {"selected": str(run2 / "selected.parquet")}},
+        {"version": 2, "aliases": [], "run_id": "r2",
+         "datasets": {"selected": str(run2 / "selected.parquet"), "pool-prefiltered": pre2.output}},
     ]
     before = _files(root)
     dry = gc.collect(cfg, keep_nights=1, dry_run=True, lineage=lineage)
@@ -60,9 +61,10 @@ def test_gc_keeps_lineage_and_recent_nights_and_removes_the_rest(tmp_path):
     assert pl.read_parquet(run1 / "selected.parquet").height > 0
     assert not run2.exists() and "v2 holds no alias" in removed[str(run2)]
     # the kept pool: night 3's manifest (current) and night 1's (v1's lineage) with all their
-    # day files; night 2's manifest and the day it alone listed (day 7, recomputed on night 3) gone
+    # day files; night 2's manifest (v2 holds no alias) and the day it alone listed (day 7,
+    # recomputed on night 3 with its right context) gone
     assert "the current kept pool" in why[str(Path(pre3.output))] and "lineage of v1" in why[str(Path(pre1.output))]
-    assert not Path(pre2.output).exists()
+    assert not Path(pre2.output).exists() and "no version with an alias" in removed[pre2.output]
     assert all(Path(f).exists() for f in manifest_files(pre1.output) + manifest_files(pre3.output))
     days_removed = [p for p in removed if "/days/" in p]
     assert len(days_removed) == 1 and "replaced since" in removed[days_removed[0]]
