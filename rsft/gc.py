@@ -72,7 +72,8 @@ class GcReport:
 
 
 def registered_lineage(cfg: PipelineConfig) -> list[dict[str, Any]]:
-    """Every registered version with its aliases and its run's dataset inputs (local paths)."""
+    """The registered versions holding an alias, with their runs' dataset inputs (local paths):
+    what gc keeps rows for (a constant number of run reads, however many versions exist)."""
     from rsft.pipeline.layout import state, tracking_uri
     from rsft.tracking.lineage import version_lineage
     from rsft.tracking.registry import client
@@ -80,7 +81,7 @@ def registered_lineage(cfg: PipelineConfig) -> list[dict[str, Any]]:
     uri = tracking_uri(cfg)
     if uri.startswith("sqlite") and not state(cfg).mlflow_db.exists():
         return []
-    return version_lineage(client(uri), cfg.promotion.model_name)
+    return version_lineage(client(uri), cfg.promotion.model_name, aliased_only=True)
 
 
 def _newest(paths: list[Path], n: int) -> list[Path]:
@@ -139,9 +140,8 @@ def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: boo
                 if p.name not in LINEAGE_FILES:
                     remove(p, f"intermediate of an old night (lineage of {label(serving[0])} keeps {', '.join(LINEAGE_FILES)})")
         else:
-            why = (f"old night; {_versions([label(v) for v in users])} holds no alias: its MLflow run keeps the scorer, "
-                   "report, config and the datasets' digests" if users else
-                   "old night, no registered version was trained on it")
+            why = ("old night; no version holding an alias was trained on it (a registered version keeps its MLflow "
+                   "run: model, scorer, report, config, the datasets' digests)")
             remove(run, why)
 
     # ---- prefiltered/

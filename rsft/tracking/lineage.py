@@ -17,15 +17,18 @@ def _path(source: str) -> str | None:
     return unquote(u.path) if u.scheme in ("file", "") else None
 
 
-def version_lineage(mlclient, name: str) -> list[dict[str, Any]]:
-    """Every registered version of ``name``: version, aliases, run id, and its run's dataset
-    inputs by name (``selected``, ``pool-prefiltered``, …) as local paths."""
+def version_lineage(mlclient, name: str, aliased_only: bool = False) -> list[dict[str, Any]]:
+    """Every registered version of ``name`` (with ``aliased_only``, those holding an alias:
+    one query for the versions, one run read per version returned): version, aliases, run id,
+    and its run's dataset inputs by name (``selected``, ``pool-prefiltered``, …) as local paths."""
     from mlflow.exceptions import MlflowException
 
     from rsft.tracking.registry import history
 
     out = []
     for v in history(mlclient, name):
+        if aliased_only and not v["aliases"]:
+            continue
         datasets: dict[str, str] = {}
         try:
             run = mlclient.get_run(v["run_id"]) if v["run_id"] else None
