@@ -116,12 +116,18 @@ def plan(cfg: PrefilterConfig, columns: list[str], derive=None, time_column: str
         by, order_by = derive.by, derive.order_by
     else:
         by, order_by = None, (time_column if time_column in columns else None)
+    if any((r.by, r.order_by) != (by, order_by) for r in windows):
+        raise ValueError("prefilter: all window rules must share the same 'by' and 'order_by'")
+    if derive is not None and (derive.by, derive.order_by) != (by, order_by):
+        raise ValueError(f"features.rolling: group/time ({derive.by}, {derive.order_by}) must match the prefilter's window "
+                         f"rules ({by}, {order_by})")
     ctx = max((getattr(r, "window", 2) for r in windows), default=0)
     kctx = derive.context if derive is not None else 0
     for r in cfg.rules:
         if r.kind in _GLOBAL_KINDS or (r.kind == "duplicate" and not ({by, order_by} <= set(r.columns))):
-            if windows or derive is not None:
-                return Plan(by, order_by, ctx, kctx)  # the block pass refuses it with its own message
+            if windows or derive is not None:  # day by day, such a rule would miss pairs across days
+                raise ValueError(f"prefilter rule '{_rule_name(r)}': with window rules, a duplicate key must include "
+                                 f"{by} and {order_by} (blocks hold whole days)")
             return Plan(None, None, 0, 0)
     return Plan(by, order_by, ctx, kctx)
 

@@ -159,3 +159,13 @@ def test_incremental_night_selects_the_rows_of_a_from_scratch_run(tmp_path):
     assert pi.days_computed < pi.days_total and ps.days_computed == ps.days_total
     assert pi.version == ps.version and si.height > 0
     assert_frame_equal(si, ss)
+
+
+def test_a_duplicate_key_across_days_is_refused_with_window_rules(tmp_path):
+    """Day by day, a duplicate key without (machine, time) would miss pairs on different days."""
+    src = tmp_path / "src"
+    _write(src, "d0", _day(0, np.random.default_rng(0)))
+    cfg = PrefilterConfig.model_validate({"rules": [{"kind": "duplicate", "columns": ["s01"]},
+                                                    {"kind": "stuck", "columns": ["s01"]}]})
+    with pytest.raises(ValueError, match="duplicate key must include machine_id and ts"):
+        keptpool.update(src, tmp_path / "k", cfg, rules_key="k")
