@@ -42,7 +42,9 @@ def config(work: Path, a) -> "PipelineConfig":  # noqa: F821
 
     data = yaml.safe_load((REPO / "examples" / "factory.yaml").read_text())
     data["state"] = {"dir": str(work / "state"), "experiment": "nightly-growth", "keep_nights": a.keep_nights}
-    data["synth"].update(machines=a.machines, days=1, target_days=1, samples_per_day=a.samples_per_day,
+    # days = the whole run: the generator's warming trend spans the pool (12 → 30 °C) as it grows;
+    # each night writes only its new day (generate_day of that day)
+    data["synth"].update(machines=a.machines, days=a.nights, target_days=1, samples_per_day=a.samples_per_day,
                          target_sample_rows=300, target_holdout_rows=1000, pool_format="parquet")
     raw = work / "raw"
     data["data"] = {"pool": [str(raw / "pool")], "target_sample": str(raw / "target" / "sample.parquet"),
@@ -112,12 +114,14 @@ def main() -> None:
     nights = []
     for night in range(1, a.nights + 1):
         t: dict[str, float] = {}
+        cpu: dict[str, float] = {}
 
         def timed(name, fn):
             def run(*args):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 out = fn(*args)
                 t[name] = round(time.perf_counter() - t0, 4)
+                cpu[name] = round(time.process_time() - c0, 4)  # all threads of this process
                 return out
             return run
 
@@ -140,7 +144,7 @@ def main() -> None:
         one_pool = sum(os.path.getsize(f) for f in manifest_files(pre.output))
         row = {"night": night, "history_days": night, "new_rows": new_rows, "pool_rows": pre.rows_in,
                "kept_rows": pre.rows_out, "selected_rows": sel.rows_out, "days_prefiltered": pre.days_computed,
-               "seconds": t, "scoring_rows_per_s": round(sel.rows_in / t["select"]) if t["select"] else None,
+               "seconds": t, "cpu_seconds": cpu, "scoring_rows_per_s": round(sel.rows_in / t["select"]) if t["select"] else None,
                "state_bytes": usage, "one_kept_pool_bytes": one_pool, "gc_removed_bytes": rep.bytes_removed,
                "promoted": summary["promoted"], "model_version": summary["model_version"]}
         row["state_ratio"] = round(usage["total"] / (usage["ingested"] + one_pool + usage["mlflow"]), 3)
@@ -162,20 +166,25 @@ def main() -> None:
 
 
 def goals(nights: list[dict], k: int = 5) -> dict:
-    """Medians of nights 2..k+1 (one new day on a 1..k-day history) vs the last k nights: the
-    machine is shared, single nights are noisy."""
-    def med(rows, stage):
-        return statistics.median(r["seconds"][stage] for r in rows)
+    """Medians of nights 2..k+1 (one new day on a 1..k-day history) vs the last k nights, in
+    wall seconds and in CPU seconds of this process (all its threads): the machine is shared,
+    so wall time carries other users' load; CPU time is the work the night did."""
+    def med(rows, stage, key):
+        return statistics.median(r[key][stage] for r in rows)
 
     first, last = nights[1:k + 1], nights[-k:]
-    ratios = {s: round(med(last, s) / med(first, s), 3) for s in STAGES}
+    out = {"compared": f"median of nights {first[0]['night']}-{first[-1]['night']} vs {last[0]['night']}-{last[-1]['night']}"}
+    for key in ("seconds", "cpu_seconds"):
+        if key not in nights[0]:
+            continue
+        ratios = {s: round(med(last, s, key) / max(med(first, s, key), 1e-9), 3) for s in STAGES}
+        out[key] = {"first": {s: round(med(first, s, key), 3) for s in STAGES},
+                    "last": {s: round(med(last, s, key), 3) for s in STAGES},
+                    "ratio_last_vs_first": ratios,
+                    "ratio_ok": {s: ratios[s] <= 1.2 for s in STAGES if s != "select"}}
     n30 = nights[min(29, len(nights) - 1)]
     return {
-        "compared": f"median of nights {first[0]['night']}-{first[-1]['night']} vs {last[0]['night']}-{last[-1]['night']}",
-        "stage_seconds_first": {s: round(med(first, s), 3) for s in STAGES},
-        "stage_seconds_last": {s: round(med(last, s), 3) for s in STAGES},
-        "stage_ratio_last_vs_first": ratios,
-        "stage_ratio_ok": {s: ratios[s] <= 1.2 for s in STAGES if s != "select"},
+        **out,
         "scoring_rows_per_s_last": statistics.median(r["scoring_rows_per_s"] for r in last),
         "state_ratio_night30": n30["state_ratio"], "state_ratio_night30_ok": n30["state_ratio"] <= 1.3,
         "state_ratio_max": max(r["state_ratio"] for r in nights),
@@ -190,12 +199,13 @@ def plot(nights, path: str) -> None:
     import matplotlib.pyplot as plt
 
     x = [r["night"] for r in nights]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.8))
-    for s in STAGES:
-        ax1.plot(x, [r["seconds"][s] for r in nights], label=s, lw=1.3)
-    ax1.set(xlabel="night (= days of history)", ylabel="seconds", title="each night's stages")
-    ax1.set_yscale("log")
-    ax1.legend(fontsize=8, ncol=2)
+    fig, (ax1, ax0, ax2) = plt.subplots(1, 3, figsize=(18, 4.8))
+    for ax, key, what in ((ax1, "seconds", "wall seconds"), (ax0, "cpu_seconds", "CPU seconds (all threads)")):
+        for s in STAGES:
+            ax.plot(x, [r.get(key, r["seconds"])[s] for r in nights], label=s, lw=1.3)
+        ax.set(xlabel="night (= days of history)", ylabel=what, title=f"each night's stages: {what}")
+        ax.set_yscale("log")
+        ax.legend(fontsize=8, ncol=2)
     parts = ["ingested", "kept_pool", "runs", "base", "mlflow", "other"]
     ax2.stackplot(x, *[[r["state_bytes"][p] / 1e6 for r in nights] for p in parts], labels=parts, alpha=0.8)
     ax2.plot(x, [(r["state_bytes"]["ingested"] + r["one_kept_pool_bytes"] + r["state_bytes"]["mlflow"]) * 1.3 / 1e6
