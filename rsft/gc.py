@@ -204,6 +204,18 @@ def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: boo
             for f in sorted(d.glob("ctx/*.parquet")):
                 if f.resolve() not in frames:
                     remove(f, "context of a replaced day")
+            listed_stems = {p.stem for p in listed}
+            smallest: dict[tuple[str, str], int] = {}
+            samples = sorted(d.glob("samples/*.parquet"))
+            for f in samples:
+                stem, seed, cap = f.stem.rsplit("-", 2)
+                smallest[(stem, seed)] = min(int(cap), smallest.get((stem, seed), 1 << 30))
+            for f in samples:
+                stem, seed, cap = f.stem.rsplit("-", 2)
+                if stem not in listed_stems:
+                    remove(f, "pool-sample rows of a replaced day")
+                elif int(cap) > smallest[(stem, seed)]:
+                    remove(f, "pool-sample rows superseded by a smaller sample of the same day (the pool grew)")
             if not dry_run:
                 for day in d.glob("days/*"):
                     if day.is_dir() and not any(day.iterdir()):

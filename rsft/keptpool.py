@@ -95,6 +95,46 @@ def scan_pool(path: str | Path) -> pl.LazyFrame:
     return pl.scan_parquet(pool_files(path), hive_partitioning=False)
 
 
+def _hash(seed: int) -> pl.Expr:
+    return pl.struct("_source", "_row").hash(seed) % 1_000_000
+
+
+def sample_pool(path: str | Path, rows: int, rows_total: int, seed: int) -> pl.LazyFrame:
+    """The kept pool's rows whose row hash (``seed``) falls under ``rows / rows_total`` — the rows
+    and order of :func:`rsft.pipeline.data.hashed_sample` over :func:`scan_pool` — read from
+    per-day sample files (``samples/<day file>-<seed>-<cap>.parquet``: the day's rows with hash
+    < cap), so a night reads about the sample, not the pool. A day's sample file is written with
+    cap = 2 × tonight's threshold and written again once the pool has grown so that it holds
+    more than 4 × what is needed (each day's file is rewritten about log₂(growth) times)."""
+    if rows_total <= rows or not is_manifest(path):
+        lf = scan_pool(path)
+        return lf if rows_total <= rows else lf.filter(_hash(seed) < int(rows / rows_total * 1_000_000) + 1)
+    keep = int(rows / rows_total * 1_000_000) + 1
+    base = Path(path).parent.parent
+    sdir = base / "samples"
+    sdir.mkdir(parents=True, exist_ok=True)
+    have: dict[tuple[str, int], list[int]] = {}
+    for name in os.listdir(sdir):
+        if name.startswith(".") or not name.endswith(".parquet"):
+            continue
+        stem, sd, cap = name[: -len(".parquet")].rsplit("-", 2)
+        have.setdefault((stem, int(sd)), []).append(int(cap))
+    parts = []
+    for f in manifest_files(path):
+        stem = Path(f).stem
+        caps = sorted(c for c in have.get((stem, seed), []) if c >= keep)
+        if caps and caps[0] <= 4 * keep:
+            cap = caps[0]
+        else:
+            cap = min(1_000_000, 2 * keep)
+            out = sdir / f"{stem}-{seed}-{cap}.parquet"
+            if not out.exists():
+                with atomic_path(out) as tmp:
+                    pl.scan_parquet(f, hive_partitioning=False).filter(_hash(seed) < cap).collect().write_parquet(tmp)
+        parts.append(str(sdir / f"{stem}-{seed}-{cap}.parquet"))
+    return pl.scan_parquet(parts, hive_partitioning=False).filter(_hash(seed) < keep)
+
+
 # --------------------------------------------------------------------------------------
 # the plan: how a rule set partitions
 # --------------------------------------------------------------------------------------

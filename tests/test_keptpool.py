@@ -169,3 +169,25 @@ def test_a_duplicate_key_across_days_is_refused_with_window_rules(tmp_path):
                                                     {"kind": "stuck", "columns": ["s01"]}]})
     with pytest.raises(ValueError, match="duplicate key must include machine_id and ts"):
         keptpool.update(src, tmp_path / "k", cfg, rules_key="k")
+
+
+def test_pool_samples_from_per_day_sample_files_equal_the_whole_pool_filter(tmp_path):
+    """The pool sample (hash filter over every kept row) read from per-day sample files is the
+    same frame, row for row, as the filter over the whole pool, night after night while the
+    pool grows (sample files reused, or written again when they hold > 4× what is needed)."""
+    from rsft.pipeline.data import hashed_sample
+
+    rng = np.random.default_rng(5)
+    src, root = tmp_path / "src", tmp_path / "k"
+    cfg = PrefilterConfig.model_validate({"rules": RULES})
+    written = []
+    for d in range(8):
+        _write(src, f"d{d}", _day(d, rng))
+        m = keptpool.update(src, root, cfg, rules_key="k")
+        for rows, seed in ((40, 0), (150, 0), (300, 7)):  # 150 after 40 on one seed: a bigger sample than the files hold
+            got = keptpool.sample_pool(m["path"], rows, m["rows_out"], seed).collect()
+            want = hashed_sample(keptpool.scan_pool(m["path"]), m["rows_out"], rows, seed).collect()
+            assert_frame_equal(got, want)
+            assert 0 < got.height and (got.height < m["rows_out"]) == (rows < m["rows_out"])
+        written.append(len(list((root / "samples").glob("*.parquet"))))
+    assert written[-1] < 3 * 8 * 4  # not one file per day, seed and night: most nights reuse them

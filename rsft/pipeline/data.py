@@ -146,12 +146,13 @@ def hashed_sample(lf: pl.LazyFrame, rows_total: int, rows: int, seed: int) -> pl
 
 def pool_sample(prefiltered: Prefiltered, rows: int, seed: int, labelled: str | None = None) -> pl.DataFrame:
     """~``rows`` kept pool rows (hashed, deterministic); with ``labelled``, rows with that label only."""
-    from rsft.keptpool import scan_pool
+    from rsft.keptpool import sample_pool
 
-    lf = scan_pool(prefiltered.output)
+    # the rows of hashed_sample over the whole kept pool, read from per-day sample files
+    lf = sample_pool(prefiltered.output, rows, prefiltered.rows_out, seed)
     if labelled:
         lf = lf.filter(pl.col(labelled).is_not_null())
-    return hashed_sample(lf, prefiltered.rows_out, rows, seed).collect()
+    return lf.collect()
 
 
 # --------------------------------------------------------------------------------------
