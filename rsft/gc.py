@@ -16,8 +16,9 @@ Under ``data/<pipeline>/``:
 * ``prefiltered/`` — manifests are kept when current, among the newest ``keep_nights``, or named
   by the lineage (``pool-prefiltered``) of a version with an alias; day files are kept when a kept
   manifest lists them (they are shared: one changed day adds one file); context frames when a
-  kept manifest's day records name them; anything else, other rule sets' datasets no longer
-  used and old single-file pools (``prefiltered/<key>.parquet``) go.
+  kept manifest's day records name them; a kept day's pool-sample file with the smallest cap per
+  seed; anything else, other rule sets' datasets no longer used and old single-file pools
+  (``prefiltered/<key>.parquet``) go.
 * ``base/`` — pretrained base models (first-night warm starts) other than the newest.
 """
 

@@ -9,7 +9,9 @@ columns, so another rule set is another dataset)::
                                         last kept rows per machine (rolling features)
     versions/<pool key>.json            a manifest: every day's record and its kept file, in order
     current.json                        {"version": <pool key>} — the newest manifest (swapped atomically)
-    days-index.json                     ingested part → rows per day (each part is read once)
+    days-index-<time column>.json       ingested part → rows per day (each part is read once)
+    samples/<day file>-<seed>-<cap>.parquet   a day's rows with row hash < cap: pool samples
+                                        (:func:`sample_pool`) read these, not the whole pool
 
 A day's result depends on its own rows, the left context (each machine's last ``ctx`` readings
 before the day, however many days back), the right context (each machine's next ``ctx`` readings

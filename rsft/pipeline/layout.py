@@ -8,6 +8,7 @@ Layout under ``<state>/data/<pipeline name>/``::
         ctx/<digest>.parquet                        small per-day context frames (window rules, rolling features)
         versions/<version>.json                     manifests: the day files of one night's pool, in order
         current.json                                the newest manifest
+        samples/<day file>-<seed>-<cap>.parquet     a day's rows under a row-hash threshold (pool samples)
     runs/<key>/scorer.pt                            fitted density-ratio scorer
     runs/<key>/chunks/                              per-chunk selections + completion markers
     runs/<key>/selected.parquet                     the selected pool rows
