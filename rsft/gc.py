@@ -205,6 +205,10 @@ def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: boo
             for f in sorted(d.glob("ctx/*.parquet")):
                 if f.resolve() not in frames:
                     remove(f, "context of a replaced day")
+            days_kept = [f for f in d.glob("days/*/*.parquet") if f.resolve() in listed]
+            if days_kept:
+                rep.kept.append(Item(str(d / "days"), sum(f.stat().st_size for f in days_kept),
+                                     f"{len(days_kept)} day files listed by the kept manifests"))
             listed_stems = {p.stem for p in listed}
             smallest: dict[tuple[str, str], int] = {}
             samples = sorted(d.glob("samples/*.parquet"))
