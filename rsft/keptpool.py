@@ -97,6 +97,11 @@ def scan_pool(path: str | Path) -> pl.LazyFrame:
     return pl.scan_parquet(pool_files(path), hive_partitioning=False)
 
 
+# a day's sample file holds at most this share (per million) of its rows; a larger sample reads
+# the day file itself (a copy of most of a day would cost disk and save little reading)
+SAMPLE_FILE_MAX_CAP = 125_000
+
+
 def _hash(seed: int) -> pl.Expr:
     return pl.struct("_source", "_row").hash(seed) % 1_000_000
 
@@ -107,7 +112,9 @@ def sample_pool(path: str | Path, rows: int, rows_total: int, seed: int) -> pl.L
     per-day sample files (``samples/<day file>-<seed>-<cap>.parquet``: the day's rows with hash
     < cap), so a night reads about the sample, not the pool. A day's sample file is written with
     cap = 2 × tonight's threshold and written again once the pool has grown so that it holds
-    more than 4 × what is needed (each day's file is rewritten about log₂(growth) times)."""
+    more than 4 × what is needed (each day's file is rewritten about log₂(growth) times); while
+    the sample is more than ``SAMPLE_FILE_MAX_CAP / 2`` of the pool (a small pool), days are read
+    whole."""
     if rows_total <= rows or not is_manifest(path):
         lf = scan_pool(path)
         return lf if rows_total <= rows else lf.filter(_hash(seed) < int(rows / rows_total * 1_000_000) + 1)
@@ -127,8 +134,11 @@ def sample_pool(path: str | Path, rows: int, rows_total: int, seed: int) -> pl.L
         caps = sorted(c for c in have.get((stem, seed), []) if c >= keep)
         if caps and caps[0] <= 4 * keep:
             cap = caps[0]
+        elif 2 * keep > SAMPLE_FILE_MAX_CAP:  # the sample is most of the day: read the day itself
+            parts.append(f)
+            continue
         else:
-            cap = min(1_000_000, 2 * keep)
+            cap = 2 * keep
             out = sdir / f"{stem}-{seed}-{cap}.parquet"
             if not out.exists():
                 with atomic_path(out) as tmp:
