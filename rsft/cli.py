@@ -544,6 +544,56 @@ def _show_adapt(report: dict[str, Any], target_rows: int, json_out: Optional[Pat
         console.print(f"plot: {plot_candidates(report, str(plot))}")
 
 
+@app.command()
+def gc(
+    config: str = ConfigOpt,
+    sets: Optional[list[str]] = SetOpt,
+    keep_nights: Optional[int] = typer.Option(None, "--keep-nights", min=1, help="Override state.keep_nights."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be removed."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Also write what was kept and removed as JSON here."),
+) -> None:
+    """Remove old nights' intermediates (runs, replaced kept-pool days, old manifests) that no
+    registered version needs; say what is kept and why. Ingested data and MLflow are never touched."""
+    from rsft import gc as gc_mod
+    from rsft.pipeline.layout import state
+    from rsft.state import disk_usage, human_bytes
+
+    cfg = _load(config, sets)
+    before = disk_usage(state(cfg), cfg.name)["total"]
+    try:
+        rep = gc_mod.collect(cfg, keep_nights=keep_nights, dry_run=dry_run)
+    except ValueError as e:
+        _fail(str(e))
+    root = state(cfg).root
+
+    def rel(p: str) -> str:
+        return os.path.relpath(p, root)
+
+    t = Table(title=f"rsft gc — {cfg.name}: kept", title_justify="left")
+    for col in ("path", "size", "why"):
+        t.add_column(col, overflow="fold")
+    for i in rep.kept:
+        t.add_row(rel(i.path), human_bytes(i.bytes), i.why)
+    if rep.kept:
+        console.print(t)
+    groups: dict[str, list] = {}
+    for i in rep.removed:
+        groups.setdefault(i.why, []).append(i)
+    verb = "would remove" if dry_run else "removed"
+    for why, items in groups.items():
+        _line(console, f"{verb} {len(items)} ({human_bytes(sum(i.bytes for i in items))}): {why}")
+        for i in items[:5]:
+            _line(console, f"    {rel(i.path)}")
+        if len(items) > 5:
+            _line(console, f"    … and {len(items) - 5} more")
+    after = disk_usage(state(cfg), cfg.name)["total"]
+    _line(console, f"state dir {root}: {human_bytes(before)} before, {human_bytes(after)} after"
+          + (f" ({human_bytes(rep.bytes_removed)} would be freed)" if dry_run else "")
+          + "; ingested data and MLflow (registered models) are never removed")
+    if json_out:
+        json_out.write_text(json.dumps(rep.to_dict(), indent=2))
+
+
 @app.command("check-config")
 def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
     """Validate a config file and print it resolved (unknown keys and wrong types are errors)."""

@@ -37,6 +37,9 @@ class StateConfig(_Model):
     tracking_uri: str | None = None
     # MLflow experiment name
     experiment: str = "rsft"
+    # `rsft gc` keeps the intermediates (runs/<key>/, kept-pool manifests) of this many newest
+    # nights whole; older ones only where a registered version with an alias needs them
+    keep_nights: int = Field(7, ge=1)
 
     @model_validator(mode="after")
     def _local_dir(self) -> StateConfig:
@@ -267,11 +270,13 @@ Rule = Annotated[
 
 class PrefilterConfig(_Model):
     rules: list[Rule] = []  # applied in order; a row is counted under the first rule that drops it
-    # also write the dropped rows, each with the first rule that dropped it, beside the kept pool
-    # (prefiltered/<key>.excluded.parquet): what the rules threw away, for a person to look at
+    # also write the dropped rows, each with the first rule that dropped it, beside each kept day
+    # (prefiltered/<rules key>/days/<day>/<key>.excluded.parquet, listed in the manifest; read
+    # them with rsft.keptpool.excluded_files): what the rules threw away, for a person to look at
     write_excluded: bool = False
-    # window rules run on blocks of whole days of about this many rows (+ context rows from the
-    # neighbouring blocks): memory is set by the block, not by the pool
+    # the kept pool is prefiltered one UTC day at a time (rsft.keptpool); this bounds the rows a
+    # night holds in memory besides the day it prefilters (days read for their context, kept for
+    # reuse), and sizes the blocks of the whole-pool fallback (rules that need the whole pool)
     block_rows: int = Field(250_000, ge=100)
 
 

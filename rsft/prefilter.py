@@ -347,12 +347,11 @@ def _derive(kept: pl.DataFrame, prev_kept: pl.DataFrame | None, d: Derive) -> tu
 
 
 def _carry_tail(prev: pl.DataFrame | None, block: pl.DataFrame, by: str, order_by: str, n: int) -> pl.DataFrame:
-    """Each group's last ``n`` rows of ``block`` in ``order_by`` order; groups absent from
-    ``block`` keep their rows from ``prev`` (the context carried to the next block)."""
-    tail = block.sort(by, order_by, maintain_order=True).group_by(by, maintain_order=True).tail(n)
-    if prev is None:
-        return tail
-    return pl.concat([prev.filter(~pl.col(by).is_in(tail[by].unique().implode())), tail], how="vertical_relaxed")
+    """Each group's last ``n`` rows of ``prev`` followed by ``block``, in ``order_by`` order (the
+    context carried to the next block: a group with fewer than ``n`` rows in ``block``, or none,
+    keeps its earlier rows in front)."""
+    frame = block if prev is None or prev.height == 0 else pl.concat([prev, block], how="vertical_relaxed")
+    return frame.sort(by, order_by, maintain_order=True).group_by(by, maintain_order=True).tail(n)
 
 
 def _append(writers: dict[str, pq.ParquetWriter], key: str, path: Path, df: pl.DataFrame) -> None:

@@ -80,8 +80,13 @@ class ChunkSpec:
 
 
 def _files(source: str | Path) -> tuple[list[str], str | None]:
-    """Sorted Parquet files of a file, directory (recursive) or glob; and the root for hive keys."""
+    """Sorted Parquet files of a file, directory (recursive) or glob; and the root for hive keys.
+    A kept pool's manifest (``.json``, :mod:`rsft.keptpool`) gives its day files in day order."""
     s = str(source)
+    if s.endswith(".json"):
+        from rsft.keptpool import manifest_files
+
+        return manifest_files(s), None
     if os.path.isdir(s):
         found = glob.glob(os.path.join(s, "**", "*.parquet"), recursive=True)
         root: str | None = s

@@ -53,6 +53,44 @@ class StatePaths:
         return self.data / pipeline
 
 
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, f))
+            except OSError:  # removed meanwhile
+                pass
+    return total
+
+
+def disk_usage(paths: StatePaths, pipeline: str) -> dict[str, int]:
+    """Bytes on disk under the state dir: ``total``, and by part — ``ingested`` (every dataset
+    of the pipeline), ``kept_pool`` (prefiltered/), ``runs`` (runs/: scorers, selections,
+    reports, checkpoints), ``base`` (pretrained base models), ``mlflow`` (mlflow.db + artifacts:
+    the registered models), ``other`` (Prefect, locks, other pipelines)."""
+    data = paths.run_dir(pipeline)
+    out = {"ingested": 0, "kept_pool": 0, "runs": 0, "base": 0}
+    if data.is_dir():
+        for p in data.iterdir():
+            key = {"prefiltered": "kept_pool", "runs": "runs", "base": "base"}.get(p.name, "ingested")
+            out[key] += _size(p)
+    out["mlflow"] = sum(_size(p) for p in (paths.mlflow_db, paths.artifacts) if p.exists())
+    total = _size(paths.root) if paths.root.exists() else 0
+    out["other"] = max(0, total - sum(out.values()))
+    return {"total": total, **out}
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
 def state_paths(configured: str | None = None) -> StatePaths:
     raw = configured or os.environ.get(ENV_VAR) or ".rsft"
     if "://" in raw:  # see StateConfig: datasets are published by atomic renames under file locks

@@ -211,6 +211,7 @@ def test_retrain_with_rolling_features_feeds_them_to_scorer_and_model(tmp_path):
     from rsft import pipeline as stages
     from rsft.config import load_config
     from rsft.density import load_scorer
+    from rsft.keptpool import scan_pool
     from rsft.synth import write_synthetic
 
     rolling = [{"columns": ["s01", "s05"], "window": 4, "stats": ["mean", "std"]}]
@@ -219,7 +220,7 @@ def test_retrain_with_rolling_features_feeds_them_to_scorer_and_model(tmp_path):
     out = stages.run_night(cfg)
     names = ["s01_mean4", "s01_std4", "s05_mean4", "s05_std4"]
     pre = stages.prefilter_stage(cfg)  # cached: the run's own prefiltered pool
-    assert set(names) <= set(pl.read_parquet_schema(pre.output))
+    assert set(names) <= set(scan_pool(pre.output).collect_schema().names())
     scored = stages.fit_scorer_stage(cfg, pre)
     assert load_scorer(scored.scorer_path).feature_names[-4:] == names
     assert out["promoted"] is True and out["model_version"] == "1"
@@ -228,20 +229,24 @@ def test_retrain_with_rolling_features_feeds_them_to_scorer_and_model(tmp_path):
 def test_prefilter_write_excluded_keeps_the_dropped_rows_with_their_rule(tmp_path):
     """prefilter.write_excluded: every dropped row lands beside the kept pool, once, under the first
     rule that dropped it; kept + excluded = the rows in."""
+    import dataclasses
+
     import polars as pl
 
     from rsft import pipeline
     from rsft.config import load_config
+    from rsft.keptpool import excluded_files
     from rsft.synth import write_synthetic
 
     cfg = load_config(small_config(tmp_path), {"prefilter.write_excluded": True})
     write_synthetic(cfg.synth, tmp_path / "raw", night=1)
     pipeline.ingest_stage(cfg)
     pre = pipeline.prefilter_stage(cfg)
-    excluded = pl.read_parquet(pre.excluded)
+    excluded = pl.read_parquet(excluded_files(pre.excluded))
     assert excluded.height == sum(pre.dropped.values()) > 0
     assert excluded.group_by("rule").len().sort("rule").rows() == sorted((k, v) for k, v in pre.dropped.items() if v)
-    assert pipeline.prefilter_stage(cfg) == pre  # cached, the same result
+    again = pipeline.prefilter_stage(cfg)  # cached: the same kept pool, no day computed again
+    assert again == dataclasses.replace(pre, days_computed=0) and pre.days_computed == pre.days_total > 0
 
 
 @pytest.mark.slow

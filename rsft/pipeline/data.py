@@ -8,8 +8,8 @@ per-file and per-chunk work as tasks over the same library functions.
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -146,10 +146,13 @@ def hashed_sample(lf: pl.LazyFrame, rows_total: int, rows: int, seed: int) -> pl
 
 def pool_sample(prefiltered: Prefiltered, rows: int, seed: int, labelled: str | None = None) -> pl.DataFrame:
     """~``rows`` kept pool rows (hashed, deterministic); with ``labelled``, rows with that label only."""
-    lf = pl.scan_parquet(prefiltered.output)
+    from rsft.keptpool import sample_pool
+
+    # the rows of hashed_sample over the whole kept pool, read from per-day sample files
+    lf = sample_pool(prefiltered.output, rows, prefiltered.rows_out, seed)
     if labelled:
         lf = lf.filter(pl.col(labelled).is_not_null())
-    return hashed_sample(lf, prefiltered.rows_out, rows, seed).collect()
+    return lf.collect()
 
 
 # --------------------------------------------------------------------------------------
@@ -165,32 +168,36 @@ def rolling_derive(f: FeaturesConfig):
     return Derive(tuple(rolling_feature_exprs(f)), f.group, f.time_column, max(r.window for r in f.rolling) - 1)
 
 
+def prefilter_rules_key(cfg: PipelineConfig) -> str:
+    """What decides a day's kept rows besides its data: the rules, the rolling features, and
+    whether the dropped rows are written too (``prefilter.block_rows`` only sizes memory)."""
+    f = cfg.features
+    return digest("kept-pool-v1", [r.model_dump(mode="json") for r in cfg.prefilter.rules], cfg.prefilter.write_excluded,
+                  *([[r.model_dump(mode="json") for r in f.rolling], f.group, f.time_column] if f.rolling else []))
+
+
+def kept_pool_dir(cfg: PipelineConfig) -> Path:
+    """``prefiltered/<rules key>/``: the kept pool of this rule set, one partitioned dataset."""
+    return pipeline_root(cfg) / "prefiltered" / prefilter_rules_key(cfg)
+
+
 def prefilter_stage(cfg: PipelineConfig) -> Prefiltered:
-    """Apply the prefilter rules (and the rolling features) to the whole ingested pool; cached by
-    the pool's content and the rules."""
-    from rsft.ingest import scan_dataset
-    from rsft.prefilter import prefilter
+    """Bring the kept pool up to date with the ingested pool (:mod:`rsft.keptpool`): only days
+    that are new or changed, and the neighbours whose window context changed, are prefiltered
+    again (with the rolling features); the result is a new manifest over per-day files."""
+    from rsft import keptpool
 
     root = pipeline_root(cfg)
-    src = root / pool_dataset(cfg)
-    f = cfg.features
-    derive = rolling_derive(f)
-    key = digest(dataset_digest(src), cfg.prefilter.model_dump(mode="json"),
-                 *([[r.model_dump(mode="json") for r in f.rolling], f.group, f.time_column] if derive else []))
-    out = root / "prefiltered" / f"{key}.parquet"
-    if out.parent.is_dir():  # a killed night's temp files (split blocks, half-written outputs)
-        remove_orphans(out.parent)
-    stats = out.with_suffix(".json")
-    if out.exists() and stats.exists():
-        log.info("prefilter: reusing %s", out)
-        return Prefiltered.from_dict(json.loads(stats.read_text()))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # prefilter.write_excluded: the dropped rows too, each with the first rule that dropped it
-    excluded = out.with_name(f"{key}.excluded.parquet") if cfg.prefilter.write_excluded else None
-    summary = {**prefilter(scan_dataset(src), out, cfg.prefilter, excluded_path=excluded, derive=derive).to_dict(),
-               "output": str(out), "excluded": str(excluded) if excluded else None}
-    stats.write_text(json.dumps(summary, indent=2))
-    return Prefiltered.from_dict(summary)
+    out = kept_pool_dir(cfg)
+    if (root / "prefiltered").is_dir():  # a killed night's temp files
+        remove_orphans(root / "prefiltered")
+    m = keptpool.update(root / pool_dataset(cfg), out, cfg.prefilter, derive=rolling_derive(cfg.features),
+                        time_column=cfg.features.time_column, write_excluded=cfg.prefilter.write_excluded,
+                        rules_key=prefilter_rules_key(cfg))
+    log.info("prefilter: %d of %d day(s) computed, manifest %s", m["days_computed"], m["days_total"], m["path"])
+    return Prefiltered(output=m["path"], rows_in=m["rows_in"], rows_out=m["rows_out"], dropped=m["dropped"],
+                       alone=m["alone"], excluded=m["path"] if cfg.prefilter.write_excluded else None,
+                       version=m["version"], days_total=m["days_total"], days_computed=m["days_computed"])
 
 
 # --------------------------------------------------------------------------------------
@@ -216,6 +223,7 @@ def fit_scorer_stage(cfg: PipelineConfig, prefiltered: Prefiltered) -> Scored:
     key = run_key(cfg, prefiltered)
     run_dir = pipeline_root(cfg) / "runs" / key
     run_dir.mkdir(parents=True, exist_ok=True)
+    os.utime(run_dir)  # used tonight (`rsft gc` keeps the newest state.keep_nights runs)
     for d in (run_dir, run_dir / "chunks"):  # a killed night's temp files
         if d.is_dir():
             remove_orphans(d)

@@ -3,7 +3,12 @@
 Layout under ``<state>/data/<pipeline name>/``::
 
     sensors/ logs/ target_sample/ target_holdout/   ingested datasets (+ quarantine, manifest)
-    prefiltered/<key>.parquet                       kept pool rows, keyed by inputs + rules
+    prefiltered/<rules key>/                        the kept pool, ONE dataset per rule set (rsft.keptpool):
+        days/<day>/<key>.parquet                    kept rows of a UTC day, keyed by its rows, contexts, rules
+        ctx/<digest>.parquet                        small per-day context frames (window rules, rolling features)
+        versions/<version>.json                     manifests: the day files of one night's pool, in order
+        current.json                                the newest manifest
+        samples/<day file>-<seed>-<cap>.parquet     a day's rows under a row-hash threshold (pool samples)
     runs/<key>/scorer.pt                            fitted density-ratio scorer
     runs/<key>/chunks/                              per-chunk selections + completion markers
     runs/<key>/selected.parquet                     the selected pool rows

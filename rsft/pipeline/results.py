@@ -79,14 +79,20 @@ class Ingested(_Result):
 # --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Prefiltered(_Result):
-    """The kept pool rows (one Parquet file) and what each rule dropped."""
+    """The kept pool rows (a manifest of per-day Parquet files, :mod:`rsft.keptpool`) and what
+    each rule dropped."""
 
-    output: str  # Parquet of the kept rows
+    output: str  # the kept pool's manifest (versions/<version>.json; rsft.keptpool.scan_pool reads it)
     rows_in: int
     rows_out: int  # rows kept
     dropped: dict[str, int] = field(default_factory=dict)  # rule -> rows it dropped first
     alone: dict[str, int] = field(default_factory=dict)  # rule -> rows it would drop on its own
-    excluded: str | None = None  # Parquet of the dropped rows + their rule (prefilter.write_excluded)
+    # with prefilter.write_excluded: the manifest whose day records name each day's dropped rows
+    # (Parquet, with the first rule that dropped each row)
+    excluded: str | None = None
+    version: str = ""  # digest of every day's result key: the kept pool's content
+    days_total: int = 0  # partitions (UTC days) in the kept pool
+    days_computed: int = 0  # of which prefiltered tonight (new, changed, or a changed neighbour)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,9 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         "rows_prefiltered_in": pre.rows_in,
         "rows_kept_by_prefilter": pre.rows_out,
         "prefilter_dropped": pre.dropped,
+        # the kept pool is updated day by day: how many days tonight prefiltered (new, changed,
+        # or a neighbour whose window context changed) of all the pool's days
+        "prefilter_days": f"{pre.days_computed} of {pre.days_total} prefiltered tonight",
         "rows_selected": sel.rows_out,
         "acceptance_rate": round(sel.acceptance_rate, 5),
         "ideal_acceptance": None if sel.ideal_acceptance is None else round(sel.ideal_acceptance, 5),
@@ -55,6 +58,8 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
                                + f" by MLflow run {result.run_id}; this run registered nothing"} if result.recorded else {}),
         "champion_uri": f"models:/{result.model_name}@champion",
         "mlflow_run": result.run_id,
+        # disk use of the state dir after the night (`rsft gc` removes old nights' intermediates)
+        "state_disk": state_disk_line(cfg),
         "mlflow_ui": f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else uri,
     }
 
@@ -70,6 +75,16 @@ def _coverage_line(rep: dict[str, Any]) -> str:
         parts.append(f"{col} {', '.join(str(g[col]) for g in missed)} ({total:.0%} of the target) "
                      f"{'is' if len(missed) == 1 else 'are'} nearly missing from the selected rows")
     return "; ".join(parts)
+
+
+def state_disk_line(cfg: PipelineConfig) -> str:
+    """``1.2 GB (ingested 800.0 MB, kept pool 300.0 MB, runs …)``: the state dir's disk use."""
+    from rsft.pipeline.layout import state
+    from rsft.state import disk_usage, human_bytes
+
+    u = disk_usage(state(cfg), cfg.name)
+    parts = ", ".join(f"{k.replace('_', ' ')} {human_bytes(v)}" for k, v in u.items() if k != "total")
+    return f"{human_bytes(u['total'])} ({parts})"
 
 
 def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None, selection: Selection,

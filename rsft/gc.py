@@ -1,0 +1,239 @@
+"""``rsft gc``: bounded state. Removes the intermediates of old nights that no registered
+version needs, and says what it keeps and why.
+
+Never touched: the ingested datasets (the history itself), MLflow (``mlflow.db``,
+``mlartifacts/``: the registered models, their scorers and reports), Prefect's home, locks.
+
+Under ``data/<pipeline>/``:
+
+* ``runs/<key>/`` — a night's scorer, sampling chunks, selection, report, training checkpoints.
+  The newest ``state.keep_nights`` runs are kept whole. Of an older run, a version that holds an
+  alias (champion, previous-champion, …: it serves, or is the rollback target) keeps what it was
+  trained on and judged by — ``selected.parquet``, ``scorer.pt``, ``report/`` — and the rest
+  (chunks, checkpoints, challenger files) goes. Any other run goes entirely: its registered
+  version (a rejected or retired challenger) keeps its MLflow run — the model, scorer, report,
+  config and the digests of the datasets it came from — but not the rows themselves.
+* ``prefiltered/`` — manifests are kept when current, among the newest ``keep_nights``, or named
+  by the lineage (``3_kept``) of a version with an alias; day files are kept when a kept
+  manifest lists them (they are shared: one changed day adds one file); context frames when a
+  kept manifest's day records name them; a kept day's pool-sample file with the smallest cap per
+  seed; anything else, other rule sets' datasets no longer used and old single-file pools
+  (``prefiltered/<key>.parquet``) go.
+* ``base/`` — pretrained base models (first-night warm starts) other than the newest.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rsft.config import PipelineConfig
+
+LINEAGE_FILES = ("selected.parquet", "scorer.pt", "report")
+CTX_FIELDS = ("head", "tail", "left", "right", "carry", "rcarry", "kept_in", "kept_tail")
+
+
+def size_of(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.path.getsize(os.path.join(dirpath, f))
+            except OSError:
+                pass
+    return total
+
+
+@dataclass(frozen=True)
+class Item:
+    path: str
+    bytes: int
+    why: str
+
+
+@dataclass
+class GcReport:
+    kept: list[Item] = field(default_factory=list)
+    removed: list[Item] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def bytes_removed(self) -> int:
+        return sum(i.bytes for i in self.removed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"dry_run": self.dry_run, "bytes_removed": self.bytes_removed,
+                "kept": [vars(i) for i in self.kept], "removed": [vars(i) for i in self.removed]}
+
+
+def registered_lineage(cfg: PipelineConfig) -> list[dict[str, Any]]:
+    """The registered versions holding an alias, with their runs' dataset inputs (local paths):
+    what gc keeps rows for (a constant number of run reads, however many versions exist)."""
+    from rsft.pipeline.layout import state, tracking_uri
+    from rsft.tracking.lineage import version_lineage
+    from rsft.tracking.registry import client
+
+    uri = tracking_uri(cfg)
+    if uri.startswith("sqlite") and not state(cfg).mlflow_db.exists():
+        return []
+    return version_lineage(client(uri), cfg.promotion.model_name, aliased_only=True)
+
+
+def _newest(paths: list[Path], n: int) -> list[Path]:
+    return sorted(paths, key=lambda p: (p.stat().st_mtime_ns, p.name), reverse=True)[:n]
+
+
+def _versions(labels: list[str]) -> str:
+    return ", ".join(labels)
+
+
+def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: bool = False,
+            lineage: list[dict[str, Any]] | None = None) -> GcReport:
+    """Remove (or, with ``dry_run``, list) what the retention policy lets go; see the module doc."""
+    from rsft.pipeline.data import kept_pool_dir
+    from rsft.pipeline.layout import pipeline_root
+
+    n = cfg.state.keep_nights if keep_nights is None else keep_nights
+    if n < 1:
+        raise ValueError("state.keep_nights must be >= 1 (tonight's run is always kept)")
+    root = pipeline_root(cfg)
+    lineage = registered_lineage(cfg) if lineage is None else lineage
+    rep = GcReport(dry_run=dry_run)
+
+    def label(v: dict[str, Any]) -> str:
+        return f"v{v['version']}" + (f" ({', '.join(v['aliases'])})" if v["aliases"] else "")
+
+    def need(*names: str) -> dict[str, list[dict[str, Any]]]:
+        """Paths a version's lineage names under any of ``names`` (the current step name first,
+        then the name versions registered before the ordered lineage used)."""
+        out: dict[str, list[dict[str, Any]]] = {}
+        for v in lineage:
+            p = next((v["datasets"][k] for k in names if v["datasets"].get(k)), None)
+            if p:
+                out.setdefault(str(Path(p).resolve()), []).append(v)
+        return out
+
+    def remove(p: Path, why: str) -> None:
+        rep.removed.append(Item(str(p), size_of(p), why))
+        if not dry_run:
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+    def keep(p: Path, why: str) -> None:
+        rep.kept.append(Item(str(p), size_of(p), why))
+
+    # ---- runs/<key>/
+    selected_by = need("4_selected", "selected")
+    runs = [p for p in (root / "runs").glob("*") if p.is_dir()] if (root / "runs").is_dir() else []
+    recent = set(_newest(runs, n))
+    for run in sorted(runs, key=lambda p: p.stat().st_mtime_ns, reverse=True):
+        users = selected_by.get(str((run / "selected.parquet").resolve()), [])
+        serving = [v for v in users if v["aliases"]]
+        if run in recent:
+            keep(run, f"one of the newest {n} nights (state.keep_nights)"
+                 + (f"; lineage of {_versions([label(v) for v in users])}" if users else ""))
+        elif serving:
+            keep(run, f"lineage of {_versions([label(v) for v in serving])}: kept {', '.join(LINEAGE_FILES)}")
+            for p in sorted(run.iterdir()):
+                if p.name not in LINEAGE_FILES:
+                    remove(p, f"intermediate of an old night (lineage of {label(serving[0])} keeps {', '.join(LINEAGE_FILES)})")
+        else:
+            why = ("old night; no version holding an alias was trained on it (a registered version keeps its MLflow "
+                   "run: model, scorer, report, config, the datasets' digests)")
+            remove(run, why)
+
+    # ---- prefiltered/
+    pre = root / "prefiltered"
+    if pre.is_dir():
+        # a manifest pins one day file per night it is older than (its last day, computed before
+        # the next day's context existed): kept for the versions that serve or are rollback targets
+        pool_by = {p: [v for v in vs if v["aliases"]] for p, vs in need("3_kept", "pool-prefiltered").items()}
+        pool_by = {p: vs for p, vs in pool_by.items() if vs}
+        current_dir = kept_pool_dir(cfg)
+        manifests = [m for d in pre.glob("*/versions") for m in d.glob("*.json")]
+        recent_m = set(_newest(manifests, n))
+        current = set()
+        for d in pre.glob("*/current.json"):
+            try:
+                current.add((d.parent / "versions" / f"{json.loads(d.read_text())['version']}.json").resolve())
+            except (OSError, ValueError, KeyError):
+                pass
+        kept_m: list[Path] = []
+        for m in sorted(manifests):
+            users = pool_by.get(str(m.resolve()), [])
+            reasons = []
+            if m.resolve() in current and m.parent.parent == current_dir:
+                reasons.append("the current kept pool")
+            if m in recent_m:
+                reasons.append(f"one of the newest {n} nights")
+            if users:
+                reasons.append(f"lineage of {_versions([label(v) for v in users])}")
+            if reasons:
+                kept_m.append(m)
+                keep(m, "; ".join(reasons))
+            else:
+                remove(m, "an old night's kept-pool manifest no version with an alias names")
+        listed: set[Path] = set()
+        frames: set[Path] = set()
+        for m in kept_m:
+            base = m.parent.parent
+            for r in json.loads(m.read_text())["days"]:
+                listed.add((base / r["file"]).resolve())
+                if r.get("excluded"):
+                    listed.add((base / r["excluded"]).resolve())
+                frames.update((base / "ctx" / f"{r[k]}.parquet").resolve() for k in CTX_FIELDS if r.get(k))
+        for d in sorted(p for p in pre.iterdir()):
+            if d.is_file():  # a single-file pool of an older rsft (prefiltered/<key>.parquet + .json)
+                stem = d.name.split(".")[0]
+                users = [v for p, vs in pool_by.items() if Path(p).name.split(".")[0] == stem for v in vs]
+                if d.name.startswith("."):
+                    continue
+                if users:
+                    keep(d, f"lineage of {_versions([label(v) for v in users])}")
+                else:
+                    remove(d, "a whole-pool copy of an old night (the kept pool is now one dataset)")
+                continue
+            if not any(m.parent.parent == d for m in kept_m):
+                remove(d, "another rule set's kept pool, no longer current nor named by a registered version")
+                continue
+            for f in sorted(d.glob("days/*/*.parquet")):
+                if f.resolve() not in listed:
+                    remove(f, "a day's result replaced since (its rows, context or rules changed)")
+            for f in sorted(d.glob("ctx/*.parquet")):
+                if f.resolve() not in frames:
+                    remove(f, "context of a replaced day")
+            days_kept = [f for f in d.glob("days/*/*.parquet") if f.resolve() in listed]
+            if days_kept:
+                rep.kept.append(Item(str(d / "days"), sum(f.stat().st_size for f in days_kept),
+                                     f"{len(days_kept)} day files listed by the kept manifests"))
+            listed_stems = {p.stem for p in listed}
+            smallest: dict[tuple[str, str], int] = {}
+            samples = sorted(d.glob("samples/*.parquet"))
+            for f in samples:
+                stem, seed, cap = f.stem.rsplit("-", 2)
+                smallest[(stem, seed)] = min(int(cap), smallest.get((stem, seed), 1 << 30))
+            for f in samples:
+                stem, seed, cap = f.stem.rsplit("-", 2)
+                if stem not in listed_stems:
+                    remove(f, "pool-sample rows of a replaced day")
+                elif int(cap) > smallest[(stem, seed)]:
+                    remove(f, "pool-sample rows superseded by a smaller sample of the same day (the pool grew)")
+            if not dry_run:
+                for day in d.glob("days/*"):
+                    if day.is_dir() and not any(day.iterdir()):
+                        day.rmdir()
+
+    # ---- base/ (pretrained base models: the newest is the one a first night would reuse)
+    base = root / "base"
+    if base.is_dir():
+        models = [p for p in base.iterdir() if p.is_file() and not p.name.startswith(".")]
+        for p in _newest(models, 1):
+            keep(p, "the newest pretrained base model")
+        for p in set(models) - set(_newest(models, 1)):
+            remove(p, "an older pretrained base model (first-night warm start of another config)")
+    return rep

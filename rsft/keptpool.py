@@ -1,0 +1,447 @@
+"""The kept pool as ONE partitioned dataset, prefiltered one day at a time and updated in place.
+
+Layout under ``prefiltered/<rules key>/`` (the rules key digests the rules and the derived
+columns, so another rule set is another dataset)::
+
+    days/<day>/<result key>.parquet     kept rows of one UTC day (``null`` = rows without a time)
+    ctx/<digest>.parquet                small context frames: a day's first/last ``ctx`` readings
+                                        per machine, the left/right context handed to a day, the
+                                        last kept rows per machine (rolling features)
+    versions/<pool key>.json            a manifest: every day's record and its kept file, in order
+    current.json                        {"version": <pool key>} — the newest manifest (swapped atomically)
+    days-index-<time column>.json       ingested part → rows per day (each part is read once)
+    samples/<day file>-<seed>-<cap>.parquet   a day's rows with row hash < cap: pool samples
+                                        (:func:`sample_pool`) read these, not the whole pool
+
+A day's result depends on its own rows, the left context (each machine's last ``ctx`` readings
+before the day, however many days back), the right context (each machine's next ``ctx`` readings
+after it) and, with rolling features, each machine's last kept rows before it. Its result key
+digests all four and the rules, so a night recomputes a day only when its content or one of its
+contexts changed: the new day, and the neighbours whose window context it changes (usually the
+day before). Everything is keyed by content: a from-scratch run writes the same files as an
+incremental one. Unchanged days cost a dictionary lookup; contexts are recomputed only from the
+first changed day on, with small frames.
+
+A night writes new day files and context frames beside the old ones (nothing is rewritten), then
+the manifest (atomic rename) and ``current.json``. Readers of an older manifest keep working until
+``rsft gc`` removes what no kept manifest lists.
+
+Rules that need the whole pool at once (``text_duplicate``, a ``duplicate`` key without the
+group and time) or a pool without a time column fall back to one partition (``all``) computed
+by :func:`rsft.prefilter.prefilter`, keyed by the whole dataset.
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from rsft.config import PrefilterConfig
+from rsft.fsio import atomic_path, atomic_write_text, remove_orphans
+
+EMPTY = "empty"
+NULL_DAY = "null"
+
+
+def _digest(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
+def frame_digest(df: pl.DataFrame) -> str:
+    """Content digest of a (small) frame: its schema and row hashes in order."""
+    if df.height == 0:
+        return EMPTY
+    h = hashlib.sha256(json.dumps([[n, str(t)] for n, t in df.schema.items()]).encode())
+    h.update(df.hash_rows(seed=0).to_numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------------------
+# reading a kept pool
+# --------------------------------------------------------------------------------------
+def is_manifest(path: str | Path) -> bool:
+    return str(path).endswith(".json")
+
+
+def manifest_files(path: str | Path) -> list[str]:
+    """The kept pool's Parquet files in order (day order), absolute paths."""
+    m = json.loads(Path(path).read_text())
+    base = Path(path).parent.parent
+    return [str(base / r["file"]) for r in m["days"]]
+
+
+def excluded_files(path: str | Path) -> list[str]:
+    """The dropped rows' Parquet files of a manifest (``prefilter.write_excluded``), day order."""
+    m = json.loads(Path(path).read_text())
+    base = Path(path).parent.parent
+    return [str(base / r["excluded"]) for r in m["days"] if r.get("excluded")]
+
+
+def pool_files(path: str | Path) -> list[str]:
+    """Files of a kept pool given as a manifest, or ``[path]`` for a plain Parquet file."""
+    return manifest_files(path) if is_manifest(path) else [str(path)]
+
+
+def scan_pool(path: str | Path) -> pl.LazyFrame:
+    """The kept pool as one lazy frame (a manifest's files in day order, or one Parquet file)."""
+    return pl.scan_parquet(pool_files(path), hive_partitioning=False)
+
+
+# a day's sample file holds at most this share (per million) of its rows; a larger sample reads
+# the day file itself (a copy of most of a day would cost disk and save little reading)
+SAMPLE_FILE_MAX_CAP = 125_000
+
+
+def _hash(seed: int) -> pl.Expr:
+    return pl.struct("_source", "_row").hash(seed) % 1_000_000
+
+
+def sample_pool(path: str | Path, rows: int, rows_total: int, seed: int) -> pl.LazyFrame:
+    """The kept pool's rows whose row hash (``seed``) falls under ``rows / rows_total`` — the rows
+    and order of :func:`rsft.pipeline.data.hashed_sample` over :func:`scan_pool` — read from
+    per-day sample files (``samples/<day file>-<seed>-<cap>.parquet``: the day's rows with hash
+    < cap), so a night reads about the sample, not the pool. A day's sample file is written with
+    cap = 2 × tonight's threshold and written again once the pool has grown so that it holds
+    more than 4 × what is needed (each day's file is rewritten about log₂(growth) times); while
+    the sample is more than ``SAMPLE_FILE_MAX_CAP / 2`` of the pool (a small pool), days are read
+    whole."""
+    if rows_total <= rows or not is_manifest(path):
+        lf = scan_pool(path)
+        return lf if rows_total <= rows else lf.filter(_hash(seed) < int(rows / rows_total * 1_000_000) + 1)
+    keep = int(rows / rows_total * 1_000_000) + 1
+    base = Path(path).parent.parent
+    sdir = base / "samples"
+    sdir.mkdir(parents=True, exist_ok=True)
+    have: dict[tuple[str, int], list[int]] = {}
+    for name in os.listdir(sdir):
+        if name.startswith(".") or not name.endswith(".parquet"):
+            continue
+        stem, sd, cap = name[: -len(".parquet")].rsplit("-", 2)
+        have.setdefault((stem, int(sd)), []).append(int(cap))
+    parts = []
+    for f in manifest_files(path):
+        stem = Path(f).stem
+        caps = sorted(c for c in have.get((stem, seed), []) if c >= keep)
+        if caps and caps[0] <= 4 * keep:
+            cap = caps[0]
+        elif 2 * keep > SAMPLE_FILE_MAX_CAP:  # the sample is most of the day: read the day itself
+            parts.append(f)
+            continue
+        else:
+            cap = 2 * keep
+            out = sdir / f"{stem}-{seed}-{cap}.parquet"
+            if not out.exists():
+                with atomic_path(out) as tmp:
+                    pl.scan_parquet(f, hive_partitioning=False).filter(_hash(seed) < cap).collect().write_parquet(tmp)
+        parts.append(str(sdir / f"{stem}-{seed}-{cap}.parquet"))
+    return pl.scan_parquet(parts, hive_partitioning=False).filter(_hash(seed) < keep)
+
+
+# --------------------------------------------------------------------------------------
+# the plan: how a rule set partitions
+# --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Plan:
+    by: str | None  # the group of the window rules / rolling features
+    order_by: str | None  # the time column; None = one partition
+    ctx: int  # raw context rows per machine on each side (the widest window rule)
+    kctx: int  # kept context rows per machine on the left (rolling features)
+
+
+def plan(cfg: PrefilterConfig, columns: list[str], derive=None, time_column: str | None = None) -> Plan:
+    from rsft.prefilter import _GLOBAL_KINDS, WINDOW_KINDS
+
+    windows = [r for r in cfg.rules if r.kind in WINDOW_KINDS]
+    if windows:
+        by, order_by = windows[0].by, windows[0].order_by
+    elif derive is not None:
+        by, order_by = derive.by, derive.order_by
+    else:
+        by, order_by = None, (time_column if time_column in columns else None)
+    if any((r.by, r.order_by) != (by, order_by) for r in windows):
+        raise ValueError("prefilter: all window rules must share the same 'by' and 'order_by'")
+    if derive is not None and (derive.by, derive.order_by) != (by, order_by):
+        raise ValueError(f"features.rolling: group/time ({derive.by}, {derive.order_by}) must match the prefilter's window "
+                         f"rules ({by}, {order_by})")
+    ctx = max((getattr(r, "window", 2) for r in windows), default=0)
+    kctx = derive.context if derive is not None else 0
+    for r in cfg.rules:
+        if r.kind in _GLOBAL_KINDS or (r.kind == "duplicate" and not ({by, order_by} <= set(r.columns))):
+            if windows or derive is not None:  # day by day, such a rule would miss pairs across days
+                raise ValueError(f"prefilter rule '{_rule_name(r)}': with window rules, a duplicate key must include "
+                                 f"{by} and {order_by} (blocks hold whole days)")
+            return Plan(None, None, 0, 0)
+    return Plan(by, order_by, ctx, kctx)
+
+
+def _day_expr(order_by: str) -> pl.Expr:
+    return pl.col(order_by).dt.date().cast(pl.String).fill_null(NULL_DAY).alias("__day")
+
+
+def _order(days) -> list[str]:
+    return sorted(days, key=lambda d: (d != NULL_DAY, d))  # time-less rows first, as a sort puts nulls
+
+
+# --------------------------------------------------------------------------------------
+# the incremental update
+# --------------------------------------------------------------------------------------
+class _Frames:
+    """Content-addressed small frames under ``ctx/`` (read back by digest)."""
+
+    def __init__(self, root: Path, schema: dict[str, pl.DataType]):
+        self.dir = root / "ctx"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.schema = schema
+        self.cache: dict[str, pl.DataFrame] = {}
+
+    def load(self, key: str, schema: dict[str, pl.DataType] | None = None) -> pl.DataFrame:
+        if key == EMPTY:
+            return pl.DataFrame(schema=schema or self.schema)
+        if key not in self.cache:
+            self.cache[key] = pl.read_parquet(self.dir / f"{key}.parquet")
+        return self.cache[key]
+
+    def save(self, df: pl.DataFrame) -> str:
+        key = frame_digest(df)
+        if key != EMPTY:
+            path = self.dir / f"{key}.parquet"
+            if not path.exists():
+                with atomic_path(path) as tmp:
+                    df.write_parquet(tmp)
+            self.cache[key] = df
+        return key
+
+    def exists(self, key: str) -> bool:
+        return key == EMPTY or (self.dir / f"{key}.parquet").exists()
+
+
+def _tail(df: pl.DataFrame, by: str, order_by: str, n: int) -> pl.DataFrame:
+    return df.sort(by, order_by, maintain_order=True).group_by(by, maintain_order=True).tail(n)
+
+
+def _head(df: pl.DataFrame, by: str, order_by: str, n: int) -> pl.DataFrame:
+    return df.sort(by, order_by, maintain_order=True).group_by(by, maintain_order=True).head(n)
+
+
+def _cat(a: pl.DataFrame, b: pl.DataFrame) -> pl.DataFrame:
+    return b if a.height == 0 else a if b.height == 0 else pl.concat([a, b], how="vertical_relaxed")
+
+
+def _day_index(src: Path, root: Path, order_by: str) -> dict[str, list[tuple[str, int]]]:
+    """day -> [(ingested part, rows of that day)], each part's days read once (cached by its
+    path and size: ingested parts are named by the digest of their source file)."""
+    parts = sorted(glob.glob(os.path.join(str(src), "data", "**", "*.parquet"), recursive=True))
+    if not parts:
+        raise FileNotFoundError(f"dataset {src} has no ingested rows yet")
+    index_path = root / f"days-index-{order_by}.json"
+    old = json.loads(index_path.read_text()) if index_path.exists() else {}
+    new: dict[str, Any] = {}
+    for p in parts:
+        rel = os.path.relpath(p, src)
+        size = os.path.getsize(p)
+        e = old.get(rel)
+        if e is None or e["size"] != size:
+            counts = pl.scan_parquet(p, hive_partitioning=False).select(_day_expr(order_by)).group_by("__day").len().collect()
+            e = {"size": size, "days": dict(zip(counts["__day"].to_list(), counts["len"].to_list()))}
+        new[rel] = e
+    if new != old:
+        atomic_write_text(index_path, json.dumps(new))
+    days: dict[str, list[tuple[str, int]]] = {}
+    for rel, e in new.items():
+        for d, n in e["days"].items():
+            days.setdefault(d, []).append((rel, int(n)))
+    return days
+
+
+def update(src: str | Path, root: str | Path, cfg: PrefilterConfig, *, derive=None, time_column: str | None = None,
+           write_excluded: bool = False, rules_key: str = "") -> dict[str, Any]:
+    """Bring the kept pool under ``root`` up to date with the ingested dataset ``src``; returns the
+    manifest written (``path``, counts, ``days_total``, ``days_computed``)."""
+    from rsft.prefilter import check_rules
+
+    src, root = Path(src), Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    for d in (root, root / "ctx", root / "versions"):
+        if d.is_dir():
+            remove_orphans(d)
+    parts_all = sorted(glob.glob(os.path.join(str(src), "data", "**", "*.parquet"), recursive=True))
+    if not parts_all:
+        raise FileNotFoundError(f"dataset {src} has no ingested rows yet")
+    schema = dict(pl.scan_parquet(parts_all, hive_partitioning=False).collect_schema())
+    check_rules(cfg, list(schema))
+    p = plan(cfg, list(schema), derive, time_column)
+    names = [_rule_name(r) for r in cfg.rules]
+    prev = _current(root)
+    if p.order_by is None:
+        recs = [_whole(src, root, cfg, derive, write_excluded, rules_key, prev.get("all"))]
+    else:
+        recs = _by_day(src, root, cfg, p, schema, derive, write_excluded, rules_key, prev)
+    rows_in = sum(r["rows_in"] for r in recs)
+    dropped = {n: sum(r["dropped"][i] for r in recs) for i, n in enumerate(names)}
+    manifest = {
+        "rules_key": rules_key,
+        "days": [{k: v for k, v in r.items() if k != "computed"} for r in recs],
+        "rows_in": rows_in, "rows_out": rows_in - sum(dropped.values()),
+        "dropped": dropped, "alone": {n: sum(r["alone"][i] for r in recs) for i, n in enumerate(names)},
+    }
+    version = _digest(rules_key, [r["key"] for r in recs])
+    path = root / "versions" / f"{version}.json"
+    if path.exists():
+        os.utime(path)  # used tonight: the newest nights' manifests are what `rsft gc` keeps
+    else:
+        atomic_write_text(path, json.dumps(manifest, indent=1))
+    atomic_write_text(root / "current.json", json.dumps({"version": version}))
+    return {**manifest, "path": str(path), "version": version, "days_total": len(recs),
+            "days_computed": sum(bool(r.get("computed")) for r in recs),
+            "computed": [r["day"] for r in recs if r.get("computed")]}
+
+
+def _rule_name(r) -> str:
+    from rsft.prefilter import rule_name
+
+    return rule_name(r)
+
+
+def _current(root: Path) -> dict[str, dict[str, Any]]:
+    """The newest manifest's day records (what tonight may reuse), by day."""
+    try:
+        version = json.loads((root / "current.json").read_text())["version"]
+        m = json.loads((root / "versions" / f"{version}.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {r["day"]: r for r in m["days"] if (root / r["file"]).exists()}
+
+
+def _counts_list(counts: dict[str, int], n: int) -> tuple[int, list[int], list[int]]:
+    return (int(counts["__rows"]), [int(counts[f"__first_{i}"]) for i in range(n)],
+            [int(counts[f"__alone_{i}"]) for i in range(n)])
+
+
+def _whole(src, root, cfg, derive, write_excluded, rules_key, old) -> dict[str, Any]:
+    """One partition: the whole pool through :func:`rsft.prefilter.prefilter`."""
+    from rsft.ingest import scan_dataset
+    from rsft.pipeline.layout import dataset_digest
+    from rsft.prefilter import prefilter
+
+    key = _digest(rules_key, "all", dataset_digest(src))
+    if old and old["key"] == key:
+        return old
+    out = root / "days" / "all" / f"{key}.parquet"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    remove_orphans(out.parent)
+    excl = out.with_name(f"{key}.excluded.parquet") if write_excluded else None
+    s = prefilter(scan_dataset(src), out, cfg, excluded_path=excl, derive=derive)
+    names = list(s.dropped)
+    return {"day": "all", "key": key, "file": os.path.relpath(out, root),
+            "excluded": os.path.relpath(excl, root) if excl else None, "rows_in": s.rows_in, "rows_out": s.rows_out,
+            "dropped": [s.dropped[n] for n in names], "alone": [s.alone[n] for n in names], "computed": True}
+
+
+def _by_day(src, root, cfg, p: Plan, schema, derive, write_excluded, rules_key, prev) -> list[dict[str, Any]]:
+    from rsft.prefilter import _count_aggs, _derive, flagged
+
+    index = _day_index(src, root, p.order_by)
+    days = _order(index)
+    content = {d: _digest(d, sorted(index[d])) for d in days}
+    frames = _Frames(root, schema)
+    names = [_rule_name(r) for r in cfg.rules]
+
+    cached: dict[str, pl.DataFrame] = {}  # days read for their edges, kept for step 4 while small
+
+    def read_day(d: str, keep: bool = False) -> pl.DataFrame:
+        if d in cached:
+            return cached.pop(d)
+        files = [str(src / rel) for rel, _ in sorted(index[d])]
+        df = pl.scan_parquet(files, hive_partitioning=False).filter(_day_expr(p.order_by) == d).collect()
+        if keep and sum(f.height for f in cached.values()) + df.height <= cfg.block_rows:
+            cached[d] = df
+        return df
+
+    # 1. each day's edges (first / last ctx readings per machine), keyed by its content
+    edges: dict[str, tuple[str, str]] = {}
+    if p.ctx:
+        for d in days:
+            rec = prev.get(d)
+            if rec and rec["content"] == content[d] and frames.exists(rec["head"]) and frames.exists(rec["tail"]):
+                edges[d] = (rec["head"], rec["tail"])
+            else:
+                df = read_day(d, keep=True)
+                edges[d] = (frames.save(_head(df, p.by, p.order_by, p.ctx)), frames.save(_tail(df, p.by, p.order_by, p.ctx)))
+    # 2. left context of each day: every machine's last ctx readings before it (forward)
+    left: dict[str, str] = {}
+    right: dict[str, str] = {}
+    carry: dict[str, str] = {}
+    rcarry: dict[str, str] = {}
+    if p.ctx:
+        cur = EMPTY
+        for d in days:
+            rec, left[d] = prev.get(d), cur
+            if rec and rec["content"] == content[d] and rec["left"] == cur and frames.exists(rec["carry"]):
+                cur = rec["carry"]
+            else:
+                cur = frames.save(_tail(_cat(frames.load(cur), frames.load(edges[d][1])), p.by, p.order_by, p.ctx))
+            carry[d] = cur
+        # 3. right context: every machine's next ctx readings after it (backward)
+        cur = EMPTY
+        for d in reversed(days):
+            rec, right[d] = prev.get(d), cur
+            if rec and rec["content"] == content[d] and rec["right"] == cur and frames.exists(rec["rcarry"]):
+                cur = rec["rcarry"]
+            else:
+                cur = frames.save(_head(_cat(frames.load(edges[d][0]), frames.load(cur)), p.by, p.order_by, p.ctx))
+            rcarry[d] = cur
+    # 4. the days whose key changed (forward: the kept context of rolling features follows)
+    recs, kin = [], EMPTY
+    for d in days:
+        rec = prev.get(d)
+        key = _digest(rules_key, content[d], left.get(d, EMPTY), right.get(d, EMPTY), kin)
+        if rec and rec["key"] == key and frames.exists(rec["kept_tail"]):
+            recs.append({**rec, "carry": carry.get(d, EMPTY), "rcarry": rcarry.get(d, EMPTY)})
+            kin = rec["kept_tail"]
+            continue
+        block = read_day(d).with_columns(__mid=pl.lit(True))
+        ctx_frames = [frames.load(left[d]).with_columns(__mid=pl.lit(False))] if p.ctx else []
+        ctx_frames += [block]
+        if p.ctx:
+            ctx_frames.append(frames.load(right[d]).with_columns(__mid=pl.lit(False)))
+        whole = pl.concat([f for f in ctx_frames if f.height or f is block], how="vertical_relaxed")
+        lf, flags = flagged(whole.lazy(), cfg)
+        judged = lf.filter(pl.col("__mid")).drop("__mid").collect()
+        rows_in, dropped, alone = _counts_list(judged.select(_count_aggs(flags)).row(0, named=True), len(names))
+        keep = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
+        kept = judged.filter(keep).drop(flags)
+        kept_tail = EMPTY
+        if derive is not None:
+            prev_kept = frames.load(kin, kept.schema) if kin != EMPTY else None
+            kept, tail = _derive(kept, prev_kept, derive)
+            kept_tail = frames.save(tail)
+        out = root / "days" / d / f"{key}.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphans(out.parent)
+        if not out.exists():
+            with atomic_path(out) as tmp:
+                kept.write_parquet(tmp, compression="zstd")
+        excl = None
+        if write_excluded:
+            excl = out.with_name(f"{key}.excluded.parquet")
+            rule_col = pl.coalesce([pl.when(~pl.col(f)).then(pl.lit(n)) for f, n in zip(flags, names)]).alias("rule")
+            with atomic_path(excl) as tmp:
+                judged.filter(~keep).with_columns(rule_col).drop(flags).write_parquet(tmp, compression="zstd")
+        recs.append({"day": d, "key": key, "content": content[d], "file": os.path.relpath(out, root),
+                     "excluded": os.path.relpath(excl, root) if excl else None,
+                     "rows_in": rows_in, "rows_out": rows_in - sum(dropped), "dropped": dropped, "alone": alone,
+                     "head": edges[d][0] if p.ctx else EMPTY, "tail": edges[d][1] if p.ctx else EMPTY,
+                     "left": left.get(d, EMPTY), "right": right.get(d, EMPTY), "carry": carry.get(d, EMPTY),
+                     "rcarry": rcarry.get(d, EMPTY), "kept_in": kin, "kept_tail": kept_tail, "computed": True})
+        kin = kept_tail
+    return recs

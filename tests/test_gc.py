@@ -1,0 +1,107 @@
+"""``rsft gc``: old nights' intermediates go, what a registered version needs stays (and says
+why), tonight's incremental prefilter still reuses the kept pool afterwards."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.test_retrain_flow import small_config
+
+
+def _files(root: Path) -> set[str]:
+    return {str(p.relative_to(root)) for p in root.rglob("*") if p.is_file()}
+
+
+def _night(cfg, raw: Path, night: int):
+    from rsft import pipeline as stages
+    from rsft.synth import write_synthetic
+
+    write_synthetic(cfg.synth, raw, night=night)
+    stages.ingest_stage(cfg)
+    pre = stages.prefilter_stage(cfg)
+    scored = stages.fit_scorer_stage(cfg, pre)
+    stages.select_stage(cfg, pre, scored)
+    return pre, Path(scored.run_dir)
+
+
+def test_gc_keeps_lineage_and_recent_nights_and_removes_the_rest(tmp_path):
+    from rsft import gc
+    from rsft.config import load_config
+    from rsft.keptpool import manifest_files, scan_pool
+    from rsft.pipeline import pipeline_root
+
+    cfg = load_config(small_config(tmp_path))
+    raw = tmp_path / "raw"
+    (pre1, run1), (pre2, run2), (pre3, run3) = [_night(cfg, raw, n) for n in (1, 2, 3)]
+    assert len({run1, run2, run3}) == 3 and len({pre1.output, pre2.output, pre3.output}) == 3
+    root = pipeline_root(cfg)
+    legacy = root / "prefiltered" / "0123456789abcdef.parquet"  # a whole-pool copy of an older rsft
+    pl.DataFrame({"a": [1]}).write_parquet(legacy)
+    lineage = [  # as rsft.tracking.lineage reads it from MLflow
+        {"version": 1, "aliases": ["champion"], "run_id": "r1",
+         "datasets": {"selected": str(run1 / "selected.parquet"), "pool-prefiltered": pre1.output}},
+        {"version": 2, "aliases": [], "run_id": "r2",
+         "datasets": {"selected": str(run2 / "selected.parquet"), "pool-prefiltered": pre2.output}},
+    ]
+    before = _files(root)
+    dry = gc.collect(cfg, keep_nights=1, dry_run=True, lineage=lineage)
+    assert _files(root) == before and dry.bytes_removed > 0  # a dry run removes nothing
+    rep = gc.collect(cfg, keep_nights=1, lineage=lineage)
+    assert [(i.path, i.why) for i in rep.removed] == [(i.path, i.why) for i in dry.removed]
+    why = {i.path: i.why for i in rep.kept}
+    removed = {i.path: i.why for i in rep.removed}
+    # tonight's run whole; the champion's selection, scorer and report; v2's run (no alias) gone
+    assert "newest 1 nights" in why[str(run3)] and (run3 / "chunks").is_dir()
+    assert "lineage of v1 (champion)" in why[str(run1)]
+    assert (run1 / "chunks").exists() is False  # (no report: these nights stop at the selection)
+    assert sorted(p.name for p in run1.iterdir()) == ["scorer.pt", "selected.parquet"]
+    assert pl.read_parquet(run1 / "selected.parquet").height > 0
+    assert not run2.exists() and "no version holding an alias" in removed[str(run2)]
+    # the kept pool: night 3's manifest (current) and night 1's (v1's lineage) with all their
+    # day files; night 2's manifest (v2 holds no alias) and the day it alone listed (day 7,
+    # recomputed on night 3 with its right context) gone
+    assert "the current kept pool" in why[str(Path(pre3.output))] and "lineage of v1" in why[str(Path(pre1.output))]
+    assert not Path(pre2.output).exists() and "no version with an alias" in removed[pre2.output]
+    assert all(Path(f).exists() for f in manifest_files(pre1.output) + manifest_files(pre3.output))
+    days_removed = [p for p in removed if "/days/" in p]
+    assert len(days_removed) == 1 and "replaced since" in removed[days_removed[0]]
+    assert scan_pool(pre1.output).collect().height == pre1.rows_out
+    assert not legacy.exists() and "whole-pool copy" in removed[str(legacy)]
+    # night 4 after gc: still incremental (the current pool's contexts were kept)
+    pre4, _ = _night(cfg, raw, 4)
+    assert 0 < pre4.days_computed <= 4 < pre4.days_total
+
+
+@pytest.mark.slow
+def test_gc_reads_the_registered_versions_lineage_from_mlflow(tmp_path):
+    """Two real nights (LOCAL steps, MLflow in the state dir), then `rsft gc --keep-nights 1`:
+    the first night's run is kept for v1's lineage (champion or previous-champion) with only its
+    selection, scorer and report; the CLI says so; the summary reported the state dir's disk use."""
+    from typer.testing import CliRunner
+
+    from rsft import pipeline as stages
+    from rsft.cli import app
+    from rsft.config import load_config
+    from rsft.gc import registered_lineage
+    from rsft.synth import write_synthetic
+
+    cfg_path = small_config(tmp_path)
+    cfg = load_config(cfg_path)
+    runs = []
+    for night in (1, 2):
+        write_synthetic(cfg.synth, tmp_path / "raw", night=night)
+        out = stages.run_night(cfg)
+        assert out["state_disk"].split(" (")[0].endswith("MB") and "kept pool" in out["state_disk"]
+        runs.append(out)
+    lineage = {v["version"]: v for v in registered_lineage(cfg)}  # the versions holding an alias
+    assert 1 in lineage and set(lineage) <= {1, 2}
+    first = Path(lineage[1]["datasets"]["4_selected"]).parent
+    assert lineage[1]["aliases"] and lineage[1]["datasets"]["3_kept"].endswith(".json")
+    res = CliRunner().invoke(app, ["gc", "--config", str(cfg_path), "--keep-nights", "1"])
+    assert res.exit_code == 0, res.output
+    text = " ".join(res.output.split())
+    assert "lineage of v1" in text and "never removed" in text
+    assert sorted(p.name for p in first.iterdir()) == ["report", "scorer.pt", "selected.parquet"]

@@ -1,0 +1,193 @@
+"""The kept pool, prefiltered one day at a time: an incremental night equals a from-scratch run
+and the whole-pool evaluation, and recomputes only the new day and its changed neighbours."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from rsft import keptpool
+from rsft.config import FeaturesConfig, PrefilterConfig
+from rsft.features import add_rolling_features, rolling_feature_exprs
+from rsft.prefilter import Derive, _count_aggs, flagged
+
+T0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+RULES = [
+    {"kind": "duplicate", "columns": ["machine_id", "ts"]},
+    {"kind": "range", "column": "s01", "min": 0, "max": 150},
+    {"kind": "stuck", "columns": ["s01", "s02"], "window": 5},
+    {"kind": "spike", "columns": ["s01"], "window": 7, "k": 5.0},
+    {"kind": "rate_of_change", "column": "s02", "max_delta": 6.0},
+]
+FEATS = FeaturesConfig(numeric=["s01"], rolling=[{"columns": ["s01"], "window": 6, "stats": ["mean", "std", "max"]}])
+
+
+def _day(day: int, rng: np.random.Generator) -> pl.DataFrame:
+    """One day of readings: M01 and M02 every 30 min; M03 silent on days 2-4; M04 only two
+    readings a day (fewer than any window: its context reaches back over several days)."""
+    frames = []
+    for m, every in (("M01", 30), ("M02", 30), ("M03", 30), ("M04", 600)):
+        if m == "M03" and day in (2, 3, 4):
+            continue
+        ts = [T0 + timedelta(days=day, minutes=k) for k in range(0, 24 * 60, every)]
+        n = len(ts)
+        s01, s02 = rng.normal(60, 2, n), rng.normal(20, 1, n)
+        if m == "M01":
+            s01[::23] += 40  # spikes
+        if m == "M02" and day in (1, 5):
+            s01[-3:] = 61.5  # a stuck run across midnight, into the next day's first readings
+        if m == "M02" and day in (2, 6):
+            s01[:3] = 61.5
+        frames.append(pl.DataFrame({"machine_id": m, "ts": ts, "s01": s01, "s02": s02,
+                                    "_source": f"day{day}", "_row": np.arange(n, dtype=np.int64)}))
+    df = pl.concat(frames)
+    return df.with_columns(pl.col("ts").dt.replace_time_zone("UTC") if df["ts"].dtype.time_zone is None else pl.col("ts"))
+
+
+def _write(src: Path, name: str, df: pl.DataFrame) -> None:
+    p = src / "data" / f"part-{name}.parquet"
+    p.parent.mkdir(parents=True, exist_ok=True)
+    df.sample(fraction=1.0, shuffle=True, seed=len(name)).write_parquet(p)  # any row order
+
+
+def _whole_pool(src: Path, cfg: PrefilterConfig) -> tuple[pl.DataFrame, dict]:
+    """The reference: every rule on the whole pool at once, rolling features on all kept rows."""
+    lf = pl.scan_parquet(str(src / "data" / "*.parquet"))
+    whole, flags = flagged(lf, cfg)
+    counts = whole.select(_count_aggs(flags)).collect().row(0, named=True)
+    kept = whole.filter(pl.all_horizontal(flags)).drop(flags).collect()
+    return add_rolling_features(kept, FEATS), counts
+
+
+def _kept(m: dict) -> pl.DataFrame:
+    return keptpool.scan_pool(m["path"]).collect()
+
+
+def test_incremental_nights_equal_a_from_scratch_run_and_the_whole_pool(tmp_path):
+    """Three nights (seeded data, rng 11): new days, a late file that changes an old day, and a
+    machine that reads less often than the windows. After each night the incremental kept pool
+    has exactly the files, rows and counts of a from-scratch run, and the rows (with rolling
+    features, to 1e-9) of the whole-pool evaluation; a night recomputes only the days whose
+    content or context changed."""
+    rng = np.random.default_rng(11)
+    days = [_day(d, rng) for d in range(8)]
+    cfg = PrefilterConfig.model_validate({"rules": RULES})
+    derive = Derive(tuple(rolling_feature_exprs(FEATS)), "machine_id", "ts", 5)
+    src, inc = tmp_path / "src", tmp_path / "incremental"
+    late = days[2].filter(pl.col("machine_id") == "M01").head(6).with_columns(
+        pl.col("ts") + timedelta(minutes=7), pl.col("s01") + 30, pl.lit("late").alias("_source"))
+    nights = [
+        [(f"d{d}", days[d]) for d in range(5)],
+        [("d5", days[5]), ("d6", days[6]), ("late2", late)],  # a late file for day 2
+        [("d7", days[7])],
+    ]
+    computed = []
+    for n, files in enumerate(nights):
+        for name, df in files:
+            _write(src, name, df)
+        m = keptpool.update(src, inc, cfg, derive=derive, rules_key="k")
+        scratch = keptpool.update(src, tmp_path / f"scratch{n}", cfg, derive=derive, rules_key="k")
+        assert scratch["days_computed"] == scratch["days_total"]
+        assert [Path(f).name for f in keptpool.manifest_files(m["path"])] == \
+               [Path(f).name for f in keptpool.manifest_files(scratch["path"])]
+        assert_frame_equal(_kept(m), _kept(scratch))
+        assert {k: m[k] for k in ("rows_in", "rows_out", "dropped", "alone")} == \
+               {k: scratch[k] for k in ("rows_in", "rows_out", "dropped", "alone")}
+        want, counts = _whole_pool(src, cfg)
+        got = _kept(m)
+        key = ["machine_id", "ts", "_source"]
+        assert_frame_equal(got.sort(key), want.sort(key), check_dtypes=False, rtol=0, atol=1e-9)
+        assert m["rows_in"] == counts["__rows"] and list(m["dropped"].values()) == [counts[f"__first_{i}"] for i in range(5)]
+        computed.append(m["computed"])
+    assert m["dropped"]["stuck:s01,s02"] >= 12 and m["dropped"]["spike:s01"] > 0  # the planted runs and spikes
+    day = lambda d: (T0 + timedelta(days=d)).date().isoformat()  # noqa: E731
+    # night 2: the late file's day 2; day 1 (M01's first readings after it changed: its right
+    # context) and day 3 (its left and kept context changed); the new days 5 and 6 and day 4 (it
+    # was the last day: its right context is new); day 0 is reused
+    assert computed[1] == [day(d) for d in (1, 2, 3, 4, 5, 6)]
+    # night 3: the new day 7, and the days whose next 7 readings of M04 (3 a day) reach into it:
+    # days 6, 5 and 4 (7 readings after day 4 = 3 + 3 + 1); days 0-3 are reused
+    assert computed[2] == [day(d) for d in (4, 5, 6, 7)]
+
+
+def test_an_unchanged_night_reuses_every_day_and_writes_the_same_manifest(tmp_path):
+    rng = np.random.default_rng(2)
+    src = tmp_path / "src"
+    for d in range(3):
+        _write(src, f"d{d}", _day(d, rng))
+    cfg = PrefilterConfig.model_validate({"rules": RULES})
+    a = keptpool.update(src, tmp_path / "k", cfg, rules_key="k")
+    b = keptpool.update(src, tmp_path / "k", cfg, rules_key="k")
+    assert a["days_computed"] == 3 and b["days_computed"] == 0 and a["path"] == b["path"]
+
+
+def test_rules_without_a_time_column_fall_back_to_one_partition(tmp_path):
+    src = tmp_path / "src"
+    _write(src, "a", pl.DataFrame({"t": ["x", "y", "x "], "_source": "a", "_row": [1, 2, 3]}))
+    cfg = PrefilterConfig.model_validate({"rules": [{"kind": "text_duplicate", "column": "t"}]})
+    m = keptpool.update(src, tmp_path / "k", cfg, rules_key="k")
+    assert m["days_total"] == 1 and m["rows_out"] == 2 and sorted(_kept(m)["t"].str.strip_chars()) == ["x", "y"]
+
+
+@pytest.mark.slow
+def test_incremental_night_selects_the_rows_of_a_from_scratch_run(tmp_path):
+    """The demo pipeline (small): night 2 prefiltered incrementally on night 1's kept pool selects
+    exactly the rows a fresh state dir selects from the same raw files (same scorer, same chunks)."""
+    from rsft import pipeline as stages
+    from rsft.config import load_config
+    from rsft.synth import write_synthetic
+    from tests.test_retrain_flow import small_config
+
+    cfg = load_config(small_config(tmp_path))
+    fresh = cfg.model_copy(update={"state": cfg.state.model_copy(update={"dir": str(tmp_path / "fresh")})})
+    write_synthetic(cfg.synth, tmp_path / "raw", night=1)
+    stages.ingest_stage(cfg)
+    stages.prefilter_stage(cfg)
+    write_synthetic(cfg.synth, tmp_path / "raw", night=2)
+    out = {}
+    for name, c in (("incremental", cfg), ("scratch", fresh)):
+        stages.ingest_stage(c)
+        pre = stages.prefilter_stage(c)
+        scored = stages.fit_scorer_stage(c, pre)
+        out[name] = (pre, pl.read_parquet(stages.select_stage(c, pre, scored).output))
+    (pi, si), (ps, ss) = out["incremental"], out["scratch"]
+    assert pi.days_computed < pi.days_total and ps.days_computed == ps.days_total
+    assert pi.version == ps.version and si.height > 0
+    assert_frame_equal(si, ss)
+
+
+def test_a_duplicate_key_across_days_is_refused_with_window_rules(tmp_path):
+    """Day by day, a duplicate key without (machine, time) would miss pairs on different days."""
+    src = tmp_path / "src"
+    _write(src, "d0", _day(0, np.random.default_rng(0)))
+    cfg = PrefilterConfig.model_validate({"rules": [{"kind": "duplicate", "columns": ["s01"]},
+                                                    {"kind": "stuck", "columns": ["s01"]}]})
+    with pytest.raises(ValueError, match="duplicate key must include machine_id and ts"):
+        keptpool.update(src, tmp_path / "k", cfg, rules_key="k")
+
+
+def test_pool_samples_from_per_day_sample_files_equal_the_whole_pool_filter(tmp_path):
+    """The pool sample (hash filter over every kept row) read from per-day sample files is the
+    same frame, row for row, as the filter over the whole pool, night after night while the
+    pool grows (sample files reused, or written again when they hold > 4× what is needed)."""
+    from rsft.pipeline.data import hashed_sample
+
+    rng = np.random.default_rng(5)
+    src, root = tmp_path / "src", tmp_path / "k"
+    cfg = PrefilterConfig.model_validate({"rules": RULES})
+    written = []
+    for d in range(8):
+        _write(src, f"d{d}", _day(d, rng))
+        m = keptpool.update(src, root, cfg, rules_key="k")
+        for rows, seed in ((40, 0), (150, 0), (300, 7)):  # 150 after 40 on one seed: a bigger sample than the files hold
+            got = keptpool.sample_pool(m["path"], rows, m["rows_out"], seed).collect()
+            want = hashed_sample(keptpool.scan_pool(m["path"]), m["rows_out"], rows, seed).collect()
+            assert_frame_equal(got, want)
+            assert 0 < got.height and (got.height < m["rows_out"]) == (rows < m["rows_out"])
+        written.append(len(list((root / "samples").glob("*.parquet"))))
+    assert 0 < written[-1] < 3 * 8 * 4  # not one file per day, seed and night: most nights reuse them
