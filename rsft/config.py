@@ -40,6 +40,8 @@ class StateConfig(_Model):
     # `rsft gc` keeps the intermediates (runs/<key>/, kept-pool manifests) of this many newest
     # nights whole; older ones only where a registered version with an alias needs them
     keep_nights: int = Field(7, ge=1)
+    # run that retention at the end of every night (the summary's `gc` line); false = only `rsft gc`
+    gc_after_night: bool = True
 
     @model_validator(mode="after")
     def _local_dir(self) -> StateConfig:

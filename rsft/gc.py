@@ -24,6 +24,8 @@ Under ``data/<pipeline>/``:
 
 from __future__ import annotations
 
+import logging
+
 import json
 import os
 import shutil
@@ -237,3 +239,17 @@ def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: boo
         for p in set(models) - set(_newest(models, 1)):
             remove(p, "an older pretrained base model (first-night warm start of another config)")
     return rep
+
+
+def after_night(cfg: PipelineConfig) -> str:
+    """The retention run at the end of a night (``state.gc_after_night``), as one line for the
+    night's summary. A failure is reported, never raised: the night's model is already registered."""
+    from rsft.state import human_bytes
+
+    try:
+        rep = collect(cfg)
+    except Exception as e:  # noqa: BLE001 - retention must not fail a finished night
+        logging.getLogger(__name__).warning("gc after the night failed: %s", e, exc_info=True)
+        return f"failed: {type(e).__name__}: {e}"
+    return (f"removed {len(rep.removed)} old intermediate(s), {human_bytes(rep.bytes_removed)} "
+            f"(state.keep_nights={cfg.state.keep_nights}; `rsft gc --dry-run` lists what is kept and why)")

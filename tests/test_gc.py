@@ -93,9 +93,13 @@ def test_gc_reads_the_registered_versions_lineage_from_mlflow(tmp_path):
     runs = []
     for night in (1, 2):
         write_synthetic(cfg.synth, tmp_path / "raw", night=night)
-        out = stages.run_night(cfg)
+        # night 2 keeps one night: its own gc (state.gc_after_night) trims night 1 to v1's lineage
+        out = stages.run_night(cfg if night == 1 else cfg.model_copy(
+            update={"state": cfg.state.model_copy(update={"keep_nights": 1})}))
         assert out["state_disk"].split(" (")[0].endswith("MB") and "kept pool" in out["state_disk"]
+        assert out["gc"].startswith("removed "), out["gc"]
         runs.append(out)
+    assert runs[0]["gc"].startswith("removed 0 ") and not runs[1]["gc"].startswith("removed 0 "), runs
     lineage = {v["version"]: v for v in registered_lineage(cfg)}  # the versions holding an alias
     assert 1 in lineage and set(lineage) <= {1, 2}
     first = Path(lineage[1]["datasets"]["4_selected"]).parent

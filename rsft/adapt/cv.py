@@ -180,4 +180,4 @@ def choose(results: list[CandidateResult], one_se: bool = True, min_gain: float 
     how = (f"fold by fold {gap[0]:+.2g} ± {gap[1]:.2g}" if gap else f"within {best.mean:.4g} ± {best.se:.2g}")
     if cheap.mean <= best.mean * (1 + min_gain):
         how += f"; within the {min_gain:.0%} minimum gain"
-    return cheap, f"cheapest within one SE of the best ({best.name}: {best.mean:.4g}; this {cheap.mean:.4g}, {how})"
+    return cheap, f"simplest within one SE of the best ({best.name}: {best.mean:.4g}; this {cheap.mean:.4g}, {how})"

@@ -47,4 +47,9 @@ def run_night(cfg: PipelineConfig, steps: Steps = LOCAL) -> dict[str, Any]:
     data.check_adapt(cfg)  # the search's folds, before the pool is touched
     selection = steps.select(cfg)
     result = steps.finetune(cfg, ingested.get(pool_dataset(cfg)), selection)
-    return run_summary(cfg, ingested, selection, result)
+    summary = run_summary(cfg, ingested, selection, result)
+    if cfg.state.gc_after_night:  # bounded state: old nights' intermediates go (rsft.gc)
+        from rsft.gc import after_night
+
+        summary["gc"] = after_night(cfg)
+    return summary
