@@ -595,3 +595,31 @@ def test_unique_key_switched_on_later_indexes_the_earlier_files_once(tmp_path):
     assert Path(entries["a.csv"]["keys"]).exists() and entries["a.csv"]["keys"] in entries["a.csv"]["outputs"]
     assert entries["a.csv"]["keys_scheme"] == entries["b.csv"]["keys_scheme"]
     assert pl.read_parquet(entries["a.csv"]["keys"]).height == 8  # every row a.csv wrote without the key
+
+
+def test_a_night_digests_only_new_or_changed_exports(tmp_path, monkeypatch):
+    """The digest cache: an export already digested (same size and mtime) is not read again on
+    the next night; a rewritten export (new content, new mtime) is, and ingests again."""
+    import rsft.ingest.plan as plan
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    lines = (BAD_INPUTS / "clean.csv").read_text().splitlines()
+    (raw / "day01.csv").write_text("\n".join(lines[:20]) + "\n")
+    (raw / "day02.csv").write_text("\n".join([lines[0], *lines[20:40]]) + "\n")
+    out = tmp_path / "ds"
+    read: list[str] = []
+    real = plan.file_digest
+    monkeypatch.setattr(plan, "file_digest", lambda p: read.append(os.path.basename(p)) or real(p))
+    ingest([str(raw)], out, SENSORS)
+    assert sorted(read) == ["day01.csv", "day02.csv"]
+    read.clear()
+    (raw / "day03.csv").write_text("\n".join([lines[0], *lines[40:45]]) + "\n")
+    r = ingest([str(raw)], out, SENSORS)
+    assert read == ["day03.csv"]  # the history is not re-read
+    assert [f.status for f in r.files] == ["skipped", "skipped", "ok"]
+    read.clear()
+    time.sleep(0.01)
+    (raw / "day01.csv").write_text("\n".join(lines[:10]) + "\n")  # re-exported, other content
+    r = ingest([str(raw)], out, SENSORS)
+    assert read == ["day01.csv"] and [f.status for f in r.files][0] == "ok"

@@ -6,6 +6,7 @@ given an action — ``ingest``, ``skip`` (this path with this content is in the 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Sequence
 
 from rsft import progress as _progress
 from rsft.config import ContractConfig
+from rsft.fsio import atomic_write_text
 from rsft.ingest.manifest import _manifest, clean_orphans
 from rsft.ingest.sources import _open, _size, list_sources
 
@@ -35,23 +37,61 @@ def file_digest(path: str) -> str:
     return h.hexdigest()
 
 
+DIGEST_CACHE = "_digests.json"  # local path -> [size, mtime_ns, SHA-256] of files digested before
+
+
+def _stat(path: str) -> list[int] | None:
+    """(size, mtime in ns) of a local file; None for remote sources (always digested)."""
+    if "://" in path and not path.startswith("file://"):
+        return None
+    try:
+        st = os.stat(path[len("file://"):] if path.startswith("file://") else path)
+    except OSError:
+        return None
+    return [st.st_size, st.st_mtime_ns]
+
+
+def _cached_digests(dataset_dir: str | Path) -> dict[str, list]:
+    try:
+        return json.loads((Path(dataset_dir) / DIGEST_CACHE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def plan_ingest(sources: str | Sequence[str], dataset_dir: str | Path, contract: ContractConfig) -> list[FilePlan]:
-    """Expand the sources, digest each file, and decide: ingest, skip (done) or duplicate."""
+    """Expand the sources, digest each file, and decide: ingest, skip (done) or duplicate.
+
+    A local file whose size and modification time (ns) match what the dataset's digest cache
+    recorded is not read again: a night costs the new exports, not the whole raw history.
+    Remote sources are digested every time."""
     clean_orphans(dataset_dir)
     done = _manifest(dataset_dir)
     seen: dict[str, str] = {}
     plans = []
     paths = list_sources(sources)
+    cache = _cached_digests(dataset_dir)
+    fresh: dict[str, list] = {}
 
     def digest(path: str) -> str:
+        st = _stat(path)
+        hit = cache.get(path)
+        if st is not None and hit and hit[:2] == st:
+            fresh[path] = hit
+            return hit[2]
         try:
-            return file_digest(path)
+            dig = file_digest(path)
         except OSError:
             return ""  # ingest_file reports the error
+        if st is not None:
+            fresh[path] = [*st, dig]
+        return dig
 
     # hashlib releases the GIL: a nightly drop of many files is digested on every core
     with ThreadPoolExecutor(max_workers=max(1, min(4, os.cpu_count() or 1))) as pool:
         digests = list(pool.map(digest, paths))
+    if fresh != cache:  # files no longer listed drop out of the cache
+        Path(dataset_dir).mkdir(parents=True, exist_ok=True)
+        atomic_write_text(Path(dataset_dir) / DIGEST_CACHE, json.dumps(fresh))
     for path, dig in zip(paths, digests):
         name = os.path.basename(path)
         if not dig:
