@@ -178,7 +178,8 @@ def retrain(
         shown[_RETRAIN_LABELS.get("model_version", "model_version")] = "none registered (the champion stays)"
     console.print(_kv_table(f"rsft retrain — {cfg.name}", shown))
     if summary.get("adapt_candidates"):
-        console.print(_rows_table("adapt: candidate recipes (grouped CV on the target sample)", summary["adapt_candidates"]))
+        cv = str(summary.get("search_cv", "grouped")).split(",")[0]
+        console.print(_rows_table(f"adapt: candidate recipes ({cv} CV on the target sample)", summary["adapt_candidates"]))
     for what, key in (("quarantined (new files)", "quarantine_reasons"), ("prefilter dropped", "prefilter_dropped")):
         if summary.get(key):
             _line(console, f"{what}: {_counts(summary[key])}")
@@ -420,7 +421,7 @@ def adapt(
 ) -> None:
     """Try rsft on your own files: which adaptation recipe would tonight's retrain choose, and why.
 
-    Every candidate recipe starts from the champion (--champion, or a model pretrained on a pool sample) and is scored by grouped cross-validation on the target sample (and, with --holdout, on the hold-out).
+    Every candidate recipe starts from the champion (--champion, or a model pretrained on a pool sample) and is scored by cross-validation on the target sample — forward-chaining folds when its groups are time blocks, grouped K-fold otherwise (--cv) — and, with --holdout, on the hold-out.
     """  # noqa: E501 - one line per paragraph: the help renders line breaks as they are
     from rsft.adapt import PoolSample, run_search, time_blocks
     from rsft.config import AdaptConfig, FeaturesConfig, ModelConfig, ScorerConfig, Strategy, TrainConfig
@@ -479,7 +480,7 @@ def adapt(
     else:
         with console.status(f"pretraining the warm start on {len(yp):,} pool rows…"):
             warm, warm_fit = pretrain(ModelConfig(), xp, yp, tcfg)  # seeded: the same --seed gives the same report
-    with console.status(f"searching {len(acfg.strategies)} strategies × {folds} grouped folds…"):
+    with console.status(f"searching {len(acfg.strategies)} strategies × {folds} folds…"):
         try:
             _, report = run_search(acfg, tcfg, ScorerConfig(kind=scorer), cols, warm, (xt, yt, groups),
                                    PoolSample(xp, yp), hold, seed)
@@ -532,7 +533,7 @@ def _show_adapt(report: dict[str, Any], target_rows: int, json_out: Optional[Pat
     from rsft.adapt import candidate_table, plot_candidates
 
     units = report["units"]
-    console.print(_rows_table(f"adapt: {target_rows} target rows, {report['groups']} groups, {report['folds']} folds, "
+    console.print(_rows_table(f"adapt: {target_rows} target rows, {report['groups']} groups, {report['folds']} {report.get('cv', 'grouped')} folds, "
                               f"pool sample {report['pool_rows_sampled']:,} of {report['pool_rows_complete']:,} "
                               f"complete rows, search {report['search_seconds']:.2f} s ({report['fits']} models "
                               f"trained; {len(units)} units, {sum(len(u) > 1 for u in units)} of them model stacks)",

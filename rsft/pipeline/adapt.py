@@ -1,4 +1,4 @@
-"""The adaptation search as a stage: choose tonight's recipe by grouped CV on the target sample.
+"""The adaptation search as a stage: choose tonight's recipe by cross-validation on the target sample.
 
 The search itself (candidates, folds, rungs, the one-SE choice) is :mod:`rsft.adapt`; this module
 feeds it the night's data — the target sample with its CV groups and a labelled pool sample — and

@@ -46,6 +46,8 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
             "recipe_trained_on": search["final"]["trained_on"],
             "search_seconds": round(search["search_seconds"], 2),
             "search_models_trained": search["fits"],
+            # forward: each fold trained on earlier time blocks, validated on later ones; grouped: K-fold
+            "search_cv": f"{search.get('cv', 'grouped')}, {search['folds']} folds over {search['groups']} groups",
             "adapt_candidates": candidate_table(search)} if search else {}),
         f"challenger_{metric}": round(result.challenger[metric], 5),
         f"champion_{metric}": None if champ is None else round(champ[metric], 5),
