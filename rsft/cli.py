@@ -413,6 +413,7 @@ def adapt(
     cv_epochs: Optional[int] = typer.Option(None, "--cv-epochs", min=1, help="Passes per fit of the first, ranking round of cross-validation fits at most (adapt.epochs); default: a quarter of --epochs, at least 2, when --epochs is given, as in the retrain."),
     seed: int = typer.Option(0, "--seed", help="Seed for folds, sampling and training."),
     pool_rows: int = typer.Option(50_000, "--pool-rows", min=100, help="Pool rows the warm start and the candidates use: a seeded sample of the pool file, read in streaming passes (memory grows far slower than the file). Pool recipes gain from more."),
+    model: str = typer.Option("mlp", "--model", help="The warm start pretrained on the pool sample when there is no --champion: mlp (64-64), or autoencoder (an encoder first trained to reconstruct the pool rows, then a prediction head)."),
     scorer: str = typer.Option("gaussian", "--scorer", help="Density-ratio model behind the pool recipes' weights: gaussian, gmm or classifier."),
     json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write the candidate report as JSON here."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG bar chart of the candidates' CV (and hold-out) RMSE here."),
@@ -428,6 +429,10 @@ def adapt(
     from rsft.pipeline.training import arrays, fit_facts, pretrain
     from rsft.tables import read_table, sample_table
 
+    if model not in ("mlp", "autoencoder"):
+        _fail(f"--model must be mlp or autoencoder (got '{model}')")
+    if champion and model != "mlp":
+        _fail("--model chooses the warm start pretrained on the pool; with --champion the champion is the warm start")
     if cv not in ("auto", "grouped", "forward"):
         _fail(f"--cv must be auto, grouped or forward (got '{cv}')")
     if scorer not in ("gaussian", "gmm", "classifier"):
@@ -479,7 +484,7 @@ def adapt(
         warm = start
     else:
         with console.status(f"pretraining the warm start on {len(yp):,} pool rows…"):
-            warm, warm_fit = pretrain(ModelConfig(), xp, yp, tcfg)  # seeded: the same --seed gives the same report
+            warm, warm_fit = pretrain(ModelConfig(kind=model), xp, yp, tcfg)  # seeded: the same --seed, the same report
     with console.status(f"searching {len(acfg.strategies)} strategies × {folds} folds…"):
         try:
             _, report = run_search(acfg, tcfg, ScorerConfig(kind=scorer), cols, warm, (xt, yt, groups),

@@ -101,8 +101,16 @@ def test_rsft_adapt_errors_are_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "late.csv"), "--target-sample",
                           str(tmp_path / "t.csv"), "--label", "y"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 2 and "late.csv" in out.stderr and "Traceback" not in out.stderr
+    for extra, said in ((["--model", "banana"], "--model must be mlp or autoencoder"),
+                        (["--cv", "sideways"], "--cv must be auto, grouped or forward"),
+                        (["--model", "autoencoder", "--champion", str(tmp_path / "m.pt")], "with --champion the champion is")):
+        out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "t.csv"), "--target-sample",
+                              str(tmp_path / "t.csv"), "--label", "y", *extra], capture_output=True, text=True, cwd=REPO,
+                             timeout=120)
+        assert out.returncode == 2 and said in out.stderr and len(out.stderr.strip().splitlines()) == 1, out.stderr
     out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--help"], capture_output=True, text=True, cwd=REPO, timeout=120)
-    for opt in ("--pool", "--target-sample", "--label", "--holdout", "--group-by", "--json-out", "--pool-rows", "--scorer"):
+    for opt in ("--pool", "--target-sample", "--label", "--holdout", "--group-by", "--json-out", "--pool-rows", "--scorer",
+                "--cv", "--model"):
         assert opt in out.stdout
 
 
