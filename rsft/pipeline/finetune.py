@@ -86,8 +86,10 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
                 diverged=_diverged(result), night=night_id, run_id=run_id)
         finally:  # a registered version holds its own copy (checkpoint/model.pt)
             Path(candidate.checkpoint_path).unlink(missing_ok=True)
-        lineage.record(mlc, run_id, night_lineage(cfg, selection, counts, search), name, outcome.version,
-                       scores["challenger"][0])
+        # the version's lineage tags are written by the run that registered it (a concurrent run of
+        # the same night that found its version would race it on the same tags)
+        lineage.record(mlc, run_id, night_lineage(cfg, selection, counts, search), name,
+                       None if outcome.recorded_by else outcome.version, scores["challenger"][0])
         runs.log_decision(outcome.decision, outcome.version is not None)
         if outcome.challenger_scores:  # the version a killed run of this night registered, as judged
             runs.log_metrics(outcome.challenger_scores, "registered_holdout_")
