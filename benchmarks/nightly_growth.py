@@ -103,7 +103,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(1)
-    from rsft import gc
+    from rsft.pipeline import gc
     from rsft.pipeline import data, finetune_stage, run_night
     from rsft.pipeline.layout import state
     from rsft.pipeline.night import Steps

@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect import flow
 
+from flows.publish import publish_decision, publish_selection
 from flows.select import select_rows
 from rsft.config import PipelineConfig, load_config
 from rsft.pipeline.results import DatasetIngest, Finetuned, Selection
@@ -26,8 +27,6 @@ def finetune_selected(cfg: PipelineConfig, ingested: DatasetIngest | None, selec
 @flow(name="finetune-only")
 def finetune(config_path: str = "examples/factory.yaml", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fine-tune + gate on the current selection (no ingest; cached selection stages are reused)."""
-    from flows.retrain import publish_decision, publish_selection
-
     cfg = load_config(config_path, overrides)
     selection = select_rows(cfg)
     publish_selection(cfg, selection)

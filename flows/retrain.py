@@ -9,45 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_markdown_artifact
 
 from flows.finetune import finetune_selected
+from flows.publish import publish_decision, publish_selection
 from flows.ingest import ingest_datasets
 from flows.select import select_rows
 from rsft.config import PipelineConfig, load_config
 from rsft.pipeline.night import Steps, run_night
 from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
-from rsft.pipeline.summary import decision_markdown, mlflow_line, selection_markdown
+from rsft.pipeline.summary import mlflow_line
 
 PREFECT_STEPS = Steps(ingest=ingest_datasets, select=select_rows, finetune=finetune_selected)
-
-
-def publish_selection(cfg: PipelineConfig, selection: Selection) -> None:
-    """The selection report as a markdown artifact of the calling (parent) flow run, its warnings
-    in the run's log."""
-    create_markdown_artifact(selection_markdown(cfg, selection), key="selection-report",
-                             description=f"{selection.selected.rows_out:,} rows selected")
-    log = get_run_logger()
-    sel = selection.selected
-    log.info("selected %s of %s kept pool rows (%s sampling, acceptance %.2f%%)", f"{sel.rows_out:,}",
-             f"{sel.rows_in:,}", sel.mode, 100 * sel.acceptance_rate)
-    for w in (selection.report or {}).get("warnings") or []:
-        log.warning("selection: %s", w)
-
-
-def publish_decision(result: Finetuned) -> None:
-    """The decision (markdown, with the MLflow run's link) and the adaptation search's candidates
-    (a table) as artifacts of the calling (parent) flow run, and a line in its log."""
-    from rsft.adapt import candidate_table
-
-    create_markdown_artifact(decision_markdown(result), key="promotion-decision",
-                             description=f"{'promoted' if result.promoted else 'not promoted'}: {result.reason}"[:500])
-    if result.adapt:
-        a = result.adapt
-        create_table_artifact(candidate_table(a), key="adapt-candidates",
-                              description=f"chose {a['chosen']}: {a['why']} ({a['fits']} fits, {a['search_seconds']:.2f} s)")
-    get_run_logger().info("%s v%s %s: %s", result.model_name, result.version or "-",
-                          "promoted" if result.promoted else "not promoted", result.reason)
 
 
 def _steps(seen: dict[str, Any]) -> Steps:

@@ -560,7 +560,7 @@ def gc(
 ) -> None:
     """Remove old nights' intermediates (runs, replaced kept-pool days, old manifests) that no
     registered version needs; say what is kept and why. Ingested data and MLflow are never touched."""
-    from rsft import gc as gc_mod
+    from rsft.pipeline import gc as gc_mod
     from rsft.pipeline.layout import state
     from rsft.state import disk_usage, human_bytes
 

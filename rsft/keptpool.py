@@ -330,7 +330,7 @@ def _counts_list(counts: dict[str, int], n: int) -> tuple[int, list[int], list[i
 def _whole(src, root, cfg, derive, write_excluded, rules_key, old) -> dict[str, Any]:
     """One partition: the whole pool through :func:`rsft.prefilter.prefilter`."""
     from rsft.ingest import scan_dataset
-    from rsft.pipeline.layout import dataset_digest
+    from rsft.ingest.manifest import dataset_digest
     from rsft.prefilter import prefilter
 
     key = _digest(rules_key, "all", dataset_digest(src))

@@ -28,7 +28,7 @@ def _night(cfg, raw: Path, night: int):
 
 
 def test_gc_keeps_lineage_and_recent_nights_and_removes_the_rest(tmp_path):
-    from rsft import gc
+    from rsft.pipeline import gc
     from rsft.config import load_config
     from rsft.keptpool import manifest_files, scan_pool
     from rsft.pipeline import pipeline_root
@@ -85,7 +85,7 @@ def test_gc_reads_the_registered_versions_lineage_from_mlflow(tmp_path):
     from rsft import pipeline as stages
     from rsft.cli import app
     from rsft.config import load_config
-    from rsft.gc import registered_lineage
+    from rsft.pipeline.gc import registered_lineage
     from rsft.synth import write_synthetic
 
     cfg_path = small_config(tmp_path)

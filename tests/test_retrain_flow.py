@@ -95,7 +95,7 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     import mlflow
 
     from rsft.features import feature_names
-    from rsft.tracking.lineage import logged_model_id
+    from rsft.tracking.serving import logged_model_id
 
     info = mlflow.models.get_model_info(f"models:/{name}/2")
     assert info.signature.inputs.input_names() == feature_names(cfg.features)

@@ -7,6 +7,7 @@ the quarantine (with a count of quarantine reasons).
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -81,3 +82,10 @@ def scan_quarantine(dataset_dir: str | Path) -> pl.LazyFrame:
     if not parts:
         return pl.LazyFrame(schema={"_source": pl.String, "_row": pl.Int64, "reason": pl.String})
     return pl.concat([pl.scan_parquet(p) for p in parts], how="diagonal_relaxed")
+
+
+def dataset_digest(dataset_dir: str | Path) -> str:
+    """Digest of an ingested dataset = digest of its manifest entries (file digests): 16 hex
+    digits of sha256 over their sorted names as JSON (``rsft.pipeline.layout.digest`` of the list)."""
+    entries = sorted(p.name for p in (Path(dataset_dir) / "_manifest").glob("*.json"))
+    return hashlib.sha256(json.dumps(entries, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from rsft.config import ContractConfig, PipelineConfig
+from rsft.ingest.manifest import dataset_digest  # noqa: F401 - the ingested dataset's digest, with the others
 from rsft.state import StatePaths, state_paths
 
 TARGET_SAMPLE = "target_sample"
@@ -50,12 +51,6 @@ def digest(*parts: Any) -> str:
     for p in parts:
         h.update(json.dumps(p, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
-
-
-def dataset_digest(dataset_dir: str | Path) -> str:
-    """Digest of an ingested dataset = digest of its manifest entries (file digests)."""
-    entries = sorted(p.name for p in (Path(dataset_dir) / "_manifest").glob("*.json"))
-    return digest(entries)
 
 
 def pool_dataset(cfg: PipelineConfig) -> str:

@@ -48,8 +48,8 @@ def run_night(cfg: PipelineConfig, steps: Steps = LOCAL) -> dict[str, Any]:
     selection = steps.select(cfg)
     result = steps.finetune(cfg, ingested.get(pool_dataset(cfg)), selection)
     summary = run_summary(cfg, ingested, selection, result)
-    if cfg.state.gc_after_night:  # bounded state: old nights' intermediates go (rsft.gc)
-        from rsft.gc import after_night
+    if cfg.state.gc_after_night:  # bounded state: old nights' intermediates go (rsft.pipeline.gc)
+        from rsft.pipeline.gc import after_night
 
         summary["gc"] = after_night(cfg)
     return summary

@@ -21,6 +21,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
+from rsft.tracking.serving import logged_model_id
+
 TAG_PREFIX = "lineage."
 
 
@@ -53,14 +55,6 @@ def _dataset(step: dict[str, Any]):
         warnings.simplefilter("ignore")
         source = resolve_dataset_source(Path(uri).resolve().as_uri() if "://" not in uri else uri)
     return _Counted(source=source, name=step["key"], digest=str(step["digest"])[:36])
-
-
-def logged_model_id(mv) -> str | None:
-    """The logged model behind a registered version (its source is ``models:/<model id>``)."""
-    if getattr(mv, "model_id", None):
-        return mv.model_id
-    src = str(getattr(mv, "source", "") or "")
-    return src[len("models:/"):].split("/")[0] if src.startswith("models:/m-") else None
 
 
 def record(mlc, run_id: str, steps: list[dict[str, Any]], model_name: str | None = None, version: str | None = None,

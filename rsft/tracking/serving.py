@@ -86,8 +86,15 @@ def describe_logged_model(mlc, name: str, version: str | None, text: str) -> Non
     """The logged model's description (its page's note), for the version's model."""
     if version is None:
         return
-    from rsft.tracking.lineage import logged_model_id
 
     model_id = logged_model_id(mlc.get_model_version(name, str(version)))
     if model_id:
         mlc.set_logged_model_tags(model_id, {"mlflow.note.content": text})
+
+
+def logged_model_id(mv) -> str | None:
+    """The logged model behind a registered version (its source is ``models:/<model id>``)."""
+    if getattr(mv, "model_id", None):
+        return mv.model_id
+    src = str(getattr(mv, "source", "") or "")
+    return src[len("models:/"):].split("/")[0] if src.startswith("models:/m-") else None

@@ -24,9 +24,8 @@ Under ``data/<pipeline>/``:
 
 from __future__ import annotations
 
-import logging
-
 import json
+import logging
 import os
 import shutil
 from dataclasses import dataclass, field
