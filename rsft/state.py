@@ -53,7 +53,8 @@ class StatePaths:
         return self.data / pipeline
 
 
-def _size(path: Path) -> int:
+def size_of(path: Path) -> int:
+    """Bytes of a file, or of every file under a directory (files removed meanwhile count 0)."""
     if path.is_file():
         return path.stat().st_size
     total = 0
@@ -76,9 +77,9 @@ def disk_usage(paths: StatePaths, pipeline: str) -> dict[str, int]:
     if data.is_dir():
         for p in data.iterdir():
             key = {"prefiltered": "kept_pool", "runs": "runs", "base": "base"}.get(p.name, "ingested")
-            out[key] += _size(p)
-    out["mlflow"] = sum(_size(p) for p in (paths.mlflow_db, paths.artifacts) if p.exists())
-    total = _size(paths.root) if paths.root.exists() else 0
+            out[key] += size_of(p)
+    out["mlflow"] = sum(size_of(p) for p in (paths.mlflow_db, paths.artifacts) if p.exists())
+    total = size_of(paths.root) if paths.root.exists() else 0
     out["other"] = max(0, total - sum(out.values()))
     return {"total": total, **out}
 

@@ -159,11 +159,16 @@ def prefect_pages(state: Path, out: Path, browser: str, first: int) -> int:
                 print(f"  saved {path}")
         return n
     finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+        stop(proc, 30)
+
+
+def stop(proc: subprocess.Popen, timeout: float) -> None:
+    """SIGTERM a UI server's process group; SIGKILL it when it has not ended within ``timeout`` s."""
+    os.killpg(proc.pid, 15)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
 
 
 def story(api: Api) -> dict:
@@ -270,11 +275,7 @@ def main() -> int:
         print(f"ui-check: {shot} screenshots in {out}")
         return 0 if all(o for _, o, _ in results) and shot >= len(pages) else 1
     finally:
-        os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
+        stop(proc, 20)
 
 
 if __name__ == "__main__":

@@ -93,7 +93,7 @@ def ridge_head_fit(h: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: float, c: f
     squares. Returns (w, b, λ)."""
     r = y.astype(np.float64) - c - h @ w0 - b0  # what the current head gets wrong
     hm, rm = h.mean(0), r.mean()
-    u, s, _vt = np.linalg.svd(h - hm, full_matrices=False)
+    u, s, vt = np.linalg.svd(h - hm, full_matrices=False)
     ur = u.T @ (r - rm)
     n = len(r)
     best = (np.inf, 0.0)
@@ -105,7 +105,6 @@ def ridge_head_fit(h: np.ndarray, y: np.ndarray, w0: np.ndarray, b0: float, c: f
         if gcv < best[0]:
             best = (gcv, float(lam))
     lam = best[1]
-    _, _, vt = np.linalg.svd(h - hm, full_matrices=False)
     dw = vt.T @ (s / (s**2 + lam) * ur)
     return w0 + dw, b0 + rm - float(hm @ dw), lam
 

@@ -234,7 +234,8 @@ class Search:
         """
         t0 = time.perf_counter()
         deadline = None if self.cfg.time_budget_s is None else time.time() + self.cfg.time_budget_s
-        folds = make_folds(groups, self.cfg.folds, self.cfg.cv, self.seed)
+        kind = cv_kind(groups, self.cfg.folds, self.cfg.cv)  # what auto means for these groups
+        folds = make_folds(groups, self.cfg.folds, kind, self.seed)
         cands = make_candidates(self.cfg)
         results = [CandidateResult(c.name, c.strategy, c.cost) for c in cands]
         split = min(self.cfg.rung0_folds, len(folds)) if self.cfg.halving else len(folds)
@@ -260,7 +261,7 @@ class Search:
             "chosen": chosen.name,
             "why": why,
             "folds": len(folds),
-            "cv": cv_kind(groups, self.cfg.folds, self.cfg.cv),  # grouped or forward (what auto chose)
+            "cv": kind,  # grouped or forward
             "groups": int(len(np.unique(groups))),
             # the budgets of a ranking-rung (cv) and a full fit: optimizer steps at most, at least
             # (early stopping), and passes at most (None = unbounded)

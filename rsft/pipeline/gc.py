@@ -26,29 +26,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rsft.config import PipelineConfig
+from rsft.state import size_of
 
 LINEAGE_FILES = ("selected.parquet", "scorer.pt", "report")
 CTX_FIELDS = ("head", "tail", "left", "right", "carry", "rcarry", "kept_in", "kept_tail")
-
-
-def size_of(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    total = 0
-    for dirpath, _, files in os.walk(path):
-        for f in files:
-            try:
-                total += os.path.getsize(os.path.join(dirpath, f))
-            except OSError:
-                pass
-    return total
 
 
 @dataclass(frozen=True)
