@@ -19,9 +19,11 @@ from tasks.train import finetune_task
 
 
 @flow(name="finetune", flow_run_name="finetune-{cfg.name}")
-def finetune_selected(cfg: PipelineConfig, ingested: DatasetIngest | None, selection: Selection) -> Finetuned:
-    """Fine-tune on a finished selection (``select_rows`` output); returns the decision."""
-    return finetune_task(cfg, ingested, selection)
+def finetune_selected(cfg: PipelineConfig, ingested: DatasetIngest | None, selection: Selection,
+                      started: float | None = None) -> Finetuned:
+    """Fine-tune on a finished selection (``select_rows`` output); returns the decision.
+    ``started``: when the night began (epoch seconds; the MLflow run's start time)."""
+    return finetune_task(cfg, ingested, selection, started)
 
 
 @flow(name="finetune-only")

@@ -39,8 +39,9 @@ def _steps(seen: dict[str, Any]) -> Steps:
         publish_selection(cfg, selection)
         return selection
 
-    def finetune(cfg: PipelineConfig, ingested: DatasetIngest | None, selection: Selection) -> Finetuned:
-        seen["result"] = result = finetune_selected(cfg, ingested, selection)
+    def finetune(cfg: PipelineConfig, ingested: DatasetIngest | None, selection: Selection,
+                 started: float | None = None) -> Finetuned:
+        seen["result"] = result = finetune_selected(cfg, ingested, selection, started)
         publish_decision(result)
         return result
 

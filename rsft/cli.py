@@ -173,7 +173,7 @@ def retrain(
             _fail(f"retrain failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                   " (tracebacks: RSFT_LOG_LEVEL=DEBUG)", 1)
     shown = {_RETRAIN_LABELS.get(k, k): v for k, v in summary.items()
-             if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "quarantine_reasons", "selection_warnings")}
+             if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "mlflow_nights", "quarantine_reasons", "selection_warnings")}
     if summary.get("model_version") is None:  # the search kept the champion: nothing was registered
         shown[_RETRAIN_LABELS.get("model_version", "model_version")] = "none registered (the champion stays)"
     console.print(_kv_table(f"rsft retrain — {cfg.name}", shown))
@@ -189,6 +189,8 @@ def retrain(
                   "rejection sampling accepts on average; clipped share = pool rows with w > M (accepted with "
                   "probability 1, so slightly under-weighted)", style="dim", highlight=False, markup=False)
     console.print(f"look at the runs: {summary['mlflow_ui']}", soft_wrap=True, highlight=False)
+    if summary.get("mlflow_nights"):
+        console.print(f"the nights, key figures as columns: {summary['mlflow_nights']}", soft_wrap=True, highlight=False)
     if json_out:
         json_out.write_text(json.dumps(summary, indent=2, default=str))
 

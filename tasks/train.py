@@ -15,9 +15,10 @@ from tasks.locks import registry_engine_lock
 
 
 @task(name="finetune-register-promote", task_run_name="finetune-{cfg.promotion.model_name}")
-def finetune_task(cfg: PipelineConfig, ingested: DatasetIngest | None, selection: Selection) -> Finetuned:
+def finetune_task(cfg: PipelineConfig, ingested: DatasetIngest | None, selection: Selection,
+                  started: float | None = None) -> Finetuned:
     """The decision's artifacts are published by the calling flow (flows.retrain.publish_decision).
     Registration and alias moves: with a Prefect server, also under its global concurrency limit."""
     with registry.engine_lock(registry_engine_lock()), \
             unit_mapper(cfg.adapt) if cfg.adapt.enabled else nullcontext() as map_units:
-        return finetune_stage(cfg, ingested, selection, map_units=map_units)
+        return finetune_stage(cfg, ingested, selection, started, map_units=map_units)

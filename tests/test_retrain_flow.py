@@ -110,6 +110,12 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     from datetime import datetime, timezone
 
     night = datetime.fromtimestamp(run.info.start_time / 1000, timezone.utc).date().isoformat()
+    # the run spans the night: it began before the night's selection (its scorer, its selected rows)
+    from rsft.pipeline.layout import pipeline_root
+
+    run_dir = pipeline_root(cfg) / "runs" / run.data.tags["rsft.run_key"]
+    first_write = min(f.stat().st_mtime for f in run_dir.rglob("*") if f.is_file())
+    assert run.info.start_time / 1000 < first_write, (run.info.start_time, first_write)
     assert run.info.run_name == f"{cfg.name} {night} {'promoted' if better else 'rejected'} v2"
     story = run.data.tags["mlflow.note.content"]
     assert f"night of {night}" in story and "selected for tonight's regime" in story and s2["reason"] in story
@@ -119,6 +125,13 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert run.data.metrics["champion_holdout_rmse"] == pytest.approx(s2["champion_rmse"], abs=1e-4)
     assert not {"rows_prefiltered", "selected_rows", "lr", "holdout_rmse"} & set(run.data.metrics)
     assert len(run.data.params) <= 25
+    # the nights view: the runs table with those figures as columns, linked from the experiment
+    exp = mlc.get_experiment(run.info.experiment_id)
+    view = json.loads(exp.tags["mlflow.sharedViewState.rsft-nights"])
+    assert "metrics.`rows_selected`" in view["selectedColumns"] and "metrics.`champion_holdout_rmse`" in view["selectedColumns"]
+    assert all(c.removeprefix("metrics.`").rstrip("`") in run.data.metrics for c in view["selectedColumns"])
+    assert "viewStateShareKey=rsft-nights" in exp.tags["mlflow.note.content"]
+    assert s2["mlflow_nights"].endswith(f"#/experiments/{exp.experiment_id}/runs?viewStateShareKey=rsft-nights")
     assert "night of" in mlc.get_model_version(name, "2").description
     assert mlc.get_registered_model(name).description.startswith("rsft model of pipeline")
     arts = {a.path for a in mlc.list_artifacts(s2["mlflow_run"])}

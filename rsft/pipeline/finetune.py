@@ -35,10 +35,12 @@ from rsft.tracking import lineage, promotion, registry, runs, serving
 
 
 def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selection: Selection,
-                   on_epoch: Callable[[dict], None] | None = None, map_units=None) -> Finetuned:
+                   started: float | None = None, on_epoch: Callable[[dict], None] | None = None, map_units=None) -> Finetuned:
     """Warm start, fine-tune the challenger (or choose its recipe by grouped CV with
     ``adapt.enabled``; ``map_units`` runs the CV units), score it and the champion on the same
-    hold-out, log everything to one MLflow run, register the challenger, promote it if it wins."""
+    hold-out, log everything to one MLflow run, register the challenger, promote it if it wins.
+    ``started`` (epoch seconds): when the night began, the run's start time (default: now), so the
+    run's duration in the MLflow UI is the night's."""
     name, scored = cfg.promotion.model_name, selection.scored
     mlc = registry.client(tracking_uri(cfg))
     holdout = load_target(cfg, TARGET_HOLDOUT)
@@ -53,7 +55,8 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
     seen = registry.alias_version(mlc, name)
     night = datetime.now(timezone.utc).date().isoformat()
     with runs.night_run(cfg.state.experiment, artifacts, f"{cfg.name} {night} (running)",
-                        {"rsft.pipeline": cfg.name, "rsft.run_key": scored.run_key}, cfg.flat(), cfg_yaml(cfg)) as run_id:
+                        {"rsft.pipeline": cfg.name, "rsft.run_key": scored.run_key}, cfg.flat(), cfg_yaml(cfg),
+                        started=started, metric=cfg.promotion.metric) as run_id:
         _log_inputs(cfg, ingested, selection)
         start, warm = _warm_start(cfg, mlc, seen, selection)
         runs.set_tags({f"rsft.{k}": v for k, v in warm.items()})

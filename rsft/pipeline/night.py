@@ -9,6 +9,7 @@ over the same functions (per-file and per-chunk fan-out, retries, artifacts, the
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -34,7 +35,8 @@ class Steps:
 
     ingest: Callable[[PipelineConfig], Ingested] = data.ingest_stage
     select: Callable[[PipelineConfig], Selection] = select_local
-    finetune: Callable[[PipelineConfig, DatasetIngest | None, Selection], Finetuned] = finetune_stage
+    # (cfg, the pool's ingest, the selection, when the night began: the MLflow run's start time)
+    finetune: Callable[[PipelineConfig, DatasetIngest | None, Selection, float | None], Finetuned] = finetune_stage
 
 
 LOCAL = Steps()
@@ -42,11 +44,12 @@ LOCAL = Steps()
 
 def run_night(cfg: PipelineConfig, steps: Steps = LOCAL) -> dict[str, Any]:
     """One night; returns the run summary (:func:`rsft.pipeline.summary.run_summary`)."""
+    started = time.time()  # the night's MLflow run spans the whole night, not its last step
     ingested = steps.ingest(cfg)
     data.check_ingested(cfg, ingested)  # a failed target export, or fail_run_on_file_error
     data.check_adapt(cfg)  # the search's folds, before the pool is touched
     selection = steps.select(cfg)
-    result = steps.finetune(cfg, ingested.get(pool_dataset(cfg)), selection)
+    result = steps.finetune(cfg, ingested.get(pool_dataset(cfg)), selection, started)
     summary = run_summary(cfg, ingested, selection, result)
     if cfg.state.gc_after_night:  # bounded state: old nights' intermediates go (rsft.pipeline.gc)
         from rsft.pipeline.gc import after_night

@@ -11,6 +11,7 @@ from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
 
 def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, result: Finetuned) -> dict[str, Any]:
     from rsft.adapt import candidate_table
+    from rsft.tracking.runs import nights_link
 
     pool = ingested[pool_dataset(cfg)]
     sel, pre = selection.selected, selection.prefiltered
@@ -63,6 +64,8 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         # disk use of the state dir after the night (`rsft gc` removes old nights' intermediates)
         "state_disk": state_disk_line(cfg),
         "mlflow_ui": f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else uri,
+        # the runs table with the nights' key figures as columns (rsft.tracking.runs.nights_view)
+        "mlflow_nights": nights_link(uri, cfg.state.experiment),
     }
 
 

@@ -34,16 +34,53 @@ KEY_PARAMS = (
 )
 
 
+# the runs table as a person wants it: MLflow 3's UI shows no metric column until one is picked,
+# and its column choice is not configurable on the server; a shared view (an experiment tag the UI
+# reads for ``?viewStateShareKey=<key>``) holds the nights' key figures as columns, newest first
+NIGHTS_VIEW = "rsft-nights"
+NIGHT_COLUMNS = ("rows_pool", "rows_kept", "rows_selected", "acceptance_rate", "ess", "auc_selected_vs_target",
+                 "ks_max_selected_vs_target", "train_rows", "challenger_holdout_{metric}", "champion_holdout_{metric}")
+
+
+def nights_view(experiment_id: str, metric: str) -> None:
+    """Write the experiment's nights view (:data:`NIGHTS_VIEW`) and its description linking it."""
+    client = _mlflow().MlflowClient()
+    columns = [f"metrics.`{c.format(metric=metric)}`" for c in NIGHT_COLUMNS]
+    view = json.dumps({"orderByKey": "attributes.start_time", "orderByAsc": False, "selectedColumns": columns})
+    tags = client.get_experiment(experiment_id).tags
+    if tags.get(f"mlflow.sharedViewState.{NIGHTS_VIEW}") != view:
+        client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{NIGHTS_VIEW}", view)
+    note = (f"rsft: one run per night (named pipeline, date, decision, version). "
+            f"[The nights with their key figures as columns]({nights_path(experiment_id)}): rows in / kept / "
+            f"selected, acceptance, ESS, selected-vs-target AUC and KS, challenger and champion hold-out {metric}. "
+            f"Each run's description tells its night; its datasets are the lineage in order.")
+    if tags.get("mlflow.note.content") != note:
+        client.set_experiment_tag(experiment_id, "mlflow.note.content", note)
+
+
+def nights_path(experiment_id: str) -> str:
+    """The UI route of the experiment's nights view (append to the UI's address)."""
+    return f"#/experiments/{experiment_id}/runs?viewStateShareKey={NIGHTS_VIEW}"
+
+
 @contextmanager
 def night_run(experiment: str, artifact_root: str | None, run_name: str, tags: dict[str, str],
-              flat_params: dict[str, Any], config_yaml: str) -> Iterator[str]:
+              flat_params: dict[str, Any], config_yaml: str, started: float | None = None,
+              metric: str = "rmse") -> Iterator[str]:
     """Start the night's run in ``experiment`` (created with a local artifact root when embedded);
     yields the run id. Params: :data:`KEY_PARAMS` of ``flat_params`` (plus the number of model
-    inputs); the whole config as ``config/resolved.yaml``."""
+    inputs); the whole config as ``config/resolved.yaml``. ``started`` (epoch seconds): the run's
+    start time when the night began before its run (ingest and selection come first);
+    ``metric``: the gate's metric, a column of the experiment's nights view (:func:`nights_view`)."""
     mlflow = _mlflow()
     exp_id = registry.use_experiment(experiment, artifact_root)
     close_stale_runs(exp_id)
-    with mlflow.start_run(run_name=run_name) as run:
+    nights_view(exp_id, metric)
+    from mlflow.tracking.context.registry import resolve_tags  # the source/user tags start_run would add
+
+    created = mlflow.MlflowClient().create_run(exp_id, start_time=int(started * 1000) if started else None,
+                                               tags=resolve_tags(), run_name=run_name)
+    with mlflow.start_run(run_id=created.info.run_id) as run:
         mlflow.set_tags({**tags, **registry.environment_tags(), **_owner()})
         registry.log_flat_params({k: flat_params[k] for k in KEY_PARAMS if k in flat_params})
         mlflow.log_text(config_yaml, "config/resolved.yaml")
@@ -165,6 +202,17 @@ def run_link(tracking_uri: str, run_id: str) -> tuple[str, str | None]:
         exp = registry.client(tracking_uri).get_run(run_id).info.experiment_id
     except Exception:  # noqa: BLE001 - a link is a courtesy: never fail a night over it
         exp = "0"
-    if tracking_uri.startswith(("http://", "https://")):
-        return f"{tracking_uri.rstrip('/')}/#/experiments/{exp}/runs/{run_id}", None
-    return f"{MLFLOW_UI}/#/experiments/{exp}/runs/{run_id}", f"mlflow ui --backend-store-uri {tracking_uri}"
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else MLFLOW_UI
+    return f"{base}/#/experiments/{exp}/runs/{run_id}", (None if base != MLFLOW_UI else f"mlflow ui --backend-store-uri {tracking_uri}")
+
+
+def nights_link(tracking_uri: str, experiment: str) -> str | None:
+    """URL of the experiment's nights view (:func:`nights_view`), or None before its first night."""
+    try:
+        exp = registry.client(tracking_uri).get_experiment_by_name(experiment)
+    except Exception:  # noqa: BLE001 - a link is a courtesy
+        return None
+    if exp is None:
+        return None
+    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else MLFLOW_UI
+    return f"{base}/{nights_path(exp.experiment_id)}"
