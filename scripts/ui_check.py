@@ -200,6 +200,13 @@ def checks(api: Api, s: dict) -> list[tuple[str, bool, str]]:
         ("key figures are metrics", {"rows_kept", "rows_selected", "acceptance_rate", "ess", "auc_selected_vs_target"} <= metrics,
          ", ".join(sorted(metrics))[:200]),
     ]
+    exp_tags = {t["key"]: t["value"] for t in s["experiment"].get("tags", [])}
+    view = json.loads(exp_tags.get("mlflow.sharedViewState.rsft-nights") or "{}")
+    columns = [c.removeprefix("metrics.`").rstrip("`") for c in view.get("selectedColumns", [])]
+    out.append(("the nights view: the key figures as runs-table columns, linked from the experiment",
+                bool(columns) and {c for c in columns if not c.startswith("champion_")}  # (from the 2nd night on)
+                <= {m["key"] for n in s["nights"] for m in n["data"].get("metrics", [])} and "viewStateShareKey=rsft-nights" in exp_tags.get("mlflow.note.content", ""),
+                ", ".join(columns)))
     inputs = {d["dataset"]["name"]: json.loads(d["dataset"].get("profile") or "{}").get("num_rows")
               for d in night.get("inputs", {}).get("dataset_inputs", [])}
     chain = ("1_raw_files", "2_ingested", "3_kept", "4_selected", "5_training_set")
@@ -252,6 +259,7 @@ def main() -> int:
             return 0 if all(o for _, o, _ in results) else 1
         exp_id, run_id = s["experiment"]["experiment_id"], s["night"]["info"]["run_id"]
         pages = [("runs-table", f"{base}/#/experiments/{exp_id}/runs", "1800,1000"),
+                 ("runs-nights-view", f"{base}/#/experiments/{exp_id}/runs?viewStateShareKey=rsft-nights", "1800,1000"),
                  ("runs-charts", f"{base}/#/experiments/{exp_id}/runs?compareRunsMode=CHART", "1800,1400"),
                  ("night-run", f"{base}/#/experiments/{exp_id}/runs/{run_id}", "1600,1800")]
         mv = s["version"]

@@ -142,6 +142,18 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert ckpt["config"]["name"] == cfg.name and ckpt["config"]["train"]["epochs"] == 4
     assert ckpt["config"]["features"]["numeric"] == cfg.features.numeric
 
+    # ---- as a person checks it (make ui-check): the MLflow UI started on this state, the night read
+    # through its REST API (the screenshots: tests/test_ui.py, slow)
+    import subprocess
+    import sys
+
+    check = subprocess.run([sys.executable, str(REPO / "scripts" / "ui_check.py"), "--state", str(cfg.state.dir),
+                            "--out", str(tmp_path / "ui-check"), "--browser", "none"],
+                           capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
+    checked = json.loads((tmp_path / "ui-check" / "checks.json").read_text())
+    assert len(checked) >= 8 and all(c["ok"] for c in checked), checked
+
     # ---- the CLI audit trail and rollback
     from typer.testing import CliRunner
 

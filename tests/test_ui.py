@@ -99,3 +99,38 @@ def test_selection_markdown_leads_with_warnings_and_lists_coverage_per_group():
     assert lines[2].startswith("## ⚠ 1 warning") and "M05 is 13 %" in lines[4]
     assert "| target rows with no comparable pool rows | 58.0% |" in md
     assert "| M05 | 13% | 0% | 12% | 69% | ⚠ missed |" in md and "| M01 | 10% | 31% | 12% | — |  |" in md
+
+
+@pytest.mark.slow
+def test_ui_check_screenshots_every_page_of_a_night(tmp_path):
+    """`make ui-check` over a one-night state: the REST checks pass and every page is a real
+    screenshot (not blank: the pixels vary), the nights view included. Skipped without Chromium."""
+    import json
+    import subprocess
+    import sys
+
+    from matplotlib.image import imread
+
+    from rsft.config import load_config
+    from rsft.pipeline.night import run_night
+    from rsft.synth import write_synthetic
+    from scripts.ui_check import find_browser
+    from tests.test_retrain_flow import REPO, small_config
+
+    if find_browser() is None:
+        pytest.skip("no Chromium on this machine (/usr/bin/chromium, chromium-browser, google-chrome)")
+    cfg = load_config(small_config(tmp_path))
+    write_synthetic(cfg.synth, tmp_path / "raw", night=1)
+    run_night(cfg)
+    out = tmp_path / "ui-check"
+    check = subprocess.run([sys.executable, str(REPO / "scripts" / "ui_check.py"), "--state", cfg.state.dir,
+                            "--out", str(out)], capture_output=True, text=True, timeout=1500, cwd=REPO)
+    assert check.returncode == 0, check.stdout[-3000:] + check.stderr[-2000:]
+    assert all(c["ok"] for c in json.loads((out / "checks.json").read_text()))
+    shots = sorted(out.glob("*.png"))
+    names = {p.name.split("-", 1)[1] for p in shots}
+    assert {"runs-table.png", "runs-nights-view.png", "night-run.png", "model-version.png",
+            "artifact-log_w_hist.png", "artifact-marginals.png"} <= names, names
+    for p in shots:
+        img = imread(p)
+        assert img.shape[0] > 500 and float(img[..., :3].std()) > 0.02, f"{p.name} looks blank"

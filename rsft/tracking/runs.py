@@ -46,7 +46,10 @@ def nights_view(experiment_id: str, metric: str) -> None:
     """Write the experiment's nights view (:data:`NIGHTS_VIEW`) and its description linking it."""
     client = _mlflow().MlflowClient()
     columns = [f"metrics.`{c.format(metric=metric)}`" for c in NIGHT_COLUMNS]
-    view = json.dumps({"orderByKey": "attributes.start_time", "orderByAsc": False, "selectedColumns": columns})
+    # the grid's column ids: run name, created, duration, then the figures in NIGHT_COLUMNS' order
+    order = ["attributes.`Run Name`", "runDateAndNestInfo", "duration", *columns]
+    view = json.dumps({"orderByKey": "attributes.start_time", "orderByAsc": False, "selectedColumns": columns,
+                       "columnOrder": order, "columnWidths": {"attributes.`Run Name`": 280}})
     tags = client.get_experiment(experiment_id).tags
     if tags.get(f"mlflow.sharedViewState.{NIGHTS_VIEW}") != view:
         client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{NIGHTS_VIEW}", view)
