@@ -231,8 +231,6 @@ def test_cli_ingest_runs_the_flow_and_reports(tmp_path, prefect_harness):
 def test_retrain_with_rolling_features_feeds_them_to_scorer_and_model(tmp_path):
     """features.rolling end to end: the prefiltered pool carries the rolling columns (computed in
     the block pass), the scorer and the challenger read them, the gate compares on the hold-out."""
-    import polars as pl
-
     from rsft import pipeline as stages
     from rsft.config import load_config
     from rsft.density import load_scorer
