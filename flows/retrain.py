@@ -11,6 +11,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from flows.crashed import claim_and_close
 from flows.finetune import finetune_selected
 from flows.publish import publish_decision, publish_selection
 from flows.ingest import ingest_datasets
@@ -76,6 +77,7 @@ def _summary_markdown(summary: dict[str, Any], link: str = "") -> str:
 
 @flow(name="nightly-retrain", flow_run_name=_night_name)
 def retrain(config_path: str = "examples/factory.yaml", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    claim_and_close()  # label this night's flow run; a killed night's runs, left RUNNING: CRASHED
     seen: dict[str, Any] = {}
     summary = run_night(load_config(config_path, overrides), _steps(seen))
     link = mlflow_line(seen["result"]) if "result" in seen else ""

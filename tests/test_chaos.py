@@ -62,7 +62,8 @@ def _retrain(cfg_path: Path, state: Path, kill_at: str | None = None) -> dict | 
     child = subprocess.Popen(
         [sys.executable, "-m", "rsft.cli", "retrain", "--config", str(cfg_path), "--set", f"state.dir={state}",
          "--json", str(out)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1", "PREFECT_HOME": str(state / "prefect")})
     if kill_at is None:
         _, err = child.communicate(timeout=900)
         assert child.returncode == 0, err[-3000:]
@@ -99,6 +100,12 @@ def _registry(state: Path, name: str) -> tuple[list[dict], dict, list[str]]:
     champion = load_checkpoint(registry.download_checkpoint(mlc, registry.alias_version(mlc, name)))["state_dict"]
     runs = mlc.search_runs([e.experiment_id for e in mlc.search_experiments()], max_results=1000)
     return registry.history(mlc, name), champion, [r.info.status for r in runs]
+
+
+def _running_flow_runs(state: Path) -> list[str]:
+    """Flow runs the state's Prefect database still calls RUNNING (a killed night's, unless closed)."""
+    with contextlib.closing(sqlite3.connect(state / "prefect" / "prefect.db", timeout=30)) as con:
+        return [f"{n} ({t})" for n, t in con.execute("SELECT name, state_type FROM flow_run WHERE state_type = 'RUNNING'")]
 
 
 def _temp_files(state: Path) -> list[str]:
@@ -140,6 +147,7 @@ def _check_like_unkilled(tmp_path: Path, kills: list[str]) -> tuple[Path, Path, 
     for k in model:
         assert torch.equal(model[k], ref_model[k]), k  # the same model as the unkilled night
     assert "RUNNING" not in statuses, statuses
+    assert _running_flow_runs(chaos) == []  # the killed nights' Prefect flow runs are CRASHED, not RUNNING
     assert _temp_files(chaos) == []
 
     return cfg_path, chaos, name

@@ -1,0 +1,75 @@
+"""Flow runs of a killed night: Prefect leaves them RUNNING forever (nobody is left to report the
+end), in the UI and in every "what is running" query. Each nightly run labels itself with its
+host and process id (``rsft.host``, ``rsft.pid``); the next run marks CRASHED the RUNNING flow
+runs of this host whose process is gone — with their sub-flow runs (the ingest, select and
+fine-tune sub-flows of the killed night). Runs of other machines and of live processes are left
+alone. The MLflow side of the same rule: ``rsft.tracking.runs.close_stale_runs``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from uuid import UUID
+
+from rsft.fsio import pid_alive
+
+log = logging.getLogger("rsft.flows")
+
+
+def claim_and_close() -> list[str]:
+    """At a night's start: label its flow run (:func:`claim`), then close a killed night's runs
+    (:func:`close_crashed`). Bookkeeping: a failure is a warning, never the night's failure."""
+    try:
+        claim()
+        return close_crashed()
+    except Exception as e:  # noqa: BLE001
+        log.warning("could not check for a killed night's flow runs: %s: %s", type(e).__name__, e)
+        return []
+
+
+def claim() -> None:
+    """Label the current flow run with this host and process (what :func:`close_crashed` reads)."""
+    from prefect import get_client
+    from prefect.runtime import flow_run
+
+    if not flow_run.id:
+        return
+    with get_client(sync_client=True) as client:
+        client.update_flow_run_labels(UUID(str(flow_run.id)), {"rsft.host": socket.gethostname(), "rsft.pid": str(os.getpid())})
+
+
+def close_crashed() -> list[str]:
+    """Mark CRASHED the RUNNING flow runs whose labelled owner (the run or its nearest labelled
+    parent flow run) ran on this host in a process that is gone. Returns their names."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    host, closed = socket.gethostname(), []
+    with get_client(sync_client=True) as client:
+        running = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+            type=FlowRunFilterStateType(any_=[StateType.RUNNING]))), limit=200)
+        by_id = {r.id: r for r in running}
+
+        def owner(run, depth: int = 0) -> tuple[str, str] | None:
+            labels = run.labels or {}
+            if "rsft.pid" in labels:
+                return str(labels.get("rsft.host")), str(labels["rsft.pid"])
+            if run.parent_task_run_id is None or depth > 8:
+                return None
+            parent_id = client.read_task_run(run.parent_task_run_id).flow_run_id
+            parent = by_id.get(parent_id) or (client.read_flow_run(parent_id) if parent_id else None)
+            return owner(parent, depth + 1) if parent is not None else None
+
+        for run in running:
+            who = owner(run)
+            if who and who[0] == host and who[1].isdigit() and not pid_alive(int(who[1])):
+                client.set_flow_run_state(run.id, Crashed(message=f"its process ({who[1]} on {host}) is gone: "
+                                                                  "the night was killed"), force=True)
+                closed.append(run.name)
+    if closed:
+        log.info("marked %d flow run(s) of a killed night CRASHED: %s", len(closed), ", ".join(closed))
+    return closed
