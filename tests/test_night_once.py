@@ -189,3 +189,24 @@ def test_a_night_whose_search_kept_the_champion_is_decided_too(tmp_path):
     assert again["mlflow_run"] == first["mlflow_run"] and again["challenger_rmse"] == first["challenger_rmse"]
     hist = registry.history(registry.client(tracking_uri(cfg)), cfg.promotion.model_name)
     assert [h["version"] for h in hist] == [1] and len(hist[0]["events"]) == 1  # one search, one event
+
+
+def test_where_and_how_fast_a_night_runs_is_not_a_new_night(tmp_path):
+    """Executors, concurrency, a Dask address and the state's retention do not change the night's
+    identity nor the selection's key; a training setting does."""
+    from rsft.config import load_config
+    from rsft.pipeline.data import run_key
+    from rsft.pipeline.layout import night_key
+    from rsft.pipeline.results import Prefiltered
+    from tests.test_retrain_flow import small_config
+
+    path = small_config(tmp_path)
+    base = load_config(path)
+    pre = Prefiltered("kept/versions/v.json", 10, 9)
+    same = load_config(path, {"sampling.concurrency": 7, "sampling.task_runner": "dask", "ingest.concurrency": 5,
+                              "sampling.dask_address": "tcp://10.0.0.1:8786", "adapt.task_runner": "inline",
+                              "state.keep_nights": 30, "state.gc_after_night": False})
+    other = load_config(path, {"train.lr": base.train.lr * 2})
+    assert run_key(same, pre) == run_key(base, pre)
+    assert night_key(same, "k") == night_key(base, "k") != night_key(other, "k")
+    assert run_key(load_config(path, {"sampling.chunk_rows": 999}), pre) != run_key(base, pre)  # the random streams change

@@ -27,6 +27,7 @@ from rsft.pipeline.layout import (
     ingest_sources,
     pipeline_root,
     pool_dataset,
+    without_execution,
 )
 from rsft.pipeline.results import DatasetIngest, Ingested, Prefiltered, Scored, Selected
 
@@ -209,7 +210,7 @@ def run_key(cfg: PipelineConfig, prefiltered: Prefiltered) -> str:
         dataset_digest(pipeline_root(cfg) / TARGET_SAMPLE),
         cfg.features.model_dump(mode="json"),
         cfg.scorer.model_dump(mode="json"),
-        cfg.sampling.model_dump(mode="json"),
+        without_execution(cfg.sampling.model_dump(mode="json")),  # the rows do not depend on where chunks ran
     )
 
 

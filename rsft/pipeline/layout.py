@@ -80,13 +80,32 @@ def ingest_sources(cfg: PipelineConfig) -> dict[str, tuple[list[str], str]]:
     return out
 
 
+# settings that say where and how fast work runs, or what is kept on disk afterwards, not what a
+# night computes: changing them does not make a new night (a re-run on a bigger cluster, or with
+# a longer retention, is the same night and registers nothing new)
+EXECUTION_ONLY = frozenset({"task_runner", "concurrency", "dask_address"})
+STATE_EXECUTION_ONLY = frozenset({"keep_nights", "gc_after_night"})
+
+
+def without_execution(d):
+    """A config section's dump without :data:`EXECUTION_ONLY` settings, at any depth (for keys)."""
+    return {k: without_execution(v) for k, v in d.items() if k not in EXECUTION_ONLY} if isinstance(d, dict) else d
+
+
+def night_config(cfg: PipelineConfig) -> dict:
+    """The resolved config minus :data:`EXECUTION_ONLY` settings (in every section) and the
+    state dir's retention: what decides a night's result."""
+    out = without_execution(cfg.model_dump(mode="json", exclude={"base_dir"}))
+    out["state"] = {k: v for k, v in out.get("state", {}).items() if k not in STATE_EXECUTION_ONLY}
+    return out
+
+
 def night_key(cfg: PipelineConfig, run_key: str) -> str:
     """The night's identity: its selection's ``run_key`` (prefiltered pool, target sample,
-    features, scorer, sampling), the target hold-out and the whole resolved config. Tagged on the
-    version the night registers (``rsft.night``): a night registers at most one version however
-    often it is re-run."""
-    return digest(run_key, dataset_digest(pipeline_root(cfg) / TARGET_HOLDOUT),
-                  cfg.model_dump(mode="json", exclude={"base_dir"}))
+    features, scorer, sampling), the target hold-out and the resolved config (:func:`night_config`:
+    not where or how fast it runs). Tagged on the version the night registers (``rsft.night``): a
+    night registers at most one version however often it is re-run."""
+    return digest(run_key, dataset_digest(pipeline_root(cfg) / TARGET_HOLDOUT), night_config(cfg))
 
 
 def cfg_yaml(cfg: PipelineConfig) -> str:
