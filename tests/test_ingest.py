@@ -410,8 +410,7 @@ def test_jsonl_bulk_parse_gives_what_the_line_parser_gives(tmp_path, monkeypatch
     monkeypatch.setattr(readers.pl, "read_ndjson", lambda *a, **k: bulk_blocks.append(1) or real(*a, **k))
     bulk = run(tmp_path / "bulk")
     assert len(bulk_blocks) > 5
-    monkeypatch.setattr(readers._JsonlBlock, "block", lambda self, blk, first: (
-        setattr(self, "last_lines", blk.count(b"\n") + (0 if blk.endswith(b"\n") else 1)) or self._per_line(blk, first)))
+    monkeypatch.setattr(readers._JsonlBlock, "block", lambda self, blk, first, ends=None: self._per_line(blk, first))
     per_line = run(tmp_path / "lines")
     assert bulk[0].equals(per_line[0])
     def same(q: pl.DataFrame) -> pl.DataFrame:
@@ -579,6 +578,8 @@ def test_jsonl_line_blocks_are_whole_lines_whatever_the_read_size(monkeypatch):
             out = list(readers._line_blocks(io.BytesIO(data), k))
             assert b"".join(out) == data and all(b.endswith(b"\n") for b in out[:-1]), (read, k)
             assert all(b.count(b"\n") == k for b in out[:-2]), (read, k)
+            for blk, ends in readers._line_block_ends(io.BytesIO(data), k):  # each block's newline offsets
+                assert ends.tolist() == [i for i, ch in enumerate(blk) if ch == 10], (read, k)
 
 
 def test_unique_key_switched_on_later_indexes_the_earlier_files_once(tmp_path):
