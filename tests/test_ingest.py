@@ -624,3 +624,29 @@ def test_a_night_digests_only_new_or_changed_exports(tmp_path, monkeypatch):
     (raw / "day01.csv").write_text("\n".join(lines[:10]) + "\n")  # re-exported, other content
     r = ingest([str(raw)], out, SENSORS)
     assert read == ["day01.csv"] and [f.status for f in r.files][0] == "ok"
+
+
+def test_partition_groups_are_partition_by_whatever_the_row_order():
+    """The writer's groups (slices where each key's rows are one run, else partition_by) are
+    partition_by's groups, keys and rows, in its order — with nulls, repeats and runs split apart."""
+    import datetime as dt
+    import random
+
+    from rsft.ingest.writers import _groups
+
+    rng = random.Random(5)
+    sliced = 0
+    for trial in range(300):
+        n = rng.randint(1, 30)
+        k = [rng.choice([None, "x", "y", "z"]) for _ in range(n)]
+        d = [rng.choice([dt.date(2026, 1, 1), dt.date(2026, 1, 2), None]) for _ in range(n)]
+        if trial % 2:  # in runs, as exports in time order are
+            k.sort(key=lambda v: (v is None, v or ""))
+            d.sort(key=lambda v: (v is None, v or dt.date(2000, 1, 1)))
+        df = pl.DataFrame({"k": k, "d": d, "v": range(n)}, schema={"k": pl.String, "d": pl.Date, "v": pl.Int64})
+        for keys in (["k"], ["d"], ["k", "d"]):
+            want, got = df.partition_by(keys, as_dict=True, maintain_order=True), _groups(df, keys)
+            assert list(got) == list(want), (keys, df)
+            assert all(got[g].equals(want[g]) for g in want), (keys, df)
+            sliced += df.select(pl.struct(keys).rle_id().max()).item() + 1 == len(want) > 1  # the slice path
+    assert 100 < sliced < 900  # both ways taken
