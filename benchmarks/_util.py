@@ -20,19 +20,24 @@ _sys.stderr.write(f"\\n__VmHWM_kB__ {_hwm[0] if _hwm else -1}\\n")
 
 
 def measure(code: str, *args: str) -> dict:
-    """Run ``python -c code args...`` in a child: wall seconds and the child's own peak RSS.
+    """Run ``python -c code args...`` in a child: wall seconds, CPU seconds (user + system; on a
+    shared machine less sensitive to load than wall time) and the child's own peak RSS.
 
     Peak RSS is the child's ``VmHWM`` (per address space, so it starts from zero at exec);
     ``ru_maxrss`` from wait4 would inherit the parent's peak across fork + exec.
     """
-    t0 = time.perf_counter()
+    import resource
+
+    r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
     proc = subprocess.run([sys.executable, "-c", code + "\n" + _HWM, *args], capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+    wall, r1 = time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)  # the child's user + system CPU seconds
     if proc.returncode != 0:
         errs = proc.stderr.strip()
         raise RuntimeError(f"benchmark child failed: {errs.splitlines()[-1] if errs else proc.returncode}")
     hwm = [ln.split()[1] for ln in proc.stderr.splitlines() if ln.startswith("__VmHWM_kB__")]
-    return {"seconds": round(wall, 3), "peak_rss_mb": round(int(hwm[-1]) / 1024, 1), "stdout": proc.stdout.strip()}
+    return {"seconds": round(wall, 3), "cpu_s": round(cpu, 3), "peak_rss_mb": round(int(hwm[-1]) / 1024, 1),
+            "stdout": proc.stdout.strip()}
 
 
 def write_pool(path: Path, rows: int, d: int, block: int = 500_000, seed: int = 0) -> None:

@@ -18,8 +18,9 @@ included: 40 days of events repeated with timestamps shifted per block so no row
 the demo's logs contract. ``--repeat N``: N rounds, every contender once per round; each ratio
 is the median of its per-round ratios (runs close in time: the way to compare on a shared,
 noisy machine), seconds are medians, peak RSS the largest. Prints one JSON object: per size the
-timings, MB/s, ratios, the load average before and after, and the peak-RSS ratio of the largest
-to the smallest size.
+timings, MB/s, ratios (wall time, and ``*_cpu_over_polars``: CPU seconds, user + system, which
+load on a shared machine disturbs less), the load average before and after, and the peak-RSS
+ratio of the largest to the smallest size.
 """
 
 from __future__ import annotations
@@ -256,13 +257,16 @@ def main() -> None:
         row["load_avg_after"] = round(os.getloadavg()[0], 2)
         for k, rs in runs.items():
             row[k] = {"seconds": statistics.median(r["seconds"] for r in rs), "peak_rss_mb": max(r["peak_rss_mb"] for r in rs),
-                      "stdout": rs[-1]["stdout"], "runs_s": [r["seconds"] for r in rs]}
+                      "stdout": rs[-1]["stdout"], "runs_s": [r["seconds"] for r in rs],
+                      "cpu_s": statistics.median(r["cpu_s"] for r in rs), "runs_cpu_s": [r["cpu_s"] for r in rs]}
 
-        def ratio(a: str, b: str) -> float:  # the median of the per-round ratios
-            return round(statistics.median(x["seconds"] / y["seconds"] for x, y in zip(runs[a], runs[b])), 2)
+        def ratio(a: str, b: str, of: str = "seconds") -> float:  # the median of the per-round ratios
+            return round(statistics.median(x[of] / y[of] for x, y in zip(runs[a], runs[b])), 2)
 
         row["rsft_over_polars"] = ratio("rsft", "polars")
         row["rsft_flat_over_polars"] = ratio("rsft_flat", "polars")
+        for k in [k for k in runs if k != "polars"]:  # CPU seconds: the work done, whatever the load
+            row[f"{k}_cpu_over_polars"] = ratio(k, "polars", "cpu_s")
         if "pandera" in runs:
             row["pandera_over_polars"] = ratio("pandera", "polars")
             row["pandera_over_rsft_flat"] = ratio("pandera", "rsft_flat")

@@ -410,8 +410,7 @@ def test_jsonl_bulk_parse_gives_what_the_line_parser_gives(tmp_path, monkeypatch
     monkeypatch.setattr(readers.pl, "read_ndjson", lambda *a, **k: bulk_blocks.append(1) or real(*a, **k))
     bulk = run(tmp_path / "bulk")
     assert len(bulk_blocks) > 5
-    monkeypatch.setattr(readers._JsonlBlock, "block", lambda self, blk, first: (
-        setattr(self, "last_lines", blk.count(b"\n") + (0 if blk.endswith(b"\n") else 1)) or self._per_line(blk, first)))
+    monkeypatch.setattr(readers._JsonlBlock, "block", lambda self, blk, first, ends=None: self._per_line(blk, first))
     per_line = run(tmp_path / "lines")
     assert bulk[0].equals(per_line[0])
     def same(q: pl.DataFrame) -> pl.DataFrame:
@@ -579,6 +578,8 @@ def test_jsonl_line_blocks_are_whole_lines_whatever_the_read_size(monkeypatch):
             out = list(readers._line_blocks(io.BytesIO(data), k))
             assert b"".join(out) == data and all(b.endswith(b"\n") for b in out[:-1]), (read, k)
             assert all(b.count(b"\n") == k for b in out[:-2]), (read, k)
+            for blk, ends in readers._line_block_ends(io.BytesIO(data), k):  # each block's newline offsets
+                assert ends.tolist() == [i for i, ch in enumerate(blk) if ch == 10], (read, k)
 
 
 def test_unique_key_switched_on_later_indexes_the_earlier_files_once(tmp_path):
@@ -623,3 +624,29 @@ def test_a_night_digests_only_new_or_changed_exports(tmp_path, monkeypatch):
     (raw / "day01.csv").write_text("\n".join(lines[:10]) + "\n")  # re-exported, other content
     r = ingest([str(raw)], out, SENSORS)
     assert read == ["day01.csv"] and [f.status for f in r.files][0] == "ok"
+
+
+def test_partition_groups_are_partition_by_whatever_the_row_order():
+    """The writer's groups (slices where each key's rows are one run, else partition_by) are
+    partition_by's groups, keys and rows, in its order — with nulls, repeats and runs split apart."""
+    import datetime as dt
+    import random
+
+    from rsft.ingest.writers import _groups
+
+    rng = random.Random(5)
+    sliced = 0
+    for trial in range(300):
+        n = rng.randint(1, 30)
+        k = [rng.choice([None, "x", "y", "z"]) for _ in range(n)]
+        d = [rng.choice([dt.date(2026, 1, 1), dt.date(2026, 1, 2), None]) for _ in range(n)]
+        if trial % 2:  # in runs, as exports in time order are
+            k.sort(key=lambda v: (v is None, v or ""))
+            d.sort(key=lambda v: (v is None, v or dt.date(2000, 1, 1)))
+        df = pl.DataFrame({"k": k, "d": d, "v": range(n)}, schema={"k": pl.String, "d": pl.Date, "v": pl.Int64})
+        for keys in (["k"], ["d"], ["k", "d"]):
+            want, got = df.partition_by(keys, as_dict=True, maintain_order=True), _groups(df, keys)
+            assert list(got) == list(want), (keys, df)
+            assert all(got[g].equals(want[g]) for g in want), (keys, df)
+            sliced += df.select(pl.struct(keys).rle_id().max()).item() + 1 == len(want) > 1  # the slice path
+    assert 100 < sliced < 900  # both ways taken

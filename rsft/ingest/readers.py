@@ -248,25 +248,32 @@ def _read_jsonl(path: str, contract: ContractConfig, chunk_rows: int = JSONL_SPO
     block = max(1, min(chunk_rows, JSONL_SPOOL_ROWS))
     parse = _JsonlBlock(contract, lines, schema)
 
-    def frames():
+    def blocks():
+        """(block, first line number, its newline offsets) for each block of the file; the
+        parsing happens on the workers (:meth:`_Blocks.batches`), in order of the blocks."""
         opener = gzip.open if path.endswith(".gz") else open
-        first, empty = 1, True
+        first = 1
         with opener(path, "rb") as fh:  # noqa: SIM115
-            for blk in _line_blocks(fh, block):
-                df = parse.block(blk, first)
-                first += parse.last_lines
-                if df.height or empty:  # a file without rows still yields its (empty) schema once
-                    empty = False
-                    yield df
-        if empty:
-            yield pl.DataFrame(schema=schema)
+            for blk, ends in _line_block_ends(fh, block):
+                yield blk, first, ends
+                first += len(ends) + (0 if blk.endswith(b"\n") else 1)
 
-    return _Blocks(schema, frames), []
+    return _Blocks(schema, blocks, parse.block), []
 
 
 def _line_blocks(fh, lines_per_block: int):
     """The file's bytes in blocks of ``lines_per_block`` whole lines (the last may lack its newline)."""
+    for blk, _ in _line_block_ends(fh, lines_per_block):
+        yield blk
+
+
+def _line_block_ends(fh, lines_per_block: int):
+    """:func:`_line_blocks`, each block with the offsets of its newlines (found once per read, so
+    the block parser does not scan the block again)."""
     import numpy as np
+
+    def newlines(b: bytes):
+        return np.flatnonzero(np.frombuffer(b, np.uint8) == 10)
 
     carry, long_line = b"", []  # long_line: pieces of one line longer than a read (joined once: linear)
     while True:
@@ -278,27 +285,31 @@ def _line_blocks(fh, lines_per_block: int):
             continue
         data = b"".join([carry, *long_line, chunk])
         long_line.clear()
-        ends = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
-        start = 0
+        ends = newlines(data)
+        start, k0 = 0, 0
         for k in range(lines_per_block - 1, len(ends), lines_per_block):
-            yield data[start:ends[k] + 1]
-            start = int(ends[k]) + 1
+            yield data[start:ends[k] + 1], ends[k0:k + 1] - start
+            start, k0 = int(ends[k]) + 1, k + 1
         carry = data[start:]
         if len(carry) > (1 << 27) and b"\n" in carry:  # many short lines short of a block: hand them on
             cut = carry.rindex(b"\n") + 1
-            yield carry[:cut]
+            yield carry[:cut], ends[k0:] - start
             carry = carry[cut:]
     carry = b"".join([carry, *long_line])
     if carry:
-        yield carry
+        yield carry, newlines(carry)
 
 
 class _Blocks:
     """A JSONL file as a stream of frames, with the few LazyFrame methods the ingest stream uses:
-    ``collect_schema``, ``with_columns`` (applied to each frame as it comes), ``head(0)``."""
+    ``collect_schema``, ``with_columns`` (applied to each frame as it comes), ``head(0)``.
+    ``blocks()`` yields ``(bytes, first line number, newline offsets)``; ``parse`` turns one into
+    a frame of text columns."""
 
-    def __init__(self, schema: dict, frames, exprs: tuple = ()):
-        self.schema, self._frames, self._exprs = schema, frames, exprs
+    WORKERS = 2  # blocks parsed at once (Polars, numpy and the file reads release the GIL)
+
+    def __init__(self, schema: dict, blocks, parse, exprs: tuple = ()):
+        self.schema, self._blocks, self._parse, self._exprs = schema, blocks, parse, exprs
 
     def _empty(self) -> pl.LazyFrame:
         lf = pl.LazyFrame(schema=self.schema)
@@ -310,30 +321,36 @@ class _Blocks:
         return self._empty().collect_schema()
 
     def with_columns(self, *args, **kw) -> "_Blocks":
-        return _Blocks(self.schema, self._frames, self._exprs + ((args, kw),))
+        return _Blocks(self.schema, self._blocks, self._parse, self._exprs + ((args, kw),))
 
     def head(self, n: int) -> pl.LazyFrame:
         return self._empty().head(n)
 
-    def _checked(self):
-        for df in self._frames():
-            lf = df.lazy()
-            for args, kw in self._exprs:
-                lf = lf.with_columns(*args, **kw)
-            # a lazy collect: the cheap pass's flags reuse its casts (common subexpressions);
-            # eager with_columns computes each cast again per flag (measured ~3x the cost)
-            yield lf.collect()
+    def _checked(self, df: pl.DataFrame) -> pl.DataFrame:
+        lf = df.lazy()
+        for args, kw in self._exprs:
+            lf = lf.with_columns(*args, **kw)
+        # a lazy collect: the cheap pass's flags reuse its casts (common subexpressions);
+        # eager with_columns computes each cast again per flag (measured ~3x the cost)
+        return lf.collect()
+
+    def _job(self, blk: bytes, first: int, ends) -> pl.DataFrame:
+        return self._checked(self._parse(blk, first, ends))
 
     def batches(self):
-        """The frames, parsed and given the cheap pass one block ahead on a reader thread (Polars
-        and the file reads release the GIL) while the caller writes the previous one; at most one
-        block waits, so memory stays bounded by two blocks. The reader's error is raised here."""
+        """The frames in the file's order, each block parsed and given the cheap pass on a worker
+        (``WORKERS`` blocks at once) while the caller writes the previous ones; a reader thread
+        hands the blocks to the workers and at most ``WORKERS + 1`` blocks wait, so memory stays
+        bounded by a few blocks. A frame without rows is left out (the first one is kept: it
+        carries the schema of a file without rows). A worker's or the reader's error is raised here."""
         import queue
         import threading
+        from concurrent.futures import ThreadPoolExecutor
 
-        q: queue.Queue = queue.Queue(maxsize=1)
+        q: queue.Queue = queue.Queue(maxsize=self.WORKERS)
         stop = threading.Event()
         done = object()
+        pool = ThreadPoolExecutor(max_workers=self.WORKERS, thread_name_prefix="rsft-jsonl-parse")
 
         def put(item) -> bool:  # False once the caller has stopped reading
             while not stop.is_set():
@@ -346,8 +363,8 @@ class _Blocks:
 
         def read() -> None:
             try:
-                for df in self._checked():
-                    if not put(df):
+                for blk, first, ends in self._blocks():
+                    if not put(pool.submit(self._job, blk, first, ends)):
                         return
                 put(done)
             except BaseException as e:  # noqa: BLE001 - handed to the caller
@@ -355,14 +372,21 @@ class _Blocks:
 
         t = threading.Thread(target=read, name="rsft-jsonl-reader", daemon=True)
         t.start()
+        yielded = False
         try:
             while (item := q.get()) is not done:
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                df = item.result()
+                if df.height or not yielded:
+                    yielded = True
+                    yield df
+            if not yielded:  # a file without lines: its (empty) schema once
+                yield self._checked(pl.DataFrame(schema=self.schema))
         finally:
             stop.set()
             t.join()
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 # Polars' NDJSON reader fails a block on a value of another JSON type for Float64 (numbers only),
@@ -380,22 +404,23 @@ class _JsonlBlock:
     def __init__(self, contract: ContractConfig, lines: "_JsonlLines", schema: dict):
         self.contract, self.lines, self.schema = contract, lines, schema
         self.read_schema = {c.name: _JSON_TYPES[c.dtype] for c in contract.columns}
-        self.last_lines = 0
 
-    def block(self, blk: bytes, first: int) -> pl.DataFrame:
+    def block(self, blk: bytes, first: int, ends=None) -> pl.DataFrame:
+        """``ends``: the block's newline offsets where the caller has them (found here otherwise)."""
         import numpy as np
         import pyarrow as pa
 
-        ends = np.flatnonzero(np.frombuffer(blk, np.uint8) == 10)
+        if ends is None:
+            ends = np.flatnonzero(np.frombuffer(blk, np.uint8) == 10)
         n = len(ends) + (0 if blk.endswith(b"\n") else 1)
-        self.last_lines = n
         limit = self.contract.max_line_bytes
         starts = np.concatenate([[0], ends + 1])[:n].astype(np.int64)
         offsets = np.concatenate([starts, [len(blk)]]).astype(np.int64)
         try:
             if limit and int(np.diff(offsets).max()) > limit:
                 raise ValueError("a line over max_line_bytes")  # the line parser fails the file, naming it
-            blk.decode("utf-8")
+            if not blk.isascii():  # ASCII is UTF-8 (isascii is a fast scan; decode builds a str)
+                blk.decode("utf-8")
             # an empty line has no row in Polars' reader (nor in the line parser); a line of blanks
             # shows as a row count that differs, and the block goes line by line
             content = np.diff(offsets) > (np.arange(n) < len(ends))

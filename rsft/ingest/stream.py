@@ -55,7 +55,8 @@ def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], stagi
         for df in _batches(checked, chunk_rows, sliced):
             _check_record_bytes(df, limit)
             df, flagged = _mark_duplicates(df, seen)
-            good = df.select(typed).filter(~flagged)  # select first: the filter copies only what is written
+            good = df.select(typed)  # select first: the filter copies only what is written
+            good = good.filter(~flagged) if flagged.any() else good
             data.write(good)
             if keys is not None:
                 keys.add(good)

@@ -41,6 +41,20 @@ def _hive_path(keys: pl.DataFrame, name: str) -> str:
     return "/".join(parts + [name])
 
 
+def _groups(df: pl.DataFrame, keys: list[str]) -> dict[tuple, pl.DataFrame]:
+    """``df.partition_by(keys, as_dict=True, maintain_order=True)``: the same groups, in the same
+    order. Where each key's rows are one contiguous run (exports in time order: a batch spans a
+    few days, one after the other), the groups are slices of ``df`` (no copy; measured ~50 ms per
+    250k-row batch for the copying partition_by)."""
+    run = df.select(pl.struct(keys).rle_id().alias("r"))["r"]
+    change = (run.diff().fill_null(1) != 0).arg_true()  # first row of each run
+    firsts = df.select(keys).gather(change)
+    if firsts.is_duplicated().any():  # a key in two runs: rows of one group are apart
+        return df.partition_by(keys, as_dict=True, maintain_order=True)
+    bounds = change.to_list() + [df.height]
+    return {tuple(k): df.slice(a, b - a) for k, a, b in zip(firsts.rows(), bounds, bounds[1:])}
+
+
 class _Parts:
     """Parquet writers of one ingest: one file, or files per partition (hive directories).
 
@@ -110,7 +124,7 @@ class _Parts:
         if self.keys:
             derived = {k: e for k, e in self.keys.items() if k not in df.columns}
             df = df.with_columns(**derived)
-            groups = df.partition_by(list(self.keys), as_dict=True, maintain_order=True) if df.height else {}
+            groups = _groups(df, list(self.keys)) if df.height else {}
         else:
             groups = {(): df}
         for key, part in groups.items():
