@@ -43,6 +43,7 @@ from typing import Any
 
 import polars as pl
 
+from rsft import progress
 from rsft.config import PrefilterConfig
 from rsft.fsio import atomic_path, atomic_write_text, remove_orphans
 
@@ -264,9 +265,15 @@ def _day_index(src: Path, root: Path, order_by: str) -> dict[str, list[tuple[str
 
 
 def update(src: str | Path, root: str | Path, cfg: PrefilterConfig, *, derive=None, time_column: str | None = None,
-           write_excluded: bool = False, rules_key: str = "") -> dict[str, Any]:
+           write_excluded: bool = False, rules_key: str = "", map_jobs=None) -> dict[str, Any]:
     """Bring the kept pool under ``root`` up to date with the ingested dataset ``src``; returns the
-    manifest written (``path``, counts, ``days_total``, ``days_computed``)."""
+    manifest written (``path``, counts, ``days_total``, ``days_computed``).
+
+    ``map_jobs(jobs) -> results`` runs the per-day jobs (:class:`EdgeJob`, :class:`FilterJob`;
+    each result is :func:`run_job`'s): one after another here by default (:func:`map_inline`),
+    or as tasks on an engine (``tasks.select.prefilter_mapper``: a thread pool or a Dask cluster;
+    the state dir must then be on a filesystem the workers share). The result does not depend
+    on how they ran."""
     from rsft.prefilter import check_rules
 
     src, root = Path(src), Path(root)
@@ -285,7 +292,7 @@ def update(src: str | Path, root: str | Path, cfg: PrefilterConfig, *, derive=No
     if p.order_by is None:
         recs = [_whole(src, root, cfg, derive, write_excluded, rules_key, prev.get("all"))]
     else:
-        recs = _by_day(src, root, cfg, p, schema, derive, write_excluded, rules_key, prev)
+        recs = _by_day(src, root, cfg, p, schema, derive, write_excluded, rules_key, prev, map_jobs or map_inline)
     rows_in = sum(r["rows_in"] for r in recs)
     dropped = {n: sum(r["dropped"][i] for r in recs) for i, n in enumerate(names)}
     manifest = {
@@ -347,36 +354,106 @@ def _whole(src, root, cfg, derive, write_excluded, rules_key, old) -> dict[str, 
             "dropped": [s.dropped[n] for n in names], "alone": [s.alone[n] for n in names], "computed": True}
 
 
-def _by_day(src, root, cfg, p: Plan, schema, derive, write_excluded, rules_key, prev) -> list[dict[str, Any]]:
-    from rsft.prefilter import _count_aggs, _derive, flagged
+# --------------------------------------------------------------------------------------
+# per-day jobs: what a night fans out (rsft never imports an engine: the caller maps them)
+# --------------------------------------------------------------------------------------
+def _read_files(files: tuple[str, ...], order_by: str, day: str) -> pl.DataFrame:
+    return pl.scan_parquet(list(files), hive_partitioning=False).filter(_day_expr(order_by) == day).collect()
+
+
+@dataclass(frozen=True)
+class EdgeJob:
+    """A day's edges: each machine's first and last ``ctx`` readings, saved as context frames."""
+
+    day: str
+    files: tuple[str, ...]  # the ingested parts holding the day's rows
+    root: str
+    by: str
+    order_by: str
+    ctx: int
+
+    def run(self) -> tuple[str, str]:
+        df = _read_files(self.files, self.order_by, self.day)
+        frames = _Frames(Path(self.root), dict(df.schema))
+        return (frames.save(_head(df, self.by, self.order_by, self.ctx)),
+                frames.save(_tail(df, self.by, self.order_by, self.ctx)))
+
+
+@dataclass(frozen=True)
+class FilterJob:
+    """One day through the rules with its left and right context frames: writes the kept rows
+    to ``out`` (and the dropped ones to ``excluded``) and returns the counts."""
+
+    day: str
+    files: tuple[str, ...]
+    root: str
+    order_by: str
+    left: str  # context frame keys (EMPTY = none)
+    right: str
+    cfg: PrefilterConfig
+    out: str
+    excluded: str | None = None
+
+    def run(self) -> tuple[int, list[int], list[int]]:
+        from rsft.prefilter import _count_aggs, flagged
+
+        frames = _Frames(Path(self.root), {})
+        block = _read_files(self.files, self.order_by, self.day).with_columns(__mid=pl.lit(True))
+        parts = [frames.load(self.left).with_columns(__mid=pl.lit(False))] if self.left != EMPTY else []
+        parts.append(block)
+        if self.right != EMPTY:
+            parts.append(frames.load(self.right).with_columns(__mid=pl.lit(False)))
+        whole = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else block
+        lf, flags = flagged(whole.lazy(), self.cfg)
+        judged = lf.filter(pl.col("__mid")).drop("__mid").collect()
+        counts = _counts_list(judged.select(_count_aggs(flags)).row(0, named=True), len(self.cfg.rules))
+        keep = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
+        out = Path(self.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not out.exists():
+            with atomic_path(out) as tmp:
+                judged.filter(keep).drop(flags).write_parquet(tmp, compression="zstd")
+        if self.excluded:
+            names = [_rule_name(r) for r in self.cfg.rules]
+            rule_col = pl.coalesce([pl.when(~pl.col(f)).then(pl.lit(n)) for f, n in zip(flags, names)]).alias("rule")
+            with atomic_path(self.excluded) as tmp:
+                judged.filter(~keep).with_columns(rule_col).drop(flags).write_parquet(tmp, compression="zstd")
+        progress.emit("prefilter.day", day=self.day, rows=counts[0])
+        return counts
+
+
+def run_job(job: EdgeJob | FilterJob) -> Any:
+    """Run one per-day job (what an engine's task calls)."""
+    return job.run()
+
+
+def map_inline(jobs: list) -> list:
+    """The default ``map_jobs``: one job after another, in this process."""
+    return [run_job(j) for j in jobs]
+
+
+def _by_day(src, root, cfg, p: Plan, schema, derive, write_excluded, rules_key, prev, map_jobs) -> list[dict[str, Any]]:
+    from rsft.prefilter import _derive
 
     index = _day_index(src, root, p.order_by)
     days = _order(index)
     content = {d: _digest(d, sorted(index[d])) for d in days}
     frames = _Frames(root, schema)
-    names = [_rule_name(r) for r in cfg.rules]
+    files = {d: tuple(str(src / rel) for rel, _ in sorted(index[d])) for d in days}
 
-    cached: dict[str, pl.DataFrame] = {}  # days read for their edges, kept for step 4 while small
-
-    def read_day(d: str, keep: bool = False) -> pl.DataFrame:
-        if d in cached:
-            return cached.pop(d)
-        files = [str(src / rel) for rel, _ in sorted(index[d])]
-        df = pl.scan_parquet(files, hive_partitioning=False).filter(_day_expr(p.order_by) == d).collect()
-        if keep and sum(f.height for f in cached.values()) + df.height <= cfg.block_rows:
-            cached[d] = df
-        return df
-
-    # 1. each day's edges (first / last ctx readings per machine), keyed by its content
+    # 1. each day's edges (first / last ctx readings per machine), keyed by its content; the
+    #    days whose content is new or changed are read (fanned out)
     edges: dict[str, tuple[str, str]] = {}
     if p.ctx:
+        todo = []
         for d in days:
             rec = prev.get(d)
             if rec and rec["content"] == content[d] and frames.exists(rec["head"]) and frames.exists(rec["tail"]):
                 edges[d] = (rec["head"], rec["tail"])
             else:
-                df = read_day(d, keep=True)
-                edges[d] = (frames.save(_head(df, p.by, p.order_by, p.ctx)), frames.save(_tail(df, p.by, p.order_by, p.ctx)))
+                todo.append(EdgeJob(d, files[d], str(root), p.by, p.order_by, p.ctx))
+        for job, e in zip(todo, map_jobs(todo) if todo else []):
+            edges[job.day] = tuple(e)
     # 2. left context of each day: every machine's last ctx readings before it (forward)
     left: dict[str, str] = {}
     right: dict[str, str] = {}
@@ -400,45 +477,53 @@ def _by_day(src, root, cfg, p: Plan, schema, derive, write_excluded, rules_key, 
             else:
                 cur = frames.save(_head(_cat(frames.load(edges[d][0]), frames.load(cur)), p.by, p.order_by, p.ctx))
             rcarry[d] = cur
-    # 4. the days whose key changed (forward: the kept context of rolling features follows)
+
+    # 4. the rules on the days whose own rows or raw context changed (fanned out). A day's filter
+    #    key is its result key without the kept context: without rolling features they are equal
+    #    and the job writes the day's file; with them it writes the judged kept rows beside it
+    #    (``<filter key>.judged.parquet``) and step 5 adds the rolling features
+    def fkey(d: str, rec: dict[str, Any] | None = None) -> str:
+        r = rec or {"content": content[d], "left": left.get(d, EMPTY), "right": right.get(d, EMPTY)}
+        return _digest(rules_key, r["content"], r["left"], r["right"], EMPTY)
+
+    def job(d: str) -> FilterJob:
+        k = fkey(d)
+        out = root / "days" / d / (f"{k}.judged.parquet" if derive is not None else f"{k}.parquet")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphans(out.parent)
+        return FilterJob(d, files[d], str(root), p.order_by, left.get(d, EMPTY), right.get(d, EMPTY), cfg, str(out),
+                         str(out.parent / f"{k}.excluded.parquet") if write_excluded else None)
+
+    todo = [job(d) for d in days if not (prev.get(d) and fkey(d, prev[d]) == fkey(d)
+                                         and (derive is not None or frames.exists(prev[d]["kept_tail"])))]
+    counts = {j.day: (j, c) for j, c in zip(todo, map_jobs(todo) if todo else [])}
+
+    # 5. every day's record in order: the kept context of rolling features follows the days
     recs, kin = [], EMPTY
     for d in days:
         rec = prev.get(d)
         key = _digest(rules_key, content[d], left.get(d, EMPTY), right.get(d, EMPTY), kin)
-        if rec and rec["key"] == key and frames.exists(rec["kept_tail"]):
+        if d not in counts and rec and rec["key"] == key and frames.exists(rec["kept_tail"]):
             recs.append({**rec, "carry": carry.get(d, EMPTY), "rcarry": rcarry.get(d, EMPTY)})
             kin = rec["kept_tail"]
             continue
-        block = read_day(d).with_columns(__mid=pl.lit(True))
-        ctx_frames = [frames.load(left[d]).with_columns(__mid=pl.lit(False))] if p.ctx else []
-        ctx_frames += [block]
-        if p.ctx:
-            ctx_frames.append(frames.load(right[d]).with_columns(__mid=pl.lit(False)))
-        whole = pl.concat([f for f in ctx_frames if f.height or f is block], how="vertical_relaxed")
-        lf, flags = flagged(whole.lazy(), cfg)
-        judged = lf.filter(pl.col("__mid")).drop("__mid").collect()
-        rows_in, dropped, alone = _counts_list(judged.select(_count_aggs(flags)).row(0, named=True), len(names))
-        keep = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
-        kept = judged.filter(keep).drop(flags)
-        kept_tail = EMPTY
+        if d not in counts:  # same rows and raw context, new kept context: judged again here
+            j = job(d)
+            counts[d] = (j, j.run())
+        j, (rows_in, dropped, alone) = counts[d]
+        out, kept_tail = Path(j.out), EMPTY
         if derive is not None:
+            kept = pl.read_parquet(j.out)
             prev_kept = frames.load(kin, kept.schema) if kin != EMPTY else None
             kept, tail = _derive(kept, prev_kept, derive)
             kept_tail = frames.save(tail)
-        out = root / "days" / d / f"{key}.parquet"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        remove_orphans(out.parent)
-        if not out.exists():
-            with atomic_path(out) as tmp:
-                kept.write_parquet(tmp, compression="zstd")
-        excl = None
-        if write_excluded:
-            excl = out.with_name(f"{key}.excluded.parquet")
-            rule_col = pl.coalesce([pl.when(~pl.col(f)).then(pl.lit(n)) for f, n in zip(flags, names)]).alias("rule")
-            with atomic_path(excl) as tmp:
-                judged.filter(~keep).with_columns(rule_col).drop(flags).write_parquet(tmp, compression="zstd")
+            out = root / "days" / d / f"{key}.parquet"
+            if not out.exists():
+                with atomic_path(out) as tmp:
+                    kept.write_parquet(tmp, compression="zstd")
+            Path(j.out).unlink(missing_ok=True)
         recs.append({"day": d, "key": key, "content": content[d], "file": os.path.relpath(out, root),
-                     "excluded": os.path.relpath(excl, root) if excl else None,
+                     "excluded": os.path.relpath(j.excluded, root) if j.excluded else None,
                      "rows_in": rows_in, "rows_out": rows_in - sum(dropped), "dropped": dropped, "alone": alone,
                      "head": edges[d][0] if p.ctx else EMPTY, "tail": edges[d][1] if p.ctx else EMPTY,
                      "left": left.get(d, EMPTY), "right": right.get(d, EMPTY), "carry": carry.get(d, EMPTY),

@@ -181,10 +181,12 @@ def kept_pool_dir(cfg: PipelineConfig) -> Path:
     return pipeline_root(cfg) / "prefiltered" / prefilter_rules_key(cfg)
 
 
-def prefilter_stage(cfg: PipelineConfig) -> Prefiltered:
+def prefilter_stage(cfg: PipelineConfig, map_jobs=None) -> Prefiltered:
     """Bring the kept pool up to date with the ingested pool (:mod:`rsft.keptpool`): only days
     that are new or changed, and the neighbours whose window context changed, are prefiltered
-    again (with the rolling features); the result is a new manifest over per-day files."""
+    again (with the rolling features); the result is a new manifest over per-day files.
+    ``map_jobs`` runs the per-day jobs (default: one after another; the flow's task maps them
+    on ``prefilter.task_runner``)."""
     from rsft import keptpool
 
     root = pipeline_root(cfg)
@@ -193,7 +195,7 @@ def prefilter_stage(cfg: PipelineConfig) -> Prefiltered:
         remove_orphans(root / "prefiltered")
     m = keptpool.update(root / pool_dataset(cfg), out, cfg.prefilter, derive=rolling_derive(cfg.features),
                         time_column=cfg.features.time_column, write_excluded=cfg.prefilter.write_excluded,
-                        rules_key=prefilter_rules_key(cfg))
+                        rules_key=prefilter_rules_key(cfg), map_jobs=map_jobs)
     log.info("prefilter: %d of %d day(s) computed, manifest %s", m["days_computed"], m["days_total"], m["path"])
     return Prefiltered(output=m["path"], rows_in=m["rows_in"], rows_out=m["rows_out"], dropped=m["dropped"],
                        alone=m["alone"], excluded=m["path"] if cfg.prefilter.write_excluded else None,
