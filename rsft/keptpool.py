@@ -10,8 +10,9 @@ columns, so another rule set is another dataset)::
     versions/<pool key>.json            a manifest: every day's record and its kept file, in order
     current.json                        {"version": <pool key>} — the newest manifest (swapped atomically)
     days-index-<time column>.json       ingested part → rows per day (each part is read once)
-    samples/<day file>-<seed>-<cap>.parquet   a day's rows with row hash < cap: pool samples
-                                        (:func:`sample_pool`) read these, not the whole pool
+    samples/pool-<seed>.json            the pool-sample reservoir of a seed: its cap, file and day files
+    samples/pool-<seed>-<digest>.parquet  those day files' rows with row hash < cap, in pool
+                                        order: pool samples (:func:`sample_pool`) read this, not the pool
 
 A day's result depends on its own rows, the left context (each machine's last ``ctx`` readings
 before the day, however many days back), the right context (each machine's next ``ctx`` readings
@@ -98,8 +99,8 @@ def scan_pool(path: str | Path) -> pl.LazyFrame:
     return pl.scan_parquet(pool_files(path), hive_partitioning=False)
 
 
-# a day's sample file holds at most this share (per million) of its rows; a larger sample reads
-# the day file itself (a copy of most of a day would cost disk and save little reading)
+# a pool sample this large a share (per million) of the pool reads the day files themselves: a
+# reservoir of most of the pool would cost disk and save little reading
 SAMPLE_FILE_MAX_CAP = 125_000
 
 
@@ -107,45 +108,68 @@ def _hash(seed: int) -> pl.Expr:
     return pl.struct("_source", "_row").hash(seed) % 1_000_000
 
 
+def reservoir_index(base: str | Path, seed: int) -> Path:
+    """``samples/pool-<seed>.json``: the pool-sample reservoir of one seed (cap, file, day files)."""
+    return Path(base) / "samples" / f"pool-{seed}.json"
+
+
 def sample_pool(path: str | Path, rows: int, rows_total: int, seed: int) -> pl.LazyFrame:
     """The kept pool's rows whose row hash (``seed``) falls under ``rows / rows_total`` — the rows
-    and order of :func:`rsft.pipeline.data.hashed_sample` over :func:`scan_pool` — read from
-    per-day sample files (``samples/<day file>-<seed>-<cap>.parquet``: the day's rows with hash
-    < cap), so a night reads about the sample, not the pool. A day's sample file is written with
-    cap = 2 × tonight's threshold and written again once the pool has grown so that it holds
-    more than 4 × what is needed (each day's file is rewritten about log₂(growth) times); while
-    the sample is more than ``SAMPLE_FILE_MAX_CAP / 2`` of the pool (a small pool), days are read
-    whole."""
+    and order of :func:`rsft.pipeline.data.hashed_sample` over :func:`scan_pool` — read from one
+    small reservoir per seed instead of the pool.
+
+    The reservoir (``samples/pool-<seed>-<digest>.parquet``, named by ``samples/pool-<seed>.json``)
+    holds, for the day files it lists, their rows with hash < cap, in pool order. A night reads
+    it, drops the days no longer in the pool, adds the rows of the day files it lacks (the new
+    day and the recomputed neighbours: read whole, once) and writes it again; so it costs about
+    the sample, however long the history. ``cap`` is 2 × tonight's threshold when written and
+    lowered to that again once the pool has grown so that it holds more than 4 × what is needed
+    (the reservoir stays 1-4 × the sample). While the sample is more than
+    ``SAMPLE_FILE_MAX_CAP / 2`` of the pool (a small pool), the day files are read instead."""
     if rows_total <= rows or not is_manifest(path):
         lf = scan_pool(path)
         return lf if rows_total <= rows else lf.filter(_hash(seed) < int(rows / rows_total * 1_000_000) + 1)
     keep = int(rows / rows_total * 1_000_000) + 1
-    base = Path(path).parent.parent
-    sdir = base / "samples"
-    sdir.mkdir(parents=True, exist_ok=True)
-    have: dict[tuple[str, int], list[int]] = {}
-    for name in os.listdir(sdir):
-        if name.startswith(".") or not name.endswith(".parquet"):
-            continue
-        stem, sd, cap = name[: -len(".parquet")].rsplit("-", 2)
-        have.setdefault((stem, int(sd)), []).append(int(cap))
+    if 2 * keep > SAMPLE_FILE_MAX_CAP:  # the sample is most of the pool: read the days themselves
+        return scan_pool(path).filter(_hash(seed) < keep)
+    return _reservoir(Path(path).parent.parent, manifest_files(path), seed, keep).filter(_hash(seed) < keep)
+
+
+def _reservoir(base: Path, files: list[str], seed: int, keep: int) -> pl.LazyFrame:
+    rels = [os.path.relpath(f, base) for f in files]
+    index = reservoir_index(base, seed)
+    try:
+        idx = json.loads(index.read_text())
+        old_file = index.parent / idx["file"]
+        if not (idx["cap"] >= keep and old_file.exists()):
+            idx = None
+    except (OSError, ValueError, KeyError):
+        idx = None
+    if idx is not None and idx["cap"] <= 4 * keep and idx["files"] == rels:
+        return pl.scan_parquet(old_file, hive_partitioning=False).drop("__file")  # tonight's, already
+    cap = idx["cap"] if idx is not None and idx["cap"] <= 4 * keep else 2 * keep
+    have = set(idx["files"]) & set(rels) if idx is not None else set()
     parts = []
-    for f in manifest_files(path):
-        stem = Path(f).stem
-        caps = sorted(c for c in have.get((stem, seed), []) if c >= keep)
-        if caps and caps[0] <= 4 * keep:
-            cap = caps[0]
-        elif 2 * keep > SAMPLE_FILE_MAX_CAP:  # the sample is most of the day: read the day itself
-            parts.append(f)
-            continue
-        else:
-            cap = 2 * keep
-            out = sdir / f"{stem}-{seed}-{cap}.parquet"
-            if not out.exists():
-                with atomic_path(out) as tmp:
-                    pl.scan_parquet(f, hive_partitioning=False).filter(_hash(seed) < cap).collect().write_parquet(tmp)
-        parts.append(str(sdir / f"{stem}-{seed}-{cap}.parquet"))
-    return pl.scan_parquet(parts, hive_partitioning=False).filter(_hash(seed) < keep)
+    if have:
+        parts.append(pl.scan_parquet(old_file, hive_partitioning=False)
+                     .filter(pl.col("__file").is_in(sorted(have)) & (_hash(seed) < cap)))
+    for f, rel in zip(files, rels):
+        if rel not in have:
+            parts.append(pl.scan_parquet(f, hive_partitioning=False).filter(_hash(seed) < cap)
+                         .with_columns(__file=pl.lit(rel)))
+    pos = {rel: i for i, rel in enumerate(rels)}
+    df = (pl.concat(parts, how="vertical_relaxed")
+          .with_columns(__pos=pl.col("__file").replace_strict(pos, return_dtype=pl.Int64))
+          .sort("__pos", maintain_order=True).drop("__pos").collect())
+    name = f"pool-{seed}-{_digest(cap, rels)}.parquet"
+    out = index.parent / name
+    if not out.exists():
+        index.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out) as tmp:
+            df.write_parquet(tmp)
+    # the older reservoir stays until `rsft gc` (a reader of the older index may still read it)
+    atomic_write_text(index, json.dumps({"cap": cap, "file": name, "files": rels}))
+    return df.lazy().drop("__file")
 
 
 # --------------------------------------------------------------------------------------
