@@ -249,13 +249,14 @@ def fit_scorer_stage(cfg: PipelineConfig, prefiltered: Prefiltered) -> Scored:
 
 
 def select_stage(cfg: PipelineConfig, prefiltered: Prefiltered, scored: Scored) -> Selected:
-    """Chunked selection, one chunk after another (the flow maps chunks as tasks instead)."""
+    """Chunked selection, ``sampling.concurrency`` chunks at a time on threads in this process (the
+    flow maps chunks as tasks on ``sampling.task_runner`` instead); the rows do not depend on it."""
     from rsft.sampling import select
 
     run_dir = Path(scored.run_dir)
     return Selected.from_summary(select(
         prefiltered.output, scored.scorer_path, cfg.features, cfg.sampling, str(run_dir / "chunks"),
-        log_m=scored.log_m, out_path=str(run_dir / "selected.parquet"),
+        log_m=scored.log_m, out_path=str(run_dir / "selected.parquet"), workers=cfg.sampling.concurrency,
     ).to_dict())
 
 
