@@ -6,7 +6,8 @@ Counts: ``dropped[rule]`` = rows whose *first* failing rule (config order) is th
 Nulls: a rule other than ``not_null`` keeps a row whose value it cannot judge (null), so a
 null never makes a row vanish under a rule that did not ask about nulls.
 Window rules (stuck, spike, rate_of_change) evaluate per machine in time order: the input is
-sorted by (by, order_by) before the rules run.
+sorted by (by, order_by) before the rules run; the spike rule's centred rolling statistics are
+columns :func:`with_window_stats` adds first (shifted trailing windows, exact), read by its expression.
 """
 
 from __future__ import annotations
