@@ -10,9 +10,9 @@ columns, so another rule set is another dataset)::
     versions/<pool key>.json            a manifest: every day's record and its kept file, in order
     current.json                        {"version": <pool key>} — the newest manifest (swapped atomically)
     days-index-<time column>.json       ingested part → rows per day (each part is read once)
-    samples/pool-<seed>.json            the pool-sample reservoir of a seed: its cap, file and day files
-    samples/pool-<seed>-<digest>.parquet  those day files' rows with row hash < cap, in pool
-                                        order: pool samples (:func:`sample_pool`) read this, not the pool
+    samples/pool-<seed>.json            the pool-sample reservoir of a seed: its cap, files and their day files
+    samples/pool-<seed>-<digest>.parquet  those day files' rows with row hash < cap: pool samples
+                                        (:func:`sample_pool`) read these, not the pool
 
 A day's result depends on its own rows, the left context (each machine's last ``ctx`` readings
 before the day, however many days back), the right context (each machine's next ``ctx`` readings
@@ -118,11 +118,12 @@ def sample_pool(path: str | Path, rows: int, rows_total: int, seed: int) -> pl.L
     and order of :func:`rsft.pipeline.data.hashed_sample` over :func:`scan_pool` — read from one
     small reservoir per seed instead of the pool.
 
-    The reservoir (``samples/pool-<seed>-<digest>.parquet``, named by ``samples/pool-<seed>.json``)
-    holds, for the day files it lists, their rows with hash < cap, in pool order. A night reads
-    it, drops the days no longer in the pool, adds the rows of the day files it lacks (the new
-    day and the recomputed neighbours: read whole, once) and writes it again; so it costs about
-    the sample, however long the history. ``cap`` is 2 × tonight's threshold when written and
+    The reservoir (``samples/pool-<seed>-<digest>.parquet`` files, named by
+    ``samples/pool-<seed>.json``) holds, for the day files it lists, their rows with hash < cap. A
+    night reads it, skips the days no longer in the pool, and adds the rows of the day files it
+    lacks (the new day and the recomputed neighbours: read whole, once) as one more small file;
+    past ``RESERVOIR_MAX_PARTS`` files it is written again as one. So a night costs about the
+    sample plus its new days, however long the history. ``cap`` is 2 × tonight's threshold when written and
     lowered to that again once the pool has grown so that it holds more than 4 × what is needed
     (the reservoir stays 1-4 × the sample). While the sample is more than
     ``SAMPLE_FILE_MAX_CAP / 2`` of the pool (a small pool), the day files are read instead."""
@@ -135,40 +136,77 @@ def sample_pool(path: str | Path, rows: int, rows_total: int, seed: int) -> pl.L
     return _reservoir(Path(path).parent.parent, manifest_files(path), seed, keep).filter(_hash(seed) < keep)
 
 
+# a reservoir is at most this many files (one written whole, then one small file per night that
+# added days); past it, or when its cap changes, it is written again as one file
+RESERVOIR_MAX_PARTS = 8
+
+
+def reservoir_parts(index: dict[str, Any]) -> list[dict[str, Any]]:
+    """A reservoir index's files, each ``{"file", "files"}`` (the day files it holds rows of)."""
+    return index.get("parts") or ([{"file": index["file"], "files": index["files"]}] if "file" in index else [])
+
+
 def _reservoir(base: Path, files: list[str], seed: int, keep: int) -> pl.LazyFrame:
     rels = [os.path.relpath(f, base) for f in files]
+    pos = {rel: i for i, rel in enumerate(rels)}
     index = reservoir_index(base, seed)
     try:
         idx = json.loads(index.read_text())
-        old_file = index.parent / idx["file"]
-        if not (idx["cap"] >= keep and old_file.exists()):
-            idx = None
+        parts = [p for p in reservoir_parts(idx) if "rows" in p]
+        if not (idx["cap"] >= keep and parts and all((index.parent / p["file"]).exists() for p in parts)):
+            idx, parts = None, []
     except (OSError, ValueError, KeyError):
-        idx = None
-    if idx is not None and idx["cap"] <= 4 * keep and idx["files"] == rels:
-        return pl.scan_parquet(old_file, hive_partitioning=False).drop("__file")  # tonight's, already
+        idx, parts = None, []
     cap = idx["cap"] if idx is not None and idx["cap"] <= 4 * keep else 2 * keep
-    have = set(idx["files"]) & set(rels) if idx is not None else set()
-    parts = []
-    if have:
-        parts.append(pl.scan_parquet(old_file, hive_partitioning=False)
-                     .filter(pl.col("__file").is_in(sorted(have)) & (_hash(seed) < cap)))
-    for f, rel in zip(files, rels):
-        if rel not in have:
-            parts.append(pl.scan_parquet(f, hive_partitioning=False).filter(_hash(seed) < cap)
-                         .with_columns(__file=pl.lit(rel)))
-    pos = {rel: i for i, rel in enumerate(rels)}
-    df = (pl.concat(parts, how="vertical_relaxed")
-          .with_columns(__pos=pl.col("__file").replace_strict(pos, return_dtype=pl.Int64))
-          .sort("__pos", maintain_order=True).drop("__pos").collect())
-    name = f"pool-{seed}-{_digest(cap, rels)}.parquet"
-    out = index.parent / name
-    if not out.exists():
-        index.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out) as tmp:
-            df.write_parquet(tmp)
-    # the older reservoir stays until `rsft gc` (a reader of the older index may still read it)
-    atomic_write_text(index, json.dumps({"cap": cap, "file": name, "files": rels}))
+    have: set[str] = set()
+    old: list[tuple[int, pl.LazyFrame]] = []  # (first position, rows)
+    for p in parts:  # a part's rows are its files' rows in its files' order: a file = a row range
+        lf, start, segs = pl.scan_parquet(index.parent / p["file"], hive_partitioning=False), 0, []
+        for rel, n in zip(p["files"], p["rows"]):
+            if rel in pos and rel not in have and n:
+                if segs and segs[-1][1] + segs[-1][2] == start:  # contiguous: one slice
+                    segs[-1][2] += n
+                else:
+                    segs.append([pos[rel], start, n])
+            if rel in pos:
+                have.add(rel)
+            start += n
+        old += [(first, lf.slice(st, n)) for first, st, n in segs]
+    new_rels = [r for r in rels if r not in have]
+    new = [(pos[r], pl.scan_parquet(f, hive_partitioning=False).filter(_hash(seed) < cap).with_columns(__file=pl.lit(r)))
+           for f, r in zip(files, rels) if r not in have]
+
+    def ordered(frames: list[tuple[int, pl.LazyFrame]]) -> pl.DataFrame:
+        """The frames' rows in pool order: concatenated (sorted by their first position) when the
+        runs do not interleave (the usual night: new days after old ones), sorted otherwise."""
+        frames = sorted(frames, key=lambda x: x[0]) or [
+            (0, pl.scan_parquet(files[0], hive_partitioning=False).head(0).with_columns(__file=pl.lit(None, pl.String)))]
+        df = pl.concat([f for _, f in frames], how="vertical_relaxed").filter(_hash(seed) < cap).collect()
+        key = df["__file"].replace_strict(pos, return_dtype=pl.Int64)
+        return df if key.is_sorted() else df.with_columns(__pos=key).sort("__pos", maintain_order=True).drop("__pos")
+
+    def write(df: pl.DataFrame, covers: list[str]) -> dict[str, Any]:
+        counts = dict(df.group_by("__file").len().iter_rows())
+        names = list(dict.fromkeys(df["__file"].to_list()))  # in row order
+        names += [r for r in covers if r not in counts]  # day files without a sampled row: 0 rows
+        name = f"pool-{seed}-{_digest(cap, names)}.parquet"
+        if not (index.parent / name).exists():
+            index.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(index.parent / name) as tmp:
+                df.write_parquet(tmp, compression="lz4")
+        return {"file": name, "files": names, "rows": [int(counts.get(r, 0)) for r in names]}
+
+    if not new and idx is not None and cap == idx["cap"]:
+        return ordered(old).lazy().drop("__file")  # nothing new tonight (or read again)
+    if idx is None or cap != idx["cap"] or len(parts) >= RESERVOIR_MAX_PARTS:
+        df = ordered(old + new)  # written again as one file: tonight's days only, under tonight's cap
+        parts = [write(df, rels)]
+    else:  # the rows of the day files it lacks, as one more small file
+        delta = ordered(new)
+        parts = parts + [write(delta, new_rels)]
+        df = ordered(old + [(pos[delta["__file"][0]] if delta.height else len(rels), delta.lazy())])
+    # files no longer named stay until `rsft gc` (a reader of the older index may still read them)
+    atomic_write_text(index, json.dumps({"cap": cap, "parts": parts}))
     return df.lazy().drop("__file")
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from rsft.config import PipelineConfig
+from rsft.keptpool import reservoir_parts
 from rsft.state import size_of
 
 LINEAGE_FILES = ("selected.parquet", "scorer.pt", "report")
@@ -235,7 +236,7 @@ def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: boo
             for name in samples:
                 if name.startswith("pool-") and name.endswith(".json"):
                     try:
-                        named.add(json.loads(Path(samples[name].path).read_text())["file"])
+                        named.update(p["file"] for p in reservoir_parts(json.loads(Path(samples[name].path).read_text())))
                     except (OSError, ValueError, KeyError):
                         pass
             for name in sorted(samples):
