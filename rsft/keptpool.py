@@ -142,7 +142,8 @@ RESERVOIR_MAX_PARTS = 8
 
 
 def reservoir_parts(index: dict[str, Any]) -> list[dict[str, Any]]:
-    """A reservoir index's files, each ``{"file", "files"}`` (the day files it holds rows of)."""
+    """A reservoir index's files, each ``{"file", "files", "rows"}``: the day files it holds rows of, in
+    its row order, and how many rows each (an index of an older rsft without ``rows`` is rebuilt)."""
     return index.get("parts") or ([{"file": index["file"], "files": index["files"]}] if "file" in index else [])
 
 
