@@ -2,20 +2,25 @@
 and the state dir's size, against the night number.
 
     PYTHONPATH=. python benchmarks/nightly_growth.py [--nights 60] [--machines 20] [--samples-per-day 1440]
-        [--keep-nights 2] [--out benchmarks/results-nightly-growth.json] [--plot benchmarks/nightly-growth.png]
+        [--keep-nights 2] [--paired 5] [--out benchmarks/results-nightly-growth.json] [--plot benchmarks/nightly-growth.png]
 
 Night n: one new day of pool readings (``rsft.synth.generate_day``, the demo's machines and
 faults, one Parquet export) and the night's target sample / hold-out are written, then one real
 night runs in this process (``rsft.pipeline.run_night`` with the LOCAL steps, each step timed):
 ingest → prefilter (incremental kept pool) → fit the scorer → select (the whole-pool scoring pass)
 → report → fine-tune + register + gate (MLflow in the state dir; a short step budget), then
-``rsft gc`` (``--keep-nights``). The demo's rules (duplicate key, stuck over 8, spike over 11
+``rsft gc`` (``--keep-nights``; the night's retention, timed as its own step). The demo's rules (duplicate key, stuck over 8, spike over 11
 readings) and, with ``--rolling``, rolling features.
 
 Goals (issue 19): one new day on the last night's history costs ≤ 1.2× one new day on a 1-day
 history (night 2) for every stage but the scoring pass (medians of nights 2-6 vs the last five
 nights: the machine is shared); the scoring pass ≥ 5 M rows/s; the state dir after night 30 ≤ 1.3× (ingested data + one
 kept pool + MLflow, i.e. the registered models with their runs' artifacts).
+
+``--paired K`` then runs K pairs of nights: one new day on a short history (a second plant of 2
+nights, then its nights 3, 4, …) and one on the long history (nights N+1, …), back to back, so
+both nights of a pair see the same load on the shared machine; ``paired`` in the JSON has the
+per-stage medians and long/short ratios (the fairer comparison when the load drifts during a run).
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ def config(work: Path, a) -> "PipelineConfig":  # noqa: F821
     from rsft.config import load_config
 
     data = yaml.safe_load((REPO / "examples" / "factory.yaml").read_text())
-    data["state"] = {"dir": str(work / "state"), "experiment": "nightly-growth", "keep_nights": a.keep_nights}
+    # the retention runs as the timed gc step below (the night's own would run it twice)
+    data["state"] = {"dir": str(work / "state"), "experiment": "nightly-growth", "keep_nights": a.keep_nights,
+                     "gc_after_night": False}
     # days = the whole run: the generator's warming trend spans the pool (12 → 30 °C) as it grows;
     # each night writes only its new day (generate_day of that day)
     data["synth"].update(machines=a.machines, days=a.nights, target_days=1, samples_per_day=a.samples_per_day,
@@ -79,6 +86,9 @@ def main() -> None:
     ap.add_argument("--samples-per-day", type=int, default=1440)
     ap.add_argument("--keep-nights", type=int, default=2)
     ap.add_argument("--rolling", action="store_true")
+    ap.add_argument("--paired", type=int, default=0, metavar="K",
+                    help="then K pairs of nights: one new day on a short history (a second plant of 2 nights) and one "
+                         "on the long one, back to back (the same load), compared per stage")
     ap.add_argument("--work", default="/tmp/rsft-nightly-growth")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results-nightly-growth.json"))
     ap.add_argument("--plot", default=str(REPO / "benchmarks" / "nightly-growth.png"))
@@ -111,8 +121,9 @@ def main() -> None:
     from rsft.state import disk_usage
     from rsft.keptpool import manifest_files
 
-    nights = []
-    for night in range(1, a.nights + 1):
+    def run_one(cfg, work: Path, night: int) -> dict:
+        """Night ``night`` of the plant under ``work``: its new exports, the night, gc; timed."""
+        os.environ["RSFT_STATE_DIR"] = cfg.state.dir
         t: dict[str, float] = {}
         cpu: dict[str, float] = {}
 
@@ -138,19 +149,46 @@ def main() -> None:
         t0 = time.perf_counter()
         summary = run_night(cfg, steps)
         t["night"] = round(time.perf_counter() - t0, 4)
-        rep = timed("gc", gc.collect)(cfg)
+        rep = timed("gc", lambda c: gc.collect(c, sizes=False))(cfg)  # what the night's retention runs
         usage = disk_usage(state(cfg), cfg.name)
         pre, sel = info["pre"], info["sel"]
         one_pool = sum(os.path.getsize(f) for f in manifest_files(pre.output))
         row = {"night": night, "history_days": night, "new_rows": new_rows, "pool_rows": pre.rows_in,
                "kept_rows": pre.rows_out, "selected_rows": sel.rows_out, "days_prefiltered": pre.days_computed,
                "seconds": t, "cpu_seconds": cpu, "scoring_rows_per_s": round(sel.rows_in / t["select"]) if t["select"] else None,
+               # rows per CPU second of all threads: the work, whatever the other users' load
+               "scoring_rows_per_cpu_s": round(sel.rows_in / cpu["select"]) if cpu["select"] else None,
+               "loadavg_1min": round(os.getloadavg()[0], 2),
                "state_bytes": usage, "one_kept_pool_bytes": one_pool, "gc_removed_bytes": rep.bytes_removed,
                "promoted": summary["promoted"], "model_version": summary["model_version"]}
         row["state_ratio"] = round(usage["total"] / (usage["ingested"] + one_pool + usage["mlflow"]), 3)
+        return row
+
+    nights = []
+    for night in range(1, a.nights + 1):
+        row = run_one(cfg, work, night)
         nights.append(row)
         print(json.dumps({k: row[k] for k in ("night", "pool_rows", "days_prefiltered", "seconds", "state_ratio")}),
               flush=True)
+
+    paired = None
+    if a.paired:
+        # the same new day on a short and on the long history, night by night in turn, so both
+        # see the same load on the shared machine: a short plant (2 nights, then its nights 3..)
+        # beside the long one (its nights N+1..)
+        short_work = work / "short"
+        short_work.mkdir()
+        short = config(short_work, a)
+        for night in (1, 2):
+            run_one(short, short_work, night)
+        pairs = []
+        for k in range(a.paired):
+            s_row = run_one(short, short_work, 3 + k)
+            l_row = run_one(cfg, work, a.nights + 1 + k)
+            pairs.append({"short": s_row, "long": l_row})
+            print(json.dumps({"pair": k, "short_history_days": 3 + k, "long_history_days": a.nights + 1 + k,
+                              "cpu_short": s_row["cpu_seconds"], "cpu_long": l_row["cpu_seconds"]}), flush=True)
+        paired = paired_goals(pairs)
 
     result = {
         "command": "PYTHONPATH=. python benchmarks/nightly_growth.py " + " ".join(sys.argv[1:]),
@@ -158,11 +196,31 @@ def main() -> None:
                   "rows_per_day": nights[0]["new_rows"], "keep_nights": a.keep_nights, "rolling": a.rolling,
                   "cpus": os.cpu_count()},
         "goals": goals(nights),
+        **({"paired": paired} if paired else {}),
         "nights": nights,
     }
     Path(a.out).write_text(json.dumps(result, indent=1))
     print(json.dumps(result["goals"], indent=1))
+    if paired:
+        print(json.dumps(paired, indent=1))
     plot(nights, a.plot)
+
+
+def paired_goals(pairs: list[dict]) -> dict:
+    """Medians over the pairs, per stage: CPU and wall seconds of the long history's night over
+    the short one's (run back to back: the same load)."""
+    out = {"pairs": len(pairs),
+           "history_days": {"short": [p["short"]["history_days"] for p in pairs],
+                            "long": [p["long"]["history_days"] for p in pairs]}}
+    for key in ("cpu_seconds", "seconds"):
+        short = {s: statistics.median(p["short"][key][s] for p in pairs) for s in STAGES}
+        long_ = {s: statistics.median(p["long"][key][s] for p in pairs) for s in STAGES}
+        ratios = {s: round(long_[s] / max(short[s], 1e-9), 3) for s in STAGES}
+        out[key] = {"short": {s: round(v, 4) for s, v in short.items()}, "long": {s: round(v, 4) for s, v in long_.items()},
+                    "ratio_long_vs_short": ratios, "ratio_ok": {s: ratios[s] <= 1.2 for s in STAGES if s != "select"}}
+    out["scoring_rows_per_s_long"] = statistics.median(p["long"]["scoring_rows_per_s"] for p in pairs)
+    out["scoring_rows_per_cpu_s_long"] = statistics.median(p["long"]["scoring_rows_per_cpu_s"] for p in pairs)
+    return out
 
 
 def goals(nights: list[dict], k: int = 5) -> dict:
@@ -186,6 +244,9 @@ def goals(nights: list[dict], k: int = 5) -> dict:
     return {
         **out,
         "scoring_rows_per_s_last": statistics.median(r["scoring_rows_per_s"] for r in last),
+        **({"scoring_rows_per_cpu_s_last": statistics.median(r["scoring_rows_per_cpu_s"] for r in last),
+            "loadavg_1min_median": statistics.median(r["loadavg_1min"] for r in nights)}
+           if "scoring_rows_per_cpu_s" in last[0] else {}),
         "state_ratio_night30": n30["state_ratio"], "state_ratio_night30_ok": n30["state_ratio"] <= 1.3,
         "state_ratio_max": max(r["state_ratio"] for r in nights),
         "state_night30": n30["state_bytes"], "one_kept_pool_night30": n30["one_kept_pool_bytes"],

@@ -10,7 +10,7 @@ from rsft.pipeline.data import check_files, dataset_ingest
 from rsft.pipeline.layout import contract, ingest_sources, pipeline_root
 from rsft.pipeline.results import Ingested
 from tasks.ingest import ingest_file_task, plan_ingest_task
-from tasks.runners import make_task_runner
+from tasks.runners import runner_for
 
 
 @flow(name="ingest", flow_run_name="ingest-{cfg.name}")
@@ -36,8 +36,7 @@ def ingest_files(cfg: PipelineConfig) -> Ingested:
 def ingest_datasets(cfg: PipelineConfig) -> Ingested:
     """The ingest sub-flow with ``ingest.concurrency`` files at a time, on ``ingest.task_runner``
     (a thread pool, or a Dask cluster as for sampling)."""
-    i = cfg.ingest
-    return ingest_files.with_options(task_runner=make_task_runner(i.task_runner, i.concurrency, i.dask_address))(cfg)
+    return ingest_files.with_options(task_runner=runner_for(cfg.ingest))(cfg)
 
 
 @flow(name="ingest-exports")

@@ -9,14 +9,13 @@ from prefect import flow, unmapped
 
 from rsft.config import PipelineConfig
 from rsft.pipeline.results import Selected, Selection
-from tasks.runners import make_task_runner
+from tasks.runners import runner_for
 from tasks.select import fit_scorer_task, merge_task, plan_chunks_task, prefilter_task, report_task, sample_chunk_task
 
 
 def task_runner(cfg: PipelineConfig):
     """Thread pool by default; a Dask cluster (address or a LocalCluster) when configured."""
-    s = cfg.sampling
-    return make_task_runner(s.task_runner, s.concurrency, s.dask_address)
+    return runner_for(cfg.sampling)
 
 
 @flow(name="select", flow_run_name="select-{cfg.name}")

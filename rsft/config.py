@@ -280,6 +280,15 @@ class PrefilterConfig(_Model):
     # night holds in memory besides the day it prefilters (days read for their context, kept for
     # reuse), and sizes the blocks of the whole-pool fallback (rules that need the whole pool)
     block_rows: int = Field(250_000, ge=100)
+    # where the flow's per-day work runs (the days to read and to judge again: usually the new day
+    # and its neighbours, every day on a first night or after a rule change), as for ingest and
+    # sampling: a thread pool of `concurrency` ("thread"), a Dask cluster ("dask": dask_address,
+    # or a LocalCluster of `concurrency` processes; the state dir on a filesystem the workers
+    # share) or one day after another in the prefilter task ("inline"). The kept pool does not
+    # depend on it; the local runner (`rsft run`) always goes inline
+    task_runner: Literal["thread", "dask", "inline"] = "thread"
+    concurrency: int = Field(2, ge=1)
+    dask_address: str | None = None
 
 
 # --------------------------------------------------------------------------------------

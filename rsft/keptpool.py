@@ -10,8 +10,9 @@ columns, so another rule set is another dataset)::
     versions/<pool key>.json            a manifest: every day's record and its kept file, in order
     current.json                        {"version": <pool key>} — the newest manifest (swapped atomically)
     days-index-<time column>.json       ingested part → rows per day (each part is read once)
-    samples/<day file>-<seed>-<cap>.parquet   a day's rows with row hash < cap: pool samples
-                                        (:func:`sample_pool`) read these, not the whole pool
+    samples/pool-<seed>.json            the pool-sample reservoir of a seed: its cap, files and their day files
+    samples/pool-<seed>-<digest>.parquet  those day files' rows with row hash < cap: pool samples
+                                        (:func:`sample_pool`) read these, not the pool
 
 A day's result depends on its own rows, the left context (each machine's last ``ctx`` readings
 before the day, however many days back), the right context (each machine's next ``ctx`` readings
@@ -43,6 +44,7 @@ from typing import Any
 
 import polars as pl
 
+from rsft import progress
 from rsft.config import PrefilterConfig
 from rsft.fsio import atomic_path, atomic_write_text, remove_orphans
 
@@ -97,8 +99,8 @@ def scan_pool(path: str | Path) -> pl.LazyFrame:
     return pl.scan_parquet(pool_files(path), hive_partitioning=False)
 
 
-# a day's sample file holds at most this share (per million) of its rows; a larger sample reads
-# the day file itself (a copy of most of a day would cost disk and save little reading)
+# a pool sample this large a share (per million) of the pool reads the day files themselves: a
+# reservoir of most of the pool would cost disk and save little reading
 SAMPLE_FILE_MAX_CAP = 125_000
 
 
@@ -106,45 +108,107 @@ def _hash(seed: int) -> pl.Expr:
     return pl.struct("_source", "_row").hash(seed) % 1_000_000
 
 
+def reservoir_index(base: str | Path, seed: int) -> Path:
+    """``samples/pool-<seed>.json``: the pool-sample reservoir of one seed (cap, file, day files)."""
+    return Path(base) / "samples" / f"pool-{seed}.json"
+
+
 def sample_pool(path: str | Path, rows: int, rows_total: int, seed: int) -> pl.LazyFrame:
     """The kept pool's rows whose row hash (``seed``) falls under ``rows / rows_total`` — the rows
-    and order of :func:`rsft.pipeline.data.hashed_sample` over :func:`scan_pool` — read from
-    per-day sample files (``samples/<day file>-<seed>-<cap>.parquet``: the day's rows with hash
-    < cap), so a night reads about the sample, not the pool. A day's sample file is written with
-    cap = 2 × tonight's threshold and written again once the pool has grown so that it holds
-    more than 4 × what is needed (each day's file is rewritten about log₂(growth) times); while
-    the sample is more than ``SAMPLE_FILE_MAX_CAP / 2`` of the pool (a small pool), days are read
-    whole."""
+    and order of :func:`rsft.pipeline.data.hashed_sample` over :func:`scan_pool` — read from one
+    small reservoir per seed instead of the pool.
+
+    The reservoir (``samples/pool-<seed>-<digest>.parquet`` files, named by
+    ``samples/pool-<seed>.json``) holds, for the day files it lists, their rows with hash < cap. A
+    night reads it, skips the days no longer in the pool, and adds the rows of the day files it
+    lacks (the new day and the recomputed neighbours: read whole, once) as one more small file;
+    past ``RESERVOIR_MAX_PARTS`` files it is written again as one. So a night costs about the
+    sample plus its new days, however long the history. ``cap`` is 2 × tonight's threshold when written and
+    lowered to that again once the pool has grown so that it holds more than 4 × what is needed
+    (the reservoir stays 1-4 × the sample). While the sample is more than
+    ``SAMPLE_FILE_MAX_CAP / 2`` of the pool (a small pool), the day files are read instead."""
     if rows_total <= rows or not is_manifest(path):
         lf = scan_pool(path)
         return lf if rows_total <= rows else lf.filter(_hash(seed) < int(rows / rows_total * 1_000_000) + 1)
     keep = int(rows / rows_total * 1_000_000) + 1
-    base = Path(path).parent.parent
-    sdir = base / "samples"
-    sdir.mkdir(parents=True, exist_ok=True)
-    have: dict[tuple[str, int], list[int]] = {}
-    for name in os.listdir(sdir):
-        if name.startswith(".") or not name.endswith(".parquet"):
-            continue
-        stem, sd, cap = name[: -len(".parquet")].rsplit("-", 2)
-        have.setdefault((stem, int(sd)), []).append(int(cap))
-    parts = []
-    for f in manifest_files(path):
-        stem = Path(f).stem
-        caps = sorted(c for c in have.get((stem, seed), []) if c >= keep)
-        if caps and caps[0] <= 4 * keep:
-            cap = caps[0]
-        elif 2 * keep > SAMPLE_FILE_MAX_CAP:  # the sample is most of the day: read the day itself
-            parts.append(f)
-            continue
-        else:
-            cap = 2 * keep
-            out = sdir / f"{stem}-{seed}-{cap}.parquet"
-            if not out.exists():
-                with atomic_path(out) as tmp:
-                    pl.scan_parquet(f, hive_partitioning=False).filter(_hash(seed) < cap).collect().write_parquet(tmp)
-        parts.append(str(sdir / f"{stem}-{seed}-{cap}.parquet"))
-    return pl.scan_parquet(parts, hive_partitioning=False).filter(_hash(seed) < keep)
+    if 2 * keep > SAMPLE_FILE_MAX_CAP:  # the sample is most of the pool: read the days themselves
+        return scan_pool(path).filter(_hash(seed) < keep)
+    return _reservoir(Path(path).parent.parent, manifest_files(path), seed, keep).filter(_hash(seed) < keep)
+
+
+# a reservoir is at most this many files (one written whole, then one small file per night that
+# added days); past it, or when its cap changes, it is written again as one file
+RESERVOIR_MAX_PARTS = 8
+
+
+def reservoir_parts(index: dict[str, Any]) -> list[dict[str, Any]]:
+    """A reservoir index's files, each ``{"file", "files", "rows"}``: the day files it holds rows of, in
+    its row order, and how many rows each (an index of an older rsft without ``rows`` is rebuilt)."""
+    return index.get("parts") or ([{"file": index["file"], "files": index["files"]}] if "file" in index else [])
+
+
+def _reservoir(base: Path, files: list[str], seed: int, keep: int) -> pl.LazyFrame:
+    rels = [os.path.relpath(f, base) for f in files]
+    pos = {rel: i for i, rel in enumerate(rels)}
+    index = reservoir_index(base, seed)
+    try:
+        idx = json.loads(index.read_text())
+        parts = [p for p in reservoir_parts(idx) if "rows" in p]
+        if not (idx["cap"] >= keep and parts and all((index.parent / p["file"]).exists() for p in parts)):
+            idx, parts = None, []
+    except (OSError, ValueError, KeyError):
+        idx, parts = None, []
+    cap = idx["cap"] if idx is not None and idx["cap"] <= 4 * keep else 2 * keep
+    have: set[str] = set()
+    old: list[tuple[int, pl.LazyFrame]] = []  # (first position, rows)
+    for p in parts:  # a part's rows are its files' rows in its files' order: a file = a row range
+        lf, start, segs = pl.scan_parquet(index.parent / p["file"], hive_partitioning=False), 0, []
+        for rel, n in zip(p["files"], p["rows"]):
+            if rel in pos and rel not in have and n:
+                if segs and segs[-1][1] + segs[-1][2] == start:  # contiguous: one slice
+                    segs[-1][2] += n
+                else:
+                    segs.append([pos[rel], start, n])
+            if rel in pos:
+                have.add(rel)
+            start += n
+        old += [(first, lf.slice(st, n)) for first, st, n in segs]
+    new_rels = [r for r in rels if r not in have]
+    new = [(pos[r], pl.scan_parquet(f, hive_partitioning=False).filter(_hash(seed) < cap).with_columns(__file=pl.lit(r)))
+           for f, r in zip(files, rels) if r not in have]
+
+    def ordered(frames: list[tuple[int, pl.LazyFrame]]) -> pl.DataFrame:
+        """The frames' rows in pool order: concatenated (sorted by their first position) when the
+        runs do not interleave (the usual night: new days after old ones), sorted otherwise."""
+        frames = sorted(frames, key=lambda x: x[0]) or [
+            (0, pl.scan_parquet(files[0], hive_partitioning=False).head(0).with_columns(__file=pl.lit(None, pl.String)))]
+        df = pl.concat([f for _, f in frames], how="vertical_relaxed").filter(_hash(seed) < cap).collect()
+        key = df["__file"].replace_strict(pos, return_dtype=pl.Int64)
+        return df if key.is_sorted() else df.with_columns(__pos=key).sort("__pos", maintain_order=True).drop("__pos")
+
+    def write(df: pl.DataFrame, covers: list[str]) -> dict[str, Any]:
+        counts = dict(df.group_by("__file").len().iter_rows())
+        names = list(dict.fromkeys(df["__file"].to_list()))  # in row order
+        names += [r for r in covers if r not in counts]  # day files without a sampled row: 0 rows
+        name = f"pool-{seed}-{_digest(cap, names)}.parquet"
+        if not (index.parent / name).exists():
+            index.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_path(index.parent / name) as tmp:
+                df.write_parquet(tmp, compression="lz4")
+        return {"file": name, "files": names, "rows": [int(counts.get(r, 0)) for r in names]}
+
+    if not new and idx is not None and cap == idx["cap"]:
+        return ordered(old).lazy().drop("__file")  # nothing new tonight (or read again)
+    if idx is None or cap != idx["cap"] or len(parts) >= RESERVOIR_MAX_PARTS:
+        df = ordered(old + new)  # written again as one file: tonight's days only, under tonight's cap
+        parts = [write(df, rels)]
+    else:  # the rows of the day files it lacks, as one more small file
+        delta = ordered(new)
+        parts = parts + [write(delta, new_rels)]
+        df = ordered(old + [(pos[delta["__file"][0]] if delta.height else len(rels), delta.lazy())])
+    # files no longer named stay until `rsft gc` (a reader of the older index may still read them)
+    atomic_write_text(index, json.dumps({"cap": cap, "parts": parts}))
+    return df.lazy().drop("__file")
 
 
 # --------------------------------------------------------------------------------------
@@ -264,9 +328,15 @@ def _day_index(src: Path, root: Path, order_by: str) -> dict[str, list[tuple[str
 
 
 def update(src: str | Path, root: str | Path, cfg: PrefilterConfig, *, derive=None, time_column: str | None = None,
-           write_excluded: bool = False, rules_key: str = "") -> dict[str, Any]:
+           write_excluded: bool = False, rules_key: str = "", map_jobs=None) -> dict[str, Any]:
     """Bring the kept pool under ``root`` up to date with the ingested dataset ``src``; returns the
-    manifest written (``path``, counts, ``days_total``, ``days_computed``)."""
+    manifest written (``path``, counts, ``days_total``, ``days_computed``).
+
+    ``map_jobs(jobs) -> results`` runs the per-day jobs (:class:`EdgeJob`, :class:`FilterJob`;
+    each result is :func:`run_job`'s): one after another here by default (:func:`map_inline`),
+    or as tasks on an engine (``tasks.select.prefilter_mapper``: a thread pool or a Dask cluster;
+    the state dir must then be on a filesystem the workers share). The result does not depend
+    on how they ran."""
     from rsft.prefilter import check_rules
 
     src, root = Path(src), Path(root)
@@ -285,7 +355,7 @@ def update(src: str | Path, root: str | Path, cfg: PrefilterConfig, *, derive=No
     if p.order_by is None:
         recs = [_whole(src, root, cfg, derive, write_excluded, rules_key, prev.get("all"))]
     else:
-        recs = _by_day(src, root, cfg, p, schema, derive, write_excluded, rules_key, prev)
+        recs = _by_day(src, root, cfg, p, schema, derive, write_excluded, rules_key, prev, map_jobs or map_inline)
     rows_in = sum(r["rows_in"] for r in recs)
     dropped = {n: sum(r["dropped"][i] for r in recs) for i, n in enumerate(names)}
     manifest = {
@@ -347,36 +417,106 @@ def _whole(src, root, cfg, derive, write_excluded, rules_key, old) -> dict[str, 
             "dropped": [s.dropped[n] for n in names], "alone": [s.alone[n] for n in names], "computed": True}
 
 
-def _by_day(src, root, cfg, p: Plan, schema, derive, write_excluded, rules_key, prev) -> list[dict[str, Any]]:
-    from rsft.prefilter import _count_aggs, _derive, flagged
+# --------------------------------------------------------------------------------------
+# per-day jobs: what a night fans out (rsft never imports an engine: the caller maps them)
+# --------------------------------------------------------------------------------------
+def _read_files(files: tuple[str, ...], order_by: str, day: str) -> pl.DataFrame:
+    return pl.scan_parquet(list(files), hive_partitioning=False).filter(_day_expr(order_by) == day).collect()
+
+
+@dataclass(frozen=True)
+class EdgeJob:
+    """A day's edges: each machine's first and last ``ctx`` readings, saved as context frames."""
+
+    day: str
+    files: tuple[str, ...]  # the ingested parts holding the day's rows
+    root: str
+    by: str
+    order_by: str
+    ctx: int
+
+    def run(self) -> tuple[str, str]:
+        df = _read_files(self.files, self.order_by, self.day)
+        frames = _Frames(Path(self.root), dict(df.schema))
+        return (frames.save(_head(df, self.by, self.order_by, self.ctx)),
+                frames.save(_tail(df, self.by, self.order_by, self.ctx)))
+
+
+@dataclass(frozen=True)
+class FilterJob:
+    """One day through the rules with its left and right context frames: writes the kept rows
+    to ``out`` (and the dropped ones to ``excluded``) and returns the counts."""
+
+    day: str
+    files: tuple[str, ...]
+    root: str
+    order_by: str
+    left: str  # context frame keys (EMPTY = none)
+    right: str
+    cfg: PrefilterConfig
+    out: str
+    excluded: str | None = None
+
+    def run(self) -> tuple[int, list[int], list[int]]:
+        from rsft.prefilter import _count_aggs, flagged
+
+        frames = _Frames(Path(self.root), {})
+        block = _read_files(self.files, self.order_by, self.day).with_columns(__mid=pl.lit(True))
+        parts = [frames.load(self.left).with_columns(__mid=pl.lit(False))] if self.left != EMPTY else []
+        parts.append(block)
+        if self.right != EMPTY:
+            parts.append(frames.load(self.right).with_columns(__mid=pl.lit(False)))
+        whole = pl.concat(parts, how="vertical_relaxed") if len(parts) > 1 else block
+        lf, flags = flagged(whole.lazy(), self.cfg)
+        judged = lf.filter(pl.col("__mid")).drop("__mid").collect()
+        counts = _counts_list(judged.select(_count_aggs(flags)).row(0, named=True), len(self.cfg.rules))
+        keep = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
+        out = Path(self.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if not out.exists():
+            with atomic_path(out) as tmp:
+                judged.filter(keep).drop(flags).write_parquet(tmp, compression="zstd")
+        if self.excluded:
+            names = [_rule_name(r) for r in self.cfg.rules]
+            rule_col = pl.coalesce([pl.when(~pl.col(f)).then(pl.lit(n)) for f, n in zip(flags, names)]).alias("rule")
+            with atomic_path(self.excluded) as tmp:
+                judged.filter(~keep).with_columns(rule_col).drop(flags).write_parquet(tmp, compression="zstd")
+        progress.emit("prefilter.day", day=self.day, rows=counts[0])
+        return counts
+
+
+def run_job(job: EdgeJob | FilterJob) -> Any:
+    """Run one per-day job (what an engine's task calls)."""
+    return job.run()
+
+
+def map_inline(jobs: list) -> list:
+    """The default ``map_jobs``: one job after another, in this process."""
+    return [run_job(j) for j in jobs]
+
+
+def _by_day(src, root, cfg, p: Plan, schema, derive, write_excluded, rules_key, prev, map_jobs) -> list[dict[str, Any]]:
+    from rsft.prefilter import _derive
 
     index = _day_index(src, root, p.order_by)
     days = _order(index)
     content = {d: _digest(d, sorted(index[d])) for d in days}
     frames = _Frames(root, schema)
-    names = [_rule_name(r) for r in cfg.rules]
+    files = {d: tuple(str(src / rel) for rel, _ in sorted(index[d])) for d in days}
 
-    cached: dict[str, pl.DataFrame] = {}  # days read for their edges, kept for step 4 while small
-
-    def read_day(d: str, keep: bool = False) -> pl.DataFrame:
-        if d in cached:
-            return cached.pop(d)
-        files = [str(src / rel) for rel, _ in sorted(index[d])]
-        df = pl.scan_parquet(files, hive_partitioning=False).filter(_day_expr(p.order_by) == d).collect()
-        if keep and sum(f.height for f in cached.values()) + df.height <= cfg.block_rows:
-            cached[d] = df
-        return df
-
-    # 1. each day's edges (first / last ctx readings per machine), keyed by its content
+    # 1. each day's edges (first / last ctx readings per machine), keyed by its content; the
+    #    days whose content is new or changed are read (fanned out)
     edges: dict[str, tuple[str, str]] = {}
     if p.ctx:
+        todo = []
         for d in days:
             rec = prev.get(d)
             if rec and rec["content"] == content[d] and frames.exists(rec["head"]) and frames.exists(rec["tail"]):
                 edges[d] = (rec["head"], rec["tail"])
             else:
-                df = read_day(d, keep=True)
-                edges[d] = (frames.save(_head(df, p.by, p.order_by, p.ctx)), frames.save(_tail(df, p.by, p.order_by, p.ctx)))
+                todo.append(EdgeJob(d, files[d], str(root), p.by, p.order_by, p.ctx))
+        for job, e in zip(todo, map_jobs(todo) if todo else []):
+            edges[job.day] = tuple(e)
     # 2. left context of each day: every machine's last ctx readings before it (forward)
     left: dict[str, str] = {}
     right: dict[str, str] = {}
@@ -400,45 +540,53 @@ def _by_day(src, root, cfg, p: Plan, schema, derive, write_excluded, rules_key, 
             else:
                 cur = frames.save(_head(_cat(frames.load(edges[d][0]), frames.load(cur)), p.by, p.order_by, p.ctx))
             rcarry[d] = cur
-    # 4. the days whose key changed (forward: the kept context of rolling features follows)
+
+    # 4. the rules on the days whose own rows or raw context changed (fanned out). A day's filter
+    #    key is its result key without the kept context: without rolling features they are equal
+    #    and the job writes the day's file; with them it writes the judged kept rows beside it
+    #    (``<filter key>.judged.parquet``) and step 5 adds the rolling features
+    def fkey(d: str, rec: dict[str, Any] | None = None) -> str:
+        r = rec or {"content": content[d], "left": left.get(d, EMPTY), "right": right.get(d, EMPTY)}
+        return _digest(rules_key, r["content"], r["left"], r["right"], EMPTY)
+
+    def job(d: str) -> FilterJob:
+        k = fkey(d)
+        out = root / "days" / d / (f"{k}.judged.parquet" if derive is not None else f"{k}.parquet")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        remove_orphans(out.parent)
+        return FilterJob(d, files[d], str(root), p.order_by, left.get(d, EMPTY), right.get(d, EMPTY), cfg, str(out),
+                         str(out.parent / f"{k}.excluded.parquet") if write_excluded else None)
+
+    todo = [job(d) for d in days if not (prev.get(d) and fkey(d, prev[d]) == fkey(d)
+                                         and (derive is not None or frames.exists(prev[d]["kept_tail"])))]
+    counts = {j.day: (j, c) for j, c in zip(todo, map_jobs(todo) if todo else [])}
+
+    # 5. every day's record in order: the kept context of rolling features follows the days
     recs, kin = [], EMPTY
     for d in days:
         rec = prev.get(d)
         key = _digest(rules_key, content[d], left.get(d, EMPTY), right.get(d, EMPTY), kin)
-        if rec and rec["key"] == key and frames.exists(rec["kept_tail"]):
+        if d not in counts and rec and rec["key"] == key and frames.exists(rec["kept_tail"]):
             recs.append({**rec, "carry": carry.get(d, EMPTY), "rcarry": rcarry.get(d, EMPTY)})
             kin = rec["kept_tail"]
             continue
-        block = read_day(d).with_columns(__mid=pl.lit(True))
-        ctx_frames = [frames.load(left[d]).with_columns(__mid=pl.lit(False))] if p.ctx else []
-        ctx_frames += [block]
-        if p.ctx:
-            ctx_frames.append(frames.load(right[d]).with_columns(__mid=pl.lit(False)))
-        whole = pl.concat([f for f in ctx_frames if f.height or f is block], how="vertical_relaxed")
-        lf, flags = flagged(whole.lazy(), cfg)
-        judged = lf.filter(pl.col("__mid")).drop("__mid").collect()
-        rows_in, dropped, alone = _counts_list(judged.select(_count_aggs(flags)).row(0, named=True), len(names))
-        keep = pl.all_horizontal([pl.col(f) for f in flags]) if flags else pl.lit(True)
-        kept = judged.filter(keep).drop(flags)
-        kept_tail = EMPTY
+        if d not in counts:  # same rows and raw context, new kept context: judged again here
+            j = job(d)
+            counts[d] = (j, j.run())
+        j, (rows_in, dropped, alone) = counts[d]
+        out, kept_tail = Path(j.out), EMPTY
         if derive is not None:
+            kept = pl.read_parquet(j.out)
             prev_kept = frames.load(kin, kept.schema) if kin != EMPTY else None
             kept, tail = _derive(kept, prev_kept, derive)
             kept_tail = frames.save(tail)
-        out = root / "days" / d / f"{key}.parquet"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        remove_orphans(out.parent)
-        if not out.exists():
-            with atomic_path(out) as tmp:
-                kept.write_parquet(tmp, compression="zstd")
-        excl = None
-        if write_excluded:
-            excl = out.with_name(f"{key}.excluded.parquet")
-            rule_col = pl.coalesce([pl.when(~pl.col(f)).then(pl.lit(n)) for f, n in zip(flags, names)]).alias("rule")
-            with atomic_path(excl) as tmp:
-                judged.filter(~keep).with_columns(rule_col).drop(flags).write_parquet(tmp, compression="zstd")
+            out = root / "days" / d / f"{key}.parquet"
+            if not out.exists():
+                with atomic_path(out) as tmp:
+                    kept.write_parquet(tmp, compression="zstd")
+            Path(j.out).unlink(missing_ok=True)
         recs.append({"day": d, "key": key, "content": content[d], "file": os.path.relpath(out, root),
-                     "excluded": os.path.relpath(excl, root) if excl else None,
+                     "excluded": os.path.relpath(j.excluded, root) if j.excluded else None,
                      "rows_in": rows_in, "rows_out": rows_in - sum(dropped), "dropped": dropped, "alone": alone,
                      "head": edges[d][0] if p.ctx else EMPTY, "tail": edges[d][1] if p.ctx else EMPTY,
                      "left": left.get(d, EMPTY), "right": right.get(d, EMPTY), "carry": carry.get(d, EMPTY),

@@ -6,7 +6,8 @@ Counts: ``dropped[rule]`` = rows whose *first* failing rule (config order) is th
 Nulls: a rule other than ``not_null`` keeps a row whose value it cannot judge (null), so a
 null never makes a row vanish under a rule that did not ask about nulls.
 Window rules (stuck, spike, rate_of_change) evaluate per machine in time order: the input is
-sorted by (by, order_by) before the rules run.
+sorted by (by, order_by) before the rules run; the spike rule's centred rolling statistics are
+columns :func:`with_window_stats` adds first (shifted trailing windows, exact), read by its expression.
 """
 
 from __future__ import annotations
@@ -81,20 +82,74 @@ def spike(rule) -> pl.Expr:
     """Drop rows where |x - rolling median| > k · σ̂, σ̂ = rolling IQR / 1.349 (centred window, per machine).
 
     The IQR of the window is a robust spread (a spike does not inflate it); σ̂ has a floor of
-    1e-9 so a perfectly flat window flags only real departures.
+    1e-9 so a perfectly flat window flags only real departures. The centred statistics are
+    columns :func:`with_window_stats` adds (:func:`flagged` does); this expression reads them.
     """
     out = []
-    w = rule.window
     for c in rule.columns:
         x = pl.col(c)
-        med = x.rolling_median(w, center=True, min_samples=1)
-        iqr = x.rolling_quantile(0.75, "linear", w, center=True, min_samples=1) - x.rolling_quantile(
-            0.25, "linear", w, center=True, min_samples=1
-        )
-        sigma = (iqr / 1.349).clip(lower_bound=1e-9)
+        med, q25, q75 = (pl.col(_stat_name(c, rule.window, st)) for st in ("med", "q25", "q75"))
+        sigma = ((q75 - q25) / 1.349).clip(lower_bound=1e-9)
         is_spike = (x - med).abs() > rule.k * sigma
-        out.append((~is_spike).over(rule.by).fill_null(True))
+        out.append((~is_spike).fill_null(True))
     return _all(out)
+
+
+_STATS = {"med": lambda x, w, **k: x.rolling_median(w, min_samples=1, **k),
+          "q25": lambda x, w, **k: x.rolling_quantile(0.25, "linear", w, min_samples=1, **k),
+          "q75": lambda x, w, **k: x.rolling_quantile(0.75, "linear", w, min_samples=1, **k)}
+
+
+def _stat_name(column: str, window: int, stat: str) -> str:
+    return f"__{stat}{window}_{column}"
+
+
+def _centred_stats(rules: list[Any], trailing: bool) -> list[pl.Expr]:
+    """Each spike rule's centred rolling median, q25 and q75 per machine. ``trailing``: as the
+    trailing window ending (w-1)//2 rows later, shifted back (the same rows: Polars' trailing
+    kernel is ~3× faster than its centred one) — null on each machine's last (w-1)//2 rows."""
+    out, seen = [], set()
+    for r in rules:
+        for c in r.columns:
+            for st, fn in _STATS.items():
+                name = _stat_name(c, r.window, st)
+                if name in seen:
+                    continue
+                seen.add(name)
+                e = (fn(pl.col(c), r.window).shift(-((r.window - 1) // 2)) if trailing
+                     else fn(pl.col(c), r.window, center=True))
+                out.append(e.over(r.by).alias(name))
+    return out
+
+
+def with_window_stats(lf: pl.LazyFrame, rules: list[Any]) -> tuple[pl.LazyFrame, list[str]]:
+    """``lf`` (sorted by machine and time) with the spike rules' centred statistics as columns;
+    and their names (to drop). Computed as shifted trailing windows; each machine's last
+    (w-1)//2 rows, where that window would run past the machine's end, are computed centred on
+    a small frame of every machine's last w-1 rows and patched in — the values of the centred
+    rolling statistics over the whole frame, exactly."""
+    spikes = [r for r in rules if r.kind == "spike"]
+    if not spikes:
+        return lf, []
+    by = spikes[0].by
+    exprs = _centred_stats(spikes, trailing=True)
+    names = [e.meta.output_name() for e in exprs]
+    w = max(r.window for r in spikes)
+    if w < 3:  # (w-1)//2 = 0: the shifted trailing window is the centred one everywhere
+        return lf.with_columns(exprs), names
+    cols = sorted({c for r in spikes for c in r.columns})
+    # window rules hold the sorted frame in memory anyway: materialise it, patch by position
+    # (a scatter of a few rows; a left join on the row index cost ~3× more)
+    base = lf.with_row_index("__ri").collect()
+    full = base.lazy().with_columns(exprs).collect()
+    last = lambda n: (pl.int_range(pl.len(), dtype=pl.Int64).over(by)  # noqa: E731 - a machine's last n rows
+                      >= pl.len().over(by).cast(pl.Int64) - n)
+    tail = (base.lazy().select("__ri", by, *cols).filter(last(w - 1))
+            .with_columns(_centred_stats(spikes, trailing=False))
+            .filter(last((w - 1) // 2)).select("__ri", *names).collect())
+    if tail.height:
+        full = full.with_columns([full[n].scatter(tail["__ri"], tail[n]) for n in names])
+    return full.drop("__ri").lazy(), names
 
 
 def rate_of_change(rule) -> pl.Expr:
@@ -193,7 +248,9 @@ def flagged(lf: pl.LazyFrame, cfg: PrefilterConfig) -> tuple[pl.LazyFrame, list[
     if windows:
         lf = lf.sort(windows[0].by, windows[0].order_by, maintain_order=True)
     flags = [f"__keep_{i}" for i in range(len(cfg.rules))]
-    return lf.with_columns([compile_rule(r).alias(f) for r, f in zip(cfg.rules, flags)]), flags
+    lf, stats = with_window_stats(lf, cfg.rules)
+    lf = lf.with_columns([compile_rule(r).alias(f) for r, f in zip(cfg.rules, flags)])
+    return (lf.drop(stats) if stats else lf), flags
 
 
 def _count_aggs(flags: list[str]) -> list[pl.Expr]:

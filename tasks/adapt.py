@@ -16,7 +16,7 @@ from prefect.cache_policies import NO_CACHE
 
 from rsft.adapt import UnitCall, UnitResult, make_candidates, run_unit
 from rsft.config import AdaptConfig
-from tasks.runners import make_task_runner
+from tasks.runners import task_mapper
 
 
 def _unit_run_name() -> str:
@@ -44,13 +44,5 @@ def adapt_unit_task(call: UnitCall) -> UnitResult:
 def unit_mapper(cfg: AdaptConfig) -> Iterator[Callable[[Any, list[UnitCall]], list[UnitResult]] | None]:
     """A ``map_units`` for ``rsft.adapt.run_search`` backed by one task runner kept open for the
     whole search (a Dask cluster starts once); ``None`` for ``task_runner: inline``."""
-    if cfg.task_runner == "inline":
-        yield None
-        return
-    with make_task_runner(cfg.task_runner, cfg.concurrency, cfg.dask_address) as runner:
-
-        def map_units(fn, calls: list[UnitCall]) -> list[UnitResult]:
-            futures = [runner.submit(adapt_unit_task, parameters={"call": c}) for c in calls]
-            return [f.result() for f in futures]
-
-        yield map_units
+    with task_mapper(cfg, adapt_unit_task, "call") as map_calls:
+        yield None if map_calls is None else (lambda fn, calls: map_calls(calls))

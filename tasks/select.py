@@ -2,20 +2,45 @@
 
 from __future__ import annotations
 
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 from prefect.artifacts import create_table_artifact
 
+from rsft import keptpool
 from rsft.config import FeaturesConfig, PipelineConfig, SamplingConfig
 from rsft.pipeline import data
 from rsft.pipeline.results import Prefiltered, Scored, Selected
 from rsft.sampling import ChunkSpec, merge_selection, plan_chunks, sample_chunk
+from tasks.runners import task_mapper
+
+
+def _day_run_name() -> str:
+    from prefect.runtime import task_run
+
+    job = task_run.parameters.get("job")
+    return f"prefilter-{'edges' if isinstance(job, keptpool.EdgeJob) else 'day'}-{getattr(job, 'day', '?')}"
+
+
+# inputs are paths and rules, the result the day's counts: nothing worth caching or persisting
+@task(name="prefilter-day", retries=1, cache_policy=NO_CACHE, persist_result=False, task_run_name=_day_run_name)
+def prefilter_day_task(job: Any) -> Any:
+    return keptpool.run_job(job)
+
+
+@contextmanager
+def prefilter_mapper(cfg: PipelineConfig) -> Iterator[Callable[[list], list] | None]:
+    """The kept pool's per-day jobs as tasks on ``prefilter.task_runner`` (``None``: inline)."""
+    with task_mapper(cfg.prefilter, prefilter_day_task, "job") as map_jobs:
+        yield map_jobs
 
 
 @task(name="prefilter", retries=1, task_run_name="prefilter-{cfg.name}")
 def prefilter_task(cfg: PipelineConfig) -> Prefiltered:
-    pre = data.prefilter_stage(cfg)
+    with prefilter_mapper(cfg) as map_jobs:
+        pre = data.prefilter_stage(cfg, map_jobs=map_jobs)
     rows = [{"rule": k, "dropped (first failing)": v, "would drop alone": pre.alone.get(k, "")}
             for k, v in pre.dropped.items()]
     rows.append({"rule": "kept", "dropped (first failing)": pre.rows_out, "would drop alone": ""})

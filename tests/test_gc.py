@@ -46,6 +46,11 @@ def test_gc_keeps_lineage_and_recent_nights_and_removes_the_rest(tmp_path):
         {"version": 2, "aliases": [], "run_id": "r2",
          "datasets": {"selected": str(run2 / "selected.parquet"), "pool-prefiltered": pre2.output}},
     ]
+    samples = Path(pre3.output).parent.parent / "samples"  # a seed's reservoir, an older one, an older layout's file
+    samples.mkdir(exist_ok=True)
+    for name in ("pool-3-aaaa.parquet", "pool-3-bbbb.parquet", "0123456789abcdef-3-2000.parquet"):
+        pl.DataFrame({"a": [1]}).write_parquet(samples / name)
+    (samples / "pool-3.json").write_text('{"cap": 2000, "file": "pool-3-bbbb.parquet", "files": []}')
     before = _files(root)
     dry = gc.collect(cfg, keep_nights=1, dry_run=True, lineage=lineage)
     assert _files(root) == before and dry.bytes_removed > 0  # a dry run removes nothing
@@ -70,6 +75,8 @@ def test_gc_keeps_lineage_and_recent_nights_and_removes_the_rest(tmp_path):
     assert len(days_removed) == 1 and "replaced since" in removed[days_removed[0]]
     assert scan_pool(pre1.output).collect().height == pre1.rows_out
     assert not legacy.exists() and "whole-pool copy" in removed[str(legacy)]
+    assert sorted(p.name for p in samples.iterdir()) == ["pool-3-bbbb.parquet", "pool-3.json"]
+    assert "superseded by tonight's reservoir" in removed[str(samples / "pool-3-aaaa.parquet")]
     # night 4 after gc: still incremental (the current pool's contexts were kept)
     pre4, _ = _night(cfg, raw, 4)
     assert 0 < pre4.days_computed <= 4 < pre4.days_total

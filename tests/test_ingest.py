@@ -650,3 +650,25 @@ def test_partition_groups_are_partition_by_whatever_the_row_order():
             assert all(got[g].equals(want[g]) for g in want), (keys, df)
             sliced += df.select(pl.struct(keys).rle_id().max()).item() + 1 == len(want) > 1  # the slice path
     assert 100 < sliced < 900  # both ways taken
+
+
+def test_a_night_reads_each_manifest_entry_a_bounded_number_of_times(tmp_path, monkeypatch):
+    """A night with one new export among many already ingested reads each file's manifest entry a
+    few times in all (the plan, the skipped file's own entry, the new file's replacement check),
+    not once per skipped file (it read the whole manifest for every skipped file: history²)."""
+    from pathlib import Path as _Path
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    lines = (BAD_INPUTS / "clean.csv").read_text().splitlines()
+    for i in range(12):
+        (raw / f"day{i:02d}.csv").write_text("\n".join([lines[0], *lines[1 + 3 * i:4 + 3 * i]]) + "\n")
+    out = tmp_path / "ds"
+    ingest([str(raw)], out, SENSORS)
+    (raw / "day12.csv").write_text("\n".join([lines[0], *lines[40:43]]) + "\n")
+    reads: list[str] = []
+    real = _Path.read_text
+    monkeypatch.setattr(_Path, "read_text", lambda self, *a, **k: (reads.append(self.parent.name), real(self, *a, **k))[1])
+    r = ingest([str(raw)], out, SENSORS)
+    assert [f.status for f in r.files].count("skipped") == 12 and r.files[-1].status == "ok"
+    assert reads.count("_manifest") <= 3 * 13, reads.count("_manifest")  # was 12 × 12 + 2 × 12

@@ -171,23 +171,36 @@ def test_a_duplicate_key_across_days_is_refused_with_window_rules(tmp_path):
         keptpool.update(src, tmp_path / "k", cfg, rules_key="k")
 
 
-def test_pool_samples_from_per_day_sample_files_equal_the_whole_pool_filter(tmp_path):
-    """The pool sample (hash filter over every kept row) read from per-day sample files is the
-    same frame, row for row, as the filter over the whole pool, night after night while the
-    pool grows (sample files reused, or written again when they hold > 4× what is needed)."""
+def test_pool_samples_from_the_reservoir_equal_the_whole_pool_filter(tmp_path):
+    """The pool sample (hash filter over every kept row) read from the seed's reservoir is the
+    same frame, row for row, as the filter over the whole pool, night after night while the pool
+    grows and days are recomputed; the reservoir lists exactly tonight's day files and stays
+    within 4 × the sample (it does not grow with the history)."""
+    import json
+
     from rsft.pipeline.data import hashed_sample
 
     rng = np.random.default_rng(5)
     src, root = tmp_path / "src", tmp_path / "k"
     cfg = PrefilterConfig.model_validate({"rules": RULES})
-    written = []
-    for d in range(8):
+    held, nparts = [], []
+    for d in range(18):
         _write(src, f"d{d}", _day(d, rng))
         m = keptpool.update(src, root, cfg, rules_key="k")
-        for rows, seed in ((40, 0), (150, 0), (300, 7)):  # 150 after 40 on one seed: a bigger sample than the files hold
+        for rows, seed in ((40, 0), (150, 0), (60, 7), (60, 7)):  # 150 after 40 on one seed: more than it holds
             got = keptpool.sample_pool(m["path"], rows, m["rows_out"], seed).collect()
             want = hashed_sample(keptpool.scan_pool(m["path"]), m["rows_out"], rows, seed).collect()
             assert_frame_equal(got, want)
             assert 0 < got.height and (got.height < m["rows_out"]) == (rows < m["rows_out"])
-        written.append(len(list((root / "samples").glob("*.parquet"))))
-    assert 0 < written[-1] < 3 * 8 * 4  # not one file per day, seed and night: most nights reuse them
+        if not keptpool.reservoir_index(root, 7).exists():  # a small pool: its days are read instead
+            continue
+        idx = json.loads(keptpool.reservoir_index(root, 7).read_text())
+        parts = keptpool.reservoir_parts(idx)
+        files = {str(Path(f).relative_to(root)) for f in keptpool.manifest_files(m["path"])}
+        assert files <= {f for p in parts for f in p["files"]} and len(parts) <= keptpool.RESERVOIR_MAX_PARTS
+        held.append(pl.scan_parquet([root / "samples" / p["file"] for p in parts])
+                    .filter(pl.col("__file").is_in(sorted(files))).select(pl.len()).collect().item())
+        nparts.append(len(parts))
+    # 1-4 × the sample (hash noise aside) of tonight's days, on any night; nights add small files
+    assert len(held) >= 3 and max(held) <= 4 * 60 * 1.5
+    assert max(nparts) > 1 and any(b < a for a, b in zip(nparts, nparts[1:])), nparts  # written again as one

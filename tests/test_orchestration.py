@@ -156,3 +156,51 @@ def test_adapt_units_fan_out_as_prefect_tasks_on_threads_and_dask_with_the_same_
             assert sum(r.name.startswith("cv ") for r in runs) == n, (runner, [r.name for r in runs])
             if n:
                 assert "cv rsft β=1 q=0.99 folds 0,1,2,3 (stacked) (full epochs)" in [r.name for r in runs]
+
+
+@pytest.mark.slow  # two LocalClusters: ~22 s on 2 shared cores
+def test_prefilter_days_fan_out_on_a_dask_cluster_with_the_local_result(tmp_path, prefect_harness):
+    """``prefilter.task_runner: dask``: the flow's prefilter task runs the per-day jobs (edges,
+    the rules on a day) on a LocalCluster of ``concurrency`` worker processes; on a first night
+    (every day) and an incremental second night the kept pool — manifest, kept rows with rolling
+    features, dropped rows — equals the one the local runner writes one day after another."""
+    from rsft import keptpool, progress
+    from rsft import pipeline as stages
+    from rsft.config import load_config
+    from rsft.synth import write_synthetic
+    from tasks.select import prefilter_task
+
+    cfg = load_config(small_config(tmp_path), {
+        "features.rolling": [{"columns": ["s01", "s05"], "window": 8, "stats": ["mean", "std"]}],
+        "prefilter.write_excluded": True})
+    dask_cfg = cfg.model_copy(update={
+        "state": cfg.state.model_copy(update={"dir": str(tmp_path / "dask-state")}),
+        "prefilter": cfg.prefilter.model_copy(update={"task_runner": "dask", "concurrency": 2})})
+
+    def frame(files: list[str]) -> pl.DataFrame:
+        return pl.read_parquet(files)
+
+    for night in (1, 2):
+        write_synthetic(cfg.synth, tmp_path / "raw", night=night)
+        local_events: list[str] = []
+        stages.ingest_stage(cfg)
+        with progress.listen(lambda event, **_: local_events.append(event)):
+            local = stages.prefilter_stage(cfg)
+        stages.ingest_stage(dask_cfg)
+        dask_events: list[str] = []
+        with progress.listen(lambda event, **_: dask_events.append(event)):
+            dask = prefilter_task(dask_cfg)
+        # the local runner judged the days here; the flow's task ran them in the cluster's workers
+        assert local_events.count("prefilter.day") == local.days_computed > 0
+        assert "prefilter.day" not in dask_events, dask_events
+        assert (dask.version, dask.days_total, dask.days_computed) == (local.version, local.days_total, local.days_computed)
+        assert (dask.rows_in, dask.rows_out, dask.dropped, dask.alone) == \
+               (local.rows_in, local.rows_out, local.dropped, local.alone)
+        names = lambda files: [Path(f).relative_to(Path(files[0]).parents[2]) for f in files]  # noqa: E731
+        assert names(keptpool.manifest_files(dask.output)) == names(keptpool.manifest_files(local.output))
+        kept = frame(keptpool.manifest_files(local.output))
+        assert {"s01_mean8", "s05_std8"} <= set(kept.columns) and kept.height == local.rows_out > 0
+        assert frame(keptpool.manifest_files(dask.output)).equals(kept)
+        assert frame(keptpool.excluded_files(dask.output)).equals(frame(keptpool.excluded_files(local.output)))
+        if night == 2:
+            assert 0 < dask.days_computed < dask.days_total

@@ -216,3 +216,50 @@ def test_rolling_features_derived_in_blocks_equal_the_whole_kept_pool(tmp_path, 
     assert got.height == want.height > 0 and got["s01"].max() <= 150
     for c in ("s01_mean5", "s01_std5", "s01_max5"):
         assert np.allclose(got[c].fill_null(-1).to_numpy(), want[c].fill_null(-1).to_numpy()), c
+
+
+def test_spike_statistics_as_shifted_trailing_windows_equal_the_centred_ones():
+    """The spike rule's centred rolling median/quartiles are computed as trailing windows shifted
+    back, each machine's last (w-1)//2 rows patched from a small centred pass: the flags equal
+    those of Polars' centred kernels per machine, on frames with short machines, null readings,
+    a null machine id and two windows (seeded: rng 1)."""
+    import numpy as np
+
+    from rsft.config import PrefilterConfig
+    from rsft.prefilter import flagged
+
+    def centred(rule) -> pl.Expr:  # the rule as written before: Polars' centred kernels
+        out = []
+        for c in rule.columns:
+            x, w = pl.col(c), rule.window
+            med = x.rolling_median(w, center=True, min_samples=1)
+            iqr = (x.rolling_quantile(0.75, "linear", w, center=True, min_samples=1)
+                   - x.rolling_quantile(0.25, "linear", w, center=True, min_samples=1))
+            sigma = (iqr / 1.349).clip(lower_bound=1e-9)
+            out.append((~((x - med).abs() > rule.k * sigma)).over(rule.by).fill_null(True))
+        return pl.all_horizontal(out)
+
+    rng = np.random.default_rng(1)
+    flagged_rows = 0
+    for trial in range(60):
+        frames = []
+        for m in range(int(rng.integers(1, 8))):
+            n = int(rng.integers(1, 40))
+            a = rng.normal(0, 1, n).round(1)
+            a[rng.random(n) < 0.05] = 9.0
+            frames.append(pl.DataFrame({
+                "machine_id": [None if m == 0 and trial % 5 == 0 else f"M{m}"] * n, "ts": np.arange(n),
+                "a": pl.Series([None if rng.random() < 0.1 else v for v in a], dtype=pl.Float64),
+                "b": rng.normal(0, 1, n).round(2)}))
+        df = pl.concat(frames, how="vertical_relaxed").sample(fraction=1, shuffle=True, seed=trial)
+        w0, w1 = int(rng.integers(3, 14)), int(rng.integers(3, 14))
+        cfg = PrefilterConfig.model_validate({"rules": [
+            {"kind": "spike", "columns": ["a", "b"], "window": w0, "k": 2.0},
+            {"kind": "spike", "columns": ["a"], "window": w1, "k": 1.5}]})
+        lf, flags = flagged(df.lazy(), cfg)
+        got = lf.collect()
+        want = df.sort("machine_id", "ts", maintain_order=True).with_columns(
+            [centred(r).alias(f) for r, f in zip(cfg.rules, flags)])
+        assert got.equals(want), (trial, w0, w1)
+        flagged_rows += int((~got[flags[0]]).sum())
+    assert flagged_rows > 20  # the planted spikes are flagged

@@ -6,6 +6,7 @@ entry last. A file that fails leaves nothing behind and reports a one-line error
 from __future__ import annotations
 
 import logging
+import json
 import os
 import shutil
 import threading
@@ -146,8 +147,11 @@ def _resolve_keys(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, k
 
 def _not_ingested(plan: FilePlan, dataset_dir: Path) -> FileResult:
     """The result of a file the plan skips (done before) or leaves out (a duplicate of another)."""
-    if plan.action == "skip":
-        entry = _manifest(dataset_dir).get(plan.digest, {})
+    if plan.action == "skip":  # its own manifest entry (not the whole manifest: once per skipped file)
+        try:
+            entry = json.loads((dataset_dir / "_manifest" / f"{plan.digest}.json").read_text())
+        except (OSError, ValueError):
+            entry = {}
         return FileResult(plan.name, plan.digest, "skipped", rows_total=entry.get("rows_total"), rows_ok=0, rows_quarantined=0)
     return FileResult(plan.name, plan.digest, "duplicate", rows_total=None, rows_ok=0, rows_quarantined=0,
                       duplicate_of=plan.duplicate_of)

@@ -182,10 +182,12 @@ def kept_pool_dir(cfg: PipelineConfig) -> Path:
     return pipeline_root(cfg) / "prefiltered" / prefilter_rules_key(cfg)
 
 
-def prefilter_stage(cfg: PipelineConfig) -> Prefiltered:
+def prefilter_stage(cfg: PipelineConfig, map_jobs=None) -> Prefiltered:
     """Bring the kept pool up to date with the ingested pool (:mod:`rsft.keptpool`): only days
     that are new or changed, and the neighbours whose window context changed, are prefiltered
-    again (with the rolling features); the result is a new manifest over per-day files."""
+    again (with the rolling features); the result is a new manifest over per-day files.
+    ``map_jobs`` runs the per-day jobs (default: one after another; the flow's task maps them
+    on ``prefilter.task_runner``)."""
     from rsft import keptpool
 
     root = pipeline_root(cfg)
@@ -194,7 +196,7 @@ def prefilter_stage(cfg: PipelineConfig) -> Prefiltered:
         remove_orphans(root / "prefiltered")
     m = keptpool.update(root / pool_dataset(cfg), out, cfg.prefilter, derive=rolling_derive(cfg.features),
                         time_column=cfg.features.time_column, write_excluded=cfg.prefilter.write_excluded,
-                        rules_key=prefilter_rules_key(cfg))
+                        rules_key=prefilter_rules_key(cfg), map_jobs=map_jobs)
     log.info("prefilter: %d of %d day(s) computed, manifest %s", m["days_computed"], m["days_total"], m["path"])
     return Prefiltered(output=m["path"], rows_in=m["rows_in"], rows_out=m["rows_out"], dropped=m["dropped"],
                        alone=m["alone"], excluded=m["path"] if cfg.prefilter.write_excluded else None,
@@ -248,13 +250,14 @@ def fit_scorer_stage(cfg: PipelineConfig, prefiltered: Prefiltered) -> Scored:
 
 
 def select_stage(cfg: PipelineConfig, prefiltered: Prefiltered, scored: Scored) -> Selected:
-    """Chunked selection, one chunk after another (the flow maps chunks as tasks instead)."""
+    """Chunked selection, ``sampling.concurrency`` chunks at a time on threads in this process (the
+    flow maps chunks as tasks on ``sampling.task_runner`` instead); the rows do not depend on it."""
     from rsft.sampling import select
 
     run_dir = Path(scored.run_dir)
     return Selected.from_summary(select(
         prefiltered.output, scored.scorer_path, cfg.features, cfg.sampling, str(run_dir / "chunks"),
-        log_m=scored.log_m, out_path=str(run_dir / "selected.parquet"),
+        log_m=scored.log_m, out_path=str(run_dir / "selected.parquet"), workers=cfg.sampling.concurrency,
     ).to_dict())
 
 

@@ -16,9 +16,10 @@ Under ``data/<pipeline>/``:
 * ``prefiltered/`` — manifests are kept when current, among the newest ``keep_nights``, or named
   by the lineage (``3_kept``) of a version with an alias; day files are kept when a kept
   manifest lists them (they are shared: one changed day adds one file); context frames when a
-  kept manifest's day records name them; a kept day's pool-sample file with the smallest cap per
-  seed; anything else, other rule sets' datasets no longer used and old single-file pools
-  (``prefiltered/<key>.parquet``) go.
+  kept manifest's day records name them; each seed's pool-sample reservoir named by its index;
+  anything else, other rule sets' datasets no longer used and old single-file pools
+  (``prefiltered/<key>.parquet``) go. Names are compared, not resolved paths: a night's gc lists
+  each directory once and reads the kept manifests (a few, each O(days) small JSON).
 * ``base/`` — pretrained base models (first-night warm starts) other than the newest.
 """
 
@@ -26,12 +27,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rsft.config import PipelineConfig
+from rsft.keptpool import reservoir_parts
 from rsft.state import size_of
 
 LINEAGE_FILES = ("selected.parquet", "scorer.pt", "report")
@@ -81,9 +84,20 @@ def _versions(labels: list[str]) -> str:
     return ", ".join(labels)
 
 
+def _entries(directory: Path) -> dict[str, os.DirEntry]:
+    """A directory's entries by name (none when it does not exist); temp files (dot names) left out."""
+    try:
+        with os.scandir(directory) as it:
+            return {e.name: e for e in it if not e.name.startswith(".")}
+    except (FileNotFoundError, NotADirectoryError):
+        return {}
+
+
 def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: bool = False,
-            lineage: list[dict[str, Any]] | None = None) -> GcReport:
-    """Remove (or, with ``dry_run``, list) what the retention policy lets go; see the module doc."""
+            lineage: list[dict[str, Any]] | None = None, sizes: bool = True) -> GcReport:
+    """Remove (or, with ``dry_run``, list) what the retention policy lets go; see the module doc.
+    ``sizes=False`` leaves the bytes of what is kept uncounted (the night's retention run only
+    reports what it removed)."""
     from rsft.pipeline.data import kept_pool_dir
     from rsft.pipeline.layout import pipeline_root
 
@@ -113,7 +127,7 @@ def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: boo
             shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
     def keep(p: Path, why: str) -> None:
-        rep.kept.append(Item(str(p), size_of(p), why))
+        rep.kept.append(Item(str(p), size_of(p) if sizes else 0, why))
 
     # ---- runs/<key>/
     selected_by = need("4_selected", "selected")
@@ -166,15 +180,18 @@ def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: boo
                 keep(m, "; ".join(reasons))
             else:
                 remove(m, "an old night's kept-pool manifest no version with an alias names")
-        listed: set[Path] = set()
-        frames: set[Path] = set()
+        # what the kept manifests name, as paths relative to their pool dir (no resolving: gc
+        # lists a directory once and compares names, so a night's gc costs little per file)
+        listed: dict[Path, set[str]] = {}
+        frames: dict[Path, set[str]] = {}
         for m in kept_m:
             base = m.parent.parent
+            lst, frm = listed.setdefault(base, set()), frames.setdefault(base, set())
             for r in json.loads(m.read_text())["days"]:
-                listed.add((base / r["file"]).resolve())
+                lst.add(os.path.normpath(r["file"]))
                 if r.get("excluded"):
-                    listed.add((base / r["excluded"]).resolve())
-                frames.update((base / "ctx" / f"{r[k]}.parquet").resolve() for k in CTX_FIELDS if r.get(k))
+                    lst.add(os.path.normpath(r["excluded"]))
+                frm.update(f"{r[k]}.parquet" for k in CTX_FIELDS if r.get(k))
         for d in sorted(p for p in pre.iterdir()):
             if d.is_file():  # a single-file pool of an older rsft (prefiltered/<key>.parquet + .json)
                 stem = d.name.split(".")[0]
@@ -189,32 +206,42 @@ def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: boo
             if not any(m.parent.parent == d for m in kept_m):
                 remove(d, "another rule set's kept pool, no longer current nor named by a registered version")
                 continue
-            for f in sorted(d.glob("days/*/*.parquet")):
-                if f.resolve() not in listed:
-                    remove(f, "a day's result replaced since (its rows, context or rules changed)")
-            for f in sorted(d.glob("ctx/*.parquet")):
-                if f.resolve() not in frames:
-                    remove(f, "context of a replaced day")
-            days_kept = [f for f in d.glob("days/*/*.parquet") if f.resolve() in listed]
-            if days_kept:
-                rep.kept.append(Item(str(d / "days"), sum(f.stat().st_size for f in days_kept),
-                                     f"{len(days_kept)} day files listed by the kept manifests"))
-            listed_stems = {p.stem for p in listed}
-            smallest: dict[tuple[str, str], int] = {}
-            samples = sorted(d.glob("samples/*.parquet"))
-            for f in samples:
-                stem, seed, cap = f.stem.rsplit("-", 2)
-                smallest[(stem, seed)] = min(int(cap), smallest.get((stem, seed), 1 << 30))
-            for f in samples:
-                stem, seed, cap = f.stem.rsplit("-", 2)
-                if stem not in listed_stems:
-                    remove(f, "pool-sample rows of a replaced day")
-                elif int(cap) > smallest[(stem, seed)]:
-                    remove(f, "pool-sample rows superseded by a smaller sample of the same day (the pool grew)")
-            if not dry_run:
-                for day in d.glob("days/*"):
-                    if day.is_dir() and not any(day.iterdir()):
-                        day.rmdir()
+            lst, frm = listed.get(d, set()), frames.get(d, set())
+            kept_bytes = kept_files = 0
+            for day_name, day in sorted(_entries(d / "days").items()):
+                names = _entries(Path(day.path))
+                gone = 0
+                for name, e in sorted(names.items()):
+                    rel = os.path.join("days", day_name, name)
+                    if rel in lst:
+                        kept_files += 1
+                        kept_bytes += e.stat().st_size if sizes else 0
+                    elif name.endswith(".parquet"):
+                        remove(Path(e.path), "a day's result replaced since (its rows, context or rules changed)")
+                        gone += 1
+                if not dry_run and gone == len(names):
+                    try:
+                        os.rmdir(day.path)
+                    except OSError:  # a temp file of a running night
+                        pass
+            for name in sorted(_entries(d / "ctx")):
+                if name.endswith(".parquet") and name not in frm:
+                    remove(d / "ctx" / name, "context of a replaced day")
+            if kept_files:
+                rep.kept.append(Item(str(d / "days"), kept_bytes, f"{kept_files} day files listed by the kept manifests"))
+            # pool samples: each seed's reservoir named by its index; anything else (an older
+            # reservoir, the per-day sample files of an older rsft) goes
+            samples = _entries(d / "samples")
+            named = set()
+            for name in samples:
+                if name.startswith("pool-") and name.endswith(".json"):
+                    try:
+                        named.update(p["file"] for p in reservoir_parts(json.loads(Path(samples[name].path).read_text())))
+                    except (OSError, ValueError, KeyError):
+                        pass
+            for name in sorted(samples):
+                if name.endswith(".parquet") and name not in named:
+                    remove(d / "samples" / name, "pool-sample rows superseded by tonight's reservoir (or of an older layout)")
 
     # ---- base/ (pretrained base models: the newest is the one a first night would reuse)
     base = root / "base"
@@ -233,7 +260,7 @@ def after_night(cfg: PipelineConfig) -> str:
     from rsft.state import human_bytes
 
     try:
-        rep = collect(cfg)
+        rep = collect(cfg, sizes=False)
     except Exception as e:  # noqa: BLE001 - retention must not fail a finished night
         logging.getLogger(__name__).warning("gc after the night failed: %s", e, exc_info=True)
         return f"failed: {type(e).__name__}: {e}"
