@@ -205,6 +205,7 @@ def test_where_and_how_fast_a_night_runs_is_not_a_new_night(tmp_path):
     pre = Prefiltered("kept/versions/v.json", 10, 9)
     same = load_config(path, {"sampling.concurrency": 7, "sampling.task_runner": "dask", "ingest.concurrency": 5,
                               "sampling.dask_address": "tcp://10.0.0.1:8786", "adapt.task_runner": "inline",
+                              "prefilter.task_runner": "inline", "prefilter.concurrency": 3,
                               "state.keep_nights": 30, "state.gc_after_night": False})
     other = load_config(path, {"train.lr": base.train.lr * 2})
     assert run_key(same, pre) == run_key(base, pre)
