@@ -134,9 +134,9 @@ print(json.dumps(out))
 
 RSFT_PREPARE = """
 import json, resource, sys, time
+from rsft.config import ScorerConfig  # rsft first, as the CLI: it sets Polars' allocator options
 import numpy as np
 import polars as pl
-from rsft.config import ScorerConfig
 from rsft.density import make_scorer
 from rsft.features import hashed_ngram_flat
 pool_jsonl, target_jsonl, work, sample_rows, buckets, ngrams, smoothing, rg = sys.argv[1:9]
@@ -168,9 +168,9 @@ print(json.dumps({"seconds": time.perf_counter() - t, "cpu_s": cpu, "pool_sample
 
 RSFT_SELECT = """
 import json, resource, sys, time
-import polars as pl
-from rsft.config import FeaturesConfig, SamplingConfig
+from rsft.config import FeaturesConfig, SamplingConfig  # rsft first, as the CLI: it sets Polars' allocator options
 from rsft.sampling import select
+import polars as pl
 work, k, workers, chunk_rows, extra = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5])
 cpu0 = (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF))
 t = time.perf_counter()

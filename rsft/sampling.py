@@ -409,6 +409,8 @@ def sample_chunk(
                 kept = [_top_k(pl.concat(kept, how="diagonal_relaxed"), k)]
         log_ws.append(lw)
         n += df.height
+        del df
+        release_memory()
     log_w = np.concatenate(log_ws) if log_ws else np.zeros(0)
     finite = np.isfinite(log_w)
     blw = np.where(finite, cfg.temper * np.where(finite, log_w, 0.0), -np.inf)
@@ -440,7 +442,28 @@ def sample_chunk(
         seconds=round(time.perf_counter() - t0, 4),
     )
     atomic_write_text(marker, json.dumps(summary.to_dict()))  # the completion marker, last
+    del sel, kept
+    release_memory()
     return summary
+
+
+def release_memory() -> None:
+    """Hand the C heap's free pages back to the OS (glibc ``malloc_trim``): NumPy / Torch arrays of
+    a chunk's n-grams are freed into glibc's arenas, which otherwise keep them for the next chunk
+    of another thread and peak RSS grows with the number of chunks. A no-op off glibc."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM: Any = None
 
 
 # --------------------------------------------------------------------------------------
@@ -494,6 +517,23 @@ def _exp_or_none(log_x: float | None, name: str, log_name: str, notes: list[str]
     return math.exp(log_x)
 
 
+def _merge_top_k(paths: list[str], k: int) -> pl.DataFrame:
+    """The ``k`` rows with the largest ``key`` over the chunk files, in chunk then row order. Only
+    the key column of every chunk is read at once; a chunk's rows are read one chunk at a time, so
+    memory is ~k rows, not chunks × k candidates (their text) as a lazy top-k over all files held."""
+    keys = [pq.read_table(p, columns=["key"]).column("key").to_numpy() for p in paths]
+    sizes = np.array([len(x) for x in keys], dtype=np.int64)
+    flat = np.concatenate(keys) if keys else np.zeros(0)
+    top = np.sort(np.argpartition(-flat, k - 1)[:k]) if len(flat) > k else np.arange(len(flat))
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    frames = []
+    for i, p in enumerate(paths):
+        rows = top[(top >= starts[i]) & (top < starts[i + 1])] - starts[i]
+        df = pl.read_parquet(p)
+        frames.append(df.select(pl.all().gather(rows)) if len(rows) < df.height else df)
+    return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+
+
 def merge_selection(
     summaries: list[ChunkSummary | dict[str, Any]], out_path: str, cfg: SamplingConfig, log_m: float | None = None
 ) -> SelectionSummary:
@@ -510,12 +550,10 @@ def merge_selection(
         log_m = known.pop() if len(known) == 1 else None
     out = Path(out_path)
     with atomic_path(out) as tmp:
-        if sums:
-            lf = pl.concat([pl.scan_parquet(s.output) for s in sums], how="diagonal_relaxed")
-            if cfg.mode == "budget":
-                lf = (lf.with_row_index("__order").top_k(int(cfg.budget or 0), by="key")
-                      .sort("__order").drop("__order"))
-            lf.sink_parquet(tmp)
+        if sums and cfg.mode == "budget":
+            _merge_top_k([s.output for s in sums], int(cfg.budget or 0)).write_parquet(tmp)
+        elif sums:
+            pl.concat([pl.scan_parquet(s.output) for s in sums], how="diagonal_relaxed").sink_parquet(tmp)
         else:
             pl.DataFrame().write_parquet(tmp)
     rows_out = pq.ParquetFile(out).metadata.num_rows
