@@ -357,6 +357,10 @@ class SamplingConfig(_Model):
     budget: int | None = Field(None, ge=1)  # k rows for budget mode
     temper: float = Field(1.0, ge=0.0, le=1.0)  # beta in w**beta (0 uniform, 1 full RS)
     chunk_rows: int = Field(200_000, ge=1)  # pool rows per chunk (the plan, hence the random streams, depend on it)
+    # decoded bytes a chunk is read and scored in at a time (text: UTF-8 bytes of the text column per
+    # n-gram scoring slice, a longer document alone; the n-gram working set is ~25x it): bounds a
+    # chunk's memory whatever its rows' lengths; the rows selected do not depend on it
+    chunk_bytes: int = Field(4 << 20, ge=1)
     concurrency: int = Field(2, ge=1)  # chunks in flight (threads, or Dask worker processes)
     seed: int = 0  # run seed; chunk i uses (seed, i)
     task_runner: Literal["thread", "dask"] = "thread"  # where chunks run: a thread pool or a Dask cluster

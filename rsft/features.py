@@ -71,6 +71,46 @@ def hashed_ngram_ids(text: pl.Expr, buckets: int = 10_000, ngrams: int = 2, seed
     return pl.concat_list(ids) if len(ids) > 1 else ids[0]
 
 
+def hashed_ngram_flat(df: pl.DataFrame | pl.LazyFrame, column: str, buckets: int = 10_000, ngrams: int = 2,
+                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`hashed_ngram_ids` of ``df[column]`` as (flat int64 ids [total], int64 offsets [rows + 1]):
+    the same ids in the same order (each document's unigrams, then its bigrams, …), computed on the
+    flat token column — n-grams built and hashed once over all tokens, no per-document list
+    evaluation, no list column of n-grams — about twice as fast and with a smaller working set."""
+    lf = df.lazy() if isinstance(df, pl.DataFrame) else df
+    toks = lf.select(pl.col(column).str.to_lowercase().str.extract_all(r"\w+|[^\w\s]+").alias("t")).collect()["t"]
+    lengths = toks.list.len().fill_null(0).to_numpy().astype(np.int64)
+    flat = toks.explode().drop_nulls()
+    del toks
+    n, total = len(lengths), int(lengths.sum())
+    exprs = []
+    for g in range(1, ngrams + 1):
+        gram = pl.col("t") if g == 1 else pl.concat_str([pl.col("t").shift(-i) for i in range(g)], separator=" ")
+        exprs.append((gram.hash(seed) % buckets).cast(pl.UInt32).alias(f"g{g}"))
+    hashed = pl.DataFrame({"t": flat}).select(exprs)
+    del flat
+    counts = [np.maximum(lengths - (g - 1), 0) for g in range(1, ngrams + 1)]  # g-grams per document
+    per_doc = np.sum(counts, axis=0) if n else np.zeros(0, np.int64)
+    offsets = np.concatenate([[0], np.cumsum(per_doc)]).astype(np.int64)
+    tok_off = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+    # the g-gram starting at token i of document d goes to offsets[d] + Σ_{h<g} counts[h][d] + (i − tok_off[d])
+    dest = np.repeat(offsets[:-1] - tok_off[:-1], lengths)
+    dest += np.arange(total, dtype=np.int64)
+    keep = np.ones(total, dtype=bool)
+    out = np.empty(int(offsets[-1]), dtype=np.int64)
+    for g in range(1, ngrams + 1):
+        ids = hashed.get_column(f"g{g}").to_numpy()
+        if g == 1:
+            out[dest] = ids
+        else:  # the last g − 1 tokens of a document start no g-gram
+            ends = tok_off[1:][lengths >= g - 1] - (g - 1)
+            keep[ends[ends >= 0]] = False
+            out[dest[keep]] = ids[keep]
+        if g < ngrams:
+            dest += np.repeat(counts[g - 1], lengths)
+    return out, offsets
+
+
 def ids_to_flat(ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     """A List[UInt32] series as (flat ids [total], offsets [rows + 1]) for bag-of-words scoring."""
     lengths = ids.list.len().fill_null(0).to_numpy().astype(np.int64)

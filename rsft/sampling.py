@@ -32,7 +32,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import polars as pl
@@ -140,20 +140,89 @@ def _read_part(part: ChunkPart) -> pl.DataFrame:
     """Only the row groups overlapping the part are read (memory ~ chunk + one row group): Polars'
     reader with the slice pushed down (~30 % less CPU than pyarrow's ``read_row_groups`` and the
     Arrow → Polars conversion, same frame)."""
-    end = part.offset + part.length
     df = pl.scan_parquet(part.path, hive_partitioning=False).slice(part.offset, part.length).collect()
-    extra = [pl.lit(v).alias(k) for k, v in part.hive if k not in df.columns]
-    if "_source" not in df.columns:
-        extra.append(pl.lit(part.path).alias("_source"))
-    if "_row" not in df.columns:
-        extra.append(pl.int_range(part.offset + 1, end + 1, dtype=pl.Int64).alias("_row"))
-    return df.with_columns(extra) if extra else df
+    return _with_lineage(df, part, part.offset)
 
 
 def read_chunk(spec: ChunkSpec) -> pl.DataFrame:
     """The chunk's rows, all input columns (+ hive partition and lineage columns)."""
     frames = [_read_part(p) for p in spec.parts]
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
+
+
+def _with_lineage(df: pl.DataFrame, part: ChunkPart, first: int) -> pl.DataFrame:
+    """Hive and lineage columns of the rows ``[first, first + height)`` of ``part``'s file."""
+    extra = [pl.lit(v).alias(k) for k, v in part.hive if k not in df.columns]
+    if "_source" not in df.columns:
+        extra.append(pl.lit(part.path).alias("_source"))
+    if "_row" not in df.columns:
+        extra.append(pl.int_range(first + 1, first + df.height + 1, dtype=pl.Int64).alias("_row"))
+    return df.with_columns(extra) if extra else df
+
+
+# a part whose rows decode to at most this many times chunk_bytes is read in one go (Polars), not
+# streamed in batches: what decides memory is the text pools' parts, hundreds of MB decoded
+READ_WHOLE_UP_TO = 8
+
+
+def iter_chunk(spec: ChunkSpec, chunk_bytes: int) -> Iterator[pl.DataFrame]:
+    """The chunk's rows in row order (as :func:`read_chunk`), streamed in frames of about
+    ``chunk_bytes`` decoded bytes: a row group is decoded batch by batch (never whole), only the
+    row groups overlapping a part are read, and reading stops at the part's last row. The rows per
+    batch come from each row group's uncompressed size in the file's metadata (its mean row)."""
+    for part in spec.parts:
+        pf = pq.ParquetFile(part.path, buffer_size=1 << 20)  # pages streamed, not a whole column chunk
+        md = pf.metadata
+        sizes = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
+        starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        end = part.offset + part.length
+        groups = [i for i in range(md.num_row_groups) if starts[i] < end and starts[i + 1] > part.offset]
+        if not groups:
+            continue
+        row_bytes = max(md.row_group(i).total_byte_size / max(1, sizes[i]) for i in groups)
+        if row_bytes * part.length <= READ_WHOLE_UP_TO * chunk_bytes:
+            # small decoded (numeric pools: a 200k-row chunk of 12 sensors is ~20 MB): one read with
+            # Polars' reader, ~30 % less CPU than pyarrow's batches + the Arrow → Polars conversion
+            yield _read_part(part)
+            continue
+        batch = int(max(1, min(part.length, chunk_bytes // max(1.0, row_bytes))))
+        pos = int(starts[groups[0]])
+        for rb in pf.iter_batches(batch_size=batch, row_groups=groups, use_threads=False):
+            lo, hi = max(pos, part.offset), min(pos + rb.num_rows, end)
+            if hi > lo:
+                df = pl.from_arrow(rb.slice(lo - pos, hi - lo))
+                assert isinstance(df, pl.DataFrame)
+                yield _with_lineage(df, part, lo)
+            pos += rb.num_rows
+            if pos >= end:
+                break
+
+
+def score_frame(scorer: Any, df: pl.DataFrame, feature_cfg: FeaturesConfig, chunk_bytes: int) -> np.ndarray:
+    """float64 log w of ``df``'s rows. A text (n-gram) scorer scores consecutive slices of at most
+    ``chunk_bytes`` UTF-8 bytes of text (a longer document alone): its working set (token strings,
+    n-gram ids, per-n-gram gathers: tens of bytes per text byte) stays bounded whatever the
+    documents' lengths. A document's log w is the same sum over its n-grams either way."""
+    col = feature_cfg.text_column
+    if getattr(scorer, "kind", None) != "ngram" or col not in df.columns or df.height <= 1:
+        return np.asarray(scorer.log_ratio_frame(df, feature_cfg), dtype=np.float64)
+    cuts = byte_slices(df.get_column(col).str.len_bytes().fill_null(0).to_numpy(), chunk_bytes)
+    parts = [scorer.log_ratio_frame(df.slice(a, b - a), feature_cfg) for a, b in zip(cuts[:-1], cuts[1:])]
+    return np.concatenate(parts).astype(np.float64, copy=False) if parts else np.zeros(0)
+
+
+def byte_slices(nbytes: np.ndarray, budget: int) -> list[int]:
+    """Cut points ``[0, …, len(nbytes)]`` of consecutive slices whose byte sums stay ``<= budget``
+    (a row longer than the budget is a slice of its own)."""
+    cuts, acc = [0], 0
+    for i, b in enumerate(np.asarray(nbytes, dtype=np.int64).tolist()):
+        if acc and acc + b > budget:
+            cuts.append(i)
+            acc = 0
+        acc += b
+    if cuts[-1] != len(nbytes):
+        cuts.append(len(nbytes))
+    return cuts
 
 
 # --------------------------------------------------------------------------------------
@@ -228,6 +297,13 @@ def score_chunk(spec: ChunkSpec, scorer_path: str, feature_cfg: FeaturesConfig) 
     return df, _scorer(scorer_path)[0].log_ratio_frame(df, feature_cfg)
 
 
+def chunk_log_w(spec: ChunkSpec, scorer_path: str, feature_cfg: FeaturesConfig, chunk_bytes: int) -> np.ndarray:
+    """float64 log w [rows] of the chunk, streamed (:func:`iter_chunk`): only log w is kept."""
+    scorer = _scorer(scorer_path)[0]
+    parts = [score_frame(scorer, df, feature_cfg, chunk_bytes) for df in iter_chunk(spec, chunk_bytes)]
+    return np.concatenate(parts) if parts else np.zeros(0)
+
+
 @dataclass
 class ChunkSummary:
     chunk_id: int
@@ -268,6 +344,14 @@ def _fingerprint(spec: ChunkSpec, scorer_digest: str, feature_cfg: FeaturesConfi
     return hashlib.sha256(json.dumps(decide, sort_keys=True).encode()).hexdigest()[:32]
 
 
+def _top_k(df: pl.DataFrame, k: int) -> pl.DataFrame:
+    """The ``k`` rows with the largest ``key`` (all rows when fewer)."""
+    if df.height <= k:
+        return df
+    keys = df.get_column("key").to_numpy()
+    return df.select(pl.all().gather(np.sort(np.argpartition(-keys, k - 1)[:k])))
+
+
 def sample_chunk(
     spec: ChunkSpec | dict[str, Any],
     scorer_path: str,
@@ -299,27 +383,51 @@ def sample_chunk(
         log.warning("chunk %d: marker %s is from another run (config, scorer or M changed); recomputing", spec.chunk_id, marker)
 
     t0 = time.perf_counter()
-    df = read_chunk(spec)
-    log_w = scorer.log_ratio_frame(df, feature_cfg).astype(np.float64, copy=False)
-    n = len(log_w)
-    finite = np.isfinite(log_w)
-    blw = np.where(finite, cfg.temper * np.where(finite, log_w, 0.0), -np.inf)  # β·log w; -inf = never
+    # streamed: the chunk is read and scored in batches of about cfg.chunk_bytes (iter_chunk,
+    # score_frame) and only the selected rows are kept: the accepted rows (rejection) or the running
+    # top-k keys (budget). The uniforms / Gumbels are drawn batch after batch from the chunk's one
+    # stream, one per row in row order: the same numbers as one draw over the whole chunk.
     rng = np.random.default_rng(chunk_seed(cfg.seed, spec.chunk_id))
-    cols = [pl.Series("log_w", log_w)]
-    if log_m is not None:
-        accept_prob = np.exp(np.minimum(blw - log_m, 0.0))
-        cols.append(pl.Series("accept_prob", accept_prob))
+    k = int(cfg.budget or 0)
+    kept: list[pl.DataFrame] = []
+    log_ws: list[np.ndarray] = []
+    n = 0
+    for df in iter_chunk(spec, cfg.chunk_bytes):
+        lw = score_frame(scorer, df, feature_cfg, cfg.chunk_bytes)
+        fin = np.isfinite(lw)
+        b = np.where(fin, cfg.temper * np.where(fin, lw, 0.0), -np.inf)  # β·log w; -inf = never
+        cols = [pl.Series("log_w", lw)]
+        if log_m is not None:
+            cols.append(pl.Series("accept_prob", np.exp(np.minimum(b - log_m, 0.0))))
+        else:
+            cols.append(pl.lit(None, dtype=pl.Float64).alias("accept_prob"))
+        if cfg.mode == "rejection":
+            kept.append(df.with_columns(cols).filter(pl.Series(rejection_accept(b, log_m, rng))))
+        else:
+            keys = gumbel_keys(b, rng)
+            cand = np.flatnonzero(fin)
+            if len(cand) > k:
+                cand = np.sort(cand[np.argpartition(-keys[cand], k - 1)[:k]])
+            kept.append(df.with_columns([*cols, pl.Series("key", keys), pl.int_range(n, n + df.height, dtype=pl.Int64)
+                                         .alias("__pos")]).select(pl.all().gather(cand)))
+            if sum(f.height for f in kept) > 2 * k:  # keep the running top-k only
+                kept = [_top_k(pl.concat(kept, how="diagonal_relaxed"), k)]
+        log_ws.append(lw)
+        n += df.height
+        del df
+        release_memory()
+    log_w = np.concatenate(log_ws) if log_ws else np.zeros(0)
+    finite = np.isfinite(log_w)
+    blw = np.where(finite, cfg.temper * np.where(finite, log_w, 0.0), -np.inf)
+    accept_prob = np.exp(np.minimum(blw - log_m, 0.0)) if log_m is not None else None
+    if not kept:
+        sel = read_chunk(spec).head(0).with_columns(log_w=pl.lit(None, pl.Float64), accept_prob=pl.lit(None, pl.Float64))
+        if cfg.mode == "budget":
+            sel = sel.with_columns(key=pl.lit(None, pl.Float64))
     else:
-        accept_prob = None
-        cols.append(pl.lit(None, dtype=pl.Float64).alias("accept_prob"))
-
-    if cfg.mode == "rejection":
-        sel = df.with_columns(cols).filter(pl.Series(rejection_accept(blw, log_m, rng)))
-    else:
-        keys = gumbel_keys(blw, rng)
-        k = min(int(cfg.budget), int(finite.sum()))
-        top = np.sort(np.argpartition(-keys, k - 1)[:k]) if k else np.zeros(0, dtype=np.int64)
-        sel = df.with_columns([*cols, pl.Series("key", keys)]).select(pl.all().gather(top))
+        sel = pl.concat(kept, how="diagonal_relaxed") if len(kept) > 1 else kept[0]
+        if cfg.mode == "budget":
+            sel = _top_k(sel, k).sort("__pos").drop("__pos")
 
     with atomic_path(path) as tmp:
         sel.write_parquet(tmp)
@@ -339,7 +447,28 @@ def sample_chunk(
         seconds=round(time.perf_counter() - t0, 4),
     )
     atomic_write_text(marker, json.dumps(summary.to_dict()))  # the completion marker, last
+    del sel, kept
+    release_memory()
     return summary
+
+
+def release_memory() -> None:
+    """Hand the C heap's free pages back to the OS (glibc ``malloc_trim``): NumPy / Torch arrays of
+    a chunk's n-grams are freed into glibc's arenas, which otherwise keep them for the next chunk
+    of another thread and peak RSS grows with the number of chunks. A no-op off glibc."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM: Any = None
 
 
 # --------------------------------------------------------------------------------------
@@ -393,6 +522,23 @@ def _exp_or_none(log_x: float | None, name: str, log_name: str, notes: list[str]
     return math.exp(log_x)
 
 
+def _merge_top_k(paths: list[str], k: int) -> pl.DataFrame:
+    """The ``k`` rows with the largest ``key`` over the chunk files, in chunk then row order. Only
+    the key column of every chunk is read at once; a chunk's rows are read one chunk at a time, so
+    memory is ~k rows, not chunks × k candidates (their text) as a lazy top-k over all files held."""
+    keys = [pq.read_table(p, columns=["key"]).column("key").to_numpy() for p in paths]
+    sizes = np.array([len(x) for x in keys], dtype=np.int64)
+    flat = np.concatenate(keys) if keys else np.zeros(0)
+    top = np.sort(np.argpartition(-flat, k - 1)[:k]) if len(flat) > k else np.arange(len(flat))
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    frames = []
+    for i, p in enumerate(paths):
+        rows = top[(top >= starts[i]) & (top < starts[i + 1])] - starts[i]
+        df = pl.read_parquet(p)
+        frames.append(df.select(pl.all().gather(rows)) if len(rows) < df.height else df)
+    return pl.concat(frames, how="diagonal_relaxed") if len(frames) > 1 else frames[0]
+
+
 def merge_selection(
     summaries: list[ChunkSummary | dict[str, Any]], out_path: str, cfg: SamplingConfig, log_m: float | None = None
 ) -> SelectionSummary:
@@ -409,12 +555,10 @@ def merge_selection(
         log_m = known.pop() if len(known) == 1 else None
     out = Path(out_path)
     with atomic_path(out) as tmp:
-        if sums:
-            lf = pl.concat([pl.scan_parquet(s.output) for s in sums], how="diagonal_relaxed")
-            if cfg.mode == "budget":
-                lf = (lf.with_row_index("__order").top_k(int(cfg.budget or 0), by="key")
-                      .sort("__order").drop("__order"))
-            lf.sink_parquet(tmp)
+        if sums and cfg.mode == "budget":
+            _merge_top_k([s.output for s in sums], int(cfg.budget or 0)).write_parquet(tmp)
+        elif sums:
+            pl.concat([pl.scan_parquet(s.output) for s in sums], how="diagonal_relaxed").sink_parquet(tmp)
         else:
             pl.DataFrame().write_parquet(tmp)
     rows_out = pq.ParquetFile(out).metadata.num_rows
@@ -464,7 +608,7 @@ def pool_log_m(specs: list[ChunkSpec], scorer_path: str, feature_cfg: FeaturesCo
     stride = max(1, math.ceil(total / CALIBRATION_ROWS))
     best, kept = -math.inf, []
     for s in specs:
-        lw = cfg.temper * score_chunk(s, scorer_path, feature_cfg)[1]
+        lw = cfg.temper * chunk_log_w(s, scorer_path, feature_cfg, cfg.chunk_bytes)
         lw = lw[np.isfinite(lw)]
         if len(lw):
             best = max(best, float(lw.max()))

@@ -70,3 +70,22 @@ def test_rolling_features_are_per_machine_causal_and_order_independent():
     assert np.isclose(a["s01_std3"][2], 1.0) and a["s01_std3"][0] is None
     shuffled = add_rolling_features(df.sample(fraction=1.0, shuffle=True, seed=3), cfg)
     assert shuffled.sort("machine_id", "ts").equals(out.sort("machine_id", "ts"))  # row order does not matter
+
+
+def test_flat_ngram_ids_are_the_list_ids_in_the_same_order():
+    """hashed_ngram_flat (flat tokens, the n-gram scorer's path) gives hashed_ngram_ids' ids in
+    the same order (each document's unigrams, then bigrams, …): the scorer's sums are unchanged.
+    Null, empty, one- and two-token documents and a 12 000-token one included."""
+    import numpy as np
+
+    from rsft.features import hashed_ngram_flat
+
+    long = " ".join(f"w{i % 997}, x" for i in range(4_000))  # 12 000 tokens
+    texts = [None, "", "  ", "one", "a b", "Foo, bar!! baz.", long, "x y z w", "ÉTÉ été -- ok"]
+    df = pl.DataFrame({"text": texts}, schema={"text": pl.String})
+    for ngrams in (1, 2, 3):
+        flat, offsets = hashed_ngram_flat(df, "text", 4096, ngrams)
+        want_flat, want_offsets = ids_to_flat(df.select(hashed_ngram_ids(pl.col("text"), 4096, ngrams))["text"])
+        np.testing.assert_array_equal(offsets, want_offsets)
+        np.testing.assert_array_equal(flat, want_flat)
+    assert offsets[7] - offsets[6] == 3 * 12_000 - 3

@@ -327,3 +327,82 @@ def test_merge_keeps_weight_statistics_in_log_space(log_w, tmp_path):
     # and an M below the weights' scale: 1/M = exp(+log_w) overflows the same way
     neg = merge_selection(sums, str(tmp_path / "sel2.parquet"), SamplingConfig(), log_m=-log_w)
     assert neg.inv_m is None and any("inv_m" in n for n in neg.notes)
+
+
+# ---- long documents: memory bounded by sampling.chunk_bytes ------------------------------------------
+def test_byte_slices_keep_each_slice_within_the_budget():
+    from rsft.sampling import byte_slices
+
+    nbytes = np.array([10, 30, 70, 200, 5, 5, 90, 0, 40])
+    cuts = byte_slices(nbytes, 100)
+    assert cuts[0] == 0 and cuts[-1] == len(nbytes) and sorted(set(cuts)) == cuts
+    for a, b in zip(cuts[:-1], cuts[1:]):
+        assert b - a == 1 or nbytes[a:b].sum() <= 100  # only a row over the budget stands alone
+    assert cuts == [0, 2, 3, 4, 8, 9]  # 5 + 5 + 90 + 0 fits exactly
+    assert byte_slices(np.zeros(0), 100) == [0]
+
+
+def test_iter_chunk_streams_the_same_rows_as_read_chunk(tmp_path):
+    """Parts that start and end inside row groups, packed small files, hive keys: the streamed
+    batches (a few rows each) are read_chunk's rows, in order, with the same lineage."""
+    from rsft.sampling import iter_chunk
+
+    root = tmp_path / "ds"
+    (root / "machine_id=M07").mkdir(parents=True)
+    for i, (name, n) in enumerate({"a.parquet": 23, "b.parquet": 4, "machine_id=M07/c.parquet": 41}.items()):
+        pl.DataFrame({"x": np.arange(n, dtype=np.float64) + 100 * i, "t": ["w " * (j % 7) for j in range(n)]}
+                     ).write_parquet(root / name, row_group_size=6)
+    for budget in (1, 40, 10**9):
+        for spec in plan_chunks(root, 17):
+            batches = list(iter_chunk(spec, budget))
+            assert_frame_equal(pl.concat(batches, how="diagonal_relaxed"), read_chunk(spec))
+            if budget == 1:
+                assert max(b.height for b in batches) == 1
+
+
+def _long_text_pool(path: Path, long_tokens: int = 20_000) -> list[str]:
+    rng = np.random.default_rng(4)
+    words = np.array("the kernel page system call file read write error bearing spindle seal leak fuse".split())
+    docs = [" ".join(rng.choice(words, size=int(n))) for n in rng.integers(5, 400, size=600)]
+    for i in (3, 250, 599):  # three documents of 20 000 tokens, one at the end of the pool
+        docs[i] = " ".join(rng.choice(words, size=long_tokens))
+    pl.DataFrame({"text": docs}).write_parquet(path, row_group_size=128)
+    return docs
+
+
+@pytest.mark.parametrize("mode", ["rejection", "budget"])
+def test_long_documents_are_scored_in_slices_under_the_byte_budget(mode, tmp_path, monkeypatch):
+    """A pool with three 20 000-token documents: with ``chunk_bytes`` = 20 000 every n-gram scoring
+    call holds at most 2 × 20 000 n-grams (uni + bigrams of ≤ 20 000 one-byte-or-longer tokens)
+    unless it is one document alone, the 20 000-token documents score finite log w (no overflow),
+    and the rows selected are those of an unsliced run (the budget changes no random stream)."""
+    from rsft.density.ngram import NgramScorer, as_flat
+
+    docs = _long_text_pool(tmp_path / "pool.parquet")
+    enc = make_scorer(ScorerConfig(kind="ngram", buckets=4096), []).encode
+    make_scorer(ScorerConfig(kind="ngram", buckets=4096), []).fit(enc(["bearing spindle seal"] * 20), enc(docs[:100])
+                                                                 ).save(tmp_path / "ng.pt")
+    feat = FeaturesConfig(text_column="text")
+    calls: list[tuple[int, int]] = []  # (documents, n-grams) per scoring call
+    real = NgramScorer.log_ratio
+
+    def spy(self, docs, batch_size=0):
+        flat, offsets = as_flat(docs)
+        calls.append((len(offsets) - 1, len(flat)))
+        return real(self, (flat, offsets))
+
+    monkeypatch.setattr(NgramScorer, "log_ratio", spy)
+    base = SamplingConfig(mode=mode, budget=50, chunk_rows=400, seed=7)
+    small = base.model_copy(update={"chunk_bytes": 20_000})
+    log_m = None if mode == "budget" else 0.0
+    a = select(tmp_path / "pool.parquet", str(tmp_path / "ng.pt"), feat, base, str(tmp_path / "a"), log_m=log_m)
+    assert len(calls) <= 4  # unsliced: a call per Parquet batch (the default budget is far above this pool)
+    calls.clear()
+    b = select(tmp_path / "pool.parquet", str(tmp_path / "ng.pt"), feat, small, str(tmp_path / "b"), log_m=log_m)
+    assert len(calls) > 20
+    assert all(ngrams <= 2 * 20_000 for n, ngrams in calls if n > 1)
+    assert sum(n == 1 and ngrams >= 2 * 20_000 - 1 for n, ngrams in calls) == 3  # the long ones, alone
+    assert_frame_equal(pl.read_parquet(b.output), pl.read_parquet(a.output))
+    lw = pl.concat([pl.read_parquet(p) for p in sorted((tmp_path / "b").glob("chunk-*.parquet"))])["log_w"]
+    assert lw.is_finite().all() and b.max_log_w is not None and math.isfinite(b.max_log_w)
+    assert b.rows_out == (50 if mode == "budget" else a.rows_out) and b.rows_in == 600

@@ -84,6 +84,14 @@ class NgramScorer(DensityRatioScorer):
         doc = torch.repeat_interleave(torch.arange(n), offsets[1:] - offsets[:-1])
         return torch.zeros(n, dtype=torch.float64).index_add_(0, doc, (self.log_p_t - self.log_p_p)[flat])
 
+    def log_ratio_frame(self, df: Any, feature_cfg: Any) -> np.ndarray:
+        """float64 log w of a frame's text column: ids by ``hashed_ngram_flat`` (the ids of
+        :meth:`inputs`, in the same order: the same sums, bit for bit), no list column."""
+        from rsft.features import hashed_ngram_flat
+
+        flat, offsets = hashed_ngram_flat(df, feature_cfg.text_column, self.cfg.buckets, self.cfg.ngrams)
+        return self.log_ratio((flat, offsets)).numpy()
+
     def inputs(self, df: Any, feature_cfg: Any) -> pl.Series:
         """Bucket ids of the frame's text column, hashed with this scorer's buckets and order."""
         from rsft.features import hashed_ngram_ids
