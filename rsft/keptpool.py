@@ -139,6 +139,8 @@ def sample_pool(path: str | Path, rows: int, rows_total: int, seed: int) -> pl.L
 # a reservoir is at most this many files (one written whole, then one small file per night that
 # added days); past it, or when its cap changes, it is written again as one file
 RESERVOIR_MAX_PARTS = 8
+# whose row hash picked a reservoir's rows (Polars does not promise the same hash across versions)
+HASH_VERSION = f"polars-{pl.__version__}"
 
 
 def reservoir_parts(index: dict[str, Any]) -> list[dict[str, Any]]:
@@ -154,7 +156,10 @@ def _reservoir(base: Path, files: list[str], seed: int, keep: int) -> pl.LazyFra
     try:
         idx = json.loads(index.read_text())
         parts = [p for p in reservoir_parts(idx) if "rows" in p]
-        if not (idx["cap"] >= keep and parts and all((index.parent / p["file"]).exists() for p in parts)):
+        # rows were kept by Polars' row hash, which a Polars upgrade may change: another version's
+        # reservoir holds the wrong rows (its sample would shrink), so it is built again
+        if not (idx["cap"] >= keep and parts and idx.get("hash") == HASH_VERSION
+                and all((index.parent / p["file"]).exists() for p in parts)):
             idx, parts = None, []
     except (OSError, ValueError, KeyError):
         idx, parts = None, []
@@ -207,7 +212,7 @@ def _reservoir(base: Path, files: list[str], seed: int, keep: int) -> pl.LazyFra
         parts = parts + [write(delta, new_rels)]
         df = ordered(old + [(pos[delta["__file"][0]] if delta.height else len(rels), delta.lazy())])
     # files no longer named stay until `rsft gc` (a reader of the older index may still read them)
-    atomic_write_text(index, json.dumps({"cap": cap, "parts": parts}))
+    atomic_write_text(index, json.dumps({"cap": cap, "parts": parts, "hash": HASH_VERSION}))
     return df.lazy().drop("__file")
 
 

@@ -204,3 +204,31 @@ def test_pool_samples_from_the_reservoir_equal_the_whole_pool_filter(tmp_path):
     # 1-4 × the sample (hash noise aside) of tonight's days, on any night; nights add small files
     assert len(held) >= 3 and max(held) <= 4 * 60 * 1.5
     assert max(nparts) > 1 and any(b < a for a, b in zip(nparts, nparts[1:])), nparts  # written again as one
+
+
+def test_a_reservoir_of_another_polars_hash_is_built_again(tmp_path):
+    """Rows are kept by Polars' row hash, which may change with its version: a reservoir written
+    under another hash (here: its rows replaced by others, as another hash would have picked) is
+    not used; tonight's sample is still the whole-pool filter's."""
+    import json
+
+    from rsft.pipeline.data import hashed_sample
+
+    rng = np.random.default_rng(9)
+    src, root = tmp_path / "src", tmp_path / "k"
+    cfg = PrefilterConfig.model_validate({"rules": RULES})
+    for d in range(8):
+        _write(src, f"d{d}", _day(d, rng))
+        m = keptpool.update(src, root, cfg, rules_key="k")
+        keptpool.sample_pool(m["path"], 60, m["rows_out"], 7).collect()
+    index = keptpool.reservoir_index(root, 7)
+    idx = json.loads(index.read_text())
+    assert idx["hash"] == keptpool.HASH_VERSION
+    for part in keptpool.reservoir_parts(idx):  # what another hash would have kept: other rows
+        f = root / "samples" / part["file"]
+        df = pl.read_parquet(f)
+        df.with_columns(pl.all().exclude("__file").shuffle(seed=1)).write_parquet(f)
+    index.write_text(json.dumps({**idx, "hash": "polars-0.0.0"}))
+    got = keptpool.sample_pool(m["path"], 60, m["rows_out"], 7).collect()
+    assert_frame_equal(got, hashed_sample(keptpool.scan_pool(m["path"]), m["rows_out"], 60, 7).collect())
+    assert json.loads(index.read_text())["hash"] == keptpool.HASH_VERSION

@@ -7,6 +7,7 @@ Composition only: training lives in :mod:`rsft.pipeline.training`, the search in
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -53,7 +54,7 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
     t = cfg.train
     pool_eval = pool_sample(selection.prefiltered, t.pretrain_rows, t.seed + 1, labelled=cfg.features.label).head(5_000)
     seen = registry.alias_version(mlc, name)
-    night = datetime.now(timezone.utc).date().isoformat()
+    night = datetime.fromtimestamp(started or time.time(), timezone.utc).date().isoformat()  # the run's start date
     with runs.night_run(cfg.state.experiment, artifacts, f"{cfg.name} {night} (running)",
                         {"rsft.pipeline": cfg.name, "rsft.run_key": scored.run_key}, cfg.flat(), cfg_yaml(cfg),
                         started=started, metric=cfg.promotion.metric) as run_id:

@@ -87,15 +87,20 @@ EXECUTION_ONLY = frozenset({"task_runner", "concurrency", "dask_address"})
 STATE_EXECUTION_ONLY = frozenset({"keep_nights", "gc_after_night"})
 
 
-def without_execution(d):
-    """A config section's dump without :data:`EXECUTION_ONLY` settings, at any depth (for keys)."""
-    return {k: without_execution(v) for k, v in d.items() if k not in EXECUTION_ONLY} if isinstance(d, dict) else d
+def without_execution(d, keep: frozenset[str] = frozenset()):
+    """A config section's dump without :data:`EXECUTION_ONLY` settings, at any depth (for keys);
+    the sections named in ``keep`` keep theirs."""
+    if not isinstance(d, dict):
+        return d
+    return {k: (v if k in keep else without_execution(v)) for k, v in d.items() if k not in EXECUTION_ONLY}
 
 
 def night_config(cfg: PipelineConfig) -> dict:
     """The resolved config minus :data:`EXECUTION_ONLY` settings (in every section) and the
     state dir's retention: what decides a night's result."""
-    out = without_execution(cfg.model_dump(mode="json", exclude={"base_dir"}))
+    # the search's CV units on threads share torch's global generator (dropout draws from it): where
+    # they run can change the chosen recipe, so adapt's executor stays part of the night
+    out = without_execution(cfg.model_dump(mode="json", exclude={"base_dir"}), keep=frozenset({"adapt"}))
     out["state"] = {k: v for k, v in out.get("state", {}).items() if k not in STATE_EXECUTION_ONLY}
     return out
 

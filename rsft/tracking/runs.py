@@ -82,9 +82,9 @@ def night_run(experiment: str, artifact_root: str | None, run_name: str, tags: d
     from mlflow.tracking.context.registry import resolve_tags  # the source/user tags start_run would add
 
     created = mlflow.MlflowClient().create_run(exp_id, start_time=int(started * 1000) if started else None,
-                                               tags=resolve_tags(), run_name=run_name)
-    with mlflow.start_run(run_id=created.info.run_id) as run:
-        mlflow.set_tags({**tags, **registry.environment_tags(), **_owner()})
+                                               tags={**resolve_tags(), **_owner()}, run_name=run_name)
+    with mlflow.start_run(run_id=created.info.run_id) as run:  # (owner tags at creation: a kill after it is closable)
+        mlflow.set_tags({**tags, **registry.environment_tags()})
         registry.log_flat_params({k: flat_params[k] for k in KEY_PARAMS if k in flat_params})
         mlflow.log_text(config_yaml, "config/resolved.yaml")
         yield run.info.run_id
