@@ -1,7 +1,8 @@
 """Flow runs of a killed night: Prefect leaves them RUNNING forever (nobody is left to report the
 end), in the UI and in every "what is running" query. Each nightly run labels itself with its
 host and process id (``rsft.host``, ``rsft.pid``); the next run marks CRASHED the RUNNING flow
-runs of this host whose process is gone — with their sub-flow runs (the ingest, select and
+runs of this host whose process is gone (:func:`rsft.fsio.owner_gone`: same boot and pid
+namespace, pid free or reused) — with their sub-flow runs (the ingest, select and
 fine-tune sub-flows of the killed night). Runs of other machines and of live processes are left
 alone. The MLflow side of the same rule: ``rsft.tracking.runs.close_stale_runs``.
 """
@@ -9,11 +10,10 @@ alone. The MLflow side of the same rule: ``rsft.tracking.runs.close_stale_runs``
 from __future__ import annotations
 
 import logging
-import os
 import socket
 from uuid import UUID
 
-from rsft.fsio import pid_alive
+from rsft.fsio import owner, owner_gone
 
 log = logging.getLogger("rsft.flows")
 
@@ -37,7 +37,7 @@ def claim() -> None:
     if not flow_run.id:
         return
     with get_client(sync_client=True) as client:
-        client.update_flow_run_labels(UUID(str(flow_run.id)), {"rsft.host": socket.gethostname(), "rsft.pid": str(os.getpid())})
+        client.update_flow_run_labels(UUID(str(flow_run.id)), owner())
 
 
 def close_crashed() -> list[str]:
@@ -54,20 +54,21 @@ def close_crashed() -> list[str]:
             type=FlowRunFilterStateType(any_=[StateType.RUNNING]))), limit=200)
         by_id = {r.id: r for r in running}
 
-        def owner(run, depth: int = 0) -> tuple[str, str] | None:
-            labels = run.labels or {}
+        def labelled(run, depth: int = 0) -> dict[str, str] | None:
+            """The owner labels of the run or of its nearest labelled parent flow run."""
+            labels = {k: str(v) for k, v in (run.labels or {}).items()}
             if "rsft.pid" in labels:
-                return str(labels.get("rsft.host")), str(labels["rsft.pid"])
+                return labels
             if run.parent_task_run_id is None or depth > 8:
                 return None
             parent_id = client.read_task_run(run.parent_task_run_id).flow_run_id
             parent = by_id.get(parent_id) or (client.read_flow_run(parent_id) if parent_id else None)
-            return owner(parent, depth + 1) if parent is not None else None
+            return labelled(parent, depth + 1) if parent is not None else None
 
         for run in running:
-            who = owner(run)
-            if who and who[0] == host and who[1].isdigit() and not pid_alive(int(who[1])):
-                client.set_flow_run_state(run.id, Crashed(message=f"its process ({who[1]} on {host}) is gone: "
+            who = labelled(run)
+            if who and owner_gone(who):
+                client.set_flow_run_state(run.id, Crashed(message=f"its process ({who['rsft.pid']} on {host}) is gone: "
                                                                   "the night was killed"), force=True)
                 closed.append(run.name)
     if closed:

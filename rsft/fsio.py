@@ -75,6 +75,50 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
+def _proc_start(pid: int) -> str | None:
+    """Process ``pid``'s start time in clock ticks since boot (Linux ``/proc``), or None."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _namespace() -> str:
+    """This machine's boot and this process's pid namespace: where a pid means the same process."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        return f"{boot}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:
+        return ""
+
+
+def owner() -> dict[str, str]:
+    """Who runs a night, for telling a killed night from a running one later (tags, labels):
+    host, pid, and where the pid is valid plus when that process started (``rsft.proc``)."""
+    import socket
+
+    pid = os.getpid()
+    return {"rsft.host": socket.gethostname(), "rsft.pid": str(pid),
+            "rsft.proc": f"{_namespace()}@{_proc_start(pid) or ''}"}
+
+
+def owner_gone(tags: dict[str, str]) -> bool:
+    """Whether the process an :func:`owner` record names is certainly gone: recorded on this host,
+    in this boot and pid namespace (a container sharing the hostname has its own pids: unknown,
+    so not gone), and its pid is free or now another process (started at another time)."""
+    import socket
+
+    pid = str(tags.get("rsft.pid", ""))
+    if tags.get("rsft.host") != socket.gethostname() or not pid.isdigit():
+        return False
+    where, _, started = str(tags.get("rsft.proc", "")).partition("@")
+    if "rsft.proc" in tags and where != _namespace():
+        return False
+    if not pid_alive(int(pid)):
+        return True
+    return bool(started) and _proc_start(int(pid)) not in (None, started)  # the pid was reused
+
+
 def remove_orphans(directory: str | Path) -> int:
     """Remove the hidden temp files and folders in ``directory`` left by a process that died
     (its pid is in the name; a live writer's are kept). Returns how many were removed."""

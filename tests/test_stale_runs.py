@@ -48,3 +48,22 @@ def test_a_killed_nights_run_is_closed_by_the_next_night(tmp_path):
     kids = mlc.search_runs([exp], f"tags.mlflow.parentRunId = '{killed}'")
     assert [k.info.status for k in kids] == ["KILLED"]
     assert mlc.get_run(live).info.status == "FINISHED"
+
+
+def test_an_owner_is_gone_only_when_its_process_certainly_is():
+    """A dead pid of this host and namespace is gone; so is a live pid that started at another
+    time (reused). Another host, another pid namespace (a container sharing the hostname) or a
+    live process are not."""
+    import subprocess
+
+    from rsft.fsio import owner, owner_gone
+
+    me = owner()
+    child = subprocess.Popen(["sleep", "0"])
+    child.wait()
+    where = me["rsft.proc"].split("@")[0]
+    assert not owner_gone(me)
+    assert owner_gone({**me, "rsft.pid": str(child.pid)})
+    assert owner_gone({**me, "rsft.proc": f"{where}@1"})  # this pid, but a process that started at tick 1
+    assert not owner_gone({**me, "rsft.pid": str(child.pid), "rsft.host": "elsewhere"})
+    assert not owner_gone({**me, "rsft.pid": str(child.pid), "rsft.proc": "another-boot/1@5"})

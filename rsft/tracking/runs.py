@@ -13,7 +13,7 @@ import tempfile
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator
 
-from rsft.fsio import pid_alive
+from rsft.fsio import owner, owner_gone
 from rsft.tracking import registry
 
 
@@ -82,7 +82,7 @@ def night_run(experiment: str, artifact_root: str | None, run_name: str, tags: d
     from mlflow.tracking.context.registry import resolve_tags  # the source/user tags start_run would add
 
     created = mlflow.MlflowClient().create_run(exp_id, start_time=int(started * 1000) if started else None,
-                                               tags={**resolve_tags(), **_owner()}, run_name=run_name)
+                                               tags={**resolve_tags(), **owner()}, run_name=run_name)
     with mlflow.start_run(run_id=created.info.run_id) as run:  # (owner tags at creation: a kill after it is closable)
         mlflow.set_tags({**tags, **registry.environment_tags()})
         registry.log_flat_params({k: flat_params[k] for k in KEY_PARAMS if k in flat_params})
@@ -90,26 +90,13 @@ def night_run(experiment: str, artifact_root: str | None, run_name: str, tags: d
         yield run.info.run_id
 
 
-def _owner() -> dict[str, str]:
-    """Which process on which machine runs a night (to tell a killed night from a running one)."""
-    import socket
-
-    return {"rsft.host": socket.gethostname(), "rsft.pid": str(os.getpid())}
-
-
 def close_stale_runs(experiment_id: str) -> list[str]:
     """Mark as KILLED the runs of ``experiment_id`` still RUNNING whose process, on this machine,
     is gone (a night killed mid-run leaves its run RUNNING forever otherwise). Runs of other
     machines or of live processes are left alone. Returns the run ids closed."""
-    import socket
-
     client = _mlflow().MlflowClient()
-    host, closed = socket.gethostname(), []
     running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=500)
-    for run in running:
-        tags = run.data.tags
-        if tags.get("rsft.host") == host and tags.get("rsft.pid", "").isdigit() and not pid_alive(int(tags["rsft.pid"])):
-            closed.append(run.info.run_id)
+    closed = [run.info.run_id for run in running if owner_gone(run.data.tags)]
     # and the candidate runs nested under a killed night
     closed += [r.info.run_id for r in running if r.data.tags.get("mlflow.parentRunId") in closed]
     for run_id in closed:
