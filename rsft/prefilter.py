@@ -132,6 +132,8 @@ def with_window_stats(lf: pl.LazyFrame, rules: list[Any]) -> tuple[pl.LazyFrame,
     if not spikes:
         return lf, []
     by = spikes[0].by
+    if any(r.by != by for r in spikes):  # the patch frame is per `by` group: one grouping for all
+        raise ValueError(f"spike rules group by different columns ({sorted({str(r.by) for r in spikes})}): use one")
     exprs = _centred_stats(spikes, trailing=True)
     names = [e.meta.output_name() for e in exprs]
     w = max(r.window for r in spikes)
