@@ -14,6 +14,7 @@ from prefect import flow
 from flows.publish import publish_decision, publish_selection
 from flows.select import select_rows
 from rsft.config import PipelineConfig, load_config
+from rsft.pipeline.layout import night_lock
 from rsft.pipeline.results import DatasetIngest, Finetuned, Selection
 from tasks.train import finetune_task
 
@@ -30,9 +31,10 @@ def finetune_selected(cfg: PipelineConfig, ingested: DatasetIngest | None, selec
 def finetune(config_path: str = "examples/factory.yaml", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fine-tune + gate on the current selection (no ingest; cached selection stages are reused)."""
     cfg = load_config(config_path, overrides)
-    selection = select_rows(cfg)
-    publish_selection(cfg, selection)
-    result = finetune_selected(cfg, None, selection)
+    with night_lock(cfg):  # the selection stages update the kept pool: not beside a night
+        selection = select_rows(cfg)
+        publish_selection(cfg, selection)
+        result = finetune_selected(cfg, None, selection)
     publish_decision(result)
     return result.to_dict()
 

@@ -563,13 +563,14 @@ def gc(
     """Remove old nights' intermediates (runs, replaced kept-pool days, old manifests) that no
     registered version needs; say what is kept and why. Ingested data and MLflow are never touched."""
     from rsft.pipeline import gc as gc_mod
-    from rsft.pipeline.layout import state
+    from rsft.pipeline.layout import night_lock, state
     from rsft.state import disk_usage, human_bytes
 
     cfg = _load(config, sets)
     before = disk_usage(state(cfg), cfg.name)["total"]
     try:
-        rep = gc_mod.collect(cfg, keep_nights=keep_nights, dry_run=dry_run)
+        with night_lock(cfg):  # not while a night of this pipeline runs on this state dir
+            rep = gc_mod.collect(cfg, keep_nights=keep_nights, dry_run=dry_run)
     except ValueError as e:
         _fail(str(e))
     root = state(cfg).root

@@ -9,6 +9,7 @@ threads writing the same destination, hidden from dataset scans (dot-files), and
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 TMP_MARK = ".tmp-"
 
@@ -73,6 +74,26 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # another user's live process
         return True
     return True
+
+
+@contextmanager
+def file_lock(path: str | Path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """An exclusive lock on ``path`` (created) for the block: processes and threads alike (each
+    call opens its own file description); released by the OS when the holder dies. ``waiting`` is
+    called once when the lock is held by someone else, before blocking for it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting is not None:
+                waiting()
+            fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def _proc_start(pid: int) -> str | None:

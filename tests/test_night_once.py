@@ -213,3 +213,33 @@ def test_where_and_how_fast_a_night_runs_is_not_a_new_night(tmp_path):
     # the search's units share torch's generator on threads: where they run can change the recipe
     assert night_key(load_config(path, {"adapt.task_runner": "inline"}), "k") != night_key(base, "k")
     assert run_key(load_config(path, {"sampling.chunk_rows": 999}), pre) != run_key(base, pre)  # the random streams change
+
+
+def test_one_night_of_a_pipeline_at_a_time_on_a_state_dir(tmp_path, caplog):
+    """A second night (or `rsft gc`) of the same pipeline on the same state dir waits for the
+    first, saying so; the lock goes with its holder (here: released at the block's end)."""
+    import logging
+    import threading
+    import time
+
+    from rsft.config import load_config
+    from rsft.pipeline.layout import night_lock
+
+    cfg = load_config(small_config(tmp_path))
+    order: list[str] = []
+    entered = threading.Event()
+
+    def first():
+        with night_lock(cfg):
+            entered.set()
+            time.sleep(0.5)
+            order.append("first done")
+
+    t = threading.Thread(target=first)
+    t.start()
+    entered.wait(10)
+    with caplog.at_level(logging.WARNING, logger="rsft.pipeline.layout"), night_lock(cfg):
+        order.append("second in")
+    t.join()
+    assert order == ["first done", "second in"]
+    assert "another night of factory holds" in caplog.text

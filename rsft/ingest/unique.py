@@ -28,7 +28,6 @@ set, or under another Polars) gets one built from its data parts, once, when a l
 
 from __future__ import annotations
 
-import fcntl
 import json
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,7 +37,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from rsft.config import ContractConfig
-from rsft.fsio import temp_path
+from rsft.fsio import file_lock, temp_path
 
 _K_SEED, _V_SEED = 0x5EED_0001, 0x5EED_0002
 DUP_EARLIER = "duplicate row (already in the dataset)"  # same key, same values as a row of an earlier file
@@ -74,14 +73,8 @@ class KeyLog:
 @contextmanager
 def dataset_lock(dataset_dir: Path) -> Iterator[None]:
     """One file at a time resolves its keys and publishes (threads and processes alike)."""
-    path = Path(dataset_dir) / "_keys" / ".lock"  # beside the key indexes: only a dataset with a unique key has one
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(Path(dataset_dir) / "_keys" / ".lock"):  # beside the key indexes: only a dataset with a unique key has one
+        yield
 
 
 def index_path(dataset_dir: Path, stem: str) -> Path:

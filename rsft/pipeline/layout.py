@@ -22,12 +22,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from rsft.config import ContractConfig, PipelineConfig
 from rsft.ingest.manifest import dataset_digest  # noqa: F401 - the ingested dataset's digest, with the others
+from rsft.fsio import file_lock
 from rsft.state import StatePaths, state_paths
+
+log = logging.getLogger(__name__)
 
 TARGET_SAMPLE = "target_sample"
 TARGET_HOLDOUT = "target_holdout"
@@ -35,6 +40,19 @@ TARGET_HOLDOUT = "target_holdout"
 
 def state(cfg: PipelineConfig) -> StatePaths:
     return state_paths(cfg.state.dir)
+
+
+@contextmanager
+def night_lock(cfg: PipelineConfig) -> Iterator[None]:
+    """One night at a time per pipeline on a state dir (a night, the fine-tune-only flow, `rsft gc`):
+    a night's kept-pool update removes its superseded per-day files and the retention removes old
+    intermediates, which another night on the same state dir could be about to read. A second one
+    waits (saying so in the log); the lock goes with its holder's process. (Hourly ingests do not
+    take it: they only add files, atomically.)"""
+    path = state(cfg).locks / f"night-{cfg.name}.lock"
+    with file_lock(path, waiting=lambda: log.warning(
+            "another night of %s holds %s (a night or `rsft gc` on this state dir): waiting for it", cfg.name, path)):
+        yield
 
 
 def pipeline_root(cfg: PipelineConfig) -> Path:

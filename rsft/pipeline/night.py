@@ -16,7 +16,7 @@ from typing import Any, Callable
 from rsft.config import PipelineConfig
 from rsft.pipeline import data
 from rsft.pipeline.finetune import finetune_stage
-from rsft.pipeline.layout import pool_dataset
+from rsft.pipeline.layout import night_lock, pool_dataset
 from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
 from rsft.pipeline.summary import run_summary
 
@@ -43,7 +43,13 @@ LOCAL = Steps()
 
 
 def run_night(cfg: PipelineConfig, steps: Steps = LOCAL) -> dict[str, Any]:
-    """One night; returns the run summary (:func:`rsft.pipeline.summary.run_summary`)."""
+    """One night; returns the run summary (:func:`rsft.pipeline.summary.run_summary`). One night
+    of a pipeline at a time on a state dir (:func:`rsft.pipeline.layout.night_lock`)."""
+    with night_lock(cfg):
+        return _night(cfg, steps)
+
+
+def _night(cfg: PipelineConfig, steps: Steps) -> dict[str, Any]:
     started = time.time()  # the night's MLflow run spans the whole night, not its last step
     ingested = steps.ingest(cfg)
     data.check_ingested(cfg, ingested)  # a failed target export, or fail_run_on_file_error

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import fcntl
 import json
 import logging
 import math
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, ContextManager, Iterator
 
 from rsft.config import PromotionConfig
+from rsft.fsio import file_lock
 
 log = logging.getLogger(__name__)
 
@@ -73,16 +73,10 @@ def registry_lock(lock_dir: str | Path, name: str) -> Iterator[None]:
     """Exclusive lock around version allocation and alias moves: a file lock under the state dir
     (processes of one machine), plus the engine lock when one is plugged in (:func:`engine_lock`:
     processes of every machine that share the orchestrator). Always taken in that order."""
-    Path(lock_dir).mkdir(parents=True, exist_ok=True)
-    path = Path(lock_dir) / f"registry-{name}.lock"
     factory = _ENGINE_LOCK.get()
-    with open(path, "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            with factory(name) if factory is not None else contextlib.nullcontext():
-                yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(Path(lock_dir) / f"registry-{name}.lock"), \
+            (factory(name) if factory is not None else contextlib.nullcontext()):
+        yield
 
 
 def use_experiment(name: str, artifact_root: str | Path | None = None) -> str:

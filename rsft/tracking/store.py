@@ -16,7 +16,6 @@ back it up, ``mlflow db upgrade``).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import logging
 import os
@@ -24,7 +23,7 @@ import sqlite3
 from pathlib import Path
 from typing import Iterator
 
-from rsft.fsio import remove_orphans, temp_path
+from rsft.fsio import file_lock, remove_orphans, temp_path
 
 log = logging.getLogger(__name__)
 
@@ -91,12 +90,8 @@ def _create(path: Path) -> None:
 
 @contextlib.contextmanager
 def _init_lock(path: Path) -> Iterator[None]:
-    with open(path.with_name(f".{path.name}.init.lock"), "a+") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    with file_lock(path.with_name(f".{path.name}.init.lock")):
+        yield
 
 
 @functools.lru_cache(maxsize=1)
