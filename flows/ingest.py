@@ -6,6 +6,7 @@ from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
 
 from rsft.config import PipelineConfig, load_config
+from rsft.ingest.run import report_remote
 from rsft.pipeline.data import check_files, dataset_ingest
 from rsft.pipeline.layout import contract, ingest_sources, pipeline_root
 from rsft.pipeline.results import Ingested
@@ -23,7 +24,12 @@ def ingest_files(cfg: PipelineConfig) -> Ingested:
         dataset_dir = str(root / name)
         plans = plan_ingest_task(name, sources, dataset_dir, c)
         futures = ingest_file_task.map(plans, unmapped(dataset_dir), unmapped(c), unmapped(cfg.ingest.chunk_rows))
-        out[name] = dataset_ingest([f.result() for f in futures], dataset_dir)
+        results = []
+        for plan, future in zip(plans, futures):  # in plan order, as they finish
+            results.append(future.result())
+            if cfg.ingest.task_runner == "dask":  # a Dask worker's progress events reach nobody
+                report_remote(plan, results[-1])
+        out[name] = dataset_ingest(results, dataset_dir)
     create_table_artifact(
         [{"dataset": k, "files": v.files, "files_skipped": v.files_skipped, "rows_total": v.rows_total,
           "rows_ok": v.rows_ok, "rows_quarantined": v.rows_quarantined, "failed": len(v.files_failed)}

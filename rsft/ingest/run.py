@@ -12,6 +12,7 @@ import shutil
 import threading
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import polars as pl
@@ -45,8 +46,19 @@ def ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConfi
     contract names keys) and a quarantine part (temp names, renamed), then write its manifest
     entry last. Progress is reported as ``ingest.rows`` / ``ingest.file`` events (:mod:`rsft.progress`)."""
     res = _ingest_file(plan, dataset_dir, contract, chunk_rows)
-    _progress.emit("ingest.file", file=plan.name, status=res.status, bytes=_size(plan.path) if plan.action == "ingest" else 0)
+    _file_done(plan, res.status)
     return res
+
+
+def _file_done(plan: FilePlan, status: str) -> None:
+    _progress.emit("ingest.file", file=plan.name, status=status, bytes=_size(plan.path) if plan.action == "ingest" else 0)
+
+
+def report_remote(plan: FilePlan, result: dict[str, Any]) -> None:
+    """The progress events of a file ingested in another process (a Dask worker's events reach
+    nobody): its rows and the file itself, emitted here when its result arrives."""
+    _progress.emit("ingest.rows", rows=int(result.get("rows_total") or 0))
+    _file_done(plan, result["status"])
 
 
 @dataclass
