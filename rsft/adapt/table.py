@@ -12,8 +12,8 @@ from rsft.adapt.candidates import FREE
 
 def _cv_fits(r: dict[str, Any], report: dict[str, Any]) -> str:
     """How a candidate's CV figure was obtained — folds × the fits' budget, "≤N steps" (and
-    "≤E ep" when passes are bounded too; short fits are not comparable with full ones), "out"
-    when rung 0 eliminated it — or why it was skipped."""
+    "≤E ep" when passes are bounded too; short fits are not comparable with full ones), "dropped
+    after it" when that short fit (rung 0) eliminated it — or why it was skipped."""
     n = len(r["fold_losses"])
     if not n:
         return r["skipped"] or ""
@@ -23,12 +23,12 @@ def _cv_fits(r: dict[str, Any], report: dict[str, Any]) -> str:
     steps, epochs = report.get(f"{rung}_steps"), report.get(f"{rung}_epochs")
     budget = ", ".join([*([f"≤{steps:,} steps"] if steps else []), *([f"≤{epochs} ep"] if epochs else [])])
     return (f"{n}×{budget}" if budget else f"{n} fold{'s' if n != 1 else ''}") + (
-        ", out" if r.get("eliminated") else "") + (", budget" if r["skipped"] else "")
+        ", dropped after it" if r.get("eliminated") else "") + (", budget" if r["skipped"] else "")
 
 
 def candidate_table(report: dict[str, Any]) -> list[dict[str, Any]]:
     """Rows for printing / artifacts: name (→ = chosen), CV loss mean ± SE, how it was obtained
-    (folds × steps budget; "out" = eliminated in rung 0), pool rows, seconds, hold-out."""
+    (folds × steps budget; "dropped after it" = eliminated by that short fit, rung 0), pool rows, seconds, hold-out."""
     rows = []
     for r in report["candidates"]:
         rows.append(
