@@ -291,12 +291,6 @@ def _scorer(path: str) -> tuple[Any, str]:
         return _SCORERS[key]
 
 
-def score_chunk(spec: ChunkSpec, scorer_path: str, feature_cfg: FeaturesConfig) -> tuple[pl.DataFrame, np.ndarray]:
-    """(chunk rows, float64 log w [rows]); -inf where a feature is NaN/inf."""
-    df = read_chunk(spec)
-    return df, _scorer(scorer_path)[0].log_ratio_frame(df, feature_cfg)
-
-
 def chunk_log_w(spec: ChunkSpec, scorer_path: str, feature_cfg: FeaturesConfig, chunk_bytes: int) -> np.ndarray:
     """float64 log w [rows] of the chunk, streamed (:func:`iter_chunk`): only log w is kept."""
     scorer = _scorer(scorer_path)[0]
@@ -390,7 +384,8 @@ def sample_chunk(
     rng = np.random.default_rng(chunk_seed(cfg.seed, spec.chunk_id))
     k = int(cfg.budget or 0)
     kept: list[pl.DataFrame] = []
-    log_ws: list[np.ndarray] = []
+    blws: list[np.ndarray] = []
+    sum_accept = 0.0
     n = 0
     for df in iter_chunk(spec, cfg.chunk_bytes):
         lw = score_frame(scorer, df, feature_cfg, cfg.chunk_bytes)
@@ -398,7 +393,9 @@ def sample_chunk(
         b = np.where(fin, cfg.temper * np.where(fin, lw, 0.0), -np.inf)  # β·log w; -inf = never
         cols = [pl.Series("log_w", lw)]
         if log_m is not None:
-            cols.append(pl.Series("accept_prob", np.exp(np.minimum(b - log_m, 0.0))))
+            accept_prob = np.exp(np.minimum(b - log_m, 0.0))
+            sum_accept += float(accept_prob.sum())
+            cols.append(pl.Series("accept_prob", accept_prob))
         else:
             cols.append(pl.lit(None, dtype=pl.Float64).alias("accept_prob"))
         if cfg.mode == "rejection":
@@ -412,14 +409,12 @@ def sample_chunk(
                                          .alias("__pos")]).select(pl.all().gather(cand)))
             if sum(f.height for f in kept) > 2 * k:  # keep the running top-k only
                 kept = [_top_k(pl.concat(kept, how="diagonal_relaxed"), k)]
-        log_ws.append(lw)
+        blws.append(b)
         n += df.height
         del df
         release_memory()
-    log_w = np.concatenate(log_ws) if log_ws else np.zeros(0)
-    finite = np.isfinite(log_w)
-    blw = np.where(finite, cfg.temper * np.where(finite, log_w, 0.0), -np.inf)
-    accept_prob = np.exp(np.minimum(blw - log_m, 0.0)) if log_m is not None else None
+    blw = np.concatenate(blws) if blws else np.zeros(0)
+    finite = np.isfinite(blw)
     if not kept:
         sel = read_chunk(spec).head(0).with_columns(log_w=pl.lit(None, pl.Float64), accept_prob=pl.lit(None, pl.Float64))
         if cfg.mode == "budget":
@@ -439,7 +434,7 @@ def sample_chunk(
         mode=cfg.mode,
         rows_nonfinite=int(n - finite.sum()),
         clipped=int((blw > log_m).sum()) if log_m is not None else 0,
-        sum_accept_prob=float(accept_prob.sum()) if accept_prob is not None else None,
+        sum_accept_prob=sum_accept if log_m is not None else None,
         max_log_w=float(blw[finite].max()) if finite.any() else None,
         lse_log_w=_logsumexp(blw) if finite.any() else None,
         log_m=log_m,
