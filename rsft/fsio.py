@@ -10,6 +10,8 @@ threads writing the same destination, hidden from dataset scans (dot-files), and
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import os
 import re
 import shutil
@@ -17,7 +19,7 @@ import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 TMP_MARK = ".tmp-"
 
@@ -74,6 +76,14 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # another user's live process
         return True
     return True
+
+
+def digest(*parts: Any) -> str:
+    """A content key: 16 hex digits of sha256 over the JSON of ``parts`` (keys sorted)."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
 
 
 @contextmanager

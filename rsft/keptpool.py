@@ -46,17 +46,10 @@ import polars as pl
 
 from rsft import progress
 from rsft.config import PrefilterConfig
-from rsft.fsio import atomic_path, atomic_write_text, remove_orphans
+from rsft.fsio import atomic_path, atomic_write_text, digest, remove_orphans
 
 EMPTY = "empty"
 NULL_DAY = "null"
-
-
-def _digest(*parts: Any) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(json.dumps(p, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
 
 
 def frame_digest(df: pl.DataFrame) -> str:
@@ -195,7 +188,7 @@ def _reservoir(base: Path, files: list[str], seed: int, keep: int) -> pl.LazyFra
         counts = dict(df.group_by("__file").len().iter_rows())
         names = list(dict.fromkeys(df["__file"].to_list()))  # in row order
         names += [r for r in covers if r not in counts]  # day files without a sampled row: 0 rows
-        name = f"pool-{seed}-{_digest(cap, names)}.parquet"
+        name = f"pool-{seed}-{digest(cap, names)}.parquet"
         if not (index.parent / name).exists():
             index.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(index.parent / name) as tmp:
@@ -369,7 +362,7 @@ def update(src: str | Path, root: str | Path, cfg: PrefilterConfig, *, derive=No
         "rows_in": rows_in, "rows_out": rows_in - sum(dropped.values()),
         "dropped": dropped, "alone": {n: sum(r["alone"][i] for r in recs) for i, n in enumerate(names)},
     }
-    version = _digest(rules_key, [r["key"] for r in recs])
+    version = digest(rules_key, [r["key"] for r in recs])
     path = root / "versions" / f"{version}.json"
     if path.exists():
         os.utime(path)  # used tonight: the newest nights' manifests are what `rsft gc` keeps
@@ -408,7 +401,7 @@ def _whole(src, root, cfg, derive, write_excluded, rules_key, old) -> dict[str, 
     from rsft.ingest.manifest import dataset_digest
     from rsft.prefilter import prefilter
 
-    key = _digest(rules_key, "all", dataset_digest(src))
+    key = digest(rules_key, "all", dataset_digest(src))
     if old and old["key"] == key:
         return old
     out = root / "days" / "all" / f"{key}.parquet"
@@ -505,7 +498,7 @@ def _by_day(src, root, cfg, p: Plan, schema, derive, write_excluded, rules_key, 
 
     index = _day_index(src, root, p.order_by)
     days = _order(index)
-    content = {d: _digest(d, sorted(index[d])) for d in days}
+    content = {d: digest(d, sorted(index[d])) for d in days}
     frames = _Frames(root, schema)
     files = {d: tuple(str(src / rel) for rel, _ in sorted(index[d])) for d in days}
 
@@ -552,7 +545,7 @@ def _by_day(src, root, cfg, p: Plan, schema, derive, write_excluded, rules_key, 
     #    (``<filter key>.judged.parquet``) and step 5 adds the rolling features
     def fkey(d: str, rec: dict[str, Any] | None = None) -> str:
         r = rec or {"content": content[d], "left": left.get(d, EMPTY), "right": right.get(d, EMPTY)}
-        return _digest(rules_key, r["content"], r["left"], r["right"], EMPTY)
+        return digest(rules_key, r["content"], r["left"], r["right"], EMPTY)
 
     def job(d: str) -> FilterJob:
         k = fkey(d)
@@ -570,7 +563,7 @@ def _by_day(src, root, cfg, p: Plan, schema, derive, write_excluded, rules_key, 
     recs, kin = [], EMPTY
     for d in days:
         rec = prev.get(d)
-        key = _digest(rules_key, content[d], left.get(d, EMPTY), right.get(d, EMPTY), kin)
+        key = digest(rules_key, content[d], left.get(d, EMPTY), right.get(d, EMPTY), kin)
         if d not in counts and rec and rec["key"] == key and frames.exists(rec["kept_tail"]):
             recs.append({**rec, "carry": carry.get(d, EMPTY), "rcarry": rcarry.get(d, EMPTY)})
             kin = rec["kept_tail"]

@@ -7,7 +7,6 @@ the quarantine (with a count of quarantine reasons).
 from __future__ import annotations
 
 import glob
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Sequence
 
 import polars as pl
 
-from rsft.fsio import atomic_write_text, remove_orphans
+from rsft.fsio import atomic_write_text, digest, remove_orphans
 
 
 def _part_stem(digest: str) -> str:
@@ -85,7 +84,5 @@ def scan_quarantine(dataset_dir: str | Path) -> pl.LazyFrame:
 
 
 def dataset_digest(dataset_dir: str | Path) -> str:
-    """Digest of an ingested dataset = digest of its manifest entries (file digests): 16 hex
-    digits of sha256 over their sorted names as JSON (``rsft.pipeline.layout.digest`` of the list)."""
-    entries = sorted(p.name for p in (Path(dataset_dir) / "_manifest").glob("*.json"))
-    return hashlib.sha256(json.dumps(entries, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Digest of an ingested dataset = digest of its manifest entries (file digests)."""
+    return digest(sorted(p.name for p in (Path(dataset_dir) / "_manifest").glob("*.json")))

@@ -20,16 +20,14 @@ Every key is a digest of what decides the stage's output, so a re-run reuses fin
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 from rsft.config import ContractConfig, PipelineConfig
 from rsft.ingest.manifest import dataset_digest  # noqa: F401 - the ingested dataset's digest, with the others
-from rsft.fsio import file_lock
+from rsft.fsio import digest, file_lock  # noqa: F401 - digest: every stage key
 from rsft.state import StatePaths, state_paths
 
 log = logging.getLogger(__name__)
@@ -61,14 +59,6 @@ def pipeline_root(cfg: PipelineConfig) -> Path:
 
 def tracking_uri(cfg: PipelineConfig) -> str:
     return cfg.state.tracking_uri or state(cfg).tracking_uri
-
-
-def digest(*parts: Any) -> str:
-    """16 hex digits of sha256 over the JSON of ``parts`` (keys sorted)."""
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(json.dumps(p, sort_keys=True, default=str).encode())
-    return h.hexdigest()[:16]
 
 
 def pool_dataset(cfg: PipelineConfig) -> str:
