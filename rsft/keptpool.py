@@ -332,7 +332,7 @@ def update(src: str | Path, root: str | Path, cfg: PrefilterConfig, *, derive=No
 
     ``map_jobs(jobs) -> results`` runs the per-day jobs (:class:`EdgeJob`, :class:`FilterJob`;
     each result is :func:`run_job`'s): one after another here by default (:func:`map_inline`),
-    or as tasks on an engine (``tasks.select.prefilter_mapper``: a thread pool or a Dask cluster;
+    or as tasks on an engine (``tasks.select.prefilter_task``: a thread pool or a Dask cluster;
     the state dir must then be on a filesystem the workers share). The result does not depend
     on how they ran."""
     from rsft.prefilter import check_rules

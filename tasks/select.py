@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -30,16 +29,10 @@ def prefilter_day_task(job: Any) -> Any:
     return keptpool.run_job(job)
 
 
-@contextmanager
-def prefilter_mapper(cfg: PipelineConfig) -> Iterator[Callable[[list], list] | None]:
-    """The kept pool's per-day jobs as tasks on ``prefilter.task_runner`` (``None``: inline)."""
-    with task_mapper(cfg.prefilter, prefilter_day_task, "job") as map_jobs:
-        yield map_jobs
-
-
 @task(name="prefilter", retries=1, task_run_name="prefilter-{cfg.name}")
 def prefilter_task(cfg: PipelineConfig) -> Prefiltered:
-    with prefilter_mapper(cfg) as map_jobs:
+    # the kept pool's per-day jobs as tasks on prefilter.task_runner (None: inline)
+    with task_mapper(cfg.prefilter, prefilter_day_task, "job") as map_jobs:
         pre = data.prefilter_stage(cfg, map_jobs=map_jobs)
     rows = [{"rule": k, "dropped (first failing)": v, "would drop alone": pre.alone.get(k, "")}
             for k, v in pre.dropped.items()]
