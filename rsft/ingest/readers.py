@@ -240,9 +240,7 @@ def _read_jsonl(path: str, contract: ContractConfig, chunk_rows: int = JSONL_SPO
     good block with a null or missing contract key or a text value that could be another JSON
     type rendered as text. A key that occurs twice keeps its first value in both parsers. Either
     way a row is ``(column values as text,
-    _row = line number, __pre = reason or null, __line = the line's text)``.
-
-    ``spool`` is accepted for callers of the former spooled reader and not used."""
+    _row = line number, __pre = reason or null, __line = the line's text)``."""
     lines = _JsonlLines(contract)
     schema = {**{n: pl.String for n in lines.names}, "_row": pl.Int64, "__pre": pl.String, "__line": pl.String}
     block = max(1, min(chunk_rows, JSONL_SPOOL_ROWS))
@@ -261,15 +259,10 @@ def _read_jsonl(path: str, contract: ContractConfig, chunk_rows: int = JSONL_SPO
     return _Blocks(schema, blocks, parse.block), []
 
 
-def _line_blocks(fh, lines_per_block: int):
-    """The file's bytes in blocks of ``lines_per_block`` whole lines (the last may lack its newline)."""
-    for blk, _ in _line_block_ends(fh, lines_per_block):
-        yield blk
-
-
 def _line_block_ends(fh, lines_per_block: int):
-    """:func:`_line_blocks`, each block with the offsets of its newlines (found once per read, so
-    the block parser does not scan the block again)."""
+    """The file's bytes in blocks of ``lines_per_block`` whole lines (the last may lack its
+    newline), each with the offsets of its newlines (found once per read, so the block parser
+    does not scan the block again)."""
     import numpy as np
 
     def newlines(b: bytes):
