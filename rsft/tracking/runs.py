@@ -185,6 +185,11 @@ def log_decision(decision: registry.Decision, registered: bool) -> None:
 MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
 
 
+def _ui_base(tracking_uri: str) -> str:
+    """The UI's address: a tracking server's own, else where ``mlflow ui`` listens by default."""
+    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else MLFLOW_UI
+
+
 def run_link(tracking_uri: str, run_id: str) -> tuple[str, str | None]:
     """(URL of the run's page, the command that starts a UI for it or None). A tracking server's
     own address; for a local store, ``mlflow ui``'s default address and the command to start it."""
@@ -192,7 +197,7 @@ def run_link(tracking_uri: str, run_id: str) -> tuple[str, str | None]:
         exp = registry.client(tracking_uri).get_run(run_id).info.experiment_id
     except Exception:  # noqa: BLE001 - a link is a courtesy: never fail a night over it
         exp = "0"
-    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else MLFLOW_UI
+    base = _ui_base(tracking_uri)
     return f"{base}/#/experiments/{exp}/runs/{run_id}", (None if base != MLFLOW_UI else f"mlflow ui --backend-store-uri {tracking_uri}")
 
 
@@ -204,5 +209,4 @@ def nights_link(tracking_uri: str, experiment: str) -> str | None:
         return None
     if exp is None:
         return None
-    base = tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else MLFLOW_UI
-    return f"{base}/{nights_path(exp.experiment_id)}"
+    return f"{_ui_base(tracking_uri)}/{nights_path(exp.experiment_id)}"
