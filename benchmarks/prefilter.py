@@ -1,6 +1,6 @@
 """Prefilter throughput and memory vs a plain Polars scan of the same columns, in one run.
 
-    python benchmarks/prefilter.py [--rows 10000000 40000000] [--out DIR]
+    python benchmarks/prefilter.py [--rows 10000000 40000000] [--out DIR] [--baseline REF]
 
 For each size: synthetic sensor rows (the demo's generator: 24 machines, injected stuck runs,
 spikes, duplicates) written once as Parquet, then, each in a fresh process:
@@ -15,14 +15,20 @@ spikes, duplicates) written once as Parquet, then, each in a fresh process:
           exact implementation of that rule in pure Polars pays with centred kernels
   quantiles_trailing_only  the same windows as trailing kernels (rsft computes them so, shifted
           back by (w-1)//2, patching each machine's last rows): the floor of the rule as it is
-Prints one JSON object: seconds and peak RSS (the child's VmHWM) of both, rsft/plain per size
-(goal ≤ 2), and rsft's peak-RSS ratio largest/smallest size (goal ≤ 1.25).
+  per_day the rules as a night applies them (rsft.keptpool's per-day jobs): each day file read,
+          sorted, flagged by the demo rules, its kept rows written — no whole-pool split pass
+  baseline  (with --baseline REF) rsft as it was at git REF (its ``rsft/`` from ``git archive``),
+          the same rules on the same files, in the same run
+Prints one JSON object: wall seconds, CPU seconds and peak RSS (the child's VmHWM) of each,
+rsft/plain per size in wall and CPU seconds (issue 19's goal: ≤ 3× with the demo rules), and
+rsft's peak-RSS ratio largest/smallest size (goal ≤ 1.25).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import time
@@ -34,7 +40,9 @@ from _util import measure  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 
 RSFT = """
-import sys, json
+import os, sys, json
+if os.environ.get("RSFT_BASELINE_TREE"):
+    sys.path.insert(0, os.environ["RSFT_BASELINE_TREE"])
 from rsft.config import load_config
 from rsft.prefilter import prefilter
 cfg = load_config(sys.argv[3])
@@ -51,6 +59,20 @@ cfg = load_config(sys.argv[3])
 f = FeaturesConfig(numeric=cfg.features.numeric, rolling=[{"columns": cfg.features.numeric, "window": 8, "stats": ["mean", "std"]}])
 s = prefilter(sys.argv[1], sys.argv[2], cfg.prefilter, derive=Derive(tuple(rolling_feature_exprs(f)), "machine_id", "ts", 7))
 print(json.dumps({"rows_out": s.rows_out}))
+"""
+
+PER_DAY = """
+import os, sys, glob
+if os.environ.get("RSFT_BASELINE_TREE"):
+    sys.path.insert(0, os.environ["RSFT_BASELINE_TREE"])
+import polars as pl
+from rsft.config import load_config
+from rsft.prefilter import flagged
+cfg = load_config(sys.argv[3]).prefilter
+os.makedirs(sys.argv[2], exist_ok=True)
+for f in sorted(glob.glob(sys.argv[1] + "/*.parquet")):
+    lf, flags = flagged(pl.scan_parquet(f), cfg)
+    lf.filter(pl.all_horizontal(flags)).drop(flags).collect().write_parquet(os.path.join(sys.argv[2], os.path.basename(f)))
 """
 
 PLAIN = """
@@ -99,12 +121,25 @@ def make_pool(path: Path, rows: int) -> int:
     return n
 
 
+def _same_rows(a: Path, b: Path) -> bool:
+    import polars as pl
+    return pl.read_parquet(a).equals(pl.read_parquet(b))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, nargs="+", default=[10_000_000, 40_000_000])
     ap.add_argument("--out", type=Path, default=REPO / ".rsft" / "bench-prefilter")
     ap.add_argument("--rolling", action="store_true", help="also time the prefilter deriving rolling features")
+    ap.add_argument("--baseline", metavar="REF", help="also time rsft's prefilter as it was at this git ref")
     args = ap.parse_args()
+    baseline = None
+    if args.baseline:
+        import subprocess
+        import tempfile
+        baseline = tempfile.mkdtemp(prefix="rsft-baseline-")
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline, "rsft"], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", baseline], input=archive, check=True)
     cfg = str(REPO / "examples" / "factory.yaml")
     out = {"sizes": []}
     for rows in args.rows:
@@ -115,12 +150,27 @@ def main() -> None:
         row = {"rows": n, "generate_s": round(time.perf_counter() - t, 1)}
         row["rsft"] = measure(RSFT, str(work / "pool"), str(work / "kept.parquet"), cfg)
         row["plain"] = measure(PLAIN, str(work / "pool"), str(work / "plain.parquet"))
+        row["per_day"] = measure(PER_DAY, str(work / "pool"), str(work / "per-day"), cfg)
+        row["per_day_cpu_over_plain"] = round(row["per_day"]["cpu_s"] / row["plain"]["cpu_s"], 2)
+        if baseline:
+            os.environ["RSFT_BASELINE_TREE"] = baseline
+            try:
+                row["baseline"] = measure(RSFT, str(work / "pool"), str(work / "kept-baseline.parquet"), cfg)
+                row["baseline_per_day"] = measure(PER_DAY, str(work / "pool"), str(work / "per-day-baseline"), cfg)
+            finally:
+                del os.environ["RSFT_BASELINE_TREE"]
+            row["baseline_per_day_cpu_over_plain"] = round(row["baseline_per_day"]["cpu_s"] / row["plain"]["cpu_s"], 2)
+            row["baseline"]["ref"] = args.baseline
+            row["baseline_over_plain"] = round(row["baseline"]["seconds"] / row["plain"]["seconds"], 2)
+            row["baseline_cpu_over_plain"] = round(row["baseline"]["cpu_s"] / row["plain"]["cpu_s"], 2)
+            row["same_kept_rows_as_baseline"] = _same_rows(work / "kept.parquet", work / "kept-baseline.parquet")
         if args.rolling:
             row["rsft_rolling"] = measure(RSFT_ROLLING, str(work / "pool"), str(work / "kept-rolling.parquet"), cfg)
             row["rsft_rolling_over_rsft"] = round(row["rsft_rolling"]["seconds"] / row["rsft"]["seconds"], 2)
         row["quantiles_only"] = measure(QUANTILES, str(work / "pool"), cfg)
         row["quantiles_trailing_only"] = measure(QUANTILES_TRAILING, str(work / "pool"), cfg)
         row["rsft_over_plain"] = round(row["rsft"]["seconds"] / row["plain"]["seconds"], 2)
+        row["rsft_cpu_over_plain"] = round(row["rsft"]["cpu_s"] / row["plain"]["cpu_s"], 2)
         row["quantiles_only_over_plain"] = round(row["quantiles_only"]["seconds"] / row["plain"]["seconds"], 2)
         row["quantiles_trailing_only_over_plain"] = round(row["quantiles_trailing_only"]["seconds"] / row["plain"]["seconds"], 2)
         out["sizes"].append(row)

@@ -218,15 +218,16 @@ def test_rolling_features_derived_in_blocks_equal_the_whole_kept_pool(tmp_path, 
         assert np.allclose(got[c].fill_null(-1).to_numpy(), want[c].fill_null(-1).to_numpy()), c
 
 
-def test_spike_statistics_as_shifted_trailing_windows_equal_the_centred_ones():
-    """The spike rule's centred rolling median/quartiles are computed as trailing windows shifted
-    back, each machine's last (w-1)//2 rows patched from a small centred pass: the flags equal
-    those of Polars' centred kernels per machine, on frames with short machines, null readings,
-    a null machine id and two windows (seeded: rng 1)."""
+def test_spike_statistics_equal_polars_centred_kernels_bit_for_bit():
+    """The spike rule's centred rolling median/quartiles (a sorting network where the window is
+    inside the machine, Polars' kernels on a patch frame elsewhere) equal Polars' centred kernels
+    per machine bit for bit — statistics and flags — on frames with short machines, nulls, NaN,
+    ±inf, -0.0, ties, a null machine id, and windows from 3 to 39 (the widest on Polars' kernels
+    alone; seeded: rng 1, 80 frames)."""
     import numpy as np
 
     from rsft.config import PrefilterConfig
-    from rsft.prefilter import flagged
+    from rsft.prefilter import _STATS, flagged, with_window_stats
 
     def centred(rule) -> pl.Expr:  # the rule as written before: Polars' centred kernels
         out = []
@@ -240,26 +241,45 @@ def test_spike_statistics_as_shifted_trailing_windows_equal_the_centred_ones():
         return pl.all_horizontal(out)
 
     rng = np.random.default_rng(1)
-    flagged_rows = 0
-    for trial in range(60):
+    flagged_rows = checked = 0
+    for trial in range(80):
         frames = []
         for m in range(int(rng.integers(1, 8))):
-            n = int(rng.integers(1, 40))
-            a = rng.normal(0, 1, n).round(1)
+            n = int(rng.integers(1, 60))
+            a = rng.normal(0, 1, n).round(1)  # rounded: ties
             a[rng.random(n) < 0.05] = 9.0
+            if trial % 3 == 0:
+                a[rng.random(n) < 0.04] = rng.choice([np.nan, np.inf, -np.inf, -0.0])
             frames.append(pl.DataFrame({
                 "machine_id": [None if m == 0 and trial % 5 == 0 else f"M{m}"] * n, "ts": np.arange(n),
                 "a": pl.Series([None if rng.random() < 0.1 else v for v in a], dtype=pl.Float64),
                 "b": rng.normal(0, 1, n).round(2)}))
         df = pl.concat(frames, how="vertical_relaxed").sample(fraction=1, shuffle=True, seed=trial)
-        w0, w1 = int(rng.integers(3, 14)), int(rng.integers(3, 14))
+        w0, w1 = int(rng.integers(3, 15)), int(rng.integers(3, 40))
         cfg = PrefilterConfig.model_validate({"rules": [
             {"kind": "spike", "columns": ["a", "b"], "window": w0, "k": 2.0},
             {"kind": "spike", "columns": ["a"], "window": w1, "k": 1.5}]})
         lf, flags = flagged(df.lazy(), cfg)
         got = lf.collect()
-        want = df.sort("machine_id", "ts", maintain_order=True).with_columns(
-            [centred(r).alias(f) for r, f in zip(cfg.rules, flags)])
+        ordered = df.sort("machine_id", "ts", maintain_order=True)
+        want = ordered.with_columns([centred(r).alias(f) for r, f in zip(cfg.rules, flags)])
         assert got.equals(want), (trial, w0, w1)
         flagged_rows += int((~got[flags[0]]).sum())
-    assert flagged_rows > 20  # the planted spikes are flagged
+        stats, names = with_window_stats(ordered.lazy(), cfg.rules)
+        stats = stats.collect()
+        for r in cfg.rules:
+            for c in r.columns:
+                for st, fn in _STATS.items():
+                    name = next(n for n in names if n.startswith(f"__{st}{r.window}_") and n.endswith(f"_{c}"))
+                    ref = ordered.select(fn(pl.col(c), r.window, center=True).over("machine_id"))[c]
+                    assert stats[name].equals(ref, check_names=False), (trial, name)  # nulls, NaN alike
+                    checked += 1
+    assert flagged_rows > 20 and checked > 400  # the planted spikes are flagged
+    # a run of nulls longer than the window inside a machine: those windows have no reading
+    gap = pl.DataFrame({"machine_id": ["M"] * 30, "ts": np.arange(30),
+                        "a": pl.Series([None if 8 <= i < 22 else float(i % 4) for i in range(30)], dtype=pl.Float64)})
+    cfg = PrefilterConfig.model_validate({"rules": [{"kind": "spike", "columns": ["a"], "window": 5, "k": 2.0}]})
+    stats, names = with_window_stats(gap.lazy(), cfg.rules)
+    for st, fn in _STATS.items():
+        ref = gap.select(fn(pl.col("a"), 5, center=True).over("machine_id"))["a"]
+        assert ref.null_count() > 0 and stats.collect()[f"__{st}5_a"].equals(ref, check_names=False), st
