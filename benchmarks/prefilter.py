@@ -11,10 +11,11 @@ spikes, duplicates) written once as Parquet, then, each in a fresh process:
   rsft_rolling  (with --rolling) the same prefilter also deriving trailing rolling features on the
           kept rows (mean and std over 8 readings of every sensor, features.rolling): their cost
   quantiles_only  the spike rule's rolling quantiles alone (median, q25, q75 × its columns, per
-          machine in time order, one day file at a time, results discarded): the least any
-          exact implementation of that rule in pure Polars pays with centred kernels
-  quantiles_trailing_only  the same windows as trailing kernels (rsft computes them so, shifted
-          back by (w-1)//2, patching each machine's last rows): the floor of the rule as it is
+          machine in time order, one day file at a time, results discarded) by Polars' centred
+          kernels (rsft computes them with a sorting network instead, Polars' kernels only where
+          a window is cut or holds a non-finite reading)
+  quantiles_trailing_only  the same windows as trailing kernels (how rsft computed them before
+          the sorting network, shifted back by (w-1)//2, patching each machine's last rows)
   per_day the rules as a night applies them (rsft.keptpool's per-day jobs): each day file read,
           sorted, flagged by the demo rules, its kept rows written — no whole-pool split pass
   baseline  (with --baseline REF) rsft as it was at git REF (its ``rsft/`` from ``git archive``),
@@ -96,15 +97,13 @@ for f in sorted(glob.glob(sys.argv[1] + "/*.parquet")):
 """
 
 
-# the same windows as trailing windows (what rsft.prefilter.with_window_stats computes, shifted
-# back by (w-1)//2; its patch of each machine's last rows is left out): the floor of the rule now
+# the same windows as trailing windows (what rsft.prefilter.with_window_stats computed before its
+# sorting network, shifted back by (w-1)//2; the patch of each machine's last rows left out)
 QUANTILES_TRAILING = QUANTILES.replace("center=True, ", "")
 
 
 def make_pool(path: Path, rows: int) -> int:
     """Synthetic sensor days (demo generator, 24 machines) until ``rows``; one Parquet file per day."""
-    import polars as pl
-
     from rsft.config import SynthConfig
     from rsft.synth import generate_day, make_regime
 
