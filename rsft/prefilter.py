@@ -173,10 +173,14 @@ def _network_stats(base: pl.DataFrame, column: str, window: int, names: dict[str
     fin, inside = counts["fin"], (counts["in"] == window) & (counts["fin"] + counts["nul"] == window)
     short = (inside & (fin < window)).arg_true()  # nulls in the window: the count picks the positions
     if short.len():
-        n = pl.col("__fin")
-        picked = net[short].with_columns(fin.gather(short).alias("__fin")).select([
-            functools.reduce(lambda e, k: e.when(n == k).then(_pick(wires, _P[st], k)), range(1, window),
-                             pl.when(n == 0).then(None)).alias(name) for st, name in names.items()])
+        n, seen = fin.gather(short), sorted(fin.gather(short).unique().to_list())  # mostly w − 1
+
+        def by_count(p: float) -> pl.Expr:  # each row's quantile at the position its count gives
+            pick = lambda k: _pick(wires, p, k) if k else pl.lit(None, pl.Float64)  # noqa: E731 - no reading
+            return functools.reduce(lambda e, k: e.when(pl.col("__n") == k).then(pick(k)), seen[1:],
+                                    pl.when(pl.col("__n") == seen[0]).then(pick(seen[0])))
+
+        picked = net[short].with_columns(n.alias("__n")).select([by_count(_P[st]).alias(c) for st, c in names.items()])
         stats = stats.with_columns([stats[c].scatter(short, picked[c]) for c in names.values()])
     return stats, ~inside
 
