@@ -8,6 +8,11 @@ columns, so another rule set is another dataset)::
                                         per machine, the left/right context handed to a day, the
                                         last kept rows per machine (rolling features)
     versions/<pool key>.json            a manifest: every day's record and its kept file, in order
+    journal/<pool key>.json             what that manifest changed: the manifest current before it
+                                        (``previous``) and the files (day, excluded, context) it
+                                        lists that one did not (``added``) and the reverse
+                                        (``replaced``): what a night's ``rsft gc`` reads instead of
+                                        the directories (:func:`journal_plan`)
     current.json                        {"version": <pool key>} — the newest manifest (swapped atomically)
     days-index-<time column>.json       ingested part → rows per day (each part is read once)
     samples/pool-<seed>.json            the pool-sample reservoir of a seed: its cap, files and their day files
@@ -339,7 +344,7 @@ def update(src: str | Path, root: str | Path, cfg: PrefilterConfig, *, derive=No
 
     src, root = Path(src), Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    for d in (root, root / "ctx", root / "versions"):
+    for d in (root, root / "ctx", root / "versions", root / "journal"):
         if d.is_dir():
             remove_orphans(d)
     parts_all = sorted(glob.glob(os.path.join(str(src), "data", "**", "*.parquet"), recursive=True))
@@ -367,6 +372,7 @@ def update(src: str | Path, root: str | Path, cfg: PrefilterConfig, *, derive=No
     if path.exists():
         os.utime(path)  # used tonight: the newest nights' manifests are what `rsft gc` keeps
     else:
+        _write_journal(root, version, manifest["days"])  # before the manifest: none is without one
         atomic_write_text(path, json.dumps(manifest, indent=1))
     atomic_write_text(root / "current.json", json.dumps({"version": version}))
     return {**manifest, "path": str(path), "version": version, "days_total": len(recs),
@@ -378,6 +384,100 @@ def _rule_name(r) -> str:
     from rsft.prefilter import rule_name
 
     return rule_name(r)
+
+
+CTX_FIELDS = ("head", "tail", "left", "right", "carry", "rcarry", "kept_in", "kept_tail")
+
+
+def listed(records: list[dict[str, Any]]) -> set[str]:
+    """The files a manifest's day records name, relative to the pool dir: each day's kept file,
+    its excluded rows, its context frames (``ctx/<key>.parquet``)."""
+    out: set[str] = set()
+    for r in records:
+        out.add(os.path.normpath(r["file"]))
+        if r.get("excluded"):
+            out.add(os.path.normpath(r["excluded"]))
+        out.update(f"ctx/{r[k]}.parquet" for k in CTX_FIELDS if r.get(k) and r[k] != EMPTY)
+    return out
+
+
+def journal_path(root: str | Path, version: str) -> Path:
+    return Path(root) / "journal" / f"{version}.json"
+
+
+def _write_journal(root: Path, version: str, records: list[dict[str, Any]]) -> None:
+    """``journal/<version>.json``: the manifest current before this one and the files this one
+    lists that it did not (``added``) and the reverse (``replaced``) — a night's few changed days."""
+    try:
+        previous = json.loads((root / "current.json").read_text())["version"]
+        old = listed(json.loads((root / "versions" / f"{previous}.json").read_text())["days"])
+    except (OSError, ValueError, KeyError):
+        previous, old = None, set()
+    new = listed(records)
+    j = {"previous": previous, "added": sorted(new - old) if previous else [], "replaced": sorted(old - new)}
+    (root / "journal").mkdir(exist_ok=True)
+    atomic_write_text(journal_path(root, version), json.dumps(j))
+
+
+def journal_plan(root: str | Path, alive: list[str], kept: set[str]) -> dict[str, Any] | None:
+    """What removing the manifests ``alive`` − ``kept`` (versions) frees, from the journals alone:
+    ``{"remove": files no kept manifest lists, relative to ``root``, "journals": {version: new
+    journal}}`` — the kept manifests' journals rewritten relative to their nearest kept ancestor,
+    so the chain stays whole. ``None`` when the journals cannot tell (a manifest without one, or
+    more than one chain): the caller lists the directories instead.
+
+    Each journal is the exact difference to its ``previous``, so a file no journal of the alive
+    manifests (but the oldest's) names is listed by all of them or by none; for the others, each
+    manifest's membership follows from the diffs along the chain. Reads one small file per alive
+    manifest: the cost of a night's few changed days, not of the history."""
+    root = Path(root)
+    js: dict[str, dict[str, Any]] = {}
+    for v in alive:
+        try:
+            j = json.loads(journal_path(root, v).read_text())
+            js[v] = {"previous": j["previous"], "added": set(j["added"]), "replaced": set(j["replaced"])}
+        except (OSError, ValueError, KeyError):
+            return None
+    roots = [v for v in alive if js[v]["previous"] not in js or js[v]["previous"] == v]
+    if len(roots) != 1:
+        return None
+    children: dict[str, list[str]] = {}
+    for v in alive:
+        if v != roots[0]:
+            children.setdefault(js[v]["previous"], []).append(v)
+    touched = set().union(*(js[v]["added"] | js[v]["replaced"] for v in alive if v != roots[0]))
+    # the root's membership of each touched file: the first diff naming it on a path from the root
+    base: dict[str, bool] = {}
+    order, member, stack = [], {}, [(roots[0], frozenset())]
+    while stack:
+        v, seen = stack.pop()
+        order.append(v)
+        if v != roots[0]:
+            diff = js[v]["added"] | js[v]["replaced"]
+            for f in diff - seen:
+                base.setdefault(f, f in js[v]["replaced"])
+            seen = seen | diff
+        stack += [(c, seen) for c in children.get(v, [])]
+    if len(order) != len(alive):  # a cycle: not a chain
+        return None
+    parent = {v: js[v]["previous"] for v in alive if v != roots[0]}
+    for v in order:  # parents before children
+        member[v] = ({f for f in touched if base.get(f)} if v == roots[0]
+                     else (member[parent[v]] - js[v]["replaced"]) | js[v]["added"])
+    in_kept = set().union(*(member[v] for v in kept if v in member))
+    gone = set().union(*(member[v] for v in alive if v not in kept)) - in_kept if set(alive) - kept else set()
+    new_journals: dict[str, dict[str, Any]] = {}
+    for v in order:
+        if v not in kept or v == roots[0] or parent[v] in kept:
+            continue
+        a = parent[v]
+        while a != roots[0] and a not in kept:
+            a = parent[a]
+        if a in kept:  # relative to the nearest kept ancestor
+            new_journals[v] = {"previous": a, "added": sorted(member[v] - member[a]),
+                               "replaced": sorted(member[a] - member[v])}
+        # else v becomes the root: its diff to a removed manifest is not read again
+    return {"remove": sorted(gone), "journals": new_journals}
 
 
 def _current(root: Path) -> dict[str, dict[str, Any]]:
