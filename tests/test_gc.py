@@ -172,8 +172,9 @@ def test_the_nights_retention_finds_old_files_from_journals_as_a_sweep_does(tmp_
 
 
 def test_the_nights_retention_reads_what_changed_not_the_history(tmp_path, monkeypatch):
-    """The night's retention lists as many directories and reads as many files on a 12-day history
-    as on a 4-day one (it listed every day's directory and read the kept manifests: O(days))."""
+    """The night's retention lists as many directories and reads as many files on a 22-day history
+    as on a 6-day one (the sweep lists every day's directory and reads the kept manifests: 30 vs 14
+    listings)."""
     import os as _os
 
     from rsft.config import load_config
