@@ -149,7 +149,7 @@ def main() -> None:
         t0 = time.perf_counter()
         summary = run_night(cfg, steps)
         t["night"] = round(time.perf_counter() - t0, 4)
-        rep = timed("gc", lambda c: gc.collect(c, sizes=False))(cfg)  # what the night's retention runs
+        rep = timed("gc", lambda c: gc.collect(c, sizes=False, sweep=False))(cfg)  # what the night's retention runs (gc.after_night)
         usage = disk_usage(state(cfg), cfg.name)
         pre, sel = info["pre"], info["sel"]
         one_pool = sum(os.path.getsize(f) for f in manifest_files(pre.output))

@@ -8,6 +8,11 @@ columns, so another rule set is another dataset)::
                                         per machine, the left/right context handed to a day, the
                                         last kept rows per machine (rolling features)
     versions/<pool key>.json            a manifest: every day's record and its kept file, in order
+    journal/<pool key>.json             what that manifest changed: the manifest current before it
+                                        (``previous``) and the files (day, excluded, context) it
+                                        lists that one did not (``added``) and the reverse
+                                        (``replaced``): what a night's ``rsft gc`` reads instead of
+                                        the directories (:func:`journal_plan`)
     current.json                        {"version": <pool key>} — the newest manifest (swapped atomically)
     days-index-<time column>.json       ingested part → rows per day (each part is read once)
     samples/pool-<seed>.json            the pool-sample reservoir of a seed: its cap, files and their day files
@@ -50,6 +55,10 @@ from rsft.fsio import atomic_path, atomic_write_text, digest, remove_orphans
 
 EMPTY = "empty"
 NULL_DAY = "null"
+# the kept day files: every night's scoring pass reads them all, so they are written for reading
+# (LZ4 decodes in ~60 % of zstd's CPU, for ~1.5x the bytes on disk); the dropped rows
+# (``prefilter.write_excluded``), read only to inspect, stay zstd
+KEPT_COMPRESSION = "lz4"
 
 
 def frame_digest(df: pl.DataFrame) -> str:
@@ -112,28 +121,34 @@ def sample_pool(path: str | Path, rows: int, rows_total: int, seed: int) -> pl.L
     small reservoir per seed instead of the pool.
 
     The reservoir (``samples/pool-<seed>-<digest>.parquet`` files, named by
-    ``samples/pool-<seed>.json``) holds, for the day files it lists, their rows with hash < cap. A
-    night reads it, skips the days no longer in the pool, and adds the rows of the day files it
-    lacks (the new day and the recomputed neighbours: read whole, once) as one more small file;
-    past ``RESERVOIR_MAX_PARTS`` files it is written again as one. So a night costs about the
-    sample plus its new days, however long the history. ``cap`` is 2 × tonight's threshold when written and
-    lowered to that again once the pool has grown so that it holds more than 4 × what is needed
-    (the reservoir stays 1-4 × the sample). While the sample is more than
-    ``SAMPLE_FILE_MAX_CAP / 2`` of the pool (a small pool), the day files are read instead."""
+    ``samples/pool-<seed>.json``) holds, for the day files it lists, their rows with hash < cap
+    and that hash (``__h``: no row of it is hashed again). A night reads it, skips the days no
+    longer in the pool, and adds the rows of the day files it lacks (the new day and the
+    recomputed neighbours: read whole, once) as one more small file; past
+    ``RESERVOIR_MAX_PARTS`` files it is written again as one. So a night costs about the sample
+    plus its new days, however long the history. ``cap`` is ``CAP_WRITE`` × tonight's threshold
+    when written and lowered to that again once the pool has grown so that it exceeds
+    ``CAP_MAX`` × what is needed (the reservoir stays 1–1.5 × the sample). While the sample is
+    more than ``SAMPLE_FILE_MAX_CAP / 2`` of the pool (a small pool), the day files are read instead."""
     if rows_total <= rows or not is_manifest(path):
         lf = scan_pool(path)
         return lf if rows_total <= rows else lf.filter(_hash(seed) < int(rows / rows_total * 1_000_000) + 1)
     keep = int(rows / rows_total * 1_000_000) + 1
     if 2 * keep > SAMPLE_FILE_MAX_CAP:  # the sample is most of the pool: read the days themselves
         return scan_pool(path).filter(_hash(seed) < keep)
-    return _reservoir(Path(path).parent.parent, manifest_files(path), seed, keep).filter(_hash(seed) < keep)
+    return _reservoir(Path(path).parent.parent, manifest_files(path), seed, keep)
 
 
 # a reservoir is at most this many files (one written whole, then one small file per night that
 # added days); past it, or when its cap changes, it is written again as one file
-RESERVOIR_MAX_PARTS = 8
+RESERVOIR_MAX_PARTS = 4
+# its cap (row hashes kept, per million) is CAP_WRITE × the night's threshold when written, and
+# written again lower once it exceeds CAP_MAX × it: it holds 1-1.5 × the sample
+CAP_WRITE, CAP_MAX = 1.25, 1.5
 # whose row hash picked a reservoir's rows (Polars does not promise the same hash across versions)
 HASH_VERSION = f"polars-{pl.__version__}"
+# the reservoir's file layout: rows with their hash ``__h``, files as row ranges of the index
+RESERVOIR_LAYOUT = 2
 
 
 def reservoir_parts(index: dict[str, Any]) -> list[dict[str, Any]]:
@@ -143,70 +158,97 @@ def reservoir_parts(index: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _reservoir(base: Path, files: list[str], seed: int, keep: int) -> pl.LazyFrame:
+    """The rows with hash < ``keep`` of the day ``files`` in pool order, from the seed's reservoir
+    (brought up to date with ``files`` first)."""
     rels = [os.path.relpath(f, base) for f in files]
     pos = {rel: i for i, rel in enumerate(rels)}
     index = reservoir_index(base, seed)
     try:
         idx = json.loads(index.read_text())
-        parts = [p for p in reservoir_parts(idx) if "rows" in p]
+        parts = reservoir_parts(idx)
         # rows were kept by Polars' row hash, which a Polars upgrade may change: another version's
         # reservoir holds the wrong rows (its sample would shrink), so it is built again
-        if not (idx["cap"] >= keep and parts and idx.get("hash") == HASH_VERSION
+        if not (idx.get("layout") == RESERVOIR_LAYOUT and idx["cap"] >= keep and parts
+                and idx.get("hash") == HASH_VERSION and all("rows" in p for p in parts)
                 and all((index.parent / p["file"]).exists() for p in parts)):
             idx, parts = None, []
     except (OSError, ValueError, KeyError):
         idx, parts = None, []
-    cap = idx["cap"] if idx is not None and idx["cap"] <= 4 * keep else 2 * keep
+    cap = idx["cap"] if idx is not None and idx["cap"] <= CAP_MAX * keep else max(keep, int(CAP_WRITE * keep))
+    # each pool day file the reservoir holds: (position in the pool, part, first row, rows)
     have: set[str] = set()
-    old: list[tuple[int, pl.LazyFrame]] = []  # (first position, rows)
-    for p in parts:  # a part's rows are its files' rows in its files' order: a file = a row range
-        lf, start, segs = pl.scan_parquet(index.parent / p["file"], hive_partitioning=False), 0, []
+    held: list[tuple[int, int, int, int]] = []
+    for i, p in enumerate(parts):  # a part's rows are its files' rows in its files' order
+        start = 0
         for rel, n in zip(p["files"], p["rows"]):
-            if rel in pos and rel not in have and n:
-                if segs and segs[-1][1] + segs[-1][2] == start:  # contiguous: one slice
-                    segs[-1][2] += n
-                else:
-                    segs.append([pos[rel], start, n])
-            if rel in pos:
+            if rel in pos and rel not in have:
+                held.append((pos[rel], i, start, n))
                 have.add(rel)
             start += n
-        old += [(first, lf.slice(st, n)) for first, st, n in segs]
     new_rels = [r for r in rels if r not in have]
-    new = [(pos[r], pl.scan_parquet(f, hive_partitioning=False).filter(_hash(seed) < cap).with_columns(__file=pl.lit(r)))
-           for f, r in zip(files, rels) if r not in have]
+    frames = [pl.scan_parquet(index.parent / p["file"], hive_partitioning=False) for p in parts]
 
-    def ordered(frames: list[tuple[int, pl.LazyFrame]]) -> pl.DataFrame:
-        """The frames' rows in pool order: concatenated (sorted by their first position) when the
-        runs do not interleave (the usual night: new days after old ones), sorted otherwise."""
-        frames = sorted(frames, key=lambda x: x[0]) or [
-            (0, pl.scan_parquet(files[0], hive_partitioning=False).head(0).with_columns(__file=pl.lit(None, pl.String)))]
-        df = pl.concat([f for _, f in frames], how="vertical_relaxed").filter(_hash(seed) < cap).collect()
-        key = df["__file"].replace_strict(pos, return_dtype=pl.Int64)
-        return df if key.is_sorted() else df.with_columns(__pos=key).sort("__pos", maintain_order=True).drop("__pos")
+    def in_order(entries: list[tuple[int, int, int, int]]) -> list[pl.LazyFrame]:
+        """The entries' rows in pool order: one slice per run of files contiguous in a part."""
+        runs: list[list[int]] = []
+        for _, i, st, n in sorted(entries):
+            if n and runs and runs[-1][0] == i and runs[-1][1] + runs[-1][2] == st:
+                runs[-1][2] += n
+            elif n:
+                runs.append([i, st, n])
+        return [frames[i].slice(st, n) for i, st, n in runs]
 
-    def write(df: pl.DataFrame, covers: list[str]) -> dict[str, Any]:
-        counts = dict(df.group_by("__file").len().iter_rows())
-        names = list(dict.fromkeys(df["__file"].to_list()))  # in row order
-        names += [r for r in covers if r not in counts]  # day files without a sampled row: 0 rows
-        name = f"pool-{seed}-{digest(cap, names)}.parquet"
+    def write(df: pl.DataFrame, names: list[str], counts: list[int]) -> dict[str, Any]:
+        name = f"pool-{seed}-{digest(cap, names, counts)}.parquet"
         if not (index.parent / name).exists():
             index.parent.mkdir(parents=True, exist_ok=True)
             with atomic_path(index.parent / name) as tmp:
                 df.write_parquet(tmp, compression="lz4")
-        return {"file": name, "files": names, "rows": [int(counts.get(r, 0)) for r in names]}
+        return {"file": name, "files": names, "rows": counts}
 
-    if not new and idx is not None and cap == idx["cap"]:
-        return ordered(old).lazy().drop("__file")  # nothing new tonight (or read again)
+    def done(out: list[pl.LazyFrame]) -> pl.LazyFrame:
+        if not out:
+            return pl.scan_parquet(files[0], hive_partitioning=False).head(0)
+        return pl.concat(out, how="vertical_relaxed").filter(pl.col("__h") < keep).drop("__h")
+
+    def new_rows() -> tuple[list[pl.DataFrame], list[int]]:
+        """The day files it lacks, each read whole once: their rows with hash < cap."""
+        got = pl.collect_all([pl.scan_parquet(files[pos[r]], hive_partitioning=False)
+                              .with_columns(__h=_hash(seed).cast(pl.UInt32)).filter(pl.col("__h") < cap)
+                              for r in new_rels]) if new_rels else []
+        return got, [df.height for df in got]
+
+    if not new_rels and idx is not None and cap == idx["cap"]:
+        return done(in_order(held)).collect().lazy()  # nothing new tonight (or read again)
     if idx is None or cap != idx["cap"] or len(parts) >= RESERVOIR_MAX_PARTS:
-        df = ordered(old + new)  # written again as one file: tonight's days only, under tonight's cap
-        parts = [write(df, rels)]
+        # written again as one file: tonight's days only, under tonight's cap (each part read once)
+        mem = pl.collect_all(frames) if frames else []
+        got, _ = new_rows()
+        pieces = sorted([(p, mem[i].slice(st, n)) for p, i, st, n in held]
+                        + [(pos[r], df) for r, df in zip(new_rels, got)], key=lambda x: x[0])
+        df = (pl.concat([f.with_columns(__i=pl.lit(p, pl.UInt32)) for p, f in pieces], how="vertical_relaxed")
+              .filter(pl.col("__h") < cap)) if pieces else _empty(files[0]).with_columns(__i=pl.lit(0, pl.UInt32))
+        counts = dict(df.group_by("__i").len().iter_rows())
+        parts = [write(df.drop("__i"), rels, [int(counts.get(i, 0)) for i in range(len(rels))])]
+        out = df.lazy().drop("__i").filter(pl.col("__h") < keep).drop("__h")
     else:  # the rows of the day files it lacks, as one more small file
-        delta = ordered(new)
-        parts = parts + [write(delta, new_rels)]
-        df = ordered(old + [(pos[delta["__file"][0]] if delta.height else len(rels), delta.lazy())])
+        got, counts = new_rows()
+        delta = pl.concat(got, how="vertical_relaxed") if got else _empty(files[0])
+        parts = parts + [write(delta, new_rels, counts)]
+        frames.append(delta.lazy())
+        start, entries = 0, list(held)
+        for r, n in zip(new_rels, counts):
+            entries.append((pos[r], len(parts) - 1, start, n))
+            start += n
+        out = done(in_order(entries))
     # files no longer named stay until `rsft gc` (a reader of the older index may still read them)
-    atomic_write_text(index, json.dumps({"cap": cap, "parts": parts, "hash": HASH_VERSION}))
-    return df.lazy().drop("__file")
+    atomic_write_text(index, json.dumps({"cap": cap, "parts": parts, "hash": HASH_VERSION, "layout": RESERVOIR_LAYOUT}))
+    return out.collect().lazy()
+
+
+def _empty(file: str) -> pl.DataFrame:
+    """A day file's columns and ``__h``, no rows."""
+    return pl.scan_parquet(file, hive_partitioning=False).head(0).with_columns(__h=pl.lit(0, pl.UInt32)).collect()
 
 
 # --------------------------------------------------------------------------------------
@@ -339,7 +381,7 @@ def update(src: str | Path, root: str | Path, cfg: PrefilterConfig, *, derive=No
 
     src, root = Path(src), Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    for d in (root, root / "ctx", root / "versions"):
+    for d in (root, root / "ctx", root / "versions", root / "journal"):
         if d.is_dir():
             remove_orphans(d)
     parts_all = sorted(glob.glob(os.path.join(str(src), "data", "**", "*.parquet"), recursive=True))
@@ -367,6 +409,7 @@ def update(src: str | Path, root: str | Path, cfg: PrefilterConfig, *, derive=No
     if path.exists():
         os.utime(path)  # used tonight: the newest nights' manifests are what `rsft gc` keeps
     else:
+        _write_journal(root, version, manifest["days"])  # before the manifest: none is without one
         atomic_write_text(path, json.dumps(manifest, indent=1))
     atomic_write_text(root / "current.json", json.dumps({"version": version}))
     return {**manifest, "path": str(path), "version": version, "days_total": len(recs),
@@ -378,6 +421,100 @@ def _rule_name(r) -> str:
     from rsft.prefilter import rule_name
 
     return rule_name(r)
+
+
+CTX_FIELDS = ("head", "tail", "left", "right", "carry", "rcarry", "kept_in", "kept_tail")
+
+
+def listed(records: list[dict[str, Any]]) -> set[str]:
+    """The files a manifest's day records name, relative to the pool dir: each day's kept file,
+    its excluded rows, its context frames (``ctx/<key>.parquet``)."""
+    out: set[str] = set()
+    for r in records:
+        out.add(os.path.normpath(r["file"]))
+        if r.get("excluded"):
+            out.add(os.path.normpath(r["excluded"]))
+        out.update(f"ctx/{r[k]}.parquet" for k in CTX_FIELDS if r.get(k) and r[k] != EMPTY)
+    return out
+
+
+def journal_path(root: str | Path, version: str) -> Path:
+    return Path(root) / "journal" / f"{version}.json"
+
+
+def _write_journal(root: Path, version: str, records: list[dict[str, Any]]) -> None:
+    """``journal/<version>.json``: the manifest current before this one and the files this one
+    lists that it did not (``added``) and the reverse (``replaced``) — a night's few changed days."""
+    try:
+        previous = json.loads((root / "current.json").read_text())["version"]
+        old = listed(json.loads((root / "versions" / f"{previous}.json").read_text())["days"])
+    except (OSError, ValueError, KeyError):
+        previous, old = None, set()
+    new = listed(records)
+    j = {"previous": previous, "added": sorted(new - old) if previous else [], "replaced": sorted(old - new)}
+    (root / "journal").mkdir(exist_ok=True)
+    atomic_write_text(journal_path(root, version), json.dumps(j))
+
+
+def journal_plan(root: str | Path, alive: list[str], kept: set[str]) -> dict[str, Any] | None:
+    """What removing the manifests ``alive`` − ``kept`` (versions) frees, from the journals alone:
+    ``{"remove": files no kept manifest lists, relative to ``root``, "journals": {version: new
+    journal}}`` — the kept manifests' journals rewritten relative to their nearest kept ancestor,
+    so the chain stays whole. ``None`` when the journals cannot tell (a manifest without one, or
+    more than one chain): the caller lists the directories instead.
+
+    Each journal is the exact difference to its ``previous``, so a file no journal of the alive
+    manifests (but the oldest's) names is listed by all of them or by none; for the others, each
+    manifest's membership follows from the diffs along the chain. Reads one small file per alive
+    manifest: the cost of a night's few changed days, not of the history."""
+    root = Path(root)
+    js: dict[str, dict[str, Any]] = {}
+    for v in alive:
+        try:
+            j = json.loads(journal_path(root, v).read_text())
+            js[v] = {"previous": j["previous"], "added": set(j["added"]), "replaced": set(j["replaced"])}
+        except (OSError, ValueError, KeyError):
+            return None
+    roots = [v for v in alive if js[v]["previous"] not in js or js[v]["previous"] == v]
+    if len(roots) != 1:
+        return None
+    children: dict[str, list[str]] = {}
+    for v in alive:
+        if v != roots[0]:
+            children.setdefault(js[v]["previous"], []).append(v)
+    touched = set().union(*(js[v]["added"] | js[v]["replaced"] for v in alive if v != roots[0]))
+    # the root's membership of each touched file: the first diff naming it on a path from the root
+    base: dict[str, bool] = {}
+    order, member, stack = [], {}, [(roots[0], frozenset())]
+    while stack:
+        v, seen = stack.pop()
+        order.append(v)
+        if v != roots[0]:
+            diff = js[v]["added"] | js[v]["replaced"]
+            for f in diff - seen:
+                base.setdefault(f, f in js[v]["replaced"])
+            seen = seen | diff
+        stack += [(c, seen) for c in children.get(v, [])]
+    if len(order) != len(alive):  # a cycle: not a chain
+        return None
+    parent = {v: js[v]["previous"] for v in alive if v != roots[0]}
+    for v in order:  # parents before children
+        member[v] = ({f for f in touched if base.get(f)} if v == roots[0]
+                     else (member[parent[v]] - js[v]["replaced"]) | js[v]["added"])
+    in_kept = set().union(*(member[v] for v in kept if v in member))
+    gone = set().union(*(member[v] for v in alive if v not in kept)) - in_kept if set(alive) - kept else set()
+    new_journals: dict[str, dict[str, Any]] = {}
+    for v in order:
+        if v not in kept or v == roots[0] or parent[v] in kept:
+            continue
+        a = parent[v]
+        while a != roots[0] and a not in kept:
+            a = parent[a]
+        if a in kept:  # relative to the nearest kept ancestor
+            new_journals[v] = {"previous": a, "added": sorted(member[v] - member[a]),
+                               "replaced": sorted(member[a] - member[v])}
+        # else v becomes the root: its diff to a removed manifest is not read again
+    return {"remove": sorted(gone), "journals": new_journals}
 
 
 def _current(root: Path) -> dict[str, dict[str, Any]]:
@@ -473,7 +610,7 @@ class FilterJob:
         out.parent.mkdir(parents=True, exist_ok=True)
         if not out.exists():
             with atomic_path(out) as tmp:
-                judged.filter(keep).drop(flags).write_parquet(tmp, compression="zstd")
+                judged.filter(keep).drop(flags).write_parquet(tmp, compression=KEPT_COMPRESSION)
         if self.excluded:
             names = [_rule_name(r) for r in self.cfg.rules]
             rule_col = pl.coalesce([pl.when(~pl.col(f)).then(pl.lit(n)) for f, n in zip(flags, names)]).alias("rule")
@@ -581,7 +718,7 @@ def _by_day(src, root, cfg, p: Plan, schema, derive, write_excluded, rules_key, 
             out = root / "days" / d / f"{key}.parquet"
             if not out.exists():
                 with atomic_path(out) as tmp:
-                    kept.write_parquet(tmp, compression="zstd")
+                    kept.write_parquet(tmp, compression=KEPT_COMPRESSION)
             Path(j.out).unlink(missing_ok=True)
         recs.append({"day": d, "key": key, "content": content[d], "file": os.path.relpath(out, root),
                      "excluded": os.path.relpath(j.excluded, root) if j.excluded else None,

@@ -3,6 +3,7 @@ why), tonight's incremental prefilter still reuses the kept pool afterwards."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -116,3 +117,88 @@ def test_gc_reads_the_registered_versions_lineage_from_mlflow(tmp_path):
     text = " ".join(res.output.split())
     assert "lineage of v1" in text and "never removed" in text
     assert sorted(p.name for p in first.iterdir()) == ["report", "scorer.pt", "selected.parquet"]
+
+
+def _pool_night(cfg, raw: Path, night: int):
+    """Night ``night``'s exports, ingest and kept pool (what the kept pool's gc concerns)."""
+    from rsft import pipeline as stages
+    from rsft.synth import write_synthetic
+
+    write_synthetic(cfg.synth, raw, night=night)
+    stages.ingest_stage(cfg)
+    return stages.prefilter_stage(cfg)
+
+
+def test_the_nights_retention_finds_old_files_from_journals_as_a_sweep_does(tmp_path):
+    """The night's retention (``sweep=False``: the journals of the manifests it removes) removes
+    exactly what the sweep (every directory listed) removes, with a version pinning an old kept
+    pool; the pinned pool and the current one stay whole."""
+    from rsft.config import load_config
+    from rsft.keptpool import journal_path, manifest_files, scan_pool
+    from rsft.pipeline import gc, pipeline_root
+
+    cfg = load_config(small_config(tmp_path))
+    raw = tmp_path / "raw"
+    pres = [_pool_night(cfg, raw, n) for n in range(1, 6)]
+    assert len({p.output for p in pres}) == 5
+    lineage = [{"version": 1, "aliases": ["champion"], "run_id": "r1", "datasets": {"3_kept": pres[1].output}}]
+    root = pipeline_root(cfg)
+
+    def removed(rep):
+        return sorted((i.path, i.why) for i in rep.removed)
+
+    before = _files(root)
+    swept = gc.collect(cfg, keep_nights=1, lineage=lineage, dry_run=True)
+    dry = gc.collect(cfg, keep_nights=1, lineage=lineage, dry_run=True, sweep=False)
+    assert _files(root) == before and removed(dry) == removed(swept)
+    night = gc.collect(cfg, keep_nights=1, lineage=lineage, sweep=False)
+    assert removed(night) == removed(swept)
+    assert any("/days/" in i.path for i in night.removed)
+    pinned, current = Path(pres[1].output), Path(pres[-1].output)
+    assert all(Path(f).exists() for f in manifest_files(pinned) + manifest_files(current))
+    assert scan_pool(pinned).collect().height == pres[1].rows_out
+    assert sorted(p.name for p in pinned.parent.iterdir()) == sorted([pinned.name, current.name])
+    # the current pool's journal now names the pinned one (the nights between are gone)
+    assert json.loads(journal_path(current.parent.parent, current.stem).read_text())["previous"] == pinned.stem
+    # the next night, the pinned pool unpinned: the days only it listed go, and a sweep after
+    # finds nothing more in the kept pool
+    pre = _pool_night(cfg, raw, 6)
+    assert 0 < pre.days_computed < pre.days_total
+    rep = gc.collect(cfg, keep_nights=1, lineage=[], sweep=False)
+    assert str(pinned) in {i.path for i in rep.removed} and any("/days/" in i.path for i in rep.removed)
+    assert all(Path(f).exists() for f in manifest_files(pre.output))
+    swept = gc.collect(cfg, keep_nights=1, lineage=[], dry_run=True)
+    assert [i.path for i in swept.removed if "/prefiltered/" in i.path and "/samples/" not in i.path] == []
+
+
+def test_the_nights_retention_reads_what_changed_not_the_history(tmp_path, monkeypatch):
+    """The night's retention lists as many directories and reads as many files on a 22-day history
+    as on a 6-day one (the sweep lists every day's directory and reads the kept manifests: 30 vs 14
+    listings)."""
+    import os as _os
+
+    from rsft.config import load_config
+    from rsft.pipeline import gc
+
+    cfg = load_config(small_config(tmp_path))
+    cfg = cfg.model_copy(update={"synth": cfg.synth.model_copy(update={"days": 2})})
+    raw = tmp_path / "raw"
+    counts = {}
+    real_scandir, real_listdir, real_read = _os.scandir, _os.listdir, Path.read_text
+    calls: list[str] = []
+    for night in range(1, 12):
+        pre = _pool_night(cfg, raw, night)
+        if night in (3, 11):
+            calls.clear()
+            monkeypatch.setattr(_os, "scandir", lambda p=".": (calls.append("dir"), real_scandir(p))[1])
+            monkeypatch.setattr(_os, "listdir", lambda p=".": (calls.append("dir"), real_listdir(p))[1])
+            monkeypatch.setattr(Path, "read_text", lambda self, *a, **k: (calls.append("read"), real_read(self, *a, **k))[1])
+            rep = gc.collect(cfg, keep_nights=1, lineage=[], sweep=False, sizes=False)
+            monkeypatch.undo()
+            assert rep.removed
+            counts[pre.days_total] = (calls.count("dir"), calls.count("read"))
+        else:
+            gc.collect(cfg, keep_nights=1, lineage=[], sweep=False, sizes=False)
+    (short, c_short), (long_, c_long) = sorted(counts.items())
+    assert long_ >= short + 8, counts
+    assert c_long == c_short, counts

@@ -18,8 +18,12 @@ Under ``data/<pipeline>/``:
   manifest lists them (they are shared: one changed day adds one file); context frames when a
   kept manifest's day records name them; each seed's pool-sample reservoir named by its index;
   anything else, other rule sets' datasets no longer used and old single-file pools
-  (``prefiltered/<key>.parquet``) go. Names are compared, not resolved paths: a night's gc lists
-  each directory once and reads the kept manifests (a few, each O(days) small JSON).
+  (``prefiltered/<key>.parquet``) go. Names are compared, not resolved paths. ``rsft gc``
+  (``sweep=True``) lists each directory once and reads the kept manifests (O(days)); the night's
+  retention (``sweep=False``) reads instead the journals of the manifests it keeps and removes
+  (``journal/<version>.json``: what each manifest added and replaced; :func:`rsft.keptpool.journal_plan`),
+  so its cost does not grow with the history; without journals (an older rsft) it sweeps. Files
+  no manifest ever listed (a killed night's) are found only by the sweep.
 * ``base/`` — pretrained base models (first-night warm starts) other than the newest.
 """
 
@@ -34,11 +38,11 @@ from pathlib import Path
 from typing import Any
 
 from rsft.config import PipelineConfig
-from rsft.keptpool import reservoir_parts
+from rsft.fsio import atomic_write_text
+from rsft.keptpool import journal_path, journal_plan, listed, reservoir_parts
 from rsft.state import size_of
 
 LINEAGE_FILES = ("selected.parquet", "scorer.pt", "report")
-CTX_FIELDS = ("head", "tail", "left", "right", "carry", "rcarry", "kept_in", "kept_tail")
 
 
 @dataclass(frozen=True)
@@ -93,11 +97,48 @@ def _entries(directory: Path) -> dict[str, os.DirEntry]:
         return {}
 
 
+def _sweep_pool_dir(d: Path, kept_m: list[Path], gone_m: list[Path], remove, rep: GcReport, *, dry_run: bool,
+                    sizes: bool) -> None:
+    """A kept pool dir's day files and context frames that no kept manifest lists go: every
+    directory listed once, names compared (no resolving)."""
+    lst: set[str] = set()
+    for m in kept_m:
+        lst |= listed(json.loads(m.read_text())["days"])
+    kept_bytes = kept_files = 0
+    for day_name, day in sorted(_entries(d / "days").items()):
+        names = _entries(Path(day.path))
+        gone = 0
+        for name, e in sorted(names.items()):
+            if os.path.join("days", day_name, name) in lst:
+                kept_files += 1
+                kept_bytes += e.stat().st_size if sizes else 0
+            elif name.endswith(".parquet"):
+                remove(Path(e.path), "a day's result replaced since (its rows, context or rules changed)")
+                gone += 1
+        if not dry_run and gone == len(names):
+            try:
+                os.rmdir(day.path)
+            except OSError:  # a temp file of a running night
+                pass
+    for name in sorted(_entries(d / "ctx")):
+        if name.endswith(".parquet") and f"ctx/{name}" not in lst:
+            remove(d / "ctx" / name, "context of a replaced day")
+    named = {m.stem for m in kept_m + gone_m}  # (the removed manifests' journals went with them)
+    for name in sorted(_entries(d / "journal")):  # journals without a manifest (a killed night's)
+        if name.endswith(".json") and name[:-len(".json")] not in named:
+            remove(d / "journal" / name, "the journal of a removed manifest")
+    if kept_files:
+        rep.kept.append(Item(str(d / "days"), kept_bytes, f"{kept_files} day files listed by the kept manifests"))
+
+
 def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: bool = False,
-            lineage: list[dict[str, Any]] | None = None, sizes: bool = True) -> GcReport:
+            lineage: list[dict[str, Any]] | None = None, sizes: bool = True, sweep: bool = True) -> GcReport:
     """Remove (or, with ``dry_run``, list) what the retention policy lets go; see the module doc.
     ``sizes=False`` leaves the bytes of what is kept uncounted (the night's retention run only
-    reports what it removed)."""
+    reports what it removed). ``sweep=False`` (the night's retention) finds a kept pool's old
+    day files and context frames from the journals of the manifests it removes, not by listing
+    its directories: what it costs does not grow with the history (files no manifest ever
+    listed — a killed night's — are left to ``rsft gc``, which sweeps)."""
     from rsft.pipeline.data import kept_pool_dir
     from rsft.pipeline.layout import pipeline_root
 
@@ -166,6 +207,7 @@ def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: boo
             except (OSError, ValueError, KeyError):
                 pass
         kept_m: list[Path] = []
+        removed_m: list[Path] = []
         for m in sorted(manifests):
             users = pool_by.get(str(m.resolve()), [])
             reasons = []
@@ -179,19 +221,7 @@ def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: boo
                 kept_m.append(m)
                 keep(m, "; ".join(reasons))
             else:
-                remove(m, "an old night's kept-pool manifest no version with an alias names")
-        # what the kept manifests name, as paths relative to their pool dir (no resolving: gc
-        # lists a directory once and compares names, so a night's gc costs little per file)
-        listed: dict[Path, set[str]] = {}
-        frames: dict[Path, set[str]] = {}
-        for m in kept_m:
-            base = m.parent.parent
-            lst, frm = listed.setdefault(base, set()), frames.setdefault(base, set())
-            for r in json.loads(m.read_text())["days"]:
-                lst.add(os.path.normpath(r["file"]))
-                if r.get("excluded"):
-                    lst.add(os.path.normpath(r["excluded"]))
-                frm.update(f"{r[k]}.parquet" for k in CTX_FIELDS if r.get(k))
+                removed_m.append(m)
         for d in sorted(p for p in pre.iterdir()):
             if d.is_file():  # a single-file pool of an older rsft (prefiltered/<key>.parquet + .json)
                 stem = d.name.split(".")[0]
@@ -203,32 +233,35 @@ def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: boo
                 else:
                     remove(d, "a whole-pool copy of an old night (the kept pool is now one dataset)")
                 continue
-            if not any(m.parent.parent == d for m in kept_m):
+            kept_here = [m for m in kept_m if m.parent.parent == d]
+            if not kept_here:
                 remove(d, "another rule set's kept pool, no longer current nor named by a registered version")
                 continue
-            lst, frm = listed.get(d, set()), frames.get(d, set())
-            kept_bytes = kept_files = 0
-            for day_name, day in sorted(_entries(d / "days").items()):
-                names = _entries(Path(day.path))
-                gone = 0
-                for name, e in sorted(names.items()):
-                    rel = os.path.join("days", day_name, name)
-                    if rel in lst:
-                        kept_files += 1
-                        kept_bytes += e.stat().st_size if sizes else 0
-                    elif name.endswith(".parquet"):
-                        remove(Path(e.path), "a day's result replaced since (its rows, context or rules changed)")
-                        gone += 1
-                if not dry_run and gone == len(names):
-                    try:
-                        os.rmdir(day.path)
-                    except OSError:  # a temp file of a running night
-                        pass
-            for name in sorted(_entries(d / "ctx")):
-                if name.endswith(".parquet") and name not in frm:
-                    remove(d / "ctx" / name, "context of a replaced day")
-            if kept_files:
-                rep.kept.append(Item(str(d / "days"), kept_bytes, f"{kept_files} day files listed by the kept manifests"))
+            gone_here = [m for m in removed_m if m.parent.parent == d]
+            # what removing the old manifests frees, from their journals (a night's few changed
+            # days); None when they cannot tell (an older rsft's manifests): the directories are listed
+            plan = journal_plan(d, [m.stem for m in kept_here + gone_here], {m.stem for m in kept_here})
+            for m in gone_here:
+                remove(m, "an old night's kept-pool manifest no version with an alias names")
+                if journal_path(d, m.stem).exists():
+                    remove(journal_path(d, m.stem), "the journal of a removed manifest")
+            if plan is not None and not dry_run:
+                for v, j in plan["journals"].items():  # relative to the nearest kept manifest now
+                    atomic_write_text(journal_path(d, v), json.dumps(j))
+            if plan is not None and not sweep:
+                for rel in plan["remove"]:
+                    path = d / rel
+                    if not path.exists():  # removed meanwhile (a sweep)
+                        continue
+                    remove(path, "context of a replaced day" if rel.startswith("ctx/")
+                           else "a day's result replaced since (its rows, context or rules changed)")
+                    if not dry_run and rel.startswith("days/"):
+                        try:
+                            os.rmdir(path.parent)  # the day's last file
+                        except OSError:  # other files (or a temp file of a running night)
+                            pass
+            else:
+                _sweep_pool_dir(d, kept_here, gone_here, remove, rep, dry_run=dry_run, sizes=sizes)
             # pool samples: each seed's reservoir named by its index; anything else (an older
             # reservoir, the per-day sample files of an older rsft) goes
             samples = _entries(d / "samples")
@@ -260,7 +293,7 @@ def after_night(cfg: PipelineConfig) -> str:
     from rsft.state import human_bytes
 
     try:
-        rep = collect(cfg, sizes=False)
+        rep = collect(cfg, sizes=False, sweep=False)
     except Exception as e:  # noqa: BLE001 - retention must not fail a finished night
         logging.getLogger(__name__).warning("gc after the night failed: %s", e, exc_info=True)
         return f"failed: {type(e).__name__}: {e}"
