@@ -138,13 +138,14 @@ def ngram_kl_reduction(target_ids: Any, pool_ids: Any, selected_ids: Any, bucket
 
 def group_table(
     pool: pl.DataFrame, selected: pl.DataFrame, target: pl.DataFrame, col: str, log_w_pool: np.ndarray,
-    log_m: float | None = None, pool_rows: int | None = None,
+    log_m: float | None = None, pool_rows: int | None = None, selected_counts: pl.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """Per group: shares in pool sample / selected / target, lift, and acceptance when computable.
 
     ``acceptance`` = selected rows / (pool_rows × pool-sample share) estimates the group's realised
     acceptance; ``expected_acceptance`` = mean min(1, w/M) over the group's pool-sample rows (pass β·log w
-    when the sampler tempers).
+    when the sampler tempers). ``selected_counts`` (``col``, ``selected_rows``): the whole
+    selection's rows per group, when ``selected`` is a sample of it.
     """
     p = pool.select(pl.col(col).cast(pl.String)).with_columns(
         _lw=pl.Series(np.asarray(log_w_pool, np.float64)))
@@ -153,11 +154,14 @@ def group_table(
         aggs.append((pl.col("_lw") - log_m).clip(upper_bound=0.0).exp().fill_nan(0.0).mean().alias("expected_acceptance"))
     tab = p.group_by(col).agg(aggs)
     for name, df in (("selected_rows", selected), ("target_rows", target)):
-        if col in df.columns and df.height:
+        if name == "selected_rows" and selected_counts is not None:
+            tab = tab.join(selected_counts.select(pl.col(col).cast(pl.String), pl.col(name)), on=col, how="full", coalesce=True)
+        elif col in df.columns and df.height:
             tab = tab.join(df.group_by(pl.col(col).cast(pl.String)).agg(pl.len().alias(name)), on=col, how="full", coalesce=True)
         else:
             tab = tab.with_columns(pl.lit(0, dtype=pl.UInt32).alias(name))
-    n_p, n_s, n_t = pool.height, selected.height, target.height
+    n_s = int(selected_counts["selected_rows"].sum()) if selected_counts is not None else selected.height
+    n_p, n_t = pool.height, target.height
     tab = tab.fill_null(0).with_columns(
         pool_share=pl.col("pool_sample_rows") / max(n_p, 1),
         selected_share=pl.col("selected_rows") / max(n_s, 1),
@@ -259,7 +263,7 @@ def coverage(xt: np.ndarray, xp: np.ndarray, seed: int = 0) -> dict[str, Any]:
 
 def group_coverage(
     target: pl.DataFrame, pool: pl.DataFrame, selected: pl.DataFrame, col: str, uncovered: np.ndarray | None = None,
-    checked: np.ndarray | None = None,
+    checked: np.ndarray | None = None, selected_counts: pl.DataFrame | None = None,
 ) -> list[dict[str, Any]]:
     """Per group of the target sample: its share of the target, the pool sample and the selected
     rows, its uncovered share (of its checked target rows; None without ``uncovered``), and
@@ -274,15 +278,19 @@ def group_coverage(
         t = t.with_columns(_unc=pl.lit(None, dtype=pl.Float64))
     tab = t.group_by(col).agg(target_rows=pl.len(), uncovered_share=pl.col("_unc").mean())
     for name, df in (("pool_sample_rows", pool), ("selected_rows", selected)):
-        if col in df.columns and df.height:
+        if name == "selected_rows" and selected_counts is not None:  # the whole selection's, not a sample's
+            counts = selected_counts.select(pl.col(col).cast(pl.String).fill_null("(null)"), pl.col(name))
+            tab = tab.join(counts, on=col, how="left").with_columns(pl.col(name).fill_null(0))
+        elif col in df.columns and df.height:
             counts = df.group_by(pl.col(col).cast(pl.String).fill_null("(null)")).agg(pl.len().alias(name))
             tab = tab.join(counts, on=col, how="left").with_columns(pl.col(name).fill_null(0))
         else:  # no rows: 0 of every group; no such column: unknown (null)
             tab = tab.with_columns(pl.lit(0 if df.height == 0 else None, dtype=pl.UInt32).alias(name))
+    n_s = int(selected_counts["selected_rows"].sum()) if selected_counts is not None else selected.height
     tab = tab.with_columns(
         target_share=pl.col("target_rows") / max(target.height, 1),
         pool_share=pl.col("pool_sample_rows") / max(pool.height, 1),
-        selected_share=pl.col("selected_rows") / max(selected.height, 1),
+        selected_share=pl.col("selected_rows") / max(n_s, 1),
     ).with_columns(flagged=(pl.col("target_share") >= GROUP_MIN_TARGET_SHARE)
                    & (pl.col("selected_share") < GROUP_MIN_SELECTED_RATIO * pl.col("target_share")))
     cols = [col, "target_rows", "target_share", "pool_share", "selected_share", "uncovered_share", "flagged"]
@@ -356,12 +364,17 @@ def selection_report(
     seed: int = 0,
     temper: float = 1.0,
     units: dict[str, str] | None = None,
+    selected_rows: int | None = None,
+    selected_counts: pl.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Diagnostics of one selection; writes ``out_dir/report.json`` and PNG plots; returns the dict.
 
     ``log_w_pool`` [pool_sample_df rows] are the scorer's log w of the pool sample; ``log_m`` and
     ``pool_rows`` (full pool size) are optional and add acceptance figures per group; ``temper``
     is the sampler's β (acceptance min(1, w^β / M)); ``units`` (column → unit) labels the plots.
+    When ``selected_df`` is a sample of a larger selection (the statistics then cost what the
+    sample does): ``selected_rows``, the selection's row count, and ``selected_counts``, its rows
+    per group (group column, ``selected_rows``), keep the counts, shares and acceptance exact.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -372,11 +385,13 @@ def selection_report(
     report: dict[str, Any] = {
         "target_rows": target_df.height,
         "pool_sample_rows": pool_sample_df.height,
-        "selected_rows": selected_df.height,
+        "selected_rows": selected_df.height if selected_rows is None else selected_rows,
         "ess": ess(log_w_pool),
         "ess_share": ess(log_w_pool) / max(len(log_w_pool), 1),
         "log_w_quantiles": _quantiles(log_w_pool),
     }
+    if selected_rows is not None and selected_rows != selected_df.height:
+        report["selected_rows_in_statistics"] = selected_df.height  # a seeded sample of the selection
     xt = xp = xs = uncovered = checked = None
     if names:
         xt, xp, xs, uncovered, checked, cov = _tabular_stats(report, target_df, pool_sample_df, selected_df,
@@ -388,12 +403,13 @@ def selection_report(
     col = feature_cfg.group
     if col and col in pool_sample_df.columns:
         report["group_column"] = col
-        report["by_group"] = group_table(pool_sample_df, selected_df, target_df, col, temper * log_w_pool, log_m, pool_rows)
+        report["by_group"] = group_table(pool_sample_df, selected_df, target_df, col, temper * log_w_pool, log_m, pool_rows,
+                                         selected_counts)
     if col and col in target_df.columns and (col in selected_df.columns or selected_df.height == 0):
         cov["group_column"] = col
-        cov["by_group"] = group_coverage(target_df, pool_sample_df, selected_df, col, uncovered, checked)
+        cov["by_group"] = group_coverage(target_df, pool_sample_df, selected_df, col, uncovered, checked, selected_counts)
     report["coverage"] = cov
-    report["warnings"] = coverage_warnings(cov, selected_df.height)
+    report["warnings"] = coverage_warnings(cov, report["selected_rows"])
     try:
         report["plots"] = _plots(out, names, xt, xp, xs, log_w_pool, selected_df, log_m, temper, units, cov)
     except Exception as e:  # a plot must never fail a nightly run

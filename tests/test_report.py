@@ -231,3 +231,27 @@ def test_report_draws_the_coverage_per_group_chart(tmp_path):
     rep = selection_report(target, pool, sel, FeaturesConfig(numeric=["a", "b"], group="machine_id"),
                            np.zeros(pool.height), tmp_path)
     assert "coverage_by_group.png" in rep["plots"] and (tmp_path / "coverage_by_group.png").stat().st_size > 1000
+
+
+def test_report_on_a_sample_of_the_selection_keeps_the_counts_of_all_rows(tmp_path):
+    """A selection larger than the report's statistics sample: the report's row count, each
+    group's selected rows, shares and acceptance are the whole selection's (seed 0: the selection
+    is 4 × the sample; M01 is 3/4 of it, M02 1/4)."""
+    target, pool, _ = _frames()
+    sel = pl.DataFrame({"a": np.zeros(4000), "b": np.zeros(4000), "machine_id": ["M01"] * 3000 + ["M02"] * 1000})
+    sample = sel.sample(1000, seed=0)
+    counts = sel.group_by("machine_id").agg(pl.len().alias("selected_rows"))
+    cfg = FeaturesConfig(numeric=["a", "b"], group="machine_id")
+    rep = selection_report(target, pool, sample, cfg, np.zeros(pool.height), tmp_path, log_m=0.0, pool_rows=50_000,
+                           selected_rows=sel.height, selected_counts=counts)
+    assert rep["selected_rows"] == 4000 and rep["selected_rows_in_statistics"] == 1000
+    groups = {g["machine_id"]: g for g in rep["by_group"]}
+    assert groups["M01"]["selected_rows"] == 3000 and groups["M02"]["selected_rows"] == 1000
+    assert groups["M01"]["selected_share"] == pytest.approx(0.75)
+    share = groups["M01"]["pool_share"]
+    assert groups["M01"]["acceptance"] == pytest.approx(3000 / (50_000 * share))
+    cov = {g["machine_id"]: g for g in rep["coverage"]["by_group"]}
+    assert cov["M01"]["selected_share"] == pytest.approx(0.75) and cov["M02"]["selected_share"] == pytest.approx(0.25)
+    # without the counts (the sample alone) the same call reports the sample's numbers
+    rep2 = selection_report(target, pool, sample, cfg, np.zeros(pool.height), tmp_path / "s", log_m=0.0, pool_rows=50_000)
+    assert rep2["selected_rows"] == 1000 and "selected_rows_in_statistics" not in rep2

@@ -261,6 +261,9 @@ def select_stage(cfg: PipelineConfig, prefiltered: Prefiltered, scored: Scored) 
     ).to_dict())
 
 
+REPORT_SELECTED_ROWS = 50_000  # the selection report's statistics and plots use at most this many selected rows
+
+
 def report_stage(cfg: PipelineConfig, prefiltered: Prefiltered, scored: Scored, selected: Selected) -> dict[str, Any]:
     """The selection report (JSON + plots under ``runs/<key>/report``): how the selected rows
     compare with the target and the pool."""
@@ -269,12 +272,16 @@ def report_stage(cfg: PipelineConfig, prefiltered: Prefiltered, scored: Scored, 
     run_dir = Path(scored.run_dir)
     logw = pl.read_parquet(run_dir / "pool_sample_logw.parquet")
     pool = pool_sample(prefiltered, cfg.scorer.pool_sample_rows, cfg.scorer.seed).join(logw, on=["_source", "_row"], how="inner")
-    chosen = pl.read_parquet(selected.output)
-    if chosen.height > 50_000:
-        chosen = chosen.sample(50_000, seed=cfg.sampling.seed)
+    chosen, total, per_group = pl.read_parquet(selected.output), None, None
+    if chosen.height > REPORT_SELECTED_ROWS:  # the statistics on a seeded sample; counts of all rows
+        g = cfg.features.group
+        total = chosen.height
+        per_group = chosen.group_by(g).agg(pl.len().alias("selected_rows")) if g and g in chosen.columns else None
+        chosen = chosen.sample(REPORT_SELECTED_ROWS, seed=cfg.sampling.seed)
     c = getattr(cfg.ingest, pool_dataset(cfg), None)  # its columns' units label the plots
     return selection_report(
         load_target(cfg), pool, chosen, cfg.features, pool.get_column("log_w").to_numpy(), run_dir / "report",
         log_m=scored.log_m, temper=cfg.sampling.temper, pool_rows=prefiltered.rows_out,
         units={col.name: col.unit for col in c.columns if col.unit} if c is not None else None,
+        selected_rows=total, selected_counts=per_group,
     )
