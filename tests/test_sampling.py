@@ -268,13 +268,11 @@ def test_same_rows_for_any_order_concurrency_and_after_resume(mode, tmp_path):
 
 # ---- text --------------------------------------------------------------------------------------------
 def test_text_pool_selection_with_the_ngram_scorer(tmp_path):
-    from rsft.features import hashed_ngram_ids
-
     target = ["spindle bearing vibration high", "bearing replaced on spindle"] * 30
     pool = ["seal leak pressure drop", "fuse replaced", "cleaning done", "spindle bearing vibration"] * 250
     pl.DataFrame({"text": pool}).write_parquet(tmp_path / "logs.parquet")
-    enc = lambda t: pl.DataFrame({"text": t}).select(hashed_ngram_ids(pl.col("text"), 2048, 2))["text"]  # noqa: E731
-    make_scorer(ScorerConfig(kind="ngram", buckets=2048), []).fit(enc(target), enc(pool)).save(tmp_path / "ng.pt")
+    scorer = make_scorer(ScorerConfig(kind="ngram", buckets=2048), [])
+    scorer.fit(scorer.encode(target), scorer.encode(pool)).save(tmp_path / "ng.pt")  # ids in the scorer's scheme
     cfg = SamplingConfig(mode="budget", budget=100, chunk_rows=300)
     s = select(tmp_path / "logs.parquet", str(tmp_path / "ng.pt"), FeaturesConfig(text_column="text"), cfg, str(tmp_path / "o"))
     picked = pl.read_parquet(s.output)["text"]
