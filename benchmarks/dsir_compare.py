@@ -62,6 +62,7 @@ import numpy as np
 import polars as pl
 
 from rsft.config import ScorerConfig
+from rsft.density.ngram import NGRAM_HASH
 from rsft.features import hashed_ngram_flat
 from rsft.report import ngram_kl_reduction
 
@@ -137,8 +138,8 @@ import json, resource, sys, time
 from rsft.config import ScorerConfig  # rsft first, as the CLI: it sets Polars' allocator options
 import numpy as np
 import polars as pl
+from rsft.config import FeaturesConfig
 from rsft.density import make_scorer
-from rsft.features import hashed_ngram_flat
 pool_jsonl, target_jsonl, work, sample_rows, buckets, ngrams, smoothing, rg = sys.argv[1:9]
 sample_rows, buckets, ngrams, smoothing, rg = int(sample_rows), int(buckets), int(ngrams), float(smoothing), int(rg)
 cpu0 = (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF))
@@ -149,19 +150,10 @@ target = pl.read_ndjson(target_jsonl)
 n = pl.scan_parquet(f"{work}/pool.parquet").select(pl.len()).collect().item()
 idx = np.sort(np.random.default_rng(0).choice(n, size=min(sample_rows, n), replace=False))
 cfg = ScorerConfig(kind="ngram", buckets=buckets, ngrams=ngrams, smoothing=smoothing)
-def flat_ids(lf, rows, step=5_000):  # n-gram ids in slices of documents (bounded working set)
-    parts, lens = [], []
-    for off in range(0, rows, step):
-        flat, offsets = hashed_ngram_flat(lf.slice(off, step), "text", buckets, ngrams)
-        parts.append(flat.astype(np.uint32))  # half the bytes while the slices accumulate
-        lens.append(np.diff(offsets))
-    lens = np.concatenate(lens).astype(np.int64)
-    return np.concatenate(parts, dtype=np.int64), np.concatenate([[0], np.cumsum(lens)])
 sample = (pl.scan_parquet(f"{work}/pool.parquet").with_row_index("__i").filter(pl.col("__i").is_in(pl.lit(idx)))
           .select("text").collect())
-target_ids, pool_ids = flat_ids(target.lazy(), target.height), flat_ids(sample.lazy(), sample.height)
-del sample, target
-make_scorer(cfg, []).fit(target_ids, pool_ids).save(f"{work}/ngram.pt")
+# the pipeline's fit (fit_frames): n-gram counts of both sides, featurised in slices of bounded bytes
+make_scorer(cfg, []).fit_frames(target, sample, FeaturesConfig(text_column="text")).save(f"{work}/ngram.pt")
 cpu = (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF)) - cpu0
 print(json.dumps({"seconds": time.perf_counter() - t, "cpu_s": cpu, "pool_sample": int(len(idx))}))
 """
@@ -245,7 +237,7 @@ def _flat(df: pl.DataFrame, buckets: int, ngrams: int, step: int = 5_000) -> tup
     once would need tens of GB)."""
     parts, lens = [], []
     for off in range(0, df.height, step):
-        flat, offsets = hashed_ngram_flat(df.slice(off, step), "text", buckets, ngrams)
+        flat, offsets = hashed_ngram_flat(df.slice(off, step), "text", buckets, ngrams, scheme=NGRAM_HASH)
         parts.append(flat)
         lens.append(np.diff(offsets))
     lens = np.concatenate(lens).astype(np.int64) if lens else np.zeros(0, np.int64)

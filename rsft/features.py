@@ -58,11 +58,48 @@ def labels(df: pl.DataFrame, cfg: FeaturesConfig) -> np.ndarray:
     return ids.to_numpy(writable=True)
 
 
-def hashed_ngram_ids(text: pl.Expr, buckets: int = 10_000, ngrams: int = 2, seed: int = 0) -> pl.Expr:
+TOKEN_PATTERN = r"\w+|[^\w\s]+"  # DSIR's WordPunct tokenizer: word runs and punctuation runs
+# n-gram hashing schemes (what a saved n-gram scorer records; rsft.density.ngram):
+#   1: every n-gram's bucket is the Polars hash of its string ("tok1 tok2") mod buckets (the text
+#      model's text_matrix, and n-gram scorers saved before the scheme was recorded);
+#   2: unigrams as in 1 (hash(token) mod buckets); the g-gram starting at token i from the hashes:
+#      c¹ᵢ = hash(tokenᵢ), cᵍᵢ = hash((cᵍ⁻¹ᵢ · MIX) xor c¹ᵢ₊g₋₁) on UInt64 (wrapping), bucket cᵍᵢ mod
+#      buckets: no n-gram strings are built (new n-gram scorers)
+NGRAM_HASH_SCHEMES = (1, 2)
+NGRAM_MIX = 0x9E3779B97F4A7C15  # odd 64-bit constant (2⁶⁴ / golden ratio)
+
+
+def _tokens(text: pl.Expr) -> pl.Expr:
+    return text.str.to_lowercase().str.extract_all(TOKEN_PATTERN)
+
+
+def _check_scheme(scheme: int) -> None:
+    if scheme not in NGRAM_HASH_SCHEMES:
+        raise ValueError(f"n-gram hash scheme must be one of {NGRAM_HASH_SCHEMES}, got {scheme}")
+
+
+def _gram_hash(prev: pl.Expr, hashes: pl.Expr, g: int, seed: int) -> pl.Expr:
+    """Scheme 2: the UInt64 hash of the g-gram at each position from the (g − 1)-gram's hash there
+    and the hash of the token g − 1 further on; null where that token is past the end."""
+    x = (prev * pl.lit(NGRAM_MIX, dtype=pl.UInt64)).xor(hashes.shift(-(g - 1)))
+    return pl.when(x.is_not_null()).then(x.hash(seed))
+
+
+def hashed_ngram_ids(text: pl.Expr, buckets: int = 10_000, ngrams: int = 2, seed: int = 0, scheme: int = 1) -> pl.Expr:
     """DSIR-style hashed n-grams: lowercase, word and punctuation-run tokens (``\\w+|[^\\w\\s]+``,
     DSIR's WordPunct tokenizer), 1..``ngrams``-grams,
-    each hashed to a bucket in ``[0, buckets)``. Returns ``List[UInt32]`` per row (pure Polars)."""
-    tokens = text.str.to_lowercase().str.extract_all(r"\w+|[^\w\s]+")
+    each hashed to a bucket in ``[0, buckets)`` by hash ``scheme`` (:data:`NGRAM_HASH_SCHEMES`).
+    Returns ``List[UInt32]`` per row (pure Polars): each document's unigrams, then its bigrams, …"""
+    _check_scheme(scheme)
+    tokens = _tokens(text)
+    if scheme == 2:
+        h = pl.element().hash(seed)
+        grams, c = [h], h
+        for g in range(2, ngrams + 1):
+            c = _gram_hash(c, h, g, seed)
+            grams.append(c.drop_nulls())
+        ids = [tokens.list.eval((x % buckets).cast(pl.UInt32)) for x in grams]
+        return pl.concat_list(ids) if len(ids) > 1 else ids[0]
     grams = [tokens]
     for n in range(2, ngrams + 1):
         parts = [pl.element().shift(-i) for i in range(n)]
@@ -71,23 +108,53 @@ def hashed_ngram_ids(text: pl.Expr, buckets: int = 10_000, ngrams: int = 2, seed
     return pl.concat_list(ids) if len(ids) > 1 else ids[0]
 
 
-def hashed_ngram_flat(df: pl.DataFrame | pl.LazyFrame, column: str, buckets: int = 10_000, ngrams: int = 2,
-                      seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`hashed_ngram_ids` of ``df[column]`` as (flat int64 ids [total], int64 offsets [rows + 1]):
-    the same ids in the same order (each document's unigrams, then its bigrams, …), computed on the
-    flat token column — n-grams built and hashed once over all tokens, no per-document list
-    evaluation, no list column of n-grams — about twice as fast and with a smaller working set."""
+def _flat_tokens(df: pl.DataFrame | pl.LazyFrame, column: str) -> tuple[pl.Series, np.ndarray]:
+    """(every document's tokens, one flat String series in document order, int64 tokens per row)."""
     lf = df.lazy() if isinstance(df, pl.DataFrame) else df
-    toks = lf.select(pl.col(column).str.to_lowercase().str.extract_all(r"\w+|[^\w\s]+").alias("t")).collect()["t"]
+    toks = lf.select(_tokens(pl.col(column)).alias("t")).collect()["t"]
     lengths = toks.list.len().fill_null(0).to_numpy().astype(np.int64)
-    flat = toks.explode().drop_nulls()
-    del toks
-    n, total = len(lengths), int(lengths.sum())
+    return toks.explode().drop_nulls(), lengths
+
+
+def _flat_gram_buckets(flat: pl.Series, buckets: int, ngrams: int, seed: int, scheme: int) -> pl.DataFrame:
+    """Columns g1..gN (UInt32) over the flat token column: at token i the bucket of the g-gram
+    starting there (across document ends too: the caller drops those)."""
+    if scheme == 2:  # _gram_hash's arithmetic in numpy (uint64 wraps as Polars' does), Polars' hash
+        h = flat.hash(seed).to_numpy()
+        out, c = {"g1": (h % np.uint64(buckets)).astype(np.uint32)}, h
+        for g in range(2, ngrams + 1):
+            with np.errstate(over="ignore"):
+                x = c[: len(h) - g + 1] * np.uint64(NGRAM_MIX)
+            x ^= h[g - 1:]
+            c = pl.Series(x, dtype=pl.UInt64).hash(seed).to_numpy()
+            ids = np.zeros(len(h), np.uint32)  # past the end: 0 (dropped by the caller)
+            ids[: len(c)] = c % np.uint64(buckets)
+            out[f"g{g}"] = ids
+        return pl.DataFrame(out)
     exprs = []
     for g in range(1, ngrams + 1):
         gram = pl.col("t") if g == 1 else pl.concat_str([pl.col("t").shift(-i) for i in range(g)], separator=" ")
         exprs.append((gram.hash(seed) % buckets).cast(pl.UInt32).alias(f"g{g}"))
-    hashed = pl.DataFrame({"t": flat}).select(exprs)
+    return pl.DataFrame({"t": flat}).select(exprs)
+
+
+def _cross_ends(lengths: np.ndarray, g: int) -> np.ndarray:
+    """Flat token positions where no g-gram starts: each document's last g − 1 tokens."""
+    ends = np.cumsum(lengths)
+    out = [ends[lengths >= j] - j for j in range(1, g)]
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
+
+
+def hashed_ngram_flat(df: pl.DataFrame | pl.LazyFrame, column: str, buckets: int = 10_000, ngrams: int = 2,
+                      seed: int = 0, scheme: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`hashed_ngram_ids` of ``df[column]`` as (flat int64 ids [total], int64 offsets [rows + 1]):
+    the same ids in the same order (each document's unigrams, then its bigrams, …), computed on the
+    flat token column — n-grams built and hashed once over all tokens, no per-document list
+    evaluation, no list column of n-grams — about twice as fast and with a smaller working set."""
+    _check_scheme(scheme)
+    flat, lengths = _flat_tokens(df, column)
+    n, total = len(lengths), int(lengths.sum())
+    hashed = _flat_gram_buckets(flat, buckets, ngrams, seed, scheme)
     del flat
     counts = [np.maximum(lengths - (g - 1), 0) for g in range(1, ngrams + 1)]  # g-grams per document
     per_doc = np.sum(counts, axis=0) if n else np.zeros(0, np.int64)
@@ -103,12 +170,58 @@ def hashed_ngram_flat(df: pl.DataFrame | pl.LazyFrame, column: str, buckets: int
         if g == 1:
             out[dest] = ids
         else:  # the last g − 1 tokens of a document start no g-gram
-            ends = tok_off[1:][lengths >= g - 1] - (g - 1)
-            keep[ends[ends >= 0]] = False
+            keep[_cross_ends(lengths, g)] = False
             out[dest[keep]] = ids[keep]
         if g < ngrams:
             dest += np.repeat(counts[g - 1], lengths)
     return out, offsets
+
+
+def _flat_ngram_buckets(df: pl.DataFrame | pl.LazyFrame, column: str, buckets: int, ngrams: int, seed: int,
+                        scheme: int) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
+    """Per g: (bucket of the g-gram starting at each flat token, the positions where none starts),
+    and the tokens per row: the n-grams without putting them in per-document order."""
+    _check_scheme(scheme)
+    flat, lengths = _flat_tokens(df, column)
+    hashed = _flat_gram_buckets(flat, buckets, ngrams, seed, scheme)
+    del flat
+    ids = [hashed.get_column(f"g{g}").to_numpy() for g in range(1, ngrams + 1)]
+    return ids, [_cross_ends(lengths, g) for g in range(1, ngrams + 1)], lengths
+
+
+def hashed_ngram_counts(df: pl.DataFrame | pl.LazyFrame, column: str, buckets: int = 10_000, ngrams: int = 2,
+                        seed: int = 0, scheme: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 [buckets] count of each bucket over all documents' n-grams, int64 n-grams per row):
+    what a bag-of-buckets model is fitted on — the ids of :func:`hashed_ngram_ids`, counted."""
+    ids, cross, lengths = _flat_ngram_buckets(df, column, buckets, ngrams, seed, scheme)
+    total = np.zeros(buckets, np.int64)
+    for g, (b, x) in enumerate(zip(ids, cross), start=1):
+        c = np.bincount(b, minlength=buckets)
+        if len(x):
+            c -= np.bincount(b[x], minlength=buckets)
+        total += c
+    per_doc = np.sum([np.maximum(lengths - (g - 1), 0) for g in range(1, ngrams + 1)], axis=0)
+    return total, np.asarray(per_doc, dtype=np.int64).reshape(-1)
+
+
+def hashed_ngram_sums(df: pl.DataFrame | pl.LazyFrame, column: str, weights: np.ndarray, ngrams: int = 2,
+                      seed: int = 0, scheme: int = 2) -> np.ndarray:
+    """float64 [rows]: Σ over each document's n-grams of ``weights[bucket]`` (buckets = ``len(weights)``),
+    with the ids of :func:`hashed_ngram_ids` — summed per document by segment sums over the flat
+    tokens, never put in per-document order (the sums' rounding differs from a sum in that order)."""
+    weights = np.asarray(weights, dtype=np.float64)
+    ids, cross, lengths = _flat_ngram_buckets(df, column, len(weights), ngrams, seed, scheme)
+    out = np.zeros(len(lengths), dtype=np.float64)
+    if not len(ids[0]):
+        return out
+    w = weights[ids[0]]
+    for b, x in zip(ids[1:], cross[1:]):
+        wg = weights[b]
+        wg[x] = 0.0  # no g-gram starts in a document's last g − 1 tokens
+        w += wg
+    nz = lengths > 0
+    out[nz] = np.add.reduceat(w, (np.cumsum(lengths) - lengths)[nz])
+    return out
 
 
 def ids_to_flat(ids: pl.Series) -> tuple[np.ndarray, np.ndarray]:

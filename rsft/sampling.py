@@ -386,6 +386,7 @@ def sample_chunk(
     kept: list[pl.DataFrame] = []
     blws: list[np.ndarray] = []
     sum_accept = 0.0
+    untrimmed = 0  # decoded bytes scored since the last release_memory
     n = 0
     text = getattr(scorer, "kind", None) == "ngram"
     for df in iter_chunk(spec, cfg.chunk_bytes):
@@ -412,9 +413,13 @@ def sample_chunk(
                 kept = [_top_k(pl.concat(kept, how="diagonal_relaxed"), k)]
         blws.append(b)
         n += df.height
+        untrimmed += df.estimated_size()
         del df
-        if text:  # a batch's n-gram arrays are hundreds of MB; a numeric batch's few MB are reused
-            release_memory()  # by the next (trimming each costs ~15 % of the pass in page faults)
+        # a text batch's n-gram arrays are hundreds of MB: hand them back every few batches (each
+        # trim faults the next batches' working set in again); a numeric batch's few MB are reused
+        if text and untrimmed >= TRIM_EVERY_BATCHES * cfg.chunk_bytes:
+            release_memory()
+            untrimmed = 0
     blw = np.concatenate(blws) if blws else np.zeros(0)
     finite = np.isfinite(blw)
     if not kept:
@@ -447,6 +452,13 @@ def sample_chunk(
     del sel, kept
     release_memory()
     return summary
+
+
+# a chunk's batches hand freed C-heap pages back (release_memory) after about this many batches'
+# worth of decoded bytes, and at the chunk's end: trimming after every batch made every batch fault
+# its working set in again (page faults: ~15 % of a text selection's CPU), while between trims a
+# thread's next batch reuses the pages its last one freed
+TRIM_EVERY_BATCHES = 4
 
 
 def release_memory() -> None:

@@ -6,6 +6,7 @@ Every statistical test names its seed and tolerance in the docstring.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -15,7 +16,7 @@ import torch
 from rsft.config import FeaturesConfig, ScorerConfig
 from rsft.density import load_scorer, make_scorer
 from rsft.density.gmm import fit_gmm
-from rsft.density.ngram import as_flat
+from rsft.density.ngram import NGRAM_HASH, as_flat
 from rsft.features import hashed_ngram_ids
 
 D = 3
@@ -169,7 +170,7 @@ def test_classifier_is_seeded():
 
 # ---- ngram ------------------------------------------------------------------------------------
 def _ids(texts: list[str], buckets: int = 4096) -> pl.Series:
-    return pl.DataFrame({"t": texts}).select(hashed_ngram_ids(pl.col("t"), buckets, 2))["t"]
+    return pl.DataFrame({"t": texts}).select(hashed_ngram_ids(pl.col("t"), buckets, 2, scheme=NGRAM_HASH))["t"]
 
 
 TARGET_DOCS = ["bearing vibration high on spindle", "spindle bearing replaced", "vibration on bearing 3"] * 20
@@ -195,9 +196,68 @@ def test_ngram_accepts_series_lists_and_flat_offsets():
     assert torch.equal(a, b) and torch.equal(a, c) and a[1] == 0.0  # empty document: neutral
     with pytest.raises(ValueError, match="must lie in"):
         s.log_ratio([np.array([4096])])
-    # frames: the scorer hashes the text column with its own buckets/order
+    # frames: the scorer hashes the text column with its own buckets/order/scheme (segment sums:
+    # the same sums up to rounding)
     df = pl.DataFrame({"text": ["bearing noise", "", "seal leak"]})
-    np.testing.assert_array_equal(s.log_ratio_frame(df, FeaturesConfig(text_column="text")), a.numpy())
+    np.testing.assert_allclose(s.log_ratio_frame(df, FeaturesConfig(text_column="text")), a.numpy(), rtol=1e-12)
+
+
+# scorer saved by rsft 7580258 (before the hash scheme was recorded: bigram buckets from the bigram
+# strings), 64 buckets, and the log w that code gave for OLD_DOCS (float.hex)
+OLD_SCORER = Path(__file__).parent / "data" / "ngram-scorer-scheme1.pt"
+OLD_DOCS = ["spindle bearing vibration", "seal leak pressure", "", "Spindel: Lager-Vibration!! ÉTÉ",
+            " ".join(["bearing noise, spindle"] * 4000)]
+OLD_LOG_W = ["0x1.0a15b2c6a7db6p+5", "-0x1.f6d1bdd7d36b3p+5", "0x0.0p+0", "-0x1.bd606452ec33ep+3", "0x1.1ae3098664084p+16"]
+
+
+def test_an_ngram_scorer_saved_before_hash_schemes_scores_as_before(tmp_path):
+    """A scorer file without the hash scheme loads as scheme 1 and gives the log w its code gave,
+    bit for bit (frame scoring, the ids of inputs, and sliced as select scores it); saved again it
+    stays scheme 1. A new scorer is scheme 2 and says so in its file."""
+    from rsft.features import hashed_ngram_ids
+    from rsft.sampling import score_frame
+
+    old = load_scorer(OLD_SCORER)
+    assert old.hash_scheme == 1
+    assert "_extra_state" not in torch.load(OLD_SCORER, weights_only=True)["state_dict"]
+    df = pl.DataFrame({"text": OLD_DOCS})
+    feat = FeaturesConfig(text_column="text")
+    want = np.array([float.fromhex(h) for h in OLD_LOG_W])
+    np.testing.assert_array_equal(old.log_ratio_frame(df, feat), want)
+    np.testing.assert_array_equal(old.log_ratio(old.inputs(df, feat)).numpy(), want)
+    np.testing.assert_array_equal(score_frame(old, df, feat, chunk_bytes=64), want)
+    scheme1 = df.select(hashed_ngram_ids(pl.col("text"), 64, 2, scheme=1))["text"]
+    assert old.inputs(df, feat).to_list() == scheme1.to_list()
+    old.save(tmp_path / "again.pt")
+    assert load_scorer(tmp_path / "again.pt").hash_scheme == 1
+    np.testing.assert_array_equal(load_scorer(tmp_path / "again.pt").log_ratio_frame(df, feat), want)
+    # a new fit: scheme 2, recorded; its frame scores match its own ids (not the old ones)
+    new = make_scorer(ScorerConfig(kind="ngram", buckets=64), []).fit_frames(
+        pl.DataFrame({"text": TARGET_DOCS}), pl.DataFrame({"text": POOL_DOCS}), feat)
+    assert new.hash_scheme == NGRAM_HASH == 2 and new.diagnostics()["ngram_hash"] == 2
+    new.save(tmp_path / "new.pt")
+    assert torch.load(tmp_path / "new.pt", weights_only=True)["state_dict"]["_extra_state"] == {"ngram_hash": 2}
+    lw = load_scorer(tmp_path / "new.pt").log_ratio_frame(df, feat)
+    np.testing.assert_allclose(lw, new.log_ratio(new.inputs(df, feat)).numpy(), rtol=1e-12)
+    assert not np.array_equal(lw, want)
+
+
+def test_ngram_fit_frames_equals_fit_on_the_ids():
+    """fit_frames (n-gram counts in byte-bounded slices) gives the fit on the scorer's own ids."""
+    import rsft.density.ngram as ng
+
+    feat = FeaturesConfig(text_column="text")
+    t, p = pl.DataFrame({"text": TARGET_DOCS}), pl.DataFrame({"text": POOL_DOCS + [" ".join(POOL_DOCS)] * 3})
+    a = make_scorer(ScorerConfig(kind="ngram", buckets=512), [])
+    a.fit(a.inputs(t, feat), a.inputs(p, feat))
+    small = ng.FIT_SLICE_BYTES
+    try:
+        ng.FIT_SLICE_BYTES = 100  # many slices
+        b = make_scorer(ScorerConfig(kind="ngram", buckets=512), []).fit_frames(t, p, feat)
+    finally:
+        ng.FIT_SLICE_BYTES = small
+    assert torch.equal(a.log_p_t, b.log_p_t) and torch.equal(a.log_p_p, b.log_p_p)
+    assert a.diagnostics() == b.diagnostics()
 
 
 # ---- persistence ------------------------------------------------------------------------------

@@ -215,6 +215,23 @@ def test_where_and_how_fast_a_night_runs_is_not_a_new_night(tmp_path):
     assert run_key(load_config(path, {"sampling.chunk_rows": 999}), pre) != run_key(base, pre)  # the random streams change
 
 
+def test_the_ngram_hash_scheme_is_part_of_the_selection_key(tmp_path, monkeypatch):
+    """A run (scorer, log w, selection) made with another n-gram hash scheme is never reused; the
+    keys of other scorers do not depend on it."""
+    import rsft.density.ngram
+    from rsft.config import load_config
+    from rsft.pipeline.data import run_key
+    from rsft.pipeline.results import Prefiltered
+    from tests.test_retrain_flow import small_config
+
+    path = small_config(tmp_path)
+    gauss, ngram = load_config(path), load_config(path, {"scorer.kind": "ngram"})
+    pre = Prefiltered("kept/versions/v.json", 10, 9)
+    keys = run_key(gauss, pre), run_key(ngram, pre)
+    monkeypatch.setattr(rsft.density.ngram, "NGRAM_HASH", 1)
+    assert run_key(gauss, pre) == keys[0] and run_key(ngram, pre) != keys[1]
+
+
 def test_one_night_of_a_pipeline_at_a_time_on_a_state_dir(tmp_path, caplog):
     """A second night (or `rsft gc`) of the same pipeline on the same state dir waits for the
     first, saying so; the lock goes with its holder (here: released at the block's end)."""

@@ -268,13 +268,11 @@ def test_same_rows_for_any_order_concurrency_and_after_resume(mode, tmp_path):
 
 # ---- text --------------------------------------------------------------------------------------------
 def test_text_pool_selection_with_the_ngram_scorer(tmp_path):
-    from rsft.features import hashed_ngram_ids
-
     target = ["spindle bearing vibration high", "bearing replaced on spindle"] * 30
     pool = ["seal leak pressure drop", "fuse replaced", "cleaning done", "spindle bearing vibration"] * 250
     pl.DataFrame({"text": pool}).write_parquet(tmp_path / "logs.parquet")
-    enc = lambda t: pl.DataFrame({"text": t}).select(hashed_ngram_ids(pl.col("text"), 2048, 2))["text"]  # noqa: E731
-    make_scorer(ScorerConfig(kind="ngram", buckets=2048), []).fit(enc(target), enc(pool)).save(tmp_path / "ng.pt")
+    scorer = make_scorer(ScorerConfig(kind="ngram", buckets=2048), [])
+    scorer.fit(scorer.encode(target), scorer.encode(pool)).save(tmp_path / "ng.pt")  # ids in the scorer's scheme
     cfg = SamplingConfig(mode="budget", budget=100, chunk_rows=300)
     s = select(tmp_path / "logs.parquet", str(tmp_path / "ng.pt"), FeaturesConfig(text_column="text"), cfg, str(tmp_path / "o"))
     picked = pl.read_parquet(s.output)["text"]
@@ -376,7 +374,7 @@ def test_long_documents_are_scored_in_slices_under_the_byte_budget(mode, tmp_pat
     call holds at most 2 × 20 000 n-grams (uni + bigrams of ≤ 20 000 one-byte-or-longer tokens)
     unless it is one document alone, the 20 000-token documents score finite log w (no overflow),
     and the rows selected are those of an unsliced run (the budget changes no random stream)."""
-    from rsft.density.ngram import NgramScorer, as_flat
+    import rsft.features
 
     docs = _long_text_pool(tmp_path / "pool.parquet")
     enc = make_scorer(ScorerConfig(kind="ngram", buckets=4096), []).encode
@@ -384,14 +382,14 @@ def test_long_documents_are_scored_in_slices_under_the_byte_budget(mode, tmp_pat
                                                                  ).save(tmp_path / "ng.pt")
     feat = FeaturesConfig(text_column="text")
     calls: list[tuple[int, int]] = []  # (documents, n-grams) per scoring call
-    real = NgramScorer.log_ratio
+    real = rsft.features.hashed_ngram_sums  # the n-gram scorer's scoring call (hash scheme 2)
 
-    def spy(self, docs, batch_size=0):
-        flat, offsets = as_flat(docs)
-        calls.append((len(offsets) - 1, len(flat)))
-        return real(self, (flat, offsets))
+    def spy(df, column, weights, ngrams=2, seed=0, scheme=2):
+        _, per_doc = rsft.features.hashed_ngram_counts(df, column, len(weights), ngrams, seed, scheme)
+        calls.append((len(per_doc), int(per_doc.sum())))
+        return real(df, column, weights, ngrams, seed, scheme)
 
-    monkeypatch.setattr(NgramScorer, "log_ratio", spy)
+    monkeypatch.setattr(rsft.features, "hashed_ngram_sums", spy)
     base = SamplingConfig(mode=mode, budget=50, chunk_rows=400, seed=7)
     small = base.model_copy(update={"chunk_bytes": 20_000})
     log_m = None if mode == "budget" else 0.0

@@ -185,7 +185,8 @@ class DensityRatioScorer(nn.Module):
             "kind": self.kind,
             "config": self.cfg.model_dump(mode="json"),
             "feature_names": self.feature_names,
-            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+            # tensors, and a scorer's plain extra state (the n-gram hash scheme)
+            "state_dict": {k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in self.state_dict().items()},
             "diagnostics": _jsonable(self._diag),
         }
         with atomic_path(path) as tmp:

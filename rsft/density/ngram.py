@@ -7,7 +7,15 @@ its n-grams of ``log p_target[b] − log p_pool[b]`` (an empty document scores 0
 Inputs are bucket ids from ``rsft.features.hashed_ngram_ids`` (a pure Polars expression), in any
 of three shapes: a ``List[UInt32]`` Polars Series, a list of id arrays (one per document), or
 ``(flat ids [total], offsets [docs + 1])``. ``inputs(df, feature_cfg)`` builds them from the text
-column of a frame with the scorer's own ``buckets`` / ``ngrams``, so scoring matches fitting.
+column of a frame with the scorer's own ``buckets`` / ``ngrams`` / hash scheme, so scoring matches
+fitting.
+
+The hash scheme (``rsft.features.NGRAM_HASH_SCHEMES``) is part of the scorer's saved state
+(``hash_scheme``): a new scorer uses :data:`NGRAM_HASH` (2: bigram buckets from the two token
+hashes, no bigram strings); a scorer saved before the scheme was recorded loads as scheme 1 (the
+bigram strings' hashes) and keeps scoring as it was fitted. Ids passed to :meth:`fit` must have
+been made with the scorer's scheme (:meth:`inputs` / :meth:`encode` do; :meth:`fit_frames`
+featurises the frames itself).
 """
 
 from __future__ import annotations
@@ -19,6 +27,9 @@ import polars as pl
 import torch
 
 from rsft.density.base import DensityRatioScorer
+
+NGRAM_HASH = 2  # the hash scheme of newly made n-gram scorers (rsft.features.NGRAM_HASH_SCHEMES)
+FIT_SLICE_BYTES = 4 << 20  # fit_frames / log_ratio_frame featurise at most this much text at once
 
 
 def as_flat(docs: Any) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,8 +54,25 @@ def bucket_log_probs(flat: torch.Tensor, buckets: int, smoothing: float) -> torc
     """[buckets] log of (counts + smoothing) / total: a smoothed bag-of-buckets distribution."""
     if len(flat) and (int(flat.min()) < 0 or int(flat.max()) >= buckets):
         raise ValueError(f"ngram ids must lie in [0, {buckets}); were features hashed with other buckets?")
-    counts = torch.bincount(flat, minlength=buckets).double() + smoothing
-    return torch.log(counts / counts.sum())
+    return counts_log_probs(torch.bincount(flat, minlength=buckets), smoothing)
+
+
+def counts_log_probs(counts: Any, smoothing: float) -> torch.Tensor:
+    """[buckets] log of (counts + smoothing) / total from per-bucket n-gram counts."""
+    c = torch.as_tensor(counts).double() + smoothing
+    return torch.log(c / c.sum())
+
+
+def _slices(df: pl.DataFrame, column: str) -> list[tuple[int, int]]:
+    """(offset, length) of consecutive row slices with at most FIT_SLICE_BYTES of text (a longer
+    document alone): the featuriser's working set (tens of bytes per text byte) stays bounded."""
+    from rsft.sampling import byte_slices
+
+    nbytes = df.get_column(column).str.len_bytes().fill_null(0).to_numpy()
+    if df.height <= 1 or int(nbytes.sum()) <= FIT_SLICE_BYTES:
+        return [(0, df.height)]
+    cuts = byte_slices(nbytes, FIT_SLICE_BYTES)
+    return [(a, b - a) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 def kl(log_p: torch.Tensor, log_q: torch.Tensor) -> float:
@@ -61,18 +89,67 @@ class NgramScorer(DensityRatioScorer):
             raise ValueError("ngram scorer: scorer.smoothing must be > 0 (a bucket never seen would score ±inf)")
         self.register_buffer("log_p_t", torch.zeros(cfg.buckets, dtype=torch.float64))
         self.register_buffer("log_p_p", torch.zeros(cfg.buckets, dtype=torch.float64))
+        self.hash_scheme = NGRAM_HASH  # saved with the state (extra state); a file without it: 1
+
+    # the hash scheme travels in the state dict (torch's extra state: a plain dict, weights_only-safe)
+    def get_extra_state(self) -> dict[str, int]:
+        return {"ngram_hash": int(self.hash_scheme)}
+
+    def set_extra_state(self, state: Any) -> None:
+        from rsft.features import NGRAM_HASH_SCHEMES
+
+        scheme = int(state.get("ngram_hash", 1)) if isinstance(state, dict) else 1
+        if scheme not in NGRAM_HASH_SCHEMES:
+            raise ValueError(f"ngram scorer: saved with hash scheme {scheme}, this rsft knows {NGRAM_HASH_SCHEMES}")
+        self.hash_scheme = scheme
+
+    def load_state_dict(self, state_dict: Any, *args: Any, **kwargs: Any) -> Any:
+        if "_extra_state" not in state_dict:  # saved before the scheme was recorded: scheme 1
+            state_dict = {**state_dict, "_extra_state": {"ngram_hash": 1}}
+        return super().load_state_dict(state_dict, *args, **kwargs)
 
     def fit(self, target: Any, pool: Any, pool_standardization: Any = None) -> NgramScorer:  # text: nothing to standardise
+        """Fit on bucket ids made with this scorer's hash scheme (:meth:`inputs`)."""
         (ft, ot), (fp, op) = as_flat(target), as_flat(pool)
-        if len(ot) < 2 or len(ft) == 0:
+        for name, f in (("target", ft), ("pool", fp)):
+            if len(f) and (int(f.min()) < 0 or int(f.max()) >= self.cfg.buckets):
+                raise ValueError(f"ngram ids must lie in [0, {self.cfg.buckets}); were {name} features hashed "
+                                 "with other buckets?")
+        return self.fit_counts(torch.bincount(ft, minlength=self.cfg.buckets), len(ot) - 1,
+                               torch.bincount(fp, minlength=self.cfg.buckets), len(op) - 1)
+
+    def fit_counts(self, target_counts: Any, target_docs: int, pool_counts: Any, pool_docs: int) -> NgramScorer:
+        """Fit on per-bucket n-gram counts (int [buckets]) of each side and its document count."""
+        ct, cp = torch.as_tensor(target_counts), torch.as_tensor(pool_counts)
+        if target_docs < 1 or int(ct.sum()) == 0:
             raise ValueError("ngram scorer: the target sample has no documents with tokens")
-        if len(op) < 2 or len(fp) == 0:
+        if pool_docs < 1 or int(cp.sum()) == 0:
             raise ValueError("ngram scorer: the pool sample has no documents with tokens")
-        self.log_p_t.copy_(bucket_log_probs(ft, self.cfg.buckets, self.cfg.smoothing))
-        self.log_p_p.copy_(bucket_log_probs(fp, self.cfg.buckets, self.cfg.smoothing))
-        self._diag = {"target_docs": len(ot) - 1, "pool_docs": len(op) - 1, "target_ngrams": len(ft),
-                      "pool_ngrams": len(fp), "kl_target_pool": kl(self.log_p_t, self.log_p_p)}
+        self.log_p_t.copy_(counts_log_probs(ct, self.cfg.smoothing))
+        self.log_p_p.copy_(counts_log_probs(cp, self.cfg.smoothing))
+        self._diag = {"target_docs": int(target_docs), "pool_docs": int(pool_docs), "target_ngrams": int(ct.sum()),
+                      "pool_ngrams": int(cp.sum()), "kl_target_pool": kl(self.log_p_t, self.log_p_p),
+                      "ngram_hash": int(self.hash_scheme)}
         return self
+
+    def counts_frame(self, df: Any, feature_cfg: Any) -> tuple[np.ndarray, int]:
+        """(int64 [buckets] n-gram counts of the frame's text column with this scorer's hashing,
+        documents), featurised in slices of at most FIT_SLICE_BYTES of text."""
+        from rsft.features import hashed_ngram_counts
+
+        col = feature_cfg.text_column
+        df = df.lazy().select(col).collect() if isinstance(df, pl.LazyFrame) else df.select(col)
+        total = np.zeros(self.cfg.buckets, np.int64)
+        for off, n in _slices(df, col):
+            c, _ = hashed_ngram_counts(df.slice(off, n), col, self.cfg.buckets, self.cfg.ngrams,
+                                       scheme=self.hash_scheme)
+            total += c
+        return total, df.height
+
+    def fit_frames(self, target_df: Any, pool_df: Any, feature_cfg: Any) -> NgramScorer:
+        """Fit on the text columns of two frames: n-gram counts only (no ids kept, bounded memory)."""
+        (ct, nt), (cp, npool) = self.counts_frame(target_df, feature_cfg), self.counts_frame(pool_df, feature_cfg)
+        return self.fit_counts(ct, nt, cp, npool)
 
     @torch.no_grad()
     def log_ratio(self, docs: Any, batch_size: int = 0) -> torch.Tensor:
@@ -85,20 +162,31 @@ class NgramScorer(DensityRatioScorer):
         return torch.zeros(n, dtype=torch.float64).index_add_(0, doc, (self.log_p_t - self.log_p_p)[flat])
 
     def log_ratio_frame(self, df: Any, feature_cfg: Any) -> np.ndarray:
-        """float64 log w of a frame's text column: ids by ``hashed_ngram_flat`` (the ids of
-        :meth:`inputs`, in the same order: the same sums, bit for bit), no list column."""
-        from rsft.features import hashed_ngram_flat
+        """float64 log w of a frame's text column, no list column. Scheme 2: per-document segment
+        sums of the bucket weights over the flat tokens (``hashed_ngram_sums``; equal to
+        ``log_ratio(inputs(df))`` up to rounding), in slices of at most FIT_SLICE_BYTES of text.
+        Scheme 1: ids by ``hashed_ngram_flat`` (those of :meth:`inputs`, in the same order: the same
+        sums, bit for bit)."""
+        from rsft.features import hashed_ngram_flat, hashed_ngram_sums
 
-        flat, offsets = hashed_ngram_flat(df, feature_cfg.text_column, self.cfg.buckets, self.cfg.ngrams)
-        return self.log_ratio((flat, offsets)).numpy()
+        col = feature_cfg.text_column
+        if self.hash_scheme == 1:
+            flat, offsets = hashed_ngram_flat(df, col, self.cfg.buckets, self.cfg.ngrams)
+            return self.log_ratio((flat, offsets)).numpy()
+        df = df.lazy().select(col).collect() if isinstance(df, pl.LazyFrame) else df.select(col)
+        weights = (self.log_p_t - self.log_p_p).numpy()
+        parts = [hashed_ngram_sums(df.slice(off, n), col, weights, self.cfg.ngrams, scheme=self.hash_scheme)
+                 for off, n in _slices(df, col)]
+        return np.concatenate(parts) if parts else np.zeros(0)
 
     def inputs(self, df: Any, feature_cfg: Any) -> pl.Series:
-        """Bucket ids of the frame's text column, hashed with this scorer's buckets and order."""
+        """Bucket ids of the frame's text column, hashed with this scorer's buckets, order and scheme."""
         from rsft.features import hashed_ngram_ids
 
         col = feature_cfg.text_column
         lf = df.lazy() if isinstance(df, pl.DataFrame) else df
-        return lf.select(hashed_ngram_ids(pl.col(col), self.cfg.buckets, self.cfg.ngrams).alias(col)).collect()[col]
+        expr = hashed_ngram_ids(pl.col(col), self.cfg.buckets, self.cfg.ngrams, scheme=self.hash_scheme)
+        return lf.select(expr.alias(col)).collect()[col]
 
     def encode(self, texts: list[str] | pl.Series) -> pl.Series:
         """Bucket ids for raw strings (notebooks, tests)."""

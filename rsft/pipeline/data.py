@@ -207,12 +207,18 @@ def prefilter_stage(cfg: PipelineConfig, map_jobs=None) -> Prefiltered:
 # scorer, selection, report
 # --------------------------------------------------------------------------------------
 def run_key(cfg: PipelineConfig, prefiltered: Prefiltered) -> str:
+    from rsft.density.ngram import NGRAM_HASH
+
+    # an n-gram scorer's hash scheme decides its buckets: a run made with another scheme (its
+    # scorer, log w and selection) is not reused; other scorers' keys are as they were
+    scheme = [{"ngram_hash": NGRAM_HASH}] if cfg.scorer.kind == "ngram" else []
     return digest(
         prefiltered.output,
         dataset_digest(pipeline_root(cfg) / TARGET_SAMPLE),
         cfg.features.model_dump(mode="json"),
         cfg.scorer.model_dump(mode="json"),
         without_execution(cfg.sampling.model_dump(mode="json")),  # the rows do not depend on where chunks ran
+        *scheme,
     )
 
 
