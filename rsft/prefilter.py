@@ -103,6 +103,7 @@ _STATS = {"med": lambda x, w, **k: x.rolling_median(w, min_samples=1, **k),
           "q75": lambda x, w, **k: x.rolling_quantile(0.75, "linear", w, min_samples=1, **k)}
 _P = {"med": 0.5, "q25": 0.25, "q75": 0.75}
 _NETWORK_MAX = 24  # widest window for the sorting network (Batcher: 38 compare-exchanges at 11, 132 at 24)
+_PATCH_SHARE = 0.2  # a column with ±∞ / NaN near more rows than this share gets Polars' kernels outright
 
 
 def _stat_name(column: str, window: int, stat: str) -> str:
@@ -149,7 +150,7 @@ def _pick(wires: list[str], p: float, n: int) -> pl.Expr:
 def _network_stats(base: pl.DataFrame, column: str, window: int, names: dict[str, str],
                    counts: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
     """Polars' centred rolling statistics of one column per machine (``base`` sorted by machine
-    and time), bit for bit, on every row whose window lies inside its machine and holds only
+    and time; the same values, a zero's sign aside), on every row whose window lies inside its machine and holds only
     finite readings and nulls, by a sorting network (~7× less CPU than Polars' kernels for
     w = 11): the window's readings as ``window`` shifted columns (nulls as +∞) sorted wire by wire
     with min/max (Batcher's network: 38 compare-exchanges for w = 11); a window of w finite
@@ -185,14 +186,47 @@ def _network_stats(base: pl.DataFrame, column: str, window: int, names: dict[str
     return stats, ~inside
 
 
+def _kernel_stats(by: str | list[str], cols: dict[tuple[str, int], dict[str, str]]) -> list[pl.Expr]:
+    """Polars' centred rolling kernels for ``cols`` ((column, window) → {stat: name}) per ``by``."""
+    return [_STATS[st](pl.col(c), w, center=True).over(by).alias(n) for (c, w), names in cols.items()
+            for st, n in names.items()]
+
+
+def _patch(base: pl.DataFrame, by: str, rows: np.ndarray, cols: dict[tuple[str, int], dict[str, str]]) -> pl.DataFrame:
+    """Polars' centred kernels at ``rows`` only (``__ri`` and the statistics' columns): computed on
+    a small frame of those rows' windows — each contiguous run of one machine's rows followed by
+    ``w`` null rows, so no window reaches into the next run (the kernels skip nulls) and a window
+    inside its run is the row's window in the whole frame; no per-run grouping."""
+    w = max(w for _, w in cols)
+    h = (w - 1) // 2
+    mark, rows = np.zeros(base.height, bool), rows.astype(np.int64)
+    for o in range(h + 1 - w, h + 1):
+        mark[np.clip(rows + o, 0, base.height - 1)] = True
+    near = np.flatnonzero(mark)
+    small = base.select(by, *{c for c, _ in cols})[near]
+    brk = np.ones(len(near), bool)
+    brk[1:] = np.diff(near) != 1
+    brk[1:] |= small[by].ne_missing(small[by].shift(1)).to_numpy()[1:]
+    pos = np.arange(len(near)) + w * np.cumsum(brk)  # a gap of w rows before each run
+    padded = pl.DataFrame({c: pl.Series(c, [None], small.schema[c]).extend_constant(None, int(pos[-1])).scatter(pos, small[c])
+                           for c in small.columns if c != by})
+    out = padded.select([_STATS[st](pl.col(c), w_, center=True).alias(n) for (c, w_), names in cols.items()
+                         for st, n in names.items()])
+    at = np.searchsorted(near, rows)
+    return out[pos[at]].with_columns(pl.Series("__ri", rows)).select("__ri", *out.columns)
+
+
 def with_window_stats(lf: pl.LazyFrame, rules: list[Any]) -> tuple[pl.LazyFrame, list[str]]:
     """``lf`` (sorted by machine and time) with the spike rules' centred statistics (median, q25,
     q75 of each column over its window, per machine) as columns, and their names (to drop): the
-    values of Polars' centred rolling kernels, exactly. A sorting network computes them where the
-    window is inside the machine (:func:`_network_stats`); the other rows (each machine's first
-    and last rows; ±∞ or NaN nearby) get Polars' own kernels, run on a small frame of those rows'
-    windows per contiguous run of one machine's rows — a window inside its run is the row's
-    window in the whole frame."""
+    values of Polars' centred rolling kernels (equal values; a zero's sign may differ). A sorting
+    network computes them where a numeric column's window is inside the machine
+    (:func:`_network_stats`); the rows whose window is cut (each machine's first and last rows)
+    and a column's rows with ±∞ or NaN nearby get Polars' own kernels on a small frame of their
+    windows (:func:`_patch`). A column with such rows in more than ``_PATCH_SHARE`` of the frame,
+    a window wider than ``_NETWORK_MAX`` or a non-numeric column gets Polars' trailing kernels
+    shifted back (the centred window but on each machine's last (w−1)//2 rows, patched); a frame
+    whose machines' rows are not contiguous, Polars' centred kernels."""
     spikes = [r for r in rules if r.kind == "spike"]
     if not spikes:
         return lf, []
@@ -205,33 +239,47 @@ def with_window_stats(lf: pl.LazyFrame, rules: list[Any]) -> tuple[pl.LazyFrame,
             wanted.setdefault((c, r.window), {st: _stat_name(c, r.window, st) for st in _STATS})
     # window rules hold the sorted frame in memory anyway: materialise it, add columns by position
     base = lf.collect()
+    grouped = base.select(pl.col(by).rle_id().max().fill_null(0) + 1 == pl.col(by).n_unique().clip(lower_bound=1)).item()
+    net = {k: v for k, v in wanted.items() if grouped and k[1] <= _NETWORK_MAX
+           and base.schema[k[0]] in (pl.Float64, pl.Float32, pl.Int64, pl.Int32, pl.Int16, pl.Int8,
+                                     pl.UInt64, pl.UInt32, pl.UInt16, pl.UInt8)}
     count = lambda e, w: e.cast(pl.Int32).rolling_sum(w, center=True, min_samples=1).over(by)  # noqa: E731
     counts = base.select(  # each window's finite readings, nulls and rows of its machine: one pass
-        [count(pl.repeat(True, pl.len()), w).alias(f"in{w}") for w in {w for _, w in wanted if w <= _NETWORK_MAX}]
-        + [e for c, w in wanted if w <= _NETWORK_MAX for e in (count(pl.col(c).is_finite().fill_null(False), w).alias(f"fin{w}_{c}"),
-                                          count(pl.col(c).is_null(), w).alias(f"nul{w}_{c}"))])
-    stats, patch = [], pl.repeat(False, base.height, eager=True)
+        [count(pl.repeat(True, pl.len()), w).alias(f"in{w}") for w in {w for _, w in net}]
+        + [e for c, w in net for e in (count(pl.col(c).cast(pl.Float64).is_finite().fill_null(False), w).alias(f"fin{w}_{c}"),
+                                       count(pl.col(c).is_null(), w).alias(f"nul{w}_{c}"))])
+    cut = pl.repeat(False, base.height, eager=True)  # rows whose window a machine's edge cuts
+    for w in {w for _, w in net}:
+        cut = cut | (counts[f"in{w}"] < w)
+    stats, own = [], {}
     for (c, w), names in wanted.items():
-        if w > _NETWORK_MAX:  # the network grows as w·log²w, Polars' kernels as log w per row
-            stats.append(base.select([_STATS[st](pl.col(c), w, center=True).over(by).alias(n) for st, n in names.items()]))
+        if (c, w) in net:
+            cnt = counts.select(pl.col(f"in{w}").alias("in"), pl.col(f"fin{w}_{c}").alias("fin"),
+                                pl.col(f"nul{w}_{c}").alias("nul"))
+            # ±∞ or NaN in a window inside the machine: this column's own patch rows
+            rows = ((cnt["fin"] + cnt["nul"] < w) & ~cut).arg_true().to_numpy()
+            if len(rows) <= _PATCH_SHARE * base.height:
+                stats.append(_network_stats(base, c, w, names, cnt)[0])
+                if len(rows):
+                    own[(c, w)] = rows
+                continue
+            del net[(c, w)]
+        if not grouped:  # Polars' centred kernels per machine, wherever its rows are
+            stats.append(base.select(_kernel_stats(by, {(c, w): names})))
             continue
-        s, p = _network_stats(base, c, w, names, counts.select(
-            pl.col(f"in{w}").alias("in"), pl.col(f"fin{w}_{c}").alias("fin"), pl.col(f"nul{w}_{c}").alias("nul")))
-        stats.append(s)
-        patch = patch | p
-    stats = pl.concat(stats, how="horizontal")
-    rows = patch.arg_true().to_numpy()
-    if len(rows):
-        w = max(w for _, w in wanted if w <= _NETWORK_MAX)
+        # Polars' trailing kernels (~3× cheaper than its centred ones), shifted back by (w−1)//2:
+        # the centred window, except on each machine's last (w−1)//2 rows, patched
         h = (w - 1) // 2
-        near = np.unique(np.clip(rows[:, None] + np.arange(h + 1 - w, h + 1)[None, :], 0, base.height - 1))
-        small = (base.with_row_index("__ri")[near].lazy()
-                 .with_columns((pl.col("__ri").diff() != 1).fill_null(True).cum_sum().alias("__run"))
-                 .select("__ri", *[_STATS[st](pl.col(c), w_, center=True).over(by, "__run").alias(n)
-                                   for (c, w_), names in wanted.items() if w_ <= _NETWORK_MAX
-                                   for st, n in names.items()])
-                 .filter(pl.col("__ri").is_in(pl.Series(rows).implode()))
-                 .collect())
+        stats.append(base.select([_STATS[st](pl.col(c), w).shift(-h).over(by).alias(n) for st, n in names.items()]))
+        if h:
+            own[(c, w)] = base.select(pl.int_range(pl.len()).over(by) >= pl.len().over(by).cast(pl.Int64) - h
+                                      ).to_series().arg_true().to_numpy()
+    stats = pl.concat(stats, how="horizontal") if stats else pl.DataFrame()
+    patches = [_patch(base, by, rows, {k: wanted[k]}) for k, rows in own.items()]
+    edge_rows = cut.arg_true().to_numpy()
+    if net and len(edge_rows):
+        patches.append(_patch(base, by, edge_rows, net))
+    for small in patches:
         stats = stats.with_columns([stats[n].scatter(small["__ri"], small[n]) for n in small.columns[1:]])
     return base.with_columns(stats).lazy(), stats.columns
 
