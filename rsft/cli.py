@@ -396,7 +396,11 @@ def _did_you_mean(name: str, names: list[str]) -> str:
     from rsft.config import did_you_mean
 
     shown = ", ".join(names[:40]) + (f", … ({len(names)} in all)" if len(names) > 40 else "")
-    return did_you_mean(name, names) + f" (columns: {shown})"
+    hint = ""
+    if len(names) == 1:  # one column whose name holds the others: another delimiter than ','
+        sep = next((d for d in (";", "\t", "|") if d in names[0]), None)
+        hint = f"; the file looks {sep!r}-delimited (rsft reads ',' CSV)" if sep else ""
+    return did_you_mean(name, names) + f" (columns: {shown}){hint}"
 
 
 @app.command()

@@ -51,9 +51,10 @@ def scan_file(path: str, columns: list[str] | None = None) -> pl.LazyFrame:
 def file_schema(path: str) -> dict:
     """Column -> dtype of one file (a CSV's from its first 10,000 rows, where a column with no
     value at all reads as text: it counts as a number column with missing values)."""
-    if path.endswith((".parquet", ".pq")):
-        return dict(pl.scan_parquet(path).collect_schema())
-    head = pl.read_csv(path, n_rows=10_000, infer_schema_length=10_000, ignore_errors=True)  # types only
+    with polars_errors(path):
+        if path.endswith((".parquet", ".pq")):
+            return dict(pl.scan_parquet(path).collect_schema())
+        head = pl.read_csv(path, n_rows=10_000, infer_schema_length=10_000, ignore_errors=True)  # types only
     return {c: (pl.Float64 if dt == pl.String and head[c].null_count() == head.height else dt)
             for c, dt in head.schema.items()}
 
@@ -90,7 +91,11 @@ def polars_errors(path: str) -> Iterator[None]:
     try:
         yield
     except pl.exceptions.PolarsError as e:
-        raise TableError(f"{path}: {str(e).strip().splitlines()[0]}") from None
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TableError(f"{path}: {why}") from None
+    except (OSError, EOFError) as e:  # e.g. a gzip stream cut short
+        gz = " (a truncated or corrupt gzip stream)" if path.endswith(".gz") else ""
+        raise TableError(f"{path}: cannot read{gz}: {e}") from None
 
 
 def read_table(path: str) -> pl.DataFrame:

@@ -114,6 +114,26 @@ def test_rsft_adapt_errors_are_one_line(tmp_path):
         assert opt in out.stdout
 
 
+def test_rsft_adapt_unreadable_pool_files_are_one_line(tmp_path):
+    """A pool file cut short, empty, with a broken Parquet footer or another delimiter: one line
+    naming the file and what is wrong (it was a traceback for the pool, one line for the target)."""
+    import gzip
+
+    pl.DataFrame({"a": [1.0, 2.0, 3.0], "y": [1.0, 2.0, 3.0]}).write_csv(tmp_path / "t.csv")
+    body = gzip.compress(("a,y\n" + "1.0,2.0\n" * 5000).encode())
+    (tmp_path / "cut.csv.gz").write_bytes(body[: len(body) // 2])
+    (tmp_path / "empty.csv").write_text("")
+    pl.DataFrame({"a": [1.0] * 100, "y": [2.0] * 100}).write_parquet(tmp_path / "p.parquet")
+    (tmp_path / "broken.parquet").write_bytes((tmp_path / "p.parquet").read_bytes()[:-20])
+    (tmp_path / "semi.csv").write_text("a;y\n1.0;2.0\n")
+    for name, said in (("cut.csv.gz", "truncated or corrupt gzip stream"), ("empty.csv", "empty.csv"),
+                       ("broken.parquet", "broken.parquet"), ("semi.csv", "looks ';'-delimited")):
+        out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / name), "--target-sample",
+                              str(tmp_path / "t.csv"), "--label", "y"], capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert out.returncode == 2 and said in out.stderr and "Traceback" not in out.stderr, (name, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1, (name, out.stderr)
+
+
 @pytest.mark.slow
 def test_retrain_with_adapt_logs_nested_candidates(tmp_path, prefect_harness):
     """The Prefect retrain with the search on: CV units run as task runs inside the fine-tune task,
