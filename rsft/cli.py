@@ -148,7 +148,10 @@ def synth(
         def on_day(day: int, total: int) -> None:
             progress.update(task, total=total, completed=day + 1)
 
-        summary = write_synthetic(cfg.synth, out, night=night, on_day=on_day)
+        try:
+            summary = write_synthetic(cfg.synth, out, night=night, on_day=on_day)
+        except OSError as e:  # --out under a file, not writable, disk full: one line
+            _fail(f"--out {out}: cannot write: {e.strerror or e}")
     console.print(
         f"[green]synth[/] night {night}: {summary.pool_rows:,} pool rows in {len(summary.pool_files)} files, "
         f"{summary.log_rows:,} log lines, target sample {summary.target_sample_rows} rows, "

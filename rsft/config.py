@@ -654,9 +654,13 @@ def did_you_mean(name: str, names: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def _format_error(err: ValidationError, source: str) -> str:
+def _format_error(err: ValidationError, source: str, overrides: dict[str, Any] | None = None) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
+    for dotted, value in (overrides or {}).items():  # a --set value, not the file, is wrong: say so
+        if loc == dotted or loc.startswith(dotted + ".") or dotted.startswith(loc + "."):
+            source = f"--set {dotted}={value!r}"
+            break
     kind = first["type"]
     if kind == "extra_forbidden":
         msg = f"unknown key '{loc}'" + _key_hint(first["loc"])
@@ -671,14 +675,15 @@ def _format_error(err: ValidationError, source: str) -> str:
     return f"{source}: {msg}{suffix}"
 
 
-def parse_config(data: dict[str, Any], source: str = "<config>", base_dir: str = ".") -> PipelineConfig:
+def parse_config(data: dict[str, Any], source: str = "<config>", base_dir: str = ".",
+                 overrides: dict[str, Any] | None = None) -> PipelineConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: top level must be a mapping")
     data = {**data, "base_dir": data.get("base_dir", base_dir)}
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_error(err, source)) from None
+        raise ConfigError(_format_error(err, source, overrides)) from None
 
 
 def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> PipelineConfig:
@@ -686,14 +691,23 @@ def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None =
     p = Path(path)
     if not p.exists():
         raise ConfigError(f"config file not found: {p}")
+    if p.is_dir():
+        raise ConfigError(f"{p}: a directory, not a config file (e.g. {p / 'factory.yaml'})")
     try:
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{p}: not valid YAML: {str(err).splitlines()[0]}") from None
+        mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        why = f"{problem} ({str(err).splitlines()[0]})" if problem else str(err).splitlines()[0]
+        raise ConfigError(f"{p}:{where}: not valid YAML: {why}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{p}: cannot read: {err}") from None
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")
-        for key in parents:
+        for depth, key in enumerate(parents, 1):
             node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {dotted}: '{'.'.join(parents[:depth])}' is a value, not a section")
         node[leaf] = value
-    return parse_config(data, source=str(p), base_dir=str(p.parent.resolve()))
+    return parse_config(data, source=str(p), base_dir=str(p.parent.resolve()), overrides=overrides)

@@ -110,3 +110,14 @@ def test_a_set_key_below_a_plain_value_is_one_line():
     assert out.returncode == 2 and "Traceback" not in out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "--set train.lr.x: 'train.lr' is a value, not a section" in lines[0], out.stderr
+
+
+def test_path_mistakes_are_one_line(tmp_path):
+    """A directory given as the config, an --out below a file: one line, exit 2, no traceback."""
+    (tmp_path / "file").write_text("x")
+    for args, said in ((("check-config", "--config", "examples"), "a directory, not a config file"),
+                       (("synth", "--config", "examples/factory.yaml", "--out", str(tmp_path / "file" / "raw")),
+                        "cannot write")):
+        out = rsft(*args)
+        lines = [line for line in out.stderr.splitlines() if line.strip()]
+        assert out.returncode == 2 and len(lines) == 1 and said in lines[0] and "Traceback" not in out.stderr, out.stderr

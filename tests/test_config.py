@@ -66,9 +66,23 @@ def test_missing_file_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         load_config(tmp_path / "nope.yaml")
     p = tmp_path / "x.yaml"
-    p.write_text("a: [1, 2\n")
-    with pytest.raises(ConfigError, match="not valid YAML"):
+    p.write_text("name: x\na: [1, 2\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as exc:
         load_config(p)
+    assert "line 3, column 1" in str(exc.value) and "\n" not in str(exc.value)  # where the parser gave up
+    with pytest.raises(ConfigError, match="a directory, not a config file"):
+        load_config(tmp_path)
+
+
+def test_a_bad_set_value_is_blamed_on_the_set_not_the_file():
+    with pytest.raises(ConfigError) as exc:
+        load_config(REPO / "examples" / "factory.yaml", {"train.lr": "abc"})
+    assert str(exc.value).startswith("--set train.lr='abc': invalid value for 'train.lr'"), str(exc.value)
+    with pytest.raises(ConfigError, match=r"^--set train.lr.x: 'train.lr' is a value, not a section$"):
+        load_config(REPO / "examples" / "factory.yaml", {"train.lr.x": 1})
+    with pytest.raises(ConfigError) as exc:  # a file error stays the file's
+        load_config(REPO / "examples" / "factory.yaml", {"train.epochs": 3, "train.lrr": 1})
+    assert "unknown key 'train.lrr'" in str(exc.value)
 
 
 def test_rolling_features_are_refused_for_text_pipelines():
