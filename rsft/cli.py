@@ -215,7 +215,10 @@ _RETRAIN_LABELS = {
 
 @app.command()
 def ingest(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
-    """Ingest the exports the config names (incremental: already ingested files are skipped)."""
+    """Ingest the exports the config names (incremental: already ingested files are skipped).
+
+    Exit status 1 when a file failed to ingest (each named on stderr; the other files are ingested
+    and a failed one is tried again next time), 2 for a bad config."""
     cfg = _load(config, sets)
     from flows.ingest import ingest_datasets
     from rsft.pipeline.data import check_files
@@ -247,8 +250,16 @@ def ingest(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
             if f.get("status") == "duplicate":
                 _line(console, f"duplicate {name}: {f['file']} skipped (same content as {f.get('duplicate_of')})", style="dim")
     for name, s in ingested.datasets.items():
+        if s.rows_quarantined:
+            _line(console, f"{name}: quarantined rows (each with its reason, _source file and _row) in "
+                           f"{Path(s.dataset) / 'quarantine'}", style="dim")
+    failed = 0
+    for name, s in ingested.datasets.items():
         for line in s.files_failed:
             _line(err, f"[yellow]failed[/] {escape(name)}: {escape(line)}", markup=True)
+            failed += 1
+    if failed:
+        raise typer.Exit(1)  # a cron job or CI notices; the files that did not fail are ingested
 
 
 @contextmanager

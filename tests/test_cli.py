@@ -65,12 +65,21 @@ def test_ingest_messages_are_one_line_each_when_not_a_terminal(tmp_path):
     shutil.copy(bad / "clean.csv", pool / "day01_copy_of_the_same_export.csv")
     long_name = "missing_column_" + "x" * 90 + ".csv"
     shutil.copy(bad / "missing_column.csv", pool / long_name)
+    for name in ("semicolon_delimited.csv", "extra_column.csv", "empty.csv", "out_of_range.csv"):
+        shutil.copy(bad / name, pool / name)
     out = rsft("ingest", "--config", "examples/factory.yaml", "--set", f"data.pool=['{pool}']",
                "--set", "data.logs=[]", "--set", f"data.target_sample={bad / 'clean.csv'}",
                "--set", f"data.target_holdout={bad / 'clean.parquet'}", "--set", f"state.dir={tmp_path / 'state'}")
-    assert out.returncode == 0, out.stderr
+    assert out.returncode == 1, out.stderr  # a file failed: the exit status says so (the others are ingested)
     failed = [line for line in out.stderr.splitlines() if line.startswith("failed")]
-    assert len(failed) == 1 and long_name in failed[0] and "missing required column" in failed[0], out.stderr
+    assert len(failed) == 4, out.stderr
+    assert any(long_name in f and "missing required column" in f for f in failed), out.stderr
+    # each failure names the contract setting that would accept the file
+    assert any("semicolon_delimited.csv" in f and "delimiter: ';'" in f for f in failed), out.stderr
+    assert any("extra_column.csv" in f and "unknown_columns: drop or keep" in f for f in failed), out.stderr
+    assert any("empty.csv" in f and "empty_file: zero_rows" in f for f in failed), out.stderr
+    where = [line for line in out.stdout.splitlines() if "quarantined rows (each with its reason" in line]
+    assert len(where) == 1 and str(tmp_path / "state") in where[0] and where[0].rstrip().endswith("quarantine"), out.stdout
     dup = [line for line in out.stdout.splitlines() if line.startswith("duplicate")]
     assert len(dup) == 1 and "day01_copy_of_the_same_export.csv" in dup[0] and "day01.csv" in dup[0], out.stdout
 

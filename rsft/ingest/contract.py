@@ -28,10 +28,15 @@ def _check_columns(cols: list[str], contract: ContractConfig) -> list[str]:
     expected = [c.name for c in contract.columns]
     missing = [c for c in expected if c not in cols]
     if missing:
-        raise FileError(f"missing required column(s): {', '.join(missing)}")
+        one = cols[0] if len(cols) == 1 else ""  # one header field holding the others: another separator
+        sep = next((d for d in (";", "\t", "|") if d in one), None)
+        hint = (f" — the header looks {sep!r}-separated: set the contract's delimiter: {sep!r} "
+                "(or sniff_delimiter: true)") if sep else ""
+        raise FileError(f"missing required column(s): {', '.join(missing)}{hint}")
     extra = [c for c in cols if c not in expected and not c.startswith("_")]
     if extra and contract.unknown_columns == "reject":
-        raise FileError(f"unknown column(s): {', '.join(extra)}")
+        raise FileError(f"unknown column(s): {', '.join(extra)} (the contract's unknown_columns: drop or keep "
+                        "would accept the file)")
     if extra and contract.unknown_columns == "drop":
         log.warning("dropping unknown column(s): %s", ", ".join(extra))
     return extra if contract.unknown_columns == "keep" else []

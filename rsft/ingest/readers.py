@@ -94,7 +94,7 @@ def _scan_text_table(path: str, contract: ContractConfig, ragged: bool = False) 
     if header is None:
         if contract.empty_file == "zero_rows" and _is_blank(path):
             return _no_rows(contract).with_row_index("_row", offset=1).with_columns(pl.col("_row").cast(pl.Int64)), [], None
-        raise FileError("empty file (no header)")
+        raise FileError("empty file (no header) — the contract's empty_file: zero_rows would accept it as no rows")
     sep = contract.delimiter
     if contract.sniff_delimiter:
         sep = max([",", ";", "\t", "|"], key=header.count)
