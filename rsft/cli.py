@@ -102,12 +102,25 @@ def _bad_set_key(config: str, overrides: dict[str, Any]) -> str | None:
     return None
 
 
+def _cell(v: Any) -> str:
+    """A value as a person reads it: 137,129 · 0.01674 · 1.363 · yes · — (none)."""
+    if v is None:
+        return "—"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, int):
+        return f"{v:,}"
+    if isinstance(v, float):
+        return f"{v:,.0f}" if abs(v) >= 1e5 else f"{v:.4g}"
+    return v if isinstance(v, str) else json.dumps(v, default=str)
+
+
 def _kv_table(title: str, rows: dict[str, Any]) -> Table:
     t = Table(title=title, show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
     for k, v in rows.items():
-        t.add_row(k.replace("_", " "), v if isinstance(v, str) else json.dumps(v, default=str))
+        t.add_row(k.replace("_", " "), _cell(v))
     return t
 
 
@@ -574,12 +587,13 @@ def _show_adapt(report: dict[str, Any], target_rows: int, json_out: Optional[Pat
 def gc(
     config: str = ConfigOpt,
     sets: Optional[list[str]] = SetOpt,
-    keep_nights: Optional[int] = typer.Option(None, "--keep-nights", min=1, help="Override state.keep_nights."),
+    keep_nights: Optional[int] = typer.Option(None, "--keep-nights", min=1, help="Override state.keep_nights (default 7: the newest nights' runs kept)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be removed."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write what was kept and removed as JSON here."),
 ) -> None:
-    """Remove old nights' intermediates (runs, replaced kept-pool days, old manifests) that no
-    registered version needs; say what is kept and why. Ingested data and MLflow are never touched."""
+    """Remove old nights' intermediates no registered version needs, saying what is kept and why.
+
+    Runs, replaced kept-pool days and old manifests go; ingested data and MLflow are never touched."""
     from rsft.pipeline import gc as gc_mod
     from rsft.pipeline.layout import night_lock, state
     from rsft.state import disk_usage, human_bytes

@@ -130,3 +130,11 @@ def test_path_mistakes_are_one_line(tmp_path):
         out = rsft(*args)
         lines = [line for line in out.stderr.splitlines() if line.strip()]
         assert out.returncode == 2 and len(lines) == 1 and said in lines[0] and "Traceback" not in out.stderr, out.stderr
+
+
+def test_summary_values_read_as_numbers_not_json():
+    """The retrain table's cells: thousands separators, 4 significant digits, yes/no, — for none."""
+    from rsft.cli import _cell
+
+    assert [_cell(v) for v in (137129, 0.0167432, 1.36343, None, True, False, 1234567.8, "x")] == [
+        "137,129", "0.01674", "1.363", "—", "yes", "no", "1,234,568", "x"]
