@@ -333,12 +333,14 @@ def history(config: str = ConfigOpt) -> None:
     from datetime import datetime, timezone
 
     t = Table(title=f"{cfg.promotion.model_name}: versions (newest first; times UTC)")
-    for col in ("v", "registered", "aliases", "decision", cfg.promotion.metric):
+    for col in ("v", "registered", "aliases", "decision", "hold-out"):
         t.add_column(col, no_wrap=True)  # short facts: never cut or wrapped
     t.add_column("recipe: reason (vs the champion then)", overflow="fold", min_width=16)
     for r in rows:
         when = datetime.fromtimestamp(r["created"] / 1000, timezone.utc).strftime("%m-%d %H:%M") if r["created"] else ""
-        metric = f"{float(r['metric']):.4g}" if r["metric"] else ""
+        # each version's own metric (promotion.metric may have changed between nights)
+        name = r.get("metric_name") or cfg.promotion.metric
+        metric = f"{name} {float(r['metric']):.4g}" if r["metric"] else ""
         t.add_row(str(r["version"]), when, ", ".join(r["aliases"]), r["decision"], metric,
                   f"{r['recipe']}: {r['reason']}" if r.get("recipe") else r["reason"])
     console.print(t)

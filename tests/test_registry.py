@@ -110,6 +110,8 @@ def test_alias_moves_rollback_and_history(mlc, tmp_path):
     v1, v2 = _register(mlc, tmp_path, name, 2)
     registry.move_champion(mlc, name, v1, None)
     registry.record_decision(mlc, name, v1, registry.Decision(True, "no champion yet", "rmse", 1.0, None))
+    registry.record_decision(mlc, name, v2, registry.Decision(True, "better", "mae", 0.8, 0.9))
+    assert [(r["metric_name"], float(r["metric"])) for r in registry.history(mlc, name)] == [("mae", 0.8), ("rmse", 1.0)]
     registry.move_champion(mlc, name, v2, v1)
     assert str(registry.alias_version(mlc, name).version) == str(v2)
     assert str(registry.alias_version(mlc, name, registry.PREVIOUS).version) == str(v1)

@@ -194,6 +194,7 @@ def history(mlclient, name: str) -> list[dict[str, Any]]:
                 "recipe": tags.get("rsft.recipe", ""),
                 "events": sorted((k.removeprefix(EVENT_PREFIX), v) for k, v in tags.items() if k.startswith(EVENT_PREFIX)),
                 "metric": tags.get("rsft.challenger_metric", ""),
+                "metric_name": tags.get("rsft.metric", ""),  # the night's promotion.metric
                 "champion_metric": tags.get("rsft.champion_metric", ""),
             }
         )
