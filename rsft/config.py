@@ -654,7 +654,26 @@ def did_you_mean(name: str, names: list[str]) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def _format_error(err: ValidationError, source: str, overrides: dict[str, Any] | None = None) -> str:
+def _named_loc(loc: tuple, data: Any) -> str:
+    """A validation error's location with list items named where they have a name
+    (``ingest.sensors.columns[s01].dtype``, not ``…columns.2.dtype``)."""
+    out, node = [], data
+    for part in loc:
+        if isinstance(part, int) and isinstance(node, list) and 0 <= part < len(node):
+            node = node[part]
+            name = node.get("name") if isinstance(node, dict) else None
+            if out and name:
+                out[-1] = f"{out[-1]}[{name}]"
+            else:
+                out.append(str(part))
+            continue
+        out.append(str(part))
+        node = node.get(part) if isinstance(node, dict) else None
+    return ".".join(out)
+
+
+def _format_error(err: ValidationError, source: str, overrides: dict[str, Any] | None = None,
+                  data: Any = None) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
     for dotted, value in (overrides or {}).items():  # a --set value, not the file, is wrong: say so
@@ -669,9 +688,10 @@ def _format_error(err: ValidationError, source: str, overrides: dict[str, Any] |
     elif not loc and first["msg"].startswith("Value error, "):  # a check across sections (the message names the keys)
         msg = first["msg"].removeprefix("Value error, ")
     else:
-        msg = f"invalid value for '{loc}': {first['msg']}"
-    more = len(err.errors()) - 1
-    suffix = f" (+{more} more)" if more else ""
+        msg = f"invalid value for '{_named_loc(first['loc'], data)}': {first['msg']}"
+    rest = err.errors()[1:]
+    shown = ", ".join(_named_loc(e["loc"], data) for e in rest[:3]) + (f", … ({len(rest)} in all)" if len(rest) > 3 else "")
+    suffix = f" (also: {shown})" if rest else ""
     return f"{source}: {msg}{suffix}"
 
 
@@ -683,7 +703,7 @@ def parse_config(data: dict[str, Any], source: str = "<config>", base_dir: str =
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_format_error(err, source, overrides)) from None
+        raise ConfigError(_format_error(err, source, overrides, data)) from None
 
 
 def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None = None) -> PipelineConfig:

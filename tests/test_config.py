@@ -171,3 +171,17 @@ def test_removed_fields_are_unknown_keys():
     """Fields nothing read were removed: a config that still sets one fails, naming it."""
     with pytest.raises(ConfigError, match="standardize_sample_rows"):
         load_config(EXAMPLE, {"features.standardize_sample_rows": 1000})
+
+
+def test_config_errors_name_list_items_and_list_the_others():
+    """A bad column of a contract is named by its name, not its index; further errors are listed,
+    not counted ("+1 more" hid which)."""
+    data = yaml.safe_load((REPO / "examples" / "factory.yaml").read_text())
+    cols = data["ingest"]["sensors"]["columns"]
+    cols[2]["dtype"] = "flaot"
+    del data["data"]["target_sample"], data["data"]["target_holdout"]
+    with pytest.raises(ConfigError) as exc:
+        parse_config(data)
+    msg = str(exc.value)
+    assert "\n" not in msg and "(also: " in msg and "more)" not in msg, msg
+    assert f"ingest.sensors.columns[{cols[2]['name']}].dtype" in msg and "data.target_holdout" in msg, msg
