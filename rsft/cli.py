@@ -639,11 +639,20 @@ def gc(
 
 @app.command("check-config")
 def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
-    """Validate a config file and print it resolved (unknown keys and wrong types are errors)."""
+    """Validate a config file and print it resolved (unknown keys and wrong types are errors).
+
+    A data path it names that does not exist (yet) is a warning line on stderr."""
+    import glob as globs
+
     cfg = _load(config, sets)
     from rsft.pipeline.layout import cfg_yaml
 
     console.print(cfg_yaml(cfg), highlight=False)
+    named = [("data.target_sample", cfg.data.target_sample), ("data.target_holdout", cfg.data.target_holdout),
+             *[("data.pool", p) for p in cfg.data.pool], *[("data.logs", p) for p in cfg.data.logs]]
+    for key, p in named:  # local paths only (an s3:// source is checked when it is read)
+        if p and "://" not in p and not globs.glob(cfg.resolve(p), recursive=True):
+            _line(err, f"[yellow]warning[/] {key}: {escape(cfg.resolve(p))}: no such file or directory (yet)", markup=True)
 
 
 def main() -> None:

@@ -138,3 +138,10 @@ def test_summary_values_read_as_numbers_not_json():
 
     assert [_cell(v) for v in (137129, 0.0167432, 1.36343, None, True, False, 1234567.8, "x")] == [
         "137,129", "0.01674", "1.363", "—", "yes", "no", "1,234,568", "x"]
+
+
+def test_check_config_warns_about_data_paths_that_do_not_exist(tmp_path):
+    out = rsft("check-config", "--config", "examples/factory.yaml", "--set", f"data.target_sample={tmp_path / 'sampel.csv'}")
+    assert out.returncode == 0
+    said = [line for line in out.stderr.splitlines() if line.startswith("warning data.target_sample")]
+    assert len(said) == 1 and "sampel.csv: no such file or directory" in said[0], out.stderr
