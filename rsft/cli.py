@@ -32,6 +32,21 @@ app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 
+
+def _version(show: bool) -> None:
+    if show:
+        from rsft import __version__
+
+        console.print(f"rsft {__version__}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _app(version: bool = typer.Option(False, "--version", metavar="", callback=_version, is_eager=True,
+                                      help="Print rsft's version and exit.")) -> None:
+    """rsft: keep factory models current — ingest, prefilter, density-ratio rejection sampling,
+    fine-tune, and champion/challenger promotion in MLflow, as Prefect flows."""
+
 ConfigOpt = typer.Option("examples/factory.yaml", "--config", "-c", help="Pipeline YAML (see examples/factory.yaml).")
 SetOpt = typer.Option(None, "--set", help="Override a config value: --set train.epochs=5 (repeatable; YAML values).")
 
@@ -355,7 +370,7 @@ def history(config: str = ConfigOpt) -> None:
 def promote(
     version: int = typer.Option(..., "--version", help="Registered version to make champion."),
     config: str = ConfigOpt,
-    force: bool = typer.Option(False, help="Skip the guardrails and the comparison with the champion."),
+    force: bool = typer.Option(False, "--force", metavar="", help="Skip the guardrails and the comparison with the champion."),
 ) -> None:
     """Manually promote a version (scored against the champion on the target hold-out unless --force)."""
     from rsft.pipeline import evaluate_frame, load_target
@@ -590,7 +605,7 @@ def gc(
     config: str = ConfigOpt,
     sets: Optional[list[str]] = SetOpt,
     keep_nights: Optional[int] = typer.Option(None, "--keep-nights", min=1, help="Override state.keep_nights (default 7: the newest nights' runs kept)."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Only say what would be removed."),
+    dry_run: bool = typer.Option(False, "--dry-run", metavar="", help="Only say what would be removed (a flag: no value)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write what was kept and removed as JSON here."),
 ) -> None:
     """Remove old nights' intermediates no registered version needs, saying what is kept and why.

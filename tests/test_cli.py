@@ -145,3 +145,10 @@ def test_check_config_warns_about_data_paths_that_do_not_exist(tmp_path):
     assert out.returncode == 0
     said = [line for line in out.stderr.splitlines() if line.startswith("warning data.target_sample")]
     assert len(said) == 1 and "sampel.csv: no such file or directory" in said[0], out.stderr
+
+
+def test_version():
+    from rsft import __version__
+
+    out = rsft("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"rsft {__version__}"
