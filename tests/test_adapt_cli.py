@@ -71,6 +71,8 @@ def test_rsft_adapt_on_csv_files(tmp_path):
     assert rows[rep["chosen"]]["candidate"] == "→ " + rep["chosen"]
     assert rows["keep_champion"]["cv_fits"] == "3 folds" and rows[survivor["name"]]["cv_fits"] == "3×≤400 steps, ≤8 ep"
     assert all(rows[n]["cv_fits"] == "1×≤100 steps, ≤2 ep, dropped after it" for n in rep["halving"]["eliminated"])
+    assert all(rows[n]["cv_rmse"].startswith("(") and rows[n]["cv_rmse"].endswith(")") for n in rep["halving"]["eliminated"])
+    assert not rows[survivor["name"]]["cv_rmse"].startswith("(")
 
 
 def test_rsft_adapt_errors_are_one_line(tmp_path):

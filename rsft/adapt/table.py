@@ -27,15 +27,19 @@ def _cv_fits(r: dict[str, Any], report: dict[str, Any]) -> str:
 
 
 def candidate_table(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows for printing / artifacts: name (→ = chosen), CV loss mean ± SE, how it was obtained
+    """Rows for printing / artifacts: name (→ = chosen), CV loss mean ± SE (in parentheses for a
+    candidate the short fit eliminated: not comparable with the full fits'), how it was obtained
     (folds × steps budget; "dropped after it" = eliminated by that short fit, rung 0), pool rows, seconds, hold-out."""
     rows = []
     for r in report["candidates"]:
         rows.append(
             {
                 "candidate": ("→ " if r["name"] == report["chosen"] else "") + r["name"],
-                "cv_rmse": ("skipped" if not r["fold_losses"] else f"{r['cv_loss_mean']:#.4g}"
-                            + (f"±{r['cv_loss_se']:.2g}" if len(r["fold_losses"]) > 1 else "")),
+                # a candidate dropped after the short fit: its figure in parentheses, not comparable
+                # with the full fits' (fewer folds and steps: it can read lower than the chosen one)
+                "cv_rmse": ("skipped" if not r["fold_losses"] else
+                            ("({})" if r.get("eliminated") else "{}").format(
+                                f"{r['cv_loss_mean']:#.4g}" + (f"±{r['cv_loss_se']:.2g}" if len(r["fold_losses"]) > 1 else ""))),
                 "cv_fits": _cv_fits(r, report),
                 "pool_rows": int(r["pool_rows_mean"]),
                 "seconds": round(r["seconds"], 3),
