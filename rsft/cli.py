@@ -207,7 +207,10 @@ def retrain(
              if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "mlflow_nights", "quarantine_reasons", "selection_warnings")}
     if summary.get("model_version") is None:  # the search kept the champion: nothing was registered
         shown[_RETRAIN_LABELS.get("model_version", "model_version")] = "none registered (the champion stays)"
-    console.print(_kv_table(f"rsft retrain — {cfg.name}", shown))
+    decided = summary.get("already_decided")
+    if decided:  # a re-run of a decided night: say so before a table that looks like a night's
+        _line(console, f"this night was already decided (same inputs and config): {decided}", style="bold")
+    console.print(_kv_table(f"rsft retrain — {cfg.name}" + (" (the recorded decision)" if decided else ""), shown))
     if summary.get("adapt_candidates"):
         cv = str(summary.get("search_cv", "grouped")).split(",")[0]
         console.print(_rows_table(f"adapt: candidate recipes ({cv} CV on the target sample)", summary["adapt_candidates"]))
