@@ -261,7 +261,7 @@ def ingest(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
         except Exception as e:  # one line for the operator; the Prefect log has the traceback
             _fail(f"ingest failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1)
     t = Table(title="ingest")
-    for col in ("dataset", "files", "skipped (done before)", "rows read (new files)", "rows ok", "quarantined",
+    for col in ("dataset", "files", "skipped (done before, or a duplicate)", "rows read (new files)", "rows ok", "quarantined",
                 "failed files"):
         t.add_column(col)
     for name, s in ingested.datasets.items():  # read = ok + quarantined (skipped files read nothing)
