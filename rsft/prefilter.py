@@ -139,6 +139,22 @@ def _sorting_layers(n: int) -> tuple[tuple[tuple[int, int], ...], ...]:
     return tuple(tuple(layer) for layer in layers)
 
 
+@functools.cache
+def _network_layers(window: int) -> tuple[list[pl.Expr], ...]:
+    """The sorting network's layers as min/max expressions over the wires ``__w0`` … (the same for
+    every column: built once per window, not per column and day)."""
+    w = [f"__w{k}" for k in range(window)]
+    return tuple([e for a, b in layer for e in (pl.min_horizontal(w[a], w[b]).alias(w[a]),
+                                                 pl.max_horizontal(w[a], w[b]).alias(w[b]))]
+                 for layer in _sorting_layers(window))
+
+
+@functools.cache
+def _fixed_picks(window: int) -> tuple[pl.Expr, ...]:
+    """Median, q25, q75 of a full window's sorted wires (in ``_STATS`` order)."""
+    return tuple(_pick([f"__w{k}" for k in range(window)], _P[st], window) for st in _STATS)
+
+
 def _pick(wires: list[str], p: float, n: int) -> pl.Expr:
     """The ``p`` quantile of the first ``n`` sorted wires, with Polars' linear interpolation."""
     pos = p * (n - 1)
@@ -165,12 +181,11 @@ def _network_stats(base: pl.DataFrame, column: str, window: int, names: dict[str
     x, inf = pl.col(column), float("inf")
     wires = [f"__w{k}" for k in range(window)]
     lf = base.select([x.fill_null(inf).shift(k - h).fill_null(inf).alias(wires[k]) for k in range(window)]).lazy()
-    for layer in _sorting_layers(window):
-        lf = lf.with_columns([e for a, b in layer for e in (
-            pl.min_horizontal(wires[a], wires[b]).alias(wires[a]), pl.max_horizontal(wires[a], wires[b]).alias(wires[b]))])
+    for exprs in _network_layers(window):
+        lf = lf.with_columns(exprs)
     # ~20 projections of plain columns: the optimiser's passes would cost more than they save
     net = lf.collect(optimizations=pl.QueryOptFlags.none())
-    stats = net.select([_pick(wires, _P[st], window).alias(n) for st, n in names.items()])
+    stats = net.select([e.alias(n) for e, n in zip(_fixed_picks(window), names.values())])
     fin, inside = counts["fin"], (counts["in"] == window) & (counts["fin"] + counts["nul"] == window)
     short = (inside & (fin < window)).arg_true()  # nulls in the window: the count picks the positions
     if short.len():
