@@ -267,8 +267,8 @@ def plot(nights, path: str) -> None:
         ax.set(xlabel="night (= days of history)", ylabel=what, title=f"each night's stages: {what}")
         ax.set_yscale("log")
         ax.legend(fontsize=8, ncol=2)
-    parts = ["ingested", "kept_pool", "runs", "base", "mlflow", "other"]
-    ax2.stackplot(x, *[[r["state_bytes"][p] / 1e6 for r in nights] for p in parts], labels=parts, alpha=0.8)
+    parts = ["ingested", "kept_pool", "runs", "base", "mlflow", "prefect", "other"]  # (prefect: in other before)
+    ax2.stackplot(x, *[[r["state_bytes"].get(p, 0) / 1e6 for r in nights] for p in parts], labels=parts, alpha=0.8)
     ax2.plot(x, [(r["state_bytes"]["ingested"] + r["one_kept_pool_bytes"] + r["state_bytes"]["mlflow"]) * 1.3 / 1e6
                  for r in nights], "k--", lw=1, label="1.3 × (ingested + one kept pool + MLflow)")
     ax2.set(xlabel="night", ylabel="MB", title="state dir after the night and rsft gc")

@@ -71,7 +71,8 @@ def disk_usage(paths: StatePaths, pipeline: str) -> dict[str, int]:
     """Bytes on disk under the state dir: ``total``, and by part — ``ingested`` (every dataset
     of the pipeline), ``kept_pool`` (prefiltered/), ``runs`` (runs/: scorers, selections,
     reports, checkpoints), ``base`` (pretrained base models), ``mlflow`` (mlflow.db + artifacts:
-    the registered models), ``other`` (Prefect, locks, other pipelines)."""
+    the registered models), ``prefect`` (PREFECT_HOME: the embedded server's database and
+    logs), ``other`` (locks, other pipelines, anything else under the state dir)."""
     data = paths.run_dir(pipeline)
     out = {"ingested": 0, "kept_pool": 0, "runs": 0, "base": 0}
     if data.is_dir():
@@ -79,6 +80,7 @@ def disk_usage(paths: StatePaths, pipeline: str) -> dict[str, int]:
             key = {"prefiltered": "kept_pool", "runs": "runs", "base": "base"}.get(p.name, "ingested")
             out[key] += size_of(p)
     out["mlflow"] = sum(size_of(p) for p in (paths.mlflow_db, paths.artifacts) if p.exists())
+    out["prefect"] = size_of(paths.prefect_home) if paths.prefect_home.exists() else 0
     total = size_of(paths.root) if paths.root.exists() else 0
     out["other"] = max(0, total - sum(out.values()))
     return {"total": total, **out}
