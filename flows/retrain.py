@@ -31,8 +31,10 @@ def _steps(seen: dict[str, Any]) -> Steps:
     def ingest(cfg: PipelineConfig) -> Ingested:
         out = ingest_datasets(cfg)
         for name, d in out.datasets.items():
-            get_run_logger().info("ingested %s: %d new files, %s rows ok, %s quarantined", name,
-                                  d.files - d.files_skipped, f"{d.rows_ok:,}", f"{d.rows_quarantined:,}")
+            failed = len(d.files_failed)
+            get_run_logger().info("ingested %s: %d new files, %s rows ok, %s quarantined%s", name,
+                                  d.files - d.files_skipped - failed, f"{d.rows_ok:,}", f"{d.rows_quarantined:,}",
+                                  f"; {failed} file(s) failed: {d.files_failed[0]}" if failed else "")
         return out
 
     def select(cfg: PipelineConfig) -> Selection:
