@@ -126,7 +126,7 @@ def _cell(v: Any) -> str:
     if isinstance(v, int):
         return f"{v:,}"
     if isinstance(v, float):
-        return f"{v:,.0f}" if abs(v) >= 1e5 else f"{v:.4g}"
+        return f"{v:,.0f}" if abs(v) >= 1e5 else f"{v:,.6g}"
     return v if isinstance(v, str) else json.dumps(v, default=str)
 
 
@@ -204,7 +204,8 @@ def retrain(
             _fail(f"retrain failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
                   " (tracebacks: RSFT_LOG_LEVEL=DEBUG)", 1)
     shown = {_RETRAIN_LABELS.get(k, k): v for k, v in summary.items()
-             if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "mlflow_nights", "quarantine_reasons", "selection_warnings")}
+             if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "mlflow_nights", "quarantine_reasons", "selection_warnings",
+                          "already_decided")}  # (said above the table)
     if summary.get("model_version") is None:  # the search kept the champion: nothing was registered
         shown[_RETRAIN_LABELS.get("model_version", "model_version")] = "none registered (the champion stays)"
     decided = summary.get("already_decided")
@@ -607,7 +608,7 @@ def _show_adapt(report: dict[str, Any], target_rows: int, json_out: Optional[Pat
 def gc(
     config: str = ConfigOpt,
     sets: Optional[list[str]] = SetOpt,
-    keep_nights: Optional[int] = typer.Option(None, "--keep-nights", min=1, help="Override state.keep_nights (default 7: the newest nights' runs kept)."),
+    keep_nights: Optional[int] = typer.Option(None, "--keep-nights", min=1, help="Override state.keep_nights (the config's; 7 unless set): the newest nights' runs kept."),
     dry_run: bool = typer.Option(False, "--dry-run", metavar="", help="Only say what would be removed (a flag: no value)."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Also write what was kept and removed as JSON here."),
 ) -> None:

@@ -7,6 +7,7 @@ instead of silently falling back to a default.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import os
 from pathlib import Path
@@ -128,6 +129,9 @@ class ContractConfig(_Model):
 
     @model_validator(mode="after")
     def _unique_columns(self):
+        if len(self.delimiter) != 1:
+            raise ValueError(f"delimiter must be one character, got {self.delimiter!r}"
+                             + (' (a tab is written "\\t", in double quotes)' if self.delimiter == "\\t" else ""))
         names = [c.name for c in self.columns]
         unknown = [k for k in self.unique if k not in names]
         if unknown:
@@ -677,12 +681,12 @@ def _format_error(err: ValidationError, source: str, overrides: dict[str, Any] |
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
     for dotted, value in (overrides or {}).items():  # a --set value, not the file, is wrong: say so
-        if loc == dotted or loc.startswith(dotted + ".") or dotted.startswith(loc + "."):
+        if loc == dotted or loc.startswith(dotted + "."):  # (a section's or a cross-section check: load_config)
             source = f"--set {dotted}={value!r}"
             break
     kind = first["type"]
     if kind == "extra_forbidden":
-        msg = f"unknown key '{loc}'" + _key_hint(first["loc"])
+        msg = f"unknown key '{_named_loc(first['loc'], data)}'" + _key_hint(first["loc"])
     elif kind == "missing":
         msg = f"missing required key '{loc}'"
     elif not loc and first["msg"].startswith("Value error, "):  # a check across sections (the message names the keys)
@@ -717,11 +721,13 @@ def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None =
         data = yaml.safe_load(p.read_text()) or {}
     except yaml.YAMLError as err:
         mark, problem = getattr(err, "problem_mark", None), getattr(err, "problem", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        why = f"{problem} ({str(err).splitlines()[0]})" if problem else str(err).splitlines()[0]
-        raise ConfigError(f"{p}:{where}: not valid YAML: {why}") from None
+        context = getattr(err, "context", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}:" if mark is not None else ""
+        why = (f"{problem} ({context})" if problem and context else problem) or str(err).splitlines()[0]
+        raise ConfigError(f"{p}:{where} not valid YAML: {why}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{p}: cannot read: {err}") from None
+    alone = copy.deepcopy(data)  # the file without the --set values (whose error is it?)
     for dotted, value in (overrides or {}).items():
         node = data
         *parents, leaf = dotted.split(".")
@@ -730,4 +736,16 @@ def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None =
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {dotted}: '{'.'.join(parents[:depth])}' is a value, not a section")
         node[leaf] = value
-    return parse_config(data, source=str(p), base_dir=str(p.parent.resolve()), overrides=overrides)
+    base_dir = str(p.parent.resolve())
+    try:
+        return parse_config(data, source=str(p), base_dir=base_dir, overrides=overrides)
+    except ConfigError as e:
+        said = str(e)
+        if not overrides or said.startswith("--set "):
+            raise
+        try:  # an error of a section or across sections: the file's own, or the --set values'?
+            parse_config(alone, source=str(p), base_dir=base_dir)
+        except ConfigError:
+            raise e from None
+        sets = ", ".join(f"--set {k}={v!r}" for k, v in overrides.items())
+        raise ConfigError(sets + said[len(str(p)):]) from None

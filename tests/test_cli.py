@@ -136,8 +136,8 @@ def test_summary_values_read_as_numbers_not_json():
     """The retrain table's cells: thousands separators, 4 significant digits, yes/no, — for none."""
     from rsft.cli import _cell
 
-    assert [_cell(v) for v in (137129, 0.0167432, 1.36343, None, True, False, 1234567.8, "x")] == [
-        "137,129", "0.01674", "1.363", "—", "yes", "no", "1,234,568", "x"]
+    assert [_cell(v) for v in (137129, 0.0167432, 1.36312, None, True, False, 1234567.8, 12345.67, "x")] == [
+        "137,129", "0.0167432", "1.36312", "—", "yes", "no", "1,234,568", "12,345.7", "x"]
 
 
 def test_check_config_warns_about_data_paths_that_do_not_exist(tmp_path):

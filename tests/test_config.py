@@ -80,9 +80,24 @@ def test_a_bad_set_value_is_blamed_on_the_set_not_the_file():
     assert str(exc.value).startswith("--set train.lr='abc': invalid value for 'train.lr'"), str(exc.value)
     with pytest.raises(ConfigError, match=r"^--set train.lr.x: 'train.lr' is a value, not a section$"):
         load_config(REPO / "examples" / "factory.yaml", {"train.lr.x": 1})
-    with pytest.raises(ConfigError) as exc:  # a file error stays the file's
+    with pytest.raises(ConfigError) as exc:  # an unknown key the --set introduced
         load_config(REPO / "examples" / "factory.yaml", {"train.epochs": 3, "train.lrr": 1})
     assert "unknown key 'train.lrr'" in str(exc.value)
+    # a check across sections that only the --set breaks: the --set's
+    with pytest.raises(ConfigError, match=r"^--set train.task='regression': train.task is implied"):
+        load_config(REPO / "examples" / "factory.yaml", {"train.task": "regression"})
+
+
+def test_a_file_error_in_a_section_is_not_blamed_on_a_set_below_it(tmp_path):
+    p = tmp_path / "s3.yaml"
+    data = yaml.safe_load((REPO / "examples" / "factory.yaml").read_text())
+    data["state"] = {**data.get("state", {}), "dir": "s3://bucket/state"}  # the file's own error
+    p.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as exc:
+        load_config(p, {"state.keep_nights": 3})
+    assert str(exc.value).startswith(f"{p}: invalid value for 'state'") and "local directory" in str(exc.value)
+    with pytest.raises(ConfigError, match='a tab is written'):  # a tab spelt as two characters
+        load_config(REPO / "examples" / "factory.yaml", {"ingest.sensors.delimiter": "\\t"})
 
 
 def test_rolling_features_are_refused_for_text_pipelines():

@@ -672,3 +672,21 @@ def test_a_night_reads_each_manifest_entry_a_bounded_number_of_times(tmp_path, m
     r = ingest([str(raw)], out, SENSORS)
     assert [f.status for f in r.files].count("skipped") == 12 and r.files[-1].status == "ok"
     assert reads.count("_manifest") <= 3 * 13, reads.count("_manifest")  # was 12 × 12 + 2 × 12
+
+
+def test_a_header_in_another_separator_names_the_setting_as_yaml_reads_it():
+    """A ';' or tab header read as ',' CSV: the failure names the contract's delimiter setting
+    the way YAML reads it back (a tab in double quotes: '\\t' in single quotes is two characters)."""
+    import pytest
+    import yaml
+
+    from rsft.config import ContractConfig
+    from rsft.ingest.contract import _check_columns
+    from rsft.ingest.results import FileError
+
+    contract = ContractConfig.model_validate({"columns": [{"name": "a", "dtype": "float64"}, {"name": "b", "dtype": "float64"}]})
+    for header, sep in (("a;b", ";"), ("a\tb", "\t")):
+        with pytest.raises(FileError) as exc:
+            _check_columns([header], contract)
+        setting = str(exc.value).split("delimiter: ")[1].split(" (")[0]
+        assert yaml.safe_load(setting) == sep, str(exc.value)

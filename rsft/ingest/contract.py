@@ -30,7 +30,8 @@ def _check_columns(cols: list[str], contract: ContractConfig) -> list[str]:
     if missing:
         one = cols[0] if len(cols) == 1 else ""  # one header field holding the others: another separator
         sep = next((d for d in (";", "\t", "|") if d in one), None)
-        hint = (f" — the header looks {sep!r}-separated: set the contract's delimiter: {sep!r} "
+        shown = '"\\t"' if sep == "\t" else repr(sep)  # as YAML reads it back (a tab in double quotes)
+        hint = (f" — the header looks {shown}-separated: set the contract's delimiter: {shown} "
                 "(or sniff_delimiter: true)") if sep else ""
         raise FileError(f"missing required column(s): {', '.join(missing)}{hint}")
     extra = [c for c in cols if c not in expected and not c.startswith("_")]

@@ -18,7 +18,7 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
     metric, champ, search, t = result.metric, result.champion, result.adapt, result.train
     uri = tracking_uri(cfg)
     return {
-        "files_new": pool.files - pool.files_skipped,
+        "files_new": pool.files - pool.files_skipped - len(pool.files_failed),  # ingested tonight (failed: below)
         "rows_ingested": pool.rows_ok,  # this run (earlier files are skipped)
         "rows_quarantined": pool.rows_quarantined,
         "quarantine_reasons": pool.quarantine_reasons,
