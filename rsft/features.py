@@ -261,3 +261,17 @@ def add_rolling_features(df: pl.DataFrame | pl.LazyFrame, cfg: FeaturesConfig):
     """``df`` with :func:`rolling_feature_exprs` added. Needs every group's readings in the
     frame (one machine-partition, or a prefilter block with its context rows)."""
     return df.with_columns(rolling_feature_exprs(cfg)) if cfg.rolling else df
+
+
+def byte_slices(nbytes: np.ndarray, budget: int) -> list[int]:
+    """Cut points ``[0, …, len(nbytes)]`` of consecutive slices whose byte sums stay ``<= budget``
+    (a row longer than the budget is a slice of its own)."""
+    cuts, acc = [0], 0
+    for i, b in enumerate(np.asarray(nbytes, dtype=np.int64).tolist()):
+        if acc and acc + b > budget:
+            cuts.append(i)
+            acc = 0
+        acc += b
+    if cuts[-1] != len(nbytes):
+        cuts.append(len(nbytes))
+    return cuts

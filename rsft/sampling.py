@@ -39,6 +39,7 @@ import polars as pl
 import pyarrow.parquet as pq
 
 from rsft.config import FeaturesConfig, SamplingConfig
+from rsft.features import byte_slices
 from rsft.fsio import atomic_path, atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -209,20 +210,6 @@ def score_frame(scorer: Any, df: pl.DataFrame, feature_cfg: FeaturesConfig, chun
     cuts = byte_slices(df.get_column(col).str.len_bytes().fill_null(0).to_numpy(), chunk_bytes)
     parts = [scorer.log_ratio_frame(df.slice(a, b - a), feature_cfg) for a, b in zip(cuts[:-1], cuts[1:])]
     return np.concatenate(parts).astype(np.float64, copy=False) if parts else np.zeros(0)
-
-
-def byte_slices(nbytes: np.ndarray, budget: int) -> list[int]:
-    """Cut points ``[0, …, len(nbytes)]`` of consecutive slices whose byte sums stay ``<= budget``
-    (a row longer than the budget is a slice of its own)."""
-    cuts, acc = [0], 0
-    for i, b in enumerate(np.asarray(nbytes, dtype=np.int64).tolist()):
-        if acc and acc + b > budget:
-            cuts.append(i)
-            acc = 0
-        acc += b
-    if cuts[-1] != len(nbytes):
-        cuts.append(len(nbytes))
-    return cuts
 
 
 # --------------------------------------------------------------------------------------

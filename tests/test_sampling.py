@@ -329,7 +329,7 @@ def test_merge_keeps_weight_statistics_in_log_space(log_w, tmp_path):
 
 # ---- long documents: memory bounded by sampling.chunk_bytes ------------------------------------------
 def test_byte_slices_keep_each_slice_within_the_budget():
-    from rsft.sampling import byte_slices
+    from rsft.features import byte_slices
 
     nbytes = np.array([10, 30, 70, 200, 5, 5, 90, 0, 40])
     cuts = byte_slices(nbytes, 100)

@@ -66,7 +66,7 @@ def counts_log_probs(counts: Any, smoothing: float) -> torch.Tensor:
 def _slices(df: pl.DataFrame, column: str) -> list[tuple[int, int]]:
     """(offset, length) of consecutive row slices with at most FIT_SLICE_BYTES of text (a longer
     document alone): the featuriser's working set (tens of bytes per text byte) stays bounded."""
-    from rsft.sampling import byte_slices
+    from rsft.features import byte_slices
 
     nbytes = df.get_column(column).str.len_bytes().fill_null(0).to_numpy()
     if df.height <= 1 or int(nbytes.sum()) <= FIT_SLICE_BYTES:
