@@ -50,10 +50,16 @@ def as_flat(docs: Any) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.as_tensor(flat), torch.as_tensor(offsets)
 
 
+def _check_ids(flat: torch.Tensor, buckets: int, side: str = "") -> None:
+    """Bucket ids in [0, buckets), else one line saying the features were hashed with other buckets."""
+    if len(flat) and (int(flat.min()) < 0 or int(flat.max()) >= buckets):
+        raise ValueError(f"ngram ids must lie in [0, {buckets}); were {side + ' ' if side else ''}features hashed "
+                         "with other buckets?")
+
+
 def bucket_log_probs(flat: torch.Tensor, buckets: int, smoothing: float) -> torch.Tensor:
     """[buckets] log of (counts + smoothing) / total: a smoothed bag-of-buckets distribution."""
-    if len(flat) and (int(flat.min()) < 0 or int(flat.max()) >= buckets):
-        raise ValueError(f"ngram ids must lie in [0, {buckets}); were features hashed with other buckets?")
+    _check_ids(flat, buckets)
     return counts_log_probs(torch.bincount(flat, minlength=buckets), smoothing)
 
 
@@ -63,16 +69,18 @@ def counts_log_probs(counts: Any, smoothing: float) -> torch.Tensor:
     return torch.log(c / c.sum())
 
 
-def _slices(df: pl.DataFrame, column: str) -> list[tuple[int, int]]:
-    """(offset, length) of consecutive row slices with at most FIT_SLICE_BYTES of text (a longer
-    document alone): the featuriser's working set (tens of bytes per text byte) stays bounded."""
+def _text_slices(df: Any, column: str) -> list[pl.DataFrame]:
+    """The frame's text column (a frame or a lazy one) as consecutive row slices with at most
+    FIT_SLICE_BYTES of text (a longer document alone): the featuriser's working set (tens of bytes
+    per text byte) stays bounded."""
     from rsft.features import byte_slices
 
+    df = df.lazy().select(column).collect() if isinstance(df, pl.LazyFrame) else df.select(column)
     nbytes = df.get_column(column).str.len_bytes().fill_null(0).to_numpy()
     if df.height <= 1 or int(nbytes.sum()) <= FIT_SLICE_BYTES:
-        return [(0, df.height)]
+        return [df]
     cuts = byte_slices(nbytes, FIT_SLICE_BYTES)
-    return [(a, b - a) for a, b in zip(cuts[:-1], cuts[1:])]
+    return [df.slice(a, b - a) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 def kl(log_p: torch.Tensor, log_q: torch.Tensor) -> float:
@@ -111,10 +119,8 @@ class NgramScorer(DensityRatioScorer):
     def fit(self, target: Any, pool: Any, pool_standardization: Any = None) -> NgramScorer:  # text: nothing to standardise
         """Fit on bucket ids made with this scorer's hash scheme (:meth:`inputs`)."""
         (ft, ot), (fp, op) = as_flat(target), as_flat(pool)
-        for name, f in (("target", ft), ("pool", fp)):
-            if len(f) and (int(f.min()) < 0 or int(f.max()) >= self.cfg.buckets):
-                raise ValueError(f"ngram ids must lie in [0, {self.cfg.buckets}); were {name} features hashed "
-                                 "with other buckets?")
+        _check_ids(ft, self.cfg.buckets, "target")
+        _check_ids(fp, self.cfg.buckets, "pool")
         return self.fit_counts(torch.bincount(ft, minlength=self.cfg.buckets), len(ot) - 1,
                                torch.bincount(fp, minlength=self.cfg.buckets), len(op) - 1)
 
@@ -138,13 +144,12 @@ class NgramScorer(DensityRatioScorer):
         from rsft.features import hashed_ngram_counts
 
         col = feature_cfg.text_column
-        df = df.lazy().select(col).collect() if isinstance(df, pl.LazyFrame) else df.select(col)
-        total = np.zeros(self.cfg.buckets, np.int64)
-        for off, n in _slices(df, col):
-            c, _ = hashed_ngram_counts(df.slice(off, n), col, self.cfg.buckets, self.cfg.ngrams,
-                                       scheme=self.hash_scheme)
+        total, docs = np.zeros(self.cfg.buckets, np.int64), 0
+        for part in _text_slices(df, col):
+            c, _ = hashed_ngram_counts(part, col, self.cfg.buckets, self.cfg.ngrams, scheme=self.hash_scheme)
             total += c
-        return total, df.height
+            docs += part.height
+        return total, docs
 
     def fit_frames(self, target_df: Any, pool_df: Any, feature_cfg: Any) -> NgramScorer:
         """Fit on the text columns of two frames: n-gram counts only (no ids kept, bounded memory)."""
@@ -173,10 +178,9 @@ class NgramScorer(DensityRatioScorer):
         if self.hash_scheme == 1:
             flat, offsets = hashed_ngram_flat(df, col, self.cfg.buckets, self.cfg.ngrams)
             return self.log_ratio((flat, offsets)).numpy()
-        df = df.lazy().select(col).collect() if isinstance(df, pl.LazyFrame) else df.select(col)
         weights = (self.log_p_t - self.log_p_p).numpy()
-        parts = [hashed_ngram_sums(df.slice(off, n), col, weights, self.cfg.ngrams, scheme=self.hash_scheme)
-                 for off, n in _slices(df, col)]
+        parts = [hashed_ngram_sums(part, col, weights, self.cfg.ngrams, scheme=self.hash_scheme)
+                 for part in _text_slices(df, col)]
         return np.concatenate(parts) if parts else np.zeros(0)
 
     def inputs(self, df: Any, feature_cfg: Any) -> pl.Series:
