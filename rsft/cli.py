@@ -442,12 +442,11 @@ def _tables():
 def _did_you_mean(name: str, names: list[str]) -> str:
     """"; did you mean 'x'? (columns: …)" for an unknown column name."""
     from rsft.config import did_you_mean
+    from rsft.tables import other_separator
 
     shown = ", ".join(names[:40]) + (f", … ({len(names)} in all)" if len(names) > 40 else "")
-    hint = ""
-    if len(names) == 1:  # one column whose name holds the others: another delimiter than ','
-        sep = next((d for d in (";", "\t", "|") if d in names[0]), None)
-        hint = f"; the file looks {sep!r}-delimited (rsft reads ',' CSV)" if sep else ""
+    sep = other_separator(names)
+    hint = f"; the file looks {sep!r}-delimited (rsft reads ',' CSV)" if sep else ""
     return did_you_mean(name, names) + f" (columns: {shown}){hint}"
 
 

@@ -18,6 +18,15 @@ import polars as pl
 TABLE_SUFFIXES = (".csv", ".csv.gz", ".parquet", ".pq")
 
 
+SEPARATORS = (",", ";", "\t", "|")  # the CSV field separators rsft recognises (ingest's sniff_delimiter)
+
+
+def other_separator(fields: list[str]) -> str | None:
+    """The separator a header read as ',' CSV was really written with, when it came out as one
+    field holding the others (``"a;b;c"``); None otherwise."""
+    return next((d for d in SEPARATORS[1:] if d in fields[0]), None) if len(fields) == 1 else None
+
+
 class TableError(ValueError):
     """A table file that cannot be read as asked; the message is one line naming the file."""
 

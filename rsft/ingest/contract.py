@@ -12,6 +12,7 @@ import polars as pl
 
 from rsft.config import ColumnContract, ContractConfig
 from rsft.ingest.results import FileError
+from rsft.tables import other_separator
 
 log = logging.getLogger("rsft.ingest")  # one logger name for the whole ingest (the CLI prints it)
 
@@ -28,8 +29,7 @@ def _check_columns(cols: list[str], contract: ContractConfig) -> list[str]:
     expected = [c.name for c in contract.columns]
     missing = [c for c in expected if c not in cols]
     if missing:
-        one = cols[0] if len(cols) == 1 else ""  # one header field holding the others: another separator
-        sep = next((d for d in (";", "\t", "|") if d in one), None)
+        sep = other_separator(cols)
         shown = '"\\t"' if sep == "\t" else repr(sep)  # as YAML reads it back (a tab in double quotes)
         hint = (f" — the header looks {shown}-separated: set the contract's delimiter: {shown} "
                 "(or sniff_delimiter: true)") if sep else ""

@@ -26,6 +26,7 @@ import polars as pl
 from rsft.config import ColumnContract, ContractConfig
 from rsft.ingest.contract import _check_columns
 from rsft.ingest.results import FileError
+from rsft.tables import SEPARATORS
 
 log = logging.getLogger("rsft.ingest")  # one logger name for the whole ingest (the CLI prints it)
 
@@ -97,7 +98,7 @@ def _scan_text_table(path: str, contract: ContractConfig, ragged: bool = False) 
         raise FileError("empty file (no header) — the contract's empty_file: zero_rows would accept it as no rows")
     sep = contract.delimiter
     if contract.sniff_delimiter:
-        sep = max([",", ";", "\t", "|"], key=header.count)
+        sep = max(SEPARATORS, key=header.count)
     cols = [c.strip().strip('"') for c in header.split(sep)]
     extra = _check_columns(cols, contract)
     if contract.structural_errors == "fail_file":
