@@ -164,7 +164,7 @@ def _pick(wires: list[str], p: float, n: int) -> pl.Expr:
 
 
 def _network_stats(base: pl.DataFrame, column: str, window: int, names: dict[str, str],
-                   counts: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series]:
+                   counts: pl.DataFrame) -> pl.DataFrame:
     """Polars' centred rolling statistics of one column per machine (``base`` sorted by machine
     and time; the same values, a zero's sign aside), on every row whose window lies inside its machine and holds only
     finite readings and nulls, by a sorting network (~7× less CPU than Polars' kernels for
@@ -174,8 +174,8 @@ def _network_stats(base: pl.DataFrame, column: str, window: int, names: dict[str
     of readings gives (nulls sort last), with Polars' linear interpolation (lo + f·(hi − lo)).
 
     ``counts``: per row, its window's finite readings (``fin``), nulls (``nul``) and rows of its
-    machine (``in``). Returns the statistics and the mask of the rows they do not cover (a
-    machine's first and last rows, whose window is cut; ±∞ or NaN nearby).
+    machine (``in``). Returns the statistics; on the rows they do not cover (a machine's first and
+    last rows, whose window is cut; ±∞ or NaN nearby) the caller patches them.
     """
     h = (window - 1) // 2  # Polars' centred window of row i: rows i − (w−1−h) … i + h
     x, inf = pl.col(column), float("inf")
@@ -189,7 +189,8 @@ def _network_stats(base: pl.DataFrame, column: str, window: int, names: dict[str
     fin, inside = counts["fin"], (counts["in"] == window) & (counts["fin"] + counts["nul"] == window)
     short = (inside & (fin < window)).arg_true()  # nulls in the window: the count picks the positions
     if short.len():
-        n, seen = fin.gather(short), sorted(fin.gather(short).unique().to_list())  # mostly w − 1
+        n = fin.gather(short)
+        seen = sorted(n.unique().to_list())  # mostly w − 1
 
         def by_count(p: float) -> pl.Expr:  # each row's quantile at the position its count gives
             pick = lambda k: _pick(wires, p, k) if k else pl.lit(None, pl.Float64)  # noqa: E731 - no reading
@@ -198,7 +199,7 @@ def _network_stats(base: pl.DataFrame, column: str, window: int, names: dict[str
 
         picked = net[short].with_columns(n.alias("__n")).select([by_count(_P[st]).alias(c) for st, c in names.items()])
         stats = stats.with_columns([stats[c].scatter(short, picked[c]) for c in names.values()])
-    return stats, ~inside
+    return stats
 
 
 def _kernel_stats(by: str | list[str], cols: dict[tuple[str, int], dict[str, str]]) -> list[pl.Expr]:
@@ -274,7 +275,7 @@ def with_window_stats(lf: pl.LazyFrame, rules: list[Any]) -> tuple[pl.LazyFrame,
             # ±∞ or NaN in a window inside the machine: this column's own patch rows
             rows = ((cnt["fin"] + cnt["nul"] < w) & ~cut).arg_true().to_numpy()
             if len(rows) <= _PATCH_SHARE * base.height:
-                stats.append(_network_stats(base, c, w, names, cnt)[0])
+                stats.append(_network_stats(base, c, w, names, cnt))
                 if len(rows):
                     own[(c, w)] = rows
                 continue
