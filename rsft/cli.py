@@ -85,8 +85,6 @@ def _load(config: str, sets: Optional[list[str]] = None) -> PipelineConfig:
         cfg = load_config(config, overrides)
     except ConfigError as e:
         _fail(str(e))
-    except (TypeError, AttributeError) as e:  # a dotted --set key below a plain value (train.lr.x=1)
-        _fail(f"{_bad_set_key(config, overrides) or '--set'}: {type(e).__name__}: {e}")
     from rsft.state import configure_environment
 
     try:
@@ -94,27 +92,6 @@ def _load(config: str, sets: Optional[list[str]] = None) -> PipelineConfig:
     except ValueError as e:  # RSFT_STATE_DIR=s3://… (state.dir is checked with the config)
         _fail(str(e))
     return cfg
-
-
-def _bad_set_key(config: str, overrides: dict[str, Any]) -> str | None:
-    """The --set key whose dotted path goes through a value that is not a section, named."""
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(config).read_text()) or {}
-    except (OSError, yaml.YAMLError):
-        return None
-    for dotted in overrides:
-        node, walked = data, []
-        for key in dotted.split(".")[:-1]:
-            if not isinstance(node, dict):
-                break
-            walked.append(key)
-            node = node.get(key, {})
-        if isinstance(node, dict):
-            continue
-        return f"--set {dotted}: '{'.'.join(walked)}' is a value, not a section"
-    return None
 
 
 def _cell(v: Any) -> str:

@@ -727,6 +727,8 @@ def load_config(path: str | os.PathLike[str], overrides: dict[str, Any] | None =
         raise ConfigError(f"{p}:{where} not valid YAML: {why}") from None
     except (OSError, UnicodeDecodeError) as err:
         raise ConfigError(f"{p}: cannot read: {err}") from None
+    if not isinstance(data, dict):  # (before the --set values go into it)
+        raise ConfigError(f"{p}: top level must be a mapping")
     alone = copy.deepcopy(data)  # the file without the --set values (whose error is it?)
     for dotted, value in (overrides or {}).items():
         node = data
