@@ -3,7 +3,6 @@ sub-flows (ingest, select, finetune) with per-file, per-chunk and per-CV-unit ta
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from rsft.config import PipelineConfig, load_config
 from rsft.pipeline.night import Steps, run_night
 from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
 from rsft.pipeline.summary import mlflow_line
+from rsft.readable import counts, human
 
 PREFECT_STEPS = Steps(ingest=ingest_datasets, select=select_rows, finetune=finetune_selected)
 
@@ -64,13 +64,13 @@ def _summary_markdown(summary: dict[str, Any], link: str = "") -> str:
     first = ("promoted", "reason", "model_version", "recipe", "mlflow_run", "champion_uri")
     keys = [k for k in first if k in summary] + [k for k in summary if k not in first and k != "adapt_candidates"]
 
-    def cell(v: Any) -> str:
+    def cell(v: Any) -> str:  # numbers as the CLI's tables show them (137,129 · 0.01674 · yes)
         if isinstance(v, dict):  # counts per reason / rule: "a 3, b 2"
-            text = ", ".join(f"{k} {x}" for k, x in v.items()) or "—"
+            text = counts(v) or "—"
         elif isinstance(v, list) and all(isinstance(x, str) for x in v):  # warnings, as sentences
             text = " ".join(f"⚠ {x}." for x in v) or "none"
         else:
-            text = v if isinstance(v, str) else json.dumps(v, default=str)
+            text = human(v)
         return text.replace("|", "/").replace("\n", " ")
 
     rows = [f"| {k.replace('_', ' ')} | {cell(summary[k])} |" for k in keys]

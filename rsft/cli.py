@@ -21,6 +21,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from rsft.config import ConfigError, PipelineConfig, load_config
+from rsft.readable import counts as _counts
+from rsft.readable import human as _cell
 from rsft.state import state_paths
 
 app = typer.Typer(
@@ -94,19 +96,6 @@ def _load(config: str, sets: Optional[list[str]] = None) -> PipelineConfig:
     return cfg
 
 
-def _cell(v: Any) -> str:
-    """A value as a person reads it: 137,129 · 0.01674 · 1.363 · yes · — (none)."""
-    if v is None:
-        return "—"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int):
-        return f"{v:,}"
-    if isinstance(v, float):
-        return f"{v:,.0f}" if abs(v) >= 1e5 else f"{v:,.6g}"
-    return v if isinstance(v, str) else json.dumps(v, default=str)
-
-
 def _kv_table(title: str, rows: dict[str, Any]) -> Table:
     t = Table(title=title, show_header=False, title_justify="left")
     t.add_column(style="bold")
@@ -114,11 +103,6 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
     for k, v in rows.items():
         t.add_row(k.replace("_", " "), _cell(v))
     return t
-
-
-def _counts(counts: dict[str, int]) -> str:
-    """"a 12, b 3" — rows per reason or rule, in the order given."""
-    return ", ".join(f"{k} {v:,}" for k, v in counts.items())
 
 
 _HEADERS = {"cv_rmse": "cv rmse", "cv_fits": "cv fits", "pool_rows": "pool rows", "seconds": "s",

@@ -132,16 +132,24 @@ def prefect_pages(state: Path, out: Path, browser: str, first: int) -> int:
                     print("  prefect server did not start (see prefect-ui.log)")
                     return 0
                 time.sleep(1)
-        body = {"sort": "START_TIME_DESC", "limit": 1, "flows": {"name": {"any_": ["nightly-retrain"]}}}
-        req = urllib.request.Request(f"{base}/api/flow_runs/filter", data=json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"}, method="POST")
-        with urllib.request.urlopen(req, timeout=30) as r:
-            runs = json.loads(r.read())
+        def newest(**state) -> list:
+            body = {"sort": "START_TIME_DESC", "limit": 1, "flows": {"name": {"any_": ["nightly-retrain"]}},
+                    **({"flow_runs": {"state": {"type": {"any_": list(state.values())}}}} if state else {})}
+            req = urllib.request.Request(f"{base}/api/flow_runs/filter", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"}, method="POST")
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.loads(r.read())
+
+        # the newest night that finished: a failed or crashed later run (a killed test night, a
+        # re-run stopped by hand) has no report to show
+        runs = newest(type="COMPLETED") or newest()
         if not runs:
             print("  no nightly-retrain flow run in the Prefect database")
             return 0
         run = runs[0]
-        print(f"  prefect: newest night {run['name']!r}")
+        state = (run.get("state") or {}).get("type", "?")
+        print(f"  prefect: newest {'completed ' if state == 'COMPLETED' else ''}night {run['name']!r}"
+              + ("" if state == "COMPLETED" else f" ({state}: no completed night)"))
         body = {"artifacts": {"flow_run_id": {"any_": [run["id"]]}}, "sort": "KEY_ASC"}
         req = urllib.request.Request(f"{base}/api/artifacts/filter", data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"}, method="POST")

@@ -134,3 +134,18 @@ def test_ui_check_screenshots_every_page_of_a_night(tmp_path):
     for p in shots:
         img = imread(p)
         assert img.shape[0] > 500 and float(img[..., :3].std()) > 0.02, f"{p.name} looks blank"
+
+
+def test_night_summary_artifact_reads_numbers_as_the_cli_tables_do():
+    """The Prefect retrain-summary table: 11,433 rows, yes/no, counts with thousands — not JSON."""
+    from flows.retrain import _summary_markdown
+
+    md = _summary_markdown({"rows_ingested": 11433, "promoted": True, "acceptance_rate": 0.0130212345,
+                            "quarantine_reasons": {"duplicate row": 1200, "missing s05": 8}, "warm_start": None,
+                            "reason": "rmse 1.135 < champion 1.392"})
+    rows = {line.split("|")[1].strip(): line.split("|")[2].strip() for line in md.splitlines()[3:] if line.startswith("| ")}
+    assert rows["promoted"] == "yes" and md.index("| promoted |") < md.index("| rows ingested |")  # decision first
+    assert rows["rows ingested"] == "11,433"
+    assert rows["acceptance rate"] == "0.0130212"
+    assert rows["quarantine reasons"] == "duplicate row 1,200, missing s05 8"
+    assert rows["warm start"] == "—"

@@ -145,7 +145,7 @@ def selection_markdown(cfg: PipelineConfig, selection: Selection) -> str:
     lines = [f"# Selection report: {sel.rows_out:,} pool rows selected for the target", ""]
     if warnings:
         lines += [f"## ⚠ {len(warnings)} warning{'s' if len(warnings) > 1 else ''}", "", *[f"- {w}" for w in warnings], ""]
-    lines += ["| | |", "|---|---|",
+    lines += ["| measure | value |", "|---|---|",
               f"| kept by the prefilter | {pre.rows_out:,} of {pre.rows_in:,} ingested pool rows |",
               f"| selected ({sel.mode} sampling, {cfg.scorer.kind} scorer) | {sel.rows_out:,} rows = "
               f"{sel.acceptance_rate:.2%} of the kept rows"
