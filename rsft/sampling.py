@@ -22,6 +22,7 @@ decides its rows; a re-run with the same fingerprint returns the marker's summar
 
 from __future__ import annotations
 
+import functools
 import glob
 import hashlib
 import json
@@ -111,6 +112,22 @@ def _hive(path: str, root: str | None) -> tuple[tuple[str, str], ...]:
     return tuple(tuple(seg.split("=", 1)) for seg in segs if "=" in seg)  # type: ignore[misc]
 
 
+@functools.lru_cache(maxsize=4096)
+def _row_groups(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, uncompressed bytes) of each row group of a Parquet file, from its footer: read once
+    per file version and process (the plan and every chunk over the file use it; a night's
+    scoring pass opened each day file's footer twice more than it read the file)."""
+    md = pq.ParquetFile(path).metadata
+    groups = [md.row_group(i) for i in range(md.num_row_groups)]
+    return (np.array([g.num_rows for g in groups], dtype=np.int64),
+            np.array([g.total_byte_size for g in groups], dtype=np.int64))
+
+
+def row_groups(path: str) -> tuple[np.ndarray, np.ndarray]:
+    st = os.stat(path)
+    return _row_groups(os.path.abspath(path), st.st_mtime_ns, st.st_size)
+
+
 def plan_chunks(source: str | Path, chunk_rows: int) -> list[ChunkSpec]:
     """Chunks of at most ``chunk_rows`` rows over the sorted files of ``source`` (file, dir or glob).
 
@@ -124,7 +141,7 @@ def plan_chunks(source: str | Path, chunk_rows: int) -> list[ChunkSpec]:
     parts: list[ChunkPart] = []
     room = chunk_rows
     for path in files:
-        n, off = pq.ParquetFile(path).metadata.num_rows, 0
+        n, off = int(row_groups(path)[0].sum()), 0
         while off < n:
             take = min(room, n - off)
             parts.append(ChunkPart(path, off, take, _hive(path, root)))
@@ -172,20 +189,19 @@ def iter_chunk(spec: ChunkSpec, chunk_bytes: int) -> Iterator[pl.DataFrame]:
     row groups overlapping a part are read, and reading stops at the part's last row. The rows per
     batch come from each row group's uncompressed size in the file's metadata (its mean row)."""
     for part in spec.parts:
-        pf = pq.ParquetFile(part.path, buffer_size=1 << 20)  # pages streamed, not a whole column chunk
-        md = pf.metadata
-        sizes = [md.row_group(i).num_rows for i in range(md.num_row_groups)]
+        sizes, group_bytes = row_groups(part.path)
         starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         end = part.offset + part.length
-        groups = [i for i in range(md.num_row_groups) if starts[i] < end and starts[i + 1] > part.offset]
+        groups = [i for i in range(len(sizes)) if starts[i] < end and starts[i + 1] > part.offset]
         if not groups:
             continue
-        row_bytes = max(md.row_group(i).total_byte_size / max(1, sizes[i]) for i in groups)
+        row_bytes = max(group_bytes[i] / max(1, sizes[i]) for i in groups)
         if row_bytes * part.length <= READ_WHOLE_UP_TO * chunk_bytes:
             # small decoded (numeric pools: a 200k-row chunk of 12 sensors is ~20 MB): one read with
             # Polars' reader, ~30 % less CPU than pyarrow's batches + the Arrow → Polars conversion
             yield _read_part(part)
             continue
+        pf = pq.ParquetFile(part.path, buffer_size=1 << 20)  # pages streamed, not a whole column chunk
         batch = int(max(1, min(part.length, chunk_bytes // max(1.0, row_bytes))))
         pos = int(starts[groups[0]])
         for rb in pf.iter_batches(batch_size=batch, row_groups=groups, use_threads=False):

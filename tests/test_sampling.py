@@ -404,3 +404,23 @@ def test_long_documents_are_scored_in_slices_under_the_byte_budget(mode, tmp_pat
     lw = pl.concat([pl.read_parquet(p) for p in sorted((tmp_path / "b").glob("chunk-*.parquet"))])["log_w"]
     assert lw.is_finite().all() and b.max_log_w is not None and math.isfinite(b.max_log_w)
     assert b.rows_out == (50 if mode == "budget" else a.rows_out) and b.rows_in == 600
+
+
+def test_plan_sees_a_rewritten_file(tmp_path):
+    """Row-group layouts are cached per file version (path, mtime, size): a day file rewritten in
+    place (a recomputed day) is planned and read with its new rows, not the cached footer's."""
+    import os
+
+    import polars as pl
+
+    from rsft.sampling import plan_chunks, read_chunk
+
+    f = tmp_path / "day.parquet"
+    pl.DataFrame({"x": [1.0, 2.0, 3.0]}).write_parquet(f)
+    assert [s.rows for s in plan_chunks(f, 10)] == [3]
+    st = os.stat(f)
+    pl.DataFrame({"x": [float(i) for i in range(7)]}).write_parquet(f)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime: the size still tells them apart
+    specs = plan_chunks(f, 10)
+    assert [s.rows for s in specs] == [7]
+    assert read_chunk(specs[0])["x"].to_list() == [float(i) for i in range(7)]
