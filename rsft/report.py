@@ -534,11 +534,11 @@ def plot_log_w(log_w_pool: np.ndarray, log_w_selected: np.ndarray, threshold: fl
         hi = hi if hi > lo else lo + 1.0
         bins = np.linspace(lo, hi + 1e-9, 61)
         below = float((lw < lo).mean())
-        ax.hist(np.clip(lw, lo, None)[lw >= lo], bins=bins, weights=np.full((lw >= lo).sum(), 1 / len(lw)),
-                color=COLORS["pool"], alpha=0.55, label=f"pool sample ({len(lw):,} rows)")
+        _hist(ax, lw[lw >= lo], bins, weight=1 / len(lw), fill=True, color=COLORS["pool"], alpha=0.55,
+              label=f"pool sample ({len(lw):,} rows)")
         if len(sl):
-            ax.hist(sl[sl >= lo], bins=bins, weights=np.full((sl >= lo).sum(), 1 / len(sl)), histtype="step",
-                    linewidth=2, color=COLORS["selected"], label=f"selected ({len(sl):,} rows)")
+            _hist(ax, sl[sl >= lo], bins, weight=1 / len(sl), linewidth=2, color=COLORS["selected"],
+                  label=f"selected ({len(sl):,} rows)")
         note = (f"{_pct(below)} of pool-sample rows have log w < {lo:.1f} (not drawn"
                 + (f": accepted with probability < e^-{LOG_W_SPAN:.0f})" if threshold is not None else ")"))
         ax.text(0.01, 0.97, note, transform=ax.transAxes, va="top", fontsize=8,
@@ -555,6 +555,18 @@ def plot_log_w(log_w_pool: np.ndarray, log_w_selected: np.ndarray, threshold: fl
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, 0.88))
     fig.savefig(path, dpi=110)
     return info
+
+
+def _hist(ax, x: np.ndarray, bins: np.ndarray, weight: float | None = None, fill: bool = False, **style) -> None:
+    """A histogram as one outline or filled polygon (``stairs``), not a patch per bin as
+    ``ax.hist``'s bars: the report's ~600 bar patches were most of its drawing time. Heights: each
+    row's ``weight`` summed per bin, or a density (each set normalised to its own rows)."""
+    x = np.asarray(x, np.float64)
+    if weight is None:
+        h, _ = np.histogram(x, bins=bins, density=True) if len(x) else (np.zeros(len(bins) - 1), None)
+    else:
+        h = np.histogram(x, bins=bins)[0] * weight
+    ax.stairs(np.nan_to_num(h), bins, fill=fill, **style)
 
 
 def _unit(name: str, units: dict[str, str] | None) -> str:
@@ -588,11 +600,10 @@ def plot_marginals(names: list[str], xp: np.ndarray, xt: np.ndarray, xs: np.ndar
         both = np.concatenate([xp[:, j], xt[:, j]])
         lo, hi = np.percentile(both, [0.5, 99.5]) if len(both) else (0.0, 1.0)
         bins = np.linspace(lo, hi if hi > lo else lo + 1.0, 40)
-        ax.hist(xp[:, j], bins=bins, density=True, color=COLORS["pool"], alpha=0.45, label="pool sample")
-        ax.hist(xt[:, j], bins=bins, density=True, histtype="step", linewidth=1.8, color=COLORS["target"], label="target")
+        _hist(ax, xp[:, j], bins, fill=True, color=COLORS["pool"], alpha=0.45, label="pool sample")
+        _hist(ax, xt[:, j], bins, linewidth=1.8, color=COLORS["target"], label="target")
         if len(xs):
-            ax.hist(xs[:, j], bins=bins, density=True, histtype="step", linewidth=1.8, color=COLORS["selected"],
-                    label="selected")
+            _hist(ax, xs[:, j], bins, linewidth=1.8, color=COLORS["selected"], label="selected")
         unit = _unit(names[j], units)
         ks = (f"KS to target: pool {ks_stat(xp[:, j], xt[:, j]):.2f}"
               + (f", selected {ks_stat(xs[:, j], xt[:, j]):.2f}" if len(xs) else ""))
