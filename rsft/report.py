@@ -643,7 +643,11 @@ def plot_group_coverage(by_group: list[dict[str, Any]], col: str, path: Path) ->
         if g.get("flagged"):
             lab.set_color("#b00000")
             lab.set_fontweight("bold")
-    ax.yaxis.set_major_formatter(lambda v, _: f"{100 * v:.0f} %")
+    # ticks at whole percents where they fit (a tick at 0.175 labelled "18 %" misread a bar)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(nbins=8, steps=[1, 2, 5, 10]))
+    ax.yaxis.set_major_formatter(lambda v, _: f"{round(100 * v, 6):g} %")  # 17.5 % stays 17.5 %
     ax.set_xlabel(f"{col}" + ("   (% under each: its target rows with no comparable pool row)"
                               if any(g.get("uncovered_share") is not None for g in groups) else ""), fontsize=9)
     ax.set_ylabel("share of rows")

@@ -255,3 +255,31 @@ def test_report_on_a_sample_of_the_selection_keeps_the_counts_of_all_rows(tmp_pa
     # without the counts (the sample alone) the same call reports the sample's numbers
     rep2 = selection_report(target, pool, sample, cfg, np.zeros(pool.height), tmp_path / "s", log_m=0.0, pool_rows=50_000)
     assert rep2["selected_rows"] == 1000 and "selected_rows_in_statistics" not in rep2
+
+
+def test_coverage_chart_labels_its_ticks_with_their_values(tmp_path):
+    """The per-group chart's y ticks read as their values: a tick at 17.5 % is not labelled
+    "18 %" (the labels were rounded to whole percents while the ticks sat every 2.5 %)."""
+    from matplotlib.figure import Figure
+
+    import rsft.report as report
+
+    captured = {}
+    real_savefig = Figure.savefig
+
+    def savefig(fig, path, **kw):
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        captured["ticks"] = [(t, lab.get_text()) for t, lab in zip(ax.get_yticks(), ax.get_yticklabels())]
+        return real_savefig(fig, path, **kw)
+
+    groups = [{"m": f"B{i}", "target_share": t, "selected_share": t, "pool_share": 0.08, "uncovered_share": None,
+               "flagged": False} for i, t in enumerate([0.185, 0.05, 0.12])]
+    Figure.savefig = savefig
+    try:
+        report.plot_group_coverage(groups, "m", tmp_path / "c.png")
+    finally:
+        Figure.savefig = real_savefig
+    assert captured["ticks"]
+    for value, label in captured["ticks"]:
+        assert float(label.rstrip(" %").replace("−", "-")) == pytest.approx(100 * value), (value, label)
