@@ -632,6 +632,14 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
     for key, p in named:  # local paths only (an s3:// source is checked when it is read)
         if p and "://" not in p and not globs.glob(cfg.resolve(p), recursive=True):
             _line(err, f"[yellow]warning[/] {key}: {escape(cfg.resolve(p))}: no such file or directory (yet)", markup=True)
+    sensors = cfg.ingest.sensors
+    if sensors is not None:  # a feature the contract lets be missing, that no rule removes: the night's scorer would refuse it
+        covered = {c for r in cfg.prefilter.rules if r.kind == "not_null" for c in r.columns}
+        loose = [c.name for c in sensors.columns if c.nullable and c.name in cfg.features.numeric and c.name not in covered]
+        if loose:
+            _line(err, f"[yellow]warning[/] features.numeric: {', '.join(loose)} may be missing (nullable in "
+                       f"ingest.sensors) and no not_null prefilter rule removes such rows; the scorer cannot use "
+                       f"them — add {escape('{kind: not_null, columns: [' + ', '.join(loose) + ']}')}", markup=True)
 
 
 def main() -> None:

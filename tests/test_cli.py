@@ -152,3 +152,17 @@ def test_version():
 
     out = rsft("--version")
     assert out.returncode == 0 and out.stdout.strip() == f"rsft {__version__}"
+
+
+def test_check_config_warns_about_a_nullable_feature_no_rule_removes(tmp_path):
+    """A contract column that may be missing, used as a model feature, with no not_null rule: the
+    night's scorer would refuse it; check-config says so (and which rule to add) beforehand."""
+    text = (REPO / "examples" / "factory.yaml").read_text()
+    assert "features.numeric" not in rsft("check-config", "--config", "examples/factory.yaml").stderr
+    cfg = tmp_path / "plant.yaml"
+    cfg.write_text(text.replace("{name: s01, dtype: float64, min: 0, max: 150, unit: degC}",
+                                "{name: s01, dtype: float64, min: 0, max: 150, unit: degC, nullable: true}"))
+    out = rsft("check-config", "--config", str(cfg))
+    assert out.returncode == 0, out.stderr
+    warning = [line for line in out.stderr.splitlines() if "features.numeric" in line]
+    assert len(warning) == 1 and "s01 may be missing" in warning[0] and "{kind: not_null, columns: [s01]}" in warning[0]

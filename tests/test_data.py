@@ -137,3 +137,31 @@ def test_autoencoder_pretrains_over_an_unlabelled_stream(tmp_path):
     before = reconstruction_error(ae, x).mean()
     pretrain_autoencoder(ae, ParquetStream(tmp_path, FEATS, batch_size=128, shuffle_buffer=512), TrainConfig(epochs=5, lr=1e-2, seed=0))
     assert reconstruction_error(ae, x).mean() < 0.5 * before  # 4 inputs through 3 latents; stated tolerance
+
+
+def test_features_with_missing_values_name_the_rule_that_removes_them():
+    """A nullable contract column used as a feature: the scorer's fit is refused in one line that
+    names the columns, their counts and the rule (`not_null` for nulls — `finite` keeps nulls —,
+    `finite` for NaN/±inf); complete features pass."""
+    from pathlib import Path
+
+    import polars as pl
+
+    from rsft.config import load_config
+    from rsft.pipeline.data import check_features_complete
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "examples" / "factory.yaml")
+    n = 50
+    cols = {c: [1.0] * n for c in cfg.features.numeric}
+    ok = pl.DataFrame(cols)
+    check_features_complete(cfg, ok, "the pool sample")
+    bad = ok.with_columns(pl.when(pl.int_range(n) < 3).then(None).otherwise(pl.col("s01")).alias("s01"),
+                          pl.when(pl.int_range(n) < 2).then(float("nan")).otherwise(pl.col("s02")).alias("s02"))
+    with pytest.raises(ValueError) as e:
+        check_features_complete(cfg, bad, "the pool sample")
+    msg = str(e.value)
+    assert "\n" not in msg
+    assert "s01 (3 rows)" in msg and "{kind: not_null, columns: [s01]}" in msg
+    assert "s02 (2 rows)" in msg and "{kind: finite, columns: [s02]}" in msg
+    with pytest.raises(ValueError, match="target sample is not prefiltered"):
+        check_features_complete(cfg, bad, "the target sample")

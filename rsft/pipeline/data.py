@@ -222,6 +222,31 @@ def run_key(cfg: PipelineConfig, prefiltered: Prefiltered) -> str:
     )
 
 
+def check_features_complete(cfg: PipelineConfig, df: pl.DataFrame, what: str) -> None:
+    """One line naming the model features with missing (null) or NaN/±inf values in ``df`` and the
+    prefilter rule that removes such rows: a scorer cannot be fitted on them (a nullable contract
+    column used as a feature needs a ``not_null`` rule; ``finite`` keeps nulls by design)."""
+    cols = [c for c in cfg.features.numeric if c in df.columns and df.schema[c].is_numeric()]
+    if not cols or df.height == 0:
+        return
+    counts = df.select([pl.col(c).is_null().sum().alias(f"n:{c}") for c in cols]
+                       + [(~pl.col(c).cast(pl.Float64).is_finite()).fill_null(False).sum().alias(f"f:{c}") for c in cols]).row(0, named=True)
+    nulls = {c: counts[f"n:{c}"] for c in cols if counts[f"n:{c}"]}
+    bad = {c: counts[f"f:{c}"] for c in cols if counts[f"f:{c}"]}
+    if not nulls and not bad:
+        return
+    parts = []
+    if nulls:
+        parts.append(f"missing values (null) in {', '.join(f'{c} ({n:,} rows)' for c, n in nulls.items())}: add the "
+                     f"prefilter rule {{kind: not_null, columns: [{', '.join(nulls)}]}}")
+    if bad:
+        parts.append(f"NaN or ±inf in {', '.join(f'{c} ({n:,} rows)' for c, n in bad.items())}: add the prefilter rule "
+                     f"{{kind: finite, columns: [{', '.join(bad)}]}}")
+    if what.startswith("the target"):
+        parts.append("the target sample is not prefiltered: its contract can quarantine such rows (nullable: false)")
+    raise ValueError(f"{what} has model features the scorer cannot use — " + "; ".join(parts))
+
+
 def fit_scorer_stage(cfg: PipelineConfig, prefiltered: Prefiltered) -> Scored:
     """Fit (or reuse) the density-ratio scorer on the target sample vs a pool sample, score that
     sample and calibrate log M on it."""
@@ -241,6 +266,8 @@ def fit_scorer_stage(cfg: PipelineConfig, prefiltered: Prefiltered) -> Scored:
     target = load_target(cfg)
     if target.height == 0:
         raise ValueError("target sample has no labelled rows after ingest")
+    check_features_complete(cfg, pool, "the pool sample (kept by the prefilter)")
+    check_features_complete(cfg, target, "the target sample")
     if scorer_path.exists():
         scorer = load_scorer(scorer_path)
     else:
