@@ -166,7 +166,7 @@ def retrain(
                   " (tracebacks: RSFT_LOG_LEVEL=DEBUG)", 1)
     shown = {_RETRAIN_LABELS.get(k, k): v for k, v in summary.items()
              if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "mlflow_nights", "quarantine_reasons", "selection_warnings",
-                          "already_decided")}  # (said above the table)
+                          "already_decided", "failed_files")}  # (said above or below the table)
     if summary.get("model_version") is None:  # the search kept the champion: nothing was registered
         shown[_RETRAIN_LABELS.get("model_version", "model_version")] = "none registered (the champion stays)"
     decided = summary.get("already_decided")
@@ -179,6 +179,8 @@ def retrain(
     for what, key in (("quarantined (new files)", "quarantine_reasons"), ("prefilter dropped", "prefilter_dropped")):
         if summary.get(key):
             _line(console, f"{what}: {_counts(summary[key])}")
+    for line in summary.get("failed_files") or []:  # as `rsft ingest` names them: left out of tonight's pool
+        _line(err, f"[yellow]failed[/] {escape(line)} — left out of tonight's pool, tried again next night", markup=True)
     for line in summary.get("selection_warnings") or []:
         _line(console, f"selection warning: {line}", style="yellow")
     console.print("acceptance rate = selected ÷ prefiltered pool rows; ideal acceptance = E[min(w, M)] / M, what "

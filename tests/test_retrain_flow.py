@@ -64,7 +64,11 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
 
     # ---- night 2: new exports; warm start from the champion; alias moves only if better
     write_synthetic(cfg.synth, raw, night=2)
+    (raw / "pool" / "sensors_broken.csv").write_text("machine_id,when\nM01,2026-01-01\n")  # an export that fails
     s2 = retrain(config_path=str(cfg_path))
+    assert s2["files_failed"] == 1  # left out of the night, named with why (not only counted)
+    assert len(s2["failed_files"]) == 1 and s2["failed_files"][0].startswith("sensors: ")
+    assert "sensors_broken.csv" in s2["failed_files"][0] and "missing required column" in s2["failed_files"][0]
     assert s2["warm_start"] == f"models:/{name}/1"
     assert s2["model_version"] == "2"
     better = s2["challenger_rmse"] < s2["champion_rmse"]

@@ -23,6 +23,9 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         "rows_quarantined": pool.rows_quarantined,
         "quarantine_reasons": pool.quarantine_reasons,
         "files_failed": len(pool.files_failed),
+        # every dataset's failed files, named with why ("sensors: a.csv: …"): left out of tonight's
+        # pool and tried again next night — the operator must see which, not only how many
+        "failed_files": [f"{name}: {line}" for name, d in ingested.datasets.items() for line in d.files_failed],
         "rows_prefiltered_in": pre.rows_in,
         "rows_kept_by_prefilter": pre.rows_out,
         "prefilter_dropped": pre.dropped,
@@ -105,7 +108,10 @@ def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None,
     rows = [
         ("ingested (tonight's new files)", "—" if ingested is None else
          f"{ingested.files - ingested.files_skipped} files, {ingested.rows_ok:,} rows ok, "
-         f"{ingested.rows_quarantined:,} quarantined" + (f", {len(ingested.files_failed)} files failed" if ingested.files_failed else "")),
+         f"{ingested.rows_quarantined:,} quarantined" + (f", {len(ingested.files_failed)} files failed (left out, tried "
+                                                         f"again next night: {'; '.join(ingested.files_failed[:3])}"
+                                                         + ("; …" if len(ingested.files_failed) > 3 else "") + ")"
+                                                         if ingested.files_failed else "")),
         ("kept by the prefilter (all nights)", f"{pre.rows_out:,} of {pre.rows_in:,} pool rows"),
         ("selected for tonight's regime", f"{sel.rows_out:,} rows ({sel.acceptance_rate:.2%} of the kept pool, {sel.mode} sampling)"
          + (f"; ESS {rep['ess']:.0f}" if isinstance(rep.get("ess"), (int, float)) else "")
