@@ -318,6 +318,22 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f} %" if 0 < x < 0.01 else f"{100 * x:.0f} %"
 
 
+ESS_WARN_ROWS = 30  # fewer effective pool-sample rows than this: a handful of rows carry the weights
+
+
+def weight_warnings(report: dict[str, Any]) -> list[str]:
+    """Degenerate weights in words: when the pool sample's effective sample size is below
+    ``ESS_WARN_ROWS``, almost all of w sits on a few rows (an extreme density ratio, e.g. a
+    Gaussian scorer on a heavy-tailed feature), and the selection follows those rows' tail."""
+    n, e = report.get("pool_sample_rows") or 0, report.get("ess")
+    if not isinstance(e, (int, float)) or not n or e >= min(ESS_WARN_ROWS, n / 10):
+        return []
+    return [f"the weights are degenerate: the pool sample's {n:,} rows have an effective sample size of {e:.1f} "
+            "(a few rows carry almost all of w: the density ratio is extreme, e.g. on a heavy-tailed feature, or "
+            "the target lies outside the pool); a smaller sampling.temper (β < 1) flattens the weights, a "
+            "gmm or classifier scorer follows the data's shape more closely"]
+
+
 def coverage_warnings(cov: dict[str, Any], selected_rows: int) -> list[str]:
     """The report's findings in words: one string per problem (empty when there is none)."""
     out = []
@@ -409,7 +425,7 @@ def selection_report(
         cov["group_column"] = col
         cov["by_group"] = group_coverage(target_df, pool_sample_df, selected_df, col, uncovered, checked, selected_counts)
     report["coverage"] = cov
-    report["warnings"] = coverage_warnings(cov, report["selected_rows"])
+    report["warnings"] = coverage_warnings(cov, report["selected_rows"]) + weight_warnings(report)
     try:
         report["plots"] = _plots(out, names, xt, xp, xs, log_w_pool, selected_df, log_m, temper, units, cov)
     except Exception as e:  # a plot must never fail a nightly run

@@ -34,6 +34,18 @@ def test_statistics_on_known_values():
     assert binary_auroc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8])) == 0.75
 
 
+def test_degenerate_weights_are_a_warning():
+    """ESS of a handful of rows among many (one row carries w): a warning naming the figure and the
+    knobs; a healthy ESS (or a pool sample too small to tell) gives none."""
+    from rsft.report import weight_warnings
+
+    [w] = weight_warnings({"pool_sample_rows": 49_852, "ess": 1.0})
+    assert "effective sample size of 1.0" in w and "49,852" in w and "sampling.temper" in w
+    assert weight_warnings({"pool_sample_rows": 49_852, "ess": 260.0}) == []
+    assert weight_warnings({"pool_sample_rows": 40, "ess": 5.0}) == []  # 40 rows: ESS 5 is not a finding
+    assert weight_warnings({"pool_sample_rows": 0, "ess": 0.0}) == []
+
+
 def test_two_sample_auc():
     """Same distribution: AUC within 0.05 of ½; unit mean shift in one of 3 features: within 0.04
     of the Bayes AUC Φ(1/√2) ≈ 0.760 (4000 rows each, seed 0)."""

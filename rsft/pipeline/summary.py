@@ -16,6 +16,7 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
     pool = ingested[pool_dataset(cfg)]
     sel, pre = selection.selected, selection.prefiltered
     metric, champ, search, t = result.metric, result.champion, result.adapt, result.train
+    rep = selection.report or {}
     uri = tracking_uri(cfg)
     return {
         "files_new": pool.files - pool.files_skipped - len(pool.files_failed),  # ingested tonight (failed: below)
@@ -36,6 +37,9 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         "acceptance_rate": round(sel.acceptance_rate, 5),
         "ideal_acceptance": None if sel.ideal_acceptance is None else round(sel.ideal_acceptance, 5),
         "clipped_share": round(sel.clipped_share, 5),
+        # how many pool-sample rows the weights effectively rest on ((Σw)² / Σw²): a handful = degenerate
+        **({"effective_sample_size": f"{rep['ess']:,.0f} of {rep['pool_sample_rows']:,} pool-sample rows"}
+           if isinstance(rep.get("ess"), (int, float)) and rep.get("pool_sample_rows") else {}),
         # the selection report's warnings (uncovered target rows, missed groups, worse features)
         "selection_warnings": list((selection.report or {}).get("warnings") or []),
         "train_rows": result.train["train_rows"],
@@ -114,7 +118,7 @@ def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None,
                                                          if ingested.files_failed else "")),
         ("kept by the prefilter (all nights)", f"{pre.rows_out:,} of {pre.rows_in:,} pool rows"),
         ("selected for tonight's regime", f"{sel.rows_out:,} rows ({sel.acceptance_rate:.2%} of the kept pool, {sel.mode} sampling)"
-         + (f"; ESS {rep['ess']:.0f}" if isinstance(rep.get("ess"), (int, float)) else "")
+         + (f"; ESS {rep['ess']:.0f} of {rep.get('pool_sample_rows', 0):,} pool-sample rows" if isinstance(rep.get("ess"), (int, float)) else "")
          + (f"; selected-vs-target AUC {rep['auc_selected_vs_target']:.2f}" if isinstance(rep.get("auc_selected_vs_target"), float) else "")),
         *([("coverage of the target", _coverage_line(rep))] if _coverage_line(rep) else []),
         ("recipe", f"{search['chosen']} — {search['why']}" if search else f"rsft ({cfg.sampling.mode} sampling)"),
