@@ -279,8 +279,12 @@ def plan(cfg: PrefilterConfig, columns: list[str], derive=None, time_column: str
                          f"rules ({by}, {order_by})")
     ctx = max((getattr(r, "window", 2) for r in windows), default=0)
     kctx = derive.context if derive is not None else 0
+    # a duplicate key holding the time column stays within one day (equal keys, equal day), so the
+    # rule can be judged day by day; with window rules or rolling features the key must also hold
+    # their group (the blocks carry machines' context across days)
+    need = {by, order_by} if windows or derive is not None else {order_by}
     for r in cfg.rules:
-        if r.kind in _GLOBAL_KINDS or (r.kind == "duplicate" and not ({by, order_by} <= set(r.columns))):
+        if r.kind in _GLOBAL_KINDS or (r.kind == "duplicate" and not (need <= set(r.columns))):
             if windows or derive is not None:  # day by day, such a rule would miss pairs across days
                 raise ValueError(f"prefilter rule '{_rule_name(r)}': with window rules, a duplicate key must include "
                                  f"{by} and {order_by} (blocks hold whole days)")

@@ -126,6 +126,32 @@ def test_an_unchanged_night_reuses_every_day_and_writes_the_same_manifest(tmp_pa
     assert a["days_computed"] == 3 and b["days_computed"] == 0 and a["path"] == b["path"]
 
 
+def test_a_duplicate_key_with_the_time_column_is_judged_day_by_day(tmp_path):
+    """Row rules only, a duplicate key holding the time column (no window rules, no rolling
+    features): the kept pool is still updated day by day — a later night recomputes only the day
+    a late duplicate file lands on and the new day — and equals the whole-pool evaluation."""
+    rng = np.random.default_rng(5)
+    days = [_day(d, rng) for d in range(4)]
+    cfg = PrefilterConfig.model_validate({"rules": [{"kind": "duplicate", "columns": ["machine_id", "ts"]},
+                                                    {"kind": "range", "column": "s01", "min": 0, "max": 150}]})
+    src, inc = tmp_path / "src", tmp_path / "k"
+    for d in range(3):
+        _write(src, f"d{d}", days[d])
+    m1 = keptpool.update(src, inc, cfg, rules_key="k", time_column="ts")
+    assert m1["days_total"] == 3 and m1["days_computed"] == 3  # not one whole-pool partition
+    _write(src, "d3", days[3])
+    _write(src, "dup1", days[1].head(20).with_columns(pl.lit("dup").alias("_source")))  # re-sent rows of day 1
+    m2 = keptpool.update(src, inc, cfg, rules_key="k", time_column="ts")
+    day = lambda d: (T0 + timedelta(days=d)).date().isoformat()  # noqa: E731
+    assert m2["computed"] == [day(1), day(3)]
+    lf = pl.scan_parquet(str(src / "data" / "*.parquet"))
+    whole, flags = flagged(lf, cfg)
+    want = whole.filter(pl.all_horizontal(flags)).drop(flags).collect()
+    key = ["machine_id", "ts", "_source"]
+    assert_frame_equal(_kept(m2).sort(key), want.sort(key), check_dtypes=False)
+    assert m2["dropped"]["duplicate:machine_id,ts"] == 20 and m2["rows_out"] == want.height
+
+
 def test_rules_without_a_time_column_fall_back_to_one_partition(tmp_path):
     src = tmp_path / "src"
     _write(src, "a", pl.DataFrame({"t": ["x", "y", "x "], "_source": "a", "_row": [1, 2, 3]}))
