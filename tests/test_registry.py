@@ -21,9 +21,9 @@ def test_first_model_is_promoted():
 @pytest.mark.parametrize(
     "challenger, base, promote, why",
     [
-        (8.70, 1.28, False, "rmse 8.7 does not beat the base model 1.28"),  # the diverged night's numbers
+        (8.70, 1.28, False, "rmse 8.700 does not beat the base model 1.280"),  # the diverged night's numbers
         (1.27, 1.28, False, "does not beat the base model"),  # not by the 2 % margin
-        (1.00, 1.28, True, "rmse 1 < the base model 1.28"),
+        (1.00, 1.28, True, "rmse 1.000 < the base model 1.280"),
     ],
 )
 def test_first_night_challenger_must_beat_the_base_model(challenger, base, promote, why):
@@ -57,6 +57,17 @@ def test_gate(challenger, champion, rows, promote, why):
     d = registry.decide(POLICY, {"rmse": challenger}, None if champion is None else {"rmse": champion}, rows)
     assert d.promote is promote
     assert why in d.reason
+
+
+def test_decision_reasons_show_comparable_figures():
+    """The reason's numbers share their significant digits, trailing zeros kept (16.70 beside 16.74,
+    not 16.7), and two numbers that differ never read equal (more digits when needed)."""
+    d = registry.decide(POLICY, {"rmse": 16.7}, {"rmse": 17.2}, 100)
+    assert d.reason.startswith("rmse 16.70 < champion 17.20 (bar 16.86)"), d.reason
+    d = registry.decide(POLICY, {"rmse": 1.13512}, {"rmse": 1.13518}, 100)
+    assert "1.1351 does not beat champion 1.1352" in d.reason, d.reason  # 5 digits tell them apart
+    d = registry.decide(POLICY, {"rmse": 1000.0}, {"rmse": 2000.0}, 100)
+    assert d.reason.startswith("rmse 1000 < champion 2000 (bar 1960)"), d.reason
 
 
 def test_pool_regression_guardrail():
