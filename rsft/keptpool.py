@@ -260,6 +260,7 @@ class Plan:
     order_by: str | None  # the time column; None = one partition
     ctx: int  # raw context rows per machine on each side (the widest window rule)
     kctx: int  # kept context rows per machine on the left (rolling features)
+    why: str = ""  # one partition: why the pool cannot be prefiltered day by day (for people)
 
 
 def plan(cfg: PrefilterConfig, columns: list[str], derive=None, time_column: str | None = None) -> Plan:
@@ -288,7 +289,11 @@ def plan(cfg: PrefilterConfig, columns: list[str], derive=None, time_column: str
             if windows or derive is not None:  # day by day, such a rule would miss pairs across days
                 raise ValueError(f"prefilter rule '{_rule_name(r)}': with window rules, a duplicate key must include "
                                  f"{by} and {order_by} (blocks hold whole days)")
-            return Plan(None, None, 0, 0)
+            return Plan(None, None, 0, 0, f"rule '{_rule_name(r)}' compares rows across days"
+                        + (f" (a duplicate key with {order_by} is judged day by day)" if r.kind == "duplicate" and order_by else ""))
+    if order_by is None:
+        return Plan(None, None, 0, 0, f"the pool has no time column '{time_column}' (features.time_column) to split it by day"
+                    if time_column else "no time column to split the pool by day")
     return Plan(by, order_by, ctx, kctx)
 
 
@@ -416,7 +421,7 @@ def update(src: str | Path, root: str | Path, cfg: PrefilterConfig, *, derive=No
         _write_journal(root, version, manifest["days"])  # before the manifest: none is without one
         atomic_write_text(path, json.dumps(manifest, indent=1))
     atomic_write_text(root / "current.json", json.dumps({"version": version}))
-    return {**manifest, "path": str(path), "version": version, "days_total": len(recs),
+    return {**manifest, "path": str(path), "version": version, "days_total": len(recs), "whole_pool_why": p.why,
             "days_computed": sum(bool(r.get("computed")) for r in recs),
             "computed": [r["day"] for r in recs if r.get("computed")]}
 

@@ -138,7 +138,10 @@ def test_a_duplicate_key_with_the_time_column_is_judged_day_by_day(tmp_path):
     for d in range(3):
         _write(src, f"d{d}", days[d])
     m1 = keptpool.update(src, inc, cfg, rules_key="k", time_column="ts")
-    assert m1["days_total"] == 3 and m1["days_computed"] == 3  # not one whole-pool partition
+    assert m1["days_total"] == 3 and m1["days_computed"] == 3 and m1["whole_pool_why"] == ""  # not one whole-pool partition
+    key_only = PrefilterConfig.model_validate({"rules": [{"kind": "duplicate", "columns": ["machine_id"]}]})
+    m = keptpool.update(src, tmp_path / "k2", key_only, rules_key="k2", time_column="ts")  # says why it is whole
+    assert m["days_total"] == 1 and "duplicate:machine_id" in m["whole_pool_why"] and "judged day by day" in m["whole_pool_why"]
     _write(src, "d3", days[3])
     _write(src, "dup1", days[1].head(20).with_columns(pl.lit("dup").alias("_source")))  # re-sent rows of day 1
     m2 = keptpool.update(src, inc, cfg, rules_key="k", time_column="ts")
@@ -158,6 +161,7 @@ def test_rules_without_a_time_column_fall_back_to_one_partition(tmp_path):
     cfg = PrefilterConfig.model_validate({"rules": [{"kind": "text_duplicate", "column": "t"}]})
     m = keptpool.update(src, tmp_path / "k", cfg, rules_key="k")
     assert m["days_total"] == 1 and m["rows_out"] == 2 and sorted(_kept(m)["t"].str.strip_chars()) == ["x", "y"]
+    assert "text_duplicate" in m["whole_pool_why"]  # the summary says why the pool is prefiltered whole
 
 
 @pytest.mark.slow

@@ -200,7 +200,8 @@ def prefilter_stage(cfg: PipelineConfig, map_jobs=None) -> Prefiltered:
     log.info("prefilter: %d of %d day(s) computed, manifest %s", m["days_computed"], m["days_total"], m["path"])
     return Prefiltered(output=m["path"], rows_in=m["rows_in"], rows_out=m["rows_out"], dropped=m["dropped"],
                        alone=m["alone"], excluded=m["path"] if cfg.prefilter.write_excluded else None,
-                       version=m["version"], days_total=m["days_total"], days_computed=m["days_computed"])
+                       version=m["version"], days_total=m["days_total"], days_computed=m["days_computed"],
+                       whole_pool_why=m.get("whole_pool_why", ""))
 
 
 # --------------------------------------------------------------------------------------

@@ -93,6 +93,7 @@ class Prefiltered(_Result):
     version: str = ""  # digest of every day's result key: the kept pool's content
     days_total: int = 0  # partitions (UTC days) in the kept pool
     days_computed: int = 0  # of which prefiltered tonight (new, changed, or a changed neighbour)
+    whole_pool_why: str = ""  # why the pool is one partition, prefiltered whole every night ("" = by day)
 
 
 @dataclass(frozen=True)

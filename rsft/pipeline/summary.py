@@ -32,7 +32,8 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         "prefilter_dropped": pre.dropped,
         # the kept pool is updated day by day: how many days tonight prefiltered (new, changed,
         # or a neighbour whose window context changed) of all the pool's days
-        "prefilter_days": f"{pre.days_computed} of {pre.days_total} prefiltered tonight",
+        "prefilter_days": (f"{pre.days_computed} of {pre.days_total} prefiltered tonight" if not pre.whole_pool_why
+                           else f"the whole pool, every night: {pre.whole_pool_why}"),
         "rows_selected": sel.rows_out,
         "acceptance_rate": round(sel.acceptance_rate, 5),
         "ideal_acceptance": None if sel.ideal_acceptance is None else round(sel.ideal_acceptance, 5),
