@@ -31,7 +31,10 @@ app = typer.Typer(
     help="rsft: keep factory models current — ingest, prefilter, density-ratio rejection sampling, "
     "fine-tune, and champion/challenger promotion in MLflow, as Prefect flows.",
 )
-console = Console()
+# output to a pipe or a log file: rich would lay tables out in 80 columns and cut their headers
+# ("quaranti…"); a log line may be long. A terminal, or COLUMNS, decides the width as usual
+_PIPED_WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
+console = Console(width=_PIPED_WIDTH)
 err = Console(stderr=True)
 
 
@@ -195,7 +198,7 @@ def retrain(
 
 # what the retrain summary's keys mean, for the printed table (the JSON keeps the keys)
 _RETRAIN_LABELS = {
-    "files_new": "new files ingested",
+    "files_new": "new files ingested by this run",
     "rows_ingested": "rows ingested (new files)",
     "rows_quarantined": "rows quarantined (new files)",
     "files_failed": "files failed (new files)",
@@ -628,6 +631,8 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
     cfg = _load(config, sets)
     from rsft.pipeline.layout import cfg_yaml
 
+    console.print(f"# data paths below are relative to the config file's directory: {cfg.base_dir}", highlight=False,
+                  markup=False, soft_wrap=True)
     console.print(cfg_yaml(cfg), highlight=False)
     named = [("data.target_sample", cfg.data.target_sample), ("data.target_holdout", cfg.data.target_holdout),
              *[("data.pool", p) for p in cfg.data.pool], *[("data.logs", p) for p in cfg.data.logs]]

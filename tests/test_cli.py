@@ -1,5 +1,6 @@
 """The command line: help texts, config errors as one line with a non-zero exit."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def rsft(*args, cwd=REPO):
-    return subprocess.run([sys.executable, "-m", "rsft.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120)
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # output to a pipe, as cron's
+    return subprocess.run([sys.executable, "-m", "rsft.cli", *args], capture_output=True, text=True, cwd=cwd, timeout=120,
+                          env=env)
 
 
 def test_help_lists_commands():
@@ -82,6 +85,8 @@ def test_ingest_messages_are_one_line_each_when_not_a_terminal(tmp_path):
     assert len(where) == 1 and str(tmp_path / "state") in where[0] and where[0].rstrip().endswith("quarantine"), out.stdout
     dup = [line for line in out.stdout.splitlines() if line.startswith("duplicate")]
     assert len(dup) == 1 and "day01_copy_of_the_same_export.csv" in dup[0] and "day01.csv" in dup[0], out.stdout
+    # the table's headers whole in a log (rich lays a pipe out in 80 columns unless told otherwise)
+    assert "target_holdout" in out.stdout and "quarantined" in out.stdout and "…" not in out.stdout, out.stdout
 
 
 def test_ingest_names_unique_key_conflicts_it_kept_by_policy(tmp_path):
