@@ -87,8 +87,18 @@ def table_schema(path: str, text_in: dict[str, str] | None = None) -> dict:
 def scan_table(path: str, columns: list[str] | None = None) -> pl.LazyFrame:
     """A CSV or Parquet file, or a directory of them (CSV and Parquet mixed, e.g. a plant's daily
     exports), as one lazy frame; with ``columns``, only those, cast to Float64 (numbers)."""
-    parts = [scan_file(f, columns) for f in table_files(path)]
+    files = table_files(path)
+    parts = [scan_file(f, columns) for f in files]
     if columns is not None:
+        for f, lf in zip(files, parts):  # name the file that lacks a column (Polars' error names none)
+            with polars_errors(f):
+                have = lf.collect_schema().names()
+            missing = [c for c in columns if c not in have]
+            if missing:
+                sep = other_separator(have)
+                raise TableError(f"{f}: no column(s) {', '.join(missing)}"
+                                 + (f" — its header reads as one field: the file is '{sep}'-separated, not ','"
+                                    if sep else f" (it has: {', '.join(have[:12])}{', …' if len(have) > 12 else ''})"))
         parts = [lf.select([pl.col(c).cast(pl.Float64) for c in columns]) for lf in parts]
     return parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed")
 

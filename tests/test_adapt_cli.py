@@ -361,3 +361,23 @@ def test_rsft_adapt_starts_from_the_users_champion(tmp_path):
         out = run("--champion", ref, "--tracking-uri", uri)
         assert out.returncode == 2 and why in out.stderr, out.stderr[-500:]
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
+
+
+def test_rsft_adapt_names_the_file_of_a_directory_that_lacks_a_column(tmp_path):
+    """A directory of exports where one file renamed a column (or is ';'-separated): one line naming
+    that file and what it lacks (Polars' own error named only the directory)."""
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    pl.DataFrame({"a": [1.0, 2.0, 3.0] * 20, "y": [1.0, 2.0, 3.0] * 20}).write_csv(pool / "day1.csv")
+    pl.DataFrame({"a_min": [1.0, 2.0, 3.0] * 20, "y": [1.0, 2.0, 3.0] * 20}).write_csv(pool / "day2.csv")
+    pl.DataFrame({"a": [1.0, 2.0], "y": [1.0, 2.0]}).write_csv(tmp_path / "t.csv")
+    out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(pool), "--target-sample",
+                          str(tmp_path / "t.csv"), "--label", "y", "--features", "a"],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "day2.csv: no column(s) a (it has: a_min, y)" in out.stderr, out.stderr
+    (pool / "day2.csv").write_text("a;y\n1.0;2.0\n")
+    out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(pool), "--target-sample",
+                          str(tmp_path / "t.csv"), "--label", "y", "--features", "a"],
+                         capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert out.returncode == 2 and "day2.csv" in out.stderr and "';'-separated" in out.stderr, out.stderr
