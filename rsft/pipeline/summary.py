@@ -81,7 +81,7 @@ def _coverage_line(rep: dict[str, Any]) -> str:
     """Where the pool does not cover the target, in one cell ('' when the report has no coverage)."""
     cov = rep.get("coverage") or {}
     share, col = cov.get("uncovered_share"), cov.get("group_column")
-    parts = [f"{share:.0%} of target rows have no comparable pool rows"] if isinstance(share, float) else []
+    parts = [f"{share:.1%} of target rows have no comparable pool rows"] if isinstance(share, float) else []
     missed = [g for g in cov.get("by_group") or [] if g.get("flagged")]
     if missed:
         total = sum(g["target_share"] for g in missed)
