@@ -293,7 +293,7 @@ def test_a_night_where_the_search_keeps_the_champion_registers_nothing(tmp_path,
     mlc = registry.client(stages.tracking_uri(cfg))
     hist = registry.history(mlc, cfg.promotion.model_name)
     assert [h["version"] for h in hist] == [1] and "champion" in hist[0]["aliases"]
-    assert len(hist[0]["events"]) == 1 and hist[0]["events"][0][1].startswith("kept by retrain ")
+    assert len(hist[0]["events"]) == 1 and hist[0]["events"][0][1].startswith(f"kept by retrain MLflow run {out['mlflow_run']} ")
 
 
 def test_rsft_adapt_starts_from_the_users_champion(tmp_path):

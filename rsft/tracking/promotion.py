@@ -99,7 +99,8 @@ def register_and_gate(mlc, lock_dir: str | Path, name: str, policy: PromotionCon
             ch = seen_scores[0] if seen_scores else {}
             decision = Decision(False, f"the adaptation search kept the champion: {keep_reason}",
                                 m, float(challenger.holdout[m]), float(ch.get(m, float("nan"))))
-            registry.record_event(mlc, name, current.version, f"kept by retrain {run_label} (no model registered): {keep_reason}")
+            who = f"MLflow run {run_id}" if run_id else run_label  # the id the retrain printed, not the state's run key
+            registry.record_event(mlc, name, current.version, f"kept by retrain {who} (no model registered): {keep_reason}")
             if night:  # the night is decided (``run_id``: the night's MLflow run)
                 registry.record_kept(mlc, name, current.version, night, run_id, decision)
             return Outcome(None, decision, ch, current.version)
