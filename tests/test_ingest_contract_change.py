@@ -68,3 +68,42 @@ def test_contract_type_change_with_an_export_gone_refuses(tmp_path):
         ingest(str(raw), ds, _contract("int64"))
     assert sorted(p.name for p in (ds / "data").rglob("*.parquet")) == before  # nothing touched
     assert scan_dataset(ds).collect()["distance"].dtype == pl.Float64
+
+
+def _pandas_parquet(path: Path, distance: list) -> str:
+    """As pandas writes it: whole numbers as int64, the timestamp as a string."""
+    n = len(distance)
+    pl.DataFrame({"line_id": ["AA"] * n, "ts": [f"2013-11-01T{h:02d}:00:00Z" for h in range(n)],
+                  "distance": pl.Series(distance, dtype=pl.Int64), "air_time": [30.5] * n}).write_parquet(path)
+    return str(path)
+
+
+def test_parquet_int64_for_a_float64_column(tmp_path):
+    src = _pandas_parquet(tmp_path / "nov.parquet", [100, 2**53, 2**53 + 1, 17])
+    # strict: the error names the setting that would accept the file
+    typed_ts = tmp_path / "typed_ts.parquet"
+    pl.read_parquet(src).with_columns(pl.col("ts").str.to_datetime(time_zone="UTC")).write_parquet(typed_ts)
+    res = ingest([str(typed_ts)], tmp_path / "a", _contract()).files[0]
+    assert res.status == "failed"
+    assert "column distance: expected float64 (double), found int64" in res.error
+    assert "parquet_types: cast_if_lossless would accept it" in res.error
+    # cast_if_lossless: every value exact as float64 ingested; the one beyond 2^53 quarantined, with why
+    res = ingest([src], tmp_path / "b", _contract(parquet_types="cast_if_lossless")).files[0]
+    assert (res.status, res.rows_ok, res.rows_quarantined) == ("ok", 3, 1)
+    df = scan_dataset(tmp_path / "b").collect().sort("_row")
+    assert df["distance"].dtype == pl.Float64 and df["distance"].to_list() == [100.0, 2.0**53, 17.0]
+    q = pl.read_parquet(next((tmp_path / "b" / "quarantine").glob("*.parquet")))
+    assert q["reason"].to_list() == ["distance: integer beyond ±2^53, not exact as float64"]
+    assert q["distance"].to_list() == [str(2**53 + 1)]
+
+
+def test_parquet_type_errors_say_which_setting_accepts_the_file(tmp_path):
+    src = _pandas_parquet(tmp_path / "nov.parquet", [100, 200])
+    res = ingest([src], tmp_path / "a", _contract("int64")).files[0]
+    assert res.error.endswith("column ts: expected timestamp, found string — parquet_types: cast_if_lossless would "
+                              "accept it (each value parsed as the contract's text is; a value that is not: quarantined)")
+    f = tmp_path / "f.parquet"
+    pl.read_parquet(src).with_columns(pl.col("distance").cast(pl.Float64)).write_parquet(f)
+    res = ingest([str(f)], tmp_path / "b", _contract("int64", parquet_types="cast_if_lossless")).files[0]
+    assert res.error.endswith("column distance: expected int64, found float64 — no parquet_types setting accepts it "
+                              "(no exact cast); the column's dtype: float64 in the contract would")
