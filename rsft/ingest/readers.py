@@ -178,6 +178,44 @@ def _name_short_last_record(tmp_bad: Path, last_row: int, reason: str, name: str
     log.warning("%s: last record (row %d) has %s but passed the value checks; it was ingested", name, last_row, reason)
 
 
+def _drop_blank_lines(tmp_bad: Path, path: str, contract: ContractConfig) -> int:
+    """Empty lines of a CSV (an Excel export's trailing one) carry no data: Polars reads each as a
+    row of nulls, which the contract quarantines ("missing <first column>"). Such rows are taken out
+    of the quarantine part again when their record is an empty line (a quote-aware pass over the
+    file, only for a file with all-null quarantined rows; a record of separators only, ``;;;``, is
+    a row of empty fields and stays). Returns how many were taken out."""
+    if not tmp_bad.exists():
+        return 0
+    q = pl.read_parquet(tmp_bad)
+    text = [c for c in q.columns if c not in ("_source", "_row", "reason", "__line")]
+    candidates = q.filter(pl.all_horizontal(pl.col(c).is_null() for c in text))["_row"] if text else []
+    if not len(candidates):
+        return 0
+    header = _header(path) or ""
+    sep = max(SEPARATORS, key=header.count) if contract.sniff_delimiter else contract.delimiter
+    blank = _empty_records(path, sep, set(candidates.to_list()))
+    if blank:
+        q.filter(~pl.col("_row").is_in(sorted(blank))).write_parquet(tmp_bad, compression="zstd")
+    return len(blank)
+
+
+def _empty_records(path: str, sep: str, rows: set[int]) -> set[int]:
+    """Which of ``rows`` (1-based records after the header, as the scan numbers them) are empty lines."""
+    import csv
+
+    csv.field_size_limit(2**31 - 1)
+    out, last = set(), max(rows)
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        reader = csv.reader(fh, delimiter=sep)
+        next(reader, None)
+        for row, rec in enumerate(reader, start=1):
+            if row in rows and not rec:
+                out.add(row)
+            if row >= last:
+                break
+    return out
+
+
 def _check_structure(path: str, sep: str, expected: int) -> None:
     """``structural_errors: fail_file``: a quote-aware pass (Python's csv module, RFC 4180) that
     fails the file at the first record whose field count differs from the header's. Opt-in: it

@@ -23,7 +23,7 @@ from rsft.fsio import temp_path
 from rsft.ingest.manifest import (_forget_path, _manifest, _part_stem, _write_entry, contract_dtypes, data_stem,
                                   quarantine_part)
 from rsft.ingest.plan import FilePlan, plan_ingest
-from rsft.ingest.readers import _name_short_last_record, _read_jsonl, _scan_parquet, _scan_text_table, is_ragged_error
+from rsft.ingest.readers import _drop_blank_lines, _name_short_last_record, _read_jsonl, _scan_parquet, _scan_text_table, is_ragged_error
 from rsft.ingest.results import FileError, FileResult, IngestSummary
 from rsft.ingest.sources import _fetch, _gunzip, _is_remote, _size
 from rsft.ingest.stream import _stream
@@ -70,6 +70,7 @@ class _Scratch:
     staging: Path  # data/.staging-<pid>-<thread>-<digest>/: the data parts until they are renamed into place
     tmp_bad: Path  # the quarantine part until it is renamed into place (an rsft.fsio temp name beside it)
     copy: str | None = None  # a local copy of the source: fetched (remote) or decompressed (.gz)
+    blank_lines: int = 0  # empty lines of a CSV: no row (counted in the manifest entry)
 
     @classmethod
     def of(cls, plan: FilePlan, dataset_dir: Path) -> "_Scratch":
@@ -127,7 +128,8 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
         for p in set(before) - set(outputs):  # its earlier parts that no new part replaced
             Path(p).unlink(missing_ok=True)
         dtypes = contract_dtypes(contract)
-        entry = {**entry, "dtypes": dtypes, **({"stem": data_stem(plan.digest, dtypes)} if plan.reingest else {})}
+        entry = {**entry, "dtypes": dtypes, **({"stem": data_stem(plan.digest, dtypes)} if plan.reingest else {}),
+                 **({"blank_lines": work.blank_lines} if work.blank_lines else {})}
         _write_entry(dataset_dir, plan.digest, {"path": plan.path, "name": plan.name, "digest": plan.digest,
                                                 "rows_total": rows_ok + rows_bad, "rows_ok": rows_ok,
                                                 "rows_quarantined": rows_bad, "outputs": outputs, **entry})
@@ -206,6 +208,9 @@ def _stage(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, chunk_ro
             rows_ok, rows_bad = _stream_into(raw, plan, contract, extra, chunk_rows, sliced, work, keys)
         if tail:
             _name_short_last_record(work.tmp_bad, rows_ok + rows_bad, tail, plan.name)
+        if not sliced and rows_bad:  # CSV: empty lines were read as rows of nulls
+            work.blank_lines = _drop_blank_lines(work.tmp_bad, work.copy or plan.path, contract)
+            rows_bad -= work.blank_lines
     except Exception as e:  # polars errors are multi-line; the operator gets one
         if isinstance(e, FileError):
             raise
