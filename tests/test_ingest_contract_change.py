@@ -125,3 +125,30 @@ def test_empty_lines_of_an_excel_csv_are_no_rows(tmp_path):
     assert q["reason"][1] == "missing line_id"
     entry = json.loads(next((ds / "_manifest").glob("*.json")).read_text())
     assert entry["blank_lines"] == 2 and entry["rows_quarantined"] == 2
+
+
+def test_a_renamed_column_is_named_and_can_be_mapped_by_aliases(tmp_path):
+    """air_time exported as air_time_min: the error names the file's unknown column; the column's
+    aliases map it (CSV and Parquet), and the contract validates them."""
+    src = tmp_path / "sep.csv"
+    src.write_text("line_id,ts,distance,air_time_min\nAA,2013-09-01T05:00:00Z,1400,\nUA,2013-09-01T06:00:00Z,719,95\n")
+    res = ingest([str(src)], tmp_path / "a", _contract()).files[0]
+    assert res.error == ("sep.csv: missing column(s): air_time (every contract column must be in the header, a nullable "
+                         "one too) — the file has unknown column(s) air_time_min: if one is a missing column under "
+                         "another name, list it in that column's aliases: [...] in the contract")
+    aliased = _contract().model_dump()
+    aliased["columns"][3]["aliases"] = ["air_time_min", "airtime"]
+    contract = ContractConfig.model_validate(aliased)
+    pq = tmp_path / "sep.parquet"
+    pl.read_csv(src, infer_schema=False).with_columns(pl.col("air_time_min").cast(pl.Float64),
+                                                      pl.col("distance").cast(pl.Float64)).write_parquet(pq)
+    res = ingest([str(src), str(pq)], tmp_path / "b", contract.model_copy(update={"parquet_types": "cast_if_lossless"})).files
+    assert [(r.status, r.rows_ok) for r in res] == [("ok", 2), ("ok", 2)], res
+    df = scan_dataset(tmp_path / "b").collect()
+    assert "air_time_min" not in df.columns and sorted(df["air_time"].to_list(), key=str) == [95.0, 95.0, None, None]
+    both = tmp_path / "both.csv"
+    both.write_text("line_id,ts,distance,air_time_min,airtime\nAA,2013-09-01T05:00:00Z,1400,1,1\n")
+    assert "the file has 2 of its aliases (air_time_min, airtime)" in ingest([str(both)], tmp_path / "c", contract).files[0].error
+    aliased["columns"][3]["aliases"] = ["distance"]
+    with pytest.raises(ValueError, match="'distance' named twice in the contract"):
+        ContractConfig.model_validate(aliased)

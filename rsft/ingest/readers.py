@@ -24,7 +24,7 @@ from pathlib import Path
 import polars as pl
 
 from rsft.config import ColumnContract, ContractConfig
-from rsft.ingest.contract import _check_columns
+from rsft.ingest.contract import _check_columns, header_renames
 from rsft.ingest.results import FileError
 from rsft.tables import SEPARATORS
 
@@ -100,10 +100,14 @@ def _scan_text_table(path: str, contract: ContractConfig, ragged: bool = False) 
     if contract.sniff_delimiter:
         sep = max(SEPARATORS, key=header.count)
     cols = [c.strip().strip('"') for c in header.split(sep)]
+    renames = header_renames(cols, contract)
+    cols = [renames.get(c, c) for c in cols]
     extra = _check_columns(cols, contract)
     if contract.structural_errors == "fail_file":
         _check_structure(path, sep, len(cols))
     lf = pl.scan_csv(path, infer_schema=False, separator=sep, truncate_ragged_lines=ragged)
+    if renames:
+        lf = lf.rename(renames)
     lf = lf.with_row_index("_row", offset=1).with_columns(pl.col("_row").cast(pl.Int64))
     if ragged:
         lf = _mark_long_records(lf, _long_records(path, sep, len(cols)), len(cols))
@@ -245,6 +249,10 @@ def _scan_parquet(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame, li
         schema = lf.collect_schema()
     except Exception as e:
         raise FileError(f"corrupt or invalid Parquet footer/metadata: {str(e).splitlines()[0]}") from None
+    renames = header_renames(schema.names(), contract)
+    if renames:
+        lf = lf.rename(renames)
+        schema = lf.collect_schema()
     extra = _check_columns(schema.names(), contract)
     pre = []  # per-row reasons of the casts that are exact only for some values
     for c in contract.columns:
