@@ -142,8 +142,8 @@ def _reingest_stale(plans: list[FilePlan], dataset_dir: str | Path, done: dict[s
             f"whose export is no longer among the sources ({names}): put the exports back where the config's "
             f"sources list them to ingest them again, or revert the contract's dtype (a dataset never holds "
             f"two types of a column)")
-    log.warning("contract %s changed column types (%s): ingesting %d file(s) again", contract.name,
-                "; ".join(changes), len(stale))
+    log.warning("%s: contract %s changed column types (%s): ingesting %d file(s) again", Path(dataset_dir).name,
+                contract.name, "; ".join(changes), len(stale))
     paths = {e["path"] for e, _ in stale.values()}  # a changed export of such a path replaces it as well
     return [FilePlan(p.path, p.name, p.digest, "ingest", reingest=True)
             if (p.action == "skip" and p.digest in stale) or (p.action == "ingest" and p.path in paths) else p
