@@ -152,3 +152,21 @@ def test_a_renamed_column_is_named_and_can_be_mapped_by_aliases(tmp_path):
     aliased["columns"][3]["aliases"] = ["distance"]
     with pytest.raises(ValueError, match="'distance' named twice in the contract"):
         ContractConfig.model_validate(aliased)
+
+
+def test_entries_from_before_types_were_recorded(tmp_path):
+    """A manifest entry without ``dtypes`` (ingested by an earlier rsft): its types are read from its
+    data part, once, and recorded; an unchanged contract still skips it, a changed one ingests it again."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _csv(raw / "f1.csv", 1)
+    ds = tmp_path / "ds"
+    ingest(str(raw), ds, _contract())
+    entry_path = next((ds / "_manifest").glob("*.json"))
+    old = {k: v for k, v in json.loads(entry_path.read_text()).items() if k != "dtypes"}
+    entry_path.write_text(json.dumps(old))
+    assert ingest(str(raw), ds, _contract()).files[0].status == "skipped"
+    assert json.loads(entry_path.read_text())["dtypes"]["distance"] == "float64"
+    entry_path.write_text(json.dumps(old))
+    assert ingest(str(raw), ds, _contract("int64")).files[0].status == "ok"
+    assert scan_dataset(ds).collect()["distance"].dtype == pl.Int64
