@@ -89,6 +89,9 @@ class ColumnContract(_Model):
     pattern: str | None = None  # regex the full value must match (str)
     unit: str | None = None  # documentation only: degC, bar, mm/s, A
     finite: bool = True  # floats: NaN/inf are violations
+    # other header names of this column in exports (CSV/Parquet): a file without `name` but with one
+    # of these reads that column as this one (a renamed export: air_time exported as air_time_min)
+    aliases: list[str] = []
 
 
 class ContractConfig(_Model):
@@ -133,6 +136,13 @@ class ContractConfig(_Model):
             raise ValueError(f"delimiter must be one character, got {self.delimiter!r}"
                              + (' (a tab is written "\\t", in double quotes)' if self.delimiter == "\\t" else ""))
         names = [c.name for c in self.columns]
+        seen: set[str] = set()
+        for n in names + [a for c in self.columns for a in c.aliases]:
+            if n in seen:
+                raise ValueError(f"column {n!r} named twice in the contract (a column's name or one of its aliases)")
+            seen.add(n)
+        if self.format == "jsonl" and any(c.aliases for c in self.columns):
+            raise ValueError("aliases: CSV and Parquet exports only (format: table)")
         unknown = [k for k in self.unique if k not in names]
         if unknown:
             raise ValueError(f"unique: {', '.join(unknown)} not a contract column (columns: {', '.join(names)})")

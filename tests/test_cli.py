@@ -76,7 +76,7 @@ def test_ingest_messages_are_one_line_each_when_not_a_terminal(tmp_path):
     assert out.returncode == 1, out.stderr  # a file failed: the exit status says so (the others are ingested)
     failed = [line for line in out.stderr.splitlines() if line.startswith("failed")]
     assert len(failed) == 4, out.stderr
-    assert any(long_name in f and "missing required column" in f for f in failed), out.stderr
+    assert any(long_name in f and "missing column(s)" in f for f in failed), out.stderr
     # each failure names the contract setting that would accept the file
     assert any("semicolon_delimited.csv" in f and "delimiter: ';'" in f for f in failed), out.stderr
     assert any("extra_column.csv" in f and "unknown_columns: drop or keep" in f for f in failed), out.stderr

@@ -23,18 +23,41 @@ _ISO_NAIVE = "%Y-%m-%dT%H:%M:%S%.f"
 _ISO_Z = "%Y-%m-%dT%H:%M:%SZ"  # the fast path's one shape
 
 
+def header_renames(cols: list[str], contract: ContractConfig) -> dict[str, str]:
+    """``{file column: contract column}`` for a contract column the header lacks under its name but
+    has under one of its ``aliases``; two of its aliases in one header fail the file."""
+    out = {}
+    for c in contract.columns:
+        if c.aliases and c.name not in cols:
+            found = [a for a in c.aliases if a in cols]
+            if len(found) > 1:
+                raise FileError(f"column {c.name}: the file has {len(found)} of its aliases ({', '.join(found)}); "
+                                "keep one of them in the contract's aliases")
+            if found:
+                out[found[0]] = c.name
+    return out
+
+
 def _check_columns(cols: list[str], contract: ContractConfig) -> list[str]:
-    """A header against the contract: a missing column, or an unknown one under ``unknown_columns:
-    reject``, fails the file; returns the unknown columns to keep (``keep``), else none."""
+    """A header (its ``aliases`` already read as their columns, :func:`header_renames`) against the
+    contract: a missing column, or an unknown one under ``unknown_columns: reject``, fails the file;
+    returns the unknown columns to keep (``keep``), else none."""
     expected = [c.name for c in contract.columns]
     missing = [c for c in expected if c not in cols]
+    extra = [c for c in cols if c not in expected and not c.startswith("_")]
     if missing:
         sep = other_separator(cols)
         shown = '"\\t"' if sep == "\t" else repr(sep)  # as YAML reads it back (a tab in double quotes)
-        hint = (f" — the header looks {shown}-separated: set the contract's delimiter: {shown} "
-                "(or sniff_delimiter: true)") if sep else ""
-        raise FileError(f"missing required column(s): {', '.join(missing)}{hint}")
-    extra = [c for c in cols if c not in expected and not c.startswith("_")]
+        if sep:
+            hint = (f" — the header looks {shown}-separated: set the contract's delimiter: {shown} "
+                    "(or sniff_delimiter: true)")
+        elif extra:  # one of them may be the missing column under another name
+            hint = (f" — the file has unknown column(s) {', '.join(extra)}: if one is a missing column under "
+                    f"another name, list it in that column's aliases: [...] in the contract")
+        else:
+            hint = ""
+        raise FileError(f"missing column(s): {', '.join(missing)} (every contract column must be in the header, "
+                        f"a nullable one too){hint}")
     if extra and contract.unknown_columns == "reject":
         raise FileError(f"unknown column(s): {', '.join(extra)} (the contract's unknown_columns: drop or keep "
                         "would accept the file)")

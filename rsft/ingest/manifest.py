@@ -22,6 +22,59 @@ def _part_stem(digest: str) -> str:
     return f"part-{digest[:24]}"
 
 
+def data_stem(digest: str, dtypes: dict | None = None) -> str:
+    """The stem of a file's data parts: :func:`_part_stem`, or, when the file is ingested again
+    because the contract changed its column types, that plus the new types' digest — new part
+    names, so whatever was computed from the old parts (kept-pool days) is not reused."""
+    return _part_stem(digest) if dtypes is None else f"{_part_stem(digest)}-t{digest_of_types(dtypes)}"
+
+
+def digest_of_types(dtypes: dict | None) -> str:
+    return digest(sorted((dtypes or {}).items()))[:8]
+
+
+# the Polars type an ingested column of each contract dtype has
+_POLARS_DTYPES = {"float64": "Float64", "int64": "Int64", "bool": "Boolean", "str": "String"}
+
+
+def contract_dtypes(contract) -> dict[str, str]:
+    """The column types a contract gives the dataset (recorded in each manifest entry, ``dtypes``)."""
+    return {c.name: c.dtype for c in contract.columns}
+
+
+def stored_dtypes(dataset_dir: Path, digest: str, entry: dict, contract) -> dict[str, str] | None:
+    """The column types a file's parts were written with: its manifest entry's ``dtypes``, or, for
+    an entry written before they were recorded, read from its first data part (then recorded).
+    None when it has no data part (every row quarantined: nothing typed is stored)."""
+    if "dtypes" in entry:
+        return entry["dtypes"]
+    data = [p for p in entry.get("outputs", []) if p.endswith(".parquet") and f"{os.sep}data{os.sep}" in p]
+    if not data or not Path(data[0]).exists():
+        return None
+    schema = pl.read_parquet_schema(data[0])
+    names = {c.name: c.dtype for c in contract.columns}
+    found = {}
+    for n, dt in schema.items():
+        if n in names:
+            if isinstance(dt, pl.Datetime):
+                found[n] = "timestamp"
+            else:
+                found[n] = next((k for k, v in _POLARS_DTYPES.items() if str(dt) == v), str(dt))
+    for n, want in names.items():  # a column all null in the part: its type is whatever was asked
+        if n in found and str(schema[n]) == "Null":
+            found[n] = want
+    _write_entry(Path(dataset_dir), digest, {**entry, "dtypes": found})
+    return found
+
+
+def type_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
+    """``distance: float64 → int64`` for each column whose type differs (added or dropped columns too)."""
+    out = [f"{n}: {old[n]} → {new[n]}" for n in new if n in old and old[n] != new[n]]
+    out += [f"{n}: new column" for n in new if n not in old]
+    out += [f"{n}: no longer in the contract" for n in old if n not in new]
+    return out
+
+
 def quarantine_part(dataset_dir: str | Path, digest: str) -> Path:
     """The quarantine part of the file with this digest."""
     return Path(dataset_dir) / "quarantine" / f"{_part_stem(digest)}.parquet"
@@ -37,8 +90,9 @@ def _write_entry(dataset_dir: Path, digest: str, entry: dict) -> None:
     atomic_write_text(dataset_dir / "_manifest" / f"{digest}.json", json.dumps(entry))
 
 
-def _forget_path(dataset_dir: Path, path: str, keep_digest: str) -> None:
-    """A changed file (same path, new content) replaces its earlier parts."""
+def _forget_path(dataset_dir: Path, path: str, keep_digest: str | None) -> None:
+    """A changed file (same path, new content) replaces its earlier parts (``keep_digest`` None:
+    every entry of the path goes)."""
     for dig, entry in _manifest(dataset_dir).items():
         if entry["path"] == path and dig != keep_digest:
             for p in entry.get("outputs", []):
@@ -84,5 +138,9 @@ def scan_quarantine(dataset_dir: str | Path) -> pl.LazyFrame:
 
 
 def dataset_digest(dataset_dir: str | Path) -> str:
-    """Digest of an ingested dataset = digest of its manifest entries (file digests)."""
-    return digest(sorted(p.name for p in (Path(dataset_dir) / "_manifest").glob("*.json")))
+    """Digest of an ingested dataset = digest of its manifest entries (file digests), and of the
+    data part stems of the files ingested again after a contract type change (their parts differ
+    though their source did not)."""
+    names = sorted(p.name for p in (Path(dataset_dir) / "_manifest").glob("*.json"))
+    stems = sorted(e["stem"] for e in _manifest(dataset_dir).values() if e.get("stem"))
+    return digest(names, stems) if stems else digest(names)

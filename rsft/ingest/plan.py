@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -16,8 +17,10 @@ from typing import Sequence
 from rsft import progress as _progress
 from rsft.config import ContractConfig
 from rsft.fsio import atomic_write_text
-from rsft.ingest.manifest import _manifest, clean_orphans
+from rsft.ingest.manifest import _manifest, clean_orphans, contract_dtypes, stored_dtypes, type_changes
 from rsft.ingest.sources import _open, _size, list_sources
+
+log = logging.getLogger("rsft.ingest")
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,12 @@ class FilePlan:
     digest: str
     action: str = "ingest"  # ingest | skip (already done) | duplicate (of another file)
     duplicate_of: str | None = None
+    # ingested again: its parts in the dataset have column types the contract no longer gives
+    reingest: bool = False
+
+
+class ContractChanged(ValueError):
+    """The contract changed the column types of ingested files that cannot be ingested again."""
 
 
 def file_digest(path: str) -> str:
@@ -104,6 +113,38 @@ def plan_ingest(sources: str | Sequence[str], dataset_dir: str | Path, contract:
         else:
             plans.append(FilePlan(path, name, dig, "ingest"))
         seen.setdefault(dig, name)
+    plans = _reingest_stale(plans, dataset_dir, done, contract)
     todo = [p for p in plans if p.action == "ingest"]
     _progress.emit("ingest.plan", files=len(todo), bytes=sum(_size(p.path) for p in todo))
     return plans
+
+
+def _reingest_stale(plans: list[FilePlan], dataset_dir: str | Path, done: dict[str, dict],
+                    contract: ContractConfig) -> list[FilePlan]:
+    """A dataset never holds two types of a column: the files ingested under other column types
+    than the contract's now are ingested again (their parts replaced); when one of them is no
+    longer among the sources, the ingest is refused (:class:`ContractChanged`), one line."""
+    want = contract_dtypes(contract)
+    stale = {}
+    for dig, entry in done.items():
+        have = stored_dtypes(Path(dataset_dir), dig, entry, contract)
+        if have is not None and have != want:
+            stale[dig] = (entry, have)
+    if not stale:
+        return plans
+    listed = {p.path for p in plans if p.action in ("ingest", "skip")}
+    gone = [e for e, _ in stale.values() if e["path"] not in listed]
+    changes = sorted({c for _, have in stale.values() for c in type_changes(have, want)})
+    if gone:
+        names = ", ".join(sorted(os.path.basename(e["path"]) for e in gone)[:3]) + (", …" if len(gone) > 3 else "")
+        raise ContractChanged(
+            f"contract {contract.name} changed column types ({'; '.join(changes)}) of {len(gone)} ingested file(s) "
+            f"whose export is no longer among the sources ({names}): put the exports back where the config's "
+            f"sources list them to ingest them again, or revert the contract's dtype (a dataset never holds "
+            f"two types of a column)")
+    log.warning("%s: contract %s changed column types (%s): ingesting %d file(s) again", Path(dataset_dir).name,
+                contract.name, "; ".join(changes), len(stale))
+    paths = {e["path"] for e, _ in stale.values()}  # a changed export of such a path replaces it as well
+    return [FilePlan(p.path, p.name, p.digest, "ingest", reingest=True)
+            if (p.action == "skip" and p.digest in stale) or (p.action == "ingest" and p.path in paths) else p
+            for p in plans]

@@ -24,7 +24,7 @@ from pathlib import Path
 import polars as pl
 
 from rsft.config import ColumnContract, ContractConfig
-from rsft.ingest.contract import _check_columns
+from rsft.ingest.contract import _check_columns, header_renames
 from rsft.ingest.results import FileError
 from rsft.tables import SEPARATORS
 
@@ -100,10 +100,14 @@ def _scan_text_table(path: str, contract: ContractConfig, ragged: bool = False) 
     if contract.sniff_delimiter:
         sep = max(SEPARATORS, key=header.count)
     cols = [c.strip().strip('"') for c in header.split(sep)]
+    renames = header_renames(cols, contract)
+    cols = [renames.get(c, c) for c in cols]
     extra = _check_columns(cols, contract)
     if contract.structural_errors == "fail_file":
         _check_structure(path, sep, len(cols))
     lf = pl.scan_csv(path, infer_schema=False, separator=sep, truncate_ragged_lines=ragged)
+    if renames:
+        lf = lf.rename(renames)
     lf = lf.with_row_index("_row", offset=1).with_columns(pl.col("_row").cast(pl.Int64))
     if ragged:
         lf = _mark_long_records(lf, _long_records(path, sep, len(cols)), len(cols))
@@ -178,6 +182,44 @@ def _name_short_last_record(tmp_bad: Path, last_row: int, reason: str, name: str
     log.warning("%s: last record (row %d) has %s but passed the value checks; it was ingested", name, last_row, reason)
 
 
+def _drop_blank_lines(tmp_bad: Path, path: str, contract: ContractConfig) -> int:
+    """Empty lines of a CSV (an Excel export's trailing one) carry no data: Polars reads each as a
+    row of nulls, which the contract quarantines ("missing <first column>"). Such rows are taken out
+    of the quarantine part again when their record is an empty line (a quote-aware pass over the
+    file, only for a file with all-null quarantined rows; a record of separators only, ``;;;``, is
+    a row of empty fields and stays). Returns how many were taken out."""
+    if not tmp_bad.exists():
+        return 0
+    q = pl.read_parquet(tmp_bad)
+    text = [c for c in q.columns if c not in ("_source", "_row", "reason", "__line")]
+    candidates = q.filter(pl.all_horizontal(pl.col(c).is_null() for c in text))["_row"] if text else []
+    if not len(candidates):
+        return 0
+    header = _header(path) or ""
+    sep = max(SEPARATORS, key=header.count) if contract.sniff_delimiter else contract.delimiter
+    blank = _empty_records(path, sep, set(candidates.to_list()))
+    if blank:
+        q.filter(~pl.col("_row").is_in(sorted(blank))).write_parquet(tmp_bad, compression="zstd")
+    return len(blank)
+
+
+def _empty_records(path: str, sep: str, rows: set[int]) -> set[int]:
+    """Which of ``rows`` (1-based records after the header, as the scan numbers them) are empty lines."""
+    import csv
+
+    csv.field_size_limit(2**31 - 1)
+    out, last = set(), max(rows)
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
+        reader = csv.reader(fh, delimiter=sep)
+        next(reader, None)
+        for row, rec in enumerate(reader, start=1):
+            if row in rows and not rec:
+                out.add(row)
+            if row >= last:
+                break
+    return out
+
+
 def _check_structure(path: str, sep: str, expected: int) -> None:
     """``structural_errors: fail_file``: a quote-aware pass (Python's csv module, RFC 4180) that
     fails the file at the first record whose field count differs from the header's. Opt-in: it
@@ -207,14 +249,24 @@ def _scan_parquet(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame, li
         schema = lf.collect_schema()
     except Exception as e:
         raise FileError(f"corrupt or invalid Parquet footer/metadata: {str(e).splitlines()[0]}") from None
+    renames = header_renames(schema.names(), contract)
+    if renames:
+        lf = lf.rename(renames)
+        schema = lf.collect_schema()
     extra = _check_columns(schema.names(), contract)
+    pre = []  # per-row reasons of the casts that are exact only for some values
     for c in contract.columns:
         dt = schema[c.name]
         ok = isinstance(dt, pl.Datetime) if c.dtype == "timestamp" else (dt == _PARQUET_TYPES[c.dtype] or dt == pl.Null)
-        castable = dt == pl.String  # cast_if_lossless: text that parses exactly (checked per value below)
-        if not ok and (contract.parquet_types == "strict" or not castable):
+        if ok:
+            continue
+        cast = _lossless_cast(c, dt)
+        if contract.parquet_types == "strict" or cast is None:
             want = {"float64": "float64 (double)", "str": "string"}.get(c.dtype, c.dtype)
-            raise FileError(f"column {c.name}: expected {want}, found {str(dt).lower()}")
+            raise FileError(f"column {c.name}: expected {want}, found {str(dt).lower()}"
+                            f" — {_parquet_type_hint(c, dt, cast is not None)}")
+        if cast is not False:
+            pre.append(cast)
 
     def as_text(c: ColumnContract) -> pl.Expr:
         e, dt = pl.col(c.name), schema[c.name]
@@ -225,7 +277,43 @@ def _scan_parquet(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame, li
 
     # no row index here: it would stop Polars pushing each batch's slice into the scan (7x slower
     # measured); the sliced batch reader numbers the rows (_batches)
-    return lf.select([as_text(c) for c in contract.columns] + [pl.col(c) for c in extra]), extra
+    out = [as_text(c) for c in contract.columns] + [pl.col(c) for c in extra]
+    if pre:  # quarantined with this reason by the full check (as a reader's structural problem)
+        out.append(pl.coalesce(pre).alias("__pre"))
+    return lf.select(out), extra
+
+
+_EXACT_FLOAT = 2**53  # every integer up to this magnitude is exactly a float64
+_SMALL_INTS = (pl.Int8, pl.Int16, pl.Int32, pl.UInt8, pl.UInt16, pl.UInt32)
+
+
+def _lossless_cast(c: ColumnContract, dt: pl.DataType) -> pl.Expr | bool | None:
+    """What ``parquet_types: cast_if_lossless`` does with a Parquet column of type ``dt`` for the
+    contract column ``c``: None = no exact cast exists (the file fails); False = exact for every
+    value (text parsed by the contract checks, integers of fewer bits); else the expression giving
+    a row's quarantine reason where its value is not exact (a 64-bit integer beyond ±2^53 as float64,
+    a uint64 beyond int64)."""
+    if dt == pl.String:
+        return False  # text that parses exactly (checked per value by the contract)
+    if not dt.is_integer() or c.dtype not in ("float64", "int64"):
+        return None
+    if dt in _SMALL_INTS or (c.dtype == "int64" and dt == pl.Int64):
+        return False
+    if c.dtype == "float64":
+        big = pl.col(c.name).abs() > _EXACT_FLOAT if dt == pl.Int64 else pl.col(c.name) > _EXACT_FLOAT
+        return pl.when(big).then(pl.lit(f"{c.name}: integer beyond ±2^53, not exact as float64"))
+    return pl.when(pl.col(c.name) > 2**63 - 1).then(pl.lit(f"{c.name}: integer beyond int64"))  # uint64
+
+
+def _parquet_type_hint(c: ColumnContract, dt: pl.DataType, castable: bool) -> str:
+    """Which contract setting would accept a Parquet column of another type, or that none does."""
+    if castable:
+        how = "each value parsed as the contract's text is" if dt == pl.String else f"each value exact as {c.dtype}"
+        return f"parquet_types: cast_if_lossless would accept it ({how}; a value that is not: quarantined)"
+    found = ("float64" if dt.is_float() else "int64" if dt.is_integer() else "bool" if dt == pl.Boolean
+             else "timestamp" if isinstance(dt, pl.Datetime) else None)
+    return ("no parquet_types setting accepts it (no exact cast)"
+            + (f"; the column's dtype: {found} in the contract would" if found else ""))
 
 
 JSONL_SPOOL_ROWS = 100_000  # lines per block (the name is historical: blocks are not spooled any more)

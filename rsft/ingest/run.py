@@ -20,9 +20,10 @@ import polars as pl
 from rsft import progress as _progress
 from rsft.config import ContractConfig
 from rsft.fsio import temp_path
-from rsft.ingest.manifest import _forget_path, _manifest, _part_stem, _write_entry, quarantine_part
+from rsft.ingest.manifest import (_forget_path, _manifest, _part_stem, _write_entry, contract_dtypes, data_stem,
+                                  quarantine_part)
 from rsft.ingest.plan import FilePlan, plan_ingest
-from rsft.ingest.readers import _name_short_last_record, _read_jsonl, _scan_parquet, _scan_text_table, is_ragged_error
+from rsft.ingest.readers import _drop_blank_lines, _name_short_last_record, _read_jsonl, _scan_parquet, _scan_text_table, is_ragged_error
 from rsft.ingest.results import FileError, FileResult, IngestSummary
 from rsft.ingest.sources import _fetch, _gunzip, _is_remote, _size
 from rsft.ingest.stream import _stream
@@ -69,6 +70,7 @@ class _Scratch:
     staging: Path  # data/.staging-<pid>-<thread>-<digest>/: the data parts until they are renamed into place
     tmp_bad: Path  # the quarantine part until it is renamed into place (an rsft.fsio temp name beside it)
     copy: str | None = None  # a local copy of the source: fetched (remote) or decompressed (.gz)
+    blank_lines: int = 0  # empty lines of a CSV: no row (counted in the manifest entry)
 
     @classmethod
     def of(cls, plan: FilePlan, dataset_dir: Path) -> "_Scratch":
@@ -95,7 +97,7 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
         staged = sorted(p for p in work.staging.rglob("*.parquet"))
     except Exception as e:  # a failed file writes nothing; its error is one line, never a traceback
         work.discard_outputs()
-        return _failed(plan, e)
+        return _failed(plan, e, dataset_dir)
     finally:
         work.remove_inputs()
     # with a unique key: the file's keys against the dataset's and its own, then publish, one file at a time
@@ -106,9 +108,10 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
                 moved, entry = _resolve_keys(plan, dataset_dir, contract, keys, staged, work)
             except Exception as e:
                 work.discard_outputs()
-                return _failed(plan, e)
+                return _failed(plan, e, dataset_dir)
             rows_ok, rows_bad = rows_ok - moved, rows_bad + moved
         _forget_path(dataset_dir, plan.path, plan.digest)
+        before = _entry(dataset_dir, plan.digest).get("outputs", [])  # this file ingested before (another contract)
         outputs = _publish_parts(staged, work.staging, dataset_dir / "data")
         qpart = quarantine_part(dataset_dir, plan.digest)
         if rows_bad:
@@ -122,14 +125,30 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
             os.replace(entry["keys"], index)
             entry["keys"] = str(index)
             outputs.append(entry["keys"])
+        for p in set(before) - set(outputs):  # its earlier parts that no new part replaced
+            Path(p).unlink(missing_ok=True)
+        dtypes = contract_dtypes(contract)
+        entry = {**entry, "dtypes": dtypes, **({"stem": data_stem(plan.digest, dtypes)} if plan.reingest else {}),
+                 **({"blank_lines": work.blank_lines} if work.blank_lines else {})}
         _write_entry(dataset_dir, plan.digest, {"path": plan.path, "name": plan.name, "digest": plan.digest,
                                                 "rows_total": rows_ok + rows_bad, "rows_ok": rows_ok,
                                                 "rows_quarantined": rows_bad, "outputs": outputs, **entry})
     return FileResult(plan.name, plan.digest, "ok", rows_total=rows_ok + rows_bad, rows_ok=rows_ok, rows_quarantined=rows_bad,
-                      key_conflicts=entry["unique"]["conflict_rows"] if entry else None)
+                      key_conflicts=entry["unique"]["conflict_rows"] if "unique" in entry else None)
 
 
-def _failed(plan: FilePlan, e: Exception) -> FileResult:
+def _entry(dataset_dir: Path, digest: str) -> dict:
+    try:
+        return json.loads((dataset_dir / "_manifest" / f"{digest}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _failed(plan: FilePlan, e: Exception, dataset_dir: Path | None = None) -> FileResult:
+    if plan.reingest and dataset_dir is not None:
+        # its parts of the old column types go: the dataset never holds two types of a column (the
+        # export is still there, so the next ingest tries it again)
+        _forget_path(dataset_dir, plan.path, None)
     msg = str(e) if isinstance(e, FileError) else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     return FileResult(plan.name, plan.digest, "failed", error=f"{plan.name}: {msg}")
 
@@ -189,6 +208,9 @@ def _stage(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, chunk_ro
             rows_ok, rows_bad = _stream_into(raw, plan, contract, extra, chunk_rows, sliced, work, keys)
         if tail:
             _name_short_last_record(work.tmp_bad, rows_ok + rows_bad, tail, plan.name)
+        if not sliced and rows_bad:  # CSV: empty lines were read as rows of nulls
+            work.blank_lines = _drop_blank_lines(work.tmp_bad, work.copy or plan.path, contract)
+            rows_bad -= work.blank_lines
     except Exception as e:  # polars errors are multi-line; the operator gets one
         if isinstance(e, FileError):
             raise
@@ -201,8 +223,9 @@ def _stream_into(raw: pl.LazyFrame, plan: FilePlan, contract: ContractConfig, ex
     shutil.rmtree(work.staging, ignore_errors=True)
     work.staging.mkdir(parents=True)
     work.tmp_bad.parent.mkdir(parents=True, exist_ok=True)
+    stem = data_stem(plan.digest, contract_dtypes(contract)) if plan.reingest else _part_stem(plan.digest)
     return _stream(raw.with_columns(_source=pl.lit(plan.name)), contract, extra, work.staging,
-                   _part_stem(plan.digest), work.tmp_bad, chunk_rows, sliced=sliced, keys=keys)
+                   stem, work.tmp_bad, chunk_rows, sliced=sliced, keys=keys)
 
 
 def _reader(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, chunk_rows: int,

@@ -1,0 +1,172 @@
+"""What a real export and a changing contract do to an ingested dataset (a new user's trial on
+nycflights13 exports): a contract type change, pandas-written Parquet, Excel-saved CSV, a renamed column."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from rsft.config import ContractConfig
+from rsft.ingest import ingest, scan_dataset
+from rsft.ingest.manifest import dataset_digest
+from rsft.ingest.plan import ContractChanged
+from tests.conftest import REPO
+
+
+def _contract(distance: str = "float64", **kw) -> ContractConfig:
+    return ContractConfig(name="flights", partition_by=["date"], columns=[
+        {"name": "line_id", "dtype": "str"}, {"name": "ts", "dtype": "timestamp"},
+        {"name": "distance", "dtype": distance, "min": 0}, {"name": "air_time", "dtype": "float64", "nullable": True},
+    ], **kw)
+
+
+def _csv(path: Path, day: int, n: int = 4) -> str:
+    rows = [f"AA,2013-07-{day:02d}T{h:02d}:00:00Z,{100 + h},{30 + h}" for h in range(n)]
+    path.write_text("line_id,ts,distance,air_time\n" + "\n".join(rows) + "\n")
+    return str(path)
+
+
+def test_contract_type_change_ingests_the_files_again(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for d in (1, 2, 3):
+        _csv(raw / f"f{d}.csv", d)
+    ds = tmp_path / "ds"
+    assert [r.status for r in ingest(str(raw), ds, _contract()).files] == ["ok"] * 3
+    assert scan_dataset(ds).collect()["distance"].dtype == pl.Float64
+    digest_before = dataset_digest(ds)
+    _csv(raw / "f4.csv", 4)
+    res = ingest(str(raw), ds, _contract("int64")).files
+    assert [r.status for r in res] == ["ok"] * 4  # the 3 earlier files ingested again, not skipped
+    df = scan_dataset(ds).collect()  # one schema: this read fails on Float64 + Int64 parts
+    assert df["distance"].dtype == pl.Int64 and df.height == 16  # nothing lost, nothing doubled
+    assert df.select("_source", "_row").is_unique().all()
+    # the files ingested again have new part names and the dataset a new digest: what was computed
+    # from the old parts (the kept pool's days, a night's selection) is not reused
+    parts = [p.name for p in (ds / "data").rglob("*.parquet")]
+    assert len(parts) == 4 and sum("-t" in p for p in parts) == 3
+    assert dataset_digest(ds) != digest_before
+    # unchanged contract: skipped again; each file has one manifest entry
+    assert [r.status for r in ingest(str(raw), ds, _contract("int64")).files] == ["skipped"] * 4
+    assert len(list((ds / "_manifest").glob("*.json"))) == 4
+
+
+def test_contract_type_change_with_an_export_gone_refuses(tmp_path):
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for d in (1, 2):
+        _csv(raw / f"f{d}.csv", d)
+    ds = tmp_path / "ds"
+    ingest(str(raw), ds, _contract())
+    (raw / "f1.csv").unlink()  # exports moved away after ingest: they cannot be ingested again
+    before = sorted(p.name for p in (ds / "data").rglob("*.parquet"))
+    with pytest.raises(ContractChanged, match=r"distance: float64 → int64.*f1\.csv.*revert"):
+        ingest(str(raw), ds, _contract("int64"))
+    assert sorted(p.name for p in (ds / "data").rglob("*.parquet")) == before  # nothing touched
+    assert scan_dataset(ds).collect()["distance"].dtype == pl.Float64
+
+
+def _pandas_parquet(path: Path, distance: list) -> str:
+    """As pandas writes it: whole numbers as int64, the timestamp as a string."""
+    n = len(distance)
+    pl.DataFrame({"line_id": ["AA"] * n, "ts": [f"2013-11-01T{h:02d}:00:00Z" for h in range(n)],
+                  "distance": pl.Series(distance, dtype=pl.Int64), "air_time": [30.5] * n}).write_parquet(path)
+    return str(path)
+
+
+def test_parquet_int64_for_a_float64_column(tmp_path):
+    src = _pandas_parquet(tmp_path / "nov.parquet", [100, 2**53, 2**53 + 1, 17])
+    # strict: the error names the setting that would accept the file
+    typed_ts = tmp_path / "typed_ts.parquet"
+    pl.read_parquet(src).with_columns(pl.col("ts").str.to_datetime(time_zone="UTC")).write_parquet(typed_ts)
+    res = ingest([str(typed_ts)], tmp_path / "a", _contract()).files[0]
+    assert res.status == "failed"
+    assert "column distance: expected float64 (double), found int64" in res.error
+    assert "parquet_types: cast_if_lossless would accept it" in res.error
+    # cast_if_lossless: every value exact as float64 ingested; the one beyond 2^53 quarantined, with why
+    res = ingest([src], tmp_path / "b", _contract(parquet_types="cast_if_lossless")).files[0]
+    assert (res.status, res.rows_ok, res.rows_quarantined) == ("ok", 3, 1)
+    df = scan_dataset(tmp_path / "b").collect().sort("_row")
+    assert df["distance"].dtype == pl.Float64 and df["distance"].to_list() == [100.0, 2.0**53, 17.0]
+    q = pl.read_parquet(next((tmp_path / "b" / "quarantine").glob("*.parquet")))
+    assert q["reason"].to_list() == ["distance: integer beyond ±2^53, not exact as float64"]
+    assert q["distance"].to_list() == [str(2**53 + 1)]
+
+
+def test_parquet_type_errors_say_which_setting_accepts_the_file(tmp_path):
+    src = _pandas_parquet(tmp_path / "nov.parquet", [100, 200])
+    res = ingest([src], tmp_path / "a", _contract("int64")).files[0]
+    assert res.error.endswith("column ts: expected timestamp, found string — parquet_types: cast_if_lossless would "
+                              "accept it (each value parsed as the contract's text is; a value that is not: quarantined)")
+    f = tmp_path / "f.parquet"
+    pl.read_parquet(src).with_columns(pl.col("distance").cast(pl.Float64)).write_parquet(f)
+    res = ingest([str(f)], tmp_path / "b", _contract("int64", parquet_types="cast_if_lossless")).files[0]
+    assert res.error.endswith("column distance: expected int64, found float64 — no parquet_types setting accepts it "
+                              "(no exact cast); the column's dtype: float64 in the contract would")
+
+
+def test_empty_lines_of_an_excel_csv_are_no_rows(tmp_path):
+    """Excel's CSV: a BOM, ';', CRLF and a trailing empty line. An empty line is no row; a record of
+    separators only is a row (of empty fields) and is quarantined."""
+    lines = ["line_id;ts;distance;air_time", "AA;2013-12-01T05:00:00Z;1400;", "", "UA;2013-12-01T06:00:00Z;719;;",
+             ";;;", "B6;2013-12-01T07:00:00Z;1065;150"]
+    src = tmp_path / "flights_2013-12-01.csv"
+    src.write_bytes(b"\xef\xbb\xbf" + "\r\n".join(lines).encode() + b"\r\n\r\n")
+    ds = tmp_path / "ds"
+    res = ingest([str(src)], ds, _contract(sniff_delimiter=True)).files[0]
+    assert (res.status, res.rows_total, res.rows_ok, res.rows_quarantined) == ("ok", 4, 2, 2)
+    q = pl.read_parquet(next((ds / "quarantine").glob("*.parquet"))).sort("_row")
+    assert q["_row"].to_list() == [3, 4]  # "UA…;;" has a field too many; ";;;" is a row with no line_id
+    assert q["reason"][1] == "missing line_id"
+    entry = json.loads(next((ds / "_manifest").glob("*.json")).read_text())
+    assert entry["blank_lines"] == 2 and entry["rows_quarantined"] == 2
+
+
+def test_a_renamed_column_is_named_and_can_be_mapped_by_aliases(tmp_path):
+    """air_time exported as air_time_min: the error names the file's unknown column; the column's
+    aliases map it (CSV and Parquet), and the contract validates them."""
+    src = tmp_path / "sep.csv"
+    src.write_text("line_id,ts,distance,air_time_min\nAA,2013-09-01T05:00:00Z,1400,\nUA,2013-09-01T06:00:00Z,719,95\n")
+    res = ingest([str(src)], tmp_path / "a", _contract()).files[0]
+    assert res.error == ("sep.csv: missing column(s): air_time (every contract column must be in the header, a nullable "
+                         "one too) — the file has unknown column(s) air_time_min: if one is a missing column under "
+                         "another name, list it in that column's aliases: [...] in the contract")
+    aliased = _contract().model_dump()
+    aliased["columns"][3]["aliases"] = ["air_time_min", "airtime"]
+    contract = ContractConfig.model_validate(aliased)
+    pq = tmp_path / "sep.parquet"
+    pl.read_csv(src, infer_schema=False).with_columns(pl.col("air_time_min").cast(pl.Float64),
+                                                      pl.col("distance").cast(pl.Float64)).write_parquet(pq)
+    res = ingest([str(src), str(pq)], tmp_path / "b", contract.model_copy(update={"parquet_types": "cast_if_lossless"})).files
+    assert [(r.status, r.rows_ok) for r in res] == [("ok", 2), ("ok", 2)], res
+    df = scan_dataset(tmp_path / "b").collect()
+    assert "air_time_min" not in df.columns and sorted(df["air_time"].to_list(), key=str) == [95.0, 95.0, None, None]
+    both = tmp_path / "both.csv"
+    both.write_text("line_id,ts,distance,air_time_min,airtime\nAA,2013-09-01T05:00:00Z,1400,1,1\n")
+    assert "the file has 2 of its aliases (air_time_min, airtime)" in ingest([str(both)], tmp_path / "c", contract).files[0].error
+    aliased["columns"][3]["aliases"] = ["distance"]
+    with pytest.raises(ValueError, match="'distance' named twice in the contract"):
+        ContractConfig.model_validate(aliased)
+
+
+def test_entries_from_before_types_were_recorded(tmp_path):
+    """A manifest entry without ``dtypes`` (ingested by an earlier rsft): its types are read from its
+    data part, once, and recorded; an unchanged contract still skips it, a changed one ingests it again."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    _csv(raw / "f1.csv", 1)
+    ds = tmp_path / "ds"
+    ingest(str(raw), ds, _contract())
+    entry_path = next((ds / "_manifest").glob("*.json"))
+    old = {k: v for k, v in json.loads(entry_path.read_text()).items() if k != "dtypes"}
+    entry_path.write_text(json.dumps(old))
+    assert ingest(str(raw), ds, _contract()).files[0].status == "skipped"
+    assert json.loads(entry_path.read_text())["dtypes"]["distance"] == "float64"
+    entry_path.write_text(json.dumps(old))
+    assert ingest(str(raw), ds, _contract("int64")).files[0].status == "ok"
+    assert scan_dataset(ds).collect()["distance"].dtype == pl.Int64
