@@ -151,24 +151,55 @@ def test_fast_pass_accepts_only_what_the_full_check_accepts_with_the_same_value(
         "timestamp": ["2026-01-01T00:00:00Z", "2026-1-1T0:0:0Z", "2026-01-01T00:00:00.250Z", "2026-01-01T01:00:00+01:00",
                       "2026-01-01T00:00:00+0000", "2026-01-01T00:00:00", "2026-01-01 00:00:00Z", "2026-01-01T00:00:00z",
                       " 2026-01-01T00:00:00Z", "2026-02-30T00:00:00Z", "2026-01-01T24:00:00Z", "", None, "garbage"],
-        "float64": ["1.5", " 1.5", "1e3", "-0", "nan", "inf", "-inf", "1,5", "", None, "151", "0x10", "1.5.1", "+2"],
+        "float64": ["1.5", " 1.5", "1e3", "-0", "nan", "inf", "-inf", "1,5", "", None, "151", "0x10", "1.5.1", "+2",
+                    "0", "150", "150.0000001", "-0.0000001", "NaN", "-Infinity", "1e400"],
         "int64": ["1", " 1", "1.0", "-3", "", None, "9223372036854775808", "1e3"],
         "bool": ["true", "True", "1", "0", "false", "yes", "", None],
-        "str": ["M01", "M1", " M01", "", None, "M99"],
+        "str": ["M01", "M1", " M01", "", None, "M99", "RUN", " ", "\t", "IDLE"],
     }
+    # (min, max, finite) for float64 — both bounds and finite take the one-comparison flag; (pattern,
+    # allowed) for str — an allowed set without a blank member drops the blank-text check
+    variants = {"float64": [(0, 150, True), (0, 150, False), (0, None, True), (None, 150, True)],
+                "str": [("M[0-9]{2}", None), (None, ["RUN", "IDLE"]), (None, ["RUN", " "]), (None, None)]}
     for dtype, values in bank.items():
-        for nullable in (False, True):
-            for policy in ("reject", "assume_utc"):
-                col = ColumnContract(name="c", dtype=dtype, nullable=nullable, min=0 if dtype == "float64" else None,
-                                     max=150 if dtype == "float64" else None, pattern="M[0-9]{2}" if dtype == "str" else None)
-                fast_v, flag = _fast(col)
-                full_v, reason = _typed(col, policy)
-                out = pl.DataFrame({"c": values}, schema={"c": pl.String}).with_columns(
-                    fast_v.alias("fv"), flag.alias("flag"), full_v.alias("tv"), reason.alias("reason"))
-                passed = out.filter(~pl.col("flag"))
-                assert passed["reason"].null_count() == passed.height, (dtype, nullable, policy, passed.to_dicts())
-                assert passed["fv"].to_list() == passed["tv"].to_list(), (dtype, policy, passed.to_dicts())
-                assert out.filter(pl.col("flag")).height >= out["reason"].is_not_null().sum()
+        for nullable, policy, variant in ((n, p, v) for n in (False, True) for p in ("reject", "assume_utc")
+                                          for v in variants.get(dtype, [None])):
+            kw = ({"min": variant[0], "max": variant[1], "finite": variant[2]} if dtype == "float64" else
+                  {"pattern": variant[0], "allowed": variant[1]} if dtype == "str" else {})
+            col = ColumnContract(name="c", dtype=dtype, nullable=nullable, **kw)
+            fast_v, flag = _fast(col)
+            full_v, reason = _typed(col, policy)
+            out = pl.DataFrame({"c": values}, schema={"c": pl.String}).with_columns(
+                fast_v.alias("fv"), flag.alias("flag"), full_v.alias("tv"), reason.alias("reason"))
+            passed = out.filter(~pl.col("flag"))
+            assert passed["reason"].null_count() == passed.height, (dtype, nullable, policy, passed.to_dicts())
+            assert passed["fv"].to_list() == passed["tv"].to_list(), (dtype, policy, passed.to_dicts())
+            assert out.filter(pl.col("flag")).height >= out["reason"].is_not_null().sum()
+
+
+def test_row_hash_tells_rows_apart_that_differ_in_one_column_null_and_empty_included():
+    from rsft.ingest.stream import _row_hash
+
+    rows = [("a", "b", "c"), ("b", "a", "c"), ("a", "b", None), ("a", "b", ""), (None, "b", "c"), ("", "b", "c"),
+            ("ab", "", "c"), ("a", "bc", ""), ("a", "b", "c")]
+    df = pl.DataFrame(rows, schema={"x": pl.String, "y": pl.String, "z": pl.String}, orient="row")
+    h = df.select(_row_hash(["x", "y", "z"]))[:, 0].to_list()
+    assert h[0] == h[-1] and len(set(h[:-1])) == len(rows) - 1
+    one = pl.DataFrame({"x": ["a", "b", "a"]}).select(_row_hash(["x"]))[:, 0].to_list()
+    assert one[0] == one[2] != one[1]
+
+
+def test_data_parts_store_row_numbers_delta_encoded(tmp_path):
+    """``_row`` (never repeated) is delta-encoded, not dictionary-encoded; the rows read back unchanged."""
+    import pyarrow.parquet as pq
+
+    ingest(str(BAD_INPUTS / "clean.csv"), tmp_path / "ds", SENSORS)
+    part = next((tmp_path / "ds" / "data").rglob("*.parquet"))
+    meta = pq.ParquetFile(part).metadata
+    col = meta.row_group(0).column(meta.schema.names.index("_row"))
+    assert "DELTA_BINARY_PACKED" in col.encodings and not any("DICT" in e for e in col.encodings)
+    assert any("DICT" in e for e in meta.row_group(0).column(meta.schema.names.index("s01")).encodings)
+    assert pl.read_parquet(part)["_row"].is_sorted()
 
 
 def test_a_batch_of_nothing_but_repeats_is_quarantined_not_a_crash(tmp_path):

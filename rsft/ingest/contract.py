@@ -166,6 +166,11 @@ def _fast(col: ColumnContract) -> tuple[pl.Expr, pl.Expr]:
     raw = pl.col(col.name)
     present = raw.is_not_null()
     flags = [] if col.nullable else [~present]
+    if col.dtype == "float64" and col.finite and not col.nullable and col.min is not None and col.max is not None:
+        # one comparison pair instead of five flags: outside [min, max], NaN and ±inf are out of
+        # range and a null (missing or not a number) is not in it — the same rows as below
+        val = raw.cast(pl.Float64, strict=False)
+        return val, ~val.is_between(col.min, col.max).fill_null(False)
     if col.dtype in ("float64", "int64"):
         val = raw.cast(pl.Float64 if col.dtype == "float64" else pl.Int64, strict=False)
         flags.append(present & val.is_null())
@@ -187,7 +192,9 @@ def _fast(col: ColumnContract) -> tuple[pl.Expr, pl.Expr]:
         flags.append(present & val.is_null())
     else:
         val = raw
-        if not col.nullable:
+        # blank text (missing in the full check): flagged, unless an allowed set without a
+        # blank member flags it anyway (one regex less per row)
+        if not col.nullable and (col.allowed is None or not all(a.strip() for a in col.allowed)):
             flags.append(raw.str.contains(r"^\s*$"))
         if col.pattern:
             flags.append(~raw.str.contains(f"^(?:{col.pattern})$"))

@@ -54,13 +54,18 @@ def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], stagi
     try:
         for df in _batches(checked, chunk_rows, sliced):
             _check_record_bytes(df, limit)
-            df, flagged = _mark_duplicates(df, seen)
+            dup, flagged = _mark_duplicates(df, seen)
             good = df.select(typed)  # select first: the filter copies only what is written
             good = good.filter(~flagged) if flagged.any() else good
             data.write(good)
             if keys is not None:
                 keys.add(good)
-            _full_check(df.select(names + ["__dup"]).filter(flagged), contract, extra, data, bad, keys)
+            # __dup joins the flagged rows only: a column added to the whole batch (its chunks
+            # unlike the batch's) made the select and filter above realign every column (measured
+            # 0.4 s of CPU on 2.7 M rows)
+            rows = df.select(names).filter(flagged)
+            _full_check(rows.with_columns(__dup=dup.filter(flagged) if dup is not None else pl.lit(False)),
+                        contract, extra, data, bad, keys)
             _progress.emit("ingest.rows", rows=df.height)
         if not data.files and not data.buffers and not contract.partition_by:  # no rows at all: an empty
             # dataset part still records the schema (written before close: a closed _Parts has no writer thread)
@@ -93,8 +98,24 @@ def _first_pass(contract: ContractConfig, names: list[str]) -> list[pl.Expr]:
     cols = [c.name for c in contract.columns]
     exprs = [v.alias(f"__v_{c}") for v, c in zip(vals, cols)] + [flag.alias("__flag")]
     if contract.duplicate_rows == "quarantine":
-        exprs.append(pl.struct(cols).hash(17).alias("__h"))
+        exprs.append(_row_hash(cols).alias("__h"))
     return exprs
+
+
+_MIX = 0x9E3779B97F4A7C15  # odd (2^64 / golden ratio): multiplying by it mod 2^64 is a bijection
+
+
+def _row_hash(cols: list[str]) -> pl.Expr:
+    """A 64-bit hash of a row's text (null and "" apart): each column hashed, folded in column
+    order as ``h * _MIX ^ next`` (wrapping; each step a bijection of either input, so rows that
+    differ in one column differ in the hash). The same duplicates as ``pl.struct(cols).hash``
+    (64 bits: a collision is as unlikely). Built as a plain expression tree: in the CSV's streaming
+    query it cost +0.1–0.2 s of CPU on 2.7 M rows of 16 text columns, against +0.3–0.4 s for
+    ``pl.struct(cols).hash`` and +0.6 s for ``pl.reduce`` (a Python callback per morsel)."""
+    h = pl.col(cols[0]).hash(17)
+    for c in cols[1:]:
+        h = h * _MIX ^ pl.col(c).hash(17)
+    return h
 
 
 def _check_record_bytes(df: pl.DataFrame, limit: int | None) -> None:
@@ -105,14 +126,14 @@ def _check_record_bytes(df: pl.DataFrame, limit: int | None) -> None:
                         f"{limit:,}")
 
 
-def _mark_duplicates(df: pl.DataFrame, seen: _SeenHashes | None) -> tuple[pl.DataFrame, pl.Series]:
-    """The batch with ``__dup`` (an exact repeat of an earlier row of the file), and the rows the
-    full check must decide: flagged by the cheap pass, or duplicates."""
+def _mark_duplicates(df: pl.DataFrame, seen: _SeenHashes | None) -> tuple[pl.Series | None, pl.Series]:
+    """``__dup`` (each row an exact repeat of an earlier row of the file; None without duplicate
+    detection), and the rows the full check must decide: flagged by the cheap pass, or duplicates."""
     fl = df["__flag"]
     if seen is None:
-        return df.with_columns(__dup=pl.lit(False)), fl
+        return None, fl
     dup = pl.Series("__dup", seen.check_add(df["__h"].to_numpy()))
-    return df.with_columns(dup), fl | dup
+    return dup, fl | dup
 
 
 def _full_check(flagged: pl.DataFrame, contract: ContractConfig, extra: list[str], data: _Parts,

@@ -55,6 +55,17 @@ def _groups(df: pl.DataFrame, keys: list[str]) -> dict[tuple, pl.DataFrame]:
     return {tuple(k): df.slice(a, b - a) for k, a, b in zip(firsts.rows(), bounds, bounds[1:])}
 
 
+def _encodings(schema) -> dict:
+    """Parquet encodings for a data part: ``_row`` (the source's row numbers, ascending and never
+    repeated) delta-encoded instead of dictionary-encoded — a dictionary of values that never
+    repeat costs hashing every row of a row group until it overflows (~5 % of the encode time
+    measured on the demo's sensors) and gives nothing; delta encoding makes the column nearly
+    free (parts ~5 % smaller). Every other column as pyarrow's default (dictionary, then plain)."""
+    if "_row" not in schema.names or schema.field("_row").type != "int64":
+        return {}
+    return {"use_dictionary": [n for n in schema.names if n != "_row"], "column_encoding": {"_row": "DELTA_BINARY_PACKED"}}
+
+
 class _Parts:
     """Parquet writers of one ingest: one file, or files per partition (hive directories).
 
@@ -110,7 +121,7 @@ class _Parts:
 
         def write() -> None:
             if path is not None:
-                self._writers[key] = pq.ParquetWriter(path, table.schema, compression="zstd")
+                self._writers[key] = pq.ParquetWriter(path, table.schema, compression="zstd", **_encodings(table.schema))
             w = self._writers[key]
             w.write_table(table.cast(w.schema), row_group_size=self.row_group)
 
