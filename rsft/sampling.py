@@ -113,7 +113,7 @@ def _hive(path: str, root: str | None) -> tuple[tuple[str, str], ...]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _row_groups(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+def _row_groups(path: str, mtime_ns: int, size: int, ino: int, ctime_ns: int) -> tuple[np.ndarray, np.ndarray]:
     """(rows, uncompressed bytes) of each row group of a Parquet file, from its footer: read once
     per file version and process (the plan and every chunk over the file use it; a night's
     scoring pass opened each day file's footer twice more than it read the file)."""
@@ -124,8 +124,8 @@ def _row_groups(path: str, mtime_ns: int, size: int) -> tuple[np.ndarray, np.nda
 
 
 def row_groups(path: str) -> tuple[np.ndarray, np.ndarray]:
-    st = os.stat(path)
-    return _row_groups(os.path.abspath(path), st.st_mtime_ns, st.st_size)
+    st = os.stat(path)  # a rewrite changes the inode (atomic rename) or ctime, even where size and mtime stay
+    return _row_groups(os.path.abspath(path), st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
 
 
 def plan_chunks(source: str | Path, chunk_rows: int) -> list[ChunkSpec]:

@@ -159,7 +159,8 @@ def test_fast_pass_accepts_only_what_the_full_check_accepts_with_the_same_value(
     }
     # (min, max, finite) for float64 — both bounds and finite take the one-comparison flag; (pattern,
     # allowed) for str — an allowed set without a blank member drops the blank-text check
-    variants = {"float64": [(0, 150, True), (0, 150, False), (0, None, True), (None, 150, True)],
+    variants = {"float64": [(0, 150, True), (0, 150, False), (0, None, True), (None, 150, True), (0, float("inf"), True),
+                            (float("-inf"), float("inf"), True)],
                 "str": [("M[0-9]{2}", None), (None, ["RUN", "IDLE"]), (None, ["RUN", " "]), (None, None)]}
     for dtype, values in bank.items():
         for nullable, policy, variant in ((n, p, v) for n in (False, True) for p in ("reject", "assume_utc")

@@ -170,3 +170,37 @@ def test_entries_from_before_types_were_recorded(tmp_path):
     entry_path.write_text(json.dumps(old))
     assert ingest(str(raw), ds, _contract("int64")).files[0].status == "ok"
     assert scan_dataset(ds).collect()["distance"].dtype == pl.Int64
+
+
+def test_a_contract_change_never_loses_ingested_rows(tmp_path):
+    """(review) An added column is no reason to ingest old exports again (they cannot have it), and
+    a file that fails to be ingested again under new types keeps its rows as they were — it had
+    deleted the dataset's history; the night then stops in one line instead of mixing two types."""
+    from rsft.pipeline.data import check_retyped
+    from rsft.pipeline.results import DatasetIngest, Ingested
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    for d in (1, 2):
+        _csv(raw / f"f{d}.csv", d)
+    ds = tmp_path / "ds"
+    ingest(str(raw), ds, _contract())
+    wider = _contract()
+    wider = ContractConfig(**{**wider.model_dump(), "columns": [*wider.model_dump()["columns"],
+                                                                 {"name": "tail", "dtype": "str", "nullable": True}]})
+    assert [r.status for r in ingest(str(raw), ds, wider).files] == ["skipped"] * 2  # not ingested again
+    assert scan_dataset(ds).collect().height == 8
+    # a type change a Parquet export cannot meet (float64 written, int64 asked, strict types): it
+    # fails to be ingested again and keeps its rows; the CSVs are ingested again as int64
+    pl.read_csv(_csv(tmp_path / "f3.csv", 3), try_parse_dates=True).with_columns(
+        pl.col("distance").cast(pl.Float64), pl.col("air_time").cast(pl.Float64)).write_parquet(raw / "f3.parquet")
+    ingest(str(raw), ds, _contract())
+    before = scan_dataset(ds).collect().height
+    res = {r.file: r for r in ingest(str(raw), ds, _contract("int64")).files}
+    assert res["f1.csv"].status == "ok" and res["f3.parquet"].status == "failed", res
+    assert "its rows stay as ingested before" in res["f3.parquet"].error
+    rows = pl.concat([pl.read_parquet(p) for p in (ds / "data").rglob("*.parquet")], how="diagonal_relaxed")
+    assert rows.height == before and rows.filter(pl.col("_source").str.ends_with("f3.parquet")).height == 4
+    night = Ingested({"sensors": DatasetIngest("sensors", 2, 0, 0, 0, 0, files_failed=(res["f3.parquet"].error,))})
+    with pytest.raises(ValueError, match="could not be ingested again under the contract's new column types"):
+        check_retyped(night)

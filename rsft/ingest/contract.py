@@ -7,6 +7,7 @@ needs-a-closer-look flag) and the full check on the flagged rows (:func:`_typed`
 from __future__ import annotations
 
 import logging
+import math
 
 import polars as pl
 
@@ -166,7 +167,8 @@ def _fast(col: ColumnContract) -> tuple[pl.Expr, pl.Expr]:
     raw = pl.col(col.name)
     present = raw.is_not_null()
     flags = [] if col.nullable else [~present]
-    if col.dtype == "float64" and col.finite and not col.nullable and col.min is not None and col.max is not None:
+    if (col.dtype == "float64" and col.finite and not col.nullable and col.min is not None and col.max is not None
+            and math.isfinite(col.min) and math.isfinite(col.max)):  # an infinite bound would let ±inf in
         # one comparison pair instead of five flags: outside [min, max], NaN and ±inf are out of
         # range and a null (missing or not a number) is not in it — the same rows as below
         val = raw.cast(pl.Float64, strict=False)

@@ -68,11 +68,17 @@ def stored_dtypes(dataset_dir: Path, digest: str, entry: dict, contract) -> dict
 
 
 def type_changes(old: dict[str, str], new: dict[str, str]) -> list[str]:
-    """``distance: float64 → int64`` for each column whose type differs (added or dropped columns too)."""
-    out = [f"{n}: {old[n]} → {new[n]}" for n in new if n in old and old[n] != new[n]]
-    out += [f"{n}: new column" for n in new if n not in old]
-    out += [f"{n}: no longer in the contract" for n in old if n not in new]
-    return out
+    """``distance: float64 → int64`` for each column of both whose type differs."""
+    return [f"{n}: {old[n]} → {new[n]}" for n in new if n in old and old[n] != new[n]]
+
+
+def retyped_parts(dataset_dir: str | Path, digest: str, keep: list[str]) -> list[Path]:
+    """Data parts of the file with this digest written under another contract's types (their
+    stem carries ``-t<types>``) that its manifest entry does not list (``keep``): a re-ingest
+    killed after publishing them, or one that failed."""
+    listed = {os.path.abspath(p) for p in keep}
+    return [p for p in (Path(dataset_dir) / "data").rglob(f"{_part_stem(digest)}-t*.parquet")
+            if os.path.abspath(p) not in listed]
 
 
 def quarantine_part(dataset_dir: str | Path, digest: str) -> Path:

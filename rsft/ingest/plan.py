@@ -128,7 +128,9 @@ def _reingest_stale(plans: list[FilePlan], dataset_dir: str | Path, done: dict[s
     stale = {}
     for dig, entry in done.items():
         have = stored_dtypes(Path(dataset_dir), dig, entry, contract)
-        if have is not None and have != want:
+        # a column both know, typed differently: an added or dropped column is no reason (an old
+        # export cannot have a column added since; ingesting it again would only fail)
+        if have is not None and type_changes(have, want):
             stale[dig] = (entry, have)
     if not stale:
         return plans

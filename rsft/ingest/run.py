@@ -21,7 +21,7 @@ from rsft import progress as _progress
 from rsft.config import ContractConfig
 from rsft.fsio import temp_path
 from rsft.ingest.manifest import (_forget_path, _manifest, _part_stem, _write_entry, contract_dtypes, data_stem,
-                                  quarantine_part)
+                                  quarantine_part, retyped_parts)
 from rsft.ingest.plan import FilePlan, plan_ingest
 from rsft.ingest.readers import _drop_blank_lines, _name_short_last_record, _read_jsonl, _scan_parquet, _scan_text_table, is_ragged_error
 from rsft.ingest.results import FileError, FileResult, IngestSummary
@@ -144,12 +144,17 @@ def _entry(dataset_dir: Path, digest: str) -> dict:
         return {}
 
 
+REINGEST_FAILED = "not ingested again under the contract's new column types: its rows stay as ingested before"
+
+
 def _failed(plan: FilePlan, e: Exception, dataset_dir: Path | None = None) -> FileResult:
-    if plan.reingest and dataset_dir is not None:
-        # its parts of the old column types go: the dataset never holds two types of a column (the
-        # export is still there, so the next ingest tries it again)
-        _forget_path(dataset_dir, plan.path, None)
     msg = str(e) if isinstance(e, FileError) else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+    if plan.reingest and dataset_dir is not None:
+        # nothing is lost: its parts of the old types and its entry stay; new-typed parts an earlier
+        # killed attempt published go (the pipeline stops a night whose dataset would mix types)
+        for p in retyped_parts(dataset_dir, plan.digest, _entry(Path(dataset_dir), plan.digest).get("outputs", [])):
+            p.unlink(missing_ok=True)
+        msg += f" ({REINGEST_FAILED})"
     return FileResult(plan.name, plan.digest, "failed", error=f"{plan.name}: {msg}")
 
 

@@ -84,10 +84,25 @@ def check_targets(ingested: Ingested) -> None:
                              "rather than train or judge on an earlier night's target rows")
 
 
+def check_retyped(ingested: Ingested) -> None:
+    """Stop a night when a file could not be ingested again after the contract changed its column
+    types: its rows stay under the old types beside files written under the new ones, which no
+    stage can read as one dataset (nothing is lost; fix the file or revert the contract's dtype)."""
+    from rsft.ingest.run import REINGEST_FAILED
+
+    stuck = [f for f in ingested.failed if REINGEST_FAILED in f]
+    if stuck:
+        raise ValueError(f"{len(stuck)} ingested file(s) could not be ingested again under the contract's new column "
+                         f"types ({stuck[0].replace(f' ({REINGEST_FAILED})', '')}); their rows stay as they were — fix "
+                         "the export or revert the contract's dtype; the retrain stops rather than mix two types")
+
+
 def check_ingested(cfg: PipelineConfig, ingested: Ingested) -> None:
-    """Whether the night may go on after ingest: :func:`check_files`, :func:`check_targets`."""
+    """Whether the night may go on after ingest: :func:`check_files`, :func:`check_targets`,
+    :func:`check_retyped`."""
     check_files(cfg, ingested)
     check_targets(ingested)
+    check_retyped(ingested)
 
 
 def target_groups(a: AdaptConfig, target: pl.DataFrame) -> np.ndarray:
