@@ -263,6 +263,18 @@ def add_rolling_features(df: pl.DataFrame | pl.LazyFrame, cfg: FeaturesConfig):
     return df.with_columns(rolling_feature_exprs(cfg)) if cfg.rolling else df
 
 
+def text_slices(df: pl.DataFrame | pl.LazyFrame, column: str, max_bytes: int) -> list[pl.DataFrame]:
+    """The frame's text column (a frame or a lazy one) as consecutive row slices with at most
+    ``max_bytes`` of text (a longer document alone): the featuriser's working set (tens of bytes
+    per text byte) stays bounded."""
+    df = df.lazy().select(column).collect() if isinstance(df, pl.LazyFrame) else df.select(column)
+    nbytes = df.get_column(column).str.len_bytes().fill_null(0).to_numpy()
+    if df.height <= 1 or int(nbytes.sum()) <= max_bytes:
+        return [df]
+    cuts = byte_slices(nbytes, max_bytes)
+    return [df.slice(a, b - a) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
 def byte_slices(nbytes: np.ndarray, budget: int) -> list[int]:
     """Cut points ``[0, …, len(nbytes)]`` of consecutive slices whose byte sums stay ``<= budget``
     (a row longer than the budget is a slice of its own)."""
