@@ -116,26 +116,34 @@ def _flat_tokens(df: pl.DataFrame | pl.LazyFrame, column: str) -> tuple[pl.Serie
     return toks.explode().drop_nulls(), lengths
 
 
-def _flat_gram_buckets(flat: pl.Series, buckets: int, ngrams: int, seed: int, scheme: int) -> pl.DataFrame:
-    """Columns g1..gN (UInt32) over the flat token column: at token i the bucket of the g-gram
-    starting there (across document ends too: the caller drops those)."""
+def _flat_gram_buckets(flat: pl.Series, buckets: int, ngrams: int, seed: int, scheme: int) -> list[np.ndarray]:
+    """Per g = 1..N, integer [tokens]: at token i the bucket of the g-gram starting there (across
+    document ends too: the caller drops those). Scheme 2: int64, scheme 1: uint32."""
     if scheme == 2:  # _gram_hash's arithmetic in numpy (uint64 wraps as Polars' does), Polars' hash
-        h = flat.hash(seed).to_numpy()
-        out, c = {"g1": (h % np.uint64(buckets)).astype(np.uint32)}, h
+        hashes = flat.hash(seed)
+        h = hashes.to_numpy()
+        out, c = [_bucket(hashes, buckets)], h
         for g in range(2, ngrams + 1):
             with np.errstate(over="ignore"):
                 x = c[: len(h) - g + 1] * np.uint64(NGRAM_MIX)
             x ^= h[g - 1:]
-            c = pl.Series(x, dtype=pl.UInt64).hash(seed).to_numpy()
-            ids = np.zeros(len(h), np.uint32)  # past the end: 0 (dropped by the caller)
-            ids[: len(c)] = c % np.uint64(buckets)
-            out[f"g{g}"] = ids
-        return pl.DataFrame(out)
+            gram = pl.Series(x, dtype=pl.UInt64).hash(seed)
+            c = gram.to_numpy()
+            ids = np.zeros(len(h), np.int64)  # past the end: 0 (dropped by the caller)
+            ids[: len(c)] = _bucket(gram, buckets)
+            out.append(ids)
+        return out
     exprs = []
     for g in range(1, ngrams + 1):
         gram = pl.col("t") if g == 1 else pl.concat_str([pl.col("t").shift(-i) for i in range(g)], separator=" ")
         exprs.append((gram.hash(seed) % buckets).cast(pl.UInt32).alias(f"g{g}"))
-    return pl.DataFrame({"t": flat}).select(exprs)
+    hashed = pl.DataFrame({"t": flat}).select(exprs)
+    return [hashed.get_column(f"g{g}").to_numpy() for g in range(1, ngrams + 1)]
+
+
+def _bucket(hashes: pl.Series, buckets: int) -> np.ndarray:
+    """int64 [n]: UInt64 hashes mod ``buckets`` (Polars' modulo: about 4× NumPy's uint64 one)."""
+    return (hashes % buckets).to_numpy().view(np.int64)
 
 
 def _cross_ends(lengths: np.ndarray, g: int) -> np.ndarray:
@@ -166,7 +174,7 @@ def hashed_ngram_flat(df: pl.DataFrame | pl.LazyFrame, column: str, buckets: int
     keep = np.ones(total, dtype=bool)
     out = np.empty(int(offsets[-1]), dtype=np.int64)
     for g in range(1, ngrams + 1):
-        ids = hashed.get_column(f"g{g}").to_numpy()
+        ids = hashed[g - 1]
         if g == 1:
             out[dest] = ids
         else:  # the last g − 1 tokens of a document start no g-gram
@@ -183,9 +191,8 @@ def _flat_ngram_buckets(df: pl.DataFrame | pl.LazyFrame, column: str, buckets: i
     and the tokens per row: the n-grams without putting them in per-document order."""
     _check_scheme(scheme)
     flat, lengths = _flat_tokens(df, column)
-    hashed = _flat_gram_buckets(flat, buckets, ngrams, seed, scheme)
+    ids = _flat_gram_buckets(flat, buckets, ngrams, seed, scheme)
     del flat
-    ids = [hashed.get_column(f"g{g}").to_numpy() for g in range(1, ngrams + 1)]
     return ids, [_cross_ends(lengths, g) for g in range(1, ngrams + 1)], lengths
 
 
@@ -261,6 +268,18 @@ def add_rolling_features(df: pl.DataFrame | pl.LazyFrame, cfg: FeaturesConfig):
     """``df`` with :func:`rolling_feature_exprs` added. Needs every group's readings in the
     frame (one machine-partition, or a prefilter block with its context rows)."""
     return df.with_columns(rolling_feature_exprs(cfg)) if cfg.rolling else df
+
+
+def text_slices(df: pl.DataFrame | pl.LazyFrame, column: str, max_bytes: int) -> list[pl.DataFrame]:
+    """The frame's text column (a frame or a lazy one) as consecutive row slices with at most
+    ``max_bytes`` of text (a longer document alone): the featuriser's working set (tens of bytes
+    per text byte) stays bounded."""
+    df = df.lazy().select(column).collect() if isinstance(df, pl.LazyFrame) else df.select(column)
+    nbytes = df.get_column(column).str.len_bytes().fill_null(0).to_numpy()
+    if df.height <= 1 or int(nbytes.sum()) <= max_bytes:
+        return [df]
+    cuts = byte_slices(nbytes, max_bytes)
+    return [df.slice(a, b - a) for a, b in zip(cuts[:-1], cuts[1:])]
 
 
 def byte_slices(nbytes: np.ndarray, budget: int) -> list[int]:

@@ -279,10 +279,22 @@ _SCORERS: dict[tuple, tuple[Any, str]] = {}
 _LOCK = threading.Lock()
 
 
-def _scorer(path: str) -> tuple[Any, str]:
-    """(scorer, sha256 of its file), cached per process by (path, mtime, size)."""
+def _load_scorer(path: str) -> Any:
+    """An n-gram scorer (hash scheme >= 2) as its NumPy scoring side, read without Torch
+    (``rsft.scorer_file``: a text selection does not import Torch, ~1 s of CPU); any other scorer
+    by ``load_scorer``."""
+    from rsft.scorer_file import load_ngram_weights
+
+    light = load_ngram_weights(path)
+    if light is not None:
+        return light
     from rsft.density import load_scorer
 
+    return load_scorer(path)
+
+
+def _scorer(path: str) -> tuple[Any, str]:
+    """(scorer, sha256 of its file), cached per process by (path, mtime, size)."""
     st = os.stat(path)
     key = (os.path.abspath(path), st.st_mtime_ns, st.st_size)
     with _LOCK:
@@ -290,7 +302,7 @@ def _scorer(path: str) -> tuple[Any, str]:
             if len(_SCORERS) >= 4:
                 _SCORERS.pop(next(iter(_SCORERS)))
             digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-            _SCORERS[key] = (load_scorer(path), digest)
+            _SCORERS[key] = (_load_scorer(path), digest)
         return _SCORERS[key]
 
 
@@ -538,7 +550,8 @@ def _merge_top_k(paths: list[str], k: int) -> pl.DataFrame:
     """The ``k`` rows with the largest ``key`` over the chunk files, in chunk then row order. Only
     the key column of every chunk is read at once; a chunk's rows are read one chunk at a time, so
     memory is ~k rows, not chunks × k candidates (their text) as a lazy top-k over all files held."""
-    keys = [pq.read_table(p, columns=["key"]).column("key").to_numpy() for p in paths]
+    # Polars' reader: pyarrow's read_table / ChunkedArray.to_numpy import pyarrow.dataset and pandas (~0.2 s CPU)
+    keys = [pl.read_parquet(p, columns=["key"]).get_column("key").to_numpy() for p in paths]
     sizes = np.array([len(x) for x in keys], dtype=np.int64)
     flat = np.concatenate(keys) if keys else np.zeros(0)
     top = np.sort(np.argpartition(-flat, k - 1)[:k]) if len(flat) > k else np.arange(len(flat))

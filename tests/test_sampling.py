@@ -279,6 +279,55 @@ def test_text_pool_selection_with_the_ngram_scorer(tmp_path):
     assert s.rows_out == 100 and (picked == "spindle bearing vibration").mean() > 0.9
 
 
+def test_a_text_selection_reads_its_ngram_scorer_without_torch(tmp_path):
+    """A scheme-2 n-gram scorer file is read without Torch (rsft.scorer_file): its weights are the
+    saved tensors' bits, its frame scores are the Torch scorer's bit for bit, and a text selection
+    in a fresh interpreter selects the same rows as this one without ever importing Torch. Other
+    files (another kind, a scheme-1 n-gram scorer) are left to load_scorer."""
+    import subprocess
+    import sys
+
+    from rsft.scorer_file import load_ngram_weights, read_blob
+
+    docs = ["spindle bearing vibration high", "seal leak pressure drop", "", "Spindel: Lager-Vibration!! ÉTÉ",
+            "fuse replaced", " ".join(["bearing noise, spindle"] * 3000)] * 40
+    pl.DataFrame({"text": docs, "id": list(range(len(docs)))}).write_parquet(tmp_path / "pool.parquet", row_group_size=64)
+    feat = FeaturesConfig(text_column="text")
+    scorer = make_scorer(ScorerConfig(kind="ngram", buckets=512), []).fit_frames(
+        pl.DataFrame({"text": ["spindle bearing vibration", "bearing replaced on spindle"] * 20}),
+        pl.DataFrame({"text": docs[:60]}), feat)
+    scorer.save(tmp_path / "ng.pt")
+    blob = read_blob(tmp_path / "ng.pt")
+    want = torch.load(tmp_path / "ng.pt", weights_only=True)
+    assert blob["config"] == want["config"] and blob["state_dict"]["_extra_state"] == {"ngram_hash": 2}
+    for name in ("log_p_t", "log_p_p", "mean", "scale"):
+        np.testing.assert_array_equal(blob["state_dict"][name], want["state_dict"][name].numpy())
+    light = load_ngram_weights(tmp_path / "ng.pt")
+    assert light is not None and light.hash_scheme == 2 and light.kind == "ngram"
+    frame = pl.DataFrame({"text": docs[:12]})
+    np.testing.assert_array_equal(light.log_ratio_frame(frame, feat), load_scorer(tmp_path / "ng.pt").log_ratio_frame(frame, feat))
+    assert load_ngram_weights(Path(__file__).parent / "data" / "ngram-scorer-scheme1.pt") is None
+    assert load_ngram_weights(exact_scorer(tmp_path / "g.pt")) is None
+
+    cfg = SamplingConfig(mode="budget", budget=50, chunk_rows=100, chunk_bytes=20_000)
+    here = pl.read_parquet(select(tmp_path / "pool.parquet", str(tmp_path / "ng.pt"), feat, cfg, str(tmp_path / "a"),
+                                  workers=2).output)
+    code = (
+        "import json, sys\n"
+        "from rsft.config import FeaturesConfig, SamplingConfig\n"
+        "from rsft.sampling import select\n"
+        f"s = select({str(tmp_path / 'pool.parquet')!r}, {str(tmp_path / 'ng.pt')!r}, FeaturesConfig(text_column='text'),"
+        f" SamplingConfig(mode='budget', budget=50, chunk_rows=100, chunk_bytes=20_000), {str(tmp_path / 'b')!r}, workers=2)\n"
+        "print(json.dumps({'output': s.output, 'torch': 'torch' in sys.modules, 'pandas': 'pandas' in sys.modules}))\n"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    out = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                                    env=env).stdout.splitlines()[-1])
+    assert out["torch"] is False and out["pandas"] is False
+    assert_frame_equal(pl.read_parquet(out["output"]), here)
+
+
 @pytest.mark.parametrize("kind, tol_mean, tol_cov", [("gaussian", 0.05, 0.05), ("classifier", 0.12, 0.1)])
 def test_fitted_scorers_select_rows_distributed_like_the_target(kind, tol_mean, tol_cov, tmp_path):
     """p = N(μ, Σ) with correlation, q = N(0, I) in 2-D. Scorers fitted on 4 000 target rows and a

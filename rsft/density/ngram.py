@@ -70,17 +70,10 @@ def counts_log_probs(counts: Any, smoothing: float) -> torch.Tensor:
 
 
 def _text_slices(df: Any, column: str) -> list[pl.DataFrame]:
-    """The frame's text column (a frame or a lazy one) as consecutive row slices with at most
-    FIT_SLICE_BYTES of text (a longer document alone): the featuriser's working set (tens of bytes
-    per text byte) stays bounded."""
-    from rsft.features import byte_slices
+    """The frame's text column in slices of at most FIT_SLICE_BYTES of text (``rsft.features.text_slices``)."""
+    from rsft.features import text_slices
 
-    df = df.lazy().select(column).collect() if isinstance(df, pl.LazyFrame) else df.select(column)
-    nbytes = df.get_column(column).str.len_bytes().fill_null(0).to_numpy()
-    if df.height <= 1 or int(nbytes.sum()) <= FIT_SLICE_BYTES:
-        return [df]
-    cuts = byte_slices(nbytes, FIT_SLICE_BYTES)
-    return [df.slice(a, b - a) for a, b in zip(cuts[:-1], cuts[1:])]
+    return text_slices(df, column, FIT_SLICE_BYTES)
 
 
 def kl(log_p: torch.Tensor, log_q: torch.Tensor) -> float:
@@ -172,16 +165,15 @@ class NgramScorer(DensityRatioScorer):
         ``log_ratio(inputs(df))`` up to rounding), in slices of at most FIT_SLICE_BYTES of text.
         Scheme 1: ids by ``hashed_ngram_flat`` (those of :meth:`inputs`, in the same order: the same
         sums, bit for bit)."""
-        from rsft.features import hashed_ngram_flat, hashed_ngram_sums
+        from rsft.features import hashed_ngram_flat
+        from rsft.scorer_file import ngram_log_ratio_frame
 
         col = feature_cfg.text_column
         if self.hash_scheme == 1:
             flat, offsets = hashed_ngram_flat(df, col, self.cfg.buckets, self.cfg.ngrams)
             return self.log_ratio((flat, offsets)).numpy()
         weights = (self.log_p_t - self.log_p_p).numpy()
-        parts = [hashed_ngram_sums(part, col, weights, self.cfg.ngrams, scheme=self.hash_scheme)
-                 for part in _text_slices(df, col)]
-        return np.concatenate(parts) if parts else np.zeros(0)
+        return ngram_log_ratio_frame(df, col, weights, self.cfg.ngrams, self.hash_scheme, FIT_SLICE_BYTES)
 
     def inputs(self, df: Any, feature_cfg: Any) -> pl.Series:
         """Bucket ids of the frame's text column, hashed with this scorer's buckets, order and scheme."""
