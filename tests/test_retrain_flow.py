@@ -68,7 +68,7 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     s2 = retrain(config_path=str(cfg_path))
     assert s2["files_failed"] == 1  # left out of the night, named with why (not only counted)
     assert len(s2["failed_files"]) == 1 and s2["failed_files"][0].startswith("sensors: ")
-    assert "sensors_broken.csv" in s2["failed_files"][0] and "missing required column" in s2["failed_files"][0]
+    assert "sensors_broken.csv" in s2["failed_files"][0] and "missing column(s)" in s2["failed_files"][0]
     assert s2["warm_start"] == f"models:/{name}/1"
     assert s2["model_version"] == "2"
     better = s2["challenger_rmse"] < s2["champion_rmse"]
