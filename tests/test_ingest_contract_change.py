@@ -204,3 +204,21 @@ def test_a_contract_change_never_loses_ingested_rows(tmp_path):
     night = Ingested({"sensors": DatasetIngest("sensors", 2, 0, 0, 0, 0, files_failed=(res["f3.parquet"].error,))})
     with pytest.raises(ValueError, match="could not be ingested again under the contract's new column types"):
         check_retyped(night)
+
+
+def test_parquet_float32_for_a_float64_column(tmp_path):
+    """(review) A float32 Parquet column (pandas, numpy exports) for a float64 contract column:
+    accepted under cast_if_lossless — each value as the decimal the export showed, which rounds back
+    to the same float32 —, refused under strict with the setting named (not "dtype: float64", the
+    contract's own)."""
+    import numpy as np
+
+    src = _pandas_parquet(tmp_path / "nov.parquet", [100, 200])
+    f = tmp_path / "f32.parquet"
+    pl.read_parquet(src).with_columns(pl.Series("distance", [0.1, 1234.5], dtype=pl.Float32)).write_parquet(f)
+    res = ingest([str(f)], tmp_path / "a", _contract()).files[0]
+    assert res.status == "failed" and "cast_if_lossless would accept it" in res.error and "in the contract would" not in res.error
+    res = ingest([str(f)], tmp_path / "b", _contract(parquet_types="cast_if_lossless")).files[0]
+    assert (res.status, res.rows_ok) == ("ok", 2), res
+    got = scan_dataset(tmp_path / "b").collect().sort("_row")["distance"].to_numpy()
+    assert got.tolist() == [0.1, 1234.5] and (got.astype(np.float32) == np.array([0.1, 1234.5], np.float32)).all()

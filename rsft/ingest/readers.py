@@ -295,6 +295,10 @@ def _lossless_cast(c: ColumnContract, dt: pl.DataType) -> pl.Expr | bool | None:
     a uint64 beyond int64)."""
     if dt == pl.String:
         return False  # text that parses exactly (checked per value by the contract)
+    if dt == pl.Float32 and c.dtype == "float64":
+        # every float32 value is kept: read as the shortest decimal that identifies it (what the
+        # export showed, e.g. 0.1), which rounds back to the same float32
+        return False
     if not dt.is_integer() or c.dtype not in ("float64", "int64"):
         return None
     if dt in _SMALL_INTS or (c.dtype == "int64" and dt == pl.Int64):
@@ -313,7 +317,7 @@ def _parquet_type_hint(c: ColumnContract, dt: pl.DataType, castable: bool) -> st
     found = ("float64" if dt.is_float() else "int64" if dt.is_integer() else "bool" if dt == pl.Boolean
              else "timestamp" if isinstance(dt, pl.Datetime) else None)
     return ("no parquet_types setting accepts it (no exact cast)"
-            + (f"; the column's dtype: {found} in the contract would" if found else ""))
+            + (f"; the column's dtype: {found} in the contract would" if found and found != c.dtype else ""))
 
 
 JSONL_SPOOL_ROWS = 100_000  # lines per block (the name is historical: blocks are not spooled any more)
