@@ -113,17 +113,17 @@ def _hive(path: str, root: str | None) -> tuple[tuple[str, str], ...]:
 
 
 @functools.lru_cache(maxsize=4096)
-def _row_groups(path: str, mtime_ns: int, size: int, ino: int, ctime_ns: int) -> tuple[np.ndarray, np.ndarray]:
-    """(rows, uncompressed bytes) of each row group of a Parquet file, from its footer: read once
-    per file version and process (the plan and every chunk over the file use it; a night's
-    scoring pass opened each day file's footer twice more than it read the file)."""
+def _row_groups(path: str, mtime_ns: int, size: int, ino: int, ctime_ns: int) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """(rows, uncompressed bytes) of each row group of a Parquet file and its column names, from
+    its footer: read once per file version and process (the plan and every chunk over the file
+    use it; a night's scoring pass opened each day file's footer twice more than it read the file)."""
     md = pq.ParquetFile(path).metadata
     groups = [md.row_group(i) for i in range(md.num_row_groups)]
     return (np.array([g.num_rows for g in groups], dtype=np.int64),
-            np.array([g.total_byte_size for g in groups], dtype=np.int64))
+            np.array([g.total_byte_size for g in groups], dtype=np.int64), tuple(md.schema.names))
 
 
-def row_groups(path: str) -> tuple[np.ndarray, np.ndarray]:
+def row_groups(path: str) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     st = os.stat(path)  # a rewrite changes the inode (atomic rename) or ctime, even where size and mtime stay
     return _row_groups(os.path.abspath(path), st.st_mtime_ns, st.st_size, st.st_ino, st.st_ctime_ns)
 
@@ -188,8 +188,10 @@ def iter_chunk(spec: ChunkSpec, chunk_bytes: int) -> Iterator[pl.DataFrame]:
     ``chunk_bytes`` decoded bytes: a row group is decoded batch by batch (never whole), only the
     row groups overlapping a part are read, and reading stops at the part's last row. The rows per
     batch come from each row group's uncompressed size in the file's metadata (its mean row)."""
+    run: list[ChunkPart] = []  # consecutive small parts, read together
+    run_bytes = 0.0
     for part in spec.parts:
-        sizes, group_bytes = row_groups(part.path)
+        sizes, group_bytes, _ = row_groups(part.path)
         starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         end = part.offset + part.length
         groups = [i for i in range(len(sizes)) if starts[i] < end and starts[i + 1] > part.offset]
@@ -197,10 +199,19 @@ def iter_chunk(spec: ChunkSpec, chunk_bytes: int) -> Iterator[pl.DataFrame]:
             continue
         row_bytes = max(group_bytes[i] / max(1, sizes[i]) for i in groups)
         if row_bytes * part.length <= READ_WHOLE_UP_TO * chunk_bytes:
-            # small decoded (numeric pools: a 200k-row chunk of 12 sensors is ~20 MB): one read with
-            # Polars' reader, ~30 % less CPU than pyarrow's batches + the Arrow → Polars conversion
-            yield _read_part(part)
+            # small decoded (numeric pools: a 200k-row chunk of 12 sensors is ~20 MB): read with
+            # Polars' reader (~30 % less CPU than pyarrow's batches + the Arrow → Polars
+            # conversion), and small parts together — a chunk of a kept pool's day files is one
+            # query and one frame to score, not one per day (per-file costs were a third of the pass)
+            if run and run_bytes + row_bytes * part.length > READ_WHOLE_UP_TO * chunk_bytes:
+                yield _read_parts(run)
+                run, run_bytes = [], 0.0
+            run.append(part)
+            run_bytes += row_bytes * part.length
             continue
+        if run:
+            yield _read_parts(run)
+            run, run_bytes = [], 0.0
         pf = pq.ParquetFile(part.path, buffer_size=1 << 20)  # pages streamed, not a whole column chunk
         batch = int(max(1, min(part.length, chunk_bytes // max(1.0, row_bytes))))
         pos = int(starts[groups[0]])
@@ -213,6 +224,27 @@ def iter_chunk(spec: ChunkSpec, chunk_bytes: int) -> Iterator[pl.DataFrame]:
             pos += rb.num_rows
             if pos >= end:
                 break
+    if run:
+        yield _read_parts(run)
+
+
+def _read_parts(parts: list[ChunkPart]) -> pl.DataFrame:
+    """Consecutive parts as one frame in their order (one Polars query over their files: each
+    file's slice pushed down, the hive and lineage columns each part needs added to its rows)."""
+    if len(parts) == 1:
+        return _read_part(parts[0])
+
+    def scan(part: ChunkPart) -> pl.LazyFrame:
+        lf = pl.scan_parquet(part.path, hive_partitioning=False).slice(part.offset, part.length)
+        names = row_groups(part.path)[2]
+        extra = [pl.lit(v).alias(k) for k, v in part.hive if k not in names]
+        if "_source" not in names:
+            extra.append(pl.lit(part.path).alias("_source"))
+        if "_row" not in names:
+            extra.append(pl.int_range(part.offset + 1, part.offset + pl.len() + 1, dtype=pl.Int64).alias("_row"))
+        return lf.with_columns(extra) if extra else lf
+
+    return pl.concat([scan(p) for p in parts], how="diagonal_relaxed").collect()
 
 
 def score_frame(scorer: Any, df: pl.DataFrame, feature_cfg: FeaturesConfig, chunk_bytes: int) -> np.ndarray:

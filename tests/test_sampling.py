@@ -473,3 +473,25 @@ def test_plan_sees_a_rewritten_file(tmp_path):
     specs = plan_chunks(f, 10)
     assert [s.rows for s in specs] == [7]
     assert read_chunk(specs[0])["x"].to_list() == [float(i) for i in range(7)]
+
+
+def test_small_day_files_are_read_together_with_their_lineage(tmp_path):
+    """A chunk of many small files (a kept pool's days) is read as one frame per run of parts —
+    the same rows, order, hive and lineage columns as part by part (a slice of the first and last
+    file included)."""
+    import polars as pl
+
+    from rsft.sampling import _read_part, iter_chunk, plan_chunks
+
+    for d in range(6):
+        day = tmp_path / f"date=2026-01-0{d + 1}"
+        day.mkdir()
+        pl.DataFrame({"x": [float(10 * d + i) for i in range(7)]}).write_parquet(day / "part.parquet")
+    specs = plan_chunks(tmp_path, 17)  # chunks cut files: slices at both ends
+    assert any(len(s.parts) > 2 for s in specs)
+    for spec in specs:
+        frames = list(iter_chunk(spec, 1 << 20))
+        assert len(frames) == 1  # one read for the run of small parts
+        want = pl.concat([_read_part(p) for p in spec.parts], how="diagonal_relaxed")
+        assert frames[0].equals(want.select(frames[0].columns)) and set(frames[0].columns) == set(want.columns)
+        assert {"_source", "_row", "date"} <= set(frames[0].columns)
