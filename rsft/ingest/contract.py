@@ -15,6 +15,9 @@ from rsft.config import ColumnContract, ContractConfig
 from rsft.ingest.results import FileError
 from rsft.tables import other_separator
 
+# the Polars type of an ingested column of each contract dtype (timestamps: Datetime, any unit/zone)
+POLARS_TYPES = {"float64": pl.Float64, "int64": pl.Int64, "bool": pl.Boolean, "str": pl.String}
+
 log = logging.getLogger("rsft.ingest")  # one logger name for the whole ingest (the CLI prints it)
 
 

@@ -15,6 +15,7 @@ from typing import Sequence
 import polars as pl
 
 from rsft.fsio import atomic_write_text, digest, remove_orphans
+from rsft.ingest.contract import POLARS_TYPES
 
 
 def _part_stem(digest: str) -> str:
@@ -31,10 +32,6 @@ def data_stem(digest: str, dtypes: dict | None = None) -> str:
 
 def digest_of_types(dtypes: dict | None) -> str:
     return digest(sorted((dtypes or {}).items()))[:8]
-
-
-# the Polars type an ingested column of each contract dtype has
-_POLARS_DTYPES = {"float64": "Float64", "int64": "Int64", "bool": "Boolean", "str": "String"}
 
 
 def contract_dtypes(contract) -> dict[str, str]:
@@ -59,7 +56,7 @@ def stored_dtypes(dataset_dir: Path, digest: str, entry: dict, contract) -> dict
             if isinstance(dt, pl.Datetime):
                 found[n] = "timestamp"
             else:
-                found[n] = next((k for k, v in _POLARS_DTYPES.items() if str(dt) == v), str(dt))
+                found[n] = next((k for k, v in POLARS_TYPES.items() if dt == v), str(dt))
     for n, want in names.items():  # a column all null in the part: its type is whatever was asked
         if n in found and str(schema[n]) == "Null":
             found[n] = want

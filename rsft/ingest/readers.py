@@ -24,7 +24,7 @@ from pathlib import Path
 import polars as pl
 
 from rsft.config import ColumnContract, ContractConfig
-from rsft.ingest.contract import _check_columns, header_renames
+from rsft.ingest.contract import POLARS_TYPES, _check_columns, header_renames
 from rsft.ingest.results import FileError
 from rsft.tables import SEPARATORS
 
@@ -96,9 +96,7 @@ def _scan_text_table(path: str, contract: ContractConfig, ragged: bool = False) 
         if contract.empty_file == "zero_rows" and _is_blank(path):
             return _no_rows(contract).with_row_index("_row", offset=1).with_columns(pl.col("_row").cast(pl.Int64)), [], None
         raise FileError("empty file (no header) — the contract's empty_file: zero_rows would accept it as no rows")
-    sep = contract.delimiter
-    if contract.sniff_delimiter:
-        sep = max(SEPARATORS, key=header.count)
+    sep = _separator(header, contract)
     cols = [c.strip().strip('"') for c in header.split(sep)]
     renames = header_renames(cols, contract)
     cols = [renames.get(c, c) for c in cols]
@@ -182,6 +180,12 @@ def _name_short_last_record(tmp_bad: Path, last_row: int, reason: str, name: str
     log.warning("%s: last record (row %d) has %s but passed the value checks; it was ingested", name, last_row, reason)
 
 
+def _separator(header: str, contract: ContractConfig) -> str:
+    """The file's field separator: the contract's, or with ``sniff_delimiter`` the one its header
+    holds most of."""
+    return max(SEPARATORS, key=header.count) if contract.sniff_delimiter else contract.delimiter
+
+
 def _drop_blank_lines(tmp_bad: Path, path: str, contract: ContractConfig) -> int:
     """Empty lines of a CSV (an Excel export's trailing one) carry no data: Polars reads each as a
     row of nulls, which the contract quarantines ("missing <first column>"). Such rows are taken out
@@ -195,9 +199,7 @@ def _drop_blank_lines(tmp_bad: Path, path: str, contract: ContractConfig) -> int
     candidates = q.filter(pl.all_horizontal(pl.col(c).is_null() for c in text))["_row"] if text else []
     if not len(candidates):
         return 0
-    header = _header(path) or ""
-    sep = max(SEPARATORS, key=header.count) if contract.sniff_delimiter else contract.delimiter
-    blank = _empty_records(path, sep, set(candidates.to_list()))
+    blank = _empty_records(path, _separator(_header(path) or "", contract), set(candidates.to_list()))
     if blank:
         q.filter(~pl.col("_row").is_in(sorted(blank))).write_parquet(tmp_bad, compression="zstd")
     return len(blank)
@@ -236,7 +238,6 @@ def _check_structure(path: str, sep: str, expected: int) -> None:
                                 f"structural_errors: fail_file")
 
 
-_PARQUET_TYPES = {"float64": pl.Float64, "int64": pl.Int64, "bool": pl.Boolean, "str": pl.String}
 
 
 def _scan_parquet(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame, list[str]]:
@@ -257,7 +258,7 @@ def _scan_parquet(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame, li
     pre = []  # per-row reasons of the casts that are exact only for some values
     for c in contract.columns:
         dt = schema[c.name]
-        ok = isinstance(dt, pl.Datetime) if c.dtype == "timestamp" else (dt == _PARQUET_TYPES[c.dtype] or dt == pl.Null)
+        ok = isinstance(dt, pl.Datetime) if c.dtype == "timestamp" else (dt == POLARS_TYPES[c.dtype] or dt == pl.Null)
         if ok:
             continue
         cast = _lossless_cast(c, dt)
