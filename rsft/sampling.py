@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import polars as pl
@@ -168,13 +168,20 @@ def read_chunk(spec: ChunkSpec) -> pl.DataFrame:
     return frames[0] if len(frames) == 1 else pl.concat(frames, how="diagonal_relaxed")
 
 
+def _lineage(part: ChunkPart, first: int, columns: Sequence[str]) -> list[pl.Expr]:
+    """The hive and lineage columns a frame of ``part``'s file rows ``first + 1, …`` (1-based)
+    lacks among ``columns``: each partition key, ``_source`` (the file) and ``_row``."""
+    extra = [pl.lit(v).alias(k) for k, v in part.hive if k not in columns]
+    if "_source" not in columns:
+        extra.append(pl.lit(part.path).alias("_source"))
+    if "_row" not in columns:
+        extra.append(pl.int_range(first + 1, first + pl.len() + 1, dtype=pl.Int64).alias("_row"))
+    return extra
+
+
 def _with_lineage(df: pl.DataFrame, part: ChunkPart, first: int) -> pl.DataFrame:
     """Hive and lineage columns of the rows ``[first, first + height)`` of ``part``'s file."""
-    extra = [pl.lit(v).alias(k) for k, v in part.hive if k not in df.columns]
-    if "_source" not in df.columns:
-        extra.append(pl.lit(part.path).alias("_source"))
-    if "_row" not in df.columns:
-        extra.append(pl.int_range(first + 1, first + df.height + 1, dtype=pl.Int64).alias("_row"))
+    extra = _lineage(part, first, df.columns)
     return df.with_columns(extra) if extra else df
 
 
@@ -236,12 +243,7 @@ def _read_parts(parts: list[ChunkPart]) -> pl.DataFrame:
 
     def scan(part: ChunkPart) -> pl.LazyFrame:
         lf = pl.scan_parquet(part.path, hive_partitioning=False).slice(part.offset, part.length)
-        names = row_groups(part.path)[2]
-        extra = [pl.lit(v).alias(k) for k, v in part.hive if k not in names]
-        if "_source" not in names:
-            extra.append(pl.lit(part.path).alias("_source"))
-        if "_row" not in names:
-            extra.append(pl.int_range(part.offset + 1, part.offset + pl.len() + 1, dtype=pl.Int64).alias("_row"))
+        extra = _lineage(part, part.offset, row_groups(part.path)[2])
         return lf.with_columns(extra) if extra else lf
 
     return pl.concat([scan(p) for p in parts], how="diagonal_relaxed").collect()

