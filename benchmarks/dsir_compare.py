@@ -14,8 +14,11 @@ machine (man pages, changelogs, copyright files, licences, package descriptions,
 and def/class source blocks; 100 to 100 000+ tokens, nothing truncated); the target is
 ``--target-docs`` documents of ``--target-genre`` (man pages) held out of the pool, where that genre
 is ``--target-share`` of the ``--docs`` documents (a pool larger than the corpus repeats it).
-Both sides select ``--k`` documents from the same pool JSONL with the same target JSONL, 10 000
-buckets, uni + bigrams, sampling without replacement with probability ∝ w (Gumbel top-k, no tempering).
+Both sides select ``--k`` documents from the same pool JSONL with the same target JSONL, uni +
+bigrams, each with its own default buckets (DSIR 10 000 = ``--buckets``; rsft 32 768 =
+``--rsft-buckets``), sampling without replacement with probability ∝ w (Gumbel top-k, no
+tempering). The KL reductions are measured in 10 000-bucket spaces (``--buckets``): rsft's hash
+and DSIR's.
 
 Timed (wall seconds and CPU seconds, interpreter start and imports excluded on both sides):
   dsir  in the ``--dsir-python`` interpreter (data-selection, created as a venv when missing):
@@ -181,7 +184,7 @@ def run_rsft(pool_jsonl: Path, target_jsonl: Path, work: Path, args: argparse.Na
     this interpreter (prepare: JSONL -> Parquet + fit; select), each with its own peak RSS."""
     shutil.rmtree(work / "rsft-select", ignore_errors=True)
     prep = measure(RSFT_PREPARE, str(pool_jsonl), str(target_jsonl), str(work), str(args.pool_sample),
-                   str(args.buckets), str(args.ngrams), str(args.smoothing), str(args.row_group_rows))
+                   str(args.rsft_buckets), str(args.ngrams), str(args.smoothing), str(args.row_group_rows))
     sel = measure(RSFT_SELECT, str(work), str(args.k), str(args.workers), str(args.chunk_rows),
                   json.dumps({k: v for k, v in {"chunk_bytes": args.chunk_bytes}.items() if v is not None}))
     p, s = json.loads(prep["stdout"].splitlines()[-1]), json.loads(sel["stdout"].splitlines()[-1])
@@ -261,7 +264,10 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=10_000, help="documents to select (default 10000)")
     ap.add_argument("--pool-sample", type=int, default=ScorerConfig().pool_sample_rows,
                     help="pool rows rsft fits its pool model on (default: ScorerConfig's, 50000); DSIR uses all")
-    ap.add_argument("--buckets", type=int, default=10_000, help="hashed n-gram buckets (default 10000)")
+    ap.add_argument("--buckets", type=int, default=10_000,
+                    help="DSIR's hashed n-gram buckets, and the feature spaces the KL is measured in (default 10000)")
+    ap.add_argument("--rsft-buckets", type=int, default=ScorerConfig().buckets,
+                    help=f"rsft scorer's buckets (default: rsft's own default, {ScorerConfig().buckets})")
     ap.add_argument("--ngrams", type=int, default=2, help="n-gram order, 2 = uni + bigrams (default 2)")
     ap.add_argument("--smoothing", type=float, default=ScorerConfig().smoothing,
                     help="rsft ngram pseudo-count per bucket (default: scorer.smoothing's default)")
@@ -322,7 +328,7 @@ def main() -> None:
         out["target_genre"] = args.target_genre
     rsft_ids = rsft.pop("selected_ids")
     r = {**{k: round(v, 2) if isinstance(v, float) else v for k, v in rsft.items()},
-         "workers": args.workers, "chunk_rows": args.chunk_rows, "chunk_bytes": args.chunk_bytes,
+         "buckets": args.rsft_buckets, "workers": args.workers, "chunk_rows": args.chunk_rows, "chunk_bytes": args.chunk_bytes,
          "row_group_rows": args.row_group_rows, "docs_per_cpu_s": round(args.docs / rsft["cpu_s"])}
     if dsir is None:
         out["rsft"] = r
