@@ -348,7 +348,7 @@ def test_empty_file_error_fails_an_empty_export_alone(tmp_path):
     assert (res["header_only.csv"].status, res["header_only.csv"].rows_total) == ("ok", 0)
     entries = [json.loads(p.read_text())["name"] for p in (ds / "_manifest").glob("*.json")]
     assert entries == ["header_only.csv"]
-    assert not list(ds.rglob("*.parquet")) and not [p for p in ds.rglob(".*")]
+    assert not list(ds.rglob("*.parquet")) and not [p for p in ds.rglob(".*") if p.name != ".lock"]  # the publish lock stays
     (tmp_path / "empty.jsonl").write_bytes(b"")
     res = ingest(str(tmp_path / "empty.jsonl"), tmp_path / "logs", CFG.ingest.logs).files[0]
     assert (res.status, res.rows_total) == ("ok", 0), res.error

@@ -216,3 +216,38 @@ def test_parquet_float32_for_a_float64_column(tmp_path):
     assert (res.status, res.rows_ok) == ("ok", 2), res
     got = scan_dataset(tmp_path / "b").collect().sort("_row")["distance"].to_numpy()
     assert got.tolist() == [0.1, 1234.5] and (got.astype(np.float32) == np.array([0.1, 1234.5], np.float32)).all()
+
+
+def test_a_failed_reingest_leaves_another_process_s_new_parts_alone(tmp_path):
+    """(review L4) A re-ingest that fails removes the new-typed parts an earlier killed attempt
+    left; it does so holding the dataset's lock, so parts another process has just published for
+    the same file (their manifest entry not yet written) are never taken for leftovers."""
+    import threading
+    import time
+
+    from rsft.ingest.manifest import _write_entry, contract_dtypes, data_stem
+    from rsft.ingest.plan import FilePlan, file_digest
+    from rsft.ingest.run import _entry, _ingest_file
+    from rsft.ingest.unique import dataset_lock
+
+    raw, ds = _exports(tmp_path, (1,))
+    pl.read_csv(_csv(tmp_path / "f3.csv", 3), try_parse_dates=True).with_columns(
+        pl.col("distance").cast(pl.Float64), pl.col("air_time").cast(pl.Float64)).write_parquet(raw / "f3.parquet")
+    ingest(str(raw), ds, _contract())
+    path = str(raw / "f3.parquet")
+    digest = file_digest(path)
+    plan = FilePlan(path, "f3.parquet", digest, reingest=True)  # int64 asked of a float64 Parquet: fails
+    new = _contract("int64")
+    theirs = ds / "data" / "date=2013-07-03" / f"{data_stem(digest, contract_dtypes(new))}.parquet"
+    results = []
+    with dataset_lock(ds):  # the other process: publishes its new-typed part, then its entry
+        theirs.write_bytes(b"their new part")
+        t = threading.Thread(target=lambda: results.append(_ingest_file(plan, ds, new)))
+        t.start()
+        time.sleep(1.0)
+        assert t.is_alive()  # the failed re-ingest waits for the lock before cleaning up
+        entry = _entry(ds, digest)
+        _write_entry(ds, digest, {**entry, "outputs": [*entry["outputs"], str(theirs)]})
+    t.join(30)
+    assert results and results[0].status == "failed"
+    assert theirs.exists()  # listed by the entry by the time the clean-up looked

@@ -6,6 +6,7 @@ Layout under ``dataset_dir``::
     quarantine/part-<digest>.parquet  rows that do not, as raw strings, with a ``reason``
     _manifest/<digest>.json           one entry per completed file, written last
     _keys/part-<digest>.parquet       with a unique key: the file's kept keys (hashes), for later files
+    .lock                             taken by one file at a time to publish its parts and entry
 
 Every value is read as text first and cast with ``strict=False``; a row whose cast is null
 while its source text was not is a violation, routed to quarantine with the column named —

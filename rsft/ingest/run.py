@@ -97,11 +97,13 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
         staged = sorted(p for p in work.staging.rglob("*.parquet"))
     except Exception as e:  # a failed file writes nothing; its error is one line, never a traceback
         work.discard_outputs()
-        return _failed(plan, e, dataset_dir)
+        with dataset_lock(dataset_dir) if plan.reingest else nullcontext():
+            return _failed(plan, e, dataset_dir)
     finally:
         work.remove_inputs()
-    # with a unique key: the file's keys against the dataset's and its own, then publish, one file at a time
-    with dataset_lock(dataset_dir) if keys is not None else nullcontext():
+    # one file at a time publishes (with a unique key: its keys against the dataset's and its own
+    # first), so a failed re-ingest's clean-up never sees another's parts before their entry
+    with dataset_lock(dataset_dir):
         entry: dict = {}
         if keys is not None:
             try:
@@ -148,6 +150,9 @@ REINGEST_FAILED = "not ingested again under the contract's new column types: its
 
 
 def _failed(plan: FilePlan, e: Exception, dataset_dir: Path | None = None) -> FileResult:
+    """A failed file's one-line result. A failed re-ingest removes its new-typed leftovers: called
+    holding :func:`dataset_lock` (another process publishing the same file's new parts holds it
+    until their manifest entry lists them)."""
     msg = str(e) if isinstance(e, FileError) else f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
     if plan.reingest and dataset_dir is not None:
         # nothing is lost: its parts of the old types and its entry stay; new-typed parts an earlier

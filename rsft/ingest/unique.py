@@ -72,8 +72,9 @@ class KeyLog:
 
 @contextmanager
 def dataset_lock(dataset_dir: Path) -> Iterator[None]:
-    """One file at a time resolves its keys and publishes (threads and processes alike)."""
-    with file_lock(Path(dataset_dir) / "_keys" / ".lock"):  # beside the key indexes: only a dataset with a unique key has one
+    """One file at a time publishes its parts and manifest entry — with a unique key, after
+    resolving its keys — or cleans up after a failed re-ingest (threads and processes alike)."""
+    with file_lock(Path(dataset_dir) / ".lock"):
         yield
 
 
