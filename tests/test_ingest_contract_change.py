@@ -125,6 +125,21 @@ def test_empty_lines_of_an_excel_csv_are_no_rows(tmp_path):
     assert entry["blank_lines"] == 2 and entry["rows_quarantined"] == 2
 
 
+def test_a_bare_carriage_return_in_a_field_does_not_shift_the_empty_lines(tmp_path):
+    """(review L3) A bare \\r inside an unquoted field is a character of that field, as Polars
+    reads it — the empty-line pass had ended a record there, numbered every later record one too
+    far and taken the row of empty fields after the empty line for the empty line."""
+    src = tmp_path / "f.csv"
+    src.write_bytes(b"line_id,ts,distance,air_time\nAA,2013-12-01T05:00:00Z,1400,1\rx\n\n,,,\n"
+                    b"B6,2013-12-01T07:00:00Z,1065,150\n")
+    ds = tmp_path / "ds"
+    res = ingest([str(src)], ds, _contract()).files[0]
+    q = pl.read_parquet(next((ds / "quarantine").glob("*.parquet"))).sort("_row")
+    # row 1: air_time "1\rx" is no number; row 2 the empty line: no row; row 3 ",,,": no line_id
+    assert q["_row"].to_list() == [1, 3], q
+    assert (res.rows_total, res.rows_ok, res.rows_quarantined) == (3, 1, 2)
+
+
 def test_a_renamed_column_is_named_and_can_be_mapped_by_aliases(tmp_path):
     """air_time exported as air_time_min: the error names the file's unknown column; the column's
     aliases map it (CSV and Parquet), and the contract validates them."""

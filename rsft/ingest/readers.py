@@ -19,7 +19,9 @@ import gzip
 import json
 import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import polars as pl
 
@@ -211,8 +213,17 @@ def _empty_records(path: str, sep: str, rows: set[int]) -> set[int]:
 
     csv.field_size_limit(2**31 - 1)
     out, last = set(), max(rows)
-    with open(path, encoding="utf-8-sig", errors="replace", newline="") as fh:
-        reader = csv.reader(fh, delimiter=sep)
+
+    def lines(fh: BinaryIO) -> Iterator[str]:
+        # records end at "\n" (or "\r\n"), as Polars reads them: a bare "\r" is a character of its
+        # field there, while Python's csv ends a record at it (every later record would be numbered
+        # one too far, and a real row could be taken for an empty line)
+        for i, raw in enumerate(fh):
+            line = raw.replace(b"\r\n", b"\n").replace(b"\r", b" ").decode("utf-8", errors="replace")
+            yield line.removeprefix("\ufeff") if i == 0 else line
+
+    with open(path, "rb") as fh:
+        reader = csv.reader(lines(fh), delimiter=sep)
         next(reader, None)
         for row, rec in enumerate(reader, start=1):
             if row in rows and not rec:
