@@ -136,6 +136,18 @@ def ngram_kl_reduction(target_ids: Any, pool_ids: Any, selected_ids: Any, bucket
     return {"kl_target_pool": before, "kl_target_selected": after, "kl_reduction": before - after}
 
 
+def _group_counts(df: pl.DataFrame, col: str, name: str, given: pl.DataFrame | None = None,
+                  null: str | None = None) -> pl.DataFrame | None:
+    """(``col`` as text, ``name``): rows per group of ``df`` — or ``given``, the whole selection's
+    counts when ``df`` is a sample of it; None when ``df`` has no rows or no such column. ``null``
+    names the group of missing values."""
+    key = pl.col(col).cast(pl.String)
+    key = key.fill_null(null) if null is not None else key
+    if given is not None:
+        return given.select(key, pl.col(name))
+    return df.group_by(key).agg(pl.len().alias(name)) if col in df.columns and df.height else None
+
+
 def group_table(
     pool: pl.DataFrame, selected: pl.DataFrame, target: pl.DataFrame, col: str, log_w_pool: np.ndarray,
     log_m: float | None = None, pool_rows: int | None = None, selected_counts: pl.DataFrame | None = None,
@@ -153,13 +165,10 @@ def group_table(
     if log_m is not None:
         aggs.append((pl.col("_lw") - log_m).clip(upper_bound=0.0).exp().fill_nan(0.0).mean().alias("expected_acceptance"))
     tab = p.group_by(col).agg(aggs)
-    for name, df in (("selected_rows", selected), ("target_rows", target)):
-        if name == "selected_rows" and selected_counts is not None:
-            tab = tab.join(selected_counts.select(pl.col(col).cast(pl.String), pl.col(name)), on=col, how="full", coalesce=True)
-        elif col in df.columns and df.height:
-            tab = tab.join(df.group_by(pl.col(col).cast(pl.String)).agg(pl.len().alias(name)), on=col, how="full", coalesce=True)
-        else:
-            tab = tab.with_columns(pl.lit(0, dtype=pl.UInt32).alias(name))
+    for name, df, given in (("selected_rows", selected, selected_counts), ("target_rows", target, None)):
+        counts = _group_counts(df, col, name, given)
+        tab = (tab.join(counts, on=col, how="full", coalesce=True) if counts is not None
+               else tab.with_columns(pl.lit(0, dtype=pl.UInt32).alias(name)))
     n_s = int(selected_counts["selected_rows"].sum()) if selected_counts is not None else selected.height
     n_p, n_t = pool.height, target.height
     tab = tab.fill_null(0).with_columns(
@@ -277,15 +286,11 @@ def group_coverage(
     else:
         t = t.with_columns(_unc=pl.lit(None, dtype=pl.Float64))
     tab = t.group_by(col).agg(target_rows=pl.len(), uncovered_share=pl.col("_unc").mean())
-    for name, df in (("pool_sample_rows", pool), ("selected_rows", selected)):
-        if name == "selected_rows" and selected_counts is not None:  # the whole selection's, not a sample's
-            counts = selected_counts.select(pl.col(col).cast(pl.String).fill_null("(null)"), pl.col(name))
-            tab = tab.join(counts, on=col, how="left").with_columns(pl.col(name).fill_null(0))
-        elif col in df.columns and df.height:
-            counts = df.group_by(pl.col(col).cast(pl.String).fill_null("(null)")).agg(pl.len().alias(name))
-            tab = tab.join(counts, on=col, how="left").with_columns(pl.col(name).fill_null(0))
-        else:  # no rows: 0 of every group; no such column: unknown (null)
-            tab = tab.with_columns(pl.lit(0 if df.height == 0 else None, dtype=pl.UInt32).alias(name))
+    for name, df, given in (("pool_sample_rows", pool, None), ("selected_rows", selected, selected_counts)):
+        counts = _group_counts(df, col, name, given, null="(null)")
+        tab = (tab.join(counts, on=col, how="left").with_columns(pl.col(name).fill_null(0)) if counts is not None
+               # no rows: 0 of every group; no such column: unknown (null)
+               else tab.with_columns(pl.lit(0 if df.height == 0 else None, dtype=pl.UInt32).alias(name)))
     n_s = int(selected_counts["selected_rows"].sum()) if selected_counts is not None else selected.height
     tab = tab.with_columns(
         target_share=pl.col("target_rows") / max(target.height, 1),
