@@ -633,7 +633,9 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
 
     console.print(f"# data paths below are relative to the config file's directory: {cfg.base_dir}", highlight=False,
                   markup=False, soft_wrap=True)
-    console.print(cfg_yaml(cfg), highlight=False)
+    # the synthetic factory's settings only for a config that names them (the demo's): a plant's
+    # config reads its own exports, and `rsft synth` is the only reader of that section
+    console.print(cfg_yaml(cfg, synth="synth" in cfg.model_fields_set), highlight=False)
     named = [("data.target_sample", cfg.data.target_sample), ("data.target_holdout", cfg.data.target_holdout),
              *[("data.pool", p) for p in cfg.data.pool], *[("data.logs", p) for p in cfg.data.logs]]
     for key, p in named:  # local paths only (an s3:// source is checked when it is read)

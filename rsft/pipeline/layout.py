@@ -121,8 +121,10 @@ def night_key(cfg: PipelineConfig, run_key: str) -> str:
     return digest(run_key, dataset_digest(pipeline_root(cfg) / TARGET_HOLDOUT), night_config(cfg))
 
 
-def cfg_yaml(cfg: PipelineConfig) -> str:
-    """The whole resolved config as YAML (saved with every checkpoint and MLflow run)."""
+def cfg_yaml(cfg: PipelineConfig, synth: bool = True) -> str:
+    """The whole resolved config as YAML (saved with every checkpoint and MLflow run); without
+    the ``synth`` section when ``synth`` is false."""
     import yaml
 
-    return yaml.safe_dump(cfg.model_dump(mode="json", exclude={"base_dir"}), sort_keys=False)
+    return yaml.safe_dump(cfg.model_dump(mode="json", exclude={"base_dir", *(() if synth else ("synth",))}),
+                          sort_keys=False)
