@@ -113,7 +113,7 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
         champion=outcome.champion_scores, warm_start=warm["warm_start"],
         train={**counts, **fit_stats, **{k: v for k, v in warm.items() if k.startswith("base_")}},
         adapt=search, holdout_rows=holdout.height, champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg),
-        recorded=outcome.recorded_by is not None)
+        ui_url=cfg.state.ui_url, recorded=outcome.recorded_by is not None)
     if not out.recorded:
         _describe(cfg, mlc, night, ingested, selection, out)
     return out
@@ -134,7 +134,8 @@ def _recorded(cfg: PipelineConfig, outcome: promotion.Outcome, holdout_rows: int
         reason=d.reason, metric=cfg.promotion.metric, challenger=challenger,
         champion=prefixed("champion_holdout_") or outcome.champion_scores, warm_start=tags.get("rsft.warm_start", ""),
         train={"train_rows": int(metrics.get("train_rows", 0))}, adapt=None, holdout_rows=holdout_rows,
-        champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg), recorded=True)
+        champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg), ui_url=cfg.state.ui_url,
+        recorded=True)
 
 
 # --------------------------------------------------------------------------------------

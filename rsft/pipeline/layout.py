@@ -90,9 +90,9 @@ def ingest_sources(cfg: PipelineConfig) -> dict[str, tuple[list[str], str]]:
 
 # settings that say where and how fast work runs, or what is kept on disk afterwards, not what a
 # night computes: changing them does not make a new night (a re-run on a bigger cluster, or with
-# a longer retention, is the same night and registers nothing new)
+# a longer retention, is the same night and registers nothing new; nor is where its links point)
 EXECUTION_ONLY = frozenset({"task_runner", "concurrency", "dask_address"})
-STATE_EXECUTION_ONLY = frozenset({"keep_nights", "gc_after_night"})
+STATE_EXECUTION_ONLY = frozenset({"keep_nights", "gc_after_night", "ui_url"})
 
 
 def without_execution(d, keep: frozenset[str] = frozenset()):
