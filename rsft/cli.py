@@ -108,7 +108,7 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
     return t
 
 
-_HEADERS = {"cv_rmse": "cv rmse", "cv_fits": "cv fits", "pool_rows": "pool rows", "seconds": "s",
+_HEADERS = {"cv_rmse": "cv rmse", "rung0_rmse": "rung 0", "cv_fits": "cv fits", "pool_rows": "pool rows", "seconds": "s",
             "holdout_rmse": "hold-out"}
 
 
@@ -178,7 +178,10 @@ def retrain(
     console.print(_kv_table(f"rsft retrain — {cfg.name}" + (" (the recorded decision)" if decided else ""), shown))
     if summary.get("adapt_candidates"):
         cv = str(summary.get("search_cv", "grouped")).split(",")[0]
-        console.print(_rows_table(f"adapt: candidate recipes ({cv} CV on the target sample)", summary["adapt_candidates"]))
+        from rsft.adapt import candidate_rows  # the summary's records are numbers: as the table shows them
+
+        console.print(_rows_table(f"adapt: candidate recipes ({cv} CV on the target sample)",
+                                  candidate_rows(summary["adapt_candidates"])))
     for what, key in (("quarantined (new files)", "quarantine_reasons"), ("prefilter dropped", "prefilter_dropped")):
         if summary.get(key):
             _line(console, f"{what}: {_counts(summary[key])}")

@@ -225,10 +225,10 @@ def _train_challenger(cfg: PipelineConfig, start, warm_start: str, selection: Se
                                      f"whole pool) + the target sample ×{target_repeats(c.target_share)}",
                        "pool_rows": pool_rows, "train_rows": n["train_rows"]}
 
-    from rsft.adapt import candidate_table, plot_candidates
+    from rsft.adapt import candidate_records, plot_candidates
 
     model, report = adapt_stage(cfg, start, selection.prefiltered, map_units, final_fit=at_full_scale)
-    runs.log_adapt_search(report, candidate_table(report), lambda path: plot_candidates(report, path))
+    runs.log_adapt_search(report, candidate_records(report), lambda path: plot_candidates(report, path))
     counts = {**full.get("counts", {"train_rows": report["final"]["train_rows"]}), "adapt_candidates": len(report["candidates"])}
     return model, full.get("result"), counts, report
 

@@ -10,7 +10,7 @@ from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
 
 
 def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, result: Finetuned) -> dict[str, Any]:
-    from rsft.adapt import candidate_table
+    from rsft.adapt import candidate_records
     from rsft.tracking.runs import nights_link, ui_base, ui_command
 
     pool = ingested[pool_dataset(cfg)]
@@ -57,7 +57,7 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
             "search_models_trained": search["fits"],
             # forward: each fold trained on earlier time blocks, validated on later ones; grouped: K-fold
             "search_cv": f"{search.get('cv', 'grouped')}, {search['folds']} folds over {search['groups']} groups",
-            "adapt_candidates": candidate_table(search)} if search else {}),
+            "adapt_candidates": candidate_records(search)} if search else {}),  # numbers (the CLI formats them)
         f"challenger_{metric}": round(result.challenger[metric], 5),
         f"champion_{metric}": None if champ is None else round(champ[metric], 5),
         "promoted": result.promoted,

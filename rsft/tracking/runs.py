@@ -155,9 +155,10 @@ def set_tags(tags: dict[str, Any]) -> None:
     _mlflow().set_tags({k: str(v) for k, v in tags.items()})
 
 
-def log_adapt_search(report: dict[str, Any], table: list[dict[str, Any]], plot: Callable[[str], str]) -> None:
+def log_adapt_search(report: dict[str, Any], records: list[dict[str, Any]], plot: Callable[[str], str]) -> None:
     """The adaptation search: one nested run per candidate (CV mean and SE, pool rows, seconds),
-    the report JSON, the candidates chart (``plot(path)`` draws it) and table, the choice as tags."""
+    the report JSON, the candidates chart (``plot(path)`` draws it), their records (numbers:
+    ``candidate_records``) as ``adapt/candidates.jsonl``, the choice as tags."""
     mlflow = _mlflow()
     for row in report["candidates"]:
         with mlflow.start_run(run_name=f"candidate: {row['name']}", nested=True):
@@ -170,7 +171,7 @@ def log_adapt_search(report: dict[str, Any], table: list[dict[str, Any]], plot: 
     mlflow.log_text(json.dumps(report, indent=2, default=float), "adapt/report.json")
     with tempfile.TemporaryDirectory() as d:
         mlflow.log_artifact(plot(os.path.join(d, "candidates.png")), "adapt")
-    mlflow.log_text("\n".join(json.dumps(r) for r in table), "adapt/candidates.jsonl")
+    mlflow.log_text("\n".join(json.dumps(r) for r in records), "adapt/candidates.jsonl")
     mlflow.set_tags({"rsft.adapt_chosen": report["chosen"], "rsft.adapt_why": report["why"][:250],
                      "rsft.adapt_trained_on": report["final"]["trained_on"][:250]})
 
