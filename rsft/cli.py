@@ -108,7 +108,7 @@ def _kv_table(title: str, rows: dict[str, Any]) -> Table:
     return t
 
 
-_HEADERS = {"cv_rmse": "cv rmse", "cv_fits": "cv fits", "pool_rows": "pool rows", "seconds": "s",
+_HEADERS = {"cv_rmse": "cv rmse", "rung0_rmse": "rung 0", "cv_fits": "cv fits", "pool_rows": "pool rows", "seconds": "s",
             "holdout_rmse": "hold-out"}
 
 
@@ -178,7 +178,10 @@ def retrain(
     console.print(_kv_table(f"rsft retrain — {cfg.name}" + (" (the recorded decision)" if decided else ""), shown))
     if summary.get("adapt_candidates"):
         cv = str(summary.get("search_cv", "grouped")).split(",")[0]
-        console.print(_rows_table(f"adapt: candidate recipes ({cv} CV on the target sample)", summary["adapt_candidates"]))
+        from rsft.adapt import candidate_rows  # the summary's records are numbers: as the table shows them
+
+        console.print(_rows_table(f"adapt: candidate recipes ({cv} CV on the target sample)",
+                                  candidate_rows(summary["adapt_candidates"])))
     for what, key in (("quarantined (new files)", "quarantine_reasons"), ("prefilter dropped", "prefilter_dropped")):
         if summary.get(key):
             _line(console, f"{what}: {_counts(summary[key])}")
@@ -423,7 +426,7 @@ def adapt(
     label: str = typer.Option(..., "--label", help="Name of the label column to predict (regression)."),
     holdout: Optional[str] = typer.Option(None, "--holdout", help="Optional target hold-out: every candidate is also scored on it."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Column grouping the target rows for CV (machine, batch); default: contiguous time blocks."),
-    features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns; default: every numeric column except label and group."),
+    features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns; default: every numeric column except label, group and ID-like columns (id, *_id, an integer flight/*_no/*_number, integers all distinct), named in one line."),
     strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated candidates, cheapest first; any of: keep_champion, recalibrate, ridge_head, head_only, sample_only, random_mix, rsft, weighted (default: all but ridge_head and weighted)."),
     folds: int = typer.Option(4, "--folds", min=2, help="Grouped K-fold count."),
     cv: str = typer.Option("auto", "--cv", help="grouped: K folds of whole groups; forward: each fold trains on every earlier group (in the target sample's row order) and validates on the next block of its later half; auto: forward when every group is one contiguous run of rows (days, weeks, time blocks) and there are 2×--folds of them, else grouped."),
@@ -533,9 +536,15 @@ def _adapt_columns(pool: str, target_sample: str, label: str, group_by: str | No
             _fail(f"{name} has no column '{label}'{_did_you_mean(label, names)}")
     if group_by and group_by not in tgt_df.columns:
         _fail(f"target sample has no column '{group_by}' for --group-by{_did_you_mean(group_by, tgt_df.columns)}")
-    cols = [c.strip() for c in features.split(",") if c.strip()] if features else [
-        c for c, t in tgt_df.schema.items() if t.is_numeric() and c not in (label, group_by) and c in pool_schema
-    ]
+    if features:
+        cols = [c.strip() for c in features.split(",") if c.strip()]
+    else:  # every numeric column both files have, less identifiers (numbers that name a row, not measure it)
+        cols = [c for c, t in tgt_df.schema.items() if t.is_numeric() and c not in (label, group_by) and c in pool_schema]
+        left = {c: why for c in cols if (why := _id_like(tgt_df, c))}
+        cols = [c for c in cols if c not in left]
+        if left:
+            _line(console, "features: left out ID-like " + ", ".join(f"{c} ({why})" for c, why in left.items())
+                  + " — name them in --features to use them")
     if not cols:
         _fail("no numeric feature columns shared by pool and target sample; pass --features")
     clash = [c for c in cols if c in (label, group_by)]
@@ -550,6 +559,31 @@ def _adapt_columns(pool: str, target_sample: str, label: str, group_by: str | No
         if text:
             _fail(f"{name}: not numeric: {', '.join(text)} (features and label must be numbers)")
     return tgt_df, cols
+
+
+# a column named like an identifier: its last word (or an "id" first word), snake_case or camelCase.
+# any numeric type for id/uuid/guid (pandas writes an integer column with gaps as floats); the
+# others only as integers ("reynolds_number" is a measurement, "batch_number" is not)
+_ID_NAMES = frozenset({"id", "uuid", "guid"})
+_ID_NUMBER_NAMES = frozenset({"no", "nr", "number", "serial", "flight"})
+ID_DISTINCT_MIN_ROWS = 100  # fewer rows: an integer measurement may be all distinct by chance
+
+
+def _id_like(df, col: str) -> str | None:
+    """Why the target sample's numeric column ``col`` looks like an identifier (a row, flight,
+    batch or machine number) rather than a measurement, or None: ``id``, ``*_id``, ``*Id``; an
+    integer ``*_no``/``*_nr``/``*_number``/``serial``/``flight``; or integers all distinct over at
+    least ``ID_DISTINCT_MIN_ROWS`` rows. A model would learn the numbering, not the process."""
+    import re
+
+    words = re.findall(r"[a-z]+|[0-9]+", re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", col).lower())
+    integer = df.schema[col].is_integer()
+    if words and (words[-1] in _ID_NAMES or words[0] == "id" or (integer and words[-1] in _ID_NUMBER_NAMES)):
+        return "named like an ID"
+    values = df.get_column(col).drop_nulls()
+    if integer and len(values) >= ID_DISTINCT_MIN_ROWS and values.n_unique() == len(values):
+        return f"integers, all {len(values):,} distinct"
+    return None
 
 
 def _show_adapt(report: dict[str, Any], target_rows: int, json_out: Optional[Path], plot: Optional[Path]) -> None:
@@ -633,7 +667,9 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
 
     console.print(f"# data paths below are relative to the config file's directory: {cfg.base_dir}", highlight=False,
                   markup=False, soft_wrap=True)
-    console.print(cfg_yaml(cfg), highlight=False)
+    # the synthetic factory's settings only for a config that names them (the demo's): a plant's
+    # config reads its own exports, and `rsft synth` is the only reader of that section
+    console.print(cfg_yaml(cfg, synth="synth" in cfg.model_fields_set), highlight=False)
     named = [("data.target_sample", cfg.data.target_sample), ("data.target_holdout", cfg.data.target_holdout),
              *[("data.pool", p) for p in cfg.data.pool], *[("data.logs", p) for p in cfg.data.logs]]
     for key, p in named:  # local paths only (an s3:// source is checked when it is read)

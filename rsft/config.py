@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -36,6 +36,11 @@ class StateConfig(_Model):
     dir: str | None = None
     # MLflow tracking URI; None = sqlite:///<state>/mlflow.db (team scale: http://mlflow:5000)
     tracking_uri: str | None = None
+    # where people open the MLflow UI (the run and nights links rsft prints and logs). None = the
+    # tracking server's own address when tracking_uri is http(s)://, else http://127.0.0.1:5000,
+    # where `mlflow ui` listens by default; set it when the UI listens elsewhere
+    # (`mlflow ui --port 5001`: http://127.0.0.1:5001) or behind a proxy (https://mlflow.plant/)
+    ui_url: str | None = None
     # MLflow experiment name
     experiment: str = "rsft"
     # `rsft gc` keeps the intermediates (runs/<key>/, kept-pool manifests) of this many newest
@@ -43,6 +48,13 @@ class StateConfig(_Model):
     keep_nights: int = Field(7, ge=1)
     # run that retention at the end of every night (the summary's `gc` line); false = only `rsft gc`
     gc_after_night: bool = True
+
+    @field_validator("ui_url")
+    @classmethod
+    def _ui_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("http://", "https://")):
+            raise ValueError(f"an http:// or https:// address of the MLflow UI, not {v!r}")
+        return v
 
     @model_validator(mode="after")
     def _local_dir(self) -> StateConfig:

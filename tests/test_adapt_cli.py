@@ -73,6 +73,111 @@ def test_rsft_adapt_on_csv_files(tmp_path):
     assert all(rows[n]["cv_fits"] == "1×≤100 steps, ≤2 ep, dropped after it" for n in rep["halving"]["eliminated"])
     assert all(rows[n]["cv_rmse"].startswith("(") and rows[n]["cv_rmse"].endswith(")") for n in rep["halving"]["eliminated"])
     assert not rows[survivor["name"]]["cv_rmse"].startswith("(")
+    # each candidate's figure in rung 0 beside its final one: the survivor's short fit too
+    assert rows[survivor["name"]]["rung0_rmse"] == f"{survivor['short_losses'][0]:#.4g}"
+    table = " ".join(out.stdout.split())
+    assert "rung 0" in table and rows[survivor["name"]]["rung0_rmse"] in table
+
+
+def _halving_report():
+    """A search report after successive halving on 3 folds (rung 0: fold 0, short fits): the
+    training-free keep_champion on every fold, sample_only re-run at the full budget (its rung-0
+    loss kept as short_losses), rsft eliminated after rung 0, random_mix skipped by the budget."""
+    def cand(name, losses, folds, short=(), eliminated="", skipped="", holdout=1.0):
+        n = len(losses)
+        return {"name": name, "strategy": name.split()[0], "fold_losses": list(losses), "folds": list(folds),
+                "short_losses": list(short), "eliminated": eliminated, "skipped": skipped,
+                "cv_loss_mean": sum(losses) / n if n else float("inf"),
+                "cv_loss_se": 0.01 if n > 1 else 0.0, "pool_rows_mean": 120.0 if n else 0.0, "seconds": 0.5,
+                "holdout_rmse": holdout}
+    return {"chosen": "sample_only", "halving": {"rung0_folds": 1, "kept": ["sample_only"]},
+            "cv_steps": 100, "full_steps": 400, "cv_epochs": None, "full_epochs": None,
+            "candidates": [cand("keep_champion", [1.5, 1.7, 1.6], [0, 1, 2]),
+                           cand("sample_only", [1.1, 1.3, 1.2], [0, 1, 2], short=[1.4]),
+                           cand("rsft β=1 q=0.99", [1.45], [0], eliminated="rung 0: …"),
+                           cand("random_mix", [], [], skipped="time budget")]}
+
+
+def test_candidate_records_are_numbers_and_the_table_shows_rung_0():
+    """The retrain summary's ``adapt_candidates`` (its --json-out) carries numbers — the table's
+    strings are for people; the table shows every candidate's rung-0 figure beside its CV one."""
+    import json as _json
+
+    from rsft.adapt import candidate_records, candidate_rows, candidate_table
+
+    report = _halving_report()
+    recs = {r["candidate"]: r for r in candidate_records(report)}
+    assert recs["sample_only"] == {
+        "candidate": "sample_only", "chosen": True, "cv_rmse": pytest.approx(1.2), "cv_rmse_se": 0.01, "cv_folds": 3,
+        "rung0_rmse": 1.4, "rung0_folds": 1, "eliminated": False, "skipped": None, "cv_fits": "3×≤400 steps",
+        "pool_rows": 120, "seconds": 0.5, "holdout_rmse": 1.0}
+    assert recs["keep_champion"]["rung0_rmse"] == 1.5 and recs["keep_champion"]["rung0_folds"] == 1
+    assert recs["rsft β=1 q=0.99"]["rung0_rmse"] == 1.45 and recs["rsft β=1 q=0.99"]["eliminated"] is True
+    assert recs["random_mix"]["cv_rmse"] is None and recs["random_mix"]["rung0_rmse"] is None
+    for r in recs.values():  # numbers stay numbers through JSON (no "1.200±0.01" strings, no Infinity)
+        back = _json.loads(_json.dumps(r, allow_nan=False))
+        assert all(isinstance(back[k], (int, float)) or back[k] is None
+                   for k in ("cv_rmse", "cv_rmse_se", "rung0_rmse", "pool_rows", "seconds", "holdout_rmse"))
+    rows = {r["candidate"].removeprefix("→ "): r for r in candidate_rows(candidate_records(report))}
+    assert rows == {r["candidate"].removeprefix("→ "): r for r in candidate_table(report)}
+    assert list(rows["sample_only"]) == ["candidate", "rung0_rmse", "cv_rmse", "cv_fits", "pool_rows", "seconds",
+                                         "holdout_rmse"]
+    assert rows["sample_only"]["candidate"] == "→ sample_only"
+    assert (rows["sample_only"]["rung0_rmse"], rows["sample_only"]["cv_rmse"]) == ("1.400", "1.200±0.01")
+    assert (rows["rsft β=1 q=0.99"]["rung0_rmse"], rows["rsft β=1 q=0.99"]["cv_rmse"]) == ("1.450", "(1.450)")
+    assert (rows["random_mix"]["rung0_rmse"], rows["random_mix"]["cv_rmse"]) == ("—", "skipped")
+    no_halving = {**report, "halving": None}
+    assert "rung0_rmse" not in candidate_records(no_halving)[0] and "rung0_rmse" not in candidate_table(no_halving)[0]
+
+
+def test_retrain_prints_the_summarys_candidate_records_as_the_table(monkeypatch, tmp_path):
+    """`rsft retrain` formats the summary's numeric candidates for its table and writes them to
+    --json-out as numbers."""
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    import flows.retrain
+    from rsft import cli
+    from rsft.adapt import candidate_records
+    from rsft.config import load_config
+
+    summary = {"recipe": "sample_only", "search_cv": "grouped, 3 folds over 4 groups", "mlflow_ui": "mlflow ui",
+               "adapt_candidates": candidate_records(_halving_report()), "model_version": 2}
+    monkeypatch.setattr(flows.retrain, "retrain", lambda **kw: summary)
+    monkeypatch.setattr(cli, "_load", lambda config, sets=None: load_config(config))  # no state dir to set up
+    res = CliRunner().invoke(cli.app, ["retrain", "--config", str(REPO / "examples" / "factory.yaml"),
+                                       "--json-out", str(tmp_path / "s.json")])
+    assert res.exit_code == 0, res.output
+    said = " ".join(res.output.split())
+    assert "rung 0" in said and "1.200±0.01" in said and "(1.450)" in said and "→ sample_only" in said
+    assert _json.loads((tmp_path / "s.json").read_text())["adapt_candidates"][1]["cv_rmse"] == pytest.approx(1.2)
+
+
+def test_rsft_adapt_leaves_id_like_columns_out_of_the_default_features(tmp_path, capsys):
+    """A plant's export (nycflights13-like): an integer flight number, *_id / id columns and a row
+    number are identifiers, not measurements — the default features leave them out and one line
+    says which and why; named in --features they are used."""
+    from rsft.cli import _adapt_columns
+
+    n = 150
+    df = pl.DataFrame({
+        "id": list(range(n)), "row": [1000 + 7 * i for i in range(n)],  # all distinct integers
+        "year": [2013] * n, "month": [1 + i % 12 for i in range(n)], "dep_time": [500 + (i * 37) % 100 for i in range(n)],
+        "flight": [1 + i % 40 for i in range(n)], "carrier_id": [float(i % 9) for i in range(n)],
+        "dep_delay": [0.5 * (i % 17) for i in range(n)], "distance": [200 + (i * 13) % 120 for i in range(n)],
+        "reynolds_number": [1e5 + i for i in range(n)],  # a float measurement, whatever its name says
+        "arr_delay": [0.1 * i for i in range(n)],
+    })
+    df.write_csv(tmp_path / "flights.csv")
+    path = str(tmp_path / "flights.csv")
+    _, cols = _adapt_columns(path, path, "arr_delay", None, None)
+    assert cols == ["year", "month", "dep_time", "dep_delay", "distance", "reynolds_number"]
+    said = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert said == ["features: left out ID-like id (named like an ID), row (integers, all 150 distinct), "
+                    "flight (named like an ID), carrier_id (named like an ID) — name them in --features to use them"]
+    _, cols = _adapt_columns(path, path, "arr_delay", None, "flight,distance")
+    assert cols == ["flight", "distance"] and not capsys.readouterr().out.strip()
 
 
 def test_rsft_adapt_errors_are_one_line(tmp_path):
@@ -164,6 +269,9 @@ def test_retrain_with_adapt_logs_nested_candidates(tmp_path, prefect_harness):
     names = ["keep_champion", "recalibrate", "sample_only", "rsft β=1 q=0.99"]
     assert out["recipe"] in names
     assert len(out["adapt_candidates"]) == 4
+    # the summary's (--json-out's) candidates carry numbers, not the table's display strings
+    rec = next(c for c in out["adapt_candidates"] if c["candidate"] == "keep_champion")
+    assert isinstance(rec["cv_rmse"], float) and isinstance(rec["pool_rows"], int) and rec["cv_folds"] == 3
     # first night, no champion: even keep_champion (the base model) is registered; the version records its recipe
     assert registry_recipe(cfg, out) == out["recipe"]
     mlc = registry.client(stages.tracking_uri(cfg))

@@ -171,3 +171,19 @@ def test_check_config_warns_about_a_nullable_feature_no_rule_removes(tmp_path):
     assert out.returncode == 0, out.stderr
     warning = [line for line in out.stderr.splitlines() if "features.numeric" in line]
     assert len(warning) == 1 and "s01 may be missing" in warning[0] and "{kind: not_null, columns: [s01]}" in warning[0]
+
+
+def test_check_config_shows_synth_only_for_a_config_that_uses_it(tmp_path):
+    """The synthetic factory's settings are the demo's: a plant's config (no synth: section) is
+    printed without them; the demo's config (or a --set synth.… override) keeps them."""
+    data = yaml.safe_load((REPO / "examples" / "factory.yaml").read_text())
+    del data["synth"]
+    plant = tmp_path / "plant.yaml"
+    plant.write_text(yaml.safe_dump(data))
+    out = rsft("check-config", "--config", str(plant))
+    assert out.returncode == 0, out.stderr
+    shown = yaml.safe_load(out.stdout)
+    assert "synth" not in shown and "data" in shown and "train" in shown
+    shown = yaml.safe_load(rsft("check-config", "--config", "examples/factory.yaml").stdout)
+    assert shown["synth"]["seed"] == 7
+    assert yaml.safe_load(rsft("check-config", "--config", str(plant), "--set", "synth.seed=3").stdout)["synth"]["seed"] == 3

@@ -3,6 +3,8 @@ logged model's signature."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -149,3 +151,32 @@ def test_night_summary_artifact_reads_numbers_as_the_cli_tables_do():
     assert rows["acceptance rate"] == "0.0130212"
     assert rows["quarantine reasons"] == "duplicate row 1,200, missing s05 8"
     assert rows["warm start"] == "—"
+
+
+def test_links_point_where_the_mlflow_ui_listens(tmp_path):
+    """A local store's UI on another port (`mlflow ui --port 5001`: port 5000 is often taken):
+    state.ui_url moves the run and nights links and the start command with it; without it, the
+    tracking server's own address, else mlflow ui's default. Where links point is not the night."""
+    import mlflow
+
+    from rsft.config import ConfigError, load_config
+    from rsft.pipeline.layout import night_config
+    from rsft.tracking.runs import nights_link, run_link, ui_command
+
+    store = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    exp = mlflow.MlflowClient(store).create_experiment("plant")
+    run = mlflow.MlflowClient(store).create_run(exp).info.run_id
+    ui = "http://127.0.0.1:5001"
+    assert nights_link(store, "plant", ui).startswith(f"{ui}/#/experiments/{exp}/runs?")
+    assert run_link(store, run, ui + "/") == (f"{ui}/#/experiments/{exp}/runs/{run}",
+                                              f"mlflow ui --backend-store-uri {store} --port 5001")
+    assert ui_command(store, "http://ml-box:8080") == f"mlflow ui --backend-store-uri {store} --host ml-box --port 8080"
+    # no ui_url: mlflow ui's default for a local store, the server's own address for a tracking server
+    assert nights_link(store, "plant").startswith("http://127.0.0.1:5000/#/experiments/")
+    assert ui_command(store) == f"mlflow ui --backend-store-uri {store}"
+    assert ui_command("http://mlflow:5000", ui) is None
+    demo = str(Path(__file__).resolve().parents[1] / "examples" / "factory.yaml")
+    moved = load_config(demo, {"state.ui_url": ui})
+    assert moved.state.ui_url == ui and night_config(moved) == night_config(load_config(demo))
+    with pytest.raises(ConfigError, match="state.ui_url"):
+        load_config(demo, {"state.ui_url": "127.0.0.1:5001"})

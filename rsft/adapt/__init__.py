@@ -37,11 +37,12 @@ from rsft.adapt.pool import PoolSample, rejection_indices
 from rsft.adapt.recipes import affine_fit, head_only_freeze, last_linear, recalibrate
 from rsft.adapt.search import MapUnits, Search, UnitCall, UnitResult, run_search, run_unit
 from rsft.adapt.stacking import STACK_MIN_FILL, Unit
-from rsft.adapt.table import candidate_table, plot_candidates
+from rsft.adapt.table import candidate_records, candidate_rows, candidate_table, plot_candidates
 
 __all__ = [
     "FREE", "POOL_STRATEGIES", "STACK_MIN_FILL", "Candidate", "CandidateResult", "MapUnits",
-    "PoolSample", "Search", "Unit", "UnitCall", "UnitResult", "affine_fit", "candidate_table", "choose",
+    "PoolSample", "Search", "Unit", "UnitCall", "UnitResult", "affine_fit", "candidate_records", "candidate_rows",
+    "candidate_table", "choose",
     "forward_folds", "grouped_folds", "make_folds", "head_only_freeze", "last_linear", "make_candidates",
     "plot_candidates", "recalibrate",
     "rejection_indices", "rmse", "run_search", "run_unit", "time_blocks",

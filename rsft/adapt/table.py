@@ -1,5 +1,6 @@
-"""A search report rendered for people: the candidate table (printed by ``rsft adapt``, logged
-as an artifact, shown by ``rsft history``) and the bar chart of every candidate's CV RMSE."""
+"""A search report rendered for people: the candidate records (numbers: JSON), the candidate
+table (printed by ``rsft adapt`` and ``rsft retrain``, a Prefect artifact) and the bar chart of
+every candidate's CV RMSE."""
 
 from __future__ import annotations
 
@@ -26,27 +27,76 @@ def _cv_fits(r: dict[str, Any], report: dict[str, Any]) -> str:
         ", dropped after it" if r.get("eliminated") else "") + (", budget" if r["skipped"] else "")
 
 
-def candidate_table(report: dict[str, Any]) -> list[dict[str, Any]]:
-    """Rows for printing / artifacts: name (→ = chosen), CV loss mean ± SE (in parentheses for a
+def _rung0_losses(r: dict[str, Any], report: dict[str, Any]) -> list[float]:
+    """A candidate's losses in rung 0 of successive halving (every candidate on the first
+    ``rung0_folds`` folds, trained ones with the short fits): a survivor re-run at the full budget
+    keeps them in ``short_losses``; otherwise they are its losses on those folds."""
+    if r.get("short_losses"):
+        return list(r["short_losses"])
+    split = (report.get("halving") or {}).get("rung0_folds", 0)
+    folds = r.get("folds") or range(len(r["fold_losses"]))
+    return [loss for f, loss in zip(folds, r["fold_losses"]) if f < split]
+
+
+def candidate_records(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """One record per candidate, numbers as numbers (the retrain summary's ``adapt_candidates``,
+    ``--json-out``, the run's ``adapt/candidates.jsonl``): ``cv_rmse`` (mean over its ``cv_folds``
+    folds) ± ``cv_rmse_se`` (None on one fold), with successive halving ``rung0_rmse`` (its figure in
+    rung 0, over ``rung0_folds`` folds), ``eliminated`` (by rung 0), ``skipped`` (why, or None),
+    ``cv_fits`` (how the CV figure was obtained, in words), ``pool_rows`` (mean per fold),
+    ``seconds``, ``holdout_rmse`` (with a hold-out). None where a candidate has no figure."""
+    halving = bool(report.get("halving"))
+    out = []
+    for r in report["candidates"]:
+        n, rung0 = len(r["fold_losses"]), _rung0_losses(r, report)
+        out.append({
+            "candidate": r["name"],
+            "chosen": r["name"] == report["chosen"],
+            "cv_rmse": float(r["cv_loss_mean"]) if n else None,
+            "cv_rmse_se": float(r["cv_loss_se"]) if n > 1 else None,
+            "cv_folds": n,
+            **({"rung0_rmse": float(np.mean(rung0)) if rung0 else None, "rung0_folds": len(rung0)} if halving else {}),
+            "eliminated": bool(r.get("eliminated")),
+            "skipped": r["skipped"] or None,
+            "cv_fits": _cv_fits(r, report),
+            "pool_rows": int(r["pool_rows_mean"]),
+            "seconds": round(float(r["seconds"]), 3),
+            **({"holdout_rmse": float(r["holdout_rmse"])} if "holdout_rmse" in r else {}),
+        })
+    return out
+
+
+def _g4(v: float | None) -> str:
+    return "—" if v is None else f"{v:#.4g}"
+
+
+def candidate_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """:func:`candidate_records` as people read them (the printed table, the Prefect artifact): name
+    (→ = chosen), the rung-0 figure with successive halving, CV loss mean ± SE (in parentheses for a
     candidate the short fit eliminated: not comparable with the full fits'), how it was obtained
     (folds × steps budget; "dropped after it" = eliminated by that short fit, rung 0), pool rows, seconds, hold-out."""
-    rows = []
-    for r in report["candidates"]:
-        rows.append(
-            {
-                "candidate": ("→ " if r["name"] == report["chosen"] else "") + r["name"],
-                # a candidate dropped after the short fit: its figure in parentheses, not comparable
-                # with the full fits' (fewer folds and steps: it can read lower than the chosen one)
-                "cv_rmse": ("skipped" if not r["fold_losses"] else
-                            ("({})" if r.get("eliminated") else "{}").format(
-                                f"{r['cv_loss_mean']:#.4g}" + (f"±{r['cv_loss_se']:.2g}" if len(r["fold_losses"]) > 1 else ""))),
-                "cv_fits": _cv_fits(r, report),
-                "pool_rows": int(r["pool_rows_mean"]),
-                "seconds": round(r["seconds"], 3),
-                **({"holdout_rmse": f"{r['holdout_rmse']:#.4g}"} if "holdout_rmse" in r else {}),
-            }
-        )
-    return rows
+    return [
+        {
+            "candidate": ("→ " if r["chosen"] else "") + r["candidate"],
+            # every candidate on the same first folds (trained ones with the short fits): the ranking
+            **({"rung0_rmse": _g4(r["rung0_rmse"])} if "rung0_rmse" in r else {}),
+            # a candidate dropped after the short fit: its figure in parentheses, not comparable
+            # with the full fits' (fewer folds and steps: it can read lower than the chosen one)
+            "cv_rmse": ("skipped" if r["cv_rmse"] is None else
+                        ("({})" if r["eliminated"] else "{}").format(
+                            _g4(r["cv_rmse"]) + (f"±{r['cv_rmse_se']:.2g}" if r["cv_rmse_se"] is not None else ""))),
+            "cv_fits": r["cv_fits"],
+            "pool_rows": r["pool_rows"],
+            "seconds": r["seconds"],
+            **({"holdout_rmse": _g4(r["holdout_rmse"])} if "holdout_rmse" in r else {}),
+        }
+        for r in records
+    ]
+
+
+def candidate_table(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The search report's candidates as people read them: :func:`candidate_rows` of :func:`candidate_records`."""
+    return candidate_rows(candidate_records(report))
 
 
 def _error_bars(rows: list[dict[str, Any]]) -> tuple[list[float], list[bool]]:

@@ -113,7 +113,7 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
         champion=outcome.champion_scores, warm_start=warm["warm_start"],
         train={**counts, **fit_stats, **{k: v for k, v in warm.items() if k.startswith("base_")}},
         adapt=search, holdout_rows=holdout.height, champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg),
-        recorded=outcome.recorded_by is not None)
+        ui_url=cfg.state.ui_url, recorded=outcome.recorded_by is not None)
     if not out.recorded:
         _describe(cfg, mlc, night, ingested, selection, out)
     return out
@@ -134,7 +134,8 @@ def _recorded(cfg: PipelineConfig, outcome: promotion.Outcome, holdout_rows: int
         reason=d.reason, metric=cfg.promotion.metric, challenger=challenger,
         champion=prefixed("champion_holdout_") or outcome.champion_scores, warm_start=tags.get("rsft.warm_start", ""),
         train={"train_rows": int(metrics.get("train_rows", 0))}, adapt=None, holdout_rows=holdout_rows,
-        champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg), recorded=True)
+        champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg), ui_url=cfg.state.ui_url,
+        recorded=True)
 
 
 # --------------------------------------------------------------------------------------
@@ -224,10 +225,10 @@ def _train_challenger(cfg: PipelineConfig, start, warm_start: str, selection: Se
                                      f"whole pool) + the target sample ×{target_repeats(c.target_share)}",
                        "pool_rows": pool_rows, "train_rows": n["train_rows"]}
 
-    from rsft.adapt import candidate_table, plot_candidates
+    from rsft.adapt import candidate_records, plot_candidates
 
     model, report = adapt_stage(cfg, start, selection.prefiltered, map_units, final_fit=at_full_scale)
-    runs.log_adapt_search(report, candidate_table(report), lambda path: plot_candidates(report, path))
+    runs.log_adapt_search(report, candidate_records(report), lambda path: plot_candidates(report, path))
     counts = {**full.get("counts", {"train_rows": report["final"]["train_rows"]}), "adapt_candidates": len(report["candidates"])}
     return model, full.get("result"), counts, report
 

@@ -90,9 +90,9 @@ def ingest_sources(cfg: PipelineConfig) -> dict[str, tuple[list[str], str]]:
 
 # settings that say where and how fast work runs, or what is kept on disk afterwards, not what a
 # night computes: changing them does not make a new night (a re-run on a bigger cluster, or with
-# a longer retention, is the same night and registers nothing new)
+# a longer retention, is the same night and registers nothing new; nor is where its links point)
 EXECUTION_ONLY = frozenset({"task_runner", "concurrency", "dask_address"})
-STATE_EXECUTION_ONLY = frozenset({"keep_nights", "gc_after_night"})
+STATE_EXECUTION_ONLY = frozenset({"keep_nights", "gc_after_night", "ui_url"})
 
 
 def without_execution(d, keep: frozenset[str] = frozenset()):
@@ -121,8 +121,10 @@ def night_key(cfg: PipelineConfig, run_key: str) -> str:
     return digest(run_key, dataset_digest(pipeline_root(cfg) / TARGET_HOLDOUT), night_config(cfg))
 
 
-def cfg_yaml(cfg: PipelineConfig) -> str:
-    """The whole resolved config as YAML (saved with every checkpoint and MLflow run)."""
+def cfg_yaml(cfg: PipelineConfig, synth: bool = True) -> str:
+    """The whole resolved config as YAML (saved with every checkpoint and MLflow run); without
+    the ``synth`` section when ``synth`` is false."""
     import yaml
 
-    return yaml.safe_dump(cfg.model_dump(mode="json", exclude={"base_dir"}), sort_keys=False)
+    return yaml.safe_dump(cfg.model_dump(mode="json", exclude={"base_dir", *(() if synth else ("synth",))}),
+                          sort_keys=False)

@@ -162,6 +162,7 @@ class Finetuned(_Result):
     holdout_rows: int
     champion_version: str | None  # the champion after the decision
     tracking_uri: str
+    ui_url: str | None = None  # state.ui_url: where the links to the run point (None: the default, runs.ui_base)
     # an earlier run of the same night (same inputs and config) registered ``version`` and decided
     # it: nothing was registered by this run; ``run_id`` is that run when nothing was trained either
     recorded: bool = False

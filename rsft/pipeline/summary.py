@@ -10,8 +10,8 @@ from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
 
 
 def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, result: Finetuned) -> dict[str, Any]:
-    from rsft.adapt import candidate_table
-    from rsft.tracking.runs import nights_link
+    from rsft.adapt import candidate_records
+    from rsft.tracking.runs import nights_link, ui_base, ui_command
 
     pool = ingested[pool_dataset(cfg)]
     sel, pre = selection.selected, selection.prefiltered
@@ -57,7 +57,7 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
             "search_models_trained": search["fits"],
             # forward: each fold trained on earlier time blocks, validated on later ones; grouped: K-fold
             "search_cv": f"{search.get('cv', 'grouped')}, {search['folds']} folds over {search['groups']} groups",
-            "adapt_candidates": candidate_table(search)} if search else {}),
+            "adapt_candidates": candidate_records(search)} if search else {}),  # numbers (the CLI formats them)
         f"challenger_{metric}": round(result.challenger[metric], 5),
         f"champion_{metric}": None if champ is None else round(champ[metric], 5),
         "promoted": result.promoted,
@@ -71,9 +71,11 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         "mlflow_run": result.run_id,
         # disk use of the state dir after the night (`rsft gc` removes old nights' intermediates)
         "state_disk": state_disk_line(cfg),
-        "mlflow_ui": f"mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else uri,
+        # a local store: the command that starts a UI where the links point (state.ui_url); a
+        # tracking server: the UI's address
+        "mlflow_ui": ui_command(uri, cfg.state.ui_url) or ui_base(uri, cfg.state.ui_url),
         # the runs table with the nights' key figures as columns (rsft.tracking.runs.nights_view)
-        "mlflow_nights": nights_link(uri, cfg.state.experiment),
+        "mlflow_nights": nights_link(uri, cfg.state.experiment, cfg.state.ui_url),
     }
 
 
@@ -144,7 +146,7 @@ def mlflow_line(result: Finetuned) -> str:
     """A markdown line linking the night's MLflow run (and how to start the UI for a local store)."""
     from rsft.tracking.runs import run_link
 
-    url, start = run_link(result.tracking_uri, result.run_id)
+    url, start = run_link(result.tracking_uri, result.run_id, result.ui_url)
     return f"MLflow run: [{result.run_id}]({url})" + (f" — start the UI first: `{start}`" if start else "")
 
 

@@ -155,9 +155,10 @@ def set_tags(tags: dict[str, Any]) -> None:
     _mlflow().set_tags({k: str(v) for k, v in tags.items()})
 
 
-def log_adapt_search(report: dict[str, Any], table: list[dict[str, Any]], plot: Callable[[str], str]) -> None:
+def log_adapt_search(report: dict[str, Any], records: list[dict[str, Any]], plot: Callable[[str], str]) -> None:
     """The adaptation search: one nested run per candidate (CV mean and SE, pool rows, seconds),
-    the report JSON, the candidates chart (``plot(path)`` draws it) and table, the choice as tags."""
+    the report JSON, the candidates chart (``plot(path)`` draws it), their records (numbers:
+    ``candidate_records``) as ``adapt/candidates.jsonl``, the choice as tags."""
     mlflow = _mlflow()
     for row in report["candidates"]:
         with mlflow.start_run(run_name=f"candidate: {row['name']}", nested=True):
@@ -170,7 +171,7 @@ def log_adapt_search(report: dict[str, Any], table: list[dict[str, Any]], plot: 
     mlflow.log_text(json.dumps(report, indent=2, default=float), "adapt/report.json")
     with tempfile.TemporaryDirectory() as d:
         mlflow.log_artifact(plot(os.path.join(d, "candidates.png")), "adapt")
-    mlflow.log_text("\n".join(json.dumps(r) for r in table), "adapt/candidates.jsonl")
+    mlflow.log_text("\n".join(json.dumps(r) for r in records), "adapt/candidates.jsonl")
     mlflow.set_tags({"rsft.adapt_chosen": report["chosen"], "rsft.adapt_why": report["why"][:250],
                      "rsft.adapt_trained_on": report["final"]["trained_on"][:250]})
 
@@ -185,28 +186,50 @@ def log_decision(decision: registry.Decision, registered: bool) -> None:
 MLFLOW_UI = "http://127.0.0.1:5000"  # where `mlflow ui` listens by default
 
 
-def _ui_base(tracking_uri: str) -> str:
-    """The UI's address: a tracking server's own, else where ``mlflow ui`` listens by default."""
-    return tracking_uri.rstrip("/") if tracking_uri.startswith(("http://", "https://")) else MLFLOW_UI
+def _served(tracking_uri: str) -> bool:
+    return tracking_uri.startswith(("http://", "https://"))
 
 
-def run_link(tracking_uri: str, run_id: str) -> tuple[str, str | None]:
-    """(URL of the run's page, the command that starts a UI for it or None). A tracking server's
-    own address; for a local store, ``mlflow ui``'s default address and the command to start it."""
+def ui_base(tracking_uri: str, ui_url: str | None = None) -> str:
+    """The UI's address: ``state.ui_url`` when configured, else a tracking server's own, else
+    where ``mlflow ui`` listens by default."""
+    if ui_url:
+        return ui_url.rstrip("/")
+    return tracking_uri.rstrip("/") if _served(tracking_uri) else MLFLOW_UI
+
+
+def ui_command(tracking_uri: str, ui_url: str | None = None) -> str | None:
+    """The command that starts a UI on a local store, listening where the links point
+    (``--host``/``--port`` when ``ui_url`` is not ``mlflow ui``'s default); None for a tracking server."""
+    if _served(tracking_uri):
+        return None
+    from urllib.parse import urlsplit
+
+    where = urlsplit(ui_base(tracking_uri, ui_url))
+    host = where.hostname or "127.0.0.1"
+    port = where.port or (443 if where.scheme == "https" else 80) if ui_url else 5000
+    return (f"mlflow ui --backend-store-uri {tracking_uri}" + ("" if host in ("127.0.0.1", "localhost") else f" --host {host}")
+            + ("" if port == 5000 else f" --port {port}"))
+
+
+def run_link(tracking_uri: str, run_id: str, ui_url: str | None = None) -> tuple[str, str | None]:
+    """(URL of the run's page, the command that starts a UI for it or None): at ``state.ui_url``
+    when configured, else a tracking server's own address, else ``mlflow ui``'s default address
+    (a local store: with the command to start it)."""
     try:
         exp = registry.client(tracking_uri).get_run(run_id).info.experiment_id
     except Exception:  # noqa: BLE001 - a link is a courtesy: never fail a night over it
         exp = "0"
-    base = _ui_base(tracking_uri)
-    return f"{base}/#/experiments/{exp}/runs/{run_id}", (None if base != MLFLOW_UI else f"mlflow ui --backend-store-uri {tracking_uri}")
+    return f"{ui_base(tracking_uri, ui_url)}/#/experiments/{exp}/runs/{run_id}", ui_command(tracking_uri, ui_url)
 
 
-def nights_link(tracking_uri: str, experiment: str) -> str | None:
-    """URL of the experiment's nights view (:func:`nights_view`), or None before its first night."""
+def nights_link(tracking_uri: str, experiment: str, ui_url: str | None = None) -> str | None:
+    """URL of the experiment's nights view (:func:`nights_view`) at the UI's address
+    (:func:`ui_base`), or None before its first night."""
     try:
         exp = registry.client(tracking_uri).get_experiment_by_name(experiment)
     except Exception:  # noqa: BLE001 - a link is a courtesy
         return None
     if exp is None:
         return None
-    return f"{_ui_base(tracking_uri)}/{nights_path(exp.experiment_id)}"
+    return f"{ui_base(tracking_uri, ui_url)}/{nights_path(exp.experiment_id)}"
