@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-import json
 import logging
 import os
 import sys
@@ -23,6 +22,7 @@ from rich.table import Table
 from rsft.config import ConfigError, PipelineConfig, load_config
 from rsft.readable import counts as _counts
 from rsft.readable import human as _cell
+from rsft.readable import strict_json
 from rsft.state import state_paths
 
 app = typer.Typer(
@@ -196,7 +196,7 @@ def retrain(
     if summary.get("mlflow_nights"):
         console.print(f"the nights, key figures as columns: {summary['mlflow_nights']}", soft_wrap=True, highlight=False)
     if json_out:
-        json_out.write_text(json.dumps(summary, indent=2, default=str))
+        json_out.write_text(strict_json(summary))
 
 
 # what the retrain summary's keys mean, for the printed table (the JSON keeps the keys)
@@ -598,7 +598,7 @@ def _show_adapt(report: dict[str, Any], target_rows: int, json_out: Optional[Pat
                               candidate_table(report)))
     console.print(f"chosen: [bold]{report['chosen']}[/] — {report['why']}")
     if json_out:
-        json_out.write_text(json.dumps(report, indent=2, default=float))
+        json_out.write_text(strict_json(report, default=float))
     if plot:
         console.print(f"plot: {plot_candidates(report, str(plot))}")
 
@@ -652,7 +652,7 @@ def gc(
           + (f" ({human_bytes(rep.bytes_removed)} would be freed)" if dry_run else "")
           + "; ingested data and MLflow (registered models) are never removed")
     if json_out:
-        json_out.write_text(json.dumps(rep.to_dict(), indent=2))
+        json_out.write_text(strict_json(rep.to_dict()))
 
 
 @app.command("check-config")

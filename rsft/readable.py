@@ -23,3 +23,22 @@ def human(v: Any) -> str:
 def counts(d: dict[str, Any]) -> str:
     """"a 12, b 3" — rows per reason or rule, in the order given."""
     return ", ".join(f"{k} {human(v)}" for k, v in d.items())
+
+
+def strict_json(obj: Any, default: Any = str, indent: int | None = 2) -> str:
+    """JSON that every parser reads: NaN and ±inf (a candidate the time budget skipped has an
+    infinite loss) are written as null, not as JavaScript's ``NaN`` / ``Infinity``."""
+
+    def finite(v: Any) -> Any:
+        if isinstance(v, float):
+            return v if v == v and v not in (float("inf"), float("-inf")) else None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(x) for x in v]
+        return v
+
+    def fallback(v: Any) -> Any:  # NumPy scalars and the like: their Python value, made finite too
+        return finite(default(v))
+
+    return json.dumps(finite(obj), indent=indent, default=fallback, allow_nan=False)

@@ -1,5 +1,6 @@
 """The command line: help texts, config errors as one line with a non-zero exit."""
 
+import json
 import os
 import subprocess
 import sys
@@ -187,3 +188,19 @@ def test_check_config_shows_synth_only_for_a_config_that_uses_it(tmp_path):
     shown = yaml.safe_load(rsft("check-config", "--config", "examples/factory.yaml").stdout)
     assert shown["synth"]["seed"] == 7
     assert yaml.safe_load(rsft("check-config", "--config", str(plant), "--set", "synth.seed=3").stdout)["synth"]["seed"] == 3
+
+
+def test_json_outputs_are_strict_json():
+    """--json-out files are read by other tools: NaN / ±inf (a candidate the time budget skipped
+    has an infinite loss) are null, not JavaScript's NaN / Infinity, NumPy scalars included."""
+    import numpy as np
+
+    from rsft.readable import strict_json
+
+    def refuse(name):
+        raise AssertionError(f"{name} in JSON")
+
+    text = strict_json({"cv_loss_mean": float("inf"), "x": [np.float32("nan"), np.float64("-inf"), 1.5],
+                        "n": np.int64(3), "ok": {"a": 0.25}}, default=float)
+    assert json.loads(text, parse_constant=refuse) == {"cv_loss_mean": None, "x": [None, None, 1.5], "n": 3.0,
+                                                      "ok": {"a": 0.25}}
