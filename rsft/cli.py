@@ -426,7 +426,7 @@ def adapt(
     label: str = typer.Option(..., "--label", help="Name of the label column to predict (regression)."),
     holdout: Optional[str] = typer.Option(None, "--holdout", help="Optional target hold-out: every candidate is also scored on it."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Column grouping the target rows for CV (machine, batch); default: contiguous time blocks."),
-    features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns; default: every numeric column except label, group and ID-like columns (id, *_id, an integer flight/*_no/*_number, integers all distinct), named in one line."),
+    features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns; default: every numeric column except label, group and ID-like columns (id, *_id, an integer *_no/*_number/serial, integers all distinct), named in one line."),
     strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated candidates, cheapest first; any of: keep_champion, recalibrate, ridge_head, head_only, sample_only, random_mix, rsft, weighted (default: all but ridge_head and weighted)."),
     folds: int = typer.Option(4, "--folds", min=2, help="Grouped K-fold count."),
     cv: str = typer.Option("auto", "--cv", help="grouped: K folds of whole groups; forward: each fold trains on every earlier group (in the target sample's row order) and validates on the next block of its later half; auto: forward when every group is one contiguous run of rows (days, weeks, time blocks) and there are 2×--folds of them, else grouped."),
@@ -565,14 +565,14 @@ def _adapt_columns(pool: str, target_sample: str, label: str, group_by: str | No
 # any numeric type for id/uuid/guid (pandas writes an integer column with gaps as floats); the
 # others only as integers ("reynolds_number" is a measurement, "batch_number" is not)
 _ID_NAMES = frozenset({"id", "uuid", "guid"})
-_ID_NUMBER_NAMES = frozenset({"no", "nr", "number", "serial", "flight"})
+_ID_NUMBER_NAMES = frozenset({"no", "nr", "number", "serial"})
 ID_DISTINCT_MIN_ROWS = 100  # fewer rows: an integer measurement may be all distinct by chance
 
 
 def _id_like(df, col: str) -> str | None:
-    """Why the target sample's numeric column ``col`` looks like an identifier (a row, flight,
+    """Why the target sample's numeric column ``col`` looks like an identifier (a row,
     batch or machine number) rather than a measurement, or None: ``id``, ``*_id``, ``*Id``; an
-    integer ``*_no``/``*_nr``/``*_number``/``serial``/``flight``; or integers all distinct over at
+    integer ``*_no``/``*_nr``/``*_number``/``serial``; or integers all distinct over at
     least ``ID_DISTINCT_MIN_ROWS`` rows. A model would learn the numbering, not the process."""
     import re
 

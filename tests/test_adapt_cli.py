@@ -155,7 +155,7 @@ def test_retrain_prints_the_summarys_candidate_records_as_the_table(monkeypatch,
 
 
 def test_rsft_adapt_leaves_id_like_columns_out_of_the_default_features(tmp_path, capsys):
-    """A plant's export (nycflights13-like): an integer flight number, *_id / id columns and a row
+    """A plant's export: an integer batch number, *_id / id columns and a row
     number are identifiers, not measurements — the default features leave them out and one line
     says which and why; named in --features they are used."""
     from rsft.cli import _adapt_columns
@@ -164,20 +164,20 @@ def test_rsft_adapt_leaves_id_like_columns_out_of_the_default_features(tmp_path,
     df = pl.DataFrame({
         "id": list(range(n)), "row": [1000 + 7 * i for i in range(n)],  # all distinct integers
         "year": [2013] * n, "month": [1 + i % 12 for i in range(n)], "dep_time": [500 + (i * 37) % 100 for i in range(n)],
-        "flight": [1 + i % 40 for i in range(n)], "carrier_id": [float(i % 9) for i in range(n)],
+        "batch_no": [1 + i % 40 for i in range(n)], "carrier_id": [float(i % 9) for i in range(n)],
         "dep_delay": [0.5 * (i % 17) for i in range(n)], "distance": [200 + (i * 13) % 120 for i in range(n)],
         "reynolds_number": [1e5 + i for i in range(n)],  # a float measurement, whatever its name says
         "arr_delay": [0.1 * i for i in range(n)],
     })
-    df.write_csv(tmp_path / "flights.csv")
-    path = str(tmp_path / "flights.csv")
+    df.write_csv(tmp_path / "export.csv")
+    path = str(tmp_path / "export.csv")
     _, cols = _adapt_columns(path, path, "arr_delay", None, None)
     assert cols == ["year", "month", "dep_time", "dep_delay", "distance", "reynolds_number"]
     said = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert said == ["features: left out ID-like id (named like an ID), row (integers, all 150 distinct), "
-                    "flight (named like an ID), carrier_id (named like an ID) — name them in --features to use them"]
-    _, cols = _adapt_columns(path, path, "arr_delay", None, "flight,distance")
-    assert cols == ["flight", "distance"] and not capsys.readouterr().out.strip()
+                    "batch_no (named like an ID), carrier_id (named like an ID) — name them in --features to use them"]
+    _, cols = _adapt_columns(path, path, "arr_delay", None, "batch_no,distance")
+    assert cols == ["batch_no", "distance"] and not capsys.readouterr().out.strip()
 
 
 def test_rsft_adapt_errors_are_one_line(tmp_path):
