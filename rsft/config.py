@@ -263,7 +263,7 @@ class TextCharsRule(_Rule):
     kind: Literal["text_chars"]
     column: str = "text"
     min_alnum_share: float | None = Field(None, ge=0, le=1)  # share of alphanumeric characters
-    max_nonprintable_share: float | None = Field(None, ge=0, le=1)
+    max_nonprintable_share: float | None = Field(None, ge=0, le=1)  # control / format characters, not \t \n \r
 
 
 class TextRepetitionRule(_Rule):

@@ -319,14 +319,16 @@ def text_length(rule) -> pl.Expr:
 
 
 def text_chars(rule) -> pl.Expr:
-    """Keep texts with enough alphanumeric and few non-printable characters."""
+    """Keep texts with enough alphanumeric and few non-printable characters: control and format
+    characters (NUL, escape codes, zero-width marks …) — not the tab and line breaks of a
+    multi-line text, which are its layout."""
     t = pl.col(rule.column)
     n = t.str.len_chars().cast(pl.Float64).clip(lower_bound=1)
     e = pl.lit(True)
     if rule.min_alnum_share is not None:
         e = e & (t.str.count_matches(r"[\p{L}\p{N}]") / n >= rule.min_alnum_share)
     if rule.max_nonprintable_share is not None:
-        e = e & (t.str.count_matches(r"[\p{Cc}\p{Cf}]") / n <= rule.max_nonprintable_share)
+        e = e & (t.str.count_matches(r"[\p{Cc}\p{Cf}--[\t\n\r]]") / n <= rule.max_nonprintable_share)
     return e.fill_null(True)
 
 

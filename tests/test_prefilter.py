@@ -26,6 +26,9 @@ CASES = [
     (dict(kind="duplicate", columns=["k"]), {"k": [1, 2, 1, 3, 2]}, [True, True, False, True, False]),
     (dict(kind="text_length", column="t", min_words=2, max_chars=12), {"t": ["a b", "one", "a b c d e f g h"]}, [True, False, False]),
     (dict(kind="text_chars", column="t", min_alnum_share=0.5), {"t": ["abc def", "!!!???", "a\x00\x01\x02"]}, [True, False, False]),
+    # a multi-line document's tabs and line breaks are its layout, not non-printable characters
+    (dict(kind="text_chars", column="t", max_nonprintable_share=0.01), {"t": ["l1\n\tl2\r\nl3\n", "ab\x00", "x\u200by"]},
+     [True, False, False]),
     (dict(kind="text_repetition", column="t", max_repeated_word_share=0.5), {"t": ["a b c", "x x x x", "a a b"]}, [True, False, True]),
     (dict(kind="text_duplicate", column="t"), {"t": ["Hello  World", "hello world", "other"]}, [True, False, True]),
 ]

@@ -44,6 +44,31 @@ def test_degenerate_weights_are_a_warning():
     assert weight_warnings({"pool_sample_rows": 49_852, "ess": 260.0}) == []
     assert weight_warnings({"pool_sample_rows": 40, "ess": 5.0}) == []  # 40 rows: ESS 5 is not a finding
     assert weight_warnings({"pool_sample_rows": 0, "ess": 0.0}) == []
+    # text: log w sums over a document's n-grams, so the ESS of real documents is ~1 whatever the
+    # selection is worth (the report's n-gram KL says that): no warning, and no advice to switch scorer
+    assert weight_warnings({"pool_sample_rows": 49_852, "ess": 1.0, "text": {"kl_reduction": 0.29}}) == []
+
+
+def test_a_prefilter_that_keeps_almost_nothing_and_a_short_budget_are_warnings():
+    """(a new user's trial) rules written for other data dropped 99.9 % of the pool and the night
+    went on silently: the summary now says so, naming the rules that dropped most."""
+    from rsft.config import PipelineConfig
+    from rsft.pipeline.results import Prefiltered, Selected, Selection
+    from rsft.pipeline.summary import pool_warnings
+
+    cfg = PipelineConfig.model_validate({"data": {"pool": ["raw"], "target_sample": "t.csv", "target_holdout": "h.csv"},
+                                         "sampling": {"mode": "budget", "budget": 2000}})
+    pre = Prefiltered(output="p", rows_in=12_000, rows_out=14,
+                      dropped={"text_length:text": 2906, "text_chars:text": 9080, "text_duplicate:text": 0})
+    sel = Selected(output="s", mode="budget", rows_in=14, rows_out=14, acceptance_rate=1.0, ideal_acceptance=None,
+                   clipped_share=0.0, log_m=None)
+    w = pool_warnings(cfg, Selection(pre, None, sel, None))
+    assert len(w) == 2 and "kept 14 of 12,000 pool rows (0.1%)" in w[0]
+    assert "text_chars:text 9,080, text_length:text 2,906" in w[0] and "fewer than sampling.budget 2,000" in w[1]
+    ok = Prefiltered(output="p", rows_in=12_000, rows_out=11_000, dropped={"text_length:text": 1000})
+    assert pool_warnings(cfg, Selection(ok, None, Selected(output="s", mode="budget", rows_in=11_000, rows_out=2000,
+                                                           acceptance_rate=0.18, ideal_acceptance=None,
+                                                           clipped_share=0.0, log_m=None), None)) == []
 
 
 def test_two_sample_auc():

@@ -4,6 +4,8 @@ real Prefect flow."""
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import numpy as np
@@ -57,6 +59,11 @@ def test_maintenance_logs_retrain_end_to_end(tmp_path, prefect_harness):
     shorthand = r"\b(brg|lkg|snsr|insp|nff|oring|cbl|greased|drip)\b"
     share = lambda df: float(df.get_column("text").str.contains(shorthand).mean())  # noqa: E731
     assert share(selected) > 2 * share(pool)  # stated margin: the pool holds ~25 % crew lines
+    # the figure that says so in the summary: the selection's n-gram KL to the target below the pool's;
+    # no ESS warning (log w of text sums over n-grams: the ESS says nothing about text)
+    kl = re.fullmatch(r"pool (\S+) → selected (\S+) nats \(hashed n-gram KL\)", s["text_kl_to_target"])
+    assert kl and float(kl[2]) < float(kl[1])
+    assert not any("degenerate" in w for w in s["selection_warnings"])
 
     # training + gate: a classifier with a finite macro-F1, promoted as the first champion
     assert s["warm_start"] == "base" and s["promoted"] is True and s["model_version"] == "1"

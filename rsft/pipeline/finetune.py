@@ -162,8 +162,13 @@ def _log_inputs(cfg: PipelineConfig, ingested: DatasetIngest | None, selection: 
         "ideal_acceptance": sel.ideal_acceptance,
         "clipped_share": sel.clipped_share,
         "ess": report.get("ess"),  # effective sample size of the pool sample's weights
-        "auc_selected_vs_target": report.get("auc_selected_vs_target"),  # 0.5 = indistinguishable
-        "ks_max_selected_vs_target": max((abs(v["ks_selected_vs_target"]) for v in per.values()), default=None),
+        # numeric features: how far the selection is from the target (text has none: not logged)
+        **({"auc_selected_vs_target": report["auc_selected_vs_target"],  # 0.5 = indistinguishable
+            "ks_max_selected_vs_target": max((abs(v["ks_selected_vs_target"]) for v in per.values()), default=None)}
+           if report.get("auc_selected_vs_target") is not None else {}),
+        # text: the hashed n-gram KL to the target, of the pool and of the selection (nats)
+        **({"text_kl_target_pool": text["kl_target_pool"], "text_kl_target_selected": text["kl_target_selected"]}
+           if (text := report.get("text")) else {}),
     })
 
 

@@ -9,6 +9,31 @@ from rsft.pipeline.layout import pool_dataset, tracking_uri
 from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
 
 
+# the prefilter keeping less than this share of the pool is worth a look: rules written for other
+# data (a text rule for one-line logs on multi-line documents) can throw away nearly everything
+PREFILTER_WARN_KEPT = 0.05
+
+
+def pool_warnings(cfg: PipelineConfig, selection: Selection) -> list[str]:
+    """What the night's prefilter and selection did to the pool that a person should check: the
+    prefilter kept a tiny share of it (the rules that dropped most, named), or a budget selection
+    has fewer rows than its budget."""
+    from rsft.readable import counts
+
+    sel, pre, out = selection.selected, selection.prefiltered, []
+    if pre.rows_in and pre.rows_out < PREFILTER_WARN_KEPT * pre.rows_in:
+        top = dict(sorted(pre.dropped.items(), key=lambda kv: -kv[1])[:3])
+        out.append(f"the prefilter kept {pre.rows_out:,} of {pre.rows_in:,} pool rows ({pre.rows_out / pre.rows_in:.1%})"
+                   + (f" — dropped most: {counts(top)}" if top else "")
+                   + ": check the prefilter rules against this data (prefilter.write_excluded: true keeps the dropped rows, "
+                   "with the rule that dropped each, to look at)")
+    budget = cfg.sampling.budget if cfg.sampling.mode == "budget" else None
+    if budget and sel.rows_out < budget:
+        out.append(f"{sel.rows_out:,} rows selected, fewer than sampling.budget {budget:,}: the kept pool has "
+                   f"only {pre.rows_out:,} rows")
+    return out
+
+
 def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, result: Finetuned) -> dict[str, Any]:
     from rsft.adapt import candidate_records
     from rsft.tracking.runs import nights_link, ui_base, ui_command
@@ -41,8 +66,11 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         # how many pool-sample rows the weights effectively rest on ((Σw)² / Σw²): a handful = degenerate
         **({"effective_sample_size": f"{rep['ess']:,.0f} of {rep['pool_sample_rows']:,} pool-sample rows"}
            if isinstance(rep.get("ess"), (int, float)) and rep.get("pool_sample_rows") else {}),
+        # text: how much closer to the target the selected documents' n-grams are than the pool's
+        **({"text_kl_to_target": f"pool {kl['kl_target_pool']:.3g} → selected {kl['kl_target_selected']:.3g} nats "
+                                 "(hashed n-gram KL)"} if (kl := rep.get("text")) else {}),
         # the selection report's warnings (uncovered target rows, missed groups, worse features)
-        "selection_warnings": list((selection.report or {}).get("warnings") or []),
+        "selection_warnings": pool_warnings(cfg, selection) + list(rep.get("warnings") or []),
         "train_rows": result.train["train_rows"],
         "warm_start": result.warm_start,
         **({"base_model_fit": f"{t['base_steps']:,} steps, best validation loss {t['base_best_val_loss']:.4g}"
@@ -164,6 +192,10 @@ def selection_markdown(cfg: PipelineConfig, selection: Selection) -> str:
               f"{sel.acceptance_rate:.2%} of the kept rows"
               + (f" (ideal {sel.ideal_acceptance:.2%})" if sel.ideal_acceptance is not None else "") + " |",
               f"| rows with w > M (always accepted) | {sel.clipped_share:.2%} |"]
+    if rep.get("text"):
+        t = rep["text"]
+        lines.append(f"| hashed n-gram KL to the target: pool → selected | {t['kl_target_pool']:.3g} → "
+                     f"{t['kl_target_selected']:.3g} nats |")
     for key, label in (("ess", "effective sample size of the pool sample's weights"),
                        ("auc_pool_vs_target", "pool-vs-target AUC (0.5 = indistinguishable)"),
                        ("auc_selected_vs_target", "selected-vs-target AUC"),
