@@ -159,14 +159,17 @@ def retrain(
 ) -> None:
     """Run the nightly retrain flow once: ingest → prefilter → score → sample → fine-tune → register → promote."""
     cfg = _load(config, sets)
+    _check_out_paths(("--json-out", json_out))  # before the night, not after a promotion
     with console.status("running the nightly retrain flow (Prefect, embedded)…"):
         from flows.retrain import retrain as retrain_flow
 
         try:
             summary = retrain_flow(config_path=str(Path(config).resolve()), overrides=_overrides(sets))
         except Exception as e:  # one line for the operator; the Prefect log has the traceback
-            _fail(f"retrain failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                  " (tracebacks: RSFT_LOG_LEVEL=DEBUG)", 1)
+            msg = f"retrain failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            if json_out:  # a scheduler reading the JSON learns why there is no summary
+                json_out.write_text(strict_json({"pipeline": cfg.name, "error": msg}))
+            _fail(msg + " (tracebacks: RSFT_LOG_LEVEL=DEBUG)", 1)
     shown = {_RETRAIN_LABELS.get(k, k): v for k, v in summary.items()
              if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "mlflow_nights", "quarantine_reasons", "selection_warnings",
                           "already_decided", "failed_files")}  # (said above or below the table)
@@ -459,9 +462,7 @@ def adapt(
         _fail(f"--cv must be auto, grouped or forward (got '{cv}')")
     if scorer not in ("gaussian", "gmm", "classifier"):
         _fail(f"--scorer must be gaussian, gmm or classifier (got '{scorer}')")
-    for opt, path in (("--json-out", json_out), ("--plot", plot)):  # fail now, not after the search
-        if path is not None and not Path(path).resolve().parent.is_dir():
-            _fail(f"{opt} {path}: the folder {Path(path).resolve().parent} does not exist")
+    _check_out_paths(("--json-out", json_out), ("--plot", plot))  # fail now, not after the search
     known = get_args(Strategy)
     unknown = [x for x in (strategies or "").split(",") if x and x not in known]
     if unknown:
@@ -586,6 +587,13 @@ def _id_like(df, col: str) -> str | None:
     return None
 
 
+def _check_out_paths(*given: tuple[str, Optional[Path]]) -> None:
+    """One line, before any work, for an output file whose folder does not exist."""
+    for opt, path in given:
+        if path is not None and not Path(path).resolve().parent.is_dir():
+            _fail(f"{opt} {path}: the folder {Path(path).resolve().parent} does not exist")
+
+
 def _show_adapt(report: dict[str, Any], target_rows: int, json_out: Optional[Path], plot: Optional[Path]) -> None:
     """The candidate table, the choice and why; the JSON report and the chart when asked."""
     from rsft.adapt import candidate_table, plot_candidates
@@ -619,6 +627,7 @@ def gc(
     from rsft.state import disk_usage, human_bytes
 
     cfg = _load(config, sets)
+    _check_out_paths(("--json", json_out))
     before = disk_usage(state(cfg), cfg.name)["total"]
     try:
         with night_lock(cfg):  # not while a night of this pipeline runs on this state dir

@@ -204,3 +204,20 @@ def test_json_outputs_are_strict_json():
                         "n": np.int64(3), "ok": {"a": 0.25}}, default=float)
     assert json.loads(text, parse_constant=refuse) == {"cv_loss_mean": None, "x": [None, None, 1.5], "n": 3.0,
                                                       "ok": {"a": 0.25}}
+
+
+def test_retrain_json_out_into_a_missing_folder_fails_before_the_night(tmp_path):
+    """(a new user's trial) the whole night ran and promoted, then writing --json-out crashed with
+    a traceback and exit 1: the folder is checked first, in one line; a night that fails still
+    writes its JSON (the error), so a scheduler has something to read."""
+    state = ["--set", f"state.dir={tmp_path / 'state'}"]
+    out = rsft("retrain", "--config", "examples/factory.yaml", *state, "--json-out", str(tmp_path / "no" / "s.json"))
+    assert out.returncode != 0 and "Traceback" not in out.stdout + out.stderr
+    assert f"--json-out {tmp_path / 'no' / 's.json'}: the folder {tmp_path / 'no'} does not exist" in " ".join(out.stderr.split())
+    assert not list((tmp_path / "state").rglob("*.parquet"))  # nothing ingested: the night never started
+    # a night that fails (no pool exports where the config says): its error in the JSON
+    out = rsft("retrain", "--config", "examples/factory.yaml", *state, "--set", f"data.pool=[{tmp_path / 'nothere'}]",
+               "--json-out", str(tmp_path / "s.json"))
+    assert out.returncode == 1
+    said = json.loads((tmp_path / "s.json").read_text())
+    assert said["pipeline"] == "factory" and said["error"].startswith("retrain failed: ")
