@@ -597,6 +597,10 @@ class PipelineConfig(_Model):
                 raise ValueError("features.kind 'text' needs features.classes (the label's class names)")
             if self.adapt.enabled:
                 raise ValueError("adapt is not implemented for text pipelines yet; set adapt.enabled: false")
+            if self.model.kind != "text":
+                raise ValueError(f"features.kind 'text' needs model.kind 'text' (got '{self.model.kind}')")
+        elif self.model.kind == "text":
+            raise ValueError("model.kind 'text' reads hashed n-grams: it needs features.kind 'text'")
         elif not self.data.pool:
             raise ValueError("data.pool is empty: list the raw pool exports (files, directories or globs)")
         if self.features.rolling and self.features.kind == "text":
@@ -629,6 +633,10 @@ class PipelineConfig(_Model):
                          "features.rolling": [c for r in f.rolling for c in r.columns]})
             if f.rolling:
                 used["features.group"], used["features.time_column"] = [f.group], [f.time_column]
+        for i, r in enumerate(self.prefilter.rules):  # the rules run on the pool, before any derived feature
+            used[f"prefilter.rules[{i}] ({r.kind})"] = [*getattr(r, "columns", []), *filter(None, (
+                getattr(r, k, None) for k in ("column", "by", "order_by")))]
+        have += [*contract.partition_by, "_source", "_row"]  # a day partition and the lineage columns too
         for key, cols in used.items():
             for c in cols:
                 if c not in have:

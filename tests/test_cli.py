@@ -158,6 +158,8 @@ def test_version():
 
     out = rsft("--version")
     assert out.returncode == 0 and out.stdout.strip() == f"rsft {__version__}"
+    out = subprocess.run([sys.executable, "-m", "rsft", "--version"], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == f"rsft {__version__}"  # python -m rsft, as the docs' users try
 
 
 def test_check_config_warns_about_a_nullable_feature_no_rule_removes(tmp_path):

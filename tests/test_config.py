@@ -154,6 +154,15 @@ def test_feature_columns_must_exist_in_the_contract_one_line():
     logs = REPO / "examples" / "maintenance-logs.yaml"
     with pytest.raises(ConfigError, match=r"features.text_column: 'txt' is not a column of the maintenance contract"):
         load_config(logs, {"features.text_column": "txt"})
+    # (a new user's trial) a prefilter rule's columns too, and the model a text pipeline needs
+    with pytest.raises(ConfigError, match=r"prefilter.rules\[0\] \(text_duplicate\): 'body' is not a column of the "
+                                          r"maintenance contract"):
+        load_config(logs, {"prefilter.rules": [{"kind": "text_duplicate", "column": "body"}]})
+    with pytest.raises(ConfigError, match=r"prefilter.rules\[1\] \(stuck\): 'machine' is not a column.*did you mean 'machine_id'"):
+        load_config(EXAMPLE, {"prefilter.rules": [{"kind": "duplicate", "columns": ["machine_id", "ts"]},
+                                                  {"kind": "stuck", "columns": ["s01"], "window": 4, "by": "machine"}]})
+    with pytest.raises(ConfigError, match=r"features.kind 'text' needs model.kind 'text' \(got 'mlp'\)"):
+        load_config(logs, {"model.kind": "mlp"})
     data = _example()  # a contract that keeps unknown columns: the features may use them
     data["ingest"]["sensors"]["unknown_columns"] = "keep"
     data["features"]["numeric"] = ["s01", "extra_sensor"]
