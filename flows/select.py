@@ -29,7 +29,7 @@ def select_rows(cfg: PipelineConfig) -> Selection:
 
 
 @flow(name="sample-chunks", flow_run_name="sample-{cfg.name}")
-def sample_chunks(cfg: PipelineConfig, specs: list, scorer_path: str, log_m: float, run_dir: str) -> dict[str, Any]:
+def sample_chunks(cfg: PipelineConfig, specs: list, scorer_path: str, log_m: float | None, run_dir: str) -> dict[str, Any]:
     futures = sample_chunk_task.map(
         specs, unmapped(scorer_path), unmapped(cfg.features), unmapped(cfg.sampling), unmapped(log_m),
         unmapped(str(Path(run_dir) / "chunks")),

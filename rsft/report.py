@@ -538,9 +538,11 @@ def _plots(out: Path, names, xt, xp, xs, log_w, selected_df: pl.DataFrame, log_m
 
 def plot_log_w(log_w_pool: np.ndarray, log_w_selected: np.ndarray, threshold: float | None, path: Path) -> dict[str, float]:
     """Histogram of log w over the informative range ``[threshold − LOG_W_SPAN, max]`` (the
-    threshold = log M / β: rows right of it are always accepted); rows left of the range are
-    counted in a note, not drawn. Heights are each set's share of its rows, so the pool sample
-    and the selected rows compare. Returns the range and the share of pool rows left of it."""
+    threshold = log M / β: rows right of it are always accepted) — or, with no threshold (a budget
+    selection: the top k of log w + Gumbel keys), from the lowest selected row's log w, however far
+    (real documents' log w spans thousands of nats); rows left of the range are counted in a note,
+    not drawn. Heights are each set's share of its rows, so the pool sample and the selected rows
+    compare. Returns the range and the share of pool rows left of it."""
     from matplotlib.figure import Figure
 
     lw = np.asarray(log_w_pool, np.float64)
@@ -553,7 +555,7 @@ def plot_log_w(log_w_pool: np.ndarray, log_w_selected: np.ndarray, threshold: fl
     if len(lw):
         hi = float(max(lw.max(), sl.max() if len(sl) else -np.inf, threshold if threshold is not None else -np.inf))
         ref = threshold if threshold is not None else float(np.quantile(lw, 0.999))
-        lo = max(float(lw.min()), ref - LOG_W_SPAN)
+        lo = max(float(lw.min()), min(ref - LOG_W_SPAN, float(sl.min()) if threshold is None and len(sl) else np.inf))
         hi = hi if hi > lo else lo + 1.0
         bins = np.linspace(lo, hi + 1e-9, 61)
         below = float((lw < lo).mean())
@@ -574,7 +576,8 @@ def plot_log_w(log_w_pool: np.ndarray, log_w_selected: np.ndarray, threshold: fl
                    label=f"log M = {threshold:.2f}: right of it always accepted")
     ax.set_xlabel("log w = log p_target(x) − log q_pool(x)   (higher = more like the target)")
     ax.set_ylabel("share of the set's rows per bin (log scale)")
-    ax.set_title("Density-ratio scores: acceptance min(1, w/M) rises to 1 at the dashed line", fontsize=10)
+    ax.set_title("Density-ratio scores: acceptance min(1, w/M) rises to 1 at the dashed line" if threshold is not None
+                 else "Density-ratio scores: the budget takes the top k of log w (+ Gumbel noise)", fontsize=10)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(0.0, 0.88))
     fig.savefig(path, dpi=110)
     return info

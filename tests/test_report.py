@@ -250,6 +250,10 @@ def test_log_w_plot_shows_the_informative_range_and_counts_the_rest(tmp_path):
     # without M (budget mode) the range ends at the top 0.1 % of the pool's scores
     info = plot_log_w(pool, np.array([]), None, tmp_path / "h2.png")
     assert info["lo"] == pytest.approx(np.quantile(pool, 0.999) - LOG_W_SPAN)
+    # ... or at the lowest selected row, however far below: text's log w spans thousands of nats, and
+    # the budget's rows were drawn as one bar at the right edge (a new user's trial)
+    info = plot_log_w(pool, np.array([-500.0, -20.0, 5.0]), None, tmp_path / "h3.png")
+    assert info["lo"] == pytest.approx(-500.0) and info["pool_share_below"] == pytest.approx((pool < -500).mean())
 
 
 def test_marginals_draw_every_feature_with_its_unit(tmp_path):

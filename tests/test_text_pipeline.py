@@ -63,6 +63,8 @@ def test_maintenance_logs_retrain_end_to_end(tmp_path, prefect_harness):
     kl = re.fullmatch(r"pool (\S+) → selected (\S+) nats \(hashed n-gram KL\)", s["text_kl_to_target"])
     assert kl and float(kl[2]) < float(kl[1])
     assert not any("degenerate" in w for w in s["selection_warnings"])
+    # a budget selection has no M: no acceptance probability (it underflowed to 0 on real documents)
+    assert selected["accept_prob"].null_count() == selected.height and s["clipped_share"] == 0
 
     # training + gate: a classifier with a finite macro-F1, promoted as the first champion
     assert s["warm_start"] == "base" and s["promoted"] is True and s["model_version"] == "1"

@@ -291,10 +291,12 @@ def fit_scorer_stage(cfg: PipelineConfig, prefiltered: Prefiltered) -> Scored:
         scorer.fit_frames(target, pool, cfg.features)
         scorer.save(scorer_path)
     log_w = np.asarray(scorer.log_ratio_frame(pool, cfg.features), dtype=np.float64)
-    log_m = calibrate_log_m(cfg.sampling.temper * log_w, cfg.sampling.m_quantile)
+    # rejection's M; a budget selection (the top k of log w + Gumbel keys) has none, and no
+    # acceptance probability to report (exp(log w − log M) of real documents underflows to 0)
+    log_m = calibrate_log_m(cfg.sampling.temper * log_w, cfg.sampling.m_quantile) if cfg.sampling.mode == "rejection" else None
     pool.select("_source", "_row").with_columns(log_w=pl.Series(log_w)).write_parquet(run_dir / "pool_sample_logw.parquet")
     return Scored(run_key=key, run_dir=str(run_dir), scorer_path=str(scorer_path), scorer=cfg.scorer.kind,
-                  log_m=float(log_m), pool_sample_rows=pool.height, target_rows=target.height,
+                  log_m=None if log_m is None else float(log_m), pool_sample_rows=pool.height, target_rows=target.height,
                   diagnostics=scorer.diagnostics())
 
 

@@ -104,7 +104,7 @@ class Scored(_Result):
     run_dir: str  # runs/<run_key>/: scorer, chunks, selection, report, checkpoints
     scorer_path: str
     scorer: str  # scorer kind
-    log_m: float  # log M of the acceptance rule min(1, w^β / M), on the pool sample
+    log_m: float | None  # log M of the acceptance rule min(1, w^β / M), on the pool sample (None: budget mode)
     pool_sample_rows: int
     target_rows: int
     diagnostics: dict[str, Any] = field(default_factory=dict)
