@@ -123,8 +123,10 @@ def night_key(cfg: PipelineConfig, run_key: str) -> str:
 
 def cfg_yaml(cfg: PipelineConfig, synth: bool = True) -> str:
     """The whole resolved config as YAML (saved with every checkpoint and MLflow run); without
-    the ``synth`` section when ``synth`` is false."""
+    the ``synth`` section when ``synth`` is false. Without ``train.task``: implied by
+    ``features.classes``, it is not a setting (its default read "regression" for a text classifier)."""
     import yaml
 
-    return yaml.safe_dump(cfg.model_dump(mode="json", exclude={"base_dir", *(() if synth else ("synth",))}),
+    return yaml.safe_dump(cfg.model_dump(mode="json", exclude={"base_dir": True, "train": {"task"},
+                                                               **({} if synth else {"synth": True})}),
                           sort_keys=False)
