@@ -52,8 +52,8 @@ def _app(version: bool = typer.Option(False, "--version", metavar="", callback=_
     """rsft: keep factory models current — ingest, prefilter, density-ratio rejection sampling,
     fine-tune, and champion/challenger promotion in MLflow, as Prefect flows."""
 
-ConfigOpt = typer.Option("examples/factory.yaml", "--config", "-c", help="Pipeline YAML (see examples/factory.yaml).")
-SetOpt = typer.Option(None, "--set", help="Override a config value: --set train.epochs=5 (repeatable; YAML values).")
+ConfigOpt = typer.Option("examples/factory.yaml", "--config", "-c", metavar="FILE", help="Pipeline YAML (see examples/factory.yaml).")
+SetOpt = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a config value: --set train.epochs=5 (repeatable; YAML values).")
 
 
 def _line(con: Console, text: str, style: str | None = None, markup: bool = False) -> None:
@@ -192,9 +192,10 @@ def retrain(
         _line(err, f"[yellow]failed[/] {escape(line)} — left out of tonight's pool, tried again next night", markup=True)
     for line in summary.get("selection_warnings") or []:
         _line(console, f"selection warning: {line}", style="yellow")
-    console.print("acceptance rate = selected ÷ prefiltered pool rows; ideal acceptance = E[min(w, M)] / M, what "
-                  "rejection sampling accepts on average; clipped share = pool rows with w > M (accepted with "
-                  "probability 1, so slightly under-weighted)", style="dim", highlight=False, markup=False)
+    if cfg.sampling.mode == "rejection":  # a budget selection has no M: its acceptance is budget ÷ pool
+        console.print("acceptance rate = selected ÷ prefiltered pool rows; ideal acceptance = E[min(w, M)] / M, what "
+                      "rejection sampling accepts on average; clipped share = pool rows with w > M (accepted with "
+                      "probability 1, so slightly under-weighted)", style="dim", highlight=False, markup=False)
     console.print(f"look at the runs: {summary['mlflow_ui']}", soft_wrap=True, highlight=False)
     if summary.get("mlflow_nights"):
         console.print(f"the nights, key figures as columns: {summary['mlflow_nights']}", soft_wrap=True, highlight=False)
