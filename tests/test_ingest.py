@@ -190,17 +190,20 @@ def test_row_hash_tells_rows_apart_that_differ_in_one_column_null_and_empty_incl
     assert one[0] == one[2] != one[1]
 
 
-def test_data_parts_store_row_numbers_delta_encoded(tmp_path):
-    """``_row`` (never repeated) is delta-encoded, not dictionary-encoded; the rows read back unchanged."""
+def test_data_parts_store_row_numbers_and_timestamps_delta_encoded(tmp_path):
+    """``_row`` (never repeated) and the timestamp column are delta-encoded, not dictionary-encoded;
+    the rows read back unchanged."""
     import pyarrow.parquet as pq
 
     ingest(str(BAD_INPUTS / "clean.csv"), tmp_path / "ds", SENSORS)
     part = next((tmp_path / "ds" / "data").rglob("*.parquet"))
     meta = pq.ParquetFile(part).metadata
-    col = meta.row_group(0).column(meta.schema.names.index("_row"))
-    assert "DELTA_BINARY_PACKED" in col.encodings and not any("DICT" in e for e in col.encodings)
+    for name in ("_row", "ts"):
+        col = meta.row_group(0).column(meta.schema.names.index(name))
+        assert "DELTA_BINARY_PACKED" in col.encodings and not any("DICT" in e for e in col.encodings)
     assert any("DICT" in e for e in meta.row_group(0).column(meta.schema.names.index("s01")).encodings)
-    assert pl.read_parquet(part)["_row"].is_sorted()
+    back = pl.read_parquet(part)
+    assert back["_row"].is_sorted() and back["ts"].dtype == pl.Datetime("us", "UTC")
 
 
 def test_a_batch_of_nothing_but_repeats_is_quarantined_not_a_crash(tmp_path):

@@ -49,7 +49,8 @@ def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], stagi
     checked = raw.with_columns(_first_pass(contract, names))
     cols = [c.name for c in contract.columns]
     typed = [pl.col(f"__v_{c}").alias(c) for c in cols] + [pl.col(c) for c in extra] + [pl.col("_source"), pl.col("_row")]
-    data, bad = _Parts(staging, stem, partition_columns(contract), chunk_rows), _QuarantinePart(tmp_bad)
+    delta = ("_row", contract.timestamp_column) if contract.timestamp_column else ("_row",)
+    data, bad = _Parts(staging, stem, partition_columns(contract), chunk_rows, delta=delta), _QuarantinePart(tmp_bad)
     seen = _SeenHashes() if contract.duplicate_rows == "quarantine" else None
     try:
         for df in _batches(checked, chunk_rows, sliced):

@@ -55,15 +55,24 @@ def _groups(df: pl.DataFrame, keys: list[str]) -> dict[tuple, pl.DataFrame]:
     return {tuple(k): df.slice(a, b - a) for k, a, b in zip(firsts.rows(), bounds, bounds[1:])}
 
 
-def _encodings(schema) -> dict:
-    """Parquet encodings for a data part: ``_row`` (the source's row numbers, ascending and never
-    repeated) delta-encoded instead of dictionary-encoded — a dictionary of values that never
-    repeat costs hashing every row of a row group until it overflows (~5 % of the encode time
-    measured on the demo's sensors) and gives nothing; delta encoding makes the column nearly
-    free (parts ~5 % smaller). Every other column as pyarrow's default (dictionary, then plain)."""
-    if "_row" not in schema.names or schema.field("_row").type != "int64":
+def _encodings(schema, delta: tuple[str, ...] = ("_row",)) -> dict:
+    """Parquet encodings for a data part: the ``delta`` columns (``_row``, the source's row numbers,
+    ascending and never repeated; the ingest adds the contract's timestamp column) delta-encoded
+    instead of dictionary-encoded where they are 64-bit integers or timestamps. A dictionary of
+    values that never repeat costs hashing every row of a row group until it overflows (~5 % of
+    the encode time measured on the demo's sensors) and gives nothing; delta encoding makes
+    ``_row`` nearly free (parts ~5 % smaller). Timestamps of an export in time order repeat (one
+    per machine) but step evenly: delta-encoded, the demo's ``ts`` takes 0.3 MB instead of 4.1 MB
+    on 2.7 M rows, and ~0.05 s less encode CPU. Every other column as pyarrow's default
+    (dictionary, then plain)."""
+    import pyarrow as pa
+
+    cols = [n for n in delta if n in schema.names
+            and (schema.field(n).type == pa.int64() or pa.types.is_timestamp(schema.field(n).type))]
+    if not cols:
         return {}
-    return {"use_dictionary": [n for n in schema.names if n != "_row"], "column_encoding": {"_row": "DELTA_BINARY_PACKED"}}
+    return {"use_dictionary": [n for n in schema.names if n not in cols],
+            "column_encoding": {n: "DELTA_BINARY_PACKED" for n in cols}}
 
 
 class _Parts:
@@ -76,8 +85,9 @@ class _Parts:
     a further file (``-1``, ``-2``, ...).
     """
 
-    def __init__(self, root: Path, stem: str, keys: dict[str, pl.Expr], row_group: int = 250_000):
-        self.root, self.stem, self.keys, self.row_group = root, stem, keys, row_group
+    def __init__(self, root: Path, stem: str, keys: dict[str, pl.Expr], row_group: int = 250_000,
+                 delta: tuple[str, ...] = ("_row",)):
+        self.root, self.stem, self.keys, self.row_group, self.delta = root, stem, keys, row_group, delta
         self.open: set[tuple] = set()  # partitions with an open writer (the writers live on the writer thread)
         self.buffers: dict[tuple, list[pl.DataFrame]] = {}
         self.files: dict[tuple, int] = {}
@@ -121,7 +131,8 @@ class _Parts:
 
         def write() -> None:
             if path is not None:
-                self._writers[key] = pq.ParquetWriter(path, table.schema, compression="zstd", **_encodings(table.schema))
+                self._writers[key] = pq.ParquetWriter(path, table.schema, compression="zstd",
+                                                     **_encodings(table.schema, self.delta))
             w = self._writers[key]
             w.write_table(table.cast(w.schema), row_group_size=self.row_group)
 
