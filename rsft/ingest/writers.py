@@ -86,8 +86,9 @@ class _Parts:
     """
 
     def __init__(self, root: Path, stem: str, keys: dict[str, pl.Expr], row_group: int = 250_000,
-                 delta: tuple[str, ...] = ("_row",)):
+                 delta: tuple[str, ...] = ("_row",), compression: str = "zstd"):
         self.root, self.stem, self.keys, self.row_group, self.delta = root, stem, keys, row_group, delta
+        self.compression = compression
         self.open: set[tuple] = set()  # partitions with an open writer (the writers live on the writer thread)
         self.buffers: dict[tuple, list[pl.DataFrame]] = {}
         self.files: dict[tuple, int] = {}
@@ -131,7 +132,7 @@ class _Parts:
 
         def write() -> None:
             if path is not None:
-                self._writers[key] = pq.ParquetWriter(path, table.schema, compression="zstd",
+                self._writers[key] = pq.ParquetWriter(path, table.schema, compression=self.compression,
                                                      **_encodings(table.schema, self.delta))
             w = self._writers[key]
             w.write_table(table.cast(w.schema), row_group_size=self.row_group)
