@@ -201,7 +201,9 @@ def test_data_parts_store_row_numbers_and_timestamps_delta_encoded(tmp_path):
     for name in ("_row", "ts"):
         col = meta.row_group(0).column(meta.schema.names.index(name))
         assert "DELTA_BINARY_PACKED" in col.encodings and not any("DICT" in e for e in col.encodings)
-    assert any("DICT" in e for e in meta.row_group(0).column(meta.schema.names.index("s01")).encodings)
+    s01 = meta.row_group(0).column(meta.schema.names.index("s01"))
+    assert any("DICT" in e for e in s01.encodings) and s01.compression.startswith("LZ4")  # numeric: LZ4
+    assert meta.row_group(0).column(meta.schema.names.index("machine_id")).compression == "ZSTD"  # text: zstd
     back = pl.read_parquet(part)
     assert back["_row"].is_sorted() and back["ts"].dtype == pl.Datetime("us", "UTC")
 

@@ -20,11 +20,12 @@ from rsft.ingest.unique import KeyLog
 from rsft.ingest.writers import _Parts, _QuarantinePart, partition_columns
 
 
-# the data parts: LZ4 (pyarrow's LZ4_RAW), not zstd — after the dictionary encoding most of a part
-# is dictionary indices, which zstd shrinks little: on the demo's sensors 83.4 MB against 78.8 MB
-# (+6 %; raw Polars' zstd-3 writes 105 MB), for ~0.1 s less encode CPU on 2.7 M rows, and faster
-# to decode for every later read (the kept pool's day files are LZ4 for the same reason)
-DATA_COMPRESSION = "lz4"
+# the data parts' numeric columns: LZ4 (pyarrow's LZ4_RAW), not zstd — after the dictionary
+# encoding they are mostly dictionary indices, which zstd shrinks little: on the demo's sensors
+# 83.4 MB against 78.8 MB (+6 %; raw Polars' zstd-3 writes 105 MB), for ~0.1 s less encode CPU on
+# 2.7 M rows, and faster to decode for every later read (the kept pool's day files are LZ4 for the
+# same reason). Text columns stay zstd (writers._compression).
+NUMERIC_COMPRESSION = "lz4"
 
 
 def _batches(lf: pl.LazyFrame, chunk_rows: int, sliced: bool) -> Iterator[pl.DataFrame]:
@@ -57,7 +58,8 @@ def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], stagi
     cols = [c.name for c in contract.columns]
     typed = [pl.col(f"__v_{c}").alias(c) for c in cols] + [pl.col(c) for c in extra] + [pl.col("_source"), pl.col("_row")]
     delta = ("_row", contract.timestamp_column) if contract.timestamp_column else ("_row",)
-    data, bad = (_Parts(staging, stem, partition_columns(contract), chunk_rows, delta=delta, compression=DATA_COMPRESSION),
+    data, bad = (_Parts(staging, stem, partition_columns(contract), chunk_rows, delta=delta,
+                        numeric_compression=NUMERIC_COMPRESSION),
                  _QuarantinePart(tmp_bad))
     seen = _SeenHashes() if contract.duplicate_rows == "quarantine" else None
     try:

@@ -75,6 +75,16 @@ def _encodings(schema, delta: tuple[str, ...] = ("_row",)) -> dict:
             "column_encoding": {n: "DELTA_BINARY_PACKED" for n in cols}}
 
 
+def _compression(schema, numeric: str) -> str | dict:
+    """zstd for text columns (their bytes compress: the demo logs' ``text`` takes 43 MB with zstd,
+    63 MB with LZ4), ``numeric`` for the others."""
+    import pyarrow as pa
+
+    if numeric == "zstd":
+        return "zstd"
+    return {f.name: "zstd" if pa.types.is_string(f.type) or pa.types.is_large_string(f.type) else numeric for f in schema}
+
+
 class _Parts:
     """Parquet writers of one ingest: one file, or files per partition (hive directories).
 
@@ -86,9 +96,9 @@ class _Parts:
     """
 
     def __init__(self, root: Path, stem: str, keys: dict[str, pl.Expr], row_group: int = 250_000,
-                 delta: tuple[str, ...] = ("_row",), compression: str = "zstd"):
+                 delta: tuple[str, ...] = ("_row",), numeric_compression: str = "zstd"):
         self.root, self.stem, self.keys, self.row_group, self.delta = root, stem, keys, row_group, delta
-        self.compression = compression
+        self.numeric = numeric_compression
         self.open: set[tuple] = set()  # partitions with an open writer (the writers live on the writer thread)
         self.buffers: dict[tuple, list[pl.DataFrame]] = {}
         self.files: dict[tuple, int] = {}
@@ -132,8 +142,8 @@ class _Parts:
 
         def write() -> None:
             if path is not None:
-                self._writers[key] = pq.ParquetWriter(path, table.schema, compression=self.compression,
-                                                     **_encodings(table.schema, self.delta))
+                comp = _compression(table.schema, self.numeric)
+                self._writers[key] = pq.ParquetWriter(path, table.schema, compression=comp, **_encodings(table.schema, self.delta))
             w = self._writers[key]
             w.write_table(table.cast(w.schema), row_group_size=self.row_group)
 
