@@ -144,8 +144,14 @@ def dataset_digest(dataset_dir: str | Path) -> str:
     """Digest of an ingested dataset = digest of its manifest entries (file digests), and of the
     data part stems of the files ingested again after a contract type change (their parts differ
     though their source did not)."""
-    names = sorted(p.name for p in (Path(dataset_dir) / "_manifest").glob("*.json"))
-    stems = sorted(e["stem"] for e in _manifest(dataset_dir).values() if e.get("stem"))
+    return entries_digest(_manifest(dataset_dir))
+
+
+def entries_digest(entries: dict[str, dict]) -> str:
+    """:func:`dataset_digest` of some of a dataset's files (digest -> manifest entry): the same
+    value as the whole dataset's when they are all of it."""
+    names = sorted(f"{d}.json" for d in entries)
+    stems = sorted(e["stem"] for e in entries.values() if e.get("stem"))
     return digest(names, stems) if stems else digest(names)
 
 
