@@ -15,14 +15,15 @@ from tasks.runners import runner_for
 
 
 @flow(name="ingest", flow_run_name="ingest-{cfg.name}")
-def ingest_files(cfg: PipelineConfig) -> Ingested:
-    """Ingest every configured dataset; a failing file never stops the others."""
+def ingest_files(cfg: PipelineConfig, again: bool = False) -> Ingested:
+    """Ingest every configured dataset; a failing file never stops the others. ``again``: the
+    files done before too, under the contract as it is now (``rsft ingest --again``)."""
     root = pipeline_root(cfg)
     out = {}
     for name, (sources, contract_name) in ingest_sources(cfg).items():
         c = contract(cfg, contract_name)
         dataset_dir = str(root / name)
-        plans = plan_ingest_task(name, sources, dataset_dir, c)
+        plans = plan_ingest_task(name, sources, dataset_dir, c, again)
         futures = ingest_file_task.map(plans, unmapped(dataset_dir), unmapped(c), unmapped(cfg.ingest.chunk_rows))
         results = []
         for plan, future in zip(plans, futures):  # in plan order, as they finish
@@ -39,10 +40,10 @@ def ingest_files(cfg: PipelineConfig) -> Ingested:
     return Ingested(out)
 
 
-def ingest_datasets(cfg: PipelineConfig) -> Ingested:
+def ingest_datasets(cfg: PipelineConfig, again: bool = False) -> Ingested:
     """The ingest sub-flow with ``ingest.concurrency`` files at a time, on ``ingest.task_runner``
     (a thread pool, or a Dask cluster as for sampling)."""
-    return ingest_files.with_options(task_runner=runner_for(cfg.ingest))(cfg)
+    return ingest_files.with_options(task_runner=runner_for(cfg.ingest))(cfg, again)
 
 
 @flow(name="ingest-exports")

@@ -205,7 +205,7 @@ def retrain(
 
 # what the retrain summary's keys mean, for the printed table (the JSON keeps the keys)
 _RETRAIN_LABELS = {
-    "files_new": "new files ingested by this run",
+    "files_new": "new files ingested by this run (pool and target)",
     "rows_ingested": "rows ingested (new files)",
     "rows_quarantined": "rows quarantined (new files)",
     "files_failed": "files failed (new files)",
@@ -219,18 +219,28 @@ _RETRAIN_LABELS = {
 
 
 @app.command()
-def ingest(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
+def ingest(
+    config: str = ConfigOpt,
+    sets: Optional[list[str]] = SetOpt,
+    again: bool = typer.Option(False, "--again", metavar="",
+                               help="Ingest the files done before again, under the contract as it is now (after a "
+                                    "contract fix: their rows and quarantine are replaced, never doubled)."),
+) -> None:
     """Ingest the exports the config names (incremental: already ingested files are skipped).
 
+    Rows are judged by the contract when their file is ingested: after changing a policy (say
+    naive_timestamps: assume_utc), --again ingests the files done before once more under it.
     Exit status 1 when a file failed to ingest (each named on stderr; the other files are ingested
     and a failed one is tried again next time), 2 for a bad config."""
     cfg = _load(config, sets)
     from flows.ingest import ingest_datasets
     from rsft.pipeline.data import check_files
+    from rsft.pipeline.layout import ingest_sources
+    from rsft.pipeline.targets import AGAIN, setting_for
 
     with ingest_progress():
         try:
-            ingested = ingest_datasets(cfg)
+            ingested = ingest_datasets(cfg, again=again)
             check_files(cfg, ingested)
         except Exception as e:  # one line for the operator; the Prefect log has the traceback
             _fail(f"ingest failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1)
@@ -258,6 +268,16 @@ def ingest(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
         if s.rows_quarantined:
             _line(console, f"{name}: quarantined rows (each with its reason, _source file and _row) in "
                            f"{Path(s.dataset) / 'quarantine'}", style="dim")
+    for name, s in ingested.datasets.items():  # a file none of whose rows passed: the contract is likely wrong
+        lost = [f for f in s.file_results if f.get("status") == "ok" and f.get("rows_quarantined") and not f.get("rows_ok")]
+        if lost:
+            top = next(iter(s.quarantine_reasons), "")
+            hint = setting_for(top, ingest_sources(cfg)[name][1]) if top else None
+            _line(err, f"[yellow]warning[/] {escape(name)}: every row of {len(lost)} file(s) was quarantined "
+                       f"({escape(', '.join(f['file'] for f in lost[:3]))}{', …' if len(lost) > 3 else ''}"
+                       f"{escape(f'; most: {top}') if top else ''}){escape(f' — {hint}') if hint else ''}; after "
+                       f"changing the contract, `{AGAIN}` ingests them again (files done are skipped otherwise)",
+                  markup=True)
     failed = 0
     for name, s in ingested.datasets.items():
         for line in s.files_failed:

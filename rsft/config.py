@@ -558,8 +558,10 @@ class AdaptConfig(_Model):
 class DataConfig(_Model):
     # relative paths resolve against the config file's directory
     pool: list[str] = []  # files, directories or globs of raw pool exports (sensors)
-    target_sample: str  # small labelled sample of the current regime
-    target_holdout: str  # hold-out of the current regime (promotion gate)
+    # small labelled sample of the current regime: the rows of the file(s) this names *now* (a file,
+    # directory or glob); pointing it at a new export replaces the old one's rows, never adds to them
+    target_sample: str
+    target_holdout: str  # hold-out of the current regime (promotion gate): likewise the file(s) named now
     logs: list[str] = []  # maintenance-log JSONL exports
 
 

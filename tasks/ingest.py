@@ -11,8 +11,9 @@ from rsft.ingest import FilePlan, ingest_file, plan_ingest
 
 
 @task(name="plan-ingest", retries=2, retry_delay_seconds=2, task_run_name="plan-ingest-{name}")
-def plan_ingest_task(name: str, sources: list[str], dataset_dir: str, contract: ContractConfig) -> list[FilePlan]:
-    return plan_ingest(sources, dataset_dir, contract)
+def plan_ingest_task(name: str, sources: list[str], dataset_dir: str, contract: ContractConfig,
+                     again: bool = False) -> list[FilePlan]:
+    return plan_ingest(sources, dataset_dir, contract, again=again)
 
 
 def _file_run_name() -> str:

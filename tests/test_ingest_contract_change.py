@@ -266,3 +266,21 @@ def test_a_failed_reingest_leaves_another_process_s_new_parts_alone(tmp_path):
     t.join(30)
     assert results and results[0].status == "failed"
     assert theirs.exists()  # listed by the entry by the time the clean-up looked
+
+
+def test_ingesting_a_copied_dataset_again_leaves_the_original_alone(tmp_path):
+    """Manifest entries record where their parts were written: a copy of the dataset (a state dir
+    copied to try a setting) ingested again under new types replaces the copy's parts, never the
+    original's (the copy's re-ingest deleted the original's parts)."""
+    import shutil
+
+    raw, ds = _exports(tmp_path)
+    ingest(str(raw), ds, _contract())
+    before = sorted(str(p.relative_to(ds)) for p in (ds / "data").rglob("*.parquet"))
+    copy = tmp_path / "copy"
+    shutil.copytree(ds, copy)
+    assert [r.status for r in ingest(str(raw), copy, _contract("int64")).files] == ["ok"] * 2
+    assert sorted(str(p.relative_to(ds)) for p in (ds / "data").rglob("*.parquet")) == before
+    assert scan_dataset(ds).collect()["distance"].dtype == pl.Float64 and scan_dataset(ds).collect().height == 8
+    # the copy holds the new-typed parts only (its old ones replaced): one schema, nothing doubled
+    assert scan_dataset(copy).collect()["distance"].dtype == pl.Int64 and scan_dataset(copy).collect().height == 8

@@ -45,8 +45,8 @@ def stored_dtypes(dataset_dir: Path, digest: str, entry: dict, contract) -> dict
     None when it has no data part (every row quarantined: nothing typed is stored)."""
     if "dtypes" in entry:
         return entry["dtypes"]
-    data = [p for p in entry.get("outputs", []) if p.endswith(".parquet") and f"{os.sep}data{os.sep}" in p]
-    if not data or not Path(data[0]).exists():
+    data = data_parts(dataset_dir, entry)
+    if not data:
         return None
     schema = pl.read_parquet_schema(data[0])
     names = {c.name: c.dtype for c in contract.columns}
@@ -99,7 +99,7 @@ def _forget_path(dataset_dir: Path, path: str, keep_digest: str | None) -> None:
     for dig, entry in _manifest(dataset_dir).items():
         if entry["path"] == path and dig != keep_digest:
             for p in entry.get("outputs", []):
-                Path(p).unlink(missing_ok=True)
+                local_output(dataset_dir, p).unlink(missing_ok=True)
             (dataset_dir / "_manifest" / f"{dig}.json").unlink(missing_ok=True)
 
 
@@ -144,6 +144,34 @@ def dataset_digest(dataset_dir: str | Path) -> str:
     """Digest of an ingested dataset = digest of its manifest entries (file digests), and of the
     data part stems of the files ingested again after a contract type change (their parts differ
     though their source did not)."""
-    names = sorted(p.name for p in (Path(dataset_dir) / "_manifest").glob("*.json"))
-    stems = sorted(e["stem"] for e in _manifest(dataset_dir).values() if e.get("stem"))
+    return entries_digest(_manifest(dataset_dir))
+
+
+def entries_digest(entries: dict[str, dict]) -> str:
+    """:func:`dataset_digest` of some of a dataset's files (digest -> manifest entry): the same
+    value as the whole dataset's when they are all of it."""
+    names = sorted(f"{d}.json" for d in entries)
+    stems = sorted(e["stem"] for e in entries.values() if e.get("stem"))
     return digest(names, stems) if stems else digest(names)
+
+
+def local_output(dataset_dir: str | Path, path: str) -> Path:
+    """An output a manifest entry lists, under ``dataset_dir`` as it is now. Entries record the
+    paths their parts were written at, which a copied or moved state dir no longer has: removing
+    those would remove the *original* dir's parts (a state dir copied to try a setting, then
+    ingested again, deleted its source's rows). The path below ``data/``, ``quarantine/`` or
+    ``_keys/`` is the same; anything else is taken as it is."""
+    cuts = [path.rfind(f"{os.sep}{d}{os.sep}") for d in ("data", "quarantine", "_keys")]
+    i = max(cuts)  # the dataset's own subdir: hive values are quoted (no separator inside them)
+    return Path(dataset_dir) / path[i + 1:] if i >= 0 else Path(path)
+
+
+def data_parts(dataset_dir: str | Path, entry: dict) -> list[Path]:
+    """The data parts a manifest entry lists, found under ``dataset_dir`` now
+    (:func:`local_output`). Parts that are gone are left out."""
+    out = []
+    for p in entry.get("outputs", []):
+        q = local_output(dataset_dir, p)
+        if p.endswith(".parquet") and q.parent.relative_to(Path(dataset_dir)).parts[:1] == ("data",) and q.exists():
+            out.append(q)
+    return out

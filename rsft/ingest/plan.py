@@ -9,6 +9,7 @@ import hashlib
 import json
 import logging
 import os
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +33,9 @@ class FilePlan:
     duplicate_of: str | None = None
     # ingested again: its parts in the dataset have column types the contract no longer gives
     reingest: bool = False
+    # ingested again because the operator asked (`rsft ingest --again`): a file done before, under
+    # the contract as it is now (a fixed policy accepts rows it quarantined); also ``reingest``
+    again: bool = False
 
 
 class ContractChanged(ValueError):
@@ -67,12 +71,18 @@ def _cached_digests(dataset_dir: str | Path) -> dict[str, list]:
         return {}
 
 
-def plan_ingest(sources: str | Sequence[str], dataset_dir: str | Path, contract: ContractConfig) -> list[FilePlan]:
+def plan_ingest(sources: str | Sequence[str], dataset_dir: str | Path, contract: ContractConfig,
+                again: bool = False) -> list[FilePlan]:
     """Expand the sources, digest each file, and decide: ingest, skip (done) or duplicate.
 
     A local file whose size and modification time (ns) match what the dataset's digest cache
     recorded is not read again: a night costs the new exports, not the whole raw history.
-    Remote sources are digested every time."""
+    Remote sources are digested every time.
+
+    ``again``: the files done before are ingested again under the contract as it is now, their
+    parts and quarantine part replaced as after a column type change (``reingest``) — a contract
+    policy fixed after its rows were quarantined (``naive_timestamps``, a column the exports lack)
+    applies only to files ingested from then on otherwise."""
     clean_orphans(dataset_dir)
     done = _manifest(dataset_dir)
     seen: dict[str, str] = {}
@@ -107,7 +117,8 @@ def plan_ingest(sources: str | Sequence[str], dataset_dir: str | Path, contract:
             plans.append(FilePlan(path, name, "", "ingest"))
             continue
         if dig in done and done[dig]["path"] == path:
-            plans.append(FilePlan(path, name, dig, "skip"))
+            plans.append(FilePlan(path, name, dig, "ingest", reingest=True, again=True) if again
+                         else FilePlan(path, name, dig, "skip"))
         elif contract.file_dedupe == "skip_identical" and (dig in seen or dig in done):
             plans.append(FilePlan(path, name, dig, "duplicate", seen.get(dig) or os.path.basename(done[dig]["path"])))
         else:
@@ -147,6 +158,6 @@ def _reingest_stale(plans: list[FilePlan], dataset_dir: str | Path, done: dict[s
     log.warning("%s: contract %s changed column types (%s): ingesting %d file(s) again", Path(dataset_dir).name,
                 contract.name, "; ".join(changes), len(stale))
     paths = {e["path"] for e, _ in stale.values()}  # a changed export of such a path replaces it as well
-    return [FilePlan(p.path, p.name, p.digest, "ingest", reingest=True)
+    return [replace(p, action="ingest", reingest=True, again=False)  # for the types, whether asked or not
             if (p.action == "skip" and p.digest in stale) or (p.action == "ingest" and p.path in paths) else p
             for p in plans]

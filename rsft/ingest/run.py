@@ -21,7 +21,7 @@ from rsft import progress as _progress
 from rsft.config import ContractConfig
 from rsft.fsio import temp_path
 from rsft.ingest.manifest import (_forget_path, _manifest, _part_stem, _write_entry, contract_dtypes, data_stem,
-                                  quarantine_part, retyped_parts)
+                                  local_output, quarantine_part, retyped_parts)
 from rsft.ingest.plan import FilePlan, plan_ingest
 from rsft.ingest.readers import _drop_blank_lines, _name_short_last_record, _read_jsonl, _scan_parquet, _scan_text_table, is_ragged_error
 from rsft.ingest.results import FileError, FileResult, IngestSummary
@@ -34,10 +34,11 @@ from rsft.ingest.writers import _publish_parts
 log = logging.getLogger("rsft.ingest")
 
 
-def ingest(sources, dataset_dir, contract: ContractConfig, chunk_rows: int = 250_000) -> IngestSummary:
-    """Plan the sources (:func:`rsft.ingest.plan.plan_ingest`), then ingest the files one by one."""
+def ingest(sources, dataset_dir, contract: ContractConfig, chunk_rows: int = 250_000, again: bool = False) -> IngestSummary:
+    """Plan the sources (:func:`rsft.ingest.plan.plan_ingest`; ``again``: the files done before
+    too), then ingest the files one by one."""
     summary = IngestSummary()
-    for plan in plan_ingest(sources, dataset_dir, contract):
+    for plan in plan_ingest(sources, dataset_dir, contract, again=again):
         summary.files.append(ingest_file(plan, dataset_dir, contract, chunk_rows))
     return summary
 
@@ -113,7 +114,8 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
                 return _failed(plan, e, dataset_dir)
             rows_ok, rows_bad = rows_ok - moved, rows_bad + moved
         _forget_path(dataset_dir, plan.path, plan.digest)
-        before = _entry(dataset_dir, plan.digest).get("outputs", [])  # this file ingested before (another contract)
+        # this file ingested before (another contract), under this dataset dir as it is now
+        before = [str(local_output(dataset_dir, p)) for p in _entry(dataset_dir, plan.digest).get("outputs", [])]
         outputs = _publish_parts(staged, work.staging, dataset_dir / "data")
         qpart = quarantine_part(dataset_dir, plan.digest)
         if rows_bad:
@@ -130,7 +132,7 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
         for p in set(before) - set(outputs):  # its earlier parts that no new part replaced
             Path(p).unlink(missing_ok=True)
         dtypes = contract_dtypes(contract)
-        entry = {**entry, "dtypes": dtypes, **({"stem": data_stem(plan.digest, dtypes)} if plan.reingest else {}),
+        entry = {**entry, "dtypes": dtypes, **({"stem": _reingest_stem(plan, contract)} if plan.reingest else {}),
                  **({"blank_lines": work.blank_lines} if work.blank_lines else {})}
         _write_entry(dataset_dir, plan.digest, {"path": plan.path, "name": plan.name, "digest": plan.digest,
                                                 "rows_total": rows_ok + rows_bad, "rows_ok": rows_ok,
@@ -147,6 +149,18 @@ def _entry(dataset_dir: Path, digest: str) -> dict:
 
 
 REINGEST_FAILED = "not ingested again under the contract's new column types: its rows stay as ingested before"
+AGAIN_FAILED = "not ingested again: its rows stay as ingested before"
+
+
+def _reingest_stem(plan: FilePlan, contract: ContractConfig) -> str:
+    """The stem of a re-ingested file's data parts: named by the contract's column types, and when
+    the operator asked (``again``: the types did not change) by the whole contract — a fixed policy
+    gives other rows under the same types, and new names keep whatever was computed from the old
+    parts (kept-pool days, stage keys through the entry's ``stem``) from being reused."""
+    dtypes = contract_dtypes(contract)
+    if plan.again:
+        dtypes = {**dtypes, "__contract": json.dumps(contract.model_dump(mode="json"), sort_keys=True)}
+    return data_stem(plan.digest, dtypes)
 
 
 def _failed(plan: FilePlan, e: Exception, dataset_dir: Path | None = None) -> FileResult:
@@ -157,9 +171,10 @@ def _failed(plan: FilePlan, e: Exception, dataset_dir: Path | None = None) -> Fi
     if plan.reingest and dataset_dir is not None:
         # nothing is lost: its parts of the old types and its entry stay; new-typed parts an earlier
         # killed attempt published go (the pipeline stops a night whose dataset would mix types)
-        for p in retyped_parts(dataset_dir, plan.digest, _entry(Path(dataset_dir), plan.digest).get("outputs", [])):
+        listed = [str(local_output(dataset_dir, p)) for p in _entry(Path(dataset_dir), plan.digest).get("outputs", [])]
+        for p in retyped_parts(dataset_dir, plan.digest, listed):
             p.unlink(missing_ok=True)
-        msg += f" ({REINGEST_FAILED})"
+        msg += f" ({AGAIN_FAILED if plan.again else REINGEST_FAILED})"
     return FileResult(plan.name, plan.digest, "failed", error=f"{plan.name}: {msg}")
 
 
@@ -233,7 +248,7 @@ def _stream_into(raw: pl.LazyFrame, plan: FilePlan, contract: ContractConfig, ex
     shutil.rmtree(work.staging, ignore_errors=True)
     work.staging.mkdir(parents=True)
     work.tmp_bad.parent.mkdir(parents=True, exist_ok=True)
-    stem = data_stem(plan.digest, contract_dtypes(contract)) if plan.reingest else _part_stem(plan.digest)
+    stem = _reingest_stem(plan, contract) if plan.reingest else _part_stem(plan.digest)
     return _stream(raw.with_columns(_source=pl.lit(plan.name)), contract, extra, work.staging,
                    stem, work.tmp_bad, chunk_rows, sliced=sliced, keys=keys)
 

@@ -22,7 +22,6 @@ from rsft.pipeline.layout import (
     TARGET_HOLDOUT,
     TARGET_SAMPLE,
     contract,
-    dataset_digest,
     digest,
     ingest_sources,
     pipeline_root,
@@ -30,6 +29,7 @@ from rsft.pipeline.layout import (
     without_execution,
 )
 from rsft.pipeline.results import DatasetIngest, Ingested, Prefiltered, Scored, Selected
+from rsft.pipeline.targets import check_usable, named_digest, scan_named
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,12 @@ def check_retyped(ingested: Ingested) -> None:
 
 def check_ingested(cfg: PipelineConfig, ingested: Ingested) -> None:
     """Whether the night may go on after ingest: :func:`check_files`, :func:`check_targets`,
-    :func:`check_retyped`."""
+    :func:`check_retyped`, then :func:`rsft.pipeline.targets.check_usable` (rows that passed the
+    contract in the pool, the target sample and the hold-out)."""
     check_files(cfg, ingested)
     check_targets(ingested)
     check_retyped(ingested)
+    check_usable(cfg)
 
 
 def target_groups(a: AdaptConfig, target: pl.DataFrame) -> np.ndarray:
@@ -135,14 +137,15 @@ def check_adapt(cfg: PipelineConfig) -> None:
 # target rows and pool samples
 # --------------------------------------------------------------------------------------
 def load_target(cfg: PipelineConfig, which: str = TARGET_SAMPLE) -> pl.DataFrame:
-    """The (small) target sample or hold-out, labelled rows only; with ``features.rolling``, the
-    rolling aggregates are computed over all of its readings first (it must be a time series of
-    the same machines, like the pool)."""
+    """The (small) target sample or hold-out, labelled rows only: the rows of the files
+    ``data.target_sample`` / ``data.target_holdout`` name now, not of every file ever ingested
+    into the dataset (:mod:`rsft.pipeline.targets`; one line naming the files and the reasons when
+    none passed the contract). With ``features.rolling``, the rolling aggregates are computed
+    over all of its readings first (it must be a time series of the same machines, like the pool)."""
     from rsft.features import add_rolling_features
-    from rsft.ingest import scan_dataset
 
     f = cfg.features
-    lf = scan_dataset(pipeline_root(cfg) / which)
+    lf = scan_named(cfg, which)
     if f.rolling:
         have = lf.collect_schema().names()
         missing = [c for c in (f.group, f.time_column) if c not in have]
@@ -230,7 +233,7 @@ def run_key(cfg: PipelineConfig, prefiltered: Prefiltered) -> str:
     scheme = [{"ngram_hash": NGRAM_HASH}] if cfg.scorer.kind == "ngram" else []
     return digest(
         prefiltered.output,
-        dataset_digest(pipeline_root(cfg) / TARGET_SAMPLE),
+        named_digest(cfg, TARGET_SAMPLE),
         cfg.features.model_dump(mode="json"),
         cfg.scorer.model_dump(mode="json"),
         without_execution(cfg.sampling.model_dump(mode="json")),  # the rows do not depend on where chunks ran
@@ -280,8 +283,9 @@ def fit_scorer_stage(cfg: PipelineConfig, prefiltered: Prefiltered) -> Scored:
     scorer_path = run_dir / "scorer.pt"
     pool = pool_sample(prefiltered, cfg.scorer.pool_sample_rows, cfg.scorer.seed)
     target = load_target(cfg)
-    if target.height == 0:
-        raise ValueError("target sample has no labelled rows after ingest")
+    if target.height == 0:  # rows passed the contract (load_target says so when none did), none labelled
+        raise ValueError(f"target sample has no labelled rows: {cfg.features.label} is empty in every row of "
+                         f"data.target_sample ({cfg.data.target_sample})")
     check_features_complete(cfg, pool, "the pool sample (kept by the prefilter)")
     check_features_complete(cfg, target, "the target sample")
     if scorer_path.exists():

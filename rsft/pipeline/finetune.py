@@ -31,6 +31,7 @@ from rsft.pipeline.layout import (
 )
 from rsft.pipeline.lineage import night_lineage
 from rsft.pipeline.results import DatasetIngest, Finetuned, Selection
+from rsft.pipeline.targets import named_digest
 from rsft.pipeline.training import arrays, base_model, evaluate_frame, fine_tune, fit_facts, model_io, resolved
 from rsft.tracking import lineage, promotion, registry, runs, serving
 
@@ -273,7 +274,7 @@ def _challenger(cfg: PipelineConfig, model, holdout: pl.DataFrame, scores, selec
     tags = {
         "rsft.run_key": scored.run_key,
         "rsft.data_digest": dataset_digest(root / pool_dataset(cfg)),
-        "rsft.target_digest": dataset_digest(root / TARGET_SAMPLE),
+        "rsft.target_digest": named_digest(cfg, TARGET_SAMPLE),
         "rsft.rows_selected": str(sel.rows_out),
         "rsft.acceptance_rate": f"{sel.acceptance_rate:.6g}",
         # the recipe that produced this version (the audit trail shows it): the search's choice,

@@ -118,7 +118,9 @@ def night_key(cfg: PipelineConfig, run_key: str) -> str:
     features, scorer, sampling), the target hold-out and the resolved config (:func:`night_config`:
     not where or how fast it runs). Tagged on the version the night registers (``rsft.night``): a
     night registers at most one version however often it is re-run."""
-    return digest(run_key, dataset_digest(pipeline_root(cfg) / TARGET_HOLDOUT), night_config(cfg))
+    from rsft.pipeline.targets import named_digest  # (it imports this module)
+
+    return digest(run_key, named_digest(cfg, TARGET_HOLDOUT), night_config(cfg))
 
 
 def cfg_yaml(cfg: PipelineConfig, synth: bool = True) -> str:

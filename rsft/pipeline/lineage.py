@@ -23,12 +23,14 @@ from typing import Any
 from rsft.config import PipelineConfig
 from rsft.pipeline.layout import TARGET_HOLDOUT, TARGET_SAMPLE, dataset_digest, digest, pipeline_root, pool_dataset
 from rsft.pipeline.results import Selection
+from rsft.pipeline.targets import named_digest, named_entries
 
 
-def manifest_totals(dataset_dir: str | Path) -> dict[str, Any]:
+def manifest_totals(dataset_dir: str | Path, entries: list[dict] | None = None) -> dict[str, Any]:
     """Files, rows read, rows written and the digest of the files' own digests, from a dataset's
-    ingest manifest (every night's files, not just tonight's)."""
-    entries = [json.loads(p.read_text()) for p in sorted((Path(dataset_dir) / "_manifest").glob("*.json"))]
+    ingest manifest (every night's files, not just tonight's), or of the given entries of it."""
+    if entries is None:
+        entries = [json.loads(p.read_text()) for p in sorted((Path(dataset_dir) / "_manifest").glob("*.json"))]
     return {
         "files": len(entries),
         "rows_read": sum(int(e.get("rows_total") or 0) for e in entries),
@@ -49,8 +51,9 @@ def night_lineage(cfg: PipelineConfig, selection: Selection, train: dict[str, An
     tot = manifest_totals(root / pool)
     sources = [str(Path(cfg.resolve(p)).resolve()) for p in (cfg.data.logs if pool == "logs" else cfg.data.pool)]
     kept_d, sel_d = digest(pre.output, pre.rows_out), digest(sel.output, sel.rows_out)
-    t_tot, h_tot = manifest_totals(root / TARGET_SAMPLE), manifest_totals(root / TARGET_HOLDOUT)
-    target_d = dataset_digest(root / TARGET_SAMPLE)
+    # the target sample and hold-out: the files the config names now (rsft.pipeline.targets)
+    t_tot, h_tot = (manifest_totals(root / n, list(named_entries(cfg, n).values())) for n in (TARGET_SAMPLE, TARGET_HOLDOUT))
+    target_d = named_digest(cfg, TARGET_SAMPLE)
     dropped = ", ".join(f"{k} {v:,}" for k, v in pre.dropped.items() if v) or "none"
     train_rows = int(train.get("train_rows") or 0)
     t_rows = int(train.get("target_rows") or 0)
@@ -80,7 +83,7 @@ def night_lineage(cfg: PipelineConfig, selection: Selection, train: dict[str, An
         {"key": "target_sample", "rows": t_tot["rows_ok"], "digest": target_d, "uri": str(root / TARGET_SAMPLE),
          "what": "the labelled sample of the current regime the selection aims at"
                  + (f" ({t_rows:,} rows of the training set)" if t_rows else "")},
-        {"key": "target_holdout", "rows": h_tot["rows_ok"], "digest": dataset_digest(root / TARGET_HOLDOUT),
+        {"key": "target_holdout", "rows": h_tot["rows_ok"], "digest": named_digest(cfg, TARGET_HOLDOUT),
          "uri": str(root / TARGET_HOLDOUT), "what": "the hold-out champion and challenger are both scored on (never trained on)"},
     ]
     return steps

@@ -44,7 +44,8 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
     rep = selection.report or {}
     uri = tracking_uri(cfg)
     return {
-        "files_new": pool.files - pool.files_skipped - len(pool.files_failed),  # ingested tonight (failed: below)
+        # ingested tonight, of every dataset: a new target sample or hold-out export counts (failed: below)
+        "files_new": sum(d.files - d.files_skipped - len(d.files_failed) for d in ingested.datasets.values()),
         "rows_ingested": pool.rows_ok,  # this run (earlier files are skipped)
         "rows_quarantined": pool.rows_quarantined,
         "quarantine_reasons": pool.quarantine_reasons,
