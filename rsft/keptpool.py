@@ -55,10 +55,9 @@ from rsft.fsio import atomic_path, atomic_write_text, digest, remove_orphans
 
 EMPTY = "empty"
 NULL_DAY = "null"
-# the kept day files: every night's scoring pass reads them all, so they are written for reading
-# (LZ4 decodes in ~60 % of zstd's CPU, for ~1.5x the bytes on disk); the dropped rows
-# (``prefilter.write_excluded``), read only to inspect, stay zstd
-KEPT_COMPRESSION = "lz4"
+# the kept day files are written with ``prefilter.kept_compression`` (every night's scoring pass
+# reads them all: lz4 by default); the dropped rows (``prefilter.write_excluded``), read only to
+# inspect, stay zstd
 
 
 def frame_digest(df: pl.DataFrame) -> str:
@@ -619,7 +618,7 @@ class FilterJob:
         out.parent.mkdir(parents=True, exist_ok=True)
         if not out.exists():
             with atomic_path(out) as tmp:
-                judged.filter(keep).drop(flags).write_parquet(tmp, compression=KEPT_COMPRESSION)
+                judged.filter(keep).drop(flags).write_parquet(tmp, compression=self.cfg.kept_compression)
         if self.excluded:
             names = [_rule_name(r) for r in self.cfg.rules]
             rule_col = pl.coalesce([pl.when(~pl.col(f)).then(pl.lit(n)) for f, n in zip(flags, names)]).alias("rule")
@@ -727,7 +726,7 @@ def _by_day(src, root, cfg, p: Plan, schema, derive, write_excluded, rules_key, 
             out = root / "days" / d / f"{key}.parquet"
             if not out.exists():
                 with atomic_path(out) as tmp:
-                    kept.write_parquet(tmp, compression=KEPT_COMPRESSION)
+                    kept.write_parquet(tmp, compression=cfg.kept_compression)
             Path(j.out).unlink(missing_ok=True)
         recs.append({"day": d, "key": key, "content": content[d], "file": os.path.relpath(out, root),
                      "excluded": os.path.relpath(j.excluded, root) if j.excluded else None,

@@ -480,8 +480,8 @@ def sample_chunk(
         if cfg.mode == "budget":
             sel = _top_k(sel, k).sort("__pos").drop("__pos")
 
-    with atomic_path(path) as tmp:
-        sel.write_parquet(tmp)
+    with atomic_path(path) as tmp:  # read once, by the merge: written for reading (LZ4, ~1/3 less CPU than zstd)
+        sel.write_parquet(tmp, compression="lz4")
     summary = ChunkSummary(
         chunk_id=spec.chunk_id,
         rows_in=n,

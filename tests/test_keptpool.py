@@ -126,6 +126,33 @@ def test_an_unchanged_night_reuses_every_day_and_writes_the_same_manifest(tmp_pa
     assert a["days_computed"] == 3 and b["days_computed"] == 0 and a["path"] == b["path"]
 
 
+def test_the_kept_codec_is_a_setting_that_changes_no_row_and_recomputes_nothing(tmp_path):
+    """``prefilter.kept_compression``: the day files are written with it; switching it keeps the
+    days already written (not part of the kept pool's key) and the kept rows are the same."""
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(3)
+    src = tmp_path / "src"
+    for d in range(3):
+        _write(src, f"d{d}", _day(d, rng))
+    lz4 = PrefilterConfig.model_validate({"rules": RULES})
+    raw = PrefilterConfig.model_validate({"rules": RULES, "kept_compression": "uncompressed"})
+    a = keptpool.update(src, tmp_path / "a", raw, rules_key="k")
+    b = keptpool.update(src, tmp_path / "b", lz4, rules_key="k")
+    assert_frame_equal(_kept(a), _kept(b))
+
+    def codecs(root: Path) -> set[str]:
+        return {pq.ParquetFile(f).metadata.row_group(0).column(0).compression
+                for f in (root / "days").rglob("*.parquet")}
+
+    assert codecs(tmp_path / "a") == {"UNCOMPRESSED"} and codecs(tmp_path / "b") == {"LZ4"}
+    again = keptpool.update(src, tmp_path / "b", raw, rules_key="k")  # switched: nothing judged again
+    assert again["days_computed"] == 0 and again["path"] == b["path"]
+    _write(src, "d3", _day(3, rng))  # a new day: written with the new codec, the old ones stay
+    c = keptpool.update(src, tmp_path / "b", raw, rules_key="k")
+    assert c["days_computed"] >= 1 and codecs(tmp_path / "b") == {"LZ4", "UNCOMPRESSED"}
+
+
 def test_a_duplicate_key_with_the_time_column_is_judged_day_by_day(tmp_path):
     """Row rules only, a duplicate key holding the time column (no window rules, no rolling
     features): the kept pool is still updated day by day — a later night recomputes only the day
