@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Iterator
 
 from rsft.config import ContractConfig, PipelineConfig
-from rsft.ingest.manifest import dataset_digest  # noqa: F401 - the ingested dataset's digest, with the others
 from rsft.fsio import digest, file_lock  # noqa: F401 - digest: every stage key
 from rsft.state import StatePaths, state_paths
 

@@ -5,7 +5,7 @@ The digests are the ones the run's dataset inputs and the stage keys already use
 input and a directory name can be matched by eye:
 
 - raw files: sha256 of each export file's bytes (the ingest manifest's entries), digested together;
-- ingested: :func:`rsft.pipeline.layout.dataset_digest` of the dataset (also ``rsft.data_digest``);
+- ingested: :func:`rsft.ingest.manifest.dataset_digest` of the dataset (also ``rsft.data_digest``);
 - kept / selected: ``digest(parquet path, rows)`` of the prefilter's and the sampler's output
   (their paths carry the stage keys, themselves digests of every input and setting);
 - training set: ``digest(selected, target sample, recipe, row counts)``.
@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from rsft.config import PipelineConfig
-from rsft.pipeline.layout import TARGET_HOLDOUT, TARGET_SAMPLE, dataset_digest, digest, pipeline_root, pool_dataset
+from rsft.ingest.manifest import dataset_digest
+from rsft.pipeline.layout import TARGET_HOLDOUT, TARGET_SAMPLE, digest, pipeline_root, pool_dataset
 from rsft.pipeline.results import Selection
 from rsft.pipeline.targets import named_digest, named_entries
 
