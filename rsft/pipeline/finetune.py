@@ -16,13 +16,13 @@ import polars as pl
 
 from rsft.config import PipelineConfig, target_repeats
 from rsft.fsio import temp_path
+from rsft.ingest.manifest import dataset_digest
 from rsft.pipeline.adapt import adapt_stage, is_sampling_recipe
 from rsft.pipeline.data import load_target, pool_sample
 from rsft.pipeline.layout import (
     TARGET_HOLDOUT,
     TARGET_SAMPLE,
     cfg_yaml,
-    dataset_digest,
     night_key,
     pipeline_root,
     pool_dataset,
