@@ -727,3 +727,17 @@ def test_a_header_in_another_separator_names_the_setting_as_yaml_reads_it():
             _check_columns([header], contract)
         setting = str(exc.value).split("delimiter: ")[1].split(" (")[0]
         assert yaml.safe_load(setting) == sep, str(exc.value)
+
+
+def test_a_jsonl_export_with_a_bom_keeps_its_first_line(tmp_path):
+    """(a new user's trial) a Windows export's UTF-8 BOM made every file's first record "invalid
+    JSON": it is not part of the first line (plain and gzipped files alike)."""
+    import gzip
+
+    line = '{{"machine_id": "M01", "ts": "2026-01-0{}T00:00:00Z", "category": "seal", "text": "lkg at flange {}"}}'
+    body = ("\r\n".join(line.format(d, d) for d in (1, 2, 3)) + "\r\n").encode()
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + body)
+    (tmp_path / "bom.jsonl.gz").write_bytes(gzip.compress(b"\xef\xbb\xbf" + body.replace(b"flange", b"valve")))
+    for name in ("bom.jsonl", "bom.jsonl.gz"):
+        r = ingest(str(tmp_path / name), tmp_path / f"ds-{name}", CFG.ingest.logs).files[0]
+        assert (r.status, r.rows_ok, r.rows_quarantined) == ("ok", 3, 0), r

@@ -357,6 +357,8 @@ def _read_jsonl(path: str, contract: ContractConfig, chunk_rows: int = JSONL_SPO
         opener = gzip.open if path.endswith(".gz") else open
         first = 1
         with opener(path, "rb") as fh:  # noqa: SIM115
+            if fh.peek(3)[:3] == b"\xef\xbb\xbf":  # a UTF-8 BOM (Windows exports): not the first line's
+                fh.read(3)
             for blk, ends in _line_block_ends(fh, block):
                 yield blk, first, ends
                 first += len(ends) + (0 if blk.endswith(b"\n") else 1)
