@@ -196,7 +196,7 @@ def test_where_and_how_fast_a_night_runs_is_not_a_new_night(tmp_path):
     identity nor the selection's key; a training setting does."""
     from rsft.config import load_config
     from rsft.pipeline.data import run_key
-    from rsft.pipeline.layout import night_key
+    from rsft.pipeline.lineage import night_key
     from rsft.pipeline.results import Prefiltered
     from tests.test_retrain_flow import small_config
 

@@ -14,7 +14,8 @@ import yaml
 
 from rsft.config import load_config
 from rsft.pipeline.data import check_ingested, ingest_stage, load_target, run_key
-from rsft.pipeline.layout import TARGET_HOLDOUT, TARGET_SAMPLE, night_key
+from rsft.pipeline.layout import TARGET_HOLDOUT, TARGET_SAMPLE
+from rsft.pipeline.lineage import night_key
 from rsft.pipeline.targets import named_digest
 
 REPO = Path(__file__).resolve().parents[1]

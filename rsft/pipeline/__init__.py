@@ -30,7 +30,8 @@ from rsft.pipeline.data import (
 )
 from rsft.pipeline.finetune import finetune_stage
 from rsft.ingest.manifest import dataset_digest
-from rsft.pipeline.layout import cfg_yaml, digest, pipeline_root, pool_dataset, tracking_uri
+from rsft.fsio import digest
+from rsft.pipeline.layout import cfg_yaml, pipeline_root, pool_dataset, tracking_uri
 from rsft.pipeline.night import LOCAL, Steps, run_night, select_local
 from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Prefiltered, Scored, Selected, Selection
 from rsft.pipeline.training import evaluate_frame, pretrain

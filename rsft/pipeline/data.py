@@ -17,12 +17,11 @@ import numpy as np
 import polars as pl
 
 from rsft.config import AdaptConfig, FeaturesConfig, PipelineConfig
-from rsft.fsio import remove_orphans
+from rsft.fsio import digest, remove_orphans
 from rsft.pipeline.layout import (
     TARGET_HOLDOUT,
     TARGET_SAMPLE,
     contract,
-    digest,
     ingest_sources,
     pipeline_root,
     pool_dataset,

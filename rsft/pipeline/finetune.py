@@ -23,13 +23,12 @@ from rsft.pipeline.layout import (
     TARGET_HOLDOUT,
     TARGET_SAMPLE,
     cfg_yaml,
-    night_key,
     pipeline_root,
     pool_dataset,
     state,
     tracking_uri,
 )
-from rsft.pipeline.lineage import night_lineage
+from rsft.pipeline.lineage import night_key, night_lineage
 from rsft.pipeline.results import DatasetIngest, Finetuned, Selection
 from rsft.pipeline.targets import named_digest
 from rsft.pipeline.training import arrays, base_model, evaluate_frame, fine_tune, fit_facts, model_io, resolved

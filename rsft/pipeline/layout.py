@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 from rsft.config import ContractConfig, PipelineConfig
-from rsft.fsio import digest, file_lock  # noqa: F401 - digest: every stage key
+from rsft.fsio import file_lock
 from rsft.state import StatePaths, state_paths
 
 log = logging.getLogger(__name__)
@@ -110,16 +110,6 @@ def night_config(cfg: PipelineConfig) -> dict:
     out = without_execution(cfg.model_dump(mode="json", exclude={"base_dir"}), keep=frozenset({"adapt"}))
     out["state"] = {k: v for k, v in out.get("state", {}).items() if k not in STATE_EXECUTION_ONLY}
     return out
-
-
-def night_key(cfg: PipelineConfig, run_key: str) -> str:
-    """The night's identity: its selection's ``run_key`` (prefiltered pool, target sample,
-    features, scorer, sampling), the target hold-out and the resolved config (:func:`night_config`:
-    not where or how fast it runs). Tagged on the version the night registers (``rsft.night``): a
-    night registers at most one version however often it is re-run."""
-    from rsft.pipeline.targets import named_digest  # (it imports this module)
-
-    return digest(run_key, named_digest(cfg, TARGET_HOLDOUT), night_config(cfg))
 
 
 def cfg_yaml(cfg: PipelineConfig, synth: bool = True) -> str:

@@ -22,9 +22,18 @@ from typing import Any
 
 from rsft.config import PipelineConfig
 from rsft.ingest.manifest import dataset_digest
-from rsft.pipeline.layout import TARGET_HOLDOUT, TARGET_SAMPLE, digest, pipeline_root, pool_dataset
+from rsft.fsio import digest
+from rsft.pipeline.layout import TARGET_HOLDOUT, TARGET_SAMPLE, night_config, pipeline_root, pool_dataset
 from rsft.pipeline.results import Selection
 from rsft.pipeline.targets import named_digest, named_entries
+
+
+def night_key(cfg: PipelineConfig, run_key: str) -> str:
+    """The night's identity: its selection's ``run_key`` (prefiltered pool, target sample,
+    features, scorer, sampling), the target hold-out and the resolved config (:func:`night_config`:
+    not where or how fast it runs). Tagged on the version the night registers (``rsft.night``): a
+    night registers at most one version however often it is re-run."""
+    return digest(run_key, named_digest(cfg, TARGET_HOLDOUT), night_config(cfg))
 
 
 def manifest_totals(dataset_dir: str | Path, entries: list[dict] | None = None) -> dict[str, Any]:

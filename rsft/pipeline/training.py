@@ -14,8 +14,9 @@ import numpy as np
 import polars as pl
 
 from rsft.config import FeaturesConfig, ModelConfig, PipelineConfig, TrainConfig, target_repeats
+from rsft.fsio import digest
 from rsft.pipeline.data import load_target, pool_sample
-from rsft.pipeline.layout import digest, pipeline_root
+from rsft.pipeline.layout import pipeline_root
 from rsft.pipeline.results import Prefiltered, Selected
 
 
