@@ -62,6 +62,8 @@ def config(work: Path, a) -> "PipelineConfig":  # noqa: F821
                      "pretrain_max_steps": 300, "pretrain_rows": 20_000, "stream_above_rows": 10_000_000}
     if a.rolling:
         data["features"]["rolling"] = [{"columns": ["s01", "s05"], "window": 8, "stats": ["mean", "std"]}]
+    if a.kept_compression:
+        data["prefilter"]["kept_compression"] = a.kept_compression
     path = work / "pipeline.yaml"
     path.write_text(yaml.safe_dump(data))
     return load_config(path)
@@ -86,6 +88,8 @@ def main() -> None:
     ap.add_argument("--samples-per-day", type=int, default=1440)
     ap.add_argument("--keep-nights", type=int, default=2)
     ap.add_argument("--rolling", action="store_true")
+    ap.add_argument("--kept-compression", choices=["lz4", "uncompressed", "zstd", "snappy"],
+                    help="prefilter.kept_compression (default: the example config's, lz4)")
     ap.add_argument("--paired", type=int, default=0, metavar="K",
                     help="then K pairs of nights: one new day on a short history (a second plant of 2 nights) and one "
                          "on the long one, back to back (the same load), compared per stage")
@@ -194,6 +198,7 @@ def main() -> None:
         "command": "PYTHONPATH=. python benchmarks/nightly_growth.py " + " ".join(sys.argv[1:]),
         "setup": {"nights": a.nights, "machines": a.machines, "samples_per_day": a.samples_per_day,
                   "rows_per_day": nights[0]["new_rows"], "keep_nights": a.keep_nights, "rolling": a.rolling,
+                  "kept_compression": a.kept_compression or "lz4",
                   "cpus": os.cpu_count()},
         "goals": goals(nights),
         **({"paired": paired} if paired else {}),
