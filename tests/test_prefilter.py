@@ -54,7 +54,6 @@ def test_stuck_flags_whole_run_per_machine_even_when_interleaved():
     b = _series([9.0, 8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0, 0.0], "M02")
     df = pl.concat([a, b]).sample(fraction=1.0, shuffle=True, seed=1)  # shuffled input
     cfg = PrefilterConfig(rules=[dict(kind="stuck", columns=["x"], window=5)])
-    out_path = f"/dev/null"
     kept = _run(df, cfg)
     assert kept.filter(pl.col("machine_id") == "M01").height == 4  # the run of 6 identical readings
     assert kept.filter(pl.col("machine_id") == "M02").height == 10
