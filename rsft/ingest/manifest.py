@@ -98,8 +98,8 @@ def _forget_path(dataset_dir: Path, path: str, keep_digest: str | None) -> None:
     every entry of the path goes)."""
     for dig, entry in _manifest(dataset_dir).items():
         if entry["path"] == path and dig != keep_digest:
-            for p in entry.get("outputs", []):
-                local_output(dataset_dir, p).unlink(missing_ok=True)
+            for p in local_outputs(dataset_dir, entry):
+                p.unlink(missing_ok=True)
             (dataset_dir / "_manifest" / f"{dig}.json").unlink(missing_ok=True)
 
 
@@ -166,12 +166,13 @@ def local_output(dataset_dir: str | Path, path: str) -> Path:
     return Path(dataset_dir) / path[i + 1:] if i >= 0 else Path(path)
 
 
+def local_outputs(dataset_dir: str | Path, entry: dict) -> list[Path]:
+    """Every output a manifest entry lists, under ``dataset_dir`` as it is now (:func:`local_output`)."""
+    return [local_output(dataset_dir, p) for p in entry.get("outputs", [])]
+
+
 def data_parts(dataset_dir: str | Path, entry: dict) -> list[Path]:
     """The data parts a manifest entry lists, found under ``dataset_dir`` now
     (:func:`local_output`). Parts that are gone are left out."""
-    out = []
-    for p in entry.get("outputs", []):
-        q = local_output(dataset_dir, p)
-        if p.endswith(".parquet") and q.parent.relative_to(Path(dataset_dir)).parts[:1] == ("data",) and q.exists():
-            out.append(q)
-    return out
+    return [q for q in local_outputs(dataset_dir, entry)
+            if q.name.endswith(".parquet") and q.parent.relative_to(Path(dataset_dir)).parts[:1] == ("data",) and q.exists()]

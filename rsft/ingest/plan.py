@@ -9,9 +9,8 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Sequence
 

@@ -21,7 +21,7 @@ from rsft import progress as _progress
 from rsft.config import ContractConfig
 from rsft.fsio import temp_path
 from rsft.ingest.manifest import (_forget_path, _manifest, _part_stem, _write_entry, contract_dtypes, data_stem,
-                                  local_output, quarantine_part, retyped_parts)
+                                  local_outputs, quarantine_part, retyped_parts)
 from rsft.ingest.plan import FilePlan, plan_ingest
 from rsft.ingest.readers import _drop_blank_lines, _name_short_last_record, _read_jsonl, _scan_parquet, _scan_text_table, is_ragged_error
 from rsft.ingest.results import FileError, FileResult, IngestSummary
@@ -115,7 +115,7 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
             rows_ok, rows_bad = rows_ok - moved, rows_bad + moved
         _forget_path(dataset_dir, plan.path, plan.digest)
         # this file ingested before (another contract), under this dataset dir as it is now
-        before = [str(local_output(dataset_dir, p)) for p in _entry(dataset_dir, plan.digest).get("outputs", [])]
+        before = [str(p) for p in local_outputs(dataset_dir, _entry(dataset_dir, plan.digest))]
         outputs = _publish_parts(staged, work.staging, dataset_dir / "data")
         qpart = quarantine_part(dataset_dir, plan.digest)
         if rows_bad:
@@ -171,7 +171,7 @@ def _failed(plan: FilePlan, e: Exception, dataset_dir: Path | None = None) -> Fi
     if plan.reingest and dataset_dir is not None:
         # nothing is lost: its parts of the old types and its entry stay; new-typed parts an earlier
         # killed attempt published go (the pipeline stops a night whose dataset would mix types)
-        listed = [str(local_output(dataset_dir, p)) for p in _entry(Path(dataset_dir), plan.digest).get("outputs", [])]
+        listed = [str(p) for p in local_outputs(dataset_dir, _entry(Path(dataset_dir), plan.digest))]
         for p in retyped_parts(dataset_dir, plan.digest, listed):
             p.unlink(missing_ok=True)
         msg += f" ({AGAIN_FAILED if plan.again else REINGEST_FAILED})"
