@@ -172,7 +172,12 @@ def retrain(
             _fail(msg + " (tracebacks: RSFT_LOG_LEVEL=DEBUG)", 1)
     shown = {_RETRAIN_LABELS.get(k, k): v for k, v in summary.items()
              if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "mlflow_nights", "quarantine_reasons", "selection_warnings",
-                          "already_decided", "failed_files")}  # (said above or below the table)
+                          "already_decided", "failed_files", "fit_warnings", "model_warnings", "target_rows_dropped")}  # (said above or below the table)
+    from rsft.pipeline.summary import fit_text
+
+    for key in ("base_model_fit", "final_fit"):  # numbers in the JSON, one line in the table
+        if isinstance(summary.get(key), dict):
+            shown[_RETRAIN_LABELS[key]] = fit_text(summary[key])
     if summary.get("model_version") is None:  # the search kept the champion: nothing was registered
         shown[_RETRAIN_LABELS.get("model_version", "model_version")] = "none registered (the champion stays)"
     decided = summary.get("already_decided")
@@ -190,8 +195,13 @@ def retrain(
             _line(console, f"{what}: {_counts(summary[key])}")
     for line in summary.get("failed_files") or []:  # as `rsft ingest` names them: left out of tonight's pool
         _line(err, f"[yellow]failed[/] {escape(line)} — left out of tonight's pool, tried again next night", markup=True)
+    for which, d in (summary.get("target_rows_dropped") or {}).items():
+        _line(console, f"{which.replace('_', ' ')}: {sum(d['dropped'].values()):,} of {d['rows']:,} rows dropped by the "
+                       f"prefilter's rules ({_counts(d['dropped'])}; prefilter.targets)")
     for line in summary.get("selection_warnings") or []:
         _line(console, f"selection warning: {line}", style="yellow")
+    for line in [*(summary.get("fit_warnings") or []), *(summary.get("model_warnings") or [])]:
+        _line(console, f"model warning: {line}", style="yellow")
     if cfg.sampling.mode == "rejection":  # a budget selection has no M: its acceptance is budget ÷ pool
         console.print("acceptance rate = selected ÷ prefiltered pool rows; ideal acceptance = E[min(w, M)] / M, what "
                       "rejection sampling accepts on average; clipped share = pool rows with w > M (accepted with "

@@ -320,6 +320,13 @@ class PrefilterConfig(_Model):
     # lz4's CPU at up to ~1.8x its bytes (the demo's integer-valued readings; less on noisy floats).
     # Changing it keeps the files already written (each day is written again only when it changes)
     kept_compression: Literal["lz4", "uncompressed", "zstd", "snappy"] = "lz4"
+    # the target sample and hold-out: "row_rules" (default) drops their rows that a rule judging a
+    # row on its own values drops from the pool (not_null, finite, range, allowed, text_length,
+    # text_chars, text_repetition) — the model is trained and judged on the rows the rules call
+    # valid; the rules that need a sequence or the whole pool (duplicate, stuck, spike,
+    # rate_of_change, text_duplicate) are not applied to these small files. "all": every rule;
+    # "none": the files as ingested. The night's summary counts what each rule dropped from them
+    targets: Literal["row_rules", "all", "none"] = "row_rules"
 
 
 # --------------------------------------------------------------------------------------
@@ -482,6 +489,9 @@ class PromotionConfig(_Model):
     min_improvement: float = 0.0  # relative: promote when challenger <= champion * (1 - x)
     min_holdout_rows: int = 50  # fewer hold-out rows than this: never promote (the comparison is noise)
     max_pool_regression: float | None = None  # relative pool-hold-out regression allowed
+    # with no champion yet, a model must beat the constant prediction of the target sample (its
+    # label mean, or its class shares) on the hold-out: one that does not is no better than a constant
+    beat_constant: bool = True
 
 
 # --------------------------------------------------------------------------------------

@@ -121,6 +121,22 @@ def evaluate_model(model: nn.Module, x: np.ndarray, y: np.ndarray, task: str = "
     return regression_metrics(y, predict(model, x))
 
 
+def constant_metrics(y_ref: np.ndarray, y: np.ndarray, task: str = "regression",
+                     n_classes: int = 0) -> dict[str, float] | None:
+    """Metrics on ``y`` of the constant prediction the reference labels ``y_ref`` give (the night's
+    target sample): their mean (regression) or their class shares, add-one smoothed
+    (classification). The floor a model must beat to be worth serving; None where there is none
+    (reconstruction, no reference labels)."""
+    y_ref = np.asarray(y_ref)
+    if task == "reconstruction" or not len(y_ref):
+        return None
+    if task == "classification":
+        k = max(int(n_classes), int(y_ref.max()) + 1, int(np.asarray(y).max(initial=0)) + 1)
+        shares = (np.bincount(y_ref.astype(np.int64), minlength=k) + 1.0) / (len(y_ref) + k)
+        return classification_metrics(y, np.tile(shares, (len(y), 1)))
+    return regression_metrics(y, np.full(len(y), float(np.mean(y_ref.astype(np.float64)))))
+
+
 def evaluate_regression(model: nn.Module, df: pl.DataFrame, feature_cfg: FeaturesConfig) -> dict[str, float]:
     df = df.filter(pl.col(feature_cfg.label).is_not_null())
     return regression_metrics(labels(df, feature_cfg), predict(model, to_matrix(df, feature_cfg)))

@@ -403,6 +403,31 @@ def flagged(lf: pl.LazyFrame, cfg: PrefilterConfig) -> tuple[pl.LazyFrame, list[
     return (lf.drop(stats) if stats else lf), flags
 
 
+ROW_KINDS = {"not_null", "finite", "range", "allowed", "text_length", "text_chars", "text_repetition"}
+
+
+def target_rules(cfg: PrefilterConfig) -> PrefilterConfig:
+    """The rules ``prefilter.targets`` applies to the target sample and hold-out."""
+    if cfg.targets == "all":
+        return cfg
+    keep = [r for r in cfg.rules if r.kind in ROW_KINDS] if cfg.targets == "row_rules" else []
+    return cfg.model_copy(update={"rules": keep})
+
+
+def apply_rules(df: pl.DataFrame, cfg: PrefilterConfig) -> tuple[pl.DataFrame, dict[str, int]]:
+    """A small frame's rows every rule keeps (the order kept), and the rows each rule dropped
+    (counted under the first rule that drops a row, as for the pool)."""
+    if not cfg.rules:
+        return df, {}
+    check_rules(cfg, df.columns)
+    lf, flags = flagged(df.lazy().with_row_index("__order"), cfg)
+    out = lf.with_columns(__first=pl.coalesce([pl.when(~pl.col(f)).then(pl.lit(i)) for i, f in enumerate(flags)])
+                          ).sort("__order").collect()
+    firsts = out.get_column("__first")
+    counts = {rule_name(r): int((firsts == i).sum()) for i, r in enumerate(cfg.rules)}
+    return out.filter(firsts.is_null()).drop("__order", "__first", *flags), counts
+
+
 def _count_aggs(flags: list[str]) -> list[pl.Expr]:
     aggs = [pl.len().alias("__rows")]
     for i, f in enumerate(flags):

@@ -28,6 +28,7 @@ from rsft.pipeline.layout import (
     without_execution,
 )
 from rsft.pipeline.results import DatasetIngest, Ingested, Prefiltered, Scored, Selected
+from rsft.prefilter import apply_rules, target_rules
 from rsft.pipeline.targets import check_usable, named_digest, scan_named
 
 log = logging.getLogger(__name__)
@@ -140,11 +141,24 @@ def load_target(cfg: PipelineConfig, which: str = TARGET_SAMPLE) -> pl.DataFrame
     ``data.target_sample`` / ``data.target_holdout`` name now, not of every file ever ingested
     into the dataset (:mod:`rsft.pipeline.targets`; one line naming the files and the reasons when
     none passed the contract). With ``features.rolling``, the rolling aggregates are computed
-    over all of its readings first (it must be a time series of the same machines, like the pool)."""
+    over all of its readings first (it must be a time series of the same machines, like the pool).
+    The prefilter's rules for the targets (``prefilter.targets``) drop rows first
+    (:func:`target_dropped` counts them)."""
     from rsft.features import add_rolling_features
 
     f = cfg.features
     lf = scan_named(cfg, which)
+    rules = target_rules(cfg.prefilter)
+    if rules.rules:
+        df = lf.collect()
+        kept, dropped = apply_rules(df, rules)
+        if df.height and not kept.height:
+            from rsft.readable import counts
+
+            raise ValueError(f"the {which.replace('_', ' ')}: the prefilter's rules drop all of its {df.height:,} rows "
+                             f"({counts({k: v for k, v in dropped.items() if v})}); check the rules against it, or "
+                             "prefilter.targets: none keeps the target files as ingested")
+        lf = kept.lazy()
     if f.rolling:
         have = lf.collect_schema().names()
         missing = [c for c in (f.group, f.time_column) if c not in have]
@@ -152,6 +166,13 @@ def load_target(cfg: PipelineConfig, which: str = TARGET_SAMPLE) -> pl.DataFrame
             raise ValueError(f"features.rolling: the {which} has no column(s) {', '.join(missing)}")
         lf = add_rolling_features(lf, f)
     return lf.filter(pl.col(f.label).is_not_null()).collect()
+
+
+def target_dropped(cfg: PipelineConfig, which: str) -> tuple[int, dict[str, int]]:
+    """(rows of the target file(s) as ingested, rows each of ``prefilter.targets``' rules dropped)."""
+    rules = target_rules(cfg.prefilter)
+    df = scan_named(cfg, which).collect()
+    return df.height, {k: v for k, v in apply_rules(df, rules)[1].items() if v} if rules.rules else {}
 
 
 def hashed_sample(lf: pl.LazyFrame, rows_total: int, rows: int, seed: int) -> pl.LazyFrame:
@@ -237,6 +258,8 @@ def run_key(cfg: PipelineConfig, prefiltered: Prefiltered) -> str:
         cfg.scorer.model_dump(mode="json"),
         without_execution(cfg.sampling.model_dump(mode="json")),  # the rows do not depend on where chunks ran
         *scheme,
+        # the prefilter rules the target sample passes (none: the key as before they applied)
+        *([{"target_rules": [r.model_dump(mode="json") for r in rules]}] if (rules := target_rules(cfg.prefilter).rules) else []),
     )
 
 

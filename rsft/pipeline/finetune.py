@@ -31,7 +31,16 @@ from rsft.pipeline.layout import (
 from rsft.pipeline.lineage import night_key, night_lineage
 from rsft.pipeline.results import DatasetIngest, Finetuned, Selection
 from rsft.pipeline.targets import named_digest
-from rsft.pipeline.training import arrays, base_model, evaluate_frame, fine_tune, fit_facts, model_io, resolved
+from rsft.pipeline.training import (
+    arrays,
+    base_model,
+    constant_scores,
+    evaluate_frame,
+    fine_tune,
+    fit_facts,
+    model_io,
+    resolved,
+)
 from rsft.tracking import lineage, promotion, registry, runs, serving
 
 
@@ -77,23 +86,30 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
             model = registry.load_version_model(mlc, version)
             return evaluate_frame(model, holdout, cfg), evaluate_frame(model, pool_eval, cfg)
 
+        constant = constant_scores(cfg, load_target(cfg, TARGET_SAMPLE), holdout)
+        if constant:
+            runs.log_metrics(constant, "constant_holdout_")
         kept = search["why"] if search is not None and search["chosen"] == "keep_champion" and seen is not None else None
-        candidate = _challenger(cfg, challenger, holdout, scores["challenger"], selection, search)
+        # first night: it must beat the base model it started from (unless it is that model: the
+        # search kept it, there being no champion to keep) — and when it does not but the base model
+        # passes the gate, the base model is the night's version: the plant gets a champion
+        base = scores["start"] if seen is None and not (search and search["chosen"] == "keep_champion") else None
+        lost = base is not None and _base_instead(cfg.promotion, scores, holdout.height, _diverged(result), constant)
+        model, night_scores = (start, scores["start"]) if lost else (challenger, scores["challenger"])
+        candidate = _challenger(cfg, model, holdout, night_scores, selection, search, base_instead=lost)
         try:
             outcome = promotion.register_and_gate(
                 mlc, state(cfg).locks, name, cfg.promotion, candidate,
                 holdout.height, seen, scores["start"] if seen is not None else None, score,
-                keep_reason=kept, run_label=scored.run_key[:8],
-                # first night: it must beat the base model it started from (unless it is that model:
-                # the search kept it, there being no champion to keep)
-                base_scores=scores["start"] if seen is None and not (search and search["chosen"] == "keep_champion") else None,
-                diverged=_diverged(result), night=night_id, run_id=run_id)
+                keep_reason=kept, run_label=scored.run_key[:8], base_scores=None if lost else base,
+                diverged=None if lost else _diverged(result), night=night_id, run_id=run_id, constant=constant,
+                preface=_lost_preface(cfg.promotion.metric, scores) if lost else "")
         finally:  # a registered version holds its own copy (checkpoint/model.pt)
             Path(candidate.checkpoint_path).unlink(missing_ok=True)
         # the version's lineage tags are written by the run that registered it (a concurrent run of
         # the same night that found its version would race it on the same tags)
         lineage.record(mlc, run_id, night_lineage(cfg, selection, counts, search), name,
-                       None if outcome.recorded_by else outcome.version, scores["challenger"][0])
+                       None if outcome.recorded_by else outcome.version, night_scores[0])
         runs.log_decision(outcome.decision, outcome.version is not None)
         if outcome.challenger_scores:  # the version a killed run of this night registered, as judged
             runs.log_metrics(outcome.challenger_scores, "registered_holdout_")
@@ -109,11 +125,12 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
     out = Finetuned(
         run_id=outcome.recorded_by or run_id, model_name=name, version=outcome.version, promoted=outcome.decision.promote,
         reason=outcome.decision.reason, metric=cfg.promotion.metric,
-        challenger=outcome.challenger_scores or scores["challenger"][0],
+        challenger=outcome.challenger_scores or night_scores[0],
         champion=outcome.champion_scores, warm_start=warm["warm_start"],
         train={**counts, **fit_stats, **{k: v for k, v in warm.items() if k.startswith("base_")}},
         adapt=search, holdout_rows=holdout.height, champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg),
-        ui_url=cfg.state.ui_url, recorded=outcome.recorded_by is not None)
+        ui_url=cfg.state.ui_url, recorded=outcome.recorded_by is not None, constant=constant,
+        fine_tune_lost=scores["challenger"][0] if lost else None)
     if not out.recorded:
         _describe(cfg, mlc, night, ingested, selection, out)
     return out
@@ -255,8 +272,29 @@ def _diverged(result) -> str | None:
             f"val_loss {last['val_loss']:.4g}); the weights are the warm start's")
 
 
-def _challenger(cfg: PipelineConfig, model, holdout: pl.DataFrame, scores, selection: Selection, search) -> promotion.Challenger:
-    """The challenger's checkpoint (state dict + model config + input names) and registry tags."""
+def _base_instead(policy, scores, holdout_rows: int, diverged: str | None, constant) -> bool:
+    """A first night whose fine-tune loses to the base model it started from, where the base model
+    itself would pass the gate: register the base model instead (a diverged fit is rejected as such)."""
+    from rsft.tracking.registry import decide
+
+    if diverged:
+        return False
+    (ch, ch_pool), (base, base_pool) = scores["challenger"], scores["start"]
+    return (not decide(policy, ch, None, holdout_rows, ch_pool, None, base=base, base_pool=base_pool).promote
+            and decide(policy, base, None, holdout_rows, base_pool, None, constant=constant).promote)
+
+
+def _lost_preface(metric: str, scores) -> str:
+    from rsft.tracking.registry import figures
+
+    ch, base = figures(scores["challenger"][0][metric], scores["start"][0][metric])
+    return f"tonight's fine-tune ({metric} {ch}) did not beat its base model ({base}): the base model is registered instead; "
+
+
+def _challenger(cfg: PipelineConfig, model, holdout: pl.DataFrame, scores, selection: Selection, search,
+                base_instead: bool = False) -> promotion.Challenger:
+    """The challenger's checkpoint (state dict + model config + input names) and registry tags.
+    ``base_instead``: ``model`` is the first night's base model, registered in the fine-tune's place."""
     from rsft.models import checkpoint, save_checkpoint
 
     scored, sel = selection.scored, selection.selected
@@ -278,7 +316,8 @@ def _challenger(cfg: PipelineConfig, model, holdout: pl.DataFrame, scores, selec
         "rsft.acceptance_rate": f"{sel.acceptance_rate:.6g}",
         # the recipe that produced this version (the audit trail shows it): the search's choice,
         # or the plain retrain's rejection-sampled fine-tune
-        "rsft.recipe": search["chosen"] if search else f"rsft ({cfg.sampling.mode} sampling)",
+        "rsft.recipe": ("base model (tonight's fine-tune did not beat it)" if base_instead
+                        else search["chosen"] if search else f"rsft ({cfg.sampling.mode} sampling)"),
         **registry.environment_tags(),
     }
     example = serving.input_example(arrays(holdout.head(5), cfg.features)[0], names)  # named columns

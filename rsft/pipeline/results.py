@@ -166,3 +166,9 @@ class Finetuned(_Result):
     # an earlier run of the same night (same inputs and config) registered ``version`` and decided
     # it: nothing was registered by this run; ``run_id`` is that run when nothing was trained either
     recorded: bool = False
+    # hold-out metrics of the constant prediction the target sample gives (its label mean or class
+    # shares): the floor a model must beat to be worth serving; None where there is none
+    constant: dict[str, float] | None = None
+    # the night's fine-tune did not beat the base model it started from on a first night: the base
+    # model was registered in its place (these are the fine-tune's hold-out metrics)
+    fine_tune_lost: dict[str, float] | None = None

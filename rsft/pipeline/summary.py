@@ -72,14 +72,15 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
                                  "(hashed n-gram KL)"} if (kl := rep.get("text")) else {}),
         # the selection report's warnings (uncovered target rows, missed groups, worse features)
         "selection_warnings": pool_warnings(cfg, selection) + list(rep.get("warnings") or []),
+        # the target sample's / hold-out's rows the prefilter's rules dropped (prefilter.targets)
+        **({"target_rows_dropped": dropped} if (dropped := target_rows_dropped(cfg)) else {}),
         "train_rows": result.train["train_rows"],
         "warm_start": result.warm_start,
-        **({"base_model_fit": f"{t['base_steps']:,} steps, best validation loss {t['base_best_val_loss']:.4g}"
-                              + (" (cached)" if t.get("base_cached") else "")}
-           if "base_steps" in t else {}),
-        **({"final_fit": f"{t['steps']:,} of {t['planned_steps']:,} planned steps, best validation loss "
-                         f"{t['best_val_loss']:.4g}" + (", stopped early" if t.get("stopped_early") else "")}
-           if "steps" in t else {}),
+        # what each fit did, as numbers (the CLI prints them in a line: fit_text)
+        **({"base_model_fit": fit} if (fit := fit_record(cfg, t, "base_")) else {}),
+        **({"final_fit": fit} if (fit := fit_record(cfg, t, "")) else {}),
+        # a fit the budget cut short (below min_steps, or still improving at its step cap)
+        "fit_warnings": fit_warnings(cfg, t),
         **({"recipe": search["chosen"], "recipe_why": search["why"],
             "recipe_trained_on": search["final"]["trained_on"],
             "search_seconds": round(search["search_seconds"], 2),
@@ -89,6 +90,11 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
             "adapt_candidates": candidate_records(search)} if search else {}),  # numbers (the CLI formats them)
         f"challenger_{metric}": round(result.challenger[metric], 5),
         f"champion_{metric}": None if champ is None else round(champ[metric], 5),
+        # the floor: predicting the target sample's label mean (or class shares) for every hold-out row
+        **({f"constant_{metric}": round(result.constant[metric], 5)} if result.constant and metric in result.constant else {}),
+        # the first night's fine-tune lost to its base model, which was registered instead
+        **({f"fine_tune_{metric}": round(result.fine_tune_lost[metric], 5)} if result.fine_tune_lost else {}),
+        "model_warnings": model_warnings(result),
         "promoted": result.promoted,
         "reason": result.reason,
         "model_version": result.version,
@@ -106,6 +112,86 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         # the runs table with the nights' key figures as columns (rsft.tracking.runs.nights_view)
         "mlflow_nights": nights_link(uri, cfg.state.experiment, cfg.state.ui_url),
     }
+
+
+def target_rows_dropped(cfg: PipelineConfig) -> dict[str, Any]:
+    """{"target_sample": {"rows": n, "dropped": {rule: rows}}, …} for the targets a rule dropped rows of."""
+    from rsft.pipeline.data import target_dropped
+    from rsft.pipeline.layout import TARGET_HOLDOUT, TARGET_SAMPLE
+    from rsft.prefilter import target_rules
+
+    if not target_rules(cfg.prefilter).rules:
+        return {}
+    out = {}
+    for which in (TARGET_SAMPLE, TARGET_HOLDOUT):
+        rows, dropped = target_dropped(cfg, which)
+        if dropped:
+            out[which] = {"rows": rows, "dropped": dropped}
+    return out
+
+
+def fit_record(cfg: PipelineConfig, t: dict[str, Any], prefix: str) -> dict[str, Any] | None:
+    """A fit's facts as numbers (``prefix`` "base_": the first night's base model; "": the night's
+    final fit); None when there was no such fit."""
+    if t.get(prefix + "steps") is None:
+        return None
+    rec = {"steps": t[prefix + "steps"], "planned_steps": t.get(prefix + "planned_steps"),
+           "best_step": t.get(prefix + "best_step"), "stopped_early": bool(t.get(prefix + "stopped_early")),
+           # the weighted mean loss on the fit's validation rows: squared error in label units², or cross-entropy
+           "best_validation_loss": t.get(prefix + "best_val_loss"),
+           "loss": "cross-entropy" if cfg.features.classes else "mse"}
+    return {**rec, "cached": True} if t.get(prefix + "cached") else rec
+
+
+def fit_text(rec: dict[str, Any]) -> str:
+    """``3,270 of 5,000 planned steps, stopped early; best validation MSE 0.92 (RMSE 0.959)``."""
+    import math
+
+    planned = rec.get("planned_steps")
+    out = f"{rec['steps']:,}" + (f" of {planned:,} planned" if planned else "") + " steps"
+    out += ", stopped early" if rec.get("stopped_early") else ""
+    loss = rec.get("best_validation_loss")
+    if isinstance(loss, (int, float)) and math.isfinite(loss):
+        out += (f"; best validation MSE {loss:.4g} (RMSE {math.sqrt(loss):.4g})" if rec.get("loss") == "mse"
+                else f"; best validation {rec.get('loss', 'loss')} {loss:.4g}")
+    return out + (" (cached)" if rec.get("cached") else "")
+
+
+def fit_warnings(cfg: PipelineConfig, t: dict[str, Any]) -> list[str]:
+    """A fit the budget ended too soon: fewer steps than ``train.min_steps`` (an ``epochs`` cap), or
+    still improving when it reached its step cap (:func:`rsft.pipeline.training.still_improving`)."""
+    tr, out = cfg.train, []
+    for prefix, what, cap, epochs in (("base_", "the base model's fit", "train.pretrain_max_steps", "train.pretrain_epochs"),
+                                      ("", "the final fit", "train.max_steps", "train.epochs")):
+        steps, planned, best = t.get(prefix + "steps"), t.get(prefix + "planned_steps"), t.get(prefix + "best_step")
+        if steps is None or t.get(prefix + "cached") or t.get(prefix + "diverged"):
+            continue
+        if planned is not None and planned < tr.min_steps:
+            out.append(f"{what} had {planned:,} planned steps, fewer than train.min_steps {tr.min_steps:,}: "
+                       f"{epochs} caps it on {'the pool rows it trains on' if prefix else 'tonight’s training rows'} — "
+                       "remove the cap (the step budget decides) or raise it")
+        elif (planned is not None and steps >= planned and not t.get(prefix + "stopped_early")
+              and t.get(prefix + "still_improving")):
+            out.append(f"{what} was still improving when it reached its {planned:,} steps (best at step {best:,}; the "
+                       f"validation loss fell by more than 1 % of its whole fall in the last fifth): raise {cap} "
+                       f"(or {epochs}, if set) for a better model")
+    return out
+
+
+def model_warnings(result: Finetuned) -> list[str]:
+    """The served model is no better than a constant: the champion after tonight's decision did not
+    beat predicting the target sample's mean (or class shares) on tonight's hold-out."""
+    from rsft.tracking.registry import HIGHER_IS_BETTER, figures
+
+    m, k = result.metric, (result.constant or {}).get(result.metric)
+    champ = result.challenger if result.promoted else result.champion
+    c = (champ or {}).get(m)
+    if k is None or c is None or result.champion_version is None or (c > k if m in HIGHER_IS_BETTER else c < k):
+        return []
+    cs, ks = figures(c, k)
+    return [f"the champion v{result.champion_version} is no better than a constant on tonight's hold-out ({m} {cs} vs "
+            f"{ks} for predicting the target sample's {'class shares' if 'accuracy' in result.constant else 'mean'}): "
+            "look at its training budget and features"]
 
 
 def _coverage_line(rep: dict[str, Any]) -> str:
@@ -158,6 +244,8 @@ def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None,
          + f", warm start {result.warm_start}"),
         (f"challenger hold-out {m}", "—" if ch is None else f"{ch:.4g} on {result.holdout_rows:,} target hold-out rows"),
         (f"champion hold-out {m}", "— (no champion yet)" if champ is None else f"{champ:.4g}"),
+        *([(f"constant prediction hold-out {m}", f"{k:.4g} (the target sample's mean or class shares for every row)")]
+          if (k := (result.constant or {}).get(m)) is not None else []),
         ("decision", result.reason),
     ]
     lines = [head, "", "| | |", "|---|---|", *[f"| {k} | {v.replace('|', '/')} |" for k, v in rows]]
@@ -233,6 +321,7 @@ def decision_markdown(result: Finetuned) -> str:
         "| | |", "|---|---|",
         f"| challenger hold-out {m} | {result.challenger.get(m, float('nan')):.4g} on {result.holdout_rows:,} rows |",
         f"| champion hold-out {m} | {'— (no champion yet)' if champ is None else f'{champ:.4g}'} |",
+        *([f"| constant prediction hold-out {m} | {k:.4g} |"] if (k := (result.constant or {}).get(m)) is not None else []),
         f"| warm start | {result.warm_start} |",
         f"| champion now | {'—' if result.champion_version is None else f'v{result.champion_version}'} "
         f"(`models:/{result.model_name}@champion`) |",

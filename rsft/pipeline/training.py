@@ -61,6 +61,17 @@ def evaluate_frame(model, df: pl.DataFrame, cfg: PipelineConfig) -> dict[str, fl
     return evaluate_model(model, x, y, train_config(cfg).task)
 
 
+def constant_scores(cfg: PipelineConfig, target: pl.DataFrame, holdout: pl.DataFrame) -> dict[str, float] | None:
+    """Hold-out metrics of the constant prediction the target sample's labels give (their mean, or
+    their class shares): the floor a model must beat (:func:`rsft.evaluate.constant_metrics`)."""
+    from rsft.evaluate import constant_metrics
+    from rsft.features import labels
+
+    f = cfg.features
+    t, h = (df.filter(pl.col(f.label).is_not_null()) for df in (target, holdout))
+    return constant_metrics(labels(t, f), labels(h, f), train_config(cfg).task, len(f.classes))
+
+
 # --------------------------------------------------------------------------------------
 # the fine-tune's rows: selected pool rows + the target sample
 # --------------------------------------------------------------------------------------
@@ -166,7 +177,20 @@ def fit_facts(result) -> dict[str, Any]:
     last = result.history[-1]["val_loss"] if result.history else None
     return {"steps": result.steps, "planned_steps": result.planned_steps, "best_step": result.best_step,
             "epochs": result.epochs_run, "best_val_loss": result.best_val_loss, "final_val_loss": last,
-            "stopped_early": result.stopped_early}
+            "stopped_early": result.stopped_early, "still_improving": still_improving(result.history)}
+
+
+def still_improving(history: list[dict[str, Any]], tail: float = 0.2, share: float = 0.01) -> bool:
+    """The validation loss fell in the fit's last ``tail`` of evaluation periods by at least
+    ``share`` of all it fell in the fit: the curve had not flattened when the fit ended."""
+    import math
+
+    v = [r["val_loss"] for r in history if math.isfinite(r.get("val_loss", math.nan))]
+    if len(v) < 3:
+        return False
+    best, late = min(v), min(v[: max(1, math.ceil(len(v) * (1 - tail)))])
+    total = v[0] - best
+    return total > 0 and late - best >= share * total
 
 
 def pretrain(model_cfg: ModelConfig, x: np.ndarray, y: np.ndarray, tcfg: TrainConfig, *, n_in: int | None = None,

@@ -8,6 +8,7 @@ promoted meanwhile, the challenger is judged against the new champion.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -72,7 +73,8 @@ def _recorded(mlc, name: str, mine, done: Decision) -> Outcome:
 def register_and_gate(mlc, lock_dir: str | Path, name: str, policy: PromotionConfig, challenger: Challenger,
                       holdout_rows: int, seen, seen_scores: Scores | None, score: Callable[[Any], Scores],
                       keep_reason: str | None = None, run_label: str = "", base_scores: Scores | None = None,
-                      diverged: str | None = None, night: str | None = None, run_id: str | None = None) -> Outcome:
+                      diverged: str | None = None, night: str | None = None, run_id: str | None = None,
+                      constant: dict[str, float] | None = None, preface: str = "") -> Outcome:
     """Register ``challenger`` as a new version of ``name`` and promote it if it beats the champion.
 
     ``seen``: the champion version the night started from (its scores ``seen_scores``);
@@ -81,6 +83,9 @@ def register_and_gate(mlc, lock_dir: str | Path, name: str, policy: PromotionCon
     registered and the night is an event on the champion's trail. ``base_scores``: the base
     model the challenger started from (first night): with no champion, the challenger must beat
     it. ``diverged``: the fit never had a finite loss — registered (the audit trail) and rejected.
+    ``constant``: the hold-out metrics of the target sample's constant prediction (the floor a
+    first night's model must beat, :func:`registry.decide`). ``preface``: what the decision's
+    reason starts with (e.g. why the registered model is not the night's fine-tune).
 
     ``night``: the night's identity (tagged on the version): a night registers one version however
     often it runs. If a run of it already registered one, nothing is registered: a decided version's
@@ -118,7 +123,9 @@ def register_and_gate(mlc, lock_dir: str | Path, name: str, policy: PromotionCon
             champ, champ_pool = score(current)
         base, base_pool = base_scores if base_scores is not None and current is None else (None, None)
         decision = registry.decide(policy, holdout, champ, holdout_rows, pool, champ_pool,
-                                   diverged=diverged, base=base, base_pool=base_pool)
+                                   diverged=diverged, base=base, base_pool=base_pool, constant=constant)
+        if preface:
+            decision = dataclasses.replace(decision, reason=preface + decision.reason)
         registry.record_decision(mlc, name, version, decision, current.version if current else None)
         if decision.promote:
             registry.move_champion(mlc, name, version, current.version if current else None)

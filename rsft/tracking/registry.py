@@ -236,6 +236,7 @@ def decide(
     diverged: str | None = None,
     base: dict[str, float] | None = None,
     base_pool: dict[str, float] | None = None,
+    constant: dict[str, float] | None = None,
 ) -> Decision:
     """Promote only when every guardrail passes and the challenger wins by the margin.
 
@@ -244,6 +245,9 @@ def decide(
     ``base`` (the hold-out metrics of the base model it was fine-tuned from; pool guardrail
     against ``base_pool``) by the same rule, or, without one, it is promoted. ``diverged``: the
     fit never had a finite loss (its weights are the warm start's) — rejected, with that reason.
+    ``constant``: the hold-out metrics of the constant prediction the target sample gives
+    (:func:`rsft.evaluate.constant_metrics`): with no champion and ``policy.beat_constant``, a
+    challenger no better than it is rejected (with a champion, beating the champion decides).
     """
     m = policy.metric
     up = m in HIGHER_IS_BETTER
@@ -269,18 +273,23 @@ def decide(
         if _finite(cp) and _finite(chp) and (cp < chp * (1 - x) if up else cp > chp * (1 + x)):
             op, sign = ("<", "-") if up else (">", "+")
             return no(f"pool hold-out {m} regressed {cp:.4g} {op} {chp:.4g} × (1 {sign} {x}){' vs the base model' if vs_base else ''}")
+    k = constant.get(m) if constant and champion is None and policy.beat_constant else None
+    if _finite(k) and not (c > k if up else c < k):
+        cs, ks = figures(c, k)
+        return no(f"{m} {cs} is no better than a constant prediction ({ks}: the target sample's "
+                  f"{'class shares' if 'accuracy' in constant else 'mean'}), and there is no champion yet")
     if ref is None:
         return Decision(True, "no champion yet", m, c, None)
     if not _finite(ch):
         return Decision(True, f"{who} {m} is not finite ({ch}){note}", m, c, ch)
     bar = ch * (1 + policy.min_improvement) if up else ch * (1 - policy.min_improvement)
-    cs, chs, bars = _figures(c, ch, bar)
+    cs, chs, bars = figures(c, ch, bar)
     if c > bar if up else c < bar:
         return Decision(True, f"{m} {cs} {'>' if up else '<'} {who} {chs} (bar {bars}){note}", m, c, ch)
     return no(f"{m} {cs} does not beat {who} {chs} (bar {bars}){note}")
 
 
-def _figures(*xs: float) -> list[str]:
+def figures(*xs: float) -> list[str]:
     """The decision's numbers with the same significant digits, trailing zeros kept (16.70 beside
     16.74, not 16.7), and enough of them (4 to 8) that different numbers read differently."""
     def fmt(x: float, d: int) -> str:

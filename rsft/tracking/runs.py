@@ -28,7 +28,7 @@ def _mlflow():
 KEY_PARAMS = (
     "features.kind", "features.label", "scorer.kind", "scorer.pool_sample_rows",
     "sampling.mode", "sampling.temper", "sampling.m_quantile", "sampling.budget",
-    "model.kind", "model.hidden", "train.epochs", "train.lr", "train.batch_size", "train.target_weight",
+    "model.kind", "model.hidden", "train.max_steps", "train.epochs", "train.lr", "train.batch_size", "train.target_weight",
     "train.include_target_sample", "train.freeze", "adapt.enabled", "adapt.strategies", "adapt.folds",
     "promotion.metric", "promotion.min_improvement",
 )

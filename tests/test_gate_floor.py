@@ -1,0 +1,155 @@
+"""A model worth serving: the constant-prediction floor of the first night's gate, the base model
+registered when the first night's fine-tune loses to it, the fit warnings of a budget cut short,
+and the prefilter's row rules applied to the target sample and hold-out."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import polars as pl
+import pytest
+
+from rsft.config import PrefilterConfig, PromotionConfig, load_config
+from rsft.evaluate import constant_metrics
+from rsft.prefilter import apply_rules, target_rules
+from rsft.tracking import registry
+
+POLICY = PromotionConfig(metric="rmse", min_holdout_rows=50)
+
+
+def test_the_constant_is_the_target_samples_mean_or_class_shares():
+    rng = np.random.default_rng(0)
+    ref, y = rng.normal(5.0, 2.0, 300), rng.normal(5.0, 2.0, 1000)
+    m = constant_metrics(ref, y)
+    assert m["rmse"] == pytest.approx(math.sqrt(((y - ref.mean()) ** 2).mean()))
+    assert m["r2"] <= 0.0  # a constant never explains the hold-out's variance
+    c = constant_metrics(np.array([0, 0, 0, 1]), np.array([0, 1, 1]), "classification", n_classes=3)
+    # add-one shares (4, 2, 1) / 7: predicts class 0 for every row
+    assert c["accuracy"] == pytest.approx(1 / 3)
+    assert c["log_loss"] == pytest.approx(-(math.log(4 / 7) + 2 * math.log(2 / 7)) / 3)
+    assert constant_metrics(np.array([]), y) is None and constant_metrics(ref, y, "reconstruction") is None
+
+
+@pytest.mark.parametrize("metric, challenger, constant, promote", [
+    ("rmse", 222.0, 157.0, False),  # the pvlib trial's first night: worse than the mean
+    ("rmse", 157.0, 157.0, False),  # equal is no better
+    ("rmse", 24.1, 157.0, True),
+    ("accuracy", 0.40, 0.45, False),
+    ("accuracy", 0.90, 0.45, True),
+])
+def test_with_no_champion_a_model_must_beat_the_constant(metric, challenger, constant, promote):
+    policy = POLICY.model_copy(update={"metric": metric})
+    const = {metric: constant, **({"accuracy": constant} if metric == "accuracy" else {})}
+    d = registry.decide(policy, {metric: challenger}, None, 100, constant=const)
+    assert d.promote is promote
+    if not promote:
+        assert "no better than a constant prediction" in d.reason and "no champion yet" in d.reason
+        assert ("class shares" if metric == "accuracy" else "the target sample's mean") in d.reason
+    # vs the base model too: the floor comes first
+    d = registry.decide(policy, {metric: challenger}, None, 100, base={metric: 1e9 if metric == "rmse" else 0.0},
+                        constant=const)
+    assert d.promote is promote
+
+
+def test_the_floor_applies_only_without_a_champion_and_can_be_turned_off():
+    # a champion worse than the constant is replaced by a better challenger still worse than it
+    d = registry.decide(POLICY, {"rmse": 200.0}, {"rmse": 222.0}, 100, constant={"rmse": 157.0})
+    assert d.promote and "champion" in d.reason
+    off = POLICY.model_copy(update={"beat_constant": False})
+    assert registry.decide(off, {"rmse": 222.0}, None, 100, constant={"rmse": 157.0}).promote
+
+
+def test_a_first_night_registers_the_base_model_when_its_fine_tune_loses():
+    from rsft.pipeline.finetune import _base_instead, _lost_preface
+
+    def scores(ch, base):
+        return {"challenger": ({"rmse": ch}, None), "start": ({"rmse": base}, None)}
+
+    const = {"rmse": 157.0}
+    # the trial's H2: fine-tune 32.8, base model 24.1, mean 157 → the base model
+    assert _base_instead(POLICY, scores(32.83, 24.08), 1048, None, const)
+    assert _lost_preface("rmse", scores(32.83, 24.08)).startswith(
+        "tonight's fine-tune (rmse 32.83) did not beat its base model (24.08): the base model is registered instead")
+    assert not _base_instead(POLICY, scores(20.0, 24.08), 1048, None, const)  # the fine-tune won
+    assert not _base_instead(POLICY, scores(222.0, 230.8), 1048, None, const)  # neither beats the constant
+    assert not _base_instead(POLICY, scores(32.83, 24.08), 1048, "no finite loss", const)  # diverged: said as such
+    assert not _base_instead(POLICY, scores(32.83, 24.08), 10, None, const)  # too few hold-out rows for either
+
+
+def _cfg(tmp_path, **train):
+    from tests.test_retrain_flow import small_config
+
+    return load_config(small_config(tmp_path), {f"train.{k}": v for k, v in train.items()})
+
+
+def test_fit_warnings_name_the_cap_that_cut_a_fit_short(tmp_path):
+    from rsft.pipeline.summary import fit_record, fit_text, fit_warnings
+
+    cfg = _cfg(tmp_path, min_steps=500, eval_every=250)
+    capped = {"steps": 135, "planned_steps": 135, "best_step": 135, "stopped_early": False, "best_val_loss": 4.0}
+    w = fit_warnings(cfg, capped)
+    assert len(w) == 1 and "135 planned steps, fewer than train.min_steps 500" in w[0] and "train.epochs" in w[0]
+    base = {f"base_{k}": v for k, v in {**capped, "steps": 3000, "planned_steps": 3000, "best_step": 3000,
+                                         "still_improving": True}.items()}
+    w = fit_warnings(cfg, base)
+    assert len(w) == 1 and "still improving" in w[0] and "train.pretrain_max_steps" in w[0]
+    done = {"steps": 3270, "planned_steps": 5000, "best_step": 2770, "stopped_early": True, "best_val_loss": 1.0}
+    assert fit_warnings(cfg, {**done, **{f"base_{k}": v for k, v in done.items()}}) == []
+    assert fit_warnings(cfg, {**base, "base_cached": True}) == []  # cached: said on its first night
+    assert fit_warnings(cfg, {**base, "base_still_improving": False}) == []  # at its cap, but flat
+    rec = fit_record(cfg, done, "")
+    assert rec == {"steps": 3270, "planned_steps": 5000, "best_step": 2770, "stopped_early": True,
+                   "best_validation_loss": 1.0, "loss": "mse"}
+    assert fit_text(rec) == "3,270 of 5,000 planned steps, stopped early; best validation MSE 1 (RMSE 1)"
+
+
+def test_still_improving_means_the_curve_had_not_flattened():
+    from rsft.pipeline.training import still_improving
+
+    def h(*v):
+        return [{"val_loss": x} for x in v]
+
+    assert still_improving(h(10, 6, 4, 3, 2.5, 2.0, 1.8, 1.6, 1.5, 1.2))  # fell 0.3 of 8.8 in the last fifth
+    assert not still_improving(h(1.6, 0.1, 0.01, 0.001, 3e-4, 2.9e-4, 2.8e-4, 2.7e-4, 2.6e-4, 2.5e-4))  # flat
+    assert not still_improving(h(5, 4)) and not still_improving(h(3, 4, 5, 6))  # too short; never fell
+
+
+def test_the_target_files_lose_the_rows_a_row_rule_drops():
+    rules = PrefilterConfig(rules=[{"kind": "range", "column": "ghi_extra", "min": 1},
+                                   {"kind": "spike", "columns": ["x"], "window": 5, "k": 3.0},
+                                   {"kind": "not_null", "columns": ["x"]}])
+    df = pl.DataFrame({"ghi_extra": [0.0, 5.0, 7.0, 0.0, 9.0], "x": [1.0, None, 2.0, 3.0, 4.0], "y": [1, 2, 3, 4, 5]})
+    only = target_rules(rules)
+    assert [r.kind for r in only.rules] == ["range", "not_null"]  # a window rule needs a sequence: not applied
+    kept, dropped = apply_rules(df, only)
+    assert kept.get_column("y").to_list() == [3, 5] and kept.columns == df.columns  # order and columns kept
+    assert dropped == {"range:ghi_extra": 2, "not_null:x": 1}
+    assert target_rules(rules.model_copy(update={"targets": "none"})).rules == []
+    assert len(target_rules(rules.model_copy(update={"targets": "all"})).rules) == 3
+
+
+def test_a_night_judges_the_target_files_by_the_row_rules_and_counts_what_they_dropped(tmp_path):
+    """A range rule drops hold-out and target-sample rows too (prefilter.targets: row_rules): the
+    gate's hold-out has only the rows the rules call valid, and the summary counts the dropped ones."""
+    from rsft import pipeline as stages
+    from rsft.pipeline.data import load_target
+    from rsft.pipeline.summary import target_rows_dropped
+    from rsft.synth import write_synthetic
+
+    cfg = _cfg(tmp_path)
+    rule = {"kind": "range", "column": "s05", "max": 5.0}
+    rules = [*cfg.prefilter.rules, *PrefilterConfig(rules=[rule]).rules]
+    cfg = cfg.model_copy(update={"prefilter": cfg.prefilter.model_copy(update={"rules": rules})})
+    write_synthetic(cfg.synth, tmp_path / "raw", night=1)
+    stages.ingest_stage(cfg)
+    dropped = target_rows_dropped(cfg)
+    for which in ("target_sample", "target_holdout"):
+        d = dropped[which]
+        assert 0 < d["dropped"]["range:s05"] < d["rows"], d
+        frame = load_target(cfg, which)
+        assert frame.height == d["rows"] - d["dropped"]["range:s05"] and frame.get_column("s05").max() <= 5.0
+    none = cfg.model_copy(update={"prefilter": cfg.prefilter.model_copy(update={"targets": "none"})})
+    assert target_rows_dropped(none) == {} and load_target(none, "target_holdout").height == dropped["target_holdout"]["rows"]
+    out = stages.run_night(cfg)
+    assert out["target_rows_dropped"] == dropped
