@@ -259,7 +259,7 @@ def ingest(
         conflicts = sum(int(f.get("key_conflicts") or 0) for f in s.file_results)
         if conflicts:
             _line(console, f"{name}: {conflicts:,} row(s) shared a unique key with different values "
-                           "(the contract's unique_conflicts policy decided which were kept)")
+                           f"(ingest.{ingest_sources(cfg)[name][1]}.unique_conflicts decided which were kept)")
     for name, s in ingested.datasets.items():  # a duplicate is counted as skipped above: name it
         for f in s.file_results:
             if f.get("status") == "duplicate":
