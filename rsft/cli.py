@@ -172,7 +172,7 @@ def retrain(
             _fail(msg + " (tracebacks: RSFT_LOG_LEVEL=DEBUG)", 1)
     shown = {_RETRAIN_LABELS.get(k, k): v for k, v in summary.items()
              if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "mlflow_nights", "quarantine_reasons", "selection_warnings",
-                          "already_decided", "failed_files")}  # (said above or below the table)
+                          "already_decided", "failed_files", "files_all_quarantined")}  # (said above or below the table)
     if summary.get("model_version") is None:  # the search kept the champion: nothing was registered
         shown[_RETRAIN_LABELS.get("model_version", "model_version")] = "none registered (the champion stays)"
     decided = summary.get("already_decided")
@@ -188,6 +188,8 @@ def retrain(
     for what, key in (("quarantined (new files)", "quarantine_reasons"), ("prefilter dropped", "prefilter_dropped")):
         if summary.get(key):
             _line(console, f"{what}: {_counts(summary[key])}")
+    for line in summary.get("files_all_quarantined") or []:  # as `rsft ingest` warns of them
+        _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)
     for line in summary.get("failed_files") or []:  # as `rsft ingest` names them: left out of tonight's pool
         _line(err, f"[yellow]failed[/] {escape(line)} — left out of tonight's pool, tried again next night", markup=True)
     for line in summary.get("selection_warnings") or []:
@@ -236,7 +238,7 @@ def ingest(
     from flows.ingest import ingest_datasets
     from rsft.pipeline.data import check_files
     from rsft.pipeline.layout import ingest_sources
-    from rsft.pipeline.targets import AGAIN, setting_for
+    from rsft.pipeline.targets import AGAIN, all_quarantined
 
     with ingest_progress():
         try:
@@ -268,16 +270,12 @@ def ingest(
         if s.rows_quarantined:
             _line(console, f"{name}: quarantined rows (each with its reason, _source file and _row) in "
                            f"{Path(s.dataset) / 'quarantine'}", style="dim")
-    for name, s in ingested.datasets.items():  # a file none of whose rows passed: the contract is likely wrong
-        lost = [f for f in s.file_results if f.get("status") == "ok" and f.get("rows_quarantined") and not f.get("rows_ok")]
-        if lost:
-            top = next(iter(s.quarantine_reasons), "")
-            hint = setting_for(top, ingest_sources(cfg)[name][1]) if top else None
-            _line(err, f"[yellow]warning[/] {escape(name)}: every row of {len(lost)} file(s) was quarantined "
-                       f"({escape(', '.join(f['file'] for f in lost[:3]))}{', …' if len(lost) > 3 else ''}"
-                       f"{escape(f'; most: {top}') if top else ''}){escape(f' — {hint}') if hint else ''}; after "
-                       f"changing the contract, `{AGAIN}` ingests them again (files done are skipped otherwise)",
-                  markup=True)
+    lost = all_quarantined(cfg, ingested)  # a file none of whose rows passed: the contract is likely wrong
+    for line in lost:
+        _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)
+    if lost:
+        _line(err, f"after changing the contract, `{AGAIN}` ingests the file(s) above again (files done are skipped "
+                   "otherwise)")
     failed = 0
     for name, s in ingested.datasets.items():
         for line in s.files_failed:
