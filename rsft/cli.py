@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from rsft.config import ConfigError, PipelineConfig, load_config
+from rsft.readable import figures
 from rsft.readable import counts as _counts
 from rsft.readable import human as _cell
 from rsft.readable import strict_json
@@ -346,11 +347,15 @@ def history(config: str = ConfigOpt) -> None:
     for col in ("v", "registered", "aliases", "decision", "hold-out"):
         t.add_column(col, no_wrap=True)  # short facts: never cut or wrapped
     t.add_column("recipe: reason (vs the champion then)", overflow="fold", min_width=16)
-    for r in rows:
+    # one precision for the column: 4 significant figures, trailing zeros kept (rmse 222.0 beside
+    # 210.6, not 222), more where two versions would otherwise read the same
+    shown = dict(zip([i for i, r in enumerate(rows) if r["metric"]],
+                     figures(*[float(r["metric"]) for r in rows if r["metric"]])))
+    for i, r in enumerate(rows):
         when = datetime.fromtimestamp(r["created"] / 1000, timezone.utc).strftime("%m-%d %H:%M") if r["created"] else ""
         # each version's own metric (promotion.metric may have changed between nights)
         name = r.get("metric_name") or cfg.promotion.metric
-        metric = f"{name} {float(r['metric']):.4g}" if r["metric"] else ""
+        metric = f"{name} {shown[i]}" if r["metric"] else ""
         t.add_row(str(r["version"]), when, ", ".join(r["aliases"]), r["decision"], metric,
                   f"{r['recipe']}: {r['reason']}" if r.get("recipe") else r["reason"])
     console.print(t)

@@ -224,3 +224,27 @@ def test_retrain_json_out_into_a_missing_folder_fails_before_the_night(tmp_path)
     assert out.returncode == 1
     said = json.loads((tmp_path / "s.json").read_text())
     assert said["pipeline"] == "factory" and said["error"].startswith("retrain failed: ")
+
+
+def test_history_shows_every_version_s_metric_with_one_precision(monkeypatch):
+    """(trial L4) `rmse 222` for v1 beside `rmse 210.6` for v2: one precision for the column, 4
+    significant figures with trailing zeros kept (more only where two versions would read the same)."""
+    from typer.testing import CliRunner
+
+    from rsft import cli
+    from rsft.tracking import registry
+
+    def version(v, metric):
+        return {"version": v, "created": 0, "aliases": [], "decision": "promoted", "metric": metric,
+                "metric_name": "rmse", "reason": "r", "recipe": None, "events": []}
+
+    rows = [version(3, ""), version(2, "210.595"), version(1, "221.969")]
+    monkeypatch.setattr(registry, "history", lambda client, name: rows)
+    monkeypatch.setattr(cli, "_client", lambda cfg: None)
+    monkeypatch.setenv("COLUMNS", "200")
+    out = CliRunner().invoke(cli.app, ["history", "--config", str(REPO / "examples" / "factory.yaml")])
+    assert out.exit_code == 0, out.output
+    assert "rmse 210.6 " in out.output and "rmse 222.0 " in out.output, out.output
+    rows[1:] = [version(2, "210.52"), version(1, "210.51")]  # the same at 4 figures: both shown with 5
+    out = CliRunner().invoke(cli.app, ["history", "--config", str(REPO / "examples" / "factory.yaml")])
+    assert "rmse 210.52 " in out.output and "rmse 210.51 " in out.output, out.output
