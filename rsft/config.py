@@ -110,7 +110,9 @@ class ContractConfig(_Model):
     name: str = "sensors"  # the contract's name in messages and the manifest
     format: Literal["table", "jsonl"] = "table"  # table = CSV or Parquet; jsonl = one JSON object per line
     columns: list[ColumnContract]  # every column an export must have, with its type and checks
-    key: list[str] = []  # documentation only: the rows' natural key (`unique` enforces one at ingest)
+    # documentation only: the rows' natural key, NOT enforced (`unique` enforces one at ingest;
+    # `rsft check-config` warns when key is set without it)
+    key: list[str] = []
     # a unique key over the typed values, enforced across the dataset (this file, the other files of
     # the night and every earlier night's rows): rows sharing it with *different* values conflict
     unique: list[str] = []

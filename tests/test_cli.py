@@ -248,3 +248,16 @@ def test_history_shows_every_version_s_metric_with_one_precision(monkeypatch):
     rows[1:] = [version(2, "210.52"), version(1, "210.51")]  # the same at 4 figures: both shown with 5
     out = CliRunner().invoke(cli.app, ["history", "--config", str(REPO / "examples" / "factory.yaml")])
     assert "rmse 210.52 " in out.output and "rmse 210.51 " in out.output, out.output
+
+
+def test_check_config_says_a_key_without_unique_is_not_enforced():
+    """(trial L5) `key:` is documentation; `unique:` enforces a key at ingest. A user read the
+    example's key as enforced: check-config says in one line that it is not, and what does."""
+    out = rsft("check-config", "--config", "examples/factory.yaml")
+    assert out.returncode == 0, out.stderr
+    said = [line for line in out.stderr.splitlines() if "ingest.sensors.key" in line]
+    assert said == ["warning ingest.sensors.key [machine_id, ts] is not enforced at ingest (a re-export under another "
+                    "file name is ingested again); set ingest.sensors.unique: [machine_id, ts] to enforce it"], out.stderr
+    assert "not enforced at ingest" in (REPO / "examples" / "factory.yaml").read_text().lower()  # the example's comment says it too
+    out = rsft("check-config", "--config", "examples/factory.yaml", "--set", "ingest.sensors.unique=[machine_id, ts]")
+    assert out.returncode == 0 and "ingest.sensors.key" not in out.stderr, out.stderr
