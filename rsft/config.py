@@ -147,6 +147,11 @@ class ContractConfig(_Model):
     # setting by its full key path (:meth:`setting`). Not a field: no digest or dump depends on it
     _path: str = PrivateAttr("")
 
+    @property
+    def where(self) -> str:
+        """The contract as a message names it: ``ingest.sensors`` (made outside a config: ``the contract``)."""
+        return self._path or "the contract"
+
     def setting(self, key: str) -> str:
         """A contract setting as a message names it: its full key path, ``ingest.sensors.parquet_types``
         (a contract made outside a config: ``the contract's parquet_types``)."""

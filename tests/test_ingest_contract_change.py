@@ -112,8 +112,8 @@ def test_parquet_type_errors_say_which_setting_accepts_the_file(tmp_path):
     pl.read_parquet(src).with_columns(pl.col("distance").cast(pl.Float64)).write_parquet(f)
     lossless = IngestConfig(sensors=_contract("int64", parquet_types="cast_if_lossless")).sensors
     res = ingest([str(f)], tmp_path / "b", lossless).files[0]
-    assert res.error.endswith("column distance: expected int64, found float64 — no ingest.sensors.parquet_types "
-                              "setting accepts it (no exact cast); the column's dtype: float64 in the contract would")
+    assert res.error.endswith("column distance: expected int64, found float64 — no value of ingest.sensors.parquet_types "
+                              "accepts it (no exact cast); dtype: float64 on column distance of ingest.sensors would")
 
 
 @pytest.mark.parametrize("policy", [{}, {"naive_timestamps": "assume_utc"}, {"utc_only": True}])
@@ -283,7 +283,7 @@ def test_parquet_float32_for_a_float64_column(tmp_path):
     f = tmp_path / "f32.parquet"
     pl.read_parquet(src).with_columns(pl.Series("distance", [0.1, 1234.5], dtype=pl.Float32)).write_parquet(f)
     res = ingest([str(f)], tmp_path / "a", _contract()).files[0]
-    assert res.status == "failed" and "cast_if_lossless would accept it" in res.error and "in the contract would" not in res.error
+    assert res.status == "failed" and "cast_if_lossless would accept it" in res.error and "dtype:" not in res.error
     res = ingest([str(f)], tmp_path / "b", _contract(parquet_types="cast_if_lossless")).files[0]
     assert (res.status, res.rows_ok) == ("ok", 2), res
     got = scan_dataset(tmp_path / "b").collect().sort("_row")["distance"].to_numpy()

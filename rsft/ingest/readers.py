@@ -280,7 +280,7 @@ def _scan_parquet(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame, li
         if contract.parquet_types == "strict" or cast is None:
             want = {"float64": "float64 (double)", "str": "string"}.get(c.dtype, c.dtype)
             raise FileError(f"column {c.name}: expected {want}, found {str(dt).lower()}"
-                            f" — {_parquet_type_hint(c, dt, cast is not None, contract.setting('parquet_types'))}")
+                            f" — {_parquet_type_hint(c, dt, cast is not None, contract)}")
         if cast is not False:
             pre.append(cast)
 
@@ -325,16 +325,17 @@ def _lossless_cast(c: ColumnContract, dt: pl.DataType) -> pl.Expr | bool | None:
     return pl.when(pl.col(c.name) > 2**63 - 1).then(pl.lit(f"{c.name}: integer beyond int64"))  # uint64
 
 
-def _parquet_type_hint(c: ColumnContract, dt: pl.DataType, castable: bool, setting: str = "parquet_types") -> str:
-    """Which contract setting (``setting``: its full key path) would accept a Parquet column of
-    another type, or that none does."""
+def _parquet_type_hint(c: ColumnContract, dt: pl.DataType, castable: bool, contract: ContractConfig) -> str:
+    """Which contract setting (by its full key path) would accept a Parquet column of another
+    type, or that none does."""
+    setting = contract.setting("parquet_types")
     if castable:
         how = "each value parsed as the contract's text is" if dt == pl.String else f"each value exact as {c.dtype}"
         return f"{setting}: cast_if_lossless would accept it ({how}; a value that is not: quarantined)"
     found = ("float64" if dt.is_float() else "int64" if dt.is_integer() else "bool" if dt == pl.Boolean
              else "timestamp" if isinstance(dt, pl.Datetime) else None)
-    return (f"no {setting} setting accepts it (no exact cast)"
-            + (f"; the column's dtype: {found} in the contract would" if found and found != c.dtype else ""))
+    return (f"no value of {setting} accepts it (no exact cast)"
+            + (f"; dtype: {found} on column {c.name} of {contract.where} would" if found and found != c.dtype else ""))
 
 
 JSONL_SPOOL_ROWS = 100_000  # lines per block (the name is historical: blocks are not spooled any more)
