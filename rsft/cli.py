@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from rsft.config import ConfigError, PipelineConfig, load_config
+from rsft.readable import figures
 from rsft.readable import counts as _counts
 from rsft.readable import human as _cell
 from rsft.readable import strict_json
@@ -172,7 +173,8 @@ def retrain(
             _fail(msg + " (tracebacks: RSFT_LOG_LEVEL=DEBUG)", 1)
     shown = {_RETRAIN_LABELS.get(k, k): v for k, v in summary.items()
              if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "mlflow_nights", "quarantine_reasons", "selection_warnings",
-                          "already_decided", "failed_files", "fit_warnings", "model_warnings", "target_rows_dropped")}  # (said above or below the table)
+                          "already_decided", "failed_files", "files_all_quarantined", "fit_warnings", "model_warnings",
+                          "target_rows_dropped")}  # (said above or below the table)
     from rsft.pipeline.summary import fit_text
 
     for key in ("base_model_fit", "final_fit"):  # numbers in the JSON, one line in the table
@@ -193,6 +195,8 @@ def retrain(
     for what, key in (("quarantined (new files)", "quarantine_reasons"), ("prefilter dropped", "prefilter_dropped")):
         if summary.get(key):
             _line(console, f"{what}: {_counts(summary[key])}")
+    for line in summary.get("files_all_quarantined") or []:  # as `rsft ingest` warns of them
+        _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)
     for line in summary.get("failed_files") or []:  # as `rsft ingest` names them: left out of tonight's pool
         _line(err, f"[yellow]failed[/] {escape(line)} — left out of tonight's pool, tried again next night", markup=True)
     for which, d in (summary.get("target_rows_dropped") or {}).items():
@@ -246,7 +250,7 @@ def ingest(
     from flows.ingest import ingest_datasets
     from rsft.pipeline.data import check_files
     from rsft.pipeline.layout import ingest_sources
-    from rsft.pipeline.targets import AGAIN, setting_for
+    from rsft.pipeline.targets import AGAIN, all_quarantined
 
     with ingest_progress():
         try:
@@ -269,7 +273,7 @@ def ingest(
         conflicts = sum(int(f.get("key_conflicts") or 0) for f in s.file_results)
         if conflicts:
             _line(console, f"{name}: {conflicts:,} row(s) shared a unique key with different values "
-                           "(the contract's unique_conflicts policy decided which were kept)")
+                           f"(ingest.{ingest_sources(cfg)[name][1]}.unique_conflicts decided which were kept)")
     for name, s in ingested.datasets.items():  # a duplicate is counted as skipped above: name it
         for f in s.file_results:
             if f.get("status") == "duplicate":
@@ -278,16 +282,12 @@ def ingest(
         if s.rows_quarantined:
             _line(console, f"{name}: quarantined rows (each with its reason, _source file and _row) in "
                            f"{Path(s.dataset) / 'quarantine'}", style="dim")
-    for name, s in ingested.datasets.items():  # a file none of whose rows passed: the contract is likely wrong
-        lost = [f for f in s.file_results if f.get("status") == "ok" and f.get("rows_quarantined") and not f.get("rows_ok")]
-        if lost:
-            top = next(iter(s.quarantine_reasons), "")
-            hint = setting_for(top, ingest_sources(cfg)[name][1]) if top else None
-            _line(err, f"[yellow]warning[/] {escape(name)}: every row of {len(lost)} file(s) was quarantined "
-                       f"({escape(', '.join(f['file'] for f in lost[:3]))}{', …' if len(lost) > 3 else ''}"
-                       f"{escape(f'; most: {top}') if top else ''}){escape(f' — {hint}') if hint else ''}; after "
-                       f"changing the contract, `{AGAIN}` ingests them again (files done are skipped otherwise)",
-                  markup=True)
+    lost = all_quarantined(cfg, ingested)  # a file none of whose rows passed: the contract is likely wrong
+    for line in lost:
+        _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)
+    if lost:
+        _line(err, f"after changing the contract, `{AGAIN}` ingests the file(s) above again (files done are skipped "
+                   "otherwise)")
     failed = 0
     for name, s in ingested.datasets.items():
         for line in s.files_failed:
@@ -358,11 +358,15 @@ def history(config: str = ConfigOpt) -> None:
     for col in ("v", "registered", "aliases", "decision", "hold-out"):
         t.add_column(col, no_wrap=True)  # short facts: never cut or wrapped
     t.add_column("recipe: reason (vs the champion then)", overflow="fold", min_width=16)
-    for r in rows:
+    # one precision for the column: 4 significant figures, trailing zeros kept (rmse 222.0 beside
+    # 210.6, not 222), more where two versions would otherwise read the same
+    shown = dict(zip([i for i, r in enumerate(rows) if r["metric"]],
+                     figures(*[float(r["metric"]) for r in rows if r["metric"]])))
+    for i, r in enumerate(rows):
         when = datetime.fromtimestamp(r["created"] / 1000, timezone.utc).strftime("%m-%d %H:%M") if r["created"] else ""
         # each version's own metric (promotion.metric may have changed between nights)
         name = r.get("metric_name") or cfg.promotion.metric
-        metric = f"{name} {float(r['metric']):.4g}" if r["metric"] else ""
+        metric = f"{name} {shown[i]}" if r["metric"] else ""
         t.add_row(str(r["version"]), when, ", ".join(r["aliases"]), r["decision"], metric,
                   f"{r['recipe']}: {r['reason']}" if r.get("recipe") else r["reason"])
     console.print(t)
@@ -715,6 +719,12 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
     for key, p in named:  # local paths only (an s3:// source is checked when it is read)
         if p and "://" not in p and not globs.glob(cfg.resolve(p), recursive=True):
             _line(err, f"[yellow]warning[/] {key}: {escape(cfg.resolve(p))}: no such file or directory (yet)", markup=True)
+    for c in (cfg.ingest.sensors, cfg.ingest.logs):  # `key:` reads as enforced; `unique:` is what enforces one
+        if c is not None and c.key and not c.unique:
+            key = f"[{', '.join(c.key)}]"
+            _line(err, f"[yellow]warning[/] {c.setting('key')} {escape(key)} is not enforced at ingest (a re-export under "
+                       f"another file name is ingested again); set {c.setting('unique')}: {escape(key)} to enforce it",
+                  markup=True)
     sensors = cfg.ingest.sensors
     if sensors is not None:  # a feature the contract lets be missing, that no rule removes: the night's scorer would refuse it
         covered = {c for r in cfg.prefilter.rules if r.kind == "not_null" for c in r.columns}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_validator
 
 
 class ConfigError(ValueError):
@@ -110,7 +110,9 @@ class ContractConfig(_Model):
     name: str = "sensors"  # the contract's name in messages and the manifest
     format: Literal["table", "jsonl"] = "table"  # table = CSV or Parquet; jsonl = one JSON object per line
     columns: list[ColumnContract]  # every column an export must have, with its type and checks
-    key: list[str] = []  # documentation only: the rows' natural key (`unique` enforces one at ingest)
+    # documentation only: the rows' natural key, NOT enforced (`unique` enforces one at ingest;
+    # `rsft check-config` warns when key is set without it)
+    key: list[str] = []
     # a unique key over the typed values, enforced across the dataset (this file, the other files of
     # the night and every earlier night's rows): rows sharing it with *different* values conflict
     unique: list[str] = []
@@ -141,6 +143,19 @@ class ContractConfig(_Model):
     # a record (CSV, fields + separators) or line (JSONL) longer than this fails the file;
     # None = no limit (a huge value is then judged by the value checks and quarantined)
     max_line_bytes: int | None = Field(None, ge=1)
+    # where the config holds this contract ("ingest.sensors"), set by IngestConfig: messages name a
+    # setting by its full key path (:meth:`setting`). Not a field: no digest or dump depends on it
+    _path: str = PrivateAttr("")
+
+    @property
+    def where(self) -> str:
+        """The contract as a message names it: ``ingest.sensors`` (made outside a config: ``the contract``)."""
+        return self._path or "the contract"
+
+    def setting(self, key: str) -> str:
+        """A contract setting as a message names it: its full key path, ``ingest.sensors.parquet_types``
+        (a contract made outside a config: ``the contract's parquet_types``)."""
+        return f"{self._path}.{key}" if self._path else f"the contract's {key}"
 
     @model_validator(mode="after")
     def _unique_columns(self):
@@ -174,6 +189,14 @@ class IngestConfig(_Model):
     task_runner: Literal["thread", "dask"] = "thread"
     dask_address: str | None = None
     fail_run_on_file_error: bool = False  # stop the run (exit non-zero) when any file fails
+
+    @model_validator(mode="after")
+    def _contract_paths(self):
+        for key in ("sensors", "logs"):
+            c = getattr(self, key)
+            if c is not None:
+                c._path = f"ingest.{key}"
+        return self
 
 
 # --------------------------------------------------------------------------------------

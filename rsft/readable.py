@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 
@@ -18,6 +19,26 @@ def human(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:,.0f}" if abs(v) >= 1e5 else f"{v:,.6g}"
     return v if isinstance(v, str) else json.dumps(v, default=str)
+
+
+def figures(*xs: float, least: int = 4, most: int = 8) -> list[str]:
+    """Numbers read side by side (a decision's, a column's): the same significant digits for all,
+    trailing zeros kept (222.0 beside 210.6, not 222), and enough of them (``least`` to ``most``)
+    that different numbers read differently. A number with more integer digits than that is shown
+    whole (123457, not 1.235e+05)."""
+    def fmt(x: float, d: int) -> str:
+        if math.isfinite(x) and abs(x) >= 10 ** d:
+            return f"{x:.0f}"
+        s = f"{x:#.{d}g}"
+        return s[:-1] if s.endswith(".") else s
+
+    vals = [float(x) for x in xs]
+    distinct = len({x for x in vals if math.isfinite(x)})
+    for d in range(least, most + 1):
+        out = [fmt(x, d) for x in vals]
+        if len({o for o, x in zip(out, vals) if math.isfinite(x)}) == distinct:
+            return out
+    return out
 
 
 def counts(d: dict[str, Any]) -> str:

@@ -224,3 +224,40 @@ def test_retrain_json_out_into_a_missing_folder_fails_before_the_night(tmp_path)
     assert out.returncode == 1
     said = json.loads((tmp_path / "s.json").read_text())
     assert said["pipeline"] == "factory" and said["error"].startswith("retrain failed: ")
+
+
+def test_history_shows_every_version_s_metric_with_one_precision(monkeypatch):
+    """(trial L4) `rmse 222` for v1 beside `rmse 210.6` for v2: one precision for the column, 4
+    significant figures with trailing zeros kept (more only where two versions would read the same)."""
+    from typer.testing import CliRunner
+
+    from rsft import cli
+    from rsft.tracking import registry
+
+    def version(v, metric):
+        return {"version": v, "created": 0, "aliases": [], "decision": "promoted", "metric": metric,
+                "metric_name": "rmse", "reason": "r", "recipe": None, "events": []}
+
+    rows = [version(3, ""), version(2, "210.595"), version(1, "221.969")]
+    monkeypatch.setattr(registry, "history", lambda client, name: rows)
+    monkeypatch.setattr(cli, "_client", lambda cfg: None)
+    monkeypatch.setenv("COLUMNS", "200")
+    out = CliRunner().invoke(cli.app, ["history", "--config", str(REPO / "examples" / "factory.yaml")])
+    assert out.exit_code == 0, out.output
+    assert "rmse 210.6 " in out.output and "rmse 222.0 " in out.output, out.output
+    rows[1:] = [version(2, "210.52"), version(1, "210.51")]  # the same at 4 figures: both shown with 5
+    out = CliRunner().invoke(cli.app, ["history", "--config", str(REPO / "examples" / "factory.yaml")])
+    assert "rmse 210.52 " in out.output and "rmse 210.51 " in out.output, out.output
+
+
+def test_check_config_says_a_key_without_unique_is_not_enforced():
+    """(trial L5) `key:` is documentation; `unique:` enforces a key at ingest. A user read the
+    example's key as enforced: check-config says in one line that it is not, and what does."""
+    out = rsft("check-config", "--config", "examples/factory.yaml")
+    assert out.returncode == 0, out.stderr
+    said = [line for line in out.stderr.splitlines() if "ingest.sensors.key" in line]
+    assert said == ["warning ingest.sensors.key [machine_id, ts] is not enforced at ingest (a re-export under another "
+                    "file name is ingested again); set ingest.sensors.unique: [machine_id, ts] to enforce it"], out.stderr
+    assert "not enforced at ingest" in (REPO / "examples" / "factory.yaml").read_text().lower()  # the example's comment says it too
+    out = rsft("check-config", "--config", "examples/factory.yaml", "--set", "ingest.sensors.unique=[machine_id, ts]")
+    assert out.returncode == 0 and "ingest.sensors.key" not in out.stderr, out.stderr

@@ -209,3 +209,25 @@ def test_config_errors_name_list_items_and_list_the_others():
     msg = str(exc.value)
     assert "\n" not in msg and "(also: " in msg and "more)" not in msg, msg
     assert f"ingest.sensors.columns[{cols[2]['name']}].dtype" in msg and "data.target_holdout" in msg, msg
+
+
+def test_a_night_stopped_by_its_target_says_how_many_pool_files_failed_and_why():
+    """(trial M4) The hold-out failed beside 20 pool files for the same reason: the one line that
+    stops the night names the hold-out and counts the pool's failures by reason."""
+    from rsft.pipeline import DatasetIngest, Ingested
+    from rsft.pipeline.data import check_targets
+
+    def ds(failed):
+        return DatasetIngest("d", len(failed), 0, 0, 0, 0, files_failed=tuple(failed),
+                             file_results=tuple({"status": "failed"} for _ in failed))
+
+    why = "column ts: expected timestamp, found string"
+    pool = ds([f"p{i}.parquet: {why}" for i in range(20)] + ["x.csv: empty file (no header)"])
+    with pytest.raises(ValueError) as e:
+        check_targets(Ingested({"sensors": pool, "target_holdout": ds([f"holdout.parquet: {why}"])}))
+    assert str(e.value).startswith(f"the target holdout did not ingest (holdout.parquet: {why}); ")
+    assert str(e.value).endswith(f" (also 21 pool files failed: 20 × {why}; 1 × empty file (no header); "
+                                 "`rsft ingest` names each)")
+    with pytest.raises(ValueError) as e:  # no pool file failed: nothing added
+        check_targets(Ingested({"sensors": ds([]), "target_holdout": ds([f"holdout.parquet: {why}"])}))
+    assert "pool" not in str(e.value)

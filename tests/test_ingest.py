@@ -741,3 +741,40 @@ def test_a_jsonl_export_with_a_bom_keeps_its_first_line(tmp_path):
     for name in ("bom.jsonl", "bom.jsonl.gz"):
         r = ingest(str(tmp_path / name), tmp_path / f"ds-{name}", CFG.ingest.logs).files[0]
         assert (r.status, r.rows_ok, r.rows_quarantined) == ("ok", 3, 0), r
+
+
+def test_every_ingest_hint_names_its_setting_by_the_full_key_path(tmp_path):
+    """(trial M4) A failed file's hint names the contract setting as a config sets it,
+    ``ingest.sensors.parquet_types`` — not a bare ``parquet_types:`` a user cannot place."""
+    import gzip
+
+    import polars as pl
+
+    from rsft.config import IngestConfig
+    from rsft.ingest import ingest
+
+    cols = [{"name": "a", "dtype": "float64"}, {"name": "ts", "dtype": "timestamp"}]
+
+    def error(name: str, body: bytes, **kw) -> str:
+        (tmp_path / name).write_bytes(body)
+        contract = IngestConfig(sensors={"columns": cols, **kw}).sensors
+        res = ingest([str(tmp_path / name)], tmp_path / f"ds-{name}", contract).files[0]
+        assert res.status == "failed", res
+        return res.error
+
+    row = b"1.5,2026-01-01T00:00:00Z\n"
+    assert "set ingest.sensors.delimiter: ';' (or ingest.sensors.sniff_delimiter: true)" in error("semi.csv", b"a;ts\n1;x\n")
+    assert "(ingest.sensors.unknown_columns: drop or keep would accept" in error("extra.csv", b"a,ts,b\n1.5,x,2\n")
+    assert "ingest.sensors.empty_file: zero_rows would accept it" in error("empty.csv", b"")
+    assert "ingest.sensors.structural_errors: fail_file" in error("ragged.csv", b"a,ts\n" + row + b"1,2,3\n",
+                                                                  structural_errors="fail_file")
+    assert "over ingest.sensors.max_line_bytes 10" in error("long.csv", b"a,ts\n" + row, max_line_bytes=10)
+    assert "(ingest.sensors.decode_errors: fail_file)" in error(
+        "latin.jsonl", b'{"a": 1.5, "ts": "\xe4"}\n', format="jsonl", decode_errors="fail_file")
+    assert "over ingest.sensors.max_line_bytes 10" in error(
+        "long.jsonl.gz", gzip.compress(b'{"a": 1.5, "ts": "2026-01-01T00:00:00Z"}\n'), format="jsonl", max_line_bytes=10)
+    pl.DataFrame({"a": ["1.5"], "ts": ["2026-01-01T00:00:00Z"]}).write_parquet(tmp_path / "t.parquet")
+    assert "ingest.sensors.parquet_types: cast_if_lossless would accept it" in error(
+        "t.parquet", (tmp_path / "t.parquet").read_bytes())
+    logs = IngestConfig(logs={"columns": cols}).logs
+    assert logs.setting("parquet_types") == "ingest.logs.parquet_types"

@@ -97,15 +97,70 @@ def test_parquet_int64_for_a_float64_column(tmp_path):
 
 
 def test_parquet_type_errors_say_which_setting_accepts_the_file(tmp_path):
+    """The hint names the setting by its full key path (a contract of a config: ingest.sensors.…)."""
+    from rsft.config import IngestConfig
+
     src = _pandas_parquet(tmp_path / "nov.parquet", [100, 200])
-    res = ingest([src], tmp_path / "a", _contract("int64")).files[0]
-    assert res.error.endswith("column ts: expected timestamp, found string — parquet_types: cast_if_lossless would "
-                              "accept it (each value parsed as the contract's text is; a value that is not: quarantined)")
+    text = tmp_path / "text.parquet"  # a float64 column exported as text: strict refuses it
+    pl.read_parquet(src).with_columns(pl.col("air_time").cast(pl.String)).write_parquet(text)
+    strict = IngestConfig(sensors=_contract("int64")).sensors
+    res = ingest([str(text)], tmp_path / "a", strict).files[0]
+    assert res.error.endswith("column air_time: expected float64 (double), found string — ingest.sensors.parquet_types: "
+                              "cast_if_lossless would accept it (each value parsed as the contract's text is; a value "
+                              "that is not: quarantined)")
     f = tmp_path / "f.parquet"
     pl.read_parquet(src).with_columns(pl.col("distance").cast(pl.Float64)).write_parquet(f)
-    res = ingest([str(f)], tmp_path / "b", _contract("int64", parquet_types="cast_if_lossless")).files[0]
-    assert res.error.endswith("column distance: expected int64, found float64 — no parquet_types setting accepts it "
-                              "(no exact cast); the column's dtype: float64 in the contract would")
+    lossless = IngestConfig(sensors=_contract("int64", parquet_types="cast_if_lossless")).sensors
+    res = ingest([str(f)], tmp_path / "b", lossless).files[0]
+    assert res.error.endswith("column distance: expected int64, found float64 — no value of ingest.sensors.parquet_types "
+                              "accepts it (no exact cast); dtype: float64 on column distance of ingest.sensors would")
+
+
+@pytest.mark.parametrize("policy", [{}, {"naive_timestamps": "assume_utc"}, {"utc_only": True}])
+def test_parquet_string_timestamps_are_read_as_the_csv_reads_them(tmp_path, policy):
+    """(trial M4) ISO text timestamps in a Parquet export, under the default parquet_types (strict):
+    parsed as the CSV's text is — the same shapes accepted, an unparsable or naive value quarantined
+    per row with the same reason (or a naive one taken as UTC under assume_utc), an offset converted
+    to UTC — so a CSV and a Parquet export of the same strings ingest the same rows."""
+    stamps = ["2026-01-01T00:00:00Z", "2026-01-01T01:00:00.250Z", "2026-01-01T03:00:00+01:00",
+              "2026-01-01T03:00:00", " 2026-01-01T04:00:00Z ", "not a time", "2026-13-01T00:00:00Z"]
+    n = len(stamps)
+    frame = pl.DataFrame({"line_id": ["AA"] * n, "ts": stamps, "distance": [100.0 + i for i in range(n)],
+                          "air_time": [30.0] * n})
+    csv, pq = tmp_path / "x.csv", tmp_path / "x.parquet"
+    frame.write_csv(csv)
+    frame.write_parquet(pq)
+    assert pl.read_parquet_schema(pq)["ts"] == pl.String
+    contract = _contract(**policy)
+    a = ingest([str(csv)], tmp_path / "csv", contract).files[0]
+    b = ingest([str(pq)], tmp_path / "pq", contract).files[0]
+    assert b.status == "ok", b.error
+    assert (a.rows_ok, a.rows_quarantined) == (b.rows_ok, b.rows_quarantined)
+    assert b.rows_quarantined >= 2  # "not a time" and month 13, whatever the policy
+
+    def rows(ds):
+        return scan_dataset(ds).collect().sort("_row").select("_row", "ts", "distance")
+
+    def reasons(ds):
+        return pl.read_parquet(next((ds / "quarantine").glob("*.parquet"))).sort("_row").select("_row", "reason")
+
+    assert rows(tmp_path / "pq").equals(rows(tmp_path / "csv"))
+    assert reasons(tmp_path / "pq").equals(reasons(tmp_path / "csv"))
+    got = rows(tmp_path / "pq")
+    assert got["ts"].dtype == pl.Datetime("us", "UTC")
+    if not policy.get("utc_only"):  # +01:00 converted to UTC (refused per row under utc_only)
+        assert got.filter(pl.col("_row") == 3)["ts"].to_list()[0].hour == 2
+    assert (3 in got["_row"].to_list()) != bool(policy.get("utc_only"))
+    assert (4 in got["_row"].to_list()) == (policy.get("naive_timestamps") == "assume_utc")
+
+
+def test_parquet_types_strict_still_refuses_a_timestamp_of_another_type(tmp_path):
+    """Only text is read as the CSV reads it: a timestamp stored as integers (epoch) still fails the
+    file under strict, naming the setting."""
+    pl.DataFrame({"line_id": ["AA"], "ts": [1_700_000_000], "distance": [1.0], "air_time": [2.0]}).write_parquet(
+        tmp_path / "epoch.parquet")
+    res = ingest([str(tmp_path / "epoch.parquet")], tmp_path / "a", _contract()).files[0]
+    assert res.status == "failed" and "column ts: expected timestamp, found int64" in res.error
 
 
 def test_empty_lines_of_an_excel_csv_are_no_rows(tmp_path):
@@ -145,10 +200,12 @@ def test_a_renamed_column_is_named_and_can_be_mapped_by_aliases(tmp_path):
     aliases map it (CSV and Parquet), and the contract validates them."""
     src = tmp_path / "sep.csv"
     src.write_text("line_id,ts,distance,air_time_min\nAA,2013-09-01T05:00:00Z,1400,\nUA,2013-09-01T06:00:00Z,719,95\n")
-    res = ingest([str(src)], tmp_path / "a", _contract()).files[0]
+    from rsft.config import IngestConfig
+
+    res = ingest([str(src)], tmp_path / "a", IngestConfig(sensors=_contract()).sensors).files[0]
     assert res.error == ("sep.csv: missing column(s): air_time (every contract column must be in the header, a nullable "
                          "one too) — the file has unknown column(s) air_time_min: if one is a missing column under "
-                         "another name, list it in that column's aliases: [...] in the contract")
+                         "another name, list it in that column's aliases: [...] in ingest.sensors.columns")
     aliased = _contract().model_dump()
     aliased["columns"][3]["aliases"] = ["air_time_min", "airtime"]
     contract = ContractConfig.model_validate(aliased)
@@ -226,7 +283,7 @@ def test_parquet_float32_for_a_float64_column(tmp_path):
     f = tmp_path / "f32.parquet"
     pl.read_parquet(src).with_columns(pl.Series("distance", [0.1, 1234.5], dtype=pl.Float32)).write_parquet(f)
     res = ingest([str(f)], tmp_path / "a", _contract()).files[0]
-    assert res.status == "failed" and "cast_if_lossless would accept it" in res.error and "in the contract would" not in res.error
+    assert res.status == "failed" and "cast_if_lossless would accept it" in res.error and "dtype:" not in res.error
     res = ingest([str(f)], tmp_path / "b", _contract(parquet_types="cast_if_lossless")).files[0]
     assert (res.status, res.rows_ok) == ("ok", 2), res
     got = scan_dataset(tmp_path / "b").collect().sort("_row")["distance"].to_numpy()

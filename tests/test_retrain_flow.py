@@ -68,10 +68,17 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     # ---- night 2: new exports; warm start from the champion; alias moves only if better
     write_synthetic(cfg.synth, raw, night=2)
     (raw / "pool" / "sensors_broken.csv").write_text("machine_id,when\nM01,2026-01-01\n")  # an export that fails
+    import polars as pl  # an export whose every row is quarantined (the pressure sensor s05 in kPa, not bar)
+
+    day = sorted((raw / "pool").glob("sensors_day*.csv"))[0]
+    pl.read_csv(day, infer_schema=False).head(5).with_columns(s05=pl.lit("450.0")).write_csv(raw / "pool" / "sensors_kpa.csv")
     s2 = retrain(config_path=str(cfg_path))
     assert s2["files_failed"] == 1  # left out of the night, named with why (not only counted)
     assert len(s2["failed_files"]) == 1 and s2["failed_files"][0].startswith("sensors: ")
     assert "sensors_broken.csv" in s2["failed_files"][0] and "missing column(s)" in s2["failed_files"][0]
+    # (trial M5) named in one line with its reasons, not only counted among the night's quarantined rows
+    assert s2["files_all_quarantined"] == ["sensors: sensors_kpa.csv: all 5 rows quarantined (s05 out of range "
+                                           "[0.0, 10.0] 5) — widen min/max of column s05 of ingest.sensors"]
     assert s2["warm_start"] == f"models:/{name}/1"
     assert s2["model_version"] == "2"
     better = s2["challenger_rmse"] < s2["champion_rmse"]

@@ -122,9 +122,41 @@ def test_ingest_warns_when_every_row_of_a_file_was_quarantined(tmp_path, files):
     path = _config(tmp_path, target_sample=files["a"], target_holdout=naive)
     out = _rsft("ingest", "--config", str(path))
     assert out.returncode == 0, out.stderr
-    said = [ln for ln in out.stderr.splitlines() if "every row of" in ln]
-    assert len(said) == 1 and said[0].startswith("warning target_holdout: every row of 1 file(s) was quarantined"), out.stderr
-    assert "holdout.csv" in said[0] and "naive_timestamps: assume_utc" in said[0] and "rsft ingest --again" in said[0]
+    said = [ln for ln in out.stderr.splitlines() if "rows quarantined" in ln]
+    assert said == ["warning target_holdout: holdout.csv: all 6 rows quarantined (ts: timestamp without time zone 6) — "
+                    "set ingest.sensors.naive_timestamps: assume_utc"], out.stderr
+    assert "`rsft ingest --again` ingests the file(s) above again" in out.stderr
+
+
+def _kpa(path: Path, lines: list[str]) -> str:
+    """An export in kPa, not bar: every s05 (bar, [0, 10]) ×100 is out of range; one row also lacks s01."""
+    def kpa(ln: str, i: int) -> str:
+        f = ln.split(",")
+        f[6] = f"{float(f[6]) * 100:.1f}"
+        if i == 0:
+            f[2] = ""
+        return ",".join(f)
+    return _write(path, [kpa(ln, i) for i, ln in enumerate(lines)])
+
+
+def test_a_file_whose_rows_were_all_quarantined_is_named_with_its_own_reasons(tmp_path, files):
+    """(trial M5) The kPa export: each such file named in one line with its own rows' reasons and
+    the setting that would accept the most frequent — the lines `rsft ingest` warns with and the
+    retrain's summary lists (files_all_quarantined)."""
+    from rsft.pipeline.targets import all_quarantined
+
+    rows = CLEAN.read_text().splitlines()[1:]
+    _kpa(tmp_path / "raw" / "pool" / "day02_v2_kpa.csv", rows[10:18])
+    bad = rows[20].split(",")
+    bad[14] = "??"  # status not one of RUN|IDLE|MAINT
+    _write(tmp_path / "raw" / "pool" / "day03.csv", rows[18:20] + [",".join(bad)])  # one bad row of three: not named
+    cfg = load_config(_config(tmp_path, target_sample=files["a"], target_holdout=files["a_h"]))
+    ingested = _night_ingest(cfg)
+    assert ingested["sensors"].rows_quarantined == 9
+    assert all_quarantined(cfg, ingested) == [
+        "sensors: day02_v2_kpa.csv: all 8 rows quarantined (s05 out of range [0.0, 10.0] 7, missing s01 1) — "
+        "widen min/max of column s05 of ingest.sensors"]
+    assert all_quarantined(cfg, ingest_stage(cfg)) == []  # a later run: the file is done, nothing new to name
 
 
 def test_a_wrong_pool_path_is_named(tmp_path, files):

@@ -36,7 +36,7 @@ def header_renames(cols: list[str], contract: ContractConfig) -> dict[str, str]:
             found = [a for a in c.aliases if a in cols]
             if len(found) > 1:
                 raise FileError(f"column {c.name}: the file has {len(found)} of its aliases ({', '.join(found)}); "
-                                "keep one of them in the contract's aliases")
+                                f"keep one of them in the aliases of column {c.name} in {contract.setting('columns')}")
             if found:
                 out[found[0]] = c.name
     return out
@@ -53,17 +53,17 @@ def _check_columns(cols: list[str], contract: ContractConfig) -> list[str]:
         sep = other_separator(cols)
         shown = '"\\t"' if sep == "\t" else repr(sep)  # as YAML reads it back (a tab in double quotes)
         if sep:
-            hint = (f" — the header looks {shown}-separated: set the contract's delimiter: {shown} "
-                    "(or sniff_delimiter: true)")
+            hint = (f" — the header looks {shown}-separated: set {contract.setting('delimiter')}: {shown} "
+                    f"(or {contract.setting('sniff_delimiter')}: true)")
         elif extra:  # one of them may be the missing column under another name
             hint = (f" — the file has unknown column(s) {', '.join(extra)}: if one is a missing column under "
-                    f"another name, list it in that column's aliases: [...] in the contract")
+                    f"another name, list it in that column's aliases: [...] in {contract.setting('columns')}")
         else:
             hint = ""
         raise FileError(f"missing column(s): {', '.join(missing)} (every contract column must be in the header, "
                         f"a nullable one too){hint}")
     if extra and contract.unknown_columns == "reject":
-        raise FileError(f"unknown column(s): {', '.join(extra)} (the contract's unknown_columns: drop or keep "
+        raise FileError(f"unknown column(s): {', '.join(extra)} ({contract.setting('unknown_columns')}: drop or keep "
                         "would accept the file)")
     if extra and contract.unknown_columns == "drop":
         log.warning("dropping unknown column(s): %s", ", ".join(extra))

@@ -97,14 +97,14 @@ def _scan_text_table(path: str, contract: ContractConfig, ragged: bool = False) 
     if header is None:
         if contract.empty_file == "zero_rows" and _is_blank(path):
             return _no_rows(contract).with_row_index("_row", offset=1).with_columns(pl.col("_row").cast(pl.Int64)), [], None
-        raise FileError("empty file (no header) — the contract's empty_file: zero_rows would accept it as no rows")
+        raise FileError(f"empty file (no header) — {contract.setting('empty_file')}: zero_rows would accept it as no rows")
     sep = _separator(header, contract)
     cols = [c.strip().strip('"') for c in header.split(sep)]
     renames = header_renames(cols, contract)
     cols = [renames.get(c, c) for c in cols]
     extra = _check_columns(cols, contract)
     if contract.structural_errors == "fail_file":
-        _check_structure(path, sep, len(cols))
+        _check_structure(path, sep, len(cols), contract.setting("structural_errors"))
     lf = pl.scan_csv(path, infer_schema=False, separator=sep, truncate_ragged_lines=ragged)
     if renames:
         lf = lf.rename(renames)
@@ -233,7 +233,7 @@ def _empty_records(path: str, sep: str, rows: set[int]) -> set[int]:
     return out
 
 
-def _check_structure(path: str, sep: str, expected: int) -> None:
+def _check_structure(path: str, sep: str, expected: int, setting: str = "structural_errors") -> None:
     """``structural_errors: fail_file``: a quote-aware pass (Python's csv module, RFC 4180) that
     fails the file at the first record whose field count differs from the header's. Opt-in: it
     reads the file once more (~50–100 MB/s); by default such a record is quarantined instead."""
@@ -246,7 +246,7 @@ def _check_structure(path: str, sep: str, expected: int) -> None:
         for row, rec in enumerate(reader, start=1):
             if len(rec) != expected and rec:
                 raise FileError(f"row {row}: wrong number of fields ({len(rec)}, expected {expected}); "
-                                f"structural_errors: fail_file")
+                                f"{setting}: fail_file")
 
 
 
@@ -269,14 +269,18 @@ def _scan_parquet(path: str, contract: ContractConfig) -> tuple[pl.LazyFrame, li
     pre = []  # per-row reasons of the casts that are exact only for some values
     for c in contract.columns:
         dt = schema[c.name]
-        ok = isinstance(dt, pl.Datetime) if c.dtype == "timestamp" else (dt == POLARS_TYPES[c.dtype] or dt == pl.Null)
+        # a timestamp exported as ISO text (``2026-01-01T00:00:00Z``) is the CSV's text: parsed by the
+        # same checks (same shapes, a bad value quarantined, naive_timestamps / utc_only), so a CSV
+        # and a Parquet export of the same strings agree under any parquet_types
+        ok = (isinstance(dt, pl.Datetime) or dt == pl.String) if c.dtype == "timestamp" else (
+            dt == POLARS_TYPES[c.dtype] or dt == pl.Null)
         if ok:
             continue
         cast = _lossless_cast(c, dt)
         if contract.parquet_types == "strict" or cast is None:
             want = {"float64": "float64 (double)", "str": "string"}.get(c.dtype, c.dtype)
             raise FileError(f"column {c.name}: expected {want}, found {str(dt).lower()}"
-                            f" — {_parquet_type_hint(c, dt, cast is not None)}")
+                            f" — {_parquet_type_hint(c, dt, cast is not None, contract)}")
         if cast is not False:
             pre.append(cast)
 
@@ -321,15 +325,17 @@ def _lossless_cast(c: ColumnContract, dt: pl.DataType) -> pl.Expr | bool | None:
     return pl.when(pl.col(c.name) > 2**63 - 1).then(pl.lit(f"{c.name}: integer beyond int64"))  # uint64
 
 
-def _parquet_type_hint(c: ColumnContract, dt: pl.DataType, castable: bool) -> str:
-    """Which contract setting would accept a Parquet column of another type, or that none does."""
+def _parquet_type_hint(c: ColumnContract, dt: pl.DataType, castable: bool, contract: ContractConfig) -> str:
+    """Which contract setting (by its full key path) would accept a Parquet column of another
+    type, or that none does."""
+    setting = contract.setting("parquet_types")
     if castable:
         how = "each value parsed as the contract's text is" if dt == pl.String else f"each value exact as {c.dtype}"
-        return f"parquet_types: cast_if_lossless would accept it ({how}; a value that is not: quarantined)"
+        return f"{setting}: cast_if_lossless would accept it ({how}; a value that is not: quarantined)"
     found = ("float64" if dt.is_float() else "int64" if dt.is_integer() else "bool" if dt == pl.Boolean
              else "timestamp" if isinstance(dt, pl.Datetime) else None)
-    return ("no parquet_types setting accepts it (no exact cast)"
-            + (f"; the column's dtype: {found} in the contract would" if found and found != c.dtype else ""))
+    return (f"no value of {setting} accepts it (no exact cast)"
+            + (f"; dtype: {found} on column {c.name} of {contract.where} would" if found and found != c.dtype else ""))
 
 
 JSONL_SPOOL_ROWS = 100_000  # lines per block (the name is historical: blocks are not spooled any more)
@@ -580,10 +586,11 @@ class _JsonlLines:
                        for c in contract.columns]
         self.limit = contract.max_line_bytes
         self.decode_errors = contract.decode_errors
+        self.limit_key, self.decode_key = contract.setting("max_line_bytes"), contract.setting("decode_errors")
 
     def row(self, i: int, line: bytes) -> tuple | None:
         if self.limit and len(line) > self.limit:
-            raise FileError(f"line {i}: {len(line):,} bytes, over max_line_bytes {self.limit:,}")
+            raise FileError(f"line {i}: {len(line):,} bytes, over {self.limit_key} {self.limit:,}")
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
@@ -622,7 +629,7 @@ class _JsonlLines:
     def _undecodable(self, i: int, line: bytes) -> tuple:
         """A line that is not UTF-8: fails the file (``fail_file``) or is quarantined, naming the field."""
         if self.decode_errors == "fail_file":
-            raise FileError(f"line {i}: invalid UTF-8 (decode_errors: fail_file)") from None
+            raise FileError(f"line {i}: invalid UTF-8 ({self.decode_key}: fail_file)") from None
         field_name = _undecodable_field(line, self.names)
         return (*self.empty, i, f"invalid UTF-8 in {field_name}" if field_name else "invalid UTF-8", line.decode("latin-1"))
 

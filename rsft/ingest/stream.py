@@ -64,7 +64,7 @@ def _stream(raw: pl.LazyFrame, contract: ContractConfig, extra: list[str], stagi
     seen = _SeenHashes() if contract.duplicate_rows == "quarantine" else None
     try:
         for df in _batches(checked, chunk_rows, sliced):
-            _check_record_bytes(df, limit)
+            _check_record_bytes(df, limit, contract.setting("max_line_bytes"))
             dup, flagged = _mark_duplicates(df, seen)
             good = df.select(typed)  # select first: the filter copies only what is written
             good = good.filter(~flagged) if flagged.any() else good
@@ -129,12 +129,11 @@ def _row_hash(cols: list[str]) -> pl.Expr:
     return h
 
 
-def _check_record_bytes(df: pl.DataFrame, limit: int | None) -> None:
+def _check_record_bytes(df: pl.DataFrame, limit: int | None, setting: str = "max_line_bytes") -> None:
     """``max_line_bytes``: a longer record fails the file, naming its row."""
     if limit and df["__len"].max() > limit:
         bad_row = df.filter(pl.col("__len") > limit).row(0, named=True)
-        raise FileError(f"row {bad_row['_row']}: record of {bad_row['__len']:,} bytes, over max_line_bytes "
-                        f"{limit:,}")
+        raise FileError(f"row {bad_row['_row']}: record of {bad_row['__len']:,} bytes, over {setting} {limit:,}")
 
 
 def _mark_duplicates(df: pl.DataFrame, seen: _SeenHashes | None) -> tuple[pl.Series | None, pl.Series]:

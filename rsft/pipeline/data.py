@@ -81,7 +81,21 @@ def check_targets(ingested: Ingested) -> None:
         d = ingested.get(name)
         if d is not None and d.files_failed and not d.fresh:
             raise ValueError(f"the {name.replace('_', ' ')} did not ingest ({d.files_failed[0]}); the retrain stops "
-                             "rather than train or judge on an earlier night's target rows")
+                             "rather than train or judge on an earlier night's target rows" + _pool_failures(ingested))
+
+
+def _pool_failures(ingested: Ingested, most: int = 2) -> str:
+    """`` (also 20 pool files failed: 20 × <why>)``: the pool's failed files of the night, counted
+    by reason (the most common first), for the line that stops a night on its target files — the
+    files failing beside them are often failing for the same reason. '' when none failed."""
+    from collections import Counter
+
+    lines = [f for n, d in ingested.datasets.items() if n not in (TARGET_SAMPLE, TARGET_HOLDOUT) for f in d.files_failed]
+    if not lines:
+        return ""
+    why = Counter(line.split(": ", 1)[-1] for line in lines)  # "<file>: <why>"
+    shown = "; ".join(f"{n} × {w}" for w, n in why.most_common(most)) + ("; …" if len(why) > most else "")
+    return f" (also {len(lines)} pool file{'s' if len(lines) > 1 else ''} failed: {shown}; `rsft ingest` names each)"
 
 
 def check_retyped(ingested: Ingested) -> None:

@@ -285,7 +285,7 @@ def _base_instead(policy, scores, holdout_rows: int, diverged: str | None, const
 
 
 def _lost_preface(metric: str, scores) -> str:
-    from rsft.tracking.registry import figures
+    from rsft.readable import figures
 
     ch, base = figures(scores["challenger"][0][metric], scores["start"][0][metric])
     return f"tonight's fine-tune ({metric} {ch}) did not beat its base model ({base}): the base model is registered instead; "

@@ -7,6 +7,7 @@ from typing import Any
 from rsft.config import PipelineConfig
 from rsft.pipeline.layout import pool_dataset, tracking_uri
 from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
+from rsft.pipeline.targets import all_quarantined
 
 
 # the prefilter keeping less than this share of the pool is worth a look: rules written for other
@@ -53,6 +54,9 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         # every dataset's failed files, named with why ("sensors: a.csv: …"): left out of tonight's
         # pool and tried again next night — the operator must see which, not only how many
         "failed_files": [f"{name}: {line}" for name, d in ingested.datasets.items() for line in d.files_failed],
+        # every dataset's new files none of whose rows passed the contract, one line each ("sensors:
+        # a.csv: all 336 rows quarantined (reasons) — the setting"), as `rsft ingest` warns of them
+        "files_all_quarantined": all_quarantined(cfg, ingested),
         "rows_prefiltered_in": pre.rows_in,
         "rows_kept_by_prefilter": pre.rows_out,
         "prefilter_dropped": pre.dropped,
@@ -181,7 +185,8 @@ def fit_warnings(cfg: PipelineConfig, t: dict[str, Any]) -> list[str]:
 def model_warnings(result: Finetuned) -> list[str]:
     """The served model is no better than a constant: the champion after tonight's decision did not
     beat predicting the target sample's mean (or class shares) on tonight's hold-out."""
-    from rsft.tracking.registry import HIGHER_IS_BETTER, figures
+    from rsft.readable import figures
+    from rsft.tracking.registry import HIGHER_IS_BETTER
 
     m, k = result.metric, (result.constant or {}).get(result.metric)
     champ = result.challenger if result.promoted else result.champion

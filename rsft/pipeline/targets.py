@@ -25,6 +25,7 @@ import polars as pl
 
 from rsft.config import PipelineConfig
 from rsft.pipeline.layout import TARGET_HOLDOUT, TARGET_SAMPLE, ingest_sources, pipeline_root, pool_dataset
+from rsft.pipeline.results import Ingested
 
 AGAIN = "rsft ingest --again"  # the way out once the contract is fixed (files done before are skipped)
 
@@ -161,6 +162,28 @@ def setting_for(reason: str, contract_name: str) -> str | None:
         if m:
             return hint.format(k=contract_name, c=m.groupdict().get("c") or "")
     return None
+
+
+def all_quarantined(cfg: PipelineConfig, ingested: Ingested) -> list[str]:
+    """One line for each of the run's new files none of whose rows passed the contract — likely a
+    wrong contract or a changed export (a unit change, a naive clock) rather than bad rows:
+    ``sensors: a_kpa.csv: all 336 rows quarantined (pressure out of range [850.0, 1100.0] 326,
+    missing temp_air 10) — widen min/max of column pressure of ingest.sensors``. The file's own
+    reasons (the top 3), and the setting that would accept the most frequent (:func:`setting_for`).
+    ``rsft ingest`` warns with these lines, ``rsft retrain`` names them (and ``--json-out`` lists them)."""
+    from rsft.ingest import quarantine_reasons
+    from rsft.readable import counts
+
+    out = []
+    for name, d in ingested.datasets.items():
+        for f in d.file_results:
+            if f.get("status") != "ok" or not f.get("rows_quarantined") or f.get("rows_ok"):
+                continue
+            reasons = quarantine_reasons(d.dataset, [f["digest"]], top=3)
+            hint = setting_for(next(iter(reasons)), ingest_sources(cfg)[name][1]) if reasons else None
+            out.append(f"{name}: {f['file']}: all {int(f['rows_quarantined']):,} rows quarantined"
+                       + (f" ({counts(reasons)})" if reasons else "") + (f" — {hint}" if hint else ""))
+    return out
 
 
 def check_usable(cfg: PipelineConfig) -> None:

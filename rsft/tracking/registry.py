@@ -22,6 +22,7 @@ from typing import Any, Callable, ContextManager, Iterator
 
 from rsft.config import PromotionConfig
 from rsft.fsio import file_lock
+from rsft.readable import figures
 
 log = logging.getLogger(__name__)
 
@@ -287,20 +288,6 @@ def decide(
     if c > bar if up else c < bar:
         return Decision(True, f"{m} {cs} {'>' if up else '<'} {who} {chs} (bar {bars}){note}", m, c, ch)
     return no(f"{m} {cs} does not beat {who} {chs} (bar {bars}){note}")
-
-
-def figures(*xs: float) -> list[str]:
-    """The decision's numbers with the same significant digits, trailing zeros kept (16.70 beside
-    16.74, not 16.7), and enough of them (4 to 8) that different numbers read differently."""
-    def fmt(x: float, d: int) -> str:
-        s = f"{x:#.{d}g}"
-        return s[:-1] if s.endswith(".") else s
-
-    for d in range(4, 9):
-        out = [fmt(float(x), d) for x in xs]
-        if len(set(out)) == len({float(x) for x in xs}):
-            return out
-    return out
 
 
 DECISION = "rsft.decision"  # written last: a version has a decision once this tag exists
