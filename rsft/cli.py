@@ -445,9 +445,9 @@ def _did_you_mean(name: str, names: list[str]) -> str:
 
 @app.command()
 def adapt(
-    pool: str = typer.Option(..., "--pool", help="Historical pool: a CSV or Parquet file, or a directory of them (CSV and Parquet may mix), with numeric features + label."),
-    target_sample: str = typer.Option(..., "--target-sample", help="Small labelled sample of the current regime (CSV/Parquet)."),
-    label: str = typer.Option(..., "--label", help="Name of the label column to predict (regression)."),
+    pool: Optional[str] = typer.Option(None, "--pool", help="Historical pool: a CSV or Parquet file, or a directory of them (CSV and Parquet may mix), with numeric features + label; a file of a directory that cannot be read or lacks a column is skipped with a warning."),
+    target_sample: Optional[str] = typer.Option(None, "--target-sample", help="Small labelled sample of the current regime (CSV/Parquet)."),
+    label: Optional[str] = typer.Option(None, "--label", help="Name of the label column to predict (regression)."),
     holdout: Optional[str] = typer.Option(None, "--holdout", help="Optional target hold-out: every candidate is also scored on it."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Column grouping the target rows for CV (machine, batch); default: contiguous time blocks."),
     features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns; default: every numeric column except label, group and ID-like columns (id, *_id, an integer *_no/*_number/serial, integers all distinct), named in one line."),
@@ -461,7 +461,7 @@ def adapt(
     pool_rows: int = typer.Option(50_000, "--pool-rows", min=100, help="Pool rows the warm start and the candidates use: a seeded sample of the pool file, read in streaming passes (memory grows far slower than the file). Pool recipes gain from more."),
     model: str = typer.Option("mlp", "--model", help="The warm start pretrained on the pool sample when there is no --champion: mlp (64-64), or autoencoder (an encoder first trained to reconstruct the pool rows, then a prediction head)."),
     scorer: str = typer.Option("gaussian", "--scorer", help="Density-ratio model behind the pool recipes' weights: gaussian, gmm or classifier."),
-    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write the candidate report as JSON here."),
+    json_out: Optional[Path] = typer.Option(None, "--json-out", help="Write the candidate report as JSON here (with the feature columns and where the pool came from)."),
     plot: Optional[Path] = typer.Option(None, "--plot", help="Write a PNG bar chart of the candidates' CV (and hold-out) RMSE here."),
     champion: Optional[str] = typer.Option(None, "--champion", help="The model you already have, as the starting point of every candidate: models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID (an rsft run) or an rsft checkpoint file; its input columns are the features. Default: a model pretrained on the pool sample."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", envvar="MLFLOW_TRACKING_URI", help="MLflow tracking URI for a models:/ or runs:/ --champion (default: $MLFLOW_TRACKING_URI, else this directory's .rsft/mlflow.db)."),
@@ -470,11 +470,6 @@ def adapt(
 
     Every candidate recipe starts from the champion (--champion, or a model pretrained on a pool sample) and is scored by cross-validation on the target sample — forward-chaining folds when its groups are time blocks, grouped K-fold otherwise (--cv) — and, with --holdout, on the hold-out.
     """  # noqa: E501 - one line per paragraph: the help renders line breaks as they are
-    from rsft.adapt import PoolSample, run_search, time_blocks
-    from rsft.config import AdaptConfig, FeaturesConfig, ModelConfig, ScorerConfig, Strategy, TrainConfig
-    from rsft.pipeline.training import arrays, fit_facts, pretrain
-    from rsft.tables import read_table, sample_table
-
     if model not in ("mlp", "autoencoder"):
         _fail(f"--model must be mlp or autoencoder (got '{model}')")
     if champion and model != "mlp":
@@ -484,10 +479,39 @@ def adapt(
     if scorer not in ("gaussian", "gmm", "classifier"):
         _fail(f"--scorer must be gaussian, gmm or classifier (got '{scorer}')")
     _check_out_paths(("--json-out", json_out), ("--plot", plot))  # fail now, not after the search
+    from rsft.config import Strategy
+
     known = get_args(Strategy)
     unknown = [x for x in (strategies or "").split(",") if x and x not in known]
     if unknown:
         _fail(f"--strategies: unknown {', '.join(unknown)} (have: {', '.join(known)})")
+    need = [opt for opt, v in (("--pool", pool), ("--target-sample", target_sample), ("--label", label)) if not v]
+    if need:
+        _fail(f"{', '.join(need)} needed")
+    _adapt_files(pool, target_sample, label, holdout, group_by, features, strategies, folds, cv, epochs, max_steps,
+                 cv_epochs, seed, pool_rows, model, scorer, json_out, plot, champion, tracking_uri)
+
+
+def _adapt_files(pool, target_sample, label, holdout, group_by, features, strategies, folds, cv, epochs, max_steps,
+                 cv_epochs, seed, pool_rows, model, scorer, json_out, plot, champion, tracking_uri) -> None:
+    """``rsft adapt --pool …``: the user's files read as they are (no contract, no prefilter)."""
+    import polars as pl
+
+    from rsft.adapt import PoolSample, run_search, time_blocks
+    from rsft.config import AdaptConfig, FeaturesConfig, ModelConfig, ScorerConfig, TrainConfig
+    from rsft.pipeline.training import arrays, fit_facts, pretrain
+    from rsft.tables import read_table, sample_table
+
+    acfg = AdaptConfig(
+        enabled=True, folds=folds, cv=cv, epochs=cv_epochs, group_by=group_by, pool_rows=pool_rows,
+        **({"strategies": strategies.split(",")} if strategies else {}),
+    )
+    with _tables():
+        tgt_raw = read_table(target_sample)
+    if label in tgt_raw.columns and (not group_by or group_by in tgt_raw.columns):  # else _adapt_columns says which
+        # the folds before the pool is read (the target sample is small): its labelled rows now,
+        # its complete rows below, once the features are known
+        _check_cv(tgt_raw.filter(pl.col(label).is_not_null()), group_by, folds, cv, seed, acfg.time_blocks)
     start = None
     if champion:
         from rsft.tracking.registry import load_champion
@@ -504,18 +528,24 @@ def adapt(
         if getattr(start, "out_features", 1) != 1:
             _fail(f"--champion {champion}: a model with {start.out_features} outputs; rsft adapt compares regression models")
         features = ",".join(names)
-    tgt_df, cols = _adapt_columns(pool, target_sample, label, group_by, features,
-                                  "the champion's input" if champion else "--features")
+    skipped: list[tuple[str, str]] = []
+    tgt_df, cols, files = _adapt_columns(pool, tgt_raw, label, group_by, features,
+                                         "the champion's input" if champion else "--features", skipped)
     fcfg = FeaturesConfig(numeric=cols, label=label)
     tgt_df = tgt_df.drop_nulls([*cols, label])
-    acfg = AdaptConfig(
-        enabled=True, folds=folds, cv=cv, epochs=cv_epochs, group_by=group_by, pool_rows=pool_rows,
-        **({"strategies": strategies.split(",")} if strategies else {}),
-    )
+    _check_cv(tgt_df, group_by, folds, cv, seed, acfg.time_blocks)
     tcfg = TrainConfig(epochs=epochs, pretrain_epochs=epochs, seed=seed,
                        **({"max_steps": max_steps, "pretrain_max_steps": max_steps} if max_steps else {}))
+    many = len(files) > 1 or Path(pool).is_dir()
     with console.status(f"sampling {pool_rows:,} pool rows from {pool}…"), _tables():
-        pool_df, pool_total = sample_table(pool, [*cols, label], pool_rows, seed)
+        pool_df, pool_total = sample_table(files if many else pool, [*cols, label], pool_rows, seed,
+                                           skipped if many else None)
+    _warn_skipped(skipped)
+    read = len(files) - sum(f in files for f, _ in skipped)
+    _line(console, f"pool: {pool_total:,} complete rows in {read} file(s) under {pool}"
+          + (f" ({len(skipped)} skipped, named above)" if skipped else "")
+          + " — read as they are: no ingest contract (ranges, aliases, quarantine, duplicates) and no prefilter "
+            "rules were applied")
     xp, yp = arrays(pool_df, fcfg)
     xt, yt = arrays(tgt_df, fcfg)
     groups = tgt_df.get_column(group_by).to_numpy() if group_by else time_blocks(len(yt), acfg.time_blocks)
@@ -534,25 +564,38 @@ def adapt(
             _, report = run_search(acfg, tcfg, ScorerConfig(kind=scorer), cols, warm, (xt, yt, groups),
                                    PoolSample(xp, yp), hold, seed)
         except ValueError as e:
-            _fail(f"{e} (the target sample has {len(yt)} complete rows; each CV fold trains on about "
-                  f"{len(yt) * (folds - 1) // folds})")
+            _fail(f"{e} (the target sample has {len(yt)} complete rows)")
     report["pool_rows_sampled"], report["pool_rows_complete"] = len(yp), pool_total
+    report["pool_source"] = {"kind": "files", "path": pool, "files_read": read, "contract": False, "prefilter": False,
+                             "files_skipped": [{"file": f, "why": why} for f, why in skipped]}
     report["champion"] = champion or "pretrained on the pool sample"
     if warm_fit is not None:  # trained to convergence on the pool sample (its own validation split)
         report["warm_start"] = fit_facts(warm_fit)
-    _show_adapt(report, len(yt), json_out, plot)
+    _show_adapt(report, len(yt), cols, label, json_out, plot)
 
 
-def _adapt_columns(pool: str, target_sample: str, label: str, group_by: str | None, features: str | None,
-                   what: str = "--features"):
-    """(the target sample, the feature columns) of ``rsft adapt``: the label and group columns
-    exist, the features are numeric in both the pool and the target sample; else one line."""
+def _adapt_columns(pool: str, target_sample, label: str, group_by: str | None, features: str | None,
+                   what: str = "--features", skipped: list[tuple[str, str]] | None = None):
+    """(the target sample, the feature columns, the pool files to read) of ``rsft adapt``: the
+    label and group columns exist, the features are numeric in both the pool and the target
+    sample; else one line. ``target_sample``: its path, or the frame already read.
+
+    A directory of exports: a file that cannot be read, lacks a feature or the label, or holds
+    one as text is left out and appended to ``skipped`` with why (one bad export does not stop
+    the others; the caller warns); the default features are the target sample's numeric columns
+    that at least half of the pool's readable files hold as numbers. A single pool file: any of
+    these is one error line."""
+    from rsft.tables import file_schemas, lacks, merge_schemas, read_table
+
+    skipped = [] if skipped is None else skipped
     text_in: dict[str, str] = {}
     with _tables():
-        from rsft.tables import read_table, table_schema
-
-        tgt_df = read_table(target_sample)
-        pool_schema = table_schema(pool, text_in)
+        tgt_df = read_table(target_sample) if isinstance(target_sample, str) else target_sample
+        schemas, unreadable = file_schemas(pool)
+    skipped += unreadable
+    if not schemas:
+        _fail(f"--pool {pool}: no file could be read ({unreadable[0][0]}: {unreadable[0][1]})")
+    pool_schema = merge_schemas(schemas, text_in)
     for name, names in (("pool", list(pool_schema)), ("target sample", tgt_df.columns)):
         if label not in names:
             _fail(f"{name} has no column '{label}'{_did_you_mean(label, names)}")
@@ -560,8 +603,10 @@ def _adapt_columns(pool: str, target_sample: str, label: str, group_by: str | No
         _fail(f"target sample has no column '{group_by}' for --group-by{_did_you_mean(group_by, tgt_df.columns)}")
     if features:
         cols = [c.strip() for c in features.split(",") if c.strip()]
-    else:  # every numeric column both files have, less identifiers (numbers that name a row, not measure it)
-        cols = [c for c, t in tgt_df.schema.items() if t.is_numeric() and c not in (label, group_by) and c in pool_schema]
+    else:  # every numeric column both have, less identifiers (numbers that name a row, not measure it)
+        numeric_in = {c: sum(c in sc and sc[c].is_numeric() for sc in schemas.values()) for c in pool_schema}
+        cols = [c for c, t in tgt_df.schema.items() if t.is_numeric() and c not in (label, group_by)
+                and c in pool_schema and (len(schemas) == 1 or 2 * numeric_in[c] >= len(schemas))]
         left = {c: why for c in cols if (why := _id_like(tgt_df, c))}
         cols = [c for c in cols if c not in left]
         if left:
@@ -575,12 +620,38 @@ def _adapt_columns(pool: str, target_sample: str, label: str, group_by: str | No
     missing = [c for c in cols if c not in pool_schema or c not in tgt_df.columns]
     if missing:
         _fail(f"{what}: {', '.join(missing)} not in both the pool and the target sample")
+    files = list(schemas)
+    if len(schemas) > 1 or Path(pool).is_dir():  # a directory: leave out the files that cannot give the columns
+        why_not = {f: why for f, sc in schemas.items() if (why := lacks(f, sc, [*cols, label]))}
+        skipped += list(why_not.items())
+        files = [f for f in files if f not in why_not]
+        if not files:
+            _fail(f"--pool {pool}: no file has every column as numbers ({skipped[0][0]}: {skipped[0][1]})")
+        pool_schema = merge_schemas({f: schemas[f] for f in files})
     for name, schema in (("pool", pool_schema), ("target sample", tgt_df.schema)):
         text = [f"{c} ({schema[c]}" + (f", in {text_in[c]}" if name == "pool" and c in text_in else "") + ")"
                 for c in [*cols, label] if not schema[c].is_numeric()]
         if text:
             _fail(f"{name}: not numeric: {', '.join(text)} (features and label must be numbers)")
-    return tgt_df, cols
+    return tgt_df, cols, files
+
+
+def _warn_skipped(skipped: list[tuple[str, str]]) -> None:
+    """One warning line per pool file left out (``rsft adapt --pool <dir>``), naming it and why."""
+    for f, why in skipped:
+        _line(err, f"[yellow]warning[/] pool file skipped: {escape(f)}: {escape(why)}", markup=True)
+
+
+def _check_cv(df, group_by: str | None, folds: int, cv: str, seed: int, blocks: int) -> None:
+    """``--folds`` against the target sample's groups, before the pool is read (one line)."""
+    from rsft.adapt import check_folds, time_blocks
+
+    groups = df.get_column(group_by).to_numpy() if group_by else time_blocks(df.height, blocks)
+    try:
+        check_folds(groups, folds, cv, seed, folds_name="--folds", cv_name="--cv",
+                    what=f" of {group_by}" if group_by else f" ({df.height} rows in {min(blocks, df.height)} time blocks)")
+    except ValueError as e:
+        _fail(str(e))
 
 
 # a column named like an identifier: its last word (or an "id" first word), snake_case or camelCase.
@@ -615,14 +686,20 @@ def _check_out_paths(*given: tuple[str, Optional[Path]]) -> None:
             _fail(f"{opt} {path}: the folder {Path(path).resolve().parent} does not exist")
 
 
-def _show_adapt(report: dict[str, Any], target_rows: int, json_out: Optional[Path], plot: Optional[Path]) -> None:
-    """The candidate table, the choice and why; the JSON report and the chart when asked."""
+def _show_adapt(report: dict[str, Any], target_rows: int, features: list[str], label: str, json_out: Optional[Path],
+                plot: Optional[Path], kept: bool = False) -> None:
+    """The feature columns, the candidate table, the choice and why; the JSON report (with the
+    features and the label) and the chart when asked."""
     from rsft.adapt import candidate_table, plot_candidates
 
+    report["features"], report["label"] = list(features), label
     units = report["units"]
-    console.print(_rows_table(f"adapt: {target_rows} target rows, {report['groups']} groups, {report['folds']} {report.get('cv', 'grouped')} folds, "
+    _line(console, f"features ({len(features)}): {', '.join(features)}; label: {label}")
+    console.print(_rows_table(f"adapt: {label} from {len(features)} features, {target_rows} target rows, {report['groups']} groups, "
+                              f"{report['folds']} {report.get('cv', 'grouped')} folds, "
                               f"pool sample {report['pool_rows_sampled']:,} of {report['pool_rows_complete']:,} "
-                              f"complete rows, search {report['search_seconds']:.2f} s ({report['fits']} models "
+                              + ("kept rows" if kept else "complete rows")
+                              + f", search {report['search_seconds']:.2f} s ({report['fits']} models "
                               f"trained; {len(units)} units, {sum(len(u) > 1 for u in units)} of them model stacks)",
                               candidate_table(report)))
     console.print(f"chosen: [bold]{report['chosen']}[/] — {report['why']}")

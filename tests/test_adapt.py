@@ -48,6 +48,8 @@ def test_check_folds_names_the_folds_the_groups_allow_and_their_real_training_ro
                             "(each CV fold then trains on about 150 of the 300 target rows)")
     with pytest.raises(ValueError, match=r"^adapt.folds=4 but .*; use adapt.folds=2 or fewer"):
         check_folds(groups, 4)
+    with pytest.raises(ValueError, match=r"^adapt.folds=4 but .*; use --folds 2 or fewer"):  # a config's, fixed on the CLI
+        check_folds(groups, 4, fix_name="--folds")
     with pytest.raises(ValueError, match="cross-validation needs at least 2 groups"):
         check_folds(np.zeros(50), 2)
     # forward chaining asked for: 2k time blocks; 6 blocks of 10 allow 3 folds, trained on 30, 40, 50 rows

@@ -100,13 +100,14 @@ def _setting(name: str, value: Any) -> str:
 
 
 def check_folds(groups: np.ndarray, k: int, kind: str = "auto", seed: int = 0, *, what: str = "",
-                folds_name: str = "adapt.folds", cv_name: str = "adapt.cv") -> None:
+                folds_name: str = "adapt.folds", cv_name: str = "adapt.cv", fix_name: str | None = None) -> None:
     """Fail in one line (``ValueError``) when the target sample's ``groups`` cannot make the
     search's ``k`` folds of ``kind`` (:func:`make_folds`) — cheap: the target sample is small, so
     callers check before they touch the pool. The line names the setting as the user gave it
     (``folds_name``: ``adapt.folds`` in a config, ``--folds`` on the command line), the most folds
     the groups allow and how many rows each of those folds really trains on. ``what`` follows
-    "groups" (" of machine_id")."""
+    "groups" (" of machine_id"); ``fix_name``: how the fix names the setting, when not as
+    ``folds_name`` (a config's ``adapt.folds=4`` fixed by ``rsft adapt --folds 2``)."""
     if k < 2:
         raise ValueError(f"{_setting(folds_name, k)}: at least 2 folds")
     n, g = len(groups), len(np.unique(groups))
@@ -123,7 +124,7 @@ def check_folds(groups: np.ndarray, k: int, kind: str = "auto", seed: int = 0, *
         raise ValueError(msg + f"; cross-validation needs at least {4 if forward else 2} groups")
     folds = forward_folds(groups, most) if forward else grouped_folds(groups, most, seed)
     train = round(sum(len(tr) for tr, _ in folds) / len(folds))
-    raise ValueError(msg + f"; use {_setting(folds_name, most)} or fewer (each CV fold then trains on about "
+    raise ValueError(msg + f"; use {_setting(fix_name or folds_name, most)} or fewer (each CV fold then trains on about "
                            f"{train:,} of the {n:,} target rows)")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from rsft.config import PipelineConfig
-from rsft.pipeline.data import load_target, pool_sample, target_groups
+from rsft.pipeline.data import adapt_target, pool_sample
 from rsft.pipeline.results import Prefiltered
 from rsft.pipeline.training import arrays
 
@@ -33,11 +33,8 @@ def adapt_stage(cfg: PipelineConfig, warm, prefiltered: Prefiltered, map_units=N
     from rsft.features import feature_names
 
     f, a = cfg.features, cfg.adapt
-    target = load_target(cfg)
-    if "ts" in target.columns:  # time blocks need time order
-        target = target.sort("ts")
+    target, groups = adapt_target(cfg)  # in time order: time blocks and forward folds need it
     xt, yt = arrays(target, f)
-    groups = target_groups(a, target)
     xp, yp = arrays(pool_sample(prefiltered, a.pool_rows, cfg.train.seed + 2, labelled=f.label), f)
     return run_search(a, cfg.train, cfg.scorer, feature_names(f), warm, (xt, yt, groups),
                       PoolSample(xp, yp), seed=cfg.train.seed, map_units=map_units, final_fit=final_fit)

@@ -118,18 +118,29 @@ def target_groups(a: AdaptConfig, target: pl.DataFrame) -> np.ndarray:
     return target.get_column(a.group_by).to_numpy()
 
 
-def check_adapt(cfg: PipelineConfig) -> None:
+def adapt_target(cfg: PipelineConfig) -> tuple[pl.DataFrame, np.ndarray]:
+    """The adapt search's target sample (labelled rows, in time order when it has ``ts``: time
+    blocks and forward folds need it) and each row's CV group (:func:`target_groups`)."""
+    target = load_target(cfg)
+    if "ts" in target.columns:
+        target = target.sort("ts")
+    return target, target_groups(cfg.adapt, target)
+
+
+def check_adapt(cfg: PipelineConfig, folds_name: str = "adapt.folds", fix_name: str | None = None) -> None:
     """With ``adapt.enabled``, fail before the pool is touched when the target sample cannot make
-    ``adapt.folds`` grouped folds (a missing group column, fewer groups than folds)."""
+    ``adapt.folds`` folds (a missing group column, fewer groups than folds; ``rsft.adapt.check_folds``:
+    one line with the folds the groups allow and each one's training rows). ``folds_name``: how
+    the message names the fold count (``--folds`` when ``rsft adapt`` was given it), ``fix_name``
+    how its fix does (``rsft adapt``: ``--folds``)."""
+    from rsft.adapt import check_folds
+
     a = cfg.adapt
     if not a.enabled:
         return
-    target = load_target(cfg)
-    n = len(np.unique(target_groups(a, target)))
-    if n < a.folds:
-        raise ValueError(f"adapt.folds={a.folds} but the target sample has only {n} groups"
-                         + (f" of {a.group_by}" if a.group_by else f" ({target.height} rows in adapt.time_blocks={a.time_blocks})")
-                         + "; use fewer folds")
+    target, groups = adapt_target(cfg)
+    check_folds(groups, a.folds, a.cv, cfg.train.seed, folds_name=folds_name, fix_name=fix_name,
+                what=f" of {a.group_by}" if a.group_by else f" ({target.height} rows in adapt.time_blocks={a.time_blocks})")
 
 
 # --------------------------------------------------------------------------------------
