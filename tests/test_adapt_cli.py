@@ -547,3 +547,54 @@ def test_rsft_adapt_checks_the_folds_before_reading_the_pool(tmp_path):
     assert out.stderr.strip() == ("error: --folds 4 but the target sample has only 2 groups of g; use --folds 2 or fewer "
                                   "(each CV fold then trains on about 40 of the 80 target rows)"), out.stderr
 
+
+def test_rsft_adapt_with_a_config_searches_the_pool_a_night_sees_with_its_train_budget(tmp_path):
+    """`rsft adapt --config`: the config's exports ingested under its contract (a file the contract
+    rejects is named and left out, as a night does — it is not an abort), its kept pool after the
+    prefilter, its target sample, hold-out, features and label, and its `train` block as every
+    fit's budget (it used a budget of its own, so it could not show that the configured one was
+    the problem); one line says where the pool came from and how many rows; the folds are checked
+    against the target sample's groups before the pool is ingested."""
+    from rsft.config import load_config
+    from rsft.pipeline.data import kept_pool_dir
+    from rsft.synth import write_synthetic
+
+    cfg_path = small_config(tmp_path)
+    cfg = load_config(cfg_path)
+    write_synthetic(cfg.synth, tmp_path / "raw")
+    day0 = tmp_path / "raw" / "pool" / "sensors_day000.csv"
+    (tmp_path / "raw" / "pool" / "sensors_renamed.csv").write_text(day0.read_text().replace("s01", "s01_new", 1))
+    fresh = tmp_path / "fresh-state"
+    out = _adapt("--config", str(cfg_path), "--set", f"state.dir={fresh}", "--set", "adapt.group_by=machine_id",
+                 "--folds", "9")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == ("error: --folds 9 but the target sample has only 4 groups of machine_id; use --folds 4 "
+                                  "or fewer (each CV fold then trains on about 150 of the 200 target rows)"), out.stderr
+    assert not (fresh / "data" / cfg.name / "sensors").exists()  # checked before the pool was ingested
+    out = _adapt("--config", str(cfg_path), "--pool", str(tmp_path / "raw" / "pool"))
+    assert out.returncode == 2 and "--pool: with --config the config names it (data.pool)" in out.stderr
+
+    out = _adapt("--config", str(cfg_path), "--set", "train.max_steps=40", "--set", "train.pretrain_max_steps=60",
+                 "--set", "adapt.strategies=[keep_champion,recalibrate,sample_only]", "--set", "adapt.pool_rows=2000",
+                 "--json-out", str(tmp_path / "r.json"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "sensors_renamed.csv" in out.stderr and "left out of the pool, as a night leaves it out" in out.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    src = rep["pool_source"]
+    assert src["kind"] == "config" and src["contract"] is True and src["prefilter"] is True
+    assert 0 < src["rows_kept"] < src["rows_ingested"] and sum(src["prefilter_dropped"].values()) > 0
+    assert any("sensors_renamed.csv" in f for f in src["files_failed"])
+    # the config's train block: the survivor's folds and the final fit at train.max_steps, the
+    # ranking rung a quarter of it, the warm start (the base model a first night trains) within
+    # train.pretrain_max_steps
+    assert rep["full_steps"] == 40 and rep["cv_steps"] == 10 and 0 < rep["warm_start"]["steps"] <= 60
+    assert rep["train"]["max_steps"] == 40 and rep["train"]["pretrain_max_steps"] == 60
+    assert rep["features"] == cfg.features.numeric and rep["label"] == cfg.features.label
+    assert all(c["holdout_rmse"] is not None for c in rep["candidates"])  # the config's hold-out
+    text = " ".join(out.stdout.split())
+    assert (f"pool: {src['rows_kept']:,} rows — the kept pool of {cfg_path} as a night sees it: {src['rows_ingested']:,} "
+            f"rows ingested under the contract ingest.sensors into {src['dataset']}, {src['rows_kept']:,} kept by the "
+            "prefilter rules") in text
+    assert "warm start: the base model a first night trains" in text and "the config's train block (max_steps 40" in text
+    assert "features (12): s01, s02" in text and "quarantined (new files): " in text and "prefilter dropped: " in text
+    assert kept_pool_dir(cfg).is_dir()  # the night's own kept pool: the next night reuses it

@@ -52,13 +52,16 @@ def dataset_ingest(files: list[dict[str, Any]], dataset_dir: str | Path) -> Data
         quarantine_reasons=reasons, file_results=tuple(files), **sums)
 
 
-def ingest_stage(cfg: PipelineConfig) -> Ingested:
-    """Ingest every dataset, one file after another (the flow maps files as tasks instead)."""
+def ingest_stage(cfg: PipelineConfig, only: tuple[str, ...] | None = None) -> Ingested:
+    """Ingest every dataset (``only``: those named), one file after another (the flow maps files
+    as tasks instead)."""
     from rsft.ingest import ingest
 
     root = pipeline_root(cfg)
     out = {}
     for name, (sources, contract_name) in ingest_sources(cfg).items():
+        if only is not None and name not in only:
+            continue
         result = ingest(sources, root / name, contract(cfg, contract_name), chunk_rows=cfg.ingest.chunk_rows)
         out[name] = dataset_ingest([f.to_dict() for f in result.files], root / name)
     return Ingested(out)
