@@ -706,7 +706,8 @@ def _config_warm_start(cfg: PipelineConfig, prefiltered, champion: Optional[str]
     with console.status("pretraining the base model on the kept pool (train.pretrain_*), as a first night…"):
         model, info = base_model(cfg, prefiltered)
     facts = {k.removeprefix("base_"): v for k, v in info.items()}
-    return model, f"the base model a first night trains ({'cached' if info.get('base_cached') else 'trained now'}, {facts.get('steps', '?')} steps)", facts
+    steps = f"{facts['steps']:,} steps" if isinstance(facts.get("steps"), int) else "its steps not recorded"
+    return model, f"the base model a first night trains ({'cached' if info.get('base_cached') else 'trained now'}, {steps})", facts
 
 
 def _adapt_columns(pool: str, target_sample, label: str, group_by: str | None, features: str | None,
