@@ -741,8 +741,13 @@ def _adapt_columns(pool: str, target_sample, label: str, group_by: str | None, f
         cols = [c.strip() for c in features.split(",") if c.strip()]
     else:  # every numeric column both have, less identifiers (numbers that name a row, not measure it)
         numeric_in = {c: sum(c in sc and sc[c].is_numeric() for sc in schemas.values()) for c in pool_schema}
-        cols = [c for c, t in tgt_df.schema.items() if t.is_numeric() and c not in (label, group_by)
-                and c in pool_schema and (len(schemas) == 1 or 2 * numeric_in[c] >= len(schemas))]
+        cols = [c for c, t in tgt_df.schema.items() if t.is_numeric() and c not in (label, group_by) and c in pool_schema]
+        rare = {c: numeric_in[c] for c in cols if len(schemas) > 1 and 2 * numeric_in[c] < len(schemas)}
+        cols = [c for c in cols if c not in rare]
+        if rare:  # a column few exports have: using it would skip most of them
+            _line(console, "features: left out " + ", ".join(f"{c} (numbers in only {n} of {len(schemas)} pool files)"
+                                                             for c, n in rare.items())
+                  + " — name them in --features to use them (the files without them are then skipped)")
         left = {c: why for c in cols if (why := _id_like(tgt_df, c))}
         cols = [c for c in cols if c not in left]
         if left:

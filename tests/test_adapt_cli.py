@@ -528,6 +528,14 @@ def test_rsft_adapt_skips_a_directorys_file_that_lacks_a_column_or_cannot_be_rea
     src = rep["pool_source"]
     assert src["kind"] == "files" and src["contract"] is False and src["prefilter"] is False and src["files_read"] == 3
     assert sorted(Path(s["file"]).name for s in src["files_skipped"]) == ["empty.csv", "late.csv", "renamed.csv", "semi.csv"]
+    # a column only one export of the directory has is left out of the default features, said in one line
+    pl.DataFrame({"a": [1.0, 2.0], "b": [1.0, 2.0], "c": [3.0, 4.0], "y": [1.0, 2.0]}).write_csv(pool / "day9.csv")
+    pl.read_csv(target).with_columns(c=pl.lit(1.0)).write_csv(tmp_path / "tc.csv")
+    from rsft.cli import _adapt_columns
+
+    _, cols, files = _adapt_columns(str(pool), str(tmp_path / "tc.csv"), "y", "g", None)
+    assert cols == ["a", "b"]  # late.csv's text value shows only when it is read (then skipped, as above)
+    assert sorted(Path(f).name for f in files) == ["day0.csv", "day1.parquet", "day2.csv", "day9.csv", "late.csv"]
     # every file unusable: one line
     for f in pool.glob("day*"):
         f.unlink()
