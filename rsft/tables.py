@@ -72,9 +72,31 @@ def table_schema(path: str, text_in: dict[str, str] | None = None) -> dict:
     """Column -> dtype over every file of ``path`` (a column numeric in every file that has it
     counts as numeric; files that disagree otherwise make it a string). ``text_in`` collects, per
     non-numeric column, the first file where it is text."""
+    return merge_schemas({f: file_schema(f) for f in table_files(path)}, text_in)
+
+
+def file_schemas(path: str) -> tuple[dict[str, dict], list[tuple[str, str]]]:
+    """Each file's schema (:func:`file_schema`), and the files that cannot be read, with why —
+    for a directory of exports, where one bad file is left out rather than stopping the others
+    (a single file that cannot be read raises :class:`TableError`)."""
+    files = table_files(path)
+    if len(files) == 1 and not Path(path).is_dir():
+        return {files[0]: file_schema(files[0])}, []
+    schemas: dict[str, dict] = {}
+    skipped: list[tuple[str, str]] = []
+    for f in files:
+        try:
+            schemas[f] = file_schema(f)
+        except TableError as e:
+            skipped.append((f, str(e).removeprefix(f"{f}: ")))
+    return schemas, skipped
+
+
+def merge_schemas(schemas: dict[str, dict], text_in: dict[str, str] | None = None) -> dict:
+    """Column -> dtype over the files' schemas, as :func:`table_schema`."""
     out: dict = {}
-    for f in table_files(path):
-        for name, dt in file_schema(f).items():
+    for f, schema in schemas.items():
+        for name, dt in schema.items():
             if not dt.is_numeric() and text_in is not None:
                 text_in.setdefault(name, os.path.basename(f))
             if name not in out:
@@ -84,10 +106,24 @@ def table_schema(path: str, text_in: dict[str, str] | None = None) -> dict:
     return out
 
 
-def scan_table(path: str, columns: list[str] | None = None) -> pl.LazyFrame:
+def lacks(path: str, schema: dict, columns: list[str]) -> str | None:
+    """Why one file cannot give ``columns`` as numbers (a column it lacks, one that is text), or None."""
+    have = list(schema)
+    missing = [c for c in columns if c not in schema]
+    if missing:
+        sep = other_separator(have)
+        return (f"no column(s) {', '.join(missing)}"
+                + (f" — its header reads as one field: the file is '{sep}'-separated, not ','" if sep
+                   else f" (it has: {', '.join(have[:12])}{', …' if len(have) > 12 else ''})"))
+    text = [f"{c} ({schema[c]})" for c in columns if not schema[c].is_numeric()]
+    return f"not numeric: {', '.join(text)}" if text else None
+
+
+def scan_table(path: str | list[str], columns: list[str] | None = None) -> pl.LazyFrame:
     """A CSV or Parquet file, or a directory of them (CSV and Parquet mixed, e.g. a plant's daily
-    exports), as one lazy frame; with ``columns``, only those, cast to Float64 (numbers)."""
-    files = table_files(path)
+    exports), or a list of such files, as one lazy frame; with ``columns``, only those, cast to
+    Float64 (numbers)."""
+    files = path if isinstance(path, list) else table_files(path)
     parts = [scan_file(f, columns) for f in files]
     if columns is not None:
         for f, lf in zip(files, parts):  # name the file that lacks a column (Polars' error names none)
@@ -95,10 +131,7 @@ def scan_table(path: str, columns: list[str] | None = None) -> pl.LazyFrame:
                 have = lf.collect_schema().names()
             missing = [c for c in columns if c not in have]
             if missing:
-                sep = other_separator(have)
-                raise TableError(f"{f}: no column(s) {', '.join(missing)}"
-                                 + (f" — its header reads as one field: the file is '{sep}'-separated, not ','"
-                                    if sep else f" (it has: {', '.join(have[:12])}{', …' if len(have) > 12 else ''})"))
+                raise TableError(f"{f}: {lacks(f, dict.fromkeys(have, pl.Float64), columns)}")
         parts = [lf.select([pl.col(c).cast(pl.Float64) for c in columns]) for lf in parts]
     return parts[0] if len(parts) == 1 else pl.concat(parts, how="diagonal_relaxed")
 
@@ -122,15 +155,32 @@ def read_table(path: str) -> pl.DataFrame:
         return scan_table(path).collect()
 
 
-def sample_table(path: str, columns: list[str], rows: int, seed: int) -> tuple[pl.DataFrame, int]:
-    """At most ``rows`` complete rows of ``columns`` from a table, read in two streaming passes (a
-    count, then a filter on a hash of the row number that keeps ~``rows`` + 5 σ, then an exact
-    seeded sample): the file is never held in memory (gzipped CSV: its selected columns). Row
-    numbers, not row contents, are hashed: repeated rows are sampled independently.
-    Returns (sample, complete rows in the table)."""
+def sample_table(path: str | list[str], columns: list[str], rows: int, seed: int,
+                 skipped: list[tuple[str, str]] | None = None) -> tuple[pl.DataFrame, int]:
+    """At most ``rows`` complete rows of ``columns`` from a table (a file, a directory, a list of
+    files), read in two streaming passes (a count, then a filter on a hash of the row number that
+    keeps ~``rows`` + 5 σ, then an exact seeded sample): the file is never held in memory (gzipped
+    CSV: its selected columns). Row numbers, not row contents, are hashed: repeated rows are
+    sampled independently. With ``skipped`` (a list), a file whose values cannot be read as
+    numbers is left out and appended to it with why (the count pass reads each file on its own);
+    without, it raises :class:`TableError`. Returns (sample, complete rows in the table)."""
+    if skipped is not None:
+        files, total = [], 0
+        for f in (path if isinstance(path, list) else table_files(path)):
+            try:
+                with polars_errors(f):
+                    total += scan_table([f], columns).drop_nulls().select(pl.len()).collect(engine="streaming").item()
+                files.append(f)
+            except TableError as e:
+                skipped.append((f, str(e).removeprefix(f"{f}: ")))
+        if not files:
+            raise TableError(f"{path if isinstance(path, str) else 'the pool'}: no file could be read "
+                             f"({skipped[0][0]}: {skipped[0][1]})")
+        path = files
     lf = scan_table(path, columns).drop_nulls()
-    with polars_errors(path):
-        total = lf.select(pl.len()).collect(engine="streaming").item()
+    with polars_errors(str(path) if isinstance(path, str) else "the pool"):
+        if skipped is None:
+            total = lf.select(pl.len()).collect(engine="streaming").item()
         if total > rows:  # the margin makes a short sample a 5-sigma event; the exact sample trims it
             keep = min(1_000_000, int((rows + 5 * rows**0.5 + 10) / total * 1_000_000) + 1)
             lf = lf.with_row_index("_i").filter(pl.col("_i").hash(seed) % 1_000_000 < keep).drop("_i")

@@ -7,6 +7,7 @@ from torch import nn
 
 from rsft.adapt import (
     CandidateResult,
+    check_folds,
     choose,
     forward_folds,
     grouped_folds,
@@ -34,6 +35,30 @@ def test_grouped_folds_never_split_a_group():
 def test_more_folds_than_groups_is_one_clear_error():
     with pytest.raises(ValueError, match="only 3 groups"):
         grouped_folds(np.array([0, 0, 1, 1, 2, 2]), 4)
+
+
+def test_check_folds_names_the_folds_the_groups_allow_and_their_real_training_rows():
+    """2 machines × 150 rows and 4 folds: the line named ``adapt.folds`` (on the command line the
+    option is ``--folds``) and "each CV fold trains on about 225" — 2 groups make 2 folds of 150."""
+    groups = np.repeat(np.array(["M01", "M02"]), 150)
+    check_folds(groups, 2)
+    with pytest.raises(ValueError) as e:
+        check_folds(groups, 4, what=" of machine_id", folds_name="--folds")
+    assert str(e.value) == ("--folds 4 but the target sample has only 2 groups of machine_id; use --folds 2 or fewer "
+                            "(each CV fold then trains on about 150 of the 300 target rows)")
+    with pytest.raises(ValueError, match=r"^adapt.folds=4 but .*; use adapt.folds=2 or fewer"):
+        check_folds(groups, 4)
+    with pytest.raises(ValueError, match=r"^adapt.folds=4 but .*; use --folds 2 or fewer"):  # a config's, fixed on the CLI
+        check_folds(groups, 4, fix_name="--folds")
+    with pytest.raises(ValueError, match="cross-validation needs at least 2 groups"):
+        check_folds(np.zeros(50), 2)
+    # forward chaining asked for: 2k time blocks; 6 blocks of 10 allow 3 folds, trained on 30, 40, 50 rows
+    blocks = np.repeat(np.arange(6), 10)
+    with pytest.raises(ValueError) as e:
+        check_folds(blocks, 4, "forward", folds_name="--folds", cv_name="--cv")
+    assert str(e.value) == ("--cv forward with --folds 4 needs 8 groups, the target sample has 6; use --folds 3 or fewer "
+                            "(each CV fold then trains on about 40 of the 60 target rows)")
+    check_folds(blocks, 4)  # auto: grouped K-fold when there are fewer than 2k blocks
 
 
 def test_forward_folds_train_on_the_past_and_validate_on_the_next_block():

@@ -171,17 +171,18 @@ def test_rsft_adapt_leaves_id_like_columns_out_of_the_default_features(tmp_path,
     })
     df.write_csv(tmp_path / "export.csv")
     path = str(tmp_path / "export.csv")
-    _, cols = _adapt_columns(path, path, "arr_delay", None, None)
+    _, cols, _ = _adapt_columns(path, path, "arr_delay", None, None)
     assert cols == ["year", "month", "dep_time", "dep_delay", "distance", "reynolds_number"]
     said = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
     assert said == ["features: left out ID-like id (named like an ID), row (integers, all 150 distinct), "
                     "batch_no (named like an ID), carrier_id (named like an ID) — name them in --features to use them"]
-    _, cols = _adapt_columns(path, path, "arr_delay", None, "batch_no,distance")
+    _, cols, _ = _adapt_columns(path, path, "arr_delay", None, "batch_no,distance")
     assert cols == ["batch_no", "distance"] and not capsys.readouterr().out.strip()
 
 
 def test_rsft_adapt_errors_are_one_line(tmp_path):
-    pl.DataFrame({"a": [1.0, 2.0], "y": [1.0, 2.0]}).write_csv(tmp_path / "t.csv")
+    # 16 rows: 8 time blocks, enough for the default 4 folds (checked before the pool is read)
+    pl.DataFrame({"a": [1.0, 2.0] * 8, "y": [1.0, 2.0] * 8}).write_csv(tmp_path / "t.csv")
     out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "t.csv"), "--target-sample",
                           str(tmp_path / "t.csv"), "--label", "nope"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 2 and "no column 'nope'" in out.stderr and "Traceback" not in out.stderr
@@ -226,7 +227,7 @@ def test_rsft_adapt_unreadable_pool_files_are_one_line(tmp_path):
     naming the file and what is wrong (it was a traceback for the pool, one line for the target)."""
     import gzip
 
-    pl.DataFrame({"a": [1.0, 2.0, 3.0], "y": [1.0, 2.0, 3.0]}).write_csv(tmp_path / "t.csv")
+    pl.DataFrame({"a": [1.0, 2.0, 3.0, 4.0] * 4, "y": [1.0, 2.0, 3.0, 4.0] * 4}).write_csv(tmp_path / "t.csv")  # 8 time blocks
     body = gzip.compress(("a,y\n" + "1.0,2.0\n" * 5000).encode())
     (tmp_path / "cut.csv.gz").write_bytes(body[: len(body) // 2])
     (tmp_path / "empty.csv").write_text("")
@@ -371,7 +372,8 @@ def test_retrain_checks_the_adapt_folds_before_touching_the_pool(tmp_path):
     cfg = load_config(cfg_path, {"adapt.enabled": True, "adapt.group_by": "machine_id", "adapt.folds": 5})
     write_synthetic(cfg.synth, tmp_path / "raw")
     stages.check_ingested(cfg, stages.ingest_stage(cfg))
-    with pytest.raises(ValueError, match=r"^adapt.folds=5 but the target sample has only 4 groups of machine_id; use fewer folds$"):
+    with pytest.raises(ValueError, match=r"^adapt.folds=5 but the target sample has only 4 groups of machine_id; use "
+                                         r"adapt.folds=4 or fewer \(each CV fold then trains on about [0-9]+ of the [0-9]+ target rows\)$"):
         stages.check_adapt(cfg)
     with pytest.raises(ValueError, match="adapt.group_by: the target sample has no column 'line'"):
         stages.check_adapt(load_config(cfg_path, {"adapt.enabled": True, "adapt.group_by": "line"}))
@@ -471,21 +473,136 @@ def test_rsft_adapt_starts_from_the_users_champion(tmp_path):
         assert len(out.stderr.strip().splitlines()) == 1, out.stderr
 
 
-def test_rsft_adapt_names_the_file_of_a_directory_that_lacks_a_column(tmp_path):
-    """A directory of exports where one file renamed a column (or is ';'-separated): one line naming
-    that file and what it lacks (Polars' own error named only the directory)."""
+def _linear_files(tmp_path, pool_files: int = 3, rows: int = 200):
+    """A pool directory of CSV/Parquet exports and an 80-row target sample (groups g = 0, 1) of
+    y = 2a + b + noise."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+
+    def frame(n: int, shift: float = 0.0) -> pl.DataFrame:
+        a, b = rng.normal(shift, 1, n), rng.normal(0, 1, n)
+        return pl.DataFrame({"a": a, "b": b, "y": 2 * a + b + rng.normal(0, 0.1, n)})
+
     pool = tmp_path / "pool"
     pool.mkdir()
-    pl.DataFrame({"a": [1.0, 2.0, 3.0] * 20, "y": [1.0, 2.0, 3.0] * 20}).write_csv(pool / "day1.csv")
-    pl.DataFrame({"a_min": [1.0, 2.0, 3.0] * 20, "y": [1.0, 2.0, 3.0] * 20}).write_csv(pool / "day2.csv")
-    pl.DataFrame({"a": [1.0, 2.0], "y": [1.0, 2.0]}).write_csv(tmp_path / "t.csv")
-    out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(pool), "--target-sample",
-                          str(tmp_path / "t.csv"), "--label", "y", "--features", "a"],
-                         capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
-    assert "day2.csv: no column(s) a (it has: a_min, y)" in out.stderr, out.stderr
-    (pool / "day2.csv").write_text("a;y\n1.0;2.0\n")
-    out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(pool), "--target-sample",
-                          str(tmp_path / "t.csv"), "--label", "y", "--features", "a"],
-                         capture_output=True, text=True, cwd=REPO, timeout=120)
-    assert out.returncode == 2 and "day2.csv" in out.stderr and "';'-separated" in out.stderr, out.stderr
+    for i in range(pool_files):
+        df = frame(rows)
+        df.write_csv(pool / f"day{i}.csv") if i % 2 == 0 else df.write_parquet(pool / f"day{i}.parquet")
+    frame(80, 0.5).with_columns(g=pl.Series([0] * 40 + [1] * 40)).write_csv(tmp_path / "t.csv")
+    return pool, tmp_path / "t.csv"
+
+
+def _adapt(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", *args], capture_output=True, text=True, cwd=REPO,
+                          timeout=300)
+
+
+def test_rsft_adapt_skips_a_directorys_file_that_lacks_a_column_or_cannot_be_read(tmp_path):
+    """A directory of exports where one file renamed a column, one is ';'-separated, one is empty
+    and one holds text past the inferred rows: each is skipped with one warning line naming it and
+    why (it stopped the whole command with exit 2; the nightly retrain leaves such a file out and
+    goes on), the output says no contract or prefilter was applied, and the feature columns are
+    listed in the output and in --json-out."""
+    pool, target = _linear_files(tmp_path)
+    pl.DataFrame({"a_min": [1.0, 2.0, 3.0] * 20, "b": [1.0] * 60, "y": [1.0, 2.0, 3.0] * 20}).write_csv(pool / "renamed.csv")
+    (pool / "semi.csv").write_text("a;b;y\n1.0;2.0;3.0\n")
+    (pool / "empty.csv").write_text("")
+    (pool / "late.csv").write_text("a,b,y\n" + "1.0,2.0,3.0\n" * 10_001 + "oops,1.0,3.0\n")  # text past the inferred rows
+    out = _adapt("--pool", str(pool), "--target-sample", str(target), "--label", "y", "--group-by", "g", "--folds", "2",
+                 "--max-steps", "20", "--strategies", "keep_champion,recalibrate", "--pool-rows", "300",
+                 "--json-out", str(tmp_path / "r.json"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    warned = [line for line in out.stderr.splitlines() if line.startswith("warning")]
+    assert len(warned) == 4, out.stderr
+    said = "\n".join(warned)
+    assert "pool file skipped: " + str(pool / "renamed.csv") + ": no column(s) a (it has: a_min, b, y)" in said
+    assert "semi.csv: no column(s) a, b, y — its header reads as one field: the file is ';'-separated" in said
+    assert "empty.csv: " in said and "late.csv: " in said
+    text = " ".join(out.stdout.split())
+    assert "pool: 600 complete rows in 3 file(s) under " + str(pool) + " (4 skipped, named above) — read as they are: no " \
+           "ingest contract (ranges, aliases, quarantine, duplicates) and no prefilter rules were applied" in text
+    assert "features (2): a, b; label: y" in text and "adapt: y from 2 features" in text
+    rep = json.loads((tmp_path / "r.json").read_text())
+    assert rep["features"] == ["a", "b"] and rep["label"] == "y"
+    src = rep["pool_source"]
+    assert src["kind"] == "files" and src["contract"] is False and src["prefilter"] is False and src["files_read"] == 3
+    assert sorted(Path(s["file"]).name for s in src["files_skipped"]) == ["empty.csv", "late.csv", "renamed.csv", "semi.csv"]
+    # a column only one export of the directory has is left out of the default features, said in one line
+    pl.DataFrame({"a": [1.0, 2.0], "b": [1.0, 2.0], "c": [3.0, 4.0], "y": [1.0, 2.0]}).write_csv(pool / "day9.csv")
+    pl.read_csv(target).with_columns(c=pl.lit(1.0)).write_csv(tmp_path / "tc.csv")
+    from rsft.cli import _adapt_columns
+
+    _, cols, files = _adapt_columns(str(pool), str(tmp_path / "tc.csv"), "y", "g", None)
+    assert cols == ["a", "b"]  # late.csv's text value shows only when it is read (then skipped, as above)
+    assert sorted(Path(f).name for f in files) == ["day0.csv", "day1.parquet", "day2.csv", "day9.csv", "late.csv"]
+    # every file unusable: one line
+    for f in pool.glob("day*"):
+        f.unlink()
+    out = _adapt("--pool", str(pool), "--target-sample", str(target), "--label", "y", "--features", "a")
+    assert out.returncode == 2 and "no file" in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_rsft_adapt_checks_the_folds_before_reading_the_pool(tmp_path):
+    """More --folds than the target sample's groups: one line naming --folds (not the config key),
+    the folds the groups allow and what each then trains on — before any pool file is read (an
+    unreadable pool is not even noticed)."""
+    pool, target = _linear_files(tmp_path)
+    for f in pool.iterdir():
+        f.write_bytes(b"\x00garbage")
+    out = _adapt("--pool", str(pool), "--target-sample", str(target), "--label", "y", "--group-by", "g", "--folds", "4")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == ("error: --folds 4 but the target sample has only 2 groups of g; use --folds 2 or fewer "
+                                  "(each CV fold then trains on about 40 of the 80 target rows)"), out.stderr
+
+
+def test_rsft_adapt_with_a_config_searches_the_pool_a_night_sees_with_its_train_budget(tmp_path):
+    """`rsft adapt --config`: the config's exports ingested under its contract (a file the contract
+    rejects is named and left out, as a night does — it is not an abort), its kept pool after the
+    prefilter, its target sample, hold-out, features and label, and its `train` block as every
+    fit's budget (it used a budget of its own, so it could not show that the configured one was
+    the problem); one line says where the pool came from and how many rows; the folds are checked
+    against the target sample's groups before the pool is ingested."""
+    from rsft.config import load_config
+    from rsft.pipeline.data import kept_pool_dir
+    from rsft.synth import write_synthetic
+
+    cfg_path = small_config(tmp_path)
+    cfg = load_config(cfg_path)
+    write_synthetic(cfg.synth, tmp_path / "raw")
+    day0 = tmp_path / "raw" / "pool" / "sensors_day000.csv"
+    (tmp_path / "raw" / "pool" / "sensors_renamed.csv").write_text(day0.read_text().replace("s01", "s01_new", 1))
+    fresh = tmp_path / "fresh-state"
+    out = _adapt("--config", str(cfg_path), "--set", f"state.dir={fresh}", "--set", "adapt.group_by=machine_id",
+                 "--folds", "9")
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip() == ("error: --folds 9 but the target sample has only 4 groups of machine_id; use --folds 4 "
+                                  "or fewer (each CV fold then trains on about 150 of the 200 target rows)"), out.stderr
+    assert not (fresh / "data" / cfg.name / "sensors").exists()  # checked before the pool was ingested
+    out = _adapt("--config", str(cfg_path), "--pool", str(tmp_path / "raw" / "pool"))
+    assert out.returncode == 2 and "--pool: with --config the config names it (data.pool)" in out.stderr
+
+    out = _adapt("--config", str(cfg_path), "--set", "train.max_steps=40", "--set", "train.pretrain_max_steps=60",
+                 "--set", "adapt.strategies=[keep_champion,recalibrate,sample_only]", "--set", "adapt.pool_rows=2000",
+                 "--json-out", str(tmp_path / "r.json"))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "sensors_renamed.csv" in out.stderr and "left out of the pool, as a night leaves it out" in out.stderr
+    rep = json.loads((tmp_path / "r.json").read_text())
+    src = rep["pool_source"]
+    assert src["kind"] == "config" and src["contract"] is True and src["prefilter"] is True
+    assert 0 < src["rows_kept"] < src["rows_ingested"] and sum(src["prefilter_dropped"].values()) > 0
+    assert any("sensors_renamed.csv" in f for f in src["files_failed"])
+    # the config's train block: the survivor's folds and the final fit at train.max_steps, the
+    # ranking rung a quarter of it, the warm start (the base model a first night trains) within
+    # train.pretrain_max_steps
+    assert rep["full_steps"] == 40 and rep["cv_steps"] == 10 and 0 < rep["warm_start"]["steps"] <= 60
+    assert rep["train"]["max_steps"] == 40 and rep["train"]["pretrain_max_steps"] == 60
+    assert rep["features"] == cfg.features.numeric and rep["label"] == cfg.features.label
+    assert all(c["holdout_rmse"] is not None for c in rep["candidates"])  # the config's hold-out
+    text = " ".join(out.stdout.split())
+    assert (f"pool: {src['rows_kept']:,} rows — the kept pool of {cfg_path} as a night sees it: {src['rows_ingested']:,} "
+            f"rows ingested under the contract ingest.sensors into {src['dataset']}, {src['rows_kept']:,} kept by the "
+            "prefilter rules") in text
+    assert "warm start: the base model a first night trains" in text and "the config's train block (max_steps 40" in text
+    assert "features (12): s01, s02" in text and "quarantined (new files): " in text and "prefilter dropped: " in text
+    assert kept_pool_dir(cfg).is_dir()  # the night's own kept pool: the next night reuses it

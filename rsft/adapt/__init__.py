@@ -32,7 +32,7 @@ trained ones again) → ``choose`` → ``Search.final`` on the whole target samp
 """
 
 from rsft.adapt.candidates import FREE, POOL_STRATEGIES, Candidate, make_candidates
-from rsft.adapt.cv import CandidateResult, choose, forward_folds, grouped_folds, make_folds, rmse, time_blocks
+from rsft.adapt.cv import CandidateResult, check_folds, choose, forward_folds, grouped_folds, make_folds, rmse, time_blocks
 from rsft.adapt.pool import PoolSample, rejection_indices
 from rsft.adapt.recipes import affine_fit, head_only_freeze, last_linear, recalibrate
 from rsft.adapt.search import MapUnits, Search, UnitCall, UnitResult, run_search, run_unit
@@ -42,7 +42,7 @@ from rsft.adapt.table import candidate_records, candidate_rows, candidate_table,
 __all__ = [
     "FREE", "POOL_STRATEGIES", "STACK_MIN_FILL", "Candidate", "CandidateResult", "MapUnits",
     "PoolSample", "Search", "Unit", "UnitCall", "UnitResult", "affine_fit", "candidate_records", "candidate_rows",
-    "candidate_table", "choose",
+    "candidate_table", "check_folds", "choose",
     "forward_folds", "grouped_folds", "make_folds", "head_only_freeze", "last_linear", "make_candidates",
     "plot_candidates", "recalibrate",
     "rejection_indices", "rmse", "run_search", "run_unit", "time_blocks",

@@ -94,6 +94,40 @@ def make_folds(groups: np.ndarray, k: int, kind: str = "auto", seed: int = 0) ->
     return forward_folds(groups, k) if cv_kind(groups, k, kind) == "forward" else grouped_folds(groups, k, seed)
 
 
+def _setting(name: str, value: Any) -> str:
+    """``adapt.folds=4`` (a config key) or ``--folds 4`` (a command-line option)."""
+    return f"{name} {value}" if name.startswith("--") else f"{name}={value}"
+
+
+def check_folds(groups: np.ndarray, k: int, kind: str = "auto", seed: int = 0, *, what: str = "",
+                folds_name: str = "adapt.folds", cv_name: str = "adapt.cv", fix_name: str | None = None) -> None:
+    """Fail in one line (``ValueError``) when the target sample's ``groups`` cannot make the
+    search's ``k`` folds of ``kind`` (:func:`make_folds`) — cheap: the target sample is small, so
+    callers check before they touch the pool. The line names the setting as the user gave it
+    (``folds_name``: ``adapt.folds`` in a config, ``--folds`` on the command line), the most folds
+    the groups allow and how many rows each of those folds really trains on. ``what`` follows
+    "groups" (" of machine_id"); ``fix_name``: how the fix names the setting, when not as
+    ``folds_name`` (a config's ``adapt.folds=4`` fixed by ``rsft adapt --folds 2``)."""
+    if k < 2:
+        raise ValueError(f"{_setting(folds_name, k)}: at least 2 folds")
+    n, g = len(groups), len(np.unique(groups))
+    forward = cv_kind(groups, k, kind) == "forward"  # auto: forward only when there are 2k groups
+    if g >= (2 * k if forward else k):
+        return
+    if forward:
+        msg = f"{_setting(cv_name, 'forward')} with {_setting(folds_name, k)} needs {2 * k} groups, the target sample has {g}{what}"
+        most = g // 2
+    else:
+        msg = f"{_setting(folds_name, k)} but the target sample has only {g} group{'s' * (g != 1)}{what}"
+        most = g
+    if most < 2:
+        raise ValueError(msg + f"; cross-validation needs at least {4 if forward else 2} groups")
+    folds = forward_folds(groups, most) if forward else grouped_folds(groups, most, seed)
+    train = round(sum(len(tr) for tr, _ in folds) / len(folds))
+    raise ValueError(msg + f"; use {_setting(fix_name or folds_name, most)} or fewer (each CV fold then trains on about "
+                           f"{train:,} of the {n:,} target rows)")
+
+
 def rmse(pred: np.ndarray, y: np.ndarray) -> float:
     """The search's loss: root mean squared error of predictions against labels."""
     return float(np.sqrt(np.mean((pred - y) ** 2)))

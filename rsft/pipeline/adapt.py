@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from rsft.config import PipelineConfig
-from rsft.pipeline.data import load_target, pool_sample, target_groups
+from rsft.pipeline.data import adapt_target, pool_sample
 from rsft.pipeline.results import Prefiltered
 from rsft.pipeline.training import arrays
 
@@ -23,21 +23,30 @@ def is_sampling_recipe(c, cfg: PipelineConfig) -> bool:
     return c.strategy == "rsft" and sp.mode == "rejection" and c.beta == sp.temper and c.m_quantile == sp.m_quantile
 
 
+def adapt_inputs(cfg: PipelineConfig, prefiltered: Prefiltered):
+    """What the search reads: the target sample as (x, y, CV groups), in time order, and its pool
+    sample — ``adapt.pool_rows`` labelled rows of the kept pool (hashed, deterministic)."""
+    from rsft.adapt import PoolSample
+
+    f, a = cfg.features, cfg.adapt
+    target, groups = adapt_target(cfg)  # in time order: time blocks and forward folds need it
+    xt, yt = arrays(target, f)
+    xp, yp = arrays(pool_sample(prefiltered, a.pool_rows, cfg.train.seed + 2, labelled=f.label), f)
+    return (xt, yt, groups), PoolSample(xp, yp)
+
+
 def adapt_stage(cfg: PipelineConfig, warm, prefiltered: Prefiltered, map_units=None,
-                final_fit: Callable[[Any], tuple[Any, dict[str, Any]] | None] | None = None):
+                final_fit: Callable[[Any], tuple[Any, dict[str, Any]] | None] | None = None,
+                inputs=None, holdout: tuple[Any, Any] | None = None):
     """Run the search from the warm start; returns (the chosen recipe's model, report): retrained
     on the whole target sample (+ its pool rows from the search's pool sample), or by
     ``final_fit`` at full scale (``rsft.adapt.run_search``; ``report["final"]`` says which).
-    ``map_units``: how the CV units run (threads, Dask; None = in order)."""
-    from rsft.adapt import PoolSample, run_search
+    ``map_units``: how the CV units run (threads, Dask; None = in order). ``inputs``:
+    :func:`adapt_inputs` when already read; ``holdout`` (x, y): every candidate is also scored on
+    it (``rsft adapt --config``)."""
+    from rsft.adapt import run_search
     from rsft.features import feature_names
 
-    f, a = cfg.features, cfg.adapt
-    target = load_target(cfg)
-    if "ts" in target.columns:  # time blocks need time order
-        target = target.sort("ts")
-    xt, yt = arrays(target, f)
-    groups = target_groups(a, target)
-    xp, yp = arrays(pool_sample(prefiltered, a.pool_rows, cfg.train.seed + 2, labelled=f.label), f)
-    return run_search(a, cfg.train, cfg.scorer, feature_names(f), warm, (xt, yt, groups),
-                      PoolSample(xp, yp), seed=cfg.train.seed, map_units=map_units, final_fit=final_fit)
+    target, pool = inputs if inputs is not None else adapt_inputs(cfg, prefiltered)
+    return run_search(cfg.adapt, cfg.train, cfg.scorer, feature_names(cfg.features), warm, target,
+                      pool, holdout, seed=cfg.train.seed, map_units=map_units, final_fit=final_fit)

@@ -53,13 +53,16 @@ def dataset_ingest(files: list[dict[str, Any]], dataset_dir: str | Path) -> Data
         quarantine_reasons=reasons, file_results=tuple(files), **sums)
 
 
-def ingest_stage(cfg: PipelineConfig) -> Ingested:
-    """Ingest every dataset, one file after another (the flow maps files as tasks instead)."""
+def ingest_stage(cfg: PipelineConfig, only: tuple[str, ...] | None = None) -> Ingested:
+    """Ingest every dataset (``only``: those named), one file after another (the flow maps files
+    as tasks instead)."""
     from rsft.ingest import ingest
 
     root = pipeline_root(cfg)
     out = {}
     for name, (sources, contract_name) in ingest_sources(cfg).items():
+        if only is not None and name not in only:
+            continue
         result = ingest(sources, root / name, contract(cfg, contract_name), chunk_rows=cfg.ingest.chunk_rows)
         out[name] = dataset_ingest([f.to_dict() for f in result.files], root / name)
     return Ingested(out)
@@ -133,18 +136,29 @@ def target_groups(a: AdaptConfig, target: pl.DataFrame) -> np.ndarray:
     return target.get_column(a.group_by).to_numpy()
 
 
-def check_adapt(cfg: PipelineConfig) -> None:
+def adapt_target(cfg: PipelineConfig) -> tuple[pl.DataFrame, np.ndarray]:
+    """The adapt search's target sample (labelled rows, in time order when it has ``ts``: time
+    blocks and forward folds need it) and each row's CV group (:func:`target_groups`)."""
+    target = load_target(cfg)
+    if "ts" in target.columns:
+        target = target.sort("ts")
+    return target, target_groups(cfg.adapt, target)
+
+
+def check_adapt(cfg: PipelineConfig, folds_name: str = "adapt.folds", fix_name: str | None = None) -> None:
     """With ``adapt.enabled``, fail before the pool is touched when the target sample cannot make
-    ``adapt.folds`` grouped folds (a missing group column, fewer groups than folds)."""
+    ``adapt.folds`` folds (a missing group column, fewer groups than folds; ``rsft.adapt.check_folds``:
+    one line with the folds the groups allow and each one's training rows). ``folds_name``: how
+    the message names the fold count (``--folds`` when ``rsft adapt`` was given it), ``fix_name``
+    how its fix does (``rsft adapt``: ``--folds``)."""
+    from rsft.adapt import check_folds
+
     a = cfg.adapt
     if not a.enabled:
         return
-    target = load_target(cfg)
-    n = len(np.unique(target_groups(a, target)))
-    if n < a.folds:
-        raise ValueError(f"adapt.folds={a.folds} but the target sample has only {n} groups"
-                         + (f" of {a.group_by}" if a.group_by else f" ({target.height} rows in adapt.time_blocks={a.time_blocks})")
-                         + "; use fewer folds")
+    target, groups = adapt_target(cfg)
+    check_folds(groups, a.folds, a.cv, cfg.train.seed, folds_name=folds_name, fix_name=fix_name,
+                what=f" of {a.group_by}" if a.group_by else f" ({target.height} rows in adapt.time_blocks={a.time_blocks})")
 
 
 # --------------------------------------------------------------------------------------
