@@ -741,3 +741,22 @@ def test_a_jsonl_export_with_a_bom_keeps_its_first_line(tmp_path):
     for name in ("bom.jsonl", "bom.jsonl.gz"):
         r = ingest(str(tmp_path / name), tmp_path / f"ds-{name}", CFG.ingest.logs).files[0]
         assert (r.status, r.rows_ok, r.rows_quarantined) == ("ok", 3, 0), r
+
+
+def test_seen_hashes_marks_every_repeat_but_the_first():
+    """The duplicate check's sorted runs: a row is a duplicate iff its hash came earlier in the file
+    (in an earlier batch or earlier in its own), whatever the batch sizes, repeats and merges."""
+    import numpy as np
+
+    from rsft.ingest.dedup import _SeenHashes
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        seen, earlier = _SeenHashes(), set()
+        for _ in range(int(rng.integers(1, 15))):
+            h = rng.integers(0, int(rng.choice([3, 50, 1 << 40])), int(rng.integers(0, 400)), dtype=np.uint64)
+            want = []
+            for v in h.tolist():
+                want.append(v in earlier)
+                earlier.add(v)
+            assert seen.check_add(h).tolist() == want
