@@ -174,7 +174,7 @@ def retrain(
             if json_out:  # a scheduler reading the JSON learns why there is no summary
                 json_out.write_text(strict_json({"pipeline": cfg.name, "error": msg}))
             _fail(msg + " (tracebacks: RSFT_LOG_LEVEL=DEBUG)", 1)
-    shown = {_RETRAIN_LABELS.get(k, k): v for k, v in summary.items()
+    shown = {_retrain_label(k): v for k, v in summary.items()
              if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "mlflow_nights", "quarantine_reasons", "selection_warnings",
                           "already_decided", "failed_files", "files_all_quarantined", "fit_warnings", "model_warnings",
                           "target_rows_dropped")}  # (said above or below the table)
@@ -233,6 +233,15 @@ _RETRAIN_LABELS = {
     "base_model_fit": "base model (first night) fit",
     "final_fit": "final model fit",
 }
+
+
+def _retrain_label(key: str) -> str:
+    """The table's label of a summary key (the metric-named keys say what they are)."""
+    if key.startswith("constant_"):
+        return f"constant prediction {key.removeprefix('constant_')} (the target sample's mean / class shares)"
+    if key.startswith("fine_tune_"):
+        return f"tonight's fine-tune {key.removeprefix('fine_tune_')} (lost to the base model)"
+    return _RETRAIN_LABELS.get(key, key)
 
 
 @app.command()
