@@ -88,7 +88,7 @@ def main() -> None:
     ap.add_argument("--samples-per-day", type=int, default=1440)
     ap.add_argument("--keep-nights", type=int, default=2)
     ap.add_argument("--rolling", action="store_true")
-    ap.add_argument("--kept-compression", choices=["lz4", "uncompressed", "zstd", "snappy"],
+    ap.add_argument("--kept-compression", choices=["lz4", "uncompressed", "zstd", "snappy", "dictionary"],
                     help="prefilter.kept_compression (default: the example config's, lz4)")
     ap.add_argument("--paired", type=int, default=0, metavar="K",
                     help="then K pairs of nights: one new day on a short history (a second plant of 2 nights) and one "

@@ -60,6 +60,37 @@ NULL_DAY = "null"
 # inspect, stay zstd
 
 
+# the dtypes a "dictionary" day file is written with pyarrow for (read back as the same frame);
+# any other column (categoricals, nested, decimals, objects) and the file is written by Polars with lz4
+_PLAIN_DTYPES = (pl.Boolean, pl.String, pl.Date, pl.Datetime, pl.Float32, pl.Float64,
+                 pl.Int8, pl.Int16, pl.Int32, pl.Int64, pl.UInt8, pl.UInt16, pl.UInt32, pl.UInt64)
+
+
+def write_kept(df: pl.DataFrame, path: str | Path, codec: str) -> None:
+    """One kept day file with ``prefilter.kept_compression`` = ``codec``.
+
+    ``dictionary``: pyarrow's writer, no codec, every column dictionary-encoded (a column chunk
+    whose dictionary passes 1 MB goes on plain) except ``_row`` (the source's row numbers, never
+    repeated: delta-encoded, a few bits a row). Readings of a few significant digits repeat, so
+    the dictionary is small and the pages are bit-packed indices: smaller than Polars' LZ4 on real
+    sensor tables and decoded without a codec (BENCHMARKS.md, "Fifth session")."""
+    if codec != "dictionary":
+        df.write_parquet(path, compression=codec)  # type: ignore[arg-type]
+        return
+    if not all(isinstance(t, _PLAIN_DTYPES) for t in df.schema.dtypes()):
+        df.write_parquet(path, compression="lz4")
+        return
+    import pyarrow.parquet as pq
+
+    table = df.to_arrow()
+    delta = [c for c in ("_row",) if c in df.columns and df.schema[c] == pl.Int64]
+    # text columns keep a codec: a document column's dictionary overflows and its pages go plain,
+    # and text shrinks several times under LZ4 (a text pool uncompressed would be several times lz4's)
+    codec_of = {c: ("lz4" if t in (pl.String, pl.Binary) else "none") for c, t in df.schema.items()}
+    pq.write_table(table, str(path), compression=codec_of, use_dictionary=[c for c in df.columns if c not in delta],
+                   column_encoding={c: "DELTA_BINARY_PACKED" for c in delta} or None)
+
+
 def frame_digest(df: pl.DataFrame) -> str:
     """Content digest of a (small) frame: its schema and row hashes in order."""
     if df.height == 0:
@@ -618,7 +649,7 @@ class FilterJob:
         out.parent.mkdir(parents=True, exist_ok=True)
         if not out.exists():
             with atomic_path(out) as tmp:
-                judged.filter(keep).drop(flags).write_parquet(tmp, compression=self.cfg.kept_compression)
+                write_kept(judged.filter(keep).drop(flags), tmp, self.cfg.kept_compression)
         if self.excluded:
             names = [_rule_name(r) for r in self.cfg.rules]
             rule_col = pl.coalesce([pl.when(~pl.col(f)).then(pl.lit(n)) for f, n in zip(flags, names)]).alias("rule")
@@ -726,7 +757,7 @@ def _by_day(src, root, cfg, p: Plan, schema, derive, write_excluded, rules_key, 
             out = root / "days" / d / f"{key}.parquet"
             if not out.exists():
                 with atomic_path(out) as tmp:
-                    kept.write_parquet(tmp, compression=cfg.kept_compression)
+                    write_kept(kept, tmp, cfg.kept_compression)
             Path(j.out).unlink(missing_ok=True)
         recs.append({"day": d, "key": key, "content": content[d], "file": os.path.relpath(out, root),
                      "excluded": os.path.relpath(j.excluded, root) if j.excluded else None,

@@ -108,6 +108,33 @@ def _mix(n: int, seed: int) -> np.ndarray:
     return np.where(comp, rng.normal(-3, 0.5, n), rng.normal(2, 1.0, n))[:, None]
 
 
+def test_scoring_with_the_thread_workspace_equals_fresh_arrays_bit_for_bit(monkeypatch):
+    """log w through the reused per-thread arrays (``_workspace``) equals the path with a fresh float
+    copy and fresh temporaries per batch, bit for bit (the selected rows depend on log w's last
+    bits), for the layouts a caller passes: row-major, column-major (a Polars frame's matrix),
+    and batches of those (strided slices); d = 12 as the demo's features, batches cut mid-array."""
+    import rsft.density.base as base
+
+    names = [f"s{i}" for i in range(12)]
+    rng = np.random.default_rng(7)
+    xt = (rng.normal(size=(500, 12)) @ rng.normal(size=(12, 12)) * 0.3 + 1.0).astype(np.float32)
+    xp = rng.normal(size=(5000, 12)).astype(np.float32) * 2
+    s = make_scorer(ScorerConfig(kind="gaussian"), names).fit(xt, xp)
+    big = rng.normal(size=(70_000, 12)).astype(np.float32) * 2
+    inputs = {"C": big, "F": np.asfortranarray(big), "F slice": np.asfortranarray(big)[123:65_000],
+              "C slice": big[5:60_000], "float64 F": np.asfortranarray(big.astype(np.float64))}
+    got = {k: s.log_ratio(x, batch_size=4096).numpy().copy() for k, x in inputs.items()}
+    monkeypatch.setattr(base, "_workspace", lambda *a: None)
+    for k, x in inputs.items():
+        want = s.log_ratio(x, batch_size=4096).numpy()
+        assert np.array_equal(got[k].view(np.int64), want.view(np.int64)), k
+    ws = base._Workspace(torch.float64, 4096, 12)  # the same memory layout as np.array(x, float64)
+    for k, x in inputs.items():
+        for xb in (x[:4096], x[100:4096], x[:2]):  # (one row: either layout is the same memory)
+            assert ws.batch(xb).stride() == torch.from_numpy(np.array(xb, dtype=np.float64)).stride(), k
+
+
+
 @pytest.mark.parametrize("diag", [False, True])
 def test_em_recovers_a_two_component_mixture(diag):
     """0.3·N(−3, 0.5²) + 0.7·N(2, 1): 5000 rows, seed 0. Weights ±0.03, means ±0.1, sds ±0.08."""

@@ -135,7 +135,7 @@ def test_the_kept_codec_is_a_setting_that_changes_no_row_and_recomputes_nothing(
     src = tmp_path / "src"
     for d in range(3):
         _write(src, f"d{d}", _day(d, rng))
-    lz4 = PrefilterConfig.model_validate({"rules": RULES})
+    lz4 = PrefilterConfig.model_validate({"rules": RULES, "kept_compression": "lz4"})
     raw = PrefilterConfig.model_validate({"rules": RULES, "kept_compression": "uncompressed"})
     a = keptpool.update(src, tmp_path / "a", raw, rules_key="k")
     b = keptpool.update(src, tmp_path / "b", lz4, rules_key="k")
@@ -151,6 +151,50 @@ def test_the_kept_codec_is_a_setting_that_changes_no_row_and_recomputes_nothing(
     _write(src, "d3", _day(3, rng))  # a new day: written with the new codec, the old ones stay
     c = keptpool.update(src, tmp_path / "b", raw, rules_key="k")
     assert c["days_computed"] >= 1 and codecs(tmp_path / "b") == {"LZ4", "UNCOMPRESSED"}
+
+
+def test_dictionary_day_files_read_back_equal_and_select_the_same_rows(tmp_path):
+    """``kept_compression: dictionary`` (pyarrow's writer: dictionary pages, ``_row`` delta-encoded,
+    no codec): the kept frames equal the lz4 pool's (values, dtypes, order), and a selection over
+    either pool — gaussian scorer, rejection and budget, several chunks — is the same frame."""
+    import pyarrow.parquet as pq
+
+    from rsft.config import SamplingConfig, ScorerConfig
+    from rsft.density import make_scorer
+    from rsft.sampling import select
+
+    rng = np.random.default_rng(9)
+    src = tmp_path / "src"
+    for d in range(4):
+        df = _day(d, rng)
+        if d == 1:  # a null reading
+            df = df.with_columns(pl.when(pl.int_range(pl.len()) == 5).then(None).otherwise(pl.col("s02")).alias("s02"))
+        _write(src, f"d{d}", df)
+    a = keptpool.update(src, tmp_path / "a", PrefilterConfig.model_validate({"rules": RULES, "kept_compression": "lz4"}),
+                        rules_key="k")
+    b = keptpool.update(src, tmp_path / "b", PrefilterConfig.model_validate({"rules": RULES, "kept_compression": "dictionary"}),
+                        rules_key="k")
+    assert_frame_equal(_kept(a), _kept(b))
+    files = sorted((tmp_path / "b" / "days").rglob("*.parquet"))
+    assert files
+    for f in files:
+        rg = pq.ParquetFile(f).metadata.row_group(0)
+        enc = {rg.column(i).path_in_schema: rg.column(i).encodings for i in range(rg.num_columns)}
+        codec = {rg.column(i).path_in_schema: rg.column(i).compression for i in range(rg.num_columns)}
+        text = {c for c, t in _kept(b).schema.items() if t == pl.String}  # text keeps LZ4 (documents shrink)
+        assert {c for c, v in codec.items() if v == "LZ4_RAW" or v == "LZ4"} == text
+        assert all(v == "UNCOMPRESSED" for c, v in codec.items() if c not in text)
+        assert "RLE_DICTIONARY" in enc["s01"] and "DELTA_BINARY_PACKED" in enc["_row"]
+
+    x = _kept(a).select("s01", "s02").drop_nulls().to_numpy().astype(np.float32)
+    scorer = make_scorer(ScorerConfig(kind="gaussian"), ["s01", "s02"]).fit(x[::3] + 1.0, x)
+    scorer.save(tmp_path / "s.pt")
+    feats = FeaturesConfig(numeric=["s01", "s02"])
+    for cfg in (SamplingConfig(chunk_rows=200, seed=4), SamplingConfig(mode="budget", budget=60, chunk_rows=150, seed=5)):
+        sel = [pl.read_parquet(select(m["path"], str(tmp_path / "s.pt"), feats, cfg, str(tmp_path / f"o-{cfg.mode}-{i}")).output)
+               for i, m in enumerate((a, b))]
+        assert sel[0].height > 0
+        assert_frame_equal(sel[0], sel[1])
 
 
 def test_a_duplicate_key_with_the_time_column_is_judged_day_by_day(tmp_path):
