@@ -34,8 +34,11 @@ def test_the_constant_is_the_target_samples_mean_or_class_shares():
 @pytest.mark.parametrize("metric, challenger, constant, promote", [
     ("rmse", 222.0, 157.0, False),  # the pvlib trial's first night: worse than the mean
     ("rmse", 157.0, 157.0, False),  # equal is no better
-    ("rmse", 24.1, 157.0, True),
+    ("rmse", 178.222, 178.224, False),  # the trial's night with its target rules: better by 0.001 %
+    ("rmse", 150.0, 157.0, False),  # 4.5 % lower: within the 5 % margin
+    ("rmse", 149.0, 157.0, True),  # 5.1 % lower
     ("accuracy", 0.40, 0.45, False),
+    ("accuracy", 0.47, 0.45, False),
     ("accuracy", 0.90, 0.45, True),
 ])
 def test_with_no_champion_a_model_must_beat_the_constant(metric, challenger, constant, promote):
@@ -44,7 +47,7 @@ def test_with_no_champion_a_model_must_beat_the_constant(metric, challenger, con
     d = registry.decide(policy, {metric: challenger}, None, 100, constant=const)
     assert d.promote is promote
     if not promote:
-        assert "no better than a constant prediction" in d.reason and "no champion yet" in d.reason
+        assert "is not 5% better than a constant prediction" in d.reason and "no champion yet" in d.reason
         assert ("class shares" if metric == "accuracy" else "the target sample's mean") in d.reason
     # vs the base model too: the floor comes first
     d = registry.decide(policy, {metric: challenger}, None, 100, base={metric: 1e9 if metric == "rmse" else 0.0},
@@ -56,8 +59,10 @@ def test_the_floor_applies_only_without_a_champion_and_can_be_turned_off():
     # a champion worse than the constant is replaced by a better challenger still worse than it
     d = registry.decide(POLICY, {"rmse": 200.0}, {"rmse": 222.0}, 100, constant={"rmse": 157.0})
     assert d.promote and "champion" in d.reason
-    off = POLICY.model_copy(update={"beat_constant": False})
+    off = POLICY.model_copy(update={"beat_constant_by": None})
     assert registry.decide(off, {"rmse": 222.0}, None, 100, constant={"rmse": 157.0}).promote
+    strict = POLICY.model_copy(update={"beat_constant_by": 0.0})  # any gain at all
+    assert registry.decide(strict, {"rmse": 178.222}, None, 100, constant={"rmse": 178.224}).promote
 
 
 def test_a_first_night_registers_the_base_model_when_its_fine_tune_loses():

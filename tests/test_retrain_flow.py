@@ -28,7 +28,7 @@ def small_config(tmp_path: Path) -> Path:
     data["scorer"]["pool_sample_rows"] = 5000
     data["sampling"]["chunk_rows"] = 3000
     # a step budget small enough for seconds, large enough that the model beats a constant (the
-    # first night's gate, promotion.beat_constant)
+    # first night's gate, promotion.beat_constant_by)
     data["train"].update(max_steps=200, min_steps=100, eval_every=50, pretrain_max_steps=400, pretrain_rows=8000, patience=2)
     path = tmp_path / "pipeline.yaml"
     path.write_text(yaml.safe_dump(data))

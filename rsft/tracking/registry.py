@@ -247,8 +247,8 @@ def decide(
     against ``base_pool``) by the same rule, or, without one, it is promoted. ``diverged``: the
     fit never had a finite loss (its weights are the warm start's) — rejected, with that reason.
     ``constant``: the hold-out metrics of the constant prediction the target sample gives
-    (:func:`rsft.evaluate.constant_metrics`): with no champion and ``policy.beat_constant``, a
-    challenger no better than it is rejected (with a champion, beating the champion decides).
+    (:func:`rsft.evaluate.constant_metrics`): with no champion, a challenger that does not beat it
+    by ``policy.beat_constant_by`` (relative) is rejected (with a champion, beating the champion decides).
     """
     m = policy.metric
     up = m in HIGHER_IS_BETTER
@@ -274,11 +274,14 @@ def decide(
         if _finite(cp) and _finite(chp) and (cp < chp * (1 - x) if up else cp > chp * (1 + x)):
             op, sign = ("<", "-") if up else (">", "+")
             return no(f"pool hold-out {m} regressed {cp:.4g} {op} {chp:.4g} × (1 {sign} {x}){' vs the base model' if vs_base else ''}")
-    k = constant.get(m) if constant and champion is None and policy.beat_constant else None
-    if _finite(k) and not (c > k if up else c < k):
+    x = policy.beat_constant_by
+    k = constant.get(m) if constant and champion is None and x is not None else None
+    if _finite(k) and not (c > k + abs(k) * x if up else c < k - abs(k) * x):
         cs, ks = figures(c, k)
-        return no(f"{m} {cs} is no better than a constant prediction ({ks}: the target sample's "
-                  f"{'class shares' if 'accuracy' in constant else 'mean'}), and there is no champion yet")
+        by = f"{x:.0%} " if x else ""
+        return no(f"{m} {cs} is not {by}better than a constant prediction ({ks}: the target sample's "
+                  f"{'class shares' if 'accuracy' in constant else 'mean'}), and there is no champion yet "
+                  "(promotion.beat_constant_by)")
     if ref is None:
         return Decision(True, "no champion yet", m, c, None)
     if not _finite(ch):
