@@ -946,8 +946,11 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
     for key, p in named:  # local paths only (an s3:// source is checked when it is read)
         if p and "://" not in p and not globs.glob(cfg.resolve(p), recursive=True):
             _line(err, f"[yellow]warning[/] {key}: {escape(cfg.resolve(p))}: no such file or directory (yet)", markup=True)
-    for c in (cfg.ingest.sensors, cfg.ingest.logs):  # `key:` reads as enforced; `unique:` is what enforces one
-        if c is not None and c.key and not c.unique:
+    # `key:` reads as enforced; `unique:` is what enforces one at ingest, a prefilter duplicate rule
+    # on the same columns in the kept pool (the demo's)
+    deduped = {frozenset(r.columns) for r in cfg.prefilter.rules if r.kind == "duplicate"}
+    for c in (cfg.ingest.sensors, cfg.ingest.logs):
+        if c is not None and c.key and not c.unique and frozenset(c.key) not in deduped:
             key = f"[{', '.join(c.key)}]"
             _line(err, f"[yellow]warning[/] {c.setting('key')} {escape(key)} is not enforced at ingest (a re-export under "
                        f"another file name is ingested again); set {c.setting('unique')}: {escape(key)} to enforce it",

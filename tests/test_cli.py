@@ -253,7 +253,11 @@ def test_history_shows_every_version_s_metric_with_one_precision(monkeypatch):
 def test_check_config_says_a_key_without_unique_is_not_enforced():
     """(trial L5) `key:` is documentation; `unique:` enforces a key at ingest. A user read the
     example's key as enforced: check-config says in one line that it is not, and what does."""
+    # the example's duplicate rule on the key's columns enforces it in the kept pool: no warning there
     out = rsft("check-config", "--config", "examples/factory.yaml")
+    assert out.returncode == 0 and "ingest.sensors.key" not in out.stderr, out.stderr
+    no_rule = "prefilter.rules=[{kind: stuck, columns: [s01], window: 8}]"
+    out = rsft("check-config", "--config", "examples/factory.yaml", "--set", no_rule)
     assert out.returncode == 0, out.stderr
     said = [line for line in out.stderr.splitlines() if "ingest.sensors.key" in line]
     assert said == ["warning ingest.sensors.key [machine_id, ts] is not enforced at ingest (a re-export under another "
