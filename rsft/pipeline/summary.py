@@ -244,7 +244,9 @@ def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None,
          + (f"; ESS {rep['ess']:.0f} of {rep.get('pool_sample_rows', 0):,} pool-sample rows" if isinstance(rep.get("ess"), (int, float)) else "")
          + (f"; selected-vs-target AUC {rep['auc_selected_vs_target']:.2f}" if isinstance(rep.get("auc_selected_vs_target"), float) else "")),
         *([("coverage of the target", _coverage_line(rep))] if _coverage_line(rep) else []),
-        ("recipe", f"{search['chosen']} — {search['why']}" if search else f"rsft ({cfg.sampling.mode} sampling)"),
+        ("recipe", (f"the base model — tonight's fine-tune ({m} {result.fine_tune_lost.get(m, float('nan')):.4g}) did not "
+                    "beat it" if result.fine_tune_lost else
+                    f"{search['chosen']} — {search['why']}" if search else f"rsft ({cfg.sampling.mode} sampling)")),
         ("trained on", f"{result.train.get('train_rows', 0):,} rows" + (f" ({search['final']['trained_on']})" if search else "")
          + f", warm start {result.warm_start}"),
         (f"challenger hold-out {m}", "—" if ch is None else f"{ch:.4g} on {result.holdout_rows:,} target hold-out rows"),
