@@ -158,3 +158,28 @@ def test_a_night_judges_the_target_files_by_the_row_rules_and_counts_what_they_d
     assert target_rows_dropped(none) == {} and load_target(none, "target_holdout").height == dropped["target_holdout"]["rows"]
     out = stages.run_night(cfg)
     assert out["target_rows_dropped"] == dropped
+
+
+def test_a_first_night_whose_fine_tune_loses_promotes_its_base_model(tmp_path):
+    """(trial H2) The target files are pool days (the base model, trained on the pool, predicts
+    them well; their mean does not) and a fine-tune at lr 0.05 (seeded) does worse than the model it
+    started from: the night's one version is the base model, promoted, its recipe and reason say so."""
+    from rsft import pipeline as stages
+    from rsft.pipeline import tracking_uri
+    from rsft.synth import write_synthetic
+    from rsft.tracking import registry
+
+    cfg = _cfg(tmp_path)
+    write_synthetic(cfg.synth, tmp_path / "raw", night=1)
+    days = sorted((tmp_path / "raw" / "pool").glob("sensors_*"))
+    cfg = _cfg(tmp_path, lr=0.05, max_steps=100, min_steps=100).model_copy(update={"data": cfg.data.model_copy(
+        update={"target_sample": str(days[1]), "target_holdout": str(days[2])})})
+    out = stages.run_night(cfg)
+    assert out["fine_tune_rmse"] > out["challenger_rmse"] * 1.05, out  # the fine-tune lost (and its figure is kept)
+    assert out["challenger_rmse"] < 0.95 * out["constant_rmse"], out  # the base model passes the floor
+    assert out["promoted"] and out["model_version"] == "1", out
+    assert out["reason"].startswith("tonight's fine-tune (rmse ") and "the base model is registered instead" in out["reason"]
+    mlc = registry.client(tracking_uri(cfg))
+    mv = mlc.get_model_version(cfg.promotion.model_name, "1")
+    assert mv.tags["rsft.recipe"] == "base model (tonight's fine-tune did not beat it)"
+    assert str(registry.alias_version(mlc, cfg.promotion.model_name).version) == "1"
