@@ -341,3 +341,33 @@ def test_ingesting_a_copied_dataset_again_leaves_the_original_alone(tmp_path):
     assert scan_dataset(ds).collect()["distance"].dtype == pl.Float64 and scan_dataset(ds).collect().height == 8
     # the copy holds the new-typed parts only (its old ones replaced): one schema, nothing doubled
     assert scan_dataset(copy).collect()["distance"].dtype == pl.Int64 and scan_dataset(copy).collect().height == 8
+
+
+@pytest.mark.parametrize("policy", [{}, {"naive_timestamps": "assume_utc"}])
+def test_a_space_between_date_and_time_is_read_as_the_t_form(tmp_path, policy):
+    """(trial 6) pandas' to_csv of a zoned column writes `2013-10-07 00:00:00-04:00` (RFC 3339
+    allows the space): it was quarantined as "unparseable timestamp" with a hint to check the dtype,
+    and no setting brought it back. The same instants as the T form; a naive space form is a
+    "timestamp without time zone" (naive_timestamps decides), like the naive T form."""
+    from rsft.pipeline.targets import setting_for
+
+    spaced = ["2013-10-07 00:00:00-04:00", "2013-10-07 01:00:00.5+00:00", "2013-10-07 02:00:00Z", "2013-03-25 00:00:00"]
+    n = len(spaced)
+
+    def frame(stamps):
+        return pl.DataFrame({"line_id": ["AA"] * n, "ts": stamps, "distance": [1.0 * i for i in range(n)],
+                             "air_time": [30.0] * n})
+
+    frame(spaced).write_csv(tmp_path / "space.csv")
+    frame([t.replace(" ", "T", 1) for t in spaced]).write_csv(tmp_path / "t.csv")
+    contract = _contract(**policy)
+    a = ingest([str(tmp_path / "space.csv")], tmp_path / "a", contract).files[0]
+    b = ingest([str(tmp_path / "t.csv")], tmp_path / "b", contract).files[0]
+    naive_ok = policy.get("naive_timestamps") == "assume_utc"
+    assert (a.rows_ok, a.rows_quarantined) == (b.rows_ok, b.rows_quarantined) == ((4, 0) if naive_ok else (3, 1))
+    rows = [scan_dataset(tmp_path / d).collect().sort("_row").select("_row", "ts") for d in ("a", "b")]
+    assert rows[0].equals(rows[1]) and rows[0]["ts"].to_list()[0].hour == 4  # -04:00 → UTC
+    if not naive_ok:
+        q = pl.read_parquet(next((tmp_path / "a" / "quarantine").glob("*.parquet")))
+        assert q["reason"].to_list() == ["ts: timestamp without time zone"]
+        assert "naive_timestamps" in (setting_for(q["reason"][0], contract) or "")

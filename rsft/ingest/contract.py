@@ -126,8 +126,10 @@ def _typed_bool(col: ColumnContract, raw: pl.Expr, present: pl.Expr, missing: pl
 def _typed_timestamp(col: ColumnContract, raw: pl.Expr, present: pl.Expr, missing: pl.Expr, value: pl.Expr | None,
                      naive_policy: str, utc_only: bool) -> tuple[pl.Expr, pl.Expr]:
     """timestamp: ISO 8601 converted to UTC; a naive time rejected or assumed UTC (``naive_policy``),
-    a non-UTC offset rejected under ``utc_only``, anything else unparseable."""
-    s = raw.str.strip_chars()
+    a non-UTC offset rejected under ``utc_only``, anything else unparseable. Date and time may be
+    separated by a space, as RFC 3339 allows and pandas' ``to_csv`` writes (``2013-10-07
+    00:00:00-04:00``)."""
+    s = raw.str.strip_chars().str.replace(r"^(\d{4}-\d{2}-\d{2}) (\d{2}:)", "${1}T${2}")
     has_tz = s.str.contains(_TZ)
     aware = s.str.to_datetime(_ISO_AWARE, strict=False, time_unit="us", time_zone="UTC")
     naive = s.str.to_datetime(_ISO_NAIVE, strict=False, time_unit="us").dt.replace_time_zone("UTC")
