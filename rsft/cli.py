@@ -176,7 +176,7 @@ def retrain(
             _fail(msg + " (tracebacks: RSFT_LOG_LEVEL=DEBUG)", 1)
     shown = {_retrain_label(k): v for k, v in summary.items()
              if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "mlflow_nights", "quarantine_reasons", "selection_warnings",
-                          "already_decided", "failed_files", "files_all_quarantined", "fit_warnings", "model_warnings",
+                          "already_decided", "failed_files", "files_mostly_quarantined", "fit_warnings", "model_warnings",
                           "target_rows_dropped")}  # (said above or below the table)
     from rsft.pipeline.summary import fit_text
 
@@ -198,7 +198,7 @@ def retrain(
     for what, key in (("quarantined (new files)", "quarantine_reasons"), ("prefilter dropped", "prefilter_dropped")):
         if summary.get(key):
             _line(console, f"{what}: {_counts(summary[key])}")
-    for line in summary.get("files_all_quarantined") or []:  # as `rsft ingest` warns of them
+    for line in summary.get("files_mostly_quarantined") or []:  # as `rsft ingest` warns of them
         _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)
     for line in summary.get("failed_files") or []:  # as `rsft ingest` names them: left out of tonight's pool
         _line(err, f"[yellow]failed[/] {escape(line)} — left out of tonight's pool, tried again next night", markup=True)
@@ -262,7 +262,7 @@ def ingest(
     from flows.ingest import ingest_datasets
     from rsft.pipeline.data import check_files
     from rsft.pipeline.layout import ingest_sources
-    from rsft.pipeline.targets import AGAIN, all_quarantined
+    from rsft.pipeline.targets import AGAIN, mostly_quarantined
 
     with ingest_progress():
         try:
@@ -294,7 +294,7 @@ def ingest(
         if s.rows_quarantined:
             _line(console, f"{name}: quarantined rows (each with its reason, _source file and _row) in "
                            f"{Path(s.dataset) / 'quarantine'}", style="dim")
-    lost = all_quarantined(cfg, ingested)  # a file none of whose rows passed: the contract is likely wrong
+    lost = mostly_quarantined(cfg, ingested)  # a file none of whose rows passed: the contract is likely wrong
     for line in lost:
         _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)
     if lost:

@@ -142,21 +142,25 @@ def _kpa(path: Path, lines: list[str]) -> str:
 def test_a_file_whose_rows_were_all_quarantined_is_named_with_its_own_reasons(tmp_path, files):
     """(trial M5) The kPa export: each such file named in one line with its own rows' reasons and
     the setting that would accept the most frequent — the lines `rsft ingest` warns with and the
-    retrain's summary lists (files_all_quarantined)."""
-    from rsft.pipeline.targets import all_quarantined
+    retrain's summary lists (files_mostly_quarantined)."""
+    from rsft.pipeline.targets import mostly_quarantined
 
     rows = CLEAN.read_text().splitlines()[1:]
     _kpa(tmp_path / "raw" / "pool" / "day02_v2_kpa.csv", rows[10:18])
     bad = rows[20].split(",")
     bad[14] = "??"  # status not one of RUN|IDLE|MAINT
     _write(tmp_path / "raw" / "pool" / "day03.csv", rows[18:20] + [",".join(bad)])  # one bad row of three: not named
+    # (trial 6) an export whose readings are mostly in other units, its empty fields allowed: 2 of 3
+    kpa = [",".join(f[:6] + [f"{float(f[6]) * 100:.1f}"] + f[7:]) for f in (ln.split(",") for ln in rows[22:24])]
+    _write(tmp_path / "raw" / "pool" / "day04_kpa_part.csv", [rows[21], *kpa])  # its first row before the change
     cfg = load_config(_config(tmp_path, target_sample=files["a"], target_holdout=files["a_h"]))
     ingested = _night_ingest(cfg)
-    assert ingested["sensors"].rows_quarantined == 9
-    assert all_quarantined(cfg, ingested) == [
-        "sensors: day02_v2_kpa.csv: all 8 rows quarantined (s05 out of range [0.0, 10.0] 7, missing s01 1) — "
-        "widen min/max of column s05 of ingest.sensors"]
-    assert all_quarantined(cfg, ingest_stage(cfg)) == []  # a later run: the file is done, nothing new to name
+    assert ingested["sensors"].rows_quarantined == 11
+    lines = mostly_quarantined(cfg, ingested)
+    assert lines[0] == ("sensors: day02_v2_kpa.csv: all 8 rows quarantined (s05 out of range [0.0, 10.0] 7, missing s01 1) — "
+                        "widen min/max of column s05 of ingest.sensors")
+    assert len(lines) == 2 and lines[1].startswith("sensors: day04_kpa_part.csv: 2 of 3 rows quarantined (s05 out of range")
+    assert mostly_quarantined(cfg, ingest_stage(cfg)) == []  # a later run: the file is done, nothing new to name
 
 
 def test_a_wrong_pool_path_is_named(tmp_path, files):

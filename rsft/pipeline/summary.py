@@ -7,7 +7,7 @@ from typing import Any
 from rsft.config import PipelineConfig
 from rsft.pipeline.layout import pool_dataset, tracking_uri
 from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
-from rsft.pipeline.targets import all_quarantined
+from rsft.pipeline.targets import mostly_quarantined
 
 
 # the prefilter keeping less than this share of the pool is worth a look: rules written for other
@@ -56,7 +56,7 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         "failed_files": [f"{name}: {line}" for name, d in ingested.datasets.items() for line in d.files_failed],
         # every dataset's new files none of whose rows passed the contract, one line each ("sensors:
         # a.csv: all 336 rows quarantined (reasons) — the setting"), as `rsft ingest` warns of them
-        "files_all_quarantined": all_quarantined(cfg, ingested),
+        "files_mostly_quarantined": mostly_quarantined(cfg, ingested),
         "rows_prefiltered_in": pre.rows_in,
         "rows_kept_by_prefilter": pre.rows_out,
         "prefilter_dropped": pre.dropped,

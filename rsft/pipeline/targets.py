@@ -164,25 +164,28 @@ def setting_for(reason: str, contract_name: str) -> str | None:
     return None
 
 
-def all_quarantined(cfg: PipelineConfig, ingested: Ingested) -> list[str]:
-    """One line for each of the run's new files none of whose rows passed the contract — likely a
-    wrong contract or a changed export (a unit change, a naive clock) rather than bad rows:
-    ``sensors: a_kpa.csv: all 336 rows quarantined (pressure out of range [850.0, 1100.0] 326,
-    missing temp_air 10) — widen min/max of column pressure of ingest.sensors``. The file's own
-    reasons (the top 3), and the setting that would accept the most frequent (:func:`setting_for`).
-    ``rsft ingest`` warns with these lines, ``rsft retrain`` names them (and ``--json-out`` lists them)."""
+def mostly_quarantined(cfg: PipelineConfig, ingested: Ingested) -> list[str]:
+    """One line for each of the run's new files most of whose rows (all, or more than half) failed
+    the contract — likely a wrong contract or a changed export (a unit change, a naive clock)
+    rather than bad rows: ``sensors: a_kpa.csv: all 336 rows quarantined (pressure out of range
+    [850.0, 1100.0] 326, missing temp_air 10) — widen min/max of column pressure of
+    ingest.sensors``, or ``… 387 of 504 rows quarantined (…)`` where the rest passed (an inHg
+    export whose empty pressure fields are allowed). The file's own reasons (the top 3), and the
+    setting that would accept the most frequent (:func:`setting_for`). ``rsft ingest`` warns with
+    these lines, ``rsft retrain`` names them (and ``--json-out`` lists them)."""
     from rsft.ingest import quarantine_reasons
     from rsft.readable import counts
 
     out = []
     for name, d in ingested.datasets.items():
         for f in d.file_results:
-            if f.get("status") != "ok" or not f.get("rows_quarantined") or f.get("rows_ok"):
+            bad, ok = int(f.get("rows_quarantined") or 0), int(f.get("rows_ok") or 0)
+            if f.get("status") != "ok" or bad <= ok:
                 continue
             reasons = quarantine_reasons(d.dataset, [f["digest"]], top=3)
             hint = setting_for(next(iter(reasons)), ingest_sources(cfg)[name][1]) if reasons else None
-            out.append(f"{name}: {f['file']}: all {int(f['rows_quarantined']):,} rows quarantined"
-                       + (f" ({counts(reasons)})" if reasons else "") + (f" — {hint}" if hint else ""))
+            out.append(f"{name}: {f['file']}: " + (f"all {bad:,}" if not ok else f"{bad:,} of {bad + ok:,}")
+                       + " rows quarantined" + (f" ({counts(reasons)})" if reasons else "") + (f" — {hint}" if hint else ""))
     return out
 
 
