@@ -183,6 +183,8 @@ def retrain(
     for key in ("base_model_fit", "final_fit"):  # numbers in the JSON, one line in the table
         if isinstance(summary.get(key), dict):
             shown[_RETRAIN_LABELS[key]] = fit_text(summary[key])
+    if summary.get("champion_uri") is None:  # a refused first night: nothing to serve yet
+        shown[_retrain_label("champion_uri")] = "none yet — no model has passed the gate (nothing to serve)"
     if summary.get("model_version") is None:  # the search kept the champion: nothing was registered
         shown[_RETRAIN_LABELS.get("model_version", "model_version")] = "none registered (the champion stays)"
     decided = summary.get("already_decided")
@@ -223,8 +225,8 @@ def retrain(
 # what the retrain summary's keys mean, for the printed table (the JSON keeps the keys)
 _RETRAIN_LABELS = {
     "files_new": "new files ingested by this run (pool and target)",
-    "rows_ingested": "rows ingested (new files)",
-    "rows_quarantined": "rows quarantined (new files)",
+    "rows_ingested": "pool rows ingested (new files)",
+    "rows_quarantined": "pool rows quarantined (new files)",
     "files_failed": "files failed (new files)",
     "rows_prefiltered_in": "pool rows prefiltered (all days)",
     "rows_kept_by_prefilter": "pool rows kept by the prefilter",
@@ -239,6 +241,8 @@ def _retrain_label(key: str) -> str:
     """The table's label of a summary key (the metric-named keys say what they are)."""
     if key.startswith("constant_"):
         return f"constant prediction {key.removeprefix('constant_')} (the target sample's mean / class shares)"
+    if key.startswith("base_model_") and key != "base_model_fit":
+        return f"base model {key.removeprefix('base_model_')} (the first night's starting point)"
     if key.startswith("fine_tune_"):
         return f"tonight's fine-tune {key.removeprefix('fine_tune_')} (lost to the base model)"
     return _RETRAIN_LABELS.get(key, key)

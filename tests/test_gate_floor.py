@@ -4,6 +4,7 @@ and the prefilter's row rules applied to the target sample and hold-out."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -53,6 +54,20 @@ def test_with_no_champion_a_model_must_beat_the_constant(metric, challenger, con
     d = registry.decide(policy, {metric: challenger}, None, 100, base={metric: 1e9 if metric == "rmse" else 0.0},
                         constant=const)
     assert d.promote is promote
+
+
+def test_a_refused_first_night_has_no_champion_uri(tmp_path):
+    """(trial 6) The floor refused every model: the summary printed models:/…@champion, an alias
+    that does not exist. No champion: no URI (the CLI says there is nothing to serve)."""
+    from rsft.pipeline.results import Finetuned
+    from rsft.pipeline.summary import model_warnings
+
+    r = Finetuned(run_id="r", model_name="m", version="1", promoted=False, reason="…", metric="rmse",
+                  challenger={"rmse": 22.1}, champion=None, warm_start="base", train={}, adapt=None, holdout_rows=100,
+                  champion_version=None, tracking_uri="sqlite://", constant={"rmse": 19.0}, base={"rmse": 25.0})
+    assert model_warnings(r) == []  # nothing is served: nothing to warn about its quality
+    champ = dataclasses.replace(r, promoted=True, champion_version="1", challenger={"rmse": 19.5})
+    assert "no better than a constant" in model_warnings(champ)[0]
 
 
 def test_the_floor_applies_only_without_a_champion_and_can_be_turned_off():
@@ -178,6 +193,12 @@ def test_a_first_night_whose_fine_tune_loses_promotes_its_base_model(tmp_path):
     assert out["fine_tune_rmse"] > out["challenger_rmse"] * 1.05, out  # the fine-tune lost (and its figure is kept)
     assert out["challenger_rmse"] < 0.95 * out["constant_rmse"], out  # the base model passes the floor
     assert out["promoted"] and out["model_version"] == "1", out
+    assert out["base_model_rmse"] == out["challenger_rmse"] and out["champion_uri"] == f"models:/{cfg.promotion.model_name}@champion"
+    from rsft.readable import figures
+
+    shown = figures(out["challenger_rmse"], out["constant_rmse"])
+    assert out["reason"].endswith(f"no champion yet: the first champion (rmse {shown[0]} beats the constant "
+                                  f"prediction {shown[1]})"), out["reason"]
     assert out["reason"].startswith("tonight's fine-tune (rmse ") and "the base model is registered instead" in out["reason"]
     mlc = registry.client(tracking_uri(cfg))
     mv = mlc.get_model_version(cfg.promotion.model_name, "1")

@@ -130,7 +130,7 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
         train={**counts, **fit_stats, **{k: v for k, v in warm.items() if k.startswith("base_")}},
         adapt=search, holdout_rows=holdout.height, champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg),
         ui_url=cfg.state.ui_url, recorded=outcome.recorded_by is not None, constant=constant,
-        fine_tune_lost=scores["challenger"][0] if lost else None)
+        fine_tune_lost=scores["challenger"][0] if lost else None, base=scores["start"][0] if seen is None else None)
     if not out.recorded:
         _describe(cfg, mlc, night, ingested, selection, out)
     return out

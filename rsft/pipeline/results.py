@@ -172,3 +172,5 @@ class Finetuned(_Result):
     # the night's fine-tune did not beat the base model it started from on a first night: the base
     # model was registered in its place (these are the fine-tune's hold-out metrics)
     fine_tune_lost: dict[str, float] | None = None
+    # a first night: the hold-out metrics of the base model the fine-tune started from
+    base: dict[str, float] | None = None

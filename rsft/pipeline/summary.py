@@ -96,6 +96,8 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         f"champion_{metric}": None if champ is None else round(champ[metric], 5),
         # the floor: predicting the target sample's label mean (or class shares) for every hold-out row
         **({f"constant_{metric}": round(result.constant[metric], 5)} if result.constant and metric in result.constant else {}),
+        # a first night: the base model the fine-tune started from (the bar besides the constant)
+        **({f"base_model_{metric}": round(result.base[metric], 5)} if result.base and metric in result.base else {}),
         # the first night's fine-tune lost to its base model, which was registered instead
         **({f"fine_tune_{metric}": round(result.fine_tune_lost[metric], 5)} if result.fine_tune_lost else {}),
         "model_warnings": model_warnings(result),
@@ -106,7 +108,8 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         **({"already_decided": (f"v{result.version} was registered and decided" if result.version else
                                 f"the champion v{result.champion_version} was kept")
                                + f" by MLflow run {result.run_id}; this run registered nothing"} if result.recorded else {}),
-        "champion_uri": f"models:/{result.model_name}@champion",
+        # where serving loads the champion from; None while there is none (a refused first night)
+        "champion_uri": f"models:/{result.model_name}@champion" if result.champion_version else None,
         "mlflow_run": result.run_id,
         # disk use of the state dir after the night (`rsft gc` removes old nights' intermediates)
         "state_disk": state_disk_line(cfg),

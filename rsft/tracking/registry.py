@@ -283,7 +283,9 @@ def decide(
                   f"{'class shares' if 'accuracy' in constant else 'mean'}), and there is no champion yet "
                   "(promotion.beat_constant_by)")
     if ref is None:
-        return Decision(True, "no champion yet", m, c, None)
+        first = "no champion yet" + (f": the first champion ({m} {figures(c, k)[0]} beats the constant prediction "
+                                     f"{figures(c, k)[1]})" if _finite(k) else "")
+        return Decision(True, first, m, c, None)
     if not _finite(ch):
         return Decision(True, f"{who} {m} is not finite ({ch}){note}", m, c, ch)
     bar = ch * (1 + policy.min_improvement) if up else ch * (1 - policy.min_improvement)
