@@ -132,7 +132,9 @@ class ContractConfig(_Model):
     parquet_types: Literal["strict", "cast_if_lossless"] = "strict"
     delimiter: str = ","  # CSV field separator
     sniff_delimiter: bool = False  # guess the separator from the header line (, ; tab |) instead
-    # a zero-byte or header-only export: a failed file ("error") or a file of 0 rows ("zero_rows")
+    # a zero-byte export (no header either): a failed file ("error") or a file of 0 rows
+    # ("zero_rows"). A header-only CSV is a file of 0 rows under either (a night without readings;
+    # `rsft ingest` names it)
     empty_file: Literal["error", "zero_rows"] = "error"
     # CSV record with a wrong field count: "quarantine" (its missing fields read as empty, the row is
     # quarantined as missing) or "fail_file" (a quote-aware extra pass fails the file at the first one)

@@ -121,7 +121,7 @@ def test_fit_warnings_name_the_cap_that_cut_a_fit_short(tmp_path):
     rec = fit_record(cfg, done, "")
     assert rec == {"steps": 3270, "planned_steps": 5000, "best_step": 2770, "stopped_early": True,
                    "best_validation_loss": 1.0, "loss": "mse"}
-    assert fit_text(rec) == "3,270 of 5,000 planned steps, stopped early; best validation MSE 1 (RMSE 1)"
+    assert fit_text(rec) == "3,270 of 5,000 planned steps, stopped early, best at step 2,770; best validation MSE 1 (RMSE 1)"
 
 
 def test_still_improving_means_the_curve_had_not_flattened():

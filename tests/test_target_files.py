@@ -128,6 +128,18 @@ def test_ingest_warns_when_every_row_of_a_file_was_quarantined(tmp_path, files):
     assert "`rsft ingest --again` ingests the file(s) above again" in out.stderr
 
 
+def test_ingest_names_an_export_without_readings(tmp_path, files):
+    """(trial 6) A header-only export (a historian outage, usually) is a file of 0 rows — as the
+    bad-inputs corpus expects — and was said nowhere: `rsft ingest` names it."""
+    _write(tmp_path / "raw" / "pool" / "day09_outage.csv", [])
+    path = _config(tmp_path, target_sample=files["a"], target_holdout=files["a_h"])
+    out = _rsft("ingest", "--config", str(path))
+    assert out.returncode == 0, out.stderr
+    said = [ln for ln in out.stderr.splitlines() if "0 rows" in ln]
+    assert said == ["warning sensors: day09_outage.csv: 0 rows (an export without readings: header only, or empty under "
+                    "empty_file: zero_rows)"], out.stderr
+
+
 def _kpa(path: Path, lines: list[str]) -> str:
     """An export in kPa, not bar: every s05 (bar, [0, 10]) ×100 is out of range; one row also lacks s01."""
     def kpa(ln: str, i: int) -> str:

@@ -151,12 +151,14 @@ def fit_record(cfg: PipelineConfig, t: dict[str, Any], prefix: str) -> dict[str,
 
 
 def fit_text(rec: dict[str, Any]) -> str:
-    """``3,270 of 5,000 planned steps, stopped early; best validation MSE 0.92 (RMSE 0.959)``."""
+    """``3,270 of 5,000 planned steps, stopped early, best at step 2,770; best validation MSE 0.92 (RMSE 0.959)``."""
     import math
 
     planned = rec.get("planned_steps")
     out = f"{rec['steps']:,}" + (f" of {planned:,} planned" if planned else "") + " steps"
     out += ", stopped early" if rec.get("stopped_early") else ""
+    # where the best weights came from: at the very end of a capped fit, more steps might help
+    out += f", best at step {rec['best_step']:,}" if rec.get("best_step") else ""
     loss = rec.get("best_validation_loss")
     if isinstance(loss, (int, float)) and math.isfinite(loss):
         out += (f"; best validation MSE {loss:.4g} (RMSE {math.sqrt(loss):.4g})" if rec.get("loss") == "mse"
