@@ -30,6 +30,14 @@ def test_candidates_chart_gives_every_candidate_an_error_bar(tmp_path):
     assert (tmp_path / "c.png").exists() is False
     plot_candidates(report, str(tmp_path / "c.png"))
     assert (tmp_path / "c.png").stat().st_size > 5000
+    # (trial 6) hold-out RMSEs far above the CV bars: the axis reaches them
+    from rsft.adapt.table import _axis_top
+
+    held = [{**r, "holdout_rmse": h} for r, h in zip(rows, (1.97, 2.6, 2.3))]
+    cv = [r["cv_loss_mean"] for r in held]
+    assert _axis_top(held, cv, err, True) > 2.6 > _axis_top(held, cv, err, False)
+    plot_candidates({"candidates": held, "chosen": "rsft"}, str(tmp_path / "h.png"))
+    assert (tmp_path / "h.png").stat().st_size > 5000
 
 
 def test_a_registered_tabular_model_names_its_input_columns(tmp_path):

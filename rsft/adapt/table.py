@@ -109,6 +109,13 @@ def _error_bars(rows: list[dict[str, Any]]) -> tuple[list[float], list[bool]]:
     return [float(r["cv_loss_se"]) if o else pooled for r, o in zip(rows, own)], own
 
 
+def _axis_top(rows, cv, err, holdout: bool) -> float:
+    """The y-axis' top: every bar and error bar below it, the hold-out RMSE's too (the target's
+    later rows can be far harder than its CV folds: a chart cut at the CV bars hid them)."""
+    tops = [c + e for c, e in zip(cv, err)] + ([r["holdout_rmse"] for r in rows] if holdout else [])
+    return max(tops) * 1.12 if tops else 1.0
+
+
 def plot_candidates(report: dict[str, Any], path: str) -> str:
     """Bar chart of every candidate's CV RMSE with an error bar each (mean ± SE; a one-fold
     candidate's bar is dashed: ± the other candidates' pooled fold-to-fold sd), the chosen one
@@ -137,7 +144,8 @@ def plot_candidates(report: dict[str, Any], path: str) -> str:
         ax.text(i + off, 0.01, f"{n} fold{'s' if n != 1 else ''}", transform=ax.get_xaxis_transform(), ha="center",
                 va="bottom", fontsize=7, color="white" if not r.get("eliminated") else "black")
     if holdout:
-        ax.bar(idx + 0.2, [r["holdout_rmse"] for r in rows], 0.4, color="tab:gray", label="hold-out RMSE")
+        hb = ax.bar(idx + 0.2, [r["holdout_rmse"] for r in rows], 0.4, color="tab:gray", label="hold-out RMSE")
+        ax.bar_label(hb, fmt="%.3g", fontsize=7, padding=2)  # the hold-out can rank the candidates otherwise
     champ = next((r for r in rows if r["strategy"] == "keep_champion"), None)
     if champ is not None:
         ax.axhline(champ["cv_loss_mean"], color="tab:red", linestyle="--", linewidth=1.2,
@@ -145,8 +153,7 @@ def plot_candidates(report: dict[str, Any], path: str) -> str:
     if any(r.get("eliminated") for r in rows):
         ax.bar([np.nan], [np.nan], color="tab:blue", alpha=0.6, hatch="//",
                label="eliminated in rung 0 (1 fold; dashed error bar: the others' pooled fold sd)")
-    top = max(c + e for c, e in zip(cv, err)) if rows else 1.0
-    ax.set_ylim(0, top * 1.08)
+    ax.set_ylim(0, _axis_top(rows, cv, err, holdout))
     ax.set_xticks(idx, [r["name"] for r in rows], rotation=20, ha="right", fontsize=8)
     ax.set_ylabel("RMSE (lower is better)")
     ax.set_title(f"Adaptation search: chose {report['chosen']} (green)", fontsize=10)
