@@ -204,3 +204,15 @@ def test_a_first_night_whose_fine_tune_loses_promotes_its_base_model(tmp_path):
     mv = mlc.get_model_version(cfg.promotion.model_name, "1")
     assert mv.tags["rsft.recipe"] == "base model (tonight's fine-tune did not beat it)"
     assert str(registry.alias_version(mlc, cfg.promotion.model_name).version) == "1"
+
+
+def test_a_hold_out_beyond_the_target_samples_range_is_said():
+    """(trial 6) December hold-out rows colder than any November sample row: more than 10 % of the
+    hold-out outside the sample's range on a feature is a warning naming it; within it, nothing."""
+    from rsft.pipeline.summary import range_warnings
+
+    t = pl.DataFrame({"temp": [30.0 + i % 20 for i in range(300)], "wind": [float(i % 9) for i in range(300)]})
+    h = pl.DataFrame({"temp": [20.0 + i % 30 for i in range(100)], "wind": [float(i % 9) for i in range(100)]})
+    w = range_warnings(t, h, ["temp", "wind"])
+    assert len(w) == 1 and w[0].startswith("the hold-out reaches beyond the target sample on temp: 40 below its min 30 of 100")
+    assert range_warnings(t, h.head(0), ["temp"]) == [] and range_warnings(t, t, ["temp", "wind"]) == []

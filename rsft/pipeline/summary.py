@@ -100,7 +100,7 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         **({f"base_model_{metric}": round(result.base[metric], 5)} if result.base and metric in result.base else {}),
         # the first night's fine-tune lost to its base model, which was registered instead
         **({f"fine_tune_{metric}": round(result.fine_tune_lost[metric], 5)} if result.fine_tune_lost else {}),
-        "model_warnings": model_warnings(result),
+        "model_warnings": model_warnings(result) + holdout_warnings(cfg),
         "promoted": result.promoted,
         "reason": result.reason,
         "model_version": result.version,
@@ -184,6 +184,45 @@ def fit_warnings(cfg: PipelineConfig, t: dict[str, Any]) -> list[str]:
             out.append(f"{what} was still improving when it reached its {planned:,} steps (best at step {best:,}; the "
                        f"validation loss fell by more than 1 % of its whole fall in the last fifth): raise {cap} "
                        f"(or {epochs}, if set) for a better model")
+    return out
+
+
+# hold-out rows outside the target sample's range on a feature: above this share, say so
+HOLDOUT_OUTSIDE_WARN = 0.10
+
+
+def holdout_warnings(cfg: PipelineConfig) -> list[str]:
+    """The gate judges on conditions the target sample does not show: a numeric feature on which
+    more than :data:`HOLDOUT_OUTSIDE_WARN` of the hold-out rows lie outside the target sample's
+    [min, max] (trial 6: the November sample's coldest hour was 28 °F, 344 December hold-out rows
+    were colder, and the champion's error there was 3× its error elsewhere)."""
+    from rsft.pipeline.data import load_target
+    from rsft.pipeline.layout import TARGET_HOLDOUT, TARGET_SAMPLE
+
+    f = cfg.features
+    cols = [c for c in f.numeric if f.kind != "text"]
+    if not cols:
+        return []
+    return range_warnings(load_target(cfg, TARGET_SAMPLE), load_target(cfg, TARGET_HOLDOUT), cols)
+
+
+def range_warnings(t, h, cols: list[str]) -> list[str]:
+    """:func:`holdout_warnings` on the frames: target sample ``t``, hold-out ``h``."""
+    import polars as pl
+
+    if not t.height or not h.height:
+        return []
+    out = []
+    for c in cols:
+        lo, hi = t.get_column(c).min(), t.get_column(c).max()
+        if lo is None or hi is None:
+            continue
+        below, above = h.select((pl.col(c) < lo).sum().alias("below"), (pl.col(c) > hi).sum().alias("above")).row(0)
+        if below + above > HOLDOUT_OUTSIDE_WARN * h.height:
+            side = " and ".join(s for s, n in ((f"{below:,} below its min {lo:.4g}", below), (f"{above:,} above its max {hi:.4g}", above)) if n)
+            out.append(f"the hold-out reaches beyond the target sample on {c}: {side} of {h.height:,} hold-out rows — "
+                       "the gate judges conditions the sample (and so the fine-tune) has not seen; a target sample "
+                       "that spans them makes the comparison fairer")
     return out
 
 
