@@ -123,8 +123,12 @@ class ContractConfig(_Model):
     unique_conflicts: Literal["quarantine", "keep_first", "keep_all"] = "quarantine"
     partition_by: list[str] = []  # hive partition columns of the output dataset ("date" = the timestamp's UTC day)
     timestamp_column: str | None = "ts"  # the readings' time (UTC after ingest); None = no time column
-    # timestamp policy: convert offsets to UTC; naive timestamps rejected or assumed UTC
-    naive_timestamps: Literal["reject", "assume_utc"] = "reject"
+    # timestamp policy: convert offsets to UTC; naive timestamps (no offset, no Z) rejected, assumed
+    # UTC, or assumed local time of `local_timezone` (an IANA name, e.g. America/New_York: a historian
+    # that writes wall-clock time) and converted to UTC — a wall time that the zone's DST change
+    # skips or repeats (the fall-back hour) cannot be placed and is quarantined with that reason
+    naive_timestamps: Literal["reject", "assume_utc", "assume_local"] = "reject"
+    local_timezone: str | None = None
     utc_only: bool = False  # reject any non-UTC offset instead of converting
     unknown_columns: Literal["reject", "drop", "keep"] = "reject"
     duplicate_rows: Literal["quarantine", "keep"] = "quarantine"  # exact duplicate rows in a file
@@ -177,6 +181,16 @@ class ContractConfig(_Model):
             raise ValueError(f"unique: {', '.join(unknown)} not a contract column (columns: {', '.join(names)})")
         if len(set(self.unique)) != len(self.unique):
             raise ValueError(f"unique: a column named twice ({', '.join(self.unique)})")
+        if self.naive_timestamps == "assume_local" and not self.local_timezone:
+            raise ValueError("naive_timestamps: assume_local needs local_timezone (an IANA name, e.g. America/New_York)")
+        if self.local_timezone:
+            import zoneinfo
+
+            try:
+                zoneinfo.ZoneInfo(self.local_timezone)
+            except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"local_timezone: unknown time zone {self.local_timezone!r} (an IANA name, e.g. "
+                                 "Europe/Berlin, America/New_York)") from None
         return self
 
 

@@ -371,3 +371,28 @@ def test_a_space_between_date_and_time_is_read_as_the_t_form(tmp_path, policy):
         q = pl.read_parquet(next((tmp_path / "a" / "quarantine").glob("*.parquet")))
         assert q["reason"].to_list() == ["ts: timestamp without time zone"]
         assert "naive_timestamps" in (setting_for(q["reason"][0], contract) or "")
+
+
+def test_naive_wall_clock_times_of_a_zone_are_converted_to_utc(tmp_path):
+    """(trial 6) A historian that writes local wall-clock time (America/New_York) could only be read
+    as UTC (4-5 h off, rows on the wrong UTC day). naive_timestamps: assume_local with local_timezone
+    converts them; a wall time the DST change skips (02:30 on 10 Mar 2013) or repeats (01:30 on
+    3 Nov) is no single instant: quarantined with that reason. An offset keeps its own instant."""
+    import pydantic
+
+    stamps = ["2013-01-05 12:00:00", "2013-07-01T12:00:00", "2013-03-10 02:30:00", "2013-11-03 01:30:00",
+              "2013-07-01T12:00:00+00:00"]
+    n = len(stamps)
+    pl.DataFrame({"line_id": ["AA"] * n, "ts": stamps, "distance": [float(i) for i in range(n)],
+                  "air_time": [30.0] * n}).write_csv(tmp_path / "local.csv")
+    contract = _contract(naive_timestamps="assume_local", local_timezone="America/New_York")
+    res = ingest([str(tmp_path / "local.csv")], tmp_path / "ds", contract).files[0]
+    assert (res.rows_ok, res.rows_quarantined) == (3, 2), res
+    got = scan_dataset(tmp_path / "ds").collect().sort("_row")
+    assert [(t.month, t.day, t.hour) for t in got["ts"].to_list()] == [(1, 5, 17), (7, 1, 16), (7, 1, 12)]
+    q = pl.read_parquet(next((tmp_path / "ds" / "quarantine").glob("*.parquet"))).sort("_row")
+    assert q["reason"].to_list() == ["ts: local time skipped or repeated by a DST change in America/New_York"] * 2
+    with pytest.raises(pydantic.ValidationError, match="assume_local needs local_timezone"):
+        _contract(naive_timestamps="assume_local")
+    with pytest.raises(pydantic.ValidationError, match="unknown time zone 'Mars/Olympus'"):
+        _contract(naive_timestamps="assume_local", local_timezone="Mars/Olympus")

@@ -124,7 +124,8 @@ def test_ingest_warns_when_every_row_of_a_file_was_quarantined(tmp_path, files):
     assert out.returncode == 0, out.stderr
     said = [ln for ln in out.stderr.splitlines() if "rows quarantined" in ln]
     assert said == ["warning target_holdout: holdout.csv: all 6 rows quarantined (ts: timestamp without time zone 6) — "
-                    "set ingest.sensors.naive_timestamps: assume_utc"], out.stderr
+                    "set ingest.sensors.naive_timestamps: assume_utc (or assume_local with ingest.sensors.local_timezone, "
+                    "for wall-clock exports)"], out.stderr
     assert "`rsft ingest --again` ingests the file(s) above again" in out.stderr
 
 

@@ -137,6 +137,14 @@ def _typed_timestamp(col: ColumnContract, raw: pl.Expr, present: pl.Expr, missin
     if naive_policy == "assume_utc":
         val = pl.when(has_tz).then(aware).otherwise(naive) if value is None else value
         naive_reason = pl.lit(None, dtype=pl.String)
+    elif naive_policy.startswith("local:"):  # wall-clock time of a zone (naive_timestamps: assume_local)
+        tz = naive_policy.removeprefix("local:")
+        wall = s.str.to_datetime(_ISO_NAIVE, strict=False, time_unit="us")
+        local = wall.dt.replace_time_zone(tz, ambiguous="null", non_existent="null").dt.convert_time_zone("UTC")
+        val = pl.when(has_tz).then(aware).otherwise(local) if value is None else value
+        # a wall time the DST change skips or repeats: parsed, but not one instant
+        naive_reason = pl.when(present & ~has_tz & wall.is_not_null() & val.is_null()).then(
+            pl.lit(f"{col.name}: local time skipped or repeated by a DST change in {tz}"))
     else:
         val = pl.when(has_tz).then(aware) if value is None else value
         # a well-formed wall-clock time without zone (shape check; its validity is in `val` via assume_utc only)
@@ -227,7 +235,8 @@ def _validator(contract: ContractConfig, names: list[str], keep_extra: list[str]
     stream's batches all have the same columns, and building them took ~3 ms of a batch's ~15 ms
     full check (16 columns)."""
     # stage 1: parse every column once into helper columns; stage 2: reasons read the parsed values
-    pol = (contract.naive_timestamps, contract.utc_only)
+    pol = (contract.naive_timestamps if contract.naive_timestamps != "assume_local" else f"local:{contract.local_timezone}",
+           contract.utc_only)
     parsed = [_typed(c, *pol)[0].alias(f"__v_{c.name}") for c in contract.columns]
     flags = [(pl.col(c.name).is_not_null() & (pl.col(c.name).str.strip_chars() != "")).alias(f"__p_{c.name}") for c in contract.columns]
     typed, reasons = zip(*[

@@ -138,7 +138,7 @@ def no_rows_why(cfg: PipelineConfig, name: str, entries: dict[str, dict] | None 
 
 # quarantine reasons (rsft.ingest.contract, readers, unique) -> the contract setting that accepts the rows
 _SETTINGS: list[tuple[str, str]] = [
-    (r"^(?P<c>.+): timestamp without time zone$", "set ingest.{k}.naive_timestamps: assume_utc"),
+    (r"^(?P<c>.+): timestamp without time zone$", "set ingest.{k}.naive_timestamps: assume_utc (or assume_local with ingest.{k}.local_timezone, for wall-clock exports)"),
     (r"^(?P<c>.+): non-UTC offset$", "set ingest.{k}.utc_only: false"),
     (r"^duplicate row", "set ingest.{k}.duplicate_rows: keep"),
     (r"^missing key (?P<c>.+)$", "drop column {c} from ingest.{k}.columns (the exports do not have it)"),
