@@ -219,18 +219,16 @@ def iter_chunk(spec: ChunkSpec, chunk_bytes: int) -> Iterator[pl.DataFrame]:
         if run:
             yield _read_parts(run)
             run, run_bytes = [], 0.0
-        pf = pq.ParquetFile(part.path, buffer_size=1 << 20)  # pages streamed, not a whole column chunk
+        # Polars' streaming reader, batch by batch: rows before the part's offset are skipped, not
+        # decoded (pyarrow's batches decode a row group from its start: a chunk starting mid-group
+        # decoded the rows before it again, ~40 % more decoding CPU at 50k-row chunks of 82k-row groups)
         batch = int(max(1, min(part.length, chunk_bytes // max(1.0, row_bytes))))
-        pos = int(starts[groups[0]])
-        for rb in pf.iter_batches(batch_size=batch, row_groups=groups, use_threads=False):
-            lo, hi = max(pos, part.offset), min(pos + rb.num_rows, end)
-            if hi > lo:
-                df = pl.from_arrow(rb.slice(lo - pos, hi - lo))
-                assert isinstance(df, pl.DataFrame)
-                yield _with_lineage(df, part, lo)
-            pos += rb.num_rows
-            if pos >= end:
-                break
+        pos = part.offset
+        lf = pl.scan_parquet(part.path, hive_partitioning=False).slice(part.offset, part.length)
+        for df in lf.collect_batches(chunk_size=batch):
+            if df.height:
+                yield _with_lineage(df, part, pos)
+                pos += df.height
     if run:
         yield _read_parts(run)
 
