@@ -192,8 +192,8 @@ READ_WHOLE_UP_TO = 8
 
 def iter_chunk(spec: ChunkSpec, chunk_bytes: int) -> Iterator[pl.DataFrame]:
     """The chunk's rows in row order (as :func:`read_chunk`), streamed in frames of about
-    ``chunk_bytes`` decoded bytes: a row group is decoded batch by batch (never whole), only the
-    row groups overlapping a part are read, and reading stops at the part's last row. The rows per
+    ``chunk_bytes`` decoded bytes: a large part is streamed by Polars' reader batch by batch (a
+    row group never decoded whole), only the part's rows are decoded (its slice pushed down). The rows per
     batch come from each row group's uncompressed size in the file's metadata (its mean row)."""
     run: list[ChunkPart] = []  # consecutive small parts, read together
     run_bytes = 0.0
