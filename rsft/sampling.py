@@ -222,6 +222,7 @@ def iter_chunk(spec: ChunkSpec, chunk_bytes: int) -> Iterator[pl.DataFrame]:
         # Polars' streaming reader, batch by batch: rows before the part's offset are skipped, not
         # decoded (pyarrow's batches decode a row group from its start: a chunk starting mid-group
         # decoded the rows before it again, ~40 % more decoding CPU at 50k-row chunks of 82k-row groups)
+        # (collect_batches is marked unstable in Polars 2.1, the pinned version: recheck on upgrades)
         batch = int(max(1, min(part.length, chunk_bytes // max(1.0, row_bytes))))
         pos = part.offset
         lf = pl.scan_parquet(part.path, hive_partitioning=False).slice(part.offset, part.length)
