@@ -116,21 +116,33 @@ def _flat_tokens(df: pl.DataFrame | pl.LazyFrame, column: str) -> tuple[pl.Serie
     return toks.explode().drop_nulls(), lengths
 
 
-def _flat_gram_buckets(flat: pl.Series, buckets: int, ngrams: int, seed: int, scheme: int) -> list[np.ndarray]:
+def _flat_token_hashes(df: pl.DataFrame | pl.LazyFrame, column: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(uint64 hash of every document's tokens, flat in document order — ``_flat_tokens``' series
+    hashed —, int64 tokens per row): hashed inside the tokenising query, chunk by chunk (no flat
+    String series, no concatenation of the chunks' token strings)."""
+    lf = df.lazy() if isinstance(df, pl.DataFrame) else df
+    hashes = lf.select(_tokens(pl.col(column)).list.eval(pl.element().hash(seed)).alias("h")).collect()["h"]
+    lengths = hashes.list.len().fill_null(0).to_numpy().astype(np.int64)
+    parts = [c.explode(empty_as_null=False, keep_nulls=False).to_numpy() for c in hashes.get_chunks()]
+    flat = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, np.uint64)
+    return flat.astype(np.uint64, copy=False), lengths
+
+
+def _flat_gram_buckets(flat: pl.Series | np.ndarray, buckets: int, ngrams: int, seed: int, scheme: int) -> list[np.ndarray]:
     """Per g = 1..N, integer [tokens]: at token i the bucket of the g-gram starting there (across
-    document ends too: the caller drops those). Scheme 2: int64, scheme 1: uint32."""
+    document ends too: the caller drops those). Scheme 2 (``flat``: the tokens, or their uint64
+    hashes from :func:`_flat_token_hashes`): int64, scheme 1 (``flat``: the tokens): uint32."""
     if scheme == 2:  # _gram_hash's arithmetic in numpy (uint64 wraps as Polars' does), Polars' hash
-        hashes = flat.hash(seed)
-        h = hashes.to_numpy()
-        out, c = [_bucket(hashes, buckets)], h
+        h = flat if isinstance(flat, np.ndarray) else flat.hash(seed).to_numpy()
+        out, c = [_bucket(h, buckets)], h
         for g in range(2, ngrams + 1):
             with np.errstate(over="ignore"):
                 x = c[: len(h) - g + 1] * np.uint64(NGRAM_MIX)
             x ^= h[g - 1:]
-            gram = pl.Series(x, dtype=pl.UInt64).hash(seed)
-            c = gram.to_numpy()
-            ids = np.zeros(len(h), np.int64)  # past the end: 0 (dropped by the caller)
-            ids[: len(c)] = _bucket(gram, buckets)
+            c = pl.Series(x, dtype=pl.UInt64).hash(seed).to_numpy()
+            ids = np.empty(len(h), np.int64)
+            ids[len(c):] = 0  # past the end (dropped by the caller)
+            ids[: len(c)] = _bucket(c, buckets)
             out.append(ids)
         return out
     exprs = []
@@ -141,9 +153,12 @@ def _flat_gram_buckets(flat: pl.Series, buckets: int, ngrams: int, seed: int, sc
     return [hashed.get_column(f"g{g}").to_numpy() for g in range(1, ngrams + 1)]
 
 
-def _bucket(hashes: pl.Series, buckets: int) -> np.ndarray:
-    """int64 [n]: UInt64 hashes mod ``buckets`` (Polars' modulo: about 4× NumPy's uint64 one)."""
-    return (hashes % buckets).to_numpy().view(np.int64)
+def _bucket(hashes: np.ndarray, buckets: int) -> np.ndarray:
+    """int64 [n]: uint64 hashes mod ``buckets``: a mask for a power of two (the default 2^15),
+    else Polars' modulo (about 4× NumPy's uint64 one)."""
+    if buckets & (buckets - 1) == 0:
+        return (hashes & np.uint64(buckets - 1)).view(np.int64)
+    return (pl.Series(hashes, dtype=pl.UInt64) % buckets).to_numpy().view(np.int64)
 
 
 def _cross_ends(lengths: np.ndarray, g: int) -> np.ndarray:
@@ -160,7 +175,7 @@ def hashed_ngram_flat(df: pl.DataFrame | pl.LazyFrame, column: str, buckets: int
     flat token column — n-grams built and hashed once over all tokens, no per-document list
     evaluation, no list column of n-grams — about twice as fast and with a smaller working set."""
     _check_scheme(scheme)
-    flat, lengths = _flat_tokens(df, column)
+    flat, lengths = _flat_token_hashes(df, column, seed) if scheme == 2 else _flat_tokens(df, column)
     n, total = len(lengths), int(lengths.sum())
     hashed = _flat_gram_buckets(flat, buckets, ngrams, seed, scheme)
     del flat
@@ -190,7 +205,7 @@ def _flat_ngram_buckets(df: pl.DataFrame | pl.LazyFrame, column: str, buckets: i
     """Per g: (bucket of the g-gram starting at each flat token, the positions where none starts),
     and the tokens per row: the n-grams without putting them in per-document order."""
     _check_scheme(scheme)
-    flat, lengths = _flat_tokens(df, column)
+    flat, lengths = _flat_token_hashes(df, column, seed) if scheme == 2 else _flat_tokens(df, column)
     ids = _flat_gram_buckets(flat, buckets, ngrams, seed, scheme)
     del flat
     return ids, [_cross_ends(lengths, g) for g in range(1, ngrams + 1)], lengths
