@@ -89,7 +89,7 @@ def main() -> None:
     ap.add_argument("--keep-nights", type=int, default=2)
     ap.add_argument("--rolling", action="store_true")
     ap.add_argument("--kept-compression", choices=["lz4", "uncompressed", "zstd", "snappy", "dictionary"],
-                    help="prefilter.kept_compression (default: the example config's, lz4)")
+                    help="prefilter.kept_compression (default: the example config's, dictionary)")
     ap.add_argument("--paired", type=int, default=0, metavar="K",
                     help="then K pairs of nights: one new day on a short history (a second plant of 2 nights) and one "
                          "on the long one, back to back (the same load), compared per stage")
