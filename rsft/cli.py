@@ -386,7 +386,11 @@ def history(config: str = ConfigOpt) -> None:
         # each version's own metric (promotion.metric may have changed between nights)
         name = r.get("metric_name") or cfg.promotion.metric
         metric = f"{name} {shown[i]}" if r["metric"] else ""
-        t.add_row(str(r["version"]), when, ", ".join(r["aliases"]), r["decision"], metric,
+        # a version the gate rejected that holds the champion alias got there by hand (promote
+        # --force, rollback): the row says so, not only the events below
+        decision = r["decision"] + (" (champion by hand: see events)" if r["decision"] == "rejected"
+                                    and "champion" in r["aliases"] else "")
+        t.add_row(str(r["version"]), when, ", ".join(r["aliases"]), decision, metric,
                   f"{r['recipe']}: {r['reason']}" if r.get("recipe") else r["reason"])
     console.print(t)
     events = sorted((stamp, r["version"], text) for r in rows for stamp, text in r.get("events", []))

@@ -248,6 +248,10 @@ def test_history_shows_every_version_s_metric_with_one_precision(monkeypatch):
     rows[1:] = [version(2, "210.52"), version(1, "210.51")]  # the same at 4 figures: both shown with 5
     out = CliRunner().invoke(cli.app, ["history", "--config", str(REPO / "examples" / "factory.yaml")])
     assert "rmse 210.52 " in out.output and "rmse 210.51 " in out.output, out.output
+    # (trial 6) a gate-rejected version made champion by hand: its row says so
+    rows[1:] = [{**version(2, "4.236"), "decision": "rejected", "aliases": ["champion"]}, version(1, "1.971")]
+    out = CliRunner().invoke(cli.app, ["history", "--config", str(REPO / "examples" / "factory.yaml")])
+    assert "rejected (champion by hand: see events)" in out.output, out.output
 
 
 def test_check_config_says_a_key_without_unique_is_not_enforced():
