@@ -935,11 +935,19 @@ def gc(
     def rel(p: str) -> str:
         return os.path.relpath(p, root)
 
+    def written(p: str) -> str:  # a night's folder is named by its key: when it was written tells which
+        from datetime import datetime, timezone
+
+        try:
+            return datetime.fromtimestamp(os.path.getmtime(p), timezone.utc).strftime("%Y-%m-%d %H:%M")
+        except OSError:  # removed already
+            return ""
+
     t = Table(title=f"rsft gc — {cfg.name}: kept", title_justify="left")
-    for col in ("path", "size", "why"):
+    for col in ("path", "written (UTC)", "size", "why"):
         t.add_column(col, overflow="fold")
     for i in rep.kept:
-        t.add_row(rel(i.path), human_bytes(i.bytes), i.why)
+        t.add_row(rel(i.path), written(i.path), human_bytes(i.bytes), i.why)
     if rep.kept:
         console.print(t)
     groups: dict[str, list] = {}
@@ -949,7 +957,7 @@ def gc(
     for why, items in groups.items():
         _line(console, f"{verb} {len(items)} ({human_bytes(sum(i.bytes for i in items))}): {why}")
         for i in items[:5]:
-            _line(console, f"    {rel(i.path)}")
+            _line(console, f"    {rel(i.path)}" + (f"  (written {w})" if (w := written(i.path)) else ""))
         if len(items) > 5:
             _line(console, f"    … and {len(items) - 5} more")
     after = disk_usage(state(cfg), cfg.name)["total"]

@@ -116,6 +116,9 @@ def test_gc_reads_the_registered_versions_lineage_from_mlflow(tmp_path):
     assert res.exit_code == 0, res.output
     text = " ".join(res.output.split())
     assert "lineage of v1" in text and "never removed" in text
+    import re  # (trial 6) the kept nights' folders, named by hash, say when they were written
+
+    assert "written (UTC)" in text and re.search(r"20\d\d-\d\d-\d\d \d\d:\d\d", text), text
     assert sorted(p.name for p in first.iterdir()) == ["report", "scorer.pt", "selected.parquet"]
 
 
