@@ -446,6 +446,9 @@ def rollback(config: str = ConfigOpt) -> None:
         except RuntimeError as e:
             _fail(str(e), 1)
     console.print(f"[green]{name}@champion[/] → v{new} (previous-champion → v{old})")
+    refused = registry.refused_by_gate(mlc, name, new)
+    if refused:  # (trial 6) rolled back onto a version its night's gate refused
+        _line(err, f"[yellow]warning[/] {escape(refused)}", markup=True)
 
 
 @app.command()

@@ -137,7 +137,12 @@ def test_alias_moves_rollback_and_history(mlc, tmp_path):
     assert "champion" in rows[1]["aliases"] and rows[1]["decision"] == "promoted" and rows[1]["reason"] == "no champion yet"
     assert [t for _, t in rows[1]["events"]] == [f"champion again (rollback from v{v2}) (by {getpass.getuser()})"]
     assert [t for _, t in rows[0]["events"]] == [f"rolled back: champion again is v{v1} (by {getpass.getuser()})"]
+    assert registry.refused_by_gate(mlc, name, v1) is None  # its night promoted it
+    registry.record_decision(mlc, name, v2, registry.Decision(False, "mae 0.9 does not beat champion 0.8", "mae", 0.9, 0.8))
     assert registry.rollback(mlc, name) == (str(v2), str(v1))  # and back: events accumulate
+    # (trial 6) back onto a version its night's gate refused: `rsft rollback` says so in one line
+    assert registry.refused_by_gate(mlc, name, v2) == (f"v{v2} was rejected by its night's gate (mae 0.9 does not beat "
+                                                       "champion 0.8): it is the champion now by hand")
     rows = registry.history(mlc, name)
     assert len(rows[0]["events"]) == 2 and len(rows[1]["events"]) == 2
     assert rows[0]["events"][0][0] < rows[0]["events"][1][0]  # in time order

@@ -315,6 +315,15 @@ def record_decision(mlclient, name: str, version: str, decision: Decision, judge
         mlclient.set_model_version_tag(name, version, k, v)
 
 
+def refused_by_gate(mlc, name: str, version: str) -> str | None:
+    """One line when ``version``'s night rejected it (a rollback or a forced promotion made it the
+    champion by hand), else None."""
+    was = recorded_decision(mlc.get_model_version(name, str(version)))
+    if was is None or was.promote:
+        return None
+    return f"v{version} was rejected by its night's gate ({was.reason}): it is the champion now by hand"
+
+
 def recorded_decision(version) -> Decision | None:
     """The decision recorded on a version (:func:`record_decision`), or None when it has none."""
     tags = dict(version.tags or {})
