@@ -214,5 +214,9 @@ def test_a_hold_out_beyond_the_target_samples_range_is_said():
     t = pl.DataFrame({"temp": [30.0 + i % 20 for i in range(300)], "wind": [float(i % 9) for i in range(300)]})
     h = pl.DataFrame({"temp": [20.0 + i % 30 for i in range(100)], "wind": [float(i % 9) for i in range(100)]})
     w = range_warnings(t, h, ["temp", "wind"])
-    assert len(w) == 1 and w[0].startswith("the hold-out reaches beyond the target sample on temp: 40 below its min 30 of 100")
+    assert len(w) == 1 and w[0].startswith("the hold-out reaches beyond the target sample's range — of its 100 rows: "
+                                           "temp (40 below its min 30): the gate judges")
+    h2 = h.with_columns(wind=pl.col("wind") * 2)  # one line for every feature beyond the range
+    w = range_warnings(t, h2, ["temp", "wind"])
+    assert len(w) == 1 and "temp (40 below its min 30); wind (44 above its max 8)" in w[0], w
     assert range_warnings(t, h.head(0), ["temp"]) == [] and range_warnings(t, t, ["temp", "wind"]) == []

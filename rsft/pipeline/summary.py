@@ -212,7 +212,7 @@ def range_warnings(t, h, cols: list[str]) -> list[str]:
 
     if not t.height or not h.height:
         return []
-    out = []
+    parts = []
     for c in cols:
         lo, hi = t.get_column(c).min(), t.get_column(c).max()
         if lo is None or hi is None:
@@ -220,10 +220,12 @@ def range_warnings(t, h, cols: list[str]) -> list[str]:
         below, above = h.select((pl.col(c) < lo).sum().alias("below"), (pl.col(c) > hi).sum().alias("above")).row(0)
         if below + above > HOLDOUT_OUTSIDE_WARN * h.height:
             side = " and ".join(s for s, n in ((f"{below:,} below its min {lo:.4g}", below), (f"{above:,} above its max {hi:.4g}", above)) if n)
-            out.append(f"the hold-out reaches beyond the target sample on {c}: {side} of {h.height:,} hold-out rows — "
-                       "the gate judges conditions the sample (and so the fine-tune) has not seen; a target sample "
-                       "that spans them makes the comparison fairer")
-    return out
+            parts.append(f"{c} ({side})")
+    if not parts:
+        return []
+    return [f"the hold-out reaches beyond the target sample's range — of its {h.height:,} rows: {'; '.join(parts)}: the "
+            "gate judges conditions the sample (and so the fine-tune) has not seen; a target sample that spans them "
+            "makes the comparison fairer"]
 
 
 def model_warnings(result: Finetuned) -> list[str]:
