@@ -163,5 +163,9 @@ def test_features_with_missing_values_name_the_rule_that_removes_them():
     assert "\n" not in msg
     assert "s01 (3 rows)" in msg and "{kind: not_null, columns: [s01]}" in msg
     assert "s02 (2 rows)" in msg and "{kind: finite, columns: [s02]}" in msg
-    with pytest.raises(ValueError, match="target sample is not prefiltered"):
+    # the suggested rule reaches the target sample too (prefilter.targets: row_rules); with none, only its contract does
+    with pytest.raises(ValueError, match=r"row rules apply to the target sample too \(prefilter.targets\)"):
         check_features_complete(cfg, bad, "the target sample")
+    none = cfg.model_copy(update={"prefilter": cfg.prefilter.model_copy(update={"targets": "none"})})
+    with pytest.raises(ValueError, match="target sample is not prefiltered"):
+        check_features_complete(none, bad, "the target sample")

@@ -175,18 +175,14 @@ def load_target(cfg: PipelineConfig, which: str = TARGET_SAMPLE) -> pl.DataFrame
     from rsft.features import add_rolling_features
 
     f = cfg.features
-    lf = scan_named(cfg, which)
-    rules = target_rules(cfg.prefilter)
-    if rules.rules:
-        df = lf.collect()
-        kept, dropped = apply_rules(df, rules)
-        if df.height and not kept.height:
-            from rsft.readable import counts
+    rows, kept, dropped = _judged_target(cfg, which)
+    if rows and not kept.height:
+        from rsft.readable import counts
 
-            raise ValueError(f"the {which.replace('_', ' ')}: the prefilter's rules drop all of its {df.height:,} rows "
-                             f"({counts({k: v for k, v in dropped.items() if v})}); check the rules against it, or "
-                             "prefilter.targets: none keeps the target files as ingested")
-        lf = kept.lazy()
+        raise ValueError(f"the {which.replace('_', ' ')}: the prefilter's rules drop all of its {rows:,} rows "
+                         f"({counts(dropped)}); check the rules against it, or prefilter.targets: none keeps the "
+                         "target files as ingested")
+    lf = kept.lazy()
     if f.rolling:
         have = lf.collect_schema().names()
         missing = [c for c in (f.group, f.time_column) if c not in have]
@@ -196,11 +192,21 @@ def load_target(cfg: PipelineConfig, which: str = TARGET_SAMPLE) -> pl.DataFrame
     return lf.filter(pl.col(f.label).is_not_null()).collect()
 
 
+def _judged_target(cfg: PipelineConfig, which: str) -> tuple[int, pl.DataFrame, dict[str, int]]:
+    """(rows of the target file(s) as ingested, the rows ``prefilter.targets``' rules keep, the rows
+    each rule that dropped any dropped): what :func:`load_target` reads and :func:`target_dropped` counts."""
+    df = scan_named(cfg, which).collect()
+    rules = target_rules(cfg.prefilter)
+    if not rules.rules:
+        return df.height, df, {}
+    kept, dropped = apply_rules(df, rules)
+    return df.height, kept, {k: v for k, v in dropped.items() if v}
+
+
 def target_dropped(cfg: PipelineConfig, which: str) -> tuple[int, dict[str, int]]:
     """(rows of the target file(s) as ingested, rows each of ``prefilter.targets``' rules dropped)."""
-    rules = target_rules(cfg.prefilter)
-    df = scan_named(cfg, which).collect()
-    return df.height, {k: v for k, v in apply_rules(df, rules)[1].items() if v} if rules.rules else {}
+    rows, _, dropped = _judged_target(cfg, which)
+    return rows, dropped
 
 
 def hashed_sample(lf: pl.LazyFrame, rows_total: int, rows: int, seed: int) -> pl.LazyFrame:
@@ -312,7 +318,10 @@ def check_features_complete(cfg: PipelineConfig, df: pl.DataFrame, what: str) ->
         parts.append(f"NaN or ±inf in {', '.join(f'{c} ({n:,} rows)' for c, n in bad.items())}: add the prefilter rule "
                      f"{{kind: finite, columns: [{', '.join(bad)}]}}")
     if what.startswith("the target"):
-        parts.append("the target sample is not prefiltered: its contract can quarantine such rows (nullable: false)")
+        parts.append("the prefilter's row rules apply to the target sample too (prefilter.targets), so the rule above "
+                     "removes them there as well" if cfg.prefilter.targets != "none" else
+                     "the target sample is not prefiltered (prefilter.targets: none): its contract can quarantine such "
+                     "rows (nullable: false)")
     raise ValueError(f"{what} has model features the scorer cannot use — " + "; ".join(parts))
 
 

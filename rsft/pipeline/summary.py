@@ -200,7 +200,7 @@ def holdout_warnings(cfg: PipelineConfig) -> list[str]:
     from rsft.pipeline.layout import TARGET_HOLDOUT, TARGET_SAMPLE
 
     f = cfg.features
-    cols = [c for c in f.numeric if f.kind != "text"]
+    cols = [] if f.kind == "text" else list(f.numeric)
     if not cols:
         return []
     return range_warnings(load_target(cfg, TARGET_SAMPLE), load_target(cfg, TARGET_HOLDOUT), cols)
@@ -232,7 +232,7 @@ def model_warnings(result: Finetuned) -> list[str]:
     """The served model is no better than a constant: the champion after tonight's decision did not
     beat predicting the target sample's mean (or class shares) on tonight's hold-out."""
     from rsft.readable import figures
-    from rsft.tracking.registry import HIGHER_IS_BETTER
+    from rsft.tracking.registry import HIGHER_IS_BETTER, constant_kind
 
     m, k = result.metric, (result.constant or {}).get(result.metric)
     champ = result.challenger if result.promoted else result.champion
@@ -241,7 +241,7 @@ def model_warnings(result: Finetuned) -> list[str]:
         return []
     cs, ks = figures(c, k)
     return [f"the champion v{result.champion_version} is no better than a constant on tonight's hold-out ({m} {cs} vs "
-            f"{ks} for predicting the target sample's {'class shares' if 'accuracy' in result.constant else 'mean'}): "
+            f"{ks} for predicting {constant_kind(result.constant)}): "
             "look at its training budget and features"]
 
 

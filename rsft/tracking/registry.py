@@ -276,15 +276,14 @@ def decide(
             return no(f"pool hold-out {m} regressed {cp:.4g} {op} {chp:.4g} × (1 {sign} {x}){' vs the base model' if vs_base else ''}")
     x = policy.beat_constant_by
     k = constant.get(m) if constant and champion is None and x is not None else None
-    if _finite(k) and not (c > k + abs(k) * x if up else c < k - abs(k) * x):
+    if _finite(k):
         cs, ks = figures(c, k)
-        by = f"{x:.0%} " if x else ""
-        return no(f"{m} {cs} is not {by}better than a constant prediction ({ks}: the target sample's "
-                  f"{'class shares' if 'accuracy' in constant else 'mean'}), and there is no champion yet "
-                  "(promotion.beat_constant_by)")
+        if not (c > k + abs(k) * x if up else c < k - abs(k) * x):
+            by = f"{x:.0%} " if x else ""
+            return no(f"{m} {cs} is not {by}better than a constant prediction ({ks}: {constant_kind(constant)}), and "
+                      "there is no champion yet (promotion.beat_constant_by)")
     if ref is None:
-        first = "no champion yet" + (f": the first champion ({m} {figures(c, k)[0]} beats the constant prediction "
-                                     f"{figures(c, k)[1]})" if _finite(k) else "")
+        first = "no champion yet" + (f": the first champion ({m} {cs} beats the constant prediction {ks})" if _finite(k) else "")
         return Decision(True, first, m, c, None)
     if not _finite(ch):
         return Decision(True, f"{who} {m} is not finite ({ch}){note}", m, c, ch)
@@ -313,6 +312,12 @@ def record_decision(mlclient, name: str, version: str, decision: Decision, judge
     }
     for k, v in tags.items():
         mlclient.set_model_version_tag(name, version, k, v)
+
+
+def constant_kind(constant: dict[str, float]) -> str:
+    """What the constant prediction of :func:`rsft.evaluate.constant_metrics` predicts, from its
+    metrics (a classifier's have an accuracy)."""
+    return "the target sample's class shares" if "accuracy" in constant else "the target sample's mean"
 
 
 def refused_by_gate(mlc, name: str, version: str) -> str | None:
