@@ -176,7 +176,8 @@ def retrain(
             _fail(msg + " (tracebacks: RSFT_LOG_LEVEL=DEBUG)", 1)
     shown = {_retrain_label(k): v for k, v in summary.items()
              if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "mlflow_nights", "quarantine_reasons", "selection_warnings",
-                          "already_decided", "failed_files", "files_mostly_quarantined", "fit_warnings", "model_warnings",
+                          "already_decided", "failed_files", "files_mostly_quarantined", "files_unlike_earlier",
+                          "fit_warnings", "model_warnings",
                           "target_rows_dropped")}  # (said above or below the table)
     from rsft.pipeline.summary import fit_text
 
@@ -200,8 +201,8 @@ def retrain(
     for what, key in (("quarantined (new files)", "quarantine_reasons"), ("prefilter dropped", "prefilter_dropped")):
         if summary.get(key):
             _line(console, f"{what}: {_counts(summary[key])}")
-    for line in summary.get("files_mostly_quarantined") or []:  # as `rsft ingest` warns of them
-        _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)
+    for line in [*(summary.get("files_mostly_quarantined") or []), *(summary.get("files_unlike_earlier") or [])]:
+        _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)  # as `rsft ingest` warns of them
     for line in summary.get("failed_files") or []:  # as `rsft ingest` names them: left out of tonight's pool
         _line(err, f"[yellow]failed[/] {escape(line)} — left out of tonight's pool, tried again next night", markup=True)
     for which, d in (summary.get("target_rows_dropped") or {}).items():
@@ -266,7 +267,7 @@ def ingest(
     from flows.ingest import ingest_datasets
     from rsft.pipeline.data import check_files
     from rsft.pipeline.layout import ingest_sources
-    from rsft.pipeline.targets import AGAIN, mostly_quarantined
+    from rsft.pipeline.targets import AGAIN, mostly_quarantined, unlike_earlier_files
 
     with ingest_progress():
         try:
@@ -307,6 +308,8 @@ def ingest(
     if lost:
         _line(err, f"after changing the contract, `{AGAIN}` ingests the file(s) above again (files done are skipped "
                    "otherwise)")
+    for line in unlike_earlier_files(cfg, ingested):  # a unit change within the contract's range
+        _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)
     failed = 0
     for name, s in ingested.datasets.items():
         for line in s.files_failed:

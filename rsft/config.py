@@ -149,6 +149,11 @@ class ContractConfig(_Model):
     # a record (CSV, fields + separators) or line (JSONL) longer than this fails the file;
     # None = no limit (a huge value is then judged by the value checks and quarantined)
     max_line_bytes: int | None = Field(None, ge=1)
+    # each new file's numeric columns against the files before it (this many, by first reading): a
+    # warning when a column's median lies outside the range they covered — a unit change that
+    # stays within min/max (°C in a °F column), a swapped column, or a new regime (rsft.ingest.profile).
+    # Warnings only (no row is quarantined for it); 0 = off
+    compare_previous_files: int = Field(14, ge=0)
     # where the config holds this contract ("ingest.sensors"), set by IngestConfig: messages name a
     # setting by its full key path (:meth:`setting`). Not a field: no digest or dump depends on it
     _path: str = PrivateAttr("")

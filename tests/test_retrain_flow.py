@@ -59,6 +59,7 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert sum(reasons.values()) == s1["rows_quarantined"] and len(reasons) <= 6
     assert any(k.startswith("missing s") or "out of range" in k for k in reasons)
     assert s1["rows_selected"] > 0 and 0 < s1["acceptance_rate"] <= 1
+    assert s1["files_unlike_earlier"] == []  # the synthetic days drift, none leaves the range of those before it
     assert s1["rows_kept_by_prefilter"] + sum(s1["prefilter_dropped"].values()) == s1["rows_prefiltered_in"]
 
     mlc = registry.client(tracking_uri(cfg))
@@ -79,6 +80,7 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     # (trial M5) named in one line with its reasons, not only counted among the night's quarantined rows
     assert s2["files_mostly_quarantined"] == ["sensors: sensors_kpa.csv: all 5 rows quarantined (s05 out of range "
                                            "[0.0, 10.0] 5) — widen min/max of column s05 of ingest.sensors"]
+    assert s2["files_unlike_earlier"] == []
     assert s2["warm_start"] == f"models:/{name}/1"
     assert s2["model_version"] == "2"
     better = s2["challenger_rmse"] < s2["champion_rmse"]

@@ -7,7 +7,7 @@ from typing import Any
 from rsft.config import PipelineConfig
 from rsft.pipeline.layout import pool_dataset, tracking_uri
 from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
-from rsft.pipeline.targets import mostly_quarantined
+from rsft.pipeline.targets import mostly_quarantined, unlike_earlier_files
 
 
 # the prefilter keeping less than this share of the pool is worth a look: rules written for other
@@ -57,6 +57,9 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         # every dataset's new files none of whose rows passed the contract, one line each ("sensors:
         # a.csv: all 336 rows quarantined (reasons) — the setting"), as `rsft ingest` warns of them
         "files_mostly_quarantined": mostly_quarantined(cfg, ingested),
+        # new files with a column whose median lies outside the range of the files before them
+        # (a unit change within the contract's range, a swapped column, a new regime): one line each
+        "files_unlike_earlier": unlike_earlier_files(cfg, ingested),
         "rows_prefiltered_in": pre.rows_in,
         "rows_kept_by_prefilter": pre.rows_out,
         "prefilter_dropped": pre.dropped,

@@ -189,6 +189,23 @@ def mostly_quarantined(cfg: PipelineConfig, ingested: Ingested) -> list[str]:
     return out
 
 
+def unlike_earlier_files(cfg: PipelineConfig, ingested: Ingested) -> list[str]:
+    """One line per column of a run's new file whose median lies outside the range of the files
+    before it (:func:`rsft.ingest.profile.unlike_earlier`; ``compare_previous_files`` of its
+    contract): ``sensors: day-07.csv: temp (degF) median 20.4 is outside …``. ``rsft ingest``
+    warns with these lines, ``rsft retrain`` too (``--json-out``: ``files_unlike_earlier``)."""
+    from rsft.ingest.profile import unlike_earlier
+    from rsft.pipeline.layout import contract
+
+    out = []
+    for name, d in ingested.datasets.items():
+        new = [f["digest"] for f in d.file_results if f.get("status") == "ok" and f.get("rows_ok")]
+        if new:
+            c = contract(cfg, ingest_sources(cfg)[name][1])
+            out += [f"{name}: {line}" for line in unlike_earlier(d.dataset, c, new, c.compare_previous_files)]
+    return out
+
+
 def check_usable(cfg: PipelineConfig) -> None:
     """Stop a night right after ingest when the pool, the target sample or the hold-out has no row
     that passed the contract (:func:`no_rows_why`'s line), rather than fail later on an empty

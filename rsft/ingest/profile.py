@@ -1,0 +1,207 @@
+"""Each ingested file's column profile, and the check of a new file against the files before it.
+
+A unit change that stays inside the contract's range (a week of °C in a °F column, kPa where the
+column was bar × 100) passes every row check: each value is a plausible reading. It shows only
+against the exports before it — the whole file sits somewhere none of them did. The profile of a
+file is a few quantiles of each numeric column of its kept rows (and its time span), kept in its
+manifest entry (``profile``; computed once, when first needed). :func:`unlike_earlier` compares
+a file with the files before it in time and returns one line per column whose median lies outside
+the range those files covered. Drift is rsft's premise, so this is a warning, never a quarantine:
+a new regime that leaves every earlier range is worth a look too, once (the files after it have
+it among their own references).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from rsft.ingest.manifest import _manifest, _write_entry, data_parts
+
+PROFILE_VERSION = 1
+SAMPLE_ROWS = 50_000  # quantiles of a file's rows read on at most about this many (every k-th row)
+MIN_VALUES = 20  # a column with fewer readings in a file is not judged (nor used as a reference)
+MIN_REFERENCES = 3  # files before it with the column needed to judge a file
+
+# conversions named when one of them puts a shifted file back where the earlier files were (a
+# hint for the person reading the line, not a decision): (factor, offset, from unit, to unit);
+# None = any unit (a power of ten: a prefix, or a decimal point moved)
+_CONVERSIONS = (
+    (1.8, 32.0, "°C", "°F"), (5 / 9, -160 / 9, "°F", "°C"), (1.0, 273.15, "°C", "K"), (1.0, -273.15, "K", "°C"),
+    (6.894757, 0.0, "psi", "kPa"), (1 / 6.894757, 0.0, "kPa", "psi"), (14.50377, 0.0, "bar", "psi"),
+    (1 / 14.50377, 0.0, "psi", "bar"), (68.94757, 0.0, "psi", "mbar"), (1 / 68.94757, 0.0, "mbar", "psi"),
+    (3.6, 0.0, "m/s", "km/h"), (1 / 3.6, 0.0, "km/h", "m/s"), (25.4, 0.0, "in", "mm"), (1 / 25.4, 0.0, "mm", "in"),
+    (25.4, 0.0, "in/s", "mm/s"), (1 / 25.4, 0.0, "mm/s", "in/s"),
+    (0.3048, 0.0, "ft", "m"), (1 / 0.3048, 0.0, "m", "ft"), (60.0, 0.0, "min", "s"), (1 / 60, 0.0, "s", "min"),
+    *((10.0 ** e, 0.0, None, None) for e in (1, 2, 3, -1, -2, -3)),
+)
+# a column's ``unit`` as written in contracts → the names above
+_UNIT_NAMES = {"degc": "°C", "c": "°C", "celsius": "°C", "degf": "°F", "f": "°F", "fahrenheit": "°F", "kelvin": "K",
+               "hpa": "mbar", "millibar": "mbar", "mps": "m/s", "kph": "km/h", "kmh": "km/h", "inch": "in", "feet": "ft"}
+
+
+def _unit(unit: str | None) -> str | None:
+    if not unit:
+        return None
+    u = unit.strip().replace(" ", "")
+    return _UNIT_NAMES.get(u.lower().replace("°", "deg"), u)
+
+
+def profiled_columns(contract) -> list[str]:
+    """The contract's numeric columns that are readings: not the unique key's, not a partition key."""
+    skip = set(contract.unique) | set(contract.partition_by)
+    return [c.name for c in contract.columns if c.dtype in ("float64", "int64") and c.name not in skip]
+
+
+def file_profile(dataset_dir: str | Path, entry: dict, contract) -> dict[str, Any] | None:
+    """The profile of one file's kept rows: ``{"v", "columns": {name: {n, q01, q50, q99}}}``
+    (quantiles of every k-th row, at most about :data:`SAMPLE_ROWS`); None when it has no data part."""
+    parts = data_parts(dataset_dir, entry)
+    cols = profiled_columns(contract)
+    if not parts:
+        return None
+    lf = pl.scan_parquet(parts, hive_partitioning=False)
+    names = set(lf.collect_schema().names())
+    cols = [c for c in cols if c in names]
+    step = max(1, int(entry.get("rows_ok") or 0) // SAMPLE_ROWS)
+    sample = lf.select(cols).gather_every(step) if step > 1 else lf.select(cols)
+    aggs = [e for c in cols for e in (pl.col(c).count().alias(f"{c}\0n"),
+                                      *(pl.col(c).cast(pl.Float64).quantile(q, "linear").alias(f"{c}\0{q}")
+                                        for q in (0.01, 0.5, 0.99)))]
+    row = sample.select(aggs).collect().row(0, named=True) if aggs else {}
+    out: dict[str, Any] = {"v": PROFILE_VERSION, "columns": {}}
+    for c in cols:
+        stats = {"n": int(row[f"{c}\0n"]) * step,
+                 **{k: row[f"{c}\0{q}"] for k, q in (("q01", 0.01), ("q50", 0.5), ("q99", 0.99))}}
+        if all(isinstance(stats[k], float) and math.isfinite(stats[k]) for k in ("q01", "q50", "q99")):
+            out["columns"][c] = stats
+    return out
+
+
+def profiles(dataset_dir: str | Path, entries: dict[str, dict], contract, digests) -> dict[str, dict]:
+    """The profiles of the given files (digest → profile), each computed once and then kept in the
+    file's manifest entry (re-read there before it is written: an entry replaced meanwhile keeps
+    the newer content)."""
+    out = {}
+    for d in digests:
+        entry = entries.get(d) or {}
+        prof = entry.get("profile")
+        if not prof or prof.get("v") != PROFILE_VERSION or set(prof.get("for", [])) != set(profiled_columns(contract)):
+            prof = file_profile(dataset_dir, entry, contract)
+            if prof is None:
+                continue
+            prof["for"] = profiled_columns(contract)
+            current = _manifest_entry(dataset_dir, d)
+            if current.get("outputs") == entry.get("outputs"):
+                _write_entry(Path(dataset_dir), d, {**current, "profile": prof})
+            entries[d] = {**entry, "profile": prof}
+        out[d] = prof
+    return out
+
+
+def _manifest_entry(dataset_dir: str | Path, d: str) -> dict:
+    import json
+
+    try:
+        return json.loads((Path(dataset_dir) / "_manifest" / f"{d}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _first_times(dataset_dir: str | Path, entries: dict[str, dict], contract) -> dict[str, tuple]:
+    """Every file's place in time: its first reading's time (the entry's ``ts_min``, read from its
+    data parts once and then kept in the entry), else — no timestamp column, or no data part — when
+    its manifest entry was written."""
+    ts, out = contract.timestamp_column, {}
+    for d, entry in entries.items():
+        if ts and "ts_min" not in entry:
+            parts = data_parts(dataset_dir, entry)
+            if parts:
+                try:
+                    first = pl.scan_parquet(parts, hive_partitioning=False).select(pl.col(ts).min()).collect().item()
+                except Exception:  # no such column in an old part: placed by its entry's time
+                    first = None
+                entry["ts_min"] = None if first is None else first.isoformat()
+                current = _manifest_entry(dataset_dir, d)
+                if current.get("outputs") == entry.get("outputs"):
+                    _write_entry(Path(dataset_dir), d, {**current, "ts_min": entry["ts_min"]})
+        if entry.get("ts_min"):
+            out[d] = (0, entry["ts_min"])
+        else:
+            try:
+                out[d] = (1, os.stat(Path(dataset_dir) / "_manifest" / f"{d}.json").st_mtime)
+            except OSError:
+                out[d] = (1, 0.0)
+    return out
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}" if abs(x) < 1e5 else f"{x:,.0f}"
+
+
+def _conversion(s: dict, ref: list[dict], unit: str | None) -> str | None:
+    """The conversion that best puts the file's median and spread (1–99 %) where the earlier
+    files' were — among those into the column's ``unit`` when the contract names one — if it puts
+    the median inside the earlier medians' range (widened by half of it): 'as °F → °C it would
+    be 8.55'. None when none does."""
+    medians = sorted(r["q50"] for r in ref)
+    lo, hi, mid = medians[0], medians[-1], medians[len(medians) // 2]
+    pad = 0.5 * (hi - lo) or 0.05 * abs(hi) or 1.0
+    spread = sorted(r["q99"] - r["q01"] for r in ref)[len(ref) // 2]
+    width, to = s["q99"] - s["q01"], _unit(unit)
+    best = None
+    for a, b, frm, into in _CONVERSIONS:
+        if into is not None and to is not None and into != to:
+            continue
+        v = a * s["q50"] + b
+        if not lo - pad <= v <= hi + pad:
+            continue
+        score = abs(v - mid) / (spread or pad) + (abs(math.log(a * width / spread)) if width > 0 and spread > 0 else 0.0)
+        if best is None or score < best[0]:
+            best = (score, v, f"{frm} → {into}" if frm else (f"× {a:g}" if a >= 1 else f"÷ {1 / a:g}"))
+    return None if best is None else f"as {best[2]} it would be {_fmt(best[1])}"
+
+
+def unlike_earlier(dataset_dir: str | Path, contract, digests, references: int = 14) -> list[str]:
+    """One line per (new file, column) whose median lies outside the range the ``references``
+    files before it covered: below the k-th lowest of their 1 % quantiles or above the k-th
+    highest of their 99 % quantiles (k = a quarter of the references, at least 1: one or two odd
+    files among them — the first days of the same unit change — do not widen the range). Files
+    before it = earlier first reading (else earlier manifest entry). ``file: temp (degF) median
+    20.4 is outside the range of the 14 files before it (55.0–96.1): …``."""
+    if references <= 0 or not profiled_columns(contract):
+        return []
+    entries = _manifest(dataset_dir)
+    new = [d for d in digests if d in entries]
+    if not new:
+        return []
+    mine = profiles(dataset_dir, entries, contract, new)
+    when = _first_times(dataset_dir, entries, contract)
+    order = sorted(entries, key=when.__getitem__)
+    units = {c.name: c.unit for c in contract.columns}
+    out = []
+    for d in new:
+        if d not in mine:
+            continue
+        before = order[:order.index(d)][-references:]
+        refs = profiles(dataset_dir, entries, contract, before)
+        for c, s in mine[d]["columns"].items():
+            ref = [p["columns"][c] for p in refs.values() if c in p.get("columns", {}) and p["columns"][c]["n"] >= MIN_VALUES]
+            if s["n"] < MIN_VALUES or len(ref) < MIN_REFERENCES:
+                continue
+            k = max(1, len(ref) // 4)
+            lo, hi = sorted(r["q01"] for r in ref)[k - 1], sorted((r["q99"] for r in ref), reverse=True)[k - 1]
+            m = s["q50"]
+            if lo <= m <= hi:
+                continue
+            hint = _conversion(s, ref, units.get(c))
+            unit = f" ({units[c]})" if units.get(c) else ""
+            out.append(f"{entries[d].get('name', d[:12])}: {c}{unit} median {_fmt(m)} is outside the range of the "
+                       f"{len(ref)} files before it ({_fmt(lo)} to {_fmt(hi)})"
+                       + (f"; {hint}" if hint else "")
+                       + " — a unit change, a swapped column or a new regime? check the export")
+    return out

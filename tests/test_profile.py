@@ -1,0 +1,141 @@
+"""A new file whose column sits where none of the files before it did (a unit change that stays
+within the contract's min/max) is named in one warning line; gradual drift is not
+(rsft.ingest.profile)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import polars as pl
+
+from rsft.config import ColumnContract, ContractConfig
+from rsft.ingest import ingest
+from rsft.ingest.profile import unlike_earlier
+
+CONTRACT = ContractConfig(name="sensors", columns=[
+    ColumnContract(name="machine_id", dtype="str"),
+    ColumnContract(name="ts", dtype="timestamp"),
+    ColumnContract(name="temp", dtype="float64", min=-60, max=200, unit="degF"),  # °C readings pass it too
+    ColumnContract(name="load", dtype="float64", min=0, max=100),
+], unique=["machine_id", "ts"])
+
+
+def _day(path, day: int, temp_f_mid: float, celsius: bool = False, seed: int = 0) -> None:
+    """One day of hourly readings of 4 machines: temp around ``temp_f_mid`` °F (±10 over the day,
+    noise sd 2), in °C when ``celsius``; load 40–60 (never shifted)."""
+    rng = np.random.default_rng(seed + day)
+    start = datetime(2026, 3, 1, tzinfo=timezone.utc) + timedelta(days=day)
+    rows = []
+    for m in range(4):
+        for h in range(24):
+            f = temp_f_mid + 10 * np.sin(2 * np.pi * h / 24) + rng.normal(0, 2)
+            rows.append({"machine_id": f"M{m}", "ts": (start + timedelta(hours=h)).isoformat(),
+                         "temp": round((f - 32) / 1.8 if celsius else f, 2), "load": round(float(rng.uniform(40, 60)), 2)})
+    pl.DataFrame(rows).write_csv(path)
+
+
+def _ingest(tmp_path, files):
+    res = ingest([str(p) for p in files], tmp_path / "ds", CONTRACT)
+    return [f.digest for f in res.files if f.status == "ok"]
+
+
+def test_unit_change_named_drift_not(tmp_path):
+    """Seed 0: 12 days drifting +1.5 °F a day (spring) pass unflagged — each day's median inside the
+    range of the days before it; a 13th day exported in °C (median ≈ 24 where the °F days sat at
+    66–88, all within the contract's −60…200) gets one line naming the column, its unit, the
+    range and the conversion that puts it back; the untouched `load` column is never named."""
+    src = tmp_path / "src"
+    src.mkdir()
+    drift = [src / f"day{d:02d}.csv" for d in range(12)]
+    for d, p in enumerate(drift):
+        _day(p, d, 60 + 1.5 * d)
+    quiet = _ingest(tmp_path, drift)
+    assert len(quiet) == 12
+    assert unlike_earlier(tmp_path / "ds", CONTRACT, quiet) == []
+    bad = src / "day12.csv"
+    _day(bad, 12, 60 + 1.5 * 12, celsius=True)
+    new = _ingest(tmp_path, [*drift, bad])
+    assert len(new) == 1
+    lines = unlike_earlier(tmp_path / "ds", CONTRACT, new)
+    assert len(lines) == 1, lines
+    line = lines[0]
+    assert line.startswith("day12.csv: temp (degF) median 2") and "the 12 files before it" in line
+    assert "°C → °F" in line and "unit change" in line and "load" not in line
+    # the profiles are kept in the manifest entries (each file read once): every entry has one now
+    entries = [json.loads(p.read_text()) for p in (tmp_path / "ds" / "_manifest").glob("*.json")]
+    assert all("profile" in e and "ts_min" in e for e in entries)
+    # 0 = off
+    assert unlike_earlier(tmp_path / "ds", CONTRACT, new, references=0) == []
+
+
+def test_unit_change_flagged_until_it_is_the_majority(tmp_path):
+    """Seed 0: 14 °F days, then 6 °C days arriving one a night. The range of the files before is the
+    k-th lowest 1 % / highest 99 % quantile (k = a quarter of them), so the first °C days among the
+    references do not hide the next: days 1–3 of °C are named, later ones (by then ≥ k references
+    are °C) are not — the new level is the past by then."""
+    src = tmp_path / "src"
+    src.mkdir()
+    files = []
+    named = []
+    for d in range(20):
+        p = src / f"day{d:02d}.csv"
+        _day(p, d, 70, celsius=d >= 14)
+        files.append(p)
+        new = _ingest(tmp_path, files)
+        if unlike_earlier(tmp_path / "ds", CONTRACT, new):
+            named.append(d)
+    assert named == [14, 15, 16]
+
+
+def test_backfilled_file_judged_by_the_files_before_it_in_time(tmp_path):
+    """A file ingested last but holding the earliest readings is compared with nothing before it
+    (fewer than 3 references: not judged) — not with the later files ingested before it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    later = [src / f"day{d:02d}.csv" for d in range(5, 10)]
+    for d, p in zip(range(5, 10), later):
+        _day(p, d, 70)
+    _ingest(tmp_path, later)
+    early = src / "day00.csv"
+    _day(early, 0, 70, celsius=True)  # odd, but nothing in time before it to say so
+    new = _ingest(tmp_path, [*later, early])
+    assert unlike_earlier(tmp_path / "ds", CONTRACT, new) == []
+
+
+def test_rsft_ingest_warns_of_a_file_unlike_the_ones_before(tmp_path):
+    """`rsft ingest` on the demo's synthetic days plus one more day whose vibration column s08
+    (mm/s, contract 0–50) was exported in in/s — every value passes the contract — warns with one
+    line naming the file and the column (seed: the demo config's synth seed)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+
+    from rsft.config import load_config
+    from rsft.synth import write_synthetic
+
+    repo = Path(__file__).resolve().parents[1]
+    data = yaml.safe_load((repo / "examples" / "factory.yaml").read_text())
+    data["synth"].update(machines=3, days=5, samples_per_day=200, target_sample_rows=100, target_holdout_rows=100)
+    raw = tmp_path / "raw"
+    data["data"] = {"pool": [str(raw / "pool")], "logs": [], "target_sample": str(raw / "target" / "sample.csv"),
+                    "target_holdout": str(raw / "target" / "holdout.parquet")}
+    data["state"]["dir"] = str(tmp_path / "state")
+    cfg_path = tmp_path / "plant.yaml"
+    cfg_path.write_text(yaml.safe_dump(data))
+    write_synthetic(load_config(cfg_path).synth, raw, night=1)
+    last = sorted((raw / "pool").glob("sensors_day*.csv"))[-1]
+    day = pl.read_csv(last, infer_schema=False)
+    ts = pl.col("ts").str.to_datetime(time_zone="UTC")
+    day.with_columns((ts + pl.duration(days=1)).dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("ts"),
+                     (pl.col("s08").cast(pl.Float64) / 25.4).round(3).cast(pl.String)).write_csv(raw / "pool" / "z_next_day_in_per_s.csv")
+    out = subprocess.run([sys.executable, "-m", "rsft", "ingest", "--config", str(cfg_path)], capture_output=True,
+                         text=True, cwd=repo, timeout=300)
+    assert out.returncode == 0, out.stderr
+    warned = [line for line in out.stderr.splitlines() if "is outside the range of the" in line]
+    assert len(warned) == 1, out.stderr
+    assert warned[0].startswith("warning sensors: z_next_day_in_per_s.csv: s08 (mm/s) median "), warned
+    assert "as in/s → mm/s it would be" in warned[0], warned
