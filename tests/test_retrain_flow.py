@@ -73,6 +73,10 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
 
     day = sorted((raw / "pool").glob("sensors_day*.csv"))[0]
     pl.read_csv(day, infer_schema=False).head(5).with_columns(s05=pl.lit("450.0")).write_csv(raw / "pool" / "sensors_kpa.csv")
+    # the next day's export with the vibration column s08 in in/s, not mm/s: every value passes the contract
+    last = pl.read_csv(sorted((raw / "pool").glob("sensors_day*.csv"))[-1], infer_schema=False)
+    last.with_columns((pl.col("ts").str.to_datetime(time_zone="UTC") + pl.duration(days=1)).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                      (pl.col("s08").cast(pl.Float64) / 25.4).round(3).cast(pl.String)).write_csv(raw / "pool" / "sensors_in_per_s.csv")
     s2 = retrain(config_path=str(cfg_path))
     assert s2["files_failed"] == 1  # left out of the night, named with why (not only counted)
     assert len(s2["failed_files"]) == 1 and s2["failed_files"][0].startswith("sensors: ")
@@ -80,7 +84,9 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     # (trial M5) named in one line with its reasons, not only counted among the night's quarantined rows
     assert s2["files_mostly_quarantined"] == ["sensors: sensors_kpa.csv: all 5 rows quarantined (s05 out of range "
                                            "[0.0, 10.0] 5) — widen min/max of column s05 of ingest.sensors"]
-    assert s2["files_unlike_earlier"] == []
+    # named in one line (rsft.ingest.profile), and in the MLflow run's story below
+    assert len(s2["files_unlike_earlier"]) == 1, s2["files_unlike_earlier"]
+    assert s2["files_unlike_earlier"][0].startswith("sensors: sensors_in_per_s.csv: s08 (mm/s) median ")
     assert s2["warm_start"] == f"models:/{name}/1"
     assert s2["model_version"] == "2"
     better = s2["challenger_rmse"] < s2["champion_rmse"]
@@ -135,6 +141,7 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert run.info.run_name == f"{cfg.name} {night} {'promoted' if better else 'rejected'} v2"
     story = run.data.tags["mlflow.note.content"]
     assert f"night of {night}" in story and "selected for tonight's regime" in story and s2["reason"] in story
+    assert f"Input warnings:\n- {s2['files_unlike_earlier'][0]}" in story
     assert {"rows_pool", "rows_kept", "rows_selected", "acceptance_rate", "ess", "auc_selected_vs_target",
             "ks_max_selected_vs_target", "challenger_holdout_rmse", "champion_holdout_rmse", "train_rows"} <= set(run.data.metrics)
     assert run.data.metrics["rows_kept"] == s2["rows_kept_by_prefilter"]

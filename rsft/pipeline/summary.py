@@ -7,7 +7,7 @@ from typing import Any
 from rsft.config import PipelineConfig
 from rsft.pipeline.layout import pool_dataset, tracking_uri
 from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
-from rsft.pipeline.targets import mostly_quarantined, unlike_earlier_files
+from rsft.pipeline.targets import dataset_unlike_earlier, mostly_quarantined, unlike_earlier_files
 
 
 # the prefilter keeping less than this share of the pool is worth a look: rules written for other
@@ -305,6 +305,10 @@ def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None,
         ("decision", result.reason),
     ]
     lines = [head, "", "| | |", "|---|---|", *[f"| {k} | {v.replace('|', '/')} |" for k, v in rows]]
+    # tonight's pool files whose readings sit where no earlier file's did (a unit change?)
+    unlike = [] if ingested is None else dataset_unlike_earlier(cfg, pool_dataset(cfg), ingested)
+    if unlike:
+        lines += ["", "Input warnings:", *[f"- {w}" for w in unlike]]
     warnings = rep.get("warnings") or []
     if warnings:
         lines += ["", "Selection warnings:", *[f"- {w}" for w in warnings]]
