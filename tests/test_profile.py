@@ -139,3 +139,22 @@ def test_rsft_ingest_warns_of_a_file_unlike_the_ones_before(tmp_path):
     assert len(warned) == 1, out.stderr
     assert warned[0].startswith("warning sensors: z_next_day_in_per_s.csv: s08 (mm/s) median "), warned
     assert "as in/s → mm/s it would be" in warned[0], warned
+
+
+def test_a_file_no_night_judged_is_judged_by_the_next(tmp_path):
+    """A file ingested without a comparison after it (a night that failed after its ingest, `rsft
+    adapt --config`'s ingest) is judged by the next comparison, though it is not among that run's new
+    files — and only once."""
+    src = tmp_path / "src"
+    src.mkdir()
+    files = [src / f"day{d:02d}.csv" for d in range(6)]
+    for d, p in enumerate(files):
+        _day(p, d, 70, celsius=d == 5)
+    _ingest(tmp_path, files)  # nothing compared them
+    entries = [json.loads(p.read_text()) for p in (tmp_path / "ds" / "_manifest").glob("*.json")]
+    assert [e["compared"] for e in entries] == [False] * 6
+    lines = unlike_earlier(tmp_path / "ds", CONTRACT, [])
+    assert len(lines) == 1 and lines[0].startswith("day05.csv: temp (degF)"), lines
+    assert unlike_earlier(tmp_path / "ds", CONTRACT, []) == []  # said once
+    entries = [json.loads(p.read_text()) for p in (tmp_path / "ds" / "_manifest").glob("*.json")]
+    assert [e["compared"] for e in entries] == [True] * 6

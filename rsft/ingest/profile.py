@@ -95,21 +95,24 @@ def profiles(dataset_dir: str | Path, entries: dict[str, dict], contract, digest
             if prof is None:
                 continue
             prof["for"] = profiled_columns(contract)
-            current = _manifest_entry(dataset_dir, d)
-            if current.get("outputs") == entry.get("outputs"):
-                _write_entry(Path(dataset_dir), d, {**current, "profile": prof})
+            _record(dataset_dir, d, entry, profile=prof)
             entries[d] = {**entry, "profile": prof}
         out[d] = prof
     return out
 
 
-def _manifest_entry(dataset_dir: str | Path, d: str) -> dict:
+def _record(dataset_dir: str | Path, d: str, entry: dict, **fields) -> None:
+    """Add ``fields`` to a file's manifest entry — re-read first, and left alone when it no longer
+    lists the parts ``entry`` did (the file was ingested again meanwhile: its new parts were not
+    what was profiled)."""
     import json
 
     try:
-        return json.loads((Path(dataset_dir) / "_manifest" / f"{d}.json").read_text())
+        current = json.loads((Path(dataset_dir) / "_manifest" / f"{d}.json").read_text())
     except (OSError, ValueError):
-        return {}
+        return
+    if current.get("outputs") == entry.get("outputs"):
+        _write_entry(Path(dataset_dir), d, {**current, **fields})
 
 
 def _first_times(dataset_dir: str | Path, entries: dict[str, dict], contract) -> dict[str, tuple]:
@@ -126,9 +129,7 @@ def _first_times(dataset_dir: str | Path, entries: dict[str, dict], contract) ->
                 except Exception:  # no such column in an old part: placed by its entry's time
                     first = None
                 entry["ts_min"] = None if first is None else first.isoformat()
-                current = _manifest_entry(dataset_dir, d)
-                if current.get("outputs") == entry.get("outputs"):
-                    _write_entry(Path(dataset_dir), d, {**current, "ts_min": entry["ts_min"]})
+                _record(dataset_dir, d, entry, ts_min=entry["ts_min"])
         if entry.get("ts_min"):
             out[d] = (0, entry["ts_min"])
         else:
@@ -166,17 +167,22 @@ def _conversion(s: dict, ref: list[dict], unit: str | None) -> str | None:
     return None if best is None else f"as {best[2]} it would be {_fmt(best[1])}"
 
 
-def unlike_earlier(dataset_dir: str | Path, contract, digests, references: int = 14) -> list[str]:
+def unlike_earlier(dataset_dir: str | Path, contract, digests, references: int = 14, mark: bool = True) -> list[str]:
     """One line per (new file, column) whose median lies outside the range the ``references``
     files before it covered: below the k-th lowest of their 1 % quantiles or above the k-th
     highest of their 99 % quantiles (k = a quarter of the references, at least 1: one or two odd
     files among them — the first days of the same unit change — do not widen the range). Files
     before it = earlier first reading (else earlier manifest entry). ``file: temp (degF) median
-    20.4 is outside the range of the 14 files before it (55.0–96.1): …``."""
+    20.4 is outside the range of the 14 files before it (55.0–96.1): …``.
+
+    New files are ``digests`` and every file an ingest left unjudged (``compared: false`` in its
+    entry: a night that failed after its ingest, `rsft adapt --config`'s ingest); each is marked
+    ``compared: true`` once judged (``mark``), so its lines are said once."""
     if references <= 0 or not profiled_columns(contract):
         return []
     entries = _manifest(dataset_dir)
-    new = [d for d in digests if d in entries]
+    new = list(dict.fromkeys([d for d in digests if d in entries]
+                             + sorted(d for d, e in entries.items() if e.get("compared") is False)))
     if not new:
         return []
     mine = profiles(dataset_dir, entries, contract, new)
@@ -204,4 +210,7 @@ def unlike_earlier(dataset_dir: str | Path, contract, digests, references: int =
                        f"{len(ref)} files before it ({_fmt(lo)} to {_fmt(hi)})"
                        + (f"; {hint}" if hint else "")
                        + " — a unit change, a swapped column or a new regime? check the export")
+    for d in new:
+        if mark and entries[d].get("compared") is False:
+            _record(dataset_dir, d, entries[d], compared=True)
     return out

@@ -136,7 +136,9 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
                  **({"blank_lines": work.blank_lines} if work.blank_lines else {})}
         _write_entry(dataset_dir, plan.digest, {"path": plan.path, "name": plan.name, "digest": plan.digest,
                                                 "rows_total": rows_ok + rows_bad, "rows_ok": rows_ok,
-                                                "rows_quarantined": rows_bad, "outputs": outputs, **entry})
+                                                "rows_quarantined": rows_bad, "outputs": outputs,
+                                                # not yet compared with the files before it (rsft.ingest.profile)
+                                                "compared": False, **entry})
     return FileResult(plan.name, plan.digest, "ok", rows_total=rows_ok + rows_bad, rows_ok=rows_ok, rows_quarantined=rows_bad,
                       key_conflicts=entry["unique"]["conflict_rows"] if "unique" in entry else None)
 

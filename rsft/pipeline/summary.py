@@ -306,7 +306,7 @@ def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None,
     ]
     lines = [head, "", "| | |", "|---|---|", *[f"| {k} | {v.replace('|', '/')} |" for k, v in rows]]
     # tonight's pool files whose readings sit where no earlier file's did (a unit change?)
-    unlike = [] if ingested is None else dataset_unlike_earlier(cfg, pool_dataset(cfg), ingested)
+    unlike = [] if ingested is None else dataset_unlike_earlier(cfg, pool_dataset(cfg), ingested, mark=False)
     if unlike:
         lines += ["", "Input warnings:", *[f"- {w}" for w in unlike]]
     warnings = rep.get("warnings") or []

@@ -193,20 +193,20 @@ def unlike_earlier_files(cfg: PipelineConfig, ingested: Ingested) -> list[str]:
     """One line per column of a run's new file whose median lies outside the range of the files
     before it (:func:`rsft.ingest.profile.unlike_earlier`; ``compare_previous_files`` of its
     contract): ``sensors: day-07.csv: temp (degF) median 20.4 is outside …``. ``rsft ingest``
-    warns with these lines, ``rsft retrain`` too (``--json-out``: ``files_unlike_earlier``)."""
+    warns with these lines, ``rsft retrain`` too (``--json-out``: ``files_unlike_earlier``); a file
+    an earlier run ingested without judging it (a night that failed after ingest) is judged too."""
     return [line for name, d in ingested.datasets.items() for line in dataset_unlike_earlier(cfg, name, d)]
 
 
-def dataset_unlike_earlier(cfg: PipelineConfig, name: str, d) -> list[str]:
-    """:func:`unlike_earlier_files` of one dataset's ingest (a :class:`DatasetIngest`)."""
+def dataset_unlike_earlier(cfg: PipelineConfig, name: str, d, mark: bool = True) -> list[str]:
+    """:func:`unlike_earlier_files` of one dataset's ingest (a :class:`DatasetIngest`); ``mark``
+    false: the files judged stay unjudged for the summary (the MLflow story is written first)."""
     from rsft.ingest.profile import unlike_earlier
     from rsft.pipeline.layout import contract
 
     new = [f["digest"] for f in d.file_results if f.get("status") == "ok" and f.get("rows_ok")]
-    if not new:
-        return []
     c = contract(cfg, ingest_sources(cfg)[name][1])
-    return [f"{name}: {line}" for line in unlike_earlier(d.dataset, c, new, c.compare_previous_files)]
+    return [f"{name}: {line}" for line in unlike_earlier(d.dataset, c, new, c.compare_previous_files, mark=mark)]
 
 
 def check_usable(cfg: PipelineConfig) -> None:
