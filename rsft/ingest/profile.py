@@ -3,8 +3,8 @@
 A unit change that stays inside the contract's range (a week of °C in a °F column, kPa where the
 column was bar × 100) passes every row check: each value is a plausible reading. It shows only
 against the exports before it — the whole file sits somewhere none of them did. The profile of a
-file is a few quantiles of each numeric column of its kept rows (and its time span), kept in its
-manifest entry (``profile``; computed once, when first needed). :func:`unlike_earlier` compares
+file is a few quantiles of each numeric column of its kept rows, kept in its manifest entry
+(``profile``, with its first reading's time ``ts_min``; computed once, when first needed). :func:`unlike_earlier` compares
 a file with the files before it in time and returns one line per column whose median lies outside
 the range those files covered. Drift is rsft's premise, so this is a warning, never a quarantine:
 a new regime that leaves every earlier range is worth a look too, once (the files after it have
@@ -13,6 +13,7 @@ it among their own references).
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -59,7 +60,8 @@ def profiled_columns(contract) -> list[str]:
 
 def file_profile(dataset_dir: str | Path, entry: dict, contract) -> dict[str, Any] | None:
     """The profile of one file's kept rows: ``{"v", "columns": {name: {n, q01, q50, q99}}}``
-    (quantiles of every k-th row, at most about :data:`SAMPLE_ROWS`); None when it has no data part."""
+    (quantiles and count of every k-th row, at most about :data:`SAMPLE_ROWS`; n scaled back by k);
+    None when it has no data part."""
     parts = data_parts(dataset_dir, entry)
     cols = profiled_columns(contract)
     if not parts:
@@ -105,8 +107,6 @@ def _record(dataset_dir: str | Path, d: str, entry: dict, **fields) -> None:
     """Add ``fields`` to a file's manifest entry — re-read first, and left alone when it no longer
     lists the parts ``entry`` did (the file was ingested again meanwhile: its new parts were not
     what was profiled)."""
-    import json
-
     try:
         current = json.loads((Path(dataset_dir) / "_manifest" / f"{d}.json").read_text())
     except (OSError, ValueError):
