@@ -225,7 +225,7 @@ def retrain(
 
 # what the retrain summary's keys mean, for the printed table (the JSON keeps the keys)
 _RETRAIN_LABELS = {
-    "files_new": "new files ingested by this run (pool and target)",
+    "files_new": "new files since the last night (pool and target)",
     "rows_ingested": "pool rows ingested (new files)",
     "rows_quarantined": "pool rows quarantined (new files)",
     "files_failed": "files failed (new files)",
@@ -233,6 +233,7 @@ _RETRAIN_LABELS = {
     "rows_kept_by_prefilter": "pool rows kept by the prefilter",
     "rows_selected": "pool rows selected",
     "train_rows": "training rows (final model)",
+    "holdout_rows_left_out": "hold-out rows in the selection",
     "base_model_fit": "base model (first night) fit",
     "final_fit": "final model fit",
 }

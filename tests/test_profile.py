@@ -22,7 +22,7 @@ CONTRACT = ContractConfig(name="sensors", columns=[
 ], unique=["machine_id", "ts"])
 
 
-def _day(path, day: int, temp_f_mid: float, celsius: bool = False, seed: int = 0) -> None:
+def _day(path, day: int, temp_f_mid: float, celsius: bool = False, seed: int = 0, site: str = "M") -> None:
     """One day of hourly readings of 4 machines: temp around ``temp_f_mid`` °F (±10 over the day,
     noise sd 2), in °C when ``celsius``; load 40–60 (never shifted)."""
     rng = np.random.default_rng(seed + day)
@@ -31,7 +31,7 @@ def _day(path, day: int, temp_f_mid: float, celsius: bool = False, seed: int = 0
     for m in range(4):
         for h in range(24):
             f = temp_f_mid + 10 * np.sin(2 * np.pi * h / 24) + rng.normal(0, 2)
-            rows.append({"machine_id": f"M{m}", "ts": (start + timedelta(hours=h)).isoformat(),
+            rows.append({"machine_id": f"{site}{m}", "ts": (start + timedelta(hours=h)).isoformat(),
                          "temp": round((f - 32) / 1.8 if celsius else f, 2), "load": round(float(rng.uniform(40, 60)), 2)})
     pl.DataFrame(rows).write_csv(path)
 
@@ -132,9 +132,16 @@ def test_rsft_ingest_warns_of_a_file_unlike_the_ones_before(tmp_path):
     ts = pl.col("ts").str.to_datetime(time_zone="UTC")
     day.with_columns((ts + pl.duration(days=1)).dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("ts"),
                      (pl.col("s08").cast(pl.Float64) / 25.4).round(3).cast(pl.String)).write_csv(raw / "pool" / "z_next_day_in_per_s.csv")
+    # and one whose vibration column s09 is ×100 on a fifth of its rows: those leave the range (0–50)
+    first = pl.read_csv(sorted((raw / "pool").glob("sensors_day*.csv"))[0], infer_schema=False).with_row_index("i")
+    first.with_columns(pl.when(pl.col("i") % 5 == 0).then((pl.col("s09").cast(pl.Float64) * 100).round(3).cast(pl.String))
+                       .otherwise(pl.col("s09")).alias("s09")).drop("i").write_csv(raw / "pool" / "a_partly_in_percent.csv")
     out = subprocess.run([sys.executable, "-m", "rsft", "ingest", "--config", str(cfg_path)], capture_output=True,
                          text=True, cwd=repo, timeout=300)
     assert out.returncode == 0, out.stderr
+    partly = [line for line in out.stderr.splitlines() if "a_partly_in_percent.csv" in line]
+    assert len(partly) == 1 and " rows have s09 out of range [0.0, 50.0] — the other rows passed" in partly[0], out.stderr
+    assert not [line for line in out.stderr.splitlines() if "sensors_day" in line], out.stderr  # the clean days: nothing
     warned = [line for line in out.stderr.splitlines() if "is outside the range of the" in line]
     assert len(warned) == 1, out.stderr
     assert warned[0].startswith("warning sensors: z_next_day_in_per_s.csv: s08 (mm/s) median "), warned
@@ -158,3 +165,48 @@ def test_a_file_no_night_judged_is_judged_by_the_next(tmp_path):
     assert unlike_earlier(tmp_path / "ds", CONTRACT, []) == []  # said once
     entries = [json.loads(p.read_text()) for p in (tmp_path / "ds" / "_manifest").glob("*.json")]
     assert [e["compared"] for e in entries] == [True] * 6
+
+
+def test_a_site_is_judged_by_its_own_files(tmp_path):
+    """Per-site exports (seed 0): a hall's files (around 70 °F) from day 0, a cold store's (around
+    5 °F) from day 6 — its first files are not judged by the hall's (each file is compared with its
+    own site's files: the contract's unique key's text column, machine_id, tells which); the cold
+    store's day 11 in °C (around −15) is named, its references the cold store's 5 files before it."""
+    src = tmp_path / "src"
+    src.mkdir()
+    files = []
+    for d in range(12):
+        hall = src / f"hall{d:02d}.csv"
+        _day(hall, d, 70, site="H")
+        files.append(hall)
+        if d >= 6:
+            cold = src / f"cold{d:02d}.csv"
+            _day(cold, d, 5, site="C", celsius=d == 11)
+            files.append(cold)
+    new = _ingest(tmp_path, files)
+    lines = unlike_earlier(tmp_path / "ds", CONTRACT, new)
+    assert len(lines) == 1 and lines[0].startswith("cold11.csv: temp (degF) median -1"), lines
+    assert "the 5 files before it" in lines[0] and "°C → °F" in lines[0]
+
+
+def test_a_jump_away_from_the_recent_files_inside_the_years_range(tmp_path):
+    """Monthly files of a °C column over a seasonal cycle (seed 0; medians from −2 to 22 °C, ±10 in
+    a file): the winter file exported in °F (median ≈ 31) lies inside the range of the year of files
+    before it (summer reached 33 °C) but far outside the 3 files just before it and ~7× the usual
+    step between files from the last one — named, with °F → °C; the 13 months before are not."""
+    import math
+
+    contract = CONTRACT.model_copy(update={"columns": [
+        c.model_copy(update={"unit": "degC"}) if c.name == "temp" else c for c in CONTRACT.columns]})
+    src = tmp_path / "src"
+    src.mkdir()
+    files = []
+    for m in range(14):
+        mid = 10 + 12 * math.cos(2 * math.pi * (m - 6) / 12)
+        p = src / f"month{m:02d}.csv"
+        _day(p, m * 30, mid * 1.8 + 32 if m == 13 else mid)
+        files.append(p)
+    res = ingest([str(p) for p in files], tmp_path / "ds", contract)
+    lines = unlike_earlier(tmp_path / "ds", contract, [f.digest for f in res.files])
+    assert len(lines) == 1 and lines[0].startswith("month13.csv: temp (degC) median 3"), lines
+    assert "outside the range of the 3 files just before it" in lines[0] and "as °F → °C" in lines[0], lines

@@ -23,7 +23,8 @@ import polars as pl
 
 from rsft.ingest.manifest import _manifest, _write_entry, data_parts
 
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
+MAX_GROUPS = 64  # a file's machines/sites recorded (more: it is compared with every file)
 SAMPLE_ROWS = 50_000  # quantiles of a file's rows read on at most about this many (every k-th row)
 MIN_VALUES = 20  # a column with fewer readings in a file is not judged (nor used as a reference)
 MIN_REFERENCES = 3  # files before it with the column needed to judge a file
@@ -52,6 +53,14 @@ def _unit(unit: str | None) -> str | None:
     return _UNIT_NAMES.get(u.lower().replace("°", "deg"), u)
 
 
+def group_columns(contract) -> list[str]:
+    """The text columns of the contract's ``unique`` key (else its ``key``): the machine or site a
+    row is of. A file is compared only with files sharing one of its machines (a per-site export
+    is not judged by another site's)."""
+    types = {c.name: c.dtype for c in contract.columns}
+    return [k for k in (contract.unique or contract.key) if types.get(k) == "str"]
+
+
 def profiled_columns(contract) -> list[str]:
     """The contract's numeric columns that are readings: not the unique key's, not a partition key."""
     skip = set(contract.unique) | set(contract.partition_by)
@@ -76,6 +85,10 @@ def file_profile(dataset_dir: str | Path, entry: dict, contract) -> dict[str, An
                                         for q in (0.01, 0.5, 0.99)))]
     row = sample.select(aggs).collect().row(0, named=True) if aggs else {}
     out: dict[str, Any] = {"v": PROFILE_VERSION, "columns": {}}
+    groups = [g for g in group_columns(contract) if g in names]
+    if groups:  # the file's machines (None: more than MAX_GROUPS — compared with any file)
+        seen = lf.select(pl.concat_str([pl.col(g).fill_null("") for g in groups], separator="\x1f")).unique().head(MAX_GROUPS + 1).collect()
+        out["groups"] = sorted(seen.to_series().to_list()) if seen.height <= MAX_GROUPS else None
     for c in cols:
         stats = {"n": int(row[f"{c}\0n"]) * step,
                  **{k: row[f"{c}\0{q}"] for k, q in (("q01", 0.01), ("q50", 0.5), ("q99", 0.99))}}
@@ -115,6 +128,49 @@ def _record(dataset_dir: str | Path, d: str, entry: dict, **fields) -> None:
         _write_entry(Path(dataset_dir), d, {**current, **fields})
 
 
+RECENT = 3  # the files just before a file: a jump away from all of them is judged too
+JUMP = 4.0  # … when it is this many times the usual step between consecutive earlier files' medians
+
+
+def _outside(m: float, ref: list[dict]) -> str | None:
+    """Why a file's median ``m`` is unlike its reference files' (``ref``, the latest first), or
+    None. Either it lies outside the range they covered — below the k-th lowest of their 1 %
+    quantiles or above the k-th highest 99 % quantile (k a quarter of them) — or, where they span a
+    season (monthly files: the year's range holds a winter file in °F), outside the range of the
+    :data:`RECENT` files just before it and more than :data:`JUMP` times the usual step between
+    consecutive files' medians away from the last one."""
+    k = max(1, len(ref) // 4)
+    lo, hi = sorted(r["q01"] for r in ref)[k - 1], sorted((r["q99"] for r in ref), reverse=True)[k - 1]
+    if not lo <= m <= hi:
+        return f"outside the range of the {len(ref)} files before it ({_fmt(lo)} to {_fmt(hi)})"
+    recent = ref[:RECENT]
+    rlo, rhi = min(r["q01"] for r in recent), max(r["q99"] for r in recent)
+    steps = sorted(abs(a["q50"] - b["q50"]) for a, b in zip(ref, ref[1:]))
+    if len(steps) < RECENT or rlo <= m <= rhi:
+        return None
+    usual, jump = steps[len(steps) // 2], abs(m - ref[0]["q50"])
+    if jump <= JUMP * usual:
+        return None
+    return (f"outside the range of the {len(recent)} files just before it ({_fmt(rlo)} to {_fmt(rhi)}), "
+            f"{_fmt(jump)} from the last one's median" + (f" ({jump / usual:.0f}× the usual step between files)" if usual else ""))
+
+
+def _references(dataset_dir, entries: dict[str, dict], contract, before: list[str], groups: set[str],
+                references: int) -> dict[str, dict]:
+    """The profiles of the last ``references`` files of ``before`` (in time order) that share one of
+    ``groups``' machines — every file when ``groups`` is empty or a file recorded more than
+    :data:`MAX_GROUPS` (a per-site export is not judged by another site's files)."""
+    out: dict[str, dict] = {}
+    for e in reversed(before):
+        prof = profiles(dataset_dir, entries, contract, [e]).get(e)
+        if prof is None or (groups and prof.get("groups") is not None and not groups & set(prof["groups"])):
+            continue
+        out[e] = prof
+        if len(out) >= references:
+            break
+    return out
+
+
 def _first_times(dataset_dir: str | Path, entries: dict[str, dict], contract) -> dict[str, tuple]:
     """Every file's place in time: its first reading's time (the entry's ``ts_min``, read from its
     data parts once and then kept in the entry), else — no timestamp column, or no data part — when
@@ -146,22 +202,27 @@ def _fmt(x: float) -> str:
 
 def _conversion(s: dict, ref: list[dict], unit: str | None) -> str | None:
     """The conversion that best puts the file's median and spread (1–99 %) where the earlier
-    files' were — among those into the column's ``unit`` when the contract names one — if it puts
-    the median inside the earlier medians' range (widened by half of it): 'as °F → °C it would
-    be 8.55'. None when none does."""
+    files' were — a power of ten, or a named conversion into the column's declared ``unit`` — if
+    it puts the median inside the earlier medians' range (widened by half of it) and the spread
+    within a factor of 2 of the :data:`RECENT` files just before it: 'as °F → °C it would be
+    8.55'. None when none does (``ref``: the latest first)."""
     medians = sorted(r["q50"] for r in ref)
     lo, hi, mid = medians[0], medians[-1], medians[len(medians) // 2]
     pad = 0.5 * (hi - lo) or 0.05 * abs(hi) or 1.0
-    spread = sorted(r["q99"] - r["q01"] for r in ref)[len(ref) // 2]
+    recent = ref[:RECENT]  # the spread of the files just before it (a season changes it too)
+    spread = sorted(r["q99"] - r["q01"] for r in recent)[len(recent) // 2]
     width, to = s["q99"] - s["q01"], _unit(unit)
     best = None
     for a, b, frm, into in _CONVERSIONS:
-        if into is not None and to is not None and into != to:
+        if into is not None and into != to:  # a named unit only into the column's declared one
             continue
         v = a * s["q50"] + b
         if not lo - pad <= v <= hi + pad:
             continue
-        score = abs(v - mid) / (spread or pad) + (abs(math.log(a * width / spread)) if width > 0 and spread > 0 else 0.0)
+        off = abs(math.log(a * width / spread)) if width > 0 and spread > 0 else 0.0
+        if off > math.log(2):  # the spread must come back too, within a factor of 2
+            continue
+        score = abs(v - mid) / (spread or pad) + off
         if best is None or score < best[0]:
             best = (score, v, f"{frm} → {into}" if frm else (f"× {a:g}" if a >= 1 else f"÷ {1 / a:g}"))
     return None if best is None else f"as {best[2]} it would be {_fmt(best[1])}"
@@ -193,21 +254,18 @@ def unlike_earlier(dataset_dir: str | Path, contract, digests, references: int =
     for d in new:
         if d not in mine:
             continue
-        before = order[:order.index(d)][-references:]
-        refs = profiles(dataset_dir, entries, contract, before)
+        refs = _references(dataset_dir, entries, contract, order[:order.index(d)], set(mine[d].get("groups") or []),
+                           references)
         for c, s in mine[d]["columns"].items():
             ref = [p["columns"][c] for p in refs.values() if c in p.get("columns", {}) and p["columns"][c]["n"] >= MIN_VALUES]
             if s["n"] < MIN_VALUES or len(ref) < MIN_REFERENCES:
                 continue
-            k = max(1, len(ref) // 4)
-            lo, hi = sorted(r["q01"] for r in ref)[k - 1], sorted((r["q99"] for r in ref), reverse=True)[k - 1]
-            m = s["q50"]
-            if lo <= m <= hi:
+            why = _outside(s["q50"], ref)
+            if why is None:
                 continue
             hint = _conversion(s, ref, units.get(c))
             unit = f" ({units[c]})" if units.get(c) else ""
-            out.append(f"{entries[d].get('name', d[:12])}: {c}{unit} median {_fmt(m)} is outside the range of the "
-                       f"{len(ref)} files before it ({_fmt(lo)} to {_fmt(hi)})"
+            out.append(f"{entries[d].get('name', d[:12])}: {c}{unit} median {_fmt(s['q50'])} is {why}"
                        + (f"; {hint}" if hint else "")
                        + " — a unit change, a swapped column or a new regime? check the export")
     for d in new:

@@ -137,8 +137,9 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
         _write_entry(dataset_dir, plan.digest, {"path": plan.path, "name": plan.name, "digest": plan.digest,
                                                 "rows_total": rows_ok + rows_bad, "rows_ok": rows_ok,
                                                 "rows_quarantined": rows_bad, "outputs": outputs,
-                                                # not yet compared with the files before it (rsft.ingest.profile)
-                                                "compared": False, **entry})
+                                                # not yet compared with the files before it (rsft.ingest.profile),
+                                                # nor in a night's summary (rsft.pipeline.data.since_last_night)
+                                                "compared": False, "reported": False, **entry})
     return FileResult(plan.name, plan.digest, "ok", rows_total=rows_ok + rows_bad, rows_ok=rows_ok, rows_quarantined=rows_bad,
                       key_conflicts=entry["unique"]["conflict_rows"] if "unique" in entry else None)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from rsft.config import PipelineConfig
-from rsft.pipeline.data import adapt_target, pool_sample
+from rsft.pipeline.data import adapt_target, holdout_identity, pool_sample, without_holdout
 from rsft.pipeline.results import Prefiltered
 from rsft.pipeline.training import arrays
 
@@ -31,7 +31,9 @@ def adapt_inputs(cfg: PipelineConfig, prefiltered: Prefiltered):
     f, a = cfg.features, cfg.adapt
     target, groups = adapt_target(cfg)  # in time order: time blocks and forward folds need it
     xt, yt = arrays(target, f)
-    xp, yp = arrays(pool_sample(prefiltered, a.pool_rows, cfg.train.seed + 2, labelled=f.label), f)
+    # without the hold-out's rows: the chosen recipe is scored on them (rsft.pipeline.data.holdout_identity)
+    pool = without_holdout(pool_sample(prefiltered, a.pool_rows, cfg.train.seed + 2, labelled=f.label), holdout_identity(cfg))
+    xp, yp = arrays(pool, f)
     return (xt, yt, groups), PoolSample(xp, yp)
 
 

@@ -68,6 +68,43 @@ def ingest_stage(cfg: PipelineConfig, only: tuple[str, ...] | None = None) -> In
     return Ingested(out)
 
 
+def since_last_night(ingested: Ingested) -> Ingested:
+    """Tonight's ingest plus the files another run ingested since the last night's summary (the
+    hourly ingest deployment, `rsft ingest`, a night that failed after its ingest): a file tonight's
+    plan skipped as done whose manifest entry says ``reported: false`` counts as new tonight — its
+    rows, quarantine reasons and warnings are the night's to report (:func:`mark_reported` after
+    the summary). Entries written before the mark existed count as reported."""
+    from rsft.ingest.manifest import _manifest
+
+    out = {}
+    for name, d in ingested.datasets.items():
+        skipped = [f for f in d.file_results if f.get("status") == "skipped"]
+        entries = _manifest(d.dataset) if skipped else {}
+        earlier = {f["digest"]: entries[f["digest"]] for f in skipped
+                   if entries.get(f["digest"], {}).get("reported") is False}
+        if not earlier:
+            out[name] = d
+            continue
+        files = [{**f, "status": "ok", "ingested_earlier": True,
+                  **{k: int(earlier[f["digest"]].get(k) or 0) for k in ("rows_total", "rows_ok", "rows_quarantined")}}
+                 if f.get("digest") in earlier else f for f in d.file_results]
+        out[name] = dataset_ingest(files, d.dataset)
+    return Ingested(out)
+
+
+def mark_reported(ingested: Ingested) -> None:
+    """Mark the night's new files (:func:`since_last_night`) as reported in their manifest entries."""
+    from rsft.ingest.profile import _record
+    from rsft.ingest.manifest import _manifest
+
+    for d in ingested.datasets.values():
+        ok = [f["digest"] for f in d.file_results if f.get("status") == "ok"]
+        entries = _manifest(d.dataset) if ok else {}
+        for dig in ok:
+            if entries.get(dig, {}).get("reported") is False:
+                _record(d.dataset, dig, entries[dig], reported=True)
+
+
 def check_files(cfg: PipelineConfig, ingested: Ingested) -> None:
     """With ``ingest.fail_run_on_file_error``, a file that failed to ingest stops the run."""
     failed = ingested.failed
@@ -190,6 +227,35 @@ def load_target(cfg: PipelineConfig, which: str = TARGET_SAMPLE) -> pl.DataFrame
             raise ValueError(f"features.rolling: the {which} has no column(s) {', '.join(missing)}")
         lf = add_rolling_features(lf, f)
     return lf.filter(pl.col(f.label).is_not_null()).collect()
+
+
+def holdout_identity(cfg: PipelineConfig) -> tuple[list[str], pl.DataFrame]:
+    """What identifies a hold-out row in the pool, and the hold-out's values of it: the pool
+    contract's ``unique`` key, else its ``key``, else (no key, or its columns not in the frames) every
+    model input and the label — the same example. Exports and hold-outs come from the same
+    historian: the hold-out's readings are in the pool too, and rows the challenger trained on
+    must not judge it (:func:`without_holdout`)."""
+    from rsft.features import rolling_names
+
+    f = cfg.features
+    holdout = load_target(cfg, TARGET_HOLDOUT)
+    c = getattr(cfg.ingest, pool_dataset(cfg), None)
+    cols = list((c.unique or c.key) if c is not None else [])
+    if not cols or any(k not in holdout.columns for k in cols):
+        inputs = [f.text_column] if f.kind == "text" else [*f.numeric, *rolling_names(f), *f.categorical]
+        cols = [k for k in dict.fromkeys([*inputs, f.label]) if k in holdout.columns]
+    return cols, holdout.select(cols).unique()
+
+
+def without_holdout(frame, identity: tuple[list[str], pl.DataFrame]):
+    """``frame`` (eager or lazy) without the rows that are hold-out rows (:func:`holdout_identity`);
+    a frame lacking one of the identity's columns is returned as it is."""
+    cols, keys = identity
+    schema = frame.collect_schema()
+    if not cols or not keys.height or any(k not in schema for k in cols):
+        return frame
+    keys = keys.with_columns(pl.col(k).cast(schema[k]) for k in cols)
+    return frame.join(keys.lazy() if isinstance(frame, pl.LazyFrame) else keys, on=cols, how="anti")
 
 
 def _judged_target(cfg: PipelineConfig, which: str) -> tuple[int, pl.DataFrame, dict[str, int]]:

@@ -54,9 +54,11 @@ def _night(cfg: PipelineConfig, steps: Steps) -> dict[str, Any]:
     ingested = steps.ingest(cfg)
     data.check_ingested(cfg, ingested)  # a failed target export, or fail_run_on_file_error
     data.check_adapt(cfg)  # the search's folds, before the pool is touched
+    ingested = data.since_last_night(ingested)  # + files other runs ingested since the last night
     selection = steps.select(cfg)
     result = steps.finetune(cfg, ingested.get(pool_dataset(cfg)), selection, started)
     summary = run_summary(cfg, ingested, selection, result)
+    data.mark_reported(ingested)  # the next night does not report them again
     if cfg.state.gc_after_night:  # bounded state: old nights' intermediates go (rsft.pipeline.gc)
         from rsft.pipeline.gc import after_night
 

@@ -45,7 +45,8 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
     rep = selection.report or {}
     uri = tracking_uri(cfg)
     return {
-        # ingested tonight, of every dataset: a new target sample or hold-out export counts (failed: below)
+        # ingested since the last night's summary (tonight, or by the hourly ingest / `rsft ingest` since),
+        # of every dataset: a new target sample or hold-out export counts (failed: below)
         "files_new": sum(d.files - d.files_skipped - len(d.files_failed) for d in ingested.datasets.values()),
         "rows_ingested": pool.rows_ok,  # this run (earlier files are skipped)
         "rows_quarantined": pool.rows_quarantined,
@@ -82,6 +83,10 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         # the target sample's / hold-out's rows the prefilter's rules dropped (prefilter.targets)
         **({"target_rows_dropped": dropped} if (dropped := target_rows_dropped(cfg)) else {}),
         "train_rows": result.train["train_rows"],
+        # selected pool rows that are target hold-out rows (the same export's readings): not trained on
+        **({"holdout_rows_left_out": f"{n:,} selected pool rows are target hold-out rows — left out of training "
+                                     "(the gate judges on them)"}
+           if (n := int(result.train.get("holdout_rows_left_out") or 0)) else {}),
         "warm_start": result.warm_start,
         # what each fit did, as numbers (the CLI prints them in a line: fit_text)
         **({"base_model_fit": fit} if (fit := fit_record(cfg, t, "base_")) else {}),
@@ -202,11 +207,19 @@ def holdout_warnings(cfg: PipelineConfig) -> list[str]:
     from rsft.pipeline.data import load_target
     from rsft.pipeline.layout import TARGET_HOLDOUT, TARGET_SAMPLE
 
+    from rsft.pipeline.data import holdout_identity, without_holdout
+
     f = cfg.features
+    target = load_target(cfg, TARGET_SAMPLE)
+    identity = holdout_identity(cfg)
+    shared = target.height - without_holdout(target, identity).height
+    out = ([f"{shared:,} of the target sample's {target.height:,} rows are hold-out rows too (same {', '.join(identity[0])}): "
+            "the fine-tune trains on rows the gate judges it on — export the sample and the hold-out from "
+            "different periods"] if shared else [])
     cols = [] if f.kind == "text" else list(f.numeric)
     if not cols:
-        return []
-    return range_warnings(load_target(cfg, TARGET_SAMPLE), load_target(cfg, TARGET_HOLDOUT), cols)
+        return out
+    return out + range_warnings(target, load_target(cfg, TARGET_HOLDOUT), cols)
 
 
 def range_warnings(t, h, cols: list[str]) -> list[str]:
@@ -282,7 +295,7 @@ def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None,
     decision = "promoted" if result.promoted else "rejected" if result.version else "kept the champion"
     head = f"**{cfg.name}, night of {night}: {decision}" + (f" v{result.version}" if result.version else "") + "**"
     rows = [
-        ("ingested (tonight's new files)", "—" if ingested is None else
+        ("ingested (new files since the last night)", "—" if ingested is None else
          f"{ingested.files - ingested.files_skipped} files, {ingested.rows_ok:,} rows ok, "
          f"{ingested.rows_quarantined:,} quarantined" + (f", {len(ingested.files_failed)} files failed (left out, tried "
                                                          f"again next night: {'; '.join(ingested.files_failed[:3])}"

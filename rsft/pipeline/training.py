@@ -15,7 +15,7 @@ import polars as pl
 
 from rsft.config import FeaturesConfig, ModelConfig, PipelineConfig, TrainConfig, target_repeats
 from rsft.fsio import digest
-from rsft.pipeline.data import load_target, pool_sample
+from rsft.pipeline.data import holdout_identity, load_target, pool_sample, without_holdout
 from rsft.pipeline.layout import pipeline_root
 from rsft.pipeline.results import Prefiltered, Selected
 
@@ -83,15 +83,22 @@ def _input_columns(f: FeaturesConfig) -> list[str]:
 
 
 def training_frame(cfg: PipelineConfig, selected_path: str | None) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Selected pool rows (labelled) + the target sample repeated ``target_weight`` times."""
+    """Selected pool rows (labelled, not hold-out rows: :func:`rsft.pipeline.data.without_holdout`)
+    + the target sample repeated ``target_weight`` times."""
     label, cols = cfg.features.label, _input_columns(cfg.features)
     parts, counts = [], {}
     if selected_path:
         sel = pl.scan_parquet(selected_path)
         n_all = sel.select(pl.len()).collect().item()
-        sel = sel.filter(pl.col(label).is_not_null()).select(cols).collect()
+        identity = holdout_identity(cfg)
+        have = sel.collect_schema().names()
+        read = list(dict.fromkeys([*cols, *(k for k in identity[0] if k in have)]))
+        sel = sel.filter(pl.col(label).is_not_null()).select(read).collect()
+        n_labelled = sel.height
+        sel = without_holdout(sel, identity).select(cols)
         counts["selected_rows"] = n_all
-        counts["selected_unlabelled"] = n_all - sel.height
+        counts["selected_unlabelled"] = n_all - n_labelled
+        counts["holdout_rows_left_out"] = n_labelled - sel.height
         parts.append(sel)
     if cfg.train.include_target_sample or not parts:
         tgt = load_target(cfg).select(cols)
@@ -121,8 +128,11 @@ def training_stream(cfg: PipelineConfig, selected_path: str, out_dir: Path):
     cols = [*feature_exprs(cfg.features), pl.col(label).cast(pl.Float32)]
     sel = pl.scan_parquet(selected_path)
     n_all = sel.select(pl.len()).collect().item()
-    parts = [sel.filter(pl.col(label).is_not_null()).select(cols)]
-    counts = {"selected_rows": n_all}
+    labelled = sel.filter(pl.col(label).is_not_null())
+    kept = without_holdout(labelled, holdout_identity(cfg))
+    n_labelled, n_kept = (lf.select(pl.len()).collect().item() for lf in (labelled, kept))
+    parts = [kept.select(cols)]
+    counts = {"selected_rows": n_all, "holdout_rows_left_out": n_labelled - n_kept}
     if cfg.train.include_target_sample:
         tgt = load_target(cfg).select(cols)
         reps = target_repeats(cfg.train.target_weight)
