@@ -399,8 +399,12 @@ def flagged(lf: pl.LazyFrame, cfg: PrefilterConfig) -> tuple[pl.LazyFrame, list[
         lf = lf.sort(windows[0].by, windows[0].order_by, maintain_order=True)
     flags = [f"__keep_{i}" for i in range(len(cfg.rules))]
     lf, stats = with_window_stats(lf, cfg.rules)
-    lf = lf.with_columns([compile_rule(r).alias(f) for r, f in zip(cfg.rules, flags)])
-    return (lf.drop(stats) if stats else lf), flags
+    rules = [compile_rule(r).alias(f) for r, f in zip(cfg.rules, flags)]
+    if not windows:
+        return lf.with_columns(rules), flags
+    # window rules hold the sorted frame in memory: the flags by Polars' in-memory engine (a lazy
+    # plan's default engine took ~5× the CPU for the stuck rule's `len().over(run)`)
+    return lf.collect().with_columns(rules).drop(stats).lazy(), flags
 
 
 ROW_KINDS = {"not_null", "finite", "range", "allowed", "text_length", "text_chars", "text_repetition"}
