@@ -221,8 +221,9 @@ def test_rolling_features_derived_in_blocks_equal_the_whole_kept_pool(tmp_path, 
 
 
 def test_spike_statistics_equal_polars_centred_kernels():
-    """The spike rule's centred rolling median/quartiles (a sorting network where the window is
-    inside the machine, Polars' kernels on a patch frame elsewhere) equal Polars' centred kernels
+    """The spike rule's centred rolling median/quartiles (a merge network where the window is
+    inside the machine, a row-by-row sort of cut and null windows, Polars' kernels on a patch
+    frame near ±inf/NaN) equal Polars' centred kernels
     per machine — statistics (equal values: `Series.equals` does not tell -0.0 from 0.0, and the
     network's min/max may give a zero median the other sign) and flags — on frames with short
     machines, nulls, NaN, ±inf, -0.0, ties, a null machine id, windows from 3 to 39 (the widest on
