@@ -369,6 +369,8 @@ def with_window_stats(lf: pl.LazyFrame, rules: list[Any]) -> tuple[pl.LazyFrame,
             own[(c, w)] = base.select(pl.int_range(pl.len()).over(by) >= pl.len().over(by).cast(pl.Int64) - h
                                       ).to_series().arg_true().to_numpy()
     for k, rows in own.items():
+        if not len(rows):
+            continue
         small = _patch(base, by, rows, {k: wanted[k]})
         for n in small.columns[1:]:
             stats[n] = stats[n].scatter(small["__ri"], small[n])

@@ -312,7 +312,7 @@ def test_window_stats_merge_network_equals_polars():
     import numpy as np
 
     from rsft.config import PrefilterConfig
-    from rsft.prefilter import _STATS, _window_plan, _window_stats, with_window_stats
+    from rsft.prefilter import _STATS, _window_plan, _window_stats, flagged, with_window_stats
 
     rng = np.random.default_rng(7)
     for w in range(3, 25):  # the plan alone: every window of a long column, against a plain sort
@@ -348,3 +348,15 @@ def test_window_stats_merge_network_equals_polars():
                 for st, fn in _STATS.items():
                     ref = df.select(fn(pl.col(c), v, center=True).over("machine_id"))[c]
                     assert stats[f"__{st}{v}_{c}"].equals(ref, check_names=False), (trial, v, c, st)
+    # an empty frame, a column of nulls only, a Float32 column (Polars' kernels) and one row
+    cfg = PrefilterConfig.model_validate({"rules": [{"kind": "spike", "columns": ["a"], "window": 11, "k": 2.0}]})
+    empty = pl.DataFrame({"machine_id": pl.Series([], dtype=pl.String), "ts": pl.Series([], dtype=pl.Int64),
+                          "a": pl.Series([], dtype=pl.Float64)})
+    assert flagged(empty.lazy(), cfg)[0].collect().height == 0
+    for a in (pl.Series([None] * 33, dtype=pl.Float64), pl.Series(rng.normal(0, 1, 33), dtype=pl.Float32),
+              pl.Series([1.5] + [None] * 32, dtype=pl.Float64)):
+        df = pl.DataFrame({"machine_id": ["M"] * 30 + ["N"] * 3, "ts": np.arange(33), "a": a})
+        stats = with_window_stats(df.lazy(), cfg.rules)[0].collect()
+        for st, fn in _STATS.items():
+            ref = df.select(fn(pl.col("a"), 11, center=True).over("machine_id"))["a"]
+            assert stats[f"__{st}11_a"].equals(ref, check_names=False), (a.dtype, st)
