@@ -104,6 +104,7 @@ _STATS = {"med": lambda x, w, **k: x.rolling_median(w, min_samples=1, **k),
 _P = {"med": 0.5, "q25": 0.25, "q75": 0.75}
 _NETWORK_MAX = 24  # widest window for the merge network (61 array ops a row at 11, 159 at 24)
 _NETWORK_DTYPES = (pl.Float64, pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.UInt64, pl.UInt32, pl.UInt16, pl.UInt8)
+_CHUNK = 32_768  # windows per pass of the merge network (its ~14 work buffers stay in cache)
 _PATCH_SHARE = 0.2  # a column with ±∞ / NaN near more rows than this share gets Polars' kernels outright
 
 
@@ -221,22 +222,34 @@ def _positions(p: float, n: int) -> list[int]:
     return [int(pos)] if pos == int(pos) else [int(pos), int(pos) + 1]
 
 
-def _window_stats(x: np.ndarray, window: int, work: np.ndarray) -> dict[str, np.ndarray]:
+def _window_stats(x: np.ndarray, window: int, work: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Median, q25, q75 of each window of ``window`` consecutive readings of ``x`` (no NaN
     needed where the result is read; len(x) − window + 1 windows, the first starting at row 0)
-    by :func:`_window_plan` (NumPy, into ``work``: buffers × len(x))."""
-    plan, _ = _window_plan(window)
-    n, out = len(x), {}
-    view = lambda w, k: (x if w[0] < 0 else work[w[0]])[w[1]:w[1] + k]  # noqa: E731
-    for kind, dst, a, b, f in plan:
-        if kind == "pick":  # ±∞ in a window may give NaN here: such rows are patched
-            k = n - window + 1
-            lo = view(a, k)
-            with np.errstate(invalid="ignore"):
-                out[dst] = lo.copy() if b is None else np.add(lo, f * np.subtract(view(b, k), lo))
-        else:
-            k = n - f + 1
-            (np.minimum if kind == "min" else np.maximum)(view(a, k), view(b, k), out=work[dst][:k])
+    by :func:`_window_plan`: NumPy, ``_CHUNK`` windows at a time into ``work`` (buffers ×
+    (``_CHUNK`` + window − 1) or fewer columns; allocated here when not given)."""
+    plan, buffers = _window_plan(window)
+    m = max(len(x) - window + 1, 0)
+    out = {st: np.empty(m) for st in _STATS}
+    if work is None:
+        work = np.empty((buffers, min(_CHUNK, m) + window - 1))
+    step = work.shape[1] - window + 1
+    for s in range(0, m, step):
+        k = min(step, m - s)
+        part = x[s:s + k + window - 1]
+        view = lambda w, n: (part if w[0] < 0 else work[w[0]])[w[1]:w[1] + n]  # noqa: E731
+        for kind, dst, a, b, f in plan:
+            if kind == "pick":  # ±∞ in a window may give NaN here: such rows are patched
+                o, lo = out[dst][s:s + k], view(a, k)
+                if b is None:
+                    o[:] = lo
+                    continue
+                with np.errstate(invalid="ignore"):
+                    np.subtract(view(b, k), lo, out=o)  # lo + f·(hi − lo), Polars' order of operations
+                    o *= f
+                    o += lo
+            else:
+                n = k + window - f
+                (np.minimum if kind == "min" else np.maximum)(view(a, n), view(b, n), out=work[dst][:n])
     return out
 
 
@@ -335,7 +348,7 @@ def with_window_stats(lf: pl.LazyFrame, rules: list[Any]) -> tuple[pl.LazyFrame,
     for w in sorted({w for _, w in net}):
         h = (w - 1) // 2
         cut = np.flatnonzero((pos - start < w - 1 - h) | (end - pos <= h))  # the window passes the machine's edge
-        work = np.empty((_window_plan(w)[1], height + w - 1))
+        work = np.empty((_window_plan(w)[1], min(_CHUNK, height) + w - 1))
         padded = np.zeros(height + w - 1)  # row i's window: padded[i] … padded[i + w − 1]
         for c in [c for c, w_ in net if w_ == w]:
             x = base[c].cast(pl.Float64)

@@ -305,8 +305,8 @@ def test_spike_statistics_equal_polars_centred_kernels():
 
 
 def test_window_stats_merge_network_equals_polars():
-    """The spike statistics' merge network (sorted runs shared between neighbouring rows, NumPy)
-    and the row-by-row sort of cut and null windows equal Polars' centred kernels per machine on
+    """The spike statistics' merge network (sorted runs shared between neighbouring rows, NumPy,
+    whole column or a few windows a pass) and the row-by-row sort of cut and null windows equal Polars' centred kernels per machine on
     unrounded readings (interpolation to the last bit), integer columns, every window 3…24 (odd
     and even), machines shorter than the window, nulls, runs of ties and ±∞/NaN (seeded: rng 7)."""
     import numpy as np
@@ -317,12 +317,13 @@ def test_window_stats_merge_network_equals_polars():
     rng = np.random.default_rng(7)
     for w in range(3, 25):  # the plan alone: every window of a long column, against a plain sort
         x = rng.normal(0, 1, 300) * rng.exponential(1, 300)
-        got = _window_stats(x, w, np.empty((_window_plan(w)[1], len(x))))
+        got = _window_stats(x, w)
         win = np.sort(np.lib.stride_tricks.sliding_window_view(x, w), axis=1)
         ref = pl.Series(x)
+        chunks = _window_stats(x, w, np.empty((_window_plan(w)[1], w + 6)))  # 7 windows a pass
         for st, fn in _STATS.items():
             want = fn(ref, w, center=True).to_numpy()[w - 1 - (w - 1) // 2:][:len(x) - w + 1]
-            assert np.array_equal(got[st], want), (w, st)
+            assert np.array_equal(got[st], want) and np.array_equal(chunks[st], want), (w, st)
         assert np.array_equal(got["med"], win[:, (w - 1) // 2] if w % 2 else got["med"])
     for trial in range(40):
         frames = []
