@@ -313,15 +313,15 @@ def with_window_stats(lf: pl.LazyFrame, rules: list[Any]) -> tuple[pl.LazyFrame,
     values of Polars' centred rolling kernels (equal values; a zero's sign may differ).
 
     For a numeric column (Float64 or integer): a merge network whose sorted runs neighbouring rows
-    share (:func:`_window_plan`, NumPy array ops over the whole column; no per-row Python) where
-    the window is inside the machine and holds only finite readings; the window's readings sorted
-    row by row (NumPy) on the rows whose window a machine's edge cuts or that hold nulls
-    (:func:`_exact_rows`); Polars' own kernels on a small frame of the windows of rows with ±∞ or
-    NaN nearby (:func:`_patch`). A column with such rows
-    in more than ``_PATCH_SHARE`` of the frame, a window wider than ``_NETWORK_MAX`` or narrower
-    than 3, or another dtype gets Polars' trailing kernels shifted back (the centred window but on
-    each machine's last (w−1)//2 rows, patched); a frame whose machines' rows are not contiguous,
-    Polars' centred kernels."""
+    share (:func:`_window_plan`: NumPy array ops over the column, ``_CHUNK`` rows a pass; no
+    per-row Python) where the window is inside the machine and holds only finite readings; the
+    window's readings sorted row by row (NumPy) on the rows whose window a machine's edge cuts or
+    that hold nulls (:func:`_exact_rows`); Polars' own kernels on a small frame of the windows of
+    rows with ±∞ or NaN nearby (:func:`_patch`). A column with such rows in more than
+    ``_PATCH_SHARE`` of the frame, a window wider than ``_NETWORK_MAX`` or narrower than 3, or
+    another dtype (Float32, non-numeric) gets Polars' trailing kernels shifted back (the centred
+    window but on each machine's last (w−1)//2 rows, patched); a frame whose machines' rows are not
+    contiguous, Polars' centred kernels."""
     spikes = [r for r in rules if r.kind == "spike"]
     if not spikes:
         return lf, []
