@@ -12,10 +12,10 @@ spikes, duplicates) written once as Parquet, then, each in a fresh process:
           kept rows (mean and std over 8 readings of every sensor, features.rolling): their cost
   quantiles_only  the spike rule's rolling quantiles alone (median, q25, q75 × its columns, per
           machine in time order, one day file at a time, results discarded) by Polars' centred
-          kernels (rsft computes them with a sorting network instead, Polars' kernels only where
-          a window is cut or holds a non-finite reading)
+          kernels (rsft computes them with a merge network in NumPy instead, Polars' kernels only
+          where a window holds a non-finite reading)
   quantiles_trailing_only  the same windows as trailing kernels (how rsft computed them before
-          the sorting network, shifted back by (w-1)//2, patching each machine's last rows)
+          its sorting network (2026-12-05), shifted back by (w-1)//2, patching each machine's last rows)
   per_day the rules as a night applies them (rsft.keptpool's per-day jobs): each day file read,
           sorted, flagged by the demo rules, its kept rows written — no whole-pool split pass
   baseline  (with --baseline REF) rsft as it was at git REF (its ``rsft/`` from ``git archive``),

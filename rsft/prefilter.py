@@ -7,7 +7,7 @@ Nulls: a rule other than ``not_null`` keeps a row whose value it cannot judge (n
 null never makes a row vanish under a rule that did not ask about nulls.
 Window rules (stuck, spike, rate_of_change) evaluate per machine in time order: the input is
 sorted by (by, order_by) before the rules run; the spike rule's centred rolling statistics are
-columns :func:`with_window_stats` adds first (a sorting network over full windows, Polars' kernels
+columns :func:`with_window_stats` adds first (a merge network over full windows, Polars' kernels
 on the rest: exact), read by its expression.
 """
 
@@ -102,7 +102,9 @@ _STATS = {"med": lambda x, w, **k: x.rolling_median(w, min_samples=1, **k),
           "q25": lambda x, w, **k: x.rolling_quantile(0.25, "linear", w, min_samples=1, **k),
           "q75": lambda x, w, **k: x.rolling_quantile(0.75, "linear", w, min_samples=1, **k)}
 _P = {"med": 0.5, "q25": 0.25, "q75": 0.75}
-_NETWORK_MAX = 24  # widest window for the sorting network (Batcher: 38 compare-exchanges at 11, 132 at 24)
+_NETWORK_MAX = 24  # widest window for the merge network (61 array ops a row at 11, 159 at 24)
+_NETWORK_DTYPES = (pl.Float64, pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.UInt64, pl.UInt32, pl.UInt16, pl.UInt8)
+_CHUNK = 32_768  # windows per pass of the merge network (its ~14 work buffers stay in cache)
 _PATCH_SHARE = 0.2  # a column with ±∞ / NaN near more rows than this share gets Polars' kernels outright
 
 
@@ -110,25 +112,20 @@ def _stat_name(column: str, window: int, stat: str) -> str:
     return f"__{stat}{window}_{column}"
 
 
-@functools.cache
-def _sorting_layers(n: int) -> tuple[tuple[tuple[int, int], ...], ...]:
-    """Batcher's odd-even merge sort for ``n`` inputs as layers of disjoint compare-exchanges
-    ``(a, b)``, a < b: afterwards wire ``a`` holds the smaller value. Built for the next power
-    of two and pruned (a comparator with a wire ≥ n meets +∞ there and never swaps)."""
-    size = 1
-    while size < n:
-        size *= 2
-    comparators, p = [], 1
-    while p < size:
-        k = p
-        while k >= 1:
-            for j in range(k % p, size - k, 2 * k):
-                for i in range(min(k, size - j - k)):
-                    a, b = i + j, i + j + k
-                    if a // (2 * p) == b // (2 * p) and b < n:
-                        comparators.append((a, b))
-            k //= 2
-        p *= 2
+def _merge_layers(m: int, n: int) -> list[list[tuple[int, int]]]:
+    """Batcher's odd-even merge of two sorted halves (wires 0…m−1 and m…2m−1, m a power of two)
+    as layers of disjoint compare-exchanges ``(a, b)``, a < b (afterwards wire ``a`` holds the
+    smaller value), for the first ``n`` wires only: the second half's missing top wires are +∞,
+    which a comparator never moves."""
+    size, p, comparators = 2 * m, m, []
+    k = p
+    while k >= 1:
+        for j in range(k % p, size - k, 2 * k):
+            for i in range(min(k, size - j - k)):
+                a, b = i + j, i + j + k
+                if a // (2 * p) == b // (2 * p) and b < n:
+                    comparators.append((a, b))
+        k //= 2
     layers: list[list[tuple[int, int]]] = []
     depth: dict[int, int] = {}
     for a, b in comparators:
@@ -136,70 +133,148 @@ def _sorting_layers(n: int) -> tuple[tuple[tuple[int, int], ...], ...]:
         depth[a] = depth[b] = d
         layers += [[] for _ in range(d + 1 - len(layers))]
         layers[d].append((a, b))
-    return tuple(tuple(layer) for layer in layers)
+    return layers
+
+
+def _below(n: int) -> int:
+    """The largest power of two below ``n`` (n ≥ 2)."""
+    return 1 << ((n - 1).bit_length() - 1)
 
 
 @functools.cache
-def _network_layers(window: int) -> tuple[list[pl.Expr], ...]:
-    """The sorting network's layers as min/max expressions over the wires ``__w0`` … (the same for
-    every column: built once per window, not per column and day)."""
-    w = [f"__w{k}" for k in range(window)]
-    return tuple([e for a, b in layer for e in (pl.min_horizontal(w[a], w[b]).alias(w[a]),
-                                                 pl.max_horizontal(w[a], w[b]).alias(w[b]))]
-                 for layer in _sorting_layers(window))
+def _window_plan(window: int) -> tuple[tuple[tuple, ...], int]:
+    """The ops computing Polars' centred median, q25 and q75 over ``window`` readings for every
+    row at once, and the number of work buffers they use.
+
+    Sorting work is shared between neighbouring rows: sorted runs of 2 rows start at every row
+    (one compare-exchange), runs of 4 merge a run of 2 with the run of 2 two rows later (3), runs
+    of 8 two runs of 4 (9) … (Batcher's odd-even merge); a window of P + R rows (P the largest
+    power of two below it) is the run of P at its first row and the run of R P rows later, of
+    which only the order statistics the quantiles read are selected: the r-th smallest of sorted
+    A and B is min(A[r], max(A[r−1], B[0]), max(A[r−2], B[1]), …, B[r]). At w = 11: 61 array
+    ops a row, against 76 min/max for a sorting network per row. A run's later start is a view
+    of its arrays (no copy).
+
+    Ops: ``("min" | "max", dst, a, b, n)`` — elementwise into buffer ``dst`` over the first
+    len(x) − n + 1 rows of ``a`` and ``b``, each ``(buffer, offset)`` (buffer −1: the input);
+    ``("pick", stat, lo, hi, f)`` — lo + f·(hi − lo) (Polars' linear interpolation), or lo."""
+    ops: list[tuple] = []
+    count = [1]
+
+    def new() -> int:
+        count[0] += 1
+        return count[0] - 1
+
+    runs: dict[int, list[tuple[int, int]]] = {1: [(0, 0)]}  # virtual buffer 0: the input
+
+    def run(n: int) -> list[tuple[int, int]]:
+        if n not in runs:
+            p = _below(n)
+            wires = run(p) + [(b, o + p) for b, o in run(n - p)]
+            for layer in _merge_layers(p, n):
+                for a, b in layer:
+                    lo, hi = new(), new()
+                    ops.extend([("min", lo, wires[a], wires[b], n), ("max", hi, wires[a], wires[b], n)])
+                    wires[a], wires[b] = (lo, 0), (hi, 0)
+            runs[n] = wires
+        return runs[n]
+
+    p = _below(window)
+    a, b = run(p), [(v, o + p) for v, o in run(window - p)]
+    kth = {}
+    for r in sorted({r for st in _STATS for r in _positions(_P[st], window)}):
+        terms = [a[r]] if r < p else []
+        for j in range(len(b)):
+            i = r - 1 - j
+            if i == -1:
+                terms.append(b[j])
+            elif 0 <= i < p:
+                m = new()
+                ops.append(("max", m, a[i], b[j], window))
+                terms.append((m, 0))
+        kth[r] = terms[0]
+        if len(terms) > 1:
+            k = new()
+            ops.append(("min", k, terms[0], terms[1], window))
+            ops.extend(("min", k, (k, 0), t, window) for t in terms[2:])
+            kth[r] = (k, 0)
+    for st in _STATS:
+        pos, at = _P[st] * (window - 1), _positions(_P[st], window)
+        ops.append(("pick", st, kth[at[0]], kth[at[1]] if len(at) > 1 else None, pos - int(pos)))
+    # work buffers: a virtual buffer's slot is free again after its last read
+    last = {v: i for i, op in enumerate(ops) for v, _ in (w for w in op[2:4] if w is not None)}
+    slot, free, plan, buffers = {0: -1}, [], [], 0
+    for i, op in enumerate(ops):
+        if op[0] != "pick" and op[1] not in slot:
+            if not free:
+                free, buffers = [buffers], buffers + 1
+            slot[op[1]] = free.pop()
+        where = lambda w: None if w is None else (slot[w[0]], w[1])  # noqa: E731
+        plan.append((op[0], op[1] if op[0] == "pick" else slot[op[1]], where(op[2]), where(op[3]), op[4]))
+        free += [slot[v] for v in {w[0] for w in op[2:4] if w is not None}
+                 if last[v] == i and v != 0 and (op[0] == "pick" or v != op[1])]
+    return tuple(plan), buffers
 
 
-@functools.cache
-def _fixed_picks(window: int) -> tuple[pl.Expr, ...]:
-    """Median, q25, q75 of a full window's sorted wires (in ``_STATS`` order)."""
-    return tuple(_pick([f"__w{k}" for k in range(window)], _P[st], window) for st in _STATS)
-
-
-def _pick(wires: list[str], p: float, n: int) -> pl.Expr:
-    """The ``p`` quantile of the first ``n`` sorted wires, with Polars' linear interpolation."""
+def _positions(p: float, n: int) -> list[int]:
+    """The sorted positions the ``p`` quantile of ``n`` readings reads."""
     pos = p * (n - 1)
-    lo, f = int(pos), pos - int(pos)
-    v = pl.col(wires[lo])
-    return v if f == 0 else v + f * (pl.col(wires[lo + 1]) - v)
+    return [int(pos)] if pos == int(pos) else [int(pos), int(pos) + 1]
 
 
-def _network_stats(base: pl.DataFrame, column: str, window: int, names: dict[str, str],
-                   counts: pl.DataFrame) -> pl.DataFrame:
-    """Polars' centred rolling statistics of one column per machine (``base`` sorted by machine
-    and time; the same values, a zero's sign aside), on every row whose window lies inside its machine and holds only
-    finite readings and nulls, by a sorting network (~7× less CPU than Polars' kernels for
-    w = 11): the window's readings as ``window`` shifted columns (nulls as +∞) sorted wire by wire
-    with min/max (Batcher's network: 38 compare-exchanges for w = 11); a window of w finite
-    readings reads each quantile at its fixed position, one with nulls at the position its count
-    of readings gives (nulls sort last), with Polars' linear interpolation (lo + f·(hi − lo)).
+def _window_stats(x: np.ndarray, window: int, work: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Median, q25, q75 of each window of ``window`` consecutive readings of ``x`` (no NaN
+    needed where the result is read; len(x) − window + 1 windows, the first starting at row 0)
+    by :func:`_window_plan`: NumPy, ``_CHUNK`` windows at a time into ``work`` (buffers ×
+    (``_CHUNK`` + window − 1) or fewer columns; allocated here when not given)."""
+    plan, buffers = _window_plan(window)
+    m = max(len(x) - window + 1, 0)
+    out = {st: np.empty(m) for st in _STATS}
+    if work is None:
+        work = np.empty((buffers, min(_CHUNK, m) + window - 1))
+    step = work.shape[1] - window + 1
+    for s in range(0, m, step):
+        k = min(step, m - s)
+        part = x[s:s + k + window - 1]
+        view = lambda w, n: (part if w[0] < 0 else work[w[0]])[w[1]:w[1] + n]  # noqa: E731
+        for kind, dst, a, b, f in plan:
+            if kind == "pick":  # ±∞ in a window may give NaN here: such rows are patched
+                o, lo = out[dst][s:s + k], view(a, k)
+                if b is None:
+                    o[:] = lo
+                    continue
+                with np.errstate(invalid="ignore"):
+                    np.subtract(view(b, k), lo, out=o)  # lo + f·(hi − lo), Polars' order of operations
+                    o *= f
+                    o += lo
+            else:
+                n = k + window - f
+                (np.minimum if kind == "min" else np.maximum)(view(a, n), view(b, n), out=work[dst][:n])
+    return out
 
-    ``counts``: per row, its window's finite readings (``fin``), nulls (``nul``) and rows of its
-    machine (``in``). Returns the statistics; on the rows they do not cover (a machine's first and
-    last rows, whose window is cut; ±∞ or NaN nearby) the caller patches them.
-    """
-    h = (window - 1) // 2  # Polars' centred window of row i: rows i − (w−1−h) … i + h
-    x, inf = pl.col(column), float("inf")
-    wires = [f"__w{k}" for k in range(window)]
-    lf = base.select([x.fill_null(inf).shift(k - h).fill_null(inf).alias(wires[k]) for k in range(window)]).lazy()
-    for exprs in _network_layers(window):
-        lf = lf.with_columns(exprs)
-    # ~20 projections of plain columns: the optimiser's passes would cost more than they save
-    net = lf.collect(optimizations=pl.QueryOptFlags.none())
-    stats = net.select([e.alias(n) for e, n in zip(_fixed_picks(window), names.values())])
-    fin, inside = counts["fin"], (counts["in"] == window) & (counts["fin"] + counts["nul"] == window)
-    short = (inside & (fin < window)).arg_true()  # nulls in the window: the count picks the positions
-    if short.len():
-        n = fin.gather(short)
-        seen = sorted(n.unique().to_list())  # mostly w − 1
 
-        def by_count(p: float) -> pl.Expr:  # each row's quantile at the position its count gives
-            pick = lambda k: _pick(wires, p, k) if k else pl.lit(None, pl.Float64)  # noqa: E731 - no reading
-            return functools.reduce(lambda e, k: e.when(pl.col("__n") == k).then(pick(k)), seen[1:],
-                                    pl.when(pl.col("__n") == seen[0]).then(pick(seen[0])))
-
-        picked = net[short].with_columns(n.alias("__n")).select([by_count(_P[st]).alias(c) for st, c in names.items()])
-        stats = stats.with_columns([stats[c].scatter(short, picked[c]) for c in names.values()])
-    return stats
+def _exact_rows(vals: np.ndarray, null: np.ndarray, start: np.ndarray, end: np.ndarray, rows: np.ndarray,
+                window: int) -> dict[str, np.ndarray]:
+    """Polars' centred median, q25, q75 at ``rows`` of a column (``vals`` with ``null`` marks;
+    row i's group spans ``start[i]`` … ``end[i]`` − 1) whose windows hold no ±∞/NaN: the window's
+    readings inside the group, sorted (NumPy), read at the positions their count gives, with
+    Polars' interpolation; NaN where a window has no reading."""
+    h = (window - 1) // 2
+    idx = rows[:, None] + np.arange(h + 1 - window, h + 1)
+    ok = (idx >= start[rows, None]) & (idx < end[rows, None])
+    idx = np.clip(idx, 0, len(vals) - 1)
+    ok &= ~null[idx]
+    v = np.sort(np.where(ok, vals[idx], np.inf), axis=1)
+    n = ok.sum(axis=1)
+    out, at = {}, np.arange(len(rows))
+    for st in _STATS:
+        pos = _P[st] * (n - 1)
+        lo = np.maximum(pos, 0).astype(np.int64)
+        f = pos - lo
+        a, b = v[at, lo], v[at, np.minimum(lo + 1, window - 1)]
+        with np.errstate(invalid="ignore"):
+            out[st] = np.where(n == 0, np.nan, np.where(f == 0, a, a + f * (b - a)))
+    return out
 
 
 def _kernel_stats(by: str | list[str], cols: dict[tuple[str, int], dict[str, str]]) -> list[pl.Expr]:
@@ -235,14 +310,18 @@ def _patch(base: pl.DataFrame, by: str, rows: np.ndarray, cols: dict[tuple[str, 
 def with_window_stats(lf: pl.LazyFrame, rules: list[Any]) -> tuple[pl.LazyFrame, list[str]]:
     """``lf`` (sorted by machine and time) with the spike rules' centred statistics (median, q25,
     q75 of each column over its window, per machine) as columns, and their names (to drop): the
-    values of Polars' centred rolling kernels (equal values; a zero's sign may differ). A sorting
-    network computes them where a numeric column's window is inside the machine
-    (:func:`_network_stats`); the rows whose window is cut (each machine's first and last rows)
-    and a column's rows with ±∞ or NaN nearby get Polars' own kernels on a small frame of their
-    windows (:func:`_patch`). A column with such rows in more than ``_PATCH_SHARE`` of the frame,
-    a window wider than ``_NETWORK_MAX`` or a non-numeric column gets Polars' trailing kernels
-    shifted back (the centred window but on each machine's last (w−1)//2 rows, patched); a frame
-    whose machines' rows are not contiguous, Polars' centred kernels."""
+    values of Polars' centred rolling kernels (equal values; a zero's sign may differ).
+
+    For a numeric column (Float64 or integer): a merge network whose sorted runs neighbouring rows
+    share (:func:`_window_plan`: NumPy array ops over the column, ``_CHUNK`` rows a pass; no
+    per-row Python) where the window is inside the machine and holds only finite readings; the
+    window's readings sorted row by row (NumPy) on the rows whose window a machine's edge cuts or
+    that hold nulls (:func:`_exact_rows`); Polars' own kernels on a small frame of the windows of
+    rows with ±∞ or NaN nearby (:func:`_patch`). A column with such rows in more than
+    ``_PATCH_SHARE`` of the frame, a window wider than ``_NETWORK_MAX`` or narrower than 3, or
+    another dtype (Float32, non-numeric) gets Polars' trailing kernels shifted back (the centred
+    window but on each machine's last (w−1)//2 rows, patched); a frame whose machines' rows are not
+    contiguous, Polars' centred kernels."""
     spikes = [r for r in rules if r.kind == "spike"]
     if not spikes:
         return lf, []
@@ -255,49 +334,69 @@ def with_window_stats(lf: pl.LazyFrame, rules: list[Any]) -> tuple[pl.LazyFrame,
             wanted.setdefault((c, r.window), {st: _stat_name(c, r.window, st) for st in _STATS})
     # window rules hold the sorted frame in memory anyway: materialise it, add columns by position
     base = lf.collect()
-    grouped = base.select(pl.col(by).rle_id().max().fill_null(0) + 1 == pl.col(by).n_unique().clip(lower_bound=1)).item()
-    net = {k: v for k, v in wanted.items() if grouped and k[1] <= _NETWORK_MAX
-           and base.schema[k[0]] in (pl.Float64, pl.Float32, pl.Int64, pl.Int32, pl.Int16, pl.Int8,
-                                     pl.UInt64, pl.UInt32, pl.UInt16, pl.UInt8)}
-    count = lambda e, w: e.cast(pl.Int32).rolling_sum(w, center=True, min_samples=1).over(by)  # noqa: E731
-    counts = base.select(  # each window's finite readings, nulls and rows of its machine: one pass
-        [count(pl.repeat(True, pl.len()), w).alias(f"in{w}") for w in {w for _, w in net}]
-        + [e for c, w in net for e in (count(pl.col(c).cast(pl.Float64).is_finite().fill_null(False), w).alias(f"fin{w}_{c}"),
-                                       count(pl.col(c).is_null(), w).alias(f"nul{w}_{c}"))])
-    cut = pl.repeat(False, base.height, eager=True)  # rows whose window a machine's edge cuts
-    for w in {w for _, w in net}:
-        cut = cut | (counts[f"in{w}"] < w)
-    stats, own = [], {}
-    for (c, w), names in wanted.items():
-        if (c, w) in net:
-            cnt = counts.select(pl.col(f"in{w}").alias("in"), pl.col(f"fin{w}_{c}").alias("fin"),
-                                pl.col(f"nul{w}_{c}").alias("nul"))
-            # ±∞ or NaN in a window inside the machine: this column's own patch rows
-            rows = ((cnt["fin"] + cnt["nul"] < w) & ~cut).arg_true().to_numpy()
-            if len(rows) <= _PATCH_SHARE * base.height:
-                stats.append(_network_stats(base, c, w, names, cnt))
-                if len(rows):
-                    own[(c, w)] = rows
+    height = base.height
+    run = base[by].rle_id().to_numpy()
+    grouped = height == 0 or int(run[-1]) + 1 == base[by].n_unique()
+    net = [k for k in wanted if grouped and height and 3 <= k[1] <= _NETWORK_MAX and base.schema[k[0]] in _NETWORK_DTYPES]
+    stats: dict[str, pl.Series] = {}
+    own: dict[tuple[str, int], np.ndarray] = {}
+    if net:
+        first = np.flatnonzero(np.r_[True, run[1:] != run[:-1]])  # each machine's first row
+        start = first[run]
+        end = np.r_[first[1:], height][run]
+        pos = np.arange(height)
+    for w in sorted({w for _, w in net}):
+        h = (w - 1) // 2
+        cut = np.flatnonzero((pos - start < w - 1 - h) | (end - pos <= h))  # the window passes the machine's edge
+        work = np.empty((_window_plan(w)[1], min(_CHUNK, height) + w - 1))
+        padded = np.zeros(height + w - 1)  # row i's window: padded[i] … padded[i + w − 1]
+        for c in [c for c, w_ in net if w_ == w]:
+            x = base[c].cast(pl.Float64)
+            null = x.is_null().to_numpy()
+            vals = x.to_numpy()
+            # ±∞ or NaN in a window: Polars' kernels (this column's own patch rows)
+            bad = _near(np.flatnonzero(~np.isfinite(vals) & ~null), w, height)
+            if len(bad) > _PATCH_SHARE * height:
                 continue
-            del net[(c, w)]
+            padded[w - 1 - h:height + w - 1 - h] = vals
+            padded[w - 1 - h:height + w - 1 - h][null] = 0.0
+            out = _window_stats(padded, w, work)
+            # windows a machine's edge cuts or holding nulls: their readings sorted one by one
+            rows = np.setdiff1d(np.union1d(cut, _near(np.flatnonzero(null), w, height)), bad, assume_unique=True)
+            for st, v in _exact_rows(vals, null, start, end, rows, w).items():
+                out[st][rows] = v
+                stats[wanted[(c, w)][st]] = pl.Series(out[st], nan_to_null=True)  # NaN: no reading
+            if len(bad):
+                own[(c, w)] = bad
+    for (c, w), names in wanted.items():
+        if names["med"] in stats:
+            continue
         if not grouped:  # Polars' centred kernels per machine, wherever its rows are
-            stats.append(base.select(_kernel_stats(by, {(c, w): names})))
+            stats.update(base.select(_kernel_stats(by, {(c, w): names})).to_dict())
             continue
         # Polars' trailing kernels (~3× cheaper than its centred ones), shifted back by (w−1)//2:
         # the centred window, except on each machine's last (w−1)//2 rows, patched
         h = (w - 1) // 2
-        stats.append(base.select([_STATS[st](pl.col(c), w).shift(-h).over(by).alias(n) for st, n in names.items()]))
+        stats.update(base.select([_STATS[st](pl.col(c), w).shift(-h).over(by).alias(n) for st, n in names.items()]).to_dict())
         if h:
             own[(c, w)] = base.select(pl.int_range(pl.len()).over(by) >= pl.len().over(by).cast(pl.Int64) - h
                                       ).to_series().arg_true().to_numpy()
-    stats = pl.concat(stats, how="horizontal") if stats else pl.DataFrame()
-    patches = [_patch(base, by, rows, {k: wanted[k]}) for k, rows in own.items()]
-    edge_rows = cut.arg_true().to_numpy()
-    if net and len(edge_rows):
-        patches.append(_patch(base, by, edge_rows, net))
-    for small in patches:
-        stats = stats.with_columns([stats[n].scatter(small["__ri"], small[n]) for n in small.columns[1:]])
-    return base.with_columns(stats).lazy(), stats.columns
+    for k, rows in own.items():
+        if not len(rows):
+            continue
+        small = _patch(base, by, rows, {k: wanted[k]})
+        for n in small.columns[1:]:
+            stats[n] = stats[n].scatter(small["__ri"], small[n])
+    names = [n for v in wanted.values() for n in v.values()]
+    return base.with_columns([stats[n].alias(n) for n in names]).lazy(), names
+
+
+def _near(at: np.ndarray, window: int, height: int) -> np.ndarray:
+    """The rows (sorted, unique) whose centred window of ``window`` rows holds a row of ``at``."""
+    if not len(at):
+        return at
+    h = (window - 1) // 2
+    return np.unique(np.clip((at[:, None] + np.arange(-h, window - h)).ravel(), 0, height - 1))
 
 
 def rate_of_change(rule) -> pl.Expr:
@@ -399,8 +498,12 @@ def flagged(lf: pl.LazyFrame, cfg: PrefilterConfig) -> tuple[pl.LazyFrame, list[
         lf = lf.sort(windows[0].by, windows[0].order_by, maintain_order=True)
     flags = [f"__keep_{i}" for i in range(len(cfg.rules))]
     lf, stats = with_window_stats(lf, cfg.rules)
-    lf = lf.with_columns([compile_rule(r).alias(f) for r, f in zip(cfg.rules, flags)])
-    return (lf.drop(stats) if stats else lf), flags
+    rules = [compile_rule(r).alias(f) for r, f in zip(cfg.rules, flags)]
+    if not windows:
+        return lf.with_columns(rules), flags
+    # window rules hold the sorted frame in memory: the flags by Polars' in-memory engine (a lazy
+    # plan's default engine took ~5× the CPU for the stuck rule's `len().over(run)`)
+    return lf.collect().with_columns(rules).drop(stats).lazy(), flags
 
 
 ROW_KINDS = {"not_null", "finite", "range", "allowed", "text_length", "text_chars", "text_repetition"}

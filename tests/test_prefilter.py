@@ -221,8 +221,9 @@ def test_rolling_features_derived_in_blocks_equal_the_whole_kept_pool(tmp_path, 
 
 
 def test_spike_statistics_equal_polars_centred_kernels():
-    """The spike rule's centred rolling median/quartiles (a sorting network where the window is
-    inside the machine, Polars' kernels on a patch frame elsewhere) equal Polars' centred kernels
+    """The spike rule's centred rolling median/quartiles (a merge network where the window is
+    inside the machine, a row-by-row sort of cut and null windows, Polars' kernels on a patch
+    frame near ±inf/NaN) equal Polars' centred kernels
     per machine — statistics (equal values: `Series.equals` does not tell -0.0 from 0.0, and the
     network's min/max may give a zero median the other sign) and flags — on frames with short
     machines, nulls, NaN, ±inf, -0.0, ties, a null machine id, windows from 3 to 39 (the widest on
@@ -301,3 +302,62 @@ def test_spike_statistics_equal_polars_centred_kernels():
     for st, fn in _STATS.items():
         ref = gap.select(fn(pl.col("a"), 5, center=True).over("machine_id"))["a"]
         assert ref.null_count() > 0 and stats.collect()[f"__{st}5_a"].equals(ref, check_names=False), st
+
+
+def test_window_stats_merge_network_equals_polars():
+    """The spike statistics' merge network (sorted runs shared between neighbouring rows, NumPy,
+    whole column or a few windows a pass) and the row-by-row sort of cut and null windows equal Polars' centred kernels per machine on
+    unrounded readings (interpolation to the last bit), integer columns, every window 3…24 (odd
+    and even), machines shorter than the window, nulls, runs of ties and ±∞/NaN (seeded: rng 7)."""
+    import numpy as np
+
+    from rsft.config import PrefilterConfig
+    from rsft.prefilter import _STATS, _window_plan, _window_stats, flagged, with_window_stats
+
+    rng = np.random.default_rng(7)
+    for w in range(3, 25):  # the plan alone: every window of a long column, against a plain sort
+        x = rng.normal(0, 1, 300) * rng.exponential(1, 300)
+        got = _window_stats(x, w)
+        win = np.sort(np.lib.stride_tricks.sliding_window_view(x, w), axis=1)
+        ref = pl.Series(x)
+        chunks = _window_stats(x, w, np.empty((_window_plan(w)[1], w + 6)))  # 7 windows a pass
+        for st, fn in _STATS.items():
+            want = fn(ref, w, center=True).to_numpy()[w - 1 - (w - 1) // 2:][:len(x) - w + 1]
+            assert np.array_equal(got[st], want) and np.array_equal(chunks[st], want), (w, st)
+        assert np.array_equal(got["med"], win[:, (w - 1) // 2] if w % 2 else got["med"])
+    for trial in range(40):
+        frames = []
+        for m in range(int(rng.integers(1, 6))):
+            n = int(rng.integers(1, 80))
+            a = rng.normal(0, 1, n) * 10.0 ** rng.integers(-3, 4)
+            if trial % 2:
+                a = a.round(1)  # ties
+            if trial % 4 == 1:
+                a[rng.random(n) < 0.03] = rng.choice([np.nan, np.inf, -np.inf])
+            frames.append(pl.DataFrame({
+                "machine_id": f"M{m}", "ts": np.arange(n),
+                "a": pl.Series([None if rng.random() < 0.08 else v for v in a], dtype=pl.Float64),
+                "i": pl.Series([None if rng.random() < 0.05 else int(v) for v in rng.integers(-50, 50, n)], dtype=pl.Int32),
+                "j": rng.integers(0, 10**6, n)}))
+        df = pl.concat(frames)
+        wins = sorted({int(rng.integers(3, 25)), int(rng.integers(3, 25))})
+        cfg = PrefilterConfig.model_validate({"rules": [
+            {"kind": "spike", "columns": ["a", "i", "j"], "window": v, "k": 2.0} for v in wins]})
+        stats = with_window_stats(df.lazy(), cfg.rules)[0].collect()
+        for v in wins:
+            for c in ("a", "i", "j"):
+                for st, fn in _STATS.items():
+                    ref = df.select(fn(pl.col(c), v, center=True).over("machine_id"))[c]
+                    assert stats[f"__{st}{v}_{c}"].equals(ref, check_names=False), (trial, v, c, st)
+    # an empty frame, a column of nulls only, a Float32 column (Polars' kernels) and one row
+    cfg = PrefilterConfig.model_validate({"rules": [{"kind": "spike", "columns": ["a"], "window": 11, "k": 2.0}]})
+    empty = pl.DataFrame({"machine_id": pl.Series([], dtype=pl.String), "ts": pl.Series([], dtype=pl.Int64),
+                          "a": pl.Series([], dtype=pl.Float64)})
+    assert flagged(empty.lazy(), cfg)[0].collect().height == 0
+    for a in (pl.Series([None] * 33, dtype=pl.Float64), pl.Series(rng.normal(0, 1, 33), dtype=pl.Float32),
+              pl.Series([1.5] + [None] * 32, dtype=pl.Float64)):
+        df = pl.DataFrame({"machine_id": ["M"] * 30 + ["N"] * 3, "ts": np.arange(33), "a": a})
+        stats = with_window_stats(df.lazy(), cfg.rules)[0].collect()
+        for st, fn in _STATS.items():
+            ref = df.select(fn(pl.col("a"), 11, center=True).over("machine_id"))["a"]
+            assert stats[f"__{st}11_a"].equals(ref, check_names=False), (a.dtype, st)
