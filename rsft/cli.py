@@ -365,11 +365,11 @@ def _client(cfg: PipelineConfig):
 
 
 @app.command()
-def history(config: str = ConfigOpt) -> None:
+def history(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
     """Print the model's versions, aliases and promotion decisions (the audit trail)."""
     from rsft.tracking import registry
 
-    cfg = _load(config)
+    cfg = _load(config, sets)
     rows = registry.history(_client(cfg), cfg.promotion.model_name)
     if not rows:
         console.print(f"no versions of '{cfg.promotion.model_name}' yet")
@@ -408,12 +408,18 @@ def promote(
     version: int = typer.Option(..., "--version", help="Registered version to make champion."),
     config: str = ConfigOpt,
     force: bool = typer.Option(False, "--force", metavar="", help="Skip the guardrails and the comparison with the champion."),
+    sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                             help="Override a config value: --set data.target_holdout=holdout_2012-02.parquet "
+                                                  "(the hold-out the versions are scored on; repeatable; YAML values)."),
 ) -> None:
-    """Manually promote a version (scored against the champion on the target hold-out unless --force)."""
+    """Manually promote a version (scored against the champion on the target hold-out unless --force;
+    the output line and the version's event name the hold-out file(s))."""
+    from dataclasses import replace
+
     from rsft.pipeline import evaluate_frame, load_target
     from rsft.tracking import promotion, registry
 
-    cfg = _load(config)
+    cfg = _load(config, sets)
     name = cfg.promotion.model_name
     mlc = _client(cfg)
     known = [r["version"] for r in registry.history(mlc, name)]
@@ -422,9 +428,14 @@ def promote(
                                                      else " (nothing registered yet)"))
 
     def judge(mv, current):
-        holdout = load_target(cfg, "target_holdout")
+        try:
+            holdout = load_target(cfg, "target_holdout")
+        except ValueError as e:  # the hold-out did not ingest (or is not ingested yet): one line
+            raise promotion.PromotionRefused(str(e)) from None
         score = lambda v: evaluate_frame(registry.load_version_model(mlc, v), holdout, cfg)  # noqa: E731
-        return registry.decide(cfg.promotion, score(mv), score(current) if current else None, holdout.height)
+        d = registry.decide(cfg.promotion, score(mv), score(current) if current else None, holdout.height)
+        # (trial 7) which hold-out judged it: the config's may be stale when the nights used --set
+        return replace(d, reason=f"{d.reason} on hold-out {_holdout_files(cfg)}")
 
     try:
         with _engine_lock():
@@ -435,12 +446,21 @@ def promote(
     console.print(f"[green]{name}@champion[/] → v{version} ({decision.reason})")
 
 
+def _holdout_files(cfg: PipelineConfig) -> str:
+    """The file(s) ``data.target_holdout`` names now, as ingested (their names, at most three)."""
+    from rsft.pipeline.targets import _files, named_entries
+
+    entries = named_entries(cfg, "target_holdout")
+    return _files(entries) if entries else Path(cfg.data.target_holdout).name
+
+
 @app.command()
-def rollback(config: str = ConfigOpt) -> None:
-    """Make previous-champion the champion again (and the current champion previous-champion)."""
+def rollback(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
+    """Make previous-champion the champion again (and the current champion previous-champion; nothing is
+    scored: `rsft promote --version N` judges a version on the hold-out)."""
     from rsft.tracking import registry
 
-    cfg = _load(config)
+    cfg = _load(config, sets)
     name = cfg.promotion.model_name
     mlc = _client(cfg)
     with _engine_lock(), registry.registry_lock(state_paths(cfg.state.dir).locks, name):
