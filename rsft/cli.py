@@ -527,7 +527,7 @@ def adapt(
     label: Optional[str] = typer.Option(None, "--label", help="Name of the label column to predict (regression; without --config)."),
     holdout: Optional[str] = typer.Option(None, "--holdout", help="Optional target hold-out (without --config; with it, data.target_holdout): every candidate is also scored on it."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Column grouping the target rows for CV (machine, batch); default: contiguous time blocks (adapt.group_by)."),
-    features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns (without --config); default: every numeric column except label, group and ID-like columns (id, *_id, an integer *_no/*_number/serial, integers all distinct), named in one line."),
+    features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns (without --config); default: every numeric column except label, group and ID-like columns (id, *_id, an integer *_no/*_number/serial, integers all distinct) and copies of the label (|r| ≥ 0.999 with it on the target sample), named in one line."),
     strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated candidates, cheapest first; any of: keep_champion, recalibrate, ridge_head, head_only, sample_only, random_mix, rsft, weighted (default: all but ridge_head and weighted; adapt.strategies)."),
     folds: int = typer.Option(4, "--folds", min=2, help="Grouped K-fold count (adapt.folds)."),
     cv: str = typer.Option("auto", "--cv", help="grouped: K folds of whole groups; forward: each fold trains on every earlier group (in the target sample's row order) and validates on the next block of its later half; auto: forward when every group is one contiguous run of rows (days, weeks, time blocks) and there are 2×--folds of them, else grouped (adapt.cv)."),
@@ -715,6 +715,13 @@ def _adapt_with_config(ctx: typer.Context, config: str, sets: Optional[list[str]
             inputs = adapt_inputs(cfg, prefiltered)
             hold = arrays(data.load_target(cfg, TARGET_HOLDOUT), f)
     (xt, yt, groups), pool_sample = inputs
+    from rsft.features import feature_names
+
+    for j, c in enumerate(feature_names(f)):  # the config names its features: kept, but said
+        why = _label_copy_xy(xt[:, j], yt, f.label) if xt.ndim == 2 and j < xt.shape[1] else None
+        if why:
+            _line(err, f"[yellow]warning[/] features: {escape(c)}: {escape(why)} — a copy of the label, not a cause "
+                       "of it: the CV and hold-out figures will look far better than any real prediction", markup=True)
     root = data.pipeline_root(cfg)
     _line(console, f"pool: {prefiltered.rows_out:,} rows — the kept pool of {config} as a night sees it: "
                    f"{prefiltered.rows_in:,} rows ingested under the contract ingest.{pool_name} into {root / pool_name}, "
@@ -727,8 +734,6 @@ def _adapt_with_config(ctx: typer.Context, config: str, sets: Optional[list[str]
             _, report = adapt_stage(cfg, warm, prefiltered, inputs=inputs, holdout=hold)
         except ValueError as e:
             _fail(f"{e} (the target sample has {len(yt)} labelled rows)")
-    from rsft.features import feature_names
-
     report["pool_rows_sampled"], report["pool_rows_complete"] = len(pool_sample.y), prefiltered.rows_out
     report["pool_source"] = {"kind": "config", "config": str(Path(config).resolve()), "state_dir": str(cfg.state.dir),
                              "dataset": str(root / pool_name), "contract": True, "prefilter": True,
@@ -836,6 +841,13 @@ def _adapt_columns(pool: str, target_sample, label: str, group_by: str | None, f
             _line(console, "features: left out mostly missing " + ", ".join(
                 f"{c} ({n:,} of {labelled.height:,} target rows)" for c, n in sparse.items())
                   + " — name them in --features to use them (rows missing a feature are dropped)")
+        # (trial 7) a copy of the label in other units (ac_w beside ac_pu = ac_w / 3400): the model
+        # would read the answer off it (CV RMSE 0.0089), and nothing said so
+        copies = {c: why for c in cols if (why := _label_copy(labelled, c, label))}
+        cols = [c for c in cols if c not in copies]
+        if copies:
+            _line(console, "features: left out " + ", ".join(f"{c} ({why})" for c, why in copies.items())
+                  + " — a copy of the label, not a cause of it; name it in --features to use it anyway")
     if not cols:
         _fail("no numeric feature columns shared by pool and target sample; pass --features")
     clash = [c for c in cols if c in (label, group_by)]
@@ -844,6 +856,16 @@ def _adapt_columns(pool: str, target_sample, label: str, group_by: str | None, f
     missing = [c for c in cols if c not in pool_schema or c not in tgt_df.columns]
     if missing:
         _fail(f"{what}: {', '.join(missing)} not in both the pool and the target sample")
+    if features:  # asked for by name: kept, but said
+        import polars as pl
+
+        labelled = tgt_df.filter(pl.col(label).is_not_null())
+        for c in cols:
+            why = _label_copy(labelled, c, label) if tgt_df.schema[c].is_numeric() else None
+            if why:
+                _line(err, f"[yellow]warning[/] {escape(what)} {escape(c)}: {escape(why)} — a copy of the label, "
+                           "not a cause of it: the CV and hold-out figures will look far better than any real "
+                           "prediction", markup=True)
     files = list(schemas)
     if len(schemas) > 1 or Path(pool).is_dir():  # a directory: leave out the files that cannot give the columns
         why_not = {f: why for f, sc in schemas.items() if (why := lacks(f, sc, [*cols, label]))}
@@ -901,6 +923,33 @@ def _id_like(df, col: str) -> str | None:
     if integer and len(values) >= ID_DISTINCT_MIN_ROWS and values.n_unique() == len(values):
         return f"integers, all {len(values):,} distinct"
     return None
+
+
+LABEL_COPY_R = 0.999  # |Pearson r| with the label at or above this: the label in other units (or nearly)
+LABEL_COPY_MIN_ROWS = 10  # fewer labelled rows: a high r may be chance
+
+
+def _label_copy(df, col: str, label: str) -> str | None:
+    """Why the numeric column ``col`` looks like the label itself (a linear function of it, up to
+    rounding) on the target sample's labelled rows ``df``, or None: ``|r| ≥ LABEL_COPY_R`` over at
+    least ``LABEL_COPY_MIN_ROWS`` rows where both are finite."""
+    both = df.select(col, label).drop_nulls().cast(float).to_numpy()
+    return _label_copy_xy(both[:, 0], both[:, 1], label)
+
+
+def _label_copy_xy(x, y, label: str) -> str | None:
+    """:func:`_label_copy` of a feature's values ``x`` beside the label's ``y`` (numpy arrays)."""
+    import numpy as np
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < LABEL_COPY_MIN_ROWS or x.std() == 0 or y.std() == 0:
+        return None
+    r = float(np.corrcoef(x, y)[0, 1])
+    if not abs(r) >= LABEL_COPY_R:
+        return None
+    return f"|r| {abs(r):.4f} with the label {label} over {len(x):,} target rows"
 
 
 def _check_out_paths(*given: tuple[str, Optional[Path]]) -> None:

@@ -167,7 +167,7 @@ def test_rsft_adapt_leaves_id_like_columns_out_of_the_default_features(tmp_path,
         "batch_no": [1 + i % 40 for i in range(n)], "carrier_id": [float(i % 9) for i in range(n)],
         "dep_delay": [0.5 * (i % 17) for i in range(n)], "distance": [200 + (i * 13) % 120 for i in range(n)],
         "reynolds_number": [1e5 + i for i in range(n)],  # a float measurement, whatever its name says
-        "arr_delay": [0.1 * i for i in range(n)],
+        "arr_delay": [0.1 * ((i * 37) % n) for i in range(n)],  # not a linear function of a feature (a label copy)
     })
     df.write_csv(tmp_path / "export.csv")
     path = str(tmp_path / "export.csv")
@@ -189,7 +189,7 @@ def test_rsft_adapt_leaves_a_mostly_missing_column_out_of_the_default_features(t
     n = 100
     df = pl.DataFrame({"temp": [float(i) for i in range(n)], "wind_gust": [float(i) if i % 5 == 0 else None for i in range(n)],
                        "pressure": [float("nan") if i % 10 == 0 else 1000.0 + i for i in range(n)],
-                       "dewp": [0.5 * i for i in range(n)]})
+                       "dewp": [0.5 * ((i * 37) % n) for i in range(n)]})  # not a copy of temp (a label copy)
     df.write_csv(tmp_path / "export.csv")
     path = str(tmp_path / "export.csv")
     _, cols, _ = _adapt_columns(path, path, "dewp", None, None)
@@ -201,9 +201,38 @@ def test_rsft_adapt_leaves_a_mostly_missing_column_out_of_the_default_features(t
     assert cols == ["temp", "wind_gust"]
 
 
+def test_rsft_adapt_leaves_a_copy_of_the_label_out_of_the_default_features(tmp_path, capsys):
+    """(trial 7) ac_w beside the label ac_pu = ac_w / 3400 was a default feature: CV RMSE 0.0089,
+    no word. A column (nearly) a linear function of the label on the labelled target rows is left
+    out in one line naming it; named in --features it stays, with a warning line."""
+    from rsft.cli import _adapt_columns
+
+    n = 120
+    ghi = [float((i * 37) % 100) for i in range(n)]
+    ac_w = [30.0 * g + (i * 53) % 400 for i, g in enumerate(ghi)]  # a cause of the label, plus noise
+    df = pl.DataFrame({"ghi": ghi, "temp_air": [float(i % 30) for i in range(n)], "ac_w": ac_w,
+                       "ac_pu": [w / 3400 for w in ac_w],
+                       "neg": [-2.0 * w + 1e-9 * (i % 3) for i, w in enumerate(ac_w)]})  # negated, rounding noise
+    df.write_csv(tmp_path / "export.csv")
+    path = str(tmp_path / "export.csv")
+    _, cols, _ = _adapt_columns(path, path, "ac_pu", None, None)
+    assert cols == ["ghi", "temp_air"]
+    said = [line for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert len(said) == 1 and said[0].startswith("features: left out ac_w (|r| 1.0000 with the label ac_pu over 120 "
+                                                 "target rows), neg (|r| 1.0000 ") and "a copy of the label" in said[0]
+    _, cols, _ = _adapt_columns(path, path, "ac_pu", None, "ghi,ac_w")
+    assert cols == ["ghi", "ac_w"]
+    out = capsys.readouterr()
+    warned = [line for line in out.err.splitlines() if line.strip()]
+    assert len(warned) == 1 and "warning --features ac_w: |r| 1.0000 with the label ac_pu" in warned[0], out
+    # a feature that explains most of the label, not all of it, stays
+    _, cols, _ = _adapt_columns(path, path, "ac_w", None, None)
+    assert "ghi" in cols
+
+
 def test_rsft_adapt_errors_are_one_line(tmp_path):
     # 16 rows: 8 time blocks, enough for the default 4 folds (checked before the pool is read)
-    pl.DataFrame({"a": [1.0, 2.0] * 8, "y": [1.0, 2.0] * 8}).write_csv(tmp_path / "t.csv")
+    pl.DataFrame({"a": [1.0, 2.0] * 8, "y": [1.0, 3.0, 2.0, 5.0] * 4}).write_csv(tmp_path / "t.csv")  # a is no copy of y
     out = subprocess.run([sys.executable, "-m", "rsft.cli", "adapt", "--pool", str(tmp_path / "t.csv"), "--target-sample",
                           str(tmp_path / "t.csv"), "--label", "nope"], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 2 and "no column 'nope'" in out.stderr and "Traceback" not in out.stderr
