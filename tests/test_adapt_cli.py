@@ -71,8 +71,8 @@ def test_rsft_adapt_on_csv_files(tmp_path):
     assert rows[rep["chosen"]]["candidate"] == "→ " + rep["chosen"]
     assert rows["keep_champion"]["cv_fits"] == "3 folds" and rows[survivor["name"]]["cv_fits"] == "3×≤400 steps, ≤8 ep"
     assert all(rows[n]["cv_fits"] == "1×≤100 steps, ≤2 ep, dropped after it" for n in rep["halving"]["eliminated"])
-    assert all(rows[n]["cv_rmse"].startswith("(") and rows[n]["cv_rmse"].endswith(")") for n in rep["halving"]["eliminated"])
-    assert not rows[survivor["name"]]["cv_rmse"].startswith("(")
+    assert all(rows[n]["cv_rmse"] == "dropped" for n in rep["halving"]["eliminated"])
+    assert rows[survivor["name"]]["cv_rmse"][0].isdigit()
     # each candidate's figure in rung 0 beside its final one: the survivor's short fit too
     assert rows[survivor["name"]]["rung0_rmse"] == f"{survivor['short_losses'][0]:#.4g}"
     table = " ".join(out.stdout.split())
@@ -113,6 +113,8 @@ def test_candidate_records_are_numbers_and_the_table_shows_rung_0():
         "pool_rows": 120, "seconds": 0.5, "holdout_rmse": 1.0}
     assert recs["keep_champion"]["rung0_rmse"] == 1.5 and recs["keep_champion"]["rung0_folds"] == 1
     assert recs["rsft β=1 q=0.99"]["rung0_rmse"] == 1.45 and recs["rsft β=1 q=0.99"]["eliminated"] is True
+    # (trial 7) no CV figure for an eliminated one: its short rung-0 fits can read lower than the chosen's
+    assert recs["rsft β=1 q=0.99"]["cv_rmse"] is None and recs["rsft β=1 q=0.99"]["cv_rmse_se"] is None
     assert recs["random_mix"]["cv_rmse"] is None and recs["random_mix"]["rung0_rmse"] is None
     for r in recs.values():  # numbers stay numbers through JSON (no "1.200±0.01" strings, no Infinity)
         back = _json.loads(_json.dumps(r, allow_nan=False))
@@ -124,7 +126,7 @@ def test_candidate_records_are_numbers_and_the_table_shows_rung_0():
                                          "holdout_rmse"]
     assert rows["sample_only"]["candidate"] == "→ sample_only"
     assert (rows["sample_only"]["rung0_rmse"], rows["sample_only"]["cv_rmse"]) == ("1.400", "1.200±0.01")
-    assert (rows["rsft β=1 q=0.99"]["rung0_rmse"], rows["rsft β=1 q=0.99"]["cv_rmse"]) == ("1.450", "(1.450)")
+    assert (rows["rsft β=1 q=0.99"]["rung0_rmse"], rows["rsft β=1 q=0.99"]["cv_rmse"]) == ("1.450", "dropped")
     assert (rows["random_mix"]["rung0_rmse"], rows["random_mix"]["cv_rmse"]) == ("—", "skipped")
     no_halving = {**report, "halving": None}
     assert "rung0_rmse" not in candidate_records(no_halving)[0] and "rung0_rmse" not in candidate_table(no_halving)[0]
@@ -150,7 +152,7 @@ def test_retrain_prints_the_summarys_candidate_records_as_the_table(monkeypatch,
                                        "--json-out", str(tmp_path / "s.json")])
     assert res.exit_code == 0, res.output
     said = " ".join(res.output.split())
-    assert "rung 0" in said and "1.200±0.01" in said and "(1.450)" in said and "→ sample_only" in said
+    assert "rung 0" in said and "1.200±0.01" in said and "1.450 │ dropped" in said and "→ sample_only" in said
     assert _json.loads((tmp_path / "s.json").read_text())["adapt_candidates"][1]["cv_rmse"] == pytest.approx(1.2)
 
 
