@@ -550,6 +550,18 @@ def _adapt(*args: str) -> subprocess.CompletedProcess:
                           timeout=300)
 
 
+def test_a_skipped_european_csv_is_one_plain_line(tmp_path):
+    """(trial 7) a ';'-separated export with decimal commas was skipped with Polars' own text
+    ("found more fields than defined in 'Schema'"): plain words, and the separator it was written with."""
+    from rsft.tables import file_schemas
+
+    pl.DataFrame({"a": [1.0, 2.0], "y": [1.0, 2.0]}).write_csv(tmp_path / "ok.csv")
+    (tmp_path / "eu.csv").write_text("site;a;y\nS50;0,5;1,0\nS50;0,7;2,5\n")
+    _, skipped = file_schemas(str(tmp_path))
+    assert skipped == [(str(tmp_path / "eu.csv"), "a row has more fields than the header — its header reads as one "
+                                                  "field: the file is ';'-separated, not ',' (with decimal commas)")]
+
+
 def test_rsft_adapt_skips_a_directorys_file_that_lacks_a_column_or_cannot_be_read(tmp_path):
     """A directory of exports where one file renamed a column, one is ';'-separated, one is empty
     and one holds text past the inferred rows: each is skipped with one warning line naming it and
