@@ -275,8 +275,11 @@ def ingest(
             check_files(cfg, ingested)
         except Exception as e:  # one line for the operator; the Prefect log has the traceback
             _fail(f"ingest failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1)
-    t = Table(title="ingest")
-    for col in ("dataset", "files", "skipped (done before, or a duplicate)", "rows read (new files)", "rows ok", "quarantined",
+    t = Table(title="ingest" + (" --again: the files done before ingested again under the contract as it is now"
+                                if again else ""))
+    # (trial 7) --again reads the files done before too: their rows are not "new files"
+    read = "rows read (new files and files ingested again)" if again else "rows read (new files)"
+    for col in ("dataset", "files", "skipped (done before, or a duplicate)", read, "rows ok", "quarantined",
                 "failed files"):
         t.add_column(col)
     for name, s in ingested.datasets.items():  # read = ok + quarantined (skipped files read nothing)
