@@ -864,7 +864,7 @@ def _adapt_columns(pool: str, target_sample, label: str, group_by: str | None, f
 
         labelled = tgt_df.filter(pl.col(label).is_not_null())
         for c in cols:
-            why = _label_copy(labelled, c, label) if tgt_df.schema[c].is_numeric() else None
+            why = _label_copy(labelled, c, label)
             if why:
                 _line(err, f"[yellow]warning[/] {escape(what)} {escape(c)}: {escape(why)} — a copy of the label, "
                            "not a cause of it: the CV and hold-out figures will look far better than any real "
@@ -936,6 +936,8 @@ def _label_copy(df, col: str, label: str) -> str | None:
     """Why the numeric column ``col`` looks like the label itself (a linear function of it, up to
     rounding) on the target sample's labelled rows ``df``, or None: ``|r| ≥ LABEL_COPY_R`` over at
     least ``LABEL_COPY_MIN_ROWS`` rows where both are finite."""
+    if not (df.schema[col].is_numeric() and df.schema[label].is_numeric()):  # text: said elsewhere, in one line
+        return None
     both = df.select(col, label).drop_nulls().cast(float).to_numpy()
     return _label_copy_xy(both[:, 0], both[:, 1], label)
 
