@@ -968,9 +968,12 @@ def _show_adapt(report: dict[str, Any], target_rows: int, features: list[str], l
                 plot: Optional[Path], kept: bool = False) -> None:
     """The feature columns, the candidate table, the choice and why; the JSON report (with the
     features and the label) and the chart when asked."""
-    from rsft.adapt import candidate_table, plot_candidates
+    from rsft.adapt import candidate_records, candidate_table, plot_candidates
 
     report["features"], report["label"] = list(features), label
+    # the retrain's --json-out records too (trial 7: a consumer sorting candidates[].cv_loss_mean
+    # picks an eliminated one, whose short rung-0 figure can read lower: its cv_rmse is null here)
+    report["adapt_candidates"] = candidate_records(report)
     units = report["units"]
     _line(console, f"features ({len(features)}): {', '.join(features)}; label: {label}")
     console.print(_rows_table(f"adapt: {label} from {len(features)} features, {target_rows} target rows, {report['groups']} groups, "

@@ -51,6 +51,10 @@ def test_rsft_adapt_on_csv_files(tmp_path):
     assert [c["fold_losses"] for c in again["candidates"]] == [c["fold_losses"] for c in rep["candidates"]]
     assert [c["name"] for c in rep["candidates"]] == ["keep_champion", "recalibrate", "sample_only", "random_mix", "rsft β=1 q=0.99"]
     assert rep["chosen"] in out.stdout and all("holdout_rmse" in c for c in rep["candidates"])
+    # the retrain's candidate records too: an eliminated candidate has no cv_rmse (trial 7)
+    recs = {r["candidate"]: r for r in rep["adapt_candidates"]}
+    assert list(recs) == [c["name"] for c in rep["candidates"]]
+    assert all(recs[n]["cv_rmse"] is None and recs[n]["rung0_rmse"] is not None for n in rep["halving"]["eliminated"])
     assert rep["folds"] == 3 and rep["groups"] == 4
     # the pool is read in one streaming pass and sampled down to --pool-rows complete rows
     assert rep["pool_rows_sampled"] == 1500 and rep["pool_rows_complete"] > 4000
