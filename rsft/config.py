@@ -409,12 +409,12 @@ class FeaturesConfig(_Model):
     label: str = "quality"  # target column (regression value, or a class name with ``classes``)
     classes: list[str] = []  # class names for classification labels (index = class id)
     text_max_tokens: int = Field(128, ge=1)  # n-gram ids per document fed to the text model
-    time_column: str = "ts"  # order of the readings within a group (rolling features)
+    time_column: str = "ts"  # order of the readings within a group (rolling features; sequence rules without an order_by)
     # trailing rolling aggregates per group in time order (columns "<col>_<stat><window>", model and
     # scorer inputs after `numeric`): computed on the kept pool rows in the prefilter's block pass
     # and on the target sample / hold-out (which must then be time series of the machines too)
     rolling: list[RollingFeature] = []
-    group: str = "machine_id"  # grouping column (rolling windows, grouped CV)
+    group: str = "machine_id"  # grouping column (rolling windows, grouped CV; the stuck/spike/rate_of_change rules without a by)
     text_column: str = "text"  # text pipelines: the document column
     text_buckets: int = 10_000  # text: hashed n-gram buckets (the text model's vocabulary size)
     text_ngrams: int = 2  # text: n-gram order (1 = words, 2 = + word pairs)
