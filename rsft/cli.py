@@ -276,8 +276,11 @@ def ingest(
             check_files(cfg, ingested)
         except Exception as e:  # one line for the operator; the Prefect log has the traceback
             _fail(f"ingest failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1)
-    t = Table(title="ingest")
-    for col in ("dataset", "files", "skipped (done before, or a duplicate)", "rows read (new files)", "rows ok", "quarantined",
+    t = Table(title="ingest" + (" --again: the files done before ingested again under the contract as it is now"
+                                if again else ""))
+    # (trial 7) --again reads the files done before too: their rows are not "new files"
+    read = "rows read (new files and files ingested again)" if again else "rows read (new files)"
+    for col in ("dataset", "files", "skipped (done before, or a duplicate)", read, "rows ok", "quarantined",
                 "failed files"):
         t.add_column(col)
     for name, s in ingested.datasets.items():  # read = ok + quarantined (skipped files read nothing)
@@ -366,11 +369,11 @@ def _client(cfg: PipelineConfig):
 
 
 @app.command()
-def history(config: str = ConfigOpt) -> None:
+def history(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
     """Print the model's versions, aliases and promotion decisions (the audit trail)."""
     from rsft.tracking import registry
 
-    cfg = _load(config)
+    cfg = _load(config, sets)
     rows = registry.history(_client(cfg), cfg.promotion.model_name)
     if not rows:
         console.print(f"no versions of '{cfg.promotion.model_name}' yet")
@@ -409,12 +412,18 @@ def promote(
     version: int = typer.Option(..., "--version", help="Registered version to make champion."),
     config: str = ConfigOpt,
     force: bool = typer.Option(False, "--force", metavar="", help="Skip the guardrails and the comparison with the champion."),
+    sets: Optional[list[str]] = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                             help="Override a config value: --set data.target_holdout=holdout_2012-02.parquet "
+                                                  "(the hold-out the versions are scored on; repeatable; YAML values)."),
 ) -> None:
-    """Manually promote a version (scored against the champion on the target hold-out unless --force)."""
+    """Manually promote a version (scored against the champion on the target hold-out unless --force;
+    the output line and the version's event name the hold-out file(s))."""
+    from dataclasses import replace
+
     from rsft.pipeline import evaluate_frame, load_target
     from rsft.tracking import promotion, registry
 
-    cfg = _load(config)
+    cfg = _load(config, sets)
     name = cfg.promotion.model_name
     mlc = _client(cfg)
     known = [r["version"] for r in registry.history(mlc, name)]
@@ -423,9 +432,14 @@ def promote(
                                                      else " (nothing registered yet)"))
 
     def judge(mv, current):
-        holdout = load_target(cfg, "target_holdout")
+        try:
+            holdout = load_target(cfg, "target_holdout")
+        except ValueError as e:  # the hold-out did not ingest (or is not ingested yet): one line
+            raise promotion.PromotionRefused(str(e)) from None
         score = lambda v: evaluate_frame(registry.load_version_model(mlc, v), holdout, cfg)  # noqa: E731
-        return registry.decide(cfg.promotion, score(mv), score(current) if current else None, holdout.height)
+        d = registry.decide(cfg.promotion, score(mv), score(current) if current else None, holdout.height)
+        # (trial 7) which hold-out judged it: the config's may be stale when the nights used --set
+        return replace(d, reason=f"{d.reason} on hold-out {_holdout_files(cfg)}")
 
     try:
         with _engine_lock():
@@ -436,12 +450,21 @@ def promote(
     console.print(f"[green]{name}@champion[/] → v{version} ({decision.reason})")
 
 
+def _holdout_files(cfg: PipelineConfig) -> str:
+    """The file(s) ``data.target_holdout`` names now, as ingested (their names, at most three)."""
+    from rsft.pipeline.targets import _files, named_entries
+
+    entries = named_entries(cfg, "target_holdout")
+    return _files(entries) if entries else Path(cfg.data.target_holdout).name
+
+
 @app.command()
-def rollback(config: str = ConfigOpt) -> None:
-    """Make previous-champion the champion again (and the current champion previous-champion)."""
+def rollback(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
+    """Make previous-champion the champion again (and the current champion previous-champion; nothing is
+    scored: `rsft promote --version N` judges a version on the hold-out)."""
     from rsft.tracking import registry
 
-    cfg = _load(config)
+    cfg = _load(config, sets)
     name = cfg.promotion.model_name
     mlc = _client(cfg)
     with _engine_lock(), registry.registry_lock(state_paths(cfg.state.dir).locks, name):
@@ -508,7 +531,7 @@ def adapt(
     label: Optional[str] = typer.Option(None, "--label", help="Name of the label column to predict (regression; without --config)."),
     holdout: Optional[str] = typer.Option(None, "--holdout", help="Optional target hold-out (without --config; with it, data.target_holdout): every candidate is also scored on it."),
     group_by: Optional[str] = typer.Option(None, "--group-by", help="Column grouping the target rows for CV (machine, batch); default: contiguous time blocks (adapt.group_by)."),
-    features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns (without --config); default: every numeric column except label, group and ID-like columns (id, *_id, an integer *_no/*_number/serial, integers all distinct), named in one line."),
+    features: Optional[str] = typer.Option(None, "--features", help="Comma-separated feature columns (without --config); default: every numeric column except label, group and ID-like columns (id, *_id, an integer *_no/*_number/serial, integers all distinct) and copies of the label (|r| ≥ 0.999 with it on the target sample), named in one line."),
     strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated candidates, cheapest first; any of: keep_champion, recalibrate, ridge_head, head_only, sample_only, random_mix, rsft, weighted (default: all but ridge_head and weighted; adapt.strategies)."),
     folds: int = typer.Option(4, "--folds", min=2, help="Grouped K-fold count (adapt.folds)."),
     cv: str = typer.Option("auto", "--cv", help="grouped: K folds of whole groups; forward: each fold trains on every earlier group (in the target sample's row order) and validates on the next block of its later half; auto: forward when every group is one contiguous run of rows (days, weeks, time blocks) and there are 2×--folds of them, else grouped (adapt.cv)."),
@@ -696,6 +719,13 @@ def _adapt_with_config(ctx: typer.Context, config: str, sets: Optional[list[str]
             inputs = adapt_inputs(cfg, prefiltered)
             hold = arrays(data.load_target(cfg, TARGET_HOLDOUT), f)
     (xt, yt, groups), pool_sample = inputs
+    from rsft.features import feature_names
+
+    for j, c in enumerate(feature_names(f)):  # the config names its features: kept, but said
+        why = _label_copy_xy(xt[:, j], yt, f.label) if xt.ndim == 2 and j < xt.shape[1] else None
+        if why:
+            _line(err, f"[yellow]warning[/] features: {escape(c)}: {escape(why)} — a copy of the label, not a cause "
+                       "of it: the CV and hold-out figures will look far better than any real prediction", markup=True)
     root = data.pipeline_root(cfg)
     _line(console, f"pool: {prefiltered.rows_out:,} rows — the kept pool of {config} as a night sees it: "
                    f"{prefiltered.rows_in:,} rows ingested under the contract ingest.{pool_name} into {root / pool_name}, "
@@ -708,8 +738,6 @@ def _adapt_with_config(ctx: typer.Context, config: str, sets: Optional[list[str]
             _, report = adapt_stage(cfg, warm, prefiltered, inputs=inputs, holdout=hold)
         except ValueError as e:
             _fail(f"{e} (the target sample has {len(yt)} labelled rows)")
-    from rsft.features import feature_names
-
     report["pool_rows_sampled"], report["pool_rows_complete"] = len(pool_sample.y), prefiltered.rows_out
     report["pool_source"] = {"kind": "config", "config": str(Path(config).resolve()), "state_dir": str(cfg.state.dir),
                              "dataset": str(root / pool_name), "contract": True, "prefilter": True,
@@ -817,6 +845,13 @@ def _adapt_columns(pool: str, target_sample, label: str, group_by: str | None, f
             _line(console, "features: left out mostly missing " + ", ".join(
                 f"{c} ({n:,} of {labelled.height:,} target rows)" for c, n in sparse.items())
                   + " — name them in --features to use them (rows missing a feature are dropped)")
+        # (trial 7) a copy of the label in other units (ac_w beside ac_pu = ac_w / 3400): the model
+        # would read the answer off it (CV RMSE 0.0089), and nothing said so
+        copies = {c: why for c in cols if (why := _label_copy(labelled, c, label))}
+        cols = [c for c in cols if c not in copies]
+        if copies:
+            _line(console, "features: left out " + ", ".join(f"{c} ({why})" for c, why in copies.items())
+                  + " — a copy of the label, not a cause of it; name it in --features to use it anyway")
     if not cols:
         _fail("no numeric feature columns shared by pool and target sample; pass --features")
     clash = [c for c in cols if c in (label, group_by)]
@@ -825,6 +860,16 @@ def _adapt_columns(pool: str, target_sample, label: str, group_by: str | None, f
     missing = [c for c in cols if c not in pool_schema or c not in tgt_df.columns]
     if missing:
         _fail(f"{what}: {', '.join(missing)} not in both the pool and the target sample")
+    if features:  # asked for by name: kept, but said
+        import polars as pl
+
+        labelled = tgt_df.filter(pl.col(label).is_not_null())
+        for c in cols:
+            why = _label_copy(labelled, c, label)
+            if why:
+                _line(err, f"[yellow]warning[/] {escape(what)} {escape(c)}: {escape(why)} — a copy of the label, "
+                           "not a cause of it: the CV and hold-out figures will look far better than any real "
+                           "prediction", markup=True)
     files = list(schemas)
     if len(schemas) > 1 or Path(pool).is_dir():  # a directory: leave out the files that cannot give the columns
         why_not = {f: why for f, sc in schemas.items() if (why := lacks(f, sc, [*cols, label]))}
@@ -884,6 +929,35 @@ def _id_like(df, col: str) -> str | None:
     return None
 
 
+LABEL_COPY_R = 0.999  # |Pearson r| with the label at or above this: the label in other units (or nearly)
+LABEL_COPY_MIN_ROWS = 10  # fewer labelled rows: a high r may be chance
+
+
+def _label_copy(df, col: str, label: str) -> str | None:
+    """Why the numeric column ``col`` looks like the label itself (a linear function of it, up to
+    rounding) on the target sample's labelled rows ``df``, or None: ``|r| ≥ LABEL_COPY_R`` over at
+    least ``LABEL_COPY_MIN_ROWS`` rows where both are finite."""
+    if not (df.schema[col].is_numeric() and df.schema[label].is_numeric()):  # text: said elsewhere, in one line
+        return None
+    both = df.select(col, label).drop_nulls().cast(float).to_numpy()
+    return _label_copy_xy(both[:, 0], both[:, 1], label)
+
+
+def _label_copy_xy(x, y, label: str) -> str | None:
+    """:func:`_label_copy` of a feature's values ``x`` beside the label's ``y`` (numpy arrays)."""
+    import numpy as np
+
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(x) < LABEL_COPY_MIN_ROWS or x.std() == 0 or y.std() == 0:
+        return None
+    r = float(np.corrcoef(x, y)[0, 1])
+    if not abs(r) >= LABEL_COPY_R:
+        return None
+    return f"|r| {abs(r):.4f} with the label {label} over {len(x):,} target rows"
+
+
 def _check_out_paths(*given: tuple[str, Optional[Path]]) -> None:
     """One line, before any work, for an output file whose folder does not exist."""
     for opt, path in given:
@@ -895,9 +969,12 @@ def _show_adapt(report: dict[str, Any], target_rows: int, features: list[str], l
                 plot: Optional[Path], kept: bool = False) -> None:
     """The feature columns, the candidate table, the choice and why; the JSON report (with the
     features and the label) and the chart when asked."""
-    from rsft.adapt import candidate_table, plot_candidates
+    from rsft.adapt import candidate_records, candidate_table, plot_candidates
 
     report["features"], report["label"] = list(features), label
+    # the retrain's --json-out records too (trial 7: a consumer sorting candidates[].cv_loss_mean
+    # picks an eliminated one, whose short rung-0 figure can read lower: its cv_rmse is null here)
+    report["adapt_candidates"] = candidate_records(report)
     units = report["units"]
     _line(console, f"features ({len(features)}): {', '.join(features)}; label: {label}")
     console.print(_rows_table(f"adapt: {label} from {len(features)} features, {target_rows} target rows, {report['groups']} groups, "

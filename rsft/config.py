@@ -261,29 +261,42 @@ class DuplicateRule(_Rule):
     columns: list[str] = Field(min_length=1)  # keep the first row of each key
 
 
-class StuckRule(_Rule):
-    kind: Literal["stuck"]
-    columns: list[str] = Field(min_length=1)
-    window: int = Field(10, ge=2)  # readings; a run of identical readings this long => stuck
+class _SequenceRule(_Rule):
+    """A rule over each machine's readings in time order. ``by`` / ``order_by`` left out of a
+    pipeline config: ``features.group`` / ``features.time_column`` (:class:`PipelineConfig`; the
+    defaults below stand for a rule built on its own). ``by: [site_id]`` reads as ``by: site_id``."""
+
     by: str = "machine_id"
     order_by: str = "ts"
 
+    @field_validator("by", "order_by", mode="before")
+    @classmethod
+    def _one_column(cls, v: Any, info) -> Any:
+        if isinstance(v, (list, tuple)):
+            if len(v) == 1:
+                return v[0]
+            raise ValueError(f"{info.field_name} takes one column (got {list(v)}): the readings of one "
+                             f"{'machine, e.g. by: machine_id' if info.field_name == 'by' else 'time column, e.g. order_by: ts'}")
+        return v
 
-class SpikeRule(_Rule):
+
+class StuckRule(_SequenceRule):
+    kind: Literal["stuck"]
+    columns: list[str] = Field(min_length=1)
+    window: int = Field(10, ge=2)  # readings; a run of identical readings this long => stuck
+
+
+class SpikeRule(_SequenceRule):
     kind: Literal["spike"]
     columns: list[str] = Field(min_length=1)
     window: int = Field(11, ge=3)  # readings (centred rolling median / IQR window)
     k: float = Field(6.0, gt=0)  # spike when |x - rolling median| > k * rolling IQR / 1.349
-    by: str = "machine_id"
-    order_by: str = "ts"
 
 
-class RateOfChangeRule(_Rule):
+class RateOfChangeRule(_SequenceRule):
     kind: Literal["rate_of_change"]
     column: str
     max_delta: float = Field(gt=0)  # max |x_t - x_{t-1}| between consecutive readings of a machine
-    by: str = "machine_id"
-    order_by: str = "ts"
 
 
 class TextLengthRule(_Rule):
@@ -396,12 +409,12 @@ class FeaturesConfig(_Model):
     label: str = "quality"  # target column (regression value, or a class name with ``classes``)
     classes: list[str] = []  # class names for classification labels (index = class id)
     text_max_tokens: int = Field(128, ge=1)  # n-gram ids per document fed to the text model
-    time_column: str = "ts"  # order of the readings within a group (rolling features)
+    time_column: str = "ts"  # order of the readings within a group (rolling features; sequence rules without an order_by)
     # trailing rolling aggregates per group in time order (columns "<col>_<stat><window>", model and
     # scorer inputs after `numeric`): computed on the kept pool rows in the prefilter's block pass
     # and on the target sample / hold-out (which must then be time series of the machines too)
     rolling: list[RollingFeature] = []
-    group: str = "machine_id"  # grouping column (rolling windows, grouped CV)
+    group: str = "machine_id"  # grouping column (rolling windows, grouped CV; the stuck/spike/rate_of_change rules without a by)
     text_column: str = "text"  # text pipelines: the document column
     text_buckets: int = 10_000  # text: hashed n-gram buckets (the text model's vocabulary size)
     text_ngrams: int = 2  # text: n-gram order (1 = words, 2 = + word pairs)
@@ -671,6 +684,7 @@ class PipelineConfig(_Model):
             raise ValueError("data.pool is empty: list the raw pool exports (files, directories or globs)")
         if self.features.rolling and self.features.kind == "text":
             raise ValueError("features.rolling is for sensor readings; remove it for features.kind 'text'")
+        self._sequence_rules_follow_the_features()
         self._check_feature_columns()
         if self.adapt.enabled and self.features.classes:
             raise ValueError("adapt scores candidates by RMSE: regression labels only (features.classes is set); "
@@ -681,6 +695,20 @@ class PipelineConfig(_Model):
         if unset:
             object.__setattr__(self, "adapt", self.adapt.model_copy(update=unset))
         return self
+
+    def _sequence_rules_follow_the_features(self) -> None:
+        """A stuck / spike / rate_of_change rule without its own ``by`` (``order_by``) groups by
+        ``features.group`` (orders by ``features.time_column``), not by a fixed machine_id (ts):
+        (trial 7) a plant whose machines are sites. A config whose group is machine_id (and time
+        column ts) resolves to the rules it had, so its nights' keys stay the same."""
+        f = self.features
+        fill = {"by": f.group, "order_by": f.time_column}
+        rules = []
+        for r in self.prefilter.rules:
+            unset = {k: v for k, v in fill.items() if isinstance(r, _SequenceRule) and k not in r.model_fields_set}
+            rules.append(r.model_copy(update=unset) if unset else r)
+        if any(a is not b for a, b in zip(rules, self.prefilter.rules)):
+            object.__setattr__(self, "prefilter", self.prefilter.model_copy(update={"rules": rules}))
 
     def _check_feature_columns(self) -> None:
         """Every column the features name exists in the contract of the data they come from (a

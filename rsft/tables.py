@@ -144,10 +144,35 @@ def polars_errors(path: str) -> Iterator[None]:
         yield
     except pl.exceptions.PolarsError as e:
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TableError(f"{path}: {why}") from None
+        raise TableError(f"{path}: {_plain(path, why)}") from None
     except (OSError, EOFError) as e:  # e.g. a gzip stream cut short
         gz = " (a truncated or corrupt gzip stream)" if path.endswith(".gz") else ""
         raise TableError(f"{path}: cannot read{gz}: {e}") from None
+
+
+# Polars' wording of a CSV error, as a person reads it (trial 7: "found more fields than defined in 'Schema'")
+_PLAIN = {"found more fields than defined in 'Schema'": "a row has more fields than the header"}
+
+
+def _plain(path: str, why: str) -> str:
+    """``why`` (Polars' first line) in plain words where it has its own; for a CSV whose header
+    reads as one field holding another separator, the separator it was written with (and its
+    decimal commas)."""
+    import gzip
+
+    why = _PLAIN.get(why, why)
+    if not path.endswith((".csv", ".csv.gz")):
+        return why
+    try:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rt", encoding="utf-8-sig", errors="replace") as fh:
+            header, first = fh.readline().rstrip("\r\n"), fh.readline()
+    except (OSError, EOFError):
+        return why
+    sep = other_separator(header.split(","))
+    if sep:
+        why += (f" — its header reads as one field: the file is {sep!r}-separated, not ','"
+                + (" (with decimal commas)" if sep == ";" and "," in first else ""))
+    return why
 
 
 def read_table(path: str) -> pl.DataFrame:

@@ -133,6 +133,22 @@ def test_a_gain_below_min_gain_does_not_pay_for_a_costlier_recipe():
     assert choose([keep, _result("sample_only", 3, [0.97] * 4)], min_gain=0.01)[0].name == "sample_only"
 
 
+def test_a_gain_below_min_gain_does_not_pay_for_recalibrating_either():
+    """(trial 7) keep_champion 0.1815 against recalibrate 0.1808 on CV (0.4 %, under adapt.min_gain
+    1 %) chose recalibrate, which then lost on the hold-out: the training-free tier is compared by
+    CV loss, but a gain under min_gain does not pay for the costlier recipe there either."""
+    keep = CandidateResult("keep_champion", "keep_champion", 0, fold_losses=[0.180, 0.150, 0.230, 0.166], folds=[0, 1, 2, 3])
+    recal = CandidateResult("recalibrate", "recalibrate", 1, fold_losses=[0.179, 0.150, 0.229, 0.1653], folds=[0, 1, 2, 3])
+    trained = CandidateResult("sample_only", "sample_only", 3, fold_losses=[0.20, 0.17, 0.25, 0.19], folds=[0, 1, 2, 3])
+    chosen, why = choose([keep, recal, trained], min_gain=0.01)
+    assert chosen is keep and why.startswith("simplest within the 1% minimum gain of the best (recalibrate: 0.1808, "
+                                             "0.4% lower; this 0.1815")
+    assert choose([keep, recal, trained], min_gain=0.0)[0] is recal  # no floor: the lower CV loss
+    # a gain above the floor: recalibrate, even where keep_champion is within one SE (the tier)
+    better = CandidateResult("recalibrate", "recalibrate", 1, fold_losses=[0.175, 0.146, 0.226, 0.160], folds=[0, 1, 2, 3])
+    assert choose([keep, better, trained], min_gain=0.01)[0] is better
+
+
 def test_keep_champion_wins_when_nothing_beats_it():
     keep = _result("keep_champion", 0, [1.0, 1.0, 1.0])
     worse = _result("rsft", 3, [1.2, 1.3, 1.25])

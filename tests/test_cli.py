@@ -110,6 +110,25 @@ def test_ingest_names_unique_key_conflicts_it_kept_by_policy(tmp_path):
     assert len(said) == 1 and said[0].startswith("sensors: ") and "1 row(s) shared a unique key" in said[0], out.stdout
 
 
+def test_ingest_again_does_not_call_the_files_done_before_new(tmp_path):
+    """(trial 7) `rsft ingest --again` counted 23,457 re-read rows under "rows read (new files)"."""
+    bad = REPO / "tests" / "data" / "bad-inputs"
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    (pool / "a.csv").write_text((bad / "clean.csv").read_text())
+    args = ["ingest", "--config", "examples/factory.yaml", "--set", f"data.pool=['{pool}']", "--set", "data.logs=[]",
+            "--set", f"data.target_sample={bad / 'clean.csv'}", "--set", f"data.target_holdout={bad / 'clean.parquet'}",
+            "--set", f"state.dir={tmp_path / 'state'}"]
+    first = rsft(*args)
+    assert first.returncode == 0, first.stderr
+    assert "rows read (new files)" in first.stdout and "ingested again" not in first.stdout, first.stdout
+    again = rsft(*args, "--again")
+    assert again.returncode == 0, again.stderr
+    said = " ".join(again.stdout.split())
+    assert "rows read (new files and files ingested again)" in said and "rows read (new files) " not in said, said
+    assert "ingest --again: the files done before ingested again under the contract as it is now" in said, said
+
+
 def test_a_set_value_yaml_cannot_read_is_one_line(tmp_path):
     """--set values YAML cannot construct (a python tag) or parse: one line, exit 2, no traceback."""
     for value in ("!!python/object:os.system x", "[unclosed", "{a: 1", "@x"):

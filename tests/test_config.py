@@ -231,3 +231,31 @@ def test_a_night_stopped_by_its_target_says_how_many_pool_files_failed_and_why()
     with pytest.raises(ValueError) as e:  # no pool file failed: nothing added
         check_targets(Ingested({"sensors": ds([]), "target_holdout": ds([f"holdout.parquet: {why}"])}))
     assert "pool" not in str(e.value)
+
+
+def test_sequence_rules_group_by_features_group_unless_they_say_otherwise():
+    """(trial 7) stuck / spike (and rate_of_change) grouped by machine_id whatever features.group
+    said, and `by: [site_id]` failed with "Input should be a valid string": a rule without its own
+    `by` / `order_by` takes features.group / time_column; a one-column list reads as the column."""
+    from rsft.pipeline.layout import night_config
+
+    keep = {"ingest.sensors.unknown_columns": "keep"}  # the demo contract has no site_id / t column
+    cfg = load_config(EXAMPLE, {**keep, "features.group": "site_id", "features.time_column": "t"})
+    seq = [r for r in cfg.prefilter.rules if r.kind in ("stuck", "spike")]
+    assert len(seq) == 2 and all((r.by, r.order_by) == ("site_id", "t") for r in seq)
+    rules = _example()["prefilter"]["rules"]
+    own = [{**r, "by": "line", "order_by": "when"} if r["kind"] == "stuck" else r for r in rules]
+    cfg = load_config(EXAMPLE, {**keep, "features.group": "site_id", "prefilter.rules": own})
+    assert [(r.by, r.order_by) for r in cfg.prefilter.rules if r.kind in ("stuck", "spike")] == [("line", "when"),
+                                                                                              ("site_id", "ts")]
+    listed = [{**r, "by": ["machine_id"]} if r["kind"] in ("stuck", "spike") else r for r in rules]
+    assert all(r.by == "machine_id" for r in load_config(EXAMPLE, {"prefilter.rules": listed}).prefilter.rules
+               if r.kind in ("stuck", "spike"))
+    # a config whose group is machine_id (the examples) resolves to the rules it had: the same night key
+    spelled = [{**r, "by": "machine_id", "order_by": "ts"} if r["kind"] in ("stuck", "spike") else r for r in rules]
+    assert night_config(load_config(EXAMPLE)) == night_config(load_config(EXAMPLE, {"prefilter.rules": spelled}))
+    two = [{**r, "by": ["machine_id", "line"]} if r["kind"] == "spike" else r for r in rules]
+    with pytest.raises(ConfigError) as exc:
+        load_config(EXAMPLE, {"prefilter.rules": two})
+    msg = str(exc.value)
+    assert "\n" not in msg and "by takes one column (got ['machine_id', 'line'])" in msg

@@ -260,3 +260,24 @@ def test_one_night_of_a_pipeline_at_a_time_on_a_state_dir(tmp_path, caplog):
     t.join()
     assert order == ["first done", "second in"]
     assert "another night of factory holds" in caplog.text
+
+
+def test_a_decided_night_re_run_reports_the_constant_it_recorded(tmp_path, monkeypatch):
+    """(trial 7) the summary of a re-run of a decided night had no constant-prediction figure:
+    it is the deciding run's constant_holdout_* metrics (and a first night's base model's)."""
+    from rsft.config import load_config
+    from rsft.pipeline import finetune
+    from rsft.tracking import promotion, registry
+
+    cfg = load_config(REPO / "examples" / "factory.yaml", {"state.dir": str(tmp_path / "state")})
+    metrics = {"challenger_holdout_rmse": 0.19, "constant_holdout_rmse": 0.28, "constant_holdout_mae": 0.2,
+               "warm_start_holdout_rmse": 0.22, "train_rows": 302.0}
+    monkeypatch.setattr(finetune.runs, "night_record", lambda run_id: (metrics, {"rsft.warm_start": "base"}))
+    outcome = promotion.Outcome("1", registry.Decision(True, "rmse 0.19 < the base model 0.22", "rmse", 0.19, None),
+                                None, "1", recorded_by="run1")
+    out = finetune._recorded(cfg, outcome, 300)
+    assert out.constant == {"rmse": 0.28, "mae": 0.2} and out.base == {"rmse": 0.22}
+    monkeypatch.setattr(finetune.runs, "night_record", lambda run_id: ({"challenger_holdout_rmse": 0.18},
+                                                                       {"rsft.warm_start": "models:/m/1"}))
+    out = finetune._recorded(cfg, outcome, 300)
+    assert out.constant is None and out.base is None  # a run that logged none: nothing made up

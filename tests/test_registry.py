@@ -170,3 +170,45 @@ def test_pip_requirements_install_from_the_public_index():
 
     reqs = pip_requirements()
     assert any(r.startswith("torch==") for r in reqs) and not any("+" in r for r in reqs)
+
+
+def test_promote_takes_set_and_names_the_holdout_it_judged_on(mlc, tmp_path, monkeypatch):
+    """(trial 7) `rsft promote` scored on the config's hold-out, which was stale, and said nothing of
+    it: --set data.target_holdout=… picks the hold-out; the line and the version's event name it."""
+    from pathlib import Path
+
+    import polars as pl
+    import yaml
+    from typer.testing import CliRunner
+
+    import rsft.cli as cli
+    import rsft.pipeline as stages
+    import rsft.pipeline.targets as targets
+
+    name = "m"
+    v1, v2 = _register(mlc, tmp_path, name, 2)
+    registry.move_champion(mlc, name, v1, None)
+    data = yaml.safe_load((Path(__file__).resolve().parents[1] / "examples" / "factory.yaml").read_text())
+    data["state"]["dir"] = str(tmp_path / "state")
+    data["promotion"]["model_name"] = name
+    cfg_path = tmp_path / "p.yaml"
+    cfg_path.write_text(yaml.safe_dump(data))
+    seen = []
+
+    def load_target(cfg, which):
+        seen.append(cfg.data.target_holdout)
+        return pl.DataFrame({"y": [0.0] * 500})
+
+    monkeypatch.setattr(cli, "_client", lambda cfg: mlc)
+    monkeypatch.setattr(stages, "load_target", load_target)
+    monkeypatch.setattr(registry, "load_version_model", lambda mlc_, v: str(v.version))
+    monkeypatch.setattr(stages, "evaluate_frame", lambda model, df, cfg: {"rmse": 0.1 if model == str(v2) else 0.2})
+    monkeypatch.setattr(targets, "named_entries",
+                        lambda cfg, which: {"d": {"name": Path(cfg.data.target_holdout).name}})
+    out = CliRunner().invoke(cli.app, ["promote", "--version", str(v2), "--config", str(cfg_path),
+                                       "--set", "data.target_holdout=/x/holdout_2012-02.parquet"])
+    assert out.exit_code == 0, out.output
+    assert seen == ["/x/holdout_2012-02.parquet"]
+    assert "on hold-out holdout_2012-02.parquet" in " ".join(out.output.split())
+    event = [t for _, t in registry.history(mlc, name)[0]["events"]]
+    assert len(event) == 1 and "on hold-out holdout_2012-02.parquet (champion was v" in event[0]

@@ -44,16 +44,19 @@ def candidate_records(report: dict[str, Any]) -> list[dict[str, Any]]:
     folds) ± ``cv_rmse_se`` (None on one fold), with successive halving ``rung0_rmse`` (its figure in
     rung 0, over ``rung0_folds`` folds), ``eliminated`` (by rung 0), ``skipped`` (why, or None),
     ``cv_fits`` (how the CV figure was obtained, in words), ``pool_rows`` (mean per fold),
-    ``seconds``, ``holdout_rmse`` (with a hold-out). None where a candidate has no figure."""
+    ``seconds``, ``holdout_rmse`` (with a hold-out). None where a candidate has no figure: a
+    candidate rung 0 eliminated has no ``cv_rmse`` (its short fits on the first folds are not
+    comparable with the survivors' full ones, and can read lower: trial 7), only ``rung0_rmse``."""
     halving = bool(report.get("halving"))
     out = []
     for r in report["candidates"]:
         n, rung0 = len(r["fold_losses"]), _rung0_losses(r, report)
+        full = n and not r.get("eliminated")
         out.append({
             "candidate": r["name"],
             "chosen": r["name"] == report["chosen"],
-            "cv_rmse": float(r["cv_loss_mean"]) if n else None,
-            "cv_rmse_se": float(r["cv_loss_se"]) if n > 1 else None,
+            "cv_rmse": float(r["cv_loss_mean"]) if full else None,
+            "cv_rmse_se": float(r["cv_loss_se"]) if full and n > 1 else None,
             "cv_folds": n,
             **({"rung0_rmse": float(np.mean(rung0)) if rung0 else None, "rung0_folds": len(rung0)} if halving else {}),
             "eliminated": bool(r.get("eliminated")),
@@ -72,19 +75,19 @@ def _g4(v: float | None) -> str:
 
 def candidate_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """:func:`candidate_records` as people read them (the printed table, the Prefect artifact): name
-    (→ = chosen), the rung-0 figure with successive halving, CV loss mean ± SE (in parentheses for a
-    candidate the short fit eliminated: not comparable with the full fits'), how it was obtained
-    (folds × steps budget; "dropped after it" = eliminated by that short fit, rung 0), pool rows, seconds, hold-out."""
+    (→ = chosen), the rung-0 figure with successive halving, CV loss mean ± SE ("dropped" for a
+    candidate the short fit eliminated: its rung-0 figure is not comparable with the full fits'), how
+    it was obtained (folds × steps budget; "dropped after it" = eliminated by that short fit, rung 0),
+    pool rows, seconds, hold-out."""
     return [
         {
             "candidate": ("→ " if r["chosen"] else "") + r["candidate"],
             # every candidate on the same first folds (trained ones with the short fits): the ranking
             **({"rung0_rmse": _g4(r["rung0_rmse"])} if "rung0_rmse" in r else {}),
-            # a candidate dropped after the short fit: its figure in parentheses, not comparable
-            # with the full fits' (fewer folds and steps: it can read lower than the chosen one)
-            "cv_rmse": ("skipped" if r["cv_rmse"] is None else
-                        ("({})" if r["eliminated"] else "{}").format(
-                            _g4(r["cv_rmse"]) + (f"±{r['cv_rmse_se']:.2g}" if r["cv_rmse_se"] is not None else ""))),
+            # a candidate dropped after the short fit has no CV figure (its rung-0 one, fewer folds
+            # and steps, can read lower than the chosen one's: trial 7)
+            "cv_rmse": ("dropped" if r["eliminated"] else "skipped" if r["cv_rmse"] is None else
+                        _g4(r["cv_rmse"]) + (f"±{r['cv_rmse_se']:.2g}" if r["cv_rmse_se"] is not None else "")),
             "cv_fits": r["cv_fits"],
             "pool_rows": r["pool_rows"],
             "seconds": r["seconds"],

@@ -146,13 +146,17 @@ def _recorded(cfg: PipelineConfig, outcome: promotion.Outcome, holdout_rows: int
         return {k.removeprefix(prefix): v for k, v in metrics.items() if k.startswith(prefix)}
 
     challenger = prefixed("registered_holdout_") or prefixed("challenger_holdout_") or {d.metric: d.challenger}
+    warm = tags.get("rsft.warm_start", "")
     return Finetuned(
         run_id=outcome.recorded_by, model_name=cfg.promotion.model_name, version=outcome.version, promoted=d.promote,
         reason=d.reason, metric=cfg.promotion.metric, challenger=challenger,
-        champion=prefixed("champion_holdout_") or outcome.champion_scores, warm_start=tags.get("rsft.warm_start", ""),
+        champion=prefixed("champion_holdout_") or outcome.champion_scores, warm_start=warm,
         train={"train_rows": int(metrics.get("train_rows", 0))}, adapt=None, holdout_rows=holdout_rows,
         champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg), ui_url=cfg.state.ui_url,
-        recorded=True)
+        recorded=True,
+        # (trial 7) the figures beside the decision, as the deciding run logged them: the constant
+        # prediction's, and a first night's base model's
+        constant=prefixed("constant_holdout_") or None, base=(prefixed("warm_start_holdout_") or None) if warm == "base" else None)
 
 
 # --------------------------------------------------------------------------------------
