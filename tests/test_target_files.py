@@ -221,3 +221,14 @@ def _rsft(*args):
     env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     return subprocess.run([sys.executable, "-m", "rsft.cli", *args], capture_output=True, text=True, cwd=REPO,
                           timeout=300, env=env)
+
+
+def test_the_hint_for_a_reexport_is_not_duplicate_rows_keep():
+    """Trial 7: a corrected re-export (77 rows identical to ingested ones, 67 changed) was told to
+    set duplicate_rows: keep — which admits the repeats and still rejects the corrections."""
+    from rsft.ingest.unique import DUP_EARLIER
+    from rsft.pipeline.targets import setting_for
+
+    hint = setting_for(DUP_EARLIER, "sensors")
+    assert "unique_conflicts" in hint and "duplicate_rows" not in hint, hint
+    assert setting_for("duplicate row", "sensors") == "set ingest.sensors.duplicate_rows: keep"  # within one file

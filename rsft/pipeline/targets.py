@@ -140,6 +140,11 @@ def no_rows_why(cfg: PipelineConfig, name: str, entries: dict[str, dict] | None 
 _SETTINGS: list[tuple[str, str]] = [
     (r"^(?P<c>.+): timestamp without time zone$", "set ingest.{k}.naive_timestamps: assume_utc (or assume_local with ingest.{k}.local_timezone, for wall-clock exports)"),
     (r"^(?P<c>.+): non-UTC offset$", "set ingest.{k}.utc_only: false"),
+    # a row an earlier file already brought: a re-export (keeping it would count the reading twice;
+    # rows of it with other values are unique-key conflicts, which unique_conflicts decides)
+    (r"^duplicate row \(already in the dataset\)", "a re-export of rows already ingested: nothing to fix if it "
+     "repeats them; a corrected re-export's changed rows are decided by ingest.{k}.unique_conflicts "
+     "(published rows are never replaced)"),
     (r"^duplicate row", "set ingest.{k}.duplicate_rows: keep"),
     (r"^missing key (?P<c>.+)$", "drop column {c} from ingest.{k}.columns (the exports do not have it)"),
     (r"^missing (?P<c>.+)$", "set nullable: true on column {c} of ingest.{k}"),
