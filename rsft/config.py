@@ -136,6 +136,9 @@ class ContractConfig(_Model):
     parquet_types: Literal["strict", "cast_if_lossless"] = "strict"
     delimiter: str = ","  # CSV field separator
     sniff_delimiter: bool = False  # guess the separator from the header line (, ; tab |) instead
+    # float columns written with a decimal comma (3,14 — European locale exports, usually with
+    # delimiter: ";"): the comma is read as the decimal point (a dot still is one)
+    decimal_comma: bool = False
     # a zero-byte export (no header either): a failed file ("error") or a file of 0 rows
     # ("zero_rows"). A header-only CSV is a file of 0 rows under either (a night without readings;
     # `rsft ingest` names it)

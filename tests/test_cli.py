@@ -288,3 +288,32 @@ def test_check_config_says_a_key_without_unique_is_not_enforced():
     assert "not enforced at ingest" in (REPO / "examples" / "factory.yaml").read_text().lower()  # the example's comment says it too
     out = rsft("check-config", "--config", "examples/factory.yaml", "--set", "ingest.sensors.unique=[machine_id, ts]")
     assert out.returncode == 0 and "ingest.sensors.key" not in out.stderr, out.stderr
+
+
+def test_a_decimal_comma_export_is_named_then_ingested(tmp_path):
+    """Trial 7: a ';'-separated export with decimal commas (3,14) — every row 'not a number' under
+    the right dtype. The warning names ingest.sensors.decimal_comma; with it set, `--again` ingests
+    every row, with the same values as the '.'-decimal original."""
+    import polars as pl
+
+    bad = REPO / "tests" / "data" / "bad-inputs"
+    pool = tmp_path / "pool"
+    pool.mkdir()
+    lines = (bad / "clean.csv").read_text().splitlines()
+    (pool / "eu.csv").write_text("\n".join([lines[0].replace(",", ";")]
+                                           + [line.replace(",", ";").replace(".", ",") for line in lines[1:]]) + "\n")
+    target = tmp_path / "target_eu.csv"  # the contract's delimiter is the target sample's too
+    target.write_text((pool / "eu.csv").read_text())
+    args = ["--set", f"data.pool=['{pool}']", "--set", "data.logs=[]", "--set", f"data.target_sample={target}",
+            "--set", f"data.target_holdout={bad / 'clean.parquet'}", "--set", f"state.dir={tmp_path / 'state'}",
+            "--set", "ingest.sensors.delimiter=';'"]
+    out = rsft("ingest", "--config", "examples/factory.yaml", *args)
+    assert out.returncode == 0, out.stderr
+    warned = [line for line in out.stderr.splitlines() if "sensors: eu.csv" in line]
+    assert len(warned) == 1 and "set ingest.sensors.decimal_comma: true" in warned[0], out.stderr
+    out = rsft("ingest", "--config", "examples/factory.yaml", *args, "--set", "ingest.sensors.decimal_comma=true", "--again")
+    assert out.returncode == 0, out.stderr
+    parts = list((tmp_path / "state").rglob("sensors/data/**/*.parquet"))
+    got = pl.read_parquet(parts).sort("_row")
+    want = pl.read_csv(bad / "clean.csv")
+    assert got.height == want.height and got["s01"].to_list() == want["s01"].to_list()

@@ -71,7 +71,7 @@ def _check_columns(cols: list[str], contract: ContractConfig) -> list[str]:
 
 
 def _typed(
-    col: ColumnContract, naive_policy: str = "reject", utc_only: bool = False,
+    col: ColumnContract, naive_policy: str = "reject", utc_only: bool = False, decimal_comma: bool = False,
     value: pl.Expr | None = None, present: pl.Expr | None = None,
 ) -> tuple[pl.Expr, pl.Expr]:
     """(typed value, reason or null) for one contract column read as text.
@@ -84,7 +84,7 @@ def _typed(
         present = raw.is_not_null() & (raw.str.strip_chars() != "")
     missing = pl.when(~present & (not col.nullable)).then(pl.lit(f"missing {col.name}"))
     if col.dtype == "float64":
-        return _typed_float(col, raw, present, missing, value)
+        return _typed_float(col, raw, present, missing, value, decimal_comma)
     if col.dtype == "int64":
         return _typed_int(col, raw, present, missing, value)
     if col.dtype == "bool":
@@ -95,9 +95,13 @@ def _typed(
 
 
 def _typed_float(col: ColumnContract, raw: pl.Expr, present: pl.Expr, missing: pl.Expr,
-                 value: pl.Expr | None) -> tuple[pl.Expr, pl.Expr]:
-    """float64: trimmed text cast; not a number, non-finite (``finite``), out of ``[min, max]``."""
-    val = pl.when(present).then(raw.str.strip_chars().cast(pl.Float64, strict=False)) if value is None else value
+                 value: pl.Expr | None, decimal_comma: bool = False) -> tuple[pl.Expr, pl.Expr]:
+    """float64: trimmed text cast (``decimal_comma``: a comma read as the decimal point, ``3,14``);
+    not a number, non-finite (``finite``), out of ``[min, max]``."""
+    text = raw.str.strip_chars()
+    if decimal_comma:  # the fast pass flags such values (its cast fails): they all come here
+        text = text.str.replace(",", ".", literal=True)
+    val = pl.when(present).then(text.cast(pl.Float64, strict=False)) if value is None else value
     bad = pl.when(present & val.is_null()).then(pl.lit(f"{col.name} not a number"))
     nonfinite = pl.when(col.finite & val.is_not_null() & ~val.is_finite()).then(pl.lit(f"{col.name} non-finite"))
     rng = pl.lit(False)
@@ -236,7 +240,7 @@ def _validator(contract: ContractConfig, names: list[str], keep_extra: list[str]
     full check (16 columns)."""
     # stage 1: parse every column once into helper columns; stage 2: reasons read the parsed values
     pol = (contract.naive_timestamps if contract.naive_timestamps != "assume_local" else f"local:{contract.local_timezone}",
-           contract.utc_only)
+           contract.utc_only, contract.decimal_comma)
     parsed = [_typed(c, *pol)[0].alias(f"__v_{c.name}") for c in contract.columns]
     flags = [(pl.col(c.name).is_not_null() & (pl.col(c.name).str.strip_chars() != "")).alias(f"__p_{c.name}") for c in contract.columns]
     typed, reasons = zip(*[

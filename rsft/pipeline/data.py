@@ -238,7 +238,10 @@ def holdout_identity(cfg: PipelineConfig) -> tuple[list[str], pl.DataFrame]:
     from rsft.features import rolling_names
 
     f = cfg.features
-    holdout = load_target(cfg, TARGET_HOLDOUT)
+    try:
+        holdout = load_target(cfg, TARGET_HOLDOUT)
+    except (ValueError, FileNotFoundError):  # no hold-out rows (`rsft adapt --config` without one): none to leave out
+        return [], pl.DataFrame()
     c = getattr(cfg.ingest, pool_dataset(cfg), None)
     cols = list((c.unique or c.key) if c is not None else [])
     if not cols or any(k not in holdout.columns for k in cols):

@@ -193,9 +193,30 @@ def mostly_quarantined(cfg: PipelineConfig, ingested: Ingested) -> list[str]:
                 out += _partly_out_of_range(name, f["file"], reasons, bad + ok)
                 continue
             hint = setting_for(next(iter(reasons)), ingest_sources(cfg)[name][1]) if reasons else None
+            hint = _decimal_comma_hint(cfg, name, d.dataset, f["digest"], next(iter(reasons), "")) or hint
             out.append(f"{name}: {f['file']}: " + (f"all {bad:,}" if not ok else f"{bad:,} of {bad + ok:,}")
                        + " rows quarantined" + (f" ({counts(reasons)})" if reasons else "") + (f" — {hint}" if hint else ""))
     return out
+
+
+def _decimal_comma_hint(cfg: PipelineConfig, name: str, dataset: str, digest: str, reason: str) -> str | None:
+    """``set ingest.sensors.decimal_comma: true`` when a file's rows were quarantined as ``ghi not a
+    number`` and its quarantined values of that column read as decimal-comma numbers (``3,14``: a
+    European locale's export; trial 7). None otherwise."""
+    from rsft.ingest.manifest import quarantine_part
+    from rsft.pipeline.layout import contract
+
+    m = re.match(r"^(?P<c>.+) not a number$", reason)
+    c = contract(cfg, ingest_sources(cfg)[name][1])
+    if not m or c.decimal_comma:
+        return None
+    try:
+        vals = pl.read_parquet(quarantine_part(dataset, digest), columns=[m["c"]]).get_column(m["c"]).drop_nulls().head(200)
+    except Exception:
+        return None
+    if vals.len() and vals.str.contains(r"^\s*[-+]?\d*,\d+\s*$").mean() > 0.5:
+        return f"its values have decimal commas ({vals[0]}): set {c.setting('decimal_comma')}: true"
+    return None
 
 
 RANGE_WARN_SHARE, RANGE_WARN_ROWS = 0.05, 10  # a file's rows one column's range check failed: worth a line

@@ -230,21 +230,27 @@ def pretrain(model_cfg: ModelConfig, x: np.ndarray, y: np.ndarray, tcfg: TrainCo
 
 
 def base_model(cfg: PipelineConfig, prefiltered: Prefiltered, on_epoch=None) -> tuple[Any, dict[str, Any]]:
-    """The base model pretrained on the (prefiltered, labelled) pool; cached by its inputs."""
+    """The base model pretrained on the (prefiltered, labelled) pool less the target hold-out's
+    rows (:func:`rsft.pipeline.data.without_holdout`: a first night's gate judges it on them);
+    cached by its inputs, the hold-out files among them."""
     from rsft.features import to_matrix
     from rsft.models import checkpoint, load_checkpoint, model_from_checkpoint, save_checkpoint
+    from rsft.pipeline.layout import TARGET_HOLDOUT
+    from rsft.pipeline.targets import named_digest
 
     t = cfg.train
     tcfg = pretrain_config(train_config(cfg))
     key = digest(prefiltered.output, cfg.features.model_dump(mode="json"), cfg.model.model_dump(mode="json"),
-                 t.pretrain_rows, tcfg.model_dump(mode="json", exclude=_NOT_BASE))
+                 t.pretrain_rows, tcfg.model_dump(mode="json", exclude=_NOT_BASE), named_digest(cfg, TARGET_HOLDOUT))
     path = pipeline_root(cfg) / "base" / f"{key}.pt"
     if path.exists():
         ck = load_checkpoint(path)
         return model_from_checkpoint(ck), {"base_cached": True, **ck.get("base_fit", {})}
-    x, y = arrays(pool_sample(prefiltered, t.pretrain_rows, t.seed + 1, labelled=cfg.features.label), cfg.features)
+    identity = holdout_identity(cfg)
+    x, y = arrays(without_holdout(pool_sample(prefiltered, t.pretrain_rows, t.seed + 1, labelled=cfg.features.label),
+                                  identity), cfg.features)
     # model.kind autoencoder: its encoder first learns every kept pool row, labelled or not
-    unlabelled = (to_matrix(pool_sample(prefiltered, t.pretrain_rows, t.seed + 1), cfg.features)
+    unlabelled = (to_matrix(without_holdout(pool_sample(prefiltered, t.pretrain_rows, t.seed + 1), identity), cfg.features)
                   if cfg.model.kind == "autoencoder" else None)
     n_in, n_out, names = model_io(cfg.features)
     model, result = pretrain(cfg.model, x, y, train_config(cfg), n_in=n_in, n_out=n_out,
