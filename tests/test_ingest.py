@@ -383,6 +383,56 @@ def test_records_with_too_many_fields_are_quarantined_not_the_whole_file(tmp_pat
         assert sorted(_rows(ds)["_row"].to_list()) == [r for r in range(1, 6) if r != row]
 
 
+def test_jsonl_quarantined_line_text_is_the_line_byte_for_byte(tmp_path):
+    """A bulk-parsed JSONL row carries its line's byte range, and only the rows the full check
+    sees get the text (_Blocks.fill_lines): a quarantined row's ``__line`` is its line as written,
+    byte for byte (``\\u`` escapes, raw UTF-8, tabs and odd spacing, a CR before the newline),
+    for rows flagged by the cheap pass, duplicates, and rows parsed line by line in the same
+    block (a null, a number for a string); the data rows are the same as without the ranges."""
+    from rsft.config import ColumnContract, ContractConfig
+
+    contract = ContractConfig(name="j", format="jsonl", timestamp_column="ts", duplicate_rows="quarantine", columns=[
+        ColumnContract(name="id", dtype="str", pattern="^M[0-9]{2}$"), ColumnContract(name="ts", dtype="timestamp"),
+        ColumnContract(name="x", dtype="float64", min=0, max=100), ColumnContract(name="note", dtype="str", nullable=True)])
+    good = [f'{{"id": "M{i % 7:02d}", "ts": "2026-01-01T{i // 60:02d}:{i % 60:02d}:00Z", "x": {i * 0.5}, "note": "r{i}"}}'
+            for i in range(60)]
+    odd = ['{"id": "M01", "ts": "2026-01-01T00:00:00Z", "x": 500, "note": "caf\\u00e9 \\ud83d\\ude00"}',  # escapes
+           '{"id": "M1", "ts": "2026-01-01T00:00:00+01:00", "x": 5, "note": null}',  # cheap pass + line parser
+           '{ "id":"M01" ,\t"ts" :  "2026-01-01T00:00:00Z","x":-1 , "note": "t\\tab"   }',  # odd spacing
+           '{"id": 5, "ts": "2026-01-01T00:00:00Z", "x": 5, "note": "a"}',  # a number for a string
+           '{"id": "M01", "ts": "2026-01-01T00:00:00Z", "x": 101, "note": "caf\u00e9 \u65e5\u672c \U0001f600"}',  # raw UTF-8
+           '{"id": "M01", "ts": "2026-01-01T00:00:00Z", "x": 200, "note": "crlf"}\r',
+           good[3], good[10] + "  "]  # duplicates (the same values; trailing blanks)
+    lines = []
+    for i, line in enumerate(odd):
+        lines += good[i * 7:i * 7 + 7] + [line]
+    src = tmp_path / "logs.jsonl"
+    raw = ("\n".join(lines) + "\n").encode("utf-8")
+    src.write_bytes(raw)
+    texts = {i + 1: line.encode("utf-8") for i, line in enumerate(raw.decode("utf-8").split("\n")[:-1])}
+    res = ingest(str(src), tmp_path / "ds", contract, chunk_rows=16).files[0]  # two odd lines a block
+    assert res.status == "ok", res.error
+    q = pl.concat([pl.read_parquet(p) for p in (tmp_path / "ds" / "quarantine").glob("*.parquet")]).sort("_row")
+    assert q.height >= 8 and (q["reason"] == "duplicate row").sum() == 2, q.select("_row", "reason")
+    for row, line in zip(q["_row"], q["__line"]):
+        assert line.encode("utf-8") == texts[row], (row, line)
+    kept = _rows(tmp_path / "ds")
+    assert kept.height + q.height == len(lines) and "__lo" not in kept.columns and "__lo" not in q.columns
+
+
+def test_jsonl_fill_lines_any_row_order():
+    """_Blocks.fill_lines: rows out of block order (not what the stream passes) get their own
+    line's text too; rows that have a text keep it."""
+    from rsft.ingest.readers import _Blocks
+
+    b = _Blocks({}, None, None)
+    b._block = "a\u00e9\nbb\n\u65e5\n".encode("utf-8")
+    rows = pl.DataFrame({"__line": [None, "kept", None, None], "__lo": [7, None, 0, 4], "__hi": [11, None, 4, 7]},
+                        schema={"__line": pl.String, "__lo": pl.Int64, "__hi": pl.Int64})
+    assert b.fill_lines(rows).to_dict(as_series=False) == {"__line": ["\u65e5\n", "kept", "a\u00e9\n", "bb\n"]}
+    assert b.fill_lines(rows.slice(2, 2)).to_dict(as_series=False) == {"__line": ["a\u00e9\n", "bb\n"]}
+
+
 def test_a_binary_file_named_csv_says_what_it_is(tmp_path):
     """A Parquet (or gzip, zip) file named .csv fails with one line naming what it is, not a
     missing-columns error from reading its bytes as a header."""

@@ -351,9 +351,12 @@ def _read_jsonl(path: str, contract: ContractConfig, chunk_rows: int = JSONL_SPO
     good block with a null or missing contract key or a text value that could be another JSON
     type rendered as text. A key that occurs twice keeps its first value in both parsers. Either
     way a row is ``(column values as text,
-    _row = line number, __pre = reason or null, __line = the line's text)``."""
+    _row = line number, __pre = reason or null, __line = the line's text)``; a row of the bulk
+    parse has ``__line`` null and its line's byte range in the block (``__lo``, ``__hi``) instead:
+    only the rows the stream quarantines need the text (:meth:`_Blocks.fill_lines`)."""
     lines = _JsonlLines(contract)
-    schema = {**{n: pl.String for n in lines.names}, "_row": pl.Int64, "__pre": pl.String, "__line": pl.String}
+    schema = {**{n: pl.String for n in lines.names}, "_row": pl.Int64, "__pre": pl.String, "__line": pl.String,
+              "__lo": pl.Int64, "__hi": pl.Int64}
     block = max(1, min(chunk_rows, JSONL_SPOOL_ROWS))
     parse = _JsonlBlock(contract, lines, schema)
 
@@ -416,6 +419,7 @@ class _Blocks:
 
     def __init__(self, schema: dict, blocks, parse, exprs: tuple = ()):
         self.schema, self._blocks, self._parse, self._exprs = schema, blocks, parse, exprs
+        self._block = b""  # the bytes of the block whose frame batches() yielded last (fill_lines)
 
     def _empty(self) -> pl.LazyFrame:
         lf = pl.LazyFrame(schema=self.schema)
@@ -440,8 +444,33 @@ class _Blocks:
         # eager with_columns computes each cast again per flag (measured ~3x the cost)
         return lf.collect()
 
-    def _job(self, blk: bytes, first: int, ends) -> pl.DataFrame:
-        return self._checked(self._parse(blk, first, ends))
+    def _job(self, blk: bytes, first: int, ends) -> tuple[pl.DataFrame, bytes]:
+        return self._checked(self._parse(blk, first, ends)), blk
+
+    def fill_lines(self, rows: pl.DataFrame) -> pl.DataFrame:
+        """``rows`` (some rows of the frame :meth:`batches` yielded last, in its order) with the
+        text of each bulk-parsed row's line in ``__line`` (from its byte range in the block), and
+        without ``__lo`` / ``__hi``. Only the rows that need it (flagged, duplicates) get a text:
+        building it for every line cost ~0.1 s of CPU per 0.33 GB, a copy of every byte."""
+        import numpy as np
+        import pyarrow as pa
+
+        have = rows["__lo"].is_not_null()
+        if not have.any():
+            return rows.drop("__lo", "__hi")
+        part = rows.filter(have)
+        lo, hi = part["__lo"].to_list(), part["__hi"].to_list()
+        # the lines' bytes, one after the other, as a string array (the bulk parse checked the block
+        # is UTF-8, and each range is a whole line). Not pyarrow's take: it imports pyarrow.compute,
+        # which imports pandas (~0.15 s of CPU)
+        offsets = np.zeros(len(lo) + 1, dtype=np.int64)
+        np.cumsum(np.subtract(hi, lo), out=offsets[1:])
+        data = b"".join([self._block[a:b] for a, b in zip(lo, hi)])
+        text = pl.from_arrow(pa.LargeStringArray.from_buffers(len(lo), pa.py_buffer(offsets), pa.py_buffer(data)))
+        if part.height == rows.height:
+            return rows.with_columns(__line=text).drop("__lo", "__hi")
+        full = pl.repeat(None, rows.height, dtype=pl.String, eager=True).scatter(np.flatnonzero(have.to_numpy()), text)
+        return rows.with_columns(__line=pl.coalesce(pl.col("__line"), full)).drop("__lo", "__hi")
 
     def batches(self):
         """The frames in the file's order, each block parsed and given the cheap pass on a worker
@@ -483,11 +512,12 @@ class _Blocks:
             while (item := q.get()) is not done:
                 if isinstance(item, BaseException):
                     raise item
-                df = item.result()
+                df, self._block = item.result()
                 if df.height or not yielded:
                     yielded = True
                     yield df
             if not yielded:  # a file without lines: its (empty) schema once
+                self._block = b""
                 yield self._checked(pl.DataFrame(schema=self.schema))
         finally:
             stop.set()
@@ -514,7 +544,6 @@ class _JsonlBlock:
     def block(self, blk: bytes, first: int, ends=None) -> pl.DataFrame:
         """``ends``: the block's newline offsets where the caller has them (found here otherwise)."""
         import numpy as np
-        import pyarrow as pa
 
         if ends is None:
             ends = np.flatnonzero(np.frombuffer(blk, np.uint8) == 10)
@@ -536,11 +565,11 @@ class _JsonlBlock:
         except Exception:  # noqa: BLE001 - anything Polars cannot vouch for is parsed line by line
             return self._per_line(blk, first)
         idx = np.flatnonzero(content)
-        # each line's text, its newline kept (a quarantined row's __line drops it: contract._validate)
-        text = pl.from_arrow(pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(blk)))
-        text = text.gather(idx) if len(idx) < n else text
+        # each line's byte range, its newline kept (a quarantined row's __line drops it:
+        # contract._validate); its text only for the rows that need it (_Blocks.fill_lines)
         df = df.with_columns([self._as_text(c) for c in self.contract.columns]).with_columns(
-            _row=pl.Series(idx + first, dtype=pl.Int64), __pre=pl.lit(None, pl.String), __line=text)
+            _row=pl.Series(idx + first, dtype=pl.Int64), __pre=pl.lit(None, pl.String), __line=pl.lit(None, pl.String),
+            __lo=pl.Series(offsets[idx], dtype=pl.Int64), __hi=pl.Series(offsets[idx + 1], dtype=pl.Int64))
         # per line: a null (missing key or JSON null: the line parser tells them apart) or a text
         # value that may have been another JSON type. (A key that occurs twice: both keep the first.)
         redo = pl.any_horizontal([pl.col(c.name).is_null() for c in self.contract.columns]
@@ -550,9 +579,9 @@ class _JsonlBlock:
         if not df["__redo"].any():
             return df.drop("__redo").select(list(self.schema))
         again = df.filter("__redo")
-        rows = [r for r in (self.lines.row(int(i), line.encode("utf-8"))
-                            for i, line in zip(again["_row"], again["__line"])) if r is not None]
-        fixed = pl.DataFrame(rows, schema=self.schema, orient="row")
+        rows = [r for r in (self.lines.row(int(i), blk[a:b])
+                            for i, a, b in zip(again["_row"], again["__lo"], again["__hi"])) if r is not None]
+        fixed = self._frame(rows)
         return pl.concat([df.filter(~pl.col("__redo")).drop("__redo").select(list(self.schema)), fixed]).sort("_row")
 
     @staticmethod
@@ -571,7 +600,13 @@ class _JsonlBlock:
         parse = self.lines.row
         rows = [r for r in (parse(first + k, line + b"\n" if k < last or blk.endswith(b"\n") else line)
                             for k, line in enumerate(parts)) if r is not None]
-        return pl.DataFrame(rows, schema=self.schema, orient="row")
+        return self._frame(rows)
+
+    def _frame(self, rows: list[tuple]) -> pl.DataFrame:
+        """Rows of the line parser (their text in ``__line``, no byte range) as a block's frame."""
+        schema = {k: v for k, v in self.schema.items() if k not in ("__lo", "__hi")}
+        return pl.DataFrame(rows, schema=schema, orient="row").with_columns(
+            __lo=pl.lit(None, pl.Int64), __hi=pl.lit(None, pl.Int64))
 
 
 class _JsonlLines:
