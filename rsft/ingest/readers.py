@@ -377,36 +377,43 @@ def _read_jsonl(path: str, contract: ContractConfig, chunk_rows: int = JSONL_SPO
 
 def _line_block_ends(fh, lines_per_block: int):
     """The file's bytes in blocks of ``lines_per_block`` whole lines (the last may lack its
-    newline), each with the offsets of its newlines (found once per read, so the block parser
-    does not scan the block again)."""
+    newline), each with the offsets of its newlines (found once, so the block parser does not
+    scan the block again). The file is read into one buffer that is reused (a line cut by a read
+    moved to its front), and each byte is compared with a newline once, into a reused array: a
+    block is the one copy of its bytes. (Reading into new bytes per read, joining the carried
+    part and slicing the blocks out wrote each byte ~3 times into fresh memory, whose page faults
+    cost more than the copies: 0.45 s of CPU per 0.33 GB, half of it in the kernel.)"""
     import numpy as np
 
-    def newlines(b: bytes):
-        return np.flatnonzero(np.frombuffer(b, np.uint8) == 10)
-
-    carry, long_line = b"", []  # long_line: pieces of one line longer than a read (joined once: linear)
+    buf = bytearray(2 * JSONL_READ_BYTES)
+    eq = np.empty(JSONL_READ_BYTES, dtype=bool)
+    n, start = 0, 0  # buf[start:n]: bytes read and not yet handed on
+    ends = np.zeros(0, dtype=np.int64)  # offsets in buf of the newlines in buf[start:n]
     while True:
-        chunk = fh.read(JSONL_READ_BYTES)
-        if not chunk:
+        if n + JSONL_READ_BYTES > len(buf):
+            if start:  # the part not handed on to the front (a memmove within the buffer)
+                buf[:n - start] = memoryview(buf)[start:n]
+                n, ends, start = n - start, ends - start, 0
+            if n + JSONL_READ_BYTES > len(buf):  # a line (or block) longer than the buffer: grow it
+                buf.extend(bytes(max(len(buf), n + JSONL_READ_BYTES - len(buf))))
+        got = fh.readinto(memoryview(buf)[n:n + JSONL_READ_BYTES])
+        if not got:
             break
-        if b"\n" not in chunk:
-            long_line.append(chunk)
-            continue
-        data = b"".join([carry, *long_line, chunk])
-        long_line.clear()
-        ends = newlines(data)
-        start, k0 = 0, 0
-        for k in range(lines_per_block - 1, len(ends), lines_per_block):
-            yield data[start:ends[k] + 1], ends[k0:k + 1] - start
-            start, k0 = int(ends[k]) + 1, k + 1
-        carry = data[start:]
-        if len(carry) > (1 << 27) and b"\n" in carry:  # many short lines short of a block: hand them on
-            cut = carry.rindex(b"\n") + 1
-            yield carry[:cut], ends[k0:] - start
-            carry = carry[cut:]
-    carry = b"".join([carry, *long_line])
-    if carry:
-        yield carry, newlines(carry)
+        np.equal(np.frombuffer(buf, np.uint8, count=got, offset=n), 10, out=eq[:got])
+        ends = np.concatenate([ends, np.flatnonzero(eq[:got]) + n]) if len(ends) else np.flatnonzero(eq[:got]) + n
+        n += got
+        k = 0
+        while len(ends) - k >= lines_per_block:
+            cut = int(ends[k + lines_per_block - 1]) + 1
+            yield bytes(memoryview(buf)[start:cut]), ends[k:k + lines_per_block] - start
+            start, k = cut, k + lines_per_block
+        if n - start > (1 << 27) and len(ends) > k:  # many long lines short of a block: hand them on
+            cut = int(ends[-1]) + 1
+            yield bytes(memoryview(buf)[start:cut]), ends[k:] - start
+            start, k = cut, len(ends)
+        ends = ends[k:]
+    if n > start:
+        yield bytes(memoryview(buf)[start:n]), ends - start
 
 
 class _Blocks:
