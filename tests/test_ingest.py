@@ -420,6 +420,58 @@ def test_jsonl_quarantined_line_text_is_the_line_byte_for_byte(tmp_path):
     assert kept.height + q.height == len(lines) and "__lo" not in kept.columns and "__lo" not in q.columns
 
 
+def test_jsonl_other_json_types_in_columns_the_cheap_pass_flags(tmp_path, monkeypatch):
+    """A timestamp column and a str column of an allowed set are tested for a value of another JSON
+    type (rendered as text by the bulk reader) only on the rows the cheap pass flags
+    (_JsonlBlock.recheck); a row with such a value is named "wrong type" as by the line parser,
+    and everything else is what the line parser gives too. A str column of an allowed set with a
+    member that looks like a number is tested on every row."""
+    from rsft.config import ColumnContract, ContractConfig
+    from rsft.ingest import readers
+
+    contract = ContractConfig(name="j", format="jsonl", timestamp_column="ts", duplicate_rows="quarantine", columns=[
+        ColumnContract(name="ts", dtype="timestamp"), ColumnContract(name="cat", dtype="str", allowed=["a", "b"]),
+        ColumnContract(name="lvl", dtype="str", allowed=["1", "2", "x"]), ColumnContract(name="note", dtype="str")])
+    assert readers._JsonlBlock(contract, readers._JsonlLines(contract), {}).safe == ["ts", "cat"]
+    good = [json.dumps({"ts": f"2026-01-01T00:{i % 60:02d}:{i % 7:02d}Z", "cat": "ab"[i % 2], "lvl": "x", "note": f"n{i}"})
+            for i in range(50)]
+    odd = ['{"ts": 1767225600, "cat": "a", "lvl": "x", "note": "n"}', '{"ts": "123", "cat": "a", "lvl": "x", "note": "n"}',
+           '{"ts": true, "cat": "a", "lvl": "x", "note": "n"}', '{"ts": [1, 2], "cat": "a", "lvl": "x", "note": "n"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": 5, "lvl": "x", "note": "n"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": {"a": 1}, "lvl": "x", "note": "n"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "true", "lvl": "x", "note": "n"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "c", "lvl": "x", "note": "n"}',
+           '{"ts": "2026-01-01T00:00:00+01:00", "cat": "a", "lvl": "x", "note": "n"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "a", "lvl": 1, "note": "n"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "a", "lvl": "1", "note": 5}',
+           '{"ts": 5, "cat": 5, "lvl": "x", "note": "both"}', good[4]]
+    lines = []
+    for i, line in enumerate(odd):
+        lines += good[i * 3:i * 3 + 3] + [line]
+    src = tmp_path / "logs.jsonl"
+    src.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
+
+    def run(root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+        res = ingest(str(src), root, contract, chunk_rows=8).files[0]
+        assert res.status == "ok", res.error
+        q = pl.concat([pl.read_parquet(p) for p in (root / "quarantine").glob("*.parquet")])
+        return scan_dataset(root).sort("_row").collect(), q.sort("_row")
+
+    rechecked = []
+    real = readers._JsonlBlock.recheck
+    monkeypatch.setattr(readers._JsonlBlock, "recheck", lambda self, *a: rechecked.append(1) or real(self, *a))
+    bulk = run(tmp_path / "bulk")
+    assert rechecked
+    monkeypatch.setattr(readers._JsonlBlock, "block", lambda self, blk, first, ends=None: self._per_line(blk, first))
+    per_line = run(tmp_path / "lines")
+    assert bulk[0].equals(per_line[0]) and bulk[1].equals(per_line[1])
+    reasons = dict(zip(bulk[1]["_row"], bulk[1]["reason"]))
+    assert [reasons[4 * (k + 1)] for k in (0, 2, 3, 4, 5, 9, 10, 11)] == [
+        "ts wrong type (int)", "ts wrong type (bool)", "ts wrong type (list)", "cat wrong type (int)",
+        "cat wrong type (dict)", "lvl wrong type (int)", "note wrong type (int)", "ts wrong type (int)"]
+    assert reasons[52] == "duplicate row"
+
+
 def test_jsonl_fill_lines_any_row_order():
     """_Blocks.fill_lines: rows out of block order (not what the stream passes) get their own
     line's text too; rows that have a text keep it."""
