@@ -472,6 +472,33 @@ def test_jsonl_other_json_types_in_columns_the_cheap_pass_flags(tmp_path, monkey
     assert reasons[52] == "duplicate row"
 
 
+def test_jsonl_gzip_and_bom_read_like_plain(tmp_path, monkeypatch):
+    """The JSONL reader's reused buffer (readinto) reads a gzip file, and a file starting with a
+    UTF-8 BOM, in reads shorter than a line too, as the plain file: the same rows and line texts."""
+    import gzip
+
+    from rsft.ingest import readers
+
+    lines = [json.dumps({"machine_id": f"M{i % 9:02d}", "ts": f"2026-01-01T00:00:{i % 60:02d}Z",
+                         "category": "seal" if i % 5 else "bogus", "text": "x" * (1 + i % 97)}) for i in range(400)]
+    raw = ("\n".join(lines) + "\n").encode("utf-8")
+    (tmp_path / "a.jsonl").write_bytes(raw)
+    (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(b"\xef\xbb\xbf" + raw))
+    out = {}
+    for read in (1 << 24, 100):
+        monkeypatch.setattr(readers, "JSONL_READ_BYTES", read)
+        for name in ("a.jsonl", "b.jsonl.gz"):
+            ds = tmp_path / f"ds-{name}-{read}"
+            res = ingest(str(tmp_path / name), ds, CFG.ingest.logs, chunk_rows=64).files[0]
+            assert (res.status, res.rows_total) == ("ok", 400), res.error
+            q = pl.concat([pl.read_parquet(p) for p in (ds / "quarantine").glob("*.parquet")]).sort("_row")
+            out[name, read] = (_rows(ds).drop("_source"), q.drop("_source"))
+    first = out["a.jsonl", 1 << 24]
+    assert first[1].height == 80 and first[1]["__line"].to_list() == [lines[i] for i in range(0, 400, 5)]
+    for key, (d, q) in out.items():
+        assert d.equals(first[0]) and q.equals(first[1]), key
+
+
 def test_jsonl_fill_lines_any_row_order():
     """_Blocks.fill_lines: rows out of block order (not what the stream passes) get their own
     line's text too; rows that have a text keep it."""
