@@ -910,8 +910,9 @@ def test_every_ingest_hint_names_its_setting_by_the_full_key_path(tmp_path):
 
 
 def test_seen_hashes_marks_every_repeat_but_the_first():
-    """The duplicate check's sorted runs: a row is a duplicate iff its hash came earlier in the file
-    (in an earlier batch or earlier in its own), whatever the batch sizes, repeats and merges."""
+    """The duplicate check's sorted runs and prefix bitmap: a row is a duplicate iff its hash came
+    earlier in the file (in an earlier batch or earlier in its own), whatever the batch sizes,
+    repeats, merges and hash prefixes."""
     import numpy as np
 
     from rsft.ingest.dedup import _SeenHashes
@@ -921,6 +922,18 @@ def test_seen_hashes_marks_every_repeat_but_the_first():
         seen, earlier = _SeenHashes(), set()
         for _ in range(int(rng.integers(1, 15))):
             h = rng.integers(0, int(rng.choice([3, 50, 1 << 40])), int(rng.integers(0, 400)), dtype=np.uint64)
+            want = []
+            for v in h.tolist():
+                want.append(v in earlier)
+                earlier.add(v)
+            assert seen.check_add(h).tolist() == want
+    # full 64-bit hashes (the prefix bitmap in front of the runs: set and unset bits, shared bytes)
+    for _ in range(20):
+        pool = rng.integers(0, 1 << 64, int(rng.integers(1, 3000)), dtype=np.uint64, endpoint=False)
+        pool[: len(pool) // 3] >>= np.uint64(rng.integers(0, 64))
+        seen, earlier = _SeenHashes(), set()
+        for _ in range(int(rng.integers(1, 15))):
+            h = rng.choice(pool, int(rng.integers(0, 600)))
             want = []
             for v in h.tolist():
                 want.append(v in earlier)
