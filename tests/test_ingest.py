@@ -431,20 +431,26 @@ def test_jsonl_other_json_types_in_columns_the_cheap_pass_flags(tmp_path, monkey
 
     contract = ContractConfig(name="j", format="jsonl", timestamp_column="ts", duplicate_rows="quarantine", columns=[
         ColumnContract(name="ts", dtype="timestamp"), ColumnContract(name="cat", dtype="str", allowed=["a", "b"]),
-        ColumnContract(name="lvl", dtype="str", allowed=["1", "2", "x"]), ColumnContract(name="note", dtype="str")])
-    assert readers._JsonlBlock(contract, readers._JsonlLines(contract), {}).safe == ["ts", "cat"]
-    good = [json.dumps({"ts": f"2026-01-01T00:{i % 60:02d}:{i % 7:02d}Z", "cat": "ab"[i % 2], "lvl": "x", "note": f"n{i}"})
-            for i in range(50)]
-    odd = ['{"ts": 1767225600, "cat": "a", "lvl": "x", "note": "n"}', '{"ts": "123", "cat": "a", "lvl": "x", "note": "n"}',
-           '{"ts": true, "cat": "a", "lvl": "x", "note": "n"}', '{"ts": [1, 2], "cat": "a", "lvl": "x", "note": "n"}',
-           '{"ts": "2026-01-01T00:00:00Z", "cat": 5, "lvl": "x", "note": "n"}',
-           '{"ts": "2026-01-01T00:00:00Z", "cat": {"a": 1}, "lvl": "x", "note": "n"}',
-           '{"ts": "2026-01-01T00:00:00Z", "cat": "true", "lvl": "x", "note": "n"}',
-           '{"ts": "2026-01-01T00:00:00Z", "cat": "c", "lvl": "x", "note": "n"}',
-           '{"ts": "2026-01-01T00:00:00+01:00", "cat": "a", "lvl": "x", "note": "n"}',
-           '{"ts": "2026-01-01T00:00:00Z", "cat": "a", "lvl": 1, "note": "n"}',
-           '{"ts": "2026-01-01T00:00:00Z", "cat": "a", "lvl": "1", "note": 5}',
-           '{"ts": 5, "cat": 5, "lvl": "x", "note": "both"}', good[4]]
+        ColumnContract(name="lvl", dtype="str", allowed=["1", "2", "x"]), ColumnContract(name="note", dtype="str"),
+        ColumnContract(name="id", dtype="str", pattern="^M[0-9]{2}$"), ColumnContract(name="code", dtype="str", pattern="E?[0-9]+")])
+    assert readers._JsonlBlock(contract, readers._JsonlLines(contract), {}).safe == ["ts", "cat", "id"]
+    assert [readers._starts_with_a_letter(p) for p in ("^M[0-9]{2}$", "Mx|5", "t[0-9]", "M*1", "[A-Z]1", "(?i)m1", "K+")] == [
+        True, False, False, False, False, False, True]
+    good = [json.dumps({"ts": f"2026-01-01T00:{i % 60:02d}:{i % 7:02d}Z", "cat": "ab"[i % 2], "lvl": "x", "note": f"n{i}",
+                        "id": "M01", "code": "E1"}) for i in range(50)]
+    odd = ['{"ts": 1767225600, "cat": "a", "lvl": "x", "note": "n", "id": "M01", "code": "E1"}', '{"ts": "123", "cat": "a", "lvl": "x", "note": "n", "id": "M01", "code": "E1"}',
+           '{"ts": true, "cat": "a", "lvl": "x", "note": "n", "id": "M01", "code": "E1"}', '{"ts": [1, 2], "cat": "a", "lvl": "x", "note": "n", "id": "M01", "code": "E1"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": 5, "lvl": "x", "note": "n", "id": "M01", "code": "E1"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": {"a": 1}, "lvl": "x", "note": "n", "id": "M01", "code": "E1"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "true", "lvl": "x", "note": "n", "id": "M01", "code": "E1"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "c", "lvl": "x", "note": "n", "id": "M01", "code": "E1"}',
+           '{"ts": "2026-01-01T00:00:00+01:00", "cat": "a", "lvl": "x", "note": "n", "id": "M01", "code": "E1"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "a", "lvl": 1, "note": "n", "id": "M01", "code": "E1"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "a", "lvl": "1", "note": 5, "id": "M01", "code": "E1"}',
+           '{"ts": 5, "cat": 5, "lvl": "x", "note": "both", "id": "M01", "code": "E1"}', good[4],
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "a", "lvl": "x", "note": "n", "id": 12, "code": "E1"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "a", "lvl": "x", "note": "n", "id": "M01", "code": 12}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "a", "lvl": "x", "note": "n", "id": "M1", "code": "12"}']
     lines = []
     for i, line in enumerate(odd):
         lines += good[i * 3:i * 3 + 3] + [line]
@@ -470,6 +476,7 @@ def test_jsonl_other_json_types_in_columns_the_cheap_pass_flags(tmp_path, monkey
         "ts wrong type (int)", "ts wrong type (bool)", "ts wrong type (list)", "cat wrong type (int)",
         "cat wrong type (dict)", "lvl wrong type (int)", "note wrong type (int)", "ts wrong type (int)"]
     assert reasons[52] == "duplicate row"
+    assert [reasons[56], reasons[60], reasons[64]] == ["id wrong type (int)", "code wrong type (int)", "id does not match ^M[0-9]{2}$"]
 
 
 def test_jsonl_gzip_and_bom_read_like_plain(tmp_path, monkeypatch):
