@@ -383,6 +383,142 @@ def test_records_with_too_many_fields_are_quarantined_not_the_whole_file(tmp_pat
         assert sorted(_rows(ds)["_row"].to_list()) == [r for r in range(1, 6) if r != row]
 
 
+def test_jsonl_quarantined_line_text_is_the_line_byte_for_byte(tmp_path):
+    """A bulk-parsed JSONL row carries its line's byte range, and only the rows the full check
+    sees get the text (_Blocks.fill_lines): a quarantined row's ``__line`` is its line as written,
+    byte for byte (``\\u`` escapes, raw UTF-8, tabs and odd spacing, a CR before the newline),
+    for rows flagged by the cheap pass, duplicates, and rows parsed line by line in the same
+    block (a null, a number for a string); the data rows are the same as without the ranges."""
+    from rsft.config import ColumnContract, ContractConfig
+
+    contract = ContractConfig(name="j", format="jsonl", timestamp_column="ts", duplicate_rows="quarantine", columns=[
+        ColumnContract(name="id", dtype="str", pattern="^M[0-9]{2}$"), ColumnContract(name="ts", dtype="timestamp"),
+        ColumnContract(name="x", dtype="float64", min=0, max=100), ColumnContract(name="note", dtype="str", nullable=True)])
+    good = [f'{{"id": "M{i % 7:02d}", "ts": "2026-01-01T{i // 60:02d}:{i % 60:02d}:00Z", "x": {i * 0.5}, "note": "r{i}"}}'
+            for i in range(60)]
+    odd = ['{"id": "M01", "ts": "2026-01-01T00:00:00Z", "x": 500, "note": "caf\\u00e9 \\ud83d\\ude00"}',  # escapes
+           '{"id": "M1", "ts": "2026-01-01T00:00:00+01:00", "x": 5, "note": null}',  # cheap pass + line parser
+           '{ "id":"M01" ,\t"ts" :  "2026-01-01T00:00:00Z","x":-1 , "note": "t\\tab"   }',  # odd spacing
+           '{"id": 5, "ts": "2026-01-01T00:00:00Z", "x": 5, "note": "a"}',  # a number for a string
+           '{"id": "M01", "ts": "2026-01-01T00:00:00Z", "x": 101, "note": "caf\u00e9 \u65e5\u672c \U0001f600"}',  # raw UTF-8
+           '{"id": "M01", "ts": "2026-01-01T00:00:00Z", "x": 200, "note": "crlf"}\r',
+           good[3], good[10] + "  "]  # duplicates (the same values; trailing blanks)
+    lines = []
+    for i, line in enumerate(odd):
+        lines += good[i * 7:i * 7 + 7] + [line]
+    src = tmp_path / "logs.jsonl"
+    raw = ("\n".join(lines) + "\n").encode("utf-8")
+    src.write_bytes(raw)
+    texts = {i + 1: line.encode("utf-8") for i, line in enumerate(raw.decode("utf-8").split("\n")[:-1])}
+    res = ingest(str(src), tmp_path / "ds", contract, chunk_rows=16).files[0]  # two odd lines a block
+    assert res.status == "ok", res.error
+    q = pl.concat([pl.read_parquet(p) for p in (tmp_path / "ds" / "quarantine").glob("*.parquet")]).sort("_row")
+    assert q.height >= 8 and (q["reason"] == "duplicate row").sum() == 2, q.select("_row", "reason")
+    for row, line in zip(q["_row"], q["__line"]):
+        assert line.encode("utf-8") == texts[row], (row, line)
+    kept = _rows(tmp_path / "ds")
+    assert kept.height + q.height == len(lines) and "__lo" not in kept.columns and "__lo" not in q.columns
+
+
+def test_jsonl_other_json_types_in_columns_the_cheap_pass_flags(tmp_path, monkeypatch):
+    """A timestamp column and a str column of an allowed set are tested for a value of another JSON
+    type (rendered as text by the bulk reader) only on the rows the cheap pass flags
+    (_JsonlBlock.recheck); a row with such a value is named "wrong type" as by the line parser,
+    and everything else is what the line parser gives too. A str column of an allowed set with a
+    member that looks like a number is tested on every row."""
+    from rsft.config import ColumnContract, ContractConfig
+    from rsft.ingest import readers
+
+    contract = ContractConfig(name="j", format="jsonl", timestamp_column="ts", duplicate_rows="quarantine", columns=[
+        ColumnContract(name="ts", dtype="timestamp"), ColumnContract(name="cat", dtype="str", allowed=["a", "b"]),
+        ColumnContract(name="lvl", dtype="str", allowed=["1", "2", "x"]), ColumnContract(name="note", dtype="str"),
+        ColumnContract(name="id", dtype="str", pattern="^M[0-9]{2}$"), ColumnContract(name="code", dtype="str", pattern="E?[0-9]+")])
+    assert readers._JsonlBlock(contract, readers._JsonlLines(contract), {}).safe == ["ts", "cat", "id"]
+    assert [readers._starts_with_a_letter(p) for p in ("^M[0-9]{2}$", "Mx|5", "t[0-9]", "M*1", "[A-Z]1", "(?i)m1", "K+")] == [
+        True, False, False, False, False, False, True]
+    good = [json.dumps({"ts": f"2026-01-01T00:{i % 60:02d}:{i % 7:02d}Z", "cat": "ab"[i % 2], "lvl": "x", "note": f"n{i}",
+                        "id": "M01", "code": "E1"}) for i in range(50)]
+    odd = ['{"ts": 1767225600, "cat": "a", "lvl": "x", "note": "n", "id": "M01", "code": "E1"}', '{"ts": "123", "cat": "a", "lvl": "x", "note": "n", "id": "M01", "code": "E1"}',
+           '{"ts": true, "cat": "a", "lvl": "x", "note": "n", "id": "M01", "code": "E1"}', '{"ts": [1, 2], "cat": "a", "lvl": "x", "note": "n", "id": "M01", "code": "E1"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": 5, "lvl": "x", "note": "n", "id": "M01", "code": "E1"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": {"a": 1}, "lvl": "x", "note": "n", "id": "M01", "code": "E1"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "true", "lvl": "x", "note": "n", "id": "M01", "code": "E1"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "c", "lvl": "x", "note": "n", "id": "M01", "code": "E1"}',
+           '{"ts": "2026-01-01T00:00:00+01:00", "cat": "a", "lvl": "x", "note": "n", "id": "M01", "code": "E1"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "a", "lvl": 1, "note": "n", "id": "M01", "code": "E1"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "a", "lvl": "1", "note": 5, "id": "M01", "code": "E1"}',
+           '{"ts": 5, "cat": 5, "lvl": "x", "note": "both", "id": "M01", "code": "E1"}', good[4],
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "a", "lvl": "x", "note": "n", "id": 12, "code": "E1"}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "a", "lvl": "x", "note": "n", "id": "M01", "code": 12}',
+           '{"ts": "2026-01-01T00:00:00Z", "cat": "a", "lvl": "x", "note": "n", "id": "M1", "code": "12"}']
+    lines = []
+    for i, line in enumerate(odd):
+        lines += good[i * 3:i * 3 + 3] + [line]
+    src = tmp_path / "logs.jsonl"
+    src.write_bytes(("\n".join(lines) + "\n").encode("utf-8"))
+
+    def run(root: Path) -> tuple[pl.DataFrame, pl.DataFrame]:
+        res = ingest(str(src), root, contract, chunk_rows=8).files[0]
+        assert res.status == "ok", res.error
+        q = pl.concat([pl.read_parquet(p) for p in (root / "quarantine").glob("*.parquet")])
+        return scan_dataset(root).sort("_row").collect(), q.sort("_row")
+
+    rechecked = []
+    real = readers._JsonlBlock.recheck
+    monkeypatch.setattr(readers._JsonlBlock, "recheck", lambda self, *a: rechecked.append(1) or real(self, *a))
+    bulk = run(tmp_path / "bulk")
+    assert rechecked
+    monkeypatch.setattr(readers._JsonlBlock, "block", lambda self, blk, first, ends=None: self._per_line(blk, first))
+    per_line = run(tmp_path / "lines")
+    assert bulk[0].equals(per_line[0]) and bulk[1].equals(per_line[1])
+    reasons = dict(zip(bulk[1]["_row"], bulk[1]["reason"]))
+    assert [reasons[4 * (k + 1)] for k in (0, 2, 3, 4, 5, 9, 10, 11)] == [
+        "ts wrong type (int)", "ts wrong type (bool)", "ts wrong type (list)", "cat wrong type (int)",
+        "cat wrong type (dict)", "lvl wrong type (int)", "note wrong type (int)", "ts wrong type (int)"]
+    assert reasons[52] == "duplicate row"
+    assert [reasons[56], reasons[60], reasons[64]] == ["id wrong type (int)", "code wrong type (int)", "id does not match ^M[0-9]{2}$"]
+
+
+def test_jsonl_gzip_and_bom_read_like_plain(tmp_path, monkeypatch):
+    """The JSONL reader's reused buffer (readinto) reads a gzip file, and a file starting with a
+    UTF-8 BOM, in reads shorter than a line too, as the plain file: the same rows and line texts."""
+    import gzip
+
+    from rsft.ingest import readers
+
+    lines = [json.dumps({"machine_id": f"M{i % 9:02d}", "ts": f"2026-01-01T00:00:{i % 60:02d}Z",
+                         "category": "seal" if i % 5 else "bogus", "text": "x" * (1 + i % 97)}) for i in range(400)]
+    raw = ("\n".join(lines) + "\n").encode("utf-8")
+    (tmp_path / "a.jsonl").write_bytes(raw)
+    (tmp_path / "b.jsonl.gz").write_bytes(gzip.compress(b"\xef\xbb\xbf" + raw))
+    out = {}
+    for read in (1 << 24, 100):
+        monkeypatch.setattr(readers, "JSONL_READ_BYTES", read)
+        for name in ("a.jsonl", "b.jsonl.gz"):
+            ds = tmp_path / f"ds-{name}-{read}"
+            res = ingest(str(tmp_path / name), ds, CFG.ingest.logs, chunk_rows=64).files[0]
+            assert (res.status, res.rows_total) == ("ok", 400), res.error
+            q = pl.concat([pl.read_parquet(p) for p in (ds / "quarantine").glob("*.parquet")]).sort("_row")
+            out[name, read] = (_rows(ds).drop("_source"), q.drop("_source"))
+    first = out["a.jsonl", 1 << 24]
+    assert first[1].height == 80 and first[1]["__line"].to_list() == [lines[i] for i in range(0, 400, 5)]
+    for key, (d, q) in out.items():
+        assert d.equals(first[0]) and q.equals(first[1]), key
+
+
+def test_jsonl_fill_lines_any_row_order():
+    """_Blocks.fill_lines: rows out of block order (not what the stream passes) get their own
+    line's text too; rows that have a text keep it."""
+    from rsft.ingest.readers import _Blocks
+
+    b = _Blocks({}, None, None)
+    b._block = "a\u00e9\nbb\n\u65e5\n".encode("utf-8")
+    rows = pl.DataFrame({"__line": [None, "kept", None, None], "__lo": [7, None, 0, 4], "__hi": [11, None, 4, 7]},
+                        schema={"__line": pl.String, "__lo": pl.Int64, "__hi": pl.Int64})
+    assert b.fill_lines(rows).to_dict(as_series=False) == {"__line": ["\u65e5\n", "kept", "a\u00e9\n", "bb\n"]}
+    assert b.fill_lines(rows.slice(2, 2)).to_dict(as_series=False) == {"__line": ["a\u00e9\n", "bb\n"]}
+
+
 def test_a_binary_file_named_csv_says_what_it_is(tmp_path):
     """A Parquet (or gzip, zip) file named .csv fails with one line naming what it is, not a
     missing-columns error from reading its bytes as a header."""
@@ -781,8 +917,9 @@ def test_every_ingest_hint_names_its_setting_by_the_full_key_path(tmp_path):
 
 
 def test_seen_hashes_marks_every_repeat_but_the_first():
-    """The duplicate check's sorted runs: a row is a duplicate iff its hash came earlier in the file
-    (in an earlier batch or earlier in its own), whatever the batch sizes, repeats and merges."""
+    """The duplicate check's sorted runs and prefix bitmap: a row is a duplicate iff its hash came
+    earlier in the file (in an earlier batch or earlier in its own), whatever the batch sizes,
+    repeats, merges and hash prefixes."""
     import numpy as np
 
     from rsft.ingest.dedup import _SeenHashes
@@ -792,6 +929,18 @@ def test_seen_hashes_marks_every_repeat_but_the_first():
         seen, earlier = _SeenHashes(), set()
         for _ in range(int(rng.integers(1, 15))):
             h = rng.integers(0, int(rng.choice([3, 50, 1 << 40])), int(rng.integers(0, 400)), dtype=np.uint64)
+            want = []
+            for v in h.tolist():
+                want.append(v in earlier)
+                earlier.add(v)
+            assert seen.check_add(h).tolist() == want
+    # full 64-bit hashes (the prefix bitmap in front of the runs: set and unset bits, shared bytes)
+    for _ in range(20):
+        pool = rng.integers(0, 1 << 64, int(rng.integers(1, 3000)), dtype=np.uint64, endpoint=False)
+        pool[: len(pool) // 3] >>= np.uint64(rng.integers(0, 64))
+        seen, earlier = _SeenHashes(), set()
+        for _ in range(int(rng.integers(1, 15))):
+            h = rng.choice(pool, int(rng.integers(0, 600)))
             want = []
             for v in h.tolist():
                 want.append(v in earlier)
