@@ -324,3 +324,20 @@ def test_coverage_chart_labels_its_ticks_with_their_values(tmp_path):
     assert captured["ticks"]
     for value, label in captured["ticks"]:
         assert float(label.rstrip(" %").replace("−", "-")) == pytest.approx(100 * value), (value, label)
+
+
+def test_a_text_selection_no_closer_than_random_is_warned_of(tmp_path):
+    """Trial 8: the selection's n-gram KL is judged against a random pool subset of the same size
+    (a small set reads farther from the target whatever it holds); a selection of only off-target
+    documents is farther than that — a warning naming both figures and, with log w ranked by
+    document length (here: exactly), the length."""
+    target = ["spindle bearing vibration high", "bearing replaced after vibration"] * 20
+    pool = ["seal leak", "fuse replaced on the main line today", "spindle bearing vibration high", "cleaning done"] * 50
+    selected = ["seal leak"] * 45
+    frames = [pl.DataFrame({"text": t}) for t in (target, pool, selected)]
+    log_w = -np.array([len(t.split()) for t in pool], dtype=np.float64)  # shorter documents score higher
+    rep = selection_report(*frames, FeaturesConfig(text_column="text", text_buckets=1024), log_w, tmp_path)
+    t = rep["text"]
+    assert t["kl_target_selected"] > t["kl_target_random"] and t["log_w_length_spearman"] < -0.9
+    warned = [w for w in rep["warnings"] if "no closer to the target" in w]
+    assert len(warned) == 1 and "document length" in warned[0] and "short documents rank first" in warned[0], rep["warnings"]

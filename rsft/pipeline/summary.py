@@ -76,8 +76,10 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         **({"effective_sample_size": f"{rep['ess']:,.0f} of {rep['pool_sample_rows']:,} pool-sample rows"}
            if isinstance(rep.get("ess"), (int, float)) and rep.get("pool_sample_rows") else {}),
         # text: how much closer to the target the selected documents' n-grams are than the pool's
-        **({"text_kl_to_target": f"pool {kl['kl_target_pool']:.3g} → selected {kl['kl_target_selected']:.3g} nats "
-                                 "(hashed n-gram KL)"} if (kl := rep.get("text")) else {}),
+        **({"text_kl_to_target": f"pool {kl['kl_target_pool']:.3g} → selected {kl['kl_target_selected']:.3g} nats"
+                                 + (f" (a random subset of the same size: {kl['kl_target_random']:.3g})"
+                                    if isinstance(kl.get("kl_target_random"), float) else "")
+                                 + " (hashed n-gram KL)"} if (kl := rep.get("text")) else {}),
         # the selection report's warnings (uncovered target rows, missed groups, worse features)
         "selection_warnings": pool_warnings(cfg, selection) + list(rep.get("warnings") or []),
         # the target sample's / hold-out's rows the prefilter's rules dropped (prefilter.targets)
