@@ -92,12 +92,35 @@ def _retrain(cfg_path: Path, state: Path, kill_at: str | None = None, how: str =
     if how != "sigkill":
         _terminate_at(child, state, kill_at, group=how == "sigterm-group", json_out=out)
         return None
+    import psutil
+
+    kids: list[psutil.Process] = []
     try:
         _wait_for(child, state, kill_at)
+        kids = psutil.Process(child.pid).children(recursive=True)
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=60)
+        _reap(kids)  # a SIGKILLed night's ephemeral Prefect server outlives it: not left behind by the tests
     return None
+
+
+def _alive(p) -> bool:
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _reap(procs: list) -> None:
+    import psutil
+
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(procs, timeout=30)
 
 
 def _terminate_at(child: subprocess.Popen, state: Path, point: str, group: bool, json_out: Path) -> None:
@@ -107,6 +130,7 @@ def _terminate_at(child: subprocess.Popen, state: Path, point: str, group: bool,
     --json-out holds the error."""
     import psutil
 
+    kids: list[psutil.Process] = []
     try:
         _wait_for(child, state, point)
         kids = psutil.Process(child.pid).children(recursive=True)
@@ -122,14 +146,15 @@ def _terminate_at(child: subprocess.Popen, state: Path, point: str, group: bool,
         if child.poll() is None:
             child.kill()
             child.wait(timeout=60)
+        left = [k for k in kids if _alive(k)]
+        _reap(kids)
     assert child.returncode == 128 + signal.SIGTERM, (child.returncode, err[-3000:])
     assert took < TERM_WITHIN, took
     lines = err.strip().splitlines()
     assert [ln for ln in lines if "SIGTERM" in ln] == lines[-1:], err[-3000:]
     assert lines[-1].startswith("error: rsft retrain stopped by SIGTERM (exit 143)"), lines[-1]
     assert "Traceback" not in err and "Exception ignored" not in err and "TerminationSignal" not in err, err[-3000:]
-    left = [k.pid for k in kids if k.is_running() and k.status() != psutil.STATUS_ZOMBIE]
-    assert left == [], f"child processes left running: {left}"
+    assert left == [], f"child processes left running: {[k.pid for k in left]}"
     assert "stopped by SIGTERM" in json.loads(json_out.read_text())["error"]
 
 
