@@ -493,7 +493,13 @@ def rollback(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> Non
 def serve(config: str = ConfigOpt) -> None:
     """Serve the nightly-retrain and hourly ingest deployments from this process (no work pool needed)."""
     cfg = _load(config)
+    from rsft import terminate
+
+    terminate.describe(next_run="a night or ingest it was running is finished by the next one (rsft serve again, "
+                                "or rsft retrain / rsft ingest)")
     from flows.serve import serve_deployments
+
+    terminate.hold_in_runner()  # SIGTERM: exit 143 at once, its flow runs' processes stopped too (rsft.terminate)
 
     serve_deployments(str(Path(config).resolve()))
     console.print(f"served {cfg.name}")

@@ -112,3 +112,18 @@ def hold_in_flows() -> None:
         return
     if hasattr(engine, "_prefect_sigterm_handler"):
         engine._prefect_sigterm_handler = stop  # type: ignore[attr-defined]
+
+
+def hold_in_runner() -> None:
+    """``rsft serve``: SIGTERM stops the process as :func:`stop` says, the flow runs it started
+    (subprocesses) and the ephemeral server included, instead of Prefect's runner handler (which
+    exits 0 after a stop that, in Prefect 3.8, is never awaited and may leave a run's process)."""
+    try:
+        from prefect.runner import Runner
+    except ImportError:  # noqa: BLE001
+        return
+
+    def handle_sigterm(self: Any, *args: Any, **kwargs: Any) -> None:
+        stop(signal.SIGTERM)
+
+    Runner.handle_sigterm = handle_sigterm  # type: ignore[method-assign]
