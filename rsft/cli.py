@@ -171,7 +171,7 @@ def retrain(
     with console.status("running the nightly retrain flow (Prefect, embedded)…"):
         from flows.retrain import retrain as retrain_flow
 
-        terminate.hold_in_flows()  # SIGTERM: exit 143 at once, even mid-flow (rsft.terminate)
+        terminate.hold_in_flows()  # SIGTERM: stop at once (status 143), even mid-flow (rsft.terminate)
 
         try:
             summary = retrain_flow(config_path=str(Path(config).resolve()), overrides=_overrides(sets))
@@ -276,7 +276,7 @@ def ingest(
     terminate.describe(next_run="the next `rsft ingest` ingests the files this one did not finish")
     from flows.ingest import ingest_datasets
 
-    terminate.hold_in_flows()  # SIGTERM: exit 143 at once, even mid-flow (rsft.terminate)
+    terminate.hold_in_flows()  # SIGTERM: stop at once (status 143), even mid-flow (rsft.terminate)
     from rsft.pipeline.data import check_files
     from rsft.pipeline.layout import ingest_sources
     from rsft.pipeline.targets import AGAIN, mostly_quarantined, unlike_earlier_files
@@ -499,7 +499,7 @@ def serve(config: str = ConfigOpt) -> None:
                                 "or rsft retrain / rsft ingest)")
     from flows.serve import serve_deployments
 
-    terminate.hold_in_runner()  # SIGTERM: exit 143 at once, its flow runs' processes stopped too (rsft.terminate)
+    terminate.hold_in_runner()  # SIGTERM: stop at once (status 143), its flow runs' processes stopped too (rsft.terminate)
 
     serve_deployments(str(Path(config).resolve()))
     console.print(f"served {cfg.name}")
@@ -1127,7 +1127,7 @@ def main() -> None:
             h.addFilter(lambda r: not r.name.startswith("prefect"))
     from rsft import terminate
 
-    # SIGTERM (systemd, a scheduler, kill; to the process or its group): one line, exit 143 at
+    # SIGTERM (systemd, a scheduler, kill; to the process or its group): one line, status 143 at
     # once, the ephemeral Prefect server stopped too; the next run carries on (rsft.terminate)
     words = [a for a in sys.argv[1:2] if not a.startswith("-")]
     terminate.install(" ".join(["rsft", *words]))

@@ -1,4 +1,4 @@
-"""SIGTERM for the ``rsft`` command: stop now, say so in one line, exit 143.
+"""SIGTERM for the ``rsft`` command: stop now, say so in one line, die of the signal (status 143).
 
 systemd, a scheduler or ``kill`` sends SIGTERM, often to the whole process group (the embedded
 Prefect server included). Prefect's flow engine turns SIGTERM into a ``TerminationSignal``
@@ -6,7 +6,8 @@ exception raised wherever the main thread happens to be; raised inside a weakref
 ``__del__`` it is printed ("Exception ignored in …") and lost, and the night carried on against a
 dead API server, then hung on it (trial 7, finding 3). Here SIGTERM ends the process itself, at
 once: the children (the ephemeral Prefect server) are stopped, one line goes to stderr, and the
-process exits with 128 + 15 = 143 without unwinding (no ``finally`` talks to a server that is gone).
+process dies of SIGTERM (status 128 + 15 = 143 in a shell) without unwinding (no ``finally``
+talks to a server that is gone).
 
 Stopping at any point is safe: every write to the state dir is atomic or resumable, as a SIGKILL
 at any point of a night is (tests/test_chaos.py); the next run finishes what this one started
@@ -28,7 +29,7 @@ _context: dict[str, Any] = {"command": "rsft", "next": "", "json_out": None, "pi
 def line(signum: int) -> str:
     """The one stderr line of a command stopped by ``signum``."""
     name = signal.Signals(signum).name
-    text = f"error: {_context['command']} stopped by {name} (exit {128 + signum})"
+    text = f"error: {_context['command']} stopped by {name}"
     return text + (f"; {_context['next']}" if _context["next"] else "")
 
 
@@ -56,7 +57,8 @@ def _stop_children(grace: float = 2.0) -> None:
 
 
 def stop(signum: int, frame: Any = None) -> None:
-    """The SIGTERM handler: children stopped, one line on stderr, ``os._exit(128 + signum)``."""
+    """The SIGTERM handler: children stopped, one line on stderr, then the signal's default action
+    (``os._exit(128 + signum)`` should that return)."""
     signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM (systemd's after the group's) changes nothing
     msg = line(signum)
     out = _context["json_out"]
@@ -80,7 +82,13 @@ def stop(signum: int, frame: Any = None) -> None:
     try:
         os.write(2, (msg + "\n").encode())
     finally:
-        os._exit(128 + signum)
+        # die of the signal itself (the shell's status 143; systemd counts a stop by SIGTERM as
+        # clean, an exit status 143 as a failure without SuccessExitStatus=143)
+        try:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        finally:
+            os._exit(128 + signum)
 
 
 def install(command: str = "rsft") -> None:
