@@ -164,8 +164,14 @@ def retrain(
     """Run the nightly retrain flow once: ingest → prefilter → score → sample → fine-tune → register → promote."""
     cfg = _load(config, sets)
     _check_out_paths(("--json-out", json_out))  # before the night, not after a promotion
+    from rsft import terminate
+
+    terminate.describe(next_run="the next `rsft retrain` finishes the night (what this one did is kept)",
+                       json_out=json_out, pipeline=cfg.name)
     with console.status("running the nightly retrain flow (Prefect, embedded)…"):
         from flows.retrain import retrain as retrain_flow
+
+        terminate.hold_in_flows()  # SIGTERM: stop at once (status 143), even mid-flow (rsft.terminate)
 
         try:
             summary = retrain_flow(config_path=str(Path(config).resolve()), overrides=_overrides(sets))
@@ -265,7 +271,12 @@ def ingest(
     Exit status 1 when a file failed to ingest (each named on stderr; the other files are ingested
     and a failed one is tried again next time), 2 for a bad config."""
     cfg = _load(config, sets)
+    from rsft import terminate
+
+    terminate.describe(next_run="the next `rsft ingest` ingests the files this one did not finish")
     from flows.ingest import ingest_datasets
+
+    terminate.hold_in_flows()  # SIGTERM: stop at once (status 143), even mid-flow (rsft.terminate)
     from rsft.pipeline.data import check_files
     from rsft.pipeline.layout import ingest_sources
     from rsft.pipeline.targets import AGAIN, mostly_quarantined, unlike_earlier_files
@@ -482,7 +493,13 @@ def rollback(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> Non
 def serve(config: str = ConfigOpt) -> None:
     """Serve the nightly-retrain and hourly ingest deployments from this process (no work pool needed)."""
     cfg = _load(config)
+    from rsft import terminate
+
+    terminate.describe(next_run="a night or ingest it was running is finished by the next one (rsft serve again, "
+                                "or rsft retrain / rsft ingest)")
     from flows.serve import serve_deployments
+
+    terminate.hold_in_runner()  # SIGTERM: stop at once (status 143), its flow runs' processes stopped too (rsft.terminate)
 
     serve_deployments(str(Path(config).resolve()))
     console.print(f"served {cfg.name}")
@@ -1108,6 +1125,12 @@ def main() -> None:
     if quiet:  # Prefect's records also propagate to the root handler
         for h in logging.getLogger().handlers:
             h.addFilter(lambda r: not r.name.startswith("prefect"))
+    from rsft import terminate
+
+    # SIGTERM (systemd, a scheduler, kill; to the process or its group): one line, status 143 at
+    # once, the ephemeral Prefect server stopped too; the next run carries on (rsft.terminate)
+    words = [a for a in sys.argv[1:2] if not a.startswith("-")]
+    terminate.install(" ".join(["rsft", *words]))
     try:
         app()
     except ConfigError as e:

@@ -54,30 +54,108 @@ POINTS: dict[str, Callable[[Path], bool]] = {
 }
 
 
-def _retrain(cfg_path: Path, state: Path, kill_at: str | None = None) -> dict | None:
-    """``rsft retrain`` on ``state``; with ``kill_at``, SIGKILLed as soon as that point is reached
-    (it must be reached: a night that ends first fails the test). Returns the summary, or None."""
-    out = state.parent / f"{state.name}-summary.json"
+def _start(cfg_path: Path, state: Path, out: Path, group: bool = False) -> subprocess.Popen:
+    """``rsft retrain`` on ``state`` (its summary to ``out``); ``group``: in a process group of its
+    own, as systemd or a scheduler starts it (``setsid``)."""
     out.unlink(missing_ok=True)
-    child = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "rsft.cli", "retrain", "--config", str(cfg_path), "--set", f"state.dir={state}",
          "--json", str(out)],
-        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=group,
         env={**os.environ, "OMP_NUM_THREADS": "1", "PREFECT_HOME": str(state / "prefect")})
+
+
+def _wait_for(child: subprocess.Popen, state: Path, point: str) -> None:
+    reached = POINTS[point]
+    deadline = time.monotonic() + 900
+    while child.poll() is None and time.monotonic() < deadline and not reached(state):
+        time.sleep(0.005)
+    assert child.poll() is None, f"the night ended before reaching {point}: {child.stderr.read()[-3000:]}"
+
+
+# how a night is stopped: SIGKILL to its pid; SIGTERM to its process group (systemd, a scheduler:
+# the embedded Prefect server gets it too) or to its pid alone
+HOW = ("sigkill", "sigterm-group", "sigterm-pid")
+TERM_WITHIN = 30  # seconds from SIGTERM to the exit
+
+
+def _retrain(cfg_path: Path, state: Path, kill_at: str | None = None, how: str = "sigkill") -> dict | None:
+    """``rsft retrain`` on ``state``; with ``kill_at``, stopped as ``how`` says as soon as that point
+    is reached (it must be reached: a night that ends first fails the test). Returns the summary,
+    or None."""
+    out = state.parent / f"{state.name}-summary.json"
+    child = _start(cfg_path, state, out, group=how == "sigterm-group")
     if kill_at is None:
         _, err = child.communicate(timeout=900)
         assert child.returncode == 0, err[-3000:]
         return json.loads(out.read_text())
-    reached = POINTS[kill_at]
+    if how != "sigkill":
+        _terminate_at(child, state, kill_at, group=how == "sigterm-group", json_out=out)
+        return None
+    import psutil
+
+    kids: list[psutil.Process] = []
     try:
-        deadline = time.monotonic() + 900
-        while child.poll() is None and time.monotonic() < deadline and not reached(state):
-            time.sleep(0.005)
-        assert child.poll() is None, f"the night ended before reaching {kill_at}: {child.stderr.read()[-3000:]}"
+        _wait_for(child, state, kill_at)
+        kids = psutil.Process(child.pid).children(recursive=True)
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait(timeout=60)
+        _reap(kids)  # a SIGKILLed night's ephemeral Prefect server outlives it: not left behind by the tests
     return None
+
+
+def _alive(p) -> bool:
+    import psutil
+
+    try:
+        return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _reap(procs: list) -> None:
+    import psutil
+
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(procs, timeout=30)
+
+
+def _terminate_at(child: subprocess.Popen, state: Path, point: str, group: bool, json_out: Path) -> None:
+    """SIGTERM ``child`` (its group, or its pid alone) at ``point``: it dies of SIGTERM (status
+    143 in a shell) within TERM_WITHIN seconds, its last stderr line (the only one naming the
+    signal) says so, no traceback, no child process left (the ephemeral Prefect server), and
+    --json-out holds the error."""
+    import psutil
+
+    kids: list[psutil.Process] = []
+    try:
+        _wait_for(child, state, point)
+        kids = psutil.Process(child.pid).children(recursive=True)
+        assert kids, "the night runs no ephemeral Prefect server"
+        sent = time.monotonic()
+        if group:
+            os.killpg(child.pid, signal.SIGTERM)
+        else:
+            os.kill(child.pid, signal.SIGTERM)
+        _, err = child.communicate(timeout=TERM_WITHIN)
+        took = time.monotonic() - sent
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait(timeout=60)
+        left = [k for k in kids if _alive(k)]
+        _reap(kids)
+    assert child.returncode == -signal.SIGTERM, (child.returncode, err[-3000:])  # died of it: 143 in a shell
+    assert took < TERM_WITHIN, took
+    lines = err.strip().splitlines()
+    assert [ln for ln in lines if "SIGTERM" in ln] == lines[-1:], err[-3000:]
+    assert lines[-1].startswith("error: rsft retrain stopped by SIGTERM; "), lines[-1]
+    assert "Traceback" not in err and "Exception ignored" not in err and "TerminationSignal" not in err, err[-3000:]
+    assert left == [], f"child processes left running: {[k.pid for k in left]}"
+    assert "stopped by SIGTERM" in json.loads(json_out.read_text())["error"]
 
 
 def _rows(state: Path) -> dict[str, pl.DataFrame]:
@@ -117,7 +195,7 @@ def _temp_files(state: Path) -> list[str]:
                   if ORPHAN_NAME.search(p.name) or p.name.startswith(".challenger"))
 
 
-def _check_like_unkilled(tmp_path: Path, kills: list[str]) -> tuple[Path, Path, str]:
+def _check_like_unkilled(tmp_path: Path, kills: list[str | tuple[str, str]]) -> tuple[Path, Path, str]:
     import torch
 
     from rsft.config import load_config
@@ -130,8 +208,9 @@ def _check_like_unkilled(tmp_path: Path, kills: list[str]) -> tuple[Path, Path, 
 
     reference = _retrain(cfg_path, tmp_path / "reference")
     chaos = tmp_path / "chaos"
-    for point in kills:  # each re-run is killed at the next point; the last one finishes
-        _retrain(cfg_path, chaos, kill_at=point)
+    for kill in kills:  # each re-run is killed at the next point (a point, or (point, how)); the last one finishes
+        point, how = (kill, "sigkill") if isinstance(kill, str) else kill
+        _retrain(cfg_path, chaos, kill_at=point, how=how)
     summary = _retrain(cfg_path, chaos)
 
     want, got = _rows(tmp_path / "reference"), _rows(chaos)
@@ -164,3 +243,23 @@ def test_a_retrain_killed_at_every_point_reruns_to_the_unkilled_result(tmp_path)
     again = _retrain(cfg_path, chaos)
     assert again["model_version"] == "1" and "already_decided" in again
     assert [h["version"] for h in _registry(chaos, name)[0]] == [1]
+
+
+def test_sigterm_stops_a_retrain_at_once_with_one_line(tmp_path):
+    """SIGTERM to the pid alone, mid-ingest: it dies of it (143) within seconds, one line, the ephemeral
+    Prefect server stopped too (it got no signal of its own)."""
+    from rsft.config import load_config
+    from rsft.synth import write_synthetic
+
+    cfg_path = small_config(tmp_path)
+    write_synthetic(load_config(cfg_path).synth, tmp_path / "raw", night=1)
+    state = tmp_path / "state"
+    _terminate_at(_start(cfg_path, state, tmp_path / "summary.json"), state, "ingest", group=False,
+                  json_out=tmp_path / "summary.json")
+
+
+@pytest.mark.slow
+def test_a_retrain_stopped_by_sigterm_reruns_to_the_unkilled_result(tmp_path):
+    """SIGTERM to the process group mid-selection (as systemd stops a service), then to the pid
+    alone mid-fit: each exits at once; the re-run finishes the night as an unkilled one, one version."""
+    _check_like_unkilled(tmp_path, [("select", "sigterm-group"), ("fine-tune", "sigterm-pid")])

@@ -1,0 +1,137 @@
+"""SIGTERM for the ``rsft`` command: stop now, say so in one line, die of the signal (status 143).
+
+systemd, a scheduler or ``kill`` sends SIGTERM, often to the whole process group (the embedded
+Prefect server included). Prefect's flow engine turns SIGTERM into a ``TerminationSignal``
+exception raised wherever the main thread happens to be; raised inside a weakref callback or a
+``__del__`` it is printed ("Exception ignored in …") and lost, and the night carried on against a
+dead API server, then hung on it (trial 7, finding 3). Here SIGTERM ends the process itself, at
+once: the children (the ephemeral Prefect server) are stopped, one line goes to stderr, and the
+process dies of SIGTERM (status 128 + 15 = 143 in a shell) without unwinding (no ``finally``
+talks to a server that is gone).
+
+Stopping at any point is safe: every write to the state dir is atomic or resumable, as a SIGKILL
+at any point of a night is (tests/test_chaos.py); the next run finishes what this one started
+and closes its MLflow and Prefect runs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+# what the line says, set by the command that runs (rsft.cli)
+_context: dict[str, Any] = {"command": "rsft", "next": "", "json_out": None, "pipeline": None}
+
+
+def line(signum: int) -> str:
+    """The one stderr line of a command stopped by ``signum``."""
+    name = signal.Signals(signum).name
+    text = f"error: {_context['command']} stopped by {name}"
+    return text + (f"; {_context['next']}" if _context["next"] else "")
+
+
+def _stop_children(grace: float = 2.0) -> None:
+    """SIGTERM this process's children (the ephemeral Prefect server), SIGKILL those still there
+    after ``grace`` seconds; reaps them (no zombie)."""
+    try:
+        import psutil
+
+        children = psutil.Process().children(recursive=True)
+        for c in children:
+            try:
+                c.terminate()
+            except psutil.Error:
+                pass
+        _, alive = psutil.wait_procs(children, timeout=grace)
+        for c in alive:
+            try:
+                c.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(alive, timeout=grace)
+    except Exception:  # noqa: BLE001 (exiting anyway: never let this stop the exit)
+        pass
+
+
+def stop(signum: int, frame: Any = None) -> None:
+    """The SIGTERM handler: children stopped, one line on stderr, then the signal's default action
+    (``os._exit(128 + signum)`` should that return)."""
+    signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM (systemd's after the group's) changes nothing
+    msg = line(signum)
+    out = _context["json_out"]
+    if out is not None:  # a scheduler reading the JSON learns why there is no summary
+        try:
+            from rsft.readable import strict_json
+
+            Path(out).write_text(strict_json({"pipeline": _context["pipeline"], "error": msg}))
+        except Exception:  # noqa: BLE001
+            pass
+    _stop_children()
+    try:
+        sys.stdout.flush()
+    except Exception:  # noqa: BLE001 (a write of the main thread's under way)
+        pass
+    try:
+        if sys.stdout.isatty():  # a progress spinner hid the cursor
+            os.write(sys.stdout.fileno(), b"\x1b[?25h\n")
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        os.write(2, (msg + "\n").encode())
+    finally:
+        # die of the signal itself (the shell's status 143; systemd counts a stop by SIGTERM as
+        # clean, an exit status 143 as a failure without SuccessExitStatus=143)
+        try:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        finally:
+            os._exit(128 + signum)
+
+
+def install(command: str = "rsft") -> None:
+    """SIGTERM stops this process as :func:`stop` says (main thread only; a no-op elsewhere)."""
+    _context["command"] = command
+    try:
+        signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread
+        pass
+
+
+def describe(*, next_run: str = "", json_out: Path | None = None, pipeline: str | None = None) -> None:
+    """What the line says about the next run, and where ``--json-out`` writes the error."""
+    _context.update(next=next_run, json_out=json_out, pipeline=pipeline)
+
+
+def hold_in_flows() -> None:
+    """Keep :func:`stop` as the SIGTERM handler while a flow runs in this process.
+
+    Prefect's flow engine installs its own handler for the run (``capture_sigterm``, which
+    raises ``TerminationSignal``) and restores the previous one after; it installs the function
+    named ``_prefect_sigterm_handler``, looked up when it does. Naming :func:`stop` so makes the
+    engine install (and recognise) this handler instead. Only for the ``rsft`` command's own
+    process: a flow run that ``rsft serve``'s runner starts keeps Prefect's handling (its
+    cancellation uses it)."""
+    try:
+        from prefect.utilities import engine
+    except ImportError:  # noqa: BLE001
+        return
+    if hasattr(engine, "_prefect_sigterm_handler"):
+        engine._prefect_sigterm_handler = stop  # type: ignore[attr-defined]
+
+
+def hold_in_runner() -> None:
+    """``rsft serve``: SIGTERM stops the process as :func:`stop` says, the flow runs it started
+    (subprocesses) and the ephemeral server included, instead of Prefect's runner handler (which
+    exits 0 after a stop that, in Prefect 3.8, is never awaited and may leave a run's process)."""
+    try:
+        from prefect.runner import Runner
+    except ImportError:  # noqa: BLE001
+        return
+
+    def handle_sigterm(self: Any, *args: Any, **kwargs: Any) -> None:
+        stop(signal.SIGTERM)
+
+    Runner.handle_sigterm = handle_sigterm  # type: ignore[method-assign]
