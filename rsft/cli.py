@@ -184,7 +184,7 @@ def retrain(
              if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "mlflow_nights", "quarantine_reasons", "selection_warnings",
                           "already_decided", "failed_files", "files_mostly_quarantined", "files_unlike_earlier",
                           "fit_warnings", "model_warnings",
-                          "target_rows_dropped")}  # (said above or below the table)
+                          "target_rows_dropped", "target_rows_quarantined")}  # (said above or below the table)
     from rsft.pipeline.summary import fit_text
 
     for key in ("base_model_fit", "final_fit"):  # numbers in the JSON, one line in the table
@@ -211,6 +211,9 @@ def retrain(
         _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)  # as `rsft ingest` warns of them
     for line in summary.get("failed_files") or []:  # as `rsft ingest` names them: left out of tonight's pool
         _line(err, f"[yellow]failed[/] {escape(line)} — left out of tonight's pool, tried again next night", markup=True)
+    for which, n in (summary.get("target_rows_quarantined") or {}).items():  # the pool's are in the table
+        _line(console, f"{which.replace('_', ' ')}: {n:,} rows of its new files quarantined "
+                       f"(<state>/…/{which}/quarantine, each with its reason)")
     for which, d in (summary.get("target_rows_dropped") or {}).items():
         _line(console, f"{which.replace('_', ' ')}: {sum(d['dropped'].values()):,} of {d['rows']:,} rows dropped by the "
                        f"prefilter's rules ({_counts(d['dropped'])}; prefilter.targets)")
@@ -1089,6 +1092,12 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
     for key, p in named:  # local paths only (an s3:// source is checked when it is read)
         if p and "://" not in p and not globs.glob(cfg.resolve(p), recursive=True):
             _line(err, f"[yellow]warning[/] {key}: {escape(cfg.resolve(p))}: no such file or directory (yet)", markup=True)
+    t = cfg.train  # a step cap below the minimum: every fit ends before it may stop early (trial 8)
+    for cap, value in (("max_steps", t.max_steps), ("pretrain_max_steps", t.pretrain_max_steps)):
+        if value < t.min_steps:
+            _line(err, f"[yellow]warning[/] train.{cap} {value:,} is below train.min_steps {t.min_steps:,}: every fit "
+                       f"it caps stops at {value:,} steps, before early stopping may end it — raise train.{cap} or "
+                       "lower train.min_steps", markup=True)
     # `key:` reads as enforced; `unique:` is what enforces one at ingest, a prefilter duplicate rule
     # on the same columns in the kept pool (the demo's)
     deduped = {frozenset(r.columns) for r in cfg.prefilter.rules if r.kind == "duplicate"}

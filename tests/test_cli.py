@@ -317,3 +317,10 @@ def test_a_decimal_comma_export_is_named_then_ingested(tmp_path):
     got = pl.read_parquet(parts).sort("_row")
     want = pl.read_csv(bad / "clean.csv")
     assert got.height == want.height and got["s01"].to_list() == want["s01"].to_list()
+
+
+def test_check_config_warns_of_a_step_cap_below_min_steps():
+    out = rsft("check-config", "--config", "examples/factory.yaml", "--set", "train.max_steps=300", "--set", "train.min_steps=500")
+    assert out.returncode == 0, out.stderr
+    warned = [line for line in out.stderr.splitlines() if "below train.min_steps" in line]
+    assert len(warned) == 1 and "train.max_steps 300" in warned[0], out.stderr

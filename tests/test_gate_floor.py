@@ -110,6 +110,9 @@ def test_fit_warnings_name_the_cap_that_cut_a_fit_short(tmp_path):
     capped = {"steps": 135, "planned_steps": 135, "best_step": 135, "stopped_early": False, "best_val_loss": 4.0}
     w = fit_warnings(cfg, capped)
     assert len(w) == 1 and "135 planned steps, fewer than train.min_steps 500" in w[0] and "train.epochs" in w[0]
+    # trial 8: no epochs cap, the step cap itself below min_steps — that is named, not epochs
+    w = fit_warnings(cfg, {**capped, "steps": 200, "planned_steps": 200, "best_step": 200})
+    assert len(w) == 1 and "train.max_steps 200 is below it" in w[0] and "epochs" not in w[0], w
     base = {f"base_{k}": v for k, v in {**capped, "steps": 3000, "planned_steps": 3000, "best_step": 3000,
                                          "still_improving": True}.items()}
     w = fit_warnings(cfg, base)

@@ -57,3 +57,18 @@ def test_a_target_sample_sharing_rows_with_the_holdout_is_warned_of(tmp_path):
     check_ingested(cfg, ingest_stage(cfg))
     lines = [w for w in holdout_warnings(cfg) if "hold-out rows too" in w]
     assert len(lines) == 1 and lines[0].startswith("30 of the target sample's "), lines
+
+
+def test_a_target_sample_repeating_rows_is_warned_of(tmp_path):
+    """Trial 8: 194 distinct texts in a 250-row sample; the fine-tune's validation rows repeated its
+    training rows. 30 repeated rows in a 230-row sample (> 5 %) are named; the sample as written is not."""
+    cfg = load_config(small_config(tmp_path))
+    raw = tmp_path / "raw"
+    write_synthetic(cfg.synth, raw, night=1)
+    check_ingested(cfg, ingest_stage(cfg))
+    assert not [w for w in holdout_warnings(cfg) if "repeats rows" in w]
+    t = pl.read_csv(raw / "target" / "sample.csv", infer_schema=False)
+    pl.concat([t, t.head(30).with_columns(pl.lit("2030-01-01T00:00:00Z").alias("ts"))]).write_csv(raw / "target" / "sample.csv")
+    check_ingested(cfg, ingest_stage(cfg))
+    lines = [w for w in holdout_warnings(cfg) if "repeats rows" in w]
+    assert len(lines) == 1 and lines[0].startswith("the target sample repeats rows: 30 of its 230 rows"), lines

@@ -73,6 +73,8 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
 
     day = sorted((raw / "pool").glob("sensors_day*.csv"))[0]
     pl.read_csv(day, infer_schema=False).head(5).with_columns(s05=pl.lit("450.0")).write_csv(raw / "pool" / "sensors_kpa.csv")
+    sample = raw / "target" / "sample.csv"  # a bad row in the target sample: counted, as the pool's are
+    sample.write_text(sample.read_text().rstrip("\n") + "\nM01,not-a-time" + ",1.0" * 12 + ",RUN,0.5\n")
     # the next day's export with the vibration column s08 in in/s, not mm/s: every value passes the contract
     last = pl.read_csv(sorted((raw / "pool").glob("sensors_day*.csv"))[-1], infer_schema=False)
     last.with_columns((pl.col("ts").str.to_datetime(time_zone="UTC") + pl.duration(days=1)).dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -84,6 +86,7 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     # (trial M5) named in one line with its reasons, not only counted among the night's quarantined rows
     assert s2["files_mostly_quarantined"] == ["sensors: sensors_kpa.csv: all 5 rows quarantined (s05 out of range "
                                            "[0.0, 10.0] 5) — widen min/max of column s05 of ingest.sensors"]
+    assert s2["target_rows_quarantined"] == {"target_sample": 1}, s2.get("target_rows_quarantined")
     # named in one line (rsft.ingest.profile), and in the MLflow run's story below
     assert len(s2["files_unlike_earlier"]) == 1, s2["files_unlike_earlier"]
     assert s2["files_unlike_earlier"][0].startswith("sensors: sensors_in_per_s.csv: s08 (mm/s) median ")

@@ -52,6 +52,9 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         "rows_quarantined": pool.rows_quarantined,
         "quarantine_reasons": pool.quarantine_reasons,
         "files_failed": len(pool.files_failed),
+        # the target sample's and hold-out's new files' quarantined rows (the pool's are above)
+        **({"target_rows_quarantined": tq} if (tq := {n: d.rows_quarantined for n, d in ingested.datasets.items()
+                                                       if n != pool_dataset(cfg) and d.rows_quarantined}) else {}),
         # every dataset's failed files, named with why ("sensors: a.csv: …"): left out of tonight's
         # pool and tried again next night — the operator must see which, not only how many
         "failed_files": [f"{name}: {line}" for name, d in ingested.datasets.items() for line in d.files_failed],
@@ -186,9 +189,11 @@ def fit_warnings(cfg: PipelineConfig, t: dict[str, Any]) -> list[str]:
         if steps is None or t.get(prefix + "cached") or t.get(prefix + "diverged"):
             continue
         if planned is not None and planned < tr.min_steps:
-            out.append(f"{what} had {planned:,} planned steps, fewer than train.min_steps {tr.min_steps:,}: "
-                       f"{epochs} caps it on {'the pool rows it trains on' if prefix else 'tonight’s training rows'} — "
-                       "remove the cap (the step budget decides) or raise it")
+            step_cap = tr.pretrain_max_steps if prefix else tr.max_steps
+            why = (f"{cap} {step_cap:,} is below it — raise {cap} or lower train.min_steps" if planned >= step_cap else
+                   f"{epochs} caps it on {'the pool rows it trains on' if prefix else 'tonight’s training rows'} — "
+                   "remove the cap (the step budget decides) or raise it")
+            out.append(f"{what} had {planned:,} planned steps, fewer than train.min_steps {tr.min_steps:,}: {why}")
         elif (planned is not None and steps >= planned and not t.get(prefix + "stopped_early")
               and t.get(prefix + "still_improving")):
             out.append(f"{what} was still improving when it reached its {planned:,} steps (best at step {best:,}; the "
@@ -218,6 +223,15 @@ def holdout_warnings(cfg: PipelineConfig) -> list[str]:
     out = ([f"{shared:,} of the target sample's {target.height:,} rows are hold-out rows too (same {', '.join(identity[0])}): "
             "the fine-tune trains on rows the gate judges it on — export the sample and the hold-out from "
             "different periods"] if shared else [])
+    # repeated examples in the sample: the fine-tune's validation rows (held out of the sample) repeat
+    # its training rows, and early stopping watches a loss near 0 (trial 8: 194 distinct of 250 texts)
+    inputs = [f.text_column] if f.kind == "text" else [*f.numeric, *f.categorical]
+    cols = [c for c in dict.fromkeys([*inputs, f.label]) if c in target.columns]
+    repeats = target.height - target.select(cols).unique().height if cols and target.height else 0
+    if repeats > max(5, 0.05 * target.height):
+        out.append(f"the target sample repeats rows: {repeats:,} of its {target.height:,} rows repeat another's inputs and "
+                   "label — the fine-tune's validation rows (held out of the sample) repeat training rows, and early "
+                   "stopping watches a loss near 0; deduplicate the export")
     cols = [] if f.kind == "text" else list(f.numeric)
     if not cols:
         return out
