@@ -198,7 +198,7 @@ def main() -> None:
         "command": "PYTHONPATH=. python benchmarks/nightly_growth.py " + " ".join(sys.argv[1:]),
         "setup": {"nights": a.nights, "machines": a.machines, "samples_per_day": a.samples_per_day,
                   "rows_per_day": nights[0]["new_rows"], "keep_nights": a.keep_nights, "rolling": a.rolling,
-                  "kept_compression": a.kept_compression or "lz4",
+                  "kept_compression": a.kept_compression or "dictionary (the example config's)",
                   "cpus": os.cpu_count()},
         "goals": goals(nights),
         **({"paired": paired} if paired else {}),
