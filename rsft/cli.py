@@ -323,7 +323,7 @@ def ingest(
     lost = mostly_quarantined(cfg, ingested)  # a file none of whose rows passed: the contract is likely wrong
     for line in lost:
         _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)
-    if lost:
+    if any(" rows quarantined" in line for line in lost):  # not after a part out of range: widening lets the rest in
         _line(err, f"after changing the contract, `{AGAIN}` ingests the file(s) above again (files done are skipped "
                    "otherwise)")
     for line in unlike_earlier_files(cfg, ingested):  # a unit change within the contract's range

@@ -492,9 +492,12 @@ def _text_stats(target_df: pl.DataFrame, pool_sample_df: pl.DataFrame, selected_
     pool_ids = ids(pool_sample_df)
     out = ngram_kl_reduction(ids(target_df), pool_ids, ids(selected_df), feature_cfg.text_buckets)
     n = selected_df.height
-    if 0 < n < pool_sample_df.height:
-        rnd = pool_ids.gather(pl.Series(np.random.default_rng(seed).choice(pool_sample_df.height, n, replace=False)))
-        out["kl_target_random"] = ngram_kl_reduction(ids(target_df), pool_ids, rnd, feature_cfg.text_buckets)["kl_target_selected"]
+    if 0 < n < pool_sample_df.height:  # the mean of a few seeded draws (one draw is noisy at small n)
+        rng, target_ids = np.random.default_rng(seed), ids(target_df)
+        draws = [ngram_kl_reduction(target_ids, pool_ids, pool_ids.gather(pl.Series(rng.choice(pool_sample_df.height, n,
+                                                                                                replace=False))),
+                                    feature_cfg.text_buckets)["kl_target_selected"] for _ in range(RANDOM_DRAWS)]
+        out["kl_target_random"] = float(np.mean(draws))
     if log_w_pool is not None and len(log_w_pool) > 2:
         lengths, ok = pool_ids.list.len().fill_null(0).to_numpy().astype(np.float64), np.isfinite(log_w_pool)
         if ok.sum() > 2 and np.ptp(lengths[ok]) > 0 and np.ptp(log_w_pool[ok]) > 0:
@@ -504,6 +507,8 @@ def _text_stats(target_df: pl.DataFrame, pool_sample_df: pl.DataFrame, selected_
 
 
 LENGTH_RHO_WARN = 0.5  # |Spearman ρ| of log w with document length worth naming
+RANDOM_DRAWS = 3  # random pool subsets averaged for the text selection's KL baseline
+RANDOM_MARGIN = 1.05  # the selection's KL above this × the random subsets' is warned of
 
 
 def text_warnings(report: dict[str, Any]) -> list[str]:
@@ -512,7 +517,7 @@ def text_warnings(report: dict[str, Any]) -> list[str]:
     length at ρ = −0.94 — short changelogs first)."""
     t = report.get("text") or {}
     sel, rnd = t.get("kl_target_selected"), t.get("kl_target_random")
-    if not isinstance(sel, float) or not isinstance(rnd, float) or sel <= rnd:
+    if not isinstance(sel, float) or not isinstance(rnd, float) or sel <= RANDOM_MARGIN * rnd:
         return []
     rho = t.get("log_w_length_spearman")
     why = (f"; log w follows document length (Spearman ρ {rho:+.2f} on the pool sample: "

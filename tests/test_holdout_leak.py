@@ -44,6 +44,10 @@ def test_identity_without_a_key_is_the_whole_example():
     assert without_holdout(pool, identity)["z"].to_list() == ["b", "d"]
     assert without_holdout(pool.lazy(), identity).collect()["z"].to_list() == ["b", "d"]
     assert without_holdout(pool.drop("y"), identity).height == 4  # a frame without the identity: as it is
+    # a null in the identity matches a null (review: the row with an empty reading stayed in training)
+    nulls = (["x", "y"], pl.DataFrame({"x": [None, 2.0], "y": [10.0, 20.0]}, schema={"x": pl.Float64, "y": pl.Float64}))
+    pool2 = pl.DataFrame({"x": [None, 2.0, 3.0], "y": [10.0, 20.0, 30.0]}, schema={"x": pl.Float64, "y": pl.Float64})
+    assert without_holdout(pool2, nulls)["x"].to_list() == [3.0]
 
 
 def test_a_target_sample_sharing_rows_with_the_holdout_is_warned_of(tmp_path):
@@ -61,7 +65,9 @@ def test_a_target_sample_sharing_rows_with_the_holdout_is_warned_of(tmp_path):
 
 def test_a_target_sample_repeating_rows_is_warned_of(tmp_path):
     """Trial 8: 194 distinct texts in a 250-row sample; the fine-tune's validation rows repeated its
-    training rows. 30 repeated rows in a 230-row sample (> 5 %) are named; the sample as written is not."""
+    training rows. A sample of two files, the second repeating 30 of the first's rows (> 5 % of 230),
+    is named; rows that agree in every reading but not in their time are not (coarse readings of
+    two hours may agree: review)."""
     cfg = load_config(small_config(tmp_path))
     raw = tmp_path / "raw"
     write_synthetic(cfg.synth, raw, night=1)
@@ -69,6 +75,13 @@ def test_a_target_sample_repeating_rows_is_warned_of(tmp_path):
     assert not [w for w in holdout_warnings(cfg) if "repeats rows" in w]
     t = pl.read_csv(raw / "target" / "sample.csv", infer_schema=False)
     pl.concat([t, t.head(30).with_columns(pl.lit("2030-01-01T00:00:00Z").alias("ts"))]).write_csv(raw / "target" / "sample.csv")
+    check_ingested(cfg, ingest_stage(cfg))
+    assert not [w for w in holdout_warnings(cfg) if "repeats rows" in w]  # other times: not repeats
+    both = raw / "target" / "sample_files"
+    both.mkdir()
+    t.write_csv(both / "a.csv")
+    t.head(30).write_csv(both / "b.csv")
+    cfg = load_config(small_config(tmp_path), {"data.target_sample": str(both)})
     check_ingested(cfg, ingest_stage(cfg))
     lines = [w for w in holdout_warnings(cfg) if "repeats rows" in w]
     assert len(lines) == 1 and lines[0].startswith("the target sample repeats rows: 30 of its 230 rows"), lines

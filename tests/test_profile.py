@@ -210,3 +210,23 @@ def test_a_jump_away_from_the_recent_files_inside_the_years_range(tmp_path):
     lines = unlike_earlier(tmp_path / "ds", contract, [f.digest for f in res.files])
     assert len(lines) == 1 and lines[0].startswith("month13.csv: temp (degC) median 3"), lines
     assert "outside the range of the 3 files just before it" in lines[0] and "as °F → °C" in lines[0], lines
+
+
+def test_a_counter_column_is_not_named_every_day(tmp_path):
+    """Review: a column that only rises (run hours) leaves every earlier file's range by design —
+    not named; the same counter exported ×1000 one day (a jump, not a step) still is."""
+    src = tmp_path / "src"
+    src.mkdir()
+    contract = CONTRACT.model_copy(update={"columns": [*CONTRACT.columns,
+                                                       ColumnContract(name="run_hours", dtype="float64", min=0, max=1e9)]})
+    files = []
+    for d in range(10):
+        p = src / f"day{d:02d}.csv"
+        _day(p, d, 70)
+        df = pl.read_csv(p)
+        hours = 1000 + 24 * d + pl.int_range(pl.len()).cast(pl.Float64) % 24
+        df.with_columns(run_hours=hours * (1000 if d == 9 else 1)).write_csv(p)
+        files.append(p)
+    res = ingest([str(p) for p in files], tmp_path / "ds", contract)
+    lines = unlike_earlier(tmp_path / "ds", contract, [f.digest for f in res.files])
+    assert len(lines) == 1 and lines[0].startswith("day09.csv: run_hours median "), lines

@@ -35,3 +35,19 @@ def test_files_an_earlier_run_ingested_are_the_nights_to_report(tmp_path):
     mark_reported(reported)  # after the night's summary: the next night reports none of them again
     again = since_last_night(ingest_stage(cfg))
     assert again["sensors"].rows_ok == 0 and again["sensors"].files_skipped == pool.files
+
+
+def test_a_file_whose_source_left_before_the_night_is_reported_too(tmp_path):
+    """Review: the hourly ingest took a file, then the inbox was archived before the night — the
+    night's plan never lists it, yet it is news."""
+    cfg = load_config(small_config(tmp_path))
+    raw = tmp_path / "raw"
+    write_synthetic(cfg.synth, raw, night=1)
+    day = sorted((raw / "pool").glob("sensors_day*.csv"))[0]
+    extra = raw / "pool" / "sensors_extra.csv"
+    pl.read_csv(day, infer_schema=False).head(5).with_columns(s05=pl.lit("450.0")).write_csv(extra)
+    hourly = ingest_stage(cfg)
+    extra.unlink()  # archived
+    reported = since_last_night(ingest_stage(cfg))
+    files = {f["file"] for f in reported["sensors"].file_results if f.get("ingested_earlier")}
+    assert "sensors_extra.csv" in files and reported["sensors"].rows_quarantined == hourly["sensors"].rows_quarantined

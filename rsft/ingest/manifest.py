@@ -85,7 +85,13 @@ def quarantine_part(dataset_dir: str | Path, digest: str) -> Path:
 
 def _manifest(dataset_dir: str | Path) -> dict[str, dict]:
     d = Path(dataset_dir) / "_manifest"
-    return {p.stem: json.loads(p.read_text()) for p in d.glob("*.json")} if d.exists() else {}
+    out = {}
+    for p in d.glob("*.json") if d.exists() else ():
+        try:
+            out[p.stem] = json.loads(p.read_text())
+        except FileNotFoundError:  # a changed file's entry a concurrent ingest removed after the listing
+            continue
+    return out
 
 
 def _write_entry(dataset_dir: Path, digest: str, entry: dict) -> None:

@@ -120,16 +120,30 @@ def _record(dataset_dir: str | Path, d: str, entry: dict, **fields) -> None:
     """Add ``fields`` to a file's manifest entry — re-read first, and left alone when it no longer
     lists the parts ``entry`` did (the file was ingested again meanwhile: its new parts were not
     what was profiled)."""
-    try:
-        current = json.loads((Path(dataset_dir) / "_manifest" / f"{d}.json").read_text())
-    except (OSError, ValueError):
-        return
-    if current.get("outputs") == entry.get("outputs"):
-        _write_entry(Path(dataset_dir), d, {**current, **fields})
+    from rsft.ingest.unique import dataset_lock
+
+    with dataset_lock(Path(dataset_dir)):  # an ingest publishing this file's entry meanwhile waits, or wins
+        try:
+            current = json.loads((Path(dataset_dir) / "_manifest" / f"{d}.json").read_text())
+        except (OSError, ValueError):
+            return
+        if current.get("outputs") == entry.get("outputs"):
+            _write_entry(Path(dataset_dir), d, {**current, **fields})
 
 
 RECENT = 3  # the files just before a file: a jump away from all of them is judged too
 JUMP = 4.0  # … when it is this many times the usual step between consecutive earlier files' medians
+
+
+def _carries_a_trend(m: float, medians: list[float]) -> bool:
+    """Whether the reference files' medians (the latest first) rise — or fall — from each file to
+    the next, and ``m`` carries on the same way: a counter or a total (run hours, energy, cycles)
+    whose every new file lies beyond the earlier ones by design (review: 2 lines a day otherwise) —
+    by a step like the earlier ones (a unit change along the trend is a jump: still judged)."""
+    steps = [a - b for a, b in zip([m, *medians], medians)]  # newest minus the one before it
+    if len(medians) < MIN_REFERENCES or not (all(x > 0 for x in steps) or all(x < 0 for x in steps)):
+        return False
+    return abs(steps[0]) <= JUMP * max(abs(x) for x in steps[1:])  # a step like the earlier ones, not a jump
 
 
 def _outside(m: float, ref: list[dict]) -> str | None:
@@ -139,6 +153,8 @@ def _outside(m: float, ref: list[dict]) -> str | None:
     season (monthly files: the year's range holds a winter file in °F), outside the range of the
     :data:`RECENT` files just before it and more than :data:`JUMP` times the usual step between
     consecutive files' medians away from the last one."""
+    if _carries_a_trend(m, [r["q50"] for r in ref]):  # a counter (run hours, kWh totals): it always leaves the range
+        return None
     k = max(1, len(ref) // 4)
     lo, hi = sorted(r["q01"] for r in ref)[k - 1], sorted((r["q99"] for r in ref), reverse=True)[k - 1]
     if not lo <= m <= hi:
@@ -174,7 +190,7 @@ def _references(dataset_dir, entries: dict[str, dict], contract, before: list[st
 def _first_times(dataset_dir: str | Path, entries: dict[str, dict], contract) -> dict[str, tuple]:
     """Every file's place in time: its first reading's time (the entry's ``ts_min``, read from its
     data parts once and then kept in the entry), else — no timestamp column, or no data part — when
-    its manifest entry was written."""
+    it was ingested (``ingested_at``; an entry written before it was recorded: its file's time)."""
     ts, out = contract.timestamp_column, {}
     for d, entry in entries.items():
         if ts and "ts_min" not in entry:
@@ -188,6 +204,8 @@ def _first_times(dataset_dir: str | Path, entries: dict[str, dict], contract) ->
                 _record(dataset_dir, d, entry, ts_min=entry["ts_min"])
         if entry.get("ts_min"):
             out[d] = (0, entry["ts_min"])
+        elif entry.get("ingested_at"):  # written by the ingest (an entry's file time changes when it is marked)
+            out[d] = (1, float(entry["ingested_at"]))
         else:
             try:
                 out[d] = (1, os.stat(Path(dataset_dir) / "_manifest" / f"{d}.json").st_mtime)

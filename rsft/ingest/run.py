@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import threading
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
@@ -115,7 +116,8 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
             rows_ok, rows_bad = rows_ok - moved, rows_bad + moved
         _forget_path(dataset_dir, plan.path, plan.digest)
         # this file ingested before (another contract), under this dataset dir as it is now
-        before = [str(p) for p in local_outputs(dataset_dir, _entry(dataset_dir, plan.digest))]
+        prev = _entry(dataset_dir, plan.digest)
+        before = [str(p) for p in local_outputs(dataset_dir, prev)]
         outputs = _publish_parts(staged, work.staging, dataset_dir / "data")
         qpart = quarantine_part(dataset_dir, plan.digest)
         if rows_bad:
@@ -138,8 +140,11 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
                                                 "rows_total": rows_ok + rows_bad, "rows_ok": rows_ok,
                                                 "rows_quarantined": rows_bad, "outputs": outputs,
                                                 # not yet compared with the files before it (rsft.ingest.profile),
-                                                # nor in a night's summary (rsft.pipeline.data.since_last_night)
-                                                "compared": False, "reported": False, **entry})
+                                                # nor in a night's summary (rsft.pipeline.data.since_last_night);
+                                                # a file ingested again keeps its marks (done before: not news)
+                                                "compared": prev.get("compared", True) if plan.reingest else False,
+                                                "reported": prev.get("reported", True) if plan.reingest else False,
+                                                "ingested_at": round(time.time(), 3), **entry})
     return FileResult(plan.name, plan.digest, "ok", rows_total=rows_ok + rows_bad, rows_ok=rows_ok, rows_quarantined=rows_bad,
                       key_conflicts=entry["unique"]["conflict_rows"] if "unique" in entry else None)
 

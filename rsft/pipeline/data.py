@@ -78,16 +78,24 @@ def since_last_night(ingested: Ingested) -> Ingested:
 
     out = {}
     for name, d in ingested.datasets.items():
-        skipped = [f for f in d.file_results if f.get("status") == "skipped"]
-        entries = _manifest(d.dataset) if skipped else {}
-        earlier = {f["digest"]: entries[f["digest"]] for f in skipped
-                   if entries.get(f["digest"], {}).get("reported") is False}
+        entries = _manifest(d.dataset)
+        earlier = {dig: e for dig, e in entries.items() if e.get("reported") is False}
+        tonight = {f.get("digest") for f in d.file_results if f.get("status") == "ok"}
+        earlier = {dig: e for dig, e in earlier.items() if dig not in tonight}
         if not earlier:
             out[name] = d
             continue
-        files = [{**f, "status": "ok", "ingested_earlier": True,
-                  **{k: int(earlier[f["digest"]].get(k) or 0) for k in ("rows_total", "rows_ok", "rows_quarantined")}}
-                 if f.get("digest") in earlier else f for f in d.file_results]
+
+        def as_new(f: dict, e: dict) -> dict:
+            return {**f, "status": "ok", "ingested_earlier": True,
+                    **{k: int(e.get(k) or 0) for k in ("rows_total", "rows_ok", "rows_quarantined")}}
+
+        files = [as_new(f, earlier[f["digest"]]) if f.get("status") == "skipped" and f.get("digest") in earlier else f
+                 for f in d.file_results]
+        planned = {f.get("digest") for f in files}
+        # an entry no source lists tonight (the inbox was archived after the hourly ingest took it)
+        files += [as_new({"file": e.get("name", dig[:12]), "digest": dig}, e) for dig, e in earlier.items()
+                  if dig not in planned]
         out[name] = dataset_ingest(files, d.dataset)
     return Ingested(out)
 
@@ -231,8 +239,8 @@ def load_target(cfg: PipelineConfig, which: str = TARGET_SAMPLE) -> pl.DataFrame
 
 def holdout_identity(cfg: PipelineConfig) -> tuple[list[str], pl.DataFrame]:
     """What identifies a hold-out row in the pool, and the hold-out's values of it: the pool
-    contract's ``unique`` key, else its ``key``, else (no key, or its columns not in the frames) every
-    model input and the label — the same example. Exports and hold-outs come from the same
+    contract's ``unique`` key, else its ``key``, else ``features.group`` and ``time_column``, else
+    every raw model input and the label — the same example. Exports and hold-outs come from the same
     historian: the hold-out's readings are in the pool too, and rows the challenger trained on
     must not judge it (:func:`without_holdout`)."""
     from rsft.features import rolling_names
@@ -244,9 +252,13 @@ def holdout_identity(cfg: PipelineConfig) -> tuple[list[str], pl.DataFrame]:
         return [], pl.DataFrame()
     c = getattr(cfg.ingest, pool_dataset(cfg), None)
     cols = list((c.unique or c.key) if c is not None else [])
-    if not cols or any(k not in holdout.columns for k in cols):
-        inputs = [f.text_column] if f.kind == "text" else [*f.numeric, *rolling_names(f), *f.categorical]
-        cols = [k for k in dict.fromkeys([*inputs, f.label]) if k in holdout.columns]
+    if not cols or any(k not in holdout.columns for k in cols):  # the machine and its time, else the example
+        cols = [k for k in (f.group, f.time_column) if k]
+        if len(cols) < 2 or any(k not in holdout.columns for k in cols):
+            # raw inputs only: rolling features are computed over the hold-out alone, and over the kept pool
+            # for pool rows — the same reading's values differ near gaps (review)
+            inputs = [f.text_column] if f.kind == "text" else [*f.numeric, *f.categorical]
+            cols = [k for k in dict.fromkeys([*inputs, f.label]) if k in holdout.columns and k not in rolling_names(f)]
     return cols, holdout.select(cols).unique()
 
 
@@ -258,7 +270,8 @@ def without_holdout(frame, identity: tuple[list[str], pl.DataFrame]):
     if not cols or not keys.height or any(k not in schema for k in cols):
         return frame
     keys = keys.with_columns(pl.col(k).cast(schema[k]) for k in cols)
-    return frame.join(keys.lazy() if isinstance(frame, pl.LazyFrame) else keys, on=cols, how="anti")
+    # a null in the identity matches a null (a hold-out row with an empty reading is still that row)
+    return frame.join(keys.lazy() if isinstance(frame, pl.LazyFrame) else keys, on=cols, how="anti", nulls_equal=True)
 
 
 def _judged_target(cfg: PipelineConfig, which: str) -> tuple[int, pl.DataFrame, dict[str, int]]:

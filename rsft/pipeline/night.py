@@ -58,7 +58,12 @@ def _night(cfg: PipelineConfig, steps: Steps) -> dict[str, Any]:
     selection = steps.select(cfg)
     result = steps.finetune(cfg, ingested.get(pool_dataset(cfg)), selection, started)
     summary = run_summary(cfg, ingested, selection, result)
-    data.mark_reported(ingested)  # the next night does not report them again
+    try:  # the next night does not report them again (a failure here: it reports them once more)
+        data.mark_reported(ingested)
+    except Exception as e:  # noqa: BLE001 - the night is decided: never fail it now
+        import logging
+
+        logging.getLogger("rsft.pipeline").warning("marking tonight's files reported failed: %s", e)
     if cfg.state.gc_after_night:  # bounded state: old nights' intermediates go (rsft.pipeline.gc)
         from rsft.pipeline.gc import after_night
 

@@ -15,6 +15,19 @@ from rsft.pipeline.targets import dataset_unlike_earlier, mostly_quarantined, un
 PREFILTER_WARN_KEPT = 0.05
 
 
+def warned(check, *args, what: str = "a check", **kwargs) -> list[str]:
+    """``check(*args)``'s lines, or one line saying it was skipped and why: the summary is written
+    after the night's version is registered and decided — a warning must never fail the night
+    (a manifest entry a concurrent ingest replaced meanwhile, a part it removed)."""
+    import logging
+
+    try:
+        return check(*args, **kwargs)
+    except Exception as e:  # noqa: BLE001
+        logging.getLogger("rsft.pipeline").warning("%s skipped: %s", what, e, exc_info=True)
+        return [f"{what} skipped: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"]
+
+
 def pool_warnings(cfg: PipelineConfig, selection: Selection) -> list[str]:
     """What the night's prefilter and selection did to the pool that a person should check: the
     prefilter kept a tiny share of it (the rules that dropped most, named), or a budget selection
@@ -60,10 +73,10 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         "failed_files": [f"{name}: {line}" for name, d in ingested.datasets.items() for line in d.files_failed],
         # every dataset's new files none of whose rows passed the contract, one line each ("sensors:
         # a.csv: all 336 rows quarantined (reasons) — the setting"), as `rsft ingest` warns of them
-        "files_mostly_quarantined": mostly_quarantined(cfg, ingested),
+        "files_mostly_quarantined": warned(mostly_quarantined, cfg, ingested, what="the quarantined-files check"),
         # new files with a column whose median lies outside the range of the files before them
         # (a unit change within the contract's range, a swapped column, a new regime): one line each
-        "files_unlike_earlier": unlike_earlier_files(cfg, ingested),
+        "files_unlike_earlier": warned(unlike_earlier_files, cfg, ingested, what="the unlike-earlier-files check"),
         "rows_prefiltered_in": pre.rows_in,
         "rows_kept_by_prefilter": pre.rows_out,
         "prefilter_dropped": pre.dropped,
@@ -113,7 +126,7 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         **({f"base_model_{metric}": round(result.base[metric], 5)} if result.base and metric in result.base else {}),
         # the first night's fine-tune lost to its base model, which was registered instead
         **({f"fine_tune_{metric}": round(result.fine_tune_lost[metric], 5)} if result.fine_tune_lost else {}),
-        "model_warnings": model_warnings(result) + holdout_warnings(cfg),
+        "model_warnings": model_warnings(result) + warned(holdout_warnings, cfg, what="the hold-out checks"),
         "promoted": result.promoted,
         "reason": result.reason,
         "model_version": result.version,
@@ -226,7 +239,8 @@ def holdout_warnings(cfg: PipelineConfig) -> list[str]:
     # repeated examples in the sample: the fine-tune's validation rows (held out of the sample) repeat
     # its training rows, and early stopping watches a loss near 0 (trial 8: 194 distinct of 250 texts)
     inputs = [f.text_column] if f.kind == "text" else [*f.numeric, *f.categorical]
-    cols = [c for c in dict.fromkeys([*inputs, f.label]) if c in target.columns]
+    # with the machine and time where the sample has them: coarse readings of two hours may agree
+    cols = [c for c in dict.fromkeys([*inputs, f.label, f.group, f.time_column]) if c and c in target.columns]
     repeats = target.height - target.select(cols).unique().height if cols and target.height else 0
     if repeats > max(5, 0.05 * target.height):
         out.append(f"the target sample repeats rows: {repeats:,} of its {target.height:,} rows repeat another's inputs and "
@@ -335,7 +349,8 @@ def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None,
     ]
     lines = [head, "", "| | |", "|---|---|", *[f"| {k} | {v.replace('|', '/')} |" for k, v in rows]]
     # tonight's pool files whose readings sit where no earlier file's did (a unit change?)
-    unlike = [] if ingested is None else dataset_unlike_earlier(cfg, pool_dataset(cfg), ingested, mark=False)
+    unlike = [] if ingested is None else warned(dataset_unlike_earlier, cfg, pool_dataset(cfg), ingested, mark=False,
+                                                what="the unlike-earlier-files check")
     if unlike:
         lines += ["", "Input warnings:", *[f"- {w}" for w in unlike]]
     warnings = rep.get("warnings") or []

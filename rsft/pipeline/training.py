@@ -143,7 +143,7 @@ def training_stream(cfg: PipelineConfig, selected_path: str, out_dir: Path):
         pl.concat(parts, how="vertical_relaxed").sink_parquet(tmp, row_group_size=65_536)
     stream = ParquetStream(path, feature_names(cfg.features), label, batch_size=cfg.train.batch_size, seed=cfg.train.seed)
     counts["train_rows"] = stream.num_rows
-    counts["selected_unlabelled"] = n_all - (stream.num_rows - counts.get("target_rows", 0))
+    counts["selected_unlabelled"] = n_all - n_labelled
     counts["streamed"] = 1
     return stream, counts
 
@@ -162,7 +162,11 @@ def fine_tune(cfg: PipelineConfig, start, selected: Selected, run_dir: Path, war
         train = arrays(df, cfg.features)
     model = copy.deepcopy(start)
     # checkpoints resume an interrupted fit of *this* warm start (and train config) only
-    ckpt_dir = run_dir / f"train-{digest(warm_start, cfg.train.model_dump(mode='json'))}"
+    # … and of its rows: the selection less tonight's hold-out (another hold-out, other rows)
+    from rsft.pipeline.layout import TARGET_HOLDOUT
+    from rsft.pipeline.targets import named_digest
+
+    ckpt_dir = run_dir / f"train-{digest(warm_start, cfg.train.model_dump(mode='json'), named_digest(cfg, TARGET_HOLDOUT))}"
     return model, fit(model, train, train_config(cfg), checkpoint_dir=ckpt_dir, on_epoch=on_epoch), counts
 
 
