@@ -230,3 +230,28 @@ def test_a_counter_column_is_not_named_every_day(tmp_path):
     res = ingest([str(p) for p in files], tmp_path / "ds", contract)
     lines = unlike_earlier(tmp_path / "ds", contract, [f.digest for f in res.files])
     assert len(lines) == 1 and lines[0].startswith("day09.csv: run_hours median "), lines
+
+
+def test_marks_survive_a_reingest_and_a_failing_check_is_one_line(tmp_path):
+    """Review: `--again` rewrote every entry as unjudged and unreported (the next night re-said the
+    whole history); a summary check that raises (after the night's decision) is one line, not a
+    failed night."""
+    from rsft.pipeline.summary import warned
+
+    src = tmp_path / "src"
+    src.mkdir()
+    files = [src / f"day{d:02d}.csv" for d in range(4)]
+    for d, p in enumerate(files):
+        _day(p, d, 70)
+    new = _ingest(tmp_path, files)
+    unlike_earlier(tmp_path / "ds", CONTRACT, new)  # judged: compared true
+    first = {p.stem: json.loads(p.read_text())["ingested_at"] for p in (tmp_path / "ds" / "_manifest").glob("*.json")}
+    ingest([str(p) for p in files], tmp_path / "ds", CONTRACT, again=True)
+    entries = {p.stem: json.loads(p.read_text()) for p in (tmp_path / "ds" / "_manifest").glob("*.json")}
+    assert all(e["ingested_at"] > first[d] for d, e in entries.items())  # ingested again, not skipped
+    assert [e["compared"] for e in entries.values()] == [True] * 4
+
+    def broken(*a):
+        raise FileNotFoundError("part-x.parquet")
+
+    assert warned(broken, 1, what="the check") == ["the check skipped: FileNotFoundError: part-x.parquet"]
