@@ -34,6 +34,8 @@ The way a file goes, and the module for each step (each imports only the ones ab
     run        ingest_file: 2-3 into staging and a temp quarantine part, (with ``unique``: the keys
                resolved), then 4. rename into place and write the manifest entry last; ingest: 1,
                then every file
+    profile    after an ingest: each new file's column profile (kept in its manifest entry) and
+               the check against the files of the same machines before it (a unit change)
 """
 
 from rsft.ingest.contract import _fast, _typed, typed_names
