@@ -60,6 +60,7 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert any(k.startswith("missing s") or "out of range" in k for k in reasons)
     assert s1["rows_selected"] > 0 and 0 < s1["acceptance_rate"] <= 1
     assert s1["files_unlike_earlier"] == []  # the synthetic days drift, none leaves the range of those before it
+    assert "logs" not in (s1.get("target_rows_quarantined") or {})  # the target files' counts only
     assert s1["rows_kept_by_prefilter"] + sum(s1["prefilter_dropped"].values()) == s1["rows_prefiltered_in"]
 
     mlc = registry.client(tracking_uri(cfg))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rsft.config import PipelineConfig
-from rsft.pipeline.layout import pool_dataset, tracking_uri
+from rsft.pipeline.layout import TARGET_HOLDOUT, TARGET_SAMPLE, pool_dataset, tracking_uri
 from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
 from rsft.pipeline.targets import dataset_unlike_earlier, mostly_quarantined, unlike_earlier_files
 
@@ -67,7 +67,8 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         "files_failed": len(pool.files_failed),
         # the target sample's and hold-out's new files' quarantined rows (the pool's are above)
         **({"target_rows_quarantined": tq} if (tq := {n: d.rows_quarantined for n, d in ingested.datasets.items()
-                                                       if n != pool_dataset(cfg) and d.rows_quarantined}) else {}),
+                                                       if n in (TARGET_SAMPLE, TARGET_HOLDOUT) and d.rows_quarantined})
+           else {}),
         # every dataset's failed files, named with why ("sensors: a.csv: …"): left out of tonight's
         # pool and tried again next night — the operator must see which, not only how many
         "failed_files": [f"{name}: {line}" for name, d in ingested.datasets.items() for line in d.files_failed],
@@ -150,7 +151,6 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
 def target_rows_dropped(cfg: PipelineConfig) -> dict[str, Any]:
     """{"target_sample": {"rows": n, "dropped": {rule: rows}}, …} for the targets a rule dropped rows of."""
     from rsft.pipeline.data import target_dropped
-    from rsft.pipeline.layout import TARGET_HOLDOUT, TARGET_SAMPLE
     from rsft.prefilter import target_rules
 
     if not target_rules(cfg.prefilter).rules:
@@ -225,7 +225,6 @@ def holdout_warnings(cfg: PipelineConfig) -> list[str]:
     [min, max] (trial 6: the November sample's coldest hour was 28 °F, 344 December hold-out rows
     were colder, and the champion's error there was 3× its error elsewhere)."""
     from rsft.pipeline.data import load_target
-    from rsft.pipeline.layout import TARGET_HOLDOUT, TARGET_SAMPLE
 
     from rsft.pipeline.data import holdout_identity, without_holdout
 
