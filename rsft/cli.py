@@ -1092,6 +1092,10 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
     for key, p in named:  # local paths only (an s3:// source is checked when it is read)
         if p and "://" not in p and not globs.glob(cfg.resolve(p), recursive=True):
             _line(err, f"[yellow]warning[/] {key}: {escape(cfg.resolve(p))}: no such file or directory (yet)", markup=True)
+    for c in (cfg.ingest.sensors, cfg.ingest.logs):  # an unquoted 3,14 would be two fields
+        if c is not None and c.format == "table" and c.decimal_comma and c.delimiter == "," and not c.sniff_delimiter:
+            _line(err, f"[yellow]warning[/] {c.setting('decimal_comma')} with {c.setting('delimiter')} ',': an unquoted "
+                       "decimal comma splits a value into two fields — exports with decimal commas use ';'", markup=True)
     t = cfg.train  # a step cap below the minimum: every fit ends before it may stop early (trial 8)
     for cap, value in (("max_steps", t.max_steps), ("pretrain_max_steps", t.pretrain_max_steps)):
         if value < t.min_steps:

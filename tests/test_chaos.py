@@ -263,3 +263,15 @@ def test_a_retrain_stopped_by_sigterm_reruns_to_the_unkilled_result(tmp_path):
     """SIGTERM to the process group mid-selection (as systemd stops a service), then to the pid
     alone mid-fit: each exits at once; the re-run finishes the night as an unkilled one, one version."""
     _check_like_unkilled(tmp_path, [("select", "sigterm-group"), ("fine-tune", "sigterm-pid")])
+
+
+def test_prefects_private_sigterm_hook_is_still_there():
+    """rsft.terminate.hold_in_flows swaps Prefect's private ``_prefect_sigterm_handler`` (looked up
+    by ``capture_sigterm`` when a flow starts) for rsft's; a Prefect upgrade that renames it would
+    silently bring back trial 7's hang after a SIGTERM — this fails first."""
+    import inspect
+
+    from prefect.utilities import engine
+
+    assert hasattr(engine, "_prefect_sigterm_handler")
+    assert "_prefect_sigterm_handler" in inspect.getsource(engine.capture_sigterm)

@@ -324,3 +324,13 @@ def test_check_config_warns_of_a_step_cap_below_min_steps():
     assert out.returncode == 0, out.stderr
     warned = [line for line in out.stderr.splitlines() if "below train.min_steps" in line]
     assert len(warned) == 1 and "train.max_steps 300" in warned[0], out.stderr
+
+
+def test_check_config_warns_of_decimal_comma_with_a_comma_delimiter():
+    out = rsft("check-config", "--config", "examples/factory.yaml", "--set", "ingest.sensors.decimal_comma=true")
+    assert out.returncode == 0, out.stderr
+    warned = [line for line in out.stderr.splitlines() if "decimal_comma" in line]
+    assert len(warned) == 1 and "use ';'" in warned[0], out.stderr
+    out = rsft("check-config", "--config", "examples/factory.yaml", "--set", "ingest.sensors.decimal_comma=true",
+               "--set", "ingest.sensors.delimiter=';'")
+    assert "decimal_comma" not in out.stderr, out.stderr
