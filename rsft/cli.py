@@ -170,8 +170,9 @@ def retrain(
                        json_out=json_out, pipeline=cfg.name)
     with console.status("running the nightly retrain flow (Prefect, embedded)…"):
         from flows.retrain import retrain as retrain_flow
+        from flows.signals import hold_in_flows
 
-        terminate.hold_in_flows()  # SIGTERM: stop at once (status 143), even mid-flow (rsft.terminate)
+        hold_in_flows()  # SIGTERM: stop at once (status 143), even mid-flow (rsft.terminate)
 
         try:
             summary = retrain_flow(config_path=str(Path(config).resolve()), overrides=_overrides(sets))
@@ -278,8 +279,9 @@ def ingest(
 
     terminate.describe(next_run="the next `rsft ingest` ingests the files this one did not finish")
     from flows.ingest import ingest_datasets
+    from flows.signals import hold_in_flows
 
-    terminate.hold_in_flows()  # SIGTERM: stop at once (status 143), even mid-flow (rsft.terminate)
+    hold_in_flows()  # SIGTERM: stop at once (status 143), even mid-flow (rsft.terminate)
     from rsft.pipeline.data import check_files
     from rsft.pipeline.layout import ingest_sources
     from rsft.pipeline.targets import AGAIN, mostly_quarantined, unlike_earlier_files
@@ -501,8 +503,9 @@ def serve(config: str = ConfigOpt) -> None:
     terminate.describe(next_run="a night or ingest it was running is finished by the next one (rsft serve again, "
                                 "or rsft retrain / rsft ingest)")
     from flows.serve import serve_deployments
+    from flows.signals import hold_in_runner
 
-    terminate.hold_in_runner()  # SIGTERM: stop at once (status 143), its flow runs' processes stopped too (rsft.terminate)
+    hold_in_runner()  # SIGTERM: stop at once (status 143), its flow runs' processes stopped too (rsft.terminate)
 
     serve_deployments(str(Path(config).resolve()))
     console.print(f"served {cfg.name}")

@@ -103,35 +103,3 @@ def install(command: str = "rsft") -> None:
 def describe(*, next_run: str = "", json_out: Path | None = None, pipeline: str | None = None) -> None:
     """What the line says about the next run, and where ``--json-out`` writes the error."""
     _context.update(next=next_run, json_out=json_out, pipeline=pipeline)
-
-
-def hold_in_flows() -> None:
-    """Keep :func:`stop` as the SIGTERM handler while a flow runs in this process.
-
-    Prefect's flow engine installs its own handler for the run (``capture_sigterm``, which
-    raises ``TerminationSignal``) and restores the previous one after; it installs the function
-    named ``_prefect_sigterm_handler``, looked up when it does. Naming :func:`stop` so makes the
-    engine install (and recognise) this handler instead. Only for the ``rsft`` command's own
-    process: a flow run that ``rsft serve``'s runner starts keeps Prefect's handling (its
-    cancellation uses it)."""
-    try:
-        from prefect.utilities import engine
-    except ImportError:  # noqa: BLE001
-        return
-    if hasattr(engine, "_prefect_sigterm_handler"):
-        engine._prefect_sigterm_handler = stop  # type: ignore[attr-defined]
-
-
-def hold_in_runner() -> None:
-    """``rsft serve``: SIGTERM stops the process as :func:`stop` says, the flow runs it started
-    (subprocesses) and the ephemeral server included, instead of Prefect's runner handler (which
-    exits 0 after a stop that, in Prefect 3.8, is never awaited and may leave a run's process)."""
-    try:
-        from prefect.runner import Runner
-    except ImportError:  # noqa: BLE001
-        return
-
-    def handle_sigterm(self: Any, *args: Any, **kwargs: Any) -> None:
-        stop(signal.SIGTERM)
-
-    Runner.handle_sigterm = handle_sigterm  # type: ignore[method-assign]

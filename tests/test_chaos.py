@@ -266,7 +266,7 @@ def test_a_retrain_stopped_by_sigterm_reruns_to_the_unkilled_result(tmp_path):
 
 
 def test_prefects_private_sigterm_hook_is_still_there():
-    """rsft.terminate.hold_in_flows swaps Prefect's private ``_prefect_sigterm_handler`` (looked up
+    """flows.signals.hold_in_flows swaps Prefect's private ``_prefect_sigterm_handler`` (looked up
     by ``capture_sigterm`` when a flow starts) for rsft's; a Prefect upgrade that renames it would
     silently bring back trial 7's hang after a SIGTERM — this fails first."""
     import inspect
