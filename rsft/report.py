@@ -124,7 +124,11 @@ def two_sample_auc(a: np.ndarray, b: np.ndarray, seed: int = 0, max_iter: int = 
     return binary_auroc(y[split:], s)
 
 
-def ngram_kl_reduction(target_ids: Any, pool_ids: Any, selected_ids: Any, buckets: int, smoothing: float = 1.0) -> dict[str, float]:
+KL_SMOOTHING = 1.0  # pseudo-count per bucket of the report's n-gram distributions
+
+
+def ngram_kl_reduction(target_ids: Any, pool_ids: Any, selected_ids: Any, buckets: int,
+                       smoothing: float = KL_SMOOTHING) -> dict[str, float]:
     """DSIR's KL reduction: KL(target ‖ pool) − KL(target ‖ selected) over smoothed hashed n-gram
     bucket distributions (nats; positive = the selection moved the bag of n-grams toward the target).
     Ids in any shape ``rsft.density.ngram.as_flat`` accepts."""
@@ -483,20 +487,21 @@ def _text_stats(target_df: pl.DataFrame, pool_sample_df: pl.DataFrame, selected_
     trial 8's 800 documents read 0.28 at random against the whole pool's 0.26). With the pool
     sample's ``log_w_pool``: ``log_w_length_spearman``, the rank correlation of log w with a
     document's n-gram count (a sum over n-grams can rank by length rather than by kind)."""
+    from rsft.density.ngram import as_flat, bucket_log_probs, kl
     from rsft.features import hashed_ngram_ids
 
     def ids(df):
         expr = hashed_ngram_ids(pl.col(feature_cfg.text_column), feature_cfg.text_buckets, feature_cfg.text_ngrams)
         return df.select(expr.alias("ids"))["ids"]
 
-    pool_ids = ids(pool_sample_df)
-    out = ngram_kl_reduction(ids(target_df), pool_ids, ids(selected_df), feature_cfg.text_buckets)
+    target_ids, pool_ids = ids(target_df), ids(pool_sample_df)
+    out = ngram_kl_reduction(target_ids, pool_ids, ids(selected_df), feature_cfg.text_buckets)
     n = selected_df.height
     if 0 < n < pool_sample_df.height:  # the mean of a few seeded draws (one draw is noisy at small n)
-        rng, target_ids = np.random.default_rng(seed), ids(target_df)
-        draws = [ngram_kl_reduction(target_ids, pool_ids, pool_ids.gather(pl.Series(rng.choice(pool_sample_df.height, n,
-                                                                                                replace=False))),
-                                    feature_cfg.text_buckets)["kl_target_selected"] for _ in range(RANDOM_DRAWS)]
+        rng, buckets = np.random.default_rng(seed), feature_cfg.text_buckets
+        lp_t = bucket_log_probs(as_flat(target_ids)[0], buckets, KL_SMOOTHING)  # as ngram_kl_reduction's, once
+        draws = [kl(lp_t, bucket_log_probs(as_flat(pool_ids.gather(pl.Series(rng.choice(pool_sample_df.height, n, replace=False))))[0],
+                                           buckets, KL_SMOOTHING)) for _ in range(RANDOM_DRAWS)]
         out["kl_target_random"] = float(np.mean(draws))
     if log_w_pool is not None and len(log_w_pool) > 2:
         lengths, ok = pool_ids.list.len().fill_null(0).to_numpy().astype(np.float64), np.isfinite(log_w_pool)
