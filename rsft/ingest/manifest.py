@@ -94,6 +94,14 @@ def _manifest(dataset_dir: str | Path) -> dict[str, dict]:
     return out
 
 
+def read_entry(dataset_dir: str | Path, digest: str) -> dict:
+    """One file's manifest entry ({} when it has none, or it cannot be read)."""
+    try:
+        return json.loads((Path(dataset_dir) / "_manifest" / f"{digest}.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def _write_entry(dataset_dir: Path, digest: str, entry: dict) -> None:
     """A file's manifest entry, written atomically and last: the file counts as done only now."""
     atomic_write_text(dataset_dir / "_manifest" / f"{digest}.json", json.dumps(entry))

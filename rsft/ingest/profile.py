@@ -13,7 +13,6 @@ it among their own references).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from rsft.ingest.manifest import _manifest, _write_entry, data_parts
+from rsft.ingest.manifest import _manifest, _write_entry, data_parts, read_entry
 
 PROFILE_VERSION = 2
 MAX_GROUPS = 64  # a file's machines/sites recorded (more: it is compared with every file)
@@ -123,11 +122,8 @@ def _record(dataset_dir: str | Path, d: str, entry: dict, **fields) -> None:
     from rsft.ingest.unique import dataset_lock
 
     with dataset_lock(Path(dataset_dir)):  # an ingest publishing this file's entry meanwhile waits, or wins
-        try:
-            current = json.loads((Path(dataset_dir) / "_manifest" / f"{d}.json").read_text())
-        except (OSError, ValueError):
-            return
-        if current.get("outputs") == entry.get("outputs"):
+        current = read_entry(dataset_dir, d)
+        if current and current.get("outputs") == entry.get("outputs"):
             _write_entry(Path(dataset_dir), d, {**current, **fields})
 
 

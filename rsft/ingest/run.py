@@ -22,7 +22,7 @@ from rsft import progress as _progress
 from rsft.config import ContractConfig
 from rsft.fsio import temp_path
 from rsft.ingest.manifest import (_forget_path, _manifest, _part_stem, _write_entry, contract_dtypes, data_stem,
-                                  local_outputs, quarantine_part, retyped_parts)
+                                  local_outputs, quarantine_part, read_entry, retyped_parts)
 from rsft.ingest.plan import FilePlan, plan_ingest
 from rsft.ingest.readers import _drop_blank_lines, _name_short_last_record, _read_jsonl, _scan_parquet, _scan_text_table, is_ragged_error
 from rsft.ingest.results import FileError, FileResult, IngestSummary
@@ -116,7 +116,7 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
             rows_ok, rows_bad = rows_ok - moved, rows_bad + moved
         _forget_path(dataset_dir, plan.path, plan.digest)
         # this file ingested before (another contract), under this dataset dir as it is now
-        prev = _entry(dataset_dir, plan.digest)
+        prev = read_entry(dataset_dir, plan.digest)
         before = [str(p) for p in local_outputs(dataset_dir, prev)]
         outputs = _publish_parts(staged, work.staging, dataset_dir / "data")
         qpart = quarantine_part(dataset_dir, plan.digest)
@@ -149,13 +149,6 @@ def _ingest_file(plan: FilePlan, dataset_dir: str | Path, contract: ContractConf
                       key_conflicts=entry["unique"]["conflict_rows"] if "unique" in entry else None)
 
 
-def _entry(dataset_dir: Path, digest: str) -> dict:
-    try:
-        return json.loads((dataset_dir / "_manifest" / f"{digest}.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 REINGEST_FAILED = "not ingested again under the contract's new column types: its rows stay as ingested before"
 AGAIN_FAILED = "not ingested again: its rows stay as ingested before"
 
@@ -179,7 +172,7 @@ def _failed(plan: FilePlan, e: Exception, dataset_dir: Path | None = None) -> Fi
     if plan.reingest and dataset_dir is not None:
         # nothing is lost: its parts of the old types and its entry stay; new-typed parts an earlier
         # killed attempt published go (the pipeline stops a night whose dataset would mix types)
-        listed = [str(p) for p in local_outputs(dataset_dir, _entry(Path(dataset_dir), plan.digest))]
+        listed = [str(p) for p in local_outputs(dataset_dir, read_entry(dataset_dir, plan.digest))]
         for p in retyped_parts(dataset_dir, plan.digest, listed):
             p.unlink(missing_ok=True)
         msg += f" ({AGAIN_FAILED if plan.again else REINGEST_FAILED})"
@@ -212,10 +205,7 @@ def _resolve_keys(plan: FilePlan, dataset_dir: Path, contract: ContractConfig, k
 def _not_ingested(plan: FilePlan, dataset_dir: Path) -> FileResult:
     """The result of a file the plan skips (done before) or leaves out (a duplicate of another)."""
     if plan.action == "skip":  # its own manifest entry (not the whole manifest: once per skipped file)
-        try:
-            entry = json.loads((dataset_dir / "_manifest" / f"{plan.digest}.json").read_text())
-        except (OSError, ValueError):
-            entry = {}
+        entry = read_entry(dataset_dir, plan.digest)
         return FileResult(plan.name, plan.digest, "skipped", rows_total=entry.get("rows_total"), rows_ok=0, rows_quarantined=0)
     return FileResult(plan.name, plan.digest, "duplicate", rows_total=None, rows_ok=0, rows_quarantined=0,
                       duplicate_of=plan.duplicate_of)
