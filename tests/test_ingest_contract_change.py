@@ -297,9 +297,9 @@ def test_a_failed_reingest_leaves_another_process_s_new_parts_alone(tmp_path):
     import threading
     import time
 
-    from rsft.ingest.manifest import _write_entry, contract_dtypes, data_stem
+    from rsft.ingest.manifest import _write_entry, contract_dtypes, data_stem, read_entry
     from rsft.ingest.plan import FilePlan, file_digest
-    from rsft.ingest.run import _entry, _ingest_file
+    from rsft.ingest.run import _ingest_file
     from rsft.ingest.unique import dataset_lock
 
     raw, ds = _exports(tmp_path, (1,))
@@ -318,7 +318,7 @@ def test_a_failed_reingest_leaves_another_process_s_new_parts_alone(tmp_path):
         t.start()
         time.sleep(1.0)
         assert t.is_alive()  # the failed re-ingest waits for the lock before cleaning up
-        entry = _entry(ds, digest)
+        entry = read_entry(ds, digest)
         _write_entry(ds, digest, {**entry, "outputs": [*entry["outputs"], str(theirs)]})
     t.join(30)
     assert results and results[0].status == "failed"
