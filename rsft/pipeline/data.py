@@ -237,19 +237,20 @@ def load_target(cfg: PipelineConfig, which: str = TARGET_SAMPLE) -> pl.DataFrame
     return lf.filter(pl.col(f.label).is_not_null()).collect()
 
 
-def holdout_identity(cfg: PipelineConfig) -> tuple[list[str], pl.DataFrame]:
+def holdout_identity(cfg: PipelineConfig, holdout: pl.DataFrame | None = None) -> tuple[list[str], pl.DataFrame]:
     """What identifies a hold-out row in the pool, and the hold-out's values of it: the pool
     contract's ``unique`` key, else its ``key``, else ``features.group`` and ``time_column``, else
     every raw model input and the label — the same example. Exports and hold-outs come from the same
     historian: the hold-out's readings are in the pool too, and rows the challenger trained on
-    must not judge it (:func:`without_holdout`)."""
+    must not judge it (:func:`without_holdout`). ``holdout``: the hold-out when already read."""
     from rsft.features import rolling_names
 
     f = cfg.features
-    try:
-        holdout = load_target(cfg, TARGET_HOLDOUT)
-    except (ValueError, FileNotFoundError):  # no hold-out rows (`rsft adapt --config` without one): none to leave out
-        return [], pl.DataFrame()
+    if holdout is None:
+        try:
+            holdout = load_target(cfg, TARGET_HOLDOUT)
+        except (ValueError, FileNotFoundError):  # no hold-out rows (`rsft adapt --config` without one): none to leave out
+            return [], pl.DataFrame()
     c = getattr(cfg.ingest, pool_dataset(cfg), None)
     cols = list((c.unique or c.key) if c is not None else [])
     if not cols or any(k not in holdout.columns for k in cols):  # the machine and its time, else the example

@@ -220,17 +220,17 @@ HOLDOUT_OUTSIDE_WARN = 0.10
 
 
 def holdout_warnings(cfg: PipelineConfig) -> list[str]:
-    """The gate judges on conditions the target sample does not show: a numeric feature on which
-    more than :data:`HOLDOUT_OUTSIDE_WARN` of the hold-out rows lie outside the target sample's
-    [min, max] (trial 6: the November sample's coldest hour was 28 °F, 344 December hold-out rows
-    were colder, and the champion's error there was 3× its error elsewhere)."""
-    from rsft.pipeline.data import load_target
-
-    from rsft.pipeline.data import holdout_identity, without_holdout
+    """What makes the gate's comparison unfair, from the target sample and the hold-out: sample
+    rows that are hold-out rows; sample rows repeating each other (> 5 %); a numeric feature on
+    which more than :data:`HOLDOUT_OUTSIDE_WARN` of the hold-out rows lie outside the target
+    sample's [min, max] (trial 6: the November sample's coldest hour was 28 °F, 344 December
+    hold-out rows were colder, and the champion's error there was 3× its error elsewhere). Each file
+    is read once."""
+    from rsft.pipeline.data import holdout_identity, load_target, without_holdout
 
     f = cfg.features
-    target = load_target(cfg, TARGET_SAMPLE)
-    identity = holdout_identity(cfg)
+    target, holdout = load_target(cfg, TARGET_SAMPLE), load_target(cfg, TARGET_HOLDOUT)
+    identity = holdout_identity(cfg, holdout)
     shared = target.height - without_holdout(target, identity).height
     out = ([f"{shared:,} of the target sample's {target.height:,} rows are hold-out rows too (same {', '.join(identity[0])}): "
             "the fine-tune trains on rows the gate judges it on — export the sample and the hold-out from "
@@ -248,7 +248,7 @@ def holdout_warnings(cfg: PipelineConfig) -> list[str]:
     cols = [] if f.kind == "text" else list(f.numeric)
     if not cols:
         return out
-    return out + range_warnings(target, load_target(cfg, TARGET_HOLDOUT), cols)
+    return out + range_warnings(target, holdout, cols)
 
 
 def range_warnings(t, h, cols: list[str]) -> list[str]:
