@@ -432,8 +432,10 @@ def promote(
                                              help="Override a config value: --set data.target_holdout=holdout_2012-02.parquet "
                                                   "(the hold-out the versions are scored on; repeatable; YAML values)."),
 ) -> None:
-    """Manually promote a version (scored against the champion on the target hold-out unless --force;
-    the output line and the version's event name the hold-out file(s))."""
+    """Manually promote a version, scored against the champion on the target hold-out.
+
+    Unless --force, the version must pass the nightly promotion gate against the champion; the output line and the
+    version's event name the hold-out file(s) it was judged on."""
     from dataclasses import replace
 
     from rsft.pipeline import evaluate_frame, load_target
@@ -476,8 +478,9 @@ def _holdout_files(cfg: PipelineConfig) -> str:
 
 @app.command()
 def rollback(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
-    """Make previous-champion the champion again (and the current champion previous-champion; nothing is
-    scored: `rsft promote --version N` judges a version on the hold-out)."""
+    """Make previous-champion the champion again; the current champion becomes previous-champion.
+
+    Nothing is scored: `rsft promote --version N` judges a version on the hold-out."""
     from rsft.tracking import registry
 
     cfg = _load(config, sets)
