@@ -52,6 +52,7 @@ class HistoryReport:
     dry_run: bool = False
     kept_days: list[str] = field(default_factory=list)  # the UTC dates whose runs are kept, newest first
     cutoff: datetime | None = None  # finished nights meant to start before it go (None: fewer days than keep_nights)
+    nights: list[dict[str, Any]] = field(default_factory=list)  # each old night's top-level run: name, state, started, subflows
     runs: list[dict[str, str]] = field(default_factory=list)  # name, state, started (UTC) of each deleted run
     artifacts: int = 0
     logs_pending: int = 0  # runs whose logs Prefect had not deleted yet when we stopped waiting
@@ -269,6 +270,7 @@ def prune(keep_nights: int, *, dry_run: bool = False, vacuum: Vacuum = "full", l
             rep.more_left, nights = True, nights[:limit]
         runs = [r for night in nights for r in reversed(night)]  # sub-flow runs before their night
         rep.runs = [_describe(r) for r in runs]
+        rep.nights = [{**_describe(night[0]), "subflows": len(night) - 1} for night in nights]
         if dry_run:
             return rep
         if runs:
@@ -296,5 +298,5 @@ def after_night(keep_nights: int) -> str:
         return f"failed: {type(e).__name__}: {e}"
     size = (f"; database {human_bytes(rep.bytes_before)} → {human_bytes(rep.bytes_after)}"
             if rep.bytes_before is not None and rep.bytes_after is not None else "")
-    return (f"deleted {len(rep.runs)} flow run(s) older than the newest {keep_nights} nights"
+    return (f"deleted {len(rep.nights)} night(s) older than the newest {keep_nights} ({len(rep.runs)} flow runs)"
             + ("; more next night" if rep.more_left else "") + size)

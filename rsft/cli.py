@@ -1098,15 +1098,16 @@ def _show_history(rep, verb: str) -> None:
 
     if rep is None:
         return
-    kept = (f"the newest {len(rep.kept_days)} night(s) kept ({rep.kept_days[-1]} to {rep.kept_days[0]})"
+    kept = (f"the newest {len(rep.kept_days)} night(s) ({rep.kept_days[-1]} to {rep.kept_days[0]})"
             if rep.kept_days else "no night yet")
-    _line(console, f"{verb} {len(rep.runs)} Prefect flow run(s) of older nights, with their task runs, states, "
-                   f"logs and {'their' if rep.dry_run else rep.artifacts} artifact(s); {kept}"
+    _line(console, f"{verb} {len(rep.nights)} old night(s) of Prefect history — {len(rep.runs)} flow run(s) with their "
+                   f"task runs, states, logs and {'artifacts' if rep.dry_run else f'{rep.artifacts} artifact(s)'}; "
+                   f"kept: {kept}"
           + (f"; {rep.logs_pending} run(s)' logs still being deleted by Prefect" if rep.logs_pending else ""))
-    for r in rep.runs[:5]:
-        _line(console, f"    {r['name']}  ({r['state'].lower()}, {r['started']} UTC)")
-    if len(rep.runs) > 5:
-        _line(console, f"    … and {len(rep.runs) - 5} more")
+    for n in rep.nights[:5]:
+        _line(console, f"    {n['name']}  ({n['state'].lower()}, {n['started']} UTC; {n['subflows']} sub-flow runs)")
+    if len(rep.nights) > 5:
+        _line(console, f"    … and {len(rep.nights) - 5} more")
     if rep.db is None:
         _line(console, "Prefect database: a Prefect server's (PREFECT_API_URL): pruned through its API; its space is "
                        "the server's (its db_vacuum service, the database's own vacuum)")

@@ -83,6 +83,7 @@ def test_old_finished_nights_go_whole_the_newest_and_unfinished_stay(prefect_har
         assert rep.db is None and "server" in rep.vacuum  # the harness is a server: the API only
         assert rep.kept_days == [(day0 - timedelta(days=d)).date().isoformat() for d in (1, 2, 3)]
         assert len(rep.runs) == len(dry.runs) == len(gone) and rep.runs == dry.runs and rep.artifacts == len(gone)
+        assert [n["started"][:10] for n in rep.nights] == [(day0 - timedelta(days=d)).date().isoformat() for d in (6, 4)]
         assert _flow_runs(client, gone | stay) == stay
         assert _children(client, gone) == (0, 0, 0) and rep.logs_pending == 0
         assert _children(client, ids[3]) == (2 * 2 + 2, 2 * 2 * 2, 3)  # (+ the sub-flows' parent task runs)
@@ -138,8 +139,8 @@ def test_rsft_gc_prunes_and_vacuums_the_embedded_database(tmp_path):
     assert out["db"] == str(tmp_path / "state" / "prefect" / "prefect.db")
     (dry_code, dry, dry_bytes), (code, text, after) = out["dry"], out["gc"]
     assert dry_code == 0 and code == 0, (dry, text)
-    assert "would remove 8 Prefect flow run(s)" in dry and "the newest 2 night(s) kept" in dry, dry
-    assert "removed 8 Prefect flow run(s)" in text and "VACUUM" in text and "auto_vacuum=incremental" in text, text
+    assert "would remove 2 old night(s) of Prefect history — 8 flow run(s)" in dry and "kept: the newest 2 night(s)" in dry, dry
+    assert "removed 2 old night(s) of Prefect history — 8 flow run(s)" in text and "VACUUM" in text and "auto_vacuum=incremental" in text, text
     assert after < dry_bytes / 2, (dry_bytes, after)  # the -wal file (MBs) truncated, the deleted rows' pages freed
     assert out["auto_vacuum"] == 2
     runs, vacuum, free = out["night"]
