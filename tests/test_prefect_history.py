@@ -145,3 +145,43 @@ def test_rsft_gc_prunes_and_vacuums_the_embedded_database(tmp_path):
     assert out["auto_vacuum"] == 2
     runs, vacuum, free = out["night"]
     assert runs == 4 and vacuum.startswith("incremental_vacuum") and free == 0, out["night"]
+
+
+def test_a_real_nights_nested_sub_flow_runs_go_with_it(prefect_harness):
+    """Flows run by Prefect's engine (not made through the API): a night with two sub-flow runs,
+    each with a sub-flow run of its own, task runs, logs and an artifact. The night is found with
+    all 5 runs, and deleting it leaves no task run, log or artifact of any of them."""
+    from prefect import flow, get_client, get_run_logger, task
+    from prefect.artifacts import create_markdown_artifact
+
+    from flows.history import _delete, old_nights
+
+    tag = uuid.uuid4().hex[:8]
+
+    @task
+    def chunk(i: int) -> int:
+        get_run_logger().warning("chunk %d", i)  # WARNING: sent to the API whatever the test's log level
+        create_markdown_artifact(f"chunk {i}")
+        return i
+
+    @flow(name=f"inner-{tag}")
+    def inner() -> int:
+        return chunk(1)
+
+    @flow(name=f"mid-{tag}")
+    def mid() -> int:
+        return inner() + chunk(2)
+
+    @flow(name=f"night-{tag}")
+    def night() -> int:
+        return mid() + mid()
+
+    assert night() == 6
+    with get_client(sync_client=True) as client:
+        found = old_nights(client, datetime.now(timezone.utc) + timedelta(seconds=1), (f"night-{tag}",))
+        assert len(found) == 1 and len(found[0]) == 5, found
+        ids = {r.id for r in found[0]}
+        assert _children(client, ids)[1:] == (4, 4) and _children(client, ids)[0] >= 4
+        artifacts, pending = _delete(client, found[0])
+        assert artifacts == 4 and pending == 0
+        assert _flow_runs(client, ids) == set() and _children(client, ids) == (0, 0, 0)
