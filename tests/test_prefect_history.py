@@ -107,8 +107,9 @@ db = database_file()
 out = {"db": str(db)}
 dry = CliRunner().invoke(app, ["gc", "--config", sys.argv[1], "--keep-nights", "2", "--dry-run"])
 out["dry"] = (dry.exit_code, " ".join(dry.output.split()), file_bytes(db))
-res = CliRunner().invoke(app, ["gc", "--config", sys.argv[1], "--keep-nights", "2"])
+res = CliRunner().invoke(app, ["gc", "--config", sys.argv[1], "--keep-nights", "2", "--json", sys.argv[2]])
 out["gc"] = (res.exit_code, " ".join(res.output.split()), file_bytes(db))
+out["json"] = json.load(open(sys.argv[2]))["prefect_history"]
 con = sqlite3.connect(db)
 out["auto_vacuum"] = con.execute("PRAGMA auto_vacuum").fetchone()[0]
 con.close()
@@ -132,7 +133,7 @@ def test_rsft_gc_prunes_and_vacuums_the_embedded_database(tmp_path):
     env = {**os.environ, "RSFT_STATE_DIR": str(tmp_path / "state"), "PREFECT_HOME": str(tmp_path / "state" / "prefect"),
            "PYTHONPATH": str(REPO), "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
     env.pop("PREFECT_API_URL", None)
-    proc = subprocess.run([sys.executable, "-c", _EMBEDDED, str(cfg)], env=env, cwd=REPO, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", _EMBEDDED, str(cfg), str(tmp_path / "gc.json")], env=env, cwd=REPO, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -143,6 +144,9 @@ def test_rsft_gc_prunes_and_vacuums_the_embedded_database(tmp_path):
     assert "removed 2 old night(s) of Prefect history — 8 flow run(s)" in text and "VACUUM" in text and "auto_vacuum=incremental" in text, text
     assert after < dry_bytes / 2, (dry_bytes, after)  # the -wal file (MBs) truncated, the deleted rows' pages freed
     assert out["auto_vacuum"] == 2
+    history = out["json"]  # `--json`: what went, the kept days, the sizes
+    assert len(history["nights"]) == 2 and len(history["runs"]) == 8 and history["bytes_after"] < history["bytes_before"] / 2
+    assert len(history["kept_days"]) == 2 and history["cutoff"].startswith(history["kept_days"][-1])
     runs, vacuum, free = out["night"]
     assert runs == 4 and vacuum.startswith("incremental_vacuum") and free == 0, out["night"]
 
