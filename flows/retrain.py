@@ -12,6 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 
 from flows.crashed import claim_and_close
 from flows.finetune import finetune_selected
+from flows.history import after_night as prune_history
 from flows.publish import publish_decision, publish_selection
 from flows.ingest import ingest_datasets
 from flows.select import select_rows
@@ -21,7 +22,12 @@ from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
 from rsft.pipeline.summary import mlflow_line
 from rsft.readable import counts, human
 
-PREFECT_STEPS = Steps(ingest=ingest_datasets, select=select_rows, finetune=finetune_selected)
+def _history(cfg: PipelineConfig) -> str:
+    """The night's retention of the Prefect history (flows/history.py), ``state.keep_nights`` nights."""
+    return prune_history(cfg.state.keep_nights)
+
+
+PREFECT_STEPS = Steps(ingest=ingest_datasets, select=select_rows, finetune=finetune_selected, history=_history)
 
 
 def _steps(seen: dict[str, Any]) -> Steps:
@@ -48,7 +54,7 @@ def _steps(seen: dict[str, Any]) -> Steps:
         publish_decision(result)
         return result
 
-    return Steps(ingest=ingest, select=select, finetune=finetune)
+    return Steps(ingest=ingest, select=select, finetune=finetune, history=_history)
 
 
 def _night_name() -> str:

@@ -246,6 +246,7 @@ _RETRAIN_LABELS = {
     "holdout_rows_left_out": "hold-out rows in the selection",
     "base_model_fit": "base model (first night) fit",
     "final_fit": "final model fit",
+    "prefect_history": "Prefect history (old nights' flow runs)",
 }
 
 
@@ -1027,7 +1028,8 @@ def gc(
 ) -> None:
     """Remove old nights' intermediates no registered version needs, saying what is kept and why.
 
-    Runs, replaced kept-pool days and old manifests go; ingested data and MLflow are never touched."""
+    Runs, replaced kept-pool days and old manifests go, and older nights' Prefect flow runs (the
+    database then vacuumed); ingested data and MLflow are never touched."""
     from rsft.pipeline import gc as gc_mod
     from rsft.pipeline.layout import night_lock, state
     from rsft.state import disk_usage, human_bytes
@@ -1038,6 +1040,7 @@ def gc(
     try:
         with night_lock(cfg):  # not while a night of this pipeline runs on this state dir
             rep = gc_mod.collect(cfg, keep_nights=keep_nights, dry_run=dry_run)
+            history = _prune_history(keep_nights or cfg.state.keep_nights, dry_run)
     except ValueError as e:
         _fail(str(e))
     root = state(cfg).root
@@ -1070,12 +1073,50 @@ def gc(
             _line(console, f"    {rel(i.path)}" + (f"  (written {w})" if (w := written(i.path)) else ""))
         if len(items) > 5:
             _line(console, f"    … and {len(items) - 5} more")
+    _show_history(history, verb)
     after = disk_usage(state(cfg), cfg.name)["total"]
     _line(console, f"state dir {root}: {human_bytes(before)} before, {human_bytes(after)} after"
           + (f" ({human_bytes(rep.bytes_removed)} would be freed)" if dry_run else "")
           + "; ingested data and MLflow (registered models) are never removed")
     if json_out:
-        json_out.write_text(strict_json(rep.to_dict()))
+        json_out.write_text(strict_json({**rep.to_dict(), "prefect_history": history.to_dict() if history else None}))
+
+
+def _prune_history(keep_nights: int, dry_run: bool):
+    """The Prefect history's retention (flows/history.py; rsft never imports prefect itself),
+    None when Prefect cannot be reached (said on one line: the state dir's gc is done)."""
+    from flows.history import prune
+
+    try:
+        return prune(keep_nights, dry_run=dry_run)
+    except Exception as e:  # noqa: BLE001 - e.g. a Prefect server that does not answer
+        _line(err, f"[yellow]warning[/] Prefect history not pruned: {type(e).__name__}: "
+                   f"{escape(str(e).splitlines()[0] if str(e) else '')}", markup=True)
+        return None
+
+
+def _show_history(rep, verb: str) -> None:
+    """What the Prefect history's retention deleted (or would), and the database before and after."""
+    from rsft.state import human_bytes
+
+    if rep is None:
+        return
+    kept = (f"the newest {len(rep.kept_days)} night(s) ({rep.kept_days[-1]} to {rep.kept_days[0]})"
+            if rep.kept_days else "no night yet")
+    _line(console, f"{verb} {len(rep.nights)} old night(s) of Prefect history — {len(rep.runs)} flow run(s) with their "
+                   f"task runs, states, logs and {'artifacts' if rep.dry_run else f'{rep.artifacts} artifact(s)'}; "
+                   f"kept: {kept}"
+          + (f"; {rep.logs_pending} run(s)' logs still being deleted by Prefect" if rep.logs_pending else ""))
+    for n in rep.nights[:5]:
+        _line(console, f"    {n['name']}  ({n['state'].lower()}, {n['started']} UTC; {n['subflows']} sub-flow runs)")
+    if len(rep.nights) > 5:
+        _line(console, f"    … and {len(rep.nights) - 5} more")
+    if rep.db is None:
+        _line(console, "Prefect database: a Prefect server's (PREFECT_API_URL): pruned through its API; its space is "
+                       "the server's (its db_vacuum service, the database's own vacuum)")
+    elif rep.bytes_before is not None:
+        _line(console, f"Prefect database {rep.db}: {human_bytes(rep.bytes_before)} before"
+              + (f", {human_bytes(rep.bytes_after)} after ({rep.vacuum})" if rep.bytes_after is not None else ""))
 
 
 @app.command("check-config")

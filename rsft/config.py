@@ -44,9 +44,11 @@ class StateConfig(_Model):
     # MLflow experiment name
     experiment: str = "rsft"
     # `rsft gc` keeps the intermediates (runs/<key>/, kept-pool manifests) of this many newest
-    # nights whole; older ones only where a registered version with an alias needs them
+    # nights whole; older ones only where a registered version with an alias needs them. Prefect's
+    # history too: the flow runs of this many newest days with a night are kept, older ones go
     keep_nights: int = Field(7, ge=1)
-    # run that retention at the end of every night (the summary's `gc` line); false = only `rsft gc`
+    # run that retention at the end of every night (the summary's `gc` and, under Prefect,
+    # `prefect_history` lines); false = only `rsft gc`
     gc_after_night: bool = True
 
     @field_validator("ui_url")

@@ -50,6 +50,8 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     write_synthetic(cfg.synth, raw, night=1)
     s1 = retrain(config_path=str(cfg_path))
     assert s1["warm_start"] == "base"
+    # the night's retention of the Prefect history ran (every run of this session is today's: none is old)
+    assert s1["prefect_history"].startswith("deleted 0 night(s) older than the newest 7 (0 flow runs)"), s1["prefect_history"]
     # the base model was trained to convergence on the pool; the summary says how far
     base_fit, final_fit = s1["base_model_fit"], s1["final_fit"]  # numbers (the CLI prints a line)
     assert base_fit["steps"] > 0 and base_fit["loss"] == "mse" and final_fit["planned_steps"] >= final_fit["steps"] > 0

@@ -3,6 +3,9 @@ version needs, and says what it keeps and why.
 
 Never touched: the ingested datasets (the history itself), MLflow (``mlflow.db``,
 ``mlartifacts/``: the registered models, their scorers and reports), Prefect's home, locks.
+(Prefect's history — old nights' flow runs in its database — has its own retention with the same
+``keep_nights``, in ``flows/history.py``: rsft never imports prefect; ``rsft gc`` and the Prefect
+night run both.)
 
 Under ``data/<pipeline>/``:
 

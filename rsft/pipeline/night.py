@@ -37,6 +37,9 @@ class Steps:
     select: Callable[[PipelineConfig], Selection] = select_local
     # (cfg, the pool's ingest, the selection, when the night began: the MLflow run's start time)
     finetune: Callable[[PipelineConfig, DatasetIngest | None, Selection, float | None], Finetuned] = finetune_stage
+    # the retention of the orchestrator's own history, with the state dir's (``state.gc_after_night``):
+    # a line for the summary. None: no orchestrator keeps one (LOCAL); flows/retrain.py: Prefect's
+    history: Callable[[PipelineConfig], str] | None = None
 
 
 LOCAL = Steps()
@@ -68,4 +71,6 @@ def _night(cfg: PipelineConfig, steps: Steps) -> dict[str, Any]:
         from rsft.pipeline.gc import after_night
 
         summary["gc"] = after_night(cfg)
+        if steps.history is not None:
+            summary["prefect_history"] = steps.history(cfg)
     return summary

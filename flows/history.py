@@ -1,0 +1,302 @@
+"""Retention of the Prefect history: the flow runs of old nights go, so the embedded Prefect
+database (``<state>/prefect/prefect.db``) stops growing (about 5 MB a night otherwise).
+
+Prefect's own ``db_vacuum`` service deletes old flow runs on a server, but not in ephemeral mode
+(``run_in_ephemeral=False``), the mode of an rsft state dir: rsft prunes through the Prefect
+client instead. The measure is ``state.keep_nights``, as for the state dir's intermediates
+(:mod:`rsft.pipeline.gc`): the history of the newest ``keep_nights`` days on which a top-level
+rsft flow run started (UTC dates of when it was meant to start, ``expected_start_time``: a night a
+day, the newest ``keep_nights`` nights) is kept; an older night goes whole — its top-level run and
+every sub-flow run under it — once all of them are finished (COMPLETED, FAILED, CANCELLED,
+CRASHED): a night with a run still RUNNING, PENDING, SCHEDULED or PAUSED is left whole. Deleting
+a flow run deletes its task runs and states (cascades) and, in the background, its logs (Prefect
+queues that; :func:`prune` waits for it); its artifacts are deleted first (Prefect leaves them).
+Never touched: deployments, schedules, work pools, concurrency limits, other flows' runs (a team
+server's), events (Prefect's own event vacuum keeps 7 days, in ephemeral mode too).
+
+Space: SQLite reuses the pages of deleted rows, so a pruned database stops growing at about
+``keep_nights + 1`` nights' size; the file only shrinks by a vacuum. ``rsft gc`` runs ``VACUUM``
+(no flow may run then: a night of another pipeline skips it) and switches the file to
+``auto_vacuum=INCREMENTAL``, after which the night's retention returns freed pages with a cheap
+``PRAGMA incremental_vacuum``. With a Prefect server (``PREFECT_API_URL``) only the API is used:
+the server's database and its space are its own (its ``db_vacuum`` service, Postgres autovacuum).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+log = logging.getLogger("rsft.flows")
+
+# the names of rsft's flows (flows/*.py; tests/test_prefect_history.py checks the list): only
+# their runs are pruned, a team server's other flows are not rsft's to delete
+RSFT_FLOWS = ("nightly-retrain", "ingest", "ingest-exports", "select", "sample-chunks", "finetune", "finetune-only")
+PAGE = 200  # the API's default page size
+TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
+LOGS_WAIT_S = 30.0  # how long to wait for Prefect's background deletion of the logs
+
+Vacuum = Literal["full", "incremental", "none"]
+
+
+@dataclass
+class HistoryReport:
+    """What the retention deleted (or, ``dry_run``, would delete) and the database's size."""
+
+    dry_run: bool = False
+    kept_days: list[str] = field(default_factory=list)  # the UTC dates whose runs are kept, newest first
+    cutoff: datetime | None = None  # finished nights meant to start before it go (None: fewer days than keep_nights)
+    nights: list[dict[str, Any]] = field(default_factory=list)  # each old night's top-level run: name, state, started, subflows
+    runs: list[dict[str, str]] = field(default_factory=list)  # name, state, started (UTC) of each deleted run
+    artifacts: int = 0
+    logs_pending: int = 0  # runs whose logs Prefect had not deleted yet when we stopped waiting
+    more_left: bool = False  # older nights left for the next time (``limit``)
+    db: str | None = None  # the SQLite file; None with a Prefect server
+    bytes_before: int | None = None
+    bytes_after: int | None = None
+    vacuum: str = ""  # what was done for space, in words
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dict(vars(self))
+        out["cutoff"] = self.cutoff.isoformat() if self.cutoff else None
+        return out
+
+
+def database_file() -> Path | None:
+    """The embedded server's SQLite file, or None with a Prefect server (``PREFECT_API_URL``) or
+    a non-SQLite database: then the space is not rsft's to reclaim."""
+    from prefect.settings import get_current_settings
+    from sqlalchemy.engine import make_url
+
+    from tasks.locks import prefect_server_configured
+
+    if prefect_server_configured():
+        return None
+    url = get_current_settings().server.database.connection_url
+    url = make_url(url.get_secret_value() if url is not None else "")
+    if not url.drivername.startswith("sqlite") or not url.database or url.database.startswith(":") \
+            or "memory" in url.database:
+        return None
+    return Path(url.database)
+
+
+def file_bytes(db: Path) -> int:
+    """The database with its write-ahead log and shared-memory index (all three take disk)."""
+    return sum(os.path.getsize(p) for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")) if p.exists())
+
+
+def _runs(client, flows: tuple[str, ...], *, nights: bool = False, before: datetime | None = None):
+    """The top-level flow runs of ``flows``, page by page, by when they were meant to start
+    (``expected_start_time``: a scheduled night's time, else when the run was created).
+    ``nights``: those that started, newest first; ``before``: the finished ones meant to start
+    before it (runs cancelled before they began too), oldest first."""
+    from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, FlowRunFilter,
+                                                FlowRunFilterExpectedStartTime, FlowRunFilterParentTaskRunId,
+                                                FlowRunFilterStartTime, FlowRunFilterState,
+                                                FlowRunFilterStateType)
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    f = FlowRunFilter(parent_task_run_id=FlowRunFilterParentTaskRunId(is_null_=True))
+    if nights:
+        f.start_time = FlowRunFilterStartTime(is_null_=False)
+        sort = FlowRunSort.EXPECTED_START_TIME_DESC
+    else:
+        f.expected_start_time = FlowRunFilterExpectedStartTime(before_=before)
+        f.state = FlowRunFilterState(type=FlowRunFilterStateType(any_=sorted(TERMINAL)))
+        sort = FlowRunSort.EXPECTED_START_TIME_ASC
+    offset = 0
+    while True:
+        page = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=list(flows))),
+                                     flow_run_filter=f, sort=sort, limit=PAGE, offset=offset)
+        yield from page
+        if len(page) < PAGE:
+            return
+        offset += PAGE
+
+
+def _subflows(client, run_id) -> list:
+    """Every sub-flow run under a flow run (the night's ingest, select, finetune, and theirs)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    out, level = [], [run_id]
+    while level:
+        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
+            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=level)), limit=PAGE)
+        out += children
+        level = [c.id for c in children]
+    return out
+
+
+def kept_days(client, keep_nights: int, flows: tuple[str, ...]) -> tuple[list[str], datetime | None]:
+    """The newest ``keep_nights`` UTC dates on which a top-level rsft flow run started, and the
+    cutoff: the earliest (expected) start on the oldest of them (None when there are not more
+    dates than that: nothing is old enough). Reads the newest runs only, however long the history."""
+    days: list[str] = []
+    cutoff = None
+    for run in _runs(client, flows, nights=True):
+        day = run.expected_start_time.astimezone(timezone.utc).date().isoformat()
+        if day not in days:
+            if len(days) == keep_nights:  # an older date: everything before the cutoff goes
+                return days, cutoff
+            days.append(day)
+        cutoff = run.expected_start_time
+    return days, None
+
+
+def old_nights(client, cutoff: datetime, flows: tuple[str, ...], limit: int | None = None) -> list[list]:
+    """The finished top-level runs meant to start before ``cutoff``, oldest first, each with its
+    sub-flow runs (``[top, *subflows]``): a night goes whole, so one with a sub-flow run not
+    finished (a killed night's, left RUNNING) is left whole. At most ``limit`` nights."""
+    nights = []
+    # the API's before_ is inclusive: the run that sets the cutoff stays
+    for top in _runs(client, flows, before=cutoff - timedelta(microseconds=1)):
+        tree = [top, *_subflows(client, top.id)]
+        if all(r.state_type is not None and r.state_type.value in TERMINAL for r in tree):
+            nights.append(tree)
+            if limit is not None and len(nights) == limit:
+                break
+    return nights
+
+
+def _delete(client, runs: list) -> tuple[int, int]:
+    """Delete the runs' artifacts, then the runs (task runs and states cascade); wait for
+    Prefect's background deletion of their logs. Returns (artifacts deleted, runs whose logs are
+    still there)."""
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, LogFilter, LogFilterFlowRunId
+    from prefect.exceptions import ObjectNotFound
+
+    artifacts, t0 = 0, time.monotonic()
+    ids = [r.id for r in runs]
+    for i in range(0, len(ids), PAGE):
+        batch = ids[i:i + PAGE]
+        while arts := client.read_artifacts(artifact_filter=ArtifactFilter(
+                flow_run_id=ArtifactFilterFlowRunId(any_=batch)), limit=PAGE):
+            for a in arts:
+                try:
+                    client.delete_artifact(a.id)
+                    artifacts += 1
+                except ObjectNotFound:  # deleted meanwhile
+                    pass
+        for run_id in batch:
+            try:
+                client.delete_flow_run(run_id)
+            except ObjectNotFound:
+                pass
+    log.debug("deleted %d runs, %d artifacts in %.1f s", len(ids), artifacts, time.monotonic() - t0)
+    deadline = time.monotonic() + LOGS_WAIT_S
+
+    def logs_of(ids: list) -> list:
+        return client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=ids)), limit=1)
+
+    while any(logs_of(ids[i:i + PAGE]) for i in range(0, len(ids), PAGE)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    pending = [i for i in ids if logs_of([i])] if time.monotonic() >= deadline else []
+    return artifacts, len(pending)
+
+
+def _describe(run) -> dict[str, str]:
+    when = run.expected_start_time
+    return {"name": run.name, "state": run.state_type.value if run.state_type else "",
+            "started": when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M") if when else ""}
+
+
+def _running(client, flows: tuple[str, ...]) -> int:
+    """How many rsft flow runs are RUNNING (a night of another pipeline on this state dir)."""
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, \
+        FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    return len(client.read_flow_runs(
+        flow_filter=FlowFilter(name=FlowFilterName(any_=list(flows))),
+        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))),
+        limit=1))
+
+
+def reclaim(db: Path, how: Vacuum) -> str:
+    """Return freed pages to the disk. ``full``: ``VACUUM`` (rewrites the file; switches it to
+    ``auto_vacuum=INCREMENTAL`` so later nights can use the cheap form), then the write-ahead log
+    truncated. ``incremental``: ``PRAGMA incremental_vacuum`` where the file is in that mode (a
+    short write, safe while Prefect writes); else nothing (the free pages are reused). A busy
+    database (another process mid-write past the timeout) is said, never raised."""
+    con = sqlite3.connect(db, timeout=30, isolation_level=None)
+    try:
+        free = con.execute("PRAGMA freelist_count").fetchone()[0]
+        mode = con.execute("PRAGMA auto_vacuum").fetchone()[0]  # 0 none, 1 full, 2 incremental
+        if how == "full":
+            if mode != 2:
+                con.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect with the VACUUM
+            con.execute("VACUUM")
+            con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return f"VACUUM ({free:,} free pages returned; auto_vacuum=incremental)"
+        if how == "incremental" and mode == 2:
+            # (execute() steps the pragma once: one page; a script runs it to the end)
+            con.executescript("PRAGMA incremental_vacuum;")
+            con.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            return f"incremental_vacuum ({free:,} free pages returned)"
+        return (f"{free:,} free pages kept for reuse (the file shrinks after `rsft gc`'s VACUUM)" if how != "none"
+                else "no vacuum")
+    except sqlite3.OperationalError as e:  # locked past the timeout
+        return f"vacuum skipped: {e}"
+    finally:
+        con.close()
+
+
+def prune(keep_nights: int, *, dry_run: bool = False, vacuum: Vacuum = "full", limit: int | None = None,
+          flows: tuple[str, ...] = RSFT_FLOWS) -> HistoryReport:
+    """Delete (or, ``dry_run``, list) the finished flow runs of nights older than the newest
+    ``keep_nights`` (see the module doc), at most ``limit`` nights (the rest next time), then
+    reclaim the space the ``vacuum`` way when the database is this state dir's SQLite file."""
+    from prefect import get_client
+
+    if keep_nights < 1:
+        raise ValueError("state.keep_nights must be >= 1 (tonight's run is always kept)")
+    rep = HistoryReport(dry_run=dry_run)
+    db = database_file()
+    rep.db = str(db) if db else None
+    if db is not None and not db.exists():  # no night has run here: no server to start for nothing
+        rep.vacuum = "no Prefect database yet"
+        return rep
+    rep.bytes_before = file_bytes(db) if db else None
+    with get_client(sync_client=True) as client:
+        rep.kept_days, rep.cutoff = kept_days(client, keep_nights, flows)
+        nights = old_nights(client, rep.cutoff, flows, None if limit is None else limit + 1) if rep.cutoff else []
+        if limit is not None and len(nights) > limit:
+            rep.more_left, nights = True, nights[:limit]
+        runs = [r for night in nights for r in reversed(night)]  # sub-flow runs before their night
+        rep.runs = [_describe(r) for r in runs]
+        rep.nights = [{**_describe(night[0]), "subflows": len(night) - 1} for night in nights]
+        if dry_run:
+            return rep
+        if runs:
+            rep.artifacts, rep.logs_pending = _delete(client, runs)
+        if db is None:
+            rep.vacuum = "none: the Prefect server's database (its db_vacuum service and the database reclaim space)"
+        elif vacuum == "full" and _running(client, flows):
+            vacuum = "incremental"  # a night runs on this database: VACUUM would hold its writes
+            rep.vacuum = "VACUUM skipped (an rsft flow is running); "
+    if db is not None and db.exists():
+        rep.vacuum += reclaim(db, vacuum)
+        rep.bytes_after = file_bytes(db)
+    return rep
+
+
+def after_night(keep_nights: int) -> str:
+    """The night's retention of the Prefect history, as one line for the summary: at most 30 old
+    nights a night (a long backlog drains over nights), the cheap vacuum. Never raises."""
+    from rsft.state import human_bytes
+
+    try:
+        rep = prune(keep_nights, vacuum="incremental", limit=30)
+    except Exception as e:  # noqa: BLE001 - retention must not fail a finished night
+        log.warning("pruning the Prefect history failed: %s", e, exc_info=True)
+        return f"failed: {type(e).__name__}: {e}"
+    size = (f"; database {human_bytes(rep.bytes_before)} → {human_bytes(rep.bytes_after)}"
+            if rep.bytes_before is not None and rep.bytes_after is not None else "")
+    return (f"deleted {len(rep.nights)} night(s) older than the newest {keep_nights} ({len(rep.runs)} flow runs)"
+            + ("; more next night" if rep.more_left else "") + size)
