@@ -122,6 +122,7 @@ print(json.dumps(out))
 """
 
 
+@pytest.mark.slow  # ~40-70 s wall: its own Prefect server, two CLI runs (the harness test above is the CI case)
 def test_rsft_gc_prunes_and_vacuums_the_embedded_database(tmp_path):
     """A state dir's embedded Prefect database with 4 backdated nights: `rsft gc --dry-run` lists
     the 2 old nights' 8 runs and changes nothing; `rsft gc --keep-nights 2` deletes them, the
