@@ -11,6 +11,8 @@ import os
 import subprocess
 import sys
 import uuid
+
+import pytest
 from datetime import datetime, timedelta, timezone
 
 from tests.conftest import REPO
