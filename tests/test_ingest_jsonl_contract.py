@@ -82,6 +82,8 @@ _ODD = {
     "nested": _line(13, text={"k": "v:w"}),  # an object for a text: wrong type
     "key_twice": _line(14)[:-1] + ', "id": "M03"}',
     "spacing": _line(15).replace('": ', '" :\t'),
+    "space_colon": _line(18, text="ratio : 3 \\: 1"),  # blanks and a backslash before colons in a text
+    "hidden_extra": _line(19, text='q": r')[:-1] + ', "site" :\t"S1"}',  # a key colon after a blank, an escaped quote's colon
     "missing": _line(16, ts=_DROP),
     "missing_extra": _line(17, ts=_DROP, time="2026-01-01T00:00:00Z"),
 }
@@ -108,12 +110,13 @@ def test_jsonl_unknown_keys_and_aliases_bulk_and_line_parser_agree(tmp_path, mon
     assert data.filter(pl.col("_row") == row["renamed_x"])["x"].to_list() == [7.5]
     assert text[row["colon_text"]] == 'a "quoted": b: c'
     assert text[row["escaped_colon"]] == "\\u003a" and text[row["underscore"]] == "reading 3: ok"
+    assert text[row["space_colon"]] == "ratio : 3 \\: 1"
     assert reasons[row["nested"]] == "text wrong type (dict)"
     assert reasons[row["missing"]] == "missing key ts"
     assert reasons[row["missing_extra"]] == ("missing key ts (the line has unknown key(s) time: if one is ts under "
                                              "another name, list it in aliases: [...] of column ts in the contract's columns)")
     assert reasons[row["unknown_not_alias"]].startswith("missing key text (the line has unknown key(s) comment:")
-    judged = ["extra", "two_extra", "extra_null", "name_and_alias", "name_null_alias"]
+    judged = ["extra", "two_extra", "extra_null", "name_and_alias", "name_null_alias", "hidden_extra"]
     if unknown == "reject":
         assert reasons[row["two_extra"]] == ("unknown key(s) extra, site (the contract's unknown_columns: drop would "
                                              "accept the line)")
