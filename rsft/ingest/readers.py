@@ -443,7 +443,11 @@ def _read_jsonl(path: str, contract: ContractConfig, chunk_rows: int = JSONL_SPO
     cannot vouch for (not UTF-8, a line that is not a JSON object, a wrong type, a line over
     ``max_line_bytes``) is parsed line by line (:class:`_JsonlLines`), and so is each line of a
     good block with a null or missing contract key or a text value that could be another JSON
-    type rendered as text. A key that occurs twice keeps its first value in both parsers. Either
+    type rendered as text, a value under an alias the block's bytes leave in doubt
+    (:meth:`_JsonlBlock._aliases`), or, under ``unknown_columns: reject``, a key the parse did not
+    read (:meth:`_JsonlBlock._all_keys_read`). A key that occurs twice keeps its first value in
+    both parsers. A file that is not JSON Lines (:func:`_jsonl_shape`), or blank under
+    ``empty_file: error``, fails before reading. Either
     way a row is ``(column values as text,
     _row = line number, __pre = reason or null, __line = the line's text)``; a row of the bulk
     parse has ``__line`` null and its line's byte range in the block (``__lo``, ``__hi``) instead:
