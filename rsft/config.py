@@ -103,8 +103,9 @@ class ColumnContract(_Model):
     pattern: str | None = None  # regex the full value must match (str)
     unit: str | None = None  # documentation only: degC, bar, mm/s, A
     finite: bool = True  # floats: NaN/inf are violations
-    # other header names of this column in exports (CSV/Parquet): a file without `name` but with one
-    # of these reads that column as this one (a renamed export: air_time exported as air_time_min)
+    # other names of this column in exports (CSV/Parquet header, JSONL key): a file (JSONL: a line)
+    # without `name` but with one of these reads that column as this one (a renamed export: air_time
+    # exported as air_time_min); the first alias present wins, two of them present fail the file
     aliases: list[str] = []
 
 
@@ -132,6 +133,11 @@ class ContractConfig(_Model):
     naive_timestamps: Literal["reject", "assume_utc", "assume_local"] = "reject"
     local_timezone: str | None = None
     utc_only: bool = False  # reject any non-UTC offset instead of converting
+    # a column outside the contract: CSV/Parquet header: "reject" fails the file, "drop" ingests
+    # without it (a warning), "keep" ingests it too. JSONL (keys differ per line): "reject"
+    # quarantines each line with a key outside the contract (the reason names the keys; a key
+    # starting with _ is not judged, as a CSV column's), "drop" ignores such keys; "keep" is
+    # CSV/Parquet only. The default is "reject", and "drop" for format: jsonl (what JSONL did before)
     unknown_columns: Literal["reject", "drop", "keep"] = "reject"
     duplicate_rows: Literal["quarantine", "keep"] = "quarantine"  # exact duplicate rows in a file
     file_dedupe: Literal["skip_identical", "none"] = "skip_identical"  # byte-identical files
@@ -141,9 +147,9 @@ class ContractConfig(_Model):
     # float columns written with a decimal comma (3,14 — European locale exports, usually with
     # delimiter: ";"): the comma is read as the decimal point (a dot still is one)
     decimal_comma: bool = False
-    # a zero-byte export (no header either): a failed file ("error") or a file of 0 rows
-    # ("zero_rows"). A header-only CSV is a file of 0 rows under either (a night without readings;
-    # `rsft ingest` names it)
+    # a zero-byte export (no header either; JSONL: no line that is not blank): a failed file
+    # ("error") or a file of 0 rows ("zero_rows"). A header-only CSV is a file of 0 rows under either
+    # (a night without readings; `rsft ingest` names it)
     empty_file: Literal["error", "zero_rows"] = "error"
     # CSV record with a wrong field count: "quarantine" (its missing fields read as empty, the row is
     # quarantined as missing) or "fail_file" (a quote-aware extra pass fails the file at the first one)
@@ -173,6 +179,15 @@ class ContractConfig(_Model):
         (a contract made outside a config: ``the contract's parquet_types``)."""
         return f"{self._path}.{key}" if self._path else f"the contract's {key}"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _jsonl_default_drop(cls, data):
+        """``unknown_columns`` not set on a JSONL contract: "drop", what JSONL did before "reject"
+        was enforced for it (a plant's JSONL contract written then keeps ingesting its lines)."""
+        if isinstance(data, dict) and data.get("format") == "jsonl" and "unknown_columns" not in data:
+            return {**data, "unknown_columns": "drop"}
+        return data
+
     @model_validator(mode="after")
     def _unique_columns(self):
         if len(self.delimiter) != 1:
@@ -184,8 +199,9 @@ class ContractConfig(_Model):
             if n in seen:
                 raise ValueError(f"column {n!r} named twice in the contract (a column's name or one of its aliases)")
             seen.add(n)
-        if self.format == "jsonl" and any(c.aliases for c in self.columns):
-            raise ValueError("aliases: CSV and Parquet exports only (format: table)")
+        if self.format == "jsonl" and self.unknown_columns == "keep":
+            raise ValueError("unknown_columns: keep: CSV and Parquet exports only (format: table); a JSONL file's "
+                             "keys differ per line: reject (quarantine the line) or drop (ignore the key)")
         unknown = [k for k in self.unique if k not in names]
         if unknown:
             raise ValueError(f"unique: {', '.join(unknown)} not a contract column (columns: {', '.join(names)})")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import shutil
@@ -286,7 +287,7 @@ def _ingest_within(seconds, *args, **kw):
 
 
 def test_a_file_without_rows_and_no_partitions_writes_an_empty_part_with_the_schema(tmp_path):
-    """A header-only CSV (and an empty JSONL export) under a contract without partition keys:
+    """A header-only CSV (and an empty JSONL export under ``empty_file: zero_rows``) under a contract without partition keys:
     ok with 0 rows, one empty data part with the typed schema, a manifest entry — the part is
     written before the writer thread stops (it used to be queued after, and the ingest hung)."""
     c = SENSORS.model_copy(update={"partition_by": []})
@@ -297,7 +298,8 @@ def test_a_file_without_rows_and_no_partitions_writes_an_empty_part_with_the_sch
     assert scan_dataset(tmp_path / "csv").collect().schema == scan_dataset(tmp_path / "full").collect().schema
     assert len(list((tmp_path / "csv" / "_manifest").glob("*.json"))) == 1
     (tmp_path / "empty.jsonl").write_bytes(b"")
-    res = _ingest_within(120, str(tmp_path / "empty.jsonl"), tmp_path / "jsonl", CFG.ingest.logs).files[0]
+    logs = CFG.ingest.logs.model_copy(update={"empty_file": "zero_rows"})
+    res = _ingest_within(120, str(tmp_path / "empty.jsonl"), tmp_path / "jsonl", logs).files[0]
     assert (res.status, res.rows_total, res.rows_ok, res.rows_quarantined) == ("ok", 0, 0, 0), res.error
     assert scan_dataset(tmp_path / "jsonl").collect().height == 0
 
@@ -335,9 +337,10 @@ def test_empty_file_zero_rows_ingests_an_empty_export_as_a_file_of_no_rows(tmp_p
 
 
 def test_empty_file_error_fails_an_empty_export_alone(tmp_path):
-    """``empty_file: error`` (the default): a zero-byte or blank CSV and a zero-byte Parquet file
-    fail alone with a one-line error and write nothing, no manifest entry; a header-only CSV and a
-    JSONL file without lines are still files of 0 rows."""
+    """``empty_file: error`` (the default): a zero-byte or blank CSV, a zero-byte Parquet file and
+    a zero-byte or blank JSONL file (.gz too) fail alone with a one-line error and write nothing,
+    no manifest entry; a header-only CSV is still a file of 0 rows, and so is each JSONL file under
+    ``zero_rows``."""
     assert SENSORS.empty_file == "error"
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "blank.csv").write_bytes(b"\n\n")
@@ -354,9 +357,20 @@ def test_empty_file_error_fails_an_empty_export_alone(tmp_path):
     entries = [json.loads(p.read_text())["name"] for p in (ds / "_manifest").glob("*.json")]
     assert entries == ["header_only.csv"]
     assert not list(ds.rglob("*.parquet")) and not [p for p in ds.rglob(".*") if p.name != ".lock"]  # the publish lock stays
-    (tmp_path / "empty.jsonl").write_bytes(b"")
-    res = ingest(str(tmp_path / "empty.jsonl"), tmp_path / "logs", CFG.ingest.logs).files[0]
-    assert (res.status, res.rows_total) == ("ok", 0), res.error
+    (tmp_path / "logs").mkdir()
+    for name, data in (("empty.jsonl", b""), ("blank.jsonl", b"\n \r\n\n"), ("bom.jsonl", b"\xef\xbb\xbf\n"),
+                       ("blank.jsonl.gz", gzip.compress(b"\n\n"))):
+        (tmp_path / "logs" / name).write_bytes(data)
+    logs = CFG.ingest.logs.model_copy(update={"file_dedupe": "none"})
+    srcs = sorted(str(p) for p in (tmp_path / "logs").iterdir())
+    for r in ingest(srcs, tmp_path / "logs-ds", logs).files:
+        assert r.status == "failed" and r.error == (f"{r.file}: empty file (no lines) — ingest.logs.empty_file: "
+                                                     "zero_rows would accept it as no rows"), r
+    assert not (tmp_path / "logs-ds" / "_manifest").exists() or not list((tmp_path / "logs-ds" / "_manifest").glob("*.json"))
+    zero = logs.model_copy(update={"empty_file": "zero_rows"})
+    for i, src in enumerate(srcs):
+        r = ingest(src, tmp_path / f"logs-zero{i}", zero).files[0]
+        assert (r.status, r.rows_total, r.rows_ok) == ("ok", 0, 0), r
 
 
 def test_records_with_too_many_fields_are_quarantined_not_the_whole_file(tmp_path):
@@ -482,7 +496,6 @@ def test_jsonl_other_json_types_in_columns_the_cheap_pass_flags(tmp_path, monkey
 def test_jsonl_gzip_and_bom_read_like_plain(tmp_path, monkeypatch):
     """The JSONL reader's reused buffer (readinto) reads a gzip file, and a file starting with a
     UTF-8 BOM, in reads shorter than a line too, as the plain file: the same rows and line texts."""
-    import gzip
 
     from rsft.ingest import readers
 
@@ -522,7 +535,6 @@ def test_jsonl_fill_lines_any_row_order():
 def test_a_binary_file_named_csv_says_what_it_is(tmp_path):
     """A Parquet (or gzip, zip) file named .csv fails with one line naming what it is, not a
     missing-columns error from reading its bytes as a header."""
-    import gzip
 
     (tmp_path / "p.csv").write_bytes((BAD_INPUTS / "clean.parquet").read_bytes())
     (tmp_path / "g.csv").write_bytes(gzip.compress((BAD_INPUTS / "clean.csv").read_bytes()))
@@ -868,7 +880,6 @@ def test_a_header_in_another_separator_names_the_setting_as_yaml_reads_it():
 def test_a_jsonl_export_with_a_bom_keeps_its_first_line(tmp_path):
     """(a new user's trial) a Windows export's UTF-8 BOM made every file's first record "invalid
     JSON": it is not part of the first line (plain and gzipped files alike)."""
-    import gzip
 
     line = '{{"machine_id": "M01", "ts": "2026-01-0{}T00:00:00Z", "category": "seal", "text": "lkg at flange {}"}}'
     body = ("\r\n".join(line.format(d, d) for d in (1, 2, 3)) + "\r\n").encode()
@@ -882,7 +893,6 @@ def test_a_jsonl_export_with_a_bom_keeps_its_first_line(tmp_path):
 def test_every_ingest_hint_names_its_setting_by_the_full_key_path(tmp_path):
     """(trial M4) A failed file's hint names the contract setting as a config sets it,
     ``ingest.sensors.parquet_types`` — not a bare ``parquet_types:`` a user cannot place."""
-    import gzip
 
     import polars as pl
 

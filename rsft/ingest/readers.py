@@ -7,10 +7,13 @@ rows) for the contract check, and the unknown columns it keeps.
   rendered as text so they go through the same checks.
 * JSONL (:func:`_read_jsonl`): blocks of lines parsed in bulk with a schema that checks each
   value's JSON type; line by line only what the bulk parse cannot vouch for; frames (:class:`_Blocks`).
+  A key is read under its column's ``aliases`` too; a key outside the contract quarantines its
+  line under ``unknown_columns: reject``. A file that is not JSON Lines at all (UTF-16, a JSON
+  array, pretty-printed JSON, binary) fails in one line (:func:`_jsonl_shape`).
 
-An empty export (a zero-byte CSV or Parquet file, a CSV of blank lines) fails the file under
-``empty_file: error`` (the default) and reads as no rows under ``zero_rows``; a header-only CSV
-and a JSONL file without lines are files of 0 rows under either.
+An empty export (a zero-byte CSV, JSONL or Parquet file, a CSV or JSONL of blank lines) fails the
+file under ``empty_file: error`` (the default) and reads as no rows under ``zero_rows``; a
+header-only CSV is a file of 0 rows under either.
 """
 
 from __future__ import annotations
@@ -40,35 +43,125 @@ def _no_rows(contract: ContractConfig) -> pl.LazyFrame:
 
 
 def _is_blank(path: str) -> bool:
-    """Nothing but whitespace (and a BOM): a zero-byte file, or blank lines only."""
-    with open(path, "rb") as fh:
-        first = True
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            if first and block.startswith(b"\xef\xbb\xbf"):
-                block = block[3:]
-            first = False
-            if block.strip():
-                return False
+    """Nothing but whitespace (and a BOM): a zero-byte file, or blank lines only (a ``.gz``
+    file: its decompressed text; a corrupt gzip stream is not blank: the reader names it)."""
+    try:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as fh:
+            first = True
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                if first and block.startswith(b"\xef\xbb\xbf"):
+                    block = block[3:]
+                first = False
+                if block.strip():
+                    return False
+    except (OSError, EOFError):
+        return False
     return True
 
 
-_MAGIC = [(b"PAR1", "Parquet"), (b"\x1f\x8b", "gzip (name it .csv.gz)"), (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"),
+_MAGIC = [(b"PAR1", "Parquet"), (b"\x1f\x8b", "gzip"), (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"),
           (b"\x28\xb5\x2f\xfd", "zstd"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"ORC", "ORC"), (b"Obj\x01", "Avro"),
           (b"ARROW1", "Arrow IPC"), (b"\x89HDF", "HDF5"), (b"SQLite format 3\x00", "SQLite"), (b"%PDF", "PDF"),
           (b"\xd0\xcf\x11\xe0", "an old Excel/Office file")]
 
 
-def _binary_kind(path: str) -> str | None:
-    """What a file that should be CSV text is instead, from its first bytes (magic numbers, or NUL
-    bytes for any other binary file); None for text."""
-    with open(path, "rb") as fh:
-        head = fh.read(8192)
+def _head(path: str, n: int = 8192) -> bytes:
+    """The first ``n`` bytes of a file (decompressed for ``.gz``; b"" for a corrupt gzip stream,
+    which the reader names)."""
+    try:
+        with (gzip.open if path.endswith(".gz") else open)(path, "rb") as fh:
+            return fh.read(n)
+    except (OSError, EOFError):
+        return b""
+
+
+def _not_text(head: bytes, what: str, gz: str) -> str | None:
+    """Why a file that should be UTF-8 text (``what``: "CSV", "JSON Lines") is not, in one line,
+    from its first bytes: UTF-16/32 text, or a binary file (by its magic number: "looks like
+    Parquet"); None for text. ``gz``: the name a gzip file should have."""
+    enc = _wide_text(head)
+    if enc:
+        return f"{enc} text, not UTF-8 — {what} must be UTF-8 (convert it: iconv -f {enc} -t UTF-8)"
+    kind = _binary_kind(head)
+    if kind:
+        return f"binary file, not {what} text — looks like {f'gzip (name it {gz})' if kind == 'gzip' else kind}"
+    return None
+
+
+def _binary_kind(head: bytes) -> str | None:
+    """What a file is instead of text, from its first bytes (magic numbers, or NUL bytes for any
+    other binary file); None for text, UTF-16/32 text included (:func:`_wide_text`)."""
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return kind
-    if b"\x00" in head and not head.startswith((b"\xff\xfe", b"\xfe\xff")):
+    if b"\x00" in head and not _wide_text(head):
         return "binary data"
     return None
+
+
+def _wide_text(head: bytes) -> str | None:
+    """The encoding of UTF-16 or UTF-32 text, from its BOM or, without one, its NUL bytes (ASCII
+    characters are a byte and one or three NULs, in a fixed place); None otherwise."""
+    for bom, enc in ((b"\xff\xfe\x00\x00", "UTF-32LE"), (b"\x00\x00\xfe\xff", "UTF-32BE"),
+                     (b"\xff\xfe", "UTF-16LE"), (b"\xfe\xff", "UTF-16BE")):
+        if head.startswith(bom):
+            return enc
+    h = head[:len(head) - len(head) % 4]
+    if len(h) < 4 or b"\x00" not in h:
+        return None
+
+    def nuls(k: int, step: int) -> float:  # the share of NULs among every step-th byte from k
+        return h[k::step].count(0) / len(h[k::step])
+
+    # ASCII text (JSON's keys and punctuation, a CSV's header) has a NUL in each such place; a
+    # few non-ASCII characters (CJK in UTF-16) do not, hence shares, not "every"
+    if min(nuls(1, 4), nuls(2, 4), nuls(3, 4)) > 0.9 and nuls(0, 4) < 0.1:
+        return "UTF-32LE"
+    if min(nuls(0, 4), nuls(1, 4), nuls(2, 4)) > 0.9 and nuls(3, 4) < 0.1:
+        return "UTF-32BE"
+    if nuls(1, 2) > 0.9 and nuls(0, 2) < 0.1:
+        return "UTF-16LE"
+    if nuls(0, 2) > 0.9 and nuls(1, 2) < 0.1:
+        return "UTF-16BE"
+    return None
+
+
+def _jsonl_shape(path: str) -> str | None:
+    """Why a file is not JSON Lines at all, in one line (rather than each of its lines quarantined
+    as invalid JSON): not UTF-8 text (:func:`_not_text`), a JSON array, pretty-printed JSON (an
+    object over several lines); None for a file to read line by line. From the first MiB
+    (decompressed for ``.gz``): an array or object longer than that is recognised only by a first
+    line of ``[`` or ``{`` alone."""
+    head = _head(path, 1 << 20)
+    why = _not_text(head, "JSON Lines", ".jsonl.gz")
+    text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+    if why or not text.startswith((b"[", b"{")):
+        return why
+    first, _, rest = text.partition(b"\n")
+    try:
+        one_line = json.loads(first)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        one_line = None
+    if text.startswith(b"["):
+        # a first line that is a whole array followed by more lines is a JSONL line of the wrong
+        # kind (quarantined); an array over several lines, or the file's one line, is a JSON file
+        if isinstance(one_line, list) and rest.strip():
+            return None
+        return "a JSON array, not JSON Lines (one object per line) — convert it: jq -c '.[]' FILE > FILE.jsonl"
+    if one_line is None and (first.strip() == b"{" or _spans_lines(text)):
+        return ("pretty-printed JSON (an object over several lines), not JSON Lines (one object per line) — "
+                "convert it: jq -c . FILE > FILE.jsonl")
+    return None
+
+
+def _spans_lines(text: bytes) -> bool:
+    """``text`` starts with a JSON value that goes on past its first line."""
+    decoded = text.decode("utf-8", errors="replace")
+    try:
+        _, end = json.JSONDecoder().raw_decode(decoded)
+    except json.JSONDecodeError:
+        return False
+    return "\n" in decoded[:end]
 
 
 def _header(path: str) -> str | None:
@@ -91,9 +184,9 @@ def _scan_text_table(path: str, contract: ContractConfig, ragged: bool = False) 
     the whole file on one); the slower fallback finds them (:func:`_long_records`) and gives
     each a structural reason (``__pre``) and its full text (``__line``), so it is quarantined
     with nothing lost while the rest of the file is ingested."""
-    kind = _binary_kind(path)
-    if kind:
-        raise FileError(f"binary file, not CSV text — looks like {kind}")
+    why = _not_text(_head(path), "CSV", ".csv.gz")
+    if why:
+        raise FileError(why)
     header = _header(path)
     if header is None:
         if contract.empty_file == "zero_rows" and _is_blank(path):
@@ -350,11 +443,20 @@ def _read_jsonl(path: str, contract: ContractConfig, chunk_rows: int = JSONL_SPO
     cannot vouch for (not UTF-8, a line that is not a JSON object, a wrong type, a line over
     ``max_line_bytes``) is parsed line by line (:class:`_JsonlLines`), and so is each line of a
     good block with a null or missing contract key or a text value that could be another JSON
-    type rendered as text. A key that occurs twice keeps its first value in both parsers. Either
+    type rendered as text, a value under an alias the block's bytes leave in doubt
+    (:meth:`_JsonlBlock._aliases`), or, under ``unknown_columns: reject``, a key the parse did not
+    read (:meth:`_JsonlBlock._all_keys_read`). A key that occurs twice keeps its first value in
+    both parsers. A file that is not JSON Lines (:func:`_jsonl_shape`), or blank under
+    ``empty_file: error``, fails before reading. Either
     way a row is ``(column values as text,
     _row = line number, __pre = reason or null, __line = the line's text)``; a row of the bulk
     parse has ``__line`` null and its line's byte range in the block (``__lo``, ``__hi``) instead:
     only the rows the stream quarantines need the text (:meth:`_Blocks.fill_lines`)."""
+    why = _jsonl_shape(path)
+    if why:
+        raise FileError(why)
+    if contract.empty_file == "error" and _is_blank(path):
+        raise FileError(f"empty file (no lines) — {contract.setting('empty_file')}: zero_rows would accept it as no rows")
     lines = _JsonlLines(contract)
     schema = {**{n: pl.String for n in lines.names}, "_row": pl.Int64, "__pre": pl.String, "__line": pl.String,
               "__lo": pl.Int64, "__hi": pl.Int64}
@@ -545,6 +647,12 @@ _JSON_TYPES = {"str": pl.String, "timestamp": pl.String, "float64": pl.Float64, 
 _NOT_A_STRING = r"^(?:-?[0-9][0-9.eE+-]*|true|false|\[[\s\S]*|\{[\s\S]*)$"
 
 
+def _plain_key(key: str) -> bool:
+    """A key written in JSON as its characters between quotes, by any writer that does not escape
+    ASCII (printable ASCII, no quote or backslash): its bytes can be searched for."""
+    return key.isascii() and key.isprintable() and '"' not in key and "\\" not in key
+
+
 def _starts_with_a_letter(pattern: str) -> bool:
     """Every match of ``pattern`` (matched in full) starts with one fixed ASCII letter other than t
     and f: no rendering of a number, a boolean, a list or an object (``_NOT_A_STRING``: they start
@@ -561,7 +669,10 @@ class _JsonlBlock:
 
     def __init__(self, contract: ContractConfig, lines: "_JsonlLines", schema: dict):
         self.contract, self.lines, self.schema = contract, lines, schema
-        self.read_schema = {c.name: _JSON_TYPES[c.dtype] for c in contract.columns}
+        # each column under its name and its aliases (which one a line's value is read from: _aliases)
+        self.read_schema = {k: _JSON_TYPES[c.dtype] for c in contract.columns for k in (c.name, *c.aliases)}
+        self.aliased = [c for c in contract.columns if c.aliases]
+        self.reject = contract.unknown_columns == "reject"
         text = [c for c in contract.columns if c.dtype in ("str", "timestamp")]
         # the text columns where a value rendered from another JSON type is always flagged by the
         # cheap pass (contract._fast): a timestamp (its one fast shape has a T, colons and a Z,
@@ -615,6 +726,14 @@ class _JsonlBlock:
         except Exception:  # noqa: BLE001 - anything Polars cannot vouch for is parsed line by line
             return self._per_line(blk, first)
         idx = np.flatnonzero(content)
+        doubt = []  # rows the line parser decides: a key outside the contract, an alias to choose
+        if self.reject:
+            df = df.with_columns(__keys=self._all_keys_read(blk, offsets, idx))
+            doubt.append(~pl.col("__keys"))
+        if self.aliased:
+            picks, unsure = self._aliases(blk)
+            df = df.with_columns(picks) if picks else df
+            doubt += unsure
         # each line's byte range, its newline kept (a quarantined row's __line drops it:
         # contract._validate); its text only for the rows that need it (_Blocks.fill_lines)
         df = df.with_columns([self._as_text(c) for c in self.contract.columns]).with_columns(
@@ -625,7 +744,7 @@ class _JsonlBlock:
         # (Columns whose every such rendering the cheap pass flags are looked at later, on the
         # flagged rows only: recheck.)
         redo = pl.any_horizontal([pl.col(c.name).is_null() for c in self.contract.columns]
-                                 + [pl.col(c).str.contains(_NOT_A_STRING) for c in self.unsafe])
+                                 + [pl.col(c).str.contains(_NOT_A_STRING) for c in self.unsafe] + doubt)
         df = df.with_columns(__redo=redo)
         if not df["__redo"].any():
             return df.drop("__redo").select(list(self.schema))
@@ -634,6 +753,49 @@ class _JsonlBlock:
                             for i, a, b in zip(again["_row"], again["__lo"], again["__hi"])) if r is not None]
         fixed = self._frame(rows)
         return pl.concat([df.filter(~pl.col("__redo")).drop("__redo").select(list(self.schema)), fixed]).sort("_row")
+
+    def _all_keys_read(self, blk: bytes, offsets, idx) -> pl.Expr:
+        """``unknown_columns: reject``: per row, whether its line has no key but the contract's
+        (names and aliases) that the bulk parse read with a value. Counted, not listed: a key's
+        colon follows its closing quote or whitespace; a line with no more such colons than the
+        keys the bulk parse read a value for has no other key (nor a null one, nor one twice). A
+        line with more — those keys, an object in a text value, a colon after an escaped quote or
+        a blank inside a text — is decided by the line parser, which names the keys. Only under
+        ``reject``; ~20 ms of CPU per 100k-line block (counting every colon in the text values
+        too, with Polars, cost ~55 ms)."""
+        import numpy as np
+
+        arr = np.frombuffer(blk, np.uint8)
+        colons = np.flatnonzero(arr == 58)
+        before = arr[np.maximum(colons - 1, 0)]
+        keyish = colons[(before == 34) | (before == 32) | (before == 9) | (before == 13)]  # " space tab CR
+        per_line = np.searchsorted(keyish, offsets[idx + 1]) - np.searchsorted(keyish, offsets[idx])
+        read = pl.sum_horizontal([pl.col(k).is_not_null() for k in self.read_schema])
+        return pl.lit(pl.Series(per_line, dtype=pl.Int64)) == read
+
+    def _aliases(self, blk: bytes) -> tuple[list[pl.Expr], list[pl.Expr]]:
+        """(each aliased column's value, rows the line parser must decide). The line parser reads a
+        column from its name when the line has that key (a null value too), else from the first
+        alias it has; the bulk parse sees a missing key and a null alike. So where only one of a
+        column's keys occurs in the block's bytes at all (a renamed export: each line has the old
+        name), that key's values are the column's (a null: decided per line, as any null); where
+        several occur, the line parser decides each row with a value under an alias (a row with
+        the name null is decided per line anyway). A key written with escapes (``"\\u0074ext"``,
+        read as ``text`` by both parsers) would hide from the byte search: a block with an escaped
+        ASCII character anywhere takes the second way."""
+        picks, unsure = [], []
+        escaped = None
+        for c in self.aliased:
+            keys = (c.name, *c.aliases)
+            here = [k for k in keys if _plain_key(k) and f'"{k}"'.encode() in blk]
+            if len(here) == 1 and all(_plain_key(k) for k in keys):
+                escaped = re.search(rb"\\u00[2-7]", blk) is not None if escaped is None else escaped
+                if not escaped:
+                    if here[0] != c.name:
+                        picks.append(pl.col(here[0]).alias(c.name))
+                    continue
+            unsure.append(pl.any_horizontal([pl.col(a).is_not_null() for a in c.aliases]))
+        return picks, unsure
 
     @staticmethod
     def _as_text(c: ColumnContract) -> pl.Expr:
@@ -670,9 +832,13 @@ class _JsonlLines:
         self.empty = (None,) * len(self.names)
         self.checks = [(c.name, c.dtype in ("str", "timestamp"), c.dtype in ("float64", "int64"), c.nullable)
                        for c in contract.columns]
+        self.aliases = {c.name: c.aliases for c in contract.columns if c.aliases}
+        self.known = {*self.names, *(a for c in contract.columns for a in c.aliases)}  # keys the contract reads
+        self.reject = contract.unknown_columns == "reject"
         self.limit = contract.max_line_bytes
         self.decode_errors = contract.decode_errors
         self.limit_key, self.decode_key = contract.setting("max_line_bytes"), contract.setting("decode_errors")
+        self.columns_key, self.unknown_key = contract.setting("columns"), contract.setting("unknown_columns")
 
     def row(self, i: int, line: bytes) -> tuple | None:
         if self.limit and len(line) > self.limit:
@@ -692,13 +858,16 @@ class _JsonlLines:
             return (*self.empty, i, "invalid JSON", text)
         if not isinstance(obj, dict):
             return (*self.empty, i, "invalid JSON: not an object", text)
-        # each contract key: present, null only where nullable, of its JSON type; the first problem is the reason
-        pre, values = None, []
+        # each contract key (or one of its aliases): present, null only where nullable, of its JSON
+        # type; then the keys outside the contract; the first problem is the reason
+        pre, values, used = None, [], []
         for name, is_text, is_number, nullable in self.checks:
-            v = obj.get(name, _MISSING)
+            key = self._key(i, name, obj) if self.aliases else name
+            used.append(key)
+            v = obj.get(key, _MISSING)
             if v is None or v is _MISSING:
                 if v is _MISSING:
-                    pre = pre or f"missing key {name}"
+                    pre = pre or self._missing(name, obj)
                 elif not nullable:
                     pre = pre or f"{name} is null"
                 values.append(None)
@@ -710,7 +879,31 @@ class _JsonlLines:
                 values.append(None)
             else:
                 values.append(v if is_text else str(v))
+        if self.reject and not pre:
+            unknown = _unknown_keys(obj, used)
+            if unknown:
+                pre = f"unknown key(s) {', '.join(unknown)} ({self.unknown_key}: drop would accept the line)"
         return (*values, i, pre, text)
+
+    def _key(self, i: int, name: str, obj: dict) -> str:
+        """The line's key for column ``name``: the name, else the first of its aliases the line
+        has (as a CSV header's, :func:`contract.header_renames`: two of them fail the file)."""
+        if name in obj or name not in self.aliases:
+            return name
+        found = [a for a in self.aliases[name] if a in obj]
+        if len(found) > 1:
+            raise FileError(f"line {i}: column {name}: the line has {len(found)} of its aliases ({', '.join(found)}); "
+                            f"keep one of them in the aliases of column {name} in {self.columns_key}")
+        return found[0] if found else name
+
+    def _missing(self, name: str, obj: dict) -> str:
+        """The reason of a line without key ``name``; the keys outside the contract it has, which
+        may be that column under another name, are named with the aliases that would read them."""
+        unknown = _unknown_keys(obj, self.known)
+        if not unknown:
+            return f"missing key {name}"
+        return (f"missing key {name} (the line has unknown key(s) {', '.join(unknown)}: if one is {name} under another "
+                f"name, list it in aliases: [...] of column {name} in {self.columns_key})")
 
     def _undecodable(self, i: int, line: bytes) -> tuple:
         """A line that is not UTF-8: fails the file (``fail_file``) or is quarantined, naming the field."""
@@ -721,6 +914,12 @@ class _JsonlLines:
 
 
 _MISSING = object()
+
+
+def _unknown_keys(obj: dict, known) -> list[str]:
+    """A line's keys outside ``known`` (a key starting with ``_`` is not judged: as a CSV column's,
+    contract._check_columns)."""
+    return [k for k in obj if k not in known and not k.startswith("_")]
 
 
 def _first_wins(pairs: list[tuple[str, object]]) -> dict:

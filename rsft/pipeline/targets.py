@@ -146,7 +146,13 @@ _SETTINGS: list[tuple[str, str]] = [
      "repeats them; a corrected re-export's changed rows are decided by ingest.{k}.unique_conflicts "
      "(published rows are never replaced)"),
     (r"^duplicate row", "set ingest.{k}.duplicate_rows: keep"),
-    (r"^missing key (?P<c>.+)$", "drop column {c} from ingest.{k}.columns (the exports do not have it)"),
+    # a JSONL line without the key but with others outside the contract (readers._JsonlLines._missing)
+    (r"^missing key (?P<c>.+?) \(the line has unknown key\(s\) (?P<u>.+?): if one is ",
+     "add the exports' name for it (one of: {u}) to aliases of column {c} of ingest.{k}; or drop column {c} from "
+     "ingest.{k}.columns (the exports do not have it)"),
+    (r"^missing key (?P<c>.+?)(?: \(|$)", "drop column {c} from ingest.{k}.columns (the exports do not have it), or list "
+     "the exports' name for it in its aliases"),
+    (r"^unknown key", "set ingest.{k}.unknown_columns: drop"),
     (r"^missing (?P<c>.+)$", "set nullable: true on column {c} of ingest.{k}"),
     (r"^(?P<c>.+) is null$", "set nullable: true on column {c} of ingest.{k}"),
     (r"^invalid UTF-8", "set ingest.{k}.decode_errors: latin1"),
@@ -165,7 +171,7 @@ def setting_for(reason: str, contract_name: str) -> str | None:
     for pattern, hint in _SETTINGS:
         m = re.match(pattern, reason)
         if m:
-            return hint.format(k=contract_name, c=m.groupdict().get("c") or "")
+            return hint.format(k=contract_name, **{"c": "", **m.groupdict()})
     return None
 
 
