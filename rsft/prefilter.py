@@ -142,7 +142,7 @@ def _below(n: int) -> int:
 
 
 @functools.cache
-def _window_plan(window: int) -> tuple[tuple[tuple, ...], int]:
+def _window_plan(window: int, ranks: bool = False) -> tuple[tuple[tuple, ...], int]:
     """The ops computing Polars' centred median, q25 and q75 over ``window`` readings for every
     row at once, and the number of work buffers they use.
 
@@ -155,9 +155,17 @@ def _window_plan(window: int) -> tuple[tuple[tuple, ...], int]:
     ops a row, against 76 min/max for a sorting network per row. A run's later start is a view
     of its arrays (no copy).
 
+    With ``ranks``: the two runs are merged whole instead (Batcher's merge), and every order
+    statistic a window with fewer readings reads (ranks 0 … the w-reading q75's upper one) is
+    kept to the end, for windows holding nulls (sorted as +∞, so a window's k readings are its
+    ranks 0 … k−1); at w = 11 60 ops, no more than the selection (and fewer at some widths:
+    :func:`_plan_for` takes the shorter for a column without nulls). Ops whose result nothing
+    reads are dropped.
+
     Ops: ``("min" | "max", dst, a, b, n)`` — elementwise into buffer ``dst`` over the first
     len(x) − n + 1 rows of ``a`` and ``b``, each ``(buffer, offset)`` (buffer −1: the input);
-    ``("pick", stat, lo, hi, f)`` — lo + f·(hi − lo) (Polars' linear interpolation), or lo."""
+    ``("pick", stat, lo, hi, f)`` — lo + f·(hi − lo) (Polars' linear interpolation), or lo;
+    ``("rank", r, at, None, 0)`` (with ``ranks``) — where the r-th smallest of each window is."""
     ops: list[tuple] = []
     count = [1]
 
@@ -179,6 +187,20 @@ def _window_plan(window: int) -> tuple[tuple[tuple, ...], int]:
             runs[n] = wires
         return runs[n]
 
+    top = _positions(_P["q75"], window)[-1]  # the highest rank any window's quantiles read
+    kth = dict(enumerate(run(window)[:top + 1])) if ranks else _select(window, run, new, ops)
+    for st in _STATS:
+        pos, at = _P[st] * (window - 1), _positions(_P[st], window)
+        ops.append(("pick", st, kth[at[0]], kth[at[1]] if len(at) > 1 else None, pos - int(pos)))
+    if ranks:
+        assert all(v != 0 for v, _ in kth.values())  # every rank is a work buffer (see _rank_stats)
+        ops.extend(("rank", r, kth[r], None, 0) for r in range(top + 1))
+    return _allocate(_live(ops))
+
+
+def _select(window: int, run: Callable, new: Callable, ops: list[tuple]) -> dict[int, tuple[int, int]]:
+    """The order statistics the quantiles of ``window`` readings read, selected from the sorted
+    run of P at a window's first row and the run of R = window − P after it (ops appended)."""
     p = _below(window)
     a, b = run(p), [(v, o + p) for v, o in run(window - p)]
     kth = {}
@@ -198,22 +220,43 @@ def _window_plan(window: int) -> tuple[tuple[tuple, ...], int]:
             ops.append(("min", k, terms[0], terms[1], window))
             ops.extend(("min", k, (k, 0), t, window) for t in terms[2:])
             kth[r] = (k, 0)
-    for st in _STATS:
-        pos, at = _P[st] * (window - 1), _positions(_P[st], window)
-        ops.append(("pick", st, kth[at[0]], kth[at[1]] if len(at) > 1 else None, pos - int(pos)))
-    # work buffers: a virtual buffer's slot is free again after its last read
+    return kth
+
+
+def _live(ops: list[tuple]) -> list[tuple]:
+    """``ops`` without those whose result no pick or rank reads (a merged run's top wires)."""
+    need, keep = set(), []
+    for op in reversed(ops):
+        if op[0] in ("pick", "rank") or op[1] in need:
+            keep.append(op)
+            need |= {w[0] for w in op[2:4] if w is not None}
+    return keep[::-1]
+
+
+def _allocate(ops: list[tuple]) -> tuple[tuple[tuple, ...], int]:
+    """``ops`` with virtual buffers mapped onto reused work buffers (a slot is free again after
+    its last read), and the number of work buffers."""
     last = {v: i for i, op in enumerate(ops) for v, _ in (w for w in op[2:4] if w is not None)}
     slot, free, plan, buffers = {0: -1}, [], [], 0
     for i, op in enumerate(ops):
-        if op[0] != "pick" and op[1] not in slot:
+        out = op[0] in ("pick", "rank")  # writes no work buffer
+        if not out and op[1] not in slot:
             if not free:
                 free, buffers = [buffers], buffers + 1
             slot[op[1]] = free.pop()
         where = lambda w: None if w is None else (slot[w[0]], w[1])  # noqa: E731
-        plan.append((op[0], op[1] if op[0] == "pick" else slot[op[1]], where(op[2]), where(op[3]), op[4]))
+        plan.append((op[0], op[1] if out else slot[op[1]], where(op[2]), where(op[3]), op[4]))
         free += [slot[v] for v in {w[0] for w in op[2:4] if w is not None}
-                 if last[v] == i and v != 0 and (op[0] == "pick" or v != op[1])]
+                 if last[v] == i and v != 0 and (out or v != op[1])]
     return tuple(plan), buffers
+
+
+@functools.cache
+def _plan_for(window: int, nulls: bool) -> tuple[tuple[tuple, ...], int]:
+    """The plan for a column with or without nulls: with them the ranks plan; without, whichever
+    of the two has fewer ops (the selection at w = 11, the whole merge at 8, 12, 14, 16 …)."""
+    plans = [_window_plan(window, True)] + ([] if nulls else [_window_plan(window)])
+    return min(plans, key=lambda p: sum(op[0] in ("min", "max") for op in p[0]))
 
 
 def _positions(p: float, n: int) -> list[int]:
@@ -222,12 +265,38 @@ def _positions(p: float, n: int) -> list[int]:
     return [int(pos)] if pos == int(pos) else [int(pos), int(pos) + 1]
 
 
-def _window_stats(x: np.ndarray, window: int, work: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def _quantiles(n: np.ndarray, kth: Callable[[int, np.ndarray], np.ndarray], out: dict[str, np.ndarray],
+               at: np.ndarray) -> None:
+    """Median, q25, q75 of windows of ``n`` readings each into ``out[st][at]``, ``kth(r, sel)``
+    the r-th smallest reading of windows ``sel``: Polars' positions and interpolation, the windows
+    taken by their count (one position a count, no per-window positions); NaN where n = 0."""
+    order = np.argsort(n.astype(np.uint8), kind="stable")  # counts ≤ _NETWORK_MAX: a radix sort
+    counts = np.bincount(n)
+    ends = np.cumsum(counts)
+    for c in np.flatnonzero(counts):
+        sel = order[ends[c] - counts[c]:ends[c]]
+        rows = at[sel]
+        for st in _STATS:
+            pos = _P[st] * (c - 1)
+            lo, f = int(pos), pos - int(pos)
+            v = kth(lo, sel) if c else np.full(len(sel), np.nan)
+            if f and c:
+                with np.errstate(invalid="ignore"):  # ±∞ nearby: such rows are patched
+                    v = v + f * (kth(lo + 1, sel) - v)  # Polars' order of operations
+            out[st][rows] = v
+
+
+def _window_stats(x: np.ndarray, window: int, work: np.ndarray | None = None,
+                  readings: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Median, q25, q75 of each window of ``window`` consecutive readings of ``x`` (no NaN
     needed where the result is read; len(x) − window + 1 windows, the first starting at row 0)
     by :func:`_window_plan`: NumPy, ``_CHUNK`` windows at a time into ``work`` (buffers ×
-    (``_CHUNK`` + window − 1) or fewer columns; allocated here when not given)."""
-    plan, buffers = _window_plan(window)
+    (``_CHUNK`` + window − 1) or fewer columns; allocated here when not given).
+
+    ``readings``: each window's count of readings where ``x`` holds nulls as +∞ (None: no
+    nulls); a window with fewer than ``window`` reads its statistics at the ranks its count
+    gives (:func:`_rank_stats`)."""
+    plan, buffers = _plan_for(window, readings is not None)
     m = max(len(x) - window + 1, 0)
     out = {st: np.empty(m) for st in _STATS}
     if work is None:
@@ -237,8 +306,11 @@ def _window_stats(x: np.ndarray, window: int, work: np.ndarray | None = None) ->
         k = min(step, m - s)
         part = x[s:s + k + window - 1]
         view = lambda w, n: (part if w[0] < 0 else work[w[0]])[w[1]:w[1] + n]  # noqa: E731
+        ranks = []
         for kind, dst, a, b, f in plan:
-            if kind == "pick":  # ±∞ in a window may give NaN here: such rows are patched
+            if kind == "rank":
+                ranks.append(a)
+            elif kind == "pick":  # ±∞ in a window may give NaN here: such rows are patched
                 o, lo = out[dst][s:s + k], view(a, k)
                 if b is None:
                     o[:] = lo
@@ -250,31 +322,34 @@ def _window_stats(x: np.ndarray, window: int, work: np.ndarray | None = None) ->
             else:
                 n = k + window - f
                 (np.minimum if kind == "min" else np.maximum)(view(a, n), view(b, n), out=work[dst][:n])
+        if readings is not None:
+            _rank_stats(out, s, readings[s:s + k], window, work, ranks)
     return out
 
 
+def _rank_stats(out: dict[str, np.ndarray], s: int, readings: np.ndarray, window: int, work: np.ndarray,
+                ranks: list[tuple[int, int]]) -> None:
+    """Into ``out`` from row ``s``: the statistics of the pass's windows with fewer than
+    ``window`` readings, read from the pass's sorted ranks (``ranks[r]``: (buffer, offset) in
+    ``work``) at each window's own positions — a gather a rank read, no per-row sort."""
+    j = np.flatnonzero(readings < window)
+    if len(j):
+        _quantiles(readings[j], lambda r, sel: work[ranks[r][0]].take(ranks[r][1] + j[sel]), out, s + j)
+
+
 def _exact_rows(vals: np.ndarray, null: np.ndarray, start: np.ndarray, end: np.ndarray, rows: np.ndarray,
-                window: int) -> dict[str, np.ndarray]:
-    """Polars' centred median, q25, q75 at ``rows`` of a column (``vals`` with ``null`` marks;
-    row i's group spans ``start[i]`` … ``end[i]`` − 1) whose windows hold no ±∞/NaN: the window's
-    readings inside the group, sorted (NumPy), read at the positions their count gives, with
-    Polars' interpolation; NaN where a window has no reading."""
+                window: int, out: dict[str, np.ndarray]) -> None:
+    """Polars' centred median, q25, q75 into ``out`` at ``rows`` of a column (``vals`` with
+    ``null`` marks; row i's group spans ``start[i]`` … ``end[i]`` − 1) whose windows hold no
+    ±∞/NaN: the window's readings inside the group, sorted (NumPy), read at the positions their
+    count gives, with Polars' interpolation; NaN where a window has no reading."""
     h = (window - 1) // 2
     idx = rows[:, None] + np.arange(h + 1 - window, h + 1)
     ok = (idx >= start[rows, None]) & (idx < end[rows, None])
     idx = np.clip(idx, 0, len(vals) - 1)
     ok &= ~null[idx]
     v = np.sort(np.where(ok, vals[idx], np.inf), axis=1)
-    n = ok.sum(axis=1)
-    out, at = {}, np.arange(len(rows))
-    for st in _STATS:
-        pos = _P[st] * (n - 1)
-        lo = np.maximum(pos, 0).astype(np.int64)
-        f = pos - lo
-        a, b = v[at, lo], v[at, np.minimum(lo + 1, window - 1)]
-        with np.errstate(invalid="ignore"):
-            out[st] = np.where(n == 0, np.nan, np.where(f == 0, a, a + f * (b - a)))
-    return out
+    _quantiles(ok.sum(axis=1), lambda r, sel: v[sel, r], out, rows)
 
 
 def _kernel_stats(by: str | list[str], cols: dict[tuple[str, int], dict[str, str]]) -> list[pl.Expr]:
@@ -348,7 +423,7 @@ def with_window_stats(lf: pl.LazyFrame, rules: list[Any]) -> tuple[pl.LazyFrame,
     for w in sorted({w for _, w in net}):
         h = (w - 1) // 2
         cut = np.flatnonzero((pos - start < w - 1 - h) | (end - pos <= h))  # the window passes the machine's edge
-        work = np.empty((_window_plan(w)[1], min(_CHUNK, height) + w - 1))
+        work = np.empty((max(_plan_for(w, n)[1] for n in (False, True)), min(_CHUNK, height) + w - 1))
         padded = np.zeros(height + w - 1)  # row i's window: padded[i] … padded[i + w − 1]
         for c in [c for c, w_ in net if w_ == w]:
             x = base[c].cast(pl.Float64)
@@ -359,12 +434,18 @@ def with_window_stats(lf: pl.LazyFrame, rules: list[Any]) -> tuple[pl.LazyFrame,
             if len(bad) > _PATCH_SHARE * height:
                 continue
             padded[w - 1 - h:height + w - 1 - h] = vals
-            padded[w - 1 - h:height + w - 1 - h][null] = 0.0
-            out = _window_stats(padded, w, work)
-            # windows a machine's edge cuts or holding nulls: their readings sorted one by one
-            rows = np.setdiff1d(np.union1d(cut, _near(np.flatnonzero(null), w, height)), bad, assume_unique=True)
-            for st, v in _exact_rows(vals, null, start, end, rows, w).items():
-                out[st][rows] = v
+            readings = None
+            if x.null_count():  # nulls sort as +∞; each window's readings, for its ranks
+                padded[w - 1 - h:height + w - 1 - h][null] = np.inf
+                gaps = np.zeros(height + w, np.int64)
+                gaps[w - h:height + w - h] = np.cumsum(null)  # gaps[q]: nulls before padded[q]
+                gaps[height + w - h:] = gaps[height + w - h - 1]
+                readings = w - (gaps[w:] - gaps[:-w])
+            out = _window_stats(padded, w, work, readings)
+            # windows a machine's edge cuts: their readings (inside the machine) sorted one by one
+            rows = np.setdiff1d(cut, bad, assume_unique=True)
+            _exact_rows(vals, null, start, end, rows, w, out)
+            for st in _STATS:
                 stats[wanted[(c, w)][st]] = pl.Series(out[st], nan_to_null=True)  # NaN: no reading
             if len(bad):
                 own[(c, w)] = bad
