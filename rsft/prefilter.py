@@ -7,8 +7,8 @@ Nulls: a rule other than ``not_null`` keeps a row whose value it cannot judge (n
 null never makes a row vanish under a rule that did not ask about nulls.
 Window rules (stuck, spike, rate_of_change) evaluate per machine in time order: the input is
 sorted by (by, order_by) before the rules run; the spike rule's centred rolling statistics are
-columns :func:`with_window_stats` adds first (a merge network over full windows, Polars' kernels
-on the rest: exact), read by its expression.
+columns :func:`with_window_stats` adds first (a merge network over the windows inside a machine,
+nulls included, Polars' kernels near ±∞/NaN: exact), read by its expression.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ _STATS = {"med": lambda x, w, **k: x.rolling_median(w, min_samples=1, **k),
           "q25": lambda x, w, **k: x.rolling_quantile(0.25, "linear", w, min_samples=1, **k),
           "q75": lambda x, w, **k: x.rolling_quantile(0.75, "linear", w, min_samples=1, **k)}
 _P = {"med": 0.5, "q25": 0.25, "q75": 0.75}
-_NETWORK_MAX = 24  # widest window for the merge network (61 array ops a row at 11, 159 at 24)
+_NETWORK_MAX = 24  # widest window for the merge network (56 array ops a row at 11, 155 at 24)
 _NETWORK_DTYPES = (pl.Float64, pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.UInt64, pl.UInt32, pl.UInt16, pl.UInt8)
 _CHUNK = 32_768  # windows per pass of the merge network (its ~14 work buffers stay in cache)
 _PATCH_SHARE = 0.2  # a column with ±∞ / NaN near more rows than this share gets Polars' kernels outright
@@ -151,16 +151,16 @@ def _window_plan(window: int, ranks: bool = False) -> tuple[tuple[tuple, ...], i
     of 8 two runs of 4 (9) … (Batcher's odd-even merge); a window of P + R rows (P the largest
     power of two below it) is the run of P at its first row and the run of R P rows later, of
     which only the order statistics the quantiles read are selected: the r-th smallest of sorted
-    A and B is min(A[r], max(A[r−1], B[0]), max(A[r−2], B[1]), …, B[r]). At w = 11: 61 array
-    ops a row, against 76 min/max for a sorting network per row. A run's later start is a view
-    of its arrays (no copy).
+    A and B is min(A[r], max(A[r−1], B[0]), max(A[r−2], B[1]), …, B[r]). At w = 11: 58 min/max
+    a row, against 76 for a sorting network per row. A run's later start is a view of its arrays
+    (no copy).
 
-    With ``ranks``: the two runs are merged whole instead (Batcher's merge), and every order
-    statistic a window with fewer readings reads (ranks 0 … the w-reading q75's upper one) is
-    kept to the end, for windows holding nulls (sorted as +∞, so a window's k readings are its
-    ranks 0 … k−1); at w = 11 60 ops, no more than the selection (and fewer at some widths:
-    :func:`_plan_for` takes the shorter for a column without nulls). Ops whose result nothing
-    reads are dropped.
+    With ``ranks``: the two runs are merged whole instead (Batcher's merge, truncated), and every
+    order statistic a window with fewer readings reads (ranks 0 … the w-reading q75's upper one)
+    is kept to the end, for windows holding nulls (sorted as +∞, so a window's k readings are its
+    ranks 0 … k−1). Ops whose result nothing reads (the merged run's top ranks) are dropped: at
+    w = 11 56 min/max, fewer than the selection; :func:`_plan_for` takes the shorter of the two
+    for a column without nulls (the merge at 3, 4, 6–8, 10–12, 14–16, 22, 24).
 
     Ops: ``("min" | "max", dst, a, b, n)`` — elementwise into buffer ``dst`` over the first
     len(x) − n + 1 rows of ``a`` and ``b``, each ``(buffer, offset)`` (buffer −1: the input);
@@ -253,8 +253,8 @@ def _allocate(ops: list[tuple]) -> tuple[tuple[tuple, ...], int]:
 
 @functools.cache
 def _plan_for(window: int, nulls: bool) -> tuple[tuple[tuple, ...], int]:
-    """The plan for a column with or without nulls: with them the ranks plan; without, whichever
-    of the two has fewer ops (the selection at w = 11, the whole merge at 8, 12, 14, 16 …)."""
+    """The plan for a column with or without nulls: with them the ranks plan (its windows with
+    nulls read other ranks); without, whichever of the two has fewer min/max ops (both exact)."""
     plans = [_window_plan(window, True)] + ([] if nulls else [_window_plan(window)])
     return min(plans, key=lambda p: sum(op[0] in ("min", "max") for op in p[0]))
 
@@ -273,30 +273,30 @@ def _quantiles(n: np.ndarray, kth: Callable[[int, np.ndarray], np.ndarray], out:
     order = np.argsort(n.astype(np.uint8), kind="stable")  # counts ≤ _NETWORK_MAX: a radix sort
     counts = np.bincount(n)
     ends = np.cumsum(counts)
-    for c in np.flatnonzero(counts):
-        sel = order[ends[c] - counts[c]:ends[c]]
-        rows = at[sel]
-        for st in _STATS:
-            pos = _P[st] * (c - 1)
-            lo, f = int(pos), pos - int(pos)
-            v = kth(lo, sel) if c else np.full(len(sel), np.nan)
-            if f and c:
-                with np.errstate(invalid="ignore"):  # ±∞ nearby: such rows are patched
+    with np.errstate(invalid="ignore"):  # ±∞ nearby may give NaN: such rows are patched
+        for c in np.flatnonzero(counts):
+            sel = order[ends[c] - counts[c]:ends[c]]
+            rows = at[sel]
+            for st in _STATS:
+                pos = _P[st] * (c - 1)
+                lo, f = int(pos), pos - int(pos)
+                v = kth(lo, sel) if c else np.full(len(sel), np.nan)
+                if f and c:
                     v = v + f * (kth(lo + 1, sel) - v)  # Polars' order of operations
-            out[st][rows] = v
+                out[st][rows] = v
 
 
 def _window_stats(x: np.ndarray, window: int, work: np.ndarray | None = None,
-                  readings: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                  short: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Median, q25, q75 of each window of ``window`` consecutive readings of ``x`` (no NaN
     needed where the result is read; len(x) − window + 1 windows, the first starting at row 0)
     by :func:`_window_plan`: NumPy, ``_CHUNK`` windows at a time into ``work`` (buffers ×
     (``_CHUNK`` + window − 1) or fewer columns; allocated here when not given).
 
-    ``readings``: each window's count of readings where ``x`` holds nulls as +∞ (None: no
-    nulls); a window with fewer than ``window`` reads its statistics at the ranks its count
-    gives (:func:`_rank_stats`)."""
-    plan, buffers = _plan_for(window, readings is not None)
+    ``short``: where ``x`` holds nulls as +∞, the windows with fewer than ``window`` readings
+    (sorted) and their counts of readings (:func:`_short_windows`); their statistics are read
+    at the ranks their count gives (:func:`_rank_stats`). None: no nulls."""
+    plan, buffers = _plan_for(window, short is not None)
     m = max(len(x) - window + 1, 0)
     out = {st: np.empty(m) for st in _STATS}
     if work is None:
@@ -322,19 +322,39 @@ def _window_stats(x: np.ndarray, window: int, work: np.ndarray | None = None,
             else:
                 n = k + window - f
                 (np.minimum if kind == "min" else np.maximum)(view(a, n), view(b, n), out=work[dst][:n])
-        if readings is not None:
-            _rank_stats(out, s, readings[s:s + k], window, work, ranks)
+        if short is not None:
+            i, j = np.searchsorted(short[0], (s, s + k))
+            if i < j:
+                _rank_stats(out, short[0][i:j], short[1][i:j], s, work, ranks)
     return out
 
 
-def _rank_stats(out: dict[str, np.ndarray], s: int, readings: np.ndarray, window: int, work: np.ndarray,
+def _short_windows(null: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows whose centred window of ``window`` rows holds a row of ``null`` (sorted), and the
+    count of non-null rows in each window (rows past the frame's ends count as readings: such
+    windows are cut, their statistics computed apart). A few nulls: the rows around each, counted
+    by bisection; many: a running count of nulls (a pass over the column)."""
+    h = (window - 1) // 2
+    at = np.flatnonzero(null)
+    if len(at) * window < len(null) // 8:
+        rows = _near(at, window, len(null))
+        gaps = np.searchsorted(at, rows + h, "right") - np.searchsorted(at, rows - (window - 1 - h))
+        return rows, window - gaps
+    gaps = np.zeros(len(null) + window, np.int32)  # gaps[q]: nulls before row q − (window − 1 − h)
+    np.cumsum(null, dtype=np.int32, out=gaps[window - h:len(null) + window - h])
+    gaps[len(null) + window - h:] = gaps[len(null) + window - h - 1]
+    count = window - (gaps[window:] - gaps[:-window])
+    rows = np.flatnonzero(count < window)
+    return rows, count[rows]
+
+
+def _rank_stats(out: dict[str, np.ndarray], rows: np.ndarray, count: np.ndarray, s: int, work: np.ndarray,
                 ranks: list[tuple[int, int]]) -> None:
-    """Into ``out`` from row ``s``: the statistics of the pass's windows with fewer than
-    ``window`` readings, read from the pass's sorted ranks (``ranks[r]``: (buffer, offset) in
-    ``work``) at each window's own positions — a gather a rank read, no per-row sort."""
-    j = np.flatnonzero(readings < window)
-    if len(j):
-        _quantiles(readings[j], lambda r, sel: work[ranks[r][0]].take(ranks[r][1] + j[sel]), out, s + j)
+    """Into ``out`` at ``rows`` (windows of this pass, which starts at row ``s``) holding
+    ``count`` readings each: their statistics read from the pass's sorted ranks (``ranks[r]``:
+    (buffer, offset) in ``work``) at each count's positions — a gather a rank read, no sort."""
+    j = rows - s
+    _quantiles(count, lambda r, sel: work[ranks[r][0]].take(ranks[r][1] + j[sel]), out, rows)
 
 
 def _exact_rows(vals: np.ndarray, null: np.ndarray, start: np.ndarray, end: np.ndarray, rows: np.ndarray,
@@ -389,10 +409,12 @@ def with_window_stats(lf: pl.LazyFrame, rules: list[Any]) -> tuple[pl.LazyFrame,
 
     For a numeric column (Float64 or integer): a merge network whose sorted runs neighbouring rows
     share (:func:`_window_plan`: NumPy array ops over the column, ``_CHUNK`` rows a pass; no
-    per-row Python) where the window is inside the machine and holds only finite readings; the
-    window's readings sorted row by row (NumPy) on the rows whose window a machine's edge cuts or
-    that hold nulls (:func:`_exact_rows`); Polars' own kernels on a small frame of the windows of
-    rows with ±∞ or NaN nearby (:func:`_patch`). A column with such rows in more than
+    per-row Python) where the window is inside the machine and holds no ±∞/NaN — nulls sort as
+    +∞ in it, and a window holding k of them reads its statistics at the ranks its w − k readings
+    give (:func:`_short_windows`, :func:`_rank_stats`: scattered gaps cost about as little as
+    none); the window's readings sorted row by row (NumPy) on the rows whose window a machine's
+    edge cuts (:func:`_exact_rows`); Polars' own kernels on a small frame of the windows of rows
+    with ±∞ or NaN nearby (:func:`_patch`). A column with such rows in more than
     ``_PATCH_SHARE`` of the frame, a window wider than ``_NETWORK_MAX`` or narrower than 3, or
     another dtype (Float32, non-numeric) gets Polars' trailing kernels shifted back (the centred
     window but on each machine's last (w−1)//2 rows, patched); a frame whose machines' rows are not
@@ -434,14 +456,11 @@ def with_window_stats(lf: pl.LazyFrame, rules: list[Any]) -> tuple[pl.LazyFrame,
             if len(bad) > _PATCH_SHARE * height:
                 continue
             padded[w - 1 - h:height + w - 1 - h] = vals
-            readings = None
-            if x.null_count():  # nulls sort as +∞; each window's readings, for its ranks
+            short = None
+            if x.null_count():  # nulls sort as +∞; the windows holding them read their own ranks
                 padded[w - 1 - h:height + w - 1 - h][null] = np.inf
-                gaps = np.zeros(height + w, np.int64)
-                gaps[w - h:height + w - h] = np.cumsum(null)  # gaps[q]: nulls before padded[q]
-                gaps[height + w - h:] = gaps[height + w - h - 1]
-                readings = w - (gaps[w:] - gaps[:-w])
-            out = _window_stats(padded, w, work, readings)
+                short = _short_windows(null, w)
+            out = _window_stats(padded, w, work, short)
             # windows a machine's edge cuts: their readings (inside the machine) sorted one by one
             rows = np.setdiff1d(cut, bad, assume_unique=True)
             _exact_rows(vals, null, start, end, rows, w, out)

@@ -363,13 +363,13 @@ def test_window_stats_merge_network_equals_polars():
             assert stats[f"__{st}11_a"].equals(ref, check_names=False), (a.dtype, st)
 
 
-@pytest.mark.parametrize("share", [0.01, 0.05, 0.3, 0.9])
-def test_window_stats_with_scattered_and_dense_nulls_equal_polars(share, monkeypatch):
-    """Windows holding nulls (scattered at 1, 5, 30, 90 %, and runs of nulls longer than the
-    window) read their order statistics from the merge network's sorted ranks at the positions
-    their count of readings gives: equal to Polars' centred kernels per machine, Float64 (ties
-    and unrounded) and Int32, every window 3…24; only the windows a machine's edge cuts are
-    sorted row by row (seeded: rng 11 + 1000·share)."""
+@pytest.mark.parametrize("share, runs", [(0.002, 0), (0.01, 3), (0.05, 3), (0.3, 3), (0.9, 0)])
+def test_window_stats_with_scattered_and_dense_nulls_equal_polars(share, runs, monkeypatch):
+    """Windows holding nulls (scattered at 0.2 — a few, found around each null —, 1, 5, 30,
+    90 %, and runs of nulls longer than the window) read their order statistics from the merge
+    network's sorted ranks at the positions their count of readings gives: equal to Polars'
+    centred kernels per machine, Float64 (ties and unrounded) and Int32, every window 3…24; only
+    the windows a machine's edge cuts are sorted row by row (seeded: rng 11 + 1000·share)."""
     from rsft import prefilter as pf
     from rsft.config import PrefilterConfig
 
@@ -377,10 +377,10 @@ def test_window_stats_with_scattered_and_dense_nulls_equal_polars(share, monkeyp
     sorted_rows = []
     exact = pf._exact_rows
     monkeypatch.setattr(pf, "_exact_rows", lambda *a: sorted_rows.append(len(a[4])) or exact(*a))
-    machines = [int(rng.integers(1, 400)) for _ in range(4)]
+    machines = [int(rng.integers(1, 1000)) for _ in range(4)]
     n = sum(machines)
     null = rng.random(n) < share
-    for at in rng.integers(0, n, 3):  # runs of nulls longer than any window
+    for at in rng.integers(0, n, runs):  # runs of nulls longer than any window
         null[at:at + int(rng.integers(25, 60))] = True
     a = rng.normal(0, 1, n) * rng.exponential(1, n)
     df = pl.DataFrame({"machine_id": np.repeat([f"M{m}" for m in range(4)], machines), "ts": np.arange(n),
@@ -396,3 +396,7 @@ def test_window_stats_with_scattered_and_dense_nulls_equal_polars(share, monkeyp
                 ref = df.select(fn(pl.col(c), w, center=True).over("machine_id"))[c]
                 assert stats[f"__{st}{w}_{c}"].equals(ref, check_names=False), (share, w, c, st)
         assert sum(sorted_rows) <= 3 * 4 * (w - 1), (share, w)  # the cut windows only, per column
+        count = np.lib.stride_tricks.sliding_window_view(np.r_[np.zeros(w - 1 - (w - 1) // 2, bool), null,
+                                                               np.zeros((w - 1) // 2, bool)], w).sum(axis=1)
+        rows, readings = pf._short_windows(null, w)  # both ways of finding them: around each null, a running count
+        assert np.array_equal(rows, np.flatnonzero(count)) and np.array_equal(readings, w - count[rows]), (share, w)
