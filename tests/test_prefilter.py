@@ -368,8 +368,9 @@ def test_window_stats_with_scattered_and_dense_nulls_equal_polars(share, runs, m
     """Windows holding nulls (scattered at 0.2 — a few, found around each null —, 1, 5, 30,
     90 %, and runs of nulls longer than the window) read their order statistics from the merge
     network's sorted ranks at the positions their count of readings gives: equal to Polars'
-    centred kernels per machine, Float64 (ties and unrounded) and Int32, every window 3…24; only
-    the windows a machine's edge cuts are sorted row by row (seeded: rng 11 + 1000·share)."""
+    centred kernels per machine, Float64 (ties and unrounded) and Int32, every window 3…24, the
+    network in passes of 7 windows or in one; only the windows a machine's edge cuts are sorted
+    row by row (seeded: rng 11 + 1000·share)."""
     from rsft import prefilter as pf
     from rsft.config import PrefilterConfig
 
@@ -390,6 +391,7 @@ def test_window_stats_with_scattered_and_dense_nulls_equal_polars(share, runs, m
     for w in range(3, 25):
         cfg = PrefilterConfig.model_validate({"rules": [{"kind": "spike", "columns": ["a", "t", "i"], "window": w, "k": 2.0}]})
         sorted_rows.clear()
+        monkeypatch.setattr(pf, "_CHUNK", 7 if w % 2 else 32_768)  # odd w: 7 windows a pass of the network
         stats = pf.with_window_stats(df.lazy(), cfg.rules)[0].collect()
         for c in ("a", "t", "i"):
             for st, fn in pf._STATS.items():
