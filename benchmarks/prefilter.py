@@ -1,9 +1,10 @@
 """Prefilter throughput and memory vs a plain Polars scan of the same columns, in one run.
 
-    python benchmarks/prefilter.py [--rows 10000000 40000000] [--out DIR] [--baseline REF]
+    python benchmarks/prefilter.py [--rows 10000000 40000000] [--out DIR] [--baseline REF] [--null-share S]
 
 For each size: synthetic sensor rows (the demo's generator: 24 machines, injected stuck runs,
-spikes, duplicates) written once as Parquet, then, each in a fresh process:
+spikes, duplicates; with --null-share S each sensor reading null with probability S, scattered,
+seeded: a plant whose export has gaps) written once as Parquet, then, each in a fresh process:
   rsft    rsft.prefilter.prefilter with the demo's rule set (examples/factory.yaml: duplicate
           key, stuck over 8 readings, spike over 11 readings, per machine in time order):
           per-rule counts + the kept rows written to Parquet
@@ -102,8 +103,12 @@ for f in sorted(glob.glob(sys.argv[1] + "/*.parquet")):
 QUANTILES_TRAILING = QUANTILES.replace("center=True, ", "")
 
 
-def make_pool(path: Path, rows: int) -> int:
-    """Synthetic sensor days (demo generator, 24 machines) until ``rows``; one Parquet file per day."""
+def make_pool(path: Path, rows: int, null_share: float = 0.0) -> int:
+    """Synthetic sensor days (demo generator, 24 machines) until ``rows``; one Parquet file per day;
+    each sensor reading (s01 … s12) null with probability ``null_share`` (seeded per day)."""
+    import numpy as np
+    import polars as pl
+
     from rsft.config import SynthConfig
     from rsft.synth import generate_day, make_regime
 
@@ -114,6 +119,10 @@ def make_pool(path: Path, rows: int) -> int:
     while n < rows:
         df, _ = generate_day(cfg, day, regime)
         df = df.head(rows - n)
+        if null_share:
+            rng = np.random.default_rng([17, day])
+            df = df.with_columns(pl.when(pl.Series(rng.random(df.height) < null_share)).then(None).otherwise(pl.col(c)).alias(c)
+                                 for c in df.columns if c[0] == "s" and c[1:].isdigit())
         df.write_parquet(path / f"day-{day:05d}.parquet")
         n += df.height
         day += 1
@@ -131,6 +140,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=REPO / ".rsft" / "bench-prefilter")
     ap.add_argument("--rolling", action="store_true", help="also time the prefilter deriving rolling features")
     ap.add_argument("--baseline", metavar="REF", help="also time rsft's prefilter as it was at this git ref")
+    ap.add_argument("--null-share", type=float, default=0.0, metavar="S",
+                    help="each sensor reading null with probability S (scattered, seeded; default 0)")
     args = ap.parse_args()
     baseline = None
     if args.baseline:
@@ -145,8 +156,8 @@ def main() -> None:
         work = args.out / f"{rows}"
         shutil.rmtree(work, ignore_errors=True)
         t = time.perf_counter()
-        n = make_pool(work / "pool", rows)
-        row = {"rows": n, "generate_s": round(time.perf_counter() - t, 1)}
+        n = make_pool(work / "pool", rows, args.null_share)
+        row = {"rows": n, "null_share": args.null_share, "generate_s": round(time.perf_counter() - t, 1)}
         row["rsft"] = measure(RSFT, str(work / "pool"), str(work / "kept.parquet"), cfg)
         row["plain"] = measure(PLAIN, str(work / "pool"), str(work / "plain.parquet"))
         row["per_day"] = measure(PER_DAY, str(work / "pool"), str(work / "per-day"), cfg)
@@ -163,6 +174,8 @@ def main() -> None:
             row["baseline_over_plain"] = round(row["baseline"]["seconds"] / row["plain"]["seconds"], 2)
             row["baseline_cpu_over_plain"] = round(row["baseline"]["cpu_s"] / row["plain"]["cpu_s"], 2)
             row["same_kept_rows_as_baseline"] = _same_rows(work / "kept.parquet", work / "kept-baseline.parquet")
+            row["same_kept_rows_per_day_as_baseline"] = all(
+                _same_rows(f, work / "per-day-baseline" / f.name) for f in sorted((work / "per-day").glob("*.parquet")))
         if args.rolling:
             row["rsft_rolling"] = measure(RSFT_ROLLING, str(work / "pool"), str(work / "kept-rolling.parquet"), cfg)
             row["rsft_rolling_over_rsft"] = round(row["rsft_rolling"]["seconds"] / row["rsft"]["seconds"], 2)

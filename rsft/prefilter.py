@@ -7,8 +7,8 @@ Nulls: a rule other than ``not_null`` keeps a row whose value it cannot judge (n
 null never makes a row vanish under a rule that did not ask about nulls.
 Window rules (stuck, spike, rate_of_change) evaluate per machine in time order: the input is
 sorted by (by, order_by) before the rules run; the spike rule's centred rolling statistics are
-columns :func:`with_window_stats` adds first (a merge network over full windows, Polars' kernels
-on the rest: exact), read by its expression.
+columns :func:`with_window_stats` adds first (a merge network over the windows inside a machine,
+nulls included, Polars' kernels near ±∞/NaN: exact), read by its expression.
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ _STATS = {"med": lambda x, w, **k: x.rolling_median(w, min_samples=1, **k),
           "q25": lambda x, w, **k: x.rolling_quantile(0.25, "linear", w, min_samples=1, **k),
           "q75": lambda x, w, **k: x.rolling_quantile(0.75, "linear", w, min_samples=1, **k)}
 _P = {"med": 0.5, "q25": 0.25, "q75": 0.75}
-_NETWORK_MAX = 24  # widest window for the merge network (61 array ops a row at 11, 159 at 24)
+_NETWORK_MAX = 24  # widest window for the merge network (56 array ops a row at 11, 155 at 24)
 _NETWORK_DTYPES = (pl.Float64, pl.Int64, pl.Int32, pl.Int16, pl.Int8, pl.UInt64, pl.UInt32, pl.UInt16, pl.UInt8)
 _CHUNK = 32_768  # windows per pass of the merge network (its ~14 work buffers stay in cache)
 _PATCH_SHARE = 0.2  # a column with ±∞ / NaN near more rows than this share gets Polars' kernels outright
@@ -142,7 +142,7 @@ def _below(n: int) -> int:
 
 
 @functools.cache
-def _window_plan(window: int) -> tuple[tuple[tuple, ...], int]:
+def _window_plan(window: int, ranks: bool = False) -> tuple[tuple[tuple, ...], int]:
     """The ops computing Polars' centred median, q25 and q75 over ``window`` readings for every
     row at once, and the number of work buffers they use.
 
@@ -151,13 +151,21 @@ def _window_plan(window: int) -> tuple[tuple[tuple, ...], int]:
     of 8 two runs of 4 (9) … (Batcher's odd-even merge); a window of P + R rows (P the largest
     power of two below it) is the run of P at its first row and the run of R P rows later, of
     which only the order statistics the quantiles read are selected: the r-th smallest of sorted
-    A and B is min(A[r], max(A[r−1], B[0]), max(A[r−2], B[1]), …, B[r]). At w = 11: 61 array
-    ops a row, against 76 min/max for a sorting network per row. A run's later start is a view
-    of its arrays (no copy).
+    A and B is min(A[r], max(A[r−1], B[0]), max(A[r−2], B[1]), …, B[r]). At w = 11: 58 min/max
+    a row, against 76 for a sorting network per row. A run's later start is a view of its arrays
+    (no copy).
+
+    With ``ranks``: the two runs are merged whole instead (Batcher's merge, truncated), and every
+    order statistic a window with fewer readings reads (ranks 0 … the w-reading q75's upper one)
+    is kept to the end, for windows holding nulls (sorted as +∞, so a window's k readings are its
+    ranks 0 … k−1). Ops whose result nothing reads (the merged run's top ranks) are dropped: at
+    w = 11 56 min/max, fewer than the selection; :func:`_plan_for` takes the shorter of the two
+    for a column without nulls (the merge at 3, 4, 6–8, 10–12, 14–16, 22, 24).
 
     Ops: ``("min" | "max", dst, a, b, n)`` — elementwise into buffer ``dst`` over the first
     len(x) − n + 1 rows of ``a`` and ``b``, each ``(buffer, offset)`` (buffer −1: the input);
-    ``("pick", stat, lo, hi, f)`` — lo + f·(hi − lo) (Polars' linear interpolation), or lo."""
+    ``("pick", stat, lo, hi, f)`` — lo + f·(hi − lo) (Polars' linear interpolation), or lo;
+    ``("rank", r, at, None, 0)`` (with ``ranks``) — where the r-th smallest of each window is."""
     ops: list[tuple] = []
     count = [1]
 
@@ -179,6 +187,20 @@ def _window_plan(window: int) -> tuple[tuple[tuple, ...], int]:
             runs[n] = wires
         return runs[n]
 
+    top = _positions(_P["q75"], window)[-1]  # the highest rank any window's quantiles read
+    kth = dict(enumerate(run(window)[:top + 1])) if ranks else _select(window, run, new, ops)
+    for st in _STATS:
+        pos, at = _P[st] * (window - 1), _positions(_P[st], window)
+        ops.append(("pick", st, kth[at[0]], kth[at[1]] if len(at) > 1 else None, pos - int(pos)))
+    if ranks:
+        assert all(v != 0 for v, _ in kth.values())  # every rank is a work buffer (see _rank_stats)
+        ops.extend(("rank", r, kth[r], None, 0) for r in range(top + 1))
+    return _allocate(_live(ops))
+
+
+def _select(window: int, run: Callable, new: Callable, ops: list[tuple]) -> dict[int, tuple[int, int]]:
+    """The order statistics the quantiles of ``window`` readings read, selected from the sorted
+    run of P at a window's first row and the run of R = window − P after it (ops appended)."""
     p = _below(window)
     a, b = run(p), [(v, o + p) for v, o in run(window - p)]
     kth = {}
@@ -198,22 +220,43 @@ def _window_plan(window: int) -> tuple[tuple[tuple, ...], int]:
             ops.append(("min", k, terms[0], terms[1], window))
             ops.extend(("min", k, (k, 0), t, window) for t in terms[2:])
             kth[r] = (k, 0)
-    for st in _STATS:
-        pos, at = _P[st] * (window - 1), _positions(_P[st], window)
-        ops.append(("pick", st, kth[at[0]], kth[at[1]] if len(at) > 1 else None, pos - int(pos)))
-    # work buffers: a virtual buffer's slot is free again after its last read
+    return kth
+
+
+def _live(ops: list[tuple]) -> list[tuple]:
+    """``ops`` without those whose result no pick or rank reads (a merged run's top wires)."""
+    need, keep = set(), []
+    for op in reversed(ops):
+        if op[0] in ("pick", "rank") or op[1] in need:
+            keep.append(op)
+            need |= {w[0] for w in op[2:4] if w is not None}
+    return keep[::-1]
+
+
+def _allocate(ops: list[tuple]) -> tuple[tuple[tuple, ...], int]:
+    """``ops`` with virtual buffers mapped onto reused work buffers (a slot is free again after
+    its last read), and the number of work buffers."""
     last = {v: i for i, op in enumerate(ops) for v, _ in (w for w in op[2:4] if w is not None)}
     slot, free, plan, buffers = {0: -1}, [], [], 0
     for i, op in enumerate(ops):
-        if op[0] != "pick" and op[1] not in slot:
+        out = op[0] in ("pick", "rank")  # writes no work buffer
+        if not out and op[1] not in slot:
             if not free:
                 free, buffers = [buffers], buffers + 1
             slot[op[1]] = free.pop()
         where = lambda w: None if w is None else (slot[w[0]], w[1])  # noqa: E731
-        plan.append((op[0], op[1] if op[0] == "pick" else slot[op[1]], where(op[2]), where(op[3]), op[4]))
+        plan.append((op[0], op[1] if out else slot[op[1]], where(op[2]), where(op[3]), op[4]))
         free += [slot[v] for v in {w[0] for w in op[2:4] if w is not None}
-                 if last[v] == i and v != 0 and (op[0] == "pick" or v != op[1])]
+                 if last[v] == i and v != 0 and (out or v != op[1])]
     return tuple(plan), buffers
+
+
+@functools.cache
+def _plan_for(window: int, nulls: bool) -> tuple[tuple[tuple, ...], int]:
+    """The plan for a column with or without nulls: with them the ranks plan (its windows with
+    nulls read other ranks); without, whichever of the two has fewer min/max ops (both exact)."""
+    plans = [_window_plan(window, True)] + ([] if nulls else [_window_plan(window)])
+    return min(plans, key=lambda p: sum(op[0] in ("min", "max") for op in p[0]))
 
 
 def _positions(p: float, n: int) -> list[int]:
@@ -222,12 +265,38 @@ def _positions(p: float, n: int) -> list[int]:
     return [int(pos)] if pos == int(pos) else [int(pos), int(pos) + 1]
 
 
-def _window_stats(x: np.ndarray, window: int, work: np.ndarray | None = None) -> dict[str, np.ndarray]:
+def _quantiles(n: np.ndarray, kth: Callable[[int, np.ndarray], np.ndarray], out: dict[str, np.ndarray],
+               at: np.ndarray) -> None:
+    """Median, q25, q75 of windows of ``n`` readings each into ``out[st][at]``, ``kth(r, sel)``
+    the r-th smallest reading of windows ``sel``: Polars' positions and interpolation, the windows
+    taken by their count (one position a count, no per-window positions); NaN where n = 0."""
+    order = np.argsort(n.astype(np.uint8), kind="stable")  # counts ≤ _NETWORK_MAX: a radix sort
+    counts = np.bincount(n)
+    ends = np.cumsum(counts)
+    with np.errstate(invalid="ignore"):  # ±∞ nearby may give NaN: such rows are patched
+        for c in np.flatnonzero(counts):
+            sel = order[ends[c] - counts[c]:ends[c]]
+            rows = at[sel]
+            for st in _STATS:
+                pos = _P[st] * (c - 1)
+                lo, f = int(pos), pos - int(pos)
+                v = kth(lo, sel) if c else np.full(len(sel), np.nan)
+                if f and c:
+                    v = v + f * (kth(lo + 1, sel) - v)  # Polars' order of operations
+                out[st][rows] = v
+
+
+def _window_stats(x: np.ndarray, window: int, work: np.ndarray | None = None,
+                  short: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Median, q25, q75 of each window of ``window`` consecutive readings of ``x`` (no NaN
     needed where the result is read; len(x) − window + 1 windows, the first starting at row 0)
     by :func:`_window_plan`: NumPy, ``_CHUNK`` windows at a time into ``work`` (buffers ×
-    (``_CHUNK`` + window − 1) or fewer columns; allocated here when not given)."""
-    plan, buffers = _window_plan(window)
+    (``_CHUNK`` + window − 1) or fewer columns; allocated here when not given).
+
+    ``short``: where ``x`` holds nulls as +∞, the windows with fewer than ``window`` readings
+    (sorted) and their counts of readings (:func:`_short_windows`); their statistics are read
+    at the ranks their count gives (:func:`_rank_stats`). None: no nulls."""
+    plan, buffers = _plan_for(window, short is not None)
     m = max(len(x) - window + 1, 0)
     out = {st: np.empty(m) for st in _STATS}
     if work is None:
@@ -237,8 +306,11 @@ def _window_stats(x: np.ndarray, window: int, work: np.ndarray | None = None) ->
         k = min(step, m - s)
         part = x[s:s + k + window - 1]
         view = lambda w, n: (part if w[0] < 0 else work[w[0]])[w[1]:w[1] + n]  # noqa: E731
+        ranks = []
         for kind, dst, a, b, f in plan:
-            if kind == "pick":  # ±∞ in a window may give NaN here: such rows are patched
+            if kind == "rank":
+                ranks.append(a)
+            elif kind == "pick":  # ±∞ in a window may give NaN here: such rows are patched
                 o, lo = out[dst][s:s + k], view(a, k)
                 if b is None:
                     o[:] = lo
@@ -250,31 +322,54 @@ def _window_stats(x: np.ndarray, window: int, work: np.ndarray | None = None) ->
             else:
                 n = k + window - f
                 (np.minimum if kind == "min" else np.maximum)(view(a, n), view(b, n), out=work[dst][:n])
+        if short is not None:
+            i, j = np.searchsorted(short[0], (s, s + k))
+            if i < j:
+                _rank_stats(out, short[0][i:j], short[1][i:j], s, work, ranks)
     return out
 
 
+def _short_windows(null: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """The rows whose centred window of ``window`` rows holds a row of ``null`` (sorted), and the
+    count of non-null rows in each window (rows past the frame's ends count as readings: such
+    windows are cut, their statistics computed apart). A few nulls: the rows around each, counted
+    by bisection; many: a running count of nulls (a pass over the column)."""
+    h = (window - 1) // 2
+    at = np.flatnonzero(null)
+    if len(at) * window < len(null) // 8:
+        rows = _near(at, window, len(null))
+        gaps = np.searchsorted(at, rows + h, "right") - np.searchsorted(at, rows - (window - 1 - h))
+        return rows, window - gaps
+    gaps = np.zeros(len(null) + window, np.int32)  # gaps[q]: nulls before row q − (window − 1 − h)
+    np.cumsum(null, dtype=np.int32, out=gaps[window - h:len(null) + window - h])
+    gaps[len(null) + window - h:] = gaps[len(null) + window - h - 1]
+    count = window - (gaps[window:] - gaps[:-window])
+    rows = np.flatnonzero(count < window)
+    return rows, count[rows]
+
+
+def _rank_stats(out: dict[str, np.ndarray], rows: np.ndarray, count: np.ndarray, s: int, work: np.ndarray,
+                ranks: list[tuple[int, int]]) -> None:
+    """Into ``out`` at ``rows`` (windows of this pass, which starts at row ``s``) holding
+    ``count`` readings each: their statistics read from the pass's sorted ranks (``ranks[r]``:
+    (buffer, offset) in ``work``) at each count's positions — a gather a rank read, no sort."""
+    j = rows - s
+    _quantiles(count, lambda r, sel: work[ranks[r][0]].take(ranks[r][1] + j[sel]), out, rows)
+
+
 def _exact_rows(vals: np.ndarray, null: np.ndarray, start: np.ndarray, end: np.ndarray, rows: np.ndarray,
-                window: int) -> dict[str, np.ndarray]:
-    """Polars' centred median, q25, q75 at ``rows`` of a column (``vals`` with ``null`` marks;
-    row i's group spans ``start[i]`` … ``end[i]`` − 1) whose windows hold no ±∞/NaN: the window's
-    readings inside the group, sorted (NumPy), read at the positions their count gives, with
-    Polars' interpolation; NaN where a window has no reading."""
+                window: int, out: dict[str, np.ndarray]) -> None:
+    """Polars' centred median, q25, q75 into ``out`` at ``rows`` of a column (``vals`` with
+    ``null`` marks; row i's group spans ``start[i]`` … ``end[i]`` − 1) whose windows hold no
+    ±∞/NaN: the window's readings inside the group, sorted (NumPy), read at the positions their
+    count gives, with Polars' interpolation; NaN where a window has no reading."""
     h = (window - 1) // 2
     idx = rows[:, None] + np.arange(h + 1 - window, h + 1)
     ok = (idx >= start[rows, None]) & (idx < end[rows, None])
     idx = np.clip(idx, 0, len(vals) - 1)
     ok &= ~null[idx]
     v = np.sort(np.where(ok, vals[idx], np.inf), axis=1)
-    n = ok.sum(axis=1)
-    out, at = {}, np.arange(len(rows))
-    for st in _STATS:
-        pos = _P[st] * (n - 1)
-        lo = np.maximum(pos, 0).astype(np.int64)
-        f = pos - lo
-        a, b = v[at, lo], v[at, np.minimum(lo + 1, window - 1)]
-        with np.errstate(invalid="ignore"):
-            out[st] = np.where(n == 0, np.nan, np.where(f == 0, a, a + f * (b - a)))
-    return out
+    _quantiles(ok.sum(axis=1), lambda r, sel: v[sel, r], out, rows)
 
 
 def _kernel_stats(by: str | list[str], cols: dict[tuple[str, int], dict[str, str]]) -> list[pl.Expr]:
@@ -314,10 +409,12 @@ def with_window_stats(lf: pl.LazyFrame, rules: list[Any]) -> tuple[pl.LazyFrame,
 
     For a numeric column (Float64 or integer): a merge network whose sorted runs neighbouring rows
     share (:func:`_window_plan`: NumPy array ops over the column, ``_CHUNK`` rows a pass; no
-    per-row Python) where the window is inside the machine and holds only finite readings; the
-    window's readings sorted row by row (NumPy) on the rows whose window a machine's edge cuts or
-    that hold nulls (:func:`_exact_rows`); Polars' own kernels on a small frame of the windows of
-    rows with ±∞ or NaN nearby (:func:`_patch`). A column with such rows in more than
+    per-row Python) where the window is inside the machine and holds no ±∞/NaN — nulls sort as
+    +∞ in it, and a window holding k of them reads its statistics at the ranks its w − k readings
+    give (:func:`_short_windows`, :func:`_rank_stats`: scattered gaps cost about as little as
+    none); the window's readings sorted row by row (NumPy) on the rows whose window a machine's
+    edge cuts (:func:`_exact_rows`); Polars' own kernels on a small frame of the windows of rows
+    with ±∞ or NaN nearby (:func:`_patch`). A column with such rows in more than
     ``_PATCH_SHARE`` of the frame, a window wider than ``_NETWORK_MAX`` or narrower than 3, or
     another dtype (Float32, non-numeric) gets Polars' trailing kernels shifted back (the centred
     window but on each machine's last (w−1)//2 rows, patched); a frame whose machines' rows are not
@@ -348,7 +445,7 @@ def with_window_stats(lf: pl.LazyFrame, rules: list[Any]) -> tuple[pl.LazyFrame,
     for w in sorted({w for _, w in net}):
         h = (w - 1) // 2
         cut = np.flatnonzero((pos - start < w - 1 - h) | (end - pos <= h))  # the window passes the machine's edge
-        work = np.empty((_window_plan(w)[1], min(_CHUNK, height) + w - 1))
+        work = np.empty((max(_plan_for(w, n)[1] for n in (False, True)), min(_CHUNK, height) + w - 1))
         padded = np.zeros(height + w - 1)  # row i's window: padded[i] … padded[i + w − 1]
         for c in [c for c, w_ in net if w_ == w]:
             x = base[c].cast(pl.Float64)
@@ -359,12 +456,15 @@ def with_window_stats(lf: pl.LazyFrame, rules: list[Any]) -> tuple[pl.LazyFrame,
             if len(bad) > _PATCH_SHARE * height:
                 continue
             padded[w - 1 - h:height + w - 1 - h] = vals
-            padded[w - 1 - h:height + w - 1 - h][null] = 0.0
-            out = _window_stats(padded, w, work)
-            # windows a machine's edge cuts or holding nulls: their readings sorted one by one
-            rows = np.setdiff1d(np.union1d(cut, _near(np.flatnonzero(null), w, height)), bad, assume_unique=True)
-            for st, v in _exact_rows(vals, null, start, end, rows, w).items():
-                out[st][rows] = v
+            short = None
+            if x.null_count():  # nulls sort as +∞; the windows holding them read their own ranks
+                padded[w - 1 - h:height + w - 1 - h][null] = np.inf
+                short = _short_windows(null, w)
+            out = _window_stats(padded, w, work, short)
+            # windows a machine's edge cuts: their readings (inside the machine) sorted one by one
+            rows = np.setdiff1d(cut, bad, assume_unique=True)
+            _exact_rows(vals, null, start, end, rows, w, out)
+            for st in _STATS:
                 stats[wanted[(c, w)][st]] = pl.Series(out[st], nan_to_null=True)  # NaN: no reading
             if len(bad):
                 own[(c, w)] = bad

@@ -312,7 +312,7 @@ def test_window_stats_merge_network_equals_polars():
     import numpy as np
 
     from rsft.config import PrefilterConfig
-    from rsft.prefilter import _STATS, _window_plan, _window_stats, flagged, with_window_stats
+    from rsft.prefilter import _STATS, _plan_for, _window_stats, flagged, with_window_stats
 
     rng = np.random.default_rng(7)
     for w in range(3, 25):  # the plan alone: every window of a long column, against a plain sort
@@ -320,7 +320,7 @@ def test_window_stats_merge_network_equals_polars():
         got = _window_stats(x, w)
         win = np.sort(np.lib.stride_tricks.sliding_window_view(x, w), axis=1)
         ref = pl.Series(x)
-        chunks = _window_stats(x, w, np.empty((_window_plan(w)[1], w + 6)))  # 7 windows a pass
+        chunks = _window_stats(x, w, np.empty((_plan_for(w, False)[1], w + 6)))  # 7 windows a pass
         for st, fn in _STATS.items():
             want = fn(ref, w, center=True).to_numpy()[w - 1 - (w - 1) // 2:][:len(x) - w + 1]
             assert np.array_equal(got[st], want) and np.array_equal(chunks[st], want), (w, st)
@@ -361,3 +361,44 @@ def test_window_stats_merge_network_equals_polars():
         for st, fn in _STATS.items():
             ref = df.select(fn(pl.col("a"), 11, center=True).over("machine_id"))["a"]
             assert stats[f"__{st}11_a"].equals(ref, check_names=False), (a.dtype, st)
+
+
+@pytest.mark.parametrize("share, runs", [(0.002, 0), (0.01, 3), (0.05, 3), (0.3, 3), (0.9, 0)])
+def test_window_stats_with_scattered_and_dense_nulls_equal_polars(share, runs, monkeypatch):
+    """Windows holding nulls (scattered at 0.2 — a few, found around each null —, 1, 5, 30,
+    90 %, and runs of nulls longer than the window) read their order statistics from the merge
+    network's sorted ranks at the positions their count of readings gives: equal to Polars'
+    centred kernels per machine, Float64 (ties and unrounded) and Int32, every window 3…24, the
+    network in passes of 7 windows or in one; only the windows a machine's edge cuts are sorted
+    row by row (seeded: rng 11 + 1000·share)."""
+    from rsft import prefilter as pf
+    from rsft.config import PrefilterConfig
+
+    rng = np.random.default_rng(11 + int(1000 * share))
+    sorted_rows = []
+    exact = pf._exact_rows
+    monkeypatch.setattr(pf, "_exact_rows", lambda *a: sorted_rows.append(len(a[4])) or exact(*a))
+    machines = [int(rng.integers(1, 1000)) for _ in range(4)]
+    n = sum(machines)
+    null = rng.random(n) < share
+    for at in rng.integers(0, n, runs):  # runs of nulls longer than any window
+        null[at:at + int(rng.integers(25, 60))] = True
+    a = rng.normal(0, 1, n) * rng.exponential(1, n)
+    df = pl.DataFrame({"machine_id": np.repeat([f"M{m}" for m in range(4)], machines), "ts": np.arange(n),
+                       "a": pl.Series(np.where(null, np.nan, a)).fill_nan(None),
+                       "t": pl.Series(np.where(null, np.nan, a.round(0))).fill_nan(None),  # ties
+                       "i": pl.Series(np.where(null[::-1], np.nan, rng.integers(-9, 9, n))).fill_nan(None).cast(pl.Int32)})
+    for w in range(3, 25):
+        cfg = PrefilterConfig.model_validate({"rules": [{"kind": "spike", "columns": ["a", "t", "i"], "window": w, "k": 2.0}]})
+        sorted_rows.clear()
+        monkeypatch.setattr(pf, "_CHUNK", 7 if w % 2 else 32_768)  # odd w: 7 windows a pass of the network
+        stats = pf.with_window_stats(df.lazy(), cfg.rules)[0].collect()
+        for c in ("a", "t", "i"):
+            for st, fn in pf._STATS.items():
+                ref = df.select(fn(pl.col(c), w, center=True).over("machine_id"))[c]
+                assert stats[f"__{st}{w}_{c}"].equals(ref, check_names=False), (share, w, c, st)
+        assert sum(sorted_rows) <= 3 * 4 * (w - 1), (share, w)  # the cut windows only, per column
+        count = np.lib.stride_tricks.sliding_window_view(np.r_[np.zeros(w - 1 - (w - 1) // 2, bool), null,
+                                                               np.zeros((w - 1) // 2, bool)], w).sum(axis=1)
+        rows, readings = pf._short_windows(null, w)  # both ways of finding them: around each null, a running count
+        assert np.array_equal(rows, np.flatnonzero(count)) and np.array_equal(readings, w - count[rows]), (share, w)
