@@ -243,7 +243,7 @@ _RETRAIN_LABELS = {
     "rows_kept_by_prefilter": "pool rows kept by the prefilter",
     "rows_selected": "pool rows selected",
     "train_rows": "training rows (final model)",
-    "holdout_rows_left_out": "hold-out rows in the selection",
+    "holdout_rows_left_out": "hold-out rows (and their spans) in the selection",
     "base_model_fit": "base model (first night) fit",
     "final_fit": "final model fit",
 }
@@ -1114,6 +1114,7 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
             _line(err, f"[yellow]warning[/] {c.setting('key')} {escape(key)} is not enforced at ingest (a re-export under "
                        f"another file name is ingested again); set {c.setting('unique')}: {escape(key)} to enforce it",
                   markup=True)
+    _check_holdout_spans(cfg)
     sensors = cfg.ingest.sensors
     if sensors is not None:  # a feature the contract lets be missing, that no rule removes: the night's scorer would refuse it
         covered = {c for r in cfg.prefilter.rules if r.kind == "not_null" for c in r.columns}
@@ -1122,6 +1123,25 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
             _line(err, f"[yellow]warning[/] features.numeric: {', '.join(loose)} may be missing (nullable in "
                        f"ingest.sensors) and no not_null prefilter rule removes such rows; the scorer cannot use "
                        f"them — add {escape('{kind: not_null, columns: [' + ', '.join(loose) + ']}')}", markup=True)
+
+
+def _check_holdout_spans(cfg: PipelineConfig) -> None:
+    """check-config's line when ``train.holdout_exclusion: span`` cannot draw spans: the pool's
+    contract lacks ``features.group`` or ``time_column``, or the time is text — the fine-tune
+    then leaves out the hold-out's own rows only, and the pool rows beside them stay."""
+    from rsft.pipeline.layout import pool_dataset
+
+    f, c = cfg.features, getattr(cfg.ingest, pool_dataset(cfg), None)
+    if cfg.train.holdout_exclusion != "span" or c is None:
+        return
+    types = {col.name: col.dtype for col in c.columns}
+    wrong = [f"features.{k} '{v}' ({'not a column' if v not in types else 'text'})"
+             for k, v in (("group", f.group), ("time_column", f.time_column))
+             if v not in types or (k == "time_column" and types[v] not in ("timestamp", "float64", "int64"))]
+    if wrong:
+        _line(err, f"[yellow]warning[/] train.holdout_exclusion span needs a machine and a time column in "
+                   f"{c.setting('columns')}: {escape(', '.join(wrong))} — the fine-tune leaves out the hold-out's "
+                   "own rows only; the pool readings beside them stay in training", markup=True)
 
 
 def main() -> None:

@@ -334,3 +334,17 @@ def test_check_config_warns_of_decimal_comma_with_a_comma_delimiter():
     out = rsft("check-config", "--config", "examples/factory.yaml", "--set", "ingest.sensors.decimal_comma=true",
                "--set", "ingest.sensors.delimiter=';'")
     assert "decimal_comma" not in out.stderr, out.stderr
+
+
+def test_check_config_names_a_holdout_span_it_cannot_draw(tmp_path):
+    """train.holdout_exclusion: span (the default) with a time column stored as text: one warning
+    line naming it (the fine-tune leaves out the hold-out's own rows only); the demo's config, and
+    holdout_exclusion: rows, have none."""
+    data = yaml.safe_load((REPO / "examples" / "factory.yaml").read_text())
+    data["ingest"]["sensors"]["columns"][1]["dtype"] = "str"  # ts
+    p = tmp_path / "text-time.yaml"
+    p.write_text(yaml.safe_dump(data))
+    lines = [s for s in rsft("check-config", "--config", str(p)).stderr.splitlines() if "holdout_exclusion" in s]
+    assert len(lines) == 1 and "features.time_column 'ts' (text)" in lines[0], lines
+    assert "holdout_exclusion" not in rsft("check-config", "--config", "examples/factory.yaml").stderr
+    assert "holdout_exclusion" not in rsft("check-config", "--config", str(p), "--set", "train.holdout_exclusion=rows").stderr
