@@ -167,6 +167,9 @@ def _checkpoint_of(mlc, ref: str) -> str:
         raise ValueError(f"{ref}: {str(e).splitlines()[0][:200]}") from None
 
 
+HOLDOUT_FILES = "rsft.holdout_files"  # the hold-out file(s) a version's night judged it on, set at registration
+
+
 def history(mlclient, name: str) -> list[dict[str, Any]]:
     """Every version with its decision tags, newest first (the audit trail)."""
     from mlflow.exceptions import MlflowException
@@ -197,6 +200,10 @@ def history(mlclient, name: str) -> list[dict[str, Any]]:
                 "metric": tags.get("rsft.challenger_metric", ""),
                 "metric_name": tags.get("rsft.metric", ""),  # the night's promotion.metric
                 "champion_metric": tags.get("rsft.champion_metric", ""),
+                # the hold-out its night judged it on (versions registered before these tags: "")
+                "holdout_digest": tags.get("lineage.target_holdout.digest", ""),
+                "holdout_rows": tags.get("lineage.target_holdout.rows", ""),
+                "holdout_files": tags.get(HOLDOUT_FILES, ""),
             }
         )
     return rows
