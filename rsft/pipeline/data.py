@@ -320,7 +320,7 @@ def holdout_spans(holdout: pl.DataFrame, group: str, time: str, gap_s: float | N
             .drop("_span").sort(group, "_start"))
 
 
-def without_holdout(frame, identity):
+def without_holdout(frame, identity: HoldoutIdentity | tuple[list[str], pl.DataFrame]):
     """``frame`` (eager or lazy) without the rows that are hold-out rows (:func:`holdout_identity`)
     and, with spans, without the rows inside them; a frame lacking one of the identity's columns
     is returned as it is (by that part of the identity)."""
