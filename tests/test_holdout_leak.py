@@ -12,7 +12,7 @@ from rsft.pipeline.data import (HoldoutIdentity, check_ingested, holdout_identit
 from rsft.pipeline.layout import TARGET_HOLDOUT
 from rsft.pipeline.night import select_local
 from rsft.pipeline.summary import holdout_warnings
-from rsft.pipeline.training import training_frame
+from rsft.pipeline.training import training_frame, training_stream
 from rsft.synth import write_synthetic
 from tests.test_retrain_flow import small_config
 
@@ -125,6 +125,8 @@ def test_pool_rows_beside_the_holdout_are_not_trained_on(tmp_path, one_torch_thr
     assert by_span["holdout_rows_left_out"] == inside >= exact + beside
     assert df_span.height == selected.height - inside + by_span["target_rows"]
     assert df_rows.height - df_span.height == inside - exact
+    _, streamed = training_stream(cfg, selection.selected.output, tmp_path)  # the lazy path (train.stream): the same rows
+    assert streamed["holdout_rows_left_out"] == inside and streamed["train_rows"] == df_span.height
 
 
 def test_holdout_spans_per_machine_and_gap():
