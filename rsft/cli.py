@@ -205,23 +205,7 @@ def retrain(
 
         console.print(_rows_table(f"adapt: candidate recipes ({cv} CV on the target sample)",
                                   candidate_rows(summary["adapt_candidates"])))
-    for what, key in (("quarantined (new files)", "quarantine_reasons"), ("prefilter dropped", "prefilter_dropped")):
-        if summary.get(key):
-            _line(console, f"{what}: {_counts(summary[key])}")
-    for line in [*(summary.get("files_mostly_quarantined") or []), *(summary.get("files_unlike_earlier") or [])]:
-        _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)  # as `rsft ingest` warns of them
-    for line in summary.get("failed_files") or []:  # as `rsft ingest` names them: left out of tonight's pool
-        _line(err, f"[yellow]failed[/] {escape(line)} — left out of tonight's pool, tried again next night", markup=True)
-    for which, n in (summary.get("target_rows_quarantined") or {}).items():  # the pool's are in the table
-        _line(console, f"{which.replace('_', ' ')}: {n:,} rows of its new files quarantined "
-                       f"(<state>/…/{which}/quarantine, each with its reason)")
-    for which, d in (summary.get("target_rows_dropped") or {}).items():
-        _line(console, f"{which.replace('_', ' ')}: {sum(d['dropped'].values()):,} of {d['rows']:,} rows dropped by the "
-                       f"prefilter's rules ({_counts(d['dropped'])}; prefilter.targets)")
-    for line in summary.get("selection_warnings") or []:
-        _line(console, f"selection warning: {line}", style="yellow")
-    for line in [*(summary.get("fit_warnings") or []), *(summary.get("model_warnings") or [])]:
-        _line(console, f"model warning: {line}", style="yellow")
+    _night_warnings(summary)
     if cfg.sampling.mode == "rejection":  # a budget selection has no M: its acceptance is budget ÷ pool
         console.print("acceptance rate = selected ÷ prefiltered pool rows; ideal acceptance = E[min(w, M)] / M, what "
                       "rejection sampling accepts on average; clipped share = pool rows with w > M (accepted with "
@@ -243,7 +227,7 @@ _RETRAIN_LABELS = {
     "rows_kept_by_prefilter": "pool rows kept by the prefilter",
     "rows_selected": "pool rows selected",
     "train_rows": "training rows (final model)",
-    "holdout_rows_left_out": "hold-out rows in the selection",
+    "holdout_rows_left_out": "hold-out rows (and their spans) in the selection",
     "base_model_fit": "base model (first night) fit",
     "final_fit": "final model fit",
     "prefect_history": "Prefect history (old nights' flow runs)",
@@ -285,7 +269,7 @@ def ingest(
     hold_in_flows()  # SIGTERM: stop at once (status 143), even mid-flow (rsft.terminate)
     from rsft.pipeline.data import check_files
     from rsft.pipeline.layout import ingest_sources
-    from rsft.pipeline.targets import AGAIN, mostly_quarantined, unlike_earlier_files
+    from rsft.pipeline.targets import mostly_quarantined, unlike_earlier_files
 
     with ingest_progress():
         try:
@@ -323,14 +307,8 @@ def ingest(
         if s.rows_quarantined:
             _line(console, f"{name}: quarantined rows (each with its reason, _source file and _row) in "
                            f"{Path(s.dataset) / 'quarantine'}", style="dim")
-    lost = mostly_quarantined(cfg, ingested)  # a file none of whose rows passed: the contract is likely wrong
-    for line in lost:
-        _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)
-    if any(" rows quarantined" in line for line in lost):  # not after a part out of range: widening lets the rest in
-        _line(err, f"after changing the contract, `{AGAIN}` ingests the file(s) above again (files done are skipped "
-                   "otherwise)")
-    for line in unlike_earlier_files(cfg, ingested):  # a unit change within the contract's range
-        _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)
+    # a file none of whose rows passed: the contract is likely wrong
+    _file_warnings(mostly_quarantined(cfg, ingested), unlike_earlier_files(cfg, ingested))
     failed = 0
     for name, s in ingested.datasets.items():
         for line in s.files_failed:
@@ -338,6 +316,43 @@ def ingest(
             failed += 1
     if failed:
         raise typer.Exit(1)  # a cron job or CI notices; the files that did not fail are ingested
+
+
+def _night_warnings(summary: dict[str, Any]) -> None:
+    """The retrain's lines below its table: quarantine and prefilter counts, the files `rsft ingest`
+    warns of — in its words, `--again` included (:func:`_file_warnings`) — and the selection's and
+    model's warnings."""
+    for what, key in (("quarantined (new files)", "quarantine_reasons"), ("prefilter dropped", "prefilter_dropped")):
+        if summary.get(key):
+            _line(console, f"{what}: {_counts(summary[key])}")
+    _file_warnings(summary.get("files_mostly_quarantined") or [], summary.get("files_unlike_earlier") or [])
+    for line in summary.get("failed_files") or []:  # as `rsft ingest` names them: left out of tonight's pool
+        _line(err, f"[yellow]failed[/] {escape(line)} — left out of tonight's pool, tried again next night", markup=True)
+    for which, n in (summary.get("target_rows_quarantined") or {}).items():  # the pool's are in the table
+        _line(console, f"{which.replace('_', ' ')}: {n:,} rows of its new files quarantined "
+                       f"(<state>/…/{which}/quarantine, each with its reason)")
+    for which, d in (summary.get("target_rows_dropped") or {}).items():
+        _line(console, f"{which.replace('_', ' ')}: {sum(d['dropped'].values()):,} of {d['rows']:,} rows dropped by the "
+                       f"prefilter's rules ({_counts(d['dropped'])}; prefilter.targets)")
+    for line in summary.get("selection_warnings") or []:
+        _line(console, f"selection warning: {line}", style="yellow")
+    for line in [*(summary.get("fit_warnings") or []), *(summary.get("model_warnings") or [])]:
+        _line(console, f"model warning: {line}", style="yellow")
+
+
+def _file_warnings(mostly_quarantined: list[str], unlike_earlier: list[str]) -> None:
+    """The new files most of whose rows were quarantined (:func:`rsft.pipeline.targets.mostly_quarantined`),
+    then — a contract fix does not reach the files already ingested — how to read them again, then
+    the files unlike the earlier ones: `rsft ingest` and `rsft retrain` warn alike."""
+    from rsft.pipeline.targets import AGAIN
+
+    for line in mostly_quarantined:
+        _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)
+    if any(" rows quarantined" in line for line in mostly_quarantined):  # not after a part out of range: widening lets the rest in
+        _line(err, f"after changing the contract, `{AGAIN}` ingests the file(s) above again (files done are skipped "
+                   "otherwise)")
+    for line in unlike_earlier:  # a unit change within the contract's range
+        _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)
 
 
 @contextmanager
@@ -385,6 +400,28 @@ def _client(cfg: PipelineConfig):
     return registry.client(tracking_uri(cfg))
 
 
+def _holdout_id(row: dict) -> str:
+    """A version's hold-out in the history table: the first 6 digits of its digest (the hold-out
+    files' own digests: the same files, the same id); "" for a version registered without it."""
+    return (row.get("holdout_digest") or "")[:6]
+
+
+def _holdout_legend(rows: list[dict]) -> list[str]:
+    """One line per hold-out the versions were judged on (newest first): its id, file(s) and rows,
+    and the versions — which nights' hold-out figures compare with each other."""
+    seen: dict[str, list[dict]] = {}
+    for r in rows:
+        if _holdout_id(r):
+            seen.setdefault(_holdout_id(r), []).append(r)
+    lines = []
+    for hid, rs in seen.items():
+        files, n = rs[0].get("holdout_files") or "files not recorded", rs[0].get("holdout_rows") or ""
+        count = f", {int(n):,} rows" if n.isdigit() else ""
+        lines.append(f"hold-out {hid}: {files}{count} — v{', v'.join(str(r['version']) for r in rs)}")
+    return (["id: the hold-out each version was judged on (its figure compares only with the same id's):", *lines]
+            if lines else [])
+
+
 @app.command()
 def history(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
     """Print the model's versions, aliases and promotion decisions (the audit trail)."""
@@ -398,7 +435,7 @@ def history(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None
     from datetime import datetime, timezone
 
     t = Table(title=f"{cfg.promotion.model_name}: versions (newest first; times UTC)")
-    for col in ("v", "registered", "aliases", "decision", "hold-out"):
+    for col in ("v", "registered", "aliases", "decision", "hold-out", "id"):
         t.add_column(col, no_wrap=True)  # short facts: never cut or wrapped
     t.add_column("recipe: reason (vs the champion then)", overflow="fold", min_width=16)
     # one precision for the column: 4 significant figures, trailing zeros kept (rmse 222.0 beside
@@ -414,9 +451,11 @@ def history(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None
         # --force, rollback): the row says so, not only the events below
         decision = r["decision"] + (" (champion by hand: see events)" if r["decision"] == "rejected"
                                     and "champion" in r["aliases"] else "")
-        t.add_row(str(r["version"]), when, ", ".join(r["aliases"]), decision, metric,
+        t.add_row(str(r["version"]), when, ", ".join(r["aliases"]), decision, metric, _holdout_id(r),
                   f"{r['recipe']}: {r['reason']}" if r.get("recipe") else r["reason"])
     console.print(t)
+    for line in _holdout_legend(rows):
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     events = sorted((stamp, r["version"], text) for r in rows for stamp, text in r.get("events", []))
     if events:
         console.print("events since registration (newest first; promote, rollback):")
@@ -440,6 +479,7 @@ def promote(
     from dataclasses import replace
 
     from rsft.pipeline import evaluate_frame, load_target
+    from rsft.pipeline.targets import named_files
     from rsft.tracking import promotion, registry
 
     cfg = _load(config, sets)
@@ -458,7 +498,7 @@ def promote(
         score = lambda v: evaluate_frame(registry.load_version_model(mlc, v), holdout, cfg)  # noqa: E731
         d = registry.decide(cfg.promotion, score(mv), score(current) if current else None, holdout.height)
         # (trial 7) which hold-out judged it: the config's may be stale when the nights used --set
-        return replace(d, reason=f"{d.reason} on hold-out {_holdout_files(cfg)}")
+        return replace(d, reason=f"{d.reason} on hold-out {named_files(cfg, 'target_holdout')}")
 
     try:
         with _engine_lock():
@@ -467,14 +507,6 @@ def promote(
     except promotion.PromotionRefused as e:
         _fail(str(e), 1)
     console.print(f"[green]{name}@champion[/] → v{version} ({decision.reason})")
-
-
-def _holdout_files(cfg: PipelineConfig) -> str:
-    """The file(s) ``data.target_holdout`` names now, as ingested (their names, at most three)."""
-    from rsft.pipeline.targets import _files, named_entries
-
-    entries = named_entries(cfg, "target_holdout")
-    return _files(entries) if entries else Path(cfg.data.target_holdout).name
 
 
 @app.command()
@@ -1158,6 +1190,7 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
             _line(err, f"[yellow]warning[/] {c.setting('key')} {escape(key)} is not enforced at ingest (a re-export under "
                        f"another file name is ingested again); set {c.setting('unique')}: {escape(key)} to enforce it",
                   markup=True)
+    _check_holdout_spans(cfg)
     sensors = cfg.ingest.sensors
     if sensors is not None:  # a feature the contract lets be missing, that no rule removes: the night's scorer would refuse it
         covered = {c for r in cfg.prefilter.rules if r.kind == "not_null" for c in r.columns}
@@ -1166,6 +1199,25 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
             _line(err, f"[yellow]warning[/] features.numeric: {', '.join(loose)} may be missing (nullable in "
                        f"ingest.sensors) and no not_null prefilter rule removes such rows; the scorer cannot use "
                        f"them — add {escape('{kind: not_null, columns: [' + ', '.join(loose) + ']}')}", markup=True)
+
+
+def _check_holdout_spans(cfg: PipelineConfig) -> None:
+    """check-config's line when ``train.holdout_exclusion: span`` cannot draw spans: the pool's
+    contract lacks ``features.group`` or ``time_column``, or the time is text — the fine-tune
+    then leaves out the hold-out's own rows only, and the pool rows beside them stay."""
+    from rsft.pipeline.layout import pool_dataset
+
+    f, c = cfg.features, getattr(cfg.ingest, pool_dataset(cfg), None)
+    if cfg.train.holdout_exclusion != "span" or c is None:
+        return
+    types = {col.name: col.dtype for col in c.columns}
+    wrong = [f"features.{k} '{v}' ({'not a column' if v not in types else 'text'})"
+             for k, v in (("group", f.group), ("time_column", f.time_column))
+             if v not in types or (k == "time_column" and types[v] not in ("timestamp", "float64", "int64"))]
+    if wrong:
+        _line(err, f"[yellow]warning[/] train.holdout_exclusion span needs a machine and a time column in "
+                   f"{c.setting('columns')}: {escape(', '.join(wrong))} — the fine-tune leaves out the hold-out's "
+                   "own rows only; the pool readings beside them stay in training", markup=True)
 
 
 def main() -> None:

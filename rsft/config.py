@@ -553,6 +553,18 @@ class TrainConfig(_Model):
     # auto = when more than stream_above_rows rows were selected (tabular features only)
     stream: Literal["auto", "on", "off"] = "auto"
     stream_above_rows: int = Field(1_000_000, ge=1)
+    # ---- the target hold-out's neighbours in the pool (one historian exports both): the gate
+    # judges on the hold-out, so no model it judges may have trained on those rows ----
+    # span: leave out every pool row of a machine (features.group) inside that machine's hold-out
+    # time span(s) (features.time_column), each widened by one sampling interval (the median spacing
+    # of the machine's hold-out readings) — the readings a second before or after a hold-out reading
+    # are almost that reading; rows: only the hold-out's own rows (the pool contract's unique key,
+    # else key). Where the data has no group and time column: rows (or whole examples) either way
+    holdout_exclusion: Literal["span", "rows"] = "span"
+    # span: a machine's hold-out readings more than this many seconds apart start a new span (a
+    # hold-out of several periods keeps the pool rows between them); None = one span per machine,
+    # from its first to its last hold-out reading (the safe default: nothing between is trained on)
+    holdout_gap_s: float | None = Field(None, gt=0)
 
 
 def target_repeats(share: float) -> int:

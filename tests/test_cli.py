@@ -290,11 +290,14 @@ def test_check_config_says_a_key_without_unique_is_not_enforced():
     assert out.returncode == 0 and "ingest.sensors.key" not in out.stderr, out.stderr
 
 
-def test_a_decimal_comma_export_is_named_then_ingested(tmp_path):
+def test_a_decimal_comma_export_is_named_then_ingested(tmp_path, capsys):
     """Trial 7: a ';'-separated export with decimal commas (3,14) — every row 'not a number' under
-    the right dtype. The warning names ingest.sensors.decimal_comma; with it set, `--again` ingests
-    every row, with the same values as the '.'-decimal original."""
+    the right dtype. The warning names ingest.sensors.decimal_comma and that the files done need
+    `rsft ingest --again` — the retrain's summary says it in the same words; with it set, `--again`
+    ingests every row, with the same values as the '.'-decimal original."""
     import polars as pl
+
+    from rsft import cli
 
     bad = REPO / "tests" / "data" / "bad-inputs"
     pool = tmp_path / "pool"
@@ -311,6 +314,13 @@ def test_a_decimal_comma_export_is_named_then_ingested(tmp_path):
     assert out.returncode == 0, out.stderr
     warned = [line for line in out.stderr.splitlines() if "sensors: eu.csv" in line]
     assert len(warned) == 1 and "set ingest.sensors.decimal_comma: true" in warned[0], out.stderr
+    lost = [line for line in out.stderr.splitlines() if " rows quarantined " in line]  # eu.csv and the target sample
+    again = [line for line in out.stderr.splitlines() if "--again" in line]
+    assert again == ["after changing the contract, `rsft ingest --again` ingests the file(s) above again (files done "
+                     "are skipped otherwise)"], out.stderr
+    cli.err.width = 10_000  # one line per warning, as the piped subprocess writes them
+    cli._night_warnings({"files_mostly_quarantined": [line.removeprefix("warning ") for line in lost]})
+    assert capsys.readouterr().err.splitlines() == [*lost, *again]  # the retrain's lines: the same
     out = rsft("ingest", "--config", "examples/factory.yaml", *args, "--set", "ingest.sensors.decimal_comma=true", "--again")
     assert out.returncode == 0, out.stderr
     parts = list((tmp_path / "state").rglob("sensors/data/**/*.parquet"))
@@ -334,3 +344,47 @@ def test_check_config_warns_of_decimal_comma_with_a_comma_delimiter():
     out = rsft("check-config", "--config", "examples/factory.yaml", "--set", "ingest.sensors.decimal_comma=true",
                "--set", "ingest.sensors.delimiter=';'")
     assert "decimal_comma" not in out.stderr, out.stderr
+
+
+def test_check_config_names_a_holdout_span_it_cannot_draw(tmp_path):
+    """train.holdout_exclusion: span (the default) with a time column stored as text: one warning
+    line naming it (the fine-tune leaves out the hold-out's own rows only); the demo's config, and
+    holdout_exclusion: rows, have none."""
+    data = yaml.safe_load((REPO / "examples" / "factory.yaml").read_text())
+    data["ingest"]["sensors"]["columns"][1]["dtype"] = "str"  # ts
+    p = tmp_path / "text-time.yaml"
+    p.write_text(yaml.safe_dump(data))
+    lines = [s for s in rsft("check-config", "--config", str(p)).stderr.splitlines() if "holdout_exclusion" in s]
+    assert len(lines) == 1 and "features.time_column 'ts' (text)" in lines[0], lines
+    assert "holdout_exclusion" not in rsft("check-config", "--config", "examples/factory.yaml").stderr
+    assert "holdout_exclusion" not in rsft("check-config", "--config", str(p), "--set", "train.holdout_exclusion=rows").stderr
+
+
+def test_history_names_the_holdout_each_version_was_judged_on(monkeypatch):
+    """Two nights on one hold-out, a third on a new one: each row has the hold-out's short id, and
+    one line per hold-out gives its files, rows and versions; every line fits 120 columns. A version
+    registered before the hold-out tags has an empty id and no line."""
+    from typer.testing import CliRunner
+
+    from rsft import cli
+    from rsft.tracking import registry
+
+    def version(v, digest, files, rows):
+        return {"version": v, "created": 0, "aliases": ["champion"] if v == 4 else [], "decision": "promoted",
+                "metric": "1.5", "metric_name": "rmse", "reason": "rmse 1.5 < champion 1.6 (bar 1.6) " * 3,
+                "recipe": None, "events": [], "holdout_digest": digest, "holdout_files": files, "holdout_rows": rows}
+
+    rows = [version(4, "9f8e7d6c5b4a3210", "holdout_2026-02.parquet", "2000"),
+            version(3, "0123456789abcdef", "holdout.parquet", "1500"),
+            version(2, "0123456789abcdef", "holdout.parquet", "1500"), version(1, "", "", "")]
+    monkeypatch.setattr(registry, "history", lambda client, name: rows)
+    monkeypatch.setattr(cli, "_client", lambda cfg: None)
+    monkeypatch.setattr(cli.console, "width", 120)  # a 120-column terminal (piped, it lays out in 160)
+    out = CliRunner().invoke(cli.app, ["history", "--config", str(REPO / "examples" / "factory.yaml")])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    assert max(map(len, lines)) <= 120, out.output
+    assert [line.split("│")[6].strip() for line in lines if line.startswith("│ ") and line.split("│")[1].strip().isdigit()] \
+        == ["9f8e7d", "012345", "012345", ""], out.output
+    assert "hold-out 9f8e7d: holdout_2026-02.parquet, 2,000 rows — v4" in lines, out.output
+    assert "hold-out 012345: holdout.parquet, 1,500 rows — v3, v2" in lines, out.output

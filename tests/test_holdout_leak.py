@@ -7,11 +7,12 @@ from __future__ import annotations
 import polars as pl
 
 from rsft.config import load_config
-from rsft.pipeline.data import check_ingested, holdout_identity, ingest_stage, load_target, without_holdout
+from rsft.pipeline.data import (HoldoutIdentity, check_ingested, holdout_identity, holdout_spans, ingest_stage, load_target,
+                                without_holdout)
 from rsft.pipeline.layout import TARGET_HOLDOUT
 from rsft.pipeline.night import select_local
 from rsft.pipeline.summary import holdout_warnings
-from rsft.pipeline.training import training_frame
+from rsft.pipeline.training import training_frame, training_stream
 from rsft.synth import write_synthetic
 from tests.test_retrain_flow import small_config
 
@@ -85,3 +86,68 @@ def test_a_target_sample_repeating_rows_is_warned_of(tmp_path):
     check_ingested(cfg, ingest_stage(cfg))
     lines = [w for w in holdout_warnings(cfg) if "repeats rows" in w]
     assert len(lines) == 1 and lines[0].startswith("the target sample repeats rows: 30 of its 230 rows"), lines
+
+
+def _beside_holdout(raw, shift_s: int = 1) -> pl.DataFrame:
+    """The hold-out's readings one second later, each value 0.1 % off: the next reading of the
+    same machine, which the historian exports into the pool beside the hold-out's own rows."""
+    h = pl.read_parquet(raw / "target" / "holdout.parquet")
+    values = [c for c, t in h.schema.items() if t.is_float()]
+    return h.with_columns(pl.col("ts") + pl.duration(seconds=shift_s), *(pl.col(c) * 1.001 for c in values))
+
+
+def test_pool_rows_beside_the_holdout_are_not_trained_on(tmp_path, one_torch_thread):
+    """Seed: the small demo config's. The hold-out's rows and their next readings (1 s later) exported
+    into the pool: exact-row exclusion (train.holdout_exclusion: rows, as before) leaves the next
+    readings in the fine-tune's rows; span exclusion (the default) leaves out every selected row of a
+    machine inside its hold-out span — those next readings among them — and counts them."""
+    cfg_path = small_config(tmp_path)
+    raw = tmp_path / "raw"
+    cfg = load_config(cfg_path)
+    write_synthetic(cfg.synth, raw, night=1)
+    h = pl.read_parquet(raw / "target" / "holdout.parquet")
+    pl.concat([h, _beside_holdout(raw)]).write_parquet(raw / "pool" / "sensors_recent_export.parquet")
+    check_ingested(cfg, ingest_stage(cfg))
+    selection = select_local(cfg)
+    selected = pl.read_parquet(selection.selected.output).filter(pl.col(cfg.features.label).is_not_null())
+    beside = selected.join(_beside_holdout(raw).select("machine_id", "ts"), on=["machine_id", "ts"], how="semi").height
+    assert beside > 0  # the case this guards: next readings of hold-out rows among the selected ones
+
+    rows_cfg = load_config(cfg_path, {"train.holdout_exclusion": "rows"})
+    df_rows, by_rows = training_frame(rows_cfg, selection.selected.output)
+    df_span, by_span = training_frame(cfg, selection.selected.output)
+    exact = selected.join(h.select("machine_id", "ts"), on=["machine_id", "ts"], how="semi").height
+    assert by_rows["holdout_rows_left_out"] == exact  # the next readings stay in training
+    # every selected row of a machine between its first and last hold-out reading (± one interval) goes
+    spans = holdout_spans(load_target(cfg, TARGET_HOLDOUT), "machine_id", "ts")
+    inside = selected.with_columns(_t=pl.col("ts").dt.epoch("us") / 1e6).join(spans, on="machine_id").filter(
+        pl.col("_t").is_between(pl.col("_start"), pl.col("_end"))).height
+    assert by_span["holdout_rows_left_out"] == inside >= exact + beside
+    assert df_span.height == selected.height - inside + by_span["target_rows"]
+    assert df_rows.height - df_span.height == inside - exact
+    _, streamed = training_stream(cfg, selection.selected.output, tmp_path)  # the lazy path (train.stream): the same rows
+    assert streamed["holdout_rows_left_out"] == inside and streamed["train_rows"] == df_span.height
+
+
+def test_holdout_spans_per_machine_and_gap():
+    """One machine read every 10 s; its hold-out is every other reading of two periods (50–90 s,
+    300–320 s). Exact rows leave the readings between them; spans widen each machine's hold-out by
+    its interval (20 s here); holdout_gap_s splits the two periods and keeps the pool rows between.
+    Another machine's rows at the same times stay; eager and lazy frames agree; rows keep order."""
+    from datetime import datetime, timedelta, timezone
+
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    pool = pl.DataFrame({"m": ["A"] * 40 + ["B"] * 40, "ts": [t0 + timedelta(seconds=10 * i) for i in range(40)] * 2,
+                         "x": list(range(80))})
+    at = [50, 70, 90, 300, 320]
+    hold = pool.filter(pl.col("m") == "A", pl.col("ts").is_in([t0 + timedelta(seconds=s) for s in at]))
+    exact = HoldoutIdentity(["m", "ts"], hold.select("m", "ts"))
+    assert without_holdout(pool, exact).height == 80 - 5
+    one = HoldoutIdentity(["m", "ts"], hold.select("m", "ts"), holdout_spans(hold, "m", "ts"), ("m", "ts"))
+    left = without_holdout(pool, one)
+    assert left["x"].to_list() == [0, 1, 2, *range(35, 80)]  # A at 30–340 s (50 − 20 … 320 + 20) goes
+    assert without_holdout(pool.lazy(), one).collect().equals(left)
+    two = one._replace(spans=holdout_spans(hold, "m", "ts", gap_s=60))
+    assert without_holdout(pool, two)["x"].to_list() == [0, 1, 2, *range(12, 28), *range(35, 80)]
+    assert without_holdout(pool.drop("ts"), two).height == 80  # a frame without the time column: as it is
+    assert holdout_spans(hold.with_columns(pl.col("ts").cast(pl.String)), "m", "ts") is None  # text times: no span

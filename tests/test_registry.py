@@ -30,6 +30,10 @@ def test_first_night_challenger_must_beat_the_base_model(challenger, base, promo
     """No champion yet: the bar is the base model the challenger was fine-tuned from."""
     d = registry.decide(POLICY, {"rmse": challenger}, None, 100, base={"rmse": base})
     assert d.promote is promote and why in d.reason and "vs the base model" in d.reason
+    # decision.json names the model it was judged against: the base model, there is no champion
+    assert d.to_dict()["base_model"] == base and d.to_dict()["champion"] is None
+    assert registry.decide(POLICY, {"rmse": challenger}, {"rmse": base}, 100).to_dict()["champion"] == base
+    assert "base_model" not in registry.decide(POLICY, {"rmse": challenger}, {"rmse": base}, 100).to_dict()
     # the pool guardrail, too, against the base model's pool metrics
     d = registry.decide(POLICY, {"rmse": 1.0}, None, 100, {"rmse": 2.0}, None, base={"rmse": 1.28}, base_pool={"rmse": 1.0})
     assert not d.promote and "regressed" in d.reason and "vs the base model" in d.reason

@@ -118,6 +118,12 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert rows[3] == s2["rows_selected"] and rows[4] == s2["train_rows"]
     assert all(v2tags[f"lineage.{k}.digest"] == inputs[k].digest for k in chain)
     assert v2tags["lineage.2_ingested.digest"] == v2tags["rsft.data_digest"]  # rsft.data_digest is the ingested pool's
+    # `rsft history` names the hold-out each version was judged on: the lineage's digest and rows, the
+    # files; night 2's export of holdout.parquet is another hold-out (another id)
+    v1tags = mlc.get_model_version(name, "1").tags
+    assert [(h["holdout_digest"], h["holdout_rows"], h["holdout_files"]) for h in hist] == [
+        (t["lineage.target_holdout.digest"], t["lineage.target_holdout.rows"], "holdout.parquet") for t in (v2tags, v1tags)]
+    assert hist[0]["holdout_digest"] != hist[1]["holdout_digest"]
     assert " export files read by ingest" in v2tags["lineage.1_raw_files"] and "target sample" in v2tags["lineage.5_training_set"]
     # the logged model: named input columns in its signature, its hold-out metric tied to the hold-out dataset
     import mlflow

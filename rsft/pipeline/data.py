@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import polars as pl
@@ -237,12 +237,31 @@ def load_target(cfg: PipelineConfig, which: str = TARGET_SAMPLE) -> pl.DataFrame
     return lf.filter(pl.col(f.label).is_not_null()).collect()
 
 
-def holdout_identity(cfg: PipelineConfig, holdout: pl.DataFrame | None = None) -> tuple[list[str], pl.DataFrame]:
+class HoldoutIdentity(NamedTuple):
+    """What :func:`without_holdout` leaves out: pool rows whose ``cols`` values are a row of
+    ``keys`` (the hold-out's own rows), and with ``spans`` (:func:`holdout_spans`) the rows of a
+    machine inside its hold-out spans (``span_cols``: the group and time column). A plain
+    ``(cols, keys)`` pair works too."""
+
+    cols: list[str]
+    keys: pl.DataFrame
+    spans: pl.DataFrame | None = None
+    span_cols: tuple[str, ...] = ()
+
+    def columns(self) -> list[str]:
+        """Every column the exclusion reads from a frame."""
+        return list(dict.fromkeys([*self.cols, *(self.span_cols if self.spans is not None else ())]))
+
+
+def holdout_identity(cfg: PipelineConfig, holdout: pl.DataFrame | None = None) -> HoldoutIdentity:
     """What identifies a hold-out row in the pool, and the hold-out's values of it: the pool
     contract's ``unique`` key, else its ``key``, else ``features.group`` and ``time_column``, else
     every raw model input and the label — the same example. Exports and hold-outs come from the same
     historian: the hold-out's readings are in the pool too, and rows the challenger trained on
-    must not judge it (:func:`without_holdout`). ``holdout``: the hold-out when already read."""
+    must not judge it (:func:`without_holdout`). With ``train.holdout_exclusion: span`` (the
+    default) and a hold-out with the group and time column, the pool rows beside them go too
+    (:func:`holdout_spans`): sensor readings are autocorrelated, the next interval's reading is
+    almost the hold-out's. ``holdout``: the hold-out when already read."""
     from rsft.features import rolling_names
 
     f = cfg.features
@@ -250,7 +269,7 @@ def holdout_identity(cfg: PipelineConfig, holdout: pl.DataFrame | None = None) -
         try:
             holdout = load_target(cfg, TARGET_HOLDOUT)
         except (ValueError, FileNotFoundError):  # no hold-out rows (`rsft adapt --config` without one): none to leave out
-            return [], pl.DataFrame()
+            return HoldoutIdentity([], pl.DataFrame())
     c = getattr(cfg.ingest, pool_dataset(cfg), None)
     cols = list((c.unique or c.key) if c is not None else [])
     if not cols or any(k not in holdout.columns for k in cols):  # the machine and its time, else the example
@@ -260,19 +279,84 @@ def holdout_identity(cfg: PipelineConfig, holdout: pl.DataFrame | None = None) -
             # for pool rows — the same reading's values differ near gaps (review)
             inputs = [f.text_column] if f.kind == "text" else [*f.numeric, *f.categorical]
             cols = [k for k in dict.fromkeys([*inputs, f.label]) if k in holdout.columns and k not in rolling_names(f)]
-    return cols, holdout.select(cols).unique()
+    spans = (holdout_spans(holdout, f.group, f.time_column, cfg.train.holdout_gap_s)
+             if cfg.train.holdout_exclusion == "span" else None)
+    return HoldoutIdentity(cols, holdout.select(cols).unique(), spans, (f.group, f.time_column) if spans is not None else ())
 
 
-def without_holdout(frame, identity: tuple[list[str], pl.DataFrame]):
-    """``frame`` (eager or lazy) without the rows that are hold-out rows (:func:`holdout_identity`);
-    a frame lacking one of the identity's columns is returned as it is."""
-    cols, keys = identity
+def _seconds(col: str, dtype: pl.DataType) -> pl.Expr | None:
+    """A time column as seconds (a datetime or date since the epoch, a number as it is); None for
+    another type (a time stored as text: no span can be drawn)."""
+    if isinstance(dtype, (pl.Datetime, pl.Date)):
+        return pl.col(col).dt.epoch("us").cast(pl.Float64) / 1e6
+    return pl.col(col).cast(pl.Float64) if dtype.is_numeric() else None
+
+
+def holdout_spans(holdout: pl.DataFrame, group: str, time: str, gap_s: float | None = None) -> pl.DataFrame | None:
+    """Each machine's hold-out time span(s) as (``group``, ``_start``, ``_end``) in seconds: a
+    machine's hold-out readings sorted, a new span where two of them lie more than ``gap_s``
+    (None: never) and more than two sampling intervals apart, each span widened by one sampling
+    interval on both sides. The interval is the median spacing of the machine's hold-out readings
+    (all machines' when it has one; 0 when none has two): the pool's own interval for a hold-out
+    exported whole, longer — a wider margin — for a subsample. Why spans, not the hold-out's times
+    ± an interval: a subsampled hold-out leaves pool readings between its readings that are as
+    close to them as the next reading, and a hold-out is exported by period (a machine's last days),
+    so the period is what must not be trained on; ``gap_s`` keeps the pool rows between periods.
+    Spans do not overlap (the split needs a gap over two intervals). None where the hold-out lacks
+    either column or its time is text."""
+    if not group or not time or any(k not in holdout.columns for k in (group, time)):
+        return None
+    secs = _seconds(time, holdout.schema[time])
+    if secs is None:
+        return None
+    h = (holdout.select(pl.col(group), secs.alias("_t")).drop_nulls().unique().sort(group, "_t")
+         .with_columns(_step=pl.col("_t").diff().over(group)))
+    overall = h.get_column("_step").median()
+    h = h.with_columns(_iv=pl.col("_step").median().over(group).fill_null(overall or 0.0))
+    split = pl.col("_step") > pl.max_horizontal(pl.lit(gap_s), 2 * pl.col("_iv")) if gap_s else pl.lit(False)
+    return (h.with_columns(_span=split.fill_null(False).cum_sum().over(group))
+            .group_by(group, "_span")
+            .agg(_start=pl.col("_t").min() - pl.col("_iv").first(), _end=pl.col("_t").max() + pl.col("_iv").first())
+            .drop("_span").sort(group, "_start"))
+
+
+def without_holdout(frame, identity: HoldoutIdentity | tuple[list[str], pl.DataFrame]):
+    """``frame`` (eager or lazy) without the rows that are hold-out rows (:func:`holdout_identity`)
+    and, with spans, without the rows inside them; a frame lacking one of the identity's columns
+    is returned as it is (by that part of the identity)."""
+    cols, keys, *rest = identity
+    spans, span_cols = (rest + [None, ()])[:2]
+    return _without_spans(_without_rows(frame, cols, keys), spans, span_cols)
+
+
+def _without_rows(frame, cols: list[str], keys: pl.DataFrame):
+    """:func:`without_holdout` by the hold-out's own rows: an anti-join on ``cols``."""
     schema = frame.collect_schema()
     if not cols or not keys.height or any(k not in schema for k in cols):
         return frame
     keys = keys.with_columns(pl.col(k).cast(schema[k]) for k in cols)
     # a null in the identity matches a null (a hold-out row with an empty reading is still that row)
     return frame.join(keys.lazy() if isinstance(frame, pl.LazyFrame) else keys, on=cols, how="anti", nulls_equal=True)
+
+
+def _without_spans(frame, spans: pl.DataFrame | None, span_cols: tuple[str, ...]):
+    """:func:`without_holdout` by the machines' hold-out spans (:func:`holdout_spans`): each row's
+    latest span of its machine starting at or before its time (spans do not overlap), left out
+    when the row lies before that span's end. Rows keep their order."""
+    if spans is None or not spans.height or len(span_cols) != 2:
+        return frame
+    g, t = span_cols
+    schema = frame.collect_schema()
+    secs = _seconds(t, schema[t]) if g in schema and t in schema else None
+    if secs is None:
+        return frame
+    lf = frame.lazy().with_row_index("_holdout_i")
+    inside = (lf.select("_holdout_i", pl.col(g), secs.alias("_t")).drop_nulls().sort("_t")
+              .join_asof(spans.lazy().with_columns(pl.col(g).cast(schema[g])).sort("_start"),
+                         left_on="_t", right_on="_start", by=g, strategy="backward", check_sortedness=False)
+              .filter(pl.col("_t") <= pl.col("_end")).select("_holdout_i"))
+    out = lf.join(inside, on="_holdout_i", how="anti", maintain_order="left").drop("_holdout_i")
+    return out if isinstance(frame, pl.LazyFrame) else out.collect()
 
 
 def _judged_target(cfg: PipelineConfig, which: str) -> tuple[int, pl.DataFrame, dict[str, int]]:

@@ -30,7 +30,7 @@ from rsft.pipeline.layout import (
 )
 from rsft.pipeline.lineage import night_key, night_lineage
 from rsft.pipeline.results import DatasetIngest, Finetuned, Selection
-from rsft.pipeline.targets import named_digest
+from rsft.pipeline.targets import named_digest, named_files
 from rsft.pipeline.training import (
     arrays,
     base_model,
@@ -316,6 +316,8 @@ def _challenger(cfg: PipelineConfig, model, holdout: pl.DataFrame, scores, selec
         "rsft.run_key": scored.run_key,
         "rsft.data_digest": dataset_digest(root / pool_dataset(cfg)),
         "rsft.target_digest": named_digest(cfg, TARGET_SAMPLE),
+        # what the gate judged it on (`rsft history`; the digest and rows are the lineage.target_holdout tags)
+        registry.HOLDOUT_FILES: named_files(cfg, TARGET_HOLDOUT),
         "rsft.rows_selected": str(sel.rows_out),
         "rsft.acceptance_rate": f"{sel.acceptance_rate:.6g}",
         # the recipe that produced this version (the audit trail shows it): the search's choice,

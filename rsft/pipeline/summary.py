@@ -102,10 +102,9 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         # the target sample's / hold-out's rows the prefilter's rules dropped (prefilter.targets)
         **({"target_rows_dropped": dropped} if (dropped := target_rows_dropped(cfg)) else {}),
         "train_rows": result.train["train_rows"],
-        # selected pool rows that are target hold-out rows (the same export's readings): not trained on
-        **({"holdout_rows_left_out": f"{n:,} selected pool rows are target hold-out rows — left out of training "
-                                     "(the gate judges on them)"}
-           if (n := int(result.train.get("holdout_rows_left_out") or 0)) else {}),
+        # selected pool rows that are target hold-out rows (the same export's readings) or lie in
+        # their machine's hold-out span (train.holdout_exclusion): not trained on
+        **({"holdout_rows_left_out": left_out_line(cfg, n)} if (n := int(result.train.get("holdout_rows_left_out") or 0)) else {}),
         "warm_start": result.warm_start,
         # what each fit did, as numbers (the CLI prints them in a line: fit_text)
         **({"base_model_fit": fit} if (fit := fit_record(cfg, t, "base_")) else {}),
@@ -215,6 +214,14 @@ def fit_warnings(cfg: PipelineConfig, t: dict[str, Any]) -> list[str]:
     return out
 
 
+def left_out_line(cfg: PipelineConfig, n: int) -> str:
+    """The summary's line for the ``n`` selected rows :func:`rsft.pipeline.data.without_holdout`
+    left out, naming what ``train.holdout_exclusion`` leaves out."""
+    what = "target hold-out rows" + (" or lie in their machine's hold-out time span"
+                                     if cfg.train.holdout_exclusion == "span" else "")
+    return f"{n:,} selected pool rows are {what} — left out of training (the gate judges on the hold-out)"
+
+
 # hold-out rows outside the target sample's range on a feature: above this share, say so
 HOLDOUT_OUTSIDE_WARN = 0.10
 
@@ -231,7 +238,8 @@ def holdout_warnings(cfg: PipelineConfig) -> list[str]:
     f = cfg.features
     target, holdout = load_target(cfg, TARGET_SAMPLE), load_target(cfg, TARGET_HOLDOUT)
     identity = holdout_identity(cfg, holdout)
-    shared = target.height - without_holdout(target, identity).height
+    # the hold-out's own rows, as the line says (not the rows inside its spans)
+    shared = target.height - without_holdout(target, identity[:2]).height
     out = ([f"{shared:,} of the target sample's {target.height:,} rows are hold-out rows too (same {', '.join(identity[0])}): "
             "the fine-tune trains on rows the gate judges it on — export the sample and the hold-out from "
             "different periods"] if shared else [])

@@ -89,6 +89,13 @@ def named_digest(cfg: PipelineConfig, name: str) -> str:
     return entries_digest(named_entries(cfg, name))
 
 
+def named_files(cfg: PipelineConfig, name: str) -> str:
+    """The file(s) the config names now for dataset ``name``, as ingested (their names, at most
+    three; the configured path's name before any is): what a decision was judged on."""
+    entries = named_entries(cfg, name)
+    return _files(entries) if entries else os.path.basename((configured(cfg, name)[1] or [""])[0])
+
+
 def _what(name: str) -> str:
     return {TARGET_SAMPLE: "target sample", TARGET_HOLDOUT: "target hold-out"}.get(name, "pool")
 

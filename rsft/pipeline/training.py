@@ -83,7 +83,8 @@ def _input_columns(f: FeaturesConfig) -> list[str]:
 
 
 def training_frame(cfg: PipelineConfig, selected_path: str | None) -> tuple[pl.DataFrame, dict[str, int]]:
-    """Selected pool rows (labelled, not hold-out rows: :func:`rsft.pipeline.data.without_holdout`)
+    """Selected pool rows (labelled, not hold-out rows nor inside a machine's hold-out span:
+    :func:`rsft.pipeline.data.without_holdout`)
     + the target sample repeated ``target_weight`` times."""
     label, cols = cfg.features.label, _input_columns(cfg.features)
     parts, counts = [], {}
@@ -92,7 +93,7 @@ def training_frame(cfg: PipelineConfig, selected_path: str | None) -> tuple[pl.D
         n_all = sel.select(pl.len()).collect().item()
         identity = holdout_identity(cfg)
         have = sel.collect_schema().names()
-        read = list(dict.fromkeys([*cols, *(k for k in identity[0] if k in have)]))
+        read = list(dict.fromkeys([*cols, *(k for k in identity.columns() if k in have)]))
         sel = sel.filter(pl.col(label).is_not_null()).select(read).collect()
         n_labelled = sel.height
         sel = without_holdout(sel, identity).select(cols)

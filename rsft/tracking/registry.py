@@ -167,6 +167,9 @@ def _checkpoint_of(mlc, ref: str) -> str:
         raise ValueError(f"{ref}: {str(e).splitlines()[0][:200]}") from None
 
 
+HOLDOUT_FILES = "rsft.holdout_files"  # the hold-out file(s) a version's night judged it on, set at registration
+
+
 def history(mlclient, name: str) -> list[dict[str, Any]]:
     """Every version with its decision tags, newest first (the audit trail)."""
     from mlflow.exceptions import MlflowException
@@ -197,6 +200,10 @@ def history(mlclient, name: str) -> list[dict[str, Any]]:
                 "metric": tags.get("rsft.challenger_metric", ""),
                 "metric_name": tags.get("rsft.metric", ""),  # the night's promotion.metric
                 "champion_metric": tags.get("rsft.champion_metric", ""),
+                # the hold-out its night judged it on (versions registered before these tags: "")
+                "holdout_digest": tags.get("lineage.target_holdout.digest", ""),
+                "holdout_rows": tags.get("lineage.target_holdout.rows", ""),
+                "holdout_files": tags.get(HOLDOUT_FILES, ""),
             }
         )
     return rows
@@ -211,11 +218,18 @@ class Decision:
     reason: str
     metric: str
     challenger: float
-    champion: float | None
+    champion: float | None  # the metric of the model the challenger was judged against (compared_with)
     details: dict[str, Any] = field(default_factory=dict)
+    # "champion", or "base model": a first night (no champion yet) judges against the base model
+    compared_with: str = "champion"
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As ``decision.json`` holds it: the reference metric under its model's name — ``base_model``
+        on a first night (and ``champion`` null: there is none yet), else ``champion``."""
+        d = asdict(self)
+        if self.compared_with == "base model":
+            d["base_model"], d["champion"] = d.pop("champion"), None
+        return d
 
 
 # promotion metrics where a larger value is better (every other metric is an error: lower wins)
@@ -258,9 +272,10 @@ def decide(
     ch = ref.get(m) if ref else None
     who = "the base model" if vs_base else "champion"
     note = " (no champion yet: judged vs the base model)" if vs_base else ""
+    against = "base model" if vs_base else "champion"
 
     def no(reason: str) -> Decision:
-        return Decision(False, reason, m, float(c) if c is not None else float("nan"), ch)
+        return Decision(False, reason, m, float(c) if c is not None else float("nan"), ch, compared_with=against)
 
     if diverged:
         return no(f"the fit diverged: {diverged}")
@@ -286,11 +301,12 @@ def decide(
         first = "no champion yet" + (f": the first champion ({m} {cs} beats the constant prediction {ks})" if _finite(k) else "")
         return Decision(True, first, m, c, None)
     if not _finite(ch):
-        return Decision(True, f"{who} {m} is not finite ({ch}){note}", m, c, ch)
+        return Decision(True, f"{who} {m} is not finite ({ch}){note}", m, c, ch, compared_with=against)
     bar = ch * (1 + policy.min_improvement) if up else ch * (1 - policy.min_improvement)
     cs, chs, bars = figures(c, ch, bar)
     if c > bar if up else c < bar:
-        return Decision(True, f"{m} {cs} {'>' if up else '<'} {who} {chs} (bar {bars}){note}", m, c, ch)
+        return Decision(True, f"{m} {cs} {'>' if up else '<'} {who} {chs} (bar {bars}){note}", m, c, ch,
+                        compared_with=against)
     return no(f"{m} {cs} does not beat {who} {chs} (bar {bars}){note}")
 
 

@@ -29,7 +29,7 @@ KEY_PARAMS = (
     "features.kind", "features.label", "scorer.kind", "scorer.pool_sample_rows",
     "sampling.mode", "sampling.temper", "sampling.m_quantile", "sampling.budget",
     "model.kind", "model.hidden", "train.max_steps", "train.epochs", "train.lr", "train.batch_size", "train.target_weight",
-    "train.include_target_sample", "train.freeze", "adapt.enabled", "adapt.strategies", "adapt.folds",
+    "train.include_target_sample", "train.freeze", "train.holdout_exclusion", "adapt.enabled", "adapt.strategies", "adapt.folds",
     "promotion.metric", "promotion.min_improvement",
 )
 
