@@ -151,3 +151,21 @@ def test_holdout_spans_per_machine_and_gap():
     assert without_holdout(pool, two)["x"].to_list() == [0, 1, 2, *range(12, 28), *range(35, 80)]
     assert without_holdout(pool.drop("ts"), two).height == 80  # a frame without the time column: as it is
     assert holdout_spans(hold.with_columns(pl.col("ts").cast(pl.String)), "m", "ts") is None  # text times: no span
+
+
+def test_spans_covering_much_of_the_selection_are_warned_of():
+    """A hold-out spread over the pool's period (its spans cover > 25 % of the selected rows) is
+    named with the setting that splits it; 25 % or less, `rows`, or nothing selected: no line."""
+    from rsft.pipeline.summary import span_warnings
+    from tests.conftest import REPO
+
+    cfg = load_config(REPO / "examples" / "factory.yaml")
+    assert cfg.train.holdout_exclusion == "span"
+    (line,) = span_warnings(cfg, {"selected_rows": 1000, "holdout_rows_left_out": 400})
+    assert "400 of the 1,000 selected rows (40%)" in line and "train.holdout_gap_s" in line
+    assert span_warnings(cfg, {"selected_rows": 1000, "holdout_rows_left_out": 250}) == []
+    assert span_warnings(cfg, {"selected_rows": 0, "holdout_rows_left_out": 0}) == []
+    rows = cfg.model_copy(update={"train": cfg.train.model_copy(update={"holdout_exclusion": "rows"})})
+    assert span_warnings(rows, {"selected_rows": 1000, "holdout_rows_left_out": 400}) == []
+    gap = cfg.model_copy(update={"train": cfg.train.model_copy(update={"holdout_gap_s": 3600.0})})
+    assert "lower train.holdout_gap_s" in span_warnings(gap, {"selected_rows": 10, "holdout_rows_left_out": 9})[0]

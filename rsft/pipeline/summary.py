@@ -126,7 +126,8 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         **({f"base_model_{metric}": round(result.base[metric], 5)} if result.base and metric in result.base else {}),
         # the first night's fine-tune lost to its base model, which was registered instead
         **({f"fine_tune_{metric}": round(result.fine_tune_lost[metric], 5)} if result.fine_tune_lost else {}),
-        "model_warnings": model_warnings(result) + warned(holdout_warnings, cfg, what="the hold-out checks"),
+        "model_warnings": model_warnings(result) + span_warnings(cfg, result.train)
+        + warned(holdout_warnings, cfg, what="the hold-out checks"),
         "promoted": result.promoted,
         "reason": result.reason,
         "model_version": result.version,
@@ -220,6 +221,23 @@ def left_out_line(cfg: PipelineConfig, n: int) -> str:
     what = "target hold-out rows" + (" or lie in their machine's hold-out time span"
                                      if cfg.train.holdout_exclusion == "span" else "")
     return f"{n:,} selected pool rows are {what} — left out of training (the gate judges on the hold-out)"
+
+
+# selected rows inside the hold-out's spans (train.holdout_exclusion: span): above this share, say so
+SPAN_WARN_SHARE = 0.25
+
+
+def span_warnings(cfg: PipelineConfig, train: dict[str, Any]) -> list[str]:
+    """A hold-out whose time spans cover much of the selection: one span per machine runs from its
+    first to its last hold-out reading, so a hold-out spread over the pool's own period (every 7th
+    day, a random subsample) leaves that whole period out of training — counted, but easy to miss."""
+    n, sel = int(train.get("holdout_rows_left_out") or 0), int(train.get("selected_rows") or 0)
+    if cfg.train.holdout_exclusion != "span" or not sel or n <= SPAN_WARN_SHARE * sel:
+        return []
+    how = ("set train.holdout_gap_s to keep the pool rows between its periods, or "
+           if cfg.train.holdout_gap_s is None else "lower train.holdout_gap_s, or ")
+    return [f"{n:,} of the {sel:,} selected rows ({n / sel:.0%}) lie in the machines' hold-out time spans and were "
+            f"left out of training: a hold-out spread over the pool's period? {how}export the hold-out from one period"]
 
 
 # hold-out rows outside the target sample's range on a feature: above this share, say so
