@@ -212,6 +212,35 @@ def test_a_jump_away_from_the_recent_files_inside_the_years_range(tmp_path):
     assert "outside the range of the 3 files just before it" in lines[0] and "as °F → °C" in lines[0], lines
 
 
+def test_weather_just_outside_the_range_is_not_named(tmp_path):
+    """Trial 9 (real weather, daily files: 72 lines in 54 nights): seed 0, 14 days whose mid
+    temperature cycles 50–70 °F, then a cold day at 34 °F — its median is below the range of the
+    days before it (the old rule named it), but by less than FAR of the range's width and no
+    conversion puts it back: a cold front, not named. The same day 40 °F colder is (far)."""
+    from rsft.ingest.profile import FAR, _outside
+
+    src = tmp_path / "src"
+    src.mkdir()
+    files = []
+    for d in range(14):
+        p = src / f"day{d:02d}.csv"
+        _day(p, d, 60 + 10 * np.sin(d))
+        files.append(p)
+    _ingest(tmp_path, files)
+    cold = src / "day14.csv"
+    _day(cold, 14, 34)
+    new = _ingest(tmp_path, [*files, cold])
+    assert unlike_earlier(tmp_path / "ds", CONTRACT, new, mark=False) == []
+    entries = {json.loads(p.read_text())["name"]: json.loads(p.read_text()) for p in (tmp_path / "ds" / "_manifest").glob("*.json")}
+    ref = [entries[f"day{d:02d}.csv"]["profile"]["columns"]["temp"] for d in range(13, -1, -1)]
+    why, far = _outside(entries["day14.csv"]["profile"]["columns"]["temp"]["q50"], ref)
+    assert why.startswith("outside the range of the 14 files before it") and not far and FAR == 0.5
+    colder = src / "day15.csv"
+    _day(colder, 15, -6)
+    lines = unlike_earlier(tmp_path / "ds", CONTRACT, _ingest(tmp_path, [*files, cold, colder]))
+    assert len(lines) == 1 and lines[0].startswith("day15.csv: temp (degF) median"), lines
+
+
 def test_a_counter_column_is_not_named_every_day(tmp_path):
     """Review: a column that only rises (run hours) leaves every earlier file's range by design —
     not named; the same counter exported ×1000 one day (a jump, not a step) still is."""

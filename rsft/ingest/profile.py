@@ -129,6 +129,12 @@ def _record(dataset_dir: str | Path, d: str, entry: dict, **fields) -> None:
 
 RECENT = 3  # the files just before a file: a jump away from all of them is judged too
 JUMP = 4.0  # … when it is this many times the usual step between consecutive earlier files' medians
+# A median outside the earlier files' range is named without a conversion that explains it only
+# when it lies beyond that range by more than this share of the range's width. Real weather made
+# the narrower rule noise (trial 9: daily PV exports, 72 lines in 54 nights for cold fronts and
+# humid days — a day's median 2.2 °C below a 21 °C-wide range); a unit change, a swapped column or
+# a new set-point lands far outside it (or a conversion puts it back, and is named).
+FAR = 0.5
 
 
 def _carries_a_trend(m: float, medians: list[float]) -> bool:
@@ -142,19 +148,22 @@ def _carries_a_trend(m: float, medians: list[float]) -> bool:
     return abs(steps[0]) <= JUMP * max(abs(x) for x in steps[1:])  # a step like the earlier ones, not a jump
 
 
-def _outside(m: float, ref: list[dict]) -> str | None:
-    """Why a file's median ``m`` is unlike its reference files' (``ref``, the latest first), or
-    None. Either it lies outside the range they covered — below the k-th lowest of their 1 %
-    quantiles or above the k-th highest 99 % quantile (k a quarter of them) — or, where they span a
-    season (monthly files: the year's range holds a winter file in °F), outside the range of the
+def _outside(m: float, ref: list[dict]) -> tuple[str, bool] | None:
+    """Why a file's median ``m`` is unlike its reference files' (``ref``, the latest first), and
+    whether that alone is enough to name it (far: beyond the range by more than :data:`FAR` of its
+    width), or None. Either it lies outside the range they covered — below the k-th lowest of their
+    1 % quantiles or above the k-th highest 99 % quantile (k a quarter of them) — or, where they span
+    a season (monthly files: the year's range holds a winter file in °F), outside the range of the
     :data:`RECENT` files just before it and more than :data:`JUMP` times the usual step between
-    consecutive files' medians away from the last one."""
+    consecutive files' medians away from the last one (never far alone: weather jumps like that
+    from day to day; named only with a conversion that puts it back)."""
     if _carries_a_trend(m, [r["q50"] for r in ref]):  # a counter (run hours, kWh totals): it always leaves the range
         return None
     k = max(1, len(ref) // 4)
     lo, hi = sorted(r["q01"] for r in ref)[k - 1], sorted((r["q99"] for r in ref), reverse=True)[k - 1]
     if not lo <= m <= hi:
-        return f"outside the range of the {len(ref)} files before it ({_fmt(lo)} to {_fmt(hi)})"
+        return (f"outside the range of the {len(ref)} files before it ({_fmt(lo)} to {_fmt(hi)})",
+                max(lo - m, m - hi) > FAR * (hi - lo))
     recent = ref[:RECENT]
     rlo, rhi = min(r["q01"] for r in recent), max(r["q99"] for r in recent)
     steps = sorted(abs(a["q50"] - b["q50"]) for a, b in zip(ref, ref[1:]))
@@ -164,7 +173,8 @@ def _outside(m: float, ref: list[dict]) -> str | None:
     if jump <= JUMP * usual:
         return None
     return (f"outside the range of the {len(recent)} files just before it ({_fmt(rlo)} to {_fmt(rhi)}), "
-            f"{_fmt(jump)} from the last one's median" + (f" ({jump / usual:.0f}× the usual step between files)" if usual else ""))
+            f"{_fmt(jump)} from the last one's median" + (f" ({jump / usual:.0f}× the usual step between files)" if usual else ""),
+            False)
 
 
 def _references(dataset_dir, entries: dict[str, dict], contract, before: list[str], groups: set[str],
@@ -274,10 +284,12 @@ def unlike_earlier(dataset_dir: str | Path, contract, digests, references: int =
             ref = [p["columns"][c] for p in refs.values() if c in p.get("columns", {}) and p["columns"][c]["n"] >= MIN_VALUES]
             if s["n"] < MIN_VALUES or len(ref) < MIN_REFERENCES:
                 continue
-            why = _outside(s["q50"], ref)
-            if why is None:
+            outside = _outside(s["q50"], ref)
+            if outside is None:
                 continue
-            hint = _conversion(s, ref, units.get(c))
+            (why, far), hint = outside, _conversion(s, ref, units.get(c))
+            if not (far or hint):  # just outside, nothing converts it back: weather, a new season
+                continue
             unit = f" ({units[c]})" if units.get(c) else ""
             out.append(f"{entries[d].get('name', d[:12])}: {c}{unit} median {_fmt(s['q50'])} is {why}"
                        + (f"; {hint}" if hint else "")
