@@ -174,12 +174,15 @@ def test_jsonl_two_aliases_in_a_line_quarantine_that_line_in_both_parsers(tmp_pa
 
 
 def test_jsonl_contract_settings_and_hints():
-    """A JSONL contract takes aliases; ``unknown_columns`` defaults to drop there (what JSONL did
-    before reject was enforced), reject as everywhere else for a table; keep is refused for JSONL.
-    The quarantine reasons lead to the setting that accepts the rows."""
-    assert _contract().unknown_columns == "drop" and _contract(unknown_columns="reject").unknown_columns == "reject"
+    """A JSONL contract takes aliases; ``unknown_columns`` defaults to drop and ``empty_file`` to
+    zero_rows there (what JSONL did before they were enforced for it), reject and error as for a
+    table; either set explicitly is kept; keep is refused for JSONL. The quarantine reasons lead to
+    the setting that accepts the rows."""
+    assert (_contract().unknown_columns, _contract().empty_file) == ("drop", "zero_rows")
+    explicit = _contract(unknown_columns="reject", empty_file="error")
+    assert (explicit.unknown_columns, explicit.empty_file) == ("reject", "error")
     table = ContractConfig(columns=[ColumnContract(name="a", dtype="str")])
-    assert table.unknown_columns == "reject"
+    assert (table.unknown_columns, table.empty_file) == ("reject", "error")
     with pytest.raises(ValueError, match="unknown_columns: keep: CSV and Parquet exports only"):
         _contract(unknown_columns="keep")
     assert setting_for("unknown key(s) extra (x: drop would accept the line)", "logs") == "set ingest.logs.unknown_columns: drop"
