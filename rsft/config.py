@@ -105,8 +105,15 @@ class ColumnContract(_Model):
     finite: bool = True  # floats: NaN/inf are violations
     # other names of this column in exports (CSV/Parquet header, JSONL key): a file (JSONL: a line)
     # without `name` but with one of these reads that column as this one (a renamed export: air_time
-    # exported as air_time_min); the first alias present wins, two of them present fail the file
+    # exported as air_time_min); the first alias present wins. Two of them present (the name
+    # absent) fail a CSV/Parquet file (its header) and quarantine a JSONL line (keys differ per line)
     aliases: list[str] = []
+
+
+# the defaults of a format: jsonl contract where they differ from a table's: what JSONL did before
+# these settings were enforced for it (ContractConfig._jsonl_defaults; a setting written in the
+# config is enforced as written)
+JSONL_DEFAULTS = {"unknown_columns": "drop", "empty_file": "zero_rows"}
 
 
 class ContractConfig(_Model):
@@ -137,7 +144,8 @@ class ContractConfig(_Model):
     # without it (a warning), "keep" ingests it too. JSONL (keys differ per line): "reject"
     # quarantines each line with a key outside the contract (the reason names the keys; a key
     # starting with _ is not judged, as a CSV column's), "drop" ignores such keys; "keep" is
-    # CSV/Parquet only. The default is "reject", and "drop" for format: jsonl (what JSONL did before)
+    # CSV/Parquet only. The default is "reject", and "drop" for format: jsonl (what JSONL did before;
+    # JSONL_DEFAULTS)
     unknown_columns: Literal["reject", "drop", "keep"] = "reject"
     duplicate_rows: Literal["quarantine", "keep"] = "quarantine"  # exact duplicate rows in a file
     file_dedupe: Literal["skip_identical", "none"] = "skip_identical"  # byte-identical files
@@ -149,7 +157,8 @@ class ContractConfig(_Model):
     decimal_comma: bool = False
     # a zero-byte export (no header either; JSONL: no line that is not blank): a failed file
     # ("error") or a file of 0 rows ("zero_rows"). A header-only CSV is a file of 0 rows under either
-    # (a night without readings; `rsft ingest` names it)
+    # (a night without readings; `rsft ingest` names it). The default is "error", and "zero_rows"
+    # for format: jsonl (a maintenance log of a quiet day has no events; JSONL_DEFAULTS)
     empty_file: Literal["error", "zero_rows"] = "error"
     # CSV record with a wrong field count: "quarantine" (its missing fields read as empty, the row is
     # quarantined as missing) or "fail_file" (a quote-aware extra pass fails the file at the first one)
@@ -181,11 +190,14 @@ class ContractConfig(_Model):
 
     @model_validator(mode="before")
     @classmethod
-    def _jsonl_default_drop(cls, data):
-        """``unknown_columns`` not set on a JSONL contract: "drop", what JSONL did before "reject"
-        was enforced for it (a plant's JSONL contract written then keeps ingesting its lines)."""
-        if isinstance(data, dict) and data.get("format") == "jsonl" and "unknown_columns" not in data:
-            return {**data, "unknown_columns": "drop"}
+    def _jsonl_defaults(cls, data):
+        """The settings a JSONL contract leaves unset (:data:`JSONL_DEFAULTS`) keep what JSONL did
+        before the contract was enforced for it: a plant's JSONL contract written then keeps
+        ingesting its lines, and a quiet day's maintenance log without events stays a file of 0
+        rows (an empty sensor export is a fault; an empty event log is not). Set explicitly, either
+        setting is enforced as written."""
+        if isinstance(data, dict) and data.get("format") == "jsonl":
+            return {**JSONL_DEFAULTS, **data}
         return data
 
     @model_validator(mode="after")

@@ -287,7 +287,7 @@ def _ingest_within(seconds, *args, **kw):
 
 
 def test_a_file_without_rows_and_no_partitions_writes_an_empty_part_with_the_schema(tmp_path):
-    """A header-only CSV (and an empty JSONL export under ``empty_file: zero_rows``) under a contract without partition keys:
+    """A header-only CSV (and an empty JSONL export) under a contract without partition keys:
     ok with 0 rows, one empty data part with the typed schema, a manifest entry — the part is
     written before the writer thread stops (it used to be queued after, and the ingest hung)."""
     c = SENSORS.model_copy(update={"partition_by": []})
@@ -298,8 +298,7 @@ def test_a_file_without_rows_and_no_partitions_writes_an_empty_part_with_the_sch
     assert scan_dataset(tmp_path / "csv").collect().schema == scan_dataset(tmp_path / "full").collect().schema
     assert len(list((tmp_path / "csv" / "_manifest").glob("*.json"))) == 1
     (tmp_path / "empty.jsonl").write_bytes(b"")
-    logs = CFG.ingest.logs.model_copy(update={"empty_file": "zero_rows"})
-    res = _ingest_within(120, str(tmp_path / "empty.jsonl"), tmp_path / "jsonl", logs).files[0]
+    res = _ingest_within(120, str(tmp_path / "empty.jsonl"), tmp_path / "jsonl", CFG.ingest.logs).files[0]
     assert (res.status, res.rows_total, res.rows_ok, res.rows_quarantined) == ("ok", 0, 0, 0), res.error
     assert scan_dataset(tmp_path / "jsonl").collect().height == 0
 
@@ -337,10 +336,11 @@ def test_empty_file_zero_rows_ingests_an_empty_export_as_a_file_of_no_rows(tmp_p
 
 
 def test_empty_file_error_fails_an_empty_export_alone(tmp_path):
-    """``empty_file: error`` (the default): a zero-byte or blank CSV, a zero-byte Parquet file and
-    a zero-byte or blank JSONL file (.gz too) fail alone with a one-line error and write nothing,
-    no manifest entry; a header-only CSV is still a file of 0 rows, and so is each JSONL file under
-    ``zero_rows``."""
+    """``empty_file: error`` (the default): a zero-byte or blank CSV and a zero-byte Parquet file
+    fail alone with a one-line error and write nothing, no manifest entry; a header-only CSV is
+    still a file of 0 rows. A JSONL export without lines (zero bytes, blank lines, a BOM, .gz too)
+    is a file of 0 rows under JSONL's default (``zero_rows``: a quiet day's maintenance log has no
+    events, as before the setting applied to JSONL), and fails when the config sets ``error``."""
     assert SENSORS.empty_file == "error"
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "blank.csv").write_bytes(b"\n\n")
@@ -361,16 +361,17 @@ def test_empty_file_error_fails_an_empty_export_alone(tmp_path):
     for name, data in (("empty.jsonl", b""), ("blank.jsonl", b"\n \r\n\n"), ("bom.jsonl", b"\xef\xbb\xbf\n"),
                        ("blank.jsonl.gz", gzip.compress(b"\n\n"))):
         (tmp_path / "logs" / name).write_bytes(data)
-    logs = CFG.ingest.logs.model_copy(update={"file_dedupe": "none"})
     srcs = sorted(str(p) for p in (tmp_path / "logs").iterdir())
+    assert CFG.ingest.logs.empty_file == "zero_rows"
+    for i, src in enumerate(srcs):  # one dataset each: byte-identical empty files are duplicates of each other
+        r = ingest(src, tmp_path / f"logs-zero{i}", CFG.ingest.logs).files[0]
+        assert (r.status, r.rows_total, r.rows_ok) == ("ok", 0, 0), r
+    logs = load_config(REPO / "examples" / "factory.yaml", {"ingest.logs.empty_file": "error",
+                                                            "ingest.logs.file_dedupe": "none"}).ingest.logs
     for r in ingest(srcs, tmp_path / "logs-ds", logs).files:
         assert r.status == "failed" and r.error == (f"{r.file}: empty file (no lines) — ingest.logs.empty_file: "
                                                      "zero_rows would accept it as no rows"), r
     assert not (tmp_path / "logs-ds" / "_manifest").exists() or not list((tmp_path / "logs-ds" / "_manifest").glob("*.json"))
-    zero = logs.model_copy(update={"empty_file": "zero_rows"})
-    for i, src in enumerate(srcs):
-        r = ingest(src, tmp_path / f"logs-zero{i}", zero).files[0]
-        assert (r.status, r.rows_total, r.rows_ok) == ("ok", 0, 0), r
 
 
 def test_records_with_too_many_fields_are_quarantined_not_the_whole_file(tmp_path):

@@ -144,32 +144,45 @@ def test_jsonl_clean_blocks_stay_on_the_bulk_path(tmp_path, monkeypatch):
     assert data["text"].to_list()[:2] == ["n0", "n1"] and set(data["x"].to_list()) == {1.5}
 
 
-def test_jsonl_two_aliases_in_a_line_fail_the_file_in_both_parsers(tmp_path, monkeypatch):
-    """Two of a column's aliases in one line (the name absent) fail the file, naming the line and
-    the setting, as two of them in a CSV header do — whichever parser reads the line (the second
-    alias null too: it is there)."""
-    for k, second in enumerate(("a second", None)):
-        src = tmp_path / f"two{k}.jsonl"
-        src.write_text("".join(_line(i) + "\n" for i in range(12)) + _line(12, text=_DROP, note="a", remark=second) + "\n")
-        errors = []
-        for mode in ("bulk", "lines"):
-            with monkeypatch.context() as m:
-                if mode == "lines":
-                    m.setattr(readers._JsonlBlock, "block", lambda self, blk, first, ends=None: self._per_line(blk, first))
-                res = ingest(str(src), tmp_path / f"{mode}{k}", _contract(), chunk_rows=5).files[0]
-            assert res.status == "failed", res
-            errors.append(res.error)
-        assert errors[0] == errors[1] == (f"two{k}.jsonl: line 13: column text: the line has 2 of its aliases (note, remark); "
-                                          "keep one of them in the aliases of column text in the contract's columns")
+@pytest.mark.parametrize("unknown", ["reject", "drop"])
+def test_jsonl_two_aliases_in_a_line_quarantine_that_line_in_both_parsers(tmp_path, monkeypatch, unknown):
+    """Two of a column's aliases in one JSONL line (the name absent; the second null too: the key is
+    there) quarantine that line, its reason naming the keys and the aliases setting, its text kept;
+    the file's other lines are ingested (keys differ per line: one such line must not fail a
+    night's file). Bulk parse and line parser agree. A line with the name and an alias is read
+    from the name (the alias is a key outside the contract: test above). A CSV or Parquet header
+    with two of them still fails its file (a header holds for every row)."""
+    two = {13: _line(13, text=_DROP, note="a", remark="a second"), 15: _line(15, text=_DROP, note="a", remark=None),
+           17: _line(17, text=_DROP, ts=_DROP, note="a", remark="b")}  # an earlier column's fault comes first
+    src = tmp_path / "two.jsonl"
+    src.write_text("".join((two.get(i) or _line(i)) + "\n" for i in range(1, 21)))
+    data, q, _ = _both(src, tmp_path, _contract(unknown_columns=unknown), monkeypatch)
+    why = ("2 aliases of column text in the line (note, remark): keep the exports' one in the aliases of column text "
+           "in the contract's columns")
+    assert dict(zip(q["_row"].to_list(), q["reason"].to_list())) == {13: why, 15: why, 17: "missing key ts"}
+    assert q["__line"].to_list() == list(two.values()) and q["text"].to_list() == [None] * 3
+    assert data["_row"].to_list() == [i for i in range(1, 21) if i not in two]
+    assert setting_for(why, "logs") == "keep only the exports' name among note, remark in the aliases of column text of ingest.logs"
+    table = _contract().model_copy(update={"format": "table", "unknown_columns": "reject", "empty_file": "error"})
+    header = pl.DataFrame({"id": ["M01"], "ts": ["2026-01-01T00:00:00Z"], "x": [1.5], "note": ["a"], "remark": ["b"]})
+    header.write_csv(tmp_path / "two.csv")
+    header.write_parquet(tmp_path / "two.parquet")
+    for name in ("two.csv", "two.parquet"):
+        res = ingest(str(tmp_path / name), tmp_path / f"ds-{name}", table).files[0]
+        assert res.status == "failed" and res.error == (f"{name}: column text: the file has 2 of its aliases (note, remark); "
+                                                        "keep one of them in the aliases of column text in the contract's columns"), res
 
 
 def test_jsonl_contract_settings_and_hints():
-    """A JSONL contract takes aliases; ``unknown_columns`` defaults to drop there (what JSONL did
-    before reject was enforced), reject as everywhere else for a table; keep is refused for JSONL.
-    The quarantine reasons lead to the setting that accepts the rows."""
-    assert _contract().unknown_columns == "drop" and _contract(unknown_columns="reject").unknown_columns == "reject"
+    """A JSONL contract takes aliases; ``unknown_columns`` defaults to drop and ``empty_file`` to
+    zero_rows there (what JSONL did before they were enforced for it), reject and error as for a
+    table; either set explicitly is kept; keep is refused for JSONL. The quarantine reasons lead to
+    the setting that accepts the rows."""
+    assert (_contract().unknown_columns, _contract().empty_file) == ("drop", "zero_rows")
+    explicit = _contract(unknown_columns="reject", empty_file="error")
+    assert (explicit.unknown_columns, explicit.empty_file) == ("reject", "error")
     table = ContractConfig(columns=[ColumnContract(name="a", dtype="str")])
-    assert table.unknown_columns == "reject"
+    assert (table.unknown_columns, table.empty_file) == ("reject", "error")
     with pytest.raises(ValueError, match="unknown_columns: keep: CSV and Parquet exports only"):
         _contract(unknown_columns="keep")
     assert setting_for("unknown key(s) extra (x: drop would accept the line)", "logs") == "set ingest.logs.unknown_columns: drop"

@@ -7,13 +7,14 @@ rows) for the contract check, and the unknown columns it keeps.
   rendered as text so they go through the same checks.
 * JSONL (:func:`_read_jsonl`): blocks of lines parsed in bulk with a schema that checks each
   value's JSON type; line by line only what the bulk parse cannot vouch for; frames (:class:`_Blocks`).
-  A key is read under its column's ``aliases`` too; a key outside the contract quarantines its
-  line under ``unknown_columns: reject``. A file that is not JSON Lines at all (UTF-16, a JSON
-  array, pretty-printed JSON, binary) fails in one line (:func:`_jsonl_shape`).
+  A key is read under its column's ``aliases`` too (a line with two of them is quarantined); a
+  key outside the contract quarantines its line under ``unknown_columns: reject``. A file that
+  is not JSON Lines at all (UTF-16, a JSON array, pretty-printed JSON, binary) fails in one line
+  (:func:`_jsonl_shape`).
 
 An empty export (a zero-byte CSV, JSONL or Parquet file, a CSV or JSONL of blank lines) fails the
-file under ``empty_file: error`` (the default) and reads as no rows under ``zero_rows``; a
-header-only CSV is a file of 0 rows under either.
+file under ``empty_file: error`` (the default; JSONL's is ``zero_rows``, config.JSONL_DEFAULTS) and
+reads as no rows under ``zero_rows``; a header-only CSV is a file of 0 rows under either.
 """
 
 from __future__ import annotations
@@ -862,7 +863,11 @@ class _JsonlLines:
         # type; then the keys outside the contract; the first problem is the reason
         pre, values, used = None, [], []
         for name, is_text, is_number, nullable in self.checks:
-            key = self._key(i, name, obj) if self.aliases else name
+            key = self._key(name, obj) if self.aliases else name
+            if key is None:  # two of its aliases: which one is the column is not the line's to say
+                pre = pre or self._two_aliases(name, obj)
+                values.append(None)
+                continue
             used.append(key)
             v = obj.get(key, _MISSING)
             if v is None or v is _MISSING:
@@ -885,16 +890,24 @@ class _JsonlLines:
                 pre = f"unknown key(s) {', '.join(unknown)} ({self.unknown_key}: drop would accept the line)"
         return (*values, i, pre, text)
 
-    def _key(self, i: int, name: str, obj: dict) -> str:
+    def _key(self, name: str, obj: dict) -> str | None:
         """The line's key for column ``name``: the name, else the first of its aliases the line
-        has (as a CSV header's, :func:`contract.header_renames`: two of them fail the file)."""
+        has; None when the line has two of them (:meth:`_two_aliases`)."""
         if name in obj or name not in self.aliases:
             return name
         found = [a for a in self.aliases[name] if a in obj]
         if len(found) > 1:
-            raise FileError(f"line {i}: column {name}: the line has {len(found)} of its aliases ({', '.join(found)}); "
-                            f"keep one of them in the aliases of column {name} in {self.columns_key}")
+            return None
         return found[0] if found else name
+
+    def _two_aliases(self, name: str, obj: dict) -> str:
+        """The reason of a line with two (or more) of column ``name``'s aliases and not the name: the
+        line is quarantined, its text kept. A CSV/Parquet header with two fails its file
+        (:func:`contract.header_renames`), but a JSONL file's keys differ per line, and one such
+        line must not drop a night's file (a null under an alias counts: the key is there)."""
+        found = [a for a in self.aliases[name] if a in obj]
+        return (f"{len(found)} aliases of column {name} in the line ({', '.join(found)}): keep the exports' one "
+                f"in the aliases of column {name} in {self.columns_key}")
 
     def _missing(self, name: str, obj: dict) -> str:
         """The reason of a line without key ``name``; the keys outside the contract it has, which

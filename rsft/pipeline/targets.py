@@ -160,6 +160,9 @@ _SETTINGS: list[tuple[str, str]] = [
     (r"^missing key (?P<c>.+?)(?: \(|$)", "drop column {c} from ingest.{k}.columns (the exports do not have it), or list "
      "the exports' name for it in its aliases"),
     (r"^unknown key", "set ingest.{k}.unknown_columns: drop"),
+    # a JSONL line with two of a column's aliases (readers._JsonlLines._two_aliases)
+    (r"^\d+ aliases of column (?P<c>.+?) in the line \((?P<u>.+?)\)",
+     "keep only the exports' name among {u} in the aliases of column {c} of ingest.{k}"),
     (r"^missing (?P<c>.+)$", "set nullable: true on column {c} of ingest.{k}"),
     (r"^(?P<c>.+) is null$", "set nullable: true on column {c} of ingest.{k}"),
     (r"^invalid UTF-8", "set ingest.{k}.decode_errors: latin1"),
