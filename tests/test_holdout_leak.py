@@ -169,3 +169,4 @@ def test_spans_covering_much_of_the_selection_are_warned_of():
     assert span_warnings(rows, {"selected_rows": 1000, "holdout_rows_left_out": 400}) == []
     gap = cfg.model_copy(update={"train": cfg.train.model_copy(update={"holdout_gap_s": 3600.0})})
     assert "lower train.holdout_gap_s" in span_warnings(gap, {"selected_rows": 10, "holdout_rows_left_out": 9})[0]
+

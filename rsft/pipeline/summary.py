@@ -377,11 +377,30 @@ def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None,
     unlike = [] if ingested is None else warned(dataset_unlike_earlier, cfg, pool_dataset(cfg), ingested, mark=False,
                                                 what="the unlike-earlier-files check")
     if unlike:
-        lines += ["", "Input warnings:", *[f"- {w}" for w in unlike]]
+        lines += ["", "Input warnings:", *_listed(unlike, "the night's summary, files_unlike_earlier")]
     warnings = rep.get("warnings") or []
     if warnings:
-        lines += ["", "Selection warnings:", *[f"- {w}" for w in warnings]]
-    return "\n".join(lines)
+        lines += ["", "Selection warnings:", *_listed(warnings, "the selection report")]
+    return _fit_description("\n".join(lines))
+
+
+STORY_WARNINGS = 8  # warning lines a night's story lists per kind (the rest counted)
+STORY_CHARS = 7_900  # MLflow cuts a run's description at 8,000 characters (with a warning line)
+
+
+def _listed(warnings: list[str], where: str) -> list[str]:
+    """The first :data:`STORY_WARNINGS` warnings as markdown items, then how many more and where
+    they all are (trial 9: 36 unit-change lines on a first night ran the story past MLflow's limit)."""
+    more = len(warnings) - STORY_WARNINGS
+    return [f"- {w}" for w in warnings[:STORY_WARNINGS]] + ([f"- … and {more} more (all in {where})"] if more > 0 else [])
+
+
+def _fit_description(story: str) -> str:
+    """``story`` within :data:`STORY_CHARS`, cut at a line with a last line saying so."""
+    if len(story) <= STORY_CHARS:
+        return story
+    note = "\n… (cut to fit MLflow's description; the whole night is in its summary)"
+    return story[:story.rfind("\n", 0, STORY_CHARS - len(note))] + note
 
 
 def _md_cell(v: Any) -> str:
