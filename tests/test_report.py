@@ -327,7 +327,7 @@ def test_coverage_chart_labels_its_ticks_with_their_values(tmp_path):
 
 
 def test_a_text_selection_no_closer_than_random_is_warned_of(tmp_path):
-    """Trial 8: the selection's n-gram KL is judged against a random pool subset of the same size
+    """Trial 8: the selection's n-gram KL is judged against a random pool subset (now: with as many n-grams)
     (a small set reads farther from the target whatever it holds); a selection of only off-target
     documents is farther than that — a warning naming both figures and, with log w ranked by
     document length (here: exactly), the length."""
