@@ -540,7 +540,8 @@ def text_warnings(report: dict[str, Any]) -> list[str]:
         return []
     rho = t.get("log_w_length_spearman")
     why = (f"; log w follows document length (Spearman ρ {rho:+.2f} on the pool sample: "
-           f"{'short' if rho < 0 else 'long'} documents rank first)" if isinstance(rho, float) and abs(rho) >= LENGTH_RHO_WARN else "")
+           f"{'short' if rho < 0 else 'long'} documents rank first; scorer.ngram_score: per_ngram scores a "
+           "document's mean n-gram log ratio instead of the sum)" if isinstance(rho, float) and abs(rho) >= LENGTH_RHO_WARN else "")
     return [f"the selected documents' n-grams are no closer to the target's than a random pool subset with as many n-grams "
             f"(KL {sel:.3g} vs {rnd:.3g} nats){why}: the weights do not tell target documents apart here — check the "
             "target sample (size, duplicates) against the pool; sampling.temper below 1 moves the selection toward "

@@ -341,6 +341,7 @@ def test_a_text_selection_no_closer_than_random_is_warned_of(tmp_path):
     assert t["kl_target_selected"] > t["kl_target_random"] and t["log_w_length_spearman"] < -0.9
     warned = [w for w in rep["warnings"] if "no closer to the target" in w]
     assert len(warned) == 1 and "document length" in warned[0] and "short documents rank first" in warned[0], rep["warnings"]
+    assert "scorer.ngram_score: per_ngram" in warned[0]  # the knob that stops the ranking by length
 
 
 def test_a_short_target_like_selection_is_judged_against_as_many_ngrams_not_documents(tmp_path):
