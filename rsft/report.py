@@ -485,10 +485,10 @@ def _text_stats(target_df: pl.DataFrame, pool_sample_df: pl.DataFrame, selected_
     baseline: ``kl_target_random``, seeded random pool-sample subsets holding as many n-grams as
     the selection (``selected_ngrams``). The smoothed KL estimate reads farther from the target the
     fewer n-grams a set holds, whatever it holds (real documents, a man-page target: a random pool
-    subset of 5 000 n-grams reads 0.56 nats, of 1 M 0.31; the target's own n-grams resampled read
-    0.34 at 5 000, 0.02 at 150 000 — benchmarks/text_length_bias.py), so a baseline of the same
-    document count judged a selection of short documents against a set with ~10× its n-grams
-    (trial 8). With the pool sample's ``log_w_pool``: ``log_w_length_spearman``, the rank
+    subset of 5 000 n-grams reads 0.79 nats, of 1 M 0.50; the target's own n-grams resampled read
+    0.38 at 5 000, 0.01 at 200 000 — benchmarks/text_length_bias.py --kl-by-size), so a baseline of the same
+    document count judged a selection of short documents against a set with several times its
+    n-grams (trial 8; a changelog target on real documents: 4×). With the pool sample's ``log_w_pool``: ``log_w_length_spearman``, the rank
     correlation of log w with a document's n-gram count."""
     from rsft.density.ngram import as_flat, bucket_log_probs, kl
     from rsft.features import hashed_ngram_ids
@@ -532,7 +532,7 @@ RANDOM_MARGIN = 1.05  # the selection's KL above this × the random subsets' is 
 def text_warnings(report: dict[str, Any]) -> list[str]:
     """A text selection no closer to the target than a random pool subset with as many n-grams
     (trial 8: real documents, a target of 193, log w ranked by length at ρ = −0.94; its baseline
-    then was a subset of as many documents, ~10× the n-grams of short ones, which the KL estimate
+    then was a subset of as many documents, several times the n-grams of short ones, which the KL estimate
     favours whatever they hold — see :func:`_text_stats`)."""
     t = report.get("text") or {}
     sel, rnd = t.get("kl_target_selected"), t.get("kl_target_random")
