@@ -2,7 +2,8 @@
 
     python benchmarks/dsir_compare.py [--corpus logs|real] [--docs 200000] [--target-docs 2000] [--k 10000]
                                       [--target-genre man] [--target-share 0.05] [--pool-sample 50000]
-                                      [--workers 2] [--dsir-procs 2] [--chunk-rows 50000] [--chunk-bytes N]
+                                      [--ngram-score sum|per_ngram] [--workers 2] [--dsir-procs 2]
+                                      [--chunk-rows 50000] [--chunk-bytes N]
                                       [--row-group-rows 82000] [--no-dsir] [--dsir-cache DIR]
                                       [--dsir-python .rsft/bench-dsir/bin/python] [--work DIR]
 
@@ -142,7 +143,7 @@ import numpy as np
 import polars as pl
 from rsft.config import FeaturesConfig
 from rsft.density import make_scorer
-pool_jsonl, target_jsonl, work, sample_rows, buckets, ngrams, smoothing, rg = sys.argv[1:9]
+pool_jsonl, target_jsonl, work, sample_rows, buckets, ngrams, smoothing, rg, score = sys.argv[1:10]
 sample_rows, buckets, ngrams, smoothing, rg = int(sample_rows), int(buckets), int(ngrams), float(smoothing), int(rg)
 cpu0 = (lambda r: r.ru_utime + r.ru_stime)(resource.getrusage(resource.RUSAGE_SELF))
 t = time.perf_counter()
@@ -151,7 +152,7 @@ pl.scan_ndjson(pool_jsonl).sink_parquet(f"{work}/pool.parquet", row_group_size=r
 target = pl.read_ndjson(target_jsonl)
 n = pl.scan_parquet(f"{work}/pool.parquet").select(pl.len()).collect().item()
 idx = np.sort(np.random.default_rng(0).choice(n, size=min(sample_rows, n), replace=False))
-cfg = ScorerConfig(kind="ngram", buckets=buckets, ngrams=ngrams, smoothing=smoothing)
+cfg = ScorerConfig(kind="ngram", buckets=buckets, ngrams=ngrams, smoothing=smoothing, ngram_score=score)
 sample = (pl.scan_parquet(f"{work}/pool.parquet").with_row_index("__i").filter(pl.col("__i").is_in(pl.lit(idx)))
           .select("text").collect())
 # the pipeline's fit (fit_frames): n-gram counts of both sides, featurised in slices of bounded bytes
@@ -183,7 +184,8 @@ def run_rsft(pool_jsonl: Path, target_jsonl: Path, work: Path, args: argparse.Na
     this interpreter (prepare: JSONL -> Parquet + fit; select), each with its own peak RSS."""
     shutil.rmtree(work / "rsft-select", ignore_errors=True)
     prep = measure(RSFT_PREPARE, str(pool_jsonl), str(target_jsonl), str(work), str(args.pool_sample),
-                   str(args.rsft_buckets), str(args.ngrams), str(args.smoothing), str(args.row_group_rows))
+                   str(args.rsft_buckets), str(args.ngrams), str(args.smoothing), str(args.row_group_rows),
+                   args.ngram_score)
     sel = measure(RSFT_SELECT, str(work), str(args.k), str(args.workers), str(args.chunk_rows),
                   json.dumps({k: v for k, v in {"chunk_bytes": args.chunk_bytes}.items() if v is not None}))
     p, s = json.loads(prep["stdout"].splitlines()[-1]), json.loads(sel["stdout"].splitlines()[-1])
@@ -268,6 +270,8 @@ def main() -> None:
     ap.add_argument("--rsft-buckets", type=int, default=ScorerConfig().buckets,
                     help=f"rsft scorer's buckets (default: rsft's own default, {ScorerConfig().buckets})")
     ap.add_argument("--ngrams", type=int, default=2, help="n-gram order, 2 = uni + bigrams (default 2)")
+    ap.add_argument("--ngram-score", choices=["sum", "per_ngram"], default=ScorerConfig().ngram_score,
+                    help="rsft scorer.ngram_score (default: its default, sum)")
     ap.add_argument("--smoothing", type=float, default=ScorerConfig().smoothing,
                     help="rsft ngram pseudo-count per bucket (default: scorer.smoothing's default)")
     ap.add_argument("--workers", type=int, default=2, help="rsft select threads (default 2)")

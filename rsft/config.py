@@ -477,6 +477,13 @@ class ScorerConfig(_Model):
     # 32 768 buckets, BENCHMARKS.md) and no loss on short log lines; the weights are 2 × 256 KiB
     buckets: int = Field(32_768, ge=1)
     ngrams: int = Field(2, ge=1)  # ngram order (1 = unigrams, 2 = + bigrams)
+    # ngram document score: sum = DSIR's Σ over n-grams of log p_target − log p_pool; per_ngram =
+    # its mean over the document's n-grams × the target's mean n-grams per document. A sum ranks
+    # by length (each n-gram of an off-target document adds a negative term: the shortest
+    # off-target documents fill a budget once the target-like ones are taken); per_ngram does not,
+    # but is not better everywhere (real documents, 5 targets × 3 seeds, benchmarks/text_length_bias.py:
+    # target-genre share of an 800-document budget +1 to +8 points, n-gram KL worse on 3 of 5; BENCHMARKS.md)
+    ngram_score: Literal["sum", "per_ngram"] = "sum"
     seed: int = 0  # gmm init / classifier init, split and batch order
 
 

@@ -222,15 +222,22 @@ def hashed_ngram_counts(df: pl.DataFrame | pl.LazyFrame, column: str, buckets: i
         if len(x):
             c -= np.bincount(b[x], minlength=buckets)
         total += c
-    per_doc = np.sum([np.maximum(lengths - (g - 1), 0) for g in range(1, ngrams + 1)], axis=0)
-    return total, np.asarray(per_doc, dtype=np.int64).reshape(-1)
+    return total, ngrams_per_row(lengths, ngrams)
+
+
+def ngrams_per_row(lengths: np.ndarray, ngrams: int) -> np.ndarray:
+    """int64 [rows]: a row's uni- to ``ngrams``-grams, Σ_g max(tokens − g + 1, 0), from its tokens."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    return np.sum([np.maximum(lengths - (g - 1), 0) for g in range(1, ngrams + 1)], axis=0,
+                  dtype=np.int64).reshape(-1)
 
 
 def hashed_ngram_sums(df: pl.DataFrame | pl.LazyFrame, column: str, weights: np.ndarray, ngrams: int = 2,
-                      seed: int = 0, scheme: int = 2) -> np.ndarray:
+                      seed: int = 0, scheme: int = 2, per_ngram: bool = False) -> np.ndarray:
     """float64 [rows]: Σ over each document's n-grams of ``weights[bucket]`` (buckets = ``len(weights)``),
     with the ids of :func:`hashed_ngram_ids` — summed per document by segment sums over the flat
-    tokens, never put in per-document order (the sums' rounding differs from a sum in that order)."""
+    tokens, never put in per-document order (the sums' rounding differs from a sum in that order).
+    ``per_ngram``: each sum divided by the row's n-grams (:func:`ngrams_per_row`), the mean weight."""
     weights = np.asarray(weights, dtype=np.float64)
     ids, cross, lengths = _flat_ngram_buckets(df, column, len(weights), ngrams, seed, scheme)
     out = np.zeros(len(lengths), dtype=np.float64)
@@ -243,6 +250,8 @@ def hashed_ngram_sums(df: pl.DataFrame | pl.LazyFrame, column: str, weights: np.
         w += wg
     nz = lengths > 0
     out[nz] = np.add.reduceat(w, (np.cumsum(lengths) - lengths)[nz])
+    if per_ngram:
+        out[nz] /= ngrams_per_row(lengths[nz], ngrams)
     return out
 
 

@@ -482,11 +482,14 @@ def _tabular_stats(report: dict[str, Any], target_df: pl.DataFrame, pool_sample_
 def _text_stats(target_df: pl.DataFrame, pool_sample_df: pl.DataFrame, selected_df: pl.DataFrame,
                 feature_cfg: FeaturesConfig, log_w_pool: np.ndarray | None = None, seed: int = 0) -> dict[str, Any]:
     """Hashed n-gram KL of pool and selection to the target (text pipelines), and the fair
-    baseline: ``kl_target_random``, a seeded random pool-sample subset as large as the selection
-    (a smaller set's smoothed n-gram distribution reads farther from the target whatever it holds:
-    trial 8's 800 documents read 0.28 at random against the whole pool's 0.26). With the pool
-    sample's ``log_w_pool``: ``log_w_length_spearman``, the rank correlation of log w with a
-    document's n-gram count (a sum over n-grams can rank by length rather than by kind)."""
+    baseline: ``kl_target_random``, seeded random pool-sample subsets holding as many n-grams as
+    the selection (``selected_ngrams``). The smoothed KL estimate reads farther from the target the
+    fewer n-grams a set holds, whatever it holds (real documents, a man-page target: a random pool
+    subset of 5 000 n-grams reads 0.79 nats, of 1 M 0.50; the target's own n-grams resampled read
+    0.38 at 5 000, 0.01 at 200 000 — benchmarks/text_length_bias.py --kl-by-size), so a baseline of the same
+    document count judged a selection of short documents against a set with several times its
+    n-grams (trial 8; a changelog target on real documents: 4×). With the pool sample's ``log_w_pool``: ``log_w_length_spearman``, the rank
+    correlation of log w with a document's n-gram count."""
     from rsft.density.ngram import as_flat, bucket_log_probs, kl
     from rsft.features import hashed_ngram_ids
 
@@ -494,21 +497,31 @@ def _text_stats(target_df: pl.DataFrame, pool_sample_df: pl.DataFrame, selected_
         expr = hashed_ngram_ids(pl.col(feature_cfg.text_column), feature_cfg.text_buckets, feature_cfg.text_ngrams)
         return df.select(expr.alias("ids"))["ids"]
 
-    target_ids, pool_ids = ids(target_df), ids(pool_sample_df)
-    out = ngram_kl_reduction(target_ids, pool_ids, ids(selected_df), feature_cfg.text_buckets)
-    n = selected_df.height
-    if 0 < n < pool_sample_df.height:  # the mean of a few seeded draws (one draw is noisy at small n)
+    target_ids, pool_ids, selected_ids = ids(target_df), ids(pool_sample_df), ids(selected_df)
+    out = ngram_kl_reduction(target_ids, pool_ids, selected_ids, feature_cfg.text_buckets)
+    lengths = pool_ids.list.len().fill_null(0).to_numpy().astype(np.int64)
+    n_sel = int(selected_ids.list.len().fill_null(0).sum())
+    out["selected_ngrams"] = n_sel
+    if 0 < n_sel < lengths.sum() and selected_df.height < pool_sample_df.height:  # the mean of a few seeded draws
         rng, buckets = np.random.default_rng(seed), feature_cfg.text_buckets
         lp_t = bucket_log_probs(as_flat(target_ids)[0], buckets, KL_SMOOTHING)  # as ngram_kl_reduction's, once
-        draws = [kl(lp_t, bucket_log_probs(as_flat(pool_ids.gather(pl.Series(rng.choice(pool_sample_df.height, n, replace=False))))[0],
+        draws = [kl(lp_t, bucket_log_probs(as_flat(pool_ids.gather(pl.Series(ngram_matched_subset(rng, lengths, n_sel))))[0],
                                            buckets, KL_SMOOTHING)) for _ in range(RANDOM_DRAWS)]
         out["kl_target_random"] = float(np.mean(draws))
     if log_w_pool is not None and len(log_w_pool) > 2:
-        lengths, ok = pool_ids.list.len().fill_null(0).to_numpy().astype(np.float64), np.isfinite(log_w_pool)
+        ok = np.isfinite(log_w_pool)
         if ok.sum() > 2 and np.ptp(lengths[ok]) > 0 and np.ptp(log_w_pool[ok]) > 0:
             ranks = [pl.Series(v).rank("average").to_numpy() for v in (log_w_pool[ok], lengths[ok])]  # ties: average
             out["log_w_length_spearman"] = float(np.corrcoef(*ranks)[0, 1])
     return out
+
+
+def ngram_matched_subset(rng: np.random.Generator, lengths: np.ndarray, n_ngrams: int) -> np.ndarray:
+    """Row indices of a random subset holding ~``n_ngrams`` n-grams (``lengths``: n-grams per row):
+    the shortest prefix of a random permutation reaching it, so its KL estimate is as noisy as
+    that of a selection of ``n_ngrams`` n-grams."""
+    perm = rng.permutation(len(lengths))
+    return perm[: min(len(perm), int(np.searchsorted(np.cumsum(lengths[perm]), n_ngrams)) + 1)]
 
 
 LENGTH_RHO_WARN = 0.5  # |Spearman ρ| of log w with document length worth naming
@@ -517,17 +530,19 @@ RANDOM_MARGIN = 1.05  # the selection's KL above this × the random subsets' is 
 
 
 def text_warnings(report: dict[str, Any]) -> list[str]:
-    """A text selection no closer to the target than a random pool subset of its size (trial 8:
-    real documents, a target of 193: selected 0.41 nats against random 0.28, log w ranked by
-    length at ρ = −0.94 — short changelogs first)."""
+    """A text selection no closer to the target than a random pool subset with as many n-grams
+    (trial 8: real documents, a target of 193, log w ranked by length at ρ = −0.94; its baseline
+    then was a subset of as many documents, several times the n-grams of short ones, which the KL estimate
+    favours whatever they hold — see :func:`_text_stats`)."""
     t = report.get("text") or {}
     sel, rnd = t.get("kl_target_selected"), t.get("kl_target_random")
     if not isinstance(sel, float) or not isinstance(rnd, float) or sel <= RANDOM_MARGIN * rnd:
         return []
     rho = t.get("log_w_length_spearman")
     why = (f"; log w follows document length (Spearman ρ {rho:+.2f} on the pool sample: "
-           f"{'short' if rho < 0 else 'long'} documents rank first)" if isinstance(rho, float) and abs(rho) >= LENGTH_RHO_WARN else "")
-    return [f"the selected documents' n-grams are no closer to the target's than a random pool subset of the same size "
+           f"{'short' if rho < 0 else 'long'} documents rank first; scorer.ngram_score: per_ngram scores a "
+           "document's mean n-gram log ratio instead of the sum)" if isinstance(rho, float) and abs(rho) >= LENGTH_RHO_WARN else "")
+    return [f"the selected documents' n-grams are no closer to the target's than a random pool subset with as many n-grams "
             f"(KL {sel:.3g} vs {rnd:.3g} nats){why}: the weights do not tell target documents apart here — check the "
             "target sample (size, duplicates) against the pool; sampling.temper below 1 moves the selection toward "
             "a random one"]

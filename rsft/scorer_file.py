@@ -92,15 +92,18 @@ def read_blob(path: str | Path) -> dict[str, Any]:
 
 
 def ngram_log_ratio_frame(df: Any, column: str, weights: np.ndarray, ngrams: int, scheme: int,
-                          max_bytes: int = FIT_SLICE_BYTES) -> np.ndarray:
+                          max_bytes: int = FIT_SLICE_BYTES, doc_ngrams: float = 0.0) -> np.ndarray:
     """float64 log w of a frame's text column under bucket ``weights`` (log p_target − log p_pool)
     and hash ``scheme`` ≥ 2: per-document segment sums (``rsft.features.hashed_ngram_sums``) in
-    slices of at most ``max_bytes`` of text (``NgramScorer.log_ratio_frame``'s scheme-2 path)."""
+    slices of at most ``max_bytes`` of text (``NgramScorer.log_ratio_frame``'s scheme-2 path).
+    ``doc_ngrams`` > 0: per-n-gram means × ``doc_ngrams`` instead of sums (``ngram_score``)."""
     from rsft.features import hashed_ngram_sums, text_slices
 
-    parts = [hashed_ngram_sums(part, column, weights, ngrams, scheme=scheme)
+    per_ngram = doc_ngrams > 0
+    parts = [hashed_ngram_sums(part, column, weights, ngrams, scheme=scheme, per_ngram=per_ngram)
              for part in text_slices(df, column, max_bytes)]
-    return np.concatenate(parts) if parts else np.zeros(0)
+    out = np.concatenate(parts) if parts else np.zeros(0)
+    return out * doc_ngrams if per_ngram else out
 
 
 class NgramWeights:
@@ -110,13 +113,15 @@ class NgramWeights:
     kind = "ngram"
 
     def __init__(self, cfg: Any, feature_names: list[str], log_p_t: np.ndarray, log_p_p: np.ndarray,
-                 hash_scheme: int, diagnostics: dict[str, Any] | None = None) -> None:
+                 hash_scheme: int, diagnostics: dict[str, Any] | None = None, doc_ngrams: float = 0.0) -> None:
         self.cfg, self.feature_names, self.hash_scheme = cfg, list(feature_names), int(hash_scheme)
+        self.doc_ngrams = float(doc_ngrams)  # > 0: per-n-gram mean × this (NgramScorer.doc_ngrams)
         self.weights = log_p_t - log_p_p  # as NgramScorer's (log_p_t − log_p_p): IEEE, the same bits
         self._diag = dict(diagnostics or {})
 
     def log_ratio_frame(self, df: Any, feature_cfg: Any) -> np.ndarray:
-        return ngram_log_ratio_frame(df, feature_cfg.text_column, self.weights, self.cfg.ngrams, self.hash_scheme)
+        return ngram_log_ratio_frame(df, feature_cfg.text_column, self.weights, self.cfg.ngrams, self.hash_scheme,
+                                     doc_ngrams=self.doc_ngrams)
 
     def diagnostics(self) -> dict[str, Any]:
         return {"kind": self.kind, **self._diag}
@@ -138,6 +143,7 @@ def load_ngram_weights(path: str | Path) -> NgramWeights | None:
         state = blob["state_dict"]
         extra = state.get("_extra_state")
         scheme = int(extra.get("ngram_hash", 1)) if isinstance(extra, dict) else 1
+        doc_ngrams = float(extra.get("doc_ngrams", 0.0)) if isinstance(extra, dict) else 0.0
         log_p_t, log_p_p = state["log_p_t"], state["log_p_p"]
         names = blob["feature_names"]
     except Exception:  # noqa: BLE001 — not a file of this shape: load_scorer says why
@@ -147,7 +153,9 @@ def load_ngram_weights(path: str | Path) -> NgramWeights | None:
             or not all(isinstance(a, np.ndarray) and a.dtype == np.float64 and a.shape == (cfg.buckets,)
                        for a in (log_p_t, log_p_p))):
         return None
-    return NgramWeights(cfg, names or ["text"], log_p_t, log_p_p, scheme, blob.get("diagnostics", {}))
+    if not doc_ngrams >= 0:
+        return None
+    return NgramWeights(cfg, names or ["text"], log_p_t, log_p_p, scheme, blob.get("diagnostics", {}), doc_ngrams)
 
 
 __all__ = ["NeedsTorch", "NgramWeights", "load_ngram_weights", "ngram_log_ratio_frame", "read_blob"]

@@ -404,3 +404,33 @@ def test_log_ratios_equal_each_scorers_log_ratio(kind):
     other = make_scorer(ScorerConfig(kind=kind), NAMES).fit(pool[:200], pool[:1000])
     with pytest.raises(ValueError, match="standardisation"):
         base.log_ratios([base, other], x)
+
+
+def test_a_per_ngram_scorer_does_not_rank_by_length(tmp_path):
+    """scorer.ngram_score = per_ngram: log w = the mean of the n-gram log ratios × the target's mean
+    n-grams per document (saved with the state, read back by load_scorer and by the Torch-free
+    reader), so an off-target document repeated 20 times scores within 25 % of once (its 19 joining
+    bigrams differ; a sum: ~20× lower,
+    the shortest off-target documents first — trial 8), while target-like ones still rank first."""
+    from rsft.density import load_scorer
+    from rsft.scorer_file import load_ngram_weights
+
+    feat = FeaturesConfig(text_column="text")
+    target, pool = pl.DataFrame({"text": TARGET_DOCS}), pl.DataFrame({"text": POOL_DOCS})
+    fit = {k: make_scorer(ScorerConfig(kind="ngram", buckets=4096, ngram_score=k), []).fit_frames(target, pool, feat)
+           for k in ("sum", "per_ngram")}
+    docs = pl.DataFrame({"text": ["seal leak pressure", " ".join(["seal leak pressure"] * 20), "spindle bearing vibration"]})
+    lw = {k: s.log_ratio_frame(docs, feat) for k, s in fit.items()}
+    assert lw["sum"][1] < 15 * lw["sum"][0] < 0  # the sum: 20 copies score ~20× lower
+    assert lw["per_ngram"][1] == pytest.approx(lw["per_ngram"][0], rel=0.25) and lw["per_ngram"][2] > 0 > lw["per_ngram"][0]
+    doc_ngrams = fit["per_ngram"].doc_ngrams
+    assert doc_ngrams == pytest.approx((9 + 5 + 7) / 3)  # uni + bigrams of the three target texts
+    n = np.array([5, 60 + 59, 5])  # n-grams per document: 3 + 2, 60 + 59, 3 + 2
+    np.testing.assert_allclose(lw["per_ngram"], lw["sum"] / n * doc_ngrams, rtol=1e-12)
+    ids = fit["per_ngram"].encode(docs["text"])
+    np.testing.assert_allclose(fit["per_ngram"].log_ratio(ids).numpy(), lw["per_ngram"], rtol=1e-12)
+    fit["per_ngram"].save(tmp_path / "p.pt")
+    np.testing.assert_array_equal(load_scorer(tmp_path / "p.pt").log_ratio_frame(docs, feat), lw["per_ngram"])
+    light = load_ngram_weights(tmp_path / "p.pt")
+    assert light is not None and light.doc_ngrams == doc_ngrams
+    np.testing.assert_array_equal(light.log_ratio_frame(docs, feat), lw["per_ngram"])

@@ -281,3 +281,26 @@ def test_a_decided_night_re_run_reports_the_constant_it_recorded(tmp_path, monke
                                                                        {"rsft.warm_start": "models:/m/1"}))
     out = finetune._recorded(cfg, outcome, 300)
     assert out.constant is None and out.base is None  # a run that logged none: nothing made up
+
+
+def test_the_ngram_score_enters_the_selection_key_only_when_not_sum(tmp_path, monkeypatch):
+    """scorer.ngram_score: per_ngram is a new selection (another log w); the default, sum, keeps
+    the keys made before the field existed (the runs they name scored sums), so an upgrade does not
+    redo every cached selection."""
+    from pydantic import BaseModel
+
+    from rsft.config import ScorerConfig, load_config
+    from rsft.pipeline.data import run_key
+    from rsft.pipeline.results import Prefiltered
+    from tests.test_retrain_flow import small_config
+
+    path = small_config(tmp_path)
+    ngram = load_config(path, {"scorer.kind": "ngram"})
+    per = load_config(path, {"scorer.kind": "ngram", "scorer.ngram_score": "per_ngram"})
+    pre = Prefiltered("kept/versions/v.json", 10, 9)
+    now = run_key(ngram, pre)
+    assert run_key(per, pre) != now
+    # the scorer config as it dumped before ngram_score existed
+    monkeypatch.setattr(ScorerConfig, "model_dump", lambda self, **kw: {
+        k: v for k, v in BaseModel.model_dump(self, **kw).items() if k != "ngram_score"})
+    assert run_key(ngram, pre) == now

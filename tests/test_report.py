@@ -327,7 +327,7 @@ def test_coverage_chart_labels_its_ticks_with_their_values(tmp_path):
 
 
 def test_a_text_selection_no_closer_than_random_is_warned_of(tmp_path):
-    """Trial 8: the selection's n-gram KL is judged against a random pool subset of the same size
+    """Trial 8: the selection's n-gram KL is judged against a random pool subset (now: with as many n-grams)
     (a small set reads farther from the target whatever it holds); a selection of only off-target
     documents is farther than that — a warning naming both figures and, with log w ranked by
     document length (here: exactly), the length."""
@@ -341,3 +341,28 @@ def test_a_text_selection_no_closer_than_random_is_warned_of(tmp_path):
     assert t["kl_target_selected"] > t["kl_target_random"] and t["log_w_length_spearman"] < -0.9
     warned = [w for w in rep["warnings"] if "no closer to the target" in w]
     assert len(warned) == 1 and "document length" in warned[0] and "short documents rank first" in warned[0], rep["warnings"]
+    assert "scorer.ngram_score: per_ngram" in warned[0]  # the knob that stops the ranking by length
+
+
+def test_a_short_target_like_selection_is_judged_against_as_many_ngrams_not_documents(tmp_path):
+    """Trial 8's comparison was unfair: 40 short documents drawn from the target's own word
+    distribution (760 n-grams) read farther from the target (smoothed KL, 1 024 buckets) than 40
+    random pool documents (mostly long: ~16 000 n-grams, 70 % target words) only because they hold
+    fewer n-grams. Against a random subset with as many n-grams the selection is closer, and no
+    warning is raised. Seed 0; the KLs differ by > 0.05 nats (0.21 vs 0.26; a subset of as many
+    documents read 0.14)."""
+    rng = np.random.default_rng(0)
+    target_words, other_words = [f"t{i}" for i in range(300)], [f"o{i}" for i in range(300)]
+
+    def doc(n, p_target):
+        return " ".join(rng.choice(target_words) if rng.random() < p_target else rng.choice(other_words) for _ in range(n))
+
+    target = [doc(10, 1.0) for _ in range(200)]
+    pool = [doc(10, 1.0) for _ in range(100)] + [doc(200, 0.7) for _ in range(900)]
+    frames = [pl.DataFrame({"text": t}) for t in (target, pool, pool[:40])]
+    log_w = -np.array([len(t.split()) for t in pool], dtype=np.float64)
+    rep = selection_report(*frames, FeaturesConfig(text_column="text", text_buckets=1024), log_w, tmp_path)
+    t = rep["text"]
+    assert t["selected_ngrams"] == 40 * 19  # uni + bigrams of 10-token documents
+    assert t["kl_target_random"] > t["kl_target_selected"] + 0.05, t
+    assert not [w for w in rep["warnings"] if "no closer to the target" in w], rep["warnings"]

@@ -433,10 +433,10 @@ def test_long_documents_are_scored_in_slices_under_the_byte_budget(mode, tmp_pat
     calls: list[tuple[int, int]] = []  # (documents, n-grams) per scoring call
     real = rsft.features.hashed_ngram_sums  # the n-gram scorer's scoring call (hash scheme 2)
 
-    def spy(df, column, weights, ngrams=2, seed=0, scheme=2):
+    def spy(df, column, weights, ngrams=2, seed=0, scheme=2, **kw):
         _, per_doc = rsft.features.hashed_ngram_counts(df, column, len(weights), ngrams, seed, scheme)
         calls.append((len(per_doc), int(per_doc.sum())))
-        return real(df, column, weights, ngrams, seed, scheme)
+        return real(df, column, weights, ngrams, seed, scheme, **kw)
 
     monkeypatch.setattr(rsft.features, "hashed_ngram_sums", spy)
     base = SamplingConfig(mode=mode, budget=50, chunk_rows=400, seed=7)

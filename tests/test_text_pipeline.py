@@ -60,7 +60,7 @@ def test_maintenance_logs_retrain_end_to_end(tmp_path, prefect_harness):
     assert share(selected) > 2 * share(pool)  # stated margin: the pool holds ~25 % crew lines
     # the figure that says so in the summary: the selection's n-gram KL to the target below the pool's;
     # no ESS warning (log w of text sums over n-grams: the ESS says nothing about text)
-    kl = re.fullmatch(r"pool (\S+) → selected (\S+) nats \(a random subset of the same size: (\S+)\) \(hashed n-gram KL\)",
+    kl = re.fullmatch(r"pool (\S+) → selected (\S+) nats \(a random subset with as many n-grams: (\S+)\) \(hashed n-gram KL\)",
                       s["text_kl_to_target"])
     assert kl and float(kl[2]) < float(kl[1]) and float(kl[2]) < float(kl[3]), s["text_kl_to_target"]
     assert not any("no closer to the target" in w for w in s["selection_warnings"])

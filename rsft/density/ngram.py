@@ -2,7 +2,12 @@
 
 Each side is a categorical distribution over ``cfg.buckets`` hashed n-gram buckets with additive
 smoothing (``cfg.smoothing`` pseudo-counts per bucket). A document's log ratio is the sum over
-its n-grams of ``log p_target[b] − log p_pool[b]`` (an empty document scores 0).
+its n-grams of ``log p_target[b] − log p_pool[b]`` (DSIR's; an empty document scores 0), or, with
+``scorer.ngram_score = "per_ngram"``, their mean times the target's mean n-grams per document
+(``doc_ngrams``, fitted and saved with the state; a file without it scores sums). The sum grows
+with length at the rate of the document's mean term, negative for every off-target document, so
+short off-target documents outrank long ones once the target-like ones are taken (trial 8: log
+w's Spearman ρ with length −0.94); the mean does not rank by length.
 
 Inputs are bucket ids from ``rsft.features.hashed_ngram_ids`` (a pure Polars expression), in any
 of three shapes: a ``List[UInt32]`` Polars Series, a list of id arrays (one per document), or
@@ -91,10 +96,14 @@ class NgramScorer(DensityRatioScorer):
         self.register_buffer("log_p_t", torch.zeros(cfg.buckets, dtype=torch.float64))
         self.register_buffer("log_p_p", torch.zeros(cfg.buckets, dtype=torch.float64))
         self.hash_scheme = NGRAM_HASH  # saved with the state (extra state); a file without it: 1
+        self.doc_ngrams = 0.0  # > 0: score = per-n-gram mean × this (extra state; a file without it: 0, sums)
 
     # the hash scheme travels in the state dict (torch's extra state: a plain dict, weights_only-safe)
-    def get_extra_state(self) -> dict[str, int]:
-        return {"ngram_hash": int(self.hash_scheme)}
+    def get_extra_state(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"ngram_hash": int(self.hash_scheme)}
+        if self.doc_ngrams > 0:  # per_ngram scores only: a sum scorer's file stays as before
+            extra["doc_ngrams"] = float(self.doc_ngrams)
+        return extra
 
     def set_extra_state(self, state: Any) -> None:
         from rsft.features import NGRAM_HASH_SCHEMES
@@ -103,6 +112,7 @@ class NgramScorer(DensityRatioScorer):
         if scheme not in NGRAM_HASH_SCHEMES:
             raise ValueError(f"ngram scorer: saved with hash scheme {scheme}, this rsft knows {NGRAM_HASH_SCHEMES}")
         self.hash_scheme = scheme
+        self.doc_ngrams = float(state.get("doc_ngrams", 0.0)) if isinstance(state, dict) else 0.0
 
     def load_state_dict(self, state_dict: Any, *args: Any, **kwargs: Any) -> Any:
         if "_extra_state" not in state_dict:  # saved before the scheme was recorded: scheme 1
@@ -126,9 +136,11 @@ class NgramScorer(DensityRatioScorer):
             raise ValueError("ngram scorer: the pool sample has no documents with tokens")
         self.log_p_t.copy_(counts_log_probs(ct, self.cfg.smoothing))
         self.log_p_p.copy_(counts_log_probs(cp, self.cfg.smoothing))
+        per_ngram = getattr(self.cfg, "ngram_score", "sum") == "per_ngram"
+        self.doc_ngrams = float(ct.sum()) / target_docs if per_ngram else 0.0
         self._diag = {"target_docs": int(target_docs), "pool_docs": int(pool_docs), "target_ngrams": int(ct.sum()),
                       "pool_ngrams": int(cp.sum()), "kl_target_pool": kl(self.log_p_t, self.log_p_p),
-                      "ngram_hash": int(self.hash_scheme)}
+                      "ngram_hash": int(self.hash_scheme), "doc_ngrams": self.doc_ngrams}
         return self
 
     def counts_frame(self, df: Any, feature_cfg: Any) -> tuple[np.ndarray, int]:
@@ -151,13 +163,17 @@ class NgramScorer(DensityRatioScorer):
 
     @torch.no_grad()
     def log_ratio(self, docs: Any, batch_size: int = 0) -> torch.Tensor:
-        """float64 [docs]: Σ over each document's n-grams of log p_target − log p_pool."""
+        """float64 [docs]: Σ over each document's n-grams of log p_target − log p_pool (with
+        ``doc_ngrams`` > 0: that sum / the document's n-grams × ``doc_ngrams``)."""
         flat, offsets = as_flat(docs)
         if len(flat) and (int(flat.min()) < 0 or int(flat.max()) >= self.cfg.buckets):
             raise ValueError(f"ngram ids must lie in [0, {self.cfg.buckets})")
         n = len(offsets) - 1
         doc = torch.repeat_interleave(torch.arange(n), offsets[1:] - offsets[:-1])
-        return torch.zeros(n, dtype=torch.float64).index_add_(0, doc, (self.log_p_t - self.log_p_p)[flat])
+        sums = torch.zeros(n, dtype=torch.float64).index_add_(0, doc, (self.log_p_t - self.log_p_p)[flat])
+        if self.doc_ngrams > 0:
+            sums = sums / (offsets[1:] - offsets[:-1]).clamp(min=1) * self.doc_ngrams
+        return sums
 
     def log_ratio_frame(self, df: Any, feature_cfg: Any) -> np.ndarray:
         """float64 log w of a frame's text column, no list column. Scheme 2: per-document segment
@@ -173,7 +189,8 @@ class NgramScorer(DensityRatioScorer):
             flat, offsets = hashed_ngram_flat(df, col, self.cfg.buckets, self.cfg.ngrams)
             return self.log_ratio((flat, offsets)).numpy()
         weights = (self.log_p_t - self.log_p_p).numpy()
-        return ngram_log_ratio_frame(df, col, weights, self.cfg.ngrams, self.hash_scheme, FIT_SLICE_BYTES)
+        return ngram_log_ratio_frame(df, col, weights, self.cfg.ngrams, self.hash_scheme, FIT_SLICE_BYTES,
+                                     doc_ngrams=self.doc_ngrams)
 
     def inputs(self, df: Any, feature_cfg: Any) -> pl.Series:
         """Bucket ids of the frame's text column, hashed with this scorer's buckets, order and scheme."""

@@ -446,6 +446,15 @@ def prefilter_stage(cfg: PipelineConfig, map_jobs=None) -> Prefiltered:
 # --------------------------------------------------------------------------------------
 # scorer, selection, report
 # --------------------------------------------------------------------------------------
+def scorer_key(scorer_cfg: Any) -> dict[str, Any]:
+    """The scorer config in a run key, ``ngram_score`` only when not its default ``sum``: keys made
+    before the field existed stay valid (the runs they name scored sums)."""
+    dump = scorer_cfg.model_dump(mode="json")
+    if dump.get("ngram_score") == "sum":
+        dump.pop("ngram_score")
+    return dump
+
+
 def run_key(cfg: PipelineConfig, prefiltered: Prefiltered) -> str:
     from rsft.density.ngram import NGRAM_HASH
 
@@ -456,7 +465,7 @@ def run_key(cfg: PipelineConfig, prefiltered: Prefiltered) -> str:
         prefiltered.output,
         named_digest(cfg, TARGET_SAMPLE),
         cfg.features.model_dump(mode="json"),
-        cfg.scorer.model_dump(mode="json"),
+        scorer_key(cfg.scorer),
         without_execution(cfg.sampling.model_dump(mode="json")),  # the rows do not depend on where chunks ran
         *scheme,
         # the prefilter rules the target sample passes (none: the key as before they applied)

@@ -94,7 +94,7 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
            if isinstance(rep.get("ess"), (int, float)) and rep.get("pool_sample_rows") else {}),
         # text: how much closer to the target the selected documents' n-grams are than the pool's
         **({"text_kl_to_target": f"pool {kl['kl_target_pool']:.3g} → selected {kl['kl_target_selected']:.3g} nats"
-                                 + (f" (a random subset of the same size: {kl['kl_target_random']:.3g})"
+                                 + (f" (a random subset with as many n-grams: {kl['kl_target_random']:.3g})"
                                     if isinstance(kl.get("kl_target_random"), float) else "")
                                  + " (hashed n-gram KL)"} if (kl := rep.get("text")) else {}),
         # the selection report's warnings (uncovered target rows, missed groups, worse features)
