@@ -143,7 +143,8 @@ def training_stream(cfg: PipelineConfig, selected_path: str, out_dir: Path):
     labelled = sel.filter(pl.col(label).is_not_null())
     identity = holdout_identity(cfg)
     rows, kept = without_holdout_parts(labelled, identity)
-    n_labelled, n_rows, n_kept = (lf.select(pl.len()).collect().item() for lf in (labelled, rows, kept))
+    # one plan for the three counts: the selection is scanned once (polars shares the common subplan)
+    n_labelled, n_rows, n_kept = (df.item() for df in pl.collect_all([lf.select(pl.len()) for lf in (labelled, rows, kept)]))
     parts = [kept.select(cols)]
     counts = {"selected_rows": n_all,
               **holdout_counts(cfg, identity, labelled.collect_schema(), n_labelled, n_rows, n_kept)}
