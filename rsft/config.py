@@ -576,13 +576,15 @@ class TrainConfig(_Model):
     # judges on the hold-out, so no model it judges may have trained on those rows ----
     # span: leave out every pool row of a machine (features.group) inside that machine's hold-out
     # time span(s) (features.time_column), each widened by one sampling interval (the median spacing
-    # of the machine's hold-out readings) — the readings a second before or after a hold-out reading
-    # are almost that reading; rows: only the hold-out's own rows (the pool contract's unique key,
-    # else key). Where the data has no group and time column: rows (or whole examples) either way
+    # of the machine's hold-out readings; none for a machine with one reading) — the readings a
+    # second before or after a hold-out reading are almost that reading; rows: only the hold-out's
+    # own rows (the pool contract's unique key, else key). Where the data has no group and time
+    # column: rows (or whole examples) either way
     holdout_exclusion: Literal["span", "rows"] = "span"
     # span: a machine's hold-out readings more than this many seconds apart start a new span (a
-    # hold-out of several periods keeps the pool rows between them); None = one span per machine,
-    # from its first to its last hold-out reading (the safe default: nothing between is trained on)
+    # hold-out of several periods keeps the pool rows between them; a numeric time is read as
+    # seconds: the gap is in its units); None = one span per machine, from its first to its last
+    # hold-out reading (the safe default: nothing between is trained on)
     holdout_gap_s: float | None = Field(None, gt=0)
 
 

@@ -247,6 +247,10 @@ class HoldoutIdentity(NamedTuple):
     keys: pl.DataFrame
     spans: pl.DataFrame | None = None
     span_cols: tuple[str, ...] = ()
+    # the hold-out's time type (spans are drawn in its units), and why no spans were drawn ("": drawn,
+    # or not asked for): the night says so instead of falling back to exact rows unnoticed
+    time_dtype: pl.DataType | None = None
+    no_spans: str = ""
 
     def columns(self) -> list[str]:
         """Every column the exclusion reads from a frame."""
@@ -281,12 +285,97 @@ def holdout_identity(cfg: PipelineConfig, holdout: pl.DataFrame | None = None) -
             cols = [k for k in dict.fromkeys([*inputs, f.label]) if k in holdout.columns and k not in rolling_names(f)]
     spans = (holdout_spans(holdout, f.group, f.time_column, cfg.train.holdout_gap_s)
              if cfg.train.holdout_exclusion == "span" else None)
-    return HoldoutIdentity(cols, holdout.select(cols).unique(), spans, (f.group, f.time_column) if spans is not None else ())
+    why = _no_spans_why(holdout.schema, f.group, f.time_column, "hold-out") if cfg.train.holdout_exclusion == "span" else ""
+    return HoldoutIdentity(cols, holdout.select(cols).unique(), spans, (f.group, f.time_column) if spans is not None else (),
+                           holdout.schema.get(f.time_column) if spans is not None else None, why)
+
+
+def _no_spans_why(schema, group: str, time: str, what: str) -> str:
+    """Why no hold-out spans can be drawn for (or applied to) a frame of ``schema`` named ``what``
+    ("": they can): it lacks the group or time column, or its time is neither a date/time nor a
+    number. No group or time column configured is no reason: exact rows are then the documented
+    rule (``train.holdout_exclusion``)."""
+    if not group or not time:
+        return ""
+    missing = [k for k in (group, time) if k not in schema]
+    if missing:
+        return f"the {what} has no column {', '.join(missing)}"
+    if _seconds(time, schema[time]) is None:
+        return f"the {what}'s {time} is {schema[time]}, not a date/time or a number"
+    return ""
+
+
+def span_problem(identity: HoldoutIdentity, schema, what: str = "pool") -> str:
+    """Why ``identity``'s spans cannot leave rows out of a frame of ``schema`` ("": they can, or
+    none were asked for): none were drawn (:attr:`HoldoutIdentity.no_spans`), the frame lacks the
+    columns, or its time is of another kind than the hold-out's — epoch numbers against a
+    date/time would compare milliseconds (or seconds) with seconds since 1970 and match nothing."""
+    if identity.no_spans or identity.spans is None or len(identity.span_cols) != 2:
+        return identity.no_spans
+    g, t = identity.span_cols
+    why = _no_spans_why(schema, g, t, what)
+    if why or identity.time_dtype is None:
+        return why
+    if _temporal(schema[t]) != _temporal(identity.time_dtype):
+        return (f"the hold-out's {t} is {identity.time_dtype} and the {what}'s {schema[t]}: a date/time and a number "
+                "cannot be compared (export both the same way)")
+    return ""
+
+
+def _temporal(dtype: pl.DataType) -> bool:
+    return isinstance(dtype, (pl.Datetime, pl.Date))
+
+
+# the contract dtypes a span's time can be: a date/time, or a number (read as seconds: _seconds)
+_SPAN_TIME_TYPES = {"timestamp": "a date/time", "int64": "a number", "float64": "a number"}
+
+
+def holdout_span_problems(cfg: PipelineConfig) -> list[str]:
+    """check-config's lines (no markup) when ``train.holdout_exclusion: span`` cannot draw or apply
+    spans, from the contracts of the pool, the target sample and the hold-out (the targets follow
+    the pool's contract today: :func:`rsft.pipeline.layout.ingest_sources`): a contract lacking
+    ``features.group`` or ``time_column``, a text time, or a time that is a date/time in one and a
+    number in another — the fine-tune then leaves out the hold-out's own rows only, and the pool
+    rows beside them stay. With a numeric time and ``train.holdout_gap_s``, a line saying the gap
+    is in the column's units (:func:`_seconds`)."""
+    f = cfg.features
+    if cfg.train.holdout_exclusion != "span":
+        return []
+    users: dict[str, list[str]] = {}  # contract name -> the datasets it reads
+    for ds, label in ((pool_dataset(cfg), "the pool"), (TARGET_SAMPLE, "the target sample"), (TARGET_HOLDOUT, "the hold-out")):
+        users.setdefault(ingest_sources(cfg).get(ds, (None, pool_dataset(cfg)))[1], []).append(label)
+    out, kinds = [], {}
+    for name, whose in users.items():
+        c = getattr(cfg.ingest, name, None)
+        if c is None:
+            continue
+        types = {col.name: col.dtype for col in c.columns}
+        wrong = [f"features.{k} '{v}' ({'not a column' if v not in types else 'text'})"
+                 for k, v in (("group", f.group), ("time_column", f.time_column))
+                 if v not in types or (k == "time_column" and types[v] not in _SPAN_TIME_TYPES)]
+        if wrong:
+            out.append(f"train.holdout_exclusion span needs a machine and a time column in {c.setting('columns')} "
+                       f"({' and '.join(whose)}): {', '.join(wrong)} — the fine-tune leaves out the hold-out's own rows "
+                       "only; the pool readings beside them stay in training")
+        else:
+            kinds[c.setting("columns")] = types[f.time_column]
+    if len({_SPAN_TIME_TYPES[t] for t in kinds.values()}) > 1:
+        out.append(f"train.holdout_exclusion span: features.time_column '{f.time_column}' is "
+                   + ", ".join(f"{t} in {where}" for where, t in kinds.items())
+                   + " — a date/time and a number cannot be compared: no spans, the hold-out's own rows only")
+    elif cfg.train.holdout_gap_s and any(t != "timestamp" for t in kinds.values()):
+        out.append(f"train.holdout_gap_s {cfg.train.holdout_gap_s:g} is in the units of features.time_column "
+                   f"'{f.time_column}' ({next(iter(kinds.values()))}: read as seconds; epoch milliseconds need 1000× the gap)")
+    return out
 
 
 def _seconds(col: str, dtype: pl.DataType) -> pl.Expr | None:
     """A time column as seconds (a datetime or date since the epoch, a number as it is); None for
-    another type (a time stored as text: no span can be drawn)."""
+    another type (a time stored as text: no span can be drawn). A number is taken to be in
+    seconds: the spans' margins come from the readings' own spacing and need no unit, only
+    ``train.holdout_gap_s`` does — it is in the column's units (seconds for epoch seconds, 1000×
+    for epoch milliseconds; check-config says so: :func:`holdout_span_problems`). Refusing spans
+    for numbers would leave the neighbours of every epoch-number hold-out in training."""
     if isinstance(dtype, (pl.Datetime, pl.Date)):
         return pl.col(col).dt.epoch("us").cast(pl.Float64) / 1e6
     return pl.col(col).cast(pl.Float64) if dtype.is_numeric() else None
@@ -296,9 +385,12 @@ def holdout_spans(holdout: pl.DataFrame, group: str, time: str, gap_s: float | N
     """Each machine's hold-out time span(s) as (``group``, ``_start``, ``_end``) in seconds: a
     machine's hold-out readings sorted, a new span where two of them lie more than ``gap_s``
     (None: never) and more than two sampling intervals apart, each span widened by one sampling
-    interval on both sides. The interval is the median spacing of the machine's hold-out readings
-    (all machines' when it has one; 0 when none has two): the pool's own interval for a hold-out
-    exported whole, longer — a wider margin — for a subsample. Why spans, not the hold-out's times
+    interval on both sides. The interval is the median spacing of the machine's own hold-out
+    readings: the pool's own interval for a hold-out exported whole, longer — a wider margin — for
+    a subsample. A machine with one hold-out reading has no spacing of its own and gets no margin
+    (its own row only): another machine's spacing says nothing of its sampling (review: one reading
+    at t=100 beside another machine's daily hold-out left out ± 1 day), and the pool's interval per
+    machine is not known here without reading the pool. Why spans, not the hold-out's times
     ± an interval: a subsampled hold-out leaves pool readings between its readings that are as
     close to them as the next reading, and a hold-out is exported by period (a machine's last days),
     so the period is what must not be trained on; ``gap_s`` keeps the pool rows between periods.
@@ -311,8 +403,7 @@ def holdout_spans(holdout: pl.DataFrame, group: str, time: str, gap_s: float | N
         return None
     h = (holdout.select(pl.col(group), secs.alias("_t")).drop_nulls().unique().sort(group, "_t")
          .with_columns(_step=pl.col("_t").diff().over(group)))
-    overall = h.get_column("_step").median()
-    h = h.with_columns(_iv=pl.col("_step").median().over(group).fill_null(overall or 0.0))
+    h = h.with_columns(_iv=pl.col("_step").median().over(group).fill_null(0.0))
     split = pl.col("_step") > pl.max_horizontal(pl.lit(gap_s), 2 * pl.col("_iv")) if gap_s else pl.lit(False)
     return (h.with_columns(_span=split.fill_null(False).cum_sum().over(group))
             .group_by(group, "_span")
@@ -324,9 +415,16 @@ def without_holdout(frame, identity: HoldoutIdentity | tuple[list[str], pl.DataF
     """``frame`` (eager or lazy) without the rows that are hold-out rows (:func:`holdout_identity`)
     and, with spans, without the rows inside them; a frame lacking one of the identity's columns
     is returned as it is (by that part of the identity)."""
+    return without_holdout_parts(frame, identity)[1]
+
+
+def without_holdout_parts(frame, identity: HoldoutIdentity | tuple[list[str], pl.DataFrame]):
+    """(``frame`` without the hold-out's own rows, and without those and the rows inside its spans):
+    :func:`without_holdout` in its two steps, so that each can be counted (exact rows vs spans)."""
     cols, keys, *rest = identity
-    spans, span_cols = (rest + [None, ()])[:2]
-    return _without_spans(_without_rows(frame, cols, keys), spans, span_cols)
+    spans, span_cols, time_dtype = (rest + [None, (), None])[:3]
+    rows = _without_rows(frame, cols, keys)
+    return rows, _without_spans(rows, spans, span_cols, time_dtype)
 
 
 def _without_rows(frame, cols: list[str], keys: pl.DataFrame):
@@ -334,25 +432,31 @@ def _without_rows(frame, cols: list[str], keys: pl.DataFrame):
     schema = frame.collect_schema()
     if not cols or not keys.height or any(k not in schema for k in cols):
         return frame
-    keys = keys.with_columns(pl.col(k).cast(schema[k]) for k in cols)
+    # non-strict: a hold-out value the frame's type cannot hold ("M01" against an integer machine,
+    # a machine missing from an Enum) is no row of the frame — dropped, not matched to its nulls
+    lost = pl.any_horizontal([pl.col(k).cast(schema[k], strict=False).is_null() & pl.col(k).is_not_null() for k in cols])
+    keys = keys.filter(~lost).with_columns(pl.col(k).cast(schema[k], strict=False) for k in cols)
     # a null in the identity matches a null (a hold-out row with an empty reading is still that row)
     return frame.join(keys.lazy() if isinstance(frame, pl.LazyFrame) else keys, on=cols, how="anti", nulls_equal=True)
 
 
-def _without_spans(frame, spans: pl.DataFrame | None, span_cols: tuple[str, ...]):
+def _without_spans(frame, spans: pl.DataFrame | None, span_cols: tuple[str, ...], time_dtype: pl.DataType | None = None):
     """:func:`without_holdout` by the machines' hold-out spans (:func:`holdout_spans`): each row's
     latest span of its machine starting at or before its time (spans do not overlap), left out
-    when the row lies before that span's end. Rows keep their order."""
+    when the row lies before that span's end. Rows keep their order; a frame the spans cannot be
+    applied to (:func:`span_problem`) is returned as it is."""
     if spans is None or not spans.height or len(span_cols) != 2:
         return frame
     g, t = span_cols
     schema = frame.collect_schema()
-    secs = _seconds(t, schema[t]) if g in schema and t in schema else None
-    if secs is None:
-        return frame
+    if span_problem(HoldoutIdentity([], pl.DataFrame(), spans, span_cols, time_dtype), schema):
+        return frame  # the night names the problem (training's counts: holdout_no_spans)
+    secs = _seconds(t, schema[t])
+    # non-strict: a hold-out machine the pool's type cannot hold matches no pool row
+    spans = spans.lazy().with_columns(pl.col(g).cast(schema[g], strict=False)).drop_nulls(g)
     lf = frame.lazy().with_row_index("_holdout_i")
     inside = (lf.select("_holdout_i", pl.col(g), secs.alias("_t")).drop_nulls().sort("_t")
-              .join_asof(spans.lazy().with_columns(pl.col(g).cast(schema[g])).sort("_start"),
+              .join_asof(spans.sort("_start"),
                          left_on="_t", right_on="_start", by=g, strategy="backward", check_sortedness=False)
               .filter(pl.col("_t") <= pl.col("_end")).select("_holdout_i"))
     out = lf.join(inside, on="_holdout_i", how="anti", maintain_order="left").drop("_holdout_i")

@@ -197,7 +197,7 @@ def _train_metrics(counts: dict[str, Any]) -> dict[str, Any]:
     """The final fit's row counts under names that say what they count."""
     names = {"train_rows": "train_rows", "target_rows": "train_rows_target_repeated",
              "selected_rows": None, "selected_unlabelled": "train_selected_unlabelled_dropped",
-             "streamed": "train_streamed", "adapt_candidates": "adapt_candidates"}
+             "streamed": "train_streamed", "adapt_candidates": "adapt_candidates", "holdout_no_spans": None}
     return {names.get(k, f"train_{k}"): v for k, v in counts.items() if names.get(k, "") is not None}
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rsft.config import PipelineConfig
+from rsft.config import PipelineConfig, target_repeats
 from rsft.pipeline.layout import TARGET_HOLDOUT, TARGET_SAMPLE, pool_dataset, tracking_uri
 from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
 from rsft.pipeline.targets import dataset_unlike_earlier, mostly_quarantined, unlike_earlier_files
@@ -104,7 +104,8 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         "train_rows": result.train["train_rows"],
         # selected pool rows that are target hold-out rows (the same export's readings) or lie in
         # their machine's hold-out span (train.holdout_exclusion): not trained on
-        **({"holdout_rows_left_out": left_out_line(cfg, n)} if (n := int(result.train.get("holdout_rows_left_out") or 0)) else {}),
+        **({"holdout_rows_left_out": left_out_line(cfg, n, result.train.get("holdout_span_rows_left_out"))}
+           if (n := int(result.train.get("holdout_rows_left_out") or 0)) else {}),
         "warm_start": result.warm_start,
         # what each fit did, as numbers (the CLI prints them in a line: fit_text)
         **({"base_model_fit": fit} if (fit := fit_record(cfg, t, "base_")) else {}),
@@ -215,12 +216,15 @@ def fit_warnings(cfg: PipelineConfig, t: dict[str, Any]) -> list[str]:
     return out
 
 
-def left_out_line(cfg: PipelineConfig, n: int) -> str:
+def left_out_line(cfg: PipelineConfig, n: int, by_spans: int | None = None) -> str:
     """The summary's line for the ``n`` selected rows :func:`rsft.pipeline.data.without_holdout`
-    left out, naming what ``train.holdout_exclusion`` leaves out."""
+    left out, naming what ``train.holdout_exclusion`` leaves out and, where counted, how many of
+    them the spans alone left out (an older night's counts have no split)."""
     what = "target hold-out rows" + (" or lie in their machine's hold-out time span"
                                      if cfg.train.holdout_exclusion == "span" else "")
-    return f"{n:,} selected pool rows are {what} — left out of training (the gate judges on the hold-out)"
+    split = (f" ({n - by_spans:,} hold-out rows, {by_spans:,} inside the spans)"
+             if by_spans is not None and cfg.train.holdout_exclusion == "span" else "")
+    return f"{n:,} selected pool rows are {what}{split} — left out of training (the gate judges on the hold-out)"
 
 
 # selected rows inside the hold-out's spans (train.holdout_exclusion: span): above this share, say so
@@ -228,16 +232,25 @@ SPAN_WARN_SHARE = 0.25
 
 
 def span_warnings(cfg: PipelineConfig, train: dict[str, Any]) -> list[str]:
-    """A hold-out whose time spans cover much of the selection: one span per machine runs from its
-    first to its last hold-out reading, so a hold-out spread over the pool's own period (every 7th
-    day, a random subsample) leaves that whole period out of training — counted, but easy to miss."""
-    n, sel = int(train.get("holdout_rows_left_out") or 0), int(train.get("selected_rows") or 0)
-    if cfg.train.holdout_exclusion != "span" or not sel or n <= SPAN_WARN_SHARE * sel:
+    """With ``train.holdout_exclusion: span``: spans that could not be applied (training's
+    ``holdout_no_spans``: only the hold-out's own rows were left out, its neighbours trained on),
+    and a hold-out whose time spans cover much of the selection: one span per machine runs from
+    its first to its last hold-out reading, so a hold-out spread over the pool's own period (every
+    7th day, a random subsample) leaves that whole period out of training — counted, but easy to
+    miss. The share is of the labelled selected rows: the left-out count is of those alone."""
+    if cfg.train.holdout_exclusion != "span":
         return []
+    out = ([f"train.holdout_exclusion span drew no spans: {why} — only the hold-out's own rows were left out of "
+            "training; the pool readings beside them were trained on"] if (why := train.get("holdout_no_spans")) else [])
+    n = int(train.get("holdout_rows_left_out") or 0)
+    sel = int(train.get("selected_rows") or 0) - int(train.get("selected_unlabelled") or 0)
+    if sel <= 0 or n <= SPAN_WARN_SHARE * sel:
+        return out
     how = ("set train.holdout_gap_s to keep the pool rows between its periods, or "
            if cfg.train.holdout_gap_s is None else "lower train.holdout_gap_s, or ")
-    return [f"{n:,} of the {sel:,} selected rows ({n / sel:.0%}) lie in the machines' hold-out time spans and were "
-            f"left out of training: a hold-out spread over the pool's period? {how}export the hold-out from one period"]
+    return out + [f"{n:,} of the {sel:,} labelled selected rows ({n / sel:.0%}) lie in the machines' hold-out time spans "
+                  f"and were left out of training: a hold-out spread over the pool's period? {how}export the hold-out "
+                  "from one period"]
 
 
 # hold-out rows outside the target sample's range on a feature: above this share, say so
@@ -261,6 +274,7 @@ def holdout_warnings(cfg: PipelineConfig) -> list[str]:
     out = ([f"{shared:,} of the target sample's {target.height:,} rows are hold-out rows too (same {', '.join(identity[0])}): "
             "the fine-tune trains on rows the gate judges it on — export the sample and the hold-out from "
             "different periods"] if shared else [])
+    out += target_span_warnings(cfg, target, holdout, shared)
     # repeated examples in the sample: the fine-tune's validation rows (held out of the sample) repeat
     # its training rows, and early stopping watches a loss near 0 (trial 8: 194 distinct of 250 texts)
     inputs = [f.text_column] if f.kind == "text" else [*f.numeric, *f.categorical]
@@ -275,6 +289,31 @@ def holdout_warnings(cfg: PipelineConfig) -> list[str]:
     if not cols:
         return out
     return out + range_warnings(target, holdout, cols)
+
+
+def target_span_warnings(cfg: PipelineConfig, target, holdout, shared: int = 0) -> list[str]:
+    """Target-sample rows (not hold-out rows themselves: ``shared`` of them are) inside their
+    machine's hold-out time span (:func:`rsft.pipeline.data.holdout_spans`, whatever
+    ``train.holdout_exclusion`` says): a random sample/hold-out split of one export shares no row,
+    yet every hold-out reading has its neighbour in the sample, which is trained on
+    (``target_weight`` times). Warned of, never left out: the target sample is the user's choice.
+    Spans that cannot be drawn or compared are the training's line (:func:`span_warnings`)."""
+    from rsft.pipeline.data import HoldoutIdentity, holdout_spans, span_problem, without_holdout
+
+    f = cfg.features
+    spans = holdout_spans(holdout, f.group, f.time_column, cfg.train.holdout_gap_s)
+    if spans is None or not target.height or not cfg.train.include_target_sample:
+        return []
+    identity = HoldoutIdentity([], holdout.head(0), spans, (f.group, f.time_column), holdout.schema[f.time_column])
+    if span_problem(identity, target.schema, "target sample"):
+        return []
+    n = target.height - without_holdout(target, identity).height - shared
+    if n <= 0:
+        return []
+    return [f"{n:,} of the target sample's {target.height:,} rows lie in their machine's hold-out time span, beside "
+            f"hold-out readings: the fine-tune trains on them (× {target_repeats(cfg.train.target_weight)}) and the gate "
+            "judges it on their neighbours — export the sample and the hold-out from different periods (a random "
+            "split of one export shares no row, but every reading's neighbour)"]
 
 
 def range_warnings(t, h, cols: list[str]) -> list[str]:

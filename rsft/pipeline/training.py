@@ -15,7 +15,8 @@ import polars as pl
 
 from rsft.config import FeaturesConfig, ModelConfig, PipelineConfig, TrainConfig, target_repeats
 from rsft.fsio import digest
-from rsft.pipeline.data import holdout_identity, load_target, pool_sample, without_holdout
+from rsft.pipeline.data import (holdout_identity, load_target, pool_sample, span_problem, without_holdout,
+                                without_holdout_parts)
 from rsft.pipeline.layout import pipeline_root
 from rsft.pipeline.results import Prefiltered, Selected
 
@@ -82,7 +83,7 @@ def _input_columns(f: FeaturesConfig) -> list[str]:
     return list(dict.fromkeys([*inputs, f.label]))
 
 
-def training_frame(cfg: PipelineConfig, selected_path: str | None) -> tuple[pl.DataFrame, dict[str, int]]:
+def training_frame(cfg: PipelineConfig, selected_path: str | None) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Selected pool rows (labelled, not hold-out rows nor inside a machine's hold-out span:
     :func:`rsft.pipeline.data.without_holdout`)
     + the target sample repeated ``target_weight`` times."""
@@ -96,11 +97,11 @@ def training_frame(cfg: PipelineConfig, selected_path: str | None) -> tuple[pl.D
         read = list(dict.fromkeys([*cols, *(k for k in identity.columns() if k in have)]))
         sel = sel.filter(pl.col(label).is_not_null()).select(read).collect()
         n_labelled = sel.height
-        sel = without_holdout(sel, identity).select(cols)
+        rows, kept = without_holdout_parts(sel, identity)
         counts["selected_rows"] = n_all
         counts["selected_unlabelled"] = n_all - n_labelled
-        counts["holdout_rows_left_out"] = n_labelled - sel.height
-        parts.append(sel)
+        counts.update(holdout_counts(cfg, identity, sel.schema, n_labelled, rows.height, kept.height))
+        parts.append(kept.select(cols))
     if cfg.train.include_target_sample or not parts:
         tgt = load_target(cfg).select(cols)
         reps = target_repeats(cfg.train.target_weight)
@@ -109,6 +110,16 @@ def training_frame(cfg: PipelineConfig, selected_path: str | None) -> tuple[pl.D
     df = pl.concat(parts, how="vertical_relaxed")
     counts["train_rows"] = df.height
     return df, counts
+
+
+def holdout_counts(cfg: PipelineConfig, identity, schema, n_labelled: int, n_rows: int, n_kept: int) -> dict[str, Any]:
+    """The selected labelled rows left out as hold-out rows: all of them (``holdout_rows_left_out``),
+    those left out by the spans alone (``holdout_span_rows_left_out``: the rest are the hold-out's
+    own rows), and with ``train.holdout_exclusion: span``, why no spans were applied
+    (``holdout_no_spans``, a line for the summary; not an MLflow metric)."""
+    why = span_problem(identity, schema) if cfg.train.holdout_exclusion == "span" else ""
+    return {"holdout_rows_left_out": n_labelled - n_kept, "holdout_span_rows_left_out": n_rows - n_kept,
+            **({"holdout_no_spans": why} if why else {})}
 
 
 def streams_training(cfg: PipelineConfig, selected_rows: int) -> bool:
@@ -130,10 +141,13 @@ def training_stream(cfg: PipelineConfig, selected_path: str, out_dir: Path):
     sel = pl.scan_parquet(selected_path)
     n_all = sel.select(pl.len()).collect().item()
     labelled = sel.filter(pl.col(label).is_not_null())
-    kept = without_holdout(labelled, holdout_identity(cfg))
-    n_labelled, n_kept = (lf.select(pl.len()).collect().item() for lf in (labelled, kept))
+    identity = holdout_identity(cfg)
+    rows, kept = without_holdout_parts(labelled, identity)
+    # one plan for the three counts: the selection is scanned once (polars shares the common subplan)
+    n_labelled, n_rows, n_kept = (df.item() for df in pl.collect_all([lf.select(pl.len()) for lf in (labelled, rows, kept)]))
     parts = [kept.select(cols)]
-    counts = {"selected_rows": n_all, "holdout_rows_left_out": n_labelled - n_kept}
+    counts = {"selected_rows": n_all,
+              **holdout_counts(cfg, identity, labelled.collect_schema(), n_labelled, n_rows, n_kept)}
     if cfg.train.include_target_sample:
         tgt = load_target(cfg).select(cols)
         reps = target_repeats(cfg.train.target_weight)
