@@ -1249,6 +1249,3 @@ def main() -> None:
         _line(err, f"error: {e}")
         sys.exit(2)
 
-
-if __name__ == "__main__":
-    main()
