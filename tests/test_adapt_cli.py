@@ -144,15 +144,15 @@ def test_retrain_prints_the_summarys_candidate_records_as_the_table(monkeypatch,
     from typer.testing import CliRunner
 
     import flows.retrain
-    from rsft import cli
+    from rsft.cli import app, night
     from rsft.adapt import candidate_records
     from rsft.config import load_config
 
     summary = {"recipe": "sample_only", "search_cv": "grouped, 3 folds over 4 groups", "mlflow_ui": "mlflow ui",
                "adapt_candidates": candidate_records(_halving_report()), "model_version": 2}
     monkeypatch.setattr(flows.retrain, "retrain", lambda **kw: summary)
-    monkeypatch.setattr(cli, "_load", lambda config, sets=None: load_config(config))  # no state dir to set up
-    res = CliRunner().invoke(cli.app, ["retrain", "--config", str(REPO / "examples" / "factory.yaml"),
+    monkeypatch.setattr(night, "_load", lambda config, sets=None: load_config(config))  # no state dir to set up
+    res = CliRunner().invoke(app, ["retrain", "--config", str(REPO / "examples" / "factory.yaml"),
                                        "--json-out", str(tmp_path / "s.json")])
     assert res.exit_code == 0, res.output
     said = " ".join(res.output.split())
@@ -164,7 +164,7 @@ def test_rsft_adapt_leaves_id_like_columns_out_of_the_default_features(tmp_path,
     """A plant's export: an integer batch number, *_id / id columns and a row
     number are identifiers, not measurements — the default features leave them out and one line
     says which and why; named in --features they are used."""
-    from rsft.cli import _adapt_columns
+    from rsft.cli.adapt import _adapt_columns
 
     n = 150
     df = pl.DataFrame({
@@ -190,7 +190,7 @@ def test_rsft_adapt_leaves_a_mostly_missing_column_out_of_the_default_features(t
     """(trial 6) wind_gust, missing in 80 % of the rows, was a default feature: every row without it
     was dropped (95 of 300 target rows left), silently. Missing in most labelled target rows: left
     out, in one line; named in --features it is used."""
-    from rsft.cli import _adapt_columns
+    from rsft.cli.adapt import _adapt_columns
 
     n = 100
     df = pl.DataFrame({"temp": [float(i) for i in range(n)], "wind_gust": [float(i) if i % 5 == 0 else None for i in range(n)],
@@ -211,7 +211,7 @@ def test_rsft_adapt_leaves_a_copy_of_the_label_out_of_the_default_features(tmp_p
     """(trial 7) ac_w beside the label ac_pu = ac_w / 3400 was a default feature: CV RMSE 0.0089,
     no word. A column (nearly) a linear function of the label on the labelled target rows is left
     out in one line naming it; named in --features it stays, with a warning line."""
-    from rsft.cli import _adapt_columns
+    from rsft.cli.adapt import _adapt_columns
 
     n = 120
     ghi = [float((i * 37) % 100) for i in range(n)]
@@ -599,7 +599,7 @@ def test_rsft_adapt_skips_a_directorys_file_that_lacks_a_column_or_cannot_be_rea
     # a column only one export of the directory has is left out of the default features, said in one line
     pl.DataFrame({"a": [1.0, 2.0], "b": [1.0, 2.0], "c": [3.0, 4.0], "y": [1.0, 2.0]}).write_csv(pool / "day9.csv")
     pl.read_csv(target).with_columns(c=pl.lit(1.0)).write_csv(tmp_path / "tc.csv")
-    from rsft.cli import _adapt_columns
+    from rsft.cli.adapt import _adapt_columns
 
     _, cols, files = _adapt_columns(str(pool), str(tmp_path / "tc.csv"), "y", "g", None)
     assert cols == ["a", "b"]  # late.csv's text value shows only when it is read (then skipped, as above)

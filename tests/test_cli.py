@@ -159,7 +159,7 @@ def test_path_mistakes_are_one_line(tmp_path):
 
 def test_summary_values_read_as_numbers_not_json():
     """The retrain table's cells: thousands separators, 4 significant digits, yes/no, — for none."""
-    from rsft.cli import _cell
+    from rsft.cli.common import _cell
 
     assert [_cell(v) for v in (137129, 0.0167432, 1.36312, None, True, False, 1234567.8, 12345.67, "x")] == [
         "137,129", "0.0167432", "1.36312", "—", "yes", "no", "1,234,568", "12,345.7", "x"]
@@ -250,7 +250,8 @@ def test_history_shows_every_version_s_metric_with_one_precision(monkeypatch):
     significant figures with trailing zeros kept (more only where two versions would read the same)."""
     from typer.testing import CliRunner
 
-    from rsft import cli
+    from rsft.cli import app
+    from rsft.cli import registry as commands
     from rsft.tracking import registry
 
     def version(v, metric):
@@ -259,17 +260,17 @@ def test_history_shows_every_version_s_metric_with_one_precision(monkeypatch):
 
     rows = [version(3, ""), version(2, "210.595"), version(1, "221.969")]
     monkeypatch.setattr(registry, "history", lambda client, name: rows)
-    monkeypatch.setattr(cli, "_client", lambda cfg: None)
+    monkeypatch.setattr(commands, "_client", lambda cfg: None)
     monkeypatch.setenv("COLUMNS", "200")
-    out = CliRunner().invoke(cli.app, ["history", "--config", str(REPO / "examples" / "factory.yaml")])
+    out = CliRunner().invoke(app, ["history", "--config", str(REPO / "examples" / "factory.yaml")])
     assert out.exit_code == 0, out.output
     assert "rmse 210.6 " in out.output and "rmse 222.0 " in out.output, out.output
     rows[1:] = [version(2, "210.52"), version(1, "210.51")]  # the same at 4 figures: both shown with 5
-    out = CliRunner().invoke(cli.app, ["history", "--config", str(REPO / "examples" / "factory.yaml")])
+    out = CliRunner().invoke(app, ["history", "--config", str(REPO / "examples" / "factory.yaml")])
     assert "rmse 210.52 " in out.output and "rmse 210.51 " in out.output, out.output
     # (trial 6) a gate-rejected version made champion by hand: its row says so
     rows[1:] = [{**version(2, "4.236"), "decision": "rejected", "aliases": ["champion"]}, version(1, "1.971")]
-    out = CliRunner().invoke(cli.app, ["history", "--config", str(REPO / "examples" / "factory.yaml")])
+    out = CliRunner().invoke(app, ["history", "--config", str(REPO / "examples" / "factory.yaml")])
     assert "rejected (champion by hand: see events)" in out.output, out.output
 
 
@@ -297,7 +298,7 @@ def test_a_decimal_comma_export_is_named_then_ingested(tmp_path, capsys):
     ingests every row, with the same values as the '.'-decimal original."""
     import polars as pl
 
-    from rsft import cli
+    from rsft.cli import common, night
 
     bad = REPO / "tests" / "data" / "bad-inputs"
     pool = tmp_path / "pool"
@@ -318,8 +319,8 @@ def test_a_decimal_comma_export_is_named_then_ingested(tmp_path, capsys):
     again = [line for line in out.stderr.splitlines() if "--again" in line]
     assert again == ["after changing the contract, `rsft ingest --again` ingests the file(s) above again (files done "
                      "are skipped otherwise)"], out.stderr
-    cli.err.width = 10_000  # one line per warning, as the piped subprocess writes them
-    cli._night_warnings({"files_mostly_quarantined": [line.removeprefix("warning ") for line in lost]})
+    common.err.width = 10_000  # one line per warning, as the piped subprocess writes them
+    night._night_warnings({"files_mostly_quarantined": [line.removeprefix("warning ") for line in lost]})
     assert capsys.readouterr().err.splitlines() == [*lost, *again]  # the retrain's lines: the same
     out = rsft("ingest", "--config", "examples/factory.yaml", *args, "--set", "ingest.sensors.decimal_comma=true", "--again")
     assert out.returncode == 0, out.stderr
@@ -366,7 +367,8 @@ def test_history_names_the_holdout_each_version_was_judged_on(monkeypatch):
     registered before the hold-out tags has an empty id and no line."""
     from typer.testing import CliRunner
 
-    from rsft import cli
+    from rsft.cli import app, common
+    from rsft.cli import registry as commands
     from rsft.tracking import registry
 
     def version(v, digest, files, rows):
@@ -378,9 +380,9 @@ def test_history_names_the_holdout_each_version_was_judged_on(monkeypatch):
             version(3, "0123456789abcdef", "holdout.parquet", "1500"),
             version(2, "0123456789abcdef", "holdout.parquet", "1500"), version(1, "", "", "")]
     monkeypatch.setattr(registry, "history", lambda client, name: rows)
-    monkeypatch.setattr(cli, "_client", lambda cfg: None)
-    monkeypatch.setattr(cli.console, "width", 120)  # a 120-column terminal (piped, it lays out in 160)
-    out = CliRunner().invoke(cli.app, ["history", "--config", str(REPO / "examples" / "factory.yaml")])
+    monkeypatch.setattr(commands, "_client", lambda cfg: None)
+    monkeypatch.setattr(common.console, "width", 120)  # a 120-column terminal (piped, it lays out in 160)
+    out = CliRunner().invoke(app, ["history", "--config", str(REPO / "examples" / "factory.yaml")])
     assert out.exit_code == 0, out.output
     lines = out.output.splitlines()
     assert max(map(len, lines)) <= 120, out.output

@@ -185,7 +185,8 @@ def test_promote_takes_set_and_names_the_holdout_it_judged_on(mlc, tmp_path, mon
     import yaml
     from typer.testing import CliRunner
 
-    import rsft.cli as cli
+    from rsft.cli import app
+    from rsft.cli import registry as commands
     import rsft.pipeline as stages
     import rsft.pipeline.targets as targets
 
@@ -203,13 +204,13 @@ def test_promote_takes_set_and_names_the_holdout_it_judged_on(mlc, tmp_path, mon
         seen.append(cfg.data.target_holdout)
         return pl.DataFrame({"y": [0.0] * 500})
 
-    monkeypatch.setattr(cli, "_client", lambda cfg: mlc)
+    monkeypatch.setattr(commands, "_client", lambda cfg: mlc)
     monkeypatch.setattr(stages, "load_target", load_target)
     monkeypatch.setattr(registry, "load_version_model", lambda mlc_, v: str(v.version))
     monkeypatch.setattr(stages, "evaluate_frame", lambda model, df, cfg: {"rmse": 0.1 if model == str(v2) else 0.2})
     monkeypatch.setattr(targets, "named_entries",
                         lambda cfg, which: {"d": {"name": Path(cfg.data.target_holdout).name}})
-    out = CliRunner().invoke(cli.app, ["promote", "--version", str(v2), "--config", str(cfg_path),
+    out = CliRunner().invoke(app, ["promote", "--version", str(v2), "--config", str(cfg_path),
                                        "--set", "data.target_holdout=/x/holdout_2012-02.parquet"])
     assert out.exit_code == 0, out.output
     assert seen == ["/x/holdout_2012-02.parquet"]
