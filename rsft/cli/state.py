@@ -12,7 +12,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from rsft.cli.common import ConfigOpt, SetOpt, _check_out_paths, _fail, _line, _load, console, err
-from rsft.config import PipelineConfig
 from rsft.readable import strict_json
 
 
@@ -123,6 +122,7 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
     import glob as globs
 
     cfg = _load(config, sets)
+    from rsft.pipeline.data import holdout_span_problems
     from rsft.pipeline.layout import cfg_yaml
 
     console.print(f"# data paths below are relative to the config file's directory: {cfg.base_dir}", highlight=False,
@@ -154,7 +154,8 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
             _line(err, f"[yellow]warning[/] {c.setting('key')} {escape(key)} is not enforced at ingest (a re-export under "
                        f"another file name is ingested again); set {c.setting('unique')}: {escape(key)} to enforce it",
                   markup=True)
-    _check_holdout_spans(cfg)
+    for w in holdout_span_problems(cfg):  # train.holdout_exclusion: span that cannot draw or compare spans
+        _line(err, f"[yellow]warning[/] {escape(w)}", markup=True)
     sensors = cfg.ingest.sensors
     if sensors is not None:  # a feature the contract lets be missing, that no rule removes: the night's scorer would refuse it
         covered = {c for r in cfg.prefilter.rules if r.kind == "not_null" for c in r.columns}
@@ -163,22 +164,3 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
             _line(err, f"[yellow]warning[/] features.numeric: {', '.join(loose)} may be missing (nullable in "
                        f"ingest.sensors) and no not_null prefilter rule removes such rows; the scorer cannot use "
                        f"them — add {escape('{kind: not_null, columns: [' + ', '.join(loose) + ']}')}", markup=True)
-
-
-def _check_holdout_spans(cfg: PipelineConfig) -> None:
-    """check-config's line when ``train.holdout_exclusion: span`` cannot draw spans: the pool's
-    contract lacks ``features.group`` or ``time_column``, or the time is text — the fine-tune
-    then leaves out the hold-out's own rows only, and the pool rows beside them stay."""
-    from rsft.pipeline.layout import pool_dataset
-
-    f, c = cfg.features, getattr(cfg.ingest, pool_dataset(cfg), None)
-    if cfg.train.holdout_exclusion != "span" or c is None:
-        return
-    types = {col.name: col.dtype for col in c.columns}
-    wrong = [f"features.{k} '{v}' ({'not a column' if v not in types else 'text'})"
-             for k, v in (("group", f.group), ("time_column", f.time_column))
-             if v not in types or (k == "time_column" and types[v] not in ("timestamp", "float64", "int64"))]
-    if wrong:
-        _line(err, f"[yellow]warning[/] train.holdout_exclusion span needs a machine and a time column in "
-                   f"{c.setting('columns')}: {escape(', '.join(wrong))} — the fine-tune leaves out the hold-out's "
-                   "own rows only; the pool readings beside them stay in training", markup=True)
