@@ -133,12 +133,16 @@ def test_ingest_names_an_export_without_readings(tmp_path, files):
     """(trial 6) A header-only export (a historian outage, usually) is a file of 0 rows — as the
     bad-inputs corpus expects — and was said nowhere: `rsft ingest` names it."""
     _write(tmp_path / "raw" / "pool" / "day09_outage.csv", [])
-    path = _config(tmp_path, target_sample=files["a"], target_holdout=files["a_h"])
+    (tmp_path / "raw" / "logs").mkdir(parents=True)
+    (tmp_path / "raw" / "logs" / "maintenance_day09.jsonl").write_bytes(b"")  # a quiet day: no events
+    path = _config(tmp_path, target_sample=files["a"], target_holdout=files["a_h"], logs=[str(tmp_path / "raw" / "logs")])
     out = _rsft("ingest", "--config", str(path))
     assert out.returncode == 0, out.stderr
     said = [ln for ln in out.stderr.splitlines() if "0 rows" in ln]
     assert said == ["warning sensors: day09_outage.csv: 0 rows (an export without readings: header only, or empty under "
                     "empty_file: zero_rows)"], out.stderr
+    # an empty maintenance log is no outage (JSONL's empty_file default is zero_rows): a plain line, no warning
+    assert "logs: maintenance_day09.jsonl: no lines (no events in this export)" in " ".join(out.stdout.split()), out.stdout
 
 
 def _kpa(path: Path, lines: list[str]) -> str:

@@ -188,9 +188,12 @@ def ingest(
         for f in s.file_results:
             if f.get("status") == "duplicate":
                 _line(console, f"duplicate {name}: {f['file']} skipped (same content as {f.get('duplicate_of')})", style="dim")
-            elif f.get("status") == "ok" and not f.get("rows_total"):  # an outage, usually: someone should know
-                _line(err, f"[yellow]warning[/] {escape(name)}: {escape(f['file'])}: 0 rows (an export without "
-                           "readings: header only, or empty under empty_file: zero_rows)", markup=True)
+            elif f.get("status") == "ok" and not f.get("rows_total"):
+                if getattr(cfg.ingest, ingest_sources(cfg)[name][1]).format == "jsonl":  # a quiet day's log: normal
+                    _line(console, f"{name}: {f['file']}: no lines (no events in this export)", style="dim")
+                else:  # a sensor export without readings is an outage, usually: someone should know
+                    _line(err, f"[yellow]warning[/] {escape(name)}: {escape(f['file'])}: 0 rows (an export without "
+                               "readings: header only, or empty under empty_file: zero_rows)", markup=True)
     for name, s in ingested.datasets.items():
         if s.rows_quarantined:
             _line(console, f"{name}: quarantined rows (each with its reason, _source file and _row) in "
