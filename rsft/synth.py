@@ -191,8 +191,11 @@ def _junk_logs(logs: pl.DataFrame, rng: np.random.Generator, rate: float) -> pl.
 SCENARIOS = ("covariate", "concept", "gain")
 
 
-def generate_target(cfg: SynthConfig, night: int, rows: int, stream: int, scenario: str = "covariate") -> pl.DataFrame:
-    """Rows of the current regime from the days just after night's pool.
+def generate_target(cfg: SynthConfig, night: int, rows: int, stream: int, scenario: str = "covariate",
+                    period: tuple[float, float] = (0.0, 1.0)) -> pl.DataFrame:
+    """Rows of the current regime from the days just after night's pool (``period``: the part of
+    those ``target_days`` they come from, as fractions — the demo's sample the first half, its
+    hold-out the second: exported from different periods, as rsft's hold-out checks advise).
 
     Scenarios (each with a known best recipe, for the adaptation benchmark):
 
@@ -209,7 +212,7 @@ def generate_target(cfg: SynthConfig, night: int, rows: int, stream: int, scenar
     rng = np.random.default_rng([cfg.seed, 2, night, stream])
     pool_days = cfg.days + (night - 1) * cfg.target_days
     machine = rng.integers(0, cfg.machines, size=rows)
-    day = pool_days + rng.uniform(0, cfg.target_days, size=rows)
+    day = pool_days + cfg.target_days * rng.uniform(*period, size=rows)
     if scenario == "covariate":
         variant = np.full(rows, TARGET_VARIANT)
         ambient = 12.0 + 18.0 * day / max(cfg.days, 1) + 4.0 + rng.normal(0, 3.0, size=rows)
@@ -232,14 +235,21 @@ def generate_target(cfg: SynthConfig, night: int, rows: int, stream: int, scenar
     return _finish(cfg, rng, machine, ts, x, q, np.full(rows, "RUN", dtype=object), faults=False)[0]
 
 
-def generate_target_logs(cfg: SynthConfig, night: int, rows: int, stream: int) -> pl.DataFrame:
+# the demo's target sample and hold-out: the first and the second half of the target days (one
+# period each: a hold-out beside the sample's readings would judge the fine-tune on its neighbours)
+SAMPLE_PERIOD, HOLDOUT_PERIOD = (0.0, 0.5), (0.5, 1.0)
+
+
+def generate_target_logs(cfg: SynthConfig, night: int, rows: int, stream: int,
+                         period: tuple[float, float] = (0.0, 1.0)) -> pl.DataFrame:
     """Labelled maintenance logs of the current regime (variant C's crew, shorthand) from the
-    days just after night's pool: the text pipeline's target sample and hold-out."""
+    days just after night's pool: the text pipeline's target sample and hold-out (``period``: as
+    :func:`generate_target`'s)."""
     regime = make_regime(cfg)
     rng = np.random.default_rng([cfg.seed, 4, night, stream])
     pool_days = cfg.days + (night - 1) * cfg.target_days
     machine = rng.integers(0, cfg.machines, size=rows)
-    day = np.sort(pool_days + rng.uniform(0, cfg.target_days, size=rows))
+    day = np.sort(pool_days + cfg.target_days * rng.uniform(*period, size=rows))
     variant = np.full(rows, TARGET_VARIANT)
     ambient = 12.0 + 18.0 * day / max(cfg.days, 1) + rng.normal(0, 3.0, size=rows)
     x = _sensors(machine, variant, ambient, rng.uniform(0, 1, size=rows), regime, rng)
@@ -408,15 +418,16 @@ def write_synthetic(cfg: SynthConfig, out_dir: str | Path, night: int = 1, on_da
         summary.log_rows += logs.height
         if on_day:
             on_day(day, days)
-    sample = generate_target(cfg, night, cfg.target_sample_rows, stream=0)
-    holdout = generate_target(cfg, night, cfg.target_holdout_rows, stream=1)
+    sample = generate_target(cfg, night, cfg.target_sample_rows, stream=0, period=SAMPLE_PERIOD)
+    holdout = generate_target(cfg, night, cfg.target_holdout_rows, stream=1, period=HOLDOUT_PERIOD)
     summary.target_sample = str(out / "target" / "sample.csv")
     summary.target_holdout = str(out / "target" / "holdout.parquet")
     _write_sensors(sample, Path(summary.target_sample))
     _write_sensors(holdout, Path(summary.target_holdout))
     summary.target_sample_rows, summary.target_holdout_rows = sample.height, holdout.height
-    for stream, rows, fname in ((0, cfg.target_sample_rows, "logs_sample.jsonl"), (1, cfg.target_holdout_rows, "logs_holdout.jsonl")):
-        text = "".join(json.dumps(r) + "\n" for r in generate_target_logs(cfg, night, rows, stream).iter_rows(named=True))
+    for stream, rows, fname, period in ((0, cfg.target_sample_rows, "logs_sample.jsonl", SAMPLE_PERIOD),
+                                        (1, cfg.target_holdout_rows, "logs_holdout.jsonl", HOLDOUT_PERIOD)):
+        text = "".join(json.dumps(r) + "\n" for r in generate_target_logs(cfg, night, rows, stream, period).iter_rows(named=True))
         atomic_write_text(out / "target" / fname, text)
     log.info("synth night %d: %d pool rows in %d files", night, summary.pool_rows, len(summary.pool_files))
     return summary
