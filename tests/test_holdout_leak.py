@@ -90,10 +90,13 @@ def test_a_target_sample_repeating_rows_is_warned_of(tmp_path):
 
 def _beside_holdout(raw, shift_s: int = 1) -> pl.DataFrame:
     """The hold-out's readings one second later, each value 0.1 % off: the next reading of the
-    same machine, which the historian exports into the pool beside the hold-out's own rows."""
+    same machine, which the historian exports into the pool beside the hold-out's own rows (none
+    of them a hold-out row itself: a later reading that falls on another hold-out reading's second
+    is left out)."""
     h = pl.read_parquet(raw / "target" / "holdout.parquet")
     values = [c for c, t in h.schema.items() if t.is_float()]
-    return h.with_columns(pl.col("ts") + pl.duration(seconds=shift_s), *(pl.col(c) * 1.001 for c in values))
+    later = h.with_columns(pl.col("ts") + pl.duration(seconds=shift_s), *(pl.col(c) * 1.001 for c in values))
+    return later.join(h.select("machine_id", "ts"), on=["machine_id", "ts"], how="anti", maintain_order="left")
 
 
 def test_pool_rows_beside_the_holdout_are_not_trained_on(tmp_path, one_torch_thread):
