@@ -191,9 +191,12 @@ import json, sqlite3, sys
 from datetime import datetime, timedelta, timezone
 from prefect import get_client
 from typer.testing import CliRunner
-from flows.history import database_file, file_bytes, prune
+from prefect.states import Running
+from flows.crashed import pipeline_labels
+from flows.history import after_night, database_file, file_bytes, prune
 from rsft.cli import app
-from tests.prefect_nights import make_night
+from rsft.config import load_config
+from tests.prefect_nights import _run, make_night
 
 day0 = datetime.now(timezone.utc).replace(hour=2, minute=0, second=0, microsecond=0)
 with get_client(sync_client=True) as client:
@@ -209,21 +212,34 @@ out["json"] = json.load(open(sys.argv[2]))["prefect_history"]
 con = sqlite3.connect(db)
 out["auto_vacuum"] = con.execute("PRAGMA auto_vacuum").fetchone()[0]
 con.close()
-with get_client(sync_client=True) as client:  # the night after: its retention's incremental vacuum
-    make_night(client, day0, tasks=4, log_lines=4)
-night = prune(2, vacuum="incremental")
+cfg = load_config(sys.argv[1], {"state.keep_nights": 2})
+other = load_config(sys.argv[1], {"name": "other"})
+with get_client(sync_client=True) as client:  # nights written with labels: this pipeline's, another's
+    for d in (5, 3, 0):
+        make_night(client, day0 - timedelta(days=d), tasks=4, log_lines=4, labels=pipeline_labels(cfg))
+    make_night(client, day0 - timedelta(days=9), tasks=1, log_lines=1, labels=pipeline_labels(other))
+line = after_night(cfg)  # the night's retention: its own night -5 only, the unlabelled -2 -1 stay
 con = sqlite3.connect(db)
-out["night"] = (len(night.runs), night.vacuum, con.execute("PRAGMA freelist_count").fetchone()[0])
+out["night"] = (line, con.execute("PRAGMA freelist_count").fetchone()[0])
+con.close()
+with get_client(sync_client=True) as client:  # a killed run of before labels, left RUNNING
+    stale = _run(client, "ingest", day0, run_name="stale-ingest", end=False)
+gc = prune(2, pipeline=cfg)  # `rsft gc` with the pipeline: the unlabelled -2 -1 count as its days
+out["gc2"] = ([n["started"][:10] for n in gc.nights], gc.kept_days, gc.vacuum, str(stale.id))
 print(json.dumps(out))
 """
 
 
 @pytest.mark.slow  # ~40-70 s wall: its own Prefect server, two CLI runs (the harness test above is the CI case)
 def test_rsft_gc_prunes_and_vacuums_the_embedded_database(tmp_path):
-    """A state dir's embedded Prefect database with 4 backdated nights: `rsft gc --dry-run` lists
-    the 2 old nights' 8 runs and changes nothing; `rsft gc --keep-nights 2` deletes them, the
-    file shrinks (VACUUM, write-ahead log truncated) and turns auto_vacuum=incremental; the
-    next night's retention deletes one more night and leaves no free page."""
+    """A state dir's embedded Prefect database with 4 backdated nights written before pipeline
+    labels: `rsft gc --dry-run` lists the 2 old nights' 8 runs and changes nothing; `rsft gc
+    --keep-nights 2` deletes them, the file shrinks (VACUUM, write-ahead log truncated) and turns
+    auto_vacuum=incremental. Then labelled nights (days -5 -3 0) and another pipeline's (-9): the
+    night's retention deletes its own -5 only (the unlabelled -2 -1 are not its to delete) and
+    leaves no free page; `rsft gc` with the pipeline counts the unlabelled nights as its days
+    (kept 0 and -1) and deletes -3 and -2, never the other pipeline's; a RUNNING run of before
+    labels skips its VACUUM, named."""
     from tests.test_retrain_flow import small_config
 
     cfg = small_config(tmp_path)
@@ -244,8 +260,12 @@ def test_rsft_gc_prunes_and_vacuums_the_embedded_database(tmp_path):
     history = out["json"]  # `--json`: what went, the kept days, the sizes
     assert len(history["nights"]) == 2 and len(history["runs"]) == 8 and history["bytes_after"] < history["bytes_before"] / 2
     assert len(history["kept_days"]) == 2 and history["cutoff"].startswith(history["kept_days"][-1])
-    runs, vacuum, free = out["night"]
-    assert runs == 4 and vacuum.startswith("incremental_vacuum") and free == 0, out["night"]
+    line, free = out["night"]
+    assert line.startswith("deleted 1 night(s) older than the newest 2 (4 flow runs)") and free == 0, out["night"]
+    day = lambda d: (datetime.now(timezone.utc).replace(hour=2) - timedelta(days=d)).date().isoformat()  # noqa: E731
+    gone, kept, vacuum, stale = out["gc2"]
+    assert gone == [day(3), day(2)] and kept == [day(0), day(1)], out["gc2"]
+    assert vacuum.startswith(f"VACUUM skipped: still RUNNING: stale-ingest ({stale}, since ") and "incremental" in vacuum, vacuum
 
 
 def test_a_real_nights_nested_sub_flow_runs_go_with_it(prefect_harness):
