@@ -41,25 +41,31 @@ def arm(name: str, a) -> dict:
 
     from prefect import get_client
 
+    from flows.crashed import pipeline_labels
     from flows.history import after_night, database_file, file_bytes, prune
+    from rsft.config import load_config
     from tests.prefect_nights import make_night
+
+    # the nights are one pipeline's, labelled as its runs label themselves (flows/crashed.py)
+    cfg = load_config(REPO / "examples" / "factory.yaml", {"state.keep_nights": a.keep_nights})
 
     start = datetime.now(timezone.utc).replace(hour=2, minute=0, second=0, microsecond=0) - timedelta(days=a.nights)
     sizes, files, prune_s, lines = [], [], [], []
     for n in range(a.nights):
         with get_client(sync_client=True) as client:
-            make_night(client, start + timedelta(days=n), tasks=a.tasks, log_lines=a.log_lines)
+            make_night(client, start + timedelta(days=n), tasks=a.tasks, log_lines=a.log_lines,
+                       labels=pipeline_labels(cfg))
         if name != "none":
             if name == "gc-first" and n == 0:
-                prune(a.keep_nights, vacuum="full")
+                prune(a.keep_nights, pipeline=cfg, vacuum="full")
             t = time.process_time()
-            lines.append(after_night(a.keep_nights))
+            lines.append(after_night(cfg))
             prune_s.append(round(time.process_time() - t, 3))
         db = database_file()
         sizes.append(file_bytes(db))
         files.append(os.path.getsize(db))
     t0, c0 = time.perf_counter(), time.process_time()
-    rep = prune(a.keep_nights, vacuum="full")
+    rep = prune(a.keep_nights, pipeline=cfg, vacuum="full")
     gc = {"runs": len(rep.runs), "before": rep.bytes_before, "after": rep.bytes_after, "vacuum": rep.vacuum,
           "seconds": round(time.perf_counter() - t0, 2), "cpu_s": round(time.process_time() - c0, 2)}
     import sqlite3

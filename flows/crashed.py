@@ -1,6 +1,8 @@
 """Flow runs of a killed night: Prefect leaves them RUNNING forever (nobody is left to report the
-end), in the UI and in every "what is running" query. Each nightly run labels itself with its
-host and process id (``rsft.host``, ``rsft.pid``); the next run marks CRASHED the RUNNING flow
+end), in the UI and in every "what is running" query. Each top-level rsft run (a night, the hourly
+and the standalone ingest, the fine-tune-only flow) labels itself with its host and process id
+(``rsft.host``, ``rsft.pid``) and its pipeline (``rsft.pipeline``, ``rsft.state``: what
+:mod:`flows.history` prunes by); the next night marks CRASHED the RUNNING flow
 runs of this host whose process is gone (:func:`rsft.fsio.owner_gone`: same boot and pid
 namespace, pid free or reused) — with their sub-flow runs (the ingest, select and
 fine-tune sub-flows of the killed night). Runs of other machines and of live processes are left
@@ -13,31 +15,44 @@ import logging
 import socket
 from uuid import UUID
 
+from rsft.config import PipelineConfig
 from rsft.fsio import owner, owner_gone
+from rsft.pipeline.layout import state
 
 log = logging.getLogger("rsft.flows")
 
 
-def claim_and_close() -> list[str]:
+def claim_and_close(cfg: PipelineConfig | None = None) -> list[str]:
     """At a night's start: label its flow run (:func:`claim`), then close a killed night's runs
     (:func:`close_crashed`). Bookkeeping: a failure is a warning, never the night's failure."""
+    claim(cfg)
     try:
-        claim()
         return close_crashed()
     except Exception as e:  # noqa: BLE001
         log.warning("could not check for a killed night's flow runs: %s: %s", type(e).__name__, e)
         return []
 
 
-def claim() -> None:
-    """Label the current flow run with this host and process (what :func:`close_crashed` reads)."""
+def pipeline_labels(cfg: PipelineConfig) -> dict[str, str]:
+    """Whose run it is: the pipeline's name and its resolved state dir (two state dirs reporting to
+    one Prefect server may hold pipelines of the same name; their histories stay apart)."""
+    return {"rsft.pipeline": cfg.name, "rsft.state": str(state(cfg).root)}
+
+
+def claim(cfg: PipelineConfig | None = None) -> None:
+    """Label the current flow run with this host and process (what :func:`close_crashed` reads)
+    and, given ``cfg``, its pipeline (what :mod:`flows.history` selects by). Bookkeeping: a failure
+    is a warning, never the run's failure."""
     from prefect import get_client
     from prefect.runtime import flow_run
 
     if not flow_run.id:
         return
-    with get_client(sync_client=True) as client:
-        client.update_flow_run_labels(UUID(str(flow_run.id)), owner())
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run_labels(UUID(str(flow_run.id)), {**owner(), **(pipeline_labels(cfg) if cfg else {})})
+    except Exception as e:  # noqa: BLE001
+        log.warning("could not label the flow run: %s: %s", type(e).__name__, e)
 
 
 def close_crashed() -> list[str]:

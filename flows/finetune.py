@@ -11,6 +11,7 @@ from typing import Any
 
 from prefect import flow
 
+from flows.crashed import claim
 from flows.publish import publish_decision, publish_selection
 from flows.select import select_rows
 from rsft.config import PipelineConfig, load_config
@@ -31,6 +32,7 @@ def finetune_selected(cfg: PipelineConfig, ingested: DatasetIngest | None, selec
 def finetune(config_path: str = "examples/factory.yaml", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Fine-tune + gate on the current selection (no ingest; cached selection stages are reused)."""
     cfg = load_config(config_path, overrides)
+    claim(cfg)  # whose run it is (flows/history.py prunes by it)
     with night_lock(cfg):  # the selection stages update the kept pool: not beside a night
         selection = select_rows(cfg)
         publish_selection(cfg, selection)

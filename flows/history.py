@@ -3,20 +3,30 @@ database (``<state>/prefect/prefect.db``) stops growing (about 5 MB a night othe
 
 Prefect's own ``db_vacuum`` service deletes old flow runs on a server, but not in ephemeral mode
 (``run_in_ephemeral=False``), the mode of an rsft state dir: rsft prunes through the Prefect
-client instead. The measure is ``state.keep_nights``, as for the state dir's intermediates
+client instead. Only the pipeline's own history: top-level runs of rsft's flows labelled with
+its name and resolved state dir (``rsft.pipeline``, ``rsft.state``: :func:`flows.crashed.claim`
+sets them on each night, hourly and standalone ingest, fine-tune-only run), with their sub-flow
+runs — other pipelines sharing the database or the server, and other projects' flows of the same
+names, are never candidates nor counted. Runs written before those labels (no ``rsft.pipeline``)
+are removed by ``rsft gc`` only, and only in the state dir's own embedded database (rsft's alone:
+there they are this state dir's pipelines' old runs, counted with the pipeline's); a night never
+touches them, nor anything on a server (they may be another project's there).
+The measure is ``state.keep_nights``, as for the state dir's intermediates
 (:mod:`rsft.pipeline.gc`): the history of the newest ``keep_nights`` days on which a top-level
-rsft flow run started (UTC dates of when it was meant to start, ``expected_start_time``: a night a
+run of the pipeline started (UTC dates of when it was meant to start, ``expected_start_time``: a night a
 day, the newest ``keep_nights`` nights) is kept; an older night goes whole — its top-level run and
 every sub-flow run under it — once all of them are finished (COMPLETED, FAILED, CANCELLED,
 CRASHED): a night with a run still RUNNING, PENDING, SCHEDULED or PAUSED is left whole. Deleting
 a flow run deletes its task runs and states (cascades) and, in the background, its logs (Prefect
 queues that; :func:`prune` waits for it); its artifacts are deleted first (Prefect leaves them).
-Never touched: deployments, schedules, work pools, concurrency limits, other flows' runs (a team
-server's), events (Prefect's own event vacuum keeps 7 days, in ephemeral mode too).
+Never touched: deployments, schedules, work pools, concurrency limits, other pipelines' and other
+projects' runs, events (Prefect's own event vacuum keeps 7 days, in ephemeral mode too).
 
 Space: SQLite reuses the pages of deleted rows, so a pruned database stops growing at about
 ``keep_nights + 1`` nights' size; the file only shrinks by a vacuum. ``rsft gc`` runs ``VACUUM``
-(no flow may run then: a night of another pipeline skips it) and switches the file to
+(no flow may run then: it first marks CRASHED this host's runs whose process is gone, then a run
+still RUNNING skips it, named; a writer holding the database past ``BUSY_TIMEOUT_S`` skips it too,
+said — it never waits 30 s with Prefect's writers queued behind it) and switches the file to
 ``auto_vacuum=INCREMENTAL``, after which the night's retention returns freed pages with a cheap
 ``PRAGMA incremental_vacuum``. With a Prefect server (``PREFECT_API_URL``) only the API is used:
 the server's database and its space are its own (its ``db_vacuum`` service, Postgres autovacuum).
@@ -31,7 +41,10 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from rsft.config import PipelineConfig
 
 log = logging.getLogger("rsft.flows")
 
@@ -39,6 +52,8 @@ log = logging.getLogger("rsft.flows")
 # their runs are pruned, a team server's other flows are not rsft's to delete
 RSFT_FLOWS = ("nightly-retrain", "ingest", "ingest-exports", "select", "sample-chunks", "finetune", "finetune-only")
 PAGE = 200  # the API's default page size
+LABEL = "rsft.pipeline"  # a top-level run's pipeline label (flows.crashed.pipeline_labels); without it: written before labels
+BUSY_TIMEOUT_S = 2.0  # how long `rsft gc`'s VACUUM waits for a writer before skipping
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
 LOGS_WAIT_S = 30.0  # how long to wait for Prefect's background deletion of the logs
 
@@ -91,11 +106,28 @@ def file_bytes(db: Path) -> int:
     return sum(os.path.getsize(p) for p in (db, Path(f"{db}-wal"), Path(f"{db}-shm")) if p.exists())
 
 
-def _runs(client, flows: tuple[str, ...], *, nights: bool = False, before: datetime | None = None):
-    """The top-level flow runs of ``flows``, page by page, by when they were meant to start
-    (``expected_start_time``: a scheduled night's time, else when the run was created).
+@dataclass(frozen=True)
+class Scope:
+    """Whose top-level runs are pruned: those labelled ``labels`` (a pipeline's; None: none), and
+    with ``unlabelled`` those without a pipeline label (written before labels)."""
+
+    labels: dict[str, str] | None
+    unlabelled: bool = False
+
+    def __contains__(self, run) -> bool:
+        have = {k: str(v) for k, v in (run.labels or {}).items()}
+        if LABEL not in have:
+            return self.unlabelled
+        return self.labels is not None and all(have.get(k) == v for k, v in self.labels.items())
+
+
+def _runs(client, flows: tuple[str, ...], scope: Scope, *, nights: bool = False, before: datetime | None = None,
+          page: int = PAGE):
+    """The top-level flow runs of ``flows`` in ``scope``, page by page, by when they were meant to
+    start (``expected_start_time``: a scheduled night's time, else when the run was created).
     ``nights``: those that started, newest first; ``before``: the finished ones meant to start
-    before it (runs cancelled before they began too), oldest first."""
+    before it (runs cancelled before they began too), oldest first. (Prefect's API filters no
+    labels: the scope is applied to each page read.)"""
     from prefect.client.schemas.filters import (FlowFilter, FlowFilterName, FlowRunFilter,
                                                 FlowRunFilterExpectedStartTime, FlowRunFilterParentTaskRunId,
                                                 FlowRunFilterStartTime, FlowRunFilterState,
@@ -110,36 +142,48 @@ def _runs(client, flows: tuple[str, ...], *, nights: bool = False, before: datet
         f.expected_start_time = FlowRunFilterExpectedStartTime(before_=before)
         f.state = FlowRunFilterState(type=FlowRunFilterStateType(any_=sorted(TERMINAL)))
         sort = FlowRunSort.EXPECTED_START_TIME_ASC
+    for run in _paged(client, page, flow_filter=FlowFilter(name=FlowFilterName(any_=list(flows))),
+                      flow_run_filter=f, sort=sort):
+        if run in scope:
+            yield run
+
+
+def _paged(client, page: int, **query):
+    """Every flow run ``query`` matches, ``page`` at a time (the API returns one page per call)."""
     offset = 0
     while True:
-        page = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=list(flows))),
-                                     flow_run_filter=f, sort=sort, limit=PAGE, offset=offset)
-        yield from page
-        if len(page) < PAGE:
+        runs = client.read_flow_runs(limit=page, offset=offset, **query)
+        yield from runs
+        if len(runs) < page:
             return
-        offset += PAGE
+        offset += page
 
 
-def _subflows(client, run_id) -> list:
-    """Every sub-flow run under a flow run (the night's ingest, select, finetune, and theirs)."""
+def _subflows(client, run_id, page: int = PAGE) -> list:
+    """Every sub-flow run under a flow run (the night's ingest, select, finetune, and theirs),
+    level by level, each level read in pages (a night may have more sub-flow runs than a page)."""
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.client.schemas.sorting import FlowRunSort
 
     out, level = [], [run_id]
     while level:
-        children = client.read_flow_runs(flow_run_filter=FlowRunFilter(
-            parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=level)), limit=PAGE)
+        children = []
+        for i in range(0, len(level), page):  # (a level's parents in batches: one filter, not thousands of ids)
+            children += _paged(client, page, sort=FlowRunSort.ID_DESC, flow_run_filter=FlowRunFilter(
+                parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=level[i:i + page])))
         out += children
         level = [c.id for c in children]
     return out
 
 
-def kept_days(client, keep_nights: int, flows: tuple[str, ...]) -> tuple[list[str], datetime | None]:
-    """The newest ``keep_nights`` UTC dates on which a top-level rsft flow run started, and the
+def kept_days(client, keep_nights: int, flows: tuple[str, ...], scope: Scope,
+              page: int = PAGE) -> tuple[list[str], datetime | None]:
+    """The newest ``keep_nights`` UTC dates on which a top-level run in ``scope`` started, and the
     cutoff: the earliest (expected) start on the oldest of them (None when there are not more
     dates than that: nothing is old enough). Reads the newest runs only, however long the history."""
     days: list[str] = []
     cutoff = None
-    for run in _runs(client, flows, nights=True):
+    for run in _runs(client, flows, scope, nights=True, page=page):
         day = run.expected_start_time.astimezone(timezone.utc).date().isoformat()
         if day not in days:
             if len(days) == keep_nights:  # an older date: everything before the cutoff goes
@@ -149,14 +193,15 @@ def kept_days(client, keep_nights: int, flows: tuple[str, ...]) -> tuple[list[st
     return days, None
 
 
-def old_nights(client, cutoff: datetime, flows: tuple[str, ...], limit: int | None = None) -> list[list]:
+def old_nights(client, cutoff: datetime, flows: tuple[str, ...], scope: Scope, limit: int | None = None,
+               page: int = PAGE) -> list[list]:
     """The finished top-level runs meant to start before ``cutoff``, oldest first, each with its
     sub-flow runs (``[top, *subflows]``): a night goes whole, so one with a sub-flow run not
     finished (a killed night's, left RUNNING) is left whole. At most ``limit`` nights."""
     nights = []
     # the API's before_ is inclusive: the run that sets the cutoff stays
-    for top in _runs(client, flows, before=cutoff - timedelta(microseconds=1)):
-        tree = [top, *_subflows(client, top.id)]
+    for top in _runs(client, flows, scope, before=cutoff - timedelta(microseconds=1), page=page):
+        tree = [top, *_subflows(client, top.id, page)]
         if all(r.state_type is not None and r.state_type.value in TERMINAL for r in tree):
             nights.append(tree)
             if limit is not None and len(nights) == limit:
@@ -206,16 +251,17 @@ def _describe(run) -> dict[str, str]:
             "started": when.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M") if when else ""}
 
 
-def _running(client, flows: tuple[str, ...]) -> int:
-    """How many rsft flow runs are RUNNING (a night of another pipeline on this state dir)."""
-    from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterState, \
-        FlowRunFilterStateType
+def _running(client) -> list[str]:
+    """The flow runs RUNNING on this database (a night or an ingest of any pipeline on this state
+    dir), named for the line that says why the VACUUM was skipped: a stale one (its process killed
+    on another host, or before runs were labelled) is then found and can be cancelled by its id."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
     from prefect.client.schemas.objects import StateType
 
-    return len(client.read_flow_runs(
-        flow_filter=FlowFilter(name=FlowFilterName(any_=list(flows))),
-        flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING]))),
-        limit=1))
+    runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
+        type=FlowRunFilterStateType(any_=[StateType.RUNNING]))), limit=6)
+    named = [f"{r.name} ({r.id}, since {_describe(r)['started']} UTC)" for r in runs[:5]]
+    return named + ["…"] * (len(runs) > 5)
 
 
 def reclaim(db: Path, how: Vacuum) -> str:
@@ -223,8 +269,9 @@ def reclaim(db: Path, how: Vacuum) -> str:
     ``auto_vacuum=INCREMENTAL`` so later nights can use the cheap form), then the write-ahead log
     truncated. ``incremental``: ``PRAGMA incremental_vacuum`` where the file is in that mode (a
     short write, safe while Prefect writes); else nothing (the free pages are reused). A busy
-    database (another process mid-write past the timeout) is said, never raised."""
-    con = sqlite3.connect(db, timeout=30, isolation_level=None)
+    database (another process writing for ``BUSY_TIMEOUT_S``) is said, never raised: the VACUUM does
+    not wait long for it, as Prefect's next writers would queue behind the waiting VACUUM."""
+    con = sqlite3.connect(db, timeout=BUSY_TIMEOUT_S, isolation_level=None)
     try:
         free = con.execute("PRAGMA freelist_count").fetchone()[0]
         mode = con.execute("PRAGMA auto_vacuum").fetchone()[0]  # 0 none, 1 full, 2 incremental
@@ -242,17 +289,24 @@ def reclaim(db: Path, how: Vacuum) -> str:
         return (f"{free:,} free pages kept for reuse (the file shrinks after `rsft gc`'s VACUUM)" if how != "none"
                 else "no vacuum")
     except sqlite3.OperationalError as e:  # locked past the timeout
-        return f"vacuum skipped: {e}"
+        busy = "locked" in str(e) or "busy" in str(e)
+        return (f"{'VACUUM' if how == 'full' else 'vacuum'} skipped: database busy (another process wrote to it for "
+                f"{BUSY_TIMEOUT_S:g} s; the free pages are reused)" if busy else f"vacuum skipped: {e}")
     finally:
         con.close()
 
 
-def prune(keep_nights: int, *, dry_run: bool = False, vacuum: Vacuum = "full", limit: int | None = None,
-          flows: tuple[str, ...] = RSFT_FLOWS) -> HistoryReport:
-    """Delete (or, ``dry_run``, list) the finished flow runs of nights older than the newest
-    ``keep_nights`` (see the module doc), at most ``limit`` nights (the rest next time), then
-    reclaim the space the ``vacuum`` way when the database is this state dir's SQLite file."""
+def prune(keep_nights: int, *, pipeline: PipelineConfig | None = None, unlabelled: bool = True, dry_run: bool = False,
+          vacuum: Vacuum = "full", limit: int | None = None, flows: tuple[str, ...] = RSFT_FLOWS,
+          page: int = PAGE) -> HistoryReport:
+    """Delete (or, ``dry_run``, list) the finished flow runs of ``pipeline``'s nights older than its
+    newest ``keep_nights`` (see the module doc), at most ``limit`` nights (the rest next time), then
+    reclaim the space the ``vacuum`` way when the database is this state dir's SQLite file.
+    ``unlabelled``: also the runs written before pipeline labels — in the embedded database only
+    (``rsft gc``; the night passes False). ``pipeline`` None: those unlabelled runs alone."""
     from prefect import get_client
+
+    from flows.crashed import close_crashed, pipeline_labels
 
     if keep_nights < 1:
         raise ValueError("state.keep_nights must be >= 1 (tonight's run is always kept)")
@@ -263,9 +317,11 @@ def prune(keep_nights: int, *, dry_run: bool = False, vacuum: Vacuum = "full", l
         rep.vacuum = "no Prefect database yet"
         return rep
     rep.bytes_before = file_bytes(db) if db else None
+    scope = Scope(pipeline_labels(pipeline) if pipeline is not None else None, unlabelled and db is not None)
     with get_client(sync_client=True) as client:
-        rep.kept_days, rep.cutoff = kept_days(client, keep_nights, flows)
-        nights = old_nights(client, rep.cutoff, flows, None if limit is None else limit + 1) if rep.cutoff else []
+        rep.kept_days, rep.cutoff = kept_days(client, keep_nights, flows, scope, page)
+        nights = (old_nights(client, rep.cutoff, flows, scope, None if limit is None else limit + 1, page)
+                  if rep.cutoff else [])
         if limit is not None and len(nights) > limit:
             rep.more_left, nights = True, nights[:limit]
         runs = [r for night in nights for r in reversed(night)]  # sub-flow runs before their night
@@ -277,22 +333,26 @@ def prune(keep_nights: int, *, dry_run: bool = False, vacuum: Vacuum = "full", l
             rep.artifacts, rep.logs_pending = _delete(client, runs)
         if db is None:
             rep.vacuum = "none: the Prefect server's database (its db_vacuum service and the database reclaim space)"
-        elif vacuum == "full" and _running(client, flows):
-            vacuum = "incremental"  # a night runs on this database: VACUUM would hold its writes
-            rep.vacuum = "VACUUM skipped (an rsft flow is running); "
+        elif vacuum == "full":
+            close_crashed()  # this host's runs whose process is gone (a killed `rsft ingest`): no writers
+            if running := _running(client):
+                vacuum = "incremental"  # a flow runs on this database: VACUUM would hold its writes
+                rep.vacuum = f"VACUUM skipped: still RUNNING: {', '.join(running)}; "
     if db is not None and db.exists():
         rep.vacuum += reclaim(db, vacuum)
         rep.bytes_after = file_bytes(db)
     return rep
 
 
-def after_night(keep_nights: int) -> str:
-    """The night's retention of the Prefect history, as one line for the summary: at most 30 old
-    nights a night (a long backlog drains over nights), the cheap vacuum. Never raises."""
+def after_night(cfg: PipelineConfig) -> str:
+    """The night's retention of its pipeline's Prefect history, ``state.keep_nights`` nights, as one
+    line for the summary: at most 30 old nights a night (a long backlog drains over nights), the
+    cheap vacuum, never the runs written before labels (``rsft gc``'s). Never raises."""
     from rsft.state import human_bytes
 
+    keep_nights = cfg.state.keep_nights
     try:
-        rep = prune(keep_nights, vacuum="incremental", limit=30)
+        rep = prune(keep_nights, pipeline=cfg, unlabelled=False, vacuum="incremental", limit=30)
     except Exception as e:  # noqa: BLE001 - retention must not fail a finished night
         log.warning("pruning the Prefect history failed: %s", e, exc_info=True)
         return f"failed: {type(e).__name__}: {e}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, unmapped
 from prefect.artifacts import create_table_artifact
 
+from flows.crashed import claim
 from rsft.config import PipelineConfig, load_config
 from rsft.ingest.run import report_remote
 from rsft.pipeline.data import check_files, dataset_ingest
@@ -18,6 +19,7 @@ from tasks.runners import runner_for
 def ingest_files(cfg: PipelineConfig, again: bool = False) -> Ingested:
     """Ingest every configured dataset; a failing file never stops the others. ``again``: the
     files done before too, under the contract as it is now (``rsft ingest --again``)."""
+    claim(cfg)  # `rsft ingest` runs it top-level: its history is this pipeline's (flows/history.py)
     root = pipeline_root(cfg)
     out = {}
     for name, (sources, contract_name) in ingest_sources(cfg).items():
@@ -50,6 +52,7 @@ def ingest_datasets(cfg: PipelineConfig, again: bool = False) -> Ingested:
 def ingest(config_path: str = "examples/factory.yaml") -> Ingested:
     """Deployment entry point: ingest the exports a config names (hourly)."""
     cfg = load_config(config_path)
+    claim(cfg)  # whose run it is (flows/history.py prunes by it; flows/crashed.py closes it if killed)
     ingested = ingest_datasets(cfg)
     check_files(cfg, ingested)
     return ingested

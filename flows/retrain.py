@@ -24,7 +24,7 @@ from rsft.readable import counts, human
 
 def _history(cfg: PipelineConfig) -> str:
     """The night's retention of the Prefect history (flows/history.py), ``state.keep_nights`` nights."""
-    return prune_history(cfg.state.keep_nights)
+    return prune_history(cfg)
 
 
 PREFECT_STEPS = Steps(ingest=ingest_datasets, select=select_rows, finetune=finetune_selected, history=_history)
@@ -85,9 +85,10 @@ def _summary_markdown(summary: dict[str, Any], link: str = "") -> str:
 
 @flow(name="nightly-retrain", flow_run_name=_night_name)
 def retrain(config_path: str = "examples/factory.yaml", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    claim_and_close()  # label this night's flow run; a killed night's runs, left RUNNING: CRASHED
+    cfg = load_config(config_path, overrides)
+    claim_and_close(cfg)  # label this night's flow run (host, pipeline); a killed night's runs, left RUNNING: CRASHED
     seen: dict[str, Any] = {}
-    summary = run_night(load_config(config_path, overrides), _steps(seen))
+    summary = run_night(cfg, _steps(seen))
     link = mlflow_line(seen["result"]) if "result" in seen else ""
     create_markdown_artifact(_summary_markdown(summary, link), key="retrain-summary",
                              description=f"MLflow run {summary.get('mlflow_run')}")

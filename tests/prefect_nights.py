@@ -56,13 +56,16 @@ def _fill(client, flow_run_id, tasks: int, log_lines: int, key: str) -> None:
 
 
 def make_night(client, when: datetime, *, tasks: int = 3, log_lines: int = 2, finished: bool = True,
-               top: str = "nightly-retrain", subflows: tuple[str, ...] = SUBFLOWS) -> dict:
+               top: str = "nightly-retrain", subflows: tuple[str, ...] = SUBFLOWS, labels: dict | None = None) -> dict:
     """One night at ``when``: a ``top`` run and its sub-flow runs, each with task runs, logs and an
-    artifact. ``finished=False``: the top-level run stays RUNNING (a night in progress). Returns
-    the ids (``top``, ``subs``)."""
+    artifact. ``finished=False``: the top-level run stays RUNNING (a night in progress). ``labels``
+    on the top-level run (a pipeline's: ``flows.crashed.pipeline_labels``; None: a run written
+    before labels, or another project's). Returns the ids (``top``, ``subs``)."""
     from prefect.states import Completed
 
     night = _run(client, top, when, run_name=f"retrain {when:%Y-%m-%d %H:%M}", end=False)
+    if labels:
+        client.update_flow_run_labels(night.id, labels)
     subs = []
     for k, name in enumerate(subflows):
         parent_task = client.create_task_run(_task(name), night.id, dynamic_key=f"sub-{k}")

@@ -77,6 +77,16 @@ def test_ingest_files_fan_out_on_a_dask_cluster_with_the_local_result(tmp_path, 
         assert frame(scan_dataset(pipeline_root(c) / name)).equals(frame(scan_dataset(pipeline_root(cfg) / name)))
         assert frame(scan_quarantine(pipeline_root(c) / name)).equals(frame(scan_quarantine(pipeline_root(cfg) / name)))
     assert sum(len(d.file_results) for d in dask.datasets.values()) > 4
+    # `rsft ingest`'s top-level run carries its pipeline (what flows/history.py prunes by)
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["ingest"])),
+                                    sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+    assert {k: run.labels.get(k) for k in ("rsft.pipeline", "rsft.state")} == \
+        {"rsft.pipeline": c.name, "rsft.state": str(tmp_path / "dask-state")}, run.labels
 
 
 @pytest.mark.slow

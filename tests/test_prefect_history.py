@@ -19,6 +19,19 @@ from tests.conftest import REPO
 from tests.prefect_nights import make_night
 
 
+def _pipeline(name: str, state_dir) -> "PipelineConfig":  # noqa: F821
+    """A pipeline's identity for the history: the demo config under another name and state dir."""
+    from rsft.config import load_config
+
+    return load_config(REPO / "examples" / "factory.yaml", {"name": name, "state.dir": str(state_dir)})
+
+
+def _labels(cfg) -> dict[str, str]:
+    from flows.crashed import pipeline_labels
+
+    return pipeline_labels(cfg)
+
+
 def test_rsft_flows_names_every_flow_rsft_defines():
     """Only rsft's flows are pruned (a team server's other flows are not rsft's): the list must
     name every flow in flows/, or a new flow's history would grow again."""
@@ -54,7 +67,7 @@ def _children(client, ids) -> tuple[int, int, int]:
     return len(tasks), len(logs), len(arts)
 
 
-def test_old_finished_nights_go_whole_the_newest_and_unfinished_stay(prefect_harness):
+def test_old_finished_nights_go_whole_the_newest_and_unfinished_stay(prefect_harness, tmp_path):
     """Nights on days -7 … -1, keep 3: nights -6 and -4 go with their sub-flow runs, task runs,
     logs and artifacts; -7 (finished, but a sub-flow run RUNNING) and -5 (its top-level run
     RUNNING) stay whole, as do -3, -2, -1 and a scheduled future run. A dry run lists the same runs and deletes nothing. Flow names unique to
@@ -68,20 +81,23 @@ def test_old_finished_nights_go_whole_the_newest_and_unfinished_stay(prefect_har
     tag = uuid.uuid4().hex[:8]
     top, subs = f"night-{tag}", (f"ingest-{tag}", f"select-{tag}")
     names = (top, *subs)
+    cfg = _pipeline("factory", tmp_path / "state")
     day0 = datetime.now(timezone.utc).replace(hour=2, minute=0, second=0, microsecond=0)
     with get_client(sync_client=True) as client:
         nights = {d: make_night(client, day0 - timedelta(days=d), tasks=2, log_lines=2, finished=d != 5, top=top,
-                                subflows=subs) for d in (6, 5, 4, 3, 2, 1)}
-        nights[7] = make_night(client, day0 - timedelta(days=7), tasks=1, log_lines=1, top=top, subflows=subs)
+                                subflows=subs, labels=_labels(cfg)) for d in (6, 5, 4, 3, 2, 1)}
+        nights[7] = make_night(client, day0 - timedelta(days=7), tasks=1, log_lines=1, top=top, subflows=subs,
+                               labels=_labels(cfg))
         client.set_flow_run_state(nights[7]["subs"][0], Running(), force=True)  # its top finished, a sub-flow not
         future = client.create_flow_run(_flow(top), state=Scheduled(scheduled_time=day0 + timedelta(days=1))).id
+        client.update_flow_run_labels(future, _labels(cfg))
         ids = {d: {n["top"], *n["subs"]} for d, n in nights.items()}
         gone, stay = ids[6] | ids[4], ids[7] | ids[5] | ids[3] | ids[2] | ids[1] | {future}
         assert _children(client, gone)[0] == 2 * (2 * 2 + 2) and _children(client, gone)[1] == 4 * 2 * 2
 
-        dry = prune(3, dry_run=True, flows=names)
+        dry = prune(3, pipeline=cfg, dry_run=True, flows=names)
         assert _flow_runs(client, gone | stay) == gone | stay  # nothing deleted
-        rep = prune(3, flows=names)
+        rep = prune(3, pipeline=cfg, flows=names)
         assert rep.db is None and "server" in rep.vacuum  # the harness is a server: the API only
         assert rep.kept_days == [(day0 - timedelta(days=d)).date().isoformat() for d in (1, 2, 3)]
         assert len(rep.runs) == len(dry.runs) == len(gone) and rep.runs == dry.runs and rep.artifacts == len(gone)
@@ -89,7 +105,85 @@ def test_old_finished_nights_go_whole_the_newest_and_unfinished_stay(prefect_har
         assert _flow_runs(client, gone | stay) == stay
         assert _children(client, gone) == (0, 0, 0) and rep.logs_pending == 0
         assert _children(client, ids[3]) == (2 * 2 + 2, 2 * 2 * 2, 3)  # (+ the sub-flows' parent task runs)
-        assert prune(3, flows=names).runs == []  # nothing more to do
+        assert prune(3, pipeline=cfg, flows=names).runs == []  # nothing more to do
+
+
+def test_a_pipeline_prunes_only_its_own_nights_and_counts_only_its_own_days(prefect_harness, tmp_path):
+    """One Prefect server (or one state dir's database), flow names shared: pipeline A (nights on
+    days -6 -5 -4 -1), pipeline B on the same state dir (-7 -3 -2), a pipeline named A on another
+    state dir (-8), and another project's flow of the same name (-9, no rsft labels). Pruning A
+    with keep 2 keeps A's days -1 and -4 (B's nights are not A's days) and deletes A's -6 and -5
+    only; pruning B then deletes B's -7 only; the others are never touched (on a server the
+    unlabelled run is never a candidate, even with ``unlabelled=True``)."""
+    from prefect import get_client
+
+    from flows.history import prune
+
+    tag = uuid.uuid4().hex[:8]
+    top, subs = f"nightly-{tag}", (f"ingest-{tag}",)
+    names = (top, *subs)
+    a, b = _pipeline("a", tmp_path / "state"), _pipeline("b", tmp_path / "state")
+    a_elsewhere = _pipeline("a", tmp_path / "other-state")
+    day0 = datetime.now(timezone.utc).replace(hour=2, minute=0, second=0, microsecond=0)
+
+    def night(days: int, labels) -> set:
+        n = make_night(client, day0 - timedelta(days=days), tasks=1, log_lines=1, top=top, subflows=subs, labels=labels)
+        return {n["top"], *n["subs"]}
+
+    with get_client(sync_client=True) as client:
+        ours = {d: night(d, _labels(a)) for d in (6, 5, 4, 1)}
+        theirs = {d: night(d, _labels(b)) for d in (7, 3, 2)}
+        others = night(8, _labels(a_elsewhere)) | night(9, None)
+        everything = set().union(*ours.values(), *theirs.values(), others)
+
+        rep = prune(2, pipeline=a, flows=names, unlabelled=True)
+        assert rep.kept_days == [(day0 - timedelta(days=d)).date().isoformat() for d in (1, 4)]
+        assert len(rep.nights) == 2 and _flow_runs(client, everything) == everything - ours[6] - ours[5]
+        rep = prune(2, pipeline=b, flows=names)
+        assert rep.kept_days == [(day0 - timedelta(days=d)).date().isoformat() for d in (2, 3)]
+        assert _flow_runs(client, everything) == everything - ours[6] - ours[5] - theirs[7]
+        assert others <= _flow_runs(client, others)
+
+
+def test_nights_and_sub_flow_runs_beyond_a_page_are_all_read(prefect_harness, tmp_path):
+    """Page size 2: three old nights (more top-level runs than a page) each with three sub-flow
+    runs (more than a page at one level) all go, every sub-flow run with its night."""
+    from prefect import get_client
+
+    from flows.history import prune
+
+    tag = uuid.uuid4().hex[:8]
+    top, subs = f"nightly-{tag}", (f"ingest-{tag}", f"select-{tag}", f"finetune-{tag}")
+    cfg = _pipeline("factory", tmp_path / "state")
+    day0 = datetime.now(timezone.utc).replace(hour=2, minute=0, second=0, microsecond=0)
+    with get_client(sync_client=True) as client:
+        nights = [make_night(client, day0 - timedelta(days=d), tasks=0, log_lines=0, top=top, subflows=subs,
+                             labels=_labels(cfg)) for d in (4, 3, 2, 1)]
+        old = {i for n in nights[:3] for i in (n["top"], *n["subs"])}
+        rep = prune(1, pipeline=cfg, flows=(top, *subs), page=2)
+        assert len(rep.nights) == 3 and [n["subflows"] for n in rep.nights] == [3, 3, 3]
+        assert _flow_runs(client, old) == set() and len(_flow_runs(client, {nights[3]["top"], *nights[3]["subs"]})) == 4
+
+
+def test_a_vacuum_under_a_writer_is_skipped_after_a_short_wait(tmp_path):
+    """Another process holds the database's write lock: the VACUUM gives up after BUSY_TIMEOUT_S
+    (not 30 s, while Prefect's writers would queue behind it) and says the database is busy."""
+    import sqlite3
+    import time
+
+    from flows.history import BUSY_TIMEOUT_S, reclaim
+
+    db = tmp_path / "prefect.db"
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("CREATE TABLE t (x)")
+    con.execute("BEGIN IMMEDIATE")  # a writer mid-transaction
+    con.execute("INSERT INTO t VALUES (1)")
+    t0 = time.monotonic()
+    said = reclaim(db, "full")
+    waited = time.monotonic() - t0
+    con.execute("ROLLBACK")
+    con.close()
+    assert said.startswith("VACUUM skipped: database busy") and waited < BUSY_TIMEOUT_S + 3, (said, waited)
 
 
 _EMBEDDED = """
@@ -97,9 +191,12 @@ import json, sqlite3, sys
 from datetime import datetime, timedelta, timezone
 from prefect import get_client
 from typer.testing import CliRunner
-from flows.history import database_file, file_bytes, prune
+from prefect.states import Running
+from flows.crashed import pipeline_labels
+from flows.history import after_night, database_file, file_bytes, prune
 from rsft.cli import app
-from tests.prefect_nights import make_night
+from rsft.config import load_config
+from tests.prefect_nights import _run, make_night
 
 day0 = datetime.now(timezone.utc).replace(hour=2, minute=0, second=0, microsecond=0)
 with get_client(sync_client=True) as client:
@@ -115,21 +212,34 @@ out["json"] = json.load(open(sys.argv[2]))["prefect_history"]
 con = sqlite3.connect(db)
 out["auto_vacuum"] = con.execute("PRAGMA auto_vacuum").fetchone()[0]
 con.close()
-with get_client(sync_client=True) as client:  # the night after: its retention's incremental vacuum
-    make_night(client, day0, tasks=4, log_lines=4)
-night = prune(2, vacuum="incremental")
+cfg = load_config(sys.argv[1], {"state.keep_nights": 2})
+other = load_config(sys.argv[1], {"name": "other"})
+with get_client(sync_client=True) as client:  # nights written with labels: this pipeline's, another's
+    for d in (5, 3, 0):
+        make_night(client, day0 - timedelta(days=d), tasks=4, log_lines=4, labels=pipeline_labels(cfg))
+    make_night(client, day0 - timedelta(days=9), tasks=1, log_lines=1, labels=pipeline_labels(other))
+line = after_night(cfg)  # the night's retention: its own night -5 only, the unlabelled -2 -1 stay
 con = sqlite3.connect(db)
-out["night"] = (len(night.runs), night.vacuum, con.execute("PRAGMA freelist_count").fetchone()[0])
+out["night"] = (line, con.execute("PRAGMA freelist_count").fetchone()[0])
+con.close()
+with get_client(sync_client=True) as client:  # a killed run of before labels, left RUNNING
+    stale = _run(client, "ingest", day0, run_name="stale-ingest", end=False)
+gc = prune(2, pipeline=cfg)  # `rsft gc` with the pipeline: the unlabelled -2 -1 count as its days
+out["gc2"] = ([n["started"][:10] for n in gc.nights], gc.kept_days, gc.vacuum, str(stale.id))
 print(json.dumps(out))
 """
 
 
 @pytest.mark.slow  # ~40-70 s wall: its own Prefect server, two CLI runs (the harness test above is the CI case)
 def test_rsft_gc_prunes_and_vacuums_the_embedded_database(tmp_path):
-    """A state dir's embedded Prefect database with 4 backdated nights: `rsft gc --dry-run` lists
-    the 2 old nights' 8 runs and changes nothing; `rsft gc --keep-nights 2` deletes them, the
-    file shrinks (VACUUM, write-ahead log truncated) and turns auto_vacuum=incremental; the
-    next night's retention deletes one more night and leaves no free page."""
+    """A state dir's embedded Prefect database with 4 backdated nights written before pipeline
+    labels: `rsft gc --dry-run` lists the 2 old nights' 8 runs and changes nothing; `rsft gc
+    --keep-nights 2` deletes them, the file shrinks (VACUUM, write-ahead log truncated) and turns
+    auto_vacuum=incremental. Then labelled nights (days -5 -3 0) and another pipeline's (-9): the
+    night's retention deletes its own -5 only (the unlabelled -2 -1 are not its to delete) and
+    leaves no free page; `rsft gc` with the pipeline counts the unlabelled nights as its days
+    (kept 0 and -1) and deletes -3 and -2, never the other pipeline's; a RUNNING run of before
+    labels skips its VACUUM, named."""
     from tests.test_retrain_flow import small_config
 
     cfg = small_config(tmp_path)
@@ -150,8 +260,12 @@ def test_rsft_gc_prunes_and_vacuums_the_embedded_database(tmp_path):
     history = out["json"]  # `--json`: what went, the kept days, the sizes
     assert len(history["nights"]) == 2 and len(history["runs"]) == 8 and history["bytes_after"] < history["bytes_before"] / 2
     assert len(history["kept_days"]) == 2 and history["cutoff"].startswith(history["kept_days"][-1])
-    runs, vacuum, free = out["night"]
-    assert runs == 4 and vacuum.startswith("incremental_vacuum") and free == 0, out["night"]
+    line, free = out["night"]
+    assert line.startswith("deleted 1 night(s) older than the newest 2 (4 flow runs)") and free == 0, out["night"]
+    day = lambda d: (datetime.now(timezone.utc).replace(hour=2) - timedelta(days=d)).date().isoformat()  # noqa: E731
+    gone, kept, vacuum, stale = out["gc2"]
+    assert gone == [day(3), day(2)] and kept == [day(0), day(1)], out["gc2"]
+    assert vacuum.startswith(f"VACUUM skipped: still RUNNING: stale-ingest ({stale}, since ") and "incremental" in vacuum, vacuum
 
 
 def test_a_real_nights_nested_sub_flow_runs_go_with_it(prefect_harness):
@@ -161,7 +275,7 @@ def test_a_real_nights_nested_sub_flow_runs_go_with_it(prefect_harness):
     from prefect import flow, get_client, get_run_logger, task
     from prefect.artifacts import create_markdown_artifact
 
-    from flows.history import _delete, old_nights
+    from flows.history import Scope, _delete, old_nights
 
     tag = uuid.uuid4().hex[:8]
 
@@ -185,7 +299,8 @@ def test_a_real_nights_nested_sub_flow_runs_go_with_it(prefect_harness):
 
     assert night() == 6
     with get_client(sync_client=True) as client:
-        found = old_nights(client, datetime.now(timezone.utc) + timedelta(seconds=1), (f"night-{tag}",))
+        found = old_nights(client, datetime.now(timezone.utc) + timedelta(seconds=1), (f"night-{tag}",),
+                           Scope(None, unlabelled=True))
         assert len(found) == 1 and len(found[0]) == 5, found
         ids = {r.id for r in found[0]}
         assert _children(client, ids)[1:] == (4, 4) and _children(client, ids)[0] >= 4

@@ -52,6 +52,14 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert s1["warm_start"] == "base"
     # the night's retention of the Prefect history ran (every run of this session is today's: none is old)
     assert s1["prefect_history"].startswith("deleted 0 night(s) older than the newest 7 (0 flow runs)"), s1["prefect_history"]
+    from prefect import get_client  # the night's run carries its pipeline (flows/history.py prunes by it)
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+    from prefect.client.schemas.sorting import FlowRunSort
+
+    with get_client(sync_client=True) as client:
+        night = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["nightly-retrain"])),
+                                      sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+    assert (night.labels.get("rsft.pipeline"), night.labels.get("rsft.state")) == (cfg.name, str(tmp_path / "state"))
     # the base model was trained to convergence on the pool; the summary says how far
     base_fit, final_fit = s1["base_model_fit"], s1["final_fit"]  # numbers (the CLI prints a line)
     assert base_fit["steps"] > 0 and base_fit["loss"] == "mse" and final_fit["planned_steps"] >= final_fit["steps"] > 0
