@@ -12,6 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from rsft.cli.common import ConfigOpt, SetOpt, _check_out_paths, _fail, _line, _load, console, err
+from rsft.config import PipelineConfig
 from rsft.readable import strict_json
 
 
@@ -36,7 +37,7 @@ def gc(
     try:
         with night_lock(cfg):  # not while a night of this pipeline runs on this state dir
             rep = gc_mod.collect(cfg, keep_nights=keep_nights, dry_run=dry_run)
-            history = _prune_history(keep_nights or cfg.state.keep_nights, dry_run)
+            history = _prune_history(cfg, keep_nights or cfg.state.keep_nights, dry_run)
     except ValueError as e:
         _fail(str(e))
     root = state(cfg).root
@@ -78,13 +79,13 @@ def gc(
         json_out.write_text(strict_json({**rep.to_dict(), "prefect_history": history.to_dict() if history else None}))
 
 
-def _prune_history(keep_nights: int, dry_run: bool):
-    """The Prefect history's retention (flows/history.py; rsft never imports prefect itself),
-    None when Prefect cannot be reached (said on one line: the state dir's gc is done)."""
+def _prune_history(cfg: PipelineConfig, keep_nights: int, dry_run: bool):
+    """The Prefect history's retention of this pipeline's runs (flows/history.py; rsft never
+    imports prefect itself), None when Prefect cannot be reached (said on one line: the state dir's gc is done)."""
     from flows.history import prune
 
     try:
-        return prune(keep_nights, dry_run=dry_run)
+        return prune(keep_nights, pipeline=cfg, dry_run=dry_run)
     except Exception as e:  # noqa: BLE001 - e.g. a Prefect server that does not answer
         _line(err, f"[yellow]warning[/] Prefect history not pruned: {type(e).__name__}: "
                    f"{escape(str(e).splitlines()[0] if str(e) else '')}", markup=True)
