@@ -274,6 +274,33 @@ def test_history_shows_every_version_s_metric_with_one_precision(monkeypatch):
     assert "rejected (champion by hand: see events)" in out.output, out.output
 
 
+def test_history_shows_the_newest_versions_and_every_alias_holder(monkeypatch):
+    """Trial 9: after 54 nights `rsft history` was 192 lines. The default shows the newest 20
+    versions, an older one that holds an alias (the champion, the rollback target) and the newest
+    20 events, and says what it left out; --limit 0 shows all."""
+    from typer.testing import CliRunner
+
+    from rsft.cli import app
+    from rsft.cli import registry as commands
+    from rsft.tracking import registry
+
+    rows = [{"version": v, "created": 0, "aliases": ["champion"] if v == 3 else [], "decision": "rejected",
+             "metric": "1.0", "metric_name": "rmse", "reason": f"reason-{v}", "recipe": None,
+             "events": [(f"2026-12-05T{v % 24:02d}:00:00", f"event-{v}")]} for v in range(60, 0, -1)]
+    monkeypatch.setattr(registry, "history", lambda client, name: rows)
+    monkeypatch.setattr(commands, "_client", lambda cfg: None)
+    monkeypatch.setenv("COLUMNS", "200")
+    cfg = str(REPO / "examples" / "factory.yaml")
+    out = CliRunner().invoke(app, ["history", "--config", cfg])
+    assert out.exit_code == 0, out.output
+    shown = {v for v in range(1, 61) if f"reason-{v} " in out.output or out.output.count(f"reason-{v}\n")}
+    assert shown == set(range(41, 61)) | {3}, sorted(shown)
+    assert out.output.count("  event-") == 20
+    assert "… 39 older version(s) and 40 older event(s) not shown: --limit 100 or --limit 0 (all)" in out.output
+    out = CliRunner().invoke(app, ["history", "--config", cfg, "--limit", "0"])
+    assert all(f"reason-{v}" in out.output for v in range(1, 61)) and "not shown" not in out.output
+
+
 def test_check_config_says_a_key_without_unique_is_not_enforced():
     """(trial L5) `key:` is documentation; `unique:` enforces a key at ingest. A user read the
     example's key as enforced: check-config says in one line that it is not, and what does."""

@@ -54,15 +54,21 @@ def _holdout_legend(rows: list[dict]) -> list[str]:
             if lines else [])
 
 
-def history(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
+def history(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt,
+            limit: int = typer.Option(20, "--limit", "-n", min=0, metavar="N",
+                                      help="Show the newest N versions (and any older one holding an alias) "
+                                           "and the newest N events; 0 = all.")) -> None:
     """Print the model's versions, aliases and promotion decisions (the audit trail)."""
     from rsft.tracking import registry
 
     cfg = _load(config, sets)
-    rows = registry.history(_client(cfg), cfg.promotion.model_name)
-    if not rows:
+    every = registry.history(_client(cfg), cfg.promotion.model_name)
+    if not every:
         console.print(f"no versions of '{cfg.promotion.model_name}' yet")
         return
+    # a year of nights is hundreds of versions (trial 9: 192 lines after 54 nights): the newest, and
+    # whatever serves or is the rollback target
+    rows = [r for i, r in enumerate(every) if not limit or i < limit or r["aliases"]]
     from datetime import datetime, timezone
 
     t = Table(title=f"{cfg.promotion.model_name}: versions (newest first; times UTC)")
@@ -87,11 +93,15 @@ def history(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None
     console.print(t)
     for line in _holdout_legend(rows):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
-    events = sorted((stamp, r["version"], text) for r in rows for stamp, text in r.get("events", []))
+    events = sorted((stamp, r["version"], text) for r in every for stamp, text in r.get("events", []))
     if events:
         console.print("events since registration (newest first; promote, rollback):")
-    for stamp, v, text in reversed(events):  # newest first, like the table
+    for stamp, v, text in list(reversed(events))[:limit or None]:  # newest first, like the table
         console.print(f"{stamp[5:16].replace('T', ' ')}  v{v}  {text}", highlight=False)
+    hidden = (len(every) - len(rows), max(0, len(events) - limit) if limit else 0)
+    if any(hidden):
+        console.print(f"… {hidden[0]} older version(s) and {hidden[1]} older event(s) not shown: "
+                      f"--limit {limit * 5} or --limit 0 (all)", highlight=False, style="dim")
 
 
 def promote(
