@@ -462,6 +462,7 @@ def test_a_night_where_the_search_keeps_the_champion_registers_nothing(tmp_path,
     assert len(hist[0]["events"]) == 1 and hist[0]["events"][0][1].startswith(f"kept by retrain MLflow run {out['mlflow_run']} ")
 
 
+@pytest.mark.slow  # ~40 s: two CLI runs with a registered champion; the --config case stays in make test
 def test_rsft_adapt_starts_from_the_users_champion(tmp_path):
     """--champion: a checkpoint file and the same model as models:/NAME@champion in an MLflow
     registry give the same keep_champion row, which is that model's own hold-out RMSE (tolerance

@@ -70,6 +70,7 @@ def _rsft(*args: str) -> subprocess.CompletedProcess:
                           timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
+@pytest.mark.slow  # ~14 s: a real kill mid-migration; the replaced-store case below stays in make test
 def test_a_kill_while_rsft_creates_the_store_leaves_no_store_and_the_next_run_works(tmp_path):
     from rsft.config import load_config
     from rsft.pipeline import run_night

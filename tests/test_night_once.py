@@ -53,7 +53,7 @@ def _runs(mlc, cfg):
     return mlc.search_runs([exp.experiment_id], "tags.`rsft.pipeline` != ''") if exp else []
 
 
-@pytest.mark.parametrize("step", ["record_decision", "move_champion"])
+@pytest.mark.parametrize("step", ["record_decision", pytest.param("move_champion", marks=pytest.mark.slow)])  # ~18 s each
 def test_a_night_killed_at_registration_registers_one_version(tmp_path, step):
     from rsft.config import load_config
     from rsft.pipeline import run_night, tracking_uri

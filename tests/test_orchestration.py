@@ -36,6 +36,7 @@ def test_prefect_yaml_deployments_are_valid():
     assert callable(serve_deployments)
 
 
+@pytest.mark.slow  # ~20 s: a Dask LocalCluster (team scale; make test-all)
 def test_ingest_files_fan_out_on_a_dask_cluster_with_the_local_result(tmp_path, prefect_harness):
     """``ingest.task_runner: dask``: the per-file tasks run on a LocalCluster of ``concurrency``
     worker processes, and every dataset (rows, quarantine, per-file results) equals the one the

@@ -268,6 +268,7 @@ def test_rsft_gc_prunes_and_vacuums_the_embedded_database(tmp_path):
     assert vacuum.startswith(f"VACUUM skipped: still RUNNING: stale-ingest ({stale}, since ") and "incremental" in vacuum, vacuum
 
 
+@pytest.mark.slow  # ~10 s: real nested flows; the backdated-nights cases stay in make test
 def test_a_real_nights_nested_sub_flow_runs_go_with_it(prefect_harness):
     """Flows run by Prefect's engine (not made through the API): a night with two sub-flow runs,
     each with a sub-flow run of its own, task runs, logs and an artifact. The night is found with

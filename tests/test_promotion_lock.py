@@ -69,6 +69,7 @@ def _hold_in_processes(tmp_path: Path, envs: dict[str, dict[str, str]]) -> dict[
     return out
 
 
+@pytest.mark.slow  # ~20 s: its own Prefect server (server mode; make test-all)
 def test_registry_lock_holds_across_state_dirs_with_a_prefect_server(tmp_path):
     """Four processes with four state dirs: under the Prefect limit their critical sections never
     overlap; without a server (file locks only, embedded default) the same processes do overlap —
