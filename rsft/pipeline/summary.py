@@ -274,7 +274,7 @@ def holdout_warnings(cfg: PipelineConfig) -> list[str]:
     out = ([f"{shared:,} of the target sample's {target.height:,} rows are hold-out rows too (same {', '.join(identity[0])}): "
             "the fine-tune trains on rows the gate judges it on — export the sample and the hold-out from "
             "different periods"] if shared else [])
-    out += target_span_warnings(cfg, target, holdout, shared)
+    out += target_span_warnings(cfg, target, holdout, shared, identity.spans)
     # repeated examples in the sample: the fine-tune's validation rows (held out of the sample) repeat
     # its training rows, and early stopping watches a loss near 0 (trial 8: 194 distinct of 250 texts)
     inputs = [f.text_column] if f.kind == "text" else [*f.numeric, *f.categorical]
@@ -291,17 +291,19 @@ def holdout_warnings(cfg: PipelineConfig) -> list[str]:
     return out + range_warnings(target, holdout, cols)
 
 
-def target_span_warnings(cfg: PipelineConfig, target, holdout, shared: int = 0) -> list[str]:
+def target_span_warnings(cfg: PipelineConfig, target, holdout, shared: int = 0, spans=None) -> list[str]:
     """Target-sample rows (not hold-out rows themselves: ``shared`` of them are) inside their
     machine's hold-out time span (:func:`rsft.pipeline.data.holdout_spans`, whatever
     ``train.holdout_exclusion`` says): a random sample/hold-out split of one export shares no row,
     yet every hold-out reading has its neighbour in the sample, which is trained on
     (``target_weight`` times). Warned of, never left out: the target sample is the user's choice.
-    Spans that cannot be drawn or compared are the training's line (:func:`span_warnings`)."""
+    Spans that cannot be drawn or compared are the training's line (:func:`span_warnings`).
+    ``spans``: the hold-out's, when :func:`rsft.pipeline.data.holdout_identity` drew them already."""
     from rsft.pipeline.data import HoldoutIdentity, holdout_spans, span_problem, without_holdout
 
     f = cfg.features
-    spans = holdout_spans(holdout, f.group, f.time_column, cfg.train.holdout_gap_s)
+    if spans is None:  # train.holdout_exclusion: rows draws none for training; the warning still does
+        spans = holdout_spans(holdout, f.group, f.time_column, cfg.train.holdout_gap_s)
     if spans is None or not target.height or not cfg.train.include_target_sample:
         return []
     identity = HoldoutIdentity([], holdout.head(0), spans, (f.group, f.time_column), holdout.schema[f.time_column])
