@@ -608,6 +608,11 @@ class PromotionConfig(_Model):
     # label mean, or its class shares) on the hold-out by this share (0.05: an RMSE 5 % lower, an
     # accuracy 5 % higher): one that does not is no better than a constant. None: no such floor
     beat_constant_by: float | None = Field(0.05, ge=0.0)
+    # every night a linear model is fitted on the target sample alone (ridge; L2-logistic for classes)
+    # and scored on the hold-out beside the champion: a warning names a champion it beats by this
+    # share — the served model is then not using the pool (on the demo's near-linear label it does;
+    # on a real PV plant after a fault it did). Not a gate. None: not fitted (text features: never)
+    linear_reference_by: float | None = Field(0.05, ge=0.0)
 
 
 # --------------------------------------------------------------------------------------

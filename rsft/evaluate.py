@@ -6,6 +6,8 @@ regression: MAE, RMSE, R²; classification: accuracy, macro-F1, macro one-vs-res
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import polars as pl
 import torch
@@ -140,3 +142,119 @@ def constant_metrics(y_ref: np.ndarray, y: np.ndarray, task: str = "regression",
 def evaluate_regression(model: nn.Module, df: pl.DataFrame, feature_cfg: FeaturesConfig) -> dict[str, float]:
     df = df.filter(pl.col(feature_cfg.label).is_not_null())
     return regression_metrics(labels(df, feature_cfg), predict(model, to_matrix(df, feature_cfg)))
+
+
+# --------------------------------------------------------------------------------------
+# the linear reference: a ridge (or L2-logistic) fit of the target sample alone
+# --------------------------------------------------------------------------------------
+LINEAR_MAX_ROWS = 20_000  # a larger target sample is subsampled: the reference costs the same on any
+LINEAR_LAMBDAS = np.logspace(-4, 2, 13)  # penalties tried (× rows, on standardised inputs)
+
+
+def _standardiser(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and scale of the reference rows' columns (NaN ignored; a constant or empty column gets
+    scale 1 and mean 0 after imputation, so it carries no weight)."""
+    with warnings.catch_warnings():  # an all-NaN column: "mean of empty slice"
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mu, sd = np.nanmean(x, axis=0), np.nanstd(x, axis=0)
+    mu = np.where(np.isfinite(mu), mu, 0.0)
+    sd = np.where(np.isfinite(sd) & (sd > 1e-12), sd, 1.0)
+    return mu, sd
+
+
+def _standardise(x: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """z-scores; a missing or non-finite reading becomes 0 (the reference's mean)."""
+    z = (np.asarray(x, dtype=np.float64) - mu) / sd
+    return np.where(np.isfinite(z), z, 0.0)
+
+
+def ridge_predictor(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray = LINEAR_LAMBDAS):
+    """Ridge regression on standardised inputs, intercept unpenalised, the penalty chosen by exact
+    leave-one-out error (one SVD serves every penalty). Returns ``predict(x) -> y``."""
+    mu, sd = _standardiser(x)
+    z = _standardise(x, mu, sd)
+    z_mean, y_mean = z.mean(0), float(y.mean())
+    zc, yc = z - z_mean, y - y_mean
+    u, s, vt = np.linalg.svd(zc, full_matrices=False)
+    uty, n = u.T @ yc, len(y)
+    best = None
+    for lam in lambdas:
+        shrink = s**2 / (s**2 + lam * n)
+        fitted = u @ (shrink * uty)
+        hat = (u**2) @ shrink + 1.0 / n  # the intercept's leverage too
+        loo = float(np.mean(((yc - fitted) / np.maximum(1.0 - hat, 1e-9)) ** 2))
+        if best is None or loo < best[0]:
+            best = (loo, lam)
+    lam = best[1]
+    beta = vt.T @ (s / (s**2 + lam * n) * uty)
+
+    def predict_rows(xh: np.ndarray) -> np.ndarray:
+        return (_standardise(xh, mu, sd) - z_mean) @ beta + y_mean
+
+    return predict_rows
+
+
+def logistic_predictor(x: np.ndarray, y: np.ndarray, n_classes: int, lambdas=(1e-4, 1e-3, 1e-2, 1e-1),
+                       folds: int = 3, seed: int = 0):
+    """Multinomial logistic regression with an L2 penalty on standardised inputs (full-batch L-BFGS),
+    the penalty chosen by ``folds``-fold log loss. Returns ``predict(x) -> logits``."""
+    mu, sd = _standardiser(x)
+    z = _standardise(x, mu, sd)
+    k = max(int(n_classes), int(y.max()) + 1)
+
+    def fit(zz: np.ndarray, yy: np.ndarray, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+        xt, yt = torch.as_tensor(zz, dtype=torch.float64), torch.as_tensor(yy, dtype=torch.int64)
+        w = torch.zeros(zz.shape[1], k, dtype=torch.float64, requires_grad=True)
+        b = torch.zeros(k, dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], max_iter=200, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(xt @ w + b, yt) + lam * (w**2).sum()
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        return w.detach(), b.detach()
+
+    order = np.random.default_rng(seed).permutation(len(y))
+    best = None
+    for lam in lambdas:
+        loss = 0.0
+        for f in range(folds):
+            va = order[f::folds]
+            tr = np.setdiff1d(order, va)
+            if not len(tr) or not len(va):
+                continue
+            w, b = fit(z[tr], y[tr], lam)
+            logits = torch.as_tensor(z[va]) @ w + b
+            loss += float(nn.functional.cross_entropy(logits, torch.as_tensor(y[va], dtype=torch.int64))) * len(va)
+        if best is None or loss < best[0]:
+            best = (loss, lam)
+    w, b = fit(z, y, best[1])
+
+    def predict_rows(xh: np.ndarray) -> np.ndarray:
+        return (torch.as_tensor(_standardise(xh, mu, sd)) @ w + b).numpy()
+
+    return predict_rows
+
+
+def linear_metrics(x_ref: np.ndarray, y_ref: np.ndarray, x: np.ndarray, y: np.ndarray, task: str = "regression",
+                   n_classes: int = 0, seed: int = 0) -> dict[str, float] | None:
+    """Metrics on ``(x, y)`` of a linear model fitted on the reference rows alone (the night's
+    target sample): ridge regression, or L2-logistic regression for classes; the penalty chosen on
+    the reference rows. A reference beside the constant: a served model worse than a linear fit
+    of the small sample is not using the pool. None where there is none (reconstruction, fewer
+    than 10 reference rows, integer text ids). At most :data:`LINEAR_MAX_ROWS` reference rows
+    (a seeded subsample): the cost does not grow with the sample."""
+    x_ref, y_ref = np.asarray(x_ref), np.asarray(y_ref)
+    if task == "reconstruction" or len(y_ref) < 10 or not np.issubdtype(x_ref.dtype, np.floating) or x_ref.ndim != 2:
+        return None
+    if len(y_ref) > LINEAR_MAX_ROWS:
+        keep = np.random.default_rng(seed).choice(len(y_ref), LINEAR_MAX_ROWS, replace=False)
+        x_ref, y_ref = x_ref[keep], y_ref[keep]
+    if task == "classification":
+        k = max(int(n_classes), int(y_ref.max()) + 1, int(np.asarray(y).max(initial=0)) + 1)
+        return classification_metrics(y, logistic_predictor(x_ref, y_ref.astype(np.int64), k, seed=seed)(x))
+    keep = np.isfinite(y_ref)
+    return regression_metrics(y, ridge_predictor(x_ref[keep], y_ref[keep].astype(np.float64))(x))

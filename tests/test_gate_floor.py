@@ -195,6 +195,10 @@ def test_a_first_night_whose_fine_tune_loses_promotes_its_base_model(tmp_path):
     out = stages.run_night(cfg)
     assert out["fine_tune_rmse"] > out["challenger_rmse"] * 1.05, out  # the fine-tune lost (and its figure is kept)
     assert out["challenger_rmse"] < 0.95 * out["constant_rmse"], out  # the base model passes the floor
+    # the linear reference (a ridge on the target sample alone) is logged beside the constant
+    assert 0 < out["linear_rmse"] < out["constant_rmse"], out
+    run = registry.client(tracking_uri(cfg)).get_run(out["mlflow_run"])
+    assert run.data.metrics["linear_holdout_rmse"] == pytest.approx(out["linear_rmse"], abs=1e-5)
     assert out["promoted"] and out["model_version"] == "1", out
     assert out["base_model_rmse"] == out["challenger_rmse"] and out["champion_uri"] == f"models:/{cfg.promotion.model_name}@champion"
     from rsft.readable import figures

@@ -271,16 +271,16 @@ def test_a_decided_night_re_run_reports_the_constant_it_recorded(tmp_path, monke
 
     cfg = load_config(REPO / "examples" / "factory.yaml", {"state.dir": str(tmp_path / "state")})
     metrics = {"challenger_holdout_rmse": 0.19, "constant_holdout_rmse": 0.28, "constant_holdout_mae": 0.2,
-               "warm_start_holdout_rmse": 0.22, "train_rows": 302.0}
+               "linear_holdout_rmse": 0.21, "warm_start_holdout_rmse": 0.22, "train_rows": 302.0}
     monkeypatch.setattr(finetune.runs, "night_record", lambda run_id: (metrics, {"rsft.warm_start": "base"}))
     outcome = promotion.Outcome("1", registry.Decision(True, "rmse 0.19 < the base model 0.22", "rmse", 0.19, None),
                                 None, "1", recorded_by="run1")
     out = finetune._recorded(cfg, outcome, 300)
-    assert out.constant == {"rmse": 0.28, "mae": 0.2} and out.base == {"rmse": 0.22}
+    assert out.constant == {"rmse": 0.28, "mae": 0.2} and out.base == {"rmse": 0.22} and out.linear == {"rmse": 0.21}
     monkeypatch.setattr(finetune.runs, "night_record", lambda run_id: ({"challenger_holdout_rmse": 0.18},
                                                                        {"rsft.warm_start": "models:/m/1"}))
     out = finetune._recorded(cfg, outcome, 300)
-    assert out.constant is None and out.base is None  # a run that logged none: nothing made up
+    assert out.constant is None and out.base is None and out.linear is None  # a run that logged none: nothing made up
 
 
 def test_the_ngram_score_enters_the_selection_key_only_when_not_sum(tmp_path, monkeypatch):

@@ -127,6 +127,8 @@ def _retrain_label(key: str) -> str:
     """The table's label of a summary key (the metric-named keys say what they are)."""
     if key.startswith("constant_"):
         return f"constant prediction {key.removeprefix('constant_')} (the target sample's mean / class shares)"
+    if key.startswith("linear_"):
+        return f"linear reference {key.removeprefix('linear_')} (fitted on the target sample alone)"
     if key.startswith("base_model_") and key != "base_model_fit":
         return f"base model {key.removeprefix('base_model_')} (the first night's starting point)"
     if key.startswith("fine_tune_"):

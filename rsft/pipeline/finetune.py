@@ -35,6 +35,7 @@ from rsft.pipeline.training import (
     arrays,
     base_model,
     constant_scores,
+    linear_scores,
     evaluate_frame,
     fine_tune,
     fit_facts,
@@ -86,9 +87,12 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
             model = registry.load_version_model(mlc, version)
             return evaluate_frame(model, holdout, cfg), evaluate_frame(model, pool_eval, cfg)
 
-        constant = constant_scores(cfg, load_target(cfg, TARGET_SAMPLE), holdout)
+        sample = load_target(cfg, TARGET_SAMPLE)
+        constant, linear = constant_scores(cfg, sample, holdout), linear_scores(cfg, sample, holdout)
         if constant:
             runs.log_metrics(constant, "constant_holdout_")
+        if linear:
+            runs.log_metrics(linear, "linear_holdout_")
         kept = search["why"] if search is not None and search["chosen"] == "keep_champion" and seen is not None else None
         # first night: it must beat the base model it started from (unless it is that model: the
         # search kept it, there being no champion to keep) — and when it does not but the base model
@@ -129,7 +133,7 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
         champion=outcome.champion_scores, warm_start=warm["warm_start"],
         train={**counts, **fit_stats, **{k: v for k, v in warm.items() if k.startswith("base_")}},
         adapt=search, holdout_rows=holdout.height, champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg),
-        ui_url=cfg.state.ui_url, recorded=outcome.recorded_by is not None, constant=constant,
+        ui_url=cfg.state.ui_url, recorded=outcome.recorded_by is not None, constant=constant, linear=linear,
         fine_tune_lost=scores["challenger"][0] if lost else None, base=scores["start"][0] if seen is None else None)
     if not out.recorded:
         _describe(cfg, mlc, night, ingested, selection, out)
@@ -155,8 +159,8 @@ def _recorded(cfg: PipelineConfig, outcome: promotion.Outcome, holdout_rows: int
         champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg), ui_url=cfg.state.ui_url,
         recorded=True,
         # (trial 7) the figures beside the decision, as the deciding run logged them: the constant
-        # prediction's, and a first night's base model's
-        constant=prefixed("constant_holdout_") or None, base=(prefixed("warm_start_holdout_") or None) if warm == "base" else None)
+        # prediction's, the linear reference's, and a first night's base model's
+        constant=prefixed("constant_holdout_") or None, linear=prefixed("linear_holdout_") or None, base=(prefixed("warm_start_holdout_") or None) if warm == "base" else None)
 
 
 # --------------------------------------------------------------------------------------

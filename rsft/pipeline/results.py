@@ -169,6 +169,8 @@ class Finetuned(_Result):
     # hold-out metrics of the constant prediction the target sample gives (its label mean or class
     # shares): the floor a model must beat to be worth serving; None where there is none
     constant: dict[str, float] | None = None
+    # hold-out metrics of a linear model fitted on the target sample alone (promotion.linear_reference_by)
+    linear: dict[str, float] | None = None
     # the night's fine-tune did not beat the base model it started from on a first night: the base
     # model was registered in its place (these are the fine-tune's hold-out metrics)
     fine_tune_lost: dict[str, float] | None = None

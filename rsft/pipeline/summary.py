@@ -123,11 +123,14 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         f"champion_{metric}": None if champ is None else round(champ[metric], 5),
         # the floor: predicting the target sample's label mean (or class shares) for every hold-out row
         **({f"constant_{metric}": round(result.constant[metric], 5)} if result.constant and metric in result.constant else {}),
+        # a linear model fitted on the target sample alone (promotion.linear_reference_by): what the
+        # sample gives without the pool
+        **({f"linear_{metric}": round(result.linear[metric], 5)} if result.linear and metric in result.linear else {}),
         # a first night: the base model the fine-tune started from (the bar besides the constant)
         **({f"base_model_{metric}": round(result.base[metric], 5)} if result.base and metric in result.base else {}),
         # the first night's fine-tune lost to its base model, which was registered instead
         **({f"fine_tune_{metric}": round(result.fine_tune_lost[metric], 5)} if result.fine_tune_lost else {}),
-        "model_warnings": model_warnings(result) + span_warnings(cfg, result.train)
+        "model_warnings": model_warnings(result, cfg.promotion.linear_reference_by) + span_warnings(cfg, result.train)
         + warned(holdout_warnings, cfg, what="the hold-out checks"),
         "promoted": result.promoted,
         "reason": result.reason,
@@ -340,21 +343,33 @@ def range_warnings(t, h, cols: list[str]) -> list[str]:
             "makes the comparison fairer"]
 
 
-def model_warnings(result: Finetuned) -> list[str]:
-    """The served model is no better than a constant: the champion after tonight's decision did not
-    beat predicting the target sample's mean (or class shares) on tonight's hold-out."""
+def model_warnings(result: Finetuned, linear_by: float | None = None) -> list[str]:
+    """The served model is no better than a constant — the champion after tonight's decision did
+    not beat predicting the target sample's mean (or class shares) on tonight's hold-out — or a
+    linear model fitted on the target sample alone beats it by more than ``linear_by`` (relative):
+    the champion is not getting from the pool what a few hundred target rows give."""
     from rsft.readable import figures
     from rsft.tracking.registry import HIGHER_IS_BETTER, constant_kind
 
-    m, k = result.metric, (result.constant or {}).get(result.metric)
+    m, up = result.metric, result.metric in HIGHER_IS_BETTER
     champ = result.challenger if result.promoted else result.champion
     c = (champ or {}).get(m)
-    if k is None or c is None or result.champion_version is None or (c > k if m in HIGHER_IS_BETTER else c < k):
+    if c is None or result.champion_version is None:
         return []
-    cs, ks = figures(c, k)
-    return [f"the champion v{result.champion_version} is no better than a constant on tonight's hold-out ({m} {cs} vs "
-            f"{ks} for predicting {constant_kind(result.constant)}): "
-            "look at its training budget and features"]
+    k, lin = (result.constant or {}).get(m), (result.linear or {}).get(m)
+    if k is not None and not (c > k if up else c < k):
+        cs, ks = figures(c, k)
+        return [f"the champion v{result.champion_version} is no better than a constant on tonight's hold-out ({m} {cs} vs "
+                f"{ks} for predicting {constant_kind(result.constant)}): "
+                "look at its training budget and features"]
+    if lin is None or linear_by is None or not (lin > c + abs(c) * linear_by if up else lin < c - abs(c) * linear_by):
+        return []
+    cs, ls = figures(c, lin)
+    fit = "an L2-logistic regression" if "accuracy" in result.linear else "a ridge regression"
+    return [f"the champion v{result.champion_version} is worse than {fit} fitted on the target sample alone "
+            f"({m} {cs} vs {ls} on tonight's hold-out; promotion.linear_reference_by={linear_by:g}): the pool is not "
+            "helping tonight — look at the selection's warnings, the training budget and train.target_weight "
+            "(adapt.enabled tries recipes that lean on the sample)"]
 
 
 def _coverage_line(rep: dict[str, Any]) -> str:
@@ -411,6 +426,8 @@ def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None,
         (f"champion hold-out {m}", "— (no champion yet)" if champ is None else f"{champ:.4g}"),
         *([(f"constant prediction hold-out {m}", f"{k:.4g} (the target sample's mean or class shares for every row)")]
           if (k := (result.constant or {}).get(m)) is not None else []),
+        *([(f"linear reference hold-out {m}", f"{k:.4g} (a linear model fitted on the target sample alone)")]
+          if (k := (result.linear or {}).get(m)) is not None else []),
         ("decision", result.reason),
     ]
     lines = [head, "", "| | |", "|---|---|", *[f"| {k} | {v.replace('|', '/')} |" for k, v in rows]]
@@ -511,6 +528,8 @@ def decision_markdown(result: Finetuned) -> str:
         f"| challenger hold-out {m} | {result.challenger.get(m, float('nan')):.4g} on {result.holdout_rows:,} rows |",
         f"| champion hold-out {m} | {'— (no champion yet)' if champ is None else f'{champ:.4g}'} |",
         *([f"| constant prediction hold-out {m} | {k:.4g} |"] if (k := (result.constant or {}).get(m)) is not None else []),
+        *([f"| linear reference hold-out {m} (target sample alone) | {k:.4g} |"]
+          if (k := (result.linear or {}).get(m)) is not None else []),
         f"| warm start | {result.warm_start} |",
         f"| champion now | {'—' if result.champion_version is None else f'v{result.champion_version}'} "
         f"(`models:/{result.model_name}@champion`) |",

@@ -73,6 +73,21 @@ def constant_scores(cfg: PipelineConfig, target: pl.DataFrame, holdout: pl.DataF
     return constant_metrics(labels(t, f), labels(h, f), train_config(cfg).task, len(f.classes))
 
 
+def linear_scores(cfg: PipelineConfig, target: pl.DataFrame, holdout: pl.DataFrame) -> dict[str, float] | None:
+    """Hold-out metrics of a linear model fitted on the target sample alone (ridge, or L2-logistic
+    for classes: :func:`rsft.evaluate.linear_metrics`): the reference a model trained on the pool
+    as well should beat. None with ``promotion.linear_reference_by: null``, for text features, or
+    without labelled target rows."""
+    from rsft.evaluate import linear_metrics
+
+    f = cfg.features
+    if cfg.promotion.linear_reference_by is None or f.kind == "text":
+        return None
+    t, h = (df.filter(pl.col(f.label).is_not_null()) for df in (target, holdout))
+    (xt, yt), (xh, yh) = arrays(t, f), arrays(h, f)
+    return linear_metrics(xt, yt, xh, yh, train_config(cfg).task, len(f.classes), seed=cfg.train.seed)
+
+
 # --------------------------------------------------------------------------------------
 # the fine-tune's rows: selected pool rows + the target sample
 # --------------------------------------------------------------------------------------
