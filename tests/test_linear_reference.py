@@ -113,6 +113,9 @@ def test_a_champion_the_linear_reference_beats_is_warned_of():
     the 5 % margin, switched off, or nothing served: not."""
     (w,) = model_warnings(RESULT, 0.05)
     assert "v1 is worse than a ridge regression fitted on the target sample alone (rmse 1.030 vs 0.9600" in w, w
+    assert w.endswith("(adapt.enabled tries recipes that lean on the sample)"), w
+    searched = dataclasses.replace(RESULT, adapt={"chosen": "recalibrate"})
+    assert model_warnings(searched, 0.05)[0].endswith("(tonight's adaptation search chose recalibrate)")
     assert model_warnings(RESULT, 0.10) == [] and model_warnings(RESULT, None) == []
     assert model_warnings(dataclasses.replace(RESULT, linear={"rmse": 1.0}), 0.05) == []
     assert model_warnings(dataclasses.replace(RESULT, champion_version=None, champion=None), 0.05) == []

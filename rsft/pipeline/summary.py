@@ -368,8 +368,9 @@ def model_warnings(result: Finetuned, linear_by: float | None = None) -> list[st
     fit = "an L2-logistic regression" if "accuracy" in result.linear else "a ridge regression"
     return [f"the champion v{result.champion_version} is worse than {fit} fitted on the target sample alone "
             f"({m} {cs} vs {ls} on tonight's hold-out; promotion.linear_reference_by={linear_by:g}): the pool is not "
-            "helping tonight — look at the selection's warnings, the training budget and train.target_weight "
-            "(adapt.enabled tries recipes that lean on the sample)"]
+            "helping tonight — look at the selection's warnings, the training budget and train.target_weight"
+            + (f" (tonight's adaptation search chose {result.adapt['chosen']})" if result.adapt else
+               " (adapt.enabled tries recipes that lean on the sample)")]
 
 
 def _coverage_line(rep: dict[str, Any]) -> str:
