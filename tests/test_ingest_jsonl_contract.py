@@ -250,3 +250,28 @@ def test_the_checks_before_reading_leave_a_corrupt_gzip_to_the_reader(tmp_path):
         (tmp_path / name).write_bytes(data[:len(data) // 2])
         res = ingest(str(tmp_path / name), tmp_path / f"ds-{name}", _contract()).files[0]
         assert res.status == "failed" and res.error.startswith(f"{name}: unreadable: Compressed file ended"), res
+
+
+def test_jsonl_drop_says_the_keys_it_ignores(tmp_path, caplog):
+    """(last session's note) the CSV reader says which columns ``unknown_columns: drop`` drops;
+    JSONL said nothing: a renamed key's values vanished silently. One line per file names the keys
+    outside the contract in its first lines (an alias or a key starting with _ is not one); none
+    for a file with none, nor under reject (its lines are quarantined, naming them)."""
+    import logging
+
+    src = tmp_path / "logs.jsonl"
+    src.write_text("\n".join([_line(1), _line(2, site="S1"), _line(3, x=_DROP, x_old=2.0, _id="a"),
+                              _line(4, comment="c", site="S2")]) + "\n")
+    with caplog.at_level(logging.WARNING, logger="rsft.ingest"):
+        res = ingest(str(src), tmp_path / "drop", _contract()).files[0]
+    assert res.status == "ok" and res.rows_ok == 4, res
+    said = [r.getMessage() for r in caplog.records if "unknown key" in r.getMessage()]
+    assert said == ["ignoring unknown key(s): site, comment (in the first 4 lines; the contract's unknown_columns: "
+                    "reject would quarantine their lines)"], said
+    clean = tmp_path / "clean.jsonl"
+    clean.write_text("\n".join(_line(i, x=_DROP, x_old=1.0) for i in range(5)) + "\n")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="rsft.ingest"):
+        ingest(str(clean), tmp_path / "clean", _contract())
+        ingest(str(src), tmp_path / "reject", _contract(unknown_columns="reject"))
+    assert not [r for r in caplog.records if "unknown key" in r.getMessage()]

@@ -127,13 +127,12 @@ def _wide_text(head: bytes) -> str | None:
     return None
 
 
-def _jsonl_shape(path: str) -> str | None:
+def _jsonl_shape(head: bytes) -> str | None:
     """Why a file is not JSON Lines at all, in one line (rather than each of its lines quarantined
     as invalid JSON): not UTF-8 text (:func:`_not_text`), a JSON array, pretty-printed JSON (an
-    object over several lines); None for a file to read line by line. From the first MiB
+    object over several lines); None for a file to read line by line. From ``head``, the first MiB
     (decompressed for ``.gz``): an array or object longer than that is recognised only by a first
     line of ``[`` or ``{`` alone."""
-    head = _head(path, 1 << 20)
     why = _not_text(head, "JSON Lines", ".jsonl.gz")
     text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
     if why or not text.startswith((b"[", b"{")):
@@ -153,6 +152,27 @@ def _jsonl_shape(path: str) -> str | None:
         return ("pretty-printed JSON (an object over several lines), not JSON Lines (one object per line) — "
                 "convert it: jq -c . FILE > FILE.jsonl")
     return None
+
+
+IGNORED_KEYS_LINES = 1_000  # lines of a JSONL file's head looked at for keys unknown_columns: drop ignores
+
+
+def _ignored_keys(head: bytes, known: set[str]) -> tuple[list[str], int]:
+    """(keys outside the contract, lines looked at) in the first :data:`IGNORED_KEYS_LINES` whole
+    lines of ``head``: what ``unknown_columns: drop`` ignores, to be said once per file as the CSV
+    reader says the columns it drops (a renamed key — a missing column's values under a new name —
+    shows here before its rows fail on the missing one). Lines that are not JSON objects are the
+    parsers' business."""
+    lines = head.removeprefix(b"\xef\xbb\xbf").split(b"\n")[:-1][:IGNORED_KEYS_LINES]
+    seen: dict[str, None] = {}
+    for line in lines:
+        try:
+            obj = json.loads(line)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            continue
+        if isinstance(obj, dict):
+            seen.update(dict.fromkeys(_unknown_keys(obj, known)))
+    return list(seen), len(lines)
 
 
 def _spans_lines(text: bytes) -> bool:
@@ -453,12 +473,18 @@ def _read_jsonl(path: str, contract: ContractConfig, chunk_rows: int = JSONL_SPO
     _row = line number, __pre = reason or null, __line = the line's text)``; a row of the bulk
     parse has ``__line`` null and its line's byte range in the block (``__lo``, ``__hi``) instead:
     only the rows the stream quarantines need the text (:meth:`_Blocks.fill_lines`)."""
-    why = _jsonl_shape(path)
+    head = _head(path, 1 << 20)
+    why = _jsonl_shape(head)
     if why:
         raise FileError(why)
     if contract.empty_file == "error" and _is_blank(path):
         raise FileError(f"empty file (no lines) — {contract.setting('empty_file')}: zero_rows would accept it as no rows")
     lines = _JsonlLines(contract)
+    if contract.unknown_columns == "drop":
+        ignored, looked = _ignored_keys(head, lines.known)
+        if ignored:
+            log.warning("ignoring unknown key(s): %s (in the first %s lines; %s: reject would quarantine their lines)",
+                        ", ".join(ignored), f"{looked:,}", contract.setting("unknown_columns"))
     schema = {**{n: pl.String for n in lines.names}, "_row": pl.Int64, "__pre": pl.String, "__line": pl.String,
               "__lo": pl.Int64, "__hi": pl.Int64}
     block = max(1, min(chunk_rows, JSONL_SPOOL_ROWS))
