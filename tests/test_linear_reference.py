@@ -125,3 +125,33 @@ def test_a_champion_the_linear_reference_beats_is_warned_of():
                               linear={"accuracy": 0.80, "log_loss": 0.5})
     assert "an L2-logistic regression" in model_warnings(acc, 0.05)[0]
     assert model_warnings(dataclasses.replace(acc, linear={"accuracy": 0.72}), 0.05) == []
+
+
+def test_the_nights_reference_reads_the_models_features_and_classes():
+    """linear_scores on a pipeline config: class names → an L2-logistic reference on the same
+    feature matrix the model reads (seed 0: 3 classes from two sensors, accuracy ≥ 0.85 where the
+    class shares give ~0.35); text features and linear_reference_by: null → none."""
+    import polars as pl
+
+    from rsft.config import load_config
+    from rsft.pipeline.training import constant_scores, linear_scores
+
+    from tests.conftest import REPO
+
+    rng = np.random.default_rng(0)
+
+    def frame(n: int) -> pl.DataFrame:
+        d = {f"s{i:02d}": rng.normal(50, 10, n) for i in range(1, 13)}
+        z = (d["s01"] - 50) / 10 + (d["s05"] - 50) / 10
+        return pl.DataFrame({**d, "quality": np.where(z < -0.5, "lo", np.where(z > 0.5, "hi", "mid")),
+                             "machine_id": ["M01"] * n})
+
+    cfg = load_config(REPO / "examples" / "factory.yaml", {"features.classes": ["lo", "mid", "hi"],
+                                                           "promotion.metric": "accuracy"})
+    t, h = frame(300), frame(2000)
+    lin, const = linear_scores(cfg, t, h), constant_scores(cfg, t, h)
+    assert lin["accuracy"] >= 0.85 and const["accuracy"] < 0.45, (lin, const)
+    off = load_config(REPO / "examples" / "factory.yaml", {"promotion.linear_reference_by": None})
+    assert linear_scores(off, t.with_columns(quality=pl.lit(1.0)), h.with_columns(quality=pl.lit(1.0))) is None
+    text = load_config(REPO / "examples" / "maintenance-logs.yaml")
+    assert linear_scores(text, t, h) is None
