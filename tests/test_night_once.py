@@ -304,3 +304,23 @@ def test_the_ngram_score_enters_the_selection_key_only_when_not_sum(tmp_path, mo
     monkeypatch.setattr(ScorerConfig, "model_dump", lambda self, **kw: {
         k: v for k, v in BaseModel.model_dump(self, **kw).items() if k != "ngram_score"})
     assert run_key(ngram, pre) == now
+
+
+def test_a_backfilled_night_is_named_after_its_data(tmp_path):
+    """(trial 9 #10) 54 nights run back-to-back on one day had 54 MLflow runs of the same name: a
+    night whose target sample ends before yesterday names the date of its data too."""
+    from datetime import date, datetime
+
+    import polars as pl
+
+    from rsft.pipeline.finetune import night_label
+
+    today = date(2026, 12, 5)
+    old = pl.DataFrame({"ts": [datetime(2026, 10, 11, 23), datetime(2026, 10, 12, 6)]})
+    assert night_label(today, old, "ts") == "2026-12-05 (data to 2026-10-12)"
+    fresh = pl.DataFrame({"ts": [datetime(2026, 12, 4, 22)]})
+    assert night_label(today, fresh, "ts") == "2026-12-05"
+    assert night_label(today, old.with_columns(pl.col("ts").dt.date()), "ts") == "2026-12-05 (data to 2026-10-12)"
+    for no_time in (old.rename({"ts": "t"}), old.with_columns(pl.col("ts").cast(pl.String)), old.clear(),
+                    pl.DataFrame({"ts": [None]}, schema={"ts": pl.Datetime})):
+        assert night_label(today, no_time, "ts") == "2026-12-05"

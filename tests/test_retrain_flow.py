@@ -158,7 +158,13 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     run_dir = pipeline_root(cfg) / "runs" / run.data.tags["rsft.run_key"]
     first_write = min(f.stat().st_mtime for f in run_dir.rglob("*") if f.is_file())
     assert run.info.start_time / 1000 < first_write, (run.info.start_time, first_write)
+    # the synthetic data is dated 2026-01: the name says the date of the data too (a backfill's nights)
+    from rsft.pipeline.finetune import night_label
+    from rsft.pipeline.data import load_target
+
+    night = night_label(datetime.fromisoformat(night).date(), load_target(cfg, "target_sample"), cfg.features.time_column)
     assert run.info.run_name == f"{cfg.name} {night} {'promoted' if better else 'rejected'} v2"
+    assert "(data to 2026-01-" in night
     story = run.data.tags["mlflow.note.content"]
     assert f"night of {night}" in story and "selected for tonight's regime" in story and s2["reason"] in story
     assert f"Input warnings:\n- {s2['files_unlike_earlier'][0]}" in story

@@ -64,7 +64,8 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
     t = cfg.train
     pool_eval = pool_sample(selection.prefiltered, t.pretrain_rows, t.seed + 1, labelled=cfg.features.label).head(5_000)
     seen = registry.alias_version(mlc, name)
-    night = datetime.fromtimestamp(started or time.time(), timezone.utc).date().isoformat()  # the run's start date
+    sample = load_target(cfg, TARGET_SAMPLE)
+    night = night_label(datetime.fromtimestamp(started or time.time(), timezone.utc).date(), sample, cfg.features.time_column)
     with runs.night_run(cfg.state.experiment, artifacts, f"{cfg.name} {night} (running)",
                         {"rsft.pipeline": cfg.name, "rsft.run_key": scored.run_key}, cfg.flat(), cfg_yaml(cfg),
                         started=started, metric=cfg.promotion.metric) as run_id:
@@ -87,7 +88,6 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
             model = registry.load_version_model(mlc, version)
             return evaluate_frame(model, holdout, cfg), evaluate_frame(model, pool_eval, cfg)
 
-        sample = load_target(cfg, TARGET_SAMPLE)
         constant, linear = constant_scores(cfg, sample, holdout), linear_scores(cfg, sample, holdout)
         if constant:
             runs.log_metrics(constant, "constant_holdout_")
@@ -138,6 +138,21 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
     if not out.recorded:
         _describe(cfg, mlc, night, ingested, selection, out)
     return out
+
+
+def night_label(started, sample: pl.DataFrame, time_column: str) -> str:
+    """The night's name in its MLflow run and story: the date it ran, and where the target sample's
+    newest reading is older than the day before, the date of the data it adapted to — a backfill
+    of 54 nights run on one day (trial 9) had 54 runs of the same name."""
+    day = started.isoformat()
+    if time_column not in sample.columns or not sample.height:
+        return day
+    col = sample.get_column(time_column)
+    if not (col.dtype == pl.Date or isinstance(col.dtype, pl.Datetime)):
+        return day
+    last = col.max()
+    last = last.date() if isinstance(last, datetime) else last
+    return day if last is None or (started - last).days <= 1 else f"{day} (data to {last.isoformat()})"
 
 
 def _recorded(cfg: PipelineConfig, outcome: promotion.Outcome, holdout_rows: int) -> Finetuned:
