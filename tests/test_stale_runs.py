@@ -80,13 +80,13 @@ def test_a_killed_nights_runs_beyond_a_page_are_all_marked_crashed(prefect_harne
 
     from flows.crashed import close_crashed
     from rsft.fsio import owner
-    from tests.prefect_nights import _run
+    from benchmarks._nights import make_run
 
     child = subprocess.Popen(["sleep", "0"])
     child.wait()
     dead, name = {**owner(), "rsft.pid": str(child.pid)}, f"killed-{uuid.uuid4().hex[:8]}"
     with get_client(sync_client=True) as client:
-        runs = [_run(client, name, datetime.now(timezone.utc), end=False) for _ in range(6)]
+        runs = [make_run(client, name, datetime.now(timezone.utc), end=False) for _ in range(6)]
         for run in runs[:5]:
             client.update_flow_run_labels(run.id, dead)
         client.update_flow_run_labels(runs[5].id, owner())
