@@ -236,6 +236,7 @@ def test_a_base_fit_still_falling_at_its_step_cap_is_said(tmp_path, one_torch_th
     from types import SimpleNamespace
 
     from rsft.config import ModelConfig
+    from rsft.pipeline.results import Finetuned
     from rsft.pipeline.summary import fit_warnings, night_story
     from rsft.pipeline.training import fit_facts, late_fall, pretrain
 
@@ -255,8 +256,8 @@ def test_a_base_fit_still_falling_at_its_step_cap_is_said(tmp_path, one_torch_th
     pre = SimpleNamespace(rows_in=10, rows_out=10)
     sel = SimpleNamespace(prefiltered=pre, selected=SimpleNamespace(rows_out=5, acceptance_rate=0.5, mode="rejection"),
                           report={})
-    night = SimpleNamespace(metric="rmse", adapt=None, challenger={"rmse": 1.0}, champion=None, promoted=True,
-                            version="1", fine_tune_lost=None, train={"train_rows": 5, **t}, warm_start="base",
-                            holdout_rows=3, constant=None, reason="first night")
+    night = Finetuned(run_id="r", model_name="m", version="1", promoted=True, reason="first night", metric="rmse",
+                      challenger={"rmse": 1.0}, champion=None, warm_start="base", train={"train_rows": 5, **t},
+                      adapt=None, holdout_rows=3, champion_version="1", tracking_uri="")
     story = night_story(cfg, "2026-12-05", None, sel, night)
     assert f"Fit warnings:\n- {warned[0]}" in story
