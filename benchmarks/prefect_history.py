@@ -5,7 +5,7 @@ the retention of flows/history.py.
         [--log-lines 3] [--out benchmarks/results-prefect-history.json]
 
 Each arm is a fresh process with its own PREFECT_HOME (the embedded server's SQLite file, as in
-a state dir). Night n (one a day, backdated: tests/prefect_nights.py) is a ``nightly-retrain``
+a state dir). Night n (one a day, backdated: benchmarks/_nights.py) is a ``nightly-retrain``
 run with ingest/select/finetune sub-flow runs, ``--tasks`` task runs each with ``--log-lines``
 log lines, an artifact per run. Arm ``none``: nothing prunes (rsft before this change); at the
 end one ``rsft gc`` (``prune(vacuum="full")``), timed. Arm ``nightly``: after every night the
@@ -44,7 +44,7 @@ def arm(name: str, a) -> dict:
     from flows.crashed import pipeline_labels
     from flows.history import after_night, database_file, file_bytes, prune
     from rsft.config import load_config
-    from tests.prefect_nights import make_night
+    from benchmarks._nights import make_night
 
     # the nights are one pipeline's, labelled as its runs label themselves (flows/crashed.py)
     cfg = load_config(REPO / "examples" / "factory.yaml", {"state.keep_nights": a.keep_nights})

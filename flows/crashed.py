@@ -15,6 +15,7 @@ import logging
 import socket
 from uuid import UUID
 
+from flows.paging import PAGE, paged
 from rsft.config import PipelineConfig
 from rsft.fsio import owner, owner_gone
 from rsft.pipeline.layout import state
@@ -55,18 +56,20 @@ def claim(cfg: PipelineConfig | None = None) -> None:
         log.warning("could not label the flow run: %s: %s", type(e).__name__, e)
 
 
-def close_crashed() -> list[str]:
+def close_crashed(page: int = PAGE) -> list[str]:
     """Mark CRASHED the RUNNING flow runs whose labelled owner (the run or its nearest labelled
-    parent flow run) ran on this host in a process that is gone. Returns their names."""
+    parent flow run) ran on this host in a process that is gone. Returns their names. Every
+    RUNNING run is read, ``page`` at a time, before any is closed (closing one shifts the pages)."""
     from prefect import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
     from prefect.client.schemas.objects import StateType
+    from prefect.client.schemas.sorting import FlowRunSort
     from prefect.states import Crashed
 
     host, closed = socket.gethostname(), []
     with get_client(sync_client=True) as client:
-        running = client.read_flow_runs(flow_run_filter=FlowRunFilter(state=FlowRunFilterState(
-            type=FlowRunFilterStateType(any_=[StateType.RUNNING]))), limit=200)
+        running = list(paged(client, page, sort=FlowRunSort.ID_DESC, flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.RUNNING])))))
         by_id = {r.id: r for r in running}
 
         def labelled(run, depth: int = 0) -> dict[str, str] | None:

@@ -43,6 +43,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from flows.paging import PAGE, paged
+
 if TYPE_CHECKING:
     from rsft.config import PipelineConfig
 
@@ -51,7 +53,6 @@ log = logging.getLogger("rsft.flows")
 # the names of rsft's flows (flows/*.py; tests/test_prefect_history.py checks the list): only
 # their runs are pruned, a team server's other flows are not rsft's to delete
 RSFT_FLOWS = ("nightly-retrain", "ingest", "ingest-exports", "select", "sample-chunks", "finetune", "finetune-only")
-PAGE = 200  # the API's default page size
 LABEL = "rsft.pipeline"  # a top-level run's pipeline label (flows.crashed.pipeline_labels); without it: written before labels
 BUSY_TIMEOUT_S = 2.0  # how long `rsft gc`'s VACUUM waits for a writer before skipping
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
@@ -142,21 +143,10 @@ def _runs(client, flows: tuple[str, ...], scope: Scope, *, nights: bool = False,
         f.expected_start_time = FlowRunFilterExpectedStartTime(before_=before)
         f.state = FlowRunFilterState(type=FlowRunFilterStateType(any_=sorted(TERMINAL)))
         sort = FlowRunSort.EXPECTED_START_TIME_ASC
-    for run in _paged(client, page, flow_filter=FlowFilter(name=FlowFilterName(any_=list(flows))),
+    for run in paged(client, page, flow_filter=FlowFilter(name=FlowFilterName(any_=list(flows))),
                       flow_run_filter=f, sort=sort):
         if run in scope:
             yield run
-
-
-def _paged(client, page: int, **query):
-    """Every flow run ``query`` matches, ``page`` at a time (the API returns one page per call)."""
-    offset = 0
-    while True:
-        runs = client.read_flow_runs(limit=page, offset=offset, **query)
-        yield from runs
-        if len(runs) < page:
-            return
-        offset += page
 
 
 def _subflows(client, run_id, page: int = PAGE) -> list:
@@ -169,7 +159,7 @@ def _subflows(client, run_id, page: int = PAGE) -> list:
     while level:
         children = []
         for i in range(0, len(level), page):  # (a level's parents in batches: one filter, not thousands of ids)
-            children += _paged(client, page, sort=FlowRunSort.ID_DESC, flow_run_filter=FlowRunFilter(
+            children += paged(client, page, sort=FlowRunSort.ID_DESC, flow_run_filter=FlowRunFilter(
                 parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=level[i:i + page])))
         out += children
         level = [c.id for c in children]

@@ -151,7 +151,7 @@ def test_retrain_prints_the_summarys_candidate_records_as_the_table(monkeypatch,
     summary = {"recipe": "sample_only", "search_cv": "grouped, 3 folds over 4 groups", "mlflow_ui": "mlflow ui",
                "adapt_candidates": candidate_records(_halving_report()), "model_version": 2}
     monkeypatch.setattr(flows.retrain, "retrain", lambda **kw: summary)
-    monkeypatch.setattr(night, "_load", lambda config, sets=None: load_config(config))  # no state dir to set up
+    monkeypatch.setattr(night, "load_pipeline", lambda config, sets=None: load_config(config))  # no state dir to set up
     res = CliRunner().invoke(app, ["retrain", "--config", str(REPO / "examples" / "factory.yaml"),
                                        "--json-out", str(tmp_path / "s.json")])
     assert res.exit_code == 0, res.output

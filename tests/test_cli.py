@@ -159,9 +159,9 @@ def test_path_mistakes_are_one_line(tmp_path):
 
 def test_summary_values_read_as_numbers_not_json():
     """The retrain table's cells: thousands separators, 4 significant digits, yes/no, — for none."""
-    from rsft.cli.common import _cell
+    from rsft.readable import human as cell
 
-    assert [_cell(v) for v in (137129, 0.0167432, 1.36312, None, True, False, 1234567.8, 12345.67, "x")] == [
+    assert [cell(v) for v in (137129, 0.0167432, 1.36312, None, True, False, 1234567.8, 12345.67, "x")] == [
         "137,129", "0.0167432", "1.36312", "—", "yes", "no", "1,234,568", "12,345.7", "x"]
 
 

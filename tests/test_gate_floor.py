@@ -134,7 +134,9 @@ def test_still_improving_means_the_curve_had_not_flattened():
         return [{"val_loss": x} for x in v]
 
     assert still_improving(h(10, 6, 4, 3, 2.5, 2.0, 1.8, 1.6, 1.5, 1.2))  # fell 0.3 of 8.8 in the last fifth
-    assert not still_improving(h(1.6, 0.1, 0.01, 0.001, 3e-4, 2.9e-4, 2.8e-4, 2.7e-4, 2.6e-4, 2.5e-4))  # flat
+    # trial 9 #12: a steep first fall, then 1.2 % in the last fifth (0.05 % of the whole fall)
+    assert still_improving(h(10, 1.0, 0.5, 0.45, 0.44, 0.43, 0.42, 0.415, 0.41, 0.405))
+    assert not still_improving(h(1.6, 0.1, 0.01, 0.001, 3e-4, 2.99e-4, 2.98e-4, 2.98e-4, 2.979e-4, 2.98e-4))  # flat
     assert not still_improving(h(5, 4)) and not still_improving(h(3, 4, 5, 6))  # too short; never fell
 
 
@@ -227,3 +229,39 @@ def test_a_hold_out_beyond_the_target_samples_range_is_said():
     w = range_warnings(t, h2, ["temp", "wind"])
     assert len(w) == 1 and "temp (40 below its min 30); wind (44 above its max 8)" in w[0], w
     assert range_warnings(t, h.head(0), ["temp"]) == [] and range_warnings(t, t, ["temp", "wind"]) == []
+
+
+def test_a_base_fit_still_falling_at_its_step_cap_is_said(tmp_path, one_torch_thread):
+    """Trial 9 #12: a first night's base model ran to its step cap while its validation loss was
+    still falling, unsaid — the steep first fall made a steady late fall look flat. A real fit
+    (seed 0, 20,000 rows, 1,500-step cap, eval every 100): it reaches its cap, its loss falls by
+    ≥ 1 % in the last fifth of its periods (but < 1 % of its whole fall), and the night's fit
+    warnings and story (the MLflow run's description) say so in one line."""
+    from types import SimpleNamespace
+
+    from rsft.config import ModelConfig
+    from rsft.pipeline.results import Finetuned
+    from rsft.pipeline.summary import fit_warnings, night_story
+    from rsft.pipeline.training import fit_facts, late_fall, pretrain
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20_000, 6)).astype(np.float32)
+    y = (np.sin(2 * x[:, 0]) * x[:, 1] + 0.5 * x[:, 2] ** 2 + 0.3 * x[:, 3] * x[:, 4]
+         + 0.1 * rng.normal(size=len(x))).astype(np.float32)
+    cfg = _cfg(tmp_path, pretrain_max_steps=1500, eval_every=100, min_steps=500)
+    _, result = pretrain(ModelConfig(), x, y, cfg.train)
+    of_level, of_fall = late_fall(result.history)
+    assert result.steps == 1500 and not result.stopped_early, result.history
+    assert of_level >= 0.01 and of_fall < 0.01, (of_level, of_fall)  # what the whole-fall share alone missed
+    t = {f"base_{k}": v for k, v in fit_facts(result).items()}
+    warned = fit_warnings(cfg, t)
+    assert len(warned) == 1 and "the base model's fit was still improving when it reached its 1,500 steps" in warned[0]
+    assert f"fell {of_level:.1%} in the fit's last fifth" in warned[0] and "raise train.pretrain_max_steps" in warned[0]
+    pre = SimpleNamespace(rows_in=10, rows_out=10)
+    sel = SimpleNamespace(prefiltered=pre, selected=SimpleNamespace(rows_out=5, acceptance_rate=0.5, mode="rejection"),
+                          report={})
+    night = Finetuned(run_id="r", model_name="m", version="1", promoted=True, reason="first night", metric="rmse",
+                      challenger={"rmse": 1.0}, champion=None, warm_start="base", train={"train_rows": 5, **t},
+                      adapt=None, holdout_rows=3, champion_version="1", tracking_uri="")
+    story = night_story(cfg, "2026-12-05", None, sel, night)
+    assert f"Fit warnings:\n- {warned[0]}" in story

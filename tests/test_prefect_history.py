@@ -16,7 +16,7 @@ import pytest
 from datetime import datetime, timedelta, timezone
 
 from tests.conftest import REPO
-from tests.prefect_nights import make_night
+from benchmarks._nights import make_night
 
 
 def _pipeline(name: str, state_dir) -> "PipelineConfig":  # noqa: F821
@@ -76,7 +76,7 @@ def test_old_finished_nights_go_whole_the_newest_and_unfinished_stay(prefect_har
     from prefect.states import Running, Scheduled
 
     from flows.history import prune
-    from tests.prefect_nights import _flow
+    from benchmarks._nights import make_flow
 
     tag = uuid.uuid4().hex[:8]
     top, subs = f"night-{tag}", (f"ingest-{tag}", f"select-{tag}")
@@ -89,7 +89,7 @@ def test_old_finished_nights_go_whole_the_newest_and_unfinished_stay(prefect_har
         nights[7] = make_night(client, day0 - timedelta(days=7), tasks=1, log_lines=1, top=top, subflows=subs,
                                labels=_labels(cfg))
         client.set_flow_run_state(nights[7]["subs"][0], Running(), force=True)  # its top finished, a sub-flow not
-        future = client.create_flow_run(_flow(top), state=Scheduled(scheduled_time=day0 + timedelta(days=1))).id
+        future = client.create_flow_run(make_flow(top), state=Scheduled(scheduled_time=day0 + timedelta(days=1))).id
         client.update_flow_run_labels(future, _labels(cfg))
         ids = {d: {n["top"], *n["subs"]} for d, n in nights.items()}
         gone, stay = ids[6] | ids[4], ids[7] | ids[5] | ids[3] | ids[2] | ids[1] | {future}
@@ -196,7 +196,7 @@ from flows.crashed import pipeline_labels
 from flows.history import after_night, database_file, file_bytes, prune
 from rsft.cli import app
 from rsft.config import load_config
-from tests.prefect_nights import _run, make_night
+from benchmarks._nights import make_night, make_run
 
 day0 = datetime.now(timezone.utc).replace(hour=2, minute=0, second=0, microsecond=0)
 with get_client(sync_client=True) as client:
@@ -223,7 +223,7 @@ con = sqlite3.connect(db)
 out["night"] = (line, con.execute("PRAGMA freelist_count").fetchone()[0])
 con.close()
 with get_client(sync_client=True) as client:  # a killed run of before labels, left RUNNING
-    stale = _run(client, "ingest", day0, run_name="stale-ingest", end=False)
+    stale = make_run(client, "ingest", day0, run_name="stale-ingest", end=False)
 gc = prune(2, pipeline=cfg)  # `rsft gc` with the pipeline: the unlabelled -2 -1 count as its days
 out["gc2"] = ([n["started"][:10] for n in gc.nights], gc.kept_days, gc.vacuum, str(stale.id))
 print(json.dumps(out))

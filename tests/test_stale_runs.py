@@ -67,3 +67,31 @@ def test_an_owner_is_gone_only_when_its_process_certainly_is():
     assert owner_gone({**me, "rsft.proc": f"{where}@1"})  # this pid, but a process that started at tick 1
     assert not owner_gone({**me, "rsft.pid": str(child.pid), "rsft.host": "elsewhere"})
     assert not owner_gone({**me, "rsft.pid": str(child.pid), "rsft.proc": "another-boot/1@5"})
+
+
+def test_a_killed_nights_runs_beyond_a_page_are_all_marked_crashed(prefect_harness):
+    """Page size 2, five RUNNING runs of a dead process of this host (more than two pages) and one
+    of this live process: the five are CRASHED, the live one stays RUNNING."""
+    import uuid
+    from datetime import datetime, timezone
+
+    from prefect import get_client
+    from prefect.states import Completed
+
+    from flows.crashed import close_crashed
+    from rsft.fsio import owner
+    from benchmarks._nights import make_run
+
+    child = subprocess.Popen(["sleep", "0"])
+    child.wait()
+    dead, name = {**owner(), "rsft.pid": str(child.pid)}, f"killed-{uuid.uuid4().hex[:8]}"
+    with get_client(sync_client=True) as client:
+        runs = [make_run(client, name, datetime.now(timezone.utc), end=False) for _ in range(6)]
+        for run in runs[:5]:
+            client.update_flow_run_labels(run.id, dead)
+        client.update_flow_run_labels(runs[5].id, owner())
+        closed = close_crashed(page=2)
+        states = [client.read_flow_run(r.id).state_type.value for r in runs]
+        client.set_flow_run_state(runs[5].id, Completed(), force=True)  # (no RUNNING run left to later tests)
+    assert states == ["CRASHED"] * 5 + ["RUNNING"]
+    assert sorted(set(closed) & {r.name for r in runs}) == sorted(r.name for r in runs[:5])

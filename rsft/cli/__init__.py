@@ -17,7 +17,7 @@ import sys
 import typer
 
 from rsft.cli import adapt, night, registry, state
-from rsft.cli.common import _line, console, err
+from rsft.cli.common import console, err, say
 from rsft.config import ConfigError
 
 app = typer.Typer(
@@ -76,5 +76,5 @@ def main() -> None:
     try:
         app()
     except ConfigError as e:
-        _line(err, f"error: {e}")
+        say(err, f"error: {e}")
         sys.exit(2)

@@ -12,7 +12,7 @@ from typing import Any, Optional, get_args
 import typer
 from rich.markup import escape
 
-from rsft.cli.common import _check_out_paths, _fail, _line, _load, _rows_table, console, err, ingest_progress
+from rsft.cli.common import check_out_paths, console, err, fail, ingest_progress, load_pipeline, rows_table, say
 from rsft.config import PipelineConfig
 from rsft.readable import counts as _counts
 from rsft.readable import strict_json
@@ -27,7 +27,7 @@ def _tables():
     try:
         yield
     except TableError as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 def _did_you_mean(name: str, names: list[str]) -> str:
@@ -82,27 +82,27 @@ def adapt(
     Every candidate recipe starts from the champion (--champion, or a model pretrained on a pool sample) and is scored by cross-validation on the target sample — forward-chaining folds when its groups are time blocks, grouped K-fold otherwise (--cv) — and, with --holdout, on the hold-out. With --config, on the config's pool as a night sees it (ingested under its contract, prefiltered) and with its training budget.
     """  # noqa: E501 - one line per paragraph: the help renders line breaks as they are
     if model not in ("mlp", "autoencoder"):
-        _fail(f"--model must be mlp or autoencoder (got '{model}')")
+        fail(f"--model must be mlp or autoencoder (got '{model}')")
     if champion and model != "mlp":
-        _fail("--model chooses the warm start pretrained on the pool; with --champion the champion is the warm start")
+        fail("--model chooses the warm start pretrained on the pool; with --champion the champion is the warm start")
     if cv not in ("auto", "grouped", "forward"):
-        _fail(f"--cv must be auto, grouped or forward (got '{cv}')")
+        fail(f"--cv must be auto, grouped or forward (got '{cv}')")
     if scorer not in ("gaussian", "gmm", "classifier"):
-        _fail(f"--scorer must be gaussian, gmm or classifier (got '{scorer}')")
-    _check_out_paths(("--json-out", json_out), ("--plot", plot))  # fail now, not after the search
+        fail(f"--scorer must be gaussian, gmm or classifier (got '{scorer}')")
+    check_out_paths(("--json-out", json_out), ("--plot", plot))  # fail now, not after the search
     from rsft.config import Strategy
 
     known = get_args(Strategy)
     unknown = [x for x in (strategies or "").split(",") if x and x not in known]
     if unknown:
-        _fail(f"--strategies: unknown {', '.join(unknown)} (have: {', '.join(known)})")
+        fail(f"--strategies: unknown {', '.join(unknown)} (have: {', '.join(known)})")
     if config:
         return _adapt_with_config(ctx, config, sets, champion, tracking_uri, json_out, plot)
     if sets:
-        _fail("--set overrides a config's values: use it with --config")
+        fail("--set overrides a config's values: use it with --config")
     need = [opt for opt, v in (("--pool", pool), ("--target-sample", target_sample), ("--label", label)) if not v]
     if need:
-        _fail(f"{', '.join(need)} needed (or --config FILE: the pool, target sample and label of a pipeline config)")
+        fail(f"{', '.join(need)} needed (or --config FILE: the pool, target sample and label of a pipeline config)")
     _adapt_files(pool, target_sample, label, holdout, group_by, features, strategies, folds, cv, epochs, max_steps,
                  cv_epochs, seed, pool_rows, model, scorer, json_out, plot, champion, tracking_uri)
 
@@ -136,12 +136,12 @@ def _adapt_files(pool, target_sample, label, holdout, group_by, features, strate
             try:
                 start, names = load_champion(champion, uri)
             except ValueError as e:
-                _fail(f"--champion {e}")
+                fail(f"--champion {e}")
         given = [c.strip() for c in (features or "").split(",") if c.strip()]
         if given and given != names:
-            _fail(f"--features {','.join(given)} differ from the champion's inputs {','.join(names)} (omit --features)")
+            fail(f"--features {','.join(given)} differ from the champion's inputs {','.join(names)} (omit --features)")
         if getattr(start, "out_features", 1) != 1:
-            _fail(f"--champion {champion}: a model with {start.out_features} outputs; rsft adapt compares regression models")
+            fail(f"--champion {champion}: a model with {start.out_features} outputs; rsft adapt compares regression models")
         features = ",".join(names)
     skipped: list[tuple[str, str]] = []
     tgt_df, cols, files = _adapt_columns(pool, tgt_raw, label, group_by, features,
@@ -149,7 +149,7 @@ def _adapt_files(pool, target_sample, label, holdout, group_by, features, strate
     fcfg = FeaturesConfig(numeric=cols, label=label)
     incomplete = {c: n for c in cols if (n := _missing(tgt_df.filter(pl.col(label).is_not_null()), c))}
     if incomplete:  # said, not silent: the recipe rests on the rows left
-        _line(console, "target sample: rows with a missing feature value are left out — " + ", ".join(
+        say(console, "target sample: rows with a missing feature value are left out — " + ", ".join(
             f"{c} missing in {n:,}" for c, n in incomplete.items()), style="yellow")
     tgt_df = tgt_df.drop_nulls([*cols, label])
     _check_cv(tgt_df, group_by, folds, cv, seed, acfg.time_blocks)
@@ -161,10 +161,10 @@ def _adapt_files(pool, target_sample, label, holdout, group_by, features, strate
                                            skipped if many else None)
     _warn_skipped(skipped)
     read = len(files) - sum(f in files for f, _ in skipped)
-    _line(console, f"pool: {pool_total:,} complete rows in {read} file(s) under {pool}"
-          + (f" ({len(skipped)} skipped, named above)" if skipped else "")
-          + " — read as they are: no ingest contract (ranges, aliases, quarantine, duplicates) and no prefilter "
-            "rules were applied; --config FILE searches on the pool a night sees")
+    say(console, f"pool: {pool_total:,} complete rows in {read} file(s) under {pool}"
+        + (f" ({len(skipped)} skipped, named above)" if skipped else "")
+        + " — read as they are: no ingest contract (ranges, aliases, quarantine, duplicates) and no prefilter "
+          "rules were applied; --config FILE searches on the pool a night sees")
     xp, yp = arrays(pool_df, fcfg)
     xt, yt = arrays(tgt_df, fcfg)
     groups = tgt_df.get_column(group_by).to_numpy() if group_by else time_blocks(len(yt), acfg.time_blocks)
@@ -183,7 +183,7 @@ def _adapt_files(pool, target_sample, label, holdout, group_by, features, strate
             _, report = run_search(acfg, tcfg, ScorerConfig(kind=scorer), cols, warm, (xt, yt, groups),
                                    PoolSample(xp, yp), hold, seed)
         except ValueError as e:
-            _fail(f"{e} (the target sample has {len(yt)} complete rows)")
+            fail(f"{e} (the target sample has {len(yt)} complete rows)")
     report["pool_rows_sampled"], report["pool_rows_complete"] = len(yp), pool_total
     report["pool_source"] = {"kind": "files", "path": pool, "files_read": read, "contract": False, "prefilter": False,
                              "files_skipped": [{"file": f, "why": why} for f, why in skipped]}
@@ -211,18 +211,18 @@ def _adapt_with_config(ctx: typer.Context, config: str, sets: Optional[list[str]
 
     for name, (opt, key) in _CONFIG_DATA.items():
         if given(name):
-            _fail(f"{opt}: with --config the config names it ({key}); change it with --set {key}=…")
+            fail(f"{opt}: with --config the config names it ({key}); change it with --set {key}=…")
     options: dict[str, Any] = {}  # the options given, as the config keys they set (--set wins)
     for name, keys in _ADAPT_KEYS.items():
         if given(name):
             value = ctx.params[name]
             for key in keys:
                 options[key] = value.split(",") if name == "strategies" else value
-    cfg = _load(config, sets, first=options, last={"adapt.enabled": True})  # the search is what this command runs
+    cfg = load_pipeline(config, sets, first=options, last={"adapt.enabled": True})  # the search is what this command runs
     f = cfg.features
     if f.kind == "text" or f.classes:
-        _fail(f"{config}: rsft adapt compares regression models; this config's label {f.label} is "
-              + ("text classes" if f.kind == "text" else "classes"))
+        fail(f"{config}: rsft adapt compares regression models; this config's label {f.label} is "
+             + ("text classes" if f.kind == "text" else "classes"))
     folds_name = "--folds" if given("folds") else "adapt.folds"
     pool_name = pool_dataset(cfg)
     with night_lock(cfg):  # not while a night of this pipeline updates the same kept pool
@@ -234,16 +234,16 @@ def _adapt_with_config(ctx: typer.Context, config: str, sets: Optional[list[str]
                 ingested = Ingested({**targets.datasets, **data.ingest_stage(cfg, only=(pool_name,)).datasets})
                 data.check_ingested(cfg, ingested)
             except (ValueError, RuntimeError) as e:
-                _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+                fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
         for line in ingested.failed:  # as the retrain names them: left out of the pool
-            _line(err, f"[yellow]failed[/] {escape(line)} — left out of the pool, as a night leaves it out", markup=True)
+            say(err, f"[yellow]failed[/] {escape(line)} — left out of the pool, as a night leaves it out", markup=True)
         new = ingested.get(pool_name)
         if new is not None and new.quarantine_reasons:
-            _line(console, f"quarantined (new files): {_counts(new.quarantine_reasons)}")
+            say(console, f"quarantined (new files): {_counts(new.quarantine_reasons)}")
         with console.status("prefiltering the pool (new or changed days only)…"):
             prefiltered = data.prefilter_stage(cfg)
         if prefiltered.dropped:
-            _line(console, f"prefilter dropped: {_counts(prefiltered.dropped)}")
+            say(console, f"prefilter dropped: {_counts(prefiltered.dropped)}")
         warm, who, warm_facts = _config_warm_start(cfg, prefiltered, champion, tracking_uri)
         with console.status("reading the target sample and the search's pool sample…"):
             inputs = adapt_inputs(cfg, prefiltered)
@@ -254,20 +254,20 @@ def _adapt_with_config(ctx: typer.Context, config: str, sets: Optional[list[str]
     for j, c in enumerate(feature_names(f)):  # the config names its features: kept, but said
         why = _label_copy_xy(xt[:, j], yt, f.label) if xt.ndim == 2 and j < xt.shape[1] else None
         if why:
-            _line(err, f"[yellow]warning[/] features: {escape(c)}: {escape(why)} — a copy of the label, not a cause "
-                       "of it: the CV and hold-out figures will look far better than any real prediction", markup=True)
+            say(err, f"[yellow]warning[/] features: {escape(c)}: {escape(why)} — a copy of the label, not a cause "
+                     "of it: the CV and hold-out figures will look far better than any real prediction", markup=True)
     root = data.pipeline_root(cfg)
-    _line(console, f"pool: {prefiltered.rows_out:,} rows — the kept pool of {config} as a night sees it: "
-                   f"{prefiltered.rows_in:,} rows ingested under the contract ingest.{pool_name} into {root / pool_name}, "
-                   f"{prefiltered.rows_out:,} kept by the prefilter rules; the search samples {len(pool_sample.y):,} "
-                   "labelled rows of them (adapt.pool_rows)")
-    _line(console, f"warm start: {who}; every fit's budget: the config's train block (max_steps {cfg.train.max_steps:,}"
-                   f"{f', epochs {cfg.train.epochs}' if cfg.train.epochs else ''}; the ranking rung a quarter)")
+    say(console, f"pool: {prefiltered.rows_out:,} rows — the kept pool of {config} as a night sees it: "
+                 f"{prefiltered.rows_in:,} rows ingested under the contract ingest.{pool_name} into {root / pool_name}, "
+                 f"{prefiltered.rows_out:,} kept by the prefilter rules; the search samples {len(pool_sample.y):,} "
+                 "labelled rows of them (adapt.pool_rows)")
+    say(console, f"warm start: {who}; every fit's budget: the config's train block (max_steps {cfg.train.max_steps:,}"
+                 f"{f', epochs {cfg.train.epochs}' if cfg.train.epochs else ''}; the ranking rung a quarter)")
     with console.status(f"searching {len(cfg.adapt.strategies)} strategies × {cfg.adapt.folds} folds…"):
         try:
             _, report = adapt_stage(cfg, warm, prefiltered, inputs=inputs, holdout=hold)
         except ValueError as e:
-            _fail(f"{e} (the target sample has {len(yt)} labelled rows)")
+            fail(f"{e} (the target sample has {len(yt)} labelled rows)")
     report["pool_rows_sampled"], report["pool_rows_complete"] = len(pool_sample.y), prefiltered.rows_out
     report["pool_source"] = {"kind": "config", "config": str(Path(config).resolve()), "state_dir": str(cfg.state.dir),
                              "dataset": str(root / pool_name), "contract": True, "prefilter": True,
@@ -295,9 +295,9 @@ def _config_warm_start(cfg: PipelineConfig, prefiltered, champion: Optional[str]
             try:
                 model, theirs = registry.load_champion(champion, uri or cfg_uri(cfg))
             except ValueError as e:
-                _fail(f"--champion {e}")
+                fail(f"--champion {e}")
         if theirs != names:
-            _fail(f"--champion {champion}: its inputs {','.join(theirs)} are not the config's features {','.join(names)}")
+            fail(f"--champion {champion}: its inputs {','.join(theirs)} are not the config's features {','.join(names)}")
         return model, champion, None
     name = cfg.promotion.model_name
     if cfg.state.tracking_uri or state(cfg).mlflow_db.exists():  # a fresh state dir has no registry yet
@@ -341,13 +341,13 @@ def _adapt_columns(pool: str, target_sample, label: str, group_by: str | None, f
         schemas, unreadable = file_schemas(pool)
     skipped += unreadable
     if not schemas:
-        _fail(f"--pool {pool}: no file could be read ({unreadable[0][0]}: {unreadable[0][1]})")
+        fail(f"--pool {pool}: no file could be read ({unreadable[0][0]}: {unreadable[0][1]})")
     pool_schema = merge_schemas(schemas, text_in)
     for name, names in (("pool", list(pool_schema)), ("target sample", tgt_df.columns)):
         if label not in names:
-            _fail(f"{name} has no column '{label}'{_did_you_mean(label, names)}")
+            fail(f"{name} has no column '{label}'{_did_you_mean(label, names)}")
     if group_by and group_by not in tgt_df.columns:
-        _fail(f"target sample has no column '{group_by}' for --group-by{_did_you_mean(group_by, tgt_df.columns)}")
+        fail(f"target sample has no column '{group_by}' for --group-by{_did_you_mean(group_by, tgt_df.columns)}")
     if features:
         cols = [c.strip() for c in features.split(",") if c.strip()]
     else:  # every numeric column both have, less identifiers (numbers that name a row, not measure it)
@@ -356,14 +356,14 @@ def _adapt_columns(pool: str, target_sample, label: str, group_by: str | None, f
         rare = {c: numeric_in[c] for c in cols if len(schemas) > 1 and 2 * numeric_in[c] < len(schemas)}
         cols = [c for c in cols if c not in rare]
         if rare:  # a column few exports have: using it would skip most of them
-            _line(console, "features: left out " + ", ".join(f"{c} (numbers in only {n} of {len(schemas)} pool files)"
-                                                             for c, n in rare.items())
-                  + " — name them in --features to use them (the files without them are then skipped)")
+            say(console, "features: left out " + ", ".join(f"{c} (numbers in only {n} of {len(schemas)} pool files)"
+                                                           for c, n in rare.items())
+                + " — name them in --features to use them (the files without them are then skipped)")
         left = {c: why for c in cols if (why := _id_like(tgt_df, c))}
         cols = [c for c in cols if c not in left]
         if left:
-            _line(console, "features: left out ID-like " + ", ".join(f"{c} ({why})" for c, why in left.items())
-                  + " — name them in --features to use them")
+            say(console, "features: left out ID-like " + ", ".join(f"{c} ({why})" for c, why in left.items())
+                + " — name them in --features to use them")
         # a column missing in most target rows: every row without it would be dropped (trial 6:
         # wind_gust, missing in 80 % of rows, left 95 of 300 target rows and a fifth of the pool)
         import polars as pl
@@ -372,24 +372,24 @@ def _adapt_columns(pool: str, target_sample, label: str, group_by: str | None, f
         sparse = {c: n for c in cols if 2 * (n := _missing(labelled, c)) > labelled.height}
         cols = [c for c in cols if c not in sparse]
         if sparse:
-            _line(console, "features: left out mostly missing " + ", ".join(
+            say(console, "features: left out mostly missing " + ", ".join(
                 f"{c} ({n:,} of {labelled.height:,} target rows)" for c, n in sparse.items())
-                  + " — name them in --features to use them (rows missing a feature are dropped)")
+                + " — name them in --features to use them (rows missing a feature are dropped)")
         # (trial 7) a copy of the label in other units (ac_w beside ac_pu = ac_w / 3400): the model
         # would read the answer off it (CV RMSE 0.0089), and nothing said so
         copies = {c: why for c in cols if (why := _label_copy(labelled, c, label))}
         cols = [c for c in cols if c not in copies]
         if copies:
-            _line(console, "features: left out " + ", ".join(f"{c} ({why})" for c, why in copies.items())
-                  + " — a copy of the label, not a cause of it; name it in --features to use it anyway")
+            say(console, "features: left out " + ", ".join(f"{c} ({why})" for c, why in copies.items())
+                + " — a copy of the label, not a cause of it; name it in --features to use it anyway")
     if not cols:
-        _fail("no numeric feature columns shared by pool and target sample; pass --features")
+        fail("no numeric feature columns shared by pool and target sample; pass --features")
     clash = [c for c in cols if c in (label, group_by)]
     if clash:
-        _fail(f"{what}: {', '.join(clash)} is the label or --group-by column, not a feature")
+        fail(f"{what}: {', '.join(clash)} is the label or --group-by column, not a feature")
     missing = [c for c in cols if c not in pool_schema or c not in tgt_df.columns]
     if missing:
-        _fail(f"{what}: {', '.join(missing)} not in both the pool and the target sample")
+        fail(f"{what}: {', '.join(missing)} not in both the pool and the target sample")
     if features:  # asked for by name: kept, but said
         import polars as pl
 
@@ -397,29 +397,29 @@ def _adapt_columns(pool: str, target_sample, label: str, group_by: str | None, f
         for c in cols:
             why = _label_copy(labelled, c, label)
             if why:
-                _line(err, f"[yellow]warning[/] {escape(what)} {escape(c)}: {escape(why)} — a copy of the label, "
-                           "not a cause of it: the CV and hold-out figures will look far better than any real "
-                           "prediction", markup=True)
+                say(err, f"[yellow]warning[/] {escape(what)} {escape(c)}: {escape(why)} — a copy of the label, "
+                         "not a cause of it: the CV and hold-out figures will look far better than any real "
+                         "prediction", markup=True)
     files = list(schemas)
     if len(schemas) > 1 or Path(pool).is_dir():  # a directory: leave out the files that cannot give the columns
         why_not = {f: why for f, sc in schemas.items() if (why := lacks(f, sc, [*cols, label]))}
         skipped += list(why_not.items())
         files = [f for f in files if f not in why_not]
         if not files:
-            _fail(f"--pool {pool}: no file has every column as numbers ({skipped[0][0]}: {skipped[0][1]})")
+            fail(f"--pool {pool}: no file has every column as numbers ({skipped[0][0]}: {skipped[0][1]})")
         pool_schema = merge_schemas({f: schemas[f] for f in files})
     for name, schema in (("pool", pool_schema), ("target sample", tgt_df.schema)):
         text = [f"{c} ({schema[c]}" + (f", in {text_in[c]}" if name == "pool" and c in text_in else "") + ")"
                 for c in [*cols, label] if not schema[c].is_numeric()]
         if text:
-            _fail(f"{name}: not numeric: {', '.join(text)} (features and label must be numbers)")
+            fail(f"{name}: not numeric: {', '.join(text)} (features and label must be numbers)")
     return tgt_df, cols, files
 
 
 def _warn_skipped(skipped: list[tuple[str, str]]) -> None:
     """One warning line per pool file left out (``rsft adapt --pool <dir>``), naming it and why."""
     for f, why in skipped:
-        _line(err, f"[yellow]warning[/] pool file skipped: {escape(f)}: {escape(why)}", markup=True)
+        say(err, f"[yellow]warning[/] pool file skipped: {escape(f)}: {escape(why)}", markup=True)
 
 
 def _check_cv(df, group_by: str | None, folds: int, cv: str, seed: int, blocks: int) -> None:
@@ -431,7 +431,7 @@ def _check_cv(df, group_by: str | None, folds: int, cv: str, seed: int, blocks: 
         check_folds(groups, folds, cv, seed, folds_name="--folds", cv_name="--cv",
                     what=f" of {group_by}" if group_by else f" ({df.height} rows in {min(blocks, df.height)} time blocks)")
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
 
 
 # a column named like an identifier: its last word (or an "id" first word), snake_case or camelCase.
@@ -499,14 +499,14 @@ def _show_adapt(report: dict[str, Any], target_rows: int, features: list[str], l
     # picks an eliminated one, whose short rung-0 figure can read lower: its cv_rmse is null here)
     report["adapt_candidates"] = candidate_records(report)
     units = report["units"]
-    _line(console, f"features ({len(features)}): {', '.join(features)}; label: {label}")
-    console.print(_rows_table(f"adapt: {label} from {len(features)} features, {target_rows} target rows, {report['groups']} groups, "
-                              f"{report['folds']} {report.get('cv', 'grouped')} folds, "
-                              f"pool sample {report['pool_rows_sampled']:,} of {report['pool_rows_complete']:,} "
-                              + ("kept rows" if kept else "complete rows")
-                              + f", search {report['search_seconds']:.2f} s ({report['fits']} models "
-                              f"trained; {len(units)} units, {sum(len(u) > 1 for u in units)} of them model stacks)",
-                              candidate_table(report)))
+    say(console, f"features ({len(features)}): {', '.join(features)}; label: {label}")
+    console.print(rows_table(f"adapt: {label} from {len(features)} features, {target_rows} target rows, {report['groups']} groups, "
+                             f"{report['folds']} {report.get('cv', 'grouped')} folds, "
+                             f"pool sample {report['pool_rows_sampled']:,} of {report['pool_rows_complete']:,} "
+                             + ("kept rows" if kept else "complete rows")
+                             + f", search {report['search_seconds']:.2f} s ({report['fits']} models "
+                             f"trained; {len(units)} units, {sum(len(u) > 1 for u in units)} of them model stacks)",
+                             candidate_table(report)))
     console.print(f"chosen: [bold]{report['chosen']}[/] — {report['why']}")
     if json_out:
         json_out.write_text(strict_json(report, default=float))

@@ -17,7 +17,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from rsft.config import ConfigError, PipelineConfig, load_config
-from rsft.readable import human as _cell
+from rsft.readable import human
 
 
 # output to a pipe or a log file: rich would lay tables out in 80 columns and cut their headers
@@ -31,58 +31,58 @@ ConfigOpt = typer.Option("examples/factory.yaml", "--config", "-c", metavar="FIL
 SetOpt = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a config value: --set train.epochs=5 (repeatable; YAML values).")
 
 
-def _line(con: Console, text: str, style: str | None = None, markup: bool = False) -> None:
+def say(con: Console, text: str, style: str | None = None, markup: bool = False) -> None:
     """One message (an error, a warning, a file's outcome) as one line however long: never
     wrapped at the console width (80 columns when the output is a log file or a pipe), so logs
     and grep see one line per message."""
     con.print(text, style=style, highlight=False, markup=markup, soft_wrap=True, overflow="ignore", crop=False)
 
 
-def _fail(msg: str, code: int = 2) -> None:
-    _line(err, f"[bold red]error:[/] {escape(msg)}", markup=True)
+def fail(msg: str, code: int = 2) -> None:
+    say(err, f"[bold red]error:[/] {escape(msg)}", markup=True)
     raise typer.Exit(code)
 
 
-def _overrides(items: Optional[list[str]]) -> dict[str, Any]:
+def parse_sets(items: Optional[list[str]]) -> dict[str, Any]:
     import yaml
 
     out: dict[str, Any] = {}
     for item in items or []:
         if "=" not in item:
-            _fail(f"--set expects key=value, got '{item}'")
+            fail(f"--set expects key=value, got '{item}'")
         key, value = item.split("=", 1)
         try:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as e:  # a value YAML cannot parse or construct: one line, not a traceback
             why = " ".join(str(getattr(e, "problem", None) or e).split())
-            _fail(f"--set {key.strip()}: not a YAML value ({why}): {value!r}")
+            fail(f"--set {key.strip()}: not a YAML value ({why}): {value!r}")
     return out
 
 
-def _load(config: str, sets: Optional[list[str]] = None, first: dict[str, Any] | None = None,
-          last: dict[str, Any] | None = None) -> PipelineConfig:
+def load_pipeline(config: str, sets: Optional[list[str]] = None, first: dict[str, Any] | None = None,
+                  last: dict[str, Any] | None = None) -> PipelineConfig:
     """The config with its ``--set`` overrides (after ``first``'s, before ``last``'s); the state
     directory configured. A bad config is one line (exit 2)."""
-    overrides = {**(first or {}), **_overrides(sets), **(last or {})}
+    overrides = {**(first or {}), **parse_sets(sets), **(last or {})}
     try:
         cfg = load_config(config, overrides)
     except ConfigError as e:
-        _fail(str(e))
+        fail(str(e))
     from rsft.state import configure_environment
 
     try:
         configure_environment(cfg.state.dir)
     except ValueError as e:  # RSFT_STATE_DIR=s3://… (state.dir is checked with the config)
-        _fail(str(e))
+        fail(str(e))
     return cfg
 
 
-def _kv_table(title: str, rows: dict[str, Any]) -> Table:
+def kv_table(title: str, rows: dict[str, Any]) -> Table:
     t = Table(title=title, show_header=False, title_justify="left")
     t.add_column(style="bold")
     t.add_column()
     for k, v in rows.items():
-        t.add_row(k.replace("_", " "), _cell(v))
+        t.add_row(k.replace("_", " "), human(v))
     return t
 
 
@@ -90,7 +90,7 @@ _HEADERS = {"cv_rmse": "cv rmse", "rung0_rmse": "rung 0", "cv_fits": "cv fits", 
             "holdout_rmse": "hold-out"}
 
 
-def _rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
+def rows_table(title: str, rows: list[dict[str, Any]]) -> Table:
     t = Table(title=title, title_justify="left")
     for col in rows[0]:
         t.add_column(_HEADERS.get(col, col))
@@ -127,8 +127,8 @@ def ingest_progress():
         yield
 
 
-def _check_out_paths(*given: tuple[str, Optional[Path]]) -> None:
+def check_out_paths(*given: tuple[str, Optional[Path]]) -> None:
     """One line, before any work, for an output file whose folder does not exist."""
     for opt, path in given:
         if path is not None and not Path(path).resolve().parent.is_dir():
-            _fail(f"{opt} {path}: the folder {Path(path).resolve().parent} does not exist")
+            fail(f"{opt} {path}: the folder {Path(path).resolve().parent} does not exist")

@@ -10,8 +10,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from rsft.cli.common import (ConfigOpt, SetOpt, _check_out_paths, _fail, _kv_table, _line, _load, _overrides,
-                             _rows_table, console, err, ingest_progress)
+from rsft.cli.common import (ConfigOpt, SetOpt, check_out_paths, console, err, fail, ingest_progress, kv_table,
+                             load_pipeline, parse_sets, rows_table, say)
 from rsft.readable import counts as _counts
 from rsft.readable import strict_json
 
@@ -27,7 +27,7 @@ def synth(
 
     from rsft.synth import write_synthetic
 
-    cfg = _load(config, sets)
+    cfg = load_pipeline(config, sets)
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"night {night}: writing daily exports", total=None)
 
@@ -37,7 +37,7 @@ def synth(
         try:
             summary = write_synthetic(cfg.synth, out, night=night, on_day=on_day)
         except OSError as e:  # --out under a file, not writable, disk full: one line
-            _fail(f"--out {out}: cannot write: {e.strerror or e}")
+            fail(f"--out {out}: cannot write: {e.strerror or e}")
     console.print(
         f"[green]synth[/] night {night}: {summary.pool_rows:,} pool rows in {len(summary.pool_files)} files, "
         f"{summary.log_rows:,} log lines, target sample {summary.target_sample_rows} rows, "
@@ -51,8 +51,8 @@ def retrain(
     json_out: Optional[Path] = typer.Option(None, "--json", "--json-out", help="Also write the run summary as JSON here."),
 ) -> None:
     """Run the nightly retrain flow once: ingest → prefilter → score → sample → fine-tune → register → promote."""
-    cfg = _load(config, sets)
-    _check_out_paths(("--json-out", json_out))  # before the night, not after a promotion
+    cfg = load_pipeline(config, sets)
+    check_out_paths(("--json-out", json_out))  # before the night, not after a promotion
     from rsft import terminate
 
     terminate.describe(next_run="the next `rsft retrain` finishes the night (what this one did is kept)",
@@ -64,12 +64,12 @@ def retrain(
         hold_in_flows()  # SIGTERM: stop at once (status 143), even mid-flow (rsft.terminate)
 
         try:
-            summary = retrain_flow(config_path=str(Path(config).resolve()), overrides=_overrides(sets))
+            summary = retrain_flow(config_path=str(Path(config).resolve()), overrides=parse_sets(sets))
         except Exception as e:  # one line for the operator; the Prefect log has the traceback
             msg = f"retrain failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
             if json_out:  # a scheduler reading the JSON learns why there is no summary
                 json_out.write_text(strict_json({"pipeline": cfg.name, "error": msg}))
-            _fail(msg + " (tracebacks: RSFT_LOG_LEVEL=DEBUG)", 1)
+            fail(msg + " (tracebacks: RSFT_LOG_LEVEL=DEBUG)", 1)
     shown = {_retrain_label(k): v for k, v in summary.items()
              if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "mlflow_nights", "quarantine_reasons", "selection_warnings",
                           "already_decided", "failed_files", "files_mostly_quarantined", "files_unlike_earlier",
@@ -86,14 +86,14 @@ def retrain(
         shown[_RETRAIN_LABELS.get("model_version", "model_version")] = "none registered (the champion stays)"
     decided = summary.get("already_decided")
     if decided:  # a re-run of a decided night: say so before a table that looks like a night's
-        _line(console, f"this night was already decided (same inputs and config): {decided}", style="bold")
-    console.print(_kv_table(f"rsft retrain — {cfg.name}" + (" (the recorded decision)" if decided else ""), shown))
+        say(console, f"this night was already decided (same inputs and config): {decided}", style="bold")
+    console.print(kv_table(f"rsft retrain — {cfg.name}" + (" (the recorded decision)" if decided else ""), shown))
     if summary.get("adapt_candidates"):
         cv = str(summary.get("search_cv", "grouped")).split(",")[0]
         from rsft.adapt import candidate_rows  # the summary's records are numbers: as the table shows them
 
-        console.print(_rows_table(f"adapt: candidate recipes ({cv} CV on the target sample)",
-                                  candidate_rows(summary["adapt_candidates"])))
+        console.print(rows_table(f"adapt: candidate recipes ({cv} CV on the target sample)",
+                                 candidate_rows(summary["adapt_candidates"])))
     _night_warnings(summary)
     if cfg.sampling.mode == "rejection":  # a budget selection has no M: its acceptance is budget ÷ pool
         console.print("acceptance rate = selected ÷ prefiltered pool rows; ideal acceptance = E[min(w, M)] / M, what "
@@ -149,7 +149,7 @@ def ingest(
     naive_timestamps: assume_utc), --again ingests the files done before once more under it.
     Exit status 1 when a file failed to ingest (each named on stderr; the other files are ingested
     and a failed one is tried again next time), 2 for a bad config."""
-    cfg = _load(config, sets)
+    cfg = load_pipeline(config, sets)
     from rsft import terminate
 
     terminate.describe(next_run="the next `rsft ingest` ingests the files this one did not finish")
@@ -166,7 +166,7 @@ def ingest(
             ingested = ingest_datasets(cfg, again=again)
             check_files(cfg, ingested)
         except Exception as e:  # one line for the operator; the Prefect log has the traceback
-            _fail(f"ingest failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1)
+            fail(f"ingest failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", 1)
     t = Table(title="ingest" + (" --again: the files done before ingested again under the contract as it is now"
                                 if again else ""))
     # (trial 7) --again reads the files done before too: their rows are not "new files"
@@ -180,32 +180,32 @@ def ingest(
     console.print(t)
     for name, s in ingested.datasets.items():
         if s.quarantine_reasons:
-            _line(console, f"{name} quarantined: {_counts(s.quarantine_reasons)}")
+            say(console, f"{name} quarantined: {_counts(s.quarantine_reasons)}")
     for name, s in ingested.datasets.items():  # the contract's unique key (kept rows are in no count above)
         conflicts = sum(int(f.get("key_conflicts") or 0) for f in s.file_results)
         if conflicts:
-            _line(console, f"{name}: {conflicts:,} row(s) shared a unique key with different values "
-                           f"(ingest.{ingest_sources(cfg)[name][1]}.unique_conflicts decided which were kept)")
+            say(console, f"{name}: {conflicts:,} row(s) shared a unique key with different values "
+                         f"(ingest.{ingest_sources(cfg)[name][1]}.unique_conflicts decided which were kept)")
     for name, s in ingested.datasets.items():  # a duplicate is counted as skipped above: name it
         for f in s.file_results:
             if f.get("status") == "duplicate":
-                _line(console, f"duplicate {name}: {f['file']} skipped (same content as {f.get('duplicate_of')})", style="dim")
+                say(console, f"duplicate {name}: {f['file']} skipped (same content as {f.get('duplicate_of')})", style="dim")
             elif f.get("status") == "ok" and not f.get("rows_total"):
                 if getattr(cfg.ingest, ingest_sources(cfg)[name][1]).format == "jsonl":  # a quiet day's log: normal
-                    _line(console, f"{name}: {f['file']}: no lines (no events in this export)", style="dim")
+                    say(console, f"{name}: {f['file']}: no lines (no events in this export)", style="dim")
                 else:  # a sensor export without readings is an outage, usually: someone should know
-                    _line(err, f"[yellow]warning[/] {escape(name)}: {escape(f['file'])}: 0 rows (an export without "
-                               "readings: header only, or empty under empty_file: zero_rows)", markup=True)
+                    say(err, f"[yellow]warning[/] {escape(name)}: {escape(f['file'])}: 0 rows (an export without "
+                             "readings: header only, or empty under empty_file: zero_rows)", markup=True)
     for name, s in ingested.datasets.items():
         if s.rows_quarantined:
-            _line(console, f"{name}: quarantined rows (each with its reason, _source file and _row) in "
-                           f"{Path(s.dataset) / 'quarantine'}", style="dim")
+            say(console, f"{name}: quarantined rows (each with its reason, _source file and _row) in "
+                         f"{Path(s.dataset) / 'quarantine'}", style="dim")
     # a file none of whose rows passed: the contract is likely wrong
     _file_warnings(mostly_quarantined(cfg, ingested), unlike_earlier_files(cfg, ingested))
     failed = 0
     for name, s in ingested.datasets.items():
         for line in s.files_failed:
-            _line(err, f"[yellow]failed[/] {escape(name)}: {escape(line)}", markup=True)
+            say(err, f"[yellow]failed[/] {escape(name)}: {escape(line)}", markup=True)
             failed += 1
     if failed:
         raise typer.Exit(1)  # a cron job or CI notices; the files that did not fail are ingested
@@ -217,20 +217,20 @@ def _night_warnings(summary: dict[str, Any]) -> None:
     model's warnings."""
     for what, key in (("quarantined (new files)", "quarantine_reasons"), ("prefilter dropped", "prefilter_dropped")):
         if summary.get(key):
-            _line(console, f"{what}: {_counts(summary[key])}")
+            say(console, f"{what}: {_counts(summary[key])}")
     _file_warnings(summary.get("files_mostly_quarantined") or [], summary.get("files_unlike_earlier") or [])
     for line in summary.get("failed_files") or []:  # as `rsft ingest` names them: left out of tonight's pool
-        _line(err, f"[yellow]failed[/] {escape(line)} — left out of tonight's pool, tried again next night", markup=True)
+        say(err, f"[yellow]failed[/] {escape(line)} — left out of tonight's pool, tried again next night", markup=True)
     for which, n in (summary.get("target_rows_quarantined") or {}).items():  # the pool's are in the table
-        _line(console, f"{which.replace('_', ' ')}: {n:,} rows of its new files quarantined "
-                       f"(<state>/…/{which}/quarantine, each with its reason)")
+        say(console, f"{which.replace('_', ' ')}: {n:,} rows of its new files quarantined "
+                     f"(<state>/…/{which}/quarantine, each with its reason)")
     for which, d in (summary.get("target_rows_dropped") or {}).items():
-        _line(console, f"{which.replace('_', ' ')}: {sum(d['dropped'].values()):,} of {d['rows']:,} rows dropped by the "
-                       f"prefilter's rules ({_counts(d['dropped'])}; prefilter.targets)")
+        say(console, f"{which.replace('_', ' ')}: {sum(d['dropped'].values()):,} of {d['rows']:,} rows dropped by the "
+                     f"prefilter's rules ({_counts(d['dropped'])}; prefilter.targets)")
     for line in summary.get("selection_warnings") or []:
-        _line(console, f"selection warning: {line}", style="yellow")
+        say(console, f"selection warning: {line}", style="yellow")
     for line in [*(summary.get("fit_warnings") or []), *(summary.get("model_warnings") or [])]:
-        _line(console, f"model warning: {line}", style="yellow")
+        say(console, f"model warning: {line}", style="yellow")
 
 
 def _file_warnings(mostly_quarantined: list[str], unlike_earlier: list[str]) -> None:
@@ -240,17 +240,17 @@ def _file_warnings(mostly_quarantined: list[str], unlike_earlier: list[str]) -> 
     from rsft.pipeline.targets import AGAIN
 
     for line in mostly_quarantined:
-        _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)
+        say(err, f"[yellow]warning[/] {escape(line)}", markup=True)
     if any(" rows quarantined" in line for line in mostly_quarantined):  # not after a part out of range: widening lets the rest in
-        _line(err, f"after changing the contract, `{AGAIN}` ingests the file(s) above again (files done are skipped "
-                   "otherwise)")
+        say(err, f"after changing the contract, `{AGAIN}` ingests the file(s) above again (files done are skipped "
+                 "otherwise)")
     for line in unlike_earlier:  # a unit change within the contract's range
-        _line(err, f"[yellow]warning[/] {escape(line)}", markup=True)
+        say(err, f"[yellow]warning[/] {escape(line)}", markup=True)
 
 
 def serve(config: str = ConfigOpt) -> None:
     """Serve the nightly-retrain and hourly ingest deployments from this process (no work pool needed)."""
-    cfg = _load(config)
+    cfg = load_pipeline(config)
     from rsft import terminate
 
     terminate.describe(next_run="a night or ingest it was running is finished by the next one (rsft serve again, "

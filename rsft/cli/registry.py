@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from rsft.cli.common import ConfigOpt, SetOpt, _fail, _line, _load, console, err
+from rsft.cli.common import ConfigOpt, SetOpt, console, err, fail, load_pipeline, say
 from rsft.config import PipelineConfig
 from rsft.readable import figures
 from rsft.state import state_paths
@@ -61,7 +61,7 @@ def history(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt,
     """Print the model's versions, aliases and promotion decisions (the audit trail)."""
     from rsft.tracking import registry
 
-    cfg = _load(config, sets)
+    cfg = load_pipeline(config, sets)
     every = registry.history(_client(cfg), cfg.promotion.model_name)
     if not every:
         console.print(f"no versions of '{cfg.promotion.model_name}' yet")
@@ -122,13 +122,13 @@ def promote(
     from rsft.pipeline.targets import named_files
     from rsft.tracking import promotion, registry
 
-    cfg = _load(config, sets)
+    cfg = load_pipeline(config, sets)
     name = cfg.promotion.model_name
     mlc = _client(cfg)
     known = [r["version"] for r in registry.history(mlc, name)]
     if version not in known:
-        _fail(f"{name} has no version {version}" + (f" (registered: {', '.join(map(str, sorted(known)))})" if known
-                                                     else " (nothing registered yet)"))
+        fail(f"{name} has no version {version}" + (f" (registered: {', '.join(map(str, sorted(known)))})" if known
+                                                    else " (nothing registered yet)"))
 
     def judge(mv, current):
         try:
@@ -145,7 +145,7 @@ def promote(
             decision, _ = promotion.promote_version(mlc, state_paths(cfg.state.dir).locks, name, str(version),
                                                     None if force else judge)
     except promotion.PromotionRefused as e:
-        _fail(str(e), 1)
+        fail(str(e), 1)
     console.print(f"[green]{name}@champion[/] → v{version} ({decision.reason})")
 
 
@@ -155,15 +155,15 @@ def rollback(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> Non
     Nothing is scored: `rsft promote --version N` judges a version on the hold-out."""
     from rsft.tracking import registry
 
-    cfg = _load(config, sets)
+    cfg = load_pipeline(config, sets)
     name = cfg.promotion.model_name
     mlc = _client(cfg)
     with _engine_lock(), registry.registry_lock(state_paths(cfg.state.dir).locks, name):
         try:
             new, old = registry.rollback(mlc, name)
         except RuntimeError as e:
-            _fail(str(e), 1)
+            fail(str(e), 1)
     console.print(f"[green]{name}@champion[/] → v{new} (previous-champion → v{old})")
     refused = registry.refused_by_gate(mlc, name, new)
     if refused:  # (trial 6) rolled back onto a version its night's gate refused
-        _line(err, f"[yellow]warning[/] {escape(refused)}", markup=True)
+        say(err, f"[yellow]warning[/] {escape(refused)}", markup=True)

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from rsft.cli.common import ConfigOpt, SetOpt, _check_out_paths, _fail, _line, _load, console, err
+from rsft.cli.common import ConfigOpt, SetOpt, check_out_paths, console, err, fail, load_pipeline, say
 from rsft.config import PipelineConfig
 from rsft.readable import strict_json
 
@@ -31,15 +31,15 @@ def gc(
     from rsft.pipeline.layout import night_lock, state
     from rsft.state import disk_usage, human_bytes
 
-    cfg = _load(config, sets)
-    _check_out_paths(("--json", json_out))
+    cfg = load_pipeline(config, sets)
+    check_out_paths(("--json", json_out))
     before = disk_usage(state(cfg), cfg.name)["total"]
     try:
         with night_lock(cfg):  # not while a night of this pipeline runs on this state dir
             rep = gc_mod.collect(cfg, keep_nights=keep_nights, dry_run=dry_run)
             history = _prune_history(cfg, keep_nights or cfg.state.keep_nights, dry_run)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
     root = state(cfg).root
 
     def rel(p: str) -> str:
@@ -65,16 +65,16 @@ def gc(
         groups.setdefault(i.why, []).append(i)
     verb = "would remove" if dry_run else "removed"
     for why, items in groups.items():
-        _line(console, f"{verb} {len(items)} ({human_bytes(sum(i.bytes for i in items))}): {why}")
+        say(console, f"{verb} {len(items)} ({human_bytes(sum(i.bytes for i in items))}): {why}")
         for i in items[:5]:
-            _line(console, f"    {rel(i.path)}" + (f"  (written {w})" if (w := written(i.path)) else ""))
+            say(console, f"    {rel(i.path)}" + (f"  (written {w})" if (w := written(i.path)) else ""))
         if len(items) > 5:
-            _line(console, f"    … and {len(items) - 5} more")
+            say(console, f"    … and {len(items) - 5} more")
     _show_history(history, verb)
     after = disk_usage(state(cfg), cfg.name)["total"]
-    _line(console, f"state dir {root}: {human_bytes(before)} before, {human_bytes(after)} after"
-          + (f" ({human_bytes(rep.bytes_removed)} would be freed)" if dry_run else "")
-          + "; ingested data and MLflow (registered models) are never removed")
+    say(console, f"state dir {root}: {human_bytes(before)} before, {human_bytes(after)} after"
+        + (f" ({human_bytes(rep.bytes_removed)} would be freed)" if dry_run else "")
+        + "; ingested data and MLflow (registered models) are never removed")
     if json_out:
         json_out.write_text(strict_json({**rep.to_dict(), "prefect_history": history.to_dict() if history else None}))
 
@@ -87,8 +87,8 @@ def _prune_history(cfg: PipelineConfig, keep_nights: int, dry_run: bool):
     try:
         return prune(keep_nights, pipeline=cfg, dry_run=dry_run)
     except Exception as e:  # noqa: BLE001 - e.g. a Prefect server that does not answer
-        _line(err, f"[yellow]warning[/] Prefect history not pruned: {type(e).__name__}: "
-                   f"{escape(str(e).splitlines()[0] if str(e) else '')}", markup=True)
+        say(err, f"[yellow]warning[/] Prefect history not pruned: {type(e).__name__}: "
+                 f"{escape(str(e).splitlines()[0] if str(e) else '')}", markup=True)
         return None
 
 
@@ -100,20 +100,20 @@ def _show_history(rep, verb: str) -> None:
         return
     kept = (f"the newest {len(rep.kept_days)} night(s) ({rep.kept_days[-1]} to {rep.kept_days[0]})"
             if rep.kept_days else "no night yet")
-    _line(console, f"{verb} {len(rep.nights)} old night(s) of Prefect history — {len(rep.runs)} flow run(s) with their "
-                   f"task runs, states, logs and {'artifacts' if rep.dry_run else f'{rep.artifacts} artifact(s)'}; "
-                   f"kept: {kept}"
-          + (f"; {rep.logs_pending} run(s)' logs still being deleted by Prefect" if rep.logs_pending else ""))
+    say(console, f"{verb} {len(rep.nights)} old night(s) of Prefect history — {len(rep.runs)} flow run(s) with their "
+                 f"task runs, states, logs and {'artifacts' if rep.dry_run else f'{rep.artifacts} artifact(s)'}; "
+                 f"kept: {kept}"
+        + (f"; {rep.logs_pending} run(s)' logs still being deleted by Prefect" if rep.logs_pending else ""))
     for n in rep.nights[:5]:
-        _line(console, f"    {n['name']}  ({n['state'].lower()}, {n['started']} UTC; {n['subflows']} sub-flow runs)")
+        say(console, f"    {n['name']}  ({n['state'].lower()}, {n['started']} UTC; {n['subflows']} sub-flow runs)")
     if len(rep.nights) > 5:
-        _line(console, f"    … and {len(rep.nights) - 5} more")
+        say(console, f"    … and {len(rep.nights) - 5} more")
     if rep.db is None:
-        _line(console, "Prefect database: a Prefect server's (PREFECT_API_URL): pruned through its API; its space is "
-                       "the server's (its db_vacuum service, the database's own vacuum)")
+        say(console, "Prefect database: a Prefect server's (PREFECT_API_URL): pruned through its API; its space is "
+                     "the server's (its db_vacuum service, the database's own vacuum)")
     elif rep.bytes_before is not None:
-        _line(console, f"Prefect database {rep.db}: {human_bytes(rep.bytes_before)} before"
-              + (f", {human_bytes(rep.bytes_after)} after ({rep.vacuum})" if rep.bytes_after is not None else ""))
+        say(console, f"Prefect database {rep.db}: {human_bytes(rep.bytes_before)} before"
+            + (f", {human_bytes(rep.bytes_after)} after ({rep.vacuum})" if rep.bytes_after is not None else ""))
 
 
 def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) -> None:
@@ -122,7 +122,7 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
     A data path it names that does not exist (yet) is a warning line on stderr."""
     import glob as globs
 
-    cfg = _load(config, sets)
+    cfg = load_pipeline(config, sets)
     from rsft.pipeline.data import holdout_span_problems
     from rsft.pipeline.layout import cfg_yaml
 
@@ -135,33 +135,33 @@ def check_config(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt) ->
              *[("data.pool", p) for p in cfg.data.pool], *[("data.logs", p) for p in cfg.data.logs]]
     for key, p in named:  # local paths only (an s3:// source is checked when it is read)
         if p and "://" not in p and not globs.glob(cfg.resolve(p), recursive=True):
-            _line(err, f"[yellow]warning[/] {key}: {escape(cfg.resolve(p))}: no such file or directory (yet)", markup=True)
+            say(err, f"[yellow]warning[/] {key}: {escape(cfg.resolve(p))}: no such file or directory (yet)", markup=True)
     for c in (cfg.ingest.sensors, cfg.ingest.logs):  # an unquoted 3,14 would be two fields
         if c is not None and c.format == "table" and c.decimal_comma and c.delimiter == "," and not c.sniff_delimiter:
-            _line(err, f"[yellow]warning[/] {c.setting('decimal_comma')} with {c.setting('delimiter')} ',': an unquoted "
-                       "decimal comma splits a value into two fields — exports with decimal commas use ';'", markup=True)
+            say(err, f"[yellow]warning[/] {c.setting('decimal_comma')} with {c.setting('delimiter')} ',': an unquoted "
+                     "decimal comma splits a value into two fields — exports with decimal commas use ';'", markup=True)
     t = cfg.train  # a step cap below the minimum: every fit ends before it may stop early (trial 8)
     for cap, value in (("max_steps", t.max_steps), ("pretrain_max_steps", t.pretrain_max_steps)):
         if value < t.min_steps:
-            _line(err, f"[yellow]warning[/] train.{cap} {value:,} is below train.min_steps {t.min_steps:,}: every fit "
-                       f"it caps stops at {value:,} steps, before early stopping may end it — raise train.{cap} or "
-                       "lower train.min_steps", markup=True)
+            say(err, f"[yellow]warning[/] train.{cap} {value:,} is below train.min_steps {t.min_steps:,}: every fit "
+                     f"it caps stops at {value:,} steps, before early stopping may end it — raise train.{cap} or "
+                     "lower train.min_steps", markup=True)
     # `key:` reads as enforced; `unique:` is what enforces one at ingest, a prefilter duplicate rule
     # on the same columns in the kept pool (the demo's)
     deduped = {frozenset(r.columns) for r in cfg.prefilter.rules if r.kind == "duplicate"}
     for c in (cfg.ingest.sensors, cfg.ingest.logs):
         if c is not None and c.key and not c.unique and frozenset(c.key) not in deduped:
             key = f"[{', '.join(c.key)}]"
-            _line(err, f"[yellow]warning[/] {c.setting('key')} {escape(key)} is not enforced at ingest (a re-export under "
-                       f"another file name is ingested again); set {c.setting('unique')}: {escape(key)} to enforce it",
-                  markup=True)
+            say(err, f"[yellow]warning[/] {c.setting('key')} {escape(key)} is not enforced at ingest (a re-export under "
+                     f"another file name is ingested again); set {c.setting('unique')}: {escape(key)} to enforce it",
+                markup=True)
     for w in holdout_span_problems(cfg):  # train.holdout_exclusion: span that cannot draw or compare spans
-        _line(err, f"[yellow]warning[/] {escape(w)}", markup=True)
+        say(err, f"[yellow]warning[/] {escape(w)}", markup=True)
     sensors = cfg.ingest.sensors
     if sensors is not None:  # a feature the contract lets be missing, that no rule removes: the night's scorer would refuse it
         covered = {c for r in cfg.prefilter.rules if r.kind == "not_null" for c in r.columns}
         loose = [c.name for c in sensors.columns if c.nullable and c.name in cfg.features.numeric and c.name not in covered]
         if loose:
-            _line(err, f"[yellow]warning[/] features.numeric: {', '.join(loose)} may be missing (nullable in "
-                       f"ingest.sensors) and no not_null prefilter rule removes such rows; the scorer cannot use "
-                       f"them — add {escape('{kind: not_null, columns: [' + ', '.join(loose) + ']}')}", markup=True)
+            say(err, f"[yellow]warning[/] features.numeric: {', '.join(loose)} may be missing (nullable in "
+                     f"ingest.sensors) and no not_null prefilter rule removes such rows; the scorer cannot use "
+                     f"them — add {escape('{kind: not_null, columns: [' + ', '.join(loose) + ']}')}", markup=True)

@@ -213,9 +213,11 @@ def fit_warnings(cfg: PipelineConfig, t: dict[str, Any]) -> list[str]:
             out.append(f"{what} had {planned:,} planned steps, fewer than train.min_steps {tr.min_steps:,}: {why}")
         elif (planned is not None and steps >= planned and not t.get(prefix + "stopped_early")
               and t.get(prefix + "still_improving")):
+            fell = t.get(prefix + "late_fall")  # (None: facts of a fit from before it was kept)
+            fell = (f"fell {fell:.1%} in the fit's last fifth" if isinstance(fell, (int, float)) and fell > 0
+                    else "was still falling")
             out.append(f"{what} was still improving when it reached its {planned:,} steps (best at step {best:,}; the "
-                       f"validation loss fell by more than 1 % of its whole fall in the last fifth): raise {cap} "
-                       f"(or {epochs}, if set) for a better model")
+                       f"validation loss {fell}): raise {cap} (or {epochs}, if set) for a better model")
     return out
 
 
@@ -440,6 +442,9 @@ def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None,
     warnings = rep.get("warnings") or []
     if warnings:
         lines += ["", "Selection warnings:", *_listed(warnings, "the selection report")]
+    fits = fit_warnings(cfg, result.train)  # a fit its budget cut short: more steps, a better model
+    if fits:
+        lines += ["", "Fit warnings:", *_listed(fits, "the night's summary, fit_warnings")]
     return _fit_description("\n".join(lines))
 
 

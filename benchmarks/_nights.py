@@ -3,7 +3,8 @@ top-level ``nightly-retrain`` run, its ingest/select/finetune sub-flow runs, the
 states, logs, artifacts), created through the client at a chosen time. Prefect sets a run's
 start time itself (now); the time a run was meant to start (``expected_start_time``, what
 :mod:`flows.history` dates nights by) is the ``Scheduled`` state's. Used by
-tests/test_prefect_history.py and benchmarks/prefect_history.py."""
+benchmarks/prefect_history.py and tests/test_prefect_history.py (the test imports the benchmark's
+helper: benchmarks never depend on the test package)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from datetime import datetime, timedelta
 SUBFLOWS = ("ingest", "select", "finetune")
 
 
-def _flow(name: str):
+def make_flow(name: str):
     from prefect import Flow
 
     return Flow(fn=lambda: None, name=name)
@@ -25,11 +26,11 @@ def _task(name: str):
     return Task(fn=lambda: None, name=name)
 
 
-def _run(client, name: str, when: datetime, *, parent_task_run_id=None, run_name: str | None = None, end=True):
+def make_run(client, name: str, when: datetime, *, parent_task_run_id=None, run_name: str | None = None, end=True):
     """A flow run meant to start at ``when``, taken through Running (to Completed when ``end``)."""
     from prefect.states import Completed, Running, Scheduled
 
-    run = client.create_flow_run(_flow(name), name=run_name, parent_task_run_id=parent_task_run_id,
+    run = client.create_flow_run(make_flow(name), name=run_name, parent_task_run_id=parent_task_run_id,
                                  state=Scheduled(scheduled_time=when))
     client.set_flow_run_state(run.id, Running(), force=True)
     if end:
@@ -63,13 +64,13 @@ def make_night(client, when: datetime, *, tasks: int = 3, log_lines: int = 2, fi
     before labels, or another project's). Returns the ids (``top``, ``subs``)."""
     from prefect.states import Completed
 
-    night = _run(client, top, when, run_name=f"retrain {when:%Y-%m-%d %H:%M}", end=False)
+    night = make_run(client, top, when, run_name=f"retrain {when:%Y-%m-%d %H:%M}", end=False)
     if labels:
         client.update_flow_run_labels(night.id, labels)
     subs = []
     for k, name in enumerate(subflows):
         parent_task = client.create_task_run(_task(name), night.id, dynamic_key=f"sub-{k}")
-        sub = _run(client, name, when + timedelta(minutes=k + 1), parent_task_run_id=parent_task.id)
+        sub = make_run(client, name, when + timedelta(minutes=k + 1), parent_task_run_id=parent_task.id)
         client.set_task_run_state(parent_task.id, Completed(), force=True)
         _fill(client, sub.id, tasks, log_lines, name)
         subs.append(sub.id)
