@@ -153,3 +153,20 @@ def _story(cfg, run_id: str) -> str:
     from rsft.tracking import registry
 
     return registry.client(tracking_uri(cfg)).get_run(run_id).data.tags["mlflow.note.content"]
+
+
+def test_a_record_that_cannot_be_written_never_fails_the_night(tmp_path, caplog):
+    """The night is decided when its warnings are compared: a failure gives no comparison keys
+    (the CLI then prints every warning) and one log line, never an exception."""
+    from types import SimpleNamespace
+
+    from rsft.pipeline.warning_history import in_full, night_warnings, record_path
+
+    cfg = _cfg(tmp_path)
+    record_path(cfg).mkdir(parents=True)  # a directory where the file goes: the write fails
+    selection = SimpleNamespace(scored=SimpleNamespace(run_key="k"))
+    summary = {"model_warnings": ["a warning"]}
+    with caplog.at_level(logging.WARNING, "rsft.pipeline.warning_history"):
+        assert night_warnings(cfg, selection, 1_764_547_200.0, summary) == {}
+    assert "comparing tonight's warnings with earlier nights' failed" in caplog.text
+    assert in_full(summary, "model_warnings") == ["a warning"]
