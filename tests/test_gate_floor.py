@@ -259,7 +259,7 @@ def test_a_base_fit_still_falling_at_its_step_cap_is_said(tmp_path, one_torch_th
     assert f"fell {of_level:.1%} in the fit's last fifth" in warned[0] and "raise train.pretrain_max_steps" in warned[0]
     pre = SimpleNamespace(rows_in=10, rows_out=10)
     sel = SimpleNamespace(prefiltered=pre, selected=SimpleNamespace(rows_out=5, acceptance_rate=0.5, mode="rejection"),
-                          report={})
+                          report={}, scored=SimpleNamespace(run_key="k"))
     night = Finetuned(run_id="r", model_name="m", version="1", promoted=True, reason="first night", metric="rmse",
                       challenger={"rmse": 1.0}, champion=None, warm_start="base", train={"train_rows": 5, **t},
                       adapt=None, holdout_rows=3, champion_version="1", tracking_uri="")

@@ -167,7 +167,8 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert "(data to 2026-01-" in night
     story = run.data.tags["mlflow.note.content"]
     assert f"night of {night}" in story and "selected for tonight's regime" in story and s2["reason"] in story
-    assert f"Input warnings:\n- {s2['files_unlike_earlier'][0]}" in story
+    assert f"Input warnings:\n- **new:** {s2['files_unlike_earlier'][0]}" in story  # night 1 had none
+    assert "warnings unchanged since" in story  # the selection warnings night 1 gave: one line
     assert {"rows_pool", "rows_kept", "rows_selected", "acceptance_rate", "ess", "auc_selected_vs_target",
             "ks_max_selected_vs_target", "challenger_holdout_rmse", "champion_holdout_rmse", "train_rows"} <= set(run.data.metrics)
     assert run.data.metrics["rows_kept"] == s2["rows_kept_by_prefilter"]

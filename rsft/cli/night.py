@@ -73,7 +73,7 @@ def retrain(
     shown = {_retrain_label(k): v for k, v in summary.items()
              if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "mlflow_nights", "quarantine_reasons", "selection_warnings",
                           "already_decided", "failed_files", "files_mostly_quarantined", "files_unlike_earlier",
-                          "fit_warnings", "model_warnings",
+                          "fit_warnings", "model_warnings", "warnings", "warnings_compared_with", "warnings_unchanged",
                           "target_rows_dropped", "target_rows_quarantined")}  # (said above or below the table)
     from rsft.pipeline.summary import fit_text
 
@@ -214,23 +214,23 @@ def ingest(
 def _night_warnings(summary: dict[str, Any]) -> None:
     """The retrain's lines below its table: quarantine and prefilter counts, the files `rsft ingest`
     warns of — in its words, `--again` included (:func:`_file_warnings`) — and the selection's and
-    model's warnings."""
+    model's warnings — those given on earlier nights as one line (rsft.pipeline.warning_history)."""
     for what, key in (("quarantined (new files)", "quarantine_reasons"), ("prefilter dropped", "prefilter_dropped")):
         if summary.get(key):
             say(console, f"{what}: {_counts(summary[key])}")
-    _file_warnings(summary.get("files_mostly_quarantined") or [], summary.get("files_unlike_earlier") or [])
-    for line in summary.get("failed_files") or []:  # as `rsft ingest` names them: left out of tonight's pool
+    from rsft.pipeline.warning_history import in_full  # those given on earlier nights: one line at the end
+
+    _file_warnings(in_full(summary, "files_mostly_quarantined"), in_full(summary, "files_unlike_earlier"))
+    for line in in_full(summary, "failed_files"):  # as `rsft ingest` names them: left out of tonight's pool
         say(err, f"[yellow]failed[/] {escape(line)} — left out of tonight's pool, tried again next night", markup=True)
-    for which, n in (summary.get("target_rows_quarantined") or {}).items():  # the pool's are in the table
-        say(console, f"{which.replace('_', ' ')}: {n:,} rows of its new files quarantined "
-                     f"(<state>/…/{which}/quarantine, each with its reason)")
-    for which, d in (summary.get("target_rows_dropped") or {}).items():
-        say(console, f"{which.replace('_', ' ')}: {sum(d['dropped'].values()):,} of {d['rows']:,} rows dropped by the "
-                     f"prefilter's rules ({_counts(d['dropped'])}; prefilter.targets)")
-    for line in summary.get("selection_warnings") or []:
+    for line in in_full(summary, "target_rows_quarantined") + in_full(summary, "target_rows_dropped"):  # the pool's: the table
+        say(console, line)
+    for line in in_full(summary, "selection_warnings"):
         say(console, f"selection warning: {line}", style="yellow")
-    for line in [*(summary.get("fit_warnings") or []), *(summary.get("model_warnings") or [])]:
+    for line in in_full(summary, "fit_warnings") + in_full(summary, "model_warnings"):
         say(console, f"model warning: {line}", style="yellow")
+    if summary.get("warnings_unchanged"):
+        say(console, summary["warnings_unchanged"], style="dim")
 
 
 def _file_warnings(mostly_quarantined: list[str], unlike_earlier: list[str]) -> None:

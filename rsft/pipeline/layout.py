@@ -14,6 +14,7 @@ Layout under ``<state>/data/<pipeline name>/``::
     runs/<key>/selected.parquet                     the selected pool rows
     runs/<key>/report/                              selection report JSON + PNG
     base/<key>.pt                                   base model pretrained on the pool (first night)
+    warnings.json                                   the last nights' warnings (rsft.pipeline.warning_history)
 
 Every key is a digest of what decides the stage's output, so a re-run reuses finished work.
 """

@@ -19,6 +19,7 @@ from rsft.pipeline.finetune import finetune_stage
 from rsft.pipeline.layout import night_lock, pool_dataset
 from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
 from rsft.pipeline.summary import run_summary
+from rsft.pipeline.warning_history import night_warnings
 
 
 def select_local(cfg: PipelineConfig) -> Selection:
@@ -61,6 +62,7 @@ def _night(cfg: PipelineConfig, steps: Steps) -> dict[str, Any]:
     selection = steps.select(cfg)
     result = steps.finetune(cfg, ingested.get(pool_dataset(cfg)), selection, started)
     summary = run_summary(cfg, ingested, selection, result)
+    summary.update(night_warnings(cfg, selection, started, summary))  # repeated ones: said in one line
     try:  # the next night does not report them again (a failure here: it reports them once more)
         data.mark_reported(ingested)
     except Exception as e:  # noqa: BLE001 - the night is decided: never fail it now

@@ -8,6 +8,7 @@ from rsft.config import PipelineConfig, target_repeats
 from rsft.pipeline.layout import TARGET_HOLDOUT, TARGET_SAMPLE, pool_dataset, tracking_uri
 from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
 from rsft.pipeline.targets import dataset_unlike_earlier, mostly_quarantined, unlike_earlier_files
+from rsft.pipeline.warning_history import story_warnings
 
 
 # the prefilter keeping less than this share of the pool is worth a look: rules written for other
@@ -437,14 +438,18 @@ def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None,
     # tonight's pool files whose readings sit where no earlier file's did (a unit change?)
     unlike = [] if ingested is None else warned(dataset_unlike_earlier, cfg, pool_dataset(cfg), ingested, mark=False,
                                                 what="the unlike-earlier-files check")
+    earlier = story_warnings(cfg, selection, night)  # warnings given on earlier nights: one line
     if unlike:
-        lines += ["", "Input warnings:", *_listed(unlike, "the night's summary, files_unlike_earlier")]
+        new, old = earlier.split("files_unlike_earlier", unlike)
+        lines += ["", "Input warnings:", *_listed(new, "the night's summary, files_unlike_earlier"), *old]
     warnings = rep.get("warnings") or []
     if warnings:
-        lines += ["", "Selection warnings:", *_listed(warnings, "the selection report")]
+        new, old = earlier.split("selection_warnings", warnings)
+        lines += ["", "Selection warnings:", *_listed(new, "the selection report"), *old]
     fits = fit_warnings(cfg, result.train)  # a fit its budget cut short: more steps, a better model
     if fits:
-        lines += ["", "Fit warnings:", *_listed(fits, "the night's summary, fit_warnings")]
+        new, old = earlier.split("fit_warnings", fits)
+        lines += ["", "Fit warnings:", *_listed(new, "the night's summary, fit_warnings"), *old]
     return _fit_description("\n".join(lines))
 
 
