@@ -217,3 +217,28 @@ def test_promote_takes_set_and_names_the_holdout_it_judged_on(mlc, tmp_path, mon
     assert "on hold-out holdout_2012-02.parquet" in " ".join(out.output.split())
     event = [t for _, t in registry.history(mlc, name)[0]["events"]]
     assert len(event) == 1 and "on hold-out holdout_2012-02.parquet (champion was v" in event[0]
+
+
+def test_the_paired_difference_and_its_se_are_tagged_on_the_version(mlc, tmp_path):
+    """The version carries the difference, its SE and z (rsft.paired), read back with the decision;
+    a decision without them (plain metric dicts) writes none of these tags."""
+    import numpy as np
+
+    from rsft.evaluate import RowMetrics, Rows, regression_metrics
+
+    rng = np.random.default_rng(0)  # seed 0: a challenger with 80 % of the champion's error, z ≫ 2
+    y = rng.normal(0, 3, 400)
+    err = rng.normal(0, 1, 400)
+    ch, champ = (RowMetrics(regression_metrics(y, p), rows=Rows("regression", y, p)) for p in (y + 0.8 * err, y + err))
+    decision = registry.decide(PromotionConfig(metric="rmse"), ch, champ, 400)
+    assert decision.promote and decision.details["z"] > 2
+    v1, v2 = _register(mlc, tmp_path, "m", 2)
+    registry.record_decision(mlc, "m", v1, decision)
+    registry.record_decision(mlc, "m", v2, registry.decide(PromotionConfig(metric="rmse"), dict(ch), dict(champ), 400))
+    tags = mlc.get_model_version("m", v1).tags
+    assert float(tags["rsft.difference_se"]) == pytest.approx(decision.details["difference_se"], rel=1e-5)
+    assert float(tags["rsft.difference"]) == pytest.approx(decision.details["difference"], rel=1e-5)
+    back = registry.recorded_decision(mlc.get_model_version("m", v1))
+    assert back.details["z"] == pytest.approx(decision.details["z"], rel=1e-5) and back.details["min_z"] == 2
+    assert not {"rsft.difference", "rsft.difference_se"} & set(mlc.get_model_version("m", v2).tags)
+    assert registry.recorded_decision(mlc.get_model_version("m", v2)).details == {}
