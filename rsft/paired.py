@@ -47,12 +47,14 @@ class Paired:
 
 def paired_difference(metric: str, challenger: Rows | None, reference: Rows | None) -> Paired | None:
     """The challenger's gain over ``reference`` in ``metric`` with its standard error, or None when
-    they were not scored on the same labelled rows (or the metric has no paired form here)."""
+    they were not scored on the same labelled rows, the metric has no paired form here, or the
+    figures are not finite (labels without spread for r2; a bootstrap with no finite resample)."""
     if challenger is None or reference is None or not _same_rows(challenger, reference):
         return None
     if len(challenger.y) < 2 or metric not in _PAIRED or challenger.task != _TASK[metric]:
         return None
-    return _PAIRED[metric](challenger, reference)
+    paired = _PAIRED[metric](challenger, reference)
+    return paired if math.isfinite(paired.difference) and math.isfinite(paired.se) else None
 
 
 def _same_rows(a: Rows, b: Rows) -> bool:

@@ -206,3 +206,11 @@ def test_the_reason_reads_as_the_brief_asks():
     gap = Paired(0.042, 0.011, 500, "delta method")
     assert registry._difference(gap, 2.0) == "difference 0.04200 ± 0.01100 (3.8 SE ≥ promotion.min_z=2)"
     assert math.isinf(Paired(0.1, 0.0, 3, "per-row mean").z)
+
+
+def test_no_finite_standard_error_is_no_paired_figure():
+    y = np.full(10, 3.0)  # labels without spread: r2 is undefined, so is its difference
+    assert paired_difference("r2", Rows("regression", y, y + 1), Rows("regression", y, y + 2)) is None
+    y = np.zeros(60, dtype=np.int64)  # one class only: no AUROC on any resample
+    p = np.tile([0.6, 0.4], (60, 1))
+    assert paired_difference("auroc", Rows("classification", y, p), Rows("classification", y, p[:, ::-1])) is None
