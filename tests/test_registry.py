@@ -176,9 +176,9 @@ def test_pip_requirements_install_from_the_public_index():
     assert any(r.startswith("torch==") for r in reqs) and not any("+" in r for r in reqs)
 
 
-def test_promote_takes_set_and_names_the_holdout_it_judged_on(mlc, tmp_path, monkeypatch):
-    """(trial 7) `rsft promote` scored on the config's hold-out, which was stale, and said nothing of
-    it: --set data.target_holdout=… picks the hold-out; the line and the version's event name it."""
+def _promote_cli(mlc, tmp_path, monkeypatch, evaluate, *args):
+    """`rsft promote --version 2 ARGS` with v1 the champion, hold-out rows read as 500 zeros and
+    ``evaluate(version number, hold-out)`` as evaluate_frame; (result, versions, the hold-outs read)."""
     from pathlib import Path
 
     import polars as pl
@@ -207,16 +207,45 @@ def test_promote_takes_set_and_names_the_holdout_it_judged_on(mlc, tmp_path, mon
     monkeypatch.setattr(commands, "_client", lambda cfg: mlc)
     monkeypatch.setattr(stages, "load_target", load_target)
     monkeypatch.setattr(registry, "load_version_model", lambda mlc_, v: str(v.version))
-    monkeypatch.setattr(stages, "evaluate_frame", lambda model, df, cfg: {"rmse": 0.1 if model == str(v2) else 0.2})
+    monkeypatch.setattr(stages, "evaluate_frame", lambda model, df, cfg: evaluate(model, df))
     monkeypatch.setattr(targets, "named_entries",
                         lambda cfg, which: {"d": {"name": Path(cfg.data.target_holdout).name}})
-    out = CliRunner().invoke(app, ["promote", "--version", str(v2), "--config", str(cfg_path),
-                                       "--set", "data.target_holdout=/x/holdout_2012-02.parquet"])
+    out = CliRunner().invoke(app, ["promote", "--version", str(v2), "--config", str(cfg_path), *args])
+    return out, (v1, v2), seen
+
+
+def test_promote_takes_set_and_names_the_holdout_it_judged_on(mlc, tmp_path, monkeypatch):
+    """(trial 7) `rsft promote` scored on the config's hold-out, which was stale, and said nothing of
+    it: --set data.target_holdout=… picks the hold-out; the line and the version's event name it."""
+    out, _, seen = _promote_cli(mlc, tmp_path, monkeypatch, lambda v, df: {"rmse": 0.1 if v == "2" else 0.2},
+                                "--set", "data.target_holdout=/x/holdout_2012-02.parquet")
     assert out.exit_code == 0, out.output
     assert seen == ["/x/holdout_2012-02.parquet"]
     assert "on hold-out holdout_2012-02.parquet" in " ".join(out.output.split())
-    event = [t for _, t in registry.history(mlc, name)[0]["events"]]
+    event = [t for _, t in registry.history(mlc, "m")[0]["events"]]
     assert len(event) == 1 and "on hold-out holdout_2012-02.parquet (champion was v" in event[0]
+
+
+def test_promote_refuses_a_version_that_wins_within_the_holdouts_noise(mlc, tmp_path, monkeypatch):
+    """`rsft promote` pairs the two versions' rows like the nightly gate: v2, the champion's
+    predictions with a jitter (seed 0, sd 0.01 on errors of sd 1) that lowers the rmse by luck, is
+    refused in one line."""
+    import numpy as np
+
+    from rsft.evaluate import RowMetrics, Rows, regression_metrics
+
+    rng = np.random.default_rng(0)
+    y, champ = np.zeros(500), rng.normal(0, 1, 500)
+    jittered = next(p for p in (champ + rng.normal(0, 0.01, 500) for _ in range(50))
+                    if regression_metrics(y, p)["rmse"] < regression_metrics(y, champ)["rmse"])
+
+    def evaluate(version, df):
+        p = jittered if version == "2" else champ
+        return RowMetrics(regression_metrics(y, p), rows=Rows("regression", y, p))
+
+    out, _, _ = _promote_cli(mlc, tmp_path, monkeypatch, evaluate)
+    assert out.exit_code == 1 and "within the hold-out's noise" in out.output and "Traceback" not in out.output
+    assert str(registry.alias_version(mlc, "m").version) == "1"
 
 
 def test_the_paired_difference_and_its_se_are_tagged_on_the_version(mlc, tmp_path):
