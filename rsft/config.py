@@ -602,6 +602,11 @@ class PromotionConfig(_Model):
     model_name: str = "factory-quality"  # registered model name in MLflow (models:/<name>@champion)
     metric: str = "rmse"  # rmse, mae, log_loss: lower is better; r2, accuracy, macro_f1, auroc: higher
     min_improvement: float = 0.0  # relative: promote when challenger <= champion * (1 - x)
+    # and only when it wins by at least this many standard errors of the paired difference: both
+    # models are scored on the same hold-out rows, so the SE of their per-row difference is the
+    # hold-out's noise in the comparison (rsft.paired). 2: an equal challenger passes ~2 % of
+    # nights (one-sided normal). 0: off. Only where both models' per-row outputs are at hand
+    min_z: float = Field(2.0, ge=0.0)
     min_holdout_rows: int = 50  # fewer hold-out rows than this: never promote (the comparison is noise)
     max_pool_regression: float | None = None  # relative pool-hold-out regression allowed
     # with no champion yet, a model must beat the constant prediction of the target sample (its

@@ -7,6 +7,7 @@ regression: MAE, RMSE, R²; classification: accuracy, macro-F1, macro one-vs-res
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import polars as pl
@@ -15,6 +16,32 @@ from torch import nn
 
 from rsft.config import FeaturesConfig
 from rsft.features import labels, to_matrix
+
+
+@dataclass(frozen=True, eq=False)
+class Rows:
+    """A model's outputs on the rows its metrics were computed from: ``y`` the labels [n] and
+    ``out`` its predictions [n] (regression) or class probabilities [n, C] (classification)."""
+
+    task: str
+    y: np.ndarray
+    out: np.ndarray
+
+
+class RowMetrics(dict):
+    """Task metrics — a plain ``{name: float}``, logged, compared and stored as before — that keep
+    the model's per-row outputs (``rows``). Two models scored on the same hold-out can then be
+    compared row by row (:mod:`rsft.paired`) without evaluating either again; a copy
+    (``dict(m)``, ``{**m}``) is plain metrics again."""
+
+    def __init__(self, *args, rows: Rows | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.rows = rows
+
+
+def true_class_proba(y: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """Each row's probability of its own class [n] (a label outside the columns reads the nearest)."""
+    return p[np.arange(len(y)), np.clip(y, 0, p.shape[1] - 1)]
 
 
 def regression_metrics(y: np.ndarray, yhat: np.ndarray) -> dict[str, float]:
@@ -38,6 +65,11 @@ def _to_proba(scores: np.ndarray) -> np.ndarray:
     z = s - s.max(1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(1, keepdims=True)
+
+
+def _proba_rows(y: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Class probabilities [n, C] of ``len(y)`` rows of logits or probabilities."""
+    return _to_proba(np.asarray(scores).reshape(len(y), -1)) if len(y) else np.zeros((0, 1))
 
 
 def binary_auroc(y: np.ndarray, score: np.ndarray) -> float:
@@ -64,7 +96,7 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, 
     AUROC is undefined).
     """
     y = np.asarray(y_true).astype(np.int64)
-    p = _to_proba(np.asarray(scores).reshape(len(y), -1)) if len(y) else np.zeros((0, 1))
+    p = _proba_rows(y, scores)
     if not len(y):
         return {"accuracy": float("nan"), "macro_f1": float("nan"), "auroc": float("nan"), "log_loss": float("nan"), "n": 0.0}
     pred = p.argmax(1)
@@ -75,7 +107,7 @@ def classification_metrics(y_true: np.ndarray, scores: np.ndarray) -> dict[str, 
         f1s.append(2 * tp / denom if denom else 0.0)
     aucs = [binary_auroc(y == c, p[:, c]) for c in np.unique(y) if 0 <= c < p.shape[1]]
     aucs = [a for a in aucs if not np.isnan(a)]
-    p_true = p[np.arange(len(y)), np.clip(y, 0, p.shape[1] - 1)]
+    p_true = true_class_proba(y, p)
     return {
         "accuracy": float((pred == y).mean()),
         "macro_f1": float(np.mean(f1s)),
@@ -114,13 +146,18 @@ def reconstruction_error(model: nn.Module, x: np.ndarray, batch_size: int = 8192
 
 
 def evaluate_model(model: nn.Module, x: np.ndarray, y: np.ndarray, task: str = "regression") -> dict[str, float]:
-    """Metrics for ``task``: regression_metrics, classification_metrics, or mean reconstruction error."""
+    """Metrics for ``task``: regression_metrics, classification_metrics, or mean reconstruction error.
+    A regressor's and a classifier's come with their per-row outputs (:class:`RowMetrics`)."""
     if task == "classification":
-        return classification_metrics(y, predict(model, x))
+        y = np.asarray(y).astype(np.int64)
+        p = _proba_rows(y, predict(model, x))
+        return RowMetrics(classification_metrics(y, p), rows=Rows(task, y, p))
     if task == "reconstruction":
         err = reconstruction_error(model, x)
         return {"reconstruction_mse": float(err.mean()) if len(err) else float("nan"), "n": float(len(err))}
-    return regression_metrics(y, predict(model, x))
+    yhat = predict(model, x)
+    return RowMetrics(regression_metrics(y, yhat), rows=Rows(task, np.asarray(y, dtype=np.float64),
+                                                              np.asarray(yhat, dtype=np.float64)))
 
 
 def constant_metrics(y_ref: np.ndarray, y: np.ndarray, task: str = "regression",

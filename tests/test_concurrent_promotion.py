@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.test_retrain_flow import small_config
 
@@ -36,6 +37,9 @@ def test_concurrent_retrains_leave_one_consistent_champion(tmp_path):
     from rsft.synth import write_synthetic
 
     cfg_path = small_config(tmp_path)
+    data = yaml.safe_load(cfg_path.read_text())
+    data["promotion"]["min_z"] = 0.0  # the lock is under test, not the noise: any gain promotes
+    cfg_path.write_text(yaml.safe_dump(data))
     cfg = load_config(cfg_path)
     write_synthetic(cfg.synth, tmp_path / "raw", night=1)
     first = run_night(cfg)  # version 1 = champion

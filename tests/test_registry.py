@@ -176,9 +176,9 @@ def test_pip_requirements_install_from_the_public_index():
     assert any(r.startswith("torch==") for r in reqs) and not any("+" in r for r in reqs)
 
 
-def test_promote_takes_set_and_names_the_holdout_it_judged_on(mlc, tmp_path, monkeypatch):
-    """(trial 7) `rsft promote` scored on the config's hold-out, which was stale, and said nothing of
-    it: --set data.target_holdout=… picks the hold-out; the line and the version's event name it."""
+def _promote_cli(mlc, tmp_path, monkeypatch, evaluate, *args):
+    """`rsft promote --version 2 ARGS` with v1 the champion, hold-out rows read as 500 zeros and
+    ``evaluate(version number, hold-out)`` as evaluate_frame; (result, versions, the hold-outs read)."""
     from pathlib import Path
 
     import polars as pl
@@ -207,13 +207,67 @@ def test_promote_takes_set_and_names_the_holdout_it_judged_on(mlc, tmp_path, mon
     monkeypatch.setattr(commands, "_client", lambda cfg: mlc)
     monkeypatch.setattr(stages, "load_target", load_target)
     monkeypatch.setattr(registry, "load_version_model", lambda mlc_, v: str(v.version))
-    monkeypatch.setattr(stages, "evaluate_frame", lambda model, df, cfg: {"rmse": 0.1 if model == str(v2) else 0.2})
+    monkeypatch.setattr(stages, "evaluate_frame", lambda model, df, cfg: evaluate(model, df))
     monkeypatch.setattr(targets, "named_entries",
                         lambda cfg, which: {"d": {"name": Path(cfg.data.target_holdout).name}})
-    out = CliRunner().invoke(app, ["promote", "--version", str(v2), "--config", str(cfg_path),
-                                       "--set", "data.target_holdout=/x/holdout_2012-02.parquet"])
+    out = CliRunner().invoke(app, ["promote", "--version", str(v2), "--config", str(cfg_path), *args])
+    return out, (v1, v2), seen
+
+
+def test_promote_takes_set_and_names_the_holdout_it_judged_on(mlc, tmp_path, monkeypatch):
+    """(trial 7) `rsft promote` scored on the config's hold-out, which was stale, and said nothing of
+    it: --set data.target_holdout=… picks the hold-out; the line and the version's event name it."""
+    out, _, seen = _promote_cli(mlc, tmp_path, monkeypatch, lambda v, df: {"rmse": 0.1 if v == "2" else 0.2},
+                                "--set", "data.target_holdout=/x/holdout_2012-02.parquet")
     assert out.exit_code == 0, out.output
     assert seen == ["/x/holdout_2012-02.parquet"]
     assert "on hold-out holdout_2012-02.parquet" in " ".join(out.output.split())
-    event = [t for _, t in registry.history(mlc, name)[0]["events"]]
+    event = [t for _, t in registry.history(mlc, "m")[0]["events"]]
     assert len(event) == 1 and "on hold-out holdout_2012-02.parquet (champion was v" in event[0]
+
+
+def test_promote_refuses_a_version_that_wins_within_the_holdouts_noise(mlc, tmp_path, monkeypatch):
+    """`rsft promote` pairs the two versions' rows like the nightly gate: v2, the champion's
+    predictions with a jitter (seed 0, sd 0.01 on errors of sd 1) that lowers the rmse by luck, is
+    refused in one line."""
+    import numpy as np
+
+    from rsft.evaluate import RowMetrics, Rows, regression_metrics
+
+    rng = np.random.default_rng(0)
+    y, champ = np.zeros(500), rng.normal(0, 1, 500)
+    jittered = next(p for p in (champ + rng.normal(0, 0.01, 500) for _ in range(50))
+                    if regression_metrics(y, p)["rmse"] < regression_metrics(y, champ)["rmse"])
+
+    def evaluate(version, df):
+        p = jittered if version == "2" else champ
+        return RowMetrics(regression_metrics(y, p), rows=Rows("regression", y, p))
+
+    out, _, _ = _promote_cli(mlc, tmp_path, monkeypatch, evaluate)
+    assert out.exit_code == 1 and "within the hold-out's noise" in out.output and "Traceback" not in out.output
+    assert str(registry.alias_version(mlc, "m").version) == "1"
+
+
+def test_the_paired_difference_and_its_se_are_tagged_on_the_version(mlc, tmp_path):
+    """The version carries the difference, its SE and z (rsft.paired), read back with the decision;
+    a decision without them (plain metric dicts) writes none of these tags."""
+    import numpy as np
+
+    from rsft.evaluate import RowMetrics, Rows, regression_metrics
+
+    rng = np.random.default_rng(0)  # seed 0: a challenger with 80 % of the champion's error, z ≫ 2
+    y = rng.normal(0, 3, 400)
+    err = rng.normal(0, 1, 400)
+    ch, champ = (RowMetrics(regression_metrics(y, p), rows=Rows("regression", y, p)) for p in (y + 0.8 * err, y + err))
+    decision = registry.decide(PromotionConfig(metric="rmse"), ch, champ, 400)
+    assert decision.promote and decision.details["z"] > 2
+    v1, v2 = _register(mlc, tmp_path, "m", 2)
+    registry.record_decision(mlc, "m", v1, decision)
+    registry.record_decision(mlc, "m", v2, registry.decide(PromotionConfig(metric="rmse"), dict(ch), dict(champ), 400))
+    tags = mlc.get_model_version("m", v1).tags
+    assert float(tags["rsft.difference_se"]) == pytest.approx(decision.details["difference_se"], rel=1e-5)
+    assert float(tags["rsft.difference"]) == pytest.approx(decision.details["difference"], rel=1e-5)
+    back = registry.recorded_decision(mlc.get_model_version("m", v1))
+    assert back.details["z"] == pytest.approx(decision.details["z"], rel=1e-5) and back.details["min_z"] == 2
+    assert not {"rsft.difference", "rsft.difference_se"} & set(mlc.get_model_version("m", v2).tags)
+    assert registry.recorded_decision(mlc.get_model_version("m", v2)).details == {}

@@ -103,8 +103,13 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert s2["files_unlike_earlier"][0].startswith("sensors: sensors_in_per_s.csv: s08 (mm/s) median ")
     assert s2["warm_start"] == f"models:/{name}/1"
     assert s2["model_version"] == "2"
-    better = s2["challenger_rmse"] < s2["champion_rmse"]
+    # promoted when it wins beyond the hold-out's noise: by promotion.min_z standard errors of the
+    # paired difference on the hold-out's rows (tagged on the version, said in the reason)
+    v2tags = mlc.get_model_version(name, "2").tags
+    z, se = float(v2tags["rsft.difference_z"]), float(v2tags["rsft.difference_se"])
+    better = s2["challenger_rmse"] < s2["champion_rmse"] and z >= cfg.promotion.min_z
     assert s2["promoted"] is better
+    assert se > 0 and " ± " in s2["reason"] and ("SE ≥ promotion.min_z=" in s2["reason"]) is better, s2["reason"]
     champ = registry.alias_version(mlc, name)
     assert str(champ.version) == ("2" if better else "1")
     if better:
@@ -186,6 +191,8 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert mlc.get_registered_model(name).description.startswith("rsft model of pipeline")
     arts = {a.path for a in mlc.list_artifacts(s2["mlflow_run"])}
     assert {"config", "lineage", "scorer", "checkpoint", "decision.json"} <= arts
+    decided = json.loads(Path(mlc.download_artifacts(s2["mlflow_run"], "decision.json", str(tmp_path))).read_text())
+    assert decided["details"]["difference_se"] == pytest.approx(se, rel=1e-5) and decided["details"]["min_z"] == 2
     from rsft.models import load_checkpoint
 
     ckpt = load_checkpoint(registry.download_checkpoint(mlc, champ))  # the whole resolved config rides along

@@ -309,9 +309,14 @@ def _base_instead(policy, scores, holdout_rows: int, diverged: str | None, const
 
 def _lost_preface(metric: str, scores) -> str:
     from rsft.readable import figures
+    from rsft.tracking.registry import HIGHER_IS_BETTER
 
-    ch, base = figures(scores["challenger"][0][metric], scores["start"][0][metric])
-    return f"tonight's fine-tune ({metric} {ch}) did not beat its base model ({base}): the base model is registered instead; "
+    c, b = scores["challenger"][0][metric], scores["start"][0][metric]
+    ch, base = figures(c, b)
+    # better, yet not by the margins: promotion.min_improvement, or min_z standard errors of the paired difference
+    margin = " by the gate's margin" if (c > b if metric in HIGHER_IS_BETTER else c < b) else ""
+    return (f"tonight's fine-tune ({metric} {ch}) did not beat its base model ({base}){margin}: the base model is "
+            "registered instead; ")
 
 
 def _challenger(cfg: PipelineConfig, model, holdout: pl.DataFrame, scores, selection: Selection, search,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import json
 import logging
 import math
@@ -22,6 +23,7 @@ from typing import Any, Callable, ContextManager, Iterator
 
 from rsft.config import PromotionConfig
 from rsft.fsio import file_lock
+from rsft.paired import Paired, paired_difference
 from rsft.readable import figures
 
 log = logging.getLogger(__name__)
@@ -263,6 +265,13 @@ def decide(
     ``constant``: the hold-out metrics of the constant prediction the target sample gives
     (:func:`rsft.evaluate.constant_metrics`): with no champion, a challenger that does not beat it
     by ``policy.beat_constant_by`` (relative) is rejected (with a champion, beating the champion decides).
+
+    When ``challenger`` and the reference (champion or base) carry their per-row outputs on the
+    same hold-out rows (:class:`rsft.evaluate.RowMetrics`, as ``evaluate_frame`` returns them), the
+    challenger must also win by ``policy.min_z`` standard errors of the paired difference
+    (:func:`rsft.paired.paired_difference`): a new hold-out each night moves both models' metric
+    far more than it moves their difference. The reason and ``details`` give the difference and
+    its SE. Plain metric dicts (no rows) are judged on the metric and the bar alone.
     """
     m = policy.metric
     up = m in HIGHER_IS_BETTER
@@ -304,14 +313,33 @@ def decide(
         return Decision(True, f"{who} {m} is not finite ({ch}){note}", m, c, ch, compared_with=against)
     bar = ch * (1 + policy.min_improvement) if up else ch * (1 - policy.min_improvement)
     cs, chs, bars = figures(c, ch, bar)
-    if c > bar if up else c < bar:
-        return Decision(True, f"{m} {cs} {'>' if up else '<'} {who} {chs} (bar {bars}){note}", m, c, ch,
-                        compared_with=against)
-    return no(f"{m} {cs} does not beat {who} {chs} (bar {bars}){note}")
+    gap = paired_difference(m, getattr(challenger, "rows", None), getattr(ref, "rows", None))
+    details = gap.to_dict() | {"min_z": policy.min_z} if gap is not None else {}
+    beats = f"{m} {cs} {'>' if up else '<'} {who} {chs} (bar {bars})"
+    if not (c > bar if up else c < bar):
+        said = f"; {_difference(gap)}" if gap is not None else ""
+        return dataclasses.replace(no(f"{m} {cs} does not beat {who} {chs} (bar {bars}){said}{note}"), details=details)
+    if gap is None:
+        return Decision(True, f"{beats}{note}", m, c, ch, compared_with=against)
+    if not gap.z >= policy.min_z:
+        return dataclasses.replace(no(f"{beats}, but the {_difference(gap, policy.min_z)}: within the hold-out's "
+                                      f"noise{note}"), details=details)
+    return Decision(True, f"{beats}; {_difference(gap, policy.min_z)}{note}", m, c, ch, details, compared_with=against)
+
+
+def _difference(gap: Paired, min_z: float | None = None) -> str:
+    """The paired difference in words — "difference 0.042 ± 0.011 (3.8 SE ≥ promotion.min_z=2)" —
+    positive when the challenger is better; without ``min_z``, no comparison with it."""
+    d, se = figures(gap.difference, gap.se)
+    if min_z is None:
+        return f"difference {d} ± {se}"
+    return f"difference {d} ± {se} ({gap.z:.1f} SE {'≥' if gap.z >= min_z else '<'} promotion.min_z={min_z:g})"
 
 
 DECISION = "rsft.decision"  # written last: a version has a decision once this tag exists
 JUDGED_AGAINST = "rsft.judged_against"  # the champion's version when the decision was made ("" = none)
+PAIRED_TAGS = {"difference": "rsft.difference", "difference_se": "rsft.difference_se", "z": "rsft.difference_z",
+               "min_z": "rsft.min_z"}
 
 
 def record_decision(mlclient, name: str, version: str, decision: Decision, judged_against: str | None = None) -> None:
@@ -324,6 +352,8 @@ def record_decision(mlclient, name: str, version: str, decision: Decision, judge
         "rsft.challenger_metric": f"{decision.challenger:.6g}",
         "rsft.champion_metric": "" if decision.champion is None else f"{decision.champion:.6g}",
         JUDGED_AGAINST: "" if judged_against is None else str(judged_against),
+        # the paired difference on the hold-out's rows and its standard error (rsft.paired), when judged so
+        **{tag: f"{decision.details[key]:.6g}" for key, tag in PAIRED_TAGS.items() if key in decision.details},
         DECISION: "promoted" if decision.promote else "rejected",
     }
     for k, v in tags.items():
@@ -358,8 +388,9 @@ def recorded_decision(version) -> Decision | None:
             return None
 
     ch = num("rsft.challenger_metric")
+    paired = {key: x for key, tag in PAIRED_TAGS.items() if (x := num(tag)) is not None}
     return Decision(tags[DECISION] == "promoted", tags.get("rsft.reason", ""), tags.get("rsft.metric", ""),
-                    float("nan") if ch is None else ch, num("rsft.champion_metric"))
+                    float("nan") if ch is None else ch, num("rsft.champion_metric"), paired)
 
 
 # --------------------------------------------------------------------------------------
