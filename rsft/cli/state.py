@@ -98,11 +98,11 @@ def _show_history(rep, verb: str) -> None:
 
     if rep is None:
         return
-    kept = (f"the newest {len(rep.kept_days)} night(s) ({rep.kept_days[-1]} to {rep.kept_days[0]})"
-            if rep.kept_days else "no night yet")
-    _line(console, f"{verb} {len(rep.nights)} old night(s) of Prefect history — {len(rep.runs)} flow run(s) with their "
-                   f"task runs, states, logs and {'artifacts' if rep.dry_run else f'{rep.artifacts} artifact(s)'}; "
-                   f"kept: {kept}"
+    kept = (f"the newest {len(rep.kept_nights)} night(s) (started {rep.kept_nights[-1]['started']} to "
+            f"{rep.kept_nights[0]['started']} UTC) and the runs since" if rep.kept_nights else "no night yet")
+    _line(console, f"{verb} {len(rep.nights)} old top-level run(s) of Prefect history (nights, ingests) — {len(rep.runs)} "
+                   f"flow run(s) with their task runs, states, logs and "
+                   f"{'artifacts' if rep.dry_run else f'{rep.artifacts} artifact(s)'}; kept: {kept}"
           + (f"; {rep.logs_pending} run(s)' logs still being deleted by Prefect" if rep.logs_pending else ""))
     for n in rep.nights[:5]:
         _line(console, f"    {n['name']}  ({n['state'].lower()}, {n['started']} UTC; {n['subflows']} sub-flow runs)")
