@@ -70,7 +70,7 @@ def _night(cfg: PipelineConfig, steps: Steps) -> dict[str, Any]:
     if cfg.state.gc_after_night:  # bounded state: old nights' intermediates go (rsft.pipeline.gc)
         from rsft.pipeline.gc import after_night
 
-        summary["gc"] = after_night(cfg)
+        summary["gc"], summary["gc_figures"] = after_night(cfg)  # (the line, and its counts and bytes for JSON)
         if steps.history is not None:
             summary["prefect_history"] = steps.history(cfg)
     return summary
