@@ -348,10 +348,11 @@ def prune(keep_nights: int, *, pipeline: PipelineConfig | None = None, unlabelle
     return rep
 
 
-def after_night(cfg: PipelineConfig) -> str:
-    """The night's retention of its pipeline's Prefect history, ``state.keep_nights`` nights, as one
-    line for the summary: at most 30 old nights a night (a long backlog drains over nights), the
-    cheap vacuum, never the runs written before labels (``rsft gc``'s). Never raises."""
+def after_night(cfg: PipelineConfig) -> tuple[str, dict[str, Any] | None]:
+    """The night's retention of its pipeline's Prefect history, ``state.keep_nights`` nights: one
+    line for the summary and its figures for the JSON (None when it failed): at most 30 old
+    top-level runs a night (a long backlog drains over nights), the cheap vacuum, never the runs
+    written before labels (``rsft gc``'s). Never raises."""
     from rsft.state import human_bytes
 
     keep_nights = cfg.state.keep_nights
@@ -359,9 +360,12 @@ def after_night(cfg: PipelineConfig) -> str:
         rep = prune(keep_nights, pipeline=cfg, unlabelled=False, vacuum="incremental", limit=30)
     except Exception as e:  # noqa: BLE001 - retention must not fail a finished night
         log.warning("pruning the Prefect history failed: %s", e, exc_info=True)
-        return f"failed: {type(e).__name__}: {e}"
+        return f"failed: {type(e).__name__}: {e}", None
+    figures = {"keep_nights": keep_nights, "top_level_runs_deleted": len(rep.nights), "flow_runs_deleted": len(rep.runs),
+               "artifacts_deleted": rep.artifacts, "more_left": rep.more_left,
+               "database_bytes_before": rep.bytes_before, "database_bytes_after": rep.bytes_after}
     size = (f"; database {human_bytes(rep.bytes_before)} → {human_bytes(rep.bytes_after)}"
             if rep.bytes_before is not None and rep.bytes_after is not None else "")
     return (f"deleted {len(rep.nights)} top-level run(s) older than the newest {keep_nights} nights ({len(rep.runs)} "
             "flow runs)"
-            + ("; more next night" if rep.more_left else "") + size)
+            + ("; more next night" if rep.more_left else "") + size, figures)

@@ -250,9 +250,9 @@ with get_client(sync_client=True) as client:  # nights written with labels: this
     for d in (5, 3, 0):
         make_night(client, day0 - timedelta(days=d), tasks=4, log_lines=4, labels=pipeline_labels(cfg))
     make_night(client, day0 - timedelta(days=9), tasks=1, log_lines=1, labels=pipeline_labels(other))
-line = after_night(cfg)  # the night's retention: its own night -5 only, the unlabelled -2 -1 stay
+line, figures = after_night(cfg)  # the night's retention: its own night -5 only, the unlabelled -2 -1 stay
 con = sqlite3.connect(db)
-out["night"] = (line, con.execute("PRAGMA freelist_count").fetchone()[0])
+out["night"] = (line, con.execute("PRAGMA freelist_count").fetchone()[0], figures)
 con.close()
 with get_client(sync_client=True) as client:  # a killed run of before labels, left RUNNING
     stale = _run(client, "ingest", day0, run_name="stale-ingest", end=False)
@@ -293,8 +293,10 @@ def test_rsft_gc_prunes_and_vacuums_the_embedded_database(tmp_path):
     history = out["json"]  # `--json`: what went, the kept days, the sizes
     assert len(history["nights"]) == 2 and len(history["runs"]) == 8 and history["bytes_after"] < history["bytes_before"] / 2
     assert len(history["kept_nights"]) == 2 and history["cutoff"][:16] == history["kept_nights"][-1]["started"].replace(" ", "T")
-    line, free = out["night"]
+    line, free, figures = out["night"]
     assert line.startswith("deleted 1 top-level run(s) older than the newest 2 nights (4 flow runs)") and free == 0, out["night"]
+    assert figures["top_level_runs_deleted"] == 1 and figures["flow_runs_deleted"] == 4 and figures["keep_nights"] == 2
+    assert min(figures["database_bytes_before"], figures["database_bytes_after"]) > 0, figures  # (the -wal may grow)
     day = lambda d: (datetime.now(timezone.utc).replace(hour=2) - timedelta(days=d)).date().isoformat()  # noqa: E731
     gone, kept, vacuum, stale = out["gc2"]
     assert gone == [day(3), day(2)] and kept == [day(0), day(1)], out["gc2"]

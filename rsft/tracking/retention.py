@@ -27,6 +27,7 @@ undecided one. The alias check and the tag are made under the registry lock, as 
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -34,6 +35,8 @@ from pathlib import Path
 from rsft.tracking import registry
 from rsft.tracking.registry import MODEL_REMOVED, removed_on
 from rsft.tracking.serving import logged_model_id
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -87,14 +90,19 @@ def free_rejected(mlc, name: str, keep_nights: int, lock_dir: str | Path, *, dry
     ``keep_nights`` (see the module doc). ``finish``: also re-check versions an earlier removal
     tagged and delete what a kill left (``rsft gc``; the night's retention skips them: its cost
     stays that of the new candidates)."""
+    from mlflow.exceptions import MlflowException
     from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     why = (f"rejected by its night's gate, older than the newest {keep_nights} versions, no alias: its model "
            f"(logged model, checkpoint) removed; the version, decision and metrics stay (tag {MODEL_REMOVED})")
     plan = []
     for v in _candidates(mlc, name, keep_nights, finish):
-        places = [(get_artifact_repository(uri), path) for uri, path in _locations(mlc, v)]
-        size = sum(_bytes(repo, path) for repo, path in places)
+        try:
+            places = [(get_artifact_repository(uri), path) for uri, path in _locations(mlc, v)]
+            size = sum(_bytes(repo, path) for repo, path in places)
+        except (MlflowException, OSError) as e:  # its run or logged model deleted by hand: left, said
+            log.warning("v%s's model left in place: %s", v.version, str(e).splitlines()[0] if str(e) else type(e).__name__)
+            continue
         if removed_on(v) and not size:  # removed earlier: nothing left
             continue
         plan.append((v, places, size))
