@@ -80,7 +80,8 @@ def gc(
           + (f" ({human_bytes(rep.bytes_removed + rep.model_bytes_removed)} would be freed)" if dry_run else "")
           + "; ingested data and the registry's versions, runs and metrics are never removed")
     if json_out:
-        json_out.write_text(strict_json({**rep.to_dict(), "prefect_history": history.to_dict() if history else None}))
+        json_out.write_text(strict_json({**rep.to_dict(), "state_dir_bytes_before": before, "state_dir_bytes_after": after,
+                                         "prefect_history": history.to_dict() if history else None}))
 
 
 def _show_models(rep, name: str, verb: str) -> None:
