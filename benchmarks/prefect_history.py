@@ -59,7 +59,7 @@ def arm(name: str, a) -> dict:
             if name == "gc-first" and n == 0:
                 prune(a.keep_nights, pipeline=cfg, vacuum="full")
             t = time.process_time()
-            lines.append(after_night(cfg))
+            lines.append(after_night(cfg)[0])
             prune_s.append(round(time.process_time() - t, 3))
         db = database_file()
         sizes.append(file_bytes(db))

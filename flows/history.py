@@ -12,10 +12,12 @@ are removed by ``rsft gc`` only, and only in the state dir's own embedded databa
 there they are this state dir's pipelines' old runs, counted with the pipeline's); a night never
 touches them, nor anything on a server (they may be another project's there).
 The measure is ``state.keep_nights``, as for the state dir's intermediates
-(:mod:`rsft.pipeline.gc`): the history of the newest ``keep_nights`` days on which a top-level
-run of the pipeline started (UTC dates of when it was meant to start, ``expected_start_time``: a night a
-day, the newest ``keep_nights`` nights) is kept; an older night goes whole — its top-level run and
-every sub-flow run under it — once all of them are finished (COMPLETED, FAILED, CANCELLED,
+(:mod:`rsft.pipeline.gc`): nights, counted, whatever the calendar. A night is a top-level run of
+the pipeline's night flows (:data:`NIGHT_FLOWS`: ``nightly-retrain``, ``finetune-only``) that
+started; the newest ``keep_nights`` of them (by when each was meant to start,
+``expected_start_time``) are kept with everything after the oldest of them (their sub-flow runs,
+task runs, the hourly ingests between them). Older top-level runs — nights, ingests — go whole,
+each with every sub-flow run under it, once all of them are finished (COMPLETED, FAILED, CANCELLED,
 CRASHED): a night with a run still RUNNING, PENDING, SCHEDULED or PAUSED is left whole. Deleting
 a flow run deletes its task runs and states (cascades) and, in the background, its logs (Prefect
 queues that; :func:`prune` waits for it); its artifacts are deleted first (Prefect leaves them).
@@ -53,6 +55,9 @@ log = logging.getLogger("rsft.flows")
 # the names of rsft's flows (flows/*.py; tests/test_prefect_history.py checks the list): only
 # their runs are pruned, a team server's other flows are not rsft's to delete
 RSFT_FLOWS = ("nightly-retrain", "ingest", "ingest-exports", "select", "sample-chunks", "finetune", "finetune-only")
+# the flows whose top-level runs are a pipeline's nights: what ``keep_nights`` counts (a night a
+# run, so nights run back to back on one date — a backfill, a catch-up — are as many nights)
+NIGHT_FLOWS = ("nightly-retrain", "finetune-only")
 LABEL = "rsft.pipeline"  # a top-level run's pipeline label (flows.crashed.pipeline_labels); without it: written before labels
 BUSY_TIMEOUT_S = 2.0  # how long `rsft gc`'s VACUUM waits for a writer before skipping
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
@@ -66,9 +71,9 @@ class HistoryReport:
     """What the retention deleted (or, ``dry_run``, would delete) and the database's size."""
 
     dry_run: bool = False
-    kept_days: list[str] = field(default_factory=list)  # the UTC dates whose runs are kept, newest first
-    cutoff: datetime | None = None  # finished nights meant to start before it go (None: fewer days than keep_nights)
-    nights: list[dict[str, Any]] = field(default_factory=list)  # each old night's top-level run: name, state, started, subflows
+    kept_nights: list[dict[str, str]] = field(default_factory=list)  # the kept nights (name, state, started), newest first
+    cutoff: datetime | None = None  # finished runs meant to start before it go (None: no more nights than keep_nights)
+    nights: list[dict[str, Any]] = field(default_factory=list)  # each old top-level run (a night, an ingest): name, state, started, subflows
     runs: list[dict[str, str]] = field(default_factory=list)  # name, state, started (UTC) of each deleted run
     artifacts: int = 0
     logs_pending: int = 0  # runs whose logs Prefect had not deleted yet when we stopped waiting
@@ -166,21 +171,18 @@ def _subflows(client, run_id, page: int = PAGE) -> list:
     return out
 
 
-def kept_days(client, keep_nights: int, flows: tuple[str, ...], scope: Scope,
-              page: int = PAGE) -> tuple[list[str], datetime | None]:
-    """The newest ``keep_nights`` UTC dates on which a top-level run in ``scope`` started, and the
-    cutoff: the earliest (expected) start on the oldest of them (None when there are not more
-    dates than that: nothing is old enough). Reads the newest runs only, however long the history."""
-    days: list[str] = []
-    cutoff = None
-    for run in _runs(client, flows, scope, nights=True, page=page):
-        day = run.expected_start_time.astimezone(timezone.utc).date().isoformat()
-        if day not in days:
-            if len(days) == keep_nights:  # an older date: everything before the cutoff goes
-                return days, cutoff
-            days.append(day)
-        cutoff = run.expected_start_time
-    return days, None
+def kept_nights(client, keep_nights: int, night_flows: tuple[str, ...], scope: Scope,
+                page: int = PAGE) -> tuple[list, datetime | None]:
+    """The newest ``keep_nights`` nights in ``scope`` (top-level runs of ``night_flows`` that started,
+    newest first) and the cutoff: when the oldest of them was meant to start (None when there are
+    not more nights than that: nothing is old enough). Nights are counted, not dated: a backfill's
+    nights, all run on one date, are as many nights. Reads the newest runs only, however long the history."""
+    kept: list = []
+    for run in _runs(client, night_flows, scope, nights=True, page=page):
+        if len(kept) == keep_nights:  # an older night: everything meant to start before the cutoff goes
+            return kept, kept[-1].expected_start_time
+        kept.append(run)
+    return kept, None
 
 
 def old_nights(client, cutoff: datetime, flows: tuple[str, ...], scope: Scope, limit: int | None = None,
@@ -288,9 +290,10 @@ def reclaim(db: Path, how: Vacuum) -> str:
 
 def prune(keep_nights: int, *, pipeline: PipelineConfig | None = None, unlabelled: bool = True, dry_run: bool = False,
           vacuum: Vacuum = "full", limit: int | None = None, flows: tuple[str, ...] = RSFT_FLOWS,
-          page: int = PAGE) -> HistoryReport:
-    """Delete (or, ``dry_run``, list) the finished flow runs of ``pipeline``'s nights older than its
-    newest ``keep_nights`` (see the module doc), at most ``limit`` nights (the rest next time), then
+          night_flows: tuple[str, ...] = NIGHT_FLOWS, page: int = PAGE) -> HistoryReport:
+    """Delete (or, ``dry_run``, list) the finished flow runs of ``pipeline`` older than its newest
+    ``keep_nights`` nights (runs of ``night_flows``; see the module doc), at most ``limit`` old
+    top-level runs with their sub-flow runs (the rest next time), then
     reclaim the space the ``vacuum`` way when the database is this state dir's SQLite file.
     ``unlabelled``: also the runs written before pipeline labels — in the embedded database only
     (``rsft gc``; the night passes False). ``pipeline`` None: those unlabelled runs alone."""
@@ -309,7 +312,8 @@ def prune(keep_nights: int, *, pipeline: PipelineConfig | None = None, unlabelle
     rep.bytes_before = file_bytes(db) if db else None
     scope = Scope(pipeline_labels(pipeline) if pipeline is not None else None, unlabelled and db is not None)
     with get_client(sync_client=True) as client:
-        rep.kept_days, rep.cutoff = kept_days(client, keep_nights, flows, scope, page)
+        kept, rep.cutoff = kept_nights(client, keep_nights, night_flows, scope, page)
+        rep.kept_nights = [_describe(r) for r in kept]
         nights = (old_nights(client, rep.cutoff, flows, scope, None if limit is None else limit + 1, page)
                   if rep.cutoff else [])
         if limit is not None and len(nights) > limit:
@@ -334,10 +338,11 @@ def prune(keep_nights: int, *, pipeline: PipelineConfig | None = None, unlabelle
     return rep
 
 
-def after_night(cfg: PipelineConfig) -> str:
-    """The night's retention of its pipeline's Prefect history, ``state.keep_nights`` nights, as one
-    line for the summary: at most 30 old nights a night (a long backlog drains over nights), the
-    cheap vacuum, never the runs written before labels (``rsft gc``'s). Never raises."""
+def after_night(cfg: PipelineConfig) -> tuple[str, dict[str, Any] | None]:
+    """The night's retention of its pipeline's Prefect history, ``state.keep_nights`` nights: one
+    line for the summary and its figures for the JSON (None when it failed): at most 30 old
+    top-level runs a night (a long backlog drains over nights), the cheap vacuum, never the runs
+    written before labels (``rsft gc``'s). Never raises."""
     from rsft.state import human_bytes
 
     keep_nights = cfg.state.keep_nights
@@ -345,8 +350,12 @@ def after_night(cfg: PipelineConfig) -> str:
         rep = prune(keep_nights, pipeline=cfg, unlabelled=False, vacuum="incremental", limit=30)
     except Exception as e:  # noqa: BLE001 - retention must not fail a finished night
         log.warning("pruning the Prefect history failed: %s", e, exc_info=True)
-        return f"failed: {type(e).__name__}: {e}"
+        return f"failed: {type(e).__name__}: {e}", None
+    figures = {"keep_nights": keep_nights, "top_level_runs_deleted": len(rep.nights), "flow_runs_deleted": len(rep.runs),
+               "artifacts_deleted": rep.artifacts, "more_left": rep.more_left,
+               "database_bytes_before": rep.bytes_before, "database_bytes_after": rep.bytes_after}
     size = (f"; database {human_bytes(rep.bytes_before)} → {human_bytes(rep.bytes_after)}"
             if rep.bytes_before is not None and rep.bytes_after is not None else "")
-    return (f"deleted {len(rep.nights)} night(s) older than the newest {keep_nights} ({len(rep.runs)} flow runs)"
-            + ("; more next night" if rep.more_left else "") + size)
+    return (f"deleted {len(rep.nights)} top-level run(s) older than the newest {keep_nights} nights ({len(rep.runs)} "
+            "flow runs)"
+            + ("; more next night" if rep.more_left else "") + size, figures)

@@ -22,8 +22,9 @@ from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
 from rsft.pipeline.summary import mlflow_line
 from rsft.readable import counts, human
 
-def _history(cfg: PipelineConfig) -> str:
-    """The night's retention of the Prefect history (flows/history.py), ``state.keep_nights`` nights."""
+def _history(cfg: PipelineConfig) -> tuple[str, dict[str, Any] | None]:
+    """The night's retention of the Prefect history (flows/history.py), ``state.keep_nights`` nights:
+    the summary's line and its figures."""
     return prune_history(cfg)
 
 
@@ -68,7 +69,8 @@ def _night_name() -> str:
 def _summary_markdown(summary: dict[str, Any], link: str = "") -> str:
     """The night's summary as a two-column markdown table, decision first."""
     first = ("promoted", "reason", "model_version", "recipe", "mlflow_run", "champion_uri")
-    keys = [k for k in first if k in summary] + [k for k in summary if k not in (*first, "adapt_candidates", "warnings")]
+    hidden = ("adapt_candidates", "state_disk_bytes", "gc_figures", "prefect_history_figures", "warnings")  # (a table of its own; the JSON's figures of a line)
+    keys = [k for k in first if k in summary] + [k for k in summary if k not in first and k not in hidden]
 
     def cell(v: Any) -> str:  # numbers as the CLI's tables show them (137,129 · 0.01674 · yes)
         if isinstance(v, dict):  # counts per reason / rule: "a 3, b 2"

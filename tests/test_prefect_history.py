@@ -67,6 +67,11 @@ def _children(client, ids) -> tuple[int, int, int]:
     return len(tasks), len(logs), len(arts)
 
 
+def _days(rep) -> list[str]:
+    """The UTC dates of the nights a prune kept, newest first."""
+    return [n["started"][:10] for n in rep.kept_nights]
+
+
 def test_old_finished_nights_go_whole_the_newest_and_unfinished_stay(prefect_harness, tmp_path):
     """Nights on days -7 … -1, keep 3: nights -6 and -4 go with their sub-flow runs, task runs,
     logs and artifacts; -7 (finished, but a sub-flow run RUNNING) and -5 (its top-level run
@@ -95,17 +100,17 @@ def test_old_finished_nights_go_whole_the_newest_and_unfinished_stay(prefect_har
         gone, stay = ids[6] | ids[4], ids[7] | ids[5] | ids[3] | ids[2] | ids[1] | {future}
         assert _children(client, gone)[0] == 2 * (2 * 2 + 2) and _children(client, gone)[1] == 4 * 2 * 2
 
-        dry = prune(3, pipeline=cfg, dry_run=True, flows=names)
+        dry = prune(3, pipeline=cfg, dry_run=True, flows=names, night_flows=(top,))
         assert _flow_runs(client, gone | stay) == gone | stay  # nothing deleted
-        rep = prune(3, pipeline=cfg, flows=names)
+        rep = prune(3, pipeline=cfg, flows=names, night_flows=(top,))
         assert rep.db is None and "server" in rep.vacuum  # the harness is a server: the API only
-        assert rep.kept_days == [(day0 - timedelta(days=d)).date().isoformat() for d in (1, 2, 3)]
+        assert _days(rep) == [(day0 - timedelta(days=d)).date().isoformat() for d in (1, 2, 3)]
         assert len(rep.runs) == len(dry.runs) == len(gone) and rep.runs == dry.runs and rep.artifacts == len(gone)
         assert [n["started"][:10] for n in rep.nights] == [(day0 - timedelta(days=d)).date().isoformat() for d in (6, 4)]
         assert _flow_runs(client, gone | stay) == stay
         assert _children(client, gone) == (0, 0, 0) and rep.logs_pending == 0
         assert _children(client, ids[3]) == (2 * 2 + 2, 2 * 2 * 2, 3)  # (+ the sub-flows' parent task runs)
-        assert prune(3, pipeline=cfg, flows=names).runs == []  # nothing more to do
+        assert prune(3, pipeline=cfg, flows=names, night_flows=(top,)).runs == []  # nothing more to do
 
 
 def test_a_pipeline_prunes_only_its_own_nights_and_counts_only_its_own_days(prefect_harness, tmp_path):
@@ -136,13 +141,40 @@ def test_a_pipeline_prunes_only_its_own_nights_and_counts_only_its_own_days(pref
         others = night(8, _labels(a_elsewhere)) | night(9, None)
         everything = set().union(*ours.values(), *theirs.values(), others)
 
-        rep = prune(2, pipeline=a, flows=names, unlabelled=True)
-        assert rep.kept_days == [(day0 - timedelta(days=d)).date().isoformat() for d in (1, 4)]
+        rep = prune(2, pipeline=a, flows=names, night_flows=(top,), unlabelled=True)
+        assert _days(rep) == [(day0 - timedelta(days=d)).date().isoformat() for d in (1, 4)]
         assert len(rep.nights) == 2 and _flow_runs(client, everything) == everything - ours[6] - ours[5]
-        rep = prune(2, pipeline=b, flows=names)
-        assert rep.kept_days == [(day0 - timedelta(days=d)).date().isoformat() for d in (2, 3)]
+        rep = prune(2, pipeline=b, flows=names, night_flows=(top,))
+        assert _days(rep) == [(day0 - timedelta(days=d)).date().isoformat() for d in (2, 3)]
         assert _flow_runs(client, everything) == everything - ours[6] - ours[5] - theirs[7]
         assert others <= _flow_runs(client, others)
+
+
+def test_nights_run_back_to_back_on_one_date_are_counted_as_nights(prefect_harness, tmp_path):
+    """(trial: a 54-night backfill pruned nothing) Five nights run ten minutes apart on one date,
+    a standalone ingest after night 1 and one after night 4: keep 2 keeps nights 4 and 5 and the
+    ingest between them; nights 1-3 go with their sub-flow runs, and the ingest after night 1 goes
+    too (older than the oldest kept night). A night counts as one whatever its date."""
+    from prefect import get_client
+
+    from flows.history import prune
+
+    tag = uuid.uuid4().hex[:8]
+    top, subs, ingest = f"night-{tag}", (f"select-{tag}",), f"ingest-{tag}"
+    cfg = _pipeline("factory", tmp_path / "state")
+    t0 = datetime.now(timezone.utc).replace(hour=1, minute=0, second=0, microsecond=0) - timedelta(days=1)
+    with get_client(sync_client=True) as client:
+        nights = [make_night(client, t0 + timedelta(minutes=10 * k), tasks=1, log_lines=1, top=top, subflows=subs,
+                             labels=_labels(cfg)) for k in range(5)]
+        ingests = [make_night(client, t0 + timedelta(minutes=10 * k + 5), tasks=1, log_lines=0, top=ingest, subflows=(),
+                              labels=_labels(cfg))["top"] for k in (0, 3)]
+        ids = [{n["top"], *n["subs"]} for n in nights]
+        everything = set().union(*ids, ingests)
+        rep = prune(2, pipeline=cfg, flows=(top, ingest, *subs), night_flows=(top,))
+        assert [n["started"] for n in rep.kept_nights] == [f"{t0 + timedelta(minutes=m):%Y-%m-%d %H:%M}" for m in (40, 30)]
+        assert len(rep.nights) == 4 and len(rep.runs) == 3 * 2 + 1, rep.nights
+        assert _flow_runs(client, everything) == ids[3] | ids[4] | {ingests[1]}
+        assert prune(2, pipeline=cfg, flows=(top, ingest, *subs), night_flows=(top,)).runs == []
 
 
 def test_nights_and_sub_flow_runs_beyond_a_page_are_all_read(prefect_harness, tmp_path):
@@ -160,7 +192,7 @@ def test_nights_and_sub_flow_runs_beyond_a_page_are_all_read(prefect_harness, tm
         nights = [make_night(client, day0 - timedelta(days=d), tasks=0, log_lines=0, top=top, subflows=subs,
                              labels=_labels(cfg)) for d in (4, 3, 2, 1)]
         old = {i for n in nights[:3] for i in (n["top"], *n["subs"])}
-        rep = prune(1, pipeline=cfg, flows=(top, *subs), page=2)
+        rep = prune(1, pipeline=cfg, flows=(top, *subs), night_flows=(top,), page=2)
         assert len(rep.nights) == 3 and [n["subflows"] for n in rep.nights] == [3, 3, 3]
         assert _flow_runs(client, old) == set() and len(_flow_runs(client, {nights[3]["top"], *nights[3]["subs"]})) == 4
 
@@ -218,14 +250,14 @@ with get_client(sync_client=True) as client:  # nights written with labels: this
     for d in (5, 3, 0):
         make_night(client, day0 - timedelta(days=d), tasks=4, log_lines=4, labels=pipeline_labels(cfg))
     make_night(client, day0 - timedelta(days=9), tasks=1, log_lines=1, labels=pipeline_labels(other))
-line = after_night(cfg)  # the night's retention: its own night -5 only, the unlabelled -2 -1 stay
+line, figures = after_night(cfg)  # the night's retention: its own night -5 only, the unlabelled -2 -1 stay
 con = sqlite3.connect(db)
-out["night"] = (line, con.execute("PRAGMA freelist_count").fetchone()[0])
+out["night"] = (line, con.execute("PRAGMA freelist_count").fetchone()[0], figures)
 con.close()
 with get_client(sync_client=True) as client:  # a killed run of before labels, left RUNNING
     stale = make_run(client, "ingest", day0, run_name="stale-ingest", end=False)
 gc = prune(2, pipeline=cfg)  # `rsft gc` with the pipeline: the unlabelled -2 -1 count as its days
-out["gc2"] = ([n["started"][:10] for n in gc.nights], gc.kept_days, gc.vacuum, str(stale.id))
+out["gc2"] = ([n["started"][:10] for n in gc.nights], [n["started"][:10] for n in gc.kept_nights], gc.vacuum, str(stale.id))
 print(json.dumps(out))
 """
 
@@ -253,15 +285,18 @@ def test_rsft_gc_prunes_and_vacuums_the_embedded_database(tmp_path):
     assert out["db"] == str(tmp_path / "state" / "prefect" / "prefect.db")
     (dry_code, dry, dry_bytes), (code, text, after) = out["dry"], out["gc"]
     assert dry_code == 0 and code == 0, (dry, text)
-    assert "would remove 2 old night(s) of Prefect history — 8 flow run(s)" in dry and "kept: the newest 2 night(s)" in dry, dry
-    assert "removed 2 old night(s) of Prefect history — 8 flow run(s)" in text and "VACUUM" in text and "auto_vacuum=incremental" in text, text
+    assert "would remove 2 old top-level run(s) of Prefect history (nights, ingests) — 8 flow run(s)" in dry \
+        and "kept: the newest 2 night(s)" in dry, dry
+    assert "removed 2 old top-level run(s) of Prefect history (nights, ingests) — 8 flow run(s)" in text and "VACUUM" in text and "auto_vacuum=incremental" in text, text
     assert after < dry_bytes / 2, (dry_bytes, after)  # the -wal file (MBs) truncated, the deleted rows' pages freed
     assert out["auto_vacuum"] == 2
     history = out["json"]  # `--json`: what went, the kept days, the sizes
     assert len(history["nights"]) == 2 and len(history["runs"]) == 8 and history["bytes_after"] < history["bytes_before"] / 2
-    assert len(history["kept_days"]) == 2 and history["cutoff"].startswith(history["kept_days"][-1])
-    line, free = out["night"]
-    assert line.startswith("deleted 1 night(s) older than the newest 2 (4 flow runs)") and free == 0, out["night"]
+    assert len(history["kept_nights"]) == 2 and history["cutoff"][:16] == history["kept_nights"][-1]["started"].replace(" ", "T")
+    line, free, figures = out["night"]
+    assert line.startswith("deleted 1 top-level run(s) older than the newest 2 nights (4 flow runs)") and free == 0, out["night"]
+    assert figures["top_level_runs_deleted"] == 1 and figures["flow_runs_deleted"] == 4 and figures["keep_nights"] == 2
+    assert min(figures["database_bytes_before"], figures["database_bytes_after"]) > 0, figures  # (the -wal may grow)
     day = lambda d: (datetime.now(timezone.utc).replace(hour=2) - timedelta(days=d)).date().isoformat()  # noqa: E731
     gone, kept, vacuum, stale = out["gc2"]
     assert gone == [day(3), day(2)] and kept == [day(0), day(1)], out["gc2"]

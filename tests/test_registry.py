@@ -3,6 +3,7 @@
 import getpass
 import math
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -150,6 +151,44 @@ def test_alias_moves_rollback_and_history(mlc, tmp_path):
     rows = registry.history(mlc, name)
     assert len(rows[0]["events"]) == 2 and len(rows[1]["events"]) == 2
     assert rows[0]["events"][0][0] < rows[0]["events"][1][0]  # in time order
+
+
+def test_old_rejected_versions_lose_their_models_and_cannot_serve_again(mlc, tmp_path):
+    """Versions registered from a run's folder (``runs:/<run>/model``, MLflow 2's way): v1 champion,
+    v2-v4 rejected, v2 holding an alias. Keep 1: v3 alone loses its model folder and checkpoint
+    (the run's other artifacts and the version stay, tagged); a rollback onto it (an alias set by
+    hand), a promotion and a checkpoint download are each refused in one line."""
+    from urllib.parse import urlparse
+
+    from rsft.tracking import promotion
+    from rsft.tracking.retention import free_rejected
+
+    name = "m"
+    v1, v2, v3, v4 = _register(mlc, tmp_path, name, 4)
+    registry.move_champion(mlc, name, v1, None)
+    for v in (v2, v3, v4):
+        registry.record_decision(mlc, name, v, registry.Decision(False, "worse", "rmse", 2.0, 1.0))
+    mlc.set_registered_model_alias(name, "audit", v2)
+    runs = {v: Path(urlparse(mlc.get_run(mlc.get_model_version(name, v).run_id).info.artifact_uri).path)
+            for v in (v1, v2, v3, v4)}
+    (runs[v3] / "decision.json").write_text("{}")  # (a night's other artifacts stay)
+    assert [f.version for f in free_rejected(mlc, name, 1, tmp_path, dry_run=True)] == [3]
+    assert (runs[v3] / "model").exists()
+    freed = free_rejected(mlc, name, 1, tmp_path)
+    assert [f.version for f in freed] == [3] and freed[0].bytes > 0
+    assert not (runs[v3] / "model").exists() and not (runs[v3] / "checkpoint").exists()
+    assert (runs[v3] / "decision.json").exists()
+    assert all((runs[v] / "model").exists() and (runs[v] / "checkpoint").exists() for v in (v1, v2, v4))
+    assert [r["model_removed"] != "" for r in registry.history(mlc, name)] == [False, True, False, False]
+    assert free_rejected(mlc, name, 1, tmp_path) == []  # nothing left
+    mlc.set_registered_model_alias(name, registry.PREVIOUS, v3)  # by hand: gc never frees an aliased version
+    with pytest.raises(RuntimeError, match=f"v{v3}'s model was removed by rsft gc on "):
+        registry.rollback(mlc, name)
+    with pytest.raises(promotion.PromotionRefused, match="cannot be promoted"):
+        promotion.promote_version(mlc, tmp_path, name, v3, None)
+    with pytest.raises(ValueError, match="model was removed"):
+        registry.download_checkpoint(mlc, mlc.get_model_version(name, v3))
+    assert str(registry.alias_version(mlc, name).version) == str(v1)
 
 
 def test_registry_lock_serialises(tmp_path):

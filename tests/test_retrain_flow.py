@@ -50,8 +50,9 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     write_synthetic(cfg.synth, raw, night=1)
     s1 = retrain(config_path=str(cfg_path))
     assert s1["warm_start"] == "base"
-    # the night's retention of the Prefect history ran (every run of this session is today's: none is old)
-    assert s1["prefect_history"].startswith("deleted 0 night(s) older than the newest 7 (0 flow runs)"), s1["prefect_history"]
+    # the night's retention of the Prefect history ran (its first night: nothing is old)
+    assert s1["prefect_history"].startswith("deleted 0 top-level run(s) older than the newest 7 nights (0 flow runs)"), s1["prefect_history"]
+    assert s1["prefect_history_figures"]["flow_runs_deleted"] == 0 and s1["gc_figures"]["removed"] == 0
     from prefect import get_client  # the night's run carries its pipeline (flows/history.py prunes by it)
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
     from prefect.client.schemas.sorting import FlowRunSort

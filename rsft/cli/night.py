@@ -74,7 +74,8 @@ def retrain(
              if k not in ("prefilter_dropped", "adapt_candidates", "mlflow_ui", "mlflow_nights", "quarantine_reasons", "selection_warnings",
                           "already_decided", "failed_files", "files_mostly_quarantined", "files_unlike_earlier",
                           "fit_warnings", "model_warnings", "warnings", "warnings_compared_with", "warnings_unchanged",
-                          "target_rows_dropped", "target_rows_quarantined")}  # (said above or below the table)
+                          "target_rows_dropped", "target_rows_quarantined",
+                          "state_disk_bytes", "gc_figures", "prefect_history_figures")}  # (said above or below the table; JSON figures of a line)
     from rsft.pipeline.summary import fit_text
 
     for key in ("base_model_fit", "final_fit"):  # numbers in the JSON, one line in the table

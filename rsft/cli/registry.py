@@ -88,6 +88,8 @@ def history(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt,
         # --force, rollback): the row says so, not only the events below
         decision = r["decision"] + (" (champion by hand: see events)" if r["decision"] == "rejected"
                                     and "champion" in r["aliases"] else "")
+        if r.get("model_removed"):  # rsft gc freed it (an old rejected version): the row stays, the model is gone
+            decision += f" (model removed {r['model_removed']})"
         t.add_row(str(r["version"]), when, ", ".join(r["aliases"]), decision, metric, _holdout_id(r),
                   f"{r['recipe']}: {r['reason']}" if r.get("recipe") else r["reason"])
     console.print(t)

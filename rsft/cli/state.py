@@ -25,8 +25,9 @@ def gc(
 ) -> None:
     """Remove old nights' intermediates no registered version needs, saying what is kept and why.
 
-    Runs, replaced kept-pool days and old manifests go, and older nights' Prefect flow runs (the
-    database then vacuumed); ingested data and MLflow are never touched."""
+    Runs, replaced kept-pool days and old manifests go, the models of rejected versions older than
+    the newest nights (the versions, decisions and metrics stay), and older nights' Prefect flow
+    runs (the database then vacuumed); ingested data and the registry's entries are never touched."""
     from rsft.pipeline import gc as gc_mod
     from rsft.pipeline.layout import night_lock, state
     from rsft.state import disk_usage, human_bytes
@@ -34,8 +35,10 @@ def gc(
     cfg = load_pipeline(config, sets)
     check_out_paths(("--json", json_out))
     before = disk_usage(state(cfg), cfg.name)["total"]
-    try:
-        with night_lock(cfg):  # not while a night of this pipeline runs on this state dir
+    from rsft.cli.registry import _engine_lock
+
+    try:  # (the registry's cross-machine lock too: rejected versions' models are tagged under it, as promotions check)
+        with night_lock(cfg), _engine_lock():  # not while a night of this pipeline runs on this state dir
             rep = gc_mod.collect(cfg, keep_nights=keep_nights, dry_run=dry_run)
             history = _prune_history(cfg, keep_nights or cfg.state.keep_nights, dry_run)
     except ValueError as e:
@@ -70,13 +73,27 @@ def gc(
             say(console, f"    {rel(i.path)}" + (f"  (written {w})" if (w := written(i.path)) else ""))
         if len(items) > 5:
             say(console, f"    … and {len(items) - 5} more")
+    _show_models(rep, cfg.promotion.model_name, verb)
     _show_history(history, verb)
     after = disk_usage(state(cfg), cfg.name)["total"]
     say(console, f"state dir {root}: {human_bytes(before)} before, {human_bytes(after)} after"
-        + (f" ({human_bytes(rep.bytes_removed)} would be freed)" if dry_run else "")
-        + "; ingested data and MLflow (registered models) are never removed")
+        + (f" ({human_bytes(rep.bytes_removed + rep.model_bytes_removed)} would be freed)" if dry_run else "")
+        + "; ingested data and the registry's versions, runs and metrics are never removed")
     if json_out:
-        json_out.write_text(strict_json({**rep.to_dict(), "prefect_history": history.to_dict() if history else None}))
+        json_out.write_text(strict_json({**rep.to_dict(), "state_dir_bytes_before": before, "state_dir_bytes_after": after,
+                                         "prefect_history": history.to_dict() if history else None}))
+
+
+def _show_models(rep, name: str, verb: str) -> None:
+    """The rejected versions whose models went (or would): how many, the bytes, which versions."""
+    from rsft.state import human_bytes
+
+    if not rep.models:
+        return
+    say(console, f"{verb} the models of {len(rep.models)} rejected version(s) of {name} "
+                 f"({human_bytes(rep.model_bytes_removed)}): {rep.models[0].why}")
+    say(console, "    " + ", ".join(f"v{f.version} ({human_bytes(f.bytes)})" for f in rep.models[:20])
+        + (f" … and {len(rep.models) - 20} more" if len(rep.models) > 20 else ""))
 
 
 def _prune_history(cfg: PipelineConfig, keep_nights: int, dry_run: bool):
@@ -98,11 +115,11 @@ def _show_history(rep, verb: str) -> None:
 
     if rep is None:
         return
-    kept = (f"the newest {len(rep.kept_days)} night(s) ({rep.kept_days[-1]} to {rep.kept_days[0]})"
-            if rep.kept_days else "no night yet")
-    say(console, f"{verb} {len(rep.nights)} old night(s) of Prefect history — {len(rep.runs)} flow run(s) with their "
-                 f"task runs, states, logs and {'artifacts' if rep.dry_run else f'{rep.artifacts} artifact(s)'}; "
-                 f"kept: {kept}"
+    kept = (f"the newest {len(rep.kept_nights)} night(s) (started {rep.kept_nights[-1]['started']} to "
+            f"{rep.kept_nights[0]['started']} UTC) and the runs since" if rep.kept_nights else "no night yet")
+    say(console, f"{verb} {len(rep.nights)} old top-level run(s) of Prefect history (nights, ingests) — {len(rep.runs)} "
+             f"flow run(s) with their task runs, states, logs and "
+             f"{'artifacts' if rep.dry_run else f'{rep.artifacts} artifact(s)'}; kept: {kept}"
         + (f"; {rep.logs_pending} run(s)' logs still being deleted by Prefect" if rep.logs_pending else ""))
     for n in rep.nights[:5]:
         say(console, f"    {n['name']}  ({n['state'].lower()}, {n['started']} UTC; {n['subflows']} sub-flow runs)")

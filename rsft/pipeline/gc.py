@@ -1,8 +1,10 @@
 """``rsft gc``: bounded state. Removes the intermediates of old nights that no registered
 version needs, and says what it keeps and why.
 
-Never touched: the ingested datasets (the history itself), MLflow (``mlflow.db``,
-``mlartifacts/``: the registered models, their scorers and reports), Prefect's home, locks.
+Never touched: the ingested datasets (the history itself), MLflow's entries (every registered
+version, its run, metrics, tags, scorer and report), Prefect's home, locks. Of MLflow's files only
+the models of rejected versions older than the newest ``keep_nights`` go, never one holding an
+alias (:mod:`rsft.tracking.retention`: the version stays, tagged ``rsft.model_removed``).
 (Prefect's history — old nights' flow runs in its database — has its own retention with the same
 ``keep_nights``, in ``flows/history.py``: rsft never imports prefect; ``rsft gc`` and the Prefect
 night run both.)
@@ -14,8 +16,9 @@ Under ``data/<pipeline>/``:
   alias (champion, previous-champion, …: it serves, or is the rollback target) keeps what it was
   trained on and judged by — ``selected.parquet``, ``scorer.pt``, ``report/`` — and the rest
   (chunks, checkpoints, challenger files) goes. Any other run goes entirely: its registered
-  version (a rejected or retired challenger) keeps its MLflow run — the model, scorer, report,
-  config and the digests of the datasets it came from — but not the rows themselves.
+  version (a rejected or retired challenger) keeps its MLflow run — scorer, report, config and
+  the digests of the datasets it came from; the model too, unless it was rejected (below) — but
+  not the rows themselves.
 * ``prefiltered/`` — manifests are kept when current, among the newest ``keep_nights``, or named
   by the lineage (``3_kept``) of a version with an alias; day files are kept when a kept
   manifest lists them (they are shared: one changed day adds one file); context frames when a
@@ -59,28 +62,54 @@ class Item:
 class GcReport:
     kept: list[Item] = field(default_factory=list)
     removed: list[Item] = field(default_factory=list)
+    models: list[Any] = field(default_factory=list)  # rejected versions whose model went (rsft.tracking.retention.Freed)
     dry_run: bool = False
 
     @property
     def bytes_removed(self) -> int:
+        """The state dir's intermediates removed (the models' bytes are :attr:`model_bytes_removed`)."""
         return sum(i.bytes for i in self.removed)
+
+    @property
+    def model_bytes_removed(self) -> int:
+        return sum(f.bytes for f in self.models)
 
     def to_dict(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "bytes_removed": self.bytes_removed,
+                "model_bytes_removed": self.model_bytes_removed, "models_removed": [vars(f) for f in self.models],
                 "kept": [vars(i) for i in self.kept], "removed": [vars(i) for i in self.removed]}
+
+
+def _registry(cfg: PipelineConfig):
+    """The MLflow client of the pipeline's registry, or None when its embedded store does not exist
+    yet (nothing registered: gc creates no store)."""
+    from rsft.pipeline.layout import state, tracking_uri
+    from rsft.tracking.registry import client
+
+    uri = tracking_uri(cfg)
+    if uri.startswith("sqlite") and not state(cfg).mlflow_db.exists():
+        return None
+    return client(uri)
 
 
 def registered_lineage(cfg: PipelineConfig) -> list[dict[str, Any]]:
     """The registered versions holding an alias, with their runs' dataset inputs (local paths):
     what gc keeps rows for (a constant number of run reads, however many versions exist)."""
-    from rsft.pipeline.layout import state, tracking_uri
     from rsft.tracking.lineage import version_lineage
-    from rsft.tracking.registry import client
 
-    uri = tracking_uri(cfg)
-    if uri.startswith("sqlite") and not state(cfg).mlflow_db.exists():
-        return []
-    return version_lineage(client(uri), cfg.promotion.model_name, aliased_only=True)
+    mlc = _registry(cfg)
+    return [] if mlc is None else version_lineage(mlc, cfg.promotion.model_name, aliased_only=True)
+
+
+def rejected_models(cfg: PipelineConfig, keep_nights: int, *, dry_run: bool, finish: bool) -> list[Any]:
+    """The rejected versions older than the newest ``keep_nights`` whose models go
+    (:func:`rsft.tracking.retention.free_rejected`: the versions and their history stay)."""
+    from rsft.state import state_paths
+    from rsft.tracking.retention import free_rejected
+
+    mlc = _registry(cfg)
+    return [] if mlc is None else free_rejected(mlc, cfg.promotion.model_name, keep_nights,
+                                                state_paths(cfg.state.dir).locks, dry_run=dry_run, finish=finish)
 
 
 def _newest(paths: list[Path], n: int) -> list[Path]:
@@ -135,13 +164,16 @@ def _sweep_pool_dir(d: Path, kept_m: list[Path], gone_m: list[Path], remove, rep
 
 
 def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: bool = False,
-            lineage: list[dict[str, Any]] | None = None, sizes: bool = True, sweep: bool = True) -> GcReport:
+            lineage: list[dict[str, Any]] | None = None, sizes: bool = True, sweep: bool = True,
+            models: bool = True) -> GcReport:
     """Remove (or, with ``dry_run``, list) what the retention policy lets go; see the module doc.
     ``sizes=False`` leaves the bytes of what is kept uncounted (the night's retention run only
     reports what it removed). ``sweep=False`` (the night's retention) finds a kept pool's old
     day files and context frames from the journals of the manifests it removes, not by listing
     its directories: what it costs does not grow with the history (files no manifest ever
-    listed — a killed night's — are left to ``rsft gc``, which sweeps)."""
+    listed — a killed night's — are left to ``rsft gc``, which sweeps). ``models``: the registry's
+    rejected versions older than the newest ``keep_nights`` lose their models too
+    (:mod:`rsft.tracking.retention`; a model a killed removal left only ``sweep`` finishes)."""
     from rsft.pipeline.data import kept_pool_dir
     from rsft.pipeline.layout import pipeline_root
 
@@ -287,18 +319,25 @@ def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: boo
             keep(p, "the newest pretrained base model")
         for p in set(models) - set(_newest(models, 1)):
             remove(p, "an older pretrained base model (first-night warm start of another config)")
+    if models:  # ---- MLflow: rejected versions' models (the versions, their decisions and metrics stay)
+        rep.models = rejected_models(cfg, n, dry_run=dry_run, finish=sweep)
     return rep
 
 
-def after_night(cfg: PipelineConfig) -> str:
-    """The retention run at the end of a night (``state.gc_after_night``), as one line for the
-    night's summary. A failure is reported, never raised: the night's model is already registered."""
+def after_night(cfg: PipelineConfig) -> tuple[str, dict[str, int] | None]:
+    """The retention run at the end of a night (``state.gc_after_night``): one line for the night's
+    summary, and its figures for the JSON (None when it failed). A failure is reported, never
+    raised: the night's model is already registered."""
     from rsft.state import human_bytes
 
     try:
         rep = collect(cfg, sizes=False, sweep=False)
     except Exception as e:  # noqa: BLE001 - retention must not fail a finished night
         logging.getLogger(__name__).warning("gc after the night failed: %s", e, exc_info=True)
-        return f"failed: {type(e).__name__}: {e}"
-    return (f"removed {len(rep.removed)} old intermediate(s), {human_bytes(rep.bytes_removed)} "
-            f"(state.keep_nights={cfg.state.keep_nights}; `rsft gc --dry-run` lists what is kept and why)")
+        return f"failed: {type(e).__name__}: {e}", None
+    models = (f"; the models of {len(rep.models)} old rejected version(s), {human_bytes(rep.model_bytes_removed)}"
+              if rep.models else "")
+    figures = {"keep_nights": cfg.state.keep_nights, "removed": len(rep.removed), "bytes_removed": rep.bytes_removed,
+               "model_versions_removed": len(rep.models), "model_bytes_removed": rep.model_bytes_removed}
+    return (f"removed {len(rep.removed)} old intermediate(s), {human_bytes(rep.bytes_removed)}{models} "
+            f"(state.keep_nights={cfg.state.keep_nights}; `rsft gc --dry-run` lists what is kept and why)", figures)

@@ -40,7 +40,8 @@ class Steps:
     finetune: Callable[[PipelineConfig, DatasetIngest | None, Selection, float | None], Finetuned] = finetune_stage
     # the retention of the orchestrator's own history, with the state dir's (``state.gc_after_night``):
     # a line for the summary. None: no orchestrator keeps one (LOCAL); flows/retrain.py: Prefect's
-    history: Callable[[PipelineConfig], str] | None = None
+    # (the summary's line, and its counts and bytes for the JSON)
+    history: Callable[[PipelineConfig], tuple[str, dict[str, Any] | None]] | None = None
 
 
 LOCAL = Steps()
@@ -72,7 +73,7 @@ def _night(cfg: PipelineConfig, steps: Steps) -> dict[str, Any]:
     if cfg.state.gc_after_night:  # bounded state: old nights' intermediates go (rsft.pipeline.gc)
         from rsft.pipeline.gc import after_night
 
-        summary["gc"] = after_night(cfg)
+        summary["gc"], summary["gc_figures"] = after_night(cfg)  # (the line, and its counts and bytes for JSON)
         if steps.history is not None:
-            summary["prefect_history"] = steps.history(cfg)
+            summary["prefect_history"], summary["prefect_history_figures"] = steps.history(cfg)
     return summary

@@ -142,6 +142,8 @@ def promote_version(mlc, lock_dir: str | Path, name: str, version: str, judge: C
     version or None). The nightly decision on the version stays; the promotion is an event."""
     with registry.registry_lock(lock_dir, name):
         mv = mlc.get_model_version(name, str(version))
+        if refused := registry.model_removed(mv):  # rsft gc removed it (checked under the lock gc tags under)
+            raise PromotionRefused(refused)
         current = registry.alias_version(mlc, name)
         if current is not None and str(current.version) == str(version):
             raise PromotionRefused(f"v{version} is already {name}@champion")

@@ -108,8 +108,27 @@ def alias_version(mlclient, name: str, alias: str = CHAMPION):
         return None
 
 
+MODEL_REMOVED = "rsft.model_removed"  # on a version (and its logged model): the UTC date rsft gc removed its model
+
+
+def removed_on(version) -> str:
+    """The date ``rsft gc`` removed a version's model ("" when it did not: rsft.tracking.retention)."""
+    return dict(version.tags or {}).get(MODEL_REMOVED, "")
+
+
+def model_removed(version) -> str | None:
+    """One line when ``version``'s model was removed (it can never serve again), else None."""
+    when = removed_on(version)
+    return (f"v{version.version}'s model was removed by rsft gc on {when} (a rejected version older than the newest "
+            "state.keep_nights nights): it cannot be promoted or rolled back to, or scored; its decision and metrics "
+            "stay in `rsft history`" if when else None)
+
+
 def download_checkpoint(mlclient, version) -> str:
-    """Local path of the state-dict checkpoint logged with a model version's run."""
+    """Local path of the state-dict checkpoint logged with a model version's run (a version whose
+    model ``rsft gc`` removed: ``ValueError``, one line)."""
+    if refused := model_removed(version):
+        raise ValueError(refused)
     dst = tempfile.mkdtemp(prefix="rsft-ckpt-")
     return mlclient.download_artifacts(version.run_id, CHECKPOINT_ARTIFACT, dst)
 
@@ -206,6 +225,7 @@ def history(mlclient, name: str) -> list[dict[str, Any]]:
                 "holdout_digest": tags.get("lineage.target_holdout.digest", ""),
                 "holdout_rows": tags.get("lineage.target_holdout.rows", ""),
                 "holdout_files": tags.get(HOLDOUT_FILES, ""),
+                "model_removed": tags.get(MODEL_REMOVED, ""),  # the date rsft gc removed its model ("": it is there)
             }
         )
     return rows
@@ -503,6 +523,8 @@ def rollback(mlclient, name: str) -> tuple[str, str]:
     prev = alias_version(mlclient, name, PREVIOUS)
     if prev is None:
         raise RuntimeError(f"{name} has no '{PREVIOUS}' alias to roll back to")
+    if refused := model_removed(prev):  # (gc never removes an aliased version's model: one of an older rsft's, by hand)
+        raise RuntimeError(refused)
     mlclient.set_registered_model_alias(name, CHAMPION, prev.version)
     if cur is not None:
         mlclient.set_registered_model_alias(name, PREVIOUS, cur.version)
