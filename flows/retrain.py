@@ -20,6 +20,7 @@ from rsft.config import PipelineConfig, load_config
 from rsft.pipeline.night import Steps, run_night
 from rsft.pipeline.results import DatasetIngest, Finetuned, Ingested, Selection
 from rsft.pipeline.summary import mlflow_line
+from rsft.pipeline.warning_history import KINDS, in_full
 from rsft.readable import counts, human
 
 def _history(cfg: PipelineConfig) -> tuple[str, dict[str, Any] | None]:
@@ -81,7 +82,11 @@ def _summary_markdown(summary: dict[str, Any], link: str = "") -> str:
             text = human(v)
         return text.replace("|", "/").replace("\n", " ")
 
-    rows = [f"| {k.replace('_', ' ')} | {cell(summary[k])} |" for k in keys]
+    def value(k: str) -> Any:  # a warning list: its new lines only (warnings_unchanged counts the rest)
+        return in_full(summary, k) if k in KINDS and "warnings" in summary else summary[k]
+
+    rows = [f"| {k.replace('_', ' ')} | {cell(v)} |" for k in keys
+            if (v := value(k)) or not (k in KINDS and "warnings" in summary)]
     return "\n".join(["# Nightly retrain", "", *([link, ""] if link else []), "| | |", "|---|---|", *rows])
 
 

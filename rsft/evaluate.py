@@ -205,6 +205,19 @@ def _standardise(x: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(z), z, 0.0)
 
 
+def loo_errors(u: np.ndarray, s: np.ndarray, yc: np.ndarray, lambdas: np.ndarray) -> np.ndarray:
+    """Mean squared leave-one-out error of a ridge fit (intercept free) for each penalty (× rows),
+    from the SVD ``u, s`` of the centred inputs and the centred labels ``yc``: residual / (1 − the
+    row's leverage), the intercept's 1/n included — exact, no refits."""
+    uty, n = u.T @ yc, len(yc)
+    out = []
+    for lam in lambdas:
+        shrink = s**2 / (s**2 + lam * n)
+        hat = (u**2) @ shrink + 1.0 / n
+        out.append(float(np.mean(((yc - u @ (shrink * uty)) / np.maximum(1.0 - hat, 1e-9)) ** 2)))
+    return np.asarray(out)
+
+
 def ridge_predictor(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray = LINEAR_LAMBDAS):
     """Ridge regression on standardised inputs, intercept unpenalised, the penalty chosen by exact
     leave-one-out error (one SVD serves every penalty). Returns ``predict(x) -> y``."""
@@ -214,15 +227,7 @@ def ridge_predictor(x: np.ndarray, y: np.ndarray, lambdas: np.ndarray = LINEAR_L
     zc, yc = z - z_mean, y - y_mean
     u, s, vt = np.linalg.svd(zc, full_matrices=False)
     uty, n = u.T @ yc, len(y)
-    best = None
-    for lam in lambdas:
-        shrink = s**2 / (s**2 + lam * n)
-        fitted = u @ (shrink * uty)
-        hat = (u**2) @ shrink + 1.0 / n  # the intercept's leverage too
-        loo = float(np.mean(((yc - fitted) / np.maximum(1.0 - hat, 1e-9)) ** 2))
-        if best is None or loo < best[0]:
-            best = (loo, lam)
-    lam = best[1]
+    lam = lambdas[int(np.argmin(loo_errors(u, s, yc, lambdas)))]
     beta = vt.T @ (s / (s**2 + lam * n) * uty)
 
     def predict_rows(xh: np.ndarray) -> np.ndarray:
@@ -285,7 +290,12 @@ def linear_metrics(x_ref: np.ndarray, y_ref: np.ndarray, x: np.ndarray, y: np.nd
     than 10 reference rows, integer text ids). At most :data:`LINEAR_MAX_ROWS` reference rows
     (a seeded subsample): the cost does not grow with the sample."""
     x_ref, y_ref = np.asarray(x_ref), np.asarray(y_ref)
-    if task == "reconstruction" or len(y_ref) < 10 or not np.issubdtype(x_ref.dtype, np.floating) or x_ref.ndim != 2:
+    if task == "reconstruction" or not np.issubdtype(x_ref.dtype, np.floating) or x_ref.ndim != 2:
+        return None
+    if task != "classification":  # a NaN label (a contract with finite: false) is no row to fit
+        keep = np.isfinite(y_ref.astype(np.float64))
+        x_ref, y_ref = x_ref[keep], y_ref[keep].astype(np.float64)
+    if len(y_ref) < 10:
         return None
     if len(y_ref) > LINEAR_MAX_ROWS:
         keep = np.random.default_rng(seed).choice(len(y_ref), LINEAR_MAX_ROWS, replace=False)
@@ -293,5 +303,4 @@ def linear_metrics(x_ref: np.ndarray, y_ref: np.ndarray, x: np.ndarray, y: np.nd
     if task == "classification":
         k = max(int(n_classes), int(y_ref.max()) + 1, int(np.asarray(y).max(initial=0)) + 1)
         return classification_metrics(y, logistic_predictor(x_ref, y_ref.astype(np.int64), k, seed=seed)(x))
-    keep = np.isfinite(y_ref)
-    return regression_metrics(y, ridge_predictor(x_ref[keep], y_ref[keep].astype(np.float64))(x))
+    return regression_metrics(y, ridge_predictor(x_ref, y_ref)(x))

@@ -138,6 +138,12 @@ def test_still_improving_means_the_curve_had_not_flattened():
     assert still_improving(h(10, 1.0, 0.5, 0.45, 0.44, 0.43, 0.42, 0.415, 0.41, 0.405))
     assert not still_improving(h(1.6, 0.1, 0.01, 0.001, 3e-4, 2.99e-4, 2.98e-4, 2.98e-4, 2.979e-4, 2.98e-4))  # flat
     assert not still_improving(h(5, 4)) and not still_improving(h(3, 4, 5, 6))  # too short; never fell
+    # (review) a flattened curve with 1 % jitter finds a new best now and then: not "still improving"
+    # (seed 0, 500 curves of 40 periods: the old rule flagged 8 %; tolerance 2 %)
+    rng = np.random.default_rng(0)
+    t = np.arange(40)
+    flagged = sum(still_improving(h(*((1 + 2 * np.exp(-t / 3)) * (1 + 0.01 * rng.normal(size=40))))) for _ in range(500))
+    assert flagged <= 10, flagged
 
 
 def test_the_target_files_lose_the_rows_a_row_rule_drops():

@@ -154,6 +154,7 @@ def _jsonl_shape(head: bytes) -> str | None:
     return None
 
 
+HEAD_BYTES = 1 << 20  # a JSONL file's head: its shape (_jsonl_shape) and keys (_ignored_keys) are judged from it
 IGNORED_KEYS_LINES = 1_000  # lines of a JSONL file's head looked at for keys unknown_columns: drop ignores
 
 
@@ -163,7 +164,9 @@ def _ignored_keys(head: bytes, known: set[str]) -> tuple[list[str], int]:
     reader says the columns it drops (a renamed key — a missing column's values under a new name —
     shows here before its rows fail on the missing one). Lines that are not JSON objects are the
     parsers' business."""
-    lines = head.removeprefix(b"\xef\xbb\xbf").split(b"\n")[:-1][:IGNORED_KEYS_LINES]
+    lines = head.removeprefix(b"\xef\xbb\xbf").split(b"\n")
+    # the last piece is a line cut by the head's end — unless the head is the whole file
+    lines = (lines[:-1] if len(head) >= HEAD_BYTES else [x for x in lines if x.strip()])[:IGNORED_KEYS_LINES]
     seen: dict[str, None] = {}
     for line in lines:
         try:
@@ -473,7 +476,7 @@ def _read_jsonl(path: str, contract: ContractConfig, chunk_rows: int = JSONL_SPO
     _row = line number, __pre = reason or null, __line = the line's text)``; a row of the bulk
     parse has ``__line`` null and its line's byte range in the block (``__lo``, ``__hi``) instead:
     only the rows the stream quarantines need the text (:meth:`_Blocks.fill_lines`)."""
-    head = _head(path, 1 << 20)
+    head = _head(path, HEAD_BYTES)
     why = _jsonl_shape(head)
     if why:
         raise FileError(why)

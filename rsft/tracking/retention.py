@@ -71,7 +71,8 @@ def _bytes(repo, path: str | None) -> int:
 
 
 def _candidates(mlc, name: str, keep_nights: int, finish: bool) -> list:
-    """Rejected versions older than the newest ``keep_nights``, holding no alias, not removed yet
+    """Rejected versions older than the newest ``keep_nights``, holding no alias, never served
+    (:func:`_served`), not removed yet
     (with ``finish``: also those an interrupted removal tagged)."""
     from mlflow.exceptions import MlflowException
 
@@ -81,7 +82,13 @@ def _candidates(mlc, name: str, keep_nights: int, finish: bool) -> list:
     except MlflowException:  # nothing registered yet
         return []
     return [v for v in versions[keep_nights:] if dict(v.tags or {}).get(registry.DECISION) == "rejected"
-            and str(v.version) not in aliased and (finish or not removed_on(v))]
+            and not _served(v) and str(v.version) not in aliased and (finish or not removed_on(v))]
+
+
+def _served(v) -> bool:
+    """A version with an event in its audit trail — promoted by hand (`rsft promote`), or champion
+    and rolled back from: it served, whatever its night's gate said, so its model stays."""
+    return any(k.startswith(registry.EVENT_PREFIX) for k in (v.tags or {}))
 
 
 def free_rejected(mlc, name: str, keep_nights: int, lock_dir: str | Path, *, dry_run: bool = False,
