@@ -112,7 +112,7 @@ def test_the_retrain_says_old_warnings_in_one_line_and_marks_the_new(tmp_path, c
     out = capsys.readouterr().out.splitlines()
     assert out == ["model warning: (new) a linear reference beats the champion",
                    "2 warnings unchanged since 2026-11-30 (target quarantine 1, model 1): not repeated — all in the "
-                   f"summary JSON's warnings (rsft retrain --json) and {tmp_path / 'state' / 'data' / cfg.name / 'warnings.json'}"]
+                   f"summary JSON's warnings (rsft retrain --json FILE) and {tmp_path / 'state' / 'data' / cfg.name / 'warnings.json'}"]
     night._night_warnings({k: v for k, v in summary.items() if not k.startswith("warnings")})  # an older summary: all
     assert len(capsys.readouterr().out.splitlines()) == 3
 

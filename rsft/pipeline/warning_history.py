@@ -165,7 +165,7 @@ def _record(cfg: PipelineConfig, key: str, day: str, summary: dict[str, Any]) ->
     kept = [*before[-SEEN_NIGHTS:], {"night": key, "date": day, "warnings": warnings + again}]
     atomic_write_text(record_path(cfg), json.dumps({"nights": kept}, indent=1))
     line = unchanged_line([w for w in warnings if not w["new"]],
-                          f"all in the summary JSON's warnings (rsft retrain --json) and {record_path(cfg)}")
+                          f"all in the summary JSON's warnings (rsft retrain --json FILE) and {record_path(cfg)}")
     return {"warnings": warnings, "warnings_compared_with": recent[-1]["date"] if recent else None,
             **({"warnings_unchanged": line} if line else {})}
 
