@@ -6,9 +6,10 @@ then lists those columns as ``double`` (float32 and float64 frames both pass MLf
 check; the PyTorch pyfunc casts to float32). MLflow's default ``pt2`` export accepts only tensor
 signatures, so such a model is logged in the ``pickle`` format, its rsft classes (``rsft.models``)
 pickled by value (:func:`classes_by_value`): loading it needs torch and no rsft — and no copy of
-rsft's source beside every version (``code/rsft`` was 1,000,483 bytes in 84 files a version
-before, against 29,511 of weights; a served process that loaded it imported that copy as ``rsft``,
-shadowing the installed one). A text model reads hashed n-gram ids, an int64 tensor; it keeps the
+rsft's source beside every version (``code/rsft`` was 1,004,787 bytes in 76 files a version,
+against ~33 KB of weights; a process that loaded it imported that copy as ``rsft``, shadowing an
+installed one). The pickled code is the logging Python's bytecode: it loads in that Python minor
+version (``python_env.yaml``); the checkpoint rebuilds it under any. A text model reads hashed n-gram ids, an int64 tensor; it keeps the
 tensor signature and the ``pt2`` export.
 
 The state-dict checkpoint beside it (``checkpoint/model.pt``) is unchanged: warm starts and the
