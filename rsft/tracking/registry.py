@@ -571,14 +571,15 @@ def log_model_version(
         dst = Path(tmp) / Path(CHECKPOINT_ARTIFACT).name
         shutil.copyfile(checkpoint_path, dst)
         mlflow.log_artifact(str(dst), artifact_path=Path(CHECKPOINT_ARTIFACT).parent.as_posix())
-    from rsft.tracking.serving import log_model_args  # named input columns (tabular)
+    from rsft.tracking.serving import classes_by_value, log_model_args  # named input columns (tabular)
 
-    info = mlflow.pytorch.log_model(
-        model,
-        name=name,  # the logged model's name on its page: the registered model's, not "model"
-        pip_requirements=pip_requirements(),
-        **log_model_args(input_example, model),
-    )
+    with classes_by_value(model):
+        info = mlflow.pytorch.log_model(
+            model,
+            name=name,  # the logged model's name on its page: the registered model's, not "model"
+            pip_requirements=pip_requirements(),
+            **log_model_args(input_example, model),
+        )
     import io
 
     # register_model prints "Created version …" to stderr itself: keep that in the debug log, pass
