@@ -302,5 +302,8 @@ def linear_metrics(x_ref: np.ndarray, y_ref: np.ndarray, x: np.ndarray, y: np.nd
         x_ref, y_ref = x_ref[keep], y_ref[keep]
     if task == "classification":
         k = max(int(n_classes), int(y_ref.max()) + 1, int(np.asarray(y).max(initial=0)) + 1)
-        return classification_metrics(y, logistic_predictor(x_ref, y_ref.astype(np.int64), k, seed=seed)(x))
-    return regression_metrics(y, ridge_predictor(x_ref, y_ref)(x))
+        y = np.asarray(y).astype(np.int64)
+        p = _proba_rows(y, logistic_predictor(x_ref, y_ref.astype(np.int64), k, seed=seed)(x))
+        return RowMetrics(classification_metrics(y, p), rows=Rows(task, y, p))
+    y, yhat = np.asarray(y, dtype=np.float64), ridge_predictor(x_ref, y_ref)(x)
+    return RowMetrics(regression_metrics(y, yhat), rows=Rows(task, y, np.asarray(yhat, dtype=np.float64)))

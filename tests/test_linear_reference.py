@@ -153,3 +153,29 @@ def test_the_nights_reference_reads_the_models_features_and_classes():
     assert linear_scores(off, t.with_columns(quality=pl.lit(1.0)), h.with_columns(quality=pl.lit(1.0))) is None
     text = load_config(REPO / "examples" / "maintenance-logs.yaml")
     assert linear_scores(text, t, h) is None
+
+
+def test_a_small_hold_outs_luck_is_not_a_linear_warning():
+    """Scored row by row tonight, the reference must beat the champion by promotion.min_z standard
+    errors of the paired difference too. Seed 1: 40 hold-out rows, the ridge's and the champion's
+    errors drawn alike (sd 1) — the ridge reads 12 % better by chance, 1.0 SE: no warning at min_z
+    2 (the margin alone warns). 2,000 rows where the champion adds its own error (sd 0.5): warned,
+    naming the z."""
+    from rsft.evaluate import RowMetrics, Rows, regression_metrics
+
+    def night(seed: int, n: int, extra: float) -> Finetuned:
+        rng = np.random.default_rng(seed)
+        y = rng.normal(size=n) * 3
+        lin_pred, champ_pred = y + rng.normal(size=n), y + rng.normal(size=n) * (1.0 if not extra else 0.0)
+        champ_pred = lin_pred + rng.normal(scale=extra, size=n) if extra else champ_pred
+
+        def rm(p):
+            return RowMetrics(regression_metrics(y, p), rows=Rows("regression", y, p))
+
+        return dataclasses.replace(RESULT, champion=rm(champ_pred), linear=rm(lin_pred))
+
+    lucky = night(1, 40, 0.0)
+    assert lucky.linear["rmse"] < 0.90 * lucky.champion["rmse"], (lucky.linear, lucky.champion)
+    assert model_warnings(lucky, 0.05, 2.0) == [] and len(model_warnings(lucky, 0.05, None)) == 1
+    (w,) = model_warnings(night(1, 2000, 0.5), 0.05, 2.0)
+    assert "SE of the paired difference" in w, w
