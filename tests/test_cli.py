@@ -30,6 +30,19 @@ def test_retrain_help_explains_options():
     assert "--config" in out.stdout and "--set" in out.stdout
 
 
+def test_command_help_wraps_its_paragraphs_not_the_source_lines():
+    """The docstring's line breaks were kept by the help and then wrapped at 80 columns: ragged
+    lines ("after changing a policy (say" / "naive_timestamps: ..."). Each paragraph flows now."""
+    out = rsft("ingest", "--help")
+    assert out.returncode == 0
+    text = " ".join(line.strip() for line in out.stdout.splitlines())
+    assert "after changing a policy (say naive_timestamps: assume_utc), --again" in text
+    lines = [line.rstrip() for line in out.stdout.splitlines()[:12] if line.strip()]
+    # no line of the description ends far short of the width unless its paragraph ends there
+    short = [line for line in lines[1:] if len(line) < 60 and not line.endswith((".", ")", ":"))]
+    assert not short, short
+
+
 def test_misspelled_key_is_one_line_nonzero(tmp_path):
     data = yaml.safe_load((REPO / "examples" / "factory.yaml").read_text())
     data["sampling"]["chunk_row"] = 5

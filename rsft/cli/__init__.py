@@ -10,6 +10,7 @@ The library never imports prefect; the commands that run flows (``retrain``, ``i
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -43,11 +44,20 @@ def _app(version: bool = typer.Option(False, "--version", metavar="", callback=_
     fine-tune, and champion/challenger promotion in MLflow, as Prefect flows."""
 
 
+def reflowed(doc: str | None) -> str | None:
+    """A command's docstring as its help: each paragraph one line, for the help to wrap at the
+    terminal's width (the source's line breaks, kept by the help, left ragged lines at 80 columns)."""
+    if not doc:
+        return doc
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
 # the commands in the order the help lists them (the rooms define them; this is where they are wired)
 for command in (night.synth, night.retrain, night.ingest, registry.history, registry.promote, registry.rollback,
                 night.serve, adapt.adapt, state.gc):
-    app.command()(command)
-app.command("check-config")(state.check_config)
+    app.command(help=reflowed(command.__doc__))(command)
+app.command("check-config", help=reflowed(state.check_config.__doc__))(state.check_config)
 
 
 def main() -> None:
