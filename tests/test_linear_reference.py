@@ -179,3 +179,12 @@ def test_a_small_hold_outs_luck_is_not_a_linear_warning():
     assert model_warnings(lucky, 0.05, 2.0) == [] and len(model_warnings(lucky, 0.05, None)) == 1
     (w,) = model_warnings(night(1, 2000, 0.5), 0.05, 2.0)
     assert "SE of the paired difference" in w, w
+
+
+def test_a_decided_nights_re_run_warns_as_its_deciding_run_did():
+    """A re-run of a decided night has no per-row outputs: it reads the z its deciding run logged
+    (linear_holdout_z_vs_champion), so it warns exactly when the first run did."""
+    quiet = dataclasses.replace(RESULT, linear={"rmse": 0.96, "z_vs_champion": 1.2})
+    loud = dataclasses.replace(RESULT, linear={"rmse": 0.96, "z_vs_champion": 3.4})
+    assert model_warnings(quiet, 0.05, 2.0) == []
+    assert "3.4 SE of the paired difference" in model_warnings(loud, 0.05, 2.0)[0]

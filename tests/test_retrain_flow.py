@@ -168,7 +168,10 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     from rsft.pipeline.finetune import night_label
     from rsft.pipeline.data import load_target
 
-    night = night_label(datetime.fromisoformat(night).date(), load_target(cfg, "target_sample"), cfg.features.time_column)
+    import polars as pl
+
+    both = pl.concat([load_target(cfg, w).select(cfg.features.time_column) for w in ("target_sample", "target_holdout")])
+    night = night_label(datetime.fromisoformat(night).date(), both, cfg.features.time_column)
     assert run.info.run_name == f"{cfg.name} {night} {'promoted' if better else 'rejected'} v2"
     assert "(data to 2026-01-" in night
     story = run.data.tags["mlflow.note.content"]

@@ -115,6 +115,9 @@ def test_the_retrain_says_old_warnings_in_one_line_and_marks_the_new(tmp_path, c
                    f"summary JSON's warnings (rsft retrain --json FILE) and {tmp_path / 'state' / 'data' / cfg.name / 'warnings.json'}"]
     night._night_warnings({k: v for k, v in summary.items() if not k.startswith("warnings")})  # an older summary: all
     assert len(capsys.readouterr().out.splitlines()) == 3
+    # (trial 10) a fit warning is printed as one, not as a model warning
+    night._night_warnings({"fit_warnings": ["the base model's fit was still improving"]})
+    assert capsys.readouterr().out.splitlines() == ["fit warning: the base model's fit was still improving"]
 
 
 def test_real_nights_repeat_only_new_warnings_in_the_story(tmp_path, one_torch_thread):

@@ -228,8 +228,9 @@ def _night_warnings(summary: dict[str, Any]) -> None:
         say(console, line)
     for line in in_full(summary, "selection_warnings"):
         say(console, f"selection warning: {line}", style="yellow")
-    for line in in_full(summary, "fit_warnings") + in_full(summary, "model_warnings"):
-        say(console, f"model warning: {line}", style="yellow")
+    for kind in ("fit", "model"):
+        for line in in_full(summary, f"{kind}_warnings"):
+            say(console, f"{kind} warning: {line}", style="yellow")
     if summary.get("warnings_unchanged"):
         say(console, summary["warnings_unchanged"], style="dim")
 

@@ -65,7 +65,11 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
     pool_eval = pool_sample(selection.prefiltered, t.pretrain_rows, t.seed + 1, labelled=cfg.features.label).head(5_000)
     seen = registry.alias_version(mlc, name)
     sample = load_target(cfg, TARGET_SAMPLE)
-    night = night_label(datetime.fromtimestamp(started or time.time(), timezone.utc).date(), sample, cfg.features.time_column)
+    night = night_label(datetime.fromtimestamp(started or time.time(), timezone.utc).date(),
+                        pl.concat([d.select(cfg.features.time_column) for d in (sample, holdout)
+                                   if cfg.features.time_column in d.columns], how="vertical_relaxed")
+                        if any(cfg.features.time_column in d.columns for d in (sample, holdout)) else sample,
+                        cfg.features.time_column)
     with runs.night_run(cfg.state.experiment, artifacts, f"{cfg.name} {night} (running)",
                         {"rsft.pipeline": cfg.name, "rsft.run_key": scored.run_key}, cfg.flat(), cfg_yaml(cfg),
                         started=started, metric=cfg.promotion.metric) as run_id:
@@ -119,6 +123,9 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
             runs.log_metrics(outcome.challenger_scores, "registered_holdout_")
         if outcome.champion_scores:
             runs.log_metrics(outcome.champion_scores, "champion_holdout_")
+        if linear and (z := _linear_z(cfg.promotion.metric, linear, outcome, night_scores[0])) is not None:
+            linear["z_vs_champion"] = z  # a re-run of this night reads it back (it has no per-row outputs)
+            runs.log_metrics({"z_vs_champion": z}, "linear_holdout_")
 
     fit_stats = ({**fit_facts(result), "epochs_run": result.epochs_run, "best_epoch": result.best_epoch,
                   "diverged": result.diverged} if result else {})
@@ -140,10 +147,24 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
     return out
 
 
+def _linear_z(metric: str, linear, outcome, challenger) -> float | None:
+    """How many standard errors of the paired difference the linear reference beats the champion
+    after tonight's decision by (negative: it is worse), where both were scored row by row."""
+    import math
+
+    from rsft.paired import paired_difference
+
+    champ = (outcome.challenger_scores or challenger) if outcome.decision.promote else outcome.champion_scores
+    p = paired_difference(metric, getattr(linear, "rows", None), getattr(champ, "rows", None))
+    return None if p is None or not math.isfinite(p.z) else round(p.z, 4)
+
+
 def night_label(started, sample: pl.DataFrame, time_column: str) -> str:
-    """The night's name in its MLflow run and story: the date it ran, and where the target sample's
-    newest reading is older than the day before, the date of the data it adapted to — a backfill
-    of 54 nights run on one day (trial 9) had 54 runs of the same name."""
+    """The night's name in its MLflow run and story: the date it ran, and where the newest reading
+    of ``sample`` (the night's target sample and hold-out) is older than the day before, the date of
+    the data it was judged on — a backfill of 54 nights run on one day (trial 9) had 54 runs of the
+    same name; the sample alone ends before its hold-out (trial 10: "data to 02-08" for the night of
+    02-10)."""
     day = started.isoformat()
     if time_column not in sample.columns or not sample.height:
         return day

@@ -371,10 +371,12 @@ def model_warnings(result: Finetuned, linear_by: float | None = None, min_z: flo
     if lin is None or linear_by is None or not (lin > c + abs(c) * linear_by if up else lin < c - abs(c) * linear_by):
         return []
     paired = paired_difference(m, getattr(result.linear, "rows", None), getattr(champ, "rows", None))
-    if paired is not None and min_z and paired.z < min_z:
+    # a re-run of a decided night has no per-row outputs: the z its deciding run logged
+    z = paired.z if paired is not None else result.linear.get("z_vs_champion")
+    if z is not None and min_z and z < min_z:
         return []
     cs, ls = figures(c, lin)
-    by = f", {paired.z:.1f} SE of the paired difference" if paired is not None else ""
+    by = f", {z:.1f} SE of the paired difference" if z is not None else ""
     fit = "an L2-logistic regression" if "accuracy" in result.linear else "a ridge regression"
     return [f"the champion v{result.champion_version} is worse than {fit} fitted on the target sample alone "
             f"({m} {cs} vs {ls} on tonight's hold-out{by}; promotion.linear_reference_by={linear_by:g}): the pool is not "
