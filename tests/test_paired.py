@@ -184,13 +184,18 @@ def test_a_tiny_systematic_gain_is_real_and_min_improvement_is_its_bar():
     assert not registry.decide(POLICY.model_copy(update={"min_improvement": 0.005}), nudged, champ, len(y)).promote
 
 
-def test_a_first_night_is_paired_against_its_base_model():
+def test_a_first_night_serves_the_better_measured_of_fine_tune_and_base_model():
+    """With no champion there is nothing to keep: a fine-tune better than its base model within the
+    noise is promoted (its reason still gives the paired difference); one worse is not. (Refused, it
+    left the text pipeline's first night with no champion at all.)"""
     base, x, y, _ = _plant(seed=3)
     b = evaluate_model(base, x, y)
     tiny = next(m for phase in range(50) if (m := evaluate_model(_Jittered(base, 1e-2, phase), x, y))["rmse"] < b["rmse"])
     d = registry.decide(POLICY, tiny, None, len(y), base=b)
-    assert not d.promote and "within the hold-out's noise" in d.reason and "base model" in d.reason
+    assert d.promote and "difference" in d.reason and "min_z" not in d.reason and "base model" in d.reason, d.reason
     assert d.to_dict()["base_model"] == b["rmse"] and "difference_se" in d.to_dict()["details"]
+    worse = next(m for phase in range(50) if (m := evaluate_model(_Jittered(base, 1e-2, phase), x, y))["rmse"] > b["rmse"])
+    assert not registry.decide(POLICY, worse, None, len(y), base=b).promote
 
 
 def test_plain_metric_dicts_are_judged_without_a_standard_error():

@@ -319,15 +319,13 @@ def _diverged(result) -> str | None:
 def _base_instead(policy, scores, holdout_rows: int, diverged: str | None, constant) -> bool:
     """A first night whose fine-tune loses to the base model it started from, where the base model
     itself would pass the gate: register the base model instead (a diverged fit is rejected as such).
-    "Loses" is without ``promotion.min_z``: a fine-tune better than its base model within the
-    hold-out's noise is not replaced by the model that measured worse (it is judged as usual)."""
+    (Against its base model the gate asks no ``promotion.min_z``: the one that measured better serves.)"""
     from rsft.tracking.registry import decide
 
     if diverged:
         return False
     (ch, ch_pool), (base, base_pool) = scores["challenger"], scores["start"]
-    plain = policy.model_copy(update={"min_z": 0.0})
-    return (not decide(plain, ch, None, holdout_rows, ch_pool, None, base=base, base_pool=base_pool).promote
+    return (not decide(policy, ch, None, holdout_rows, ch_pool, None, base=base, base_pool=base_pool).promote
             and decide(policy, base, None, holdout_rows, base_pool, None, constant=constant).promote)
 
 

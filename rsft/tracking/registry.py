@@ -291,7 +291,10 @@ def decide(
     challenger must also win by ``policy.min_z`` standard errors of the paired difference
     (:func:`rsft.paired.paired_difference`): a new hold-out each night moves both models' metric
     far more than it moves their difference. The reason and ``details`` give the difference and
-    its SE. Plain metric dicts (no rows) are judged on the metric and the bar alone.
+    its SE. Plain metric dicts (no rows) are judged on the metric and the bar alone, and so is a
+    first night's challenger against its base model: with no champion there is nothing to keep,
+    and the one of the two that measured better is served (a fine-tune better within the noise,
+    rejected, left the text pipeline's first night with no champion at all).
     """
     m = policy.metric
     up = m in HIGHER_IS_BETTER
@@ -339,8 +342,9 @@ def decide(
     if not (c > bar if up else c < bar):
         said = f"; {_difference(gap)}" if gap is not None else ""
         return dataclasses.replace(no(f"{m} {cs} does not beat {who} {chs} (bar {bars}){said}{note}"), details=details)
-    if gap is None:
-        return Decision(True, f"{beats}{note}", m, c, ch, compared_with=against)
+    if gap is None or vs_base:  # a first night: no champion to keep, so the better measured of the two serves
+        said = f"; {_difference(gap)}" if gap is not None else ""
+        return Decision(True, f"{beats}{said}{note}", m, c, ch, details, compared_with=against)
     if not gap.z >= policy.min_z:
         return dataclasses.replace(no(f"{beats}, but the {_difference(gap, policy.min_z)}: within the hold-out's "
                                       f"noise{note}"), details=details)
