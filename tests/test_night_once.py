@@ -324,3 +324,7 @@ def test_a_backfilled_night_is_named_after_its_data(tmp_path):
     for no_time in (old.rename({"ts": "t"}), old.with_columns(pl.col("ts").cast(pl.String)), old.clear(),
                     pl.DataFrame({"ts": [None]}, schema={"ts": pl.Datetime})):
         assert night_label(today, no_time, "ts") == "2026-12-05"
+    # (trial 10) the newest of the sample and the hold-out: the sample ends days before its hold-out
+    holdout = pl.DataFrame({"ts": [datetime(2026, 10, 14, 12)]})
+    assert night_label(today, (old, holdout), "ts") == "2026-12-05 (data to 2026-10-14)"
+    assert night_label(today, (old.rename({"ts": "t"}), holdout), "ts") == "2026-12-05 (data to 2026-10-14)"

@@ -168,9 +168,7 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     from rsft.pipeline.finetune import night_label
     from rsft.pipeline.data import load_target
 
-    import polars as pl
-
-    both = pl.concat([load_target(cfg, w).select(cfg.features.time_column) for w in ("target_sample", "target_holdout")])
+    both = [load_target(cfg, w) for w in ("target_sample", "target_holdout")]
     night = night_label(datetime.fromisoformat(night).date(), both, cfg.features.time_column)
     assert run.info.run_name == f"{cfg.name} {night} {'promoted' if better else 'rejected'} v2"
     assert "(data to 2026-01-" in night

@@ -65,10 +65,7 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
     pool_eval = pool_sample(selection.prefiltered, t.pretrain_rows, t.seed + 1, labelled=cfg.features.label).head(5_000)
     seen = registry.alias_version(mlc, name)
     sample = load_target(cfg, TARGET_SAMPLE)
-    night = night_label(datetime.fromtimestamp(started or time.time(), timezone.utc).date(),
-                        pl.concat([d.select(cfg.features.time_column) for d in (sample, holdout)
-                                   if cfg.features.time_column in d.columns], how="vertical_relaxed")
-                        if any(cfg.features.time_column in d.columns for d in (sample, holdout)) else sample,
+    night = night_label(datetime.fromtimestamp(started or time.time(), timezone.utc).date(), (sample, holdout),
                         cfg.features.time_column)
     with runs.night_run(cfg.state.experiment, artifacts, f"{cfg.name} {night} (running)",
                         {"rsft.pipeline": cfg.name, "rsft.run_key": scored.run_key}, cfg.flat(), cfg_yaml(cfg),
@@ -159,20 +156,18 @@ def _linear_z(metric: str, linear, outcome, challenger) -> float | None:
     return None if p is None or not math.isfinite(p.z) else round(p.z, 4)
 
 
-def night_label(started, sample: pl.DataFrame, time_column: str) -> str:
+def night_label(started, frames, time_column: str) -> str:
     """The night's name in its MLflow run and story: the date it ran, and where the newest reading
-    of ``sample`` (the night's target sample and hold-out) is older than the day before, the date of
-    the data it was judged on — a backfill of 54 nights run on one day (trial 9) had 54 runs of the
-    same name; the sample alone ends before its hold-out (trial 10: "data to 02-08" for the night of
-    02-10)."""
+    of ``frames`` (the night's target sample and hold-out; one frame too) is older than the day
+    before, the date of the data it was judged on — a backfill of 54 nights run on one day (trial
+    9) had 54 runs of the same name; the sample alone ends before its hold-out (trial 10: "data to
+    02-08" for the night of 02-10)."""
+    newest = [d.get_column(time_column).max() for d in ([frames] if isinstance(frames, pl.DataFrame) else frames)
+              if time_column in d.columns and d.height
+              and (d.schema[time_column] == pl.Date or isinstance(d.schema[time_column], pl.Datetime))]
+    days = [x.date() if isinstance(x, datetime) else x for x in newest if x is not None]
+    last = max(days, default=None)
     day = started.isoformat()
-    if time_column not in sample.columns or not sample.height:
-        return day
-    col = sample.get_column(time_column)
-    if not (col.dtype == pl.Date or isinstance(col.dtype, pl.Datetime)):
-        return day
-    last = col.max()
-    last = last.date() if isinstance(last, datetime) else last
     return day if last is None or (started - last).days <= 1 else f"{day} (data to {last.isoformat()})"
 
 
@@ -335,7 +330,7 @@ def _lost_preface(metric: str, scores) -> str:
 
     c, b = scores["challenger"][0][metric], scores["start"][0][metric]
     ch, base = figures(c, b)
-    # better, yet not by the margins: promotion.min_improvement, or min_z standard errors of the paired difference
+    # better, yet not by promotion.min_improvement
     margin = " by the gate's margin" if (c > b if metric in HIGHER_IS_BETTER else c < b) else ""
     return (f"tonight's fine-tune ({metric} {ch}) did not beat its base model ({base}){margin}: the base model is "
             "registered instead; ")
