@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.test_retrain_flow import small_config
 
 
@@ -25,6 +27,9 @@ def _model_files(mlc, mv) -> tuple[Path, Path]:
     return lm, run / "checkpoint"
 
 
+# ~35 s idle (four real nights): the same rules on registered versions run in make test
+# (tests/test_registry.py: free_rejected, dry run, history, refusals; test_review_findings: a served version)
+@pytest.mark.slow
 def test_gc_frees_old_rejected_versions_models_and_keeps_their_history(tmp_path):
     """Four nights (v1 promoted; v2-v4 rejected: promotion.min_improvement 0.9), v2 given an
     alias by hand. `rsft gc --keep-nights 1 --dry-run` lists v3 only and removes nothing; `rsft gc`
