@@ -30,7 +30,7 @@ demo: $(STAMP)
 ui-check: $(STAMP)
 	$(BIN)/python scripts/ui_check.py --state .rsft --out .rsft/ui-check --prefect
 
-## test: the suite CI runs (~11 minutes on 2 cores): everything but the cases marked slow — it
+## test: the suite CI runs (~10–12 minutes on 2 cores): everything but the cases marked slow — it
 ## still retrains end to end (twice), kills a retrain at registration, and runs real Prefect/MLflow
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
