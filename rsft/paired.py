@@ -57,6 +57,13 @@ def paired_difference(metric: str, challenger: Rows | None, reference: Rows | No
     return paired if math.isfinite(paired.difference) and math.isfinite(paired.se) else None
 
 
+def paired_z(metric: str, challenger, reference) -> float | None:
+    """:func:`paired_difference`'s z for two metric dicts that carry their per-row outputs
+    (:class:`rsft.evaluate.RowMetrics`); None without them or where the z is not finite."""
+    p = paired_difference(metric, getattr(challenger, "rows", None), getattr(reference, "rows", None))
+    return p.z if p is not None and math.isfinite(p.z) else None
+
+
 def _same_rows(a: Rows, b: Rows) -> bool:
     return a.task == b.task and a.y.shape == b.y.shape and bool(np.array_equal(a.y, b.y))
 

@@ -147,13 +147,11 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
 def _linear_z(metric: str, linear, outcome, challenger) -> float | None:
     """How many standard errors of the paired difference the linear reference beats the champion
     after tonight's decision by (negative: it is worse), where both were scored row by row."""
-    import math
-
-    from rsft.paired import paired_difference
+    from rsft.paired import paired_z
 
     champ = (outcome.challenger_scores or challenger) if outcome.decision.promote else outcome.champion_scores
-    p = paired_difference(metric, getattr(linear, "rows", None), getattr(champ, "rows", None))
-    return None if p is None or not math.isfinite(p.z) else round(p.z, 4)
+    z = paired_z(metric, linear, champ)
+    return None if z is None else round(z, 4)
 
 
 def night_label(started, frames, time_column: str) -> str:

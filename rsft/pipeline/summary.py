@@ -353,7 +353,7 @@ def model_warnings(result: Finetuned, linear_by: float | None = None, min_z: flo
     and, where both were scored row by row tonight, by ``min_z`` standard errors of the paired
     difference (a small hold-out's luck is not a finding): the champion is not getting from the
     pool what a few hundred target rows give."""
-    from rsft.paired import paired_difference
+    from rsft.paired import paired_z
     from rsft.readable import figures
     from rsft.tracking.registry import HIGHER_IS_BETTER, constant_kind
 
@@ -370,9 +370,10 @@ def model_warnings(result: Finetuned, linear_by: float | None = None, min_z: flo
                 "look at its training budget and features"]
     if lin is None or linear_by is None or not (lin > c + abs(c) * linear_by if up else lin < c - abs(c) * linear_by):
         return []
-    paired = paired_difference(m, getattr(result.linear, "rows", None), getattr(champ, "rows", None))
-    # a re-run of a decided night has no per-row outputs: the z its deciding run logged
-    z = paired.z if paired is not None else result.linear.get("z_vs_champion")
+    # the z the night computed and logged (a decided night's re-run reads it back: it has no per-row
+    # outputs); a result built without it, from its rows
+    z = result.linear.get("z_vs_champion")
+    z = paired_z(m, result.linear, champ) if z is None else z
     if z is not None and min_z and z < min_z:
         return []
     cs, ls = figures(c, lin)
