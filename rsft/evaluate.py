@@ -21,11 +21,15 @@ from rsft.features import labels, to_matrix
 @dataclass(frozen=True, eq=False)
 class Rows:
     """A model's outputs on the rows its metrics were computed from: ``y`` the labels [n] and
-    ``out`` its predictions [n] (regression) or class probabilities [n, C] (classification)."""
+    ``out`` its predictions [n] (regression) or class probabilities [n, C] (classification);
+    ``order`` the row indices in time order (``y[order]`` runs forward in time) where they are time series —
+    neighbouring readings err together, which the standard error of a paired difference must
+    count (:mod:`rsft.paired`) — or None where the rows are exchangeable."""
 
     task: str
     y: np.ndarray
     out: np.ndarray
+    order: np.ndarray | None = None
 
 
 class RowMetrics(dict):
@@ -145,19 +149,21 @@ def reconstruction_error(model: nn.Module, x: np.ndarray, batch_size: int = 8192
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
-def evaluate_model(model: nn.Module, x: np.ndarray, y: np.ndarray, task: str = "regression") -> dict[str, float]:
+def evaluate_model(model: nn.Module, x: np.ndarray, y: np.ndarray, task: str = "regression",
+                   order: np.ndarray | None = None) -> dict[str, float]:
     """Metrics for ``task``: regression_metrics, classification_metrics, or mean reconstruction error.
-    A regressor's and a classifier's come with their per-row outputs (:class:`RowMetrics`)."""
+    A regressor's and a classifier's come with their per-row outputs (:class:`RowMetrics`; ``order``
+    the rows' time order, :class:`Rows`)."""
     if task == "classification":
         y = np.asarray(y).astype(np.int64)
         p = _proba_rows(y, predict(model, x))
-        return RowMetrics(classification_metrics(y, p), rows=Rows(task, y, p))
+        return RowMetrics(classification_metrics(y, p), rows=Rows(task, y, p, order))
     if task == "reconstruction":
         err = reconstruction_error(model, x)
         return {"reconstruction_mse": float(err.mean()) if len(err) else float("nan"), "n": float(len(err))}
     yhat = predict(model, x)
     return RowMetrics(regression_metrics(y, yhat), rows=Rows(task, np.asarray(y, dtype=np.float64),
-                                                              np.asarray(yhat, dtype=np.float64)))
+                                                              np.asarray(yhat, dtype=np.float64), order))
 
 
 def constant_metrics(y_ref: np.ndarray, y: np.ndarray, task: str = "regression",
@@ -282,13 +288,14 @@ def logistic_predictor(x: np.ndarray, y: np.ndarray, n_classes: int, lambdas=(1e
 
 
 def linear_metrics(x_ref: np.ndarray, y_ref: np.ndarray, x: np.ndarray, y: np.ndarray, task: str = "regression",
-                   n_classes: int = 0, seed: int = 0) -> dict[str, float] | None:
+                   n_classes: int = 0, seed: int = 0, order: np.ndarray | None = None) -> dict[str, float] | None:
     """Metrics on ``(x, y)`` of a linear model fitted on the reference rows alone (the night's
     target sample): ridge regression, or L2-logistic regression for classes; the penalty chosen on
     the reference rows. A reference beside the constant: a served model worse than a linear fit
     of the small sample is not using the pool. None where there is none (reconstruction, fewer
     than 10 reference rows, integer text ids). At most :data:`LINEAR_MAX_ROWS` reference rows
-    (a seeded subsample): the cost does not grow with the sample."""
+    (a seeded subsample): the cost does not grow with the sample. ``order``: the hold-out rows'
+    time order (:class:`Rows`)."""
     x_ref, y_ref = np.asarray(x_ref), np.asarray(y_ref)
     if task == "reconstruction" or not np.issubdtype(x_ref.dtype, np.floating) or x_ref.ndim != 2:
         return None
@@ -304,6 +311,6 @@ def linear_metrics(x_ref: np.ndarray, y_ref: np.ndarray, x: np.ndarray, y: np.nd
         k = max(int(n_classes), int(y_ref.max()) + 1, int(np.asarray(y).max(initial=0)) + 1)
         y = np.asarray(y).astype(np.int64)
         p = _proba_rows(y, logistic_predictor(x_ref, y_ref.astype(np.int64), k, seed=seed)(x))
-        return RowMetrics(classification_metrics(y, p), rows=Rows(task, y, p))
+        return RowMetrics(classification_metrics(y, p), rows=Rows(task, y, p, order))
     y, yhat = np.asarray(y, dtype=np.float64), ridge_predictor(x_ref, y_ref)(x)
-    return RowMetrics(regression_metrics(y, yhat), rows=Rows(task, y, np.asarray(yhat, dtype=np.float64)))
+    return RowMetrics(regression_metrics(y, yhat), rows=Rows(task, y, np.asarray(yhat, dtype=np.float64), order))

@@ -53,13 +53,24 @@ def train_config(cfg: PipelineConfig) -> TrainConfig:
     return cfg.train.model_copy(update={"task": "classification" if cfg.features.classes else "regression"})
 
 
+def time_order(df: pl.DataFrame, f: FeaturesConfig) -> np.ndarray | None:
+    """The rows' indices in time order (``features.time_column``, then ``features.group``), or None
+    where the frame has no such column: a hold-out of time series — a few days of each machine's
+    readings — whose neighbouring rows err together (:class:`rsft.evaluate.Rows`)."""
+    if f.time_column not in df.columns or not (df.schema[f.time_column].is_temporal() or df.schema[f.time_column].is_numeric()):
+        return None
+    keys = [f.time_column] + ([f.group] if f.group in df.columns and f.group != f.time_column else [])
+    return df.select(keys).with_row_index("_i").sort(keys, nulls_last=True, maintain_order=True)["_i"].to_numpy().astype(np.int64)
+
+
 def evaluate_frame(model, df: pl.DataFrame, cfg: PipelineConfig) -> dict[str, float]:
-    """Task metrics of ``model`` on a labelled frame (the same function for champion and challenger)."""
+    """Task metrics of ``model`` on a labelled frame (the same function for champion and challenger),
+    with the rows' time order for the paired gate's standard error (:func:`time_order`)."""
     from rsft.evaluate import evaluate_model
 
     df = df.filter(pl.col(cfg.features.label).is_not_null())
     x, y = arrays(df, cfg.features)
-    return evaluate_model(model, x, y, train_config(cfg).task)
+    return evaluate_model(model, x, y, train_config(cfg).task, time_order(df, cfg.features))
 
 
 def constant_scores(cfg: PipelineConfig, target: pl.DataFrame, holdout: pl.DataFrame) -> dict[str, float] | None:
@@ -85,7 +96,8 @@ def linear_scores(cfg: PipelineConfig, target: pl.DataFrame, holdout: pl.DataFra
         return None
     t, h = (df.filter(pl.col(f.label).is_not_null()) for df in (target, holdout))
     (xt, yt), (xh, yh) = arrays(t, f), arrays(h, f)
-    return linear_metrics(xt, yt, xh, yh, train_config(cfg).task, len(f.classes), seed=cfg.train.seed)
+    return linear_metrics(xt, yt, xh, yh, train_config(cfg).task, len(f.classes), seed=cfg.train.seed,
+                          order=time_order(h, f))
 
 
 # --------------------------------------------------------------------------------------
