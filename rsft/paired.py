@@ -23,6 +23,7 @@ its largest SE.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -62,6 +63,8 @@ def paired_difference(metric: str, challenger: Rows | None, reference: Rows | No
     figures are not finite (labels without spread for r2; a bootstrap with no finite resample)."""
     if challenger is None or reference is None or not _same_rows(challenger, reference):
         return None
+    if challenger.order is None and reference.order is not None:  # one side's time order is the rows'
+        challenger = dataclasses.replace(challenger, order=reference.order)
     if len(challenger.y) < 2 or metric not in _PAIRED or challenger.task != _TASK[metric]:
         return None
     paired = _PAIRED[metric](challenger, reference)
@@ -76,8 +79,9 @@ def paired_z(metric: str, challenger, reference) -> float | None:
 
 
 def _same_rows(a: Rows, b: Rows) -> bool:
-    same_order = (a.order is None) == (b.order is None) and (a.order is None or bool(np.array_equal(a.order, b.order)))
-    return a.task == b.task and a.y.shape == b.y.shape and bool(np.array_equal(a.y, b.y)) and same_order
+    """The same labels in the same row order, and no two different time orders of them."""
+    orders_agree = a.order is None or b.order is None or bool(np.array_equal(a.order, b.order))
+    return a.task == b.task and a.y.shape == b.y.shape and bool(np.array_equal(a.y, b.y)) and orders_agree
 
 
 def block_se(values: np.ndarray, order: np.ndarray | None) -> tuple[float, int]:

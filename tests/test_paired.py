@@ -294,7 +294,12 @@ def test_classes_whose_errors_run_in_time_get_a_larger_se(metric):
     assert timed.se >= 1.3 * flat.se, (timed.se, flat.se)
 
 
-def test_rows_in_different_time_orders_are_not_paired():
-    y, a, b, order = _shuffled_series(np.random.default_rng(0), 100, 0.5)
-    assert paired_difference("rmse", Rows("regression", y, a, order), Rows("regression", y, b)) is None
+def test_rows_in_two_time_orders_are_not_paired_and_one_order_serves_both():
+    """Two different time orders of the same labels are not the same rows; where only one side has
+    the order (a caller's plain predictions against an evaluated champion), it is the rows'."""
+    y, a, b, order = _shuffled_series(np.random.default_rng(0), 1000, 0.9)
     assert paired_difference("rmse", Rows("regression", y, a, order), Rows("regression", y, b, order[::-1])) is None
+    both = paired_difference("rmse", Rows("regression", y, a, order), Rows("regression", y, b, order))
+    for one in (paired_difference("rmse", Rows("regression", y, a, order), Rows("regression", y, b)),
+                paired_difference("rmse", Rows("regression", y, a), Rows("regression", y, b, order))):
+        assert (one.se, one.method) == (both.se, both.method)
