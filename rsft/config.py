@@ -621,8 +621,8 @@ class PromotionConfig(_Model):
     # the physics the reference may use: each term a list of the model's numeric inputs
     # (features.numeric, rolling features) whose product is one more input, standardised like the
     # rest — e.g. [[poa, dc_kw]]: PV power ∝ irradiance × array size, which a fit linear in the raw
-    # columns cannot express (trial 10's fault nights: reference 11.9 → 4.2, champion 6.1).
-    # [] = the raw inputs only
+    # columns cannot express (trial 10's fault nights: reference 11.90 / 11.65 / 9.01 → 5.28 /
+    # 4.80 / 3.50 against the champion's 6.10 / 6.12 / 4.60: it warns). [] = the raw inputs only
     linear_reference_terms: list[Annotated[list[str], Field(min_length=2)]] = []
 
 
