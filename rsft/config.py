@@ -618,6 +618,12 @@ class PromotionConfig(_Model):
     # share — the served model is then not using the pool (on the demo's near-linear label it does;
     # on a real PV plant after a fault it did). Not a gate. None: not fitted (text features: never)
     linear_reference_by: float | None = Field(0.05, ge=0.0)
+    # the physics the reference may use: each term a list of the model's numeric inputs
+    # (features.numeric, rolling features) whose product is one more input, standardised like the
+    # rest — e.g. [[poa, dc_kw]]: PV power ∝ irradiance × array size, which a fit linear in the raw
+    # columns cannot express (trial 10's fault nights: reference 11.90 / 11.65 / 9.01 → 5.28 /
+    # 4.80 / 3.50 against the champion's 6.10 / 6.12 / 4.60: it warns). [] = the raw inputs only
+    linear_reference_terms: list[Annotated[list[str], Field(min_length=2)]] = []
 
 
 # --------------------------------------------------------------------------------------
@@ -750,6 +756,7 @@ class PipelineConfig(_Model):
             raise ValueError("features.rolling is for sensor readings; remove it for features.kind 'text'")
         self._sequence_rules_follow_the_features()
         self._check_feature_columns()
+        self._check_linear_reference_terms()
         if self.adapt.enabled and self.features.classes:
             raise ValueError("adapt scores candidates by RMSE: regression labels only (features.classes is set); "
                              "set adapt.enabled: false")
@@ -800,6 +807,28 @@ class PipelineConfig(_Model):
                 if c not in have:
                     raise ValueError(f"{key}: '{c}' is not a column of the {contract.name} contract"
                                      + (did_you_mean(c, have) or f" (columns: {', '.join(have)})"))
+
+    def _check_linear_reference_terms(self) -> None:
+        """Every column of a declared linear-reference term is one of the model's numeric inputs,
+        which the target sample and hold-out have when the reference is fitted (a one-hot level,
+        the label or a text column is no reading to multiply; a typo would fail mid-night)."""
+        terms, f = self.promotion.linear_reference_terms, self.features
+        if not terms:
+            return
+        key = "promotion.linear_reference_terms"
+        if f.kind == "text":
+            raise ValueError(f"{key}: features.kind 'text' has no linear reference; remove it")
+        from rsft.features import rolling_names
+
+        numeric = [*f.numeric, *rolling_names(f)]
+        for i, term in enumerate(terms):
+            if term in terms[:i]:
+                raise ValueError(f"{key}[{i}]: {term} is declared twice")
+            for c in term:
+                if c not in numeric:
+                    raise ValueError(f"{key}[{i}]: '{c}' is not a numeric input of the model (features.numeric "
+                                     "or a rolling feature)" + (did_you_mean(c, numeric) or
+                                                                f"; they are: {', '.join(numeric) or 'none'}"))
 
     def resolve(self, path: str) -> str:
         """A data path relative to the config file's directory (URIs pass through)."""

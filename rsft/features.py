@@ -6,6 +6,9 @@ lazy query that reads the data, in bounded memory.
 
 from __future__ import annotations
 
+import functools
+import operator
+
 import numpy as np
 import polars as pl
 
@@ -44,6 +47,18 @@ def to_matrix(df: pl.DataFrame | pl.LazyFrame, cfg: FeaturesConfig) -> np.ndarra
     lf = df.lazy() if isinstance(df, pl.DataFrame) else df
     out = lf.select(feature_exprs(cfg)).collect()
     return out.to_numpy().astype(np.float32, copy=False)
+
+
+def product_terms(cfg: FeaturesConfig, terms: list[list[str]]) -> tuple[FeaturesConfig, list[pl.Expr]]:
+    """(``cfg`` with one more numeric input per term, the expressions that add those columns to a
+    frame: the product of the term's columns, named ``a*b``). The linear reference's declared
+    physics (``promotion.linear_reference_terms``), e.g. irradiance × array size. No terms:
+    ``cfg`` itself and no expressions."""
+    if not terms:
+        return cfg, []
+    exprs = [functools.reduce(operator.mul, [pl.col(c).cast(pl.Float64) for c in term]).alias("*".join(term))
+             for term in terms]
+    return cfg.model_copy(update={"numeric": [*cfg.numeric, *("*".join(t) for t in terms)]}), exprs
 
 
 def labels(df: pl.DataFrame, cfg: FeaturesConfig) -> np.ndarray:

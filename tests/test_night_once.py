@@ -192,8 +192,9 @@ def test_a_night_whose_search_kept_the_champion_is_decided_too(tmp_path):
 
 
 def test_where_and_how_fast_a_night_runs_is_not_a_new_night(tmp_path):
-    """Executors, concurrency, a Dask address and the state's retention do not change the night's
-    identity nor the selection's key; a training setting does."""
+    """Executors, concurrency, a Dask address, the state's retention and the linear reference's
+    terms (it only warns) do not change the night's identity nor the selection's key; a training
+    setting does."""
     from rsft.config import load_config
     from rsft.pipeline.data import run_key
     from rsft.pipeline.lineage import night_key
@@ -206,7 +207,8 @@ def test_where_and_how_fast_a_night_runs_is_not_a_new_night(tmp_path):
     same = load_config(path, {"sampling.concurrency": 7, "sampling.task_runner": "dask", "ingest.concurrency": 5,
                               "sampling.dask_address": "tcp://10.0.0.1:8786",
                               "prefilter.task_runner": "inline", "prefilter.concurrency": 3,
-                              "state.keep_nights": 30, "state.gc_after_night": False})
+                              "state.keep_nights": 30, "state.gc_after_night": False,
+                              "promotion.linear_reference_terms": [base.features.numeric[:2]]})  # it only warns
     other = load_config(path, {"train.lr": base.train.lr * 2})
     assert run_key(same, pre) == run_key(base, pre)
     assert night_key(same, "k") == night_key(base, "k") != night_key(other, "k")

@@ -93,7 +93,7 @@ def ingest_sources(cfg: PipelineConfig) -> dict[str, tuple[list[str], str]]:
 # a longer retention, is the same night and registers nothing new; nor is where its links point)
 # settings that do not change a night's result: where it runs, and what it only warns of
 EXECUTION_ONLY = frozenset({"task_runner", "concurrency", "dask_address", "compare_previous_files",
-                            "linear_reference_by"})
+                            "linear_reference_by", "linear_reference_terms"})
 STATE_EXECUTION_ONLY = frozenset({"keep_nights", "gc_after_night", "ui_url"})
 
 

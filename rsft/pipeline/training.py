@@ -87,14 +87,17 @@ def constant_scores(cfg: PipelineConfig, target: pl.DataFrame, holdout: pl.DataF
 def linear_scores(cfg: PipelineConfig, target: pl.DataFrame, holdout: pl.DataFrame) -> dict[str, float] | None:
     """Hold-out metrics of a linear model fitted on the target sample alone (ridge, or L2-logistic
     for classes: :func:`rsft.evaluate.linear_metrics`): the reference a model trained on the pool
-    as well should beat. None with ``promotion.linear_reference_by: null``, for text features, or
-    without labelled target rows."""
+    as well should beat. Its inputs are the model's and a product column for each of
+    ``promotion.linear_reference_terms`` (the physics the engineer declares). None with
+    ``promotion.linear_reference_by: null``, for text features, or without labelled target rows."""
     from rsft.evaluate import linear_metrics
+    from rsft.features import product_terms
 
     f = cfg.features
     if cfg.promotion.linear_reference_by is None or f.kind == "text":
         return None
-    t, h = (df.filter(pl.col(f.label).is_not_null()) for df in (target, holdout))
+    f, products = product_terms(f, cfg.promotion.linear_reference_terms)
+    t, h = (df.filter(pl.col(f.label).is_not_null()).with_columns(products) for df in (target, holdout))
     (xt, yt), (xh, yh) = arrays(t, f), arrays(h, f)
     return linear_metrics(xt, yt, xh, yh, train_config(cfg).task, len(f.classes), seed=cfg.train.seed,
                           order=time_order(h, f))
