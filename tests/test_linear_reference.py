@@ -122,6 +122,8 @@ def test_a_champion_the_linear_reference_beats_is_warned_of():
     acc = dataclasses.replace(RESULT, metric="accuracy", champion={"accuracy": 0.70}, constant={"accuracy": 0.4},
                               linear={"accuracy": 0.80, "log_loss": 0.5})
     assert "an L2-logistic regression" in model_warnings(acc, 0.05)[0]
+    assert "a ridge regression with poa×dc_kw, poa×t_module fitted on" in model_warnings(
+        RESULT, 0.05, terms=[["poa", "dc_kw"], ["poa", "t_module"]])[0]
     assert model_warnings(dataclasses.replace(acc, linear={"accuracy": 0.72}), 0.05) == []
 
 

@@ -131,7 +131,8 @@ def run_summary(cfg: PipelineConfig, ingested: Ingested, selection: Selection, r
         **({f"base_model_{metric}": round(result.base[metric], 5)} if result.base and metric in result.base else {}),
         # the first night's fine-tune lost to its base model, which was registered instead
         **({f"fine_tune_{metric}": round(result.fine_tune_lost[metric], 5)} if result.fine_tune_lost else {}),
-        "model_warnings": model_warnings(result, cfg.promotion.linear_reference_by, cfg.promotion.min_z) + span_warnings(cfg, result.train)
+        "model_warnings": model_warnings(result, cfg.promotion.linear_reference_by, cfg.promotion.min_z,
+                                         cfg.promotion.linear_reference_terms) + span_warnings(cfg, result.train)
         + warned(holdout_warnings, cfg, what="the hold-out checks"),
         "promoted": result.promoted,
         "reason": result.reason,
@@ -346,13 +347,15 @@ def range_warnings(t, h, cols: list[str]) -> list[str]:
             "makes the comparison fairer"]
 
 
-def model_warnings(result: Finetuned, linear_by: float | None = None, min_z: float | None = None) -> list[str]:
+def model_warnings(result: Finetuned, linear_by: float | None = None, min_z: float | None = None,
+                   terms: list[list[str]] | tuple = ()) -> list[str]:
     """The served model is no better than a constant — the champion after tonight's decision did
     not beat predicting the target sample's mean (or class shares) on tonight's hold-out — or a
     linear model fitted on the target sample alone beats it by more than ``linear_by`` (relative)
     and, where both were scored row by row tonight, by ``min_z`` standard errors of the paired
     difference (a small hold-out's luck is not a finding): the champion is not getting from the
-    pool what a few hundred target rows give."""
+    pool what a few hundred target rows give. ``terms``: the products the reference also read
+    (``promotion.linear_reference_terms``), named in the line."""
     from rsft.paired import paired_z
     from rsft.readable import figures
     from rsft.tracking.registry import HIGHER_IS_BETTER, constant_kind
@@ -379,6 +382,8 @@ def model_warnings(result: Finetuned, linear_by: float | None = None, min_z: flo
     cs, ls = figures(c, lin)
     by = f", {z:.1f} SE of the paired difference" if z is not None else ""
     fit = "an L2-logistic regression" if "accuracy" in result.linear else "a ridge regression"
+    if terms:
+        fit += " with " + ", ".join("×".join(t) for t in terms)
     return [f"the champion v{result.champion_version} is worse than {fit} fitted on the target sample alone "
             f"({m} {cs} vs {ls} on tonight's hold-out{by}; promotion.linear_reference_by={linear_by:g}): the pool is not "
             "helping tonight — look at the selection's warnings, the training budget and train.target_weight"
