@@ -201,8 +201,11 @@ def ingest(
         if s.rows_quarantined:
             say(console, f"{name}: quarantined rows (each with its reason, _source file and _row) in "
                          f"{Path(s.dataset) / 'quarantine'}", style="dim")
-    # a file none of whose rows passed: the contract is likely wrong
-    _file_warnings(mostly_quarantined(cfg, ingested), unlike_earlier_files(cfg, ingested))
+    # a file none of whose rows passed: the contract is likely wrong (lines alike but for the file: one)
+    from rsft.pipeline.warning_history import grouped
+
+    _file_warnings(grouped("files_mostly_quarantined", mostly_quarantined(cfg, ingested)),
+                   grouped("files_unlike_earlier", unlike_earlier_files(cfg, ingested)))
     failed = 0
     for name, s in ingested.datasets.items():
         for line in s.files_failed:

@@ -57,16 +57,16 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
     holdout = load_target(cfg, TARGET_HOLDOUT)
     artifacts = None if cfg.state.tracking_uri else str(state(cfg).artifacts)
     night_id = night_key(cfg, scored.run_key)
+    sample = load_target(cfg, TARGET_SAMPLE)
+    ran = datetime.fromtimestamp(started or time.time(), timezone.utc).date()
+    night, day = (f(ran, (sample, holdout), cfg.features.time_column) for f in (night_label, night_date))
     recorded = promotion.recorded_night(mlc, state(cfg).locks, name, night_id)
     if recorded is not None:  # this night (same inputs and config) is decided: nothing to train or register
         runs.close_stale_runs(registry.use_experiment(cfg.state.experiment, artifacts))
-        return _recorded(cfg, recorded, holdout.height)
+        return _recorded(cfg, recorded, holdout.height, day)
     t = cfg.train
     pool_eval = pool_sample(selection.prefiltered, t.pretrain_rows, t.seed + 1, labelled=cfg.features.label).head(5_000)
     seen = registry.alias_version(mlc, name)
-    sample = load_target(cfg, TARGET_SAMPLE)
-    night = night_label(datetime.fromtimestamp(started or time.time(), timezone.utc).date(), (sample, holdout),
-                        cfg.features.time_column)
     with runs.night_run(cfg.state.experiment, artifacts, f"{cfg.name} {night} (running)",
                         {"rsft.pipeline": cfg.name, "rsft.run_key": scored.run_key}, cfg.flat(), cfg_yaml(cfg),
                         started=started, metric=cfg.promotion.metric) as run_id:
@@ -138,7 +138,8 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
         train={**counts, **fit_stats, **{k: v for k, v in warm.items() if k.startswith("base_")}},
         adapt=search, holdout_rows=holdout.height, champion_version=outcome.champion_after, tracking_uri=tracking_uri(cfg),
         ui_url=cfg.state.ui_url, recorded=outcome.recorded_by is not None, constant=constant, linear=linear,
-        fine_tune_lost=scores["challenger"][0] if lost else None, base=scores["start"][0] if seen is None else None)
+        fine_tune_lost=scores["challenger"][0] if lost else None, base=scores["start"][0] if seen is None else None,
+        night_date=day)
     if not out.recorded:
         _describe(cfg, mlc, night, ingested, selection, out)
     return out
@@ -160,16 +161,29 @@ def night_label(started, frames, time_column: str) -> str:
     before, the date of the data it was judged on — a backfill of 54 nights run on one day (trial
     9) had 54 runs of the same name; the sample alone ends before its hold-out (trial 10: "data to
     02-08" for the night of 02-10)."""
+    day, last = started.isoformat(), _data_to(started, frames, time_column)
+    return day if last is None else f"{day} (data to {last.isoformat()})"
+
+
+def night_date(started, frames, time_column: str) -> str:
+    """The night's date (ISO), as its warnings are dated night to night: :func:`night_label`'s
+    "(data to …)" date in a backfill, else the day it ran (trial 10: every night of a backfill run
+    on one day said its warnings were "unchanged since" that day)."""
+    return (_data_to(started, frames, time_column) or started).isoformat()
+
+
+def _data_to(started, frames, time_column: str):
+    """The date of the newest reading of ``frames`` where it is older than the day before
+    ``started``, else None."""
     newest = [d.get_column(time_column).max() for d in ([frames] if isinstance(frames, pl.DataFrame) else frames)
               if time_column in d.columns and d.height
               and (d.schema[time_column] == pl.Date or isinstance(d.schema[time_column], pl.Datetime))]
     days = [x.date() if isinstance(x, datetime) else x for x in newest if x is not None]
     last = max(days, default=None)
-    day = started.isoformat()
-    return day if last is None or (started - last).days <= 1 else f"{day} (data to {last.isoformat()})"
+    return None if last is None or (started - last).days <= 1 else last
 
 
-def _recorded(cfg: PipelineConfig, outcome: promotion.Outcome, holdout_rows: int) -> Finetuned:
+def _recorded(cfg: PipelineConfig, outcome: promotion.Outcome, holdout_rows: int, day: str | None = None) -> Finetuned:
     """A decided night, as its deciding MLflow run recorded it (hold-out metrics, training rows,
     warm start; the decision's own figures where the run was killed before logging them)."""
     metrics, tags = runs.night_record(outcome.recorded_by) if outcome.recorded_by else ({}, {})
@@ -189,7 +203,8 @@ def _recorded(cfg: PipelineConfig, outcome: promotion.Outcome, holdout_rows: int
         recorded=True,
         # (trial 7) the figures beside the decision, as the deciding run logged them: the constant
         # prediction's, the linear reference's, and a first night's base model's
-        constant=prefixed("constant_holdout_") or None, linear=prefixed("linear_holdout_") or None, base=(prefixed("warm_start_holdout_") or None) if warm == "base" else None)
+        constant=prefixed("constant_holdout_") or None, linear=prefixed("linear_holdout_") or None, base=(prefixed("warm_start_holdout_") or None) if warm == "base" else None,
+        night_date=day)
 
 
 # --------------------------------------------------------------------------------------

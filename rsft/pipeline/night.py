@@ -63,7 +63,8 @@ def _night(cfg: PipelineConfig, steps: Steps) -> dict[str, Any]:
     selection = steps.select(cfg)
     result = steps.finetune(cfg, ingested.get(pool_dataset(cfg)), selection, started)
     summary = run_summary(cfg, ingested, selection, result)
-    summary.update(night_warnings(cfg, selection, started, summary))  # repeated ones: said in one line
+    # repeated ones: said in one line; dated as the night's data in a backfill
+    summary.update(night_warnings(cfg, selection, started, summary, result.night_date))
     try:  # the next night does not report them again (a failure here: it reports them once more)
         data.mark_reported(ingested)
     except Exception as e:  # noqa: BLE001 - the night is decided: never fail it now

@@ -176,3 +176,6 @@ class Finetuned(_Result):
     fine_tune_lost: dict[str, float] | None = None
     # a first night: the hold-out metrics of the base model the fine-tune started from
     base: dict[str, float] | None = None
+    # the night's date (ISO) its warnings are dated by night to night: its data's in a backfill
+    # (the "(data to …)" of its run's name), else the day it ran (rsft.pipeline.finetune.night_date)
+    night_date: str | None = None

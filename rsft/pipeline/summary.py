@@ -455,7 +455,8 @@ def night_story(cfg: PipelineConfig, night: str, ingested: DatasetIngest | None,
     # tonight's pool files whose readings sit where no earlier file's did (a unit change?)
     unlike = [] if ingested is None else warned(dataset_unlike_earlier, cfg, pool_dataset(cfg), ingested, mark=False,
                                                 what="the unlike-earlier-files check")
-    earlier = story_warnings(cfg, selection, night)  # warnings given on earlier nights: one line
+    # warnings given on earlier nights: one line (dated as the summary dates them: the data's in a backfill)
+    earlier = story_warnings(cfg, selection, result.night_date)
     if unlike:
         new, old = earlier.split("files_unlike_earlier", unlike)
         lines += ["", "Input warnings:", *_listed(new, "the night's summary, files_unlike_earlier"), *old]
