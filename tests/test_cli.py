@@ -430,3 +430,39 @@ def test_history_names_the_holdout_each_version_was_judged_on(monkeypatch):
         == ["9f8e7d", "012345", "012345", ""], out.output
     assert "hold-out 9f8e7d: holdout_2026-02.parquet, 2,000 rows — v4" in lines, out.output
     assert "hold-out 012345: holdout.parquet, 1,500 rows — v3, v2" in lines, out.output
+
+
+def test_history_of_nightly_holdouts_stays_readable_at_80_columns(monkeypatch):
+    """Trial 10: 15 versions each judged on its own night's draw of holdout.csv gave 15 legend lines
+    of the same file name, an id column that told nothing, and a zero-width reason column at 100
+    columns. Now: no id column, one legend line with the rows' range, a "data to" column (the
+    night's data date; the registration time left out where the short facts would not fit), and
+    where the short facts leave under 30 columns the reasons on lines of their own — every fact
+    and reason shown in full."""
+    from typer.testing import CliRunner
+
+    from rsft.cli import app, common
+    from rsft.cli import registry as commands
+    from rsft.tracking import registry
+
+    rows = [{"version": v, "created": 0, "aliases": [], "decision": "rejected (model removed 2026-12-05)"
+             if v % 3 == 0 else "promoted", "metric": f"{v}.5", "metric_name": "rmse",
+             "reason": f"rmse {v}.5 < champion {v + 1}.5 (bar {v + 1}.5); difference 1.0 ± 0.1 (10.0 SE ≥ promotion.min_z=2)",
+             "recipe": "recalibrate", "events": [], "holdout_digest": f"{v:02d}abcdef", "holdout_files": "holdout.csv",
+             "holdout_rows": str(760 + v), "data_to": f"2026-02-{v:02d}"} for v in range(15, 0, -1)]
+    monkeypatch.setattr(registry, "history", lambda client, name: rows)
+    monkeypatch.setattr(commands, "_client", lambda cfg: None)
+    monkeypatch.setattr(common.console, "width", 80)
+    out = CliRunner().invoke(app, ["history", "--config", str(REPO / "examples" / "factory.yaml")])
+    assert out.exit_code == 0, out.output
+    lines = out.output.splitlines()
+    header = next(line for line in lines if line.startswith("┃"))
+    assert "data to" in header and " id " not in header and "reason" not in header, header
+    assert "┃┃" not in out.output
+    assert [line for line in lines if line.startswith("hold-out")] == [
+        "hold-out: a new one each night (holdout.csv, 761–775 rows): a version's figure compares only with the "
+        "champion's in its reason"] or "hold-out: a new one each night (holdout.csv, 761–775 rows)" in out.output
+    assert "2026-02-15" in out.output and "…" not in out.output, out.output
+    flat = " ".join(out.output.split())
+    for r in rows:
+        assert f"v{r['version']} recalibrate: {r['reason']}" in flat, r["version"]

@@ -86,7 +86,7 @@ def test_gc_frees_old_rejected_versions_models_and_keeps_their_history(tmp_path)
     assert mlc.get_run(v3.run_id).data.metrics and (files[3][1].parent / "decision.json").exists()
 
     text = " ".join(CliRunner().invoke(app, ["history", "--config", str(cfg_path)]).output.split())
-    assert f"rejected (model removed {v3.tags[registry.MODEL_REMOVED]})" in text, text
+    assert "rejected (model removed)" in text, text  # the date is the tag's (MLflow UI)
     refused = CliRunner().invoke(app, ["promote", "--version", "3", "--force", "--config", str(cfg_path)])
     assert refused.exit_code == 1 and "v3's model was removed by rsft gc" in refused.output, refused.output
     assert "Traceback" not in refused.output and str(mlc.get_model_version_by_alias(name, "champion").version) == "1"

@@ -138,6 +138,9 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     assert [(h["holdout_digest"], h["holdout_rows"], h["holdout_files"]) for h in hist] == [
         (t["lineage.target_holdout.digest"], t["lineage.target_holdout.rows"], "holdout.parquet") for t in (v2tags, v1tags)]
     assert hist[0]["holdout_digest"] != hist[1]["holdout_digest"]
+    # the day of each night's newest reading (a backfill's nights are registered on one day)
+    assert [h["data_to"] for h in hist] == [v2tags["rsft.data_to"], v1tags["rsft.data_to"]]
+    assert v2tags["rsft.data_to"] > v1tags["rsft.data_to"] >= "2026-01-01", (v2tags["rsft.data_to"], v1tags["rsft.data_to"])
     assert " export files read by ingest" in v2tags["lineage.1_raw_files"] and "target sample" in v2tags["lineage.5_training_set"]
     # the logged model: named input columns in its signature, its hold-out metric tied to the hold-out dataset
     import mlflow

@@ -38,13 +38,26 @@ def _holdout_id(row: dict) -> str:
     return (row.get("holdout_digest") or "")[:6]
 
 
-def _holdout_legend(rows: list[dict]) -> list[str]:
-    """One line per hold-out the versions were judged on (newest first): its id, file(s) and rows,
-    and the versions — which nights' hold-out figures compare with each other."""
+def _by_holdout(rows: list[dict]) -> dict[str, list[dict]]:
     seen: dict[str, list[dict]] = {}
     for r in rows:
         if _holdout_id(r):
             seen.setdefault(_holdout_id(r), []).append(r)
+    return seen
+
+
+def _holdout_legend(rows: list[dict]) -> list[str]:
+    """One line per hold-out the versions were judged on (newest first): its id, file(s) and rows,
+    and the versions — which nights' hold-out figures compare with each other. Where no two
+    versions shared one (a new draw every night: trial 10's 15 lines all named ``holdout.csv``),
+    one line says so instead, and the table has no id column (:func:`_ids_shown`)."""
+    seen = _by_holdout(rows)
+    if seen and not _ids_shown(rows):
+        files = sorted({r.get("holdout_files") or "files not recorded" for rs in seen.values() for r in rs})
+        n = [int(r["holdout_rows"]) for rs in seen.values() for r in rs if (r.get("holdout_rows") or "").isdigit()]
+        count = (f", {min(n):,} rows" if min(n) == max(n) else f", {min(n):,}–{max(n):,} rows") if n else ""
+        return [f"hold-out: a new one each night ({', '.join(files)}{count}): a version's figure compares only "
+                "with the champion's in its reason"]
     lines = []
     for hid, rs in seen.items():
         files, n = rs[0].get("holdout_files") or "files not recorded", rs[0].get("holdout_rows") or ""
@@ -52,6 +65,11 @@ def _holdout_legend(rows: list[dict]) -> list[str]:
         lines.append(f"hold-out {hid}: {files}{count} — v{', v'.join(str(r['version']) for r in rs)}")
     return (["id: the hold-out each version was judged on (its figure compares only with the same id's):", *lines]
             if lines else [])
+
+
+def _ids_shown(rows: list[dict]) -> bool:
+    """The id column says something only where two versions shown were judged on the same hold-out."""
+    return any(len(rs) > 1 for rs in _by_holdout(rows).values())
 
 
 def history(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt,
@@ -71,14 +89,11 @@ def history(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt,
     rows = [r for i, r in enumerate(every) if not limit or i < limit or r["aliases"]]
     from datetime import datetime, timezone
 
-    t = Table(title=f"{cfg.promotion.model_name}: versions (newest first; times UTC)")
-    for col in ("v", "registered", "aliases", "decision", "hold-out", "id"):
-        t.add_column(col, no_wrap=True)  # short facts: never cut or wrapped
-    t.add_column("recipe: reason (vs the champion then)", overflow="fold", min_width=16)
     # one precision for the column: 4 significant figures, trailing zeros kept (rmse 222.0 beside
     # 210.6, not 222), more where two versions would otherwise read the same
     shown = dict(zip([i for i, r in enumerate(rows) if r["metric"]],
                      figures(*[float(r["metric"]) for r in rows if r["metric"]])))
+    cells, reasons = [], []
     for i, r in enumerate(rows):
         when = datetime.fromtimestamp(r["created"] / 1000, timezone.utc).strftime("%m-%d %H:%M") if r["created"] else ""
         # each version's own metric (promotion.metric may have changed between nights)
@@ -89,10 +104,34 @@ def history(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt,
         decision = r["decision"] + (" (champion by hand: see events)" if r["decision"] == "rejected"
                                     and "champion" in r["aliases"] else "")
         if r.get("model_removed"):  # rsft gc freed it (an old rejected version): the row stays, the model is gone
-            decision += f" (model removed {r['model_removed']})"
-        t.add_row(str(r["version"]), when, ", ".join(r["aliases"]), decision, metric, _holdout_id(r),
-                  f"{r['recipe']}: {r['reason']}" if r.get("recipe") else r["reason"])
+            decision += " (model removed)"
+        cells.append({"v": str(r["version"]), "registered": when, "data to": r.get("data_to", ""),
+                      "aliases": ", ".join(r["aliases"]), "decision": decision, "hold-out": metric,
+                      "id": _holdout_id(r)})
+        reasons.append(f"{r['recipe']}: {r['reason']}" if r.get("recipe") else r["reason"])
+    # columns that say something: "data to" where a version has it (a backfill's nights, registered
+    # on one day), the hold-out id where two versions shared a hold-out
+    columns = [c for c in cells[0] if (c != "data to" or any(x[c] for x in cells)) and (c != "id" or _ids_shown(rows))]
+    # the short facts are never cut or wrapped; the reason gets the rest of the line, or, where that
+    # would be too narrow to read (trial 10: a zero-width column at 100 columns), lines of its own
+    def width(cols: list[str]) -> int:
+        return sum(max(len(c), *(len(x[c]) for x in cells)) + 3 for c in cols) + 1
+
+    if width(columns) > console.width and "data to" in columns:  # the night's date says which night
+        columns.remove("registered")
+    inline = console.width - width(columns) >= 30
+    t = Table(title=f"{cfg.promotion.model_name}: versions (newest first; times UTC)")
+    for col in columns:
+        t.add_column(col, no_wrap=True)
+    if inline:
+        t.add_column("recipe: reason (vs the champion then)", overflow="fold", min_width=16)
+    for x, why in zip(cells, reasons):
+        t.add_row(*(x[c] for c in columns), *([why] if inline else []))
     console.print(t)
+    if not inline:
+        console.print("recipe: reason (vs the champion then):")
+        for x, why in zip(cells, reasons):
+            console.print(f"v{x['v']}  {why}", highlight=False, markup=False)
     for line in _holdout_legend(rows):
         console.print(line, highlight=False, markup=False, soft_wrap=True)
     events = sorted((stamp, r["version"], text) for r in every for stamp, text in r.get("events", []))

@@ -101,7 +101,8 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
         base = scores["start"] if seen is None and not (search and search["chosen"] == "keep_champion") else None
         lost = base is not None and _base_instead(cfg.promotion, scores, holdout.height, _diverged(result), constant)
         model, night_scores = (start, scores["start"]) if lost else (challenger, scores["challenger"])
-        candidate = _challenger(cfg, model, holdout, night_scores, selection, search, base_instead=lost)
+        candidate = _challenger(cfg, model, holdout, night_scores, selection, search, base_instead=lost,
+                                data_to=newest_day((sample, holdout), cfg.features.time_column))
         try:
             outcome = promotion.register_and_gate(
                 mlc, state(cfg).locks, name, cfg.promotion, candidate,
@@ -175,12 +176,17 @@ def night_date(started, frames, time_column: str) -> str:
 def _data_to(started, frames, time_column: str):
     """The date of the newest reading of ``frames`` where it is older than the day before
     ``started``, else None."""
+    last = newest_day(frames, time_column)
+    return None if last is None or (started - last).days <= 1 else last
+
+
+def newest_day(frames, time_column: str):
+    """The day of the newest reading in ``frames`` (a frame or several), or None where they have
+    no dated ``time_column``."""
     newest = [d.get_column(time_column).max() for d in ([frames] if isinstance(frames, pl.DataFrame) else frames)
               if time_column in d.columns and d.height
               and (d.schema[time_column] == pl.Date or isinstance(d.schema[time_column], pl.Datetime))]
-    days = [x.date() if isinstance(x, datetime) else x for x in newest if x is not None]
-    last = max(days, default=None)
-    return None if last is None or (started - last).days <= 1 else last
+    return max((x.date() if isinstance(x, datetime) else x for x in newest if x is not None), default=None)
 
 
 def _recorded(cfg: PipelineConfig, outcome: promotion.Outcome, holdout_rows: int, day: str | None = None) -> Finetuned:
@@ -350,9 +356,10 @@ def _lost_preface(metric: str, scores) -> str:
 
 
 def _challenger(cfg: PipelineConfig, model, holdout: pl.DataFrame, scores, selection: Selection, search,
-                base_instead: bool = False) -> promotion.Challenger:
+                base_instead: bool = False, data_to=None) -> promotion.Challenger:
     """The challenger's checkpoint (state dict + model config + input names) and registry tags.
-    ``base_instead``: ``model`` is the first night's base model, registered in the fine-tune's place."""
+    ``base_instead``: ``model`` is the first night's base model, registered in the fine-tune's place;
+    ``data_to``: the day of the night's newest reading (:func:`newest_day`)."""
     from rsft.models import checkpoint, save_checkpoint
 
     scored, sel = selection.scored, selection.selected
@@ -372,6 +379,7 @@ def _challenger(cfg: PipelineConfig, model, holdout: pl.DataFrame, scores, selec
         "rsft.target_digest": named_digest(cfg, TARGET_SAMPLE),
         # what the gate judged it on (`rsft history`; the digest and rows are the lineage.target_holdout tags)
         registry.HOLDOUT_FILES: named_files(cfg, TARGET_HOLDOUT),
+        **({registry.DATA_TO: data_to.isoformat()} if data_to else {}),  # the night's data date (`rsft history`)
         "rsft.rows_selected": str(sel.rows_out),
         "rsft.acceptance_rate": f"{sel.acceptance_rate:.6g}",
         # the recipe that produced this version (the audit trail shows it): the search's choice,

@@ -189,6 +189,7 @@ def _checkpoint_of(mlc, ref: str) -> str:
 
 
 HOLDOUT_FILES = "rsft.holdout_files"  # the hold-out file(s) a version's night judged it on, set at registration
+DATA_TO = "rsft.data_to"  # the day of the newest reading its night was trained and judged on (YYYY-MM-DD)
 
 
 def history(mlclient, name: str) -> list[dict[str, Any]]:
@@ -225,6 +226,7 @@ def history(mlclient, name: str) -> list[dict[str, Any]]:
                 "holdout_digest": tags.get("lineage.target_holdout.digest", ""),
                 "holdout_rows": tags.get("lineage.target_holdout.rows", ""),
                 "holdout_files": tags.get(HOLDOUT_FILES, ""),
+                "data_to": tags.get(DATA_TO, ""),  # versions registered before the tag: ""
                 "model_removed": tags.get(MODEL_REMOVED, ""),  # the date rsft gc removed its model ("": it is there)
             }
         )
