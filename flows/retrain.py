@@ -3,6 +3,8 @@ sub-flows (ingest, select, finetune) with per-file, per-chunk and per-CV-unit ta
 
 from __future__ import annotations
 
+import logging
+
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -60,11 +62,30 @@ def _steps(seen: dict[str, Any]) -> Steps:
 
 
 def _night_name() -> str:
-    """'retrain factory 2026-12-04 02:00' (UTC): the Prefect run list reads as a calendar."""
+    """'retrain factory 2026-12-04 02:00' (UTC) while it runs (a killed night keeps it): the Prefect
+    run list reads as a calendar; renamed at its end (:func:`_rename`)."""
     from prefect.runtime import flow_run
 
     stem = Path(str(flow_run.parameters.get("config_path") or "pipeline")).stem
     return f"retrain {stem} {datetime.now(timezone.utc):%Y-%m-%d %H:%M}"
+
+
+def _rename(title: str) -> None:
+    """Name the finished night's flow run as its MLflow run: 'retrain factory 2026-12-06 (data to
+    2026-01-27) promoted v2' — a backfill's nights, run on one day, read apart in the Prefect UI
+    (trial 10: every run named by the wall clock). Bookkeeping: a failure is a warning."""
+    from uuid import UUID
+
+    from prefect import get_client
+    from prefect.runtime import flow_run
+
+    if not flow_run.id:
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.update_flow_run(UUID(str(flow_run.id)), name=f"retrain {title}")
+    except Exception as e:  # noqa: BLE001
+        logging.getLogger("rsft.flows").warning("could not rename the flow run: %s: %s", type(e).__name__, e)
 
 
 def _summary_markdown(summary: dict[str, Any], link: str = "") -> str:
@@ -96,6 +117,8 @@ def retrain(config_path: str = "examples/factory.yaml", overrides: dict[str, Any
     claim_and_close(cfg)  # label this night's flow run (host, pipeline); a killed night's runs, left RUNNING: CRASHED
     seen: dict[str, Any] = {}
     summary = run_night(cfg, _steps(seen))
+    if getattr(seen.get("result"), "title", None):
+        _rename(seen["result"].title)
     link = mlflow_line(seen["result"]) if "result" in seen else ""
     create_markdown_artifact(_summary_markdown(summary, link), key="retrain-summary",
                              description=f"MLflow run {summary.get('mlflow_run')}")

@@ -61,6 +61,9 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
         night = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=["nightly-retrain"])),
                                       sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
     assert (night.labels.get("rsft.pipeline"), night.labels.get("rsft.state")) == (cfg.name, str(tmp_path / "state"))
+    # named at its end as its MLflow run: the data's date and the decision (a backfill reads apart)
+    assert night.name == f"retrain {registry.client(tracking_uri(cfg)).get_run(s1['mlflow_run']).info.run_name}", night.name
+    assert night.name.startswith(f"retrain {cfg.name} ") and "(data to 2026-01-" in night.name and night.name.endswith(" promoted v1")
     # the base model was trained to convergence on the pool; the summary says how far
     base_fit, final_fit = s1["base_model_fit"], s1["final_fit"]  # numbers (the CLI prints a line)
     assert base_fit["steps"] > 0 and base_fit["loss"] == "mse" and final_fit["planned_steps"] >= final_fit["steps"] > 0

@@ -7,6 +7,8 @@ Composition only: training lives in :mod:`rsft.pipeline.training`, the search in
 
 from __future__ import annotations
 
+import dataclasses
+
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -142,7 +144,7 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
         fine_tune_lost=scores["challenger"][0] if lost else None, base=scores["start"][0] if seen is None else None,
         night_date=day)
     if not out.recorded:
-        _describe(cfg, mlc, night, ingested, selection, out)
+        out = dataclasses.replace(out, title=_describe(cfg, mlc, night, ingested, selection, out))
     return out
 
 
@@ -256,8 +258,9 @@ def _train_metrics(counts: dict[str, Any]) -> dict[str, Any]:
 
 
 def _describe(cfg: PipelineConfig, mlc, night: str, ingested: DatasetIngest | None, selection: Selection,
-              out: Finetuned) -> None:
-    """Name the night's run after its decision and give it, the model and the version a description."""
+              out: Finetuned) -> str:
+    """Name the night's run after its decision and give it, the model and the version a description;
+    returns the name."""
     from rsft.pipeline.summary import night_story
 
     decision = ("promoted" if out.promoted else "rejected" if out.version else "kept champion")
@@ -271,6 +274,7 @@ def _describe(cfg: PipelineConfig, mlc, night: str, ingested: DatasetIngest | No
                       f"+ the target sample, promoted when it beats the champion on the target hold-out "
                       f"({cfg.promotion.metric}).", story)
     serving.describe_logged_model(mlc, out.model_name, out.version, story)
+    return title
 
 
 def _warm_start(cfg: PipelineConfig, mlc, seen, selection: Selection) -> tuple[Any, dict[str, Any]]:

@@ -179,3 +179,6 @@ class Finetuned(_Result):
     # the night's date (ISO) its warnings are dated by night to night: its data's in a backfill
     # (the "(data to …)" of its run's name), else the day it ran (rsft.pipeline.finetune.night_date)
     night_date: str | None = None
+    # the night's MLflow run name ("factory 2026-12-06 (data to 2026-01-27) promoted v2"); None for
+    # a decided night's re-run (its deciding run has the name)
+    title: str | None = None
