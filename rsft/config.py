@@ -452,6 +452,10 @@ class FeaturesConfig(_Model):
     text_buckets: int = 10_000  # text: hashed n-gram buckets (the text model's vocabulary size)
     text_ngrams: int = 2  # text: n-gram order (1 = words, 2 = + word pairs)
 
+    def rolling_columns(self) -> list[str]:
+        """Columns the rolling features add, in order: ``<col>_<stat><window>``."""
+        return [f"{col}_{stat}{r.window}" for r in self.rolling for col in r.columns for stat in r.stats]
+
 
 # --------------------------------------------------------------------------------------
 # scorer: density ratio log w = log p_target - log q_pool
@@ -818,9 +822,7 @@ class PipelineConfig(_Model):
         key = "promotion.linear_reference_terms"
         if f.kind == "text":
             raise ValueError(f"{key}: features.kind 'text' has no linear reference; remove it")
-        from rsft.features import rolling_names
-
-        numeric = [*f.numeric, *rolling_names(f)]
+        numeric = [*f.numeric, *f.rolling_columns()]
         for i, term in enumerate(terms):
             if term in terms[:i]:
                 raise ValueError(f"{key}[{i}]: {term} is declared twice")

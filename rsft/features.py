@@ -17,7 +17,7 @@ from rsft.config import FeaturesConfig
 
 def rolling_names(cfg: FeaturesConfig) -> list[str]:
     """Columns :func:`rolling_feature_exprs` adds, in order: ``<col>_<stat><window>``."""
-    return [f"{col}_{stat}{r.window}" for r in cfg.rolling for col in r.columns for stat in r.stats]
+    return cfg.rolling_columns()
 
 
 def feature_names(cfg: FeaturesConfig) -> list[str]:
