@@ -275,3 +275,32 @@ def test_prefects_private_sigterm_hook_is_still_there():
 
     assert hasattr(engine, "_prefect_sigterm_handler")
     assert "_prefect_sigterm_handler" in inspect.getsource(engine.capture_sigterm)
+
+
+def test_sigterm_leaves_no_child_talking_after_the_one_line(tmp_path):
+    """A child that prints a traceback when it gets SIGTERM (as the ephemeral Prefect server did on
+    its teardown under load, after rsft's line) says nothing: the children are killed, not asked
+    to stop. The process still dies of SIGTERM (-15) with its one line."""
+    ready = tmp_path / "child-ready"
+    child = ("import signal, sys, time, pathlib\n"
+             "def talk(*_):\n"
+             "    sys.stderr.write('Traceback (most recent call last):\\n  teardown\\nCancelledError\\n'); sys.stderr.flush()\n"
+             "    sys.exit(1)\n"
+             "signal.signal(signal.SIGTERM, talk)\n"
+             f"pathlib.Path({str(ready)!r}).touch()\n"
+             "time.sleep(60)\n")
+    parent = ("import subprocess, sys, time, pathlib\n"
+              "from rsft import terminate\n"
+              "terminate.install('rsft retrain')\n"
+              f"subprocess.Popen([sys.executable, '-c', {child!r}])\n"
+              "time.sleep(60)\n")
+    proc = subprocess.Popen([sys.executable, "-c", parent], cwd=REPO, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 30
+    while not ready.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    assert ready.exists(), "the child did not start"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGTERM, (proc.returncode, err)
+    time.sleep(0.5)  # a child still alive would have written by now
+    assert err.strip().splitlines() == ["error: rsft retrain stopped by SIGTERM"], err
