@@ -32,7 +32,8 @@ catch-up) kept all theirs: +4.2 MB a night in trial 10's. In the state dir's emb
 database the retention deletes them with the runs (:func:`drop_events`, direct SQL confined to
 that file, in short transactions, while the server runs): every event that names a pruned flow
 run (its states, its task runs', its artifacts'), and those that occurred before the oldest kept
-night naming a flow run no longer there (pruned before this, deleted by hand). On a Prefect server
+night naming a flow run no longer there (pruned before this, deleted by hand) — these even when
+no night is old enough to prune. On a Prefect server
 (``PREFECT_API_URL``) rsft deletes no event: the server's are its own (its retention period).
 
 Space: SQLite reuses the pages of deleted rows, so the embedded database stops growing once
@@ -392,14 +393,17 @@ def prune(keep_nights: int, *, pipeline: PipelineConfig | None = None, unlabelle
         runs = [r for night in nights for r in reversed(night)]  # sub-flow runs before their night
         rep.runs = [_describe(r) for r in runs]
         rep.nights = [{**_describe(night[0]), "subflows": len(night) - 1} for night in nights]
+        # the events of runs already gone, older than the oldest kept night (even with nothing older to prune)
+        gone_before = kept[-1].expected_start_time if kept else None
+        events = db is not None and (runs or gone_before is not None)  # (a server's are its own: its retention period)
         if dry_run:
-            if db is not None and rep.cutoff is not None:
-                rep.events, rep.events_note = drop_events(db, [r.id for r in runs], rep.cutoff, dry_run=True)
+            if events:
+                rep.events, rep.events_note = drop_events(db, [r.id for r in runs], gone_before, dry_run=True)
             return rep
         if runs:
             rep.artifacts, rep.logs_pending = _delete(client, runs)
-        if db is not None and rep.cutoff is not None:  # (a server's events are its own: its retention period)
-            rep.events, rep.events_note = drop_events(db, [r.id for r in runs], rep.cutoff)
+        if events:
+            rep.events, rep.events_note = drop_events(db, [r.id for r in runs], gone_before)
         if db is None:
             rep.vacuum = "none: the Prefect server's database (its db_vacuum service and the database reclaim space)"
         elif vacuum == "full":
