@@ -283,6 +283,19 @@ with get_client(sync_client=True) as client:  # a killed run of before labels, l
     stale = make_run(client, "ingest", day0, run_name="stale-ingest", end=False)
 gc = prune(2, pipeline=cfg)  # `rsft gc` with the pipeline: the unlabelled -2 -1 count as its days
 out["events"] += [count(ORPHANS), gc.events]
+soon = datetime.now(timezone.utc)
+with get_client(sync_client=True) as client:  # two nights to come (kept), a run deleted by hand after each prune
+    for h in (1, 2):
+        make_night(client, soon + timedelta(hours=h), tasks=1, log_lines=0, labels=pipeline_labels(cfg))
+    client.delete_flow_run(make_run(client, "ingest", day0, run_name="by-hand").id)
+settle()
+prune(2, pipeline=cfg)
+with get_client(sync_client=True) as client:
+    client.delete_flow_run(make_run(client, "ingest", day0, run_name="by-hand-2").id)
+settle()
+late = count(ORPHANS)
+alone = prune(2, pipeline=cfg)  # no night old enough to prune: the events of the run gone still go
+out["alone"] = (late, len(alone.runs), alone.events, count(ORPHANS))
 out["gc2"] = ([n["started"][:10] for n in gc.nights], [n["started"][:10] for n in gc.kept_nights], gc.vacuum, str(stale.id))
 print(json.dumps(out))
 """
@@ -331,6 +344,8 @@ def test_rsft_gc_prunes_and_vacuums_the_embedded_database(tmp_path):
     first, after_gc, gc_orphans, night_orphans, last_orphans, last = out["events"]
     assert first > 4 * 5 * 3 and after_gc < first * 0.7 and gc_orphans == night_orphans == last_orphans == 0, out["events"]
     assert "Prefect event(s)" in line and figures["events_deleted"] > 0 and last > 0, (line, out["events"])
+    late, runs, events, orphans = out["alone"]
+    assert late > 0 and runs == 0 and events == late and orphans == 0, out["alone"]
 
 
 @pytest.mark.slow  # ~10 s: real nested flows; the backdated-nights cases stay in make test
