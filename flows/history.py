@@ -1,5 +1,5 @@
-"""Retention of the Prefect history: the flow runs of old nights go, so the embedded Prefect
-database (``<state>/prefect/prefect.db``) stops growing (about 5 MB a night otherwise): runs and their events.
+"""Retention of the Prefect history: the flow runs of old nights go, with their events, so the
+embedded Prefect database (``<state>/prefect/prefect.db``) stops growing (about 5 MB a night otherwise).
 
 Prefect's own ``db_vacuum`` service deletes old flow runs on a server, but not in ephemeral mode
 (``run_in_ephemeral=False``), the mode of an rsft state dir: rsft prunes through the Prefect
@@ -33,8 +33,8 @@ database the retention deletes them with the runs (:func:`drop_events`, direct S
 that file, in short transactions, while the server runs): every event that names a pruned flow
 run (its states, its task runs', its artifacts'), and those that occurred before the oldest kept
 night naming a flow run no longer there (pruned before this, deleted by hand) — these even when
-no night is old enough to prune. On a Prefect server
-(``PREFECT_API_URL``) rsft deletes no event: the server's are its own (its retention period).
+no night is old enough to prune. On a Prefect server (``PREFECT_API_URL``) rsft deletes no event:
+the server's are its own (its retention period).
 
 Space: SQLite reuses the pages of deleted rows, so the embedded database stops growing once
 ``keep_nights`` nights are kept — about ``keep_nights + 1`` nights' runs and events, whatever
@@ -72,7 +72,7 @@ RSFT_FLOWS = ("nightly-retrain", "ingest", "ingest-exports", "select", "sample-c
 # run, so nights run back to back on one date — a backfill, a catch-up — are as many nights)
 NIGHT_FLOWS = ("nightly-retrain", "finetune-only")
 LABEL = "rsft.pipeline"  # a top-level run's pipeline label (flows.crashed.pipeline_labels); without it: written before labels
-BUSY_TIMEOUT_S = 2.0  # how long `rsft gc`'s VACUUM waits for a writer before skipping
+BUSY_TIMEOUT_S = 2.0  # how long a VACUUM or a batch of events' deletion waits for a writer before skipping
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
 FLOW_RUN = "prefect.flow-run."  # a flow run's resource id in Prefect's events: this and its id
 LOGS_WAIT_S = 30.0  # how long to wait for Prefect's background deletion of the logs
@@ -97,7 +97,7 @@ class HistoryReport:
     bytes_after: int | None = None
     vacuum: str = ""  # what was done for space, in words
     events: int = 0  # Prefect events deleted (dry run: that would be) from the embedded database (:func:`drop_events`)
-    events_note: str = ""  # why events were left (a busy database, a Prefect server's), in words; "" when none
+    events_note: str = ""  # why events were left for the next prune (a busy database), in words; "" when none
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(vars(self))
