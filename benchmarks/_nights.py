@@ -78,3 +78,44 @@ def make_night(client, when: datetime, *, tasks: int = 3, log_lines: int = 2, fi
     if finished:
         client.set_flow_run_state(night.id, Completed(), force=True)
     return {"top": night.id, "subs": subs}
+
+
+def after_a_night(cfg, rec: dict[str, list], *, prune: bool = True) -> None:
+    """What the benchmarks record after each night: the night's retention (``after_night``, when
+    ``prune``) with its client CPU, then the database's bytes — with its -wal and -shm files (what
+    the state dir holds) and the file alone — appended to ``rec``'s lists (lines, cpu, sizes, files)."""
+    import os
+    import time
+
+    from flows.history import after_night, database_file, file_bytes
+
+    if prune:
+        t = time.process_time()
+        rec["lines"].append(after_night(cfg)[0])
+        rec["cpu"].append(round(time.process_time() - t, 3))
+    db = database_file()
+    rec["sizes"].append(file_bytes(db))
+    rec["files"].append(os.path.getsize(db))
+
+
+def run_arm(script: str, name: str, argv: list[str], env: dict[str, str]) -> dict:
+    """A benchmark's arm ``name`` in a fresh process (``script --arm name *argv``, its own
+    PREFECT_HOME in ``env``): the JSON it prints, with the wall time, the child's CPU (user+sys)
+    and the load. A failed arm exits with its error's last lines."""
+    import json
+    import os
+    import resource
+    import subprocess
+    import sys
+    import time
+
+    r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
+    out = subprocess.run([sys.executable, script, "--arm", name, *argv], env=env, capture_output=True, text=True,
+                         check=False)
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if out.returncode:
+        sys.exit(f"arm {name} failed: {out.stderr.strip().splitlines()[-3:]}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    r.update(wall_s=round(time.perf_counter() - t0, 1),
+             child_cpu_s=round(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime, 1), load=os.getloadavg()[0])
+    return r

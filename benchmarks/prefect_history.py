@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,28 +40,22 @@ def arm(name: str, a) -> dict:
     from prefect import get_client
 
     from flows.crashed import pipeline_labels
-    from flows.history import after_night, database_file, file_bytes, prune
+    from flows.history import database_file, prune
     from rsft.config import load_config
-    from benchmarks._nights import make_night
+    from benchmarks._nights import after_a_night, make_night
 
     # the nights are one pipeline's, labelled as its runs label themselves (flows/crashed.py)
     cfg = load_config(REPO / "examples" / "factory.yaml", {"state.keep_nights": a.keep_nights})
 
     start = datetime.now(timezone.utc).replace(hour=2, minute=0, second=0, microsecond=0) - timedelta(days=a.nights)
-    sizes, files, prune_s, lines = [], [], [], []
+    rec = {"lines": [], "cpu": [], "sizes": [], "files": []}
     for n in range(a.nights):
         with get_client(sync_client=True) as client:
             make_night(client, start + timedelta(days=n), tasks=a.tasks, log_lines=a.log_lines,
                        labels=pipeline_labels(cfg))
-        if name != "none":
-            if name == "gc-first" and n == 0:
-                prune(a.keep_nights, pipeline=cfg, vacuum="full")
-            t = time.process_time()
-            lines.append(after_night(cfg)[0])
-            prune_s.append(round(time.process_time() - t, 3))
-        db = database_file()
-        sizes.append(file_bytes(db))
-        files.append(os.path.getsize(db))
+        if name == "gc-first" and n == 0:
+            prune(a.keep_nights, pipeline=cfg, vacuum="full")
+        after_a_night(cfg, rec, prune=name != "none")
     t0, c0 = time.perf_counter(), time.process_time()
     rep = prune(a.keep_nights, pipeline=cfg, vacuum="full")
     gc = {"runs": len(rep.runs), "before": rep.bytes_before, "after": rep.bytes_after, "vacuum": rep.vacuum,
@@ -74,7 +66,8 @@ def arm(name: str, a) -> dict:
     rows = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
             for t in ("flow_run", "task_run", "flow_run_state", "task_run_state", "log", "artifact", "events")}
     con.close()
-    return {"arm": name, "rows_at_end": rows, "bytes_per_night": sizes, "db_file_bytes_per_night": files, "retention_cpu_s": prune_s, "last_line": lines[-1] if lines else "",
+    return {"arm": name, "rows_at_end": rows, "bytes_per_night": rec["sizes"], "db_file_bytes_per_night": rec["files"],
+            "retention_cpu_s": rec["cpu"], "last_line": rec["lines"][-1] if rec["lines"] else "",
             "gc_at_end": gc}
 
 
@@ -91,6 +84,8 @@ def main() -> None:
     if a.arm:
         print(json.dumps(arm(a.arm, a)))
         return
+    from benchmarks._nights import run_arm
+
     results = []
     for name in a.arms.split(","):
         home = Path(tempfile.mkdtemp(prefix=f"prefect-history-{name}-"))
@@ -99,15 +94,7 @@ def main() -> None:
         env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false",
                "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120", "PREFECT_LOGGING_LEVEL": "WARNING"}
-        r0, t0 = resource.getrusage(resource.RUSAGE_CHILDREN), time.perf_counter()
-        out = subprocess.run([sys.executable, __file__, "--arm", name, *sys.argv[1:]], env=env, capture_output=True,
-                             text=True, check=False)
-        r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if out.returncode:
-            sys.exit(f"arm {name} failed: {out.stderr.strip().splitlines()[-1:]}")
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        r.update(wall_s=round(time.perf_counter() - t0, 1),
-                 child_cpu_s=round(r1.ru_utime - r0.ru_utime + r1.ru_stime - r0.ru_stime, 1), load=os.getloadavg()[0])
+        r = run_arm(__file__, name, sys.argv[1:], env)
         results.append(r)
         mb = [round(b / 1e6, 2) for b in r["bytes_per_night"]]
         fmb = [round(b / 1e6, 2) for b in r["db_file_bytes_per_night"]]

@@ -1,5 +1,5 @@
-"""Retention of the Prefect history: the flow runs of old nights go, so the embedded Prefect
-database (``<state>/prefect/prefect.db``) stops growing (about 5 MB a night otherwise).
+"""Retention of the Prefect history: the flow runs of old nights go, with their events, so the
+embedded Prefect database (``<state>/prefect/prefect.db``) stops growing (about 5 MB a night otherwise).
 
 Prefect's own ``db_vacuum`` service deletes old flow runs on a server, but not in ephemeral mode
 (``run_in_ephemeral=False``), the mode of an rsft state dir: rsft prunes through the Prefect
@@ -22,12 +22,23 @@ CRASHED): a night with a run still RUNNING, PENDING, SCHEDULED or PAUSED is left
 a flow run deletes its task runs and states (cascades) and, in the background, its logs (Prefect
 queues that; :func:`prune` waits for it); its artifacts are deleted first (Prefect leaves them).
 Never touched: deployments, schedules, work pools, concurrency limits, other pipelines' and other
-projects' runs, events (Prefect's own event vacuum keeps 7 days, in ephemeral mode too).
+projects' runs.
 
-Space: SQLite reuses the pages of deleted rows, so the pruned runs stop growing at about
-``keep_nights + 1`` nights' size; Prefect's events (left to its own 7-day vacuum) do not: in trial
-10's backfill (25 nights on one day) they were 88 % of the database's pages and it grew 4.2 MB a
-night; in daily running the 7 days bound them. The file only shrinks by a vacuum. ``rsft gc`` runs ``VACUUM``
+Events: Prefect stores an event for each state of each flow and task run (and artifact), with a
+row for each resource it names (trial 10, 25 nights: 88 % of the database's pages). Prefect deletes
+them by age only (``server.events.retention_period``, 7 days, its ``db_vacuum`` event service, in
+ephemeral mode too) and its API deletes none, so nights run faster than one a day (a backfill, a
+catch-up) kept all theirs: +4.2 MB a night in trial 10's. In the state dir's embedded SQLite
+database the retention deletes them with the runs (:func:`drop_events`, direct SQL confined to
+that file, in short transactions, while the server runs): every event that names a pruned flow
+run (its states, its task runs', its artifacts'), and those that occurred before the oldest kept
+night naming a flow run no longer there (pruned before this, deleted by hand) — these even when
+no night is old enough to prune. On a Prefect server (``PREFECT_API_URL``) rsft deletes no event:
+the server's are its own (its retention period).
+
+Space: SQLite reuses the pages of deleted rows, so the embedded database stops growing once
+``keep_nights`` nights are kept — about ``keep_nights + 1`` nights' runs and events, whatever
+the nights' dates. The file only shrinks by a vacuum. ``rsft gc`` runs ``VACUUM``
 (no flow may run then: it first marks CRASHED this host's runs whose process is gone, then a run
 still RUNNING skips it, named; a writer holding the database past ``BUSY_TIMEOUT_S`` skips it too,
 said — it never waits 30 s with Prefect's writers queued behind it) and switches the file to
@@ -61,8 +72,9 @@ RSFT_FLOWS = ("nightly-retrain", "ingest", "ingest-exports", "select", "sample-c
 # run, so nights run back to back on one date — a backfill, a catch-up — are as many nights)
 NIGHT_FLOWS = ("nightly-retrain", "finetune-only")
 LABEL = "rsft.pipeline"  # a top-level run's pipeline label (flows.crashed.pipeline_labels); without it: written before labels
-BUSY_TIMEOUT_S = 2.0  # how long `rsft gc`'s VACUUM waits for a writer before skipping
+BUSY_TIMEOUT_S = 2.0  # how long a VACUUM or a batch of events' deletion waits for a writer before skipping
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
+FLOW_RUN = "prefect.flow-run."  # a flow run's resource id in Prefect's events: this and its id
 LOGS_WAIT_S = 30.0  # how long to wait for Prefect's background deletion of the logs
 
 Vacuum = Literal["full", "incremental", "none"]
@@ -84,6 +96,8 @@ class HistoryReport:
     bytes_before: int | None = None
     bytes_after: int | None = None
     vacuum: str = ""  # what was done for space, in words
+    events: int = 0  # Prefect events deleted (dry run: that would be) from the embedded database (:func:`drop_events`)
+    events_note: str = ""  # why events were left for the next prune (a busy database), in words; "" when none
 
     def to_dict(self) -> dict[str, Any]:
         out = dict(vars(self))
@@ -239,6 +253,62 @@ def _delete(client, runs: list) -> tuple[int, int]:
     return artifacts, len(pending)
 
 
+def _event_ids(con: sqlite3.Connection, run_ids: list, before: datetime | None) -> list[str]:
+    """The ids of the events about these flow runs (a flow run's own, its task runs', its
+    artifacts': each names the run as a resource, related or not), and, with ``before``, of those
+    that occurred before it about flow runs no longer in the database (pruned before events
+    were, deleted by hand): reads Prefect's ``event_resources`` index (resource id, occurred)."""
+    ids: set[str] = set()
+    resources = [f"{FLOW_RUN}{i}" for i in run_ids]
+    for i in range(0, len(resources), PAGE):
+        batch = resources[i:i + PAGE]
+        ids.update(r[0] for r in con.execute(
+            f"SELECT DISTINCT event_id FROM event_resources WHERE resource_id IN ({','.join('?' * len(batch))})", batch))
+    if before is not None:  # ('/' sorts right after '.': the range is every flow-run resource)
+        ids.update(r[0] for r in con.execute(
+            "SELECT DISTINCT er.event_id FROM event_resources er WHERE er.resource_id >= ? AND er.resource_id < ? "
+            "AND er.occurred < ? AND NOT EXISTS (SELECT 1 FROM flow_run f WHERE f.id = substr(er.resource_id, ?))",
+            (FLOW_RUN, FLOW_RUN[:-1] + "/", before.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f"),
+             len(FLOW_RUN) + 1)))
+    return sorted(ids)
+
+
+def drop_events(db: Path, run_ids: list, before: datetime | None, *, dry_run: bool = False) -> tuple[int, str]:
+    """Delete from the embedded database the Prefect events of the pruned flow runs and the older
+    events of runs already gone (:func:`_event_ids`): Prefect deletes events only by age
+    (``server.events.retention_period``, 7 days, its ``db_vacuum`` service, in ephemeral mode too)
+    and its API deletes none, so a backfill's nights (many a day) would keep all theirs. Direct
+    SQL, and only on the state dir's own SQLite file (never a server's database): a batch of
+    ``PAGE`` events a transaction (``BEGIN IMMEDIATE``), each a few milliseconds, so Prefect's
+    writers (tonight's server runs meanwhile) wait at most that; a writer holding the database
+    past ``BUSY_TIMEOUT_S`` stops it, said — the rest goes next time (``before`` finds them).
+    Returns (events deleted, or that would be; a note, "" when all went)."""
+    con = sqlite3.connect(db, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    done = 0
+    try:
+        ids = _event_ids(con, run_ids, before)
+        if dry_run:
+            return len(ids), ""
+        for i in range(0, len(ids), PAGE):
+            batch = ids[i:i + PAGE]
+            marks = ",".join("?" * len(batch))
+            con.execute("BEGIN IMMEDIATE")
+            try:  # (no foreign key: the resources first, as Prefect's own vacuum does)
+                con.execute(f"DELETE FROM event_resources WHERE event_id IN ({marks})", batch)
+                con.execute(f"DELETE FROM events WHERE id IN ({marks})", batch)
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            done += len(batch)
+        return done, ""
+    except sqlite3.OperationalError as e:  # locked past the timeout (or a Prefect without these tables)
+        why = "database busy" if "locked" in str(e) or "busy" in str(e) else str(e)
+        return done, f"events left for next time: {why}"
+    finally:
+        con.close()
+
+
 def _describe(run) -> dict[str, str]:
     when = run.expected_start_time
     return {"name": run.name, "state": run.state_type.value if run.state_type else "",
@@ -323,10 +393,17 @@ def prune(keep_nights: int, *, pipeline: PipelineConfig | None = None, unlabelle
         runs = [r for night in nights for r in reversed(night)]  # sub-flow runs before their night
         rep.runs = [_describe(r) for r in runs]
         rep.nights = [{**_describe(night[0]), "subflows": len(night) - 1} for night in nights]
+        # the events of runs already gone, older than the oldest kept night (even with nothing older to prune)
+        gone_before = kept[-1].expected_start_time if kept else None
+        events = db is not None and (runs or gone_before is not None)  # (a server's are its own: its retention period)
         if dry_run:
+            if events:
+                rep.events, rep.events_note = drop_events(db, [r.id for r in runs], gone_before, dry_run=True)
             return rep
         if runs:
             rep.artifacts, rep.logs_pending = _delete(client, runs)
+        if events:
+            rep.events, rep.events_note = drop_events(db, [r.id for r in runs], gone_before)
         if db is None:
             rep.vacuum = "none: the Prefect server's database (its db_vacuum service and the database reclaim space)"
         elif vacuum == "full":
@@ -354,10 +431,11 @@ def after_night(cfg: PipelineConfig) -> tuple[str, dict[str, Any] | None]:
         log.warning("pruning the Prefect history failed: %s", e, exc_info=True)
         return f"failed: {type(e).__name__}: {e}", None
     figures = {"keep_nights": keep_nights, "top_level_runs_deleted": len(rep.nights), "flow_runs_deleted": len(rep.runs),
-               "artifacts_deleted": rep.artifacts, "more_left": rep.more_left,
+               "artifacts_deleted": rep.artifacts, "events_deleted": rep.events, "more_left": rep.more_left,
                "database_bytes_before": rep.bytes_before, "database_bytes_after": rep.bytes_after}
     size = (f"; database {human_bytes(rep.bytes_before)} → {human_bytes(rep.bytes_after)}"
             if rep.bytes_before is not None and rep.bytes_after is not None else "")
     return (f"deleted {len(rep.nights)} top-level run(s) older than the newest {keep_nights} nights ({len(rep.runs)} "
-            "flow runs)"
+            "flow runs)" + (f"; {rep.events} Prefect event(s)" if rep.db else "")
+            + (f" ({rep.events_note})" if rep.events_note else "")
             + ("; more next night" if rep.more_left else "") + size, figures)

@@ -83,6 +83,40 @@ def test_gc_keeps_lineage_and_recent_nights_and_removes_the_rest(tmp_path):
     assert 0 < pre4.days_computed <= 4 < pre4.days_total
 
 
+def test_a_retention_run_right_after_another_removes_nothing_more(tmp_path):
+    """(trial 10: `rsft gc --dry-run` right after a night's retention still found one old run
+    folder) Four run folders written a minute apart, the oldest the champion's lineage, keep 2:
+    the retention keeps the newest two, trims the champion's to its lineage files, removes the
+    other; a second run (the night's, then `rsft gc`'s) finds nothing more to remove — trimming
+    the champion's folder does not make it one of the newest nights."""
+    import os
+    import time
+
+    from rsft.config import load_config
+    from rsft.pipeline import gc, pipeline_root
+
+    cfg = load_config(small_config(tmp_path))
+    runs = pipeline_root(cfg) / "runs"
+    t0 = time.time() - 3600
+    dirs = []
+    for k in range(4):
+        d = runs / f"run{k}"
+        (d / "chunks").mkdir(parents=True)
+        for name in ("selected.parquet", "scorer.pt", "chunks/0.parquet"):
+            (d / name).write_bytes(b"x")
+        os.utime(d, (t0 + 60 * k, t0 + 60 * k))
+        dirs.append(d)
+    lineage = [{"version": 1, "aliases": ["champion"], "run_id": "r1",
+                "datasets": {"4_selected": str(dirs[0] / "selected.parquet")}}]
+    night = gc.collect(cfg, keep_nights=2, lineage=lineage, sweep=False, sizes=False, models=False)
+    assert sorted(Path(i.path).name for i in night.removed) == ["chunks", "run1"]
+    assert sorted(p.name for p in dirs[0].iterdir()) == ["scorer.pt", "selected.parquet"]
+    again = gc.collect(cfg, keep_nights=2, lineage=lineage, dry_run=True, models=False)
+    assert again.removed == [], again.removed
+    assert dirs[0].stat().st_mtime == t0  # the trimmed folder keeps its night's time
+    assert {Path(i.path).name for i in again.kept} == {"run0", "run2", "run3"}
+
+
 @pytest.mark.slow
 def test_gc_reads_the_registered_versions_lineage_from_mlflow(tmp_path):
     """Two real nights (LOCAL steps, MLflow in the state dir), then `rsft gc --keep-nights 1`:

@@ -230,16 +230,39 @@ from rsft.cli import app
 from rsft.config import load_config
 from benchmarks._nights import make_night, make_run
 
+ORPHANS = ("SELECT COUNT(DISTINCT er.event_id) FROM event_resources er WHERE er.resource_id LIKE 'prefect.flow-run.%' "
+           "AND NOT EXISTS (SELECT 1 FROM flow_run f WHERE 'prefect.flow-run.' || f.id = er.resource_id)")
+
+
+def count(sql):
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(sql).fetchone()[0]
+    finally:
+        con.close()
+
+
+def settle():  # the event persister writes every few seconds: all the runs' events written
+    import time
+    seen, since = -1, time.monotonic()
+    while time.monotonic() - since < 6:
+        time.sleep(0.5)
+        if (n := count("SELECT COUNT(*) FROM events")) != seen:
+            seen, since = n, time.monotonic()
+    return seen
+
+
 day0 = datetime.now(timezone.utc).replace(hour=2, minute=0, second=0, microsecond=0)
 with get_client(sync_client=True) as client:
     for d in (4, 3, 2, 1):
         make_night(client, day0 - timedelta(days=d), tasks=4, log_lines=4)
 db = database_file()
-out = {"db": str(db)}
+out = {"db": str(db), "events": [settle()]}
 dry = CliRunner().invoke(app, ["gc", "--config", sys.argv[1], "--keep-nights", "2", "--dry-run"])
 out["dry"] = (dry.exit_code, " ".join(dry.output.split()), file_bytes(db))
 res = CliRunner().invoke(app, ["gc", "--config", sys.argv[1], "--keep-nights", "2", "--json", sys.argv[2]])
 out["gc"] = (res.exit_code, " ".join(res.output.split()), file_bytes(db))
+out["events"] += [count("SELECT COUNT(*) FROM events"), count(ORPHANS)]
 out["json"] = json.load(open(sys.argv[2]))["prefect_history"]
 con = sqlite3.connect(db)
 out["auto_vacuum"] = con.execute("PRAGMA auto_vacuum").fetchone()[0]
@@ -250,13 +273,29 @@ with get_client(sync_client=True) as client:  # nights written with labels: this
     for d in (5, 3, 0):
         make_night(client, day0 - timedelta(days=d), tasks=4, log_lines=4, labels=pipeline_labels(cfg))
     make_night(client, day0 - timedelta(days=9), tasks=1, log_lines=1, labels=pipeline_labels(other))
+settle()
 line, figures = after_night(cfg)  # the night's retention: its own night -5 only, the unlabelled -2 -1 stay
+out["events"] += [count(ORPHANS)]
 con = sqlite3.connect(db)
 out["night"] = (line, con.execute("PRAGMA freelist_count").fetchone()[0], figures)
 con.close()
 with get_client(sync_client=True) as client:  # a killed run of before labels, left RUNNING
     stale = make_run(client, "ingest", day0, run_name="stale-ingest", end=False)
 gc = prune(2, pipeline=cfg)  # `rsft gc` with the pipeline: the unlabelled -2 -1 count as its days
+out["events"] += [count(ORPHANS), gc.events]
+soon = datetime.now(timezone.utc)
+with get_client(sync_client=True) as client:  # two nights to come (kept), a run deleted by hand after each prune
+    for h in (1, 2):
+        make_night(client, soon + timedelta(hours=h), tasks=1, log_lines=0, labels=pipeline_labels(cfg))
+    client.delete_flow_run(make_run(client, "ingest", day0, run_name="by-hand").id)
+settle()
+prune(2, pipeline=cfg)
+with get_client(sync_client=True) as client:
+    client.delete_flow_run(make_run(client, "ingest", day0, run_name="by-hand-2").id)
+settle()
+late = count(ORPHANS)
+alone = prune(2, pipeline=cfg)  # no night old enough to prune: the events of the run gone still go
+out["alone"] = (late, len(alone.runs), alone.events, count(ORPHANS))
 out["gc2"] = ([n["started"][:10] for n in gc.nights], [n["started"][:10] for n in gc.kept_nights], gc.vacuum, str(stale.id))
 print(json.dumps(out))
 """
@@ -301,6 +340,12 @@ def test_rsft_gc_prunes_and_vacuums_the_embedded_database(tmp_path):
     gone, kept, vacuum, stale = out["gc2"]
     assert gone == [day(3), day(2)] and kept == [day(0), day(1)], out["gc2"]
     assert vacuum.startswith(f"VACUUM skipped: still RUNNING: stale-ingest ({stale}, since ") and "incremental" in vacuum, vacuum
+    # Prefect's events of the pruned runs go with them (trial 10: 88 % of the database), none left behind
+    first, after_gc, gc_orphans, night_orphans, last_orphans, last = out["events"]
+    assert first > 4 * 5 * 3 and after_gc < first * 0.7 and gc_orphans == night_orphans == last_orphans == 0, out["events"]
+    assert "Prefect event(s)" in line and figures["events_deleted"] > 0 and last > 0, (line, out["events"])
+    late, runs, events, orphans = out["alone"]
+    assert late > 0 and runs == 0 and events == late and orphans == 0, out["alone"]
 
 
 @pytest.mark.slow  # ~10 s: real nested flows; the backdated-nights cases stay in make test
@@ -343,3 +388,96 @@ def test_a_real_nights_nested_sub_flow_runs_go_with_it(prefect_harness):
         artifacts, pending = _delete(client, found[0])
         assert artifacts == 4 and pending == 0
         assert _flow_runs(client, ids) == set() and _children(client, ids) == (0, 0, 0)
+
+
+def _harness_db():
+    """The harness server's SQLite file (a state dir's embedded database is the same schema)."""
+    from pathlib import Path
+
+    from prefect.settings import get_current_settings
+    from sqlalchemy.engine import make_url
+
+    return Path(make_url(get_current_settings().server.database.connection_url.get_secret_value()).database)
+
+
+def _events_about(db, ids) -> int:
+    """The events that name any of these flow runs as a resource (theirs, their task runs', artifacts')."""
+    import sqlite3
+
+    from flows.history import FLOW_RUN
+
+    con = sqlite3.connect(db)
+    try:
+        marks = ",".join("?" * len(ids))
+        return con.execute(f"SELECT COUNT(DISTINCT event_id) FROM event_resources WHERE resource_id IN ({marks})",
+                           [f"{FLOW_RUN}{i}" for i in ids]).fetchone()[0]
+    finally:
+        con.close()
+
+
+def test_a_pruned_nights_events_go_with_it_and_a_servers_are_left(prefect_harness, tmp_path):
+    """(trial 10: Prefect's events were 88 % of the embedded database, +4.2 MB a night in a
+    backfill: Prefect deletes them by age only, 7 days) Real flows run by Prefect's engine, four
+    nights back to back, keep 2. On a server (the harness: PREFECT_API_URL) the prune deletes the
+    old nights' runs through the API and leaves the events: the server's own. In a state dir's
+    database :func:`drop_events` deletes every event about the pruned runs (their states, their
+    task runs', artifacts') and the kept nights' stay; a second pass finds nothing; a run pruned
+    before (its events left, as rsft did before) has its events found by age."""
+    import time
+
+    from prefect import flow, get_client, get_run_logger, runtime, task
+    from prefect.artifacts import create_markdown_artifact
+
+    from flows.history import drop_events, prune
+
+    tag = uuid.uuid4().hex[:8]
+    cfg = _pipeline("factory", tmp_path / "state")
+
+    @task
+    def step(i: int) -> int:
+        get_run_logger().warning("step %d", i)
+        create_markdown_artifact(f"step {i}")
+        return i
+
+    @flow(name=f"select-{tag}")
+    def select() -> int:
+        return sum(step(i) for i in range(3))
+
+    @flow(name=f"night-{tag}")
+    def night() -> int:
+        with get_client(sync_client=True) as c:
+            c.update_flow_run_labels(runtime.flow_run.id, _labels(cfg))
+        return select() + step(9)
+
+    from prefect.client.schemas.filters import FlowFilter, FlowFilterName
+
+    for _ in range(4):
+        night()
+    with get_client(sync_client=True) as client:
+        every = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[f"night-{tag}", f"select-{tag}"])))
+        ids = {r.id for r in every}
+        assert len(ids) == 8
+        db = _harness_db()
+        deadline = time.monotonic() + 90  # the event persister writes in batches (every few seconds): all written
+        seen, since = -1, time.monotonic()
+        while time.monotonic() < deadline and (seen < 8 * 3 + 4 * 4 * 3 or time.monotonic() - since < 6):
+            time.sleep(0.5)
+            if (now := _events_about(db, ids)) != seen:
+                seen, since = now, time.monotonic()
+        before = _events_about(db, ids)
+        assert before >= 8 * 3 + 4 * 4 * 3, before  # each run's Pending/Running/Completed, each task run's
+
+        rep = prune(2, pipeline=cfg, flows=(f"night-{tag}", f"select-{tag}"), night_flows=(f"night-{tag}",))
+        gone = ids - _flow_runs(client, ids)
+        kept = ids - gone
+        assert len(gone) == 4 and rep.db is None and rep.events == 0  # a server: its events are its own
+        assert _events_about(db, ids) == before
+        old, old_events = sorted(gone)[:1], _events_about(db, sorted(gone)[:1])
+        assert old_events >= 3
+        kept_events = _events_about(db, kept)
+        gone_events = _events_about(db, gone)
+        assert drop_events(db, sorted(gone), rep.cutoff, dry_run=True)[0] >= gone_events
+        n, note = drop_events(db, sorted(gone - set(old)), rep.cutoff)  # (one run's left to the sweep by age)
+        assert note == "" and n >= gone_events and _events_about(db, gone) == 0, (n, gone_events)
+        assert _events_about(db, kept) == kept_events
+        assert drop_events(db, sorted(gone), rep.cutoff) == (0, "")

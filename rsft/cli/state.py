@@ -121,6 +121,9 @@ def _show_history(rep, verb: str) -> None:
              f"flow run(s) with their task runs, states, logs and "
              f"{'artifacts' if rep.dry_run else f'{rep.artifacts} artifact(s)'}; kept: {kept}"
         + (f"; {rep.logs_pending} run(s)' logs still being deleted by Prefect" if rep.logs_pending else ""))
+    if rep.db is not None:
+        say(console, f"{verb} {rep.events:,} Prefect event(s) of those runs and of runs already gone"
+            + (f" ({rep.events_note})" if rep.events_note else ""))
     for n in rep.nights[:5]:
         say(console, f"    {n['name']}  ({n['state'].lower()}, {n['started']} UTC; {n['subflows']} sub-flow runs)")
     if len(rep.nights) > 5:

@@ -217,9 +217,12 @@ def collect(cfg: PipelineConfig, *, keep_nights: int | None = None, dry_run: boo
                  + (f"; lineage of {_versions([label(v) for v in users])}" if users else ""))
         elif serving:
             keep(run, f"lineage of {_versions([label(v) for v in serving])}: kept {', '.join(LINEAGE_FILES)}")
+            night = run.stat()  # its mtime is its night's (the order above): removing files in it must not renew it
             for p in sorted(run.iterdir()):
                 if p.name not in LINEAGE_FILES:
                     remove(p, f"intermediate of an old night (lineage of {label(serving[0])} keeps {', '.join(LINEAGE_FILES)})")
+            if not dry_run:  # (else the next retention counts it among the newest nights, one night's folder less)
+                os.utime(run, ns=(night.st_atime_ns, night.st_mtime_ns))
         else:
             why = ("old night; no version holding an alias was trained on it (a registered version keeps its MLflow "
                    "run: model, scorer, report, config, the datasets' digests)")
