@@ -89,26 +89,30 @@ def _rename(title: str) -> None:
 
 
 def _summary_markdown(summary: dict[str, Any], link: str = "") -> str:
-    """The night's summary as a two-column markdown table, decision first."""
+    """The night's summary as a two-column markdown table, decision first, then its warnings as a
+    list under the table (in a table cell the Prefect UI cut a warning's sentence at the page's
+    edge): the new ones in full (:func:`in_full`), the unchanged ones counted in a line."""
     first = ("promoted", "reason", "model_version", "recipe", "mlflow_run", "champion_uri")
-    hidden = ("adapt_candidates", "state_disk_bytes", "gc_figures", "prefect_history_figures", "warnings")  # (a table of its own; the JSON's figures of a line)
+    # a table of its own; the JSON's figures of a line; the warnings' list below
+    hidden = ("adapt_candidates", "state_disk_bytes", "gc_figures", "prefect_history_figures", "warnings",
+              "warnings_unchanged", *KINDS)
     keys = [k for k in first if k in summary] + [k for k in summary if k not in first and k not in hidden]
 
     def cell(v: Any) -> str:  # numbers as the CLI's tables show them (137,129 · 0.01674 · yes)
         if isinstance(v, dict):  # counts per reason / rule: "a 3, b 2"
             text = counts(v) or "—"
-        elif isinstance(v, list) and all(isinstance(x, str) for x in v):  # warnings, as sentences
-            text = " ".join(f"⚠ {x}." for x in v) or "none"
+        elif isinstance(v, list) and all(isinstance(x, str) for x in v):  # lines, as sentences
+            text = " ".join(f"{x}." for x in v) or "none"
         else:
             text = human(v)
         return text.replace("|", "/").replace("\n", " ")
 
-    def value(k: str) -> Any:  # a warning list: its new lines only (warnings_unchanged counts the rest)
-        return in_full(summary, k) if k in KINDS and "warnings" in summary else summary[k]
-
-    rows = [f"| {k.replace('_', ' ')} | {cell(v)} |" for k in keys
-            if (v := value(k)) or not (k in KINDS and "warnings" in summary)]
-    return "\n".join(["# Nightly retrain", "", *([link, ""] if link else []), "| | |", "|---|---|", *rows])
+    rows = [f"| {k.replace('_', ' ')} | {cell(summary[k])} |" for k in keys]
+    warnings = [f"- ⚠ {KINDS[k]}: {line}" for k in KINDS if k in summary for line in in_full(summary, k)]
+    if summary.get("warnings_unchanged"):
+        warnings.append(f"- {summary['warnings_unchanged']}")
+    return "\n".join(["# Nightly retrain", "", *([link, ""] if link else []), "| | |", "|---|---|", *rows,
+                      *(["", "## Warnings", "", *warnings] if warnings else [])])
 
 
 @flow(name="nightly-retrain", flow_run_name=_night_name)

@@ -219,6 +219,20 @@ def test_night_summary_artifact_reads_numbers_as_the_cli_tables_do():
     assert rows["warm start"] == "—"
 
 
+def test_night_summary_artifact_lists_warnings_under_the_table():
+    """Warnings are sentences: in a table cell the Prefect UI cut them at the page's edge. They are
+    a list under the table, each whole, with its kind; the unchanged ones counted in one line."""
+    from flows.retrain import _summary_markdown
+
+    long = "machine_id M02 is 15 % of the target sample but 3 % of the selected rows, " * 3
+    md = _summary_markdown({"promoted": True, "reason": "x", "selection_warnings": [long.strip()],
+                            "model_warnings": [], "warnings_unchanged": "4 warnings unchanged since 2026-01-26"})
+    table, _, below = md.partition("## Warnings")
+    assert "M02" not in table and "selection warnings" not in table and "unchanged" not in table
+    assert below.strip().splitlines() == [f"- ⚠ selection: {long.strip()}", "- 4 warnings unchanged since 2026-01-26"]
+    assert "## Warnings" not in _summary_markdown({"promoted": True, "reason": "x", "model_warnings": []})
+
+
 def test_links_point_where_the_mlflow_ui_listens(tmp_path):
     """A local store's UI on another port (`mlflow ui --port 5001`: port 5000 is often taken):
     state.ui_url moves the run and nights links and the start command with it; without it, the
