@@ -75,6 +75,7 @@ LABEL = "rsft.pipeline"  # a top-level run's pipeline label (flows.crashed.pipel
 BUSY_TIMEOUT_S = 2.0  # how long a VACUUM or a batch of events' deletion waits for a writer before skipping
 TERMINAL = ("COMPLETED", "FAILED", "CANCELLED", "CRASHED")
 FLOW_RUN = "prefect.flow-run."  # a flow run's resource id in Prefect's events: this and its id
+BULK = 50  # flow runs per bulk delete request (Prefect's limit)
 LOGS_WAIT_S = 30.0  # how long to wait for Prefect's background deletion of the logs
 
 Vacuum = Literal["full", "incremental", "none"]
@@ -236,11 +237,8 @@ def _delete(client, runs: list) -> tuple[int, int]:
                     artifacts += 1
                 except ObjectNotFound:  # deleted meanwhile
                     pass
-        for run_id in batch:
-            try:
-                client.delete_flow_run(run_id)
-            except ObjectNotFound:
-                pass
+        for i in range(0, len(batch), BULK):
+            _delete_runs(client, batch[i:i + BULK])
     log.debug("deleted %d runs, %d artifacts in %.1f s", len(ids), artifacts, time.monotonic() - t0)
     deadline = time.monotonic() + LOGS_WAIT_S
 
@@ -251,6 +249,26 @@ def _delete(client, runs: list) -> tuple[int, int]:
         time.sleep(0.5)
     pending = [i for i in ids if logs_of([i])] if time.monotonic() >= deadline else []
     return artifacts, len(pending)
+
+
+def _delete_runs(client, ids: list) -> None:
+    """Delete these flow runs (≤ :data:`BULK`) in one request to Prefect's bulk endpoint: one
+    ``delete_flow_run`` request took ~1.3 s of the server's time each, with no CPU (trial 11: 5 a
+    night, +10 s a night's wall; 6 one by one 7.8 s, in bulk 2.3 s). A server without the endpoint
+    gets them one by one."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        client.request("POST", "/flow_runs/bulk_delete",
+                       json={"flow_runs": {"id": {"any_": [str(i) for i in ids]}}, "limit": len(ids)}).raise_for_status()
+        return
+    except Exception as e:  # noqa: BLE001 (an older server: 404 / 405)
+        log.debug("bulk delete unavailable (%s): one by one", e)
+    for run_id in ids:
+        try:
+            client.delete_flow_run(run_id)
+        except ObjectNotFound:
+            pass
 
 
 def _event_ids(con: sqlite3.Connection, run_ids: list, before: datetime | None) -> list[str]:
