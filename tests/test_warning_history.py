@@ -346,3 +346,25 @@ def test_an_older_record_still_loads_and_compares_by_todays_rules(tmp_path):
     assert [(w["new"], w["first_seen"]) for w in r["warnings"]] == [(False, "2026-12-05")] * 2
     last = json.loads(record_path(cfg).read_text())["nights"][-1]
     assert last["ran"] == "2026-12-06" and all({"subject", "changed"} <= w.keys() for w in last["warnings"])
+
+
+def test_a_new_warning_that_points_at_old_ones_brings_them_back(tmp_path):
+    """Trial 11's fault nights: the linear reference's new model warning said "look at the
+    selection's warnings", which were folded into "N warnings unchanged". A new warning that points
+    at another kind's brings those back in full, marked (again), first seen as before; without a
+    pointing warning they stay folded."""
+    from rsft.pipeline.warning_history import _record, in_full
+
+    cfg = _cfg(tmp_path)
+    sel = "machine_id A03 is 25 % of the target sample but 2 % of the selected rows"
+    _record(cfg, "k1", "2026-02-20", {"selection_warnings": [sel]})
+    quiet = _record(cfg, "k2", "2026-02-21", {"selection_warnings": [sel], "model_warnings": ["a new hold-out warning"]})
+    assert in_full(quiet, "selection_warnings") == [] and "selection 1" in quiet["warnings_unchanged"]
+    lin = ("the champion v8 is worse than a ridge regression with poa×dc_kw fitted on the target sample alone: the pool "
+           "is not helping tonight — look at the selection's warnings, the training budget and train.target_weight")
+    loud = _record(cfg, "k3", "2026-02-22", {"selection_warnings": [sel], "model_warnings": [lin]})
+    assert in_full(loud, "selection_warnings") == [f"(again) {sel}"]
+    assert in_full(loud, "model_warnings") == [f"(new) {lin}"]
+    assert "warnings_unchanged" not in loud
+    (w,) = [w for w in loud["warnings"] if w["kind"] == "selection_warnings"]
+    assert (w["new"], w["first_seen"], w["recalled"]) == (False, "2026-02-20", True)

@@ -213,6 +213,20 @@ def annotate(pairs: list[tuple[str, str]], seen: Seen, day: str) -> list[dict[st
     return out
 
 
+# a new warning whose text sends the reader to another kind's warnings brings those back in full
+# (trial 11: the fault nights' "look at the selection's warnings" pointed at lines folded into
+# "6 warnings unchanged …")
+POINTS_AT = {"the selection's warnings": "selection_warnings"}
+
+
+def recall(warnings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``warnings`` (:func:`annotate`'s) with ``recalled: True`` on the old ones of a kind that a
+    new warning points at (:data:`POINTS_AT`): said again in full, marked ``(again)``; their
+    ``first_seen`` stays."""
+    wanted = {kind for w in warnings if w["new"] for words, kind in POINTS_AT.items() if words in w["text"]}
+    return [{**w, "recalled": True} if not w["new"] and w["kind"] in wanted else w for w in warnings]
+
+
 def unchanged_line(old: list[dict[str, Any]], where: str) -> str | None:
     """'3 warnings unchanged since 2026-11-30 (selection 2, model 1; 2 name other columns tonight): …'
     — the warnings not repeated."""
@@ -258,12 +272,13 @@ def _record(cfg: PipelineConfig, key: str, day: str, summary: dict[str, Any], ra
     warnings = annotate(summary_warnings(summary), Seen(recent), day)
     # a re-run of the night keeps what its first run warned of and a re-run cannot tell (a recorded
     # night's summary has no fit warnings: nothing was trained)
+    warnings = recall(warnings)
     said = {w["key"] for w in warnings}
     again = ([w for w in nights[-1]["warnings"] if (_ids(w) or ("",))[0] not in said]
              if len(before) < len(nights) else [])
     kept = [*before[-SEEN_NIGHTS:], {"night": key, "date": day, "ran": ran or day, "warnings": warnings + again}]
     atomic_write_text(record_path(cfg), json.dumps({"nights": kept}, indent=1))
-    line = unchanged_line([w for w in warnings if not w["new"]],
+    line = unchanged_line([w for w in warnings if not (w["new"] or w.get("recalled"))],
                           f"all in the summary JSON's warnings (rsft retrain --json FILE) and {record_path(cfg)}")
     return {"warnings": warnings, "warnings_compared_with": recent[-1]["date"] if recent else None,
             **({"warnings_unchanged": line} if line else {})}
@@ -279,8 +294,10 @@ def in_full(summary: dict[str, Any], kind: str) -> list[str]:
     lines alike but for their file as one (:func:`grouped`)."""
     if "warnings" not in summary:
         return grouped(kind, [text for k, text in summary_warnings(summary) if k == kind])
-    mark = "(new) " if summary.get("warnings_compared_with") else ""
-    return [mark + line for line in grouped(kind, [w["text"] for w in summary["warnings"] if w["kind"] == kind and w["new"]])]
+    compared = bool(summary.get("warnings_compared_with"))
+    mine = [w for w in summary["warnings"] if w["kind"] == kind]
+    new = [("(new) " if compared else "") + line for line in grouped(kind, [w["text"] for w in mine if w["new"]])]
+    return new + ["(again) " + line for line in grouped(kind, [w["text"] for w in mine if w.get("recalled")])]
 
 
 class StoryWarnings:
