@@ -128,17 +128,27 @@ def history(config: str = ConfigOpt, sets: Optional[list[str]] = SetOpt,
     for x, why in zip(cells, reasons):
         t.add_row(*(x[c] for c in columns), *([why] if inline else []))
     console.print(t)
-    if not inline:
+    if not inline:  # one line a version, wrapped under its reason (a hanging indent), not under "v15"
         console.print("recipe: reason (vs the champion then):")
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True)
+        grid.add_column(overflow="fold")
         for x, why in zip(cells, reasons):
-            console.print(f"v{x['v']}  {why}", highlight=False, markup=False)
+            grid.add_row(f"v{x['v']}", escape(why))
+        console.print(grid, highlight=False)
     for line in _holdout_legend(rows):
-        console.print(line, highlight=False, markup=False, soft_wrap=True)
+        console.print(line, highlight=False, markup=False)
     events = sorted((stamp, r["version"], text) for r in every for stamp, text in r.get("events", []))
     if events:
-        console.print("events since registration (newest first; promote, rollback):")
+        console.print("events (newest first): nights that kept the champion, promotions and rollbacks by hand:")
+    grid = Table.grid(padding=(0, 2))  # wrapped under the event's text, as the reasons are
+    grid.add_column(no_wrap=True)
+    grid.add_column(no_wrap=True)
+    grid.add_column(overflow="fold")
     for stamp, v, text in list(reversed(events))[:limit or None]:  # newest first, like the table
-        console.print(f"{stamp[5:16].replace('T', ' ')}  v{v}  {text}", highlight=False)
+        grid.add_row(stamp[5:16].replace("T", " "), f"v{v}", escape(text))
+    if events:
+        console.print(grid, highlight=False)
     hidden = (len(every) - len(rows), max(0, len(events) - limit) if limit else 0)
     if any(hidden):
         console.print(f"… {hidden[0]} older version(s) and {hidden[1]} older event(s) not shown: "
