@@ -329,8 +329,10 @@ def test_retrain_with_adapt_logs_nested_candidates(tmp_path, prefect_harness):
     # the summary's (--json-out's) candidates carry numbers, not the table's display strings
     rec = next(c for c in out["adapt_candidates"] if c["candidate"] == "keep_champion")
     assert isinstance(rec["cv_rmse"], float) and isinstance(rec["pool_rows"], int) and rec["cv_folds"] == 3
-    # first night, no champion: even keep_champion (the base model) is registered; the version records its recipe
-    assert registry_recipe(cfg, out) == out["recipe"]
+    # first night, no champion: even keep_champion (the base model) is registered; the version records
+    # its recipe — keep_champion's as the base model it is (trial 11's v1 read "keep_champion")
+    assert registry_recipe(cfg, out) == (out["recipe"] if out["recipe"] != "keep_champion"
+                                         else "base model (the search kept it: no champion yet)")
     mlc = registry.client(stages.tracking_uri(cfg))
     kids = mlc.search_runs([mlc.get_run(out["mlflow_run"]).info.experiment_id],
                            filter_string=f"tags.mlflow.parentRunId = '{out['mlflow_run']}'")
@@ -675,3 +677,19 @@ def test_rsft_adapt_with_a_config_searches_the_pool_a_night_sees_with_its_train_
     assert "warm start: the base model a first night trains" in text and "the config's train block (max_steps 40" in text
     assert "features (12): s01, s02" in text and "quarantined (new files): " in text and "prefilter dropped: " in text
     assert kept_pool_dir(cfg).is_dir()  # the night's own kept pool: the next night reuses it
+
+
+def test_a_first_nights_kept_warm_start_is_named_the_base_model():
+    """A first night's search that keeps its warm start registers the base model (there is no
+    champion to keep): its recipe tag says so (trial 11's v1 read "keep_champion"); later nights'
+    choices, a base model that beat the fine-tune and the plain retrain keep their names."""
+    from rsft.config import load_config
+    from rsft.pipeline.finetune import _recipe
+    from tests.conftest import REPO
+
+    cfg = load_config(REPO / "examples" / "factory.yaml")
+    kept = {"chosen": "keep_champion"}
+    assert _recipe(cfg, kept, False, first_night=True) == "base model (the search kept it: no champion yet)"
+    assert _recipe(cfg, kept, False) == "keep_champion" and _recipe(cfg, {"chosen": "recalibrate"}, False, True) == "recalibrate"
+    assert _recipe(cfg, None, True, True) == "base model (tonight's fine-tune did not beat it)"
+    assert _recipe(cfg, None, False) == "rsft (rejection sampling)"

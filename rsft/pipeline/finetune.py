@@ -104,7 +104,7 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
         lost = base is not None and _base_instead(cfg.promotion, scores, holdout.height, _diverged(result), constant)
         model, night_scores = (start, scores["start"]) if lost else (challenger, scores["challenger"])
         candidate = _challenger(cfg, model, holdout, night_scores, selection, search, base_instead=lost,
-                                data_to=newest_day((sample, holdout), cfg.features.time_column))
+                                data_to=newest_day((sample, holdout), cfg.features.time_column), first_night=seen is None)
         try:
             outcome = promotion.register_and_gate(
                 mlc, state(cfg).locks, name, cfg.promotion, candidate,
@@ -277,6 +277,17 @@ def _describe(cfg: PipelineConfig, mlc, night: str, ingested: DatasetIngest | No
     return title
 
 
+def _recipe(cfg: PipelineConfig, search, base_instead: bool, first_night: bool = False) -> str:
+    """The version's recipe (its ``rsft.recipe`` tag, `rsft history`): the search's choice, or the
+    plain retrain's rejection-sampled fine-tune; on a first night whose search kept its warm start
+    (no champion to keep: the base model) that base model, not "keep_champion" (trial 11's v1)."""
+    if base_instead:
+        return "base model (tonight's fine-tune did not beat it)"
+    if search and search["chosen"] == "keep_champion" and first_night:
+        return "base model (the search kept it: no champion yet)"
+    return search["chosen"] if search else f"rsft ({cfg.sampling.mode} sampling)"
+
+
 def _warm_start(cfg: PipelineConfig, mlc, seen, selection: Selection) -> tuple[Any, dict[str, Any]]:
     """The champion's model (``models:/<name>/<v>``), or on the first night a base model
     pretrained on the pool (cached)."""
@@ -360,10 +371,11 @@ def _lost_preface(metric: str, scores) -> str:
 
 
 def _challenger(cfg: PipelineConfig, model, holdout: pl.DataFrame, scores, selection: Selection, search,
-                base_instead: bool = False, data_to=None) -> promotion.Challenger:
+                base_instead: bool = False, data_to=None, first_night: bool = False) -> promotion.Challenger:
     """The challenger's checkpoint (state dict + model config + input names) and registry tags.
     ``base_instead``: ``model`` is the first night's base model, registered in the fine-tune's place;
-    ``data_to``: the day of the night's newest reading (:func:`newest_day`)."""
+    ``data_to``: the day of the night's newest reading (:func:`newest_day`); ``first_night``: no
+    champion yet (:func:`_recipe`)."""
     from rsft.models import checkpoint, save_checkpoint
 
     scored, sel = selection.scored, selection.selected
@@ -388,8 +400,7 @@ def _challenger(cfg: PipelineConfig, model, holdout: pl.DataFrame, scores, selec
         "rsft.acceptance_rate": f"{sel.acceptance_rate:.6g}",
         # the recipe that produced this version (the audit trail shows it): the search's choice,
         # or the plain retrain's rejection-sampled fine-tune
-        "rsft.recipe": ("base model (tonight's fine-tune did not beat it)" if base_instead
-                        else search["chosen"] if search else f"rsft ({cfg.sampling.mode} sampling)"),
+        "rsft.recipe": _recipe(cfg, search, base_instead, first_night),
         **registry.environment_tags(),
     }
     example = serving.input_example(arrays(holdout.head(5), cfg.features)[0], names)  # named columns
