@@ -481,3 +481,30 @@ def test_a_pruned_nights_events_go_with_it_and_a_servers_are_left(prefect_harnes
         assert note == "" and n >= gone_events and _events_about(db, gone) == 0, (n, gone_events)
         assert _events_about(db, kept) == kept_events
         assert drop_events(db, sorted(gone), rep.cutoff) == (0, "")
+
+
+def test_the_nightly_reclaim_truncates_the_write_ahead_log(tmp_path):
+    """Trial 11: an 11.6 MB write-ahead log stayed beside the embedded database after every night
+    (a checkpoint that copies pages back leaves the file at its largest). The nightly reclaim
+    truncates it while another connection (the night's server) keeps the database open, in either
+    auto_vacuum mode."""
+    import sqlite3
+
+    from flows.history import reclaim
+
+    for incremental in (False, True):
+        db = tmp_path / f"prefect-{incremental}.db"
+        server = sqlite3.connect(db, isolation_level=None)
+        if incremental:
+            server.execute("PRAGMA auto_vacuum = INCREMENTAL")
+        server.execute("PRAGMA journal_mode = WAL")
+        server.execute("PRAGMA wal_autocheckpoint = 0")  # as a busy server's log grows between checkpoints
+        server.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, payload TEXT)")
+        server.executemany("INSERT INTO events (payload) VALUES (?)", [("x" * 500,)] * 5000)
+        server.execute("DELETE FROM events WHERE id % 2 = 0")
+        wal = tmp_path / f"{db.name}-wal"
+        assert wal.stat().st_size > 2_000_000
+        said = reclaim(db, "incremental")
+        assert wal.stat().st_size == 0, (incremental, said, wal.stat().st_size)
+        assert server.execute("SELECT count(*) FROM events").fetchone()[0] == 2500
+        server.close()
