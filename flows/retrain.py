@@ -63,11 +63,17 @@ def _steps(seen: dict[str, Any]) -> Steps:
 
 def _night_name() -> str:
     """'retrain factory 2026-12-04 02:00' (UTC) while it runs (a killed night keeps it): the Prefect
-    run list reads as a calendar; renamed at its end (:func:`_rename`)."""
+    run list reads as a calendar; renamed at its end (:func:`_rename`). The pipeline's name, as the
+    end's name has it (trial 11: 'retrain pv …' from pv.yaml, then 'retrain pvplant …'); the config
+    file's stem where the config does not load (the flow then fails with the reason)."""
     from prefect.runtime import flow_run
 
-    stem = Path(str(flow_run.parameters.get("config_path") or "pipeline")).stem
-    return f"retrain {stem} {datetime.now(timezone.utc):%Y-%m-%d %H:%M}"
+    path = str(flow_run.parameters.get("config_path") or "pipeline")
+    try:
+        name = load_config(path, flow_run.parameters.get("overrides")).name
+    except Exception:  # noqa: BLE001 (a name must not be the failure; the flow's body says why)
+        name = Path(path).stem
+    return f"retrain {name} {datetime.now(timezone.utc):%Y-%m-%d %H:%M}"
 
 
 def _rename(title: str) -> None:

@@ -382,3 +382,29 @@ def test_a_killed_nights_temp_files_are_removed_by_the_next(tmp_path):
     chunk_tmp.write_bytes(b"partial")
     pipeline.fit_scorer_stage(cfg, pre)
     assert not chunk_tmp.exists()
+
+
+def test_a_running_night_is_named_by_its_pipeline(tmp_path, prefect_harness):
+    """While a night runs (and if it is killed) its flow run reads 'retrain <pipeline> <date> <time>',
+    the pipeline's name as the finished night's has it — not the config file's stem (trial 11:
+    'retrain pv …' from pv.yaml, 'retrain pvplant …' at the end); a config that does not load
+    leaves the stem (the flow's body then fails with the reason)."""
+    import re
+    import shutil
+
+    from prefect import flow, get_client
+
+    from flows.retrain import _night_name
+
+    @flow(flow_run_name=_night_name)
+    def named(config_path: str, overrides: dict | None = None) -> str:
+        from prefect.runtime import flow_run
+
+        with get_client(sync_client=True) as client:
+            return client.read_flow_run(flow_run.id).name
+
+    cfg_path = tmp_path / "pv.yaml"
+    shutil.copy(small_config(tmp_path), cfg_path)
+    assert re.fullmatch(r"retrain factory \d{4}-\d\d-\d\d \d\d:\d\d", named(str(cfg_path))), named(str(cfg_path))
+    assert named(str(cfg_path), {"name": "pvplant"}).startswith("retrain pvplant ")
+    assert named(str(tmp_path / "missing.yaml")).startswith("retrain missing ")
