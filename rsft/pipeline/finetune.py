@@ -111,7 +111,7 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
                 holdout.height, seen, scores["start"] if seen is not None else None, score,
                 keep_reason=kept, run_label=scored.run_key[:8], base_scores=None if lost else base,
                 diverged=None if lost else _diverged(result), night=night_id, run_id=run_id, constant=constant,
-                preface=_lost_preface(cfg.promotion.metric, scores) if lost else "")
+                preface=_lost_preface(cfg.promotion.metric, scores) if lost else "", night_name=night)
         finally:  # a registered version holds its own copy (checkpoint/model.pt)
             Path(candidate.checkpoint_path).unlink(missing_ok=True)
         # the version's lineage tags are written by the run that registered it (a concurrent run of

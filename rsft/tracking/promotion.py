@@ -74,7 +74,7 @@ def register_and_gate(mlc, lock_dir: str | Path, name: str, policy: PromotionCon
                       holdout_rows: int, seen, seen_scores: Scores | None, score: Callable[[Any], Scores],
                       keep_reason: str | None = None, run_label: str = "", base_scores: Scores | None = None,
                       diverged: str | None = None, night: str | None = None, run_id: str | None = None,
-                      constant: dict[str, float] | None = None, preface: str = "") -> Outcome:
+                      constant: dict[str, float] | None = None, preface: str = "", night_name: str = "") -> Outcome:
     """Register ``challenger`` as a new version of ``name`` and promote it if it beats the champion.
 
     ``seen``: the champion version the night started from (its scores ``seen_scores``);
@@ -105,7 +105,10 @@ def register_and_gate(mlc, lock_dir: str | Path, name: str, policy: PromotionCon
             decision = Decision(False, f"the adaptation search kept the champion: {keep_reason}",
                                 m, float(challenger.holdout[m]), float(ch.get(m, float("nan"))))
             who = f"MLflow run {run_id}" if run_id else run_label  # the id the retrain printed, not the state's run key
-            registry.record_event(mlc, name, current.version, f"kept by retrain {who} (no model registered): {keep_reason}")
+            # the night by its name (its data's date in a backfill): trial 11's history listed these
+            # events by a 32-digit run id and a wall-clock time only
+            by = f"the night {night_name} ({who})" if night_name else f"retrain {who}"
+            registry.record_event(mlc, name, current.version, f"kept by {by}, no model registered: {keep_reason}")
             if night:  # the night is decided (``run_id``: the night's MLflow run)
                 registry.record_kept(mlc, name, current.version, night, run_id, decision)
             return Outcome(None, decision, ch, current.version)
