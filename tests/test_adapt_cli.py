@@ -130,7 +130,10 @@ def test_candidate_records_are_numbers_and_the_table_shows_rung_0():
     assert list(rows["sample_only"]) == ["candidate", "rung0_rmse", "cv_rmse", "cv_fits", "pool_rows", "seconds",
                                          "holdout_rmse"]
     assert rows["sample_only"]["candidate"] == "→ sample_only"
-    assert (rows["sample_only"]["rung0_rmse"], rows["sample_only"]["cv_rmse"]) == ("1.400", "1.200±0.01")
+    assert (rows["sample_only"]["rung0_rmse"], rows["sample_only"]["cv_rmse"]) == ("1.400", "1.200±0.010")
+    from rsft.adapt.table import _se2  # trial 11: "1.967±1" beside "2.119±1.1"
+
+    assert [_se2(v) for v in (1.0, 1.1, 0.01, 12.0, 0.000123)] == ["1.0", "1.1", "0.010", "12", "0.00012"]
     assert (rows["rsft β=1 q=0.99"]["rung0_rmse"], rows["rsft β=1 q=0.99"]["cv_rmse"]) == ("1.450", "dropped")
     assert (rows["random_mix"]["rung0_rmse"], rows["random_mix"]["cv_rmse"]) == ("—", "skipped")
     no_halving = {**report, "halving": None}
@@ -157,7 +160,7 @@ def test_retrain_prints_the_summarys_candidate_records_as_the_table(monkeypatch,
                                        "--json-out", str(tmp_path / "s.json")])
     assert res.exit_code == 0, res.output
     said = " ".join(res.output.split())
-    assert "rung 0" in said and "1.200±0.01" in said and "1.450 │ dropped" in said and "→ sample_only" in said
+    assert "rung 0" in said and "1.200±0.010" in said and "1.450 │ dropped" in said and "→ sample_only" in said
     assert _json.loads((tmp_path / "s.json").read_text())["adapt_candidates"][1]["cv_rmse"] == pytest.approx(1.2)
 
 

@@ -73,6 +73,12 @@ def _g4(v: float | None) -> str:
     return "—" if v is None else f"{v:#.4g}"
 
 
+def _se2(v: float) -> str:
+    """An SE to 2 significant figures, trailing zeros kept: ±1.0 beside ±1.1 (trial 11's table
+    read "1.967±1" beside "2.119±1.1"), ±0.010, ±12."""
+    return f"{v:#.2g}".rstrip(".")
+
+
 def candidate_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """:func:`candidate_records` as people read them (the printed table, the Prefect artifact): name
     (→ = chosen), the rung-0 figure with successive halving, CV loss mean ± SE ("dropped" for a
@@ -87,7 +93,7 @@ def candidate_rows(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
             # a candidate dropped after the short fit has no CV figure (its rung-0 one, fewer folds
             # and steps, can read lower than the chosen one's: trial 7)
             "cv_rmse": ("dropped" if r["eliminated"] else "skipped" if r["cv_rmse"] is None else
-                        _g4(r["cv_rmse"]) + (f"±{r['cv_rmse_se']:.2g}" if r["cv_rmse_se"] is not None else "")),
+                        _g4(r["cv_rmse"]) + (f"±{_se2(r['cv_rmse_se'])}" if r["cv_rmse_se"] is not None else "")),
             "cv_fits": r["cv_fits"],
             "pool_rows": r["pool_rows"],
             "seconds": r["seconds"],
