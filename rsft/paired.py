@@ -90,11 +90,10 @@ def block_se(values: np.ndarray, order: np.ndarray | None) -> tuple[float, int]:
     consecutive rows in time order while ≥ :data:`MIN_BLOCKS` blocks remain (a short last block
     counts; k/(k−1) as for the per-row SE)."""
     n = len(values)
-    centred = values - values.mean()
     best = (float(values.std(ddof=1) / math.sqrt(n)), 1)
     if order is None:
         return best
-    centred = centred[order]
+    centred = (values - values.mean())[order]
     length = 2
     while n // length >= MIN_BLOCKS:
         sums = np.add.reduceat(centred, np.arange(0, n, length))

@@ -315,18 +315,18 @@ def test_a_backfilled_night_is_named_after_its_data(tmp_path):
 
     import polars as pl
 
-    from rsft.pipeline.finetune import night_label
+    from rsft.pipeline.finetune import newest_day, night_label
 
     today = date(2026, 12, 5)
     old = pl.DataFrame({"ts": [datetime(2026, 10, 11, 23), datetime(2026, 10, 12, 6)]})
-    assert night_label(today, old, "ts") == "2026-12-05 (data to 2026-10-12)"
+    assert night_label(today, newest_day(old, "ts")) == "2026-12-05 (data to 2026-10-12)"
     fresh = pl.DataFrame({"ts": [datetime(2026, 12, 4, 22)]})
-    assert night_label(today, fresh, "ts") == "2026-12-05"
-    assert night_label(today, old.with_columns(pl.col("ts").dt.date()), "ts") == "2026-12-05 (data to 2026-10-12)"
+    assert night_label(today, newest_day(fresh, "ts")) == "2026-12-05"
+    assert night_label(today, newest_day(old.with_columns(pl.col("ts").dt.date()), "ts")) == "2026-12-05 (data to 2026-10-12)"
     for no_time in (old.rename({"ts": "t"}), old.with_columns(pl.col("ts").cast(pl.String)), old.clear(),
                     pl.DataFrame({"ts": [None]}, schema={"ts": pl.Datetime})):
-        assert night_label(today, no_time, "ts") == "2026-12-05"
+        assert night_label(today, newest_day(no_time, "ts")) == "2026-12-05"
     # (trial 10) the newest of the sample and the hold-out: the sample ends days before its hold-out
     holdout = pl.DataFrame({"ts": [datetime(2026, 10, 14, 12)]})
-    assert night_label(today, (old, holdout), "ts") == "2026-12-05 (data to 2026-10-14)"
-    assert night_label(today, (old.rename({"ts": "t"}), holdout), "ts") == "2026-12-05 (data to 2026-10-14)"
+    assert night_label(today, newest_day((old, holdout), "ts")) == "2026-12-05 (data to 2026-10-14)"
+    assert night_label(today, newest_day((old.rename({"ts": "t"}), holdout), "ts")) == "2026-12-05 (data to 2026-10-14)"

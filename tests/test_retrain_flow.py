@@ -171,11 +171,11 @@ def test_retrain_twice_registers_and_gates(tmp_path, prefect_harness):
     first_write = min(f.stat().st_mtime for f in run_dir.rglob("*") if f.is_file())
     assert run.info.start_time / 1000 < first_write, (run.info.start_time, first_write)
     # the synthetic data is dated 2026-01: the name says the date of the data too (a backfill's nights)
-    from rsft.pipeline.finetune import night_label
+    from rsft.pipeline.finetune import newest_day, night_label
     from rsft.pipeline.data import load_target
 
     both = [load_target(cfg, w) for w in ("target_sample", "target_holdout")]
-    night = night_label(datetime.fromisoformat(night).date(), both, cfg.features.time_column)
+    night = night_label(datetime.fromisoformat(night).date(), newest_day(both, cfg.features.time_column))
     assert run.info.run_name == f"{cfg.name} {night} {'promoted' if better else 'rejected'} v2"
     assert "(data to 2026-01-" in night
     story = run.data.tags["mlflow.note.content"]

@@ -261,14 +261,14 @@ def test_night_warnings_are_dated_by_the_nights_data(tmp_path):
 
     import polars as pl
 
-    from rsft.pipeline.finetune import night_date
+    from rsft.pipeline.finetune import newest_day, night_date
     from rsft.pipeline.warning_history import night_warnings, record_path
 
     today = date(2026, 12, 5)
     old = pl.DataFrame({"ts": [datetime(2026, 2, 10, 23), datetime(2026, 2, 9)]})
-    assert night_date(today, (old, old.head(1)), "ts") == "2026-02-10"
-    assert night_date(today, pl.DataFrame({"ts": [datetime(2026, 12, 4, 23)]}), "ts") == "2026-12-05"  # fresh
-    assert night_date(today, pl.DataFrame({"x": [1]}), "ts") == "2026-12-05"  # no time column
+    assert night_date(today, newest_day((old, old.head(1)), "ts")) == "2026-02-10"
+    assert night_date(today, newest_day(pl.DataFrame({"ts": [datetime(2026, 12, 4, 23)]}), "ts")) == "2026-12-05"  # fresh
+    assert night_date(today, newest_day(pl.DataFrame({"x": [1]}), "ts")) == "2026-12-05"  # no time column
     cfg, started = _cfg(tmp_path), datetime(2026, 12, 5, 1).timestamp()
     for key, day in (("k1", "2026-02-10"), ("k2", "2026-02-11")):
         r = night_warnings(cfg, SimpleNamespace(scored=SimpleNamespace(run_key=key)), started,

@@ -61,7 +61,8 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
     night_id = night_key(cfg, scored.run_key)
     sample = load_target(cfg, TARGET_SAMPLE)
     ran = datetime.fromtimestamp(started or time.time(), timezone.utc).date()
-    night, day = (f(ran, (sample, holdout), cfg.features.time_column) for f in (night_label, night_date))
+    newest = newest_day((sample, holdout), cfg.features.time_column)  # the night's data date: its name, tag, warnings
+    night, day = night_label(ran, newest), night_date(ran, newest)
     recorded = promotion.recorded_night(mlc, state(cfg).locks, name, night_id)
     if recorded is not None:  # this night (same inputs and config) is decided: nothing to train or register
         runs.close_stale_runs(registry.use_experiment(cfg.state.experiment, artifacts))
@@ -104,7 +105,7 @@ def finetune_stage(cfg: PipelineConfig, ingested: DatasetIngest | None, selectio
         lost = base is not None and _base_instead(cfg.promotion, scores, holdout.height, _diverged(result), constant)
         model, night_scores = (start, scores["start"]) if lost else (challenger, scores["challenger"])
         candidate = _challenger(cfg, model, holdout, night_scores, selection, search, base_instead=lost,
-                                data_to=newest_day((sample, holdout), cfg.features.time_column), first_night=seen is None)
+                                data_to=newest, first_night=seen is None)
         try:
             outcome = promotion.register_and_gate(
                 mlc, state(cfg).locks, name, cfg.promotion, candidate,
@@ -158,28 +159,26 @@ def _linear_z(metric: str, linear, outcome, challenger) -> float | None:
     return None if z is None else round(z, 4)
 
 
-def night_label(started, frames, time_column: str) -> str:
-    """The night's name in its MLflow run and story: the date it ran, and where the newest reading
-    of ``frames`` (the night's target sample and hold-out; one frame too) is older than the day
-    before, the date of the data it was judged on — a backfill of 54 nights run on one day (trial
-    9) had 54 runs of the same name; the sample alone ends before its hold-out (trial 10: "data to
-    02-08" for the night of 02-10)."""
-    day, last = started.isoformat(), _data_to(started, frames, time_column)
+def night_label(started, newest) -> str:
+    """The night's name in its MLflow run and story: the date it ran, and where ``newest`` (the day
+    of the newest reading of the night's target sample and hold-out, :func:`newest_day`) is older
+    than the day before, the date of the data it was judged on — a backfill of 54 nights run on one
+    day (trial 9) had 54 runs of the same name; the sample alone ends before its hold-out (trial
+    10: "data to 02-08" for the night of 02-10)."""
+    day, last = started.isoformat(), _backfilled(started, newest)
     return day if last is None else f"{day} (data to {last.isoformat()})"
 
 
-def night_date(started, frames, time_column: str) -> str:
+def night_date(started, newest) -> str:
     """The night's date (ISO), as its warnings are dated night to night: :func:`night_label`'s
     "(data to …)" date in a backfill, else the day it ran (trial 10: every night of a backfill run
     on one day said its warnings were "unchanged since" that day)."""
-    return (_data_to(started, frames, time_column) or started).isoformat()
+    return (_backfilled(started, newest) or started).isoformat()
 
 
-def _data_to(started, frames, time_column: str):
-    """The date of the newest reading of ``frames`` where it is older than the day before
-    ``started``, else None."""
-    last = newest_day(frames, time_column)
-    return None if last is None or (started - last).days <= 1 else last
+def _backfilled(started, newest):
+    """``newest`` where it is older than the day before ``started`` (a backfill's night), else None."""
+    return None if newest is None or (started - newest).days <= 1 else newest
 
 
 def newest_day(frames, time_column: str):
